@@ -1,0 +1,88 @@
+/* bigfile/ioctl.h — the ioctl interface of bigfilefs files.
+ *
+ * #include <bigfile/ioctl.h>
+ *
+ * Every file of a bigfilefs mount answers these requests. The changes made
+ * to a file — through any mapping or write(2), by any process — are
+ * uncommitted until BIGFILE_IOC_WRITEOUT commits them to the database,
+ * atomically, or BIGFILE_IOC_DISCARD drops them. See ioctl_bigfile(2).
+ *
+ * ABI rules: every argument struct has fixed-width fields, explicit padding
+ * (reserved fields, which callers set to zero) and no pointers, so that the
+ * encodings below are the same for 32- and 64-bit callers and work through
+ * FUSE (which passes _IOC_SIZE bytes each way) and from Python's
+ * fcntl.ioctl. The magic number is private to bigfilefs.
+ */
+#ifndef BIGFILE_IOCTL_H
+#define BIGFILE_IOCTL_H
+
+#include <linux/ioctl.h>
+#include <linux/types.h>
+
+#define BIGFILE_IOC_MAGIC 0xBF
+
+/* Writeout flags (struct bigfile_writeout.flags). */
+#define BIGFILE_WRITEOUT_STORE      (1u << 0)   /* store changes, commit atomically */
+#define BIGFILE_WRITEOUT_MARKSTORED (1u << 1)   /* mark changed blocks clean */
+
+/* BIGFILE_IOC_WRITEOUT argument.
+ * in:  flags — nonzero combination of BIGFILE_WRITEOUT_*; reserved = 0.
+ * out: blocks — number of changed blocks handled; bytes — bytes stored. */
+struct bigfile_writeout {
+    __u32 flags;
+    __u32 reserved;
+    __u64 blocks;
+    __u64 bytes;
+};
+
+/* BIGFILE_IOC_INVALIDATE argument: blocks [start, start + count).
+ * count must be nonzero and start + count must not overflow. */
+struct bigfile_range {
+    __u64 start;
+    __u64 count;
+};
+
+/* BIGFILE_IOC_DISCARD and BIGFILE_IOC_RECLAIM result. */
+struct bigfile_count {
+    __u64 blocks;           /* blocks dropped */
+    __u64 bytes;            /* bytes of daemon memory freed */
+};
+
+/* BIGFILE_IOC_STAT result: the daemon's shadow state of the file. */
+struct bigfile_stat {
+    __u32 version;          /* BIGFILE_STAT_VERSION */
+    __u32 blksize;          /* block size, bytes */
+    __u64 size;             /* current size, uncommitted changes included */
+    __u64 committed_size;   /* size in the database */
+    __u64 loaded_blocks;    /* clean blocks cached by the daemon */
+    __u64 dirty_blocks;     /* changed blocks not yet committed */
+    __u64 loading_blocks;   /* blocks being loaded now */
+    __u64 loadblk_calls;    /* block loads from the database */
+    __u64 storeblk_calls;   /* block stores to the database */
+    __u64 bytes_loaded;
+    __u64 bytes_stored;
+    __u64 writeouts;        /* successful writeouts */
+    __u64 discards;
+    __u64 invalidated_blocks;
+    __u64 reclaimed_blocks;
+    __u64 errors;           /* failed database operations */
+    __u64 reserved[8];      /* zero */
+};
+#define BIGFILE_STAT_VERSION 1
+
+/* BIGFILE_IOC_SETBLKSIZE argument: the block size of an empty file (size 0
+ * committed and uncommitted, no block ever stored). Used by
+ * `bigfilectl create --blksize`. */
+struct bigfile_blksize {
+    __u32 blksize;          /* power of two, 4 KiB .. 64 MiB */
+    __u32 reserved;
+};
+
+#define BIGFILE_IOC_WRITEOUT   _IOWR(BIGFILE_IOC_MAGIC, 1, struct bigfile_writeout)
+#define BIGFILE_IOC_DISCARD    _IOR(BIGFILE_IOC_MAGIC, 2, struct bigfile_count)
+#define BIGFILE_IOC_INVALIDATE _IOW(BIGFILE_IOC_MAGIC, 3, struct bigfile_range)
+#define BIGFILE_IOC_STAT       _IOR(BIGFILE_IOC_MAGIC, 4, struct bigfile_stat)
+#define BIGFILE_IOC_RECLAIM    _IOR(BIGFILE_IOC_MAGIC, 5, struct bigfile_count)
+#define BIGFILE_IOC_SETBLKSIZE _IOW(BIGFILE_IOC_MAGIC, 6, struct bigfile_blksize)
+
+#endif /* BIGFILE_IOCTL_H */

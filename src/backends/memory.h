@@ -1,0 +1,57 @@
+/* bigfilefs — backends: the memory backend.
+ *
+ * Keeps files and blocks in process memory (nothing survives close). For
+ * tests and benchmarks: besides the bf_db interface it can make operations
+ * fail and add latency, so that every error path can be driven.
+ *
+ * Blocks are kept in a per-file map; an all-zero block is stored as a hole. A store transaction keeps its stores aside and applies them at
+ * commit, so loadblk never sees them before.
+ *
+ * Fault injection: a rule makes one operation fail with an errno, on the
+ * blocks [blk_lo, blk_hi] of one file (or every file), optionally only
+ * after the first `after` matching calls have succeeded, optionally only
+ * `times` times. Rules are checked in the order they were added; the first
+ * that matches fires. Thread-safe.
+ */
+#ifndef BIGFILEFS_BACKENDS_MEMORY_H
+#define BIGFILEFS_BACKENDS_MEMORY_H
+
+#include <stdint.h>
+
+#include "backend.h"
+
+enum bf_mem_op {
+    BF_MEM_LOADBLK  = 1,
+    BF_MEM_STOREBLK = 2,
+    BF_MEM_BEGIN    = 3,
+    BF_MEM_TRUNCATE = 4,
+    BF_MEM_COMMIT   = 5,
+};
+
+struct bf_mem_fault {
+    enum bf_mem_op op;
+    uint64_t file_id;   /* 0: any file */
+    uint64_t blk_lo;    /* block range, inclusive (ignored for begin/commit/truncate) */
+    uint64_t blk_hi;    /* UINT64_MAX for "to the end" */
+    int      err;       /* positive errno to fail with, e.g. EIO; 0: do not fail (latency only) */
+    uint64_t after;     /* let this many matching calls succeed first */
+    uint64_t times;     /* fire at most this many times; 0: unlimited */
+    uint32_t delay_us;  /* sleep this long in each matching call (fired or not) */
+};
+
+/* Open a fresh memory database. */
+int  bf_mem_open(unsigned flags, bf_db **out);
+
+/* Add a fault rule. Returns 0, -EINVAL (bad op or err < 0), -ENOMEM. */
+int  bf_mem_inject(bf_db *db, const struct bf_mem_fault *fault);
+
+/* Remove every fault rule. */
+void bf_mem_clear_faults(bf_db *db);
+
+/* Count of calls of `op` made so far on any file (for tests). */
+uint64_t bf_mem_calls(bf_db *db, enum bf_mem_op op);
+
+/* Return nonzero when db is a memory database. */
+int  bf_db_is_memory(const bf_db *db);
+
+#endif /* BIGFILEFS_BACKENDS_MEMORY_H */

@@ -1,0 +1,39 @@
+/* bigfilefs — backends: the SQLite backend (the embedded default).
+ *
+ * One database file holds many bigfiles. The schema is identified by
+ * PRAGMA application_id (BF_SQLITE_APPLICATION_ID) and versioned by
+ * PRAGMA user_version (BF_SQLITE_SCHEMA_VERSION). At open:
+ *
+ *  - a missing file is created (with BF_DB_CREATE) with page_size 65536
+ *    (multi-MiB blobs store about twice as fast as with 4 KiB pages) and
+ *    journal_mode WAL;
+ *  - an empty SQLite database gets the schema;
+ *  - a SQLite database of another application, a file that is not SQLite,
+ *    or a corrupt one is refused with -EPROTO; a database of a newer schema
+ *    version with -EPROTONOSUPPORT; in every such case the file is not
+ *    modified (it is opened read-only until recognized).
+ *
+ * A store transaction is one SQL transaction (BEGIN IMMEDIATE .. COMMIT) on
+ * the writer connection, durable when commit returns (synchronous=FULL,
+ * unless BF_SQLITE_SYNC=normal is set in the environment for benchmarks).
+ * Transactions of different files are serialized by a writer mutex held
+ * from begin to commit/abort. An all-zero block is stored as a hole (its
+ * row removed). loadblk reads through a pool of read-only connections, one
+ * per concurrently loading thread, with incremental BLOB I/O straight into
+ * the caller's buffer; in WAL mode readers never wait for the writer.
+ */
+#ifndef BIGFILEFS_BACKENDS_SQLITE_H
+#define BIGFILEFS_BACKENDS_SQLITE_H
+
+#include <stddef.h>
+
+#include "backend.h"
+
+#define BF_SQLITE_APPLICATION_ID  0x42464653   /* "BFFS" */
+#define BF_SQLITE_SCHEMA_VERSION  1
+
+/* Open (or create, with BF_DB_CREATE) the database at path. See backend.h's
+ * bf_db_open for errors and errbuf. */
+int bf_sqlite_open(const char *path, unsigned flags, bf_db **out, char *errbuf, size_t errlen);
+
+#endif /* BIGFILEFS_BACKENDS_SQLITE_H */

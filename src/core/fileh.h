@@ -1,0 +1,197 @@
+/* bigfilefs — core: file handles.
+ *
+ * A file handle (bf_fileh) is a snapshot of one bigfile (bigfile.h) that can
+ * be modified in memory. Reads load blocks on demand from the backend;
+ * writes change cached blocks and mark them DIRTY. The changes — block
+ * contents and the file size — reach the backend only by bf_fileh_writeout(),
+ * atomically, or are dropped by bf_fileh_discard().
+ *
+ * Page states
+ * -----------
+ * Every block of a handle is in one of these states. EMPTY blocks are not in
+ * the handle's pagemap; the others are.
+ *
+ *   EMPTY    --read/write-->               LOADING    (loadblk runs, lock released)
+ *   LOADING  --loadblk ok-->               LOADED
+ *   LOADING  --loadblk error-->            EMPTY      (the error goes to the caller)
+ *   LOADING  --invalidate-->               LOADING_INVALIDATED
+ *   LOADING_INVALIDATED --loadblk done-->  EMPTY      (result thrown away; the
+ *                                                      caller loads again)
+ *   LOADED   --write-->                    DIRTY
+ *   LOADED   --reclaim/budget/invalidate-->EMPTY
+ *   DIRTY    --writeout(MARKSTORED)-->     LOADED
+ *   DIRTY    --discard/invalidate-->       EMPTY
+ *   DIRTY    --truncate below the block--> EMPTY
+ *
+ * A write that covers a whole block, or a block that lies wholly past the
+ * lowest size the handle had since the last commit, needs no loadblk: the
+ * block starts as zeros (or as the written data).
+ *
+ * Size
+ * ----
+ * The size is part of the uncommitted state. bf_fileh_write() past the end
+ * and bf_fileh_truncate() change it; writeout(STORE) commits it; discard
+ * restores the committed size. Shrinking drops the blocks past the new end
+ * (dirty ones too) and zeroes the tail of the new last block (which becomes
+ * DIRTY); blocks past the lowest uncommitted size read as zeros, and the
+ * next writeout tells the backend to forget them (bf_file_ops.truncate).
+ *
+ * Writeout
+ * --------
+ * bf_fileh_writeout(STORE) runs one backend transaction: begin; truncate if
+ * the handle was shrunk; storeblk for each dirty block in ascending block
+ * order; commit(size). It is atomic: on any failure the transaction is
+ * aborted, nothing is committed, every dirty block stays DIRTY and the size
+ * stays as it was, so the call can be retried (or the changes discarded).
+ *
+ * Reads and writes may run during a writeout. A write to a block that the
+ * writeout is storing gets a fresh copy of the block (copy on write): the
+ * writeout stores the content the block had when the writeout took its
+ * snapshot, and the block stays DIRTY afterwards, even with MARKSTORED.
+ * discard, invalidate, a shrinking truncate and a second writeout of the
+ * same handle get -EBUSY while a writeout runs.
+ *
+ * Locking
+ * -------
+ * All state of a handle is protected by its ram's lock (ram.h), taken inside
+ * every call here; callers hold no lock. Backend operations are called with
+ * that lock released. A thread that needs a block another thread is loading
+ * waits on the ram's condition variable; exactly one loadblk is issued per
+ * load of a block, and different blocks load in parallel. Data is copied
+ * between the caller's buffer and cached blocks with the lock held.
+ *
+ * Errors
+ * ------
+ * Every function that can fail returns a negative errno value; nothing
+ * aborts the process on a backend error. Backend errors are passed through
+ * (typically -EIO, -ENOSPC, -ENOMEM) and counted in stats.errors.
+ */
+#ifndef BIGFILEFS_CORE_FILEH_H
+#define BIGFILEFS_CORE_FILEH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "bigfile.h"
+#include "ram.h"
+
+typedef struct bf_fileh bf_fileh;
+
+/* Page states (see the diagram above). */
+enum bf_page_state {
+    BF_PAGE_EMPTY               = 0, /* not cached */
+    BF_PAGE_LOADING             = 1, /* loadblk in progress */
+    BF_PAGE_LOADING_INVALIDATED = 2, /* loadblk in progress, invalidated meanwhile */
+    BF_PAGE_LOADED              = 3, /* cached, same as committed content */
+    BF_PAGE_DIRTY               = 4, /* cached, changed, not yet committed */
+};
+
+/* Writeout flags (bf_fileh_writeout). */
+enum bf_writeout_flags {
+    /* Store dirty blocks (and the size) in one backend transaction. The
+     * blocks stay DIRTY unless MARKSTORED is given too. */
+    BF_WRITEOUT_STORE      = 1 << 0,
+    /* Mark dirty blocks clean (LOADED). Alone it calls no backend operation
+     * and cannot fail, and it leaves the size state as it is. */
+    BF_WRITEOUT_MARKSTORED = 1 << 1,
+};
+
+struct bf_fileh_stats {
+    uint32_t blksize;
+    uint64_t size;              /* current (uncommitted) size, bytes */
+    uint64_t committed_size;    /* size as last committed, bytes */
+    uint64_t loaded_blocks;     /* blocks in LOADED */
+    uint64_t dirty_blocks;      /* blocks in DIRTY */
+    uint64_t loading_blocks;    /* blocks in LOADING or LOADING_INVALIDATED */
+    uint64_t loadblk_calls;
+    uint64_t storeblk_calls;
+    uint64_t bytes_loaded;      /* by successful loadblk calls */
+    uint64_t bytes_stored;      /* by successful storeblk calls */
+    uint64_t writeouts;         /* successful bf_fileh_writeout calls */
+    uint64_t discards;          /* bf_fileh_discard calls */
+    uint64_t invalidated_blocks;/* blocks dropped by bf_fileh_invalidate */
+    uint64_t reclaimed_blocks;  /* clean blocks dropped by reclaim or the budget */
+    uint64_t fenced_writes;     /* writes dropped by a fence */
+    uint64_t errors;            /* failed backend calls */
+};
+
+/* Open a handle on `file`, caching in `ram`. The handle does not own the
+ * file (the caller closes it after bf_fileh_close). Returns 0, -EINVAL (bad
+ * blksize or size in *file), -ENOMEM. */
+int     bf_fileh_open(bf_file *file, bf_ram *ram, bf_fileh **out);
+
+/* Close the handle: uncommitted changes are discarded and every cached block
+ * freed. The caller guarantees no other call on fh runs or follows (in
+ * particular no writeout). NULL is a no-op. */
+void    bf_fileh_close(bf_fileh *fh);
+
+/* Read up to `count` bytes at `off`. Blocks load on demand; holes and
+ * blocks past the lowest uncommitted size read as zeros. Returns the number
+ * of bytes read: short only at the end of the file, 0 at or past it.
+ * Errors: -EINVAL (off + count overflows), a loadblk error (nothing is
+ * returned then, the blocks stay EMPTY and a later call tries again). */
+ssize_t bf_fileh_read(bf_fileh *fh, void *buf, size_t count, uint64_t off);
+
+/* Write `count` bytes at `off` (read-modify-write into the blocks, which
+ * become DIRTY). Extends the size if off + count is past the end. Returns
+ * count, or -EINVAL (off + count > BF_SIZE_MAX), -EFBIG, a loadblk error
+ * (then no byte was changed). Writes touching fenced blocks are dropped
+ * whole and still return count (see bf_fileh_fence). */
+ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off);
+
+/* Set the size (uncommitted). Shrinking drops blocks past the end and
+ * zeroes the tail of the last block (loading it if needed). Returns 0,
+ * -EINVAL (size > BF_SIZE_MAX), -EBUSY (shrinking during a writeout), or a
+ * loadblk error (then nothing changed). */
+int     bf_fileh_truncate(bf_fileh *fh, uint64_t size);
+
+/* The current (uncommitted) size, and the block size. */
+uint64_t bf_fileh_size(bf_fileh *fh);
+uint32_t bf_fileh_blksize(const bf_fileh *fh);
+
+/* Write out changes (see "Writeout" above). `flags` is a nonzero
+ * combination of BF_WRITEOUT_*; *nblocks (if not NULL) gets the number of
+ * dirty blocks the call handled. Returns 0, -EINVAL (no flag or an unknown
+ * one), -EBUSY (a writeout of fh runs), or the failing backend call's error
+ * (then nothing was committed and every change is still there). */
+int     bf_fileh_writeout(bf_fileh *fh, unsigned flags, uint64_t *nblocks);
+
+/* Drop every uncommitted change: dirty blocks become EMPTY (the next read
+ * sees the committed content) and the size becomes the committed size.
+ * *nblocks (if not NULL) gets the number of dirty blocks dropped. Returns 0
+ * or -EBUSY (a writeout of fh runs). */
+int     bf_fileh_discard(bf_fileh *fh, uint64_t *nblocks);
+
+/* Forget blocks [blk, blk + count): LOADED and DIRTY ones become EMPTY
+ * (dirty changes are lost), LOADING ones become LOADING_INVALIDATED so that
+ * their load's result is thrown away and loaded again. Blocks past the end
+ * are fine (nothing to do). Returns 0, -EINVAL (count == 0 or the range
+ * overflows), -EBUSY (a writeout of fh runs). */
+int     bf_fileh_invalidate(bf_fileh *fh, uint64_t blk, uint64_t count);
+
+/* Drop every clean (LOADED) block of fh, never a dirty one. Returns the
+ * number of bytes freed; *nblocks (if not NULL) gets the block count. */
+size_t  bf_fileh_reclaim(bf_fileh *fh, uint64_t *nblocks);
+
+/* Fence blocks [blk, blk + count): until bf_fileh_unfence(), writes that
+ * touch any fenced block are dropped (they return as if done, and count in
+ * stats.fenced_writes). The check is made under the handle's lock, so a
+ * write either completed before the fence went up or is dropped. The daemon
+ * uses it while the kernel "launders" pages it is told to forget. Returns
+ * 0, -EINVAL (count == 0 or overflow), -EBUSY (a fence is already up). */
+int     bf_fileh_fence(bf_fileh *fh, uint64_t blk, uint64_t count);
+void    bf_fileh_unfence(bf_fileh *fh);
+
+/* True when the handle has uncommitted changes (a dirty block, or a size
+ * other than the committed one). */
+bool    bf_fileh_isdirty(bf_fileh *fh);
+
+/* Fill *st with a consistent snapshot of the handle's state and counters. */
+void    bf_fileh_stat(bf_fileh *fh, struct bf_fileh_stats *st);
+
+/* State of block blk (for tests and diagnostics). */
+enum bf_page_state bf_fileh_page_state(bf_fileh *fh, uint64_t blk);
+
+#endif /* BIGFILEFS_CORE_FILEH_H */

@@ -1,0 +1,63 @@
+/* bigfilefs — core: memory accounting shared by file handles.
+ *
+ * A bf_ram is the memory that file handles (fileh.h) cache blocks in. It
+ * holds:
+ *
+ *  - the budget: how many bytes of *clean* (LOADED) blocks may stay cached.
+ *    When a load would push the clean bytes over the budget, the least
+ *    recently used clean blocks of any handle on this ram are dropped first.
+ *    Dirty blocks and blocks being loaded are never dropped and are not
+ *    bounded by the budget (they are counted in the stats).
+ *  - the LRU list of clean blocks of all its handles;
+ *  - the lock: one mutex for the ram and every handle opened on it (the
+ *    seeds' "big virtmem lock", per ram). It protects pagemaps, page states,
+ *    dirty lists, sizes, LRU and counters. It is never held across a backend
+ *    call (loadblk, storeblk, begin, truncate, commit, abort): those run
+ *    with it released, so slow I/O never blocks other blocks or handles.
+ *  - a condition variable, broadcast whenever a load finishes, on which a
+ *    thread that needs a block another thread is loading waits (no polling).
+ *
+ * Block buffers are allocated with mmap(2) and released with munmap(2), so a
+ * dropped block returns its memory to the OS at once and the process RSS
+ * follows the cached bytes.
+ *
+ * Thread safety: every function may be called from any thread.
+ */
+#ifndef BIGFILEFS_CORE_RAM_H
+#define BIGFILEFS_CORE_RAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct bf_ram bf_ram;
+
+struct bf_ram_stats {
+    uint64_t budget;        /* bytes of clean blocks allowed */
+    uint64_t clean_bytes;   /* LOADED blocks cached, bytes */
+    uint64_t dirty_bytes;   /* DIRTY blocks, bytes */
+    uint64_t loading_bytes; /* buffers of loads in progress, bytes */
+    uint64_t handles;       /* handles open on this ram */
+    uint64_t evictions;     /* clean blocks dropped to stay in budget or by reclaim */
+};
+
+/* Create a ram with a budget of `budget` bytes of clean blocks. A budget of
+ * 0 keeps no clean block once the call that loaded it returns.
+ * Returns 0 or -ENOMEM. */
+int    bf_ram_new(size_t budget, bf_ram **out);
+
+/* Free a ram. Every handle opened on it must be closed first: returns
+ * -EBUSY (and frees nothing) otherwise, 0 on success. NULL is a no-op. */
+int    bf_ram_free(bf_ram *ram);
+
+/* Change the budget; drops LRU clean blocks at once if over it. */
+void   bf_ram_set_budget(bf_ram *ram, size_t budget);
+
+/* Drop least recently used clean blocks of any handle until at least
+ * `bytes` were freed or no clean block is left. Never drops a dirty block or
+ * one being loaded. Returns the number of bytes freed. */
+size_t bf_ram_reclaim(bf_ram *ram, size_t bytes);
+
+/* Fill *st with a consistent snapshot. */
+void   bf_ram_stat(bf_ram *ram, struct bf_ram_stats *st);
+
+#endif /* BIGFILEFS_CORE_RAM_H */

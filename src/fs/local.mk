@@ -1,0 +1,1 @@
+## src/fs: (see issue)

@@ -1,0 +1,5 @@
+## tests: Criterion unit tests (core, backends) and integration tests that
+## mount a real bigfilefs. Each part has its own file.
+include $(srcdir)/tests/core/local.mk
+include $(srcdir)/tests/backends/local.mk
+include $(srcdir)/tests/integration/local.mk
