@@ -1,1 +1,14 @@
-## python: (see issue)
+## python: the pure-Python module bigfilefs.py (the ioctls of <bigfile/ioctl.h>
+## for Python users), installed into $(pythondir) (site-packages, under
+## --prefix, honouring DESTDIR) when configure found python3. Its ioctl
+## numbers and struct layouts are checked against the C header by
+## python/test_ioctl_sync.py, using the compiled python/ioctl_numbers.
+EXTRA_DIST += python/test_ioctl_sync.py python/ioctl_numbers.c
+if HAVE_PYTHON
+python_PYTHON = python/bigfilefs.py
+check_PROGRAMS += python/ioctl_numbers
+python_ioctl_numbers_SOURCES = python/ioctl_numbers.c
+TESTS += python/test_ioctl_sync.py
+else
+EXTRA_DIST += python/bigfilefs.py
+endif

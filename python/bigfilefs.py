@@ -1,0 +1,163 @@
+"""bigfilefs — the ioctls of bigfilefs files, from Python.
+
+A file of a bigfilefs mount is an ordinary file: open it, mmap it (for
+instance with numpy.memmap), change it. The changes stay uncommitted until
+writeout() commits all of them to the database at once, or discard() throws
+them away. This module wraps the requests of <bigfile/ioctl.h> (see
+ioctl_bigfile(2)) with the standard library only.
+
+Every function takes either a path (str, bytes or os.PathLike), which it
+opens and closes itself, or an open file: an int file descriptor or an
+object with a fileno() method (a file object, an mmap's file, ...).
+Failures raise OSError with the errno the daemon returned, for example
+EBUSY (a writeout of the file is running), EROFS (read-only mount), EIO
+(the database failed; every change is still there), ENOTTY (not a file of a
+bigfilefs mount).
+
+    import bigfilefs, numpy as np
+    a = np.memmap("/mnt/arrays/x", dtype="f8", mode="r+")
+    a[:10] = 1.5
+    bigfilefs.writeout("/mnt/arrays/x")   # {'blocks': 1, 'bytes': 2097152}
+"""
+
+import errno
+import fcntl
+import os
+import struct
+
+__all__ = [
+    "writeout", "discard", "invalidate", "stat", "reclaim", "set_blksize",
+    "BIGFILE_IOC_MAGIC", "BIGFILE_IOC_WRITEOUT", "BIGFILE_IOC_DISCARD",
+    "BIGFILE_IOC_INVALIDATE", "BIGFILE_IOC_STAT", "BIGFILE_IOC_RECLAIM",
+    "BIGFILE_IOC_SETBLKSIZE", "BIGFILE_WRITEOUT_STORE",
+    "BIGFILE_WRITEOUT_MARKSTORED", "BIGFILE_STAT_VERSION", "STAT_FIELDS",
+]
+
+# --- the encoding of Linux ioctl request numbers (asm-generic/ioctl.h) -----
+_IOC_NRBITS, _IOC_TYPEBITS, _IOC_SIZEBITS = 8, 8, 14
+_IOC_NRSHIFT = 0
+_IOC_TYPESHIFT = _IOC_NRSHIFT + _IOC_NRBITS
+_IOC_SIZESHIFT = _IOC_TYPESHIFT + _IOC_TYPEBITS
+_IOC_DIRSHIFT = _IOC_SIZESHIFT + _IOC_SIZEBITS
+_IOC_NONE, _IOC_WRITE, _IOC_READ = 0, 1, 2
+
+
+def _IOC(direction, typ, nr, size):
+    return ((direction << _IOC_DIRSHIFT) | (typ << _IOC_TYPESHIFT) |
+            (nr << _IOC_NRSHIFT) | (size << _IOC_SIZESHIFT))
+
+
+# --- the argument structs: native byte order, no implicit padding -----------
+_WRITEOUT = struct.Struct("=IIQQ")      # flags, reserved, blocks, bytes
+_RANGE = struct.Struct("=QQ")           # start, count
+_COUNT = struct.Struct("=QQ")           # blocks, bytes
+_BLKSIZE = struct.Struct("=II")         # blksize, reserved
+
+#: The fields of struct bigfile_stat after version and blksize, in order.
+STAT_FIELDS = (
+    "size", "committed_size", "loaded_blocks", "dirty_blocks",
+    "loading_blocks", "loadblk_calls", "storeblk_calls", "bytes_loaded",
+    "bytes_stored", "writeouts", "discards", "invalidated_blocks",
+    "reclaimed_blocks", "errors",
+)
+_STAT = struct.Struct("=II%dQ8Q" % len(STAT_FIELDS))
+
+BIGFILE_IOC_MAGIC = 0xBF
+BIGFILE_WRITEOUT_STORE = 1 << 0
+BIGFILE_WRITEOUT_MARKSTORED = 1 << 1
+BIGFILE_STAT_VERSION = 1
+
+BIGFILE_IOC_WRITEOUT = _IOC(_IOC_READ | _IOC_WRITE, BIGFILE_IOC_MAGIC, 1, _WRITEOUT.size)
+BIGFILE_IOC_DISCARD = _IOC(_IOC_READ, BIGFILE_IOC_MAGIC, 2, _COUNT.size)
+BIGFILE_IOC_INVALIDATE = _IOC(_IOC_WRITE, BIGFILE_IOC_MAGIC, 3, _RANGE.size)
+BIGFILE_IOC_STAT = _IOC(_IOC_READ, BIGFILE_IOC_MAGIC, 4, _STAT.size)
+BIGFILE_IOC_RECLAIM = _IOC(_IOC_READ, BIGFILE_IOC_MAGIC, 5, _COUNT.size)
+BIGFILE_IOC_SETBLKSIZE = _IOC(_IOC_WRITE, BIGFILE_IOC_MAGIC, 6, _BLKSIZE.size)
+
+
+def _ioctl(path_or_fd, request, arg, flags):
+    """Issue `request` with the bytes `arg` on path_or_fd; return the bytes
+    the daemon wrote back (the whole argument buffer)."""
+    buf = bytearray(arg)
+    if isinstance(path_or_fd, int):
+        fcntl.ioctl(path_or_fd, request, buf, True)
+        return bytes(buf)
+    if hasattr(path_or_fd, "fileno"):
+        fcntl.ioctl(path_or_fd.fileno(), request, buf, True)
+        return bytes(buf)
+    fd = os.open(path_or_fd, flags | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, request, buf, True)
+    finally:
+        os.close(fd)
+    return bytes(buf)
+
+
+def writeout(path_or_fd, store=True, markstored=True):
+    """Commit the file's uncommitted changes — made by any process, through
+    any mapping or write(2) — to the database, all or nothing.
+
+    store: store the changed blocks and the size in one transaction.
+    markstored: afterwards, mark the changed blocks clean (committed).
+    At least one must be true. Returns {'blocks': changed blocks handled,
+    'bytes': bytes stored}. On failure (OSError: EIO, ENOSPC, EBUSY, EROFS,
+    ...) nothing was committed and every change is still there.
+    A path is opened read-write."""
+    flags = ((BIGFILE_WRITEOUT_STORE if store else 0) |
+             (BIGFILE_WRITEOUT_MARKSTORED if markstored else 0))
+    if not flags:
+        raise OSError(errno.EINVAL, "writeout: store or markstored is needed")
+    out = _ioctl(path_or_fd, BIGFILE_IOC_WRITEOUT,
+                 _WRITEOUT.pack(flags, 0, 0, 0), os.O_RDWR)
+    _, _, blocks, nbytes = _WRITEOUT.unpack(out)
+    return {"blocks": blocks, "bytes": nbytes}
+
+
+def discard(path_or_fd):
+    """Throw away every uncommitted change of the file: every mapping and
+    every read then sees the committed content and size. Returns
+    {'blocks': changed blocks dropped, 'bytes': daemon memory freed}.
+    A path is opened read-write."""
+    out = _ioctl(path_or_fd, BIGFILE_IOC_DISCARD, bytes(_COUNT.size), os.O_RDWR)
+    blocks, nbytes = _COUNT.unpack(out)
+    return {"blocks": blocks, "bytes": nbytes}
+
+
+def invalidate(path_or_fd, start, count=1):
+    """Forget blocks [start, start + count) — changed ones too — in the
+    daemon and the kernel, so that the next access loads them from the
+    database (after the database was changed underneath the mount).
+    Returns None. A path is opened read-only."""
+    _ioctl(path_or_fd, BIGFILE_IOC_INVALIDATE, _RANGE.pack(start, count),
+           os.O_RDONLY)
+
+
+def stat(path_or_fd):
+    """Return the daemon's state of the file as a dict with the fields of
+    struct bigfile_stat: version, blksize, size, committed_size,
+    loaded_blocks, dirty_blocks, loading_blocks, loadblk_calls,
+    storeblk_calls, bytes_loaded, bytes_stored, writeouts, discards,
+    invalidated_blocks, reclaimed_blocks, errors. A path is opened
+    read-only."""
+    out = _ioctl(path_or_fd, BIGFILE_IOC_STAT, bytes(_STAT.size), os.O_RDONLY)
+    values = _STAT.unpack(out)
+    result = {"version": values[0], "blksize": values[1]}
+    result.update(zip(STAT_FIELDS, values[2:2 + len(STAT_FIELDS)]))
+    return result
+
+
+def reclaim(path_or_fd):
+    """Drop the clean cached data of the file (the daemon's and the
+    kernel's); changes are kept. Returns {'blocks': blocks dropped,
+    'bytes': daemon memory freed}. A path is opened read-only."""
+    out = _ioctl(path_or_fd, BIGFILE_IOC_RECLAIM, bytes(_COUNT.size), os.O_RDONLY)
+    blocks, nbytes = _COUNT.unpack(out)
+    return {"blocks": blocks, "bytes": nbytes}
+
+
+def set_blksize(path_or_fd, blksize):
+    """Set the block size of an empty file (size 0, nothing ever stored):
+    a power of two from 4 KiB to 64 MiB. Raises OSError ENOTEMPTY if the
+    file is not empty, EINVAL for a bad size. A path is opened read-write."""
+    _ioctl(path_or_fd, BIGFILE_IOC_SETBLKSIZE, _BLKSIZE.pack(blksize, 0),
+           os.O_RDWR)
