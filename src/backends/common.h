@@ -1,0 +1,20 @@
+/* bigfilefs — backends: small helpers shared by the backends (private to
+ * src/backends; not part of the bf_db contract). Implemented in backend.c.
+ * None takes a lock; all are safe to call from any thread. */
+#ifndef BIGFILEFS_BACKENDS_COMMON_H
+#define BIGFILEFS_BACKENDS_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Check a file name for create/rename: 0, -EINVAL (NULL, empty, contains
+ * '/', or is "." or ".."), -ENAMETOOLONG (more than BF_NAME_MAX bytes). */
+int bf_name_check(const char *name);
+
+/* Nanoseconds since the epoch (CLOCK_REALTIME). */
+int64_t bf_now_ns(void);
+
+/* Nonzero when the n bytes at p are all zero. */
+int bf_all_zero(const void *p, size_t n);
+
+#endif /* BIGFILEFS_BACKENDS_COMMON_H */
