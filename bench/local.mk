@@ -1,1 +1,24 @@
-## bench: (see issue)
+## bench: benchmarks of bigfilefs against tmpfs, raw SQLite and its own
+## memory backend (bench/README). `make bench` builds and runs them; they
+## are not part of `make check` (they take minutes and need root).
+## bfbench is built with everything else so that it never rots unseen.
+noinst_PROGRAMS += bench/bfbench
+bench_bfbench_SOURCES = \
+	bench/bfbench.c \
+	bench/pattern.h \
+	bench/util.h bench/util.c \
+	bench/rawsql.h bench/rawsql.c
+bench_bfbench_CFLAGS = $(AM_CFLAGS) $(SQLITE3_CFLAGS)
+bench_bfbench_LDADD = $(SQLITE3_LIBS) -lm
+
+EXTRA_DIST += bench/README bench/run.sh
+
+## BENCH_QUICK=1 for small sizes, BENCH_ONLY="1 3" for some figures only,
+## BENCH_RUNS=N runs per figure, BENCH_DIR=DIR for the databases (on disk).
+bench: bench/bfbench$(EXEEXT) bigfilefs$(EXEEXT) bigfilectl$(EXEEXT)
+	BFBENCH='$(abs_top_builddir)/bench/bfbench$(EXEEXT)' \
+	BIGFILEFS='$(abs_top_builddir)/bigfilefs$(EXEEXT)' \
+	BIGFILECTL='$(abs_top_builddir)/bigfilectl$(EXEEXT)' \
+	bash '$(abs_top_srcdir)/bench/run.sh'
+
+.PHONY: bench

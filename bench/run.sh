@@ -1,0 +1,269 @@
+#!/bin/bash
+# bench/run.sh — the bigfilefs benchmark driver, run by `make bench`.
+#
+# Mounts bigfilefs itself (a SQLite database on disk and a mem: database)
+# and a private tmpfs, inside a private mount namespace so that nothing
+# stays mounted whatever happens, then measures the figures of bench/README:
+# every figure with its reference measured in the same run, runs
+# interleaved, the median of BENCH_RUNS runs with [min..max], and the ratio
+# of the medians. Needs root (mounts, /proc/sys/vm/drop_caches, bdi tuning).
+#
+# Environment:
+#   BIGFILEFS, BIGFILECTL, BFBENCH  the built programs (make bench sets them)
+#   BENCH_QUICK=1   small sizes, for development (the figures are not the issue's)
+#   BENCH_ONLY="1 5"  run only these figures (1..7); default all
+#   BENCH_RUNS=N    runs per measurement (default 5, quick 3)
+#   BENCH_DIR=DIR   where the databases go (default a new dir in /var/tmp;
+#                   it must be on a disk, not tmpfs, to mean anything)
+#   BENCH_KEEP=1    keep BENCH_DIR and the daemon logs afterwards
+set -eu
+
+: "${BIGFILEFS:?set BIGFILEFS to the bigfilefs program (make bench does)}"
+: "${BIGFILECTL:?set BIGFILECTL to the bigfilectl program}"
+: "${BFBENCH:?set BFBENCH to bench/bfbench}"
+
+if [ "${BENCH_INNER:-}" != 1 ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "bench: must run as root (it mounts, and drops the OS caches for figure 1b)" >&2
+        exit 1
+    fi
+    BENCH_INNER=1 exec unshare -m --propagation private bash "$0" "$@"
+fi
+
+quick=${BENCH_QUICK:-0}
+if [ "$quick" = 1 ]; then
+    F1=128M; F3=512M; F4=64M; TOUCH=200; RUNS=${BENCH_RUNS:-3}
+else
+    F1=1G;   F3=4G;   F4=256M; TOUCH=1000; RUNS=${BENCH_RUNS:-5}
+fi
+SPARSE=1T
+CACHE5=64M
+SWEEP="2M 64K 256K 8M"
+ONLY=${BENCH_ONLY:-1 2 3 4 5 6 7}
+
+want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
+bytes() { numfmt --from=iec "$1"; }
+
+work=${BENCH_DIR:-}
+if [ -z "$work" ]; then work=$(mktemp -d /var/tmp/bfbench.XXXXXX); fi
+mkdir -p "$work/res" "$work/tmpfs" "$work/sq" "$work/mem"
+db=$work/bench.db
+rm -f "$db" "$db-wal" "$db-shm" "$work"/scratch-*.db* "$work"/res/*
+
+pids=""
+cleanup() {
+    set +e
+    for m in sq mem; do umount "$work/$m" 2>/dev/null; done
+    umount "$work/tmpfs" 2>/dev/null
+    for p in $pids; do wait "$p" 2>/dev/null; done
+    if [ "${BENCH_KEEP:-0}" != 1 ]; then
+        rm -rf "$work/res" "$db" "$db-wal" "$db-shm" "$work"/scratch-*.db* "$work"/*.log
+        rmdir "$work/tmpfs" "$work/sq" "$work/mem" "$work" 2>/dev/null
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# mount_bf NAME DATABASE [OPTIONS]: mount bigfilefs on $work/NAME, wait until
+# it serves; the daemon's pid goes to pid_NAME.
+mount_bf() {
+    local name=$1 dbspec=$2 opts=${3:-} mnt=$work/$1 i=0
+    if [ -n "$opts" ]; then
+        "$BIGFILEFS" -f -o "$opts" "$dbspec" "$mnt" 2>>"$work/$name.log" &
+    else
+        "$BIGFILEFS" -f "$dbspec" "$mnt" 2>>"$work/$name.log" &
+    fi
+    local pid=$!
+    pids="$pids $pid"
+    eval "pid_$name=$pid"
+    until [ "$(stat -f -c %t "$mnt" 2>/dev/null)" = 65735546 ]; do
+        i=$((i + 1))
+        if [ $i -gt 100 ] || ! kill -0 "$pid" 2>/dev/null; then
+            echo "bench: bigfilefs did not mount $mnt:" >&2
+            cat "$work/$name.log" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+}
+
+umount_bf() {
+    local name=$1 pid
+    eval "pid=\$pid_$name"
+    umount "$work/$name"
+    wait "$pid" || true
+}
+
+# run KEY CMD...: run one measurement, append its first number to res/KEY
+# (further numbers, e.g. p99, go to res/KEY.2, res/KEY.3).
+run() {
+    local key=$1 out
+    shift
+    if ! out=$("$@"); then
+        echo "bench: failed: $*" >&2
+        exit 1
+    fi
+    set -- $out
+    local k=1
+    for v in "$@"; do
+        if [ $k = 1 ]; then echo "$v" >>"$work/res/$key"; else echo "$v" >>"$work/res/$key.$k"; fi
+        k=$((k + 1))
+    done
+}
+
+# med KEY: "median min max" of the values in res/KEY
+med() {
+    sort -g "$work/res/$1" | awk '{ v[NR] = $1 } END {
+        if (NR == 0) { print "nan nan nan"; exit }
+        m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+        printf "%g %g %g\n", m, v[1], v[NR] }'
+}
+
+# line ID "WHAT" UNIT KEY "REFERENCE" REFKEY "TARGET": one figure line, the
+# ratio being median(KEY) / median(REFKEY).
+line() {
+    local id=$1 what=$2 unit=$3 key=$4 ref=$5 refkey=$6 target=$7
+    local a b
+    a=($(med "$key")); b=($(med "$refkey"))
+    awk -v id="$id" -v what="$what" -v unit="$unit" -v ref="$ref" -v target="$target" \
+        -v m="${a[0]}" -v lo="${a[1]}" -v hi="${a[2]}" \
+        -v rm="${b[0]}" -v rlo="${b[1]}" -v rhi="${b[2]}" 'BEGIN {
+        printf "%-4s %-46s %8.3f %-5s [%.3f..%.3f] | %-22s %8.3f [%.3f..%.3f] | ratio %6.3f %s\n",
+            id, what, m, unit, lo, hi, ref, rm, rlo, rhi, (rm > 0 ? m / rm : 0), target }'
+}
+
+# value KEY: the median alone
+value() { med "$1" | awk '{ print $1 }'; }
+
+ctl() { "$BIGFILECTL" "$@" >/dev/null; }
+
+# --- header --------------------------------------------------------------
+echo "bigfilefs benchmarks — $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)," \
+     "$(awk '/MemTotal/ { printf "%.1f GiB RAM", $2 / 1048576 }' /proc/meminfo); kernel $(uname -r)"
+echo "database: $db ($(df -P "$work" | awk 'NR == 2 { print $1 }')), SQLite sync ${BF_SQLITE_SYNC:-full};" \
+     "sizes: fig1 $F1, fig3/5 $F3, fig4 $F4; $RUNS runs each, median [min..max]$( [ "$quick" = 1 ] && echo '; QUICK sizes')"
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "GB/s = 10^9 bytes/s. cold = RECLAIM (the file's pages dropped from the daemon and the page cache; database file in the OS cache)"
+echo
+
+mount -t tmpfs -o size=$(( $(bytes $F1) / 1048576 + 64 ))m bfbench "$work/tmpfs"
+mount_bf sq "$db"
+mount_bf mem mem:
+
+tfile=$work/tmpfs/seq
+
+# --- figures 1, 4 and 7: per block size ------------------------------------
+for bs in $SWEEP; do
+    if [ "$bs" != 2M ] && ! want 7; then continue; fi
+    if [ "$bs" = 2M ] && ! want 1 && ! want 4 && ! want 2 && ! want 6 && ! want 7; then continue; fi
+    if want 1 || want 2 || want 6 || want 7; then
+        for m in sq mem; do
+            ctl create --blksize="$bs" --size="$F1" "$work/$m/seq-$bs"
+            run "fill_${m}_$bs" "$BFBENCH" fill "$work/$m/seq-$bs" --length "$F1" --seed 7 --writeout-every 256M
+        done
+        if [ "$bs" = 2M ]; then
+            run fill_tmpfs "$BFBENCH" fill "$tfile" --length "$F1" --seed 7
+        fi
+        for r in $(seq "$RUNS"); do
+            run "r1_sq_$bs" "$BFBENCH" seqread "$work/sq/seq-$bs" --seed 7 --cold reclaim
+            run "r1_mem_$bs" "$BFBENCH" seqread "$work/mem/seq-$bs" --seed 7 --cold reclaim
+            run "r1_raw_$bs" "$BFBENCH" sqlread "$db" --name "seq-$bs" --seed 7
+            if [ "$bs" = 2M ]; then
+                run r1_tmpfs "$BFBENCH" seqread "$tfile" --seed 7
+            fi
+        done
+        if [ "$bs" = 2M ] && want 1; then
+            line 1a "cold seq read mmap, sqlite, $bs blocks" GB/s r1_sq_2M "memory backend" r1_mem_2M "target >= 0.85 and >= 1 GB/s"
+            line 1b "  same" GB/s r1_sq_2M "raw SQLite C loop" r1_raw_2M ""
+            line 1c "  same" GB/s r1_sq_2M "tmpfs mmap" r1_tmpfs ""
+            for r in $(seq "$RUNS"); do
+                run r1d_sq "$BFBENCH" seqread "$work/sq/seq-2M" --seed 7 --cold drop
+                run r1d_raw "$BFBENCH" sqlread "$db" --name seq-2M --seed 7 --cold drop
+            done
+            line 1d "cold seq read, db dropped from OS cache too" GB/s r1d_sq "raw SQLite, db dropped" r1d_raw ""
+            line 1e "  same" GB/s r1d_sq "memory backend (1a)" r1_mem_2M ""
+        fi
+    fi
+
+    if [ "$bs" = 2M ] && want 2; then
+        for r in $(seq "$RUNS"); do
+            run r2_sq "$BFBENCH" seqread "$work/sq/seq-2M" --seed 7 --warm
+            run r2_tmpfs "$BFBENCH" seqread "$tfile" --seed 7 --warm
+        done
+        line 2 "warm seq read mmap (pages cached), sqlite" GB/s r2_sq "tmpfs mmap, warm" r2_tmpfs "target >= 0.95"
+    fi
+
+    if [ "$bs" = 2M ] && want 6; then
+        for r in $(seq "$RUNS"); do
+            run r6_one "$BFBENCH" par "$work/sq/seq-2M" --procs 1 --seed 7 --cold reclaim
+            run r6_two "$BFBENCH" par "$work/sq/seq-2M" --procs 2 --seed 7 --cold reclaim
+        done
+        line 6 "2 processes, halves at once, aggregate" GB/s r6_two "1 process, whole file" r6_one ""
+    fi
+
+    if want 4 && [ "$bs" = 2M ] || want 7; then
+        ctl create --blksize="$bs" --size="$F4" "$work/sq/wo-$bs"
+        for r in $(seq "$RUNS"); do
+            run "r4_sq_$bs" "$BFBENCH" dirty "$work/sq/wo-$bs" --length "$F4" --seed $((100 + r))
+            run "r4_raw_$bs" "$BFBENCH" sqlwrite "$work/scratch-$bs.db" --schema-from "$db" \
+                --blksize "$bs" --length "$F4" --seed $((100 + r))
+        done
+        if [ "$bs" = 2M ] && want 4; then
+            line 4 "writeout of $F4 dirtied via mmap, $bs" GB/s r4_sq_2M "raw SQLite, 1 transaction" r4_raw_2M "target >= 0.8"
+        fi
+        rm -f "$work/scratch-$bs.db" "$work/scratch-$bs.db-wal" "$work/scratch-$bs.db-shm"
+    fi
+    # the memory backend keeps its blocks in the daemon: give them back
+    rm -f "$work/mem/seq-$bs"
+done
+
+# --- figure 3: cold random 4 KiB faults ------------------------------------
+if want 3 || want 5; then
+    for m in sq mem; do
+        if [ $m = mem ] && ! want 3; then continue; fi
+        ctl create --blksize=2M --size="$F3" "$work/$m/rnd"
+        run "fill3_$m" "$BFBENCH" fill "$work/$m/rnd" --length "$F3" --seed 9 --writeout-every 512M
+    done
+fi
+if want 3; then
+    nblk=$(( $(bytes $F3) / 2097152 ))
+    count=$(( nblk / 2 < 1000 ? nblk / 2 : 1000 ))
+    for r in $(seq "$RUNS"); do
+        run r3_sq "$BFBENCH" randfault "$work/sq/rnd" --count $count --seed $((9 + r * 1000)) --cold reclaim
+        run r3_mem "$BFBENCH" randfault "$work/mem/rnd" --count $count --seed $((9 + r * 1000)) --cold reclaim
+    done
+    line 3a "cold random 4K faults over $F3, p50, sqlite" us r3_sq "memory backend p50" r3_mem ""
+    line 3b "  p99, sqlite" us r3_sq.2 "memory backend p99" r3_mem.2 ""
+    rm -f "$work/mem/rnd"
+fi
+
+# --- figure 5: daemon memory -------------------------------------------------
+if want 5; then
+    umount_bf sq
+    mount_bf sq "$db" "cache=$CACHE5"
+    budget=$(( $(bytes $CACHE5) / 1048576 + 16 ))
+    echo "$budget" >"$work/res/budget5"
+    rss() { awk '/^VmRSS/ { printf "%.1f\n", $2 / 1024 }' "/proc/$pid_sq/status"; }
+    ctl create --blksize=2M --size="$SPARSE" "$work/sq/sparse"
+    for r in $(seq "$RUNS"); do
+        run r5_readtime "$BFBENCH" seqread "$work/sq/rnd" --seed 9 --cold reclaim
+        rss >>"$work/res/r5_read"
+        run r5_touch "$BFBENCH" touch "$work/sq/sparse" --count $TOUCH --seed $((r * 77))
+        rss >>"$work/res/r5_sparse"
+    done
+    line 5a "daemon RSS after $F3 seq read, cache=$CACHE5" MiB r5_read "budget + 16 MiB" budget5 "target ratio <= 1"
+    line 5b "daemon RSS, $TOUCH blocks read in $SPARSE sparse" MiB r5_sparse "budget + 16 MiB" budget5 "target ratio <= 1"
+fi
+
+# --- figure 7: the block size sweep of figures 1 and 4 ----------------------
+if want 7; then
+    for bs in 64K 256K 2M 8M; do
+        line 7r "cold seq read mmap, sqlite, $bs blocks" GB/s "r1_sq_$bs" "memory backend" "r1_mem_$bs" "half-target >= 0.425"
+        line "  " "  same, $bs" GB/s "r1_sq_$bs" "raw SQLite C loop" "r1_raw_$bs" ""
+        line 7w "writeout of $F4 via mmap, $bs blocks" GB/s "r4_sq_$bs" "raw SQLite, 1 transaction" "r4_raw_$bs" "half-target >= 0.4"
+    done
+fi
+
+echo
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
