@@ -40,10 +40,19 @@ for s in $STAGES; do
     esac
 done
 
-# One closing line over every test result file of every build.
+# One closing line over every test of every build: a Criterion binary counts
+# its test cases (its "Synthesis" line), any other test counts once.
 pass=0; fail=0; skip=0
 for trs in $(find "$top/build" -name '*.trs' 2>/dev/null); do
+    log=${trs%.trs}.log
+    syn=$(sed -n 's/.*Synthesis: Tested: *\([0-9]*\) | Passing: *\([0-9]*\) | Failing: *\([0-9]*\) | Crashing: *\([0-9]*\).*/\2 \3 \4/p' "$log" 2>/dev/null | tail -n 1)
     r=$(sed -n 's/^:test-result: //p' "$trs" | head -n 1)
+    if [ -n "$syn" ]; then
+        set -- $syn
+        pass=$((pass + $1)); fail=$((fail + $2 + $3))
+        case $r in PASS|SKIP) ;; *) [ $(($2 + $3)) -gt 0 ] || fail=$((fail + 1)) ;; esac
+        continue
+    fi
     case $r in
         PASS|XFAIL) pass=$((pass + 1)) ;;
         SKIP) skip=$((skip + 1)) ;;
