@@ -13,7 +13,8 @@ done
 [ -n "$py" ] || bf_skip "no python3 with numpy"
 bf_setup "$@"
 PYTHONPATH=$src/python${PYTHONPATH:+:$PYTHONPATH}
-export PYTHONPATH
+PYTHONDONTWRITEBYTECODE=1     # leave no __pycache__ in the source tree
+export PYTHONPATH PYTHONDONTWRITEBYTECODE
 
 db=$BF_TMP/demo.db
 bf_mount "$db"

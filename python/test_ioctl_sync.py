@@ -17,6 +17,7 @@ import tempfile
 srcdir = os.environ.get("BF_SRCDIR") or os.path.join(os.path.dirname(__file__), "..")
 builddir = os.environ.get("BF_BUILDDIR") or srcdir
 sys.path.insert(0, os.path.join(srcdir, "python"))
+sys.dont_write_bytecode = True    # leave no __pycache__ in the source tree
 import bigfilefs  # noqa: E402
 
 failures = []
