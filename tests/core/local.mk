@@ -1,1 +1,12 @@
-## tests/core
+## tests/core: unit tests of the core against a mock bigfile (mockfile.c).
+if HAVE_CRITERION
+core_test_cflags = $(AM_CFLAGS) $(CRITERION_CFLAGS)
+core_test_ldadd = libbfcore.a $(CRITERION_LIBS) $(PTHREAD_LIBS)
+
+check_PROGRAMS += tests/core/test_pagemap
+TESTS += tests/core/test_pagemap
+
+tests_core_test_pagemap_SOURCES = tests/core/test_pagemap.c tests/core/main.c
+tests_core_test_pagemap_CFLAGS = $(core_test_cflags)
+tests_core_test_pagemap_LDADD = $(core_test_ldadd)
+endif

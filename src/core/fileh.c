@@ -1,0 +1,860 @@
+/* bigfilefs — core: file handles, page states, writeout (fileh.h).
+ *
+ * Every field of a handle and of its pages is protected by the ram's big
+ * lock (ram_internal.h), except a page's block buffer while a backend call
+ * uses it with the lock released:
+ *   - a LOADING page's buffer is written by its one loader; nobody else
+ *     touches it until the page leaves LOADING under the lock;
+ *   - a page being stored (`storing`) has its buffer read by the writeout;
+ *     writers never write that buffer: they give the page a copy first (copy
+ *     on write) and the writeout frees the old buffer when it is done.
+ *
+ * Page state transitions all go through page_set_state(), which keeps the
+ * lists (LRU, dirty list) and the byte/block counters in step with the
+ * state; each call site says which transition of fileh.h it makes.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/fileh.h"
+#include "core/list.h"
+#include "core/pagemap.h"
+#include "core/ram_internal.h"
+
+struct bf_page {
+    enum bf_page_state state;
+    uint64_t        blk;
+    void           *data;       /* blksize bytes, bf_ram_block_alloc */
+    bf_fileh       *fh;
+    struct bf_list  lru;        /* on ram->lru exactly when LOADED */
+    struct bf_list  dirty;      /* on fh->dirty exactly when DIRTY */
+    bool            storing;    /* a running writeout stores `data` */
+};
+
+struct bf_fileh {
+    bf_file    *file;
+    bf_ram     *ram;
+    uint32_t    blksize;
+    unsigned    blkbits;        /* blksize == 1 << blkbits */
+    bf_pagemap  pages;          /* blk -> struct bf_page, every non-EMPTY page */
+    struct bf_list dirty;       /* DIRTY pages, any order */
+    uint64_t    nloaded, ndirty, nloading;
+
+    uint64_t    size;           /* current, uncommitted */
+    uint64_t    committed_size;
+    uint64_t    min_size;       /* lowest size since the last commit or discard */
+
+    bool        writeout_running;
+    bool        fenced;
+    uint64_t    fence_lo, fence_hi;     /* fenced blocks, inclusive */
+
+    struct bf_fileh_stats st;   /* the counters (state fields filled by stat) */
+};
+
+/* One block of a writeout's snapshot. */
+struct wo_item {
+    uint64_t        blk;
+    void           *data;       /* the buffer being stored */
+    struct bf_page *pg;
+};
+
+/* ------------------------------------------------------------------ */
+/* Pages                                                               */
+
+static inline uint64_t div_ceil_blk(const bf_fileh *fh, uint64_t bytes)
+{
+    return (bytes >> fh->blkbits) + ((bytes & (fh->blksize - 1)) != 0);
+}
+
+/* First block that reads as zeros without asking the backend, when not
+ * cached: blocks wholly past the lowest size since the last commit. */
+static inline uint64_t zero_from_blk(const bf_fileh *fh)
+{
+    return div_ceil_blk(fh, fh->min_size);
+}
+
+/* Leave pg's current state: lists and counters forget it. */
+static void state_leave(struct bf_page *pg)
+{
+    bf_fileh *fh = pg->fh;
+    bf_ram *ram = fh->ram;
+    switch (pg->state) {
+    case BF_PAGE_EMPTY:
+        break;
+    case BF_PAGE_LOADING:
+    case BF_PAGE_LOADING_INVALIDATED:
+        fh->nloading--;
+        ram->loading_bytes -= fh->blksize;
+        break;
+    case BF_PAGE_LOADED:
+        fh->nloaded--;
+        ram->clean_bytes -= fh->blksize;
+        bf_ram_lru_remove(ram, &pg->lru);
+        break;
+    case BF_PAGE_DIRTY:
+        fh->ndirty--;
+        ram->dirty_bytes -= fh->blksize;
+        bf_list_del(&pg->dirty);
+        break;
+    }
+}
+
+/* Enter state `to`: lists and counters learn it. */
+static void state_enter(struct bf_page *pg, enum bf_page_state to)
+{
+    bf_fileh *fh = pg->fh;
+    bf_ram *ram = fh->ram;
+    pg->state = to;
+    switch (to) {
+    case BF_PAGE_EMPTY:
+        break;
+    case BF_PAGE_LOADING:
+    case BF_PAGE_LOADING_INVALIDATED:
+        fh->nloading++;
+        ram->loading_bytes += fh->blksize;
+        break;
+    case BF_PAGE_LOADED:
+        fh->nloaded++;
+        ram->clean_bytes += fh->blksize;
+        bf_ram_lru_add(ram, &pg->lru);
+        break;
+    case BF_PAGE_DIRTY:
+        fh->ndirty++;
+        ram->dirty_bytes += fh->blksize;
+        bf_list_add_tail(&fh->dirty, &pg->dirty);
+        break;
+    }
+}
+
+/* The one place a page changes state. Lock held. */
+static void page_set_state(struct bf_page *pg, enum bf_page_state to)
+{
+    state_leave(pg);
+    state_enter(pg, to);
+}
+
+/* A page for blk with a zero-filled buffer, in no map and no state (EMPTY).
+ * NULL when out of memory. */
+static struct bf_page *page_alloc(bf_fileh *fh, uint64_t blk)
+{
+    struct bf_page *pg = malloc(sizeof(*pg));
+    if (!pg)
+        return NULL;
+    pg->data = bf_ram_block_alloc(fh->blksize);
+    if (!pg->data) {
+        free(pg);
+        return NULL;
+    }
+    pg->state = BF_PAGE_EMPTY;
+    pg->blk = blk;
+    pg->fh = fh;
+    pg->storing = false;
+    bf_list_init(&pg->lru);
+    bf_list_init(&pg->dirty);
+    return pg;
+}
+
+/* Free a page that is EMPTY and in no map. */
+static void page_free(struct bf_page *pg)
+{
+    bf_ram_block_free(pg->data, pg->fh->blksize);
+    free(pg);
+}
+
+/* Drop a page: -> EMPTY, out of the pagemap, freed. Lock held. The page
+ * must not be `storing` (the callers that could meet one get -EBUSY while
+ * a writeout runs). */
+static void page_drop(struct bf_page *pg)
+{
+    bf_fileh *fh = pg->fh;
+    page_set_state(pg, BF_PAGE_EMPTY);
+    bf_pagemap_remove(&fh->pages, pg->blk);
+    page_free(pg);
+}
+
+/* Load block blk, which is EMPTY (not in the pagemap). Lock held on entry
+ * and on return, released around loadblk.
+ * Returns 0 with *out LOADED; -EAGAIN when the load was invalidated
+ * meanwhile (the page is EMPTY again: look again); -ENOMEM; or the loadblk
+ * error (the page is EMPTY again, the error counted). */
+static int page_load(bf_fileh *fh, uint64_t blk, struct bf_page **out)
+{
+    bf_ram *ram = fh->ram;
+    struct bf_page *pg = page_alloc(fh, blk);
+    if (!pg)
+        return -ENOMEM;
+    int r = bf_pagemap_insert(&fh->pages, blk, pg);
+    if (r < 0) {
+        page_free(pg);
+        return r;
+    }
+    page_set_state(pg, BF_PAGE_LOADING);        /* EMPTY -> LOADING */
+
+    bf_ram_unlock(ram);
+    r = fh->file->ops->loadblk(fh->file, blk, pg->data);
+    bf_ram_lock(ram);
+
+    fh->st.loadblk_calls++;
+    if (r < 0)
+        fh->st.errors++;
+    else
+        fh->st.bytes_loaded += fh->blksize;
+    bf_ram_wake_loaders(ram);
+
+    if (pg->state == BF_PAGE_LOADING_INVALIDATED) {
+        page_drop(pg);                          /* LOADING_INVALIDATED -> EMPTY */
+        return -EAGAIN;
+    }
+    if (r < 0) {
+        page_drop(pg);                          /* LOADING -> EMPTY, error to caller */
+        return r;
+    }
+    page_set_state(pg, BF_PAGE_LOADED);         /* LOADING -> LOADED */
+    *out = pg;
+    return 0;
+}
+
+/* The content of block blk, for reading. Lock held on entry and on return,
+ * maybe released meanwhile (then anything may have changed).
+ * Returns 0 and *out = the LOADED or DIRTY page, or *out = NULL when the
+ * block reads as zeros; or the loadblk error / -ENOMEM. */
+static int page_get(bf_fileh *fh, uint64_t blk, struct bf_page **out)
+{
+    for (;;) {
+        struct bf_page *pg = bf_pagemap_get(&fh->pages, blk);
+        if (pg) {
+            if (pg->state == BF_PAGE_LOADED || pg->state == BF_PAGE_DIRTY) {
+                *out = pg;
+                return 0;
+            }
+            /* LOADING or LOADING_INVALIDATED by another thread: wait for
+             * that load to end, then look again. */
+            bf_ram_wait_load(fh->ram);
+            continue;
+        }
+        if (blk >= zero_from_blk(fh)) {
+            *out = NULL;
+            return 0;
+        }
+        int r = page_load(fh, blk, &pg);
+        if (r == -EAGAIN)
+            continue;
+        if (r < 0)
+            return r;
+        *out = pg;
+        return 0;
+    }
+}
+
+size_t bf_fileh_evict_lru_page(struct bf_list *link)
+{
+    struct bf_page *pg = bf_list_entry(link, struct bf_page, lru);
+    bf_fileh *fh = pg->fh;
+    size_t bytes = fh->blksize;
+    page_drop(pg);                              /* LOADED -> EMPTY (budget/reclaim) */
+    fh->st.reclaimed_blocks++;
+    fh->ram->evictions++;
+    return bytes;
+}
+
+/* ------------------------------------------------------------------ */
+/* Open, close                                                         */
+
+int bf_fileh_open(bf_file *file, bf_ram *ram, bf_fileh **out)
+{
+    if (!file || !ram || !file->ops || !bf_blksize_valid(file->blksize) ||
+        file->size > BF_SIZE_MAX)
+        return -EINVAL;
+    bf_fileh *fh = calloc(1, sizeof(*fh));
+    if (!fh)
+        return -ENOMEM;
+    fh->file = file;
+    fh->ram = ram;
+    fh->blksize = file->blksize;
+    fh->blkbits = (unsigned)__builtin_ctz(file->blksize);
+    bf_pagemap_init(&fh->pages);
+    bf_list_init(&fh->dirty);
+    fh->size = fh->committed_size = fh->min_size = file->size;
+
+    bf_ram_lock(ram);
+    ram->handles++;
+    bf_ram_unlock(ram);
+    *out = fh;
+    return 0;
+}
+
+void bf_fileh_close(bf_fileh *fh)
+{
+    if (!fh)
+        return;
+    bf_ram *ram = fh->ram;
+    bf_ram_lock(ram);
+    uint64_t k;
+    struct bf_page *pg;
+    while ((pg = bf_pagemap_next(&fh->pages, 0, &k)) != NULL)
+        page_drop(pg);                          /* any -> EMPTY: the handle goes */
+    ram->handles--;
+    bf_ram_unlock(ram);
+    bf_pagemap_destroy(&fh->pages);
+    free(fh);
+}
+
+/* ------------------------------------------------------------------ */
+/* Read, write, truncate                                               */
+
+ssize_t bf_fileh_read(bf_fileh *fh, void *buf, size_t count, uint64_t off)
+{
+    if (count > UINT64_MAX - off)
+        return -EINVAL;
+    bf_ram *ram = fh->ram;
+    bf_ram_lock(ram);
+    if (off >= fh->size) {
+        bf_ram_unlock(ram);
+        return 0;
+    }
+    uint64_t n = fh->size - off;
+    if (n > count)
+        n = count;
+    if (n > SSIZE_MAX)
+        n = SSIZE_MAX;
+
+    uint64_t done = 0;
+    while (done < n) {
+        uint64_t pos = off + done;
+        uint64_t blk = pos >> fh->blkbits;
+        size_t boff = (size_t)(pos & (fh->blksize - 1));
+        size_t len = fh->blksize - boff;
+        if (len > n - done)
+            len = (size_t)(n - done);
+
+        struct bf_page *pg;
+        int r = page_get(fh, blk, &pg);
+        if (r < 0) {
+            bf_ram_unlock(ram);
+            return r;
+        }
+        if (pg) {
+            memcpy((char *)buf + done, (char *)pg->data + boff, len);
+            if (pg->state == BF_PAGE_LOADED)
+                bf_ram_lru_touch(ram, &pg->lru);
+        } else {
+            memset((char *)buf + done, 0, len);
+        }
+        done += len;
+        /* The copy is made: a page loaded for it may go now. */
+        bf_ram_enforce_budget(ram);
+    }
+    bf_ram_unlock(ram);
+    return (ssize_t)n;
+}
+
+static bool range_fenced(const bf_fileh *fh, uint64_t first, uint64_t last)
+{
+    return fh->fenced && !(last < fh->fence_lo || first > fh->fence_hi);
+}
+
+/* Keep the partially written blocks that are cached from being evicted
+ * while the lock is released for the write's other load or wait: LOADED ->
+ * DIRTY with their committed content (so no byte changes even if the write
+ * then fails). */
+static void pin_partial(bf_fileh *fh, uint64_t blk)
+{
+    struct bf_page *pg = bf_pagemap_get(&fh->pages, blk);
+    if (pg && pg->state == BF_PAGE_LOADED)
+        page_set_state(pg, BF_PAGE_DIRTY);      /* LOADED -> DIRTY (pinned for a write) */
+}
+
+/* Per block of a write: a page to create, or a buffer for copy on write. */
+struct wr_slot {
+    struct bf_page *newpg;
+    void           *cowbuf;
+};
+
+ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off)
+{
+    if (count == 0)
+        return 0;
+    if (off >= BF_SIZE_MAX)
+        return -EFBIG;
+    if (count > BF_SIZE_MAX - off || count > SSIZE_MAX)
+        return -EINVAL;
+
+    bf_ram *ram = fh->ram;
+    uint64_t end = off + count;
+    uint64_t mask = fh->blksize - 1;
+    uint64_t first = off >> fh->blkbits, last = (end - 1) >> fh->blkbits;
+    bool first_partial = (off & mask) != 0 || (first == last && (end & mask) != 0);
+    bool last_partial = (end & mask) != 0;
+    int r;
+
+    bf_ram_lock(ram);
+
+    /* Phase 1, lock released at times: every block of the range is out of
+     * LOADING, and the partially written ones that need their content are
+     * cached. After a release anything may have changed: start over. */
+    for (;;) {
+        if (range_fenced(fh, first, last)) {
+            fh->st.fenced_writes++;
+            bf_ram_unlock(ram);
+            return (ssize_t)count;
+        }
+        bool busy = false;
+        uint64_t k;
+        struct bf_page *pg;
+        for (pg = bf_pagemap_next(&fh->pages, first, &k); pg && k <= last;
+             pg = k == UINT64_MAX ? NULL : bf_pagemap_next(&fh->pages, k + 1, &k)) {
+            if (pg->state == BF_PAGE_LOADING || pg->state == BF_PAGE_LOADING_INVALIDATED) {
+                busy = true;
+                break;
+            }
+        }
+        uint64_t zf = zero_from_blk(fh);
+        bool need_first = !busy && first_partial && first < zf &&
+                          !bf_pagemap_get(&fh->pages, first);
+        bool need_last = !busy && !need_first && last_partial && last != first &&
+                         last < zf && !bf_pagemap_get(&fh->pages, last);
+        if (!busy && !need_first && !need_last)
+            break;
+
+        if (first_partial)
+            pin_partial(fh, first);
+        if (last_partial)
+            pin_partial(fh, last);
+        if (busy) {
+            bf_ram_wait_load(ram);
+            continue;
+        }
+        r = page_load(fh, need_first ? first : last, &pg);
+        if (r < 0 && r != -EAGAIN) {
+            bf_ram_unlock(ram);
+            return r;
+        }
+    }
+
+    /* Phase 2, lock held throughout: allocate what the write needs, then
+     * apply it; a failed allocation changes nothing. */
+    uint64_t nblk = last - first + 1;
+    struct wr_slot one, *slots = &one;
+    if (nblk > 1) {
+        slots = calloc(nblk, sizeof(*slots));
+        if (!slots) {
+            bf_ram_unlock(ram);
+            return -ENOMEM;
+        }
+    } else {
+        one.newpg = NULL;
+        one.cowbuf = NULL;
+    }
+    r = 0;
+    uint64_t inserted = 0;
+    for (uint64_t i = 0; i < nblk && r == 0; i++) {
+        struct bf_page *pg = bf_pagemap_get(&fh->pages, first + i);
+        if (!pg) {
+            slots[i].newpg = page_alloc(fh, first + i);
+            if (!slots[i].newpg)
+                r = -ENOMEM;
+        } else if (pg->storing) {
+            slots[i].cowbuf = bf_ram_block_alloc(fh->blksize);
+            if (!slots[i].cowbuf)
+                r = -ENOMEM;
+        }
+    }
+    for (uint64_t i = 0; i < nblk && r == 0; i++, inserted++)
+        if (slots[i].newpg)
+            r = bf_pagemap_insert(&fh->pages, first + i, slots[i].newpg);
+    if (r < 0) {
+        for (uint64_t i = 0; i < nblk; i++) {
+            if (slots[i].newpg) {
+                if (i < inserted)
+                    bf_pagemap_remove(&fh->pages, first + i);
+                page_free(slots[i].newpg);
+            }
+            bf_ram_block_free(slots[i].cowbuf, fh->blksize);
+        }
+        if (slots != &one)
+            free(slots);
+        bf_ram_unlock(ram);
+        return r;
+    }
+
+    uint64_t done = 0;
+    for (uint64_t i = 0; i < nblk; i++) {
+        struct bf_page *pg = slots[i].newpg;
+        if (pg) {
+            /* EMPTY -> DIRTY: whole block written, or past the lowest
+             * size (reads as zeros): no loadblk needed. */
+            page_set_state(pg, BF_PAGE_DIRTY);
+        } else {
+            pg = bf_pagemap_get(&fh->pages, first + i);
+            if (pg->state == BF_PAGE_LOADED)
+                page_set_state(pg, BF_PAGE_DIRTY);      /* LOADED -> DIRTY */
+            if (pg->storing) {
+                /* Copy on write: the writeout keeps storing the old
+                 * buffer (and frees it); the page goes on with a copy and
+                 * stays DIRTY after the writeout. */
+                memcpy(slots[i].cowbuf, pg->data, fh->blksize);
+                pg->data = slots[i].cowbuf;
+                pg->storing = false;
+                ram->dirty_bytes += fh->blksize;        /* the old buffer, until freed */
+            }
+        }
+        uint64_t pos = off + done;
+        size_t boff = (size_t)(pos & mask);
+        size_t len = fh->blksize - boff;
+        if (len > count - done)
+            len = (size_t)(count - done);
+        memcpy((char *)pg->data + boff, (const char *)buf + done, len);
+        done += len;
+    }
+    if (end > fh->size)
+        fh->size = end;
+    bf_ram_unlock(ram);
+    if (slots != &one)
+        free(slots);
+    return (ssize_t)count;
+}
+
+int bf_fileh_truncate(bf_fileh *fh, uint64_t size)
+{
+    if (size > BF_SIZE_MAX)
+        return -EINVAL;
+    bf_ram *ram = fh->ram;
+    uint64_t tail = size & (fh->blksize - 1);
+    uint64_t lastblk = size >> fh->blkbits;    /* the new partial last block, if tail */
+
+    bf_ram_lock(ram);
+    /* Lock released at times (waiting, loading): check again each round. */
+    for (;;) {
+        if (size >= fh->size) {
+            fh->size = size;                    /* growing: the new part reads as zeros */
+            bf_ram_unlock(ram);
+            return 0;
+        }
+        if (fh->writeout_running) {
+            bf_ram_unlock(ram);
+            return -EBUSY;
+        }
+        if (!tail)
+            break;
+        struct bf_page *pg = bf_pagemap_get(&fh->pages, lastblk);
+        if (pg && (pg->state == BF_PAGE_LOADING || pg->state == BF_PAGE_LOADING_INVALIDATED)) {
+            bf_ram_wait_load(ram);
+            continue;
+        }
+        if (pg || lastblk >= zero_from_blk(fh))
+            break;
+        int r = page_load(fh, lastblk, &pg);
+        if (r < 0 && r != -EAGAIN) {
+            bf_ram_unlock(ram);
+            return r;
+        }
+    }
+
+    /* Shrinking, lock held: zero the tail of the new last block ... */
+    if (tail) {
+        struct bf_page *pg = bf_pagemap_get(&fh->pages, lastblk);
+        if (pg) {
+            if (pg->state == BF_PAGE_LOADED)
+                page_set_state(pg, BF_PAGE_DIRTY);      /* LOADED -> DIRTY (tail zeroed) */
+            memset((char *)pg->data + tail, 0, fh->blksize - tail);
+        }
+    }
+    /* ... and drop every block past the end. */
+    uint64_t from = div_ceil_blk(fh, size), k;
+    struct bf_page *pg = bf_pagemap_next(&fh->pages, from, &k);
+    while (pg) {
+        if (pg->state == BF_PAGE_LOADING)
+            page_set_state(pg, BF_PAGE_LOADING_INVALIDATED);   /* LOADING -> LOADING_INVALIDATED */
+        else if (pg->state != BF_PAGE_LOADING_INVALIDATED)
+            page_drop(pg);                      /* LOADED/DIRTY -> EMPTY (truncated) */
+        pg = k == UINT64_MAX ? NULL : bf_pagemap_next(&fh->pages, k + 1, &k);
+    }
+    fh->size = size;
+    if (size < fh->min_size)
+        fh->min_size = size;
+    bf_ram_unlock(ram);
+    return 0;
+}
+
+uint64_t bf_fileh_size(bf_fileh *fh)
+{
+    bf_ram_lock(fh->ram);
+    uint64_t size = fh->size;
+    bf_ram_unlock(fh->ram);
+    return size;
+}
+
+uint32_t bf_fileh_blksize(const bf_fileh *fh)
+{
+    return fh->blksize;
+}
+
+/* ------------------------------------------------------------------ */
+/* Writeout, discard, invalidate, reclaim                              */
+
+static int wo_item_cmp(const void *a, const void *b)
+{
+    uint64_t x = ((const struct wo_item *)a)->blk, y = ((const struct wo_item *)b)->blk;
+    return x < y ? -1 : x > y;
+}
+
+/* Writeout with MARKSTORED only: every DIRTY page becomes LOADED. */
+static uint64_t mark_all_stored(bf_fileh *fh)
+{
+    uint64_t n = 0;
+    struct bf_list *pos, *tmp;
+    bf_list_foreach_safe(pos, tmp, &fh->dirty) {
+        struct bf_page *pg = bf_list_entry(pos, struct bf_page, dirty);
+        page_set_state(pg, BF_PAGE_LOADED);     /* DIRTY -> LOADED (marked stored) */
+        n++;
+    }
+    return n;
+}
+
+int bf_fileh_writeout(bf_fileh *fh, unsigned flags, uint64_t *nblocks)
+{
+    if (flags == 0 || (flags & ~(unsigned)(BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED)))
+        return -EINVAL;
+    bf_ram *ram = fh->ram;
+    const struct bf_file_ops *ops = fh->file->ops;
+
+    bf_ram_lock(ram);
+    if (fh->writeout_running) {
+        bf_ram_unlock(ram);
+        return -EBUSY;
+    }
+    if (!(flags & BF_WRITEOUT_STORE)) {
+        uint64_t n = mark_all_stored(fh);
+        fh->st.writeouts++;
+        bf_ram_enforce_budget(ram);
+        bf_ram_unlock(ram);
+        if (nblocks)
+            *nblocks = n;
+        return 0;
+    }
+
+    /* Snapshot: the dirty pages in block order, the size state. */
+    uint64_t n = fh->ndirty;
+    uint64_t snap_size = fh->size;
+    bool shrunk = fh->min_size < fh->committed_size;
+    uint64_t trunc_blocks = zero_from_blk(fh);
+    if (n == 0 && !shrunk && snap_size == fh->committed_size) {
+        fh->st.writeouts++;                     /* nothing to store */
+        bf_ram_unlock(ram);
+        if (nblocks)
+            *nblocks = 0;
+        return 0;
+    }
+    struct wo_item *items = NULL;
+    if (n) {
+        items = malloc(n * sizeof(*items));
+        if (!items) {
+            bf_ram_unlock(ram);
+            return -ENOMEM;
+        }
+    }
+    uint64_t i = 0;
+    struct bf_list *pos;
+    bf_list_foreach(pos, &fh->dirty) {
+        struct bf_page *pg = bf_list_entry(pos, struct bf_page, dirty);
+        items[i].blk = pg->blk;
+        items[i].data = pg->data;
+        items[i].pg = pg;
+        pg->storing = true;
+        i++;
+    }
+    if (n)
+        qsort(items, n, sizeof(*items), wo_item_cmp);
+    fh->writeout_running = true;
+    bf_ram_unlock(ram);
+
+    /* The transaction, lock released. */
+    uint64_t stores = 0, stored = 0;
+    bool began = false;
+    int r = ops->begin(fh->file);
+    if (r == 0) {
+        began = true;
+        if (shrunk)
+            r = ops->truncate(fh->file, trunc_blocks);
+    }
+    for (i = 0; r == 0 && i < n; i++) {
+        stores++;
+        r = ops->storeblk(fh->file, items[i].blk, items[i].data);
+        if (r == 0)
+            stored++;
+    }
+    bool committed = false;
+    if (r == 0) {
+        r = ops->commit(fh->file, snap_size);   /* a failed commit rolls back itself */
+        committed = r == 0;
+    } else if (began) {
+        ops->abort(fh->file);
+    }
+
+    bf_ram_lock(ram);
+    fh->st.storeblk_calls += stores;
+    fh->st.bytes_stored += stored * fh->blksize;
+    for (i = 0; i < n; i++) {
+        struct bf_page *pg = items[i].pg;
+        if (pg->data != items[i].data) {
+            /* Rewritten during the writeout: the page has its own copy and
+             * stays DIRTY; the stored buffer is ours to free. */
+            bf_ram_block_free(items[i].data, fh->blksize);
+            ram->dirty_bytes -= fh->blksize;
+            continue;
+        }
+        pg->storing = false;
+        if (committed && (flags & BF_WRITEOUT_MARKSTORED))
+            page_set_state(pg, BF_PAGE_LOADED); /* DIRTY -> LOADED (stored) */
+    }
+    if (committed) {
+        fh->committed_size = snap_size;
+        /* No shrink can run during a writeout, so size >= snap_size. */
+        fh->min_size = snap_size;
+        fh->st.writeouts++;
+        bf_ram_enforce_budget(ram);
+    } else {
+        fh->st.errors++;
+    }
+    fh->writeout_running = false;
+    bf_ram_unlock(ram);
+    free(items);
+    if (r == 0 && nblocks)
+        *nblocks = n;
+    return r;
+}
+
+int bf_fileh_discard(bf_fileh *fh, uint64_t *nblocks)
+{
+    bf_ram *ram = fh->ram;
+    bf_ram_lock(ram);
+    if (fh->writeout_running) {
+        bf_ram_unlock(ram);
+        return -EBUSY;
+    }
+    uint64_t n = 0;
+    struct bf_list *pos, *tmp;
+    bf_list_foreach_safe(pos, tmp, &fh->dirty) {
+        page_drop(bf_list_entry(pos, struct bf_page, dirty));  /* DIRTY -> EMPTY (discarded) */
+        n++;
+    }
+    fh->size = fh->min_size = fh->committed_size;
+    fh->st.discards++;
+    bf_ram_unlock(ram);
+    if (nblocks)
+        *nblocks = n;
+    return 0;
+}
+
+int bf_fileh_invalidate(bf_fileh *fh, uint64_t blk, uint64_t count)
+{
+    if (count == 0 || count - 1 > UINT64_MAX - blk)
+        return -EINVAL;
+    uint64_t last = blk + (count - 1);
+    bf_ram *ram = fh->ram;
+    bf_ram_lock(ram);
+    if (fh->writeout_running) {
+        bf_ram_unlock(ram);
+        return -EBUSY;
+    }
+    uint64_t k;
+    struct bf_page *pg = bf_pagemap_next(&fh->pages, blk, &k);
+    while (pg && k <= last) {
+        switch (pg->state) {
+        case BF_PAGE_LOADING:
+            page_set_state(pg, BF_PAGE_LOADING_INVALIDATED);   /* LOADING -> LOADING_INVALIDATED */
+            fh->st.invalidated_blocks++;
+            break;
+        case BF_PAGE_LOADED:
+        case BF_PAGE_DIRTY:
+            page_drop(pg);                      /* LOADED/DIRTY -> EMPTY (invalidated) */
+            fh->st.invalidated_blocks++;
+            break;
+        default:
+            break;                              /* already being reloaded */
+        }
+        pg = k == UINT64_MAX ? NULL : bf_pagemap_next(&fh->pages, k + 1, &k);
+    }
+    bf_ram_unlock(ram);
+    return 0;
+}
+
+size_t bf_fileh_reclaim(bf_fileh *fh, uint64_t *nblocks)
+{
+    bf_ram *ram = fh->ram;
+    bf_ram_lock(ram);
+    uint64_t n = 0, k;
+    struct bf_page *pg = bf_pagemap_next(&fh->pages, 0, &k);
+    while (pg) {
+        if (pg->state == BF_PAGE_LOADED) {
+            page_drop(pg);                      /* LOADED -> EMPTY (reclaimed) */
+            fh->st.reclaimed_blocks++;
+            ram->evictions++;
+            n++;
+        }
+        pg = k == UINT64_MAX ? NULL : bf_pagemap_next(&fh->pages, k + 1, &k);
+    }
+    bf_ram_unlock(ram);
+    if (nblocks)
+        *nblocks = n;
+    return (size_t)(n * fh->blksize);
+}
+
+/* ------------------------------------------------------------------ */
+/* Fence, state, stats                                                 */
+
+int bf_fileh_fence(bf_fileh *fh, uint64_t blk, uint64_t count)
+{
+    if (count == 0 || count - 1 > UINT64_MAX - blk)
+        return -EINVAL;
+    bf_ram_lock(fh->ram);
+    if (fh->fenced) {
+        bf_ram_unlock(fh->ram);
+        return -EBUSY;
+    }
+    fh->fenced = true;
+    fh->fence_lo = blk;
+    fh->fence_hi = blk + (count - 1);
+    bf_ram_unlock(fh->ram);
+    return 0;
+}
+
+void bf_fileh_unfence(bf_fileh *fh)
+{
+    bf_ram_lock(fh->ram);
+    fh->fenced = false;
+    bf_ram_unlock(fh->ram);
+}
+
+bool bf_fileh_isdirty(bf_fileh *fh)
+{
+    bf_ram_lock(fh->ram);
+    bool dirty = fh->ndirty != 0 || fh->size != fh->committed_size ||
+                 fh->min_size < fh->committed_size;
+    bf_ram_unlock(fh->ram);
+    return dirty;
+}
+
+void bf_fileh_stat(bf_fileh *fh, struct bf_fileh_stats *st)
+{
+    bf_ram_lock(fh->ram);
+    *st = fh->st;
+    st->blksize = fh->blksize;
+    st->size = fh->size;
+    st->committed_size = fh->committed_size;
+    st->loaded_blocks = fh->nloaded;
+    st->dirty_blocks = fh->ndirty;
+    st->loading_blocks = fh->nloading;
+    bf_ram_unlock(fh->ram);
+}
+
+enum bf_page_state bf_fileh_page_state(bf_fileh *fh, uint64_t blk)
+{
+    bf_ram_lock(fh->ram);
+    struct bf_page *pg = bf_pagemap_get(&fh->pages, blk);
+    enum bf_page_state s = pg ? pg->state : BF_PAGE_EMPTY;
+    bf_ram_unlock(fh->ram);
+    return s;
+}

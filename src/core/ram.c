@@ -1,0 +1,137 @@
+/* bigfilefs — core: the ram — lock, LRU of clean pages, budget (ram.h). */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+
+#include "core/ram_internal.h"
+
+int bf_ram_new(size_t budget, bf_ram **out)
+{
+    bf_ram *ram = calloc(1, sizeof(*ram));
+    if (!ram)
+        return -ENOMEM;
+    if (pthread_mutex_init(&ram->lock, NULL) != 0) {
+        free(ram);
+        return -ENOMEM;
+    }
+    if (pthread_cond_init(&ram->load_done, NULL) != 0) {
+        pthread_mutex_destroy(&ram->lock);
+        free(ram);
+        return -ENOMEM;
+    }
+    bf_list_init(&ram->lru);
+    ram->budget = budget;
+    *out = ram;
+    return 0;
+}
+
+int bf_ram_free(bf_ram *ram)
+{
+    if (!ram)
+        return 0;
+    bf_ram_lock(ram);
+    uint64_t handles = ram->handles;
+    bf_ram_unlock(ram);
+    if (handles)
+        return -EBUSY;
+    pthread_cond_destroy(&ram->load_done);
+    pthread_mutex_destroy(&ram->lock);
+    free(ram);
+    return 0;
+}
+
+void bf_ram_lock(bf_ram *ram)
+{
+    pthread_mutex_lock(&ram->lock);
+}
+
+void bf_ram_unlock(bf_ram *ram)
+{
+    pthread_mutex_unlock(&ram->lock);
+}
+
+void bf_ram_wait_load(bf_ram *ram)
+{
+    pthread_cond_wait(&ram->load_done, &ram->lock);
+}
+
+void bf_ram_wake_loaders(bf_ram *ram)
+{
+    pthread_cond_broadcast(&ram->load_done);
+}
+
+void *bf_ram_block_alloc(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void bf_ram_block_free(void *buf, size_t size)
+{
+    if (buf)
+        munmap(buf, size);
+}
+
+void bf_ram_lru_add(bf_ram *ram, struct bf_list *link)
+{
+    bf_list_add_tail(&ram->lru, link);
+}
+
+void bf_ram_lru_touch(bf_ram *ram, struct bf_list *link)
+{
+    bf_list_del(link);
+    bf_list_add_tail(&ram->lru, link);
+}
+
+void bf_ram_lru_remove(bf_ram *ram, struct bf_list *link)
+{
+    (void)ram;
+    bf_list_del(link);
+}
+
+/* Drop LRU pages, oldest first, until clean bytes fit the budget
+ * (to_budget) or `want` bytes were freed. Lock held. */
+static size_t evict_while(bf_ram *ram, size_t want, bool to_budget)
+{
+    size_t freed = 0;
+    struct bf_list *link;
+    while ((link = bf_list_first(&ram->lru)) != NULL) {
+        if (to_budget ? ram->clean_bytes <= ram->budget : freed >= want)
+            break;
+        freed += bf_fileh_evict_lru_page(link);
+    }
+    return freed;
+}
+
+size_t bf_ram_enforce_budget(bf_ram *ram)
+{
+    return evict_while(ram, 0, true);
+}
+
+void bf_ram_set_budget(bf_ram *ram, size_t budget)
+{
+    bf_ram_lock(ram);
+    ram->budget = budget;
+    bf_ram_enforce_budget(ram);
+    bf_ram_unlock(ram);
+}
+
+size_t bf_ram_reclaim(bf_ram *ram, size_t bytes)
+{
+    bf_ram_lock(ram);
+    size_t freed = evict_while(ram, bytes, false);
+    bf_ram_unlock(ram);
+    return freed;
+}
+
+void bf_ram_stat(bf_ram *ram, struct bf_ram_stats *st)
+{
+    bf_ram_lock(ram);
+    st->budget = ram->budget;
+    st->clean_bytes = ram->clean_bytes;
+    st->dirty_bytes = ram->dirty_bytes;
+    st->loading_bytes = ram->loading_bytes;
+    st->handles = ram->handles;
+    st->evictions = ram->evictions;
+    bf_ram_unlock(ram);
+}
