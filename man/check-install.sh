@@ -50,10 +50,12 @@ if [ -f "$pc" ]; then
     v=$(PKG_CONFIG_PATH=$dest$libdir/pkgconfig pkg-config --modversion bigfile)
     [ -n "$v" ] && ok "pkg-config --modversion bigfile: $v" || bad "no version in bigfile.pc"
     # Compile the manual's example and mapdemo.c as a user would.
-    mandoc -T ascii "$srcdir/man/ioctl_bigfile.2" 2>/dev/null | col -b |
-        sed -n '/^ *Program source/,/^SEE ALSO/p' | sed '1d;$d' >"$tmp/ioctl_bigfile_demo.c"
+    # The program is the roff text between the SRC BEGIN/END comments,
+    # unescaped (\- is -, \e is a backslash).
+    sed -n '/^\.\\" SRC BEGIN/,/^\.\\" SRC END/p' "$srcdir/man/ioctl_bigfile.2" |
+        sed '/^\./d; s/\\-/-/g; s/\\e/\\/g' >"$tmp/ioctl_bigfile_demo.c"
     if [ ! -s "$tmp/ioctl_bigfile_demo.c" ]; then
-        bad "could not extract the example of ioctl_bigfile(2) (mandoc missing?)"
+        bad "could not extract the example of ioctl_bigfile(2)"
     elif ${CC:-cc} -std=gnu11 -Wall -Wextra -Werror $cflags "$tmp/ioctl_bigfile_demo.c" -o "$tmp/demo1" 2>"$tmp/cc.log"; then
         ok "the example of ioctl_bigfile(2) compiles with \$(pkg-config --cflags bigfile)"
     else
