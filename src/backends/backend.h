@@ -97,7 +97,8 @@ void bf_db_close(bf_db *db);
  * if it returns nonzero. */
 int  bf_db_list(bf_db *db, int (*cb)(void *arg, const struct bf_fileinfo *fi), void *arg);
 
-/* Look a file up by name / by id. -ENOENT if there is none. */
+/* Look a file up by name / by id. -ENOENT if there is none. getinfo also
+ * finds an unlinked-but-open file (its name is then the empty string). */
 int  bf_db_lookup(bf_db *db, const char *name, struct bf_fileinfo *out);
 int  bf_db_getinfo(bf_db *db, uint64_t id, struct bf_fileinfo *out);
 

@@ -1,15 +1,1309 @@
-/* bigfilefs — backends: the SQLite backend (interim: being written; the
- * dispatch in backend.c already routes paths here). */
+/* bigfilefs — backends: the SQLite backend. See sqlite.h.
+ *
+ * Schema (user_version 1):
+ *   files(id INTEGER PRIMARY KEY AUTOINCREMENT,  -- ids are never reused
+ *         name TEXT UNIQUE,                      -- NULL: unlinked but open
+ *         blksize, size, mode, uid, gid, mtime_ns, ctime_ns INTEGER NOT NULL)
+ *   blocks(file INTEGER NOT NULL, blk INTEGER NOT NULL, data BLOB NOT NULL,
+ *          UNIQUE(file, blk))                    -- a rowid table: blob I/O
+ * A block row exists only for a block that is not all zeros.
+ *
+ * Connections and locks:
+ *  - one writer connection (absent when read-only), used only with
+ *    db->wlock held. A store transaction holds wlock from begin to
+ *    commit/abort; every namespace operation holds it for its own short
+ *    transaction.
+ *  - a pool of read-only reader connections (grown on demand up to
+ *    SQ_READERS_MAX; a thread waits on pcond when all are busy), each used
+ *    by one thread at a time. Each query is its own read transaction, so a
+ *    reader always sees the last commit.
+ *  - db->olock guards the list of open files (open counts, "transaction
+ *    open", "unlinked while open"). Lock order: wlock -> olock; plock and
+ *    elock are leaves.
+ */
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <sqlite3.h>
+
+#include "backends/common.h"
 #include "backends/sqlite.h"
+
+#define SQ_READERS_MAX   16
+#define SQ_BUSY_TIMEOUT  5000           /* ms */
+#define SQ_QUICK_CHECK_MAX ((off_t)64 << 20) /* quick_check dbs up to this size */
+
+/* Statements of a reader connection. */
+enum {
+    R_ROWID,        /* rowid of (file, blk) */
+    R_BYNAME,       /* file row by name */
+    R_BYID,         /* file row by id */
+    R_LIST,         /* named files in name order */
+    R_NSTMT
+};
+
+static const char *const reader_sql[R_NSTMT] = {
+    [R_ROWID]  = "SELECT rowid FROM blocks WHERE file=?1 AND blk=?2",
+    [R_BYNAME] = "SELECT id,name,blksize,size,mode,uid,gid,mtime_ns,ctime_ns FROM files WHERE name=?1",
+    [R_BYID]   = "SELECT id,name,blksize,size,mode,uid,gid,mtime_ns,ctime_ns FROM files WHERE id=?1",
+    [R_LIST]   = "SELECT id,name,blksize,size,mode,uid,gid,mtime_ns,ctime_ns FROM files "
+                 "WHERE name IS NOT NULL ORDER BY name",
+};
+
+/* Statements of the writer connection. */
+enum {
+    W_BEGIN, W_COMMIT, W_ROLLBACK,
+    W_PUT,          /* store a block */
+    W_DEL,          /* remove a block (hole) */
+    W_TRUNC,        /* remove blocks >= n */
+    W_SETSIZE,      /* size and times at commit */
+    W_INSERT,       /* create a file */
+    W_BYNAME,       /* id, size of a named file */
+    W_BYID,         /* size of a file by id */
+    W_NAMENULL,     /* unlinked but open */
+    W_SETNAME,      /* rename */
+    W_DELBLOCKS,    /* drop a file's blocks */
+    W_DELFILE,      /* drop a file's row */
+    W_PURGEBLOCKS,  /* drop blocks of an unlinked file */
+    W_PURGEFILE,    /* drop the row of an unlinked file */
+    W_SETATTR,
+    W_SETBLK,
+    W_HASBLK,       /* does a file have any block */
+    W_NSTMT
+};
+
+static const char *const writer_sql[W_NSTMT] = {
+    [W_BEGIN]    = "BEGIN IMMEDIATE",
+    [W_COMMIT]   = "COMMIT",
+    [W_ROLLBACK] = "ROLLBACK",
+    [W_PUT]      = "INSERT INTO blocks(file,blk,data) VALUES(?1,?2,?3) "
+                   "ON CONFLICT(file,blk) DO UPDATE SET data=excluded.data",
+    [W_DEL]      = "DELETE FROM blocks WHERE file=?1 AND blk=?2",
+    [W_TRUNC]    = "DELETE FROM blocks WHERE file=?1 AND blk>=?2",
+    [W_SETSIZE]  = "UPDATE files SET size=?2, mtime_ns=?3, ctime_ns=?3 WHERE id=?1",
+    [W_INSERT]   = "INSERT INTO files(name,blksize,size,mode,uid,gid,mtime_ns,ctime_ns) "
+                   "VALUES(?1,?2,?3,?4,?5,?6,?7,?7)",
+    [W_BYNAME]   = "SELECT id FROM files WHERE name=?1",
+    [W_BYID]     = "SELECT size FROM files WHERE id=?1",
+    [W_NAMENULL] = "UPDATE files SET name=NULL, ctime_ns=?2 WHERE id=?1",
+    [W_SETNAME]  = "UPDATE files SET name=?2, ctime_ns=?3 WHERE id=?1",
+    [W_DELBLOCKS] = "DELETE FROM blocks WHERE file=?1",
+    [W_DELFILE]  = "DELETE FROM files WHERE id=?1",
+    [W_PURGEBLOCKS] = "DELETE FROM blocks WHERE file=?1 AND "
+                      "EXISTS(SELECT 1 FROM files WHERE id=?1 AND name IS NULL)",
+    [W_PURGEFILE] = "DELETE FROM files WHERE id=?1 AND name IS NULL",
+    [W_SETATTR]  = "UPDATE files SET mode=coalesce(?2,mode), uid=coalesce(?3,uid), "
+                   "gid=coalesce(?4,gid), mtime_ns=coalesce(?5,mtime_ns), ctime_ns=?6 WHERE id=?1",
+    [W_SETBLK]   = "UPDATE files SET blksize=?2, ctime_ns=?3 WHERE id=?1",
+    [W_HASBLK]   = "SELECT 1 FROM blocks WHERE file=?1 LIMIT 1",
+};
+
+static const char schema_sql[] =
+    "CREATE TABLE files("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " name TEXT UNIQUE,"
+    " blksize INTEGER NOT NULL,"
+    " size INTEGER NOT NULL,"
+    " mode INTEGER NOT NULL,"
+    " uid INTEGER NOT NULL,"
+    " gid INTEGER NOT NULL,"
+    " mtime_ns INTEGER NOT NULL,"
+    " ctime_ns INTEGER NOT NULL);"
+    "CREATE TABLE blocks("
+    " file INTEGER NOT NULL,"
+    " blk INTEGER NOT NULL,"
+    " data BLOB NOT NULL,"
+    " UNIQUE(file, blk));";
+
+struct sq_reader {
+    sqlite3 *c;
+    sqlite3_stmt *st[R_NSTMT];
+    int busy;
+};
+
+/* A file with open bf_file objects. */
+struct sq_open {
+    struct sq_open *next;
+    uint64_t id;
+    unsigned nopen;
+    int tx_open;                /* one of its handles is in a transaction */
+    int unlinked;               /* its name was removed while open: purge at last close */
+};
+
+struct sq_db {
+    bf_db base;
+    char *path;
+
+    pthread_mutex_t wlock;
+    sqlite3 *w;                 /* NULL when read-only */
+    sqlite3_stmt *ws[W_NSTMT];
+
+    pthread_mutex_t olock;
+    struct sq_open *opens;
+
+    pthread_mutex_t plock;
+    pthread_cond_t pcond;
+    struct sq_reader rd[SQ_READERS_MAX];
+    int nrd;
+
+    pthread_mutex_t elock;
+    char lasterr[512];
+};
+
+/* A handle's transaction state. */
+enum sq_tx_state {
+    SQ_TX_IDLE,                 /* no transaction */
+    SQ_TX_OPEN,                 /* BEGIN IMMEDIATE done, wlock held */
+};
+
+struct sq_fh {
+    bf_file base;               /* first */
+    struct sq_db *db;
+    uint64_t id;
+    enum sq_tx_state state;
+};
+
+static struct sq_db *DB(bf_db *db)
+{
+    return (struct sq_db *)db;
+}
+
+static struct sq_fh *FH(bf_file *f)
+{
+    return (struct sq_fh *)f;
+}
+
+/* ---- errors -------------------------------------------------------------- */
+
+static int rc_errno(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK:       return 0;
+    case SQLITE_FULL:     return -ENOSPC;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:   return -EBUSY;
+    case SQLITE_NOMEM:    return -ENOMEM;
+    case SQLITE_READONLY: return -EROFS;
+    case SQLITE_PERM:
+    case SQLITE_AUTH:     return -EACCES;
+    case SQLITE_CANTOPEN: return -EACCES;
+    default:              return -EIO;  /* CORRUPT, NOTADB, IOERR, ... */
+    }
+}
+
+/* Record and log a SQLite failure of `what` on connection c; return the
+ * errno for rc. */
+static int sq_fail(struct sq_db *d, sqlite3 *c, int rc, const char *what)
+{
+    pthread_mutex_lock(&d->elock);
+    snprintf(d->lasterr, sizeof(d->lasterr), "%s: %s: %s (sqlite %d)",
+             d->path, what, c ? sqlite3_errmsg(c) : sqlite3_errstr(rc), rc);
+    fprintf(stderr, "bigfilefs: %s\n", d->lasterr);
+    pthread_mutex_unlock(&d->elock);
+    return rc_errno(rc);
+}
+
+int bf_sqlite_last_error(bf_db *db, char *buf, size_t len)
+{
+    if (!db || db->ops->name == NULL || strcmp(db->ops->name, "sqlite") != 0 || !len)
+        return -EINVAL;
+    struct sq_db *d = DB(db);
+    pthread_mutex_lock(&d->elock);
+    snprintf(buf, len, "%s", d->lasterr);
+    pthread_mutex_unlock(&d->elock);
+    return 0;
+}
+
+static void errf(char *errbuf, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void errf(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+    if (!errbuf || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errbuf, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- connections --------------------------------------------------------- */
+
+static int open_conn(const char *path, int flags, sqlite3 **out)
+{
+    sqlite3 *c = NULL;
+    int rc = sqlite3_open_v2(path, &c, flags | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        sqlite3_close(c);
+        *out = NULL;
+        return rc;
+    }
+    sqlite3_busy_timeout(c, SQ_BUSY_TIMEOUT);
+    *out = c;
+    return SQLITE_OK;
+}
+
+static int prepare_all(sqlite3 *c, const char *const *sql, sqlite3_stmt **st, int n)
+{
+    for (int i = 0; i < n; i++) {
+        int rc = sqlite3_prepare_v3(c, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &st[i], NULL);
+        if (rc != SQLITE_OK)
+            return rc;
+    }
+    return SQLITE_OK;
+}
+
+static void finalize_all(sqlite3_stmt **st, int n)
+{
+    for (int i = 0; i < n; i++) {
+        sqlite3_finalize(st[i]);
+        st[i] = NULL;
+    }
+}
+
+/* Run a one-row integer query; *out gets the first column (0 if no row). */
+static int query_int(sqlite3 *c, const char *sql, int64_t *out)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(c, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = sqlite3_step(st);
+    *out = 0;
+    if (rc == SQLITE_ROW) {
+        *out = sqlite3_column_int64(st, 0);
+        rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE) {
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Take a reader connection from the pool (opening one if all are busy and
+ * the pool may grow; else wait). */
+static int reader_get(struct sq_db *d, struct sq_reader **out)
+{
+    int rc = SQLITE_OK;
+    pthread_mutex_lock(&d->plock);
+    for (;;) {
+        for (int i = 0; i < d->nrd; i++) {
+            if (!d->rd[i].busy) {
+                d->rd[i].busy = 1;
+                *out = &d->rd[i];
+                pthread_mutex_unlock(&d->plock);
+                return 0;
+            }
+        }
+        if (d->nrd < SQ_READERS_MAX)
+            break;
+        pthread_cond_wait(&d->pcond, &d->plock);
+    }
+    struct sq_reader *r = &d->rd[d->nrd];
+    memset(r, 0, sizeof(*r));
+    rc = open_conn(d->path, SQLITE_OPEN_READONLY, &r->c);
+    if (rc == SQLITE_OK)
+        rc = prepare_all(r->c, reader_sql, r->st, R_NSTMT);
+    if (rc != SQLITE_OK) {
+        int e = sq_fail(d, r->c, rc, "opening a reader connection");
+        finalize_all(r->st, R_NSTMT);
+        sqlite3_close(r->c);
+        r->c = NULL;
+        pthread_mutex_unlock(&d->plock);
+        return e;
+    }
+    r->busy = 1;
+    d->nrd++;
+    *out = r;
+    pthread_mutex_unlock(&d->plock);
+    return 0;
+}
+
+static void reader_put(struct sq_db *d, struct sq_reader *r)
+{
+    pthread_mutex_lock(&d->plock);
+    r->busy = 0;
+    pthread_cond_signal(&d->pcond);
+    pthread_mutex_unlock(&d->plock);
+}
+
+/* Step a writer statement that returns no row, then reset it. */
+static int wexec(struct sq_db *d, int which)
+{
+    sqlite3_stmt *st = d->ws[which];
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+/* Roll the writer's transaction back (if one is open). Cannot fail in a
+ * way the caller can act on. */
+static void wrollback(struct sq_db *d)
+{
+    if (!sqlite3_get_autocommit(d->w))
+        wexec(d, W_ROLLBACK);
+}
+
+/* ---- open files ---------------------------------------------------------- */
+
+/* Caller holds olock. */
+static struct sq_open *open_find(struct sq_db *d, uint64_t id)
+{
+    for (struct sq_open *o = d->opens; o; o = o->next)
+        if (o->id == id)
+            return o;
+    return NULL;
+}
+
+/* ---- row helpers --------------------------------------------------------- */
+
+static void row_info(sqlite3_stmt *st, struct bf_fileinfo *fi)
+{
+    memset(fi, 0, sizeof(*fi));
+    fi->id = (uint64_t)sqlite3_column_int64(st, 0);
+    const unsigned char *name = sqlite3_column_text(st, 1);
+    if (name)
+        snprintf(fi->name, sizeof(fi->name), "%s", (const char *)name);
+    fi->blksize = (uint32_t)sqlite3_column_int64(st, 2);
+    fi->size = (uint64_t)sqlite3_column_int64(st, 3);
+    fi->mode = (uint32_t)sqlite3_column_int64(st, 4);
+    fi->uid = (uint32_t)sqlite3_column_int64(st, 5);
+    fi->gid = (uint32_t)sqlite3_column_int64(st, 6);
+    fi->mtime_ns = sqlite3_column_int64(st, 7);
+    fi->ctime_ns = sqlite3_column_int64(st, 8);
+}
+
+/* Run a reader query returning one file row. */
+static int reader_row(struct sq_db *d, int which, const char *name, uint64_t id,
+                      struct bf_fileinfo *out)
+{
+    struct sq_reader *r;
+    int e = reader_get(d, &r);
+    if (e < 0)
+        return e;
+    sqlite3_stmt *st = r->st[which];
+    if (name)
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        if (out)
+            row_info(st, out);
+        e = 0;
+    } else if (rc == SQLITE_DONE) {
+        e = -ENOENT;
+    } else {
+        e = sq_fail(d, r->c, rc, "reading file metadata");
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    reader_put(d, r);
+    return e;
+}
+
+/* ---- the file operations (bigfile.h) ------------------------------------- */
+
+static int sq_loadblk(bf_file *f, uint64_t blk, void *buf)
+{
+    struct sq_fh *h = FH(f);
+    struct sq_db *d = h->db;
+    struct sq_reader *r;
+    int e = reader_get(d, &r);
+    if (e < 0)
+        return e;
+    if (blk > (uint64_t)INT64_MAX) {
+        memset(buf, 0, f->blksize);
+        reader_put(d, r);
+        return 0;
+    }
+    /* The rowid lookup stays stepped (not reset) while the blob is read:
+     * its read transaction keeps the snapshot, so a concurrent commit
+     * cannot move the row between the lookup and the read. */
+    sqlite3_stmt *st = r->st[R_ROWID];
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)h->id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)blk);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        memset(buf, 0, f->blksize);     /* never stored: a hole */
+        e = 0;
+    } else if (rc != SQLITE_ROW) {
+        e = sq_fail(d, r->c, rc, "looking a block up");
+    } else {
+        sqlite3_blob *b = NULL;
+        sqlite3_int64 rowid = sqlite3_column_int64(st, 0);
+        rc = sqlite3_blob_open(r->c, "main", "blocks", "data", rowid, 0, &b);
+        if (rc != SQLITE_OK) {
+            e = sq_fail(d, r->c, rc, "opening a block");
+        } else if ((uint64_t)sqlite3_blob_bytes(b) != f->blksize) {
+            pthread_mutex_lock(&d->elock);
+            snprintf(d->lasterr, sizeof(d->lasterr),
+                     "%s: block %llu of file %llu has %d bytes, expected %u",
+                     d->path, (unsigned long long)blk, (unsigned long long)h->id,
+                     sqlite3_blob_bytes(b), f->blksize);
+            fprintf(stderr, "bigfilefs: %s\n", d->lasterr);
+            pthread_mutex_unlock(&d->elock);
+            e = -EIO;
+        } else {
+            rc = sqlite3_blob_read(b, buf, (int)f->blksize, 0);
+            e = rc == SQLITE_OK ? 0 : sq_fail(d, r->c, rc, "reading a block");
+        }
+        sqlite3_blob_close(b);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    reader_put(d, r);
+    return e;
+}
+
+static int sq_begin(bf_file *f)
+{
+    struct sq_fh *h = FH(f);
+    struct sq_db *d = h->db;
+    if (!d->w)
+        return -EROFS;
+    if (h->state != SQ_TX_IDLE)
+        return -EBUSY;
+    pthread_mutex_lock(&d->olock);
+    struct sq_open *o = open_find(d, h->id);
+    int busy = o->tx_open;
+    o->tx_open = 1;
+    pthread_mutex_unlock(&d->olock);
+    if (busy)
+        return -EBUSY;
+    pthread_mutex_lock(&d->wlock);      /* held until commit/abort */
+    int rc = wexec(d, W_BEGIN);
+    if (rc != SQLITE_OK) {
+        int e = sq_fail(d, d->w, rc, "beginning a transaction");
+        pthread_mutex_unlock(&d->wlock);
+        pthread_mutex_lock(&d->olock);
+        o->tx_open = 0;
+        pthread_mutex_unlock(&d->olock);
+        return e;
+    }
+    /* IDLE -> OPEN */
+    h->state = SQ_TX_OPEN;
+    return 0;
+}
+
+static int sq_storeblk(bf_file *f, uint64_t blk, const void *buf)
+{
+    struct sq_fh *h = FH(f);
+    struct sq_db *d = h->db;
+    if (h->state != SQ_TX_OPEN || blk > (uint64_t)INT64_MAX)
+        return -EINVAL;
+    int which = bf_all_zero(buf, f->blksize) ? W_DEL : W_PUT;
+    sqlite3_stmt *st = d->ws[which];
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)h->id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)blk);
+    if (which == W_PUT)
+        sqlite3_bind_blob(st, 3, buf, (int)f->blksize, SQLITE_STATIC);
+    int rc = wexec(d, which);
+    return rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, "storing a block");
+}
+
+static int sq_truncate(bf_file *f, uint64_t nblocks)
+{
+    struct sq_fh *h = FH(f);
+    struct sq_db *d = h->db;
+    if (h->state != SQ_TX_OPEN)
+        return -EINVAL;
+    if (nblocks > (uint64_t)INT64_MAX)
+        return 0;                       /* nothing can be stored that far */
+    sqlite3_bind_int64(d->ws[W_TRUNC], 1, (sqlite3_int64)h->id);
+    sqlite3_bind_int64(d->ws[W_TRUNC], 2, (sqlite3_int64)nblocks);
+    int rc = wexec(d, W_TRUNC);
+    return rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, "truncating");
+}
+
+/* Close the transaction: release wlock, clear the file's flag. */
+static void tx_close(struct sq_fh *h)
+{
+    struct sq_db *d = h->db;
+    pthread_mutex_unlock(&d->wlock);
+    pthread_mutex_lock(&d->olock);
+    open_find(d, h->id)->tx_open = 0;
+    pthread_mutex_unlock(&d->olock);
+    /* OPEN -> IDLE */
+    h->state = SQ_TX_IDLE;
+}
+
+static int sq_commit(bf_file *f, uint64_t size)
+{
+    struct sq_fh *h = FH(f);
+    struct sq_db *d = h->db;
+    int e = 0;
+    if (h->state != SQ_TX_OPEN)
+        return -EINVAL;
+    if (size > BF_SIZE_MAX) {
+        e = -EINVAL;
+    } else {
+        sqlite3_bind_int64(d->ws[W_SETSIZE], 1, (sqlite3_int64)h->id);
+        sqlite3_bind_int64(d->ws[W_SETSIZE], 2, (sqlite3_int64)size);
+        sqlite3_bind_int64(d->ws[W_SETSIZE], 3, bf_now_ns());
+        int rc = wexec(d, W_SETSIZE);
+        if (rc == SQLITE_OK)
+            rc = wexec(d, W_COMMIT);
+        if (rc != SQLITE_OK)
+            e = sq_fail(d, d->w, rc, "committing");
+    }
+    if (e < 0)
+        wrollback(d);                   /* failed commit: nothing visible */
+    else
+        f->size = size;
+    tx_close(h);
+    return e;
+}
+
+static void sq_abort(bf_file *f)
+{
+    struct sq_fh *h = FH(f);
+    if (h->state != SQ_TX_OPEN)
+        return;
+    wrollback(h->db);
+    tx_close(h);
+}
+
+static const struct bf_file_ops sq_file_ops = {
+    .loadblk = sq_loadblk,
+    .begin = sq_begin,
+    .storeblk = sq_storeblk,
+    .truncate = sq_truncate,
+    .commit = sq_commit,
+    .abort = sq_abort,
+};
+
+/* ---- namespace operations (backend.h) ------------------------------------ */
+
+static int sq_list(bf_db *db, int (*cb)(void *arg, const struct bf_fileinfo *fi), void *arg)
+{
+    struct sq_db *d = DB(db);
+    struct sq_reader *r;
+    int e = reader_get(d, &r);
+    if (e < 0)
+        return e;
+    sqlite3_stmt *st = r->st[R_LIST];
+    struct bf_fileinfo fi;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        row_info(st, &fi);
+        e = cb(arg, &fi);
+        if (e)
+            break;
+    }
+    if (!e && rc != SQLITE_DONE)
+        e = sq_fail(d, r->c, rc, "listing files");
+    sqlite3_reset(st);
+    reader_put(d, r);
+    return e;
+}
+
+static int sq_lookup(bf_db *db, const char *name, struct bf_fileinfo *out)
+{
+    if (!name)
+        return -EINVAL;
+    return reader_row(DB(db), R_BYNAME, name, 0, out);
+}
+
+static int sq_getinfo(bf_db *db, uint64_t id, struct bf_fileinfo *out)
+{
+    if (id > (uint64_t)INT64_MAX)
+        return -ENOENT;
+    return reader_row(DB(db), R_BYID, NULL, id, out);
+}
+
+/* Begin a namespace transaction: takes wlock. */
+static int ns_begin(struct sq_db *d)
+{
+    if (!d->w)
+        return -EROFS;
+    pthread_mutex_lock(&d->wlock);
+    int rc = wexec(d, W_BEGIN);
+    if (rc != SQLITE_OK) {
+        int e = sq_fail(d, d->w, rc, "beginning a transaction");
+        pthread_mutex_unlock(&d->wlock);
+        return e;
+    }
+    return 0;
+}
+
+/* End a namespace transaction: commit if e == 0, else roll back; releases
+ * wlock. Returns the final error. */
+static int ns_end(struct sq_db *d, int e)
+{
+    if (e == 0) {
+        int rc = wexec(d, W_COMMIT);
+        if (rc != SQLITE_OK)
+            e = sq_fail(d, d->w, rc, "committing");
+    }
+    if (e < 0)
+        wrollback(d);
+    pthread_mutex_unlock(&d->wlock);
+    return e;
+}
+
+/* Look a name up on the writer (in its transaction): its id, or 0. */
+static int w_byname(struct sq_db *d, const char *name, uint64_t *id)
+{
+    sqlite3_stmt *st = d->ws[W_BYNAME];
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    *id = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+        return 0;
+    return sq_fail(d, d->w, rc, "looking a name up");
+}
+
+/* Remove file id's name: mark it unlinked if open, else delete it with its
+ * blocks. Caller holds wlock (in a transaction) and olock. */
+static int w_drop(struct sq_db *d, uint64_t id, int64_t now)
+{
+    struct sq_open *o = open_find(d, id);
+    int rc;
+    if (o) {
+        sqlite3_bind_int64(d->ws[W_NAMENULL], 1, (sqlite3_int64)id);
+        sqlite3_bind_int64(d->ws[W_NAMENULL], 2, now);
+        rc = wexec(d, W_NAMENULL);
+        /* o->unlinked is set by the caller once the transaction commits. */
+    } else {
+        sqlite3_bind_int64(d->ws[W_DELBLOCKS], 1, (sqlite3_int64)id);
+        rc = wexec(d, W_DELBLOCKS);
+        if (rc == SQLITE_OK) {
+            sqlite3_bind_int64(d->ws[W_DELFILE], 1, (sqlite3_int64)id);
+            rc = wexec(d, W_DELFILE);
+        }
+    }
+    return rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, "removing a file");
+}
+
+/* After a committed drop of id: remember to purge it at last close. Caller
+ * holds olock. */
+static void mark_unlinked(struct sq_db *d, uint64_t id)
+{
+    struct sq_open *o = open_find(d, id);
+    if (o)
+        o->unlinked = 1;
+}
+
+static int sq_create(bf_db *db, const char *name, uint32_t blksize, uint64_t size,
+                     uint32_t mode, uint32_t uid, uint32_t gid, struct bf_fileinfo *out)
+{
+    struct sq_db *d = DB(db);
+    int e = bf_name_check(name);
+    if (e < 0)
+        return e;
+    if (!bf_blksize_valid(blksize) || size > BF_SIZE_MAX)
+        return -EINVAL;
+    if (!d->w)
+        return -EROFS;
+    int64_t now = bf_now_ns();
+    pthread_mutex_lock(&d->wlock);
+    sqlite3_stmt *st = d->ws[W_INSERT];
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, blksize);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)size);
+    sqlite3_bind_int64(st, 4, mode & 07777);
+    sqlite3_bind_int64(st, 5, uid);
+    sqlite3_bind_int64(st, 6, gid);
+    sqlite3_bind_int64(st, 7, now);
+    int rc = wexec(d, W_INSERT);
+    if (rc == SQLITE_OK) {
+        if (out) {
+            memset(out, 0, sizeof(*out));
+            out->id = (uint64_t)sqlite3_last_insert_rowid(d->w);
+            strcpy(out->name, name);
+            out->blksize = blksize;
+            out->size = size;
+            out->mode = mode & 07777;
+            out->uid = uid;
+            out->gid = gid;
+            out->mtime_ns = out->ctime_ns = now;
+        }
+        e = 0;
+    } else if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+        e = -EEXIST;
+    } else {
+        e = sq_fail(d, d->w, rc, "creating a file");
+    }
+    pthread_mutex_unlock(&d->wlock);
+    return e;
+}
+
+static int sq_unlink(bf_db *db, const char *name)
+{
+    struct sq_db *d = DB(db);
+    uint64_t id;
+    if (!name)
+        return -EINVAL;
+    int e = ns_begin(d);
+    if (e < 0)
+        return e;
+    /* olock over the commit: a concurrent file_open either registers
+     * before (and the file is kept) or finds the row gone. */
+    pthread_mutex_lock(&d->olock);
+    e = w_byname(d, name, &id);
+    if (e == 0 && id == 0)
+        e = -ENOENT;
+    if (e == 0)
+        e = w_drop(d, id, bf_now_ns());
+    e = ns_end(d, e);
+    if (e == 0)
+        mark_unlinked(d, id);
+    pthread_mutex_unlock(&d->olock);
+    return e;
+}
+
+static int w_setname(struct sq_db *d, uint64_t id, const char *name, int64_t now)
+{
+    sqlite3_stmt *st = d->ws[W_SETNAME];
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+    if (name)
+        sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 2);
+    sqlite3_bind_int64(st, 3, now);
+    int rc = wexec(d, W_SETNAME);
+    return rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, "renaming");
+}
+
+static int sq_rename(bf_db *db, const char *from, const char *to, unsigned flags)
+{
+    struct sq_db *d = DB(db);
+    uint64_t src, dst;
+    int e;
+    if ((flags & ~(unsigned)(BF_RENAME_NOREPLACE | BF_RENAME_EXCHANGE)) ||
+        flags == (BF_RENAME_NOREPLACE | BF_RENAME_EXCHANGE))
+        return -EINVAL;
+    if ((e = bf_name_check(from)) < 0 || (e = bf_name_check(to)) < 0)
+        return e;
+    if ((e = ns_begin(d)) < 0)
+        return e;
+    pthread_mutex_lock(&d->olock);
+    int64_t now = bf_now_ns();
+    int dropped = 0;
+    e = w_byname(d, from, &src);
+    if (e == 0)
+        e = w_byname(d, to, &dst);
+    if (e < 0) {
+        /* lookup failed: e is set */
+    } else if (!src) {
+        e = -ENOENT;
+    } else if (flags & BF_RENAME_EXCHANGE) {
+        if (!dst)
+            e = -ENOENT;
+        else if (src != dst) {
+            /* through NULL: name is UNIQUE */
+            e = w_setname(d, src, NULL, now);
+            if (e == 0)
+                e = w_setname(d, dst, from, now);
+            if (e == 0)
+                e = w_setname(d, src, to, now);
+        }
+    } else if (dst && (flags & BF_RENAME_NOREPLACE)) {
+        e = -EEXIST;
+    } else if (dst == src) {
+        e = 0;                          /* same file: nothing to do */
+    } else {
+        if (dst) {
+            e = w_drop(d, dst, now);
+            dropped = 1;
+        }
+        if (e == 0)
+            e = w_setname(d, src, to, now);
+    }
+    e = ns_end(d, e);
+    if (e == 0 && dropped)
+        mark_unlinked(d, dst);
+    pthread_mutex_unlock(&d->olock);
+    return e;
+}
+
+static int sq_setattr(bf_db *db, uint64_t id, const uint32_t *mode, const uint32_t *uid,
+                      const uint32_t *gid, const int64_t *mtime_ns)
+{
+    struct sq_db *d = DB(db);
+    if (!d->w)
+        return -EROFS;
+    if (id > (uint64_t)INT64_MAX)
+        return -ENOENT;
+    pthread_mutex_lock(&d->wlock);
+    sqlite3_stmt *st = d->ws[W_SETATTR];
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+    if (mode)
+        sqlite3_bind_int64(st, 2, *mode & 07777);
+    if (uid)
+        sqlite3_bind_int64(st, 3, *uid);
+    if (gid)
+        sqlite3_bind_int64(st, 4, *gid);
+    if (mtime_ns)
+        sqlite3_bind_int64(st, 5, *mtime_ns);
+    sqlite3_bind_int64(st, 6, bf_now_ns());
+    int rc = wexec(d, W_SETATTR);
+    int e = rc != SQLITE_OK ? sq_fail(d, d->w, rc, "setting attributes")
+          : sqlite3_changes(d->w) == 0 ? -ENOENT : 0;
+    pthread_mutex_unlock(&d->wlock);
+    return e;
+}
+
+static int sq_set_blksize(bf_db *db, uint64_t id, uint32_t blksize)
+{
+    struct sq_db *d = DB(db);
+    if (!bf_blksize_valid(blksize))
+        return -EINVAL;
+    if (id > (uint64_t)INT64_MAX)
+        return -ENOENT;
+    int e = ns_begin(d);
+    if (e < 0)
+        return e;
+    pthread_mutex_lock(&d->olock);
+    sqlite3_stmt *st = d->ws[W_BYID];
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+    int rc = sqlite3_step(st);
+    int64_t size = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc == SQLITE_DONE) {
+        e = -ENOENT;
+    } else if (rc != SQLITE_ROW) {
+        e = sq_fail(d, d->w, rc, "reading file metadata");
+    } else if (open_find(d, id)) {
+        e = -EBUSY;
+    } else if (size != 0) {
+        e = -ENOTEMPTY;
+    } else {
+        st = d->ws[W_HASBLK];
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        if (rc == SQLITE_ROW) {
+            e = -ENOTEMPTY;
+        } else if (rc != SQLITE_DONE) {
+            e = sq_fail(d, d->w, rc, "looking for blocks");
+        } else {
+            sqlite3_bind_int64(d->ws[W_SETBLK], 1, (sqlite3_int64)id);
+            sqlite3_bind_int64(d->ws[W_SETBLK], 2, blksize);
+            sqlite3_bind_int64(d->ws[W_SETBLK], 3, bf_now_ns());
+            rc = wexec(d, W_SETBLK);
+            if (rc != SQLITE_OK)
+                e = sq_fail(d, d->w, rc, "setting the block size");
+        }
+    }
+    pthread_mutex_unlock(&d->olock);
+    return ns_end(d, e);
+}
+
+static int sq_file_open(bf_db *db, uint64_t id, bf_file **out)
+{
+    struct sq_db *d = DB(db);
+    struct bf_fileinfo fi;
+    if (id > (uint64_t)INT64_MAX)
+        return -ENOENT;
+    struct sq_fh *h = calloc(1, sizeof(*h));
+    struct sq_open *fresh = calloc(1, sizeof(*fresh));
+    if (!h || !fresh) {
+        free(h);
+        free(fresh);
+        return -ENOMEM;
+    }
+    /* Register first, then read the row: see sq_unlink. */
+    pthread_mutex_lock(&d->olock);
+    struct sq_open *o = open_find(d, id);
+    if (!o) {
+        o = fresh;
+        fresh = NULL;
+        o->id = id;
+        o->next = d->opens;
+        d->opens = o;
+    }
+    o->nopen++;
+    pthread_mutex_unlock(&d->olock);
+    free(fresh);
+
+    int e = reader_row(d, R_BYID, NULL, id, &fi);
+    if (e < 0) {
+        h->db = d;
+        h->id = id;
+        h->state = SQ_TX_IDLE;
+        bf_db_file_close(db, &h->base);     /* unregister */
+        return e;
+    }
+    h->base.ops = &sq_file_ops;
+    h->base.blksize = fi.blksize;
+    h->base.size = fi.size;
+    h->db = d;
+    h->id = id;
+    h->state = SQ_TX_IDLE;
+    *out = &h->base;
+    return 0;
+}
+
+static void sq_file_close(bf_file *f)
+{
+    struct sq_fh *h = FH(f);
+    struct sq_db *d = h->db;
+    int purge = 0;
+    sq_abort(f);                        /* defensive: contract says none is open */
+    pthread_mutex_lock(&d->olock);
+    struct sq_open **pp = &d->opens, *o;
+    while ((o = *pp) && o->id != h->id)
+        pp = &o->next;
+    if (o && --o->nopen == 0) {
+        *pp = o->next;
+        purge = o->unlinked;
+        free(o);
+    }
+    pthread_mutex_unlock(&d->olock);
+    if (purge && d->w) {
+        /* Last close of an unlinked file: delete it, unless it was opened
+         * again meanwhile (then that handle's last close purges it). */
+        pthread_mutex_lock(&d->wlock);
+        pthread_mutex_lock(&d->olock);
+        if (!open_find(d, h->id)) {
+            int rc = wexec(d, W_BEGIN);
+            if (rc == SQLITE_OK) {
+                sqlite3_bind_int64(d->ws[W_PURGEBLOCKS], 1, (sqlite3_int64)h->id);
+                rc = wexec(d, W_PURGEBLOCKS);
+            }
+            if (rc == SQLITE_OK) {
+                sqlite3_bind_int64(d->ws[W_PURGEFILE], 1, (sqlite3_int64)h->id);
+                rc = wexec(d, W_PURGEFILE);
+            }
+            if (rc == SQLITE_OK)
+                rc = wexec(d, W_COMMIT);
+            if (rc != SQLITE_OK) {
+                /* Left for the orphan sweep of the next open. */
+                sq_fail(d, d->w, rc, "purging an unlinked file");
+                wrollback(d);
+            }
+        }
+        pthread_mutex_unlock(&d->olock);
+        pthread_mutex_unlock(&d->wlock);
+    }
+    free(h);
+}
+
+static void sq_close(bf_db *db)
+{
+    struct sq_db *d = DB(db);
+    /* Readers first: the writer, closing last, checkpoints the WAL. */
+    for (int i = 0; i < d->nrd; i++) {
+        finalize_all(d->rd[i].st, R_NSTMT);
+        sqlite3_close(d->rd[i].c);
+    }
+    if (d->w) {
+        finalize_all(d->ws, W_NSTMT);
+        sqlite3_close(d->w);
+    }
+    while (d->opens) {
+        struct sq_open *o = d->opens;
+        d->opens = o->next;
+        free(o);
+    }
+    pthread_mutex_destroy(&d->wlock);
+    pthread_mutex_destroy(&d->olock);
+    pthread_mutex_destroy(&d->plock);
+    pthread_cond_destroy(&d->pcond);
+    pthread_mutex_destroy(&d->elock);
+    free(d->path);
+    free(d);
+}
+
+static const struct bf_db_ops sq_db_ops = {
+    .name = "sqlite",
+    .close = sq_close,
+    .list = sq_list,
+    .lookup = sq_lookup,
+    .getinfo = sq_getinfo,
+    .create = sq_create,
+    .unlink = sq_unlink,
+    .rename = sq_rename,
+    .setattr = sq_setattr,
+    .set_blksize = sq_set_blksize,
+    .file_open = sq_file_open,
+    .file_close = sq_file_close,
+};
+
+/* ---- open: validation, schema, connections ------------------------------- */
+
+/* Outcome of looking at a file before using it. */
+enum sq_found {
+    SQ_FOUND_OURS,              /* a bigfilefs database of this schema */
+    SQ_FOUND_EMPTY,             /* missing, zero-length, or SQLite with no schema */
+};
+
+/* Map a failure while reading a file we are validating. */
+static int validate_fail(const char *path, sqlite3 *c, int rc, char *errbuf, size_t errlen)
+{
+    switch (rc & 0xff) {
+    case SQLITE_NOTADB:
+        errf(errbuf, errlen, "%s: not a bigfilefs database (not a SQLite database: %s)",
+             path, sqlite3_errmsg(c));
+        return -EPROTO;
+    case SQLITE_CORRUPT:
+        errf(errbuf, errlen, "%s: corrupt bigfilefs database (%s)", path, sqlite3_errmsg(c));
+        return -EPROTO;
+    default:
+        errf(errbuf, errlen, "%s: cannot read the database: %s", path, sqlite3_errmsg(c));
+        return rc_errno(rc);
+    }
+}
+
+/* Look at the file at path without modifying it: open it read-only and
+ * check that it is a bigfilefs database of our schema. */
+static int validate(const char *path, enum sq_found *found, char *errbuf, size_t errlen)
+{
+    struct stat stb;
+    if (stat(path, &stb) < 0) {
+        int e = errno;
+        if (e == ENOENT) {
+            *found = SQ_FOUND_EMPTY;
+            return -ENOENT;
+        }
+        errf(errbuf, errlen, "%s: %s", path, strerror(e));
+        return -e;
+    }
+    if (S_ISDIR(stb.st_mode)) {
+        errf(errbuf, errlen, "%s: not a bigfilefs database (a directory)", path);
+        return -EPROTO;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        errf(errbuf, errlen, "%s: %s", path, strerror(e));
+        return -e;
+    }
+    close(fd);
+    if (stb.st_size == 0) {
+        *found = SQ_FOUND_EMPTY;
+        return 0;
+    }
+
+    sqlite3 *c;
+    int rc = open_conn(path, SQLITE_OPEN_READONLY, &c);
+    if (rc != SQLITE_OK) {
+        errf(errbuf, errlen, "%s: cannot open: %s", path, sqlite3_errstr(rc));
+        return rc_errno(rc);
+    }
+    int e = 0;
+    int64_t appid, version, nobj, ncols;
+    if ((rc = query_int(c, "PRAGMA application_id", &appid)) != SQLITE_OK ||
+        (rc = query_int(c, "PRAGMA user_version", &version)) != SQLITE_OK ||
+        (rc = query_int(c, "SELECT count(*) FROM sqlite_schema "
+                           "WHERE name NOT LIKE 'sqlite_%'", &nobj)) != SQLITE_OK) {
+        e = validate_fail(path, c, rc, errbuf, errlen);
+        goto out;
+    }
+    if (appid != BF_SQLITE_APPLICATION_ID) {
+        if (appid == 0 && nobj == 0) {
+            *found = SQ_FOUND_EMPTY;    /* an empty SQLite database */
+            goto out;
+        }
+        errf(errbuf, errlen, "%s: not a bigfilefs database (a SQLite database of another "
+             "application: application_id 0x%08llx, %lld schema objects)",
+             path, (unsigned long long)(uint32_t)appid, (long long)nobj);
+        e = -EPROTO;
+        goto out;
+    }
+    if (version > BF_SQLITE_SCHEMA_VERSION) {
+        errf(errbuf, errlen, "%s: created by a newer bigfilefs (schema %lld, this build knows %d)",
+             path, (long long)version, BF_SQLITE_SCHEMA_VERSION);
+        e = -EPROTONOSUPPORT;
+        goto out;
+    }
+    if (version != BF_SQLITE_SCHEMA_VERSION) {
+        errf(errbuf, errlen, "%s: corrupt bigfilefs database (schema version %lld)",
+             path, (long long)version);
+        e = -EPROTO;
+        goto out;
+    }
+    rc = query_int(c, "SELECT (SELECT count(*) FROM pragma_table_info('files') WHERE name IN "
+                      "('id','name','blksize','size','mode','uid','gid','mtime_ns','ctime_ns'))"
+                      " + (SELECT count(*) FROM pragma_table_info('blocks') WHERE name IN "
+                      "('file','blk','data'))", &ncols);
+    if (rc != SQLITE_OK) {
+        e = validate_fail(path, c, rc, errbuf, errlen);
+        goto out;
+    }
+    if (ncols != 12) {
+        errf(errbuf, errlen, "%s: corrupt bigfilefs database (tables or columns missing)", path);
+        e = -EPROTO;
+        goto out;
+    }
+    /* A cheap check that the b-trees are sound: a full quick_check for a
+     * small database; for a big one, walk the small structures (the files
+     * table and the blocks index) only. */
+    if (stb.st_size <= SQ_QUICK_CHECK_MAX) {
+        sqlite3_stmt *st;
+        rc = sqlite3_prepare_v2(c, "PRAGMA quick_check(1)", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_step(st);
+            if (rc == SQLITE_ROW) {
+                const char *res = (const char *)sqlite3_column_text(st, 0);
+                if (!res || strcmp(res, "ok") != 0) {
+                    errf(errbuf, errlen, "%s: corrupt bigfilefs database (quick_check: %s)",
+                         path, res ? res : "?");
+                    e = -EPROTO;
+                }
+                rc = SQLITE_OK;
+            }
+            sqlite3_finalize(st);
+        }
+    } else {
+        int64_t n;
+        rc = query_int(c, "SELECT count(*) FROM files", &n);
+        if (rc == SQLITE_OK)
+            rc = query_int(c, "SELECT count(*) FROM blocks", &n);
+    }
+    if (e == 0 && rc != SQLITE_OK) {
+        e = validate_fail(path, c, rc, errbuf, errlen);
+        goto out;
+    }
+    if (e == 0)
+        *found = SQ_FOUND_OURS;
+out:
+    sqlite3_close(c);
+    return e;
+}
+
+/* Create the schema in a missing, zero-length or empty SQLite database. */
+static int create_schema(const char *path, char *errbuf, size_t errlen)
+{
+    sqlite3 *c;
+    int rc = open_conn(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &c);
+    if (rc != SQLITE_OK) {
+        errf(errbuf, errlen, "%s: cannot create: %s", path, sqlite3_errstr(rc));
+        return rc_errno(rc) == -EIO ? -EACCES : rc_errno(rc);
+    }
+    int64_t nobj = 0;
+    char sql[256];
+    /* page_size only takes effect on a database with no page yet. */
+    rc = sqlite3_exec(c, "PRAGMA page_size=65536; PRAGMA journal_mode=WAL;", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(c, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = query_int(c, "SELECT count(*) FROM sqlite_schema", &nobj);
+    if (rc == SQLITE_OK && nobj == 0) {
+        /* Nobody created it meanwhile (another process may race us). */
+        snprintf(sql, sizeof(sql), "PRAGMA application_id=%d; PRAGMA user_version=%d;",
+                 BF_SQLITE_APPLICATION_ID, BF_SQLITE_SCHEMA_VERSION);
+        rc = sqlite3_exec(c, schema_sql, NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(c, sql, NULL, NULL, NULL);
+    }
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(c, "COMMIT", NULL, NULL, NULL);
+    int e = 0;
+    if (rc != SQLITE_OK) {
+        e = validate_fail(path, c, rc, errbuf, errlen);
+        sqlite3_exec(c, "ROLLBACK", NULL, NULL, NULL);
+    }
+    sqlite3_close(c);
+    return e;
+}
+
+/* Open and set up the writer connection; sweep orphans of a crash. */
+static int open_writer(struct sq_db *d, char *errbuf, size_t errlen)
+{
+    int rc = open_conn(d->path, SQLITE_OPEN_READWRITE, &d->w);
+    if (rc != SQLITE_OK) {
+        errf(errbuf, errlen, "%s: cannot open for writing: %s", d->path, sqlite3_errstr(rc));
+        return rc_errno(rc);
+    }
+    const char *sync = getenv("BF_SQLITE_SYNC");
+    int normal = sync && strcmp(sync, "normal") == 0;
+    rc = sqlite3_exec(d->w, normal ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL",
+                      NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(d->w, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+    /* Files unlinked while open when the last process using them died. */
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(d->w, "BEGIN IMMEDIATE;"
+                          "DELETE FROM blocks WHERE file IN (SELECT id FROM files WHERE name IS NULL);"
+                          "DELETE FROM files WHERE name IS NULL;"
+                          "COMMIT;", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = prepare_all(d->w, writer_sql, d->ws, W_NSTMT);
+    if (rc != SQLITE_OK) {
+        errf(errbuf, errlen, "%s: cannot set up the writer: %s", d->path, sqlite3_errmsg(d->w));
+        if (!sqlite3_get_autocommit(d->w))
+            sqlite3_exec(d->w, "ROLLBACK", NULL, NULL, NULL);
+        return rc_errno(rc);
+    }
+    return 0;
+}
 
 int bf_sqlite_open(const char *path, unsigned flags, bf_db **out, char *errbuf, size_t errlen)
 {
-    (void)flags;
+    enum sq_found found = SQ_FOUND_EMPTY;
+    int e;
+
     *out = NULL;
     if (errbuf && errlen)
-        snprintf(errbuf, errlen, "%s: the SQLite backend is not in this build yet", path);
-    return -ENOSYS;
+        errbuf[0] = '\0';
+    e = validate(path, &found, errbuf, errlen);
+    if (e == -ENOENT || (e == 0 && found == SQ_FOUND_EMPTY)) {
+        int missing = e == -ENOENT;
+        if (!(flags & BF_DB_CREATE) || (flags & BF_DB_RDONLY)) {
+            if (missing) {
+                errf(errbuf, errlen, "%s: no such database%s", path,
+                     (flags & BF_DB_CREATE) ? " (cannot create it read-only)" : "");
+                return -ENOENT;
+            }
+            errf(errbuf, errlen, "%s: not a bigfilefs database (empty, no bigfilefs schema)%s",
+                 path, (flags & BF_DB_RDONLY) ? "" : "; open it with create to make one");
+            return -EPROTO;
+        }
+        e = create_schema(path, errbuf, errlen);
+        if (e == 0)
+            e = validate(path, &found, errbuf, errlen);
+        if (e == 0 && found != SQ_FOUND_OURS) {
+            errf(errbuf, errlen, "%s: the schema could not be created", path);
+            e = -EIO;
+        }
+    }
+    if (e < 0)
+        return e;
+
+    struct sq_db *d = calloc(1, sizeof(*d));
+    if (!d || !(d->path = strdup(path))) {
+        free(d);
+        errf(errbuf, errlen, "%s: out of memory", path);
+        return -ENOMEM;
+    }
+    d->base.ops = &sq_db_ops;
+    d->base.flags = flags;
+    pthread_mutex_init(&d->wlock, NULL);
+    pthread_mutex_init(&d->olock, NULL);
+    pthread_mutex_init(&d->plock, NULL);
+    pthread_cond_init(&d->pcond, NULL);
+    pthread_mutex_init(&d->elock, NULL);
+    if (!(flags & BF_DB_RDONLY)) {
+        e = open_writer(d, errbuf, errlen);
+        if (e < 0) {
+            sq_close(&d->base);
+            return e;
+        }
+    }
+    /* One reader now, so that a file that cannot be read fails here. */
+    struct sq_reader *r;
+    e = reader_get(d, &r);
+    if (e < 0) {
+        errf(errbuf, errlen, "%s: cannot open a reader connection", path);
+        sq_close(&d->base);
+        return e;
+    }
+    reader_put(d, r);
+    *out = &d->base;
+    return 0;
 }

@@ -36,4 +36,10 @@
  * bf_db_open for errors and errbuf. */
 int bf_sqlite_open(const char *path, unsigned flags, bf_db **out, char *errbuf, size_t errlen);
 
+/* Copy the last SQLite failure seen by db ("PATH: WHAT: sqlite3_errmsg
+ * (sqlite CODE)"; empty if none) to buf. Every such failure is also logged
+ * to stderr when it happens, prefixed "bigfilefs: ". Errors: -EINVAL (db is
+ * not a SQLite database, or len is 0). Thread-safe. */
+int bf_sqlite_last_error(bf_db *db, char *buf, size_t len);
+
 #endif /* BIGFILEFS_BACKENDS_SQLITE_H */
