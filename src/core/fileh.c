@@ -858,3 +858,11 @@ enum bf_page_state bf_fileh_page_state(bf_fileh *fh, uint64_t blk)
     bf_ram_unlock(fh->ram);
     return s;
 }
+
+size_t bf_fileh_pagemap_memory(bf_fileh *fh)
+{
+    bf_ram_lock(fh->ram);
+    size_t bytes = bf_pagemap_memory(&fh->pages);
+    bf_ram_unlock(fh->ram);
+    return bytes;
+}

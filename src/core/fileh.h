@@ -136,8 +136,8 @@ ssize_t bf_fileh_read(bf_fileh *fh, void *buf, size_t count, uint64_t off);
 
 /* Write `count` bytes at `off` (read-modify-write into the blocks, which
  * become DIRTY). Extends the size if off + count is past the end. Returns
- * count, or -EINVAL (off + count > BF_SIZE_MAX), -EFBIG, a loadblk error
- * (then no byte was changed). Writes touching fenced blocks are dropped
+ * count, or -EFBIG (off >= BF_SIZE_MAX), -EINVAL (off + count >
+ * BF_SIZE_MAX), -ENOMEM, a loadblk error (then no byte was changed). Writes touching fenced blocks are dropped
  * whole and still return count (see bf_fileh_fence). */
 ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off);
 
@@ -184,8 +184,10 @@ size_t  bf_fileh_reclaim(bf_fileh *fh, uint64_t *nblocks);
 int     bf_fileh_fence(bf_fileh *fh, uint64_t blk, uint64_t count);
 void    bf_fileh_unfence(bf_fileh *fh);
 
-/* True when the handle has uncommitted changes (a dirty block, or a size
- * other than the committed one). */
+/* True when the handle has uncommitted changes (a dirty block, a size
+ * other than the committed one, or a shrink since the last commit: shrinking
+ * and growing back to the committed size zeroes the blocks past the lowest
+ * size, which is a change). */
 bool    bf_fileh_isdirty(bf_fileh *fh);
 
 /* Fill *st with a consistent snapshot of the handle's state and counters. */
@@ -193,5 +195,10 @@ void    bf_fileh_stat(bf_fileh *fh, struct bf_fileh_stats *st);
 
 /* State of block blk (for tests and diagnostics). */
 enum bf_page_state bf_fileh_page_state(bf_fileh *fh, uint64_t blk);
+
+/* Bytes of memory the handle's pagemap uses (not counting the pages and
+ * their blocks), for tests and diagnostics: it follows the number of cached
+ * blocks, not the span of the file. */
+size_t  bf_fileh_pagemap_memory(bf_fileh *fh);
 
 #endif /* BIGFILEFS_CORE_FILEH_H */

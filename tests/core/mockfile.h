@@ -1,0 +1,87 @@
+/* bigfilefs — tests/core: a bf_file kept in memory, for the core's tests.
+ *
+ * - Committed blocks live in a small table; a store transaction keeps its
+ *   stores and its truncate aside and applies them only at commit, so
+ *   loadblk always returns committed content.
+ * - Every operation is counted (mock_calls), and the order of storeblk
+ *   blocks of the last transaction is recorded (mock_store_order).
+ * - Fault injection: mock_fail makes one operation fail with an errno on one
+ *   block (or any), after letting `skip` matching calls succeed, once or
+ *   until cleared.
+ * - Gates: mock_gate makes loadblk or storeblk of one block (or any) block
+ *   until mock_gate_release; mock_gate_wait waits until N calls are held, so
+ *   a test can freeze a load or a store in progress deterministically.
+ *
+ * Thread-safe: one mutex inside, never held while a call is held at a gate.
+ */
+#ifndef BIGFILEFS_TESTS_CORE_MOCKFILE_H
+#define BIGFILEFS_TESTS_CORE_MOCKFILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/bigfile.h"
+
+#define MOCK_ANY UINT64_MAX     /* any block */
+
+enum mock_op {
+    MOCK_LOADBLK,
+    MOCK_BEGIN,
+    MOCK_STOREBLK,
+    MOCK_TRUNCATE,
+    MOCK_COMMIT,
+    MOCK_ABORT,
+    MOCK_NOPS,
+};
+
+struct mockfile;
+
+/* A new mock file (file->ops set, file->size = size). Aborts the test
+ * process on out of memory. */
+struct mockfile *mock_new(uint32_t blksize, uint64_t size);
+void mock_free(struct mockfile *m);
+
+/* The bf_file to give to bf_fileh_open. */
+bf_file *mock_file(struct mockfile *m);
+
+/* Set committed block blk to the pattern of `seed` (mock_pattern), or to
+ * the given content; read committed block blk (zeros when absent). */
+void mock_set_block(struct mockfile *m, uint64_t blk, unsigned seed);
+void mock_put_block(struct mockfile *m, uint64_t blk, const void *data);
+void mock_get_block(struct mockfile *m, uint64_t blk, void *out);
+bool mock_has_block(struct mockfile *m, uint64_t blk);
+uint64_t mock_nblocks(struct mockfile *m);       /* committed blocks stored */
+uint64_t mock_committed_size(struct mockfile *m);
+
+/* Fill buf (len bytes) with a pattern that depends on seed and on the
+ * byte's offset `base + i` (different seeds and offsets differ). */
+void mock_pattern(void *buf, size_t len, unsigned seed, uint64_t base);
+
+/* Calls of op so far (successful or not). */
+uint64_t mock_calls(struct mockfile *m, enum mock_op op);
+
+/* Blocks passed to storeblk in the last transaction, in call order; returns
+ * their count, fills up to max of them. */
+size_t mock_store_order(struct mockfile *m, uint64_t *blks, size_t max);
+
+/* Fail op with -err on block blk (MOCK_ANY: any; ignored for non-block
+ * ops) after `skip` matching calls succeeded; once, or every time
+ * (sticky) until mock_clear_faults. One fault per op. */
+void mock_fail(struct mockfile *m, enum mock_op op, int err, uint64_t blk,
+               unsigned skip, bool sticky);
+void mock_clear_faults(struct mockfile *m);
+
+/* Gate loadblk or storeblk of block blk (MOCK_ANY: any): matching calls
+ * wait until released. Wait until at least n calls are held (returns false
+ * after timeout_ms). Release lets every held and later call through and
+ * disarms the gate. */
+void mock_gate(struct mockfile *m, enum mock_op op, uint64_t blk);
+bool mock_gate_wait(struct mockfile *m, enum mock_op op, unsigned n, unsigned timeout_ms);
+void mock_gate_release(struct mockfile *m, enum mock_op op);
+unsigned mock_gate_held(struct mockfile *m, enum mock_op op);
+
+/* True while a transaction is open. */
+bool mock_in_txn(struct mockfile *m);
+
+#endif /* BIGFILEFS_TESTS_CORE_MOCKFILE_H */
