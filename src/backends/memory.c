@@ -310,6 +310,20 @@ uint64_t bf_mem_calls(bf_db *db, enum bf_mem_op op)
     return __atomic_load_n(&DB(db)->calls[op], __ATOMIC_RELAXED);
 }
 
+uint64_t bf_mem_blocks(bf_db *db, uint64_t id)
+{
+    if (!bf_db_is_memory(db))
+        return 0;
+    struct mem_db *m = DB(db);
+    uint64_t n = 0;
+    pthread_rwlock_rdlock(&m->lock);
+    struct mem_rec *rec = find_id(m, id);
+    if (rec)
+        n = rec->blocks.n;
+    pthread_rwlock_unlock(&m->lock);
+    return n;
+}
+
 /* ---- the file operations (bigfile.h) ------------------------------------- */
 
 static struct mem_fh *FH(bf_file *f)

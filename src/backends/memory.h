@@ -51,6 +51,10 @@ void bf_mem_clear_faults(bf_db *db);
 /* Count of calls of `op` made so far on any file (for tests). */
 uint64_t bf_mem_calls(bf_db *db, enum bf_mem_op op);
 
+/* Number of blocks stored (committed, not holes) for file `id`; 0 for an
+ * unknown file or a db that is not a memory database (for tests). */
+uint64_t bf_mem_blocks(bf_db *db, uint64_t id);
+
 /* Return nonzero when db is a memory database. */
 int  bf_db_is_memory(const bf_db *db);
 
