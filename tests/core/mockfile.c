@@ -143,9 +143,9 @@ static int op_loadblk(bf_file *f, uint64_t blk, void *buf)
     struct mockfile *m = M(f);
     pthread_mutex_lock(&m->mu);
     int r = hit(m, MOCK_LOADBLK, blk);
-    pass_gate(m, MOCK_LOADBLK, blk);
-    /* Read after the gate: a test may change the committed data while a
-     * load is held, and must see the load return the new data. */
+    /* Read before the gate: a load held at the gate returns the data of
+     * when it started, so a test that changes the committed data meanwhile
+     * gets a stale result, which the core must throw away if told to. */
     if (r == 0) {
         struct mblock *b = tab_find(&m->committed, blk);
         if (b)
@@ -155,6 +155,7 @@ static int op_loadblk(bf_file *f, uint64_t blk, void *buf)
     } else {
         memset(buf, 0xEE, f->blksize);          /* garbage on error */
     }
+    pass_gate(m, MOCK_LOADBLK, blk);
     pthread_mutex_unlock(&m->mu);
     return r;
 }

@@ -10,7 +10,10 @@
  *   until cleared.
  * - Gates: mock_gate makes loadblk or storeblk of one block (or any) block
  *   until mock_gate_release; mock_gate_wait waits until N calls are held, so
- *   a test can freeze a load or a store in progress deterministically.
+ *   a test can freeze a load or a store in progress deterministically. A
+ *   held loadblk has already read its data (it returns the data of when it
+ *   started); a held storeblk reads the caller's buffer only when released
+ *   (so a change of that buffer meanwhile would show).
  *
  * Thread-safe: one mutex inside, never held while a call is held at a gate.
  */

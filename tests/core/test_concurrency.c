@@ -1,0 +1,429 @@
+/* bigfilefs — tests/core: file handles under several threads.
+ *
+ * Gates of the mock file hold a loadblk or a storeblk in progress, so the
+ * LOADING and "writeout running" states are reached deterministically; the
+ * assertions hold whatever the scheduling. Also run under ThreadSanitizer
+ * (make check-concurrency in a --enable-tsan build).
+ */
+#include <pthread.h>
+#include <time.h>
+
+#include "corehelp.h"
+
+#define GATE_MS 10000   /* a gate that is not reached in 10 s is a failure */
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+struct reader {
+    pthread_t   thr;
+    bf_fileh   *fh;
+    uint64_t    blk;
+    char        buf[BS];
+    ssize_t     ret;
+};
+
+static void *reader_main(void *arg)
+{
+    struct reader *r = arg;
+    r->ret = bf_fileh_read(r->fh, r->buf, BS, r->blk * BS);
+    return NULL;
+}
+
+static void reader_start(struct reader *r, bf_fileh *fh, uint64_t blk)
+{
+    r->fh = fh;
+    r->blk = blk;
+    r->ret = -12345;
+    cr_assert_eq(pthread_create(&r->thr, NULL, reader_main, r), 0);
+}
+
+static void reader_expect(struct reader *r, unsigned seed)
+{
+    pthread_join(r->thr, NULL);
+    cr_assert_eq(r->ret, (ssize_t)BS, "reader of block %llu: %zd",
+                 (unsigned long long)r->blk, r->ret);
+    char *want = pattern(seed, r->blk * BS, BS);
+    cr_assert(memcmp(r->buf, want, BS) == 0, "reader of block %llu got other data",
+              (unsigned long long)r->blk);
+    free(want);
+}
+
+Test(concurrency, readers_of_one_block_share_one_load, .timeout = 30)
+{
+    struct env e;
+    env_open(&e, 8 * BS, 8, 1 << 20);
+    mock_gate(e.m, MOCK_LOADBLK, 3);
+    enum { N = 8 };
+    struct reader r[N];
+    for (int i = 0; i < N; i++)
+        reader_start(&r[i], e.fh, 3);
+    cr_assert(mock_gate_wait(e.m, MOCK_LOADBLK, 1, GATE_MS), "no load started");
+    sleep_ms(50);       /* let the others reach the wait (not needed for correctness) */
+    cr_assert_eq(mock_calls(e.m, MOCK_LOADBLK), 1, "a second loadblk of a LOADING block");
+    cr_assert_eq(bf_fileh_page_state(e.fh, 3), BF_PAGE_LOADING);
+    struct bf_fileh_stats st = fstat_of(e.fh);
+    cr_assert_eq(st.loading_blocks, 1);
+    cr_assert_eq(rstat_of(e.ram).loading_bytes, BS);
+    /* Other blocks are served meanwhile: the lock is not held by the load. */
+    expect_block(e.fh, 5, 1);
+    mock_gate_release(e.m, MOCK_LOADBLK);
+    for (int i = 0; i < N; i++)
+        reader_expect(&r[i], 1);
+    cr_assert_eq(mock_calls(e.m, MOCK_LOADBLK), 2);     /* block 3 once, block 5 once */
+    cr_assert_eq(bf_fileh_page_state(e.fh, 3), BF_PAGE_LOADED);
+    cr_assert_eq(rstat_of(e.ram).loading_bytes, 0);
+    env_close(&e);
+}
+
+Test(concurrency, different_blocks_load_in_parallel, .timeout = 30)
+{
+    struct env e;
+    env_open(&e, 8 * BS, 8, 1 << 20);
+    mock_gate(e.m, MOCK_LOADBLK, MOCK_ANY);
+    struct reader a, b;
+    reader_start(&a, e.fh, 1);
+    reader_start(&b, e.fh, 2);
+    cr_assert(mock_gate_wait(e.m, MOCK_LOADBLK, 2, GATE_MS),
+              "two loads of different blocks were not in progress at once");
+    cr_assert_eq(bf_fileh_page_state(e.fh, 1), BF_PAGE_LOADING);
+    cr_assert_eq(bf_fileh_page_state(e.fh, 2), BF_PAGE_LOADING);
+    cr_assert_eq(fstat_of(e.fh).loading_blocks, 2);
+    mock_gate_release(e.m, MOCK_LOADBLK);
+    reader_expect(&a, 1);
+    reader_expect(&b, 1);
+    env_close(&e);
+}
+
+Test(concurrency, invalidate_while_loading_reloads_new_data, .timeout = 30)
+{
+    struct env e;
+    env_open(&e, 8 * BS, 8, 1 << 20);
+    mock_gate(e.m, MOCK_LOADBLK, 4);
+    struct reader r, w;
+    reader_start(&r, e.fh, 4);
+    cr_assert(mock_gate_wait(e.m, MOCK_LOADBLK, 1, GATE_MS));
+    reader_start(&w, e.fh, 4);                  /* a waiter too */
+    cr_assert_eq(bf_fileh_invalidate(e.fh, 4, 1), 0);
+    cr_assert_eq(bf_fileh_page_state(e.fh, 4), BF_PAGE_LOADING_INVALIDATED);
+    cr_assert_eq(fstat_of(e.fh).loading_blocks, 1);
+    /* The data changes underneath; the held load already read the old
+     * data: its result must be thrown away and the block loaded again. */
+    mock_set_block(e.m, 4, 8);
+    mock_gate_release(e.m, MOCK_LOADBLK);
+    reader_expect(&r, 8);
+    reader_expect(&w, 8);
+    cr_assert_eq(mock_calls(e.m, MOCK_LOADBLK), 2, "the invalidated load was not redone");
+    cr_assert_eq(bf_fileh_page_state(e.fh, 4), BF_PAGE_LOADED);
+    env_close(&e);
+}
+
+/* Invalidating a LOADING block twice, and by a wide range, still throws
+ * one load away and loads once more. */
+Test(concurrency, invalidated_load_result_is_thrown_away, .timeout = 30)
+{
+    struct env e;
+    env_open(&e, 8 * BS, 8, 1 << 20);
+    mock_gate(e.m, MOCK_LOADBLK, 4);
+    struct reader r;
+    reader_start(&r, e.fh, 4);
+    cr_assert(mock_gate_wait(e.m, MOCK_LOADBLK, 1, GATE_MS));
+    cr_assert_eq(bf_fileh_invalidate(e.fh, 0, 8), 0);
+    cr_assert_eq(bf_fileh_invalidate(e.fh, 4, 1), 0, "invalidating twice");
+    mock_gate_release(e.m, MOCK_LOADBLK);
+    reader_expect(&r, 1);
+    cr_assert_eq(mock_calls(e.m, MOCK_LOADBLK), 2);
+    struct bf_fileh_stats st = fstat_of(e.fh);
+    cr_assert_eq(st.loadblk_calls, 2);
+    cr_assert_eq(st.invalidated_blocks, 1);
+    cr_assert_eq(st.loading_blocks, 0);
+    env_close(&e);
+}
+
+Test(concurrency, waiters_retry_a_failed_load, .timeout = 30)
+{
+    struct env e;
+    env_open(&e, 8 * BS, 8, 1 << 20);
+    mock_fail(e.m, MOCK_LOADBLK, EIO, 5, 0, false);    /* the first load fails */
+    mock_gate(e.m, MOCK_LOADBLK, 5);
+    enum { N = 4 };
+    struct reader r[N];
+    reader_start(&r[0], e.fh, 5);
+    cr_assert(mock_gate_wait(e.m, MOCK_LOADBLK, 1, GATE_MS));
+    for (int i = 1; i < N; i++)
+        reader_start(&r[i], e.fh, 5);
+    sleep_ms(50);
+    cr_assert_eq(mock_calls(e.m, MOCK_LOADBLK), 1);
+    mock_gate_release(e.m, MOCK_LOADBLK);
+    int failed = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(r[i].thr, NULL);
+        if (r[i].ret == -EIO) {
+            failed++;
+            continue;
+        }
+        cr_assert_eq(r[i].ret, (ssize_t)BS);
+        char *want = pattern(1, 5 * BS, BS);
+        cr_assert(memcmp(r[i].buf, want, BS) == 0);
+        free(want);
+    }
+    cr_assert_eq(r[0].ret, -EIO, "the loader did not get its error");
+    cr_assert_eq(failed, 1, "a waiter got the loader's error");
+    /* One failed load, and the waiters' retry loaded once (or, if a waiter
+     * only arrived later, found it LOADED). */
+    cr_assert_eq(mock_calls(e.m, MOCK_LOADBLK), 2);
+    cr_assert_eq(fstat_of(e.fh).errors, 1);
+    env_close(&e);
+}
+
+struct writeout_thr {
+    pthread_t thr;
+    bf_fileh *fh;
+    unsigned  flags;
+    uint64_t  n;
+    int       ret;
+};
+
+static void *writeout_main(void *arg)
+{
+    struct writeout_thr *w = arg;
+    w->ret = bf_fileh_writeout(w->fh, w->flags, &w->n);
+    return NULL;
+}
+
+Test(concurrency, write_during_writeout_is_copy_on_write, .timeout = 30)
+{
+    struct env e;
+    env_open(&e, 8 * BS, 8, 1 << 20);
+    write_block(e.fh, 1, 2);
+    write_block(e.fh, 2, 2);
+    write_block(e.fh, 3, 2);
+    mock_gate(e.m, MOCK_STOREBLK, 2);
+    struct writeout_thr w = { .fh = e.fh, .flags = BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED };
+    cr_assert_eq(pthread_create(&w.thr, NULL, writeout_main, &w), 0);
+    cr_assert(mock_gate_wait(e.m, MOCK_STOREBLK, 1, GATE_MS));
+
+    /* While block 2 is being stored: rewrite it (and block 1, already
+     * stored, and 3, not yet stored), partially. */
+    cr_assert_eq(bf_fileh_write(e.fh, "NEW", 3, 2 * BS + 10), 3);
+    cr_assert_eq(bf_fileh_write(e.fh, "NEW", 3, 1 * BS + 10), 3);
+    cr_assert_eq(bf_fileh_write(e.fh, "NEW", 3, 3 * BS + 10), 3);
+    write_block(e.fh, 6, 3);                    /* a new dirty block meanwhile */
+    char buf[3];
+    cr_assert_eq(bf_fileh_read(e.fh, buf, 3, 2 * BS + 10), 3);
+    cr_assert(memcmp(buf, "NEW", 3) == 0, "a read during the writeout missed a write");
+    /* Other blocks load meanwhile. */
+    expect_block(e.fh, 5, 1);
+
+    /* What must wait for the writeout. */
+    cr_assert_eq(bf_fileh_writeout(e.fh, BF_WRITEOUT_STORE, NULL), -EBUSY);
+    cr_assert_eq(bf_fileh_writeout(e.fh, BF_WRITEOUT_MARKSTORED, NULL), -EBUSY);
+    cr_assert_eq(bf_fileh_discard(e.fh, NULL), -EBUSY);
+    cr_assert_eq(bf_fileh_invalidate(e.fh, 0, 1), -EBUSY);
+    cr_assert_eq(bf_fileh_truncate(e.fh, BS), -EBUSY);
+    cr_assert_eq(bf_fileh_truncate(e.fh, 9 * BS), 0, "growing is fine during a writeout");
+
+    mock_gate_release(e.m, MOCK_STOREBLK);
+    pthread_join(w.thr, NULL);
+    cr_assert_eq(w.ret, 0);
+    cr_assert_eq(w.n, 3);
+    /* The writeout committed the snapshot, not the later writes. */
+    expect_committed(e.m, 1, 2);
+    expect_committed(e.m, 2, 2);
+    expect_committed(e.m, 3, 2);
+    expect_committed(e.m, 6, 1);
+    cr_assert_eq(mock_committed_size(e.m), 8 * BS);
+    /* Rewritten blocks stay dirty, even with MARKSTORED. */
+    cr_assert_eq(bf_fileh_page_state(e.fh, 1), BF_PAGE_DIRTY);
+    cr_assert_eq(bf_fileh_page_state(e.fh, 2), BF_PAGE_DIRTY);
+    cr_assert_eq(bf_fileh_page_state(e.fh, 3), BF_PAGE_DIRTY);
+    cr_assert_eq(bf_fileh_page_state(e.fh, 6), BF_PAGE_DIRTY);
+    cr_assert(bf_fileh_isdirty(e.fh));
+    struct bf_ram_stats rs = rstat_of(e.ram);
+    cr_assert_eq(rs.dirty_bytes, 4 * BS, "the writeout's old buffers are not all freed");
+
+    /* The next writeout stores the new data. */
+    uint64_t n;
+    cr_assert_eq(bf_fileh_writeout(e.fh, BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED, &n), 0);
+    cr_assert_eq(n, 4);
+    char *blk = malloc(BS);
+    for (uint64_t b = 1; b <= 3; b++) {
+        mock_get_block(e.m, b, blk);
+        cr_assert(memcmp(blk + 10, "NEW", 3) == 0);
+    }
+    free(blk);
+    expect_committed(e.m, 6, 3);
+    cr_assert_eq(mock_committed_size(e.m), 9 * BS);
+    cr_assert_not(bf_fileh_isdirty(e.fh));
+    env_close(&e);
+}
+
+Test(concurrency, failed_writeout_with_concurrent_writes, .timeout = 30)
+{
+    struct env e;
+    env_open(&e, 8 * BS, 8, 1 << 20);
+    write_block(e.fh, 1, 2);
+    write_block(e.fh, 2, 2);
+    mock_gate(e.m, MOCK_STOREBLK, 1);
+    mock_fail(e.m, MOCK_STOREBLK, ENOSPC, 2, 0, false);
+    struct writeout_thr w = { .fh = e.fh, .flags = BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED };
+    cr_assert_eq(pthread_create(&w.thr, NULL, writeout_main, &w), 0);
+    cr_assert(mock_gate_wait(e.m, MOCK_STOREBLK, 1, GATE_MS));
+    write_block(e.fh, 1, 4);
+    mock_gate_release(e.m, MOCK_STOREBLK);
+    pthread_join(w.thr, NULL);
+    cr_assert_eq(w.ret, -ENOSPC);
+    expect_committed(e.m, 1, 1);
+    expect_committed(e.m, 2, 1);
+    expect_block(e.fh, 1, 4);
+    expect_block(e.fh, 2, 2);
+    cr_assert_eq(rstat_of(e.ram).dirty_bytes, 2 * BS);
+    cr_assert_eq(bf_fileh_writeout(e.fh, BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED, NULL), 0);
+    expect_committed(e.m, 1, 4);
+    expect_committed(e.m, 2, 2);
+    env_close(&e);
+}
+
+/* Threads each own some blocks and write, read back and verify them, while
+ * the budget evicts, another thread writes out and reclaims. */
+struct worker {
+    pthread_t thr;
+    bf_fileh *fh;
+    bf_ram   *ram;
+    unsigned  id;
+    unsigned  seed[4];          /* last seed written to each of my blocks */
+    int       failures;
+};
+
+enum { NWORKERS = 3, WBLOCKS = 4, ROUNDS = 150 };
+
+static uint64_t worker_blk(unsigned id, unsigned i)
+{
+    return (uint64_t)i * NWORKERS + id;         /* interleaved across threads */
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    char *buf = malloc(BS);
+    for (unsigned i = 0; i < WBLOCKS; i++) {
+        uint64_t blk = worker_blk(w->id, i);
+        w->seed[i] = 1 + w->id * 1000 + 500 + i;
+        void *p = pattern(w->seed[i], blk * BS, BS);
+        if (bf_fileh_write(w->fh, p, BS, blk * BS) != (ssize_t)BS)
+            w->failures++;
+        free(p);
+    }
+    for (unsigned round = 0; round < ROUNDS; round++) {
+        unsigned i = (round * 7 + w->id) % WBLOCKS;
+        uint64_t blk = worker_blk(w->id, i);
+        if (round % 3 == 0) {
+            unsigned seed = 100 + w->id * 1000 + round;
+            void *p = pattern(seed, blk * BS, BS);
+            if (bf_fileh_write(w->fh, p, BS, blk * BS) != (ssize_t)BS)
+                w->failures++;
+            free(p);
+            w->seed[i] = seed;
+        } else if (round % 3 == 1) {
+            /* A partial write keeps the rest of the block. */
+            uint64_t off = blk * BS + 100;
+            void *p = pattern(w->seed[i], off, 50);
+            if (bf_fileh_write(w->fh, p, 50, off) != 50)
+                w->failures++;
+            free(p);
+        }
+        if (bf_fileh_read(w->fh, buf, BS, blk * BS) != (ssize_t)BS) {
+            w->failures++;
+            continue;
+        }
+        void *want = pattern(w->seed[i], blk * BS, BS);
+        if (memcmp(buf, want, BS) != 0)
+            w->failures++;
+        free(want);
+        if (round % 17 == 0)
+            bf_ram_reclaim(w->ram, BS);
+    }
+    free(buf);
+    return NULL;
+}
+
+struct flusher {
+    pthread_t thr;
+    bf_fileh *fh;
+    volatile int stop;          /* set after the workers are joined */
+    int       busy, ok, failures;
+};
+
+static void *flusher_main(void *arg)
+{
+    struct flusher *f = arg;
+    while (!__atomic_load_n(&f->stop, __ATOMIC_ACQUIRE)) {
+        int r = bf_fileh_writeout(f->fh, BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED, NULL);
+        if (r == 0)
+            f->ok++;
+        else if (r == -EBUSY)
+            f->busy++;
+        else
+            f->failures++;
+        bf_fileh_reclaim(f->fh, NULL);
+        sched_yield();
+    }
+    return NULL;
+}
+
+Test(concurrency, workers_writeouts_and_eviction, .timeout = 60)
+{
+    struct env e;
+    env_open(&e, (uint64_t)NWORKERS * WBLOCKS * BS, 0, 2 * BS);
+    struct worker w[NWORKERS];
+    struct flusher f = { .fh = e.fh };
+    memset(w, 0, sizeof(w));
+    cr_assert_eq(pthread_create(&f.thr, NULL, flusher_main, &f), 0);
+    for (unsigned i = 0; i < NWORKERS; i++) {
+        w[i].fh = e.fh;
+        w[i].ram = e.ram;
+        w[i].id = i;
+        cr_assert_eq(pthread_create(&w[i].thr, NULL, worker_main, &w[i]), 0);
+    }
+    for (unsigned i = 0; i < NWORKERS; i++)
+        pthread_join(w[i].thr, NULL);
+    __atomic_store_n(&f.stop, 1, __ATOMIC_RELEASE);
+    pthread_join(f.thr, NULL);
+    for (unsigned i = 0; i < NWORKERS; i++)
+        cr_assert_eq(w[i].failures, 0, "worker %u saw %d wrong reads or failed calls",
+                     i, w[i].failures);
+    cr_assert_eq(f.failures, 0);
+    cr_log_info("flusher: %d writeouts, %d busy", f.ok, f.busy);
+
+    /* Final writeout: the backend holds every thread's last data. */
+    cr_assert_eq(bf_fileh_writeout(e.fh, BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED, NULL), 0);
+    for (unsigned t = 0; t < NWORKERS; t++)
+        for (unsigned i = 0; i < WBLOCKS; i++)
+            expect_committed(e.m, worker_blk(t, i), w[t].seed[i]);
+    struct bf_ram_stats rs = rstat_of(e.ram);
+    cr_assert_leq(rs.clean_bytes, 2 * BS);
+    cr_assert_eq(rs.dirty_bytes, 0);
+    cr_assert_eq(rs.loading_bytes, 0);
+    env_close(&e);
+}
+
+Test(concurrency, budget_zero_concurrent_readers, .timeout = 30)
+{
+    struct env e;
+    env_open(&e, 4 * BS, 4, 0);
+    enum { N = 6 };
+    struct reader r[N];
+    for (int round = 0; round < 20; round++) {
+        for (int i = 0; i < N; i++)
+            reader_start(&r[i], e.fh, (uint64_t)(i % 2));
+        for (int i = 0; i < N; i++)
+            reader_expect(&r[i], 1);
+    }
+    struct bf_ram_stats rs = rstat_of(e.ram);
+    cr_assert_eq(rs.clean_bytes, 0);
+    cr_assert_eq(rs.loading_bytes, 0);
+    env_close(&e);
+}
