@@ -1,0 +1,880 @@
+/* bigfilefs — integration tests: the harness (see harness.h). */
+#include "config.h"
+
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <sqlite3.h>
+
+struct bft_fixture bft;
+
+/* The schema of src/backends/sqlite.c: replace the blob of one existing
+ * block row. ?1 file name, ?2 block number, ?3 data. */
+#define BFT_SQL_SET_BLOCK \
+    "UPDATE blocks SET data = ?3 WHERE blk = ?2 AND " \
+    "file = (SELECT id FROM files WHERE name = ?1)"
+
+/* ---- small utilities ----------------------------------------------------- */
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Wait for pid at most timeout_s; return its status or -1 on timeout. */
+static int wait_bounded(pid_t pid, double timeout_s)
+{
+    double end = now_s() + timeout_s;
+    for (;;) {
+        int st;
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            return st;
+        if (r < 0 && errno != EINTR)
+            return -1;
+        if (now_s() > end)
+            return -1;
+        sleep_ms(5);
+    }
+}
+
+/* Wait for pid; escalate SIGTERM then SIGKILL. */
+static int wait_or_kill(pid_t pid, double timeout_s)
+{
+    int st = wait_bounded(pid, timeout_s);
+    if (st != -1)
+        return st;
+    kill(pid, SIGTERM);
+    st = wait_bounded(pid, 5);
+    if (st != -1)
+        return st;
+    kill(pid, SIGKILL);
+    return wait_bounded(pid, 10);
+}
+
+static const char *env_or(const char *name, const char *dflt)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : dflt;
+}
+
+int bft_is_fuse(const char *path)
+{
+    struct statfs sf;
+    return statfs(path, &sf) == 0 && (unsigned long)sf.f_type == BFT_FUSE_SUPER_MAGIC;
+}
+
+/* ---- fixtures ------------------------------------------------------------- */
+
+static void prepare(void)
+{
+    memset(&bft, 0, sizeof bft);
+    /* A mount namespace of our own: nothing leaks to the host if we die. */
+    cr_assert_eq(unshare(CLONE_NEWNS), 0, "unshare(CLONE_NEWNS): %s", strerror(errno));
+    cr_assert_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0,
+                 "make / private: %s", strerror(errno));
+    snprintf(bft.dir, sizeof bft.dir, "/tmp/bft-XXXXXX");
+    cr_assert_not_null(mkdtemp(bft.dir), "mkdtemp: %s", strerror(errno));
+    snprintf(bft.db, sizeof bft.db, "%s/db", bft.dir);
+    snprintf(bft.mnt, sizeof bft.mnt, "%s/mnt", bft.dir);
+    snprintf(bft.log, sizeof bft.log, "%s/daemon.log", bft.dir);
+    cr_assert_eq(mkdir(bft.mnt, 0755), 0, "mkdir %s: %s", bft.mnt, strerror(errno));
+    /* Tests that setuid need to traverse the dir. */
+    chmod(bft.dir, 0755);
+    cr_assert(getenv("BIGFILEFS") && getenv("BIGFILECTL"),
+              "BIGFILEFS and BIGFILECTL must be set (run under make check)");
+}
+
+void bft_setup_nomount(void)
+{
+    prepare();
+}
+
+void bft_setup_sqlite(void)
+{
+    prepare();
+    bft_mount();
+}
+
+void bft_setup_mem(void)
+{
+    prepare();
+    snprintf(bft.db, sizeof bft.db, "mem:");
+    bft.is_mem = 1;
+    bft_mount();
+}
+
+void bft_setup_inject(void)
+{
+    prepare();
+    snprintf(bft.db, sizeof bft.db, "mem:");
+    snprintf(bft.opts, sizeof bft.opts, "inject");
+    bft.is_mem = 1;
+    bft_mount();
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb; (void)flag; (void)ftw;
+    remove(path);
+    return 0;
+}
+
+void bft_teardown(void)
+{
+    if (!bft.dir[0])
+        return;
+    int st = bft_unmount();
+    if (bft_is_fuse(bft.mnt))
+        umount2(bft.mnt, MNT_DETACH);
+    if (st != -1)
+        bft_assert_daemon_clean(st, "teardown");
+    nftw(bft.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+    bft.dir[0] = 0;
+}
+
+/* ---- the daemon ------------------------------------------------------------ */
+
+static pid_t spawn_daemon(const char *const *argv, int truncate_log)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    /* child */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(127);
+    int fd = open(bft.log, O_WRONLY | O_CREAT | O_APPEND | (truncate_log ? O_TRUNC : 0), 0644);
+    if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+        close(fd);
+    }
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0) {
+        dup2(devnull, 0);
+        close(devnull);
+    }
+    execv(argv[0], (char *const *)argv);
+    fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+}
+
+void bft_mount(void)
+{
+    const char *argv[8];
+    int n = 0;
+    argv[n++] = getenv("BIGFILEFS");
+    argv[n++] = "-f";
+    if (bft.opts[0]) {
+        argv[n++] = "-o";
+        argv[n++] = bft.opts;
+    }
+    argv[n++] = bft.db;
+    argv[n++] = bft.mnt;
+    argv[n] = NULL;
+
+    bft.daemon = spawn_daemon(argv, 0);
+    cr_assert_gt(bft.daemon, 0, "fork: %s", strerror(errno));
+    double end = now_s() + 10;
+    while (!bft_is_fuse(bft.mnt)) {
+        int st;
+        if (waitpid(bft.daemon, &st, WNOHANG) == bft.daemon) {
+            bft.daemon = 0;
+            char *log = bft_slurp(bft.log);
+            cr_log_error("daemon log:\n%s", log ? log : "(none)");
+            free(log);
+            cr_assert_fail("bigfilefs exited before mounting (status 0x%x)", st);
+        }
+        if (now_s() > end) {
+            kill(bft.daemon, SIGKILL);
+            wait_bounded(bft.daemon, 5);
+            bft.daemon = 0;
+            cr_assert_fail("bigfilefs did not mount %s within 10 s", bft.mnt);
+        }
+        sleep_ms(5);
+    }
+}
+
+int bft_unmount(void)
+{
+    if (!bft.daemon)
+        return -1;
+    if (bft_is_fuse(bft.mnt) && umount2(bft.mnt, 0) < 0)
+        umount2(bft.mnt, MNT_DETACH);
+    int st = wait_or_kill(bft.daemon, 10);
+    bft.daemon = 0;
+    return st;
+}
+
+int bft_sigterm(void)
+{
+    if (!bft.daemon)
+        return -1;
+    kill(bft.daemon, SIGTERM);
+    int st = wait_or_kill(bft.daemon, 10);
+    bft.daemon = 0;
+    if (bft_is_fuse(bft.mnt))
+        umount2(bft.mnt, MNT_DETACH);
+    return st;
+}
+
+void bft_assert_daemon_clean(int st, const char *what)
+{
+    char *log = bft_slurp(bft.log);
+    int sanitizer = log && (strstr(log, "ERROR: AddressSanitizer") ||
+                            strstr(log, "ERROR: LeakSanitizer") ||
+                            strstr(log, "runtime error:") ||
+                            strstr(log, "WARNING: ThreadSanitizer"));
+    int clean = st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0 && !sanitizer;
+    if (!clean)
+        cr_log_error("daemon log:\n%s", log ? log : "(none)");
+    free(log);
+    cr_expect(st != -1, "%s: the daemon did not exit", what);
+    if (st != -1)
+        cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                  "%s: the daemon did not exit cleanly (%s %d)", what,
+                  WIFEXITED(st) ? "exit status" : "signal",
+                  WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+    cr_expect(!sanitizer, "%s: sanitizer report in the daemon's log", what);
+}
+
+void bft_remount(void)
+{
+    int st = bft_unmount();
+    bft_assert_daemon_clean(st, "remount");
+    cr_assert(!bft_is_fuse(bft.mnt), "still mounted after unmount");
+    bft_mount();
+}
+
+int bft_daemon_run(int timeout_s, const char *const *argv)
+{
+    const char *full[16];
+    int n = 0;
+    full[n++] = getenv("BIGFILEFS");
+    for (int i = 0; argv[i] && n < 15; i++)
+        full[n++] = argv[i];
+    full[n] = NULL;
+    pid_t pid = spawn_daemon(full, 1);
+    if (pid < 0)
+        return -1;
+    int st = wait_bounded(pid, timeout_s);
+    if (st == -1) {
+        kill(pid, SIGKILL);
+        st = wait_bounded(pid, 5);
+        if (bft_is_fuse(bft.mnt))
+            umount2(bft.mnt, MNT_DETACH);
+    }
+    return st;
+}
+
+/* ---- paths and files ------------------------------------------------------ */
+
+char *bft_path(char *buf, const char *name)
+{
+    size_t l = strlen(bft.mnt);
+    memcpy(buf, bft.mnt, l);
+    buf[l] = '/';
+    snprintf(buf + l + 1, PATH_MAX - l - 1, "%s", name);
+    return buf;
+}
+
+char *bft_slurp(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return NULL;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (len + 1 >= cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+        ssize_t r = read(fd, buf + len, cap - len - 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+    }
+    close(fd);
+    buf[len] = 0;
+    return buf;
+}
+
+void bft_create(const char *name, const char *blksize, const char *size)
+{
+    char path[PATH_MAX], bs[64], sz[64], err[1024];
+    const char *args[6];
+    int n = 0;
+    bft_path(path, name);
+    if (blksize) {
+        snprintf(bs, sizeof bs, "--blksize=%s", blksize);
+        args[n++] = bs;
+    }
+    if (size) {
+        snprintf(sz, sizeof sz, "--size=%s", size);
+        args[n++] = sz;
+    }
+    args[n++] = path;
+    args[n] = NULL;
+    int rc = bft_ctl(NULL, 0, err, sizeof err, "create",
+                     n > 0 ? args[0] : NULL, n > 1 ? args[1] : NULL,
+                     n > 2 ? args[2] : NULL, (char *)NULL);
+    cr_assert_eq(rc, 0, "bigfilectl create %s failed (%d): %s", path, rc, err);
+}
+
+int bft_pwrite(const char *path, const void *buf, size_t len, uint64_t off)
+{
+    int fd = open(path, O_WRONLY);
+    if (fd < 0)
+        return -errno;
+    size_t done = 0;
+    int ret = 0;
+    while (done < len) {
+        ssize_t r = pwrite(fd, (const char *)buf + done, len - done, (off_t)(off + done));
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            ret = -errno;
+            break;
+        }
+        done += (size_t)r;
+    }
+    if (close(fd) < 0 && ret == 0)
+        ret = -errno;
+    return ret;
+}
+
+int bft_pread(const char *path, void *buf, size_t len, uint64_t off)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return -errno;
+    size_t done = 0;
+    int ret = 0;
+    while (done < len) {
+        ssize_t r = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            ret = -errno;
+            break;
+        }
+        if (r == 0) {
+            ret = -ENODATA;     /* short: EOF */
+            break;
+        }
+        done += (size_t)r;
+    }
+    close(fd);
+    return ret;
+}
+
+static uint8_t pattern_byte(unsigned seed, uint64_t off)
+{
+    uint64_t x = off * 0x9E3779B97F4A7C15ull + seed * 0xBF58476D1CE4E5B9ull + (off >> 12);
+    x ^= x >> 29;
+    return (uint8_t)(x | 1);    /* never zero: distinguishable from holes */
+}
+
+void bft_pattern(void *buf, size_t len, unsigned seed, uint64_t off)
+{
+    uint8_t *p = buf;
+    for (size_t i = 0; i < len; i++)
+        p[i] = pattern_byte(seed, off + i);
+}
+
+int bft_check_pattern(const void *buf, size_t len, unsigned seed, uint64_t off)
+{
+    const uint8_t *p = buf;
+    for (size_t i = 0; i < len; i++)
+        if (p[i] != pattern_byte(seed, off + i))
+            return 0;
+    return 1;
+}
+
+int bft_is_zero(const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    for (size_t i = 0; i < len; i++)
+        if (p[i])
+            return 0;
+    return 1;
+}
+
+void bft_put(const char *path, uint64_t off, size_t len, unsigned seed)
+{
+    void *buf = malloc(len);
+    bft_pattern(buf, len, seed, off);
+    int r = bft_pwrite(path, buf, len, off);
+    free(buf);
+    cr_assert_eq(r, 0, "pwrite %s [%llu, +%zu): %s", path, (unsigned long long)off, len,
+                 strerror(-r));
+}
+
+void bft_put_commit(const char *path, uint64_t off, size_t len, unsigned seed)
+{
+    bft_put(path, off, len, seed);
+    int r = bft_writeout(path, BFT_WO_BOTH, NULL);
+    cr_assert_eq(r, 0, "writeout %s: %s", path, strerror(-r));
+}
+
+void bft_expect(const char *path, uint64_t off, size_t len, unsigned seed, const char *what)
+{
+    uint8_t *buf = malloc(len);
+    memset(buf, 0xEE, len);
+    int r = bft_pread(path, buf, len, off);
+    int ok = r == 0 && (seed == BFT_ZEROS ? bft_is_zero(buf, len)
+                                          : bft_check_pattern(buf, len, seed, off));
+    size_t bad = 0;
+    if (r == 0 && !ok) {
+        uint8_t want = 0;
+        for (bad = 0; bad < len; bad++) {
+            if (seed != BFT_ZEROS)
+                bft_pattern(&want, 1, seed, off + bad);
+            if (buf[bad] != want)
+                break;
+        }
+    }
+    uint8_t got = r == 0 && bad < len ? buf[bad] : 0;
+    free(buf);
+    cr_assert_eq(r, 0, "%s: pread %s [%llu, +%zu): %s", what, path, (unsigned long long)off,
+                 len, strerror(-r));
+    cr_assert(ok, "%s: %s [%llu, +%zu) does not hold %s: first difference at +%zu (0x%02x)",
+              what, path, (unsigned long long)off, len,
+              seed == BFT_ZEROS ? "zeros" : "the expected data", bad, got);
+}
+
+int64_t bft_size(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return -errno;
+    return st.st_size;
+}
+
+/* ---- ioctls ----------------------------------------------------------------- */
+
+int bft_ioctl(const char *path, unsigned long req, void *arg)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return -errno;
+    int r = ioctl(fd, req, arg);
+    int ret = r < 0 ? -errno : 0;
+    close(fd);
+    return ret;
+}
+
+int bft_writeout(const char *path, uint32_t flags, struct bigfile_writeout *out)
+{
+    struct bigfile_writeout w = { .flags = flags };
+    int r = bft_ioctl(path, BIGFILE_IOC_WRITEOUT, &w);
+    if (out)
+        *out = w;
+    return r;
+}
+
+int bft_discard(const char *path, struct bigfile_count *out)
+{
+    struct bigfile_count c = { 0 };
+    int r = bft_ioctl(path, BIGFILE_IOC_DISCARD, &c);
+    if (out)
+        *out = c;
+    return r;
+}
+
+int bft_invalidate(const char *path, uint64_t start, uint64_t count)
+{
+    struct bigfile_range rg = { .start = start, .count = count };
+    return bft_ioctl(path, BIGFILE_IOC_INVALIDATE, &rg);
+}
+
+int bft_stat(const char *path, struct bigfile_stat *out)
+{
+    memset(out, 0, sizeof *out);
+    return bft_ioctl(path, BIGFILE_IOC_STAT, out);
+}
+
+int bft_reclaim(const char *path, struct bigfile_count *out)
+{
+    struct bigfile_count c = { 0 };
+    int r = bft_ioctl(path, BIGFILE_IOC_RECLAIM, &c);
+    if (out)
+        *out = c;
+    return r;
+}
+
+/* ---- processes ----------------------------------------------------------------- */
+
+int bft_run(int (*fn)(void *arg), void *arg, int timeout_s)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        _exit(fn(arg));
+    }
+    int st = wait_bounded(pid, timeout_s);
+    if (st == -1) {
+        kill(pid, SIGKILL);
+        st = wait_bounded(pid, 5);
+    }
+    return st;
+}
+
+static void read_file_into(const char *path, char *buf, size_t len)
+{
+    if (!buf || !len)
+        return;
+    buf[0] = 0;
+    char *s = bft_slurp(path);
+    if (s) {
+        snprintf(buf, len, "%s", s);
+        free(s);
+    }
+}
+
+int bft_exec(char *out, size_t outlen, char *err, size_t errlen,
+             const char *const *argv, int timeout_s)
+{
+    char opath[PATH_MAX], epath[PATH_MAX];
+    const char *dir = bft.dir[0] ? bft.dir : "/tmp";
+    snprintf(opath, sizeof opath, "%s/exec.%d.out", dir, (int)getpid());
+    snprintf(epath, sizeof epath, "%s/exec.%d.err", dir, (int)getpid());
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int o = open(opath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int e = open(epath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (o < 0 || e < 0)
+            _exit(126);
+        dup2(o, 1);
+        dup2(e, 2);
+        execv(argv[0], (char *const *)argv);
+        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    int st = wait_bounded(pid, timeout_s);
+    if (st == -1) {
+        kill(pid, SIGKILL);
+        st = wait_bounded(pid, 5);
+    }
+    read_file_into(opath, out, outlen);
+    read_file_into(epath, err, errlen);
+    unlink(opath);
+    unlink(epath);
+    if (st == -1)
+        return -1;
+    if (WIFEXITED(st))
+        return WEXITSTATUS(st);
+    return 128 + WTERMSIG(st);
+}
+
+int bft_ctl(char *out, size_t outlen, char *err, size_t errlen, ...)
+{
+    const char *argv[32];
+    int n = 0;
+    argv[n++] = env_or("BIGFILECTL", "bigfilectl");
+    va_list ap;
+    va_start(ap, errlen);
+    const char *a;
+    while (n < 31 && (a = va_arg(ap, const char *)) != NULL)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    return bft_exec(out, outlen, err, errlen, argv, 30);
+}
+
+int bft_kv(const char *text, const char *key, uint64_t *value)
+{
+    size_t klen = strlen(key);
+    for (const char *line = text; line && *line; ) {
+        if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
+            char *end;
+            errno = 0;
+            unsigned long long v = strtoull(line + klen + 1, &end, 0);
+            if (errno || end == line + klen + 1)
+                return -EINVAL;
+            *value = v;
+            return 0;
+        }
+        line = strchr(line, '\n');
+        if (line)
+            line++;
+    }
+    return -ENOENT;
+}
+
+/* ---- peers ------------------------------------------------------------------------- */
+
+struct peer_cmd {
+    char     op;        /* 'r' read byte, 'w' write byte, 'c' check, 's' size, 'q' quit */
+    uint8_t  val;
+    uint32_t seed;
+    uint64_t off;
+    uint64_t len;
+};
+
+static int full_read(int fd, void *buf, size_t len)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t r = read(fd, (char *)buf + done, len - done);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        done += (size_t)r;
+    }
+    return 0;
+}
+
+static int full_write(int fd, const void *buf, size_t len)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t r = write(fd, (const char *)buf + done, len - done);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        done += (size_t)r;
+    }
+    return 0;
+}
+
+static void peer_main(const char *path, size_t maplen, int cmd, int rep)
+{
+    signal(SIGBUS, SIG_DFL);
+    int fd = open(path, O_RDWR);
+    int64_t ok = fd < 0 ? -errno : 0;
+    uint8_t *map = NULL;
+    if (fd >= 0) {
+        map = mmap(NULL, maplen, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (map == MAP_FAILED)
+            ok = -errno;
+    }
+    full_write(rep, &ok, sizeof ok);
+    if (ok < 0)
+        _exit(1);
+    struct peer_cmd c;
+    while (full_read(cmd, &c, sizeof c) == 0) {
+        int64_t r = 0;
+        struct stat st;
+        switch (c.op) {
+        case 'r':
+            r = map[c.off];
+            break;
+        case 'w':
+            map[c.off] = c.val;
+            break;
+        case 'c':
+            r = 1;
+            for (uint64_t i = 0; i < c.len && r; i++) {
+                uint8_t want = 0;
+                if (c.seed != ~0u)
+                    bft_pattern(&want, 1, c.seed, c.off + i);
+                if (map[c.off + i] != want)
+                    r = 0;
+            }
+            break;
+        case 's':
+            r = fstat(fd, &st) == 0 ? st.st_size : -1;
+            break;
+        case 'q':
+            munmap(map, maplen);
+            close(fd);
+            _exit(0);
+        }
+        if (full_write(rep, &r, sizeof r) < 0)
+            break;
+    }
+    _exit(2);
+}
+
+int bft_peer_start(struct bft_peer *p, const char *path, size_t maplen)
+{
+    int c[2], r[2];
+    if (pipe(c) < 0)
+        return -errno;
+    if (pipe(r) < 0) {
+        close(c[0]);
+        close(c[1]);
+        return -errno;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        close(c[1]);
+        close(r[0]);
+        peer_main(path, maplen, c[0], r[1]);
+    }
+    close(c[0]);
+    close(r[1]);
+    p->pid = pid;
+    p->cmd = c[1];
+    p->rep = r[0];
+    int64_t ok;
+    if (full_read(p->rep, &ok, sizeof ok) < 0)
+        return -EPIPE;
+    return (int)ok;
+}
+
+static int64_t peer_call(struct bft_peer *p, const struct peer_cmd *c)
+{
+    int64_t r;
+    if (full_write(p->cmd, c, sizeof *c) < 0 || full_read(p->rep, &r, sizeof r) < 0)
+        return -1;
+    return r;
+}
+
+int bft_peer_read(struct bft_peer *p, uint64_t off)
+{
+    struct peer_cmd c = { .op = 'r', .off = off };
+    return (int)peer_call(p, &c);
+}
+
+int bft_peer_write(struct bft_peer *p, uint64_t off, uint8_t val)
+{
+    struct peer_cmd c = { .op = 'w', .off = off, .val = val };
+    return peer_call(p, &c) < 0 ? -1 : 0;
+}
+
+int bft_peer_check(struct bft_peer *p, uint64_t off, uint64_t len, unsigned seed)
+{
+    struct peer_cmd c = { .op = 'c', .off = off, .len = len, .seed = seed };
+    return (int)peer_call(p, &c);
+}
+
+int64_t bft_peer_size(struct bft_peer *p)
+{
+    struct peer_cmd c = { .op = 's' };
+    return peer_call(p, &c);
+}
+
+int bft_peer_stop(struct bft_peer *p)
+{
+    struct peer_cmd c = { .op = 'q' };
+    full_write(p->cmd, &c, sizeof c);
+    close(p->cmd);
+    close(p->rep);
+    int st = wait_bounded(p->pid, 20);
+    if (st == -1) {
+        kill(p->pid, SIGKILL);
+        st = wait_bounded(p->pid, 5);
+    }
+    return st;
+}
+
+/* ---- SQLite behind the daemon's back ----------------------------------------------- */
+
+static sqlite3 *sql_open(const char *db)
+{
+    sqlite3 *h = NULL;
+    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
+        fprintf(stderr, "sqlite3_open %s: %s\n", db, h ? sqlite3_errmsg(h) : "?");
+        sqlite3_close(h);
+        return NULL;
+    }
+    sqlite3_busy_timeout(h, 5000);
+    return h;
+}
+
+int bft_sql_exec(const char *db, const char *sql)
+{
+    sqlite3 *h = sql_open(db);
+    if (!h)
+        return -1;
+    char *msg = NULL;
+    int rc = sqlite3_exec(h, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK)
+        fprintf(stderr, "sqlite3 %s: %s\n", sql, msg ? msg : sqlite3_errstr(rc));
+    sqlite3_free(msg);
+    sqlite3_close(h);
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
+int bft_sql_int(const char *db, const char *sql, int64_t *out)
+{
+    sqlite3 *h = sql_open(db);
+    if (!h)
+        return -1;
+    sqlite3_stmt *st = NULL;
+    int ret = -1;
+    if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+        *out = sqlite3_column_int64(st, 0);
+        ret = 0;
+    } else {
+        fprintf(stderr, "sqlite3 %s: %s\n", sql, sqlite3_errmsg(h));
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return ret;
+}
+
+int bft_sql_set_block(const char *db, const char *name, uint64_t blk,
+                      uint32_t blksize, unsigned seed)
+{
+    sqlite3 *h = sql_open(db);
+    if (!h)
+        return -1;
+    void *buf = malloc(blksize);
+    bft_pattern(buf, blksize, seed, blk * blksize);
+    sqlite3_stmt *st = NULL;
+    int ret = -1;
+    const char *sql = BFT_SQL_SET_BLOCK;
+    if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)blk);
+        sqlite3_bind_blob(st, 3, buf, (int)blksize, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_DONE && sqlite3_changes(h) == 1)
+            ret = 0;
+    }
+    if (ret)
+        fprintf(stderr, "sqlite3 %s: %s\n", sql, sqlite3_errmsg(h));
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    free(buf);
+    return ret;
+}

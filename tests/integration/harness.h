@@ -1,0 +1,220 @@
+/* bigfilefs — integration tests: the harness.
+ *
+ * Every test mounts a real bigfilefs of its own and drives it from separate
+ * processes. A test declares its fixture with the .init/.fini hooks below,
+ * e.g.
+ *
+ *     Test(data, zeros, .init = bft_setup_sqlite, .fini = bft_teardown,
+ *          .timeout = 60)
+ *
+ * Setup (in the test's own process, which Criterion forks for each test):
+ *  - unshare(CLONE_NEWNS) and make "/" private, so that the mount lives in a
+ *    mount namespace of the test's own and vanishes with its processes;
+ *  - mkdtemp a directory /tmp/bft-XXXXXX holding the database ("db"), the
+ *    mountpoint ("mnt") and the daemon's stderr ("daemon.log");
+ *  - start `$BIGFILEFS -f [-o OPTS] DB MNT` as a child with
+ *    PR_SET_PDEATHSIG = SIGKILL (if the test process dies, so does the
+ *    daemon, and the namespace and mount with it) and wait (at most 10 s)
+ *    until statfs(MNT).f_type is FUSE_SUPER_MAGIC.
+ *
+ * Teardown (also after a failed assertion): unmount (lazily if busy), wait
+ * for the daemon (bounded; SIGTERM then SIGKILL), then check that it exited
+ * with status 0 and that its log holds no sanitizer report — otherwise the
+ * test fails — and remove the directory.
+ *
+ * Global state: the single fixture `bft` below, one per test process
+ * (Criterion runs each test in a process of its own). Helpers that need the
+ * mount use it. Child processes started by helpers must not call Criterion
+ * assertions: they report through their exit status.
+ *
+ * Environment: BIGFILEFS, BIGFILECTL (absolute paths of the programs),
+ * BF_SRCDIR, PYTHON — set by `make check`.
+ */
+#ifndef BIGFILEFS_TESTS_INTEGRATION_HARNESS_H
+#define BIGFILEFS_TESTS_INTEGRATION_HARNESS_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <bigfile/ioctl.h>
+
+#define BFT_FUSE_SUPER_MAGIC 0x65735546
+#define BFT_MB ((uint64_t)1 << 20)
+#define BFT_GB ((uint64_t)1 << 30)
+
+struct bft_fixture {
+    char   dir[64];             /* the temp dir */
+    char   db[256];             /* database spec: DIR/db or "mem:" */
+    char   mnt[256];            /* DIR/mnt */
+    char   log[256];            /* DIR/daemon.log: the daemon's stdout+stderr */
+    char   opts[512];           /* -o options ("" for none) */
+    pid_t  daemon;              /* 0 when not running */
+    int    is_mem;              /* database is "mem:" */
+};
+
+/* The fixture of this test process. */
+extern struct bft_fixture bft;
+
+/* ---- fixtures (Criterion .init / .fini) ---------------------------------- */
+
+/* Prepare the namespace and temp dir and mount with an SQLite database /
+ * a memory database / a memory database with -o inject. */
+void bft_setup_sqlite(void);
+void bft_setup_mem(void);
+void bft_setup_inject(void);
+/* Prepare the namespace and temp dir only (the test mounts itself, with
+ * bft_mount, after choosing bft.opts or bft.db). Default db: DIR/db. */
+void bft_setup_nomount(void);
+/* Unmount, check the daemon's exit and log, remove the temp dir. */
+void bft_teardown(void);
+
+/* Declare a test body run twice: on an SQLite and on a memory database.
+ *     BFT_TEST_BOTH(data, zeros, 60) { ...body using bft... }           */
+#define BFT_TEST_BOTH(suite, name, timeout_s)                                  \
+    static void suite##_##name##_body(void);                                  \
+    Test(suite, name##_sqlite, .init = bft_setup_sqlite, .fini = bft_teardown, \
+         .timeout = (timeout_s)) { suite##_##name##_body(); }                 \
+    Test(suite, name##_mem, .init = bft_setup_mem, .fini = bft_teardown,      \
+         .timeout = (timeout_s)) { suite##_##name##_body(); }                 \
+    static void suite##_##name##_body(void)
+
+/* ---- mount control ------------------------------------------------------- */
+
+/* Start the daemon on bft.db / bft.mnt with bft.opts and wait for the mount.
+ * Fails the test (cr_assert) if it does not come up in 10 s. */
+void bft_mount(void);
+
+/* Unmount and wait for the daemon to exit (SIGTERM after 5 s, SIGKILL after
+ * 10 s). Returns the daemon's wait status, or -1 if none was running. Does
+ * not assert. */
+int  bft_unmount(void);
+
+/* Send SIGTERM to the daemon and wait for it to exit (bounded), leaving the
+ * mountpoint unmounted. Returns the wait status. */
+int  bft_sigterm(void);
+
+/* bft_unmount, assert a clean exit (status 0, no sanitizer report in the
+ * log), then bft_mount again on the same database. */
+void bft_remount(void);
+
+/* Assert that wait status st is a clean exit (0) of the daemon and that the
+ * log has no sanitizer report. `what` names the occasion in messages. */
+void bft_assert_daemon_clean(int st, const char *what);
+
+/* Run the daemon with extra arguments argv (NULL-terminated, after the
+ * program name) in the foreground and wait at most `timeout_s` for it to
+ * exit; stderr goes to bft.log (truncated first). Returns the wait status
+ * (SIGKILLed after the timeout). For tests of refusals. */
+int  bft_daemon_run(int timeout_s, const char *const *argv);
+
+/* Nonzero when path is on a FUSE file system now. */
+int  bft_is_fuse(const char *path);
+
+/* ---- paths and files ----------------------------------------------------- */
+
+/* Write bft.mnt + "/" + name into buf (PATH_MAX) and return buf. */
+char *bft_path(char *buf, const char *name);
+
+/* Read the whole file `path` into a malloc'd NUL-terminated buffer (caller
+ * frees); NULL on error. */
+char *bft_slurp(const char *path);
+
+/* Create file `name` in the mount with `bigfilectl create` (sizes as
+ * strings, NULL for the default) and assert success. */
+void bft_create(const char *name, const char *blksize, const char *size);
+
+/* pwrite/pread the whole buffer at off on path (opened and closed).
+ * Return 0 or -errno. */
+int  bft_pwrite(const char *path, const void *buf, size_t len, uint64_t off);
+int  bft_pread(const char *path, void *buf, size_t len, uint64_t off);
+
+/* Fill buf with a pattern depending on (seed, offset). */
+void bft_pattern(void *buf, size_t len, unsigned seed, uint64_t off);
+/* Nonzero when buf holds bft_pattern(seed, off). */
+int  bft_check_pattern(const void *buf, size_t len, unsigned seed, uint64_t off);
+/* Nonzero when buf is all zeros. */
+int  bft_is_zero(const void *buf, size_t len);
+
+/* Write bft_pattern(seed) over [off, off+len) of path with pwrite and
+ * assert success. */
+void bft_put(const char *path, uint64_t off, size_t len, unsigned seed);
+/* Write as bft_put, then WRITEOUT (store+markstored) and assert success. */
+void bft_put_commit(const char *path, uint64_t off, size_t len, unsigned seed);
+/* Assert that pread of [off, off+len) of path gives bft_pattern(seed), or
+ * zeros when seed is ~0u. `what` names the check in messages. */
+void bft_expect(const char *path, uint64_t off, size_t len, unsigned seed, const char *what);
+/* st_size of path (stat), or -errno. */
+int64_t bft_size(const char *path);
+
+#define BFT_ZEROS (~0u)
+#define BFT_WO_BOTH (BIGFILE_WRITEOUT_STORE | BIGFILE_WRITEOUT_MARKSTORED)
+
+/* ---- ioctls (each opens path O_RDONLY, or uses fd when path is NULL) ------ */
+/* All return 0 or -errno. */
+int  bft_ioctl(const char *path, unsigned long req, void *arg);
+int  bft_writeout(const char *path, uint32_t flags, struct bigfile_writeout *out);
+int  bft_discard(const char *path, struct bigfile_count *out);
+int  bft_invalidate(const char *path, uint64_t start, uint64_t count);
+int  bft_stat(const char *path, struct bigfile_stat *out);
+int  bft_reclaim(const char *path, struct bigfile_count *out);
+
+/* ---- processes ----------------------------------------------------------- */
+
+/* Fork; the child runs fn(arg) and _exits with its return value. Wait at
+ * most timeout_s seconds (then SIGKILL). Return the wait status. */
+int  bft_run(int (*fn)(void *arg), void *arg, int timeout_s);
+
+/* Run `$BIGFILECTL args...` (NULL-terminated), capturing stdout into out
+ * (NUL-terminated, truncated to outlen) and stderr into err (may be NULL).
+ * Returns the exit code, or 128+signal, or -1 on failure to run. */
+int  bft_ctl(char *out, size_t outlen, char *err, size_t errlen, ...)
+    __attribute__((sentinel));
+
+/* Run argv[0] with argv, capture as bft_ctl does. */
+int  bft_exec(char *out, size_t outlen, char *err, size_t errlen,
+              const char *const *argv, int timeout_s);
+
+/* Find "key: value" in text (start of a line); store value; 0 or -ENOENT. */
+int  bft_kv(const char *text, const char *key, uint64_t *value);
+
+/* ---- peers: a child process holding a shared mapping ---------------------- */
+
+/* A peer opens path O_RDWR, mmaps maplen bytes MAP_SHARED and serves
+ * commands from the test over pipes, so that the test can look at "an
+ * existing mapping in another process". */
+struct bft_peer {
+    pid_t pid;
+    int   cmd;      /* write end: commands to the peer */
+    int   rep;      /* read end: replies */
+};
+
+/* Start a peer; 0 or -errno (asserts nothing). */
+int     bft_peer_start(struct bft_peer *p, const char *path, size_t maplen);
+/* Byte at off of the peer's mapping (0..255), or -1 if the peer died (e.g.
+ * of SIGBUS). */
+int     bft_peer_read(struct bft_peer *p, uint64_t off);
+/* Store byte val at off through the peer's mapping; 0 or -1. */
+int     bft_peer_write(struct bft_peer *p, uint64_t off, uint8_t val);
+/* Compare len bytes at off of the mapping with bft_pattern(seed, off);
+ * 1 equal, 0 differ, -1 peer died. seed ~0u: compare with zeros. */
+int     bft_peer_check(struct bft_peer *p, uint64_t off, uint64_t len, unsigned seed);
+/* fstat size of the peer's fd, or -1. */
+int64_t bft_peer_size(struct bft_peer *p);
+/* Tell the peer to exit (munmap, close); return its wait status. */
+int     bft_peer_stop(struct bft_peer *p);
+
+/* ---- the database behind the daemon's back (SQLite) ----------------------- */
+
+/* Execute SQL on the SQLite database file `db` (a separate connection;
+ * the file is created if missing); 0 or -1 (the message goes to stderr). */
+int  bft_sql_exec(const char *db, const char *sql);
+/* Run a query returning one integer; store it; 0 or -1. */
+int  bft_sql_int(const char *db, const char *sql, int64_t *out);
+/* Replace the stored content of block blk of file `name`: blksize bytes of
+ * bft_pattern(seed, blk * blksize). 0 or -1. */
+int  bft_sql_set_block(const char *db, const char *name, uint64_t blk,
+                       uint32_t blksize, unsigned seed);
+
+#endif /* BIGFILEFS_TESTS_INTEGRATION_HARNESS_H */

@@ -1,0 +1,277 @@
+/* bigfilefs — integration tests: the ioctls (STAT, RECLAIM, INVALIDATE,
+ * writeout flags) and their refusals (EINVAL, ENOTTY). EBUSY, EROFS and
+ * fault injection are in test_errors. */
+#include "config.h"
+
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#define BS ((uint64_t)65536)
+
+static void mkfile(char *p, const char *name, const char *size)
+{
+    bft_create(name, "64K", size);
+    bft_path(p, name);
+}
+
+/* ---- STAT ----------------------------------------------------------------- */
+
+BFT_TEST_BOTH(ioctl, stat_fields, 60)
+{
+    char p[PATH_MAX];
+    struct bigfile_stat s;
+    mkfile(p, "st", "1M");
+    int r = bft_stat(p, &s);
+    cr_assert_eq(r, 0, "STAT: %s", strerror(-r));
+    cr_expect_eq(s.version, BIGFILE_STAT_VERSION);
+    cr_expect_eq(s.blksize, BS);
+    cr_expect_eq(s.size, BFT_MB);
+    cr_expect_eq(s.committed_size, BFT_MB);
+    cr_expect_eq(s.dirty_blocks, 0);
+    cr_expect_eq(s.loading_blocks, 0);
+    for (int i = 0; i < 8; i++)
+        cr_expect_eq(s.reserved[i], 0, "reserved[%d] = %llu", i, (unsigned long long)s.reserved[i]);
+
+    /* committed content in blocks 0..3, then drop every cache */
+    bft_put_commit(p, 0, 4 * BS, 1);
+    cr_assert_eq(bft_stat(p, &s), 0);
+    cr_expect_eq(s.writeouts, 1);
+    cr_expect_geq(s.storeblk_calls, 4, "storeblk_calls = %llu", (unsigned long long)s.storeblk_calls);
+    cr_expect_geq(s.bytes_stored, 4 * BS);
+    cr_assert_eq(bft_reclaim(p, NULL), 0);
+
+    struct bigfile_stat a, b;
+    cr_assert_eq(bft_stat(p, &a), 0);
+    bft_expect(p, 2 * BS, BS, 1, "cold read of block 2");
+    cr_assert_eq(bft_stat(p, &b), 0);
+    cr_expect_gt(b.loadblk_calls, a.loadblk_calls, "a cold read loads: loadblk_calls %llu -> %llu",
+                 (unsigned long long)a.loadblk_calls, (unsigned long long)b.loadblk_calls);
+    cr_expect_geq(b.bytes_loaded, a.bytes_loaded + BS);
+    cr_expect_geq(b.loaded_blocks, 1);
+
+    /* changes: blocks 5 and 6, and an extension */
+    bft_put(p, 5 * BS + 7, BS, 2);
+    int fd = open(p, O_RDWR);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(ftruncate(fd, (off_t)(2 * BFT_MB)), 0);
+    close(fd);
+    cr_assert_eq(bft_stat(p, &s), 0);
+    cr_expect_eq(s.dirty_blocks, 2, "dirty_blocks = %llu after writing blocks 5-6",
+                 (unsigned long long)s.dirty_blocks);
+    cr_expect_eq(s.size, 2 * BFT_MB);
+    cr_expect_eq(s.committed_size, BFT_MB);
+    cr_expect_eq(s.blksize, BS);
+    cr_expect_eq((int64_t)s.size, bft_size(p), "STAT size and st_size agree");
+}
+
+/* ---- RECLAIM ---------------------------------------------------------------- */
+
+BFT_TEST_BOTH(ioctl, reclaim_drops_clean_blocks_and_reload_follows, 60)
+{
+    char p[PATH_MAX];
+    struct bigfile_stat s0, s1, s2;
+    struct bigfile_count c;
+    mkfile(p, "rc", "1M");
+    bft_put_commit(p, 0, 8 * BS, 3);
+    cr_assert_eq(bft_reclaim(p, NULL), 0);
+    bft_expect(p, 0, 8 * BS, 3, "read of 8 committed blocks");
+    bft_put(p, 9 * BS, 100, 4);        /* one dirty block: reclaim keeps it */
+    cr_assert_eq(bft_stat(p, &s0), 0);
+    cr_expect_geq(s0.loaded_blocks, 8, "loaded_blocks = %llu after reading 8 blocks",
+                  (unsigned long long)s0.loaded_blocks);
+
+    int r = bft_reclaim(p, &c);
+    cr_assert_eq(r, 0, "RECLAIM: %s", strerror(-r));
+    cr_expect_geq(c.blocks, 8, "RECLAIM dropped %llu blocks, want >= 8", (unsigned long long)c.blocks);
+    cr_expect_geq(c.bytes, 8 * BS, "RECLAIM freed %llu bytes", (unsigned long long)c.bytes);
+    cr_assert_eq(bft_stat(p, &s1), 0);
+    cr_expect_eq(s1.loaded_blocks, 0, "loaded_blocks after reclaim = %llu",
+                 (unsigned long long)s1.loaded_blocks);
+    cr_expect_eq(s1.dirty_blocks, 1, "reclaim keeps the dirty block");
+    cr_expect_geq(s1.reclaimed_blocks, s0.reclaimed_blocks + 8);
+
+    bft_expect(p, 0, 8 * BS, 3, "re-read after reclaim");
+    bft_expect(p, 9 * BS, 100, 4, "the dirty block after reclaim");
+    cr_assert_eq(bft_stat(p, &s2), 0);
+    cr_expect_geq(s2.loadblk_calls, s1.loadblk_calls + 8,
+                  "a re-read after reclaim reloads from the database (kernel pages dropped "
+                  "too): loadblk_calls %llu -> %llu",
+                  (unsigned long long)s1.loadblk_calls, (unsigned long long)s2.loadblk_calls);
+}
+
+/* ---- INVALIDATE -------------------------------------------------------------- */
+
+Test(ioctl, invalidate_after_database_changed_behind, .init = bft_setup_sqlite,
+     .fini = bft_teardown, .timeout = 60)
+{
+    char p[PATH_MAX];
+    mkfile(p, "inv", "512K");
+    bft_put_commit(p, 0, 8 * BS, 1);
+
+    struct bft_peer peer;
+    cr_assert_eq(bft_peer_start(&peer, p, 8 * BS), 0);
+    cr_assert_eq(bft_peer_check(&peer, 0, 8 * BS, 1), 1, "peer sees committed data");
+    bft_expect(p, 0, 8 * BS, 1, "read before the change");
+
+    /* the database changes behind the daemon's back */
+    cr_assert_eq(bft_sql_set_block(bft.db, "inv", 2, BS, 8), 0, "UPDATE block 2");
+    cr_assert_eq(bft_sql_set_block(bft.db, "inv", 3, BS, 8), 0, "UPDATE block 3");
+    /* an uncommitted change of block 3 is dropped by the invalidation too */
+    bft_put(p, 3 * BS + 5, 10, 9);
+
+    int r = bft_invalidate(p, 2, 2);
+    cr_assert_eq(r, 0, "INVALIDATE [2, +2): %s", strerror(-r));
+    bft_expect(p, 2 * BS, 2 * BS, 8, "read(2) of invalidated blocks shows the new data");
+    cr_expect_eq(bft_peer_check(&peer, 2 * BS, 2 * BS, 8), 1,
+                 "the existing mapping shows the new data");
+    bft_expect(p, 0, 2 * BS, 1, "blocks before the range unchanged");
+    bft_expect(p, 4 * BS, 4 * BS, 1, "blocks after the range unchanged");
+
+    struct bigfile_stat s;
+    cr_assert_eq(bft_stat(p, &s), 0);
+    cr_expect_eq(s.dirty_blocks, 0, "the dirty block was invalidated");
+    cr_expect_geq(s.invalidated_blocks, 1);
+    int st = bft_peer_stop(&peer);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* ---- writeout flags --------------------------------------------------------------- */
+
+Test(ioctl, writeout_store_only_and_markstored_only, .init = bft_setup_sqlite,
+     .fini = bft_teardown, .timeout = 60)
+{
+    char p[PATH_MAX], q[PATH_MAX];
+    struct bigfile_writeout w;
+    struct bigfile_stat s;
+    mkfile(p, "store", "256K");
+    mkfile(q, "mark", "256K");
+
+    bft_put(p, 0, 2 * BS, 1);
+    int r = bft_writeout(p, BIGFILE_WRITEOUT_STORE, &w);
+    cr_assert_eq(r, 0, "WRITEOUT(STORE): %s", strerror(-r));
+    cr_expect_eq(w.blocks, 2);
+    cr_assert_eq(bft_stat(p, &s), 0);
+    cr_expect_eq(s.dirty_blocks, 2, "STORE alone keeps the blocks dirty");
+
+    bft_put(q, 0, 2 * BS, 2);
+    r = bft_writeout(q, BIGFILE_WRITEOUT_MARKSTORED, &w);
+    cr_assert_eq(r, 0, "WRITEOUT(MARKSTORED): %s", strerror(-r));
+    cr_expect_eq(w.blocks, 2);
+    cr_expect_eq(w.bytes, 0, "MARKSTORED alone stores nothing");
+    cr_assert_eq(bft_stat(q, &s), 0);
+    cr_expect_eq(s.dirty_blocks, 0, "MARKSTORED marks the blocks clean");
+
+    bft_remount();
+    bft_expect(p, 0, 2 * BS, 1, "STORE reached the database");
+    bft_expect(q, 0, 2 * BS, BFT_ZEROS, "MARKSTORED did not store");
+}
+
+/* ---- EINVAL ------------------------------------------------------------------------ */
+
+BFT_TEST_BOTH(ioctl, einval_for_bad_flags_reserved_and_ranges, 60)
+{
+    char p[PATH_MAX];
+    mkfile(p, "e", "1M");
+    bft_put(p, 0, 10, 1);
+    struct bigfile_stat s0, s1;
+    cr_assert_eq(bft_stat(p, &s0), 0);
+
+    cr_expect_eq(bft_writeout(p, 0, NULL), -EINVAL, "writeout with flags 0");
+    cr_expect_eq(bft_writeout(p, 1u << 2, NULL), -EINVAL, "writeout with an unknown flag");
+    cr_expect_eq(bft_writeout(p, BFT_WO_BOTH | (1u << 31), NULL), -EINVAL,
+                 "writeout with a known and an unknown flag");
+    struct bigfile_writeout w = { .flags = BFT_WO_BOTH, .reserved = 1 };
+    cr_expect_eq(bft_ioctl(p, BIGFILE_IOC_WRITEOUT, &w), -EINVAL, "writeout with reserved != 0");
+
+    cr_expect_eq(bft_invalidate(p, 0, 0), -EINVAL, "invalidate with count 0");
+    cr_expect_eq(bft_invalidate(p, UINT64_MAX, 2), -EINVAL, "invalidate with start+count overflowing");
+    cr_expect_eq(bft_invalidate(p, 2, UINT64_MAX), -EINVAL, "invalidate with count overflowing");
+
+    struct bigfile_blksize b = { .blksize = 65536, .reserved = 1 };
+    cr_expect_eq(bft_ioctl(p, BIGFILE_IOC_SETBLKSIZE, &b), -EINVAL, "setblksize reserved != 0");
+
+    cr_assert_eq(bft_stat(p, &s1), 0);
+    cr_expect_eq(s1.dirty_blocks, s0.dirty_blocks, "refused requests changed nothing");
+    cr_expect_eq(s1.writeouts, s0.writeouts);
+}
+
+BFT_TEST_BOTH(ioctl, setblksize_rules, 60)
+{
+    char p[PATH_MAX];
+    bft_path(p, "sb");
+    int fd = open(p, O_RDWR | O_CREAT | O_EXCL, 0644);
+    cr_assert_geq(fd, 0);
+    struct bigfile_blksize b = { .blksize = 262144 };
+    int r = ioctl(fd, BIGFILE_IOC_SETBLKSIZE, &b) < 0 ? -errno : 0;
+    cr_expect_eq(r, 0, "SETBLKSIZE on an empty file: %s", strerror(-r));
+    close(fd);
+    struct stat st;
+    cr_assert_eq(stat(p, &st), 0);
+    cr_expect_eq(st.st_blksize, 262144);
+    struct bigfile_stat s;
+    cr_assert_eq(bft_stat(p, &s), 0);
+    cr_expect_eq(s.blksize, 262144);
+
+    b.blksize = 3 * 4096;
+    cr_expect_eq(bft_ioctl(p, BIGFILE_IOC_SETBLKSIZE, &b), -EINVAL, "not a power of two");
+    b.blksize = 2048;
+    cr_expect_eq(bft_ioctl(p, BIGFILE_IOC_SETBLKSIZE, &b), -EINVAL, "below 4K");
+
+    bft_put_commit(p, 0, 10, 1);
+    b.blksize = 65536;
+    cr_expect_eq(bft_ioctl(p, BIGFILE_IOC_SETBLKSIZE, &b), -ENOTEMPTY, "on a non-empty file");
+}
+
+/* ---- ENOTTY ------------------------------------------------------------------------------ */
+
+BFT_TEST_BOTH(ioctl, enotty_for_unknown_requests_and_the_root, 60)
+{
+    char p[PATH_MAX];
+    mkfile(p, "n", "1M");
+    int fd = open(p, O_RDWR);
+    cr_assert_geq(fd, 0);
+    errno = 0;
+    cr_expect_eq(ioctl(fd, _IO(BIGFILE_IOC_MAGIC, 99)), -1);
+    cr_expect_eq(errno, ENOTTY, "unknown bigfile number: %s", strerror(errno));
+    struct bigfile_range rg = { 0, 1 };
+    errno = 0;
+    cr_expect_eq(ioctl(fd, _IOW(0xAB, 3, struct bigfile_range), &rg), -1);
+    cr_expect_eq(errno, ENOTTY, "foreign magic: %s", strerror(errno));
+    errno = 0;
+    /* the right number with the wrong size is a different request */
+    cr_expect_eq(ioctl(fd, _IOW(BIGFILE_IOC_MAGIC, 3, __u64), &rg), -1);
+    cr_expect_eq(errno, ENOTTY, "INVALIDATE's number with another size: %s", strerror(errno));
+    close(fd);
+
+    fd = open(bft.mnt, O_RDONLY | O_DIRECTORY);
+    cr_assert_geq(fd, 0);
+    struct bigfile_writeout w = { .flags = BFT_WO_BOTH };
+    struct bigfile_count c;
+    struct bigfile_stat s;
+    struct bigfile_blksize b = { .blksize = 65536 };
+    struct { unsigned long req; void *arg; const char *name; } reqs[] = {
+        { BIGFILE_IOC_WRITEOUT, &w, "WRITEOUT" },
+        { BIGFILE_IOC_DISCARD, &c, "DISCARD" },
+        { BIGFILE_IOC_INVALIDATE, &rg, "INVALIDATE" },
+        { BIGFILE_IOC_STAT, &s, "STAT" },
+        { BIGFILE_IOC_RECLAIM, &c, "RECLAIM" },
+        { BIGFILE_IOC_SETBLKSIZE, &b, "SETBLKSIZE" },
+    };
+    for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
+        errno = 0;
+        int r = ioctl(fd, reqs[i].req, reqs[i].arg);
+        cr_expect(r == -1 && errno == ENOTTY, "%s on the root directory: %d, %s",
+                  reqs[i].name, r, strerror(errno));
+    }
+    close(fd);
+}

@@ -1,0 +1,233 @@
+/* bigfilefs — integration tests: the namespace (create, mknod, unlink,
+ * rename, readdir, attributes, block sizes) and permissions. */
+#include "config.h"
+
+#include "harness.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+/* The names in the mount root, sorted, joined by ',' into buf. */
+static void list_root(char *buf, size_t len)
+{
+    struct dirent **ents = NULL;
+    int n = scandir(bft.mnt, &ents, NULL, alphasort);
+    buf[0] = 0;
+    cr_assert_geq(n, 0, "scandir %s: %s", bft.mnt, strerror(errno));
+    for (int i = 0; i < n; i++) {
+        const char *nm = ents[i]->d_name;
+        if (strcmp(nm, ".") && strcmp(nm, "..")) {
+            size_t l = strlen(buf);
+            snprintf(buf + l, len - l, "%s%s", l ? "," : "", nm);
+        }
+        free(ents[i]);
+    }
+    free(ents);
+}
+
+static void touch(const char *name, mode_t mode)
+{
+    char p[PATH_MAX];
+    int fd = open(bft_path(p, name), O_RDWR | O_CREAT | O_EXCL, mode);
+    cr_assert_geq(fd, 0, "create %s: %s", p, strerror(errno));
+    cr_assert_eq(close(fd), 0);
+}
+
+static mode_t mode_of(const char *name)
+{
+    char p[PATH_MAX];
+    struct stat st;
+    cr_assert_eq(stat(bft_path(p, name), &st), 0, "stat %s: %s", p, strerror(errno));
+    return st.st_mode;
+}
+
+BFT_TEST_BOTH(ns, create_mknod_unlink_rename_and_readdir, 60)
+{
+    char p[PATH_MAX], q[PATH_MAX], names[1024];
+    umask(022);
+    list_root(names, sizeof names);
+    cr_expect_str_eq(names, "", "a new database lists nothing");
+
+    touch("a", 0640);
+    cr_assert_eq(mknod(bft_path(p, "b"), S_IFREG | 0600, 0), 0, "mknod: %s", strerror(errno));
+    touch("c", 0644);
+    touch("zz", 0644);
+    cr_expect_eq(mode_of("a"), S_IFREG | 0640);
+    cr_expect_eq(mode_of("b"), S_IFREG | 0600);
+    list_root(names, sizeof names);
+    cr_expect_str_eq(names, "a,b,c,zz");
+
+    cr_expect_eq(open(bft_path(p, "a"), O_RDWR | O_CREAT | O_EXCL, 0644), -1);
+    cr_expect_eq(errno, EEXIST, "O_EXCL on an existing name");
+    cr_assert_eq(rename(bft_path(p, "c"), bft_path(q, "d")), 0, "rename: %s", strerror(errno));
+    cr_assert_eq(unlink(bft_path(p, "b")), 0, "unlink: %s", strerror(errno));
+    cr_expect_eq(access(bft_path(p, "b"), F_OK), -1);
+    cr_expect_eq(errno, ENOENT);
+    cr_expect_eq(access(bft_path(p, "c"), F_OK), -1);
+    list_root(names, sizeof names);
+    cr_expect_str_eq(names, "a,d,zz");
+
+    /* rename over an existing name replaces it */
+    bft_put_commit(bft_path(p, "zz"), 0, 100, 3);
+    cr_assert_eq(rename(bft_path(p, "zz"), bft_path(q, "a")), 0);
+    list_root(names, sizeof names);
+    cr_expect_str_eq(names, "a,d");
+    bft_expect(bft_path(p, "a"), 0, 100, 3, "the renamed file's content");
+
+    /* mkdir, symlink are not bigfiles */
+    cr_expect_eq(mkdir(bft_path(p, "dir"), 0755), -1, "mkdir in a bigfilefs root must fail");
+
+    if (!bft.is_mem) {
+        /* committed at once: no writeout was made, unmount keeps the names */
+        bft_remount();
+        list_root(names, sizeof names);
+        cr_expect_str_eq(names, "a,d", "names after remount");
+        cr_expect_eq(mode_of("d"), S_IFREG | 0644);
+        bft_expect(bft_path(p, "a"), 0, 100, 3, "content after remount");
+    }
+}
+
+BFT_TEST_BOTH(ns, rename_keeps_uncommitted_changes, 60)
+{
+    char p[PATH_MAX], q[PATH_MAX];
+    bft_create("r", "64K", "256K");
+    bft_put(bft_path(p, "r"), 1000, 5000, 6);
+    cr_assert_eq(rename(p, bft_path(q, "r2")), 0);
+    bft_expect(q, 1000, 5000, 6, "uncommitted change follows the rename");
+    struct bigfile_writeout w;
+    cr_assert_eq(bft_writeout(q, BFT_WO_BOTH, &w), 0);
+    cr_expect_eq(w.blocks, 1);
+    if (!bft.is_mem) {
+        bft_remount();
+        bft_expect(q, 1000, 5000, 6, "committed under the new name");
+    }
+}
+
+Test(ns, blksize_and_size_of_bigfilectl_create, .init = bft_setup_sqlite,
+     .fini = bft_teardown, .timeout = 60)
+{
+    char p[PATH_MAX];
+    struct stat st;
+    bft_create("big", "256K", "1G");
+    bft_create("dflt", NULL, NULL);
+    cr_assert_eq(stat(bft_path(p, "big"), &st), 0);
+    cr_expect_eq(st.st_blksize, 262144);
+    cr_expect_eq(st.st_size, (off_t)BFT_GB);
+    cr_expect(S_ISREG(st.st_mode));
+    cr_assert_eq(stat(bft_path(p, "dflt"), &st), 0);
+    cr_expect_eq(st.st_blksize, 2 * 1024 * 1024, "default block size 2M");
+    cr_expect_eq(st.st_size, 0);
+
+    struct bigfile_stat s;
+    cr_assert_eq(bft_stat(bft_path(p, "big"), &s), 0);
+    cr_expect_eq(s.committed_size, BFT_GB, "the size of create --size is committed");
+    cr_expect_eq(s.dirty_blocks, 0);
+
+    bft_remount();
+    cr_assert_eq(stat(bft_path(p, "big"), &st), 0);
+    cr_expect_eq(st.st_blksize, 262144, "block size survives remount");
+    cr_expect_eq(st.st_size, (off_t)BFT_GB, "size survives remount");
+}
+
+Test(ns, mount_option_blksize_applies_to_new_files, .init = bft_setup_nomount,
+     .fini = bft_teardown, .timeout = 60)
+{
+    char p[PATH_MAX];
+    struct stat st;
+    snprintf(bft.opts, sizeof bft.opts, "blksize=64K");
+    bft_mount();
+    touch("n", 0644);
+    cr_assert_eq(stat(bft_path(p, "n"), &st), 0);
+    cr_expect_eq(st.st_blksize, 65536, "st_blksize of a file created under -o blksize=64K");
+    struct bigfile_stat s;
+    cr_assert_eq(bft_stat(p, &s), 0);
+    cr_expect_eq(s.blksize, 65536);
+    bft_create("c", NULL, "1M");
+    cr_assert_eq(stat(bft_path(p, "c"), &st), 0);
+    cr_expect_eq(st.st_blksize, 65536, "bigfilectl create without --blksize uses the mount's");
+
+    /* an existing file keeps its block size under another mount option */
+    bft_assert_daemon_clean(bft_unmount(), "unmount");
+    snprintf(bft.opts, sizeof bft.opts, "blksize=1M");
+    bft_mount();
+    cr_assert_eq(stat(bft_path(p, "n"), &st), 0);
+    cr_expect_eq(st.st_blksize, 65536, "a file's block size is its own");
+    touch("m", 0644);
+    cr_assert_eq(stat(bft_path(p, "m"), &st), 0);
+    cr_expect_eq(st.st_blksize, 1 << 20);
+}
+
+/* ---- permissions ---------------------------------------------------------------------- */
+
+struct perm_job {
+    char path[PATH_MAX];
+    int  flags;
+};
+
+/* As uid/gid 65534: open; return 0 on success, else the errno. */
+static int child_open_as_nobody(void *arg)
+{
+    struct perm_job *j = arg;
+    if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+        return 99;
+    int fd = open(j->path, j->flags);
+    if (fd < 0)
+        return errno;
+    close(fd);
+    return 0;
+}
+
+static int open_as_nobody(const char *path, int flags)
+{
+    struct perm_job j;
+    snprintf(j.path, sizeof j.path, "%s", path);
+    j.flags = flags;
+    int st = bft_run(child_open_as_nobody, &j, 20);
+    cr_assert(st != -1 && WIFEXITED(st), "child did not exit");
+    cr_assert_neq(WEXITSTATUS(st), 99, "could not become uid 65534");
+    return WEXITSTATUS(st);
+}
+
+BFT_TEST_BOTH(ns, default_permissions_are_enforced, 60)
+{
+    char p[PATH_MAX];
+    touch("secret", 0600);
+    bft_path(p, "secret");
+    struct stat st;
+    cr_assert_eq(stat(p, &st), 0);
+    cr_expect_eq(st.st_uid, 0);
+    cr_expect_eq(open_as_nobody(p, O_RDONLY), EACCES, "a 0600 root file is not readable by nobody");
+
+    cr_assert_eq(chmod(p, 0644), 0, "chmod: %s", strerror(errno));
+    cr_expect_eq(open_as_nobody(p, O_RDONLY), 0, "0644: readable by nobody");
+    cr_expect_eq(open_as_nobody(p, O_WRONLY), EACCES, "0644: not writable by nobody");
+
+    cr_assert_eq(chown(p, 65534, 65534), 0, "chown: %s", strerror(errno));
+    cr_assert_eq(chmod(p, 0600), 0);
+    cr_expect_eq(open_as_nobody(p, O_RDWR), 0, "the owner may open its 0600 file");
+
+    /* the root directory: nobody may not create (root dir mode is 0755 or so) */
+    char q[PATH_MAX];
+    cr_assert_eq(stat(bft.mnt, &st), 0);
+    if (!(st.st_mode & S_IWOTH))
+        cr_expect_eq(open_as_nobody(bft_path(q, "new"), O_RDWR | O_CREAT), EACCES,
+                     "nobody may not create in a root not writable by others");
+
+    if (!bft.is_mem) {
+        bft_remount();
+        cr_assert_eq(stat(p, &st), 0);
+        cr_expect_eq(st.st_mode & 07777, 0600, "mode survives remount");
+        cr_expect_eq(st.st_uid, 65534, "owner survives remount");
+    }
+}
