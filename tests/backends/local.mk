@@ -7,11 +7,27 @@ if HAVE_CRITERION
 bt_cflags = $(AM_CFLAGS) $(CRITERION_CFLAGS) $(SQLITE3_CFLAGS)
 bt_ldadd = libbfbackends.a $(CRITERION_LIBS) $(SQLITE3_LIBS) $(PTHREAD_LIBS)
 BT_TESTS = \
-	tests/backends/test_backends
+	tests/backends/test_backends \
+	tests/backends/test_memory \
+	tests/backends/test_sqlite \
+	tests/backends/test_bconcurrent
 check_PROGRAMS += $(BT_TESTS)
 TESTS += $(BT_TESTS)
+CONCURRENCY_TESTS += tests/backends/test_bconcurrent
 
 tests_backends_test_backends_SOURCES = tests/backends/test_backends.c tests/backends/helpers.h
 tests_backends_test_backends_CFLAGS = $(bt_cflags)
 tests_backends_test_backends_LDADD = $(bt_ldadd)
+
+tests_backends_test_memory_SOURCES = tests/backends/test_memory.c tests/backends/helpers.h
+tests_backends_test_memory_CFLAGS = $(bt_cflags)
+tests_backends_test_memory_LDADD = $(bt_ldadd)
+
+tests_backends_test_sqlite_SOURCES = tests/backends/test_sqlite.c tests/backends/helpers.h
+tests_backends_test_sqlite_CFLAGS = $(bt_cflags)
+tests_backends_test_sqlite_LDADD = $(bt_ldadd)
+
+tests_backends_test_bconcurrent_SOURCES = tests/backends/test_bconcurrent.c tests/backends/helpers.h
+tests_backends_test_bconcurrent_CFLAGS = $(bt_cflags)
+tests_backends_test_bconcurrent_LDADD = $(bt_ldadd)
 endif

@@ -1,0 +1,505 @@
+/* bigfilefs — tests/backends: what only the SQLite backend has: durability
+ * across reopen, crash atomicity, the orphan sweep, refusing files that are
+ * not ours without touching them, read-only mode, and changes made by
+ * another connection. */
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include "helpers.h"
+
+#define BS 65536u
+
+static bf_db *sq_open(const char *path, unsigned flags)
+{
+    bf_db *db = NULL;
+    char err[512] = "";
+    int r = bf_db_open(path, flags, &db, err, sizeof(err));
+    cr_assert_eq(r, 0, "open %s: %d %s", path, r, err);
+    return db;
+}
+
+/* Open must fail with `want`, an errbuf naming the file and containing
+ * `words`, and leave the file's bytes as they were. */
+static void expect_refused(const char *path, unsigned flags, int want, const char *words)
+{
+    bf_db *db = (bf_db *)0x1;
+    char err[512] = "";
+    uint64_t before = tb_checksum(path);
+    int r = bf_db_open(path, flags, &db, err, sizeof(err));
+    cr_assert_eq(r, want, "open %s: %d (%s), expected %d", path, r, err, want);
+    cr_assert_null(db, "no db on failure");
+    cr_assert_not_null(strstr(err, path), "errbuf names the file: '%s'", err);
+    cr_assert_not_null(strstr(err, words), "errbuf '%s' should say '%s'", err, words);
+    cr_assert_eq(tb_checksum(path), before, "%s was modified", path);
+}
+
+/* Make a database at t->path with file "f" holding blocks [0, n) of tag 1. */
+static uint64_t make_db(struct tb *t, uint64_t n)
+{
+    struct bf_fileinfo fi;
+    bf_file *f;
+    tb_mkdir(t);
+    t->is_sqlite = 1;
+    bf_db *db = sq_open(t->path, BF_DB_CREATE);
+    cr_assert_eq(bf_db_create(db, "f", BS, 0, 0600, 0, 0, &fi), 0);
+    cr_assert_eq(bf_db_file_open(db, fi.id, &f), 0);
+    if (n)
+        tb_store_range(f, 0, n, 1, n * BS);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    return fi.id;
+}
+
+static int64_t side_int(const char *path, const char *sql)
+{
+    sqlite3 *c;
+    sqlite3_stmt *st;
+    int64_t v = -1;
+    cr_assert_eq(sqlite3_open_v2(path, &c, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(c, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(c));
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(c);
+    return v;
+}
+
+static void side_exec(const char *path, const char *sql)
+{
+    sqlite3 *c;
+    cr_assert_eq(sqlite3_open(path, &c), SQLITE_OK);
+    char *msg = NULL;
+    int rc = sqlite3_exec(c, sql, NULL, NULL, &msg);
+    cr_assert_eq(rc, SQLITE_OK, "%s: %s", sql, msg ? msg : "");
+    sqlite3_close(c);
+}
+
+/* ---- schema, reopen ------------------------------------------------------ */
+
+Test(sqlite_only, created_schema_and_pragmas, .timeout = 20)
+{
+    struct tb t;
+    make_db(&t, 0);
+    cr_assert_eq(side_int(t.path, "PRAGMA application_id"), BF_SQLITE_APPLICATION_ID);
+    cr_assert_eq(side_int(t.path, "PRAGMA user_version"), BF_SQLITE_SCHEMA_VERSION);
+    cr_assert_eq(side_int(t.path, "PRAGMA page_size"), 65536);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM sqlite_schema WHERE name='files'"), 1);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM sqlite_schema WHERE name='blocks'"), 1);
+    /* journal_mode WAL is persistent: the file header says so (bytes 18, 19 = 2) */
+    unsigned char hdr[20];
+    FILE *fp = fopen(t.path, "rb");
+    cr_assert_eq(fread(hdr, 1, 20, fp), 20);
+    fclose(fp);
+    cr_assert_eq(hdr[18], 2);
+    cr_assert_eq(hdr[19], 2);
+    tb_rmdir(&t);
+}
+
+Test(sqlite_only, reopen_sees_committed, .timeout = 20)
+{
+    struct tb t;
+    struct bf_fileinfo fi, fj;
+    bf_file *f;
+    uint64_t id = make_db(&t, 4);
+    bf_db *db = sq_open(t.path, 0);
+    cr_assert_eq(bf_db_getinfo(db, id, &fi), 0);
+    uint32_t mode = 0751;
+    cr_assert_eq(bf_db_setattr(db, id, &mode, NULL, NULL, NULL), 0);
+    cr_assert_eq(bf_db_create(db, "g", 8192, 77, 0644, 5, 6, NULL), 0);
+    cr_assert_eq(bf_db_getinfo(db, id, &fi), 0);
+    bf_db_close(db);
+
+    db = sq_open(t.path, 0);
+    cr_assert_eq(bf_db_lookup(db, "f", &fj), 0);
+    cr_assert_eq(fj.id, id);
+    cr_assert_eq(fj.size, 4 * BS);
+    cr_assert_eq(fj.blksize, BS);
+    cr_assert_eq(fj.mode, 0751);
+    cr_assert_eq(fj.mtime_ns, fi.mtime_ns);
+    cr_assert_eq(fj.ctime_ns, fi.ctime_ns);
+    cr_assert_eq(bf_db_lookup(db, "g", &fj), 0);
+    cr_assert_eq(fj.size, 77);
+    cr_assert_eq(fj.blksize, 8192);
+    cr_assert_eq(bf_db_file_open(db, id, &f), 0);
+    cr_assert_eq(f->size, 4 * BS);
+    for (uint64_t b = 0; b < 4; b++)
+        tb_expect(f, b, 1);
+    tb_expect(f, 4, -1);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
+
+/* ---- crashes ------------------------------------------------------------- */
+
+enum crash_mode {
+    CRASH_MID_STORE,        /* signal half way through the stores, never commit */
+    CRASH_BEFORE_COMMIT,    /* signal after the last store, never commit */
+    CRASH_AFTER_COMMIT,     /* commit, then signal */
+    CRASH_UNLINKED_OPEN,    /* unlink an open file, then signal */
+};
+
+#define CRASH_BLOCKS 64
+
+/* In a child: open the db and do `mode` on file id, writing one byte to fd
+ * at the crash point, then wait to be killed. Never returns. */
+static void crash_child(const char *path, uint64_t id, enum crash_mode mode, int fd)
+{
+    bf_db *db;
+    bf_file *f;
+    char err[256];
+    void *buf = malloc(BS);
+    if (!buf || bf_db_open(path, 0, &db, err, sizeof(err)) < 0 || bf_db_file_open(db, id, &f) < 0)
+        _exit(2);
+    if (mode == CRASH_UNLINKED_OPEN) {
+        if (bf_db_unlink(db, "f") < 0)
+            _exit(3);
+    } else {
+        if (f->ops->begin(f) < 0)
+            _exit(3);
+        for (uint64_t b = 0; b < CRASH_BLOCKS; b++) {
+            if (mode == CRASH_MID_STORE && b == CRASH_BLOCKS / 2 && write(fd, "x", 1) != 1)
+                _exit(4);
+            tb_fill(buf, BS, b, 2);
+            if (f->ops->storeblk(f, b, buf) < 0)
+                _exit(5);
+        }
+        if (f->ops->truncate(f, CRASH_BLOCKS) < 0)
+            _exit(6);
+        if (mode == CRASH_AFTER_COMMIT && f->ops->commit(f, 2 * CRASH_BLOCKS * BS) < 0)
+            _exit(7);
+    }
+    if (mode != CRASH_MID_STORE && write(fd, "x", 1) != 1)
+        _exit(4);
+    for (;;)
+        pause();
+}
+
+static void crash_run(struct tb *t, uint64_t id, enum crash_mode mode)
+{
+    int p[2];
+    char c;
+    cr_assert_eq(pipe(p), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        close(p[0]);
+        crash_child(t->path, id, mode, p[1]);
+    }
+    close(p[1]);
+    ssize_t n = read(p[0], &c, 1);
+    kill(pid, SIGKILL);
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    close(p[0]);
+    cr_assert_eq(n, 1, "child died early: status %d", st);
+    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+}
+
+static void crash_test(enum crash_mode mode)
+{
+    struct tb t;
+    struct bf_fileinfo fi;
+    bf_file *f;
+    /* blocks [0, 96) hold version 1; the crashed transaction writes version
+     * 2 into [0, 64), cuts at 64 and sets the size to 128 blocks */
+    uint64_t id = make_db(&t, 96);
+    crash_run(&t, id, mode);
+    bf_db *db = sq_open(t.path, 0);
+    cr_assert_eq(bf_db_getinfo(db, id, &fi), 0);
+    cr_assert_eq(bf_db_file_open(db, id, &f), 0);
+    if (mode == CRASH_AFTER_COMMIT) {
+        cr_assert_eq(fi.size, 2 * CRASH_BLOCKS * BS, "all of it");
+        for (uint64_t b = 0; b < CRASH_BLOCKS; b++)
+            tb_expect(f, b, 2);
+        for (uint64_t b = CRASH_BLOCKS; b < 96; b++)
+            tb_expect(f, b, -1);
+    } else {
+        cr_assert_eq(fi.size, 96 * BS, "none of it");
+        for (uint64_t b = 0; b < 96; b++)
+            tb_expect(f, b, 1);
+    }
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
+
+Test(sqlite_crash, killed_mid_store_none, .timeout = 30)
+{
+    crash_test(CRASH_MID_STORE);
+}
+
+Test(sqlite_crash, killed_before_commit_none, .timeout = 30)
+{
+    crash_test(CRASH_BEFORE_COMMIT);
+}
+
+Test(sqlite_crash, killed_after_commit_all, .timeout = 30)
+{
+    crash_test(CRASH_AFTER_COMMIT);
+}
+
+Test(sqlite_crash, orphan_swept_at_open, .timeout = 30)
+{
+    struct tb t;
+    uint64_t id = make_db(&t, 8);
+    crash_run(&t, id, CRASH_UNLINKED_OPEN);
+    /* the dead process left the file nameless, its blocks still there */
+    char q[128];
+    snprintf(q, sizeof(q), "SELECT count(*) FROM files WHERE id=%llu AND name IS NULL",
+             (unsigned long long)id);
+    cr_assert_eq(side_int(t.path, q), 1);
+    cr_assert_eq(tb_nblocks(&t, NULL, id), 8);
+    bf_db *db = sq_open(t.path, 0);
+    cr_assert_eq(bf_db_getinfo(db, id, NULL), -ENOENT);
+    bf_db_close(db);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM files"), 0);
+    cr_assert_eq(tb_nblocks(&t, NULL, id), 0);
+    tb_rmdir(&t);
+}
+
+/* ---- refusals ------------------------------------------------------------ */
+
+Test(sqlite_refuse, missing_and_empty, .timeout = 20)
+{
+    struct tb t;
+    bf_db *db = (bf_db *)0x1;
+    char err[512];
+    tb_mkdir(&t);
+    cr_assert_eq(bf_db_open(t.path, 0, &db, err, sizeof(err)), -ENOENT);
+    cr_assert_not_null(strstr(err, t.path));
+    cr_assert_eq(bf_db_open(t.path, BF_DB_RDONLY | BF_DB_CREATE, &db, err, sizeof(err)), -ENOENT);
+    cr_assert_eq(access(t.path, F_OK), -1, "nothing created");
+
+    /* a zero-length file: refused without create, gets the schema with it */
+    int fd = open(t.path, O_CREAT | O_WRONLY, 0644);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    expect_refused(t.path, 0, -EPROTO, "no bigfilefs schema");
+    db = sq_open(t.path, BF_DB_CREATE);
+    cr_assert_eq(bf_db_create(db, "x", BS, 0, 0644, 0, 0, NULL), 0);
+    bf_db_close(db);
+    cr_assert_eq(side_int(t.path, "PRAGMA page_size"), 65536);
+    cr_assert_eq(side_int(t.path, "PRAGMA application_id"), BF_SQLITE_APPLICATION_ID);
+    tb_rmdir(&t);
+}
+
+Test(sqlite_refuse, newer_schema, .timeout = 20)
+{
+    struct tb t;
+    make_db(&t, 2);
+    side_exec(t.path, "PRAGMA user_version=2");
+    expect_refused(t.path, 0, -EPROTONOSUPPORT, "created by a newer bigfilefs (schema 2, this build knows 1)");
+    expect_refused(t.path, BF_DB_CREATE, -EPROTONOSUPPORT, "newer");
+    expect_refused(t.path, BF_DB_RDONLY, -EPROTONOSUPPORT, "newer");
+    tb_rmdir(&t);
+}
+
+Test(sqlite_refuse, other_application, .timeout = 20)
+{
+    struct tb t;
+    tb_mkdir(&t);
+    side_exec(t.path, "CREATE TABLE t(x); INSERT INTO t VALUES(1), ('two');");
+    expect_refused(t.path, 0, -EPROTO, "another application");
+    expect_refused(t.path, BF_DB_CREATE, -EPROTO, "not a bigfilefs database");
+    /* same with an application_id of its own */
+    side_exec(t.path, "PRAGMA application_id=1234");
+    expect_refused(t.path, BF_DB_CREATE, -EPROTO, "application_id 0x000004d2");
+    tb_rmdir(&t);
+}
+
+static void write_file(const char *path, const void *data, size_t n)
+{
+    FILE *fp = fopen(path, "wb");
+    cr_assert_not_null(fp);
+    cr_assert_eq(fwrite(data, 1, n, fp), n);
+    fclose(fp);
+}
+
+Test(sqlite_refuse, not_sqlite, .timeout = 20)
+{
+    struct tb t;
+    tb_mkdir(&t);
+    static const char text[] = "this is a text file, not a database\n";
+    write_file(t.path, text, sizeof(text) - 1);
+    expect_refused(t.path, 0, -EPROTO, "not a SQLite database");
+    expect_refused(t.path, BF_DB_CREATE, -EPROTO, "not a bigfilefs database");
+
+    unsigned char *rnd = malloc(200000);
+    srandom(12345);
+    for (size_t i = 0; i < 200000; i++)
+        rnd[i] = (unsigned char)random();
+    write_file(t.path, rnd, 200000);
+    free(rnd);
+    expect_refused(t.path, BF_DB_CREATE, -EPROTO, "not a SQLite database");
+    expect_refused(t.path, BF_DB_RDONLY, -EPROTO, "not a SQLite database");
+    /* a directory */
+    expect_refused(t.dir, BF_DB_CREATE, -EPROTO, "directory");
+    tb_rmdir(&t);
+}
+
+/* Overwrite n bytes at off with a pattern. */
+static void scribble(const char *path, off_t off, size_t n)
+{
+    unsigned char *junk = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        junk[i] = (unsigned char)(0xA5 ^ i);
+    int fd = open(path, O_WRONLY);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(pwrite(fd, junk, n, off), (ssize_t)n);
+    close(fd);
+    free(junk);
+}
+
+Test(sqlite_refuse, corrupt_btree_page, .timeout = 20)
+{
+    struct tb t;
+    make_db(&t, 6);
+    char wal[256];
+    snprintf(wal, sizeof(wal), "%s-wal", t.path);
+    cr_assert_eq(access(wal, F_OK), -1, "WAL checkpointed and removed at close");
+    /* page 2 is the root of the files table: wreck its b-tree header */
+    scribble(t.path, 65536, 64);
+    expect_refused(t.path, 0, -EPROTO, "corrupt");
+    expect_refused(t.path, BF_DB_CREATE, -EPROTO, "corrupt");
+    tb_rmdir(&t);
+}
+
+Test(sqlite_refuse, corrupt_schema_page, .timeout = 20)
+{
+    struct tb t;
+    make_db(&t, 2);
+    /* the schema's cells sit at the end of page 1 */
+    scribble(t.path, 65536 - 400, 400);
+    expect_refused(t.path, 0, -EPROTO, "corrupt");
+    tb_rmdir(&t);
+}
+
+Test(sqlite_refuse, missing_table, .timeout = 20)
+{
+    struct tb t;
+    make_db(&t, 1);
+    side_exec(t.path, "DROP TABLE blocks");
+    expect_refused(t.path, 0, -EPROTO, "tables or columns missing");
+    tb_rmdir(&t);
+}
+
+/* ---- read-only ----------------------------------------------------------- */
+
+Test(sqlite_only, read_only_refuses_writes, .timeout = 20)
+{
+    struct tb t;
+    bf_file *f;
+    uint64_t id = make_db(&t, 3);
+    uint64_t before = tb_checksum(t.path);
+    bf_db *db = sq_open(t.path, BF_DB_RDONLY);
+    uint32_t mode = 0700;
+    cr_assert_eq(bf_db_lookup(db, "f", NULL), 0);
+    cr_assert_eq(bf_db_create(db, "x", BS, 0, 0644, 0, 0, NULL), -EROFS);
+    cr_assert_eq(bf_db_unlink(db, "f"), -EROFS);
+    cr_assert_eq(bf_db_rename(db, "f", "g", 0), -EROFS);
+    cr_assert_eq(bf_db_setattr(db, id, &mode, NULL, NULL, NULL), -EROFS);
+    cr_assert_eq(bf_db_set_blksize(db, id, 8192), -EROFS);
+    cr_assert_eq(bf_db_file_open(db, id, &f), 0);
+    tb_expect(f, 2, 1);
+    cr_assert_eq(f->ops->begin(f), -EROFS);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    cr_assert_eq(tb_checksum(t.path), before);
+    tb_rmdir(&t);
+}
+
+/* ---- another connection -------------------------------------------------- */
+
+Test(sqlite_only, change_behind_the_back, .timeout = 20)
+{
+    struct tb t;
+    bf_file *f;
+    uint64_t id = make_db(&t, 2);
+    bf_db *db = sq_open(t.path, 0);
+    cr_assert_eq(bf_db_file_open(db, id, &f), 0);
+    tb_expect(f, 1, 1);
+
+    sqlite3 *c;
+    sqlite3_stmt *st;
+    void *buf = malloc(BS);
+    tb_fill(buf, BS, 1, 9);
+    cr_assert_eq(sqlite3_open(t.path, &c), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(c, "UPDATE blocks SET data=?1 WHERE file=?2 AND blk=1", -1,
+                                    &st, NULL), SQLITE_OK);
+    sqlite3_bind_blob(st, 1, buf, BS, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)id);
+    cr_assert_eq(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    tb_expect(f, 1, 9);                 /* no stale snapshot */
+    tb_expect(f, 0, 1);
+    sqlite3_close(c);
+    free(buf);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
+
+struct holder {
+    const char *path;
+    int ready[2];
+};
+
+/* Hold the database's write lock for a while, then let go. */
+static void *hold_write_lock(void *arg)
+{
+    struct holder *h = arg;
+    sqlite3 *c;
+    if (sqlite3_open(h->path, &c) != SQLITE_OK)
+        return NULL;
+    sqlite3_exec(c, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (write(h->ready[1], "x", 1) != 1)
+        return NULL;
+    usleep(300000);
+    sqlite3_exec(c, "COMMIT", NULL, NULL, NULL);
+    sqlite3_close(c);
+    return NULL;
+}
+
+Test(sqlite_only, waits_for_a_busy_writer, .timeout = 20)
+{
+    struct tb t;
+    bf_file *f;
+    char c;
+    uint64_t id = make_db(&t, 1);
+    bf_db *db = sq_open(t.path, 0);
+    cr_assert_eq(bf_db_file_open(db, id, &f), 0);
+    struct holder h = { .path = t.path };
+    cr_assert_eq(pipe(h.ready), 0);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, hold_write_lock, &h), 0);
+    cr_assert_eq(read(h.ready[0], &c, 1), 1);
+    /* the other connection holds the lock: we wait (busy_timeout), then go */
+    tb_store_range(f, 0, 1, 4, BS);
+    cr_assert_eq(bf_db_create(db, "later", BS, 0, 0644, 0, 0, NULL), 0);
+    pthread_join(th, NULL);
+    tb_expect(f, 0, 4);
+    close(h.ready[0]);
+    close(h.ready[1]);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
+
+Test(sqlite_only, last_error_hook, .timeout = 10)
+{
+    struct tb t;
+    char msg[256] = "junk";
+    make_db(&t, 0);
+    bf_db *db = sq_open(t.path, 0);
+    cr_assert_eq(bf_sqlite_last_error(db, msg, sizeof(msg)), 0);
+    cr_assert_str_eq(msg, "", "no failure yet");
+    bf_db *mem;
+    cr_assert_eq(bf_db_open("mem:", 0, &mem, NULL, 0), 0);
+    cr_assert_eq(bf_sqlite_last_error(mem, msg, sizeof(msg)), -EINVAL);
+    bf_db_close(mem);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
