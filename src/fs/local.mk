@@ -1,1 +1,12 @@
-## src/fs: (see issue)
+## src/fs: the FUSE daemon bigfilefs (see src/fs/fs.h).
+bin_PROGRAMS += bigfilefs
+bigfilefs_SOURCES = \
+	src/fs/main.c \
+	src/fs/fs.h src/fs/ops.c src/fs/ioctl.c \
+	src/fs/inode.h src/fs/inode.c \
+	src/fs/notify.h src/fs/notify.c \
+	src/fs/bdi.h src/fs/bdi.c \
+	src/fs/log.h src/fs/log.c \
+	src/fs/inject.h
+bigfilefs_CFLAGS = $(AM_CFLAGS) $(FUSE3_CFLAGS)
+bigfilefs_LDADD = libbfbackends.a libbfcore.a $(FUSE3_LIBS) $(SQLITE3_LIBS) $(PTHREAD_LIBS)

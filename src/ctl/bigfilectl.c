@@ -1,0 +1,353 @@
+/* bigfilectl — a command over the ioctls of bigfilefs files
+ * (<bigfile/ioctl.h>). One subcommand per request; see usage() and
+ * bigfilectl(1).
+ *
+ * Exit status: 0 success, 1 the operation failed, 2 usage error.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <bigfile/ioctl.h>
+
+#include "backends/backend.h"   /* bf_parse_size */
+#include "core/bigfile.h"       /* bf_blksize_valid */
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"usage: bigfilectl COMMAND [OPTIONS] FILE\n"
+"\n"
+"Commands (FILE is a file of a bigfilefs mount):\n"
+"  writeout [--store|--markstored] FILE\n"
+"                      commit every uncommitted change of FILE, made by any\n"
+"                      process, atomically (default: store and mark stored;\n"
+"                      --store: store, blocks stay changed; --markstored: only\n"
+"                      mark changed blocks committed, store nothing)\n"
+"  discard FILE        throw away every uncommitted change of FILE\n"
+"  invalidate FILE BLK[-BLK]\n"
+"                      forget blocks BLK..BLK (inclusive) so they are reloaded\n"
+"                      from the database (their uncommitted changes are lost)\n"
+"  stat FILE           print the daemon's state of FILE as \"key: value\" lines\n"
+"  reclaim FILE        drop the clean cached data of FILE\n"
+"  create [--blksize=SIZE] [--size=SIZE] FILE\n"
+"                      create FILE (it must not exist) with block size SIZE\n"
+"                      (default: the mount's) and commit size SIZE (default 0)\n"
+"\n"
+"SIZE: a number with an optional K, M, G or T suffix (powers of 1024).\n"
+"Options: -h, --help   this help;  -V, --version   the version.\n"
+"Exit status: 0 success, 1 the operation failed, 2 usage error.\n");
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "bigfilectl: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry 'bigfilectl --help'.\n");
+    return EXIT_USAGE;
+}
+
+/* Report a failed system call on FILE for COMMAND; returns EXIT_FAIL. */
+static int fail(const char *cmd, const char *file, const char *what, int err)
+{
+    const char *hint = "";
+
+    if (err == ENOTTY)
+        hint = " (not a file of a bigfilefs mount?)";
+    else if (err == EBUSY)
+        hint = " (another writeout, discard or invalidation of the file is running)";
+    fprintf(stderr, "bigfilectl: %s %s: %s%s%s%s\n", cmd, file, what, *what ? ": " : "",
+            strerror(err), hint);
+    return EXIT_FAIL;
+}
+
+static int open_file(const char *cmd, const char *file, int flags, int *fd)
+{
+    *fd = open(file, flags | O_CLOEXEC);
+    if (*fd < 0)
+        return fail(cmd, file, "cannot open", errno);
+    return EXIT_OK;
+}
+
+/* Common parsing for "CMD [options] FILE": getopt over longopts, exactly
+ * one operand left, returned in *file. */
+static int one_operand(int argc, char **argv, const char *cmd, const char **file)
+{
+    if (optind != argc - 1)
+        return usage_error(optind >= argc ? "%s: missing FILE" : "%s: too many arguments", cmd);
+    *file = argv[optind];
+    return EXIT_OK;
+}
+
+static int cmd_writeout(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        { "store",      no_argument, NULL, 's' },
+        { "markstored", no_argument, NULL, 'm' },
+        { NULL, 0, NULL, 0 }
+    };
+    struct bigfile_writeout w;
+    const char *file;
+    int c, fd, r;
+    bool store = false, mark = false;
+
+    while ((c = getopt_long(argc, argv, "+", lo, NULL)) != -1) {
+        switch (c) {
+        case 's': store = true; break;
+        case 'm': mark = true; break;
+        default:  return usage_error("%s: bad option", "writeout");
+        }
+    }
+    if (store && mark)
+        return usage_error("%s: --store and --markstored exclude each other (give neither for both)",
+                           "writeout");
+    if ((r = one_operand(argc, argv, "writeout", &file)) != EXIT_OK)
+        return r;
+    memset(&w, 0, sizeof w);
+    w.flags = store ? BIGFILE_WRITEOUT_STORE
+            : mark  ? BIGFILE_WRITEOUT_MARKSTORED
+            : BIGFILE_WRITEOUT_STORE | BIGFILE_WRITEOUT_MARKSTORED;
+    if ((r = open_file("writeout", file, O_RDONLY, &fd)) != EXIT_OK)
+        return r;
+    if (ioctl(fd, BIGFILE_IOC_WRITEOUT, &w) < 0) {
+        r = fail("writeout", file, "", errno);
+        close(fd);
+        return r;
+    }
+    close(fd);
+    printf("blocks: %" PRIu64 "\nbytes: %" PRIu64 "\n", (uint64_t)w.blocks, (uint64_t)w.bytes);
+    return EXIT_OK;
+}
+
+/* discard and reclaim: no input, a struct bigfile_count out. */
+static int cmd_count(int argc, char **argv, const char *cmd, unsigned long req)
+{
+    struct bigfile_count cnt;
+    const char *file;
+    int fd, r;
+
+    if (getopt_long(argc, argv, "+", (const struct option[]){ { NULL, 0, NULL, 0 } }, NULL) != -1)
+        return usage_error("%s: bad option", cmd);
+    if ((r = one_operand(argc, argv, cmd, &file)) != EXIT_OK)
+        return r;
+    if ((r = open_file(cmd, file, O_RDONLY, &fd)) != EXIT_OK)
+        return r;
+    memset(&cnt, 0, sizeof cnt);
+    if (ioctl(fd, req, &cnt) < 0) {
+        r = fail(cmd, file, "", errno);
+        close(fd);
+        return r;
+    }
+    close(fd);
+    printf("blocks: %" PRIu64 "\nbytes: %" PRIu64 "\n", (uint64_t)cnt.blocks, (uint64_t)cnt.bytes);
+    return EXIT_OK;
+}
+
+/* Parse a block number: decimal digits only. */
+static int parse_blk(const char *s, uint64_t *out)
+{
+    char *end;
+
+    if (!*s || *s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    *out = strtoull(s, &end, 10);
+    return (errno || *end) ? -1 : 0;
+}
+
+static int cmd_invalidate(int argc, char **argv)
+{
+    struct bigfile_range rg;
+    uint64_t lo, hi;
+    const char *file;
+    char *range, *dash;
+    int fd, r;
+
+    if (getopt_long(argc, argv, "+", (const struct option[]){ { NULL, 0, NULL, 0 } }, NULL) != -1)
+        return usage_error("%s: bad option", "invalidate");
+    if (argc - optind != 2)
+        return usage_error("%s: expected FILE BLK[-BLK]", "invalidate");
+    file = argv[optind];
+    range = strdup(argv[optind + 1]);
+    if (!range)
+        return fail("invalidate", file, "", ENOMEM);
+    dash = strchr(range, '-');
+    if (dash)
+        *dash = '\0';
+    r = parse_blk(range, &lo);
+    if (r == 0)
+        r = dash ? parse_blk(dash + 1, &hi) : (hi = lo, 0);
+    free(range);
+    if (r < 0 || hi < lo)
+        return usage_error("invalidate: bad block range '%s' (expected BLK or BLK-BLK, BLK <= BLK)",
+                           argv[optind + 1]);
+    if (hi == UINT64_MAX && lo == 0)
+        return usage_error("invalidate: block range '%s' is too large", argv[optind + 1]);
+    rg.start = lo;
+    rg.count = hi - lo + 1;
+    if ((r = open_file("invalidate", file, O_RDONLY, &fd)) != EXIT_OK)
+        return r;
+    if (ioctl(fd, BIGFILE_IOC_INVALIDATE, &rg) < 0) {
+        r = fail("invalidate", file, "", errno);
+        close(fd);
+        return r;
+    }
+    close(fd);
+    return EXIT_OK;
+}
+
+static int cmd_stat(int argc, char **argv)
+{
+    struct bigfile_stat s;
+    const char *file;
+    int fd, r;
+
+    if (getopt_long(argc, argv, "+", (const struct option[]){ { NULL, 0, NULL, 0 } }, NULL) != -1)
+        return usage_error("%s: bad option", "stat");
+    if ((r = one_operand(argc, argv, "stat", &file)) != EXIT_OK)
+        return r;
+    if ((r = open_file("stat", file, O_RDONLY, &fd)) != EXIT_OK)
+        return r;
+    memset(&s, 0, sizeof s);
+    if (ioctl(fd, BIGFILE_IOC_STAT, &s) < 0) {
+        r = fail("stat", file, "", errno);
+        close(fd);
+        return r;
+    }
+    close(fd);
+#define P(field) printf(#field ": %" PRIu64 "\n", (uint64_t)s.field)
+    P(blksize);
+    P(size);
+    P(committed_size);
+    P(loaded_blocks);
+    P(dirty_blocks);
+    P(loading_blocks);
+    P(loadblk_calls);
+    P(storeblk_calls);
+    P(bytes_loaded);
+    P(bytes_stored);
+    P(writeouts);
+    P(discards);
+    P(invalidated_blocks);
+    P(reclaimed_blocks);
+    P(errors);
+#undef P
+    return EXIT_OK;
+}
+
+static int cmd_create(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        { "blksize", required_argument, NULL, 'b' },
+        { "size",    required_argument, NULL, 's' },
+        { NULL, 0, NULL, 0 }
+    };
+    const char *file, *blksize_s = NULL, *size_s = NULL;
+    uint64_t blksize = 0, size = 0;
+    int c, fd, r;
+
+    while ((c = getopt_long(argc, argv, "+", lo, NULL)) != -1) {
+        switch (c) {
+        case 'b': blksize_s = optarg; break;
+        case 's': size_s = optarg; break;
+        default:  return usage_error("%s: bad option", "create");
+        }
+    }
+    if (blksize_s && (bf_parse_size(blksize_s, &blksize) < 0 || !bf_blksize_valid(blksize)))
+        return usage_error("create: bad --blksize '%s' (a power of two from 4K to 64M)", blksize_s);
+    if (size_s && (bf_parse_size(size_s, &size) < 0 || size > BF_SIZE_MAX))
+        return usage_error("create: bad --size '%s'", size_s);
+    if ((r = one_operand(argc, argv, "create", &file)) != EXIT_OK)
+        return r;
+
+    fd = open(file, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0)
+        return fail("create", file, "cannot create", errno);
+    if (blksize) {
+        struct bigfile_blksize b = { .blksize = (__u32)blksize, .reserved = 0 };
+
+        if (ioctl(fd, BIGFILE_IOC_SETBLKSIZE, &b) < 0) {
+            r = fail("create", file, "cannot set the block size", errno);
+            goto undo;
+        }
+    }
+    if (size) {
+        struct bigfile_writeout w;
+
+        if (ftruncate(fd, (off_t)size) < 0) {
+            r = fail("create", file, "cannot set the size", errno);
+            goto undo;
+        }
+        memset(&w, 0, sizeof w);
+        w.flags = BIGFILE_WRITEOUT_STORE | BIGFILE_WRITEOUT_MARKSTORED;
+        if (ioctl(fd, BIGFILE_IOC_WRITEOUT, &w) < 0) {
+            r = fail("create", file, "cannot commit the size", errno);
+            goto undo;
+        }
+    }
+    if (close(fd) < 0)
+        return fail("create", file, "close", errno);
+    return EXIT_OK;
+
+undo:
+    /* Leave no half-made file behind. */
+    close(fd);
+    unlink(file);
+    return r;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd;
+
+    if (argc < 2)
+        return usage(stderr), EXIT_USAGE;
+    cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    if (!strcmp(cmd, "-V") || !strcmp(cmd, "--version")) {
+        printf("bigfilectl %s\n", PACKAGE_VERSION);
+        return EXIT_OK;
+    }
+    /* The subcommand parses argv[1..]: getopt starts after argv[0] = CMD. */
+    argc--;
+    argv++;
+    optind = 1;
+    opterr = 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--"))
+            break;
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return EXIT_OK;
+        }
+    }
+    if (!strcmp(cmd, "writeout"))
+        return cmd_writeout(argc, argv);
+    if (!strcmp(cmd, "discard"))
+        return cmd_count(argc, argv, "discard", BIGFILE_IOC_DISCARD);
+    if (!strcmp(cmd, "reclaim"))
+        return cmd_count(argc, argv, "reclaim", BIGFILE_IOC_RECLAIM);
+    if (!strcmp(cmd, "invalidate"))
+        return cmd_invalidate(argc, argv);
+    if (!strcmp(cmd, "stat"))
+        return cmd_stat(argc, argv);
+    if (!strcmp(cmd, "create"))
+        return cmd_create(argc, argv);
+    return usage_error("unknown command '%s'", cmd);
+}

@@ -1,0 +1,57 @@
+/* bigfilefs daemon — the state of one mount and the FUSE operations.
+ *
+ * One struct bf_fs per daemon (one mount). main.c fills it (options, the
+ * database, the ram), creates the session with bf_fs_ops, and runs the
+ * multi-threaded loop; ops.c serves the FUSE requests, ioctl.c the ioctls.
+ * Its fields are set before the session loop starts and are read-only
+ * afterwards, except through the objects' own locking (the inode table,
+ * the notifier, the core, the backend).
+ */
+#ifndef BIGFILEFS_FS_FS_H
+#define BIGFILEFS_FS_FS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <fuse_lowlevel.h>
+
+#include "backends/backend.h"
+#include "core/ram.h"
+#include "fs/inode.h"
+#include "fs/notify.h"
+
+/* Attribute and entry timeout given to the kernel: long, so the kernel
+ * keeps attributes stable; the daemon invalidates them when they change
+ * behind the kernel's back (discard, setblksize). */
+#define BF_ATTR_TIMEOUT   86400.0
+
+/* Largest READ/WRITE and readahead negotiated with the kernel. */
+#define BF_MAX_IO         (1u << 20)
+
+struct bf_fs {
+    bf_db        *db;
+    bf_ram       *ram;
+    bf_itable     itable;
+    struct fuse_session *se;
+    bf_notifier  *notifier;     /* started once the session is mounted */
+    char         *mountpoint;   /* absolute path, for fsync at writeout */
+    uint32_t      blksize;      /* block size of new files */
+    bool          ro;           /* -o ro: no write, no writeout */
+    bool          inject;       /* -o inject: BIGFILE_IOC_INJECT enabled */
+};
+
+/* The low-level operations (ops.c). Userdata of the session: struct bf_fs. */
+extern const struct fuse_lowlevel_ops bf_fs_ops;
+
+/* The IOCTL request handler (ioctl.c), called by ops.c for regular files.
+ * Replies to req itself. */
+void bf_fs_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
+                 struct fuse_file_info *fi, unsigned flags,
+                 const void *in_buf, size_t in_bufsz, size_t out_bufsz);
+
+/* Fill *st with the attributes of inode (ops.c): mode, owner, times from
+ * the database metadata, size from the handle if it is open (uncommitted
+ * size) else the committed size. */
+void bf_fs_fill_stat(struct bf_fs *fs, bf_inode *inode, struct stat *st);
+
+#endif /* BIGFILEFS_FS_FS_H */

@@ -1,0 +1,323 @@
+/* bigfilefs — the daemon: options, database, mount, signals, the loop.
+ *
+ *   bigfilefs [-f] [-o OPTIONS] DATABASE MOUNTPOINT
+ *
+ * The database is opened before mounting, so that a bad one is reported
+ * clearly (exit 1) without a mount. Usage errors exit 2. SIGINT, SIGTERM,
+ * SIGHUP or an unmount (fusermount3 -u, umount) end the loop; then the
+ * handles are closed and their uncommitted changes discarded, by name, in
+ * the log.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <fuse_lowlevel.h>
+#include <fuse_opt.h>
+
+#include "backends/backend.h"
+#include "backends/memory.h"
+#include "core/ram.h"
+#include "fs/fs.h"
+#include "fs/inode.h"
+#include "fs/log.h"
+#include "fs/notify.h"
+
+#define DEFAULT_CACHE       ((uint64_t)256 << 20)   /* 256 MiB of clean blocks */
+#define DEFAULT_MAX_THREADS 16u     /* a WRITEOUT's fsync needs idle threads */
+
+struct options {
+    char *database;
+    char *blksize;
+    char *cache;
+    int   inject;
+    int   ro;
+    int   show_help;
+    int   show_version;
+};
+
+enum { KEY_RO, KEY_RW, KEY_HELP, KEY_VERSION };
+
+#define OPT(t, field, v) { t, offsetof(struct options, field), v }
+static const struct fuse_opt option_spec[] = {
+    OPT("blksize=%s", blksize, 0),
+    OPT("cache=%s",   cache,   0),
+    OPT("inject",     inject,  1),
+    FUSE_OPT_KEY("ro",        KEY_RO),
+    FUSE_OPT_KEY("rw",        KEY_RW),
+    FUSE_OPT_KEY("-h",        KEY_HELP),
+    FUSE_OPT_KEY("--help",    KEY_HELP),
+    FUSE_OPT_KEY("-V",        KEY_VERSION),
+    FUSE_OPT_KEY("--version", KEY_VERSION),
+    FUSE_OPT_END
+};
+
+/* fuse_opt callback: returns 1 to keep the argument for FUSE, 0 to drop it,
+ * -1 on error. */
+static int option_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+    struct options *o = data;
+
+    (void)outargs;
+    switch (key) {
+    case KEY_RO:
+        o->ro = 1;
+        return 1;       /* also the kernel's read-only mount flag */
+    case KEY_RW:
+        o->ro = 0;
+        return 1;
+    case KEY_HELP:
+        o->show_help = 1;
+        return 0;
+    case KEY_VERSION:
+        o->show_version = 1;
+        return 0;
+    case FUSE_OPT_KEY_NONOPT:
+        if (!o->database) {
+            o->database = strdup(arg);
+            return o->database ? 0 : -1;
+        }
+        return 1;       /* the mount point, for fuse_parse_cmdline */
+    default:
+        return 1;       /* a FUSE or mount option */
+    }
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"usage: bigfilefs [-f] [-o OPTIONS] DATABASE MOUNTPOINT\n"
+"\n"
+"Serve the bigfiles of DATABASE as files under MOUNTPOINT that any process can\n"
+"mmap(2). DATABASE is a SQLite file (created if missing), or \"mem:\" /\n"
+"\"mem:LABEL\" for an in-memory database that is lost at unmount. Changes stay\n"
+"uncommitted until a writeout (bigfilectl writeout FILE); at unmount,\n"
+"uncommitted changes are discarded.\n"
+"\n"
+"bigfilefs options:\n"
+"    -o blksize=SIZE        block size of new files (default 2M; a power of\n"
+"                           two from 4K to 64M)\n"
+"    -o cache=SIZE          memory the daemon may keep for clean cached blocks\n"
+"                           (default 256M; changed blocks are not counted)\n"
+"    -o ro                  read-only: writes fail with EROFS, no writeout\n"
+"    -o rw                  read-write (the default)\n"
+"    -o inject              enable the fault-injection ioctl (tests only; needs\n"
+"                           a mem: database)\n"
+"    -o allow_other         let other users access the mount (modes and owners\n"
+"                           are always enforced: default_permissions)\n"
+"    SIZE is a number with an optional K, M, G or T suffix (powers of 1024).\n"
+"\n"
+"Without -f the daemon detaches and logs to syslog; with -f it logs to\n"
+"stderr. SIGINT or SIGTERM, fusermount3 -u or umount unmount it.\n"
+"Exit status: 0 after a clean unmount, 1 on failure, 2 on a usage error.\n"
+"\n");
+}
+
+static int parse_size_opt(const char *name, const char *s, uint64_t *out)
+{
+    int r = bf_parse_size(s, out);
+
+    if (r < 0)
+        fprintf(stderr, "bigfilefs: bad %s '%s': expected a size like 4096, 64K, 2M or 1G\n",
+                name, s);
+    return r;
+}
+
+/* Add "-o fsname=DATABASE,subtype=bigfilefs,default_permissions,max_read=N"
+ * to args. Returns 0 or -1. */
+static int add_fixed_options(struct fuse_args *args, const char *database)
+{
+    char *opts = NULL, *fsname = NULL, *arg = NULL;
+    char buf[64];
+    int r = -1;
+
+    if (asprintf(&fsname, "fsname=%s", database) < 0)
+        return -1;
+    snprintf(buf, sizeof buf, "max_read=%u", BF_MAX_IO);
+    if (fuse_opt_add_opt_escaped(&opts, fsname) == 0 &&
+        fuse_opt_add_opt(&opts, "subtype=bigfilefs") == 0 &&
+        fuse_opt_add_opt(&opts, "default_permissions") == 0 &&
+        fuse_opt_add_opt(&opts, buf) == 0 &&
+        asprintf(&arg, "-o%s", opts) >= 0) {
+        r = fuse_opt_add_arg(args, arg);
+    }
+    free(arg);
+    free(opts);
+    free(fsname);
+    return r;
+}
+
+int main(int argc, char *argv[])
+{
+    struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+    struct options o;
+    struct fuse_cmdline_opts cmd;
+    struct fuse_loop_config *loop_cfg = NULL;
+    struct bf_fs fs;
+    uint64_t blksize = BF_BLKSIZE_DEFAULT, cache = DEFAULT_CACHE;
+    char errbuf[512] = "";
+    bool itable_ready = false, mounted = false, handlers = false;
+    int r, status = 1;
+
+    memset(&o, 0, sizeof o);
+    memset(&cmd, 0, sizeof cmd);
+    memset(&fs, 0, sizeof fs);
+
+    /* 1. Options. */
+    if (fuse_opt_parse(&args, &o, option_spec, option_proc) != 0) {
+        usage(stderr);
+        status = 2;
+        goto out_args;
+    }
+    if (o.show_help) {
+        usage(stdout);
+        fflush(stdout);
+        printf("FUSE options:\n");
+        fflush(stdout);
+        fuse_cmdline_help();
+        fuse_lowlevel_help();
+        status = 0;
+        goto out_args;
+    }
+    if (o.show_version) {
+        printf("bigfilefs %s\n", PACKAGE_VERSION);
+        printf("FUSE library version %s\n", fuse_pkgversion());
+        fflush(stdout);
+        fuse_lowlevel_version();
+        status = 0;
+        goto out_args;
+    }
+    if (fuse_parse_cmdline(&args, &cmd) != 0) {
+        status = 2;
+        goto out_args;
+    }
+    if (!o.database || !cmd.mountpoint) {
+        fprintf(stderr, "bigfilefs: %s\n", !o.database ? "missing DATABASE and MOUNTPOINT"
+                                                       : "missing MOUNTPOINT");
+        usage(stderr);
+        status = 2;
+        goto out_args;
+    }
+    if ((o.blksize && parse_size_opt("blksize", o.blksize, &blksize) < 0) ||
+        (o.cache && parse_size_opt("cache", o.cache, &cache) < 0)) {
+        status = 2;
+        goto out_args;
+    }
+    if (!bf_blksize_valid(blksize)) {
+        fprintf(stderr, "bigfilefs: bad blksize %s: a power of two from 4K to 64M is needed\n",
+                o.blksize);
+        status = 2;
+        goto out_args;
+    }
+    if (cache > SIZE_MAX) {
+        fprintf(stderr, "bigfilefs: cache=%s is too large\n", o.cache);
+        status = 2;
+        goto out_args;
+    }
+    if (o.inject && strncmp(o.database, "mem:", 4) != 0) {
+        fprintf(stderr, "bigfilefs: -o inject needs a mem: database\n");
+        status = 2;
+        goto out_args;
+    }
+    if (cmd.debug)
+        bf_log_set_level(LOG_DEBUG);
+
+    /* 2. The database, before mounting. */
+    r = bf_db_open(o.database, o.ro ? BF_DB_RDONLY : BF_DB_CREATE, &fs.db, errbuf, sizeof errbuf);
+    if (r < 0) {
+        fprintf(stderr, "bigfilefs: %s\n", errbuf[0] ? errbuf : strerror(-r));
+        goto out_args;
+    }
+    r = bf_ram_new((size_t)cache, &fs.ram);
+    if (r < 0 || bf_itable_init(&fs.itable, fs.db, fs.ram) < 0) {
+        fprintf(stderr, "bigfilefs: out of memory\n");
+        goto out_db;
+    }
+    itable_ready = true;
+    fs.blksize = (uint32_t)blksize;
+    fs.ro = o.ro;
+    fs.inject = o.inject;
+    fs.mountpoint = cmd.mountpoint;     /* absolute (fuse_parse_cmdline) */
+
+    /* 3. The session and the mount. */
+    if (add_fixed_options(&args, o.database) < 0) {
+        fprintf(stderr, "bigfilefs: out of memory\n");
+        goto out_db;
+    }
+    fs.se = fuse_session_new(&args, &bf_fs_ops, sizeof bf_fs_ops, &fs);
+    if (!fs.se) {
+        /* libfuse said why (an unknown option, typically). */
+        status = 2;
+        goto out_db;
+    }
+    if (fuse_set_signal_handlers(fs.se) != 0)
+        goto out_session;
+    handlers = true;
+    if (fuse_session_mount(fs.se, cmd.mountpoint) != 0)
+        goto out_session;
+    mounted = true;
+    if (!cmd.foreground)
+        bf_log_to_syslog();
+    if (fuse_daemonize(cmd.foreground) != 0)
+        goto out_session;
+
+    /* 4. Threads: after daemonizing (fork keeps only the calling thread). */
+    r = bf_notifier_start(fs.se, &fs.notifier);
+    if (r < 0) {
+        bf_err("cannot start the notifier thread: %s", strerror(-r));
+        goto out_session;
+    }
+    loop_cfg = fuse_loop_cfg_create();
+    if (!loop_cfg) {
+        bf_err("out of memory");
+        goto out_session;
+    }
+    if (cmd.singlethread)
+        bf_warn("-s ignored: a writeout needs other threads to serve the kernel's writeback");
+    fuse_loop_cfg_set_clone_fd(loop_cfg, (unsigned)cmd.clone_fd);
+    /* fuse_parse_cmdline leaves UINT_MAX for "not given". */
+    if (cmd.max_idle_threads != UINT_MAX)
+        fuse_loop_cfg_set_idle_threads(loop_cfg, cmd.max_idle_threads);
+    fuse_loop_cfg_set_max_threads(loop_cfg, cmd.max_threads != UINT_MAX &&
+                                            cmd.max_threads > DEFAULT_MAX_THREADS ?
+                                            cmd.max_threads : DEFAULT_MAX_THREADS);
+    bf_info("serving %s on %s (blksize %u, cache %llu bytes%s)", o.database, cmd.mountpoint,
+            fs.blksize, (unsigned long long)cache, fs.ro ? ", read-only" : "");
+
+    r = fuse_session_loop_mt(fs.se, loop_cfg);
+    /* r > 0 is the number of the signal that ended the loop: a clean end. */
+    status = r < 0 ? 1 : 0;
+    if (r < 0)
+        bf_err("session loop failed: %s", strerror(-r));
+    bf_info("unmounting %s", cmd.mountpoint);
+
+out_session:
+    if (mounted)
+        fuse_session_unmount(fs.se);
+    /* After the unmount: a job still waiting on the kernel now fails. */
+    bf_notifier_stop(fs.notifier);
+    fs.notifier = NULL;
+    if (handlers)
+        fuse_remove_signal_handlers(fs.se);
+    fuse_session_destroy(fs.se);
+    fuse_loop_cfg_destroy(loop_cfg);
+out_db:
+    if (itable_ready)
+        bf_itable_destroy(&fs.itable);
+    if (fs.ram && bf_ram_free(fs.ram) < 0)
+        bf_err("internal error: handles left open at exit");
+    bf_db_close(fs.db);
+out_args:
+    free(cmd.mountpoint);
+    free(o.database);
+    free(o.blksize);
+    free(o.cache);
+    fuse_opt_free_args(&args);
+    return status;
+}

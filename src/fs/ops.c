@@ -1,0 +1,811 @@
+/* bigfilefs daemon — the FUSE low-level operations (see fs.h).
+ *
+ * The mount root is the only directory; it lists the database's bigfiles.
+ * Names are committed to the database at once; contents go through the
+ * file's shared bf_fileh (inode.h), and reach the database only by the
+ * WRITEOUT ioctl (ioctl.c).
+ *
+ * Global state: a pthread key (created once) whose per-thread value is the
+ * READ buffer of that request thread (BF_MAX_IO bytes, freed when the
+ * thread exits), so that READs neither allocate nor fault in a fresh buffer
+ * each time.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>      /* RENAME_NOREPLACE, RENAME_EXCHANGE */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fs/bdi.h"
+#include "fs/fs.h"
+#include "fs/log.h"
+
+static struct bf_fs *fs_of(fuse_req_t req)
+{
+    return fuse_req_userdata(req);
+}
+
+/* ---- attributes ---------------------------------------------------------- */
+
+static void ns_to_ts(int64_t ns, struct timespec *ts)
+{
+    ts->tv_sec = (time_t)(ns / 1000000000);
+    ts->tv_nsec = (long)(ns % 1000000000);
+    if (ts->tv_nsec < 0) {
+        ts->tv_nsec += 1000000000;
+        ts->tv_sec--;
+    }
+}
+
+void bf_fs_fill_stat(struct bf_fs *fs, bf_inode *inode, struct stat *st)
+{
+    struct bf_fileinfo info;
+    bool unlinked;
+    uint64_t size;
+
+    bf_inode_info(&fs->itable, inode, &info, &unlinked);
+    size = info.size;
+    /* The handle, if open, has the current (uncommitted) size. */
+    pthread_rwlock_rdlock(&inode->fh_lock);
+    if (inode->fh) {
+        size = bf_fileh_size(inode->fh);
+        info.blksize = bf_fileh_blksize(inode->fh);
+    }
+    pthread_rwlock_unlock(&inode->fh_lock);
+
+    memset(st, 0, sizeof *st);
+    st->st_ino = inode->ino;
+    st->st_mode = S_IFREG | (info.mode & 07777);
+    st->st_nlink = unlinked ? 0 : 1;
+    st->st_uid = info.uid;
+    st->st_gid = info.gid;
+    st->st_size = (off_t)size;
+    st->st_blksize = info.blksize;
+    st->st_blocks = (blkcnt_t)((size + 511) / 512);
+    ns_to_ts(info.mtime_ns, &st->st_mtim);
+    ns_to_ts(info.mtime_ns, &st->st_atim);
+    ns_to_ts(info.ctime_ns, &st->st_ctim);
+}
+
+static void fill_root_stat(struct stat *st)
+{
+    memset(st, 0, sizeof *st);
+    st->st_ino = BF_ROOT_INO;
+    st->st_mode = S_IFDIR | 0755;
+    st->st_nlink = 2;
+    st->st_uid = getuid();
+    st->st_gid = getgid();
+    st->st_blksize = 4096;
+}
+
+/* Reply to a LOOKUP/MKNOD with the entry of inode, counting one kernel
+ * lookup; undo the count if the kernel did not get the reply. */
+static void reply_entry(fuse_req_t req, struct bf_fs *fs, bf_inode *inode)
+{
+    struct fuse_entry_param e;
+
+    memset(&e, 0, sizeof e);
+    e.ino = inode->ino;
+    e.attr_timeout = BF_ATTR_TIMEOUT;
+    e.entry_timeout = BF_ATTR_TIMEOUT;
+    bf_fs_fill_stat(fs, inode, &e.attr);
+    bf_itable_lookup(&fs->itable, inode, 1);
+    if (fuse_reply_entry(req, &e) != 0)
+        bf_itable_forget(&fs->itable, inode->ino, 1);
+}
+
+/* ---- session life -------------------------------------------------------- */
+
+static int tune_bdi_job(struct fuse_session *se, void *arg)
+{
+    struct bf_fs *fs = arg;
+
+    (void)se;
+    /* 1 MiB readahead; let the mount hold up to half the dirty threshold. */
+    bf_bdi_tune(fs->mountpoint, BF_MAX_IO / 1024, 50);
+    return 0;
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+    struct bf_fs *fs = userdata;
+
+    /* Never let an mtime or size change drop the file's whole cache: the
+     * daemon invalidates explicitly (notify.h). */
+    conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+    if (conn->capable & FUSE_CAP_EXPLICIT_INVAL_DATA)
+        conn->want |= FUSE_CAP_EXPLICIT_INVAL_DATA;
+    /* Write-through write(2) and plain writeback of mappings. */
+    conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+    if (conn->capable & FUSE_CAP_ASYNC_READ)
+        conn->want |= FUSE_CAP_ASYNC_READ;
+    conn->max_write = BF_MAX_IO;
+    conn->max_read = BF_MAX_IO;
+    conn->max_readahead = BF_MAX_IO;
+    if (conn->max_background < 64)
+        conn->max_background = 64;
+
+    /* Raise the bdi's readahead once the kernel has processed our INIT
+     * reply; from the notifier, which is not a request thread. */
+    if (fs->notifier && bf_notifier_post(fs->notifier, tune_bdi_job, NULL, fs) < 0)
+        bf_warn("cannot queue the readahead tuning");
+}
+
+/* ---- namespace ------------------------------------------------------------ */
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct bf_fs *fs = fs_of(req);
+    struct bf_fileinfo info;
+    bf_inode *inode;
+    int r;
+
+    if (parent != BF_ROOT_INO) {
+        fuse_reply_err(req, ENOTDIR);
+        return;
+    }
+    r = bf_db_lookup(fs->db, name, &info);
+    if (r < 0) {
+        fuse_reply_err(req, -r);
+        return;
+    }
+    inode = bf_itable_get(&fs->itable, &info);
+    if (!inode) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    reply_entry(req, fs, inode);
+    bf_itable_put(&fs->itable, inode);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+    bf_itable_forget(&fs_of(req)->itable, ino, nlookup);
+    fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+    struct bf_fs *fs = fs_of(req);
+
+    for (size_t i = 0; i < count; i++)
+        bf_itable_forget(&fs->itable, forgets[i].ino, forgets[i].nlookup);
+    fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct bf_fs *fs = fs_of(req);
+    struct bf_fileinfo info;
+    struct stat st;
+    bf_inode *inode;
+
+    (void)fi;
+    if (ino == BF_ROOT_INO) {
+        fill_root_stat(&st);
+        fuse_reply_attr(req, &st, BF_ATTR_TIMEOUT);
+        return;
+    }
+    inode = bf_itable_find(&fs->itable, ino);
+    if (!inode) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    /* Refresh the metadata (mode, owner, times, committed size). */
+    if (bf_db_getinfo(fs->db, inode->id, &info) == 0)
+        bf_itable_set_info(&fs->itable, inode, &info);
+    bf_fs_fill_stat(fs, inode, &st);
+    fuse_reply_attr(req, &st, BF_ATTR_TIMEOUT);
+    bf_itable_put(&fs->itable, inode);
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                       struct fuse_file_info *fi)
+{
+    struct bf_fs *fs = fs_of(req);
+    struct bf_fileinfo info;
+    struct stat st;
+    bf_inode *inode;
+    uint32_t mode, uid, gid;
+    int64_t mtime;
+    const uint32_t *pmode = NULL, *puid = NULL, *pgid = NULL;
+    const int64_t *pmtime = NULL;
+    int r = 0;
+
+    (void)fi;
+    if (ino == BF_ROOT_INO) {
+        fuse_reply_err(req, EPERM);
+        return;
+    }
+    inode = bf_itable_find(&fs->itable, ino);
+    if (!inode) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    if (fs->ro) {
+        r = -EROFS;
+        goto out;
+    }
+    if (to_set & FUSE_SET_ATTR_SIZE) {
+        bf_fileh *fh;
+
+        if (attr->st_size < 0) {
+            r = -EINVAL;
+            goto out;
+        }
+        /* The size is an uncommitted change, like the contents. */
+        r = bf_inode_fh_get(&fs->itable, inode, &fh);
+        if (r == 0) {
+            r = bf_fileh_truncate(fh, (uint64_t)attr->st_size);
+            bf_inode_fh_put(inode);
+        }
+        if (r < 0) {
+            if (r != -EBUSY && r != -EINVAL && r != -EFBIG)
+                bf_err("truncating inode %llu to %lld failed: %s",
+                       (unsigned long long)ino, (long long)attr->st_size, strerror(-r));
+            goto out;
+        }
+    }
+    if (to_set & FUSE_SET_ATTR_MODE) {
+        mode = attr->st_mode & 07777;
+        pmode = &mode;
+    }
+    if (to_set & FUSE_SET_ATTR_UID) {
+        uid = attr->st_uid;
+        puid = &uid;
+    }
+    if (to_set & FUSE_SET_ATTR_GID) {
+        gid = attr->st_gid;
+        pgid = &gid;
+    }
+    /* An explicit mtime (utimensat, touch) is metadata, committed at once;
+     * the mtime the kernel adds to a truncate is not recorded (mtime is the
+     * last commit of the contents). */
+    if ((to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) && !(to_set & FUSE_SET_ATTR_SIZE)) {
+        mtime = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? now_ns()
+              : (int64_t)attr->st_mtim.tv_sec * 1000000000 + attr->st_mtim.tv_nsec;
+        pmtime = &mtime;
+    }
+    if (pmode || puid || pgid || pmtime) {
+        r = bf_db_setattr(fs->db, inode->id, pmode, puid, pgid, pmtime);
+        if (r < 0)
+            goto out;
+    }
+    if (bf_db_getinfo(fs->db, inode->id, &info) == 0)
+        bf_itable_set_info(&fs->itable, inode, &info);
+out:
+    if (r < 0) {
+        fuse_reply_err(req, -r);
+    } else {
+        bf_fs_fill_stat(fs, inode, &st);
+        fuse_reply_attr(req, &st, BF_ATTR_TIMEOUT);
+    }
+    bf_itable_put(&fs->itable, inode);
+}
+
+/* Create file `name` in the database; on success *inode holds a
+ * reference. */
+static int create_file(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                       bf_inode **inode)
+{
+    struct bf_fs *fs = fs_of(req);
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    struct bf_fileinfo info;
+    int r;
+
+    if (parent != BF_ROOT_INO)
+        return -ENOTDIR;
+    if (fs->ro)
+        return -EROFS;
+    if (!S_ISREG(mode))
+        return -EPERM;          /* bigfiles only */
+    r = bf_db_create(fs->db, name, fs->blksize, 0, mode & 07777, ctx->uid, ctx->gid, &info);
+    if (r < 0)
+        return r;
+    *inode = bf_itable_get(&fs->itable, &info);
+    return *inode ? 0 : -ENOMEM;
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+    struct bf_fs *fs = fs_of(req);
+    bf_inode *inode;
+    int r;
+
+    (void)rdev;
+    r = create_file(req, parent, name, mode, &inode);
+    if (r < 0) {
+        fuse_reply_err(req, -r);
+        return;
+    }
+    reply_entry(req, fs, inode);
+    bf_itable_put(&fs->itable, inode);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+    (void)parent; (void)name; (void)mode;
+    fuse_reply_err(req, fs_of(req)->ro ? EROFS : EPERM);    /* one flat directory */
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+    (void)link; (void)parent; (void)name;
+    fuse_reply_err(req, fs_of(req)->ro ? EROFS : EPERM);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+    (void)ino; (void)newparent; (void)newname;
+    fuse_reply_err(req, fs_of(req)->ro ? EROFS : EPERM);    /* one name per file */
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct bf_fs *fs = fs_of(req);
+    int r;
+
+    if (parent != BF_ROOT_INO) {
+        fuse_reply_err(req, ENOTDIR);
+        return;
+    }
+    r = bf_db_unlink(fs->db, name);
+    if (r == 0)
+        bf_itable_unlinked(&fs->itable, name);
+    fuse_reply_err(req, -r);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct bf_fs *fs = fs_of(req);
+    struct bf_fileinfo info;
+
+    (void)parent;
+    fuse_reply_err(req, bf_db_lookup(fs->db, name, &info) == 0 ? ENOTDIR : ENOENT);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+                      fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+    struct bf_fs *fs = fs_of(req);
+    unsigned bflags = 0;
+    int r;
+
+    if (parent != BF_ROOT_INO || newparent != BF_ROOT_INO) {
+        fuse_reply_err(req, ENOTDIR);
+        return;
+    }
+    if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
+        fuse_reply_err(req, EINVAL);        /* RENAME_WHITEOUT */
+        return;
+    }
+    if (flags & RENAME_NOREPLACE)
+        bflags |= BF_RENAME_NOREPLACE;
+    if (flags & RENAME_EXCHANGE)
+        bflags |= BF_RENAME_EXCHANGE;
+    r = bf_db_rename(fs->db, name, newname, bflags);
+    if (r == 0)
+        bf_itable_renamed(&fs->itable, name, newname, bflags);
+    fuse_reply_err(req, -r);
+}
+
+/* ---- files ------------------------------------------------------------------ */
+
+/* Open inode for fi (reference held by the caller). */
+static int open_inode(struct bf_fs *fs, bf_inode *inode, struct fuse_file_info *fi)
+{
+    bf_fileh *fh;
+    int r;
+
+    if (fs->ro && (fi->flags & O_ACCMODE) != O_RDONLY)
+        return -EROFS;
+    /* Open the shared handle now, so that errors show at open(2). */
+    r = bf_inode_fh_get(&fs->itable, inode, &fh);
+    if (r < 0)
+        return r;
+    bf_inode_fh_put(inode);
+    bf_itable_open(&fs->itable, inode);
+    fi->fh = (uint64_t)(uintptr_t)inode;
+    /* Through the page cache, kept across opens (mappings of other
+     * processes share it); never direct_io. */
+    fi->keep_cache = 1;
+    fi->direct_io = 0;
+    return 0;
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                      struct fuse_file_info *fi)
+{
+    struct bf_fs *fs = fs_of(req);
+    struct fuse_entry_param e;
+    bf_inode *inode;
+    int r;
+
+    r = create_file(req, parent, name, mode | S_IFREG, &inode);
+    if (r < 0) {
+        fuse_reply_err(req, -r);
+        return;
+    }
+    r = open_inode(fs, inode, fi);
+    if (r < 0) {
+        fuse_reply_err(req, -r);
+        bf_itable_put(&fs->itable, inode);
+        return;
+    }
+    memset(&e, 0, sizeof e);
+    e.ino = inode->ino;
+    e.attr_timeout = BF_ATTR_TIMEOUT;
+    e.entry_timeout = BF_ATTR_TIMEOUT;
+    bf_fs_fill_stat(fs, inode, &e.attr);
+    bf_itable_lookup(&fs->itable, inode, 1);
+    if (fuse_reply_create(req, &e, fi) != 0) {
+        /* The kernel did not get it: no lookup, and no RELEASE will come. */
+        bf_itable_forget(&fs->itable, inode->ino, 1);
+        bf_itable_release(&fs->itable, inode);
+    }
+    bf_itable_put(&fs->itable, inode);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct bf_fs *fs = fs_of(req);
+    bf_inode *inode;
+    int r;
+
+    if (ino == BF_ROOT_INO) {
+        fuse_reply_err(req, EISDIR);
+        return;
+    }
+    inode = bf_itable_find(&fs->itable, ino);
+    if (!inode) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    r = open_inode(fs, inode, fi);
+    if (r < 0)
+        fuse_reply_err(req, -r);
+    else if (fuse_reply_open(req, fi) != 0)
+        bf_itable_release(&fs->itable, inode);
+    bf_itable_put(&fs->itable, inode);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    bf_inode *inode = (bf_inode *)(uintptr_t)fi->fh;
+
+    (void)ino;
+    bf_itable_release(&fs_of(req)->itable, inode);
+    fuse_reply_err(req, 0);
+}
+
+/* FLUSH and FSYNC commit nothing: changes reach the database only by
+ * writeout. (An fsync does make the kernel write dirty pages back to the
+ * daemon first, which WRITEOUT relies on.) */
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)ino; (void)fi;
+    fuse_reply_err(req, 0);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+    (void)ino; (void)datasync; (void)fi;
+    fuse_reply_err(req, 0);
+}
+
+static pthread_key_t  readbuf_key;
+static pthread_once_t readbuf_once = PTHREAD_ONCE_INIT;
+
+static void readbuf_free(void *p)
+{
+    free(p);
+}
+
+static void readbuf_key_create(void)
+{
+    if (pthread_key_create(&readbuf_key, readbuf_free) != 0)
+        abort();    /* only at the first READ; out of keys is a bug */
+}
+
+/* This thread's READ buffer of BF_MAX_IO bytes, or NULL. */
+static void *readbuf(void)
+{
+    void *p;
+
+    pthread_once(&readbuf_once, readbuf_key_create);
+    p = pthread_getspecific(readbuf_key);
+    if (!p) {
+        p = malloc(BF_MAX_IO);
+        if (p && pthread_setspecific(readbuf_key, p) != 0) {
+            free(p);
+            p = NULL;
+        }
+    }
+    return p;
+}
+
+/* Log a failed READ/WRITE with the file's name and block range. */
+static void log_io_error(struct bf_fs *fs, bf_inode *inode, const char *what,
+                         uint64_t blksize, off_t off, size_t size, int err)
+{
+    struct bf_fileinfo info;
+    bool unlinked;
+    uint64_t lo = (uint64_t)off / blksize;
+    uint64_t hi = ((uint64_t)off + (size ? size - 1 : 0)) / blksize;
+
+    bf_inode_info(&fs->itable, inode, &info, &unlinked);
+    if (lo == hi)
+        bf_err("%s: %s of block %llu failed: %s", unlinked ? "(unlinked file)" : info.name,
+               what, (unsigned long long)lo, strerror(err));
+    else
+        bf_err("%s: %s of blocks %llu-%llu failed: %s", unlinked ? "(unlinked file)" : info.name,
+               what, (unsigned long long)lo, (unsigned long long)hi, strerror(err));
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+    struct bf_fs *fs = fs_of(req);
+    bf_inode *inode = (bf_inode *)(uintptr_t)fi->fh;
+    bf_fileh *fh;
+    void *buf;
+    ssize_t n;
+    int r;
+
+    (void)ino;
+    if (size > BF_MAX_IO)
+        size = BF_MAX_IO;
+    buf = readbuf();
+    if (!buf) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    r = bf_inode_fh_get(&fs->itable, inode, &fh);
+    if (r < 0) {
+        fuse_reply_err(req, -r == ENOENT ? EIO : -r);
+        return;
+    }
+    /* Short only at the end of the file: holes come back as zeros, so the
+     * kernel never takes a short reply for a smaller size. */
+    n = bf_fileh_read(fh, buf, size, (uint64_t)off);
+    if (n < 0) {
+        log_io_error(fs, inode, "load", bf_fileh_blksize(fh), off, size, (int)-n);
+        bf_inode_fh_put(inode);
+        /* read(2) gets EIO, a mapped access SIGBUS; the next access
+         * tries again. */
+        fuse_reply_err(req, n == -EINVAL ? EINVAL : EIO);
+        return;
+    }
+    bf_inode_fh_put(inode);
+    fuse_reply_buf(req, buf, (size_t)n);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                     struct fuse_file_info *fi)
+{
+    struct bf_fs *fs = fs_of(req);
+    bf_inode *inode = (bf_inode *)(uintptr_t)fi->fh;
+    bf_fileh *fh;
+    ssize_t n;
+    int r;
+
+    (void)ino;
+    if (fs->ro) {
+        fuse_reply_err(req, EROFS);
+        return;
+    }
+    r = bf_inode_fh_get(&fs->itable, inode, &fh);
+    if (r < 0) {
+        fuse_reply_err(req, -r == ENOENT ? EIO : -r);
+        return;
+    }
+    /* An uncommitted change of the shared handle (dropped whole if a
+     * discard or invalidation has fenced the blocks). */
+    n = bf_fileh_write(fh, buf, size, (uint64_t)off);
+    if (n < 0) {
+        if (n != -EFBIG && n != -EINVAL)
+            log_io_error(fs, inode, "write (load)", bf_fileh_blksize(fh), off, size, (int)-n);
+        bf_inode_fh_put(inode);
+        fuse_reply_err(req, (n == -EFBIG || n == -EINVAL || n == -ENOMEM) ? (int)-n : EIO);
+        return;
+    }
+    bf_inode_fh_put(inode);
+    fuse_reply_write(req, (size_t)n);
+}
+
+/* ---- directory ---------------------------------------------------------- */
+
+/* A snapshot of the directory taken at OPENDIR, served by READDIR. */
+struct dirsnap {
+    size_t    count, cap;
+    struct dirent_s {
+        uint64_t id;
+        char    *name;
+    } *ents;
+};
+
+static int dirsnap_add(void *arg, const struct bf_fileinfo *fi)
+{
+    struct dirsnap *d = arg;
+
+    if (d->count == d->cap) {
+        size_t ncap = d->cap ? d->cap * 2 : 64;
+        struct dirent_s *n = realloc(d->ents, ncap * sizeof *n);
+
+        if (!n)
+            return -ENOMEM;
+        d->ents = n;
+        d->cap = ncap;
+    }
+    d->ents[d->count].name = strdup(fi->name);
+    if (!d->ents[d->count].name)
+        return -ENOMEM;
+    d->ents[d->count].id = fi->id;
+    d->count++;
+    return 0;
+}
+
+static void dirsnap_free(struct dirsnap *d)
+{
+    for (size_t i = 0; i < d->count; i++)
+        free(d->ents[i].name);
+    free(d->ents);
+    free(d);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct bf_fs *fs = fs_of(req);
+    struct dirsnap *d;
+    int r;
+
+    if (ino != BF_ROOT_INO) {
+        fuse_reply_err(req, ENOTDIR);
+        return;
+    }
+    d = calloc(1, sizeof *d);
+    if (!d) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    r = bf_db_list(fs->db, dirsnap_add, d);
+    if (r < 0) {
+        dirsnap_free(d);
+        fuse_reply_err(req, -r);
+        return;
+    }
+    fi->fh = (uint64_t)(uintptr_t)d;
+    if (fuse_reply_open(req, fi) != 0)
+        dirsnap_free(d);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi)
+{
+    struct dirsnap *d = (struct dirsnap *)(uintptr_t)fi->fh;
+    char *buf;
+    size_t used = 0;
+
+    (void)ino;
+    buf = malloc(size);
+    if (!buf) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    /* Offsets: 0 ".", 1 "..", 2 + i the i-th file; an entry's offset is
+     * that of the next. */
+    for (size_t i = (size_t)(off < 0 ? 0 : off); i < d->count + 2; i++) {
+        struct stat st;
+        const char *name;
+        size_t len;
+
+        memset(&st, 0, sizeof st);
+        if (i < 2) {
+            name = i == 0 ? "." : "..";
+            st.st_ino = BF_ROOT_INO;
+            st.st_mode = S_IFDIR;
+        } else {
+            name = d->ents[i - 2].name;
+            st.st_ino = (ino_t)d->ents[i - 2].id + 1;
+            st.st_mode = S_IFREG;
+        }
+        len = fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)(i + 1));
+        if (len > size - used)
+            break;
+        used += len;
+    }
+    fuse_reply_buf(req, buf, used);
+    free(buf);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)ino;
+    dirsnap_free((struct dirsnap *)(uintptr_t)fi->fh);
+    fuse_reply_err(req, 0);
+}
+
+static int count_file(void *arg, const struct bf_fileinfo *fi)
+{
+    (void)fi;
+    (*(uint64_t *)arg)++;
+    return 0;
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+    struct bf_fs *fs = fs_of(req);
+    struct statvfs sv;
+    uint64_t files = 0;
+
+    (void)ino;
+    memset(&sv, 0, sizeof sv);
+    bf_db_list(fs->db, count_file, &files);
+    sv.f_bsize = fs->blksize;
+    sv.f_frsize = 4096;
+    /* Sparse files of up to 2^62 bytes: report a large, mostly free space
+     * (the real limit is the database's file system). */
+    sv.f_blocks = UINT64_C(1) << 40;
+    sv.f_bfree = sv.f_blocks;
+    sv.f_bavail = sv.f_blocks;
+    sv.f_files = files + (UINT64_C(1) << 32);
+    sv.f_ffree = UINT64_C(1) << 32;
+    sv.f_favail = sv.f_ffree;
+    sv.f_namemax = BF_NAME_MAX;
+    fuse_reply_statfs(req, &sv);
+}
+
+static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
+                     struct fuse_file_info *fi, unsigned flags,
+                     const void *in_buf, size_t in_bufsz, size_t out_bufsz)
+{
+    if (ino == BF_ROOT_INO || (flags & FUSE_IOCTL_DIR)) {
+        fuse_reply_err(req, ENOTTY);
+        return;
+    }
+    bf_fs_ioctl(req, ino, cmd, arg, fi, flags, in_buf, in_bufsz, out_bufsz);
+}
+
+const struct fuse_lowlevel_ops bf_fs_ops = {
+    .init          = op_init,
+    .lookup        = op_lookup,
+    .forget        = op_forget,
+    .forget_multi  = op_forget_multi,
+    .getattr       = op_getattr,
+    .setattr       = op_setattr,
+    .mknod         = op_mknod,
+    .mkdir         = op_mkdir,
+    .symlink       = op_symlink,
+    .link          = op_link,
+    .unlink        = op_unlink,
+    .rmdir         = op_rmdir,
+    .rename        = op_rename,
+    .create        = op_create,
+    .open          = op_open,
+    .release       = op_release,
+    .flush         = op_flush,
+    .fsync         = op_fsync,
+    .read          = op_read,
+    .write         = op_write,
+    .opendir       = op_opendir,
+    .readdir       = op_readdir,
+    .releasedir    = op_releasedir,
+    .statfs        = op_statfs,
+    .ioctl         = op_ioctl,
+};
