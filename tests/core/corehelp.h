@@ -7,7 +7,11 @@
 #ifndef BIGFILEFS_TESTS_CORE_COREHELP_H
 #define BIGFILEFS_TESTS_CORE_COREHELP_H
 
+#ifdef CORE_MINICR
+#include "minicr.h"     /* the ThreadSanitizer build: see minicr.h */
+#else
 #include <criterion/criterion.h>
+#endif
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
