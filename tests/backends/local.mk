@@ -3,6 +3,8 @@
 ## fault injection; test_sqlite what only SQLite has (durability, crash
 ## atomicity, refusing foreign files); test_bconcurrent many loading threads
 ## against a committing one (also in CONCURRENCY_TESTS, for the TSan build).
+## They share the core tests' Criterion entry point (tests/core/main.c): one
+## job by default and a leak found by LeakSanitizer fails the run.
 if HAVE_CRITERION
 bt_cflags = $(AM_CFLAGS) $(CRITERION_CFLAGS) $(SQLITE3_CFLAGS)
 bt_ldadd = libbfbackends.a $(CRITERION_LIBS) $(SQLITE3_LIBS) $(PTHREAD_LIBS)
@@ -15,19 +17,23 @@ check_PROGRAMS += $(BT_TESTS)
 TESTS += $(BT_TESTS)
 CONCURRENCY_TESTS += tests/backends/test_bconcurrent
 
-tests_backends_test_backends_SOURCES = tests/backends/test_backends.c tests/backends/helpers.h
+tests_backends_test_backends_SOURCES = tests/backends/test_backends.c tests/backends/helpers.h \
+	tests/core/main.c
 tests_backends_test_backends_CFLAGS = $(bt_cflags)
 tests_backends_test_backends_LDADD = $(bt_ldadd)
 
-tests_backends_test_memory_SOURCES = tests/backends/test_memory.c tests/backends/helpers.h
+tests_backends_test_memory_SOURCES = tests/backends/test_memory.c tests/backends/helpers.h \
+	tests/core/main.c
 tests_backends_test_memory_CFLAGS = $(bt_cflags)
 tests_backends_test_memory_LDADD = $(bt_ldadd)
 
-tests_backends_test_sqlite_SOURCES = tests/backends/test_sqlite.c tests/backends/helpers.h
+tests_backends_test_sqlite_SOURCES = tests/backends/test_sqlite.c tests/backends/helpers.h \
+	tests/core/main.c
 tests_backends_test_sqlite_CFLAGS = $(bt_cflags)
 tests_backends_test_sqlite_LDADD = $(bt_ldadd)
 
-tests_backends_test_bconcurrent_SOURCES = tests/backends/test_bconcurrent.c tests/backends/helpers.h
+tests_backends_test_bconcurrent_SOURCES = tests/backends/test_bconcurrent.c tests/backends/helpers.h \
+	tests/core/main.c
 tests_backends_test_bconcurrent_CFLAGS = $(bt_cflags)
 tests_backends_test_bconcurrent_LDADD = $(bt_ldadd)
 endif
