@@ -26,6 +26,7 @@ tests_core_test_concurrency_CFLAGS = $(AM_CFLAGS) -Wno-format-zero-length
 tests_core_test_concurrency_LDADD = libbfcore.a $(PTHREAD_LIBS)
 else
 tests_core_test_concurrency_SOURCES += tests/core/main.c
+tests_core_test_concurrency_CPPFLAGS = $(AM_CPPFLAGS)
 tests_core_test_concurrency_CFLAGS = $(core_test_cflags)
 tests_core_test_concurrency_LDADD = $(core_test_ldadd)
 endif
