@@ -210,9 +210,11 @@ static int sq_fail(struct sq_db *d, sqlite3 *c, int rc, const char *what)
     return rc_errno(rc);
 }
 
+static const struct bf_db_ops sq_db_ops;
+
 int bf_sqlite_last_error(bf_db *db, char *buf, size_t len)
 {
-    if (!db || db->ops->name == NULL || strcmp(db->ops->name, "sqlite") != 0 || !len)
+    if (!db || db->ops != &sq_db_ops || !buf || !len)
         return -EINVAL;
     struct sq_db *d = DB(db);
     pthread_mutex_lock(&d->elock);

@@ -21,6 +21,13 @@
  * row removed). loadblk reads through a pool of read-only connections, one
  * per concurrently loading thread, with incremental BLOB I/O straight into
  * the caller's buffer; in WAL mode readers never wait for the writer.
+ *
+ * A file unlinked while open keeps its row with name NULL until its last
+ * bf_file is closed. Opening a database read-write deletes every such row
+ * and its blocks (left by a process that died): so one database is meant
+ * to be served by one read-write process at a time (other processes may
+ * read it, or change it briefly as the sqlite3 CLI would; a busy_timeout
+ * of 5 s absorbs their locks).
  */
 #ifndef BIGFILEFS_BACKENDS_SQLITE_H
 #define BIGFILEFS_BACKENDS_SQLITE_H
