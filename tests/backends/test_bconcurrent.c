@@ -120,3 +120,54 @@ Test(concurrent, sqlite_loads_during_commits, .timeout = 60)
     bf_db_close(db);
     tb_rmdir(&t);
 }
+
+struct many {
+    bf_db *db;
+    uint64_t id;
+    int failed;                 /* atomic */
+};
+
+static void *many_loader(void *arg)
+{
+    struct many *m = arg;
+    bf_file *f;
+    void *buf = malloc(BS);
+    if (!buf || bf_db_file_open(m->db, m->id, &f) < 0) {
+        __atomic_store_n(&m->failed, 1, __ATOMIC_SEQ_CST);
+        free(buf);
+        return NULL;
+    }
+    for (int i = 0; i < 50; i++) {
+        uint64_t blk = (uint64_t)i % NBLK;
+        if (f->ops->loadblk(f, blk, buf) < 0 || !tb_check(buf, BS, blk, 1))
+            __atomic_store_n(&m->failed, 1, __ATOMIC_SEQ_CST);
+    }
+    bf_db_file_close(m->db, f);
+    free(buf);
+    return NULL;
+}
+
+/* More loading threads than the SQLite backend keeps reader connections
+ * (16): the extra ones wait for a free connection, none fails. */
+Test(concurrent, sqlite_more_threads_than_readers, .timeout = 60)
+{
+    enum { NTHREADS = 24 };
+    struct tb t;
+    struct bf_fileinfo fi;
+    bf_file *w;
+    pthread_t th[NTHREADS];
+    bf_db *db = tb_open(&t, 1);
+    struct many m = { .db = db };
+    cr_assert_eq(bf_db_create(db, "m", BS, 0, 0644, 0, 0, &fi), 0);
+    m.id = fi.id;
+    cr_assert_eq(bf_db_file_open(db, m.id, &w), 0);
+    tb_store_range(w, 0, NBLK, 1, NBLK * BS);
+    for (int i = 0; i < NTHREADS; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, many_loader, &m), 0);
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_join(th[i], NULL);
+    cr_assert_eq(m.failed, 0);
+    bf_db_file_close(db, w);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
