@@ -148,6 +148,13 @@ static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW 
     return 0;
 }
 
+void bft_finish(void)
+{
+    int st = bft_unmount();
+    if (st != -1)
+        bft_assert_daemon_clean(st, "end of test");
+}
+
 void bft_teardown(void)
 {
     if (!bft.dir[0])
@@ -229,21 +236,28 @@ int bft_unmount(void)
 {
     if (!bft.daemon)
         return -1;
-    if (bft_is_fuse(bft.mnt) && umount2(bft.mnt, 0) < 0)
+    if (bft_is_fuse(bft.mnt) && umount2(bft.mnt, 0) < 0) {
+        /* busy (a process of the test still uses it): the connection would
+         * live on after a lazy unmount, so ask the daemon to stop too */
         umount2(bft.mnt, MNT_DETACH);
+        kill(bft.daemon, SIGTERM);
+    }
     int st = wait_or_kill(bft.daemon, 10);
     bft.daemon = 0;
     return st;
 }
 
-int bft_sigterm(void)
+int bft_sigterm(int *still_mounted)
 {
     if (!bft.daemon)
         return -1;
     kill(bft.daemon, SIGTERM);
     int st = wait_or_kill(bft.daemon, 10);
     bft.daemon = 0;
-    if (bft_is_fuse(bft.mnt))
+    int m = bft_is_fuse(bft.mnt);
+    if (still_mounted)
+        *still_mounted = m;
+    if (m)
         umount2(bft.mnt, MNT_DETACH);
     return st;
 }
@@ -587,7 +601,7 @@ int bft_exec(char *out, size_t outlen, char *err, size_t errlen,
             _exit(126);
         dup2(o, 1);
         dup2(e, 2);
-        execv(argv[0], (char *const *)argv);
+        execvp(argv[0], (char *const *)argv);
         fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }

@@ -17,10 +17,11 @@
  *    daemon, and the namespace and mount with it) and wait (at most 10 s)
  *    until statfs(MNT).f_type is FUSE_SUPER_MAGIC.
  *
- * Teardown (also after a failed assertion): unmount (lazily if busy), wait
- * for the daemon (bounded; SIGTERM then SIGKILL), then check that it exited
- * with status 0 and that its log holds no sanitizer report — otherwise the
- * test fails — and remove the directory.
+ * End of the test body (bft_finish, see BFT_TEST): unmount, wait for the
+ * daemon (bounded; SIGTERM then SIGKILL), then check that it exited with
+ * status 0 and that its log holds no sanitizer report — otherwise the test
+ * fails. Teardown (.fini, also after a failed assertion): the same cleanup
+ * if still needed, and remove the directory.
  *
  * Global state: the single fixture `bft` below, one per test process
  * (Criterion runs each test in a process of its own). Helpers that need the
@@ -67,18 +68,35 @@ void bft_setup_inject(void);
 /* Prepare the namespace and temp dir only (the test mounts itself, with
  * bft_mount, after choosing bft.opts or bft.db). Default db: DIR/db. */
 void bft_setup_nomount(void);
-/* Unmount, check the daemon's exit and log, remove the temp dir. */
+/* Unmount (if bft_finish did not run, e.g. after a failed assertion), stop
+ * the daemon, remove the temp dir. Cannot fail the test (Criterion ignores
+ * .fini failures): it only logs an unclean daemon exit. */
 void bft_teardown(void);
 
-/* Declare a test body run twice: on an SQLite and on a memory database.
- *     BFT_TEST_BOTH(data, zeros, 60) { ...body using bft... }           */
+/* Criterion ignores failures (and crashes) in .fini, so the daemon's clean
+ * exit is checked at the end of the test body: tests are declared with
+ * these macros, which run the body, then bft_finish().
+ *     BFT_TEST(data, name, bft_setup_sqlite, 60) { ...body using bft... }
+ * declares one test; BFT_TEST_BOTH(data, name, 60) { ... } declares two,
+ * name_sqlite and name_mem, running the body on an SQLite and on a memory
+ * database. */
+#define BFT_TEST(suite, name, setup, timeout_s)                                \
+    static void suite##_##name##_body(void);                                  \
+    Test(suite, name, .init = setup, .fini = bft_teardown,                    \
+         .timeout = (timeout_s)) { suite##_##name##_body(); bft_finish(); }   \
+    static void suite##_##name##_body(void)
+
 #define BFT_TEST_BOTH(suite, name, timeout_s)                                  \
     static void suite##_##name##_body(void);                                  \
     Test(suite, name##_sqlite, .init = bft_setup_sqlite, .fini = bft_teardown, \
-         .timeout = (timeout_s)) { suite##_##name##_body(); }                 \
+         .timeout = (timeout_s)) { suite##_##name##_body(); bft_finish(); }   \
     Test(suite, name##_mem, .init = bft_setup_mem, .fini = bft_teardown,      \
-         .timeout = (timeout_s)) { suite##_##name##_body(); }                 \
+         .timeout = (timeout_s)) { suite##_##name##_body(); bft_finish(); }   \
     static void suite##_##name##_body(void)
+
+/* End of a test body: unmount if mounted and assert (cr_expect) that the
+ * daemon exited with status 0 and left no sanitizer report in its log. */
+void bft_finish(void);
 
 /* ---- mount control ------------------------------------------------------- */
 
@@ -91,9 +109,10 @@ void bft_mount(void);
  * not assert. */
 int  bft_unmount(void);
 
-/* Send SIGTERM to the daemon and wait for it to exit (bounded), leaving the
- * mountpoint unmounted. Returns the wait status. */
-int  bft_sigterm(void);
+/* Send SIGTERM to the daemon and wait for it to exit (bounded). Sets
+ * *still_mounted (if not NULL) to whether the mount was still there after the
+ * daemon exited, then detaches it if so. Returns the wait status. */
+int  bft_sigterm(int *still_mounted);
 
 /* bft_unmount, assert a clean exit (status 0, no sanitizer report in the
  * log), then bft_mount again on the same database. */

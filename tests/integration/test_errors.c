@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -83,8 +84,7 @@ static int child_map_touch(void *arg)
     return bft_check_pattern(&v, 1, j->seed, j->off) ? 0 : 1;
 }
 
-Test(errors, loadblk_failure_gives_eio_and_sigbus_then_recovers, .init = bft_setup_inject,
-     .fini = bft_teardown, .timeout = 60)
+BFT_TEST(errors, loadblk_failure_gives_eio_and_sigbus_then_recovers, bft_setup_inject, 60)
 {
     char p[PATH_MAX], q[PATH_MAX];
     committed_file(p, "failing_file", 1);
@@ -130,8 +130,7 @@ Test(errors, loadblk_failure_gives_eio_and_sigbus_then_recovers, .init = bft_set
               "mapped access after clearing the fault: status 0x%x", st);
 }
 
-Test(errors, inject_is_enotty_without_option, .init = bft_setup_mem, .fini = bft_teardown,
-     .timeout = 30)
+BFT_TEST(errors, inject_is_enotty_without_option, bft_setup_mem, 30)
 {
     char p[PATH_MAX];
     bft_create("f", "64K", "1M");
@@ -139,8 +138,7 @@ Test(errors, inject_is_enotty_without_option, .init = bft_setup_mem, .fini = bft
     cr_expect_eq(inject(p, BIGFILE_INJECT_LOADBLK, 0, 0, EIO, 0, 0, 0), -ENOTTY);
 }
 
-Test(errors, inject_option_refused_with_sqlite, .init = bft_setup_nomount,
-     .fini = bft_teardown, .timeout = 30)
+BFT_TEST(errors, inject_option_refused_with_sqlite, bft_setup_nomount, 30)
 {
     const char *argv[] = { "-f", "-o", "inject", bft.db, bft.mnt, NULL };
     int st = bft_daemon_run(10, argv);
@@ -151,8 +149,7 @@ Test(errors, inject_option_refused_with_sqlite, .init = bft_setup_nomount,
 
 /* ---- failed writeouts ----------------------------------------------------------- */
 
-Test(errors, failed_storeblk_keeps_changes_and_retry_commits, .init = bft_setup_inject,
-     .fini = bft_teardown, .timeout = 60)
+BFT_TEST(errors, failed_storeblk_keeps_changes_and_retry_commits, bft_setup_inject, 60)
 {
     char p[PATH_MAX];
     struct bigfile_stat s0, s1;
@@ -183,8 +180,7 @@ Test(errors, failed_storeblk_keeps_changes_and_retry_commits, .init = bft_setup_
     bft_expect(p, 0, BS, 1, "block 0 unchanged");
 }
 
-Test(errors, failed_commit_is_all_or_nothing, .init = bft_setup_inject,
-     .fini = bft_teardown, .timeout = 60)
+BFT_TEST(errors, failed_commit_is_all_or_nothing, bft_setup_inject, 60)
 {
     char p[PATH_MAX];
     struct bigfile_stat s;
@@ -222,8 +218,7 @@ static int child_slow_writeout(void *arg)
     return w.blocks == 1 ? 0 : 100;
 }
 
-Test(errors, ebusy_while_a_writeout_runs, .init = bft_setup_inject, .fini = bft_teardown,
-     .timeout = 60)
+BFT_TEST(errors, ebusy_while_a_writeout_runs, bft_setup_inject, 60)
 {
     char p[PATH_MAX];
     committed_file(p, "f", 1);
@@ -254,6 +249,71 @@ Test(errors, ebusy_while_a_writeout_runs, .init = bft_setup_inject, .fini = bft_
     bft_expect(p, 0, 100, 2, "committed by the slow writeout");
 }
 
+/* A block rewritten while a writeout stores it: the writeout commits its
+ * snapshot, the new write stays an uncommitted change. */
+static int child_writeout_blocks(void *arg)
+{
+    struct bigfile_writeout w;
+    int r = bft_writeout(arg, BFT_WO_BOTH, &w);
+    return r ? -r : (int)(w.blocks & 0x7f) + 100;
+}
+
+BFT_TEST(errors, write_during_writeout_stays_dirty, bft_setup_inject, 60)
+{
+    char p[PATH_MAX];
+    committed_file(p, "f", 1);
+    bft_put(p, 0, BS, 2);
+    cr_assert_eq(inject(p, BIGFILE_INJECT_STOREBLK, 0, UINT64_MAX, 0, 1500000, 0, 0), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0)
+        _exit(child_writeout_blocks(p));
+    msleep(500);
+    bft_put(p, 0, BS, 3);              /* while block 0 is being stored */
+    int st;
+    cr_expect_eq(waitpid(pid, &st, WNOHANG), 0,
+                 "the writeout ended before the rewrite: the test proved nothing");
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 101, "writeout: exit %d (want 101: 1 block)",
+              WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    cr_assert_eq(inject_clear(p), 0);
+    struct bigfile_stat s;
+    cr_assert_eq(bft_stat(p, &s), 0);
+    cr_expect_eq(s.dirty_blocks, 1, "the block rewritten during the writeout stays dirty");
+    bft_expect(p, 0, BS, 3, "the newest data is visible");
+    cr_assert_eq(bft_discard(p, NULL), 0);
+    bft_expect(p, 0, BS, 2, "the writeout committed its snapshot");
+}
+
+/* ---- a killed daemon -------------------------------------------------------------------------- */
+
+BFT_TEST(errors, killed_daemon_gives_errors_and_leaves_the_database_intact, bft_setup_sqlite, 60)
+{
+    char p[PATH_MAX];
+    bft_create("k", "64K", "1M");
+    bft_path(p, "k");
+    bft_put_commit(p, 0, 4 * BS, 1);
+    bft_put(p, 0, 2 * BS, 2);          /* uncommitted */
+    int fd = open(p, O_RDONLY);
+    cr_assert_geq(fd, 0);
+
+    kill(bft.daemon, SIGKILL);
+    int st;
+    cr_assert_eq(waitpid(bft.daemon, &st, 0), bft.daemon);
+    bft.daemon = 0;
+    uint8_t b;
+    errno = 0;
+    cr_expect_eq(pread(fd, &b, 1, 5 * BS), -1, "reads fail once the daemon is gone");
+    cr_expect(errno == ENOTCONN || errno == EIO, "errno %s", strerror(errno));
+    close(fd);
+    umount2(bft.mnt, MNT_DETACH);
+
+    bft_mount();
+    bft_expect(p, 0, 4 * BS, 1, "the committed data survived the kill");
+    cr_expect_eq(bft_size(p), (int64_t)BFT_MB);
+}
+
 /* ---- invalidate racing a load ---------------------------------------------------------- */
 
 static int child_read_block0(void *arg)
@@ -266,8 +326,7 @@ static int child_read_block0(void *arg)
     return r ? 20 : ok ? 0 : 1;
 }
 
-Test(errors, invalidate_racing_a_slow_load, .init = bft_setup_inject, .fini = bft_teardown,
-     .timeout = 60)
+BFT_TEST(errors, invalidate_racing_a_slow_load, bft_setup_inject, 60)
 {
     char p[PATH_MAX];
     struct bigfile_stat s0, s1;
@@ -314,8 +373,7 @@ static int child_read_big_block(void *arg)
  * be loading it, then invalidate. Whatever the timing, once INVALIDATE has
  * returned nobody may see the old content — neither read(2) nor an existing
  * mapping (no stale page left in the page cache by the racing READ). */
-Test(errors, invalidate_racing_a_load_never_leaves_stale_pages, .init = bft_setup_sqlite,
-     .fini = bft_teardown, .timeout = 90)
+BFT_TEST(errors, invalidate_racing_a_load_never_leaves_stale_pages, bft_setup_sqlite, 90)
 {
     char p[PATH_MAX];
     const uint64_t bs = 16 * BFT_MB;
@@ -351,8 +409,7 @@ Test(errors, invalidate_racing_a_load_never_leaves_stale_pages, .init = bft_setu
 
 /* ---- read-only mounts -------------------------------------------------------------------- */
 
-Test(errors, ro_mount_refuses_writes_and_writeout, .init = bft_setup_nomount,
-     .fini = bft_teardown, .timeout = 60)
+BFT_TEST(errors, ro_mount_refuses_writes_and_writeout, bft_setup_nomount, 60)
 {
     char p[PATH_MAX], q[PATH_MAX];
     bft_mount();
@@ -412,15 +469,13 @@ static void expect_refused(const char *what)
     free(after);
 }
 
-Test(errors, foreign_sqlite_database_is_refused, .init = bft_setup_nomount,
-     .fini = bft_teardown, .timeout = 30)
+BFT_TEST(errors, foreign_sqlite_database_is_refused, bft_setup_nomount, 30)
 {
     cr_assert_eq(bft_sql_exec(bft.db, "CREATE TABLE t(x); INSERT INTO t VALUES(1);"), 0);
     expect_refused("a SQLite database of another application");
 }
 
-Test(errors, non_sqlite_file_is_refused, .init = bft_setup_nomount, .fini = bft_teardown,
-     .timeout = 30)
+BFT_TEST(errors, non_sqlite_file_is_refused, bft_setup_nomount, 30)
 {
     int fd = open(bft.db, O_WRONLY | O_CREAT, 0644);
     cr_assert_geq(fd, 0);
@@ -432,8 +487,7 @@ Test(errors, non_sqlite_file_is_refused, .init = bft_setup_nomount, .fini = bft_
     expect_refused("a text file");
 }
 
-Test(errors, corrupt_bigfilefs_database_is_refused, .init = bft_setup_nomount,
-     .fini = bft_teardown, .timeout = 30)
+BFT_TEST(errors, corrupt_bigfilefs_database_is_refused, bft_setup_nomount, 30)
 {
     char p[PATH_MAX];
     bft_mount();
@@ -456,8 +510,7 @@ Test(errors, corrupt_bigfilefs_database_is_refused, .init = bft_setup_nomount,
 
 /* ---- signals --------------------------------------------------------------------------------- */
 
-Test(errors, sigterm_unmounts_and_discards_naming_the_file, .init = bft_setup_sqlite,
-     .fini = bft_teardown, .timeout = 60)
+BFT_TEST(errors, sigterm_unmounts_and_discards_naming_the_file, bft_setup_sqlite, 60)
 {
     char p[PATH_MAX];
     bft_create("pending_changes", "64K", "1M");
@@ -465,9 +518,10 @@ Test(errors, sigterm_unmounts_and_discards_naming_the_file, .init = bft_setup_sq
     bft_put_commit(p, 0, BS, 1);
     bft_put(p, 0, 2 * BS, 2);      /* uncommitted, file closed */
 
-    int st = bft_sigterm();
+    int mounted = 1;
+    int st = bft_sigterm(&mounted);
     bft_assert_daemon_clean(st, "SIGTERM");
-    cr_expect(!bft_is_fuse(bft.mnt), "SIGTERM unmounted");
+    cr_expect(!mounted, "SIGTERM unmounts");
     char *log = bft_slurp(bft.log);
     cr_expect(log && strstr(log, "pending_changes"),
               "the log names the file whose changes were discarded:\n%s", log ? log : "");

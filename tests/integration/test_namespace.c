@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -114,8 +115,44 @@ BFT_TEST_BOTH(ns, rename_keeps_uncommitted_changes, 60)
     }
 }
 
-Test(ns, blksize_and_size_of_bigfilectl_create, .init = bft_setup_sqlite,
-     .fini = bft_teardown, .timeout = 60)
+/* An unlinked file stays usable through an open descriptor; its name is
+ * gone at once and its data when the last user closes. */
+BFT_TEST_BOTH(ns, unlink_while_open, 60)
+{
+    char p[PATH_MAX], names[256];
+    bft_create("gone", "64K", "256K");
+    bft_put_commit(bft_path(p, "gone"), 0, 65536, 1);
+    int fd = open(p, O_RDWR);
+    cr_assert_geq(fd, 0);
+    uint8_t buf[100];
+    bft_pattern(buf, sizeof buf, 2, 1000);
+    cr_assert_eq(pwrite(fd, buf, sizeof buf, 1000), (ssize_t)sizeof buf);
+    cr_assert_eq(unlink(p), 0, "unlink: %s", strerror(errno));
+    list_root(names, sizeof names);
+    cr_expect_str_eq(names, "");
+    memset(buf, 0, sizeof buf);
+    cr_assert_eq(pread(fd, buf, sizeof buf, 1000), (ssize_t)sizeof buf);
+    cr_expect(bft_check_pattern(buf, sizeof buf, 2, 1000), "the open file keeps its changes");
+    cr_assert_eq(pread(fd, buf, sizeof buf, 5000), (ssize_t)sizeof buf);
+    cr_expect(bft_check_pattern(buf, sizeof buf, 1, 5000), "and its committed data");
+    struct bigfile_writeout w = { .flags = BFT_WO_BOTH };
+    int r = ioctl(fd, BIGFILE_IOC_WRITEOUT, &w) < 0 ? -errno : 0;
+    cr_expect_eq(r, 0, "writeout of an unlinked open file: %s", strerror(-r));
+    close(fd);
+    /* a new file of the same name is a new, empty file */
+    touch("gone", 0644);
+    cr_expect_eq(bft_size(p), 0);
+    if (!bft.is_mem) {
+        bft_remount();
+        int64_t n = -1;
+        cr_assert_eq(bft_sql_int(bft.db, "SELECT count(*) FROM files", &n), 0);
+        cr_expect_eq(n, 1, "the unlinked file was purged (files rows: %lld)", (long long)n);
+        cr_assert_eq(bft_sql_int(bft.db, "SELECT count(*) FROM blocks", &n), 0);
+        cr_expect_eq(n, 0, "its blocks too");
+    }
+}
+
+BFT_TEST(ns, blksize_and_size_of_bigfilectl_create, bft_setup_sqlite, 60)
 {
     char p[PATH_MAX];
     struct stat st;
@@ -140,8 +177,7 @@ Test(ns, blksize_and_size_of_bigfilectl_create, .init = bft_setup_sqlite,
     cr_expect_eq(st.st_size, (off_t)BFT_GB, "size survives remount");
 }
 
-Test(ns, mount_option_blksize_applies_to_new_files, .init = bft_setup_nomount,
-     .fini = bft_teardown, .timeout = 60)
+BFT_TEST(ns, mount_option_blksize_applies_to_new_files, bft_setup_nomount, 60)
 {
     char p[PATH_MAX];
     struct stat st;
@@ -199,7 +235,24 @@ static int open_as_nobody(const char *path, int flags)
     return WEXITSTATUS(st);
 }
 
-BFT_TEST_BOTH(ns, default_permissions_are_enforced, 60)
+/* Without allow_other only the mounting user gets in at all: mount with it,
+ * so that the modes and owners are what decides. */
+static void default_permissions_body(void);
+BFT_TEST(ns, default_permissions_are_enforced_sqlite, bft_setup_nomount, 60)
+{
+    snprintf(bft.opts, sizeof bft.opts, "allow_other");
+    bft_mount();
+    default_permissions_body();
+}
+BFT_TEST(ns, default_permissions_are_enforced_mem, bft_setup_nomount, 60)
+{
+    snprintf(bft.opts, sizeof bft.opts, "allow_other");
+    snprintf(bft.db, sizeof bft.db, "mem:");
+    bft.is_mem = 1;
+    bft_mount();
+    default_permissions_body();
+}
+static void default_permissions_body(void)
 {
     char p[PATH_MAX];
     touch("secret", 0600);
