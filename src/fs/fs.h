@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <fuse_lowlevel.h>
 
@@ -38,6 +39,7 @@ struct bf_fs {
     uint32_t      blksize;      /* block size of new files */
     bool          ro;           /* -o ro: no write, no writeout */
     bool          inject;       /* -o inject: BIGFILE_IOC_INJECT enabled */
+    struct timespec mount_time; /* the root directory's times */
 };
 
 /* The low-level operations (ops.c). Userdata of the session: struct bf_fs. */

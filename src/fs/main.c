@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <fuse_lowlevel.h>
@@ -42,7 +43,7 @@ struct options {
     int   show_version;
 };
 
-enum { KEY_RO, KEY_RW, KEY_HELP, KEY_VERSION };
+enum { KEY_RO, KEY_RW, KEY_HELP, KEY_VERSION, KEY_DROP };
 
 #define OPT(t, field, v) { t, offsetof(struct options, field), v }
 static const struct fuse_opt option_spec[] = {
@@ -51,6 +52,15 @@ static const struct fuse_opt option_spec[] = {
     OPT("inject",     inject,  1),
     FUSE_OPT_KEY("ro",        KEY_RO),
     FUSE_OPT_KEY("rw",        KEY_RW),
+    /* fstab-only options mount(8) or mount.fuse3 may pass on: ignored. */
+    FUSE_OPT_KEY("defaults",  KEY_DROP),
+    FUSE_OPT_KEY("auto",      KEY_DROP),
+    FUSE_OPT_KEY("noauto",    KEY_DROP),
+    FUSE_OPT_KEY("nofail",    KEY_DROP),
+    FUSE_OPT_KEY("_netdev",   KEY_DROP),
+    FUSE_OPT_KEY("user",      KEY_DROP),
+    FUSE_OPT_KEY("nouser",    KEY_DROP),
+    FUSE_OPT_KEY("users",     KEY_DROP),
     FUSE_OPT_KEY("-h",        KEY_HELP),
     FUSE_OPT_KEY("--help",    KEY_HELP),
     FUSE_OPT_KEY("-V",        KEY_VERSION),
@@ -77,6 +87,8 @@ static int option_proc(void *data, const char *arg, int key, struct fuse_args *o
         return 0;
     case KEY_VERSION:
         o->show_version = 1;
+        return 0;
+    case KEY_DROP:
         return 0;
     case FUSE_OPT_KEY_NONOPT:
         if (!o->database) {
@@ -244,6 +256,7 @@ int main(int argc, char *argv[])
     fs.ro = o.ro;
     fs.inject = o.inject;
     fs.mountpoint = cmd.mountpoint;     /* absolute (fuse_parse_cmdline) */
+    clock_gettime(CLOCK_REALTIME, &fs.mount_time);
 
     /* 3. The session and the mount. */
     if (add_fixed_options(&args, o.database) < 0) {

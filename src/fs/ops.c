@@ -75,9 +75,12 @@ void bf_fs_fill_stat(struct bf_fs *fs, bf_inode *inode, struct stat *st)
     ns_to_ts(info.ctime_ns, &st->st_ctim);
 }
 
-static void fill_root_stat(struct stat *st)
+static void fill_root_stat(struct bf_fs *fs, struct stat *st)
 {
     memset(st, 0, sizeof *st);
+    st->st_mtim = fs->mount_time;
+    st->st_ctim = fs->mount_time;
+    st->st_atim = fs->mount_time;
     st->st_ino = BF_ROOT_INO;
     st->st_mode = S_IFDIR | 0755;
     st->st_nlink = 2;
@@ -190,7 +193,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
     (void)fi;
     if (ino == BF_ROOT_INO) {
-        fill_root_stat(&st);
+        fill_root_stat(fs, &st);
         fuse_reply_attr(req, &st, BF_ATTR_TIMEOUT);
         return;
     }
@@ -596,6 +599,28 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     fuse_reply_buf(req, buf, (size_t)n);
 }
 
+/* bf_fileh_write() of [off, off + size), one call per block. Returns size
+ * or the first error. */
+static ssize_t write_by_block(bf_fileh *fh, const char *buf, size_t size, uint64_t off)
+{
+    uint64_t blksize = bf_fileh_blksize(fh);
+    size_t done = 0;
+
+    while (done < size) {
+        uint64_t pos = off + done;
+        size_t chunk = (size_t)(blksize - pos % blksize);
+        ssize_t n;
+
+        if (chunk > size - done)
+            chunk = size - done;
+        n = bf_fileh_write(fh, buf + done, chunk, pos);
+        if (n < 0)
+            return n;
+        done += chunk;
+    }
+    return (ssize_t)size;
+}
+
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                      struct fuse_file_info *fi)
 {
@@ -615,9 +640,12 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
         fuse_reply_err(req, -r == ENOENT ? EIO : -r);
         return;
     }
-    /* An uncommitted change of the shared handle (dropped whole if a
-     * discard or invalidation has fenced the blocks). */
-    n = bf_fileh_write(fh, buf, size, (uint64_t)off);
+    /* An uncommitted change of the shared handle. The kernel may gather
+     * dirty pages of several blocks in one WRITE; the core drops a write
+     * whole if it touches a fenced block (a discard or an invalidation is
+     * running), so write block by block: only the pieces in fenced blocks
+     * are dropped, never the pages next to an invalidated range. */
+    n = write_by_block(fh, buf, size, (uint64_t)off);
     if (n < 0) {
         if (n != -EFBIG && n != -EINVAL)
             log_io_error(fs, inode, "write (load)", bf_fileh_blksize(fh), off, size, (int)-n);
