@@ -17,10 +17,11 @@
  *   bfbench par FILE --procs P [--length L] [--seed S] [--cold MODE]
  *       P processes read P consecutive slices of [0, L) at once through
  *       mmap. Prints aggregate GB/s (total bytes / time until the last ends).
- *   bfbench randfault FILE --count N [--seed S] [--cold MODE]
+ *   bfbench randfault FILE --count N [--seed S] [--rng R] [--cold MODE]
  *       mmap the whole file, then fault one 4 KiB page in each of N distinct
- *       random blocks, timing each fault. Prints "p50_us p99_us max_us".
- *   bfbench touch FILE --count N [--seed S]
+ *       random blocks (chosen by the generator seeded with R), timing each
+ *       fault and checking the word read. Prints "p50_us p99_us max_us".
+ *   bfbench touch FILE --count N [--rng R]
  *       read one byte in each of N distinct random blocks (a sparse file's
  *       holes read as zeros). Prints seconds.
  *   bfbench dirty FILE --length L [--seed S]
@@ -33,6 +34,8 @@
  *   bfbench sqlwrite SCRATCH --schema-from DB --blksize B --length L [--seed S]
  *       raw SQLite: write the blocks of [0, L) in one transaction. Prints GB/s.
  *
+ * --seed is the seed of the data pattern (pattern.h), the same for writing
+ * and checking a file; --rng seeds the choice of random blocks.
  * GB/s are 10^9 bytes per second. Exit status: 0 ok, 1 failure, 2 usage.
  */
 #include <errno.h>
@@ -58,7 +61,7 @@
 #define CHUNK ((size_t)1 << 20)
 
 struct opts {
-    uint64_t length, offset, seed, every, count, procs, blksize;
+    uint64_t length, offset, seed, rng, every, count, procs, blksize;
     int has_length, warm;
     enum bench_cold cold;
     const char *name, *schema_from;
@@ -266,8 +269,8 @@ static int cmd_randfault(const char *path, const struct opts *o)
     double *lat = calloc(count, sizeof *lat);
     if (!blk || !lat)
         die("memory", ENOMEM);
-    bench_pick_distinct(blk, count, nblk, o->seed ^ 0x5eed);
-    uint64_t st = o->seed;
+    bench_pick_distinct(blk, count, nblk, o->rng);
+    uint64_t st = o->rng ^ 0x5eed;
 
     int r = bench_make_cold(path, o->cold);
     if (r < 0)
@@ -308,7 +311,7 @@ static int cmd_touch(const char *path, const struct opts *o)
     uint64_t *blk = calloc(count, sizeof *blk);
     if (!blk)
         die("memory", ENOMEM);
-    bench_pick_distinct(blk, count, nblk, o->seed);
+    bench_pick_distinct(blk, count, nblk, o->rng);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         die(path, errno);
@@ -394,6 +397,7 @@ int main(int argc, char **argv)
         {"length", required_argument, NULL, 'l'},
         {"offset", required_argument, NULL, 'o'},
         {"seed", required_argument, NULL, 's'},
+        {"rng", required_argument, NULL, 'r'},
         {"writeout-every", required_argument, NULL, 'e'},
         {"count", required_argument, NULL, 'n'},
         {"procs", required_argument, NULL, 'p'},
@@ -418,6 +422,7 @@ int main(int argc, char **argv)
         case 'l': o.length = size_arg(optarg); o.has_length = 1; break;
         case 'o': o.offset = size_arg(optarg); break;
         case 's': o.seed = strtoull(optarg, NULL, 0); break;
+        case 'r': o.rng = strtoull(optarg, NULL, 0); break;
         case 'e': o.every = size_arg(optarg); break;
         case 'n': o.count = strtoull(optarg, NULL, 0); break;
         case 'p': o.procs = strtoull(optarg, NULL, 0); break;

@@ -12,7 +12,8 @@
 /* The bigfilefs schema, as src/backends/sqlite.c creates it. */
 #define SQL_FILE_BY_NAME "SELECT id, blksize, size FROM files WHERE name = ?1"
 #define SQL_BLOCK_ROWID  "SELECT rowid FROM blocks WHERE file = ?1 AND blk = ?2"
-#define SQL_STORE_BLOCK  "INSERT OR REPLACE INTO blocks(file, blk, data) VALUES (?1, ?2, ?3)"
+#define SQL_STORE_BLOCK  "INSERT INTO blocks(file, blk, data) VALUES (?1, ?2, ?3) " \
+                         "ON CONFLICT(file, blk) DO UPDATE SET data = excluded.data"
 #define BLOCKS_TABLE     "blocks"
 #define BLOCKS_DATA      "data"
 

@@ -29,7 +29,7 @@ int rawsql_read(const char *db, const char *name, enum bench_cold cold,
  * from the bigfilefs database `schema_from` and the backend's settings
  * (page_size 65536, WAL, synchronous as BF_SQLITE_SYNC says: FULL by
  * default) — in ONE transaction, as a writeout does: BEGIN IMMEDIATE,
- * INSERT OR REPLACE per block, COMMIT. *secs is the time from BEGIN to the
+ * the backend's upsert per block, COMMIT. *secs is the time from BEGIN to the
  * end of COMMIT. Errors: -EIO (SQLite error, printed), -ENOMEM. */
 int rawsql_write(const char *scratch, const char *schema_from, uint32_t blksize,
                  uint64_t length, uint64_t seed, double *secs);

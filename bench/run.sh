@@ -145,11 +145,14 @@ echo "database: $db ($(df -P "$work" | awk 'NR == 2 { print $1 }')), SQLite sync
      "sizes: fig1 $F1, fig3/5 $F3, fig4 $F4; $RUNS runs each, median [min..max]$( [ "$quick" = 1 ] && echo '; QUICK sizes')"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "GB/s = 10^9 bytes/s. cold = RECLAIM (the file's pages dropped from the daemon and the page cache; database file in the OS cache)"
-echo
 
 mount -t tmpfs -o size=$(( $(bytes $F1) / 1048576 + 64 ))m bfbench "$work/tmpfs"
 mount_bf sq "$db"
 mount_bf mem mem:
+bdi=/sys/class/bdi/$(mountpoint -d "$work/sq")
+echo "bigfilefs mount: bdi read_ahead_kb=$(cat "$bdi/read_ahead_kb" 2>/dev/null || echo '?')" \
+     "max_ratio=$(cat "$bdi/max_ratio" 2>/dev/null || echo '?'); daemon: $("$BIGFILEFS" --version 2>&1 | head -1)"
+echo
 
 tfile=$work/tmpfs/seq
 
@@ -230,8 +233,8 @@ if want 3; then
     nblk=$(( $(bytes $F3) / 2097152 ))
     count=$(( nblk / 2 < 1000 ? nblk / 2 : 1000 ))
     for r in $(seq "$RUNS"); do
-        run r3_sq "$BFBENCH" randfault "$work/sq/rnd" --count $count --seed $((9 + r * 1000)) --cold reclaim
-        run r3_mem "$BFBENCH" randfault "$work/mem/rnd" --count $count --seed $((9 + r * 1000)) --cold reclaim
+        run r3_sq "$BFBENCH" randfault "$work/sq/rnd" --count $count --seed 9 --rng $((r * 1000)) --cold reclaim
+        run r3_mem "$BFBENCH" randfault "$work/mem/rnd" --count $count --seed 9 --rng $((r * 1000)) --cold reclaim
     done
     line 3a "cold random 4K faults over $F3, p50, sqlite" us r3_sq "memory backend p50" r3_mem ""
     line 3b "  p99, sqlite" us r3_sq.2 "memory backend p99" r3_mem.2 ""
@@ -249,7 +252,7 @@ if want 5; then
     for r in $(seq "$RUNS"); do
         run r5_readtime "$BFBENCH" seqread "$work/sq/rnd" --seed 9 --cold reclaim
         rss >>"$work/res/r5_read"
-        run r5_touch "$BFBENCH" touch "$work/sq/sparse" --count $TOUCH --seed $((r * 77))
+        run r5_touch "$BFBENCH" touch "$work/sq/sparse" --count $TOUCH --rng $((r * 77))
         rss >>"$work/res/r5_sparse"
     done
     line 5a "daemon RSS after $F3 seq read, cache=$CACHE5" MiB r5_read "budget + 16 MiB" budget5 "target ratio <= 1"
