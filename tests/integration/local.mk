@@ -12,7 +12,8 @@ BFT_TESTS = \
 check_PROGRAMS += $(BFT_TESTS)
 TESTS += $(BFT_TESTS)
 
-BFT_HARNESS = tests/integration/harness.c tests/integration/harness.h
+BFT_HARNESS = tests/integration/harness.c tests/integration/harness.h \
+	tests/integration/main.c
 BFT_CFLAGS = $(AM_CFLAGS) $(CRITERION_CFLAGS) $(SQLITE3_CFLAGS)
 BFT_LDADD = $(CRITERION_LIBS) $(SQLITE3_LIBS) $(PTHREAD_LIBS)
 
