@@ -28,11 +28,34 @@ run_stage() {   # name configure-args make-target
       make -s -j"$JOBS" &&
       make -j"$JOBS" $target ) || failed_stages="$failed_stages $name"
 }
+# The daemon is multi-threaded: run the integration tests (built plain —
+# Criterion cannot start under TSan) against the ThreadSanitizer daemon; the
+# harness fails a test whose daemon printed a ThreadSanitizer warning.
+tsan_daemon_tests() {
+    [ -x "$top/build/tsan/bigfilefs" ] && [ -d "$top/build/plain/tests/integration" ] || return 0
+    out="$top/build/tsan/integration-tsan"; mkdir -p "$out"
+    for t in "$top"/build/plain/tests/integration/test_*; do
+        [ -x "$t" ] || continue
+        n=$(basename "$t")
+        echo "=== tsan daemon: $n"
+        if BIGFILEFS="$top/build/tsan/bigfilefs" BIGFILECTL="$top/build/tsan/bigfilectl" \
+           BF_SRCDIR="$top" BF_BUILDDIR="$top/build/tsan" PYTHON=python3 \
+           TSAN_OPTIONS='halt_on_error=1:second_deadlock_stack=1' \
+           timeout --kill-after=10 900 "$t" >"$out/$n.log" 2>&1; then
+            r=PASS
+        else
+            r=FAIL; failed_stages="$failed_stages tsan-daemon:$n"
+        fi
+        printf ':test-result: %s\n' "$r" >"$out/$n.trs"
+        tail -n 1 "$out/$n.log"
+    done
+}
 for s in $STAGES; do
     case $s in
         plain)   run_stage plain "" check ;;
         asan)    run_stage asan "--enable-asan" check ;;
-        tsan)    run_stage tsan "--enable-tsan" check-concurrency ;;
+        tsan)    run_stage tsan "--enable-tsan" check-concurrency
+                 tsan_daemon_tests ;;
         install) echo "=== install: make install DESTDIR=..., checked"
                  [ -x "$top/man/check-install.sh" ] && [ -f "$top/build/plain/Makefile" ] &&
                  sh "$top/man/check-install.sh" "$top/build/plain" || failed_stages="$failed_stages install" ;;
