@@ -249,9 +249,14 @@ int bft_unmount(void)
 
 int bft_sigterm(int *still_mounted)
 {
+    return bft_sigterm_sig(SIGTERM, still_mounted);
+}
+
+int bft_sigterm_sig(int sig, int *still_mounted)
+{
     if (!bft.daemon)
         return -1;
-    kill(bft.daemon, SIGTERM);
+    kill(bft.daemon, sig);
     int st = wait_or_kill(bft.daemon, 10);
     bft.daemon = 0;
     int m = bft_is_fuse(bft.mnt);

@@ -113,6 +113,8 @@ int  bft_unmount(void);
  * *still_mounted (if not NULL) to whether the mount was still there after the
  * daemon exited, then detaches it if so. Returns the wait status. */
 int  bft_sigterm(int *still_mounted);
+/* The same with another signal (SIGINT, ...). */
+int  bft_sigterm_sig(int sig, int *still_mounted);
 
 /* bft_unmount, assert a clean exit (status 0, no sanitizer report in the
  * log), then bft_mount again on the same database. */

@@ -314,6 +314,97 @@ BFT_TEST(errors, killed_daemon_gives_errors_and_leaves_the_database_intact, bft_
     cr_expect_eq(bft_size(p), (int64_t)BFT_MB);
 }
 
+/* ---- concurrency: slow backend calls block nobody else ------------------------------------- */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int child_plain_writeout(void *arg)
+{
+    int r = bft_writeout(arg, BFT_WO_BOTH, NULL);
+    return r ? -r : 0;
+}
+
+/* While a writeout of file A is stuck in storeblk (2 s), a writeout of file
+ * B, loads of A's other blocks and of B's blocks all proceed at once. */
+BFT_TEST(errors, a_slow_writeout_blocks_no_other_file_or_block, bft_setup_inject, 60)
+{
+    char a[PATH_MAX], b[PATH_MAX];
+    committed_file(a, "a", 1);
+    committed_file(b, "b", 2);
+    bft_put(a, 0, 100, 3);
+    bft_put(b, 0, 100, 4);
+    cr_assert_eq(inject(a, BIGFILE_INJECT_STOREBLK, 0, UINT64_MAX, 0, 2000000, 0, 0), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0)
+        _exit(child_plain_writeout(a));
+    msleep(300);
+
+    double t0 = now_s();
+    bft_expect(a, 5 * BS, BS, 1, "another block of the file being written out");
+    double t_read_a = now_s() - t0;
+    t0 = now_s();
+    bft_expect(b, 5 * BS, BS, 2, "another file");
+    double t_read_b = now_s() - t0;
+    t0 = now_s();
+    int r = bft_writeout(b, BFT_WO_BOTH, NULL);
+    double t_wo_b = now_s() - t0;
+    int st;
+    pid_t done = waitpid(pid, &st, WNOHANG);
+
+    cr_expect_eq(r, 0, "writeout of another file during a slow writeout: %s", strerror(-r));
+    cr_expect_eq(done, 0, "the slow writeout ended before the checks: the test proved nothing");
+    cr_expect_lt(t_read_a, 0.7, "a load of another block waited %.2f s for the writeout", t_read_a);
+    cr_expect_lt(t_read_b, 0.7, "a load of another file waited %.2f s for the writeout", t_read_b);
+    cr_expect_lt(t_wo_b, 0.7, "a writeout of another file waited %.2f s", t_wo_b);
+    if (done == 0)
+        cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the slow writeout failed: %d",
+              WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+}
+
+static int child_read_block0_any(void *arg)
+{
+    uint8_t buf[4096];
+    return bft_pread(arg, buf, sizeof buf, 0) ? 1 : 0;
+}
+
+/* While block 0 is stuck in loadblk (2 s), other blocks load in parallel
+ * and STAT answers. */
+BFT_TEST(errors, a_slow_load_blocks_no_other_block, bft_setup_inject, 60)
+{
+    char p[PATH_MAX];
+    committed_file(p, "f", 1);
+    cr_assert_eq(inject(p, BIGFILE_INJECT_LOADBLK, 0, 0, 0, 2000000, 0, 0), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0)
+        _exit(child_read_block0_any(p));
+    msleep(300);
+    double t0 = now_s();
+    bft_expect(p, 4 * BS, BS, 1, "another block during a slow load");
+    double t_read = now_s() - t0;
+    t0 = now_s();
+    struct bigfile_stat s;
+    cr_assert_eq(bft_stat(p, &s), 0);
+    double t_stat = now_s() - t0;
+    int st;
+    pid_t done = waitpid(pid, &st, WNOHANG);
+    cr_expect_eq(done, 0, "the slow load ended before the checks: the test proved nothing");
+    cr_expect_lt(t_read, 0.7, "a load of another block waited %.2f s", t_read);
+    cr_expect_lt(t_stat, 0.7, "STAT waited %.2f s for a load", t_stat);
+    if (done == 0)
+        cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 /* ---- invalidate racing a load ---------------------------------------------------------- */
 
 static int child_read_block0(void *arg)
@@ -519,7 +610,7 @@ BFT_TEST(errors, sigterm_unmounts_and_discards_naming_the_file, bft_setup_sqlite
     bft_put(p, 0, 2 * BS, 2);      /* uncommitted, file closed */
 
     int mounted = 1;
-    int st = bft_sigterm(&mounted);
+    int st = bft_sigterm_sig(SIGTERM, &mounted);
     bft_assert_daemon_clean(st, "SIGTERM");
     cr_expect(!mounted, "SIGTERM unmounts");
     char *log = bft_slurp(bft.log);
@@ -530,4 +621,29 @@ BFT_TEST(errors, sigterm_unmounts_and_discards_naming_the_file, bft_setup_sqlite
     bft_mount();
     bft_expect(p, 0, BS, 1, "committed data after SIGTERM");
     bft_expect(p, BS, BS, BFT_ZEROS, "uncommitted data discarded by SIGTERM");
+}
+
+BFT_TEST(errors, sigint_and_umount_also_discard_naming_the_file, bft_setup_sqlite, 60)
+{
+    char p[PATH_MAX];
+    bft_create("dropped_by_sigint", "64K", "1M");
+    bft_put(bft_path(p, "dropped_by_sigint"), 0, 100, 1);
+    int mounted = 1;
+    int st = bft_sigterm_sig(SIGINT, &mounted);
+    bft_assert_daemon_clean(st, "SIGINT");
+    cr_expect(!mounted, "SIGINT unmounts");
+    char *log = bft_slurp(bft.log);
+    cr_expect(log && strstr(log, "dropped_by_sigint"), "SIGINT: the log names the file:\n%s",
+              log ? log : "");
+    free(log);
+
+    bft_mount();
+    bft_expect(p, 0, 100, BFT_ZEROS, "discarded by SIGINT");
+    bft_create("dropped_by_umount", "64K", "1M");
+    bft_put(bft_path(p, "dropped_by_umount"), 0, 100, 1);
+    bft_assert_daemon_clean(bft_unmount(), "umount");
+    log = bft_slurp(bft.log);
+    cr_expect(log && strstr(log, "dropped_by_umount"), "umount: the log names the file:\n%s",
+              log ? log : "");
+    free(log);
 }

@@ -152,6 +152,81 @@ BFT_TEST_BOTH(ns, unlink_while_open, 60)
     }
 }
 
+BFT_TEST_BOTH(ns, renameat2_noreplace_and_exchange, 60)
+{
+    char p[PATH_MAX], q[PATH_MAX];
+    bft_create("one", "64K", "64K");
+    bft_create("two", "64K", "64K");
+    bft_put_commit(bft_path(p, "one"), 0, 100, 1);
+    bft_put_commit(bft_path(q, "two"), 0, 100, 2);
+    errno = 0;
+    cr_expect_eq(renameat2(AT_FDCWD, p, AT_FDCWD, q, RENAME_NOREPLACE), -1);
+    cr_expect_eq(errno, EEXIST, "RENAME_NOREPLACE onto an existing name: %s", strerror(errno));
+    int r = renameat2(AT_FDCWD, p, AT_FDCWD, q, RENAME_EXCHANGE);
+    cr_assert_eq(r, 0, "RENAME_EXCHANGE: %s", strerror(errno));
+    bft_expect(p, 0, 100, 2, "'one' after the exchange");
+    bft_expect(q, 0, 100, 1, "'two' after the exchange");
+    if (!bft.is_mem) {
+        bft_remount();
+        bft_expect(p, 0, 100, 2, "'one' after remount");
+        bft_expect(q, 0, 100, 1, "'two' after remount");
+    }
+}
+
+/* truncate(2) by path, O_TRUNC and utimensat: size changes are uncommitted
+ * (even with no open file: a later writeout commits them); mtime is
+ * metadata, committed at once. */
+BFT_TEST(ns, truncate_by_path_otrunc_and_times, bft_setup_sqlite, 60)
+{
+    char p[PATH_MAX], q[PATH_MAX], out[1024], err[1024];
+    bft_create("t", "64K", "1M");
+    bft_create("o", "64K", "1M");
+    bft_put_commit(bft_path(q, "o"), 0, 1000, 5);
+    cr_assert_eq(truncate(bft_path(p, "t"), 3 * 65536 + 5), 0, "truncate: %s", strerror(errno));
+    cr_expect_eq(bft_size(p), 3 * 65536 + 5);
+    int rc = bft_ctl(out, sizeof out, err, sizeof err, "writeout", p, (char *)NULL);
+    cr_expect_eq(rc, 0, "writeout: %s", err);
+
+    int fd = open(q, O_WRONLY | O_TRUNC);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    cr_expect_eq(bft_size(q), 0, "O_TRUNC");
+    cr_assert_eq(bft_discard(q, NULL), 0);
+    cr_expect_eq(bft_size(q), (int64_t)BFT_MB, "discard undoes O_TRUNC");
+    bft_expect(q, 0, 1000, 5, "data back after discarding O_TRUNC");
+
+    struct timespec ts[2] = { { 1000000000, 0 }, { 1234567890, 0 } };
+    cr_assert_eq(utimensat(AT_FDCWD, q, ts, 0), 0, "utimensat: %s", strerror(errno));
+    struct stat st;
+    cr_assert_eq(stat(q, &st), 0);
+    cr_expect_eq(st.st_mtime, 1234567890);
+
+    bft_remount();
+    cr_expect_eq(bft_size(p), 3 * 65536 + 5, "truncate by path committed by writeout");
+    cr_assert_eq(stat(q, &st), 0);
+    cr_expect_eq(st.st_mtime, 1234567890, "mtime survives remount");
+}
+
+/* The daemon raises the mount's readahead (and dirty ratio) at mount. */
+BFT_TEST(ns, mount_raises_readahead, bft_setup_mem, 30)
+{
+    struct stat st;
+    cr_assert_eq(stat(bft.mnt, &st), 0);
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "/sys/class/bdi/%u:%u/read_ahead_kb", major(st.st_dev),
+             minor(st.st_dev));
+    char *v = bft_slurp(path);
+    cr_assert_not_null(v, "%s: %s", path, strerror(errno));
+    cr_expect_eq(atoi(v), 1024, "read_ahead_kb = %s", v);
+    free(v);
+    snprintf(path, sizeof path, "/sys/class/bdi/%u:%u/max_ratio", major(st.st_dev),
+             minor(st.st_dev));
+    v = bft_slurp(path);
+    cr_assert_not_null(v);
+    cr_expect_gt(atoi(v), 1, "max_ratio = %s: not raised", v);
+    free(v);
+}
+
 BFT_TEST(ns, blksize_and_size_of_bigfilectl_create, bft_setup_sqlite, 60)
 {
     char p[PATH_MAX];
@@ -165,6 +240,13 @@ BFT_TEST(ns, blksize_and_size_of_bigfilectl_create, bft_setup_sqlite, 60)
     cr_assert_eq(stat(bft_path(p, "dflt"), &st), 0);
     cr_expect_eq(st.st_blksize, 2 * 1024 * 1024, "default block size 2M");
     cr_expect_eq(st.st_size, 0);
+    /* a size that is not a multiple of the page size */
+    bft_create("odd", "64K", "1000001");
+    cr_assert_eq(stat(bft_path(p, "odd"), &st), 0);
+    cr_expect_eq(st.st_size, 1000001);
+    uint8_t last = 0x42;
+    cr_assert_eq(bft_pwrite(p, &last, 1, 1000000), 0);
+    cr_assert_eq(bft_writeout(p, BFT_WO_BOTH, NULL), 0);
 
     struct bigfile_stat s;
     cr_assert_eq(bft_stat(bft_path(p, "big"), &s), 0);
@@ -175,6 +257,11 @@ BFT_TEST(ns, blksize_and_size_of_bigfilectl_create, bft_setup_sqlite, 60)
     cr_assert_eq(stat(bft_path(p, "big"), &st), 0);
     cr_expect_eq(st.st_blksize, 262144, "block size survives remount");
     cr_expect_eq(st.st_size, (off_t)BFT_GB, "size survives remount");
+    cr_assert_eq(stat(bft_path(p, "odd"), &st), 0);
+    cr_expect_eq(st.st_size, 1000001);
+    bft_expect(p, 0, 1000000, BFT_ZEROS, "odd-sized file");
+    cr_assert_eq(bft_pread(p, &last, 1, 1000000), 0);
+    cr_expect_eq(last, 0x42);
 }
 
 BFT_TEST(ns, mount_option_blksize_applies_to_new_files, bft_setup_nomount, 60)
