@@ -402,6 +402,74 @@ BFT_TEST_BOTH(data, discard_undoes_a_truncate, 60)
     cr_expect(WIFEXITED(pst) && WEXITSTATUS(pst) == 0, "peer died (0x%x): SIGBUS past a stale size?", pst);
 }
 
+/* Dirty pages still in the kernel (a live mapping, never written back):
+ * discard and invalidate must drop them — the kernel "launders" them back
+ * to the daemon first, and that must not resurrect the change. */
+BFT_TEST_BOTH(data, discard_and_invalidate_drop_dirty_pages_of_live_mappings, 60)
+{
+    char p[PATH_MAX];
+    const uint64_t bs = 65536;
+    bft_create("dm", "64K", "512K");
+    bft_path(p, "dm");
+    bft_put_commit(p, 0, 8 * bs, 1);
+    struct bft_peer peer;
+    cr_assert_eq(bft_peer_start(&peer, p, 8 * bs), 0);
+    uint8_t committed[2];
+    bft_pattern(committed, 1, 1, 2 * bs + 5);
+    bft_pattern(committed + 1, 1, 1, 6 * bs + 7);
+
+    cr_assert_eq(bft_peer_write(&peer, 2 * bs + 5, (uint8_t)~committed[0]), 0);
+    struct bigfile_count c;
+    cr_assert_eq(bft_discard(p, &c), 0);
+    cr_expect_eq(bft_peer_read(&peer, 2 * bs + 5), committed[0],
+                 "the mapping's own dirty page shows the committed byte after discard");
+    struct bigfile_stat s;
+    cr_assert_eq(bft_stat(p, &s), 0);
+    cr_expect_eq(s.dirty_blocks, 0, "laundered pages resurrected %llu dirty blocks",
+                 (unsigned long long)s.dirty_blocks);
+    struct bigfile_writeout w;
+    cr_assert_eq(bft_writeout(p, BFT_WO_BOTH, &w), 0);
+    cr_expect_eq(w.blocks, 0, "a writeout after the discard committed %llu blocks",
+                 (unsigned long long)w.blocks);
+    bft_expect(p, 2 * bs, bs, 1, "read(2) after discarding a mapping's dirty page");
+
+    cr_assert_eq(bft_peer_write(&peer, 6 * bs + 7, (uint8_t)~committed[1]), 0);
+    cr_assert_eq(bft_invalidate(p, 6, 1), 0);
+    cr_expect_eq(bft_peer_read(&peer, 6 * bs + 7), committed[1],
+                 "the mapping's dirty page shows the database's byte after invalidate");
+    cr_assert_eq(bft_stat(p, &s), 0);
+    cr_expect_eq(s.dirty_blocks, 0, "invalidate left %llu dirty blocks",
+                 (unsigned long long)s.dirty_blocks);
+    int st = bft_peer_stop(&peer);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* A page written through a live mapping, committed, then written again:
+ * the second change is tracked and committed too. */
+BFT_TEST(data, rewrite_of_a_mapped_page_after_writeout_is_committed, bft_setup_sqlite, 60)
+{
+    char p[PATH_MAX];
+    bft_create("rw", "64K", "256K");
+    bft_path(p, "rw");
+    struct bft_peer peer;
+    cr_assert_eq(bft_peer_start(&peer, p, 256 * 1024), 0);
+    cr_assert_eq(bft_peer_write(&peer, 100, 0x11), 0);
+    struct bigfile_writeout w;
+    cr_assert_eq(bft_writeout(p, BFT_WO_BOTH, &w), 0);
+    cr_expect_eq(w.blocks, 1);
+    cr_assert_eq(bft_peer_write(&peer, 200, 0x22), 0);
+    cr_assert_eq(bft_writeout(p, BFT_WO_BOTH, &w), 0);
+    cr_expect_eq(w.blocks, 1, "the second store into the same page was not seen (%llu blocks)",
+                 (unsigned long long)w.blocks);
+    int st = bft_peer_stop(&peer);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    bft_remount();
+    uint8_t a = 0, b = 0;
+    cr_assert_eq(bft_pread(p, &a, 1, 100), 0);
+    cr_assert_eq(bft_pread(p, &b, 1, 200), 0);
+    cr_expect(a == 0x11 && b == 0x22, "after remount: %02x %02x, want 11 22", a, b);
+}
+
 /* ---- sharing ------------------------------------------------------------------------ */
 
 static int child_write_byte(void *arg)
