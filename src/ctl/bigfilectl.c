@@ -60,6 +60,15 @@ static int usage_error(const char *fmt, const char *arg)
     return EXIT_USAGE;
 }
 
+/* An option getopt_long refused (at argv[optind - 1]). */
+static int bad_option(const char *cmd, char **argv)
+{
+    fprintf(stderr, "bigfilectl: %s: unknown option or missing argument '%s'\n", cmd,
+            argv[optind - 1]);
+    fprintf(stderr, "Try 'bigfilectl --help'.\n");
+    return EXIT_USAGE;
+}
+
 /* Report a failed system call on FILE for COMMAND; returns EXIT_FAIL. */
 static int fail(const char *cmd, const char *file, const char *what, int err)
 {
@@ -108,7 +117,7 @@ static int cmd_writeout(int argc, char **argv)
         switch (c) {
         case 's': store = true; break;
         case 'm': mark = true; break;
-        default:  return usage_error("%s: bad option", "writeout");
+        default:  return bad_option("writeout", argv);
         }
     }
     if (store && mark)
@@ -140,7 +149,7 @@ static int cmd_count(int argc, char **argv, const char *cmd, unsigned long req)
     int fd, r;
 
     if (getopt_long(argc, argv, "+", (const struct option[]){ { NULL, 0, NULL, 0 } }, NULL) != -1)
-        return usage_error("%s: bad option", cmd);
+        return bad_option(cmd, argv);
     if ((r = one_operand(argc, argv, cmd, &file)) != EXIT_OK)
         return r;
     if ((r = open_file(cmd, file, O_RDONLY, &fd)) != EXIT_OK)
@@ -177,7 +186,7 @@ static int cmd_invalidate(int argc, char **argv)
     int fd, r;
 
     if (getopt_long(argc, argv, "+", (const struct option[]){ { NULL, 0, NULL, 0 } }, NULL) != -1)
-        return usage_error("%s: bad option", "invalidate");
+        return bad_option("invalidate", argv);
     if (argc - optind != 2)
         return usage_error("%s: expected FILE BLK[-BLK]", "invalidate");
     file = argv[optind];
@@ -216,7 +225,7 @@ static int cmd_stat(int argc, char **argv)
     int fd, r;
 
     if (getopt_long(argc, argv, "+", (const struct option[]){ { NULL, 0, NULL, 0 } }, NULL) != -1)
-        return usage_error("%s: bad option", "stat");
+        return bad_option("stat", argv);
     if ((r = one_operand(argc, argv, "stat", &file)) != EXIT_OK)
         return r;
     if ((r = open_file("stat", file, O_RDONLY, &fd)) != EXIT_OK)
@@ -263,7 +272,7 @@ static int cmd_create(int argc, char **argv)
         switch (c) {
         case 'b': blksize_s = optarg; break;
         case 's': size_s = optarg; break;
-        default:  return usage_error("%s: bad option", "create");
+        default:  return bad_option("create", argv);
         }
     }
     if (blksize_s && (bf_parse_size(blksize_s, &blksize) < 0 || !bf_blksize_valid(blksize)))
@@ -328,7 +337,7 @@ int main(int argc, char **argv)
     argc--;
     argv++;
     optind = 1;
-    opterr = 1;
+    opterr = 0;      /* bad_option() reports, naming the subcommand */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--"))
             break;
