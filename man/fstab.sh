@@ -4,19 +4,27 @@
 # which runs `bigfilefs` found in PATH), check that the options reach the
 # daemon, commit data; then mount the same database read-only from an fstab
 # line (`mount --fstab FILE MNT`) and check the data and the read-only-ness.
+# The fstab line has the shape that bigfilefs(8) shows.
 # Runs in a private mount namespace; skips (77) if FUSE is unusable here.
 set -u
 . "${BF_SRCDIR:-$(dirname "$0")/..}/examples/testlib.sh"
 bf_setup "$@"
 [ -x "${BIGFILECTL:-}" ] || bf_fail "bigfilectl is not built (BIGFILECTL=${BIGFILECTL:-})"
 command -v mount.fuse3 >/dev/null 2>&1 || [ -x /sbin/mount.fuse3 ] || bf_skip "mount.fuse3 is not installed"
-PATH=$(dirname "$BIGFILEFS"):$PATH
-export PATH
+# mount(8) runs its helpers with no PATH in the environment, so mount.fuse3's
+# "/bin/sh -c bigfilefs ..." finds the program only in the shell's default
+# PATH (/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin), as an
+# installed bigfilefs is. Put the built one first there: bind a directory
+# holding a link to it over /usr/local/sbin — in this private mount
+# namespace only, gone when the test ends.
+[ -d /usr/local/sbin ] || bf_skip "/usr/local/sbin does not exist: cannot put the built bigfilefs in mount's PATH"
+mkdir "$BF_TMP/sbin" && ln -s "$BIGFILEFS" "$BF_TMP/sbin/bigfilefs" &&
+    mount --bind "$BF_TMP/sbin" /usr/local/sbin || bf_fail "cannot bind $BF_TMP/sbin over /usr/local/sbin"
 
 # The pid of the daemon serving $BF_MNT (it detached: not our child).
 daemon_pid() {
     for d in /proc/[0-9]*; do
-        case $(tr '\0' ' ' <"$d/cmdline" 2>/dev/null) in
+        case $( { tr '\0' ' ' <"$d/cmdline"; } 2>/dev/null) in
             *bigfilefs*" $BF_MNT"*) echo "${d#/proc/}"; return 0 ;;
         esac
     done

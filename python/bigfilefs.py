@@ -7,8 +7,9 @@ them away. This module wraps the requests of <bigfile/ioctl.h> (see
 ioctl_bigfile(2)) with the standard library only.
 
 Every function takes either a path (str, bytes or os.PathLike), which it
-opens and closes itself, or an open file: an int file descriptor or an
-object with a fileno() method (a file object, an mmap's file, ...).
+opens read-only and closes itself (as bigfilectl does), or an open file:
+an int file descriptor or an object with a fileno() method (a file
+object, ...).
 Failures raise OSError with the errno the daemon returned, for example
 EBUSY (a writeout of the file is running), EROFS (read-only mount), EIO
 (the database failed; every change is still there), ENOTTY (not a file of a
@@ -101,14 +102,13 @@ def writeout(path_or_fd, store=True, markstored=True):
     markstored: afterwards, mark the changed blocks clean (committed).
     At least one must be true. Returns {'blocks': changed blocks handled,
     'bytes': bytes stored}. On failure (OSError: EIO, ENOSPC, EBUSY, EROFS,
-    ...) nothing was committed and every change is still there.
-    A path is opened read-write."""
+    ...) nothing was committed and every change is still there."""
     flags = ((BIGFILE_WRITEOUT_STORE if store else 0) |
              (BIGFILE_WRITEOUT_MARKSTORED if markstored else 0))
     if not flags:
         raise OSError(errno.EINVAL, "writeout: store or markstored is needed")
     out = _ioctl(path_or_fd, BIGFILE_IOC_WRITEOUT,
-                 _WRITEOUT.pack(flags, 0, 0, 0), os.O_RDWR)
+                 _WRITEOUT.pack(flags, 0, 0, 0), os.O_RDONLY)
     _, _, blocks, nbytes = _WRITEOUT.unpack(out)
     return {"blocks": blocks, "bytes": nbytes}
 
@@ -116,9 +116,10 @@ def writeout(path_or_fd, store=True, markstored=True):
 def discard(path_or_fd):
     """Throw away every uncommitted change of the file: every mapping and
     every read then sees the committed content and size. Returns
-    {'blocks': changed blocks dropped, 'bytes': daemon memory freed}.
-    A path is opened read-write."""
-    out = _ioctl(path_or_fd, BIGFILE_IOC_DISCARD, bytes(_COUNT.size), os.O_RDWR)
+    {'blocks': changed blocks the daemon held and dropped, 'bytes': daemon
+    memory freed}; pages changed only in the kernel's page cache are
+    dropped too, uncounted."""
+    out = _ioctl(path_or_fd, BIGFILE_IOC_DISCARD, bytes(_COUNT.size), os.O_RDONLY)
     blocks, nbytes = _COUNT.unpack(out)
     return {"blocks": blocks, "bytes": nbytes}
 
@@ -127,7 +128,7 @@ def invalidate(path_or_fd, start, count=1):
     """Forget blocks [start, start + count) — changed ones too — in the
     daemon and the kernel, so that the next access loads them from the
     database (after the database was changed underneath the mount).
-    Returns None. A path is opened read-only."""
+    Returns None."""
     _ioctl(path_or_fd, BIGFILE_IOC_INVALIDATE, _RANGE.pack(start, count),
            os.O_RDONLY)
 
@@ -137,8 +138,7 @@ def stat(path_or_fd):
     struct bigfile_stat: version, blksize, size, committed_size,
     loaded_blocks, dirty_blocks, loading_blocks, loadblk_calls,
     storeblk_calls, bytes_loaded, bytes_stored, writeouts, discards,
-    invalidated_blocks, reclaimed_blocks, errors. A path is opened
-    read-only."""
+    invalidated_blocks, reclaimed_blocks, errors."""
     out = _ioctl(path_or_fd, BIGFILE_IOC_STAT, bytes(_STAT.size), os.O_RDONLY)
     values = _STAT.unpack(out)
     result = {"version": values[0], "blksize": values[1]}
@@ -149,7 +149,7 @@ def stat(path_or_fd):
 def reclaim(path_or_fd):
     """Drop the clean cached data of the file (the daemon's and the
     kernel's); changes are kept. Returns {'blocks': blocks dropped,
-    'bytes': daemon memory freed}. A path is opened read-only."""
+    'bytes': daemon memory freed}."""
     out = _ioctl(path_or_fd, BIGFILE_IOC_RECLAIM, bytes(_COUNT.size), os.O_RDONLY)
     blocks, nbytes = _COUNT.unpack(out)
     return {"blocks": blocks, "bytes": nbytes}
@@ -158,6 +158,6 @@ def reclaim(path_or_fd):
 def set_blksize(path_or_fd, blksize):
     """Set the block size of an empty file (size 0, nothing ever stored):
     a power of two from 4 KiB to 64 MiB. Raises OSError ENOTEMPTY if the
-    file is not empty, EINVAL for a bad size. A path is opened read-write."""
+    file is not empty, EINVAL for a bad size."""
     _ioctl(path_or_fd, BIGFILE_IOC_SETBLKSIZE, _BLKSIZE.pack(blksize, 0),
-           os.O_RDWR)
+           os.O_RDONLY)
