@@ -207,24 +207,34 @@ BFT_TEST(ns, truncate_by_path_otrunc_and_times, bft_setup_sqlite, 60)
     cr_expect_eq(st.st_mtime, 1234567890, "mtime survives remount");
 }
 
-/* The daemon raises the mount's readahead (and dirty ratio) at mount. */
+/* The daemon raises the mount's readahead (and dirty ratio) right after
+ * mounting: poll (up to 3 s) since the mount is visible before it is tuned. */
+static int read_bdi(const struct stat *st, const char *knob)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "/sys/class/bdi/%u:%u/%s", major(st->st_dev),
+             minor(st->st_dev), knob);
+    char *v = bft_slurp(path);
+    int n = v ? atoi(v) : -1;
+    free(v);
+    return n;
+}
+
 BFT_TEST(ns, mount_raises_readahead, bft_setup_mem, 30)
 {
     struct stat st;
     cr_assert_eq(stat(bft.mnt, &st), 0);
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "/sys/class/bdi/%u:%u/read_ahead_kb", major(st.st_dev),
-             minor(st.st_dev));
-    char *v = bft_slurp(path);
-    cr_assert_not_null(v, "%s: %s", path, strerror(errno));
-    cr_expect_eq(atoi(v), 1024, "read_ahead_kb = %s", v);
-    free(v);
-    snprintf(path, sizeof path, "/sys/class/bdi/%u:%u/max_ratio", major(st.st_dev),
-             minor(st.st_dev));
-    v = bft_slurp(path);
-    cr_assert_not_null(v);
-    cr_expect_gt(atoi(v), 1, "max_ratio = %s: not raised", v);
-    free(v);
+    int ra = -1, ratio = -1;
+    for (int i = 0; i < 300; i++) {
+        ra = read_bdi(&st, "read_ahead_kb");
+        ratio = read_bdi(&st, "max_ratio");
+        if (ra == 1024 && ratio > 1)
+            break;
+        usleep(10000);
+    }
+    cr_assert_neq(ra, -1, "no /sys/class/bdi entry for the mount");
+    cr_expect_eq(ra, 1024, "read_ahead_kb = %d", ra);
+    cr_expect_gt(ratio, 1, "max_ratio = %d: not raised", ratio);
 }
 
 BFT_TEST(ns, blksize_and_size_of_bigfilectl_create, bft_setup_sqlite, 60)
