@@ -422,6 +422,16 @@ static int open_inode(struct bf_fs *fs, bf_inode *inode, struct fuse_file_info *
     r = bf_inode_fh_get(&fs->itable, inode, &fh);
     if (r < 0)
         return r;
+    /* libfuse asks for atomic O_TRUNC by default: the kernel sends no
+     * SETATTR but the flag, and drops its pages and size itself. Like
+     * every size change, an uncommitted one. */
+    if ((fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY) {
+        r = bf_fileh_truncate(fh, 0);
+        if (r < 0) {
+            bf_inode_fh_put(inode);
+            return r;
+        }
+    }
     bf_inode_fh_put(inode);
     bf_itable_open(&fs->itable, inode);
     fi->fh = (uint64_t)(uintptr_t)inode;
