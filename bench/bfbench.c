@@ -17,10 +17,12 @@
  *   bfbench par FILE --procs P [--length L] [--seed S] [--cold MODE]
  *       P processes read P consecutive slices of [0, L) at once through
  *       mmap. Prints aggregate GB/s (total bytes / time until the last ends).
- *   bfbench randfault FILE --count N [--seed S] [--rng R] [--cold MODE]
+ *   bfbench randfault FILE --count N [--seed S] [--rng R] [--cold MODE] [--madvise random]
  *       mmap the whole file, then fault one 4 KiB page in each of N distinct
  *       random blocks (chosen by the generator seeded with R), timing each
- *       fault and checking the word read. Prints "p50_us p99_us max_us".
+ *       fault and checking the word read. --madvise random turns the
+ *       kernel's read-around off for the mapping (MADV_RANDOM).
+ *       Prints "p50_us p99_us max_us".
  *   bfbench touch FILE --count N [--rng R]
  *       read one byte in each of N distinct random blocks (a sparse file's
  *       holes read as zeros). Prints seconds.
@@ -62,7 +64,7 @@
 
 struct opts {
     uint64_t length, offset, seed, rng, every, count, procs, blksize;
-    int has_length, warm;
+    int has_length, warm, advice;
     enum bench_cold cold;
     const char *name, *schema_from;
 };
@@ -281,6 +283,8 @@ static int cmd_randfault(const char *path, const struct opts *o)
     const uint64_t *p = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED)
         die("mmap", errno);
+    if (o->advice != MADV_NORMAL && madvise((void *)p, size, o->advice) < 0)
+        die("madvise", errno);
     for (size_t k = 0; k < count; k++) {
         uint64_t off = blk[k] * bs + bench_rand(&st) % (bs / PAGE) * PAGE;
         double t0 = bench_now();
@@ -406,12 +410,14 @@ int main(int argc, char **argv)
         {"warm", no_argument, NULL, 'w'},
         {"name", required_argument, NULL, 'N'},
         {"schema-from", required_argument, NULL, 'S'},
+        {"madvise", required_argument, NULL, 'a'},
         {NULL, 0, NULL, 0},
     };
     struct opts o;
     memset(&o, 0, sizeof o);
     o.seed = 1;
     o.cold = BENCH_COLD_NONE;
+    o.advice = MADV_NORMAL;
     if (argc < 3)
         usage();
     const char *cmd = argv[1];
@@ -434,6 +440,14 @@ int main(int argc, char **argv)
         case 'w': o.warm = 1; break;
         case 'N': o.name = optarg; break;
         case 'S': o.schema_from = optarg; break;
+        case 'a':
+            if (!strcmp(optarg, "random"))
+                o.advice = MADV_RANDOM;
+            else if (!strcmp(optarg, "normal"))
+                o.advice = MADV_NORMAL;
+            else
+                usage();
+            break;
         default: usage();
         }
     }

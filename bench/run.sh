@@ -128,7 +128,7 @@ line() {
     awk -v id="$id" -v what="$what" -v unit="$unit" -v ref="$ref" -v target="$target" \
         -v m="${a[0]}" -v lo="${a[1]}" -v hi="${a[2]}" \
         -v rm="${b[0]}" -v rlo="${b[1]}" -v rhi="${b[2]}" 'BEGIN {
-        printf "%-4s %-46s %8.3f %-5s [%.3f..%.3f] | %-22s %8.3f [%.3f..%.3f] | ratio %6.3f %s\n",
+        printf "%-4s %-46s %9.3f %-4s [%.3f..%.3f] | %-26s %9.3f [%.3f..%.3f] | ratio %6.3f %s\n",
             id, what, m, unit, lo, hi, ref, rm, rlo, rhi, (rm > 0 ? m / rm : 0), target }'
 }
 
@@ -235,9 +235,13 @@ if want 3; then
     for r in $(seq "$RUNS"); do
         run r3_sq "$BFBENCH" randfault "$work/sq/rnd" --count $count --seed 9 --rng $((r * 1000)) --cold reclaim
         run r3_mem "$BFBENCH" randfault "$work/mem/rnd" --count $count --seed 9 --rng $((r * 1000)) --cold reclaim
+        run r3r_sq "$BFBENCH" randfault "$work/sq/rnd" --count $count --seed 9 --rng $((r * 1000 + 1)) --cold reclaim --madvise random
+        run r3r_mem "$BFBENCH" randfault "$work/mem/rnd" --count $count --seed 9 --rng $((r * 1000 + 1)) --cold reclaim --madvise random
     done
     line 3a "cold random 4K faults over $F3, p50, sqlite" us r3_sq "memory backend p50" r3_mem ""
     line 3b "  p99, sqlite" us r3_sq.2 "memory backend p99" r3_mem.2 ""
+    line 3c "  with MADV_RANDOM: p50, sqlite" us r3r_sq "memory backend p50" r3r_mem ""
+    line 3d "  with MADV_RANDOM: p99, sqlite" us r3r_sq.2 "memory backend p99" r3r_mem.2 ""
     rm -f "$work/mem/rnd"
 fi
 
