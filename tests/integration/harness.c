@@ -897,3 +897,48 @@ int bft_sql_set_block(const char *db, const char *name, uint64_t blk,
     free(buf);
     return ret;
 }
+
+struct bft_sql_stage {
+    sqlite3 *h;
+};
+
+struct bft_sql_stage *bft_sql_stage_block(const char *db, const char *name, uint64_t blk,
+                                          uint32_t blksize, unsigned seed)
+{
+    sqlite3 *h = sql_open(db);
+    if (!h)
+        return NULL;
+    void *buf = malloc(blksize);
+    bft_pattern(buf, blksize, seed, blk * blksize);
+    sqlite3_stmt *st = NULL;
+    int ok = sqlite3_exec(h, "PRAGMA synchronous=OFF; BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK &&
+             sqlite3_prepare_v2(h, BFT_SQL_SET_BLOCK, -1, &st, NULL) == SQLITE_OK;
+    if (ok) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)blk);
+        sqlite3_bind_blob(st, 3, buf, (int)blksize, SQLITE_STATIC);
+        ok = sqlite3_step(st) == SQLITE_DONE && sqlite3_changes(h) == 1;
+    }
+    sqlite3_finalize(st);
+    free(buf);
+    if (!ok) {
+        fprintf(stderr, "sqlite3 stage: %s\n", sqlite3_errmsg(h));
+        sqlite3_close(h);
+        return NULL;
+    }
+    struct bft_sql_stage *s = malloc(sizeof *s);
+    s->h = h;
+    return s;
+}
+
+int bft_sql_stage_commit(struct bft_sql_stage *s)
+{
+    if (!s)
+        return -1;
+    int rc = sqlite3_exec(s->h, "COMMIT", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        fprintf(stderr, "sqlite3 COMMIT: %s\n", sqlite3_errmsg(s->h));
+    sqlite3_close(s->h);
+    free(s);
+    return rc == SQLITE_OK ? 0 : -1;
+}

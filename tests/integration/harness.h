@@ -238,4 +238,13 @@ int  bft_sql_int(const char *db, const char *sql, int64_t *out);
 int  bft_sql_set_block(const char *db, const char *name, uint64_t blk,
                        uint32_t blksize, unsigned seed);
 
+/* Stage the same change in an open transaction of a connection of its own
+ * (synchronous=OFF: only visibility matters here), so that a test can make
+ * it visible at a precise moment with bft_sql_stage_commit, which commits,
+ * closes and frees. NULL / -1 on failure. */
+struct bft_sql_stage;
+struct bft_sql_stage *bft_sql_stage_block(const char *db, const char *name, uint64_t blk,
+                                          uint32_t blksize, unsigned seed);
+int  bft_sql_stage_commit(struct bft_sql_stage *st);
+
 #endif /* BIGFILEFS_TESTS_INTEGRATION_HARNESS_H */
