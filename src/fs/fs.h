@@ -5,11 +5,12 @@
  * multi-threaded loop; ops.c serves the FUSE requests, ioctl.c the ioctls.
  * Its fields are set before the session loop starts and are read-only
  * afterwards, except through the objects' own locking (the inode table,
- * the notifier, the core, the backend).
+ * the notifier, the core, the backend) and `busy`, under busy_lock.
  */
 #ifndef BIGFILEFS_FS_FS_H
 #define BIGFILEFS_FS_FS_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
@@ -40,6 +41,11 @@ struct bf_fs {
     bool          ro;           /* -o ro: no write, no writeout */
     bool          inject;       /* -o inject: BIGFILE_IOC_INJECT enabled */
     struct timespec mount_time; /* the root directory's times */
+    /* Requests that may wait for the kernel (the ioctls), counted so that
+     * a termination signal lets them finish first (signals.h). */
+    pthread_mutex_t busy_lock;
+    pthread_cond_t  busy_cond;
+    unsigned        busy;
 };
 
 /* The low-level operations (ops.c). Userdata of the session: struct bf_fs. */

@@ -25,6 +25,7 @@
 #include "fs/fs.h"
 #include "fs/inject.h"
 #include "fs/log.h"
+#include "fs/signals.h"
 
 /* Kernel byte range [*off, *off + *len) of blocks [blk, blk + count), *len 0
  * meaning "to the end". Returns false when the blocks lie beyond any offset
@@ -403,6 +404,7 @@ void bf_fs_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
         fuse_reply_err(req, ENOENT);
         return;
     }
+    bf_busy_enter(fs);
     switch (cmd) {
     case BIGFILE_IOC_WRITEOUT:
         ioc_writeout(req, fs, inode, in_buf, in_bufsz, out_bufsz);
@@ -429,5 +431,6 @@ void bf_fs_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
         fuse_reply_err(req, ENOTTY);
         break;
     }
+    bf_busy_leave(fs);
     bf_itable_put(&fs->itable, inode);
 }

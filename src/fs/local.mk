@@ -6,6 +6,7 @@ bigfilefs_SOURCES = \
 	src/fs/inode.h src/fs/inode.c \
 	src/fs/notify.h src/fs/notify.c \
 	src/fs/bdi.h src/fs/bdi.c \
+	src/fs/signals.h src/fs/signals.c \
 	src/fs/log.h src/fs/log.c \
 	src/fs/inject.h
 bigfilefs_CFLAGS = $(AM_CFLAGS) $(FUSE3_CFLAGS)

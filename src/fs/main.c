@@ -6,7 +6,7 @@
  * clearly (exit 1) without a mount. Usage errors exit 2. SIGINT, SIGTERM,
  * SIGHUP or an unmount (fusermount3 -u, umount) end the loop; then the
  * handles are closed and their uncommitted changes discarded, by name, in
- * the log.
+ * the log. Signals are taken by a thread of their own (signals.h).
  */
 #include "config.h"
 
@@ -29,6 +29,7 @@
 #include "fs/inode.h"
 #include "fs/log.h"
 #include "fs/notify.h"
+#include "fs/signals.h"
 
 #define DEFAULT_CACHE       ((uint64_t)256 << 20)   /* 256 MiB of clean blocks */
 #define DEFAULT_MAX_THREADS 16u     /* a WRITEOUT's fsync needs idle threads */
@@ -174,12 +175,22 @@ int main(int argc, char *argv[])
     struct bf_fs fs;
     uint64_t blksize = BF_BLKSIZE_DEFAULT, cache = DEFAULT_CACHE;
     char errbuf[512] = "";
-    bool itable_ready = false, mounted = false, handlers = false;
+    bf_sigwatch *sigwatch = NULL;
+    bool itable_ready = false, mounted = false;
     int r, status = 1;
 
     memset(&o, 0, sizeof o);
     memset(&cmd, 0, sizeof cmd);
     memset(&fs, 0, sizeof fs);
+    pthread_mutex_init(&fs.busy_lock, NULL);
+    pthread_cond_init(&fs.busy_cond, NULL);
+
+    /* Before any thread exists: every thread inherits the mask. */
+    r = bf_signals_block();
+    if (r < 0) {
+        fprintf(stderr, "bigfilefs: cannot set up signals: %s\n", strerror(-r));
+        goto out_args;
+    }
 
     /* 1. Options. */
     if (fuse_opt_parse(&args, &o, option_spec, option_proc) != 0) {
@@ -269,9 +280,6 @@ int main(int argc, char *argv[])
         status = 2;
         goto out_db;
     }
-    if (fuse_set_signal_handlers(fs.se) != 0)
-        goto out_session;
-    handlers = true;
     if (fuse_session_mount(fs.se, cmd.mountpoint) != 0)
         goto out_session;
     mounted = true;
@@ -284,6 +292,11 @@ int main(int argc, char *argv[])
     r = bf_notifier_start(fs.se, &fs.notifier);
     if (r < 0) {
         bf_err("cannot start the notifier thread: %s", strerror(-r));
+        goto out_session;
+    }
+    r = bf_signals_start(&fs, pthread_self(), &sigwatch);
+    if (r < 0) {
+        bf_err("cannot start the signal thread: %s", strerror(-r));
         goto out_session;
     }
     loop_cfg = fuse_loop_cfg_create();
@@ -304,7 +317,6 @@ int main(int argc, char *argv[])
             fs.blksize, (unsigned long long)cache, fs.ro ? ", read-only" : "");
 
     r = fuse_session_loop_mt(fs.se, loop_cfg);
-    /* r > 0 is the number of the signal that ended the loop: a clean end. */
     status = r < 0 ? 1 : 0;
     if (r < 0)
         bf_err("session loop failed: %s", strerror(-r));
@@ -316,8 +328,7 @@ out_session:
     /* After the unmount: a job still waiting on the kernel now fails. */
     bf_notifier_stop(fs.notifier);
     fs.notifier = NULL;
-    if (handlers)
-        fuse_remove_signal_handlers(fs.se);
+    bf_signals_stop(sigwatch);
     fuse_session_destroy(fs.se);
     fuse_loop_cfg_destroy(loop_cfg);
 out_db:
@@ -327,6 +338,8 @@ out_db:
         bf_err("internal error: handles left open at exit");
     bf_db_close(fs.db);
 out_args:
+    pthread_cond_destroy(&fs.busy_cond);
+    pthread_mutex_destroy(&fs.busy_lock);
     free(cmd.mountpoint);
     free(o.database);
     free(o.blksize);

@@ -1,0 +1,150 @@
+/* bigfilefs daemon — termination signals (see signals.h). */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fs/fs.h"
+#include "fs/log.h"
+#include "fs/signals.h"
+
+struct bf_sigwatch {
+    struct bf_fs *fs;
+    pthread_t     thread;
+    pthread_t     loop_thread;
+    bool          stopping;     /* set by bf_signals_stop before it signals */
+    pthread_mutex_t lock;       /* protects stopping */
+};
+
+static void term_set(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGHUP);
+}
+
+/* Only interrupts a blocking call of the loop's thread (sem_wait). */
+static void wake_handler(int sig)
+{
+    (void)sig;
+}
+
+int bf_signals_block(void)
+{
+    struct sigaction sa;
+    sigset_t set;
+    int r;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_IGN;
+    if (sigaction(SIGPIPE, &sa, NULL) < 0)
+        return -errno;
+    sa.sa_handler = wake_handler;   /* no SA_RESTART */
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGUSR1, &sa, NULL) < 0)
+        return -errno;
+    term_set(&set);
+    r = pthread_sigmask(SIG_BLOCK, &set, NULL);
+    return -r;
+}
+
+void bf_busy_enter(struct bf_fs *fs)
+{
+    pthread_mutex_lock(&fs->busy_lock);
+    fs->busy++;
+    pthread_mutex_unlock(&fs->busy_lock);
+}
+
+void bf_busy_leave(struct bf_fs *fs)
+{
+    pthread_mutex_lock(&fs->busy_lock);
+    if (--fs->busy == 0)
+        pthread_cond_broadcast(&fs->busy_cond);
+    pthread_mutex_unlock(&fs->busy_lock);
+}
+
+/* Wait until no counted request runs, at most BF_EXIT_DRAIN_SECONDS.
+ * Returns the number still running. */
+static unsigned drain(struct bf_fs *fs)
+{
+    struct timespec deadline;
+    unsigned left;
+
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += BF_EXIT_DRAIN_SECONDS;
+    pthread_mutex_lock(&fs->busy_lock);
+    while (fs->busy &&
+           pthread_cond_timedwait(&fs->busy_cond, &fs->busy_lock, &deadline) != ETIMEDOUT)
+        ;
+    left = fs->busy;
+    pthread_mutex_unlock(&fs->busy_lock);
+    return left;
+}
+
+static void *sigwatch_main(void *arg)
+{
+    bf_sigwatch *w = arg;
+    sigset_t set;
+    int sig;
+    bool stop;
+
+    term_set(&set);
+    for (;;) {
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        pthread_mutex_lock(&w->lock);
+        stop = w->stopping;
+        pthread_mutex_unlock(&w->lock);
+        if (stop)
+            return NULL;
+        bf_info("received %s: unmounting", strsignal(sig));
+        if (drain(w->fs))
+            bf_warn("requests waiting for the kernel still run after %d s; exiting anyway",
+                    BF_EXIT_DRAIN_SECONDS);
+        fuse_session_exit(w->fs->se);
+        /* The loop's thread waits in sem_wait, which a signal interrupts;
+         * it then sees the session exited. */
+        pthread_kill(w->loop_thread, SIGUSR1);
+        return NULL;
+    }
+}
+
+int bf_signals_start(struct bf_fs *fs, pthread_t loop_thread, bf_sigwatch **out)
+{
+    bf_sigwatch *w = calloc(1, sizeof *w);
+    int r;
+
+    if (!w)
+        return -ENOMEM;
+    w->fs = fs;
+    w->loop_thread = loop_thread;
+    pthread_mutex_init(&w->lock, NULL);
+    r = pthread_create(&w->thread, NULL, sigwatch_main, w);
+    if (r) {
+        pthread_mutex_destroy(&w->lock);
+        free(w);
+        return -r;
+    }
+    *out = w;
+    return 0;
+}
+
+void bf_signals_stop(bf_sigwatch *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->lock);
+    w->stopping = true;
+    pthread_mutex_unlock(&w->lock);
+    /* Wakes sigwait if the thread still waits (SIGTERM is blocked
+     * everywhere, so only sigwait can take it); harmless if it returned. */
+    pthread_kill(w->thread, SIGTERM);
+    pthread_join(w->thread, NULL);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+}
