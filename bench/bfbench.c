@@ -30,9 +30,12 @@
  *       map [0, L) shared and writable, write the pattern into every word,
  *       then — still mapped, no msync — time BIGFILE_IOC_WRITEOUT.
  *       Prints "writeout_GBps dirty_secs writeout_secs".
- *   bfbench sqlread DB --name NAME [--seed S] [--cold MODE]
- *       raw SQLite: read every block of bigfile NAME in a C loop (rawsql.h).
- *       Prints GB/s.
+ *   bfbench cold FILE --cold MODE
+ *       only make FILE cold (util.h), e.g. to time a daemon's CPU use
+ *       without the cost of the reclaim. Prints nothing.
+ *   bfbench sqlread DB --name NAME [--seed S] [--cold MODE] [--fresh-buffers]
+ *       raw SQLite: read every block of bigfile NAME in a C loop (rawsql.h),
+ *       into one reused buffer or a fresh mapping per block. Prints GB/s.
  *   bfbench sqlwrite SCRATCH --schema-from DB --blksize B --length L [--seed S]
  *       raw SQLite: write the blocks of [0, L) in one transaction. Prints GB/s.
  *
@@ -64,7 +67,7 @@
 
 struct opts {
     uint64_t length, offset, seed, rng, every, count, procs, blksize;
-    int has_length, warm, advice;
+    int has_length, warm, advice, fresh;
     enum bench_cold cold;
     const char *name, *schema_from;
 };
@@ -365,7 +368,7 @@ static int cmd_sqlread(const char *db, const struct opts *o)
         usage();
     double secs;
     uint64_t bytes, sum;
-    int r = rawsql_read(db, o->name, o->cold, &secs, &bytes, &sum);
+    int r = rawsql_read(db, o->name, o->cold, o->fresh, &secs, &bytes, &sum);
     if (r < 0)
         die(db, r);
     check_sum(db, sum, 0, bytes, o->seed);
@@ -411,6 +414,7 @@ int main(int argc, char **argv)
         {"name", required_argument, NULL, 'N'},
         {"schema-from", required_argument, NULL, 'S'},
         {"madvise", required_argument, NULL, 'a'},
+        {"fresh-buffers", no_argument, NULL, 'F'},
         {NULL, 0, NULL, 0},
     };
     struct opts o;
@@ -439,6 +443,7 @@ int main(int argc, char **argv)
             break;
         case 'w': o.warm = 1; break;
         case 'N': o.name = optarg; break;
+        case 'F': o.fresh = 1; break;
         case 'S': o.schema_from = optarg; break;
         case 'a':
             if (!strcmp(optarg, "random"))
@@ -467,6 +472,12 @@ int main(int argc, char **argv)
         return cmd_touch(path, &o);
     if (!strcmp(cmd, "dirty"))
         return cmd_dirty(path, &o);
+    if (!strcmp(cmd, "cold")) {
+        int r = bench_make_cold(path, o.cold);
+        if (r < 0)
+            die(path, r);
+        return 0;
+    }
     if (!strcmp(cmd, "sqlread"))
         return cmd_sqlread(path, &o);
     if (!strcmp(cmd, "sqlwrite"))

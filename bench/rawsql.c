@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sqlite3.h>
+#include <sys/mman.h>
 
 #include "pattern.h"
 
@@ -23,13 +24,14 @@ static int sqlerr(sqlite3 *db, const char *what)
     return -EIO;
 }
 
-int rawsql_read(const char *dbpath, const char *name, enum bench_cold cold,
+int rawsql_read(const char *dbpath, const char *name, enum bench_cold cold, int fresh,
                 double *secs, uint64_t *bytes, uint64_t *sum)
 {
     sqlite3 *db = NULL;
     sqlite3_stmt *qf = NULL, *qb = NULL;
     sqlite3_blob *blob = NULL;
     void *buf = NULL;
+    uint64_t blksize = 0;
     int r;
 
     r = bench_make_cold(dbpath, cold == BENCH_COLD_DROP ? BENCH_COLD_DROP : BENCH_COLD_NONE);
@@ -52,13 +54,15 @@ int rawsql_read(const char *dbpath, const char *name, enum bench_cold cold,
         goto out;
     }
     int64_t id = sqlite3_column_int64(qf, 0);
-    uint64_t blksize = (uint64_t)sqlite3_column_int64(qf, 1);
+    blksize = (uint64_t)sqlite3_column_int64(qf, 1);
     uint64_t size = (uint64_t)sqlite3_column_int64(qf, 2);
     uint64_t nblk = (size + blksize - 1) / blksize;
-    buf = aligned_alloc(4096, blksize);
-    if (!buf) {
-        r = -ENOMEM;
-        goto out;
+    if (!fresh) {
+        buf = aligned_alloc(4096, blksize);
+        if (!buf) {
+            r = -ENOMEM;
+            goto out;
+        }
     }
 
     uint64_t s = 0;
@@ -76,6 +80,18 @@ int rawsql_read(const char *dbpath, const char *name, enum bench_cold cold,
             goto out;
         }
         int64_t rowid = sqlite3_column_int64(qb, 0);
+        if (fresh) {
+            /* a new anonymous mapping per block, as the core's
+             * bf_ram_block_alloc gives the backend */
+            if (buf)
+                munmap(buf, blksize);
+            buf = mmap(NULL, blksize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (buf == MAP_FAILED) {
+                buf = NULL;
+                r = -ENOMEM;
+                goto out;
+            }
+        }
         rc = blob ? sqlite3_blob_reopen(blob, rowid)
                   : sqlite3_blob_open(db, "main", BLOCKS_TABLE, BLOCKS_DATA, rowid, 0, &blob);
         if (rc != SQLITE_OK) {
@@ -104,7 +120,10 @@ out:
     sqlite3_finalize(qf);
     sqlite3_finalize(qb);
     sqlite3_close(db);
-    free(buf);
+    if (fresh && buf)
+        munmap(buf, blksize);
+    else
+        free(buf);
     return r;
 }
 

@@ -15,13 +15,14 @@
 
 /* Read every block of the bigfile `name` of database `db` through a
  * read-only connection, as the backend's loadblk does (look the row up,
- * incremental BLOB I/O into one reused buffer), summing the words of each
- * block. `cold` is applied to the database file first (DROP drops the OS
+ * incremental BLOB I/O into one reused buffer — or, with `fresh`, into a
+ * new anonymous mapping per block, as the core hands loadblk a fresh
+ * buffer), summing the words of each block. `cold` is applied to the database file first (DROP drops the OS
  * cache; RECLAIM is a no-op here). On success *secs is the time of the loop,
  * *bytes the bytes of the file's size, *sum the word sum (absent blocks
  * count as zeros). Errors: -ENOENT (no such file), -EIO (SQLite error,
  * printed to stderr), -ENOMEM. */
-int rawsql_read(const char *db, const char *name, enum bench_cold cold,
+int rawsql_read(const char *db, const char *name, enum bench_cold cold, int fresh,
                 double *secs, uint64_t *bytes, uint64_t *sum);
 
 /* Write `length` bytes of the benchmark pattern (seed) as blocks of blksize

@@ -137,6 +137,21 @@ value() { med "$1" | awk '{ print $1 }'; }
 
 ctl() { "$BIGFILECTL" "$@" >/dev/null; }
 
+# cpu_ticks NAME: user+system clock ticks used so far by daemon NAME
+cpu_ticks() {
+    local pid
+    eval "pid=\$pid_$1"
+    awk '{ print $14 + $15 }' "/proc/$pid/stat"
+}
+
+# cpu_per_gib NAME TICKS0 SIZE: CPU seconds daemon NAME used since TICKS0, per GiB of SIZE
+cpu_per_gib() {
+    local t1
+    t1=$(cpu_ticks "$1")
+    awk -v d=$((t1 - $2)) -v hz="$(getconf CLK_TCK)" -v b="$(bytes "$3")" \
+        'BEGIN { printf "%.3f\n", d / hz / (b / 1073741824) }'
+}
+
 # --- header --------------------------------------------------------------
 echo "bigfilefs benchmarks — $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)," \
@@ -169,23 +184,30 @@ for bs in $SWEEP; do
             run fill_tmpfs "$BFBENCH" fill "$tfile" --length "$F1" --seed 7
         fi
         for r in $(seq "$RUNS"); do
-            run "r1_sq_$bs" "$BFBENCH" seqread "$work/sq/seq-$bs" --seed 7 --cold reclaim
-            run "r1_mem_$bs" "$BFBENCH" seqread "$work/mem/seq-$bs" --seed 7 --cold reclaim
+            for m in sq mem; do
+                "$BFBENCH" cold "$work/$m/seq-$bs" --cold reclaim
+                c0=$(cpu_ticks $m)
+                run "r1_${m}_$bs" "$BFBENCH" seqread "$work/$m/seq-$bs" --seed 7
+                cpu_per_gib $m "$c0" "$F1" >>"$work/res/r1cpu_${m}_$bs"
+            done
             run "r1_raw_$bs" "$BFBENCH" sqlread "$db" --name "seq-$bs" --seed 7
             if [ "$bs" = 2M ]; then
                 run r1_tmpfs "$BFBENCH" seqread "$tfile" --seed 7
+                run r1_rawfresh "$BFBENCH" sqlread "$db" --name "seq-$bs" --seed 7 --fresh-buffers
             fi
         done
         if [ "$bs" = 2M ] && want 1; then
             line 1a "cold seq read mmap, sqlite, $bs blocks" GB/s r1_sq_2M "memory backend" r1_mem_2M "target >= 0.85 and >= 1 GB/s"
             line 1b "  same" GB/s r1_sq_2M "raw SQLite C loop" r1_raw_2M ""
             line 1c "  same" GB/s r1_sq_2M "tmpfs mmap" r1_tmpfs ""
+            line 1g "  same" GB/s r1_sq_2M "raw SQLite, new buffer/block" r1_rawfresh ""
             for r in $(seq "$RUNS"); do
                 run r1d_sq "$BFBENCH" seqread "$work/sq/seq-2M" --seed 7 --cold drop
                 run r1d_raw "$BFBENCH" sqlread "$db" --name seq-2M --seed 7 --cold drop
             done
             line 1d "cold seq read, db dropped from OS cache too" GB/s r1d_sq "raw SQLite, db dropped" r1d_raw ""
             line 1e "  same" GB/s r1d_sq "memory backend (1a)" r1_mem_2M ""
+            line 1f "daemon CPU seconds per GiB of 1a, sqlite" s r1cpu_sq_2M "memory backend" r1cpu_mem_2M ""
         fi
     fi
 
