@@ -160,8 +160,7 @@ void bft_teardown(void)
     if (!bft.dir[0])
         return;
     int st = bft_unmount();
-    if (bft_is_fuse(bft.mnt))
-        umount2(bft.mnt, MNT_DETACH);
+    umount2(bft.mnt, MNT_DETACH);       /* whatever is left, live or dead */
     if (st != -1)
         bft_assert_daemon_clean(st, "teardown");
     nftw(bft.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
@@ -244,6 +243,9 @@ int bft_unmount(void)
     }
     int st = wait_or_kill(bft.daemon, 10);
     bft.daemon = 0;
+    /* a daemon that died without unmounting leaves a dead mount, on which
+     * statfs fails (ENOTCONN) so bft_is_fuse cannot see it: detach anyway */
+    umount2(bft.mnt, MNT_DETACH);
     return st;
 }
 
@@ -259,11 +261,12 @@ int bft_sigterm_sig(int sig, int *still_mounted)
     kill(bft.daemon, sig);
     int st = wait_or_kill(bft.daemon, 10);
     bft.daemon = 0;
-    int m = bft_is_fuse(bft.mnt);
+    struct statfs sf;
+    /* still mounted: a live FUSE mount, or a dead one (ENOTCONN) */
+    int m = bft_is_fuse(bft.mnt) || (statfs(bft.mnt, &sf) < 0 && errno == ENOTCONN);
     if (still_mounted)
         *still_mounted = m;
-    if (m)
-        umount2(bft.mnt, MNT_DETACH);
+    umount2(bft.mnt, MNT_DETACH);
     return st;
 }
 
