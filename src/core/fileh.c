@@ -31,6 +31,10 @@ struct bf_page {
     struct bf_list  lru;        /* on ram->lru exactly when LOADED */
     struct bf_list  dirty;      /* on fh->dirty exactly when DIRTY */
     bool            storing;    /* a running writeout stores `data` */
+    bool            wpinned;    /* DIRTY only because a write in progress
+                                   pinned it (pin_partial): content still
+                                   the LOADED one; cleared by any change of
+                                   its content or state */
 };
 
 struct bf_fileh {
@@ -131,6 +135,7 @@ static void state_enter(struct bf_page *pg, enum bf_page_state to)
 /* The one place a page changes state. Lock held. */
 static void page_set_state(struct bf_page *pg, enum bf_page_state to)
 {
+    pg->wpinned = false;
     state_leave(pg);
     state_enter(pg, to);
 }
@@ -151,6 +156,7 @@ static struct bf_page *page_alloc(bf_fileh *fh, uint64_t blk)
     pg->blk = blk;
     pg->fh = fh;
     pg->storing = false;
+    pg->wpinned = false;
     bf_list_init(&pg->lru);
     bf_list_init(&pg->dirty);
     return pg;
@@ -358,12 +364,38 @@ static bool range_fenced(const bf_fileh *fh, uint64_t first, uint64_t last)
 /* Keep the partially written blocks that are cached from being evicted
  * while the lock is released for the write's other load or wait: LOADED ->
  * DIRTY with their committed content (so no byte changes even if the write
- * then fails). */
+ * then fails), marked `wpinned` until something changes them. */
 static void pin_partial(bf_fileh *fh, uint64_t blk)
 {
     struct bf_page *pg = bf_pagemap_get(&fh->pages, blk);
-    if (pg && pg->state == BF_PAGE_LOADED)
+    if (pg && pg->state == BF_PAGE_LOADED) {
         page_set_state(pg, BF_PAGE_DIRTY);      /* LOADED -> DIRTY (pinned for a write) */
+        pg->wpinned = true;
+    }
+}
+
+/* A write that pinned blocks gives up (fenced, or an error): a pinned block
+ * nothing changed since goes back to LOADED, so that a write that changed
+ * nothing leaves no block dirty. (If another write pinned it too, that one
+ * finds it LOADED or gone when it looks again, and pins or loads it anew.)
+ * A block a running writeout stores stays DIRTY: the writeout owns it. */
+static void unpin_partial(bf_fileh *fh, uint64_t blk)
+{
+    struct bf_page *pg = bf_pagemap_get(&fh->pages, blk);
+    if (pg && pg->state == BF_PAGE_DIRTY && pg->wpinned && !pg->storing)
+        page_set_state(pg, BF_PAGE_LOADED);     /* DIRTY -> LOADED (pin of a failed write, unchanged) */
+}
+
+/* Leave a write that changed nothing, lock held (released on return):
+ * undo its pins and give back the clean blocks it loaded beyond the
+ * budget. */
+static void write_giveup(bf_fileh *fh, uint64_t first, uint64_t last)
+{
+    unpin_partial(fh, first);
+    if (last != first)
+        unpin_partial(fh, last);
+    bf_ram_enforce_budget(fh->ram);
+    bf_ram_unlock(fh->ram);
 }
 
 /* Per block of a write: a page to create, or a buffer for copy on write. */
@@ -397,7 +429,7 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
     for (;;) {
         if (range_fenced(fh, first, last)) {
             fh->st.fenced_writes++;
-            bf_ram_unlock(ram);
+            write_giveup(fh, first, last);
             return (ssize_t)count;
         }
         bool busy = false;
@@ -428,7 +460,7 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
         }
         r = page_load(fh, need_first ? first : last, &pg);
         if (r < 0 && r != -EAGAIN) {
-            bf_ram_unlock(ram);
+            write_giveup(fh, first, last);
             return r;
         }
     }
@@ -440,7 +472,7 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
     if (nblk > 1) {
         slots = calloc(nblk, sizeof(*slots));
         if (!slots) {
-            bf_ram_unlock(ram);
+            write_giveup(fh, first, last);
             return -ENOMEM;
         }
     } else {
@@ -475,7 +507,7 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
         }
         if (slots != &one)
             free(slots);
-        bf_ram_unlock(ram);
+        write_giveup(fh, first, last);
         return r;
     }
 
@@ -506,6 +538,7 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
         if (len > count - done)
             len = (size_t)(count - done);
         memcpy((char *)pg->data + boff, (const char *)buf + done, len);
+        pg->wpinned = false;                    /* changed: a real DIRTY now */
         done += len;
     }
     if (end > fh->size)
@@ -559,6 +592,7 @@ int bf_fileh_truncate(bf_fileh *fh, uint64_t size)
             if (pg->state == BF_PAGE_LOADED)
                 page_set_state(pg, BF_PAGE_DIRTY);      /* LOADED -> DIRTY (tail zeroed) */
             memset((char *)pg->data + tail, 0, fh->blksize - tail);
+            pg->wpinned = false;                /* changed: a real DIRTY now */
         }
     }
     /* ... and drop every block past the end. */

@@ -427,3 +427,49 @@ Test(concurrency, budget_zero_concurrent_readers, .timeout = 30)
     cr_assert_eq(rs.loading_bytes, 0);
     env_close(&e);
 }
+
+struct writer {
+    pthread_t   thr;
+    bf_fileh   *fh;
+    const void *buf;
+    size_t      count;
+    uint64_t    off;
+    ssize_t     ret;
+};
+
+static void *writer_main(void *arg)
+{
+    struct writer *w = arg;
+    w->ret = bf_fileh_write(w->fh, w->buf, w->count, w->off);
+    return NULL;
+}
+
+/* A write over two partial blocks whose second load is held while a fence
+ * goes up over the second block: the write is dropped whole, and must
+ * leave the first block (which it loaded and kept while waiting) clean,
+ * and, with a budget of 0, no clean block cached once it returns. */
+Test(concurrency, fenced_write_leaves_no_block_dirty, .timeout = 30)
+{
+    struct env e;
+    env_open(&e, 2 * BS, 2, 0);
+    mock_gate(e.m, MOCK_LOADBLK, 1);
+    char *buf = pattern(9, BS / 2, BS);
+    struct writer w = { .fh = e.fh, .buf = buf, .count = BS, .off = BS / 2, .ret = -12345 };
+    cr_assert_eq(pthread_create(&w.thr, NULL, writer_main, &w), 0);
+    cr_assert(mock_gate_wait(e.m, MOCK_LOADBLK, 1, GATE_MS), "the load of block 1 did not start");
+    cr_assert_eq(bf_fileh_fence(e.fh, 1, 1), 0);
+    mock_gate_release(e.m, MOCK_LOADBLK);
+    pthread_join(w.thr, NULL);
+    free(buf);
+    cr_assert_eq(w.ret, (ssize_t)BS, "a fenced write returns its count");
+    cr_assert_eq(fstat_of(e.fh).fenced_writes, 1);
+    cr_assert_not(bf_fileh_isdirty(e.fh), "a dropped write left the handle dirty");
+    cr_assert_eq(fstat_of(e.fh).dirty_blocks, 0);
+    struct bf_ram_stats rs = rstat_of(e.ram);
+    cr_assert_eq(rs.dirty_bytes, 0);
+    cr_assert_eq(rs.clean_bytes, 0, "a clean block outlived its call with budget 0");
+    bf_fileh_unfence(e.fh);
+    expect_block(e.fh, 0, 1);
+    expect_block(e.fh, 1, 1);
+    env_close(&e);
+}

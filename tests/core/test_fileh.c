@@ -706,6 +706,51 @@ Test(fileh, loadblk_failure_is_returned_and_retried, .timeout = 10)
     env_close(&e);
 }
 
+/* A write over two partial blocks loads the first, then the second: a
+ * failure of the second load returns the error and must leave the first
+ * block as it was, clean (not DIRTY with unchanged content, which would
+ * make the handle look changed and be stored again), and, with a budget
+ * of 0, not cached either. */
+Test(fileh, failed_write_leaves_no_block_dirty, .timeout = 10)
+{
+    struct env e;
+    env_open(&e, 2 * BS, 2, 0);
+    mock_fail(e.m, MOCK_LOADBLK, EIO, 1, 0, false);
+    char *buf = pattern(9, BS / 2, BS);
+    cr_assert_eq(bf_fileh_write(e.fh, buf, BS, BS / 2), -EIO);
+    free(buf);
+    cr_assert_eq(mock_calls(e.m, MOCK_LOADBLK), 2, "block 0 then block 1 loaded");
+    cr_assert_not(bf_fileh_isdirty(e.fh), "a failed write left the handle dirty");
+    struct bf_fileh_stats st = fstat_of(e.fh);
+    cr_assert_eq(st.dirty_blocks, 0);
+    cr_assert_eq(rstat_of(e.ram).dirty_bytes, 0);
+    cr_assert_eq(rstat_of(e.ram).clean_bytes, 0, "a clean block outlived its call with budget 0");
+    cr_assert_eq(bf_fileh_page_state(e.fh, 0), BF_PAGE_EMPTY);
+    cr_assert_eq(bf_fileh_writeout(e.fh, BF_WRITEOUT_STORE, NULL), 0);
+    cr_assert_eq(mock_calls(e.m, MOCK_STOREBLK), 0, "an unchanged block was stored");
+    expect_block(e.fh, 0, 1);
+    expect_block(e.fh, 1, 1);
+
+    /* The same with room in the budget: block 0 stays cached, clean. */
+    bf_ram_set_budget(e.ram, 1 << 20);
+    mock_fail(e.m, MOCK_LOADBLK, EIO, 1, 0, false);
+    buf = pattern(9, BS / 2, BS);
+    cr_assert_eq(bf_fileh_write(e.fh, buf, BS, BS / 2), -EIO);
+    free(buf);
+    cr_assert_eq(bf_fileh_page_state(e.fh, 0), BF_PAGE_LOADED);
+    cr_assert_not(bf_fileh_isdirty(e.fh));
+    /* And a successful retry still writes both blocks. */
+    buf = pattern(9, BS / 2, BS);
+    cr_assert_eq(bf_fileh_write(e.fh, buf, BS, BS / 2), (ssize_t)BS);
+    char got[BS];
+    cr_assert_eq(bf_fileh_read(e.fh, got, BS, BS / 2), (ssize_t)BS);
+    cr_assert(memcmp(got, buf, BS) == 0);
+    free(buf);
+    cr_assert_eq(bf_fileh_page_state(e.fh, 0), BF_PAGE_DIRTY);
+    cr_assert_eq(bf_fileh_page_state(e.fh, 1), BF_PAGE_DIRTY);
+    env_close(&e);
+}
+
 Test(fileh, close_with_changes_frees_everything, .timeout = 10)
 {
     struct env e;
