@@ -560,12 +560,16 @@ int bf_fileh_truncate(bf_fileh *fh, uint64_t size)
     bf_ram_lock(ram);
     /* Lock released at times (waiting, loading): check again each round. */
     for (;;) {
+        /* Leaving here, a tail block loaded in an earlier round is LOADED:
+         * give it back if over the budget. */
         if (size >= fh->size) {
             fh->size = size;                    /* growing: the new part reads as zeros */
+            bf_ram_enforce_budget(ram);
             bf_ram_unlock(ram);
             return 0;
         }
         if (fh->writeout_running) {
+            bf_ram_enforce_budget(ram);
             bf_ram_unlock(ram);
             return -EBUSY;
         }

@@ -473,3 +473,50 @@ Test(concurrency, fenced_write_leaves_no_block_dirty, .timeout = 30)
     expect_block(e.fh, 1, 1);
     env_close(&e);
 }
+
+struct truncater {
+    pthread_t   thr;
+    bf_fileh   *fh;
+    uint64_t    size;
+    int         ret;
+};
+
+static void *truncater_main(void *arg)
+{
+    struct truncater *t = arg;
+    t->ret = bf_fileh_truncate(t->fh, t->size);
+    return NULL;
+}
+
+/* A shrinking truncate loads its new last block to zero its tail; when a
+ * writeout starts during that load, the truncate gets -EBUSY. The block it
+ * loaded must not outlive the call with a budget of 0. */
+Test(concurrency, truncate_busy_after_its_load_keeps_the_budget, .timeout = 30)
+{
+    struct env e;
+    env_open(&e, 4 * BS, 4, 0);
+    write_block(e.fh, 3, 2);
+    mock_gate(e.m, MOCK_LOADBLK, 1);
+    struct truncater t = { .fh = e.fh, .size = BS + BS / 2, .ret = -12345 };
+    cr_assert_eq(pthread_create(&t.thr, NULL, truncater_main, &t), 0);
+    cr_assert(mock_gate_wait(e.m, MOCK_LOADBLK, 1, GATE_MS), "the load of block 1 did not start");
+
+    mock_gate(e.m, MOCK_STOREBLK, 3);
+    struct writeout_thr w = { .fh = e.fh, .flags = BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED };
+    cr_assert_eq(pthread_create(&w.thr, NULL, writeout_main, &w), 0);
+    cr_assert(mock_gate_wait(e.m, MOCK_STOREBLK, 1, GATE_MS), "the writeout did not start");
+
+    mock_gate_release(e.m, MOCK_LOADBLK);
+    pthread_join(t.thr, NULL);
+    cr_assert_eq(t.ret, -EBUSY);
+    cr_assert_eq(rstat_of(e.ram).clean_bytes, 0, "a clean block outlived its call with budget 0");
+    cr_assert_eq(bf_fileh_size(e.fh), 4 * BS, "a refused truncate changed the size");
+
+    mock_gate_release(e.m, MOCK_STOREBLK);
+    pthread_join(w.thr, NULL);
+    cr_assert_eq(w.ret, 0);
+    cr_assert_eq(rstat_of(e.ram).clean_bytes, 0);
+    expect_committed(e.m, 3, 2);
+    expect_block(e.fh, 1, 1);
+    env_close(&e);
+}
