@@ -25,7 +25,9 @@ bad() { echo "FAIL: $*"; status=1; }
 
 # The installation directories, as the build tree's Makefile has them.
 printf 'bf-print-dirs:\n\t@echo "prefix=$(prefix) bindir=$(bindir) sbindir=$(sbindir) includedir=$(includedir) libdir=$(libdir) mandir=$(mandir) pythondir=$(pythondir) docdir=$(docdir) srcdir=$(abs_top_srcdir) CC=$(CC)"\n' >"$tmp/print.mk"
-dirs=$($make -s -C "$b" -f Makefile -f "$tmp/print.mk" bf-print-dirs) || { echo "FAIL: cannot read $b/Makefile"; exit 1; }
+# (Only the line we print: make may first regenerate the tree and say so.)
+dirs=$($make -s -C "$b" -f Makefile -f "$tmp/print.mk" bf-print-dirs | grep '^prefix=') ||
+    { echo "FAIL: cannot read $b/Makefile"; exit 1; }
 eval "$dirs"
 echo "installing into DESTDIR=$dest (prefix $prefix)"
 $make -s -C "$b" install DESTDIR="$dest" >"$tmp/install.log" 2>&1 || { cat "$tmp/install.log"; echo "FAIL: make install"; exit 1; }
