@@ -1,9 +1,40 @@
 /* bigfilefs — core: the ram — lock, LRU of clean pages, budget (ram.h). */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 
 #include "core/ram_internal.h"
+
+/* The recycle list of small block buffers, oldest first, and the count of
+ * live rams (ram.h, "Global state"). `lock` is a leaf: nothing else is
+ * taken, and no system call is made, while it is held. */
+static struct {
+    pthread_mutex_t lock;
+    uint64_t live_rams;             /* rams created and not yet freed */
+    unsigned n;                     /* buffers in `buf` */
+    size_t   bytes;                 /* their total size */
+    struct { void *buf; size_t size; } buf[BF_RAM_RECYCLE_MAX_BUFFERS];
+} recycle = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* Unmap every buffer of the recycle list. */
+static void recycle_drain(void)
+{
+    void  *bufs[BF_RAM_RECYCLE_MAX_BUFFERS];
+    size_t sizes[BF_RAM_RECYCLE_MAX_BUFFERS];
+    pthread_mutex_lock(&recycle.lock);
+    unsigned n = recycle.n;
+    for (unsigned i = 0; i < n; i++) {
+        bufs[i] = recycle.buf[i].buf;
+        sizes[i] = recycle.buf[i].size;
+    }
+    recycle.n = 0;
+    recycle.bytes = 0;
+    pthread_mutex_unlock(&recycle.lock);
+    for (unsigned i = 0; i < n; i++)
+        munmap(bufs[i], sizes[i]);
+}
 
 int bf_ram_new(size_t budget, bf_ram **out)
 {
@@ -21,6 +52,9 @@ int bf_ram_new(size_t budget, bf_ram **out)
     }
     bf_list_init(&ram->lru);
     ram->budget = budget;
+    pthread_mutex_lock(&recycle.lock);
+    recycle.live_rams++;
+    pthread_mutex_unlock(&recycle.lock);
     *out = ram;
     return 0;
 }
@@ -37,6 +71,10 @@ int bf_ram_free(bf_ram *ram)
     pthread_cond_destroy(&ram->load_done);
     pthread_mutex_destroy(&ram->lock);
     free(ram);
+    pthread_mutex_lock(&recycle.lock);
+    recycle.live_rams--;
+    pthread_mutex_unlock(&recycle.lock);
+    recycle_drain();
     return 0;
 }
 
@@ -60,16 +98,100 @@ void bf_ram_wake_loaders(bf_ram *ram)
     pthread_cond_broadcast(&ram->load_done);
 }
 
-void *bf_ram_block_alloc(size_t size)
+static void *map_anon(size_t size)
 {
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     return p == MAP_FAILED ? NULL : p;
 }
 
+/* A fresh mapping of `size` (a multiple of BF_RAM_HUGE_SIZE) aligned to
+ * BF_RAM_HUGE_SIZE, advised MADV_HUGEPAGE. Recent kernels (6.18 here) align
+ * anonymous mappings of a multiple of the huge page size themselves; if
+ * this one did not, map a huge page more and trim the unaligned head and
+ * tail. */
+static void *map_huge(size_t size)
+{
+    char *p = map_anon(size);
+    if (p && (uintptr_t)p % BF_RAM_HUGE_SIZE != 0) {
+        munmap(p, size);
+        char *q = map_anon(size + BF_RAM_HUGE_SIZE);
+        if (!q)
+            return NULL;
+        size_t head = -(uintptr_t)q % BF_RAM_HUGE_SIZE;
+        if (head)
+            munmap(q, head);
+        p = q + head;
+        munmap(p + size, BF_RAM_HUGE_SIZE - head);
+    }
+    /* A hint only: it fails (EINVAL) on a kernel without transparent huge
+     * pages, and is ignored when they are "never"; the buffer works as a
+     * buffer of small pages then. */
+    if (p)
+        (void)madvise(p, size, MADV_HUGEPAGE);
+    return p;
+}
+
+void *bf_ram_block_alloc(size_t size)
+{
+    if (size % BF_RAM_HUGE_SIZE == 0)
+        return map_huge(size);
+    if (size > BF_RAM_RECYCLE_MAX_BYTES)
+        return map_anon(size);
+    void *p = NULL;
+    pthread_mutex_lock(&recycle.lock);
+    for (unsigned i = recycle.n; i-- > 0;) {
+        if (recycle.buf[i].size == size) {       /* the newest of that size */
+            p = recycle.buf[i].buf;
+            recycle.n--;
+            memmove(&recycle.buf[i], &recycle.buf[i + 1], (recycle.n - i) * sizeof(recycle.buf[0]));
+            recycle.bytes -= size;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&recycle.lock);
+    if (!p)
+        return map_anon(size);
+    /* The pages its last use touched are still resident: zeroing them here
+     * costs no fault and no kernel zeroing. */
+    memset(p, 0, size);
+    return p;
+}
+
 void bf_ram_block_free(void *buf, size_t size)
 {
-    if (buf)
+    if (!buf)
+        return;
+    if (size % BF_RAM_HUGE_SIZE == 0 || size > BF_RAM_RECYCLE_MAX_BYTES) {
         munmap(buf, size);
+        return;
+    }
+    /* Keep it as the newest; to stay within the bounds, the oldest buffers
+     * (likely of a block size no longer in use) make room and are unmapped. */
+    void  *old[BF_RAM_RECYCLE_MAX_BUFFERS];
+    size_t old_size[BF_RAM_RECYCLE_MAX_BUFFERS];
+    unsigned nold = 0;
+    pthread_mutex_lock(&recycle.lock);
+    bool keep = recycle.live_rams > 0;
+    if (keep) {
+        while (recycle.n == BF_RAM_RECYCLE_MAX_BUFFERS ||
+               recycle.bytes + size > BF_RAM_RECYCLE_MAX_BYTES) {
+            old[nold] = recycle.buf[0].buf;
+            old_size[nold] = recycle.buf[0].size;
+            nold++;
+            recycle.bytes -= recycle.buf[0].size;
+            recycle.n--;
+            memmove(&recycle.buf[0], &recycle.buf[1], recycle.n * sizeof(recycle.buf[0]));
+        }
+        recycle.buf[recycle.n].buf = buf;
+        recycle.buf[recycle.n].size = size;
+        recycle.n++;
+        recycle.bytes += size;
+    }
+    pthread_mutex_unlock(&recycle.lock);
+    if (!keep)
+        munmap(buf, size);
+    for (unsigned i = 0; i < nold; i++)
+        munmap(old[i], old_size[i]);
 }
 
 void bf_ram_lru_add(bf_ram *ram, struct bf_list *link)
@@ -134,4 +256,8 @@ void bf_ram_stat(bf_ram *ram, struct bf_ram_stats *st)
     st->handles = ram->handles;
     st->evictions = ram->evictions;
     bf_ram_unlock(ram);
+    pthread_mutex_lock(&recycle.lock);
+    st->recycled_bytes = recycle.bytes;
+    st->recycled_buffers = recycle.n;
+    pthread_mutex_unlock(&recycle.lock);
 }

@@ -19,7 +19,26 @@
  *
  * Block buffers are allocated with mmap(2) and released with munmap(2), so a
  * dropped block returns its memory to the OS at once and the process RSS
- * follows the cached bytes.
+ * follows the cached bytes — within a small, bounded slack:
+ *
+ *  - buffers of a multiple of 2 MiB (BF_RAM_HUGE_SIZE) are 2 MiB-aligned
+ *    mappings advised MADV_HUGEPAGE, so that a block is one page fault and
+ *    one huge page instead of 512 small ones (when transparent huge pages
+ *    are enabled or in `madvise` mode; otherwise the advice is ignored).
+ *    They are never kept: a dropped one is unmapped at once.
+ *  - smaller buffers (4 KiB .. 1 MiB) are kept on a *recycle list* when
+ *    freed, for the next allocation of the same size (zeroed again), which
+ *    saves the mmap, the page faults and the munmap of a block per load.
+ *    The list is process-wide (block buffers are not tied to a ram), holds
+ *    at most BF_RAM_RECYCLE_MAX_BUFFERS buffers and
+ *    BF_RAM_RECYCLE_MAX_BYTES bytes (when full, its oldest buffers are
+ *    unmapped at once to make room), is only used while some ram exists,
+ *    and is emptied (unmapped) by every bf_ram_free. So the RSS is the cached bytes plus at most
+ *    BF_RAM_RECYCLE_MAX_BYTES; bf_ram_stat reports that slack.
+ *
+ * Global state: the recycle list above and the count of live rams, both
+ * behind one private mutex (a leaf lock: taken with or without a ram lock
+ * held, never held across anything but the list's own bookkeeping).
  *
  * Thread safety: every function may be called from any thread.
  */
@@ -38,7 +57,18 @@ struct bf_ram_stats {
     uint64_t loading_bytes; /* buffers of loads in progress, bytes */
     uint64_t handles;       /* handles open on this ram */
     uint64_t evictions;     /* clean blocks dropped to stay in budget or by reclaim */
+    /* Added after the fields above (compatible): the recycle list's slack.
+     * Process-wide, so the same for every ram. */
+    uint64_t recycled_bytes;   /* freed block buffers kept for reuse, bytes */
+    uint64_t recycled_buffers; /* ... and how many */
 };
+
+/* Block buffers of a multiple of this size are huge-page advised, never
+ * recycled. */
+#define BF_RAM_HUGE_SIZE            ((size_t)2 << 20)
+/* Bounds of the recycle list (both hold at every moment). */
+#define BF_RAM_RECYCLE_MAX_BUFFERS  8u
+#define BF_RAM_RECYCLE_MAX_BYTES    ((size_t)4 << 20)
 
 /* Create a ram with a budget of `budget` bytes of clean blocks. A budget of
  * 0 keeps no clean block once the call that loaded it returns.
@@ -46,7 +76,8 @@ struct bf_ram_stats {
 int    bf_ram_new(size_t budget, bf_ram **out);
 
 /* Free a ram. Every handle opened on it must be closed first: returns
- * -EBUSY (and frees nothing) otherwise, 0 on success. NULL is a no-op. */
+ * -EBUSY (and frees nothing) otherwise, 0 on success. NULL is a no-op.
+ * On success also unmaps every buffer of the recycle list. */
 int    bf_ram_free(bf_ram *ram);
 
 /* Change the budget; drops LRU clean blocks at once if over it. */

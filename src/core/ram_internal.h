@@ -39,11 +39,19 @@ void bf_ram_wait_load(bf_ram *ram);
 /* Wake every waiter of bf_ram_wait_load. Lock held. */
 void bf_ram_wake_loaders(bf_ram *ram);
 
-/* A zero-filled block buffer of `size` bytes (mmap), or NULL (out of
- * memory). Any lock may be held. */
+/* A zero-filled block buffer of `size` bytes (a multiple of 4 KiB), or
+ * NULL (out of memory). A multiple of BF_RAM_HUGE_SIZE is a fresh mapping
+ * aligned to BF_RAM_HUGE_SIZE and advised MADV_HUGEPAGE; a smaller size is
+ * taken from the recycle list (and zeroed) when it holds one of that size,
+ * else a fresh mapping. Any lock may be held (takes the recycle list's leaf
+ * mutex). */
 void *bf_ram_block_alloc(size_t size);
 
-/* Return a buffer of bf_ram_block_alloc to the OS (munmap). NULL: no-op. */
+/* Release a buffer of bf_ram_block_alloc of the same `size`: onto the
+ * recycle list if it is smaller than BF_RAM_HUGE_SIZE and some ram exists
+ * (the list's oldest buffers are unmapped if needed to stay within its
+ * bounds); otherwise back to the OS at once (munmap). NULL: no-op. Any lock
+ * may be held. */
 void bf_ram_block_free(void *buf, size_t size);
 
 /* LRU of clean pages, lock held: append `link` as most recently used,
