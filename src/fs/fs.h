@@ -10,6 +10,7 @@
 #ifndef BIGFILEFS_FS_FS_H
 #define BIGFILEFS_FS_FS_H
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -47,6 +48,39 @@ struct bf_fs {
     pthread_cond_t  busy_cond;
     unsigned        busy;
 };
+
+/* The file handle (fi->fh) ops.c gives the kernel at OPEN/CREATE for a
+ * regular file: the inode pointer, with bit 0 set when the file was opened
+ * for writing (O_WRONLY or O_RDWR). The kernel sends this fh back with every
+ * request on that open file — READ, WRITE, RELEASE, IOCTL — but not the open
+ * flags (struct fuse_ioctl_in has none: libfuse hands the IOCTL handler a
+ * fuse_file_info whose flags are 0), so the ioctls that change or throw
+ * away uncommitted changes learn from bit 0 whether the caller's fd may
+ * write (ioctl.c). Inodes are calloc'ed, so bit 0 of their address is 0. */
+#define BF_FH_WRITABLE UINT64_C(1)
+
+_Static_assert(_Alignof(bf_inode) >= 2, "bit 0 of an inode pointer is free");
+
+/* fi->fh for inode opened with open(2) flags open_flags. */
+static inline uint64_t bf_fh_make(bf_inode *inode, int open_flags)
+{
+    int acc = open_flags & O_ACCMODE;
+
+    return (uint64_t)(uintptr_t)inode |
+           ((acc == O_WRONLY || acc == O_RDWR) ? BF_FH_WRITABLE : 0);
+}
+
+/* The inode of an fh made by bf_fh_make. */
+static inline bf_inode *bf_fh_inode(uint64_t fh)
+{
+    return (bf_inode *)(uintptr_t)(fh & ~BF_FH_WRITABLE);
+}
+
+/* Whether the open file of an fh made by bf_fh_make may write. */
+static inline bool bf_fh_writable(uint64_t fh)
+{
+    return (fh & BF_FH_WRITABLE) != 0;
+}
 
 /* The low-level operations (ops.c). Userdata of the session: struct bf_fs. */
 extern const struct fuse_lowlevel_ops bf_fs_ops;

@@ -7,6 +7,17 @@
  * back or forget pages: the kernel then sends WRITEs (and waits for READs)
  * that other request threads serve. Only the inode's fh_lock is held for
  * reading, which those handlers also take for reading (reader-preferring).
+ *
+ * Access: like write(2), the requests that commit, drop or forget
+ * uncommitted changes or change the block size — WRITEOUT, DISCARD,
+ * INVALIDATE, SETBLKSIZE — need the file open for writing (the fh bit of
+ * fs.h); through a read-only fd they fail with EBADF, so that a user who may
+ * only read a file cannot commit or throw away other users' changes. On an
+ * `ro` mount WRITEOUT and SETBLKSIZE fail with EROFS instead (no fd there
+ * is writable, and EROFS says why), while DISCARD and INVALIDATE are allowed
+ * through any fd: no uncommitted change can exist on an ro mount, and
+ * INVALIDATE is how a read-only mount sees blocks changed in the database.
+ * STAT, RECLAIM (and the test-only INJECT) need no write access.
  */
 #include "config.h"
 
@@ -109,10 +120,6 @@ static void ioc_writeout(fuse_req_t req, struct bf_fs *fs, bf_inode *inode,
     if (w.reserved || !w.flags ||
         (w.flags & ~(BIGFILE_WRITEOUT_STORE | BIGFILE_WRITEOUT_MARKSTORED))) {
         fuse_reply_err(req, EINVAL);
-        return;
-    }
-    if (fs->ro) {
-        fuse_reply_err(req, EROFS);
         return;
     }
     if (w.flags & BIGFILE_WRITEOUT_STORE)
@@ -319,10 +326,6 @@ static void ioc_setblksize(fuse_req_t req, struct bf_fs *fs, bf_inode *inode,
         fuse_reply_err(req, EINVAL);
         return;
     }
-    if (fs->ro) {
-        fuse_reply_err(req, EROFS);
-        return;
-    }
     r = bf_inode_op_begin(&fs->itable, inode, BF_OP_SETBLKSIZE);
     if (r < 0) {
         fuse_reply_err(req, -r);
@@ -391,6 +394,31 @@ static void ioc_inject(fuse_req_t req, struct bf_fs *fs, bf_inode *inode,
         fuse_reply_ioctl(req, 0, NULL, 0);
 }
 
+/* Whether the open file fi may send request cmd (see "Access" above):
+ * 0, -EROFS (WRITEOUT or SETBLKSIZE on an ro mount, whatever the fd) or
+ * -EBADF (a request that changes the file through an fd not open for
+ * writing). The ro check comes first: it is the more helpful answer. */
+static int check_access(const struct bf_fs *fs, unsigned int cmd, const struct fuse_file_info *fi)
+{
+    switch (cmd) {
+    case BIGFILE_IOC_WRITEOUT:
+    case BIGFILE_IOC_SETBLKSIZE:
+        if (fs->ro)
+            return -EROFS;
+        break;
+    case BIGFILE_IOC_DISCARD:
+    case BIGFILE_IOC_INVALIDATE:
+        if (fs->ro)
+            return 0;   /* nothing uncommitted to protect on an ro mount */
+        break;
+    default:
+        return 0;
+    }
+    /* libfuse always passes the fi of the open file; without one, no
+     * write access can be shown. */
+    return fi && bf_fh_writable(fi->fh) ? 0 : -EBADF;
+}
+
 void bf_fs_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
                  struct fuse_file_info *fi, unsigned flags,
                  const void *in_buf, size_t in_bufsz, size_t out_bufsz)
@@ -398,7 +426,14 @@ void bf_fs_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
     struct bf_fs *fs = fuse_req_userdata(req);
     bf_inode *inode;
 
-    (void)arg; (void)fi; (void)flags;
+    int r;
+
+    (void)arg; (void)flags;
+    r = check_access(fs, cmd, fi);
+    if (r < 0) {
+        fuse_reply_err(req, -r);
+        return;
+    }
     inode = bf_itable_find(&fs->itable, ino);
     if (!inode) {
         fuse_reply_err(req, ENOENT);

@@ -434,7 +434,9 @@ static int open_inode(struct bf_fs *fs, bf_inode *inode, struct fuse_file_info *
     }
     bf_inode_fh_put(inode);
     bf_itable_open(&fs->itable, inode);
-    fi->fh = (uint64_t)(uintptr_t)inode;
+    /* The inode, and whether this open may write (fs.h): the IOCTL
+     * request carries only this fh, not the open flags. */
+    fi->fh = bf_fh_make(inode, fi->flags);
     /* Through the page cache, kept across opens (mappings of other
      * processes share it); never direct_io. */
     fi->keep_cache = 1;
@@ -500,7 +502,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    bf_inode *inode = (bf_inode *)(uintptr_t)fi->fh;
+    bf_inode *inode = bf_fh_inode(fi->fh);
 
     (void)ino;
     bf_itable_release(&fs_of(req)->itable, inode);
@@ -575,7 +577,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
     struct bf_fs *fs = fs_of(req);
-    bf_inode *inode = (bf_inode *)(uintptr_t)fi->fh;
+    bf_inode *inode = bf_fh_inode(fi->fh);
     bf_fileh *fh;
     void *buf;
     ssize_t n;
@@ -635,7 +637,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
                      struct fuse_file_info *fi)
 {
     struct bf_fs *fs = fs_of(req);
-    bf_inode *inode = (bf_inode *)(uintptr_t)fi->fh;
+    bf_inode *inode = bf_fh_inode(fi->fh);
     bf_fileh *fh;
     ssize_t n;
     int r;
