@@ -47,6 +47,9 @@ static void usage(FILE *f)
 "                      create FILE (it must not exist) with block size SIZE\n"
 "                      (default: the mount's) and commit size SIZE (default 0)\n"
 "\n"
+"writeout, discard, invalidate and create open FILE for writing and need\n"
+"write permission on it (stat and reclaim only read it); on a read-only mount\n"
+"writeout fails, discard and invalidate work.\n"
 "SIZE: a number with an optional K, M, G or T suffix (powers of 1024).\n"
 "Options: -h, --help   this help;  -V, --version   the version.\n"
 "Exit status: 0 success, 1 the operation failed, 2 usage error.\n");
@@ -76,6 +79,8 @@ static int fail(const char *cmd, const char *file, const char *what, int err)
 
     if (err == ENOTTY)
         hint = " (not a file of a bigfilefs mount?)";
+    else if (err == EBADF)
+        hint = " (the file must be open for writing)";
     else if (err == EBUSY)
         hint = " (another writeout, discard or invalidation of the file is running)";
     fprintf(stderr, "bigfilectl: %s %s: %s%s%s%s\n", cmd, file, what, *what ? ": " : "",
@@ -83,12 +88,47 @@ static int fail(const char *cmd, const char *file, const char *what, int err)
     return EXIT_FAIL;
 }
 
-static int open_file(const char *cmd, const char *file, int flags, int *fd)
+/* Open FILE for a request that reads only (stat, reclaim): O_RDONLY. */
+static int open_file(const char *cmd, const char *file, int *fd)
 {
-    *fd = open(file, flags | O_CLOEXEC);
+    *fd = open(file, O_RDONLY | O_CLOEXEC);
     if (*fd < 0)
         return fail(cmd, file, "cannot open", errno);
     return EXIT_OK;
+}
+
+/* Open FILE for a request that changes it (writeout, discard, invalidate):
+ * the daemon refuses those through an fd not open for writing (EBADF), as
+ * write(2) does, so O_RDWR. On a read-only mount (EROFS) discard and
+ * invalidate may still go through a read-only fd (ro_ok): nothing is
+ * uncommitted there, and invalidate is how such a mount sees blocks changed
+ * in the database; writeout is refused, with a message that says why. */
+static int open_file_rw(const char *cmd, const char *file, bool ro_ok, int *fd)
+{
+    int err;
+
+    *fd = open(file, O_RDWR | O_CLOEXEC);
+    if (*fd >= 0)
+        return EXIT_OK;
+    err = errno;
+    if (err == EROFS && ro_ok) {
+        *fd = open(file, O_RDONLY | O_CLOEXEC);
+        if (*fd >= 0)
+            return EXIT_OK;
+        err = errno;
+    }
+    if (err == EACCES) {
+        fprintf(stderr, "bigfilectl: %s %s: cannot open for writing: %s "
+                "(%s needs write permission on the file)\n", cmd, file, strerror(err), cmd);
+        return EXIT_FAIL;
+    }
+    if (err == EROFS) {
+        fprintf(stderr, "bigfilectl: %s %s: cannot open for writing: %s "
+                "(the mount is read-only: nothing there can be committed)\n", cmd, file,
+                strerror(err));
+        return EXIT_FAIL;
+    }
+    return fail(cmd, file, "cannot open", err);
 }
 
 /* Common parsing for "CMD [options] FILE": getopt over longopts, exactly
@@ -129,7 +169,7 @@ static int cmd_writeout(int argc, char **argv)
     w.flags = store ? BIGFILE_WRITEOUT_STORE
             : mark  ? BIGFILE_WRITEOUT_MARKSTORED
             : BIGFILE_WRITEOUT_STORE | BIGFILE_WRITEOUT_MARKSTORED;
-    if ((r = open_file("writeout", file, O_RDONLY, &fd)) != EXIT_OK)
+    if ((r = open_file_rw("writeout", file, false, &fd)) != EXIT_OK)
         return r;
     if (ioctl(fd, BIGFILE_IOC_WRITEOUT, &w) < 0) {
         r = fail("writeout", file, "", errno);
@@ -141,7 +181,8 @@ static int cmd_writeout(int argc, char **argv)
     return EXIT_OK;
 }
 
-/* discard and reclaim: no input, a struct bigfile_count out. */
+/* discard and reclaim: no input, a struct bigfile_count out. discard
+ * changes the file (opened for writing), reclaim only reads. */
 static int cmd_count(int argc, char **argv, const char *cmd, unsigned long req)
 {
     struct bigfile_count cnt;
@@ -152,7 +193,8 @@ static int cmd_count(int argc, char **argv, const char *cmd, unsigned long req)
         return bad_option(cmd, argv);
     if ((r = one_operand(argc, argv, cmd, &file)) != EXIT_OK)
         return r;
-    if ((r = open_file(cmd, file, O_RDONLY, &fd)) != EXIT_OK)
+    r = req == BIGFILE_IOC_DISCARD ? open_file_rw(cmd, file, true, &fd) : open_file(cmd, file, &fd);
+    if (r != EXIT_OK)
         return r;
     memset(&cnt, 0, sizeof cnt);
     if (ioctl(fd, req, &cnt) < 0) {
@@ -207,7 +249,7 @@ static int cmd_invalidate(int argc, char **argv)
         return usage_error("invalidate: block range '%s' is too large", argv[optind + 1]);
     rg.start = lo;
     rg.count = hi - lo + 1;
-    if ((r = open_file("invalidate", file, O_RDONLY, &fd)) != EXIT_OK)
+    if ((r = open_file_rw("invalidate", file, true, &fd)) != EXIT_OK)
         return r;
     if (ioctl(fd, BIGFILE_IOC_INVALIDATE, &rg) < 0) {
         r = fail("invalidate", file, "", errno);
@@ -228,7 +270,7 @@ static int cmd_stat(int argc, char **argv)
         return bad_option("stat", argv);
     if ((r = one_operand(argc, argv, "stat", &file)) != EXIT_OK)
         return r;
-    if ((r = open_file("stat", file, O_RDONLY, &fd)) != EXIT_OK)
+    if ((r = open_file("stat", file, &fd)) != EXIT_OK)
         return r;
     memset(&s, 0, sizeof s);
     if (ioctl(fd, BIGFILE_IOC_STAT, &s) < 0) {
@@ -282,9 +324,20 @@ static int cmd_create(int argc, char **argv)
     if ((r = one_operand(argc, argv, "create", &file)) != EXIT_OK)
         return r;
 
+    /* O_RDWR: SETBLKSIZE and WRITEOUT need an fd open for writing. */
     fd = open(file, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0)
-        return fail("create", file, "cannot create", errno);
+    if (fd < 0) {
+        int err = errno;
+
+        if (err == EACCES || err == EROFS) {
+            fprintf(stderr, "bigfilectl: create %s: cannot create: %s (%s)\n", file,
+                    strerror(err), err == EACCES
+                    ? "creating a file needs write permission on the mount's directory"
+                    : "the mount is read-only");
+            return EXIT_FAIL;
+        }
+        return fail("create", file, "cannot create", err);
+    }
     if (blksize) {
         struct bigfile_blksize b = { .blksize = (__u32)blksize, .reserved = 0 };
 
