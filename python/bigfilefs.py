@@ -7,13 +7,23 @@ them away. This module wraps the requests of <bigfile/ioctl.h> (see
 ioctl_bigfile(2)) with the standard library only.
 
 Every function takes either a path (str, bytes or os.PathLike), which it
-opens read-only and closes itself (as bigfilectl does), or an open file:
-an int file descriptor or an object with a fileno() method (a file
-object, ...).
+opens and closes itself (as bigfilectl does), or an open file: an int file
+descriptor or an object with a fileno() method (a file object, ...).
+
+Permissions: like write(2), writeout(), discard(), invalidate() and
+set_blksize() change the file, and the daemon refuses them through a file
+not open for writing (OSError EBADF). Given a path, they open it O_RDWR
+(so the caller needs write permission on the file: EACCES otherwise);
+given a file descriptor or file object, it must be open for writing
+(os.O_RDWR or os.O_WRONLY; open(path, "r+b"); numpy.memmap mode "r+").
+On a read-only mount writeout() and set_blksize() fail with EROFS, while
+discard() and invalidate() also work through a read-only file (a path is
+then opened read-only). stat() and reclaim() only need read access.
+
 Failures raise OSError with the errno the daemon returned, for example
-EBUSY (a writeout of the file is running), EROFS (read-only mount), EIO
-(the database failed; every change is still there), ENOTTY (not a file of a
-bigfilefs mount).
+EBUSY (a writeout of the file is running), EROFS (read-only mount), EBADF
+(the file is not open for writing), EIO (the database failed; every change
+is still there), ENOTTY (not a file of a bigfilefs mount).
 
     import bigfilefs, numpy as np
     a = np.memmap("/mnt/arrays/x", dtype="f8", mode="r+")
@@ -76,9 +86,27 @@ BIGFILE_IOC_RECLAIM = _IOC(_IOC_READ, BIGFILE_IOC_MAGIC, 5, _COUNT.size)
 BIGFILE_IOC_SETBLKSIZE = _IOC(_IOC_WRITE, BIGFILE_IOC_MAGIC, 6, _BLKSIZE.size)
 
 
-def _ioctl(path_or_fd, request, arg, flags):
-    """Issue `request` with the bytes `arg` on path_or_fd; return the bytes
-    the daemon wrote back (the whole argument buffer)."""
+_READ, _WRITE, _WRITE_OR_RO = 0, 1, 2     # how _ioctl opens a path
+
+
+def _open(path, access):
+    """Open path for a request: _READ read-only; _WRITE O_RDWR; _WRITE_OR_RO
+    O_RDWR, or read-only on a read-only mount (EROFS), where the daemon
+    allows discard and invalidate through any fd."""
+    if access == _READ:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno != errno.EROFS or access != _WRITE_OR_RO:
+            raise
+    return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+
+
+def _ioctl(path_or_fd, request, arg, access):
+    """Issue `request` with the bytes `arg` on path_or_fd (a path is opened
+    as `access` says); return the bytes the daemon wrote back (the whole
+    argument buffer)."""
     buf = bytearray(arg)
     if isinstance(path_or_fd, int):
         fcntl.ioctl(path_or_fd, request, buf, True)
@@ -86,7 +114,7 @@ def _ioctl(path_or_fd, request, arg, flags):
     if hasattr(path_or_fd, "fileno"):
         fcntl.ioctl(path_or_fd.fileno(), request, buf, True)
         return bytes(buf)
-    fd = os.open(path_or_fd, flags | os.O_CLOEXEC)
+    fd = _open(path_or_fd, access)
     try:
         fcntl.ioctl(fd, request, buf, True)
     finally:
@@ -102,13 +130,16 @@ def writeout(path_or_fd, store=True, markstored=True):
     markstored: afterwards, mark the changed blocks clean (committed).
     At least one must be true. Returns {'blocks': changed blocks handled,
     'bytes': bytes stored}. On failure (OSError: EIO, ENOSPC, EBUSY, EROFS,
-    ...) nothing was committed and every change is still there."""
+    ...) nothing was committed and every change is still there.
+
+    A path is opened O_RDWR; an fd or file object must be open for writing
+    (else EBADF)."""
     flags = ((BIGFILE_WRITEOUT_STORE if store else 0) |
              (BIGFILE_WRITEOUT_MARKSTORED if markstored else 0))
     if not flags:
         raise OSError(errno.EINVAL, "writeout: store or markstored is needed")
     out = _ioctl(path_or_fd, BIGFILE_IOC_WRITEOUT,
-                 _WRITEOUT.pack(flags, 0, 0, 0), os.O_RDONLY)
+                 _WRITEOUT.pack(flags, 0, 0, 0), _WRITE)
     _, _, blocks, nbytes = _WRITEOUT.unpack(out)
     return {"blocks": blocks, "bytes": nbytes}
 
@@ -118,8 +149,11 @@ def discard(path_or_fd):
     every read then sees the committed content and size. Returns
     {'blocks': changed blocks the daemon held and dropped, 'bytes': daemon
     memory freed}; pages changed only in the kernel's page cache are
-    dropped too, uncounted."""
-    out = _ioctl(path_or_fd, BIGFILE_IOC_DISCARD, bytes(_COUNT.size), os.O_RDONLY)
+    dropped too, uncounted.
+
+    A path is opened O_RDWR; an fd or file object must be open for writing
+    (else EBADF), except on a read-only mount."""
+    out = _ioctl(path_or_fd, BIGFILE_IOC_DISCARD, bytes(_COUNT.size), _WRITE_OR_RO)
     blocks, nbytes = _COUNT.unpack(out)
     return {"blocks": blocks, "bytes": nbytes}
 
@@ -128,9 +162,12 @@ def invalidate(path_or_fd, start, count=1):
     """Forget blocks [start, start + count) — changed ones too — in the
     daemon and the kernel, so that the next access loads them from the
     database (after the database was changed underneath the mount).
-    Returns None."""
+    Returns None.
+
+    A path is opened O_RDWR; an fd or file object must be open for writing
+    (else EBADF), except on a read-only mount."""
     _ioctl(path_or_fd, BIGFILE_IOC_INVALIDATE, _RANGE.pack(start, count),
-           os.O_RDONLY)
+           _WRITE_OR_RO)
 
 
 def stat(path_or_fd):
@@ -138,8 +175,9 @@ def stat(path_or_fd):
     struct bigfile_stat: version, blksize, size, committed_size,
     loaded_blocks, dirty_blocks, loading_blocks, loadblk_calls,
     storeblk_calls, bytes_loaded, bytes_stored, writeouts, discards,
-    invalidated_blocks, reclaimed_blocks, errors."""
-    out = _ioctl(path_or_fd, BIGFILE_IOC_STAT, bytes(_STAT.size), os.O_RDONLY)
+    invalidated_blocks, reclaimed_blocks, errors. Any open file will do;
+    a path is opened read-only."""
+    out = _ioctl(path_or_fd, BIGFILE_IOC_STAT, bytes(_STAT.size), _READ)
     values = _STAT.unpack(out)
     result = {"version": values[0], "blksize": values[1]}
     result.update(zip(STAT_FIELDS, values[2:2 + len(STAT_FIELDS)]))
@@ -149,8 +187,9 @@ def stat(path_or_fd):
 def reclaim(path_or_fd):
     """Drop the clean cached data of the file (the daemon's and the
     kernel's); changes are kept. Returns {'blocks': blocks dropped,
-    'bytes': daemon memory freed}."""
-    out = _ioctl(path_or_fd, BIGFILE_IOC_RECLAIM, bytes(_COUNT.size), os.O_RDONLY)
+    'bytes': daemon memory freed}. Any open file will do; a path is opened
+    read-only."""
+    out = _ioctl(path_or_fd, BIGFILE_IOC_RECLAIM, bytes(_COUNT.size), _READ)
     blocks, nbytes = _COUNT.unpack(out)
     return {"blocks": blocks, "bytes": nbytes}
 
@@ -158,6 +197,9 @@ def reclaim(path_or_fd):
 def set_blksize(path_or_fd, blksize):
     """Set the block size of an empty file (size 0, nothing ever stored):
     a power of two from 4 KiB to 64 MiB. Raises OSError ENOTEMPTY if the
-    file is not empty, EINVAL for a bad size."""
+    file is not empty, EINVAL for a bad size.
+
+    A path is opened O_RDWR; an fd or file object must be open for writing
+    (else EBADF)."""
     _ioctl(path_or_fd, BIGFILE_IOC_SETBLKSIZE, _BLKSIZE.pack(blksize, 0),
-           os.O_RDONLY)
+           _WRITE)

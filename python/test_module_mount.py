@@ -100,6 +100,29 @@ ok(raises(errno.EINVAL, bigfilefs.invalidate, fd, 0, 0), "invalidate count 0 -> 
 ok(raises(errno.EINVAL, bigfilefs.invalidate, fd, (1 << 64) - 1, 2), "invalidate overflowing range -> EINVAL")
 os.close(fd)
 
+# A read-only file may not change the file (EBADF, as write(2)); it may
+# still ask for the state and drop clean data. The changes a writable fd
+# made survive the refused requests.
+wfd = os.open(path, os.O_RDWR)
+os.pwrite(wfd, b"CCCCC", 0)
+rfd = os.open(path, os.O_RDONLY)
+ok(raises(errno.EBADF, bigfilefs.writeout, rfd), "writeout(read-only fd) -> EBADF")
+ok(raises(errno.EBADF, bigfilefs.discard, rfd), "discard(read-only fd) -> EBADF")
+ok(raises(errno.EBADF, bigfilefs.invalidate, rfd, 0, 4), "invalidate(read-only fd) -> EBADF")
+ok(raises(errno.EBADF, bigfilefs.set_blksize, rfd, 4096), "set_blksize(read-only fd) -> EBADF")
+with open(path, "rb") as f:
+    ok(raises(errno.EBADF, bigfilefs.discard, f), "discard(file object opened 'rb') -> EBADF")
+st = bigfilefs.stat(rfd)
+ok(st["size"] == os.fstat(rfd).st_size, "stat(read-only fd) works: size %d" % st["size"])
+ok(isinstance(bigfilefs.reclaim(rfd)["blocks"], int), "reclaim(read-only fd) works")
+os.fsync(wfd)   # the change reaches the daemon, then a commit must find it
+ok(bigfilefs.stat(rfd)["dirty_blocks"] == 1, "the writer's change is still uncommitted")
+res = bigfilefs.writeout(wfd)
+ok(res["blocks"] == 1, "writeout(writable fd) commits the writer's change: %r" % res)
+ok(os.pread(rfd, 5, 0) == b"CCCCC", "the committed change reads back")
+os.close(rfd)
+os.close(wfd)
+
 # Not a bigfile: the mount's root directory.
 dfd = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)
 ok(raises(errno.ENOTTY, bigfilefs.stat, dfd), "stat on the mount root -> ENOTTY")
