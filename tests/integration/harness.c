@@ -510,7 +510,14 @@ int64_t bft_size(const char *path)
 
 int bft_ioctl(const char *path, unsigned long req, void *arg)
 {
-    int fd = open(path, O_RDONLY);
+    /* The requests that change the file need it open for writing (EBADF
+     * otherwise); on a ro mount (EROFS at open) send them through a
+     * read-only fd, so that the daemon's own answer is what is tested. */
+    int changes = req == BIGFILE_IOC_WRITEOUT || req == BIGFILE_IOC_DISCARD ||
+                   req == BIGFILE_IOC_INVALIDATE || req == BIGFILE_IOC_SETBLKSIZE;
+    int fd = open(path, changes ? O_RDWR : O_RDONLY);
+    if (fd < 0 && changes && errno == EROFS)
+        fd = open(path, O_RDONLY);
     if (fd < 0)
         return -errno;
     int r = ioctl(fd, req, arg);

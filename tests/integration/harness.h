@@ -172,7 +172,8 @@ int64_t bft_size(const char *path);
 #define BFT_ZEROS (~0u)
 #define BFT_WO_BOTH (BIGFILE_WRITEOUT_STORE | BIGFILE_WRITEOUT_MARKSTORED)
 
-/* ---- ioctls (each opens path O_RDONLY, or uses fd when path is NULL) ------ */
+/* ---- ioctls: each opens path O_RDWR for WRITEOUT, DISCARD, INVALIDATE and
+ * SETBLKSIZE (O_RDONLY on a ro mount, where O_RDWR fails), else O_RDONLY --- */
 /* All return 0 or -errno. */
 int  bft_ioctl(const char *path, unsigned long req, void *arg);
 int  bft_writeout(const char *path, uint32_t flags, struct bigfile_writeout *out);

@@ -214,3 +214,48 @@ BFT_TEST(cli, writeout_discard_reclaim_invalidate, bft_setup_sqlite, 60)
     cr_assert_eq(rc, 0, "invalidate 4: exit %d: %s", rc, err);
     bft_expect(p, 4 * BS, BS, 6, "block 4 after invalidate 4");
 }
+
+/* Another user (uid 65534, through setpriv) with read access only: writeout
+ * and discard fail with exit 1 and a message saying that write permission
+ * is needed; stat still works; the owner's change is untouched. */
+BFT_TEST(cli, read_only_user_cannot_writeout_or_discard, bft_setup_nomount, 60)
+{
+    char p[PATH_MAX];
+    const char *ctl = getenv("BIGFILECTL");
+    if (access("/usr/bin/setpriv", X_OK) != 0) {
+        cr_log_warn("no /usr/bin/setpriv: cannot run bigfilectl as another user, skipped");
+        return;
+    }
+    snprintf(bft.opts, sizeof bft.opts, "allow_other");
+    bft_mount();
+    bft_create("f", "64K", "1M");
+    bft_path(p, "f");
+    cr_assert_eq(chmod(p, 0644), 0);
+    bft_put_commit(p, 0, BS, 1);
+    bft_put(p, 0, 100, 2);
+    struct bigfile_stat s0, s;
+    cr_assert_eq(bft_stat(p, &s0), 0);
+
+    const char *cmds[] = { "writeout", "discard" };
+    for (size_t i = 0; i < 2; i++) {
+        const char *argv[] = { "/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
+                               "--clear-groups", ctl, cmds[i], p, NULL };
+        int rc = bft_exec(out, sizeof out, err, sizeof err, argv, 30);
+        cr_expect_eq(rc, 1, "%s as nobody: exit %d (want 1): %s", cmds[i], rc, err);
+        cr_expect(strstr(err, "Permission denied") && strstr(err, "write permission"),
+                  "%s as nobody says why:\n%s", cmds[i], err);
+    }
+    const char *argv[] = { "/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
+                           "--clear-groups", ctl, "stat", p, NULL };
+    int rc = bft_exec(out, sizeof out, err, sizeof err, argv, 30);
+    cr_expect_eq(rc, 0, "stat as nobody: exit %d: %s", rc, err);
+    uint64_t v = 0;
+    cr_expect_eq(bft_kv(out, "dirty_blocks", &v), 0);
+    cr_expect_eq(v, 1, "nobody's stat sees the owner's uncommitted change");
+
+    cr_assert_eq(bft_stat(p, &s), 0);
+    cr_expect_eq(s.writeouts, s0.writeouts, "nothing was committed");
+    cr_expect_eq(s.discards, s0.discards, "nothing was discarded");
+    cr_expect_eq(s.dirty_blocks, 1);
+    bft_expect(p, 0, 100, 2, "the owner's change is intact");
+}

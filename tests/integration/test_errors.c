@@ -538,7 +538,26 @@ BFT_TEST(errors, ro_mount_refuses_writes_and_writeout, bft_setup_nomount, 60)
     cr_assert_geq(fd, 0);
     errno = 0;
     cr_expect_eq(write(fd, "x", 1), -1);
+    /* Through the only kind of fd a ro mount has: WRITEOUT and SETBLKSIZE
+     * say EROFS (more helpful than EBADF); DISCARD and INVALIDATE work, as
+     * nothing can be uncommitted and INVALIDATE is how a ro mount sees
+     * database changes. */
+    struct bigfile_writeout w = { .flags = BFT_WO_BOTH };
+    errno = 0;
+    cr_expect_eq(ioctl(fd, BIGFILE_IOC_WRITEOUT, &w), -1);
+    cr_expect_eq(errno, EROFS, "WRITEOUT through O_RDONLY on a ro mount: %s", strerror(errno));
+    struct bigfile_blksize b = { .blksize = 4096 };
+    errno = 0;
+    cr_expect_eq(ioctl(fd, BIGFILE_IOC_SETBLKSIZE, &b), -1);
+    cr_expect_eq(errno, EROFS, "SETBLKSIZE through O_RDONLY on a ro mount: %s", strerror(errno));
+    struct bigfile_count c = { 0, 0 };
+    cr_expect_eq(ioctl(fd, BIGFILE_IOC_DISCARD, &c), 0, "DISCARD on a ro mount: %s", strerror(errno));
+    cr_expect_eq(c.blocks, 0, "nothing to discard on a ro mount");
+    struct bigfile_range rg = { .start = 0, .count = 4 };
+    cr_expect_eq(ioctl(fd, BIGFILE_IOC_INVALIDATE, &rg), 0, "INVALIDATE on a ro mount: %s",
+                 strerror(errno));
     close(fd);
+    bft_expect(p, 0, BS, 4, "reads after INVALIDATE on a ro mount");
 }
 
 /* ---- bad databases ------------------------------------------------------------------------- */
