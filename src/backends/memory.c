@@ -468,7 +468,35 @@ static void mem_abort(bf_file *f)
         tx_close(h);
 }
 
+static int mem_next_stored(bf_file *f, uint64_t from, uint64_t *blk)
+{
+    struct mem_fh *h = FH(f);
+    struct mem_db *m = h->db;
+    pthread_rwlock_rdlock(&m->lock);
+    const struct blkvec *bv = &h->rec->blocks;
+    size_t i = vec_lower(bv, from);
+    int r = -ENXIO;
+    if (i < bv->n) {
+        *blk = bv->v[i].blk;
+        r = 0;
+    }
+    pthread_rwlock_unlock(&m->lock);
+    return r;
+}
+
+static int mem_stored_blocks(bf_file *f, uint64_t *n)
+{
+    struct mem_fh *h = FH(f);
+    struct mem_db *m = h->db;
+    pthread_rwlock_rdlock(&m->lock);
+    *n = h->rec->blocks.n;
+    pthread_rwlock_unlock(&m->lock);
+    return 0;
+}
+
 static const struct bf_file_ops mem_file_ops = {
+    .next_stored = mem_next_stored,
+    .stored_blocks = mem_stored_blocks,
     .loadblk = mem_loadblk,
     .begin = mem_begin,
     .storeblk = mem_storeblk,

@@ -4,7 +4,9 @@
  * tests and benchmarks: besides the bf_db interface it can make operations
  * fail and add latency, so that every error path can be driven.
  *
- * Blocks are kept in a per-file map; an all-zero block is stored as a hole. A store transaction keeps its stores aside and applies them at
+ * Blocks are kept in a per-file map ordered by block (next_stored is a
+ * binary search, stored_blocks its length); an all-zero block is stored as
+ * a hole. A store transaction keeps its stores aside and applies them at
  * commit, so loadblk never sees them before.
  *
  * Fault injection: a rule makes one operation fail with an errno, on the

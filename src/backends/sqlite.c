@@ -46,6 +46,8 @@ enum {
     R_BYNAME,       /* file row by name */
     R_BYID,         /* file row by id */
     R_LIST,         /* named files in name order */
+    R_NEXTBLK,      /* smallest stored blk >= n of a file */
+    R_NBLOCKS,      /* number of stored blocks of a file */
     R_NSTMT
 };
 
@@ -55,6 +57,8 @@ static const char *const reader_sql[R_NSTMT] = {
     [R_BYID]   = "SELECT id,name,blksize,size,mode,uid,gid,mtime_ns,ctime_ns FROM files WHERE id=?1",
     [R_LIST]   = "SELECT id,name,blksize,size,mode,uid,gid,mtime_ns,ctime_ns FROM files "
                  "WHERE name IS NOT NULL ORDER BY name",
+    [R_NEXTBLK] = "SELECT blk FROM blocks WHERE file=?1 AND blk>=?2 ORDER BY blk LIMIT 1",
+    [R_NBLOCKS] = "SELECT count(*) FROM blocks WHERE file=?1",
 };
 
 /* Statements of the writer connection. */
@@ -574,7 +578,62 @@ static void sq_abort(bf_file *f)
     tx_close(h);
 }
 
+/* Both run on a reader connection: one read transaction each, so they see
+ * the last commit and never an open store transaction. */
+static int sq_next_stored(bf_file *f, uint64_t from, uint64_t *blk)
+{
+    struct sq_fh *h = FH(f);
+    struct sq_db *d = h->db;
+    if (from > (uint64_t)INT64_MAX)
+        return -ENXIO;                  /* no block is stored that far */
+    struct sq_reader *r;
+    int e = reader_get(d, &r);
+    if (e < 0)
+        return e;
+    sqlite3_stmt *st = r->st[R_NEXTBLK];
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)h->id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)from);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *blk = (uint64_t)sqlite3_column_int64(st, 0);
+        e = 0;
+    } else if (rc == SQLITE_DONE) {
+        e = -ENXIO;
+    } else {
+        e = sq_fail(d, r->c, rc, "looking for the next stored block");
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    reader_put(d, r);
+    return e;
+}
+
+static int sq_stored_blocks(bf_file *f, uint64_t *n)
+{
+    struct sq_fh *h = FH(f);
+    struct sq_db *d = h->db;
+    struct sq_reader *r;
+    int e = reader_get(d, &r);
+    if (e < 0)
+        return e;
+    sqlite3_stmt *st = r->st[R_NBLOCKS];
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)h->id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *n = (uint64_t)sqlite3_column_int64(st, 0);
+        e = 0;
+    } else {
+        e = sq_fail(d, r->c, rc, "counting stored blocks");
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    reader_put(d, r);
+    return e;
+}
+
 static const struct bf_file_ops sq_file_ops = {
+    .next_stored = sq_next_stored,
+    .stored_blocks = sq_stored_blocks,
     .loadblk = sq_loadblk,
     .begin = sq_begin,
     .storeblk = sq_storeblk,

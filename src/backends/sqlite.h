@@ -21,6 +21,10 @@
  * row removed). loadblk reads through a pool of read-only connections, one
  * per concurrently loading thread, with incremental BLOB I/O straight into
  * the caller's buffer; in WAL mode readers never wait for the writer.
+ * next_stored and stored_blocks (bigfile.h) query the (file, blk) index
+ * through the same pool: next_stored is one index seek, stored_blocks a
+ * count over the file's index entries (the core caches it). The schema
+ * has no per-file block count.
  *
  * A file unlinked while open keeps its row with name NULL until its last
  * bf_file is closed. Opening a database read-write deletes every such row

@@ -70,6 +70,23 @@ struct bf_file_ops {
 
     /* In a transaction: roll it back and close it. Cannot fail. */
     void (*abort)(bf_file *f);
+
+    /* Optional (may be NULL; the core then takes every block below the
+     * committed size as stored). Which blocks are stored, for lseek's
+     * SEEK_DATA/SEEK_HOLE and st_blocks. Like loadblk, both see committed
+     * content only, never an open transaction's stores, and are called with
+     * no core lock held, from any thread. A block stored as a hole (all
+     * zeros) is not stored; a backend that keeps zero blocks may report
+     * them (a zero block reported as data is harmless; never may a block
+     * with content be left out). */
+
+    /* Set *blk to the smallest index >= from of a stored block and return
+     * 0; -ENXIO if there is none; or an error (-EIO ...). */
+    int  (*next_stored)(bf_file *f, uint64_t from, uint64_t *blk);
+
+    /* Set *n to the number of stored blocks of the file. May cost time in
+     * the number of blocks: the core caches the answer. */
+    int  (*stored_blocks)(bf_file *f, uint64_t *n);
 };
 
 /* One bigfile as the core sees it. A backend embeds this (first member) in

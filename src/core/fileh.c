@@ -13,10 +13,14 @@
  * lists (LRU, dirty list) and the byte/block counters in step with the
  * state; each call site says which transition of fileh.h it makes.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE     /* SEEK_DATA, SEEK_HOLE */
+#endif
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/fileh.h"
 #include "core/list.h"
@@ -53,6 +57,15 @@ struct bf_fileh {
     bool        writeout_running;
     bool        fenced;
     uint64_t    fence_lo, fence_hi;     /* fenced blocks, inclusive */
+
+    /* What the backend stores, for seek_data and allocated_bytes.
+     * content_gen counts the events after which the backend's committed
+     * content may differ from before (a STORE writeout's commit, an
+     * invalidation): a backend answer obtained with the lock released is
+     * used only if content_gen did not move meanwhile. */
+    uint64_t    content_gen;
+    bool        nstored_known;  /* nstored is the backend's count as of content_gen */
+    uint64_t    nstored;
 
     struct bf_fileh_stats st;   /* the counters (state fields filled by stat) */
 };
@@ -748,6 +761,8 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, uint64_t *nblocks)
             page_set_state(pg, BF_PAGE_LOADED); /* DIRTY -> LOADED (stored) */
     }
     if (committed) {
+        fh->content_gen++;                      /* the backend's content changed */
+        fh->nstored_known = false;
         fh->committed_size = snap_size;
         /* No shrink can run during a writeout, so size >= snap_size. */
         fh->min_size = snap_size;
@@ -797,6 +812,9 @@ int bf_fileh_invalidate(bf_fileh *fh, uint64_t blk, uint64_t count)
         bf_ram_unlock(ram);
         return -EBUSY;
     }
+    /* Told that the stored content changed underneath. */
+    fh->content_gen++;
+    fh->nstored_known = false;
     uint64_t k;
     struct bf_page *pg = bf_pagemap_next(&fh->pages, blk, &k);
     while (pg && k <= last) {
@@ -903,4 +921,213 @@ size_t bf_fileh_pagemap_memory(bf_fileh *fh)
     size_t bytes = bf_pagemap_memory(&fh->pages);
     bf_ram_unlock(fh->ram);
     return bytes;
+}
+
+/* ------------------------------------------------------------------ */
+/* SEEK_DATA / SEEK_HOLE, allocated bytes                              */
+
+/* A backend answer given while the lock was released is thrown away when
+ * content_gen moved meanwhile; after this many rounds the seek gives the
+ * conservative answer (data) instead of trying again. */
+#define SEEK_ROUNDS 8
+
+static bool page_is_data(const struct bf_page *pg)
+{
+    return pg && (pg->state == BF_PAGE_LOADED || pg->state == BF_PAGE_DIRTY);
+}
+
+/* Smallest block in [from, end) cached as data (LOADED or DIRTY);
+ * UINT64_MAX if none. Lock held. */
+static uint64_t next_cached_data(bf_fileh *fh, uint64_t from, uint64_t end)
+{
+    uint64_t k;
+    struct bf_page *pg = from < end ? bf_pagemap_next(&fh->pages, from, &k) : NULL;
+    while (pg && k < end) {
+        if (page_is_data(pg))
+            return k;
+        pg = k == UINT64_MAX ? NULL : bf_pagemap_next(&fh->pages, k + 1, &k);
+    }
+    return UINT64_MAX;
+}
+
+/* SEEK_DATA. Lock held on entry and return, released around the backend
+ * call. Block b is data when cached as data, or when b < zero_from_blk and
+ * the backend stores it; blocks at or past the end are holes. */
+static int seek_data_locked(bf_fileh *fh, uint64_t off, uint64_t *result)
+{
+    const struct bf_file_ops *ops = fh->file->ops;
+    uint64_t blk = off >> fh->blkbits;
+    uint64_t stored = UINT64_MAX;   /* smallest stored block >= blk, as known */
+    bool known = false;
+    for (unsigned round = 0;; round++) {
+        if (off >= fh->size)
+            return -ENXIO;
+        uint64_t nblk = div_ceil_blk(fh, fh->size);
+        uint64_t zf = zero_from_blk(fh);
+        if (zf > nblk)
+            zf = nblk;
+        uint64_t c = next_cached_data(fh, blk, nblk);
+        if (!known && blk < zf && blk < c) {
+            /* The backend may know of data before c. */
+            if (!ops->next_stored || round >= SEEK_ROUNDS) {
+                stored = blk;                   /* conservative: data */
+                known = true;
+                continue;
+            }
+            uint64_t gen = fh->content_gen, b = UINT64_MAX;
+            bf_ram_unlock(fh->ram);
+            int r = ops->next_stored(fh->file, blk, &b);
+            bf_ram_lock(fh->ram);
+            if (r < 0 && r != -ENXIO) {
+                fh->st.errors++;
+                return r;
+            }
+            if (gen != fh->content_gen)
+                continue;                       /* stale: ask again */
+            stored = r == 0 ? b : UINT64_MAX;
+            known = true;
+            continue;                           /* the state may have changed: look again */
+        }
+        uint64_t d = c;
+        if (known && stored < zf && stored < d)
+            d = stored;
+        if (d >= nblk)
+            return -ENXIO;
+        uint64_t pos = d << fh->blkbits;
+        *result = pos > off ? pos : off;
+        return 0;
+    }
+}
+
+/* SEEK_HOLE, same rules. Lock held on entry and return, released around
+ * backend calls. The backend's answers are kept as "blocks [ks, ke) are
+ * stored, and ke is not if kunstored". */
+static int seek_hole_locked(bf_fileh *fh, uint64_t off, uint64_t *result)
+{
+    const struct bf_file_ops *ops = fh->file->ops;
+    uint64_t x = off >> fh->blkbits;
+    uint64_t ks = 0, ke = 0;
+    bool kunstored = false;
+    unsigned round = 0;
+    for (;;) {
+        if (off >= fh->size)
+            return -ENXIO;
+        uint64_t nblk = div_ceil_blk(fh, fh->size);
+        uint64_t zf = zero_from_blk(fh);
+        if (zf > nblk)
+            zf = nblk;
+        /* Look at blocks from x on until a hole or a question for the
+         * backend. */
+        bool ask = false;
+        while (x < nblk) {
+            if (page_is_data(bf_pagemap_get(&fh->pages, x))) {
+                x++;
+                continue;
+            }
+            if (x >= zf)
+                break;                          /* reads as zeros: a hole */
+            if (x >= ks && x < ke) {
+                x = ke < zf ? ke : zf;          /* stored run */
+                continue;
+            }
+            if (x == ke && kunstored)
+                break;                          /* not stored: a hole */
+            ask = true;
+            break;
+        }
+        if (x >= nblk) {
+            *result = fh->size;                 /* the implicit hole at the end */
+            return 0;
+        }
+        if (!ask) {
+            uint64_t pos = x << fh->blkbits;
+            *result = pos > off ? pos : off;
+            return 0;
+        }
+        if (!ops->next_stored || round >= SEEK_ROUNDS) {
+            /* Conservative: every block below zf is data. */
+            ks = x;
+            ke = zf;
+            kunstored = false;
+            continue;
+        }
+        /* Walk the stored run that starts at x, lock released. */
+        uint64_t gen = fh->content_gen, e = x;
+        bool unstored = false;
+        int r = 0;
+        bf_ram_unlock(fh->ram);
+        while (e < zf) {
+            uint64_t b;
+            r = ops->next_stored(fh->file, e, &b);
+            if (r == -ENXIO || (r == 0 && b != e)) {
+                r = 0;
+                unstored = true;
+                break;
+            }
+            if (r < 0)
+                break;
+            e++;
+        }
+        bf_ram_lock(fh->ram);
+        if (r < 0) {
+            fh->st.errors++;
+            return r;
+        }
+        if (gen != fh->content_gen) {
+            round++;
+            ks = ke = 0;                        /* stale: forget it */
+            kunstored = false;
+            continue;
+        }
+        ks = x;
+        ke = e;
+        kunstored = unstored;
+    }
+}
+
+int bf_fileh_seek_data(bf_fileh *fh, uint64_t off, int whence, uint64_t *result)
+{
+    if (whence != SEEK_DATA && whence != SEEK_HOLE)
+        return -EINVAL;
+    bf_ram_lock(fh->ram);
+    int r = whence == SEEK_DATA ? seek_data_locked(fh, off, result)
+                                : seek_hole_locked(fh, off, result);
+    bf_ram_unlock(fh->ram);
+    return r;
+}
+
+int bf_fileh_allocated_bytes(bf_fileh *fh, uint64_t *bytes)
+{
+    const struct bf_file_ops *ops = fh->file->ops;
+    bf_ram_lock(fh->ram);
+    uint64_t nstored = UINT64_MAX;              /* no count: as if all stored */
+    if (fh->nstored_known) {
+        nstored = fh->nstored;
+    } else if (ops->stored_blocks) {
+        uint64_t gen = fh->content_gen, n = 0;
+        bf_ram_unlock(fh->ram);
+        int r = ops->stored_blocks(fh->file, &n);
+        bf_ram_lock(fh->ram);
+        if (r < 0) {
+            fh->st.errors++;
+            bf_ram_unlock(fh->ram);
+            return r;
+        }
+        nstored = n;
+        if (gen == fh->content_gen) {           /* still the current content: keep it */
+            fh->nstored = n;
+            fh->nstored_known = true;
+        }
+    }
+    /* Stored blocks count only below the lowest size (past it the file
+     * reads as zeros); dirty blocks are counted whether stored or not. */
+    uint64_t zf = zero_from_blk(fh);
+    uint64_t nblk = div_ceil_blk(fh, fh->size);
+    uint64_t n = nstored < zf ? nstored : zf;
+    n = n + fh->ndirty < n ? UINT64_MAX : n + fh->ndirty;
+    if (n > nblk)
+        n = nblk;
+    *bytes = n << fh->blkbits;
+    bf_ram_unlock(fh->ram);
+    return 0;
 }

@@ -184,6 +184,37 @@ size_t  bf_fileh_reclaim(bf_fileh *fh, uint64_t *nblocks);
 int     bf_fileh_fence(bf_fileh *fh, uint64_t blk, uint64_t count);
 void    bf_fileh_unfence(bf_fileh *fh);
 
+/* lseek(2)'s SEEK_DATA and SEEK_HOLE over the handle's current
+ * (uncommitted) content, at block granularity. A block is data when it is
+ * DIRTY or LOADED in the handle, or stored by the backend (next_stored)
+ * and below the lowest size since the last commit; every other block, and
+ * everything at or past the current size, is a hole. A block of zeros may
+ * be reported as data (POSIX allows it); data is never reported as a hole.
+ * `whence` is SEEK_DATA or SEEK_HOLE (<unistd.h> with _GNU_SOURCE).
+ * SEEK_DATA sets *result to the first data offset >= off; SEEK_HOLE to the
+ * first hole offset >= off, the size if the data runs to the end. A
+ * result inside off's block is off itself.
+ * Without next_stored in the backend, every block below that lowest size
+ * counts as data. Backend calls are made with the lock released; if the
+ * backend's content changed meanwhile (a writeout's commit, an
+ * invalidation) the call asks again, and after a few such rounds answers
+ * "data". SEEK_HOLE asks the backend once per stored block of the run it
+ * crosses. Returns 0, -ENXIO (off >= size; SEEK_DATA: no data at or after
+ * off), -EINVAL (bad whence), or the backend's error (counted in
+ * stats.errors). */
+int     bf_fileh_seek_data(bf_fileh *fh, uint64_t off, int whence, uint64_t *result);
+
+/* Bytes the file occupies, for st_blocks: (blocks the backend stores,
+ * counting at most those below the lowest size since the last commit) +
+ * DIRTY blocks, at most the blocks of the current size, times blksize. A
+ * dirty block that is stored too counts twice until the next writeout
+ * (bounded by the size): it is an estimate, cheap to get. The backend's
+ * count (stored_blocks, which may take time in the number of blocks) is
+ * asked with the lock released and cached in the handle until a writeout
+ * commits or an invalidation; without stored_blocks every block counts
+ * as stored. Returns 0 or the backend's error (counted in stats.errors). */
+int     bf_fileh_allocated_bytes(bf_fileh *fh, uint64_t *bytes);
+
 /* True when the handle has uncommitted changes (a dirty block, a size
  * other than the committed one, or a shrink since the last commit: shrinking
  * and growing back to the committed size zeroes the blocks past the lowest

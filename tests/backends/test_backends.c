@@ -321,6 +321,73 @@ BOTH(zero_block_is_a_hole, 20)
     bf_db_file_close(db, f);
 }
 
+/* next_stored / stored_blocks: committed blocks only, holes skipped, the
+ * open transaction's stores and truncate invisible until commit. */
+static int64_t next_st(bf_file *f, uint64_t from)
+{
+    uint64_t b = UINT64_MAX;
+    int r = f->ops->next_stored(f, from, &b);
+    return r < 0 ? r : (int64_t)b;
+}
+
+static int64_t nstored(bf_file *f)
+{
+    uint64_t n = UINT64_MAX;
+    int r = f->ops->stored_blocks(f, &n);
+    return r < 0 ? r : (int64_t)n;
+}
+
+BOTH(next_stored_and_count, 20)
+{
+    uint64_t a = mk(db, "a", BS), other = mk(db, "b", BS);
+    bf_file *f = open_file(db, a), *g = open_file(db, other);
+    cr_assert_not_null(f->ops->next_stored);
+    cr_assert_not_null(f->ops->stored_blocks);
+    cr_assert_eq(next_st(f, 0), -ENXIO);
+    cr_assert_eq(nstored(f), 0);
+    tb_store_range(f, 3, 5, 1, 1000 * BS);
+    tb_store_range(f, 900, 901, 1, 1000 * BS);
+    tb_store_range(g, 0, 10, 1, 10 * BS);           /* another file's blocks */
+    cr_assert_eq(next_st(f, 0), 3);
+    cr_assert_eq(next_st(f, 3), 3);
+    cr_assert_eq(next_st(f, 4), 4);
+    cr_assert_eq(next_st(f, 5), 900);
+    cr_assert_eq(next_st(f, 900), 900);
+    cr_assert_eq(next_st(f, 901), -ENXIO);
+    cr_assert_eq(next_st(f, UINT64_MAX), -ENXIO);
+    cr_assert_eq(next_st(g, 10), -ENXIO);
+    cr_assert_eq(nstored(f), 3);
+    cr_assert_eq(nstored(g), 10);
+
+    /* An open transaction is invisible: a store, a hole, a truncate. */
+    void *buf = malloc(BS), *zero = calloc(1, BS);
+    cr_assert(buf && zero);
+    tb_fill(buf, BS, 1, 2);
+    cr_assert_eq(f->ops->begin(f), 0);
+    cr_assert_eq(f->ops->storeblk(f, 1, buf), 0);
+    cr_assert_eq(f->ops->storeblk(f, 3, zero), 0);
+    cr_assert_eq(f->ops->truncate(f, 500), 0);
+    cr_assert_eq(next_st(f, 0), 3);
+    cr_assert_eq(next_st(f, 5), 900);
+    cr_assert_eq(nstored(f), 3);
+    cr_assert_eq(f->ops->commit(f, 500 * BS), 0);
+    cr_assert_eq(next_st(f, 0), 1);
+    cr_assert_eq(next_st(f, 2), 4, "the zero block is a hole");
+    cr_assert_eq(next_st(f, 5), -ENXIO, "truncated");
+    cr_assert_eq(nstored(f), 2);
+
+    /* An aborted transaction leaves nothing. */
+    cr_assert_eq(f->ops->begin(f), 0);
+    cr_assert_eq(f->ops->storeblk(f, 7, buf), 0);
+    f->ops->abort(f);
+    cr_assert_eq(next_st(f, 5), -ENXIO);
+    cr_assert_eq(nstored(f), 2);
+    free(buf);
+    free(zero);
+    bf_db_file_close(db, f);
+    bf_db_file_close(db, g);
+}
+
 BOTH(truncate_in_transaction, 20)
 {
     uint64_t a = mk(db, "a", BS);

@@ -271,7 +271,53 @@ static void op_abort(bf_file *f)
     pthread_mutex_unlock(&m->mu);
 }
 
+static int op_next_stored(bf_file *f, uint64_t from, uint64_t *blk)
+{
+    struct mockfile *m = M(f);
+    pthread_mutex_lock(&m->mu);
+    int r = hit(m, MOCK_NEXT_STORED, from);
+    if (r == 0) {
+        /* Answer first, then the gate: a held call returns the answer of
+         * when it started (like loadblk). */
+        uint64_t best = UINT64_MAX;
+        for (size_t i = 0; i < m->committed.n; i++)
+            if (m->committed.v[i].blk >= from && m->committed.v[i].blk < best)
+                best = m->committed.v[i].blk;
+        if (best == UINT64_MAX)
+            r = -ENXIO;
+        else
+            *blk = best;
+    }
+    pass_gate(m, MOCK_NEXT_STORED, from);
+    pthread_mutex_unlock(&m->mu);
+    return r;
+}
+
+static int op_stored_blocks(bf_file *f, uint64_t *n)
+{
+    struct mockfile *m = M(f);
+    pthread_mutex_lock(&m->mu);
+    int r = hit(m, MOCK_STORED_BLOCKS, MOCK_ANY);
+    if (r == 0)
+        *n = m->committed.n;
+    pass_gate(m, MOCK_STORED_BLOCKS, MOCK_ANY);     /* answer of when it started */
+    pthread_mutex_unlock(&m->mu);
+    return r;
+}
+
+/* The same without next_stored and stored_blocks (mock_no_seek). */
+static const struct bf_file_ops mock_ops_noseek = {
+    .loadblk = op_loadblk,
+    .begin = op_begin,
+    .storeblk = op_storeblk,
+    .truncate = op_truncate,
+    .commit = op_commit,
+    .abort = op_abort,
+};
+
 static const struct bf_file_ops mock_ops = {
+    .next_stored = op_next_stored,
+    .stored_blocks = op_stored_blocks,
     .loadblk = op_loadblk,
     .begin = op_begin,
     .storeblk = op_storeblk,
@@ -459,4 +505,9 @@ bool mock_in_txn(struct mockfile *m)
     bool t = m->in_txn;
     pthread_mutex_unlock(&m->mu);
     return t;
+}
+
+void mock_no_seek(struct mockfile *m)
+{
+    m->file.ops = &mock_ops_noseek;
 }

@@ -8,7 +8,10 @@
  * - Fault injection: mock_fail makes one operation fail with an errno on one
  *   block (or any), after letting `skip` matching calls succeed, once or
  *   until cleared.
- * - Gates: mock_gate makes loadblk or storeblk of one block (or any) block
+ * - next_stored and stored_blocks answer from the committed blocks (a
+ *   held call returns the answer of when it started).
+ * - Gates: mock_gate makes loadblk, storeblk, next_stored or stored_blocks
+ *   of one block (or any) block
  *   until mock_gate_release; mock_gate_wait waits until N calls are held, so
  *   a test can freeze a load or a store in progress deterministically. A
  *   held loadblk has already read its data (it returns the data of when it
@@ -35,6 +38,8 @@ enum mock_op {
     MOCK_TRUNCATE,
     MOCK_COMMIT,
     MOCK_ABORT,
+    MOCK_NEXT_STORED,   /* fault/gate block: the `from` argument */
+    MOCK_STORED_BLOCKS,
     MOCK_NOPS,
 };
 
@@ -83,6 +88,10 @@ void mock_gate(struct mockfile *m, enum mock_op op, uint64_t blk);
 bool mock_gate_wait(struct mockfile *m, enum mock_op op, unsigned n, unsigned timeout_ms);
 void mock_gate_release(struct mockfile *m, enum mock_op op);
 unsigned mock_gate_held(struct mockfile *m, enum mock_op op);
+
+/* Make the file's ops leave next_stored and stored_blocks NULL (before
+ * bf_fileh_open), as a backend may. */
+void mock_no_seek(struct mockfile *m);
 
 /* True while a transaction is open. */
 bool mock_in_txn(struct mockfile *m);

@@ -5,8 +5,12 @@
  * assertions hold whatever the scheduling. Also run under ThreadSanitizer
  * (make check-concurrency in a --enable-tsan build).
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE     /* SEEK_DATA, SEEK_HOLE */
+#endif
 #include <pthread.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "corehelp.h"
 
@@ -518,5 +522,115 @@ Test(concurrency, truncate_busy_after_its_load_keeps_the_budget, .timeout = 30)
     cr_assert_eq(rstat_of(e.ram).clean_bytes, 0);
     expect_committed(e.m, 3, 2);
     expect_block(e.fh, 1, 1);
+    env_close(&e);
+}
+
+/* ---- SEEK_DATA / SEEK_HOLE racing a writeout -------------------------- */
+
+struct seeker {
+    pthread_t   thr;
+    bf_fileh   *fh;
+    uint64_t    off;
+    int         whence;
+    int         ret;
+    uint64_t    res;
+};
+
+static void *seeker_main(void *arg)
+{
+    struct seeker *s = arg;
+    s->ret = bf_fileh_seek_data(s->fh, s->off, s->whence, &s->res);
+    return NULL;
+}
+
+static void seeker_start(struct seeker *s, bf_fileh *fh, uint64_t off, int whence)
+{
+    s->fh = fh;
+    s->off = off;
+    s->whence = whence;
+    s->ret = -12345;
+    cr_assert_eq(pthread_create(&s->thr, NULL, seeker_main, s), 0);
+}
+
+/* A SEEK_DATA asks the backend (nothing stored yet) while block 4 is DIRTY;
+ * meanwhile a writeout stores block 4 and the clean block is reclaimed. The
+ * backend's old answer ("nothing stored") must not turn block 4 into a
+ * hole. */
+Test(concurrency, seek_data_racing_a_writeout, .timeout = 30)
+{
+    struct env e;
+    env_open(&e, 8 * BS, 0, 1 << 20);
+    write_block(e.fh, 4, 5);
+    mock_gate(e.m, MOCK_NEXT_STORED, MOCK_ANY);
+    struct seeker s;
+    seeker_start(&s, e.fh, 0, SEEK_DATA);
+    cr_assert(mock_gate_wait(e.m, MOCK_NEXT_STORED, 1, GATE_MS), "the seek did not ask");
+    cr_assert_eq(bf_fileh_writeout(e.fh, BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED, NULL), 0);
+    bf_fileh_reclaim(e.fh, NULL);
+    cr_assert_eq(bf_fileh_page_state(e.fh, 4), BF_PAGE_EMPTY);
+    mock_gate_release(e.m, MOCK_NEXT_STORED);
+    pthread_join(s.thr, NULL);
+    cr_assert_eq(s.ret, 0);
+    cr_assert_eq(s.res, 4 * BS, "SEEK_DATA gave %llu", (unsigned long long)s.res);
+    cr_assert_eq(mock_calls(e.m, MOCK_NEXT_STORED), 2, "the stale answer was not asked again");
+    env_close(&e);
+}
+
+/* The same for SEEK_HOLE: block 0 stored, block 1 DIRTY; the seek learns
+ * "block 1 is not stored" just before a writeout stores it. */
+Test(concurrency, seek_hole_racing_a_writeout, .timeout = 30)
+{
+    struct env e;
+    env_open(&e, 4 * BS, 1, 1 << 20);
+    write_block(e.fh, 1, 5);
+    mock_gate(e.m, MOCK_NEXT_STORED, 1);
+    struct seeker s;
+    seeker_start(&s, e.fh, 0, SEEK_HOLE);
+    cr_assert(mock_gate_wait(e.m, MOCK_NEXT_STORED, 1, GATE_MS), "the seek did not ask");
+    cr_assert_eq(bf_fileh_writeout(e.fh, BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED, NULL), 0);
+    bf_fileh_reclaim(e.fh, NULL);
+    mock_gate_release(e.m, MOCK_NEXT_STORED);
+    pthread_join(s.thr, NULL);
+    cr_assert_eq(s.ret, 0);
+    cr_assert_eq(s.res, 2 * BS, "SEEK_HOLE gave %llu", (unsigned long long)s.res);
+    env_close(&e);
+}
+
+/* allocated_bytes counts while a writeout commits: the count it got may
+ * be stale, so it is not cached; the next call asks again. */
+struct alloc_thr {
+    pthread_t thr;
+    bf_fileh *fh;
+    int       ret;
+    uint64_t  bytes;
+};
+
+static void *alloc_main(void *arg)
+{
+    struct alloc_thr *a = arg;
+    a->ret = bf_fileh_allocated_bytes(a->fh, &a->bytes);
+    return NULL;
+}
+
+Test(concurrency, allocated_bytes_racing_a_writeout, .timeout = 30)
+{
+    struct env e;
+    env_open(&e, 8 * BS, 2, 1 << 20);
+    write_block(e.fh, 5, 5);
+    mock_gate(e.m, MOCK_STORED_BLOCKS, MOCK_ANY);
+    struct alloc_thr a = { .fh = e.fh, .ret = -12345 };
+    cr_assert_eq(pthread_create(&a.thr, NULL, alloc_main, &a), 0);
+    cr_assert(mock_gate_wait(e.m, MOCK_STORED_BLOCKS, 1, GATE_MS), "the count was not asked");
+    cr_assert_eq(bf_fileh_writeout(e.fh, BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED, NULL), 0);
+    mock_gate_release(e.m, MOCK_STORED_BLOCKS);
+    pthread_join(a.thr, NULL);
+    cr_assert_eq(a.ret, 0);
+    cr_assert_eq(a.bytes, 2 * BS, "the count of before the commit, nothing dirty after it");
+    uint64_t b;
+    cr_assert_eq(bf_fileh_allocated_bytes(e.fh, &b), 0);
+    cr_assert_eq(b, 3 * BS);
+    cr_assert_eq(mock_calls(e.m, MOCK_STORED_BLOCKS), 2, "a stale count was cached");
+    cr_assert_eq(bf_fileh_allocated_bytes(e.fh, &b), 0);
+    cr_assert_eq(mock_calls(e.m, MOCK_STORED_BLOCKS), 2, "a fresh count was not cached");
     env_close(&e);
 }
