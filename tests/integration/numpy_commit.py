@@ -28,7 +28,8 @@ a[16384:32768] = np.arange(16384, dtype="<f8") * 0.5
 a[100000] = 42.0
 del a   # unmapped without flush: the kernel writes the pages back
 
-with open(path, "rb") as f:
+# WRITEOUT needs the file open for writing (EBADF through a read-only fd).
+with open(path, "r+b") as f:
     arg = struct.pack("=IIQQ", STORE | MARKSTORED, 0, 0, 0)
     res = fcntl.ioctl(f.fileno(), BIGFILE_IOC_WRITEOUT, arg)
 _, _, blocks, nbytes = struct.unpack("=IIQQ", res)
