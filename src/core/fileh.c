@@ -931,19 +931,27 @@ size_t bf_fileh_pagemap_memory(bf_fileh *fh)
  * conservative answer (data) instead of trying again. */
 #define SEEK_ROUNDS 8
 
-static bool page_is_data(const struct bf_page *pg)
+/* Whether the cached page pg is data by itself: DIRTY, or LOADED at or
+ * past zf (only a MARKSTORED-only writeout leaves such a page: its content
+ * is not in the backend). A LOADED page below zf holds the committed
+ * content: the backend says whether that is stored. (Taking every LOADED
+ * page as data would be allowed, but the kernel's readahead loads the hole
+ * after each data block a reader such as cp reads, which then would become
+ * data too, and so on to the end of the file.) */
+static bool page_is_data(const struct bf_page *pg, uint64_t zf)
 {
-    return pg && (pg->state == BF_PAGE_LOADED || pg->state == BF_PAGE_DIRTY);
+    return pg && (pg->state == BF_PAGE_DIRTY ||
+                  (pg->state == BF_PAGE_LOADED && pg->blk >= zf));
 }
 
-/* Smallest block in [from, end) cached as data (LOADED or DIRTY);
- * UINT64_MAX if none. Lock held. */
-static uint64_t next_cached_data(bf_fileh *fh, uint64_t from, uint64_t end)
+/* Smallest block in [from, end) cached as data (page_is_data); UINT64_MAX
+ * if none. Lock held. */
+static uint64_t next_cached_data(bf_fileh *fh, uint64_t from, uint64_t end, uint64_t zf)
 {
     uint64_t k;
     struct bf_page *pg = from < end ? bf_pagemap_next(&fh->pages, from, &k) : NULL;
     while (pg && k < end) {
-        if (page_is_data(pg))
+        if (page_is_data(pg, zf))
             return k;
         pg = k == UINT64_MAX ? NULL : bf_pagemap_next(&fh->pages, k + 1, &k);
     }
@@ -951,7 +959,7 @@ static uint64_t next_cached_data(bf_fileh *fh, uint64_t from, uint64_t end)
 }
 
 /* SEEK_DATA. Lock held on entry and return, released around the backend
- * call. Block b is data when cached as data, or when b < zero_from_blk and
+ * call. Block b is data when page_is_data, or when b < zero_from_blk and
  * the backend stores it; blocks at or past the end are holes. */
 static int seek_data_locked(bf_fileh *fh, uint64_t off, uint64_t *result)
 {
@@ -966,7 +974,7 @@ static int seek_data_locked(bf_fileh *fh, uint64_t off, uint64_t *result)
         uint64_t zf = zero_from_blk(fh);
         if (zf > nblk)
             zf = nblk;
-        uint64_t c = next_cached_data(fh, blk, nblk);
+        uint64_t c = next_cached_data(fh, blk, nblk, zf);
         if (!known && blk < zf && blk < c) {
             /* The backend may know of data before c. */
             if (!ops->next_stored || round >= SEEK_ROUNDS) {
@@ -1020,7 +1028,7 @@ static int seek_hole_locked(bf_fileh *fh, uint64_t off, uint64_t *result)
          * backend. */
         bool ask = false;
         while (x < nblk) {
-            if (page_is_data(bf_pagemap_get(&fh->pages, x))) {
+            if (page_is_data(bf_pagemap_get(&fh->pages, x), zf)) {
                 x++;
                 continue;
             }

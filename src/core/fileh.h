@@ -186,8 +186,11 @@ void    bf_fileh_unfence(bf_fileh *fh);
 
 /* lseek(2)'s SEEK_DATA and SEEK_HOLE over the handle's current
  * (uncommitted) content, at block granularity. A block is data when it is
- * DIRTY or LOADED in the handle, or stored by the backend (next_stored)
- * and below the lowest size since the last commit; every other block, and
+ * DIRTY in the handle, or stored by the backend (next_stored) and below
+ * the lowest size since the last commit, or LOADED past that size (left
+ * by a MARKSTORED-only writeout). A LOADED block below it is data only if
+ * stored: a cached hole is still a hole (else readahead past each data
+ * block would turn the holes a reader skips into data). Every other block, and
  * everything at or past the current size, is a hole. A block of zeros may
  * be reported as data (POSIX allows it); data is never reported as a hole.
  * `whence` is SEEK_DATA or SEEK_HOLE (<unistd.h> with _GNU_SOURCE).

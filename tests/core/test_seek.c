@@ -88,10 +88,14 @@ Test(seek, cached_and_dirty_blocks_are_data, .timeout = 10)
     cr_assert_eq(seek(e.fh, 8 * BS, SEEK_DATA), 14 * BS);
     cr_assert_eq(seek(e.fh, 14 * BS, SEEK_HOLE), 14 * BS + 4);
     cr_assert_eq(allocated(e.fh), 5 * BS);
-    /* A LOADED block of zeros (a hole read) is reported as data: allowed. */
+    /* A hole that was read (LOADED, zeros) stays a hole; a stored block
+     * that was read stays data. */
     expect_block(e.fh, 9, 0);
+    expect_block(e.fh, 7, 1);
     cr_assert_eq(bf_fileh_page_state(e.fh, 9), BF_PAGE_LOADED);
-    cr_assert_eq(seek(e.fh, 8 * BS, SEEK_DATA), 9 * BS);
+    cr_assert_eq(seek(e.fh, 8 * BS, SEEK_DATA), 14 * BS);
+    cr_assert_eq(seek(e.fh, 7 * BS, SEEK_DATA), 7 * BS);
+    cr_assert_eq(seek(e.fh, 7 * BS, SEEK_HOLE), 8 * BS);
     /* Written out: the backend has them, the count is asked again. */
     uint64_t before = mock_calls(e.m, MOCK_STORED_BLOCKS);
     cr_assert_eq(bf_fileh_writeout(e.fh, BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED, NULL), 0);
@@ -100,6 +104,23 @@ Test(seek, cached_and_dirty_blocks_are_data, .timeout = 10)
     cr_assert_eq(seek(e.fh, 8 * BS, SEEK_DATA), 14 * BS);
     cr_assert_eq(allocated(e.fh), 5 * BS);
     cr_assert_eq(mock_calls(e.m, MOCK_STORED_BLOCKS), before + 1);
+    env_close(&e);
+}
+
+Test(seek, markstored_only_blocks_past_the_lowest_size_are_data, .timeout = 10)
+{
+    struct env e;
+    env_sparse(&e, 10 * BS);
+    cr_assert_eq(bf_fileh_truncate(e.fh, 4 * BS), 0);
+    cr_assert_eq(bf_fileh_truncate(e.fh, 10 * BS), 0);
+    write_block(e.fh, 8, 2);
+    cr_assert_eq(bf_fileh_writeout(e.fh, BF_WRITEOUT_MARKSTORED, NULL), 0);
+    cr_assert_eq(bf_fileh_page_state(e.fh, 8), BF_PAGE_LOADED);
+    /* Block 8 holds data while cached (reads return it) though the
+     * backend has none of it: data. Block 7 (stored) is past the size
+     * kept: a hole. */
+    cr_assert_eq(seek(e.fh, 4 * BS, SEEK_DATA), 8 * BS);
+    cr_assert_eq(seek(e.fh, 8 * BS, SEEK_HOLE), 9 * BS);
     env_close(&e);
 }
 
