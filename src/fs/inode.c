@@ -269,6 +269,7 @@ int bf_inode_fh_get(bf_itable *t, bf_inode *inode, bf_fileh **fh)
             r = bf_db_file_open(t->db, inode->id, &inode->file);
             if (r == 0) {
                 r = bf_fileh_open(inode->file, t->ram, &inode->fh);
+                inode->nstored_known = false;   /* the handle counts from now on */
                 if (r < 0) {
                     bf_db_file_close(t->db, inode->file);
                     inode->file = NULL;
@@ -312,11 +313,35 @@ int bf_inode_set_blksize(bf_itable *t, bf_inode *inode, uint32_t blksize)
         inode->file = NULL;
     }
     r = bf_db_set_blksize(t->db, inode->id, blksize);
+    inode->nstored_known = false;       /* the handle may have changed it */
     pthread_rwlock_unlock(&inode->fh_lock);
     if (r == 0) {
         pthread_mutex_lock(&t->lock);
         inode->info.blksize = blksize;
         pthread_mutex_unlock(&t->lock);
+    }
+    return r;
+}
+
+int bf_inode_stored_blocks(bf_itable *t, bf_inode *inode, uint64_t *n)
+{
+    bf_file *f;
+    int r;
+
+    if (__atomic_load_n(&inode->nstored_known, __ATOMIC_ACQUIRE)) {
+        *n = __atomic_load_n(&inode->nstored, __ATOMIC_RELAXED);
+        return 0;
+    }
+    /* fh_lock is held for reading: no handle opens, no SETBLKSIZE runs,
+     * nothing clears the cache; other readers may set it too, alike. */
+    r = bf_db_file_open(t->db, inode->id, &f);
+    if (r < 0)
+        return r;
+    r = f->ops->stored_blocks ? f->ops->stored_blocks(f, n) : -ENOTSUP;
+    bf_db_file_close(t->db, f);
+    if (r == 0) {
+        __atomic_store_n(&inode->nstored, *n, __ATOMIC_RELAXED);
+        __atomic_store_n(&inode->nstored_known, true, __ATOMIC_RELEASE);
     }
     return r;
 }

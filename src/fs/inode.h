@@ -71,6 +71,13 @@ typedef struct bf_inode {
     pthread_rwlock_t fh_lock;
     bf_file    *file;
     bf_fileh   *fh;
+
+    /* The backend's count of stored blocks, for st_blocks while fh is NULL
+     * (bf_inode_stored_blocks): set with fh_lock held for reading (atomic
+     * stores: nstored, then nstored_known), cleared with it held for
+     * writing (when the handle opens or closes). */
+    bool        nstored_known;
+    uint64_t    nstored;
 } bf_inode;
 
 typedef struct bf_itable {
@@ -122,6 +129,16 @@ void bf_inode_fh_put(bf_inode *inode);
  * the handle on next need. The handle must be clean (checked again under
  * the write lock: -ENOTEMPTY if it has changes or a nonzero size). */
 int  bf_inode_set_blksize(bf_itable *t, bf_inode *inode, uint32_t blksize);
+
+/* For st_blocks while the inode has no handle: the number of blocks the
+ * backend stores for the file (bf_file_ops.stored_blocks, through a
+ * bf_file opened for the call), cached in the inode until a handle is
+ * opened or closed — with a handle, bf_fileh_allocated_bytes answers. Takes
+ * no table mutex (the cache is guarded by fh_lock, see bf_inode). The
+ * caller holds fh_lock for reading and saw inode->fh == NULL (so no handle
+ * appears meanwhile). Returns 0, -ENOTSUP (the backend cannot count), or
+ * the error of opening the file or of the count. */
+int  bf_inode_stored_blocks(bf_itable *t, bf_inode *inode, uint64_t *n);
 
 /* Copy the inode's metadata (under the table mutex). */
 void bf_inode_info(bf_itable *t, bf_inode *inode, struct bf_fileinfo *out, bool *unlinked);

@@ -53,13 +53,26 @@ void bf_fs_fill_stat(struct bf_fs *fs, bf_inode *inode, struct stat *st)
 
     bf_inode_info(&fs->itable, inode, &info, &unlinked);
     size = info.size;
-    /* The handle, if open, has the current (uncommitted) size. */
+    /* The handle, if open, has the current (uncommitted) size and knows
+     * the dirty blocks; else the backend's count of stored blocks. Both
+     * are cached, so this stays cheap. On an error: the whole size. */
+    uint64_t span = size, alloc, nstored;
+    int r;
     pthread_rwlock_rdlock(&inode->fh_lock);
     if (inode->fh) {
         size = bf_fileh_size(inode->fh);
         info.blksize = bf_fileh_blksize(inode->fh);
+        r = bf_fileh_allocated_bytes(inode->fh, &alloc);
+    } else {
+        r = bf_inode_stored_blocks(&fs->itable, inode, &nstored);
+        if (r == 0 && bf_blksize_valid(info.blksize)) {
+            span = (size + info.blksize - 1) / info.blksize * info.blksize;
+            alloc = nstored < span / info.blksize ? nstored * info.blksize : span;
+        }
     }
     pthread_rwlock_unlock(&inode->fh_lock);
+    if (r < 0 || !bf_blksize_valid(info.blksize))
+        alloc = size;
 
     memset(st, 0, sizeof *st);
     st->st_ino = inode->ino;
@@ -69,7 +82,7 @@ void bf_fs_fill_stat(struct bf_fs *fs, bf_inode *inode, struct stat *st)
     st->st_gid = info.gid;
     st->st_size = (off_t)size;
     st->st_blksize = info.blksize;
-    st->st_blocks = (blkcnt_t)((size + 511) / 512);
+    st->st_blocks = (blkcnt_t)((alloc + 511) / 512);   /* 512-byte units */
     ns_to_ts(info.mtime_ns, &st->st_mtim);
     ns_to_ts(info.mtime_ns, &st->st_atim);
     ns_to_ts(info.ctime_ns, &st->st_ctim);
@@ -822,6 +835,42 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
     bf_fs_ioctl(req, ino, cmd, arg, fi, flags, in_buf, in_bufsz, out_bufsz);
 }
 
+/* SEEK_DATA / SEEK_HOLE (the kernel handles SEEK_SET, SEEK_CUR, SEEK_END
+ * itself). The core answers from the handle's uncommitted state and the
+ * backend's stored blocks; pages dirtied through a mapping and not yet
+ * written back are not seen (see LIMITS in bigfilefs(8)). */
+static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+                     struct fuse_file_info *fi)
+{
+    struct bf_fs *fs = fs_of(req);
+    bf_inode *inode = bf_fh_inode(fi->fh);
+    bf_fileh *fh;
+    uint64_t res;
+    int r;
+
+    (void)ino;
+    if ((whence != SEEK_DATA && whence != SEEK_HOLE) || off < 0) {
+        fuse_reply_err(req, off < 0 ? ENXIO : EINVAL);
+        return;
+    }
+    r = bf_inode_fh_get(&fs->itable, inode, &fh);
+    if (r < 0) {
+        fuse_reply_err(req, -r == ENOENT ? EIO : -r);
+        return;
+    }
+    r = bf_fileh_seek_data(fh, (uint64_t)off, whence, &res);
+    bf_inode_fh_put(inode);
+    if (r == -ENXIO) {
+        fuse_reply_err(req, ENXIO);
+    } else if (r < 0) {
+        bf_err("lseek(%s) of inode %llu failed: %s", whence == SEEK_DATA ? "SEEK_DATA" : "SEEK_HOLE",
+               (unsigned long long)inode->ino, strerror(-r));
+        fuse_reply_err(req, EIO);
+    } else {
+        fuse_reply_lseek(req, (off_t)res);
+    }
+}
+
 const struct fuse_lowlevel_ops bf_fs_ops = {
     .init          = op_init,
     .lookup        = op_lookup,
@@ -848,4 +897,5 @@ const struct fuse_lowlevel_ops bf_fs_ops = {
     .releasedir    = op_releasedir,
     .statfs        = op_statfs,
     .ioctl         = op_ioctl,
+    .lseek         = op_lseek,
 };

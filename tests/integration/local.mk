@@ -34,3 +34,11 @@ tests_integration_test_cli_CFLAGS = $(BFT_CFLAGS)
 tests_integration_test_cli_LDADD = $(BFT_LDADD)
 endif
 EXTRA_DIST += tests/integration/numpy_commit.py
+if HAVE_CRITERION
+# Sparse files: SEEK_DATA/SEEK_HOLE, st_blocks, cp --sparse.
+check_PROGRAMS += tests/integration/test_sparse
+TESTS += tests/integration/test_sparse
+tests_integration_test_sparse_SOURCES = tests/integration/test_sparse.c $(BFT_HARNESS)
+tests_integration_test_sparse_CFLAGS = $(BFT_CFLAGS)
+tests_integration_test_sparse_LDADD = $(BFT_LDADD)
+endif
