@@ -4,15 +4,16 @@
 #   2. plain build with -Werror, `make check` (unit + integration + docs tests);
 #   3. AddressSanitizer+UBSan build, `make check` again;
 #   4. ThreadSanitizer build, the concurrency tests (`make check-concurrency`);
-#   5. `make install` into a scratch DESTDIR, checked (man/check-install.sh).
+#   5. `make install` into a scratch DESTDIR, checked (man/check-install.sh);
+#   6. `make distcheck`: the tarball builds and passes its tests on its own.
 # Builds go to build/{plain,asan,tsan} under the source tree. Exits nonzero
 # on any failure and ends with one line "tests: N passed, N failed".
-# Environment: BF_TEST_STAGES="plain asan tsan install" (a subset to run), JOBS.
+# Environment: BF_TEST_STAGES="plain asan tsan install dist" (a subset), JOBS.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
-STAGES=${BF_TEST_STAGES:-"plain asan tsan install"}
+STAGES=${BF_TEST_STAGES:-"plain asan tsan install dist"}
 
 sh "$top/scripts/deps.sh" || { echo "test-all: installing dependencies failed" >&2; exit 1; }
 autoreconf -fi >/dev/null 2>&1 || { autoreconf -fi; echo "test-all: autoreconf failed" >&2; exit 1; }
@@ -59,6 +60,10 @@ for s in $STAGES; do
         install) echo "=== install: make install DESTDIR=..., checked"
                  [ -x "$top/man/check-install.sh" ] && [ -f "$top/build/plain/Makefile" ] &&
                  sh "$top/man/check-install.sh" "$top/build/plain" || failed_stages="$failed_stages install" ;;
+        dist)    echo "=== dist: make distcheck"
+                 ( cd "$top/build/plain" && make -s distcheck >"$top/build/distcheck.log" 2>&1 ) &&
+                     tail -n 4 "$top/build/distcheck.log" ||
+                     { tail -n 40 "$top/build/distcheck.log"; failed_stages="$failed_stages dist"; } ;;
         *) echo "test-all: unknown stage $s" >&2; exit 2 ;;
     esac
 done
