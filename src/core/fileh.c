@@ -153,14 +153,18 @@ static void page_set_state(struct bf_page *pg, enum bf_page_state to)
     state_enter(pg, to);
 }
 
-/* A page for blk with a zero-filled buffer, in no map and no state (EMPTY).
+/* A page for blk, in no map and no state (EMPTY), with a zero-filled
+ * buffer, or, when `overwrite` (the caller writes every byte of it before
+ * anything reads it: a load, a whole-block write), a buffer of unspecified
+ * content (ram_internal.h, bf_ram_block_alloc_overwrite).
  * NULL when out of memory. */
-static struct bf_page *page_alloc(bf_fileh *fh, uint64_t blk)
+static struct bf_page *page_alloc(bf_fileh *fh, uint64_t blk, bool overwrite)
 {
     struct bf_page *pg = malloc(sizeof(*pg));
     if (!pg)
         return NULL;
-    pg->data = bf_ram_block_alloc(fh->blksize);
+    pg->data = overwrite ? bf_ram_block_alloc_overwrite(fh->blksize)
+                         : bf_ram_block_alloc(fh->blksize);
     if (!pg->data) {
         free(pg);
         return NULL;
@@ -201,7 +205,7 @@ static void page_drop(struct bf_page *pg)
 static int page_load(bf_fileh *fh, uint64_t blk, struct bf_page **out)
 {
     bf_ram *ram = fh->ram;
-    struct bf_page *pg = page_alloc(fh, blk);
+    struct bf_page *pg = page_alloc(fh, blk, true);     /* loadblk fills it */
     if (!pg)
         return -ENOMEM;
     int r = bf_pagemap_insert(&fh->pages, blk, pg);
@@ -497,11 +501,13 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
     for (uint64_t i = 0; i < nblk && r == 0; i++) {
         struct bf_page *pg = bf_pagemap_get(&fh->pages, first + i);
         if (!pg) {
-            slots[i].newpg = page_alloc(fh, first + i);
+            /* A block the write covers entirely needs no zeros first. */
+            bool whole = !(i == 0 && first_partial) && !(i == nblk - 1 && last_partial);
+            slots[i].newpg = page_alloc(fh, first + i, whole);
             if (!slots[i].newpg)
                 r = -ENOMEM;
         } else if (pg->storing) {
-            slots[i].cowbuf = bf_ram_block_alloc(fh->blksize);
+            slots[i].cowbuf = bf_ram_block_alloc_overwrite(fh->blksize);   /* copied over whole */
             if (!slots[i].cowbuf)
                 r = -ENOMEM;
         }

@@ -7,30 +7,40 @@
 
 #include "core/ram_internal.h"
 
-/* The recycle list of small block buffers, oldest first, and the count of
- * live rams (ram.h, "Global state"). `lock` is a leaf: nothing else is
- * taken, and no system call is made, while it is held. */
+/* The recycle list of small block buffers, oldest first, the list of huge
+ * ones (newest last), and the count of live rams (ram.h, "Global state").
+ * `lock` is a leaf: nothing else is taken, and no system call is made,
+ * while it is held. */
 static struct {
     pthread_mutex_t lock;
     uint64_t live_rams;             /* rams created and not yet freed */
     unsigned n;                     /* buffers in `buf` */
     size_t   bytes;                 /* their total size */
     struct { void *buf; size_t size; } buf[BF_RAM_RECYCLE_MAX_BUFFERS];
+    unsigned nhuge;                 /* buffers in `huge` */
+    size_t   huge_bytes;            /* their total size */
+    struct { void *buf; size_t size; } huge[BF_RAM_RECYCLE_HUGE_MAX_BUFFERS];
 } recycle = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-/* Unmap every buffer of the recycle list. */
+/* Unmap every buffer of both recycle lists. */
 static void recycle_drain(void)
 {
-    void  *bufs[BF_RAM_RECYCLE_MAX_BUFFERS];
-    size_t sizes[BF_RAM_RECYCLE_MAX_BUFFERS];
+    void  *bufs[BF_RAM_RECYCLE_MAX_BUFFERS + BF_RAM_RECYCLE_HUGE_MAX_BUFFERS];
+    size_t sizes[BF_RAM_RECYCLE_MAX_BUFFERS + BF_RAM_RECYCLE_HUGE_MAX_BUFFERS];
     pthread_mutex_lock(&recycle.lock);
-    unsigned n = recycle.n;
-    for (unsigned i = 0; i < n; i++) {
-        bufs[i] = recycle.buf[i].buf;
-        sizes[i] = recycle.buf[i].size;
+    unsigned n = 0;
+    for (unsigned i = 0; i < recycle.n; i++, n++) {
+        bufs[n] = recycle.buf[i].buf;
+        sizes[n] = recycle.buf[i].size;
+    }
+    for (unsigned i = 0; i < recycle.nhuge; i++, n++) {
+        bufs[n] = recycle.huge[i].buf;
+        sizes[n] = recycle.huge[i].size;
     }
     recycle.n = 0;
     recycle.bytes = 0;
+    recycle.nhuge = 0;
+    recycle.huge_bytes = 0;
     pthread_mutex_unlock(&recycle.lock);
     for (unsigned i = 0; i < n; i++)
         munmap(bufs[i], sizes[i]);
@@ -131,10 +141,48 @@ static void *map_huge(size_t size)
     return p;
 }
 
+/* Take the newest buffer of `size` off the huge list, or NULL. */
+static void *huge_take(size_t size)
+{
+    void *p = NULL;
+    pthread_mutex_lock(&recycle.lock);
+    for (unsigned i = recycle.nhuge; i-- > 0;) {
+        if (recycle.huge[i].size == size) {
+            p = recycle.huge[i].buf;
+            recycle.nhuge--;
+            memmove(&recycle.huge[i], &recycle.huge[i + 1],
+                    (recycle.nhuge - i) * sizeof(recycle.huge[0]));
+            recycle.huge_bytes -= size;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&recycle.lock);
+    return p;
+}
+
+void *bf_ram_block_alloc_overwrite(size_t size)
+{
+    if (size % BF_RAM_HUGE_SIZE == 0) {
+        /* Its old content stays: the caller overwrites every byte, so the
+         * kernel's zeroing of a fresh huge page is saved. */
+        void *p = huge_take(size);
+        return p ? p : map_huge(size);
+    }
+    return bf_ram_block_alloc(size);
+}
+
 void *bf_ram_block_alloc(size_t size)
 {
-    if (size % BF_RAM_HUGE_SIZE == 0)
-        return map_huge(size);
+    if (size % BF_RAM_HUGE_SIZE == 0) {
+        /* A fresh mapping is zero-filled by the kernel. A recycled buffer
+         * is handed out too (zeroed here: already resident, no fault), so
+         * that the list does not hold buffers nobody takes. */
+        void *p = huge_take(size);
+        if (!p)
+            return map_huge(size);
+        memset(p, 0, size);
+        return p;
+    }
     if (size > BF_RAM_RECYCLE_MAX_BYTES)
         return map_anon(size);
     void *p = NULL;
@@ -157,11 +205,47 @@ void *bf_ram_block_alloc(size_t size)
     return p;
 }
 
+/* Keep a huge buffer as the newest of the huge list, if some ram exists
+ * and it fits the bounds (the oldest make room and are unmapped); else
+ * unmap it. */
+static void huge_free(void *buf, size_t size)
+{
+    void  *old[BF_RAM_RECYCLE_HUGE_MAX_BUFFERS];
+    size_t old_size[BF_RAM_RECYCLE_HUGE_MAX_BUFFERS];
+    unsigned nold = 0;
+    pthread_mutex_lock(&recycle.lock);
+    bool keep = recycle.live_rams > 0 && size <= BF_RAM_RECYCLE_HUGE_MAX_BYTES;
+    if (keep) {
+        while (recycle.nhuge == BF_RAM_RECYCLE_HUGE_MAX_BUFFERS ||
+               recycle.huge_bytes + size > BF_RAM_RECYCLE_HUGE_MAX_BYTES) {
+            old[nold] = recycle.huge[0].buf;
+            old_size[nold] = recycle.huge[0].size;
+            nold++;
+            recycle.huge_bytes -= recycle.huge[0].size;
+            recycle.nhuge--;
+            memmove(&recycle.huge[0], &recycle.huge[1], recycle.nhuge * sizeof(recycle.huge[0]));
+        }
+        recycle.huge[recycle.nhuge].buf = buf;
+        recycle.huge[recycle.nhuge].size = size;
+        recycle.nhuge++;
+        recycle.huge_bytes += size;
+    }
+    pthread_mutex_unlock(&recycle.lock);
+    if (!keep)
+        munmap(buf, size);
+    for (unsigned i = 0; i < nold; i++)
+        munmap(old[i], old_size[i]);
+}
+
 void bf_ram_block_free(void *buf, size_t size)
 {
     if (!buf)
         return;
-    if (size % BF_RAM_HUGE_SIZE == 0 || size > BF_RAM_RECYCLE_MAX_BYTES) {
+    if (size % BF_RAM_HUGE_SIZE == 0) {
+        huge_free(buf, size);
+        return;
+    }
+    if (size > BF_RAM_RECYCLE_MAX_BYTES) {
         munmap(buf, size);
         return;
     }
@@ -257,7 +341,7 @@ void bf_ram_stat(bf_ram *ram, struct bf_ram_stats *st)
     st->evictions = ram->evictions;
     bf_ram_unlock(ram);
     pthread_mutex_lock(&recycle.lock);
-    st->recycled_bytes = recycle.bytes;
-    st->recycled_buffers = recycle.n;
+    st->recycled_bytes = recycle.bytes + recycle.huge_bytes;
+    st->recycled_buffers = recycle.n + recycle.nhuge;
     pthread_mutex_unlock(&recycle.lock);
 }

@@ -25,7 +25,14 @@
  *    mappings advised MADV_HUGEPAGE, so that a block is one page fault and
  *    one huge page instead of 512 small ones (when transparent huge pages
  *    are enabled or in `madvise` mode; otherwise the advice is ignored).
- *    They are never kept: a dropped one is unmapped at once.
+ *    A dropped one is kept on a second, *huge recycle list* of at most
+ *    BF_RAM_RECYCLE_HUGE_MAX_BUFFERS buffers and
+ *    BF_RAM_RECYCLE_HUGE_MAX_BYTES bytes (its oldest unmapped to make room;
+ *    a buffer larger than that is unmapped at once), under the same rules
+ *    as the small list below. It is handed out *without zeroing* to a
+ *    caller that declares it overwrites the whole buffer (a load: loadblk
+ *    fills the block; a write of a whole block), which saves the kernel's
+ *    zeroing of a fresh huge page per load; zeroed to anyone else.
  *  - smaller buffers (4 KiB .. 1 MiB) are kept on a *recycle list* when
  *    freed, for the next allocation of the same size (zeroed again), which
  *    saves the mmap, the page faults and the munmap of a block per load.
@@ -33,8 +40,11 @@
  *    at most BF_RAM_RECYCLE_MAX_BUFFERS buffers and
  *    BF_RAM_RECYCLE_MAX_BYTES bytes (when full, its oldest buffers are
  *    unmapped at once to make room), is only used while some ram exists,
- *    and is emptied (unmapped) by every bf_ram_free. So the RSS is the cached bytes plus at most
- *    BF_RAM_RECYCLE_MAX_BYTES; bf_ram_stat reports that slack.
+ *    and is emptied (unmapped) by every bf_ram_free, like the huge list.
+ *
+ * So the RSS is the cached bytes plus at most BF_RAM_RECYCLE_MAX_BYTES +
+ * BF_RAM_RECYCLE_HUGE_MAX_BYTES (4 + 4 MiB; in practice one of the two,
+ * for the block size in use); bf_ram_stat reports that slack.
  *
  * Global state: the recycle list above and the count of live rams, both
  * behind one private mutex (a leaf lock: taken with or without a ram lock
@@ -57,18 +67,24 @@ struct bf_ram_stats {
     uint64_t loading_bytes; /* buffers of loads in progress, bytes */
     uint64_t handles;       /* handles open on this ram */
     uint64_t evictions;     /* clean blocks dropped to stay in budget or by reclaim */
-    /* Added after the fields above (compatible): the recycle list's slack.
+    /* Added after the fields above (compatible): the recycle lists' slack
+     * (small and huge together).
      * Process-wide, so the same for every ram. */
     uint64_t recycled_bytes;   /* freed block buffers kept for reuse, bytes */
     uint64_t recycled_buffers; /* ... and how many */
 };
 
-/* Block buffers of a multiple of this size are huge-page advised, never
- * recycled. */
+/* Block buffers of a multiple of this size are huge-page advised and kept
+ * on the huge recycle list. */
 #define BF_RAM_HUGE_SIZE            ((size_t)2 << 20)
 /* Bounds of the recycle list (both hold at every moment). */
 #define BF_RAM_RECYCLE_MAX_BUFFERS  8u
 #define BF_RAM_RECYCLE_MAX_BYTES    ((size_t)4 << 20)
+/* Bounds of the huge recycle list (both hold at every moment): two 2 MiB
+ * blocks, enough for a sequential load to take the buffer the eviction
+ * it caused just freed. */
+#define BF_RAM_RECYCLE_HUGE_MAX_BUFFERS 2u
+#define BF_RAM_RECYCLE_HUGE_MAX_BYTES   ((size_t)4 << 20)
 
 /* Create a ram with a budget of `budget` bytes of clean blocks. A budget of
  * 0 keeps no clean block once the call that loaded it returns.

@@ -1,7 +1,8 @@
 /* bigfilefs — tests/core: block buffers of the ram (ram.h, ram_internal.h):
  * the recycle list of small buffers stays within its bounds and is emptied
  * by bf_ram_free; buffers of 2 MiB multiples are aligned, huge-page advised
- * and never kept; every buffer handed out reads as zeros. */
+ * and kept on a bounded huge list, handed out un-zeroed only to a caller
+ * that overwrites them; every other buffer handed out reads as zeros. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdio.h>
@@ -152,8 +153,9 @@ static bool vma_has_hugepage_advice(void *p)
 }
 
 /* 2 MiB and 8 MiB buffers: aligned to 2 MiB, zeroed, advised MADV_HUGEPAGE
- * (when the kernel has THP), and unmapped at once when freed. */
-Test(ram, huge_buffers_are_aligned_advised_and_never_kept, .timeout = 20)
+ * (when the kernel has THP); freed, a 2 MiB one is kept on the huge list
+ * (within its bounds), an 8 MiB one (over the byte bound) unmapped. */
+Test(ram, huge_buffers_are_aligned_advised_and_kept_bounded, .timeout = 20)
 {
     bf_ram *ram;
     cr_assert_eq(bf_ram_new(1 << 20, &ram), 0);
@@ -165,16 +167,133 @@ Test(ram, huge_buffers_are_aligned_advised_and_never_kept, .timeout = 20)
             unsigned char *p = bf_ram_block_alloc(size);
             cr_assert_not_null(p);
             cr_assert_eq((uintptr_t)p % BF_RAM_HUGE_SIZE, 0, "%p not 2 MiB-aligned", (void *)p);
-            cr_assert(all_zero(p, size));
+            cr_assert(all_zero(p, size), "a zeroing caller got a dirty %zu buffer", size);
             if (thp)
                 cr_assert(vma_has_hugepage_advice(p), "no MADV_HUGEPAGE on %p", (void *)p);
             memset(p, 0x5a, size);
             bf_ram_block_free(p, size);
-            cr_assert(!is_mapped(p, size), "a freed huge buffer stayed mapped");
-            cr_assert_eq(rstat_of(ram).recycled_bytes, 0);
+            bool kept = size <= BF_RAM_RECYCLE_HUGE_MAX_BYTES;
+            cr_assert_eq(is_mapped(p, size), kept, "a freed %zu buffer %s", size,
+                         kept ? "was not kept" : "stayed mapped");
+            cr_assert_leq(rstat_of(ram).recycled_bytes, BF_RAM_RECYCLE_HUGE_MAX_BYTES);
         }
     }
     cr_assert_eq(bf_ram_free(ram), 0);
+}
+
+/* The huge list: a freed 2 MiB buffer comes back, as it was (not zeroed),
+ * only through bf_ram_block_alloc_overwrite; bf_ram_block_alloc hands it
+ * out zeroed; the list never holds more than its bounds, and bf_ram_free
+ * unmaps what it holds. */
+Test(ram, huge_recycled_unzeroed_only_to_overwriters, .timeout = 20)
+{
+    enum { N = BF_RAM_RECYCLE_HUGE_MAX_BUFFERS + 3 };
+    const size_t size = BF_RAM_HUGE_SIZE;
+    bf_ram *ram;
+    cr_assert_eq(bf_ram_new(1 << 20, &ram), 0);
+
+    /* Bounded: free N, the list keeps the newest within its bounds and
+     * unmaps the rest. */
+    unsigned char *b[N];
+    for (unsigned i = 0; i < N; i++) {
+        b[i] = bf_ram_block_alloc_overwrite(size);
+        cr_assert_not_null(b[i]);
+        memset(b[i], 0x10 + i, size);
+    }
+    for (unsigned i = 0; i < N; i++) {
+        bf_ram_block_free(b[i], size);
+        struct bf_ram_stats st = rstat_of(ram);
+        cr_assert_leq(st.recycled_buffers, BF_RAM_RECYCLE_HUGE_MAX_BUFFERS);
+        cr_assert_leq(st.recycled_bytes, BF_RAM_RECYCLE_HUGE_MAX_BYTES);
+    }
+    unsigned nkeep = BF_RAM_RECYCLE_HUGE_MAX_BUFFERS;
+    if (nkeep > BF_RAM_RECYCLE_HUGE_MAX_BYTES / size)
+        nkeep = BF_RAM_RECYCLE_HUGE_MAX_BYTES / size;
+    cr_assert_eq(rstat_of(ram).recycled_buffers, nkeep);
+    for (unsigned i = 0; i < N; i++)
+        cr_assert_eq(is_mapped(b[i], size), i >= N - nkeep, "buffer %u", i);
+
+    /* An overwriting caller gets the newest back as it was left. */
+    unsigned char *p = bf_ram_block_alloc_overwrite(size);
+    cr_assert_eq(p, b[N - 1], "the newest freed buffer was not reused");
+    cr_assert_eq(p[0], 0x10 + N - 1);
+    cr_assert_eq(p[size - 1], 0x10 + N - 1);
+    cr_assert_eq(rstat_of(ram).recycled_buffers, nkeep - 1);
+
+    /* A zeroing caller may get a recycled buffer too, but zeroed. */
+    unsigned char *q = bf_ram_block_alloc(size);
+    cr_assert_not_null(q);
+    cr_assert(all_zero(q, size), "a zeroing caller got a recycled buffer's content");
+    cr_assert_eq(q, b[N - 2], "the recycled buffer was not taken");
+    cr_assert_eq(rstat_of(ram).recycled_buffers, 0);
+
+    /* Empty list: an overwriting caller gets a fresh (zero) mapping. */
+    unsigned char *r = bf_ram_block_alloc_overwrite(size);
+    cr_assert_not_null(r);
+    cr_assert(all_zero(r, size));
+    memset(q, 0x77, size);
+    bf_ram_block_free(r, size);
+    bf_ram_block_free(q, size);
+    bf_ram_block_free(p, size);
+    cr_assert_eq(rstat_of(ram).recycled_buffers, nkeep);
+    cr_assert(!is_mapped(r, size), "the oldest was not unmapped to make room");
+
+    cr_assert_eq(bf_ram_free(ram), 0);
+    cr_assert(!is_mapped(p, size) && !is_mapped(q, size), "bf_ram_free left huge buffers mapped");
+    /* With no ram, nothing is kept. */
+    void *z = bf_ram_block_alloc_overwrite(size);
+    cr_assert_not_null(z);
+    bf_ram_block_free(z, size);
+    cr_assert(!is_mapped(z, size), "a huge buffer freed with no ram was kept");
+}
+
+/* Through a handle with 2 MiB blocks and a budget of one block: loads,
+ * whole-block and partial writes reuse recycled (dirty) buffers, and every
+ * block still reads right: stored blocks their pattern, holes zeros, a
+ * partially written hole zeros around the written byte. */
+Test(ram, huge_recycled_buffers_never_leak_into_reads, .timeout = 30)
+{
+    const size_t bs = BF_RAM_HUGE_SIZE;
+    struct mockfile *m = mock_new(bs, 12 * bs);
+    for (uint64_t b = 0; b < 6; b++)
+        mock_set_block(m, b, 1);
+    bf_ram *ram;
+    bf_fileh *fh;
+    cr_assert_eq(bf_ram_new(bs, &ram), 0);
+    cr_assert_eq(bf_fileh_open(mock_file(m), ram, &fh), 0);
+    unsigned char *got = malloc(bs), *want = malloc(bs), *zero = calloc(1, bs);
+    cr_assert(got && want && zero);
+    for (unsigned round = 0; round < 2; round++) {
+        for (uint64_t b = 0; b < 12; b++) {
+            cr_assert_eq(bf_fileh_read(fh, got, bs, b * bs), (ssize_t)bs);
+            if (b < 6)
+                mock_pattern(want, bs, 1, b * bs);
+            cr_assert(memcmp(got, b < 6 ? want : zero, bs) == 0, "block %llu", (unsigned long long)b);
+            cr_assert_leq(rstat_of(ram).recycled_bytes, BF_RAM_RECYCLE_HUGE_MAX_BYTES);
+        }
+    }
+    cr_assert_gt(rstat_of(ram).recycled_buffers, 0, "no 2 MiB buffer was recycled");
+    /* A whole-block write into a hole block: its new page may be a recycled
+     * buffer; it reads back as written. */
+    memset(want, 0xcd, bs);
+    cr_assert_eq(bf_fileh_write(fh, want, bs, 8 * bs), (ssize_t)bs);
+    cr_assert_eq(bf_fileh_read(fh, got, bs, 8 * bs), (ssize_t)bs);
+    cr_assert(memcmp(got, want, bs) == 0);
+    /* Read some blocks to refill the list, then a one-byte write into a hole
+     * past the stored blocks: the rest of that block must read zeros. */
+    for (uint64_t b = 0; b < 4; b++)
+        cr_assert_eq(bf_fileh_read(fh, got, bs, b * bs), (ssize_t)bs);
+    unsigned char byte = 0xab;
+    cr_assert_eq(bf_fileh_write(fh, &byte, 1, 10 * bs + 100), 1);
+    cr_assert_eq(bf_fileh_read(fh, got, bs, 10 * bs), (ssize_t)bs);
+    for (size_t i = 0; i < bs; i++)
+        cr_assert_eq(got[i], i == 100 ? 0xab : 0, "byte %zu of a partially written hole", i);
+    free(got);
+    free(want);
+    free(zero);
+    bf_fileh_close(fh);
+    cr_assert_eq(bf_ram_free(ram), 0);
+    mock_free(m);
 }
 
 /* Through a handle with a budget of one block: a long sequential read loads
