@@ -7,43 +7,121 @@
 
 #include "core/ram_internal.h"
 
-/* The recycle list of small block buffers, oldest first, the list of huge
- * ones (newest last), and the count of live rams (ram.h, "Global state").
- * `lock` is a leaf: nothing else is taken, and no system call is made,
- * while it is held. */
+/* One recycle list: freed block buffers kept for reuse, oldest first,
+ * within two bounds that hold at every moment. */
+struct recycle_entry {
+    void  *buf;
+    size_t size;
+};
+
+#define RECYCLE_ENTRIES_MAX \
+    (BF_RAM_RECYCLE_MAX_BUFFERS > BF_RAM_RECYCLE_HUGE_MAX_BUFFERS ? \
+     BF_RAM_RECYCLE_MAX_BUFFERS : BF_RAM_RECYCLE_HUGE_MAX_BUFFERS)
+
+struct recycle_list {
+    struct recycle_entry entries[RECYCLE_ENTRIES_MAX]; /* oldest first */
+    unsigned count;                 /* entries in use */
+    size_t   bytes;                 /* their total size */
+    unsigned max_buffers;           /* bound on count (<= RECYCLE_ENTRIES_MAX) */
+    size_t   max_bytes;             /* bound on bytes */
+};
+
+/* The recycle list of small block buffers, the list of huge ones, and the
+ * count of live rams (ram.h, "Global state"). `lock` is a leaf: nothing
+ * else is taken, and no system call is made, while it is held. */
 static struct {
     pthread_mutex_t lock;
     uint64_t live_rams;             /* rams created and not yet freed */
-    unsigned n;                     /* buffers in `buf` */
-    size_t   bytes;                 /* their total size */
-    struct { void *buf; size_t size; } buf[BF_RAM_RECYCLE_MAX_BUFFERS];
-    unsigned nhuge;                 /* buffers in `huge` */
-    size_t   huge_bytes;            /* their total size */
-    struct { void *buf; size_t size; } huge[BF_RAM_RECYCLE_HUGE_MAX_BUFFERS];
-} recycle = { .lock = PTHREAD_MUTEX_INITIALIZER };
+    struct recycle_list small;
+    struct recycle_list huge;
+} recycle = {
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .small = { .max_buffers = BF_RAM_RECYCLE_MAX_BUFFERS,
+               .max_bytes = BF_RAM_RECYCLE_MAX_BYTES },
+    .huge = { .max_buffers = BF_RAM_RECYCLE_HUGE_MAX_BUFFERS,
+              .max_bytes = BF_RAM_RECYCLE_HUGE_MAX_BYTES },
+};
+
+/* Remove entry `i` of `l`, keeping the order of the others. recycle.lock
+ * held. */
+static void recycle_list_remove(struct recycle_list *l, unsigned i)
+{
+    l->bytes -= l->entries[i].size;
+    l->count--;
+    memmove(&l->entries[i], &l->entries[i + 1], (l->count - i) * sizeof(l->entries[0]));
+}
+
+/* Move every entry of `l` to `out` (room for l->count), emptying it;
+ * returns how many. recycle.lock held. */
+static unsigned recycle_list_take_all(struct recycle_list *l, struct recycle_entry *out)
+{
+    unsigned n = l->count;
+    memcpy(out, l->entries, n * sizeof(l->entries[0]));
+    l->count = 0;
+    l->bytes = 0;
+    return n;
+}
+
+/* Take the newest buffer of `size` off `l`, or NULL (not zeroed: its old
+ * content stays). Takes recycle.lock. */
+static void *recycle_list_take(struct recycle_list *l, size_t size)
+{
+    if (size > l->max_bytes)        /* never kept: spare the lock */
+        return NULL;
+    void *p = NULL;
+    pthread_mutex_lock(&recycle.lock);
+    for (unsigned i = l->count; i-- > 0;) {
+        if (l->entries[i].size == size) {
+            p = l->entries[i].buf;
+            recycle_list_remove(l, i);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&recycle.lock);
+    return p;
+}
+
+/* Keep a buffer as the newest of `l`, if some ram exists and it fits the
+ * bounds; to stay within them, the oldest buffers (likely of a block size
+ * no longer in use) make room and are unmapped. Else unmap it. Takes
+ * recycle.lock; unmaps after releasing it. */
+static void recycle_list_put(struct recycle_list *l, void *buf, size_t size)
+{
+    struct recycle_entry old[RECYCLE_ENTRIES_MAX];
+    unsigned nold = 0;
+    if (size > l->max_bytes) {      /* never kept: spare the lock */
+        munmap(buf, size);
+        return;
+    }
+    pthread_mutex_lock(&recycle.lock);
+    bool keep = recycle.live_rams > 0;
+    if (keep) {
+        while (l->count == l->max_buffers || l->bytes + size > l->max_bytes) {
+            old[nold++] = l->entries[0];
+            recycle_list_remove(l, 0);
+        }
+        l->entries[l->count].buf = buf;
+        l->entries[l->count].size = size;
+        l->count++;
+        l->bytes += size;
+    }
+    pthread_mutex_unlock(&recycle.lock);
+    if (!keep)
+        munmap(buf, size);
+    for (unsigned i = 0; i < nold; i++)
+        munmap(old[i].buf, old[i].size);
+}
 
 /* Unmap every buffer of both recycle lists. */
 static void recycle_drain(void)
 {
-    void  *bufs[BF_RAM_RECYCLE_MAX_BUFFERS + BF_RAM_RECYCLE_HUGE_MAX_BUFFERS];
-    size_t sizes[BF_RAM_RECYCLE_MAX_BUFFERS + BF_RAM_RECYCLE_HUGE_MAX_BUFFERS];
+    struct recycle_entry all[2 * RECYCLE_ENTRIES_MAX];
     pthread_mutex_lock(&recycle.lock);
-    unsigned n = 0;
-    for (unsigned i = 0; i < recycle.n; i++, n++) {
-        bufs[n] = recycle.buf[i].buf;
-        sizes[n] = recycle.buf[i].size;
-    }
-    for (unsigned i = 0; i < recycle.nhuge; i++, n++) {
-        bufs[n] = recycle.huge[i].buf;
-        sizes[n] = recycle.huge[i].size;
-    }
-    recycle.n = 0;
-    recycle.bytes = 0;
-    recycle.nhuge = 0;
-    recycle.huge_bytes = 0;
+    unsigned n = recycle_list_take_all(&recycle.small, all);
+    n += recycle_list_take_all(&recycle.huge, all + n);
     pthread_mutex_unlock(&recycle.lock);
     for (unsigned i = 0; i < n; i++)
-        munmap(bufs[i], sizes[i]);
+        munmap(all[i].buf, all[i].size);
 }
 
 int bf_ram_new(size_t budget, bf_ram **out)
@@ -141,23 +219,17 @@ static void *map_huge(size_t size)
     return p;
 }
 
-/* Take the newest buffer of `size` off the huge list, or NULL. */
-static void *huge_take(size_t size)
+/* The recycle list that buffers of `size` go to. */
+static struct recycle_list *recycle_list_for(size_t size)
 {
-    void *p = NULL;
-    pthread_mutex_lock(&recycle.lock);
-    for (unsigned i = recycle.nhuge; i-- > 0;) {
-        if (recycle.huge[i].size == size) {
-            p = recycle.huge[i].buf;
-            recycle.nhuge--;
-            memmove(&recycle.huge[i], &recycle.huge[i + 1],
-                    (recycle.nhuge - i) * sizeof(recycle.huge[0]));
-            recycle.huge_bytes -= size;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&recycle.lock);
-    return p;
+    return size % BF_RAM_HUGE_SIZE == 0 ? &recycle.huge : &recycle.small;
+}
+
+/* A fresh mapping for a buffer of `size`: huge-page aligned and advised
+ * if it goes to the huge list. */
+static void *map_block(size_t size)
+{
+    return size % BF_RAM_HUGE_SIZE == 0 ? map_huge(size) : map_anon(size);
 }
 
 void *bf_ram_block_alloc_overwrite(size_t size)
@@ -165,7 +237,7 @@ void *bf_ram_block_alloc_overwrite(size_t size)
     if (size % BF_RAM_HUGE_SIZE == 0) {
         /* Its old content stays: the caller overwrites every byte, so the
          * kernel's zeroing of a fresh huge page is saved. */
-        void *p = huge_take(size);
+        void *p = recycle_list_take(&recycle.huge, size);
         return p ? p : map_huge(size);
     }
     return bf_ram_block_alloc(size);
@@ -173,109 +245,22 @@ void *bf_ram_block_alloc_overwrite(size_t size)
 
 void *bf_ram_block_alloc(size_t size)
 {
-    if (size % BF_RAM_HUGE_SIZE == 0) {
-        /* A fresh mapping is zero-filled by the kernel. A recycled buffer
-         * is handed out too (zeroed here: already resident, no fault), so
-         * that the list does not hold buffers nobody takes. */
-        void *p = huge_take(size);
-        if (!p)
-            return map_huge(size);
-        memset(p, 0, size);
-        return p;
-    }
-    if (size > BF_RAM_RECYCLE_MAX_BYTES)
-        return map_anon(size);
-    void *p = NULL;
-    pthread_mutex_lock(&recycle.lock);
-    for (unsigned i = recycle.n; i-- > 0;) {
-        if (recycle.buf[i].size == size) {       /* the newest of that size */
-            p = recycle.buf[i].buf;
-            recycle.n--;
-            memmove(&recycle.buf[i], &recycle.buf[i + 1], (recycle.n - i) * sizeof(recycle.buf[0]));
-            recycle.bytes -= size;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&recycle.lock);
+    /* A fresh mapping is zero-filled by the kernel. A recycled buffer is
+     * handed out too, zeroed here: the pages its last use touched are
+     * still resident, so that costs no fault and no kernel zeroing (and
+     * the huge list does not hold buffers nobody takes). */
+    void *p = recycle_list_take(recycle_list_for(size), size);
     if (!p)
-        return map_anon(size);
-    /* The pages its last use touched are still resident: zeroing them here
-     * costs no fault and no kernel zeroing. */
+        return map_block(size);
     memset(p, 0, size);
     return p;
-}
-
-/* Keep a huge buffer as the newest of the huge list, if some ram exists
- * and it fits the bounds (the oldest make room and are unmapped); else
- * unmap it. */
-static void huge_free(void *buf, size_t size)
-{
-    void  *old[BF_RAM_RECYCLE_HUGE_MAX_BUFFERS];
-    size_t old_size[BF_RAM_RECYCLE_HUGE_MAX_BUFFERS];
-    unsigned nold = 0;
-    pthread_mutex_lock(&recycle.lock);
-    bool keep = recycle.live_rams > 0 && size <= BF_RAM_RECYCLE_HUGE_MAX_BYTES;
-    if (keep) {
-        while (recycle.nhuge == BF_RAM_RECYCLE_HUGE_MAX_BUFFERS ||
-               recycle.huge_bytes + size > BF_RAM_RECYCLE_HUGE_MAX_BYTES) {
-            old[nold] = recycle.huge[0].buf;
-            old_size[nold] = recycle.huge[0].size;
-            nold++;
-            recycle.huge_bytes -= recycle.huge[0].size;
-            recycle.nhuge--;
-            memmove(&recycle.huge[0], &recycle.huge[1], recycle.nhuge * sizeof(recycle.huge[0]));
-        }
-        recycle.huge[recycle.nhuge].buf = buf;
-        recycle.huge[recycle.nhuge].size = size;
-        recycle.nhuge++;
-        recycle.huge_bytes += size;
-    }
-    pthread_mutex_unlock(&recycle.lock);
-    if (!keep)
-        munmap(buf, size);
-    for (unsigned i = 0; i < nold; i++)
-        munmap(old[i], old_size[i]);
 }
 
 void bf_ram_block_free(void *buf, size_t size)
 {
     if (!buf)
         return;
-    if (size % BF_RAM_HUGE_SIZE == 0) {
-        huge_free(buf, size);
-        return;
-    }
-    if (size > BF_RAM_RECYCLE_MAX_BYTES) {
-        munmap(buf, size);
-        return;
-    }
-    /* Keep it as the newest; to stay within the bounds, the oldest buffers
-     * (likely of a block size no longer in use) make room and are unmapped. */
-    void  *old[BF_RAM_RECYCLE_MAX_BUFFERS];
-    size_t old_size[BF_RAM_RECYCLE_MAX_BUFFERS];
-    unsigned nold = 0;
-    pthread_mutex_lock(&recycle.lock);
-    bool keep = recycle.live_rams > 0;
-    if (keep) {
-        while (recycle.n == BF_RAM_RECYCLE_MAX_BUFFERS ||
-               recycle.bytes + size > BF_RAM_RECYCLE_MAX_BYTES) {
-            old[nold] = recycle.buf[0].buf;
-            old_size[nold] = recycle.buf[0].size;
-            nold++;
-            recycle.bytes -= recycle.buf[0].size;
-            recycle.n--;
-            memmove(&recycle.buf[0], &recycle.buf[1], recycle.n * sizeof(recycle.buf[0]));
-        }
-        recycle.buf[recycle.n].buf = buf;
-        recycle.buf[recycle.n].size = size;
-        recycle.n++;
-        recycle.bytes += size;
-    }
-    pthread_mutex_unlock(&recycle.lock);
-    if (!keep)
-        munmap(buf, size);
-    for (unsigned i = 0; i < nold; i++)
-        munmap(old[i], old_size[i]);
+    recycle_list_put(recycle_list_for(size), buf, size);
 }
 
 void bf_ram_lru_add(bf_ram *ram, struct bf_list *link)
@@ -341,7 +326,7 @@ void bf_ram_stat(bf_ram *ram, struct bf_ram_stats *st)
     st->evictions = ram->evictions;
     bf_ram_unlock(ram);
     pthread_mutex_lock(&recycle.lock);
-    st->recycled_bytes = recycle.bytes + recycle.huge_bytes;
-    st->recycled_buffers = recycle.n + recycle.nhuge;
+    st->recycled_bytes = recycle.small.bytes + recycle.huge.bytes;
+    st->recycled_buffers = recycle.small.count + recycle.huge.count;
     pthread_mutex_unlock(&recycle.lock);
 }
