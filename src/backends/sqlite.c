@@ -40,6 +40,11 @@
 #define SQ_BUSY_TIMEOUT  5000           /* ms */
 #define SQ_QUICK_CHECK_MAX ((off_t)64 << 20) /* quick_check dbs up to this size */
 
+/* The columns of a files row, as row_info decodes them (in this order),
+ * and the same without the id (the columns an INSERT gives). */
+#define SQ_FILE_ATTR_COLS "name,blksize,size,mode,uid,gid,mtime_ns,ctime_ns"
+#define SQ_FILE_COLS      "id," SQ_FILE_ATTR_COLS
+
 /* Statements of a reader connection. */
 enum {
     R_ROWID,        /* rowid of (file, blk) */
@@ -53,9 +58,9 @@ enum {
 
 static const char *const reader_sql[R_NSTMT] = {
     [R_ROWID]  = "SELECT rowid FROM blocks WHERE file=?1 AND blk=?2",
-    [R_BYNAME] = "SELECT id,name,blksize,size,mode,uid,gid,mtime_ns,ctime_ns FROM files WHERE name=?1",
-    [R_BYID]   = "SELECT id,name,blksize,size,mode,uid,gid,mtime_ns,ctime_ns FROM files WHERE id=?1",
-    [R_LIST]   = "SELECT id,name,blksize,size,mode,uid,gid,mtime_ns,ctime_ns FROM files "
+    [R_BYNAME] = "SELECT " SQ_FILE_COLS " FROM files WHERE name=?1",
+    [R_BYID]   = "SELECT " SQ_FILE_COLS " FROM files WHERE id=?1",
+    [R_LIST]   = "SELECT " SQ_FILE_COLS " FROM files "
                  "WHERE name IS NOT NULL ORDER BY name",
     [R_NEXTBLK] = "SELECT blk FROM blocks WHERE file=?1 AND blk>=?2 ORDER BY blk LIMIT 1",
     [R_NBLOCKS] = "SELECT count(*) FROM blocks WHERE file=?1",
@@ -92,7 +97,7 @@ static const char *const writer_sql[W_NSTMT] = {
     [W_DEL]      = "DELETE FROM blocks WHERE file=?1 AND blk=?2",
     [W_TRUNC]    = "DELETE FROM blocks WHERE file=?1 AND blk>=?2",
     [W_SETSIZE]  = "UPDATE files SET size=?2, mtime_ns=?3, ctime_ns=?3 WHERE id=?1",
-    [W_INSERT]   = "INSERT INTO files(name,blksize,size,mode,uid,gid,mtime_ns,ctime_ns) "
+    [W_INSERT]   = "INSERT INTO files(" SQ_FILE_ATTR_COLS ") "
                    "VALUES(?1,?2,?3,?4,?5,?6,?7,?7)",
     [W_BYNAME]   = "SELECT id FROM files WHERE name=?1",
     [W_BYID]     = "SELECT size FROM files WHERE id=?1",
@@ -371,6 +376,7 @@ static struct sq_open *open_find(struct sq_db *d, uint64_t id)
 
 /* ---- row helpers --------------------------------------------------------- */
 
+/* Decode a row of the SQ_FILE_COLS columns into `fi`. */
 static void row_info(sqlite3_stmt *st, struct bf_fileinfo *fi)
 {
     memset(fi, 0, sizeof(*fi));
