@@ -102,6 +102,16 @@ static void log_failure(struct bf_fs *fs, bf_inode *inode, const char *what, int
     bf_err("%s: %s failed: %s", unlinked ? "(unlinked file)" : info.name, what, strerror(err));
 }
 
+/* Answer an ioctl by its outcome r: the error -r, or success with the
+ * `size` bytes of out (none if size is 0). */
+static void reply_result(fuse_req_t req, int r, const void *out, size_t size)
+{
+    if (r < 0)
+        fuse_reply_err(req, -r);
+    else
+        fuse_reply_ioctl(req, 0, out, size);
+}
+
 static void ioc_writeout(fuse_req_t req, struct bf_fs *fs, bf_inode *inode,
                          const void *in_buf, size_t in_bufsz, size_t out_bufsz)
 {
@@ -195,10 +205,7 @@ static void ioc_discard(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, size_
     bf_inode_fh_put(inode);
 out:
     bf_inode_op_end(&fs->itable, inode);
-    if (r < 0)
-        fuse_reply_err(req, -r);
-    else
-        fuse_reply_ioctl(req, 0, &c, sizeof c);
+    reply_result(req, r, &c, sizeof c);
 }
 
 static void ioc_invalidate(fuse_req_t req, struct bf_fs *fs, bf_inode *inode,
@@ -240,10 +247,7 @@ static void ioc_invalidate(fuse_req_t req, struct bf_fs *fs, bf_inode *inode,
     bf_inode_fh_put(inode);
 out:
     bf_inode_op_end(&fs->itable, inode);
-    if (r < 0)
-        fuse_reply_err(req, -r);
-    else
-        fuse_reply_ioctl(req, 0, NULL, 0);
+    reply_result(req, r, NULL, 0);
 }
 
 static void ioc_stat(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, size_t out_bufsz)
@@ -336,10 +340,7 @@ static void ioc_setblksize(fuse_req_t req, struct bf_fs *fs, bf_inode *inode,
     if (r == 0)
         /* st_blksize changed: attributes only. */
         bf_notify_inval_inode(fs->notifier, inode->ino, -1, 0);
-    if (r < 0)
-        fuse_reply_err(req, -r);
-    else
-        fuse_reply_ioctl(req, 0, NULL, 0);
+    reply_result(req, r, NULL, 0);
 }
 
 static void ioc_inject(fuse_req_t req, struct bf_fs *fs, bf_inode *inode,
@@ -388,10 +389,7 @@ static void ioc_inject(fuse_req_t req, struct bf_fs *fs, bf_inode *inode,
         r = -EINVAL;
         break;
     }
-    if (r < 0)
-        fuse_reply_err(req, -r);
-    else
-        fuse_reply_ioctl(req, 0, NULL, 0);
+    reply_result(req, r, NULL, 0);
 }
 
 /* Whether the open file fi may send request cmd (see "Access" above):
