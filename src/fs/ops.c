@@ -586,6 +586,21 @@ static void log_io_error(struct bf_fs *fs, bf_inode *inode, const char *what,
                what, (unsigned long long)lo, (unsigned long long)hi, strerror(err));
 }
 
+/* Get the handle of an open file's inode for a READ, WRITE or LSEEK, or
+ * reply the error and return false. A file gone from the database under an
+ * open fd (-ENOENT) is answered EIO: ENOENT means nothing to read(2) or
+ * write(2). On success the caller calls bf_inode_fh_put() when done. */
+static bool data_fh_get(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, bf_fileh **fh)
+{
+    int r = bf_inode_fh_get(&fs->itable, inode, fh);
+
+    if (r < 0) {
+        fuse_reply_err(req, -r == ENOENT ? EIO : -r);
+        return false;
+    }
+    return true;
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
@@ -594,7 +609,6 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     bf_fileh *fh;
     void *buf;
     ssize_t n;
-    int r;
 
     (void)ino;
     if (size > BF_MAX_IO)
@@ -604,11 +618,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    r = bf_inode_fh_get(&fs->itable, inode, &fh);
-    if (r < 0) {
-        fuse_reply_err(req, -r == ENOENT ? EIO : -r);
+    if (!data_fh_get(req, fs, inode, &fh))
         return;
-    }
     /* Short only at the end of the file: holes come back as zeros, so the
      * kernel never takes a short reply for a smaller size. */
     n = bf_fileh_read(fh, buf, size, (uint64_t)off);
@@ -653,18 +664,14 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     bf_inode *inode = bf_fh_inode(fi->fh);
     bf_fileh *fh;
     ssize_t n;
-    int r;
 
     (void)ino;
     if (fs->ro) {
         fuse_reply_err(req, EROFS);
         return;
     }
-    r = bf_inode_fh_get(&fs->itable, inode, &fh);
-    if (r < 0) {
-        fuse_reply_err(req, -r == ENOENT ? EIO : -r);
+    if (!data_fh_get(req, fs, inode, &fh))
         return;
-    }
     /* An uncommitted change of the shared handle. The kernel may gather
      * dirty pages of several blocks in one WRITE; the core drops a write
      * whole if it touches a fenced block (a discard or an invalidation is
@@ -853,11 +860,8 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
         fuse_reply_err(req, off < 0 ? ENXIO : EINVAL);
         return;
     }
-    r = bf_inode_fh_get(&fs->itable, inode, &fh);
-    if (r < 0) {
-        fuse_reply_err(req, -r == ENOENT ? EIO : -r);
+    if (!data_fh_get(req, fs, inode, &fh))
         return;
-    }
     r = bf_fileh_seek_data(fh, (uint64_t)off, whence, &res);
     bf_inode_fh_put(inode);
     if (r == -ENXIO) {
