@@ -584,29 +584,30 @@ static void sq_abort(bf_file *f)
     tx_close(h);
 }
 
-/* Both run on a reader connection: one read transaction each, so they see
- * the last commit and never an open store transaction. */
-static int sq_next_stored(bf_file *f, uint64_t from, uint64_t *blk)
+/* Run reader statement `which` with `nargs` (1 or 2) integer parameters and
+ * return its first row's first column in *out: 0, -ENXIO when there is no
+ * row, or the mapped SQLite error (`what` names the work in the log). On a
+ * reader connection: one read transaction, so it sees the last commit and
+ * never an open store transaction. */
+static int reader_int64(struct sq_db *d, int which, int nargs, int64_t a, int64_t b,
+                        uint64_t *out, const char *what)
 {
-    struct sq_fh *h = FH(f);
-    struct sq_db *d = h->db;
-    if (from > (uint64_t)INT64_MAX)
-        return -ENXIO;                  /* no block is stored that far */
     struct sq_reader *r;
     int e = reader_get(d, &r);
     if (e < 0)
         return e;
-    sqlite3_stmt *st = r->st[R_NEXTBLK];
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)h->id);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)from);
+    sqlite3_stmt *st = r->st[which];
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)a);
+    if (nargs > 1)
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)b);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        *blk = (uint64_t)sqlite3_column_int64(st, 0);
+        *out = (uint64_t)sqlite3_column_int64(st, 0);
         e = 0;
     } else if (rc == SQLITE_DONE) {
         e = -ENXIO;
     } else {
-        e = sq_fail(d, r->c, rc, "looking for the next stored block");
+        e = sq_fail(d, r->c, rc, what);
     }
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
@@ -614,27 +615,20 @@ static int sq_next_stored(bf_file *f, uint64_t from, uint64_t *blk)
     return e;
 }
 
+static int sq_next_stored(bf_file *f, uint64_t from, uint64_t *blk)
+{
+    struct sq_fh *h = FH(f);
+    if (from > (uint64_t)INT64_MAX)
+        return -ENXIO;                  /* no block is stored that far */
+    return reader_int64(h->db, R_NEXTBLK, 2, (int64_t)h->id, (int64_t)from, blk,
+                        "looking for the next stored block");
+}
+
 static int sq_stored_blocks(bf_file *f, uint64_t *n)
 {
     struct sq_fh *h = FH(f);
-    struct sq_db *d = h->db;
-    struct sq_reader *r;
-    int e = reader_get(d, &r);
-    if (e < 0)
-        return e;
-    sqlite3_stmt *st = r->st[R_NBLOCKS];
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)h->id);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *n = (uint64_t)sqlite3_column_int64(st, 0);
-        e = 0;
-    } else {
-        e = sq_fail(d, r->c, rc, "counting stored blocks");
-    }
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    reader_put(d, r);
-    return e;
+    int e = reader_int64(h->db, R_NBLOCKS, 1, (int64_t)h->id, 0, n, "counting stored blocks");
+    return e == -ENXIO ? -EIO : e;      /* count(*) always yields a row */
 }
 
 static const struct bf_file_ops sq_file_ops = {
