@@ -77,7 +77,8 @@ struct opts {
 static void usage(void)
 {
     fputs("usage: bfbench fill|seqread|par|randfault|touch|dirty|sqlread|sqlwrite PATH [options]\n"
-          "  (see the comment at the top of bench/bfbench.c, and bench/README)\n", stderr);
+          "  (see the comment at the top of bench/bfbench.c, and bench/README)\n",
+          stderr);
     exit(2);
 }
 
@@ -106,7 +107,7 @@ static uint32_t file_blksize(const char *path)
 static int do_writeout(int fd, double *secs)
 {
     struct bigfile_writeout w;
-    memset(&w, 0, sizeof w);
+    memset(&w, 0, sizeof(w));
     w.flags = BIGFILE_WRITEOUT_STORE | BIGFILE_WRITEOUT_MARKSTORED;
     double t0 = bench_now();
     int r = ioctl(fd, BIGFILE_IOC_WRITEOUT, &w) < 0 ? -errno : 0;
@@ -119,7 +120,8 @@ static void check_sum(const char *what, uint64_t got, uint64_t off, uint64_t len
 {
     uint64_t want = bench_pattern_sum(off, len, seed);
     if (got != want) {
-        fprintf(stderr, "bfbench: %s: read wrong data (word sum %#" PRIx64 ", expected %#" PRIx64
+        fprintf(stderr,
+                "bfbench: %s: read wrong data (word sum %#" PRIx64 ", expected %#" PRIx64
                 " for [%" PRIu64 ", +%" PRIu64 ") seed %" PRIu64 ")\n",
                 what, got, want, off, len, seed);
         exit(1);
@@ -206,7 +208,7 @@ static int cmd_seqread(const char *path, const struct opts *o)
     check_sum(path, s, off, len, o->seed);
     printf("%.4f %.1f\n", (double)len / t / 1e9,
            (double)(ru1.ru_minflt - ru0.ru_minflt + ru1.ru_majflt - ru0.ru_majflt) /
-           ((double)len / 1048576));
+               ((double)len / 1048576));
     return 0;
 }
 
@@ -239,7 +241,7 @@ static int cmd_par(const char *path, const struct opts *o)
             uint64_t s = map_and_sum(path, so, slice);
             double end = bench_now();
             check_sum(path, s, so, slice, o->seed);
-            _exit(write(done[1], &end, sizeof end) == (ssize_t)sizeof end ? 0 : 1);
+            _exit(write(done[1], &end, sizeof(end)) == (ssize_t)sizeof(end) ? 0 : 1);
         }
     }
     close(go[0]);
@@ -252,7 +254,7 @@ static int cmd_par(const char *path, const struct opts *o)
     int failed = 0;
     for (uint64_t k = 0; k < procs; k++) {
         double end;
-        if (read(done[0], &end, sizeof end) == (ssize_t)sizeof end) {
+        if (read(done[0], &end, sizeof(end)) == (ssize_t)sizeof(end)) {
             if (end > last)
                 last = end;
         }
@@ -277,8 +279,8 @@ static int cmd_randfault(const char *path, const struct opts *o)
     size_t count = (size_t)o->count;
     if (count == 0 || count > nblk)
         die("--count must be in [1, number of blocks]", EINVAL);
-    uint64_t *blk = calloc(count, sizeof *blk);
-    double *lat = calloc(count, sizeof *lat);
+    uint64_t *blk = calloc(count, sizeof(*blk));
+    double *lat = calloc(count, sizeof(*lat));
     if (!blk || !lat)
         die("memory", ENOMEM);
     bench_pick_distinct(blk, count, nblk, o->rng);
@@ -307,7 +309,7 @@ static int cmd_randfault(const char *path, const struct opts *o)
     }
     munmap((void *)p, size);
     close(fd);
-    qsort(lat, count, sizeof *lat, bench_cmp_double);
+    qsort(lat, count, sizeof(*lat), bench_cmp_double);
     printf("%.1f %.1f %.1f\n", bench_quantile(lat, count, 0.5), bench_quantile(lat, count, 0.99),
            lat[count - 1]);
     free(blk);
@@ -322,7 +324,7 @@ static int cmd_touch(const char *path, const struct opts *o)
     size_t count = (size_t)o->count;
     if (count == 0 || count > nblk)
         die("--count must be in [1, number of blocks]", EINVAL);
-    uint64_t *blk = calloc(count, sizeof *blk);
+    uint64_t *blk = calloc(count, sizeof(*blk));
     if (!blk)
         die("memory", ENOMEM);
     bench_pick_distinct(blk, count, nblk, o->rng);
@@ -408,24 +410,24 @@ static uint64_t size_arg(const char *s)
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"length", required_argument, NULL, 'l'},
-        {"offset", required_argument, NULL, 'o'},
-        {"seed", required_argument, NULL, 's'},
-        {"rng", required_argument, NULL, 'r'},
-        {"writeout-every", required_argument, NULL, 'e'},
-        {"count", required_argument, NULL, 'n'},
-        {"procs", required_argument, NULL, 'p'},
-        {"blksize", required_argument, NULL, 'b'},
-        {"cold", required_argument, NULL, 'c'},
-        {"warm", no_argument, NULL, 'w'},
-        {"name", required_argument, NULL, 'N'},
-        {"schema-from", required_argument, NULL, 'S'},
-        {"madvise", required_argument, NULL, 'a'},
-        {"fresh-buffers", no_argument, NULL, 'F'},
-        {NULL, 0, NULL, 0},
+        { "length", required_argument, NULL, 'l' },
+        { "offset", required_argument, NULL, 'o' },
+        { "seed", required_argument, NULL, 's' },
+        { "rng", required_argument, NULL, 'r' },
+        { "writeout-every", required_argument, NULL, 'e' },
+        { "count", required_argument, NULL, 'n' },
+        { "procs", required_argument, NULL, 'p' },
+        { "blksize", required_argument, NULL, 'b' },
+        { "cold", required_argument, NULL, 'c' },
+        { "warm", no_argument, NULL, 'w' },
+        { "name", required_argument, NULL, 'N' },
+        { "schema-from", required_argument, NULL, 'S' },
+        { "madvise", required_argument, NULL, 'a' },
+        { "fresh-buffers", no_argument, NULL, 'F' },
+        { NULL, 0, NULL, 0 },
     };
     struct opts o;
-    memset(&o, 0, sizeof o);
+    memset(&o, 0, sizeof(o));
     o.seed = 1;
     o.cold = BENCH_COLD_NONE;
     o.advice = MADV_NORMAL;
@@ -436,22 +438,47 @@ int main(int argc, char **argv)
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
-        case 'l': o.length = size_arg(optarg); o.has_length = 1; break;
-        case 'o': o.offset = size_arg(optarg); break;
-        case 's': o.seed = strtoull(optarg, NULL, 0); break;
-        case 'r': o.rng = strtoull(optarg, NULL, 0); break;
-        case 'e': o.every = size_arg(optarg); break;
-        case 'n': o.count = strtoull(optarg, NULL, 0); break;
-        case 'p': o.procs = strtoull(optarg, NULL, 0); break;
-        case 'b': o.blksize = size_arg(optarg); break;
+        case 'l':
+            o.length = size_arg(optarg);
+            o.has_length = 1;
+            break;
+        case 'o':
+            o.offset = size_arg(optarg);
+            break;
+        case 's':
+            o.seed = strtoull(optarg, NULL, 0);
+            break;
+        case 'r':
+            o.rng = strtoull(optarg, NULL, 0);
+            break;
+        case 'e':
+            o.every = size_arg(optarg);
+            break;
+        case 'n':
+            o.count = strtoull(optarg, NULL, 0);
+            break;
+        case 'p':
+            o.procs = strtoull(optarg, NULL, 0);
+            break;
+        case 'b':
+            o.blksize = size_arg(optarg);
+            break;
         case 'c':
             if (bench_parse_cold(optarg, &o.cold) < 0)
                 usage();
             break;
-        case 'w': o.warm = 1; break;
-        case 'N': o.name = optarg; break;
-        case 'F': o.fresh = 1; break;
-        case 'S': o.schema_from = optarg; break;
+        case 'w':
+            o.warm = 1;
+            break;
+        case 'N':
+            o.name = optarg;
+            break;
+        case 'F':
+            o.fresh = 1;
+            break;
+        case 'S':
+            o.schema_from = optarg;
+            break;
         case 'a':
             if (!strcmp(optarg, "random"))
                 o.advice = MADV_RANDOM;
@@ -460,7 +487,8 @@ int main(int argc, char **argv)
             else
                 usage();
             break;
-        default: usage();
+        default:
+            usage();
         }
     }
     if (optind != argc - 1)

@@ -12,11 +12,12 @@
 
 /* The bigfilefs schema, as src/backends/sqlite.c creates it. */
 #define SQL_FILE_BY_NAME "SELECT id, blksize, size FROM files WHERE name = ?1"
-#define SQL_BLOCK_ROWID  "SELECT rowid FROM blocks WHERE file = ?1 AND blk = ?2"
-#define SQL_STORE_BLOCK  "INSERT INTO blocks(file, blk, data) VALUES (?1, ?2, ?3) " \
-                         "ON CONFLICT(file, blk) DO UPDATE SET data = excluded.data"
-#define BLOCKS_TABLE     "blocks"
-#define BLOCKS_DATA      "data"
+#define SQL_BLOCK_ROWID "SELECT rowid FROM blocks WHERE file = ?1 AND blk = ?2"
+#define SQL_STORE_BLOCK                                        \
+    "INSERT INTO blocks(file, blk, data) VALUES (?1, ?2, ?3) " \
+    "ON CONFLICT(file, blk) DO UPDATE SET data = excluded.data"
+#define BLOCKS_TABLE "blocks"
+#define BLOCKS_DATA "data"
 
 static int sqlerr(sqlite3 *db, const char *what)
 {
@@ -24,8 +25,8 @@ static int sqlerr(sqlite3 *db, const char *what)
     return -EIO;
 }
 
-int rawsql_read(const char *dbpath, const char *name, enum bench_cold cold, int fresh,
-                double *secs, uint64_t *bytes, uint64_t *sum)
+int rawsql_read(const char *dbpath, const char *name, enum bench_cold cold, int fresh, double *secs,
+                uint64_t *bytes, uint64_t *sum)
 {
     sqlite3 *db = NULL;
     sqlite3_stmt *qf = NULL, *qb = NULL;
@@ -74,7 +75,7 @@ int rawsql_read(const char *dbpath, const char *name, enum bench_cold cold, int 
         sqlite3_bind_int64(qb, 2, (int64_t)b);
         int rc = sqlite3_step(qb);
         if (rc == SQLITE_DONE)
-            continue;               /* a hole: zeros, nothing to add */
+            continue; /* a hole: zeros, nothing to add */
         if (rc != SQLITE_ROW) {
             r = sqlerr(db, "lookup");
             goto out;
@@ -136,7 +137,8 @@ static int copy_schema(sqlite3 *dst, const char *schema_from)
     if (sqlite3_open_v2(schema_from, &src, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
         return sqlerr(src, "open schema source");
     sqlite3_busy_timeout(src, 5000);
-    if (sqlite3_prepare_v2(src, "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL "
+    if (sqlite3_prepare_v2(src,
+                           "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL "
                            "AND name NOT LIKE 'sqlite_%' ORDER BY type = 'table' DESC, rowid",
                            -1, &q, NULL) != SQLITE_OK) {
         r = sqlerr(src, "read schema");
@@ -155,8 +157,8 @@ out:
     return r;
 }
 
-int rawsql_write(const char *scratch, const char *schema_from, uint32_t blksize,
-                 uint64_t length, uint64_t seed, double *secs)
+int rawsql_write(const char *scratch, const char *schema_from, uint32_t blksize, uint64_t length,
+                 uint64_t seed, double *secs)
 {
     sqlite3 *db = NULL;
     sqlite3_stmt *ins = NULL;
@@ -166,13 +168,15 @@ int rawsql_write(const char *scratch, const char *schema_from, uint32_t blksize,
     const char *sync_pragma = sync && !strcmp(sync, "normal") ? "PRAGMA synchronous=NORMAL"
                                                               : "PRAGMA synchronous=FULL";
 
-    if (sqlite3_open_v2(scratch, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK)
+    if (sqlite3_open_v2(scratch, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK)
         return sqlerr(db, "open scratch");
     sqlite3_busy_timeout(db, 5000);
     int fresh = 0;
     {
         sqlite3_stmt *q = NULL;
-        if (sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master", -1, &q, NULL) != SQLITE_OK ||
+        if (sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master", -1, &q, NULL) !=
+                SQLITE_OK ||
             sqlite3_step(q) != SQLITE_ROW) {
             sqlite3_finalize(q);
             r = sqlerr(db, "inspect scratch");

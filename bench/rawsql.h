@@ -22,8 +22,8 @@
  * *bytes the bytes of the file's size, *sum the word sum (absent blocks
  * count as zeros). Errors: -ENOENT (no such file), -EIO (SQLite error,
  * printed to stderr), -ENOMEM. */
-int rawsql_read(const char *db, const char *name, enum bench_cold cold, int fresh,
-                double *secs, uint64_t *bytes, uint64_t *sum);
+int rawsql_read(const char *db, const char *name, enum bench_cold cold, int fresh, double *secs,
+                uint64_t *bytes, uint64_t *sum);
 
 /* Write `length` bytes of the benchmark pattern (seed) as blocks of blksize
  * into `scratch` — a database created on first use with the schema copied
@@ -32,7 +32,7 @@ int rawsql_read(const char *db, const char *name, enum bench_cold cold, int fres
  * default) — in ONE transaction, as a writeout does: BEGIN IMMEDIATE,
  * the backend's upsert per block, COMMIT. *secs is the time from BEGIN to the
  * end of COMMIT. Errors: -EIO (SQLite error, printed), -ENOMEM. */
-int rawsql_write(const char *scratch, const char *schema_from, uint32_t blksize,
-                 uint64_t length, uint64_t seed, double *secs);
+int rawsql_write(const char *scratch, const char *schema_from, uint32_t blksize, uint64_t length,
+                 uint64_t seed, double *secs);
 
 #endif /* BIGFILEFS_BENCH_RAWSQL_H */

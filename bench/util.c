@@ -33,11 +33,28 @@ int bench_parse_size(const char *s, uint64_t *out)
         return -EINVAL;
     unsigned shift = 0;
     switch (*end) {
-    case 'k': case 'K': shift = 10; end++; break;
-    case 'm': case 'M': shift = 20; end++; break;
-    case 'g': case 'G': shift = 30; end++; break;
-    case 't': case 'T': shift = 40; end++; break;
-    default: break;
+    case 'k':
+    case 'K':
+        shift = 10;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        end++;
+        break;
+    case 't':
+    case 'T':
+        shift = 40;
+        end++;
+        break;
+    default:
+        break;
     }
     if (shift && *end == 'i')
         end++;
@@ -76,7 +93,7 @@ static int reclaim(const char *path)
     if (fd < 0)
         return -errno;
     struct bigfile_count c;
-    memset(&c, 0, sizeof c);
+    memset(&c, 0, sizeof(c));
     int r = ioctl(fd, BIGFILE_IOC_RECLAIM, &c) < 0 ? -errno : 0;
     close(fd);
     return r;

@@ -18,13 +18,14 @@ int bench_parse_size(const char *s, uint64_t *out);
 
 /* How a measurement makes the file's data "cold" before it runs. */
 enum bench_cold {
-    BENCH_COLD_NONE,     /* leave every cache as it is (warm measurements) */
-    BENCH_COLD_RECLAIM,  /* bigfilefs: BIGFILE_IOC_RECLAIM drops the daemon's and the
-                            kernel's clean pages of the file; the database file
-                            stays in the OS page cache */
-    BENCH_COLD_DROP,     /* RECLAIM (on bigfilefs) plus sync and
-                            /proc/sys/vm/drop_caches=3: the database file leaves
-                            the OS page cache too */
+    BENCH_COLD_NONE, /* leave every cache as it is (warm measurements) */
+    /* bigfilefs: BIGFILE_IOC_RECLAIM drops the daemon's and the kernel's
+     * clean pages of the file; the database file stays in the OS page
+     * cache */
+    BENCH_COLD_RECLAIM,
+    /* RECLAIM (on bigfilefs) plus sync and /proc/sys/vm/drop_caches=3: the
+     * database file leaves the OS page cache too */
+    BENCH_COLD_DROP,
 };
 
 /* Parse "none", "reclaim" or "drop". -EINVAL otherwise. */

@@ -35,19 +35,19 @@ static unsigned char expected_byte(unsigned b)
 
 static int fail(const char *what)
 {
-    fprintf(stderr, "mapdemo: FAIL: %s%s%s\n", what,
-            errno ? ": " : "", errno ? strerror(errno) : "");
+    fprintf(stderr, "mapdemo: FAIL: %s%s%s\n", what, errno ? ": " : "",
+            errno ? strerror(errno) : "");
     return 1;
 }
 
 /* Print the daemon's view of the file (BIGFILE_IOC_STAT); 0 or 1. */
 static int show_stat(int fd, const char *when, struct bigfile_stat *st)
 {
-    memset(st, 0, sizeof *st);
+    memset(st, 0, sizeof(*st));
     if (ioctl(fd, BIGFILE_IOC_STAT, st) == -1)
         return fail("BIGFILE_IOC_STAT");
-    printf("  stat %s: size %llu, committed_size %llu, dirty_blocks %llu, writeouts %llu\n",
-           when, (unsigned long long)st->size, (unsigned long long)st->committed_size,
+    printf("  stat %s: size %llu, committed_size %llu, dirty_blocks %llu, writeouts %llu\n", when,
+           (unsigned long long)st->size, (unsigned long long)st->committed_size,
            (unsigned long long)st->dirty_blocks, (unsigned long long)st->writeouts);
     return 0;
 }
@@ -78,8 +78,8 @@ static int check_contents(const char *path)
             return fail("pread");
         for (size_t i = 0; i < bs; i++) {
             if (buf[i] != expected_byte(b) || map[b * bs + i] != expected_byte(b)) {
-                fprintf(stderr, "mapdemo: block %u byte %zu: read %d, mapped %d, expected %d\n",
-                        b, i, buf[i], map[b * bs + i], expected_byte(b));
+                fprintf(stderr, "mapdemo: block %u byte %zu: read %d, mapped %d, expected %d\n", b,
+                        i, buf[i], map[b * bs + i], expected_byte(b));
                 bad = 1;
                 break;
             }
@@ -92,8 +92,8 @@ static int check_contents(const char *path)
         errno = 0;
         return fail("contents");
     }
-    printf("read back %d blocks of %zu bytes with read(2) and mmap(2): as committed\n",
-           NBLOCKS, bs);
+    printf("read back %d blocks of %zu bytes with read(2) and mmap(2): as committed\n", NBLOCKS,
+           bs);
     return 0;
 }
 
@@ -133,8 +133,8 @@ static int demo(const char *path)
     };
     if (ioctl(fd, BIGFILE_IOC_WRITEOUT, &wo) == -1)
         return fail("BIGFILE_IOC_WRITEOUT");
-    printf("writeout: %llu blocks, %llu bytes stored\n",
-           (unsigned long long)wo.blocks, (unsigned long long)wo.bytes);
+    printf("writeout: %llu blocks, %llu bytes stored\n", (unsigned long long)wo.blocks,
+           (unsigned long long)wo.bytes);
     errno = 0;
     if (wo.blocks != 2 || wo.bytes != 2 * bs)
         return fail("writeout should have stored exactly blocks 0 and 2");
@@ -148,7 +148,7 @@ static int demo(const char *path)
      * committed content (zeros) again. */
     memset(p + bs, 'X', bs);
     printf("block 1 changed to 'X' through the mapping\n");
-    struct bigfile_count dc = {0};
+    struct bigfile_count dc = { 0 };
     if (ioctl(fd, BIGFILE_IOC_DISCARD, &dc) == -1)
         return fail("BIGFILE_IOC_DISCARD");
     printf("discard: %llu blocks dropped; block 1 now reads %d, block 0 reads '%c'\n",

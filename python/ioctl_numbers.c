@@ -8,8 +8,7 @@
 #include <bigfile/ioctl.h>
 
 #define SHOW(x) printf("%s %llu\n", #x, (unsigned long long)(x))
-#define OFF(s, f) \
-    printf("offsetof(%s.%s) %zu\n", #s, #f, offsetof(struct s, f))
+#define OFF(s, f) printf("offsetof(%s.%s) %zu\n", #s, #f, offsetof(struct s, f))
 
 int main(void)
 {

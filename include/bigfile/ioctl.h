@@ -22,8 +22,8 @@
 #define BIGFILE_IOC_MAGIC 0xBF
 
 /* Writeout flags (struct bigfile_writeout.flags). */
-#define BIGFILE_WRITEOUT_STORE      (1u << 0)   /* store changes, commit atomically */
-#define BIGFILE_WRITEOUT_MARKSTORED (1u << 1)   /* mark changed blocks clean */
+#define BIGFILE_WRITEOUT_STORE (1u << 0)      /* store changes, commit atomically */
+#define BIGFILE_WRITEOUT_MARKSTORED (1u << 1) /* mark changed blocks clean */
 
 /* BIGFILE_IOC_WRITEOUT argument.
  * in:  flags — nonzero combination of BIGFILE_WRITEOUT_*; reserved = 0.
@@ -44,29 +44,29 @@ struct bigfile_range {
 
 /* BIGFILE_IOC_DISCARD and BIGFILE_IOC_RECLAIM result. */
 struct bigfile_count {
-    __u64 blocks;           /* blocks dropped */
-    __u64 bytes;            /* bytes of daemon memory freed */
+    __u64 blocks; /* blocks dropped */
+    __u64 bytes;  /* bytes of daemon memory freed */
 };
 
 /* BIGFILE_IOC_STAT result: the daemon's shadow state of the file. */
 struct bigfile_stat {
-    __u32 version;          /* BIGFILE_STAT_VERSION */
-    __u32 blksize;          /* block size, bytes */
-    __u64 size;             /* current size, uncommitted changes included */
-    __u64 committed_size;   /* size in the database */
-    __u64 loaded_blocks;    /* clean blocks cached by the daemon */
-    __u64 dirty_blocks;     /* changed blocks not yet committed */
-    __u64 loading_blocks;   /* blocks being loaded now */
-    __u64 loadblk_calls;    /* block loads from the database */
-    __u64 storeblk_calls;   /* block stores to the database */
+    __u32 version;        /* BIGFILE_STAT_VERSION */
+    __u32 blksize;        /* block size, bytes */
+    __u64 size;           /* current size, uncommitted changes included */
+    __u64 committed_size; /* size in the database */
+    __u64 loaded_blocks;  /* clean blocks cached by the daemon */
+    __u64 dirty_blocks;   /* changed blocks not yet committed */
+    __u64 loading_blocks; /* blocks being loaded now */
+    __u64 loadblk_calls;  /* block loads from the database */
+    __u64 storeblk_calls; /* block stores to the database */
     __u64 bytes_loaded;
     __u64 bytes_stored;
-    __u64 writeouts;        /* successful writeouts */
+    __u64 writeouts; /* successful writeouts */
     __u64 discards;
     __u64 invalidated_blocks;
     __u64 reclaimed_blocks;
-    __u64 errors;           /* failed database operations */
-    __u64 reserved[8];      /* zero */
+    __u64 errors;      /* failed database operations */
+    __u64 reserved[8]; /* zero */
 };
 #define BIGFILE_STAT_VERSION 1
 
@@ -74,15 +74,15 @@ struct bigfile_stat {
  * committed and uncommitted, no block ever stored). Used by
  * `bigfilectl create --blksize`. */
 struct bigfile_blksize {
-    __u32 blksize;          /* power of two, 4 KiB .. 64 MiB */
+    __u32 blksize; /* power of two, 4 KiB .. 64 MiB */
     __u32 reserved;
 };
 
-#define BIGFILE_IOC_WRITEOUT   _IOWR(BIGFILE_IOC_MAGIC, 1, struct bigfile_writeout)
-#define BIGFILE_IOC_DISCARD    _IOR(BIGFILE_IOC_MAGIC, 2, struct bigfile_count)
+#define BIGFILE_IOC_WRITEOUT _IOWR(BIGFILE_IOC_MAGIC, 1, struct bigfile_writeout)
+#define BIGFILE_IOC_DISCARD _IOR(BIGFILE_IOC_MAGIC, 2, struct bigfile_count)
 #define BIGFILE_IOC_INVALIDATE _IOW(BIGFILE_IOC_MAGIC, 3, struct bigfile_range)
-#define BIGFILE_IOC_STAT       _IOR(BIGFILE_IOC_MAGIC, 4, struct bigfile_stat)
-#define BIGFILE_IOC_RECLAIM    _IOR(BIGFILE_IOC_MAGIC, 5, struct bigfile_count)
+#define BIGFILE_IOC_STAT _IOR(BIGFILE_IOC_MAGIC, 4, struct bigfile_stat)
+#define BIGFILE_IOC_RECLAIM _IOR(BIGFILE_IOC_MAGIC, 5, struct bigfile_count)
 #define BIGFILE_IOC_SETBLKSIZE _IOW(BIGFILE_IOC_MAGIC, 6, struct bigfile_blksize)
 
 #endif /* BIGFILE_IOCTL_H */

@@ -26,8 +26,7 @@ int bf_db_open(const char *spec, unsigned flags, bf_db **out, char *errbuf, size
     if (strncmp(spec, "mem:", 4) == 0) {
         int r = bf_mem_open(flags, out);
         if (r < 0 && errbuf && errlen)
-            snprintf(errbuf, errlen, "%s: cannot create memory database: %s",
-                     spec, strerror(-r));
+            snprintf(errbuf, errlen, "%s: cannot create memory database: %s", spec, strerror(-r));
         return r;
     }
     if (spec[0] == '\0') {
@@ -59,8 +58,8 @@ int bf_db_getinfo(bf_db *db, uint64_t id, struct bf_fileinfo *out)
     return db->ops->getinfo(db, id, out);
 }
 
-int bf_db_create(bf_db *db, const char *name, uint32_t blksize, uint64_t size,
-                 uint32_t mode, uint32_t uid, uint32_t gid, struct bf_fileinfo *out)
+int bf_db_create(bf_db *db, const char *name, uint32_t blksize, uint64_t size, uint32_t mode,
+                 uint32_t uid, uint32_t gid, struct bf_fileinfo *out)
 {
     return db->ops->create(db, name, blksize, size, mode, uid, gid, out);
 }
@@ -110,16 +109,37 @@ int bf_parse_size(const char *s, uint64_t *out)
     for (; *p >= '0' && *p <= '9'; p++) {
         unsigned d = (unsigned)(*p - '0');
         if (v > (UINT64_MAX - d) / 10)
-            return -EINVAL;             /* overflow */
+            return -EINVAL; /* overflow */
         v = v * 10 + d;
     }
     int unit = 0;
     switch (*p) {
-    case 'k': case 'K': mult = (uint64_t)1 << 10; unit = 1; p++; break;
-    case 'm': case 'M': mult = (uint64_t)1 << 20; unit = 1; p++; break;
-    case 'g': case 'G': mult = (uint64_t)1 << 30; unit = 1; p++; break;
-    case 't': case 'T': mult = (uint64_t)1 << 40; unit = 1; p++; break;
-    default: break;
+    case 'k':
+    case 'K':
+        mult = (uint64_t)1 << 10;
+        unit = 1;
+        p++;
+        break;
+    case 'm':
+    case 'M':
+        mult = (uint64_t)1 << 20;
+        unit = 1;
+        p++;
+        break;
+    case 'g':
+    case 'G':
+        mult = (uint64_t)1 << 30;
+        unit = 1;
+        p++;
+        break;
+    case 't':
+    case 'T':
+        mult = (uint64_t)1 << 40;
+        unit = 1;
+        p++;
+        break;
+    default:
+        break;
     }
     /* Optional tail: "B" always; "i" and "iB" only after a unit letter. */
     if (unit && *p == 'i') {
@@ -132,15 +152,15 @@ int bf_parse_size(const char *s, uint64_t *out)
     if (*p != '\0')
         return -EINVAL;
     if (v > UINT64_MAX / mult)
-        return -EINVAL;                 /* overflow */
+        return -EINVAL; /* overflow */
     *out = v * mult;
     return 0;
 }
 
 int bf_name_check(const char *name)
 {
-    if (!name || name[0] == '\0' || strchr(name, '/') ||
-        strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+    if (!name || name[0] == '\0' || strchr(name, '/') || strcmp(name, ".") == 0 ||
+        strcmp(name, "..") == 0)
         return -EINVAL;
     if (strlen(name) > BF_NAME_MAX)
         return -ENAMETOOLONG;

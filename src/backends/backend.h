@@ -29,56 +29,56 @@
 
 #include "../core/bigfile.h"
 
-#define BF_NAME_MAX 255     /* bytes of a file name, without the NUL */
+#define BF_NAME_MAX 255 /* bytes of a file name, without the NUL */
 
 typedef struct bf_db bf_db;
 
 /* Metadata of one bigfile. */
 struct bf_fileinfo {
-    uint64_t id;            /* stable, never reused within a database, >= 1 */
-    char     name[BF_NAME_MAX + 1];
+    uint64_t id; /* stable, never reused within a database, >= 1 */
+    char name[BF_NAME_MAX + 1];
     uint32_t blksize;
-    uint64_t size;          /* committed size, bytes */
-    uint32_t mode;          /* permission bits only (07777) */
+    uint64_t size; /* committed size, bytes */
+    uint32_t mode; /* permission bits only (07777) */
     uint32_t uid, gid;
-    int64_t  mtime_ns;      /* last commit of content or size */
-    int64_t  ctime_ns;      /* last change of metadata */
+    int64_t mtime_ns; /* last commit of content or size */
+    int64_t ctime_ns; /* last change of metadata */
 };
 
 /* Flags for bf_db_open. */
 enum {
-    BF_DB_RDONLY = 1 << 0,  /* never write; namespace ops and writeout get -EROFS */
-    BF_DB_CREATE = 1 << 1,  /* create the database if it does not exist */
+    BF_DB_RDONLY = 1 << 0, /* never write; namespace ops and writeout get -EROFS */
+    BF_DB_CREATE = 1 << 1, /* create the database if it does not exist */
 };
 
 /* Flags for bf_db_rename (the values of renameat2's RENAME_*). */
 enum {
     BF_RENAME_NOREPLACE = 1 << 0,
-    BF_RENAME_EXCHANGE  = 1 << 1,
+    BF_RENAME_EXCHANGE = 1 << 1,
 };
 
 /* Operations a backend implements; see the functions below for contracts. */
 struct bf_db_ops {
     const char *name;
     void (*close)(bf_db *db);
-    int  (*list)(bf_db *db, int (*cb)(void *arg, const struct bf_fileinfo *fi), void *arg);
-    int  (*lookup)(bf_db *db, const char *name, struct bf_fileinfo *out);
-    int  (*getinfo)(bf_db *db, uint64_t id, struct bf_fileinfo *out);
-    int  (*create)(bf_db *db, const char *name, uint32_t blksize, uint64_t size,
-                   uint32_t mode, uint32_t uid, uint32_t gid, struct bf_fileinfo *out);
-    int  (*unlink)(bf_db *db, const char *name);
-    int  (*rename)(bf_db *db, const char *from, const char *to, unsigned flags);
-    int  (*setattr)(bf_db *db, uint64_t id, const uint32_t *mode, const uint32_t *uid,
-                    const uint32_t *gid, const int64_t *mtime_ns);
-    int  (*set_blksize)(bf_db *db, uint64_t id, uint32_t blksize);
-    int  (*file_open)(bf_db *db, uint64_t id, bf_file **out);
+    int (*list)(bf_db *db, int (*cb)(void *arg, const struct bf_fileinfo *fi), void *arg);
+    int (*lookup)(bf_db *db, const char *name, struct bf_fileinfo *out);
+    int (*getinfo)(bf_db *db, uint64_t id, struct bf_fileinfo *out);
+    int (*create)(bf_db *db, const char *name, uint32_t blksize, uint64_t size, uint32_t mode,
+                  uint32_t uid, uint32_t gid, struct bf_fileinfo *out);
+    int (*unlink)(bf_db *db, const char *name);
+    int (*rename)(bf_db *db, const char *from, const char *to, unsigned flags);
+    int (*setattr)(bf_db *db, uint64_t id, const uint32_t *mode, const uint32_t *uid,
+                   const uint32_t *gid, const int64_t *mtime_ns);
+    int (*set_blksize)(bf_db *db, uint64_t id, uint32_t blksize);
+    int (*file_open)(bf_db *db, uint64_t id, bf_file **out);
     void (*file_close)(bf_file *f);
 };
 
 /* Every backend's instance starts with this. */
 struct bf_db {
     const struct bf_db_ops *ops;
-    unsigned flags;         /* BF_DB_* it was opened with */
+    unsigned flags; /* BF_DB_* it was opened with */
 };
 
 /* Open a database. `spec` is "mem:" or "mem:LABEL" for a fresh memory
@@ -88,47 +88,47 @@ struct bf_db {
  * Errors: -ENOENT (missing and no BF_DB_CREATE), -EPROTO (not a bigfilefs
  * database, or a corrupt one: never modified), -EPROTONOSUPPORT (a newer
  * schema version: never modified), -EACCES, -EROFS, -EIO, -ENOMEM. */
-int  bf_db_open(const char *spec, unsigned flags, bf_db **out, char *errbuf, size_t errlen);
+int bf_db_open(const char *spec, unsigned flags, bf_db **out, char *errbuf, size_t errlen);
 
 /* Close a database. Every bf_file must be closed first. NULL is a no-op. */
 void bf_db_close(bf_db *db);
 
 /* Call cb for every named file, in name order; stop and return cb's value
  * if it returns nonzero. */
-int  bf_db_list(bf_db *db, int (*cb)(void *arg, const struct bf_fileinfo *fi), void *arg);
+int bf_db_list(bf_db *db, int (*cb)(void *arg, const struct bf_fileinfo *fi), void *arg);
 
 /* Look a file up by name / by id. -ENOENT if there is none. getinfo also
  * finds an unlinked-but-open file (its name is then the empty string). */
-int  bf_db_lookup(bf_db *db, const char *name, struct bf_fileinfo *out);
-int  bf_db_getinfo(bf_db *db, uint64_t id, struct bf_fileinfo *out);
+int bf_db_lookup(bf_db *db, const char *name, struct bf_fileinfo *out);
+int bf_db_getinfo(bf_db *db, uint64_t id, struct bf_fileinfo *out);
 
 /* Create a file (committed at once). -EEXIST, -EINVAL (bad blksize, size >
  * BF_SIZE_MAX, empty name or one with '/'), -ENAMETOOLONG, -EROFS. */
-int  bf_db_create(bf_db *db, const char *name, uint32_t blksize, uint64_t size,
-                  uint32_t mode, uint32_t uid, uint32_t gid, struct bf_fileinfo *out);
+int bf_db_create(bf_db *db, const char *name, uint32_t blksize, uint64_t size, uint32_t mode,
+                 uint32_t uid, uint32_t gid, struct bf_fileinfo *out);
 
 /* Remove a name (see "Unlinked-but-open" above). -ENOENT, -EROFS. */
-int  bf_db_unlink(bf_db *db, const char *name);
+int bf_db_unlink(bf_db *db, const char *name);
 
 /* Rename, replacing an existing `to` unless BF_RENAME_NOREPLACE (-EEXIST);
  * BF_RENAME_EXCHANGE swaps two existing names. A replaced file is unlinked
  * as by bf_db_unlink. -ENOENT, -EEXIST, -EINVAL (bad flags or name), -EROFS. */
-int  bf_db_rename(bf_db *db, const char *from, const char *to, unsigned flags);
+int bf_db_rename(bf_db *db, const char *from, const char *to, unsigned flags);
 
 /* Change mode, owner, mtime (NULL pointers: unchanged); committed at once;
  * ctime is updated. -ENOENT, -EROFS. */
-int  bf_db_setattr(bf_db *db, uint64_t id, const uint32_t *mode, const uint32_t *uid,
-                   const uint32_t *gid, const int64_t *mtime_ns);
+int bf_db_setattr(bf_db *db, uint64_t id, const uint32_t *mode, const uint32_t *uid,
+                  const uint32_t *gid, const int64_t *mtime_ns);
 
 /* Change the block size of an empty file: committed size 0 and no block
  * stored. -ENOENT, -EINVAL (bad blksize), -ENOTEMPTY, -EBUSY (a bf_file is
  * open on it), -EROFS. */
-int  bf_db_set_blksize(bf_db *db, uint64_t id, uint32_t blksize);
+int bf_db_set_blksize(bf_db *db, uint64_t id, uint32_t blksize);
 
 /* Open the content of file `id` for the core (bigfile.h). The bf_file's
  * size is the committed size now. Several bf_file objects may be open on
  * one file. -ENOENT. */
-int  bf_db_file_open(bf_db *db, uint64_t id, bf_file **out);
+int bf_db_file_open(bf_db *db, uint64_t id, bf_file **out);
 
 /* Close a bf_file (no transaction may be open on it). NULL is a no-op. */
 void bf_db_file_close(bf_db *db, bf_file *f);
@@ -136,6 +136,6 @@ void bf_db_file_close(bf_db *db, bf_file *f);
 /* Parse a size with an optional K/M/G/T suffix (powers of 1024, with an
  * optional trailing "i"/"iB"/"B") into *out. -EINVAL on anything else or
  * overflow. Shared by the daemon's options and bigfilectl. */
-int  bf_parse_size(const char *s, uint64_t *out);
+int bf_parse_size(const char *s, uint64_t *out);
 
 #endif /* BIGFILEFS_BACKENDS_BACKEND_H */

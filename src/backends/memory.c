@@ -26,7 +26,7 @@
  * map NULL means "store a hole" (remove the block at commit). */
 struct blkent {
     uint64_t blk;
-    void    *data;
+    void *data;
 };
 
 /* A map of blocks: an array sorted by blk. */
@@ -38,26 +38,26 @@ struct blkvec {
 /* One bigfile: linked (has a name) or unlinked-but-open (name[0] == 0,
  * kept alive while nopen > 0). */
 struct mem_rec {
-    struct mem_rec *next;       /* db->recs list */
+    struct mem_rec *next; /* db->recs list */
     uint64_t id;
-    int      linked;
-    char     name[BF_NAME_MAX + 1];
+    int linked;
+    char name[BF_NAME_MAX + 1];
     uint32_t blksize;
     uint64_t size;
     uint32_t mode, uid, gid;
-    int64_t  mtime_ns, ctime_ns;
-    struct blkvec blocks;       /* committed content */
-    unsigned nopen;             /* open mem_fh objects */
-    int      tx_open;           /* a handle of this file is in a transaction */
+    int64_t mtime_ns, ctime_ns;
+    struct blkvec blocks; /* committed content */
+    unsigned nopen;       /* open mem_fh objects */
+    int tx_open;          /* a handle of this file is in a transaction */
 };
 
 struct mem_rule {
     struct bf_mem_fault f;
-    uint64_t seen;              /* matching calls so far */
-    uint64_t fired;             /* of which failed */
+    uint64_t seen;  /* matching calls so far */
+    uint64_t fired; /* of which failed */
 };
 
-#define MEM_NOPS 6              /* enum bf_mem_op values are 1..5 */
+#define MEM_NOPS 6 /* enum bf_mem_op values are 1..5 */
 
 struct mem_db {
     bf_db base;
@@ -69,22 +69,22 @@ struct mem_db {
     struct mem_rule *rules;
     size_t nrules, caprules;
 
-    uint64_t calls[MEM_NOPS];   /* atomics */
+    uint64_t calls[MEM_NOPS]; /* atomics */
 };
 
 /* A handle's transaction state. */
 enum mem_tx_state {
-    MEM_TX_IDLE,                /* no transaction */
-    MEM_TX_OPEN,                /* between begin and commit/abort */
+    MEM_TX_IDLE, /* no transaction */
+    MEM_TX_OPEN, /* between begin and commit/abort */
 };
 
 struct mem_fh {
-    bf_file base;               /* first: bf_file* <-> mem_fh* */
+    bf_file base; /* first: bf_file* <-> mem_fh* */
     struct mem_db *db;
     struct mem_rec *rec;
     enum mem_tx_state state;
-    struct blkvec pending;      /* stores of the open transaction */
-    uint64_t trunc_to;          /* smallest truncate of it; UINT64_MAX: none */
+    struct blkvec pending; /* stores of the open transaction */
+    uint64_t trunc_to;     /* smallest truncate of it; UINT64_MAX: none */
 };
 
 /* ---- block maps ---------------------------------------------------------- */
@@ -379,7 +379,7 @@ static int mem_storeblk(bf_file *f, uint64_t blk, const void *buf)
     int r = fault_check(h->db, BF_MEM_STOREBLK, h->rec->id, blk);
     if (r < 0)
         return r;
-    void *data = NULL;                  /* NULL: a hole */
+    void *data = NULL; /* NULL: a hole */
     if (!bf_all_zero(buf, f->blksize)) {
         data = malloc(f->blksize);
         if (!data)
@@ -431,7 +431,7 @@ static int mem_commit(bf_file *f, uint64_t size)
     if (r == 0 && size > BF_SIZE_MAX)
         r = -EINVAL;
     if (r < 0) {
-        tx_close(h);                    /* failed commit: nothing visible */
+        tx_close(h); /* failed commit: nothing visible */
         return r;
     }
     pthread_rwlock_wrlock(&m->lock);
@@ -450,7 +450,7 @@ static int mem_commit(bf_file *f, uint64_t size)
             vec_put(&rec->blocks, e->blk, e->data);
         else
             vec_del(&rec->blocks, e->blk);
-        e->data = NULL;                 /* moved */
+        e->data = NULL; /* moved */
     }
     h->pending.n = 0;
     rec->size = size;
@@ -580,8 +580,8 @@ static int mem_getinfo(bf_db *db, uint64_t id, struct bf_fileinfo *out)
     return r;
 }
 
-static int mem_create(bf_db *db, const char *name, uint32_t blksize, uint64_t size,
-                      uint32_t mode, uint32_t uid, uint32_t gid, struct bf_fileinfo *out)
+static int mem_create(bf_db *db, const char *name, uint32_t blksize, uint64_t size, uint32_t mode,
+                      uint32_t uid, uint32_t gid, struct bf_fileinfo *out)
 {
     struct mem_db *m = DB(db);
     int r = bf_name_check(name);
@@ -660,7 +660,7 @@ static int mem_rename(bf_db *db, const char *from, const char *to, unsigned flag
     } else if (dst && (flags & BF_RENAME_NOREPLACE)) {
         r = -EEXIST;
     } else if (dst == src) {
-        r = 0;                          /* same name: nothing to do */
+        r = 0; /* same name: nothing to do */
     } else {
         if (dst)
             rec_drop_name(m, dst);
@@ -749,11 +749,11 @@ static void mem_file_close(bf_file *f)
 {
     struct mem_fh *h = FH(f);
     struct mem_db *m = h->db;
-    mem_abort(f);                       /* defensive: contract says none is open */
+    mem_abort(f); /* defensive: contract says none is open */
     pthread_rwlock_wrlock(&m->lock);
     struct mem_rec *rec = h->rec;
     if (--rec->nopen == 0 && !rec->linked)
-        rec_destroy(m, rec);            /* last close of an unlinked file */
+        rec_destroy(m, rec); /* last close of an unlinked file */
     pthread_rwlock_unlock(&m->lock);
     free(h);
 }

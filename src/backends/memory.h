@@ -23,29 +23,29 @@
 #include "backend.h"
 
 enum bf_mem_op {
-    BF_MEM_LOADBLK  = 1,
+    BF_MEM_LOADBLK = 1,
     BF_MEM_STOREBLK = 2,
-    BF_MEM_BEGIN    = 3,
+    BF_MEM_BEGIN = 3,
     BF_MEM_TRUNCATE = 4,
-    BF_MEM_COMMIT   = 5,
+    BF_MEM_COMMIT = 5,
 };
 
 struct bf_mem_fault {
     enum bf_mem_op op;
-    uint64_t file_id;   /* 0: any file */
-    uint64_t blk_lo;    /* block range, inclusive (ignored for begin/commit/truncate) */
-    uint64_t blk_hi;    /* UINT64_MAX for "to the end" */
-    int      err;       /* positive errno to fail with, e.g. EIO; 0: do not fail (latency only) */
-    uint64_t after;     /* let this many matching calls succeed first */
-    uint64_t times;     /* fire at most this many times; 0: unlimited */
-    uint32_t delay_us;  /* sleep this long in each matching call (fired or not) */
+    uint64_t file_id;  /* 0: any file */
+    uint64_t blk_lo;   /* block range, inclusive (ignored for begin/commit/truncate) */
+    uint64_t blk_hi;   /* UINT64_MAX for "to the end" */
+    int err;           /* positive errno to fail with, e.g. EIO; 0: do not fail (latency only) */
+    uint64_t after;    /* let this many matching calls succeed first */
+    uint64_t times;    /* fire at most this many times; 0: unlimited */
+    uint32_t delay_us; /* sleep this long in each matching call (fired or not) */
 };
 
 /* Open a fresh memory database. */
-int  bf_mem_open(unsigned flags, bf_db **out);
+int bf_mem_open(unsigned flags, bf_db **out);
 
 /* Add a fault rule. Returns 0, -EINVAL (bad op or err < 0), -ENOMEM. */
-int  bf_mem_inject(bf_db *db, const struct bf_mem_fault *fault);
+int bf_mem_inject(bf_db *db, const struct bf_mem_fault *fault);
 
 /* Remove every fault rule. */
 void bf_mem_clear_faults(bf_db *db);
@@ -58,6 +58,6 @@ uint64_t bf_mem_calls(bf_db *db, enum bf_mem_op op);
 uint64_t bf_mem_blocks(bf_db *db, uint64_t id);
 
 /* Return nonzero when db is a memory database. */
-int  bf_db_is_memory(const bf_db *db);
+int bf_db_is_memory(const bf_db *db);
 
 #endif /* BIGFILEFS_BACKENDS_MEMORY_H */

@@ -36,100 +36,101 @@
 #include "backends/common.h"
 #include "backends/sqlite.h"
 
-#define SQ_READERS_MAX   16
-#define SQ_BUSY_TIMEOUT  5000           /* ms */
+#define SQ_READERS_MAX 16
+#define SQ_BUSY_TIMEOUT 5000                 /* ms */
 #define SQ_QUICK_CHECK_MAX ((off_t)64 << 20) /* quick_check dbs up to this size */
 
 /* The columns of a files row, as row_info decodes them (in this order),
  * and the same without the id (the columns an INSERT gives). */
 #define SQ_FILE_ATTR_COLS "name,blksize,size,mode,uid,gid,mtime_ns,ctime_ns"
-#define SQ_FILE_COLS      "id," SQ_FILE_ATTR_COLS
+#define SQ_FILE_COLS "id," SQ_FILE_ATTR_COLS
 
 /* Statements of a reader connection. */
 enum {
-    R_ROWID,        /* rowid of (file, blk) */
-    R_BYNAME,       /* file row by name */
-    R_BYID,         /* file row by id */
-    R_LIST,         /* named files in name order */
-    R_NEXTBLK,      /* smallest stored blk >= n of a file */
-    R_NBLOCKS,      /* number of stored blocks of a file */
+    R_ROWID,   /* rowid of (file, blk) */
+    R_BYNAME,  /* file row by name */
+    R_BYID,    /* file row by id */
+    R_LIST,    /* named files in name order */
+    R_NEXTBLK, /* smallest stored blk >= n of a file */
+    R_NBLOCKS, /* number of stored blocks of a file */
     R_NSTMT
 };
 
 static const char *const reader_sql[R_NSTMT] = {
-    [R_ROWID]  = "SELECT rowid FROM blocks WHERE file=?1 AND blk=?2",
+    [R_ROWID] = "SELECT rowid FROM blocks WHERE file=?1 AND blk=?2",
     [R_BYNAME] = "SELECT " SQ_FILE_COLS " FROM files WHERE name=?1",
-    [R_BYID]   = "SELECT " SQ_FILE_COLS " FROM files WHERE id=?1",
-    [R_LIST]   = "SELECT " SQ_FILE_COLS " FROM files "
-                 "WHERE name IS NOT NULL ORDER BY name",
+    [R_BYID] = "SELECT " SQ_FILE_COLS " FROM files WHERE id=?1",
+    [R_LIST] = "SELECT " SQ_FILE_COLS " FROM files "
+               "WHERE name IS NOT NULL ORDER BY name",
     [R_NEXTBLK] = "SELECT blk FROM blocks WHERE file=?1 AND blk>=?2 ORDER BY blk LIMIT 1",
     [R_NBLOCKS] = "SELECT count(*) FROM blocks WHERE file=?1",
 };
 
 /* Statements of the writer connection. */
 enum {
-    W_BEGIN, W_COMMIT, W_ROLLBACK,
-    W_PUT,          /* store a block */
-    W_DEL,          /* remove a block (hole) */
-    W_TRUNC,        /* remove blocks >= n */
-    W_SETSIZE,      /* size and times at commit */
-    W_INSERT,       /* create a file */
-    W_BYNAME,       /* id, size of a named file */
-    W_BYID,         /* size of a file by id */
-    W_NAMENULL,     /* unlinked but open */
-    W_SETNAME,      /* rename */
-    W_DELBLOCKS,    /* drop a file's blocks */
-    W_DELFILE,      /* drop a file's row */
-    W_PURGEBLOCKS,  /* drop blocks of an unlinked file */
-    W_PURGEFILE,    /* drop the row of an unlinked file */
+    W_BEGIN,
+    W_COMMIT,
+    W_ROLLBACK,
+    W_PUT,         /* store a block */
+    W_DEL,         /* remove a block (hole) */
+    W_TRUNC,       /* remove blocks >= n */
+    W_SETSIZE,     /* size and times at commit */
+    W_INSERT,      /* create a file */
+    W_BYNAME,      /* id, size of a named file */
+    W_BYID,        /* size of a file by id */
+    W_NAMENULL,    /* unlinked but open */
+    W_SETNAME,     /* rename */
+    W_DELBLOCKS,   /* drop a file's blocks */
+    W_DELFILE,     /* drop a file's row */
+    W_PURGEBLOCKS, /* drop blocks of an unlinked file */
+    W_PURGEFILE,   /* drop the row of an unlinked file */
     W_SETATTR,
     W_SETBLK,
-    W_HASBLK,       /* does a file have any block */
+    W_HASBLK, /* does a file have any block */
     W_NSTMT
 };
 
 static const char *const writer_sql[W_NSTMT] = {
-    [W_BEGIN]    = "BEGIN IMMEDIATE",
-    [W_COMMIT]   = "COMMIT",
+    [W_BEGIN] = "BEGIN IMMEDIATE",
+    [W_COMMIT] = "COMMIT",
     [W_ROLLBACK] = "ROLLBACK",
-    [W_PUT]      = "INSERT INTO blocks(file,blk,data) VALUES(?1,?2,?3) "
-                   "ON CONFLICT(file,blk) DO UPDATE SET data=excluded.data",
-    [W_DEL]      = "DELETE FROM blocks WHERE file=?1 AND blk=?2",
-    [W_TRUNC]    = "DELETE FROM blocks WHERE file=?1 AND blk>=?2",
-    [W_SETSIZE]  = "UPDATE files SET size=?2, mtime_ns=?3, ctime_ns=?3 WHERE id=?1",
-    [W_INSERT]   = "INSERT INTO files(" SQ_FILE_ATTR_COLS ") "
-                   "VALUES(?1,?2,?3,?4,?5,?6,?7,?7)",
-    [W_BYNAME]   = "SELECT id FROM files WHERE name=?1",
-    [W_BYID]     = "SELECT size FROM files WHERE id=?1",
+    [W_PUT] = "INSERT INTO blocks(file,blk,data) VALUES(?1,?2,?3) "
+              "ON CONFLICT(file,blk) DO UPDATE SET data=excluded.data",
+    [W_DEL] = "DELETE FROM blocks WHERE file=?1 AND blk=?2",
+    [W_TRUNC] = "DELETE FROM blocks WHERE file=?1 AND blk>=?2",
+    [W_SETSIZE] = "UPDATE files SET size=?2, mtime_ns=?3, ctime_ns=?3 WHERE id=?1",
+    [W_INSERT] = "INSERT INTO files(" SQ_FILE_ATTR_COLS ") "
+                 "VALUES(?1,?2,?3,?4,?5,?6,?7,?7)",
+    [W_BYNAME] = "SELECT id FROM files WHERE name=?1",
+    [W_BYID] = "SELECT size FROM files WHERE id=?1",
     [W_NAMENULL] = "UPDATE files SET name=NULL, ctime_ns=?2 WHERE id=?1",
-    [W_SETNAME]  = "UPDATE files SET name=?2, ctime_ns=?3 WHERE id=?1",
+    [W_SETNAME] = "UPDATE files SET name=?2, ctime_ns=?3 WHERE id=?1",
     [W_DELBLOCKS] = "DELETE FROM blocks WHERE file=?1",
-    [W_DELFILE]  = "DELETE FROM files WHERE id=?1",
+    [W_DELFILE] = "DELETE FROM files WHERE id=?1",
     [W_PURGEBLOCKS] = "DELETE FROM blocks WHERE file=?1 AND "
                       "EXISTS(SELECT 1 FROM files WHERE id=?1 AND name IS NULL)",
     [W_PURGEFILE] = "DELETE FROM files WHERE id=?1 AND name IS NULL",
-    [W_SETATTR]  = "UPDATE files SET mode=coalesce(?2,mode), uid=coalesce(?3,uid), "
-                   "gid=coalesce(?4,gid), mtime_ns=coalesce(?5,mtime_ns), ctime_ns=?6 WHERE id=?1",
-    [W_SETBLK]   = "UPDATE files SET blksize=?2, ctime_ns=?3 WHERE id=?1",
-    [W_HASBLK]   = "SELECT 1 FROM blocks WHERE file=?1 LIMIT 1",
+    [W_SETATTR] = "UPDATE files SET mode=coalesce(?2,mode), uid=coalesce(?3,uid), "
+                  "gid=coalesce(?4,gid), mtime_ns=coalesce(?5,mtime_ns), ctime_ns=?6 WHERE id=?1",
+    [W_SETBLK] = "UPDATE files SET blksize=?2, ctime_ns=?3 WHERE id=?1",
+    [W_HASBLK] = "SELECT 1 FROM blocks WHERE file=?1 LIMIT 1",
 };
 
-static const char schema_sql[] =
-    "CREATE TABLE files("
-    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    " name TEXT UNIQUE,"
-    " blksize INTEGER NOT NULL,"
-    " size INTEGER NOT NULL,"
-    " mode INTEGER NOT NULL,"
-    " uid INTEGER NOT NULL,"
-    " gid INTEGER NOT NULL,"
-    " mtime_ns INTEGER NOT NULL,"
-    " ctime_ns INTEGER NOT NULL);"
-    "CREATE TABLE blocks("
-    " file INTEGER NOT NULL,"
-    " blk INTEGER NOT NULL,"
-    " data BLOB NOT NULL,"
-    " UNIQUE(file, blk));";
+static const char schema_sql[] = "CREATE TABLE files("
+                                 " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                                 " name TEXT UNIQUE,"
+                                 " blksize INTEGER NOT NULL,"
+                                 " size INTEGER NOT NULL,"
+                                 " mode INTEGER NOT NULL,"
+                                 " uid INTEGER NOT NULL,"
+                                 " gid INTEGER NOT NULL,"
+                                 " mtime_ns INTEGER NOT NULL,"
+                                 " ctime_ns INTEGER NOT NULL);"
+                                 "CREATE TABLE blocks("
+                                 " file INTEGER NOT NULL,"
+                                 " blk INTEGER NOT NULL,"
+                                 " data BLOB NOT NULL,"
+                                 " UNIQUE(file, blk));";
 
 struct sq_reader {
     sqlite3 *c;
@@ -142,8 +143,8 @@ struct sq_open {
     struct sq_open *next;
     uint64_t id;
     unsigned nopen;
-    int tx_open;                /* one of its handles is in a transaction */
-    int unlinked;               /* its name was removed while open: purge at last close */
+    int tx_open;  /* one of its handles is in a transaction */
+    int unlinked; /* its name was removed while open: purge at last close */
 };
 
 struct sq_db {
@@ -151,7 +152,7 @@ struct sq_db {
     char *path;
 
     pthread_mutex_t wlock;
-    sqlite3 *w;                 /* NULL when read-only */
+    sqlite3 *w; /* NULL when read-only */
     sqlite3_stmt *ws[W_NSTMT];
 
     pthread_mutex_t olock;
@@ -168,12 +169,12 @@ struct sq_db {
 
 /* A handle's transaction state. */
 enum sq_tx_state {
-    SQ_TX_IDLE,                 /* no transaction */
-    SQ_TX_OPEN,                 /* BEGIN IMMEDIATE done, wlock held */
+    SQ_TX_IDLE, /* no transaction */
+    SQ_TX_OPEN, /* BEGIN IMMEDIATE done, wlock held */
 };
 
 struct sq_fh {
-    bf_file base;               /* first */
+    bf_file base; /* first */
     struct sq_db *db;
     uint64_t id;
     enum sq_tx_state state;
@@ -194,16 +195,24 @@ static struct sq_fh *FH(bf_file *f)
 static int rc_errno(int rc)
 {
     switch (rc & 0xff) {
-    case SQLITE_OK:       return 0;
-    case SQLITE_FULL:     return -ENOSPC;
+    case SQLITE_OK:
+        return 0;
+    case SQLITE_FULL:
+        return -ENOSPC;
     case SQLITE_BUSY:
-    case SQLITE_LOCKED:   return -EBUSY;
-    case SQLITE_NOMEM:    return -ENOMEM;
-    case SQLITE_READONLY: return -EROFS;
+    case SQLITE_LOCKED:
+        return -EBUSY;
+    case SQLITE_NOMEM:
+        return -ENOMEM;
+    case SQLITE_READONLY:
+        return -EROFS;
     case SQLITE_PERM:
-    case SQLITE_AUTH:     return -EACCES;
-    case SQLITE_CANTOPEN: return -EACCES;
-    default:              return -EIO;  /* CORRUPT, NOTADB, IOERR, ... */
+    case SQLITE_AUTH:
+        return -EACCES;
+    case SQLITE_CANTOPEN:
+        return -EACCES;
+    default:
+        return -EIO; /* CORRUPT, NOTADB, IOERR, ... */
     }
 }
 
@@ -212,8 +221,8 @@ static int rc_errno(int rc)
 static int sq_fail(struct sq_db *d, sqlite3 *c, int rc, const char *what)
 {
     pthread_mutex_lock(&d->elock);
-    snprintf(d->lasterr, sizeof(d->lasterr), "%s: %s: %s (sqlite %d)",
-             d->path, what, c ? sqlite3_errmsg(c) : sqlite3_errstr(rc), rc);
+    snprintf(d->lasterr, sizeof(d->lasterr), "%s: %s: %s (sqlite %d)", d->path, what,
+             c ? sqlite3_errmsg(c) : sqlite3_errstr(rc), rc);
     fprintf(stderr, "bigfilefs: %s\n", d->lasterr);
     pthread_mutex_unlock(&d->elock);
     return rc_errno(rc);
@@ -445,7 +454,7 @@ static int sq_loadblk(bf_file *f, uint64_t blk, void *buf)
     sqlite3_bind_int64(st, 2, (sqlite3_int64)blk);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_DONE) {
-        memset(buf, 0, f->blksize);     /* never stored: a hole */
+        memset(buf, 0, f->blksize); /* never stored: a hole */
         e = 0;
     } else if (rc != SQLITE_ROW) {
         e = sq_fail(d, r->c, rc, "looking a block up");
@@ -458,9 +467,9 @@ static int sq_loadblk(bf_file *f, uint64_t blk, void *buf)
         } else if ((uint64_t)sqlite3_blob_bytes(b) != f->blksize) {
             pthread_mutex_lock(&d->elock);
             snprintf(d->lasterr, sizeof(d->lasterr),
-                     "%s: block %llu of file %llu has %d bytes, expected %u",
-                     d->path, (unsigned long long)blk, (unsigned long long)h->id,
-                     sqlite3_blob_bytes(b), f->blksize);
+                     "%s: block %llu of file %llu has %d bytes, expected %u", d->path,
+                     (unsigned long long)blk, (unsigned long long)h->id, sqlite3_blob_bytes(b),
+                     f->blksize);
             fprintf(stderr, "bigfilefs: %s\n", d->lasterr);
             pthread_mutex_unlock(&d->elock);
             e = -EIO;
@@ -491,7 +500,7 @@ static int sq_begin(bf_file *f)
     pthread_mutex_unlock(&d->olock);
     if (busy)
         return -EBUSY;
-    pthread_mutex_lock(&d->wlock);      /* held until commit/abort */
+    pthread_mutex_lock(&d->wlock); /* held until commit/abort */
     int rc = wexec(d, W_BEGIN);
     if (rc != SQLITE_OK) {
         int e = sq_fail(d, d->w, rc, "beginning a transaction");
@@ -529,7 +538,7 @@ static int sq_truncate(bf_file *f, uint64_t nblocks)
     if (h->state != SQ_TX_OPEN)
         return -EINVAL;
     if (nblocks > (uint64_t)INT64_MAX)
-        return 0;                       /* nothing can be stored that far */
+        return 0; /* nothing can be stored that far */
     sqlite3_bind_int64(d->ws[W_TRUNC], 1, (sqlite3_int64)h->id);
     sqlite3_bind_int64(d->ws[W_TRUNC], 2, (sqlite3_int64)nblocks);
     int rc = wexec(d, W_TRUNC);
@@ -568,7 +577,7 @@ static int sq_commit(bf_file *f, uint64_t size)
             e = sq_fail(d, d->w, rc, "committing");
     }
     if (e < 0)
-        wrollback(d);                   /* failed commit: nothing visible */
+        wrollback(d); /* failed commit: nothing visible */
     else
         f->size = size;
     tx_close(h);
@@ -589,8 +598,8 @@ static void sq_abort(bf_file *f)
  * row, or the mapped SQLite error (`what` names the work in the log). On a
  * reader connection: one read transaction, so it sees the last commit and
  * never an open store transaction. */
-static int reader_int64(struct sq_db *d, int which, int nargs, int64_t a, int64_t b,
-                        uint64_t *out, const char *what)
+static int reader_int64(struct sq_db *d, int which, int nargs, int64_t a, int64_t b, uint64_t *out,
+                        const char *what)
 {
     struct sq_reader *r;
     int e = reader_get(d, &r);
@@ -619,7 +628,7 @@ static int sq_next_stored(bf_file *f, uint64_t from, uint64_t *blk)
 {
     struct sq_fh *h = FH(f);
     if (from > (uint64_t)INT64_MAX)
-        return -ENXIO;                  /* no block is stored that far */
+        return -ENXIO; /* no block is stored that far */
     return reader_int64(h->db, R_NEXTBLK, 2, (int64_t)h->id, (int64_t)from, blk,
                         "looking for the next stored block");
 }
@@ -628,7 +637,7 @@ static int sq_stored_blocks(bf_file *f, uint64_t *n)
 {
     struct sq_fh *h = FH(f);
     int e = reader_int64(h->db, R_NBLOCKS, 1, (int64_t)h->id, 0, n, "counting stored blocks");
-    return e == -ENXIO ? -EIO : e;      /* count(*) always yields a row */
+    return e == -ENXIO ? -EIO : e; /* count(*) always yields a row */
 }
 
 static const struct bf_file_ops sq_file_ops = {
@@ -756,8 +765,8 @@ static void mark_unlinked(struct sq_db *d, uint64_t id)
         o->unlinked = 1;
 }
 
-static int sq_create(bf_db *db, const char *name, uint32_t blksize, uint64_t size,
-                     uint32_t mode, uint32_t uid, uint32_t gid, struct bf_fileinfo *out)
+static int sq_create(bf_db *db, const char *name, uint32_t blksize, uint64_t size, uint32_t mode,
+                     uint32_t uid, uint32_t gid, struct bf_fileinfo *out)
 {
     struct sq_db *d = DB(db);
     int e = bf_name_check(name);
@@ -873,7 +882,7 @@ static int sq_rename(bf_db *db, const char *from, const char *to, unsigned flags
     } else if (dst && (flags & BF_RENAME_NOREPLACE)) {
         e = -EEXIST;
     } else if (dst == src) {
-        e = 0;                          /* same file: nothing to do */
+        e = 0; /* same file: nothing to do */
     } else {
         if (dst) {
             e = w_drop(d, dst, now);
@@ -910,8 +919,9 @@ static int sq_setattr(bf_db *db, uint64_t id, const uint32_t *mode, const uint32
         sqlite3_bind_int64(st, 5, *mtime_ns);
     sqlite3_bind_int64(st, 6, bf_now_ns());
     int rc = wexec(d, W_SETATTR);
-    int e = rc != SQLITE_OK ? sq_fail(d, d->w, rc, "setting attributes")
-          : sqlite3_changes(d->w) == 0 ? -ENOENT : 0;
+    int e = rc != SQLITE_OK              ? sq_fail(d, d->w, rc, "setting attributes")
+            : sqlite3_changes(d->w) == 0 ? -ENOENT
+                                         : 0;
     pthread_mutex_unlock(&d->wlock);
     return e;
 }
@@ -996,7 +1006,7 @@ static int sq_file_open(bf_db *db, uint64_t id, bf_file **out)
         h->db = d;
         h->id = id;
         h->state = SQ_TX_IDLE;
-        bf_db_file_close(db, &h->base);     /* unregister */
+        bf_db_file_close(db, &h->base); /* unregister */
         return e;
     }
     h->base.ops = &sq_file_ops;
@@ -1014,7 +1024,7 @@ static void sq_file_close(bf_file *f)
     struct sq_fh *h = FH(f);
     struct sq_db *d = h->db;
     int purge = 0;
-    sq_abort(f);                        /* defensive: contract says none is open */
+    sq_abort(f); /* defensive: contract says none is open */
     pthread_mutex_lock(&d->olock);
     struct sq_open **pp = &d->opens, *o;
     while ((o = *pp) && o->id != h->id)
@@ -1099,8 +1109,8 @@ static const struct bf_db_ops sq_db_ops = {
 
 /* Outcome of looking at a file before using it. */
 enum sq_found {
-    SQ_FOUND_OURS,              /* a bigfilefs database of this schema */
-    SQ_FOUND_EMPTY,             /* missing, zero-length, or SQLite with no schema */
+    SQ_FOUND_OURS,  /* a bigfilefs database of this schema */
+    SQ_FOUND_EMPTY, /* missing, zero-length, or SQLite with no schema */
 };
 
 /* Map a failure while reading a file we are validating. */
@@ -1108,8 +1118,8 @@ static int validate_fail(const char *path, sqlite3 *c, int rc, char *errbuf, siz
 {
     switch (rc & 0xff) {
     case SQLITE_NOTADB:
-        errf(errbuf, errlen, "%s: not a bigfilefs database (not a SQLite database: %s)",
-             path, sqlite3_errmsg(c));
+        errf(errbuf, errlen, "%s: not a bigfilefs database (not a SQLite database: %s)", path,
+             sqlite3_errmsg(c));
         return -EPROTO;
     case SQLITE_CORRUPT:
         errf(errbuf, errlen, "%s: corrupt bigfilefs database (%s)", path, sqlite3_errmsg(c));
@@ -1160,17 +1170,20 @@ static int validate(const char *path, enum sq_found *found, char *errbuf, size_t
     int64_t appid, version, nobj, ncols;
     if ((rc = query_int(c, "PRAGMA application_id", &appid)) != SQLITE_OK ||
         (rc = query_int(c, "PRAGMA user_version", &version)) != SQLITE_OK ||
-        (rc = query_int(c, "SELECT count(*) FROM sqlite_schema "
-                           "WHERE name NOT LIKE 'sqlite_%'", &nobj)) != SQLITE_OK) {
+        (rc = query_int(c,
+                        "SELECT count(*) FROM sqlite_schema "
+                        "WHERE name NOT LIKE 'sqlite_%'",
+                        &nobj)) != SQLITE_OK) {
         e = validate_fail(path, c, rc, errbuf, errlen);
         goto out;
     }
     if (appid != BF_SQLITE_APPLICATION_ID) {
         if (appid == 0 && nobj == 0) {
-            *found = SQ_FOUND_EMPTY;    /* an empty SQLite database */
+            *found = SQ_FOUND_EMPTY; /* an empty SQLite database */
             goto out;
         }
-        errf(errbuf, errlen, "%s: not a bigfilefs database (a SQLite database of another "
+        errf(errbuf, errlen,
+             "%s: not a bigfilefs database (a SQLite database of another "
              "application: application_id 0x%08llx, %lld schema objects)",
              path, (unsigned long long)(uint32_t)appid, (long long)nobj);
         e = -EPROTO;
@@ -1183,15 +1196,17 @@ static int validate(const char *path, enum sq_found *found, char *errbuf, size_t
         goto out;
     }
     if (version != BF_SQLITE_SCHEMA_VERSION) {
-        errf(errbuf, errlen, "%s: corrupt bigfilefs database (schema version %lld)",
-             path, (long long)version);
+        errf(errbuf, errlen, "%s: corrupt bigfilefs database (schema version %lld)", path,
+             (long long)version);
         e = -EPROTO;
         goto out;
     }
-    rc = query_int(c, "SELECT (SELECT count(*) FROM pragma_table_info('files') WHERE name IN "
-                      "('id','name','blksize','size','mode','uid','gid','mtime_ns','ctime_ns'))"
-                      " + (SELECT count(*) FROM pragma_table_info('blocks') WHERE name IN "
-                      "('file','blk','data'))", &ncols);
+    rc = query_int(c,
+                   "SELECT (SELECT count(*) FROM pragma_table_info('files') WHERE name IN "
+                   "('id','name','blksize','size','mode','uid','gid','mtime_ns','ctime_ns'))"
+                   " + (SELECT count(*) FROM pragma_table_info('blocks') WHERE name IN "
+                   "('file','blk','data'))",
+                   &ncols);
     if (rc != SQLITE_OK) {
         e = validate_fail(path, c, rc, errbuf, errlen);
         goto out;
@@ -1212,8 +1227,8 @@ static int validate(const char *path, enum sq_found *found, char *errbuf, size_t
             if (rc == SQLITE_ROW) {
                 const char *res = (const char *)sqlite3_column_text(st, 0);
                 if (!res || strcmp(res, "ok") != 0) {
-                    errf(errbuf, errlen, "%s: corrupt bigfilefs database (quick_check: %s)",
-                         path, res ? res : "?");
+                    errf(errbuf, errlen, "%s: corrupt bigfilefs database (quick_check: %s)", path,
+                         res ? res : "?");
                     e = -EPROTO;
                 }
                 rc = SQLITE_OK;
@@ -1283,16 +1298,19 @@ static int open_writer(struct sq_db *d, char *errbuf, size_t errlen)
     }
     const char *sync = getenv("BF_SQLITE_SYNC");
     int normal = sync && strcmp(sync, "normal") == 0;
-    rc = sqlite3_exec(d->w, normal ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL",
-                      NULL, NULL, NULL);
+    rc = sqlite3_exec(d->w, normal ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL", NULL,
+                      NULL, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(d->w, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
     /* Files unlinked while open when the last process using them died. */
     if (rc == SQLITE_OK)
-        rc = sqlite3_exec(d->w, "BEGIN IMMEDIATE;"
-                          "DELETE FROM blocks WHERE file IN (SELECT id FROM files WHERE name IS NULL);"
-                          "DELETE FROM files WHERE name IS NULL;"
-                          "COMMIT;", NULL, NULL, NULL);
+        rc = sqlite3_exec(
+            d->w,
+            "BEGIN IMMEDIATE;"
+            "DELETE FROM blocks WHERE file IN (SELECT id FROM files WHERE name IS NULL);"
+            "DELETE FROM files WHERE name IS NULL;"
+            "COMMIT;",
+            NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = prepare_all(d->w, writer_sql, d->ws, W_NSTMT);
     if (rc != SQLITE_OK) {

@@ -40,8 +40,8 @@
 
 #include "backend.h"
 
-#define BF_SQLITE_APPLICATION_ID  0x42464653   /* "BFFS" */
-#define BF_SQLITE_SCHEMA_VERSION  1
+#define BF_SQLITE_APPLICATION_ID 0x42464653 /* "BFFS" */
+#define BF_SQLITE_SCHEMA_VERSION 1
 
 /* Open (or create, with BF_DB_CREATE) the database at path. See backend.h's
  * bf_db_open for errors and errbuf. */

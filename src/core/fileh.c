@@ -14,7 +14,7 @@
  * state; each call site says which transition of fileh.h it makes.
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE     /* SEEK_DATA, SEEK_HOLE */
+#define _GNU_SOURCE /* SEEK_DATA, SEEK_HOLE */
 #endif
 #include <errno.h>
 #include <limits.h>
@@ -29,51 +29,51 @@
 
 struct bf_page {
     enum bf_page_state state;
-    uint64_t        blk;
-    void           *data;       /* blksize bytes, bf_ram_block_alloc */
-    bf_fileh       *fh;
-    struct bf_list  lru;        /* on ram->lru exactly when LOADED */
-    struct bf_list  dirty;      /* on fh->dirty exactly when DIRTY */
-    bool            storing;    /* a running writeout stores `data` */
-    bool            wpinned;    /* DIRTY only because a write in progress
-                                   pinned it (pin_partial): content still
-                                   the LOADED one; cleared by any change of
-                                   its content or state */
+    uint64_t blk;
+    void *data; /* blksize bytes, bf_ram_block_alloc */
+    bf_fileh *fh;
+    struct bf_list lru;   /* on ram->lru exactly when LOADED */
+    struct bf_list dirty; /* on fh->dirty exactly when DIRTY */
+    bool storing;         /* a running writeout stores `data` */
+    /* DIRTY only because a write in progress pinned it (pin_partial):
+     * content still the LOADED one; cleared by any change of its content
+     * or state */
+    bool wpinned;
 };
 
 struct bf_fileh {
-    bf_file    *file;
-    bf_ram     *ram;
-    uint32_t    blksize;
-    unsigned    blkbits;        /* blksize == 1 << blkbits */
-    bf_pagemap  pages;          /* blk -> struct bf_page, every non-EMPTY page */
-    struct bf_list dirty;       /* DIRTY pages, any order */
-    uint64_t    nloaded, ndirty, nloading;
+    bf_file *file;
+    bf_ram *ram;
+    uint32_t blksize;
+    unsigned blkbits;     /* blksize == 1 << blkbits */
+    bf_pagemap pages;     /* blk -> struct bf_page, every non-EMPTY page */
+    struct bf_list dirty; /* DIRTY pages, any order */
+    uint64_t nloaded, ndirty, nloading;
 
-    uint64_t    size;           /* current, uncommitted */
-    uint64_t    committed_size;
-    uint64_t    min_size;       /* lowest size since the last commit or discard */
+    uint64_t size; /* current, uncommitted */
+    uint64_t committed_size;
+    uint64_t min_size; /* lowest size since the last commit or discard */
 
-    bool        writeout_running;
-    bool        fenced;
-    uint64_t    fence_lo, fence_hi;     /* fenced blocks, inclusive */
+    bool writeout_running;
+    bool fenced;
+    uint64_t fence_lo, fence_hi; /* fenced blocks, inclusive */
 
     /* What the backend stores, for seek_data and allocated_bytes.
      * content_gen counts the events after which the backend's committed
      * content may differ from before (a STORE writeout's commit, an
      * invalidation): a backend answer obtained with the lock released is
      * used only if content_gen did not move meanwhile. */
-    uint64_t    content_gen;
-    bool        nstored_known;  /* nstored is the backend's count as of content_gen */
-    uint64_t    nstored;
+    uint64_t content_gen;
+    bool nstored_known; /* nstored is the backend's count as of content_gen */
+    uint64_t nstored;
 
-    struct bf_fileh_stats st;   /* the counters (state fields filled by stat) */
+    struct bf_fileh_stats st; /* the counters (state fields filled by stat) */
 };
 
 /* One block of a writeout's snapshot. */
 struct wo_item {
-    uint64_t        blk;
-    void           *data;       /* the buffer being stored */
+    uint64_t blk;
+    void *data; /* the buffer being stored */
     struct bf_page *pg;
 };
 
@@ -205,7 +205,7 @@ static void page_drop(struct bf_page *pg)
 static int page_load(bf_fileh *fh, uint64_t blk, struct bf_page **out)
 {
     bf_ram *ram = fh->ram;
-    struct bf_page *pg = page_alloc(fh, blk, true);     /* loadblk fills it */
+    struct bf_page *pg = page_alloc(fh, blk, true); /* loadblk fills it */
     if (!pg)
         return -ENOMEM;
     int r = bf_pagemap_insert(&fh->pages, blk, pg);
@@ -213,7 +213,7 @@ static int page_load(bf_fileh *fh, uint64_t blk, struct bf_page **out)
         page_free(pg);
         return r;
     }
-    page_set_state(pg, BF_PAGE_LOADING);        /* EMPTY -> LOADING */
+    page_set_state(pg, BF_PAGE_LOADING); /* EMPTY -> LOADING */
 
     bf_ram_unlock(ram);
     r = fh->file->ops->loadblk(fh->file, blk, pg->data);
@@ -227,14 +227,14 @@ static int page_load(bf_fileh *fh, uint64_t blk, struct bf_page **out)
     bf_ram_wake_loaders(ram);
 
     if (pg->state == BF_PAGE_LOADING_INVALIDATED) {
-        page_drop(pg);                          /* LOADING_INVALIDATED -> EMPTY */
+        page_drop(pg); /* LOADING_INVALIDATED -> EMPTY */
         return -EAGAIN;
     }
     if (r < 0) {
-        page_drop(pg);                          /* LOADING -> EMPTY, error to caller */
+        page_drop(pg); /* LOADING -> EMPTY, error to caller */
         return r;
     }
-    page_set_state(pg, BF_PAGE_LOADED);         /* LOADING -> LOADED */
+    page_set_state(pg, BF_PAGE_LOADED); /* LOADING -> LOADED */
     *out = pg;
     return 0;
 }
@@ -276,7 +276,7 @@ size_t bf_fileh_evict_lru_page(struct bf_list *link)
     struct bf_page *pg = bf_list_entry(link, struct bf_page, lru);
     bf_fileh *fh = pg->fh;
     size_t bytes = fh->blksize;
-    page_drop(pg);                              /* LOADED -> EMPTY (budget/reclaim) */
+    page_drop(pg); /* LOADED -> EMPTY (budget/reclaim) */
     fh->st.reclaimed_blocks++;
     fh->ram->evictions++;
     return bytes;
@@ -287,8 +287,7 @@ size_t bf_fileh_evict_lru_page(struct bf_list *link)
 
 int bf_fileh_open(bf_file *file, bf_ram *ram, bf_fileh **out)
 {
-    if (!file || !ram || !file->ops || !bf_blksize_valid(file->blksize) ||
-        file->size > BF_SIZE_MAX)
+    if (!file || !ram || !file->ops || !bf_blksize_valid(file->blksize) || file->size > BF_SIZE_MAX)
         return -EINVAL;
     bf_fileh *fh = calloc(1, sizeof(*fh));
     if (!fh)
@@ -317,7 +316,7 @@ void bf_fileh_close(bf_fileh *fh)
     uint64_t k;
     struct bf_page *pg;
     while ((pg = bf_pagemap_next(&fh->pages, 0, &k)) != NULL)
-        page_drop(pg);                          /* any -> EMPTY: the handle goes */
+        page_drop(pg); /* any -> EMPTY: the handle goes */
     ram->handles--;
     bf_ram_unlock(ram);
     bf_pagemap_destroy(&fh->pages);
@@ -386,7 +385,7 @@ static void pin_partial(bf_fileh *fh, uint64_t blk)
 {
     struct bf_page *pg = bf_pagemap_get(&fh->pages, blk);
     if (pg && pg->state == BF_PAGE_LOADED) {
-        page_set_state(pg, BF_PAGE_DIRTY);      /* LOADED -> DIRTY (pinned for a write) */
+        page_set_state(pg, BF_PAGE_DIRTY); /* LOADED -> DIRTY (pinned for a write) */
         pg->wpinned = true;
     }
 }
@@ -400,7 +399,7 @@ static void unpin_partial(bf_fileh *fh, uint64_t blk)
 {
     struct bf_page *pg = bf_pagemap_get(&fh->pages, blk);
     if (pg && pg->state == BF_PAGE_DIRTY && pg->wpinned && !pg->storing)
-        page_set_state(pg, BF_PAGE_LOADED);     /* DIRTY -> LOADED (pin of a failed write, unchanged) */
+        page_set_state(pg, BF_PAGE_LOADED); /* DIRTY -> LOADED (pin of a failed write, unchanged) */
 }
 
 /* Leave a write that changed nothing, lock held (released on return):
@@ -418,7 +417,7 @@ static void write_giveup(bf_fileh *fh, uint64_t first, uint64_t last)
 /* Per block of a write: a page to create, or a buffer for copy on write. */
 struct wr_slot {
     struct bf_page *newpg;
-    void           *cowbuf;
+    void *cowbuf;
 };
 
 ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off)
@@ -462,8 +461,8 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
         uint64_t zf = zero_from_blk(fh);
         bool need_first = !busy && first_partial && first < zf &&
                           !bf_pagemap_get(&fh->pages, first);
-        bool need_last = !busy && !need_first && last_partial && last != first &&
-                         last < zf && !bf_pagemap_get(&fh->pages, last);
+        bool need_last = !busy && !need_first && last_partial && last != first && last < zf &&
+                         !bf_pagemap_get(&fh->pages, last);
         if (!busy && !need_first && !need_last)
             break;
 
@@ -507,7 +506,7 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
             if (!slots[i].newpg)
                 r = -ENOMEM;
         } else if (pg->storing) {
-            slots[i].cowbuf = bf_ram_block_alloc_overwrite(fh->blksize);   /* copied over whole */
+            slots[i].cowbuf = bf_ram_block_alloc_overwrite(fh->blksize); /* copied over whole */
             if (!slots[i].cowbuf)
                 r = -ENOMEM;
         }
@@ -540,7 +539,7 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
         } else {
             pg = bf_pagemap_get(&fh->pages, first + i);
             if (pg->state == BF_PAGE_LOADED)
-                page_set_state(pg, BF_PAGE_DIRTY);      /* LOADED -> DIRTY */
+                page_set_state(pg, BF_PAGE_DIRTY); /* LOADED -> DIRTY */
             if (pg->storing) {
                 /* Copy on write: the writeout keeps storing the old
                  * buffer (and frees it); the page goes on with a copy and
@@ -548,7 +547,7 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
                 memcpy(slots[i].cowbuf, pg->data, fh->blksize);
                 pg->data = slots[i].cowbuf;
                 pg->storing = false;
-                ram->dirty_bytes += fh->blksize;        /* the old buffer, until freed */
+                ram->dirty_bytes += fh->blksize; /* the old buffer, until freed */
             }
         }
         uint64_t pos = off + done;
@@ -557,7 +556,7 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
         if (len > count - done)
             len = (size_t)(count - done);
         memcpy((char *)pg->data + boff, (const char *)buf + done, len);
-        pg->wpinned = false;                    /* changed: a real DIRTY now */
+        pg->wpinned = false; /* changed: a real DIRTY now */
         done += len;
     }
     if (end > fh->size)
@@ -574,7 +573,7 @@ int bf_fileh_truncate(bf_fileh *fh, uint64_t size)
         return -EINVAL;
     bf_ram *ram = fh->ram;
     uint64_t tail = size & (fh->blksize - 1);
-    uint64_t lastblk = size >> fh->blkbits;    /* the new partial last block, if tail */
+    uint64_t lastblk = size >> fh->blkbits; /* the new partial last block, if tail */
 
     bf_ram_lock(ram);
     /* Lock released at times (waiting, loading): check again each round. */
@@ -582,7 +581,7 @@ int bf_fileh_truncate(bf_fileh *fh, uint64_t size)
         /* Leaving here, a tail block loaded in an earlier round is LOADED:
          * give it back if over the budget. */
         if (size >= fh->size) {
-            fh->size = size;                    /* growing: the new part reads as zeros */
+            fh->size = size; /* growing: the new part reads as zeros */
             bf_ram_enforce_budget(ram);
             bf_ram_unlock(ram);
             return 0;
@@ -613,9 +612,9 @@ int bf_fileh_truncate(bf_fileh *fh, uint64_t size)
         struct bf_page *pg = bf_pagemap_get(&fh->pages, lastblk);
         if (pg) {
             if (pg->state == BF_PAGE_LOADED)
-                page_set_state(pg, BF_PAGE_DIRTY);      /* LOADED -> DIRTY (tail zeroed) */
+                page_set_state(pg, BF_PAGE_DIRTY); /* LOADED -> DIRTY (tail zeroed) */
             memset((char *)pg->data + tail, 0, fh->blksize - tail);
-            pg->wpinned = false;                /* changed: a real DIRTY now */
+            pg->wpinned = false; /* changed: a real DIRTY now */
         }
     }
     /* ... and drop every block past the end. */
@@ -623,9 +622,9 @@ int bf_fileh_truncate(bf_fileh *fh, uint64_t size)
     struct bf_page *pg = bf_pagemap_next(&fh->pages, from, &k);
     while (pg) {
         if (pg->state == BF_PAGE_LOADING)
-            page_set_state(pg, BF_PAGE_LOADING_INVALIDATED);   /* LOADING -> LOADING_INVALIDATED */
+            page_set_state(pg, BF_PAGE_LOADING_INVALIDATED); /* LOADING -> LOADING_INVALIDATED */
         else if (pg->state != BF_PAGE_LOADING_INVALIDATED)
-            page_drop(pg);                      /* LOADED/DIRTY -> EMPTY (truncated) */
+            page_drop(pg); /* LOADED/DIRTY -> EMPTY (truncated) */
         pg = k == UINT64_MAX ? NULL : bf_pagemap_next(&fh->pages, k + 1, &k);
     }
     fh->size = size;
@@ -662,9 +661,10 @@ static uint64_t mark_all_stored(bf_fileh *fh)
 {
     uint64_t n = 0;
     struct bf_list *pos, *tmp;
-    bf_list_foreach_safe(pos, tmp, &fh->dirty) {
+    bf_list_foreach_safe(pos, tmp, &fh->dirty)
+    {
         struct bf_page *pg = bf_list_entry(pos, struct bf_page, dirty);
-        page_set_state(pg, BF_PAGE_LOADED);     /* DIRTY -> LOADED (marked stored) */
+        page_set_state(pg, BF_PAGE_LOADED); /* DIRTY -> LOADED (marked stored) */
         n++;
     }
     return n;
@@ -698,7 +698,7 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, uint64_t *nblocks)
     bool shrunk = fh->min_size < fh->committed_size;
     uint64_t trunc_blocks = zero_from_blk(fh);
     if (n == 0 && !shrunk && snap_size == fh->committed_size) {
-        fh->st.writeouts++;                     /* nothing to store */
+        fh->st.writeouts++; /* nothing to store */
         bf_ram_unlock(ram);
         if (nblocks)
             *nblocks = 0;
@@ -714,7 +714,8 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, uint64_t *nblocks)
     }
     uint64_t i = 0;
     struct bf_list *pos;
-    bf_list_foreach(pos, &fh->dirty) {
+    bf_list_foreach(pos, &fh->dirty)
+    {
         struct bf_page *pg = bf_list_entry(pos, struct bf_page, dirty);
         items[i].blk = pg->blk;
         items[i].data = pg->data;
@@ -744,7 +745,7 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, uint64_t *nblocks)
     }
     bool committed = false;
     if (r == 0) {
-        r = ops->commit(fh->file, snap_size);   /* a failed commit rolls back itself */
+        r = ops->commit(fh->file, snap_size); /* a failed commit rolls back itself */
         committed = r == 0;
     } else if (began) {
         ops->abort(fh->file);
@@ -767,7 +768,7 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, uint64_t *nblocks)
             page_set_state(pg, BF_PAGE_LOADED); /* DIRTY -> LOADED (stored) */
     }
     if (committed) {
-        fh->content_gen++;                      /* the backend's content changed */
+        fh->content_gen++; /* the backend's content changed */
         fh->nstored_known = false;
         fh->committed_size = snap_size;
         /* No shrink can run during a writeout, so size >= snap_size. */
@@ -795,8 +796,9 @@ int bf_fileh_discard(bf_fileh *fh, uint64_t *nblocks)
     }
     uint64_t n = 0;
     struct bf_list *pos, *tmp;
-    bf_list_foreach_safe(pos, tmp, &fh->dirty) {
-        page_drop(bf_list_entry(pos, struct bf_page, dirty));  /* DIRTY -> EMPTY (discarded) */
+    bf_list_foreach_safe(pos, tmp, &fh->dirty)
+    {
+        page_drop(bf_list_entry(pos, struct bf_page, dirty)); /* DIRTY -> EMPTY (discarded) */
         n++;
     }
     fh->size = fh->min_size = fh->committed_size;
@@ -826,16 +828,16 @@ int bf_fileh_invalidate(bf_fileh *fh, uint64_t blk, uint64_t count)
     while (pg && k <= last) {
         switch (pg->state) {
         case BF_PAGE_LOADING:
-            page_set_state(pg, BF_PAGE_LOADING_INVALIDATED);   /* LOADING -> LOADING_INVALIDATED */
+            page_set_state(pg, BF_PAGE_LOADING_INVALIDATED); /* LOADING -> LOADING_INVALIDATED */
             fh->st.invalidated_blocks++;
             break;
         case BF_PAGE_LOADED:
         case BF_PAGE_DIRTY:
-            page_drop(pg);                      /* LOADED/DIRTY -> EMPTY (invalidated) */
+            page_drop(pg); /* LOADED/DIRTY -> EMPTY (invalidated) */
             fh->st.invalidated_blocks++;
             break;
         default:
-            break;                              /* already being reloaded */
+            break; /* already being reloaded */
         }
         pg = k == UINT64_MAX ? NULL : bf_pagemap_next(&fh->pages, k + 1, &k);
     }
@@ -851,7 +853,7 @@ size_t bf_fileh_reclaim(bf_fileh *fh, uint64_t *nblocks)
     struct bf_page *pg = bf_pagemap_next(&fh->pages, 0, &k);
     while (pg) {
         if (pg->state == BF_PAGE_LOADED) {
-            page_drop(pg);                      /* LOADED -> EMPTY (reclaimed) */
+            page_drop(pg); /* LOADED -> EMPTY (reclaimed) */
             fh->st.reclaimed_blocks++;
             ram->evictions++;
             n++;
@@ -946,8 +948,7 @@ size_t bf_fileh_pagemap_memory(bf_fileh *fh)
  * data too, and so on to the end of the file.) */
 static bool page_is_data(const struct bf_page *pg, uint64_t zf)
 {
-    return pg && (pg->state == BF_PAGE_DIRTY ||
-                  (pg->state == BF_PAGE_LOADED && pg->blk >= zf));
+    return pg && (pg->state == BF_PAGE_DIRTY || (pg->state == BF_PAGE_LOADED && pg->blk >= zf));
 }
 
 /* Smallest block in [from, end) cached as data (page_is_data); UINT64_MAX
@@ -971,7 +972,7 @@ static int seek_data_locked(bf_fileh *fh, uint64_t off, uint64_t *result)
 {
     const struct bf_file_ops *ops = fh->file->ops;
     uint64_t blk = off >> fh->blkbits;
-    uint64_t stored = UINT64_MAX;   /* smallest stored block >= blk, as known */
+    uint64_t stored = UINT64_MAX; /* smallest stored block >= blk, as known */
     bool known = false;
     for (unsigned round = 0;; round++) {
         if (off >= fh->size)
@@ -984,7 +985,7 @@ static int seek_data_locked(bf_fileh *fh, uint64_t off, uint64_t *result)
         if (!known && blk < zf && blk < c) {
             /* The backend may know of data before c. */
             if (!ops->next_stored || round >= SEEK_ROUNDS) {
-                stored = blk;                   /* conservative: data */
+                stored = blk; /* conservative: data */
                 known = true;
                 continue;
             }
@@ -997,10 +998,10 @@ static int seek_data_locked(bf_fileh *fh, uint64_t off, uint64_t *result)
                 return r;
             }
             if (gen != fh->content_gen)
-                continue;                       /* stale: ask again */
+                continue; /* stale: ask again */
             stored = r == 0 ? b : UINT64_MAX;
             known = true;
-            continue;                           /* the state may have changed: look again */
+            continue; /* the state may have changed: look again */
         }
         uint64_t d = c;
         if (known && stored < zf && stored < d)
@@ -1039,18 +1040,18 @@ static int seek_hole_locked(bf_fileh *fh, uint64_t off, uint64_t *result)
                 continue;
             }
             if (x >= zf)
-                break;                          /* reads as zeros: a hole */
+                break; /* reads as zeros: a hole */
             if (x >= ks && x < ke) {
-                x = ke < zf ? ke : zf;          /* stored run */
+                x = ke < zf ? ke : zf; /* stored run */
                 continue;
             }
             if (x == ke && kunstored)
-                break;                          /* not stored: a hole */
+                break; /* not stored: a hole */
             ask = true;
             break;
         }
         if (x >= nblk) {
-            *result = fh->size;                 /* the implicit hole at the end */
+            *result = fh->size; /* the implicit hole at the end */
             return 0;
         }
         if (!ask) {
@@ -1089,7 +1090,7 @@ static int seek_hole_locked(bf_fileh *fh, uint64_t off, uint64_t *result)
         }
         if (gen != fh->content_gen) {
             round++;
-            ks = ke = 0;                        /* stale: forget it */
+            ks = ke = 0; /* stale: forget it */
             kunstored = false;
             continue;
         }
@@ -1114,7 +1115,7 @@ int bf_fileh_allocated_bytes(bf_fileh *fh, uint64_t *bytes)
 {
     const struct bf_file_ops *ops = fh->file->ops;
     bf_ram_lock(fh->ram);
-    uint64_t nstored = UINT64_MAX;              /* no count: as if all stored */
+    uint64_t nstored = UINT64_MAX; /* no count: as if all stored */
     if (fh->nstored_known) {
         nstored = fh->nstored;
     } else if (ops->stored_blocks) {
@@ -1128,7 +1129,7 @@ int bf_fileh_allocated_bytes(bf_fileh *fh, uint64_t *bytes)
             return r;
         }
         nstored = n;
-        if (gen == fh->content_gen) {           /* still the current content: keep it */
+        if (gen == fh->content_gen) { /* still the current content: keep it */
             fh->nstored = n;
             fh->nstored_known = true;
         }

@@ -81,18 +81,18 @@ typedef struct bf_fileh bf_fileh;
 
 /* Page states (see the diagram above). */
 enum bf_page_state {
-    BF_PAGE_EMPTY               = 0, /* not cached */
-    BF_PAGE_LOADING             = 1, /* loadblk in progress */
+    BF_PAGE_EMPTY = 0,               /* not cached */
+    BF_PAGE_LOADING = 1,             /* loadblk in progress */
     BF_PAGE_LOADING_INVALIDATED = 2, /* loadblk in progress, invalidated meanwhile */
-    BF_PAGE_LOADED              = 3, /* cached, same as committed content */
-    BF_PAGE_DIRTY               = 4, /* cached, changed, not yet committed */
+    BF_PAGE_LOADED = 3,              /* cached, same as committed content */
+    BF_PAGE_DIRTY = 4,               /* cached, changed, not yet committed */
 };
 
 /* Writeout flags (bf_fileh_writeout). */
 enum bf_writeout_flags {
     /* Store dirty blocks (and the size) in one backend transaction. The
      * blocks stay DIRTY unless MARKSTORED is given too. */
-    BF_WRITEOUT_STORE      = 1 << 0,
+    BF_WRITEOUT_STORE = 1 << 0,
     /* Mark dirty blocks clean (LOADED). Alone it calls no backend operation
      * and cannot fail, and it leaves the size state as it is. */
     BF_WRITEOUT_MARKSTORED = 1 << 1,
@@ -100,32 +100,32 @@ enum bf_writeout_flags {
 
 struct bf_fileh_stats {
     uint32_t blksize;
-    uint64_t size;              /* current (uncommitted) size, bytes */
-    uint64_t committed_size;    /* size as last committed, bytes */
-    uint64_t loaded_blocks;     /* blocks in LOADED */
-    uint64_t dirty_blocks;      /* blocks in DIRTY */
-    uint64_t loading_blocks;    /* blocks in LOADING or LOADING_INVALIDATED */
+    uint64_t size;           /* current (uncommitted) size, bytes */
+    uint64_t committed_size; /* size as last committed, bytes */
+    uint64_t loaded_blocks;  /* blocks in LOADED */
+    uint64_t dirty_blocks;   /* blocks in DIRTY */
+    uint64_t loading_blocks; /* blocks in LOADING or LOADING_INVALIDATED */
     uint64_t loadblk_calls;
     uint64_t storeblk_calls;
-    uint64_t bytes_loaded;      /* by successful loadblk calls */
-    uint64_t bytes_stored;      /* by successful storeblk calls */
-    uint64_t writeouts;         /* successful bf_fileh_writeout calls */
-    uint64_t discards;          /* bf_fileh_discard calls */
-    uint64_t invalidated_blocks;/* blocks dropped by bf_fileh_invalidate */
-    uint64_t reclaimed_blocks;  /* clean blocks dropped by reclaim or the budget */
-    uint64_t fenced_writes;     /* writes dropped by a fence */
-    uint64_t errors;            /* failed backend calls */
+    uint64_t bytes_loaded;       /* by successful loadblk calls */
+    uint64_t bytes_stored;       /* by successful storeblk calls */
+    uint64_t writeouts;          /* successful bf_fileh_writeout calls */
+    uint64_t discards;           /* bf_fileh_discard calls */
+    uint64_t invalidated_blocks; /* blocks dropped by bf_fileh_invalidate */
+    uint64_t reclaimed_blocks;   /* clean blocks dropped by reclaim or the budget */
+    uint64_t fenced_writes;      /* writes dropped by a fence */
+    uint64_t errors;             /* failed backend calls */
 };
 
 /* Open a handle on `file`, caching in `ram`. The handle does not own the
  * file (the caller closes it after bf_fileh_close). Returns 0, -EINVAL (bad
  * blksize or size in *file), -ENOMEM. */
-int     bf_fileh_open(bf_file *file, bf_ram *ram, bf_fileh **out);
+int bf_fileh_open(bf_file *file, bf_ram *ram, bf_fileh **out);
 
 /* Close the handle: uncommitted changes are discarded and every cached block
  * freed. The caller guarantees no other call on fh runs or follows (in
  * particular no writeout). NULL is a no-op. */
-void    bf_fileh_close(bf_fileh *fh);
+void bf_fileh_close(bf_fileh *fh);
 
 /* Read up to `count` bytes at `off`. Blocks load on demand; holes and
  * blocks past the lowest uncommitted size read as zeros. Returns the number
@@ -145,7 +145,7 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
  * zeroes the tail of the last block (loading it if needed). Returns 0,
  * -EINVAL (size > BF_SIZE_MAX), -EBUSY (shrinking during a writeout), or a
  * loadblk error (then nothing changed). */
-int     bf_fileh_truncate(bf_fileh *fh, uint64_t size);
+int bf_fileh_truncate(bf_fileh *fh, uint64_t size);
 
 /* The current (uncommitted) size, and the block size. */
 uint64_t bf_fileh_size(bf_fileh *fh);
@@ -156,24 +156,24 @@ uint32_t bf_fileh_blksize(const bf_fileh *fh);
  * dirty blocks the call handled. Returns 0, -EINVAL (no flag or an unknown
  * one), -EBUSY (a writeout of fh runs), or the failing backend call's error
  * (then nothing was committed and every change is still there). */
-int     bf_fileh_writeout(bf_fileh *fh, unsigned flags, uint64_t *nblocks);
+int bf_fileh_writeout(bf_fileh *fh, unsigned flags, uint64_t *nblocks);
 
 /* Drop every uncommitted change: dirty blocks become EMPTY (the next read
  * sees the committed content) and the size becomes the committed size.
  * *nblocks (if not NULL) gets the number of dirty blocks dropped. Returns 0
  * or -EBUSY (a writeout of fh runs). */
-int     bf_fileh_discard(bf_fileh *fh, uint64_t *nblocks);
+int bf_fileh_discard(bf_fileh *fh, uint64_t *nblocks);
 
 /* Forget blocks [blk, blk + count): LOADED and DIRTY ones become EMPTY
  * (dirty changes are lost), LOADING ones become LOADING_INVALIDATED so that
  * their load's result is thrown away and loaded again. Blocks past the end
  * are fine (nothing to do). Returns 0, -EINVAL (count == 0 or the range
  * overflows), -EBUSY (a writeout of fh runs). */
-int     bf_fileh_invalidate(bf_fileh *fh, uint64_t blk, uint64_t count);
+int bf_fileh_invalidate(bf_fileh *fh, uint64_t blk, uint64_t count);
 
 /* Drop every clean (LOADED) block of fh, never a dirty one. Returns the
  * number of bytes freed; *nblocks (if not NULL) gets the block count. */
-size_t  bf_fileh_reclaim(bf_fileh *fh, uint64_t *nblocks);
+size_t bf_fileh_reclaim(bf_fileh *fh, uint64_t *nblocks);
 
 /* Fence blocks [blk, blk + count): until bf_fileh_unfence(), writes that
  * touch any fenced block are dropped (they return as if done, and count in
@@ -181,8 +181,8 @@ size_t  bf_fileh_reclaim(bf_fileh *fh, uint64_t *nblocks);
  * write either completed before the fence went up or is dropped. The daemon
  * uses it while the kernel "launders" pages it is told to forget. Returns
  * 0, -EINVAL (count == 0 or overflow), -EBUSY (a fence is already up). */
-int     bf_fileh_fence(bf_fileh *fh, uint64_t blk, uint64_t count);
-void    bf_fileh_unfence(bf_fileh *fh);
+int bf_fileh_fence(bf_fileh *fh, uint64_t blk, uint64_t count);
+void bf_fileh_unfence(bf_fileh *fh);
 
 /* lseek(2)'s SEEK_DATA and SEEK_HOLE over the handle's current
  * (uncommitted) content, at block granularity. A block is data when it is
@@ -205,7 +205,7 @@ void    bf_fileh_unfence(bf_fileh *fh);
  * crosses. Returns 0, -ENXIO (off >= size; SEEK_DATA: no data at or after
  * off), -EINVAL (bad whence), or the backend's error (counted in
  * stats.errors). */
-int     bf_fileh_seek_data(bf_fileh *fh, uint64_t off, int whence, uint64_t *result);
+int bf_fileh_seek_data(bf_fileh *fh, uint64_t off, int whence, uint64_t *result);
 
 /* Bytes the file occupies, for st_blocks: (blocks the backend stores,
  * counting at most those below the lowest size since the last commit) +
@@ -216,16 +216,16 @@ int     bf_fileh_seek_data(bf_fileh *fh, uint64_t off, int whence, uint64_t *res
  * asked with the lock released and cached in the handle until a writeout
  * commits or an invalidation; without stored_blocks every block counts
  * as stored. Returns 0 or the backend's error (counted in stats.errors). */
-int     bf_fileh_allocated_bytes(bf_fileh *fh, uint64_t *bytes);
+int bf_fileh_allocated_bytes(bf_fileh *fh, uint64_t *bytes);
 
 /* True when the handle has uncommitted changes (a dirty block, a size
  * other than the committed one, or a shrink since the last commit: shrinking
  * and growing back to the committed size zeroes the blocks past the lowest
  * size, which is a change). */
-bool    bf_fileh_isdirty(bf_fileh *fh);
+bool bf_fileh_isdirty(bf_fileh *fh);
 
 /* Fill *st with a consistent snapshot of the handle's state and counters. */
-void    bf_fileh_stat(bf_fileh *fh, struct bf_fileh_stats *st);
+void bf_fileh_stat(bf_fileh *fh, struct bf_fileh_stats *st);
 
 /* State of block blk (for tests and diagnostics). */
 enum bf_page_state bf_fileh_page_state(bf_fileh *fh, uint64_t blk);
@@ -233,6 +233,6 @@ enum bf_page_state bf_fileh_page_state(bf_fileh *fh, uint64_t blk);
 /* Bytes of memory the handle's pagemap uses (not counting the pages and
  * their blocks), for tests and diagnostics: it follows the number of cached
  * blocks, not the span of the file. */
-size_t  bf_fileh_pagemap_memory(bf_fileh *fh);
+size_t bf_fileh_pagemap_memory(bf_fileh *fh);
 
 #endif /* BIGFILEFS_CORE_FILEH_H */

@@ -17,8 +17,7 @@ struct bf_list {
 };
 
 /* Containing structure of a list node. */
-#define bf_list_entry(node, type, member) \
-    ((type *)((char *)(node) - offsetof(type, member)))
+#define bf_list_entry(node, type, member) ((type *)((char *)(node)-offsetof(type, member)))
 
 /* Make `l` an empty head, or an unlinked node. */
 static inline void bf_list_init(struct bf_list *l)
@@ -64,11 +63,10 @@ static inline struct bf_list *bf_list_first(const struct bf_list *head)
 }
 
 /* Iterate; the loop body must not unlink `pos` (use the _safe form). */
-#define bf_list_foreach(pos, head) \
-    for ((pos) = (head)->next; (pos) != (head); (pos) = (pos)->next)
+#define bf_list_foreach(pos, head) for ((pos) = (head)->next; (pos) != (head); (pos) = (pos)->next)
 
 /* Iterate, allowing the body to unlink `pos`. */
-#define bf_list_foreach_safe(pos, tmp, head) \
+#define bf_list_foreach_safe(pos, tmp, head)                         \
     for ((pos) = (head)->next, (tmp) = (pos)->next; (pos) != (head); \
          (pos) = (tmp), (tmp) = (pos)->next)
 

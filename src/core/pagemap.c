@@ -28,21 +28,21 @@
 
 #include "core/pagemap.h"
 
-#define PM_BITS     6
-#define PM_FANOUT   64
-#define PM_SHIFTMAX 60      /* the top level holds bits 60..63 */
+#define PM_BITS 6
+#define PM_FANOUT 64
+#define PM_SHIFTMAX 60 /* the top level holds bits 60..63 */
 
 struct pm_leaf {
     uint64_t key;
-    void    *value;
+    void *value;
 };
 
 struct pm_node {
-    uint64_t prefix;        /* key bits above shift + 6; lower bits are 0 */
-    uint64_t bitmap;        /* bit i set: slot i is used */
-    uint8_t  shift;         /* lowest key bit this node branches on */
-    uint8_t  cap;           /* slots allocated in slot[] */
-    void    *slot[];        /* popcount(bitmap) used slots, in index order */
+    uint64_t prefix; /* key bits above shift + 6; lower bits are 0 */
+    uint64_t bitmap; /* bit i set: slot i is used */
+    uint8_t shift;   /* lowest key bit this node branches on */
+    uint8_t cap;     /* slots allocated in slot[] */
+    void *slot[];    /* popcount(bitmap) used slots, in index order */
 };
 
 static inline bool slot_is_leaf(const void *s)
@@ -117,8 +117,8 @@ static void node_free(bf_pagemap *pm, struct pm_node *n)
 
 /* A new node at `shift` holding the two items a (key ka) and b (key kb),
  * which fall into different slots at that shift. */
-static struct pm_node *node_pair(bf_pagemap *pm, unsigned shift,
-                                 void *a, uint64_t ka, void *b, uint64_t kb)
+static struct pm_node *node_pair(bf_pagemap *pm, unsigned shift, void *a, uint64_t ka, void *b,
+                                 uint64_t kb)
 {
     struct pm_node *n = node_new(pm, shift, ka, 2);
     if (!n)
@@ -207,7 +207,7 @@ int bf_pagemap_insert(bf_pagemap *pm, uint64_t key, void *value)
     for (;;) {
         void *s = *sp;
         if (!s)
-            break;                          /* empty slot: the leaf goes here */
+            break; /* empty slot: the leaf goes here */
 
         if (slot_is_leaf(s)) {
             struct pm_leaf *l = slot_leaf(s);
@@ -220,8 +220,8 @@ int bf_pagemap_insert(bf_pagemap *pm, uint64_t key, void *value)
                 return -ENOMEM;
             nl->key = key;
             nl->value = value;
-            struct pm_node *n = node_pair(pm, diff_shift(l->key, key),
-                                          s, l->key, leaf_slot(nl), key);
+            struct pm_node *n = node_pair(pm, diff_shift(l->key, key), s, l->key, leaf_slot(nl),
+                                          key);
             if (!n) {
                 free(nl);
                 return -ENOMEM;
@@ -240,8 +240,8 @@ int bf_pagemap_insert(bf_pagemap *pm, uint64_t key, void *value)
                 return -ENOMEM;
             nl->key = key;
             nl->value = value;
-            struct pm_node *p = node_pair(pm, diff_shift(n->prefix, key),
-                                          n, n->prefix, leaf_slot(nl), key);
+            struct pm_node *p = node_pair(pm, diff_shift(n->prefix, key), n, n->prefix,
+                                          leaf_slot(nl), key);
             if (!p) {
                 free(nl);
                 return -ENOMEM;
@@ -310,7 +310,7 @@ void *bf_pagemap_remove(bf_pagemap *pm, uint64_t key)
     pm->count--;
 
     if (depth == 0) {
-        *sp = NULL;                         /* the root was this leaf */
+        *sp = NULL; /* the root was this leaf */
         return value;
     }
 
@@ -331,7 +331,7 @@ void *bf_pagemap_remove(bf_pagemap *pm, uint64_t key)
     } else if (n->cap > 2 && used <= n->cap / 4u) {
         unsigned cap = n->cap / 2u;
         struct pm_node *g = realloc(n, node_bytes(cap));
-        if (g) {                            /* a failed shrink just keeps the room */
+        if (g) { /* a failed shrink just keeps the room */
             g->cap = (uint8_t)cap;
             *np = g;
         }
@@ -355,9 +355,9 @@ static void *slot_next(const void *s, uint64_t from, uint64_t *key_out)
     uint64_t fp = key_prefix(from, n->shift);
     unsigned i;
     if (n->prefix < fp)
-        return NULL;                        /* the whole node lies below from */
+        return NULL; /* the whole node lies below from */
     if (n->prefix > fp) {
-        from = 0;                           /* the whole node lies above from */
+        from = 0; /* the whole node lies above from */
         i = 0;
     } else {
         i = key_index(from, n->shift);

@@ -23,23 +23,23 @@
 #include <stdint.h>
 
 typedef struct bf_pagemap {
-    void    *root;      /* private: the root slot */
-    size_t   count;     /* number of entries */
-    size_t   nodes;     /* number of trie nodes allocated (for stats/tests) */
+    void *root;   /* private: the root slot */
+    size_t count; /* number of entries */
+    size_t nodes; /* number of trie nodes allocated (for stats/tests) */
 } bf_pagemap;
 
 /* Initialize an empty pagemap. Cannot fail (allocates nothing). */
-void  bf_pagemap_init(bf_pagemap *pm);
+void bf_pagemap_init(bf_pagemap *pm);
 
 /* Free every node. The values are not touched (free them first). */
-void  bf_pagemap_destroy(bf_pagemap *pm);
+void bf_pagemap_destroy(bf_pagemap *pm);
 
 /* Return the value for key, or NULL. */
 void *bf_pagemap_get(const bf_pagemap *pm, uint64_t key);
 
 /* Map key to value (non-NULL, low bit clear). Returns 0, -EEXIST if key is
  * already mapped (the map is unchanged), -EINVAL for a bad value, -ENOMEM. */
-int   bf_pagemap_insert(bf_pagemap *pm, uint64_t key, void *value);
+int bf_pagemap_insert(bf_pagemap *pm, uint64_t key, void *value);
 
 /* Remove key; return its value, or NULL if it was not mapped. Frees nodes
  * that become unnecessary, so memory follows the entry count down. */

@@ -10,20 +10,21 @@
 /* One recycle list: freed block buffers kept for reuse, oldest first,
  * within two bounds that hold at every moment. */
 struct recycle_entry {
-    void  *buf;
+    void *buf;
     size_t size;
 };
 
-#define RECYCLE_ENTRIES_MAX \
-    (BF_RAM_RECYCLE_MAX_BUFFERS > BF_RAM_RECYCLE_HUGE_MAX_BUFFERS ? \
-     BF_RAM_RECYCLE_MAX_BUFFERS : BF_RAM_RECYCLE_HUGE_MAX_BUFFERS)
+#define RECYCLE_ENTRIES_MAX                                       \
+    (BF_RAM_RECYCLE_MAX_BUFFERS > BF_RAM_RECYCLE_HUGE_MAX_BUFFERS \
+         ? BF_RAM_RECYCLE_MAX_BUFFERS                             \
+         : BF_RAM_RECYCLE_HUGE_MAX_BUFFERS)
 
 struct recycle_list {
     struct recycle_entry entries[RECYCLE_ENTRIES_MAX]; /* oldest first */
-    unsigned count;                 /* entries in use */
-    size_t   bytes;                 /* their total size */
-    unsigned max_buffers;           /* bound on count (<= RECYCLE_ENTRIES_MAX) */
-    size_t   max_bytes;             /* bound on bytes */
+    unsigned count;                                    /* entries in use */
+    size_t bytes;                                      /* their total size */
+    unsigned max_buffers;                              /* bound on count (<= RECYCLE_ENTRIES_MAX) */
+    size_t max_bytes;                                  /* bound on bytes */
 };
 
 /* The recycle list of small block buffers, the list of huge ones, and the
@@ -31,13 +32,12 @@ struct recycle_list {
  * else is taken, and no system call is made, while it is held. */
 static struct {
     pthread_mutex_t lock;
-    uint64_t live_rams;             /* rams created and not yet freed */
+    uint64_t live_rams; /* rams created and not yet freed */
     struct recycle_list small;
     struct recycle_list huge;
 } recycle = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
-    .small = { .max_buffers = BF_RAM_RECYCLE_MAX_BUFFERS,
-               .max_bytes = BF_RAM_RECYCLE_MAX_BYTES },
+    .small = { .max_buffers = BF_RAM_RECYCLE_MAX_BUFFERS, .max_bytes = BF_RAM_RECYCLE_MAX_BYTES },
     .huge = { .max_buffers = BF_RAM_RECYCLE_HUGE_MAX_BUFFERS,
               .max_bytes = BF_RAM_RECYCLE_HUGE_MAX_BYTES },
 };
@@ -66,7 +66,7 @@ static unsigned recycle_list_take_all(struct recycle_list *l, struct recycle_ent
  * content stays). Takes recycle.lock. */
 static void *recycle_list_take(struct recycle_list *l, size_t size)
 {
-    if (size > l->max_bytes)        /* never kept: spare the lock */
+    if (size > l->max_bytes) /* never kept: spare the lock */
         return NULL;
     void *p = NULL;
     pthread_mutex_lock(&recycle.lock);
@@ -89,7 +89,7 @@ static void recycle_list_put(struct recycle_list *l, void *buf, size_t size)
 {
     struct recycle_entry old[RECYCLE_ENTRIES_MAX];
     unsigned nold = 0;
-    if (size > l->max_bytes) {      /* never kept: spare the lock */
+    if (size > l->max_bytes) { /* never kept: spare the lock */
         munmap(buf, size);
         return;
     }

@@ -76,28 +76,28 @@ struct bf_ram_stats {
 
 /* Block buffers of a multiple of this size are huge-page advised and kept
  * on the huge recycle list. */
-#define BF_RAM_HUGE_SIZE            ((size_t)2 << 20)
+#define BF_RAM_HUGE_SIZE ((size_t)2 << 20)
 /* Bounds of the recycle list (both hold at every moment). */
-#define BF_RAM_RECYCLE_MAX_BUFFERS  8u
-#define BF_RAM_RECYCLE_MAX_BYTES    ((size_t)4 << 20)
+#define BF_RAM_RECYCLE_MAX_BUFFERS 8u
+#define BF_RAM_RECYCLE_MAX_BYTES ((size_t)4 << 20)
 /* Bounds of the huge recycle list (both hold at every moment): two 2 MiB
  * blocks, enough for a sequential load to take the buffer the eviction
  * it caused just freed. */
 #define BF_RAM_RECYCLE_HUGE_MAX_BUFFERS 2u
-#define BF_RAM_RECYCLE_HUGE_MAX_BYTES   ((size_t)4 << 20)
+#define BF_RAM_RECYCLE_HUGE_MAX_BYTES ((size_t)4 << 20)
 
 /* Create a ram with a budget of `budget` bytes of clean blocks. A budget of
  * 0 keeps no clean block once the call that loaded it returns.
  * Returns 0 or -ENOMEM. */
-int    bf_ram_new(size_t budget, bf_ram **out);
+int bf_ram_new(size_t budget, bf_ram **out);
 
 /* Free a ram. Every handle opened on it must be closed first: returns
  * -EBUSY (and frees nothing) otherwise, 0 on success. NULL is a no-op.
  * On success also unmaps every buffer of the recycle list. */
-int    bf_ram_free(bf_ram *ram);
+int bf_ram_free(bf_ram *ram);
 
 /* Change the budget; drops LRU clean blocks at once if over it. */
-void   bf_ram_set_budget(bf_ram *ram, size_t budget);
+void bf_ram_set_budget(bf_ram *ram, size_t budget);
 
 /* Drop least recently used clean blocks of any handle until at least
  * `bytes` were freed or no clean block is left. Never drops a dirty block or
@@ -105,6 +105,6 @@ void   bf_ram_set_budget(bf_ram *ram, size_t budget);
 size_t bf_ram_reclaim(bf_ram *ram, size_t bytes);
 
 /* Fill *st with a consistent snapshot. */
-void   bf_ram_stat(bf_ram *ram, struct bf_ram_stats *st);
+void bf_ram_stat(bf_ram *ram, struct bf_ram_stats *st);
 
 #endif /* BIGFILEFS_CORE_RAM_H */

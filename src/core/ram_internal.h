@@ -15,16 +15,17 @@
 #include "core/ram.h"
 
 struct bf_ram {
-    pthread_mutex_t lock;       /* the big lock: ram and all its handles */
-    pthread_cond_t  load_done;  /* broadcast whenever a load finishes */
-    struct bf_list  lru;        /* LOADED pages of every handle; head = least recent */
-    size_t   budget;            /* bytes of clean pages allowed */
-    uint64_t clean_bytes;       /* bytes of LOADED pages */
-    uint64_t dirty_bytes;       /* bytes of DIRTY pages, and of old buffers a
-                                   writeout still holds after copy on write */
-    uint64_t loading_bytes;     /* bytes of buffers being loaded */
-    uint64_t handles;           /* open handles */
-    uint64_t evictions;         /* clean pages dropped by budget or reclaim */
+    pthread_mutex_t lock;     /* the big lock: ram and all its handles */
+    pthread_cond_t load_done; /* broadcast whenever a load finishes */
+    struct bf_list lru;       /* LOADED pages of every handle; head = least recent */
+    size_t budget;            /* bytes of clean pages allowed */
+    uint64_t clean_bytes;     /* bytes of LOADED pages */
+    /* bytes of DIRTY pages, and of old buffers a writeout still holds
+     * after copy on write */
+    uint64_t dirty_bytes;
+    uint64_t loading_bytes; /* bytes of buffers being loaded */
+    uint64_t handles;       /* open handles */
+    uint64_t evictions;     /* clean pages dropped by budget or reclaim */
 };
 
 /* Take / release the big lock. */

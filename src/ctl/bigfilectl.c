@@ -21,38 +21,41 @@
 
 #include <bigfile/ioctl.h>
 
-#include "backends/backend.h"   /* bf_parse_size */
-#include "core/bigfile.h"       /* bf_blksize_valid */
+#include "backends/backend.h" /* bf_parse_size */
+#include "core/bigfile.h"     /* bf_blksize_valid */
 
-enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+enum {
+    EXIT_OK = 0,
+    EXIT_FAIL = 1,
+    EXIT_USAGE = 2
+};
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-"usage: bigfilectl COMMAND [OPTIONS] FILE\n"
-"\n"
-"Commands (FILE is a file of a bigfilefs mount):\n"
-"  writeout [--store|--markstored] FILE\n"
-"                      commit every uncommitted change of FILE, made by any\n"
-"                      process, atomically (default: store and mark stored;\n"
-"                      --store: store, blocks stay changed; --markstored: only\n"
-"                      mark changed blocks committed, store nothing)\n"
-"  discard FILE        throw away every uncommitted change of FILE\n"
-"  invalidate FILE BLK[-BLK]\n"
-"                      forget blocks BLK..BLK (inclusive) so they are reloaded\n"
-"                      from the database (their uncommitted changes are lost)\n"
-"  stat FILE           print the daemon's state of FILE as \"key: value\" lines\n"
-"  reclaim FILE        drop the clean cached data of FILE\n"
-"  create [--blksize=SIZE] [--size=SIZE] FILE\n"
-"                      create FILE (it must not exist) with block size SIZE\n"
-"                      (default: the mount's) and commit size SIZE (default 0)\n"
-"\n"
-"writeout, discard, invalidate and create open FILE for writing and need\n"
-"write permission on it (stat and reclaim only read it); on a read-only mount\n"
-"writeout fails, discard and invalidate work.\n"
-"SIZE: a number with an optional K, M, G or T suffix (powers of 1024).\n"
-"Options: -h, --help   this help;  -V, --version   the version.\n"
-"Exit status: 0 success, 1 the operation failed, 2 usage error.\n");
+    fprintf(f, "usage: bigfilectl COMMAND [OPTIONS] FILE\n"
+               "\n"
+               "Commands (FILE is a file of a bigfilefs mount):\n"
+               "  writeout [--store|--markstored] FILE\n"
+               "                      commit every uncommitted change of FILE, made by any\n"
+               "                      process, atomically (default: store and mark stored;\n"
+               "                      --store: store, blocks stay changed; --markstored: only\n"
+               "                      mark changed blocks committed, store nothing)\n"
+               "  discard FILE        throw away every uncommitted change of FILE\n"
+               "  invalidate FILE BLK[-BLK]\n"
+               "                      forget blocks BLK..BLK (inclusive) so they are reloaded\n"
+               "                      from the database (their uncommitted changes are lost)\n"
+               "  stat FILE           print the daemon's state of FILE as \"key: value\" lines\n"
+               "  reclaim FILE        drop the clean cached data of FILE\n"
+               "  create [--blksize=SIZE] [--size=SIZE] FILE\n"
+               "                      create FILE (it must not exist) with block size SIZE\n"
+               "                      (default: the mount's) and commit size SIZE (default 0)\n"
+               "\n"
+               "writeout, discard, invalidate and create open FILE for writing and need\n"
+               "write permission on it (stat and reclaim only read it); on a read-only mount\n"
+               "writeout fails, discard and invalidate work.\n"
+               "SIZE: a number with an optional K, M, G or T suffix (powers of 1024).\n"
+               "Options: -h, --help   this help;  -V, --version   the version.\n"
+               "Exit status: 0 success, 1 the operation failed, 2 usage error.\n");
 }
 
 static int usage_error(const char *fmt, const char *arg)
@@ -118,14 +121,17 @@ static int open_file_rw(const char *cmd, const char *file, bool ro_ok, int *fd)
         err = errno;
     }
     if (err == EACCES) {
-        fprintf(stderr, "bigfilectl: %s %s: cannot open for writing: %s "
-                "(%s needs write permission on the file)\n", cmd, file, strerror(err), cmd);
+        fprintf(stderr,
+                "bigfilectl: %s %s: cannot open for writing: %s "
+                "(%s needs write permission on the file)\n",
+                cmd, file, strerror(err), cmd);
         return EXIT_FAIL;
     }
     if (err == EROFS) {
-        fprintf(stderr, "bigfilectl: %s %s: cannot open for writing: %s "
-                "(the mount is read-only: nothing there can be committed)\n", cmd, file,
-                strerror(err));
+        fprintf(stderr,
+                "bigfilectl: %s %s: cannot open for writing: %s "
+                "(the mount is read-only: nothing there can be committed)\n",
+                cmd, file, strerror(err));
         return EXIT_FAIL;
     }
     return fail(cmd, file, "cannot open", err);
@@ -143,11 +149,9 @@ static int one_operand(int argc, char **argv, const char *cmd, const char **file
 
 static int cmd_writeout(int argc, char **argv)
 {
-    static const struct option lo[] = {
-        { "store",      no_argument, NULL, 's' },
-        { "markstored", no_argument, NULL, 'm' },
-        { NULL, 0, NULL, 0 }
-    };
+    static const struct option lo[] = { { "store", no_argument, NULL, 's' },
+                                        { "markstored", no_argument, NULL, 'm' },
+                                        { NULL, 0, NULL, 0 } };
     struct bigfile_writeout w;
     const char *file;
     int c, fd, r;
@@ -155,20 +159,25 @@ static int cmd_writeout(int argc, char **argv)
 
     while ((c = getopt_long(argc, argv, "+", lo, NULL)) != -1) {
         switch (c) {
-        case 's': store = true; break;
-        case 'm': mark = true; break;
-        default:  return bad_option("writeout", argv);
+        case 's':
+            store = true;
+            break;
+        case 'm':
+            mark = true;
+            break;
+        default:
+            return bad_option("writeout", argv);
         }
     }
     if (store && mark)
-        return usage_error("%s: --store and --markstored exclude each other (give neither for both)",
-                           "writeout");
+        return usage_error(
+            "%s: --store and --markstored exclude each other (give neither for both)", "writeout");
     if ((r = one_operand(argc, argv, "writeout", &file)) != EXIT_OK)
         return r;
-    memset(&w, 0, sizeof w);
-    w.flags = store ? BIGFILE_WRITEOUT_STORE
-            : mark  ? BIGFILE_WRITEOUT_MARKSTORED
-            : BIGFILE_WRITEOUT_STORE | BIGFILE_WRITEOUT_MARKSTORED;
+    memset(&w, 0, sizeof(w));
+    w.flags = store  ? BIGFILE_WRITEOUT_STORE
+              : mark ? BIGFILE_WRITEOUT_MARKSTORED
+                     : BIGFILE_WRITEOUT_STORE | BIGFILE_WRITEOUT_MARKSTORED;
     if ((r = open_file_rw("writeout", file, false, &fd)) != EXIT_OK)
         return r;
     if (ioctl(fd, BIGFILE_IOC_WRITEOUT, &w) < 0) {
@@ -196,7 +205,7 @@ static int cmd_count(int argc, char **argv, const char *cmd, unsigned long req)
     r = req == BIGFILE_IOC_DISCARD ? open_file_rw(cmd, file, true, &fd) : open_file(cmd, file, &fd);
     if (r != EXIT_OK)
         return r;
-    memset(&cnt, 0, sizeof cnt);
+    memset(&cnt, 0, sizeof(cnt));
     if (ioctl(fd, req, &cnt) < 0) {
         r = fail(cmd, file, "", errno);
         close(fd);
@@ -272,7 +281,7 @@ static int cmd_stat(int argc, char **argv)
         return r;
     if ((r = open_file("stat", file, &fd)) != EXIT_OK)
         return r;
-    memset(&s, 0, sizeof s);
+    memset(&s, 0, sizeof(s));
     if (ioctl(fd, BIGFILE_IOC_STAT, &s) < 0) {
         r = fail("stat", file, "", errno);
         close(fd);
@@ -301,20 +310,23 @@ static int cmd_stat(int argc, char **argv)
 
 static int cmd_create(int argc, char **argv)
 {
-    static const struct option lo[] = {
-        { "blksize", required_argument, NULL, 'b' },
-        { "size",    required_argument, NULL, 's' },
-        { NULL, 0, NULL, 0 }
-    };
+    static const struct option lo[] = { { "blksize", required_argument, NULL, 'b' },
+                                        { "size", required_argument, NULL, 's' },
+                                        { NULL, 0, NULL, 0 } };
     const char *file, *blksize_s = NULL, *size_s = NULL;
     uint64_t blksize = 0, size = 0;
     int c, fd, r;
 
     while ((c = getopt_long(argc, argv, "+", lo, NULL)) != -1) {
         switch (c) {
-        case 'b': blksize_s = optarg; break;
-        case 's': size_s = optarg; break;
-        default:  return bad_option("create", argv);
+        case 'b':
+            blksize_s = optarg;
+            break;
+        case 's':
+            size_s = optarg;
+            break;
+        default:
+            return bad_option("create", argv);
         }
     }
     if (blksize_s && (bf_parse_size(blksize_s, &blksize) < 0 || !bf_blksize_valid(blksize)))
@@ -330,10 +342,10 @@ static int cmd_create(int argc, char **argv)
         int err = errno;
 
         if (err == EACCES || err == EROFS) {
-            fprintf(stderr, "bigfilectl: create %s: cannot create: %s (%s)\n", file,
-                    strerror(err), err == EACCES
-                    ? "creating a file needs write permission on the mount's directory"
-                    : "the mount is read-only");
+            fprintf(stderr, "bigfilectl: create %s: cannot create: %s (%s)\n", file, strerror(err),
+                    err == EACCES
+                        ? "creating a file needs write permission on the mount's directory"
+                        : "the mount is read-only");
             return EXIT_FAIL;
         }
         return fail("create", file, "cannot create", err);
@@ -353,7 +365,7 @@ static int cmd_create(int argc, char **argv)
             r = fail("create", file, "cannot set the size", errno);
             goto undo;
         }
-        memset(&w, 0, sizeof w);
+        memset(&w, 0, sizeof(w));
         w.flags = BIGFILE_WRITEOUT_STORE | BIGFILE_WRITEOUT_MARKSTORED;
         if (ioctl(fd, BIGFILE_IOC_WRITEOUT, &w) < 0) {
             r = fail("create", file, "cannot commit the size", errno);
@@ -390,7 +402,7 @@ int main(int argc, char **argv)
     argc--;
     argv++;
     optind = 1;
-    opterr = 0;      /* bad_option() reports, naming the subcommand */
+    opterr = 0; /* bad_option() reports, naming the subcommand */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--"))
             break;

@@ -18,8 +18,8 @@ static int bdi_write(unsigned maj, unsigned min, const char *knob, unsigned valu
     char path[128], buf[32];
     int fd, len, r = 0;
 
-    snprintf(path, sizeof path, "/sys/class/bdi/%u:%u/%s", maj, min, knob);
-    len = snprintf(buf, sizeof buf, "%u\n", value);
+    snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/%s", maj, min, knob);
+    len = snprintf(buf, sizeof(buf), "%u\n", value);
     fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
@@ -44,14 +44,15 @@ int bf_bdi_tune(const char *mountpoint, unsigned read_ahead_kb, unsigned max_rat
     min = minor(st.st_dev);
     r = bdi_write(maj, min, "read_ahead_kb", read_ahead_kb);
     if (r < 0) {
-        bf_warn("cannot set read_ahead_kb of bdi %u:%u to %u: %s (reads stay at the kernel's default readahead)",
+        bf_warn("cannot set read_ahead_kb of bdi %u:%u to %u: %s (reads stay at the kernel's "
+                "default readahead)",
                 maj, min, read_ahead_kb, strerror(-r));
         return r;
     }
     r = bdi_write(maj, min, "max_ratio", max_ratio);
     if (r < 0) {
-        bf_warn("cannot set max_ratio of bdi %u:%u to %u: %s (writers are throttled early)",
-                maj, min, max_ratio, strerror(-r));
+        bf_warn("cannot set max_ratio of bdi %u:%u to %u: %s (writers are throttled early)", maj,
+                min, max_ratio, strerror(-r));
         return r;
     }
     bf_debug("bdi %u:%u: read_ahead_kb=%u max_ratio=%u", maj, min, read_ahead_kb, max_ratio);

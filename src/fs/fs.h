@@ -26,27 +26,27 @@
 /* Attribute and entry timeout given to the kernel: long, so the kernel
  * keeps attributes stable; the daemon invalidates them when they change
  * behind the kernel's back (discard, setblksize). */
-#define BF_ATTR_TIMEOUT   86400.0
+#define BF_ATTR_TIMEOUT 86400.0
 
 /* Largest READ/WRITE and readahead negotiated with the kernel. */
-#define BF_MAX_IO         (1u << 20)
+#define BF_MAX_IO (1u << 20)
 
 struct bf_fs {
-    bf_db        *db;
-    bf_ram       *ram;
-    bf_itable     itable;
+    bf_db *db;
+    bf_ram *ram;
+    bf_itable itable;
     struct fuse_session *se;
-    bf_notifier  *notifier;     /* started once the session is mounted */
-    char         *mountpoint;   /* absolute path, for fsync at writeout */
-    uint32_t      blksize;      /* block size of new files */
-    bool          ro;           /* -o ro: no write, no writeout */
-    bool          inject;       /* -o inject: BIGFILE_IOC_INJECT enabled */
+    bf_notifier *notifier;      /* started once the session is mounted */
+    char *mountpoint;           /* absolute path, for fsync at writeout */
+    uint32_t blksize;           /* block size of new files */
+    bool ro;                    /* -o ro: no write, no writeout */
+    bool inject;                /* -o inject: BIGFILE_IOC_INJECT enabled */
     struct timespec mount_time; /* the root directory's times */
     /* Requests that may wait for the kernel (the ioctls), counted so that
      * a termination signal lets them finish first (signals.h). */
     pthread_mutex_t busy_lock;
-    pthread_cond_t  busy_cond;
-    unsigned        busy;
+    pthread_cond_t busy_cond;
+    unsigned busy;
 };
 
 /* The file handle (fi->fh) ops.c gives the kernel at OPEN/CREATE for a
@@ -66,8 +66,7 @@ static inline uint64_t bf_fh_make(bf_inode *inode, int open_flags)
 {
     int acc = open_flags & O_ACCMODE;
 
-    return (uint64_t)(uintptr_t)inode |
-           ((acc == O_WRONLY || acc == O_RDWR) ? BF_FH_WRITABLE : 0);
+    return (uint64_t)(uintptr_t)inode | ((acc == O_WRONLY || acc == O_RDWR) ? BF_FH_WRITABLE : 0);
 }
 
 /* The inode of an fh made by bf_fh_make. */
@@ -88,8 +87,8 @@ extern const struct fuse_lowlevel_ops bf_fs_ops;
 /* The IOCTL request handler (ioctl.c), called by ops.c for regular files.
  * Replies to req itself. */
 void bf_fs_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
-                 struct fuse_file_info *fi, unsigned flags,
-                 const void *in_buf, size_t in_bufsz, size_t out_bufsz);
+                 struct fuse_file_info *fi, unsigned flags, const void *in_buf, size_t in_bufsz,
+                 size_t out_bufsz);
 
 /* Fill *st with the attributes of inode (ops.c): mode, owner, times from
  * the database metadata, size from the handle if it is open (uncommitted

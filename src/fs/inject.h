@@ -17,28 +17,28 @@
 #include <bigfile/ioctl.h>
 
 /* struct bigfile_inject.op */
-#define BIGFILE_INJECT_ADD    1u    /* add the rule described by the other fields */
-#define BIGFILE_INJECT_CLEAR  2u    /* remove every rule (all files); other fields ignored */
+#define BIGFILE_INJECT_ADD 1u   /* add the rule described by the other fields */
+#define BIGFILE_INJECT_CLEAR 2u /* remove every rule (all files); other fields ignored */
 
 /* struct bigfile_inject.mem_op: the values of enum bf_mem_op. */
-#define BIGFILE_INJECT_LOADBLK   1u
-#define BIGFILE_INJECT_STOREBLK  2u
-#define BIGFILE_INJECT_BEGIN     3u
-#define BIGFILE_INJECT_TRUNCATE  4u
-#define BIGFILE_INJECT_COMMIT    5u
+#define BIGFILE_INJECT_LOADBLK 1u
+#define BIGFILE_INJECT_STOREBLK 2u
+#define BIGFILE_INJECT_BEGIN 3u
+#define BIGFILE_INJECT_TRUNCATE 4u
+#define BIGFILE_INJECT_COMMIT 5u
 
 /* Fields mirror struct bf_mem_fault; the rule applies to the file the ioctl
  * is issued on. */
 struct bigfile_inject {
-    __u32 op;           /* BIGFILE_INJECT_ADD or BIGFILE_INJECT_CLEAR */
-    __u32 mem_op;       /* BIGFILE_INJECT_LOADBLK .. BIGFILE_INJECT_COMMIT */
-    __u64 blk_lo;       /* block range, inclusive */
-    __u64 blk_hi;       /* UINT64_MAX: to the end */
-    __s32 err;          /* positive errno to fail with; 0: latency only */
-    __u32 delay_us;     /* sleep this long in each matching call */
-    __u64 after;        /* let this many matching calls succeed first */
-    __u64 times;        /* fire at most this many times; 0: unlimited */
-    __u64 reserved;     /* zero */
+    __u32 op;       /* BIGFILE_INJECT_ADD or BIGFILE_INJECT_CLEAR */
+    __u32 mem_op;   /* BIGFILE_INJECT_LOADBLK .. BIGFILE_INJECT_COMMIT */
+    __u64 blk_lo;   /* block range, inclusive */
+    __u64 blk_hi;   /* UINT64_MAX: to the end */
+    __s32 err;      /* positive errno to fail with; 0: latency only */
+    __u32 delay_us; /* sleep this long in each matching call */
+    __u64 after;    /* let this many matching calls succeed first */
+    __u64 times;    /* fire at most this many times; 0: unlimited */
+    __u64 reserved; /* zero */
 };
 
 #define BIGFILE_IOC_INJECT _IOW(BIGFILE_IOC_MAGIC, 0x40, struct bigfile_inject)

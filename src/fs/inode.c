@@ -19,8 +19,8 @@ static size_t bucket_of(const bf_itable *t, uint64_t id)
 
 int bf_itable_init(bf_itable *t, bf_db *db, bf_ram *ram)
 {
-    memset(t, 0, sizeof *t);
-    t->buckets = calloc(ITABLE_MIN_BUCKETS, sizeof *t->buckets);
+    memset(t, 0, sizeof(*t));
+    t->buckets = calloc(ITABLE_MIN_BUCKETS, sizeof(*t->buckets));
     if (!t->buckets)
         return -ENOMEM;
     t->nbuckets = ITABLE_MIN_BUCKETS;
@@ -39,9 +39,10 @@ static void inode_free(bf_itable *t, bf_inode *inode)
             struct bf_fileh_stats st;
 
             bf_fileh_stat(inode->fh, &st);
-            bf_notice("dropping uncommitted changes of unlinked file #%llu (%llu blocks, size %llu)",
-                      (unsigned long long)inode->id, (unsigned long long)st.dirty_blocks,
-                      (unsigned long long)st.size);
+            bf_notice(
+                "dropping uncommitted changes of unlinked file #%llu (%llu blocks, size %llu)",
+                (unsigned long long)inode->id, (unsigned long long)st.dirty_blocks,
+                (unsigned long long)st.size);
         }
         bf_fileh_close(inode->fh);
     }
@@ -98,7 +99,7 @@ static void maybe_grow(bf_itable *t)
 
     if (t->count < old_n * 2)
         return;
-    nb = calloc(new_n, sizeof *nb);
+    nb = calloc(new_n, sizeof(*nb));
     if (!nb)
         return;
     t->buckets = nb;
@@ -154,7 +155,7 @@ bf_inode *bf_itable_get(bf_itable *t, const struct bf_fileinfo *info)
     if (!inode) {
         pthread_rwlockattr_t attr;
 
-        inode = calloc(1, sizeof *inode);
+        inode = calloc(1, sizeof(*inode));
         if (!inode) {
             pthread_mutex_unlock(&t->lock);
             return NULL;
@@ -269,7 +270,7 @@ int bf_inode_fh_get(bf_itable *t, bf_inode *inode, bf_fileh **fh)
             r = bf_db_file_open(t->db, inode->id, &inode->file);
             if (r == 0) {
                 r = bf_fileh_open(inode->file, t->ram, &inode->fh);
-                inode->nstored_known = false;   /* the handle counts from now on */
+                inode->nstored_known = false; /* the handle counts from now on */
                 if (r < 0) {
                     bf_db_file_close(t->db, inode->file);
                     inode->file = NULL;
@@ -313,7 +314,7 @@ int bf_inode_set_blksize(bf_itable *t, bf_inode *inode, uint32_t blksize)
         inode->file = NULL;
     }
     r = bf_db_set_blksize(t->db, inode->id, blksize);
-    inode->nstored_known = false;       /* the handle may have changed it */
+    inode->nstored_known = false; /* the handle may have changed it */
     pthread_rwlock_unlock(&inode->fh_lock);
     if (r == 0) {
         pthread_mutex_lock(&t->lock);
@@ -373,7 +374,7 @@ int bf_inode_op_begin(bf_itable *t, bf_inode *inode, enum bf_inode_op op)
     if (inode->op != BF_OP_NONE)
         r = -EBUSY;
     else
-        inode->op = op;         /* NONE -> op */
+        inode->op = op; /* NONE -> op */
     pthread_mutex_unlock(&t->lock);
     return r;
 }
@@ -381,7 +382,7 @@ int bf_inode_op_begin(bf_itable *t, bf_inode *inode, enum bf_inode_op op)
 void bf_inode_op_end(bf_itable *t, bf_inode *inode)
 {
     pthread_mutex_lock(&t->lock);
-    inode->op = BF_OP_NONE;     /* op -> NONE */
+    inode->op = BF_OP_NONE; /* op -> NONE */
     pthread_mutex_unlock(&t->lock);
 }
 
@@ -417,16 +418,16 @@ void bf_itable_renamed(bf_itable *t, const char *from, const char *to, unsigned 
     dst = find_name_locked(t, to);
     if (flags & BF_RENAME_EXCHANGE) {
         if (src)
-            snprintf(src->info.name, sizeof src->info.name, "%s", to);
+            snprintf(src->info.name, sizeof(src->info.name), "%s", to);
         if (dst)
-            snprintf(dst->info.name, sizeof dst->info.name, "%s", from);
+            snprintf(dst->info.name, sizeof(dst->info.name), "%s", from);
     } else {
         if (dst && dst != src) {
             dst->unlinked = true;
             dst->info.name[0] = '\0';
         }
         if (src)
-            snprintf(src->info.name, sizeof src->info.name, "%s", to);
+            snprintf(src->info.name, sizeof(src->info.name), "%s", to);
     }
     pthread_mutex_unlock(&t->lock);
 }

@@ -47,50 +47,51 @@
  * runs at a time per inode; another gets EBUSY. */
 enum bf_inode_op {
     BF_OP_NONE = 0,
-    BF_OP_WRITEOUT,     /* fsync through the mount + core writeout */
-    BF_OP_DISCARD,      /* fence + core discard + kernel invalidation */
-    BF_OP_INVALIDATE,   /* fence range + core invalidate + kernel invalidation */
-    BF_OP_SETBLKSIZE,   /* handle closed, block size changed, reopened */
+    BF_OP_WRITEOUT,   /* fsync through the mount + core writeout */
+    BF_OP_DISCARD,    /* fence + core discard + kernel invalidation */
+    BF_OP_INVALIDATE, /* fence range + core invalidate + kernel invalidation */
+    BF_OP_SETBLKSIZE, /* handle closed, block size changed, reopened */
 };
 
 typedef struct bf_inode {
-    uint64_t    id;             /* file id in the database */
-    fuse_ino_t  ino;            /* id + 1 */
+    uint64_t id;    /* file id in the database */
+    fuse_ino_t ino; /* id + 1 */
 
     /* Protected by the table mutex. */
-    struct bf_fileinfo info;    /* metadata as last read; info.name is the
-                                   current name (empty once unlinked) */
-    bool        unlinked;
-    uint64_t    nlookup;        /* kernel lookup count */
-    uint32_t    nopen;          /* OPENs not yet RELEASEd */
-    uint32_t    refs;           /* references held by request handlers */
-    enum bf_inode_op op;        /* long-running ioctl in progress */
-    struct bf_inode *hnext;     /* hash chain */
+    /* metadata as last read; info.name is the current name (empty once
+     * unlinked) */
+    struct bf_fileinfo info;
+    bool unlinked;
+    uint64_t nlookup;       /* kernel lookup count */
+    uint32_t nopen;         /* OPENs not yet RELEASEd */
+    uint32_t refs;          /* references held by request handlers */
+    enum bf_inode_op op;    /* long-running ioctl in progress */
+    struct bf_inode *hnext; /* hash chain */
 
     /* Protected by fh_lock (see above). */
     pthread_rwlock_t fh_lock;
-    bf_file    *file;
-    bf_fileh   *fh;
+    bf_file *file;
+    bf_fileh *fh;
 
     /* The backend's count of stored blocks, for st_blocks while fh is NULL
      * (bf_inode_stored_blocks): set with fh_lock held for reading (atomic
      * stores: nstored, then nstored_known), cleared with it held for
      * writing (when the handle opens or closes). */
-    bool        nstored_known;
-    uint64_t    nstored;
+    bool nstored_known;
+    uint64_t nstored;
 } bf_inode;
 
 typedef struct bf_itable {
     pthread_mutex_t lock;
-    bf_inode  **buckets;
-    size_t      nbuckets;       /* power of two */
-    size_t      count;
-    bf_db      *db;
-    bf_ram     *ram;
+    bf_inode **buckets;
+    size_t nbuckets; /* power of two */
+    size_t count;
+    bf_db *db;
+    bf_ram *ram;
 } bf_itable;
 
 /* Initialize an empty table over db, caching in ram. Returns 0 or -ENOMEM. */
-int  bf_itable_init(bf_itable *t, bf_db *db, bf_ram *ram);
+int bf_itable_init(bf_itable *t, bf_db *db, bf_ram *ram);
 
 /* Close every handle (logging, for each with uncommitted changes,
  * "discarding uncommitted changes of NAME (N blocks, size S)"), free every
@@ -121,14 +122,14 @@ void bf_itable_release(bf_itable *t, bf_inode *inode);
  * first need, and hold fh_lock for reading: the caller must call
  * bf_inode_fh_put() when done with *fh. Returns 0 or the error of opening
  * (-ENOENT if the file is gone from the database, -ENOMEM, ...). */
-int  bf_inode_fh_get(bf_itable *t, bf_inode *inode, bf_fileh **fh);
+int bf_inode_fh_get(bf_itable *t, bf_inode *inode, bf_fileh **fh);
 void bf_inode_fh_put(bf_inode *inode);
 
 /* For SETBLKSIZE: with no fh_lock held by the caller, close the handle and
  * bf_file (waiting for their users), call bf_db_set_blksize, and reopen
  * the handle on next need. The handle must be clean (checked again under
  * the write lock: -ENOTEMPTY if it has changes or a nonzero size). */
-int  bf_inode_set_blksize(bf_itable *t, bf_inode *inode, uint32_t blksize);
+int bf_inode_set_blksize(bf_itable *t, bf_inode *inode, uint32_t blksize);
 
 /* For st_blocks while the inode has no handle: the number of blocks the
  * backend stores for the file (bf_file_ops.stored_blocks, through a
@@ -138,14 +139,14 @@ int  bf_inode_set_blksize(bf_itable *t, bf_inode *inode, uint32_t blksize);
  * caller holds fh_lock for reading and saw inode->fh == NULL (so no handle
  * appears meanwhile). Returns 0, -ENOTSUP (the backend cannot count), or
  * the error of opening the file or of the count. */
-int  bf_inode_stored_blocks(bf_itable *t, bf_inode *inode, uint64_t *n);
+int bf_inode_stored_blocks(bf_itable *t, bf_inode *inode, uint64_t *n);
 
 /* Copy the inode's metadata (under the table mutex). */
 void bf_inode_info(bf_itable *t, bf_inode *inode, struct bf_fileinfo *out, bool *unlinked);
 
 /* Start a long-running ioctl operation: returns 0 and records `op`, or
  * -EBUSY if another is in progress. bf_inode_op_end() ends it. */
-int  bf_inode_op_begin(bf_itable *t, bf_inode *inode, enum bf_inode_op op);
+int bf_inode_op_begin(bf_itable *t, bf_inode *inode, enum bf_inode_op op);
 void bf_inode_op_end(bf_itable *t, bf_inode *inode);
 
 /* Namespace changes made in the database: keep inode names in step. After

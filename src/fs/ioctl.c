@@ -41,8 +41,8 @@
 /* Kernel byte range [*off, *off + *len) of blocks [blk, blk + count), *len 0
  * meaning "to the end". Returns false when the blocks lie beyond any offset
  * the kernel can cache (nothing to invalidate there). */
-static bool block_range_to_bytes(uint64_t blk, uint64_t count, uint32_t blksize,
-                                 off_t *off, off_t *len)
+static bool block_range_to_bytes(uint64_t blk, uint64_t count, uint32_t blksize, off_t *off,
+                                 off_t *len)
 {
     uint64_t max = (uint64_t)INT64_MAX;
 
@@ -112,8 +112,8 @@ static void reply_result(fuse_req_t req, int r, const void *out, size_t size)
         fuse_reply_ioctl(req, 0, out, size);
 }
 
-static void ioc_writeout(fuse_req_t req, struct bf_fs *fs, bf_inode *inode,
-                         const void *in_buf, size_t in_bufsz, size_t out_bufsz)
+static void ioc_writeout(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, const void *in_buf,
+                         size_t in_bufsz, size_t out_bufsz)
 {
     struct bigfile_writeout w;
     unsigned flags = 0;
@@ -122,11 +122,11 @@ static void ioc_writeout(fuse_req_t req, struct bf_fs *fs, bf_inode *inode,
     bf_fileh *fh;
     int r;
 
-    if (in_bufsz < sizeof w || out_bufsz < sizeof w) {
+    if (in_bufsz < sizeof(w) || out_bufsz < sizeof(w)) {
         fuse_reply_err(req, EINVAL);
         return;
     }
-    memcpy(&w, in_buf, sizeof w);
+    memcpy(&w, in_buf, sizeof(w));
     if (w.reserved || !w.flags ||
         (w.flags & ~(BIGFILE_WRITEOUT_STORE | BIGFILE_WRITEOUT_MARKSTORED))) {
         fuse_reply_err(req, EINVAL);
@@ -166,7 +166,7 @@ static void ioc_writeout(fuse_req_t req, struct bf_fs *fs, bf_inode *inode,
     }
     w.blocks = nblocks;
     w.bytes = (flags & BF_WRITEOUT_STORE) ? nblocks * blksize : 0;
-    fuse_reply_ioctl(req, 0, &w, sizeof w);
+    fuse_reply_ioctl(req, 0, &w, sizeof(w));
 }
 
 static void ioc_discard(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, size_t out_bufsz)
@@ -176,7 +176,7 @@ static void ioc_discard(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, size_
     bf_fileh *fh;
     int r;
 
-    if (out_bufsz < sizeof c) {
+    if (out_bufsz < sizeof(c)) {
         fuse_reply_err(req, EINVAL);
         return;
     }
@@ -205,22 +205,22 @@ static void ioc_discard(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, size_
     bf_inode_fh_put(inode);
 out:
     bf_inode_op_end(&fs->itable, inode);
-    reply_result(req, r, &c, sizeof c);
+    reply_result(req, r, &c, sizeof(c));
 }
 
-static void ioc_invalidate(fuse_req_t req, struct bf_fs *fs, bf_inode *inode,
-                           const void *in_buf, size_t in_bufsz)
+static void ioc_invalidate(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, const void *in_buf,
+                           size_t in_bufsz)
 {
     struct bigfile_range rg;
     bf_fileh *fh;
     off_t off, len;
     int r;
 
-    if (in_bufsz < sizeof rg) {
+    if (in_bufsz < sizeof(rg)) {
         fuse_reply_err(req, EINVAL);
         return;
     }
-    memcpy(&rg, in_buf, sizeof rg);
+    memcpy(&rg, in_buf, sizeof(rg));
     if (rg.count == 0 || rg.start + rg.count < rg.start) {
         fuse_reply_err(req, EINVAL);
         return;
@@ -257,7 +257,7 @@ static void ioc_stat(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, size_t o
     bf_fileh *fh;
     int r;
 
-    if (out_bufsz < sizeof s) {
+    if (out_bufsz < sizeof(s)) {
         fuse_reply_err(req, EINVAL);
         return;
     }
@@ -269,7 +269,7 @@ static void ioc_stat(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, size_t o
     bf_fileh_stat(fh, &st);
     bf_inode_fh_put(inode);
 
-    memset(&s, 0, sizeof s);
+    memset(&s, 0, sizeof(s));
     s.version = BIGFILE_STAT_VERSION;
     s.blksize = st.blksize;
     s.size = st.size;
@@ -286,7 +286,7 @@ static void ioc_stat(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, size_t o
     s.invalidated_blocks = st.invalidated_blocks;
     s.reclaimed_blocks = st.reclaimed_blocks;
     s.errors = st.errors;
-    fuse_reply_ioctl(req, 0, &s, sizeof s);
+    fuse_reply_ioctl(req, 0, &s, sizeof(s));
 }
 
 static void ioc_reclaim(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, size_t out_bufsz)
@@ -296,7 +296,7 @@ static void ioc_reclaim(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, size_
     bf_fileh *fh;
     int r;
 
-    if (out_bufsz < sizeof c) {
+    if (out_bufsz < sizeof(c)) {
         fuse_reply_err(req, EINVAL);
         return;
     }
@@ -312,20 +312,20 @@ static void ioc_reclaim(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, size_
     c.bytes = bf_fileh_reclaim(fh, &nblocks);
     c.blocks = nblocks;
     bf_inode_fh_put(inode);
-    fuse_reply_ioctl(req, 0, &c, sizeof c);
+    fuse_reply_ioctl(req, 0, &c, sizeof(c));
 }
 
-static void ioc_setblksize(fuse_req_t req, struct bf_fs *fs, bf_inode *inode,
-                           const void *in_buf, size_t in_bufsz)
+static void ioc_setblksize(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, const void *in_buf,
+                           size_t in_bufsz)
 {
     struct bigfile_blksize b;
     int r;
 
-    if (in_bufsz < sizeof b) {
+    if (in_bufsz < sizeof(b)) {
         fuse_reply_err(req, EINVAL);
         return;
     }
-    memcpy(&b, in_buf, sizeof b);
+    memcpy(&b, in_buf, sizeof(b));
     if (b.reserved || !bf_blksize_valid(b.blksize)) {
         fuse_reply_err(req, EINVAL);
         return;
@@ -343,8 +343,8 @@ static void ioc_setblksize(fuse_req_t req, struct bf_fs *fs, bf_inode *inode,
     reply_result(req, r, NULL, 0);
 }
 
-static void ioc_inject(fuse_req_t req, struct bf_fs *fs, bf_inode *inode,
-                       const void *in_buf, size_t in_bufsz)
+static void ioc_inject(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, const void *in_buf,
+                       size_t in_bufsz)
 {
     struct bigfile_inject in;
     struct bf_mem_fault f;
@@ -354,11 +354,11 @@ static void ioc_inject(fuse_req_t req, struct bf_fs *fs, bf_inode *inode,
         fuse_reply_err(req, ENOTTY);
         return;
     }
-    if (in_bufsz < sizeof in) {
+    if (in_bufsz < sizeof(in)) {
         fuse_reply_err(req, EINVAL);
         return;
     }
-    memcpy(&in, in_buf, sizeof in);
+    memcpy(&in, in_buf, sizeof(in));
     if (in.reserved) {
         fuse_reply_err(req, EINVAL);
         return;
@@ -369,12 +369,12 @@ static void ioc_inject(fuse_req_t req, struct bf_fs *fs, bf_inode *inode,
         r = 0;
         break;
     case BIGFILE_INJECT_ADD:
-        if (in.mem_op < BIGFILE_INJECT_LOADBLK || in.mem_op > BIGFILE_INJECT_COMMIT ||
-            in.err < 0 || in.blk_lo > in.blk_hi) {
+        if (in.mem_op < BIGFILE_INJECT_LOADBLK || in.mem_op > BIGFILE_INJECT_COMMIT || in.err < 0 ||
+            in.blk_lo > in.blk_hi) {
             r = -EINVAL;
             break;
         }
-        memset(&f, 0, sizeof f);
+        memset(&f, 0, sizeof(f));
         f.op = (enum bf_mem_op)in.mem_op;
         f.file_id = inode->id;
         f.blk_lo = in.blk_lo;
@@ -407,7 +407,7 @@ static int check_access(const struct bf_fs *fs, unsigned int cmd, const struct f
     case BIGFILE_IOC_DISCARD:
     case BIGFILE_IOC_INVALIDATE:
         if (fs->ro)
-            return 0;   /* nothing uncommitted to protect on an ro mount */
+            return 0; /* nothing uncommitted to protect on an ro mount */
         break;
     default:
         return 0;
@@ -418,15 +418,16 @@ static int check_access(const struct bf_fs *fs, unsigned int cmd, const struct f
 }
 
 void bf_fs_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
-                 struct fuse_file_info *fi, unsigned flags,
-                 const void *in_buf, size_t in_bufsz, size_t out_bufsz)
+                 struct fuse_file_info *fi, unsigned flags, const void *in_buf, size_t in_bufsz,
+                 size_t out_bufsz)
 {
     struct bf_fs *fs = fuse_req_userdata(req);
     bf_inode *inode;
 
     int r;
 
-    (void)arg; (void)flags;
+    (void)arg;
+    (void)flags;
     r = check_access(fs, cmd, fi);
     if (r < 0) {
         fuse_reply_err(req, -r);

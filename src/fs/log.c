@@ -9,7 +9,7 @@
 
 /* Set at startup before threads exist, read-only afterwards (log.h). */
 static bool log_syslog;
-static int  log_level = LOG_INFO;
+static int log_level = LOG_INFO;
 
 void bf_log_to_syslog(void)
 {
@@ -30,7 +30,7 @@ void bf_log(int level, const char *fmt, ...)
     if (level > log_level)
         return;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     if (log_syslog)
         syslog(level, "%s", msg);

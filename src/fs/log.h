@@ -13,7 +13,7 @@
 #define BIGFILEFS_FS_LOG_H
 
 #include <stdbool.h>
-#include <syslog.h>     /* LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_INFO, LOG_DEBUG */
+#include <syslog.h> /* LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_INFO, LOG_DEBUG */
 
 /* From now on, log to syslog instead of stderr. Call once, before starting
  * threads (e.g. right after detaching). */
@@ -26,10 +26,10 @@ void bf_log_set_level(int level);
 /* Log one message (printf-style, no trailing newline needed) at `level`. */
 void bf_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define bf_err(...)    bf_log(LOG_ERR, __VA_ARGS__)
-#define bf_warn(...)   bf_log(LOG_WARNING, __VA_ARGS__)
+#define bf_err(...) bf_log(LOG_ERR, __VA_ARGS__)
+#define bf_warn(...) bf_log(LOG_WARNING, __VA_ARGS__)
 #define bf_notice(...) bf_log(LOG_NOTICE, __VA_ARGS__)
-#define bf_info(...)   bf_log(LOG_INFO, __VA_ARGS__)
-#define bf_debug(...)  bf_log(LOG_DEBUG, __VA_ARGS__)
+#define bf_info(...) bf_log(LOG_INFO, __VA_ARGS__)
+#define bf_debug(...) bf_log(LOG_DEBUG, __VA_ARGS__)
 
 #endif /* BIGFILEFS_FS_LOG_H */

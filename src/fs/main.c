@@ -31,42 +31,41 @@
 #include "fs/notify.h"
 #include "fs/signals.h"
 
-#define DEFAULT_CACHE       ((uint64_t)256 << 20)   /* 256 MiB of clean blocks */
-#define DEFAULT_MAX_THREADS 16u     /* a WRITEOUT's fsync needs idle threads */
+#define DEFAULT_CACHE ((uint64_t)256 << 20) /* 256 MiB of clean blocks */
+#define DEFAULT_MAX_THREADS 16u             /* a WRITEOUT's fsync needs idle threads */
 
 struct options {
     char *database;
     char *blksize;
     char *cache;
-    int   inject;
-    int   ro;
-    int   show_help;
-    int   show_version;
+    int inject;
+    int ro;
+    int show_help;
+    int show_version;
 };
 
-enum { KEY_RO, KEY_RW, KEY_HELP, KEY_VERSION, KEY_DROP };
+enum {
+    KEY_RO,
+    KEY_RW,
+    KEY_HELP,
+    KEY_VERSION,
+    KEY_DROP
+};
 
-#define OPT(t, field, v) { t, offsetof(struct options, field), v }
+#define OPT(t, field, v)                      \
+    {                                         \
+        t, offsetof(struct options, field), v \
+    }
 static const struct fuse_opt option_spec[] = {
-    OPT("blksize=%s", blksize, 0),
-    OPT("cache=%s",   cache,   0),
-    OPT("inject",     inject,  1),
-    FUSE_OPT_KEY("ro",        KEY_RO),
-    FUSE_OPT_KEY("rw",        KEY_RW),
+    OPT("blksize=%s", blksize, 0), OPT("cache=%s", cache, 0), OPT("inject", inject, 1),
+    FUSE_OPT_KEY("ro", KEY_RO), FUSE_OPT_KEY("rw", KEY_RW),
     /* fstab-only options mount(8) or mount.fuse3 may pass on: ignored. */
-    FUSE_OPT_KEY("defaults",  KEY_DROP),
-    FUSE_OPT_KEY("auto",      KEY_DROP),
-    FUSE_OPT_KEY("noauto",    KEY_DROP),
-    FUSE_OPT_KEY("nofail",    KEY_DROP),
-    FUSE_OPT_KEY("_netdev",   KEY_DROP),
-    FUSE_OPT_KEY("user",      KEY_DROP),
-    FUSE_OPT_KEY("nouser",    KEY_DROP),
-    FUSE_OPT_KEY("users",     KEY_DROP),
-    FUSE_OPT_KEY("-h",        KEY_HELP),
-    FUSE_OPT_KEY("--help",    KEY_HELP),
-    FUSE_OPT_KEY("-V",        KEY_VERSION),
-    FUSE_OPT_KEY("--version", KEY_VERSION),
-    FUSE_OPT_END
+    FUSE_OPT_KEY("defaults", KEY_DROP), FUSE_OPT_KEY("auto", KEY_DROP),
+    FUSE_OPT_KEY("noauto", KEY_DROP), FUSE_OPT_KEY("nofail", KEY_DROP),
+    FUSE_OPT_KEY("_netdev", KEY_DROP), FUSE_OPT_KEY("user", KEY_DROP),
+    FUSE_OPT_KEY("nouser", KEY_DROP), FUSE_OPT_KEY("users", KEY_DROP), FUSE_OPT_KEY("-h", KEY_HELP),
+    FUSE_OPT_KEY("--help", KEY_HELP), FUSE_OPT_KEY("-V", KEY_VERSION),
+    FUSE_OPT_KEY("--version", KEY_VERSION), FUSE_OPT_END
 };
 
 /* fuse_opt callback: returns 1 to keep the argument for FUSE, 0 to drop it,
@@ -79,7 +78,7 @@ static int option_proc(void *data, const char *arg, int key, struct fuse_args *o
     switch (key) {
     case KEY_RO:
         o->ro = 1;
-        return 1;       /* also the kernel's read-only mount flag */
+        return 1; /* also the kernel's read-only mount flag */
     case KEY_RW:
         o->ro = 0;
         return 1;
@@ -96,40 +95,39 @@ static int option_proc(void *data, const char *arg, int key, struct fuse_args *o
             o->database = strdup(arg);
             return o->database ? 0 : -1;
         }
-        return 1;       /* the mount point, for fuse_parse_cmdline */
+        return 1; /* the mount point, for fuse_parse_cmdline */
     default:
-        return 1;       /* a FUSE or mount option */
+        return 1; /* a FUSE or mount option */
     }
 }
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-"usage: bigfilefs [-f] [-o OPTIONS] DATABASE MOUNTPOINT\n"
-"\n"
-"Serve the bigfiles of DATABASE as files under MOUNTPOINT that any process can\n"
-"mmap(2). DATABASE is a SQLite file (created if missing), or \"mem:\" /\n"
-"\"mem:LABEL\" for an in-memory database that is lost at unmount. Changes stay\n"
-"uncommitted until a writeout (bigfilectl writeout FILE); at unmount,\n"
-"uncommitted changes are discarded.\n"
-"\n"
-"bigfilefs options:\n"
-"    -o blksize=SIZE        block size of new files (default 2M; a power of\n"
-"                           two from 4K to 64M)\n"
-"    -o cache=SIZE          memory the daemon may keep for clean cached blocks\n"
-"                           (default 256M; changed blocks are not counted)\n"
-"    -o ro                  read-only: writes fail with EROFS, no writeout\n"
-"    -o rw                  read-write (the default)\n"
-"    -o inject              enable the fault-injection ioctl (tests only; needs\n"
-"                           a mem: database)\n"
-"    -o allow_other         let other users access the mount (modes and owners\n"
-"                           are always enforced: default_permissions)\n"
-"    SIZE is a number with an optional K, M, G or T suffix (powers of 1024).\n"
-"\n"
-"Without -f the daemon detaches and logs to syslog; with -f it logs to\n"
-"stderr. SIGINT or SIGTERM, fusermount3 -u or umount unmount it.\n"
-"Exit status: 0 after a clean unmount, 1 on failure, 2 on a usage error.\n"
-"\n");
+    fprintf(f, "usage: bigfilefs [-f] [-o OPTIONS] DATABASE MOUNTPOINT\n"
+               "\n"
+               "Serve the bigfiles of DATABASE as files under MOUNTPOINT that any process can\n"
+               "mmap(2). DATABASE is a SQLite file (created if missing), or \"mem:\" /\n"
+               "\"mem:LABEL\" for an in-memory database that is lost at unmount. Changes stay\n"
+               "uncommitted until a writeout (bigfilectl writeout FILE); at unmount,\n"
+               "uncommitted changes are discarded.\n"
+               "\n"
+               "bigfilefs options:\n"
+               "    -o blksize=SIZE        block size of new files (default 2M; a power of\n"
+               "                           two from 4K to 64M)\n"
+               "    -o cache=SIZE          memory the daemon may keep for clean cached blocks\n"
+               "                           (default 256M; changed blocks are not counted)\n"
+               "    -o ro                  read-only: writes fail with EROFS, no writeout\n"
+               "    -o rw                  read-write (the default)\n"
+               "    -o inject              enable the fault-injection ioctl (tests only; needs\n"
+               "                           a mem: database)\n"
+               "    -o allow_other         let other users access the mount (modes and owners\n"
+               "                           are always enforced: default_permissions)\n"
+               "    SIZE is a number with an optional K, M, G or T suffix (powers of 1024).\n"
+               "\n"
+               "Without -f the daemon detaches and logs to syslog; with -f it logs to\n"
+               "stderr. SIGINT or SIGTERM, fusermount3 -u or umount unmount it.\n"
+               "Exit status: 0 after a clean unmount, 1 on failure, 2 on a usage error.\n"
+               "\n");
 }
 
 static int parse_size_opt(const char *name, const char *s, uint64_t *out)
@@ -137,8 +135,8 @@ static int parse_size_opt(const char *name, const char *s, uint64_t *out)
     int r = bf_parse_size(s, out);
 
     if (r < 0)
-        fprintf(stderr, "bigfilefs: bad %s '%s': expected a size like 4096, 64K, 2M or 1G\n",
-                name, s);
+        fprintf(stderr, "bigfilefs: bad %s '%s': expected a size like 4096, 64K, 2M or 1G\n", name,
+                s);
     return r;
 }
 
@@ -152,11 +150,10 @@ static int add_fixed_options(struct fuse_args *args, const char *database)
 
     if (asprintf(&fsname, "fsname=%s", database) < 0)
         return -1;
-    snprintf(buf, sizeof buf, "max_read=%u", BF_MAX_IO);
+    snprintf(buf, sizeof(buf), "max_read=%u", BF_MAX_IO);
     if (fuse_opt_add_opt_escaped(&opts, fsname) == 0 &&
         fuse_opt_add_opt(&opts, "subtype=bigfilefs") == 0 &&
-        fuse_opt_add_opt(&opts, "default_permissions") == 0 &&
-        fuse_opt_add_opt(&opts, buf) == 0 &&
+        fuse_opt_add_opt(&opts, "default_permissions") == 0 && fuse_opt_add_opt(&opts, buf) == 0 &&
         asprintf(&arg, "-o%s", opts) >= 0) {
         r = fuse_opt_add_arg(args, arg);
     }
@@ -179,9 +176,9 @@ int main(int argc, char *argv[])
     bool itable_ready = false, mounted = false;
     int r, status = 1;
 
-    memset(&o, 0, sizeof o);
-    memset(&cmd, 0, sizeof cmd);
-    memset(&fs, 0, sizeof fs);
+    memset(&o, 0, sizeof(o));
+    memset(&cmd, 0, sizeof(cmd));
+    memset(&fs, 0, sizeof(fs));
     pthread_mutex_init(&fs.busy_lock, NULL);
     pthread_cond_init(&fs.busy_cond, NULL);
 
@@ -221,8 +218,8 @@ int main(int argc, char *argv[])
         goto out_args;
     }
     if (!o.database || !cmd.mountpoint) {
-        fprintf(stderr, "bigfilefs: %s\n", !o.database ? "missing DATABASE and MOUNTPOINT"
-                                                       : "missing MOUNTPOINT");
+        fprintf(stderr, "bigfilefs: %s\n",
+                !o.database ? "missing DATABASE and MOUNTPOINT" : "missing MOUNTPOINT");
         usage(stderr);
         status = 2;
         goto out_args;
@@ -252,7 +249,7 @@ int main(int argc, char *argv[])
         bf_log_set_level(LOG_DEBUG);
 
     /* 2. The database, before mounting. */
-    r = bf_db_open(o.database, o.ro ? BF_DB_RDONLY : BF_DB_CREATE, &fs.db, errbuf, sizeof errbuf);
+    r = bf_db_open(o.database, o.ro ? BF_DB_RDONLY : BF_DB_CREATE, &fs.db, errbuf, sizeof(errbuf));
     if (r < 0) {
         fprintf(stderr, "bigfilefs: %s\n", errbuf[0] ? errbuf : strerror(-r));
         goto out_args;
@@ -266,7 +263,7 @@ int main(int argc, char *argv[])
     fs.blksize = (uint32_t)blksize;
     fs.ro = o.ro;
     fs.inject = o.inject;
-    fs.mountpoint = cmd.mountpoint;     /* absolute (fuse_parse_cmdline) */
+    fs.mountpoint = cmd.mountpoint; /* absolute (fuse_parse_cmdline) */
     clock_gettime(CLOCK_REALTIME, &fs.mount_time);
 
     /* 3. The session and the mount. */
@@ -274,7 +271,7 @@ int main(int argc, char *argv[])
         fprintf(stderr, "bigfilefs: out of memory\n");
         goto out_db;
     }
-    fs.se = fuse_session_new(&args, &bf_fs_ops, sizeof bf_fs_ops, &fs);
+    fs.se = fuse_session_new(&args, &bf_fs_ops, sizeof(bf_fs_ops), &fs);
     if (!fs.se) {
         /* libfuse said why (an unknown option, typically). */
         status = 2;
@@ -311,8 +308,9 @@ int main(int argc, char *argv[])
     if (cmd.max_idle_threads != UINT_MAX)
         fuse_loop_cfg_set_idle_threads(loop_cfg, cmd.max_idle_threads);
     fuse_loop_cfg_set_max_threads(loop_cfg, cmd.max_threads != UINT_MAX &&
-                                            cmd.max_threads > DEFAULT_MAX_THREADS ?
-                                            cmd.max_threads : DEFAULT_MAX_THREADS);
+                                                    cmd.max_threads > DEFAULT_MAX_THREADS
+                                                ? cmd.max_threads
+                                                : DEFAULT_MAX_THREADS);
     bf_info("serving %s on %s (blksize %u, cache %llu bytes%s)", o.database, cmd.mountpoint,
             fs.blksize, (unsigned long long)cache, fs.ro ? ", read-only" : "");
 

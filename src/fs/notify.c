@@ -14,23 +14,23 @@
  * completed by setting `done`; an asynchronous one is malloc'ed and freed by
  * the notifier. */
 struct job {
-    int  (*fn)(struct fuse_session *se, void *arg);
+    int (*fn)(struct fuse_session *se, void *arg);
     void (*drop)(void *arg);
-    void  *arg;
-    bool   sync;
-    bool   done;        /* sync only: fn ran (or the job was dropped) */
-    int    result;      /* sync only */
+    void *arg;
+    bool sync;
+    bool done;  /* sync only: fn ran (or the job was dropped) */
+    int result; /* sync only */
     struct job *next;
 };
 
 struct bf_notifier {
     struct fuse_session *se;
-    pthread_t       thread;
-    pthread_mutex_t lock;       /* protects the queue, stopping and job->done */
-    pthread_cond_t  wake;       /* the thread waits for jobs on it */
-    pthread_cond_t  done;       /* callers of bf_notifier_call wait on it */
-    struct job     *head, *tail;
-    bool            stopping;
+    pthread_t thread;
+    pthread_mutex_t lock; /* protects the queue, stopping and job->done */
+    pthread_cond_t wake;  /* the thread waits for jobs on it */
+    pthread_cond_t done;  /* callers of bf_notifier_call wait on it */
+    struct job *head, *tail;
+    bool stopping;
 };
 
 static void *notifier_main(void *arg)
@@ -85,7 +85,7 @@ static void *notifier_main(void *arg)
 
 int bf_notifier_start(struct fuse_session *se, bf_notifier **out)
 {
-    bf_notifier *n = calloc(1, sizeof *n);
+    bf_notifier *n = calloc(1, sizeof(*n));
     int r;
 
     if (!n)
@@ -152,7 +152,7 @@ int bf_notifier_call(bf_notifier *n, int (*fn)(struct fuse_session *se, void *ar
 int bf_notifier_post(bf_notifier *n, int (*fn)(struct fuse_session *se, void *arg),
                      void (*drop)(void *arg), void *arg)
 {
-    struct job *j = calloc(1, sizeof *j);
+    struct job *j = calloc(1, sizeof(*j));
 
     if (!j)
         return -ENOMEM;
@@ -184,8 +184,8 @@ static int do_inval(struct fuse_session *se, void *arg)
     if (r == -ENOENT)
         r = 0;
     if (r)
-        bf_warn("kernel invalidation of inode %llu failed: %s",
-                (unsigned long long)a->ino, strerror(-r));
+        bf_warn("kernel invalidation of inode %llu failed: %s", (unsigned long long)a->ino,
+                strerror(-r));
     return r;
 }
 

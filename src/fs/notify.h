@@ -26,7 +26,7 @@ typedef struct bf_notifier bf_notifier;
 
 /* Start the notifier thread for session se. Returns 0, -ENOMEM, or the
  * error of pthread_create. */
-int  bf_notifier_start(struct fuse_session *se, bf_notifier **out);
+int bf_notifier_start(struct fuse_session *se, bf_notifier **out);
 
 /* Stop the thread: queued jobs not yet started are dropped (an
  * asynchronous job's `drop` callback is called; a waiting caller of
@@ -37,13 +37,13 @@ void bf_notifier_stop(bf_notifier *n);
 /* Run fn(arg) on the notifier thread and wait for it; returns fn's result,
  * or -ESHUTDOWN if the notifier stopped first. The caller must hold no
  * daemon lock that a READ or WRITE handler takes. */
-int  bf_notifier_call(bf_notifier *n, int (*fn)(struct fuse_session *se, void *arg), void *arg);
+int bf_notifier_call(bf_notifier *n, int (*fn)(struct fuse_session *se, void *arg), void *arg);
 
 /* Queue fn(arg) to run on the notifier thread and return at once. If the
  * job is dropped at stop, drop(arg) is called instead (may be NULL).
  * Returns 0 or -ENOMEM / -ESHUTDOWN (then nothing is called). */
-int  bf_notifier_post(bf_notifier *n, int (*fn)(struct fuse_session *se, void *arg),
-                      void (*drop)(void *arg), void *arg);
+int bf_notifier_post(bf_notifier *n, int (*fn)(struct fuse_session *se, void *arg),
+                     void (*drop)(void *arg), void *arg);
 
 /* Make the kernel forget the cached pages of inode ino in [off, off + len)
  * (len 0: to the end; off < 0: attributes only) and its attributes, from
@@ -51,6 +51,6 @@ int  bf_notifier_post(bf_notifier *n, int (*fn)(struct fuse_session *se, void *a
  * daemon (as WRITEs). Returns 0, or a negative errno of the notification;
  * -ENOENT (the kernel does not know the inode: nothing cached) is returned
  * as 0. */
-int  bf_notify_inval_inode(bf_notifier *n, fuse_ino_t ino, off_t off, off_t len);
+int bf_notify_inval_inode(bf_notifier *n, fuse_ino_t ino, off_t off, off_t len);
 
 #endif /* BIGFILEFS_FS_NOTIFY_H */

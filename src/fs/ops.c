@@ -16,7 +16,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
-#include <stdio.h>      /* RENAME_NOREPLACE, RENAME_EXCHANGE */
+#include <stdio.h> /* RENAME_NOREPLACE, RENAME_EXCHANGE */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -74,7 +74,7 @@ void bf_fs_fill_stat(struct bf_fs *fs, bf_inode *inode, struct stat *st)
     if (r < 0 || !bf_blksize_valid(info.blksize))
         alloc = size;
 
-    memset(st, 0, sizeof *st);
+    memset(st, 0, sizeof(*st));
     st->st_ino = inode->ino;
     st->st_mode = S_IFREG | (info.mode & 07777);
     st->st_nlink = unlinked ? 0 : 1;
@@ -82,7 +82,7 @@ void bf_fs_fill_stat(struct bf_fs *fs, bf_inode *inode, struct stat *st)
     st->st_gid = info.gid;
     st->st_size = (off_t)size;
     st->st_blksize = info.blksize;
-    st->st_blocks = (blkcnt_t)((alloc + 511) / 512);   /* 512-byte units */
+    st->st_blocks = (blkcnt_t)((alloc + 511) / 512); /* 512-byte units */
     ns_to_ts(info.mtime_ns, &st->st_mtim);
     ns_to_ts(info.mtime_ns, &st->st_atim);
     ns_to_ts(info.ctime_ns, &st->st_ctim);
@@ -90,7 +90,7 @@ void bf_fs_fill_stat(struct bf_fs *fs, bf_inode *inode, struct stat *st)
 
 static void fill_root_stat(struct bf_fs *fs, struct stat *st)
 {
-    memset(st, 0, sizeof *st);
+    memset(st, 0, sizeof(*st));
     st->st_mtim = fs->mount_time;
     st->st_ctim = fs->mount_time;
     st->st_atim = fs->mount_time;
@@ -108,7 +108,7 @@ static void reply_entry(fuse_req_t req, struct bf_fs *fs, bf_inode *inode)
 {
     struct fuse_entry_param e;
 
-    memset(&e, 0, sizeof e);
+    memset(&e, 0, sizeof(e));
     e.ino = inode->ino;
     e.attr_timeout = BF_ATTR_TIMEOUT;
     e.entry_timeout = BF_ATTR_TIMEOUT;
@@ -273,8 +273,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
         }
         if (r < 0) {
             if (r != -EBUSY && r != -EINVAL && r != -EFBIG)
-                bf_err("truncating inode %llu to %lld failed: %s",
-                       (unsigned long long)ino, (long long)attr->st_size, strerror(-r));
+                bf_err("truncating inode %llu to %lld failed: %s", (unsigned long long)ino,
+                       (long long)attr->st_size, strerror(-r));
             goto out;
         }
     }
@@ -293,9 +293,11 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
     /* An explicit mtime (utimensat, touch) is metadata, committed at once;
      * the mtime the kernel adds to a truncate is not recorded (mtime is the
      * last commit of the contents). */
-    if ((to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) && !(to_set & FUSE_SET_ATTR_SIZE)) {
-        mtime = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? now_ns()
-              : (int64_t)attr->st_mtim.tv_sec * 1000000000 + attr->st_mtim.tv_nsec;
+    if ((to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) &&
+        !(to_set & FUSE_SET_ATTR_SIZE)) {
+        mtime = (to_set & FUSE_SET_ATTR_MTIME_NOW)
+                    ? now_ns()
+                    : (int64_t)attr->st_mtim.tv_sec * 1000000000 + attr->st_mtim.tv_nsec;
         pmtime = &mtime;
     }
     if (pmode || puid || pgid || pmtime) {
@@ -330,7 +332,7 @@ static int create_file(fuse_req_t req, fuse_ino_t parent, const char *name, mode
     if (fs->ro)
         return -EROFS;
     if (!S_ISREG(mode))
-        return -EPERM;          /* bigfiles only */
+        return -EPERM; /* bigfiles only */
     r = bf_db_create(fs->db, name, fs->blksize, 0, mode & 07777, ctx->uid, ctx->gid, &info);
     if (r < 0)
         return r;
@@ -356,20 +358,26 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-    (void)parent; (void)name; (void)mode;
-    fuse_reply_err(req, fs_of(req)->ro ? EROFS : EPERM);    /* one flat directory */
+    (void)parent;
+    (void)name;
+    (void)mode;
+    fuse_reply_err(req, fs_of(req)->ro ? EROFS : EPERM); /* one flat directory */
 }
 
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
-    (void)link; (void)parent; (void)name;
+    (void)link;
+    (void)parent;
+    (void)name;
     fuse_reply_err(req, fs_of(req)->ro ? EROFS : EPERM);
 }
 
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
-    (void)ino; (void)newparent; (void)newname;
-    fuse_reply_err(req, fs_of(req)->ro ? EROFS : EPERM);    /* one name per file */
+    (void)ino;
+    (void)newparent;
+    (void)newname;
+    fuse_reply_err(req, fs_of(req)->ro ? EROFS : EPERM); /* one name per file */
 }
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -396,8 +404,8 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
     fuse_reply_err(req, bf_db_lookup(fs->db, name, &info) == 0 ? ENOTDIR : ENOENT);
 }
 
-static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
-                      fuse_ino_t newparent, const char *newname, unsigned int flags)
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                      const char *newname, unsigned int flags)
 {
     struct bf_fs *fs = fs_of(req);
     unsigned bflags = 0;
@@ -408,7 +416,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
         return;
     }
     if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
-        fuse_reply_err(req, EINVAL);        /* RENAME_WHITEOUT */
+        fuse_reply_err(req, EINVAL); /* RENAME_WHITEOUT */
         return;
     }
     if (flags & RENAME_NOREPLACE)
@@ -476,7 +484,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
         bf_itable_put(&fs->itable, inode);
         return;
     }
-    memset(&e, 0, sizeof e);
+    memset(&e, 0, sizeof(e));
     e.ino = inode->ino;
     e.attr_timeout = BF_ATTR_TIMEOUT;
     e.entry_timeout = BF_ATTR_TIMEOUT;
@@ -527,17 +535,20 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
  * daemon first, which WRITEOUT relies on.) */
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    (void)ino; (void)fi;
+    (void)ino;
+    (void)fi;
     fuse_reply_err(req, 0);
 }
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-    (void)ino; (void)datasync; (void)fi;
+    (void)ino;
+    (void)datasync;
+    (void)fi;
     fuse_reply_err(req, 0);
 }
 
-static pthread_key_t  readbuf_key;
+static pthread_key_t readbuf_key;
 static pthread_once_t readbuf_once = PTHREAD_ONCE_INIT;
 
 static void readbuf_free(void *p)
@@ -548,7 +559,7 @@ static void readbuf_free(void *p)
 static void readbuf_key_create(void)
 {
     if (pthread_key_create(&readbuf_key, readbuf_free) != 0)
-        abort();    /* only at the first READ; out of keys is a bug */
+        abort(); /* only at the first READ; out of keys is a bug */
 }
 
 /* This thread's READ buffer of BF_MAX_IO bytes, or NULL. */
@@ -569,8 +580,8 @@ static void *readbuf(void)
 }
 
 /* Log a failed READ/WRITE with the file's name and block range. */
-static void log_io_error(struct bf_fs *fs, bf_inode *inode, const char *what,
-                         uint64_t blksize, off_t off, size_t size, int err)
+static void log_io_error(struct bf_fs *fs, bf_inode *inode, const char *what, uint64_t blksize,
+                         off_t off, size_t size, int err)
 {
     struct bf_fileinfo info;
     bool unlinked;
@@ -579,8 +590,8 @@ static void log_io_error(struct bf_fs *fs, bf_inode *inode, const char *what,
 
     bf_inode_info(&fs->itable, inode, &info, &unlinked);
     if (lo == hi)
-        bf_err("%s: %s of block %llu failed: %s", unlinked ? "(unlinked file)" : info.name,
-               what, (unsigned long long)lo, strerror(err));
+        bf_err("%s: %s of block %llu failed: %s", unlinked ? "(unlinked file)" : info.name, what,
+               (unsigned long long)lo, strerror(err));
     else
         bf_err("%s: %s of blocks %llu-%llu failed: %s", unlinked ? "(unlinked file)" : info.name,
                what, (unsigned long long)lo, (unsigned long long)hi, strerror(err));
@@ -693,11 +704,11 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 
 /* A snapshot of the directory taken at OPENDIR, served by READDIR. */
 struct dirsnap {
-    size_t    count, cap;
+    size_t count, cap;
     struct dirent_s {
         uint64_t id;
-        char    *name;
-    } *ents;
+        char *name;
+    } * ents;
 };
 
 static int dirsnap_add(void *arg, const struct bf_fileinfo *fi)
@@ -706,7 +717,7 @@ static int dirsnap_add(void *arg, const struct bf_fileinfo *fi)
 
     if (d->count == d->cap) {
         size_t ncap = d->cap ? d->cap * 2 : 64;
-        struct dirent_s *n = realloc(d->ents, ncap * sizeof *n);
+        struct dirent_s *n = realloc(d->ents, ncap * sizeof(*n));
 
         if (!n)
             return -ENOMEM;
@@ -739,7 +750,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         fuse_reply_err(req, ENOTDIR);
         return;
     }
-    d = calloc(1, sizeof *d);
+    d = calloc(1, sizeof(*d));
     if (!d) {
         fuse_reply_err(req, ENOMEM);
         return;
@@ -775,7 +786,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         const char *name;
         size_t len;
 
-        memset(&st, 0, sizeof st);
+        memset(&st, 0, sizeof(st));
         if (i < 2) {
             name = i == 0 ? "." : "..";
             st.st_ino = BF_ROOT_INO;
@@ -815,7 +826,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
     uint64_t files = 0;
 
     (void)ino;
-    memset(&sv, 0, sizeof sv);
+    memset(&sv, 0, sizeof(sv));
     bf_db_list(fs->db, count_file, &files);
     sv.f_bsize = fs->blksize;
     sv.f_frsize = 4096;
@@ -832,8 +843,8 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 }
 
 static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
-                     struct fuse_file_info *fi, unsigned flags,
-                     const void *in_buf, size_t in_bufsz, size_t out_bufsz)
+                     struct fuse_file_info *fi, unsigned flags, const void *in_buf, size_t in_bufsz,
+                     size_t out_bufsz)
 {
     if (ino == BF_ROOT_INO || (flags & FUSE_IOCTL_DIR)) {
         fuse_reply_err(req, ENOTTY);
@@ -867,8 +878,9 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
     if (r == -ENXIO) {
         fuse_reply_err(req, ENXIO);
     } else if (r < 0) {
-        bf_err("lseek(%s) of inode %llu failed: %s", whence == SEEK_DATA ? "SEEK_DATA" : "SEEK_HOLE",
-               (unsigned long long)inode->ino, strerror(-r));
+        bf_err("lseek(%s) of inode %llu failed: %s",
+               whence == SEEK_DATA ? "SEEK_DATA" : "SEEK_HOLE", (unsigned long long)inode->ino,
+               strerror(-r));
         fuse_reply_err(req, EIO);
     } else {
         fuse_reply_lseek(req, (off_t)res);
@@ -876,30 +888,30 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 }
 
 const struct fuse_lowlevel_ops bf_fs_ops = {
-    .init          = op_init,
-    .lookup        = op_lookup,
-    .forget        = op_forget,
-    .forget_multi  = op_forget_multi,
-    .getattr       = op_getattr,
-    .setattr       = op_setattr,
-    .mknod         = op_mknod,
-    .mkdir         = op_mkdir,
-    .symlink       = op_symlink,
-    .link          = op_link,
-    .unlink        = op_unlink,
-    .rmdir         = op_rmdir,
-    .rename        = op_rename,
-    .create        = op_create,
-    .open          = op_open,
-    .release       = op_release,
-    .flush         = op_flush,
-    .fsync         = op_fsync,
-    .read          = op_read,
-    .write         = op_write,
-    .opendir       = op_opendir,
-    .readdir       = op_readdir,
-    .releasedir    = op_releasedir,
-    .statfs        = op_statfs,
-    .ioctl         = op_ioctl,
-    .lseek         = op_lseek,
+    .init = op_init,
+    .lookup = op_lookup,
+    .forget = op_forget,
+    .forget_multi = op_forget_multi,
+    .getattr = op_getattr,
+    .setattr = op_setattr,
+    .mknod = op_mknod,
+    .mkdir = op_mkdir,
+    .symlink = op_symlink,
+    .link = op_link,
+    .unlink = op_unlink,
+    .rmdir = op_rmdir,
+    .rename = op_rename,
+    .create = op_create,
+    .open = op_open,
+    .release = op_release,
+    .flush = op_flush,
+    .fsync = op_fsync,
+    .read = op_read,
+    .write = op_write,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .releasedir = op_releasedir,
+    .statfs = op_statfs,
+    .ioctl = op_ioctl,
+    .lseek = op_lseek,
 };

@@ -14,10 +14,10 @@
 
 struct bf_sigwatch {
     struct bf_fs *fs;
-    pthread_t     thread;
-    pthread_t     loop_thread;
-    bool          stopping;     /* set by bf_signals_stop before it signals */
-    pthread_mutex_t lock;       /* protects stopping */
+    pthread_t thread;
+    pthread_t loop_thread;
+    bool stopping;        /* set by bf_signals_stop before it signals */
+    pthread_mutex_t lock; /* protects stopping */
 };
 
 static void term_set(sigset_t *set)
@@ -40,11 +40,11 @@ int bf_signals_block(void)
     sigset_t set;
     int r;
 
-    memset(&sa, 0, sizeof sa);
+    memset(&sa, 0, sizeof(sa));
     sa.sa_handler = SIG_IGN;
     if (sigaction(SIGPIPE, &sa, NULL) < 0)
         return -errno;
-    sa.sa_handler = wake_handler;   /* no SA_RESTART */
+    sa.sa_handler = wake_handler; /* no SA_RESTART */
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGUSR1, &sa, NULL) < 0)
         return -errno;
@@ -116,7 +116,7 @@ static void *sigwatch_main(void *arg)
 
 int bf_signals_start(struct bf_fs *fs, pthread_t loop_thread, bf_sigwatch **out)
 {
-    bf_sigwatch *w = calloc(1, sizeof *w);
+    bf_sigwatch *w = calloc(1, sizeof(*w));
     int r;
 
     if (!w)

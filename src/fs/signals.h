@@ -29,13 +29,13 @@ typedef struct bf_sigwatch bf_sigwatch;
  * thread it creates afterwards), ignore SIGPIPE, install the wake-up
  * handler. Call in main() before any thread is created. Returns 0 or
  * -errno. */
-int  bf_signals_block(void);
+int bf_signals_block(void);
 
 /* Start the signal thread. On a termination signal it waits for the
  * requests counted by bf_busy_enter to finish (at most
  * BF_EXIT_DRAIN_SECONDS), then ends the session loop that `loop_thread`
  * runs. Returns 0 or -errno. */
-int  bf_signals_start(struct bf_fs *fs, pthread_t loop_thread, bf_sigwatch **out);
+int bf_signals_start(struct bf_fs *fs, pthread_t loop_thread, bf_sigwatch **out);
 
 /* Stop the signal thread (after the loop returned) and free w. NULL is a
  * no-op. */

@@ -24,7 +24,7 @@ static void setup(void)
 {
     char err[256];
 
-    cr_assert_eq(bf_db_open("mem:", BF_DB_CREATE, &db, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(bf_db_open("mem:", BF_DB_CREATE, &db, err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(bf_ram_new(1 << 20, &ram), 0);
     cr_assert_eq(bf_itable_init(&t, db, ram), 0);
 }
@@ -149,7 +149,7 @@ Test(inode, rename_tracks_names)
     cr_assert_str_eq(got.name, "b");
     bf_inode_info(&t, b, &got, NULL);
     cr_assert_str_eq(got.name, "c");
-    bf_itable_renamed(&t, "c", "b", 0);     /* c replaces b: a is unlinked */
+    bf_itable_renamed(&t, "c", "b", 0); /* c replaces b: a is unlinked */
     bf_inode_info(&t, a, &got, &unlinked);
     cr_assert(unlinked);
     bf_inode_info(&t, b, &got, &unlinked);
@@ -179,7 +179,7 @@ Test(inode, set_blksize_only_when_empty)
     bf_inode *i = make("a", &info);
     bf_fileh *fh;
 
-    cr_assert_eq(bf_inode_fh_get(&t, i, &fh), 0);  /* open, as after create */
+    cr_assert_eq(bf_inode_fh_get(&t, i, &fh), 0); /* open, as after create */
     bf_inode_fh_put(i);
     cr_assert_eq(bf_inode_set_blksize(&t, i, 65536), 0);
     cr_assert_eq(bf_inode_fh_get(&t, i, &fh), 0);
@@ -203,7 +203,7 @@ Test(inode, many_inodes_and_destroy_with_changes)
     for (int k = 0; k < 300; k++) {
         bf_inode *i;
 
-        snprintf(name, sizeof name, "f%d", k);
+        snprintf(name, sizeof(name), "f%d", k);
         i = make(name, &info);
         bf_itable_lookup(&t, i, 1);
         if (k % 50 == 0)
@@ -238,7 +238,7 @@ static int append(struct fuse_session *se, void *arg)
     static int len;
 
     (void)se;
-    if (!arg)   /* the query: how many ran, -1 if out of order */
+    if (!arg) /* the query: how many ran, -1 if out of order */
         return strncmp(order, "abc", (size_t)len) == 0 ? len : -1;
     order[len++] = *(char *)arg;
     return 0;
@@ -259,7 +259,8 @@ static void count_drop(void *arg)
 
 static int never(struct fuse_session *se, void *arg)
 {
-    (void)se; (void)arg;
+    (void)se;
+    (void)arg;
     cr_assert_fail("a dropped job ran");
     return 0;
 }

@@ -8,7 +8,7 @@
 #define BIGFILEFS_TESTS_BACKENDS_HELPERS_H
 
 #ifdef CORE_MINICR
-#include "../core/minicr.h"    /* the TSan build: Criterion cannot run there */
+#include "../core/minicr.h" /* the TSan build: Criterion cannot run there */
 #else
 #include <criterion/criterion.h>
 #endif
@@ -28,9 +28,9 @@
 #include "backends/sqlite.h"
 
 struct tb {
-    int  is_sqlite;
-    char dir[64];           /* sqlite: the temporary directory */
-    char path[128];         /* sqlite: the database file */
+    int is_sqlite;
+    char dir[64];   /* sqlite: the temporary directory */
+    char path[128]; /* sqlite: the database file */
 };
 
 /* Make a fresh temporary directory for a test. */
@@ -163,23 +163,23 @@ static inline uint64_t tb_checksum(const char *path)
     return h;
 }
 
-#define BOTH(name, secs)                                                   \
-    static void name##_body(bf_db *db, struct tb *t);                      \
-    Test(memory, name, .timeout = secs)                                    \
-    {                                                                      \
-        struct tb t;                                                       \
-        bf_db *db = tb_open(&t, 0);                                        \
-        name##_body(db, &t);                                               \
-        bf_db_close(db);                                                   \
-    }                                                                      \
-    Test(sqlite, name, .timeout = secs)                                    \
-    {                                                                      \
-        struct tb t;                                                       \
-        bf_db *db = tb_open(&t, 1);                                        \
-        name##_body(db, &t);                                               \
-        bf_db_close(db);                                                   \
-        tb_rmdir(&t);                                                      \
-    }                                                                      \
+#define BOTH(name, secs)                              \
+    static void name##_body(bf_db *db, struct tb *t); \
+    Test(memory, name, .timeout = secs)               \
+    {                                                 \
+        struct tb t;                                  \
+        bf_db *db = tb_open(&t, 0);                   \
+        name##_body(db, &t);                          \
+        bf_db_close(db);                              \
+    }                                                 \
+    Test(sqlite, name, .timeout = secs)               \
+    {                                                 \
+        struct tb t;                                  \
+        bf_db *db = tb_open(&t, 1);                   \
+        name##_body(db, &t);                          \
+        bf_db_close(db);                              \
+        tb_rmdir(&t);                                 \
+    }                                                 \
     static void name##_body(bf_db *db, struct tb *t)
 
 #endif /* BIGFILEFS_TESTS_BACKENDS_HELPERS_H */

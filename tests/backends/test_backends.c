@@ -75,7 +75,7 @@ BOTH(create_lookup_list, 20)
     memset(longname, 'n', sizeof(longname) - 1);
     longname[sizeof(longname) - 1] = '\0';
     cr_assert_eq(bf_db_create(db, longname, BS, 0, 0644, 0, 0, NULL), -ENAMETOOLONG);
-    longname[BF_NAME_MAX] = '\0';       /* exactly the maximum is fine */
+    longname[BF_NAME_MAX] = '\0'; /* exactly the maximum is fine */
     cr_assert_eq(bf_db_create(db, longname, BS, 0, 0644, 0, 0, NULL), 0);
     cr_assert_eq(bf_db_lookup(db, longname, &fj), 0);
     cr_assert_eq(bf_db_unlink(db, longname), 0);
@@ -309,7 +309,7 @@ BOTH(zero_block_is_a_hole, 20)
     cr_assert_eq(f->ops->begin(f), 0);
     cr_assert_eq(f->ops->storeblk(f, 1, zero), 0);
     cr_assert_eq(f->ops->storeblk(f, 2, zero), 0);
-    cr_assert_eq(f->ops->storeblk(f, 9, zero), 0);     /* never stored: stays a hole */
+    cr_assert_eq(f->ops->storeblk(f, 9, zero), 0); /* never stored: stays a hole */
     cr_assert_eq(f->ops->commit(f, 10 * BS), 0);
     tb_expect(f, 0, 1);
     tb_expect(f, 1, -1);
@@ -347,7 +347,7 @@ BOTH(next_stored_and_count, 20)
     cr_assert_eq(nstored(f), 0);
     tb_store_range(f, 3, 5, 1, 1000 * BS);
     tb_store_range(f, 900, 901, 1, 1000 * BS);
-    tb_store_range(g, 0, 10, 1, 10 * BS);           /* another file's blocks */
+    tb_store_range(g, 0, 10, 1, 10 * BS); /* another file's blocks */
     cr_assert_eq(next_st(f, 0), 3);
     cr_assert_eq(next_st(f, 3), 3);
     cr_assert_eq(next_st(f, 4), 4);
@@ -397,7 +397,7 @@ BOTH(truncate_in_transaction, 20)
     cr_assert_eq(f->ops->begin(f), 0);
     cr_assert_eq(f->ops->truncate(f, 2), 0);
     tb_fill(buf, BS, 3, 2);
-    cr_assert_eq(f->ops->storeblk(f, 3, buf), 0);     /* grows back past the cut */
+    cr_assert_eq(f->ops->storeblk(f, 3, buf), 0); /* grows back past the cut */
     cr_assert_eq(f->ops->commit(f, 4 * BS), 0);
     tb_expect(f, 0, 1);
     tb_expect(f, 1, 1);
@@ -458,7 +458,7 @@ BOTH(replaced_by_rename_but_open, 20)
     cr_assert_eq(bf_db_rename(db, "b", "a", 0), 0);
     tb_expect(f2, 1, 1);
     bf_db_file_close(db, f);
-    tb_expect(f2, 1, 1);            /* one handle still open */
+    tb_expect(f2, 1, 1); /* one handle still open */
     cr_assert_eq(bf_db_getinfo(db, a, NULL), 0);
     bf_db_file_close(db, f2);
     cr_assert_eq(bf_db_getinfo(db, a, NULL), -ENOENT);
@@ -494,11 +494,23 @@ Test(memory, read_only_refuses_writes, .timeout = 10)
 
 Test(parse_size, accepts, .timeout = 5)
 {
-    static const struct { const char *s; uint64_t v; } ok[] = {
-        { "0", 0 }, { "4096", 4096 }, { "64k", 64 << 10 }, { "64K", 64 << 10 },
-        { "2M", 2 << 20 }, { "2MiB", 2 << 20 }, { "2Mi", 2 << 20 }, { "2MB", 2 << 20 },
-        { "3G", 3ull << 30 }, { "1T", 1ull << 40 }, { "4096B", 4096 },
-        { "18446744073709551615", UINT64_MAX }, { "16777215T", 16777215ull << 40 },
+    static const struct {
+        const char *s;
+        uint64_t v;
+    } ok[] = {
+        { "0", 0 },
+        { "4096", 4096 },
+        { "64k", 64 << 10 },
+        { "64K", 64 << 10 },
+        { "2M", 2 << 20 },
+        { "2MiB", 2 << 20 },
+        { "2Mi", 2 << 20 },
+        { "2MB", 2 << 20 },
+        { "3G", 3ull << 30 },
+        { "1T", 1ull << 40 },
+        { "4096B", 4096 },
+        { "18446744073709551615", UINT64_MAX },
+        { "16777215T", 16777215ull << 40 },
     };
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         uint64_t v = 1;
@@ -510,8 +522,14 @@ Test(parse_size, accepts, .timeout = 5)
 Test(parse_size, rejects, .timeout = 5)
 {
     static const char *const bad[] = {
-        "", "k", "-1", "+1", " 1", "1 ", "1x", "1KK", "1iB", "0x10", "1.5M",
-        "18446744073709551616", "16777216T", "99999999999999999999", "2Mib2", "M2",
+        "",          "k",
+        "-1",        "+1",
+        " 1",        "1 ",
+        "1x",        "1KK",
+        "1iB",       "0x10",
+        "1.5M",      "18446744073709551616",
+        "16777216T", "99999999999999999999",
+        "2Mib2",     "M2",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         uint64_t v = 77;

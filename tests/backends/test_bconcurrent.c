@@ -8,18 +8,18 @@
 
 #include "helpers.h"
 
-#define BS        4096u
-#define NBLK      32
+#define BS 4096u
+#define NBLK 32
 #define NVERSIONS 20
-#define NREADERS  4
+#define NREADERS 4
 
 struct shared {
     bf_db *db;
     uint64_t id;
-    int done;                   /* atomic: the writer finished */
-    int failed;                 /* atomic: a reader saw something wrong */
+    int done;   /* atomic: the writer finished */
+    int failed; /* atomic: a reader saw something wrong */
     char why[256];
-    uint64_t loads;             /* atomic */
+    uint64_t loads; /* atomic */
 };
 
 /* The version tb_fill wrote into buf for blk, or -1 if buf is no version. */
@@ -35,8 +35,8 @@ static int version_of(const void *buf, uint64_t blk)
 static void fail(struct shared *s, const char *what, uint64_t blk, int v)
 {
     if (__atomic_exchange_n(&s->failed, 1, __ATOMIC_SEQ_CST) == 0)
-        snprintf(s->why, sizeof(s->why), "%s: block %llu version %d", what,
-                 (unsigned long long)blk, v);
+        snprintf(s->why, sizeof(s->why), "%s: block %llu version %d", what, (unsigned long long)blk,
+                 v);
 }
 
 static void *reader(void *arg)
@@ -124,7 +124,7 @@ Test(concurrent, sqlite_loads_during_commits, .timeout = 60)
 struct many {
     bf_db *db;
     uint64_t id;
-    int failed;                 /* atomic */
+    int failed; /* atomic */
 };
 
 static void *many_loader(void *arg)
@@ -151,7 +151,9 @@ static void *many_loader(void *arg)
  * (16): the extra ones wait for a free connection, none fails. */
 Test(concurrent, sqlite_more_threads_than_readers, .timeout = 60)
 {
-    enum { NTHREADS = 24 };
+    enum {
+        NTHREADS = 24
+    };
     struct tb t;
     struct bf_fileinfo fi;
     bf_file *w;

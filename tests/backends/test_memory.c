@@ -8,7 +8,7 @@
 
 struct fx {
     bf_db *db;
-    uint64_t a, b;          /* two files */
+    uint64_t a, b; /* two files */
     bf_file *fa, *fb;
     void *buf;
 };
@@ -74,7 +74,11 @@ Test(memfault, loadblk_file_and_range, .timeout = 10)
     struct fx x;
     fx_open(&x);
     struct bf_mem_fault f = {
-        .op = BF_MEM_LOADBLK, .file_id = x.a, .blk_lo = 3, .blk_hi = 5, .err = EIO,
+        .op = BF_MEM_LOADBLK,
+        .file_id = x.a,
+        .blk_lo = 3,
+        .blk_hi = 5,
+        .err = EIO,
     };
     cr_assert_eq(bf_mem_inject(x.db, &f), 0);
     cr_assert_eq(load(x.fa, 2, x.buf), 0);
@@ -102,8 +106,12 @@ Test(memfault, after_and_times, .timeout = 10)
     struct fx x;
     fx_open(&x);
     struct bf_mem_fault f = {
-        .op = BF_MEM_LOADBLK, .blk_lo = 0, .blk_hi = UINT64_MAX, .err = EIO,
-        .after = 3, .times = 2,
+        .op = BF_MEM_LOADBLK,
+        .blk_lo = 0,
+        .blk_hi = UINT64_MAX,
+        .err = EIO,
+        .after = 3,
+        .times = 2,
     };
     cr_assert_eq(bf_mem_inject(x.db, &f), 0);
     int got[8];
@@ -135,8 +143,12 @@ Test(memfault, delay_without_error, .timeout = 10)
     struct fx x;
     fx_open(&x);
     struct bf_mem_fault f = {
-        .op = BF_MEM_LOADBLK, .file_id = x.a, .blk_lo = 0, .blk_hi = UINT64_MAX,
-        .err = 0, .delay_us = 60000,
+        .op = BF_MEM_LOADBLK,
+        .file_id = x.a,
+        .blk_lo = 0,
+        .blk_hi = UINT64_MAX,
+        .err = 0,
+        .delay_us = 60000,
     };
     cr_assert_eq(bf_mem_inject(x.db, &f), 0);
     int64_t t0 = now_us();
@@ -156,8 +168,12 @@ Test(memfault, delay_with_error_and_after, .timeout = 10)
     fx_open(&x);
     /* the delay applies to matching calls whether they fail or not */
     struct bf_mem_fault f = {
-        .op = BF_MEM_STOREBLK, .blk_lo = 0, .blk_hi = UINT64_MAX, .err = EIO,
-        .after = 1, .delay_us = 30000,
+        .op = BF_MEM_STOREBLK,
+        .blk_lo = 0,
+        .blk_hi = UINT64_MAX,
+        .err = EIO,
+        .after = 1,
+        .delay_us = 30000,
     };
     cr_assert_eq(bf_mem_inject(x.db, &f), 0);
     cr_assert_eq(x.fa->ops->begin(x.fa), 0);
@@ -178,7 +194,11 @@ Test(memfault, storeblk_failure_then_abort, .timeout = 10)
     struct fx x;
     fx_open(&x);
     struct bf_mem_fault f = {
-        .op = BF_MEM_STOREBLK, .file_id = x.a, .blk_lo = 7, .blk_hi = 7, .err = ENOSPC,
+        .op = BF_MEM_STOREBLK,
+        .file_id = x.a,
+        .blk_lo = 7,
+        .blk_hi = 7,
+        .err = ENOSPC,
     };
     cr_assert_eq(bf_mem_inject(x.db, &f), 0);
     cr_assert_eq(x.fa->ops->begin(x.fa), 0);

@@ -135,10 +135,10 @@ Test(sqlite_only, reopen_sees_committed, .timeout = 20)
 /* ---- crashes ------------------------------------------------------------- */
 
 enum crash_mode {
-    CRASH_MID_STORE,        /* signal half way through the stores, never commit */
-    CRASH_BEFORE_COMMIT,    /* signal after the last store, never commit */
-    CRASH_AFTER_COMMIT,     /* commit, then signal */
-    CRASH_UNLINKED_OPEN,    /* unlink an open file, then signal */
+    CRASH_MID_STORE,     /* signal half way through the stores, never commit */
+    CRASH_BEFORE_COMMIT, /* signal after the last store, never commit */
+    CRASH_AFTER_COMMIT,  /* commit, then signal */
+    CRASH_UNLINKED_OPEN, /* unlink an open file, then signal */
 };
 
 #define CRASH_BLOCKS 64
@@ -291,7 +291,8 @@ Test(sqlite_refuse, newer_schema, .timeout = 20)
     struct tb t;
     make_db(&t, 2);
     side_exec(t.path, "PRAGMA user_version=2");
-    expect_refused(t.path, 0, -EPROTONOSUPPORT, "created by a newer bigfilefs (schema 2, this build knows 1)");
+    expect_refused(t.path, 0, -EPROTONOSUPPORT,
+                   "created by a newer bigfilefs (schema 2, this build knows 1)");
     expect_refused(t.path, BF_DB_CREATE, -EPROTONOSUPPORT, "newer");
     expect_refused(t.path, BF_DB_RDONLY, -EPROTONOSUPPORT, "newer");
     tb_rmdir(&t);
@@ -427,13 +428,14 @@ Test(sqlite_only, change_behind_the_back, .timeout = 20)
     void *buf = malloc(BS);
     tb_fill(buf, BS, 1, 9);
     cr_assert_eq(sqlite3_open(t.path, &c), SQLITE_OK);
-    cr_assert_eq(sqlite3_prepare_v2(c, "UPDATE blocks SET data=?1 WHERE file=?2 AND blk=1", -1,
-                                    &st, NULL), SQLITE_OK);
+    cr_assert_eq(
+        sqlite3_prepare_v2(c, "UPDATE blocks SET data=?1 WHERE file=?2 AND blk=1", -1, &st, NULL),
+        SQLITE_OK);
     sqlite3_bind_blob(st, 1, buf, BS, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)id);
     cr_assert_eq(sqlite3_step(st), SQLITE_DONE);
     sqlite3_finalize(st);
-    tb_expect(f, 1, 9);                 /* no stale snapshot */
+    tb_expect(f, 1, 9); /* no stale snapshot */
     tb_expect(f, 0, 1);
     sqlite3_close(c);
     free(buf);

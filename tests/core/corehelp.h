@@ -8,7 +8,7 @@
 #define BIGFILEFS_TESTS_CORE_COREHELP_H
 
 #ifdef CORE_MINICR
-#include "minicr.h"     /* the ThreadSanitizer build: see minicr.h */
+#include "minicr.h" /* the ThreadSanitizer build: see minicr.h */
 #else
 #include <criterion/criterion.h>
 #endif
@@ -24,8 +24,8 @@
 
 struct env {
     struct mockfile *m;
-    bf_ram          *ram;
-    bf_fileh        *fh;
+    bf_ram *ram;
+    bf_fileh *fh;
 };
 
 /* A mock file of `size` bytes with committed blocks 0..nfilled-1 holding

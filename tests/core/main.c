@@ -40,8 +40,10 @@ int main(int argc, char *argv[])
     if (criterion_handle_args(argc, argv, true)) {
         result = !criterion_run_all_tests(tests);
         if (run_warnings) {
-            fprintf(stderr, "%zu warning(s) (a worker died after its test, e.g. "
-                    "LeakSanitizer found a leak): failing\n", run_warnings);
+            fprintf(stderr,
+                    "%zu warning(s) (a worker died after its test, e.g. "
+                    "LeakSanitizer found a leak): failing\n",
+                    run_warnings);
             result = 1;
         }
     }

@@ -11,8 +11,8 @@
 #define MCR_MAX 128
 
 struct mcr_test {
-    const char     *suite, *name;
-    void          (*fn)(void);
+    const char *suite, *name;
+    void (*fn)(void);
     struct mcr_opts opts;
 };
 
@@ -57,7 +57,7 @@ void mcr_log(const char *fmt, ...)
 
 int main(int argc, char *argv[])
 {
-    const char *filter = argc > 1 ? argv[1] : NULL;     /* a substring of suite::name */
+    const char *filter = argc > 1 ? argv[1] : NULL; /* a substring of suite::name */
     size_t failed = 0, run = 0;
     for (size_t i = 0; i < ntests; i++) {
         char full[256];
@@ -90,7 +90,7 @@ int main(int argc, char *argv[])
                 fprintf(stderr, "[FAIL] %s: exit status %d\n", full, WEXITSTATUS(status));
         }
     }
-    fprintf(stderr, "[====] Synthesis: Tested: %zu | Passing: %zu | Failing: %zu\n",
-            run, run - failed, failed);
+    fprintf(stderr, "[====] Synthesis: Tested: %zu | Passing: %zu | Failing: %zu\n", run,
+            run - failed, failed);
     return failed ? 1 : 0;
 }

@@ -17,7 +17,7 @@
 #include <stddef.h>
 
 struct mcr_opts {
-    unsigned timeout;       /* seconds; 0: 60 */
+    unsigned timeout; /* seconds; 0: 60 */
 };
 
 void mcr_register(const char *suite, const char *name, void (*fn)(void), struct mcr_opts opts);
@@ -25,26 +25,25 @@ void mcr_check(bool ok, const char *expr, const char *file, int line, const char
     __attribute__((format(printf, 5, 6)));
 void mcr_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-#define Test(suite, name, ...)                                               \
-    static void mcr_fn_##suite##_##name(void);                               \
-    __attribute__((constructor)) static void mcr_reg_##suite##_##name(void)  \
-    {                                                                        \
-        mcr_register(#suite, #name, mcr_fn_##suite##_##name,                 \
-                     (struct mcr_opts){ __VA_ARGS__ });                      \
-    }                                                                        \
+#define Test(suite, name, ...)                                                                  \
+    static void mcr_fn_##suite##_##name(void);                                                  \
+    __attribute__((constructor)) static void mcr_reg_##suite##_##name(void)                     \
+    {                                                                                           \
+        mcr_register(#suite, #name, mcr_fn_##suite##_##name, (struct mcr_opts){ __VA_ARGS__ }); \
+    }                                                                                           \
     static void mcr_fn_##suite##_##name(void)
 
 #define MCR_CHECK(ok, expr, ...) mcr_check((ok), (expr), __FILE__, __LINE__, "" __VA_ARGS__)
-#define cr_assert(c, ...)           MCR_CHECK(!!(c), #c, __VA_ARGS__)
-#define cr_assert_not(c, ...)       MCR_CHECK(!(c), "!(" #c ")", __VA_ARGS__)
-#define cr_assert_null(p, ...)      MCR_CHECK((p) == NULL, #p " == NULL", __VA_ARGS__)
-#define cr_assert_not_null(p, ...)  MCR_CHECK((p) != NULL, #p " != NULL", __VA_ARGS__)
-#define cr_assert_eq(a, b, ...)     MCR_CHECK((a) == (b), #a " == " #b, __VA_ARGS__)
-#define cr_assert_neq(a, b, ...)    MCR_CHECK((a) != (b), #a " != " #b, __VA_ARGS__)
-#define cr_assert_lt(a, b, ...)     MCR_CHECK((a) < (b), #a " < " #b, __VA_ARGS__)
-#define cr_assert_leq(a, b, ...)    MCR_CHECK((a) <= (b), #a " <= " #b, __VA_ARGS__)
-#define cr_assert_gt(a, b, ...)     MCR_CHECK((a) > (b), #a " > " #b, __VA_ARGS__)
-#define cr_assert_geq(a, b, ...)    MCR_CHECK((a) >= (b), #a " >= " #b, __VA_ARGS__)
-#define cr_log_info(...)            mcr_log(__VA_ARGS__)
+#define cr_assert(c, ...) MCR_CHECK(!!(c), #c, __VA_ARGS__)
+#define cr_assert_not(c, ...) MCR_CHECK(!(c), "!(" #c ")", __VA_ARGS__)
+#define cr_assert_null(p, ...) MCR_CHECK((p) == NULL, #p " == NULL", __VA_ARGS__)
+#define cr_assert_not_null(p, ...) MCR_CHECK((p) != NULL, #p " != NULL", __VA_ARGS__)
+#define cr_assert_eq(a, b, ...) MCR_CHECK((a) == (b), #a " == " #b, __VA_ARGS__)
+#define cr_assert_neq(a, b, ...) MCR_CHECK((a) != (b), #a " != " #b, __VA_ARGS__)
+#define cr_assert_lt(a, b, ...) MCR_CHECK((a) < (b), #a " < " #b, __VA_ARGS__)
+#define cr_assert_leq(a, b, ...) MCR_CHECK((a) <= (b), #a " <= " #b, __VA_ARGS__)
+#define cr_assert_gt(a, b, ...) MCR_CHECK((a) > (b), #a " > " #b, __VA_ARGS__)
+#define cr_assert_geq(a, b, ...) MCR_CHECK((a) >= (b), #a " >= " #b, __VA_ARGS__)
+#define cr_log_info(...) mcr_log(__VA_ARGS__)
 
 #endif /* BIGFILEFS_TESTS_CORE_MINICR_H */

@@ -10,7 +10,7 @@
 
 struct mblock {
     uint64_t blk;
-    void    *data;
+    void *data;
 };
 
 struct mtable {
@@ -19,35 +19,35 @@ struct mtable {
 };
 
 struct mfault {
-    bool     armed, sticky;
-    int      err;
+    bool armed, sticky;
+    int err;
     uint64_t blk;
     unsigned skip;
 };
 
 struct mgate {
-    bool     armed;
+    bool armed;
     uint64_t blk;
     unsigned held;
 };
 
 struct mockfile {
-    bf_file         file;           /* first: the core's view */
+    bf_file file; /* first: the core's view */
     pthread_mutex_t mu;
-    pthread_cond_t  cv;
-    struct mtable   committed;
-    uint64_t        committed_size;
+    pthread_cond_t cv;
+    struct mtable committed;
+    uint64_t committed_size;
 
-    bool            in_txn;
-    struct mtable   pending;        /* stores of the open transaction */
-    bool            pending_trunc;
-    uint64_t        pending_nblocks;
+    bool in_txn;
+    struct mtable pending; /* stores of the open transaction */
+    bool pending_trunc;
+    uint64_t pending_nblocks;
 
-    uint64_t        calls[MOCK_NOPS];
-    struct mfault   fault[MOCK_NOPS];
-    struct mgate    gate[MOCK_NOPS];
-    uint64_t       *order;          /* storeblk blocks of the last transaction */
-    size_t          norder, order_cap;
+    uint64_t calls[MOCK_NOPS];
+    struct mfault fault[MOCK_NOPS];
+    struct mgate gate[MOCK_NOPS];
+    uint64_t *order; /* storeblk blocks of the last transaction */
+    size_t norder, order_cap;
 };
 
 static void *xmalloc(size_t n)
@@ -153,7 +153,7 @@ static int op_loadblk(bf_file *f, uint64_t blk, void *buf)
         else
             memset(buf, 0, f->blksize);
     } else {
-        memset(buf, 0xEE, f->blksize);          /* garbage on error */
+        memset(buf, 0xEE, f->blksize); /* garbage on error */
     }
     pass_gate(m, MOCK_LOADBLK, blk);
     pthread_mutex_unlock(&m->mu);
@@ -253,7 +253,7 @@ static int op_commit(bf_file *f, uint64_t size)
             tab_put(&m->committed, m->pending.v[i].blk, m->pending.v[i].data, f->blksize);
         m->committed_size = size;
     }
-    rollback(m);            /* closes the transaction, either way */
+    rollback(m); /* closes the transaction, either way */
     pthread_mutex_unlock(&m->mu);
     return r;
 }
@@ -300,7 +300,7 @@ static int op_stored_blocks(bf_file *f, uint64_t *n)
     int r = hit(m, MOCK_STORED_BLOCKS, MOCK_ANY);
     if (r == 0)
         *n = m->committed.n;
-    pass_gate(m, MOCK_STORED_BLOCKS, MOCK_ANY);     /* answer of when it started */
+    pass_gate(m, MOCK_STORED_BLOCKS, MOCK_ANY); /* answer of when it started */
     pthread_mutex_unlock(&m->mu);
     return r;
 }
@@ -436,12 +436,12 @@ size_t mock_store_order(struct mockfile *m, uint64_t *blks, size_t max)
     return n;
 }
 
-void mock_fail(struct mockfile *m, enum mock_op op, int err, uint64_t blk,
-               unsigned skip, bool sticky)
+void mock_fail(struct mockfile *m, enum mock_op op, int err, uint64_t blk, unsigned skip,
+               bool sticky)
 {
     pthread_mutex_lock(&m->mu);
-    m->fault[op] = (struct mfault){ .armed = true, .sticky = sticky, .err = err,
-                                    .blk = blk, .skip = skip };
+    m->fault[op] =
+        (struct mfault){ .armed = true, .sticky = sticky, .err = err, .blk = blk, .skip = skip };
     pthread_mutex_unlock(&m->mu);
 }
 

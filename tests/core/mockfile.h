@@ -29,7 +29,7 @@
 
 #include "core/bigfile.h"
 
-#define MOCK_ANY UINT64_MAX     /* any block */
+#define MOCK_ANY UINT64_MAX /* any block */
 
 enum mock_op {
     MOCK_LOADBLK,
@@ -38,7 +38,7 @@ enum mock_op {
     MOCK_TRUNCATE,
     MOCK_COMMIT,
     MOCK_ABORT,
-    MOCK_NEXT_STORED,   /* fault/gate block: the `from` argument */
+    MOCK_NEXT_STORED, /* fault/gate block: the `from` argument */
     MOCK_STORED_BLOCKS,
     MOCK_NOPS,
 };
@@ -59,7 +59,7 @@ void mock_set_block(struct mockfile *m, uint64_t blk, unsigned seed);
 void mock_put_block(struct mockfile *m, uint64_t blk, const void *data);
 void mock_get_block(struct mockfile *m, uint64_t blk, void *out);
 bool mock_has_block(struct mockfile *m, uint64_t blk);
-uint64_t mock_nblocks(struct mockfile *m);       /* committed blocks stored */
+uint64_t mock_nblocks(struct mockfile *m); /* committed blocks stored */
 uint64_t mock_committed_size(struct mockfile *m);
 
 /* Fill buf (len bytes) with a pattern that depends on seed and on the
@@ -76,8 +76,8 @@ size_t mock_store_order(struct mockfile *m, uint64_t *blks, size_t max);
 /* Fail op with -err on block blk (MOCK_ANY: any; ignored for non-block
  * ops) after `skip` matching calls succeeded; once, or every time
  * (sticky) until mock_clear_faults. One fault per op. */
-void mock_fail(struct mockfile *m, enum mock_op op, int err, uint64_t blk,
-               unsigned skip, bool sticky);
+void mock_fail(struct mockfile *m, enum mock_op op, int err, uint64_t blk, unsigned skip,
+               bool sticky);
 void mock_clear_faults(struct mockfile *m);
 
 /* Gate loadblk or storeblk of block blk (MOCK_ANY: any): matching calls

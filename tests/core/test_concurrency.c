@@ -6,7 +6,7 @@
  * (make check-concurrency in a --enable-tsan build).
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE     /* SEEK_DATA, SEEK_HOLE */
+#define _GNU_SOURCE /* SEEK_DATA, SEEK_HOLE */
 #endif
 #include <pthread.h>
 #include <time.h>
@@ -14,7 +14,7 @@
 
 #include "corehelp.h"
 
-#define GATE_MS 10000   /* a gate that is not reached in 10 s is a failure */
+#define GATE_MS 10000 /* a gate that is not reached in 10 s is a failure */
 
 static void sleep_ms(unsigned ms)
 {
@@ -23,11 +23,11 @@ static void sleep_ms(unsigned ms)
 }
 
 struct reader {
-    pthread_t   thr;
-    bf_fileh   *fh;
-    uint64_t    blk;
-    char        buf[BS];
-    ssize_t     ret;
+    pthread_t thr;
+    bf_fileh *fh;
+    uint64_t blk;
+    char buf[BS];
+    ssize_t ret;
 };
 
 static void *reader_main(void *arg)
@@ -48,8 +48,8 @@ static void reader_start(struct reader *r, bf_fileh *fh, uint64_t blk)
 static void reader_expect(struct reader *r, unsigned seed)
 {
     pthread_join(r->thr, NULL);
-    cr_assert_eq(r->ret, (ssize_t)BS, "reader of block %llu: %zd",
-                 (unsigned long long)r->blk, r->ret);
+    cr_assert_eq(r->ret, (ssize_t)BS, "reader of block %llu: %zd", (unsigned long long)r->blk,
+                 r->ret);
     char *want = pattern(seed, r->blk * BS, BS);
     cr_assert(memcmp(r->buf, want, BS) == 0, "reader of block %llu got other data",
               (unsigned long long)r->blk);
@@ -61,12 +61,14 @@ Test(concurrency, readers_of_one_block_share_one_load, .timeout = 30)
     struct env e;
     env_open(&e, 8 * BS, 8, 1 << 20);
     mock_gate(e.m, MOCK_LOADBLK, 3);
-    enum { N = 8 };
+    enum {
+        N = 8
+    };
     struct reader r[N];
     for (int i = 0; i < N; i++)
         reader_start(&r[i], e.fh, 3);
     cr_assert(mock_gate_wait(e.m, MOCK_LOADBLK, 1, GATE_MS), "no load started");
-    sleep_ms(50);       /* let the others reach the wait (not needed for correctness) */
+    sleep_ms(50); /* let the others reach the wait (not needed for correctness) */
     cr_assert_eq(mock_calls(e.m, MOCK_LOADBLK), 1, "a second loadblk of a LOADING block");
     cr_assert_eq(bf_fileh_page_state(e.fh, 3), BF_PAGE_LOADING);
     struct bf_fileh_stats st = fstat_of(e.fh);
@@ -77,7 +79,7 @@ Test(concurrency, readers_of_one_block_share_one_load, .timeout = 30)
     mock_gate_release(e.m, MOCK_LOADBLK);
     for (int i = 0; i < N; i++)
         reader_expect(&r[i], 1);
-    cr_assert_eq(mock_calls(e.m, MOCK_LOADBLK), 2);     /* block 3 once, block 5 once */
+    cr_assert_eq(mock_calls(e.m, MOCK_LOADBLK), 2); /* block 3 once, block 5 once */
     cr_assert_eq(bf_fileh_page_state(e.fh, 3), BF_PAGE_LOADED);
     cr_assert_eq(rstat_of(e.ram).loading_bytes, 0);
     env_close(&e);
@@ -110,7 +112,7 @@ Test(concurrency, invalidate_while_loading_reloads_new_data, .timeout = 30)
     struct reader r, w;
     reader_start(&r, e.fh, 4);
     cr_assert(mock_gate_wait(e.m, MOCK_LOADBLK, 1, GATE_MS));
-    reader_start(&w, e.fh, 4);                  /* a waiter too */
+    reader_start(&w, e.fh, 4); /* a waiter too */
     cr_assert_eq(bf_fileh_invalidate(e.fh, 4, 1), 0);
     cr_assert_eq(bf_fileh_page_state(e.fh, 4), BF_PAGE_LOADING_INVALIDATED);
     cr_assert_eq(fstat_of(e.fh).loading_blocks, 1);
@@ -151,9 +153,11 @@ Test(concurrency, waiters_retry_a_failed_load, .timeout = 30)
 {
     struct env e;
     env_open(&e, 8 * BS, 8, 1 << 20);
-    mock_fail(e.m, MOCK_LOADBLK, EIO, 5, 0, false);    /* the first load fails */
+    mock_fail(e.m, MOCK_LOADBLK, EIO, 5, 0, false); /* the first load fails */
     mock_gate(e.m, MOCK_LOADBLK, 5);
-    enum { N = 4 };
+    enum {
+        N = 4
+    };
     struct reader r[N];
     reader_start(&r[0], e.fh, 5);
     cr_assert(mock_gate_wait(e.m, MOCK_LOADBLK, 1, GATE_MS));
@@ -186,9 +190,9 @@ Test(concurrency, waiters_retry_a_failed_load, .timeout = 30)
 struct writeout_thr {
     pthread_t thr;
     bf_fileh *fh;
-    unsigned  flags;
-    uint64_t  n;
-    int       ret;
+    unsigned flags;
+    uint64_t n;
+    int ret;
 };
 
 static void *writeout_main(void *arg)
@@ -215,7 +219,7 @@ Test(concurrency, write_during_writeout_is_copy_on_write, .timeout = 30)
     cr_assert_eq(bf_fileh_write(e.fh, "NEW", 3, 2 * BS + 10), 3);
     cr_assert_eq(bf_fileh_write(e.fh, "NEW", 3, 1 * BS + 10), 3);
     cr_assert_eq(bf_fileh_write(e.fh, "NEW", 3, 3 * BS + 10), 3);
-    write_block(e.fh, 6, 3);                    /* a new dirty block meanwhile */
+    write_block(e.fh, 6, 3); /* a new dirty block meanwhile */
     char buf[3];
     cr_assert_eq(bf_fileh_read(e.fh, buf, 3, 2 * BS + 10), 3);
     cr_assert(memcmp(buf, "NEW", 3) == 0, "a read during the writeout missed a write");
@@ -296,17 +300,21 @@ Test(concurrency, failed_writeout_with_concurrent_writes, .timeout = 30)
 struct worker {
     pthread_t thr;
     bf_fileh *fh;
-    bf_ram   *ram;
-    unsigned  id;
-    unsigned  seed[4];          /* last seed written to each of my blocks */
-    int       failures;
+    bf_ram *ram;
+    unsigned id;
+    unsigned seed[4]; /* last seed written to each of my blocks */
+    int failures;
 };
 
-enum { NWORKERS = 3, WBLOCKS = 4, ROUNDS = 150 };
+enum {
+    NWORKERS = 3,
+    WBLOCKS = 4,
+    ROUNDS = 150
+};
 
 static uint64_t worker_blk(unsigned id, unsigned i)
 {
-    return (uint64_t)i * NWORKERS + id;         /* interleaved across threads */
+    return (uint64_t)i * NWORKERS + id; /* interleaved across threads */
 }
 
 static void *worker_main(void *arg)
@@ -357,8 +365,8 @@ static void *worker_main(void *arg)
 struct flusher {
     pthread_t thr;
     bf_fileh *fh;
-    volatile int stop;          /* set after the workers are joined */
-    int       busy, ok, failures;
+    volatile int stop; /* set after the workers are joined */
+    int busy, ok, failures;
 };
 
 static void *flusher_main(void *arg)
@@ -397,8 +405,8 @@ Test(concurrency, workers_writeouts_and_eviction, .timeout = 60)
     __atomic_store_n(&f.stop, 1, __ATOMIC_RELEASE);
     pthread_join(f.thr, NULL);
     for (unsigned i = 0; i < NWORKERS; i++)
-        cr_assert_eq(w[i].failures, 0, "worker %u saw %d wrong reads or failed calls",
-                     i, w[i].failures);
+        cr_assert_eq(w[i].failures, 0, "worker %u saw %d wrong reads or failed calls", i,
+                     w[i].failures);
     cr_assert_eq(f.failures, 0);
     cr_log_info("flusher: %d writeouts, %d busy", f.ok, f.busy);
 
@@ -418,7 +426,9 @@ Test(concurrency, budget_zero_concurrent_readers, .timeout = 30)
 {
     struct env e;
     env_open(&e, 4 * BS, 4, 0);
-    enum { N = 6 };
+    enum {
+        N = 6
+    };
     struct reader r[N];
     for (int round = 0; round < 20; round++) {
         for (int i = 0; i < N; i++)
@@ -433,12 +443,12 @@ Test(concurrency, budget_zero_concurrent_readers, .timeout = 30)
 }
 
 struct writer {
-    pthread_t   thr;
-    bf_fileh   *fh;
+    pthread_t thr;
+    bf_fileh *fh;
     const void *buf;
-    size_t      count;
-    uint64_t    off;
-    ssize_t     ret;
+    size_t count;
+    uint64_t off;
+    ssize_t ret;
 };
 
 static void *writer_main(void *arg)
@@ -479,10 +489,10 @@ Test(concurrency, fenced_write_leaves_no_block_dirty, .timeout = 30)
 }
 
 struct truncater {
-    pthread_t   thr;
-    bf_fileh   *fh;
-    uint64_t    size;
-    int         ret;
+    pthread_t thr;
+    bf_fileh *fh;
+    uint64_t size;
+    int ret;
 };
 
 static void *truncater_main(void *arg)
@@ -528,12 +538,12 @@ Test(concurrency, truncate_busy_after_its_load_keeps_the_budget, .timeout = 30)
 /* ---- SEEK_DATA / SEEK_HOLE racing a writeout -------------------------- */
 
 struct seeker {
-    pthread_t   thr;
-    bf_fileh   *fh;
-    uint64_t    off;
-    int         whence;
-    int         ret;
-    uint64_t    res;
+    pthread_t thr;
+    bf_fileh *fh;
+    uint64_t off;
+    int whence;
+    int ret;
+    uint64_t res;
 };
 
 static void *seeker_main(void *arg)
@@ -601,8 +611,8 @@ Test(concurrency, seek_hole_racing_a_writeout, .timeout = 30)
 struct alloc_thr {
     pthread_t thr;
     bf_fileh *fh;
-    int       ret;
-    uint64_t  bytes;
+    int ret;
+    uint64_t bytes;
 };
 
 static void *alloc_main(void *arg)

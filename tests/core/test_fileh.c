@@ -58,7 +58,7 @@ Test(fileh, holes_and_eof, .timeout = 10)
     struct env e;
     env_open(&e, 3 * BS + 100, 0, 1 << 20);
     mock_set_block(e.m, 3, 1);
-    expect_block(e.fh, 0, 0);                   /* never stored: zeros */
+    expect_block(e.fh, 0, 0); /* never stored: zeros */
     char buf[2 * BS];
     /* Short read at the end; nothing at or past it. */
     cr_assert_eq(bf_fileh_read(e.fh, buf, sizeof(buf), 3 * BS), 100);
@@ -103,7 +103,7 @@ Test(fileh, read_then_write_dirties, .timeout = 10)
     memcpy(want + 2, "xyz", 3);
     cr_assert(memcmp(buf, want, 16) == 0);
     free(want);
-    expect_committed(e.m, 2, 1);                /* nothing reached the backend */
+    expect_committed(e.m, 2, 1); /* nothing reached the backend */
     cr_assert(bf_fileh_isdirty(e.fh));
     struct bf_fileh_stats st = fstat_of(e.fh);
     cr_assert_eq(st.dirty_blocks, 1);
@@ -135,12 +135,16 @@ Test(fileh, unaligned_ranges_spanning_blocks, .timeout = 20)
     env_open(&e, size, 8, 1 << 20);
     /* A reference copy of the file content. */
     char *ref = pattern(1, 0, size);
-    struct { uint64_t off; size_t len; unsigned seed; } w[] = {
-        { BS - 3, 7, 2 },                       /* across one boundary */
-        { 2 * BS + 100, 2 * BS + 50, 3 },       /* partial, whole, partial */
-        { 5 * BS, BS, 4 },                      /* exactly one block */
-        { 6 * BS + 1, BS - 2, 5 },              /* inside one block */
-        { 7 * BS + 4000, 200, 6 },              /* extends the file */
+    struct {
+        uint64_t off;
+        size_t len;
+        unsigned seed;
+    } w[] = {
+        { BS - 3, 7, 2 },                 /* across one boundary */
+        { 2 * BS + 100, 2 * BS + 50, 3 }, /* partial, whole, partial */
+        { 5 * BS, BS, 4 },                /* exactly one block */
+        { 6 * BS + 1, BS - 2, 5 },        /* inside one block */
+        { 7 * BS + 4000, 200, 6 },        /* extends the file */
     };
     for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++) {
         char *p = pattern(w[i].seed, w[i].off, w[i].len);
@@ -175,7 +179,8 @@ Test(fileh, unaligned_ranges_spanning_blocks, .timeout = 20)
     for (uint64_t b = 0; b * BS < size; b++) {
         mock_get_block(e.m, b, blk);
         size_t len = (b + 1) * BS > size ? size - b * BS : BS;
-        cr_assert(memcmp(blk, ref + b * BS, len) == 0, "committed block %llu", (unsigned long long)b);
+        cr_assert(memcmp(blk, ref + b * BS, len) == 0, "committed block %llu",
+                  (unsigned long long)b);
     }
     free(blk);
     free(buf);
@@ -242,13 +247,13 @@ Test(fileh, budget_evicts_least_recently_used, .timeout = 10)
     expect_block(e.fh, 1, 1);
     expect_block(e.fh, 2, 1);
     char c;
-    cr_assert_eq(bf_fileh_read(e.fh, &c, 1, 0), 1);    /* 0 is now the most recent */
-    expect_block(e.fh, 3, 1);                            /* over budget: 1 goes */
+    cr_assert_eq(bf_fileh_read(e.fh, &c, 1, 0), 1); /* 0 is now the most recent */
+    expect_block(e.fh, 3, 1);                       /* over budget: 1 goes */
     cr_assert_eq(bf_fileh_page_state(e.fh, 1), BF_PAGE_EMPTY);
     cr_assert_eq(bf_fileh_page_state(e.fh, 0), BF_PAGE_LOADED);
     cr_assert_eq(bf_fileh_page_state(e.fh, 2), BF_PAGE_LOADED);
     cr_assert_eq(bf_fileh_page_state(e.fh, 3), BF_PAGE_LOADED);
-    expect_block(e.fh, 4, 1);                            /* then 2 */
+    expect_block(e.fh, 4, 1); /* then 2 */
     cr_assert_eq(bf_fileh_page_state(e.fh, 2), BF_PAGE_EMPTY);
     cr_assert_eq(bf_fileh_page_state(e.fh, 0), BF_PAGE_LOADED);
     /* Dirty blocks are not bounded by the budget and never evicted. */
@@ -304,7 +309,7 @@ Test(fileh, budget_spans_handles, .timeout = 10)
     cr_assert_eq(bf_fileh_open(mock_file(m2), e.ram, &fh2), 0);
     expect_block(e.fh, 0, 1);
     expect_block(e.fh, 1, 1);
-    expect_block(fh2, 0, 2);                    /* evicts e.fh's block 0 */
+    expect_block(fh2, 0, 2); /* evicts e.fh's block 0 */
     cr_assert_eq(bf_fileh_page_state(e.fh, 0), BF_PAGE_EMPTY);
     cr_assert_eq(bf_fileh_page_state(e.fh, 1), BF_PAGE_LOADED);
     cr_assert_eq(fstat_of(e.fh).reclaimed_blocks, 1);
@@ -420,7 +425,7 @@ Test(fileh, discard_restores_committed_data_and_size, .timeout = 10)
     env_open(&e, 4 * BS, 4, 1 << 20);
     write_block(e.fh, 1, 2);
     cr_assert_eq(bf_fileh_write(e.fh, "x", 1, 2 * BS + 3), 1);
-    write_block(e.fh, 6, 2);                    /* extends */
+    write_block(e.fh, 6, 2); /* extends */
     cr_assert_eq(bf_fileh_size(e.fh), 7 * BS);
     uint64_t n = 0;
     cr_assert_eq(bf_fileh_discard(e.fh, &n), 0);
@@ -436,7 +441,7 @@ Test(fileh, discard_restores_committed_data_and_size, .timeout = 10)
     cr_assert_eq(bf_fileh_truncate(e.fh, 4 * BS), 0);
     expect_block(e.fh, 3, 0);
     cr_assert_eq(bf_fileh_discard(e.fh, &n), 0);
-    cr_assert_eq(n, 1);                         /* the zeroed block 0 */
+    cr_assert_eq(n, 1); /* the zeroed block 0 */
     for (uint64_t b = 0; b < 4; b++)
         expect_block(e.fh, b, 1);
     struct bf_fileh_stats st = fstat_of(e.fh);
@@ -513,7 +518,7 @@ Test(fileh, writeout_markstored_only_calls_no_backend, .timeout = 10)
     struct env e;
     env_open(&e, 4 * BS, 4, 1 << 20);
     write_block(e.fh, 2, 7);
-    write_block(e.fh, 4, 7);                    /* size 5 blocks now */
+    write_block(e.fh, 4, 7); /* size 5 blocks now */
     uint64_t n = 0;
     cr_assert_eq(bf_fileh_writeout(e.fh, BF_WRITEOUT_MARKSTORED, &n), 0);
     cr_assert_eq(n, 2);
@@ -559,7 +564,7 @@ static void writeout_fails_then_retries(enum mock_op op, unsigned k)
     write_block(e.fh, 2, 4);
     write_block(e.fh, 6, 5);
     struct bf_fileh_stats before = fstat_of(e.fh);
-    cr_assert_eq(before.dirty_blocks, 4);       /* 1, 2, 5 (tail), 6 */
+    cr_assert_eq(before.dirty_blocks, 4); /* 1, 2, 5 (tail), 6 */
 
     mock_fail(e.m, op, EIO, MOCK_ANY, k, false);
     cr_assert_eq(bf_fileh_writeout(e.fh, BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED, NULL), -EIO);
@@ -604,12 +609,30 @@ static void writeout_fails_then_retries(enum mock_op op, unsigned k)
     env_close(&e);
 }
 
-Test(fileh, writeout_fails_at_begin, .timeout = 10)      { writeout_fails_then_retries(MOCK_BEGIN, 0); }
-Test(fileh, writeout_fails_at_truncate, .timeout = 10)   { writeout_fails_then_retries(MOCK_TRUNCATE, 0); }
-Test(fileh, writeout_fails_at_1st_store, .timeout = 10)  { writeout_fails_then_retries(MOCK_STOREBLK, 0); }
-Test(fileh, writeout_fails_at_3rd_store, .timeout = 10)  { writeout_fails_then_retries(MOCK_STOREBLK, 2); }
-Test(fileh, writeout_fails_at_last_store, .timeout = 10) { writeout_fails_then_retries(MOCK_STOREBLK, 3); }
-Test(fileh, writeout_fails_at_commit, .timeout = 10)     { writeout_fails_then_retries(MOCK_COMMIT, 0); }
+Test(fileh, writeout_fails_at_begin, .timeout = 10)
+{
+    writeout_fails_then_retries(MOCK_BEGIN, 0);
+}
+Test(fileh, writeout_fails_at_truncate, .timeout = 10)
+{
+    writeout_fails_then_retries(MOCK_TRUNCATE, 0);
+}
+Test(fileh, writeout_fails_at_1st_store, .timeout = 10)
+{
+    writeout_fails_then_retries(MOCK_STOREBLK, 0);
+}
+Test(fileh, writeout_fails_at_3rd_store, .timeout = 10)
+{
+    writeout_fails_then_retries(MOCK_STOREBLK, 2);
+}
+Test(fileh, writeout_fails_at_last_store, .timeout = 10)
+{
+    writeout_fails_then_retries(MOCK_STOREBLK, 3);
+}
+Test(fileh, writeout_fails_at_commit, .timeout = 10)
+{
+    writeout_fails_then_retries(MOCK_COMMIT, 0);
+}
 
 /* ---------------------------------------------------------------- invalidate */
 
@@ -617,19 +640,19 @@ Test(fileh, invalidate_absent_clean_dirty, .timeout = 10)
 {
     struct env e;
     env_open(&e, 8 * BS, 8, 1 << 20);
-    expect_block(e.fh, 1, 1);                   /* clean */
-    write_block(e.fh, 2, 3);                    /* dirty */
+    expect_block(e.fh, 1, 1); /* clean */
+    write_block(e.fh, 2, 3);  /* dirty */
     /* The backend changes underneath. */
     mock_set_block(e.m, 1, 6);
     mock_set_block(e.m, 2, 6);
     mock_set_block(e.m, 3, 6);
-    expect_block(e.fh, 1, 1);                   /* still the cached copy */
+    expect_block(e.fh, 1, 1); /* still the cached copy */
     cr_assert_eq(bf_fileh_invalidate(e.fh, 0, 4), 0);
     cr_assert_eq(bf_fileh_page_state(e.fh, 1), BF_PAGE_EMPTY);
     cr_assert_eq(bf_fileh_page_state(e.fh, 2), BF_PAGE_EMPTY);
     cr_assert_eq(fstat_of(e.fh).invalidated_blocks, 2);
     expect_block(e.fh, 1, 6);
-    expect_block(e.fh, 2, 6);                   /* the dirty change is lost */
+    expect_block(e.fh, 2, 6); /* the dirty change is lost */
     expect_block(e.fh, 3, 6);
     /* Past the end, and the whole range: fine. */
     cr_assert_eq(bf_fileh_invalidate(e.fh, 1000, 5), 0);
@@ -653,7 +676,7 @@ Test(fileh, fence_drops_writes, .timeout = 10)
     cr_assert_eq(bf_fileh_write(e.fh, "abc", 3, 3 * BS + 1), 3);
     cr_assert_eq(bf_fileh_write(e.fh, "abc", 3, 2 * BS - 1), 3, "a write touching the fence");
     cr_assert_eq(bf_fileh_write(e.fh, "abc", 3, 20 * BS), 3);
-    cr_assert_eq(bf_fileh_write(e.fh, "abc", 3, 4 * BS), 3);  /* outside */
+    cr_assert_eq(bf_fileh_write(e.fh, "abc", 3, 4 * BS), 3); /* outside */
     cr_assert_eq(bf_fileh_page_state(e.fh, 1), BF_PAGE_EMPTY, "half a fenced write was applied");
     cr_assert_eq(bf_fileh_page_state(e.fh, 3), BF_PAGE_EMPTY);
     cr_assert_eq(bf_fileh_page_state(e.fh, 4), BF_PAGE_DIRTY);
@@ -682,7 +705,7 @@ Test(fileh, loadblk_failure_is_returned_and_retried, .timeout = 10)
     char buf[BS];
     cr_assert_eq(bf_fileh_read(e.fh, buf, BS, BS), -EIO);
     cr_assert_eq(bf_fileh_page_state(e.fh, 1), BF_PAGE_EMPTY);
-    cr_assert_eq(bf_fileh_read(e.fh, buf, 2 * BS, 0) , -EIO, "a read over a failing block");
+    cr_assert_eq(bf_fileh_read(e.fh, buf, 2 * BS, 0), -EIO, "a read over a failing block");
     struct bf_fileh_stats st = fstat_of(e.fh);
     cr_assert_eq(st.errors, 2);
     cr_assert_eq(st.loading_blocks, 0);

@@ -68,8 +68,8 @@ static void check_against(const bf_pagemap *pm, const struct ref *r)
     for (void *v = bf_pagemap_next(pm, 0, &k); v;
          v = (k == UINT64_MAX) ? NULL : bf_pagemap_next(pm, k + 1, &k)) {
         cr_assert_lt(i, r->n, "iteration yields more keys than inserted");
-        cr_assert_eq(k, r->k[i], "key %zu: got %llu want %llu", i,
-                     (unsigned long long)k, (unsigned long long)r->k[i]);
+        cr_assert_eq(k, r->k[i], "key %zu: got %llu want %llu", i, (unsigned long long)k,
+                     (unsigned long long)r->k[i]);
         cr_assert_eq(v, val(k));
         i++;
     }
@@ -111,9 +111,16 @@ Test(pagemap, extreme_keys, .timeout = 10)
     bf_pagemap pm;
     bf_pagemap_init(&pm);
     /* Values: the address of the key's slot in this table (distinct). */
-    static const uint64_t keys[] = { 0, UINT64_MAX, 1, UINT64_MAX - 1, UINT64_C(1) << 63,
-                        (UINT64_C(1) << 63) - 1, 63, 64, UINT64_C(1) << 60,
-                        (UINT64_C(1) << 60) - 1 };
+    static const uint64_t keys[] = { 0,
+                                     UINT64_MAX,
+                                     1,
+                                     UINT64_MAX - 1,
+                                     UINT64_C(1) << 63,
+                                     (UINT64_C(1) << 63) - 1,
+                                     63,
+                                     64,
+                                     UINT64_C(1) << 60,
+                                     (UINT64_C(1) << 60) - 1 };
 #define V(i) ((void *)&keys[i])
     size_t n = sizeof(keys) / sizeof(keys[0]);
     for (size_t i = 0; i < n; i++)
@@ -244,8 +251,7 @@ Test(pagemap, sequential_and_ordered_iteration, .timeout = 30)
     }
     cr_assert_eq(want, 10000);
     /* Removing while iterating: every other key. */
-    for (void *v = bf_pagemap_next(&pm, 0, &k); v;
-         v = bf_pagemap_next(&pm, k + 1, &k)) {
+    for (void *v = bf_pagemap_next(&pm, 0, &k); v; v = bf_pagemap_next(&pm, k + 1, &k)) {
         if (k % 2 == 0)
             cr_assert_eq(bf_pagemap_remove(&pm, k), val(k));
     }

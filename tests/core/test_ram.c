@@ -49,7 +49,9 @@ static void expect_within_bounds(bf_ram *ram)
 Test(ram, recycle_list_is_bounded_and_freed_with_the_ram, .timeout = 20)
 {
     static const size_t sizes[] = { 4096, 65536, 512 << 10, 1 << 20 };
-    enum { WAVE = 24 };
+    enum {
+        WAVE = 24
+    };
     bf_ram *ram;
     cr_assert_eq(bf_ram_new(1 << 20, &ram), 0);
     struct bf_ram_stats st = rstat_of(ram);
@@ -187,7 +189,9 @@ Test(ram, huge_buffers_are_aligned_advised_and_kept_bounded, .timeout = 20)
  * unmaps what it holds. */
 Test(ram, huge_recycled_unzeroed_only_to_overwriters, .timeout = 20)
 {
-    enum { N = BF_RAM_RECYCLE_HUGE_MAX_BUFFERS + 3 };
+    enum {
+        N = BF_RAM_RECYCLE_HUGE_MAX_BUFFERS + 3
+    };
     const size_t size = BF_RAM_HUGE_SIZE;
     bf_ram *ram;
     cr_assert_eq(bf_ram_new(1 << 20, &ram), 0);
@@ -268,7 +272,8 @@ Test(ram, huge_recycled_buffers_never_leak_into_reads, .timeout = 30)
             cr_assert_eq(bf_fileh_read(fh, got, bs, b * bs), (ssize_t)bs);
             if (b < 6)
                 mock_pattern(want, bs, 1, b * bs);
-            cr_assert(memcmp(got, b < 6 ? want : zero, bs) == 0, "block %llu", (unsigned long long)b);
+            cr_assert(memcmp(got, b < 6 ? want : zero, bs) == 0, "block %llu",
+                      (unsigned long long)b);
             cr_assert_leq(rstat_of(ram).recycled_bytes, BF_RAM_RECYCLE_HUGE_MAX_BYTES);
         }
     }

@@ -1,7 +1,7 @@
 /* bigfilefs — tests/core: SEEK_DATA / SEEK_HOLE and allocated bytes of a
  * handle (bf_fileh_seek_data, bf_fileh_allocated_bytes), single-threaded;
  * the races with a writeout are in test_concurrency.c. */
-#define _GNU_SOURCE     /* SEEK_DATA, SEEK_HOLE */
+#define _GNU_SOURCE /* SEEK_DATA, SEEK_HOLE */
 #include <unistd.h>
 
 #include "corehelp.h"
@@ -64,7 +64,7 @@ Test(seek, committed_blocks, .timeout = 10)
 Test(seek, data_up_to_the_end, .timeout = 10)
 {
     struct env e;
-    env_sparse(&e, 7 * BS + 100);               /* block 7 is the partial last one */
+    env_sparse(&e, 7 * BS + 100); /* block 7 is the partial last one */
     cr_assert_eq(seek(e.fh, 4 * BS, SEEK_DATA), 7 * BS);
     cr_assert_eq(seek(e.fh, 7 * BS, SEEK_HOLE), 7 * BS + 100);
     cr_assert_eq(seek(e.fh, 7 * BS + 99, SEEK_DATA), 7 * BS + 99);
@@ -77,7 +77,7 @@ Test(seek, cached_and_dirty_blocks_are_data, .timeout = 10)
 {
     struct env e;
     env_sparse(&e, 10 * BS);
-    write_block(e.fh, 5, 2);                    /* DIRTY, not stored */
+    write_block(e.fh, 5, 2); /* DIRTY, not stored */
     cr_assert_eq(seek(e.fh, 4 * BS, SEEK_DATA), 5 * BS);
     cr_assert_eq(seek(e.fh, 5 * BS, SEEK_HOLE), 6 * BS);
     cr_assert_eq(allocated(e.fh), 4 * BS);
@@ -164,7 +164,7 @@ Test(seek, invalidate_sees_new_blocks_and_count, .timeout = 10)
     cr_assert_eq(allocated(e.fh), 3 * BS);
     cr_assert_eq(allocated(e.fh), 3 * BS);
     cr_assert_eq(mock_calls(e.m, MOCK_STORED_BLOCKS), 1, "the count is cached");
-    mock_set_block(e.m, 9, 3);                  /* changed underneath */
+    mock_set_block(e.m, 9, 3); /* changed underneath */
     cr_assert_eq(allocated(e.fh), 3 * BS, "cached until told");
     cr_assert_eq(seek(e.fh, 8 * BS, SEEK_DATA), 9 * BS, "seeks ask the backend");
     cr_assert_eq(bf_fileh_invalidate(e.fh, 9, 1), 0);
@@ -202,7 +202,7 @@ Test(seek, backend_errors_are_returned, .timeout = 10)
     cr_assert_eq(seek(e.fh, 0, SEEK_DATA), -EIO);
     cr_assert_eq(fstat_of(e.fh).errors, 1);
     cr_assert_eq(seek(e.fh, 0, SEEK_DATA), 2 * BS, "the next call asks again");
-    mock_fail(e.m, MOCK_NEXT_STORED, EIO, 3, 0, false);    /* in the run 2, 3 */
+    mock_fail(e.m, MOCK_NEXT_STORED, EIO, 3, 0, false); /* in the run 2, 3 */
     cr_assert_eq(seek(e.fh, 2 * BS, SEEK_HOLE), -EIO);
     cr_assert_eq(seek(e.fh, 2 * BS, SEEK_HOLE), 4 * BS);
     mock_fail(e.m, MOCK_STORED_BLOCKS, ENOMEM, MOCK_ANY, 0, false);
@@ -226,7 +226,7 @@ Test(seek, long_runs_and_far_blocks, .timeout = 10)
     mock_set_block(e.m, far, 2);
     cr_assert_eq(bf_ram_new(1 << 20, &e.ram), 0);
     cr_assert_eq(bf_fileh_open(mock_file(e.m), e.ram, &e.fh), 0);
-    write_block(e.fh, 1100, 3);                 /* extends the run, dirty */
+    write_block(e.fh, 1100, 3); /* extends the run, dirty */
     cr_assert_eq(seek(e.fh, 0, SEEK_DATA), 1000 * BS);
     cr_assert_eq(seek(e.fh, 1000 * BS, SEEK_HOLE), 1101 * BS);
     cr_assert_eq(seek(e.fh, 1101 * BS, SEEK_DATA), (int64_t)(far * BS));

@@ -29,7 +29,7 @@ struct bft_fixture bft;
 
 /* The schema of src/backends/sqlite.c: replace the blob of one existing
  * block row. ?1 file name, ?2 block number, ?3 data. */
-#define BFT_SQL_SET_BLOCK \
+#define BFT_SQL_SET_BLOCK                             \
     "UPDATE blocks SET data = ?3 WHERE blk = ?2 AND " \
     "file = (SELECT id FROM files WHERE name = ?1)"
 
@@ -96,16 +96,16 @@ int bft_is_fuse(const char *path)
 
 static void prepare(void)
 {
-    memset(&bft, 0, sizeof bft);
+    memset(&bft, 0, sizeof(bft));
     /* A mount namespace of our own: nothing leaks to the host if we die. */
     cr_assert_eq(unshare(CLONE_NEWNS), 0, "unshare(CLONE_NEWNS): %s", strerror(errno));
-    cr_assert_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0,
-                 "make / private: %s", strerror(errno));
-    snprintf(bft.dir, sizeof bft.dir, "/tmp/bft-XXXXXX");
+    cr_assert_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0, "make / private: %s",
+                 strerror(errno));
+    snprintf(bft.dir, sizeof(bft.dir), "/tmp/bft-XXXXXX");
     cr_assert_not_null(mkdtemp(bft.dir), "mkdtemp: %s", strerror(errno));
-    snprintf(bft.db, sizeof bft.db, "%s/db", bft.dir);
-    snprintf(bft.mnt, sizeof bft.mnt, "%s/mnt", bft.dir);
-    snprintf(bft.log, sizeof bft.log, "%s/daemon.log", bft.dir);
+    snprintf(bft.db, sizeof(bft.db), "%s/db", bft.dir);
+    snprintf(bft.mnt, sizeof(bft.mnt), "%s/mnt", bft.dir);
+    snprintf(bft.log, sizeof(bft.log), "%s/daemon.log", bft.dir);
     cr_assert_eq(mkdir(bft.mnt, 0755), 0, "mkdir %s: %s", bft.mnt, strerror(errno));
     /* Tests that setuid need to traverse the dir. */
     chmod(bft.dir, 0755);
@@ -127,7 +127,7 @@ void bft_setup_sqlite(void)
 void bft_setup_mem(void)
 {
     prepare();
-    snprintf(bft.db, sizeof bft.db, "mem:");
+    snprintf(bft.db, sizeof(bft.db), "mem:");
     bft.is_mem = 1;
     bft_mount();
 }
@@ -135,15 +135,17 @@ void bft_setup_mem(void)
 void bft_setup_inject(void)
 {
     prepare();
-    snprintf(bft.db, sizeof bft.db, "mem:");
-    snprintf(bft.opts, sizeof bft.opts, "inject");
+    snprintf(bft.db, sizeof(bft.db), "mem:");
+    snprintf(bft.opts, sizeof(bft.opts), "inject");
     bft.is_mem = 1;
     bft_mount();
 }
 
 static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
-    (void)sb; (void)flag; (void)ftw;
+    (void)sb;
+    (void)flag;
+    (void)ftw;
     remove(path);
     return 0;
 }
@@ -160,7 +162,7 @@ void bft_teardown(void)
     if (!bft.dir[0])
         return;
     int st = bft_unmount();
-    umount2(bft.mnt, MNT_DETACH);       /* whatever is left, live or dead */
+    umount2(bft.mnt, MNT_DETACH); /* whatever is left, live or dead */
     if (st != -1)
         bft_assert_daemon_clean(st, "teardown");
     nftw(bft.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
@@ -274,8 +276,7 @@ void bft_assert_daemon_clean(int st, const char *what)
 {
     char *log = bft_slurp(bft.log);
     int sanitizer = log && (strstr(log, "ERROR: AddressSanitizer") ||
-                            strstr(log, "ERROR: LeakSanitizer") ||
-                            strstr(log, "runtime error:") ||
+                            strstr(log, "ERROR: LeakSanitizer") || strstr(log, "runtime error:") ||
                             strstr(log, "WARNING: ThreadSanitizer"));
     int clean = st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0 && !sanitizer;
     if (!clean)
@@ -361,18 +362,17 @@ void bft_create(const char *name, const char *blksize, const char *size)
     int n = 0;
     bft_path(path, name);
     if (blksize) {
-        snprintf(bs, sizeof bs, "--blksize=%s", blksize);
+        snprintf(bs, sizeof(bs), "--blksize=%s", blksize);
         args[n++] = bs;
     }
     if (size) {
-        snprintf(sz, sizeof sz, "--size=%s", size);
+        snprintf(sz, sizeof(sz), "--size=%s", size);
         args[n++] = sz;
     }
     args[n++] = path;
     args[n] = NULL;
-    int rc = bft_ctl(NULL, 0, err, sizeof err, "create",
-                     n > 0 ? args[0] : NULL, n > 1 ? args[1] : NULL,
-                     n > 2 ? args[2] : NULL, (char *)NULL);
+    int rc = bft_ctl(NULL, 0, err, sizeof(err), "create", n > 0 ? args[0] : NULL,
+                     n > 1 ? args[1] : NULL, n > 2 ? args[2] : NULL, (char *)NULL);
     cr_assert_eq(rc, 0, "bigfilectl create %s failed (%d): %s", path, rc, err);
 }
 
@@ -414,7 +414,7 @@ int bft_pread(const char *path, void *buf, size_t len, uint64_t off)
             break;
         }
         if (r == 0) {
-            ret = -ENODATA;     /* short: EOF */
+            ret = -ENODATA; /* short: EOF */
             break;
         }
         done += (size_t)r;
@@ -427,7 +427,7 @@ static uint8_t pattern_byte(unsigned seed, uint64_t off)
 {
     uint64_t x = off * 0x9E3779B97F4A7C15ull + seed * 0xBF58476D1CE4E5B9ull + (off >> 12);
     x ^= x >> 29;
-    return (uint8_t)(x | 1);    /* never zero: distinguishable from holes */
+    return (uint8_t)(x | 1); /* never zero: distinguishable from holes */
 }
 
 void bft_pattern(void *buf, size_t len, unsigned seed, uint64_t off)
@@ -477,8 +477,8 @@ void bft_expect(const char *path, uint64_t off, size_t len, unsigned seed, const
     uint8_t *buf = malloc(len);
     memset(buf, 0xEE, len);
     int r = bft_pread(path, buf, len, off);
-    int ok = r == 0 && (seed == BFT_ZEROS ? bft_is_zero(buf, len)
-                                          : bft_check_pattern(buf, len, seed, off));
+    int ok = r == 0 &&
+             (seed == BFT_ZEROS ? bft_is_zero(buf, len) : bft_check_pattern(buf, len, seed, off));
     size_t bad = 0;
     if (r == 0 && !ok) {
         uint8_t want = 0;
@@ -491,11 +491,11 @@ void bft_expect(const char *path, uint64_t off, size_t len, unsigned seed, const
     }
     uint8_t got = r == 0 && bad < len ? buf[bad] : 0;
     free(buf);
-    cr_assert_eq(r, 0, "%s: pread %s [%llu, +%zu): %s", what, path, (unsigned long long)off,
-                 len, strerror(-r));
-    cr_assert(ok, "%s: %s [%llu, +%zu) does not hold %s: first difference at +%zu (0x%02x)",
-              what, path, (unsigned long long)off, len,
-              seed == BFT_ZEROS ? "zeros" : "the expected data", bad, got);
+    cr_assert_eq(r, 0, "%s: pread %s [%llu, +%zu): %s", what, path, (unsigned long long)off, len,
+                 strerror(-r));
+    cr_assert(ok, "%s: %s [%llu, +%zu) does not hold %s: first difference at +%zu (0x%02x)", what,
+              path, (unsigned long long)off, len, seed == BFT_ZEROS ? "zeros" : "the expected data",
+              bad, got);
 }
 
 int64_t bft_size(const char *path)
@@ -514,7 +514,7 @@ int bft_ioctl(const char *path, unsigned long req, void *arg)
      * otherwise); on a ro mount (EROFS at open) send them through a
      * read-only fd, so that the daemon's own answer is what is tested. */
     int changes = req == BIGFILE_IOC_WRITEOUT || req == BIGFILE_IOC_DISCARD ||
-                   req == BIGFILE_IOC_INVALIDATE || req == BIGFILE_IOC_SETBLKSIZE;
+                  req == BIGFILE_IOC_INVALIDATE || req == BIGFILE_IOC_SETBLKSIZE;
     int fd = open(path, changes ? O_RDWR : O_RDONLY);
     if (fd < 0 && changes && errno == EROFS)
         fd = open(path, O_RDONLY);
@@ -552,7 +552,7 @@ int bft_invalidate(const char *path, uint64_t start, uint64_t count)
 
 int bft_stat(const char *path, struct bigfile_stat *out)
 {
-    memset(out, 0, sizeof *out);
+    memset(out, 0, sizeof(*out));
     return bft_ioctl(path, BIGFILE_IOC_STAT, out);
 }
 
@@ -597,13 +597,13 @@ static void read_file_into(const char *path, char *buf, size_t len)
     }
 }
 
-int bft_exec(char *out, size_t outlen, char *err, size_t errlen,
-             const char *const *argv, int timeout_s)
+int bft_exec(char *out, size_t outlen, char *err, size_t errlen, const char *const *argv,
+             int timeout_s)
 {
     char opath[PATH_MAX], epath[PATH_MAX];
     const char *dir = bft.dir[0] ? bft.dir : "/tmp";
-    snprintf(opath, sizeof opath, "%s/exec.%d.out", dir, (int)getpid());
-    snprintf(epath, sizeof epath, "%s/exec.%d.err", dir, (int)getpid());
+    snprintf(opath, sizeof(opath), "%s/exec.%d.out", dir, (int)getpid());
+    snprintf(epath, sizeof(epath), "%s/exec.%d.err", dir, (int)getpid());
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0)
@@ -654,7 +654,7 @@ int bft_ctl(char *out, size_t outlen, char *err, size_t errlen, ...)
 int bft_kv(const char *text, const char *key, uint64_t *value)
 {
     size_t klen = strlen(key);
-    for (const char *line = text; line && *line; ) {
+    for (const char *line = text; line && *line;) {
         if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
             char *end;
             errno = 0;
@@ -674,8 +674,8 @@ int bft_kv(const char *text, const char *key, uint64_t *value)
 /* ---- peers ------------------------------------------------------------------------- */
 
 struct peer_cmd {
-    char     op;        /* 'r' read byte, 'w' write byte, 'c' check, 's' size, 'q' quit */
-    uint8_t  val;
+    char op; /* 'r' read byte, 'w' write byte, 'c' check, 's' size, 'q' quit */
+    uint8_t val;
     uint32_t seed;
     uint64_t off;
     uint64_t len;
@@ -720,11 +720,11 @@ static void peer_main(const char *path, size_t maplen, int cmd, int rep)
         if (map == MAP_FAILED)
             ok = -errno;
     }
-    full_write(rep, &ok, sizeof ok);
+    full_write(rep, &ok, sizeof(ok));
     if (ok < 0)
         _exit(1);
     struct peer_cmd c;
-    while (full_read(cmd, &c, sizeof c) == 0) {
+    while (full_read(cmd, &c, sizeof(c)) == 0) {
         int64_t r = 0;
         struct stat st;
         switch (c.op) {
@@ -752,7 +752,7 @@ static void peer_main(const char *path, size_t maplen, int cmd, int rep)
             close(fd);
             _exit(0);
         }
-        if (full_write(rep, &r, sizeof r) < 0)
+        if (full_write(rep, &r, sizeof(r)) < 0)
             break;
     }
     _exit(2);
@@ -784,7 +784,7 @@ int bft_peer_start(struct bft_peer *p, const char *path, size_t maplen)
     p->cmd = c[1];
     p->rep = r[0];
     int64_t ok;
-    if (full_read(p->rep, &ok, sizeof ok) < 0)
+    if (full_read(p->rep, &ok, sizeof(ok)) < 0)
         return -EPIPE;
     return (int)ok;
 }
@@ -792,7 +792,7 @@ int bft_peer_start(struct bft_peer *p, const char *path, size_t maplen)
 static int64_t peer_call(struct bft_peer *p, const struct peer_cmd *c)
 {
     int64_t r;
-    if (full_write(p->cmd, c, sizeof *c) < 0 || full_read(p->rep, &r, sizeof r) < 0)
+    if (full_write(p->cmd, c, sizeof(*c)) < 0 || full_read(p->rep, &r, sizeof(r)) < 0)
         return -1;
     return r;
 }
@@ -824,7 +824,7 @@ int64_t bft_peer_size(struct bft_peer *p)
 int bft_peer_stop(struct bft_peer *p)
 {
     struct peer_cmd c = { .op = 'q' };
-    full_write(p->cmd, &c, sizeof c);
+    full_write(p->cmd, &c, sizeof(c));
     close(p->cmd);
     close(p->rep);
     int st = wait_bounded(p->pid, 20);
@@ -870,8 +870,7 @@ int bft_sql_int(const char *db, const char *sql, int64_t *out)
         return -1;
     sqlite3_stmt *st = NULL;
     int ret = -1;
-    if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW) {
+    if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
         *out = sqlite3_column_int64(st, 0);
         ret = 0;
     } else {
@@ -882,8 +881,8 @@ int bft_sql_int(const char *db, const char *sql, int64_t *out)
     return ret;
 }
 
-int bft_sql_set_block(const char *db, const char *name, uint64_t blk,
-                      uint32_t blksize, unsigned seed)
+int bft_sql_set_block(const char *db, const char *name, uint64_t blk, uint32_t blksize,
+                      unsigned seed)
 {
     sqlite3 *h = sql_open(db);
     if (!h)
@@ -921,7 +920,8 @@ struct bft_sql_stage *bft_sql_stage_block(const char *db, const char *name, uint
     void *buf = malloc(blksize);
     bft_pattern(buf, blksize, seed, blk * blksize);
     sqlite3_stmt *st = NULL;
-    int ok = sqlite3_exec(h, "PRAGMA synchronous=OFF; BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK &&
+    int ok = sqlite3_exec(h, "PRAGMA synchronous=OFF; BEGIN IMMEDIATE", NULL, NULL, NULL) ==
+                 SQLITE_OK &&
              sqlite3_prepare_v2(h, BFT_SQL_SET_BLOCK, -1, &st, NULL) == SQLITE_OK;
     if (ok) {
         sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
@@ -936,7 +936,7 @@ struct bft_sql_stage *bft_sql_stage_block(const char *db, const char *name, uint
         sqlite3_close(h);
         return NULL;
     }
-    struct bft_sql_stage *s = malloc(sizeof *s);
+    struct bft_sql_stage *s = malloc(sizeof(*s));
     s->h = h;
     return s;
 }

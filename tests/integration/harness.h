@@ -46,13 +46,13 @@
 #define BFT_GB ((uint64_t)1 << 30)
 
 struct bft_fixture {
-    char   dir[64];             /* the temp dir */
-    char   db[256];             /* database spec: DIR/db or "mem:" */
-    char   mnt[256];            /* DIR/mnt */
-    char   log[256];            /* DIR/daemon.log: the daemon's stdout+stderr */
-    char   opts[512];           /* -o options ("" for none) */
-    pid_t  daemon;              /* 0 when not running */
-    int    is_mem;              /* database is "mem:" */
+    char dir[64];   /* the temp dir */
+    char db[256];   /* database spec: DIR/db or "mem:" */
+    char mnt[256];  /* DIR/mnt */
+    char log[256];  /* DIR/daemon.log: the daemon's stdout+stderr */
+    char opts[512]; /* -o options ("" for none) */
+    pid_t daemon;   /* 0 when not running */
+    int is_mem;     /* database is "mem:" */
 };
 
 /* The fixture of this test process. */
@@ -80,18 +80,28 @@ void bft_teardown(void);
  * declares one test; BFT_TEST_BOTH(data, name, 60) { ... } declares two,
  * name_sqlite and name_mem, running the body on an SQLite and on a memory
  * database. */
-#define BFT_TEST(suite, name, setup, timeout_s)                                \
-    static void suite##_##name##_body(void);                                  \
-    Test(suite, name, .init = setup, .fini = bft_teardown,                    \
-         .timeout = (timeout_s)) { suite##_##name##_body(); bft_finish(); }   \
+#define BFT_TEST(suite, name, setup, timeout_s)                                    \
+    static void suite##_##name##_body(void);                                       \
+    Test(suite, name, .init = setup, .fini = bft_teardown, .timeout = (timeout_s)) \
+    {                                                                              \
+        suite##_##name##_body();                                                   \
+        bft_finish();                                                              \
+    }                                                                              \
     static void suite##_##name##_body(void)
 
-#define BFT_TEST_BOTH(suite, name, timeout_s)                                  \
-    static void suite##_##name##_body(void);                                  \
-    Test(suite, name##_sqlite, .init = bft_setup_sqlite, .fini = bft_teardown, \
-         .timeout = (timeout_s)) { suite##_##name##_body(); bft_finish(); }   \
-    Test(suite, name##_mem, .init = bft_setup_mem, .fini = bft_teardown,      \
-         .timeout = (timeout_s)) { suite##_##name##_body(); bft_finish(); }   \
+#define BFT_TEST_BOTH(suite, name, timeout_s)                                                    \
+    static void suite##_##name##_body(void);                                                     \
+    Test(suite, name##_sqlite, .init = bft_setup_sqlite, .fini = bft_teardown,                   \
+         .timeout = (timeout_s))                                                                 \
+    {                                                                                            \
+        suite##_##name##_body();                                                                 \
+        bft_finish();                                                                            \
+    }                                                                                            \
+    Test(suite, name##_mem, .init = bft_setup_mem, .fini = bft_teardown, .timeout = (timeout_s)) \
+    {                                                                                            \
+        suite##_##name##_body();                                                                 \
+        bft_finish();                                                                            \
+    }                                                                                            \
     static void suite##_##name##_body(void)
 
 /* End of a test body: unmount if mounted and assert (cr_expect) that the
@@ -107,14 +117,14 @@ void bft_mount(void);
 /* Unmount and wait for the daemon to exit (SIGTERM after 5 s, SIGKILL after
  * 10 s). Returns the daemon's wait status, or -1 if none was running. Does
  * not assert. */
-int  bft_unmount(void);
+int bft_unmount(void);
 
 /* Send SIGTERM to the daemon and wait for it to exit (bounded). Sets
  * *still_mounted (if not NULL) to whether the mount was still there after the
  * daemon exited, then detaches it if so. Returns the wait status. */
-int  bft_sigterm(int *still_mounted);
+int bft_sigterm(int *still_mounted);
 /* The same with another signal (SIGINT, ...). */
-int  bft_sigterm_sig(int sig, int *still_mounted);
+int bft_sigterm_sig(int sig, int *still_mounted);
 
 /* bft_unmount, assert a clean exit (status 0, no sanitizer report in the
  * log), then bft_mount again on the same database. */
@@ -128,10 +138,10 @@ void bft_assert_daemon_clean(int st, const char *what);
  * program name) in the foreground and wait at most `timeout_s` for it to
  * exit; stderr goes to bft.log (truncated first). Returns the wait status
  * (SIGKILLed after the timeout). For tests of refusals. */
-int  bft_daemon_run(int timeout_s, const char *const *argv);
+int bft_daemon_run(int timeout_s, const char *const *argv);
 
 /* Nonzero when path is on a FUSE file system now. */
-int  bft_is_fuse(const char *path);
+int bft_is_fuse(const char *path);
 
 /* ---- paths and files ----------------------------------------------------- */
 
@@ -148,15 +158,15 @@ void bft_create(const char *name, const char *blksize, const char *size);
 
 /* pwrite/pread the whole buffer at off on path (opened and closed).
  * Return 0 or -errno. */
-int  bft_pwrite(const char *path, const void *buf, size_t len, uint64_t off);
-int  bft_pread(const char *path, void *buf, size_t len, uint64_t off);
+int bft_pwrite(const char *path, const void *buf, size_t len, uint64_t off);
+int bft_pread(const char *path, void *buf, size_t len, uint64_t off);
 
 /* Fill buf with a pattern depending on (seed, offset). */
 void bft_pattern(void *buf, size_t len, unsigned seed, uint64_t off);
 /* Nonzero when buf holds bft_pattern(seed, off). */
-int  bft_check_pattern(const void *buf, size_t len, unsigned seed, uint64_t off);
+int bft_check_pattern(const void *buf, size_t len, unsigned seed, uint64_t off);
 /* Nonzero when buf is all zeros. */
-int  bft_is_zero(const void *buf, size_t len);
+int bft_is_zero(const void *buf, size_t len);
 
 /* Write bft_pattern(seed) over [off, off+len) of path with pwrite and
  * assert success. */
@@ -175,31 +185,30 @@ int64_t bft_size(const char *path);
 /* ---- ioctls: each opens path O_RDWR for WRITEOUT, DISCARD, INVALIDATE and
  * SETBLKSIZE (O_RDONLY on a ro mount, where O_RDWR fails), else O_RDONLY --- */
 /* All return 0 or -errno. */
-int  bft_ioctl(const char *path, unsigned long req, void *arg);
-int  bft_writeout(const char *path, uint32_t flags, struct bigfile_writeout *out);
-int  bft_discard(const char *path, struct bigfile_count *out);
-int  bft_invalidate(const char *path, uint64_t start, uint64_t count);
-int  bft_stat(const char *path, struct bigfile_stat *out);
-int  bft_reclaim(const char *path, struct bigfile_count *out);
+int bft_ioctl(const char *path, unsigned long req, void *arg);
+int bft_writeout(const char *path, uint32_t flags, struct bigfile_writeout *out);
+int bft_discard(const char *path, struct bigfile_count *out);
+int bft_invalidate(const char *path, uint64_t start, uint64_t count);
+int bft_stat(const char *path, struct bigfile_stat *out);
+int bft_reclaim(const char *path, struct bigfile_count *out);
 
 /* ---- processes ----------------------------------------------------------- */
 
 /* Fork; the child runs fn(arg) and _exits with its return value. Wait at
  * most timeout_s seconds (then SIGKILL). Return the wait status. */
-int  bft_run(int (*fn)(void *arg), void *arg, int timeout_s);
+int bft_run(int (*fn)(void *arg), void *arg, int timeout_s);
 
 /* Run `$BIGFILECTL args...` (NULL-terminated), capturing stdout into out
  * (NUL-terminated, truncated to outlen) and stderr into err (may be NULL).
  * Returns the exit code, or 128+signal, or -1 on failure to run. */
-int  bft_ctl(char *out, size_t outlen, char *err, size_t errlen, ...)
-    __attribute__((sentinel));
+int bft_ctl(char *out, size_t outlen, char *err, size_t errlen, ...) __attribute__((sentinel));
 
 /* Run argv[0] with argv, capture as bft_ctl does. */
-int  bft_exec(char *out, size_t outlen, char *err, size_t errlen,
-              const char *const *argv, int timeout_s);
+int bft_exec(char *out, size_t outlen, char *err, size_t errlen, const char *const *argv,
+             int timeout_s);
 
 /* Find "key: value" in text (start of a line); store value; 0 or -ENOENT. */
-int  bft_kv(const char *text, const char *key, uint64_t *value);
+int bft_kv(const char *text, const char *key, uint64_t *value);
 
 /* ---- peers: a child process holding a shared mapping ---------------------- */
 
@@ -208,36 +217,36 @@ int  bft_kv(const char *text, const char *key, uint64_t *value);
  * existing mapping in another process". */
 struct bft_peer {
     pid_t pid;
-    int   cmd;      /* write end: commands to the peer */
-    int   rep;      /* read end: replies */
+    int cmd; /* write end: commands to the peer */
+    int rep; /* read end: replies */
 };
 
 /* Start a peer; 0 or -errno (asserts nothing). */
-int     bft_peer_start(struct bft_peer *p, const char *path, size_t maplen);
+int bft_peer_start(struct bft_peer *p, const char *path, size_t maplen);
 /* Byte at off of the peer's mapping (0..255), or -1 if the peer died (e.g.
  * of SIGBUS). */
-int     bft_peer_read(struct bft_peer *p, uint64_t off);
+int bft_peer_read(struct bft_peer *p, uint64_t off);
 /* Store byte val at off through the peer's mapping; 0 or -1. */
-int     bft_peer_write(struct bft_peer *p, uint64_t off, uint8_t val);
+int bft_peer_write(struct bft_peer *p, uint64_t off, uint8_t val);
 /* Compare len bytes at off of the mapping with bft_pattern(seed, off);
  * 1 equal, 0 differ, -1 peer died. seed ~0u: compare with zeros. */
-int     bft_peer_check(struct bft_peer *p, uint64_t off, uint64_t len, unsigned seed);
+int bft_peer_check(struct bft_peer *p, uint64_t off, uint64_t len, unsigned seed);
 /* fstat size of the peer's fd, or -1. */
 int64_t bft_peer_size(struct bft_peer *p);
 /* Tell the peer to exit (munmap, close); return its wait status. */
-int     bft_peer_stop(struct bft_peer *p);
+int bft_peer_stop(struct bft_peer *p);
 
 /* ---- the database behind the daemon's back (SQLite) ----------------------- */
 
 /* Execute SQL on the SQLite database file `db` (a separate connection;
  * the file is created if missing); 0 or -1 (the message goes to stderr). */
-int  bft_sql_exec(const char *db, const char *sql);
+int bft_sql_exec(const char *db, const char *sql);
 /* Run a query returning one integer; store it; 0 or -1. */
-int  bft_sql_int(const char *db, const char *sql, int64_t *out);
+int bft_sql_int(const char *db, const char *sql, int64_t *out);
 /* Replace the stored content of block blk of file `name`: blksize bytes of
  * bft_pattern(seed, blk * blksize). 0 or -1. */
-int  bft_sql_set_block(const char *db, const char *name, uint64_t blk,
-                       uint32_t blksize, unsigned seed);
+int bft_sql_set_block(const char *db, const char *name, uint64_t blk, uint32_t blksize,
+                      unsigned seed);
 
 /* Stage the same change in an open transaction of a connection of its own
  * (synchronous=OFF: only visibility matters here), so that a test can make
@@ -246,6 +255,6 @@ int  bft_sql_set_block(const char *db, const char *name, uint64_t blk,
 struct bft_sql_stage;
 struct bft_sql_stage *bft_sql_stage_block(const char *db, const char *name, uint64_t blk,
                                           uint32_t blksize, unsigned seed);
-int  bft_sql_stage_commit(struct bft_sql_stage *st);
+int bft_sql_stage_commit(struct bft_sql_stage *st);
 
 #endif /* BIGFILEFS_TESTS_INTEGRATION_HARNESS_H */

@@ -36,8 +36,10 @@ int main(int argc, char *argv[])
     if (criterion_handle_args(argc, argv, true)) {
         result = !criterion_run_all_tests(tests);
         if (warnings) {
-            fprintf(stderr, "%zu warning(s): a test worker died after its test "
-                    "(a leak, a crash in teardown): failing the run\n", warnings);
+            fprintf(stderr,
+                    "%zu warning(s): a test worker died after its test "
+                    "(a leak, a crash in teardown): failing the run\n",
+                    warnings);
             result = 1;
         }
     }

@@ -18,15 +18,15 @@
 
 static char out[16384], err[16384];
 
-#define CTL(...) bft_ctl(out, sizeof out, err, sizeof err, __VA_ARGS__, (char *)NULL)
+#define CTL(...) bft_ctl(out, sizeof(out), err, sizeof(err), __VA_ARGS__, (char *)NULL)
 
 BFT_TEST(cli, help_and_version, bft_setup_nomount, 30)
 {
     int rc = CTL("--help");
     cr_assert_eq(rc, 0, "bigfilectl --help: exit %d", rc);
-    const char *subs[] = { "writeout", "discard", "invalidate", "stat", "reclaim", "create",
-                           "--blksize", "--size", "--store", "--markstored" };
-    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++)
+    const char *subs[] = { "writeout", "discard",   "invalidate", "stat",    "reclaim",
+                           "create",   "--blksize", "--size",     "--store", "--markstored" };
+    for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
         cr_expect(strstr(out, subs[i]), "--help does not mention %s:\n%s", subs[i], out);
     rc = CTL("-h");
     cr_expect_eq(rc, 0, "bigfilectl -h: exit %d", rc);
@@ -36,15 +36,15 @@ BFT_TEST(cli, help_and_version, bft_setup_nomount, 30)
 
     /* the daemon's own */
     const char *h[] = { getenv("BIGFILEFS"), "--help", NULL };
-    rc = bft_exec(out, sizeof out, err, sizeof err, h, 20);
+    rc = bft_exec(out, sizeof(out), err, sizeof(err), h, 20);
     cr_expect_eq(rc, 0, "bigfilefs --help: exit %d", rc);
     cr_expect(strstr(out, "blksize") || strstr(err, "blksize"), "bigfilefs --help lacks blksize");
     cr_expect(strstr(out, "cache") || strstr(err, "cache"), "bigfilefs --help lacks cache");
     const char *v[] = { getenv("BIGFILEFS"), "--version", NULL };
-    rc = bft_exec(out, sizeof out, err, sizeof err, v, 20);
+    rc = bft_exec(out, sizeof(out), err, sizeof(err), v, 20);
     cr_expect_eq(rc, 0, "bigfilefs --version: exit %d", rc);
     const char *bad[] = { getenv("BIGFILEFS"), NULL };
-    rc = bft_exec(out, sizeof out, err, sizeof err, bad, 20);
+    rc = bft_exec(out, sizeof(out), err, sizeof(err), bad, 20);
     cr_expect_eq(rc, 2, "bigfilefs without arguments: exit %d, want 2 (usage)", rc);
 }
 
@@ -70,14 +70,13 @@ BFT_TEST(cli, usage_errors_exit_2, bft_setup_sqlite, 60)
         { { "create", NULL } },
         { { "create", "--size=lots", p, NULL } },
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const char *const *a = cases[i].a;
-        int rc = bft_ctl(out, sizeof out, err, sizeof err, a[0], a[0] ? a[1] : NULL,
+        int rc = bft_ctl(out, sizeof(out), err, sizeof(err), a[0], a[0] ? a[1] : NULL,
                          a[0] && a[1] ? a[2] : NULL, a[0] && a[1] && a[2] ? a[3] : NULL,
                          (char *)NULL);
-        cr_expect_eq(rc, 2, "bigfilectl %s %s %s: exit %d, want 2 (usage)",
-                     a[0] ? a[0] : "", a[0] && a[1] ? a[1] : "",
-                     a[0] && a[1] && a[2] ? a[2] : "", rc);
+        cr_expect_eq(rc, 2, "bigfilectl %s %s %s: exit %d, want 2 (usage)", a[0] ? a[0] : "",
+                     a[0] && a[1] ? a[1] : "", a[0] && a[1] && a[2] ? a[2] : "", rc);
         cr_expect(err[0], "bigfilectl %s: a usage error says something on stderr",
                   a[0] ? a[0] : "(no args)");
     }
@@ -92,7 +91,7 @@ BFT_TEST(cli, operation_failures_exit_1, bft_setup_sqlite, 60)
     char p[PATH_MAX], plain[PATH_MAX];
     bft_create("f", "64K", "1M");
     bft_path(p, "f");
-    snprintf(plain, sizeof plain, "%s/plain", bft.dir);
+    snprintf(plain, sizeof(plain), "%s/plain", bft.dir);
     int fd = open(plain, O_RDWR | O_CREAT, 0644);
     cr_assert_geq(fd, 0);
     close(fd);
@@ -107,7 +106,8 @@ BFT_TEST(cli, operation_failures_exit_1, bft_setup_sqlite, 60)
     cr_expect_eq(rc, 1, "stat of a missing file: exit %d", rc);
     rc = CTL("create", p);
     cr_expect_eq(rc, 1, "create of an existing file: exit %d", rc);
-    cr_expect(strstr(err, "exist") || strstr(err, "Exist"), "create over an existing name says why: %s", err);
+    cr_expect(strstr(err, "exist") || strstr(err, "Exist"),
+              "create over an existing name says why: %s", err);
     rc = CTL("invalidate", p, "0-0");
     cr_expect_eq(rc, 0, "invalidate of block 0: exit %d: %s", rc, err);
     rc = CTL("create", "--blksize=3K", bft_path(missing, "odd"));
@@ -131,7 +131,11 @@ BFT_TEST(cli, stat_prints_every_field, bft_setup_sqlite, 60)
     int rc = CTL("stat", p);
     cr_assert_eq(rc, 0, "bigfilectl stat: exit %d: %s", rc, err);
     /* (the ABI version need not be printed) */
-    struct { const char *key; uint64_t want; int exact; } f[] = {
+    struct {
+        const char *key;
+        uint64_t want;
+        int exact;
+    } f[] = {
         { "blksize", s.blksize, 1 },
         { "size", s.size, 1 },
         { "committed_size", s.committed_size, 1 },
@@ -148,7 +152,7 @@ BFT_TEST(cli, stat_prints_every_field, bft_setup_sqlite, 60)
         { "reclaimed_blocks", s.reclaimed_blocks, 0 },
         { "errors", s.errors, 1 },
     };
-    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
         uint64_t v = ~0ull;
         int r = bft_kv(out, f[i].key, &v);
         cr_expect_eq(r, 0, "stat output lacks a '%s: N' line:\n%s", f[i].key, out);
@@ -174,7 +178,7 @@ BFT_TEST(cli, writeout_discard_reclaim_invalidate, bft_setup_sqlite, 60)
     bft_put(p, 0, 2 * BS, 1);
     int rc = CTL("writeout", p);
     cr_assert_eq(rc, 0, "writeout: exit %d: %s", rc, err);
-    snprintf(num, sizeof num, "%llu", (unsigned long long)(2 * BS));
+    snprintf(num, sizeof(num), "%llu", (unsigned long long)(2 * BS));
     cr_expect(strstr(out, "2") && strstr(out, num),
               "writeout output should give 2 blocks and %s bytes:\n%s", num, out);
 
@@ -226,7 +230,7 @@ BFT_TEST(cli, read_only_user_cannot_writeout_or_discard, bft_setup_nomount, 60)
         cr_log_warn("no /usr/bin/setpriv: cannot run bigfilectl as another user, skipped");
         return;
     }
-    snprintf(bft.opts, sizeof bft.opts, "allow_other");
+    snprintf(bft.opts, sizeof(bft.opts), "allow_other");
     bft_mount();
     bft_create("f", "64K", "1M");
     bft_path(p, "f");
@@ -238,16 +242,23 @@ BFT_TEST(cli, read_only_user_cannot_writeout_or_discard, bft_setup_nomount, 60)
 
     const char *cmds[] = { "writeout", "discard" };
     for (size_t i = 0; i < 2; i++) {
-        const char *argv[] = { "/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
-                               "--clear-groups", ctl, cmds[i], p, NULL };
-        int rc = bft_exec(out, sizeof out, err, sizeof err, argv, 30);
+        const char *argv[] = { "/usr/bin/setpriv",
+                               "--reuid=65534",
+                               "--regid=65534",
+                               "--clear-groups",
+                               ctl,
+                               cmds[i],
+                               p,
+                               NULL };
+        int rc = bft_exec(out, sizeof(out), err, sizeof(err), argv, 30);
         cr_expect_eq(rc, 1, "%s as nobody: exit %d (want 1): %s", cmds[i], rc, err);
         cr_expect(strstr(err, "Permission denied") && strstr(err, "write permission"),
                   "%s as nobody says why:\n%s", cmds[i], err);
     }
-    const char *argv[] = { "/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
-                           "--clear-groups", ctl, "stat", p, NULL };
-    int rc = bft_exec(out, sizeof out, err, sizeof err, argv, 30);
+    const char *argv[] = {
+        "/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", ctl, "stat", p, NULL
+    };
+    int rc = bft_exec(out, sizeof(out), err, sizeof(err), argv, 30);
     cr_expect_eq(rc, 0, "stat as nobody: exit %d: %s", rc, err);
     uint64_t v = 0;
     cr_expect_eq(bft_kv(out, "dirty_blocks", &v), 0);

@@ -23,11 +23,11 @@
 /* ---- child bodies: each returns 0 when it did its part ------------------ */
 
 struct map_job {
-    char     path[PATH_MAX];
-    uint64_t maplen;        /* bytes to map */
-    uint64_t off, len;      /* range to write / check */
-    unsigned seed;          /* pattern (BFT_ZEROS: zeros) */
-    int64_t  truncate_to;   /* >= 0: ftruncate first */
+    char path[PATH_MAX];
+    uint64_t maplen;     /* bytes to map */
+    uint64_t off, len;   /* range to write / check */
+    unsigned seed;       /* pattern (BFT_ZEROS: zeros) */
+    int64_t truncate_to; /* >= 0: ftruncate first */
 };
 
 /* Write the pattern through a MAP_SHARED mapping; no msync; exit. */
@@ -43,7 +43,7 @@ static int child_map_write(void *arg)
     if (m == MAP_FAILED)
         return 12;
     bft_pattern(m + j->off, j->len, j->seed, j->off);
-    return 0;   /* exit without msync, munmap or close */
+    return 0; /* exit without msync, munmap or close */
 }
 
 /* Check the range through a read-only MAP_SHARED mapping. */
@@ -61,10 +61,10 @@ static int child_map_check(void *arg)
     return ok ? 0 : 1;
 }
 
-static void job(struct map_job *j, const char *name, uint64_t maplen, uint64_t off,
-                uint64_t len, unsigned seed)
+static void job(struct map_job *j, const char *name, uint64_t maplen, uint64_t off, uint64_t len,
+                unsigned seed)
 {
-    memset(j, 0, sizeof *j);
+    memset(j, 0, sizeof(*j));
     bft_path(j->path, name);
     j->maplen = maplen;
     j->off = off;
@@ -99,9 +99,9 @@ BFT_TEST_BOTH(data, absent_blocks_read_as_zeros, 60)
     int fd = open(p, O_RDONLY);
     cr_assert_geq(fd, 0);
     char c[16];
-    cr_expect_eq(pread(fd, c, sizeof c, (off_t)BFT_MB), 0, "read at EOF returns 0");
-    cr_expect_eq(pread(fd, c, sizeof c, (off_t)(5 * BFT_MB)), 0, "read past EOF returns 0");
-    cr_expect_eq(pread(fd, c, sizeof c, (off_t)BFT_MB - 4), 4, "read across EOF is short");
+    cr_expect_eq(pread(fd, c, sizeof(c), (off_t)BFT_MB), 0, "read at EOF returns 0");
+    cr_expect_eq(pread(fd, c, sizeof(c), (off_t)(5 * BFT_MB)), 0, "read past EOF returns 0");
+    cr_expect_eq(pread(fd, c, sizeof(c), (off_t)BFT_MB - 4), 4, "read across EOF is short");
     close(fd);
 
     /* A file created with O_CREAT and extended (uncommitted) reads zeros too. */
@@ -121,18 +121,21 @@ BFT_TEST_BOTH(data, absent_blocks_read_as_zeros, 60)
 BFT_TEST(data, mmap_write_ctl_writeout_survives_remount, bft_setup_sqlite, 60)
 {
     char p[PATH_MAX], out[4096], err[4096];
-    bft_create("x", NULL, "8M");    /* default block size: 2 MiB */
+    bft_create("x", NULL, "8M"); /* default block size: 2 MiB */
     bft_path(p, "x");
 
     struct map_job j;
-    job(&j, "x", 8 * BFT_MB, BFT_MB + 100, 3 * BFT_MB, 7);   /* spans blocks 0..2 */
+    job(&j, "x", 8 * BFT_MB, BFT_MB + 100, 3 * BFT_MB, 7); /* spans blocks 0..2 */
     run_ok(child_map_write, &j, "mapping writer");
 
-    int rc = bft_ctl(out, sizeof out, err, sizeof err, "writeout", p, (char *)NULL);
+    int rc = bft_ctl(out, sizeof(out), err, sizeof(err), "writeout", p, (char *)NULL);
     cr_assert_eq(rc, 0, "bigfilectl writeout: exit %d: %s", rc, err);
     int64_t rows = -1;
-    cr_assert_eq(bft_sql_int(bft.db, "SELECT count(*) FROM blocks WHERE file = "
-                             "(SELECT id FROM files WHERE name = 'x')", &rows), 0);
+    cr_assert_eq(bft_sql_int(bft.db,
+                             "SELECT count(*) FROM blocks WHERE file = "
+                             "(SELECT id FROM files WHERE name = 'x')",
+                             &rows),
+                 0);
     cr_expect_eq(rows, 3, "the database holds %lld blocks of x, want 3 (blocks 0..2)",
                  (long long)rows);
 
@@ -153,7 +156,7 @@ BFT_TEST(data, mmap_write_without_writeout_is_gone_after_remount, bft_setup_sqli
 
     struct map_job j;
     job(&j, "x", 2 * BFT_MB, 512 * KB, BFT_MB, 9);
-    j.truncate_to = (int64_t)(2 * BFT_MB);      /* extension, also uncommitted */
+    j.truncate_to = (int64_t)(2 * BFT_MB); /* extension, also uncommitted */
     run_ok(child_map_write, &j, "mapping writer");
     bft_expect(p, 512 * KB, BFT_MB, 9, "uncommitted data visible before remount");
     cr_assert_eq(bft_size(p), (int64_t)(2 * BFT_MB));
@@ -181,8 +184,10 @@ BFT_TEST_BOTH(data, writeout_commits_pages_of_a_live_mapping, 60)
     struct bigfile_writeout w;
     int r = bft_writeout(p, BFT_WO_BOTH, &w);
     cr_assert_eq(r, 0, "writeout: %s", strerror(-r));
-    cr_expect_eq(w.blocks, 2, "writeout committed %llu blocks, want 2 (the peer's stores, "
-                 "never msynced)", (unsigned long long)w.blocks);
+    cr_expect_eq(w.blocks, 2,
+                 "writeout committed %llu blocks, want 2 (the peer's stores, "
+                 "never msynced)",
+                 (unsigned long long)w.blocks);
     /* committed: a discard keeps it, in the peer's mapping too */
     cr_assert_eq(bft_discard(p, NULL), 0);
     cr_expect_eq(bft_peer_read(&peer, 3 * 65536 + 17), 0x3C);
@@ -255,7 +260,10 @@ BFT_TEST_BOTH(data, size_changes_are_committed_by_writeout, 60)
         bft_expect(p, 0, 100000, 1, "head after remount");
         bft_expect(p, 100000, 200000, BFT_ZEROS, "zeros after remount");
         int64_t rows = -1;
-        cr_assert_eq(bft_sql_int(bft.db, "SELECT count(*) FROM blocks WHERE blk >= 5 OR blk IN (2, 3)", &rows), 0);
+        cr_assert_eq(bft_sql_int(bft.db,
+                                 "SELECT count(*) FROM blocks WHERE blk >= 5 OR blk IN (2, 3)",
+                                 &rows),
+                     0);
         cr_expect_eq(rows, 0, "the blocks past the shrink point that stayed holes were deleted");
     }
 }
@@ -265,7 +273,7 @@ BFT_TEST_BOTH(data, size_changes_are_committed_by_writeout, 60)
 struct wo_job {
     char path[PATH_MAX];
     struct bigfile_writeout res;
-    int  err;
+    int err;
 };
 
 static int child_writeout(void *arg)
@@ -288,11 +296,11 @@ BFT_TEST_BOTH(data, write_then_ioctl_writeout_from_other_process, 60)
     struct bigfile_stat s0;
     cr_assert_eq(bft_stat(p, &s0), 0);
 
-    struct wo_job *w = mmap(NULL, sizeof *w, PROT_READ | PROT_WRITE,
-                            MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    struct wo_job *w = mmap(NULL, sizeof(*w), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                            -1, 0);
     cr_assert_neq(w, MAP_FAILED);
-    memset(w, 0, sizeof *w);
-    snprintf(w->path, sizeof w->path, "%s", p);
+    memset(w, 0, sizeof(*w));
+    snprintf(w->path, sizeof(w->path), "%s", p);
     int st = bft_run(child_writeout, w, 30);
     cr_assert(st != -1 && WIFEXITED(st), "writeout child did not exit");
     cr_assert_eq(WEXITSTATUS(st), 0, "WRITEOUT failed: %s", strerror(WEXITSTATUS(st)));
@@ -310,7 +318,8 @@ BFT_TEST_BOTH(data, write_then_ioctl_writeout_from_other_process, 60)
     /* a second writeout has nothing to do */
     struct bigfile_writeout r2;
     cr_assert_eq(bft_writeout(p, BFT_WO_BOTH, &r2), 0);
-    cr_expect_eq(r2.blocks, 0, "second writeout handled %llu blocks", (unsigned long long)r2.blocks);
+    cr_expect_eq(r2.blocks, 0, "second writeout handled %llu blocks",
+                 (unsigned long long)r2.blocks);
 
     /* committed: a discard keeps it; and with SQLite a remount too */
     cr_assert_eq(bft_discard(p, NULL), 0);
@@ -321,7 +330,7 @@ BFT_TEST_BOTH(data, write_then_ioctl_writeout_from_other_process, 60)
         bft_expect(p, 5 * 64 * KB + 1, 1, 4, "committed byte after remount");
         bft_expect(p, 0, 64 * KB + 10, BFT_ZEROS, "zeros before the write");
     }
-    munmap(w, sizeof *w);
+    munmap(w, sizeof(*w));
 }
 
 /* ---- discard ------------------------------------------------------------------- */
@@ -399,7 +408,8 @@ BFT_TEST_BOTH(data, discard_undoes_a_truncate, 60)
     cr_expect_eq(bft_peer_check(&peer, 0, 4 * bs, 5), 1,
                  "the peer's mapping sees the whole committed file again");
     int pst = bft_peer_stop(&peer);
-    cr_expect(WIFEXITED(pst) && WEXITSTATUS(pst) == 0, "peer died (0x%x): SIGBUS past a stale size?", pst);
+    cr_expect(WIFEXITED(pst) && WEXITSTATUS(pst) == 0,
+              "peer died (0x%x): SIGBUS past a stale size?", pst);
 }
 
 /* Dirty pages still in the kernel (a live mapping, never written back):
@@ -543,9 +553,9 @@ static int child_sparse_check(void *arg)
     uint8_t *m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
     if (m == MAP_FAILED)
         return 11;
-    const uint64_t offs[] = { 0, BFT_GB + 4096, 3 * BFT_GB + 12345, 5 * BFT_GB,
-                              7 * BFT_GB - 1, len - 4096 };
-    for (size_t i = 0; i < sizeof offs / sizeof offs[0]; i++)
+    const uint64_t offs[] = { 0,          BFT_GB + 4096,  3 * BFT_GB + 12345,
+                              5 * BFT_GB, 7 * BFT_GB - 1, len - 4096 };
+    for (size_t i = 0; i < sizeof(offs) / sizeof(offs[0]); i++)
         if (!bft_is_zero(m + offs[i], 4096 - (offs[i] % 4096)))
             return 1;
     return 0;
@@ -584,16 +594,16 @@ BFT_TEST(data, python_numpy_memmap_writeout, bft_setup_sqlite, 90)
     if (!py || !*py)
         cr_skip_test("no PYTHON");
     char p[PATH_MAX], script[PATH_MAX], out[4096], err[8192];
-    snprintf(script, sizeof script, "%s/tests/integration/numpy_commit.py", src ? src : ".");
+    snprintf(script, sizeof(script), "%s/tests/integration/numpy_commit.py", src ? src : ".");
     bft_create("arr", "64K", "1M");
     bft_path(p, "arr");
 
     const char *argv[] = { py, script, p, NULL };
-    int rc = bft_exec(out, sizeof out, err, sizeof err, argv, 60);
+    int rc = bft_exec(out, sizeof(out), err, sizeof(err), argv, 60);
     if (rc == 77 && access("/usr/bin/python3", X_OK) == 0) {
         /* $PYTHON (e.g. a pyenv one) lacks numpy: the system's may have it */
         argv[0] = "/usr/bin/python3";
-        rc = bft_exec(out, sizeof out, err, sizeof err, argv, 60);
+        rc = bft_exec(out, sizeof(out), err, sizeof(err), argv, 60);
     }
     if (rc == 77)
         cr_skip_test("numpy is not installed for %s", py);
@@ -607,13 +617,13 @@ BFT_TEST(data, python_numpy_memmap_writeout, bft_setup_sqlite, 90)
     /* float64 i*0.5 at elements [8192*2 + k] for k < 16384 (bytes 128K..256K),
      * and element 100000 = 42.0 */
     double d[16384];
-    cr_assert_eq(bft_pread(p, d, sizeof d, 16384 * sizeof(double)), 0);
+    cr_assert_eq(bft_pread(p, d, sizeof(d), 16384 * sizeof(double)), 0);
     int bad = -1;
     for (int k = 0; k < 16384 && bad < 0; k++)
         if (d[k] != (double)k * 0.5)
             bad = k;
     cr_expect_eq(bad, -1, "element %d differs after remount", bad);
     double x = 0;
-    cr_assert_eq(bft_pread(p, &x, sizeof x, 100000 * sizeof(double)), 0);
+    cr_assert_eq(bft_pread(p, &x, sizeof(x), 100000 * sizeof(double)), 0);
     cr_expect_eq(x, 42.0);
 }

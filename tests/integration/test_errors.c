@@ -31,8 +31,14 @@ static int inject(const char *path, uint32_t mem_op, uint64_t lo, uint64_t hi, i
                   uint32_t delay_us, uint64_t after, uint64_t times)
 {
     struct bigfile_inject in = {
-        .op = BIGFILE_INJECT_ADD, .mem_op = mem_op, .blk_lo = lo, .blk_hi = hi,
-        .err = err, .delay_us = delay_us, .after = after, .times = times,
+        .op = BIGFILE_INJECT_ADD,
+        .mem_op = mem_op,
+        .blk_lo = lo,
+        .blk_hi = hi,
+        .err = err,
+        .delay_us = delay_us,
+        .after = after,
+        .times = times,
     };
     return bft_ioctl(path, BIGFILE_IOC_INJECT, &in);
 }
@@ -63,7 +69,7 @@ static void committed_file(char *p, const char *name, unsigned seed)
 /* ---- loadblk failure ------------------------------------------------------------ */
 
 struct touch_job {
-    char     path[PATH_MAX];
+    char path[PATH_MAX];
     uint64_t off;
     unsigned seed;
 };
@@ -97,13 +103,13 @@ BFT_TEST(errors, loadblk_failure_gives_eio_and_sigbus_then_recovers, bft_setup_i
     int fd = open(p, O_RDONLY);
     cr_assert_geq(fd, 0);
     errno = 0;
-    ssize_t n = pread(fd, buf, sizeof buf, (off_t)(2 * BS + 8192));
+    ssize_t n = pread(fd, buf, sizeof(buf), (off_t)(2 * BS + 8192));
     cr_expect_eq(n, -1, "read of a failing block returned %zd", n);
     cr_expect_eq(errno, EIO, "read of a failing block: %s, want EIO", strerror(errno));
     close(fd);
 
     struct touch_job j = { .off = 2 * BS + 100, .seed = 1 };
-    snprintf(j.path, sizeof j.path, "%s", p);
+    snprintf(j.path, sizeof(j.path), "%s", p);
     int st = bft_run(child_map_touch, &j, 20);
     cr_expect(st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGBUS,
               "mapped access of a failing block: status 0x%x, want death by SIGBUS", st);
@@ -117,8 +123,8 @@ BFT_TEST(errors, loadblk_failure_gives_eio_and_sigbus_then_recovers, bft_setup_i
     cr_expect_geq(s.errors, 1, "STAT errors counts the failed loads");
 
     char *log = bft_slurp(bft.log);
-    cr_expect(log && strstr(log, "failing_file"), "the daemon logs the failure naming the file:\n%s",
-              log ? log : "");
+    cr_expect(log && strstr(log, "failing_file"),
+              "the daemon logs the failure naming the file:\n%s", log ? log : "");
     free(log);
 
     /* once the fault is cleared, the same accesses succeed */
@@ -155,7 +161,7 @@ BFT_TEST(errors, failed_storeblk_keeps_changes_and_retry_commits, bft_setup_inje
     struct bigfile_stat s0, s1;
     struct bigfile_writeout w;
     committed_file(p, "f", 1);
-    bft_put(p, BS, 3 * BS, 2);                     /* blocks 1..3 dirty */
+    bft_put(p, BS, 3 * BS, 2); /* blocks 1..3 dirty */
     cr_assert_eq(bft_stat(p, &s0), 0);
     cr_assert_eq(s0.dirty_blocks, 3);
 
@@ -270,7 +276,7 @@ BFT_TEST(errors, write_during_writeout_stays_dirty, bft_setup_inject, 60)
     if (pid == 0)
         _exit(child_writeout_blocks(p));
     msleep(500);
-    bft_put(p, 0, BS, 3);              /* while block 0 is being stored */
+    bft_put(p, 0, BS, 3); /* while block 0 is being stored */
     int st;
     cr_expect_eq(waitpid(pid, &st, WNOHANG), 0,
                  "the writeout ended before the rewrite: the test proved nothing");
@@ -294,7 +300,7 @@ BFT_TEST(errors, killed_daemon_gives_errors_and_leaves_the_database_intact, bft_
     bft_create("k", "64K", "1M");
     bft_path(p, "k");
     bft_put_commit(p, 0, 4 * BS, 1);
-    bft_put(p, 0, 2 * BS, 2);          /* uncommitted */
+    bft_put(p, 0, 2 * BS, 2); /* uncommitted */
     int fd = open(p, O_RDONLY);
     cr_assert_geq(fd, 0);
 
@@ -372,7 +378,7 @@ BFT_TEST(errors, a_slow_writeout_blocks_no_other_file_or_block, bft_setup_inject
 static int child_read_block0_any(void *arg)
 {
     uint8_t buf[4096];
-    return bft_pread(arg, buf, sizeof buf, 0) ? 1 : 0;
+    return bft_pread(arg, buf, sizeof(buf), 0) ? 1 : 0;
 }
 
 /* While block 0 is stuck in loadblk (2 s), other blocks load in parallel
@@ -498,7 +504,8 @@ BFT_TEST(errors, invalidate_racing_a_load_never_leaves_stale_pages, bft_setup_sq
         cr_assert_eq(waitpid(pid, &st, 0), pid);
         cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "racing reader failed (0x%x)", st);
         bft_expect(p, 0, 64 * 1024, seed, "head of the block after the racing invalidation");
-        bft_expect(p, bs - 64 * 1024, 64 * 1024, seed, "tail of the block after the racing invalidation");
+        bft_expect(p, bs - 64 * 1024, 64 * 1024, seed,
+                   "tail of the block after the racing invalidation");
         cr_expect_eq(bft_peer_check(&peer, 0, bs, seed), 1,
                      "round %u: the mapping shows the new content everywhere", round);
     }
@@ -517,7 +524,7 @@ BFT_TEST(errors, ro_mount_refuses_writes_and_writeout, bft_setup_nomount, 60)
     bft_path(p, "f");
     bft_put_commit(p, 0, BS, 4);
     bft_assert_daemon_clean(bft_unmount(), "unmount");
-    snprintf(bft.opts, sizeof bft.opts, "ro");
+    snprintf(bft.opts, sizeof(bft.opts), "ro");
     bft_mount();
 
     bft_expect(p, 0, BS, 4, "reads work on a ro mount");
@@ -551,7 +558,8 @@ BFT_TEST(errors, ro_mount_refuses_writes_and_writeout, bft_setup_nomount, 60)
     cr_expect_eq(ioctl(fd, BIGFILE_IOC_SETBLKSIZE, &b), -1);
     cr_expect_eq(errno, EROFS, "SETBLKSIZE through O_RDONLY on a ro mount: %s", strerror(errno));
     struct bigfile_count c = { 0, 0 };
-    cr_expect_eq(ioctl(fd, BIGFILE_IOC_DISCARD, &c), 0, "DISCARD on a ro mount: %s", strerror(errno));
+    cr_expect_eq(ioctl(fd, BIGFILE_IOC_DISCARD, &c), 0, "DISCARD on a ro mount: %s",
+                 strerror(errno));
     cr_expect_eq(c.blocks, 0, "nothing to discard on a ro mount");
     struct bigfile_range rg = { .start = 0, .count = 4 };
     cr_expect_eq(ioctl(fd, BIGFILE_IOC_INVALIDATE, &rg), 0, "INVALIDATE on a ro mount: %s",
@@ -599,9 +607,9 @@ BFT_TEST(errors, non_sqlite_file_is_refused, bft_setup_nomount, 30)
     int fd = open(bft.db, O_WRONLY | O_CREAT, 0644);
     cr_assert_geq(fd, 0);
     char text[8192];
-    for (size_t i = 0; i < sizeof text; i++)
+    for (size_t i = 0; i < sizeof(text); i++)
         text[i] = (char)('a' + i % 26);
-    cr_assert_eq(write(fd, text, sizeof text), (ssize_t)sizeof text);
+    cr_assert_eq(write(fd, text, sizeof(text)), (ssize_t)sizeof(text));
     close(fd);
     expect_refused("a text file");
 }
@@ -618,11 +626,11 @@ BFT_TEST(errors, corrupt_bigfilefs_database_is_refused, bft_setup_nomount, 30)
     int fd = open(bft.db, O_WRONLY);
     cr_assert_geq(fd, 0);
     char junk[2048];
-    memset(junk, 0xA7, sizeof junk);
-    cr_assert_eq(pwrite(fd, junk, sizeof junk, 100), (ssize_t)sizeof junk);
+    memset(junk, 0xA7, sizeof(junk));
+    cr_assert_eq(pwrite(fd, junk, sizeof(junk), 100), (ssize_t)sizeof(junk));
     close(fd);
     char wal[PATH_MAX];
-    snprintf(wal, sizeof wal, "%s-wal", bft.db);
+    snprintf(wal, sizeof(wal), "%s-wal", bft.db);
     unlink(wal);
     expect_refused("a corrupt bigfilefs database");
 }
@@ -635,7 +643,7 @@ BFT_TEST(errors, sigterm_unmounts_and_discards_naming_the_file, bft_setup_sqlite
     bft_create("pending_changes", "64K", "1M");
     bft_path(p, "pending_changes");
     bft_put_commit(p, 0, BS, 1);
-    bft_put(p, 0, 2 * BS, 2);      /* uncommitted, file closed */
+    bft_put(p, 0, 2 * BS, 2); /* uncommitted, file closed */
 
     int mounted = 1;
     int st = bft_sigterm_sig(SIGTERM, &mounted);

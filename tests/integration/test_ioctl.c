@@ -90,14 +90,15 @@ BFT_TEST_BOTH(ioctl, reclaim_drops_clean_blocks_and_reload_follows, 60)
     bft_put_commit(p, 0, 8 * BS, 3);
     cr_assert_eq(bft_reclaim(p, NULL), 0);
     bft_expect(p, 0, 8 * BS, 3, "read of 8 committed blocks");
-    bft_put(p, 9 * BS, 100, 4);        /* one dirty block: reclaim keeps it */
+    bft_put(p, 9 * BS, 100, 4); /* one dirty block: reclaim keeps it */
     cr_assert_eq(bft_stat(p, &s0), 0);
     cr_expect_geq(s0.loaded_blocks, 8, "loaded_blocks = %llu after reading 8 blocks",
                   (unsigned long long)s0.loaded_blocks);
 
     int r = bft_reclaim(p, &c);
     cr_assert_eq(r, 0, "RECLAIM: %s", strerror(-r));
-    cr_expect_geq(c.blocks, 8, "RECLAIM dropped %llu blocks, want >= 8", (unsigned long long)c.blocks);
+    cr_expect_geq(c.blocks, 8, "RECLAIM dropped %llu blocks, want >= 8",
+                  (unsigned long long)c.blocks);
     cr_expect_geq(c.bytes, 8 * BS, "RECLAIM freed %llu bytes", (unsigned long long)c.bytes);
     cr_assert_eq(bft_stat(p, &s1), 0);
     cr_expect_eq(s1.loaded_blocks, 0, "loaded_blocks after reclaim = %llu",
@@ -197,7 +198,8 @@ BFT_TEST_BOTH(ioctl, einval_for_bad_flags_reserved_and_ranges, 60)
     cr_expect_eq(bft_ioctl(p, BIGFILE_IOC_WRITEOUT, &w), -EINVAL, "writeout with reserved != 0");
 
     cr_expect_eq(bft_invalidate(p, 0, 0), -EINVAL, "invalidate with count 0");
-    cr_expect_eq(bft_invalidate(p, UINT64_MAX, 2), -EINVAL, "invalidate with start+count overflowing");
+    cr_expect_eq(bft_invalidate(p, UINT64_MAX, 2), -EINVAL,
+                 "invalidate with start+count overflowing");
     cr_expect_eq(bft_invalidate(p, 2, UINT64_MAX), -EINVAL, "invalidate with count overflowing");
 
     struct bigfile_blksize b = { .blksize = 65536, .reserved = 1 };
@@ -262,19 +264,20 @@ BFT_TEST_BOTH(ioctl, enotty_for_unknown_requests_and_the_root, 60)
     struct bigfile_count c;
     struct bigfile_stat s;
     struct bigfile_blksize b = { .blksize = 65536 };
-    struct { unsigned long req; void *arg; const char *name; } reqs[] = {
-        { BIGFILE_IOC_WRITEOUT, &w, "WRITEOUT" },
-        { BIGFILE_IOC_DISCARD, &c, "DISCARD" },
-        { BIGFILE_IOC_INVALIDATE, &rg, "INVALIDATE" },
-        { BIGFILE_IOC_STAT, &s, "STAT" },
-        { BIGFILE_IOC_RECLAIM, &c, "RECLAIM" },
-        { BIGFILE_IOC_SETBLKSIZE, &b, "SETBLKSIZE" },
+    struct {
+        unsigned long req;
+        void *arg;
+        const char *name;
+    } reqs[] = {
+        { BIGFILE_IOC_WRITEOUT, &w, "WRITEOUT" },      { BIGFILE_IOC_DISCARD, &c, "DISCARD" },
+        { BIGFILE_IOC_INVALIDATE, &rg, "INVALIDATE" }, { BIGFILE_IOC_STAT, &s, "STAT" },
+        { BIGFILE_IOC_RECLAIM, &c, "RECLAIM" },        { BIGFILE_IOC_SETBLKSIZE, &b, "SETBLKSIZE" },
     };
-    for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
+    for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
         errno = 0;
         int r = ioctl(fd, reqs[i].req, reqs[i].arg);
-        cr_expect(r == -1 && errno == ENOTTY, "%s on the root directory: %d, %s",
-                  reqs[i].name, r, strerror(errno));
+        cr_expect(r == -1 && errno == ENOTTY, "%s on the root directory: %d, %s", reqs[i].name, r,
+                  strerror(errno));
     }
     close(fd);
 }
@@ -297,7 +300,7 @@ struct change_reqs {
 
 static void change_reqs_init(struct change_reqs *a)
 {
-    memset(a, 0, sizeof *a);
+    memset(a, 0, sizeof(*a));
     a->w.flags = BFT_WO_BOTH;
     a->rg.start = 0;
     a->rg.count = 16;
@@ -305,9 +308,8 @@ static void change_reqs_init(struct change_reqs *a)
 }
 
 #define N_CHANGE_REQS 4
-static const char *const change_names[N_CHANGE_REQS] = {
-    "WRITEOUT", "DISCARD", "INVALIDATE", "SETBLKSIZE"
-};
+static const char *const change_names[N_CHANGE_REQS] = { "WRITEOUT", "DISCARD", "INVALIDATE",
+                                                         "SETBLKSIZE" };
 
 /* Send the four requests on fd; res[i] = 0 or -errno. */
 static void send_change_reqs(int fd, int res[N_CHANGE_REQS])
@@ -328,8 +330,8 @@ static void expect_changes_intact(const char *p, const struct bigfile_stat *befo
 {
     struct bigfile_stat s;
     cr_assert_eq(bft_stat(p, &s), 0);
-    cr_expect_eq(s.dirty_blocks, 1, "%s: the change is still uncommitted (dirty_blocks %llu)",
-                 what, (unsigned long long)s.dirty_blocks);
+    cr_expect_eq(s.dirty_blocks, 1, "%s: the change is still uncommitted (dirty_blocks %llu)", what,
+                 (unsigned long long)s.dirty_blocks);
     cr_expect_eq(s.writeouts, before->writeouts, "%s: nothing was committed", what);
     cr_expect_eq(s.discards, before->discards, "%s: nothing was discarded", what);
     cr_expect_eq(s.invalidated_blocks, before->invalidated_blocks, "%s: nothing was invalidated",
@@ -378,8 +380,8 @@ BFT_TEST_BOTH(ioctl, readonly_fd_may_not_change_the_file, 60)
     int res[N_CHANGE_REQS];
     send_change_reqs(fd, res);
     for (int i = 0; i < N_CHANGE_REQS; i++)
-        cr_expect_eq(res[i], -EBADF, "%s through an O_RDONLY fd: %s (want EBADF)",
-                     change_names[i], strerror(-res[i]));
+        cr_expect_eq(res[i], -EBADF, "%s through an O_RDONLY fd: %s (want EBADF)", change_names[i],
+                     strerror(-res[i]));
     /* ... but may look and drop clean data. */
     struct bigfile_stat s;
     int r = fd_ioctl(fd, BIGFILE_IOC_STAT, &s);
@@ -427,13 +429,13 @@ BFT_TEST_BOTH(ioctl, readonly_fd_may_not_change_the_file, 60)
 
 struct other_user {
     char path[PATH_MAX];
-    int  open_rdwr;                 /* 0 or errno of open(O_RDWR) */
-    int  open_wronly;               /* 0 or errno of open(O_WRONLY) */
-    int  open_rdonly;               /* 0 or errno of open(O_RDONLY) */
-    int  res[N_CHANGE_REQS];        /* the four requests through O_RDONLY */
-    int  stat_res;
-    int  reclaim_res;
-    uint64_t dirty_seen;            /* dirty_blocks the other user's STAT saw */
+    int open_rdwr;          /* 0 or errno of open(O_RDWR) */
+    int open_wronly;        /* 0 or errno of open(O_WRONLY) */
+    int open_rdonly;        /* 0 or errno of open(O_RDONLY) */
+    int res[N_CHANGE_REQS]; /* the four requests through O_RDONLY */
+    int stat_res;
+    int reclaim_res;
+    uint64_t dirty_seen; /* dirty_blocks the other user's STAT saw */
 };
 
 /* As uid/gid 65534: try to open the file for writing, then send the four
@@ -458,7 +460,7 @@ static int child_other_user(void *arg)
         return 0;
     send_change_reqs(fd, o->res);
     struct bigfile_stat s;
-    memset(&s, 0, sizeof s);
+    memset(&s, 0, sizeof(s));
     o->stat_res = fd_ioctl(fd, BIGFILE_IOC_STAT, &s);
     o->dirty_seen = s.dirty_blocks;
     struct bigfile_count c = { 0, 0 };
@@ -470,14 +472,14 @@ static int child_other_user(void *arg)
 static void other_user_body(void);
 BFT_TEST(ioctl, other_user_cannot_commit_or_discard_sqlite, bft_setup_nomount, 60)
 {
-    snprintf(bft.opts, sizeof bft.opts, "allow_other");
+    snprintf(bft.opts, sizeof(bft.opts), "allow_other");
     bft_mount();
     other_user_body();
 }
 BFT_TEST(ioctl, other_user_cannot_commit_or_discard_mem, bft_setup_nomount, 60)
 {
-    snprintf(bft.opts, sizeof bft.opts, "allow_other");
-    snprintf(bft.db, sizeof bft.db, "mem:");
+    snprintf(bft.opts, sizeof(bft.opts), "allow_other");
+    snprintf(bft.db, sizeof(bft.db), "mem:");
     bft.is_mem = 1;
     bft_mount();
     other_user_body();
@@ -492,11 +494,11 @@ static void other_user_body(void)
     cr_assert_eq(stat(p, &st), 0);
     cr_assert_eq(st.st_uid, 0, "the file belongs to root");
 
-    struct other_user *o = mmap(NULL, sizeof *o, PROT_READ | PROT_WRITE,
+    struct other_user *o = mmap(NULL, sizeof(*o), PROT_READ | PROT_WRITE,
                                 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     cr_assert_neq(o, MAP_FAILED);
-    memset(o, 0x7f, sizeof *o);
-    snprintf(o->path, sizeof o->path, "%s", p);
+    memset(o, 0x7f, sizeof(*o));
+    snprintf(o->path, sizeof(o->path), "%s", p);
     int ws = bft_run(child_other_user, o, 20);
     cr_assert(ws != -1 && WIFEXITED(ws), "the child did not exit (0x%x)", ws);
     cr_assert_neq(WEXITSTATUS(ws), 99, "could not become uid 65534");
@@ -512,7 +514,7 @@ static void other_user_body(void)
     cr_expect_eq(o->stat_res, 0, "nobody: STAT: %s", strerror(-o->stat_res));
     cr_expect_eq(o->dirty_seen, 1, "nobody's STAT sees the owner's change");
     cr_expect_eq(o->reclaim_res, 0, "nobody: RECLAIM: %s", strerror(-o->reclaim_res));
-    munmap(o, sizeof *o);
+    munmap(o, sizeof(*o));
 
     /* The owner's change is intact, and the owner can still commit it. */
     expect_changes_intact(p, &s0, "after another user's requests");

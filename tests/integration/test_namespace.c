@@ -57,7 +57,7 @@ BFT_TEST_BOTH(ns, create_mknod_unlink_rename_and_readdir, 60)
 {
     char p[PATH_MAX], q[PATH_MAX], names[1024];
     umask(022);
-    list_root(names, sizeof names);
+    list_root(names, sizeof(names));
     cr_expect_str_eq(names, "", "a new database lists nothing");
 
     touch("a", 0640);
@@ -66,7 +66,7 @@ BFT_TEST_BOTH(ns, create_mknod_unlink_rename_and_readdir, 60)
     touch("zz", 0644);
     cr_expect_eq(mode_of("a"), S_IFREG | 0640);
     cr_expect_eq(mode_of("b"), S_IFREG | 0600);
-    list_root(names, sizeof names);
+    list_root(names, sizeof(names));
     cr_expect_str_eq(names, "a,b,c,zz");
 
     cr_expect_eq(open(bft_path(p, "a"), O_RDWR | O_CREAT | O_EXCL, 0644), -1);
@@ -76,13 +76,13 @@ BFT_TEST_BOTH(ns, create_mknod_unlink_rename_and_readdir, 60)
     cr_expect_eq(access(bft_path(p, "b"), F_OK), -1);
     cr_expect_eq(errno, ENOENT);
     cr_expect_eq(access(bft_path(p, "c"), F_OK), -1);
-    list_root(names, sizeof names);
+    list_root(names, sizeof(names));
     cr_expect_str_eq(names, "a,d,zz");
 
     /* rename over an existing name replaces it */
     bft_put_commit(bft_path(p, "zz"), 0, 100, 3);
     cr_assert_eq(rename(bft_path(p, "zz"), bft_path(q, "a")), 0);
-    list_root(names, sizeof names);
+    list_root(names, sizeof(names));
     cr_expect_str_eq(names, "a,d");
     bft_expect(bft_path(p, "a"), 0, 100, 3, "the renamed file's content");
 
@@ -92,7 +92,7 @@ BFT_TEST_BOTH(ns, create_mknod_unlink_rename_and_readdir, 60)
     if (!bft.is_mem) {
         /* committed at once: no writeout was made, unmount keeps the names */
         bft_remount();
-        list_root(names, sizeof names);
+        list_root(names, sizeof(names));
         cr_expect_str_eq(names, "a,d", "names after remount");
         cr_expect_eq(mode_of("d"), S_IFREG | 0644);
         bft_expect(bft_path(p, "a"), 0, 100, 3, "content after remount");
@@ -125,16 +125,16 @@ BFT_TEST_BOTH(ns, unlink_while_open, 60)
     int fd = open(p, O_RDWR);
     cr_assert_geq(fd, 0);
     uint8_t buf[100];
-    bft_pattern(buf, sizeof buf, 2, 1000);
-    cr_assert_eq(pwrite(fd, buf, sizeof buf, 1000), (ssize_t)sizeof buf);
+    bft_pattern(buf, sizeof(buf), 2, 1000);
+    cr_assert_eq(pwrite(fd, buf, sizeof(buf), 1000), (ssize_t)sizeof(buf));
     cr_assert_eq(unlink(p), 0, "unlink: %s", strerror(errno));
-    list_root(names, sizeof names);
+    list_root(names, sizeof(names));
     cr_expect_str_eq(names, "");
-    memset(buf, 0, sizeof buf);
-    cr_assert_eq(pread(fd, buf, sizeof buf, 1000), (ssize_t)sizeof buf);
-    cr_expect(bft_check_pattern(buf, sizeof buf, 2, 1000), "the open file keeps its changes");
-    cr_assert_eq(pread(fd, buf, sizeof buf, 5000), (ssize_t)sizeof buf);
-    cr_expect(bft_check_pattern(buf, sizeof buf, 1, 5000), "and its committed data");
+    memset(buf, 0, sizeof(buf));
+    cr_assert_eq(pread(fd, buf, sizeof(buf), 1000), (ssize_t)sizeof(buf));
+    cr_expect(bft_check_pattern(buf, sizeof(buf), 2, 1000), "the open file keeps its changes");
+    cr_assert_eq(pread(fd, buf, sizeof(buf), 5000), (ssize_t)sizeof(buf));
+    cr_expect(bft_check_pattern(buf, sizeof(buf), 1, 5000), "and its committed data");
     struct bigfile_writeout w = { .flags = BFT_WO_BOTH };
     int r = ioctl(fd, BIGFILE_IOC_WRITEOUT, &w) < 0 ? -errno : 0;
     cr_expect_eq(r, 0, "writeout of an unlinked open file: %s", strerror(-r));
@@ -184,7 +184,7 @@ BFT_TEST(ns, truncate_by_path_otrunc_and_times, bft_setup_sqlite, 60)
     bft_put_commit(bft_path(q, "o"), 0, 1000, 5);
     cr_assert_eq(truncate(bft_path(p, "t"), 3 * 65536 + 5), 0, "truncate: %s", strerror(errno));
     cr_expect_eq(bft_size(p), 3 * 65536 + 5);
-    int rc = bft_ctl(out, sizeof out, err, sizeof err, "writeout", p, (char *)NULL);
+    int rc = bft_ctl(out, sizeof(out), err, sizeof(err), "writeout", p, (char *)NULL);
     cr_expect_eq(rc, 0, "writeout: %s", err);
 
     int fd = open(q, O_WRONLY | O_TRUNC);
@@ -212,8 +212,8 @@ BFT_TEST(ns, truncate_by_path_otrunc_and_times, bft_setup_sqlite, 60)
 static int read_bdi(const struct stat *st, const char *knob)
 {
     char path[PATH_MAX];
-    snprintf(path, sizeof path, "/sys/class/bdi/%u:%u/%s", major(st->st_dev),
-             minor(st->st_dev), knob);
+    snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/%s", major(st->st_dev), minor(st->st_dev),
+             knob);
     char *v = bft_slurp(path);
     int n = v ? atoi(v) : -1;
     free(v);
@@ -278,7 +278,7 @@ BFT_TEST(ns, mount_option_blksize_applies_to_new_files, bft_setup_nomount, 60)
 {
     char p[PATH_MAX];
     struct stat st;
-    snprintf(bft.opts, sizeof bft.opts, "blksize=64K");
+    snprintf(bft.opts, sizeof(bft.opts), "blksize=64K");
     bft_mount();
     touch("n", 0644);
     cr_assert_eq(stat(bft_path(p, "n"), &st), 0);
@@ -292,7 +292,7 @@ BFT_TEST(ns, mount_option_blksize_applies_to_new_files, bft_setup_nomount, 60)
 
     /* an existing file keeps its block size under another mount option */
     bft_assert_daemon_clean(bft_unmount(), "unmount");
-    snprintf(bft.opts, sizeof bft.opts, "blksize=1M");
+    snprintf(bft.opts, sizeof(bft.opts), "blksize=1M");
     bft_mount();
     cr_assert_eq(stat(bft_path(p, "n"), &st), 0);
     cr_expect_eq(st.st_blksize, 65536, "a file's block size is its own");
@@ -305,7 +305,7 @@ BFT_TEST(ns, mount_option_blksize_applies_to_new_files, bft_setup_nomount, 60)
 
 struct perm_job {
     char path[PATH_MAX];
-    int  flags;
+    int flags;
 };
 
 /* As uid/gid 65534: open; return 0 on success, else the errno. */
@@ -324,7 +324,7 @@ static int child_open_as_nobody(void *arg)
 static int open_as_nobody(const char *path, int flags)
 {
     struct perm_job j;
-    snprintf(j.path, sizeof j.path, "%s", path);
+    snprintf(j.path, sizeof(j.path), "%s", path);
     j.flags = flags;
     int st = bft_run(child_open_as_nobody, &j, 20);
     cr_assert(st != -1 && WIFEXITED(st), "child did not exit");
@@ -337,14 +337,14 @@ static int open_as_nobody(const char *path, int flags)
 static void default_permissions_body(void);
 BFT_TEST(ns, default_permissions_are_enforced_sqlite, bft_setup_nomount, 60)
 {
-    snprintf(bft.opts, sizeof bft.opts, "allow_other");
+    snprintf(bft.opts, sizeof(bft.opts), "allow_other");
     bft_mount();
     default_permissions_body();
 }
 BFT_TEST(ns, default_permissions_are_enforced_mem, bft_setup_nomount, 60)
 {
-    snprintf(bft.opts, sizeof bft.opts, "allow_other");
-    snprintf(bft.db, sizeof bft.db, "mem:");
+    snprintf(bft.opts, sizeof(bft.opts), "allow_other");
+    snprintf(bft.db, sizeof(bft.db), "mem:");
     bft.is_mem = 1;
     bft_mount();
     default_permissions_body();

@@ -16,20 +16,20 @@
 
 #include "harness.h"
 
-#define BS (2 * BFT_MB)         /* bigfilectl create's default block size */
+#define BS (2 * BFT_MB) /* bigfilectl create's default block size */
 
 /* What a child process checks with lseek(2), and what it expects. */
 struct seek_case {
     off_t off;
-    int   whence;
-    off_t want;                 /* -1: fails with ENXIO */
+    int whence;
+    off_t want; /* -1: fails with ENXIO */
 };
 
 struct seek_job {
     const char *path;
     const struct seek_case *cases;
     size_t ncases;
-    int64_t want_blocks;        /* st_blocks expected (512-byte units) */
+    int64_t want_blocks; /* st_blocks expected (512-byte units) */
 };
 
 /* In a child: every case, then st_blocks. Exit status: 0 ok, 10 + i for a
@@ -95,18 +95,18 @@ BFT_TEST_BOTH(sparse, committed_blocks_seek_du_and_cp, 120)
     cr_assert_eq(st.st_size, (off_t)BFT_GB);
 
     const struct seek_case cases[] = {
-        { 0,                    SEEK_DATA, 10 * BS },
-        { 0,                    SEEK_HOLE, 0 },
-        { 10 * BS + 5,          SEEK_DATA, 10 * BS + 5 },
-        { 10 * BS,              SEEK_HOLE, 12 * BS },
-        { 12 * BS,              SEEK_DATA, 300 * BS },
-        { 300 * BS,             SEEK_HOLE, 301 * BS },
-        { 301 * BS,             SEEK_DATA, -1 },
-        { (off_t)BFT_GB - 1,    SEEK_HOLE, (off_t)BFT_GB - 1 },
-        { (off_t)BFT_GB,        SEEK_DATA, -1 },
-        { (off_t)BFT_GB,        SEEK_HOLE, -1 },
+        { 0, SEEK_DATA, 10 * BS },
+        { 0, SEEK_HOLE, 0 },
+        { 10 * BS + 5, SEEK_DATA, 10 * BS + 5 },
+        { 10 * BS, SEEK_HOLE, 12 * BS },
+        { 12 * BS, SEEK_DATA, 300 * BS },
+        { 300 * BS, SEEK_HOLE, 301 * BS },
+        { 301 * BS, SEEK_DATA, -1 },
+        { (off_t)BFT_GB - 1, SEEK_HOLE, (off_t)BFT_GB - 1 },
+        { (off_t)BFT_GB, SEEK_DATA, -1 },
+        { (off_t)BFT_GB, SEEK_HOLE, -1 },
     };
-    struct seek_job j = { path, cases, sizeof cases / sizeof cases[0], 3 * BS / 512 };
+    struct seek_job j = { path, cases, sizeof(cases) / sizeof(cases[0]), 3 * BS / 512 };
     check_from_child(&j, "committed");
 
     /* The same after a remount: nothing cached, all from the database
@@ -119,16 +119,16 @@ BFT_TEST_BOTH(sparse, committed_blocks_seek_du_and_cp, 120)
     /* cp --sparse=always to a tmpfs: a sparse copy with the same content,
      * made without loading the holes. */
     char tdir[PATH_MAX], dst[PATH_MAX + 8];
-    snprintf(tdir, sizeof tdir, "%s/tmpfs", bft.dir);
+    snprintf(tdir, sizeof(tdir), "%s/tmpfs", bft.dir);
     cr_assert_eq(mkdir(tdir, 0700), 0);
     cr_assert_eq(mount("tmpfs", tdir, "tmpfs", 0, "size=64m"), 0, "mount tmpfs: %s",
                  strerror(errno));
-    snprintf(dst, sizeof dst, "%s/copy", tdir);
+    snprintf(dst, sizeof(dst), "%s/copy", tdir);
     cr_assert_eq(bft_reclaim(path, NULL), 0);
     uint64_t loads = loads_of(path);
     char out[4096], err[4096];
     const char *const cp[] = { "cp", "--sparse=always", path, dst, NULL };
-    int rc = bft_exec(out, sizeof out, err, sizeof err, cp, 60);
+    int rc = bft_exec(out, sizeof(out), err, sizeof(err), cp, 60);
     cr_assert_eq(rc, 0, "cp: %d %s", rc, err);
     uint64_t cp_loads = loads_of(path) - loads;
     /* The 3 data blocks, and the kernel's readahead (1 MiB) around each
@@ -143,7 +143,7 @@ BFT_TEST_BOTH(sparse, committed_blocks_seek_du_and_cp, 120)
                   (long long)cst.st_blocks);
     cr_assert_geq(cst.st_blocks, (2 * BS + 100) / 512);
     const char *const cmp[] = { "cmp", path, dst, NULL };
-    rc = bft_exec(out, sizeof out, err, sizeof err, cmp, 60);
+    rc = bft_exec(out, sizeof(out), err, sizeof(err), cmp, 60);
     cr_assert_eq(rc, 0, "cmp: %d %s %s", rc, out, err);
     cr_assert_eq(umount(tdir), 0);
 }
@@ -156,32 +156,30 @@ BFT_TEST_BOTH(sparse, uncommitted_blocks_are_data, 60)
     bft_path(path, "u");
     bft_create("u", NULL, "1G");
     bft_put_commit(path, 5 * BS, BS, 1);
-    bft_put(path, 20 * BS, BS, 2);              /* dirty, not stored */
-    bft_put(path, 21 * BS + 10, 10, 3);         /* partial: dirty too */
+    bft_put(path, 20 * BS, BS, 2);      /* dirty, not stored */
+    bft_put(path, 21 * BS + 10, 10, 3); /* partial: dirty too */
     const struct seek_case cases[] = {
-        { 0,            SEEK_DATA, 5 * BS },
-        { 5 * BS,       SEEK_HOLE, 6 * BS },
-        { 6 * BS,       SEEK_DATA, 20 * BS },
-        { 20 * BS,      SEEK_HOLE, 22 * BS },
-        { 22 * BS,      SEEK_DATA, -1 },
+        { 0, SEEK_DATA, 5 * BS },       { 5 * BS, SEEK_HOLE, 6 * BS },
+        { 6 * BS, SEEK_DATA, 20 * BS }, { 20 * BS, SEEK_HOLE, 22 * BS },
+        { 22 * BS, SEEK_DATA, -1 },
     };
-    struct seek_job j = { path, cases, sizeof cases / sizeof cases[0], 3 * BS / 512 };
+    struct seek_job j = { path, cases, sizeof(cases) / sizeof(cases[0]), 3 * BS / 512 };
     check_from_child(&j, "uncommitted");
 
     /* Past the end: the file grows, the blocks between are holes. */
     bft_put(path, BFT_GB + 3 * BS, 4096, 4);
     const struct seek_case grown[] = {
-        { 22 * BS,                      SEEK_DATA, (off_t)(BFT_GB + 3 * BS) },
-        { (off_t)(BFT_GB + 3 * BS),     SEEK_HOLE, (off_t)(BFT_GB + 3 * BS + 4096) },
+        { 22 * BS, SEEK_DATA, (off_t)(BFT_GB + 3 * BS) },
+        { (off_t)(BFT_GB + 3 * BS), SEEK_HOLE, (off_t)(BFT_GB + 3 * BS + 4096) },
     };
     struct seek_job g = { path, grown, 2, 4 * BS / 512 };
     check_from_child(&g, "grown");
 
     cr_assert_eq(bft_discard(path, NULL), 0);
     const struct seek_case after[] = {
-        { 0,            SEEK_DATA, 5 * BS },
-        { 6 * BS,       SEEK_DATA, -1 },
-        { 6 * BS,       SEEK_HOLE, 6 * BS },
+        { 0, SEEK_DATA, 5 * BS },
+        { 6 * BS, SEEK_DATA, -1 },
+        { 6 * BS, SEEK_HOLE, 6 * BS },
     };
     struct seek_job d = { path, after, 3, 1 * BS / 512 };
     check_from_child(&d, "discarded");
