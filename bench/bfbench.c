@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bfbench — one benchmark measurement per invocation, for bench/run.sh.
  *
  * Each command does one run of one measurement on one file (a bigfilefs

@@ -1,3 +1,4 @@
+## SPDX-License-Identifier: MIT
 ## bench: benchmarks of bigfilefs against tmpfs, raw SQLite and its own
 ## memory backend (bench/README). `make bench` builds and runs them; they
 ## are not part of `make check` (they take minutes and need root).

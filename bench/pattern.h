@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs benchmarks — the data pattern every benchmark writes and checks.
  *
  * The 64-bit little-endian word at byte offset 8*i of a benchmark file is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs benchmarks — the raw SQLite references (see rawsql.h). */
 #include "rawsql.h"
 

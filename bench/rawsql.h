@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs benchmarks — the raw SQLite references.
  *
  * What the SQLite backend does for a block, written as a plain C loop with

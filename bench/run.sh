@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # bench/run.sh — the bigfilefs benchmark driver, run by `make bench`.
 #
 # Mounts bigfilefs itself (a SQLite database on disk and a mem: database)

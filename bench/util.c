@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs benchmarks — shared helpers (see util.h). */
 #include "util.h"
 

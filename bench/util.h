@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs benchmarks — shared helpers: clock, sizes, cold caches, RNG.
  *
  * Every function returns 0 or a negative errno value unless said otherwise;

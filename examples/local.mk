@@ -1,3 +1,4 @@
+## SPDX-License-Identifier: MIT
 ## examples: a C program and a Python/numpy program using a bigfilefs mount.
 ## Both are built and RUN by `make check` against a real mount (in a private
 ## mount namespace), so they cannot rot; both are installed as documentation

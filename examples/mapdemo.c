@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mapdemo — map a bigfile, change it, commit, and read it back.
  *
  *   mapdemo FILE          create FILE on a bigfilefs mount (or reuse it),

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """numpy_demo — a numpy array backed by a bigfile: change, commit, discard.
 
     numpy_demo.py FILE           create FILE on a bigfilefs mount (or reuse

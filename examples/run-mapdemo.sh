@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Build-tree test: run examples/mapdemo against a real bigfilefs mount on a
 # SQLite database, then remount and check that what it committed is there.
 # Skips (77) when FUSE cannot be used here or bigfilefs is not built.

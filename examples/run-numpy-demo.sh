@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Build-tree test: run examples/numpy_demo.py (numpy.memmap and the
 # bigfilefs Python module from python/) against a real bigfilefs mount, then
 # remount and check that what it committed is there. Skips (77) when FUSE

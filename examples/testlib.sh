@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # testlib.sh — shared by the shell tests that mount a real bigfilefs
 # (examples/run-*.sh, man/fstab.sh). Source it, then call bf_setup "$@" first:
 #

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Check `make install`: install a configured, built tree into a scratch
 # DESTDIR and check that everything a user needs is where it belongs:
 #   bigfilefs (bindir or sbindir), bigfilectl (bindir), bigfile/ioctl.h

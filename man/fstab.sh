@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Test of what bigfilefs(8) documents for mount(8) and /etc/fstab: mount
 # through fuse3's mount helper (`mount -t fuse.bigfilefs DB MNT -o OPTS`,
 # which runs `bigfilefs` found in PATH), check that the options reach the

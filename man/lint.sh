@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Lint the manual pages: `mandoc -T lint -W warning` must print nothing for
 # each page, and, when groff is installed, `groff -man -ww -z` must print
 # nothing either. Exits 77 (SKIP) when mandoc is not installed.

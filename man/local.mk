@@ -1,3 +1,4 @@
+## SPDX-License-Identifier: MIT
 ## man: the manual pages (plain man(7) roff; automake installs each under the
 ## section its extension names), their lint test, the fstab/mount-helper
 ## test, and the `make install` check that scripts/test-all.sh runs after

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Build-tree test: run the example program of ioctl_bigfile(2) (compiled
 # from the page by make check) on a real bigfilefs mount, the way the page
 # shows, and check that it prints exactly the output the page shows.

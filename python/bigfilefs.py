@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """bigfilefs — the ioctls of bigfilefs files, from Python.
 
 A file of a bigfilefs mount is an ordinary file: open it, mmap it (for

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ioctl_numbers — print the request numbers, flags and argument struct sizes
  * of <bigfile/ioctl.h> as the C compiler sees them, one "NAME VALUE" line
  * each, so that python/test_ioctl_sync.py can check that the Python module

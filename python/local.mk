@@ -1,3 +1,4 @@
+## SPDX-License-Identifier: MIT
 ## python: the pure-Python module bigfilefs.py (the ioctls of <bigfile/ioctl.h>
 ## for Python users), installed into $(pythondir) (site-packages, under
 ## --prefix, honouring DESTDIR) when configure found python3. Its ioctl

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Build-tree test: every function of the bigfilefs Python module (python/)
 # against a real bigfilefs mount (python/test_module_mount.py). Skips (77)
 # when FUSE cannot be used here or bigfilefs is not built.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Check that python/bigfilefs.py and <bigfile/ioctl.h> agree exactly.
 
 The compiled python/ioctl_numbers prints the request numbers, flags, struct

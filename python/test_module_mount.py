@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Exercise every function of the bigfilefs Python module on a real mount.
 
     test_module_mount.py MOUNTPOINT

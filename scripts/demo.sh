@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Set up and run the bigfilefs demo: build, mount a demo database, and show a
 # bigfile created, mapped, changed, inspected, written out, changed again,
 # discarded, and found intact after a remount.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Install what bigfilefs needs to build, test and run, on Debian (as root).
 # Quick when everything is already there: apt is asked only for what is missing.
 set -eu

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Set up and run every test of bigfilefs:
 #   1. install the build dependencies (scripts/deps.sh);
 #   2. plain build with -Werror, `make check` (unit + integration + docs tests);

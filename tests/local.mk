@@ -1,3 +1,4 @@
+## SPDX-License-Identifier: MIT
 ## tests: Criterion unit tests (core, backends) and integration tests that
 ## mount a real bigfilefs. Each part has its own file.
 include $(srcdir)/tests/core/local.mk

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfile/ioctl.h — the ioctl interface of bigfilefs files.
  *
  * #include <bigfile/ioctl.h>

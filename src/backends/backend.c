@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — backends: bf_db_open's dispatch, the bf_db_* wrappers over a
  * backend's operations, and bf_parse_size. See backend.h. */
 #include <errno.h>

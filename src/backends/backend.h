@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — backends: a database of bigfiles.
  *
  * A backend instance (bf_db) holds many bigfiles: their metadata (name,

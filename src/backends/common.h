@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — backends: small helpers shared by the backends (private to
  * src/backends; not part of the bf_db contract). Implemented in backend.c.
  * None takes a lock; all are safe to call from any thread. */

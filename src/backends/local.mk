@@ -1,3 +1,4 @@
+## SPDX-License-Identifier: MIT
 ## src/backends: block stores behind the core's bf_file interface.
 noinst_LIBRARIES += libbfbackends.a
 libbfbackends_a_SOURCES = \

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — backends: the memory backend. See memory.h.
  *
  * Locking:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — backends: the memory backend.
  *
  * Keeps files and blocks in process memory (nothing survives close). For

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — backends: the SQLite backend. See sqlite.h.
  *
  * Schema (user_version 1):

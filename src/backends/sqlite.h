@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — backends: the SQLite backend (the embedded default).
  *
  * One database file holds many bigfiles. The schema is identified by

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — core: what the core needs from a backend for one bigfile.
  *
  * A bigfile is a sparse sequence of fixed-size blocks plus a size in bytes.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — core: file handles, page states, writeout (fileh.h).
  *
  * Every field of a handle and of its pages is protected by the ram's big

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — core: file handles.
  *
  * A file handle (bf_fileh) is a snapshot of one bigfile (bigfile.h) that can

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — core: a small intrusive circular doubly linked list.
  *
  * A struct bf_list is embedded in the structure to link; a list head is a

@@ -1,3 +1,4 @@
+## SPDX-License-Identifier: MIT
 ## src/core: pagemap, file handles, page states, memory accounting.
 ## No FUSE, no SQL.
 noinst_LIBRARIES += libbfcore.a

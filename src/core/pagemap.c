@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — core: pagemap, a compressed 64-way radix trie (pagemap.h).
  *
  * Layout

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — core: pagemap, a map from 64-bit block index to a pointer.
  *
  * A compressed radix trie with 64-way nodes (6 bits of the key per level):

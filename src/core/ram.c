@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — core: the ram — lock, LRU of clean pages, budget (ram.h). */
 #include <errno.h>
 #include <stdint.h>

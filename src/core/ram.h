@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — core: memory accounting shared by file handles.
  *
  * A bf_ram is the memory that file handles (fileh.h) cache blocks in. It

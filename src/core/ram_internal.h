@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — core: what ram.c shares with fileh.c (private to src/core).
  *
  * struct bf_ram is defined here so that fileh.c can keep the counters and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilectl — a command over the ioctls of bigfilefs files
  * (<bigfile/ioctl.h>). One subcommand per request; see usage() and
  * bigfilectl(1).

@@ -1,3 +1,4 @@
+## SPDX-License-Identifier: MIT
 ## src/ctl: bigfilectl, a command over the ioctls of <bigfile/ioctl.h>.
 bin_PROGRAMS += bigfilectl
 bigfilectl_SOURCES = src/ctl/bigfilectl.c

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs daemon — bdi tuning (see bdi.h). */
 #include "config.h"
 

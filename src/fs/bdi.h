@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs daemon — tuning the mount's backing device info (bdi).
  *
  * The kernel caps a FUSE mount's readahead at 128 KiB and its dirty pages at

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs daemon — the state of one mount and the FUSE operations.
  *
  * One struct bf_fs per daemon (one mount). main.c fills it (options, the

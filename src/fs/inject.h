@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — the private fault-injection ioctl (tests only).
  *
  * Enabled only when the daemon runs with `-o inject` on a "mem:" database;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs daemon — the inode table (see inode.h). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs daemon — the inode table.
  *
  * One bf_inode per bigfile the kernel knows (looked up or open) or whose

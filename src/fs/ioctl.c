@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs daemon — the ioctls of <bigfile/ioctl.h> (and the private
  * BIGFILE_IOC_INJECT of inject.h).
  *

@@ -1,3 +1,4 @@
+## SPDX-License-Identifier: MIT
 ## src/fs: the FUSE daemon bigfilefs (see src/fs/fs.h).
 bin_PROGRAMS += bigfilefs
 bigfilefs_SOURCES = \

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs daemon — logging (see log.h). */
 #include "config.h"
 

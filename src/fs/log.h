@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs daemon — logging.
  *
  * One small module every part of the daemon logs through. Until

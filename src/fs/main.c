@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — the daemon: options, database, mount, signals, the loop.
  *
  *   bigfilefs [-f] [-o OPTIONS] DATABASE MOUNTPOINT

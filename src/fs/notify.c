@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs daemon — the notifier thread (see notify.h). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs daemon — the notifier thread.
  *
  * Kernel notifications (fuse_lowlevel_notify_inval_inode) lock page-cache

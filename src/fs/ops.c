@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs daemon — the FUSE low-level operations (see fs.h).
  *
  * The mount root is the only directory; it lists the database's bigfiles.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs daemon — termination signals (see signals.h). */
 #include "config.h"
 

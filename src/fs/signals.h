@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs daemon — termination signals and a clean exit.
  *
  * Why not libfuse's fuse_set_signal_handlers(): it ends the session loop at

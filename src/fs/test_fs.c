@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs daemon — unit tests of the inode table (inode.h) and the
  * notifier (notify.h), over the memory backend. The FUSE paths themselves
  * are covered by tests/integration, which mounts the real daemon. */

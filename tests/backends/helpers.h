@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — tests/backends: helpers shared by the backend tests.
  *
  * BOTH(name, timeout) defines one behavioural test body and registers it

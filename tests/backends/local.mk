@@ -1,3 +1,4 @@
+## SPDX-License-Identifier: MIT
 ## tests/backends: unit tests of the backends. test_backends runs the shared
 ## behaviour against both the memory and the SQLite backend; test_memory the
 ## fault injection; test_sqlite what only SQLite has (durability, crash

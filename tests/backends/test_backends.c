@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — tests/backends: the behaviour every backend shares (backend.h
  * and bigfile.h), run against the memory and the SQLite backend. */
 #include "helpers.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — tests/backends: concurrent loadblk from several threads,
  * while another thread commits new versions of every block, against both
  * backends. Each loaded block must be one whole committed version (never

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — tests/backends: the memory backend's fault injection,
  * latency and call counters (memory.h). */
 #include <time.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — tests/backends: what only the SQLite backend has: durability
  * across reopen, crash atomicity, the orphan sweep, refusing files that are
  * not ours without touching them, read-only mode, and changes made by

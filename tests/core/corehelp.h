@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — tests/core: helpers shared by the fileh test binaries.
  *
  * An `env` is a mock file, a ram and one handle on them. Blocks are small

@@ -1,3 +1,4 @@
+## SPDX-License-Identifier: MIT
 ## tests/core: unit tests of the core against a mock bigfile (mockfile.c).
 if HAVE_CRITERION
 core_test_cflags = $(AM_CFLAGS) $(CRITERION_CFLAGS)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — tests/core: the Criterion entry point of the core's tests.
  *
  * Like Criterion's own main, with two changes:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — tests/core: the runner of minicr.h (ThreadSanitizer build). */
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — tests/core: a minimal stand-in for Criterion, for the
  * ThreadSanitizer build only.
  *

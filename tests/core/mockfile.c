@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — tests/core: a bf_file kept in memory (mockfile.h). */
 #include <errno.h>
 #include <pthread.h>

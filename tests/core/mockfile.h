@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — tests/core: a bf_file kept in memory, for the core's tests.
  *
  * - Committed blocks live in a small table; a store transaction keeps its

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — tests/core: file handles under several threads.
  *
  * Gates of the mock file hold a loadblk or a storeblk in progress, so the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — tests/core: file handles, single-threaded (see
  * test_concurrency.c for the rest): loads, page states, budget and
  * reclaim, size semantics, writeout atomicity, invalidate, fence, errors. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — tests/core: the pagemap against a sorted-array reference. */
 #include <criterion/criterion.h>
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — tests/core: block buffers of the ram (ram.h, ram_internal.h):
  * the recycle list of small buffers stays within its bounds and is emptied
  * by bf_ram_free; buffers of 2 MiB multiples are aligned, huge-page advised

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — tests/core: SEEK_DATA / SEEK_HOLE and allocated bytes of a
  * handle (bf_fileh_seek_data, bf_fileh_allocated_bytes), single-threaded;
  * the races with a writeout are in test_concurrency.c. */

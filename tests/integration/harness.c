@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — integration tests: the harness (see harness.h). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — integration tests: the harness.
  *
  * Every test mounts a real bigfilefs of its own and drives it from separate

@@ -1,3 +1,4 @@
+## SPDX-License-Identifier: MIT
 ## tests/integration: mount a real bigfilefs (in a private mount namespace,
 ## one per test) and drive it from separate processes with mmap, read/write,
 ## ioctls, bigfilectl, sqlite3 and Python. One binary per theme, so that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — integration tests: the Criterion entry point of every
  * integration test binary.
  *

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Change a bigfile through numpy.memmap and commit it with the WRITEOUT
 ioctl — a Python user's view of bigfilefs, driven by test_data.
 

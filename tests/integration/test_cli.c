@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — integration tests: bigfilectl (output formats, exit codes:
  * 0 ok, 1 operation failed, 2 usage) and the daemon's own command line. */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — integration tests: the data path (reads, writes through
  * mappings and write(2), writeout, discard, sharing, huge sparse files,
  * Python/numpy). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — integration tests: failures and refusals. Injected backend
  * faults and latency (-o inject, memory database): loadblk failures (EIO,
  * SIGBUS), failed writeouts, EBUSY, invalidate racing a load; read-only

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — integration tests: the ioctls (STAT, RECLAIM, INVALIDATE,
  * writeout flags) and their refusals (EINVAL, ENOTTY, and EBADF through an
  * fd not open for writing, also for another user). EBUSY, EROFS and fault

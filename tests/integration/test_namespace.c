@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — integration tests: the namespace (create, mknod, unlink,
  * rename, readdir, attributes, block sizes) and permissions. */
 #include "config.h"

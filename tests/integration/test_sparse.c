@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigfilefs — integration tests: sparse files. lseek's SEEK_DATA and
  * SEEK_HOLE and st_blocks (du) see only the blocks that hold data, seen
  * from processes other than the writer, committed or not; and
