@@ -134,9 +134,4 @@ int bf_db_file_open(bf_db *db, uint64_t id, bf_file **out);
 /* Close a bf_file (no transaction may be open on it). NULL is a no-op. */
 void bf_db_file_close(bf_db *db, bf_file *f);
 
-/* Parse a size with an optional K/M/G/T suffix (powers of 1024, with an
- * optional trailing "i"/"iB"/"B") into *out. -EINVAL on anything else or
- * overflow. Shared by the daemon's options and bigfilectl. */
-int bf_parse_size(const char *s, uint64_t *out);
-
 #endif /* BIGFILEFS_BACKENDS_BACKEND_H */

@@ -8,14 +8,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/util.h" /* bf_now_ns, bf_all_zero */
+
 /* Check a file name for create/rename: 0, -EINVAL (NULL, empty, contains
  * '/', or is "." or ".."), -ENAMETOOLONG (more than BF_NAME_MAX bytes). */
 int bf_name_check(const char *name);
 
-/* Nanoseconds since the epoch (CLOCK_REALTIME). */
-int64_t bf_now_ns(void);
-
-/* Nonzero when the n bytes at p are all zero. */
-int bf_all_zero(const void *p, size_t n);
 
 #endif /* BIGFILEFS_BACKENDS_COMMON_H */

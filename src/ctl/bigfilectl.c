@@ -22,8 +22,8 @@
 
 #include <bigfile/ioctl.h>
 
-#include "backends/backend.h" /* bf_parse_size */
-#include "core/bigfile.h"     /* bf_blksize_valid */
+#include "core/bigfile.h" /* bf_blksize_valid, BF_SIZE_MAX */
+#include "util/util.h"     /* bf_parse_size */
 
 enum {
     EXIT_OK = 0,

@@ -11,7 +11,7 @@ bigfilefs_SOURCES = \
 	src/fs/log.h src/fs/log.c \
 	src/fs/inject.h
 bigfilefs_CFLAGS = $(AM_CFLAGS) $(FUSE3_CFLAGS)
-bigfilefs_LDADD = libbfbackends.a libbfcore.a $(FUSE3_LIBS) $(SQLITE3_LIBS) $(PTHREAD_LIBS)
+bigfilefs_LDADD = libbfbackends.a libbfcore.a libbfutil.a $(FUSE3_LIBS) $(SQLITE3_LIBS) $(PTHREAD_LIBS)
 
 ## Unit tests of the inode table and the notifier (the FUSE paths are
 ## tested by tests/integration against the real daemon). The entry point is
@@ -22,6 +22,6 @@ TESTS += src/fs/test_fs
 src_fs_test_fs_SOURCES = src/fs/test_fs.c src/fs/inode.c src/fs/notify.c src/fs/log.c \
 	tests/core/main.c
 src_fs_test_fs_CFLAGS = $(AM_CFLAGS) $(FUSE3_CFLAGS) $(CRITERION_CFLAGS)
-src_fs_test_fs_LDADD = libbfbackends.a libbfcore.a $(CRITERION_LIBS) $(FUSE3_LIBS) \
+src_fs_test_fs_LDADD = libbfbackends.a libbfcore.a libbfutil.a $(CRITERION_LIBS) $(FUSE3_LIBS) \
 	$(SQLITE3_LIBS) $(PTHREAD_LIBS)
 endif

@@ -25,6 +25,7 @@
 
 #include "backends/backend.h"
 #include "backends/memory.h"
+#include "util/util.h"
 #include "core/ram.h"
 #include "fs/fs.h"
 #include "fs/inode.h"

@@ -8,7 +8,7 @@
 ## job by default and a leak found by LeakSanitizer fails the run.
 if HAVE_CRITERION
 bt_cflags = $(AM_CFLAGS) $(CRITERION_CFLAGS) $(SQLITE3_CFLAGS)
-bt_ldadd = libbfbackends.a $(CRITERION_LIBS) $(SQLITE3_LIBS) $(PTHREAD_LIBS)
+bt_ldadd = libbfbackends.a libbfcore.a libbfutil.a $(CRITERION_LIBS) $(SQLITE3_LIBS) $(PTHREAD_LIBS)
 BT_TESTS = \
 	tests/backends/test_backends \
 	tests/backends/test_memory \
@@ -40,7 +40,7 @@ if SANITIZE_TSAN
 tests_backends_test_bconcurrent_SOURCES += tests/core/minicr.h tests/core/minicr.c
 tests_backends_test_bconcurrent_CPPFLAGS = $(AM_CPPFLAGS) -DCORE_MINICR
 tests_backends_test_bconcurrent_CFLAGS = $(AM_CFLAGS) $(SQLITE3_CFLAGS) -Wno-format-zero-length
-tests_backends_test_bconcurrent_LDADD = libbfbackends.a $(SQLITE3_LIBS) $(PTHREAD_LIBS)
+tests_backends_test_bconcurrent_LDADD = libbfbackends.a libbfcore.a libbfutil.a $(SQLITE3_LIBS) $(PTHREAD_LIBS)
 else
 tests_backends_test_bconcurrent_SOURCES += tests/core/main.c
 tests_backends_test_bconcurrent_CPPFLAGS = $(AM_CPPFLAGS)

@@ -2,6 +2,7 @@
 /* bigfilefs — tests/backends: the behaviour every backend shares (backend.h
  * and bigfile.h), run against the memory and the SQLite backend. */
 #include "helpers.h"
+#include "util/util.h" /* bf_parse_size */
 
 #define BS 4096u
 

@@ -2,7 +2,7 @@
 ## tests/core: unit tests of the core against a mock bigfile (mockfile.c).
 if HAVE_CRITERION
 core_test_cflags = $(AM_CFLAGS) $(CRITERION_CFLAGS)
-core_test_ldadd = libbfcore.a $(CRITERION_LIBS) $(PTHREAD_LIBS)
+core_test_ldadd = libbfcore.a libbfutil.a $(CRITERION_LIBS) $(PTHREAD_LIBS)
 
 check_PROGRAMS += tests/core/test_pagemap tests/core/test_fileh tests/core/test_ram \
 	tests/core/test_concurrency tests/core/test_seek
@@ -36,7 +36,7 @@ if SANITIZE_TSAN
 tests_core_test_concurrency_SOURCES += tests/core/minicr.h tests/core/minicr.c
 tests_core_test_concurrency_CPPFLAGS = $(AM_CPPFLAGS) -DCORE_MINICR
 tests_core_test_concurrency_CFLAGS = $(AM_CFLAGS) -Wno-format-zero-length
-tests_core_test_concurrency_LDADD = libbfcore.a $(PTHREAD_LIBS)
+tests_core_test_concurrency_LDADD = libbfcore.a libbfutil.a $(PTHREAD_LIBS)
 else
 tests_core_test_concurrency_SOURCES += tests/core/main.c
 tests_core_test_concurrency_CPPFLAGS = $(AM_CPPFLAGS)
