@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # Set up and run every test of bigfilefs:
 #   1. install the build dependencies (scripts/deps.sh);
-#   2. plain build with -Werror, `make check` (unit + integration + docs tests);
+#   2. plain build with -Werror and assertions (--enable-debug), `make check` (unit + integration + docs tests);
 #   3. AddressSanitizer+UBSan build, `make check` again;
 #   4. ThreadSanitizer build, the concurrency tests (`make check-concurrency`);
 #   5. `make install` into a scratch DESTDIR, checked (man/check-install.sh);
@@ -26,7 +26,7 @@ run_stage() {   # name configure-args make-target
     echo "=== $name: configure $cfg; make $target"
     mkdir -p "$dir"
     ( cd "$dir" &&
-      "$top/configure" -q --enable-werror $cfg &&
+      "$top/configure" -q --enable-werror --enable-debug $cfg &&
       make -s -j"$JOBS" &&
       make -j"$JOBS" $target ) || failed_stages="$failed_stages $name"
 }
