@@ -26,12 +26,13 @@
 #include "core/fileh.h"
 #include "core/list.h"
 #include "core/pagemap.h"
+#include "core/blockbuf.h"
 #include "core/ram_internal.h"
 
 struct bf_page {
     enum bf_page_state state;
     uint64_t blk;
-    void *data; /* blksize bytes, bf_ram_block_alloc */
+    void *data; /* blksize bytes, bf_blockbuf_alloc */
     bf_fileh *fh;
     struct bf_list lru;   /* on ram->lru exactly when LOADED */
     struct bf_list dirty; /* on fh->dirty exactly when DIRTY */
@@ -157,15 +158,15 @@ static void page_set_state(struct bf_page *pg, enum bf_page_state to)
 /* A page for blk, in no map and no state (EMPTY), with a zero-filled
  * buffer, or, when `overwrite` (the caller writes every byte of it before
  * anything reads it: a load, a whole-block write), a buffer of unspecified
- * content (ram_internal.h, bf_ram_block_alloc_overwrite).
+ * content (blockbuf.h, bf_blockbuf_alloc_overwrite).
  * NULL when out of memory. */
 static struct bf_page *page_alloc(bf_fileh *fh, uint64_t blk, bool overwrite)
 {
     struct bf_page *pg = malloc(sizeof(*pg));
     if (!pg)
         return NULL;
-    pg->data = overwrite ? bf_ram_block_alloc_overwrite(fh->blksize)
-                         : bf_ram_block_alloc(fh->blksize);
+    pg->data = overwrite ? bf_blockbuf_alloc_overwrite(fh->blksize)
+                         : bf_blockbuf_alloc(fh->blksize);
     if (!pg->data) {
         free(pg);
         return NULL;
@@ -183,7 +184,7 @@ static struct bf_page *page_alloc(bf_fileh *fh, uint64_t blk, bool overwrite)
 /* Free a page that is EMPTY and in no map. */
 static void page_free(struct bf_page *pg)
 {
-    bf_ram_block_free(pg->data, pg->fh->blksize);
+    bf_blockbuf_free(pg->data, pg->fh->blksize);
     free(pg);
 }
 
@@ -507,7 +508,7 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
             if (!slots[i].newpg)
                 r = -ENOMEM;
         } else if (pg->storing) {
-            slots[i].cowbuf = bf_ram_block_alloc_overwrite(fh->blksize); /* copied over whole */
+            slots[i].cowbuf = bf_blockbuf_alloc_overwrite(fh->blksize); /* copied over whole */
             if (!slots[i].cowbuf)
                 r = -ENOMEM;
         }
@@ -522,7 +523,7 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
                     bf_pagemap_remove(&fh->pages, first + i);
                 page_free(slots[i].newpg);
             }
-            bf_ram_block_free(slots[i].cowbuf, fh->blksize);
+            bf_blockbuf_free(slots[i].cowbuf, fh->blksize);
         }
         if (slots != &one)
             free(slots);
@@ -760,7 +761,7 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, uint64_t *nblocks)
         if (pg->data != items[i].data) {
             /* Rewritten during the writeout: the page has its own copy and
              * stays DIRTY; the stored buffer is ours to free. */
-            bf_ram_block_free(items[i].data, fh->blksize);
+            bf_blockbuf_free(items[i].data, fh->blksize);
             ram->dirty_bytes -= fh->blksize;
             continue;
         }

@@ -6,5 +6,6 @@ libbfcore_a_SOURCES = \
 	src/core/bigfile.h \
 	src/core/list.h \
 	src/core/pagemap.h src/core/pagemap.c \
+	src/core/blockbuf.h src/core/blockbuf.c \
 	src/core/ram.h src/core/ram_internal.h src/core/ram.c \
 	src/core/fileh.h src/core/fileh.c

@@ -41,31 +41,6 @@ void bf_ram_wait_load(bf_ram *ram);
 /* Wake every waiter of bf_ram_wait_load. Lock held. */
 void bf_ram_wake_loaders(bf_ram *ram);
 
-/* A zero-filled block buffer of `size` bytes (a multiple of 4 KiB), or
- * NULL (out of memory). A multiple of BF_RAM_HUGE_SIZE is taken from the
- * huge recycle list (and zeroed) when it holds one of that size, else a
- * fresh mapping aligned to BF_RAM_HUGE_SIZE and advised MADV_HUGEPAGE; a
- * smaller size is
- * taken from the recycle list (and zeroed) when it holds one of that size,
- * else a fresh mapping. Any lock may be held (takes the recycle list's leaf
- * mutex). */
-void *bf_ram_block_alloc(size_t size);
-
-/* Like bf_ram_block_alloc, but for a caller that overwrites all `size`
- * bytes before anything reads them: the content is unspecified (a
- * buffer of a multiple of BF_RAM_HUGE_SIZE may come off the huge recycle
- * list as it was freed, not zeroed). NULL when out of memory. Any lock may
- * be held. */
-void *bf_ram_block_alloc_overwrite(size_t size);
-
-/* Release a buffer of bf_ram_block_alloc or bf_ram_block_alloc_overwrite of the same `size`: onto the
- * recycle list of its kind (small, or huge for a multiple of
- * BF_RAM_HUGE_SIZE) if some ram exists and it fits the list's bounds (the
- * list's oldest buffers are unmapped if needed to stay within them);
- * otherwise back to the OS at once (munmap). NULL: no-op. Any lock
- * may be held. */
-void bf_ram_block_free(void *buf, size_t size);
-
 /* LRU of clean pages, lock held: append `link` as most recently used,
  * move it there (touch), or take it off. */
 void bf_ram_lru_add(bf_ram *ram, struct bf_list *link);
