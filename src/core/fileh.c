@@ -273,15 +273,56 @@ static int page_get(bf_fileh *fh, uint64_t blk, struct bf_page **out)
     }
 }
 
-size_t bf_fileh_evict_lru_page(struct bf_list *link)
+/* ------------------------------------------------------------------ */
+/* Eviction: the ram's LRU, dropped from the pages' side               */
+
+/* Drop a LOADED page to free memory (budget or reclaim), counted in its
+ * handle's reclaimed_blocks and the ram's evictions. Lock held. Returns
+ * the bytes freed. */
+static size_t page_evict(struct bf_page *pg)
 {
-    struct bf_page *pg = bf_list_entry(link, struct bf_page, lru);
     bf_fileh *fh = pg->fh;
     size_t bytes = fh->blksize;
     page_drop(pg); /* LOADED -> EMPTY (budget/reclaim) */
     fh->st.reclaimed_blocks++;
     fh->ram->evictions++;
     return bytes;
+}
+
+/* Drop the least recently used clean page of any handle on ram; 0 when
+ * there is none. Lock held. Returns the bytes freed. */
+static size_t evict_oldest(bf_ram *ram)
+{
+    struct bf_list *link = bf_ram_lru_oldest(ram);
+    return link ? page_evict(bf_list_entry(link, struct bf_page, lru)) : 0;
+}
+
+/* Drop LRU pages, oldest first, until the clean bytes fit the budget.
+ * Lock held. */
+static void enforce_budget(bf_ram *ram)
+{
+    while (bf_ram_over_budget(ram) && evict_oldest(ram) > 0)
+        ;
+}
+
+void bf_ram_set_budget(bf_ram *ram, size_t budget)
+{
+    bf_ram_lock(ram);
+    ram->budget = budget;
+    enforce_budget(ram);
+    bf_ram_unlock(ram);
+}
+
+size_t bf_ram_reclaim(bf_ram *ram, size_t bytes)
+{
+    bf_ram_lock(ram);
+    size_t freed = 0, n = 1;
+    while (freed < bytes && n > 0) {
+        n = evict_oldest(ram);
+        freed += n;
+    }
+    bf_ram_unlock(ram);
+    return freed;
 }
 
 /* ------------------------------------------------------------------ */
@@ -368,7 +409,7 @@ ssize_t bf_fileh_read(bf_fileh *fh, void *buf, size_t count, uint64_t off)
         }
         done += len;
         /* The copy is made: a page loaded for it may go now. */
-        bf_ram_enforce_budget(ram);
+        enforce_budget(ram);
     }
     bf_ram_unlock(ram);
     return (ssize_t)n;
@@ -412,7 +453,7 @@ static void write_giveup(bf_fileh *fh, uint64_t first, uint64_t last)
     unpin_partial(fh, first);
     if (last != first)
         unpin_partial(fh, last);
-    bf_ram_enforce_budget(fh->ram);
+    enforce_budget(fh->ram);
     bf_ram_unlock(fh->ram);
 }
 
@@ -584,12 +625,12 @@ int bf_fileh_truncate(bf_fileh *fh, uint64_t size)
          * give it back if over the budget. */
         if (size >= fh->size) {
             fh->size = size; /* growing: the new part reads as zeros */
-            bf_ram_enforce_budget(ram);
+            enforce_budget(ram);
             bf_ram_unlock(ram);
             return 0;
         }
         if (fh->writeout_running) {
-            bf_ram_enforce_budget(ram);
+            enforce_budget(ram);
             bf_ram_unlock(ram);
             return -EBUSY;
         }
@@ -687,7 +728,7 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, uint64_t *nblocks)
     if (!(flags & BF_WRITEOUT_STORE)) {
         uint64_t n = mark_all_stored(fh);
         fh->st.writeouts++;
-        bf_ram_enforce_budget(ram);
+        enforce_budget(ram);
         bf_ram_unlock(ram);
         if (nblocks)
             *nblocks = n;
@@ -776,7 +817,7 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, uint64_t *nblocks)
         /* No shrink can run during a writeout, so size >= snap_size. */
         fh->min_size = snap_size;
         fh->st.writeouts++;
-        bf_ram_enforce_budget(ram);
+        enforce_budget(ram);
     } else {
         fh->st.errors++;
     }
@@ -855,9 +896,7 @@ size_t bf_fileh_reclaim(bf_fileh *fh, uint64_t *nblocks)
     struct bf_page *pg = bf_pagemap_next(&fh->pages, 0, &k);
     while (pg) {
         if (pg->state == BF_PAGE_LOADED) {
-            page_drop(pg); /* LOADED -> EMPTY (reclaimed) */
-            fh->st.reclaimed_blocks++;
-            ram->evictions++;
+            page_evict(pg); /* LOADED -> EMPTY (reclaimed) */
             n++;
         }
         pg = k == UINT64_MAX ? NULL : bf_pagemap_next(&fh->pages, k + 1, &k);

@@ -176,6 +176,17 @@ int bf_fileh_invalidate(bf_fileh *fh, uint64_t blk, uint64_t count);
  * number of bytes freed; *nblocks (if not NULL) gets the block count. */
 size_t bf_fileh_reclaim(bf_fileh *fh, uint64_t *nblocks);
 
+/* Change the budget of clean blocks of `ram` (ram.h); drops the least
+ * recently used clean blocks of its handles at once if over it. (Here, not
+ * in ram.h: dropping a block is the pages' business; the ram only keeps
+ * the LRU and the counters, ram_internal.h.) */
+void bf_ram_set_budget(bf_ram *ram, size_t budget);
+
+/* Drop least recently used clean blocks of any handle on `ram` until at
+ * least `bytes` were freed or no clean block is left. Never drops a dirty
+ * block or one being loaded. Returns the number of bytes freed. */
+size_t bf_ram_reclaim(bf_ram *ram, size_t bytes);
+
 /* Fence blocks [blk, blk + count): until bf_fileh_unfence(), writes that
  * touch any fenced block are dropped (they return as if done, and count in
  * stats.fenced_writes). The check is made under the handle's lock, so a

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* bigfilefs — core: the ram — lock, LRU of clean pages, budget (ram.h). */
+/* bigfilefs — core: the ram — lock, LRU of clean pages, budget (ram.h,
+ * ram_internal.h). Knows no page: see ram_internal.h. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -82,39 +83,14 @@ void bf_ram_lru_remove(bf_ram *ram, struct bf_list *link)
     bf_list_del(link);
 }
 
-/* Drop LRU pages, oldest first, until clean bytes fit the budget
- * (to_budget) or `want` bytes were freed. Lock held. */
-static size_t evict_while(bf_ram *ram, size_t want, bool to_budget)
+struct bf_list *bf_ram_lru_oldest(bf_ram *ram)
 {
-    size_t freed = 0;
-    struct bf_list *link;
-    while ((link = bf_list_first(&ram->lru)) != NULL) {
-        if (to_budget ? ram->clean_bytes <= ram->budget : freed >= want)
-            break;
-        freed += bf_fileh_evict_lru_page(link);
-    }
-    return freed;
+    return bf_list_first(&ram->lru);
 }
 
-size_t bf_ram_enforce_budget(bf_ram *ram)
+bool bf_ram_over_budget(const bf_ram *ram)
 {
-    return evict_while(ram, 0, true);
-}
-
-void bf_ram_set_budget(bf_ram *ram, size_t budget)
-{
-    bf_ram_lock(ram);
-    ram->budget = budget;
-    bf_ram_enforce_budget(ram);
-    bf_ram_unlock(ram);
-}
-
-size_t bf_ram_reclaim(bf_ram *ram, size_t bytes)
-{
-    bf_ram_lock(ram);
-    size_t freed = evict_while(ram, bytes, false);
-    bf_ram_unlock(ram);
-    return freed;
+    return ram->clean_bytes > ram->budget;
 }
 
 void bf_ram_stat(bf_ram *ram, struct bf_ram_stats *st)

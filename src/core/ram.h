@@ -9,7 +9,10 @@
  *    recently used clean blocks of any handle on this ram are dropped first.
  *    Dirty blocks and blocks being loaded are never dropped and are not
  *    bounded by the budget (they are counted in the stats).
- *  - the LRU list of clean blocks of all its handles;
+ *  - the LRU list of clean blocks of all its handles. The ram keeps the
+ *    list and the byte counters but knows no page: the handles' layer
+ *    drops the pages, so changing the budget and reclaiming clean blocks of
+ *    every handle (bf_ram_set_budget, bf_ram_reclaim) are in fileh.h;
  *  - the lock: one mutex for the ram and every handle opened on it (the
  *    seeds' "big virtmem lock", per ram). It protects pagemaps, page states,
  *    dirty lists, sizes, LRU and counters. It is never held across a backend
@@ -56,14 +59,6 @@ int bf_ram_new(size_t budget, bf_ram **out);
  * -EBUSY (and frees nothing) otherwise, 0 on success. NULL is a no-op.
  * On success also empties the block-buffer recycle lists (blockbuf.h). */
 int bf_ram_free(bf_ram *ram);
-
-/* Change the budget; drops LRU clean blocks at once if over it. */
-void bf_ram_set_budget(bf_ram *ram, size_t budget);
-
-/* Drop least recently used clean blocks of any handle until at least
- * `bytes` were freed or no clean block is left. Never drops a dirty block or
- * one being loaded. Returns the number of bytes freed. */
-size_t bf_ram_reclaim(bf_ram *ram, size_t bytes);
 
 /* Fill *st with a consistent snapshot. */
 void bf_ram_stat(bf_ram *ram, struct bf_ram_stats *st);

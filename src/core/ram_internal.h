@@ -1,6 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /* bigfilefs — core: what ram.c shares with fileh.c (private to src/core).
  *
+ * The dependency is one-way: fileh.c uses the ram; ram.c knows nothing of
+ * handles or pages and calls nothing above it. The ram keeps the LRU as a
+ * list of opaque links and the byte counters; to drop the least recently
+ * used clean block — to stay within the budget, or on reclaim — the page
+ * layer (fileh.c) takes the oldest link of the LRU and drops the page it
+ * belongs to (the seeds' virtmem, too, reclaims in virtmem.c, with the
+ * pages, not in its ram layer). So bf_ram_set_budget and bf_ram_reclaim,
+ * which drop pages, are declared in fileh.h and implemented in fileh.c.
+ *
  * struct bf_ram is defined here so that fileh.c can keep the counters and
  * take the lock without a call per field. Every field except `lock` and
  * `load_done` is protected by `lock`.
@@ -9,6 +18,7 @@
 #define BIGFILEFS_CORE_RAM_INTERNAL_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,19 +52,17 @@ void bf_ram_wait_load(bf_ram *ram);
 void bf_ram_wake_loaders(bf_ram *ram);
 
 /* LRU of clean pages, lock held: append `link` as most recently used,
- * move it there (touch), or take it off. */
+ * move it there (touch), or take it off. The ram never looks inside what
+ * the link is embedded in. */
 void bf_ram_lru_add(bf_ram *ram, struct bf_list *link);
 void bf_ram_lru_touch(bf_ram *ram, struct bf_list *link);
 void bf_ram_lru_remove(bf_ram *ram, struct bf_list *link);
 
-/* Lock held: drop least recently used clean pages until clean bytes are
- * within the budget. Returns the bytes freed. */
-size_t bf_ram_enforce_budget(bf_ram *ram);
+/* The least recently used link of the LRU, or NULL when it is empty. Lock
+ * held. The caller (fileh.c, which knows the pages) drops that page. */
+struct bf_list *bf_ram_lru_oldest(bf_ram *ram);
 
-/* Implemented by fileh.c, called by ram.c with the lock held: drop the
- * LOADED page whose LRU link is `link` (from its handle's pagemap, the LRU,
- * and memory) and return the bytes freed. Counts it in the handle's
- * reclaimed_blocks and the ram's evictions. */
-size_t bf_fileh_evict_lru_page(struct bf_list *link);
+/* True when the clean bytes are over the budget. Lock held. */
+bool bf_ram_over_budget(const bf_ram *ram);
 
 #endif /* BIGFILEFS_CORE_RAM_INTERNAL_H */
