@@ -61,6 +61,14 @@
  * load of a block, and different blocks load in parallel. Data is copied
  * between the caller's buffer and cached blocks with the lock held.
  *
+ * Files
+ * -----
+ * fileh.c implements the handle; seek.c its SEEK_DATA/SEEK_HOLE and
+ * allocated bytes, with their own backend calls and cache; both share the
+ * structures of fileh_internal.h. The API stays in this one header: the
+ * seek calls are calls on a handle like the others, made by the same
+ * callers.
+ *
  * Errors
  * ------
  * Every function that can fail returns a negative errno value; nothing

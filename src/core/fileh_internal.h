@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT */
+/* bigfilefs — core: the structures of a file handle and its pages, shared
+ * by fileh.c (pages, reads, writes, writeout) and seek.c (SEEK_DATA,
+ * SEEK_HOLE, allocated bytes). Private to src/core.
+ *
+ * Every field of a handle and of its pages is protected by the ram's big
+ * lock (ram_internal.h), except a page's block buffer while a backend call
+ * uses it with the lock released:
+ *   - a LOADING page's buffer is written by its one loader; nobody else
+ *     touches it until the page leaves LOADING under the lock;
+ *   - a page being stored (`storing`) has its buffer read by the writeout;
+ *     writers never write that buffer: they give the page a copy first (copy
+ *     on write) and the writeout frees the old buffer when it is done.
+ *
+ * Only fileh.c changes a page's state (page_set_state).
+ */
+#ifndef BIGFILEFS_CORE_FILEH_INTERNAL_H
+#define BIGFILEFS_CORE_FILEH_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/fileh.h"
+#include "core/list.h"
+#include "core/pagemap.h"
+#include "core/ram_internal.h"
+
+struct bf_page {
+    enum bf_page_state state;
+    uint64_t blk;
+    void *data; /* blksize bytes, bf_blockbuf_alloc */
+    bf_fileh *fh;
+    struct bf_list lru;   /* on ram->lru exactly when LOADED */
+    struct bf_list dirty; /* on fh->dirty exactly when DIRTY */
+    bool storing;         /* a running writeout stores `data` */
+    /* DIRTY only because a write in progress pinned it (pin_partial):
+     * content still the LOADED one; cleared by any change of its content
+     * or state */
+    bool wpinned;
+};
+
+struct bf_fileh {
+    bf_file *file;
+    bf_ram *ram;
+    uint32_t blksize;
+    unsigned blkbits;     /* blksize == 1 << blkbits */
+    bf_pagemap pages;     /* blk -> struct bf_page, every non-EMPTY page */
+    struct bf_list dirty; /* DIRTY pages, any order */
+    uint64_t nloaded, ndirty, nloading;
+
+    uint64_t size; /* current, uncommitted */
+    uint64_t committed_size;
+    uint64_t min_size; /* lowest size since the last commit or discard */
+
+    bool writeout_running;
+    bool fenced;
+    uint64_t fence_lo, fence_hi; /* fenced blocks, inclusive */
+
+    /* What the backend stores, for seek_data and allocated_bytes.
+     * content_gen counts the events after which the backend's committed
+     * content may differ from before (a STORE writeout's commit, an
+     * invalidation): a backend answer obtained with the lock released is
+     * used only if content_gen did not move meanwhile. */
+    uint64_t content_gen;
+    bool nstored_known; /* nstored is the backend's count as of content_gen */
+    uint64_t nstored;
+
+    struct bf_fileh_stats st; /* the counters (state fields filled by stat) */
+};
+
+/* Blocks needed to hold `bytes` bytes. */
+static inline uint64_t div_ceil_blk(const bf_fileh *fh, uint64_t bytes)
+{
+    return (bytes >> fh->blkbits) + ((bytes & (fh->blksize - 1)) != 0);
+}
+
+/* First block that reads as zeros without asking the backend, when not
+ * cached: blocks wholly past the lowest size since the last commit. */
+static inline uint64_t zero_from_blk(const bf_fileh *fh)
+{
+    return div_ceil_blk(fh, fh->min_size);
+}
+
+#endif /* BIGFILEFS_CORE_FILEH_INTERNAL_H */
