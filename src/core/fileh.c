@@ -4,7 +4,9 @@
  *
  * Page state transitions all go through page_set_state(), which keeps the
  * lists (LRU, dirty list) and the byte/block counters in step with the
- * state; each call site says which transition of fileh.h it makes.
+ * state; each call site says which transition of fileh.h it makes. The
+ * numbered invariants (I1 ...) are those of fileh.h; debug builds assert
+ * them where the code relies on them.
  */
 #include <errno.h>
 #include <limits.h>
@@ -34,20 +36,25 @@ static void state_leave(struct bf_page *pg)
         break;
     case BF_PAGE_LOADING:
     case BF_PAGE_LOADING_INVALIDATED:
+        BF_ASSERT(fh->nloading > 0 && ram->loading_bytes >= fh->blksize); /* I12, I13 */
         fh->nloading--;
         ram->loading_bytes -= fh->blksize;
         break;
     case BF_PAGE_LOADED:
+        BF_ASSERT(fh->nloaded > 0 && ram->clean_bytes >= fh->blksize); /* I12, I13 */
         fh->nloaded--;
         ram->clean_bytes -= fh->blksize;
-        bf_ram_lru_remove(ram, &pg->lru);
+        bf_ram_lru_remove(ram, &pg->lru); /* I10 */
         break;
     case BF_PAGE_DIRTY:
+        BF_ASSERT(fh->ndirty > 0 && ram->dirty_bytes >= fh->blksize); /* I12, I13 */
+        BF_ASSERT(bf_list_linked(&pg->dirty));                        /* I11 */
         fh->ndirty--;
         ram->dirty_bytes -= fh->blksize;
         bf_list_del(&pg->dirty);
         break;
     }
+    BF_ASSERT(!bf_list_linked(&pg->lru) && !bf_list_linked(&pg->dirty)); /* I10, I11 */
 }
 
 /* Enter state `to`: lists and counters learn it. */
@@ -67,19 +74,35 @@ static void state_enter(struct bf_page *pg, enum bf_page_state to)
     case BF_PAGE_LOADED:
         fh->nloaded++;
         ram->clean_bytes += fh->blksize;
-        bf_ram_lru_add(ram, &pg->lru);
+        bf_ram_lru_add(ram, &pg->lru); /* I10 */
         break;
     case BF_PAGE_DIRTY:
         fh->ndirty++;
         ram->dirty_bytes += fh->blksize;
-        bf_list_add_tail(&fh->dirty, &pg->dirty);
+        bf_list_add_tail(&fh->dirty, &pg->dirty); /* I11 */
         break;
     }
 }
 
-/* The one place a page changes state. Lock held. */
+#ifdef BF_DEBUG
+/* The transitions of the diagram in fileh.h (I9): allowed[from][to]. */
+static const bool transition_allowed[5][5] = {
+    [BF_PAGE_EMPTY] = { [BF_PAGE_LOADING] = true, [BF_PAGE_DIRTY] = true },
+    [BF_PAGE_LOADING] = { [BF_PAGE_EMPTY] = true,
+                          [BF_PAGE_LOADING_INVALIDATED] = true,
+                          [BF_PAGE_LOADED] = true },
+    [BF_PAGE_LOADING_INVALIDATED] = { [BF_PAGE_EMPTY] = true },
+    [BF_PAGE_LOADED] = { [BF_PAGE_EMPTY] = true, [BF_PAGE_DIRTY] = true },
+    [BF_PAGE_DIRTY] = { [BF_PAGE_EMPTY] = true, [BF_PAGE_LOADED] = true },
+};
+#endif
+
+/* The one place a page changes state (I9). Lock held. */
 static void page_set_state(struct bf_page *pg, enum bf_page_state to)
 {
+    bf_ram_assert_locked(pg->fh->ram);            /* I1 */
+    BF_ASSERT(transition_allowed[pg->state][to]); /* I9 */
+    BF_ASSERT(!pg->storing);                      /* I14 */
     pg->wpinned = false;
     state_leave(pg);
     state_enter(pg, to);
@@ -119,12 +142,12 @@ static void page_free(struct bf_page *pg)
 }
 
 /* Drop a page: -> EMPTY, out of the pagemap, freed. Lock held. The page
- * must not be `storing` (the callers that could meet one get -EBUSY while
- * a writeout runs). */
+ * must not be `storing` (I14: the callers that could meet one wait, or get
+ * -EBUSY, while a writeout runs). */
 static void page_drop(struct bf_page *pg)
 {
     bf_fileh *fh = pg->fh;
-    page_set_state(pg, BF_PAGE_EMPTY);
+    page_set_state(pg, BF_PAGE_EMPTY); /* I8: EMPTY is out of the pagemap */
     bf_pagemap_remove(&fh->pages, pg->blk);
     page_free(pg);
 }
@@ -137,6 +160,8 @@ static void page_drop(struct bf_page *pg)
 static int page_load(bf_fileh *fh, uint64_t blk, struct bf_page **out)
 {
     bf_ram *ram = fh->ram;
+    bf_ram_assert_locked(ram);
+    BF_ASSERT(blk < zero_from_blk(fh));             /* I16: past it, blocks read as zeros */
     struct bf_page *pg = page_alloc(fh, blk, true); /* loadblk fills it */
     if (!pg)
         return -ENOMEM;
@@ -145,9 +170,9 @@ static int page_load(bf_fileh *fh, uint64_t blk, struct bf_page **out)
         page_free(pg);
         return r;
     }
-    page_set_state(pg, BF_PAGE_LOADING); /* EMPTY -> LOADING */
+    page_set_state(pg, BF_PAGE_LOADING); /* EMPTY -> LOADING: ours alone (I5) */
 
-    bf_ram_unlock(ram);
+    bf_ram_unlock(ram); /* I2; the buffer is ours meanwhile (I3) */
     r = fh->file->ops->loadblk(fh->file, blk, pg->data);
     bf_ram_lock(ram);
 
@@ -156,7 +181,7 @@ static int page_load(bf_fileh *fh, uint64_t blk, struct bf_page **out)
         fh->st.errors++;
     else
         fh->st.bytes_loaded += fh->blksize;
-    bf_ram_wake_loaders(ram);
+    bf_ram_wake_loaders(ram); /* I5: waiters look again */
 
     if (pg->state == BF_PAGE_LOADING_INVALIDATED) {
         page_drop(pg); /* LOADING_INVALIDATED -> EMPTY */
@@ -177,6 +202,7 @@ static int page_load(bf_fileh *fh, uint64_t blk, struct bf_page **out)
  * block reads as zeros; or the loadblk error / -ENOMEM. */
 static int page_get(bf_fileh *fh, uint64_t blk, struct bf_page **out)
 {
+    bf_ram_assert_locked(fh->ram);
     for (;;) {
         struct bf_page *pg = bf_pagemap_get(&fh->pages, blk);
         if (pg) {
@@ -185,7 +211,7 @@ static int page_get(bf_fileh *fh, uint64_t blk, struct bf_page **out)
                 return 0;
             }
             /* LOADING or LOADING_INVALIDATED by another thread: wait for
-             * that load to end, then look again. */
+             * that load to end, then look again (I5). */
             bf_ram_wait_load(fh->ram);
             continue;
         }
@@ -212,6 +238,7 @@ static int page_get(bf_fileh *fh, uint64_t blk, struct bf_page **out)
 static size_t page_evict(struct bf_page *pg)
 {
     bf_fileh *fh = pg->fh;
+    BF_ASSERT(pg->state == BF_PAGE_LOADED); /* I10: only clean pages go */
     size_t bytes = fh->blksize;
     page_drop(pg); /* LOADED -> EMPTY (budget/reclaim) */
     fh->st.reclaimed_blocks++;
@@ -227,8 +254,9 @@ static size_t evict_oldest(bf_ram *ram)
     return link ? page_evict(bf_list_entry(link, struct bf_page, lru)) : 0;
 }
 
-/* Drop LRU pages, oldest first, until the clean bytes fit the budget.
- * Lock held. */
+/* Drop LRU pages, oldest first, until the clean bytes fit the budget
+ * (I6: called before the lock is released by anything that made pages
+ * clean). Lock held. */
 static void enforce_budget(bf_ram *ram)
 {
     while (bf_ram_over_budget(ram) && evict_oldest(ram) > 0)
@@ -271,10 +299,11 @@ int bf_fileh_open(bf_file *file, bf_ram *ram, bf_fileh **out)
     fh->blkbits = (unsigned)__builtin_ctz(file->blksize);
     bf_pagemap_init(&fh->pages);
     bf_list_init(&fh->dirty);
+    bf_list_init(&fh->ram_link);
     fh->size = fh->committed_size = fh->min_size = file->size;
 
     bf_ram_lock(ram);
-    ram->handles++;
+    bf_ram_handle_add(ram, &fh->ram_link);
     bf_ram_unlock(ram);
     *out = fh;
     return 0;
@@ -286,11 +315,13 @@ void bf_fileh_close(bf_fileh *fh)
         return;
     bf_ram *ram = fh->ram;
     bf_ram_lock(ram);
+    BF_ASSERT(bf_fileh_check_locked(fh) == 0);
+    BF_ASSERT(fh->nloading == 0 && !fh->writeout_running); /* I23 */
     uint64_t k;
     struct bf_page *pg;
     while ((pg = bf_pagemap_next(&fh->pages, 0, &k)) != NULL)
-        page_drop(pg); /* any -> EMPTY: the handle goes */
-    ram->handles--;
+        page_drop(pg); /* LOADED/DIRTY -> EMPTY: the handle goes */
+    bf_ram_handle_remove(ram, &fh->ram_link);
     bf_ram_unlock(ram);
     bf_pagemap_destroy(&fh->pages);
     free(fh);
@@ -331,6 +362,8 @@ ssize_t bf_fileh_read(bf_fileh *fh, void *buf, size_t count, uint64_t off)
             return r;
         }
         if (pg) {
+            /* Copied with the lock held (I1); a DIRTY page's buffer is not
+             * written meanwhile even if stored (I4). */
             memcpy((char *)buf + done, (char *)pg->data + boff, len);
             if (pg->state == BF_PAGE_LOADED)
                 bf_ram_lru_touch(ram, &pg->lru);
@@ -338,13 +371,15 @@ ssize_t bf_fileh_read(bf_fileh *fh, void *buf, size_t count, uint64_t off)
             memset((char *)buf + done, 0, len);
         }
         done += len;
-        /* The copy is made: a page loaded for it may go now. */
+        /* The copy is made: a page loaded for it may go now, and must
+         * before the lock is released for the next block (I6). */
         enforce_budget(ram);
     }
     bf_ram_unlock(ram);
     return (ssize_t)n;
 }
 
+/* Whether blocks [first, last] touch the fence (I22). Lock held. */
 static bool range_fenced(const bf_fileh *fh, uint64_t first, uint64_t last)
 {
     return fh->fenced && !(last < fh->fence_lo || first > fh->fence_hi);
@@ -377,7 +412,7 @@ static void unpin_partial(bf_fileh *fh, uint64_t blk)
 
 /* Leave a write that changed nothing, lock held (released on return):
  * undo its pins and give back the clean blocks it loaded beyond the
- * budget. */
+ * budget (I6). */
 static void write_giveup(bf_fileh *fh, uint64_t first, uint64_t last)
 {
     unpin_partial(fh, first);
@@ -414,7 +449,8 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
 
     /* Phase 1, lock released at times: every block of the range is out of
      * LOADING, and the partially written ones that need their content are
-     * cached. After a release anything may have changed: start over. */
+     * cached. After a release anything may have changed: start over. The
+     * fence is checked under the lock at every round (I22). */
     for (;;) {
         if (range_fenced(fh, first, last)) {
             fh->st.fenced_writes++;
@@ -439,6 +475,8 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
         if (!busy && !need_first && !need_last)
             break;
 
+        /* Pinned DIRTY, a block loaded in an earlier round neither goes nor
+         * counts as clean while the lock is released (I6). */
         if (first_partial)
             pin_partial(fh, first);
         if (last_partial)
@@ -514,13 +552,15 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
             if (pg->state == BF_PAGE_LOADED)
                 page_set_state(pg, BF_PAGE_DIRTY); /* LOADED -> DIRTY */
             if (pg->storing) {
-                /* Copy on write: the writeout keeps storing the old
+                /* Copy on write (I4): the writeout keeps storing the old
                  * buffer (and frees it); the page goes on with a copy and
                  * stays DIRTY after the writeout. */
+                BF_ASSERT(fh->writeout_running); /* I14 */
                 memcpy(slots[i].cowbuf, pg->data, fh->blksize);
                 pg->data = slots[i].cowbuf;
                 pg->storing = false;
-                ram->dirty_bytes += fh->blksize; /* the old buffer, until freed */
+                fh->cow_held++; /* the old buffer, until freed (I13) */
+                ram->dirty_bytes += fh->blksize;
             }
         }
         uint64_t pos = off + done;
@@ -590,7 +630,8 @@ int bf_fileh_truncate(bf_fileh *fh, uint64_t size)
             pg->wpinned = false; /* changed: a real DIRTY now */
         }
     }
-    /* ... and drop every block past the end. */
+    /* ... and drop every block past the end (I15, I16: a load past it is
+     * invalidated; its loader drops it). */
     uint64_t from = div_ceil_blk(fh, size), k;
     struct bf_page *pg = bf_pagemap_next(&fh->pages, from, &k);
     while (pg) {
@@ -602,7 +643,7 @@ int bf_fileh_truncate(bf_fileh *fh, uint64_t size)
     }
     fh->size = size;
     if (size < fh->min_size)
-        fh->min_size = size;
+        fh->min_size = size; /* I17 */
     bf_ram_unlock(ram);
     return 0;
 }
@@ -629,7 +670,8 @@ static int wo_item_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Writeout with MARKSTORED only: every DIRTY page becomes LOADED. */
+/* Writeout with MARKSTORED only: every DIRTY page becomes LOADED (no
+ * writeout runs, so none is `storing`: I19). */
 static uint64_t mark_all_stored(bf_fileh *fh)
 {
     uint64_t n = 0;
@@ -653,8 +695,9 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, uint64_t *nblocks)
     bf_ram_lock(ram);
     if (fh->writeout_running) {
         bf_ram_unlock(ram);
-        return -EBUSY;
+        return -EBUSY; /* I19 */
     }
+    BF_ASSERT(fh->cow_held == 0); /* I19 */
     if (!(flags & BF_WRITEOUT_STORE)) {
         uint64_t n = mark_all_stored(fh);
         fh->st.writeouts++;
@@ -693,7 +736,7 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, uint64_t *nblocks)
         items[i].blk = pg->blk;
         items[i].data = pg->data;
         items[i].pg = pg;
-        pg->storing = true;
+        pg->storing = true; /* I4, I14: its buffer is the writeout's to read */
         i++;
     }
     if (n)
@@ -701,7 +744,8 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, uint64_t *nblocks)
     fh->writeout_running = true;
     bf_ram_unlock(ram);
 
-    /* The transaction, lock released. */
+    /* The transaction, lock released (I2), the only one of the handle
+     * (I20). */
     uint64_t stores = 0, stored = 0;
     bool began = false;
     int r = ops->begin(fh->file);
@@ -731,26 +775,31 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, uint64_t *nblocks)
         struct bf_page *pg = items[i].pg;
         if (pg->data != items[i].data) {
             /* Rewritten during the writeout: the page has its own copy and
-             * stays DIRTY; the stored buffer is ours to free. */
+             * stays DIRTY; the stored buffer is ours to free (I4). */
+            BF_ASSERT(fh->cow_held > 0 && ram->dirty_bytes >= fh->blksize); /* I13 */
             bf_blockbuf_free(items[i].data, fh->blksize);
+            fh->cow_held--;
             ram->dirty_bytes -= fh->blksize;
             continue;
         }
+        BF_ASSERT(pg->storing && pg->state == BF_PAGE_DIRTY); /* I14 */
         pg->storing = false;
         if (committed && (flags & BF_WRITEOUT_MARKSTORED))
             page_set_state(pg, BF_PAGE_LOADED); /* DIRTY -> LOADED (stored) */
     }
     if (committed) {
-        fh->content_gen++; /* the backend's content changed */
+        fh->content_gen++; /* the backend's content changed (I21) */
         fh->nstored_known = false;
         fh->committed_size = snap_size;
-        /* No shrink can run during a writeout, so size >= snap_size. */
+        /* No shrink ran during the writeout (I18), so size >= snap_size. */
+        BF_ASSERT(fh->size >= snap_size);
         fh->min_size = snap_size;
         fh->st.writeouts++;
-        enforce_budget(ram);
+        enforce_budget(ram); /* I6: MARKSTORED made pages clean */
     } else {
         fh->st.errors++;
     }
+    BF_ASSERT(fh->cow_held == 0); /* I19 */
     fh->writeout_running = false;
     bf_ram_unlock(ram);
     free(items);
@@ -765,7 +814,7 @@ int bf_fileh_discard(bf_fileh *fh, uint64_t *nblocks)
     bf_ram_lock(ram);
     if (fh->writeout_running) {
         bf_ram_unlock(ram);
-        return -EBUSY;
+        return -EBUSY; /* its pages are `storing` (I14) */
     }
     uint64_t n = 0;
     struct bf_list *pos, *tmp;
@@ -774,7 +823,7 @@ int bf_fileh_discard(bf_fileh *fh, uint64_t *nblocks)
         page_drop(bf_list_entry(pos, struct bf_page, dirty)); /* DIRTY -> EMPTY (discarded) */
         n++;
     }
-    fh->size = fh->min_size = fh->committed_size;
+    fh->size = fh->min_size = fh->committed_size; /* I17 */
     fh->st.discards++;
     bf_ram_unlock(ram);
     if (nblocks)
@@ -791,9 +840,9 @@ int bf_fileh_invalidate(bf_fileh *fh, uint64_t blk, uint64_t count)
     bf_ram_lock(ram);
     if (fh->writeout_running) {
         bf_ram_unlock(ram);
-        return -EBUSY;
+        return -EBUSY; /* its pages are `storing` (I14) */
     }
-    /* Told that the stored content changed underneath. */
+    /* Told that the stored content changed underneath (I21). */
     fh->content_gen++;
     fh->nstored_known = false;
     uint64_t k;
@@ -801,7 +850,9 @@ int bf_fileh_invalidate(bf_fileh *fh, uint64_t blk, uint64_t count)
     while (pg && k <= last) {
         switch (pg->state) {
         case BF_PAGE_LOADING:
-            page_set_state(pg, BF_PAGE_LOADING_INVALIDATED); /* LOADING -> LOADING_INVALIDATED */
+            /* LOADING -> LOADING_INVALIDATED: its loader throws the
+             * result away and loads again (I3, I5) */
+            page_set_state(pg, BF_PAGE_LOADING_INVALIDATED);
             fh->st.invalidated_blocks++;
             break;
         case BF_PAGE_LOADED:
@@ -849,7 +900,7 @@ int bf_fileh_fence(bf_fileh *fh, uint64_t blk, uint64_t count)
         bf_ram_unlock(fh->ram);
         return -EBUSY;
     }
-    fh->fenced = true;
+    fh->fenced = true; /* one range (I22) */
     fh->fence_lo = blk;
     fh->fence_hi = blk + (count - 1);
     bf_ram_unlock(fh->ram);

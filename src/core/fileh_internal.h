@@ -12,7 +12,8 @@
  *     writers never write that buffer: they give the page a copy first (copy
  *     on write) and the writeout frees the old buffer when it is done.
  *
- * Only fileh.c changes a page's state (page_set_state).
+ * Only fileh.c changes a page's state (page_set_state). The numbered
+ * invariants (I1 ...) are those of fileh.h.
  */
 #ifndef BIGFILEFS_CORE_FILEH_INTERNAL_H
 #define BIGFILEFS_CORE_FILEH_INTERNAL_H
@@ -30,9 +31,9 @@ struct bf_page {
     uint64_t blk;
     void *data; /* blksize bytes, bf_blockbuf_alloc */
     bf_fileh *fh;
-    struct bf_list lru;   /* on ram->lru exactly when LOADED */
-    struct bf_list dirty; /* on fh->dirty exactly when DIRTY */
-    bool storing;         /* a running writeout stores `data` */
+    struct bf_list lru;   /* on ram->lru exactly when LOADED (I10) */
+    struct bf_list dirty; /* on fh->dirty exactly when DIRTY (I11) */
+    bool storing;         /* a running writeout stores `data` (I4, I14) */
     /* DIRTY only because a write in progress pinned it (pin_partial):
      * content still the LOADED one; cleared by any change of its content
      * or state */
@@ -43,16 +44,19 @@ struct bf_fileh {
     bf_file *file;
     bf_ram *ram;
     uint32_t blksize;
-    unsigned blkbits;     /* blksize == 1 << blkbits */
-    bf_pagemap pages;     /* blk -> struct bf_page, every non-EMPTY page */
-    struct bf_list dirty; /* DIRTY pages, any order */
-    uint64_t nloaded, ndirty, nloading;
+    unsigned blkbits;                   /* blksize == 1 << blkbits */
+    bf_pagemap pages;                   /* blk -> struct bf_page, every non-EMPTY page (I8) */
+    struct bf_list dirty;               /* DIRTY pages, any order (I11) */
+    uint64_t nloaded, ndirty, nloading; /* I12 */
 
     uint64_t size; /* current, uncommitted */
     uint64_t committed_size;
-    uint64_t min_size; /* lowest size since the last commit or discard */
+    uint64_t min_size; /* lowest size since the last commit or discard (I17) */
 
-    bool writeout_running;
+    bool writeout_running; /* I19 */
+    /* old buffers the running writeout holds after copy on write (counted
+     * in the ram's dirty_bytes, I13) */
+    uint64_t cow_held;
     bool fenced;
     uint64_t fence_lo, fence_hi; /* fenced blocks, inclusive */
 
@@ -60,11 +64,12 @@ struct bf_fileh {
      * content_gen counts the events after which the backend's committed
      * content may differ from before (a STORE writeout's commit, an
      * invalidation): a backend answer obtained with the lock released is
-     * used only if content_gen did not move meanwhile. */
+     * used only if content_gen did not move meanwhile (I21). */
     uint64_t content_gen;
     bool nstored_known; /* nstored is the backend's count as of content_gen */
     uint64_t nstored;
 
+    struct bf_list ram_link;  /* on the ram's handle list (I13) */
     struct bf_fileh_stats st; /* the counters (state fields filled by stat) */
 };
 
@@ -80,5 +85,9 @@ static inline uint64_t zero_from_blk(const bf_fileh *fh)
 {
     return div_ceil_blk(fh, fh->min_size);
 }
+
+/* bf_fileh_check with the lock held (fileh_check.c): 0 or -EUCLEAN after
+ * printing the first broken invariant. */
+int bf_fileh_check_locked(bf_fileh *fh);
 
 #endif /* BIGFILEFS_CORE_FILEH_INTERNAL_H */

@@ -24,6 +24,7 @@ int bf_ram_new(size_t budget, bf_ram **out)
         return -ENOMEM;
     }
     bf_list_init(&ram->lru);
+    bf_list_init(&ram->hlist);
     ram->budget = budget;
     bf_blockbuf_user_add();
     *out = ram;
@@ -36,6 +37,7 @@ int bf_ram_free(bf_ram *ram)
         return 0;
     bf_ram_lock(ram);
     uint64_t handles = ram->handles;
+    BF_ASSERT((handles == 0) == bf_list_empty(&ram->hlist)); /* I13 */
     bf_ram_unlock(ram);
     if (handles)
         return -EBUSY;
@@ -46,50 +48,112 @@ int bf_ram_free(bf_ram *ram)
     return 0;
 }
 
+#ifdef BF_DEBUG
+uintptr_t bf_ram_self(void)
+{
+    static __thread char tag; /* one per thread: its address is the id */
+    return (uintptr_t)&tag;
+}
+
+bool bf_ram_held(const bf_ram *ram)
+{
+    return __atomic_load_n(&ram->owner, __ATOMIC_RELAXED) == bf_ram_self();
+}
+
+/* The lock is now held by the calling thread (self) or by nobody (0). */
+static void set_owner(bf_ram *ram, uintptr_t self)
+{
+    __atomic_store_n(&ram->owner, self, __ATOMIC_RELAXED);
+}
+
+/* The lock is about to be released by its holder. */
+static void release_owner(bf_ram *ram)
+{
+    bf_ram_assert_locked(ram);
+    BF_ASSERT(ram->clean_bytes <= ram->budget); /* I6 */
+    set_owner(ram, 0);
+}
+#endif
+
 void bf_ram_lock(bf_ram *ram)
 {
+    /* I2: not recursive (a second lock would deadlock). */
+    BF_ASSERT(!bf_ram_held(ram));
     pthread_mutex_lock(&ram->lock);
+    BF_DEBUG_ONLY(set_owner(ram, bf_ram_self()));
 }
 
 void bf_ram_unlock(bf_ram *ram)
 {
+    BF_DEBUG_ONLY(release_owner(ram));
     pthread_mutex_unlock(&ram->lock);
+}
+
+void bf_ram_wait(bf_ram *ram, pthread_cond_t *cond)
+{
+    BF_DEBUG_ONLY(release_owner(ram));
+    pthread_cond_wait(cond, &ram->lock);
+    BF_DEBUG_ONLY(set_owner(ram, bf_ram_self()));
 }
 
 void bf_ram_wait_load(bf_ram *ram)
 {
-    pthread_cond_wait(&ram->load_done, &ram->lock);
+    bf_ram_wait(ram, &ram->load_done);
 }
 
 void bf_ram_wake_loaders(bf_ram *ram)
 {
+    bf_ram_assert_locked(ram);
     pthread_cond_broadcast(&ram->load_done);
+}
+
+void bf_ram_handle_add(bf_ram *ram, struct bf_list *link)
+{
+    bf_ram_assert_locked(ram);
+    bf_list_add_tail(&ram->hlist, link);
+    ram->handles++;
+}
+
+void bf_ram_handle_remove(bf_ram *ram, struct bf_list *link)
+{
+    bf_ram_assert_locked(ram);
+    BF_ASSERT(ram->handles > 0 && bf_list_linked(link));
+    bf_list_del(link);
+    ram->handles--;
 }
 
 void bf_ram_lru_add(bf_ram *ram, struct bf_list *link)
 {
+    bf_ram_assert_locked(ram);
+    BF_ASSERT(!bf_list_linked(link)); /* I10: on the LRU once */
     bf_list_add_tail(&ram->lru, link);
 }
 
 void bf_ram_lru_touch(bf_ram *ram, struct bf_list *link)
 {
+    bf_ram_assert_locked(ram);
+    BF_ASSERT(bf_list_linked(link)); /* I10 */
     bf_list_del(link);
     bf_list_add_tail(&ram->lru, link);
 }
 
 void bf_ram_lru_remove(bf_ram *ram, struct bf_list *link)
 {
+    bf_ram_assert_locked(ram);
+    BF_ASSERT(bf_list_linked(link)); /* I10 */
     (void)ram;
     bf_list_del(link);
 }
 
 struct bf_list *bf_ram_lru_oldest(bf_ram *ram)
 {
+    bf_ram_assert_locked(ram);
     return bf_list_first(&ram->lru);
 }
 
 bool bf_ram_over_budget(const bf_ram *ram)
 {
+    bf_ram_assert_locked(ram);
     return ram->clean_bytes > ram->budget;
 }
 

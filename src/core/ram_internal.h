@@ -24,32 +24,61 @@
 
 #include "core/list.h"
 #include "core/ram.h"
+#include "util/debug.h"
 
 struct bf_ram {
     pthread_mutex_t lock;     /* the big lock: ram and all its handles */
     pthread_cond_t load_done; /* broadcast whenever a load finishes */
-    struct bf_list lru;       /* LOADED pages of every handle; head = least recent */
-    size_t budget;            /* bytes of clean pages allowed */
-    uint64_t clean_bytes;     /* bytes of LOADED pages */
+    /* Debug builds: the thread holding `lock` (bf_ram_self()), 0 when
+     * free; for bf_ram_assert_locked. Accessed atomically (a thread that
+     * does not hold the lock reads it to tell that it does not). */
+    uintptr_t owner;
+    struct bf_list lru;   /* LOADED pages of every handle; head = least recent */
+    struct bf_list hlist; /* open handles (opaque links), for bf_fileh_check */
+    size_t budget;        /* bytes of clean pages allowed */
+    uint64_t clean_bytes; /* bytes of LOADED pages */
     /* bytes of DIRTY pages, and of old buffers a writeout still holds
      * after copy on write */
     uint64_t dirty_bytes;
     uint64_t loading_bytes; /* bytes of buffers being loaded */
-    uint64_t handles;       /* open handles */
+    uint64_t handles;       /* open handles: the length of hlist */
     uint64_t evictions;     /* clean pages dropped by budget or reclaim */
 };
 
-/* Take / release the big lock. */
+/* Take / release the big lock. Not recursive: the caller does not hold it
+ * on bf_ram_lock (I2 of fileh.h; asserted in debug builds), and holds it on
+ * bf_ram_unlock. In debug builds bf_ram_unlock also asserts that the clean
+ * bytes are within the budget (I6). */
 void bf_ram_lock(bf_ram *ram);
 void bf_ram_unlock(bf_ram *ram);
 
-/* Wait, with the lock held, until some load finishes (the lock is released
- * while waiting and held again on return). Callers re-check what they wait
- * for: a wake-up says only that some load ended. */
+#ifdef BF_DEBUG
+/* An id of the calling thread, never 0 (debug builds). */
+uintptr_t bf_ram_self(void);
+/* Whether the calling thread holds ram's lock (debug builds). */
+bool bf_ram_held(const bf_ram *ram);
+/* Assert that the calling thread holds ram's lock (I1 of fileh.h). */
+#define bf_ram_assert_locked(ram) BF_ASSERT(bf_ram_held(ram))
+#else
+#define bf_ram_assert_locked(ram) ((void)0)
+#endif
+
+/* Wait on `cond` with the lock held (released while waiting, held again on
+ * return; I6 is asserted before, as at an unlock). Callers re-check what
+ * they wait for: a wake-up says only that something they may wait for
+ * happened. */
+void bf_ram_wait(bf_ram *ram, pthread_cond_t *cond);
+
+/* bf_ram_wait on load_done: until some load finishes (I5). */
 void bf_ram_wait_load(bf_ram *ram);
 
 /* Wake every waiter of bf_ram_wait_load. Lock held. */
 void bf_ram_wake_loaders(bf_ram *ram);
+
+/* Handles, lock held: link an opened handle's `link` on the ram (counted
+ * in handles) or unlink it at close. */
+void bf_ram_handle_add(bf_ram *ram, struct bf_list *link);
+void bf_ram_handle_remove(bf_ram *ram, struct bf_list *link);
 
 /* LRU of clean pages, lock held: append `link` as most recently used,
  * move it there (touch), or take it off. The ram never looks inside what

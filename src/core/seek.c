@@ -39,6 +39,7 @@ static bool page_is_data(const struct bf_page *pg, uint64_t zf)
  * if none. Lock held. */
 static uint64_t next_cached_data(bf_fileh *fh, uint64_t from, uint64_t end, uint64_t zf)
 {
+    bf_ram_assert_locked(fh->ram); /* I1 */
     uint64_t k;
     struct bf_page *pg = from < end ? bf_pagemap_next(&fh->pages, from, &k) : NULL;
     while (pg && k < end) {
@@ -54,6 +55,7 @@ static uint64_t next_cached_data(bf_fileh *fh, uint64_t from, uint64_t end, uint
  * the backend stores it; blocks at or past the end are holes. */
 static int seek_data_locked(bf_fileh *fh, uint64_t off, uint64_t *result)
 {
+    bf_ram_assert_locked(fh->ram); /* I1 */
     const struct bf_file_ops *ops = fh->file->ops;
     uint64_t blk = off >> fh->blkbits;
     uint64_t stored = UINT64_MAX; /* smallest stored block >= blk, as known */
@@ -74,7 +76,7 @@ static int seek_data_locked(bf_fileh *fh, uint64_t off, uint64_t *result)
                 continue;
             }
             uint64_t gen = fh->content_gen, b = UINT64_MAX;
-            bf_ram_unlock(fh->ram);
+            bf_ram_unlock(fh->ram); /* I2 */
             int r = ops->next_stored(fh->file, blk, &b);
             bf_ram_lock(fh->ram);
             if (r < 0 && r != -ENXIO) {
@@ -82,7 +84,7 @@ static int seek_data_locked(bf_fileh *fh, uint64_t off, uint64_t *result)
                 return r;
             }
             if (gen != fh->content_gen)
-                continue; /* stale: ask again */
+                continue; /* stale: ask again (I21) */
             stored = r == 0 ? b : UINT64_MAX;
             known = true;
             continue; /* the state may have changed: look again */
@@ -103,6 +105,7 @@ static int seek_data_locked(bf_fileh *fh, uint64_t off, uint64_t *result)
  * stored, and ke is not if kunstored". */
 static int seek_hole_locked(bf_fileh *fh, uint64_t off, uint64_t *result)
 {
+    bf_ram_assert_locked(fh->ram); /* I1 */
     const struct bf_file_ops *ops = fh->file->ops;
     uint64_t x = off >> fh->blkbits;
     uint64_t ks = 0, ke = 0;
@@ -154,7 +157,7 @@ static int seek_hole_locked(bf_fileh *fh, uint64_t off, uint64_t *result)
         uint64_t gen = fh->content_gen, e = x;
         bool unstored = false;
         int r = 0;
-        bf_ram_unlock(fh->ram);
+        bf_ram_unlock(fh->ram); /* I2 */
         while (e < zf) {
             uint64_t b;
             r = ops->next_stored(fh->file, e, &b);
@@ -172,7 +175,7 @@ static int seek_hole_locked(bf_fileh *fh, uint64_t off, uint64_t *result)
             fh->st.errors++;
             return r;
         }
-        if (gen != fh->content_gen) {
+        if (gen != fh->content_gen) { /* stale (I21) */
             round++;
             ks = ke = 0; /* stale: forget it */
             kunstored = false;
@@ -204,7 +207,7 @@ int bf_fileh_allocated_bytes(bf_fileh *fh, uint64_t *bytes)
         nstored = fh->nstored;
     } else if (ops->stored_blocks) {
         uint64_t gen = fh->content_gen, n = 0;
-        bf_ram_unlock(fh->ram);
+        bf_ram_unlock(fh->ram); /* I2 */
         int r = ops->stored_blocks(fh->file, &n);
         bf_ram_lock(fh->ram);
         if (r < 0) {
@@ -213,7 +216,7 @@ int bf_fileh_allocated_bytes(bf_fileh *fh, uint64_t *bytes)
             return r;
         }
         nstored = n;
-        if (gen == fh->content_gen) { /* still the current content: keep it */
+        if (gen == fh->content_gen) { /* still the current content: keep it (I21) */
             fh->nstored = n;
             fh->nstored_known = true;
         }
