@@ -298,7 +298,7 @@ Test(ram, huge_recycled_buffers_never_leak_into_reads, .timeout = 30)
     free(got);
     free(want);
     free(zero);
-    bf_fileh_close(fh);
+    close_checked(fh);
     cr_assert_eq(bf_ram_free(ram), 0);
     mock_free(m);
 }
