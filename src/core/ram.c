@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/blockbuf.h"
 #include "core/ram_internal.h"
@@ -19,6 +20,19 @@ int bf_ram_new(size_t budget, bf_ram **out)
         return -ENOMEM;
     }
     if (pthread_cond_init(&ram->load_done, NULL) != 0) {
+        pthread_mutex_destroy(&ram->lock);
+        free(ram);
+        return -ENOMEM;
+    }
+    pthread_condattr_t ca;
+    bool ok = pthread_condattr_init(&ca) == 0;
+    if (ok) {
+        ok = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+             pthread_cond_init(&ram->waiters_changed, &ca) == 0;
+        pthread_condattr_destroy(&ca);
+    }
+    if (!ok) {
+        pthread_cond_destroy(&ram->load_done);
         pthread_mutex_destroy(&ram->lock);
         free(ram);
         return -ENOMEM;
@@ -41,6 +55,7 @@ int bf_ram_free(bf_ram *ram)
     bf_ram_unlock(ram);
     if (handles)
         return -EBUSY;
+    pthread_cond_destroy(&ram->waiters_changed);
     pthread_cond_destroy(&ram->load_done);
     pthread_mutex_destroy(&ram->lock);
     free(ram);
@@ -91,9 +106,34 @@ void bf_ram_unlock(bf_ram *ram)
 
 void bf_ram_wait(bf_ram *ram, pthread_cond_t *cond)
 {
+    ram->waiting++;
+    pthread_cond_broadcast(&ram->waiters_changed);
     BF_DEBUG_ONLY(release_owner(ram));
     pthread_cond_wait(cond, &ram->lock);
     BF_DEBUG_ONLY(set_owner(ram, bf_ram_self()));
+    ram->waiting--;
+}
+
+bool bf_ram_await_waiters(bf_ram *ram, unsigned n, unsigned timeout_ms)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_sec += timeout_ms / 1000;
+    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    bf_ram_lock(ram);
+    int r = 0;
+    while (ram->waiting < n && r != ETIMEDOUT) {
+        BF_DEBUG_ONLY(release_owner(ram));
+        r = pthread_cond_timedwait(&ram->waiters_changed, &ram->lock, &dl);
+        BF_DEBUG_ONLY(set_owner(ram, bf_ram_self()));
+    }
+    bool ok = ram->waiting >= n;
+    bf_ram_unlock(ram);
+    return ok;
 }
 
 void bf_ram_wait_load(bf_ram *ram)

@@ -31,6 +31,7 @@
 #ifndef BIGFILEFS_CORE_RAM_H
 #define BIGFILEFS_CORE_RAM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,6 +60,13 @@ int bf_ram_new(size_t budget, bf_ram **out);
  * -EBUSY (and frees nothing) otherwise, 0 on success. NULL is a no-op.
  * On success also empties the block-buffer recycle lists (blockbuf.h). */
 int bf_ram_free(bf_ram *ram);
+
+/* For tests: wait until at least `n` threads wait inside core calls on
+ * this ram — for a block another thread loads, or for a writeout to end
+ * before a shrinking truncate — so that a test knows a thread has reached
+ * its wait without sleeping. Returns true, or false after timeout_ms (a
+ * test's failure, not a measure). */
+bool bf_ram_await_waiters(bf_ram *ram, unsigned n, unsigned timeout_ms);
 
 /* Fill *st with a consistent snapshot. */
 void bf_ram_stat(bf_ram *ram, struct bf_ram_stats *st);

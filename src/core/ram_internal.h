@@ -29,6 +29,9 @@
 struct bf_ram {
     pthread_mutex_t lock;     /* the big lock: ram and all its handles */
     pthread_cond_t load_done; /* broadcast whenever a load finishes */
+    /* broadcast whenever a thread starts a bf_ram_wait (for
+     * bf_ram_await_waiters); uses CLOCK_MONOTONIC */
+    pthread_cond_t waiters_changed;
     /* Debug builds: the thread holding `lock` (bf_ram_self()), 0 when
      * free; for bf_ram_assert_locked. Accessed atomically (a thread that
      * does not hold the lock reads it to tell that it does not). */
@@ -43,6 +46,7 @@ struct bf_ram {
     uint64_t loading_bytes; /* bytes of buffers being loaded */
     uint64_t handles;       /* open handles: the length of hlist */
     uint64_t evictions;     /* clean pages dropped by budget or reclaim */
+    unsigned waiting;       /* threads in bf_ram_wait now */
 };
 
 /* Take / release the big lock. Not recursive: the caller does not hold it
@@ -66,7 +70,7 @@ bool bf_ram_held(const bf_ram *ram);
 /* Wait on `cond` with the lock held (released while waiting, held again on
  * return; I6 is asserted before, as at an unlock). Callers re-check what
  * they wait for: a wake-up says only that something they may wait for
- * happened. */
+ * happened. Counted in `waiting` meanwhile (bf_ram_await_waiters). */
 void bf_ram_wait(bf_ram *ram, pthread_cond_t *cond);
 
 /* bf_ram_wait on load_done: until some load finishes (I5). */

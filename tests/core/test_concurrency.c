@@ -2,26 +2,21 @@
 /* bigfilefs — tests/core: file handles under several threads.
  *
  * Gates of the mock file hold a loadblk or a storeblk in progress, so the
- * LOADING and "writeout running" states are reached deterministically; the
- * assertions hold whatever the scheduling. Also run under ThreadSanitizer
+ * LOADING and "writeout running" states are reached deterministically, and
+ * bf_ram_await_waiters tells when threads wait inside the core: the tests
+ * wait for events, never for time, and the assertions hold whatever the
+ * scheduling. Also run under ThreadSanitizer
  * (make check-concurrency in a --enable-tsan build).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* SEEK_DATA, SEEK_HOLE */
 #endif
 #include <pthread.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "corehelp.h"
 
 #define GATE_MS 10000 /* a gate that is not reached in 10 s is a failure */
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
-}
 
 struct reader {
     pthread_t thr;
@@ -69,7 +64,8 @@ Test(concurrency, readers_of_one_block_share_one_load, .timeout = 30)
     for (int i = 0; i < N; i++)
         reader_start(&r[i], e.fh, 3);
     cr_assert(mock_gate_wait(e.m, MOCK_LOADBLK, 1, GATE_MS), "no load started");
-    sleep_ms(50); /* let the others reach the wait (not needed for correctness) */
+    /* Every other reader waits for that load: none loads it again. */
+    cr_assert(bf_ram_await_waiters(e.ram, N - 1, GATE_MS), "the other readers did not wait");
     cr_assert_eq(mock_calls(e.m, MOCK_LOADBLK), 1, "a second loadblk of a LOADING block");
     cr_assert_eq(bf_fileh_page_state(e.fh, 3), BF_PAGE_LOADING);
     struct bf_fileh_stats st = fstat_of(e.fh);
@@ -164,7 +160,7 @@ Test(concurrency, waiters_retry_a_failed_load, .timeout = 30)
     cr_assert(mock_gate_wait(e.m, MOCK_LOADBLK, 1, GATE_MS));
     for (int i = 1; i < N; i++)
         reader_start(&r[i], e.fh, 5);
-    sleep_ms(50);
+    cr_assert(bf_ram_await_waiters(e.ram, N - 1, GATE_MS), "the waiters did not wait");
     cr_assert_eq(mock_calls(e.m, MOCK_LOADBLK), 1);
     mock_gate_release(e.m, MOCK_LOADBLK);
     int failed = 0;
