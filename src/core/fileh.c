@@ -293,6 +293,10 @@ int bf_fileh_open(bf_file *file, bf_ram *ram, bf_fileh **out)
     bf_fileh *fh = calloc(1, sizeof(*fh));
     if (!fh)
         return -ENOMEM;
+    if (pthread_cond_init(&fh->writeout_done, NULL) != 0) {
+        free(fh);
+        return -ENOMEM;
+    }
     fh->file = file;
     fh->ram = ram;
     fh->blksize = file->blksize;
@@ -323,6 +327,7 @@ void bf_fileh_close(bf_fileh *fh)
         page_drop(pg); /* LOADED/DIRTY -> EMPTY: the handle goes */
     bf_ram_handle_remove(ram, &fh->ram_link);
     bf_ram_unlock(ram);
+    pthread_cond_destroy(&fh->writeout_done);
     bf_pagemap_destroy(&fh->pages);
     free(fh);
 }
@@ -600,9 +605,13 @@ int bf_fileh_truncate(bf_fileh *fh, uint64_t size)
             return 0;
         }
         if (fh->writeout_running) {
+            /* A shrink waits for the writeout to end (I18): it would drop
+             * pages the writeout stores (I14) and lower the size under its
+             * snapshot. A tail block loaded in an earlier round goes first
+             * if over the budget (I6). */
             enforce_budget(ram);
-            bf_ram_unlock(ram);
-            return -EBUSY;
+            bf_ram_wait(ram, &fh->writeout_done);
+            continue;
         }
         if (!tail)
             break;
@@ -620,7 +629,9 @@ int bf_fileh_truncate(bf_fileh *fh, uint64_t size)
         }
     }
 
-    /* Shrinking, lock held: zero the tail of the new last block ... */
+    /* Shrinking, lock held, no writeout running (I18): zero the tail of
+     * the new last block ... */
+    BF_ASSERT(!fh->writeout_running);
     if (tail) {
         struct bf_page *pg = bf_pagemap_get(&fh->pages, lastblk);
         if (pg) {
@@ -801,6 +812,7 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, uint64_t *nblocks)
     }
     BF_ASSERT(fh->cow_held == 0); /* I19 */
     fh->writeout_running = false;
+    pthread_cond_broadcast(&fh->writeout_done); /* shrinking truncates go on */
     bf_ram_unlock(ram);
     free(items);
     if (r == 0 && nblocks)

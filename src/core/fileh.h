@@ -57,8 +57,9 @@
  * writeout is storing gets a fresh copy of the block (copy on write): the
  * writeout stores the content the block had when the writeout took its
  * snapshot, and the block stays DIRTY afterwards, even with MARKSTORED.
- * discard, invalidate, a shrinking truncate and a second writeout of the
- * same handle get -EBUSY while a writeout runs.
+ * discard, invalidate and a second writeout of the same handle get -EBUSY
+ * while a writeout runs; a shrinking truncate waits until it has ended
+ * (committed or failed) and then applies.
  *
  * Locking
  * -------
@@ -66,7 +67,8 @@
  * every call here; callers hold no lock. Backend operations are called with
  * that lock released. A thread that needs a block another thread is loading
  * waits on the ram's condition variable; exactly one loadblk is issued per
- * load of a block, and different blocks load in parallel. Data is copied
+ * load of a block, and different blocks load in parallel. A shrinking
+ * truncate waits on the handle's condition variable for a writeout to end. Data is copied
  * between the caller's buffer and cached blocks with the lock held.
  *
  * Files
@@ -152,10 +154,12 @@
  *  I17 min_size, the lowest size since the last commit or discard, is at
  *      most the size and the committed size; the size is at most
  *      BF_SIZE_MAX. [checked]
- *  I18 The size shrinks only while no writeout of the handle runs; so at a
- *      writeout's end the size is at least its snapshot's, and the commit
- *      makes that snapshot size the committed and lowest size.
- *  I19 At most one writeout of a handle runs (writeout_running); with none
+ *  I18 The size shrinks only while no writeout of the handle runs (a
+ *      shrinking truncate waits for it to end); so at a writeout's end the
+ *      size is at least its snapshot's, and the commit makes that snapshot
+ *      size the committed and lowest size.
+ *  I19 At most one writeout of a handle runs (writeout_running; another,
+ *      a discard and an invalidation are refused meanwhile); with none
  *      running no page is `storing` and no old buffer is held (cow_held ==
  *      0). [checked]
  *  I20 The core opens at most one backend transaction per handle, only
@@ -249,8 +253,11 @@ ssize_t bf_fileh_read(bf_fileh *fh, void *buf, size_t count, uint64_t off);
 ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off);
 
 /* Set the size (uncommitted). Shrinking drops blocks past the end and
- * zeroes the tail of the last block (loading it if needed). Returns 0,
- * -EINVAL (size > BF_SIZE_MAX), -EBUSY (shrinking during a writeout), or a
+ * zeroes the tail of the last block (loading it if needed). Shrinking while
+ * a writeout of fh runs first waits for the writeout to end — its commit
+ * (or abort) done, so the writeout commits its snapshot and the shrink is
+ * the next change — and waits again if another writeout has started by
+ * then; growing never waits. Returns 0, -EINVAL (size > BF_SIZE_MAX), or a
  * loadblk error (then nothing changed). */
 int bf_fileh_truncate(bf_fileh *fh, uint64_t size);
 

@@ -18,6 +18,7 @@
 #ifndef BIGFILEFS_CORE_FILEH_INTERNAL_H
 #define BIGFILEFS_CORE_FILEH_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -54,6 +55,9 @@ struct bf_fileh {
     uint64_t min_size; /* lowest size since the last commit or discard (I17) */
 
     bool writeout_running; /* I19 */
+    /* broadcast when a writeout ends, for the shrinking truncates that wait
+     * for it (I18); used with the ram's lock */
+    pthread_cond_t writeout_done;
     /* old buffers the running writeout holds after copy on write (counted
      * in the ram's dirty_bytes, I13) */
     uint64_t cow_held;
