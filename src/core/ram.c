@@ -9,6 +9,7 @@
 
 #include "core/blockbuf.h"
 #include "core/ram_internal.h"
+#include "util/util.h"
 
 int bf_ram_new(size_t budget, bf_ram **out)
 {
@@ -116,14 +117,8 @@ void bf_ram_wait(bf_ram *ram, pthread_cond_t *cond)
 
 bool bf_ram_await_waiters(bf_ram *ram, unsigned n, unsigned timeout_ms)
 {
-    struct timespec dl;
-    clock_gettime(CLOCK_MONOTONIC, &dl);
-    dl.tv_sec += timeout_ms / 1000;
-    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000L;
-    }
+    int64_t ns = bf_mono_ns() + (int64_t)timeout_ms * 1000000; /* the cond's clock */
+    struct timespec dl = { .tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000 };
     bf_ram_lock(ram);
     int r = 0;
     while (ram->waiting < n && r != ETIMEDOUT) {

@@ -50,6 +50,16 @@ static uint64_t next_cached_data(bf_fileh *fh, uint64_t from, uint64_t end, uint
     return UINT64_MAX;
 }
 
+/* The blocks of the current size (*nblk), and the first block that reads
+ * as zeros when not cached (*zf, at most *nblk). Lock held. */
+static void seek_bounds(const bf_fileh *fh, uint64_t *nblk, uint64_t *zf)
+{
+    *nblk = div_ceil_blk(fh, fh->size);
+    *zf = zero_from_blk(fh);
+    if (*zf > *nblk)
+        *zf = *nblk;
+}
+
 /* SEEK_DATA. Lock held on entry and return, released around the backend
  * call. Block b is data when page_is_data, or when b < zero_from_blk and
  * the backend stores it; blocks at or past the end are holes. */
@@ -63,10 +73,8 @@ static int seek_data_locked(bf_fileh *fh, uint64_t off, uint64_t *result)
     for (unsigned round = 0;; round++) {
         if (off >= fh->size)
             return -ENXIO;
-        uint64_t nblk = div_ceil_blk(fh, fh->size);
-        uint64_t zf = zero_from_blk(fh);
-        if (zf > nblk)
-            zf = nblk;
+        uint64_t nblk, zf;
+        seek_bounds(fh, &nblk, &zf);
         uint64_t c = next_cached_data(fh, blk, nblk, zf);
         if (!known && blk < zf && blk < c) {
             /* The backend may know of data before c. */
@@ -114,10 +122,8 @@ static int seek_hole_locked(bf_fileh *fh, uint64_t off, uint64_t *result)
     for (;;) {
         if (off >= fh->size)
             return -ENXIO;
-        uint64_t nblk = div_ceil_blk(fh, fh->size);
-        uint64_t zf = zero_from_blk(fh);
-        if (zf > nblk)
-            zf = nblk;
+        uint64_t nblk, zf;
+        seek_bounds(fh, &nblk, &zf);
         /* Look at blocks from x on until a hole or a question for the
          * backend. */
         bool ask = false;
