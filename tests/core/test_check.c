@@ -65,6 +65,115 @@ static struct bf_page *page_at(bf_fileh *fh, uint64_t blk)
     return pg;
 }
 
+/* A corruption: make(fh, true) breaks one thing, make(fh, false) undoes
+ * it; both run under the lock. */
+typedef void corruption(bf_fileh *fh, bool make);
+
+/* The check fails on the corruption naming `inv`, and passes once undone. */
+static void expect_caught(bf_fileh *fh, corruption *c, const char *inv)
+{
+    bf_ram_lock(fh->ram);
+    c(fh, true);
+    bf_ram_unlock(fh->ram);
+    expect_broken(fh, inv);
+    bf_ram_lock(fh->ram);
+    c(fh, false);
+    bf_ram_unlock(fh->ram);
+    expect_consistent(fh);
+}
+
+static int64_t step(bool make)
+{
+    return make ? 1 : -1;
+}
+
+static void loaded_miscounted(bf_fileh *fh, bool make)
+{
+    fh->nloaded += step(make);
+}
+
+static void dirty_miscounted(bf_fileh *fh, bool make)
+{
+    fh->ndirty -= step(make);
+}
+
+static void ram_dirty_bytes_off(bf_fileh *fh, bool make)
+{
+    fh->ram->dirty_bytes += step(make) * BS;
+}
+
+static void ram_clean_bytes_off(bf_fileh *fh, bool make)
+{
+    fh->ram->clean_bytes -= step(make) * BS; /* down: the budget holds (I6) */
+}
+
+static void ram_handles_off(bf_fileh *fh, bool make)
+{
+    fh->ram->handles += step(make);
+}
+
+/* Block 1 is LOADED: take it off the LRU. */
+static void loaded_off_the_lru(bf_fileh *fh, bool make)
+{
+    struct bf_page *pg = page_at(fh, 1);
+    if (make)
+        bf_list_del(&pg->lru);
+    else
+        bf_list_add_tail(&fh->ram->lru, &pg->lru);
+}
+
+/* Block 2 is DIRTY: put it on the LRU. */
+static void dirty_on_the_lru(bf_fileh *fh, bool make)
+{
+    struct bf_page *pg = page_at(fh, 2);
+    if (make)
+        bf_list_add_tail(&fh->ram->lru, &pg->lru);
+    else
+        bf_list_del(&pg->lru);
+}
+
+/* Block 3 is DIRTY: take it off the dirty list. */
+static void dirty_off_the_dirty_list(bf_fileh *fh, bool make)
+{
+    struct bf_page *pg = page_at(fh, 3);
+    if (make)
+        bf_list_del(&pg->dirty);
+    else
+        bf_list_add_tail(&fh->dirty, &pg->dirty);
+}
+
+static void page_with_another_key(bf_fileh *fh, bool make)
+{
+    page_at(fh, 0)->blk = make ? 6 : 0;
+}
+
+static void storing_without_a_writeout(bf_fileh *fh, bool make)
+{
+    page_at(fh, 2)->storing = make;
+}
+
+static void cow_buffer_without_a_writeout(bf_fileh *fh, bool make)
+{
+    fh->cow_held = make ? 1 : 0;
+}
+
+static void lowest_size_above_the_size(bf_fileh *fh, bool make)
+{
+    fh->min_size = make ? fh->size + 1 : fh->size;
+}
+
+/* Blocks 1..3 lie past a size of one block. */
+static void pages_past_the_size(bf_fileh *fh, bool make)
+{
+    fh->min_size = fh->size = make ? BS : 8 * BS;
+}
+
+/* With a fence [2, 4] up: an empty fence. */
+static void empty_fence(bf_fileh *fh, bool make)
+{
+    fh->fence_lo = make ? 5 : 2;
+}
+
 Test(check, a_consistent_handle_passes, .timeout = 10)
 {
     struct env e;
@@ -79,93 +188,37 @@ Test(check, counters_of_the_handle, .timeout = 10)
 {
     struct env e;
     env_mixed(&e);
-    bf_ram_lock(e.ram);
-    e.fh->nloaded++;
-    bf_ram_unlock(e.ram);
-    expect_broken(e.fh, "I12");
-    bf_ram_lock(e.ram);
-    e.fh->nloaded--;
-    e.fh->ndirty--;
-    bf_ram_unlock(e.ram);
-    expect_broken(e.fh, "I12");
-    bf_ram_lock(e.ram);
-    e.fh->ndirty++;
-    bf_ram_unlock(e.ram);
+    expect_caught(e.fh, loaded_miscounted, "I12");
+    expect_caught(e.fh, dirty_miscounted, "I12");
     env_close(&e);
 }
 
-Test(check, byte_counters_of_the_ram, .timeout = 10)
+Test(check, counters_of_the_ram, .timeout = 10)
 {
     struct env e;
     env_mixed(&e);
-    bf_ram_lock(e.ram);
-    e.ram->dirty_bytes += BS;
-    bf_ram_unlock(e.ram);
-    expect_broken(e.fh, "I13");
-    bf_ram_lock(e.ram);
-    e.ram->dirty_bytes -= BS;
-    e.ram->clean_bytes -= BS;
-    bf_ram_unlock(e.ram);
-    expect_broken(e.fh, "I13");
-    bf_ram_lock(e.ram);
-    e.ram->clean_bytes += BS;
-    e.ram->handles++;
-    bf_ram_unlock(e.ram);
-    expect_broken(e.fh, "I13");
-    bf_ram_lock(e.ram);
-    e.ram->handles--;
-    bf_ram_unlock(e.ram);
+    expect_caught(e.fh, ram_dirty_bytes_off, "I13");
+    expect_caught(e.fh, ram_clean_bytes_off, "I13");
+    expect_caught(e.fh, ram_handles_off, "I13");
     env_close(&e);
 }
 
-Test(check, lru_membership, .timeout = 10)
+Test(check, lru_and_dirty_list_membership, .timeout = 10)
 {
     struct env e;
     env_mixed(&e);
-    struct bf_page *pg = page_at(e.fh, 1);
-    bf_ram_lock(e.ram);
-    bf_list_del(&pg->lru); /* LOADED, not on the LRU */
-    bf_ram_unlock(e.ram);
-    expect_broken(e.fh, "I10");
-    bf_ram_lock(e.ram);
-    bf_list_add_tail(&e.ram->lru, &pg->lru);
-    struct bf_page *d = page_at(e.fh, 2);
-    bf_list_add_tail(&e.ram->lru, &d->lru); /* DIRTY, on the LRU */
-    bf_ram_unlock(e.ram);
-    expect_broken(e.fh, "I10");
-    bf_ram_lock(e.ram);
-    bf_list_del(&d->lru);
-    bf_ram_unlock(e.ram);
+    expect_caught(e.fh, loaded_off_the_lru, "I10");
+    expect_caught(e.fh, dirty_on_the_lru, "I10");
+    expect_caught(e.fh, dirty_off_the_dirty_list, "I11");
     env_close(&e);
 }
 
-Test(check, dirty_list_membership, .timeout = 10)
+Test(check, pages_of_the_pagemap, .timeout = 10)
 {
     struct env e;
     env_mixed(&e);
-    struct bf_page *pg = page_at(e.fh, 3);
-    bf_ram_lock(e.ram);
-    bf_list_del(&pg->dirty); /* DIRTY, not on the dirty list */
-    bf_ram_unlock(e.ram);
-    expect_broken(e.fh, "I11");
-    bf_ram_lock(e.ram);
-    bf_list_add_tail(&e.fh->dirty, &pg->dirty);
-    bf_ram_unlock(e.ram);
-    env_close(&e);
-}
-
-Test(check, pages_in_the_pagemap, .timeout = 10)
-{
-    struct env e;
-    env_mixed(&e);
-    struct bf_page *pg = page_at(e.fh, 0);
-    bf_ram_lock(e.ram);
-    pg->blk = 6; /* mapped at block 0 */
-    bf_ram_unlock(e.ram);
-    expect_broken(e.fh, "I8");
-    bf_ram_lock(e.ram);
-    pg->blk = 0;
-    bf_ram_unlock(e.ram);
+    expect_caught(e.fh, page_with_another_key, "I8");
+    expect_caught(e.fh, pages_past_the_size, "I15");
     env_close(&e);
 }
 
@@ -173,59 +226,30 @@ Test(check, storing_only_during_a_writeout, .timeout = 10)
 {
     struct env e;
     env_mixed(&e);
-    struct bf_page *pg = page_at(e.fh, 2);
-    bf_ram_lock(e.ram);
-    pg->storing = true;
-    bf_ram_unlock(e.ram);
-    expect_broken(e.fh, "I14");
-    bf_ram_lock(e.ram);
-    pg->storing = false;
-    e.fh->cow_held = 1; /* an old buffer held with no writeout */
-    bf_ram_unlock(e.ram);
-    expect_broken(e.fh, "I19");
-    bf_ram_lock(e.ram);
-    e.fh->cow_held = 0;
-    bf_ram_unlock(e.ram);
+    expect_caught(e.fh, storing_without_a_writeout, "I14");
+    expect_caught(e.fh, cow_buffer_without_a_writeout, "I19");
     env_close(&e);
 }
 
-Test(check, sizes_and_pages_past_them, .timeout = 10)
+Test(check, sizes_and_fence, .timeout = 10)
 {
     struct env e;
     env_mixed(&e);
-    bf_ram_lock(e.ram);
-    e.fh->min_size = e.fh->size + 1;
-    bf_ram_unlock(e.ram);
-    expect_broken(e.fh, "I17");
-    bf_ram_lock(e.ram);
-    e.fh->min_size = e.fh->size = BS; /* blocks 1..3 now lie past it */
-    bf_ram_unlock(e.ram);
-    expect_broken(e.fh, "I15");
-    bf_ram_lock(e.ram);
-    e.fh->min_size = e.fh->size = 8 * BS;
-    bf_ram_unlock(e.ram);
-    env_close(&e);
-}
-
-Test(check, fence_is_a_range, .timeout = 10)
-{
-    struct env e;
-    env_mixed(&e);
+    expect_caught(e.fh, lowest_size_above_the_size, "I17");
     cr_assert_eq(bf_fileh_fence(e.fh, 2, 3), 0);
     expect_consistent(e.fh);
-    bf_ram_lock(e.ram);
-    e.fh->fence_lo = 5;
-    bf_ram_unlock(e.ram);
-    expect_broken(e.fh, "I22");
-    bf_ram_lock(e.ram);
-    e.fh->fence_lo = 2;
-    bf_ram_unlock(e.ram);
+    expect_caught(e.fh, empty_fence, "I22");
     bf_fileh_unfence(e.fh);
     env_close(&e);
 }
 
 /* A load in progress (held at the mock's gate) past a lowered lowest
  * size: I16. The check runs while another thread is inside the core. */
+static void lowest_size_below_a_load(bf_fileh *fh, bool make)
+{
+    fh->min_size = make ? 2 * BS : 8 * BS;
+}
+
 struct loader {
     pthread_t thr;
     bf_fileh *fh;
@@ -249,13 +273,7 @@ Test(check, loading_past_the_lowest_size, .timeout = 20)
     cr_assert_eq(pthread_create(&l.thr, NULL, loader_main, &l), 0);
     cr_assert(mock_gate_wait(e.m, MOCK_LOADBLK, 1, 10000), "the load did not start");
     expect_consistent(e.fh); /* a LOADING page below the lowest size */
-    bf_ram_lock(e.ram);
-    e.fh->min_size = 2 * BS;
-    bf_ram_unlock(e.ram);
-    expect_broken(e.fh, "I16");
-    bf_ram_lock(e.ram);
-    e.fh->min_size = 8 * BS;
-    bf_ram_unlock(e.ram);
+    expect_caught(e.fh, lowest_size_below_a_load, "I16");
     mock_gate_release(e.m, MOCK_LOADBLK);
     pthread_join(l.thr, NULL);
     cr_assert_eq(l.ret, (ssize_t)BS);

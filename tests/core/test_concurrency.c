@@ -199,6 +199,13 @@ static void *writeout_main(void *arg)
     return NULL;
 }
 
+/* A STORE | MARKSTORED writeout of fh in a thread of its own. */
+static void writeout_start(struct writeout_thr *w, bf_fileh *fh)
+{
+    *w = (struct writeout_thr){ .fh = fh, .flags = BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED };
+    cr_assert_eq(pthread_create(&w->thr, NULL, writeout_main, w), 0);
+}
+
 Test(concurrency, write_during_writeout_is_copy_on_write, .timeout = 30)
 {
     struct env e;
@@ -207,8 +214,8 @@ Test(concurrency, write_during_writeout_is_copy_on_write, .timeout = 30)
     write_block(e.fh, 2, 2);
     write_block(e.fh, 3, 2);
     mock_gate(e.m, MOCK_STOREBLK, 2);
-    struct writeout_thr w = { .fh = e.fh, .flags = BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED };
-    cr_assert_eq(pthread_create(&w.thr, NULL, writeout_main, &w), 0);
+    struct writeout_thr w;
+    writeout_start(&w, e.fh);
     cr_assert(mock_gate_wait(e.m, MOCK_STOREBLK, 1, GATE_MS));
 
     /* While block 2 is being stored: rewrite it (and block 1, already
@@ -275,8 +282,8 @@ Test(concurrency, failed_writeout_with_concurrent_writes, .timeout = 30)
     write_block(e.fh, 2, 2);
     mock_gate(e.m, MOCK_STOREBLK, 1);
     mock_fail(e.m, MOCK_STOREBLK, ENOSPC, 2, 0, false);
-    struct writeout_thr w = { .fh = e.fh, .flags = BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED };
-    cr_assert_eq(pthread_create(&w.thr, NULL, writeout_main, &w), 0);
+    struct writeout_thr w;
+    writeout_start(&w, e.fh);
     cr_assert(mock_gate_wait(e.m, MOCK_STOREBLK, 1, GATE_MS));
     write_block(e.fh, 1, 4);
     mock_gate_release(e.m, MOCK_STOREBLK);
@@ -541,8 +548,8 @@ Test(concurrency, truncate_waits_for_the_writeouts_commit, .timeout = 30)
     cr_assert(mock_gate_wait(e.m, MOCK_LOADBLK, 1, GATE_MS), "the load of block 1 did not start");
 
     mock_gate(e.m, MOCK_COMMIT, MOCK_ANY);
-    struct writeout_thr w = { .fh = e.fh, .flags = BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED };
-    cr_assert_eq(pthread_create(&w.thr, NULL, writeout_main, &w), 0);
+    struct writeout_thr w;
+    writeout_start(&w, e.fh);
     cr_assert(mock_gate_wait(e.m, MOCK_COMMIT, 1, GATE_MS),
               "the writeout did not reach its commit");
 
@@ -599,8 +606,8 @@ Test(concurrency, truncate_waits_for_a_failing_writeout, .timeout = 30)
     write_block(e.fh, 6, 2);
     mock_gate(e.m, MOCK_STOREBLK, 6);
     mock_fail(e.m, MOCK_COMMIT, EIO, MOCK_ANY, 0, false);
-    struct writeout_thr w = { .fh = e.fh, .flags = BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED };
-    cr_assert_eq(pthread_create(&w.thr, NULL, writeout_main, &w), 0);
+    struct writeout_thr w;
+    writeout_start(&w, e.fh);
     cr_assert(mock_gate_wait(e.m, MOCK_STOREBLK, 1, GATE_MS), "the writeout did not start");
 
     struct truncater t;
