@@ -68,8 +68,9 @@
  * that lock released. A thread that needs a block another thread is loading
  * waits on the ram's condition variable; exactly one loadblk is issued per
  * load of a block, and different blocks load in parallel. A shrinking
- * truncate waits on the handle's condition variable for a writeout to end. Data is copied
- * between the caller's buffer and cached blocks with the lock held.
+ * truncate waits on the handle's condition variable for a writeout to
+ * end. Data is copied between the caller's buffer and cached blocks with
+ * the lock held. (The rules in full: I1-I7 below.)
  *
  * Files
  * -----

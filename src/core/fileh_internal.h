@@ -5,15 +5,10 @@
  *
  * Every field of a handle and of its pages is protected by the ram's big
  * lock (ram_internal.h), except a page's block buffer while a backend call
- * uses it with the lock released:
- *   - a LOADING page's buffer is written by its one loader; nobody else
- *     touches it until the page leaves LOADING under the lock;
- *   - a page being stored (`storing`) has its buffer read by the writeout;
- *     writers never write that buffer: they give the page a copy first (copy
- *     on write) and the writeout frees the old buffer when it is done.
- *
- * Only fileh.c changes a page's state (page_set_state). The numbered
- * invariants (I1 ...) are those of fileh.h.
+ * uses it with the lock released: a loading page's buffer is its loader's,
+ * a stored page's the writeout's (I1, I3, I4 of the numbered invariants
+ * in fileh.h, which the field comments below cite). Only fileh.c changes
+ * a page's state (page_set_state, I9).
  */
 #ifndef BIGFILEFS_CORE_FILEH_INTERNAL_H
 #define BIGFILEFS_CORE_FILEH_INTERNAL_H

@@ -16,10 +16,13 @@
  *  - the lock: one mutex for the ram and every handle opened on it (the
  *    seeds' "big virtmem lock", per ram). It protects pagemaps, page states,
  *    dirty lists, sizes, LRU and counters. It is never held across a backend
- *    call (loadblk, storeblk, begin, truncate, commit, abort): those run
- *    with it released, so slow I/O never blocks other blocks or handles.
+ *    call (any bf_file_ops): those run with it released, so slow I/O never
+ *    blocks other blocks or handles.
  *  - a condition variable, broadcast whenever a load finishes, on which a
  *    thread that needs a block another thread is loading waits (no polling).
+ *
+ * The rules of the lock, the LRU and the counters are invariants I1, I2,
+ * I5, I6, I10 and I13 of the core's numbered list, in fileh.h.
  *
  * Block buffers (the memory the blocks live in) come from the process-wide
  * allocator of blockbuf.h; a ram is one of its users (bf_ram_new registers

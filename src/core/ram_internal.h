@@ -11,8 +11,8 @@
  * which drop pages, are declared in fileh.h and implemented in fileh.c.
  *
  * struct bf_ram is defined here so that fileh.c can keep the counters and
- * take the lock without a call per field. Every field except `lock` and
- * `load_done` is protected by `lock`.
+ * take the lock without a call per field. Every field but the lock, the
+ * condition variables and `owner` is protected by `lock` (I1 of fileh.h).
  */
 #ifndef BIGFILEFS_CORE_RAM_INTERNAL_H
 #define BIGFILEFS_CORE_RAM_INTERNAL_H
