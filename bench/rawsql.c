@@ -84,7 +84,7 @@ int rawsql_read(const char *dbpath, const char *name, enum bench_cold cold, int 
         int64_t rowid = sqlite3_column_int64(qb, 0);
         if (fresh) {
             /* a new anonymous mapping per block, as the core's
-             * bf_ram_block_alloc gives the backend */
+             * bf_blockbuf_alloc gives the backend */
             if (buf)
                 munmap(buf, blksize);
             buf = mmap(NULL, blksize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

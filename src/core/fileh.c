@@ -1,75 +1,20 @@
 /* SPDX-License-Identifier: MIT */
-/* bigfilefs — core: file handles, page states, writeout (fileh.h).
- *
- * Every field of a handle and of its pages is protected by the ram's big
- * lock (ram_internal.h), except a page's block buffer while a backend call
- * uses it with the lock released:
- *   - a LOADING page's buffer is written by its one loader; nobody else
- *     touches it until the page leaves LOADING under the lock;
- *   - a page being stored (`storing`) has its buffer read by the writeout;
- *     writers never write that buffer: they give the page a copy first (copy
- *     on write) and the writeout frees the old buffer when it is done.
+/* bigfilefs — core: file handles, page states, writeout (fileh.h). The
+ * structures are in fileh_internal.h (shared with seek.c).
  *
  * Page state transitions all go through page_set_state(), which keeps the
  * lists (LRU, dirty list) and the byte/block counters in step with the
- * state; each call site says which transition of fileh.h it makes.
+ * state; each call site says which transition of fileh.h it makes. The
+ * numbered invariants (I1 ...) are those of fileh.h; debug builds assert
+ * them where the code relies on them.
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* SEEK_DATA, SEEK_HOLE */
-#endif
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "core/fileh.h"
-#include "core/list.h"
-#include "core/pagemap.h"
-#include "core/ram_internal.h"
-
-struct bf_page {
-    enum bf_page_state state;
-    uint64_t blk;
-    void *data; /* blksize bytes, bf_ram_block_alloc */
-    bf_fileh *fh;
-    struct bf_list lru;   /* on ram->lru exactly when LOADED */
-    struct bf_list dirty; /* on fh->dirty exactly when DIRTY */
-    bool storing;         /* a running writeout stores `data` */
-    /* DIRTY only because a write in progress pinned it (pin_partial):
-     * content still the LOADED one; cleared by any change of its content
-     * or state */
-    bool wpinned;
-};
-
-struct bf_fileh {
-    bf_file *file;
-    bf_ram *ram;
-    uint32_t blksize;
-    unsigned blkbits;     /* blksize == 1 << blkbits */
-    bf_pagemap pages;     /* blk -> struct bf_page, every non-EMPTY page */
-    struct bf_list dirty; /* DIRTY pages, any order */
-    uint64_t nloaded, ndirty, nloading;
-
-    uint64_t size; /* current, uncommitted */
-    uint64_t committed_size;
-    uint64_t min_size; /* lowest size since the last commit or discard */
-
-    bool writeout_running;
-    bool fenced;
-    uint64_t fence_lo, fence_hi; /* fenced blocks, inclusive */
-
-    /* What the backend stores, for seek_data and allocated_bytes.
-     * content_gen counts the events after which the backend's committed
-     * content may differ from before (a STORE writeout's commit, an
-     * invalidation): a backend answer obtained with the lock released is
-     * used only if content_gen did not move meanwhile. */
-    uint64_t content_gen;
-    bool nstored_known; /* nstored is the backend's count as of content_gen */
-    uint64_t nstored;
-
-    struct bf_fileh_stats st; /* the counters (state fields filled by stat) */
-};
+#include "core/blockbuf.h"
+#include "core/fileh_internal.h"
 
 /* One block of a writeout's snapshot. */
 struct wo_item {
@@ -81,18 +26,6 @@ struct wo_item {
 /* ------------------------------------------------------------------ */
 /* Pages                                                               */
 
-static inline uint64_t div_ceil_blk(const bf_fileh *fh, uint64_t bytes)
-{
-    return (bytes >> fh->blkbits) + ((bytes & (fh->blksize - 1)) != 0);
-}
-
-/* First block that reads as zeros without asking the backend, when not
- * cached: blocks wholly past the lowest size since the last commit. */
-static inline uint64_t zero_from_blk(const bf_fileh *fh)
-{
-    return div_ceil_blk(fh, fh->min_size);
-}
-
 /* Leave pg's current state: lists and counters forget it. */
 static void state_leave(struct bf_page *pg)
 {
@@ -103,20 +36,25 @@ static void state_leave(struct bf_page *pg)
         break;
     case BF_PAGE_LOADING:
     case BF_PAGE_LOADING_INVALIDATED:
+        BF_ASSERT(fh->nloading > 0 && ram->loading_bytes >= fh->blksize); /* I12, I13 */
         fh->nloading--;
         ram->loading_bytes -= fh->blksize;
         break;
     case BF_PAGE_LOADED:
+        BF_ASSERT(fh->nloaded > 0 && ram->clean_bytes >= fh->blksize); /* I12, I13 */
         fh->nloaded--;
         ram->clean_bytes -= fh->blksize;
-        bf_ram_lru_remove(ram, &pg->lru);
+        bf_ram_lru_remove(ram, &pg->lru); /* I10 */
         break;
     case BF_PAGE_DIRTY:
+        BF_ASSERT(fh->ndirty > 0 && ram->dirty_bytes >= fh->blksize); /* I12, I13 */
+        BF_ASSERT(bf_list_linked(&pg->dirty));                        /* I11 */
         fh->ndirty--;
         ram->dirty_bytes -= fh->blksize;
         bf_list_del(&pg->dirty);
         break;
     }
+    BF_ASSERT(!bf_list_linked(&pg->lru) && !bf_list_linked(&pg->dirty)); /* I10, I11 */
 }
 
 /* Enter state `to`: lists and counters learn it. */
@@ -136,19 +74,35 @@ static void state_enter(struct bf_page *pg, enum bf_page_state to)
     case BF_PAGE_LOADED:
         fh->nloaded++;
         ram->clean_bytes += fh->blksize;
-        bf_ram_lru_add(ram, &pg->lru);
+        bf_ram_lru_add(ram, &pg->lru); /* I10 */
         break;
     case BF_PAGE_DIRTY:
         fh->ndirty++;
         ram->dirty_bytes += fh->blksize;
-        bf_list_add_tail(&fh->dirty, &pg->dirty);
+        bf_list_add_tail(&fh->dirty, &pg->dirty); /* I11 */
         break;
     }
 }
 
-/* The one place a page changes state. Lock held. */
+#ifdef BF_DEBUG
+/* The transitions of the diagram in fileh.h (I9): allowed[from][to]. */
+static const bool transition_allowed[5][5] = {
+    [BF_PAGE_EMPTY] = { [BF_PAGE_LOADING] = true, [BF_PAGE_DIRTY] = true },
+    [BF_PAGE_LOADING] = { [BF_PAGE_EMPTY] = true,
+                          [BF_PAGE_LOADING_INVALIDATED] = true,
+                          [BF_PAGE_LOADED] = true },
+    [BF_PAGE_LOADING_INVALIDATED] = { [BF_PAGE_EMPTY] = true },
+    [BF_PAGE_LOADED] = { [BF_PAGE_EMPTY] = true, [BF_PAGE_DIRTY] = true },
+    [BF_PAGE_DIRTY] = { [BF_PAGE_EMPTY] = true, [BF_PAGE_LOADED] = true },
+};
+#endif
+
+/* The one place a page changes state (I9). Lock held. */
 static void page_set_state(struct bf_page *pg, enum bf_page_state to)
 {
+    bf_ram_assert_locked(pg->fh->ram);            /* I1 */
+    BF_ASSERT(transition_allowed[pg->state][to]); /* I9 */
+    BF_ASSERT(!pg->storing);                      /* I14 */
     pg->wpinned = false;
     state_leave(pg);
     state_enter(pg, to);
@@ -157,15 +111,15 @@ static void page_set_state(struct bf_page *pg, enum bf_page_state to)
 /* A page for blk, in no map and no state (EMPTY), with a zero-filled
  * buffer, or, when `overwrite` (the caller writes every byte of it before
  * anything reads it: a load, a whole-block write), a buffer of unspecified
- * content (ram_internal.h, bf_ram_block_alloc_overwrite).
+ * content (blockbuf.h, bf_blockbuf_alloc_overwrite).
  * NULL when out of memory. */
 static struct bf_page *page_alloc(bf_fileh *fh, uint64_t blk, bool overwrite)
 {
     struct bf_page *pg = malloc(sizeof(*pg));
     if (!pg)
         return NULL;
-    pg->data = overwrite ? bf_ram_block_alloc_overwrite(fh->blksize)
-                         : bf_ram_block_alloc(fh->blksize);
+    pg->data = overwrite ? bf_blockbuf_alloc_overwrite(fh->blksize)
+                         : bf_blockbuf_alloc(fh->blksize);
     if (!pg->data) {
         free(pg);
         return NULL;
@@ -183,17 +137,17 @@ static struct bf_page *page_alloc(bf_fileh *fh, uint64_t blk, bool overwrite)
 /* Free a page that is EMPTY and in no map. */
 static void page_free(struct bf_page *pg)
 {
-    bf_ram_block_free(pg->data, pg->fh->blksize);
+    bf_blockbuf_free(pg->data, pg->fh->blksize);
     free(pg);
 }
 
 /* Drop a page: -> EMPTY, out of the pagemap, freed. Lock held. The page
- * must not be `storing` (the callers that could meet one get -EBUSY while
- * a writeout runs). */
+ * must not be `storing` (I14: the callers that could meet one wait, or get
+ * -EBUSY, while a writeout runs). */
 static void page_drop(struct bf_page *pg)
 {
     bf_fileh *fh = pg->fh;
-    page_set_state(pg, BF_PAGE_EMPTY);
+    page_set_state(pg, BF_PAGE_EMPTY); /* I8: EMPTY is out of the pagemap */
     bf_pagemap_remove(&fh->pages, pg->blk);
     page_free(pg);
 }
@@ -206,6 +160,8 @@ static void page_drop(struct bf_page *pg)
 static int page_load(bf_fileh *fh, uint64_t blk, struct bf_page **out)
 {
     bf_ram *ram = fh->ram;
+    bf_ram_assert_locked(ram);
+    BF_ASSERT(blk < zero_from_blk(fh));             /* I16: past it, blocks read as zeros */
     struct bf_page *pg = page_alloc(fh, blk, true); /* loadblk fills it */
     if (!pg)
         return -ENOMEM;
@@ -214,9 +170,9 @@ static int page_load(bf_fileh *fh, uint64_t blk, struct bf_page **out)
         page_free(pg);
         return r;
     }
-    page_set_state(pg, BF_PAGE_LOADING); /* EMPTY -> LOADING */
+    page_set_state(pg, BF_PAGE_LOADING); /* EMPTY -> LOADING: ours alone (I5) */
 
-    bf_ram_unlock(ram);
+    bf_ram_unlock(ram); /* I2; the buffer is ours meanwhile (I3) */
     r = fh->file->ops->loadblk(fh->file, blk, pg->data);
     bf_ram_lock(ram);
 
@@ -225,7 +181,7 @@ static int page_load(bf_fileh *fh, uint64_t blk, struct bf_page **out)
         fh->st.errors++;
     else
         fh->st.bytes_loaded += fh->blksize;
-    bf_ram_wake_loaders(ram);
+    bf_ram_wake_loaders(ram); /* I5: waiters look again */
 
     if (pg->state == BF_PAGE_LOADING_INVALIDATED) {
         page_drop(pg); /* LOADING_INVALIDATED -> EMPTY */
@@ -246,6 +202,7 @@ static int page_load(bf_fileh *fh, uint64_t blk, struct bf_page **out)
  * block reads as zeros; or the loadblk error / -ENOMEM. */
 static int page_get(bf_fileh *fh, uint64_t blk, struct bf_page **out)
 {
+    bf_ram_assert_locked(fh->ram);
     for (;;) {
         struct bf_page *pg = bf_pagemap_get(&fh->pages, blk);
         if (pg) {
@@ -254,7 +211,7 @@ static int page_get(bf_fileh *fh, uint64_t blk, struct bf_page **out)
                 return 0;
             }
             /* LOADING or LOADING_INVALIDATED by another thread: wait for
-             * that load to end, then look again. */
+             * that load to end, then look again (I5). */
             bf_ram_wait_load(fh->ram);
             continue;
         }
@@ -272,15 +229,58 @@ static int page_get(bf_fileh *fh, uint64_t blk, struct bf_page **out)
     }
 }
 
-size_t bf_fileh_evict_lru_page(struct bf_list *link)
+/* ------------------------------------------------------------------ */
+/* Eviction: the ram's LRU, dropped from the pages' side               */
+
+/* Drop a LOADED page to free memory (budget or reclaim), counted in its
+ * handle's reclaimed_blocks and the ram's evictions. Lock held. Returns
+ * the bytes freed. */
+static size_t page_evict(struct bf_page *pg)
 {
-    struct bf_page *pg = bf_list_entry(link, struct bf_page, lru);
     bf_fileh *fh = pg->fh;
+    BF_ASSERT(pg->state == BF_PAGE_LOADED); /* I10: only clean pages go */
     size_t bytes = fh->blksize;
     page_drop(pg); /* LOADED -> EMPTY (budget/reclaim) */
     fh->st.reclaimed_blocks++;
     fh->ram->evictions++;
     return bytes;
+}
+
+/* Drop the least recently used clean page of any handle on ram; 0 when
+ * there is none. Lock held. Returns the bytes freed. */
+static size_t evict_oldest(bf_ram *ram)
+{
+    struct bf_list *link = bf_ram_lru_oldest(ram);
+    return link ? page_evict(bf_list_entry(link, struct bf_page, lru)) : 0;
+}
+
+/* Drop LRU pages, oldest first, until the clean bytes fit the budget
+ * (I6: called before the lock is released by anything that made pages
+ * clean). Lock held. */
+static void enforce_budget(bf_ram *ram)
+{
+    while (bf_ram_over_budget(ram) && evict_oldest(ram) > 0)
+        ;
+}
+
+void bf_ram_set_budget(bf_ram *ram, size_t budget)
+{
+    bf_ram_lock(ram);
+    ram->budget = budget;
+    enforce_budget(ram);
+    bf_ram_unlock(ram);
+}
+
+size_t bf_ram_reclaim(bf_ram *ram, size_t bytes)
+{
+    bf_ram_lock(ram);
+    size_t freed = 0, n = 1;
+    while (freed < bytes && n > 0) {
+        n = evict_oldest(ram);
+        freed += n;
+    }
+    bf_ram_unlock(ram);
+    return freed;
 }
 
 /* ------------------------------------------------------------------ */
@@ -293,16 +293,21 @@ int bf_fileh_open(bf_file *file, bf_ram *ram, bf_fileh **out)
     bf_fileh *fh = calloc(1, sizeof(*fh));
     if (!fh)
         return -ENOMEM;
+    if (pthread_cond_init(&fh->writeout_done, NULL) != 0) {
+        free(fh);
+        return -ENOMEM;
+    }
     fh->file = file;
     fh->ram = ram;
     fh->blksize = file->blksize;
     fh->blkbits = (unsigned)__builtin_ctz(file->blksize);
     bf_pagemap_init(&fh->pages);
     bf_list_init(&fh->dirty);
+    bf_list_init(&fh->ram_link);
     fh->size = fh->committed_size = fh->min_size = file->size;
 
     bf_ram_lock(ram);
-    ram->handles++;
+    bf_ram_handle_add(ram, &fh->ram_link);
     bf_ram_unlock(ram);
     *out = fh;
     return 0;
@@ -314,12 +319,15 @@ void bf_fileh_close(bf_fileh *fh)
         return;
     bf_ram *ram = fh->ram;
     bf_ram_lock(ram);
+    BF_ASSERT(bf_fileh_check_locked(fh) == 0);
+    BF_ASSERT(fh->nloading == 0 && !fh->writeout_running); /* I23 */
     uint64_t k;
     struct bf_page *pg;
     while ((pg = bf_pagemap_next(&fh->pages, 0, &k)) != NULL)
-        page_drop(pg); /* any -> EMPTY: the handle goes */
-    ram->handles--;
+        page_drop(pg); /* LOADED/DIRTY -> EMPTY: the handle goes */
+    bf_ram_handle_remove(ram, &fh->ram_link);
     bf_ram_unlock(ram);
+    pthread_cond_destroy(&fh->writeout_done);
     bf_pagemap_destroy(&fh->pages);
     free(fh);
 }
@@ -359,6 +367,8 @@ ssize_t bf_fileh_read(bf_fileh *fh, void *buf, size_t count, uint64_t off)
             return r;
         }
         if (pg) {
+            /* Copied with the lock held (I1); a DIRTY page's buffer is not
+             * written meanwhile even if stored (I4). */
             memcpy((char *)buf + done, (char *)pg->data + boff, len);
             if (pg->state == BF_PAGE_LOADED)
                 bf_ram_lru_touch(ram, &pg->lru);
@@ -366,13 +376,15 @@ ssize_t bf_fileh_read(bf_fileh *fh, void *buf, size_t count, uint64_t off)
             memset((char *)buf + done, 0, len);
         }
         done += len;
-        /* The copy is made: a page loaded for it may go now. */
-        bf_ram_enforce_budget(ram);
+        /* The copy is made: a page loaded for it may go now, and must
+         * before the lock is released for the next block (I6). */
+        enforce_budget(ram);
     }
     bf_ram_unlock(ram);
     return (ssize_t)n;
 }
 
+/* Whether blocks [first, last] touch the fence (I22). Lock held. */
 static bool range_fenced(const bf_fileh *fh, uint64_t first, uint64_t last)
 {
     return fh->fenced && !(last < fh->fence_lo || first > fh->fence_hi);
@@ -405,13 +417,13 @@ static void unpin_partial(bf_fileh *fh, uint64_t blk)
 
 /* Leave a write that changed nothing, lock held (released on return):
  * undo its pins and give back the clean blocks it loaded beyond the
- * budget. */
+ * budget (I6). */
 static void write_giveup(bf_fileh *fh, uint64_t first, uint64_t last)
 {
     unpin_partial(fh, first);
     if (last != first)
         unpin_partial(fh, last);
-    bf_ram_enforce_budget(fh->ram);
+    enforce_budget(fh->ram);
     bf_ram_unlock(fh->ram);
 }
 
@@ -442,7 +454,8 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
 
     /* Phase 1, lock released at times: every block of the range is out of
      * LOADING, and the partially written ones that need their content are
-     * cached. After a release anything may have changed: start over. */
+     * cached. After a release anything may have changed: start over. The
+     * fence is checked under the lock at every round (I22). */
     for (;;) {
         if (range_fenced(fh, first, last)) {
             fh->st.fenced_writes++;
@@ -467,6 +480,8 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
         if (!busy && !need_first && !need_last)
             break;
 
+        /* Pinned DIRTY, a block loaded in an earlier round neither goes nor
+         * counts as clean while the lock is released (I6). */
         if (first_partial)
             pin_partial(fh, first);
         if (last_partial)
@@ -507,7 +522,7 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
             if (!slots[i].newpg)
                 r = -ENOMEM;
         } else if (pg->storing) {
-            slots[i].cowbuf = bf_ram_block_alloc_overwrite(fh->blksize); /* copied over whole */
+            slots[i].cowbuf = bf_blockbuf_alloc_overwrite(fh->blksize); /* copied over whole */
             if (!slots[i].cowbuf)
                 r = -ENOMEM;
         }
@@ -522,7 +537,7 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
                     bf_pagemap_remove(&fh->pages, first + i);
                 page_free(slots[i].newpg);
             }
-            bf_ram_block_free(slots[i].cowbuf, fh->blksize);
+            bf_blockbuf_free(slots[i].cowbuf, fh->blksize);
         }
         if (slots != &one)
             free(slots);
@@ -542,13 +557,15 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
             if (pg->state == BF_PAGE_LOADED)
                 page_set_state(pg, BF_PAGE_DIRTY); /* LOADED -> DIRTY */
             if (pg->storing) {
-                /* Copy on write: the writeout keeps storing the old
+                /* Copy on write (I4): the writeout keeps storing the old
                  * buffer (and frees it); the page goes on with a copy and
                  * stays DIRTY after the writeout. */
+                BF_ASSERT(fh->writeout_running); /* I14 */
                 memcpy(slots[i].cowbuf, pg->data, fh->blksize);
                 pg->data = slots[i].cowbuf;
                 pg->storing = false;
-                ram->dirty_bytes += fh->blksize; /* the old buffer, until freed */
+                fh->cow_held++; /* the old buffer, until freed (I13) */
+                ram->dirty_bytes += fh->blksize;
             }
         }
         uint64_t pos = off + done;
@@ -583,14 +600,18 @@ int bf_fileh_truncate(bf_fileh *fh, uint64_t size)
          * give it back if over the budget. */
         if (size >= fh->size) {
             fh->size = size; /* growing: the new part reads as zeros */
-            bf_ram_enforce_budget(ram);
+            enforce_budget(ram);
             bf_ram_unlock(ram);
             return 0;
         }
         if (fh->writeout_running) {
-            bf_ram_enforce_budget(ram);
-            bf_ram_unlock(ram);
-            return -EBUSY;
+            /* A shrink waits for the writeout to end (I18): it would drop
+             * pages the writeout stores (I14) and lower the size under its
+             * snapshot. A tail block loaded in an earlier round goes first
+             * if over the budget (I6). */
+            enforce_budget(ram);
+            bf_ram_wait(ram, &fh->writeout_done);
+            continue;
         }
         if (!tail)
             break;
@@ -608,7 +629,9 @@ int bf_fileh_truncate(bf_fileh *fh, uint64_t size)
         }
     }
 
-    /* Shrinking, lock held: zero the tail of the new last block ... */
+    /* Shrinking, lock held, no writeout running (I18): zero the tail of
+     * the new last block ... */
+    BF_ASSERT(!fh->writeout_running);
     if (tail) {
         struct bf_page *pg = bf_pagemap_get(&fh->pages, lastblk);
         if (pg) {
@@ -618,7 +641,8 @@ int bf_fileh_truncate(bf_fileh *fh, uint64_t size)
             pg->wpinned = false; /* changed: a real DIRTY now */
         }
     }
-    /* ... and drop every block past the end. */
+    /* ... and drop every block past the end (I15, I16: a load past it is
+     * invalidated; its loader drops it). */
     uint64_t from = div_ceil_blk(fh, size), k;
     struct bf_page *pg = bf_pagemap_next(&fh->pages, from, &k);
     while (pg) {
@@ -630,7 +654,7 @@ int bf_fileh_truncate(bf_fileh *fh, uint64_t size)
     }
     fh->size = size;
     if (size < fh->min_size)
-        fh->min_size = size;
+        fh->min_size = size; /* I17 */
     bf_ram_unlock(ram);
     return 0;
 }
@@ -657,7 +681,8 @@ static int wo_item_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Writeout with MARKSTORED only: every DIRTY page becomes LOADED. */
+/* Writeout with MARKSTORED only: every DIRTY page becomes LOADED (no
+ * writeout runs, so none is `storing`: I19). */
 static uint64_t mark_all_stored(bf_fileh *fh)
 {
     uint64_t n = 0;
@@ -681,12 +706,13 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, uint64_t *nblocks)
     bf_ram_lock(ram);
     if (fh->writeout_running) {
         bf_ram_unlock(ram);
-        return -EBUSY;
+        return -EBUSY; /* I19 */
     }
+    BF_ASSERT(fh->cow_held == 0); /* I19 */
     if (!(flags & BF_WRITEOUT_STORE)) {
         uint64_t n = mark_all_stored(fh);
         fh->st.writeouts++;
-        bf_ram_enforce_budget(ram);
+        enforce_budget(ram);
         bf_ram_unlock(ram);
         if (nblocks)
             *nblocks = n;
@@ -721,7 +747,7 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, uint64_t *nblocks)
         items[i].blk = pg->blk;
         items[i].data = pg->data;
         items[i].pg = pg;
-        pg->storing = true;
+        pg->storing = true; /* I4, I14: its buffer is the writeout's to read */
         i++;
     }
     if (n)
@@ -729,7 +755,8 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, uint64_t *nblocks)
     fh->writeout_running = true;
     bf_ram_unlock(ram);
 
-    /* The transaction, lock released. */
+    /* The transaction, lock released (I2), the only one of the handle
+     * (I20). */
     uint64_t stores = 0, stored = 0;
     bool began = false;
     int r = ops->begin(fh->file);
@@ -759,27 +786,33 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, uint64_t *nblocks)
         struct bf_page *pg = items[i].pg;
         if (pg->data != items[i].data) {
             /* Rewritten during the writeout: the page has its own copy and
-             * stays DIRTY; the stored buffer is ours to free. */
-            bf_ram_block_free(items[i].data, fh->blksize);
+             * stays DIRTY; the stored buffer is ours to free (I4). */
+            BF_ASSERT(fh->cow_held > 0 && ram->dirty_bytes >= fh->blksize); /* I13 */
+            bf_blockbuf_free(items[i].data, fh->blksize);
+            fh->cow_held--;
             ram->dirty_bytes -= fh->blksize;
             continue;
         }
+        BF_ASSERT(pg->storing && pg->state == BF_PAGE_DIRTY); /* I14 */
         pg->storing = false;
         if (committed && (flags & BF_WRITEOUT_MARKSTORED))
             page_set_state(pg, BF_PAGE_LOADED); /* DIRTY -> LOADED (stored) */
     }
     if (committed) {
-        fh->content_gen++; /* the backend's content changed */
+        fh->content_gen++; /* the backend's content changed (I21) */
         fh->nstored_known = false;
         fh->committed_size = snap_size;
-        /* No shrink can run during a writeout, so size >= snap_size. */
+        /* No shrink ran during the writeout (I18), so size >= snap_size. */
+        BF_ASSERT(fh->size >= snap_size);
         fh->min_size = snap_size;
         fh->st.writeouts++;
-        bf_ram_enforce_budget(ram);
+        enforce_budget(ram); /* I6: MARKSTORED made pages clean */
     } else {
         fh->st.errors++;
     }
+    BF_ASSERT(fh->cow_held == 0); /* I19 */
     fh->writeout_running = false;
+    pthread_cond_broadcast(&fh->writeout_done); /* shrinking truncates go on */
     bf_ram_unlock(ram);
     free(items);
     if (r == 0 && nblocks)
@@ -793,7 +826,7 @@ int bf_fileh_discard(bf_fileh *fh, uint64_t *nblocks)
     bf_ram_lock(ram);
     if (fh->writeout_running) {
         bf_ram_unlock(ram);
-        return -EBUSY;
+        return -EBUSY; /* its pages are `storing` (I14) */
     }
     uint64_t n = 0;
     struct bf_list *pos, *tmp;
@@ -802,7 +835,7 @@ int bf_fileh_discard(bf_fileh *fh, uint64_t *nblocks)
         page_drop(bf_list_entry(pos, struct bf_page, dirty)); /* DIRTY -> EMPTY (discarded) */
         n++;
     }
-    fh->size = fh->min_size = fh->committed_size;
+    fh->size = fh->min_size = fh->committed_size; /* I17 */
     fh->st.discards++;
     bf_ram_unlock(ram);
     if (nblocks)
@@ -819,9 +852,9 @@ int bf_fileh_invalidate(bf_fileh *fh, uint64_t blk, uint64_t count)
     bf_ram_lock(ram);
     if (fh->writeout_running) {
         bf_ram_unlock(ram);
-        return -EBUSY;
+        return -EBUSY; /* its pages are `storing` (I14) */
     }
-    /* Told that the stored content changed underneath. */
+    /* Told that the stored content changed underneath (I21). */
     fh->content_gen++;
     fh->nstored_known = false;
     uint64_t k;
@@ -829,7 +862,9 @@ int bf_fileh_invalidate(bf_fileh *fh, uint64_t blk, uint64_t count)
     while (pg && k <= last) {
         switch (pg->state) {
         case BF_PAGE_LOADING:
-            page_set_state(pg, BF_PAGE_LOADING_INVALIDATED); /* LOADING -> LOADING_INVALIDATED */
+            /* LOADING -> LOADING_INVALIDATED: its loader throws the
+             * result away and loads again (I3, I5) */
+            page_set_state(pg, BF_PAGE_LOADING_INVALIDATED);
             fh->st.invalidated_blocks++;
             break;
         case BF_PAGE_LOADED:
@@ -854,9 +889,7 @@ size_t bf_fileh_reclaim(bf_fileh *fh, uint64_t *nblocks)
     struct bf_page *pg = bf_pagemap_next(&fh->pages, 0, &k);
     while (pg) {
         if (pg->state == BF_PAGE_LOADED) {
-            page_drop(pg); /* LOADED -> EMPTY (reclaimed) */
-            fh->st.reclaimed_blocks++;
-            ram->evictions++;
+            page_evict(pg); /* LOADED -> EMPTY (reclaimed) */
             n++;
         }
         pg = k == UINT64_MAX ? NULL : bf_pagemap_next(&fh->pages, k + 1, &k);
@@ -879,7 +912,7 @@ int bf_fileh_fence(bf_fileh *fh, uint64_t blk, uint64_t count)
         bf_ram_unlock(fh->ram);
         return -EBUSY;
     }
-    fh->fenced = true;
+    fh->fenced = true; /* one range (I22) */
     fh->fence_lo = blk;
     fh->fence_hi = blk + (count - 1);
     bf_ram_unlock(fh->ram);
@@ -930,220 +963,4 @@ size_t bf_fileh_pagemap_memory(bf_fileh *fh)
     size_t bytes = bf_pagemap_memory(&fh->pages);
     bf_ram_unlock(fh->ram);
     return bytes;
-}
-
-/* ------------------------------------------------------------------ */
-/* SEEK_DATA / SEEK_HOLE, allocated bytes                              */
-
-/* A backend answer given while the lock was released is thrown away when
- * content_gen moved meanwhile; after this many rounds the seek gives the
- * conservative answer (data) instead of trying again. */
-#define SEEK_ROUNDS 8
-
-/* Whether the cached page pg is data by itself: DIRTY, or LOADED at or
- * past zf (only a MARKSTORED-only writeout leaves such a page: its content
- * is not in the backend). A LOADED page below zf holds the committed
- * content: the backend says whether that is stored. (Taking every LOADED
- * page as data would be allowed, but the kernel's readahead loads the hole
- * after each data block a reader such as cp reads, which then would become
- * data too, and so on to the end of the file.) */
-static bool page_is_data(const struct bf_page *pg, uint64_t zf)
-{
-    return pg && (pg->state == BF_PAGE_DIRTY || (pg->state == BF_PAGE_LOADED && pg->blk >= zf));
-}
-
-/* Smallest block in [from, end) cached as data (page_is_data); UINT64_MAX
- * if none. Lock held. */
-static uint64_t next_cached_data(bf_fileh *fh, uint64_t from, uint64_t end, uint64_t zf)
-{
-    uint64_t k;
-    struct bf_page *pg = from < end ? bf_pagemap_next(&fh->pages, from, &k) : NULL;
-    while (pg && k < end) {
-        if (page_is_data(pg, zf))
-            return k;
-        pg = k == UINT64_MAX ? NULL : bf_pagemap_next(&fh->pages, k + 1, &k);
-    }
-    return UINT64_MAX;
-}
-
-/* SEEK_DATA. Lock held on entry and return, released around the backend
- * call. Block b is data when page_is_data, or when b < zero_from_blk and
- * the backend stores it; blocks at or past the end are holes. */
-static int seek_data_locked(bf_fileh *fh, uint64_t off, uint64_t *result)
-{
-    const struct bf_file_ops *ops = fh->file->ops;
-    uint64_t blk = off >> fh->blkbits;
-    uint64_t stored = UINT64_MAX; /* smallest stored block >= blk, as known */
-    bool known = false;
-    for (unsigned round = 0;; round++) {
-        if (off >= fh->size)
-            return -ENXIO;
-        uint64_t nblk = div_ceil_blk(fh, fh->size);
-        uint64_t zf = zero_from_blk(fh);
-        if (zf > nblk)
-            zf = nblk;
-        uint64_t c = next_cached_data(fh, blk, nblk, zf);
-        if (!known && blk < zf && blk < c) {
-            /* The backend may know of data before c. */
-            if (!ops->next_stored || round >= SEEK_ROUNDS) {
-                stored = blk; /* conservative: data */
-                known = true;
-                continue;
-            }
-            uint64_t gen = fh->content_gen, b = UINT64_MAX;
-            bf_ram_unlock(fh->ram);
-            int r = ops->next_stored(fh->file, blk, &b);
-            bf_ram_lock(fh->ram);
-            if (r < 0 && r != -ENXIO) {
-                fh->st.errors++;
-                return r;
-            }
-            if (gen != fh->content_gen)
-                continue; /* stale: ask again */
-            stored = r == 0 ? b : UINT64_MAX;
-            known = true;
-            continue; /* the state may have changed: look again */
-        }
-        uint64_t d = c;
-        if (known && stored < zf && stored < d)
-            d = stored;
-        if (d >= nblk)
-            return -ENXIO;
-        uint64_t pos = d << fh->blkbits;
-        *result = pos > off ? pos : off;
-        return 0;
-    }
-}
-
-/* SEEK_HOLE, same rules. Lock held on entry and return, released around
- * backend calls. The backend's answers are kept as "blocks [ks, ke) are
- * stored, and ke is not if kunstored". */
-static int seek_hole_locked(bf_fileh *fh, uint64_t off, uint64_t *result)
-{
-    const struct bf_file_ops *ops = fh->file->ops;
-    uint64_t x = off >> fh->blkbits;
-    uint64_t ks = 0, ke = 0;
-    bool kunstored = false;
-    unsigned round = 0;
-    for (;;) {
-        if (off >= fh->size)
-            return -ENXIO;
-        uint64_t nblk = div_ceil_blk(fh, fh->size);
-        uint64_t zf = zero_from_blk(fh);
-        if (zf > nblk)
-            zf = nblk;
-        /* Look at blocks from x on until a hole or a question for the
-         * backend. */
-        bool ask = false;
-        while (x < nblk) {
-            if (page_is_data(bf_pagemap_get(&fh->pages, x), zf)) {
-                x++;
-                continue;
-            }
-            if (x >= zf)
-                break; /* reads as zeros: a hole */
-            if (x >= ks && x < ke) {
-                x = ke < zf ? ke : zf; /* stored run */
-                continue;
-            }
-            if (x == ke && kunstored)
-                break; /* not stored: a hole */
-            ask = true;
-            break;
-        }
-        if (x >= nblk) {
-            *result = fh->size; /* the implicit hole at the end */
-            return 0;
-        }
-        if (!ask) {
-            uint64_t pos = x << fh->blkbits;
-            *result = pos > off ? pos : off;
-            return 0;
-        }
-        if (!ops->next_stored || round >= SEEK_ROUNDS) {
-            /* Conservative: every block below zf is data. */
-            ks = x;
-            ke = zf;
-            kunstored = false;
-            continue;
-        }
-        /* Walk the stored run that starts at x, lock released. */
-        uint64_t gen = fh->content_gen, e = x;
-        bool unstored = false;
-        int r = 0;
-        bf_ram_unlock(fh->ram);
-        while (e < zf) {
-            uint64_t b;
-            r = ops->next_stored(fh->file, e, &b);
-            if (r == -ENXIO || (r == 0 && b != e)) {
-                r = 0;
-                unstored = true;
-                break;
-            }
-            if (r < 0)
-                break;
-            e++;
-        }
-        bf_ram_lock(fh->ram);
-        if (r < 0) {
-            fh->st.errors++;
-            return r;
-        }
-        if (gen != fh->content_gen) {
-            round++;
-            ks = ke = 0; /* stale: forget it */
-            kunstored = false;
-            continue;
-        }
-        ks = x;
-        ke = e;
-        kunstored = unstored;
-    }
-}
-
-int bf_fileh_seek_data(bf_fileh *fh, uint64_t off, int whence, uint64_t *result)
-{
-    if (whence != SEEK_DATA && whence != SEEK_HOLE)
-        return -EINVAL;
-    bf_ram_lock(fh->ram);
-    int r = whence == SEEK_DATA ? seek_data_locked(fh, off, result)
-                                : seek_hole_locked(fh, off, result);
-    bf_ram_unlock(fh->ram);
-    return r;
-}
-
-int bf_fileh_allocated_bytes(bf_fileh *fh, uint64_t *bytes)
-{
-    const struct bf_file_ops *ops = fh->file->ops;
-    bf_ram_lock(fh->ram);
-    uint64_t nstored = UINT64_MAX; /* no count: as if all stored */
-    if (fh->nstored_known) {
-        nstored = fh->nstored;
-    } else if (ops->stored_blocks) {
-        uint64_t gen = fh->content_gen, n = 0;
-        bf_ram_unlock(fh->ram);
-        int r = ops->stored_blocks(fh->file, &n);
-        bf_ram_lock(fh->ram);
-        if (r < 0) {
-            fh->st.errors++;
-            bf_ram_unlock(fh->ram);
-            return r;
-        }
-        nstored = n;
-        if (gen == fh->content_gen) { /* still the current content: keep it */
-            fh->nstored = n;
-            fh->nstored_known = true;
-        }
-    }
-    /* Stored blocks count only below the lowest size (past it the file
-     * reads as zeros); dirty blocks are counted whether stored or not. */
-    uint64_t zf = zero_from_blk(fh);
-    uint64_t nblk = div_ceil_blk(fh, fh->size);
-    uint64_t n = nstored < zf ? nstored : zf;
-    n = n + fh->ndirty < n ? UINT64_MAX : n + fh->ndirty;
-    if (n > nblk)
-        n = nblk;
-    *bytes = n << fh->blkbits;
-    bf_ram_unlock(fh->ram);
-    return 0;
 }

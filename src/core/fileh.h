@@ -12,17 +12,25 @@
  * Every block of a handle is in one of these states. EMPTY blocks are not in
  * the handle's pagemap; the others are.
  *
- *   EMPTY    --read/write-->               LOADING    (loadblk runs, lock released)
+ *   EMPTY    --read/write/truncate-->      LOADING    (loadblk runs, lock released)
+ *   EMPTY    --write-->                    DIRTY      (no loadblk: see below)
  *   LOADING  --loadblk ok-->               LOADED
  *   LOADING  --loadblk error-->            EMPTY      (the error goes to the caller)
- *   LOADING  --invalidate-->               LOADING_INVALIDATED
+ *   LOADING  --invalidate/truncate-->      LOADING_INVALIDATED
  *   LOADING_INVALIDATED --loadblk done-->  EMPTY      (result thrown away; the
  *                                                      caller loads again)
- *   LOADED   --write-->                    DIRTY
+ *   LOADED   --write/truncate-->           DIRTY      (a partial write may pin it
+ *                                                      DIRTY while it loads more)
  *   LOADED   --reclaim/budget/invalidate-->EMPTY
+ *   LOADED   --truncate below the block--> EMPTY
  *   DIRTY    --writeout(MARKSTORED)-->     LOADED
+ *   DIRTY    --write that gave up-->       LOADED     (its pin undone, content
+ *                                                      unchanged)
  *   DIRTY    --discard/invalidate-->       EMPTY
  *   DIRTY    --truncate below the block--> EMPTY
+ *   LOADED, DIRTY --close-->               EMPTY
+ *
+ * No other transition exists (I9 below).
  *
  * A write that covers a whole block, or a block that lies wholly past the
  * lowest size the handle had since the last commit, needs no loadblk: the
@@ -49,8 +57,9 @@
  * writeout is storing gets a fresh copy of the block (copy on write): the
  * writeout stores the content the block had when the writeout took its
  * snapshot, and the block stays DIRTY afterwards, even with MARKSTORED.
- * discard, invalidate, a shrinking truncate and a second writeout of the
- * same handle get -EBUSY while a writeout runs.
+ * discard, invalidate and a second writeout of the same handle get -EBUSY
+ * while a writeout runs; a shrinking truncate waits until it has ended
+ * (committed or failed) and then applies.
  *
  * Locking
  * -------
@@ -58,14 +67,116 @@
  * every call here; callers hold no lock. Backend operations are called with
  * that lock released. A thread that needs a block another thread is loading
  * waits on the ram's condition variable; exactly one loadblk is issued per
- * load of a block, and different blocks load in parallel. Data is copied
- * between the caller's buffer and cached blocks with the lock held.
+ * load of a block, and different blocks load in parallel. A shrinking
+ * truncate waits on the handle's condition variable for a writeout to
+ * end. Data is copied between the caller's buffer and cached blocks with
+ * the lock held. (The rules in full: I1-I7 below.)
+ *
+ * Files
+ * -----
+ * fileh.c implements the handle; seek.c its SEEK_DATA/SEEK_HOLE and
+ * allocated bytes, with their own backend calls and cache; both share the
+ * structures of fileh_internal.h. The API stays in this one header: the
+ * seek calls are calls on a handle like the others, made by the same
+ * callers.
  *
  * Errors
  * ------
  * Every function that can fail returns a negative errno value; nothing
  * aborts the process on a backend error. Backend errors are passed through
  * (typically -EIO, -ENOSPC, -ENOMEM) and counted in stats.errors.
+ *
+ * Invariants
+ * ----------
+ * The rules the core relies on, numbered once; the code cites them
+ * (`I7`). Debug builds (configure --enable-debug, BF_DEBUG) assert them
+ * where they are relied on: lock ownership (the ram records the thread that
+ * holds its lock), every state transition against a table, list
+ * membership and counters at every transition. bf_fileh_check() below
+ * walks a handle and verifies every one that its state shows (marked
+ * [checked]); debug builds run it at every close. Field names are those of
+ * fileh_internal.h and ram_internal.h.
+ *
+ * Locking
+ *  I1  The ram's lock protects every field of the ram and of every handle
+ *      and page on it (but for the lock and condition variables themselves,
+ *      and the buffers of I3, I4); code touching them holds it.
+ *  I2  Callers of this API and of ram.h hold no core lock (the lock is not
+ *      recursive), and no core lock is held across a backend call
+ *      (bf_file_ops): loadblk, storeblk, begin, truncate, commit, abort,
+ *      next_stored and stored_blocks run with the lock released.
+ *  I3  The buffer of a LOADING or LOADING_INVALIDATED page belongs to its
+ *      one loader while the lock is released; nobody else touches it until
+ *      the page leaves that state under the lock.
+ *  I4  The buffer of a page being stored (`storing`) is read by the running
+ *      writeout with the lock released and written by nobody: a write to
+ *      the page first gives it a copy (copy on write), and the writeout
+ *      frees the old buffer at its end.
+ *  I5  A block is loaded by one thread at a time: the one that made it
+ *      LOADING. Others wait on the ram's load_done and look again after
+ *      every wake-up (it says only that some load ended).
+ *  I6  Whenever the ram's lock is free, its clean bytes are within its
+ *      budget: a call that makes blocks clean (a load, a MARKSTORED
+ *      writeout, a write undoing its pin) or lowers the budget evicts least
+ *      recently used clean blocks before it releases the lock. [checked]
+ *  I7  Lock order: the daemon's inode-table mutex, an inode's fh_lock, the
+ *      ram lock, a backend's mutexes. The block-buffer mutex (blockbuf.h)
+ *      is a leaf, taken under any of them.
+ *
+ * Pages
+ *  I8  A block is EMPTY exactly when the handle's pagemap has no page for
+ *      it. A page mapped at block k has blk == k, belongs to the handle, has
+ *      a buffer and a state other than EMPTY. [checked]
+ *  I9  A page changes state only in page_set_state() (fileh.c), and only
+ *      along a transition of the diagram above (a table in fileh.c).
+ *  I10 A page is on its ram's LRU exactly when it is LOADED; the LRU holds
+ *      only LOADED pages of handles open on that ram. [checked]
+ *  I11 A page is on its handle's dirty list exactly when it is DIRTY; the
+ *      list holds only DIRTY pages of that handle. [checked]
+ *  I12 A handle counts its pages per state: nloaded LOADED, ndirty DIRTY,
+ *      nloading LOADING or LOADING_INVALIDATED; together, every page of its
+ *      pagemap. [checked]
+ *  I13 A ram counts bytes over its open handles (`handles` of them, on its
+ *      handle list): clean_bytes = sum of nloaded, loading_bytes = sum of
+ *      nloading, dirty_bytes = sum of ndirty + cow_held (the old buffers a
+ *      running writeout still holds after copy on write), each times the
+ *      handle's blksize. [checked]
+ *  I14 Only a DIRTY page is `storing`, and only while its handle's writeout
+ *      runs; such a page changes no state and is never dropped. Only a DIRTY
+ *      page is `wpinned`. [checked]
+ *  I15 A LOADING, LOADED or DIRTY page lies below the size (in a block
+ *      < ceil(size / blksize)); only a LOADING_INVALIDATED one may lie past
+ *      it (a shrink invalidated its load). [checked]
+ *  I16 A LOADING page lies below the lowest size since the last commit
+ *      (ceil(min_size / blksize), zero_from_blk): blocks past it read as
+ *      zeros and are never loaded. [checked]
+ *
+ * Size and writeout
+ *  I17 min_size, the lowest size since the last commit or discard, is at
+ *      most the size and the committed size; the size is at most
+ *      BF_SIZE_MAX. [checked]
+ *  I18 The size shrinks only while no writeout of the handle runs (a
+ *      shrinking truncate waits for it to end); so at a writeout's end the
+ *      size is at least its snapshot's, and the commit makes that snapshot
+ *      size the committed and lowest size.
+ *  I19 At most one writeout of a handle runs (writeout_running; another,
+ *      a discard and an invalidation are refused meanwhile); with none
+ *      running no page is `storing` and no old buffer is held (cow_held ==
+ *      0). [checked]
+ *  I20 The core opens at most one backend transaction per handle, only
+ *      inside bf_fileh_writeout, and closes it (commit or abort) before the
+ *      writeout ends.
+ *  I21 content_gen moves, and the backend's cached count is forgotten
+ *      (nstored_known), whenever the backend's committed content may have
+ *      changed (a STORE writeout's commit, an invalidation); an answer the
+ *      backend gave with the lock released is used only if content_gen did
+ *      not move meanwhile.
+ *  I22 A fence is one range of blocks (fence_lo <= fence_hi); while it is
+ *      up, a write touching it changes nothing: decided under the lock, so
+ *      a write either completed before the fence or is dropped. [checked]
+ *  I23 A handle is closed only with no other call on it running (so no
+ *      load and no writeout: its pages are LOADED or DIRTY), a ram freed
+ *      only with no handle open on it.
  */
 #ifndef BIGFILEFS_CORE_FILEH_H
 #define BIGFILEFS_CORE_FILEH_H
@@ -143,8 +254,11 @@ ssize_t bf_fileh_read(bf_fileh *fh, void *buf, size_t count, uint64_t off);
 ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off);
 
 /* Set the size (uncommitted). Shrinking drops blocks past the end and
- * zeroes the tail of the last block (loading it if needed). Returns 0,
- * -EINVAL (size > BF_SIZE_MAX), -EBUSY (shrinking during a writeout), or a
+ * zeroes the tail of the last block (loading it if needed). Shrinking while
+ * a writeout of fh runs first waits for the writeout to end — its commit
+ * (or abort) done, so the writeout commits its snapshot and the shrink is
+ * the next change — and waits again if another writeout has started by
+ * then; growing never waits. Returns 0, -EINVAL (size > BF_SIZE_MAX), or a
  * loadblk error (then nothing changed). */
 int bf_fileh_truncate(bf_fileh *fh, uint64_t size);
 
@@ -175,6 +289,17 @@ int bf_fileh_invalidate(bf_fileh *fh, uint64_t blk, uint64_t count);
 /* Drop every clean (LOADED) block of fh, never a dirty one. Returns the
  * number of bytes freed; *nblocks (if not NULL) gets the block count. */
 size_t bf_fileh_reclaim(bf_fileh *fh, uint64_t *nblocks);
+
+/* Change the budget of clean blocks of `ram` (ram.h); drops the least
+ * recently used clean blocks of its handles at once if over it. (Here, not
+ * in ram.h: dropping a block is the pages' business; the ram only keeps
+ * the LRU and the counters, ram_internal.h.) */
+void bf_ram_set_budget(bf_ram *ram, size_t budget);
+
+/* Drop least recently used clean blocks of any handle on `ram` until at
+ * least `bytes` were freed or no clean block is left. Never drops a dirty
+ * block or one being loaded. Returns the number of bytes freed. */
+size_t bf_ram_reclaim(bf_ram *ram, size_t bytes);
 
 /* Fence blocks [blk, blk + count): until bf_fileh_unfence(), writes that
  * touch any fenced block are dropped (they return as if done, and count in
@@ -218,6 +343,16 @@ int bf_fileh_seek_data(bf_fileh *fh, uint64_t off, int whence, uint64_t *result)
  * commits or an invalidation; without stored_blocks every block counts
  * as stored. Returns 0 or the backend's error (counted in stats.errors). */
 int bf_fileh_allocated_bytes(bf_fileh *fh, uint64_t *bytes);
+
+/* Verify the invariants above that the state shows (those marked
+ * [checked]): walk the handle's pages and dirty list, its ram's LRU, and
+ * the counters of every handle on the ram. Takes the ram lock, so it may be
+ * called at any time from any thread; costs time in the number of cached
+ * blocks of the handle and of clean blocks of the ram. Changes nothing.
+ * Returns 0, or -EUCLEAN after printing the first broken invariant to
+ * stderr ("bigfilefs: bf_fileh_check: I12 broken: ..."). The core's tests
+ * call it at their end; debug builds assert it at every bf_fileh_close. */
+int bf_fileh_check(bf_fileh *fh);
 
 /* True when the handle has uncommitted changes (a dirty block, a size
  * other than the committed one, or a shrink since the last commit: shrinking

@@ -3,7 +3,10 @@
  *
  * An `env` is a mock file, a ram and one handle on them. Blocks are small
  * (4 KiB) so that tests are fast. Every helper asserts (Criterion) rather
- * than returning errors.
+ * than returning errors. Handles are closed with close_checked (env_close
+ * does), which asserts bf_fileh_check first: every test that opens a handle
+ * ends by checking the core's invariants. (A Criterion .fini would not do:
+ * it does not fail a test.)
  */
 #ifndef BIGFILEFS_TESTS_CORE_COREHELP_H
 #define BIGFILEFS_TESTS_CORE_COREHELP_H
@@ -40,9 +43,23 @@ static inline void env_open(struct env *e, uint64_t size, uint64_t nfilled, size
     cr_assert_eq(bf_fileh_open(mock_file(e->m), e->ram, &e->fh), 0);
 }
 
+/* The handle's invariants hold (bf_fileh_check; what broke is on stderr). */
+static inline void expect_consistent(bf_fileh *fh)
+{
+    cr_assert_eq(bf_fileh_check(fh), 0, "bf_fileh_check: an invariant of fileh.h is broken");
+}
+
+/* Close a handle after checking it: every test ends this way (through
+ * env_close or directly), so that every test checks the invariants. */
+static inline void close_checked(bf_fileh *fh)
+{
+    expect_consistent(fh);
+    bf_fileh_close(fh);
+}
+
 static inline void env_close(struct env *e)
 {
-    bf_fileh_close(e->fh);
+    close_checked(e->fh);
     cr_assert_eq(bf_ram_free(e->ram), 0);
     mock_free(e->m);
 }

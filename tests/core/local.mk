@@ -5,9 +5,9 @@ core_test_cflags = $(AM_CFLAGS) $(CRITERION_CFLAGS)
 core_test_ldadd = libbfcore.a libbfutil.a $(CRITERION_LIBS) $(PTHREAD_LIBS)
 
 check_PROGRAMS += tests/core/test_pagemap tests/core/test_fileh tests/core/test_ram \
-	tests/core/test_concurrency tests/core/test_seek
+	tests/core/test_concurrency tests/core/test_seek tests/core/test_check
 TESTS += tests/core/test_pagemap tests/core/test_fileh tests/core/test_ram tests/core/test_concurrency \
-	tests/core/test_seek
+	tests/core/test_seek tests/core/test_check
 CONCURRENCY_TESTS += tests/core/test_concurrency
 
 tests_core_test_pagemap_SOURCES = tests/core/test_pagemap.c tests/core/main.c
@@ -28,6 +28,11 @@ tests_core_test_seek_SOURCES = tests/core/test_seek.c tests/core/main.c \
 	tests/core/corehelp.h tests/core/mockfile.h tests/core/mockfile.c
 tests_core_test_seek_CFLAGS = $(core_test_cflags)
 tests_core_test_seek_LDADD = $(core_test_ldadd)
+
+tests_core_test_check_SOURCES = tests/core/test_check.c tests/core/main.c \
+	tests/core/corehelp.h tests/core/mockfile.h tests/core/mockfile.c
+tests_core_test_check_CFLAGS = $(core_test_cflags)
+tests_core_test_check_LDADD = $(core_test_ldadd)
 
 tests_core_test_concurrency_SOURCES = tests/core/test_concurrency.c \
 	tests/core/corehelp.h tests/core/mockfile.h tests/core/mockfile.c

@@ -247,6 +247,8 @@ static int op_commit(bf_file *f, uint64_t size)
         fprintf(stderr, "mockfile: commit outside a transaction\n");
         abort();
     }
+    /* Held before anything is applied: the transaction stays open. */
+    pass_gate(m, MOCK_COMMIT, MOCK_ANY);
     if (r == 0) {
         if (m->pending_trunc)
             tab_remove_from(&m->committed, m->pending_nblocks);

@@ -12,12 +12,13 @@
  * - next_stored and stored_blocks answer from the committed blocks (a
  *   held call returns the answer of when it started).
  * - Gates: mock_gate makes loadblk, storeblk, next_stored or stored_blocks
- *   of one block (or any) block
- *   until mock_gate_release; mock_gate_wait waits until N calls are held, so
- *   a test can freeze a load or a store in progress deterministically. A
- *   held loadblk has already read its data (it returns the data of when it
+ *   of one block (or any), or commit, block until mock_gate_release;
+ *   mock_gate_wait waits until N calls are held, so a test can freeze a
+ *   load, a store or a commit in progress deterministically. A held
+ *   loadblk has already read its data (it returns the data of when it
  *   started); a held storeblk reads the caller's buffer only when released
- *   (so a change of that buffer meanwhile would show).
+ *   (so a change of that buffer meanwhile would show); a held commit has
+ *   applied nothing yet (the transaction is still open).
  *
  * Thread-safe: one mutex inside, never held while a call is held at a gate.
  */
@@ -81,8 +82,9 @@ void mock_fail(struct mockfile *m, enum mock_op op, int err, uint64_t blk, unsig
                bool sticky);
 void mock_clear_faults(struct mockfile *m);
 
-/* Gate loadblk or storeblk of block blk (MOCK_ANY: any): matching calls
- * wait until released. Wait until at least n calls are held (returns false
+/* Gate loadblk, storeblk, next_stored (block: its `from`) or
+ * stored_blocks of block blk (MOCK_ANY: any), or commit (blk ignored):
+ * matching calls wait until released. Wait until at least n calls are held (returns false
  * after timeout_ms). Release lets every held and later call through and
  * disarms the gate. */
 void mock_gate(struct mockfile *m, enum mock_op op, uint64_t blk);

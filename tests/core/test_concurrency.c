@@ -2,26 +2,21 @@
 /* bigfilefs — tests/core: file handles under several threads.
  *
  * Gates of the mock file hold a loadblk or a storeblk in progress, so the
- * LOADING and "writeout running" states are reached deterministically; the
- * assertions hold whatever the scheduling. Also run under ThreadSanitizer
+ * LOADING and "writeout running" states are reached deterministically, and
+ * bf_ram_await_waiters tells when threads wait inside the core: the tests
+ * wait for events, never for time, and the assertions hold whatever the
+ * scheduling. Also run under ThreadSanitizer
  * (make check-concurrency in a --enable-tsan build).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* SEEK_DATA, SEEK_HOLE */
 #endif
 #include <pthread.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "corehelp.h"
 
 #define GATE_MS 10000 /* a gate that is not reached in 10 s is a failure */
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
-}
 
 struct reader {
     pthread_t thr;
@@ -69,7 +64,8 @@ Test(concurrency, readers_of_one_block_share_one_load, .timeout = 30)
     for (int i = 0; i < N; i++)
         reader_start(&r[i], e.fh, 3);
     cr_assert(mock_gate_wait(e.m, MOCK_LOADBLK, 1, GATE_MS), "no load started");
-    sleep_ms(50); /* let the others reach the wait (not needed for correctness) */
+    /* Every other reader waits for that load: none loads it again. */
+    cr_assert(bf_ram_await_waiters(e.ram, N - 1, GATE_MS), "the other readers did not wait");
     cr_assert_eq(mock_calls(e.m, MOCK_LOADBLK), 1, "a second loadblk of a LOADING block");
     cr_assert_eq(bf_fileh_page_state(e.fh, 3), BF_PAGE_LOADING);
     struct bf_fileh_stats st = fstat_of(e.fh);
@@ -164,7 +160,7 @@ Test(concurrency, waiters_retry_a_failed_load, .timeout = 30)
     cr_assert(mock_gate_wait(e.m, MOCK_LOADBLK, 1, GATE_MS));
     for (int i = 1; i < N; i++)
         reader_start(&r[i], e.fh, 5);
-    sleep_ms(50);
+    cr_assert(bf_ram_await_waiters(e.ram, N - 1, GATE_MS), "the waiters did not wait");
     cr_assert_eq(mock_calls(e.m, MOCK_LOADBLK), 1);
     mock_gate_release(e.m, MOCK_LOADBLK);
     int failed = 0;
@@ -203,6 +199,13 @@ static void *writeout_main(void *arg)
     return NULL;
 }
 
+/* A STORE | MARKSTORED writeout of fh in a thread of its own. */
+static void writeout_start(struct writeout_thr *w, bf_fileh *fh)
+{
+    *w = (struct writeout_thr){ .fh = fh, .flags = BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED };
+    cr_assert_eq(pthread_create(&w->thr, NULL, writeout_main, w), 0);
+}
+
 Test(concurrency, write_during_writeout_is_copy_on_write, .timeout = 30)
 {
     struct env e;
@@ -211,8 +214,8 @@ Test(concurrency, write_during_writeout_is_copy_on_write, .timeout = 30)
     write_block(e.fh, 2, 2);
     write_block(e.fh, 3, 2);
     mock_gate(e.m, MOCK_STOREBLK, 2);
-    struct writeout_thr w = { .fh = e.fh, .flags = BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED };
-    cr_assert_eq(pthread_create(&w.thr, NULL, writeout_main, &w), 0);
+    struct writeout_thr w;
+    writeout_start(&w, e.fh);
     cr_assert(mock_gate_wait(e.m, MOCK_STOREBLK, 1, GATE_MS));
 
     /* While block 2 is being stored: rewrite it (and block 1, already
@@ -232,8 +235,9 @@ Test(concurrency, write_during_writeout_is_copy_on_write, .timeout = 30)
     cr_assert_eq(bf_fileh_writeout(e.fh, BF_WRITEOUT_MARKSTORED, NULL), -EBUSY);
     cr_assert_eq(bf_fileh_discard(e.fh, NULL), -EBUSY);
     cr_assert_eq(bf_fileh_invalidate(e.fh, 0, 1), -EBUSY);
-    cr_assert_eq(bf_fileh_truncate(e.fh, BS), -EBUSY);
+    /* (A shrinking truncate waits: truncate_waits_for_the_writeouts_commit.) */
     cr_assert_eq(bf_fileh_truncate(e.fh, 9 * BS), 0, "growing is fine during a writeout");
+    expect_consistent(e.fh); /* storing pages and a copy-on-write buffer held */
 
     mock_gate_release(e.m, MOCK_STOREBLK);
     pthread_join(w.thr, NULL);
@@ -278,8 +282,8 @@ Test(concurrency, failed_writeout_with_concurrent_writes, .timeout = 30)
     write_block(e.fh, 2, 2);
     mock_gate(e.m, MOCK_STOREBLK, 1);
     mock_fail(e.m, MOCK_STOREBLK, ENOSPC, 2, 0, false);
-    struct writeout_thr w = { .fh = e.fh, .flags = BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED };
-    cr_assert_eq(pthread_create(&w.thr, NULL, writeout_main, &w), 0);
+    struct writeout_thr w;
+    writeout_start(&w, e.fh);
     cr_assert(mock_gate_wait(e.m, MOCK_STOREBLK, 1, GATE_MS));
     write_block(e.fh, 1, 4);
     mock_gate_release(e.m, MOCK_STOREBLK);
@@ -489,50 +493,153 @@ Test(concurrency, fenced_write_leaves_no_block_dirty, .timeout = 30)
     env_close(&e);
 }
 
+/* A truncate in a thread of its own; what it saw of the mock's
+ * transaction when it returned. */
 struct truncater {
     pthread_t thr;
     bf_fileh *fh;
+    struct mockfile *m;
     uint64_t size;
     int ret;
+    bool txn_open_at_return;    /* the writeout's transaction still open */
+    uint64_t commits_at_return; /* commit calls made by then */
+    unsigned blk3_seed;         /* committed block 3 had this seed then */
 };
 
 static void *truncater_main(void *arg)
 {
     struct truncater *t = arg;
     t->ret = bf_fileh_truncate(t->fh, t->size);
+    t->txn_open_at_return = mock_in_txn(t->m);
+    t->commits_at_return = mock_calls(t->m, MOCK_COMMIT);
+    unsigned char *b = malloc(BS), *p = malloc(BS);
+    if (b && p) {
+        mock_get_block(t->m, 3, b);
+        for (unsigned seed = 1; seed <= 2; seed++) {
+            mock_pattern(p, BS, seed, 3 * BS);
+            if (memcmp(b, p, BS) == 0)
+                t->blk3_seed = seed;
+        }
+    }
+    free(b);
+    free(p);
     return NULL;
 }
 
-/* A shrinking truncate loads its new last block to zero its tail; when a
- * writeout starts during that load, the truncate gets -EBUSY. The block it
- * loaded must not outlive the call with a budget of 0. */
-Test(concurrency, truncate_busy_after_its_load_keeps_the_budget, .timeout = 30)
+static void truncater_start(struct truncater *t, struct env *e, uint64_t size)
+{
+    *t = (struct truncater){ .fh = e->fh, .m = e->m, .size = size, .ret = -12345 };
+    cr_assert_eq(pthread_create(&t->thr, NULL, truncater_main, t), 0);
+}
+
+/* A shrinking truncate loads its new last block to zero its tail; a
+ * writeout starts during that load. The truncate must wait for the
+ * writeout to end — its commit done — and then apply (it used to fail with
+ * -EBUSY, which SETATTR and O_TRUNC passed on). While it waits, the block it
+ * loaded does not outlive the budget of 0 and nothing has changed. */
+Test(concurrency, truncate_waits_for_the_writeouts_commit, .timeout = 30)
 {
     struct env e;
     env_open(&e, 4 * BS, 4, 0);
     write_block(e.fh, 3, 2);
     mock_gate(e.m, MOCK_LOADBLK, 1);
-    struct truncater t = { .fh = e.fh, .size = BS + BS / 2, .ret = -12345 };
-    cr_assert_eq(pthread_create(&t.thr, NULL, truncater_main, &t), 0);
+    struct truncater t;
+    truncater_start(&t, &e, BS + BS / 2);
     cr_assert(mock_gate_wait(e.m, MOCK_LOADBLK, 1, GATE_MS), "the load of block 1 did not start");
 
-    mock_gate(e.m, MOCK_STOREBLK, 3);
-    struct writeout_thr w = { .fh = e.fh, .flags = BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED };
-    cr_assert_eq(pthread_create(&w.thr, NULL, writeout_main, &w), 0);
-    cr_assert(mock_gate_wait(e.m, MOCK_STOREBLK, 1, GATE_MS), "the writeout did not start");
+    mock_gate(e.m, MOCK_COMMIT, MOCK_ANY);
+    struct writeout_thr w;
+    writeout_start(&w, e.fh);
+    cr_assert(mock_gate_wait(e.m, MOCK_COMMIT, 1, GATE_MS),
+              "the writeout did not reach its commit");
 
     mock_gate_release(e.m, MOCK_LOADBLK);
-    pthread_join(t.thr, NULL);
-    cr_assert_eq(t.ret, -EBUSY);
+    cr_assert(bf_ram_await_waiters(e.ram, 1, GATE_MS),
+              "the truncate did not wait for the writeout");
+    cr_assert_eq(bf_fileh_size(e.fh), 4 * BS, "the truncate applied during the writeout");
+    cr_assert_eq(bf_fileh_page_state(e.fh, 3), BF_PAGE_DIRTY, "a block being stored was dropped");
     cr_assert_eq(rstat_of(e.ram).clean_bytes, 0, "a clean block outlived its call with budget 0");
-    cr_assert_eq(bf_fileh_size(e.fh), 4 * BS, "a refused truncate changed the size");
+    expect_consistent(e.fh);
+
+    mock_gate_release(e.m, MOCK_COMMIT);
+    pthread_join(w.thr, NULL);
+    cr_assert_eq(w.ret, 0);
+    cr_assert_eq(w.n, 1);
+    pthread_join(t.thr, NULL);
+    cr_assert_eq(t.ret, 0, "the truncate failed: %s", strerror(-t.ret));
+    cr_assert_not(t.txn_open_at_return, "the truncate returned before the commit was done");
+    cr_assert_eq(t.commits_at_return, 1);
+    cr_assert_eq(t.blk3_seed, 2, "the truncate returned before block 3 was committed");
+
+    /* The writeout committed its snapshot; the shrink is the next change. */
+    expect_committed(e.m, 3, 2);
+    cr_assert_eq(mock_committed_size(e.m), 4 * BS);
+    cr_assert_eq(bf_fileh_size(e.fh), BS + BS / 2);
+    cr_assert(bf_fileh_isdirty(e.fh));
+    cr_assert_eq(bf_fileh_page_state(e.fh, 1), BF_PAGE_DIRTY, "the tail was not zeroed");
+    cr_assert_eq(rstat_of(e.ram).clean_bytes, 0);
+    /* Grown back: block 1 is its first half, then zeros; the next
+     * writeout commits that and forgets blocks 2 and 3. */
+    cr_assert_eq(bf_fileh_truncate(e.fh, 2 * BS), 0);
+    unsigned char *got = malloc(BS), *want = pattern(1, BS, BS);
+    memset(want + BS / 2, 0, BS / 2);
+    cr_assert_eq(bf_fileh_read(e.fh, got, BS, BS), (ssize_t)BS);
+    cr_assert(memcmp(got, want, BS) == 0, "block 1 after the shrink and growing back");
+    cr_assert_eq(bf_fileh_writeout(e.fh, BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED, NULL), 0);
+    cr_assert_eq(mock_committed_size(e.m), 2 * BS);
+    mock_get_block(e.m, 1, got);
+    cr_assert(memcmp(got, want, BS) == 0, "committed block 1");
+    cr_assert_not(mock_has_block(e.m, 2) || mock_has_block(e.m, 3), "blocks past the shrink kept");
+    free(got);
+    free(want);
+    env_close(&e);
+}
+
+/* A shrink to a block boundary (nothing to load) while a writeout runs
+ * that then fails: the truncate waits for the writeout's end (its abort),
+ * then applies to the changes the failed writeout left dirty. */
+Test(concurrency, truncate_waits_for_a_failing_writeout, .timeout = 30)
+{
+    struct env e;
+    env_open(&e, 8 * BS, 8, 1 << 20);
+    write_block(e.fh, 2, 2);
+    write_block(e.fh, 6, 2);
+    mock_gate(e.m, MOCK_STOREBLK, 6);
+    mock_fail(e.m, MOCK_COMMIT, EIO, MOCK_ANY, 0, false);
+    struct writeout_thr w;
+    writeout_start(&w, e.fh);
+    cr_assert(mock_gate_wait(e.m, MOCK_STOREBLK, 1, GATE_MS), "the writeout did not start");
+
+    struct truncater t;
+    truncater_start(&t, &e, 4 * BS);
+    cr_assert(bf_ram_await_waiters(e.ram, 1, GATE_MS),
+              "the truncate did not wait for the writeout");
+    cr_assert_eq(bf_fileh_size(e.fh), 8 * BS, "the truncate applied during the writeout");
+    cr_assert_eq(bf_fileh_page_state(e.fh, 6), BF_PAGE_DIRTY, "a block being stored was dropped");
+    expect_consistent(e.fh);
 
     mock_gate_release(e.m, MOCK_STOREBLK);
     pthread_join(w.thr, NULL);
-    cr_assert_eq(w.ret, 0);
-    cr_assert_eq(rstat_of(e.ram).clean_bytes, 0);
-    expect_committed(e.m, 3, 2);
-    expect_block(e.fh, 1, 1);
+    cr_assert_eq(w.ret, -EIO);
+    pthread_join(t.thr, NULL);
+    cr_assert_eq(t.ret, 0, "the truncate failed: %s", strerror(-t.ret));
+    cr_assert_not(t.txn_open_at_return, "the truncate returned before the writeout ended");
+    cr_assert_eq(t.commits_at_return, 1);
+    cr_assert_eq(t.blk3_seed, 1, "the failed writeout committed something");
+
+    cr_assert_eq(bf_fileh_size(e.fh), 4 * BS);
+    cr_assert_eq(bf_fileh_page_state(e.fh, 2), BF_PAGE_DIRTY);
+    cr_assert_eq(bf_fileh_page_state(e.fh, 6), BF_PAGE_EMPTY);
+    cr_assert_eq(mock_committed_size(e.m), 8 * BS);
+    expect_committed(e.m, 2, 1);
+    expect_committed(e.m, 6, 1);
+    /* The retry commits the write and the shrink. */
+    cr_assert_eq(bf_fileh_writeout(e.fh, BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED, NULL), 0);
+    cr_assert_eq(mock_committed_size(e.m), 4 * BS);
+    expect_committed(e.m, 2, 2);
+    for (uint64_t b = 4; b < 8; b++)
+        cr_assert_not(mock_has_block(e.m, b), "block %llu past the shrink kept",
+                      (unsigned long long)b);
     env_close(&e);
 }
 

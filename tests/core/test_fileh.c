@@ -25,7 +25,7 @@ Test(fileh, open_checks_the_file, .timeout = 10)
     cr_assert_eq(bf_fileh_size(fh), 3 * BS);
     cr_assert_eq(rstat_of(ram).handles, 1);
     cr_assert_eq(bf_ram_free(ram), -EBUSY, "a ram with an open handle is freed");
-    bf_fileh_close(fh);
+    close_checked(fh);
     bf_fileh_close(NULL);
     cr_assert_eq(bf_ram_free(ram), 0);
     cr_assert_eq(bf_ram_free(NULL), 0);
@@ -316,7 +316,7 @@ Test(fileh, budget_spans_handles, .timeout = 10)
     cr_assert_eq(fstat_of(e.fh).reclaimed_blocks, 1);
     cr_assert_eq(fstat_of(fh2).reclaimed_blocks, 0);
     cr_assert_eq(rstat_of(e.ram).handles, 2);
-    bf_fileh_close(fh2);
+    close_checked(fh2);
     cr_assert_eq(rstat_of(e.ram).clean_bytes, BS, "closing a handle frees its blocks");
     mock_free(m2);
     env_close(&e);
@@ -783,7 +783,7 @@ Test(fileh, close_with_changes_frees_everything, .timeout = 10)
         expect_block(e.fh, b, 1);
     for (uint64_t b = 1; b < 8; b += 2)
         write_block(e.fh, b, 2);
-    bf_fileh_close(e.fh);
+    close_checked(e.fh);
     struct bf_ram_stats rs = rstat_of(e.ram);
     cr_assert_eq(rs.clean_bytes, 0);
     cr_assert_eq(rs.dirty_bytes, 0);

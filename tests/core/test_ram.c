@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* bigfilefs — tests/core: block buffers of the ram (ram.h, ram_internal.h):
+/* bigfilefs — tests/core: block buffers (blockbuf.h) as a ram uses them:
  * the recycle list of small buffers stays within its bounds and is emptied
  * by bf_ram_free; buffers of 2 MiB multiples are aligned, huge-page advised
  * and kept on a bounded huge list, handed out un-zeroed only to a caller
@@ -12,7 +12,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "core/ram_internal.h"
+#include "core/blockbuf.h"
 #include "corehelp.h"
 
 /* Whether [p, p + size) is mapped in this process (mincore fails with
@@ -40,8 +40,8 @@ static bool all_zero(const unsigned char *p, size_t n)
 static void expect_within_bounds(bf_ram *ram)
 {
     struct bf_ram_stats st = rstat_of(ram);
-    cr_assert_leq(st.recycled_buffers, BF_RAM_RECYCLE_MAX_BUFFERS);
-    cr_assert_leq(st.recycled_bytes, BF_RAM_RECYCLE_MAX_BYTES);
+    cr_assert_leq(st.recycled_buffers, BF_BLOCKBUF_RECYCLE_MAX_BUFFERS);
+    cr_assert_leq(st.recycled_bytes, BF_BLOCKBUF_RECYCLE_MAX_BYTES);
 }
 
 /* Many small buffers of several sizes allocated, written and freed in
@@ -59,30 +59,30 @@ Test(ram, recycle_list_is_bounded_and_freed_with_the_ram, .timeout = 20)
     cr_assert_eq(st.recycled_bytes, 0);
     cr_assert_eq(st.recycled_buffers, 0);
 
-    void *kept[BF_RAM_RECYCLE_MAX_BUFFERS];
-    size_t kept_size[BF_RAM_RECYCLE_MAX_BUFFERS];
+    void *kept[BF_BLOCKBUF_RECYCLE_MAX_BUFFERS];
+    size_t kept_size[BF_BLOCKBUF_RECYCLE_MAX_BUFFERS];
     unsigned nkept = 0;
     uint64_t max_bytes = 0, max_bufs = 0;
     for (unsigned round = 0; round < 3; round++) {
         for (unsigned s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
             void *bufs[WAVE];
             for (unsigned i = 0; i < WAVE; i++) {
-                bufs[i] = bf_ram_block_alloc(sizes[s]);
+                bufs[i] = bf_blockbuf_alloc(sizes[s]);
                 cr_assert_not_null(bufs[i]);
                 cr_assert(all_zero(bufs[i], sizes[s]), "a buffer of %zu is not zeroed", sizes[s]);
                 memset(bufs[i], 0xa5, sizes[s]);
                 expect_within_bounds(ram);
             }
             for (unsigned i = 0; i < WAVE; i++) {
-                bf_ram_block_free(bufs[i], sizes[s]);
+                bf_blockbuf_free(bufs[i], sizes[s]);
                 expect_within_bounds(ram);
             }
             st = rstat_of(ram);
             if (sizes[s] == 4096 || sizes[s] == 1 << 20) {
                 /* The newest buffers replace older ones of any size: the
                  * list is all of the size in use, up to its first bound. */
-                uint64_t n = sizes[s] == 4096 ? BF_RAM_RECYCLE_MAX_BUFFERS
-                                              : BF_RAM_RECYCLE_MAX_BYTES / sizes[s];
+                uint64_t n = sizes[s] == 4096 ? BF_BLOCKBUF_RECYCLE_MAX_BUFFERS
+                                              : BF_BLOCKBUF_RECYCLE_MAX_BYTES / sizes[s];
                 cr_assert_eq(st.recycled_buffers, n);
                 cr_assert_eq(st.recycled_bytes, n * sizes[s]);
             }
@@ -94,16 +94,16 @@ Test(ram, recycle_list_is_bounded_and_freed_with_the_ram, .timeout = 20)
     }
     /* 1 MiB buffers fill the byte bound, 4 KiB ones the count bound: both
      * were reached, so the list does recycle. */
-    cr_assert_eq(max_bytes, BF_RAM_RECYCLE_MAX_BYTES);
-    cr_assert_eq(max_bufs, BF_RAM_RECYCLE_MAX_BUFFERS);
+    cr_assert_eq(max_bytes, BF_BLOCKBUF_RECYCLE_MAX_BYTES);
+    cr_assert_eq(max_bufs, BF_BLOCKBUF_RECYCLE_MAX_BUFFERS);
 
     /* What is on the list now: take it all back (the same addresses come
      * back, zeroed), put it back, then free the ram. */
     st = rstat_of(ram);
     cr_assert_gt(st.recycled_buffers, 0);
     size_t last = sizes[sizeof(sizes) / sizeof(sizes[0]) - 1];
-    while (rstat_of(ram).recycled_buffers > 0 && nkept < BF_RAM_RECYCLE_MAX_BUFFERS) {
-        kept[nkept] = bf_ram_block_alloc(last);
+    while (rstat_of(ram).recycled_buffers > 0 && nkept < BF_BLOCKBUF_RECYCLE_MAX_BUFFERS) {
+        kept[nkept] = bf_blockbuf_alloc(last);
         kept_size[nkept] = last;
         cr_assert(all_zero(kept[nkept], last));
         nkept++;
@@ -111,7 +111,7 @@ Test(ram, recycle_list_is_bounded_and_freed_with_the_ram, .timeout = 20)
     cr_assert_eq(rstat_of(ram).recycled_buffers, 0, "buffers of another size on the list");
     for (unsigned i = 0; i < nkept; i++) {
         memset(kept[i], 1, kept_size[i]);
-        bf_ram_block_free(kept[i], kept_size[i]);
+        bf_blockbuf_free(kept[i], kept_size[i]);
         cr_assert(is_mapped(kept[i], kept_size[i]), "a recycled buffer was unmapped");
     }
     cr_assert_eq(rstat_of(ram).recycled_bytes, nkept * last);
@@ -121,9 +121,9 @@ Test(ram, recycle_list_is_bounded_and_freed_with_the_ram, .timeout = 20)
         cr_assert(!is_mapped(kept[i], kept_size[i]), "bf_ram_free left a recycled buffer mapped");
 
     /* With no ram, nothing is kept. */
-    void *p = bf_ram_block_alloc(4096);
+    void *p = bf_blockbuf_alloc(4096);
     cr_assert_not_null(p);
-    bf_ram_block_free(p, 4096);
+    bf_blockbuf_free(p, 4096);
     cr_assert(!is_mapped(p, 4096), "a buffer freed with no ram was kept");
     cr_assert_eq(bf_ram_new(0, &ram), 0);
     st = rstat_of(ram);
@@ -167,33 +167,34 @@ Test(ram, huge_buffers_are_aligned_advised_and_kept_bounded, .timeout = 20)
     for (unsigned round = 0; round < 4; round++) {
         for (unsigned s = 0; s < 2; s++) {
             size_t size = sizes[s];
-            unsigned char *p = bf_ram_block_alloc(size);
+            unsigned char *p = bf_blockbuf_alloc(size);
             cr_assert_not_null(p);
-            cr_assert_eq((uintptr_t)p % BF_RAM_HUGE_SIZE, 0, "%p not 2 MiB-aligned", (void *)p);
+            cr_assert_eq((uintptr_t)p % BF_BLOCKBUF_HUGE_SIZE, 0, "%p not 2 MiB-aligned",
+                         (void *)p);
             cr_assert(all_zero(p, size), "a zeroing caller got a dirty %zu buffer", size);
             if (thp)
                 cr_assert(vma_has_hugepage_advice(p), "no MADV_HUGEPAGE on %p", (void *)p);
             memset(p, 0x5a, size);
-            bf_ram_block_free(p, size);
-            bool kept = size <= BF_RAM_RECYCLE_HUGE_MAX_BYTES;
+            bf_blockbuf_free(p, size);
+            bool kept = size <= BF_BLOCKBUF_RECYCLE_HUGE_MAX_BYTES;
             cr_assert_eq(is_mapped(p, size), kept, "a freed %zu buffer %s", size,
                          kept ? "was not kept" : "stayed mapped");
-            cr_assert_leq(rstat_of(ram).recycled_bytes, BF_RAM_RECYCLE_HUGE_MAX_BYTES);
+            cr_assert_leq(rstat_of(ram).recycled_bytes, BF_BLOCKBUF_RECYCLE_HUGE_MAX_BYTES);
         }
     }
     cr_assert_eq(bf_ram_free(ram), 0);
 }
 
 /* The huge list: a freed 2 MiB buffer comes back, as it was (not zeroed),
- * only through bf_ram_block_alloc_overwrite; bf_ram_block_alloc hands it
+ * only through bf_blockbuf_alloc_overwrite; bf_blockbuf_alloc hands it
  * out zeroed; the list never holds more than its bounds, and bf_ram_free
  * unmaps what it holds. */
 Test(ram, huge_recycled_unzeroed_only_to_overwriters, .timeout = 20)
 {
     enum {
-        N = BF_RAM_RECYCLE_HUGE_MAX_BUFFERS + 3
+        N = BF_BLOCKBUF_RECYCLE_HUGE_MAX_BUFFERS + 3
     };
-    const size_t size = BF_RAM_HUGE_SIZE;
+    const size_t size = BF_BLOCKBUF_HUGE_SIZE;
     bf_ram *ram;
     cr_assert_eq(bf_ram_new(1 << 20, &ram), 0);
 
@@ -201,54 +202,54 @@ Test(ram, huge_recycled_unzeroed_only_to_overwriters, .timeout = 20)
      * unmaps the rest. */
     unsigned char *b[N];
     for (unsigned i = 0; i < N; i++) {
-        b[i] = bf_ram_block_alloc_overwrite(size);
+        b[i] = bf_blockbuf_alloc_overwrite(size);
         cr_assert_not_null(b[i]);
         memset(b[i], 0x10 + i, size);
     }
     for (unsigned i = 0; i < N; i++) {
-        bf_ram_block_free(b[i], size);
+        bf_blockbuf_free(b[i], size);
         struct bf_ram_stats st = rstat_of(ram);
-        cr_assert_leq(st.recycled_buffers, BF_RAM_RECYCLE_HUGE_MAX_BUFFERS);
-        cr_assert_leq(st.recycled_bytes, BF_RAM_RECYCLE_HUGE_MAX_BYTES);
+        cr_assert_leq(st.recycled_buffers, BF_BLOCKBUF_RECYCLE_HUGE_MAX_BUFFERS);
+        cr_assert_leq(st.recycled_bytes, BF_BLOCKBUF_RECYCLE_HUGE_MAX_BYTES);
     }
-    unsigned nkeep = BF_RAM_RECYCLE_HUGE_MAX_BUFFERS;
-    if (nkeep > BF_RAM_RECYCLE_HUGE_MAX_BYTES / size)
-        nkeep = BF_RAM_RECYCLE_HUGE_MAX_BYTES / size;
+    unsigned nkeep = BF_BLOCKBUF_RECYCLE_HUGE_MAX_BUFFERS;
+    if (nkeep > BF_BLOCKBUF_RECYCLE_HUGE_MAX_BYTES / size)
+        nkeep = BF_BLOCKBUF_RECYCLE_HUGE_MAX_BYTES / size;
     cr_assert_eq(rstat_of(ram).recycled_buffers, nkeep);
     for (unsigned i = 0; i < N; i++)
         cr_assert_eq(is_mapped(b[i], size), i >= N - nkeep, "buffer %u", i);
 
     /* An overwriting caller gets the newest back as it was left. */
-    unsigned char *p = bf_ram_block_alloc_overwrite(size);
+    unsigned char *p = bf_blockbuf_alloc_overwrite(size);
     cr_assert_eq(p, b[N - 1], "the newest freed buffer was not reused");
     cr_assert_eq(p[0], 0x10 + N - 1);
     cr_assert_eq(p[size - 1], 0x10 + N - 1);
     cr_assert_eq(rstat_of(ram).recycled_buffers, nkeep - 1);
 
     /* A zeroing caller may get a recycled buffer too, but zeroed. */
-    unsigned char *q = bf_ram_block_alloc(size);
+    unsigned char *q = bf_blockbuf_alloc(size);
     cr_assert_not_null(q);
     cr_assert(all_zero(q, size), "a zeroing caller got a recycled buffer's content");
     cr_assert_eq(q, b[N - 2], "the recycled buffer was not taken");
     cr_assert_eq(rstat_of(ram).recycled_buffers, 0);
 
     /* Empty list: an overwriting caller gets a fresh (zero) mapping. */
-    unsigned char *r = bf_ram_block_alloc_overwrite(size);
+    unsigned char *r = bf_blockbuf_alloc_overwrite(size);
     cr_assert_not_null(r);
     cr_assert(all_zero(r, size));
     memset(q, 0x77, size);
-    bf_ram_block_free(r, size);
-    bf_ram_block_free(q, size);
-    bf_ram_block_free(p, size);
+    bf_blockbuf_free(r, size);
+    bf_blockbuf_free(q, size);
+    bf_blockbuf_free(p, size);
     cr_assert_eq(rstat_of(ram).recycled_buffers, nkeep);
     cr_assert(!is_mapped(r, size), "the oldest was not unmapped to make room");
 
     cr_assert_eq(bf_ram_free(ram), 0);
     cr_assert(!is_mapped(p, size) && !is_mapped(q, size), "bf_ram_free left huge buffers mapped");
     /* With no ram, nothing is kept. */
-    void *z = bf_ram_block_alloc_overwrite(size);
+    void *z = bf_blockbuf_alloc_overwrite(size);
     cr_assert_not_null(z);
-    bf_ram_block_free(z, size);
+    bf_blockbuf_free(z, size);
     cr_assert(!is_mapped(z, size), "a huge buffer freed with no ram was kept");
 }
 
@@ -258,7 +259,7 @@ Test(ram, huge_recycled_unzeroed_only_to_overwriters, .timeout = 20)
  * partially written hole zeros around the written byte. */
 Test(ram, huge_recycled_buffers_never_leak_into_reads, .timeout = 30)
 {
-    const size_t bs = BF_RAM_HUGE_SIZE;
+    const size_t bs = BF_BLOCKBUF_HUGE_SIZE;
     struct mockfile *m = mock_new(bs, 12 * bs);
     for (uint64_t b = 0; b < 6; b++)
         mock_set_block(m, b, 1);
@@ -275,7 +276,7 @@ Test(ram, huge_recycled_buffers_never_leak_into_reads, .timeout = 30)
                 mock_pattern(want, bs, 1, b * bs);
             cr_assert(memcmp(got, b < 6 ? want : zero, bs) == 0, "block %llu",
                       (unsigned long long)b);
-            cr_assert_leq(rstat_of(ram).recycled_bytes, BF_RAM_RECYCLE_HUGE_MAX_BYTES);
+            cr_assert_leq(rstat_of(ram).recycled_bytes, BF_BLOCKBUF_RECYCLE_HUGE_MAX_BYTES);
         }
     }
     cr_assert_gt(rstat_of(ram).recycled_buffers, 0, "no 2 MiB buffer was recycled");
@@ -297,7 +298,7 @@ Test(ram, huge_recycled_buffers_never_leak_into_reads, .timeout = 30)
     free(got);
     free(want);
     free(zero);
-    bf_fileh_close(fh);
+    close_checked(fh);
     cr_assert_eq(bf_ram_free(ram), 0);
     mock_free(m);
 }

@@ -1,0 +1,220 @@
+/* SPDX-License-Identifier: MIT */
+/* bigfilefs — core: block buffers, mmap'ed, huge-page advised and
+ * recycled within bounds (blockbuf.h). */
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "core/blockbuf.h"
+
+/* One recycle list: freed block buffers kept for reuse, oldest first,
+ * within two bounds that hold at every moment. */
+struct recycle_entry {
+    void *buf;
+    size_t size;
+};
+
+#define RECYCLE_ENTRIES_MAX                                                 \
+    (BF_BLOCKBUF_RECYCLE_MAX_BUFFERS > BF_BLOCKBUF_RECYCLE_HUGE_MAX_BUFFERS \
+         ? BF_BLOCKBUF_RECYCLE_MAX_BUFFERS                                  \
+         : BF_BLOCKBUF_RECYCLE_HUGE_MAX_BUFFERS)
+
+struct recycle_list {
+    struct recycle_entry entries[RECYCLE_ENTRIES_MAX]; /* oldest first */
+    unsigned count;                                    /* entries in use */
+    size_t bytes;                                      /* their total size */
+    unsigned max_buffers;                              /* bound on count (<= RECYCLE_ENTRIES_MAX) */
+    size_t max_bytes;                                  /* bound on bytes */
+};
+
+/* The recycle list of small block buffers, the list of huge ones, and the
+ * count of users (blockbuf.h, "Global state"). `lock` is a leaf: nothing
+ * else is taken, and no system call is made, while it is held. */
+static struct {
+    pthread_mutex_t lock;
+    uint64_t users; /* bf_blockbuf_user_add not yet dropped (live rams) */
+    struct recycle_list small;
+    struct recycle_list huge;
+} recycle = {
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .small = { .max_buffers = BF_BLOCKBUF_RECYCLE_MAX_BUFFERS,
+               .max_bytes = BF_BLOCKBUF_RECYCLE_MAX_BYTES },
+    .huge = { .max_buffers = BF_BLOCKBUF_RECYCLE_HUGE_MAX_BUFFERS,
+              .max_bytes = BF_BLOCKBUF_RECYCLE_HUGE_MAX_BYTES },
+};
+
+/* Remove entry `i` of `l`, keeping the order of the others. recycle.lock
+ * held. */
+static void recycle_list_remove(struct recycle_list *l, unsigned i)
+{
+    l->bytes -= l->entries[i].size;
+    l->count--;
+    memmove(&l->entries[i], &l->entries[i + 1], (l->count - i) * sizeof(l->entries[0]));
+}
+
+/* Move every entry of `l` to `out` (room for l->count), emptying it;
+ * returns how many. recycle.lock held. */
+static unsigned recycle_list_take_all(struct recycle_list *l, struct recycle_entry *out)
+{
+    unsigned n = l->count;
+    memcpy(out, l->entries, n * sizeof(l->entries[0]));
+    l->count = 0;
+    l->bytes = 0;
+    return n;
+}
+
+/* Take the newest buffer of `size` off `l`, or NULL (not zeroed: its old
+ * content stays). Takes recycle.lock. */
+static void *recycle_list_take(struct recycle_list *l, size_t size)
+{
+    if (size > l->max_bytes) /* never kept: spare the lock */
+        return NULL;
+    void *p = NULL;
+    pthread_mutex_lock(&recycle.lock);
+    for (unsigned i = l->count; i-- > 0;) {
+        if (l->entries[i].size == size) {
+            p = l->entries[i].buf;
+            recycle_list_remove(l, i);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&recycle.lock);
+    return p;
+}
+
+/* Keep a buffer as the newest of `l`, if the allocator has a user and it
+ * fits the bounds; to stay within them, the oldest buffers (likely of a
+ * block size no longer in use) make room and are unmapped. Else unmap it.
+ * Takes recycle.lock; unmaps after releasing it. */
+static void recycle_list_put(struct recycle_list *l, void *buf, size_t size)
+{
+    struct recycle_entry old[RECYCLE_ENTRIES_MAX];
+    unsigned nold = 0;
+    if (size > l->max_bytes) { /* never kept: spare the lock */
+        munmap(buf, size);
+        return;
+    }
+    pthread_mutex_lock(&recycle.lock);
+    bool keep = recycle.users > 0;
+    if (keep) {
+        while (l->count == l->max_buffers || l->bytes + size > l->max_bytes) {
+            old[nold++] = l->entries[0];
+            recycle_list_remove(l, 0);
+        }
+        l->entries[l->count].buf = buf;
+        l->entries[l->count].size = size;
+        l->count++;
+        l->bytes += size;
+    }
+    pthread_mutex_unlock(&recycle.lock);
+    if (!keep)
+        munmap(buf, size);
+    for (unsigned i = 0; i < nold; i++)
+        munmap(old[i].buf, old[i].size);
+}
+
+void bf_blockbuf_user_add(void)
+{
+    pthread_mutex_lock(&recycle.lock);
+    recycle.users++;
+    pthread_mutex_unlock(&recycle.lock);
+}
+
+void bf_blockbuf_user_drop(void)
+{
+    struct recycle_entry all[2 * RECYCLE_ENTRIES_MAX];
+    pthread_mutex_lock(&recycle.lock);
+    recycle.users--;
+    unsigned n = recycle_list_take_all(&recycle.small, all);
+    n += recycle_list_take_all(&recycle.huge, all + n);
+    pthread_mutex_unlock(&recycle.lock);
+    for (unsigned i = 0; i < n; i++)
+        munmap(all[i].buf, all[i].size);
+}
+
+static void *map_anon(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* A fresh mapping of `size` (a multiple of BF_BLOCKBUF_HUGE_SIZE) aligned
+ * to BF_BLOCKBUF_HUGE_SIZE, advised MADV_HUGEPAGE. Recent kernels (6.18
+ * here) align anonymous mappings of a multiple of the huge page size
+ * themselves; if this one did not, map a huge page more and trim the
+ * unaligned head and tail. */
+static void *map_huge(size_t size)
+{
+    char *p = map_anon(size);
+    if (p && (uintptr_t)p % BF_BLOCKBUF_HUGE_SIZE != 0) {
+        munmap(p, size);
+        char *q = map_anon(size + BF_BLOCKBUF_HUGE_SIZE);
+        if (!q)
+            return NULL;
+        size_t head = -(uintptr_t)q % BF_BLOCKBUF_HUGE_SIZE;
+        if (head)
+            munmap(q, head);
+        p = q + head;
+        munmap(p + size, BF_BLOCKBUF_HUGE_SIZE - head);
+    }
+    /* A hint only: it fails (EINVAL) on a kernel without transparent huge
+     * pages, and is ignored when they are "never"; the buffer works as a
+     * buffer of small pages then. */
+    if (p)
+        (void)madvise(p, size, MADV_HUGEPAGE);
+    return p;
+}
+
+/* The recycle list that buffers of `size` go to. */
+static struct recycle_list *recycle_list_for(size_t size)
+{
+    return size % BF_BLOCKBUF_HUGE_SIZE == 0 ? &recycle.huge : &recycle.small;
+}
+
+/* A fresh mapping for a buffer of `size`: huge-page aligned and advised
+ * if it goes to the huge list. */
+static void *map_block(size_t size)
+{
+    return size % BF_BLOCKBUF_HUGE_SIZE == 0 ? map_huge(size) : map_anon(size);
+}
+
+void *bf_blockbuf_alloc_overwrite(size_t size)
+{
+    if (size % BF_BLOCKBUF_HUGE_SIZE == 0) {
+        /* Its old content stays: the caller overwrites every byte, so the
+         * kernel's zeroing of a fresh huge page is saved. */
+        void *p = recycle_list_take(&recycle.huge, size);
+        return p ? p : map_huge(size);
+    }
+    return bf_blockbuf_alloc(size);
+}
+
+void *bf_blockbuf_alloc(size_t size)
+{
+    /* A fresh mapping is zero-filled by the kernel. A recycled buffer is
+     * handed out too, zeroed here: the pages its last use touched are
+     * still resident, so that costs no fault and no kernel zeroing (and
+     * the huge list does not hold buffers nobody takes). */
+    void *p = recycle_list_take(recycle_list_for(size), size);
+    if (!p)
+        return map_block(size);
+    memset(p, 0, size);
+    return p;
+}
+
+void bf_blockbuf_free(void *buf, size_t size)
+{
+    if (!buf)
+        return;
+    recycle_list_put(recycle_list_for(size), buf, size);
+}
+
+void bf_blockbuf_stat(struct bf_blockbuf_stats *st)
+{
+    pthread_mutex_lock(&recycle.lock);
+    st->recycled_bytes = recycle.small.bytes + recycle.huge.bytes;
+    st->recycled_buffers = recycle.small.count + recycle.huge.count;
+    pthread_mutex_unlock(&recycle.lock);
+}

@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: MIT */
+/* bigfilefs — core: bf_fileh_check, the walk that verifies the invariants
+ * of fileh.h that a handle's state shows (those marked [checked]).
+ *
+ * It reads only, under the ram lock, and reports the first broken rule
+ * with its number. It trusts nothing it walks: list walks are bounded by
+ * the counts they are checked against, so a corrupted list ends the walk
+ * with a report instead of a loop.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "core/fileh_internal.h"
+
+/* Print "I<n> broken: <what>" for fh; returns -EUCLEAN. */
+static int broken(const bf_fileh *fh, unsigned inv, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int broken(const bf_fileh *fh, unsigned inv, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "bigfilefs: bf_fileh_check: I%u broken (handle %p): ", inv, (const void *)fh);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return -EUCLEAN;
+}
+
+/* I17, I19, I22: the handle's scalar state. */
+static int check_scalars(const bf_fileh *fh)
+{
+    if (fh->size > BF_SIZE_MAX || fh->committed_size > BF_SIZE_MAX)
+        return broken(fh, 17, "size %" PRIu64 " or committed size %" PRIu64 " past BF_SIZE_MAX",
+                      fh->size, fh->committed_size);
+    if (fh->min_size > fh->size || fh->min_size > fh->committed_size)
+        return broken(fh, 17,
+                      "lowest size %" PRIu64 " above the size %" PRIu64
+                      " or the committed size %" PRIu64,
+                      fh->min_size, fh->size, fh->committed_size);
+    if (!fh->writeout_running && fh->cow_held != 0)
+        return broken(fh, 19, "%" PRIu64 " copy-on-write buffers held with no writeout",
+                      fh->cow_held);
+    if (fh->fenced && fh->fence_lo > fh->fence_hi)
+        return broken(fh, 22, "fence [%" PRIu64 ", %" PRIu64 "] is empty", fh->fence_lo,
+                      fh->fence_hi);
+    return 0;
+}
+
+/* I8, I10, I11, I14, I15, I16: one page, mapped at block k. */
+static int check_page(const bf_fileh *fh, uint64_t k, const struct bf_page *pg)
+{
+    enum bf_page_state st = pg->state;
+    if (pg->blk != k || pg->fh != fh || !pg->data || st < BF_PAGE_LOADING || st > BF_PAGE_DIRTY)
+        return broken(fh, 8, "page %p at block %" PRIu64 ": blk %" PRIu64 ", state %d", (void *)pg,
+                      k, pg->blk, (int)st);
+    if (bf_list_linked(&pg->lru) != (st == BF_PAGE_LOADED))
+        return broken(fh, 10, "block %" PRIu64 " in state %d %s the LRU", k, (int)st,
+                      bf_list_linked(&pg->lru) ? "on" : "not on");
+    if (bf_list_linked(&pg->dirty) != (st == BF_PAGE_DIRTY))
+        return broken(fh, 11, "block %" PRIu64 " in state %d %s the dirty list", k, (int)st,
+                      bf_list_linked(&pg->dirty) ? "on" : "not on");
+    if (pg->storing && (st != BF_PAGE_DIRTY || !fh->writeout_running))
+        return broken(fh, 14, "block %" PRIu64 " storing in state %d, writeout %s", k, (int)st,
+                      fh->writeout_running ? "running" : "not running");
+    if (pg->wpinned && st != BF_PAGE_DIRTY)
+        return broken(fh, 14, "block %" PRIu64 " pinned in state %d", k, (int)st);
+    if (st != BF_PAGE_LOADING_INVALIDATED && k >= div_ceil_blk(fh, fh->size))
+        return broken(fh, 15, "block %" PRIu64 " in state %d past the size %" PRIu64, k, (int)st,
+                      fh->size);
+    if (st == BF_PAGE_LOADING && k >= zero_from_blk(fh))
+        return broken(fh, 16, "block %" PRIu64 " loading past the lowest size %" PRIu64, k,
+                      fh->min_size);
+    return 0;
+}
+
+/* I8 .. I16 over the pagemap, I11 and I12 over the dirty list. */
+static int check_pages(const bf_fileh *fh)
+{
+    uint64_t n[BF_PAGE_DIRTY + 1] = { 0 }, k;
+    const struct bf_page *pg = bf_pagemap_next(&fh->pages, 0, &k);
+    while (pg) {
+        int r = check_page(fh, k, pg);
+        if (r < 0)
+            return r;
+        n[pg->state]++;
+        pg = k == UINT64_MAX ? NULL : bf_pagemap_next(&fh->pages, k + 1, &k);
+    }
+    uint64_t nloading = n[BF_PAGE_LOADING] + n[BF_PAGE_LOADING_INVALIDATED];
+    if (fh->nloaded != n[BF_PAGE_LOADED] || fh->ndirty != n[BF_PAGE_DIRTY] ||
+        fh->nloading != nloading)
+        return broken(fh, 12,
+                      "counted %" PRIu64 " loaded, %" PRIu64 " dirty, %" PRIu64
+                      " loading; the pages are %" PRIu64 ", %" PRIu64 ", %" PRIu64,
+                      fh->nloaded, fh->ndirty, fh->nloading, n[BF_PAGE_LOADED], n[BF_PAGE_DIRTY],
+                      nloading);
+    if (fh->pages.count != fh->nloaded + fh->ndirty + fh->nloading)
+        return broken(fh, 12, "the pagemap holds %zu pages, counted %" PRIu64, fh->pages.count,
+                      fh->nloaded + fh->ndirty + fh->nloading);
+
+    uint64_t len = 0;
+    const struct bf_list *pos;
+    for (pos = fh->dirty.next; pos != &fh->dirty && len <= fh->ndirty; pos = pos->next, len++) {
+        const struct bf_page *d = bf_list_entry(pos, struct bf_page, dirty);
+        if (d->fh != fh || d->state != BF_PAGE_DIRTY || bf_pagemap_get(&fh->pages, d->blk) != d)
+            return broken(fh, 11,
+                          "dirty list entry %p (block %" PRIu64
+                          ", state %d) not a dirty page of the handle",
+                          (const void *)d, d->blk, (int)d->state);
+    }
+    if (len != fh->ndirty)
+        return broken(fh, 11, "dirty list of %s%" PRIu64 " pages, %" PRIu64 " dirty",
+                      len > fh->ndirty ? "more than " : "", len, fh->ndirty);
+    return 0;
+}
+
+/* I6, I10, I13: the ram's LRU and its counters over every handle. */
+static int check_ram(const bf_fileh *fh)
+{
+    const bf_ram *ram = fh->ram;
+    uint64_t nh = 0, clean = 0, loading = 0, dirty = 0, nloaded = 0;
+    const struct bf_list *pos;
+    for (pos = ram->hlist.next; pos != &ram->hlist && nh <= ram->handles; pos = pos->next, nh++) {
+        const bf_fileh *h = bf_list_entry(pos, bf_fileh, ram_link);
+        if (h->ram != ram)
+            return broken(fh, 13, "handle %p on the ram's list has another ram", (const void *)h);
+        clean += h->nloaded * h->blksize;
+        loading += h->nloading * h->blksize;
+        dirty += (h->ndirty + h->cow_held) * h->blksize;
+        nloaded += h->nloaded;
+    }
+    if (nh != ram->handles)
+        return broken(fh, 13, "the ram counts %" PRIu64 " handles, its list holds %s%" PRIu64,
+                      ram->handles, nh > ram->handles ? "more than " : "", nh);
+    if (ram->clean_bytes != clean || ram->loading_bytes != loading || ram->dirty_bytes != dirty)
+        return broken(fh, 13,
+                      "the ram counts %" PRIu64 " clean, %" PRIu64 " loading, %" PRIu64
+                      " dirty bytes; its handles %" PRIu64 ", %" PRIu64 ", %" PRIu64,
+                      ram->clean_bytes, ram->loading_bytes, ram->dirty_bytes, clean, loading,
+                      dirty);
+    if (ram->clean_bytes > ram->budget)
+        return broken(fh, 6, "%" PRIu64 " clean bytes over the budget of %zu", ram->clean_bytes,
+                      ram->budget);
+
+    uint64_t len = 0;
+    for (pos = ram->lru.next; pos != &ram->lru && len <= nloaded; pos = pos->next, len++) {
+        const struct bf_page *pg = bf_list_entry(pos, struct bf_page, lru);
+        if (pg->state != BF_PAGE_LOADED || pg->fh->ram != ram ||
+            bf_pagemap_get(&pg->fh->pages, pg->blk) != pg)
+            return broken(fh, 10,
+                          "LRU entry %p (block %" PRIu64 ", state %d) not a loaded page of the ram",
+                          (const void *)pg, pg->blk, (int)pg->state);
+    }
+    if (len != nloaded)
+        return broken(fh, 10, "LRU of %s%" PRIu64 " pages, %" PRIu64 " loaded",
+                      len > nloaded ? "more than " : "", len, nloaded);
+    return 0;
+}
+
+int bf_fileh_check_locked(bf_fileh *fh)
+{
+    bf_ram_assert_locked(fh->ram); /* I1 */
+    int r = check_scalars(fh);
+    if (r == 0)
+        r = check_pages(fh);
+    if (r == 0)
+        r = check_ram(fh);
+    return r;
+}
+
+int bf_fileh_check(bf_fileh *fh)
+{
+    bf_ram_lock(fh->ram);
+    int r = bf_fileh_check_locked(fh);
+    bf_ram_unlock(fh->ram);
+    return r;
+}
