@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* bigfilefs — backends: the SQLite backend. See sqlite.h.
+/* bigfilefs — backends: the SQLite engine. See sqlite.h; the rules every
+ * engine leaves to the layer (open files, one transaction per file, purge
+ * at the last close) are in engine.h.
  *
  * Schema (user_version 1):
  *   files(id INTEGER PRIMARY KEY AUTOINCREMENT,  -- ids are never reused
@@ -7,7 +9,9 @@
  *         blksize, size, mode, uid, gid, mtime_ns, ctime_ns INTEGER NOT NULL)
  *   blocks(file INTEGER NOT NULL, blk INTEGER NOT NULL, data BLOB NOT NULL,
  *          UNIQUE(file, blk))                    -- a rowid table: blob I/O
- * A block row exists only for a block that is not all zeros.
+ * A block row exists only for a block that is not all zeros. A row with
+ * name NULL is a file whose name was removed: the layer purges it once it
+ * is not in use, and opening read-write sweeps those a dead process left.
  *
  * Connections and locks:
  *  - one writer connection (absent when read-only), used only with
@@ -18,9 +22,7 @@
  *    SQ_READERS_MAX; a thread waits on pcond when all are busy), each used
  *    by one thread at a time. Each query is its own read transaction, so a
  *    reader always sees the last commit.
- *  - db->olock guards the list of open files (open counts, "transaction
- *    open", "unlinked while open"). Lock order: wlock -> olock; plock and
- *    elock are leaves.
+ *  Lock order: wlock -> plock, elock; plock and elock are leaves.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,7 +36,7 @@
 
 #include <sqlite3.h>
 
-#include "backends/common.h"
+#include "backends/engine.h"
 #include "backends/sqlite.h"
 
 #define SQ_READERS_MAX 16
@@ -79,12 +81,10 @@ enum {
     W_INSERT,      /* create a file */
     W_BYNAME,      /* id, size of a named file */
     W_BYID,        /* size of a file by id */
-    W_NAMENULL,    /* unlinked but open */
+    W_NAMENULL,    /* remove a name: the file is nameless until purged */
     W_SETNAME,     /* rename */
-    W_DELBLOCKS,   /* drop a file's blocks */
-    W_DELFILE,     /* drop a file's row */
-    W_PURGEBLOCKS, /* drop blocks of an unlinked file */
-    W_PURGEFILE,   /* drop the row of an unlinked file */
+    W_PURGEBLOCKS, /* drop blocks of a nameless file */
+    W_PURGEFILE,   /* drop the row of a nameless file */
     W_SETATTR,
     W_SETBLK,
     W_HASBLK, /* does a file have any block */
@@ -106,8 +106,6 @@ static const char *const writer_sql[W_NSTMT] = {
     [W_BYID] = "SELECT size FROM files WHERE id=?1",
     [W_NAMENULL] = "UPDATE files SET name=NULL, ctime_ns=?2 WHERE id=?1",
     [W_SETNAME] = "UPDATE files SET name=?2, ctime_ns=?3 WHERE id=?1",
-    [W_DELBLOCKS] = "DELETE FROM blocks WHERE file=?1",
-    [W_DELFILE] = "DELETE FROM files WHERE id=?1",
     [W_PURGEBLOCKS] = "DELETE FROM blocks WHERE file=?1 AND "
                       "EXISTS(SELECT 1 FROM files WHERE id=?1 AND name IS NULL)",
     [W_PURGEFILE] = "DELETE FROM files WHERE id=?1 AND name IS NULL",
@@ -139,15 +137,6 @@ struct sq_reader {
     int busy;
 };
 
-/* A file with open bf_file objects. */
-struct sq_open {
-    struct sq_open *next;
-    uint64_t id;
-    unsigned nopen;
-    int tx_open;  /* one of its handles is in a transaction */
-    int unlinked; /* its name was removed while open: purge at last close */
-};
-
 struct sq_db {
     bf_db base;
     char *path;
@@ -155,9 +144,6 @@ struct sq_db {
     pthread_mutex_t wlock;
     sqlite3 *w; /* NULL when read-only */
     sqlite3_stmt *ws[W_NSTMT];
-
-    pthread_mutex_t olock;
-    struct sq_open *opens;
 
     pthread_mutex_t plock;
     pthread_cond_t pcond;
@@ -168,17 +154,11 @@ struct sq_db {
     char lasterr[512];
 };
 
-/* A handle's transaction state. */
-enum sq_tx_state {
-    SQ_TX_IDLE, /* no transaction */
-    SQ_TX_OPEN, /* BEGIN IMMEDIATE done, wlock held */
-};
-
+/* A handle. While its transaction is open (base.tx == BF_TX_OPEN) it holds
+ * wlock, from begin to commit/abort. */
 struct sq_fh {
-    bf_file base; /* first */
+    struct bf_fh base; /* first */
     struct sq_db *db;
-    uint64_t id;
-    enum sq_tx_state state;
 };
 
 static struct sq_db *DB(bf_db *db)
@@ -186,9 +166,9 @@ static struct sq_db *DB(bf_db *db)
     return (struct sq_db *)db;
 }
 
-static struct sq_fh *FH(bf_file *f)
+static struct sq_fh *FH(struct bf_fh *fh)
 {
-    return (struct sq_fh *)f;
+    return (struct sq_fh *)fh;
 }
 
 /* ---- errors -------------------------------------------------------------- */
@@ -229,11 +209,11 @@ static int sq_fail(struct sq_db *d, sqlite3 *c, int rc, const char *what)
     return rc_errno(rc);
 }
 
-static const struct bf_db_ops sq_db_ops;
+static const struct bf_engine_ops sq_engine_ops;
 
 int bf_sqlite_last_error(bf_db *db, char *buf, size_t len)
 {
-    if (!db || db->ops != &sq_db_ops || !buf || !len)
+    if (!db || db->ops != &sq_engine_ops || !buf || !len)
         return -EINVAL;
     struct sq_db *d = DB(db);
     pthread_mutex_lock(&d->elock);
@@ -373,17 +353,6 @@ static void wrollback(struct sq_db *d)
         wexec(d, W_ROLLBACK);
 }
 
-/* ---- open files ---------------------------------------------------------- */
-
-/* Caller holds olock. */
-static struct sq_open *open_find(struct sq_db *d, uint64_t id)
-{
-    for (struct sq_open *o = d->opens; o; o = o->next)
-        if (o->id == id)
-            return o;
-    return NULL;
-}
-
 /* ---- row helpers --------------------------------------------------------- */
 
 /* Decode a row of the SQ_FILE_COLS columns into `fi`. */
@@ -434,10 +403,10 @@ static int reader_row(struct sq_db *d, int which, const char *name, uint64_t id,
 
 /* ---- the file operations (bigfile.h) ------------------------------------- */
 
-static int sq_loadblk(bf_file *f, uint64_t blk, void *buf)
+static int sq_loadblk(struct bf_fh *fh, uint64_t blk, void *buf)
 {
-    struct sq_fh *h = FH(f);
-    struct sq_db *d = h->db;
+    struct sq_db *d = FH(fh)->db;
+    bf_file *f = &fh->file;
     struct sq_reader *r;
     int e = reader_get(d, &r);
     if (e < 0)
@@ -451,7 +420,7 @@ static int sq_loadblk(bf_file *f, uint64_t blk, void *buf)
      * its read transaction keeps the snapshot, so a concurrent commit
      * cannot move the row between the lookup and the read. */
     sqlite3_stmt *st = r->st[R_ROWID];
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)h->id);
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)fh->id);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)blk);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_DONE) {
@@ -469,7 +438,7 @@ static int sq_loadblk(bf_file *f, uint64_t blk, void *buf)
             pthread_mutex_lock(&d->elock);
             snprintf(d->lasterr, sizeof(d->lasterr),
                      "%s: block %llu of file %llu has %d bytes, expected %u", d->path,
-                     (unsigned long long)blk, (unsigned long long)h->id, sqlite3_blob_bytes(b),
+                     (unsigned long long)blk, (unsigned long long)fh->id, sqlite3_blob_bytes(b),
                      f->blksize);
             fprintf(stderr, "bigfilefs: %s\n", d->lasterr);
             pthread_mutex_unlock(&d->elock);
@@ -486,112 +455,68 @@ static int sq_loadblk(bf_file *f, uint64_t blk, void *buf)
     return e;
 }
 
-static int sq_begin(bf_file *f)
+static int sq_begin(struct bf_fh *fh)
 {
-    struct sq_fh *h = FH(f);
-    struct sq_db *d = h->db;
-    if (!d->w)
-        return -EROFS;
-    if (h->state != SQ_TX_IDLE)
-        return -EBUSY;
-    pthread_mutex_lock(&d->olock);
-    struct sq_open *o = open_find(d, h->id);
-    int busy = o->tx_open;
-    o->tx_open = 1;
-    pthread_mutex_unlock(&d->olock);
-    if (busy)
-        return -EBUSY;
+    struct sq_db *d = FH(fh)->db;
+    BF_ASSERT(d->w);               /* the layer refuses writes to a read-only database */
     pthread_mutex_lock(&d->wlock); /* held until commit/abort */
     int rc = wexec(d, W_BEGIN);
     if (rc != SQLITE_OK) {
         int e = sq_fail(d, d->w, rc, "beginning a transaction");
         pthread_mutex_unlock(&d->wlock);
-        pthread_mutex_lock(&d->olock);
-        o->tx_open = 0;
-        pthread_mutex_unlock(&d->olock);
         return e;
     }
-    /* IDLE -> OPEN */
-    h->state = SQ_TX_OPEN;
     return 0;
 }
 
-static int sq_storeblk(bf_file *f, uint64_t blk, const void *buf)
+static int sq_storeblk(struct bf_fh *fh, uint64_t blk, const void *buf)
 {
-    struct sq_fh *h = FH(f);
-    struct sq_db *d = h->db;
-    if (h->state != SQ_TX_OPEN || blk > (uint64_t)INT64_MAX)
+    struct sq_db *d = FH(fh)->db;
+    uint32_t bs = fh->file.blksize;
+    if (blk > (uint64_t)INT64_MAX)
         return -EINVAL;
-    int which = bf_all_zero(buf, f->blksize) ? W_DEL : W_PUT;
+    int which = bf_all_zero(buf, bs) ? W_DEL : W_PUT;
     sqlite3_stmt *st = d->ws[which];
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)h->id);
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)fh->id);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)blk);
     if (which == W_PUT)
-        sqlite3_bind_blob(st, 3, buf, (int)f->blksize, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 3, buf, (int)bs, SQLITE_STATIC);
     int rc = wexec(d, which);
     return rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, "storing a block");
 }
 
-static int sq_truncate(bf_file *f, uint64_t nblocks)
+static int sq_truncate(struct bf_fh *fh, uint64_t nblocks)
 {
-    struct sq_fh *h = FH(f);
-    struct sq_db *d = h->db;
-    if (h->state != SQ_TX_OPEN)
-        return -EINVAL;
+    struct sq_db *d = FH(fh)->db;
     if (nblocks > (uint64_t)INT64_MAX)
         return 0; /* nothing can be stored that far */
-    sqlite3_bind_int64(d->ws[W_TRUNC], 1, (sqlite3_int64)h->id);
+    sqlite3_bind_int64(d->ws[W_TRUNC], 1, (sqlite3_int64)fh->id);
     sqlite3_bind_int64(d->ws[W_TRUNC], 2, (sqlite3_int64)nblocks);
     int rc = wexec(d, W_TRUNC);
     return rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, "truncating");
 }
 
-/* Close the transaction: release wlock, clear the file's flag. */
-static void tx_close(struct sq_fh *h)
+static int sq_commit(struct bf_fh *fh, uint64_t size)
 {
-    struct sq_db *d = h->db;
-    pthread_mutex_unlock(&d->wlock);
-    pthread_mutex_lock(&d->olock);
-    open_find(d, h->id)->tx_open = 0;
-    pthread_mutex_unlock(&d->olock);
-    /* OPEN -> IDLE */
-    h->state = SQ_TX_IDLE;
-}
-
-static int sq_commit(bf_file *f, uint64_t size)
-{
-    struct sq_fh *h = FH(f);
-    struct sq_db *d = h->db;
-    int e = 0;
-    if (h->state != SQ_TX_OPEN)
-        return -EINVAL;
-    if (size > BF_SIZE_MAX) {
-        e = -EINVAL;
-    } else {
-        sqlite3_bind_int64(d->ws[W_SETSIZE], 1, (sqlite3_int64)h->id);
-        sqlite3_bind_int64(d->ws[W_SETSIZE], 2, (sqlite3_int64)size);
-        sqlite3_bind_int64(d->ws[W_SETSIZE], 3, bf_now_ns());
-        int rc = wexec(d, W_SETSIZE);
-        if (rc == SQLITE_OK)
-            rc = wexec(d, W_COMMIT);
-        if (rc != SQLITE_OK)
-            e = sq_fail(d, d->w, rc, "committing");
-    }
+    struct sq_db *d = FH(fh)->db;
+    sqlite3_bind_int64(d->ws[W_SETSIZE], 1, (sqlite3_int64)fh->id);
+    sqlite3_bind_int64(d->ws[W_SETSIZE], 2, (sqlite3_int64)size);
+    sqlite3_bind_int64(d->ws[W_SETSIZE], 3, bf_now_ns());
+    int rc = wexec(d, W_SETSIZE);
+    if (rc == SQLITE_OK)
+        rc = wexec(d, W_COMMIT);
+    int e = rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, "committing");
     if (e < 0)
         wrollback(d); /* failed commit: nothing visible */
-    else
-        f->size = size;
-    tx_close(h);
+    pthread_mutex_unlock(&d->wlock);
     return e;
 }
 
-static void sq_abort(bf_file *f)
+static void sq_abort(struct bf_fh *fh)
 {
-    struct sq_fh *h = FH(f);
-    if (h->state != SQ_TX_OPEN)
-        return;
-    wrollback(h->db);
-    tx_close(h);
+    struct sq_db *d = FH(fh)->db;
+    wrollback(d);
+    pthread_mutex_unlock(&d->wlock);
 }
 
 /* Run reader statement `which` with `nargs` (1 or 2) integer parameters and
@@ -625,34 +550,21 @@ static int reader_int64(struct sq_db *d, int which, int nargs, int64_t a, int64_
     return e;
 }
 
-static int sq_next_stored(bf_file *f, uint64_t from, uint64_t *blk)
+static int sq_next_stored(struct bf_fh *fh, uint64_t from, uint64_t *blk)
 {
-    struct sq_fh *h = FH(f);
     if (from > (uint64_t)INT64_MAX)
         return -ENXIO; /* no block is stored that far */
-    return reader_int64(h->db, R_NEXTBLK, 2, (int64_t)h->id, (int64_t)from, blk,
+    return reader_int64(FH(fh)->db, R_NEXTBLK, 2, (int64_t)fh->id, (int64_t)from, blk,
                         "looking for the next stored block");
 }
 
-static int sq_stored_blocks(bf_file *f, uint64_t *n)
+static int sq_stored_blocks(struct bf_fh *fh, uint64_t *n)
 {
-    struct sq_fh *h = FH(f);
-    int e = reader_int64(h->db, R_NBLOCKS, 1, (int64_t)h->id, 0, n, "counting stored blocks");
+    int e = reader_int64(FH(fh)->db, R_NBLOCKS, 1, (int64_t)fh->id, 0, n, "counting stored blocks");
     return e == -ENXIO ? -EIO : e; /* count(*) always yields a row */
 }
 
-static const struct bf_file_ops sq_file_ops = {
-    .next_stored = sq_next_stored,
-    .stored_blocks = sq_stored_blocks,
-    .loadblk = sq_loadblk,
-    .begin = sq_begin,
-    .storeblk = sq_storeblk,
-    .truncate = sq_truncate,
-    .commit = sq_commit,
-    .abort = sq_abort,
-};
-
-/* ---- namespace operations (backend.h) ------------------------------------ */
+/* ---- namespace operations (engine.h) ------------------------------------ */
 
 static int sq_list(bf_db *db, int (*cb)(void *arg, const struct bf_fileinfo *fi), void *arg)
 {
@@ -694,8 +606,7 @@ static int sq_getinfo(bf_db *db, uint64_t id, struct bf_fileinfo *out)
 /* Begin a namespace transaction: takes wlock. */
 static int ns_begin(struct sq_db *d)
 {
-    if (!d->w)
-        return -EROFS;
+    BF_ASSERT(d->w); /* the layer refuses writes to a read-only database */
     pthread_mutex_lock(&d->wlock);
     int rc = wexec(d, W_BEGIN);
     if (rc != SQLITE_OK) {
@@ -735,49 +646,29 @@ static int w_byname(struct sq_db *d, const char *name, uint64_t *id)
     return sq_fail(d, d->w, rc, "looking a name up");
 }
 
-/* Remove file id's name: mark it unlinked if open, else delete it with its
- * blocks. Caller holds wlock (in a transaction) and olock. */
-static int w_drop(struct sq_db *d, uint64_t id, int64_t now)
+/* Set file id's name (NULL: make it nameless). Caller holds wlock, in a
+ * transaction. */
+static int w_setname(struct sq_db *d, uint64_t id, const char *name, int64_t now)
 {
-    struct sq_open *o = open_find(d, id);
-    int rc;
-    if (o) {
-        sqlite3_bind_int64(d->ws[W_NAMENULL], 1, (sqlite3_int64)id);
-        sqlite3_bind_int64(d->ws[W_NAMENULL], 2, now);
-        rc = wexec(d, W_NAMENULL);
-        /* o->unlinked is set by the caller once the transaction commits. */
+    sqlite3_stmt *st = d->ws[name ? W_SETNAME : W_NAMENULL];
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+    if (name) {
+        sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, now);
     } else {
-        sqlite3_bind_int64(d->ws[W_DELBLOCKS], 1, (sqlite3_int64)id);
-        rc = wexec(d, W_DELBLOCKS);
-        if (rc == SQLITE_OK) {
-            sqlite3_bind_int64(d->ws[W_DELFILE], 1, (sqlite3_int64)id);
-            rc = wexec(d, W_DELFILE);
-        }
+        sqlite3_bind_int64(st, 2, now);
     }
-    return rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, "removing a file");
-}
-
-/* After a committed drop of id: remember to purge it at last close. Caller
- * holds olock. */
-static void mark_unlinked(struct sq_db *d, uint64_t id)
-{
-    struct sq_open *o = open_find(d, id);
-    if (o)
-        o->unlinked = 1;
+    int rc = wexec(d, name ? W_SETNAME : W_NAMENULL);
+    return rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, name ? "renaming" : "removing a name");
 }
 
 static int sq_create(bf_db *db, const char *name, uint32_t blksize, uint64_t size, uint32_t mode,
                      uint32_t uid, uint32_t gid, struct bf_fileinfo *out)
 {
     struct sq_db *d = DB(db);
-    int e = bf_name_check(name);
-    if (e < 0)
-        return e;
-    if (!bf_blksize_valid(blksize) || size > BF_SIZE_MAX)
-        return -EINVAL;
-    if (!d->w)
-        return -EROFS;
+    int e;
     int64_t now = bf_now_ns();
+    BF_ASSERT(d->w);
     pthread_mutex_lock(&d->wlock);
     sqlite3_stmt *st = d->ws[W_INSERT];
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
@@ -810,58 +701,30 @@ static int sq_create(bf_db *db, const char *name, uint32_t blksize, uint64_t siz
     return e;
 }
 
-static int sq_unlink(bf_db *db, const char *name)
+static int sq_unlink(bf_db *db, const char *name, uint64_t *id)
 {
     struct sq_db *d = DB(db);
-    uint64_t id;
-    if (!name)
-        return -EINVAL;
     int e = ns_begin(d);
     if (e < 0)
         return e;
-    /* olock over the commit: a concurrent file_open either registers
-     * before (and the file is kept) or finds the row gone. */
-    pthread_mutex_lock(&d->olock);
-    e = w_byname(d, name, &id);
-    if (e == 0 && id == 0)
+    e = w_byname(d, name, id);
+    if (e == 0 && *id == 0)
         e = -ENOENT;
     if (e == 0)
-        e = w_drop(d, id, bf_now_ns());
-    e = ns_end(d, e);
-    if (e == 0)
-        mark_unlinked(d, id);
-    pthread_mutex_unlock(&d->olock);
-    return e;
+        e = w_setname(d, *id, NULL, bf_now_ns());
+    return ns_end(d, e);
 }
 
-static int w_setname(struct sq_db *d, uint64_t id, const char *name, int64_t now)
-{
-    sqlite3_stmt *st = d->ws[W_SETNAME];
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
-    if (name)
-        sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, 2);
-    sqlite3_bind_int64(st, 3, now);
-    int rc = wexec(d, W_SETNAME);
-    return rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, "renaming");
-}
-
-static int sq_rename(bf_db *db, const char *from, const char *to, unsigned flags)
+static int sq_rename(bf_db *db, const char *from, const char *to, unsigned flags,
+                     uint64_t *replaced)
 {
     struct sq_db *d = DB(db);
-    uint64_t src, dst;
+    uint64_t src = 0, dst = 0;
     int e;
-    if ((flags & ~(unsigned)(BF_RENAME_NOREPLACE | BF_RENAME_EXCHANGE)) ||
-        flags == (BF_RENAME_NOREPLACE | BF_RENAME_EXCHANGE))
-        return -EINVAL;
-    if ((e = bf_name_check(from)) < 0 || (e = bf_name_check(to)) < 0)
-        return e;
+    *replaced = 0;
     if ((e = ns_begin(d)) < 0)
         return e;
-    pthread_mutex_lock(&d->olock);
     int64_t now = bf_now_ns();
-    int dropped = 0;
     e = w_byname(d, from, &src);
     if (e == 0)
         e = w_byname(d, to, &dst);
@@ -882,20 +745,15 @@ static int sq_rename(bf_db *db, const char *from, const char *to, unsigned flags
         }
     } else if (dst && (flags & BF_RENAME_NOREPLACE)) {
         e = -EEXIST;
-    } else if (dst == src) {
-        e = 0; /* same file: nothing to do */
-    } else {
-        if (dst) {
-            e = w_drop(d, dst, now);
-            dropped = 1;
-        }
+    } else if (dst != src) { /* the same file: nothing to do */
+        if (dst)
+            e = w_setname(d, dst, NULL, now);
         if (e == 0)
             e = w_setname(d, src, to, now);
     }
     e = ns_end(d, e);
-    if (e == 0 && dropped)
-        mark_unlinked(d, dst);
-    pthread_mutex_unlock(&d->olock);
+    if (e == 0 && dst && dst != src && !(flags & BF_RENAME_EXCHANGE))
+        *replaced = dst;
     return e;
 }
 
@@ -903,8 +761,7 @@ static int sq_setattr(bf_db *db, uint64_t id, const uint32_t *mode, const uint32
                       const uint32_t *gid, const int64_t *mtime_ns)
 {
     struct sq_db *d = DB(db);
-    if (!d->w)
-        return -EROFS;
+    BF_ASSERT(d->w);
     if (id > (uint64_t)INT64_MAX)
         return -ENOENT;
     pthread_mutex_lock(&d->wlock);
@@ -930,14 +787,11 @@ static int sq_setattr(bf_db *db, uint64_t id, const uint32_t *mode, const uint32
 static int sq_set_blksize(bf_db *db, uint64_t id, uint32_t blksize)
 {
     struct sq_db *d = DB(db);
-    if (!bf_blksize_valid(blksize))
-        return -EINVAL;
     if (id > (uint64_t)INT64_MAX)
         return -ENOENT;
     int e = ns_begin(d);
     if (e < 0)
         return e;
-    pthread_mutex_lock(&d->olock);
     sqlite3_stmt *st = d->ws[W_BYID];
     sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
     int rc = sqlite3_step(st);
@@ -948,8 +802,6 @@ static int sq_set_blksize(bf_db *db, uint64_t id, uint32_t blksize)
         e = -ENOENT;
     } else if (rc != SQLITE_ROW) {
         e = sq_fail(d, d->w, rc, "reading file metadata");
-    } else if (open_find(d, id)) {
-        e = -EBUSY;
     } else if (size != 0) {
         e = -ENOTEMPTY;
     } else {
@@ -971,98 +823,52 @@ static int sq_set_blksize(bf_db *db, uint64_t id, uint32_t blksize)
                 e = sq_fail(d, d->w, rc, "setting the block size");
         }
     }
-    pthread_mutex_unlock(&d->olock);
     return ns_end(d, e);
 }
 
-static int sq_file_open(bf_db *db, uint64_t id, bf_file **out)
+/* Delete a nameless file and its blocks (the statements check that it is
+ * nameless). */
+static int sq_purge(bf_db *db, uint64_t id)
+{
+    struct sq_db *d = DB(db);
+    if (id > (uint64_t)INT64_MAX)
+        return 0;
+    int e = ns_begin(d);
+    if (e < 0)
+        return e;
+    sqlite3_bind_int64(d->ws[W_PURGEBLOCKS], 1, (sqlite3_int64)id);
+    int rc = wexec(d, W_PURGEBLOCKS);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(d->ws[W_PURGEFILE], 1, (sqlite3_int64)id);
+        rc = wexec(d, W_PURGEFILE);
+    }
+    if (rc != SQLITE_OK)
+        e = sq_fail(d, d->w, rc, "deleting a nameless file");
+    return ns_end(d, e);
+}
+
+static int sq_file_open(bf_db *db, uint64_t id, struct bf_fh **out)
 {
     struct sq_db *d = DB(db);
     struct bf_fileinfo fi;
     if (id > (uint64_t)INT64_MAX)
         return -ENOENT;
-    struct sq_fh *h = calloc(1, sizeof(*h));
-    struct sq_open *fresh = calloc(1, sizeof(*fresh));
-    if (!h || !fresh) {
-        free(h);
-        free(fresh);
-        return -ENOMEM;
-    }
-    /* Register first, then read the row: see sq_unlink. */
-    pthread_mutex_lock(&d->olock);
-    struct sq_open *o = open_find(d, id);
-    if (!o) {
-        o = fresh;
-        fresh = NULL;
-        o->id = id;
-        o->next = d->opens;
-        d->opens = o;
-    }
-    o->nopen++;
-    pthread_mutex_unlock(&d->olock);
-    free(fresh);
-
     int e = reader_row(d, R_BYID, NULL, id, &fi);
-    if (e < 0) {
-        h->db = d;
-        h->id = id;
-        h->state = SQ_TX_IDLE;
-        bf_db_file_close(db, &h->base); /* unregister */
+    if (e < 0)
         return e;
-    }
-    h->base.ops = &sq_file_ops;
-    h->base.blksize = fi.blksize;
-    h->base.size = fi.size;
+    struct sq_fh *h = calloc(1, sizeof(*h));
+    if (!h)
+        return -ENOMEM;
+    h->base.file.blksize = fi.blksize;
+    h->base.file.size = fi.size;
     h->db = d;
-    h->id = id;
-    h->state = SQ_TX_IDLE;
     *out = &h->base;
     return 0;
 }
 
-static void sq_file_close(bf_file *f)
+static void sq_file_close(struct bf_fh *fh)
 {
-    struct sq_fh *h = FH(f);
-    struct sq_db *d = h->db;
-    int purge = 0;
-    sq_abort(f); /* defensive: contract says none is open */
-    pthread_mutex_lock(&d->olock);
-    struct sq_open **pp = &d->opens, *o;
-    while ((o = *pp) && o->id != h->id)
-        pp = &o->next;
-    if (o && --o->nopen == 0) {
-        *pp = o->next;
-        purge = o->unlinked;
-        free(o);
-    }
-    pthread_mutex_unlock(&d->olock);
-    if (purge && d->w) {
-        /* Last close of an unlinked file: delete it, unless it was opened
-         * again meanwhile (then that handle's last close purges it). */
-        pthread_mutex_lock(&d->wlock);
-        pthread_mutex_lock(&d->olock);
-        if (!open_find(d, h->id)) {
-            int rc = wexec(d, W_BEGIN);
-            if (rc == SQLITE_OK) {
-                sqlite3_bind_int64(d->ws[W_PURGEBLOCKS], 1, (sqlite3_int64)h->id);
-                rc = wexec(d, W_PURGEBLOCKS);
-            }
-            if (rc == SQLITE_OK) {
-                sqlite3_bind_int64(d->ws[W_PURGEFILE], 1, (sqlite3_int64)h->id);
-                rc = wexec(d, W_PURGEFILE);
-            }
-            if (rc == SQLITE_OK)
-                rc = wexec(d, W_COMMIT);
-            if (rc != SQLITE_OK) {
-                /* Left for the orphan sweep of the next open. */
-                sq_fail(d, d->w, rc, "purging an unlinked file");
-                wrollback(d);
-            }
-        }
-        pthread_mutex_unlock(&d->olock);
-        pthread_mutex_unlock(&d->wlock);
-    }
-    free(h);
+    free(FH(fh));
 }
 
 static void sq_close(bf_db *db)
@@ -1077,13 +883,7 @@ static void sq_close(bf_db *db)
         finalize_all(d->ws, W_NSTMT);
         sqlite3_close(d->w);
     }
-    while (d->opens) {
-        struct sq_open *o = d->opens;
-        d->opens = o->next;
-        free(o);
-    }
     pthread_mutex_destroy(&d->wlock);
-    pthread_mutex_destroy(&d->olock);
     pthread_mutex_destroy(&d->plock);
     pthread_cond_destroy(&d->pcond);
     pthread_mutex_destroy(&d->elock);
@@ -1091,19 +891,28 @@ static void sq_close(bf_db *db)
     free(d);
 }
 
-static const struct bf_db_ops sq_db_ops = {
+static const struct bf_engine_ops sq_engine_ops = {
     .name = "sqlite",
     .close = sq_close,
     .list = sq_list,
     .lookup = sq_lookup,
     .getinfo = sq_getinfo,
     .create = sq_create,
+    .setattr = sq_setattr,
     .unlink = sq_unlink,
     .rename = sq_rename,
-    .setattr = sq_setattr,
     .set_blksize = sq_set_blksize,
+    .purge = sq_purge,
     .file_open = sq_file_open,
     .file_close = sq_file_close,
+    .loadblk = sq_loadblk,
+    .next_stored = sq_next_stored,
+    .stored_blocks = sq_stored_blocks,
+    .begin = sq_begin,
+    .storeblk = sq_storeblk,
+    .truncate = sq_truncate,
+    .commit = sq_commit,
+    .abort = sq_abort,
 };
 
 /* ---- open: validation, schema, connections ------------------------------- */
@@ -1361,17 +1170,20 @@ int bf_sqlite_open(const char *path, unsigned flags, bf_db **out, char *errbuf, 
         errf(errbuf, errlen, "%s: out of memory", path);
         return -ENOMEM;
     }
-    d->base.ops = &sq_db_ops;
-    d->base.flags = flags;
+    if (bf_db_init(&d->base, &sq_engine_ops, flags) < 0) {
+        free(d->path);
+        free(d);
+        errf(errbuf, errlen, "%s: out of memory", path);
+        return -ENOMEM;
+    }
     pthread_mutex_init(&d->wlock, NULL);
-    pthread_mutex_init(&d->olock, NULL);
     pthread_mutex_init(&d->plock, NULL);
     pthread_cond_init(&d->pcond, NULL);
     pthread_mutex_init(&d->elock, NULL);
     if (!(flags & BF_DB_RDONLY)) {
         e = open_writer(d, errbuf, errlen);
         if (e < 0) {
-            sq_close(&d->base);
+            bf_db_close(&d->base);
             return e;
         }
     }
@@ -1380,7 +1192,7 @@ int bf_sqlite_open(const char *path, unsigned flags, bf_db **out, char *errbuf, 
     e = reader_get(d, &r);
     if (e < 0) {
         errf(errbuf, errlen, "%s: cannot open a reader connection", path);
-        sq_close(&d->base);
+        bf_db_close(&d->base);
         return e;
     }
     reader_put(d, r);

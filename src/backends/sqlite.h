@@ -27,9 +27,11 @@
  * count over the file's index entries (the core caches it). The schema
  * has no per-file block count.
  *
- * A file unlinked while open keeps its row with name NULL until its last
- * bf_file is closed. Opening a database read-write deletes every such row
- * and its blocks (left by a process that died): so one database is meant
+ * Removing a name sets the row's name to NULL; the layer (engine.h) then
+ * deletes the row and its blocks in a second transaction, at once or after
+ * the file's last bf_file is closed. Opening a database read-write deletes
+ * every such row and its blocks (left by a process that died between the
+ * two, or while the file was open): so one database is meant
  * to be served by one read-write process at a time (other processes may
  * read it, or change it briefly as the sqlite3 CLI would; a busy_timeout
  * of 5 s absorbs their locks).

@@ -27,6 +27,7 @@
 #include "backends/backend.h"
 #include "backends/memory.h"
 #include "backends/sqlite.h"
+#include "util/util.h" /* bf_now_ns, bf_parse_size */
 
 struct tb {
     int is_sqlite;
