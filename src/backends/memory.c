@@ -8,8 +8,9 @@
  *    record's metadata and committed block map. loadblk takes it shared
  *    (concurrent loads run in parallel); everything that changes a record
  *    takes it exclusive.
- *  - m->flock guards the fault rules. It is never held together with
- *    m->lock, and never across a sleep.
+ *  - m->flock guards the fault rules and the held-call count. It is never
+ *    held together with m->lock, and never across a sleep; a held call
+ *    waits on m->released with it (the wait releases it).
  *  - A handle's pending stores (mem_fh.pending) are touched only by the
  *    thread driving its transaction (bigfile.h: one thread at a time), so
  *    they need no lock.
@@ -55,7 +56,8 @@ struct mem_rec {
 struct mem_rule {
     struct bf_mem_fault f;
     uint64_t seen;  /* matching calls so far */
-    uint64_t fired; /* of which failed */
+    uint64_t fired; /* of which failed or were held */
+    bool released;  /* a hold rule after bf_mem_release: matches nothing */
 };
 
 #define MEM_NOPS 6 /* enum bf_mem_op values are 1..5 */
@@ -69,6 +71,11 @@ struct mem_db {
     pthread_mutex_t flock;
     struct mem_rule *rules;
     size_t nrules, caprules;
+    uint64_t nheld;          /* calls held now */
+    uint64_t release_gen;    /* bumped by every release: a held call waits for a change */
+    pthread_cond_t released; /* broadcast when release_gen changes */
+    pthread_cond_t held;     /* broadcast when nheld changes */
+    bool closing;            /* mem_close released the held calls (a caller bug) */
 
     uint64_t calls[MEM_NOPS]; /* atomics */
 };
@@ -221,9 +228,32 @@ static void rec_drop_name(struct mem_rec *r)
 
 /* ---- faults -------------------------------------------------------------- */
 
-/* Count a call of op and apply the fault rules to it. Returns 0 or the
- * -errno of the first rule that fires; sleeps the delays of the matching
- * rules looked at (the firing one included), with no lock held. */
+/* Hold the calling thread until the next release. Returns -EIO if the
+ * release came from closing the database (the call must not touch it
+ * again), else 0. Caller holds m->flock. */
+static int fault_hold(struct mem_db *m)
+{
+    uint64_t gen = m->release_gen;
+    m->nheld++;
+    pthread_cond_broadcast(&m->held);
+    while (m->release_gen == gen)
+        pthread_cond_wait(&m->released, &m->flock);
+    m->nheld--;
+    pthread_cond_broadcast(&m->held);
+    return m->closing ? -EIO : 0;
+}
+
+/* Release every held call. Caller holds m->flock. */
+static void fault_release(struct mem_db *m)
+{
+    m->release_gen++;
+    pthread_cond_broadcast(&m->released);
+}
+
+/* Count a call of op and apply the fault rules to it: the first rule that
+ * fires holds the call (until a release) and/or fails it. Returns 0 or
+ * that rule's -errno; sleeps the delays of the matching rules looked at
+ * (the firing one included), with no lock held. */
 static int fault_check(struct mem_db *m, enum bf_mem_op op, uint64_t file_id, uint64_t blk)
 {
     int err = 0;
@@ -235,7 +265,7 @@ static int fault_check(struct mem_db *m, enum bf_mem_op op, uint64_t file_id, ui
         struct mem_rule *ru = &m->rules[i];
         const struct bf_mem_fault *f = &ru->f;
         int ranged = (op == BF_MEM_LOADBLK || op == BF_MEM_STOREBLK);
-        if (f->op != op)
+        if (f->op != op || ru->released)
             continue;
         if (f->file_id && f->file_id != file_id)
             continue;
@@ -243,9 +273,14 @@ static int fault_check(struct mem_db *m, enum bf_mem_op op, uint64_t file_id, ui
             continue;
         ru->seen++;
         delay += f->delay_us;
-        if (f->err && ru->seen > f->after && (f->times == 0 || ru->fired < f->times)) {
+        if ((f->err || f->hold) && ru->seen > f->after && (f->times == 0 || ru->fired < f->times)) {
             ru->fired++;
             err = -f->err;
+            if (f->hold && fault_hold(m) < 0) {
+                /* the rules may have changed meanwhile: ru is not used again */
+                pthread_mutex_unlock(&m->flock);
+                return -EIO;
+            }
             break;
         }
     }
@@ -281,6 +316,7 @@ int bf_mem_inject(bf_db *db, const struct bf_mem_fault *fault)
     m->rules[m->nrules].f = *fault;
     m->rules[m->nrules].seen = 0;
     m->rules[m->nrules].fired = 0;
+    m->rules[m->nrules].released = false;
     m->nrules++;
 out:
     pthread_mutex_unlock(&m->flock);
@@ -294,7 +330,59 @@ void bf_mem_clear_faults(bf_db *db)
     struct mem_db *m = DB(db);
     pthread_mutex_lock(&m->flock);
     m->nrules = 0;
+    fault_release(m);
     pthread_mutex_unlock(&m->flock);
+}
+
+void bf_mem_release(bf_db *db)
+{
+    if (!bf_db_is_memory(db))
+        return;
+    struct mem_db *m = DB(db);
+    pthread_mutex_lock(&m->flock);
+    for (size_t i = 0; i < m->nrules; i++)
+        if (m->rules[i].f.hold)
+            m->rules[i].released = true;
+    fault_release(m);
+    pthread_mutex_unlock(&m->flock);
+}
+
+uint64_t bf_mem_held(bf_db *db)
+{
+    if (!bf_db_is_memory(db))
+        return 0;
+    struct mem_db *m = DB(db);
+    pthread_mutex_lock(&m->flock);
+    uint64_t n = m->nheld;
+    pthread_mutex_unlock(&m->flock);
+    return n;
+}
+
+int bf_mem_wait_held(bf_db *db, uint64_t n, int timeout_ms)
+{
+    if (!bf_db_is_memory(db))
+        return -EINVAL;
+    struct mem_db *m = DB(db);
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    if (timeout_ms >= 0) {
+        until.tv_sec += timeout_ms / 1000;
+        until.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+    }
+    int r = 0;
+    pthread_mutex_lock(&m->flock);
+    while (m->nheld < n && r == 0) {
+        if (timeout_ms < 0)
+            pthread_cond_wait(&m->held, &m->flock);
+        else if (pthread_cond_timedwait(&m->held, &m->flock, &until) == ETIMEDOUT && m->nheld < n)
+            r = -ETIMEDOUT;
+    }
+    pthread_mutex_unlock(&m->flock);
+    return r;
 }
 
 uint64_t bf_mem_calls(bf_db *db, enum bf_mem_op op)
@@ -460,10 +548,22 @@ static int mem_stored_blocks(struct bf_fh *fh, uint64_t *n)
 static void mem_close(bf_db *db)
 {
     struct mem_db *m = DB(db);
+    pthread_mutex_lock(&m->flock);
+    if (!BF_CHECK(m->nheld == 0, "closing a memory database with %llu calls held",
+                  (unsigned long long)m->nheld)) {
+        /* Let them go, failing, and wait until they no longer wait. */
+        m->closing = true;
+        fault_release(m);
+        while (m->nheld)
+            pthread_cond_wait(&m->held, &m->flock);
+    }
+    pthread_mutex_unlock(&m->flock);
     while (m->recs)
         rec_destroy(m, m->recs);
     free(m->rules);
     pthread_rwlock_destroy(&m->lock);
+    pthread_cond_destroy(&m->released);
+    pthread_cond_destroy(&m->held);
     pthread_mutex_destroy(&m->flock);
     free(m);
 }
@@ -712,6 +812,7 @@ int bf_db_is_memory(const bf_db *db)
 
 int bf_mem_open(unsigned flags, bf_db **out)
 {
+    pthread_condattr_t ca;
     struct mem_db *m = calloc(1, sizeof(*m));
     if (!m)
         return -ENOMEM;
@@ -719,8 +820,14 @@ int bf_mem_open(unsigned flags, bf_db **out)
         free(m);
         return -ENOMEM;
     }
+    /* bf_mem_wait_held's deadline is on the monotonic clock. */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_rwlock_init(&m->lock, NULL);
     pthread_mutex_init(&m->flock, NULL);
+    pthread_cond_init(&m->released, NULL);
+    pthread_cond_init(&m->held, &ca);
+    pthread_condattr_destroy(&ca);
     m->next_id = 1;
     *out = &m->base;
     return 0;
