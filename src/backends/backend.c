@@ -530,6 +530,30 @@ void bf_db_log(const bf_db *db, const char *fmt, ...)
     fprintf(stderr, "bigfilefs: %s: %s\n", db->label ? db->label : db->ops->name, msg);
 }
 
+int bf_cond_init_mono(pthread_cond_t *cond)
+{
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0)
+        return -ENOMEM;
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int r = pthread_cond_init(cond, &ca) == 0 ? 0 : -ENOMEM;
+    pthread_condattr_destroy(&ca);
+    return r;
+}
+
+struct timespec bf_deadline(int timeout_ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    return ts;
+}
+
 int bf_name_check(const char *name)
 {
     if (!name || name[0] == '\0' || strchr(name, '/') || strcmp(name, ".") == 0 ||

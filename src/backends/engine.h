@@ -62,6 +62,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "backends/backend.h"
 #include "util/debug.h" /* BF_ASSERT, BF_CHECK */
@@ -171,6 +172,14 @@ int bf_db_init(bf_db *db, const struct bf_engine_ops *ops, unsigned flags);
 /* Log one line "bigfilefs: LABEL: MESSAGE" to stderr (backends have no
  * other log). Thread-safe. */
 void bf_db_log(const bf_db *db, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Initialize a condition variable whose timed waits use CLOCK_MONOTONIC
+ * deadlines (bf_deadline). Returns 0 or -ENOMEM. */
+int bf_cond_init_mono(pthread_cond_t *cond);
+
+/* The CLOCK_MONOTONIC time timeout_ms milliseconds from now, for
+ * pthread_cond_timedwait on a bf_cond_init_mono condition variable. */
+struct timespec bf_deadline(int timeout_ms);
 
 /* Check a file name for create/rename: 0, -EINVAL (NULL, empty, contains
  * '/', or is "." or ".."), -ENAMETOOLONG (more than BF_NAME_MAX bytes). */

@@ -363,16 +363,7 @@ int bf_mem_wait_held(bf_db *db, uint64_t n, int timeout_ms)
     if (!bf_db_is_memory(db))
         return -EINVAL;
     struct mem_db *m = DB(db);
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    if (timeout_ms >= 0) {
-        until.tv_sec += timeout_ms / 1000;
-        until.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-        if (until.tv_nsec >= 1000000000) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000;
-        }
-    }
+    struct timespec until = bf_deadline(timeout_ms < 0 ? 0 : timeout_ms);
     int r = 0;
     pthread_mutex_lock(&m->flock);
     while (m->nheld < n && r == 0) {
@@ -812,7 +803,6 @@ int bf_db_is_memory(const bf_db *db)
 
 int bf_mem_open(unsigned flags, bf_db **out)
 {
-    pthread_condattr_t ca;
     struct mem_db *m = calloc(1, sizeof(*m));
     if (!m)
         return -ENOMEM;
@@ -820,14 +810,10 @@ int bf_mem_open(unsigned flags, bf_db **out)
         free(m);
         return -ENOMEM;
     }
-    /* bf_mem_wait_held's deadline is on the monotonic clock. */
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_rwlock_init(&m->lock, NULL);
     pthread_mutex_init(&m->flock, NULL);
     pthread_cond_init(&m->released, NULL);
-    pthread_cond_init(&m->held, &ca);
-    pthread_condattr_destroy(&ca);
+    bf_cond_init_mono(&m->held); /* bf_mem_wait_held's deadline is monotonic */
     m->next_id = 1;
     *out = &m->base;
     return 0;

@@ -22,7 +22,8 @@
  *    SQ_READERS_MAX; a thread waits on pcond when all are busy), each used
  *    by one thread at a time. Each query is its own read transaction, so a
  *    reader always sees the last commit.
- *  Lock order: wlock -> plock, elock; plock and elock are leaves.
+ *  - block guards the count of lock waits (busy_wait).
+ *  Lock order: wlock -> plock, elock, block; those three are leaves.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -152,6 +154,10 @@ struct sq_db {
 
     pthread_mutex_t elock;
     char lasterr[512];
+
+    pthread_mutex_t block; /* a leaf: guards busy_waits */
+    pthread_cond_t bcond;  /* broadcast when busy_waits grows */
+    uint64_t busy_waits;   /* times a connection began to wait for a lock */
 };
 
 /* A handle. While its transaction is open (base.tx == BF_TX_OPEN) it holds
@@ -222,6 +228,32 @@ int bf_sqlite_last_error(bf_db *db, char *buf, size_t len)
     return 0;
 }
 
+uint64_t bf_sqlite_busy_waits(bf_db *db)
+{
+    if (!db || db->ops != &sq_engine_ops)
+        return 0;
+    struct sq_db *d = DB(db);
+    pthread_mutex_lock(&d->block);
+    uint64_t n = d->busy_waits;
+    pthread_mutex_unlock(&d->block);
+    return n;
+}
+
+int bf_sqlite_wait_busy(bf_db *db, uint64_t n, int timeout_ms)
+{
+    if (!db || db->ops != &sq_engine_ops)
+        return -EINVAL;
+    struct sq_db *d = DB(db);
+    struct timespec until = bf_deadline(timeout_ms);
+    int r = 0;
+    pthread_mutex_lock(&d->block);
+    while (d->busy_waits < n && r == 0)
+        if (pthread_cond_timedwait(&d->bcond, &d->block, &until) == ETIMEDOUT && d->busy_waits < n)
+            r = -ETIMEDOUT;
+    pthread_mutex_unlock(&d->block);
+    return r;
+}
+
 static void errf(char *errbuf, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -237,7 +269,33 @@ static void errf(char *errbuf, size_t errlen, const char *fmt, ...)
 
 /* ---- connections --------------------------------------------------------- */
 
-static int open_conn(const char *path, int flags, sqlite3 **out)
+/* The busy handler of d's connections: count the wait (an event tests can
+ * wait for: bf_sqlite_wait_busy), then sleep 1, 2, 4 .. 64, then 100 ms
+ * between tries, giving up after SQ_BUSY_TIMEOUT ms in all. */
+static int busy_wait(void *arg, int count)
+{
+    struct sq_db *d = arg;
+    if (count == 0) {
+        pthread_mutex_lock(&d->block);
+        d->busy_waits++;
+        pthread_cond_broadcast(&d->bcond);
+        pthread_mutex_unlock(&d->block);
+    }
+    long slept = count < 7 ? (1L << count) - 1 : 127 + 100L * (count - 7);
+    long ms = count < 7 ? 1L << count : 100;
+    if (slept >= SQ_BUSY_TIMEOUT)
+        return 0; /* SQLITE_BUSY to the caller */
+    if (ms > SQ_BUSY_TIMEOUT - slept)
+        ms = SQ_BUSY_TIMEOUT - slept;
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+    return 1;
+}
+
+/* Open a connection; with d, one of d's (busy_wait counts its waits), else
+ * a short-lived one of validation (a plain busy timeout). */
+static int open_conn(struct sq_db *d, const char *path, int flags, sqlite3 **out)
 {
     sqlite3 *c = NULL;
     int rc = sqlite3_open_v2(path, &c, flags | SQLITE_OPEN_NOMUTEX, NULL);
@@ -246,7 +304,10 @@ static int open_conn(const char *path, int flags, sqlite3 **out)
         *out = NULL;
         return rc;
     }
-    sqlite3_busy_timeout(c, SQ_BUSY_TIMEOUT);
+    if (d)
+        sqlite3_busy_handler(c, busy_wait, d);
+    else
+        sqlite3_busy_timeout(c, SQ_BUSY_TIMEOUT);
     *out = c;
     return SQLITE_OK;
 }
@@ -309,7 +370,7 @@ static int reader_get(struct sq_db *d, struct sq_reader **out)
     }
     struct sq_reader *r = &d->rd[d->nrd];
     memset(r, 0, sizeof(*r));
-    rc = open_conn(d->path, SQLITE_OPEN_READONLY, &r->c);
+    rc = open_conn(d, d->path, SQLITE_OPEN_READONLY, &r->c);
     if (rc == SQLITE_OK)
         rc = prepare_all(r->c, reader_sql, r->st, R_NSTMT);
     if (rc != SQLITE_OK) {
@@ -887,6 +948,8 @@ static void sq_close(bf_db *db)
     pthread_mutex_destroy(&d->plock);
     pthread_cond_destroy(&d->pcond);
     pthread_mutex_destroy(&d->elock);
+    pthread_cond_destroy(&d->bcond);
+    pthread_mutex_destroy(&d->block);
     free(d->path);
     free(d);
 }
@@ -971,7 +1034,7 @@ static int validate(const char *path, enum sq_found *found, char *errbuf, size_t
     }
 
     sqlite3 *c;
-    int rc = open_conn(path, SQLITE_OPEN_READONLY, &c);
+    int rc = open_conn(NULL, path, SQLITE_OPEN_READONLY, &c);
     if (rc != SQLITE_OK) {
         errf(errbuf, errlen, "%s: cannot open: %s", path, sqlite3_errstr(rc));
         return rc_errno(rc);
@@ -1066,7 +1129,7 @@ out:
 static int create_schema(const char *path, char *errbuf, size_t errlen)
 {
     sqlite3 *c;
-    int rc = open_conn(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &c);
+    int rc = open_conn(NULL, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &c);
     if (rc != SQLITE_OK) {
         errf(errbuf, errlen, "%s: cannot create: %s", path, sqlite3_errstr(rc));
         return rc_errno(rc) == -EIO ? -EACCES : rc_errno(rc);
@@ -1101,7 +1164,7 @@ static int create_schema(const char *path, char *errbuf, size_t errlen)
 /* Open and set up the writer connection; sweep orphans of a crash. */
 static int open_writer(struct sq_db *d, char *errbuf, size_t errlen)
 {
-    int rc = open_conn(d->path, SQLITE_OPEN_READWRITE, &d->w);
+    int rc = open_conn(d, d->path, SQLITE_OPEN_READWRITE, &d->w);
     if (rc != SQLITE_OK) {
         errf(errbuf, errlen, "%s: cannot open for writing: %s", d->path, sqlite3_errstr(rc));
         return rc_errno(rc);
@@ -1180,6 +1243,8 @@ int bf_sqlite_open(const char *path, unsigned flags, bf_db **out, char *errbuf, 
     pthread_mutex_init(&d->plock, NULL);
     pthread_cond_init(&d->pcond, NULL);
     pthread_mutex_init(&d->elock, NULL);
+    pthread_mutex_init(&d->block, NULL);
+    bf_cond_init_mono(&d->bcond);
     if (!(flags & BF_DB_RDONLY)) {
         e = open_writer(d, errbuf, errlen);
         if (e < 0) {

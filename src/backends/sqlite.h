@@ -40,6 +40,7 @@
 #define BIGFILEFS_BACKENDS_SQLITE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "backend.h"
 
@@ -55,5 +56,16 @@ int bf_sqlite_open(const char *path, unsigned flags, bf_db **out, char *errbuf, 
  * to stderr when it happens, prefixed "bigfilefs: ". Errors: -EINVAL (db is
  * not a SQLite database, or len is 0). Thread-safe. */
 int bf_sqlite_last_error(bf_db *db, char *buf, size_t len);
+
+/* For tests: how many times a connection of db found the database locked
+ * by another connection and began to wait for it (each wait is retried for
+ * up to 5 s before the operation fails with -EBUSY). 0 if db is not a
+ * SQLite database. Thread-safe. */
+uint64_t bf_sqlite_busy_waits(bf_db *db);
+
+/* For tests: wait (on a condition variable) until bf_sqlite_busy_waits(db)
+ * is at least n, or timeout_ms milliseconds have passed. Returns 0,
+ * -ETIMEDOUT, or -EINVAL (db is not a SQLite database). Thread-safe. */
+int bf_sqlite_wait_busy(bf_db *db, uint64_t n, int timeout_ms);
 
 #endif /* BIGFILEFS_BACKENDS_SQLITE_H */

@@ -169,7 +169,7 @@ BOTH(setattr_fields, 20)
     cr_assert_eq(bf_db_create(db, "a", BS, 0, 0600, 1, 2, &fi), 0);
     uint32_t mode = 0100755, uid = 33;
     int64_t mt = 1234567890123456789LL;
-    usleep(2000);
+    tb_after(fi.ctime_ns);
     cr_assert_eq(bf_db_setattr(db, fi.id, &mode, &uid, NULL, &mt), 0);
     cr_assert_eq(bf_db_getinfo(db, fi.id, &fj), 0);
     cr_assert_eq(fj.mode, 0755);
@@ -226,7 +226,7 @@ BOTH(commit_makes_visible, 20)
     uint64_t a = mk(db, "a", BS);
     cr_assert_eq(bf_db_getinfo(db, a, &before), 0);
     bf_file *f = open_file(db, a), *g = open_file(db, a);
-    usleep(2000);
+    tb_after(before.mtime_ns);
     tb_store_range(f, 0, 3, 1, 3 * BS);
     tb_store_range(f, 1000, 1001, 1, 1001 * BS - 5);
     cr_assert_eq(f->size, 1001 * BS - 5, "commit updates the committing handle's size");

@@ -447,22 +447,45 @@ Test(sqlite_only, change_behind_the_back, .timeout = 20)
 
 struct holder {
     const char *path;
-    int ready[2];
+    int ready[2]; /* the holder has the write lock */
+    int go[2];    /* the holder may let go of it */
 };
 
-/* Hold the database's write lock for a while, then let go. */
+/* Take the database's write lock through a connection of our own, and keep
+ * it until told to let go. */
 static void *hold_write_lock(void *arg)
 {
     struct holder *h = arg;
     sqlite3 *c;
+    char x;
     if (sqlite3_open(h->path, &c) != SQLITE_OK)
         return NULL;
     sqlite3_exec(c, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-    if (write(h->ready[1], "x", 1) != 1)
-        return NULL;
-    usleep(300000);
-    sqlite3_exec(c, "COMMIT", NULL, NULL, NULL);
+    if (write(h->ready[1], "x", 1) == 1 && read(h->go[0], &x, 1) == 1)
+        sqlite3_exec(c, "COMMIT", NULL, NULL, NULL);
     sqlite3_close(c);
+    return NULL;
+}
+
+struct committer {
+    bf_db *db;
+    bf_file *f;
+    int store, create; /* results */
+};
+
+/* Commit block 0 with tag 4, then create a file: both need the lock. */
+static void *commit_and_create(void *arg)
+{
+    struct committer *c = arg;
+    void *buf = malloc(BS);
+    tb_fill(buf, BS, 0, 4);
+    c->store = c->f->ops->begin(c->f);
+    if (c->store == 0 && (c->store = c->f->ops->storeblk(c->f, 0, buf)) < 0)
+        c->f->ops->abort(c->f);
+    if (c->store == 0)
+        c->store = c->f->ops->commit(c->f, BS);
+    c->create = bf_db_create(c->db, "later", BS, 0, 0644, 0, 0, NULL);
+    free(buf);
     return NULL;
 }
 
@@ -471,21 +494,33 @@ Test(sqlite_only, waits_for_a_busy_writer, .timeout = 20)
     struct tb t;
     bf_file *f;
     char c;
+    pthread_t th, tc;
     uint64_t id = make_db(&t, 1);
     bf_db *db = sq_open(t.path, 0);
     cr_assert_eq(bf_db_file_open(db, id, &f), 0);
     struct holder h = { .path = t.path };
     cr_assert_eq(pipe(h.ready), 0);
-    pthread_t th;
+    cr_assert_eq(pipe(h.go), 0);
     cr_assert_eq(pthread_create(&th, NULL, hold_write_lock, &h), 0);
     cr_assert_eq(read(h.ready[0], &c, 1), 1);
-    /* the other connection holds the lock: we wait (busy_timeout), then go */
-    tb_store_range(f, 0, 1, 4, BS);
-    cr_assert_eq(bf_db_create(db, "later", BS, 0, 0644, 0, 0, NULL), 0);
+    uint64_t waits = bf_sqlite_busy_waits(db);
+
+    /* The other connection holds the lock: the commit finds it taken and
+     * waits (the busy handler's event), and goes on once it is let go. */
+    struct committer cm = { .db = db, .f = f };
+    cr_assert_eq(pthread_create(&tc, NULL, commit_and_create, &cm), 0);
+    cr_assert_eq(bf_sqlite_wait_busy(db, waits + 1, 10000), 0, "the commit waits for the lock");
+    cr_assert_eq(write(h.go[1], "x", 1), 1);
+    pthread_join(tc, NULL);
     pthread_join(th, NULL);
+    cr_assert_eq(cm.store, 0, "the commit went on after the wait: %d", cm.store);
+    cr_assert_eq(cm.create, 0);
     tb_expect(f, 0, 4);
+    cr_assert_eq(bf_sqlite_wait_busy(db, waits + 2, 10), -ETIMEDOUT, "one wait, not more");
     close(h.ready[0]);
     close(h.ready[1]);
+    close(h.go[0]);
+    close(h.go[1]);
     bf_db_file_close(db, f);
     bf_db_close(db);
     tb_rmdir(&t);
@@ -502,6 +537,8 @@ Test(sqlite_only, last_error_hook, .timeout = 10)
     bf_db *mem;
     cr_assert_eq(bf_db_open("mem:", 0, &mem, NULL, 0), 0);
     cr_assert_eq(bf_sqlite_last_error(mem, msg, sizeof(msg)), -EINVAL);
+    cr_assert_eq(bf_sqlite_busy_waits(mem), 0);
+    cr_assert_eq(bf_sqlite_wait_busy(mem, 1, 0), -EINVAL);
     bf_db_close(mem);
     bf_db_close(db);
     tb_rmdir(&t);
