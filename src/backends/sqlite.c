@@ -27,6 +27,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -983,7 +984,7 @@ static const struct bf_engine_ops sq_engine_ops = {
 /* Outcome of looking at a file before using it. */
 enum sq_found {
     SQ_FOUND_OURS,  /* a bigfilefs database of this schema */
-    SQ_FOUND_EMPTY, /* missing, zero-length, or SQLite with no schema */
+    SQ_FOUND_EMPTY, /* missing, zero bytes, or SQLite empty in every respect */
 };
 
 /* Map a failure while reading a file we are validating. */
@@ -1003,8 +1004,72 @@ static int validate_fail(const char *path, sqlite3 *c, int rc, char *errbuf, siz
     }
 }
 
-/* Look at the file at path without modifying it: open it read-only and
- * check that it is a bigfilefs database of our schema. */
+/* Whether path's side file (suffix "-wal", "-shm" or "-journal") exists;
+ * *size gets its size (0 if it does not). */
+static bool side_file(const char *path, const char *suffix, off_t *size)
+{
+    char p[PATH_MAX];
+    struct stat st;
+    *size = 0;
+    if ((size_t)snprintf(p, sizeof(p), "%s%s", path, suffix) >= sizeof(p) || stat(p, &st) < 0)
+        return false;
+    *size = st.st_size;
+    return true;
+}
+
+/* A "file:" URI for path with the query `query` (malloc'd; NULL when out of
+ * memory). '?', '#' and '%' are escaped; an absolute path gets an empty
+ * authority ("file:///..."), so that "//x" is a path, not a host. */
+static char *path_uri(const char *path, const char *query)
+{
+    size_t n = strlen(path);
+    char *u = malloc(3 * n + strlen(query) + 16);
+    if (!u)
+        return NULL;
+    char *p = u + sprintf(u, "file:%s", path[0] == '/' ? "//" : "");
+    for (const char *c = path; *c; c++) {
+        if (*c == '?' || *c == '#' || *c == '%')
+            p += sprintf(p, "%%%02X", (unsigned char)*c);
+        else
+            *p++ = *c;
+    }
+    sprintf(p, "?%s", query);
+    return u;
+}
+
+/* Open path read-only, creating nothing beside it. A database whose -wal
+ * and -shm both exist is in use (or was left by a crash: its -wal may hold
+ * commits), and is opened through SQLite's locks, which then creates
+ * nothing; any other is opened immutable: the file alone, no locks, no
+ * -wal, -shm or -journal. */
+static int open_untouched(const char *path, sqlite3 **c)
+{
+    off_t n;
+    bool live = side_file(path, "-wal", &n) && side_file(path, "-shm", &n);
+    char *uri = path_uri(path, live ? "mode=ro" : "mode=ro&immutable=1");
+    if (!uri)
+        return SQLITE_NOMEM;
+    int rc = open_conn(NULL, uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, c);
+    free(uri);
+    return rc;
+}
+
+/* What kind of file st is, for a message. */
+static const char *file_kind(const struct stat *st)
+{
+    return S_ISDIR(st->st_mode)    ? "a directory"
+           : S_ISCHR(st->st_mode)  ? "a character device"
+           : S_ISBLK(st->st_mode)  ? "a block device"
+           : S_ISFIFO(st->st_mode) ? "a FIFO"
+           : S_ISSOCK(st->st_mode) ? "a socket"
+                                   : "not a regular file";
+}
+
+/* Look at the file at path without modifying it, nor creating anything
+ * beside it: a regular file; zero bytes long (empty), or a SQLite database
+ * that is empty in every respect (no schema object, application_id and
+ * user_version 0), or a bigfilefs database of our schema. Anything else is
+ * refused with a message in errbuf. */
 static int validate(const char *path, enum sq_found *found, char *errbuf, size_t errlen)
 {
     struct stat stb;
@@ -1017,8 +1082,11 @@ static int validate(const char *path, enum sq_found *found, char *errbuf, size_t
         errf(errbuf, errlen, "%s: %s", path, strerror(e));
         return -e;
     }
-    if (S_ISDIR(stb.st_mode)) {
-        errf(errbuf, errlen, "%s: not a bigfilefs database (a directory)", path);
+    if (!S_ISREG(stb.st_mode)) {
+        /* Not even opened: a FIFO would block, a device is no place for a
+         * database, and SQLite would put a -journal beside it. */
+        errf(errbuf, errlen, "%s: not a bigfilefs database (%s; a database is a regular file)",
+             path, file_kind(&stb));
         return -EPROTO;
     }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -1034,7 +1102,7 @@ static int validate(const char *path, enum sq_found *found, char *errbuf, size_t
     }
 
     sqlite3 *c;
-    int rc = open_conn(NULL, path, SQLITE_OPEN_READONLY, &c);
+    int rc = open_untouched(path, &c);
     if (rc != SQLITE_OK) {
         errf(errbuf, errlen, "%s: cannot open: %s", path, sqlite3_errstr(rc));
         return rc_errno(rc);
@@ -1043,22 +1111,19 @@ static int validate(const char *path, enum sq_found *found, char *errbuf, size_t
     int64_t appid, version, nobj, ncols;
     if ((rc = query_int(c, "PRAGMA application_id", &appid)) != SQLITE_OK ||
         (rc = query_int(c, "PRAGMA user_version", &version)) != SQLITE_OK ||
-        (rc = query_int(c,
-                        "SELECT count(*) FROM sqlite_schema "
-                        "WHERE name NOT LIKE 'sqlite_%'",
-                        &nobj)) != SQLITE_OK) {
+        (rc = query_int(c, "SELECT count(*) FROM sqlite_schema", &nobj)) != SQLITE_OK) {
         e = validate_fail(path, c, rc, errbuf, errlen);
         goto out;
     }
     if (appid != BF_SQLITE_APPLICATION_ID) {
-        if (appid == 0 && nobj == 0) {
-            *found = SQ_FOUND_EMPTY; /* an empty SQLite database */
+        if (appid == 0 && version == 0 && nobj == 0) {
+            *found = SQ_FOUND_EMPTY; /* a SQLite database empty in every respect */
             goto out;
         }
         errf(errbuf, errlen,
              "%s: not a bigfilefs database (a SQLite database of another "
-             "application: application_id 0x%08llx, %lld schema objects)",
-             path, (unsigned long long)(uint32_t)appid, (long long)nobj);
+             "application: application_id 0x%08llx, user_version %lld, %lld schema objects)",
+             path, (unsigned long long)(uint32_t)appid, (long long)version, (long long)nobj);
         e = -EPROTO;
         goto out;
     }

@@ -8,11 +8,19 @@
  *  - a missing file is created (with BF_DB_CREATE) with page_size 65536
  *    (multi-MiB blobs store about twice as fast as with 4 KiB pages) and
  *    journal_mode WAL;
- *  - an empty SQLite database gets the schema;
- *  - a SQLite database of another application, a file that is not SQLite,
- *    or a corrupt one is refused with -EPROTO; a database of a newer schema
- *    version with -EPROTONOSUPPORT; in every such case the file is not
- *    modified (it is opened read-only until recognized).
+ *  - a zero-byte regular file, or a SQLite database empty in every respect
+ *    (no table, index, view or trigger; application_id and user_version
+ *    0), gets the schema (with BF_DB_CREATE; else -EPROTO): it holds
+ *    nothing that could be lost;
+ *  - anything else that is not a bigfilefs database is refused with -EPROTO
+ *    (another application's SQLite database, however empty otherwise; a
+ *    file that is not SQLite; a corrupt one; anything but a regular file,
+ *    such as a device or a FIFO); a database of a newer schema version
+ *    with -EPROTONOSUPPORT. A refusal leaves the file's bytes as they were
+ *    and creates nothing beside it: the file is looked at through an
+ *    immutable read-only connection (no locks, no -wal, -shm or -journal),
+ *    or, when its -wal and -shm exist (it is in use), through SQLite's
+ *    locks, which then create nothing either.
  *
  * A store transaction is one SQL transaction (BEGIN IMMEDIATE .. COMMIT) on
  * the writer connection, durable when commit returns (synchronous=FULL,

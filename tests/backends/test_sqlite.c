@@ -21,27 +21,50 @@ static bf_db *sq_open(const char *path, unsigned flags)
     return db;
 }
 
-/* Open must fail with `want`, an errbuf naming the file and containing
- * `words`, and leave the file's bytes as they were. */
+static const char *const side_suffixes[] = { "-wal", "-shm", "-journal" };
+
+/* Which of path's side files exist: bit i for side_suffixes[i]. */
+static unsigned side_files(const char *path)
+{
+    char p[512];
+    unsigned bits = 0;
+    for (unsigned i = 0; i < 3; i++) {
+        snprintf(p, sizeof(p), "%s%s", path, side_suffixes[i]);
+        if (access(p, F_OK) == 0)
+            bits |= 1u << i;
+    }
+    return bits;
+}
+
+/* Open must fail with `want` and an errbuf naming the file and containing
+ * `words`; nothing is left behind: no byte of a regular file changed, no
+ * -wal, -shm or -journal beside it that was not there before. */
 static void expect_refused(const char *path, unsigned flags, int want, const char *words)
 {
     bf_db *db = (bf_db *)0x1;
     char err[512] = "";
-    uint64_t before = tb_checksum(path);
+    struct stat st;
+    int regular = stat(path, &st) == 0 && S_ISREG(st.st_mode);
+    uint64_t before = regular ? tb_checksum(path) : 0;
+    unsigned sides = side_files(path);
     int r = bf_db_open(path, flags, &db, err, sizeof(err));
     cr_assert_eq(r, want, "open %s: %d (%s), expected %d", path, r, err, want);
     cr_assert_null(db, "no db on failure");
     cr_assert_not_null(strstr(err, path), "errbuf names the file: '%s'", err);
     cr_assert_not_null(strstr(err, words), "errbuf '%s' should say '%s'", err, words);
-    cr_assert_eq(tb_checksum(path), before, "%s was modified", path);
+    if (regular)
+        cr_assert_eq(tb_checksum(path), before, "%s was modified", path);
+    unsigned after = side_files(path);
+    for (unsigned i = 0; i < 3; i++)
+        cr_assert(!(after & ~sides & (1u << i)), "%s%s left behind", path, side_suffixes[i]);
 }
 
-/* Make a database at t->path with file "f" holding blocks [0, n) of tag 1. */
-static uint64_t make_db(struct tb *t, uint64_t n)
+/* Make a database at t->path (in an existing t->dir) with file "f"
+ * holding blocks [0, n) of tag 1. */
+static uint64_t make_db_in(struct tb *t, uint64_t n)
 {
     struct bf_fileinfo fi;
     bf_file *f;
-    tb_mkdir(t);
     t->is_sqlite = 1;
     bf_db *db = sq_open(t->path, BF_DB_CREATE);
     cr_assert_eq(bf_db_create(db, "f", BS, 0, 0600, 0, 0, &fi), 0);
@@ -51,6 +74,13 @@ static uint64_t make_db(struct tb *t, uint64_t n)
     bf_db_file_close(db, f);
     bf_db_close(db);
     return fi.id;
+}
+
+/* The same in a fresh temporary directory. */
+static uint64_t make_db(struct tb *t, uint64_t n)
+{
+    tb_mkdir(t);
+    return make_db_in(t, n);
 }
 
 static int64_t side_int(const char *path, const char *sql)
@@ -292,6 +322,7 @@ Test(sqlite_refuse, newer_schema, .timeout = 20)
     struct tb t;
     make_db(&t, 2);
     side_exec(t.path, "PRAGMA user_version=2");
+    cr_assert_eq(side_files(t.path), 0, "a WAL database, closed clean");
     expect_refused(t.path, 0, -EPROTONOSUPPORT,
                    "created by a newer bigfilefs (schema 2, this build knows 1)");
     expect_refused(t.path, BF_DB_CREATE, -EPROTONOSUPPORT, "newer");
@@ -309,6 +340,73 @@ Test(sqlite_refuse, other_application, .timeout = 20)
     /* same with an application_id of its own */
     side_exec(t.path, "PRAGMA application_id=1234");
     expect_refused(t.path, BF_DB_CREATE, -EPROTO, "application_id 0x000004d2");
+    tb_rmdir(&t);
+}
+
+/* A SQLite database with no table is still another program's as soon as
+ * anything in it is set: each of these is refused, and left as it was. */
+Test(sqlite_refuse, empty_but_not_in_every_respect, .timeout = 20)
+{
+    static const char *const setups[] = {
+        "PRAGMA application_id=1234",                     /* a foreign application id */
+        "PRAGMA user_version=7",                          /* a version of its own */
+        "CREATE VIEW v AS SELECT 1",                      /* a view */
+        "CREATE TABLE t(x); CREATE INDEX i ON t(x)",      /* a table and an index */
+        "PRAGMA journal_mode=WAL; PRAGMA user_version=7", /* the same, in WAL mode */
+        "PRAGMA journal_mode=WAL; CREATE TABLE t(x); CREATE TRIGGER g AFTER INSERT ON t "
+        "BEGIN SELECT 1; END",
+    };
+    static const char *const words[] = {
+        "application_id 0x000004d2", "user_version 7", "1 schema objects",
+        "2 schema objects",          "user_version 7", "2 schema objects",
+    };
+    for (size_t i = 0; i < sizeof(setups) / sizeof(setups[0]); i++) {
+        struct tb t;
+        tb_mkdir(&t);
+        side_exec(t.path, setups[i]);
+        cr_assert_eq(side_files(t.path), 0, "%s: closed clean", setups[i]);
+        expect_refused(t.path, BF_DB_CREATE, -EPROTO, "another application");
+        expect_refused(t.path, BF_DB_CREATE, -EPROTO, words[i]);
+        expect_refused(t.path, 0, -EPROTO, words[i]);
+        expect_refused(t.path, BF_DB_RDONLY, -EPROTO, words[i]);
+        cr_assert_eq(side_int(t.path, "SELECT count(*) FROM sqlite_schema WHERE name='files'"), 0,
+                     "%s: no schema added", setups[i]);
+        tb_rmdir(&t);
+    }
+}
+
+/* A SQLite database empty in every respect (here: a table created and
+ * dropped leaves its header and free pages) is taken as a new one. */
+Test(sqlite_refuse, empty_in_every_respect_is_taken, .timeout = 20)
+{
+    struct tb t;
+    tb_mkdir(&t);
+    side_exec(t.path, "CREATE TABLE t(x); DROP TABLE t");
+    struct stat st;
+    cr_assert_eq(stat(t.path, &st), 0);
+    cr_assert_gt(st.st_size, 0);
+    bf_db *db = sq_open(t.path, BF_DB_CREATE);
+    cr_assert_eq(bf_db_create(db, "x", BS, 0, 0644, 0, 0, NULL), 0);
+    bf_db_close(db);
+    cr_assert_eq(side_int(t.path, "PRAGMA application_id"), BF_SQLITE_APPLICATION_ID);
+    tb_rmdir(&t);
+}
+
+/* Only a regular file can be a database: a device or a FIFO is refused
+ * without being opened (a FIFO would block) and nothing is created beside
+ * it (SQLite put a -journal beside /dev/null). */
+Test(sqlite_refuse, not_a_regular_file, .timeout = 20)
+{
+    struct tb t;
+    char fifo[256];
+    cr_assert_eq(side_files("/dev/null"), 0);
+    expect_refused("/dev/null", BF_DB_CREATE, -EPROTO, "a character device");
+    expect_refused("/dev/zero", BF_DB_CREATE, -EPROTO, "a regular file");
+    expect_refused("/dev/null", BF_DB_RDONLY, -EPROTO, "a character device");
+    tb_mkdir(&t);
+    snprintf(fifo, sizeof(fifo), "%s/fifo", t.dir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    expect_refused(fifo, BF_DB_CREATE, -EPROTO, "a FIFO");
     tb_rmdir(&t);
 }
 
@@ -366,6 +464,7 @@ Test(sqlite_refuse, corrupt_btree_page, .timeout = 20)
     scribble(t.path, 65536, 64);
     expect_refused(t.path, 0, -EPROTO, "corrupt");
     expect_refused(t.path, BF_DB_CREATE, -EPROTO, "corrupt");
+    expect_refused(t.path, BF_DB_RDONLY, -EPROTO, "corrupt");
     tb_rmdir(&t);
 }
 
