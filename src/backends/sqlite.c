@@ -143,6 +143,8 @@ struct sq_reader {
 struct sq_db {
     bf_db base;
     char *path;
+    char *rpath; /* what readers open: path, or an immutable URI (see choose_readers) */
+    int rflags;  /* and how: SQLITE_OPEN_READONLY, | SQLITE_OPEN_URI for the URI */
 
     pthread_mutex_t wlock;
     sqlite3 *w; /* NULL when read-only */
@@ -371,7 +373,7 @@ static int reader_get(struct sq_db *d, struct sq_reader **out)
     }
     struct sq_reader *r = &d->rd[d->nrd];
     memset(r, 0, sizeof(*r));
-    rc = open_conn(d, d->path, SQLITE_OPEN_READONLY, &r->c);
+    rc = open_conn(d, d->rpath, d->rflags, &r->c);
     if (rc == SQLITE_OK)
         rc = prepare_all(r->c, reader_sql, r->st, R_NSTMT);
     if (rc != SQLITE_OK) {
@@ -951,6 +953,8 @@ static void sq_close(bf_db *db)
     pthread_mutex_destroy(&d->elock);
     pthread_cond_destroy(&d->bcond);
     pthread_mutex_destroy(&d->block);
+    if (d->rpath != d->path)
+        free(d->rpath);
     free(d->path);
     free(d);
 }
@@ -1226,6 +1230,54 @@ static int create_schema(const char *path, char *errbuf, size_t errlen)
     return e;
 }
 
+/* How the readers of a read-only database open it. Normally through
+ * SQLite's locks, which need the -shm file: it exists, or is created (and
+ * the -wal with it). Where it can be neither (a read-only medium, or a
+ * directory we may not write) and no -wal holds commits, the file alone
+ * is the database: readers open it immutable (no locks, nothing created;
+ * changes made by others meanwhile are not seen). With commits in a -wal
+ * that we cannot index, it cannot be read at all. */
+static int choose_readers(struct sq_db *d, char *errbuf, size_t errlen)
+{
+    sqlite3 *c;
+    int64_t n;
+    off_t wal;
+    d->rpath = d->path;
+    d->rflags = SQLITE_OPEN_READONLY;
+    int rc = open_conn(NULL, d->path, SQLITE_OPEN_READONLY, &c);
+    if (rc == SQLITE_OK)
+        rc = query_int(c, "SELECT count(*) FROM sqlite_schema", &n);
+    sqlite3_close(c);
+    if (rc == SQLITE_OK)
+        return 0;
+    /* CANTOPEN: a read-only medium; READONLY(_DIRECTORY): a directory we
+     * may not write. Both only matter when the -shm is missing. */
+    if (((rc & 0xff) != SQLITE_CANTOPEN && (rc & 0xff) != SQLITE_READONLY) ||
+        side_file(d->path, "-shm", &wal)) {
+        errf(errbuf, errlen, "%s: cannot read the database: %s", d->path, sqlite3_errstr(rc));
+        return rc_errno(rc);
+    }
+    if (side_file(d->path, "-wal", &wal) && wal > 0) {
+        errf(errbuf, errlen,
+             "%s: cannot open read-only: %s-wal holds commits not yet in the database file, and "
+             "%s-shm cannot be created beside it (read-only directory or medium); open it once "
+             "read-write, or from a writable directory",
+             d->path, d->path, d->path);
+        return -EROFS;
+    }
+    if (!(d->rpath = path_uri(d->path, "mode=ro&immutable=1"))) {
+        d->rpath = d->path;
+        errf(errbuf, errlen, "%s: out of memory", d->path);
+        return -ENOMEM;
+    }
+    d->rflags = SQLITE_OPEN_READONLY | SQLITE_OPEN_URI;
+    fprintf(stderr,
+            "bigfilefs: %s: its directory cannot be written: reading the file as immutable (it "
+            "must not change while mounted)\n",
+            d->path);
+    return 0;
+}
+
 /* Open and set up the writer connection; sweep orphans of a crash. */
 static int open_writer(struct sq_db *d, char *errbuf, size_t errlen)
 {
@@ -1233,6 +1285,13 @@ static int open_writer(struct sq_db *d, char *errbuf, size_t errlen)
     if (rc != SQLITE_OK) {
         errf(errbuf, errlen, "%s: cannot open for writing: %s", d->path, sqlite3_errstr(rc));
         return rc_errno(rc);
+    }
+    if (sqlite3_db_readonly(d->w, "main") == 1) {
+        /* SQLite fell back to reading: the file or its medium is read-only */
+        int e = access(d->path, W_OK) < 0 && errno == EACCES ? -EACCES : -EROFS;
+        errf(errbuf, errlen, "%s: cannot open for writing (%s); it can be opened read-only",
+             d->path, e == -EACCES ? "no write permission" : "a read-only file system");
+        return e;
     }
     const char *sync = getenv("BF_SQLITE_SYNC");
     int normal = sync && strcmp(sync, "normal") == 0;
@@ -1252,7 +1311,10 @@ static int open_writer(struct sq_db *d, char *errbuf, size_t errlen)
     if (rc == SQLITE_OK)
         rc = prepare_all(d->w, writer_sql, d->ws, W_NSTMT);
     if (rc != SQLITE_OK) {
-        errf(errbuf, errlen, "%s: cannot set up the writer: %s", d->path, sqlite3_errmsg(d->w));
+        errf(errbuf, errlen, "%s: cannot set up the writer: %s%s", d->path, sqlite3_errmsg(d->w),
+             (rc & 0xff) == SQLITE_CANTOPEN ? " (SQLite keeps the -wal and -shm files beside the "
+                                              "database: its directory must be writable)"
+                                            : "");
         if (!sqlite3_get_autocommit(d->w))
             sqlite3_exec(d->w, "ROLLBACK", NULL, NULL, NULL);
         return rc_errno(rc);
@@ -1310,12 +1372,12 @@ int bf_sqlite_open(const char *path, unsigned flags, bf_db **out, char *errbuf, 
     pthread_mutex_init(&d->elock, NULL);
     pthread_mutex_init(&d->block, NULL);
     bf_cond_init_mono(&d->bcond);
-    if (!(flags & BF_DB_RDONLY)) {
-        e = open_writer(d, errbuf, errlen);
-        if (e < 0) {
-            bf_db_close(&d->base);
-            return e;
-        }
+    d->rpath = d->path;
+    d->rflags = SQLITE_OPEN_READONLY;
+    e = (flags & BF_DB_RDONLY) ? choose_readers(d, errbuf, errlen) : open_writer(d, errbuf, errlen);
+    if (e < 0) {
+        bf_db_close(&d->base);
+        return e;
     }
     /* One reader now, so that a file that cannot be read fails here. */
     struct sq_reader *r;

@@ -22,6 +22,14 @@
  *    or, when its -wal and -shm exist (it is in use), through SQLite's
  *    locks, which then create nothing either.
  *
+ * Read-only (BF_DB_RDONLY): no writer connection. Readers go through
+ * SQLite's locks, which need the -shm file beside the database; where it
+ * can be neither found nor created (a read-only medium, a directory we may
+ * not write) and no -wal holds commits, they open the file immutable (it
+ * must not change meanwhile); with commits in such a -wal the open fails
+ * with -EROFS. Opening read-write where the file cannot be written fails
+ * with -EROFS or -EACCES, saying so.
+ *
  * A store transaction is one SQL transaction (BEGIN IMMEDIATE .. COMMIT) on
  * the writer connection, durable when commit returns (synchronous=FULL,
  * unless BF_SQLITE_SYNC=normal is set in the environment for benchmarks).

@@ -3,9 +3,13 @@
  * across reopen, crash atomicity, the orphan sweep, refusing files that are
  * not ours without touching them, read-only mode, and changes made by
  * another connection. */
+#define _GNU_SOURCE /* unshare, CLONE_NEWNS */
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
+#include <grp.h>
 #include <sys/wait.h>
 
 #include "helpers.h"
@@ -509,6 +513,135 @@ Test(sqlite_only, read_only_refuses_writes, .timeout = 20)
     bf_db_file_close(db, f);
     bf_db_close(db);
     cr_assert_eq(tb_checksum(t.path), before);
+    tb_rmdir(&t);
+}
+
+/* ---- read-only media and directories ------------------------------------- */
+
+/* Read a database made by make_db(n = 3) read-only, and check that nothing
+ * can be changed; in a child process: exit status 0 or the failed step. */
+static int read_only_steps(const char *path, uint64_t id)
+{
+    bf_db *db;
+    bf_file *f;
+    char err[512];
+    void *buf = malloc(BS);
+    if (bf_db_open(path, BF_DB_RDONLY, &db, err, sizeof(err)) < 0) {
+        fprintf(stderr, "open read-only: %s\n", err);
+        return 10;
+    }
+    if (bf_db_lookup(db, "f", NULL) < 0 || bf_db_file_open(db, id, &f) < 0)
+        return 11;
+    for (uint64_t b = 0; b < 4; b++)
+        if (f->ops->loadblk(f, b, buf) < 0 ||
+            (b < 3 ? !tb_check(buf, BS, b, 1) : !tb_is_zero(buf, BS)))
+            return 12;
+    if (f->ops->begin(f) != -EROFS || bf_db_create(db, "x", BS, 0, 0644, 0, 0, NULL) != -EROFS)
+        return 13;
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    free(buf);
+    /* writing is refused with a reason, before anything is created */
+    int r = bf_db_open(path, BF_DB_CREATE, &db, err, sizeof(err));
+    if (r != -EROFS && r != -EACCES) {
+        fprintf(stderr, "open read-write: %d %s\n", r, err);
+        return 14;
+    }
+    if (!strstr(err, "cannot open for writing") || !strstr(err, "read-only")) {
+        fprintf(stderr, "unclear: %s\n", err);
+        return 15;
+    }
+    return 0;
+}
+
+/* Run fn(path, id) in a child as user nobody; return its exit status. */
+static int as_nobody(int (*fn)(const char *, uint64_t), const char *path, uint64_t id)
+{
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+            _exit(2);
+        _exit(fn(path, id));
+    }
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st), "child died: %d", st);
+    return WEXITSTATUS(st);
+}
+
+Test(sqlite_readonly, read_only_medium, .timeout = 30)
+{
+    struct tb t;
+    tb_mkdir(&t);
+    /* a tmpfs of this test's own mount namespace, remounted read-only */
+    if (unshare(CLONE_NEWNS) < 0) {
+        tb_rmdir(&t);
+        cr_skip_test("no mount namespace: %s", strerror(errno));
+    }
+    cr_assert_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0, "%s", strerror(errno));
+    cr_assert_eq(mount("tmpfs", t.dir, "tmpfs", 0, "size=16m"), 0, "%s", strerror(errno));
+    uint64_t id = make_db_in(&t, 3);
+    cr_assert_eq(side_files(t.path), 0);
+    uint64_t before = tb_checksum(t.path);
+    cr_assert_eq(mount(NULL, t.dir, NULL, MS_REMOUNT | MS_RDONLY, NULL), 0, "%s", strerror(errno));
+    cr_assert_eq(read_only_steps(t.path, id), 0);
+    cr_assert_eq(side_files(t.path), 0);
+    cr_assert_eq(tb_checksum(t.path), before);
+    cr_assert_eq(umount2(t.dir, MNT_DETACH), 0);
+    tb_rmdir(&t);
+}
+
+Test(sqlite_readonly, directory_not_writable, .timeout = 30)
+{
+    struct tb t;
+    if (geteuid() != 0)
+        cr_skip_test("needs root to act as another user");
+    uint64_t id = make_db(&t, 3);
+    uint64_t before = tb_checksum(t.path);
+    cr_assert_eq(chmod(t.path, 0644), 0);
+    cr_assert_eq(chmod(t.dir, 0555), 0);
+    int st = as_nobody(read_only_steps, t.path, id);
+    cr_assert_eq(chmod(t.dir, 0700), 0);
+    cr_assert_eq(st, 0, "step %d failed", st);
+    cr_assert_eq(side_files(t.path), 0);
+    cr_assert_eq(tb_checksum(t.path), before);
+    tb_rmdir(&t);
+}
+
+/* In a child: reading must be refused, saying why. */
+static int refused_for_wal(const char *path, uint64_t id)
+{
+    bf_db *db;
+    char err[512];
+    (void)id;
+    int r = bf_db_open(path, BF_DB_RDONLY, &db, err, sizeof(err));
+    if (r != -EROFS || !strstr(err, "-wal holds commits")) {
+        fprintf(stderr, "open read-only: %d %s\n", r, err);
+        return 20;
+    }
+    return 0;
+}
+
+/* A -wal with commits but no -shm, in a directory that cannot be written:
+ * the file alone is not the database, and SQLite cannot index the -wal. */
+Test(sqlite_readonly, wal_with_commits_cannot_be_read, .timeout = 30)
+{
+    struct tb t;
+    char shm[256];
+    if (geteuid() != 0)
+        cr_skip_test("needs root to act as another user");
+    uint64_t id = make_db(&t, 96);
+    crash_run(&t, id, CRASH_AFTER_COMMIT);
+    cr_assert_eq(side_files(t.path), 3u, "-wal and -shm left by the crash");
+    snprintf(shm, sizeof(shm), "%s-shm", t.path);
+    cr_assert_eq(unlink(shm), 0);
+    cr_assert_eq(chmod(t.path, 0644), 0);
+    cr_assert_eq(chmod(t.dir, 0555), 0);
+    int st = as_nobody(refused_for_wal, t.path, id);
+    cr_assert_eq(chmod(t.dir, 0700), 0);
+    cr_assert_eq(st, 0, "step %d failed", st);
+    cr_assert_eq(side_files(t.path), 1u, "nothing created");
     tb_rmdir(&t);
 }
 
