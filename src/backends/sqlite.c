@@ -23,7 +23,23 @@
  *    by one thread at a time. Each query is its own read transaction, so a
  *    reader always sees the last commit.
  *  - block guards the count of lock waits (busy_wait).
- *  Lock order: wlock -> plock, elock, block; those three are leaves.
+ *  - a checkpointer connection (absent when read-only), used only with
+ *    cklock held, which is only ever try-locked (see "The WAL" below).
+ *  Lock order: wlock -> plock, elock, block; those three are leaves;
+ *  cklock is taken with no other lock held.
+ *
+ * The WAL: a writeout is one transaction, so the WAL grows to its size;
+ * SQLite's automatic checkpoint would copy it into the database inside the
+ * COMMIT (holding wlock all the while) and never shrink the file. Instead,
+ * the writer's WAL hook records the WAL's size at each commit, and the
+ * committing thread, once it has released wlock, checkpoints when that
+ * exceeds BF_SQLITE_WAL_LIMIT (ck_maybe): a PASSIVE checkpoint, which
+ * waits for nobody and copies what no reader's snapshot still needs; then,
+ * if it copied everything, a TRUNCATE one with no busy handler, which
+ * empties the file unless a reader or writer is in the way at that moment
+ * (then the next commit tries again). A reader holding an old snapshot is
+ * never waited for: loads go on, and the WAL shrinks after it is done.
+ * journal_size_limit bounds the file too where SQLite restarts the WAL.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +61,8 @@
 #define SQ_READERS_MAX 16
 #define SQ_BUSY_TIMEOUT 5000                 /* ms */
 #define SQ_QUICK_CHECK_MAX ((off_t)64 << 20) /* quick_check dbs up to this size */
+#define SQ_STR_(x) #x
+#define SQ_STR(x) SQ_STR_(x)
 
 /* The columns of a files row, as row_info decodes them (in this order),
  * and the same without the id (the columns an INSERT gives). */
@@ -149,6 +167,11 @@ struct sq_db {
     pthread_mutex_t wlock;
     sqlite3 *w; /* NULL when read-only */
     sqlite3_stmt *ws[W_NSTMT];
+
+    pthread_mutex_t cklock; /* a leaf, only ever try-locked: guards ck */
+    sqlite3 *ck;            /* the checkpointer (NULL when read-only) */
+    int64_t wal_bytes;      /* atomic: bytes in the WAL after the last commit */
+    int64_t page_size;      /* of the database, for wal_bytes */
 
     pthread_mutex_t plock;
     pthread_cond_t pcond;
@@ -465,6 +488,54 @@ static int reader_row(struct sq_db *d, int which, const char *name, uint64_t id,
     return e;
 }
 
+/* ---- the WAL (see "The WAL" at the top) ------------------------------------ */
+
+/* The writer's WAL hook, called in each COMMIT with wlock held. */
+static int wal_hook(void *arg, sqlite3 *c, const char *dbname, int frames)
+{
+    struct sq_db *d = arg;
+    (void)c;
+    (void)dbname;
+    __atomic_store_n(&d->wal_bytes, (int64_t)frames * d->page_size, __ATOMIC_RELAXED);
+    return SQLITE_OK;
+}
+
+/* Checkpoint if the last commit left more than BF_SQLITE_WAL_LIMIT in the
+ * WAL and no other thread is checkpointing; once more if a commit came
+ * during a checkpoint that could not empty the WAL (that commit's thread
+ * found us at it and left its frames to us). Called with no lock held. */
+static void ck_maybe(struct sq_db *d)
+{
+    if (!d->ck)
+        return;
+    for (int round = 0; round < 2; round++) {
+        int log = 0, done = 0;
+        int64_t seen = __atomic_load_n(&d->wal_bytes, __ATOMIC_RELAXED);
+        if (seen <= BF_SQLITE_WAL_LIMIT)
+            return;
+        if (pthread_mutex_trylock(&d->cklock) != 0)
+            return; /* another thread is at it */
+        int rc = sqlite3_wal_checkpoint_v2(d->ck, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+        if (rc == SQLITE_OK && log == done)
+            rc = sqlite3_wal_checkpoint_v2(d->ck, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &done);
+        else if (rc == SQLITE_OK)
+            rc = SQLITE_BUSY; /* a reader's snapshot needs the rest */
+        if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY)
+            sq_fail(d, d->ck, rc, "checkpointing the WAL");
+        pthread_mutex_unlock(&d->cklock);
+        if (rc == SQLITE_OK || __atomic_load_n(&d->wal_bytes, __ATOMIC_RELAXED) == seen)
+            return; /* emptied, or nothing new since: the next commit tries again */
+    }
+}
+
+/* Release wlock after a transaction (committed or not), then bound the
+ * WAL. */
+static void w_unlock(struct sq_db *d)
+{
+    pthread_mutex_unlock(&d->wlock);
+    ck_maybe(d);
+}
+
 /* ---- the file operations (bigfile.h) ------------------------------------- */
 
 static int sq_loadblk(struct bf_fh *fh, uint64_t blk, void *buf)
@@ -572,7 +643,7 @@ static int sq_commit(struct bf_fh *fh, uint64_t size)
     int e = rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, "committing");
     if (e < 0)
         wrollback(d); /* failed commit: nothing visible */
-    pthread_mutex_unlock(&d->wlock);
+    w_unlock(d);
     return e;
 }
 
@@ -692,7 +763,7 @@ static int ns_end(struct sq_db *d, int e)
     }
     if (e < 0)
         wrollback(d);
-    pthread_mutex_unlock(&d->wlock);
+    w_unlock(d);
     return e;
 }
 
@@ -761,7 +832,7 @@ static int sq_create(bf_db *db, const char *name, uint32_t blksize, uint64_t siz
     } else {
         e = sq_fail(d, d->w, rc, "creating a file");
     }
-    pthread_mutex_unlock(&d->wlock);
+    w_unlock(d);
     return e;
 }
 
@@ -844,7 +915,7 @@ static int sq_setattr(bf_db *db, uint64_t id, const uint32_t *mode, const uint32
     int e = rc != SQLITE_OK              ? sq_fail(d, d->w, rc, "setting attributes")
             : sqlite3_changes(d->w) == 0 ? -ENOENT
                                          : 0;
-    pthread_mutex_unlock(&d->wlock);
+    w_unlock(d);
     return e;
 }
 
@@ -943,11 +1014,13 @@ static void sq_close(bf_db *db)
         finalize_all(d->rd[i].st, R_NSTMT);
         sqlite3_close(d->rd[i].c);
     }
+    sqlite3_close(d->ck);
     if (d->w) {
         finalize_all(d->ws, W_NSTMT);
         sqlite3_close(d->w);
     }
     pthread_mutex_destroy(&d->wlock);
+    pthread_mutex_destroy(&d->cklock);
     pthread_mutex_destroy(&d->plock);
     pthread_cond_destroy(&d->pcond);
     pthread_mutex_destroy(&d->elock);
@@ -1279,6 +1352,17 @@ static int choose_readers(struct sq_db *d, char *errbuf, size_t errlen)
 }
 
 /* Open and set up the writer connection; sweep orphans of a crash. */
+/* The durability of a connection that writes: synchronous=FULL, each
+ * commit durable when it returns, or NORMAL when BF_SQLITE_SYNC=normal
+ * (benchmarks). */
+static int set_sync(sqlite3 *c)
+{
+    const char *sync = getenv("BF_SQLITE_SYNC");
+    int normal = sync && strcmp(sync, "normal") == 0;
+    return sqlite3_exec(c, normal ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL", NULL,
+                        NULL, NULL);
+}
+
 static int open_writer(struct sq_db *d, char *errbuf, size_t errlen)
 {
     int rc = open_conn(d, d->path, SQLITE_OPEN_READWRITE, &d->w);
@@ -1293,12 +1377,14 @@ static int open_writer(struct sq_db *d, char *errbuf, size_t errlen)
              d->path, e == -EACCES ? "no write permission" : "a read-only file system");
         return e;
     }
-    const char *sync = getenv("BF_SQLITE_SYNC");
-    int normal = sync && strcmp(sync, "normal") == 0;
-    rc = sqlite3_exec(d->w, normal ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL", NULL,
-                      NULL, NULL);
+    rc = set_sync(d->w);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(d->w, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(d->w, "PRAGMA journal_size_limit=" SQ_STR(BF_SQLITE_WAL_LIMIT), NULL,
+                          NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = query_int(d->w, "PRAGMA page_size", &d->page_size);
     /* Files unlinked while open when the last process using them died. */
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(
@@ -1317,6 +1403,19 @@ static int open_writer(struct sq_db *d, char *errbuf, size_t errlen)
                                             : "");
         if (!sqlite3_get_autocommit(d->w))
             sqlite3_exec(d->w, "ROLLBACK", NULL, NULL, NULL);
+        return rc_errno(rc);
+    }
+    /* Our hook instead of SQLite's automatic checkpoint (see "The WAL"),
+     * and the checkpointer: no busy handler, it never waits for anyone. */
+    sqlite3_wal_hook(d->w, wal_hook, d);
+    rc = open_conn(NULL, d->path, SQLITE_OPEN_READWRITE, &d->ck);
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_handler(d->ck, NULL, NULL);
+        rc = set_sync(d->ck);
+    }
+    if (rc != SQLITE_OK) {
+        errf(errbuf, errlen, "%s: cannot set up the checkpointer: %s", d->path,
+             d->ck ? sqlite3_errmsg(d->ck) : sqlite3_errstr(rc));
         return rc_errno(rc);
     }
     return 0;
@@ -1367,6 +1466,7 @@ int bf_sqlite_open(const char *path, unsigned flags, bf_db **out, char *errbuf, 
         return -ENOMEM;
     }
     pthread_mutex_init(&d->wlock, NULL);
+    pthread_mutex_init(&d->cklock, NULL);
     pthread_mutex_init(&d->plock, NULL);
     pthread_cond_init(&d->pcond, NULL);
     pthread_mutex_init(&d->elock, NULL);

@@ -63,6 +63,12 @@
 #define BF_SQLITE_APPLICATION_ID 0x42464653 /* "BFFS" */
 #define BF_SQLITE_SCHEMA_VERSION 1
 
+/* A commit that leaves more than this many bytes in the WAL (a big
+ * writeout) is followed by a checkpoint that empties the WAL file, unless a
+ * reader's older snapshot or another writer is in the way (then a later
+ * commit does it). See "The WAL" in sqlite.c. */
+#define BF_SQLITE_WAL_LIMIT 67108864 /* 64 MiB */
+
 /* Open (or create, with BF_DB_CREATE) the database at path. See backend.h's
  * bf_db_open for errors and errbuf. */
 int bf_sqlite_open(const char *path, unsigned flags, bf_db **out, char *errbuf, size_t errlen);

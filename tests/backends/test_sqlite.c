@@ -516,6 +516,80 @@ Test(sqlite_only, read_only_refuses_writes, .timeout = 20)
     tb_rmdir(&t);
 }
 
+/* ---- the WAL after big writeouts ------------------------------------------ */
+
+#define MIB (1u << 20)
+
+static off_t wal_size(const char *path)
+{
+    char p[512];
+    struct stat st;
+    snprintf(p, sizeof(p), "%s-wal", path);
+    return stat(p, &st) == 0 ? st.st_size : 0;
+}
+
+/* A file of 1 MiB blocks, and the number of them that makes a writeout
+ * well past the WAL limit. */
+static bf_file *big_file(bf_db *db, uint64_t *id, uint64_t *n)
+{
+    struct bf_fileinfo fi;
+    bf_file *f;
+    cr_assert_eq(bf_db_create(db, "big", MIB, 0, 0644, 0, 0, &fi), 0);
+    cr_assert_eq(bf_db_file_open(db, fi.id, &f), 0);
+    *id = fi.id;
+    *n = BF_SQLITE_WAL_LIMIT / MIB + 16;
+    return f;
+}
+
+/* The WAL held the whole of the largest writeout until the database was
+ * closed (4.3 GB after a 4 GiB writeout); now it is emptied after one. */
+Test(sqlite_wal, bounded_after_a_big_writeout, .timeout = 120)
+{
+    struct tb t;
+    uint64_t id, n;
+    tb_mkdir(&t);
+    bf_db *db = sq_open(t.path, BF_DB_CREATE);
+    bf_file *f = big_file(db, &id, &n);
+    tb_store_range(f, 0, n, 1, n * MIB);
+    off_t w = wal_size(t.path);
+    cr_assert_leq(w, BF_SQLITE_WAL_LIMIT / 4, "the WAL holds %lld bytes after a %llu MiB writeout",
+                  (long long)w, (unsigned long long)n);
+    tb_expect(f, 0, 1);
+    tb_expect(f, n - 1, 1);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
+
+/* A reader holding a snapshot older than a big commit: the checkpoint
+ * cannot pass it and does not wait for it (the commit returns, loads go
+ * on); once it is gone, the next commit empties the WAL. */
+Test(sqlite_wal, an_old_snapshot_is_not_waited_for, .timeout = 120)
+{
+    struct tb t;
+    uint64_t id, n;
+    sqlite3 *c;
+    tb_mkdir(&t);
+    bf_db *db = sq_open(t.path, BF_DB_CREATE);
+    bf_file *f = big_file(db, &id, &n);
+    cr_assert_eq(sqlite3_open(t.path, &c), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(c, "BEGIN; SELECT count(*) FROM files;", NULL, NULL, NULL),
+                 SQLITE_OK);
+    tb_store_range(f, 0, n, 1, n * MIB);
+    cr_assert_gt(wal_size(t.path), BF_SQLITE_WAL_LIMIT, "the old snapshot pins the WAL");
+    tb_expect(f, 3, 1);
+    cr_assert_eq(sqlite3_exec(c, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(c);
+    uint32_t mode = 0600;
+    cr_assert_eq(bf_db_setattr(db, id, &mode, NULL, NULL, NULL), 0);
+    off_t w = wal_size(t.path);
+    cr_assert_leq(w, BF_SQLITE_WAL_LIMIT / 4, "the WAL holds %lld bytes", (long long)w);
+    tb_expect(f, n - 1, 1);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
+
 /* ---- read-only media and directories ------------------------------------- */
 
 /* Read a database made by make_db(n = 3) read-only, and check that nothing
