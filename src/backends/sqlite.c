@@ -459,6 +459,21 @@ static void row_info(sqlite3_stmt *st, struct bf_fileinfo *fi)
     fi->ctime_ns = sqlite3_column_int64(st, 8);
 }
 
+/* Why the name of a row of the SQ_FILE_COLS columns cannot be passed on in
+ * a bf_fileinfo (it would arrive as another name), or NULL if it can. */
+static const char *row_name_unfit(sqlite3_stmt *st)
+{
+    if (sqlite3_column_type(st, 1) != SQLITE_TEXT)
+        return "is not text";
+    const char *name = (const char *)sqlite3_column_text(st, 1);
+    size_t bytes = (size_t)sqlite3_column_bytes(st, 1);
+    if (bytes > BF_NAME_MAX)
+        return "is too long";
+    if (!name || strlen(name) != bytes)
+        return "holds a NUL byte";
+    return NULL;
+}
+
 /* Run a reader query returning one file row. */
 static int reader_row(struct sq_db *d, int which, const char *name, uint64_t id,
                       struct bf_fileinfo *out)
@@ -710,8 +725,15 @@ static int sq_list(bf_db *db, int (*cb)(void *arg, const struct bf_fileinfo *fi)
         return e;
     sqlite3_stmt *st = r->st[R_LIST];
     struct bf_fileinfo fi;
+    const char *why;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((why = row_name_unfit(st))) {
+            /* a tampered row: the layer checks the names we can pass on */
+            bf_db_log(db, "file %lld left out of the listing: its name %s",
+                      (long long)sqlite3_column_int64(st, 0), why);
+            continue;
+        }
         row_info(st, &fi);
         e = cb(arg, &fi);
         if (e)

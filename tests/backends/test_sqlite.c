@@ -14,6 +14,8 @@
 
 #include "helpers.h"
 
+#include <criterion/redirect.h> /* after criterion.h */
+
 #define BS 65536u
 
 static bf_db *sq_open(const char *path, unsigned flags)
@@ -513,6 +515,62 @@ Test(sqlite_only, read_only_refuses_writes, .timeout = 20)
     bf_db_file_close(db, f);
     bf_db_close(db);
     cr_assert_eq(tb_checksum(t.path), before);
+    tb_rmdir(&t);
+}
+
+/* ---- a tampered database ------------------------------------------------- */
+
+struct listed {
+    int n;
+    char names[4][BF_NAME_MAX + 1];
+};
+
+static int note_name(void *arg, const struct bf_fileinfo *fi)
+{
+    struct listed *l = arg;
+    cr_assert_lt(l->n, 4, "unexpected name '%s'", fi->name);
+    strcpy(l->names[l->n++], fi->name);
+    return 0;
+}
+
+/* Count the lines of the redirected stderr that contain `what`. */
+static int stderr_lines(const char *what)
+{
+    char line[1024];
+    int n = 0;
+    fflush(stderr);
+    FILE *fp = cr_get_redirected_stderr();
+    while (fgets(line, sizeof(line), fp))
+        n += strstr(line, what) != NULL;
+    return n;
+}
+
+/* Rows whose name no file can have (another program wrote them): a listing
+ * leaves each out with one log line, instead of failing (ls of the mount
+ * got EIO), and a lookup does not find them. */
+Test(sqlite_tampered, impossible_names_are_left_out, .init = cr_redirect_stderr, .timeout = 20)
+{
+    struct tb t;
+    struct listed l = { 0 };
+    make_db(&t, 1);
+    side_exec(t.path,
+              "INSERT INTO files(name,blksize,size,mode,uid,gid,mtime_ns,ctime_ns) VALUES"
+              " ('a/b',65536,0,420,0,0,0,0), ('../x',65536,0,420,0,0,0,0),"
+              " ('.',65536,0,420,0,0,0,0), ('..',65536,0,420,0,0,0,0),"
+              " ('',65536,0,420,0,0,0,0), (printf('%.300c','n'),65536,0,420,0,0,0,0),"
+              " ('ab' || char(0) || 'cd',65536,0,420,0,0,0,0), (x'6869',65536,0,420,0,0,0,0),"
+              " ('good',65536,0,420,0,0,0,0)");
+    bf_db *db = sq_open(t.path, 0);
+    cr_assert_eq(bf_db_list(db, note_name, &l), 0);
+    cr_assert_eq(l.n, 2, "only the two real names are listed");
+    cr_assert_str_eq(l.names[0], "f");
+    cr_assert_str_eq(l.names[1], "good");
+    cr_assert_eq(stderr_lines("left out of the listing"), 8, "one line per impossible name");
+    static const char *const bad[] = { "a/b", "../x", ".", "..", "", "ab", "hi" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_assert_eq(bf_db_lookup(db, bad[i], NULL), -ENOENT, "'%s' found", bad[i]);
+    cr_assert_eq(bf_db_lookup(db, "good", NULL), 0);
+    bf_db_close(db);
     tb_rmdir(&t);
 }
 
