@@ -315,6 +315,7 @@ Test(sqlite_refuse, missing_and_empty, .timeout = 20)
     cr_assert_geq(fd, 0);
     close(fd);
     expect_refused(t.path, 0, -EPROTO, "no bigfilefs schema");
+    expect_refused(t.path, BF_DB_RDONLY, -EPROTO, "no bigfilefs schema");
     db = sq_open(t.path, BF_DB_CREATE);
     cr_assert_eq(bf_db_create(db, "x", BS, 0, 0644, 0, 0, NULL), 0);
     bf_db_close(db);
