@@ -530,28 +530,65 @@ void bf_db_log(const bf_db *db, const char *fmt, ...)
     fprintf(stderr, "bigfilefs: %s: %s\n", db->label ? db->label : db->ops->name, msg);
 }
 
-int bf_cond_init_mono(pthread_cond_t *cond)
+int bf_counter_init(struct bf_counter *c)
 {
     pthread_condattr_t ca;
     if (pthread_condattr_init(&ca) != 0)
         return -ENOMEM;
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    int r = pthread_cond_init(cond, &ca) == 0 ? 0 : -ENOMEM;
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* for the deadline of waits */
+    int r = pthread_cond_init(&c->cond, &ca) == 0 ? 0 : -ENOMEM;
     pthread_condattr_destroy(&ca);
+    if (r == 0 && pthread_mutex_init(&c->lock, NULL) != 0) {
+        pthread_cond_destroy(&c->cond);
+        r = -ENOMEM;
+    }
+    c->n = 0;
     return r;
 }
 
-struct timespec bf_deadline(int timeout_ms)
+void bf_counter_destroy(struct bf_counter *c)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
+    pthread_cond_destroy(&c->cond);
+    pthread_mutex_destroy(&c->lock);
+}
+
+void bf_counter_add(struct bf_counter *c, int64_t delta)
+{
+    pthread_mutex_lock(&c->lock);
+    BF_ASSERT(delta >= 0 || c->n >= (uint64_t)-delta);
+    c->n += (uint64_t)delta;
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+}
+
+uint64_t bf_counter_get(struct bf_counter *c)
+{
+    pthread_mutex_lock(&c->lock);
+    uint64_t n = c->n;
+    pthread_mutex_unlock(&c->lock);
+    return n;
+}
+
+int bf_counter_wait(struct bf_counter *c, bool at_least, uint64_t n, int timeout_ms)
+{
+    struct timespec until;
+    int r = 0;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
     }
-    return ts;
+    pthread_mutex_lock(&c->lock);
+    while (r == 0 && (at_least ? c->n < n : c->n > 0)) {
+        if (timeout_ms < 0)
+            pthread_cond_wait(&c->cond, &c->lock);
+        else if (pthread_cond_timedwait(&c->cond, &c->lock, &until) == ETIMEDOUT)
+            r = (at_least ? c->n < n : c->n > 0) ? -ETIMEDOUT : 0;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return r;
 }
 
 int bf_name_check(const char *name)

@@ -173,13 +173,27 @@ int bf_db_init(bf_db *db, const struct bf_engine_ops *ops, unsigned flags);
  * other log). Thread-safe. */
 void bf_db_log(const bf_db *db, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Initialize a condition variable whose timed waits use CLOCK_MONOTONIC
- * deadlines (bf_deadline). Returns 0 or -ENOMEM. */
-int bf_cond_init_mono(pthread_cond_t *cond);
+/* A count that tests wait for instead of sleeping (the memory engine's
+ * held calls, SQLite's lock waits). Its mutex is a leaf. */
+struct bf_counter {
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* broadcast at every change */
+    uint64_t n;
+};
 
-/* The CLOCK_MONOTONIC time timeout_ms milliseconds from now, for
- * pthread_cond_timedwait on a bf_cond_init_mono condition variable. */
-struct timespec bf_deadline(int timeout_ms);
+/* Set up a counter at 0. Returns 0 or -ENOMEM (nothing to undo). */
+int bf_counter_init(struct bf_counter *c);
+void bf_counter_destroy(struct bf_counter *c);
+
+/* Add delta (may be negative; the count never goes below 0). */
+void bf_counter_add(struct bf_counter *c, int64_t delta);
+
+uint64_t bf_counter_get(struct bf_counter *c);
+
+/* Wait until the count is at least n (at_least) or 0 (!at_least), or
+ * timeout_ms milliseconds have passed (negative: no limit), on a condition
+ * variable. Returns 0 or -ETIMEDOUT. */
+int bf_counter_wait(struct bf_counter *c, bool at_least, uint64_t n, int timeout_ms);
 
 /* Check a file name for create/rename: 0, -EINVAL (NULL, empty, contains
  * '/', or is "." or ".."), -ENAMETOOLONG (more than BF_NAME_MAX bytes). */

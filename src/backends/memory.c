@@ -8,9 +8,11 @@
  *    record's metadata and committed block map. loadblk takes it shared
  *    (concurrent loads run in parallel); everything that changes a record
  *    takes it exclusive.
- *  - m->flock guards the fault rules and the held-call count. It is never
- *    held together with m->lock, and never across a sleep; a held call
- *    waits on m->released with it (the wait releases it).
+ *  - m->flock guards the fault rules and release_gen. It is never held
+ *    together with m->lock, and never across a sleep; a held call waits on
+ *    m->released with it (the wait releases it). The count of held calls
+ *    (m->held, a bf_counter) has a leaf lock of its own, taken inside
+ *    flock.
  *  - A handle's pending stores (mem_fh.pending) are touched only by the
  *    thread driving its transaction (bigfile.h: one thread at a time), so
  *    they need no lock.
@@ -71,10 +73,9 @@ struct mem_db {
     pthread_mutex_t flock;
     struct mem_rule *rules;
     size_t nrules, caprules;
-    uint64_t nheld;          /* calls held now */
     uint64_t release_gen;    /* bumped by every release: a held call waits for a change */
     pthread_cond_t released; /* broadcast when release_gen changes */
-    pthread_cond_t held;     /* broadcast when nheld changes */
+    struct bf_counter held;  /* calls held now (its lock nests inside flock) */
     bool closing;            /* mem_close released the held calls (a caller bug) */
 
     uint64_t calls[MEM_NOPS]; /* atomics */
@@ -234,12 +235,10 @@ static void rec_drop_name(struct mem_rec *r)
 static int fault_hold(struct mem_db *m)
 {
     uint64_t gen = m->release_gen;
-    m->nheld++;
-    pthread_cond_broadcast(&m->held);
+    bf_counter_add(&m->held, 1);
     while (m->release_gen == gen)
         pthread_cond_wait(&m->released, &m->flock);
-    m->nheld--;
-    pthread_cond_broadcast(&m->held);
+    bf_counter_add(&m->held, -1);
     return m->closing ? -EIO : 0;
 }
 
@@ -351,29 +350,14 @@ uint64_t bf_mem_held(bf_db *db)
 {
     if (!bf_db_is_memory(db))
         return 0;
-    struct mem_db *m = DB(db);
-    pthread_mutex_lock(&m->flock);
-    uint64_t n = m->nheld;
-    pthread_mutex_unlock(&m->flock);
-    return n;
+    return bf_counter_get(&DB(db)->held);
 }
 
 int bf_mem_wait_held(bf_db *db, uint64_t n, int timeout_ms)
 {
     if (!bf_db_is_memory(db))
         return -EINVAL;
-    struct mem_db *m = DB(db);
-    struct timespec until = bf_deadline(timeout_ms < 0 ? 0 : timeout_ms);
-    int r = 0;
-    pthread_mutex_lock(&m->flock);
-    while (m->nheld < n && r == 0) {
-        if (timeout_ms < 0)
-            pthread_cond_wait(&m->held, &m->flock);
-        else if (pthread_cond_timedwait(&m->held, &m->flock, &until) == ETIMEDOUT && m->nheld < n)
-            r = -ETIMEDOUT;
-    }
-    pthread_mutex_unlock(&m->flock);
-    return r;
+    return bf_counter_wait(&DB(db)->held, true, n, timeout_ms);
 }
 
 uint64_t bf_mem_calls(bf_db *db, enum bf_mem_op op)
@@ -539,22 +523,26 @@ static int mem_stored_blocks(struct bf_fh *fh, uint64_t *n)
 static void mem_close(bf_db *db)
 {
     struct mem_db *m = DB(db);
-    pthread_mutex_lock(&m->flock);
-    if (!BF_CHECK(m->nheld == 0, "closing a memory database with %llu calls held",
-                  (unsigned long long)m->nheld)) {
+    uint64_t held = bf_counter_get(&m->held);
+    if (!BF_CHECK(held == 0, "closing a memory database with %llu calls held",
+                  (unsigned long long)held)) {
         /* Let them go, failing, and wait until they no longer wait. */
+        pthread_mutex_lock(&m->flock);
         m->closing = true;
         fault_release(m);
-        while (m->nheld)
-            pthread_cond_wait(&m->held, &m->flock);
+        pthread_mutex_unlock(&m->flock);
+        bf_counter_wait(&m->held, false, 0, -1);
+        /* they left the count under flock: once we have had it, they are
+         * past their last touch of it */
+        pthread_mutex_lock(&m->flock);
+        pthread_mutex_unlock(&m->flock);
     }
-    pthread_mutex_unlock(&m->flock);
     while (m->recs)
         rec_destroy(m, m->recs);
     free(m->rules);
     pthread_rwlock_destroy(&m->lock);
     pthread_cond_destroy(&m->released);
-    pthread_cond_destroy(&m->held);
+    bf_counter_destroy(&m->held);
     pthread_mutex_destroy(&m->flock);
     free(m);
 }
@@ -804,16 +792,18 @@ int bf_db_is_memory(const bf_db *db)
 int bf_mem_open(unsigned flags, bf_db **out)
 {
     struct mem_db *m = calloc(1, sizeof(*m));
-    if (!m)
+    if (!m || bf_counter_init(&m->held) < 0) {
+        free(m);
         return -ENOMEM;
+    }
     if (bf_db_init(&m->base, &mem_engine_ops, flags) < 0) {
+        bf_counter_destroy(&m->held);
         free(m);
         return -ENOMEM;
     }
     pthread_rwlock_init(&m->lock, NULL);
     pthread_mutex_init(&m->flock, NULL);
     pthread_cond_init(&m->released, NULL);
-    bf_cond_init_mono(&m->held); /* bf_mem_wait_held's deadline is monotonic */
     m->next_id = 1;
     *out = &m->base;
     return 0;

@@ -22,10 +22,10 @@
  *    SQ_READERS_MAX; a thread waits on pcond when all are busy), each used
  *    by one thread at a time. Each query is its own read transaction, so a
  *    reader always sees the last commit.
- *  - block guards the count of lock waits (busy_wait).
+ *  - the count of lock waits (busy_wait) has a leaf lock of its own.
  *  - a checkpointer connection (absent when read-only), used only with
  *    cklock held, which is only ever try-locked (see "The WAL" below).
- *  Lock order: wlock -> plock, elock, block; those three are leaves;
+ *  Lock order: wlock -> plock, elock, the busy count; those are leaves;
  *  cklock is taken with no other lock held.
  *
  * The WAL: a writeout is one transaction, so the WAL grows to its size;
@@ -181,9 +181,7 @@ struct sq_db {
     pthread_mutex_t elock;
     char lasterr[512];
 
-    pthread_mutex_t block; /* a leaf: guards busy_waits */
-    pthread_cond_t bcond;  /* broadcast when busy_waits grows */
-    uint64_t busy_waits;   /* times a connection began to wait for a lock */
+    struct bf_counter busy; /* times a connection began to wait for a lock */
 };
 
 /* A handle. While its transaction is open (base.tx == BF_TX_OPEN) it holds
@@ -258,26 +256,14 @@ uint64_t bf_sqlite_busy_waits(bf_db *db)
 {
     if (!db || db->ops != &sq_engine_ops)
         return 0;
-    struct sq_db *d = DB(db);
-    pthread_mutex_lock(&d->block);
-    uint64_t n = d->busy_waits;
-    pthread_mutex_unlock(&d->block);
-    return n;
+    return bf_counter_get(&DB(db)->busy);
 }
 
 int bf_sqlite_wait_busy(bf_db *db, uint64_t n, int timeout_ms)
 {
     if (!db || db->ops != &sq_engine_ops)
         return -EINVAL;
-    struct sq_db *d = DB(db);
-    struct timespec until = bf_deadline(timeout_ms);
-    int r = 0;
-    pthread_mutex_lock(&d->block);
-    while (d->busy_waits < n && r == 0)
-        if (pthread_cond_timedwait(&d->bcond, &d->block, &until) == ETIMEDOUT && d->busy_waits < n)
-            r = -ETIMEDOUT;
-    pthread_mutex_unlock(&d->block);
-    return r;
+    return bf_counter_wait(&DB(db)->busy, true, n, timeout_ms);
 }
 
 static void errf(char *errbuf, size_t errlen, const char *fmt, ...)
@@ -301,12 +287,8 @@ static void errf(char *errbuf, size_t errlen, const char *fmt, ...)
 static int busy_wait(void *arg, int count)
 {
     struct sq_db *d = arg;
-    if (count == 0) {
-        pthread_mutex_lock(&d->block);
-        d->busy_waits++;
-        pthread_cond_broadcast(&d->bcond);
-        pthread_mutex_unlock(&d->block);
-    }
+    if (count == 0)
+        bf_counter_add(&d->busy, 1);
     long slept = count < 7 ? (1L << count) - 1 : 127 + 100L * (count - 7);
     long ms = count < 7 ? 1L << count : 100;
     if (slept >= SQ_BUSY_TIMEOUT)
@@ -1046,8 +1028,7 @@ static void sq_close(bf_db *db)
     pthread_mutex_destroy(&d->plock);
     pthread_cond_destroy(&d->pcond);
     pthread_mutex_destroy(&d->elock);
-    pthread_cond_destroy(&d->bcond);
-    pthread_mutex_destroy(&d->block);
+    bf_counter_destroy(&d->busy);
     if (d->rpath != d->path)
         free(d->rpath);
     free(d->path);
@@ -1476,12 +1457,15 @@ int bf_sqlite_open(const char *path, unsigned flags, bf_db **out, char *errbuf, 
         return e;
 
     struct sq_db *d = calloc(1, sizeof(*d));
-    if (!d || !(d->path = strdup(path))) {
+    if (!d || !(d->path = strdup(path)) || bf_counter_init(&d->busy) < 0) {
+        if (d)
+            free(d->path);
         free(d);
         errf(errbuf, errlen, "%s: out of memory", path);
         return -ENOMEM;
     }
     if (bf_db_init(&d->base, &sq_engine_ops, flags) < 0) {
+        bf_counter_destroy(&d->busy);
         free(d->path);
         free(d);
         errf(errbuf, errlen, "%s: out of memory", path);
@@ -1492,8 +1476,6 @@ int bf_sqlite_open(const char *path, unsigned flags, bf_db **out, char *errbuf, 
     pthread_mutex_init(&d->plock, NULL);
     pthread_cond_init(&d->pcond, NULL);
     pthread_mutex_init(&d->elock, NULL);
-    pthread_mutex_init(&d->block, NULL);
-    bf_cond_init_mono(&d->bcond);
     d->rpath = d->path;
     d->rflags = SQLITE_OPEN_READONLY;
     e = (flags & BF_DB_RDONLY) ? choose_readers(d, errbuf, errlen) : open_writer(d, errbuf, errlen);
