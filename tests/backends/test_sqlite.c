@@ -169,6 +169,28 @@ Test(sqlite_only, reopen_sees_committed, .timeout = 20)
     tb_rmdir(&t);
 }
 
+/* Files are looked at through "file:" URIs: a name with the characters a
+ * URI gives meaning to is still that file (not "a" with a query). */
+Test(sqlite_only, uri_characters_in_the_path, .timeout = 20)
+{
+    struct tb t;
+    char path[256], other[256];
+    tb_mkdir(&t);
+    snprintf(path, sizeof(path), "%s/a?mode=rwc&immutable=1#x%%41y", t.dir);
+    snprintf(other, sizeof(other), "%s/a", t.dir);
+    bf_db *db = sq_open(path, BF_DB_CREATE);
+    cr_assert_eq(bf_db_create(db, "x", BS, 0, 0644, 0, 0, NULL), 0);
+    bf_db_close(db);
+    cr_assert_eq(access(other, F_OK), -1, "the database went to another file");
+    db = sq_open(path, 0);
+    cr_assert_eq(bf_db_lookup(db, "x", NULL), 0);
+    bf_db_close(db);
+    db = sq_open(path, BF_DB_RDONLY);
+    cr_assert_eq(bf_db_lookup(db, "x", NULL), 0);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
+
 /* ---- crashes ------------------------------------------------------------- */
 
 enum crash_mode {
