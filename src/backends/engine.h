@@ -51,8 +51,9 @@
  *   2. the engine's own (each engine writes its order at its top).
  *   bf_db.lock (the layer's) is a leaf: it guards the open-file table, is
  *   held only to read or change it, and never across an engine call or a
- *   callback; an engine never takes it and never calls back into the layer.
- *   So the layer's lock and an engine's never nest. What must stay stable
+ *   callback; an engine never takes it (it calls only the helpers at the
+ *   end of this header, none of which does). So the layer's lock and an
+ *   engine's never nest. A bf_counter's lock is a leaf too. What must stay stable
  *   across an engine call is pinned by a record's state instead (LIVE,
  *   PURGING, RESERVED, tx), and waiting is on bf_db.cond.
  */
@@ -62,7 +63,6 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <time.h>
 
 #include "backends/backend.h"
 #include "util/debug.h" /* BF_ASSERT, BF_CHECK */
@@ -166,7 +166,8 @@ struct bf_fh {
 };
 
 /* Set up the generic part of a new database. Returns 0 or -ENOMEM (then
- * nothing is left to undo). */
+ * nothing is left to undo). After it, an engine's open that fails undoes
+ * everything with bf_db_close (which calls the engine's close). */
 int bf_db_init(bf_db *db, const struct bf_engine_ops *ops, unsigned flags);
 
 /* Log one line "bigfilefs: LABEL: MESSAGE" to stderr (backends have no
@@ -185,9 +186,11 @@ struct bf_counter {
 int bf_counter_init(struct bf_counter *c);
 void bf_counter_destroy(struct bf_counter *c);
 
-/* Add delta (may be negative; the count never goes below 0). */
+/* Add delta to the count and wake its waiters. A negative delta takes
+ * back what was added: below 0 is a caller bug (BF_ASSERT). */
 void bf_counter_add(struct bf_counter *c, int64_t delta);
 
+/* The count now. */
 uint64_t bf_counter_get(struct bf_counter *c);
 
 /* Wait until the count is at least n (at_least) or 0 (!at_least), or
