@@ -1121,7 +1121,8 @@ static char *path_uri(const char *path, const char *query)
  * and -shm both exist is in use (or was left by a crash: its -wal may hold
  * commits), and is opened through SQLite's locks, which then creates
  * nothing; any other is opened immutable: the file alone, no locks, no
- * -wal, -shm or -journal. */
+ * -wal, -shm or -journal (a -wal with no -shm, copied by hand, is then not
+ * read: the file alone decides). */
 static int open_untouched(const char *path, sqlite3 **c)
 {
     off_t n;
