@@ -41,7 +41,7 @@ struct bf_fs {
     char *mountpoint;           /* absolute path, for fsync at writeout */
     uint32_t blksize;           /* block size of new files */
     bool ro;                    /* -o ro: no write, no writeout */
-    bool inject;                /* -o inject: BIGFILE_IOC_INJECT enabled */
+    bool test_inject;           /* -o test_inject: BIGFILE_TEST_IOC_INJECT served */
     struct timespec mount_time; /* the root directory's times */
     /* Requests that may wait for the kernel (the ioctls), counted so that
      * a termination signal lets them finish first (signals.h). */

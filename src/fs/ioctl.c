@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* bigfilefs daemon — the ioctls of <bigfile/ioctl.h> (and the private
- * BIGFILE_IOC_INJECT of inject.h).
+/* bigfilefs daemon — the ioctls of <bigfile/ioctl.h> (and the test-only
+ * BIGFILE_TEST_IOC_INJECT of test_inject.h).
  *
  * WRITEOUT, DISCARD, INVALIDATE and SETBLKSIZE are long-running operations
  * on an inode: one at a time per inode (inode.h, bf_inode_op_begin), others
@@ -35,7 +35,7 @@
 
 #include "backends/memory.h"
 #include "fs/fs.h"
-#include "fs/inject.h"
+#include "fs/test_inject.h"
 #include "fs/log.h"
 #include "fs/signals.h"
 
@@ -347,11 +347,11 @@ static void ioc_setblksize(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, co
 static void ioc_inject(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, const void *in_buf,
                        size_t in_bufsz)
 {
-    struct bigfile_inject in;
+    struct bigfile_test_inject in;
     struct bf_mem_fault f;
     int r;
 
-    if (!fs->inject) {
+    if (!fs->test_inject) {
         fuse_reply_err(req, ENOTTY);
         return;
     }
@@ -365,13 +365,13 @@ static void ioc_inject(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, const 
         return;
     }
     switch (in.op) {
-    case BIGFILE_INJECT_CLEAR:
+    case BIGFILE_TEST_INJECT_CLEAR:
         bf_mem_clear_faults(fs->db);
         r = 0;
         break;
-    case BIGFILE_INJECT_ADD:
-        if (in.mem_op < BIGFILE_INJECT_LOADBLK || in.mem_op > BIGFILE_INJECT_COMMIT || in.err < 0 ||
-            in.blk_lo > in.blk_hi) {
+    case BIGFILE_TEST_INJECT_ADD:
+        if (in.mem_op < BIGFILE_TEST_INJECT_LOADBLK || in.mem_op > BIGFILE_TEST_INJECT_COMMIT ||
+            in.err < 0 || in.blk_lo > in.blk_hi) {
             r = -EINVAL;
             break;
         }
@@ -459,7 +459,7 @@ void bf_fs_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
     case BIGFILE_IOC_SETBLKSIZE:
         ioc_setblksize(req, fs, inode, in_buf, in_bufsz);
         break;
-    case BIGFILE_IOC_INJECT:
+    case BIGFILE_TEST_IOC_INJECT:
         ioc_inject(req, fs, inode, in_buf, in_bufsz);
         break;
     default:

@@ -40,7 +40,7 @@ struct options {
     char *database;
     char *blksize;
     char *cache;
-    int inject;
+    int test_inject;
     int ro;
     int show_help;
     int show_version;
@@ -59,7 +59,7 @@ enum {
         t, offsetof(struct options, field), v \
     }
 static const struct fuse_opt option_spec[] = {
-    OPT("blksize=%s", blksize, 0), OPT("cache=%s", cache, 0), OPT("inject", inject, 1),
+    OPT("blksize=%s", blksize, 0), OPT("cache=%s", cache, 0), OPT("test_inject", test_inject, 1),
     FUSE_OPT_KEY("ro", KEY_RO), FUSE_OPT_KEY("rw", KEY_RW),
     /* fstab-only options mount(8) or mount.fuse3 may pass on: ignored. */
     FUSE_OPT_KEY("defaults", KEY_DROP), FUSE_OPT_KEY("auto", KEY_DROP),
@@ -120,8 +120,8 @@ static void usage(FILE *f)
                "                           (default 256M; changed blocks are not counted)\n"
                "    -o ro                  read-only: writes fail with EROFS, no writeout\n"
                "    -o rw                  read-write (the default)\n"
-               "    -o inject              enable the fault-injection ioctl (tests only; needs\n"
-               "                           a mem: database)\n"
+               "    -o test_inject         serve the fault-injection ioctl of the tests (test\n"
+               "                           only; needs a mem: database)\n"
                "    -o allow_other         let other users access the mount (modes and owners\n"
                "                           are always enforced: default_permissions)\n"
                "    SIZE is a number with an optional K, M, G or T suffix (powers of 1024).\n"
@@ -242,8 +242,8 @@ int main(int argc, char *argv[])
         status = 2;
         goto out_args;
     }
-    if (o.inject && strncmp(o.database, "mem:", 4) != 0) {
-        fprintf(stderr, "bigfilefs: -o inject needs a mem: database\n");
+    if (o.test_inject && strncmp(o.database, "mem:", 4) != 0) {
+        fprintf(stderr, "bigfilefs: -o test_inject needs a mem: database\n");
         status = 2;
         goto out_args;
     }
@@ -264,7 +264,7 @@ int main(int argc, char *argv[])
     itable_ready = true;
     fs.blksize = (uint32_t)blksize;
     fs.ro = o.ro;
-    fs.inject = o.inject;
+    fs.test_inject = o.test_inject;
     fs.mountpoint = cmd.mountpoint; /* absolute (fuse_parse_cmdline) */
     clock_gettime(CLOCK_REALTIME, &fs.mount_time);
 

@@ -228,7 +228,7 @@ void bft_setup_inject(void)
 {
     prepare();
     snprintf(bft.db, sizeof(bft.db), "mem:");
-    snprintf(bft.opts, sizeof(bft.opts), "inject");
+    snprintf(bft.opts, sizeof(bft.opts), "test_inject");
     bft.is_mem = 1;
     bft_mount();
 }

@@ -78,7 +78,7 @@ extern struct bft_fixture bft;
 /* ---- fixtures (Criterion .init / .fini) ---------------------------------- */
 
 /* Prepare the namespace and temp dir and mount with an SQLite database /
- * a memory database / a memory database with -o inject. */
+ * a memory database / a memory database with -o test_inject. */
 void bft_setup_sqlite(void);
 void bft_setup_mem(void);
 void bft_setup_inject(void);
