@@ -7,8 +7,9 @@ bigfilefs_SOURCES = \
 	src/fs/fs.h src/fs/ops.c src/fs/ioctl.c \
 	src/fs/errors.h src/fs/errors.c \
 	src/fs/inode.h src/fs/inode.c \
+	src/fs/kernel.h src/fs/kernel.c \
 	src/fs/notify.h src/fs/notify.c \
-	src/fs/bdi.h src/fs/bdi.c \
+	src/fs/workq.h src/fs/workq.c \
 	src/fs/signals.h src/fs/signals.c \
 	src/fs/log.h src/fs/log.c \
 	src/fs/test_inject.h

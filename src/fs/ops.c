@@ -6,8 +6,10 @@
  * file's shared bf_fileh (inode.h), and reach the database only by the
  * WRITEOUT ioctl (ioctl.c).
  *
- * A core or backend error reaches the kernel through errors.h:
- * bf_errno_data() for READ, WRITE and LSEEK, bf_errno_ns() for the others.
+ * Every handler here runs on a request thread and never waits for the
+ * kernel (kernel.h, D1). A core or backend error reaches the kernel through
+ * errors.h: bf_errno_data() for READ, WRITE and LSEEK, bf_errno_ns() for
+ * the others.
  *
  * Global state: a pthread key (created once) whose per-thread value is the
  * READ buffer of that request thread (BF_MAX_IO bytes, freed when the
@@ -28,7 +30,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fs/bdi.h"
 #include "fs/errors.h"
 #include "fs/fs.h"
 #include "fs/log.h"
@@ -125,16 +126,6 @@ static void reply_entry(fuse_req_t req, struct bf_fs *fs, bf_inode *inode)
 
 /* ---- session life -------------------------------------------------------- */
 
-static int tune_bdi_job(struct fuse_session *se, void *arg)
-{
-    struct bf_fs *fs = arg;
-
-    (void)se;
-    /* 1 MiB readahead; let the mount hold up to half the dirty threshold. */
-    bf_bdi_tune(fs->mountpoint, BF_MAX_IO / 1024, 50);
-    return 0;
-}
-
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
     struct bf_fs *fs = userdata;
@@ -154,10 +145,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
     if (conn->max_background < 64)
         conn->max_background = 64;
 
-    /* Raise the bdi's readahead once the kernel has processed our INIT
-     * reply; from the notifier, which is not a request thread. */
-    if (fs->notifier && bf_notifier_post(fs->notifier, tune_bdi_job, NULL, fs) < 0)
-        bf_warn("cannot queue the readahead tuning");
+    /* 1 MiB readahead; let the mount hold up to half the dirty threshold.
+     * Once the kernel has processed our INIT reply; from the notifier, not
+     * this request thread (kernel.h). */
+    bf_kernel_tune_bdi_later(fs->kernel, BF_MAX_IO / 1024, 50);
 }
 
 /* ---- namespace ------------------------------------------------------------ */
