@@ -21,8 +21,10 @@
  *     another runs on the file) and is queued (workq.h; EAGAIN when the
  *     caller's share of the queue is full, ESHUTDOWN while the daemon
  *     exits). The request thread returns to the loop.
- *  7. On a worker: the handler runs, the inode's operation ends, and the
- *     worker answers.
+ *  7. On a worker: a request that answers data first checks that the
+ *     caller's buffer takes it (bf_kernel_probe_user) and fails with EFAULT
+ *     before acting if not; then the handler runs, the inode's operation
+ *     ends, and the worker answers.
  * Every error reaches the kernel through bf_errno_ioctl() (errors.h).
  *
  * Access: like write(2), the requests that commit, drop or forget
@@ -57,6 +59,12 @@
 #include "fs/test_inject.h"
 #include "fs/workq.h"
 #include "util/debug.h"
+
+/* The first encodings of DISCARD and RECLAIM (bigfilefs 0.1: _IOR, so the
+ * kernel copied nothing in and a bad pointer showed only after the daemon
+ * acted), still served for programs built with them. */
+#define BIGFILE_IOC_DISCARD_0_1 _IOR(BIGFILE_IOC_MAGIC, 2, struct bigfile_count)
+#define BIGFILE_IOC_RECLAIM_0_1 _IOR(BIGFILE_IOC_MAGIC, 5, struct bigfile_count)
 
 /* Every argument struct, in and out. */
 union ioc_arg {
@@ -347,13 +355,17 @@ static int run_inject(struct ioc_call *c)
 static const struct ioc_def ioc_table[] = {
     { BIGFILE_IOC_WRITEOUT, "WRITEOUT", SZ(bigfile_writeout), SZ(bigfile_writeout), IOC_COMMIT,
       BF_OP_WRITEOUT, IOC_QUEUED, check_writeout, run_writeout },
-    { BIGFILE_IOC_DISCARD, "DISCARD", 0, SZ(bigfile_count), IOC_CHANGE, BF_OP_DISCARD, IOC_QUEUED,
-      NULL, run_discard },
+    { BIGFILE_IOC_DISCARD, "DISCARD", SZ(bigfile_count), SZ(bigfile_count), IOC_CHANGE,
+      BF_OP_DISCARD, IOC_QUEUED, NULL, run_discard },
+    { BIGFILE_IOC_DISCARD_0_1, "DISCARD", 0, SZ(bigfile_count), IOC_CHANGE, BF_OP_DISCARD,
+      IOC_QUEUED, NULL, run_discard },
     { BIGFILE_IOC_INVALIDATE, "INVALIDATE", SZ(bigfile_range), 0, IOC_CHANGE, BF_OP_INVALIDATE,
       IOC_QUEUED, check_range, run_invalidate },
     { BIGFILE_IOC_STAT, "STAT", 0, SZ(bigfile_stat), IOC_READ, BF_OP_NONE, 0, NULL, run_stat },
-    { BIGFILE_IOC_RECLAIM, "RECLAIM", 0, SZ(bigfile_count), IOC_READ, BF_OP_NONE, IOC_QUEUED, NULL,
-      run_reclaim },
+    { BIGFILE_IOC_RECLAIM, "RECLAIM", SZ(bigfile_count), SZ(bigfile_count), IOC_READ, BF_OP_NONE,
+      IOC_QUEUED, NULL, run_reclaim },
+    { BIGFILE_IOC_RECLAIM_0_1, "RECLAIM", 0, SZ(bigfile_count), IOC_READ, BF_OP_NONE, IOC_QUEUED,
+      NULL, run_reclaim },
     { BIGFILE_IOC_SETBLKSIZE, "SETBLKSIZE", SZ(bigfile_blksize), 0, IOC_COMMIT, BF_OP_SETBLKSIZE,
       IOC_QUEUED, check_blksize, run_setblksize },
     { BIGFILE_TEST_IOC_INJECT, "TEST_INJECT", SZ(bigfile_test_inject), 0, IOC_READ, BF_OP_NONE,
@@ -414,8 +426,17 @@ static void finish(struct ioc_call *c, int r)
 static void run_queued(struct bf_work *w)
 {
     struct ioc_call *c = (struct ioc_call *)w;
+    int r = 0;
 
-    finish(c, c->def->run(c));
+    /* EFAULT before acting: the kernel copies the answer out only after
+     * the reply; a buffer it cannot write would leave the caller with
+     * EFAULT for a request that did act. When the daemon cannot tell (no
+     * privilege over the caller), it acts (ioctl_bigfile(2), NOTES). */
+    if (c->def->out_size && bf_kernel_probe_user(c->pid, c->arg, c->def->out_size) == -EFAULT)
+        r = -EFAULT;
+    if (r == 0)
+        r = c->def->run(c);
+    finish(c, r);
 }
 
 static void cancel_queued(struct bf_work *w, int err)

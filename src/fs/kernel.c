@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "fs/kernel.h"
@@ -289,6 +290,25 @@ int bf_kernel_writeback(bf_kernel *k, pid_t caller, fuse_ino_t ino)
             "the caller's file could not be reached: %s",
             (unsigned long long)ino, strerror(-r));
     return bf_kernel_inval(k, ino, 0, 0);
+}
+
+/* ---- the caller's memory ----------------------------------------------------- */
+
+int bf_kernel_probe_user(pid_t pid, void *addr, size_t len)
+{
+    char buf[512];
+    struct iovec local = { buf, len }, remote = { addr, len };
+    ssize_t n;
+
+    BF_ASSERT(may_wait);
+    if (len > sizeof(buf))
+        return -EINVAL;
+    n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+    if (n >= 0 && (size_t)n == len)
+        n = process_vm_writev(pid, &local, 1, &remote, 1, 0);
+    if (n < 0)
+        return -errno;
+    return (size_t)n == len ? 0 : -EFAULT;
 }
 
 /* ---- unmounting ---------------------------------------------------------------- */

@@ -115,6 +115,15 @@ int bf_kernel_writeback(bf_kernel *k, pid_t caller, fuse_ino_t ino);
  * (logged, D5; the connection is going away, or the notifier stopped). */
 int bf_kernel_inval(bf_kernel *k, fuse_ino_t ino, off_t off, off_t len);
 
+/* Whether the len bytes at addr in the memory of thread `pid` (an IOCTL's
+ * caller) can be written, found by reading them and writing the same bytes
+ * back (process_vm_readv/writev). Returns 0 (writable), -EFAULT (not
+ * readable or not writable: the kernel's copy-out of an answer would
+ * fail), or another -errno when it cannot tell (-EPERM: no privilege over
+ * the caller; -ESRCH: the caller is gone). May fault in the caller's pages,
+ * so it waits for the kernel (a page of a bigfilefs mapping is a READ). */
+int bf_kernel_probe_user(pid_t pid, void *addr, size_t len);
+
 /* After the session loop ended: detach (MNT_DETACH) this mount — found by
  * its mount id in /proc/self/mountinfo, wherever it was moved, and reached
  * through a descriptor whose mount id is checked, so that a filesystem

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* bigfilefs — integration tests: no workload and no reader can freeze a
- * mount, a writeout never misses changes wherever the mount went, and
- * SIGTERM unmounts only its own mount (issue 9).
+ * mount, a writeout never misses changes wherever the mount went, SIGTERM
+ * unmounts only its own mount, and an ioctl that fails with EFAULT did
+ * nothing (issue 9).
  *
  * The starvation tests drive far more concurrent long requests than the
  * daemon has request threads (16), so that they cannot pass because the
@@ -333,4 +334,100 @@ BFT_TEST(reliability, sigterm_after_mount_move_unmounts_only_this_mount, bft_set
               dead ? "left dead: ENOTCONN" : "still mounted");
     umount2(moved, MNT_DETACH);
     umount2(bft.mnt, MNT_DETACH);
+}
+
+/* ---- 5. EFAULT: nothing happened --------------------------------------------------------- */
+
+/* The first encodings of DISCARD and RECLAIM (bigfilefs 0.1: _IOR), which the
+ * daemon still serves. */
+#define OLD_IOC_DISCARD _IOR(BIGFILE_IOC_MAGIC, 2, struct bigfile_count)
+#define OLD_IOC_RECLAIM _IOR(BIGFILE_IOC_MAGIC, 5, struct bigfile_count)
+
+/* A page holding *init, made read-only. */
+static void *readonly_copy(const void *init, size_t len)
+{
+    void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    cr_assert_neq(m, MAP_FAILED);
+    memcpy(m, init, len);
+    cr_assert_eq(mprotect(m, 4096, PROT_READ), 0);
+    return m;
+}
+
+static void expect_efault(int fd, unsigned long req, void *arg, const char *what)
+{
+    errno = 0;
+    int r = ioctl(fd, req, arg);
+    cr_expect(r == -1 && errno == EFAULT, "%s: %d, %s (want EFAULT)", what, r, strerror(errno));
+}
+
+/* Nothing changed since s0: the change is still uncommitted, nothing was
+ * committed, discarded or reclaimed. */
+static void expect_untouched(const char *p, const struct bigfile_stat *s0, const char *what)
+{
+    struct bigfile_stat s;
+    cr_assert_eq(bft_stat(p, &s), 0);
+    cr_expect_eq(s.dirty_blocks, 1, "%s: the change is still uncommitted", what);
+    cr_expect_eq(s.writeouts, s0->writeouts, "%s: nothing was committed", what);
+    cr_expect_eq(s.discards, s0->discards, "%s: nothing was discarded", what);
+    cr_expect_eq(s.reclaimed_blocks, s0->reclaimed_blocks, "%s: nothing was reclaimed", what);
+    cr_expect_eq(s.loaded_blocks, s0->loaded_blocks, "%s: the cached blocks are still there", what);
+}
+
+BFT_TEST_BOTH(reliability, an_ioctl_failing_with_efault_did_nothing, 60)
+{
+    char p[PATH_MAX];
+    bft_create("f", "64K", "1M");
+    bft_path(p, "f");
+    bft_put_commit(p, 0, 4 * BS, 1); /* blocks 0..3 committed and cached */
+    bft_put(p, BS, BS, 2);           /* block 1 changed */
+    struct bigfile_stat s0;
+    cr_assert_eq(bft_stat(p, &s0), 0);
+    cr_assert_eq(s0.dirty_blocks, 1);
+    cr_assert_gt(s0.loaded_blocks, 0);
+    int fd = open(p, O_RDWR);
+    cr_assert_geq(fd, 0);
+
+    struct bigfile_count zero = { 0, 0 };
+    struct bigfile_writeout wo = { .flags = BFT_WO_BOTH };
+    void *ro_count = readonly_copy(&zero, sizeof(zero));
+    void *ro_wo = readonly_copy(&wo, sizeof(wo));
+
+    const struct {
+        unsigned long req;
+        void *arg;
+        const char *what;
+    } bad[] = {
+        { BIGFILE_IOC_DISCARD, NULL, "DISCARD, NULL argument" },
+        { BIGFILE_IOC_DISCARD, ro_count, "DISCARD, read-only argument" },
+        { OLD_IOC_DISCARD, NULL, "DISCARD (old encoding), NULL argument" },
+        { BIGFILE_IOC_RECLAIM, NULL, "RECLAIM, NULL argument" },
+        { BIGFILE_IOC_RECLAIM, ro_count, "RECLAIM, read-only argument" },
+        { OLD_IOC_RECLAIM, NULL, "RECLAIM (old encoding), NULL argument" },
+        { BIGFILE_IOC_WRITEOUT, NULL, "WRITEOUT, NULL argument" },
+        { BIGFILE_IOC_WRITEOUT, ro_wo, "WRITEOUT, read-only argument" },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        expect_efault(fd, bad[i].req, bad[i].arg, bad[i].what);
+        expect_untouched(p, &s0, bad[i].what);
+    }
+    bft_expect(p, BS, BS, 2, "the change after the refused requests");
+    if (!bft.is_mem) {
+        close(fd);
+        bft_remount();
+        bft_expect(p, BS, BS, 1, "the database after the refused requests");
+        bft_put(p, BS, BS, 2);
+        fd = open(p, O_RDWR);
+        cr_assert_geq(fd, 0);
+    }
+
+    /* The old encodings still work with a good argument. */
+    struct bigfile_count c = { 0, 0 };
+    cr_expect_eq(ioctl(fd, OLD_IOC_RECLAIM, &c), 0, "RECLAIM (old encoding): %s", strerror(errno));
+    c.blocks = 0;
+    cr_expect_eq(ioctl(fd, OLD_IOC_DISCARD, &c), 0, "DISCARD (old encoding): %s", strerror(errno));
+    cr_expect_eq(c.blocks, 1, "DISCARD (old encoding) dropped the change");
+    bft_expect(p, BS, BS, 1, "the committed data after DISCARD");
+    close(fd);
+    munmap(ro_count, 4096);
+    munmap(ro_wo, 4096);
 }
