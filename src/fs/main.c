@@ -4,11 +4,12 @@
  *   bigfilefs [-f] [-o OPTIONS] DATABASE MOUNTPOINT
  *
  * The steps, in this order:
- *  1. Options (usage errors exit 2).
+ *  1. Options: every one is checked — ours here, libfuse's by creating the
+ *     session — before anything is touched, so that a usage error (exit 2)
+ *     creates no database.
  *  2. The database is opened before mounting, so that a bad one is
  *     reported clearly (exit 1) without a mount.
- *  3. The session and the mount; kernel.c records the mount (device, mount
- *     id) at once.
+ *  3. Mount; kernel.c records the mount (device, mount id) at once.
  *  4. Threads: the notifier, the workers of the long ioctls, the signal
  *     thread; then the session loop.
  *  5. SIGINT, SIGTERM, SIGHUP (signals.h) or an unmount (fusermount3 -u,
@@ -143,6 +144,14 @@ static void usage(FILE *f)
                "\n");
 }
 
+/* The machine's memory in bytes (0 if unknown). */
+static uint64_t phys_memory(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+
+    return pages > 0 && psize > 0 ? (uint64_t)pages * (uint64_t)psize : 0;
+}
+
 static int parse_size_opt(const char *name, const char *s, uint64_t *out)
 {
     int r = bf_parse_size(s, out);
@@ -212,7 +221,7 @@ int main(int argc, char *argv[])
     struct fuse_cmdline_opts cmd;
     struct fuse_loop_config *loop_cfg = NULL;
     struct bf_fs fs;
-    uint64_t blksize = BF_BLKSIZE_DEFAULT, cache = DEFAULT_CACHE;
+    uint64_t blksize = BF_BLKSIZE_DEFAULT, cache = DEFAULT_CACHE, mem;
     const struct bf_workq_limits limits = {
         .workers = BF_WORKERS,
         .max_queued = BF_QUEUE_MAX,
@@ -236,7 +245,7 @@ int main(int argc, char *argv[])
         goto out_args;
     }
 
-    /* 1. Options. */
+    /* 1. Options: all of them, before the database is touched. */
     if (fuse_opt_parse(&args, &o, option_spec, option_proc) != 0) {
         usage(stderr);
         status = 2;
@@ -280,8 +289,12 @@ int main(int argc, char *argv[])
                 o.blksize);
         goto out_args;
     }
-    if (cache > SIZE_MAX) {
-        fprintf(stderr, "bigfilefs: cache=%s is too large\n", o.cache);
+    mem = phys_memory();
+    if (cache > SIZE_MAX || (mem && cache > mem)) {
+        fprintf(stderr,
+                "bigfilefs: cache=%s is more than this machine's memory (%llu MiB): the cache "
+                "holds blocks in memory\n",
+                o.cache, (unsigned long long)(mem >> 20));
         goto out_args;
     }
     if (o.test_inject && strncmp(o.database, "mem:", 4) != 0) {
@@ -290,6 +303,16 @@ int main(int argc, char *argv[])
     }
     if (cmd.debug)
         bf_log_set_level(LOG_DEBUG);
+    if (add_fixed_options(&args, o.database) < 0) {
+        fprintf(stderr, "bigfilefs: out of memory\n");
+        status = 1;
+        goto out_args;
+    }
+    /* libfuse checks its options here (an unknown one is refused, and says
+     * so); it neither mounts nor calls an operation yet. */
+    fs.se = fuse_session_new(&args, &bf_fs_ops, sizeof(bf_fs_ops), &fs);
+    if (!fs.se)
+        goto out_args;
     status = 1;
 
     /* 2. The database, before mounting. */
@@ -309,17 +332,7 @@ int main(int argc, char *argv[])
     fs.test_inject = o.test_inject;
     clock_gettime(CLOCK_REALTIME, &fs.mount_time);
 
-    /* 3. The session and the mount. */
-    if (add_fixed_options(&args, o.database) < 0) {
-        fprintf(stderr, "bigfilefs: out of memory\n");
-        goto out_session;
-    }
-    fs.se = fuse_session_new(&args, &bf_fs_ops, sizeof(bf_fs_ops), &fs);
-    if (!fs.se) {
-        /* libfuse said why (an unknown option, typically). */
-        status = 2;
-        goto out_session;
-    }
+    /* 3. The mount. */
     if (fuse_session_mount(fs.se, cmd.mountpoint) != 0)
         goto out_session;
     mounted = true;
