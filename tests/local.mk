@@ -1,7 +1,7 @@
 ## SPDX-License-Identifier: MIT
 ## tests: Criterion unit tests (core, backends, daemon) and integration
-## tests that mount a real bigfilefs; testlib.sh is the mount harness of the shell
-## tests (examples, man, python). Each part has its own file.
+## tests that mount a real bigfilefs; testlib.sh is the mount harness of the
+## shell tests (examples, man, python). Each part has its own file.
 include $(srcdir)/tests/core/local.mk
 include $(srcdir)/tests/backends/local.mk
 include $(srcdir)/tests/daemon/local.mk
