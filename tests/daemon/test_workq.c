@@ -125,15 +125,25 @@ Test(workq, every_job_runs_and_drain_waits_for_them)
 
 Test(workq, one_job_of_a_file_runs_at_a_time)
 {
-    static struct tjob j[24];
+    static struct tjob j[8], other;
     bf_workq *q = start(4, 64, 64, 4);
 
-    for (int i = 0; i < 24; i++) {
-        tjob_init(&j[i], i, (uid_t)i, (uint64_t)(i % 2), false);
+    /* Eight blocking jobs of two files, then one of a third file: with a
+     * job per file at a time, the third file's job takes the third worker
+     * while the others wait for their files. */
+    for (int i = 0; i < 8; i++) {
+        tjob_init(&j[i], i, (uid_t)i, (uint64_t)(i % 2), true);
         cr_assert_eq(bf_workq_submit(q, &j[i].w), 0);
     }
+    tjob_init(&other, 99, 99, 2, true);
+    cr_assert_eq(bf_workq_submit(q, &other.w), 0);
+    gate_wait_arrived(3);
+    pthread_mutex_lock(&g.lock);
+    cr_expect_eq(g.order[2], 99, "the third job to run is the other file's, not %d", g.order[2]);
+    pthread_mutex_unlock(&g.lock);
+    gate_open();
     cr_assert(bf_workq_drain(q, 10000));
-    cr_expect_eq(g.nrun, 24);
+    cr_expect_eq(g.nrun, 9);
     cr_expect_eq(g.max_per_file[0], 1, "file 0 ran %d jobs at once", g.max_per_file[0]);
     cr_expect_eq(g.max_per_file[1], 1, "file 1 ran %d jobs at once", g.max_per_file[1]);
     bf_workq_stop(q);
