@@ -38,7 +38,10 @@
  *      of the functions below marked "waits for the kernel", waits for no
  *      worker, and takes no lock that such a waiter holds for writing. A
  *      request that must wait for the kernel (the long ioctls) is queued
- *      (workq.h) and answered later from a worker thread.
+ *      (workq.h) and answered later from a worker thread. A request thread
+ *      may wait for a worker's core call (a shrinking truncate waits for a
+ *      writeout's commit, fileh.h): that part of a worker's job waits for
+ *      the backend only, never for the kernel.
  *  D2. Only threads that declared bf_kernel_thread_may_wait() — the
  *      workers and the notifier — call the functions that wait for the
  *      kernel (asserted in debug builds). They hold no daemon mutex while
