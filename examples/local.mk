@@ -11,4 +11,4 @@ TESTS += examples/run-mapdemo.sh
 if HAVE_PYTHON
 TESTS += examples/run-numpy-demo.sh
 endif
-EXTRA_DIST += examples/testlib.sh examples/run-mapdemo.sh examples/run-numpy-demo.sh
+EXTRA_DIST += examples/run-mapdemo.sh examples/run-numpy-demo.sh

@@ -4,7 +4,7 @@
 # SQLite database, then remount and check that what it committed is there.
 # Skips (77) when FUSE cannot be used here or bigfilefs is not built.
 set -u
-. "${BF_SRCDIR:-$(dirname "$0")/..}/examples/testlib.sh"
+. "${BF_SRCDIR:-$(dirname "$0")/..}/tests/testlib.sh"
 bf_setup "$@"
 demo=${BF_BUILDDIR:-.}/examples/mapdemo
 [ -x "$demo" ] || bf_fail "$demo is not built"

@@ -6,7 +6,7 @@
 # cannot be used here, bigfilefs is not built, or no python has numpy.
 set -u
 src=${BF_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
-. "$src/examples/testlib.sh"
+. "$src/tests/testlib.sh"
 py=""
 for p in "${PYTHON:-}" python3 /usr/bin/python3; do
     [ -n "$p" ] && "$p" -c 'import numpy' 2>/dev/null && { py=$p; break; }

@@ -8,7 +8,7 @@
 # The fstab line has the shape that bigfilefs(8) shows.
 # Runs in a private mount namespace; skips (77) if FUSE is unusable here.
 set -u
-. "${BF_SRCDIR:-$(dirname "$0")/..}/examples/testlib.sh"
+. "${BF_SRCDIR:-$(dirname "$0")/..}/tests/testlib.sh"
 bf_setup "$@"
 [ -x "${BIGFILECTL:-}" ] || bf_fail "bigfilectl is not built (BIGFILECTL=${BIGFILECTL:-})"
 command -v mount.fuse3 >/dev/null 2>&1 || [ -x /sbin/mount.fuse3 ] || bf_skip "mount.fuse3 is not installed"

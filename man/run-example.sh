@@ -6,7 +6,7 @@
 # Skips (77) when FUSE cannot be used here or bigfilefs is not built.
 set -u
 src=${BF_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
-. "$src/examples/testlib.sh"
+. "$src/tests/testlib.sh"
 bf_setup "$@"
 demo=${BF_BUILDDIR:-.}/man/ioctl_bigfile_demo
 [ -x "$demo" ] || bf_fail "$demo is not built"

@@ -6,7 +6,7 @@
 # BF_TEST_INSTALLED=1, tests the module that $PYTHON finds installed.
 set -u
 src=${BF_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
-. "$src/examples/testlib.sh"
+. "$src/tests/testlib.sh"
 bf_setup "$@"
 py=${PYTHON:-python3}
 if [ "${BF_TEST_INSTALLED:-}" = 1 ]; then

@@ -1,6 +1,9 @@
 ## SPDX-License-Identifier: MIT
-## tests: Criterion unit tests (core, backends) and integration tests that
-## mount a real bigfilefs. Each part has its own file.
+## tests: Criterion unit tests (core, backends, daemon) and integration
+## tests that mount a real bigfilefs; testlib.sh is the mount harness of the
+## shell tests (examples, man, python). Each part has its own file.
 include $(srcdir)/tests/core/local.mk
 include $(srcdir)/tests/backends/local.mk
+include $(srcdir)/tests/daemon/local.mk
 include $(srcdir)/tests/integration/local.mk
+EXTRA_DIST += tests/testlib.sh

@@ -13,6 +13,12 @@
  * encodings below are the same for 32- and 64-bit callers and work through
  * FUSE (which passes _IOC_SIZE bytes each way) and from Python's
  * fcntl.ioctl. The magic number is private to bigfilefs.
+ *
+ * Every request that acts and answers is encoded _IOWR, even when it reads
+ * nothing from its argument (DISCARD, RECLAIM): the kernel then copies the
+ * argument in before the daemon sees the request, so a bad pointer fails
+ * with EFAULT before anything happened (ioctl_bigfile(2), NOTES). The first
+ * encodings of DISCARD and RECLAIM (_IOR, bigfilefs 0.1) are still served.
  */
 #ifndef BIGFILE_IOCTL_H
 #define BIGFILE_IOCTL_H
@@ -80,10 +86,10 @@ struct bigfile_blksize {
 };
 
 #define BIGFILE_IOC_WRITEOUT _IOWR(BIGFILE_IOC_MAGIC, 1, struct bigfile_writeout)
-#define BIGFILE_IOC_DISCARD _IOR(BIGFILE_IOC_MAGIC, 2, struct bigfile_count)
+#define BIGFILE_IOC_DISCARD _IOWR(BIGFILE_IOC_MAGIC, 2, struct bigfile_count)
 #define BIGFILE_IOC_INVALIDATE _IOW(BIGFILE_IOC_MAGIC, 3, struct bigfile_range)
 #define BIGFILE_IOC_STAT _IOR(BIGFILE_IOC_MAGIC, 4, struct bigfile_stat)
-#define BIGFILE_IOC_RECLAIM _IOR(BIGFILE_IOC_MAGIC, 5, struct bigfile_count)
+#define BIGFILE_IOC_RECLAIM _IOWR(BIGFILE_IOC_MAGIC, 5, struct bigfile_count)
 #define BIGFILE_IOC_SETBLKSIZE _IOW(BIGFILE_IOC_MAGIC, 6, struct bigfile_blksize)
 
 #endif /* BIGFILE_IOCTL_H */

@@ -18,12 +18,13 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <bigfile/ioctl.h>
 
 #include "core/bigfile.h" /* bf_blksize_valid, BF_SIZE_MAX */
-#include "util/util.h"     /* bf_parse_size */
+#include "util/util.h"    /* bf_parse_size */
 
 enum {
     EXIT_OK = 0,
@@ -255,8 +256,14 @@ static int cmd_invalidate(int argc, char **argv)
     if (r < 0 || hi < lo)
         return usage_error("invalidate: bad block range '%s' (expected BLK or BLK-BLK, BLK <= BLK)",
                            argv[optind + 1]);
-    if (hi == UINT64_MAX && lo == 0)
-        return usage_error("invalidate: block range '%s' is too large", argv[optind + 1]);
+    /* The request takes a start and a count: start + count must fit. */
+    if (hi == UINT64_MAX) {
+        fprintf(stderr,
+                "bigfilectl: invalidate: block %" PRIu64 " is out of range: the largest block "
+                "number is %" PRIu64 "\nTry 'bigfilectl --help'.\n",
+                hi, UINT64_MAX - 1);
+        return EXIT_USAGE;
+    }
     rg.start = lo;
     rg.count = hi - lo + 1;
     if ((r = open_file_rw("invalidate", file, true, &fd)) != EXIT_OK)
@@ -309,6 +316,51 @@ static int cmd_stat(int argc, char **argv)
     return EXIT_OK;
 }
 
+/* Whether the directory that would hold `file` is on a bigfilefs mount: its
+ * device is that of a "fuse.bigfilefs" mount in /proc/self/mountinfo.
+ * Returns 1, 0, or -errno (the directory cannot be looked at). */
+static int on_bigfilefs(const char *file)
+{
+    char *dir = strdup(file), *slash, *line = NULL;
+    struct stat st;
+    size_t cap = 0;
+    FILE *f;
+    int found = 0;
+
+    if (!dir)
+        return -ENOMEM;
+    slash = strrchr(dir, '/');
+    if (!slash)
+        strcpy(dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    if (stat(dir, &st) < 0) {
+        found = -errno;
+        free(dir);
+        return found;
+    }
+    free(dir);
+    f = fopen("/proc/self/mountinfo", "re");
+    if (!f)
+        return -errno;
+    while (!found && getline(&line, &cap, f) > 0) {
+        unsigned maj, min;
+        char *sep = strstr(line, " - ");
+        char fstype[64];
+
+        /* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [TAGS...] - FSTYPE ... */
+        if (sep && sscanf(line, "%*u %*u %u:%u", &maj, &min) == 2 &&
+            sscanf(sep + 3, "%63s", fstype) == 1 && makedev(maj, min) == st.st_dev &&
+            strcmp(fstype, "fuse.bigfilefs") == 0)
+            found = 1;
+    }
+    free(line);
+    fclose(f);
+    return found;
+}
+
 static int cmd_create(int argc, char **argv)
 {
     static const struct option lo[] = { { "blksize", required_argument, NULL, 'b' },
@@ -336,6 +388,15 @@ static int cmd_create(int argc, char **argv)
         return usage_error("create: bad --size '%s'", size_s);
     if ((r = one_operand(argc, argv, "create", &file)) != EXIT_OK)
         return r;
+    /* Elsewhere open(O_CREAT) would make a plain file: refuse first. */
+    r = on_bigfilefs(file);
+    if (r < 0)
+        return fail("create", file, "cannot look at its directory", -r);
+    if (r == 0) {
+        fprintf(stderr, "bigfilectl: create %s: not on a bigfilefs mount (nothing created)\n",
+                file);
+        return EXIT_FAIL;
+    }
 
     /* O_RDWR: SETBLKSIZE and WRITEOUT need an fd open for writing. */
     fd = open(file, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);

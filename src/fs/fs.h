@@ -3,16 +3,17 @@
  *
  * One struct bf_fs per daemon (one mount). main.c fills it (options, the
  * database, the ram), creates the session with bf_fs_ops, and runs the
- * multi-threaded loop; ops.c serves the FUSE requests, ioctl.c the ioctls.
- * Its fields are set before the session loop starts and are read-only
- * afterwards, except through the objects' own locking (the inode table,
- * the notifier, the core, the backend) and `busy`, under busy_lock.
+ * multi-threaded loop; ops.c serves the FUSE requests, ioctl.c the ioctls,
+ * the worker queue (workq.h) their long part, and kernel.c every dealing
+ * with the kernel. Its fields are set before the session loop starts and
+ * are read-only afterwards, except through the objects' own locking (the
+ * inode table, the kernel's notifier, the worker queue, the core, the
+ * backend).
  */
 #ifndef BIGFILEFS_FS_FS_H
 #define BIGFILEFS_FS_FS_H
 
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
@@ -22,7 +23,8 @@
 #include "backends/backend.h"
 #include "core/ram.h"
 #include "fs/inode.h"
-#include "fs/notify.h"
+#include "fs/kernel.h"
+#include "fs/workq.h"
 
 /* Attribute and entry timeout given to the kernel: long, so the kernel
  * keeps attributes stable; the daemon invalidates them when they change
@@ -32,22 +34,24 @@
 /* Largest READ/WRITE and readahead negotiated with the kernel. */
 #define BF_MAX_IO (1u << 20)
 
+/* The worker queue of the long ioctls (workq.h): its threads, and how much
+ * one user may queue and run. One worker is always left to other users. */
+#define BF_WORKERS 4u
+#define BF_QUEUE_MAX 1024u
+#define BF_QUEUE_USER_MAX 256u
+#define BF_QUEUE_USER_RUNNING (BF_WORKERS - 1u)
+
 struct bf_fs {
     bf_db *db;
     bf_ram *ram;
     bf_itable itable;
     struct fuse_session *se;
-    bf_notifier *notifier;      /* started once the session is mounted */
-    char *mountpoint;           /* absolute path, for fsync at writeout */
+    bf_kernel *kernel;          /* from the mount on (kernel.h) */
+    bf_workq *workq;            /* the long ioctls (workq.h) */
     uint32_t blksize;           /* block size of new files */
     bool ro;                    /* -o ro: no write, no writeout */
-    bool inject;                /* -o inject: BIGFILE_IOC_INJECT enabled */
+    bool test_inject;           /* -o test_inject: BIGFILE_TEST_IOC_INJECT served */
     struct timespec mount_time; /* the root directory's times */
-    /* Requests that may wait for the kernel (the ioctls), counted so that
-     * a termination signal lets them finish first (signals.h). */
-    pthread_mutex_t busy_lock;
-    pthread_cond_t busy_cond;
-    unsigned busy;
 };
 
 /* The file handle (fi->fh) ops.c gives the kernel at OPEN/CREATE for a
@@ -86,7 +90,8 @@ static inline bool bf_fh_writable(uint64_t fh)
 extern const struct fuse_lowlevel_ops bf_fs_ops;
 
 /* The IOCTL request handler (ioctl.c), called by ops.c for regular files.
- * Replies to req itself. */
+ * Replies to req itself, at once or — for the requests that wait for the
+ * kernel — later, from a worker of fs->workq. */
 void bf_fs_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
                  struct fuse_file_info *fi, unsigned flags, const void *in_buf, size_t in_bufsz,
                  size_t out_bufsz);

@@ -1,13 +1,31 @@
 /* SPDX-License-Identifier: MIT */
-/* bigfilefs daemon — the ioctls of <bigfile/ioctl.h> (and the private
- * BIGFILE_IOC_INJECT of inject.h).
+/* bigfilefs daemon — the ioctls of <bigfile/ioctl.h> (and the test-only
+ * BIGFILE_TEST_IOC_INJECT of test_inject.h).
  *
- * WRITEOUT, DISCARD, INVALIDATE and SETBLKSIZE are long-running operations
- * on an inode: one at a time per inode (inode.h, bf_inode_op_begin), others
- * get EBUSY. They hold no daemon mutex while they make the kernel write
- * back or forget pages: the kernel then sends WRITEs (and waits for READs)
- * that other request threads serve. Only the inode's fh_lock is held for
- * reading, which those handlers also take for reading (reader-preferring).
+ * One table, ioc_table[] below, says per request what it takes: the bytes
+ * of argument the kernel copies in and out (its encoding), the access it
+ * needs, the long operation it records on the inode, whether it waits for
+ * the kernel (then it is queued), how its argument is checked, and its
+ * handler. One dispatcher, bf_fs_ioctl(), serves every request from it:
+ *
+ *  1. Find the entry; an unknown request, or the test request on a daemon
+ *     without `-o test_inject`, is ENOTTY.
+ *  2. Access (see below): EROFS, EBADF.
+ *  3. Sizes: the kernel passes exactly the encoded sizes; fewer bytes are
+ *     EINVAL.
+ *  4. Copy the argument and check it (EINVAL): nothing has happened yet.
+ *  5. A short request (STAT, the test INJECT) runs now, on the request
+ *     thread, and is answered.
+ *  6. A long one — it waits for the kernel, which waits for request threads
+ *     (kernel.h, D1) — records its operation on the inode (EBUSY while
+ *     another runs on the file) and is queued (workq.h; EAGAIN when the
+ *     caller's share of the queue is full, ESHUTDOWN while the daemon
+ *     exits). The request thread returns to the loop.
+ *  7. On a worker: a request that answers data first checks that the
+ *     caller's buffer takes it (bf_kernel_probe_user) and fails with EFAULT
+ *     before acting if not; then the handler runs, the inode's operation
+ *     ends, and the worker answers.
+ * Every error reaches the kernel through bf_errno_ioctl() (errors.h).
  *
  * Access: like write(2), the requests that commit, drop or forget
  * uncommitted changes or change the block size — WRITEOUT, DISCARD,
@@ -18,26 +36,83 @@
  * is writable, and EROFS says why), while DISCARD and INVALIDATE are allowed
  * through any fd: no uncommitted change can exist on an ro mount, and
  * INVALIDATE is how a read-only mount sees blocks changed in the database.
- * STAT, RECLAIM (and the test-only INJECT) need no write access.
+ * STAT and RECLAIM need no write access: RECLAIM drops only clean cached
+ * data (dirty pages are written back to the daemon first, where they stay
+ * uncommitted), as posix_fadvise(POSIX_FADV_DONTNEED) may through a
+ * read-only fd; it costs the daemon work, so it is queued like the other
+ * long requests, in its caller's bounded share.
  */
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <bigfile/ioctl.h>
 
 #include "backends/memory.h"
+#include "fs/errors.h"
 #include "fs/fs.h"
-#include "fs/inject.h"
+#include "fs/kernel.h"
 #include "fs/log.h"
-#include "fs/signals.h"
+#include "fs/test_inject.h"
+#include "fs/workq.h"
+#include "util/debug.h"
+
+/* The first encodings of DISCARD and RECLAIM (bigfilefs 0.1: _IOR, so the
+ * kernel copied nothing in and a bad pointer showed only after the daemon
+ * acted), still served for programs built with them. */
+#define BIGFILE_IOC_DISCARD_0_1 _IOR(BIGFILE_IOC_MAGIC, 2, struct bigfile_count)
+#define BIGFILE_IOC_RECLAIM_0_1 _IOR(BIGFILE_IOC_MAGIC, 5, struct bigfile_count)
+
+/* Every argument struct, in and out. */
+union ioc_arg {
+    struct bigfile_writeout writeout;
+    struct bigfile_range range;
+    struct bigfile_count count;
+    struct bigfile_stat stat;
+    struct bigfile_blksize blksize;
+    struct bigfile_test_inject inject;
+};
+
+/* What the caller must have to send a request (see "Access" above). */
+enum ioc_access {
+    IOC_READ,   /* any open file */
+    IOC_CHANGE, /* a file open for writing; any on an ro mount (nothing uncommitted) */
+    IOC_COMMIT, /* EROFS on an ro mount, else a file open for writing */
+};
+
+#define IOC_QUEUED (1u << 0) /* waits for the kernel: run on a worker (step 6) */
+#define IOC_TEST (1u << 1)   /* test interface: only with -o test_inject */
+
+struct ioc_call;
+
+struct ioc_def {
+    unsigned int cmd;
+    const char *name;
+    size_t in_size, out_size; /* bytes the kernel copies in / out */
+    enum ioc_access access;
+    enum bf_inode_op op;                   /* recorded on the inode while it runs, or BF_OP_NONE */
+    unsigned flags;                        /* IOC_* */
+    int (*check)(const union ioc_arg *in); /* the argument: 0 or -EINVAL; no side effect */
+    int (*run)(struct ioc_call *c);        /* fills c->out; 0 or -errno */
+};
+
+/* One request being served. Queued ones are malloc'ed and owned by the
+ * worker queue, then by the worker that runs them. */
+struct ioc_call {
+    struct bf_work work; /* in the worker queue */
+    const struct ioc_def *def;
+    struct bf_fs *fs;
+    fuse_req_t req;
+    bf_inode *inode; /* a reference */
+    pid_t pid;       /* the calling thread */
+    void *arg;       /* the argument's address in the caller */
+    union ioc_arg in, out;
+};
+
+/* ---- handlers -------------------------------------------------------------- */
 
 /* Kernel byte range [*off, *off + *len) of blocks [blk, blk + count), *len 0
  * meaning "to the end". Returns false when the blocks lie beyond any offset
@@ -57,365 +132,345 @@ static bool block_range_to_bytes(uint64_t blk, uint64_t count, uint32_t blksize,
     return true;
 }
 
-/* Make the kernel write back every dirty page of inode — whichever process
- * dirtied it, msync'ed or not — as WRITEs to this daemon: open the file
- * through our own mount and fsync it (if its name is gone or now names
- * another file, syncfs the whole mount). Called with no daemon lock held.
- * Returns 0 or -errno (a WRITE the daemon failed, e.g. -EIO). */
-static int kernel_writeback(struct bf_fs *fs, bf_inode *inode)
-{
-    struct bf_fileinfo info;
-    bool unlinked;
-    char *path = NULL;
-    int fd, r = 0;
-
-    bf_inode_info(&fs->itable, inode, &info, &unlinked);
-    if (!unlinked && info.name[0] && asprintf(&path, "%s/%s", fs->mountpoint, info.name) >= 0) {
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-        free(path);
-        if (fd >= 0) {
-            struct stat st;
-
-            if (fstat(fd, &st) == 0 && st.st_ino == inode->ino) {
-                if (fsync(fd) < 0)
-                    r = -errno;
-                close(fd);
-                return r;
-            }
-            close(fd);
-        }
-    }
-    fd = open(fs->mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    if (syncfs(fd) < 0)
-        r = -errno;
-    close(fd);
-    return r;
-}
-
-static void log_failure(struct bf_fs *fs, bf_inode *inode, const char *what, int err)
+static void log_failure(struct ioc_call *c, const char *what, int err)
 {
     struct bf_fileinfo info;
     bool unlinked;
 
-    bf_inode_info(&fs->itable, inode, &info, &unlinked);
-    bf_err("%s: %s failed: %s", unlinked ? "(unlinked file)" : info.name, what, strerror(err));
+    bf_inode_info(&c->fs->itable, c->inode, &info, &unlinked);
+    bf_err("%s: %s failed: %s", unlinked ? "(unlinked file)" : info.name, what, strerror(-err));
 }
 
-/* Answer an ioctl by its outcome r: the error -r, or success with the
- * `size` bytes of out (none if size is 0). */
-static void reply_result(fuse_req_t req, int r, const void *out, size_t size)
+static int check_writeout(const union ioc_arg *in)
 {
-    if (r < 0)
-        fuse_reply_err(req, -r);
-    else
-        fuse_reply_ioctl(req, 0, out, size);
+    const struct bigfile_writeout *w = &in->writeout;
+
+    if (w->reserved || !w->flags ||
+        (w->flags & ~(BIGFILE_WRITEOUT_STORE | BIGFILE_WRITEOUT_MARKSTORED)))
+        return -EINVAL;
+    return 0;
 }
 
-static void ioc_writeout(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, const void *in_buf,
-                         size_t in_bufsz, size_t out_bufsz)
+static int run_writeout(struct ioc_call *c)
 {
-    struct bigfile_writeout w;
+    struct bf_fs *fs = c->fs;
     unsigned flags = 0;
     uint64_t nblocks = 0;
-    uint32_t blksize = 0;
+    uint32_t blksize;
     bf_fileh *fh;
     int r;
 
-    if (in_bufsz < sizeof(w) || out_bufsz < sizeof(w)) {
-        fuse_reply_err(req, EINVAL);
-        return;
-    }
-    memcpy(&w, in_buf, sizeof(w));
-    if (w.reserved || !w.flags ||
-        (w.flags & ~(BIGFILE_WRITEOUT_STORE | BIGFILE_WRITEOUT_MARKSTORED))) {
-        fuse_reply_err(req, EINVAL);
-        return;
-    }
-    if (w.flags & BIGFILE_WRITEOUT_STORE)
+    if (c->in.writeout.flags & BIGFILE_WRITEOUT_STORE)
         flags |= BF_WRITEOUT_STORE;
-    if (w.flags & BIGFILE_WRITEOUT_MARKSTORED)
+    if (c->in.writeout.flags & BIGFILE_WRITEOUT_MARKSTORED)
         flags |= BF_WRITEOUT_MARKSTORED;
-
-    /* EBUSY before the fsync if a writeout (or another long operation)
-     * of this file runs. */
-    r = bf_inode_op_begin(&fs->itable, inode, BF_OP_WRITEOUT);
-    if (r < 0) {
-        fuse_reply_err(req, -r);
-        return;
-    }
     /* 1. Every change made up to now, through any mapping, reaches us. */
-    r = kernel_writeback(fs, inode);
+    r = bf_kernel_writeback(fs->kernel, c->pid, c->inode->ino);
     if (r < 0) {
-        log_failure(fs, inode, "writeout (writing back the kernel's dirty pages)", -r);
-    } else {
-        /* 2. Commit atomically; on failure every change stays. */
-        r = bf_inode_fh_get(&fs->itable, inode, &fh);
-        if (r == 0) {
-            blksize = bf_fileh_blksize(fh);
-            r = bf_fileh_writeout(fh, flags, &nblocks);
-            bf_inode_fh_put(inode);
-            if (r < 0)
-                log_failure(fs, inode, "writeout", -r);
-        }
+        log_failure(c, "writeout (writing back the kernel's dirty pages)", r);
+        return r;
     }
-    bf_inode_op_end(&fs->itable, inode);
+    /* 2. Commit atomically; on failure every change stays. */
+    r = bf_inode_fh_get(&fs->itable, c->inode, &fh);
+    if (r < 0)
+        return r;
+    blksize = bf_fileh_blksize(fh);
+    r = bf_fileh_writeout(fh, flags, &nblocks);
+    bf_inode_fh_put(c->inode);
     if (r < 0) {
-        fuse_reply_err(req, -r);
-        return;
+        log_failure(c, "writeout", r);
+        return r;
     }
-    w.blocks = nblocks;
-    w.bytes = (flags & BF_WRITEOUT_STORE) ? nblocks * blksize : 0;
-    fuse_reply_ioctl(req, 0, &w, sizeof(w));
+    c->out.writeout = c->in.writeout;
+    c->out.writeout.blocks = nblocks;
+    c->out.writeout.bytes = (flags & BF_WRITEOUT_STORE) ? nblocks * blksize : 0;
+    return 0;
 }
 
-static void ioc_discard(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, size_t out_bufsz)
+static int run_discard(struct ioc_call *c)
 {
-    struct bigfile_count c = { 0, 0 };
     uint64_t nblocks = 0;
     bf_fileh *fh;
     int r;
 
-    if (out_bufsz < sizeof(c)) {
-        fuse_reply_err(req, EINVAL);
-        return;
-    }
-    r = bf_inode_op_begin(&fs->itable, inode, BF_OP_DISCARD);
-    if (r < 0) {
-        fuse_reply_err(req, -r);
-        return;
-    }
-    r = bf_inode_fh_get(&fs->itable, inode, &fh);
+    r = bf_inode_fh_get(&c->fs->itable, c->inode, &fh);
     if (r < 0)
-        goto out;
+        return r;
     /* Fence the whole file: the pages the kernel launders back while it
      * forgets them must not resurrect the discarded changes. */
     r = bf_fileh_fence(fh, 0, UINT64_MAX);
     if (r == 0) {
         r = bf_fileh_discard(fh, &nblocks);
         if (r == 0) {
-            c.blocks = nblocks;
-            c.bytes = nblocks * bf_fileh_blksize(fh);
+            c->out.count.blocks = nblocks;
+            c->out.count.bytes = nblocks * bf_fileh_blksize(fh);
             /* Every mapping faults the committed data back in, and the
              * kernel asks for the (committed) size again. */
-            bf_notify_inval_inode(fs->notifier, inode->ino, 0, 0);
+            r = bf_kernel_inval(c->fs->kernel, c->inode->ino, 0, 0);
         }
         bf_fileh_unfence(fh);
     }
-    bf_inode_fh_put(inode);
-out:
-    bf_inode_op_end(&fs->itable, inode);
-    reply_result(req, r, &c, sizeof(c));
+    bf_inode_fh_put(c->inode);
+    return r;
 }
 
-static void ioc_invalidate(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, const void *in_buf,
-                           size_t in_bufsz)
+static int check_range(const union ioc_arg *in)
 {
-    struct bigfile_range rg;
+    const struct bigfile_range *rg = &in->range;
+
+    return rg->count == 0 || rg->start + rg->count < rg->start ? -EINVAL : 0;
+}
+
+static int run_invalidate(struct ioc_call *c)
+{
+    const struct bigfile_range *rg = &c->in.range;
     bf_fileh *fh;
     off_t off, len;
     int r;
 
-    if (in_bufsz < sizeof(rg)) {
-        fuse_reply_err(req, EINVAL);
-        return;
-    }
-    memcpy(&rg, in_buf, sizeof(rg));
-    if (rg.count == 0 || rg.start + rg.count < rg.start) {
-        fuse_reply_err(req, EINVAL);
-        return;
-    }
-    r = bf_inode_op_begin(&fs->itable, inode, BF_OP_INVALIDATE);
-    if (r < 0) {
-        fuse_reply_err(req, -r);
-        return;
-    }
-    r = bf_inode_fh_get(&fs->itable, inode, &fh);
+    r = bf_inode_fh_get(&c->fs->itable, c->inode, &fh);
     if (r < 0)
-        goto out;
-    r = bf_fileh_fence(fh, rg.start, rg.count);
+        return r;
+    r = bf_fileh_fence(fh, rg->start, rg->count);
     if (r == 0) {
         /* Daemon side: LOADED/DIRTY blocks go, LOADING ones will reload. */
-        r = bf_fileh_invalidate(fh, rg.start, rg.count);
+        r = bf_fileh_invalidate(fh, rg->start, rg->count);
         /* Kernel side: waits for READs in flight on those pages (their
          * pages are locked until the reply) and drops them, so no stale
          * page survives; dirty ones are laundered into the fence. */
-        if (r == 0 && block_range_to_bytes(rg.start, rg.count, bf_fileh_blksize(fh), &off, &len))
-            bf_notify_inval_inode(fs->notifier, inode->ino, off, len);
+        if (r == 0 && block_range_to_bytes(rg->start, rg->count, bf_fileh_blksize(fh), &off, &len))
+            r = bf_kernel_inval(c->fs->kernel, c->inode->ino, off, len);
         bf_fileh_unfence(fh);
     }
-    bf_inode_fh_put(inode);
-out:
-    bf_inode_op_end(&fs->itable, inode);
-    reply_result(req, r, NULL, 0);
+    bf_inode_fh_put(c->inode);
+    return r;
 }
 
-static void ioc_stat(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, size_t out_bufsz)
+static int run_stat(struct ioc_call *c)
 {
-    struct bigfile_stat s;
+    struct bigfile_stat *s = &c->out.stat;
     struct bf_fileh_stats st;
     bf_fileh *fh;
     int r;
 
-    if (out_bufsz < sizeof(s)) {
-        fuse_reply_err(req, EINVAL);
-        return;
-    }
-    r = bf_inode_fh_get(&fs->itable, inode, &fh);
-    if (r < 0) {
-        fuse_reply_err(req, -r);
-        return;
-    }
+    r = bf_inode_fh_get(&c->fs->itable, c->inode, &fh);
+    if (r < 0)
+        return r;
     bf_fileh_stat(fh, &st);
-    bf_inode_fh_put(inode);
+    bf_inode_fh_put(c->inode);
 
-    memset(&s, 0, sizeof(s));
-    s.version = BIGFILE_STAT_VERSION;
-    s.blksize = st.blksize;
-    s.size = st.size;
-    s.committed_size = st.committed_size;
-    s.loaded_blocks = st.loaded_blocks;
-    s.dirty_blocks = st.dirty_blocks;
-    s.loading_blocks = st.loading_blocks;
-    s.loadblk_calls = st.loadblk_calls;
-    s.storeblk_calls = st.storeblk_calls;
-    s.bytes_loaded = st.bytes_loaded;
-    s.bytes_stored = st.bytes_stored;
-    s.writeouts = st.writeouts;
-    s.discards = st.discards;
-    s.invalidated_blocks = st.invalidated_blocks;
-    s.reclaimed_blocks = st.reclaimed_blocks;
-    s.errors = st.errors;
-    fuse_reply_ioctl(req, 0, &s, sizeof(s));
+    memset(s, 0, sizeof(*s));
+    s->version = BIGFILE_STAT_VERSION;
+    s->blksize = st.blksize;
+    s->size = st.size;
+    s->committed_size = st.committed_size;
+    s->loaded_blocks = st.loaded_blocks;
+    s->dirty_blocks = st.dirty_blocks;
+    s->loading_blocks = st.loading_blocks;
+    s->loadblk_calls = st.loadblk_calls;
+    s->storeblk_calls = st.storeblk_calls;
+    s->bytes_loaded = st.bytes_loaded;
+    s->bytes_stored = st.bytes_stored;
+    s->writeouts = st.writeouts;
+    s->discards = st.discards;
+    s->invalidated_blocks = st.invalidated_blocks;
+    s->reclaimed_blocks = st.reclaimed_blocks;
+    s->errors = st.errors;
+    return 0;
 }
 
-static void ioc_reclaim(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, size_t out_bufsz)
+static int run_reclaim(struct ioc_call *c)
 {
-    struct bigfile_count c = { 0, 0 };
     uint64_t nblocks = 0;
     bf_fileh *fh;
     int r;
 
-    if (out_bufsz < sizeof(c)) {
-        fuse_reply_err(req, EINVAL);
-        return;
-    }
     /* The kernel's pages first: dirty ones are written back to the daemon
      * (they stay uncommitted changes there), then all are dropped. No
      * fence: nothing is thrown away. */
-    bf_notify_inval_inode(fs->notifier, inode->ino, 0, 0);
-    r = bf_inode_fh_get(&fs->itable, inode, &fh);
-    if (r < 0) {
-        fuse_reply_err(req, -r);
-        return;
-    }
-    c.bytes = bf_fileh_reclaim(fh, &nblocks);
-    c.blocks = nblocks;
-    bf_inode_fh_put(inode);
-    fuse_reply_ioctl(req, 0, &c, sizeof(c));
+    r = bf_kernel_inval(c->fs->kernel, c->inode->ino, 0, 0);
+    if (r < 0)
+        return r;
+    r = bf_inode_fh_get(&c->fs->itable, c->inode, &fh);
+    if (r < 0)
+        return r;
+    c->out.count.bytes = bf_fileh_reclaim(fh, &nblocks);
+    c->out.count.blocks = nblocks;
+    bf_inode_fh_put(c->inode);
+    return 0;
 }
 
-static void ioc_setblksize(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, const void *in_buf,
-                           size_t in_bufsz)
+static int check_blksize(const union ioc_arg *in)
 {
-    struct bigfile_blksize b;
-    int r;
-
-    if (in_bufsz < sizeof(b)) {
-        fuse_reply_err(req, EINVAL);
-        return;
-    }
-    memcpy(&b, in_buf, sizeof(b));
-    if (b.reserved || !bf_blksize_valid(b.blksize)) {
-        fuse_reply_err(req, EINVAL);
-        return;
-    }
-    r = bf_inode_op_begin(&fs->itable, inode, BF_OP_SETBLKSIZE);
-    if (r < 0) {
-        fuse_reply_err(req, -r);
-        return;
-    }
-    r = bf_inode_set_blksize(&fs->itable, inode, b.blksize);
-    bf_inode_op_end(&fs->itable, inode);
-    if (r == 0)
-        /* st_blksize changed: attributes only. */
-        bf_notify_inval_inode(fs->notifier, inode->ino, -1, 0);
-    reply_result(req, r, NULL, 0);
+    return in->blksize.reserved || !bf_blksize_valid(in->blksize.blksize) ? -EINVAL : 0;
 }
 
-static void ioc_inject(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, const void *in_buf,
-                       size_t in_bufsz)
+static int run_setblksize(struct ioc_call *c)
 {
-    struct bigfile_inject in;
+    int r = bf_inode_set_blksize(&c->fs->itable, c->inode, c->in.blksize.blksize);
+
+    /* st_blksize changed: attributes only. */
+    return r < 0 ? r : bf_kernel_inval(c->fs->kernel, c->inode->ino, -1, 0);
+}
+
+static int check_inject(const union ioc_arg *in)
+{
+    const struct bigfile_test_inject *t = &in->inject;
+
+    if (t->reserved)
+        return -EINVAL;
+    if (t->op == BIGFILE_TEST_INJECT_CLEAR)
+        return 0;
+    if (t->op != BIGFILE_TEST_INJECT_ADD || t->mem_op < BIGFILE_TEST_INJECT_LOADBLK ||
+        t->mem_op > BIGFILE_TEST_INJECT_COMMIT || t->err < 0 || t->blk_lo > t->blk_hi)
+        return -EINVAL;
+    return 0;
+}
+
+static int run_inject(struct ioc_call *c)
+{
+    const struct bigfile_test_inject *t = &c->in.inject;
     struct bf_mem_fault f;
-    int r;
 
-    if (!fs->inject) {
-        fuse_reply_err(req, ENOTTY);
-        return;
+    if (t->op == BIGFILE_TEST_INJECT_CLEAR) {
+        bf_mem_clear_faults(c->fs->db);
+        return 0;
     }
-    if (in_bufsz < sizeof(in)) {
-        fuse_reply_err(req, EINVAL);
-        return;
-    }
-    memcpy(&in, in_buf, sizeof(in));
-    if (in.reserved) {
-        fuse_reply_err(req, EINVAL);
-        return;
-    }
-    switch (in.op) {
-    case BIGFILE_INJECT_CLEAR:
-        bf_mem_clear_faults(fs->db);
-        r = 0;
-        break;
-    case BIGFILE_INJECT_ADD:
-        if (in.mem_op < BIGFILE_INJECT_LOADBLK || in.mem_op > BIGFILE_INJECT_COMMIT || in.err < 0 ||
-            in.blk_lo > in.blk_hi) {
-            r = -EINVAL;
-            break;
-        }
-        memset(&f, 0, sizeof(f));
-        f.op = (enum bf_mem_op)in.mem_op;
-        f.file_id = inode->id;
-        f.blk_lo = in.blk_lo;
-        f.blk_hi = in.blk_hi;
-        f.err = in.err;
-        f.after = in.after;
-        f.times = in.times;
-        f.delay_us = in.delay_us;
-        r = bf_mem_inject(fs->db, &f);
-        break;
-    default:
-        r = -EINVAL;
-        break;
-    }
-    reply_result(req, r, NULL, 0);
+    memset(&f, 0, sizeof(f));
+    f.op = (enum bf_mem_op)t->mem_op;
+    f.file_id = c->inode->id;
+    f.blk_lo = t->blk_lo;
+    f.blk_hi = t->blk_hi;
+    f.err = t->err;
+    f.after = t->after;
+    f.times = t->times;
+    f.delay_us = t->delay_us;
+    return bf_mem_inject(c->fs->db, &f);
 }
 
-/* Whether the open file fi may send request cmd (see "Access" above):
- * 0, -EROFS (WRITEOUT or SETBLKSIZE on an ro mount, whatever the fd) or
- * -EBADF (a request that changes the file through an fd not open for
- * writing). The ro check comes first: it is the more helpful answer. */
-static int check_access(const struct bf_fs *fs, unsigned int cmd, const struct fuse_file_info *fi)
+/* ---- the table ------------------------------------------------------------------ */
+
+#define SZ(type) sizeof(struct type)
+
+static const struct ioc_def ioc_table[] = {
+    { BIGFILE_IOC_WRITEOUT, "WRITEOUT", SZ(bigfile_writeout), SZ(bigfile_writeout), IOC_COMMIT,
+      BF_OP_WRITEOUT, IOC_QUEUED, check_writeout, run_writeout },
+    { BIGFILE_IOC_DISCARD, "DISCARD", SZ(bigfile_count), SZ(bigfile_count), IOC_CHANGE,
+      BF_OP_DISCARD, IOC_QUEUED, NULL, run_discard },
+    { BIGFILE_IOC_DISCARD_0_1, "DISCARD", 0, SZ(bigfile_count), IOC_CHANGE, BF_OP_DISCARD,
+      IOC_QUEUED, NULL, run_discard },
+    { BIGFILE_IOC_INVALIDATE, "INVALIDATE", SZ(bigfile_range), 0, IOC_CHANGE, BF_OP_INVALIDATE,
+      IOC_QUEUED, check_range, run_invalidate },
+    { BIGFILE_IOC_STAT, "STAT", 0, SZ(bigfile_stat), IOC_READ, BF_OP_NONE, 0, NULL, run_stat },
+    { BIGFILE_IOC_RECLAIM, "RECLAIM", SZ(bigfile_count), SZ(bigfile_count), IOC_READ, BF_OP_NONE,
+      IOC_QUEUED, NULL, run_reclaim },
+    { BIGFILE_IOC_RECLAIM_0_1, "RECLAIM", 0, SZ(bigfile_count), IOC_READ, BF_OP_NONE, IOC_QUEUED,
+      NULL, run_reclaim },
+    { BIGFILE_IOC_SETBLKSIZE, "SETBLKSIZE", SZ(bigfile_blksize), 0, IOC_COMMIT, BF_OP_SETBLKSIZE,
+      IOC_QUEUED, check_blksize, run_setblksize },
+    { BIGFILE_TEST_IOC_INJECT, "TEST_INJECT", SZ(bigfile_test_inject), 0, IOC_READ, BF_OP_NONE,
+      IOC_TEST, check_inject, run_inject },
+};
+
+/* The entry of cmd, or NULL. */
+static const struct ioc_def *ioc_find(unsigned int cmd)
 {
-    switch (cmd) {
-    case BIGFILE_IOC_WRITEOUT:
-    case BIGFILE_IOC_SETBLKSIZE:
-        if (fs->ro)
-            return -EROFS;
-        break;
-    case BIGFILE_IOC_DISCARD:
-    case BIGFILE_IOC_INVALIDATE:
+    for (size_t i = 0; i < sizeof(ioc_table) / sizeof(ioc_table[0]); i++)
+        if (ioc_table[i].cmd == cmd)
+            return &ioc_table[i];
+    return NULL;
+}
+
+/* ---- the dispatcher ------------------------------------------------------------- */
+
+/* Step 2: 0, -EROFS or -EBADF. The ro check comes first: it is the more
+ * helpful answer. */
+static int check_access(const struct bf_fs *fs, const struct ioc_def *def,
+                        const struct fuse_file_info *fi)
+{
+    switch (def->access) {
+    case IOC_READ:
+        return 0;
+    case IOC_CHANGE:
         if (fs->ro)
             return 0; /* nothing uncommitted to protect on an ro mount */
         break;
-    default:
-        return 0;
+    case IOC_COMMIT:
+        if (fs->ro)
+            return -EROFS;
+        break;
     }
     /* libfuse always passes the fi of the open file; without one, no
      * write access can be shown. */
     return fi && bf_fh_writable(fi->fh) ? 0 : -EBADF;
+}
+
+/* Answer c's request by its outcome r and release c's resources; frees c
+ * if it was queued. */
+static void finish(struct ioc_call *c, int r)
+{
+    /* The operation ends before the answer: a caller that sends the next
+     * request as soon as it has this one's answer must not get EBUSY. */
+    if (c->def->op != BF_OP_NONE)
+        bf_inode_op_end(&c->fs->itable, c->inode);
+    if (r < 0)
+        fuse_reply_err(c->req, bf_errno_ioctl(r));
+    else
+        fuse_reply_ioctl(c->req, 0, c->def->out_size ? &c->out : NULL, c->def->out_size);
+    bf_itable_put(&c->fs->itable, c->inode);
+    if (c->def->flags & IOC_QUEUED)
+        free(c);
+}
+
+/* Step 7, on a worker. */
+static void run_queued(struct bf_work *w)
+{
+    struct ioc_call *c = (struct ioc_call *)w;
+    int r = 0;
+
+    /* EFAULT before acting: the kernel copies the answer out only after
+     * the reply; a buffer it cannot write would leave the caller with
+     * EFAULT for a request that did act. When the daemon cannot tell (no
+     * privilege over the caller), it acts (ioctl_bigfile(2), NOTES). */
+    if (c->def->out_size && bf_kernel_probe_user(c->pid, c->arg, c->def->out_size) == -EFAULT)
+        r = -EFAULT;
+    if (r == 0)
+        r = c->def->run(c);
+    finish(c, r);
+}
+
+static void cancel_queued(struct bf_work *w, int err)
+{
+    finish((struct ioc_call *)w, err);
+}
+
+/* Steps 2-4 for c: access, sizes, the argument, the inode (a reference on
+ * success). Returns 0 or -errno (then c holds nothing). */
+static int ioc_begin(struct ioc_call *c, const struct ioc_def *def, fuse_req_t req, fuse_ino_t ino,
+                     void *arg, const struct fuse_file_info *fi, const void *in_buf,
+                     size_t in_bufsz, size_t out_bufsz)
+{
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    int r;
+
+    memset(c, 0, sizeof(*c));
+    c->def = def;
+    c->fs = fuse_req_userdata(req);
+    c->req = req;
+    c->pid = ctx->pid;
+    c->arg = arg;
+    c->work.uid = ctx->uid;
+    r = check_access(c->fs, def, fi);
+    if (r < 0)
+        return r;
+    if (in_bufsz < def->in_size || out_bufsz < def->out_size)
+        return -EINVAL;
+    if (def->in_size) /* else in_buf may be NULL */
+        memcpy(&c->in, in_buf, def->in_size);
+    if (def->check && (r = def->check(&c->in)) < 0)
+        return r;
+    c->inode = bf_itable_find(&c->fs->itable, ino);
+    return c->inode ? 0 : -ENOENT;
 }
 
 void bf_fs_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
@@ -423,49 +478,44 @@ void bf_fs_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
                  size_t out_bufsz)
 {
     struct bf_fs *fs = fuse_req_userdata(req);
-    bf_inode *inode;
-
+    const struct ioc_def *def = ioc_find(cmd);
+    struct ioc_call *c;
     int r;
 
-    (void)arg;
     (void)flags;
-    r = check_access(fs, cmd, fi);
-    if (r < 0) {
-        fuse_reply_err(req, -r);
-        return;
-    }
-    inode = bf_itable_find(&fs->itable, ino);
-    if (!inode) {
-        fuse_reply_err(req, ENOENT);
-        return;
-    }
-    bf_busy_enter(fs);
-    switch (cmd) {
-    case BIGFILE_IOC_WRITEOUT:
-        ioc_writeout(req, fs, inode, in_buf, in_bufsz, out_bufsz);
-        break;
-    case BIGFILE_IOC_DISCARD:
-        ioc_discard(req, fs, inode, out_bufsz);
-        break;
-    case BIGFILE_IOC_INVALIDATE:
-        ioc_invalidate(req, fs, inode, in_buf, in_bufsz);
-        break;
-    case BIGFILE_IOC_STAT:
-        ioc_stat(req, fs, inode, out_bufsz);
-        break;
-    case BIGFILE_IOC_RECLAIM:
-        ioc_reclaim(req, fs, inode, out_bufsz);
-        break;
-    case BIGFILE_IOC_SETBLKSIZE:
-        ioc_setblksize(req, fs, inode, in_buf, in_bufsz);
-        break;
-    case BIGFILE_IOC_INJECT:
-        ioc_inject(req, fs, inode, in_buf, in_bufsz);
-        break;
-    default:
+    /* 1. */
+    if (!def || ((def->flags & IOC_TEST) && !fs->test_inject)) {
         fuse_reply_err(req, ENOTTY);
-        break;
+        return;
     }
-    bf_busy_leave(fs);
-    bf_itable_put(&fs->itable, inode);
+    BF_ASSERT(def->in_size == ((_IOC_DIR(cmd) & _IOC_WRITE) ? _IOC_SIZE(cmd) : 0u));
+    BF_ASSERT(def->out_size == ((_IOC_DIR(cmd) & _IOC_READ) ? _IOC_SIZE(cmd) : 0u));
+    /* 5. */
+    if (!(def->flags & IOC_QUEUED)) {
+        struct ioc_call now;
+
+        r = ioc_begin(&now, def, req, ino, arg, fi, in_buf, in_bufsz, out_bufsz);
+        if (r < 0)
+            fuse_reply_err(req, bf_errno_ioctl(r));
+        else
+            finish(&now, def->run(&now));
+        return;
+    }
+    /* 6. */
+    c = malloc(sizeof(*c));
+    r = c ? ioc_begin(c, def, req, ino, arg, fi, in_buf, in_bufsz, out_bufsz) : -ENOMEM;
+    if (r == 0 && def->op != BF_OP_NONE &&
+        (r = bf_inode_op_begin(&fs->itable, c->inode, def->op)) < 0)
+        bf_itable_put(&fs->itable, c->inode);
+    if (r < 0) {
+        fuse_reply_err(req, bf_errno_ioctl(r));
+        free(c);
+        return;
+    }
+    c->work.run = run_queued;
+    c->work.cancel = cancel_queued;
+    c->work.file = c->inode->id;
+    r = bf_workq_submit(fs->workq, &c->work);
+    if (r < 0)
+        finish(c, r);
 }

@@ -3,11 +3,20 @@
  *
  *   bigfilefs [-f] [-o OPTIONS] DATABASE MOUNTPOINT
  *
- * The database is opened before mounting, so that a bad one is reported
- * clearly (exit 1) without a mount. Usage errors exit 2. SIGINT, SIGTERM,
- * SIGHUP or an unmount (fusermount3 -u, umount) end the loop; then the
- * handles are closed and their uncommitted changes discarded, by name, in
- * the log. Signals are taken by a thread of their own (signals.h).
+ * The steps, in this order:
+ *  1. Options: every one is checked — ours here, libfuse's by creating the
+ *     session — before anything is touched, so that a usage error (exit 2)
+ *     creates no database.
+ *  2. The database is opened before mounting, so that a bad one is
+ *     reported clearly (exit 1) without a mount.
+ *  3. Mount; kernel.c records the mount (device, mount id) at once.
+ *  4. Threads: the notifier, the workers of the long ioctls, the signal
+ *     thread; then the session loop.
+ *  5. SIGINT, SIGTERM, SIGHUP (signals.h) or an unmount (fusermount3 -u,
+ *     umount) end the loop. Then this mount — found by its mount id,
+ *     wherever it was moved — is unmounted, never the path it was mounted
+ *     on (kernel.h), the workers and the notifier stop, and the handles are
+ *     closed, their uncommitted changes discarded, by name, in the log.
  */
 #include "config.h"
 
@@ -29,18 +38,21 @@
 #include "core/ram.h"
 #include "fs/fs.h"
 #include "fs/inode.h"
+#include "fs/kernel.h"
 #include "fs/log.h"
-#include "fs/notify.h"
 #include "fs/signals.h"
+#include "fs/workq.h"
 
 #define DEFAULT_CACHE ((uint64_t)256 << 20) /* 256 MiB of clean blocks */
-#define DEFAULT_MAX_THREADS 16u             /* a WRITEOUT's fsync needs idle threads */
+/* Request threads at least: READs and WRITEs for the kernel's writeback and
+ * invalidations, which the workers wait for, while others keep serving. */
+#define DEFAULT_MAX_THREADS 16u
 
 struct options {
     char *database;
     char *blksize;
     char *cache;
-    int inject;
+    int test_inject;
     int ro;
     int show_help;
     int show_version;
@@ -59,7 +71,7 @@ enum {
         t, offsetof(struct options, field), v \
     }
 static const struct fuse_opt option_spec[] = {
-    OPT("blksize=%s", blksize, 0), OPT("cache=%s", cache, 0), OPT("inject", inject, 1),
+    OPT("blksize=%s", blksize, 0), OPT("cache=%s", cache, 0), OPT("test_inject", test_inject, 1),
     FUSE_OPT_KEY("ro", KEY_RO), FUSE_OPT_KEY("rw", KEY_RW),
     /* fstab-only options mount(8) or mount.fuse3 may pass on: ignored. */
     FUSE_OPT_KEY("defaults", KEY_DROP), FUSE_OPT_KEY("auto", KEY_DROP),
@@ -120,8 +132,8 @@ static void usage(FILE *f)
                "                           (default 256M; changed blocks are not counted)\n"
                "    -o ro                  read-only: writes fail with EROFS, no writeout\n"
                "    -o rw                  read-write (the default)\n"
-               "    -o inject              enable the fault-injection ioctl (tests only; needs\n"
-               "                           a mem: database)\n"
+               "    -o test_inject         serve the fault-injection ioctl of the tests (test\n"
+               "                           only; needs a mem: database)\n"
                "    -o allow_other         let other users access the mount (modes and owners\n"
                "                           are always enforced: default_permissions)\n"
                "    SIZE is a number with an optional K, M, G or T suffix (powers of 1024).\n"
@@ -130,6 +142,14 @@ static void usage(FILE *f)
                "stderr. SIGINT or SIGTERM, fusermount3 -u or umount unmount it.\n"
                "Exit status: 0 after a clean unmount, 1 on failure, 2 on a usage error.\n"
                "\n");
+}
+
+/* The machine's memory in bytes (0 if unknown). */
+static uint64_t phys_memory(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+
+    return pages > 0 && psize > 0 ? (uint64_t)pages * (uint64_t)psize : 0;
 }
 
 static int parse_size_opt(const char *name, const char *s, uint64_t *out)
@@ -165,6 +185,35 @@ static int add_fixed_options(struct fuse_args *args, const char *database)
     return r;
 }
 
+/* Step 5: unmount this mount (by its mount id), stop the workers and the
+ * notifier, end the connection. After the loop: no request thread runs. */
+static void unmount_and_stop(struct bf_fs *fs, bool mounted)
+{
+    bool by_path = mounted && !fs->kernel;
+
+    if (fs->kernel && bf_kernel_unmount(fs->kernel) == -EPERM)
+        /* Not root: only fusermount3 may unmount, by path; use it only if
+         * the path still leads to this mount. */
+        by_path = bf_kernel_at_mountpoint(fs->kernel);
+    if (fs->workq) {
+        /* Jobs still waiting for the kernel (a drain that timed out, a
+         * lazy unmount others still use) must end before the workers are
+         * joined: abort the connection. */
+        if (!bf_workq_drain(fs->workq, 1000) && fs->kernel)
+            bf_kernel_abort(fs->kernel);
+        bf_workq_stop(fs->workq);
+        fs->workq = NULL;
+    }
+    bf_kernel_free(fs->kernel);
+    fs->kernel = NULL;
+    if (!mounted)
+        return;
+    if (!by_path)
+        bf_kernel_end_connection(fs->se);
+    /* Unmounts by path only if by_path; frees libfuse's copy of it. */
+    fuse_session_unmount(fs->se);
+}
+
 int main(int argc, char *argv[])
 {
     struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -172,7 +221,14 @@ int main(int argc, char *argv[])
     struct fuse_cmdline_opts cmd;
     struct fuse_loop_config *loop_cfg = NULL;
     struct bf_fs fs;
-    uint64_t blksize = BF_BLKSIZE_DEFAULT, cache = DEFAULT_CACHE;
+    uint64_t blksize = BF_BLKSIZE_DEFAULT, cache = DEFAULT_CACHE, mem;
+    const struct bf_workq_limits limits = {
+        .workers = BF_WORKERS,
+        .max_queued = BF_QUEUE_MAX,
+        .max_user_queued = BF_QUEUE_USER_MAX,
+        .max_user_running = BF_QUEUE_USER_RUNNING,
+        .thread_start = bf_kernel_thread_may_wait,
+    };
     char errbuf[512] = "";
     bf_sigwatch *sigwatch = NULL;
     bool itable_ready = false, mounted = false;
@@ -181,8 +237,6 @@ int main(int argc, char *argv[])
     memset(&o, 0, sizeof(o));
     memset(&cmd, 0, sizeof(cmd));
     memset(&fs, 0, sizeof(fs));
-    pthread_mutex_init(&fs.busy_lock, NULL);
-    pthread_cond_init(&fs.busy_cond, NULL);
 
     /* Before any thread exists: every thread inherits the mask. */
     r = bf_signals_block();
@@ -191,7 +245,7 @@ int main(int argc, char *argv[])
         goto out_args;
     }
 
-    /* 1. Options. */
+    /* 1. Options: all of them, before the database is touched. */
     if (fuse_opt_parse(&args, &o, option_spec, option_proc) != 0) {
         usage(stderr);
         status = 2;
@@ -226,71 +280,82 @@ int main(int argc, char *argv[])
         status = 2;
         goto out_args;
     }
+    status = 2; /* usage errors from here to the session */
     if ((o.blksize && parse_size_opt("blksize", o.blksize, &blksize) < 0) ||
-        (o.cache && parse_size_opt("cache", o.cache, &cache) < 0)) {
-        status = 2;
+        (o.cache && parse_size_opt("cache", o.cache, &cache) < 0))
         goto out_args;
-    }
     if (!bf_blksize_valid(blksize)) {
         fprintf(stderr, "bigfilefs: bad blksize %s: a power of two from 4K to 64M is needed\n",
                 o.blksize);
-        status = 2;
         goto out_args;
     }
-    if (cache > SIZE_MAX) {
-        fprintf(stderr, "bigfilefs: cache=%s is too large\n", o.cache);
-        status = 2;
+    mem = phys_memory();
+    if (cache > SIZE_MAX || (mem && cache > mem)) {
+        fprintf(stderr,
+                "bigfilefs: cache=%s is more than this machine's memory (%llu MiB): the cache "
+                "holds blocks in memory\n",
+                o.cache, (unsigned long long)(mem >> 20));
         goto out_args;
     }
-    if (o.inject && strncmp(o.database, "mem:", 4) != 0) {
-        fprintf(stderr, "bigfilefs: -o inject needs a mem: database\n");
-        status = 2;
+    if (o.test_inject && strncmp(o.database, "mem:", 4) != 0) {
+        fprintf(stderr, "bigfilefs: -o test_inject needs a mem: database\n");
         goto out_args;
     }
     if (cmd.debug)
         bf_log_set_level(LOG_DEBUG);
+    if (add_fixed_options(&args, o.database) < 0) {
+        fprintf(stderr, "bigfilefs: out of memory\n");
+        status = 1;
+        goto out_args;
+    }
+    /* libfuse checks its options here (an unknown one is refused, and says
+     * so); it neither mounts nor calls an operation yet. */
+    fs.se = fuse_session_new(&args, &bf_fs_ops, sizeof(bf_fs_ops), &fs);
+    if (!fs.se)
+        goto out_args;
+    status = 1;
 
     /* 2. The database, before mounting. */
     r = bf_db_open(o.database, o.ro ? BF_DB_RDONLY : BF_DB_CREATE, &fs.db, errbuf, sizeof(errbuf));
     if (r < 0) {
         fprintf(stderr, "bigfilefs: %s\n", errbuf[0] ? errbuf : strerror(-r));
-        goto out_args;
+        goto out_session;
     }
     r = bf_ram_new((size_t)cache, &fs.ram);
     if (r < 0 || bf_itable_init(&fs.itable, fs.db, fs.ram) < 0) {
         fprintf(stderr, "bigfilefs: out of memory\n");
-        goto out_db;
+        goto out_session;
     }
     itable_ready = true;
     fs.blksize = (uint32_t)blksize;
     fs.ro = o.ro;
-    fs.inject = o.inject;
-    fs.mountpoint = cmd.mountpoint; /* absolute (fuse_parse_cmdline) */
+    fs.test_inject = o.test_inject;
     clock_gettime(CLOCK_REALTIME, &fs.mount_time);
 
-    /* 3. The session and the mount. */
-    if (add_fixed_options(&args, o.database) < 0) {
-        fprintf(stderr, "bigfilefs: out of memory\n");
-        goto out_db;
-    }
-    fs.se = fuse_session_new(&args, &bf_fs_ops, sizeof(bf_fs_ops), &fs);
-    if (!fs.se) {
-        /* libfuse said why (an unknown option, typically). */
-        status = 2;
-        goto out_db;
-    }
+    /* 3. The mount. */
     if (fuse_session_mount(fs.se, cmd.mountpoint) != 0)
         goto out_session;
     mounted = true;
+    r = bf_kernel_attach(fs.se, cmd.mountpoint, &fs.kernel);
+    if (r < 0) {
+        fprintf(stderr, "bigfilefs: cannot find the new mount on %s: %s\n", cmd.mountpoint,
+                strerror(-r));
+        goto out_session;
+    }
     if (!cmd.foreground)
         bf_log_to_syslog();
     if (fuse_daemonize(cmd.foreground) != 0)
         goto out_session;
 
     /* 4. Threads: after daemonizing (fork keeps only the calling thread). */
-    r = bf_notifier_start(fs.se, &fs.notifier);
+    r = bf_kernel_start(fs.kernel);
     if (r < 0) {
         bf_err("cannot start the notifier thread: %s", strerror(-r));
+        goto out_session;
+    }
+    r = bf_workq_start(&limits, &fs.workq);
+    if (r < 0) {
+        bf_err("cannot start the worker threads: %s", strerror(-r));
         goto out_session;
     }
     r = bf_signals_start(&fs, pthread_self(), &sigwatch);
@@ -304,7 +369,7 @@ int main(int argc, char *argv[])
         goto out_session;
     }
     if (cmd.singlethread)
-        bf_warn("-s ignored: a writeout needs other threads to serve the kernel's writeback");
+        bf_warn("-s ignored: the kernel's writeback and invalidations need several threads");
     fuse_loop_cfg_set_clone_fd(loop_cfg, (unsigned)cmd.clone_fd);
     /* fuse_parse_cmdline leaves UINT_MAX for "not given". */
     if (cmd.max_idle_threads != UINT_MAX)
@@ -323,23 +388,18 @@ int main(int argc, char *argv[])
     bf_info("unmounting %s", cmd.mountpoint);
 
 out_session:
-    if (mounted)
-        fuse_session_unmount(fs.se);
-    /* After the unmount: a job still waiting on the kernel now fails. */
-    bf_notifier_stop(fs.notifier);
-    fs.notifier = NULL;
+    /* 5. */
+    unmount_and_stop(&fs, mounted);
     bf_signals_stop(sigwatch);
-    fuse_session_destroy(fs.se);
+    if (fs.se)
+        fuse_session_destroy(fs.se);
     fuse_loop_cfg_destroy(loop_cfg);
-out_db:
     if (itable_ready)
         bf_itable_destroy(&fs.itable);
     if (fs.ram && bf_ram_free(fs.ram) < 0)
         bf_err("internal error: handles left open at exit");
     bf_db_close(fs.db);
 out_args:
-    pthread_cond_destroy(&fs.busy_cond);
-    pthread_mutex_destroy(&fs.busy_lock);
     free(cmd.mountpoint);
     free(o.database);
     free(o.blksize);

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fs/log.h"
 #include "fs/notify.h"
 
 /* One queued job. A synchronous job lives on its caller's stack and is
@@ -169,30 +168,4 @@ int bf_notifier_post(bf_notifier *n, int (*fn)(struct fuse_session *se, void *ar
     enqueue(n, j);
     pthread_mutex_unlock(&n->lock);
     return 0;
-}
-
-struct inval_args {
-    fuse_ino_t ino;
-    off_t off, len;
-};
-
-static int do_inval(struct fuse_session *se, void *arg)
-{
-    struct inval_args *a = arg;
-    int r = fuse_lowlevel_notify_inval_inode(se, a->ino, a->off, a->len);
-
-    /* -ENOENT: the kernel has no inode for ino, so nothing is cached. */
-    if (r == -ENOENT)
-        r = 0;
-    if (r)
-        bf_warn("kernel invalidation of inode %llu failed: %s", (unsigned long long)a->ino,
-                strerror(-r));
-    return r;
-}
-
-int bf_notify_inval_inode(bf_notifier *n, fuse_ino_t ino, off_t off, off_t len)
-{
-    struct inval_args a = { .ino = ino, .off = off, .len = len };
-
-    return bf_notifier_call(n, do_inval, &a);
 }

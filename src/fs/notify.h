@@ -1,17 +1,17 @@
 /* SPDX-License-Identifier: MIT */
-/* bigfilefs daemon — the notifier thread.
+/* bigfilefs daemon — the notifier thread: the executor of kernel.h's
+ * notifications.
  *
  * Kernel notifications (fuse_lowlevel_notify_inval_inode) lock page-cache
- * pages and wait for READs and WRITEs in flight on them, which other daemon
- * threads must be free to serve. They are therefore issued from a thread of
- * their own, never by a thread holding a daemon lock a READ or WRITE handler
- * needs. A request handler that must notify (an ioctl) hands the work to the
- * notifier, waits for it with no daemon lock held, and replies afterwards.
+ * pages and wait for READs and WRITEs in flight on them, which the request
+ * threads must be free to serve (kernel.h, K3 and D3). They are therefore
+ * sent from a thread of their own, never by a request thread, and never by
+ * a thread holding a daemon lock a READ or WRITE handler needs. kernel.c
+ * hands them over (from a worker, which waits) and posts start-up jobs that
+ * must not run on a request thread (the bdi tuning, which waits for INIT).
  *
- * The notifier also runs small start-up jobs that must not run on a request
- * thread (bdi.h's tuning, which stats the mount point).
- *
- * Jobs run one at a time, in the order they were queued.
+ * The notifier knows nothing of what its jobs do: it runs them one at a
+ * time, in the order they were queued.
  *
  * Thread safety: every function except start/stop may be called from any
  * thread; start and stop from the main thread.
@@ -45,13 +45,5 @@ int bf_notifier_call(bf_notifier *n, int (*fn)(struct fuse_session *se, void *ar
  * Returns 0 or -ENOMEM / -ESHUTDOWN (then nothing is called). */
 int bf_notifier_post(bf_notifier *n, int (*fn)(struct fuse_session *se, void *arg),
                      void (*drop)(void *arg), void *arg);
-
-/* Make the kernel forget the cached pages of inode ino in [off, off + len)
- * (len 0: to the end; off < 0: attributes only) and its attributes, from
- * the notifier thread, and wait. Dirty pages are first written back to the
- * daemon (as WRITEs). Returns 0, or a negative errno of the notification;
- * -ENOENT (the kernel does not know the inode: nothing cached) is returned
- * as 0. */
-int bf_notify_inval_inode(bf_notifier *n, fuse_ino_t ino, off_t off, off_t len);
 
 #endif /* BIGFILEFS_FS_NOTIFY_H */

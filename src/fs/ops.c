@@ -6,6 +6,11 @@
  * file's shared bf_fileh (inode.h), and reach the database only by the
  * WRITEOUT ioctl (ioctl.c).
  *
+ * Every handler here runs on a request thread and never waits for the
+ * kernel (kernel.h, D1). A core or backend error reaches the kernel through
+ * errors.h: bf_errno_data() for READ, WRITE and LSEEK, bf_errno_ns() for
+ * the others.
+ *
  * Global state: a pthread key (created once) whose per-thread value is the
  * READ buffer of that request thread (BF_MAX_IO bytes, freed when the
  * thread exits), so that READs neither allocate nor fault in a fresh buffer
@@ -25,7 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fs/bdi.h"
+#include "fs/errors.h"
 #include "fs/fs.h"
 #include "fs/log.h"
 
@@ -121,16 +126,6 @@ static void reply_entry(fuse_req_t req, struct bf_fs *fs, bf_inode *inode)
 
 /* ---- session life -------------------------------------------------------- */
 
-static int tune_bdi_job(struct fuse_session *se, void *arg)
-{
-    struct bf_fs *fs = arg;
-
-    (void)se;
-    /* 1 MiB readahead; let the mount hold up to half the dirty threshold. */
-    bf_bdi_tune(fs->mountpoint, BF_MAX_IO / 1024, 50);
-    return 0;
-}
-
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
     struct bf_fs *fs = userdata;
@@ -150,10 +145,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
     if (conn->max_background < 64)
         conn->max_background = 64;
 
-    /* Raise the bdi's readahead once the kernel has processed our INIT
-     * reply; from the notifier, which is not a request thread. */
-    if (fs->notifier && bf_notifier_post(fs->notifier, tune_bdi_job, NULL, fs) < 0)
-        bf_warn("cannot queue the readahead tuning");
+    /* 1 MiB readahead; let the mount hold up to half the dirty threshold.
+     * Once the kernel has processed our INIT reply; from the notifier, not
+     * this request thread (kernel.h). */
+    bf_kernel_tune_bdi_later(fs->kernel, BF_MAX_IO / 1024, 50);
 }
 
 /* ---- namespace ------------------------------------------------------------ */
@@ -171,7 +166,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     }
     r = bf_db_lookup(fs->db, name, &info);
     if (r < 0) {
-        fuse_reply_err(req, -r);
+        fuse_reply_err(req, bf_errno_ns(r));
         return;
     }
     inode = bf_itable_get(&fs->itable, &info);
@@ -310,7 +305,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
         bf_itable_set_info(&fs->itable, inode, &info);
 out:
     if (r < 0) {
-        fuse_reply_err(req, -r);
+        fuse_reply_err(req, bf_errno_ns(r));
     } else {
         bf_fs_fill_stat(fs, inode, &st);
         fuse_reply_attr(req, &st, BF_ATTR_TIMEOUT);
@@ -350,7 +345,7 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     (void)rdev;
     r = create_file(req, parent, name, mode, &inode);
     if (r < 0) {
-        fuse_reply_err(req, -r);
+        fuse_reply_err(req, bf_errno_ns(r));
         return;
     }
     reply_entry(req, fs, inode);
@@ -393,7 +388,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     r = bf_db_unlink(fs->db, name);
     if (r == 0)
         bf_itable_unlinked(&fs->itable, name);
-    fuse_reply_err(req, -r);
+    fuse_reply_err(req, bf_errno_ns(r));
 }
 
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -427,7 +422,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
     r = bf_db_rename(fs->db, name, newname, bflags);
     if (r == 0)
         bf_itable_renamed(&fs->itable, name, newname, bflags);
-    fuse_reply_err(req, -r);
+    fuse_reply_err(req, bf_errno_ns(r));
 }
 
 /* ---- files ------------------------------------------------------------------ */
@@ -476,12 +471,12 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 
     r = create_file(req, parent, name, mode | S_IFREG, &inode);
     if (r < 0) {
-        fuse_reply_err(req, -r);
+        fuse_reply_err(req, bf_errno_ns(r));
         return;
     }
     r = open_inode(fs, inode, fi);
     if (r < 0) {
-        fuse_reply_err(req, -r);
+        fuse_reply_err(req, bf_errno_ns(r));
         bf_itable_put(&fs->itable, inode);
         return;
     }
@@ -516,7 +511,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
     r = open_inode(fs, inode, fi);
     if (r < 0)
-        fuse_reply_err(req, -r);
+        fuse_reply_err(req, bf_errno_ns(r));
     else if (fuse_reply_open(req, fi) != 0)
         bf_itable_release(&fs->itable, inode);
     bf_itable_put(&fs->itable, inode);
@@ -599,15 +594,15 @@ static void log_io_error(struct bf_fs *fs, bf_inode *inode, const char *what, ui
 }
 
 /* Get the handle of an open file's inode for a READ, WRITE or LSEEK, or
- * reply the error and return false. A file gone from the database under an
- * open fd (-ENOENT) is answered EIO: ENOENT means nothing to read(2) or
- * write(2). On success the caller calls bf_inode_fh_put() when done. */
+ * reply the error and return false (a file gone from the database under an
+ * open fd is EIO, errors.h). On success the caller calls bf_inode_fh_put()
+ * when done. */
 static bool data_fh_get(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, bf_fileh **fh)
 {
     int r = bf_inode_fh_get(&fs->itable, inode, fh);
 
     if (r < 0) {
-        fuse_reply_err(req, -r == ENOENT ? EIO : -r);
+        fuse_reply_err(req, bf_errno_data(r));
         return false;
     }
     return true;
@@ -640,7 +635,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         bf_inode_fh_put(inode);
         /* read(2) gets EIO, a mapped access SIGBUS; the next access
          * tries again. */
-        fuse_reply_err(req, n == -EINVAL ? EINVAL : EIO);
+        fuse_reply_err(req, bf_errno_data((int)n));
         return;
     }
     bf_inode_fh_put(inode);
@@ -694,7 +689,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
         if (n != -EFBIG && n != -EINVAL)
             log_io_error(fs, inode, "write (load)", bf_fileh_blksize(fh), off, size, (int)-n);
         bf_inode_fh_put(inode);
-        fuse_reply_err(req, (n == -EFBIG || n == -EINVAL || n == -ENOMEM) ? (int)-n : EIO);
+        fuse_reply_err(req, bf_errno_data((int)n));
         return;
     }
     bf_inode_fh_put(inode);
@@ -759,7 +754,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     r = bf_db_list(fs->db, dirsnap_add, d);
     if (r < 0) {
         dirsnap_free(d);
-        fuse_reply_err(req, -r);
+        fuse_reply_err(req, bf_errno_ns(r));
         return;
     }
     fi->fh = (uint64_t)(uintptr_t)d;
@@ -876,13 +871,12 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
         return;
     r = bf_fileh_seek_data(fh, (uint64_t)off, whence, &res);
     bf_inode_fh_put(inode);
-    if (r == -ENXIO) {
-        fuse_reply_err(req, ENXIO);
-    } else if (r < 0) {
-        bf_err("lseek(%s) of inode %llu failed: %s",
-               whence == SEEK_DATA ? "SEEK_DATA" : "SEEK_HOLE", (unsigned long long)inode->ino,
-               strerror(-r));
-        fuse_reply_err(req, EIO);
+    if (r < 0) {
+        if (r != -ENXIO)
+            bf_err("lseek(%s) of inode %llu failed: %s",
+                   whence == SEEK_DATA ? "SEEK_DATA" : "SEEK_HOLE", (unsigned long long)inode->ino,
+                   strerror(-r));
+        fuse_reply_err(req, bf_errno_data(r));
     } else {
         fuse_reply_lseek(req, (off_t)res);
     }

@@ -7,7 +7,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "fs/fs.h"
 #include "fs/log.h"
@@ -54,39 +53,6 @@ int bf_signals_block(void)
     return -r;
 }
 
-void bf_busy_enter(struct bf_fs *fs)
-{
-    pthread_mutex_lock(&fs->busy_lock);
-    fs->busy++;
-    pthread_mutex_unlock(&fs->busy_lock);
-}
-
-void bf_busy_leave(struct bf_fs *fs)
-{
-    pthread_mutex_lock(&fs->busy_lock);
-    if (--fs->busy == 0)
-        pthread_cond_broadcast(&fs->busy_cond);
-    pthread_mutex_unlock(&fs->busy_lock);
-}
-
-/* Wait until no counted request runs, at most BF_EXIT_DRAIN_SECONDS.
- * Returns the number still running. */
-static unsigned drain(struct bf_fs *fs)
-{
-    struct timespec deadline;
-    unsigned left;
-
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += BF_EXIT_DRAIN_SECONDS;
-    pthread_mutex_lock(&fs->busy_lock);
-    while (fs->busy &&
-           pthread_cond_timedwait(&fs->busy_cond, &fs->busy_lock, &deadline) != ETIMEDOUT)
-        ;
-    left = fs->busy;
-    pthread_mutex_unlock(&fs->busy_lock);
-    return left;
-}
-
 static void *sigwatch_main(void *arg)
 {
     bf_sigwatch *w = arg;
@@ -104,7 +70,8 @@ static void *sigwatch_main(void *arg)
         if (stop)
             return NULL;
         bf_info("received %s: unmounting", strsignal(sig));
-        if (drain(w->fs))
+        bf_workq_close(w->fs->workq);
+        if (!bf_workq_drain(w->fs->workq, BF_EXIT_DRAIN_SECONDS * 1000u))
             bf_warn("requests waiting for the kernel still run after %d s; exiting anyway",
                     BF_EXIT_DRAIN_SECONDS);
         fuse_session_exit(w->fs->se);

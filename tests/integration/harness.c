@@ -18,6 +18,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -93,15 +94,105 @@ int bft_is_fuse(const char *path)
     return statfs(path, &sf) == 0 && (unsigned long)sf.f_type == BFT_FUSE_SUPER_MAGIC;
 }
 
+/* ---- aborting a hung mount ------------------------------------------------ */
+
+#define FUSECTL_DIR "/sys/fs/fuse/connections"
+#define FUSECTL_SUPER_MAGIC 0x65735543
+
+/* Mount fusectl in the test's namespace unless it is there. */
+static void mount_fusectl(void)
+{
+    struct statfs sf;
+    if (statfs(FUSECTL_DIR, &sf) == 0 && (unsigned long)sf.f_type == FUSECTL_SUPER_MAGIC)
+        return;
+    if (mount("fusectl", FUSECTL_DIR, "fusectl", 0, NULL) < 0)
+        fprintf(stderr,
+                "harness: cannot mount fusectl on %s: %s (a hung mount cannot be aborted)\n",
+                FUSECTL_DIR, strerror(errno));
+}
+
+/* Write "1" to the abort file of FUSE connection conn. 0 or -1. */
+static int abort_conn(unsigned conn)
+{
+    char path[128];
+    snprintf(path, sizeof(path), FUSECTL_DIR "/%u/abort", conn);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int r = write(fd, "1", 1) == 1 ? 0 : -1;
+    close(fd);
+    return r;
+}
+
+int bft_abort_mount(void)
+{
+    if (!bft.daemon || !bft.conn)
+        return -1;
+    int r = abort_conn(bft.conn);
+    fprintf(stderr, "harness: aborting the FUSE connection %u of %s: %s\n", bft.conn, bft.mnt,
+            r == 0 ? "done" : strerror(errno));
+    return r;
+}
+
+/* What the watchdog must abort if the test process dies: the running
+ * daemon and its connection, or pid 0 for none. */
+struct watch_msg {
+    pid_t pid;
+    unsigned conn;
+};
+
+static void watchdog_main(int rd)
+{
+    struct watch_msg cur = { 0, 0 }, m;
+    ssize_t n;
+    while ((n = read(rd, &m, sizeof(m))) == (ssize_t)sizeof(m) || (n < 0 && errno == EINTR))
+        if (n > 0)
+            cur = m;
+    /* The test process is gone (or done). A daemon still alive now is
+     * stuck or orphaned: abort its connection so that it can die. */
+    if (cur.pid > 0 && kill(cur.pid, 0) == 0) {
+        abort_conn(cur.conn);
+        kill(cur.pid, SIGKILL);
+    }
+    _exit(0);
+}
+
+/* Tell the watchdog (started at the first mount) about the daemon. */
+static void watch_send(pid_t pid, unsigned conn)
+{
+    struct watch_msg m = { pid, conn };
+    if (bft.watchdog < 0) {
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) < 0)
+            return;
+        fflush(NULL);
+        pid_t w = fork();
+        if (w == 0) {
+            close(p[1]);
+            watchdog_main(p[0]);
+        }
+        close(p[0]);
+        if (w < 0) {
+            close(p[1]);
+            return;
+        }
+        bft.watchdog = p[1];
+    }
+    if (write(bft.watchdog, &m, sizeof(m)) != (ssize_t)sizeof(m))
+        fprintf(stderr, "harness: cannot reach the watchdog: %s\n", strerror(errno));
+}
+
 /* ---- fixtures ------------------------------------------------------------- */
 
 static void prepare(void)
 {
     memset(&bft, 0, sizeof(bft));
+    bft.watchdog = -1;
     /* A mount namespace of our own: nothing leaks to the host if we die. */
     cr_assert_eq(unshare(CLONE_NEWNS), 0, "unshare(CLONE_NEWNS): %s", strerror(errno));
     cr_assert_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0, "make / private: %s",
                  strerror(errno));
+    mount_fusectl();
     snprintf(bft.dir, sizeof(bft.dir), "/tmp/bft-XXXXXX");
     cr_assert_not_null(mkdtemp(bft.dir), "mkdtemp: %s", strerror(errno));
     snprintf(bft.db, sizeof(bft.db), "%s/db", bft.dir);
@@ -137,7 +228,7 @@ void bft_setup_inject(void)
 {
     prepare();
     snprintf(bft.db, sizeof(bft.db), "mem:");
-    snprintf(bft.opts, sizeof(bft.opts), "inject");
+    snprintf(bft.opts, sizeof(bft.opts), "test_inject");
     bft.is_mem = 1;
     bft_mount();
 }
@@ -168,6 +259,10 @@ void bft_teardown(void)
         bft_assert_daemon_clean(st, "teardown");
     nftw(bft.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
     bft.dir[0] = 0;
+    if (bft.watchdog >= 0) {
+        close(bft.watchdog); /* the watchdog exits: no daemon left */
+        bft.watchdog = -1;
+    }
 }
 
 /* ---- the daemon ------------------------------------------------------------ */
@@ -232,6 +327,19 @@ void bft_mount(void)
         }
         sleep_ms(5);
     }
+    struct stat st;
+    cr_assert_eq(stat(bft.mnt, &st), 0, "stat %s: %s", bft.mnt, strerror(errno));
+    /* The connection's number is the kernel's dev_t of the mount. */
+    bft.conn = (major(st.st_dev) << 20) | minor(st.st_dev);
+    watch_send(bft.daemon, bft.conn);
+}
+
+/* The daemon was reaped: nothing for the watchdog to abort. */
+static void daemon_gone(void)
+{
+    bft.daemon = 0;
+    bft.conn = 0;
+    watch_send(0, 0);
 }
 
 int bft_unmount(void)
@@ -245,7 +353,7 @@ int bft_unmount(void)
         kill(bft.daemon, SIGTERM);
     }
     int st = wait_or_kill(bft.daemon, 10);
-    bft.daemon = 0;
+    daemon_gone();
     /* a daemon that died without unmounting leaves a dead mount, on which
      * statfs fails (ENOTCONN) so bft_is_fuse cannot see it: detach anyway */
     umount2(bft.mnt, MNT_DETACH);
@@ -263,7 +371,7 @@ int bft_sigterm_sig(int sig, int *still_mounted)
         return -1;
     kill(bft.daemon, sig);
     int st = wait_or_kill(bft.daemon, 10);
-    bft.daemon = 0;
+    daemon_gone();
     struct statfs sf;
     /* still mounted: a live FUSE mount, or a dead one (ENOTCONN) */
     int m = bft_is_fuse(bft.mnt) || (statfs(bft.mnt, &sf) < 0 && errno == ENOTCONN);
@@ -568,22 +676,67 @@ int bft_reclaim(const char *path, struct bigfile_count *out)
 
 /* ---- processes ----------------------------------------------------------------- */
 
-int bft_run(int (*fn)(void *arg), void *arg, int timeout_s)
+pid_t bft_spawn(int (*fn)(void *arg), void *arg)
 {
     fflush(NULL);
     pid_t pid = fork();
-    if (pid < 0)
-        return -1;
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         _exit(fn(arg));
     }
+    return pid;
+}
+
+int bft_run(int (*fn)(void *arg), void *arg, int timeout_s)
+{
+    pid_t pid = bft_spawn(fn, arg);
+    if (pid < 0)
+        return -1;
     int st = wait_bounded(pid, timeout_s);
     if (st == -1) {
+        bft_abort_mount();
         kill(pid, SIGKILL);
         st = wait_bounded(pid, 5);
     }
     return st;
+}
+
+int bft_wait_children(const pid_t *pids, int n, int timeout_s, int *st)
+{
+    double end = now_s() + timeout_s;
+    int left = n;
+    for (int i = 0; i < n; i++)
+        st[i] = pids[i] > 0 ? -2 : -1; /* -2: still running */
+    for (int i = 0; i < n; i++)
+        if (pids[i] <= 0)
+            left--;
+    while (left > 0 && now_s() < end) {
+        int progressed = 0;
+        for (int i = 0; i < n; i++) {
+            if (st[i] != -2)
+                continue;
+            int s;
+            if (waitpid(pids[i], &s, WNOHANG) == pids[i]) {
+                st[i] = s;
+                left--;
+                progressed = 1;
+            }
+        }
+        if (!progressed)
+            sleep_ms(5);
+    }
+    if (left == 0)
+        return 0;
+    bft_abort_mount();
+    for (int i = 0; i < n; i++)
+        if (st[i] == -2)
+            kill(pids[i], SIGKILL);
+    for (int i = 0; i < n; i++)
+        if (st[i] == -2) {
+            wait_bounded(pids[i], 10);
+            st[i] = -1;
+        }
+    return -1;
 }
 
 static void read_file_into(const char *path, char *buf, size_t len)

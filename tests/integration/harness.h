@@ -13,10 +13,24 @@
  *    mount namespace of the test's own and vanishes with its processes;
  *  - mkdtemp a directory /tmp/bft-XXXXXX holding the database ("db"), the
  *    mountpoint ("mnt") and the daemon's stderr ("daemon.log");
+ *  - mount the FUSE control filesystem (fusectl) on
+ *    /sys/fs/fuse/connections in that namespace, if it is not there yet;
  *  - start `$BIGFILEFS -f [-o OPTS] DB MNT` as a child with
  *    PR_SET_PDEATHSIG = SIGKILL (if the test process dies, so does the
  *    daemon, and the namespace and mount with it) and wait (at most 10 s)
- *    until statfs(MNT).f_type is FUSE_SUPER_MAGIC.
+ *    until statfs(MNT).f_type is FUSE_SUPER_MAGIC; record the mount's FUSE
+ *    connection (bft.conn).
+ *
+ * Hangs fail, they never hang the run. A daemon that deadlocked cannot be
+ * killed: its threads sleep in the kernel, waiting for requests that only
+ * it could answer. So whenever the harness gives up waiting for something
+ * that involves the mount — bft_run, bft_wait_children at their timeout —
+ * it first aborts the mount's FUSE connection through
+ * /sys/fs/fuse/connections/N/abort (bft_abort_mount): every waiter then
+ * fails with ECONNABORTED or ENOTCONN, the daemon can exit, and the test
+ * fails on its own assertion. A watchdog process started with the first
+ * mount does the same if the test process dies (Criterion's .timeout kills
+ * it) while a daemon still runs.
  *
  * End of the test body (bft_finish, see BFT_TEST): unmount, wait for the
  * daemon (bounded; SIGTERM then SIGKILL), then check that it exited with
@@ -54,6 +68,8 @@ struct bft_fixture {
     char opts[512]; /* -o options ("" for none) */
     pid_t daemon;   /* 0 when not running */
     int is_mem;     /* database is "mem:" */
+    unsigned conn;  /* FUSE connection number of the mount (0: none) */
+    int watchdog;   /* write end of the watchdog's pipe (-1: none) */
 };
 
 /* The fixture of this test process. */
@@ -62,7 +78,7 @@ extern struct bft_fixture bft;
 /* ---- fixtures (Criterion .init / .fini) ---------------------------------- */
 
 /* Prepare the namespace and temp dir and mount with an SQLite database /
- * a memory database / a memory database with -o inject. */
+ * a memory database / a memory database with -o test_inject. */
 void bft_setup_sqlite(void);
 void bft_setup_mem(void);
 void bft_setup_inject(void);
@@ -144,6 +160,12 @@ int bft_daemon_run(int timeout_s, const char *const *argv);
 /* Nonzero when path is on a FUSE file system now. */
 int bft_is_fuse(const char *path);
 
+/* Abort the FUSE connection of the running daemon's mount (bft.conn)
+ * through /sys/fs/fuse/connections/N/abort: every request waiting on it
+ * fails, and a deadlocked daemon can exit. Logs what it did. Returns 0, or
+ * -1 if there was nothing to abort or the write failed. */
+int bft_abort_mount(void);
+
 /* ---- paths and files ----------------------------------------------------- */
 
 /* Write bft.mnt + "/" + name into buf (PATH_MAX) and return buf. */
@@ -196,8 +218,20 @@ int bft_reclaim(const char *path, struct bigfile_count *out);
 /* ---- processes ----------------------------------------------------------- */
 
 /* Fork; the child runs fn(arg) and _exits with its return value. Wait at
- * most timeout_s seconds (then SIGKILL). Return the wait status. */
+ * most timeout_s seconds; then abort the mount (bft_abort_mount, if a
+ * daemon runs) and SIGKILL the child. Return the wait status. */
 int bft_run(int (*fn)(void *arg), void *arg, int timeout_s);
+
+/* Fork a child running fn(arg) (as bft_run) and return its pid at once,
+ * or -1. */
+pid_t bft_spawn(int (*fn)(void *arg), void *arg);
+
+/* Wait for the n children pids (from bft_spawn) together, at most
+ * timeout_s seconds in all, storing each wait status in st[i]. At the
+ * timeout: abort the mount (bft_abort_mount), SIGKILL the children left,
+ * reap them (their st[i] is then -1) and return -1. Returns 0 when all
+ * exited in time. */
+int bft_wait_children(const pid_t *pids, int n, int timeout_s, int *st);
 
 /* Run `$BIGFILECTL args...` (NULL-terminated), capturing stdout into out
  * (NUL-terminated, truncated to outlen) and stderr into err (may be NULL).

@@ -9,7 +9,8 @@ BFT_TESTS = \
 	tests/integration/test_ioctl \
 	tests/integration/test_errors \
 	tests/integration/test_namespace \
-	tests/integration/test_cli
+	tests/integration/test_cli \
+	tests/integration/test_reliability
 check_PROGRAMS += $(BFT_TESTS)
 TESTS += $(BFT_TESTS)
 
@@ -33,6 +34,9 @@ tests_integration_test_namespace_LDADD = $(BFT_LDADD)
 tests_integration_test_cli_SOURCES = tests/integration/test_cli.c $(BFT_HARNESS)
 tests_integration_test_cli_CFLAGS = $(BFT_CFLAGS)
 tests_integration_test_cli_LDADD = $(BFT_LDADD)
+tests_integration_test_reliability_SOURCES = tests/integration/test_reliability.c $(BFT_HARNESS)
+tests_integration_test_reliability_CFLAGS = $(BFT_CFLAGS)
+tests_integration_test_reliability_LDADD = $(BFT_LDADD)
 endif
 EXTRA_DIST += tests/integration/numpy_commit.py
 if HAVE_CRITERION

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -114,6 +115,75 @@ BFT_TEST(cli, operation_failures_exit_1, bft_setup_sqlite, 60)
     rc = CTL("create", "--blksize=3K", bft_path(missing, "odd"));
     cr_expect(rc == 1 || rc == 2, "create with a bad block size: exit %d", rc);
     cr_expect_neq(access(missing, F_OK), 0, "a refused create leaves no file behind");
+}
+
+BFT_TEST(cli, create_outside_a_bigfilefs_mount_creates_nothing, bft_setup_sqlite, 60)
+{
+    char plain[PATH_MAX];
+    snprintf(plain, sizeof(plain), "%s/not_a_bigfile", bft.dir);
+    const char *size[] = { "--size=0", "--size=1M" };
+    for (size_t i = 0; i < 2; i++) {
+        int rc = CTL("create", size[i], plain);
+        cr_expect_eq(rc, 1, "create %s outside a bigfilefs mount: exit %d, want 1", size[i], rc);
+        cr_expect(strstr(err, "not on a bigfilefs mount"), "the message says why: %s", err);
+        cr_expect_neq(access(plain, F_OK), 0, "create %s: no plain file was created", size[i]);
+        unlink(plain);
+    }
+    int rc;
+    /* Inside the mount, through a relative path, it works. */
+    char here[PATH_MAX];
+    cr_assert(getcwd(here, sizeof(here)));
+    cr_assert_eq(chdir(bft.mnt), 0);
+    rc = CTL("create", "relative");
+    cr_assert_eq(chdir(here), 0);
+    cr_expect_eq(rc, 0, "create inside the mount: exit %d: %s", rc, err);
+}
+
+BFT_TEST(cli, invalidate_of_an_impossible_block_says_why, bft_setup_sqlite, 60)
+{
+    char p[PATH_MAX];
+    bft_create("f", "64K", "1M");
+    bft_path(p, "f");
+    const char *ranges[] = { "18446744073709551615", "0-18446744073709551615" };
+    for (size_t i = 0; i < 2; i++) {
+        int rc = CTL("invalidate", p, ranges[i]);
+        cr_expect_eq(rc, 2, "invalidate %s: exit %d, want 2 (usage)", ranges[i], rc);
+        cr_expect(strstr(err, "out of range") && strstr(err, "18446744073709551614"),
+                  "invalidate %s: the message names the limit: %s", ranges[i], err);
+    }
+    int rc = CTL("invalidate", p, "18446744073709551614");
+    cr_expect_eq(rc, 0, "the largest block number is fine: exit %d: %s", rc, err);
+}
+
+/* The daemon refused its command line: exit status 2, the log says `why`,
+ * and no database file was created. */
+static void expect_usage_refusal(const char *opts, const char *why)
+{
+    const char *argv[] = { "-f", "-o", opts, bft.db, bft.mnt, NULL };
+    int st = bft_daemon_run(10, argv);
+    cr_expect(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 2,
+              "-o %s: the daemon must exit 2 (status 0x%x)", opts, st);
+    cr_expect(!bft_is_fuse(bft.mnt), "-o %s: nothing is mounted", opts);
+    char *log = bft_slurp(bft.log);
+    cr_expect(log && strstr(log, why), "-o %s: the message says \"%s\":\n%s", opts, why,
+              log ? log : "");
+    free(log);
+    const char *suffix[] = { "", "-wal", "-shm", "-journal" };
+    for (size_t i = 0; i < 4; i++) {
+        char f[PATH_MAX];
+        snprintf(f, sizeof(f), "%s%s", bft.db, suffix[i]);
+        cr_expect_neq(access(f, F_OK), 0, "-o %s: %s was created", opts, f);
+    }
+}
+
+BFT_TEST(cli, daemon_refuses_a_cache_larger_than_memory, bft_setup_nomount, 60)
+{
+    expect_usage_refusal("cache=99999T", "memory");
+}
+
+BFT_TEST(cli, daemon_checks_every_option_before_the_database, bft_setup_nomount, 60)
+{
+    expect_usage_refusal("frobnicate", "frobnicate");
 }
 
 BFT_TEST(cli, stat_prints_every_field, bft_setup_sqlite, 60)

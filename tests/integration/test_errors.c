@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* bigfilefs — integration tests: failures and refusals. Injected backend
- * faults and latency (-o inject, memory database): loadblk failures (EIO,
+ * faults and latency (-o test_inject, memory database): loadblk failures (EIO,
  * SIGBUS), failed writeouts, EBUSY, invalidate racing a load; read-only
  * mounts (EROFS); foreign and corrupt databases; SIGTERM with uncommitted
  * changes. */
@@ -24,15 +24,15 @@
 
 #include <criterion/criterion.h>
 
-#include "fs/inject.h"
+#include "fs/test_inject.h"
 
 #define BS ((uint64_t)65536)
 
 static int inject(const char *path, uint32_t mem_op, uint64_t lo, uint64_t hi, int err,
                   uint32_t delay_us, uint64_t after, uint64_t times)
 {
-    struct bigfile_inject in = {
-        .op = BIGFILE_INJECT_ADD,
+    struct bigfile_test_inject in = {
+        .op = BIGFILE_TEST_INJECT_ADD,
         .mem_op = mem_op,
         .blk_lo = lo,
         .blk_hi = hi,
@@ -41,13 +41,13 @@ static int inject(const char *path, uint32_t mem_op, uint64_t lo, uint64_t hi, i
         .after = after,
         .times = times,
     };
-    return bft_ioctl(path, BIGFILE_IOC_INJECT, &in);
+    return bft_ioctl(path, BIGFILE_TEST_IOC_INJECT, &in);
 }
 
 static int inject_clear(const char *path)
 {
-    struct bigfile_inject in = { .op = BIGFILE_INJECT_CLEAR };
-    return bft_ioctl(path, BIGFILE_IOC_INJECT, &in);
+    struct bigfile_test_inject in = { .op = BIGFILE_TEST_INJECT_CLEAR };
+    return bft_ioctl(path, BIGFILE_TEST_IOC_INJECT, &in);
 }
 
 static void msleep(unsigned ms)
@@ -97,7 +97,7 @@ BFT_TEST(errors, loadblk_failure_gives_eio_and_sigbus_then_recovers, bft_setup_i
     committed_file(p, "failing_file", 1);
     committed_file(q, "healthy_file", 2);
 
-    int r = inject(p, BIGFILE_INJECT_LOADBLK, 2, 2, EIO, 0, 0, 0);
+    int r = inject(p, BIGFILE_TEST_INJECT_LOADBLK, 2, 2, EIO, 0, 0, 0);
     cr_assert_eq(r, 0, "INJECT: %s", strerror(-r));
 
     uint8_t buf[4096];
@@ -142,15 +142,15 @@ BFT_TEST(errors, inject_is_enotty_without_option, bft_setup_mem, 30)
     char p[PATH_MAX];
     bft_create("f", "64K", "1M");
     bft_path(p, "f");
-    cr_expect_eq(inject(p, BIGFILE_INJECT_LOADBLK, 0, 0, EIO, 0, 0, 0), -ENOTTY);
+    cr_expect_eq(inject(p, BIGFILE_TEST_INJECT_LOADBLK, 0, 0, EIO, 0, 0, 0), -ENOTTY);
 }
 
 BFT_TEST(errors, inject_option_refused_with_sqlite, bft_setup_nomount, 30)
 {
-    const char *argv[] = { "-f", "-o", "inject", bft.db, bft.mnt, NULL };
+    const char *argv[] = { "-f", "-o", "test_inject", bft.db, bft.mnt, NULL };
     int st = bft_daemon_run(10, argv);
     cr_expect(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) != 0,
-              "-o inject with an SQLite database must be refused (status 0x%x)", st);
+              "-o test_inject with an SQLite database must be refused (status 0x%x)", st);
     cr_expect(!bft_is_fuse(bft.mnt), "nothing is mounted");
 }
 
@@ -167,7 +167,7 @@ BFT_TEST(errors, failed_storeblk_keeps_changes_and_retry_commits, bft_setup_inje
     cr_assert_eq(s0.dirty_blocks, 3);
 
     /* the second storeblk fails */
-    cr_assert_eq(inject(p, BIGFILE_INJECT_STOREBLK, 0, UINT64_MAX, EIO, 0, 1, 0), 0);
+    cr_assert_eq(inject(p, BIGFILE_TEST_INJECT_STOREBLK, 0, UINT64_MAX, EIO, 0, 1, 0), 0);
     int r = bft_writeout(p, BFT_WO_BOTH, &w);
     cr_expect_eq(r, -EIO, "writeout with a failing storeblk: %s, want EIO", strerror(-r));
     cr_assert_eq(bft_stat(p, &s1), 0);
@@ -198,7 +198,7 @@ BFT_TEST(errors, failed_commit_is_all_or_nothing, bft_setup_inject, 60)
     cr_assert_eq(ftruncate(fd, (off_t)(2 * BFT_MB)), 0);
     close(fd);
 
-    cr_assert_eq(inject(p, BIGFILE_INJECT_COMMIT, 0, UINT64_MAX, ENOSPC, 0, 0, 1), 0);
+    cr_assert_eq(inject(p, BIGFILE_TEST_INJECT_COMMIT, 0, UINT64_MAX, ENOSPC, 0, 0, 1), 0);
     int r = bft_writeout(p, BFT_WO_BOTH, NULL);
     cr_expect_eq(r, -ENOSPC, "writeout with a failing commit: %s, want ENOSPC", strerror(-r));
     cr_assert_eq(bft_stat(p, &s), 0);
@@ -230,7 +230,7 @@ BFT_TEST(errors, ebusy_while_a_writeout_runs, bft_setup_inject, 60)
     char p[PATH_MAX];
     committed_file(p, "f", 1);
     bft_put(p, 0, 100, 2);
-    cr_assert_eq(inject(p, BIGFILE_INJECT_STOREBLK, 0, UINT64_MAX, 0, 3000000, 0, 0), 0);
+    cr_assert_eq(inject(p, BIGFILE_TEST_INJECT_STOREBLK, 0, UINT64_MAX, 0, 3000000, 0, 0), 0);
 
     fflush(NULL);
     pid_t pid = fork();
@@ -270,7 +270,7 @@ BFT_TEST(errors, write_during_writeout_stays_dirty, bft_setup_inject, 60)
     char p[PATH_MAX];
     committed_file(p, "f", 1);
     bft_put(p, 0, BS, 2);
-    cr_assert_eq(inject(p, BIGFILE_INJECT_STOREBLK, 0, UINT64_MAX, 0, 1500000, 0, 0), 0);
+    cr_assert_eq(inject(p, BIGFILE_TEST_INJECT_STOREBLK, 0, UINT64_MAX, 0, 1500000, 0, 0), 0);
     fflush(NULL);
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
@@ -345,7 +345,7 @@ BFT_TEST(errors, a_slow_writeout_blocks_no_other_file_or_block, bft_setup_inject
     committed_file(b, "b", 2);
     bft_put(a, 0, 100, 3);
     bft_put(b, 0, 100, 4);
-    cr_assert_eq(inject(a, BIGFILE_INJECT_STOREBLK, 0, UINT64_MAX, 0, 2000000, 0, 0), 0);
+    cr_assert_eq(inject(a, BIGFILE_TEST_INJECT_STOREBLK, 0, UINT64_MAX, 0, 2000000, 0, 0), 0);
     fflush(NULL);
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
@@ -388,7 +388,7 @@ BFT_TEST(errors, a_slow_load_blocks_no_other_block, bft_setup_inject, 60)
 {
     char p[PATH_MAX];
     committed_file(p, "f", 1);
-    cr_assert_eq(inject(p, BIGFILE_INJECT_LOADBLK, 0, 0, 0, 2000000, 0, 0), 0);
+    cr_assert_eq(inject(p, BIGFILE_TEST_INJECT_LOADBLK, 0, 0, 0, 2000000, 0, 0), 0);
     fflush(NULL);
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
@@ -430,7 +430,7 @@ BFT_TEST(errors, invalidate_racing_a_slow_load, bft_setup_inject, 60)
     struct bigfile_stat s0, s1;
     committed_file(p, "f", 1);
     cr_assert_eq(bft_stat(p, &s0), 0);
-    cr_assert_eq(inject(p, BIGFILE_INJECT_LOADBLK, 0, 0, 0, 1000000, 0, 0), 0);
+    cr_assert_eq(inject(p, BIGFILE_TEST_INJECT_LOADBLK, 0, 0, 0, 1000000, 0, 0), 0);
 
     fflush(NULL);
     pid_t pid = fork();

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: MIT
 # testlib.sh — shared by the shell tests that mount a real bigfilefs
-# (examples/run-*.sh, man/fstab.sh). Source it, then call bf_setup "$@" first:
+# (examples/run-*.sh, man/*.sh, python/run-module-test.sh). Source it, then
+# call bf_setup "$@" first:
 #
-#   . "$BF_SRCDIR/examples/testlib.sh"
+#   . "$BF_SRCDIR/tests/testlib.sh"
 #   bf_setup "$@"            # skip (77) if FUSE is unusable; re-exec the
 #                            # script in a private mount namespace; make
 #                            # $BF_TMP (removed at exit) with $BF_MNT in it
