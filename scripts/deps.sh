@@ -1,11 +1,14 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # Install what bigfilefs needs to build, test and run, on Debian (as root).
+# postgresql is the server the pg: engine's tests start privately (a cluster
+# of their own in /tmp; tests/pg/pgserver.sh), never the system's cluster.
 # Quick when everything is already there: apt is asked only for what is missing.
 set -eu
 PKGS="build-essential autoconf automake autoconf-archive pkg-config
       libfuse3-dev fuse3 libsqlite3-dev sqlite3 libcriterion-dev
-      mandoc groff-base python3 python3-numpy util-linux procps"
+      mandoc groff-base python3 python3-numpy util-linux procps
+      libpq-dev postgresql"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' ||
