@@ -29,9 +29,10 @@
 #                             then it fails.
 #
 # The server: trust authentication, role and database `postgres`, fsync off
-# (tests do not survive power cuts; set BF_PGSERVER_FSYNC=on for a
-# measurement of real durability), synchronous_commit on, and small settings
-# for a 2-core test machine. Its log is DIR/server.log.
+# and wal_level minimal (tests need not survive power cuts), synchronous_commit
+# on, and small settings for a 2-core test machine. BF_PGSERVER_DURABLE=1
+# starts it with a real server's durability instead (fsync, full_page_writes,
+# wal_level replica), for measurements. Its log is DIR/server.log.
 #
 # Always stopped: `run` stops the server when CMD ends and on SIGINT, SIGTERM
 # and SIGHUP (forwarding the signal to CMD first); if `run` itself is
@@ -82,7 +83,8 @@ free_port() {
 }
 
 configure_server() { # DIR PORT
-    fsync=${BF_PGSERVER_FSYNC:-off}
+    fsync=off wal=minimal
+    [ "${BF_PGSERVER_DURABLE:-0}" = 0 ] || fsync=on wal=replica
     cat >>"$1/data/postgresql.conf" <<EOF
 # bigfilefs tests (tests/pg/pgserver.sh)
 port = $2
@@ -91,7 +93,7 @@ unix_socket_directories = '$1'
 fsync = $fsync
 full_page_writes = $fsync
 synchronous_commit = on
-wal_level = minimal
+wal_level = $wal
 max_wal_senders = 0
 max_wal_size = 1GB
 checkpoint_timeout = 30min
@@ -125,7 +127,9 @@ cmd_start() { # DIR
     # The socket path DIR/.s.PGSQL.PORT must fit in sun_path (108 bytes).
     [ ${#dir} -le 80 ] || die "$dir: too long a path for the server's socket (80 characters at most)"
     if [ -e "$dir" ]; then
-        [ -d "$dir" ] && [ -z "$(ls -A "$dir")" ] || die "$dir: exists and is not an empty directory"
+        if ! [ -d "$dir" ] || [ -n "$(ls -A "$dir")" ]; then
+            die "$dir: exists and is not an empty directory"
+        fi
     else
         mkdir -p "$dir"
     fi
@@ -196,6 +200,7 @@ cmd_stop() { # DIR
 
 cmd_run() { # CMD [ARG...]
     [ $# -ge 1 ] || die "run: no command"
+    command -v setsid >/dev/null || die "run: setsid (util-linux) is needed for the watchdog"
     dir=$(mktemp -d /tmp/bfpg-XXXXXX)
     child=
     # A trapped signal interrupts `wait` (not a foreground command), hence
@@ -244,7 +249,8 @@ cmd_test() { # TEST [ARG...]
         for t in ${BF_PG_TESTS:-}; do
             case $1 in "$t" | */"$t") ;; *) continue ;; esac
             if ! (bindir) >/dev/null 2>&1; then
-                [ "${BF_PGTEST_REQUIRED:-0}" = 0 ] || (bindir)
+                [ "${BF_PGTEST_REQUIRED:-0}" = 0 ] ||
+                    die "$1 needs a PostgreSQL server and none is installed (BF_PGTEST_REQUIRED is set: failing, not skipping)"
                 echo "*** SKIPPED: $1 needs a PostgreSQL server and none is installed" \
                     "(/usr/lib/postgresql/*/bin; Debian: apt install postgresql)" >&2
                 exit 77
