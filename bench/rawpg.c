@@ -780,7 +780,7 @@ static void prepare_section(PGconn *c, enum map_design d)
     static const char *const sql[NST] = { SQL_COUNTER, NULL,     SQL_SUPERSEDE, SQL_LINK,
                                           SQL_RELEASE, SQL_FILE, SQL_LOG,       SQL_NOTIFY };
     for (int i = 0; i < NST; i++) {
-        char name[8];
+        char name[16];
         snprintf(name, sizeof(name), "s%d", i);
         const char *q = i != ST_CHECK          ? sql[i]
                         : d == MAP_INSERT_ONLY ? SQL_CHECK_NEWEST
@@ -819,7 +819,7 @@ static char *int8_array(const int64_t *v, int n, int *len)
 
 static int send_stmt(PGconn *c, int i, const struct section *s)
 {
-    char name[8];
+    char name[16];
     const char *v[2] = { NULL, NULL };
     int l[2] = { 0, 0 }, f[2] = { 1, 1 }, n = 2;
     snprintf(name, sizeof(name), "s%d", i);
