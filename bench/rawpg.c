@@ -177,6 +177,45 @@ static uint64_t be64(uint64_t v)
     return ((uint64_t)htonl((uint32_t)v) << 32) | htonl((uint32_t)(v >> 32));
 }
 
+/* COPY ... FROM STDIN BINARY: start it (header), send rows, end it. */
+static void copy_begin(PGconn *c, const char *sql)
+{
+    static const char hdr[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
+    xok(c, PQexec(c, sql), PGRES_COPY_IN, sql);
+    if (PQputCopyData(c, hdr, sizeof(hdr)) != 1)
+        die("copy: %s", PQerrorMessage(c));
+}
+
+/* One row: n bigint fields, then a bytea of one block. */
+static void copy_row(PGconn *c, const int64_t *ints, int n, const void *block)
+{
+    char row[2 + 3 * 12 + 4], *p = row;
+    uint16_t nf = htons((uint16_t)(n + 1));
+    uint32_t l8 = htonl(8), lb = htonl((uint32_t)BLK);
+    memcpy(p, &nf, 2);
+    p += 2;
+    for (int i = 0; i < n && i < 3; i++) {
+        uint64_t v = be64((uint64_t)ints[i]);
+        memcpy(p, &l8, 4);
+        memcpy(p + 4, &v, 8);
+        p += 12;
+    }
+    memcpy(p, &lb, 4);
+    p += 4;
+    if (PQputCopyData(c, row, (int)(p - row)) != 1 ||
+        PQputCopyData(c, (const char *)block, (int)BLK) != 1)
+        die("copy: %s", PQerrorMessage(c));
+}
+
+static void copy_end(PGconn *c)
+{
+    uint16_t trailer = 0xffff;
+    if (PQputCopyData(c, (const char *)&trailer, 2) != 1 || PQputCopyEnd(c, NULL) != 1)
+        die("copy end: %s", PQerrorMessage(c));
+    xok(c, PQgetResult(c), PGRES_COMMAND_OK, "copy");
+    PQclear(PQgetResult(c));
+}
+
 /* The rows blocks(id, data) and blockmap(file 1, blk id, serial 1, content
  * id), filled with COPY BINARY. */
 static void setup_blocks(int storage)
@@ -195,30 +234,16 @@ static void setup_blocks(int storage)
     xcmd(c, "CREATE TABLE rawpg_blockmap(file bigint, blk bigint, serial bigint, content bigint, "
             "superseded bigint, PRIMARY KEY(file, blk, serial))");
     xcmd(c, "INSERT INTO rawpg_blockmap SELECT 1, b, 1, b FROM generate_series(0, 9999) b");
-    xok(c, PQexec(c, "COPY rawpg_blocks FROM STDIN BINARY"), PGRES_COPY_IN, "copy");
-    static const char hdr[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
-    uint64_t *buf = malloc(BLK + 32);
-    if (!buf || PQputCopyData(c, hdr, sizeof(hdr)) != 1)
-        die("copy header");
+    copy_begin(c, "COPY rawpg_blocks FROM STDIN BINARY");
+    uint64_t *buf = malloc(BLK);
+    if (!buf)
+        die("out of memory");
     for (int b = 0; b < cfg.nblk; b++) {
-        char row[2 + 4 + 8 + 4];
-        uint16_t nf = htons(2);
-        uint32_t l8 = htonl(8), lb = htonl((uint32_t)BLK);
-        uint64_t id = be64((uint64_t)b);
-        memcpy(row, &nf, 2);
-        memcpy(row + 2, &l8, 4);
-        memcpy(row + 6, &id, 8);
-        memcpy(row + 14, &lb, 4);
+        const int64_t id = b;
         block_fill(buf, b);
-        if (PQputCopyData(c, row, sizeof(row)) != 1 ||
-            PQputCopyData(c, (const char *)buf, (int)BLK) != 1)
-            die("copy: %s", PQerrorMessage(c));
+        copy_row(c, &id, 1, buf);
     }
-    uint16_t trailer = 0xffff;
-    if (PQputCopyData(c, (const char *)&trailer, 2) != 1 || PQputCopyEnd(c, NULL) != 1)
-        die("copy end: %s", PQerrorMessage(c));
-    xok(c, PQgetResult(c), PGRES_COMMAND_OK, "copy");
-    PQclear(PQgetResult(c));
+    copy_end(c);
     free(buf);
     xcmd(c, "VACUUM ANALYZE rawpg_blocks");
     xcmd(c, "VACUUM ANALYZE rawpg_blockmap");
@@ -518,31 +543,12 @@ static void *upload_thread(void *arg)
 
 static void upload_copy(PGconn *c, const void *data)
 {
-    static const char hdr[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
-    xok(c, PQexec(c, "COPY rawpg_contents(id, session, data) FROM STDIN BINARY"), PGRES_COPY_IN,
-        "copy");
-    if (PQputCopyData(c, hdr, sizeof(hdr)) != 1)
-        die("copy");
+    copy_begin(c, "COPY rawpg_contents(id, session, data) FROM STDIN BINARY");
     for (int b = 0; b < cfg.nblk; b++) {
-        char row[2 + 12 + 12 + 4];
-        uint16_t nf = htons(3);
-        uint32_t l8 = htonl(8), lb = htonl((uint32_t)BLK);
-        uint64_t id = be64((uint64_t)b), s = be64(1);
-        memcpy(row, &nf, 2);
-        memcpy(row + 2, &l8, 4);
-        memcpy(row + 6, &id, 8);
-        memcpy(row + 14, &l8, 4);
-        memcpy(row + 18, &s, 8);
-        memcpy(row + 26, &lb, 4);
-        if (PQputCopyData(c, row, sizeof(row)) != 1 ||
-            PQputCopyData(c, (const char *)data + (size_t)b * BLK, (int)BLK) != 1)
-            die("copy: %s", PQerrorMessage(c));
+        const int64_t v[2] = { b, 1 };
+        copy_row(c, v, 2, (const char *)data + (size_t)b * BLK);
     }
-    uint16_t trailer = 0xffff;
-    if (PQputCopyData(c, (const char *)&trailer, 2) != 1 || PQputCopyEnd(c, NULL) != 1)
-        die("copy end: %s", PQerrorMessage(c));
-    xok(c, PQgetResult(c), PGRES_COMMAND_OK, "copy");
-    PQclear(PQgetResult(c));
+    copy_end(c);
 }
 
 static void upload_pipelined(PGconn *c, const void *data)
