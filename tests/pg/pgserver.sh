@@ -57,6 +57,8 @@ die() {
 
 bindir() {
     if [ -n "${BF_PG_BINDIR:-}" ]; then
+        [ -x "$BF_PG_BINDIR/initdb" ] && [ -x "$BF_PG_BINDIR/pg_ctl" ] ||
+            die "BF_PG_BINDIR=$BF_PG_BINDIR: no initdb and pg_ctl there"
         echo "$BF_PG_BINDIR"
         return
     fi
