@@ -12,7 +12,7 @@ bench_bfbench_SOURCES = \
 bench_bfbench_CFLAGS = $(AM_CFLAGS) $(SQLITE3_CFLAGS)
 bench_bfbench_LDADD = $(SQLITE3_LIBS) -lm
 
-EXTRA_DIST += bench/README bench/run.sh
+EXTRA_DIST += bench/README bench/run.sh bench/rawpg.sh
 
 ## BENCH_QUICK=1 for small sizes, BENCH_ONLY="1 3" for some figures only,
 ## BENCH_RUNS=N runs per figure, BENCH_DIR=DIR for the databases (on disk).
@@ -23,3 +23,14 @@ bench: bench/bfbench$(EXEEXT) bigfilefs$(EXEEXT) bigfilectl$(EXEEXT)
 	bash '$(abs_top_srcdir)/bench/run.sh'
 
 .PHONY: bench
+
+## rawpg: plain libpq loops measuring what the pg: engine's design rests on
+## (docs/design/PG-ENGINE.md): fetch, upload, the commit section, NOTIFY.
+## Run by hand: sh ../../bench/rawpg.sh (in the build directory) runs every
+## measurement on two private servers (tests/pg/pgserver.sh).
+if HAVE_POSTGRESQL
+noinst_PROGRAMS += bench/rawpg
+bench_rawpg_SOURCES = bench/rawpg.c bench/pattern.h bench/util.h bench/util.c
+bench_rawpg_CFLAGS = $(AM_CFLAGS) $(LIBPQ_CFLAGS)
+bench_rawpg_LDADD = $(LIBPQ_LIBS) $(PTHREAD_LIBS) -lm
+endif

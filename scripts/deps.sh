@@ -1,6 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # Install what bigfilefs needs to build, test and run, on Debian (as root).
+# postgresql is the server the pg: engine's tests start privately (a cluster
+# of their own in /tmp; tests/pg/pgserver.sh), never the system's cluster.
 # Quick when everything is already there: apt is asked only for what is missing.
 #   sh scripts/deps.sh [packaging]
 # "packaging" adds what the deb stage (scripts/test-packages.sh) needs: the
@@ -9,7 +11,8 @@
 set -eu
 PKGS="build-essential autoconf automake autoconf-archive pkg-config
       libfuse3-dev fuse3 libsqlite3-dev sqlite3 libcriterion-dev
-      mandoc groff-base python3 python3-numpy util-linux procps"
+      mandoc groff-base python3 python3-numpy util-linux procps
+      libpq-dev postgresql"
 [ "${1:-}" != packaging ] || PKGS="$PKGS debhelper dh-python dpkg-dev pkgconf lintian
       python3-venv python3-pip python3-setuptools systemd man-db git"
 missing=""
