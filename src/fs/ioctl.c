@@ -14,8 +14,8 @@
  *  3. Sizes: the kernel passes exactly the encoded sizes; fewer bytes are
  *     EINVAL.
  *  4. Copy the argument and check it (EINVAL): nothing has happened yet.
- *  5. A short request (STAT, the test INJECT) runs now, on the request
- *     thread, and is answered.
+ *  5. A request that does not wait for the kernel (STAT, the test INJECT)
+ *     runs now, on the request thread, and is answered.
  *  6. A long one — it waits for the kernel, which waits for request threads
  *     (kernel.h, D1) — records its operation on the inode (EBUSY while
  *     another runs on the file) and is queued (workq.h; EAGAIN when the
@@ -317,35 +317,68 @@ static int check_inject(const union ioc_arg *in)
 {
     const struct bigfile_test_inject *t = &in->inject;
 
-    if (t->reserved)
+    if (t->reserved || (t->flags & ~BIGFILE_TEST_INJECT_HOLD))
         return -EINVAL;
-    if (t->op == BIGFILE_TEST_INJECT_CLEAR)
+    switch (t->op) {
+    case BIGFILE_TEST_INJECT_ADD:
+        if (t->mem_op < BIGFILE_TEST_INJECT_LOADBLK || t->mem_op > BIGFILE_TEST_INJECT_COMMIT ||
+            t->err < 0 || t->blk_lo > t->blk_hi)
+            return -EINVAL;
         return 0;
-    if (t->op != BIGFILE_TEST_INJECT_ADD || t->mem_op < BIGFILE_TEST_INJECT_LOADBLK ||
-        t->mem_op > BIGFILE_TEST_INJECT_COMMIT || t->err < 0 || t->blk_lo > t->blk_hi)
+    case BIGFILE_TEST_INJECT_WAIT_HELD:
+        if (t->timeout_ms > BIGFILE_TEST_INJECT_WAIT_MAX_MS)
+            return -EINVAL;
+        /* fall through */
+    case BIGFILE_TEST_INJECT_CLEAR:
+    case BIGFILE_TEST_INJECT_RELEASE:
+    case BIGFILE_TEST_INJECT_HELD:
+        return t->flags ? -EINVAL : 0;
+    default:
         return -EINVAL;
-    return 0;
+    }
 }
 
+/* Not queued, even WAIT_HELD, which waits on this request thread with no
+ * daemon lock held, for at most BIGFILE_TEST_INJECT_WAIT_MAX_MS: the bounded
+ * exception to kernel.h's D1 that test_inject.h explains. */
 static int run_inject(struct ioc_call *c)
 {
     const struct bigfile_test_inject *t = &c->in.inject;
+    bf_db *db = c->fs->db;
     struct bf_mem_fault f;
+    int r = 0;
 
-    if (t->op == BIGFILE_TEST_INJECT_CLEAR) {
-        bf_mem_clear_faults(c->fs->db);
-        return 0;
+    switch (t->op) {
+    case BIGFILE_TEST_INJECT_ADD:
+        memset(&f, 0, sizeof(f));
+        f.op = (enum bf_mem_op)t->mem_op;
+        f.file_id = c->inode->id;
+        f.blk_lo = t->blk_lo;
+        f.blk_hi = t->blk_hi;
+        f.err = t->err;
+        f.hold = t->flags & BIGFILE_TEST_INJECT_HOLD;
+        f.after = t->after;
+        f.times = t->times;
+        f.delay_us = t->delay_us;
+        r = bf_mem_inject(db, &f);
+        break;
+    case BIGFILE_TEST_INJECT_CLEAR:
+        bf_mem_clear_faults(db);
+        break;
+    case BIGFILE_TEST_INJECT_RELEASE:
+        bf_mem_release(db);
+        break;
+    case BIGFILE_TEST_INJECT_WAIT_HELD:
+        r = bf_mem_wait_held(db, t->held, (int)t->timeout_ms);
+        if (r == -ETIMEDOUT)
+            r = -EAGAIN; /* test_inject.h; bf_errno_ioctl() would make ETIMEDOUT an EIO */
+        break;
     }
-    memset(&f, 0, sizeof(f));
-    f.op = (enum bf_mem_op)t->mem_op;
-    f.file_id = c->inode->id;
-    f.blk_lo = t->blk_lo;
-    f.blk_hi = t->blk_hi;
-    f.err = t->err;
-    f.after = t->after;
-    f.times = t->times;
-    f.delay_us = t->delay_us;
-    return bf_mem_inject(c->fs->db, &f);
+    if (r < 0)
+        return r;
+    c->out.inject = *t;
+    c->out.inject.held = bf_mem_held(db);
+    return 0;
 }
 
 /* ---- the table ------------------------------------------------------------------ */
@@ -368,8 +401,8 @@ static const struct ioc_def ioc_table[] = {
       NULL, run_reclaim },
     { BIGFILE_IOC_SETBLKSIZE, "SETBLKSIZE", SZ(bigfile_blksize), 0, IOC_COMMIT, BF_OP_SETBLKSIZE,
       IOC_QUEUED, check_blksize, run_setblksize },
-    { BIGFILE_TEST_IOC_INJECT, "TEST_INJECT", SZ(bigfile_test_inject), 0, IOC_READ, BF_OP_NONE,
-      IOC_TEST, check_inject, run_inject },
+    { BIGFILE_TEST_IOC_INJECT, "TEST_INJECT", SZ(bigfile_test_inject), SZ(bigfile_test_inject),
+      IOC_READ, BF_OP_NONE, IOC_TEST, check_inject, run_inject },
 };
 
 /* The entry of cmd, or NULL. */

@@ -27,6 +27,8 @@
 #include <criterion/criterion.h>
 #include <sqlite3.h>
 
+#include "fs/test_inject.h"
+
 struct bft_fixture bft;
 
 /* The schema of src/backends/sqlite.c: replace the blob of one existing
@@ -51,35 +53,65 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Wait for pid at most timeout_s; return its status or -1 on timeout. */
-static int wait_bounded(pid_t pid, double timeout_s)
+int bft_wait_for(int (*cond)(void *arg), void *arg, double timeout_s)
 {
     double end = now_s() + timeout_s;
     for (;;) {
-        int st;
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            return st;
-        if (r < 0 && errno != EINTR)
-            return -1;
+        if (cond(arg))
+            return 1;
         if (now_s() > end)
-            return -1;
-        sleep_ms(5);
+            return 0;
+        sleep_ms(1);
     }
+}
+
+struct reap {
+    pid_t pid;
+    int st; /* its wait status, or -1 */
+    int err;
+};
+
+/* bft_wait_for's condition: pid was reaped (or cannot be). */
+static int reaped(void *arg)
+{
+    struct reap *w = arg;
+    pid_t r = waitpid(w->pid, &w->st, WNOHANG);
+    if (r == w->pid)
+        return 1;
+    if (r < 0 && errno != EINTR) {
+        w->err = 1;
+        return 1;
+    }
+    return 0;
+}
+
+int bft_wait_pid(pid_t pid, double timeout_s)
+{
+    struct reap w = { pid, -1, 0 };
+    if (!bft_wait_for(reaped, &w, timeout_s) || w.err)
+        return -1;
+    return w.st;
+}
+
+int bft_exited(pid_t pid)
+{
+    siginfo_t si;
+    memset(&si, 0, sizeof(si));
+    return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid;
 }
 
 /* Wait for pid; escalate SIGTERM then SIGKILL. */
 static int wait_or_kill(pid_t pid, double timeout_s)
 {
-    int st = wait_bounded(pid, timeout_s);
+    int st = bft_wait_pid(pid, timeout_s);
     if (st != -1)
         return st;
     kill(pid, SIGTERM);
-    st = wait_bounded(pid, 5);
+    st = bft_wait_pid(pid, 5);
     if (st != -1)
         return st;
     kill(pid, SIGKILL);
-    return wait_bounded(pid, 10);
+    return bft_wait_pid(pid, 10);
 }
 
 static const char *env_or(const char *name, const char *dflt)
@@ -182,6 +214,8 @@ static void watch_send(pid_t pid, unsigned conn)
         fprintf(stderr, "harness: cannot reach the watchdog: %s\n", strerror(errno));
 }
 
+static int end_holds(void);
+
 /* ---- fixtures ------------------------------------------------------------- */
 
 static void prepare(void)
@@ -244,6 +278,9 @@ static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW 
 
 void bft_finish(void)
 {
+    int held = end_holds();
+    cr_expect(held == -1 || (WIFEXITED(held) && WEXITSTATUS(held) == 0),
+              "calls were still held at the end of the test (status 0x%x): released", held);
     int st = bft_unmount();
     if (st != -1)
         bft_assert_daemon_clean(st, "end of test");
@@ -253,6 +290,7 @@ void bft_teardown(void)
 {
     if (!bft.dir[0])
         return;
+    end_holds(); /* after a failed assertion: let the held calls end */
     int st = bft_unmount();
     umount2(bft.mnt, MNT_DETACH); /* whatever is left, live or dead */
     if (st != -1)
@@ -293,6 +331,13 @@ static pid_t spawn_daemon(const char *const *argv, int truncate_log)
     _exit(127);
 }
 
+/* bft_wait_for's condition: the daemon mounted, or ended. */
+static int mounted_or_exited(void *arg)
+{
+    (void)arg;
+    return bft_is_fuse(bft.mnt) || bft_exited(bft.daemon);
+}
+
 void bft_mount(void)
 {
     const char *argv[8];
@@ -309,23 +354,19 @@ void bft_mount(void)
 
     bft.daemon = spawn_daemon(argv, 0);
     cr_assert_gt(bft.daemon, 0, "fork: %s", strerror(errno));
-    double end = now_s() + 10;
-    while (!bft_is_fuse(bft.mnt)) {
-        int st;
-        if (waitpid(bft.daemon, &st, WNOHANG) == bft.daemon) {
-            bft.daemon = 0;
-            char *log = bft_slurp(bft.log);
-            cr_log_error("daemon log:\n%s", log ? log : "(none)");
-            free(log);
-            cr_assert_fail("bigfilefs exited before mounting (status 0x%x)", st);
-        }
-        if (now_s() > end) {
-            kill(bft.daemon, SIGKILL);
-            wait_bounded(bft.daemon, 5);
-            bft.daemon = 0;
-            cr_assert_fail("bigfilefs did not mount %s within 10 s", bft.mnt);
-        }
-        sleep_ms(5);
+    if (!bft_wait_for(mounted_or_exited, NULL, 10)) {
+        kill(bft.daemon, SIGKILL);
+        bft_wait_pid(bft.daemon, 5);
+        bft.daemon = 0;
+        cr_assert_fail("bigfilefs did not mount %s within 10 s", bft.mnt);
+    }
+    int ds;
+    if (!bft_is_fuse(bft.mnt) && waitpid(bft.daemon, &ds, WNOHANG) == bft.daemon) {
+        bft.daemon = 0;
+        char *log = bft_slurp(bft.log);
+        cr_log_error("daemon log:\n%s", log ? log : "(none)");
+        free(log);
+        cr_assert_fail("bigfilefs exited before mounting (status 0x%x)", ds);
     }
     struct stat st;
     cr_assert_eq(stat(bft.mnt, &st), 0, "stat %s: %s", bft.mnt, strerror(errno));
@@ -419,10 +460,10 @@ int bft_daemon_run(int timeout_s, const char *const *argv)
     pid_t pid = spawn_daemon(full, 1);
     if (pid < 0)
         return -1;
-    int st = wait_bounded(pid, timeout_s);
+    int st = bft_wait_pid(pid, timeout_s);
     if (st == -1) {
         kill(pid, SIGKILL);
-        st = wait_bounded(pid, 5);
+        st = bft_wait_pid(pid, 5);
         if (bft_is_fuse(bft.mnt))
             umount2(bft.mnt, MNT_DETACH);
     }
@@ -674,6 +715,143 @@ int bft_reclaim(const char *path, struct bigfile_count *out)
     return r;
 }
 
+/* ---- faults and holds ------------------------------------------------------------ */
+
+/* Send op of the test ioctl with the fields of *t; *t gets the answer. */
+static int inject_op(const char *path, uint32_t op, struct bigfile_test_inject *t)
+{
+    t->op = op;
+    return bft_ioctl(path, BIGFILE_TEST_IOC_INJECT, t);
+}
+
+/* ADD a rule for path's file. */
+static int add_rule(const char *path, uint32_t mem_op, uint64_t lo, uint64_t hi, int err,
+                    uint32_t delay_us, uint64_t after, uint64_t times, uint32_t flags)
+{
+    struct bigfile_test_inject t = {
+        .mem_op = mem_op,
+        .blk_lo = lo,
+        .blk_hi = hi,
+        .err = err,
+        .delay_us = delay_us,
+        .after = after,
+        .times = times,
+        .flags = flags,
+    };
+    return inject_op(path, BIGFILE_TEST_INJECT_ADD, &t);
+}
+
+int bft_inject(const char *path, uint32_t mem_op, uint64_t lo, uint64_t hi, int err,
+               uint32_t delay_us, uint64_t after, uint64_t times)
+{
+    return add_rule(path, mem_op, lo, hi, err, delay_us, after, times, 0);
+}
+
+int bft_inject_clear(const char *path)
+{
+    struct bigfile_test_inject t = { 0 };
+    return inject_op(path, BIGFILE_TEST_INJECT_CLEAR, &t);
+}
+
+int bft_hold(const char *path, uint32_t mem_op, uint64_t lo, uint64_t hi, uint64_t times, int err)
+{
+    int r = add_rule(path, mem_op, lo, hi, err, 0, 0, times, BIGFILE_TEST_INJECT_HOLD);
+    if (r == 0)
+        snprintf(bft.hold_path, sizeof(bft.hold_path), "%s", path);
+    return r;
+}
+
+int bft_wait_held(const char *path, uint64_t n, int timeout_s)
+{
+    struct bigfile_test_inject t = { .held = n, .timeout_ms = (uint32_t)timeout_s * 1000u };
+    int r = inject_op(path, BIGFILE_TEST_INJECT_WAIT_HELD, &t);
+    return r == -EAGAIN ? -ETIMEDOUT : r; /* EAGAIN: the time passed first */
+}
+
+int64_t bft_held(const char *path)
+{
+    struct bigfile_test_inject t = { 0 };
+    int r = inject_op(path, BIGFILE_TEST_INJECT_HELD, &t);
+    return r < 0 ? r : (int64_t)t.held;
+}
+
+int bft_release(const char *path)
+{
+    struct bigfile_test_inject t = { 0 };
+    return inject_op(path, BIGFILE_TEST_INJECT_RELEASE, &t);
+}
+
+int bft_guard(const char *path, int timeout_s)
+{
+    sigset_t stop, old;
+    if (bft.guard)
+        return -EBUSY;
+    /* SIGTERM (bft_unguard) is blocked from the fork on: the guard takes
+     * it with sigtimedwait, also when it comes before it waits, and not
+     * while it releases. */
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigprocmask(SIG_BLOCK, &stop, &old);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct timespec ts = { timeout_s, 0 };
+        int sig;
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        while ((sig = sigtimedwait(&stop, NULL, &ts)) < 0 && errno == EINTR)
+            ;
+        if (sig == SIGTERM)
+            _exit(0);
+        fprintf(stderr, "harness: the guard releases the held calls after %d s\n", timeout_s);
+        _exit(bft_release(path) == 0 ? 1 : 2);
+    }
+    int err = errno;
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0)
+        return -err;
+    bft.guard = pid;
+    return 0;
+}
+
+int bft_unguard(void)
+{
+    if (!bft.guard)
+        return -1;
+    kill(bft.guard, SIGTERM);
+    int st = bft_wait_pid(bft.guard, 10);
+    if (st == -1) {
+        kill(bft.guard, SIGKILL);
+        bft_wait_pid(bft.guard, 5);
+    }
+    bft.guard = 0;
+    return st != -1 && WIFEXITED(st) && WEXITSTATUS(st) != 0 ? 1 : 0;
+}
+
+/* In a child (bft_run: bounded): release the calls held now. Exits 0 if none
+ * was held, 1 if some were (released), 2 if the daemon did not answer. */
+static int release_leftovers(void *arg)
+{
+    int64_t n = bft_held(arg);
+    if (n < 0)
+        return 2;
+    if (n > 0 && bft_release(arg) < 0)
+        return 2;
+    return n > 0 ? 1 : 0;
+}
+
+/* Stop the guard and release the calls a test left held (see harness.h).
+ * Returns release_leftovers' status, or -1 when there was nothing to do. */
+static int end_holds(void)
+{
+    if (bft.guard)
+        bft_unguard();
+    if (!bft.hold_path[0] || !bft.daemon)
+        return -1;
+    int st = bft_run(release_leftovers, bft.hold_path, 10);
+    bft.hold_path[0] = 0;
+    return st;
+}
+
 /* ---- processes ----------------------------------------------------------------- */
 
 pid_t bft_spawn(int (*fn)(void *arg), void *arg)
@@ -692,40 +870,44 @@ int bft_run(int (*fn)(void *arg), void *arg, int timeout_s)
     pid_t pid = bft_spawn(fn, arg);
     if (pid < 0)
         return -1;
-    int st = wait_bounded(pid, timeout_s);
+    int st = bft_wait_pid(pid, timeout_s);
     if (st == -1) {
         bft_abort_mount();
         kill(pid, SIGKILL);
-        st = wait_bounded(pid, 5);
+        st = bft_wait_pid(pid, 5);
     }
     return st;
 }
 
+struct children {
+    const pid_t *pids;
+    int n, left;
+    int *st; /* -2: still running */
+};
+
+/* bft_wait_for's condition: every child was reaped. */
+static int all_reaped(void *arg)
+{
+    struct children *c = arg;
+    for (int i = 0; i < c->n; i++) {
+        int s;
+        if (c->st[i] == -2 && waitpid(c->pids[i], &s, WNOHANG) == c->pids[i]) {
+            c->st[i] = s;
+            c->left--;
+        }
+    }
+    return c->left == 0;
+}
+
 int bft_wait_children(const pid_t *pids, int n, int timeout_s, int *st)
 {
-    double end = now_s() + timeout_s;
-    int left = n;
-    for (int i = 0; i < n; i++)
-        st[i] = pids[i] > 0 ? -2 : -1; /* -2: still running */
-    for (int i = 0; i < n; i++)
+    struct children c = { pids, n, n, st };
+    for (int i = 0; i < n; i++) {
+        st[i] = pids[i] > 0 ? -2 : -1;
         if (pids[i] <= 0)
-            left--;
-    while (left > 0 && now_s() < end) {
-        int progressed = 0;
-        for (int i = 0; i < n; i++) {
-            if (st[i] != -2)
-                continue;
-            int s;
-            if (waitpid(pids[i], &s, WNOHANG) == pids[i]) {
-                st[i] = s;
-                left--;
-                progressed = 1;
-            }
-        }
-        if (!progressed)
-            sleep_ms(5);
+            c.left--;
     }
-    if (left == 0)
+    if (bft_wait_for(all_reaped, &c, timeout_s))
         return 0;
     bft_abort_mount();
     for (int i = 0; i < n; i++)
@@ -733,7 +915,7 @@ int bft_wait_children(const pid_t *pids, int n, int timeout_s, int *st)
             kill(pids[i], SIGKILL);
     for (int i = 0; i < n; i++)
         if (st[i] == -2) {
-            wait_bounded(pids[i], 10);
+            bft_wait_pid(pids[i], 10);
             st[i] = -1;
         }
     return -1;
@@ -774,10 +956,10 @@ int bft_exec(char *out, size_t outlen, char *err, size_t errlen, const char *con
         fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
-    int st = wait_bounded(pid, timeout_s);
+    int st = bft_wait_pid(pid, timeout_s);
     if (st == -1) {
         kill(pid, SIGKILL);
-        st = wait_bounded(pid, 5);
+        st = bft_wait_pid(pid, 5);
     }
     read_file_into(opath, out, outlen);
     read_file_into(epath, err, errlen);
@@ -981,10 +1163,10 @@ int bft_peer_stop(struct bft_peer *p)
     full_write(p->cmd, &c, sizeof(c));
     close(p->cmd);
     close(p->rep);
-    int st = wait_bounded(p->pid, 20);
+    int st = bft_wait_pid(p->pid, 20);
     if (st == -1) {
         kill(p->pid, SIGKILL);
-        st = wait_bounded(p->pid, 5);
+        st = bft_wait_pid(p->pid, 5);
     }
     return st;
 }

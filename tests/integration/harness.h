@@ -61,15 +61,17 @@
 #define BFT_GB ((uint64_t)1 << 30)
 
 struct bft_fixture {
-    char dir[64];   /* the temp dir */
-    char db[256];   /* database spec: DIR/db or "mem:" */
-    char mnt[256];  /* DIR/mnt */
-    char log[256];  /* DIR/daemon.log: the daemon's stdout+stderr */
-    char opts[512]; /* -o options ("" for none) */
-    pid_t daemon;   /* 0 when not running */
-    int is_mem;     /* database is "mem:" */
-    unsigned conn;  /* FUSE connection number of the mount (0: none) */
-    int watchdog;   /* write end of the watchdog's pipe (-1: none) */
+    char dir[64];             /* the temp dir */
+    char db[256];             /* database spec: DIR/db or "mem:" */
+    char mnt[256];            /* DIR/mnt */
+    char log[256];            /* DIR/daemon.log: the daemon's stdout+stderr */
+    char opts[512];           /* -o options ("" for none) */
+    pid_t daemon;             /* 0 when not running */
+    int is_mem;               /* database is "mem:" */
+    unsigned conn;            /* FUSE connection number of the mount (0: none) */
+    int watchdog;             /* write end of the watchdog's pipe (-1: none) */
+    char hold_path[PATH_MAX]; /* a file given a hold rule (bft_hold), or "" */
+    pid_t guard;              /* the running guard (bft_guard), or 0 */
 };
 
 /* The fixture of this test process. */
@@ -215,6 +217,54 @@ int bft_invalidate(const char *path, uint64_t start, uint64_t count);
 int bft_stat(const char *path, struct bigfile_stat *out);
 int bft_reclaim(const char *path, struct bigfile_count *out);
 
+/* ---- faults and holds (bft_setup_inject: fs/test_inject.h) -------------------
+ * The memory backend's fault rules, through the daemon's test ioctl. A
+ * hold lets a test wait for an event, never for time:
+ *
+ *     cr_assert_eq(bft_hold(p, BIGFILE_TEST_INJECT_STOREBLK, 0, UINT64_MAX, 0, 0), 0);
+ *     pid = fork(): the child writes p out, and blocks in storeblk;
+ *     cr_assert_eq(bft_wait_held(p, 1, 20), 0);   the writeout is held now
+ *     cr_assert_eq(bft_guard(p, 20), 0);
+ *     ... act and check: what must not wait for the held writeout ...
+ *     cr_expect_eq(bft_unguard(), 0, "the checks waited for the writeout");
+ *     cr_expect_eq(bft_held(p), 1, "still held: the checks ran meanwhile");
+ *     cr_assert_eq(bft_release(p), 0);
+ *     wait for the child.
+ *
+ * A daemon must not end with calls held: bft_finish fails a test that left
+ * some (and releases them), and the teardown releases them after a failed
+ * assertion. All return 0 or -errno unless said otherwise. */
+
+/* Add a rule for path's file: the calls mem_op (BIGFILE_TEST_INJECT_*) on
+ * its blocks [lo, hi] fail with err (positive errno; 0: do not fail), take
+ * delay_us longer, after the first `after` of them, at most `times` times
+ * (0: always). */
+int bft_inject(const char *path, uint32_t mem_op, uint64_t lo, uint64_t hi, int err,
+               uint32_t delay_us, uint64_t after, uint64_t times);
+/* Remove every rule (of every file) and release every held call. */
+int bft_inject_clear(const char *path);
+/* Hold the calls mem_op on path's blocks [lo, hi] — the first `times` of
+ * them, 0: every one — until bft_release; then fail them with err
+ * (positive errno), or with 0 let them go on. */
+int bft_hold(const char *path, uint32_t mem_op, uint64_t lo, uint64_t hi, uint64_t times, int err);
+/* Wait until at least n calls are held (of any file), at most timeout_s
+ * seconds: 0, -ETIMEDOUT, or -errno. */
+int bft_wait_held(const char *path, uint64_t n, int timeout_s);
+/* The number of calls held now (of any file), or -errno. */
+int64_t bft_held(const char *path);
+/* Release every held call (of any file); hold rules fire no more. */
+int bft_release(const char *path);
+
+/* While a call is held, an action that the test expects not to wait for it
+ * would, if it did, wait forever. bft_guard starts a guard process that
+ * releases every held call (through path) unless bft_unguard stops it
+ * within timeout_s: such an action then ends late, and the test fails on
+ * bft_unguard's answer instead of hanging. One guard at a time. */
+int bft_guard(const char *path, int timeout_s);
+/* Stop the guard. Returns 1 if it had released the holds (what the test did
+ * meanwhile outlasted its timeout), 0 if not, -1 if none ran. */
+int bft_unguard(void);
+
 /* ---- processes ----------------------------------------------------------- */
 
 /* Fork; the child runs fn(arg) and _exits with its return value. Wait at
@@ -232,6 +282,20 @@ pid_t bft_spawn(int (*fn)(void *arg), void *arg);
  * reap them (their st[i] is then -1) and return -1. Returns 0 when all
  * exited in time. */
 int bft_wait_children(const pid_t *pids, int n, int timeout_s, int *st);
+
+/* Wait for child pid at most timeout_s seconds (it is not killed); return
+ * its wait status, or -1 at the timeout or on an error. */
+int bft_wait_pid(pid_t pid, double timeout_s);
+
+/* Nonzero when child pid has ended (it is not reaped: waitpid still
+ * gives its status). */
+int bft_exited(pid_t pid);
+
+/* Call cond(arg) every millisecond until it returns nonzero, at most
+ * timeout_s seconds: for a condition that no event announces (a sysfs
+ * value, a daemon counter, a child's exit). Returns 1 when it held, 0 at
+ * the timeout. */
+int bft_wait_for(int (*cond)(void *arg), void *arg, double timeout_s);
 
 /* Run `$BIGFILECTL args...` (NULL-terminated), capturing stdout into out
  * (NUL-terminated, truncated to outlen) and stderr into err (may be NULL).

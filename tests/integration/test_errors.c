@@ -19,7 +19,6 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -28,33 +27,15 @@
 
 #define BS ((uint64_t)65536)
 
-static int inject(const char *path, uint32_t mem_op, uint64_t lo, uint64_t hi, int err,
-                  uint32_t delay_us, uint64_t after, uint64_t times)
-{
-    struct bigfile_test_inject in = {
-        .op = BIGFILE_TEST_INJECT_ADD,
-        .mem_op = mem_op,
-        .blk_lo = lo,
-        .blk_hi = hi,
-        .err = err,
-        .delay_us = delay_us,
-        .after = after,
-        .times = times,
-    };
-    return bft_ioctl(path, BIGFILE_TEST_IOC_INJECT, &in);
-}
+/* How long a test waits for an event (a call getting held, a child
+ * ending), and the guard's timeout: only a broken daemon takes that long. */
+#define WAIT_S 20
 
-static int inject_clear(const char *path)
+/* Wait for child pid (bounded: a hang fails); its wait status, or -1. */
+static int wait_child(pid_t pid)
 {
-    struct bigfile_test_inject in = { .op = BIGFILE_TEST_INJECT_CLEAR };
-    return bft_ioctl(path, BIGFILE_TEST_IOC_INJECT, &in);
-}
-
-static void msleep(unsigned ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
+    int st;
+    return bft_wait_children(&pid, 1, WAIT_S, &st) == 0 ? st : -1;
 }
 
 /* A committed file NAME: 64K blocks, 1 MiB, blocks 0..7 of seed `seed`;
@@ -97,7 +78,7 @@ BFT_TEST(errors, loadblk_failure_gives_eio_and_sigbus_then_recovers, bft_setup_i
     committed_file(p, "failing_file", 1);
     committed_file(q, "healthy_file", 2);
 
-    int r = inject(p, BIGFILE_TEST_INJECT_LOADBLK, 2, 2, EIO, 0, 0, 0);
+    int r = bft_inject(p, BIGFILE_TEST_INJECT_LOADBLK, 2, 2, EIO, 0, 0, 0);
     cr_assert_eq(r, 0, "INJECT: %s", strerror(-r));
 
     uint8_t buf[4096];
@@ -129,7 +110,7 @@ BFT_TEST(errors, loadblk_failure_gives_eio_and_sigbus_then_recovers, bft_setup_i
     free(log);
 
     /* once the fault is cleared, the same accesses succeed */
-    cr_assert_eq(inject_clear(p), 0);
+    cr_assert_eq(bft_inject_clear(p), 0);
     bft_expect(p, 2 * BS, BS, 1, "read after clearing the fault");
     j.off = 2 * BS + 100;
     st = bft_run(child_map_touch, &j, 20);
@@ -142,7 +123,7 @@ BFT_TEST(errors, inject_is_enotty_without_option, bft_setup_mem, 30)
     char p[PATH_MAX];
     bft_create("f", "64K", "1M");
     bft_path(p, "f");
-    cr_expect_eq(inject(p, BIGFILE_TEST_INJECT_LOADBLK, 0, 0, EIO, 0, 0, 0), -ENOTTY);
+    cr_expect_eq(bft_inject(p, BIGFILE_TEST_INJECT_LOADBLK, 0, 0, EIO, 0, 0, 0), -ENOTTY);
 }
 
 BFT_TEST(errors, inject_option_refused_with_sqlite, bft_setup_nomount, 30)
@@ -152,6 +133,95 @@ BFT_TEST(errors, inject_option_refused_with_sqlite, bft_setup_nomount, 30)
     cr_expect(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) != 0,
               "-o test_inject with an SQLite database must be refused (status 0x%x)", st);
     cr_expect(!bft_is_fuse(bft.mnt), "nothing is mounted");
+}
+
+/* The hold rule of the test ioctl, which the tests below rely on: a held
+ * call waits for RELEASE, WAIT_HELD and HELD see it, a released rule holds
+ * no more, and a held call with an errno fails with it once released. */
+struct read_job {
+    const char *path;
+    uint64_t blk;
+    unsigned seed;
+};
+
+/* Read block blk: 0 if it holds the pattern, 1 if not, 100 + errno. */
+static int child_read_block(void *arg)
+{
+    const struct read_job *j = arg;
+    uint8_t *buf = malloc(BS);
+    int r = bft_pread(j->path, buf, BS, j->blk * BS);
+    int ok = r == 0 && bft_check_pattern(buf, BS, j->seed, j->blk * BS);
+    free(buf);
+    return r ? 100 - r : ok ? 0 : 1;
+}
+
+/* WRITEOUT: 0 or its errno. */
+static int child_plain_writeout(void *arg)
+{
+    return -bft_writeout(arg, BFT_WO_BOTH, NULL);
+}
+
+BFT_TEST(errors, inject_hold_waits_for_release, bft_setup_inject, 60)
+{
+    char p[PATH_MAX];
+    committed_file(p, "f", 1);
+    cr_expect_eq(bft_held(p), 0);
+    cr_assert_eq(bft_hold(p, BIGFILE_TEST_INJECT_LOADBLK, 3, 3, 0, 0), 0);
+    cr_expect_eq(bft_wait_held(p, 1, 0), -ETIMEDOUT, "WAIT_HELD with nothing held times out");
+
+    struct read_job j = { p, 3, 1 };
+    pid_t pid = bft_spawn(child_read_block, &j);
+    cr_assert_gt(pid, 0);
+    cr_assert_eq(bft_wait_held(p, 1, WAIT_S), 0, "the load of block 3 is held");
+    cr_expect_eq(bft_held(p), 1);
+    cr_expect(!bft_exited(pid), "the read waits while its load is held");
+    cr_assert_eq(bft_release(p), 0);
+    int st = wait_child(pid);
+    cr_expect(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "the released read: 0x%x", st);
+    cr_expect_eq(bft_held(p), 0);
+
+    /* released: the rule holds no more */
+    cr_assert_eq(bft_reclaim(p, NULL), 0);
+    cr_assert_eq(bft_guard(p, WAIT_S), 0);
+    bft_expect(p, 3 * BS, BS, 1, "a read after the release");
+    cr_expect_eq(bft_unguard(), 0, "a released hold rule held a later load");
+
+    /* held, then failed (a writeout: the kernel retries a failed read) */
+    bft_put(p, 5 * BS, 100, 2);
+    cr_assert_eq(bft_hold(p, BIGFILE_TEST_INJECT_STOREBLK, 0, UINT64_MAX, 0, EIO), 0);
+    pid = bft_spawn(child_plain_writeout, p);
+    cr_assert_gt(pid, 0);
+    cr_assert_eq(bft_wait_held(p, 1, WAIT_S), 0, "the store of block 5 is held");
+    cr_assert_eq(bft_release(p), 0);
+    st = wait_child(pid);
+    cr_expect(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == EIO,
+              "a held call with an errno fails with it once released: 0x%x", st);
+    cr_assert_eq(bft_inject_clear(p), 0);
+}
+
+BFT_TEST(errors, inject_refuses_bad_arguments, bft_setup_inject, 30)
+{
+    char p[PATH_MAX];
+    bft_create("f", "64K", "1M");
+    bft_path(p, "f");
+    const struct bigfile_test_inject bad[] = {
+        { .op = 0 },
+        { .op = BIGFILE_TEST_INJECT_WAIT_HELD + 1 },
+        { .op = BIGFILE_TEST_INJECT_ADD, .mem_op = 0 },
+        { .op = BIGFILE_TEST_INJECT_ADD, .mem_op = BIGFILE_TEST_INJECT_COMMIT + 1 },
+        { .op = BIGFILE_TEST_INJECT_ADD, .mem_op = BIGFILE_TEST_INJECT_LOADBLK, .err = -5 },
+        { .op = BIGFILE_TEST_INJECT_ADD, .mem_op = BIGFILE_TEST_INJECT_LOADBLK, .blk_lo = 2 },
+        { .op = BIGFILE_TEST_INJECT_ADD, .mem_op = BIGFILE_TEST_INJECT_LOADBLK, .flags = 2 },
+        { .op = BIGFILE_TEST_INJECT_ADD, .mem_op = BIGFILE_TEST_INJECT_LOADBLK, .reserved = 1 },
+        { .op = BIGFILE_TEST_INJECT_RELEASE, .flags = BIGFILE_TEST_INJECT_HOLD },
+        { .op = BIGFILE_TEST_INJECT_WAIT_HELD, .timeout_ms = BIGFILE_TEST_INJECT_WAIT_MAX_MS + 1 },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct bigfile_test_inject t = bad[i];
+        int r = bft_ioctl(p, BIGFILE_TEST_IOC_INJECT, &t);
+        cr_expect_eq(r, -EINVAL, "bad argument %zu: %s, want EINVAL", i, strerror(-r));
+    }
+    cr_expect_eq(bft_held(p), 0);
 }
 
 /* ---- failed writeouts ----------------------------------------------------------- */
@@ -167,7 +237,7 @@ BFT_TEST(errors, failed_storeblk_keeps_changes_and_retry_commits, bft_setup_inje
     cr_assert_eq(s0.dirty_blocks, 3);
 
     /* the second storeblk fails */
-    cr_assert_eq(inject(p, BIGFILE_TEST_INJECT_STOREBLK, 0, UINT64_MAX, EIO, 0, 1, 0), 0);
+    cr_assert_eq(bft_inject(p, BIGFILE_TEST_INJECT_STOREBLK, 0, UINT64_MAX, EIO, 0, 1, 0), 0);
     int r = bft_writeout(p, BFT_WO_BOTH, &w);
     cr_expect_eq(r, -EIO, "writeout with a failing storeblk: %s, want EIO", strerror(-r));
     cr_assert_eq(bft_stat(p, &s1), 0);
@@ -177,7 +247,7 @@ BFT_TEST(errors, failed_storeblk_keeps_changes_and_retry_commits, bft_setup_inje
     cr_expect_gt(s1.errors, s0.errors);
     bft_expect(p, BS, 3 * BS, 2, "the changes are still visible");
 
-    cr_assert_eq(inject_clear(p), 0);
+    cr_assert_eq(bft_inject_clear(p), 0);
     r = bft_writeout(p, BFT_WO_BOTH, &w);
     cr_assert_eq(r, 0, "retry: %s", strerror(-r));
     cr_expect_eq(w.blocks, 3);
@@ -198,7 +268,7 @@ BFT_TEST(errors, failed_commit_is_all_or_nothing, bft_setup_inject, 60)
     cr_assert_eq(ftruncate(fd, (off_t)(2 * BFT_MB)), 0);
     close(fd);
 
-    cr_assert_eq(inject(p, BIGFILE_TEST_INJECT_COMMIT, 0, UINT64_MAX, ENOSPC, 0, 0, 1), 0);
+    cr_assert_eq(bft_inject(p, BIGFILE_TEST_INJECT_COMMIT, 0, UINT64_MAX, ENOSPC, 0, 0, 1), 0);
     int r = bft_writeout(p, BFT_WO_BOTH, NULL);
     cr_expect_eq(r, -ENOSPC, "writeout with a failing commit: %s, want ENOSPC", strerror(-r));
     cr_assert_eq(bft_stat(p, &s), 0);
@@ -216,6 +286,39 @@ BFT_TEST(errors, failed_commit_is_all_or_nothing, bft_setup_inject, 60)
 
 /* ---- EBUSY ------------------------------------------------------------------------ */
 
+/* The calls the memory backend holds: each test below holds one, waits
+ * until it is held, acts and checks under a guard (harness.h: an action
+ * that waited for the held call fails the test instead of hanging it),
+ * checks that the call was still held meanwhile, and releases it. */
+
+/* Hold the calls mem_op on path's blocks [blk_lo, blk_hi], start fn(arg)
+ * in a child, wait until its call is held and start a guard; returns the
+ * child. */
+static pid_t start_held(const char *path, uint32_t mem_op, uint64_t blk_lo, uint64_t blk_hi,
+                        int (*fn)(void *arg), void *arg)
+{
+    cr_assert_eq(bft_hold(path, mem_op, blk_lo, blk_hi, 0, 0), 0);
+    pid_t pid = bft_spawn(fn, arg);
+    cr_assert_gt(pid, 0, "fork: %s", strerror(errno));
+    int r = bft_wait_held(path, 1, WAIT_S);
+    cr_assert_eq(r, 0, "the backend call was never held: %s", strerror(-r));
+    cr_assert_eq(bft_guard(path, WAIT_S), 0);
+    return pid;
+}
+
+/* End what start_held began: stop the guard, check that the call was held
+ * through what the test did meanwhile (`what`), release it and wait for
+ * the child; returns its wait status. */
+static int end_held(const char *path, pid_t pid, const char *what)
+{
+    cr_expect_eq(bft_unguard(), 0, "%s: waited for the held call", what);
+    cr_expect_eq(bft_held(path), 1, "%s: the call was not held throughout", what);
+    cr_assert_eq(bft_release(path), 0);
+    int st = wait_child(pid);
+    cr_assert_eq(bft_inject_clear(path), 0);
+    return st;
+}
+
 static int child_slow_writeout(void *arg)
 {
     struct bigfile_writeout w;
@@ -230,27 +333,14 @@ BFT_TEST(errors, ebusy_while_a_writeout_runs, bft_setup_inject, 60)
     char p[PATH_MAX];
     committed_file(p, "f", 1);
     bft_put(p, 0, 100, 2);
-    cr_assert_eq(inject(p, BIGFILE_TEST_INJECT_STOREBLK, 0, UINT64_MAX, 0, 3000000, 0, 0), 0);
-
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0)
-        _exit(child_slow_writeout(p));
-    msleep(600);
+    pid_t pid = start_held(p, BIGFILE_TEST_INJECT_STOREBLK, 0, UINT64_MAX, child_slow_writeout, p);
     int busy_w = bft_writeout(p, BFT_WO_BOTH, NULL);
     int busy_d = bft_discard(p, NULL);
-    int st;
-    pid_t done = waitpid(pid, &st, WNOHANG);
-    cr_expect_eq(done, 0, "the slow writeout ended before the checks: the test proved nothing");
+    int st = end_held(p, pid, "WRITEOUT and DISCARD during a writeout");
     cr_expect_eq(busy_w, -EBUSY, "writeout during a writeout: %s, want EBUSY", strerror(-busy_w));
     cr_expect_eq(busy_d, -EBUSY, "discard during a writeout: %s, want EBUSY", strerror(-busy_d));
-
-    if (done == 0)
-        cr_assert_eq(waitpid(pid, &st, 0), pid);
-    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the slow writeout failed: %d",
-              WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-    cr_assert_eq(inject_clear(p), 0);
+    cr_expect(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "the slow writeout failed: %d",
+              st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1);
     /* the refused discard dropped nothing: the first writeout committed */
     cr_assert_eq(bft_discard(p, NULL), 0);
     bft_expect(p, 0, 100, 2, "committed by the slow writeout");
@@ -270,21 +360,13 @@ BFT_TEST(errors, write_during_writeout_stays_dirty, bft_setup_inject, 60)
     char p[PATH_MAX];
     committed_file(p, "f", 1);
     bft_put(p, 0, BS, 2);
-    cr_assert_eq(inject(p, BIGFILE_TEST_INJECT_STOREBLK, 0, UINT64_MAX, 0, 1500000, 0, 0), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0)
-        _exit(child_writeout_blocks(p));
-    msleep(500);
+    pid_t pid = start_held(p, BIGFILE_TEST_INJECT_STOREBLK, 0, UINT64_MAX, child_writeout_blocks,
+                           p);
     bft_put(p, 0, BS, 3); /* while block 0 is being stored */
-    int st;
-    cr_expect_eq(waitpid(pid, &st, WNOHANG), 0,
-                 "the writeout ended before the rewrite: the test proved nothing");
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 101, "writeout: exit %d (want 101: 1 block)",
-              WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-    cr_assert_eq(inject_clear(p), 0);
+    int st = end_held(p, pid, "a write of the block being stored");
+    cr_expect(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 101,
+              "writeout: exit %d (want 101: 1 block)",
+              st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1);
     struct bigfile_stat s;
     cr_assert_eq(bft_stat(p, &s), 0);
     cr_expect_eq(s.dirty_blocks, 1, "the block rewritten during the writeout stays dirty");
@@ -323,21 +405,8 @@ BFT_TEST(errors, killed_daemon_gives_errors_and_leaves_the_database_intact, bft_
 
 /* ---- concurrency: slow backend calls block nobody else ------------------------------------- */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int child_plain_writeout(void *arg)
-{
-    int r = bft_writeout(arg, BFT_WO_BOTH, NULL);
-    return r ? -r : 0;
-}
-
-/* While a writeout of file A is stuck in storeblk (2 s), a writeout of file
- * B, loads of A's other blocks and of B's blocks all proceed at once. */
+/* While a writeout of file A is stuck in storeblk (held), a writeout of
+ * file B, loads of A's other blocks and of B's blocks all proceed. */
 BFT_TEST(errors, a_slow_writeout_blocks_no_other_file_or_block, bft_setup_inject, 60)
 {
     char a[PATH_MAX], b[PATH_MAX];
@@ -345,35 +414,16 @@ BFT_TEST(errors, a_slow_writeout_blocks_no_other_file_or_block, bft_setup_inject
     committed_file(b, "b", 2);
     bft_put(a, 0, 100, 3);
     bft_put(b, 0, 100, 4);
-    cr_assert_eq(inject(a, BIGFILE_TEST_INJECT_STOREBLK, 0, UINT64_MAX, 0, 2000000, 0, 0), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0)
-        _exit(child_plain_writeout(a));
-    msleep(300);
-
-    double t0 = now_s();
+    pid_t pid = start_held(a, BIGFILE_TEST_INJECT_STOREBLK, 0, UINT64_MAX, child_plain_writeout, a);
     bft_expect(a, 5 * BS, BS, 1, "another block of the file being written out");
-    double t_read_a = now_s() - t0;
-    t0 = now_s();
     bft_expect(b, 5 * BS, BS, 2, "another file");
-    double t_read_b = now_s() - t0;
-    t0 = now_s();
     int r = bft_writeout(b, BFT_WO_BOTH, NULL);
-    double t_wo_b = now_s() - t0;
-    int st;
-    pid_t done = waitpid(pid, &st, WNOHANG);
-
+    int st = end_held(a, pid, "loads of other blocks and files, a writeout of another file");
     cr_expect_eq(r, 0, "writeout of another file during a slow writeout: %s", strerror(-r));
-    cr_expect_eq(done, 0, "the slow writeout ended before the checks: the test proved nothing");
-    cr_expect_lt(t_read_a, 0.7, "a load of another block waited %.2f s for the writeout", t_read_a);
-    cr_expect_lt(t_read_b, 0.7, "a load of another file waited %.2f s for the writeout", t_read_b);
-    cr_expect_lt(t_wo_b, 0.7, "a writeout of another file waited %.2f s", t_wo_b);
-    if (done == 0)
-        cr_assert_eq(waitpid(pid, &st, 0), pid);
-    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the slow writeout failed: %d",
-              WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    cr_expect(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "the slow writeout failed: %d",
+              st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    cr_assert_eq(bft_discard(b, NULL), 0);
+    bft_expect(b, 0, 100, 4, "the other file's writeout committed");
 }
 
 static int child_read_block0_any(void *arg)
@@ -382,34 +432,20 @@ static int child_read_block0_any(void *arg)
     return bft_pread(arg, buf, sizeof(buf), 0) ? 1 : 0;
 }
 
-/* While block 0 is stuck in loadblk (2 s), other blocks load in parallel
+/* While block 0 is stuck in loadblk (held), other blocks load in parallel
  * and STAT answers. */
 BFT_TEST(errors, a_slow_load_blocks_no_other_block, bft_setup_inject, 60)
 {
     char p[PATH_MAX];
     committed_file(p, "f", 1);
-    cr_assert_eq(inject(p, BIGFILE_TEST_INJECT_LOADBLK, 0, 0, 0, 2000000, 0, 0), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0)
-        _exit(child_read_block0_any(p));
-    msleep(300);
-    double t0 = now_s();
+    pid_t pid = start_held(p, BIGFILE_TEST_INJECT_LOADBLK, 0, 0, child_read_block0_any, p);
     bft_expect(p, 4 * BS, BS, 1, "another block during a slow load");
-    double t_read = now_s() - t0;
-    t0 = now_s();
     struct bigfile_stat s;
-    cr_assert_eq(bft_stat(p, &s), 0);
-    double t_stat = now_s() - t0;
-    int st;
-    pid_t done = waitpid(pid, &st, WNOHANG);
-    cr_expect_eq(done, 0, "the slow load ended before the checks: the test proved nothing");
-    cr_expect_lt(t_read, 0.7, "a load of another block waited %.2f s", t_read);
-    cr_expect_lt(t_stat, 0.7, "STAT waited %.2f s for a load", t_stat);
-    if (done == 0)
-        cr_assert_eq(waitpid(pid, &st, 0), pid);
-    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    int r = bft_stat(p, &s);
+    int st = end_held(p, pid, "a load of another block, STAT");
+    cr_expect_eq(r, 0, "STAT during a slow load: %s", strerror(-r));
+    cr_expect_geq(s.loading_blocks, 1, "STAT shows block 0 loading");
+    cr_expect(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "the slow read failed (0x%x)", st);
 }
 
 /* ---- invalidate racing a load ---------------------------------------------------------- */
@@ -424,31 +460,71 @@ static int child_read_block0(void *arg)
     return r ? 20 : ok ? 0 : 1;
 }
 
+static int child_invalidate_block0(void *arg)
+{
+    return -bft_invalidate(arg, 0, 1);
+}
+
+struct invalidated {
+    const char *path;
+    uint64_t before; /* STAT invalidated_blocks before */
+};
+
+/* bft_wait_for's condition: STAT counts one more invalidated block. */
+static int invalidation_counted(void *arg)
+{
+    struct invalidated *c = arg;
+    struct bigfile_stat s;
+    return bft_stat(c->path, &s) == 0 && s.invalidated_blocks > c->before;
+}
+
 BFT_TEST(errors, invalidate_racing_a_slow_load, bft_setup_inject, 60)
 {
     char p[PATH_MAX];
-    struct bigfile_stat s0, s1;
+    struct bigfile_stat s0, s1, mid;
     committed_file(p, "f", 1);
     cr_assert_eq(bft_stat(p, &s0), 0);
-    cr_assert_eq(inject(p, BIGFILE_TEST_INJECT_LOADBLK, 0, 0, 0, 1000000, 0, 0), 0);
-
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0)
-        _exit(child_read_block0(p));
-    msleep(300);
-    struct bigfile_stat mid;
+    /* the first load of block 0 is held; the one after the invalidation
+     * is not */
+    cr_assert_eq(bft_hold(p, BIGFILE_TEST_INJECT_LOADBLK, 0, 0, 1, 0), 0);
+    pid_t pids[2];
+    pids[0] = bft_spawn(child_read_block0, p);
+    cr_assert_gt(pids[0], 0);
+    int r = bft_wait_held(p, 1, WAIT_S);
+    cr_assert_eq(r, 0, "the load of block 0 was never held: %s", strerror(-r));
     cr_assert_eq(bft_stat(p, &mid), 0);
     cr_expect_geq(mid.loading_blocks, 1, "block 0 is loading when the invalidation comes");
-    int r = bft_invalidate(p, 0, 1);
-    cr_expect_eq(r, 0, "INVALIDATE during a load: %s", strerror(-r));
-    int st;
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+
+    /* INVALIDATE waits for the READ in flight (its pages are locked until
+     * the answer): it runs in a child, and the daemon's side of it shows
+     * in STAT before that */
+    pids[1] = bft_spawn(child_invalidate_block0, p);
+    cr_assert_gt(pids[1], 0);
+    struct invalidated c = { p, mid.invalidated_blocks };
+    cr_expect(bft_wait_for(invalidation_counted, &c, WAIT_S),
+              "the invalidation did not reach the loading block 0 while it was held");
+    cr_expect_eq(bft_held(p), 1, "the load was still held when it was invalidated");
+    cr_assert_eq(bft_release(p), 0);
+
+    int st[2];
+    cr_expect_eq(bft_wait_children(pids, 2, WAIT_S, st), 0, "the reader or INVALIDATE hung");
+    cr_expect(st[1] != -1 && WIFEXITED(st[1]) && WEXITSTATUS(st[1]) == 0,
+              "INVALIDATE during a load: %s",
+              st[1] != -1 && WIFEXITED(st[1]) ? strerror(WEXITSTATUS(st[1])) : "killed");
+    cr_expect(st[0] != -1 && WIFEXITED(st[0]) && WEXITSTATUS(st[0]) == 0,
               "the reader racing the invalidation got %s (status 0x%x)",
-              WIFEXITED(st) && WEXITSTATUS(st) == 1 ? "wrong data" : "an error", st);
-    cr_assert_eq(inject_clear(p), 0);
+              st[0] != -1 && WIFEXITED(st[0]) && WEXITSTATUS(st[0]) == 1 ? "wrong data"
+                                                                         : "an error",
+              st[0]);
+    /* every block the reader's READs loaded is cached once, and block 0
+     * was loaded twice */
+    struct bigfile_stat after;
+    cr_assert_eq(bft_stat(p, &after), 0);
+    uint64_t loads = after.loadblk_calls - s0.loadblk_calls;
+    uint64_t cached = after.loaded_blocks - s0.loaded_blocks;
+    cr_expect_gt(loads, cached, "the invalidated load was done again (%llu loads for %llu blocks)",
+                 (unsigned long long)loads, (unsigned long long)cached);
+    cr_assert_eq(bft_inject_clear(p), 0);
     bft_expect(p, 0, BS, 1, "re-read after the race");
     cr_assert_eq(bft_stat(p, &s1), 0);
     cr_expect_geq(s1.loadblk_calls, s0.loadblk_calls + 2,
@@ -465,6 +541,20 @@ static int child_read_big_block(void *arg)
     int r = bft_pread(path, buf, len, 0);
     free(buf);
     return r ? 20 : 0;
+}
+
+struct reader {
+    const char *path;
+    pid_t pid;
+};
+
+/* bft_wait_for's condition: STAT shows a block loading, or the reader
+ * ended. */
+static int block0_loading_or_read(void *arg)
+{
+    struct reader *r = arg;
+    struct bigfile_stat s;
+    return bft_exited(r->pid) || (bft_stat(r->path, &s) == 0 && s.loading_blocks);
 }
 
 /* With SQLite: change a 16 MiB block behind the daemon while a reader may
@@ -494,7 +584,12 @@ BFT_TEST(errors, invalidate_racing_a_load_never_leaves_stale_pages, bft_setup_sq
         cr_assert_geq(pid, 0);
         if (pid == 0)
             _exit(child_read_big_block(p));
-        msleep(1 + 2 * round);
+        /* Where the invalidation lands: in even rounds right away (the
+         * reader's READ may not have reached the daemon yet), in odd ones
+         * once block 0 is seen loading (or the reader is done). */
+        struct reader rd = { p, pid };
+        if (round % 2)
+            bft_wait_for(block0_loading_or_read, &rd, WAIT_S);
         cr_assert_eq(bft_sql_stage_commit(stage), 0);
         struct bigfile_stat mid;
         if (bft_stat(p, &mid) == 0 && mid.loading_blocks)
@@ -510,7 +605,7 @@ BFT_TEST(errors, invalidate_racing_a_load_never_leaves_stale_pages, bft_setup_sq
         cr_expect_eq(bft_peer_check(&peer, 0, bs, seed), 1,
                      "round %u: the mapping shows the new content everywhere", round);
     }
-    cr_log_info("invalidation came while block 0 was loading in %u of 4 rounds", raced);
+    cr_log_info("the invalidation came while block 0 was loading in %u of 4 rounds", raced);
     int st = bft_peer_stop(&peer);
     cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }

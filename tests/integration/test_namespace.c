@@ -221,18 +221,26 @@ static int read_bdi(const struct stat *st, const char *knob)
     return n;
 }
 
+struct bdi {
+    struct stat st; /* of the mount's root */
+    int ra, ratio;  /* read_ahead_kb, max_ratio */
+};
+
+/* bft_wait_for's condition: the bdi is tuned. */
+static int bdi_tuned(void *arg)
+{
+    struct bdi *b = arg;
+    b->ra = read_bdi(&b->st, "read_ahead_kb");
+    b->ratio = read_bdi(&b->st, "max_ratio");
+    return b->ra == 1024 && b->ratio > 1;
+}
+
 BFT_TEST(ns, mount_raises_readahead, bft_setup_mem, 30)
 {
-    struct stat st;
-    cr_assert_eq(stat(bft.mnt, &st), 0);
-    int ra = -1, ratio = -1;
-    for (int i = 0; i < 300; i++) {
-        ra = read_bdi(&st, "read_ahead_kb");
-        ratio = read_bdi(&st, "max_ratio");
-        if (ra == 1024 && ratio > 1)
-            break;
-        usleep(10000);
-    }
+    struct bdi b = { .ra = -1, .ratio = -1 };
+    cr_assert_eq(stat(bft.mnt, &b.st), 0);
+    bft_wait_for(bdi_tuned, &b, 3);
+    int ra = b.ra, ratio = b.ratio;
     cr_assert_neq(ra, -1, "no /sys/class/bdi entry for the mount");
     cr_expect_eq(ra, 1024, "read_ahead_kb = %d", ra);
     cr_expect_gt(ratio, 1, "max_ratio = %d: not raised", ratio);

@@ -309,14 +309,7 @@ BFT_TEST(reliability, sigterm_after_mount_move_unmounts_only_this_mount, bft_set
 
     pid_t daemon = bft.daemon;
     kill(daemon, SIGTERM);
-    int st = -1;
-    for (int i = 0; i < 2000 && st == -1; i++) {
-        int s;
-        if (waitpid(daemon, &s, WNOHANG) == daemon)
-            st = s;
-        else
-            usleep(10000);
-    }
+    int st = bft_wait_pid(daemon, 20);
     if (st == -1) {
         bft_abort_mount();
         kill(daemon, SIGKILL);
