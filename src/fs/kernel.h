@@ -42,6 +42,10 @@
  *      may wait for a worker's core call (a shrinking truncate waits for a
  *      writeout's commit, fileh.h): that part of a worker's job waits for
  *      the backend only, never for the kernel.
+ *      One bounded exception, for tests only: the test ioctl's WAIT_HELD
+ *      (test_inject.h, served with `-o test_inject` on a mem: database)
+ *      waits up to 60 s on its request thread for backend calls to be held;
+ *      it can slow such a mount, never deadlock it.
  *  D2. Only threads that declared bf_kernel_thread_may_wait() — the
  *      workers and the notifier — call the functions that wait for the
  *      kernel (asserted in debug builds). They hold no daemon mutex while
