@@ -87,16 +87,16 @@ done
 
 # Python module (only when configure found python).
 if [ -n "$pythondir" ]; then
-    m=$dest$pythondir/bigfilefs.py
+    m=$dest$pythondir/bigfilefs/__init__.py
     if [ -f "$m" ]; then
         py=${PYTHON:-python3}
         out=$(cd "$tmp" && PYTHONPATH=$dest$pythondir "$py" -c 'import bigfilefs, sys; sys.stdout.write("%d %s" % (bigfilefs.BIGFILE_IOC_WRITEOUT, bigfilefs.__file__))' 2>&1)
         case $out in
-            *"$dest$pythondir/bigfilefs.py"*) ok "python module bigfilefs imports from $pythondir" ;;
+            *"$dest$pythondir/bigfilefs/__init__.py"*) ok "python module bigfilefs imports from $pythondir" ;;
             *) bad "the installed python module does not import: $out" ;;
         esac
     else
-        bad "no $pythondir/bigfilefs.py"
+        bad "no $pythondir/bigfilefs/__init__.py"
     fi
 fi
 [ -f "$dest$docdir/examples/numpy_demo.py" ] && ok "examples in $docdir/examples" || bad "no $docdir/examples/numpy_demo.py"

@@ -1,17 +1,19 @@
 ## SPDX-License-Identifier: MIT
-## python: the pure-Python module bigfilefs.py (the ioctls of <bigfile/ioctl.h>
-## for Python users), installed into $(pythondir) (site-packages, under
-## --prefix, honouring DESTDIR) when configure found python3. Its ioctl
+## python: the pure-Python package bigfilefs (python/bigfilefs/: the ioctls
+## of <bigfile/ioctl.h> for Python users), installed into
+## $(pythondir)/bigfilefs (site-packages, under --prefix, honouring DESTDIR)
+## when configure found python3. Its ioctl
 ## numbers and struct layouts are checked against the C header by
 ## python/test_ioctl_sync.py, using the compiled python/ioctl_numbers;
 ## python/run-module-test.sh runs every function against a real mount.
 EXTRA_DIST += python/test_ioctl_sync.py python/ioctl_numbers.c \
 	python/run-module-test.sh python/test_module_mount.py
 if HAVE_PYTHON
-python_PYTHON = python/bigfilefs.py
+bigfilefs_pydir = $(pythondir)/bigfilefs
+bigfilefs_py_PYTHON = python/bigfilefs/__init__.py
 check_PROGRAMS += python/ioctl_numbers
 python_ioctl_numbers_SOURCES = python/ioctl_numbers.c
 TESTS += python/test_ioctl_sync.py python/run-module-test.sh
 else
-EXTRA_DIST += python/bigfilefs.py
+EXTRA_DIST += python/bigfilefs/__init__.py
 endif

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Check that python/bigfilefs.py and <bigfile/ioctl.h> agree exactly.
+"""Check that python/bigfilefs/ and <bigfile/ioctl.h> agree exactly.
 
 The compiled python/ioctl_numbers prints the request numbers, flags, struct
 sizes and field offsets as the C compiler sees them; the module must compute
@@ -119,5 +119,5 @@ if failures:
     for f in failures:
         print("FAIL:", f)
     sys.exit(1)
-print("ok: bigfilefs.py agrees with <bigfile/ioctl.h> (%d requests, %d structs); error paths ok"
+print("ok: bigfilefs agrees with <bigfile/ioctl.h> (%d requests, %d structs); error paths ok"
       % (6, len(structs)))

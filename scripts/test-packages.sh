@@ -123,7 +123,7 @@ import importlib.metadata as md, bigfilefs
 print(bigfilefs.__file__, md.version("bigfilefs"), getattr(bigfilefs, "__version__", "-"))') ||
         fail "the module installed from pyproject.toml does not import"
     set -- $got
-    case $1 in "$d/venv/lib/"*/site-packages/bigfilefs.py) ;; *) fail "bigfilefs imported from $1, not the venv" ;; esac
+    case $1 in "$d/venv/lib/"*/site-packages/bigfilefs/__init__.py) ;; *) fail "bigfilefs imported from $1, not the venv" ;; esac
     [ "$2" = "$version" ] || fail "python/pyproject.toml says version $2, configure.ac $version"
     [ "$3" = - ] || [ "$3" = "$version" ] || fail "bigfilefs.__version__ is $3, configure.ac says $version"
     ok "pip install ./python: bigfilefs $2 imports from $1"
@@ -167,15 +167,15 @@ do_install() {
     [ -f /usr/share/doc/bigfilefs/examples/mnt-arrays.mount ] && ok "the systemd unit example" ||
         fail "no /usr/share/doc/bigfilefs/examples/mnt-arrays.mount"
     # Debian's python3, from / and from python/ of the source tree (where
-    # bigfilefs.py lies, and which PYTHONSAFEPATH=1, as run-module-test.sh
+    # the package bigfilefs/ lies, and which PYTHONSAFEPATH=1, as run-module-test.sh
     # sets with BF_TEST_INSTALLED=1, must keep out of sys.path).
-    want=/usr/lib/python3/dist-packages/bigfilefs.py
+    want=/usr/lib/python3/dist-packages/bigfilefs/__init__.py
     got=$(cd / && $PY -c 'import bigfilefs; print(bigfilefs.__file__)') && [ "$got" = $want ] &&
         ok "$PY imports bigfilefs from $got" || fail "$PY imports bigfilefs from '$got', not $want"
     got=$(cd "$top/python" && PYTHONSAFEPATH=1 $PY -c 'import bigfilefs; print(bigfilefs.__file__)') && [ "$got" = $want ] &&
         ok "PYTHONSAFEPATH=1 $PY in python/ imports $got" || fail "PYTHONSAFEPATH=1 $PY in python/ imports '$got'"
-    ls /usr/lib/python3/dist-packages/__pycache__/bigfilefs.*.pyc >/dev/null 2>&1 &&
-        ok "the module is byte-compiled on installation" || fail "no byte-compiled bigfilefs in /usr/lib/python3/dist-packages/__pycache__"
+    ls /usr/lib/python3/dist-packages/bigfilefs/__pycache__/__init__.*.pyc >/dev/null 2>&1 &&
+        ok "the module is byte-compiled on installation" || fail "no byte-compiled bigfilefs in /usr/lib/python3/dist-packages/bigfilefs/__pycache__"
 }
 
 installed_env() {
@@ -197,8 +197,8 @@ do_purge() {
     done
     left=$(for f in $files; do [ -e "$f" ] && echo "$f"; done)
     [ -z "$left" ] || fail "left after the purge: $left"
-    ! ls /usr/lib/python3/dist-packages/__pycache__/bigfilefs.* >/dev/null 2>&1 ||
-        fail "byte-compiled files of bigfilefs are left in /usr/lib/python3/dist-packages/__pycache__"
+    ! ls -d /usr/lib/python3/dist-packages/bigfilefs >/dev/null 2>&1 ||
+        fail "/usr/lib/python3/dist-packages/bigfilefs is left after the purge"
     ok "purged $PKGS: none of their files is left"
 }
 

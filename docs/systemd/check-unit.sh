@@ -15,7 +15,7 @@
 # Runs in a private mount namespace; skips (77) without FUSE or systemd-analyze.
 set -u
 src=${BF_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-. "$src/examples/testlib.sh"
+. "$src/tests/testlib.sh"
 bf_setup "$@"
 unit=$src/docs/systemd/mnt-arrays.mount
 [ -x "${BIGFILECTL:-}" ] || bf_fail "bigfilectl is not installed (BIGFILECTL=${BIGFILECTL:-})"
