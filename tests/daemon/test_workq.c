@@ -138,9 +138,16 @@ Test(workq, one_job_of_a_file_runs_at_a_time)
     tjob_init(&other, 99, 99, 2, true);
     cr_assert_eq(bf_workq_submit(q, &other.w), 0);
     gate_wait_arrived(3);
+    /* The three jobs that run at once are one of each file (the order in
+     * which they reach the gate is the scheduler's business). */
     pthread_mutex_lock(&g.lock);
-    cr_expect_eq(g.order[2], 99, "the third job to run is the other file's, not %d", g.order[2]);
+    int files[3];
+    for (int i = 0; i < 3; i++)
+        files[i] = g.order[i] == 99 ? 2 : g.order[i] % 2;
     pthread_mutex_unlock(&g.lock);
+    cr_expect(files[0] != files[1] && files[0] != files[2] && files[1] != files[2],
+              "the jobs running at once are of files %d, %d, %d: not one of each", files[0],
+              files[1], files[2]);
     gate_open();
     cr_assert(bf_workq_drain(q, 10000));
     cr_expect_eq(g.nrun, 9);
