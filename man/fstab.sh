@@ -18,9 +18,16 @@ command -v mount.fuse3 >/dev/null 2>&1 || [ -x /sbin/mount.fuse3 ] || bf_skip "m
 # installed bigfilefs is. Put the built one first there: bind a directory
 # holding a link to it over /usr/local/sbin — in this private mount
 # namespace only, gone when the test ends.
-[ -d /usr/local/sbin ] || bf_skip "/usr/local/sbin does not exist: cannot put the built bigfilefs in mount's PATH"
-mkdir "$BF_TMP/sbin" && ln -s "$BIGFILEFS" "$BF_TMP/sbin/bigfilefs" &&
-    mount --bind "$BF_TMP/sbin" /usr/local/sbin || bf_fail "cannot bind $BF_TMP/sbin over /usr/local/sbin"
+# With BF_TEST_INSTALLED=1 (scripts/test-packages.sh), $BIGFILEFS is the
+# installed one, which mount must find there by itself.
+if [ "${BF_TEST_INSTALLED:-}" = 1 ]; then
+    found=$(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; command -v bigfilefs)
+    [ "$found" = "$BIGFILEFS" ] || bf_fail "mount would run '$found', not the installed $BIGFILEFS"
+else
+    [ -d /usr/local/sbin ] || bf_skip "/usr/local/sbin does not exist: cannot put the built bigfilefs in mount's PATH"
+    mkdir "$BF_TMP/sbin" && ln -s "$BIGFILEFS" "$BF_TMP/sbin/bigfilefs" &&
+        mount --bind "$BF_TMP/sbin" /usr/local/sbin || bf_fail "cannot bind $BF_TMP/sbin over /usr/local/sbin"
+fi
 
 # The pid of the daemon serving $BF_MNT (it detached: not our child).
 daemon_pid() {

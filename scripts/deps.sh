@@ -2,10 +2,16 @@
 # SPDX-License-Identifier: MIT
 # Install what bigfilefs needs to build, test and run, on Debian (as root).
 # Quick when everything is already there: apt is asked only for what is missing.
+#   sh scripts/deps.sh [packaging]
+# "packaging" adds what the deb stage (scripts/test-packages.sh) needs: the
+# build dependencies of debian/control, dpkg-buildpackage, lintian, and the
+# tools its tests use (venv and pip with setuptools, systemd-analyze, man).
 set -eu
 PKGS="build-essential autoconf automake autoconf-archive pkg-config
       libfuse3-dev fuse3 libsqlite3-dev sqlite3 libcriterion-dev
       mandoc groff-base python3 python3-numpy util-linux procps"
+[ "${1:-}" != packaging ] || PKGS="$PKGS debhelper dh-python dpkg-dev pkgconf lintian
+      python3-venv python3-pip python3-setuptools systemd man-db git"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' ||

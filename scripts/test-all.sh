@@ -6,15 +6,19 @@
 #   3. AddressSanitizer+UBSan build, `make check` again;
 #   4. ThreadSanitizer build, the concurrency tests (`make check-concurrency`);
 #   5. `make install` into a scratch DESTDIR, checked (man/check-install.sh);
-#   6. `make distcheck`: the tarball builds and passes its tests on its own.
-# Builds go to build/{plain,asan,tsan} under the source tree. Exits nonzero
+#   6. `make distcheck`: the tarball builds and passes its tests on its own;
+#   7. the Debian packages (scripts/test-packages.sh): built with
+#      dpkg-buildpackage in a scratch copy, lintian, installed, the fstab and
+#      Python module tests and the systemd unit example against the installed
+#      files, purged.
+# Builds go to build/{plain,asan,tsan,deb} under the source tree. Exits nonzero
 # on any failure and ends with one line "tests: N passed, N failed".
-# Environment: BF_TEST_STAGES="plain asan tsan install dist" (a subset), JOBS.
+# Environment: BF_TEST_STAGES="plain asan tsan install dist deb" (a subset), JOBS.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
-STAGES=${BF_TEST_STAGES:-"plain asan tsan install dist"}
+STAGES=${BF_TEST_STAGES:-"plain asan tsan install dist deb"}
 
 sh "$top/scripts/deps.sh" || { echo "test-all: installing dependencies failed" >&2; exit 1; }
 autoreconf -fi >/dev/null 2>&1 || { autoreconf -fi; echo "test-all: autoreconf failed" >&2; exit 1; }
@@ -65,6 +69,8 @@ for s in $STAGES; do
                  ( cd "$top/build/plain" && make -s distcheck >"$top/build/distcheck.log" 2>&1 ) &&
                      tail -n 4 "$top/build/distcheck.log" ||
                      { tail -n 40 "$top/build/distcheck.log"; failed_stages="$failed_stages dist"; } ;;
+        deb)     echo "=== deb: Debian packages built, linted, installed, tested, purged"
+                 JOBS=$JOBS sh "$top/scripts/test-packages.sh" "$top/build/deb" || failed_stages="$failed_stages deb" ;;
         *) echo "test-all: unknown stage $s" >&2; exit 2 ;;
     esac
 done

@@ -1,17 +1,306 @@
 /* SPDX-License-Identifier: MIT */
-/* bigfilefs — backends: bf_db_open's dispatch, the bf_db_* wrappers over a
- * backend's operations, and bf_name_check. See backend.h. */
+/* bigfilefs — backends: the generic layer over the storage engines.
+ *
+ * bf_db_open picks an engine by the spec; every other bf_db_* call checks
+ * its arguments, applies the per-file rules (open files, one store
+ * transaction per file, purge at the last close) and calls the engine. The
+ * rules, the states of the open-file table and the lock order are written
+ * at the top of engine.h; backend.h has the contracts.
+ */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#include "backends/backend.h"
-#include "backends/common.h"
+#include "backends/engine.h"
 #include "backends/memory.h"
 #include "backends/sqlite.h"
 
+/* A file the layer knows to be in use (engine.h, "Open files"). */
+enum bf_open_state {
+    BF_OPEN_LIVE,     /* nopen handles are open on it */
+    BF_OPEN_PURGING,  /* nameless, no handle: engine->purge runs */
+    BF_OPEN_RESERVED, /* no handle: engine->set_blksize runs */
+};
+
+struct bf_open {
+    struct bf_open *next; /* db->opens */
+    uint64_t id;
+    enum bf_open_state state;
+    unsigned nopen;   /* LIVE: handles open; else 0 */
+    bool unlinked;    /* LIVE, RESERVED: its name was removed, purge when done */
+    struct bf_fh *tx; /* LIVE: the handle in a store transaction, or NULL */
+};
+
+/* ---- the open-file table ---------------------------------------------- */
+
+/* Caller holds db->lock. */
+static struct bf_open *open_find(bf_db *db, uint64_t id)
+{
+    for (struct bf_open *o = db->opens; o; o = o->next)
+        if (o->id == id)
+            return o;
+    return NULL;
+}
+
+/* Take o out of the table and wake whoever waits for it to go. Caller
+ * holds db->lock. */
+static void open_remove(bf_db *db, struct bf_open *o)
+{
+    struct bf_open **pp = &db->opens;
+    while (*pp != o)
+        pp = &(*pp)->next;
+    *pp = o->next;
+    if (o->state != BF_OPEN_LIVE)
+        pthread_cond_broadcast(&db->cond);
+}
+
+/* Wait until file id is neither PURGING nor RESERVED; return its record
+ * (LIVE) or NULL. Caller holds db->lock. */
+static struct bf_open *open_settled(bf_db *db, uint64_t id)
+{
+    struct bf_open *o;
+    while ((o = open_find(db, id)) && o->state != BF_OPEN_LIVE)
+        pthread_cond_wait(&db->cond, &db->lock);
+    return o;
+}
+
+/* Delete nameless file o->id (o is PURGING: nothing opens it meanwhile),
+ * then drop its record. Called with no lock held. */
+static void open_purge(bf_db *db, struct bf_open *o)
+{
+    BF_ASSERT(o->state == BF_OPEN_PURGING && o->nopen == 0);
+    int r = db->ops->purge(db, o->id);
+    if (r < 0)
+        bf_db_log(db, "file %llu: cannot delete it (%s); the next open deletes it",
+                  (unsigned long long)o->id, strerror(-r));
+    pthread_mutex_lock(&db->lock);
+    open_remove(db, o);
+    pthread_mutex_unlock(&db->lock);
+    free(o);
+}
+
+/* o is done with: LIVE with no handle left, or RESERVED at the end of
+ * set_blksize. Drop it, or purge the file if its name was removed. Caller
+ * holds db->lock; returns with it released. */
+static void open_done(bf_db *db, struct bf_open *o)
+{
+    BF_ASSERT(o->nopen == 0 && o->tx == NULL);
+    if (o->unlinked) {
+        /* LIVE/RESERVED -> PURGING: the last user of a nameless file. */
+        o->state = BF_OPEN_PURGING;
+        pthread_mutex_unlock(&db->lock);
+        open_purge(db, o);
+        return;
+    }
+    /* LIVE/RESERVED -> (none) */
+    open_remove(db, o);
+    pthread_mutex_unlock(&db->lock);
+    free(o);
+}
+
+/* Register one more handle of file id. -ENOMEM. */
+static int open_enter(bf_db *db, uint64_t id, struct bf_open **out)
+{
+    struct bf_open *fresh = calloc(1, sizeof(*fresh));
+    if (!fresh)
+        return -ENOMEM;
+    pthread_mutex_lock(&db->lock);
+    struct bf_open *o = open_settled(db, id);
+    if (!o) {
+        /* (none) -> LIVE */
+        o = fresh;
+        fresh = NULL;
+        o->id = id;
+        o->state = BF_OPEN_LIVE;
+        o->next = db->opens;
+        db->opens = o;
+    }
+    o->nopen++;
+    pthread_mutex_unlock(&db->lock);
+    free(fresh);
+    *out = o;
+    return 0;
+}
+
+/* Unregister one handle of o's file (its last: see open_done). */
+static void open_leave(bf_db *db, struct bf_open *o)
+{
+    pthread_mutex_lock(&db->lock);
+    BF_ASSERT(o->state == BF_OPEN_LIVE && o->nopen > 0);
+    if (--o->nopen > 0) {
+        pthread_mutex_unlock(&db->lock);
+        return;
+    }
+    open_done(db, o);
+}
+
+/* The engine removed file id's name (unlink, or replaced by rename): purge
+ * it now if nothing uses it, else when its last user is done. `spare` is a
+ * record allocated before the engine call (so that this cannot fail after
+ * the commit); it is used or freed. */
+static void name_removed(bf_db *db, uint64_t id, struct bf_open *spare)
+{
+    pthread_mutex_lock(&db->lock);
+    struct bf_open *o = open_find(db, id);
+    if (o) {
+        /* LIVE or RESERVED: a nameless file is never PURGING twice. */
+        BF_ASSERT(o->state != BF_OPEN_PURGING);
+        o->unlinked = true;
+        pthread_mutex_unlock(&db->lock);
+        free(spare);
+        return;
+    }
+    /* (none) -> PURGING */
+    o = spare;
+    o->id = id;
+    o->state = BF_OPEN_PURGING;
+    o->next = db->opens;
+    db->opens = o;
+    pthread_mutex_unlock(&db->lock);
+    open_purge(db, o);
+}
+
+/* ---- bf_file operations: the transaction rule, then the engine -------- */
+
+static struct bf_fh *FH(bf_file *f)
+{
+    return (struct bf_fh *)f;
+}
+
+/* OPEN -> IDLE: the file's transaction slot is free again. */
+static void tx_end(struct bf_fh *fh)
+{
+    bf_db *db = fh->db;
+    pthread_mutex_lock(&db->lock);
+    BF_ASSERT(fh->open->tx == fh);
+    fh->open->tx = NULL;
+    pthread_mutex_unlock(&db->lock);
+    fh->tx = BF_TX_IDLE;
+}
+
+static int fh_loadblk(bf_file *f, uint64_t blk, void *buf)
+{
+    struct bf_fh *fh = FH(f);
+    return fh->db->ops->loadblk(fh, blk, buf);
+}
+
+static int fh_next_stored(bf_file *f, uint64_t from, uint64_t *blk)
+{
+    struct bf_fh *fh = FH(f);
+    return fh->db->ops->next_stored(fh, from, blk);
+}
+
+static int fh_stored_blocks(bf_file *f, uint64_t *n)
+{
+    struct bf_fh *fh = FH(f);
+    return fh->db->ops->stored_blocks(fh, n);
+}
+
+static int fh_begin(bf_file *f)
+{
+    struct bf_fh *fh = FH(f);
+    bf_db *db = fh->db;
+    if (fh->tx != BF_TX_IDLE)
+        return -EBUSY;
+    if (db->flags & BF_DB_RDONLY)
+        return -EROFS;
+    pthread_mutex_lock(&db->lock);
+    bool busy = fh->open->tx != NULL;
+    if (!busy)
+        fh->open->tx = fh; /* one transaction per file */
+    pthread_mutex_unlock(&db->lock);
+    if (busy)
+        return -EBUSY;
+    int r = db->ops->begin(fh);
+    if (r < 0) {
+        pthread_mutex_lock(&db->lock);
+        fh->open->tx = NULL;
+        pthread_mutex_unlock(&db->lock);
+        return r;
+    }
+    /* IDLE -> OPEN */
+    fh->tx = BF_TX_OPEN;
+    return 0;
+}
+
+static int fh_storeblk(bf_file *f, uint64_t blk, const void *buf)
+{
+    struct bf_fh *fh = FH(f);
+    if (!BF_CHECK(fh->tx == BF_TX_OPEN, "file %llu: storeblk outside a transaction",
+                  (unsigned long long)fh->id))
+        return -EINVAL;
+    return fh->db->ops->storeblk(fh, blk, buf);
+}
+
+static int fh_truncate(bf_file *f, uint64_t nblocks)
+{
+    struct bf_fh *fh = FH(f);
+    if (!BF_CHECK(fh->tx == BF_TX_OPEN, "file %llu: truncate outside a transaction",
+                  (unsigned long long)fh->id))
+        return -EINVAL;
+    return fh->db->ops->truncate(fh, nblocks);
+}
+
+static void fh_abort(bf_file *f)
+{
+    struct bf_fh *fh = FH(f);
+    if (!BF_CHECK(fh->tx == BF_TX_OPEN, "file %llu: abort outside a transaction",
+                  (unsigned long long)fh->id))
+        return;
+    fh->db->ops->abort(fh);
+    tx_end(fh);
+}
+
+static int fh_commit(bf_file *f, uint64_t size)
+{
+    struct bf_fh *fh = FH(f);
+    if (!BF_CHECK(fh->tx == BF_TX_OPEN, "file %llu: commit outside a transaction",
+                  (unsigned long long)fh->id))
+        return -EINVAL;
+    if (size > BF_SIZE_MAX) {
+        fh_abort(f); /* a failed commit rolls back (bigfile.h) */
+        return -EINVAL;
+    }
+    int r = fh->db->ops->commit(fh, size);
+    tx_end(fh);
+    if (r == 0)
+        f->size = size;
+    return r;
+}
+
+/* ---- opening and closing -------------------------------------------- */
+
+int bf_db_init(bf_db *db, const struct bf_engine_ops *ops, unsigned flags)
+{
+    if (pthread_mutex_init(&db->lock, NULL) != 0)
+        return -ENOMEM;
+    if (pthread_cond_init(&db->cond, NULL) != 0) {
+        pthread_mutex_destroy(&db->lock);
+        return -ENOMEM;
+    }
+    db->ops = ops;
+    db->flags = flags;
+    db->label = NULL;
+    db->opens = NULL;
+    db->fops = (struct bf_file_ops){
+        .loadblk = fh_loadblk,
+        .begin = fh_begin,
+        .storeblk = fh_storeblk,
+        .truncate = fh_truncate,
+        .commit = fh_commit,
+        .abort = fh_abort,
+        .next_stored = ops->next_stored ? fh_next_stored : NULL,
+        .stored_blocks = ops->stored_blocks ? fh_stored_blocks : NULL,
+    };
+    return 0;
+}
+
 int bf_db_open(const char *spec, unsigned flags, bf_db **out, char *errbuf, size_t errlen)
 {
+    int r;
     if (errbuf && errlen)
         errbuf[0] = '\0';
     if (!spec || !out || (flags & ~(unsigned)(BF_DB_RDONLY | BF_DB_CREATE))) {
@@ -24,32 +313,110 @@ int bf_db_open(const char *spec, unsigned flags, bf_db **out, char *errbuf, size
      * tells databases apart in logs. Anything else is a SQLite path (a file
      * really named "mem:x" can be reached as "./mem:x"). */
     if (strncmp(spec, "mem:", 4) == 0) {
-        int r = bf_mem_open(flags, out);
+        r = bf_mem_open(flags, out);
         if (r < 0 && errbuf && errlen)
             snprintf(errbuf, errlen, "%s: cannot create memory database: %s", spec, strerror(-r));
-        return r;
-    }
-    if (spec[0] == '\0') {
+    } else if (spec[0] == '\0') {
         if (errbuf && errlen)
             snprintf(errbuf, errlen, "empty database path");
         return -EINVAL;
+    } else {
+        r = bf_sqlite_open(spec, flags, out, errbuf, errlen);
     }
-    return bf_sqlite_open(spec, flags, out, errbuf, errlen);
+    if (r == 0)
+        (*out)->label = strdup(spec); /* NULL (out of memory): logs use the engine's name */
+    return r;
 }
 
 void bf_db_close(bf_db *db)
 {
-    if (db)
-        db->ops->close(db);
+    if (!db)
+        return;
+    pthread_mutex_lock(&db->lock);
+    struct bf_open *o = db->opens;
+    pthread_mutex_unlock(&db->lock);
+    if (!BF_CHECK(o == NULL, "closing a database with file %llu in use",
+                  (unsigned long long)o->id)) {
+        /* Forget the records; the caller's handles are lost with them. */
+        while ((o = db->opens)) {
+            db->opens = o->next;
+            free(o);
+        }
+    }
+    pthread_cond_destroy(&db->cond);
+    pthread_mutex_destroy(&db->lock);
+    free(db->label);
+    db->ops->close(db);
+}
+
+int bf_db_file_open(bf_db *db, uint64_t id, bf_file **out)
+{
+    struct bf_open *o;
+    struct bf_fh *fh = NULL;
+    /* Register first, then let the engine read the row: a name removed
+     * meanwhile finds the file in use and leaves the purge to us. */
+    int r = open_enter(db, id, &o);
+    if (r < 0)
+        return r;
+    r = db->ops->file_open(db, id, &fh);
+    if (r < 0) {
+        open_leave(db, o);
+        return r;
+    }
+    fh->file.ops = &db->fops;
+    fh->db = db;
+    fh->id = id;
+    fh->open = o;
+    fh->tx = BF_TX_IDLE;
+    *out = &fh->file;
+    return 0;
+}
+
+void bf_db_file_close(bf_db *db, bf_file *f)
+{
+    if (!f)
+        return;
+    struct bf_fh *fh = FH(f);
+    struct bf_open *o = fh->open;
+    BF_ASSERT(fh->db == db);
+    if (!BF_CHECK(fh->tx == BF_TX_IDLE, "file %llu closed with its transaction open",
+                  (unsigned long long)fh->id))
+        fh_abort(f);
+    db->ops->file_close(fh);
+    open_leave(db, o);
+}
+
+/* ---- namespace ------------------------------------------------------- */
+
+struct list_filter {
+    bf_db *db;
+    int (*cb)(void *arg, const struct bf_fileinfo *fi);
+    void *arg;
+};
+
+static int list_valid(void *arg, const struct bf_fileinfo *fi)
+{
+    struct list_filter *lf = arg;
+    if (bf_name_check(fi->name) < 0) {
+        bf_db_log(lf->db, "file %llu left out of the listing: its name \"%s\" is not a valid name",
+                  (unsigned long long)fi->id, fi->name);
+        return 0;
+    }
+    return lf->cb(lf->arg, fi);
 }
 
 int bf_db_list(bf_db *db, int (*cb)(void *arg, const struct bf_fileinfo *fi), void *arg)
 {
-    return db->ops->list(db, cb, arg);
+    struct list_filter lf = { db, cb, arg };
+    return db->ops->list(db, list_valid, &lf);
 }
 
 int bf_db_lookup(bf_db *db, const char *name, struct bf_fileinfo *out)
 {
+    if (!name)
+        return -EINVAL;
+    if (bf_name_check(name) < 0)
+        return -ENOENT; /* no file can have it (a tampered row is not found) */
     return db->ops->lookup(db, name, out);
 }
 
@@ -61,39 +428,168 @@ int bf_db_getinfo(bf_db *db, uint64_t id, struct bf_fileinfo *out)
 int bf_db_create(bf_db *db, const char *name, uint32_t blksize, uint64_t size, uint32_t mode,
                  uint32_t uid, uint32_t gid, struct bf_fileinfo *out)
 {
+    int r = bf_name_check(name);
+    if (r < 0)
+        return r;
+    if (!bf_blksize_valid(blksize) || size > BF_SIZE_MAX)
+        return -EINVAL;
+    if (db->flags & BF_DB_RDONLY)
+        return -EROFS;
     return db->ops->create(db, name, blksize, size, mode, uid, gid, out);
 }
 
 int bf_db_unlink(bf_db *db, const char *name)
 {
-    return db->ops->unlink(db, name);
+    uint64_t id = 0;
+    if (!name)
+        return -EINVAL;
+    if (bf_name_check(name) < 0)
+        return -ENOENT;
+    if (db->flags & BF_DB_RDONLY)
+        return -EROFS;
+    struct bf_open *spare = calloc(1, sizeof(*spare));
+    if (!spare)
+        return -ENOMEM;
+    int r = db->ops->unlink(db, name, &id);
+    if (r < 0) {
+        free(spare);
+        return r;
+    }
+    name_removed(db, id, spare);
+    return 0;
 }
 
 int bf_db_rename(bf_db *db, const char *from, const char *to, unsigned flags)
 {
-    return db->ops->rename(db, from, to, flags);
+    uint64_t replaced = 0;
+    int r;
+    if ((flags & ~(unsigned)(BF_RENAME_NOREPLACE | BF_RENAME_EXCHANGE)) ||
+        flags == (BF_RENAME_NOREPLACE | BF_RENAME_EXCHANGE))
+        return -EINVAL;
+    if ((r = bf_name_check(from)) < 0 || (r = bf_name_check(to)) < 0)
+        return r;
+    if (db->flags & BF_DB_RDONLY)
+        return -EROFS;
+    struct bf_open *spare = calloc(1, sizeof(*spare));
+    if (!spare)
+        return -ENOMEM;
+    r = db->ops->rename(db, from, to, flags, &replaced);
+    if (r < 0 || replaced == 0) {
+        free(spare);
+        return r;
+    }
+    name_removed(db, replaced, spare);
+    return 0;
 }
 
 int bf_db_setattr(bf_db *db, uint64_t id, const uint32_t *mode, const uint32_t *uid,
                   const uint32_t *gid, const int64_t *mtime_ns)
 {
+    if (db->flags & BF_DB_RDONLY)
+        return -EROFS;
     return db->ops->setattr(db, id, mode, uid, gid, mtime_ns);
 }
 
 int bf_db_set_blksize(bf_db *db, uint64_t id, uint32_t blksize)
 {
-    return db->ops->set_blksize(db, id, blksize);
+    if (!bf_blksize_valid(blksize))
+        return -EINVAL;
+    if (db->flags & BF_DB_RDONLY)
+        return -EROFS;
+    struct bf_open *fresh = calloc(1, sizeof(*fresh));
+    if (!fresh)
+        return -ENOMEM;
+    pthread_mutex_lock(&db->lock);
+    if (open_settled(db, id)) {
+        pthread_mutex_unlock(&db->lock);
+        free(fresh);
+        return -EBUSY; /* a bf_file is open on it */
+    }
+    /* (none) -> RESERVED: no handle opens while the engine changes it. */
+    struct bf_open *o = fresh;
+    o->id = id;
+    o->state = BF_OPEN_RESERVED;
+    o->next = db->opens;
+    db->opens = o;
+    pthread_mutex_unlock(&db->lock);
+
+    int r = db->ops->set_blksize(db, id, blksize);
+    pthread_mutex_lock(&db->lock);
+    open_done(db, o);
+    return r;
 }
 
-int bf_db_file_open(bf_db *db, uint64_t id, bf_file **out)
+/* ---- helpers for engines (engine.h) ------------------------------------ */
+
+void bf_db_log(const bf_db *db, const char *fmt, ...)
 {
-    return db->ops->file_open(db, id, out);
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "bigfilefs: %s: %s\n", db->label ? db->label : db->ops->name, msg);
 }
 
-void bf_db_file_close(bf_db *db, bf_file *f)
+int bf_counter_init(struct bf_counter *c)
 {
-    if (f)
-        db->ops->file_close(f);
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0)
+        return -ENOMEM;
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* for the deadline of waits */
+    int r = pthread_cond_init(&c->cond, &ca) == 0 ? 0 : -ENOMEM;
+    pthread_condattr_destroy(&ca);
+    if (r == 0 && pthread_mutex_init(&c->lock, NULL) != 0) {
+        pthread_cond_destroy(&c->cond);
+        r = -ENOMEM;
+    }
+    c->n = 0;
+    return r;
+}
+
+void bf_counter_destroy(struct bf_counter *c)
+{
+    pthread_cond_destroy(&c->cond);
+    pthread_mutex_destroy(&c->lock);
+}
+
+void bf_counter_add(struct bf_counter *c, int64_t delta)
+{
+    pthread_mutex_lock(&c->lock);
+    BF_ASSERT(delta >= 0 || c->n >= (uint64_t)-delta);
+    c->n += (uint64_t)delta;
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+}
+
+uint64_t bf_counter_get(struct bf_counter *c)
+{
+    pthread_mutex_lock(&c->lock);
+    uint64_t n = c->n;
+    pthread_mutex_unlock(&c->lock);
+    return n;
+}
+
+int bf_counter_wait(struct bf_counter *c, bool at_least, uint64_t n, int timeout_ms)
+{
+    struct timespec until;
+    int r = 0;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&c->lock);
+    while (r == 0 && (at_least ? c->n < n : c->n > 0)) {
+        if (timeout_ms < 0)
+            pthread_cond_wait(&c->cond, &c->lock);
+        else if (pthread_cond_timedwait(&c->cond, &c->lock, &until) == ETIMEDOUT)
+            r = (at_least ? c->n < n : c->n > 0) ? -ETIMEDOUT : 0;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return r;
 }
 
 int bf_name_check(const char *name)

@@ -7,7 +7,7 @@
  * at once; a file's content changes only through the store transaction of
  * its bf_file (src/core/bigfile.h), which the core drives at writeout.
  *
- * Backends:
+ * Backends (storage engines behind one generic layer, engine.h):
  *   "memory"  memory.h — in-process, for tests and benchmarks, with fault
  *             injection and latency;
  *   "sqlite"  sqlite.h — one embedded SQLite database file, the default.
@@ -20,6 +20,10 @@
  * blocks of a file that still has bf_file objects open stay readable
  * through them until the last is closed, and are deleted then (and, after a
  * crash, when the database is next opened).
+ *
+ * Names: a file name is 1 to BF_NAME_MAX bytes, without '/', and neither "."
+ * nor "..". A row of a tampered database whose name is not one is never
+ * listed nor found by name; each listing that skips it logs one line.
  */
 #ifndef BIGFILEFS_BACKENDS_BACKEND_H
 #define BIGFILEFS_BACKENDS_BACKEND_H
@@ -58,30 +62,6 @@ enum {
     BF_RENAME_EXCHANGE = 1 << 1,
 };
 
-/* Operations a backend implements; see the functions below for contracts. */
-struct bf_db_ops {
-    const char *name;
-    void (*close)(bf_db *db);
-    int (*list)(bf_db *db, int (*cb)(void *arg, const struct bf_fileinfo *fi), void *arg);
-    int (*lookup)(bf_db *db, const char *name, struct bf_fileinfo *out);
-    int (*getinfo)(bf_db *db, uint64_t id, struct bf_fileinfo *out);
-    int (*create)(bf_db *db, const char *name, uint32_t blksize, uint64_t size, uint32_t mode,
-                  uint32_t uid, uint32_t gid, struct bf_fileinfo *out);
-    int (*unlink)(bf_db *db, const char *name);
-    int (*rename)(bf_db *db, const char *from, const char *to, unsigned flags);
-    int (*setattr)(bf_db *db, uint64_t id, const uint32_t *mode, const uint32_t *uid,
-                   const uint32_t *gid, const int64_t *mtime_ns);
-    int (*set_blksize)(bf_db *db, uint64_t id, uint32_t blksize);
-    int (*file_open)(bf_db *db, uint64_t id, bf_file **out);
-    void (*file_close)(bf_file *f);
-};
-
-/* Every backend's instance starts with this. */
-struct bf_db {
-    const struct bf_db_ops *ops;
-    unsigned flags; /* BF_DB_* it was opened with */
-};
-
 /* Open a database. `spec` is "mem:" or "mem:LABEL" for a fresh memory
  * database, else a path to a SQLite file. On failure returns a negative
  * errno and, if errbuf is not NULL, writes a one-line human-readable reason
@@ -91,14 +71,17 @@ struct bf_db {
  * schema version: never modified), -EACCES, -EROFS, -EIO, -ENOMEM. */
 int bf_db_open(const char *spec, unsigned flags, bf_db **out, char *errbuf, size_t errlen);
 
-/* Close a database. Every bf_file must be closed first. NULL is a no-op. */
+/* Close a database. Every bf_file must be closed first (a caller bug,
+ * BF_CHECK). NULL is a no-op. */
 void bf_db_close(bf_db *db);
 
 /* Call cb for every named file, in name order; stop and return cb's value
- * if it returns nonzero. */
+ * if it returns nonzero. Rows whose name is not a valid file name are left
+ * out, each with a line on stderr. */
 int bf_db_list(bf_db *db, int (*cb)(void *arg, const struct bf_fileinfo *fi), void *arg);
 
-/* Look a file up by name / by id. -ENOENT if there is none. getinfo also
+/* Look a file up by name / by id. -ENOENT if there is none (lookup: also
+ * for a name that is not a valid file name; -EINVAL for NULL). getinfo also
  * finds an unlinked-but-open file (its name is then the empty string). */
 int bf_db_lookup(bf_db *db, const char *name, struct bf_fileinfo *out);
 int bf_db_getinfo(bf_db *db, uint64_t id, struct bf_fileinfo *out);
@@ -108,7 +91,8 @@ int bf_db_getinfo(bf_db *db, uint64_t id, struct bf_fileinfo *out);
 int bf_db_create(bf_db *db, const char *name, uint32_t blksize, uint64_t size, uint32_t mode,
                  uint32_t uid, uint32_t gid, struct bf_fileinfo *out);
 
-/* Remove a name (see "Unlinked-but-open" above). -ENOENT, -EROFS. */
+/* Remove a name (see "Unlinked-but-open" above). -ENOENT (also for a name
+ * that is not a valid file name), -EINVAL (NULL), -EROFS. */
 int bf_db_unlink(bf_db *db, const char *name);
 
 /* Rename, replacing an existing `to` unless BF_RENAME_NOREPLACE (-EEXIST);
@@ -131,7 +115,10 @@ int bf_db_set_blksize(bf_db *db, uint64_t id, uint32_t blksize);
  * one file. -ENOENT. */
 int bf_db_file_open(bf_db *db, uint64_t id, bf_file **out);
 
-/* Close a bf_file (no transaction may be open on it). NULL is a no-op. */
+/* Close a bf_file. No transaction may be open on it (a caller bug,
+ * BF_CHECK: in a release build it is aborted). If the file's name was
+ * removed and this was its last bf_file, the file is deleted now. NULL is
+ * a no-op. */
 void bf_db_file_close(bf_db *db, bf_file *f);
 
 #endif /* BIGFILEFS_BACKENDS_BACKEND_H */

@@ -1,13 +1,18 @@
 /* SPDX-License-Identifier: MIT */
-/* bigfilefs — backends: the memory backend. See memory.h.
+/* bigfilefs — backends: the memory engine. See memory.h; the rules every
+ * engine leaves to the layer (open files, one transaction per file, purge
+ * at the last close) are in engine.h.
  *
- * Locking:
- *  - db->lock (rwlock) guards the file records: the record list, every
- *    record's metadata and committed block map, open counts and the
- *    "transaction open" flag. loadblk takes it shared (concurrent loads run
- *    in parallel); everything that changes a record takes it exclusive.
- *  - db->flock guards the fault rules. It is never held together with
- *    db->lock, and never across a sleep.
+ * Locking (the engine's own; the layer's lock never nests with these):
+ *  - m->lock (rwlock) guards the file records: the record list and every
+ *    record's metadata and committed block map. loadblk takes it shared
+ *    (concurrent loads run in parallel); everything that changes a record
+ *    takes it exclusive.
+ *  - m->flock guards the fault rules and release_gen. It is never held
+ *    together with m->lock, and never across a sleep; a held call waits on
+ *    m->released with it (the wait releases it). The count of held calls
+ *    (m->held, a bf_counter) has a leaf lock of its own, taken inside
+ *    flock.
  *  - A handle's pending stores (mem_fh.pending) are touched only by the
  *    thread driving its transaction (bigfile.h: one thread at a time), so
  *    they need no lock.
@@ -20,7 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backends/common.h"
+#include "backends/engine.h"
 #include "backends/memory.h"
 
 /* One block in a map. In a committed map data is never NULL; in a pending
@@ -36,10 +41,10 @@ struct blkvec {
     size_t n, cap;
 };
 
-/* One bigfile: linked (has a name) or unlinked-but-open (name[0] == 0,
- * kept alive while nopen > 0). */
+/* One bigfile: linked (has a name) or nameless (name[0] == 0: unlinked,
+ * kept until the layer purges it). */
 struct mem_rec {
-    struct mem_rec *next; /* db->recs list */
+    struct mem_rec *next; /* m->recs list */
     uint64_t id;
     int linked;
     char name[BF_NAME_MAX + 1];
@@ -48,14 +53,13 @@ struct mem_rec {
     uint32_t mode, uid, gid;
     int64_t mtime_ns, ctime_ns;
     struct blkvec blocks; /* committed content */
-    unsigned nopen;       /* open mem_fh objects */
-    int tx_open;          /* a handle of this file is in a transaction */
 };
 
 struct mem_rule {
     struct bf_mem_fault f;
     uint64_t seen;  /* matching calls so far */
-    uint64_t fired; /* of which failed */
+    uint64_t fired; /* of which failed or were held */
+    bool released;  /* a hold rule after bf_mem_release: matches nothing */
 };
 
 #define MEM_NOPS 6 /* enum bf_mem_op values are 1..5 */
@@ -69,21 +73,20 @@ struct mem_db {
     pthread_mutex_t flock;
     struct mem_rule *rules;
     size_t nrules, caprules;
+    uint64_t release_gen;    /* bumped by every release: a held call waits for a change */
+    pthread_cond_t released; /* broadcast when release_gen changes */
+    struct bf_counter held;  /* calls held now (its lock nests inside flock) */
+    bool closing;            /* mem_close released the held calls (a caller bug) */
 
     uint64_t calls[MEM_NOPS]; /* atomics */
 };
 
-/* A handle's transaction state. */
-enum mem_tx_state {
-    MEM_TX_IDLE, /* no transaction */
-    MEM_TX_OPEN, /* between begin and commit/abort */
-};
-
+/* A handle. Its transaction state is the layer's (base.tx): pending and
+ * trunc_to are meaningful while it is BF_TX_OPEN. */
 struct mem_fh {
-    bf_file base; /* first: bf_file* <-> mem_fh* */
+    struct bf_fh base; /* first: bf_fh* <-> mem_fh* */
     struct mem_db *db;
     struct mem_rec *rec;
-    enum mem_tx_state state;
     struct blkvec pending; /* stores of the open transaction */
     uint64_t trunc_to;     /* smallest truncate of it; UINT64_MAX: none */
 };
@@ -169,7 +172,7 @@ static struct mem_db *DB(bf_db *db)
     return (struct mem_db *)db;
 }
 
-/* Caller holds db->lock (either way). */
+/* Caller holds m->lock (either way). */
 static struct mem_rec *find_name(struct mem_db *m, const char *name)
 {
     for (struct mem_rec *r = m->recs; r; r = r->next)
@@ -178,7 +181,7 @@ static struct mem_rec *find_name(struct mem_db *m, const char *name)
     return NULL;
 }
 
-/* Caller holds db->lock (either way). Finds unlinked-but-open files too. */
+/* Caller holds m->lock (either way). Finds nameless files too. */
 static struct mem_rec *find_id(struct mem_db *m, uint64_t id)
 {
     for (struct mem_rec *r = m->recs; r; r = r->next)
@@ -202,7 +205,7 @@ static void fill_info(const struct mem_rec *r, struct bf_fileinfo *fi)
     fi->ctime_ns = r->ctime_ns;
 }
 
-/* Unlink and free a record. Caller holds db->lock exclusive. */
+/* Unlink and free a record. Caller holds m->lock exclusive. */
 static void rec_destroy(struct mem_db *m, struct mem_rec *r)
 {
     for (struct mem_rec **pp = &m->recs; *pp; pp = &(*pp)->next) {
@@ -215,22 +218,41 @@ static void rec_destroy(struct mem_db *m, struct mem_rec *r)
     free(r);
 }
 
-/* Remove r's name (bf_db_unlink semantics): linked -> unlinked-but-open if
- * it has open handles, else gone. Caller holds db->lock exclusive. */
-static void rec_drop_name(struct mem_db *m, struct mem_rec *r)
+/* Remove r's name: it stays, nameless, until the layer purges it. Caller
+ * holds m->lock exclusive. */
+static void rec_drop_name(struct mem_rec *r)
 {
     r->linked = 0;
     r->name[0] = '\0';
     r->ctime_ns = bf_now_ns();
-    if (r->nopen == 0)
-        rec_destroy(m, r);
 }
 
 /* ---- faults -------------------------------------------------------------- */
 
-/* Count a call of op and apply the fault rules to it. Returns 0 or the
- * -errno of the first rule that fires; sleeps the delays of the matching
- * rules looked at (the firing one included), with no lock held. */
+/* Hold the calling thread until the next release. Returns -EIO if the
+ * release came from closing the database (the call must not touch it
+ * again), else 0. Caller holds m->flock. */
+static int fault_hold(struct mem_db *m)
+{
+    uint64_t gen = m->release_gen;
+    bf_counter_add(&m->held, 1);
+    while (m->release_gen == gen)
+        pthread_cond_wait(&m->released, &m->flock);
+    bf_counter_add(&m->held, -1);
+    return m->closing ? -EIO : 0;
+}
+
+/* Release every held call. Caller holds m->flock. */
+static void fault_release(struct mem_db *m)
+{
+    m->release_gen++;
+    pthread_cond_broadcast(&m->released);
+}
+
+/* Count a call of op and apply the fault rules to it: the first rule that
+ * fires holds the call (until a release) and/or fails it. Returns 0 or
+ * that rule's -errno; sleeps the delays of the matching rules looked at
+ * (the firing one included), with no lock held. */
 static int fault_check(struct mem_db *m, enum bf_mem_op op, uint64_t file_id, uint64_t blk)
 {
     int err = 0;
@@ -242,7 +264,7 @@ static int fault_check(struct mem_db *m, enum bf_mem_op op, uint64_t file_id, ui
         struct mem_rule *ru = &m->rules[i];
         const struct bf_mem_fault *f = &ru->f;
         int ranged = (op == BF_MEM_LOADBLK || op == BF_MEM_STOREBLK);
-        if (f->op != op)
+        if (f->op != op || ru->released)
             continue;
         if (f->file_id && f->file_id != file_id)
             continue;
@@ -250,9 +272,14 @@ static int fault_check(struct mem_db *m, enum bf_mem_op op, uint64_t file_id, ui
             continue;
         ru->seen++;
         delay += f->delay_us;
-        if (f->err && ru->seen > f->after && (f->times == 0 || ru->fired < f->times)) {
+        if ((f->err || f->hold) && ru->seen > f->after && (f->times == 0 || ru->fired < f->times)) {
             ru->fired++;
             err = -f->err;
+            if (f->hold && fault_hold(m) < 0) {
+                /* the rules may have changed meanwhile: ru is not used again */
+                pthread_mutex_unlock(&m->flock);
+                return -EIO;
+            }
             break;
         }
     }
@@ -288,6 +315,7 @@ int bf_mem_inject(bf_db *db, const struct bf_mem_fault *fault)
     m->rules[m->nrules].f = *fault;
     m->rules[m->nrules].seen = 0;
     m->rules[m->nrules].fired = 0;
+    m->rules[m->nrules].released = false;
     m->nrules++;
 out:
     pthread_mutex_unlock(&m->flock);
@@ -301,7 +329,35 @@ void bf_mem_clear_faults(bf_db *db)
     struct mem_db *m = DB(db);
     pthread_mutex_lock(&m->flock);
     m->nrules = 0;
+    fault_release(m);
     pthread_mutex_unlock(&m->flock);
+}
+
+void bf_mem_release(bf_db *db)
+{
+    if (!bf_db_is_memory(db))
+        return;
+    struct mem_db *m = DB(db);
+    pthread_mutex_lock(&m->flock);
+    for (size_t i = 0; i < m->nrules; i++)
+        if (m->rules[i].f.hold)
+            m->rules[i].released = true;
+    fault_release(m);
+    pthread_mutex_unlock(&m->flock);
+}
+
+uint64_t bf_mem_held(bf_db *db)
+{
+    if (!bf_db_is_memory(db))
+        return 0;
+    return bf_counter_get(&DB(db)->held);
+}
+
+int bf_mem_wait_held(bf_db *db, uint64_t n, int timeout_ms)
+{
+    if (!bf_db_is_memory(db))
+        return -EINVAL;
+    return bf_counter_wait(&DB(db)->held, true, n, timeout_ms);
 }
 
 uint64_t bf_mem_calls(bf_db *db, enum bf_mem_op op)
@@ -325,67 +381,57 @@ uint64_t bf_mem_blocks(bf_db *db, uint64_t id)
     return n;
 }
 
-/* ---- the file operations (bigfile.h) ------------------------------------- */
+/* ---- the file operations (bigfile.h, through the layer) ------------------ */
 
-static struct mem_fh *FH(bf_file *f)
+static struct mem_fh *FH(struct bf_fh *fh)
 {
-    return (struct mem_fh *)f;
+    return (struct mem_fh *)fh;
 }
 
-static int mem_loadblk(bf_file *f, uint64_t blk, void *buf)
+static int mem_loadblk(struct bf_fh *fh, uint64_t blk, void *buf)
 {
-    struct mem_fh *h = FH(f);
+    struct mem_fh *h = FH(fh);
     struct mem_db *m = h->db;
-    int r = fault_check(m, BF_MEM_LOADBLK, h->rec->id, blk);
+    uint32_t bs = fh->file.blksize;
+    int r = fault_check(m, BF_MEM_LOADBLK, fh->id, blk);
     if (r < 0)
         return r;
     pthread_rwlock_rdlock(&m->lock);
     const struct blkvec *bv = &h->rec->blocks;
     size_t i = vec_lower(bv, blk);
     if (i < bv->n && bv->v[i].blk == blk)
-        memcpy(buf, bv->v[i].data, f->blksize);
+        memcpy(buf, bv->v[i].data, bs);
     else
-        memset(buf, 0, f->blksize);
+        memset(buf, 0, bs);
     pthread_rwlock_unlock(&m->lock);
     return 0;
 }
 
-static int mem_begin(bf_file *f)
+static int mem_begin(struct bf_fh *fh)
 {
-    struct mem_fh *h = FH(f);
-    struct mem_db *m = h->db;
-    int r = fault_check(m, BF_MEM_BEGIN, h->rec->id, 0);
+    struct mem_fh *h = FH(fh);
+    int r = fault_check(h->db, BF_MEM_BEGIN, fh->id, 0);
     if (r < 0)
         return r;
-    if (m->base.flags & BF_DB_RDONLY)
-        return -EROFS;
-    pthread_rwlock_wrlock(&m->lock);
-    if (h->rec->tx_open) {
-        r = -EBUSY;
-    } else {
-        h->rec->tx_open = 1;
-        /* IDLE -> OPEN: stores go aside until commit. */
-        h->state = MEM_TX_OPEN;
-        h->trunc_to = UINT64_MAX;
-    }
-    pthread_rwlock_unlock(&m->lock);
-    return r;
+    /* Stores go aside until commit. */
+    BF_ASSERT(h->pending.n == 0);
+    h->trunc_to = UINT64_MAX;
+    return 0;
 }
 
-static int mem_storeblk(bf_file *f, uint64_t blk, const void *buf)
+static int mem_storeblk(struct bf_fh *fh, uint64_t blk, const void *buf)
 {
-    struct mem_fh *h = FH(f);
-    if (h->state != MEM_TX_OPEN)
-        return -EINVAL;
-    int r = fault_check(h->db, BF_MEM_STOREBLK, h->rec->id, blk);
+    struct mem_fh *h = FH(fh);
+    uint32_t bs = fh->file.blksize;
+    int r = fault_check(h->db, BF_MEM_STOREBLK, fh->id, blk);
     if (r < 0)
         return r;
     void *data = NULL; /* NULL: a hole */
-    if (!bf_all_zero(buf, f->blksize)) {
-        data = malloc(f->blksize);
+    if (!bf_all_zero(buf, bs)) {
+        data = malloc(bs);
         if (!data)
             return -ENOMEM;
-        memcpy(data, buf, f->blksize);
+        memcpy(data, buf, bs);
     }
     if (vec_reserve(&h->pending, h->pending.n + 1) < 0) {
         free(data);
@@ -395,12 +441,10 @@ static int mem_storeblk(bf_file *f, uint64_t blk, const void *buf)
     return 0;
 }
 
-static int mem_truncate(bf_file *f, uint64_t nblocks)
+static int mem_truncate(struct bf_fh *fh, uint64_t nblocks)
 {
-    struct mem_fh *h = FH(f);
-    if (h->state != MEM_TX_OPEN)
-        return -EINVAL;
-    int r = fault_check(h->db, BF_MEM_TRUNCATE, h->rec->id, 0);
+    struct mem_fh *h = FH(fh);
+    int r = fault_check(h->db, BF_MEM_TRUNCATE, fh->id, 0);
     if (r < 0)
         return r;
     vec_cut(&h->pending, nblocks);
@@ -409,69 +453,48 @@ static int mem_truncate(bf_file *f, uint64_t nblocks)
     return 0;
 }
 
-/* Throw the pending stores away and close the transaction. */
-static void tx_close(struct mem_fh *h)
+/* Throw the pending stores away (the layer closes the transaction). */
+static void mem_abort(struct bf_fh *fh)
 {
+    struct mem_fh *h = FH(fh);
     vec_free(&h->pending);
     h->trunc_to = UINT64_MAX;
-    pthread_rwlock_wrlock(&h->db->lock);
-    h->rec->tx_open = 0;
-    pthread_rwlock_unlock(&h->db->lock);
-    /* OPEN -> IDLE */
-    h->state = MEM_TX_IDLE;
 }
 
-static int mem_commit(bf_file *f, uint64_t size)
+static int mem_commit(struct bf_fh *fh, uint64_t size)
 {
-    struct mem_fh *h = FH(f);
+    struct mem_fh *h = FH(fh);
     struct mem_db *m = h->db;
     struct mem_rec *rec = h->rec;
-    if (h->state != MEM_TX_OPEN)
-        return -EINVAL;
-    int r = fault_check(m, BF_MEM_COMMIT, rec->id, 0);
-    if (r == 0 && size > BF_SIZE_MAX)
-        r = -EINVAL;
-    if (r < 0) {
-        tx_close(h); /* failed commit: nothing visible */
-        return r;
-    }
-    pthread_rwlock_wrlock(&m->lock);
-    /* Reserve first so that applying cannot fail half way. */
-    r = vec_reserve(&rec->blocks, rec->blocks.n + h->pending.n);
-    if (r < 0) {
+    int r = fault_check(m, BF_MEM_COMMIT, fh->id, 0);
+    if (r == 0) {
+        pthread_rwlock_wrlock(&m->lock);
+        /* Reserve first so that applying cannot fail half way. */
+        r = vec_reserve(&rec->blocks, rec->blocks.n + h->pending.n);
+        if (r == 0) {
+            if (h->trunc_to != UINT64_MAX)
+                vec_cut(&rec->blocks, h->trunc_to);
+            for (size_t i = 0; i < h->pending.n; i++) {
+                struct blkent *e = &h->pending.v[i];
+                if (e->data)
+                    vec_put(&rec->blocks, e->blk, e->data);
+                else
+                    vec_del(&rec->blocks, e->blk);
+                e->data = NULL; /* moved */
+            }
+            h->pending.n = 0;
+            rec->size = size;
+            rec->mtime_ns = rec->ctime_ns = bf_now_ns();
+        }
         pthread_rwlock_unlock(&m->lock);
-        tx_close(h);
-        return r;
     }
-    if (h->trunc_to != UINT64_MAX)
-        vec_cut(&rec->blocks, h->trunc_to);
-    for (size_t i = 0; i < h->pending.n; i++) {
-        struct blkent *e = &h->pending.v[i];
-        if (e->data)
-            vec_put(&rec->blocks, e->blk, e->data);
-        else
-            vec_del(&rec->blocks, e->blk);
-        e->data = NULL; /* moved */
-    }
-    h->pending.n = 0;
-    rec->size = size;
-    rec->mtime_ns = rec->ctime_ns = bf_now_ns();
-    f->size = size;
-    pthread_rwlock_unlock(&m->lock);
-    tx_close(h);
-    return 0;
+    mem_abort(fh); /* what is left: nothing after success, everything after a failure */
+    return r;
 }
 
-static void mem_abort(bf_file *f)
+static int mem_next_stored(struct bf_fh *fh, uint64_t from, uint64_t *blk)
 {
-    struct mem_fh *h = FH(f);
-    if (h->state == MEM_TX_OPEN)
-        tx_close(h);
-}
-
-static int mem_next_stored(bf_file *f, uint64_t from, uint64_t *blk)
-{
-    struct mem_fh *h = FH(f);
+    struct mem_fh *h = FH(fh);
     struct mem_db *m = h->db;
     pthread_rwlock_rdlock(&m->lock);
     const struct blkvec *bv = &h->rec->blocks;
@@ -485,9 +508,9 @@ static int mem_next_stored(bf_file *f, uint64_t from, uint64_t *blk)
     return r;
 }
 
-static int mem_stored_blocks(bf_file *f, uint64_t *n)
+static int mem_stored_blocks(struct bf_fh *fh, uint64_t *n)
 {
-    struct mem_fh *h = FH(f);
+    struct mem_fh *h = FH(fh);
     struct mem_db *m = h->db;
     pthread_rwlock_rdlock(&m->lock);
     *n = h->rec->blocks.n;
@@ -495,26 +518,31 @@ static int mem_stored_blocks(bf_file *f, uint64_t *n)
     return 0;
 }
 
-static const struct bf_file_ops mem_file_ops = {
-    .next_stored = mem_next_stored,
-    .stored_blocks = mem_stored_blocks,
-    .loadblk = mem_loadblk,
-    .begin = mem_begin,
-    .storeblk = mem_storeblk,
-    .truncate = mem_truncate,
-    .commit = mem_commit,
-    .abort = mem_abort,
-};
-
-/* ---- the database operations (backend.h) --------------------------------- */
+/* ---- the database operations (engine.h) ---------------------------------- */
 
 static void mem_close(bf_db *db)
 {
     struct mem_db *m = DB(db);
+    uint64_t held = bf_counter_get(&m->held);
+    if (!BF_CHECK(held == 0, "closing a memory database with %llu calls held",
+                  (unsigned long long)held)) {
+        /* Let them go, failing, and wait until they no longer wait. */
+        pthread_mutex_lock(&m->flock);
+        m->closing = true;
+        fault_release(m);
+        pthread_mutex_unlock(&m->flock);
+        bf_counter_wait(&m->held, false, 0, -1);
+        /* they left the count under flock: once we have had it, they are
+         * past their last touch of it */
+        pthread_mutex_lock(&m->flock);
+        pthread_mutex_unlock(&m->flock);
+    }
     while (m->recs)
         rec_destroy(m, m->recs);
     free(m->rules);
     pthread_rwlock_destroy(&m->lock);
+    pthread_cond_destroy(&m->released);
+    bf_counter_destroy(&m->held);
     pthread_mutex_destroy(&m->flock);
     free(m);
 }
@@ -549,14 +577,12 @@ static int mem_list(bf_db *db, int (*cb)(void *arg, const struct bf_fileinfo *fi
     return ret;
 }
 
-static int mem_lookup(bf_db *db, const char *name, struct bf_fileinfo *out)
+/* Copy the record found by name (name != NULL) or id into *out. */
+static int mem_find(struct mem_db *m, const char *name, uint64_t id, struct bf_fileinfo *out)
 {
-    struct mem_db *m = DB(db);
     int r = -ENOENT;
-    if (!name)
-        return -EINVAL;
     pthread_rwlock_rdlock(&m->lock);
-    struct mem_rec *rec = find_name(m, name);
+    struct mem_rec *rec = name ? find_name(m, name) : find_id(m, id);
     if (rec) {
         if (out)
             fill_info(rec, out);
@@ -566,32 +592,20 @@ static int mem_lookup(bf_db *db, const char *name, struct bf_fileinfo *out)
     return r;
 }
 
+static int mem_lookup(bf_db *db, const char *name, struct bf_fileinfo *out)
+{
+    return mem_find(DB(db), name, 0, out);
+}
+
 static int mem_getinfo(bf_db *db, uint64_t id, struct bf_fileinfo *out)
 {
-    struct mem_db *m = DB(db);
-    int r = -ENOENT;
-    pthread_rwlock_rdlock(&m->lock);
-    struct mem_rec *rec = find_id(m, id);
-    if (rec) {
-        if (out)
-            fill_info(rec, out);
-        r = 0;
-    }
-    pthread_rwlock_unlock(&m->lock);
-    return r;
+    return mem_find(DB(db), NULL, id, out);
 }
 
 static int mem_create(bf_db *db, const char *name, uint32_t blksize, uint64_t size, uint32_t mode,
                       uint32_t uid, uint32_t gid, struct bf_fileinfo *out)
 {
     struct mem_db *m = DB(db);
-    int r = bf_name_check(name);
-    if (r < 0)
-        return r;
-    if (!bf_blksize_valid(blksize) || size > BF_SIZE_MAX)
-        return -EINVAL;
-    if (db->flags & BF_DB_RDONLY)
-        return -EROFS;
     struct mem_rec *rec = calloc(1, sizeof(*rec));
     if (!rec)
         return -ENOMEM;
@@ -618,35 +632,28 @@ static int mem_create(bf_db *db, const char *name, uint32_t blksize, uint64_t si
     return 0;
 }
 
-static int mem_unlink(bf_db *db, const char *name)
+static int mem_unlink(bf_db *db, const char *name, uint64_t *id)
 {
     struct mem_db *m = DB(db);
-    if (!name)
-        return -EINVAL;
-    if (db->flags & BF_DB_RDONLY)
-        return -EROFS;
     pthread_rwlock_wrlock(&m->lock);
     struct mem_rec *rec = find_name(m, name);
-    if (rec)
-        rec_drop_name(m, rec);
+    if (rec) {
+        *id = rec->id;
+        rec_drop_name(rec);
+    }
     pthread_rwlock_unlock(&m->lock);
     return rec ? 0 : -ENOENT;
 }
 
-static int mem_rename(bf_db *db, const char *from, const char *to, unsigned flags)
+static int mem_rename(bf_db *db, const char *from, const char *to, unsigned flags,
+                      uint64_t *replaced)
 {
     struct mem_db *m = DB(db);
-    int r;
-    if ((flags & ~(unsigned)(BF_RENAME_NOREPLACE | BF_RENAME_EXCHANGE)) ||
-        flags == (BF_RENAME_NOREPLACE | BF_RENAME_EXCHANGE))
-        return -EINVAL;
-    if ((r = bf_name_check(from)) < 0 || (r = bf_name_check(to)) < 0)
-        return r;
-    if (db->flags & BF_DB_RDONLY)
-        return -EROFS;
+    int r = 0;
     pthread_rwlock_wrlock(&m->lock);
     struct mem_rec *src = find_name(m, from), *dst = find_name(m, to);
     int64_t now = bf_now_ns();
+    *replaced = 0;
     if (!src) {
         r = -ENOENT;
     } else if (flags & BF_RENAME_EXCHANGE) {
@@ -656,18 +663,16 @@ static int mem_rename(bf_db *db, const char *from, const char *to, unsigned flag
             strcpy(src->name, to);
             strcpy(dst->name, from);
             src->ctime_ns = dst->ctime_ns = now;
-            r = 0;
         }
     } else if (dst && (flags & BF_RENAME_NOREPLACE)) {
         r = -EEXIST;
-    } else if (dst == src) {
-        r = 0; /* same name: nothing to do */
-    } else {
-        if (dst)
-            rec_drop_name(m, dst);
+    } else if (dst != src) { /* the same name: nothing to do */
+        if (dst) {
+            rec_drop_name(dst);
+            *replaced = dst->id;
+        }
         strcpy(src->name, to);
         src->ctime_ns = now;
-        r = 0;
     }
     pthread_rwlock_unlock(&m->lock);
     return r;
@@ -677,8 +682,6 @@ static int mem_setattr(bf_db *db, uint64_t id, const uint32_t *mode, const uint3
                        const uint32_t *gid, const int64_t *mtime_ns)
 {
     struct mem_db *m = DB(db);
-    if (db->flags & BF_DB_RDONLY)
-        return -EROFS;
     pthread_rwlock_wrlock(&m->lock);
     struct mem_rec *rec = find_id(m, id);
     if (rec) {
@@ -700,16 +703,10 @@ static int mem_set_blksize(bf_db *db, uint64_t id, uint32_t blksize)
 {
     struct mem_db *m = DB(db);
     int r = 0;
-    if (!bf_blksize_valid(blksize))
-        return -EINVAL;
-    if (db->flags & BF_DB_RDONLY)
-        return -EROFS;
     pthread_rwlock_wrlock(&m->lock);
     struct mem_rec *rec = find_id(m, id);
     if (!rec) {
         r = -ENOENT;
-    } else if (rec->nopen) {
-        r = -EBUSY;
     } else if (rec->size || rec->blocks.n) {
         r = -ENOTEMPTY;
     } else {
@@ -720,81 +717,93 @@ static int mem_set_blksize(bf_db *db, uint64_t id, uint32_t blksize)
     return r;
 }
 
-static int mem_file_open(bf_db *db, uint64_t id, bf_file **out)
+static int mem_purge(bf_db *db, uint64_t id)
+{
+    struct mem_db *m = DB(db);
+    pthread_rwlock_wrlock(&m->lock);
+    struct mem_rec *rec = find_id(m, id);
+    if (rec && !rec->linked)
+        rec_destroy(m, rec);
+    pthread_rwlock_unlock(&m->lock);
+    return 0;
+}
+
+static int mem_file_open(bf_db *db, uint64_t id, struct bf_fh **out)
 {
     struct mem_db *m = DB(db);
     struct mem_fh *h = calloc(1, sizeof(*h));
     if (!h)
         return -ENOMEM;
-    pthread_rwlock_wrlock(&m->lock);
+    pthread_rwlock_rdlock(&m->lock);
     struct mem_rec *rec = find_id(m, id);
     if (!rec) {
         pthread_rwlock_unlock(&m->lock);
         free(h);
         return -ENOENT;
     }
-    rec->nopen++;
-    h->base.ops = &mem_file_ops;
-    h->base.blksize = rec->blksize;
-    h->base.size = rec->size;
+    /* rec stays until the layer purges it, after our file_close. */
+    h->base.file.blksize = rec->blksize;
+    h->base.file.size = rec->size;
     h->db = m;
     h->rec = rec;
-    h->state = MEM_TX_IDLE;
     h->trunc_to = UINT64_MAX;
     pthread_rwlock_unlock(&m->lock);
     *out = &h->base;
     return 0;
 }
 
-static void mem_file_close(bf_file *f)
+static void mem_file_close(struct bf_fh *fh)
 {
-    struct mem_fh *h = FH(f);
-    struct mem_db *m = h->db;
-    mem_abort(f); /* defensive: contract says none is open */
-    pthread_rwlock_wrlock(&m->lock);
-    struct mem_rec *rec = h->rec;
-    if (--rec->nopen == 0 && !rec->linked)
-        rec_destroy(m, rec); /* last close of an unlinked file */
-    pthread_rwlock_unlock(&m->lock);
+    struct mem_fh *h = FH(fh);
+    BF_ASSERT(h->pending.n == 0);
+    vec_free(&h->pending);
     free(h);
 }
 
-static const struct bf_db_ops mem_db_ops = {
+static const struct bf_engine_ops mem_engine_ops = {
     .name = "memory",
     .close = mem_close,
     .list = mem_list,
     .lookup = mem_lookup,
     .getinfo = mem_getinfo,
     .create = mem_create,
+    .setattr = mem_setattr,
     .unlink = mem_unlink,
     .rename = mem_rename,
-    .setattr = mem_setattr,
     .set_blksize = mem_set_blksize,
+    .purge = mem_purge,
     .file_open = mem_file_open,
     .file_close = mem_file_close,
+    .loadblk = mem_loadblk,
+    .next_stored = mem_next_stored,
+    .stored_blocks = mem_stored_blocks,
+    .begin = mem_begin,
+    .storeblk = mem_storeblk,
+    .truncate = mem_truncate,
+    .commit = mem_commit,
+    .abort = mem_abort,
 };
 
 int bf_db_is_memory(const bf_db *db)
 {
-    return db && db->ops == &mem_db_ops;
+    return db && db->ops == &mem_engine_ops;
 }
 
 int bf_mem_open(unsigned flags, bf_db **out)
 {
     struct mem_db *m = calloc(1, sizeof(*m));
-    if (!m)
-        return -ENOMEM;
-    if (pthread_rwlock_init(&m->lock, NULL) != 0) {
+    if (!m || bf_counter_init(&m->held) < 0) {
         free(m);
         return -ENOMEM;
     }
-    if (pthread_mutex_init(&m->flock, NULL) != 0) {
-        pthread_rwlock_destroy(&m->lock);
+    if (bf_db_init(&m->base, &mem_engine_ops, flags) < 0) {
+        bf_counter_destroy(&m->held);
         free(m);
         return -ENOMEM;
     }
-    m->base.ops = &mem_db_ops;
-    m->base.flags = flags;
+    pthread_rwlock_init(&m->lock, NULL);
+    pthread_mutex_init(&m->flock, NULL);
+    pthread_cond_init(&m->released, NULL);
     m->next_id = 1;
     *out = &m->base;
     return 0;

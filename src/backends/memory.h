@@ -10,15 +10,24 @@
  * a hole. A store transaction keeps its stores aside and applies them at
  * commit, so loadblk never sees them before.
  *
- * Fault injection: a rule makes one operation fail with an errno, on the
- * blocks [blk_lo, blk_hi] of one file (or every file), optionally only
- * after the first `after` matching calls have succeeded, optionally only
- * `times` times. Rules are checked in the order they were added; the first
- * that matches fires. Thread-safe.
+ * Fault injection: a rule makes one operation fail with an errno, or hold
+ * (block until released), on the blocks [blk_lo, blk_hi] of one file (or
+ * every file), optionally only after the first `after` matching calls have
+ * passed, optionally only `times` times. Rules are checked in the order
+ * they were added; the first that fires decides. Thread-safe.
+ *
+ * A hold lets a test wait for an event instead of sleeping: a held call
+ * blocks before doing its work, bf_mem_wait_held() tells when it got
+ * there, and bf_mem_release() lets it go (then it fails with the rule's
+ * err if set, else it proceeds normally). A call is held with no lock of
+ * the database held, so other calls go on meanwhile. Closing the database
+ * while calls are held is a caller bug (BF_CHECK; a release build releases
+ * them and waits for them to leave first).
  */
 #ifndef BIGFILEFS_BACKENDS_MEMORY_H
 #define BIGFILEFS_BACKENDS_MEMORY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "backend.h"
@@ -36,8 +45,9 @@ struct bf_mem_fault {
     uint64_t file_id;  /* 0: any file */
     uint64_t blk_lo;   /* block range, inclusive (ignored for begin/commit/truncate) */
     uint64_t blk_hi;   /* UINT64_MAX for "to the end" */
-    int err;           /* positive errno to fail with, e.g. EIO; 0: do not fail (latency only) */
-    uint64_t after;    /* let this many matching calls succeed first */
+    int err;           /* positive errno to fail with, e.g. EIO; 0: do not fail */
+    bool hold;         /* block a firing call until bf_mem_release (then err, if set) */
+    uint64_t after;    /* let this many matching calls pass first */
     uint64_t times;    /* fire at most this many times; 0: unlimited */
     uint32_t delay_us; /* sleep this long in each matching call (fired or not) */
 };
@@ -45,11 +55,29 @@ struct bf_mem_fault {
 /* Open a fresh memory database. */
 int bf_mem_open(unsigned flags, bf_db **out);
 
-/* Add a fault rule. Returns 0, -EINVAL (bad op or err < 0), -ENOMEM. */
+/* Add a fault rule. A rule fires on a matching call once `after` matching
+ * calls have passed, at most `times` times; a firing rule with err fails
+ * the call, with hold holds it first. Returns 0, -EINVAL (db not a memory
+ * database, bad op, err < 0, blk_lo > blk_hi), -ENOMEM. */
 int bf_mem_inject(bf_db *db, const struct bf_mem_fault *fault);
 
-/* Remove every fault rule. */
+/* Remove every fault rule, and release every held call (as
+ * bf_mem_release). */
 void bf_mem_clear_faults(bf_db *db);
+
+/* Release every call held now, and make every hold rule inactive: later
+ * matching calls pass it (neither held, nor failed, nor delayed by it). A
+ * no-op for a db that is not a memory database. */
+void bf_mem_release(bf_db *db);
+
+/* The number of calls held right now; 0 for a db that is not a memory
+ * database. */
+uint64_t bf_mem_held(bf_db *db);
+
+/* Wait until at least n calls are held at once (on a condition variable,
+ * no polling), or timeout_ms milliseconds have passed (negative: no
+ * limit). Returns 0, -ETIMEDOUT, or -EINVAL (not a memory database). */
+int bf_mem_wait_held(bf_db *db, uint64_t n, int timeout_ms);
 
 /* Count of calls of `op` made so far on any file (for tests). */
 uint64_t bf_mem_calls(bf_db *db, enum bf_mem_op op);

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* bigfilefs — backends: the SQLite backend. See sqlite.h.
+/* bigfilefs — backends: the SQLite engine. See sqlite.h; the rules every
+ * engine leaves to the layer (open files, one transaction per file, purge
+ * at the last close) are in engine.h.
  *
  * Schema (user_version 1):
  *   files(id INTEGER PRIMARY KEY AUTOINCREMENT,  -- ids are never reused
@@ -7,7 +9,9 @@
  *         blksize, size, mode, uid, gid, mtime_ns, ctime_ns INTEGER NOT NULL)
  *   blocks(file INTEGER NOT NULL, blk INTEGER NOT NULL, data BLOB NOT NULL,
  *          UNIQUE(file, blk))                    -- a rowid table: blob I/O
- * A block row exists only for a block that is not all zeros.
+ * A block row exists only for a block that is not all zeros. A row with
+ * name NULL is a file whose name was removed: the layer purges it once it
+ * is not in use, and opening read-write sweeps those a dead process left.
  *
  * Connections and locks:
  *  - one writer connection (absent when read-only), used only with
@@ -18,28 +22,47 @@
  *    SQ_READERS_MAX; a thread waits on pcond when all are busy), each used
  *    by one thread at a time. Each query is its own read transaction, so a
  *    reader always sees the last commit.
- *  - db->olock guards the list of open files (open counts, "transaction
- *    open", "unlinked while open"). Lock order: wlock -> olock; plock and
- *    elock are leaves.
+ *  - the count of lock waits (busy_wait) has a leaf lock of its own.
+ *  - a checkpointer connection (absent when read-only), used only with
+ *    cklock held, which is only ever try-locked (see "The WAL" below).
+ *  Lock order: wlock -> plock, elock, the busy count; those are leaves;
+ *  cklock is taken with no other lock held.
+ *
+ * The WAL: a writeout is one transaction, so the WAL grows to its size;
+ * SQLite's automatic checkpoint would copy it into the database inside the
+ * COMMIT (holding wlock all the while) and never shrink the file. Instead,
+ * the writer's WAL hook records the WAL's size at each commit, and the
+ * committing thread, once it has released wlock, checkpoints when that
+ * exceeds BF_SQLITE_WAL_LIMIT (ck_maybe): a PASSIVE checkpoint, which
+ * waits for nobody and copies what no reader's snapshot still needs; then,
+ * if it copied everything, a TRUNCATE one with no busy handler, which
+ * empties the file unless a reader or writer is in the way at that moment
+ * (then the next commit tries again). A reader holding an old snapshot is
+ * never waited for: loads go on, and the WAL shrinks after it is done.
+ * journal_size_limit bounds the file too where SQLite restarts the WAL.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
 
-#include "backends/common.h"
+#include "backends/engine.h"
 #include "backends/sqlite.h"
 
 #define SQ_READERS_MAX 16
 #define SQ_BUSY_TIMEOUT 5000                 /* ms */
 #define SQ_QUICK_CHECK_MAX ((off_t)64 << 20) /* quick_check dbs up to this size */
+#define SQ_STR_(x) #x
+#define SQ_STR(x) SQ_STR_(x)
 
 /* The columns of a files row, as row_info decodes them (in this order),
  * and the same without the id (the columns an INSERT gives). */
@@ -79,12 +102,10 @@ enum {
     W_INSERT,      /* create a file */
     W_BYNAME,      /* id, size of a named file */
     W_BYID,        /* size of a file by id */
-    W_NAMENULL,    /* unlinked but open */
+    W_NAMENULL,    /* remove a name: the file is nameless until purged */
     W_SETNAME,     /* rename */
-    W_DELBLOCKS,   /* drop a file's blocks */
-    W_DELFILE,     /* drop a file's row */
-    W_PURGEBLOCKS, /* drop blocks of an unlinked file */
-    W_PURGEFILE,   /* drop the row of an unlinked file */
+    W_PURGEBLOCKS, /* drop blocks of a nameless file */
+    W_PURGEFILE,   /* drop the row of a nameless file */
     W_SETATTR,
     W_SETBLK,
     W_HASBLK, /* does a file have any block */
@@ -106,8 +127,6 @@ static const char *const writer_sql[W_NSTMT] = {
     [W_BYID] = "SELECT size FROM files WHERE id=?1",
     [W_NAMENULL] = "UPDATE files SET name=NULL, ctime_ns=?2 WHERE id=?1",
     [W_SETNAME] = "UPDATE files SET name=?2, ctime_ns=?3 WHERE id=?1",
-    [W_DELBLOCKS] = "DELETE FROM blocks WHERE file=?1",
-    [W_DELFILE] = "DELETE FROM files WHERE id=?1",
     [W_PURGEBLOCKS] = "DELETE FROM blocks WHERE file=?1 AND "
                       "EXISTS(SELECT 1 FROM files WHERE id=?1 AND name IS NULL)",
     [W_PURGEFILE] = "DELETE FROM files WHERE id=?1 AND name IS NULL",
@@ -139,25 +158,20 @@ struct sq_reader {
     int busy;
 };
 
-/* A file with open bf_file objects. */
-struct sq_open {
-    struct sq_open *next;
-    uint64_t id;
-    unsigned nopen;
-    int tx_open;  /* one of its handles is in a transaction */
-    int unlinked; /* its name was removed while open: purge at last close */
-};
-
 struct sq_db {
     bf_db base;
     char *path;
+    char *rpath; /* what readers open: path, or an immutable URI (see choose_readers) */
+    int rflags;  /* and how: SQLITE_OPEN_READONLY, | SQLITE_OPEN_URI for the URI */
 
     pthread_mutex_t wlock;
     sqlite3 *w; /* NULL when read-only */
     sqlite3_stmt *ws[W_NSTMT];
 
-    pthread_mutex_t olock;
-    struct sq_open *opens;
+    pthread_mutex_t cklock; /* a leaf, only ever try-locked: guards ck */
+    sqlite3 *ck;            /* the checkpointer (NULL when read-only) */
+    int64_t wal_bytes;      /* atomic: bytes in the WAL after the last commit */
+    int64_t page_size;      /* of the database, for wal_bytes */
 
     pthread_mutex_t plock;
     pthread_cond_t pcond;
@@ -166,19 +180,15 @@ struct sq_db {
 
     pthread_mutex_t elock;
     char lasterr[512];
+
+    struct bf_counter busy; /* times a connection began to wait for a lock */
 };
 
-/* A handle's transaction state. */
-enum sq_tx_state {
-    SQ_TX_IDLE, /* no transaction */
-    SQ_TX_OPEN, /* BEGIN IMMEDIATE done, wlock held */
-};
-
+/* A handle. While its transaction is open (base.tx == BF_TX_OPEN) it holds
+ * wlock, from begin to commit/abort. */
 struct sq_fh {
-    bf_file base; /* first */
+    struct bf_fh base; /* first */
     struct sq_db *db;
-    uint64_t id;
-    enum sq_tx_state state;
 };
 
 static struct sq_db *DB(bf_db *db)
@@ -186,9 +196,9 @@ static struct sq_db *DB(bf_db *db)
     return (struct sq_db *)db;
 }
 
-static struct sq_fh *FH(bf_file *f)
+static struct sq_fh *FH(struct bf_fh *fh)
 {
-    return (struct sq_fh *)f;
+    return (struct sq_fh *)fh;
 }
 
 /* ---- errors -------------------------------------------------------------- */
@@ -229,17 +239,31 @@ static int sq_fail(struct sq_db *d, sqlite3 *c, int rc, const char *what)
     return rc_errno(rc);
 }
 
-static const struct bf_db_ops sq_db_ops;
+static const struct bf_engine_ops sq_engine_ops;
 
 int bf_sqlite_last_error(bf_db *db, char *buf, size_t len)
 {
-    if (!db || db->ops != &sq_db_ops || !buf || !len)
+    if (!db || db->ops != &sq_engine_ops || !buf || !len)
         return -EINVAL;
     struct sq_db *d = DB(db);
     pthread_mutex_lock(&d->elock);
     snprintf(buf, len, "%s", d->lasterr);
     pthread_mutex_unlock(&d->elock);
     return 0;
+}
+
+uint64_t bf_sqlite_busy_waits(bf_db *db)
+{
+    if (!db || db->ops != &sq_engine_ops)
+        return 0;
+    return bf_counter_get(&DB(db)->busy);
+}
+
+int bf_sqlite_wait_busy(bf_db *db, uint64_t n, int timeout_ms)
+{
+    if (!db || db->ops != &sq_engine_ops)
+        return -EINVAL;
+    return bf_counter_wait(&DB(db)->busy, true, n, timeout_ms);
 }
 
 static void errf(char *errbuf, size_t errlen, const char *fmt, ...)
@@ -257,7 +281,29 @@ static void errf(char *errbuf, size_t errlen, const char *fmt, ...)
 
 /* ---- connections --------------------------------------------------------- */
 
-static int open_conn(const char *path, int flags, sqlite3 **out)
+/* The busy handler of d's connections: count the wait (an event tests can
+ * wait for: bf_sqlite_wait_busy), then sleep 1, 2, 4 .. 64, then 100 ms
+ * between tries, giving up after SQ_BUSY_TIMEOUT ms in all. */
+static int busy_wait(void *arg, int count)
+{
+    struct sq_db *d = arg;
+    if (count == 0)
+        bf_counter_add(&d->busy, 1);
+    long slept = count < 7 ? (1L << count) - 1 : 127 + 100L * (count - 7);
+    long ms = count < 7 ? 1L << count : 100;
+    if (slept >= SQ_BUSY_TIMEOUT)
+        return 0; /* SQLITE_BUSY to the caller */
+    if (ms > SQ_BUSY_TIMEOUT - slept)
+        ms = SQ_BUSY_TIMEOUT - slept;
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+    return 1;
+}
+
+/* Open a connection; with d, one of d's (busy_wait counts its waits), else
+ * a short-lived one of validation (a plain busy timeout). */
+static int open_conn(struct sq_db *d, const char *path, int flags, sqlite3 **out)
 {
     sqlite3 *c = NULL;
     int rc = sqlite3_open_v2(path, &c, flags | SQLITE_OPEN_NOMUTEX, NULL);
@@ -266,7 +312,10 @@ static int open_conn(const char *path, int flags, sqlite3 **out)
         *out = NULL;
         return rc;
     }
-    sqlite3_busy_timeout(c, SQ_BUSY_TIMEOUT);
+    if (d)
+        sqlite3_busy_handler(c, busy_wait, d);
+    else
+        sqlite3_busy_timeout(c, SQ_BUSY_TIMEOUT);
     *out = c;
     return SQLITE_OK;
 }
@@ -329,7 +378,7 @@ static int reader_get(struct sq_db *d, struct sq_reader **out)
     }
     struct sq_reader *r = &d->rd[d->nrd];
     memset(r, 0, sizeof(*r));
-    rc = open_conn(d->path, SQLITE_OPEN_READONLY, &r->c);
+    rc = open_conn(d, d->rpath, d->rflags, &r->c);
     if (rc == SQLITE_OK)
         rc = prepare_all(r->c, reader_sql, r->st, R_NSTMT);
     if (rc != SQLITE_OK) {
@@ -373,17 +422,6 @@ static void wrollback(struct sq_db *d)
         wexec(d, W_ROLLBACK);
 }
 
-/* ---- open files ---------------------------------------------------------- */
-
-/* Caller holds olock. */
-static struct sq_open *open_find(struct sq_db *d, uint64_t id)
-{
-    for (struct sq_open *o = d->opens; o; o = o->next)
-        if (o->id == id)
-            return o;
-    return NULL;
-}
-
 /* ---- row helpers --------------------------------------------------------- */
 
 /* Decode a row of the SQ_FILE_COLS columns into `fi`. */
@@ -401,6 +439,21 @@ static void row_info(sqlite3_stmt *st, struct bf_fileinfo *fi)
     fi->gid = (uint32_t)sqlite3_column_int64(st, 6);
     fi->mtime_ns = sqlite3_column_int64(st, 7);
     fi->ctime_ns = sqlite3_column_int64(st, 8);
+}
+
+/* Why the name of a row of the SQ_FILE_COLS columns cannot be passed on in
+ * a bf_fileinfo (it would arrive as another name), or NULL if it can. */
+static const char *row_name_unfit(sqlite3_stmt *st)
+{
+    if (sqlite3_column_type(st, 1) != SQLITE_TEXT)
+        return "is not text";
+    const char *name = (const char *)sqlite3_column_text(st, 1);
+    size_t bytes = (size_t)sqlite3_column_bytes(st, 1);
+    if (bytes > BF_NAME_MAX)
+        return "is too long";
+    if (!name || strlen(name) != bytes)
+        return "holds a NUL byte";
+    return NULL;
 }
 
 /* Run a reader query returning one file row. */
@@ -432,12 +485,60 @@ static int reader_row(struct sq_db *d, int which, const char *name, uint64_t id,
     return e;
 }
 
+/* ---- the WAL (see "The WAL" at the top) ------------------------------------ */
+
+/* The writer's WAL hook, called in each COMMIT with wlock held. */
+static int wal_hook(void *arg, sqlite3 *c, const char *dbname, int frames)
+{
+    struct sq_db *d = arg;
+    (void)c;
+    (void)dbname;
+    __atomic_store_n(&d->wal_bytes, (int64_t)frames * d->page_size, __ATOMIC_RELAXED);
+    return SQLITE_OK;
+}
+
+/* Checkpoint if the last commit left more than BF_SQLITE_WAL_LIMIT in the
+ * WAL and no other thread is checkpointing; once more if a commit came
+ * during a checkpoint that could not empty the WAL (that commit's thread
+ * found us at it and left its frames to us). Called with no lock held. */
+static void ck_maybe(struct sq_db *d)
+{
+    if (!d->ck)
+        return;
+    for (int round = 0; round < 2; round++) {
+        int log = 0, done = 0;
+        int64_t seen = __atomic_load_n(&d->wal_bytes, __ATOMIC_RELAXED);
+        if (seen <= BF_SQLITE_WAL_LIMIT)
+            return;
+        if (pthread_mutex_trylock(&d->cklock) != 0)
+            return; /* another thread is at it */
+        int rc = sqlite3_wal_checkpoint_v2(d->ck, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+        if (rc == SQLITE_OK && log == done)
+            rc = sqlite3_wal_checkpoint_v2(d->ck, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &done);
+        else if (rc == SQLITE_OK)
+            rc = SQLITE_BUSY; /* a reader's snapshot needs the rest */
+        if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY)
+            sq_fail(d, d->ck, rc, "checkpointing the WAL");
+        pthread_mutex_unlock(&d->cklock);
+        if (rc == SQLITE_OK || __atomic_load_n(&d->wal_bytes, __ATOMIC_RELAXED) == seen)
+            return; /* emptied, or nothing new since: the next commit tries again */
+    }
+}
+
+/* Release wlock after a transaction (committed or not), then bound the
+ * WAL. */
+static void w_unlock(struct sq_db *d)
+{
+    pthread_mutex_unlock(&d->wlock);
+    ck_maybe(d);
+}
+
 /* ---- the file operations (bigfile.h) ------------------------------------- */
 
-static int sq_loadblk(bf_file *f, uint64_t blk, void *buf)
+static int sq_loadblk(struct bf_fh *fh, uint64_t blk, void *buf)
 {
-    struct sq_fh *h = FH(f);
-    struct sq_db *d = h->db;
+    struct sq_db *d = FH(fh)->db;
+    bf_file *f = &fh->file;
     struct sq_reader *r;
     int e = reader_get(d, &r);
     if (e < 0)
@@ -451,7 +552,7 @@ static int sq_loadblk(bf_file *f, uint64_t blk, void *buf)
      * its read transaction keeps the snapshot, so a concurrent commit
      * cannot move the row between the lookup and the read. */
     sqlite3_stmt *st = r->st[R_ROWID];
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)h->id);
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)fh->id);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)blk);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_DONE) {
@@ -469,7 +570,7 @@ static int sq_loadblk(bf_file *f, uint64_t blk, void *buf)
             pthread_mutex_lock(&d->elock);
             snprintf(d->lasterr, sizeof(d->lasterr),
                      "%s: block %llu of file %llu has %d bytes, expected %u", d->path,
-                     (unsigned long long)blk, (unsigned long long)h->id, sqlite3_blob_bytes(b),
+                     (unsigned long long)blk, (unsigned long long)fh->id, sqlite3_blob_bytes(b),
                      f->blksize);
             fprintf(stderr, "bigfilefs: %s\n", d->lasterr);
             pthread_mutex_unlock(&d->elock);
@@ -486,112 +587,68 @@ static int sq_loadblk(bf_file *f, uint64_t blk, void *buf)
     return e;
 }
 
-static int sq_begin(bf_file *f)
+static int sq_begin(struct bf_fh *fh)
 {
-    struct sq_fh *h = FH(f);
-    struct sq_db *d = h->db;
-    if (!d->w)
-        return -EROFS;
-    if (h->state != SQ_TX_IDLE)
-        return -EBUSY;
-    pthread_mutex_lock(&d->olock);
-    struct sq_open *o = open_find(d, h->id);
-    int busy = o->tx_open;
-    o->tx_open = 1;
-    pthread_mutex_unlock(&d->olock);
-    if (busy)
-        return -EBUSY;
+    struct sq_db *d = FH(fh)->db;
+    BF_ASSERT(d->w);               /* the layer refuses writes to a read-only database */
     pthread_mutex_lock(&d->wlock); /* held until commit/abort */
     int rc = wexec(d, W_BEGIN);
     if (rc != SQLITE_OK) {
         int e = sq_fail(d, d->w, rc, "beginning a transaction");
         pthread_mutex_unlock(&d->wlock);
-        pthread_mutex_lock(&d->olock);
-        o->tx_open = 0;
-        pthread_mutex_unlock(&d->olock);
         return e;
     }
-    /* IDLE -> OPEN */
-    h->state = SQ_TX_OPEN;
     return 0;
 }
 
-static int sq_storeblk(bf_file *f, uint64_t blk, const void *buf)
+static int sq_storeblk(struct bf_fh *fh, uint64_t blk, const void *buf)
 {
-    struct sq_fh *h = FH(f);
-    struct sq_db *d = h->db;
-    if (h->state != SQ_TX_OPEN || blk > (uint64_t)INT64_MAX)
+    struct sq_db *d = FH(fh)->db;
+    uint32_t bs = fh->file.blksize;
+    if (blk > (uint64_t)INT64_MAX)
         return -EINVAL;
-    int which = bf_all_zero(buf, f->blksize) ? W_DEL : W_PUT;
+    int which = bf_all_zero(buf, bs) ? W_DEL : W_PUT;
     sqlite3_stmt *st = d->ws[which];
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)h->id);
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)fh->id);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)blk);
     if (which == W_PUT)
-        sqlite3_bind_blob(st, 3, buf, (int)f->blksize, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 3, buf, (int)bs, SQLITE_STATIC);
     int rc = wexec(d, which);
     return rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, "storing a block");
 }
 
-static int sq_truncate(bf_file *f, uint64_t nblocks)
+static int sq_truncate(struct bf_fh *fh, uint64_t nblocks)
 {
-    struct sq_fh *h = FH(f);
-    struct sq_db *d = h->db;
-    if (h->state != SQ_TX_OPEN)
-        return -EINVAL;
+    struct sq_db *d = FH(fh)->db;
     if (nblocks > (uint64_t)INT64_MAX)
         return 0; /* nothing can be stored that far */
-    sqlite3_bind_int64(d->ws[W_TRUNC], 1, (sqlite3_int64)h->id);
+    sqlite3_bind_int64(d->ws[W_TRUNC], 1, (sqlite3_int64)fh->id);
     sqlite3_bind_int64(d->ws[W_TRUNC], 2, (sqlite3_int64)nblocks);
     int rc = wexec(d, W_TRUNC);
     return rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, "truncating");
 }
 
-/* Close the transaction: release wlock, clear the file's flag. */
-static void tx_close(struct sq_fh *h)
+static int sq_commit(struct bf_fh *fh, uint64_t size)
 {
-    struct sq_db *d = h->db;
-    pthread_mutex_unlock(&d->wlock);
-    pthread_mutex_lock(&d->olock);
-    open_find(d, h->id)->tx_open = 0;
-    pthread_mutex_unlock(&d->olock);
-    /* OPEN -> IDLE */
-    h->state = SQ_TX_IDLE;
-}
-
-static int sq_commit(bf_file *f, uint64_t size)
-{
-    struct sq_fh *h = FH(f);
-    struct sq_db *d = h->db;
-    int e = 0;
-    if (h->state != SQ_TX_OPEN)
-        return -EINVAL;
-    if (size > BF_SIZE_MAX) {
-        e = -EINVAL;
-    } else {
-        sqlite3_bind_int64(d->ws[W_SETSIZE], 1, (sqlite3_int64)h->id);
-        sqlite3_bind_int64(d->ws[W_SETSIZE], 2, (sqlite3_int64)size);
-        sqlite3_bind_int64(d->ws[W_SETSIZE], 3, bf_now_ns());
-        int rc = wexec(d, W_SETSIZE);
-        if (rc == SQLITE_OK)
-            rc = wexec(d, W_COMMIT);
-        if (rc != SQLITE_OK)
-            e = sq_fail(d, d->w, rc, "committing");
-    }
+    struct sq_db *d = FH(fh)->db;
+    sqlite3_bind_int64(d->ws[W_SETSIZE], 1, (sqlite3_int64)fh->id);
+    sqlite3_bind_int64(d->ws[W_SETSIZE], 2, (sqlite3_int64)size);
+    sqlite3_bind_int64(d->ws[W_SETSIZE], 3, bf_now_ns());
+    int rc = wexec(d, W_SETSIZE);
+    if (rc == SQLITE_OK)
+        rc = wexec(d, W_COMMIT);
+    int e = rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, "committing");
     if (e < 0)
         wrollback(d); /* failed commit: nothing visible */
-    else
-        f->size = size;
-    tx_close(h);
+    w_unlock(d);
     return e;
 }
 
-static void sq_abort(bf_file *f)
+static void sq_abort(struct bf_fh *fh)
 {
-    struct sq_fh *h = FH(f);
-    if (h->state != SQ_TX_OPEN)
-        return;
-    wrollback(h->db);
-    tx_close(h);
+    struct sq_db *d = FH(fh)->db;
+    wrollback(d);
+    pthread_mutex_unlock(&d->wlock);
 }
 
 /* Run reader statement `which` with `nargs` (1 or 2) integer parameters and
@@ -625,34 +682,21 @@ static int reader_int64(struct sq_db *d, int which, int nargs, int64_t a, int64_
     return e;
 }
 
-static int sq_next_stored(bf_file *f, uint64_t from, uint64_t *blk)
+static int sq_next_stored(struct bf_fh *fh, uint64_t from, uint64_t *blk)
 {
-    struct sq_fh *h = FH(f);
     if (from > (uint64_t)INT64_MAX)
         return -ENXIO; /* no block is stored that far */
-    return reader_int64(h->db, R_NEXTBLK, 2, (int64_t)h->id, (int64_t)from, blk,
+    return reader_int64(FH(fh)->db, R_NEXTBLK, 2, (int64_t)fh->id, (int64_t)from, blk,
                         "looking for the next stored block");
 }
 
-static int sq_stored_blocks(bf_file *f, uint64_t *n)
+static int sq_stored_blocks(struct bf_fh *fh, uint64_t *n)
 {
-    struct sq_fh *h = FH(f);
-    int e = reader_int64(h->db, R_NBLOCKS, 1, (int64_t)h->id, 0, n, "counting stored blocks");
+    int e = reader_int64(FH(fh)->db, R_NBLOCKS, 1, (int64_t)fh->id, 0, n, "counting stored blocks");
     return e == -ENXIO ? -EIO : e; /* count(*) always yields a row */
 }
 
-static const struct bf_file_ops sq_file_ops = {
-    .next_stored = sq_next_stored,
-    .stored_blocks = sq_stored_blocks,
-    .loadblk = sq_loadblk,
-    .begin = sq_begin,
-    .storeblk = sq_storeblk,
-    .truncate = sq_truncate,
-    .commit = sq_commit,
-    .abort = sq_abort,
-};
-
-/* ---- namespace operations (backend.h) ------------------------------------ */
+/* ---- namespace operations (engine.h) ------------------------------------ */
 
 static int sq_list(bf_db *db, int (*cb)(void *arg, const struct bf_fileinfo *fi), void *arg)
 {
@@ -663,8 +707,15 @@ static int sq_list(bf_db *db, int (*cb)(void *arg, const struct bf_fileinfo *fi)
         return e;
     sqlite3_stmt *st = r->st[R_LIST];
     struct bf_fileinfo fi;
+    const char *why;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((why = row_name_unfit(st))) {
+            /* a tampered row: the layer checks the names we can pass on */
+            bf_db_log(db, "file %lld left out of the listing: its name %s",
+                      (long long)sqlite3_column_int64(st, 0), why);
+            continue;
+        }
         row_info(st, &fi);
         e = cb(arg, &fi);
         if (e)
@@ -694,8 +745,7 @@ static int sq_getinfo(bf_db *db, uint64_t id, struct bf_fileinfo *out)
 /* Begin a namespace transaction: takes wlock. */
 static int ns_begin(struct sq_db *d)
 {
-    if (!d->w)
-        return -EROFS;
+    BF_ASSERT(d->w); /* the layer refuses writes to a read-only database */
     pthread_mutex_lock(&d->wlock);
     int rc = wexec(d, W_BEGIN);
     if (rc != SQLITE_OK) {
@@ -717,7 +767,7 @@ static int ns_end(struct sq_db *d, int e)
     }
     if (e < 0)
         wrollback(d);
-    pthread_mutex_unlock(&d->wlock);
+    w_unlock(d);
     return e;
 }
 
@@ -735,49 +785,29 @@ static int w_byname(struct sq_db *d, const char *name, uint64_t *id)
     return sq_fail(d, d->w, rc, "looking a name up");
 }
 
-/* Remove file id's name: mark it unlinked if open, else delete it with its
- * blocks. Caller holds wlock (in a transaction) and olock. */
-static int w_drop(struct sq_db *d, uint64_t id, int64_t now)
+/* Set file id's name (NULL: make it nameless). Caller holds wlock, in a
+ * transaction. */
+static int w_setname(struct sq_db *d, uint64_t id, const char *name, int64_t now)
 {
-    struct sq_open *o = open_find(d, id);
-    int rc;
-    if (o) {
-        sqlite3_bind_int64(d->ws[W_NAMENULL], 1, (sqlite3_int64)id);
-        sqlite3_bind_int64(d->ws[W_NAMENULL], 2, now);
-        rc = wexec(d, W_NAMENULL);
-        /* o->unlinked is set by the caller once the transaction commits. */
+    sqlite3_stmt *st = d->ws[name ? W_SETNAME : W_NAMENULL];
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+    if (name) {
+        sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, now);
     } else {
-        sqlite3_bind_int64(d->ws[W_DELBLOCKS], 1, (sqlite3_int64)id);
-        rc = wexec(d, W_DELBLOCKS);
-        if (rc == SQLITE_OK) {
-            sqlite3_bind_int64(d->ws[W_DELFILE], 1, (sqlite3_int64)id);
-            rc = wexec(d, W_DELFILE);
-        }
+        sqlite3_bind_int64(st, 2, now);
     }
-    return rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, "removing a file");
-}
-
-/* After a committed drop of id: remember to purge it at last close. Caller
- * holds olock. */
-static void mark_unlinked(struct sq_db *d, uint64_t id)
-{
-    struct sq_open *o = open_find(d, id);
-    if (o)
-        o->unlinked = 1;
+    int rc = wexec(d, name ? W_SETNAME : W_NAMENULL);
+    return rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, name ? "renaming" : "removing a name");
 }
 
 static int sq_create(bf_db *db, const char *name, uint32_t blksize, uint64_t size, uint32_t mode,
                      uint32_t uid, uint32_t gid, struct bf_fileinfo *out)
 {
     struct sq_db *d = DB(db);
-    int e = bf_name_check(name);
-    if (e < 0)
-        return e;
-    if (!bf_blksize_valid(blksize) || size > BF_SIZE_MAX)
-        return -EINVAL;
-    if (!d->w)
-        return -EROFS;
+    int e;
     int64_t now = bf_now_ns();
+    BF_ASSERT(d->w);
     pthread_mutex_lock(&d->wlock);
     sqlite3_stmt *st = d->ws[W_INSERT];
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
@@ -806,62 +836,34 @@ static int sq_create(bf_db *db, const char *name, uint32_t blksize, uint64_t siz
     } else {
         e = sq_fail(d, d->w, rc, "creating a file");
     }
-    pthread_mutex_unlock(&d->wlock);
+    w_unlock(d);
     return e;
 }
 
-static int sq_unlink(bf_db *db, const char *name)
+static int sq_unlink(bf_db *db, const char *name, uint64_t *id)
 {
     struct sq_db *d = DB(db);
-    uint64_t id;
-    if (!name)
-        return -EINVAL;
     int e = ns_begin(d);
     if (e < 0)
         return e;
-    /* olock over the commit: a concurrent file_open either registers
-     * before (and the file is kept) or finds the row gone. */
-    pthread_mutex_lock(&d->olock);
-    e = w_byname(d, name, &id);
-    if (e == 0 && id == 0)
+    e = w_byname(d, name, id);
+    if (e == 0 && *id == 0)
         e = -ENOENT;
     if (e == 0)
-        e = w_drop(d, id, bf_now_ns());
-    e = ns_end(d, e);
-    if (e == 0)
-        mark_unlinked(d, id);
-    pthread_mutex_unlock(&d->olock);
-    return e;
+        e = w_setname(d, *id, NULL, bf_now_ns());
+    return ns_end(d, e);
 }
 
-static int w_setname(struct sq_db *d, uint64_t id, const char *name, int64_t now)
-{
-    sqlite3_stmt *st = d->ws[W_SETNAME];
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
-    if (name)
-        sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, 2);
-    sqlite3_bind_int64(st, 3, now);
-    int rc = wexec(d, W_SETNAME);
-    return rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, "renaming");
-}
-
-static int sq_rename(bf_db *db, const char *from, const char *to, unsigned flags)
+static int sq_rename(bf_db *db, const char *from, const char *to, unsigned flags,
+                     uint64_t *replaced)
 {
     struct sq_db *d = DB(db);
-    uint64_t src, dst;
+    uint64_t src = 0, dst = 0;
     int e;
-    if ((flags & ~(unsigned)(BF_RENAME_NOREPLACE | BF_RENAME_EXCHANGE)) ||
-        flags == (BF_RENAME_NOREPLACE | BF_RENAME_EXCHANGE))
-        return -EINVAL;
-    if ((e = bf_name_check(from)) < 0 || (e = bf_name_check(to)) < 0)
-        return e;
+    *replaced = 0;
     if ((e = ns_begin(d)) < 0)
         return e;
-    pthread_mutex_lock(&d->olock);
     int64_t now = bf_now_ns();
-    int dropped = 0;
     e = w_byname(d, from, &src);
     if (e == 0)
         e = w_byname(d, to, &dst);
@@ -882,20 +884,15 @@ static int sq_rename(bf_db *db, const char *from, const char *to, unsigned flags
         }
     } else if (dst && (flags & BF_RENAME_NOREPLACE)) {
         e = -EEXIST;
-    } else if (dst == src) {
-        e = 0; /* same file: nothing to do */
-    } else {
-        if (dst) {
-            e = w_drop(d, dst, now);
-            dropped = 1;
-        }
+    } else if (dst != src) { /* the same file: nothing to do */
+        if (dst)
+            e = w_setname(d, dst, NULL, now);
         if (e == 0)
             e = w_setname(d, src, to, now);
     }
     e = ns_end(d, e);
-    if (e == 0 && dropped)
-        mark_unlinked(d, dst);
-    pthread_mutex_unlock(&d->olock);
+    if (e == 0 && dst && dst != src && !(flags & BF_RENAME_EXCHANGE))
+        *replaced = dst;
     return e;
 }
 
@@ -903,8 +900,7 @@ static int sq_setattr(bf_db *db, uint64_t id, const uint32_t *mode, const uint32
                       const uint32_t *gid, const int64_t *mtime_ns)
 {
     struct sq_db *d = DB(db);
-    if (!d->w)
-        return -EROFS;
+    BF_ASSERT(d->w);
     if (id > (uint64_t)INT64_MAX)
         return -ENOENT;
     pthread_mutex_lock(&d->wlock);
@@ -923,21 +919,18 @@ static int sq_setattr(bf_db *db, uint64_t id, const uint32_t *mode, const uint32
     int e = rc != SQLITE_OK              ? sq_fail(d, d->w, rc, "setting attributes")
             : sqlite3_changes(d->w) == 0 ? -ENOENT
                                          : 0;
-    pthread_mutex_unlock(&d->wlock);
+    w_unlock(d);
     return e;
 }
 
 static int sq_set_blksize(bf_db *db, uint64_t id, uint32_t blksize)
 {
     struct sq_db *d = DB(db);
-    if (!bf_blksize_valid(blksize))
-        return -EINVAL;
     if (id > (uint64_t)INT64_MAX)
         return -ENOENT;
     int e = ns_begin(d);
     if (e < 0)
         return e;
-    pthread_mutex_lock(&d->olock);
     sqlite3_stmt *st = d->ws[W_BYID];
     sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
     int rc = sqlite3_step(st);
@@ -948,8 +941,6 @@ static int sq_set_blksize(bf_db *db, uint64_t id, uint32_t blksize)
         e = -ENOENT;
     } else if (rc != SQLITE_ROW) {
         e = sq_fail(d, d->w, rc, "reading file metadata");
-    } else if (open_find(d, id)) {
-        e = -EBUSY;
     } else if (size != 0) {
         e = -ENOTEMPTY;
     } else {
@@ -971,98 +962,52 @@ static int sq_set_blksize(bf_db *db, uint64_t id, uint32_t blksize)
                 e = sq_fail(d, d->w, rc, "setting the block size");
         }
     }
-    pthread_mutex_unlock(&d->olock);
     return ns_end(d, e);
 }
 
-static int sq_file_open(bf_db *db, uint64_t id, bf_file **out)
+/* Delete a nameless file and its blocks (the statements check that it is
+ * nameless). */
+static int sq_purge(bf_db *db, uint64_t id)
+{
+    struct sq_db *d = DB(db);
+    if (id > (uint64_t)INT64_MAX)
+        return 0;
+    int e = ns_begin(d);
+    if (e < 0)
+        return e;
+    sqlite3_bind_int64(d->ws[W_PURGEBLOCKS], 1, (sqlite3_int64)id);
+    int rc = wexec(d, W_PURGEBLOCKS);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(d->ws[W_PURGEFILE], 1, (sqlite3_int64)id);
+        rc = wexec(d, W_PURGEFILE);
+    }
+    if (rc != SQLITE_OK)
+        e = sq_fail(d, d->w, rc, "deleting a nameless file");
+    return ns_end(d, e);
+}
+
+static int sq_file_open(bf_db *db, uint64_t id, struct bf_fh **out)
 {
     struct sq_db *d = DB(db);
     struct bf_fileinfo fi;
     if (id > (uint64_t)INT64_MAX)
         return -ENOENT;
-    struct sq_fh *h = calloc(1, sizeof(*h));
-    struct sq_open *fresh = calloc(1, sizeof(*fresh));
-    if (!h || !fresh) {
-        free(h);
-        free(fresh);
-        return -ENOMEM;
-    }
-    /* Register first, then read the row: see sq_unlink. */
-    pthread_mutex_lock(&d->olock);
-    struct sq_open *o = open_find(d, id);
-    if (!o) {
-        o = fresh;
-        fresh = NULL;
-        o->id = id;
-        o->next = d->opens;
-        d->opens = o;
-    }
-    o->nopen++;
-    pthread_mutex_unlock(&d->olock);
-    free(fresh);
-
     int e = reader_row(d, R_BYID, NULL, id, &fi);
-    if (e < 0) {
-        h->db = d;
-        h->id = id;
-        h->state = SQ_TX_IDLE;
-        bf_db_file_close(db, &h->base); /* unregister */
+    if (e < 0)
         return e;
-    }
-    h->base.ops = &sq_file_ops;
-    h->base.blksize = fi.blksize;
-    h->base.size = fi.size;
+    struct sq_fh *h = calloc(1, sizeof(*h));
+    if (!h)
+        return -ENOMEM;
+    h->base.file.blksize = fi.blksize;
+    h->base.file.size = fi.size;
     h->db = d;
-    h->id = id;
-    h->state = SQ_TX_IDLE;
     *out = &h->base;
     return 0;
 }
 
-static void sq_file_close(bf_file *f)
+static void sq_file_close(struct bf_fh *fh)
 {
-    struct sq_fh *h = FH(f);
-    struct sq_db *d = h->db;
-    int purge = 0;
-    sq_abort(f); /* defensive: contract says none is open */
-    pthread_mutex_lock(&d->olock);
-    struct sq_open **pp = &d->opens, *o;
-    while ((o = *pp) && o->id != h->id)
-        pp = &o->next;
-    if (o && --o->nopen == 0) {
-        *pp = o->next;
-        purge = o->unlinked;
-        free(o);
-    }
-    pthread_mutex_unlock(&d->olock);
-    if (purge && d->w) {
-        /* Last close of an unlinked file: delete it, unless it was opened
-         * again meanwhile (then that handle's last close purges it). */
-        pthread_mutex_lock(&d->wlock);
-        pthread_mutex_lock(&d->olock);
-        if (!open_find(d, h->id)) {
-            int rc = wexec(d, W_BEGIN);
-            if (rc == SQLITE_OK) {
-                sqlite3_bind_int64(d->ws[W_PURGEBLOCKS], 1, (sqlite3_int64)h->id);
-                rc = wexec(d, W_PURGEBLOCKS);
-            }
-            if (rc == SQLITE_OK) {
-                sqlite3_bind_int64(d->ws[W_PURGEFILE], 1, (sqlite3_int64)h->id);
-                rc = wexec(d, W_PURGEFILE);
-            }
-            if (rc == SQLITE_OK)
-                rc = wexec(d, W_COMMIT);
-            if (rc != SQLITE_OK) {
-                /* Left for the orphan sweep of the next open. */
-                sq_fail(d, d->w, rc, "purging an unlinked file");
-                wrollback(d);
-            }
-        }
-        pthread_mutex_unlock(&d->olock);
-        pthread_mutex_unlock(&d->wlock);
-    }
-    free(h);
+    free(FH(fh));
 }
 
 static void sq_close(bf_db *db)
@@ -1073,37 +1018,45 @@ static void sq_close(bf_db *db)
         finalize_all(d->rd[i].st, R_NSTMT);
         sqlite3_close(d->rd[i].c);
     }
+    sqlite3_close(d->ck);
     if (d->w) {
         finalize_all(d->ws, W_NSTMT);
         sqlite3_close(d->w);
     }
-    while (d->opens) {
-        struct sq_open *o = d->opens;
-        d->opens = o->next;
-        free(o);
-    }
     pthread_mutex_destroy(&d->wlock);
-    pthread_mutex_destroy(&d->olock);
+    pthread_mutex_destroy(&d->cklock);
     pthread_mutex_destroy(&d->plock);
     pthread_cond_destroy(&d->pcond);
     pthread_mutex_destroy(&d->elock);
+    bf_counter_destroy(&d->busy);
+    if (d->rpath != d->path)
+        free(d->rpath);
     free(d->path);
     free(d);
 }
 
-static const struct bf_db_ops sq_db_ops = {
+static const struct bf_engine_ops sq_engine_ops = {
     .name = "sqlite",
     .close = sq_close,
     .list = sq_list,
     .lookup = sq_lookup,
     .getinfo = sq_getinfo,
     .create = sq_create,
+    .setattr = sq_setattr,
     .unlink = sq_unlink,
     .rename = sq_rename,
-    .setattr = sq_setattr,
     .set_blksize = sq_set_blksize,
+    .purge = sq_purge,
     .file_open = sq_file_open,
     .file_close = sq_file_close,
+    .loadblk = sq_loadblk,
+    .next_stored = sq_next_stored,
+    .stored_blocks = sq_stored_blocks,
+    .begin = sq_begin,
+    .storeblk = sq_storeblk,
+    .truncate = sq_truncate,
+    .commit = sq_commit,
+    .abort = sq_abort,
 };
 
 /* ---- open: validation, schema, connections ------------------------------- */
@@ -1111,7 +1064,7 @@ static const struct bf_db_ops sq_db_ops = {
 /* Outcome of looking at a file before using it. */
 enum sq_found {
     SQ_FOUND_OURS,  /* a bigfilefs database of this schema */
-    SQ_FOUND_EMPTY, /* missing, zero-length, or SQLite with no schema */
+    SQ_FOUND_EMPTY, /* missing, zero bytes, or SQLite empty in every respect */
 };
 
 /* Map a failure while reading a file we are validating. */
@@ -1131,8 +1084,73 @@ static int validate_fail(const char *path, sqlite3 *c, int rc, char *errbuf, siz
     }
 }
 
-/* Look at the file at path without modifying it: open it read-only and
- * check that it is a bigfilefs database of our schema. */
+/* Whether path's side file (suffix "-wal", "-shm" or "-journal") exists;
+ * *size gets its size (0 if it does not). */
+static bool side_file(const char *path, const char *suffix, off_t *size)
+{
+    char p[PATH_MAX];
+    struct stat st;
+    *size = 0;
+    if ((size_t)snprintf(p, sizeof(p), "%s%s", path, suffix) >= sizeof(p) || stat(p, &st) < 0)
+        return false;
+    *size = st.st_size;
+    return true;
+}
+
+/* A "file:" URI for path with the query `query` (malloc'd; NULL when out of
+ * memory). '?', '#' and '%' are escaped; an absolute path gets an empty
+ * authority ("file:///..."), so that "//x" is a path, not a host. */
+static char *path_uri(const char *path, const char *query)
+{
+    size_t n = strlen(path);
+    char *u = malloc(3 * n + strlen(query) + 16);
+    if (!u)
+        return NULL;
+    char *p = u + sprintf(u, "file:%s", path[0] == '/' ? "//" : "");
+    for (const char *c = path; *c; c++) {
+        if (*c == '?' || *c == '#' || *c == '%')
+            p += sprintf(p, "%%%02X", (unsigned char)*c);
+        else
+            *p++ = *c;
+    }
+    sprintf(p, "?%s", query);
+    return u;
+}
+
+/* Open path read-only, creating nothing beside it. A database whose -wal
+ * and -shm both exist is in use (or was left by a crash: its -wal may hold
+ * commits), and is opened through SQLite's locks, which then creates
+ * nothing; any other is opened immutable: the file alone, no locks, no
+ * -wal, -shm or -journal (a -wal with no -shm, copied by hand, is then not
+ * read: the file alone decides). */
+static int open_untouched(const char *path, sqlite3 **c)
+{
+    off_t n;
+    bool live = side_file(path, "-wal", &n) && side_file(path, "-shm", &n);
+    char *uri = path_uri(path, live ? "mode=ro" : "mode=ro&immutable=1");
+    if (!uri)
+        return SQLITE_NOMEM;
+    int rc = open_conn(NULL, uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, c);
+    free(uri);
+    return rc;
+}
+
+/* What kind of file st is, for a message. */
+static const char *file_kind(const struct stat *st)
+{
+    return S_ISDIR(st->st_mode)    ? "a directory"
+           : S_ISCHR(st->st_mode)  ? "a character device"
+           : S_ISBLK(st->st_mode)  ? "a block device"
+           : S_ISFIFO(st->st_mode) ? "a FIFO"
+           : S_ISSOCK(st->st_mode) ? "a socket"
+                                   : "not a regular file";
+}
+
+/* Look at the file at path without modifying it, nor creating anything
+ * beside it: a regular file; zero bytes long (empty), or a SQLite database
+ * that is empty in every respect (no schema object, application_id and
+ * user_version 0), or a bigfilefs database of our schema. Anything else is
+ * refused with a message in errbuf. */
 static int validate(const char *path, enum sq_found *found, char *errbuf, size_t errlen)
 {
     struct stat stb;
@@ -1145,8 +1163,11 @@ static int validate(const char *path, enum sq_found *found, char *errbuf, size_t
         errf(errbuf, errlen, "%s: %s", path, strerror(e));
         return -e;
     }
-    if (S_ISDIR(stb.st_mode)) {
-        errf(errbuf, errlen, "%s: not a bigfilefs database (a directory)", path);
+    if (!S_ISREG(stb.st_mode)) {
+        /* Not even opened: a FIFO would block, a device is no place for a
+         * database, and SQLite would put a -journal beside it. */
+        errf(errbuf, errlen, "%s: not a bigfilefs database (%s; a database is a regular file)",
+             path, file_kind(&stb));
         return -EPROTO;
     }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -1162,7 +1183,7 @@ static int validate(const char *path, enum sq_found *found, char *errbuf, size_t
     }
 
     sqlite3 *c;
-    int rc = open_conn(path, SQLITE_OPEN_READONLY, &c);
+    int rc = open_untouched(path, &c);
     if (rc != SQLITE_OK) {
         errf(errbuf, errlen, "%s: cannot open: %s", path, sqlite3_errstr(rc));
         return rc_errno(rc);
@@ -1171,22 +1192,19 @@ static int validate(const char *path, enum sq_found *found, char *errbuf, size_t
     int64_t appid, version, nobj, ncols;
     if ((rc = query_int(c, "PRAGMA application_id", &appid)) != SQLITE_OK ||
         (rc = query_int(c, "PRAGMA user_version", &version)) != SQLITE_OK ||
-        (rc = query_int(c,
-                        "SELECT count(*) FROM sqlite_schema "
-                        "WHERE name NOT LIKE 'sqlite_%'",
-                        &nobj)) != SQLITE_OK) {
+        (rc = query_int(c, "SELECT count(*) FROM sqlite_schema", &nobj)) != SQLITE_OK) {
         e = validate_fail(path, c, rc, errbuf, errlen);
         goto out;
     }
     if (appid != BF_SQLITE_APPLICATION_ID) {
-        if (appid == 0 && nobj == 0) {
-            *found = SQ_FOUND_EMPTY; /* an empty SQLite database */
+        if (appid == 0 && version == 0 && nobj == 0) {
+            *found = SQ_FOUND_EMPTY; /* a SQLite database empty in every respect */
             goto out;
         }
         errf(errbuf, errlen,
              "%s: not a bigfilefs database (a SQLite database of another "
-             "application: application_id 0x%08llx, %lld schema objects)",
-             path, (unsigned long long)(uint32_t)appid, (long long)nobj);
+             "application: application_id 0x%08llx, user_version %lld, %lld schema objects)",
+             path, (unsigned long long)(uint32_t)appid, (long long)version, (long long)nobj);
         e = -EPROTO;
         goto out;
     }
@@ -1257,7 +1275,7 @@ out:
 static int create_schema(const char *path, char *errbuf, size_t errlen)
 {
     sqlite3 *c;
-    int rc = open_conn(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &c);
+    int rc = open_conn(NULL, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &c);
     if (rc != SQLITE_OK) {
         errf(errbuf, errlen, "%s: cannot create: %s", path, sqlite3_errstr(rc));
         return rc_errno(rc) == -EIO ? -EACCES : rc_errno(rc);
@@ -1289,20 +1307,88 @@ static int create_schema(const char *path, char *errbuf, size_t errlen)
     return e;
 }
 
+/* How the readers of a read-only database open it. Normally through
+ * SQLite's locks, which need the -shm file: it exists, or is created (and
+ * the -wal with it). Where it can be neither (a read-only medium, or a
+ * directory we may not write) and no -wal holds commits, the file alone
+ * is the database: readers open it immutable (no locks, nothing created;
+ * changes made by others meanwhile are not seen). With commits in a -wal
+ * that we cannot index, it cannot be read at all. */
+static int choose_readers(struct sq_db *d, char *errbuf, size_t errlen)
+{
+    sqlite3 *c;
+    int64_t n;
+    off_t wal;
+    d->rpath = d->path;
+    d->rflags = SQLITE_OPEN_READONLY;
+    int rc = open_conn(NULL, d->path, SQLITE_OPEN_READONLY, &c);
+    if (rc == SQLITE_OK)
+        rc = query_int(c, "SELECT count(*) FROM sqlite_schema", &n);
+    sqlite3_close(c);
+    if (rc == SQLITE_OK)
+        return 0;
+    /* CANTOPEN: a read-only medium; READONLY(_DIRECTORY): a directory we
+     * may not write. Both only matter when the -shm is missing. */
+    if (((rc & 0xff) != SQLITE_CANTOPEN && (rc & 0xff) != SQLITE_READONLY) ||
+        side_file(d->path, "-shm", &wal)) {
+        errf(errbuf, errlen, "%s: cannot read the database: %s", d->path, sqlite3_errstr(rc));
+        return rc_errno(rc);
+    }
+    if (side_file(d->path, "-wal", &wal) && wal > 0) {
+        errf(errbuf, errlen,
+             "%s: cannot open read-only: %s-wal holds commits not yet in the database file, and "
+             "%s-shm cannot be created beside it (read-only directory or medium); open it once "
+             "read-write, or from a writable directory",
+             d->path, d->path, d->path);
+        return -EROFS;
+    }
+    if (!(d->rpath = path_uri(d->path, "mode=ro&immutable=1"))) {
+        d->rpath = d->path;
+        errf(errbuf, errlen, "%s: out of memory", d->path);
+        return -ENOMEM;
+    }
+    d->rflags = SQLITE_OPEN_READONLY | SQLITE_OPEN_URI;
+    fprintf(stderr,
+            "bigfilefs: %s: its directory cannot be written: reading the file as immutable (it "
+            "must not change while mounted)\n",
+            d->path);
+    return 0;
+}
+
 /* Open and set up the writer connection; sweep orphans of a crash. */
+/* The durability of a connection that writes: synchronous=FULL, each
+ * commit durable when it returns, or NORMAL when BF_SQLITE_SYNC=normal
+ * (benchmarks). */
+static int set_sync(sqlite3 *c)
+{
+    const char *sync = getenv("BF_SQLITE_SYNC");
+    int normal = sync && strcmp(sync, "normal") == 0;
+    return sqlite3_exec(c, normal ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL", NULL,
+                        NULL, NULL);
+}
+
 static int open_writer(struct sq_db *d, char *errbuf, size_t errlen)
 {
-    int rc = open_conn(d->path, SQLITE_OPEN_READWRITE, &d->w);
+    int rc = open_conn(d, d->path, SQLITE_OPEN_READWRITE, &d->w);
     if (rc != SQLITE_OK) {
         errf(errbuf, errlen, "%s: cannot open for writing: %s", d->path, sqlite3_errstr(rc));
         return rc_errno(rc);
     }
-    const char *sync = getenv("BF_SQLITE_SYNC");
-    int normal = sync && strcmp(sync, "normal") == 0;
-    rc = sqlite3_exec(d->w, normal ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL", NULL,
-                      NULL, NULL);
+    if (sqlite3_db_readonly(d->w, "main") == 1) {
+        /* SQLite fell back to reading: the file or its medium is read-only */
+        int e = access(d->path, W_OK) < 0 && errno == EACCES ? -EACCES : -EROFS;
+        errf(errbuf, errlen, "%s: cannot open for writing (%s); it can be opened read-only",
+             d->path, e == -EACCES ? "no write permission" : "a read-only file system");
+        return e;
+    }
+    rc = set_sync(d->w);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(d->w, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(d->w, "PRAGMA journal_size_limit=" SQ_STR(BF_SQLITE_WAL_LIMIT), NULL,
+                          NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = query_int(d->w, "PRAGMA page_size", &d->page_size);
     /* Files unlinked while open when the last process using them died. */
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(
@@ -1315,9 +1401,25 @@ static int open_writer(struct sq_db *d, char *errbuf, size_t errlen)
     if (rc == SQLITE_OK)
         rc = prepare_all(d->w, writer_sql, d->ws, W_NSTMT);
     if (rc != SQLITE_OK) {
-        errf(errbuf, errlen, "%s: cannot set up the writer: %s", d->path, sqlite3_errmsg(d->w));
+        errf(errbuf, errlen, "%s: cannot set up the writer: %s%s", d->path, sqlite3_errmsg(d->w),
+             (rc & 0xff) == SQLITE_CANTOPEN ? " (SQLite keeps the -wal and -shm files beside the "
+                                              "database: its directory must be writable)"
+                                            : "");
         if (!sqlite3_get_autocommit(d->w))
             sqlite3_exec(d->w, "ROLLBACK", NULL, NULL, NULL);
+        return rc_errno(rc);
+    }
+    /* Our hook instead of SQLite's automatic checkpoint (see "The WAL"),
+     * and the checkpointer: no busy handler, it never waits for anyone. */
+    sqlite3_wal_hook(d->w, wal_hook, d);
+    rc = open_conn(NULL, d->path, SQLITE_OPEN_READWRITE, &d->ck);
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_handler(d->ck, NULL, NULL);
+        rc = set_sync(d->ck);
+    }
+    if (rc != SQLITE_OK) {
+        errf(errbuf, errlen, "%s: cannot set up the checkpointer: %s", d->path,
+             d->ck ? sqlite3_errmsg(d->ck) : sqlite3_errstr(rc));
         return rc_errno(rc);
     }
     return 0;
@@ -1356,31 +1458,38 @@ int bf_sqlite_open(const char *path, unsigned flags, bf_db **out, char *errbuf, 
         return e;
 
     struct sq_db *d = calloc(1, sizeof(*d));
-    if (!d || !(d->path = strdup(path))) {
+    if (!d || !(d->path = strdup(path)) || bf_counter_init(&d->busy) < 0) {
+        if (d)
+            free(d->path);
         free(d);
         errf(errbuf, errlen, "%s: out of memory", path);
         return -ENOMEM;
     }
-    d->base.ops = &sq_db_ops;
-    d->base.flags = flags;
+    if (bf_db_init(&d->base, &sq_engine_ops, flags) < 0) {
+        bf_counter_destroy(&d->busy);
+        free(d->path);
+        free(d);
+        errf(errbuf, errlen, "%s: out of memory", path);
+        return -ENOMEM;
+    }
     pthread_mutex_init(&d->wlock, NULL);
-    pthread_mutex_init(&d->olock, NULL);
+    pthread_mutex_init(&d->cklock, NULL);
     pthread_mutex_init(&d->plock, NULL);
     pthread_cond_init(&d->pcond, NULL);
     pthread_mutex_init(&d->elock, NULL);
-    if (!(flags & BF_DB_RDONLY)) {
-        e = open_writer(d, errbuf, errlen);
-        if (e < 0) {
-            sq_close(&d->base);
-            return e;
-        }
+    d->rpath = d->path;
+    d->rflags = SQLITE_OPEN_READONLY;
+    e = (flags & BF_DB_RDONLY) ? choose_readers(d, errbuf, errlen) : open_writer(d, errbuf, errlen);
+    if (e < 0) {
+        bf_db_close(&d->base);
+        return e;
     }
     /* One reader now, so that a file that cannot be read fails here. */
     struct sq_reader *r;
     e = reader_get(d, &r);
     if (e < 0) {
         errf(errbuf, errlen, "%s: cannot open a reader connection", path);
-        sq_close(&d->base);
+        bf_db_close(&d->base);
         return e;
     }
     reader_put(d, r);

@@ -15,6 +15,7 @@
 #endif
 #include <dirent.h>
 #include <errno.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@
 #include "backends/backend.h"
 #include "backends/memory.h"
 #include "backends/sqlite.h"
+#include "util/util.h" /* bf_now_ns, bf_parse_size */
 
 struct tb {
     int is_sqlite;
@@ -91,6 +93,15 @@ static inline int64_t tb_nblocks(struct tb *t, bf_db *db, uint64_t id)
     sqlite3_finalize(st);
     sqlite3_close(c);
     return n;
+}
+
+/* Wait until the clock of the stored times (bf_now_ns) has passed t, so
+ * that a change made now gets a later time stamp than one made at t. An
+ * event wait on the clock itself, not a guessed sleep. */
+static inline void tb_after(int64_t t)
+{
+    while (bf_now_ns() <= t)
+        sched_yield();
 }
 
 /* Fill a block with a pattern derived from (blk, tag): never all zeros. */

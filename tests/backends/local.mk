@@ -1,9 +1,10 @@
 ## SPDX-License-Identifier: MIT
 ## tests/backends: unit tests of the backends. test_backends runs the shared
-## behaviour against both the memory and the SQLite backend; test_memory the
-## fault injection; test_sqlite what only SQLite has (durability, crash
-## atomicity, refusing foreign files); test_bconcurrent many loading threads
-## against a committing one (also in CONCURRENCY_TESTS, for the TSan build).
+## behaviour (and the layer's rules) against both the memory and the SQLite
+## backend; test_memory the fault injection and held calls; test_sqlite what
+## only SQLite has (durability, crash atomicity, refusing foreign files,
+## read-only media, the WAL, tampered rows); test_bconcurrent the backends
+## under concurrency (also in CONCURRENCY_TESTS, for the TSan build).
 ## They share the core tests' Criterion entry point (tests/core/main.c): one
 ## job by default and a leak found by LeakSanitizer fails the run.
 if HAVE_CRITERION

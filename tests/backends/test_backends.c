@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* bigfilefs — tests/backends: the behaviour every backend shares (backend.h
  * and bigfile.h), run against the memory and the SQLite backend. */
+#include <signal.h>
+
 #include "helpers.h"
-#include "util/util.h" /* bf_parse_size */
 
 #define BS 4096u
 
@@ -168,7 +169,7 @@ BOTH(setattr_fields, 20)
     cr_assert_eq(bf_db_create(db, "a", BS, 0, 0600, 1, 2, &fi), 0);
     uint32_t mode = 0100755, uid = 33;
     int64_t mt = 1234567890123456789LL;
-    usleep(2000);
+    tb_after(fi.ctime_ns);
     cr_assert_eq(bf_db_setattr(db, fi.id, &mode, &uid, NULL, &mt), 0);
     cr_assert_eq(bf_db_getinfo(db, fi.id, &fj), 0);
     cr_assert_eq(fj.mode, 0755);
@@ -225,7 +226,7 @@ BOTH(commit_makes_visible, 20)
     uint64_t a = mk(db, "a", BS);
     cr_assert_eq(bf_db_getinfo(db, a, &before), 0);
     bf_file *f = open_file(db, a), *g = open_file(db, a);
-    usleep(2000);
+    tb_after(before.mtime_ns);
     tb_store_range(f, 0, 3, 1, 3 * BS);
     tb_store_range(f, 1000, 1001, 1, 1001 * BS - 5);
     cr_assert_eq(f->size, 1001 * BS - 5, "commit updates the committing handle's size");
@@ -467,6 +468,62 @@ BOTH(replaced_by_rename_but_open, 20)
     cr_assert_eq(tb_nblocks(t, db, a), 0);
 }
 
+BOTH(removed_name_of_a_closed_file_deletes_it, 20)
+{
+    uint64_t a = mk(db, "a", BS), b = mk(db, "b", BS);
+    bf_file *f = open_file(db, a);
+    tb_store_range(f, 0, 3, 1, 3 * BS);
+    bf_db_file_close(db, f);
+    f = open_file(db, b);
+    tb_store_range(f, 0, 2, 1, 2 * BS);
+    bf_db_file_close(db, f);
+
+    cr_assert_eq(bf_db_unlink(db, "a"), 0);
+    cr_assert_eq(bf_db_getinfo(db, a, NULL), -ENOENT, "no handle: deleted at once");
+    cr_assert_eq(bf_db_file_open(db, a, &f), -ENOENT);
+    cr_assert_eq(tb_nblocks(t, db, a), 0);
+
+    mk(db, "c", BS);
+    cr_assert_eq(bf_db_rename(db, "c", "b", 0), 0);
+    cr_assert_eq(bf_db_getinfo(db, b, NULL), -ENOENT, "replaced by a rename: deleted at once");
+    cr_assert_eq(tb_nblocks(t, db, b), 0);
+}
+
+BOTH(reopened_by_id_while_unlinked, 20)
+{
+    uint64_t a = mk(db, "a", BS);
+    bf_file *f = open_file(db, a);
+    tb_store_range(f, 0, 2, 1, 2 * BS);
+    cr_assert_eq(bf_db_unlink(db, "a"), 0);
+    /* a nameless file in use can be opened again by id, and written */
+    bf_file *g = open_file(db, a);
+    tb_expect(g, 1, 1);
+    bf_db_file_close(db, f);
+    cr_assert_eq(bf_db_getinfo(db, a, NULL), 0, "g still holds it");
+    tb_store_range(g, 2, 3, 2, 3 * BS);
+    tb_expect(g, 2, 2);
+    bf_db_file_close(db, g);
+    cr_assert_eq(bf_db_getinfo(db, a, NULL), -ENOENT, "purged at the last close");
+    cr_assert_eq(tb_nblocks(t, db, a), 0);
+}
+
+BOTH(set_blksize_after_last_close, 20)
+{
+    struct bf_fileinfo fi;
+    uint64_t a = mk(db, "a", BS);
+    bf_file *f = open_file(db, a), *g = open_file(db, a);
+    cr_assert_eq(bf_db_set_blksize(db, a, 8192), -EBUSY);
+    bf_db_file_close(db, f);
+    cr_assert_eq(bf_db_set_blksize(db, a, 8192), -EBUSY, "one handle is still open");
+    bf_db_file_close(db, g);
+    cr_assert_eq(bf_db_set_blksize(db, a, 8192), 0);
+    cr_assert_eq(bf_db_getinfo(db, a, &fi), 0);
+    cr_assert_eq(fi.blksize, 8192);
+    f = open_file(db, a);
+    cr_assert_eq(f->blksize, 8192);
+    bf_db_file_close(db, f);
+}
+
 BOTH(big_blocks, 30)
 {
     uint64_t a = mk(db, "a", 2u << 20);
@@ -490,6 +547,88 @@ Test(memory, read_only_refuses_writes, .timeout = 10)
     cr_assert_eq(bf_db_unlink(db, "a"), -EROFS);
     cr_assert_eq(bf_db_rename(db, "a", "b", 0), -EROFS);
     bf_db_close(db);
+}
+
+/* ---- caller bugs are caught ---------------------------------------------- */
+
+/* Closing a handle in a transaction, and transaction calls outside one, are
+ * caller bugs: BF_CHECK aborts in a debug build (the test builds); a
+ * release build logs them and recovers (the transaction is rolled back,
+ * the stray call fails with -EINVAL). */
+enum misuse {
+    MISUSE_CLOSE_IN_TX,
+    MISUSE_STORE_OUTSIDE,
+    MISUSE_COMMIT_OUTSIDE,
+    MISUSE_ABORT_OUTSIDE,
+};
+
+static void misuse(enum misuse what)
+{
+    bf_db *db;
+    bf_file *f, *g;
+    cr_assert_eq(bf_db_open("mem:misuse", 0, &db, NULL, 0), 0);
+    uint64_t a = mk(db, "a", BS);
+    f = open_file(db, a);
+    void *buf = calloc(1, BS);
+    int r = 0;
+    switch (what) {
+    case MISUSE_CLOSE_IN_TX:
+        cr_assert_eq(f->ops->begin(f), 0);
+        bf_db_file_close(db, f);
+        f = NULL;
+        g = open_file(db, a);
+        r = g->ops->begin(g); /* the transaction was rolled back and freed */
+        if (r == 0)
+            g->ops->abort(g);
+        bf_db_file_close(db, g);
+        break;
+    case MISUSE_STORE_OUTSIDE:
+        r = f->ops->storeblk(f, 0, buf) == -EINVAL ? 0 : -1;
+        break;
+    case MISUSE_COMMIT_OUTSIDE:
+        r = f->ops->commit(f, BS) == -EINVAL ? 0 : -1;
+        break;
+    case MISUSE_ABORT_OUTSIDE:
+        f->ops->abort(f);
+        break;
+    }
+    free(buf);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    cr_assert_eq(r, 0);
+}
+
+#ifdef BF_DEBUG
+#define MISUSE_TEST(name, what)                          \
+    Test(misuse, name, .timeout = 10, .signal = SIGABRT) \
+    {                                                    \
+        misuse(what);                                    \
+    }
+#else
+#define MISUSE_TEST(name, what)       \
+    Test(misuse, name, .timeout = 10) \
+    {                                 \
+        misuse(what);                 \
+    }
+#endif
+
+MISUSE_TEST(close_in_a_transaction, MISUSE_CLOSE_IN_TX)
+MISUSE_TEST(storeblk_outside_a_transaction, MISUSE_STORE_OUTSIDE)
+MISUSE_TEST(commit_outside_a_transaction, MISUSE_COMMIT_OUTSIDE)
+MISUSE_TEST(abort_outside_a_transaction, MISUSE_ABORT_OUTSIDE)
+
+Test(misuse_db, close_with_a_file_open, .timeout = 10
+#ifdef BF_DEBUG
+     ,
+     .signal = SIGABRT
+#endif
+)
+{
+    bf_db *db;
+    cr_assert_eq(bf_db_open("mem:misuse", 0, &db, NULL, 0), 0);
+    bf_file *f = open_file(db, mk(db, "a", BS));
+    bf_db_close(db);
+    free(f); /* a release build forgets the record; the handle is the caller's */
 }
 
 /* ---- bf_parse_size ------------------------------------------------------- */

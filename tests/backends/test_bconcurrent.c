@@ -1,10 +1,15 @@
 /* SPDX-License-Identifier: MIT */
-/* bigfilefs — tests/backends: concurrent loadblk from several threads,
- * while another thread commits new versions of every block, against both
- * backends. Each loaded block must be one whole committed version (never
- * torn, never an uncommitted one), and the version a thread sees for a
- * block never goes back. Also run under ThreadSanitizer
- * (make check-concurrency). */
+/* bigfilefs — tests/backends: the backends under concurrency, also run
+ * under ThreadSanitizer (make check-concurrency):
+ *  - concurrent loadblk from several threads while another commits new
+ *    versions of every block, against both backends: each loaded block is
+ *    one whole committed version (never torn, never an uncommitted one),
+ *    and the version a thread sees for a block never goes back;
+ *  - the layer's per-file rules: handles opening and closing while the
+ *    block size changes and the name is removed;
+ *  - the memory backend's held calls, released from another thread;
+ *  - SQLite's WAL checkpoints, run by whichever committer finds the WAL
+ *    too big, while another file commits and loads go on. */
 #include <pthread.h>
 
 #include "helpers.h"
@@ -171,6 +176,222 @@ Test(concurrent, sqlite_more_threads_than_readers, .timeout = 60)
         pthread_join(th[i], NULL);
     cr_assert_eq(m.failed, 0);
     bf_db_file_close(db, w);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
+
+/* ---- the layer's per-file rules under concurrency ------------------------ */
+
+#define RACERS 4
+#define RACE_ROUNDS 200
+
+struct race {
+    bf_db *db;
+    uint64_t id;
+    int failed; /* atomic */
+};
+
+/* Open, load, close, again and again, until the file is gone. */
+static void *open_close_loop(void *arg)
+{
+    struct race *rc = arg;
+    void *buf = malloc(BF_BLKSIZE_MIN * 2);
+    for (int i = 0; i < RACE_ROUNDS && buf; i++) {
+        bf_file *f;
+        int r = bf_db_file_open(rc->db, rc->id, &f);
+        if (r == -ENOENT)
+            break; /* purged */
+        if (r < 0 || f->ops->loadblk(f, 0, buf) < 0 || !tb_is_zero(buf, f->blksize) ||
+            (f->blksize != BF_BLKSIZE_MIN && f->blksize != 2 * BF_BLKSIZE_MIN))
+            __atomic_store_n(&rc->failed, 1, __ATOMIC_SEQ_CST);
+        if (r == 0)
+            bf_db_file_close(rc->db, f);
+    }
+    free(buf);
+    return NULL;
+}
+
+/* Handles open and close while the block size changes under them (only
+ * when none is open) and the name is removed: every handle sees one block
+ * size, and the file is deleted when the last one closes. */
+static void race_open_close_unlink(bf_db *db, struct tb *t)
+{
+    struct bf_fileinfo fi;
+    pthread_t th[RACERS];
+    cr_assert_eq(bf_db_create(db, "r", BF_BLKSIZE_MIN, 0, 0644, 0, 0, &fi), 0);
+    struct race rc = { .db = db, .id = fi.id };
+    for (int i = 0; i < RACERS; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, open_close_loop, &rc), 0);
+    for (int i = 0; i < RACE_ROUNDS / 4; i++) {
+        int r = bf_db_set_blksize(db, fi.id, (i & 1) ? BF_BLKSIZE_MIN : 2 * BF_BLKSIZE_MIN);
+        cr_assert(r == 0 || r == -EBUSY, "set_blksize: %d", r);
+    }
+    cr_assert_eq(bf_db_unlink(db, "r"), 0);
+    for (int i = 0; i < RACERS; i++)
+        pthread_join(th[i], NULL);
+    cr_assert_eq(rc.failed, 0);
+    cr_assert_eq(bf_db_getinfo(db, fi.id, NULL), -ENOENT, "deleted at the last close");
+    cr_assert_eq(tb_nblocks(t, db, fi.id), 0);
+}
+
+Test(concurrent, memory_open_close_unlink, .timeout = 60)
+{
+    struct tb t;
+    bf_db *db = tb_open(&t, 0);
+    race_open_close_unlink(db, &t);
+    bf_db_close(db);
+}
+
+Test(concurrent, sqlite_open_close_unlink, .timeout = 60)
+{
+    struct tb t;
+    bf_db *db = tb_open(&t, 1);
+    race_open_close_unlink(db, &t);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
+
+struct held_load {
+    bf_file *f;
+    int r;
+};
+
+static void *held_loader(void *arg)
+{
+    struct held_load *h = arg;
+    void *buf = malloc(BS);
+    h->r = buf ? h->f->ops->loadblk(h->f, 0, buf) : -ENOMEM;
+    free(buf);
+    return NULL;
+}
+
+/* Calls held in several threads at once, released from another. */
+Test(concurrent, memory_hold_and_release, .timeout = 60)
+{
+    struct tb t;
+    struct bf_fileinfo fi;
+    pthread_t th[RACERS];
+    struct held_load h[RACERS];
+    bf_db *db = tb_open(&t, 0);
+    cr_assert_eq(bf_db_create(db, "h", BS, 0, 0644, 0, 0, &fi), 0);
+    struct bf_mem_fault rule = { .op = BF_MEM_LOADBLK, .blk_hi = UINT64_MAX, .hold = true };
+    cr_assert_eq(bf_mem_inject(db, &rule), 0);
+    for (int i = 0; i < RACERS; i++) {
+        cr_assert_eq(bf_db_file_open(db, fi.id, &h[i].f), 0);
+        cr_assert_eq(pthread_create(&th[i], NULL, held_loader, &h[i]), 0);
+    }
+    cr_assert_eq(bf_mem_wait_held(db, RACERS, 30000), 0);
+    bf_mem_release(db);
+    for (int i = 0; i < RACERS; i++) {
+        pthread_join(th[i], NULL);
+        cr_assert_eq(h[i].r, 0);
+        bf_db_file_close(db, h[i].f);
+    }
+    cr_assert_eq(bf_mem_held(db), 0);
+    bf_db_close(db);
+}
+
+/* ---- SQLite: checkpoints while others commit and load --------------------- */
+
+struct wal_writer {
+    bf_db *db;
+    uint64_t id;
+    int r;
+};
+
+#define WAL_BS ((uint32_t)1 << 20)
+
+/* Commit blocks of 1 MiB, a few at a time, to the writer's own file. */
+static void *wal_write(void *arg)
+{
+    struct wal_writer *w = arg;
+    bf_file *f = NULL;
+    void *buf = malloc(WAL_BS);
+    w->r = buf ? bf_db_file_open(w->db, w->id, &f) : -ENOMEM;
+    for (uint64_t b = 0; w->r == 0 && b < 48; b += 8) {
+        w->r = f->ops->begin(f);
+        for (uint64_t i = b; w->r == 0 && i < b + 8; i++) {
+            tb_fill(buf, WAL_BS, i, 1);
+            w->r = f->ops->storeblk(f, i, buf);
+        }
+        if (w->r == 0)
+            w->r = f->ops->commit(f, (b + 8) * WAL_BS);
+        else
+            f->ops->abort(f);
+    }
+    bf_db_file_close(w->db, f);
+    free(buf);
+    return NULL;
+}
+
+struct wal_loader {
+    bf_db *db;
+    uint64_t id;
+    int done;   /* atomic: the writers are done */
+    int failed; /* atomic */
+    uint64_t loads;
+};
+
+/* Load blocks of a file being written: each reads as zeros (not committed
+ * yet) or as its committed content, never anything else. */
+static void *wal_load(void *arg)
+{
+    struct wal_loader *l = arg;
+    bf_file *f;
+    void *buf = malloc(WAL_BS);
+    if (!buf || bf_db_file_open(l->db, l->id, &f) < 0) {
+        __atomic_store_n(&l->failed, 1, __ATOMIC_SEQ_CST);
+        free(buf);
+        return NULL;
+    }
+    for (uint64_t b = 0; !__atomic_load_n(&l->done, __ATOMIC_SEQ_CST); b = (b + 5) % 48) {
+        if (f->ops->loadblk(f, b, buf) < 0 ||
+            !(tb_is_zero(buf, WAL_BS) || tb_check(buf, WAL_BS, b, 1)))
+            __atomic_store_n(&l->failed, 1, __ATOMIC_SEQ_CST);
+        l->loads++;
+    }
+    bf_db_file_close(l->db, f);
+    free(buf);
+    return NULL;
+}
+
+/* Two files' writeouts together pass the WAL limit several times: the
+ * checkpoints run in whichever committer finds the WAL too big, with
+ * loads going on; everything committed reads back. */
+Test(concurrent, sqlite_checkpoints_while_committing, .timeout = 120)
+{
+    struct tb t;
+    struct bf_fileinfo fi;
+    pthread_t th[2], tl;
+    struct wal_writer w[2];
+    bf_db *db = tb_open(&t, 1);
+    for (int i = 0; i < 2; i++) {
+        char name[8];
+        snprintf(name, sizeof(name), "w%d", i);
+        cr_assert_eq(bf_db_create(db, name, WAL_BS, 0, 0644, 0, 0, &fi), 0);
+        w[i] = (struct wal_writer){ .db = db, .id = fi.id };
+    }
+    struct wal_loader l = { .db = db, .id = w[0].id };
+    cr_assert_eq(pthread_create(&tl, NULL, wal_load, &l), 0);
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, wal_write, &w[i]), 0);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        cr_assert_eq(w[i].r, 0, "writer %d: %d", i, w[i].r);
+    }
+    __atomic_store_n(&l.done, 1, __ATOMIC_SEQ_CST);
+    pthread_join(tl, NULL);
+    cr_assert_eq(l.failed, 0, "a load saw something else than zeros or committed content");
+    cr_assert_gt(l.loads, 0);
+    bf_file *f;
+    void *buf = malloc(WAL_BS);
+    cr_assert_eq(bf_db_file_open(db, w[1].id, &f), 0);
+    for (uint64_t b = 0; b < 48; b += 7) {
+        cr_assert_eq(f->ops->loadblk(f, b, buf), 0);
+        cr_assert(tb_check(buf, WAL_BS, b, 1), "block %llu", (unsigned long long)b);
+    }
+    bf_db_file_close(db, f);
+    free(buf);
     bf_db_close(db);
     tb_rmdir(&t);
 }

@@ -3,12 +3,18 @@
  * across reopen, crash atomicity, the orphan sweep, refusing files that are
  * not ours without touching them, read-only mode, and changes made by
  * another connection. */
+#define _GNU_SOURCE /* unshare, CLONE_NEWNS */
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
+#include <grp.h>
 #include <sys/wait.h>
 
 #include "helpers.h"
+
+#include <criterion/redirect.h> /* after criterion.h */
 
 #define BS 65536u
 
@@ -21,27 +27,50 @@ static bf_db *sq_open(const char *path, unsigned flags)
     return db;
 }
 
-/* Open must fail with `want`, an errbuf naming the file and containing
- * `words`, and leave the file's bytes as they were. */
+static const char *const side_suffixes[] = { "-wal", "-shm", "-journal" };
+
+/* Which of path's side files exist: bit i for side_suffixes[i]. */
+static unsigned side_files(const char *path)
+{
+    char p[512];
+    unsigned bits = 0;
+    for (unsigned i = 0; i < 3; i++) {
+        snprintf(p, sizeof(p), "%s%s", path, side_suffixes[i]);
+        if (access(p, F_OK) == 0)
+            bits |= 1u << i;
+    }
+    return bits;
+}
+
+/* Open must fail with `want` and an errbuf naming the file and containing
+ * `words`; nothing is left behind: no byte of a regular file changed, no
+ * -wal, -shm or -journal beside it that was not there before. */
 static void expect_refused(const char *path, unsigned flags, int want, const char *words)
 {
     bf_db *db = (bf_db *)0x1;
     char err[512] = "";
-    uint64_t before = tb_checksum(path);
+    struct stat st;
+    int regular = stat(path, &st) == 0 && S_ISREG(st.st_mode);
+    uint64_t before = regular ? tb_checksum(path) : 0;
+    unsigned sides = side_files(path);
     int r = bf_db_open(path, flags, &db, err, sizeof(err));
     cr_assert_eq(r, want, "open %s: %d (%s), expected %d", path, r, err, want);
     cr_assert_null(db, "no db on failure");
     cr_assert_not_null(strstr(err, path), "errbuf names the file: '%s'", err);
     cr_assert_not_null(strstr(err, words), "errbuf '%s' should say '%s'", err, words);
-    cr_assert_eq(tb_checksum(path), before, "%s was modified", path);
+    if (regular)
+        cr_assert_eq(tb_checksum(path), before, "%s was modified", path);
+    unsigned after = side_files(path);
+    for (unsigned i = 0; i < 3; i++)
+        cr_assert(!(after & ~sides & (1u << i)), "%s%s left behind", path, side_suffixes[i]);
 }
 
-/* Make a database at t->path with file "f" holding blocks [0, n) of tag 1. */
-static uint64_t make_db(struct tb *t, uint64_t n)
+/* Make a database at t->path (in an existing t->dir) with file "f"
+ * holding blocks [0, n) of tag 1. */
+static uint64_t make_db_in(struct tb *t, uint64_t n)
 {
     struct bf_fileinfo fi;
     bf_file *f;
-    tb_mkdir(t);
     t->is_sqlite = 1;
     bf_db *db = sq_open(t->path, BF_DB_CREATE);
     cr_assert_eq(bf_db_create(db, "f", BS, 0, 0600, 0, 0, &fi), 0);
@@ -51,6 +80,13 @@ static uint64_t make_db(struct tb *t, uint64_t n)
     bf_db_file_close(db, f);
     bf_db_close(db);
     return fi.id;
+}
+
+/* The same in a fresh temporary directory. */
+static uint64_t make_db(struct tb *t, uint64_t n)
+{
+    tb_mkdir(t);
+    return make_db_in(t, n);
 }
 
 static int64_t side_int(const char *path, const char *sql)
@@ -129,6 +165,28 @@ Test(sqlite_only, reopen_sees_committed, .timeout = 20)
         tb_expect(f, b, 1);
     tb_expect(f, 4, -1);
     bf_db_file_close(db, f);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
+
+/* Files are looked at through "file:" URIs: a name with the characters a
+ * URI gives meaning to is still that file (not "a" with a query). */
+Test(sqlite_only, uri_characters_in_the_path, .timeout = 20)
+{
+    struct tb t;
+    char path[256], other[256];
+    tb_mkdir(&t);
+    snprintf(path, sizeof(path), "%s/a?mode=rwc&immutable=1#x%%41y", t.dir);
+    snprintf(other, sizeof(other), "%s/a", t.dir);
+    bf_db *db = sq_open(path, BF_DB_CREATE);
+    cr_assert_eq(bf_db_create(db, "x", BS, 0, 0644, 0, 0, NULL), 0);
+    bf_db_close(db);
+    cr_assert_eq(access(other, F_OK), -1, "the database went to another file");
+    db = sq_open(path, 0);
+    cr_assert_eq(bf_db_lookup(db, "x", NULL), 0);
+    bf_db_close(db);
+    db = sq_open(path, BF_DB_RDONLY);
+    cr_assert_eq(bf_db_lookup(db, "x", NULL), 0);
     bf_db_close(db);
     tb_rmdir(&t);
 }
@@ -279,6 +337,7 @@ Test(sqlite_refuse, missing_and_empty, .timeout = 20)
     cr_assert_geq(fd, 0);
     close(fd);
     expect_refused(t.path, 0, -EPROTO, "no bigfilefs schema");
+    expect_refused(t.path, BF_DB_RDONLY, -EPROTO, "no bigfilefs schema");
     db = sq_open(t.path, BF_DB_CREATE);
     cr_assert_eq(bf_db_create(db, "x", BS, 0, 0644, 0, 0, NULL), 0);
     bf_db_close(db);
@@ -292,6 +351,7 @@ Test(sqlite_refuse, newer_schema, .timeout = 20)
     struct tb t;
     make_db(&t, 2);
     side_exec(t.path, "PRAGMA user_version=2");
+    cr_assert_eq(side_files(t.path), 0, "a WAL database, closed clean");
     expect_refused(t.path, 0, -EPROTONOSUPPORT,
                    "created by a newer bigfilefs (schema 2, this build knows 1)");
     expect_refused(t.path, BF_DB_CREATE, -EPROTONOSUPPORT, "newer");
@@ -309,6 +369,73 @@ Test(sqlite_refuse, other_application, .timeout = 20)
     /* same with an application_id of its own */
     side_exec(t.path, "PRAGMA application_id=1234");
     expect_refused(t.path, BF_DB_CREATE, -EPROTO, "application_id 0x000004d2");
+    tb_rmdir(&t);
+}
+
+/* A SQLite database with no table is still another program's as soon as
+ * anything in it is set: each of these is refused, and left as it was. */
+Test(sqlite_refuse, empty_but_not_in_every_respect, .timeout = 20)
+{
+    static const char *const setups[] = {
+        "PRAGMA application_id=1234",                     /* a foreign application id */
+        "PRAGMA user_version=7",                          /* a version of its own */
+        "CREATE VIEW v AS SELECT 1",                      /* a view */
+        "CREATE TABLE t(x); CREATE INDEX i ON t(x)",      /* a table and an index */
+        "PRAGMA journal_mode=WAL; PRAGMA user_version=7", /* the same, in WAL mode */
+        "PRAGMA journal_mode=WAL; CREATE TABLE t(x); CREATE TRIGGER g AFTER INSERT ON t "
+        "BEGIN SELECT 1; END",
+    };
+    static const char *const words[] = {
+        "application_id 0x000004d2", "user_version 7", "1 schema objects",
+        "2 schema objects",          "user_version 7", "2 schema objects",
+    };
+    for (size_t i = 0; i < sizeof(setups) / sizeof(setups[0]); i++) {
+        struct tb t;
+        tb_mkdir(&t);
+        side_exec(t.path, setups[i]);
+        cr_assert_eq(side_files(t.path), 0, "%s: closed clean", setups[i]);
+        expect_refused(t.path, BF_DB_CREATE, -EPROTO, "another application");
+        expect_refused(t.path, BF_DB_CREATE, -EPROTO, words[i]);
+        expect_refused(t.path, 0, -EPROTO, words[i]);
+        expect_refused(t.path, BF_DB_RDONLY, -EPROTO, words[i]);
+        cr_assert_eq(side_int(t.path, "SELECT count(*) FROM sqlite_schema WHERE name='files'"), 0,
+                     "%s: no schema added", setups[i]);
+        tb_rmdir(&t);
+    }
+}
+
+/* A SQLite database empty in every respect (here: a table created and
+ * dropped leaves its header and free pages) is taken as a new one. */
+Test(sqlite_refuse, empty_in_every_respect_is_taken, .timeout = 20)
+{
+    struct tb t;
+    tb_mkdir(&t);
+    side_exec(t.path, "CREATE TABLE t(x); DROP TABLE t");
+    struct stat st;
+    cr_assert_eq(stat(t.path, &st), 0);
+    cr_assert_gt(st.st_size, 0);
+    bf_db *db = sq_open(t.path, BF_DB_CREATE);
+    cr_assert_eq(bf_db_create(db, "x", BS, 0, 0644, 0, 0, NULL), 0);
+    bf_db_close(db);
+    cr_assert_eq(side_int(t.path, "PRAGMA application_id"), BF_SQLITE_APPLICATION_ID);
+    tb_rmdir(&t);
+}
+
+/* Only a regular file can be a database: a device or a FIFO is refused
+ * without being opened (a FIFO would block) and nothing is created beside
+ * it (SQLite put a -journal beside /dev/null). */
+Test(sqlite_refuse, not_a_regular_file, .timeout = 20)
+{
+    struct tb t;
+    char fifo[256];
+    cr_assert_eq(side_files("/dev/null"), 0);
+    expect_refused("/dev/null", BF_DB_CREATE, -EPROTO, "a character device");
+    expect_refused("/dev/zero", BF_DB_CREATE, -EPROTO, "a regular file");
+    expect_refused("/dev/null", BF_DB_RDONLY, -EPROTO, "a character device");
+    tb_mkdir(&t);
+    snprintf(fifo, sizeof(fifo), "%s/fifo", t.dir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    expect_refused(fifo, BF_DB_CREATE, -EPROTO, "a FIFO");
     tb_rmdir(&t);
 }
 
@@ -366,6 +493,7 @@ Test(sqlite_refuse, corrupt_btree_page, .timeout = 20)
     scribble(t.path, 65536, 64);
     expect_refused(t.path, 0, -EPROTO, "corrupt");
     expect_refused(t.path, BF_DB_CREATE, -EPROTO, "corrupt");
+    expect_refused(t.path, BF_DB_RDONLY, -EPROTO, "corrupt");
     tb_rmdir(&t);
 }
 
@@ -413,6 +541,265 @@ Test(sqlite_only, read_only_refuses_writes, .timeout = 20)
     tb_rmdir(&t);
 }
 
+/* ---- a tampered database ------------------------------------------------- */
+
+struct listed {
+    int n;
+    char names[4][BF_NAME_MAX + 1];
+};
+
+static int note_name(void *arg, const struct bf_fileinfo *fi)
+{
+    struct listed *l = arg;
+    cr_assert_lt(l->n, 4, "unexpected name '%s'", fi->name);
+    strcpy(l->names[l->n++], fi->name);
+    return 0;
+}
+
+/* Count the lines of the redirected stderr that contain `what`. */
+static int stderr_lines(const char *what)
+{
+    char line[1024];
+    int n = 0;
+    fflush(stderr);
+    FILE *fp = cr_get_redirected_stderr();
+    while (fgets(line, sizeof(line), fp))
+        n += strstr(line, what) != NULL;
+    return n;
+}
+
+/* Rows whose name no file can have (another program wrote them): a listing
+ * leaves each out with one log line, instead of failing (ls of the mount
+ * got EIO), and a lookup does not find them. */
+Test(sqlite_tampered, impossible_names_are_left_out, .init = cr_redirect_stderr, .timeout = 20)
+{
+    struct tb t;
+    struct listed l = { 0 };
+    make_db(&t, 1);
+    side_exec(t.path,
+              "INSERT INTO files(name,blksize,size,mode,uid,gid,mtime_ns,ctime_ns) VALUES"
+              " ('a/b',65536,0,420,0,0,0,0), ('../x',65536,0,420,0,0,0,0),"
+              " ('.',65536,0,420,0,0,0,0), ('..',65536,0,420,0,0,0,0),"
+              " ('',65536,0,420,0,0,0,0), (printf('%.300c','n'),65536,0,420,0,0,0,0),"
+              " ('ab' || char(0) || 'cd',65536,0,420,0,0,0,0), (x'6869',65536,0,420,0,0,0,0),"
+              " ('good',65536,0,420,0,0,0,0)");
+    bf_db *db = sq_open(t.path, 0);
+    cr_assert_eq(bf_db_list(db, note_name, &l), 0);
+    cr_assert_eq(l.n, 2, "only the two real names are listed");
+    cr_assert_str_eq(l.names[0], "f");
+    cr_assert_str_eq(l.names[1], "good");
+    cr_assert_eq(stderr_lines("left out of the listing"), 8, "one line per impossible name");
+    static const char *const bad[] = { "a/b", "../x", ".", "..", "", "ab", "hi" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_assert_eq(bf_db_lookup(db, bad[i], NULL), -ENOENT, "'%s' found", bad[i]);
+    cr_assert_eq(bf_db_lookup(db, "good", NULL), 0);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
+
+/* ---- the WAL after big writeouts ------------------------------------------ */
+
+#define MIB (1u << 20)
+
+static off_t wal_size(const char *path)
+{
+    char p[512];
+    struct stat st;
+    snprintf(p, sizeof(p), "%s-wal", path);
+    return stat(p, &st) == 0 ? st.st_size : 0;
+}
+
+/* A file of 1 MiB blocks, and the number of them that makes a writeout
+ * well past the WAL limit. */
+static bf_file *big_file(bf_db *db, uint64_t *id, uint64_t *n)
+{
+    struct bf_fileinfo fi;
+    bf_file *f;
+    cr_assert_eq(bf_db_create(db, "big", MIB, 0, 0644, 0, 0, &fi), 0);
+    cr_assert_eq(bf_db_file_open(db, fi.id, &f), 0);
+    *id = fi.id;
+    *n = BF_SQLITE_WAL_LIMIT / MIB + 16;
+    return f;
+}
+
+/* The WAL held the whole of the largest writeout until the database was
+ * closed (4.3 GB after a 4 GiB writeout); now it is emptied after one. */
+Test(sqlite_wal, bounded_after_a_big_writeout, .timeout = 120)
+{
+    struct tb t;
+    uint64_t id, n;
+    tb_mkdir(&t);
+    bf_db *db = sq_open(t.path, BF_DB_CREATE);
+    bf_file *f = big_file(db, &id, &n);
+    tb_store_range(f, 0, n, 1, n * MIB);
+    off_t w = wal_size(t.path);
+    cr_assert_leq(w, BF_SQLITE_WAL_LIMIT / 4, "the WAL holds %lld bytes after a %llu MiB writeout",
+                  (long long)w, (unsigned long long)n);
+    tb_expect(f, 0, 1);
+    tb_expect(f, n - 1, 1);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
+
+/* A reader holding a snapshot older than a big commit: the checkpoint
+ * cannot pass it and does not wait for it (the commit returns, loads go
+ * on); once it is gone, the next commit empties the WAL. */
+Test(sqlite_wal, an_old_snapshot_is_not_waited_for, .timeout = 120)
+{
+    struct tb t;
+    uint64_t id, n;
+    sqlite3 *c;
+    tb_mkdir(&t);
+    bf_db *db = sq_open(t.path, BF_DB_CREATE);
+    bf_file *f = big_file(db, &id, &n);
+    cr_assert_eq(sqlite3_open(t.path, &c), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(c, "BEGIN; SELECT count(*) FROM files;", NULL, NULL, NULL),
+                 SQLITE_OK);
+    tb_store_range(f, 0, n, 1, n * MIB);
+    cr_assert_gt(wal_size(t.path), BF_SQLITE_WAL_LIMIT, "the old snapshot pins the WAL");
+    tb_expect(f, 3, 1);
+    cr_assert_eq(sqlite3_exec(c, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(c);
+    uint32_t mode = 0600;
+    cr_assert_eq(bf_db_setattr(db, id, &mode, NULL, NULL, NULL), 0);
+    off_t w = wal_size(t.path);
+    cr_assert_leq(w, BF_SQLITE_WAL_LIMIT / 4, "the WAL holds %lld bytes", (long long)w);
+    tb_expect(f, n - 1, 1);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
+
+/* ---- read-only media and directories ------------------------------------- */
+
+/* Read a database made by make_db(n = 3) read-only, and check that nothing
+ * can be changed; in a child process: exit status 0 or the failed step. */
+static int read_only_steps(const char *path, uint64_t id)
+{
+    bf_db *db;
+    bf_file *f;
+    char err[512];
+    void *buf = malloc(BS);
+    if (bf_db_open(path, BF_DB_RDONLY, &db, err, sizeof(err)) < 0) {
+        fprintf(stderr, "open read-only: %s\n", err);
+        return 10;
+    }
+    if (bf_db_lookup(db, "f", NULL) < 0 || bf_db_file_open(db, id, &f) < 0)
+        return 11;
+    for (uint64_t b = 0; b < 4; b++)
+        if (f->ops->loadblk(f, b, buf) < 0 ||
+            (b < 3 ? !tb_check(buf, BS, b, 1) : !tb_is_zero(buf, BS)))
+            return 12;
+    if (f->ops->begin(f) != -EROFS || bf_db_create(db, "x", BS, 0, 0644, 0, 0, NULL) != -EROFS)
+        return 13;
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    free(buf);
+    /* writing is refused with a reason, before anything is created */
+    int r = bf_db_open(path, BF_DB_CREATE, &db, err, sizeof(err));
+    if (r != -EROFS && r != -EACCES) {
+        fprintf(stderr, "open read-write: %d %s\n", r, err);
+        return 14;
+    }
+    if (!strstr(err, "cannot open for writing") || !strstr(err, "read-only")) {
+        fprintf(stderr, "unclear: %s\n", err);
+        return 15;
+    }
+    return 0;
+}
+
+/* Run fn(path, id) in a child as user nobody; return its exit status. */
+static int as_nobody(int (*fn)(const char *, uint64_t), const char *path, uint64_t id)
+{
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+            _exit(2);
+        _exit(fn(path, id));
+    }
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st), "child died: %d", st);
+    return WEXITSTATUS(st);
+}
+
+Test(sqlite_readonly, read_only_medium, .timeout = 30)
+{
+    struct tb t;
+    tb_mkdir(&t);
+    /* a tmpfs of this test's own mount namespace, remounted read-only */
+    if (unshare(CLONE_NEWNS) < 0) {
+        tb_rmdir(&t);
+        cr_skip_test("no mount namespace: %s", strerror(errno));
+    }
+    cr_assert_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0, "%s", strerror(errno));
+    cr_assert_eq(mount("tmpfs", t.dir, "tmpfs", 0, "size=16m"), 0, "%s", strerror(errno));
+    uint64_t id = make_db_in(&t, 3);
+    cr_assert_eq(side_files(t.path), 0);
+    uint64_t before = tb_checksum(t.path);
+    cr_assert_eq(mount(NULL, t.dir, NULL, MS_REMOUNT | MS_RDONLY, NULL), 0, "%s", strerror(errno));
+    cr_assert_eq(read_only_steps(t.path, id), 0);
+    cr_assert_eq(side_files(t.path), 0);
+    cr_assert_eq(tb_checksum(t.path), before);
+    cr_assert_eq(umount2(t.dir, MNT_DETACH), 0);
+    tb_rmdir(&t);
+}
+
+Test(sqlite_readonly, directory_not_writable, .timeout = 30)
+{
+    struct tb t;
+    if (geteuid() != 0)
+        cr_skip_test("needs root to act as another user");
+    uint64_t id = make_db(&t, 3);
+    uint64_t before = tb_checksum(t.path);
+    cr_assert_eq(chmod(t.path, 0644), 0);
+    cr_assert_eq(chmod(t.dir, 0555), 0);
+    int st = as_nobody(read_only_steps, t.path, id);
+    cr_assert_eq(chmod(t.dir, 0700), 0);
+    cr_assert_eq(st, 0, "step %d failed", st);
+    cr_assert_eq(side_files(t.path), 0);
+    cr_assert_eq(tb_checksum(t.path), before);
+    tb_rmdir(&t);
+}
+
+/* In a child: reading must be refused, saying why. */
+static int refused_for_wal(const char *path, uint64_t id)
+{
+    bf_db *db;
+    char err[512];
+    (void)id;
+    int r = bf_db_open(path, BF_DB_RDONLY, &db, err, sizeof(err));
+    if (r != -EROFS || !strstr(err, "-wal holds commits")) {
+        fprintf(stderr, "open read-only: %d %s\n", r, err);
+        return 20;
+    }
+    return 0;
+}
+
+/* A -wal with commits but no -shm, in a directory that cannot be written:
+ * the file alone is not the database, and SQLite cannot index the -wal. */
+Test(sqlite_readonly, wal_with_commits_cannot_be_read, .timeout = 30)
+{
+    struct tb t;
+    char shm[256];
+    if (geteuid() != 0)
+        cr_skip_test("needs root to act as another user");
+    uint64_t id = make_db(&t, 96);
+    crash_run(&t, id, CRASH_AFTER_COMMIT);
+    cr_assert_eq(side_files(t.path), 3u, "-wal and -shm left by the crash");
+    snprintf(shm, sizeof(shm), "%s-shm", t.path);
+    cr_assert_eq(unlink(shm), 0);
+    cr_assert_eq(chmod(t.path, 0644), 0);
+    cr_assert_eq(chmod(t.dir, 0555), 0);
+    int st = as_nobody(refused_for_wal, t.path, id);
+    cr_assert_eq(chmod(t.dir, 0700), 0);
+    cr_assert_eq(st, 0, "step %d failed", st);
+    cr_assert_eq(side_files(t.path), 1u, "nothing created");
+    tb_rmdir(&t);
+}
+
 /* ---- another connection -------------------------------------------------- */
 
 Test(sqlite_only, change_behind_the_back, .timeout = 20)
@@ -447,22 +834,45 @@ Test(sqlite_only, change_behind_the_back, .timeout = 20)
 
 struct holder {
     const char *path;
-    int ready[2];
+    int ready[2]; /* the holder has the write lock */
+    int go[2];    /* the holder may let go of it */
 };
 
-/* Hold the database's write lock for a while, then let go. */
+/* Take the database's write lock through a connection of our own, and keep
+ * it until told to let go. */
 static void *hold_write_lock(void *arg)
 {
     struct holder *h = arg;
     sqlite3 *c;
+    char x;
     if (sqlite3_open(h->path, &c) != SQLITE_OK)
         return NULL;
     sqlite3_exec(c, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-    if (write(h->ready[1], "x", 1) != 1)
-        return NULL;
-    usleep(300000);
-    sqlite3_exec(c, "COMMIT", NULL, NULL, NULL);
+    if (write(h->ready[1], "x", 1) == 1 && read(h->go[0], &x, 1) == 1)
+        sqlite3_exec(c, "COMMIT", NULL, NULL, NULL);
     sqlite3_close(c);
+    return NULL;
+}
+
+struct committer {
+    bf_db *db;
+    bf_file *f;
+    int store, create; /* results */
+};
+
+/* Commit block 0 with tag 4, then create a file: both need the lock. */
+static void *commit_and_create(void *arg)
+{
+    struct committer *c = arg;
+    void *buf = malloc(BS);
+    tb_fill(buf, BS, 0, 4);
+    c->store = c->f->ops->begin(c->f);
+    if (c->store == 0 && (c->store = c->f->ops->storeblk(c->f, 0, buf)) < 0)
+        c->f->ops->abort(c->f);
+    if (c->store == 0)
+        c->store = c->f->ops->commit(c->f, BS);
+    c->create = bf_db_create(c->db, "later", BS, 0, 0644, 0, 0, NULL);
+    free(buf);
     return NULL;
 }
 
@@ -471,21 +881,33 @@ Test(sqlite_only, waits_for_a_busy_writer, .timeout = 20)
     struct tb t;
     bf_file *f;
     char c;
+    pthread_t th, tc;
     uint64_t id = make_db(&t, 1);
     bf_db *db = sq_open(t.path, 0);
     cr_assert_eq(bf_db_file_open(db, id, &f), 0);
     struct holder h = { .path = t.path };
     cr_assert_eq(pipe(h.ready), 0);
-    pthread_t th;
+    cr_assert_eq(pipe(h.go), 0);
     cr_assert_eq(pthread_create(&th, NULL, hold_write_lock, &h), 0);
     cr_assert_eq(read(h.ready[0], &c, 1), 1);
-    /* the other connection holds the lock: we wait (busy_timeout), then go */
-    tb_store_range(f, 0, 1, 4, BS);
-    cr_assert_eq(bf_db_create(db, "later", BS, 0, 0644, 0, 0, NULL), 0);
+    uint64_t waits = bf_sqlite_busy_waits(db);
+
+    /* The other connection holds the lock: the commit finds it taken and
+     * waits (the busy handler's event), and goes on once it is let go. */
+    struct committer cm = { .db = db, .f = f };
+    cr_assert_eq(pthread_create(&tc, NULL, commit_and_create, &cm), 0);
+    cr_assert_eq(bf_sqlite_wait_busy(db, waits + 1, 10000), 0, "the commit waits for the lock");
+    cr_assert_eq(write(h.go[1], "x", 1), 1);
+    pthread_join(tc, NULL);
     pthread_join(th, NULL);
+    cr_assert_eq(cm.store, 0, "the commit went on after the wait: %d", cm.store);
+    cr_assert_eq(cm.create, 0);
     tb_expect(f, 0, 4);
+    cr_assert_eq(bf_sqlite_wait_busy(db, waits + 2, 10), -ETIMEDOUT, "one wait, not more");
     close(h.ready[0]);
     close(h.ready[1]);
+    close(h.go[0]);
+    close(h.go[1]);
     bf_db_file_close(db, f);
     bf_db_close(db);
     tb_rmdir(&t);
@@ -502,6 +924,8 @@ Test(sqlite_only, last_error_hook, .timeout = 10)
     bf_db *mem;
     cr_assert_eq(bf_db_open("mem:", 0, &mem, NULL, 0), 0);
     cr_assert_eq(bf_sqlite_last_error(mem, msg, sizeof(msg)), -EINVAL);
+    cr_assert_eq(bf_sqlite_busy_waits(mem), 0);
+    cr_assert_eq(bf_sqlite_wait_busy(mem, 1, 0), -EINVAL);
     bf_db_close(mem);
     bf_db_close(db);
     tb_rmdir(&t);
