@@ -40,6 +40,7 @@
 #define BIGFILEFS_CORE_BIGFILE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define BF_BLKSIZE_MIN ((uint32_t)4096)        /* 4 KiB  */
@@ -57,6 +58,22 @@ static inline int bf_blksize_valid(uint64_t blksize)
 }
 
 typedef struct bf_file bf_file;
+
+/* A block range [start, start + count). */
+struct bf_blkrange {
+    uint64_t start, count;
+};
+
+/* What a commit changed in one file's content, as another mount applies it
+ * (fileh.h, bf_fileh_apply; the backends' commit log delivers it). */
+struct bf_commit {
+    uint64_t serial;                  /* > 0 */
+    const struct bf_blkrange *ranges; /* blocks it stored: sorted, disjoint */
+    size_t nranges;
+    uint64_t trunc;    /* first block a shrink dropped; UINT64_MAX: none */
+    bool size_changed; /* the commit set the size ... */
+    uint64_t size;     /* ... to this */
+};
 
 /* "The current version" for loadblk's `at`. */
 #define BF_SERIAL_NOW UINT64_MAX

@@ -267,20 +267,6 @@ struct bf_writeout_result {
     uint64_t conflicts; /* -ESTALE: blocks found conflicting (the size counts one) */
 };
 
-/* A block range [start, start + count). */
-struct bf_blkrange {
-    uint64_t start, count;
-};
-
-/* Another mount's commit, as bf_fileh_apply needs it. */
-struct bf_commit {
-    uint64_t serial;                  /* > 0 */
-    const struct bf_blkrange *ranges; /* blocks it changed: sorted, disjoint */
-    size_t nranges;
-    uint64_t trunc;    /* first block a shrink dropped; UINT64_MAX: none */
-    bool size_changed; /* the commit set the size ... */
-    uint64_t size;     /* ... to this */
-};
 
 struct bf_fileh_stats {
     uint32_t blksize;
