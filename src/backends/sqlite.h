@@ -61,7 +61,7 @@
 #include "backend.h"
 
 #define BF_SQLITE_APPLICATION_ID 0x42464653 /* "BFFS" */
-#define BF_SQLITE_SCHEMA_VERSION 1
+#define BF_SQLITE_SCHEMA_VERSION 2
 
 /* A commit that leaves more than this many bytes in the WAL (a big
  * writeout) is followed by a checkpoint that empties the WAL file, unless a
@@ -71,7 +71,8 @@
 
 /* Open (or create, with BF_DB_CREATE) the database at path. See backend.h's
  * bf_db_open for errors and errbuf. */
-int bf_sqlite_open(const char *path, unsigned flags, bf_db **out, char *errbuf, size_t errlen);
+int bf_sqlite_open(const char *path, unsigned flags, const struct bf_db_options *opt, bf_db **out,
+                   char *errbuf, size_t errlen);
 
 /* Copy the last SQLite failure seen by db ("PATH: WHAT: sqlite3_errmsg
  * (sqlite CODE)"; empty if none) to buf. Every such failure is also logged

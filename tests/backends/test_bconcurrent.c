@@ -65,7 +65,7 @@ static void *reader(void *arg)
             rounds_after_done++;
         for (int i = 0; i < NBLK; i++) {
             uint64_t blk = (uint64_t)(rand_r(&seed) % NBLK);
-            int r = f->ops->loadblk(f, blk, buf);
+            int r = tb_load(f, blk, buf);
             if (r < 0) {
                 fail(s, "loadblk failed", blk, r);
                 break;
@@ -145,7 +145,7 @@ static void *many_loader(void *arg)
     }
     for (int i = 0; i < 50; i++) {
         uint64_t blk = (uint64_t)i % NBLK;
-        if (f->ops->loadblk(f, blk, buf) < 0 || !tb_check(buf, BS, blk, 1))
+        if (tb_load(f, blk, buf) < 0 || !tb_check(buf, BS, blk, 1))
             __atomic_store_n(&m->failed, 1, __ATOMIC_SEQ_CST);
     }
     bf_db_file_close(m->db, f);
@@ -201,7 +201,7 @@ static void *open_close_loop(void *arg)
         int r = bf_db_file_open(rc->db, rc->id, &f);
         if (r == -ENOENT)
             break; /* purged */
-        if (r < 0 || f->ops->loadblk(f, 0, buf) < 0 || !tb_is_zero(buf, f->blksize) ||
+        if (r < 0 || tb_load(f, 0, buf) < 0 || !tb_is_zero(buf, f->blksize) ||
             (f->blksize != BF_BLKSIZE_MIN && f->blksize != 2 * BF_BLKSIZE_MIN))
             __atomic_store_n(&rc->failed, 1, __ATOMIC_SEQ_CST);
         if (r == 0)
@@ -260,7 +260,7 @@ static void *held_loader(void *arg)
 {
     struct held_load *h = arg;
     void *buf = malloc(BS);
-    h->r = buf ? h->f->ops->loadblk(h->f, 0, buf) : -ENOMEM;
+    h->r = buf ? tb_load(h->f, 0, buf) : -ENOMEM;
     free(buf);
     return NULL;
 }
@@ -312,10 +312,10 @@ static void *wal_write(void *arg)
         w->r = f->ops->begin(f);
         for (uint64_t i = b; w->r == 0 && i < b + 8; i++) {
             tb_fill(buf, WAL_BS, i, 1);
-            w->r = f->ops->storeblk(f, i, buf);
+            w->r = tb_store(f, i, buf);
         }
         if (w->r == 0)
-            w->r = f->ops->commit(f, (b + 8) * WAL_BS);
+            w->r = tb_commit(f, (b + 8) * WAL_BS);
         else
             f->ops->abort(f);
     }
@@ -345,8 +345,7 @@ static void *wal_load(void *arg)
         return NULL;
     }
     for (uint64_t b = 0; !__atomic_load_n(&l->done, __ATOMIC_SEQ_CST); b = (b + 5) % 48) {
-        if (f->ops->loadblk(f, b, buf) < 0 ||
-            !(tb_is_zero(buf, WAL_BS) || tb_check(buf, WAL_BS, b, 1)))
+        if (tb_load(f, b, buf) < 0 || !(tb_is_zero(buf, WAL_BS) || tb_check(buf, WAL_BS, b, 1)))
             __atomic_store_n(&l->failed, 1, __ATOMIC_SEQ_CST);
         l->loads++;
     }
@@ -387,7 +386,7 @@ Test(concurrent, sqlite_checkpoints_while_committing, .timeout = 120)
     void *buf = malloc(WAL_BS);
     cr_assert_eq(bf_db_file_open(db, w[1].id, &f), 0);
     for (uint64_t b = 0; b < 48; b += 7) {
-        cr_assert_eq(f->ops->loadblk(f, b, buf), 0);
+        cr_assert_eq(tb_load(f, b, buf), 0);
         cr_assert(tb_check(buf, WAL_BS, b, 1), "block %llu", (unsigned long long)b);
     }
     bf_db_file_close(db, f);

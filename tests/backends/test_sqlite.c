@@ -122,8 +122,24 @@ Test(sqlite_only, created_schema_and_pragmas, .timeout = 20)
     cr_assert_eq(side_int(t.path, "PRAGMA application_id"), BF_SQLITE_APPLICATION_ID);
     cr_assert_eq(side_int(t.path, "PRAGMA user_version"), BF_SQLITE_SCHEMA_VERSION);
     cr_assert_eq(side_int(t.path, "PRAGMA page_size"), 65536);
-    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM sqlite_schema WHERE name='files'"), 1);
-    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM sqlite_schema WHERE name='blocks'"), 1);
+    static const char *const tables[] = { "meta",     "files",      "contents", "uploads",
+                                          "blockmap", "commit_log", "sessions", "holds" };
+    char q[128];
+    for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
+        snprintf(q, sizeof(q), "SELECT count(*) FROM sqlite_schema WHERE name='%s'", tables[i]);
+        cr_assert_eq(side_int(t.path, q), 1, "table %s", tables[i]);
+    }
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM sqlite_schema WHERE type='index' AND "
+                                  "name IN ('blockmap_current', 'blockmap_superseded')"),
+                 2);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM sqlite_schema WHERE name='blocks' OR "
+                                  "name='legacy_blocks'"),
+                 0, "a new database has no schema-1 table");
+    cr_assert_eq(side_int(t.path, "SELECT value FROM meta WHERE key='serial'"), 1,
+                 "the create of f is the one commit");
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM sessions"), 0,
+                 "a closed session leaves "
+                 "no row");
     /* journal_mode WAL is persistent: the file header says so (bytes 18, 19 = 2) */
     unsigned char hdr[20];
     FILE *fp = fopen(t.path, "rb");
@@ -222,12 +238,12 @@ static void crash_child(const char *path, uint64_t id, enum crash_mode mode, int
             if (mode == CRASH_MID_STORE && b == CRASH_BLOCKS / 2 && write(fd, "x", 1) != 1)
                 _exit(4);
             tb_fill(buf, BS, b, 2);
-            if (f->ops->storeblk(f, b, buf) < 0)
+            if (tb_store(f, b, buf) < 0)
                 _exit(5);
         }
         if (f->ops->truncate(f, CRASH_BLOCKS) < 0)
             _exit(6);
-        if (mode == CRASH_AFTER_COMMIT && f->ops->commit(f, 2 * CRASH_BLOCKS * BS) < 0)
+        if (mode == CRASH_AFTER_COMMIT && tb_commit(f, 2 * CRASH_BLOCKS * BS) < 0)
             _exit(7);
     }
     if (mode != CRASH_MID_STORE && write(fd, "x", 1) != 1)
@@ -350,10 +366,10 @@ Test(sqlite_refuse, newer_schema, .timeout = 20)
 {
     struct tb t;
     make_db(&t, 2);
-    side_exec(t.path, "PRAGMA user_version=2");
+    side_exec(t.path, "PRAGMA user_version=3");
     cr_assert_eq(side_files(t.path), 0, "a WAL database, closed clean");
     expect_refused(t.path, 0, -EPROTONOSUPPORT,
-                   "created by a newer bigfilefs (schema 2, this build knows 1)");
+                   "created by a newer bigfilefs (schema 3, this build knows 2)");
     expect_refused(t.path, BF_DB_CREATE, -EPROTONOSUPPORT, "newer");
     expect_refused(t.path, BF_DB_RDONLY, -EPROTONOSUPPORT, "newer");
     tb_rmdir(&t);
@@ -511,7 +527,7 @@ Test(sqlite_refuse, missing_table, .timeout = 20)
 {
     struct tb t;
     make_db(&t, 1);
-    side_exec(t.path, "DROP TABLE blocks");
+    side_exec(t.path, "DROP TABLE blockmap");
     expect_refused(t.path, 0, -EPROTO, "tables or columns missing");
     tb_rmdir(&t);
 }
@@ -688,8 +704,7 @@ static int read_only_steps(const char *path, uint64_t id)
     if (bf_db_lookup(db, "f", NULL) < 0 || bf_db_file_open(db, id, &f) < 0)
         return 11;
     for (uint64_t b = 0; b < 4; b++)
-        if (f->ops->loadblk(f, b, buf) < 0 ||
-            (b < 3 ? !tb_check(buf, BS, b, 1) : !tb_is_zero(buf, BS)))
+        if (tb_load(f, b, buf) < 0 || (b < 3 ? !tb_check(buf, BS, b, 1) : !tb_is_zero(buf, BS)))
             return 12;
     if (f->ops->begin(f) != -EROFS || bf_db_create(db, "x", BS, 0, 0644, 0, 0, NULL) != -EROFS)
         return 13;
@@ -816,9 +831,11 @@ Test(sqlite_only, change_behind_the_back, .timeout = 20)
     void *buf = malloc(BS);
     tb_fill(buf, BS, 1, 9);
     cr_assert_eq(sqlite3_open(t.path, &c), SQLITE_OK);
-    cr_assert_eq(
-        sqlite3_prepare_v2(c, "UPDATE blocks SET data=?1 WHERE file=?2 AND blk=1", -1, &st, NULL),
-        SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(c,
+                                    "UPDATE contents SET data=?1 WHERE id=(SELECT content FROM "
+                                    "blockmap WHERE file=?2 AND blk=1 AND superseded IS NULL)",
+                                    -1, &st, NULL),
+                 SQLITE_OK);
     sqlite3_bind_blob(st, 1, buf, BS, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)id);
     cr_assert_eq(sqlite3_step(st), SQLITE_DONE);
@@ -867,10 +884,10 @@ static void *commit_and_create(void *arg)
     void *buf = malloc(BS);
     tb_fill(buf, BS, 0, 4);
     c->store = c->f->ops->begin(c->f);
-    if (c->store == 0 && (c->store = c->f->ops->storeblk(c->f, 0, buf)) < 0)
+    if (c->store == 0 && (c->store = tb_store(c->f, 0, buf)) < 0)
         c->f->ops->abort(c->f);
     if (c->store == 0)
-        c->store = c->f->ops->commit(c->f, BS);
+        c->store = tb_commit(c->f, BS);
     c->create = bf_db_create(c->db, "later", BS, 0, 0644, 0, 0, NULL);
     free(buf);
     return NULL;
