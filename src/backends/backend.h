@@ -231,6 +231,16 @@ int bf_db_watch(bf_db *db, void (*fn)(void *arg, const struct bf_commit_rec *rec
  * is being closed). */
 int bf_db_sync(bf_db *db, uint64_t *serial);
 
+/* Run the session's share of the housekeeping now, as the watcher does
+ * every BF_TRIM_INTERVAL_MS (docs/COHERENCE.md rule 5.5), to the end:
+ * record the applied serial, trim the log and the old versions no live
+ * session can read, clean up after dead sessions, purge the nameless files
+ * no live session holds, delete what they left. Each step is a short
+ * transaction of its own. Never at the same time as the watcher's. Returns
+ * 0 (also in a read-only session: it writes nothing) or the engine's
+ * error. */
+int bf_db_trim(bf_db *db);
+
 /* The serial this session has applied: every commit up to it has been
  * delivered through fn (the serial the session started at before its
  * watcher delivered anything; it moves only through the watcher). */

@@ -64,7 +64,8 @@
  *   2. the engine's own (each engine writes its order at its top);
  *   3. the watcher's lock (watch.c), a leaf: engines take it only through
  *      bf_db_kick, and the watcher never holds it across an engine call
- *      or the listener.
+ *      or the listener. (Its trim lock, taken around engine->trim only,
+ *      comes before the engine's.)
  *   bf_db.lock (the layer's) is a leaf: it guards the open-file table, is
  *   held only to read or change it, and never across an engine call or a
  *   callback; an engine never takes it (it calls only the helpers at the
@@ -203,8 +204,10 @@ struct bf_engine_ops {
      * session's applied serial, then trim the log, collect old versions
      * and orphan uploads, clean up after dead sessions and purge unheld
      * nameless files — each step short, never holding what commits wait
-     * for long. Never called in a read-only session. */
-    int (*trim)(bf_db *db, uint64_t applied);
+     * for long; with `all` to the end, else for a few tens of ms at most
+     * (the watcher's turn; the next one goes on). Never called in a
+     * read-only session, nor twice at once (the layer's trim lock). */
+    int (*trim)(bf_db *db, uint64_t applied, bool all);
 };
 
 /* The generic part of a database: the first member of an engine's. */

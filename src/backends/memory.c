@@ -1337,8 +1337,9 @@ static void collect_versions(struct mem_store *st, uint64_t bound)
 
 /* The housekeeping (COHERENCE.md rule 5.5): no session dies but by closing,
  * so there are no dead sessions' leftovers nor orphan uploads. */
-static int mem_trim(bf_db *db, uint64_t applied)
+static int mem_trim(bf_db *db, uint64_t applied, bool all)
 {
+    (void)all; /* it is quick */
     struct mem_db *m = DB(db);
     struct mem_store *st = m->st;
     pthread_rwlock_wrlock(&st->lock);

@@ -110,10 +110,12 @@ static const char *const reader_sql[R_NSTMT] = {
     [R_BYID] = "SELECT " SQ_FILE_COLS " FROM files WHERE id=?1",
     [R_LIST] = "SELECT " SQ_FILE_COLS " FROM files "
                "WHERE name IS NOT NULL ORDER BY name",
-    [R_NEXTBLK] = "SELECT blk FROM blockmap WHERE file=?1 AND blk>=?2 AND superseded IS NULL "
-                  "AND content IS NOT NULL ORDER BY blk LIMIT 1",
-    [R_NBLOCKS] = "SELECT count(*) FROM blockmap WHERE file=?1 AND superseded IS NULL "
-                  "AND content IS NOT NULL",
+    /* The partial index holds exactly the current versions with content
+     * (the planner would walk every version by the primary key). */
+    [R_NEXTBLK] = "SELECT blk FROM blockmap INDEXED BY blockmap_current WHERE file=?1 AND "
+                  "blk>=?2 AND superseded IS NULL AND content IS NOT NULL ORDER BY blk LIMIT 1",
+    [R_NBLOCKS] = "SELECT count(*) FROM blockmap INDEXED BY blockmap_current WHERE file=?1 AND "
+                  "superseded IS NULL AND content IS NOT NULL",
     [R_SESSIONS] = "SELECT id, applied FROM sessions",
     [R_LOGMIN] = "SELECT min(serial) FROM commit_log",
     [R_HASOLD] = "SELECT 1 FROM blockmap WHERE superseded IS NOT NULL AND superseded<=?1 LIMIT 1",
@@ -164,8 +166,8 @@ static const char *const writer_sql[W_NSTMT] = {
                   "gid=coalesce(?4,gid), mtime_ns=coalesce(?5,mtime_ns), ctime_ns=?6, "
                   "meta_serial=?7 WHERE id=?1",
     [W_SETBLK] = "UPDATE files SET blksize=?2, ctime_ns=?3, meta_serial=?4 WHERE id=?1",
-    [W_HASBLK] = "SELECT 1 FROM blockmap WHERE file=?1 AND superseded IS NULL "
-                 "AND content IS NOT NULL LIMIT 1",
+    [W_HASBLK] = "SELECT 1 FROM blockmap INDEXED BY blockmap_current WHERE file=?1 AND "
+                 "superseded IS NULL AND content IS NOT NULL LIMIT 1",
     [W_FILEROW] = "SELECT " SQ_FILE_COLS " FROM files WHERE id=?1",
     [W_HOLD] = "INSERT OR IGNORE INTO holds(session, file) VALUES(?1, ?2)",
     [W_UNHOLD] = "DELETE FROM holds WHERE session=?1 AND file=?2",

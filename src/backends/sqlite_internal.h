@@ -278,7 +278,7 @@ int sq_changed(bf_db *db, bool *yes);
 int sq_log_read(bf_db *db, uint64_t after, size_t max,
                 int (*fn)(void *arg, const struct bf_commit_rec *rec), void *arg, uint64_t *current,
                 uint64_t *trimmed);
-int sq_trim(bf_db *db, uint64_t applied);
+int sq_trim(bf_db *db, uint64_t applied, bool all);
 
 /* The housekeeping, its write transactions started before `deadline`
  * (bf_mono_ns; INT64_MAX: until done, as the open does). */

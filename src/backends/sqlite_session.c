@@ -721,7 +721,7 @@ int sq_trim_until(struct sq_db *d, uint64_t applied, int64_t deadline)
     return e;
 }
 
-int sq_trim(bf_db *db, uint64_t applied)
+int sq_trim(bf_db *db, uint64_t applied, bool all)
 {
-    return sq_trim_until(SQ(db), applied, bf_mono_ns() + 5 * SQ_TRIM_TX_NS);
+    return sq_trim_until(SQ(db), applied, all ? INT64_MAX : bf_mono_ns() + 5 * SQ_TRIM_TX_NS);
 }

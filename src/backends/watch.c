@@ -21,7 +21,8 @@
  *
  * Then, at most every BF_TRIM_INTERVAL_MS and never in a read-only session,
  * the housekeeping: engine->trim(applied), which also records applied in
- * the database (where the other sessions' trims read it).
+ * the database (where the other sessions' trims read it); bf_db_trim runs
+ * it at once (w->trim_lock keeps the two apart).
  *
  * States of the watcher (w->state), each change under w->lock:
  *   IDLE     --bf_db_watch-->        RUNNING    the thread runs
@@ -64,6 +65,7 @@ struct bf_watch {
     bool kicked;      /* look at the log now (a commit, or a sync request) */
     uint64_t rounds;  /* catch-up rounds done */
     int last_err;     /* of the last round */
+    pthread_mutex_t trim_lock; /* one engine->trim at a time (bf_db_trim, the watcher) */
 };
 
 /* Copies of log rows, as read (the strings and ranges are owned). */
@@ -197,6 +199,21 @@ static int catch_up(bf_db *db)
     }
 }
 
+/* The session's housekeeping, with the applied serial now. */
+static int trim(bf_db *db, bool all)
+{
+    struct bf_watch *w = db->watch;
+    pthread_mutex_lock(&w->trim_lock);
+    int r = db->ops->trim(db, bf_db_applied(db), all);
+    pthread_mutex_unlock(&w->trim_lock);
+    return r;
+}
+
+int bf_db_trim(bf_db *db)
+{
+    return (db->flags & BF_DB_RDONLY) ? 0 : trim(db, true);
+}
+
 static void *watch_main(void *arg)
 {
     bf_db *db = arg;
@@ -231,7 +248,7 @@ static void *watch_main(void *arg)
         logged = r;
         retry = r < 0;
         if (!(db->flags & BF_DB_RDONLY) && bf_mono_ns() >= next_trim) {
-            int t = db->ops->trim(db, w->applied);
+            int t = trim(db, false);
             if (t < 0)
                 bf_db_log(db, "housekeeping failed (%s); trying again later", strerror(-t));
             next_trim = bf_mono_ns() + (int64_t)BF_TRIM_INTERVAL_MS * 1000000;
@@ -260,6 +277,11 @@ int bf_watch_init(bf_db *db)
     int r = pthread_cond_init(&w->cond, &ca) == 0 ? 0 : -ENOMEM;
     pthread_condattr_destroy(&ca);
     if (r == 0 && pthread_mutex_init(&w->lock, NULL) != 0) {
+        pthread_cond_destroy(&w->cond);
+        r = -ENOMEM;
+    }
+    if (r == 0 && pthread_mutex_init(&w->trim_lock, NULL) != 0) {
+        pthread_mutex_destroy(&w->lock);
         pthread_cond_destroy(&w->cond);
         r = -ENOMEM;
     }
@@ -296,6 +318,7 @@ void bf_watch_fini(bf_db *db)
     if (!w)
         return;
     BF_ASSERT(w->state == BF_WATCH_IDLE || w->state == BF_WATCH_STOPPED);
+    pthread_mutex_destroy(&w->trim_lock);
     pthread_cond_destroy(&w->cond);
     pthread_mutex_destroy(&w->lock);
     free(w);

@@ -9,7 +9,10 @@
  *    block size changes and the name is removed;
  *  - the memory backend's held calls, released from another thread;
  *  - SQLite's WAL checkpoints, run by whichever committer finds the WAL
- *    too big, while another file commits and loads go on. */
+ *    too big, while another file commits and loads go on;
+ *  - the watcher of one session against another session's commits, its
+ *    own session's loads and syncs, and the housekeeping, on both
+ *    backends. */
 #include <pthread.h>
 
 #include "helpers.h"
@@ -393,4 +396,148 @@ Test(concurrent, sqlite_checkpoints_while_committing, .timeout = 120)
     free(buf);
     bf_db_close(db);
     tb_rmdir(&t);
+}
+
+/* ---- the watcher against loads and commits ------------------------------- */
+
+/* Session B watches while session A commits NVERSIONS versions of every
+ * block (and A's watcher runs its housekeeping meanwhile). B's listener
+ * loads the blocks each commit changed, as of its serial, as the daemon
+ * re-reads what it invalidates; B's loaders read the current versions; a
+ * thread syncs B again and again. Every load is a whole committed version,
+ * never going back; the listener sees every commit once, in order. */
+struct wshared {
+    bf_db *a, *b;
+    uint64_t id;
+    bf_file *fb;
+    int done;   /* atomic: A finished */
+    int failed; /* atomic */
+    char why[256];
+    uint64_t delivered, last_serial; /* the listener's (the watcher thread only) */
+    int last_version;
+};
+
+static void wfail(struct wshared *s, const char *what, uint64_t a, uint64_t b)
+{
+    if (__atomic_exchange_n(&s->failed, 1, __ATOMIC_SEQ_CST) == 0)
+        snprintf(s->why, sizeof(s->why), "%s: %llu %llu", what, (unsigned long long)a,
+                 (unsigned long long)b);
+}
+
+static void wlisten(void *arg, const struct bf_commit_rec *rec)
+{
+    struct wshared *s = arg;
+    void *buf = malloc(BS);
+    if (rec->serial <= s->last_serial)
+        wfail(s, "out of order", rec->serial, s->last_serial);
+    s->last_serial = rec->serial;
+    s->delivered++;
+    if (rec->kind == BF_COMMIT_WRITE && rec->file == s->id && buf) {
+        for (size_t i = 0; i < rec->write.nranges; i++) {
+            for (uint64_t b = rec->write.ranges[i].start;
+                 b < rec->write.ranges[i].start + rec->write.ranges[i].count; b++) {
+                int r = s->fb->ops->loadblk(s->fb, b, rec->serial, buf, NULL);
+                /* each commit stores one version in every block */
+                int v = r < 0 ? r : version_of(buf, b);
+                if (v < 0)
+                    wfail(s, "the listener's load failed or was torn", b, (uint64_t)-v);
+                else if (v < s->last_version)
+                    wfail(s, "the listener's load went back", b, (uint64_t)v);
+                else
+                    s->last_version = v;
+            }
+        }
+    }
+    free(buf);
+}
+
+static void *wloader(void *arg)
+{
+    struct wshared *s = arg;
+    int seen[NBLK] = { 0 };
+    void *buf = malloc(BS);
+    while (buf && !__atomic_load_n(&s->done, __ATOMIC_SEQ_CST)) {
+        for (uint64_t b = 0; b < NBLK; b++) {
+            int v = tb_load(s->fb, b, buf) < 0 ? -1 : version_of(buf, b);
+            if (v < 0 || v < seen[b])
+                wfail(s, "a load saw a torn or older version", b, (uint64_t)v);
+            else
+                seen[b] = v;
+        }
+    }
+    free(buf);
+    return NULL;
+}
+
+static void *wsyncer(void *arg)
+{
+    struct wshared *s = arg;
+    uint64_t last = 0, got;
+    while (!__atomic_load_n(&s->done, __ATOMIC_SEQ_CST)) {
+        if (bf_db_sync(s->b, &got) < 0 || got < last)
+            wfail(s, "sync", got, last);
+        if (bf_db_applied(s->b) < got)
+            wfail(s, "applied behind a finished sync", bf_db_applied(s->b), got);
+        last = got;
+    }
+    return NULL;
+}
+
+static void nothing(void *arg, const struct bf_commit_rec *rec)
+{
+    (void)arg;
+    (void)rec;
+}
+
+static void watcher_run(int sqlite)
+{
+    struct tb t;
+    struct bf_fileinfo fi;
+    bf_file *fa;
+    pthread_t tl[2], ts;
+    struct wshared s = { 0 };
+    s.a = tb_open_flags(&t, sqlite, BF_DB_SHARED);
+    s.b = tb_session(&t, BF_DB_SHARED);
+    cr_assert_eq(bf_db_create(s.a, "w", BS, 0, 0644, 0, 0, &fi), 0);
+    s.id = fi.id;
+    cr_assert_eq(bf_db_file_open(s.a, s.id, &fa), 0);
+    tb_store_range(fa, 0, NBLK, 1, NBLK * BS);
+    cr_assert_eq(bf_db_file_open(s.b, s.id, &s.fb), 0);
+    uint64_t start = bf_db_applied(s.b);
+    cr_assert_eq(bf_db_watch(s.a, nothing, NULL), 0);
+    cr_assert_eq(bf_db_watch(s.b, wlisten, &s), 0);
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(pthread_create(&tl[i], NULL, wloader, &s), 0);
+    cr_assert_eq(pthread_create(&ts, NULL, wsyncer, &s), 0);
+    for (unsigned v = 2; v <= NVERSIONS && !__atomic_load_n(&s.failed, __ATOMIC_SEQ_CST); v++)
+        tb_store_range(fa, 0, NBLK, v, NBLK * BS);
+    uint64_t end;
+    cr_assert_eq(bf_db_sync(s.b, &end), 0);
+    __atomic_store_n(&s.done, 1, __ATOMIC_SEQ_CST);
+    for (int i = 0; i < 2; i++)
+        pthread_join(tl[i], NULL);
+    pthread_join(ts, NULL);
+    cr_assert_eq(s.failed, 0, "%s", s.why);
+    cr_assert_eq(bf_db_applied(s.b), end);
+    /* No commit follows: the listener is not called again, and closing B
+     * stops its watcher (the listener's fields are ours after it). */
+    bf_db_file_close(s.b, s.fb);
+    bf_db_close(s.b);
+    cr_assert_eq(s.delivered, end - start, "every commit once: %llu of %llu",
+                 (unsigned long long)s.delivered, (unsigned long long)(end - start));
+    cr_assert_eq(s.last_version, NVERSIONS);
+    bf_db_file_close(s.a, fa);
+    bf_db_close(s.a);
+    if (sqlite)
+        tb_rmdir(&t);
+}
+
+Test(concurrent, memory_watcher_against_loads_and_commits, .timeout = 120)
+{
+    watcher_run(0);
+}
+
+Test(concurrent, sqlite_watcher_against_loads_and_commits, .timeout = 120)
+{
+    watcher_run(1);
 }
