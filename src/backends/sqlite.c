@@ -98,7 +98,6 @@
 
 #define SQ_STR_(x) #x
 #define SQ_STR(x) SQ_STR_(x)
-#define SQ_DISCARD_BATCH 64 /* uploads deleted per transaction */
 
 static const char *const reader_sql[R_NSTMT] = {
     [R_BEGIN] = "BEGIN",
@@ -119,7 +118,7 @@ static const char *const reader_sql[R_NSTMT] = {
     [R_SESSIONS] = "SELECT id, applied FROM sessions",
     [R_LOGMIN] = "SELECT min(serial) FROM commit_log",
     [R_HASOLD] = "SELECT 1 FROM blockmap WHERE superseded IS NOT NULL AND superseded<=?1 LIMIT 1",
-    [R_HASGARBAGE] = "SELECT 1 FROM uploads WHERE session=0 LIMIT 1",
+    [R_HASGARBAGE] = "SELECT 1 FROM uploads WHERE session=0 AND (content<0 OR since<=?1) LIMIT 1",
     [R_NAMELESS] = "SELECT id FROM files WHERE name IS NULL",
 };
 
@@ -132,11 +131,16 @@ static const char *const writer_sql[W_NSTMT] = {
     [W_GETMETA] = "SELECT value FROM meta WHERE key=?1",
     [W_SETMETA] = "UPDATE meta SET value=?2 WHERE key=?1",
     [W_UPLOAD] = "INSERT INTO contents(data) VALUES(?1)",
-    [W_UPLOADED] = "INSERT INTO uploads(content, session) VALUES(?1, ?2)",
+    [W_UPLOADED] = "INSERT INTO uploads(content, session, bytes) VALUES(?1, ?2, ?3)",
+    [W_REUSE_FIND] = "SELECT content FROM uploads INDEXED BY uploads_free "
+                     "WHERE session=0 AND bytes=?1 AND content>0 LIMIT 1",
+    [W_REUSE_DATA] = "UPDATE contents SET data=?2 WHERE id=?1",
+    [W_REUSE_OWN] = "UPDATE uploads SET session=?2, since=0 WHERE content=?1",
     [W_LINKED] = "DELETE FROM uploads WHERE content=?1",
     [W_DELCONTENT] = "DELETE FROM contents WHERE id=?1",
     [W_DELLEGACY] = NULL, /* prepared at its first use: only an upgraded database has the table */
-    [W_GARBAGE] = "INSERT OR REPLACE INTO uploads(content, session) VALUES(?1, 0)",
+    [W_GARBAGE] = "INSERT OR REPLACE INTO uploads(content, session, bytes, since) "
+                  "VALUES(?1, 0, ?2, ?3)",
     [W_FILESTATE] = "SELECT size, size_serial, size_session, content_serial, content_session "
                     "FROM files WHERE id=?1",
     [W_CUR] = "SELECT serial, session, content FROM blockmap "
@@ -173,8 +177,9 @@ static const char *const writer_sql[W_NSTMT] = {
     [W_UNHOLD] = "DELETE FROM holds WHERE session=?1 AND file=?2",
     [W_HOLDERS] = "SELECT session FROM holds WHERE file=?1",
     [W_NAMELESS] = "SELECT 1 FROM files WHERE id=?1 AND name IS NULL",
-    [W_PURGE_GARBAGE] = "INSERT OR REPLACE INTO uploads(content, session) "
-                        "SELECT content, 0 FROM blockmap WHERE file=?1 AND content IS NOT NULL",
+    [W_PURGE_GARBAGE] = "INSERT OR REPLACE INTO uploads(content, session, bytes, since) "
+                        "SELECT content, 0, (SELECT blksize FROM files WHERE id=?1), ?2 "
+                        "FROM blockmap WHERE file=?1 AND content IS NOT NULL",
     [W_PURGE_VERSIONS] = "DELETE FROM blockmap WHERE file=?1",
     [W_PURGE_HOLDS] = "DELETE FROM holds WHERE file=?1",
     [W_PURGE_FILE] = "DELETE FROM files WHERE id=?1 AND name IS NULL",
@@ -183,12 +188,14 @@ static const char *const writer_sql[W_NSTMT] = {
                       "VALUES(?1, ?2, ?3, ?4, ?5)",
     [W_SESSION_APPLIED] = "UPDATE sessions SET applied=?2 WHERE id=?1",
     [W_SESSION_DEL] = "DELETE FROM sessions WHERE id=?1",
-    [W_SESSION_ORPHANS] = "UPDATE uploads SET session=0 WHERE session=?1",
+    [W_SESSION_ORPHANS] = "UPDATE uploads SET session=0, since=?2 WHERE session=?1",
     [W_SESSION_UNHOLD] = "DELETE FROM holds WHERE session=?1",
     [W_LOG_TRIM] = "DELETE FROM commit_log WHERE serial<=?1",
-    [W_OLD] = "SELECT file, blk, serial, content FROM blockmap "
-              "WHERE superseded IS NOT NULL AND superseded<=?1 LIMIT ?2",
-    [W_GARBAGE_LIST] = "SELECT content FROM uploads WHERE session=0 LIMIT ?1",
+    [W_OLD] = "SELECT b.file, b.blk, b.serial, b.content, f.blksize FROM blockmap AS b "
+              "JOIN files AS f ON f.id=b.file "
+              "WHERE b.superseded IS NOT NULL AND b.superseded<=?1 LIMIT ?2",
+    [W_GARBAGE_LIST] = "SELECT content FROM uploads "
+                       "WHERE session=0 AND (content<0 OR since<=?2) LIMIT ?1",
 };
 
 /* A pending store of a handle's transaction, and the block's current
@@ -552,29 +559,27 @@ int sq_delete_content(struct sq_db *d, int64_t id)
     return sq_wrun(d, id > 0 ? W_DELCONTENT : W_DELLEGACY, 1, v, "deleting a block's content");
 }
 
-/* Delete uploads ids[0..n) (contents and uploads rows), in short
- * transactions. Those that cannot be deleted are handed to the
- * housekeeping (best effort: a failure is logged). */
-static void discard_uploads(struct sq_db *d, const int64_t *ids, size_t n)
+int sq_garbage(struct sq_db *d, int64_t id, uint32_t bytes)
 {
-    for (size_t i = 0; i < n; i += SQ_DISCARD_BATCH) {
-        size_t k = n - i < SQ_DISCARD_BATCH ? n - i : SQ_DISCARD_BATCH;
-        int e = sq_wbegin(d, false);
-        for (size_t j = 0; e == 0 && j < k; j++) {
-            if (ids[i + j] == 0)
-                continue;
-            e = sq_delete_content(d, ids[i + j]);
-            if (e == 0)
-                e = sq_wrun(d, W_LINKED, 1, &ids[i + j], "deleting an upload");
-        }
-        e = sq_wend(d, false, e);
-        if (e < 0 && sq_wbegin(d, false) == 0) {
-            for (size_t j = 0; e < 0 && j < k; j++)
-                if (ids[i + j] != 0)
-                    sq_wrun(d, W_GARBAGE, 1, &ids[i + j], "handing an upload over");
-            sq_wend(d, false, 0);
-        }
-    }
+    int64_t v[3] = { id, bytes, bf_now_ns() };
+    return sq_wrun(d, W_GARBAGE, 3, v, "freeing a block's content");
+}
+
+/* Uploads ids[0..n) (0: none) of blksize bytes are not wanted: they become
+ * garbage (rule 4: no session owns them any more; the next uploads reuse
+ * them, or the housekeeping deletes them), in one short transaction. On
+ * failure they stay the session's, and go to the housekeeping when it
+ * ends. */
+static void discard_uploads(struct sq_db *d, const int64_t *ids, size_t n, uint32_t blksize)
+{
+    if (n == 0)
+        return;
+    int e = sq_wbegin(d, false);
+    for (size_t i = 0; e == 0 && i < n; i++)
+        if (ids[i])
+            e = sq_garbage(d, ids[i], blksize);
+    if (sq_wend(d, false, e) < 0)
+        bf_db_log(&d->base, "%zu uploads stay until the session ends", n);
 }
 
 /* ---- row helpers --------------------------------------------------------- */
@@ -795,21 +800,38 @@ static size_t pend_lower(const struct sq_fh *h, uint64_t blk)
 }
 
 /* Upload content (a contents row owned by the session until linked), in
- * a short transaction of its own. */
+ * a short transaction of its own: into a garbage row of the same size if
+ * there is one (SQLite overwrites a blob of the same size in place, where
+ * deleting one and inserting another would read the old one's pages to
+ * free them, and allocate new ones), else a new row. */
 static int upload(struct sq_db *d, const void *buf, uint32_t bs, int64_t *id)
 {
     int e = sq_wbegin(d, false);
     if (e < 0)
         return e;
-    sqlite3_stmt *st = d->ws[W_UPLOAD];
-    sqlite3_bind_blob(st, 1, buf, (int)bs, SQLITE_STATIC);
-    int rc = sq_exec(st);
+    sqlite3_stmt *st = d->ws[W_REUSE_FIND];
+    sqlite3_bind_int64(st, 1, bs);
+    int rc = sqlite3_step(st);
+    int64_t reuse = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return sq_wend(d, false, sq_fail(d, d->w, rc, "storing a block"));
+    st = d->ws[reuse ? W_REUSE_DATA : W_UPLOAD];
+    sqlite3_bind_blob(st, reuse ? 2 : 1, buf, (int)bs, SQLITE_STATIC);
+    if (reuse)
+        sqlite3_bind_int64(st, 1, reuse);
+    rc = sq_exec(st);
     if (rc != SQLITE_OK) {
         e = sq_fail(d, d->w, rc, "storing a block");
+    } else if (reuse) {
+        int64_t v[2] = { reuse, (int64_t)d->base.session };
+        *id = reuse;
+        e = sq_wrun(d, W_REUSE_OWN, 2, v, "storing a block");
     } else {
-        int64_t v[2] = { sqlite3_last_insert_rowid(d->w), (int64_t)d->base.session };
+        int64_t v[3] = { sqlite3_last_insert_rowid(d->w), (int64_t)d->base.session, bs };
         *id = v[0];
-        e = sq_wrun(d, W_UPLOADED, 2, v, "storing a block");
+        e = sq_wrun(d, W_UPLOADED, 3, v, "storing a block");
     }
     return sq_wend(d, false, e);
 }
@@ -862,16 +884,18 @@ static int sq_truncate(struct bf_fh *fh, uint64_t nblocks)
     return 0;
 }
 
-/* Forget the transaction; with `discard`, delete its uploads first. */
+/* Forget the transaction; with `discard`, its uploads become garbage
+ * first. */
 static void tx_clear(struct sq_fh *h, bool discard)
 {
     if (discard) {
+        uint32_t bs = h->base.file.blksize;
         for (size_t i = 0; i < h->npend; i++)
             if (h->pend[i].content && h->ndrop < h->capdrop)
                 h->drop[h->ndrop++] = h->pend[i].content;
             else if (h->pend[i].content)
-                discard_uploads(h->db, &h->pend[i].content, 1);
-        discard_uploads(h->db, h->drop, h->ndrop);
+                discard_uploads(h->db, &h->pend[i].content, 1, bs);
+        discard_uploads(h->db, h->drop, h->ndrop, bs);
     }
     free(h->pend);
     free(h->drop);
@@ -1010,10 +1034,11 @@ static int put_version(struct sq_fh *h, struct sq_section *s, uint64_t blk, int6
         return 0;
     int e = 0;
     if (have_cur && s->alone) {
+        /* its content becomes garbage, for the next uploads to reuse */
         int64_t v[3] = { file, (int64_t)blk, cur_serial };
         e = sq_wrun(d, W_DELVERSION, 3, v, "replacing a version");
         if (e == 0 && cur_content)
-            e = sq_delete_content(d, cur_content);
+            e = sq_garbage(d, cur_content, h->base.file.blksize);
     } else if (have_cur) {
         int64_t v[4] = { file, (int64_t)blk, cur_serial, s->serial };
         e = sq_wrun(d, W_SUPERSEDE, 4, v, "superseding a version");
@@ -1055,11 +1080,8 @@ static int apply_blocks(struct sq_fh *h, struct sq_section *s)
             e = put_version(h, s, c->blk, 0, true, c->serial, c->content);
         }
     }
-    for (size_t i = 0; e == 0 && i < h->ndrop; i++) {
-        e = sq_delete_content(h->db, h->drop[i]);
-        if (e == 0)
-            e = sq_wrun(h->db, W_LINKED, 1, &h->drop[i], "deleting an upload");
-    }
+    for (size_t i = 0; e == 0 && i < h->ndrop; i++)
+        e = sq_garbage(h->db, h->drop[i], h->base.file.blksize);
     return e;
 }
 
@@ -1866,7 +1888,7 @@ int bf_sqlite_open(const char *path, unsigned flags, const struct bf_db_options 
     }
     /* The start of a session cleans up after dead ones (COHERENCE.md 5.5). */
     if (e == 0 && !(flags & BF_DB_RDONLY) &&
-        (e = sq_trim_until(d, d->base.start_serial, INT64_MAX)) < 0)
+        (e = sq_trim(&d->base, d->base.start_serial, true)) < 0)
         sq_errf(errbuf, errlen, "%s: cannot clean up the database: %s", path, strerror(-e));
     if (e < 0) {
         bf_db_close(&d->base);

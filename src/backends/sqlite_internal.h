@@ -63,10 +63,13 @@ enum {
     W_SETMETA,
     W_UPLOAD,     /* a content row */
     W_UPLOADED,   /* ... owned by its session until linked */
+    W_REUSE_FIND, /* garbage content of a size, to upload into */
+    W_REUSE_DATA, /* ... its new data */
+    W_REUSE_OWN,  /* ... owned by the uploading session */
     W_LINKED,     /* the upload is linked: no longer an upload */
     W_DELCONTENT, /* delete a content row */
     W_DELLEGACY,  /* delete a schema-1 block row */
-    W_GARBAGE,    /* hand a content over to the housekeeping */
+    W_GARBAGE,    /* make a content garbage (reused, or the housekeeping deletes it) */
     W_FILESTATE,  /* size and the serials of a file */
     W_CUR,        /* the current version of (file, blk) */
     W_CUR_FROM,   /* the current versions of a file's blocks >= n */
@@ -211,6 +214,15 @@ int sq_wmeta_set(struct sq_db *d, const char *key, int64_t v);
  * in its transaction. */
 int sq_delete_content(struct sq_db *d, int64_t id);
 
+/* Make content id (of `bytes` bytes) garbage, on the writer, in its
+ * transaction: the next upload of that size reuses it, or the
+ * housekeeping deletes it after SQ_GARBAGE_KEEP_NS (at once when it is a
+ * schema-1 block). */
+int sq_garbage(struct sq_db *d, int64_t id, uint32_t bytes);
+
+/* Garbage is kept this long for uploads to reuse before it is deleted. */
+#define SQ_GARBAGE_KEEP_NS (10 * 1000000000LL)
+
 /* ---- sqlite_schema.c ------------------------------------------------------ */
 
 /* Outcome of looking at a file before using it. */
@@ -279,10 +291,6 @@ int sq_log_read(bf_db *db, uint64_t after, size_t max,
                 int (*fn)(void *arg, const struct bf_commit_rec *rec), void *arg, uint64_t *current,
                 uint64_t *trimmed);
 int sq_trim(bf_db *db, uint64_t applied, bool all);
-
-/* The housekeeping, its write transactions started before `deadline`
- * (bf_mono_ns; INT64_MAX: until done, as the open does). */
-int sq_trim_until(struct sq_db *d, uint64_t applied, int64_t deadline);
 
 /* Close the watcher's connection. */
 void sq_watch_close(struct sq_db *d);

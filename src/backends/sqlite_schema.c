@@ -22,7 +22,9 @@
 #define SQ_SCHEMA2_TABLES                                                                      \
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"                            \
     "CREATE TABLE contents(id INTEGER PRIMARY KEY, data BLOB NOT NULL);"                       \
-    "CREATE TABLE uploads(content INTEGER PRIMARY KEY, session INTEGER NOT NULL);"             \
+    "CREATE TABLE uploads(content INTEGER PRIMARY KEY, session INTEGER NOT NULL,"              \
+    " bytes INTEGER NOT NULL DEFAULT 0, since INTEGER NOT NULL DEFAULT 0);"                    \
+    "CREATE INDEX uploads_free ON uploads(bytes) WHERE session = 0;"                           \
     "CREATE TABLE blockmap(file INTEGER NOT NULL, blk INTEGER NOT NULL,"                       \
     " serial INTEGER NOT NULL, session INTEGER NOT NULL, content INTEGER, superseded INTEGER," \
     " PRIMARY KEY(file, blk, serial)) WITHOUT ROWID;"                                          \
@@ -80,7 +82,8 @@ static const char cols2_sql[] =
     "'content_session','size_serial','size_session','meta_serial'))"
     " + (SELECT count(*) FROM pragma_table_info('meta') WHERE name IN ('key','value'))"
     " + (SELECT count(*) FROM pragma_table_info('contents') WHERE name IN ('id','data'))"
-    " + (SELECT count(*) FROM pragma_table_info('uploads') WHERE name IN ('content','session'))"
+    " + (SELECT count(*) FROM pragma_table_info('uploads') WHERE name IN "
+    "('content','session','bytes','since'))"
     " + (SELECT count(*) FROM pragma_table_info('blockmap') WHERE name IN "
     "('file','blk','serial','session','content','superseded'))"
     " + (SELECT count(*) FROM pragma_table_info('commit_log') WHERE name IN "
@@ -89,7 +92,7 @@ static const char cols2_sql[] =
     " + (SELECT count(*) FROM pragma_table_info('sessions') WHERE name IN "
     "('id','pid','host','started_ns','applied','shared'))"
     " + (SELECT count(*) FROM pragma_table_info('holds') WHERE name IN ('session','file'))";
-#define SQ_COLS2 46
+#define SQ_COLS2 48
 
 /* Map a failure while reading a file we are validating. */
 static int validate_fail(const char *path, sqlite3 *c, int rc, char *errbuf, size_t errlen)

@@ -25,10 +25,10 @@
  * The table of those descriptors (fds, under fds_lock) is this file's
  * only global state.
  *
- * The housekeeping (rule 5.5, sq_trim_until) runs at open and from the
- * watcher: a read transaction decides what there is to do; then each step
- * is a short write transaction of its own (each bounded by SQ_TRIM_TX_NS
- * of work), started only before the caller's deadline:
+ * The housekeeping (rule 5.5, sq_trim) runs at open and bf_db_trim to the
+ * end, and from the watcher for a few transactions at a time: a read
+ * transaction decides what there is to do; then each step is a short
+ * write transaction of its own (each bounded by SQ_TRIM_TX_NS of work):
  *   1. record the session's applied serial in its row;
  *   2. a dead session: its uploads become garbage (session 0), its holds
  *      and row go;
@@ -40,7 +40,9 @@
  *      become garbage;
  *   5. nameless files no live session holds are purged (their contents
  *      become garbage);
- *   6. garbage contents are deleted.
+ *   6. garbage contents are deleted: at once at open and by bf_db_trim,
+ *      else once they have been garbage for SQ_GARBAGE_KEEP_NS, so that
+ *      the next writeouts' uploads may reuse them (sqlite.c, upload).
  * A read-only session writes nothing, so it does none of this, and has no
  * row: its applied serial holds nothing back. It learns of the log being
  * trimmed past it by a BF_COMMIT_RESET, of versions collected under its
@@ -245,14 +247,14 @@ int sq_session_register(struct sq_db *d, char *errbuf, size_t errlen)
 
 void sq_session_end(struct sq_db *d)
 {
-    int64_t me = (int64_t)d->base.session;
+    int64_t v[2] = { (int64_t)d->base.session, bf_now_ns() };
     int e = sq_wbegin(d, false);
     if (e == 0)
-        e = sq_wrun(d, W_SESSION_ORPHANS, 1, &me, "ending the session");
+        e = sq_wrun(d, W_SESSION_ORPHANS, 2, v, "ending the session");
     if (e == 0)
-        e = sq_wrun(d, W_SESSION_UNHOLD, 1, &me, "ending the session");
+        e = sq_wrun(d, W_SESSION_UNHOLD, 1, v, "ending the session");
     if (e == 0)
-        e = sq_wrun(d, W_SESSION_DEL, 1, &me, "ending the session");
+        e = sq_wrun(d, W_SESSION_DEL, 1, v, "ending the session");
     if (sq_wend(d, false, e) < 0)
         bf_db_log(&d->base, "cannot end the session cleanly: the others clean up after it");
 }
@@ -302,8 +304,9 @@ int sq_purge_unheld(struct sq_db *d, uint64_t id)
         return e;
     /* Its contents to the housekeeping (a big file's would take long to
      * delete here), then the versions, holds of dead sessions and row. */
-    int64_t v[1] = { (int64_t)id };
-    static const int steps[] = { W_PURGE_GARBAGE, W_PURGE_VERSIONS, W_PURGE_HOLDS, W_PURGE_FILE };
+    int64_t v[2] = { (int64_t)id, bf_now_ns() };
+    e = sq_wrun(d, W_PURGE_GARBAGE, 2, v, "deleting a nameless file");
+    static const int steps[] = { W_PURGE_VERSIONS, W_PURGE_HOLDS, W_PURGE_FILE };
     for (size_t i = 0; e == 0 && i < sizeof(steps) / sizeof(steps[0]); i++)
         e = sq_wrun(d, steps[i], 1, v, "deleting a nameless file");
     return e;
@@ -454,6 +457,7 @@ struct trim_plan {
     uint64_t *nameless; /* nameless files */
     size_t nnameless;
     bool old, garbage; /* versions to collect, contents to delete */
+    int64_t cutoff;    /* garbage since then or before is deleted */
 };
 
 static void plan_free(struct trim_plan *p)
@@ -537,7 +541,7 @@ static int trim_look(struct sq_db *d, uint64_t applied, struct trim_plan *p)
         e = reader_one(d, r, R_LOGMIN, 0, false, &p->logmin);
     if (e == 0 && (e = reader_one(d, r, R_HASOLD, (int64_t)p->lowest, true, &yes)) == 0)
         p->old = yes;
-    if (e == 0 && (e = reader_one(d, r, R_HASGARBAGE, 0, false, &yes)) == 0)
+    if (e == 0 && (e = reader_one(d, r, R_HASGARBAGE, p->cutoff, true, &yes)) == 0)
         p->garbage = yes;
     st = r->st[R_NAMELESS];
     while (e == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
@@ -553,11 +557,11 @@ static int trim_look(struct sq_db *d, uint64_t applied, struct trim_plan *p)
 /* Step 2: clean up after dead session id. */
 static int trim_dead(struct sq_db *d, uint64_t id)
 {
-    int64_t v[1] = { (int64_t)id };
+    int64_t v[2] = { (int64_t)id, bf_now_ns() };
     int e = sq_wbegin(d, false);
     if (e < 0)
         return e;
-    e = sq_wrun(d, W_SESSION_ORPHANS, 1, v, "cleaning up after a dead session");
+    e = sq_wrun(d, W_SESSION_ORPHANS, 2, v, "cleaning up after a dead session");
     if (e == 0)
         e = sq_wrun(d, W_SESSION_UNHOLD, 1, v, "cleaning up after a dead session");
     if (e == 0)
@@ -604,14 +608,14 @@ static int trim_versions(struct sq_db *d, struct trim_plan *p, bool *more)
         p->collected = p->lowest;
     *more = false;
     while (e == 0 && bf_mono_ns() - start < SQ_TRIM_TX_NS) {
-        int64_t rows[SQ_TRIM_ROWS][4];
+        int64_t rows[SQ_TRIM_ROWS][5];
         size_t n = 0;
         sqlite3_stmt *st = d->ws[W_OLD];
         sqlite3_bind_int64(st, 1, (int64_t)p->lowest);
         sqlite3_bind_int64(st, 2, SQ_TRIM_ROWS);
         int rc;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            for (int c = 0; c < 4; c++)
+            for (int c = 0; c < 5; c++)
                 rows[n][c] = sqlite3_column_int64(st, c); /* content NULL: 0 */
             n++;
         }
@@ -624,7 +628,7 @@ static int trim_versions(struct sq_db *d, struct trim_plan *p, bool *more)
         for (size_t i = 0; e == 0 && i < n; i++) {
             e = sq_wrun(d, W_DELVERSION, 3, rows[i], "collecting versions");
             if (e == 0 && rows[i][3])
-                e = sq_wrun(d, W_GARBAGE, 1, &rows[i][3], "collecting versions");
+                e = sq_garbage(d, rows[i][3], (uint32_t)rows[i][4]);
         }
         *more = n == SQ_TRIM_ROWS;
         if (!*more)
@@ -635,7 +639,7 @@ static int trim_versions(struct sq_db *d, struct trim_plan *p, bool *more)
 
 /* Step 6, one transaction: delete garbage contents. *more: some may be
  * left. */
-static int trim_garbage(struct sq_db *d, bool *more)
+static int trim_garbage(struct sq_db *d, int64_t cutoff, bool *more)
 {
     int e = sq_wbegin(d, false);
     if (e < 0)
@@ -647,6 +651,7 @@ static int trim_garbage(struct sq_db *d, bool *more)
         size_t n = 0;
         sqlite3_stmt *st = d->ws[W_GARBAGE_LIST];
         sqlite3_bind_int64(st, 1, SQ_TRIM_ROWS);
+        sqlite3_bind_int64(st, 2, cutoff);
         int rc;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW)
             ids[n++] = sqlite3_column_int64(st, 0);
@@ -685,9 +690,13 @@ static int trim_applied(struct sq_db *d, uint64_t applied)
     return e;
 }
 
-int sq_trim_until(struct sq_db *d, uint64_t applied, int64_t deadline)
+int sq_trim(bf_db *db, uint64_t applied, bool all)
 {
-    struct trim_plan p = { 0 };
+    struct sq_db *d = SQ(db);
+    /* The watcher's turn: a few transactions, and the garbage uploads may
+     * still reuse is kept; to the end: everything. */
+    int64_t deadline = all ? INT64_MAX : bf_mono_ns() + 5 * SQ_TRIM_TX_NS;
+    struct trim_plan p = { .cutoff = all ? INT64_MAX : bf_now_ns() - SQ_GARBAGE_KEEP_NS };
     if (!d->w)
         return 0;
     int e = trim_look(d, applied, &p);
@@ -716,12 +725,7 @@ int sq_trim_until(struct sq_db *d, uint64_t applied, int64_t deadline)
     }
     more = p.garbage;
     while (e == 0 && more && bf_mono_ns() < deadline)
-        e = trim_garbage(d, &more);
+        e = trim_garbage(d, p.cutoff, &more);
     plan_free(&p);
     return e;
-}
-
-int sq_trim(bf_db *db, uint64_t applied, bool all)
-{
-    return sq_trim_until(SQ(db), applied, all ? INT64_MAX : bf_mono_ns() + 5 * SQ_TRIM_TX_NS);
 }

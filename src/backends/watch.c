@@ -61,10 +61,10 @@ struct bf_watch {
     pthread_t thread;
     void (*fn)(void *arg, const struct bf_commit_rec *rec);
     void *arg;
-    uint64_t applied; /* RUNNING on: delivered up to here */
-    bool kicked;      /* look at the log now (a commit, or a sync request) */
-    uint64_t rounds;  /* catch-up rounds done */
-    int last_err;     /* of the last round */
+    uint64_t applied;          /* RUNNING on: delivered up to here */
+    bool kicked;               /* look at the log now (a commit, or a sync request) */
+    uint64_t rounds;           /* catch-up rounds done */
+    int last_err;              /* of the last round */
     pthread_mutex_t trim_lock; /* one engine->trim at a time (bf_db_trim, the watcher) */
 };
 

@@ -278,9 +278,15 @@ SESSIONS(both_change_a_block_the_second_is_refused_and_commits_nothing, 30)
     tb_expect(b, 5, 2);
     tb_expect(b, 6, 1);
     cr_assert_eq(serial_now(db[1]), sa);
-    if (t->is_sqlite)
-        cr_assert_eq(side_count(t, "SELECT count(*) FROM uploads", 0), 0,
-                     "a refused commit deletes its uploads");
+    if (t->is_sqlite) {
+        cr_assert_eq(side_count(t, "SELECT count(*) FROM uploads WHERE session<>0", 0), 0,
+                     "a refused commit gives its uploads up");
+        int64_t contents = side_count(t, "SELECT count(*) FROM contents", 0);
+        cr_assert_eq(bf_db_trim(db[1]), 0);
+        cr_assert_eq(side_count(t, "SELECT count(*) FROM uploads", 0), 0);
+        cr_assert_eq(side_count(t, "SELECT count(*) FROM contents", 0), contents - 2,
+                     "and the housekeeping deletes them");
+    }
     /* made on A's commit, the same change commits */
     cr_assert_eq(write1(b, 5, 3, sa, plain, &c, &s), 0);
     cr_assert_gt(s, sa);

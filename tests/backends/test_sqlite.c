@@ -1173,6 +1173,7 @@ Test(sqlite_upgrade, schema_1_is_upgraded_in_place_at_its_first_read_write_open,
     tb_store_range(f, 1, 2, 2, 3 * BS + 10);
     tb_expect(f, 1, 2);
     bf_db_file_close(db, f);
+    cr_assert_eq(bf_db_trim(db), 0);
     cr_assert_eq(side_int(t.path, "SELECT count(*) FROM legacy_blocks"), 2);
     bf_db_close(db);
     /* idempotent: opened again (and read-only), it is schema 2 as it was */
