@@ -87,9 +87,12 @@ enum {
 /* Options of a session (bf_db_open_ex; NULL: every default). */
 struct bf_db_options {
     /* How often the watcher looks for commits of other sessions where the
-     * engine must poll (SQLite: PRAGMA data_version), in ms; 0: the
-     * default, BF_WATCH_INTERVAL_MS. The memory engine is notified and
-     * does not poll. */
+     * engine must poll (SQLite: PRAGMA data_version), in ms, while commits
+     * come; when none has come for a while it looks less often, down to
+     * every BF_WATCH_IDLE_FACTOR times this (so an idle watcher costs next
+     * to no CPU, and the first commit after a quiet spell is seen within
+     * that); 0: the default, BF_WATCH_INTERVAL_MS. The memory engine is
+     * notified and does not poll. */
     unsigned watch_interval_ms;
     /* Commit-log rows kept past the slowest live session: beyond that the
      * log is trimmed anyway, and a session that lagged so far gets a
@@ -98,6 +101,7 @@ struct bf_db_options {
 };
 
 #define BF_WATCH_INTERVAL_MS 2
+#define BF_WATCH_IDLE_FACTOR 16
 #define BF_LOG_KEEP 100000
 
 /* Open a database (a session on it). `spec` is "mem:" for a fresh private
@@ -215,7 +219,7 @@ struct bf_commit_rec {
  * and of old versions by every session, up to log_keep log rows. fn must
  * not call bf_db_sync nor bf_db_close. The watcher also runs the session's
  * share of the database's housekeeping (the trim: COHERENCE.md rule 5),
- * at most every BF_TRIM_INTERVAL_MS. Returns 0, -EBUSY (already
+ * at most every BF_TRIM_INTERVAL_MS (less often while no commit comes). Returns 0, -EBUSY (already
  * watching), -EINVAL (fn NULL), -ENOMEM/-EAGAIN (no thread). The watcher
  * stops in bf_db_close, which waits for a running fn. */
 int bf_db_watch(bf_db *db, void (*fn)(void *arg, const struct bf_commit_rec *rec), void *arg);

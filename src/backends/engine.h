@@ -63,9 +63,10 @@
  *   1. the caller's (the daemon: inode table -> fh_lock -> ram lock);
  *   2. the engine's own (each engine writes its order at its top);
  *   3. the watcher's lock (watch.c), a leaf: engines take it only through
- *      bf_db_kick, and the watcher never holds it across an engine call
- *      or the listener. (Its trim lock, taken around engine->trim only,
- *      comes before the engine's.)
+ *      bf_db_kick (which also writes the watcher's eventfd), and the
+ *      watcher never holds it across an engine call, the listener or its
+ *      wait. (Its trim lock, taken around engine->trim only, comes before
+ *      the engine's.)
  *   bf_db.lock (the layer's) is a leaf: it guards the open-file table, is
  *   held only to read or change it, and never across an engine call or a
  *   callback; an engine never takes it (it calls only the helpers at the
@@ -187,6 +188,11 @@ struct bf_engine_ops {
      * (a cheap look; a false yes costs one log_read). Unused when the
      * engine notifies. */
     int (*changed)(bf_db *db, bool *yes);
+
+    /* Optional (NULL, or -1: none): a descriptor that becomes readable
+     * when the database may have changed, so that the watcher need not
+     * poll often; changed() drains it and decides. The engine closes it. */
+    int (*change_fd)(bf_db *db);
 
     /* Call fn for each commit-log row with serial > after, in serial
      * order, at most max of them (fn copies what it keeps; rec->own is

@@ -1687,6 +1687,7 @@ static const struct bf_engine_ops sq_engine_ops = {
     .commit = sq_commit,
     .abort = sq_abort,
     .changed = sq_changed,
+    .change_fd = sq_change_fd,
     .log_read = sq_log_read,
     .serial_now = sq_serial_now,
     .trim = sq_trim,
@@ -1871,6 +1872,7 @@ int bf_sqlite_open(const char *path, unsigned flags, const struct bf_db_options 
     d->rflags = SQLITE_OPEN_READONLY;
     d->lockfd = -1;
     d->data_version = -1;
+    d->inotify = -1;
     /* The file's lock first: nothing is changed in a database another
      * session has to itself (the upgrade included). */
     e = sq_lock_open(d, flags, errbuf, errlen);

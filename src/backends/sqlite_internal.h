@@ -156,6 +156,7 @@ struct sq_db {
     sqlite3 *wc; /* the watcher's connection (the watcher thread only; opened lazily) */
     sqlite3_stmt *vs[V_NSTMT];
     int64_t data_version;      /* the last one the watcher saw (-1: none yet) */
+    int inotify;               /* the watcher\'s: IN_MODIFY of the -wal; -1: none */
     uint64_t applied_recorded; /* the applied serial in our sessions row (wlock) */
 };
 
@@ -287,12 +288,13 @@ int sq_purge_unheld(struct sq_db *d, uint64_t id);
 
 /* The engine operations of the same names (engine.h). */
 int sq_changed(bf_db *db, bool *yes);
+int sq_change_fd(bf_db *db);
 int sq_log_read(bf_db *db, uint64_t after, size_t max,
                 int (*fn)(void *arg, const struct bf_commit_rec *rec), void *arg, uint64_t *current,
                 uint64_t *trimmed);
 int sq_trim(bf_db *db, uint64_t applied, bool all);
 
-/* Close the watcher's connection. */
+/* Close the watcher's connection and descriptor. */
 void sq_watch_close(struct sq_db *d);
 
 #endif /* BIGFILEFS_BACKENDS_SQLITE_INTERNAL_H */

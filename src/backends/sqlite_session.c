@@ -56,7 +56,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -344,11 +346,39 @@ void sq_watch_close(struct sq_db *d)
     sq_finalize_all(d->vs, V_NSTMT);
     sqlite3_close(d->wc);
     d->wc = NULL;
+    if (d->inotify >= 0)
+        close(d->inotify); /* not the database file: no lock of SQLite's is lost */
+    d->inotify = -1;
+}
+
+/* Every commit writes the -wal (the database is in WAL mode, and the file
+ * stays while a connection of ours is open): a modification of it is the
+ * sign. An immutable database (read-only, no -wal) never changes. */
+int sq_change_fd(bf_db *db)
+{
+    struct sq_db *d = SQ(db);
+    char wal[PATH_MAX];
+    if (d->inotify >= 0 || (d->rflags & SQLITE_OPEN_URI))
+        return d->inotify;
+    if ((size_t)snprintf(wal, sizeof(wal), "%s-wal", d->path) >= sizeof(wal))
+        return -1;
+    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd >= 0 && inotify_add_watch(fd, wal, IN_MODIFY) < 0) {
+        close(fd);
+        fd = -1;
+    }
+    if (fd < 0)
+        bf_db_log(db, "cannot watch %s (%s): polling", wal, strerror(errno));
+    d->inotify = fd;
+    return fd;
 }
 
 int sq_changed(bf_db *db, bool *yes)
 {
     struct sq_db *d = SQ(db);
+    char events[4096];
+    while (d->inotify >= 0 && read(d->inotify, events, sizeof(events)) > 0)
+        ; /* drained: data_version says what happened */
     int e = watch_open(d);
     if (e < 0)
         return e;

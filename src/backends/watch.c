@@ -3,11 +3,21 @@
  * database's commits (backend.h: bf_db_watch, bf_db_sync, bf_db_applied;
  * docs/COHERENCE.md section 6).
  *
- * One thread per session, started by bf_db_watch. It waits for a sign of a
- * change — a kick from the engine (bf_db_kick: the memory engine, at every
- * commit; a sync request), or, for an engine that must poll, a look at
- * engine->changed every opt.watch_interval_ms (SQLite: PRAGMA
- * data_version) — then catches up:
+ * One thread per session, started by bf_db_watch. It waits (poll(2)) for a
+ * sign of a change:
+ *  - a kick (bf_db_kick, on w->kickfd): the memory engine kicks at every
+ *    commit; bf_db_sync and the stop kick too;
+ *  - for an engine that must poll, a look at engine->changed (SQLite:
+ *    PRAGMA data_version) every opt.watch_interval_ms while commits come,
+ *    backing off (doubling) while none does, to BF_WATCH_IDLE_FACTOR times
+ *    that — or to BF_TRIM_INTERVAL_MS when the engine also gives a
+ *    descriptor that wakes the watcher at a possible change
+ *    (engine->change_fd; SQLite: inotify on the -wal), after which it
+ *    looks again at the fast pace (the change may become visible a little
+ *    after the write that signalled it). Each wake-up costs tens of
+ *    microseconds of CPU on a VM: an idle watcher wakes a few times a
+ *    second at most.
+ * Then it catches up:
  *
  *   1. read up to WATCH_BATCH commit-log rows past `applied` through
  *      engine->log_read, copying them (no engine snapshot or lock is held
@@ -19,7 +29,8 @@
  *      each listener call, applied = its serial (sync waiters wake);
  *   4. a full batch means more may follow: back to 1.
  *
- * Then, at most every BF_TRIM_INTERVAL_MS and never in a read-only session,
+ * Then, at most every BF_TRIM_INTERVAL_MS (BF_TRIM_IDLE_FACTOR times that
+ * after a trim that followed no commit) and never in a read-only session,
  * the housekeeping: engine->trim(applied), which also records applied in
  * the database (where the other sessions' trims read it); bf_db_trim runs
  * it at once (w->trim_lock keeps the two apart).
@@ -32,20 +43,25 @@
  *   IDLE     --bf_watch_stop-->      STOPPED    (never watched)
  *
  * Locking: w->lock is a leaf (engine.h): held to change the state, applied,
- * the kick and the round count, and to wait on w->cond; never across an
- * engine call or the listener. Only the watcher thread changes `applied`,
- * so it reads it without the lock.
+ * the kick and the round count, and to wait on w->cond (sync waiters);
+ * never across an engine call, the listener or the watcher's own wait.
+ * Only the watcher thread changes `applied`, so it reads it without the
+ * lock.
  */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "backends/engine.h"
 
-#define WATCH_BATCH 256 /* log rows read at once */
+#define WATCH_BATCH 256       /* log rows read at once */
+#define BF_TRIM_IDLE_FACTOR 4 /* see the top */
 
 enum bf_watch_state {
     BF_WATCH_IDLE,
@@ -66,6 +82,7 @@ struct bf_watch {
     uint64_t rounds;           /* catch-up rounds done */
     int last_err;              /* of the last round */
     pthread_mutex_t trim_lock; /* one engine->trim at a time (bf_db_trim, the watcher) */
+    int kickfd;                /* eventfd: written at every kick (the watcher polls it) */
 };
 
 /* Copies of log rows, as read (the strings and ranges are owned). */
@@ -120,18 +137,26 @@ static int batch_add(void *arg, const struct bf_commit_rec *rec)
     return 0;
 }
 
-/* A deadline `ms` milliseconds from now, on CLOCK_MONOTONIC. */
-static struct timespec deadline_in(unsigned ms)
+/* Wake the watcher from its wait (w->kicked or the state says why). */
+static void wake(struct bf_watch *w)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
+    uint64_t one = 1;
+    ssize_t n = write(w->kickfd, &one, sizeof(one));
+    (void)n; /* only fails when the counter is full: it is awake anyway */
+}
+
+/* Wait up to ms for a kick or the engine's descriptor cfd (-1: none);
+ * *event: cfd fired. */
+static void watch_wait(struct bf_watch *w, int cfd, unsigned ms, bool *event)
+{
+    struct pollfd p[2] = { { w->kickfd, POLLIN, 0 }, { cfd, POLLIN, 0 } };
+    uint64_t count;
+    int n = poll(p, cfd >= 0 ? 2 : 1, (int)ms);
+    if (n > 0 && (p[0].revents & POLLIN)) {
+        ssize_t r = read(w->kickfd, &count, sizeof(count));
+        (void)r; /* EAGAIN: drained by another read */
     }
-    return ts;
+    *event = n > 0 && cfd >= 0 && (p[1].revents & POLLIN);
 }
 
 /* The watcher thread: applied = s (sync waiters wake). */
@@ -218,17 +243,26 @@ static void *watch_main(void *arg)
 {
     bf_db *db = arg;
     struct bf_watch *w = db->watch;
-    int64_t next_trim = bf_mono_ns() + (int64_t)BF_TRIM_INTERVAL_MS * 1000000;
+    const int64_t trim_ns = (int64_t)BF_TRIM_INTERVAL_MS * 1000000;
+    int64_t next_trim = bf_mono_ns() + trim_ns;
+    uint64_t applied_at_trim = w->applied;
     int logged = 0;     /* the error last logged: each new one is logged once */
     bool retry = false; /* the last round failed: look again in the next */
-    unsigned wait_ms = db->ops->notifies ? BF_TRIM_INTERVAL_MS : db->opt.watch_interval_ms;
+    /* How long to wait (see the top): fast_ms after a sign of change,
+     * doubling up to slow_ms while there is none. */
+    int cfd = !db->ops->notifies && db->ops->change_fd ? db->ops->change_fd(db) : -1;
+    unsigned fast_ms = db->ops->notifies ? BF_TRIM_INTERVAL_MS : db->opt.watch_interval_ms;
+    unsigned slow_ms = db->ops->notifies || cfd >= 0 ? BF_TRIM_INTERVAL_MS
+                                                     : fast_ms * BF_WATCH_IDLE_FACTOR;
+    unsigned wait_ms = fast_ms;
 
     pthread_mutex_lock(&w->lock);
     while (w->state == BF_WATCH_RUNNING) {
-        if (!w->kicked) {
-            struct timespec until = deadline_in(wait_ms);
-            pthread_cond_timedwait(&w->cond, &w->lock, &until);
-        }
+        bool kicked = w->kicked, event = false;
+        pthread_mutex_unlock(&w->lock);
+        if (!kicked)
+            watch_wait(w, cfd, wait_ms, &event);
+        pthread_mutex_lock(&w->lock);
         if (w->state != BF_WATCH_RUNNING)
             break;
         bool look = w->kicked || retry;
@@ -243,6 +277,7 @@ static void *watch_main(void *arg)
         }
         if (r == 0 && look)
             r = catch_up(db);
+        wait_ms = look || event ? fast_ms : wait_ms * 2 < slow_ms ? wait_ms * 2 : slow_ms;
         if (r < 0 && r != logged)
             bf_db_log(db, "watcher: cannot read the commit log (%s); trying again", strerror(-r));
         logged = r;
@@ -251,7 +286,11 @@ static void *watch_main(void *arg)
             int t = trim(db, false);
             if (t < 0)
                 bf_db_log(db, "housekeeping failed (%s); trying again later", strerror(-t));
-            next_trim = bf_mono_ns() + (int64_t)BF_TRIM_INTERVAL_MS * 1000000;
+            /* quiet since the last one: the next in a while (dead sessions
+             * and old garbage are all it can find) */
+            bool quiet = w->applied == applied_at_trim;
+            applied_at_trim = w->applied;
+            next_trim = bf_mono_ns() + (quiet ? BF_TRIM_IDLE_FACTOR : 1) * trim_ns;
         }
 
         pthread_mutex_lock(&w->lock);
@@ -285,6 +324,12 @@ int bf_watch_init(bf_db *db)
         pthread_cond_destroy(&w->cond);
         r = -ENOMEM;
     }
+    if (r == 0 && (w->kickfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+        r = -errno;
+        pthread_mutex_destroy(&w->trim_lock);
+        pthread_mutex_destroy(&w->lock);
+        pthread_cond_destroy(&w->cond);
+    }
     if (r < 0) {
         free(w);
         return r;
@@ -302,6 +347,7 @@ void bf_watch_stop(bf_db *db)
     if (was == BF_WATCH_RUNNING) {
         w->state = BF_WATCH_STOPPING; /* RUNNING -> STOPPING */
         pthread_cond_broadcast(&w->cond);
+        wake(w);
     }
     pthread_mutex_unlock(&w->lock);
     if (was == BF_WATCH_RUNNING)
@@ -318,6 +364,7 @@ void bf_watch_fini(bf_db *db)
     if (!w)
         return;
     BF_ASSERT(w->state == BF_WATCH_IDLE || w->state == BF_WATCH_STOPPED);
+    close(w->kickfd);
     pthread_mutex_destroy(&w->trim_lock);
     pthread_cond_destroy(&w->cond);
     pthread_mutex_destroy(&w->lock);
@@ -330,8 +377,8 @@ void bf_db_kick(bf_db *db)
     struct bf_watch *w = db->watch;
     pthread_mutex_lock(&w->lock);
     w->kicked = true;
-    pthread_cond_broadcast(&w->cond);
     pthread_mutex_unlock(&w->lock);
+    wake(w);
 }
 
 int bf_db_watch(bf_db *db, void (*fn)(void *arg, const struct bf_commit_rec *rec), void *arg)
@@ -375,7 +422,7 @@ int bf_db_sync(bf_db *db, uint64_t *serial)
     }
     if (w->state == BF_WATCH_RUNNING) {
         w->kicked = true;
-        pthread_cond_broadcast(&w->cond);
+        wake(w);
         /* The round running now may have read the log before `current`
          * was committed; the one after it surely reads it. */
         uint64_t asked = w->rounds;

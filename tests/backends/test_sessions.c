@@ -624,6 +624,45 @@ SESSIONS(three_sessions_commit_and_the_third_sees_all_in_order, 30)
     listener_fini(&lc);
 }
 
+/* Wait (on the listener's condition, up to 10 s) until it got n records. */
+static bool listener_wait_n(struct listener *l, size_t n)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&l->lock);
+    int r = 0;
+    while (l->n < n && r == 0)
+        r = pthread_cond_timedwait(&l->cond, &l->lock, &until);
+    bool ok = l->n >= n;
+    pthread_mutex_unlock(&l->lock);
+    return ok;
+}
+
+/* Without a sync: the watcher notices another session's commit itself
+ * (SQLite: its data_version, woken by the -wal's change; memory: the
+ * store's kick). */
+SESSIONS(the_watcher_notices_a_commit_by_itself, 30)
+{
+    struct listener l;
+    listener_init(&l);
+    watch(db[1], &l);
+    uint64_t s1;
+    mkfile(db[0], &s1);
+    cr_assert(listener_wait_n(&l, 2), "the watcher did not notice the commits");
+    struct bf_fileinfo fi;
+    cr_assert_eq(bf_db_create(db[2], "later", BS, 0, 0644, 0, 0, &fi), 0);
+    cr_assert(listener_wait_n(&l, 3), "nor a later one");
+    pthread_mutex_lock(&l.lock);
+    cr_assert_eq(l.v[1].rec.serial, s1);
+    cr_assert_eq(l.v[2].rec.kind, BF_COMMIT_CREATE);
+    cr_assert_eq(l.v[2].rec.session, bf_db_session(db[2]));
+    pthread_mutex_unlock(&l.lock);
+    bf_db_close(db[1]);
+    db[1] = NULL;
+    listener_fini(&l);
+}
+
 SESSIONS(sync_without_a_watcher_gives_the_serial, 20)
 {
     uint64_t s1, got = 0;
