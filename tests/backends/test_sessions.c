@@ -172,7 +172,8 @@ static void listen_fn(void *arg, const struct bf_commit_rec *rec)
         struct seen *s = &l->v[l->n];
         s->rec = *rec;
         s->rec.write.nranges = rec->write.nranges < 8 ? rec->write.nranges : 8;
-        memcpy(s->ranges, rec->write.ranges, s->rec.write.nranges * sizeof(s->ranges[0]));
+        if (s->rec.write.nranges)
+            memcpy(s->ranges, rec->write.ranges, s->rec.write.nranges * sizeof(s->ranges[0]));
         s->rec.write.ranges = s->ranges;
         snprintf(s->name, sizeof(s->name), "%s", rec->name ? rec->name : "");
         snprintf(s->name2, sizeof(s->name2), "%s", rec->name2 ? rec->name2 : "");
