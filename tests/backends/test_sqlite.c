@@ -9,6 +9,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <grp.h>
 #include <sys/wait.h>
 
@@ -988,9 +989,13 @@ static pid_t upload_child_start(struct tb *t, uint64_t id, uint64_t gid)
     int p[2];
     char c;
     cr_assert_eq(pipe(p), 0);
+    pid_t parent = getpid();
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
+        /* gone with the test, should it fail before it kills us */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+            _exit(1);
         close(p[0]);
         upload_child(t->path, id, gid, p[1]);
     }
