@@ -369,10 +369,7 @@ void bf_db_fini(bf_db *db)
     db->label = NULL;
 }
 
-static void errf(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void errf(char *errbuf, size_t errlen, const char *fmt, ...)
+void bf_errf(char *errbuf, size_t errlen, const char *fmt, ...)
 {
     if (!errbuf || !errlen)
         return;
@@ -386,9 +383,9 @@ int bf_db_open_ex(const char *spec, unsigned flags, const struct bf_db_options *
                   char *errbuf, size_t errlen)
 {
     int r;
-    errf(errbuf, errlen, "%s", "");
+    bf_errf(errbuf, errlen, "%s", "");
     if (!spec || !out || (flags & ~(unsigned)(BF_DB_RDONLY | BF_DB_CREATE | BF_DB_SHARED))) {
-        errf(errbuf, errlen, "bad arguments to bf_db_open");
+        bf_errf(errbuf, errlen, "bad arguments to bf_db_open");
         return -EINVAL;
     }
     *out = NULL;
@@ -398,7 +395,7 @@ int bf_db_open_ex(const char *spec, unsigned flags, const struct bf_db_options *
     if (strncmp(spec, "mem:", 4) == 0) {
         r = bf_mem_open(spec + 4, flags, opt, out, errbuf, errlen);
     } else if (spec[0] == '\0') {
-        errf(errbuf, errlen, "empty database path");
+        bf_errf(errbuf, errlen, "empty database path");
         return -EINVAL;
     } else {
         r = bf_sqlite_open(spec, flags, opt, out, errbuf, errlen);

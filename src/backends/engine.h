@@ -273,6 +273,11 @@ void bf_db_kick(bf_db *db);
  * other log). Thread-safe. */
 void bf_db_log(const bf_db *db, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Write a one-line reason for a failed open to errbuf (if not NULL and
+ * errlen > 0), printf-style. */
+void bf_errf(char *errbuf, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* A count that tests wait for instead of sleeping (the memory engine's
  * held calls, SQLite's lock waits). Its mutex is a leaf. */
 struct bf_counter {

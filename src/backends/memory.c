@@ -41,6 +41,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,7 +63,7 @@ struct mver {
 /* A block's versions, oldest first: v[n - 1] is the current one; n == 0
  * is a block with none (as if absent). */
 struct mblock {
-    uint64_t blk;
+    uint64_t blk; /* first: bf_blk_lower */
     struct mver *v;
     size_t n, cap;
 };
@@ -147,7 +148,7 @@ struct mem_db {
 
 /* A pending store of a transaction (data NULL: a hole). */
 struct pstore {
-    uint64_t blk, base;
+    uint64_t blk, base; /* blk first: bf_blk_lower */
     void *data;
 };
 
@@ -161,6 +162,11 @@ struct mem_fh {
     size_t npending, cappending;
     uint64_t trunc_to; /* smallest truncate of it; UINT64_MAX: none */
 };
+
+/* bf_blk_lower searches them by their first member */
+_Static_assert(offsetof(struct mblock, blk) == 0, "mblock: blk first");
+_Static_assert(offsetof(struct pstore, blk) == 0, "pstore: blk first");
+_Static_assert(offsetof(struct bf_commit_rec, serial) == 0, "bf_commit_rec: serial first");
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct mem_store *registry;
@@ -180,15 +186,7 @@ static struct mem_fh *FH(struct bf_fh *fh)
 /* Index of the first block >= blk. */
 static size_t bmap_lower(const struct bmap *bm, uint64_t blk)
 {
-    size_t lo = 0, hi = bm->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (bm->v[mid].blk < blk)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
+    return bf_blk_lower(bm->v, bm->n, sizeof(bm->v[0]), blk);
 }
 
 static struct mblock *bmap_find(const struct bmap *bm, uint64_t blk)
@@ -668,15 +666,7 @@ static int mem_begin(struct bf_fh *fh)
 /* Index of the first pending store >= blk. */
 static size_t pending_lower(const struct mem_fh *h, uint64_t blk)
 {
-    size_t lo = 0, hi = h->npending;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (h->pending[mid].blk < blk)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
+    return bf_blk_lower(h->pending, h->npending, sizeof(h->pending[0]), blk);
 }
 
 static int mem_storeblk(struct bf_fh *fh, uint64_t blk, const void *buf, uint64_t base)
@@ -1292,14 +1282,9 @@ static int mem_log_read(bf_db *db, uint64_t after, size_t max,
     struct mem_store *st = DB(db)->st;
     int r = 0;
     pthread_rwlock_rdlock(&st->lock);
-    size_t lo = st->loghead, hi = st->nlog;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (st->log[mid].serial <= after)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
+    /* the serial is a row's first member */
+    size_t lo = st->loghead + bf_blk_lower(st->log + st->loghead, st->nlog - st->loghead,
+                                           sizeof(st->log[0]), after + 1);
     for (size_t i = lo; i < st->nlog && i - lo < max && r == 0; i++)
         r = fn(arg, &st->log[i]);
     *current = st->serial;
@@ -1396,11 +1381,10 @@ static int store_attach(const char *label, unsigned flags, struct mem_store **ou
             break;
     if (st && (st->exclusive || !(flags & BF_DB_SHARED))) {
         pthread_mutex_unlock(&registry_lock);
-        if (errbuf && errlen)
-            snprintf(errbuf, errlen,
-                     "mem:%s: in use by another bigfilefs (mount every daemon with -o shared to "
-                     "share it)",
-                     label);
+        bf_errf(errbuf, errlen,
+                "mem:%s: in use by another bigfilefs (mount every daemon with -o shared to share "
+                "it)",
+                label);
         return -EBUSY;
     }
     if (!st) {
@@ -1553,8 +1537,6 @@ int bf_mem_open(const char *label, unsigned flags, const struct bf_db_options *o
     *out = &m->base;
     return 0;
 nomem:
-    if (errbuf && errlen)
-        snprintf(errbuf, errlen, "mem:%s: cannot create memory database: %s", label,
-                 strerror(ENOMEM));
+    bf_errf(errbuf, errlen, "mem:%s: cannot create memory database: %s", label, strerror(ENOMEM));
     return -ENOMEM;
 }

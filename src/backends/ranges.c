@@ -2,6 +2,7 @@
 /* bigfilefs — backends: the changed blocks of a commit (ranges.h). */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backends/ranges.h"
 #include "util/debug.h"
@@ -116,4 +117,20 @@ int bf_ranges_decode(const void *buf, size_t len, struct bf_blkrange **out, size
     *out = rb.v;
     *n = rb.n;
     return 0;
+}
+
+size_t bf_blk_lower(const void *v, size_t n, size_t size, uint64_t blk)
+{
+    const unsigned char *base = v;
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        uint64_t key;
+        memcpy(&key, base + mid * size, sizeof(key));
+        if (key < blk)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
 }

@@ -7,7 +7,8 @@
  * and an engine that stores the log as bytes keeps it in the compact form
  * of COHERENCE.md section 2: for each range the gap since the end of the
  * previous one (the first: since block 0) and the count, each an unsigned
- * LEB128 varint. Pure functions; no locks.
+ * LEB128 varint. The engines' other block-sorted arrays are searched with
+ * bf_blk_lower. Pure functions; no locks.
  */
 #ifndef BIGFILEFS_BACKENDS_RANGES_H
 #define BIGFILEFS_BACKENDS_RANGES_H
@@ -39,5 +40,10 @@ int bf_ranges_encode(const struct bf_blkrange *v, size_t n, unsigned char **out,
  * -EPROTO (malformed: a truncated varint, an empty range, a block number
  * past 2^64), -ENOMEM. */
 int bf_ranges_decode(const void *buf, size_t len, struct bf_blkrange **out, size_t *n);
+
+/* In an array v of n elements of `size` bytes each, sorted by a uint64_t
+ * block number that is their first member: the index of the first element
+ * whose block is >= blk (n if there is none). */
+size_t bf_blk_lower(const void *v, size_t n, size_t size, uint64_t blk);
 
 #endif /* BIGFILEFS_BACKENDS_RANGES_H */

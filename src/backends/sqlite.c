@@ -86,6 +86,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,11 +202,13 @@ static const char *const writer_sql[W_NSTMT] = {
 /* A pending store of a handle's transaction, and the block's current
  * version as the commit section finds it. */
 struct sq_pend {
-    uint64_t blk, base;
+    uint64_t blk, base;                           /* blk first: bf_blk_lower */
     int64_t content;                              /* the upload; 0: a hole */
     bool cur;                                     /* the block has a current version: */
     int64_t cur_serial, cur_session, cur_content; /* (cur_content 0: a hole) */
 };
+
+_Static_assert(offsetof(struct sq_pend, blk) == 0, "bf_blk_lower: blk first");
 
 /* A handle. Its transaction state is the layer's (base.tx): pend, drop and
  * trunc_to are meaningful while it is BF_TX_OPEN, and touched by the thread
@@ -291,16 +294,6 @@ int bf_sqlite_wait_busy(bf_db *db, uint64_t n, int timeout_ms)
     if (!db || db->ops != &sq_engine_ops)
         return -EINVAL;
     return bf_counter_wait(&SQ(db)->busy, true, n, timeout_ms);
-}
-
-void sq_errf(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-    if (!errbuf || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errlen, fmt, ap);
-    va_end(ap);
 }
 
 /* ---- connections --------------------------------------------------------- */
@@ -514,14 +507,20 @@ int sq_wend(struct sq_db *d, bool durable, int e)
     return e;
 }
 
-int sq_wmeta_get(struct sq_db *d, const char *key, int64_t *v)
+int sq_step_int(sqlite3_stmt *st, const char *text, int64_t *v)
 {
-    sqlite3_stmt *st = d->ws[W_GETMETA];
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    if (text)
+        sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     *v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
+    return rc;
+}
+
+int sq_wmeta_get(struct sq_db *d, const char *key, int64_t *v)
+{
+    int rc = sq_step_int(d->ws[W_GETMETA], key, v);
     if (rc == SQLITE_ROW)
         return 0;
     return rc == SQLITE_DONE ? sq_fail(d, d->w, SQLITE_CORRUPT, "reading meta")
@@ -635,15 +634,9 @@ static int step_row(struct sq_db *d, sqlite3 *c, sqlite3_stmt *st, struct bf_fil
     return e;
 }
 
-/* A reader's meta value (in its read transaction). */
-static int reader_meta(struct sq_db *d, struct sq_reader *r, const char *key, int64_t *v)
+int sq_reader_meta(struct sq_db *d, struct sq_reader *r, const char *key, int64_t *v)
 {
-    sqlite3_stmt *st = r->st[R_META];
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    *v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
+    int rc = sq_step_int(r->st[R_META], key, v);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sq_fail(d, r->c, rc, "reading meta");
 }
 
@@ -667,7 +660,7 @@ static int reader_row(struct sq_db *d, int which, const char *name, uint64_t id,
             sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
         e = step_row(d, r->c, st, out);
         int64_t s = 0;
-        if (e == 0 && serial && (e = reader_meta(d, r, "serial", &s)) == 0)
+        if (e == 0 && serial && (e = sq_reader_meta(d, r, "serial", &s)) == 0)
             *serial = (uint64_t)s;
         if (serial)
             sq_exec(r->st[R_COMMIT]);
@@ -740,7 +733,7 @@ static int sq_loadblk(struct bf_fh *fh, uint64_t blk, uint64_t at, void *buf, ui
         /* None, or one whose successor is gone: it may have been
          * collected. */
         int64_t collected = 0;
-        e = reader_meta(d, r, "collected", &collected);
+        e = sq_reader_meta(d, r, "collected", &collected);
         if (e == 0 && at < (uint64_t)collected)
             e = -ESTALE;
         else if (e == 0)
@@ -788,15 +781,7 @@ static int pend_reserve(struct sq_fh *h)
 /* Index of the first pending store >= blk. */
 static size_t pend_lower(const struct sq_fh *h, uint64_t blk)
 {
-    size_t lo = 0, hi = h->npend;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (h->pend[mid].blk < blk)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
+    return bf_blk_lower(h->pend, h->npend, sizeof(h->pend[0]), blk);
 }
 
 /* Upload content (a contents row owned by the session until linked), in
@@ -1349,12 +1334,9 @@ static int ns_end(struct sq_db *d, const struct bf_commit_rec *row, int e)
 /* Look a name up on the writer (in its transaction): its id, or 0. */
 static int w_byname(struct sq_db *d, const char *name, uint64_t *id)
 {
-    sqlite3_stmt *st = d->ws[W_BYNAME];
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    *id = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
+    int64_t v;
+    int rc = sq_step_int(d->ws[W_BYNAME], name, &v);
+    *id = (uint64_t)v;
     if (rc == SQLITE_ROW || rc == SQLITE_DONE)
         return 0;
     return sq_fail(d, d->w, rc, "looking a name up");
@@ -1719,11 +1701,11 @@ static int choose_readers(struct sq_db *d, char *errbuf, size_t errlen)
      * may not write. Both only matter when the -shm is missing. */
     if (((rc & 0xff) != SQLITE_CANTOPEN && (rc & 0xff) != SQLITE_READONLY) ||
         sq_side_file(d->path, "-shm", &wal)) {
-        sq_errf(errbuf, errlen, "%s: cannot read the database: %s", d->path, sqlite3_errstr(rc));
+        bf_errf(errbuf, errlen, "%s: cannot read the database: %s", d->path, sqlite3_errstr(rc));
         return sq_errno(rc);
     }
     if (sq_side_file(d->path, "-wal", &wal) && wal > 0) {
-        sq_errf(errbuf, errlen,
+        bf_errf(errbuf, errlen,
                 "%s: cannot open read-only: %s-wal holds commits not yet in the database file, "
                 "and %s-shm cannot be created beside it (read-only directory or medium); open it "
                 "once read-write, or from a writable directory",
@@ -1732,7 +1714,7 @@ static int choose_readers(struct sq_db *d, char *errbuf, size_t errlen)
     }
     if (!(d->rpath = sq_path_uri(d->path, "mode=ro&immutable=1"))) {
         d->rpath = d->path;
-        sq_errf(errbuf, errlen, "%s: out of memory", d->path);
+        bf_errf(errbuf, errlen, "%s: out of memory", d->path);
         return -ENOMEM;
     }
     d->rflags = SQLITE_OPEN_READONLY | SQLITE_OPEN_URI;
@@ -1753,13 +1735,13 @@ static int open_writer(struct sq_db *d, char *errbuf, size_t errlen)
     d->durable = !(sync && strcmp(sync, "normal") == 0);
     int rc = sq_open_conn(d, d->path, SQLITE_OPEN_READWRITE, &d->w);
     if (rc != SQLITE_OK) {
-        sq_errf(errbuf, errlen, "%s: cannot open for writing: %s", d->path, sqlite3_errstr(rc));
+        bf_errf(errbuf, errlen, "%s: cannot open for writing: %s", d->path, sqlite3_errstr(rc));
         return sq_errno(rc);
     }
     if (sqlite3_db_readonly(d->w, "main") == 1) {
         /* SQLite fell back to reading: the file or its medium is read-only */
         int e = access(d->path, W_OK) < 0 && errno == EACCES ? -EACCES : -EROFS;
-        sq_errf(errbuf, errlen, "%s: cannot open for writing (%s); it can be opened read-only",
+        bf_errf(errbuf, errlen, "%s: cannot open for writing (%s); it can be opened read-only",
                 d->path, e == -EACCES ? "no write permission" : "a read-only file system");
         return e;
     }
@@ -1774,7 +1756,7 @@ static int open_writer(struct sq_db *d, char *errbuf, size_t errlen)
     if (rc == SQLITE_OK)
         rc = sq_prepare_all(d->w, writer_sql, d->ws, W_NSTMT);
     if (rc != SQLITE_OK) {
-        sq_errf(errbuf, errlen, "%s: cannot set up the writer: %s%s", d->path, sqlite3_errmsg(d->w),
+        bf_errf(errbuf, errlen, "%s: cannot set up the writer: %s%s", d->path, sqlite3_errmsg(d->w),
                 (rc & 0xff) == SQLITE_CANTOPEN ? " (SQLite keeps the -wal and -shm files beside "
                                                  "the database: its directory must be writable)"
                                                : "");
@@ -1791,7 +1773,7 @@ static int open_writer(struct sq_db *d, char *errbuf, size_t errlen)
                           NULL, NULL, NULL);
     }
     if (rc != SQLITE_OK) {
-        sq_errf(errbuf, errlen, "%s: cannot set up the checkpointer: %s", d->path,
+        bf_errf(errbuf, errlen, "%s: cannot set up the checkpointer: %s", d->path,
                 d->ck ? sqlite3_errmsg(d->ck) : sqlite3_errstr(rc));
         return sq_errno(rc);
     }
@@ -1809,11 +1791,11 @@ static int prepare_file(const char *path, unsigned flags, bool *older, char *err
         bool missing = e == -ENOENT;
         if (!(flags & BF_DB_CREATE) || (flags & BF_DB_RDONLY)) {
             if (missing) {
-                sq_errf(errbuf, errlen, "%s: no such database%s", path,
+                bf_errf(errbuf, errlen, "%s: no such database%s", path,
                         (flags & BF_DB_CREATE) ? " (cannot create it read-only)" : "");
                 return -ENOENT;
             }
-            sq_errf(errbuf, errlen, "%s: not a bigfilefs database (empty, no bigfilefs schema)%s",
+            bf_errf(errbuf, errlen, "%s: not a bigfilefs database (empty, no bigfilefs schema)%s",
                     path, (flags & BF_DB_RDONLY) ? "" : "; open it with create to make one");
             return -EPROTO;
         }
@@ -1821,7 +1803,7 @@ static int prepare_file(const char *path, unsigned flags, bool *older, char *err
         if (e == 0)
             e = sq_validate(path, &found, errbuf, errlen);
         if (e == 0 && found == SQ_FOUND_EMPTY) {
-            sq_errf(errbuf, errlen, "%s: the schema could not be created", path);
+            bf_errf(errbuf, errlen, "%s: the schema could not be created", path);
             e = -EIO;
         }
     }
@@ -1829,7 +1811,7 @@ static int prepare_file(const char *path, unsigned flags, bool *older, char *err
         return e;
     *older = found == SQ_FOUND_OLDER;
     if (*older && (flags & BF_DB_RDONLY)) {
-        sq_errf(errbuf, errlen,
+        bf_errf(errbuf, errlen,
                 "%s: a bigfilefs database of schema 1 (an older bigfilefs): open it read-write "
                 "once, which upgrades it to schema %d; a read-only open cannot",
                 path, BF_SQLITE_SCHEMA_VERSION);
@@ -1843,7 +1825,7 @@ int bf_sqlite_open(const char *path, unsigned flags, const struct bf_db_options 
 {
     bool older = false;
     *out = NULL;
-    sq_errf(errbuf, errlen, "%s", "");
+    bf_errf(errbuf, errlen, "%s", "");
     int e = prepare_file(path, flags, &older, errbuf, errlen);
     if (e < 0)
         return e;
@@ -1853,14 +1835,14 @@ int bf_sqlite_open(const char *path, unsigned flags, const struct bf_db_options 
         if (d)
             free(d->path);
         free(d);
-        sq_errf(errbuf, errlen, "%s: out of memory", path);
+        bf_errf(errbuf, errlen, "%s: out of memory", path);
         return -ENOMEM;
     }
     if (bf_db_init(&d->base, &sq_engine_ops, flags, opt) < 0) {
         bf_counter_destroy(&d->busy);
         free(d->path);
         free(d);
-        sq_errf(errbuf, errlen, "%s: out of memory", path);
+        bf_errf(errbuf, errlen, "%s: out of memory", path);
         return -ENOMEM;
     }
     pthread_mutex_init(&d->wlock, NULL);
@@ -1886,12 +1868,12 @@ int bf_sqlite_open(const char *path, unsigned flags, const struct bf_db_options 
     if (e == 0 && (flags & BF_DB_RDONLY)) {
         e = sq_serial_now(&d->base, &d->base.start_serial);
         if (e < 0)
-            sq_errf(errbuf, errlen, "%s: cannot read the database", path);
+            bf_errf(errbuf, errlen, "%s: cannot read the database", path);
     }
     /* The start of a session cleans up after dead ones (COHERENCE.md 5.5). */
     if (e == 0 && !(flags & BF_DB_RDONLY) &&
         (e = sq_trim(&d->base, d->base.start_serial, true)) < 0)
-        sq_errf(errbuf, errlen, "%s: cannot clean up the database: %s", path, strerror(-e));
+        bf_errf(errbuf, errlen, "%s: cannot clean up the database: %s", path, strerror(-e));
     if (e < 0) {
         bf_db_close(&d->base);
         return e;
@@ -1900,7 +1882,7 @@ int bf_sqlite_open(const char *path, unsigned flags, const struct bf_db_options 
     struct sq_reader *r;
     e = sq_reader_get(d, &r);
     if (e < 0) {
-        sq_errf(errbuf, errlen, "%s: cannot open a reader connection", path);
+        bf_errf(errbuf, errlen, "%s: cannot open a reader connection", path);
         bf_db_close(&d->base);
         return e;
     }

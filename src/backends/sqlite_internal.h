@@ -174,10 +174,6 @@ int sq_fail(struct sq_db *d, sqlite3 *c, int rc, const char *what);
 /* The errno for a SQLite result code. */
 int sq_errno(int rc);
 
-/* Write a message to errbuf (if not NULL). */
-void sq_errf(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
 /* Open a connection; with d, one of d's (its busy handler counts waits),
  * else a short-lived one (a plain busy timeout). */
 int sq_open_conn(struct sq_db *d, const char *path, int flags, sqlite3 **out);
@@ -206,6 +202,14 @@ int sq_wend(struct sq_db *d, bool durable, int e);
 /* Bind integer parameters 1..n of writer statement `which` to v and run it
  * (its rows are not wanted); `what` names the work in the log. */
 int sq_wrun(struct sq_db *d, int which, int n, const int64_t *v, const char *what);
+
+/* Bind text parameter 1 of st to text (if not NULL), step it for one
+ * integer: *v (0 when there is no row, or NULL), reset it. Returns
+ * SQLITE_ROW, SQLITE_DONE or the error. */
+int sq_step_int(sqlite3_stmt *st, const char *text, int64_t *v);
+
+/* A meta value on reader r (in its read transaction, if one is open). */
+int sq_reader_meta(struct sq_db *d, struct sq_reader *r, const char *key, int64_t *v);
 
 /* Read/write a meta value on the writer, in its transaction. */
 int sq_wmeta_get(struct sq_db *d, const char *key, int64_t *v);

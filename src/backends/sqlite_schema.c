@@ -99,14 +99,14 @@ static int validate_fail(const char *path, sqlite3 *c, int rc, char *errbuf, siz
 {
     switch (rc & 0xff) {
     case SQLITE_NOTADB:
-        sq_errf(errbuf, errlen, "%s: not a bigfilefs database (not a SQLite database: %s)", path,
+        bf_errf(errbuf, errlen, "%s: not a bigfilefs database (not a SQLite database: %s)", path,
                 sqlite3_errmsg(c));
         return -EPROTO;
     case SQLITE_CORRUPT:
-        sq_errf(errbuf, errlen, "%s: corrupt bigfilefs database (%s)", path, sqlite3_errmsg(c));
+        bf_errf(errbuf, errlen, "%s: corrupt bigfilefs database (%s)", path, sqlite3_errmsg(c));
         return -EPROTO;
     default:
-        sq_errf(errbuf, errlen, "%s: cannot read the database: %s", path, sqlite3_errmsg(c));
+        bf_errf(errbuf, errlen, "%s: cannot read the database: %s", path, sqlite3_errmsg(c));
         return sq_errno(rc);
     }
 }
@@ -187,13 +187,13 @@ int sq_validate(const char *path, enum sq_found *found, char *errbuf, size_t err
             *found = SQ_FOUND_EMPTY;
             return -ENOENT;
         }
-        sq_errf(errbuf, errlen, "%s: %s", path, strerror(e));
+        bf_errf(errbuf, errlen, "%s: %s", path, strerror(e));
         return -e;
     }
     if (!S_ISREG(stb.st_mode)) {
         /* Not even opened: a FIFO would block, a device is no place for a
          * database, and SQLite would put a -journal beside it. */
-        sq_errf(errbuf, errlen, "%s: not a bigfilefs database (%s; a database is a regular file)",
+        bf_errf(errbuf, errlen, "%s: not a bigfilefs database (%s; a database is a regular file)",
                 path, file_kind(&stb));
         return -EPROTO;
     }
@@ -202,7 +202,7 @@ int sq_validate(const char *path, enum sq_found *found, char *errbuf, size_t err
      * sessions. */
     if (access(path, R_OK) < 0) {
         int e = errno;
-        sq_errf(errbuf, errlen, "%s: %s", path, strerror(e));
+        bf_errf(errbuf, errlen, "%s: %s", path, strerror(e));
         return -e;
     }
     if (stb.st_size == 0) {
@@ -213,7 +213,7 @@ int sq_validate(const char *path, enum sq_found *found, char *errbuf, size_t err
     sqlite3 *c;
     int rc = open_untouched(path, &c);
     if (rc != SQLITE_OK) {
-        sq_errf(errbuf, errlen, "%s: cannot open: %s", path, sqlite3_errstr(rc));
+        bf_errf(errbuf, errlen, "%s: cannot open: %s", path, sqlite3_errstr(rc));
         return sq_errno(rc);
     }
     int e = 0;
@@ -229,7 +229,7 @@ int sq_validate(const char *path, enum sq_found *found, char *errbuf, size_t err
             *found = SQ_FOUND_EMPTY; /* a SQLite database empty in every respect */
             goto out;
         }
-        sq_errf(errbuf, errlen,
+        bf_errf(errbuf, errlen,
                 "%s: not a bigfilefs database (a SQLite database of another "
                 "application: application_id 0x%08llx, user_version %lld, %lld schema objects)",
                 path, (unsigned long long)(uint32_t)appid, (long long)version, (long long)nobj);
@@ -237,14 +237,14 @@ int sq_validate(const char *path, enum sq_found *found, char *errbuf, size_t err
         goto out;
     }
     if (version > BF_SQLITE_SCHEMA_VERSION) {
-        sq_errf(errbuf, errlen,
+        bf_errf(errbuf, errlen,
                 "%s: created by a newer bigfilefs (schema %lld, this build knows %d)", path,
                 (long long)version, BF_SQLITE_SCHEMA_VERSION);
         e = -EPROTONOSUPPORT;
         goto out;
     }
     if (version != BF_SQLITE_SCHEMA_VERSION && version != 1) {
-        sq_errf(errbuf, errlen, "%s: corrupt bigfilefs database (schema version %lld)", path,
+        bf_errf(errbuf, errlen, "%s: corrupt bigfilefs database (schema version %lld)", path,
                 (long long)version);
         e = -EPROTO;
         goto out;
@@ -256,7 +256,7 @@ int sq_validate(const char *path, enum sq_found *found, char *errbuf, size_t err
         goto out;
     }
     if (ncols != (v1 ? SQ_COLS1 : SQ_COLS2)) {
-        sq_errf(errbuf, errlen, "%s: corrupt bigfilefs database (tables or columns missing)", path);
+        bf_errf(errbuf, errlen, "%s: corrupt bigfilefs database (tables or columns missing)", path);
         e = -EPROTO;
         goto out;
     }
@@ -271,7 +271,7 @@ int sq_validate(const char *path, enum sq_found *found, char *errbuf, size_t err
             if (rc == SQLITE_ROW) {
                 const char *res = (const char *)sqlite3_column_text(st, 0);
                 if (!res || strcmp(res, "ok") != 0) {
-                    sq_errf(errbuf, errlen, "%s: corrupt bigfilefs database (quick_check: %s)",
+                    bf_errf(errbuf, errlen, "%s: corrupt bigfilefs database (quick_check: %s)",
                             path, res ? res : "?");
                     e = -EPROTO;
                 }
@@ -297,71 +297,73 @@ out:
     return e;
 }
 
+/* On connection c, in one write transaction: if the integer query `check`
+ * answers `want` (nobody did it meanwhile: another process may race us),
+ * run `sql`, then `pragmas`; commit. Returns the SQLite code; on failure
+ * the transaction is left for the caller to roll back (rollback_after),
+ * once it has read sqlite3_errmsg. */
+static int schema_change(sqlite3 *c, const char *check, int64_t want, const char *sql,
+                         const char *pragmas)
+{
+    int64_t got = -1;
+    int rc = sqlite3_exec(c, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sq_query_int(c, check, &got);
+    if (rc == SQLITE_OK && got == want) {
+        rc = sqlite3_exec(c, sql, NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(c, pragmas, NULL, NULL, NULL);
+    }
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(c, "COMMIT", NULL, NULL, NULL);
+    return rc;
+}
+
+/* Roll back what schema_change left open, and close c. */
+static void rollback_after(sqlite3 *c)
+{
+    if (c && !sqlite3_get_autocommit(c))
+        sqlite3_exec(c, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(c);
+}
+
 /* Create the schema in a missing, zero-length or empty SQLite database. */
 int sq_create_schema(const char *path, char *errbuf, size_t errlen)
 {
     sqlite3 *c;
+    char pragmas[128];
     int rc = sq_open_conn(NULL, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &c);
     if (rc != SQLITE_OK) {
-        sq_errf(errbuf, errlen, "%s: cannot create: %s", path, sqlite3_errstr(rc));
+        bf_errf(errbuf, errlen, "%s: cannot create: %s", path, sqlite3_errstr(rc));
         return sq_errno(rc) == -EIO ? -EACCES : sq_errno(rc);
     }
-    int64_t nobj = 0;
-    char sql[256];
     /* page_size only takes effect on a database with no page yet. */
     rc = sqlite3_exec(c, "PRAGMA page_size=65536; PRAGMA journal_mode=WAL;", NULL, NULL, NULL);
+    snprintf(pragmas, sizeof(pragmas), "PRAGMA application_id=%d; PRAGMA user_version=%d;",
+             BF_SQLITE_APPLICATION_ID, BF_SQLITE_SCHEMA_VERSION);
     if (rc == SQLITE_OK)
-        rc = sqlite3_exec(c, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-    if (rc == SQLITE_OK)
-        rc = sq_query_int(c, "SELECT count(*) FROM sqlite_schema", &nobj);
-    if (rc == SQLITE_OK && nobj == 0) {
-        /* Nobody created it meanwhile (another process may race us). */
-        snprintf(sql, sizeof(sql), "PRAGMA application_id=%d; PRAGMA user_version=%d;",
-                 BF_SQLITE_APPLICATION_ID, BF_SQLITE_SCHEMA_VERSION);
-        rc = sqlite3_exec(c, schema_sql, NULL, NULL, NULL);
-        if (rc == SQLITE_OK)
-            rc = sqlite3_exec(c, sql, NULL, NULL, NULL);
-    }
-    if (rc == SQLITE_OK)
-        rc = sqlite3_exec(c, "COMMIT", NULL, NULL, NULL);
-    int e = 0;
-    if (rc != SQLITE_OK) {
-        e = validate_fail(path, c, rc, errbuf, errlen);
-        sqlite3_exec(c, "ROLLBACK", NULL, NULL, NULL);
-    }
-    sqlite3_close(c);
+        rc = schema_change(c, "SELECT count(*) FROM sqlite_schema", 0, schema_sql, pragmas);
+    int e = rc == SQLITE_OK ? 0 : validate_fail(path, c, rc, errbuf, errlen);
+    rollback_after(c);
     return e;
 }
 
 int sq_upgrade(const char *path, char *errbuf, size_t errlen)
 {
     sqlite3 *c;
-    int64_t version = 0;
-    char sql[64];
+    char pragmas[64];
+    snprintf(pragmas, sizeof(pragmas), "PRAGMA user_version=%d;", BF_SQLITE_SCHEMA_VERSION);
     int rc = sq_open_conn(NULL, path, SQLITE_OPEN_READWRITE, &c);
     if (rc == SQLITE_OK)
-        rc = sqlite3_exec(c, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-    /* Another session may have upgraded it since we looked. */
-    if (rc == SQLITE_OK)
-        rc = sq_query_int(c, "PRAGMA user_version", &version);
-    if (rc == SQLITE_OK && version == 1) {
-        snprintf(sql, sizeof(sql), "PRAGMA user_version=%d;", BF_SQLITE_SCHEMA_VERSION);
-        rc = sqlite3_exec(c, upgrade_sql, NULL, NULL, NULL);
-        if (rc == SQLITE_OK)
-            rc = sqlite3_exec(c, sql, NULL, NULL, NULL);
-    }
-    if (rc == SQLITE_OK)
-        rc = sqlite3_exec(c, "COMMIT", NULL, NULL, NULL);
+        rc = schema_change(c, "PRAGMA user_version", 1, upgrade_sql, pragmas);
     int e = 0;
     if (rc != SQLITE_OK) {
-        sq_errf(errbuf, errlen,
+        bf_errf(errbuf, errlen,
                 "%s: cannot upgrade the database from schema 1 to %d: %s (it is left at schema "
                 "1)",
                 path, BF_SQLITE_SCHEMA_VERSION, c ? sqlite3_errmsg(c) : sqlite3_errstr(rc));
         e = sq_errno(rc);
-        if (c)
-            sqlite3_exec(c, "ROLLBACK", NULL, NULL, NULL);
     }
-    sqlite3_close(c);
+    rollback_after(c);
     return e;
 }

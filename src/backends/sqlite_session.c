@@ -151,23 +151,23 @@ int sq_lock_open(struct sq_db *d, unsigned flags, char *errbuf, size_t errlen)
     int fd = open(d->path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
-        sq_errf(errbuf, errlen, "%s: %s", d->path, strerror(e));
+        bf_errf(errbuf, errlen, "%s: %s", d->path, strerror(e));
         return -e;
     }
     if (fstat(fd, &st) < 0 || fd_register(st.st_dev, st.st_ino) < 0) {
         close(fd); /* no other session of ours has it: nothing to drop */
-        sq_errf(errbuf, errlen, "%s: out of memory", d->path);
+        bf_errf(errbuf, errlen, "%s: out of memory", d->path);
         return -ENOMEM;
     }
     if (flock(fd, ((flags & BF_DB_SHARED) ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
         int e = errno == EWOULDBLOCK ? EBUSY : errno;
         if (e == EBUSY)
-            sq_errf(errbuf, errlen,
+            bf_errf(errbuf, errlen,
                     "%s: in use by another bigfilefs (mount every daemon with -o shared to "
                     "share it)",
                     d->path);
         else
-            sq_errf(errbuf, errlen, "%s: cannot lock: %s", d->path, strerror(e));
+            bf_errf(errbuf, errlen, "%s: cannot lock: %s", d->path, strerror(e));
         fd_release(fd, st.st_dev, st.st_ino);
         return -e;
     }
@@ -233,13 +233,13 @@ int sq_session_register(struct sq_db *d, char *errbuf, size_t errlen)
     /* Alive before the row is visible: no other session takes it for a
      * dead one. */
     if (e == 0 && (e = live_lock(d, (uint64_t)id, F_RDLCK)) < 0)
-        sq_errf(errbuf, errlen, "%s: cannot take the session's lock: %s", d->path, strerror(-e));
+        bf_errf(errbuf, errlen, "%s: cannot take the session's lock: %s", d->path, strerror(-e));
     e = sq_wend(d, false, e);
     if (e < 0) {
         if (id)
             live_lock(d, (uint64_t)id, F_UNLCK);
         if (errbuf && !errbuf[0])
-            sq_errf(errbuf, errlen, "%s: cannot register the session: %s", d->path, strerror(-e));
+            bf_errf(errbuf, errlen, "%s: cannot register the session: %s", d->path, strerror(-e));
         return e;
     }
     d->base.session = (uint64_t)id;
@@ -261,32 +261,33 @@ void sq_session_end(struct sq_db *d)
         bf_db_log(&d->base, "cannot end the session cleanly: the others clean up after it");
 }
 
-int sq_alone(struct sq_db *d, bool *alone)
+/* Whether any session that writer statement `which` (with parameter 1 =
+ * arg) lists is live. */
+static int any_alive(struct sq_db *d, int which, int64_t arg, bool *alive)
 {
-    sqlite3_stmt *st = d->ws[W_OTHERS];
+    sqlite3_stmt *st = d->ws[which];
     int rc;
-    *alone = true;
-    sqlite3_bind_int64(st, 1, (int64_t)d->base.session);
+    *alive = false;
+    sqlite3_bind_int64(st, 1, arg);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         if (sq_session_alive(d, (uint64_t)sqlite3_column_int64(st, 0)))
-            *alone = false;
+            *alive = true;
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     return rc == SQLITE_DONE ? 0 : sq_fail(d, d->w, rc, "looking at the sessions");
 }
 
+int sq_alone(struct sq_db *d, bool *alone)
+{
+    bool others;
+    int e = any_alive(d, W_OTHERS, (int64_t)d->base.session, &others);
+    *alone = !others;
+    return e;
+}
+
 int sq_held(struct sq_db *d, uint64_t id, bool *held)
 {
-    sqlite3_stmt *st = d->ws[W_HOLDERS];
-    int rc;
-    *held = false;
-    sqlite3_bind_int64(st, 1, (int64_t)id);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        if (sq_session_alive(d, (uint64_t)sqlite3_column_int64(st, 0)))
-            *held = true;
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    return rc == SQLITE_DONE ? 0 : sq_fail(d, d->w, rc, "looking at the holds");
+    return any_alive(d, W_HOLDERS, (int64_t)id, held);
 }
 
 int sq_purge_unheld(struct sq_db *d, uint64_t id)
@@ -395,12 +396,9 @@ int sq_changed(bf_db *db, bool *yes)
 
 static int watch_meta(struct sq_db *d, const char *key, uint64_t *v)
 {
-    sqlite3_stmt *st = d->vs[V_META];
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    *v = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
+    int64_t x;
+    int rc = sq_step_int(d->vs[V_META], key, &x);
+    *v = (uint64_t)x;
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sq_fail(d, d->wc, rc, "reading meta");
 }
 
@@ -509,30 +507,26 @@ static int push_u64(uint64_t **a, size_t *n, uint64_t v)
     return 0;
 }
 
-/* Step reader statement st (bound) for one integer: *v (0 if no row or
- * NULL). */
+/* Reader statement `which` with integer parameter 1 = arg (if bind), for
+ * one integer: *v (0 if no row or NULL). */
 static int reader_one(struct sq_db *d, struct sq_reader *r, int which, int64_t arg, bool bind,
                       uint64_t *v)
 {
-    sqlite3_stmt *st = r->st[which];
+    int64_t x;
     if (bind)
-        sqlite3_bind_int64(st, 1, arg);
-    int rc = sqlite3_step(st);
-    *v = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
+        sqlite3_bind_int64(r->st[which], 1, arg);
+    int rc = sq_step_int(r->st[which], NULL, &x);
+    *v = (uint64_t)x;
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sq_fail(d, r->c, rc, "housekeeping");
 }
 
+/* A meta value, on a reader. */
 static int reader_meta_u64(struct sq_db *d, struct sq_reader *r, const char *key, uint64_t *v)
 {
-    sqlite3_stmt *st = r->st[R_META];
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    *v = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sq_fail(d, r->c, rc, "housekeeping");
+    int64_t x;
+    int e = sq_reader_meta(d, r, key, &x);
+    *v = (uint64_t)x;
+    return e;
 }
 
 /* The read phase: one read transaction. */

@@ -253,25 +253,56 @@ static void crash_child(const char *path, uint64_t id, enum crash_mode mode, int
         pause();
 }
 
-static void crash_run(struct tb *t, uint64_t id, enum crash_mode mode)
+/* Fork a child that runs fn(arg, fd), which writes one byte to fd when it
+ * is where the test wants it and never returns; return its pid once it
+ * is there. The child dies with the test's process, should the test fail
+ * before it kills it. */
+static pid_t child_start(void (*fn)(const void *arg, int fd), const void *arg)
 {
     int p[2];
     char c;
     cr_assert_eq(pipe(p), 0);
+    pid_t parent = getpid();
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+            _exit(1);
         close(p[0]);
-        crash_child(t->path, id, mode, p[1]);
+        fn(arg, p[1]);
+        _exit(1);
     }
     close(p[1]);
-    ssize_t n = read(p[0], &c, 1);
-    kill(pid, SIGKILL);
-    int st;
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert_eq(read(p[0], &c, 1), 1, "the child died early");
     close(p[0]);
-    cr_assert_eq(n, 1, "child died early: status %d", st);
-    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    return pid;
+}
+
+/* Kill a child as a crash would (SIGKILL) and reap it. */
+static void kill_child(pid_t pid)
+{
+    int st;
+    kill(pid, SIGKILL);
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "the child ended by itself: %d", st);
+}
+
+struct crash_args {
+    const char *path;
+    uint64_t id;
+    enum crash_mode mode;
+};
+
+static void crash_fn(const void *arg, int fd)
+{
+    const struct crash_args *a = arg;
+    crash_child(a->path, a->id, a->mode, fd);
+}
+
+static void crash_run(struct tb *t, uint64_t id, enum crash_mode mode)
+{
+    struct crash_args a = { t->path, id, mode };
+    kill_child(child_start(crash_fn, &a));
 }
 
 static void crash_test(enum crash_mode mode)
@@ -983,34 +1014,15 @@ static void upload_child(const char *path, uint64_t id, uint64_t gid, int fd)
         pause();
 }
 
-/* Fork upload_child and wait until it is at its commit; returns its pid. */
-static pid_t upload_child_start(struct tb *t, uint64_t id, uint64_t gid)
-{
-    int p[2];
-    char c;
-    cr_assert_eq(pipe(p), 0);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        /* gone with the test, should it fail before it kills us */
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
-            _exit(1);
-        close(p[0]);
-        upload_child(t->path, id, gid, p[1]);
-    }
-    close(p[1]);
-    cr_assert_eq(read(p[0], &c, 1), 1, "the child died early");
-    close(p[0]);
-    return pid;
-}
+struct upload_args {
+    const char *path;
+    uint64_t id, gid;
+};
 
-static void kill_child(pid_t pid)
+static void upload_fn(const void *arg, int fd)
 {
-    int st;
-    kill(pid, SIGKILL);
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    const struct upload_args *a = arg;
+    upload_child(a->path, a->id, a->gid, fd);
 }
 
 /* A daemon killed at the commit of a writeout leaves its uploads and its
@@ -1025,7 +1037,8 @@ static void dead_session_test(bool reopen)
     bf_db *a = sq_open(t.path, BF_DB_SHARED);
     cr_assert_eq(bf_db_create(a, "g", BS, 0, 0644, 0, 0, &gi), 0);
     int64_t contents = side_int(t.path, "SELECT count(*) FROM contents");
-    pid_t pid = upload_child_start(&t, id, gi.id);
+    struct upload_args ua = { t.path, id, gi.id };
+    pid_t pid = child_start(upload_fn, &ua);
     cr_assert_eq(side_int(t.path, "SELECT count(*) FROM sessions"), 2);
     cr_assert_eq(side_int(t.path, "SELECT count(*) FROM uploads"), 16);
     cr_assert_eq(side_int(t.path, "SELECT count(*) FROM contents"), contents + 16);
