@@ -15,10 +15,11 @@
  *         content_serial, content_session, size_serial, size_session,
  *         meta_serial)        name NULL: unlinked, kept while held
  *   contents(id, data)        block contents, one row per upload
- *   uploads(content, session) contents not linked to a version yet: an
- *                             upload of a live session's open transaction,
- *                             or garbage (session 0, or a dead session)
- *                             for the housekeeping to delete
+ *   uploads(session, bytes, content, since)
+ *                             contents no version links: an upload of a
+ *                             live session's open transaction, or garbage
+ *                             (session 0) for the next uploads of its size
+ *                             to overwrite, or the housekeeping to delete
  *   blockmap(file, blk, serial, session, content, superseded)
  *                             versions: content NULL a hole, > 0 a
  *                             contents row, < 0 a legacy_blocks row (data
@@ -31,18 +32,20 @@
  *
  * Writing (COHERENCE.md rules 1, 2, 4): a store transaction uploads each
  * block's content by itself, in a short write transaction of its own
- * (synchronous=NORMAL: no fsync) that inserts a contents row and an
+ * (synchronous=NORMAL: no fsync) that writes a contents row (a garbage
+ * one of the same size, overwritten in place, if there is one) and its
  * uploads row; the commit section is one write transaction (BEGIN
  * IMMEDIATE, synchronous=FULL: durable when it returns, with every upload
  * before it) that takes the next serial from meta, checks conflicts,
  * links the uploads into versions, updates the file's row and serials,
  * and writes the log row. So another file's commit or a namespace change
  * waits for one block's upload at most, never for a whole writeout.
- * Aborted, refused and failed transactions delete their uploads. When the
- * session is the only live one ("alone"), the commit deletes the versions
- * it replaces at once (no live session can read them any more; a hole
- * then keeps no version) and moves 'collected' to its serial; else they
- * stay, superseded, for the housekeeping.
+ * Aborted, refused and failed transactions give their uploads up
+ * (garbage). When the session is the only live one ("alone"), the commit
+ * deletes the versions it replaces at once (no live session can read them
+ * any more; a hole then keeps no version; their contents become garbage)
+ * and moves 'collected' to its serial; else they stay, superseded, for the
+ * housekeeping.
  *
  * Reading: loadblk(at) reads the newest version with serial <= at through
  * the reader pool. When there is none, or it was superseded at or before
@@ -132,15 +135,20 @@ static const char *const writer_sql[W_NSTMT] = {
     [W_GETMETA] = "SELECT value FROM meta WHERE key=?1",
     [W_SETMETA] = "UPDATE meta SET value=?2 WHERE key=?1",
     [W_UPLOAD] = "INSERT INTO contents(data) VALUES(?1)",
+    /* uploads is keyed (session, bytes, content): every statement finds its
+     * rows by the key, and in a small table they share one page */
     [W_UPLOADED] = "INSERT INTO uploads(content, session, bytes) VALUES(?1, ?2, ?3)",
-    [W_REUSE_FIND] = "SELECT content FROM uploads INDEXED BY uploads_free "
-                     "WHERE session=0 AND bytes=?1 AND content>0 LIMIT 1",
+    [W_REUSE_FIND] = "SELECT content FROM uploads WHERE session=0 AND bytes=?1 AND content>0 "
+                     "LIMIT 1",
     [W_REUSE_DATA] = "UPDATE contents SET data=?2 WHERE id=?1",
-    [W_REUSE_OWN] = "UPDATE uploads SET session=?2, since=0 WHERE content=?1",
-    [W_LINKED] = "DELETE FROM uploads WHERE content=?1",
+    [W_REUSE_OWN] = "UPDATE uploads SET session=?2, since=0 "
+                    "WHERE session=0 AND bytes=?3 AND content=?1",
+    [W_LINKED] = "DELETE FROM uploads WHERE content=?1 AND session=?2 AND bytes=?3",
+    [W_GIVEUP] = "UPDATE uploads SET session=0, since=?4 "
+                 "WHERE content=?1 AND session=?2 AND bytes=?3",
     [W_DELCONTENT] = "DELETE FROM contents WHERE id=?1",
     [W_DELLEGACY] = NULL, /* prepared at its first use: only an upgraded database has the table */
-    [W_GARBAGE] = "INSERT OR REPLACE INTO uploads(content, session, bytes, since) "
+    [W_GARBAGE] = "INSERT OR IGNORE INTO uploads(content, session, bytes, since) "
                   "VALUES(?1, 0, ?2, ?3)",
     [W_FILESTATE] = "SELECT size, size_serial, size_session, content_serial, content_session "
                     "FROM files WHERE id=?1",
@@ -178,7 +186,7 @@ static const char *const writer_sql[W_NSTMT] = {
     [W_UNHOLD] = "DELETE FROM holds WHERE session=?1 AND file=?2",
     [W_HOLDERS] = "SELECT session FROM holds WHERE file=?1",
     [W_NAMELESS] = "SELECT 1 FROM files WHERE id=?1 AND name IS NULL",
-    [W_PURGE_GARBAGE] = "INSERT OR REPLACE INTO uploads(content, session, bytes, since) "
+    [W_PURGE_GARBAGE] = "INSERT OR IGNORE INTO uploads(content, session, bytes, since) "
                         "SELECT content, 0, (SELECT blksize FROM files WHERE id=?1), ?2 "
                         "FROM blockmap WHERE file=?1 AND content IS NOT NULL",
     [W_PURGE_VERSIONS] = "DELETE FROM blockmap WHERE file=?1",
@@ -195,7 +203,7 @@ static const char *const writer_sql[W_NSTMT] = {
     [W_OLD] = "SELECT b.file, b.blk, b.serial, b.content, f.blksize FROM blockmap AS b "
               "JOIN files AS f ON f.id=b.file "
               "WHERE b.superseded IS NOT NULL AND b.superseded<=?1 LIMIT ?2",
-    [W_GARBAGE_LIST] = "SELECT content FROM uploads "
+    [W_GARBAGE_LIST] = "SELECT content, bytes FROM uploads "
                        "WHERE session=0 AND (content<0 OR since<=?2) LIMIT ?1",
 };
 
@@ -564,6 +572,13 @@ int sq_garbage(struct sq_db *d, int64_t id, uint32_t bytes)
     return sq_wrun(d, W_GARBAGE, 3, v, "freeing a block's content");
 }
 
+/* The session's upload id (of `bytes` bytes) is not wanted: garbage. */
+static int give_up(struct sq_db *d, int64_t id, uint32_t bytes)
+{
+    int64_t v[4] = { id, (int64_t)d->base.session, bytes, bf_now_ns() };
+    return sq_wrun(d, W_GIVEUP, 4, v, "giving an upload up");
+}
+
 /* Uploads ids[0..n) (0: none) of blksize bytes are not wanted: they become
  * garbage (rule 4: no session owns them any more; the next uploads reuse
  * them, or the housekeeping deletes them), in one short transaction. On
@@ -576,7 +591,7 @@ static void discard_uploads(struct sq_db *d, const int64_t *ids, size_t n, uint3
     int e = sq_wbegin(d, false);
     for (size_t i = 0; e == 0 && i < n; i++)
         if (ids[i])
-            e = sq_garbage(d, ids[i], blksize);
+            e = give_up(d, ids[i], blksize);
     if (sq_wend(d, false, e) < 0)
         bf_db_log(&d->base, "%zu uploads stay until the session ends", n);
 }
@@ -810,9 +825,9 @@ static int upload(struct sq_db *d, const void *buf, uint32_t bs, int64_t *id)
     if (rc != SQLITE_OK) {
         e = sq_fail(d, d->w, rc, "storing a block");
     } else if (reuse) {
-        int64_t v[2] = { reuse, (int64_t)d->base.session };
+        int64_t v[3] = { reuse, (int64_t)d->base.session, bs };
         *id = reuse;
-        e = sq_wrun(d, W_REUSE_OWN, 2, v, "storing a block");
+        e = sq_wrun(d, W_REUSE_OWN, 3, v, "storing a block");
     } else {
         int64_t v[3] = { sqlite3_last_insert_rowid(d->w), (int64_t)d->base.session, bs };
         *id = v[0];
@@ -1039,8 +1054,10 @@ static int put_version(struct sq_fh *h, struct sq_section *s, uint64_t blk, int6
         int rc = sq_exec(st);
         e = rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, "adding a version");
     }
-    if (e == 0 && content)
-        e = sq_wrun(d, W_LINKED, 1, &content, "linking an upload");
+    if (e == 0 && content) {
+        int64_t v[3] = { content, s->me, h->base.file.blksize };
+        e = sq_wrun(d, W_LINKED, 3, v, "linking an upload");
+    }
     if (e == 0)
         e = bf_ranges_add(&s->changed, blk);
     return e;
@@ -1066,7 +1083,7 @@ static int apply_blocks(struct sq_fh *h, struct sq_section *s)
         }
     }
     for (size_t i = 0; e == 0 && i < h->ndrop; i++)
-        e = sq_garbage(h->db, h->drop[i], h->base.file.blksize);
+        e = give_up(h->db, h->drop[i], h->base.file.blksize);
     return e;
 }
 

@@ -67,6 +67,7 @@ enum {
     W_REUSE_DATA, /* ... its new data */
     W_REUSE_OWN,  /* ... owned by the uploading session */
     W_LINKED,     /* the upload is linked: no longer an upload */
+    W_GIVEUP,     /* an upload becomes garbage */
     W_DELCONTENT, /* delete a content row */
     W_DELLEGACY,  /* delete a schema-1 block row */
     W_GARBAGE,    /* make a content garbage (reused, or the housekeeping deletes it) */

@@ -22,9 +22,9 @@
 #define SQ_SCHEMA2_TABLES                                                                      \
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"                            \
     "CREATE TABLE contents(id INTEGER PRIMARY KEY, data BLOB NOT NULL);"                       \
-    "CREATE TABLE uploads(content INTEGER PRIMARY KEY, session INTEGER NOT NULL,"              \
-    " bytes INTEGER NOT NULL DEFAULT 0, since INTEGER NOT NULL DEFAULT 0);"                    \
-    "CREATE INDEX uploads_free ON uploads(bytes) WHERE session = 0;"                           \
+    "CREATE TABLE uploads(session INTEGER NOT NULL, bytes INTEGER NOT NULL,"                   \
+    " content INTEGER NOT NULL, since INTEGER NOT NULL DEFAULT 0,"                             \
+    " PRIMARY KEY(session, bytes, content)) WITHOUT ROWID;"                                    \
     "CREATE TABLE blockmap(file INTEGER NOT NULL, blk INTEGER NOT NULL,"                       \
     " serial INTEGER NOT NULL, session INTEGER NOT NULL, content INTEGER, superseded INTEGER," \
     " PRIMARY KEY(file, blk, serial)) WITHOUT ROWID;"                                          \

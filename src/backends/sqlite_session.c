@@ -671,14 +671,18 @@ static int trim_garbage(struct sq_db *d, int64_t cutoff, bool *more)
     int64_t start = bf_mono_ns();
     *more = false;
     while (e == 0 && bf_mono_ns() - start < SQ_TRIM_TX_NS) {
-        int64_t ids[SQ_TRIM_ROWS];
+        int64_t ids[SQ_TRIM_ROWS][3]; /* content, session 0, bytes */
         size_t n = 0;
         sqlite3_stmt *st = d->ws[W_GARBAGE_LIST];
         sqlite3_bind_int64(st, 1, SQ_TRIM_ROWS);
         sqlite3_bind_int64(st, 2, cutoff);
         int rc;
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-            ids[n++] = sqlite3_column_int64(st, 0);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            ids[n][0] = sqlite3_column_int64(st, 0);
+            ids[n][1] = 0;
+            ids[n][2] = sqlite3_column_int64(st, 1);
+            n++;
+        }
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
         if (rc != SQLITE_DONE) {
@@ -688,9 +692,9 @@ static int trim_garbage(struct sq_db *d, int64_t cutoff, bool *more)
         /* One at a time, checking the time: a content may be big. */
         size_t i;
         for (i = 0; e == 0 && i < n && bf_mono_ns() - start < SQ_TRIM_TX_NS; i++) {
-            e = sq_delete_content(d, ids[i]);
+            e = sq_delete_content(d, ids[i][0]);
             if (e == 0)
-                e = sq_wrun(d, W_LINKED, 1, &ids[i], "deleting garbage");
+                e = sq_wrun(d, W_LINKED, 3, ids[i], "deleting garbage");
         }
         *more = i < n || n == SQ_TRIM_ROWS;
         if (!*more)
