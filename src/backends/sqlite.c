@@ -100,6 +100,7 @@
 #include "backends/ranges.h"
 #include "backends/sqlite_internal.h"
 
+#define SQ_SPARES 16 /* garbage contents an upload takes at once for the next ones */
 #define SQ_STR_(x) #x
 #define SQ_STR(x) SQ_STR_(x)
 
@@ -139,7 +140,7 @@ static const char *const writer_sql[W_NSTMT] = {
      * rows by the key, and in a small table they share one page */
     [W_UPLOADED] = "INSERT INTO uploads(content, session, bytes) VALUES(?1, ?2, ?3)",
     [W_REUSE_FIND] = "SELECT content FROM uploads WHERE session=0 AND bytes=?1 AND content>0 "
-                     "LIMIT 1",
+                     "LIMIT ?2",
     [W_REUSE_DATA] = "UPDATE contents SET data=?2 WHERE id=?1",
     [W_REUSE_OWN] = "UPDATE uploads SET session=?2, since=0 "
                     "WHERE session=0 AND bytes=?3 AND content=?1",
@@ -228,6 +229,8 @@ struct sq_fh {
     size_t npend, cappend;
     int64_t *drop; /* uploads no longer wanted (stored again, truncated away) */
     size_t ndrop, capdrop;
+    int64_t spare[SQ_SPARES]; /* garbage contents taken for the next uploads (owned) */
+    size_t nspare;
     uint64_t trunc_to; /* smallest truncate; UINT64_MAX: none */
 };
 
@@ -799,54 +802,80 @@ static size_t pend_lower(const struct sq_fh *h, uint64_t blk)
     return bf_blk_lower(h->pend, h->npend, sizeof(h->pend[0]), blk);
 }
 
+/* Take up to SQ_SPARES garbage contents of h's block size for h's next
+ * uploads (they become the session's: one write of uploads for all of
+ * them). In a writer transaction. */
+static int take_spares(struct sq_fh *h)
+{
+    struct sq_db *d = h->db;
+    int64_t bs = h->base.file.blksize;
+    sqlite3_stmt *st = d->ws[W_REUSE_FIND];
+    int rc, e = 0;
+    sqlite3_bind_int64(st, 1, bs);
+    sqlite3_bind_int64(st, 2, SQ_SPARES);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        h->spare[h->nspare++] = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_DONE)
+        e = sq_fail(d, d->w, rc, "storing a block");
+    for (size_t i = 0; e == 0 && i < h->nspare; i++) {
+        int64_t v[3] = { h->spare[i], (int64_t)d->base.session, bs };
+        e = sq_wrun(d, W_REUSE_OWN, 3, v, "storing a block");
+    }
+    return e;
+}
+
 /* Upload content (a contents row owned by the session until linked), in
  * a short transaction of its own: into a garbage row of the same size if
  * there is one (SQLite overwrites a blob of the same size in place, where
  * deleting one and inserting another would read the old one's pages to
  * free them, and allocate new ones), else a new row. */
-static int upload(struct sq_db *d, const void *buf, uint32_t bs, int64_t *id)
+static int upload(struct sq_fh *h, const void *buf, int64_t *id)
 {
+    struct sq_db *d = h->db;
+    uint32_t bs = h->base.file.blksize;
+    bool took = h->nspare == 0;
     int e = sq_wbegin(d, false);
     if (e < 0)
         return e;
-    sqlite3_stmt *st = d->ws[W_REUSE_FIND];
-    sqlite3_bind_int64(st, 1, bs);
-    int rc = sqlite3_step(st);
-    int64_t reuse = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return sq_wend(d, false, sq_fail(d, d->w, rc, "storing a block"));
-    st = d->ws[reuse ? W_REUSE_DATA : W_UPLOAD];
+    if (took)
+        e = take_spares(h);
+    int64_t reuse = e == 0 && h->nspare ? h->spare[--h->nspare] : 0;
+    sqlite3_stmt *st = d->ws[reuse ? W_REUSE_DATA : W_UPLOAD];
     sqlite3_bind_blob(st, reuse ? 2 : 1, buf, (int)bs, SQLITE_STATIC);
     if (reuse)
         sqlite3_bind_int64(st, 1, reuse);
-    rc = sq_exec(st);
-    if (rc != SQLITE_OK) {
+    int rc = e == 0 ? sq_exec(st) : SQLITE_OK;
+    if (e == 0 && rc != SQLITE_OK) {
         e = sq_fail(d, d->w, rc, "storing a block");
-    } else if (reuse) {
-        int64_t v[3] = { reuse, (int64_t)d->base.session, bs };
-        *id = reuse;
-        e = sq_wrun(d, W_REUSE_OWN, 3, v, "storing a block");
-    } else {
+    } else if (e == 0 && !reuse) {
         int64_t v[3] = { sqlite3_last_insert_rowid(d->w), (int64_t)d->base.session, bs };
         *id = v[0];
         e = sq_wrun(d, W_UPLOADED, 3, v, "storing a block");
     }
-    return sq_wend(d, false, e);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    e = sq_wend(d, false, e);
+    if (e == 0 && reuse)
+        *id = reuse;
+    else if (e < 0 && took)
+        h->nspare = 0; /* rolled back: they are garbage again */
+    else if (e < 0 && reuse)
+        h->spare[h->nspare++] = reuse; /* still ours, its content as it was */
+    return e;
 }
 
 static int sq_storeblk(struct bf_fh *fh, uint64_t blk, const void *buf, uint64_t base)
 {
     struct sq_fh *h = FH(fh);
-    struct sq_db *d = h->db;
     uint32_t bs = fh->file.blksize;
     int64_t content = 0; /* a hole */
     if (blk > (uint64_t)INT64_MAX)
         return -EINVAL;
     int e = pend_reserve(h);
     if (e == 0 && !bf_all_zero(buf, bs))
-        e = upload(d, buf, bs, &content);
+        e = upload(h, buf, &content);
     if (e < 0)
         return e;
     size_t i = pend_lower(h, blk);
@@ -896,7 +925,9 @@ static void tx_clear(struct sq_fh *h, bool discard)
             else if (h->pend[i].content)
                 discard_uploads(h->db, &h->pend[i].content, 1, bs);
         discard_uploads(h->db, h->drop, h->ndrop, bs);
+        discard_uploads(h->db, h->spare, h->nspare, bs);
     }
+    h->nspare = 0; /* given up: by the commit that succeeded, or just now */
     free(h->pend);
     free(h->drop);
     h->pend = NULL;
@@ -1084,6 +1115,8 @@ static int apply_blocks(struct sq_fh *h, struct sq_section *s)
     }
     for (size_t i = 0; e == 0 && i < h->ndrop; i++)
         e = give_up(h->db, h->drop[i], h->base.file.blksize);
+    for (size_t i = 0; e == 0 && i < h->nspare; i++)
+        e = give_up(h->db, h->spare[i], h->base.file.blksize);
     return e;
 }
 
