@@ -1241,3 +1241,44 @@ Test(sqlite_upgrade, a_failing_upgrade_leaves_schema_1, .timeout = 20)
     bf_db_close(db);
     tb_rmdir(&t);
 }
+
+/* ---- garbage reused ---------------------------------------------------------- */
+
+/* The contents a commit replaces become garbage that the next uploads of
+ * their size overwrite: overwriting a file again and again does not grow
+ * the database; what a transaction took and did not use goes back. */
+Test(sqlite_only, overwrites_reuse_the_contents_they_replaced, .timeout = 30)
+{
+    struct tb t;
+    bf_file *f;
+    uint64_t id = make_db(&t, 8);
+    bf_db *db = sq_open(t.path, 0);
+    cr_assert_eq(bf_db_file_open(db, id, &f), 0);
+    tb_store_range(f, 0, 8, 2, 8 * BS); /* the 8 first contents become garbage */
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM contents"), 16);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM uploads WHERE session=0"), 8);
+    /* an aborted transaction takes garbage and gives it back */
+    void *buf = malloc(BS);
+    tb_fill(buf, BS, 0, 9);
+    cr_assert_eq(f->ops->begin(f), 0);
+    cr_assert_eq(tb_store(f, 0, buf), 0);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM uploads WHERE session<>0"), 8,
+                 "it took all the garbage of its size at once");
+    f->ops->abort(f);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM uploads WHERE session<>0"), 0);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM uploads WHERE session=0"), 8);
+    /* overwriting twice more reuses: no new content */
+    for (unsigned tag = 3; tag <= 4; tag++)
+        tb_store_range(f, 0, 8, tag, 8 * BS);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM contents"), 16);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM uploads WHERE session<>0"), 0);
+    for (uint64_t b = 0; b < 8; b++)
+        tb_expect(f, b, 4);
+    /* the housekeeping deletes garbage nobody reused */
+    cr_assert_eq(bf_db_trim(db), 0);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM contents"), 8);
+    free(buf);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
