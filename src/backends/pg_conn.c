@@ -476,6 +476,7 @@ int pgc_prepare(struct pg_db *d, struct pgc *c, char *errbuf, size_t errlen)
 
 int pgc_ensure(struct pg_db *d, struct pgc *c)
 {
+    BF_ASSERT(c->kind != PGC_WATCHER); /* its own: notifications come while idle */
     if (c->c && PQstatus(c->c) == CONNECTION_OK) {
         /* Idle, a reader's or writer's connection has nothing to read:
          * data now means that the server is ending it (a restart,
@@ -483,9 +484,6 @@ int pgc_ensure(struct pg_db *d, struct pgc *c)
         struct pollfd p = { PQsocket(c->c), POLLIN, 0 };
         if (p.fd >= 0 && poll(&p, 1, 0) == 0)
             return 0;
-        if (c->kind == PGC_WATCHER && p.fd >= 0 && PQconsumeInput(c->c) &&
-            PQstatus(c->c) == CONNECTION_OK)
-            return 0; /* notifications */
         bf_db_log(&d->base, "a connection was ended by the server: opening a new one");
     }
     pgc_close(c);

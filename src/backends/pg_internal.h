@@ -259,8 +259,8 @@ int pgc_open(struct pg_db *d, struct pgc *c, char *errbuf, size_t errlen);
 int pgc_open_ex(struct pg_db *d, struct pgc *c, bool prepare, char *errbuf, size_t errlen);
 int pgc_prepare(struct pg_db *d, struct pgc *c, char *errbuf, size_t errlen);
 
-/* Open c if it is closed or found broken (the server ended it while it was
- * idle: a restart, pg_terminate_backend). */
+/* Open c (a reader or the writer) if it is closed or found broken (the
+ * server ended it while it was idle: a restart, pg_terminate_backend). */
 int pgc_ensure(struct pg_db *d, struct pgc *c);
 
 void pgc_close(struct pgc *c);

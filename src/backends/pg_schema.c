@@ -93,7 +93,8 @@ struct look {
     bool schema;     /* a schema named bigfilefs */
     bool meta;       /* ... with its meta table */
     int64_t ours;    /* relations in it */
-    int64_t foreign; /* relations of other applications (outside the system's schemas) */
+    int64_t foreign; /* tables, views, sequences of other applications (outside the
+                        system's schemas) */
     char user[64], db[64];
 };
 
@@ -113,7 +114,8 @@ static int look_at(struct pg_db *d, struct pgc *c, struct look *lk)
         " (SELECT count(*) FROM pg_class k JOIN pg_namespace n ON n.oid = k.relnamespace"
         " WHERE n.nspname = 'bigfilefs'),"
         " (SELECT count(*) FROM pg_class k JOIN pg_namespace n ON n.oid = k.relnamespace"
-        " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'bigfilefs')"
+        " WHERE k.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')"
+        " AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'bigfilefs')"
         " AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'),"
         " current_user, current_database()",
         &r, "looking at the database");
@@ -174,8 +176,8 @@ static int refuse_unless_empty(struct pg_db *d, const struct look *lk, char *err
     }
     if (lk->foreign > 0) {
         bf_errf(errbuf, errlen,
-                "%s: not a bigfilefs database (%lld tables or other relations of another "
-                "application, no bigfilefs schema): not changed",
+                "%s: not a bigfilefs database (another application's tables: %lld, no "
+                "bigfilefs schema): not changed",
                 d->label, (long long)lk->foreign);
         return -EPROTO;
     }

@@ -61,6 +61,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -297,11 +298,35 @@ static int relock(struct pg_db *d)
     return e;
 }
 
-/* Make sure the watcher's connection is open (see the top). vlock held. */
+/* Whether the open connection is still there: what its socket brought
+ * is consumed (notifications wait in libpq's queue for v_after). */
+static bool v_alive(struct pg_db *d)
+{
+    /* An ending connection brings the server's message, then the end of
+     * the stream: each takes a read. */
+    for (int i = 0; i < 8; i++) {
+        struct pollfd p = { PQsocket(d->v.c), POLLIN, 0 };
+        if (p.fd < 0 || !PQconsumeInput(d->v.c) || PQstatus(d->v.c) != CONNECTION_OK)
+            break;
+        if (poll(&p, 1, 0) == 0)
+            return true;
+    }
+    bf_db_log(&d->base, "the watcher's connection broke (%.*s): opening a new one",
+              (int)strcspn(PQerrorMessage(d->v.c), "\n"), PQerrorMessage(d->v.c));
+    return false;
+}
+
+/* Make sure the watcher's connection is open (see the top): one found
+ * broken is opened again at once, then with the backoff. vlock held. */
 static int v_ensure(struct pg_db *d)
 {
-    if (d->v.c)
+    if (d->v.c && v_alive(d))
         return 0;
+    if (d->v.c) {
+        pgc_close(&d->v);
+        d->vsock = -1;
+        d->retry_at_ns = 0;
+    }
     if (bf_mono_ns() < d->retry_at_ns)
         return -EIO;
     int e = pgc_open(d, &d->v, NULL, 0);
@@ -539,13 +564,7 @@ int pg_changed(bf_db *db, bool *yes)
     }
     pthread_mutex_lock(&d->vlock);
     *yes = false;
-    int e = v_ensure(d);
-    if (e == 0 && (!PQconsumeInput(d->v.c) || PQstatus(d->v.c) != CONNECTION_OK)) {
-        bf_db_log(&d->base, "the watcher's connection broke (%.*s): opening a new one",
-                  (int)strcspn(PQerrorMessage(d->v.c), "\n"), PQerrorMessage(d->v.c));
-        pgc_close(&d->v);
-        e = -EIO;
-    }
+    int e = v_ensure(d); /* consumes what the socket brought */
     v_after(d);
     if (e == 0) {
         *yes = d->note || d->catch_up || bf_mono_ns() - d->last_read_ns >= PG_FALLBACK_NS;
@@ -866,6 +885,8 @@ int pg_trim(bf_db *db, uint64_t applied, bool all)
         return 0;
     pthread_mutex_lock(&d->vlock);
     int e = v_ensure(d);
+    if (e == 0 && __atomic_load_n(&d->fenced, __ATOMIC_SEQ_CST))
+        e = -EIO; /* writes nothing; its lock says it is alive */
     if (e == 0)
         e = seen(d, applied);
     if (e == 0)
