@@ -154,8 +154,8 @@ static int check_writeout(const union ioc_arg *in)
 static int run_writeout(struct ioc_call *c)
 {
     struct bf_fs *fs = c->fs;
+    struct bf_writeout_result res = { 0, 0, 0 };
     unsigned flags = 0;
-    uint64_t nblocks = 0;
     uint32_t blksize;
     bf_fileh *fh;
     int r;
@@ -175,15 +175,15 @@ static int run_writeout(struct ioc_call *c)
     if (r < 0)
         return r;
     blksize = bf_fileh_blksize(fh);
-    r = bf_fileh_writeout(fh, flags, &nblocks);
+    r = bf_fileh_writeout(fh, flags, &res);
     bf_inode_fh_put(c->inode);
     if (r < 0) {
         log_failure(c, "writeout", r);
         return r;
     }
     c->out.writeout = c->in.writeout;
-    c->out.writeout.blocks = nblocks;
-    c->out.writeout.bytes = (flags & BF_WRITEOUT_STORE) ? nblocks * blksize : 0;
+    c->out.writeout.blocks = res.blocks;
+    c->out.writeout.bytes = (flags & BF_WRITEOUT_STORE) ? res.blocks * blksize : 0;
     return 0;
 }
 
