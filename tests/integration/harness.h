@@ -338,12 +338,18 @@ int bft_peer_stop(struct bft_peer *p);
 /* ---- the database behind the daemon's back (SQLite) ----------------------- */
 
 /* Execute SQL on the SQLite database file `db` (a separate connection;
- * the file is created if missing); 0 or -1 (the message goes to stderr). */
+ * the file is created if missing); 0 or -1 (the message goes to stderr).
+ * On a bigfilefs database (schema 2) each such connection has a TEMP VIEW
+ * `blocks(file, blk, data)`: the current stored blocks that hold data (what
+ * schema 1 kept in a table of that name), for the tests' questions about
+ * what the database holds; it changes nothing in the file. */
 int bft_sql_exec(const char *db, const char *sql);
 /* Run a query returning one integer; store it; 0 or -1. */
 int bft_sql_int(const char *db, const char *sql, int64_t *out);
-/* Replace the stored content of block blk of file `name`: blksize bytes of
- * bft_pattern(seed, blk * blksize). 0 or -1. */
+/* Replace the stored content of block blk of file `name` (its current
+ * version, which must hold data): blksize bytes of bft_pattern(seed, blk *
+ * blksize), behind the daemons' backs — no commit-log row, so no daemon
+ * learns of it (as an INVALIDATE test needs). 0 or -1. */
 int bft_sql_set_block(const char *db, const char *name, uint64_t blk, uint32_t blksize,
                       unsigned seed);
 
