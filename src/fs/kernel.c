@@ -202,6 +202,50 @@ int bf_kernel_inval(bf_kernel *k, fuse_ino_t ino, off_t off, off_t len)
     return -EIO;
 }
 
+int bf_kernel_inval_blocks(bf_kernel *k, fuse_ino_t ino, uint32_t blksize, uint64_t blk,
+                           uint64_t count)
+{
+    const uint64_t max = (uint64_t)INT64_MAX;
+    off_t off, len;
+
+    if (blk > max / blksize)
+        return 0; /* beyond any offset the kernel caches */
+    off = (off_t)(blk * blksize);
+    /* len 0: to the end */
+    len = count > (max - (uint64_t)off) / blksize ? 0 : (off_t)(count * blksize);
+    return bf_kernel_inval(k, ino, off, len);
+}
+
+struct entry_args {
+    fuse_ino_t parent;
+    const char *name;
+};
+
+/* On the notifier (D3). */
+static int do_inval_entry(struct fuse_session *se, void *arg)
+{
+    struct entry_args *a = arg;
+    int r = fuse_lowlevel_notify_inval_entry(se, a->parent, a->name, strlen(a->name));
+
+    /* -ENOENT: the kernel has no entry of that name (nor the directory). */
+    return r == -ENOENT ? 0 : r;
+}
+
+int bf_kernel_inval_entry(bf_kernel *k, fuse_ino_t parent, const char *name)
+{
+    struct entry_args a = { .parent = parent, .name = name };
+    int r;
+
+    BF_ASSERT(may_wait);
+    r = bf_notifier_call(k->notifier, do_inval_entry, &a);
+    if (r == 0)
+        return 0;
+    bf_err("the kernel could not forget the entry %s: %s (it may find the old file under that "
+           "name until it is looked up again)",
+           name, strerror(-r));
+    return -EIO;
+}
+
 /* ---- writeback ------------------------------------------------------------- */
 
 static int pidfd_open_thread(pid_t tid)
