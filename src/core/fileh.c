@@ -1188,11 +1188,8 @@ static void apply_size(bf_fileh *fh, uint64_t serial, uint64_t size)
     }
 }
 
-/* The end of an apply or a reset of `serial`: the view moves, and the
- * launder window opens over `ranges` (taken over) and the blocks from
- * `trunc` on, merging onto the content as of lw_serial - 1. Lock held. */
-static void apply_finish(bf_fileh *fh, uint64_t serial, bool clean, uint64_t lw_serial,
-                         struct bf_blkrange *ranges, size_t nranges, uint64_t trunc)
+/* The end of an apply or a reset of `serial`: the view moves. Lock held. */
+static void apply_finish(bf_fileh *fh, uint64_t serial, bool clean)
 {
     fh->content_gen++; /* the backend's content changed (I21) */
     fh->nstored_known = false;
@@ -1201,13 +1198,20 @@ static void apply_finish(bf_fileh *fh, uint64_t serial, bool clean, uint64_t lw_
     if (clean && serial > fh->file_base)
         fh->file_base = serial; /* I26 */
     fh->st.applied++;
-    /* The launder window (I27). */
+    enforce_budget(fh->ram); /* nothing became clean, but cheap and keeps I6 obvious */
+}
+
+/* Open the launder window (I27) over `ranges` (taken over) and the blocks
+ * from `trunc` on, merging onto the content as of lw_serial - 1. Lock
+ * held. */
+static void window_open(bf_fileh *fh, uint64_t lw_serial, struct bf_blkrange *ranges,
+                        size_t nranges, uint64_t trunc)
+{
     fh->lw_open = true;
     fh->lw_serial = lw_serial;
     fh->lw_ranges = ranges;
     fh->lw_nranges = nranges;
     fh->lw_trunc = trunc;
-    enforce_budget(fh->ram); /* nothing became clean, but cheap and keeps I6 obvious */
 }
 
 /* Whether the handle has no uncommitted change. Lock held. */
@@ -1244,6 +1248,12 @@ int bf_fileh_apply(bf_fileh *fh, const struct bf_commit *c)
         return -EBUSY; /* I27: one window at a time */
     }
     bool clean = is_clean(fh);
+    /* A late commit (the handle's view is past it: opened after it, or
+     * moved by its own later commit) finds no page of the kernel's made on
+     * the content before it but those the pages dropped below held: no
+     * window, so that a write made on the handle's view is never merged
+     * onto older content (COHERENCE.md: "if S <= view: nothing"). */
+    bool late = serial <= fh->view;
 
     for (size_t i = 0; i < c->nranges; i++)
         apply_range(fh, c->ranges[i].start, c->ranges[i].start + (c->ranges[i].count - 1), serial);
@@ -1251,8 +1261,12 @@ int bf_fileh_apply(bf_fileh *fh, const struct bf_commit *c)
         apply_range(fh, c->trunc, UINT64_MAX, serial);
     if (c->size_changed && serial > fh->size_base)
         apply_size(fh, serial, c->size);
-    apply_finish(fh, serial, clean, serial, copy, c->nranges, c->trunc);
+    apply_finish(fh, serial, clean);
+    if (!late)
+        window_open(fh, serial, copy, c->nranges, c->trunc);
     bf_ram_unlock(ram);
+    if (late)
+        free(copy);
     return 0;
 }
 
@@ -1282,7 +1296,8 @@ int bf_fileh_reset(bf_fileh *fh, uint64_t serial, uint64_t size)
     }
     if (size != fh->committed_size && serial > fh->size_base)
         apply_size(fh, serial, size);
-    apply_finish(fh, serial, clean, lw_serial, NULL, 0, 0);
+    apply_finish(fh, serial, clean);
+    window_open(fh, lw_serial, NULL, 0, 0);
     bf_ram_unlock(ram);
     return 0;
 }

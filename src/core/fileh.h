@@ -219,8 +219,9 @@
  *  I27 A launder window (lw_open) is open only between bf_fileh_apply (or
  *      bf_fileh_reset) and bf_fileh_apply_end, over the blocks of one
  *      commit (every block, for a reset), with lw_serial its serial (> 0;
- *      a reset's: one past the old view, at most the view); a write into
- *      it merges onto the content as of lw_serial - 1. [checked]
+ *      a reset's: one past the old view, at most the view), and never for
+ *      a commit at or below the view it found; a write into it merges onto
+ *      the content as of lw_serial - 1. [checked]
  */
 #ifndef BIGFILEFS_CORE_FILEH_H
 #define BIGFILEFS_CORE_FILEH_H
@@ -348,8 +349,11 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, struct bf_writeout_result *r
  * size or has dirty blocks past the new size: then the size conflicts);
  * the view moves to c->serial. Opens the launder window over those blocks
  * until bf_fileh_apply_end — one window at a time: the caller applies
- * commits one after the other. A commit the handle already reflects (its
- * pages are as new) changes nothing in them. Works while a writeout runs
+ * commits one after the other — unless the commit is late (c->serial <=
+ * the view: the handle was opened after it, or its own later commit moved
+ * the view): then writes are made on the view, and none opens. A commit
+ * the handle already reflects (its pages are as new) changes nothing in
+ * them. Works while a writeout runs
  * (its pages are DIRTY: marked, never dropped). Returns 0, -EINVAL (serial
  * 0, or ranges not sorted and disjoint), -EBUSY (a window is open),
  * -ENOMEM (nothing changed). */

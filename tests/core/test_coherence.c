@@ -460,6 +460,38 @@ Test(coherence, a_load_older_than_the_store_keeps_falls_back_to_the_current_vers
     two_close(&t);
 }
 
+/* A commit B learns of after it opened (B's view is already past it: the
+ * watcher lags) opens no launder window: a write B makes meanwhile is made
+ * on B's view, never merged onto the content before the commit. */
+Test(coherence, a_late_commit_opens_no_window)
+{
+    struct two t;
+    two_open(&t, 8 * BS, 8);
+    write_block(t.a, 5, 2);
+    struct bf_writeout_result r = wo(t.a, 0, 0);
+    bf_fileh *late;
+    cr_assert_eq(bf_fileh_open(mock_open_file(t.m), t.rb, &late), 0);
+    cr_assert_eq(bf_fileh_view(late), r.serial, "opened after A's commit");
+    struct bf_blkrange rg = { 5, 1 };
+    struct bf_commit c = { .serial = r.serial, .ranges = &rg, .nranges = 1, .trunc = UINT64_MAX };
+    cr_assert_eq(bf_fileh_apply(late, &c), 0);
+    write_part(late, 5 * BS + 512, 1024, 3);
+    cr_assert_eq(bf_fileh_apply(late, &c), 0, "no window was open");
+    bf_fileh_apply_end(late);
+    bf_fileh_apply_end(late);
+    char *got = malloc(BS), *want = pattern(2, 5 * BS, BS), *mine = pattern(3, 5 * BS + 512, 1024);
+    memcpy(want + 512, mine, 1024);
+    cr_assert_eq(bf_fileh_read(late, got, BS, 5 * BS), (ssize_t)BS);
+    cr_assert(memcmp(got, want, BS) == 0, "the write was merged onto the content before A's");
+    cr_assert_eq(fstat_of(late).conflict_blocks, 0);
+    cr_assert_eq(wo(late, 0, 0).serial, 2, "no conflict");
+    free(got);
+    free(want);
+    free(mine);
+    close_checked(late);
+    two_close(&t);
+}
+
 /* A reset (the mount lost track of commits 1..2): B's clean pages older
  * than it go, whatever blocks the lost commits changed; its change stays,
  * unmarked, and the store still catches the conflict by its base. */
