@@ -193,8 +193,9 @@ static int writeout(struct ioc_call *c, uint32_t flags, struct bigfile_writeout2
         bool unlinked;
 
         bf_inode_info(&fs->itable, c->inode, &info, &unlinked);
-        bf_notice("%s: writeout refused: %llu changed blocks (or the size) conflict with another "
-                  "mount's commit; every change is kept (discard, or write out with overwrite)",
+        bf_notice("%s: writeout refused: %llu conflicts (changed blocks, or the size) with "
+                  "another mount's commits; every change is kept (discard, or write out with "
+                  "overwrite)",
                   unlinked ? "(unlinked file)" : info.name, (unsigned long long)res.conflicts);
         return r;
     }
