@@ -14,6 +14,7 @@
 #include "fs/kernel.h"
 #include "fs/listen.h"
 #include "fs/log.h"
+#include "util/util.h"
 
 struct bf_listener {
     struct bf_fs *fs;
@@ -52,13 +53,7 @@ bool bf_listener_quiesce(bf_listener *l, unsigned timeout_ms)
     int r = 0;
     bool idle;
 
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += timeout_ms / 1000;
-    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    bf_deadline(CLOCK_MONOTONIC, timeout_ms, &until);
     pthread_mutex_lock(&l->lock);
     l->stopping = true;
     while (l->busy && r == 0)
