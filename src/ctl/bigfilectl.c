@@ -274,29 +274,6 @@ static int cmd_writeout(int argc, char **argv)
     return EXIT_OK;
 }
 
-static int cmd_sync(int argc, char **argv)
-{
-    struct bigfile_serial sr;
-    const char *file;
-    int fd, r;
-
-    if (getopt_long(argc, argv, "+", (const struct option[]){ { NULL, 0, NULL, 0 } }, NULL) != -1)
-        return bad_option("sync", argv);
-    if ((r = one_operand(argc, argv, "sync", &file)) != EXIT_OK)
-        return r;
-    if ((r = open_file("sync", file, &fd)) != EXIT_OK)
-        return r;
-    memset(&sr, 0, sizeof(sr));
-    if (ioctl(fd, BIGFILE_IOC_SYNC, &sr) < 0) {
-        r = fail("sync", file, "", errno);
-        close(fd);
-        return r;
-    }
-    close(fd);
-    printf("serial: %" PRIu64 "\n", (uint64_t)sr.serial);
-    return EXIT_OK;
-}
-
 /* discard and reclaim: no input, a struct bigfile_count out. discard
  * changes the file (opened for writing), reclaim only reads. */
 static int cmd_count(int argc, char **argv, const char *cmd, unsigned long req)
@@ -382,25 +359,44 @@ static int cmd_invalidate(int argc, char **argv)
     return EXIT_OK;
 }
 
-static int cmd_stat(int argc, char **argv)
+/* A request that only reads FILE (stat, sync): one operand, the file
+ * opened read-only, `req` with *arg (zeroed first, len bytes). Returns an
+ * exit status (EXIT_OK: *arg holds the answer). */
+static int read_request(int argc, char **argv, const char *cmd, unsigned long req, void *arg,
+                        size_t len)
 {
-    struct bigfile_stat s;
     const char *file;
     int fd, r;
 
     if (getopt_long(argc, argv, "+", (const struct option[]){ { NULL, 0, NULL, 0 } }, NULL) != -1)
-        return bad_option("stat", argv);
-    if ((r = one_operand(argc, argv, "stat", &file)) != EXIT_OK)
+        return bad_option(cmd, argv);
+    if ((r = one_operand(argc, argv, cmd, &file)) != EXIT_OK)
         return r;
-    if ((r = open_file("stat", file, &fd)) != EXIT_OK)
+    if ((r = open_file(cmd, file, &fd)) != EXIT_OK)
         return r;
-    memset(&s, 0, sizeof(s));
-    if (ioctl(fd, BIGFILE_IOC_STAT, &s) < 0) {
-        r = fail("stat", file, "", errno);
-        close(fd);
-        return r;
-    }
+    memset(arg, 0, len);
+    r = ioctl(fd, req, arg) < 0 ? fail(cmd, file, "", errno) : EXIT_OK;
     close(fd);
+    return r;
+}
+
+static int cmd_sync(int argc, char **argv)
+{
+    struct bigfile_serial sr;
+    int r = read_request(argc, argv, "sync", BIGFILE_IOC_SYNC, &sr, sizeof(sr));
+
+    if (r == EXIT_OK)
+        printf("serial: %" PRIu64 "\n", (uint64_t)sr.serial);
+    return r;
+}
+
+static int cmd_stat(int argc, char **argv)
+{
+    struct bigfile_stat s;
+    int r = read_request(argc, argv, "stat", BIGFILE_IOC_STAT, &s, sizeof(s));
+
+    if (r != EXIT_OK)
+        return r;
 #define P(field) printf(#field ": %" PRIu64 "\n", (uint64_t)s.field)
     P(blksize);
     P(size);
