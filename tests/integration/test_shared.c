@@ -103,6 +103,16 @@ static struct bigfile_stat stat_of(const char *path)
     return s;
 }
 
+/* Mount A with -o shared,a_opts and B with -o shared,b_opts (NULL: none). */
+static void mount_two(const char *a_opts, const char *b_opts)
+{
+    char ob[256];
+    snprintf(bft.opts, sizeof(bft.opts), "shared%s%s", a_opts ? "," : "", a_opts ? a_opts : "");
+    bft_mount();
+    snprintf(ob, sizeof(ob), "shared%s%s", b_opts ? "," : "", b_opts ? b_opts : "");
+    bft_mount_on(MB, ob);
+}
+
 /* bft_wait_for's condition: a peer's mapping shows a pattern (or the peer
  * died). */
 struct peer_shows {
@@ -208,9 +218,7 @@ BFT_TEST(shared, a_commit_on_a_shows_in_a_mapping_on_b, bft_setup_shared2, 60)
 BFT_TEST(shared, a_read_only_mount_follows_and_may_sync, bft_setup_nomount, 60)
 {
     char pa[PATH_MAX], pb[PATH_MAX];
-    snprintf(bft.opts, sizeof(bft.opts), "shared");
-    bft_mount();
-    bft_mount_on(MB, "shared,ro");
+    mount_two(NULL, "ro");
     shared_file("f", 4, 1, pa, pb);
     bft_expect(pb, 0, 4 * BS, 1, "the read-only mount reads the file");
     uint64_t s = put_commit2(pa, BS, BS, 2);
@@ -329,9 +337,7 @@ BFT_TEST(shared, disjoint_blocks_both_commit_and_both_see_both, bft_setup_shared
 BFT_TEST(shared, conflicts_file_refuses_disjoint_blocks, bft_setup_nomount, 60)
 {
     char pa[PATH_MAX], pb[PATH_MAX];
-    snprintf(bft.opts, sizeof(bft.opts), "shared");
-    bft_mount();
-    bft_mount_on(MB, "shared,conflicts=file");
+    mount_two(NULL, "conflicts=file");
     shared_file("f", 8, 1, pa, pb);
     bft_put(pb, 2 * BS, BS, 3);
     put_commit2(pa, 1 * BS, BS, 2);
@@ -538,9 +544,7 @@ BFT_TEST(shared, a_stopped_mount_that_lost_track_resets_and_serves_correct_data,
 {
     char pa[PATH_MAX], pb[PATH_MAX];
     struct bft_peer peer;
-    snprintf(bft.opts, sizeof(bft.opts), "shared,log_keep=2");
-    bft_mount();
-    bft_mount_on(MB, "shared");
+    mount_two("log_keep=2", NULL);
     shared_file("f", 8, 1, pa, pb);
     bft_put(pb, 7 * BS, BS, 9); /* B's uncommitted change */
     cr_assert_eq(bft_peer_start(&peer, pb, 8 * BS), 0);
