@@ -2,10 +2,11 @@
 /* bigfilefs — backends: the generic layer over the storage engines.
  *
  * bf_db_open picks an engine by the spec; every other bf_db_* call checks
- * its arguments, applies the per-file rules (open files, one store
- * transaction per file, purge at the last close) and calls the engine. The
- * rules, the states of the open-file table and the lock order are written
- * at the top of engine.h; backend.h has the contracts.
+ * its arguments, applies the per-file rules (open files and the session's
+ * holds, one store transaction per file, the hold's end at the last close)
+ * and calls the engine. The rules, the states of the open-file table and
+ * the lock order are written at the top of engine.h; backend.h has the
+ * contracts. The watcher is in watch.c.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -18,19 +19,21 @@
 #include "backends/memory.h"
 #include "backends/sqlite.h"
 
-/* A file the layer knows to be in use (engine.h, "Open files"). */
+/* A file the session uses (engine.h, "Open files"). */
 enum bf_open_state {
-    BF_OPEN_LIVE,     /* nopen handles are open on it */
-    BF_OPEN_PURGING,  /* nameless, no handle: engine->purge runs */
-    BF_OPEN_RESERVED, /* no handle: engine->set_blksize runs */
+    BF_OPEN_OPENING,   /* the session's first handle is being opened (the engine holds it) */
+    BF_OPEN_LIVE,      /* nopen handles are open on it (and the session holds it) */
+    BF_OPEN_RELEASING, /* no handle left: engine->release runs */
+    BF_OPEN_PURGING,   /* its name was removed, no handle: engine->purge runs */
+    BF_OPEN_RESERVED,  /* no handle: engine->set_blksize runs */
 };
 
 struct bf_open {
     struct bf_open *next; /* db->opens */
     uint64_t id;
     enum bf_open_state state;
-    unsigned nopen;   /* LIVE: handles open; else 0 */
-    bool unlinked;    /* LIVE, RESERVED: its name was removed, purge when done */
+    unsigned nopen;   /* LIVE: handles open; OPENING: 1; else 0 */
+    bool unlinked;    /* LIVE, RESERVED: its name was removed (RESERVED: purge when done) */
     struct bf_fh *tx; /* LIVE: the handle in a store transaction, or NULL */
 };
 
@@ -45,6 +48,16 @@ static struct bf_open *open_find(bf_db *db, uint64_t id)
     return NULL;
 }
 
+/* Put a new record for file id in `state` into the table. Caller holds
+ * db->lock. */
+static void open_insert(bf_db *db, struct bf_open *o, uint64_t id, enum bf_open_state state)
+{
+    o->id = id;
+    o->state = state;
+    o->next = db->opens;
+    db->opens = o;
+}
+
 /* Take o out of the table and wake whoever waits for it to go. Caller
  * holds db->lock. */
 static void open_remove(bf_db *db, struct bf_open *o)
@@ -57,8 +70,8 @@ static void open_remove(bf_db *db, struct bf_open *o)
         pthread_cond_broadcast(&db->cond);
 }
 
-/* Wait until file id is neither PURGING nor RESERVED; return its record
- * (LIVE) or NULL. Caller holds db->lock. */
+/* Wait until file id is neither OPENING, RELEASING, PURGING nor RESERVED;
+ * return its record (LIVE) or NULL. Caller holds db->lock. */
 static struct bf_open *open_settled(bf_db *db, uint64_t id)
 {
     struct bf_open *o;
@@ -67,15 +80,16 @@ static struct bf_open *open_settled(bf_db *db, uint64_t id)
     return o;
 }
 
-/* Delete nameless file o->id (o is PURGING: nothing opens it meanwhile),
- * then drop its record. Called with no lock held. */
-static void open_purge(bf_db *db, struct bf_open *o)
+/* Run the engine call of a RELEASING or PURGING record o (nothing opens the
+ * file meanwhile), then drop the record. Called with no lock held. */
+static void open_finish(bf_db *db, struct bf_open *o)
 {
-    BF_ASSERT(o->state == BF_OPEN_PURGING && o->nopen == 0);
-    int r = db->ops->purge(db, o->id);
+    BF_ASSERT((o->state == BF_OPEN_RELEASING || o->state == BF_OPEN_PURGING) && o->nopen == 0);
+    int r = o->state == BF_OPEN_RELEASING ? db->ops->release(db, o->id) : db->ops->purge(db, o->id);
     if (r < 0)
-        bf_db_log(db, "file %llu: cannot delete it (%s); the next open deletes it",
-                  (unsigned long long)o->id, strerror(-r));
+        bf_db_log(db, "file %llu: cannot %s (%s); the housekeeping retries",
+                  (unsigned long long)o->id,
+                  o->state == BF_OPEN_RELEASING ? "end its hold" : "delete it", strerror(-r));
     pthread_mutex_lock(&db->lock);
     open_remove(db, o);
     pthread_mutex_unlock(&db->lock);
@@ -83,46 +97,72 @@ static void open_purge(bf_db *db, struct bf_open *o)
 }
 
 /* o is done with: LIVE with no handle left, or RESERVED at the end of
- * set_blksize. Drop it, or purge the file if its name was removed. Caller
- * holds db->lock; returns with it released. */
+ * set_blksize. Drop it, end the session's hold of a LIVE one, purge a
+ * RESERVED one whose name was removed. Caller holds db->lock; returns with
+ * it released. */
 static void open_done(bf_db *db, struct bf_open *o)
 {
     BF_ASSERT(o->nopen == 0 && o->tx == NULL);
-    if (o->unlinked) {
-        /* LIVE/RESERVED -> PURGING: the last user of a nameless file. */
-        o->state = BF_OPEN_PURGING;
+    if (o->state == BF_OPEN_LIVE && !(db->flags & BF_DB_RDONLY)) {
+        /* LIVE -> RELEASING: the session's last handle of the file. */
+        o->state = BF_OPEN_RELEASING;
         pthread_mutex_unlock(&db->lock);
-        open_purge(db, o);
+        open_finish(db, o);
         return;
     }
-    /* LIVE/RESERVED -> (none) */
+    if (o->state == BF_OPEN_RESERVED && o->unlinked) {
+        /* RESERVED -> PURGING: its name went while its block size changed. */
+        o->state = BF_OPEN_PURGING;
+        pthread_mutex_unlock(&db->lock);
+        open_finish(db, o);
+        return;
+    }
+    /* LIVE (read-only: no hold) / RESERVED -> (none) */
     open_remove(db, o);
     pthread_mutex_unlock(&db->lock);
     free(o);
 }
 
-/* Register one more handle of file id. -ENOMEM. */
-static int open_enter(bf_db *db, uint64_t id, struct bf_open **out)
+/* Register one more handle of file id: *out is its record, LIVE, or
+ * OPENING when the handle is the session's first of the file (*first; the
+ * engine holds the file then, and open_opened ends the state). -ENOMEM. */
+static int open_enter(bf_db *db, uint64_t id, struct bf_open **out, bool *first)
 {
     struct bf_open *fresh = calloc(1, sizeof(*fresh));
     if (!fresh)
         return -ENOMEM;
     pthread_mutex_lock(&db->lock);
     struct bf_open *o = open_settled(db, id);
+    *first = o == NULL;
     if (!o) {
-        /* (none) -> LIVE */
+        /* (none) -> OPENING */
         o = fresh;
         fresh = NULL;
-        o->id = id;
-        o->state = BF_OPEN_LIVE;
-        o->next = db->opens;
-        db->opens = o;
+        open_insert(db, o, id, BF_OPEN_OPENING);
     }
     o->nopen++;
     pthread_mutex_unlock(&db->lock);
     free(fresh);
     *out = o;
     return 0;
+}
+
+/* The engine's open of the session's first handle of o's file is done:
+ * OPENING -> LIVE if it succeeded, else -> (none) (nothing is held). */
+static void open_opened(bf_db *db, struct bf_open *o, bool ok)
+{
+    pthread_mutex_lock(&db->lock);
+    BF_ASSERT(o->state == BF_OPEN_OPENING && o->nopen == 1);
+    if (ok) {
+        o->state = BF_OPEN_LIVE;
+        pthread_cond_broadcast(&db->cond);
+        pthread_mutex_unlock(&db->lock);
+        return;
+    }
+    o->nopen = 0;
+    open_remove(db, o);
+    pthread_mutex_unlock(&db->lock);
+    free(o);
 }
 
 /* Unregister one handle of o's file (its last: see open_done). */
@@ -138,15 +178,23 @@ static void open_leave(bf_db *db, struct bf_open *o)
 }
 
 /* The engine removed file id's name (unlink, or replaced by rename): purge
- * it now if nothing uses it, else when its last user is done. `spare` is a
- * record allocated before the engine call (so that this cannot fail after
- * the commit); it is used or freed. */
+ * it now if the session does not use it (the engine keeps it if another
+ * session holds it); a LIVE file is released at its last close, which
+ * purges it then; a RESERVED one is purged when set_blksize is done.
+ * `spare` is a record allocated before the engine call (so that this
+ * cannot fail after the commit); it is used or freed. */
 static void name_removed(bf_db *db, uint64_t id, struct bf_open *spare)
 {
     pthread_mutex_lock(&db->lock);
-    struct bf_open *o = open_find(db, id);
+    /* A release running now may have looked before the name went: wait for
+     * it, and purge after it; an open running now may fail. */
+    struct bf_open *o;
+    while ((o = open_find(db, id)) &&
+           (o->state == BF_OPEN_RELEASING || o->state == BF_OPEN_OPENING))
+        pthread_cond_wait(&db->cond, &db->lock);
     if (o) {
-        /* LIVE or RESERVED: a nameless file is never PURGING twice. */
+        /* LIVE: its last close releases (and so purges) it; RESERVED: purged
+         * when set_blksize is done. A nameless file is never PURGING twice. */
         BF_ASSERT(o->state != BF_OPEN_PURGING);
         o->unlinked = true;
         pthread_mutex_unlock(&db->lock);
@@ -154,13 +202,9 @@ static void name_removed(bf_db *db, uint64_t id, struct bf_open *spare)
         return;
     }
     /* (none) -> PURGING */
-    o = spare;
-    o->id = id;
-    o->state = BF_OPEN_PURGING;
-    o->next = db->opens;
-    db->opens = o;
+    open_insert(db, spare, id, BF_OPEN_PURGING);
     pthread_mutex_unlock(&db->lock);
-    open_purge(db, o);
+    open_finish(db, spare);
 }
 
 /* ---- bf_file operations: the transaction rule, then the engine -------- */
@@ -181,10 +225,11 @@ static void tx_end(struct bf_fh *fh)
     fh->tx = BF_TX_IDLE;
 }
 
-static int fh_loadblk(bf_file *f, uint64_t blk, void *buf)
+static int fh_loadblk(bf_file *f, uint64_t blk, uint64_t at, void *buf, uint64_t *serial)
 {
     struct bf_fh *fh = FH(f);
-    return fh->db->ops->loadblk(fh, blk, buf);
+    uint64_t ignored;
+    return fh->db->ops->loadblk(fh, blk, at, buf, serial ? serial : &ignored);
 }
 
 static int fh_next_stored(bf_file *f, uint64_t from, uint64_t *blk)
@@ -226,13 +271,13 @@ static int fh_begin(bf_file *f)
     return 0;
 }
 
-static int fh_storeblk(bf_file *f, uint64_t blk, const void *buf)
+static int fh_storeblk(bf_file *f, uint64_t blk, const void *buf, uint64_t base)
 {
     struct bf_fh *fh = FH(f);
     if (!BF_CHECK(fh->tx == BF_TX_OPEN, "file %llu: storeblk outside a transaction",
                   (unsigned long long)fh->id))
         return -EINVAL;
-    return fh->db->ops->storeblk(fh, blk, buf);
+    return fh->db->ops->storeblk(fh, blk, buf, base);
 }
 
 static int fh_truncate(bf_file *f, uint64_t nblocks)
@@ -254,26 +299,31 @@ static void fh_abort(bf_file *f)
     tx_end(fh);
 }
 
-static int fh_commit(bf_file *f, uint64_t size)
+static int fh_commit(bf_file *f, const struct bf_commit_req *req, uint64_t *serial)
 {
     struct bf_fh *fh = FH(f);
+    uint64_t s = 0;
     if (!BF_CHECK(fh->tx == BF_TX_OPEN, "file %llu: commit outside a transaction",
                   (unsigned long long)fh->id))
         return -EINVAL;
-    if (size > BF_SIZE_MAX) {
+    if (!req || (req->flags & ~(unsigned)(BF_COMMIT_OVERWRITE | BF_COMMIT_FILE_CONFLICTS)) ||
+        (req->size_set && req->size > BF_SIZE_MAX)) {
         fh_abort(f); /* a failed commit rolls back (bigfile.h) */
         return -EINVAL;
     }
-    int r = fh->db->ops->commit(fh, size);
+    int r = fh->db->ops->commit(fh, req, &s);
     tx_end(fh);
-    if (r == 0)
-        f->size = size;
+    if (r == 0 && req->size_set)
+        f->size = req->size;
+    if (r == 0 && serial)
+        *serial = s;
     return r;
 }
 
 /* ---- opening and closing -------------------------------------------- */
 
-int bf_db_init(bf_db *db, const struct bf_engine_ops *ops, unsigned flags)
+int bf_db_init(bf_db *db, const struct bf_engine_ops *ops, unsigned flags,
+               const struct bf_db_options *opt)
 {
     if (pthread_mutex_init(&db->lock, NULL) != 0)
         return -ENOMEM;
@@ -285,6 +335,13 @@ int bf_db_init(bf_db *db, const struct bf_engine_ops *ops, unsigned flags)
     db->flags = flags;
     db->label = NULL;
     db->opens = NULL;
+    db->session = 0;
+    db->start_serial = 0;
+    db->opt = opt ? *opt : (struct bf_db_options){ 0 };
+    if (db->opt.watch_interval_ms == 0)
+        db->opt.watch_interval_ms = BF_WATCH_INTERVAL_MS;
+    if (db->opt.log_keep == 0)
+        db->opt.log_keep = BF_LOG_KEEP;
     db->fops = (struct bf_file_ops){
         .loadblk = fh_loadblk,
         .begin = fh_begin,
@@ -295,74 +352,107 @@ int bf_db_init(bf_db *db, const struct bf_engine_ops *ops, unsigned flags)
         .next_stored = ops->next_stored ? fh_next_stored : NULL,
         .stored_blocks = ops->stored_blocks ? fh_stored_blocks : NULL,
     };
+    if (bf_watch_init(db) < 0) {
+        pthread_cond_destroy(&db->cond);
+        pthread_mutex_destroy(&db->lock);
+        return -ENOMEM;
+    }
     return 0;
 }
 
-int bf_db_open(const char *spec, unsigned flags, bf_db **out, char *errbuf, size_t errlen)
+void bf_db_fini(bf_db *db)
+{
+    bf_watch_fini(db);
+    pthread_cond_destroy(&db->cond);
+    pthread_mutex_destroy(&db->lock);
+    free(db->label);
+    db->label = NULL;
+}
+
+void bf_errf(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+    if (!errbuf || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errbuf, errlen, fmt, ap);
+    va_end(ap);
+}
+
+int bf_db_open_ex(const char *spec, unsigned flags, const struct bf_db_options *opt, bf_db **out,
+                  char *errbuf, size_t errlen)
 {
     int r;
-    if (errbuf && errlen)
-        errbuf[0] = '\0';
-    if (!spec || !out || (flags & ~(unsigned)(BF_DB_RDONLY | BF_DB_CREATE))) {
-        if (errbuf && errlen)
-            snprintf(errbuf, errlen, "bad arguments to bf_db_open");
+    bf_errf(errbuf, errlen, "%s", "");
+    if (!spec || !out || (flags & ~(unsigned)(BF_DB_RDONLY | BF_DB_CREATE | BF_DB_SHARED))) {
+        bf_errf(errbuf, errlen, "bad arguments to bf_db_open");
         return -EINVAL;
     }
     *out = NULL;
-    /* "mem:" and "mem:LABEL" name a fresh memory database; the label only
-     * tells databases apart in logs. Anything else is a SQLite path (a file
+    /* "mem:" names a fresh private memory database, "mem:LABEL" the one of
+     * that label in this process. Anything else is a SQLite path (a file
      * really named "mem:x" can be reached as "./mem:x"). */
     if (strncmp(spec, "mem:", 4) == 0) {
-        r = bf_mem_open(flags, out);
-        if (r < 0 && errbuf && errlen)
-            snprintf(errbuf, errlen, "%s: cannot create memory database: %s", spec, strerror(-r));
+        r = bf_mem_open(spec + 4, flags, opt, out, errbuf, errlen);
     } else if (spec[0] == '\0') {
-        if (errbuf && errlen)
-            snprintf(errbuf, errlen, "empty database path");
+        bf_errf(errbuf, errlen, "empty database path");
         return -EINVAL;
     } else {
-        r = bf_sqlite_open(spec, flags, out, errbuf, errlen);
+        r = bf_sqlite_open(spec, flags, opt, out, errbuf, errlen);
     }
     if (r == 0)
         (*out)->label = strdup(spec); /* NULL (out of memory): logs use the engine's name */
     return r;
 }
 
+int bf_db_open(const char *spec, unsigned flags, bf_db **out, char *errbuf, size_t errlen)
+{
+    return bf_db_open_ex(spec, flags, NULL, out, errbuf, errlen);
+}
+
 void bf_db_close(bf_db *db)
 {
     if (!db)
         return;
+    bf_watch_stop(db);
     pthread_mutex_lock(&db->lock);
     struct bf_open *o = db->opens;
     pthread_mutex_unlock(&db->lock);
     if (!BF_CHECK(o == NULL, "closing a database with file %llu in use",
                   (unsigned long long)o->id)) {
-        /* Forget the records; the caller's handles are lost with them. */
+        /* Forget the records; the caller's handles are lost with them (the
+         * engine's close ends the session's holds). */
         while ((o = db->opens)) {
             db->opens = o->next;
             free(o);
         }
     }
-    pthread_cond_destroy(&db->cond);
-    pthread_mutex_destroy(&db->lock);
-    free(db->label);
-    db->ops->close(db);
+    db->ops->close(db); /* calls bf_db_fini */
+}
+
+uint64_t bf_db_session(bf_db *db)
+{
+    return db->session;
 }
 
 int bf_db_file_open(bf_db *db, uint64_t id, bf_file **out)
 {
     struct bf_open *o;
     struct bf_fh *fh = NULL;
-    /* Register first, then let the engine read the row: a name removed
-     * meanwhile finds the file in use and leaves the purge to us. */
-    int r = open_enter(db, id, &o);
+    bool first;
+    /* Register first, then let the engine read the row (and hold the file
+     * at the first handle): a name removed meanwhile finds the file in use
+     * and leaves it to our last close. */
+    int r = open_enter(db, id, &o, &first);
     if (r < 0)
         return r;
-    r = db->ops->file_open(db, id, &fh);
-    if (r < 0) {
+    r = db->ops->file_open(db, id, first && !(db->flags & BF_DB_RDONLY), &fh);
+    if (first)
+        open_opened(db, o, r == 0);
+    else if (r < 0)
         open_leave(db, o);
+    if (r < 0)
         return r;
-    }
     fh->file.ops = &db->fops;
     fh->db = db;
     fh->id = id;
@@ -371,7 +461,6 @@ int bf_db_file_open(bf_db *db, uint64_t id, bf_file **out)
     *out = &fh->file;
     return 0;
 }
-
 void bf_db_file_close(bf_db *db, bf_file *f)
 {
     if (!f)
@@ -507,10 +596,7 @@ int bf_db_set_blksize(bf_db *db, uint64_t id, uint32_t blksize)
     }
     /* (none) -> RESERVED: no handle opens while the engine changes it. */
     struct bf_open *o = fresh;
-    o->id = id;
-    o->state = BF_OPEN_RESERVED;
-    o->next = db->opens;
-    db->opens = o;
+    open_insert(db, o, id, BF_OPEN_RESERVED);
     pthread_mutex_unlock(&db->lock);
 
     int r = db->ops->set_blksize(db, id, blksize);

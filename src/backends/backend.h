@@ -3,9 +3,10 @@
  *
  * A backend instance (bf_db) holds many bigfiles: their metadata (name,
  * block size, committed size, mode, owner, times) and their blocks. The
- * namespace operations here (create, unlink, rename, setattr) are committed
- * at once; a file's content changes only through the store transaction of
- * its bf_file (src/core/bigfile.h), which the core drives at writeout.
+ * namespace operations here (create, unlink, rename, setattr, set_blksize)
+ * are committed at once; a file's content changes only through the store
+ * transaction of its bf_file (src/core/bigfile.h), which the core drives at
+ * writeout.
  *
  * Backends (storage engines behind one generic layer, engine.h):
  *   "memory"  memory.h — in-process, for tests and benchmarks, with fault
@@ -16,10 +17,24 @@
  * (a backend serializes internally what must be). Every function returns 0
  * or a negative errno value.
  *
+ * Sessions (docs/COHERENCE.md): each bf_db is one *session* on its database
+ * — one mount. Several may share a database (BF_DB_SHARED on every one of
+ * them; a database opened without it is locked for that bf_db alone), in
+ * several processes, or in one (two bf_db on one SQLite path, or on one
+ * "mem:LABEL"). Every commit of the database — a writeout and every
+ * namespace operation — gets a *serial*, strictly increasing in commit
+ * order, and a row in the database's commit log; a session learns of every
+ * commit through its watcher (bf_db_watch). A bf_file reads snapshots
+ * (loadblk as of a serial) and its commit refuses to overwrite a block, a
+ * size or a file that another session changed after the version the change
+ * was based on (bigfile.h, commit).
+ *
  * Unlinked-but-open files: bf_db_unlink() removes the name at once; the
- * blocks of a file that still has bf_file objects open stay readable
- * through them until the last is closed, and are deleted then (and, after a
- * crash, when the database is next opened).
+ * blocks of a file that still has bf_file objects open in any live session
+ * stay readable through them, and are deleted when the last session that
+ * has it open closes it (or, after a crash, when another session notices
+ * the dead one). A read-only session does not hold the files it opens (it
+ * writes nothing): another session may delete them under it.
  *
  * Names: a file name is 1 to BF_NAME_MAX bytes, without '/', and neither "."
  * nor "..". A row of a tampered database whose name is not one is never
@@ -28,6 +43,7 @@
 #ifndef BIGFILEFS_BACKENDS_BACKEND_H
 #define BIGFILEFS_BACKENDS_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -54,6 +70,12 @@ struct bf_fileinfo {
 enum {
     BF_DB_RDONLY = 1 << 0, /* never write; namespace ops and writeout get -EROFS */
     BF_DB_CREATE = 1 << 1, /* create the database if it does not exist */
+    /* Share the database with other sessions that open it with this flag
+     * too (several daemons: -o shared). Without it the session has the
+     * database to itself: an open finds it in use by another session (of
+     * any kind) and fails with -EBUSY, and while it is open no other
+     * session opens it. */
+    BF_DB_SHARED = 1 << 2,
 };
 
 /* Flags for bf_db_rename (the values of renameat2's RENAME_*). */
@@ -62,17 +84,49 @@ enum {
     BF_RENAME_EXCHANGE = 1 << 1,
 };
 
-/* Open a database. `spec` is "mem:" or "mem:LABEL" for a fresh memory
- * database, else a path to a SQLite file. On failure returns a negative
- * errno and, if errbuf is not NULL, writes a one-line human-readable reason
- * to errbuf (e.g. "x.db: not a bigfilefs database (no bigfilefs schema)").
- * Errors: -ENOENT (missing and no BF_DB_CREATE), -EPROTO (not a bigfilefs
- * database, or a corrupt one: never modified), -EPROTONOSUPPORT (a newer
- * schema version: never modified), -EACCES, -EROFS, -EIO, -ENOMEM. */
+/* Options of a session (bf_db_open_ex; NULL: every default). */
+struct bf_db_options {
+    /* How often the watcher looks for commits of other sessions where the
+     * engine must poll (SQLite: PRAGMA data_version), in ms, while commits
+     * come; when none has come for a while it looks less often, down to
+     * every BF_WATCH_IDLE_FACTOR times this (so an idle watcher costs next
+     * to no CPU, and the first commit after a quiet spell is seen within
+     * that); 0: the default, BF_WATCH_INTERVAL_MS. The memory engine is
+     * notified and does not poll. */
+    unsigned watch_interval_ms;
+    /* Commit-log rows kept past the slowest live session: beyond that the
+     * log is trimmed anyway, and a session that lagged so far gets a
+     * BF_COMMIT_RESET; 0: the default, BF_LOG_KEEP. */
+    uint64_t log_keep;
+};
+
+#define BF_WATCH_INTERVAL_MS 2
+#define BF_WATCH_IDLE_FACTOR 16
+#define BF_LOG_KEEP 100000
+
+/* Open a database (a session on it). `spec` is "mem:" for a fresh private
+ * memory database, "mem:LABEL" for the memory database of that label in
+ * this process (created by the first session that opens it, freed when
+ * the last one closes), else a path to a SQLite file. On failure returns a
+ * negative errno and, if errbuf is not NULL, writes a one-line
+ * human-readable reason to errbuf (e.g. "x.db: not a bigfilefs database (no
+ * bigfilefs schema)"). Errors: -ENOENT (missing and no BF_DB_CREATE),
+ * -EBUSY (in use by another session, and not both shared: "DB: in use by
+ * another bigfilefs (mount every daemon with -o shared to share it)"),
+ * -EPROTO (not a bigfilefs database, or a corrupt one: never modified),
+ * -EPROTONOSUPPORT (a newer schema version: never modified), -EROFS (also:
+ * an older schema, which only a read-write open upgrades), -EACCES, -EIO,
+ * -ENOMEM, -EINVAL (bad flags or options). A failed open leaves the
+ * database as it was. */
+int bf_db_open_ex(const char *spec, unsigned flags, const struct bf_db_options *opt, bf_db **out,
+                  char *errbuf, size_t errlen);
+
+/* bf_db_open_ex with the default options. */
 int bf_db_open(const char *spec, unsigned flags, bf_db **out, char *errbuf, size_t errlen);
 
-/* Close a database. Every bf_file must be closed first (a caller bug,
- * BF_CHECK). NULL is a no-op. */
+/* Close a database: stop its watcher (waiting for a running listener call
+ * to return), end the session. Every bf_file must be closed first (a
+ * caller bug, BF_CHECK). NULL is a no-op. */
 void bf_db_close(bf_db *db);
 
 /* Call cb for every named file, in name order; stop and return cb's value
@@ -97,7 +151,8 @@ int bf_db_unlink(bf_db *db, const char *name);
 
 /* Rename, replacing an existing `to` unless BF_RENAME_NOREPLACE (-EEXIST);
  * BF_RENAME_EXCHANGE swaps two existing names. A replaced file is unlinked
- * as by bf_db_unlink. -ENOENT, -EEXIST, -EINVAL (bad flags or name), -EROFS. */
+ * as by bf_db_unlink. Renaming a name onto itself changes nothing (and is
+ * no commit). -ENOENT, -EEXIST, -EINVAL (bad flags or name), -EROFS. */
 int bf_db_rename(bf_db *db, const char *from, const char *to, unsigned flags);
 
 /* Change mode, owner, mtime (NULL pointers: unchanged); committed at once;
@@ -107,18 +162,105 @@ int bf_db_setattr(bf_db *db, uint64_t id, const uint32_t *mode, const uint32_t *
 
 /* Change the block size of an empty file: committed size 0 and no block
  * stored. -ENOENT, -EINVAL (bad blksize), -ENOTEMPTY, -EBUSY (a bf_file is
- * open on it), -EROFS. */
+ * open on it, in this session or another live one), -EROFS. */
 int bf_db_set_blksize(bf_db *db, uint64_t id, uint32_t blksize);
 
 /* Open the content of file `id` for the core (bigfile.h). The bf_file's
- * size is the committed size now. Several bf_file objects may be open on
- * one file. -ENOENT. */
+ * size is the committed size as of its `serial`, the database's serial
+ * now (the core's handle view starts there). The session holds the file
+ * while it has a bf_file open on it (see "Unlinked-but-open"). Several
+ * bf_file objects may be open on one file. -ENOENT. */
 int bf_db_file_open(bf_db *db, uint64_t id, bf_file **out);
 
 /* Close a bf_file. No transaction may be open on it (a caller bug,
- * BF_CHECK: in a release build it is aborted). If the file's name was
- * removed and this was its last bf_file, the file is deleted now. NULL is
- * a no-op. */
+ * BF_CHECK: in a release build it is aborted). If this was the session's
+ * last bf_file of the file, the session's hold ends: a file whose name was
+ * removed and that no other live session holds is deleted now. NULL is a
+ * no-op. */
 void bf_db_file_close(bf_db *db, bf_file *f);
+
+/* ---- commits of the database, as a session learns of them -------------- */
+
+enum bf_commit_kind {
+    BF_COMMIT_WRITE = 1,  /* content and/or size of `file`: `write` says what */
+    BF_COMMIT_CREATE,     /* `file` created as `name` */
+    BF_COMMIT_UNLINK,     /* `name` (file `file`) removed */
+    BF_COMMIT_RENAME,     /* `name` -> `name2` (rename_flags); file2: the file it
+                             replaced (0: none) or, with EXCHANGE, the other */
+    BF_COMMIT_SETATTR,    /* mode/owner/mtime of `file` */
+    BF_COMMIT_SETBLKSIZE, /* block size of `file` */
+    BF_COMMIT_RESET,      /* the session lost track (its applied serial fell below the
+                             trimmed log): forget everything cached; `serial` is where
+                             it resumes */
+};
+
+/* A commit, as the watcher delivers it. Pointers are valid during the
+ * listener's call only. */
+struct bf_commit_rec {
+    uint64_t serial;
+    uint64_t session; /* who committed it (0 for RESET) */
+    bool own;         /* this bf_db's own session made it (already applied by the commit itself) */
+    enum bf_commit_kind kind;
+    uint64_t file, file2;
+    int64_t time_ns;          /* when it was committed (CLOCK_REALTIME) */
+    struct bf_commit write;   /* BF_COMMIT_WRITE: ranges, trunc, size (core/bigfile.h);
+                               write.serial = serial */
+    const char *name, *name2; /* NULL when the kind has none */
+    unsigned rename_flags;    /* BF_RENAME_* */
+};
+
+/* Start the session's watcher thread: from now on it calls fn(arg, rec)
+ * for every commit after the serial the session started at, in serial
+ * order, one at a time, from the watcher thread — own commits too, with
+ * own = true — and a BF_COMMIT_RESET in place of the commits it can no
+ * longer read. After fn returns the commit counts as applied
+ * (bf_db_applied). fn may block (the daemon waits for kernel notifications
+ * in it): the session then lags, which holds back the trimming of the log
+ * and of old versions by every session, up to log_keep log rows. fn must
+ * not call bf_db_sync nor bf_db_close. The watcher also runs the session's
+ * share of the database's housekeeping (the trim: COHERENCE.md rule 5),
+ * at most every BF_TRIM_INTERVAL_MS (less often while no commit comes). Returns 0, -EBUSY (already
+ * watching), -EINVAL (fn NULL), -ENOMEM/-EAGAIN (no thread). The watcher
+ * stops in bf_db_close, which waits for a running fn. */
+int bf_db_watch(bf_db *db, void (*fn)(void *arg, const struct bf_commit_rec *rec), void *arg);
+
+#define BF_TRIM_INTERVAL_MS 250
+
+/* Stop the session's watcher before the session ends: wait for a running
+ * fn to return; fn is not called again, and bf_db_sync fails with
+ * -ESHUTDOWN from now on (the session stays open: its files, loads and
+ * commits work). For a caller whose listener uses objects it must free
+ * before bf_db_close (the daemon's inodes and handles: bf_db_close wants
+ * every bf_file closed first). A no-op if the watcher is not running; no
+ * bf_db_watch may follow. From any thread but the watcher's. */
+void bf_db_unwatch(bf_db *db);
+
+/* Catch up now: return once every commit up to the database's current
+ * serial has been delivered to fn (and fn has returned), with *serial =
+ * that serial; waits on a condition variable (a blocked fn blocks it).
+ * Safe from any thread but the watcher's (fn's). Without a watcher: just
+ * *serial = the current serial. Returns 0, or the engine's error reading
+ * the serial (-EIO ...), or -ESHUTDOWN (the watcher stopped: the database
+ * is being closed). */
+int bf_db_sync(bf_db *db, uint64_t *serial);
+
+/* Run the session's share of the housekeeping now, as the watcher does
+ * every BF_TRIM_INTERVAL_MS (docs/COHERENCE.md rule 5.5), to the end:
+ * record the applied serial, trim the log and the old versions no live
+ * session can read, clean up after dead sessions, purge the nameless files
+ * no live session holds, delete what they left. Each step is a short
+ * transaction of its own. Never at the same time as the watcher's. Returns
+ * 0 (also in a read-only session: it writes nothing) or the engine's
+ * error. */
+int bf_db_trim(bf_db *db);
+
+/* The serial this session has applied: every commit up to it has been
+ * delivered through fn (the serial the session started at before its
+ * watcher delivered anything; it moves only through the watcher). */
+uint64_t bf_db_applied(bf_db *db);
+
+/* This session's id in its database (>= 1; 0 for a read-only session,
+ * which is not registered); a bf_commit_rec's `session` names it. */
+uint64_t bf_db_session(bf_db *db);
 
 #endif /* BIGFILEFS_BACKENDS_BACKEND_H */

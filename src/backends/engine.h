@@ -2,60 +2,79 @@
 /* bigfilefs — backends: the interface between the backend layer and its
  * storage engines (private to src/backends).
  *
- * backend.h is what the daemon and the core see: a bf_db with namespace
- * operations and bf_file objects. It is implemented in two parts:
+ * backend.h is what the daemon and the core see: a bf_db (a session) with
+ * namespace operations, bf_file objects and a watcher. It is implemented
+ * in two parts:
  *
- *   the layer   backend.c: the rules every database keeps, once — argument
- *               and name checks, read-only refusals, which files are open,
- *               one store transaction per file at a time, purging a file
- *               whose name was removed once its last bf_file closes, and
- *               leaving out of listings rows whose name no file can have.
- *               Per-database shared state belongs here (the sessions of
- *               several daemons sharing one database will).
- *   an engine   memory.c, sqlite.c (later PostgreSQL, a process protocol):
- *               storage only — rows, blocks, transactions, and its own
- *               clean-up after a crash (the orphan sweep at open).
+ *   the layer   backend.c, watch.c: the rules every database keeps, once —
+ *               argument and name checks, read-only refusals, which files
+ *               the session has open (and so holds), one store
+ *               transaction per file at a time, ending a hold at the last
+ *               close, leaving out of listings rows whose name no file can
+ *               have; and the watcher thread, which reads the commit log
+ *               through the engine, delivers it in order, keeps the
+ *               session's applied serial and runs the housekeeping.
+ *   an engine   memory.c, sqlite*.c (later PostgreSQL, a process
+ *               protocol): storage only — rows, versions of blocks,
+ *               serials, the commit log, sessions and their liveness,
+ *               holds, the conflict check, and the housekeeping itself
+ *               (docs/COHERENCE.md, rules 1-7).
  *
  * An engine embeds `struct bf_db` as the first member of its database and
  * `struct bf_fh` as the first member of its per-handle structure, fills in
- * a `struct bf_engine_ops`, and calls bf_db_init() from its open function.
- * The layer checks what it can before calling an engine (valid names, block
- * sizes and flags; -EROFS on a read-only database; the transaction state of
- * a handle), so an engine only asserts those (BF_ASSERT).
+ * a `struct bf_engine_ops`, calls bf_db_init() from its open function,
+ * sets db->session and db->start_serial once its session is registered,
+ * and calls bf_db_fini() from its close. The layer checks what it can
+ * before calling an engine (valid names, block sizes and flags; -EROFS on a
+ * read-only database; the transaction state of a handle), so an engine
+ * only asserts those (BF_ASSERT).
  *
- * Open files (the layer's table, one record per file in use)
- * ----------------------------------------------------------
- *   (none)  --file_open-->                  LIVE       nopen = 1
- *   LIVE    --file_open / file_close-->     LIVE       nopen +1 / -1
- *   LIVE    --last close, name kept-->      (none)
- *   LIVE    --last close, name removed-->   PURGING    engine->purge runs
- *   (none)  --unlink/rename removes name--> PURGING    engine->purge runs
- *   PURGING --purge done (or failed)-->     (none)
- *   (none)  --set_blksize-->                RESERVED   engine->set_blksize runs
- *   RESERVED --done, name kept / removed--> (none) / PURGING
- * A file_open or set_blksize of a file that is PURGING or RESERVED waits for
- * the record to go, then asks the engine (which then finds the purged file
- * gone). A name removed while LIVE or RESERVED sets `unlinked`: the purge
- * follows the last close. A purge that fails leaves the nameless row to the
- * engine's orphan sweep at the next open.
+ * Open files (the layer's table, one record per file the session uses)
+ * -------------------------------------------------------------------
+ *   (none)    --file_open-->                        OPENING    engine->file_open holds it
+ *   OPENING   --opened / failed-->                  LIVE (nopen = 1) / (none)
+ *   LIVE      --file_open / file_close-->           LIVE       nopen +1 / -1
+ *   LIVE      --last close, read-only session-->    (none)
+ *   LIVE      --last close-->                       RELEASING  engine->release runs
+ *   RELEASING --release done (or failed)-->         (none)
+ *   (none)    --unlink/rename removes the name-->   PURGING    engine->purge runs
+ *   PURGING   --purge done (or failed)-->           (none)
+ *   (none)    --set_blksize-->                      RESERVED   engine->set_blksize runs
+ *   RESERVED  --done, name kept / removed-->        (none) / PURGING
+ * A file_open or set_blksize of a file that is OPENING, RELEASING, PURGING
+ * or RESERVED waits for the record to settle (LIVE) or go, then asks the
+ * engine (which then finds a purged file gone); so does a name removal
+ * that finds it OPENING or RELEASING (the hold may be late or gone). The
+ * engine decides whether a nameless file is deleted: release and purge
+ * delete it only when no live session holds it (the name may have been
+ * removed by another session; another session's hold may keep it). A release or purge that fails leaves the
+ * nameless row to the housekeeping (engine->trim, and the next open).
  *
- * Store transactions: at most one per file (a record's `tx` names the handle
- * in one), driven by one thread at a time (bigfile.h), so a handle's `tx`
- * state is touched only by that thread and by file_close.
+ * Store transactions: at most one per file in a session (a record's `tx`
+ * names the handle in one), driven by one thread at a time (bigfile.h),
+ * so a handle's `tx` state is touched only by that thread and by
+ * file_close. Different sessions' transactions of one file are the
+ * engine's business (its commit section and conflict check).
  *
  *   IDLE --begin ok--> OPEN --commit (ok or failed) / abort--> IDLE
  *
  * Locks, in the order they are taken
  * ----------------------------------
  *   1. the caller's (the daemon: inode table -> fh_lock -> ram lock);
- *   2. the engine's own (each engine writes its order at its top).
+ *   2. the engine's own (each engine writes its order at its top);
+ *   3. the watcher's lock (watch.c), a leaf: engines take it only through
+ *      bf_db_kick (which also writes the watcher's eventfd), and the
+ *      watcher never holds it across an engine call, the listener or its
+ *      wait. (Its trim lock, taken around engine->trim only, comes before
+ *      the engine's.)
  *   bf_db.lock (the layer's) is a leaf: it guards the open-file table, is
  *   held only to read or change it, and never across an engine call or a
  *   callback; an engine never takes it (it calls only the helpers at the
  *   end of this header, none of which does). So the layer's lock and an
- *   engine's never nest. A bf_counter's lock is a leaf too. What must stay stable
- *   across an engine call is pinned by a record's state instead (LIVE,
- *   PURGING, RESERVED, tx), and waiting is on bf_db.cond.
+ *   engine's never nest. A bf_counter's lock is a leaf too. What must stay
+ *   stable across an engine call is pinned by a record's state instead
+ *   (LIVE, RELEASING, PURGING, RESERVED, tx), and waiting is on
+ *   bf_db.cond.
  */
 #ifndef BIGFILEFS_BACKENDS_ENGINE_H
 #define BIGFILEFS_BACKENDS_ENGINE_H
@@ -69,15 +88,28 @@
 #include "util/util.h"  /* bf_now_ns, bf_all_zero */
 
 struct bf_fh;
-struct bf_open; /* the layer's record of a file in use (backend.c) */
+struct bf_open;  /* the layer's record of a file in use (backend.c) */
+struct bf_watch; /* the watcher's state (watch.c) */
 
 /* What an engine implements. Every function returns 0 or a negative errno
- * and may be called from any thread, concurrently, except where noted. */
+ * and may be called from any thread, concurrently, except where noted.
+ * Every operation that changes the database is a commit (COHERENCE.md
+ * rule 1): it takes the next serial and writes a commit-log row in the same
+ * transaction — create, unlink, rename (but onto itself), setattr,
+ * set_blksize and the store transaction's commit; purge, release, the
+ * holds and the housekeeping are not. */
 struct bf_engine_ops {
     const char *name;
 
-    /* Free the database (the layer has checked that no file is open and
-     * has released its own state). */
+    /* The engine wakes the watcher itself (bf_db_kick) at every commit of
+     * the database, so the watcher does not poll engine->changed: it waits
+     * for a kick (and the housekeeping interval). */
+    bool notifies;
+
+    /* End the session and free the database: leave the shared state (the
+     * session's registration, its locks), call bf_db_fini(db) once no
+     * other session can reach db any more, then free. The layer has
+     * stopped the watcher and checked that no file is open. */
     void (*close)(bf_db *db);
 
     /* As in backend.h. list may include rows whose name is not a valid
@@ -93,7 +125,7 @@ struct bf_engine_ops {
                    const uint32_t *gid, const int64_t *mtime_ns);
 
     /* Remove a name, committed at once, leaving the file nameless (its row
-     * and blocks stay, readable by id, until purge); *id gets the file's
+     * and blocks stay, readable by id, until purged); *id gets the file's
      * id. -ENOENT. */
     int (*unlink)(bf_db *db, const char *name, uint64_t *id);
 
@@ -102,38 +134,86 @@ struct bf_engine_ops {
     int (*rename)(bf_db *db, const char *from, const char *to, unsigned flags, uint64_t *replaced);
 
     /* Change the block size of an empty file. The layer guarantees that no
-     * bf_file of it is open, and none opens, meanwhile. -ENOENT,
-     * -ENOTEMPTY. */
+     * bf_file of it is open in this session, and none opens, meanwhile.
+     * -ENOENT, -ENOTEMPTY, -EBUSY (another live session holds the file). */
     int (*set_blksize)(bf_db *db, uint64_t id, uint32_t blksize);
 
-    /* Delete nameless file id and its blocks, committed at once. The layer
-     * guarantees that it has no bf_file open, and none opens, meanwhile. A
-     * file that has a name, or none at all, is left alone (0). On failure
-     * the file stays as it was, for the orphan sweep of a later open. */
+    /* Delete nameless file id, its versions and contents, unless a live
+     * session holds it (then nothing is done: 0). A file that has a name,
+     * or none at all, is left alone (0). Not a commit. The layer
+     * guarantees that this session has no bf_file of it open, and opens
+     * none, meanwhile. On failure the file stays as it was, for the
+     * housekeeping. */
     int (*purge)(bf_db *db, uint64_t id);
 
     /* Allocate the engine's handle of file id (named or nameless) and set
-     * its file.blksize and file.size (the committed size now); the layer
-     * fills in the rest of *out. -ENOENT. file_close frees it (no
-     * transaction is open on it). */
-    int (*file_open)(bf_db *db, uint64_t id, struct bf_fh **out);
+     * its file.blksize, file.size and file.serial: the committed size as
+     * of the serial, read together. With `hold` (the session's first
+     * handle of the file; never in a read-only session), record the
+     * session's hold on the file first, atomically with finding it: a
+     * purge either sees the hold or has deleted the file (-ENOENT, no hold
+     * left). The layer fills in the rest of *out. -ENOENT. file_close
+     * frees it (no transaction is open on it). */
+    int (*file_open)(bf_db *db, uint64_t id, bool hold, struct bf_fh **out);
     void (*file_close)(struct bf_fh *fh);
 
+    /* End the session's hold on file id (its last handle is closed), then
+     * purge it as purge does. The layer guarantees what it does for
+     * purge. */
+    int (*release)(bf_db *db, uint64_t id);
+
     /* The content operations of bigfile.h, on the engine's handle. The
-     * layer calls begin only when no other handle of the file is in a
-     * transaction and the database is writable; storeblk, truncate,
-     * commit and abort only in the transaction begin opened. commit
-     * rolls back and closes the transaction when it fails, as in
-     * bigfile.h; the layer updates file.size when it succeeds.
-     * next_stored and stored_blocks may be NULL. */
-    int (*loadblk)(struct bf_fh *fh, uint64_t blk, void *buf);
+     * layer calls begin only when no other handle of the file in this
+     * session is in a transaction and the database is writable;
+     * storeblk, truncate, commit and abort only in the transaction begin
+     * opened. commit checks conflicts as bigfile.h says (a conflict is a
+     * commit of another session after a base), rolls back and closes the
+     * transaction when it fails, as in bigfile.h, and calls req->conflict
+     * with none of its locks held; the layer updates file.size when it
+     * succeeds with req->size_set. next_stored and stored_blocks may be
+     * NULL. */
+    int (*loadblk)(struct bf_fh *fh, uint64_t blk, uint64_t at, void *buf, uint64_t *serial);
     int (*next_stored)(struct bf_fh *fh, uint64_t from, uint64_t *blk);
     int (*stored_blocks)(struct bf_fh *fh, uint64_t *n);
     int (*begin)(struct bf_fh *fh);
-    int (*storeblk)(struct bf_fh *fh, uint64_t blk, const void *buf);
+    int (*storeblk)(struct bf_fh *fh, uint64_t blk, const void *buf, uint64_t base);
     int (*truncate)(struct bf_fh *fh, uint64_t nblocks);
-    int (*commit)(struct bf_fh *fh, uint64_t size);
+    int (*commit)(struct bf_fh *fh, const struct bf_commit_req *req, uint64_t *serial);
     void (*abort)(struct bf_fh *fh);
+
+    /* The watcher's (watch.c). changed, log_read and trim are called from
+     * the watcher thread only, one at a time; serial_now from any thread. */
+
+    /* *yes = whether the database may have changed since the last call
+     * (a cheap look; a false yes costs one log_read). Unused when the
+     * engine notifies. */
+    int (*changed)(bf_db *db, bool *yes);
+
+    /* Optional (NULL, or -1: none): a descriptor that becomes readable
+     * when the database may have changed, so that the watcher need not
+     * poll often; changed() drains it and decides. The engine closes it. */
+    int (*change_fd)(bf_db *db);
+
+    /* Call fn for each commit-log row with serial > after, in serial
+     * order, at most max of them (fn copies what it keeps; rec->own is
+     * left to the layer); *current gets the database's serial and
+     * *trimmed the highest serial trimmed from the log, as of the same
+     * snapshot as the rows. A nonzero fn return stops and is returned. */
+    int (*log_read)(bf_db *db, uint64_t after, size_t max,
+                    int (*fn)(void *arg, const struct bf_commit_rec *rec), void *arg,
+                    uint64_t *current, uint64_t *trimmed);
+
+    /* *serial = the database's serial now (the last commit's). */
+    int (*serial_now)(bf_db *db, uint64_t *serial);
+
+    /* Housekeeping (COHERENCE.md rule 5.5): record `applied` as the
+     * session's applied serial, then trim the log, collect old versions
+     * and orphan uploads, clean up after dead sessions and purge unheld
+     * nameless files — each step short, never holding what commits wait
+     * for long; with `all` to the end, else for a few tens of ms at most
+     * (the watcher's turn; the next one goes on). Never called in a
+     * read-only session, nor twice at once (the layer's trim lock). */
+    int (*trim)(bf_db *db, uint64_t applied, bool all);
 };
 
 /* The generic part of a database: the first member of an engine's. */
@@ -141,12 +221,20 @@ struct bf_db {
     const struct bf_engine_ops *ops;
     unsigned flags; /* BF_DB_* it was opened with */
     char *label;    /* for log lines: the spec it was opened with (NULL: the engine's name) */
+    struct bf_db_options opt; /* defaults filled in (bf_db_init) */
+
+    /* Set by the engine's open: the session's id (0: not registered, a
+     * read-only session) and the serial it started at. */
+    uint64_t session;
+    uint64_t start_serial;
 
     struct bf_file_ops fops; /* the layer's bf_file operations for this engine */
 
     pthread_mutex_t lock; /* a leaf: guards opens (see "Locks" above) */
-    pthread_cond_t cond;  /* broadcast when a PURGING or RESERVED record goes */
+    pthread_cond_t cond;  /* broadcast when a record settles (LIVE) or goes */
     struct bf_open *opens;
+
+    struct bf_watch *watch; /* watch.c */
 };
 
 /* A handle's transaction state (see "Store transactions" above). */
@@ -156,7 +244,7 @@ enum bf_tx_state {
 };
 
 /* The generic part of a handle: the first member of an engine's. The layer
- * sets every field but file.blksize and file.size. */
+ * sets every field but file.blksize, file.size and file.serial. */
 struct bf_fh {
     bf_file file; /* first: what the core sees (file.ops are the layer's) */
     bf_db *db;
@@ -165,14 +253,30 @@ struct bf_fh {
     enum bf_tx_state tx;
 };
 
-/* Set up the generic part of a new database. Returns 0 or -ENOMEM (then
+/* Set up the generic part of a new database: flags and options (NULL: the
+ * defaults; zero fields get the defaults). Returns 0 or -ENOMEM (then
  * nothing is left to undo). After it, an engine's open that fails undoes
  * everything with bf_db_close (which calls the engine's close). */
-int bf_db_init(bf_db *db, const struct bf_engine_ops *ops, unsigned flags);
+int bf_db_init(bf_db *db, const struct bf_engine_ops *ops, unsigned flags,
+               const struct bf_db_options *opt);
+
+/* Release the generic part (the engine's close calls it, once no other
+ * thread or session can reach db). */
+void bf_db_fini(bf_db *db);
+
+/* A commit may have been made in db's database: wake db's watcher (a no-op
+ * if it has none). Any thread; takes the watcher's leaf lock, so an
+ * engine may call it with its own locks held. */
+void bf_db_kick(bf_db *db);
 
 /* Log one line "bigfilefs: LABEL: MESSAGE" to stderr (backends have no
  * other log). Thread-safe. */
 void bf_db_log(const bf_db *db, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Write a one-line reason for a failed open to errbuf (if not NULL and
+ * errlen > 0), printf-style. */
+void bf_errf(char *errbuf, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* A count that tests wait for instead of sleeping (the memory engine's
  * held calls, SQLite's lock waits). Its mutex is a leaf. */
@@ -201,5 +305,11 @@ int bf_counter_wait(struct bf_counter *c, bool at_least, uint64_t n, int timeout
 /* Check a file name for create/rename: 0, -EINVAL (NULL, empty, contains
  * '/', or is "." or ".."), -ENAMETOOLONG (more than BF_NAME_MAX bytes). */
 int bf_name_check(const char *name);
+
+/* The watcher (watch.c), for the layer: set up its state (-ENOMEM), stop
+ * its thread (waiting for a running listener call), free its state. */
+int bf_watch_init(bf_db *db);
+void bf_watch_stop(bf_db *db);
+void bf_watch_fini(bf_db *db);
 
 #endif /* BIGFILEFS_BACKENDS_ENGINE_H */

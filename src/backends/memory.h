@@ -1,20 +1,34 @@
 /* SPDX-License-Identifier: MIT */
 /* bigfilefs — backends: the memory backend.
  *
- * Keeps files and blocks in process memory (nothing survives close). For
- * tests and benchmarks: besides the bf_db interface it can make operations
- * fail and add latency, so that every error path can be driven.
+ * Keeps files and blocks in process memory. For tests and benchmarks:
+ * besides the bf_db interface it can make operations fail and add latency,
+ * so that every error path can be driven.
  *
- * Blocks are kept in a per-file map ordered by block (next_stored is a
- * binary search, stored_blocks its length); an all-zero block is stored as
- * a hole. A store transaction keeps its stores aside and applies them at
- * commit, so loadblk never sees them before.
+ * Databases and sessions: "mem:" opens a fresh private database; "mem:LABEL"
+ * the database of that label in this process, so that several bf_db (each
+ * a session, as several mounts) share one store. A labelled database lives
+ * while some bf_db has it open: the first open creates it, the last close
+ * frees it. The process-wide table of labelled databases is this file's
+ * only global state (a mutex-protected list). Sessions, serials, versions,
+ * the commit log, holds, the conflict check and the housekeeping follow
+ * docs/COHERENCE.md as the SQLite engine does; a session is live from its
+ * open to its close (none dies otherwise), and a read-only session is not
+ * registered (its applied serial holds nothing back; its open files are not
+ * held — a purged file stays readable through a handle already open).
+ * Commits wake every session's watcher directly (no polling).
  *
- * Fault injection: a rule makes one operation fail with an errno, or hold
- * (block until released), on the blocks [blk_lo, blk_hi] of one file (or
- * every file), optionally only after the first `after` matching calls have
- * passed, optionally only `times` times. Rules are checked in the order
- * they were added; the first that fires decides. Thread-safe.
+ * Blocks are kept per file in a map ordered by block; each block keeps its
+ * versions (serial, session, content; an all-zero block is a hole). A
+ * store transaction keeps its stores aside and applies them at commit, so
+ * loadblk never sees them before.
+ *
+ * Fault injection: a rule makes one operation of one session (bf_db) fail
+ * with an errno, or hold (block until released), on the blocks [blk_lo,
+ * blk_hi] of one file (or every file), optionally only after the first
+ * `after` matching calls have passed, optionally only `times` times. Rules
+ * are checked in the order they were added; the first that fires decides.
+ * Thread-safe.
  *
  * A hold lets a test wait for an event instead of sleeping: a held call
  * blocks before doing its work, bf_mem_wait_held() tells when it got
@@ -52,8 +66,10 @@ struct bf_mem_fault {
     uint32_t delay_us; /* sleep this long in each matching call (fired or not) */
 };
 
-/* Open a fresh memory database. */
-int bf_mem_open(unsigned flags, bf_db **out);
+/* Open a session on the memory database of `label` ("" : a fresh private
+ * one); see bf_db_open_ex for flags, options and errors (-EBUSY, -ENOMEM). */
+int bf_mem_open(const char *label, unsigned flags, const struct bf_db_options *opt, bf_db **out,
+                char *errbuf, size_t errlen);
 
 /* Add a fault rule. A rule fires on a matching call once `after` matching
  * calls have passed, at most `times` times; a firing rule with err fails
@@ -79,12 +95,21 @@ uint64_t bf_mem_held(bf_db *db);
  * limit). Returns 0, -ETIMEDOUT, or -EINVAL (not a memory database). */
 int bf_mem_wait_held(bf_db *db, uint64_t n, int timeout_ms);
 
-/* Count of calls of `op` made so far on any file (for tests). */
+/* Count of calls of `op` made so far on any file by this session (for
+ * tests). */
 uint64_t bf_mem_calls(bf_db *db, enum bf_mem_op op);
 
-/* Number of blocks stored (committed, not holes) for file `id`; 0 for an
- * unknown file or a db that is not a memory database (for tests). */
+/* Number of blocks stored (committed, current, not holes) for file `id`; 0
+ * for an unknown file or a db that is not a memory database (for tests). */
 uint64_t bf_mem_blocks(bf_db *db, uint64_t id);
+
+/* Number of block versions kept for file `id` (current ones, holes
+ * included, and old ones a lagging session may still read); 0 as above
+ * (for tests). */
+uint64_t bf_mem_versions(bf_db *db, uint64_t id);
+
+/* Number of commit-log rows kept (for tests). */
+uint64_t bf_mem_log_rows(bf_db *db);
 
 /* Return nonzero when db is a memory database. */
 int bf_db_is_memory(const bf_db *db);

@@ -1,51 +1,95 @@
 /* SPDX-License-Identifier: MIT */
 /* bigfilefs — backends: the SQLite engine. See sqlite.h; the rules every
- * engine leaves to the layer (open files, one transaction per file, purge
- * at the last close) are in engine.h.
+ * engine leaves to the layer (open files, one transaction per file, the
+ * hold's end at the last close) are in engine.h, the protocol in
+ * docs/COHERENCE.md. This file: connections, the reader pool, the WAL,
+ * blocks and versions, the commit section, namespace commits, open and
+ * close; sqlite_schema.c and sqlite_session.c have the rest
+ * (sqlite_internal.h).
  *
- * Schema (user_version 1):
- *   files(id INTEGER PRIMARY KEY AUTOINCREMENT,  -- ids are never reused
- *         name TEXT UNIQUE,                      -- NULL: unlinked but open
- *         blksize, size, mode, uid, gid, mtime_ns, ctime_ns INTEGER NOT NULL)
- *   blocks(file INTEGER NOT NULL, blk INTEGER NOT NULL, data BLOB NOT NULL,
- *          UNIQUE(file, blk))                    -- a rowid table: blob I/O
- * A block row exists only for a block that is not all zeros. A row with
- * name NULL is a file whose name was removed: the layer purges it once it
- * is not in use, and opening read-write sweeps those a dead process left.
+ * Schema (user_version 2; COHERENCE.md section 2):
+ *   meta(key, value)          'serial' (the last commit's), 'log_trimmed'
+ *                             (log rows <= it are gone), 'collected'
+ *                             (versions superseded at or before it may be)
+ *   files(id, name, blksize, size, mode, uid, gid, mtime_ns, ctime_ns,
+ *         content_serial, content_session, size_serial, size_session,
+ *         meta_serial)        name NULL: unlinked, kept while held
+ *   contents(id, data)        block contents, one row per upload
+ *   uploads(session, bytes, content, since)
+ *                             contents no version links: an upload of a
+ *                             live session's open transaction, or garbage
+ *                             (session 0) for the next uploads of its size
+ *                             to overwrite, or the housekeeping to delete
+ *   blockmap(file, blk, serial, session, content, superseded)
+ *                             versions: content NULL a hole, > 0 a
+ *                             contents row, < 0 a legacy_blocks row (data
+ *                             of schema 1); superseded NULL: current
+ *   commit_log(serial, session, kind, file, file2, time_ns, size, trunc,
+ *              blocks, name, name2, flags)
+ *   sessions(id, pid, host, started_ns, applied, shared)
+ *   holds(session, file)
+ *   [legacy_blocks]           the blocks table of schema 1, after an upgrade
+ *
+ * Writing (COHERENCE.md rules 1, 2, 4): a store transaction uploads each
+ * block's content by itself, in a short write transaction of its own
+ * (synchronous=NORMAL: no fsync) that writes a contents row (a garbage
+ * one of the same size, overwritten in place, if there is one) and its
+ * uploads row; the commit section is one write transaction (BEGIN
+ * IMMEDIATE, synchronous=FULL: durable when it returns, with every upload
+ * before it) that takes the next serial from meta, checks conflicts,
+ * links the uploads into versions, updates the file's row and serials,
+ * and writes the log row. So another file's commit or a namespace change
+ * waits for one block's upload at most, never for a whole writeout.
+ * Aborted, refused and failed transactions give their uploads up
+ * (garbage). When the session is the only live one ("alone"), the commit
+ * deletes the versions it replaces at once (no live session can read them
+ * any more; a hole then keeps no version; their contents become garbage)
+ * and moves 'collected' to its serial; else they stay, superseded, for the
+ * housekeeping.
+ *
+ * Reading: loadblk(at) reads the newest version with serial <= at through
+ * the reader pool. When there is none, or it was superseded at or before
+ * `at` (its successor is gone), the version as of `at` may have been
+ * collected: -ESTALE if at < 'collected', else zeros.
  *
  * Connections and locks:
  *  - one writer connection (absent when read-only), used only with
- *    db->wlock held. A store transaction holds wlock from begin to
- *    commit/abort; every namespace operation holds it for its own short
- *    transaction.
+ *    d->wlock held, for one short transaction at a time: an upload, a
+ *    commit section, a namespace commit, a hold, a purge, a step of the
+ *    housekeeping. Its synchronous setting is NORMAL but around durable
+ *    transactions (FULL, unless BF_SQLITE_SYNC=normal).
  *  - a pool of read-only reader connections (grown on demand up to
  *    SQ_READERS_MAX; a thread waits on pcond when all are busy), each used
  *    by one thread at a time. Each query is its own read transaction, so a
  *    reader always sees the last commit.
+ *  - the watcher's connection (sqlite_session.c), used by the watcher
+ *    thread only: PRAGMA data_version and the log.
  *  - the count of lock waits (busy_wait) has a leaf lock of its own.
  *  - a checkpointer connection (absent when read-only), used only with
  *    cklock held, which is only ever try-locked (see "The WAL" below).
  *  Lock order: wlock -> plock, elock, the busy count; those are leaves;
  *  cklock is taken with no other lock held.
  *
- * The WAL: a writeout is one transaction, so the WAL grows to its size;
- * SQLite's automatic checkpoint would copy it into the database inside the
+ * The WAL: a writeout's uploads and commit grow the WAL by its size;
+ * SQLite's automatic checkpoint would copy it into the database inside a
  * COMMIT (holding wlock all the while) and never shrink the file. Instead,
  * the writer's WAL hook records the WAL's size at each commit, and the
- * committing thread, once it has released wlock, checkpoints when that
- * exceeds BF_SQLITE_WAL_LIMIT (ck_maybe): a PASSIVE checkpoint, which
- * waits for nobody and copies what no reader's snapshot still needs; then,
- * if it copied everything, a TRUNCATE one with no busy handler, which
- * empties the file unless a reader or writer is in the way at that moment
- * (then the next commit tries again). A reader holding an old snapshot is
- * never waited for: loads go on, and the WAL shrinks after it is done.
- * journal_size_limit bounds the file too where SQLite restarts the WAL.
+ * thread of a durable transaction, once it has released wlock,
+ * checkpoints when that exceeds BF_SQLITE_WAL_LIMIT (ck_maybe): a PASSIVE
+ * checkpoint, which waits for nobody and copies what no reader's snapshot
+ * still needs; then, if it copied everything, a TRUNCATE one with no busy
+ * handler, which empties the file unless a reader or writer is in the way
+ * at that moment (then the next commit tries again). A reader holding an
+ * old snapshot is never waited for: loads go on, and the WAL shrinks after
+ * it is done. journal_size_limit bounds the file too where SQLite restarts
+ * the WAL.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,157 +97,156 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
+#include "backends/ranges.h"
+#include "backends/sqlite_internal.h"
 
-#include "backends/engine.h"
-#include "backends/sqlite.h"
-
-#define SQ_READERS_MAX 16
-#define SQ_BUSY_TIMEOUT 5000                 /* ms */
-#define SQ_QUICK_CHECK_MAX ((off_t)64 << 20) /* quick_check dbs up to this size */
+#define SQ_SPARES 16 /* garbage contents an upload takes at once for the next ones */
 #define SQ_STR_(x) #x
 #define SQ_STR(x) SQ_STR_(x)
 
-/* The columns of a files row, as row_info decodes them (in this order),
- * and the same without the id (the columns an INSERT gives). */
-#define SQ_FILE_ATTR_COLS "name,blksize,size,mode,uid,gid,mtime_ns,ctime_ns"
-#define SQ_FILE_COLS "id," SQ_FILE_ATTR_COLS
-
-/* Statements of a reader connection. */
-enum {
-    R_ROWID,   /* rowid of (file, blk) */
-    R_BYNAME,  /* file row by name */
-    R_BYID,    /* file row by id */
-    R_LIST,    /* named files in name order */
-    R_NEXTBLK, /* smallest stored blk >= n of a file */
-    R_NBLOCKS, /* number of stored blocks of a file */
-    R_NSTMT
-};
-
 static const char *const reader_sql[R_NSTMT] = {
-    [R_ROWID] = "SELECT rowid FROM blocks WHERE file=?1 AND blk=?2",
+    [R_BEGIN] = "BEGIN",
+    [R_COMMIT] = "COMMIT",
+    [R_VERSION] = "SELECT serial, content, superseded FROM blockmap "
+                  "WHERE file=?1 AND blk=?2 AND serial<=?3 ORDER BY serial DESC LIMIT 1",
+    [R_META] = "SELECT value FROM meta WHERE key=?1",
     [R_BYNAME] = "SELECT " SQ_FILE_COLS " FROM files WHERE name=?1",
     [R_BYID] = "SELECT " SQ_FILE_COLS " FROM files WHERE id=?1",
     [R_LIST] = "SELECT " SQ_FILE_COLS " FROM files "
                "WHERE name IS NOT NULL ORDER BY name",
-    [R_NEXTBLK] = "SELECT blk FROM blocks WHERE file=?1 AND blk>=?2 ORDER BY blk LIMIT 1",
-    [R_NBLOCKS] = "SELECT count(*) FROM blocks WHERE file=?1",
-};
-
-/* Statements of the writer connection. */
-enum {
-    W_BEGIN,
-    W_COMMIT,
-    W_ROLLBACK,
-    W_PUT,         /* store a block */
-    W_DEL,         /* remove a block (hole) */
-    W_TRUNC,       /* remove blocks >= n */
-    W_SETSIZE,     /* size and times at commit */
-    W_INSERT,      /* create a file */
-    W_BYNAME,      /* id, size of a named file */
-    W_BYID,        /* size of a file by id */
-    W_NAMENULL,    /* remove a name: the file is nameless until purged */
-    W_SETNAME,     /* rename */
-    W_PURGEBLOCKS, /* drop blocks of a nameless file */
-    W_PURGEFILE,   /* drop the row of a nameless file */
-    W_SETATTR,
-    W_SETBLK,
-    W_HASBLK, /* does a file have any block */
-    W_NSTMT
+    /* The partial index holds exactly the current versions with content
+     * (the planner would walk every version by the primary key). */
+    [R_NEXTBLK] = "SELECT blk FROM blockmap INDEXED BY blockmap_current WHERE file=?1 AND "
+                  "blk>=?2 AND superseded IS NULL AND content IS NOT NULL ORDER BY blk LIMIT 1",
+    [R_NBLOCKS] = "SELECT count(*) FROM blockmap INDEXED BY blockmap_current WHERE file=?1 AND "
+                  "superseded IS NULL AND content IS NOT NULL",
+    [R_SESSIONS] = "SELECT id, applied FROM sessions",
+    [R_LOGMIN] = "SELECT min(serial) FROM commit_log",
+    [R_HASOLD] = "SELECT 1 FROM blockmap WHERE superseded IS NOT NULL AND superseded<=?1 LIMIT 1",
+    [R_HASGARBAGE] = "SELECT 1 FROM uploads WHERE session=0 AND (content<0 OR since<=?1) LIMIT 1",
+    [R_NAMELESS] = "SELECT id FROM files WHERE name IS NULL",
 };
 
 static const char *const writer_sql[W_NSTMT] = {
     [W_BEGIN] = "BEGIN IMMEDIATE",
     [W_COMMIT] = "COMMIT",
     [W_ROLLBACK] = "ROLLBACK",
-    [W_PUT] = "INSERT INTO blocks(file,blk,data) VALUES(?1,?2,?3) "
-              "ON CONFLICT(file,blk) DO UPDATE SET data=excluded.data",
-    [W_DEL] = "DELETE FROM blocks WHERE file=?1 AND blk=?2",
-    [W_TRUNC] = "DELETE FROM blocks WHERE file=?1 AND blk>=?2",
-    [W_SETSIZE] = "UPDATE files SET size=?2, mtime_ns=?3, ctime_ns=?3 WHERE id=?1",
-    [W_INSERT] = "INSERT INTO files(" SQ_FILE_ATTR_COLS ") "
-                 "VALUES(?1,?2,?3,?4,?5,?6,?7,?7)",
+    [W_SYNC_FULL] = "PRAGMA synchronous=FULL",
+    [W_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
+    [W_GETMETA] = "SELECT value FROM meta WHERE key=?1",
+    [W_SETMETA] = "UPDATE meta SET value=?2 WHERE key=?1",
+    [W_UPLOAD] = "INSERT INTO contents(data) VALUES(?1)",
+    /* uploads is keyed (session, bytes, content): every statement finds its
+     * rows by the key, and in a small table they share one page */
+    [W_UPLOADED] = "INSERT INTO uploads(content, session, bytes) VALUES(?1, ?2, ?3)",
+    [W_REUSE_FIND] = "SELECT content FROM uploads WHERE session=0 AND bytes=?1 AND content>0 "
+                     "LIMIT ?2",
+    [W_REUSE_DATA] = "UPDATE contents SET data=?2 WHERE id=?1",
+    [W_REUSE_OWN] = "UPDATE uploads SET session=?2, since=0 "
+                    "WHERE session=0 AND bytes=?3 AND content=?1",
+    [W_LINKED] = "DELETE FROM uploads WHERE content=?1 AND session=?2 AND bytes=?3",
+    [W_GIVEUP] = "UPDATE uploads SET session=0, since=?4 "
+                 "WHERE content=?1 AND session=?2 AND bytes=?3",
+    [W_DELCONTENT] = "DELETE FROM contents WHERE id=?1",
+    [W_DELLEGACY] = NULL, /* prepared at its first use: only an upgraded database has the table */
+    [W_GARBAGE] = "INSERT OR IGNORE INTO uploads(content, session, bytes, since) "
+                  "VALUES(?1, 0, ?2, ?3)",
+    [W_FILESTATE] = "SELECT size, size_serial, size_session, content_serial, content_session "
+                    "FROM files WHERE id=?1",
+    [W_CUR] = "SELECT serial, session, content FROM blockmap "
+              "WHERE file=?1 AND blk=?2 AND superseded IS NULL",
+    [W_CUR_FROM] = "SELECT blk, serial, session, content FROM blockmap "
+                   "WHERE file=?1 AND blk>=?2 AND superseded IS NULL ORDER BY blk",
+    [W_SUPERSEDE] = "UPDATE blockmap SET superseded=?4 WHERE file=?1 AND blk=?2 AND serial=?3",
+    [W_DELVERSION] = "DELETE FROM blockmap WHERE file=?1 AND blk=?2 AND serial=?3",
+    [W_ADDVERSION] = "INSERT INTO blockmap(file, blk, serial, session, content, superseded) "
+                     "VALUES(?1, ?2, ?3, ?4, ?5, NULL)",
+    [W_SETWRITE] = "UPDATE files SET size=coalesce(?2, size),"
+                   " size_serial=CASE WHEN ?3 THEN ?4 ELSE size_serial END,"
+                   " size_session=CASE WHEN ?3 THEN ?5 ELSE size_session END,"
+                   " content_serial=?4, content_session=?5, meta_serial=?4,"
+                   " mtime_ns=?6, ctime_ns=?6 WHERE id=?1",
+    [W_LOG] = "INSERT INTO commit_log(serial, session, kind, file, file2, time_ns, size, trunc, "
+              "blocks, name, name2, flags) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
+              "?12)",
+    [W_INSERT] = "INSERT INTO files(" SQ_FILE_ATTR_COLS ", content_serial, content_session, "
+                 "size_serial, size_session, meta_serial) "
+                 "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?8, ?9, ?8)",
     [W_BYNAME] = "SELECT id FROM files WHERE name=?1",
     [W_BYID] = "SELECT size FROM files WHERE id=?1",
-    [W_NAMENULL] = "UPDATE files SET name=NULL, ctime_ns=?2 WHERE id=?1",
-    [W_SETNAME] = "UPDATE files SET name=?2, ctime_ns=?3 WHERE id=?1",
-    [W_PURGEBLOCKS] = "DELETE FROM blocks WHERE file=?1 AND "
-                      "EXISTS(SELECT 1 FROM files WHERE id=?1 AND name IS NULL)",
-    [W_PURGEFILE] = "DELETE FROM files WHERE id=?1 AND name IS NULL",
+    [W_NAMENULL] = "UPDATE files SET name=NULL, ctime_ns=?2, meta_serial=?3 WHERE id=?1",
+    [W_SETNAME] = "UPDATE files SET name=?2, ctime_ns=?3, meta_serial=?4 WHERE id=?1",
     [W_SETATTR] = "UPDATE files SET mode=coalesce(?2,mode), uid=coalesce(?3,uid), "
-                  "gid=coalesce(?4,gid), mtime_ns=coalesce(?5,mtime_ns), ctime_ns=?6 WHERE id=?1",
-    [W_SETBLK] = "UPDATE files SET blksize=?2, ctime_ns=?3 WHERE id=?1",
-    [W_HASBLK] = "SELECT 1 FROM blocks WHERE file=?1 LIMIT 1",
+                  "gid=coalesce(?4,gid), mtime_ns=coalesce(?5,mtime_ns), ctime_ns=?6, "
+                  "meta_serial=?7 WHERE id=?1",
+    [W_SETBLK] = "UPDATE files SET blksize=?2, ctime_ns=?3, meta_serial=?4 WHERE id=?1",
+    [W_HASBLK] = "SELECT 1 FROM blockmap INDEXED BY blockmap_current WHERE file=?1 AND "
+                 "superseded IS NULL AND content IS NOT NULL LIMIT 1",
+    [W_FILEROW] = "SELECT " SQ_FILE_COLS " FROM files WHERE id=?1",
+    [W_HOLD] = "INSERT OR IGNORE INTO holds(session, file) VALUES(?1, ?2)",
+    [W_UNHOLD] = "DELETE FROM holds WHERE session=?1 AND file=?2",
+    [W_HOLDERS] = "SELECT session FROM holds WHERE file=?1",
+    [W_NAMELESS] = "SELECT 1 FROM files WHERE id=?1 AND name IS NULL",
+    [W_PURGE_GARBAGE] = "INSERT OR IGNORE INTO uploads(content, session, bytes, since) "
+                        "SELECT content, 0, (SELECT blksize FROM files WHERE id=?1), ?2 "
+                        "FROM blockmap WHERE file=?1 AND content IS NOT NULL",
+    [W_PURGE_VERSIONS] = "DELETE FROM blockmap WHERE file=?1",
+    [W_PURGE_HOLDS] = "DELETE FROM holds WHERE file=?1",
+    [W_PURGE_FILE] = "DELETE FROM files WHERE id=?1 AND name IS NULL",
+    [W_OTHERS] = "SELECT id FROM sessions WHERE id<>?1",
+    [W_SESSION_ADD] = "INSERT INTO sessions(pid, host, started_ns, applied, shared) "
+                      "VALUES(?1, ?2, ?3, ?4, ?5)",
+    [W_SESSION_APPLIED] = "UPDATE sessions SET applied=?2 WHERE id=?1",
+    [W_SESSION_DEL] = "DELETE FROM sessions WHERE id=?1",
+    [W_SESSION_ORPHANS] = "UPDATE uploads SET session=0, since=?2 WHERE session=?1",
+    [W_SESSION_UNHOLD] = "DELETE FROM holds WHERE session=?1",
+    [W_LOG_TRIM] = "DELETE FROM commit_log WHERE serial<=?1",
+    [W_OLD] = "SELECT b.file, b.blk, b.serial, b.content, f.blksize FROM blockmap AS b "
+              "JOIN files AS f ON f.id=b.file "
+              "WHERE b.superseded IS NOT NULL AND b.superseded<=?1 LIMIT ?2",
+    [W_GARBAGE_LIST] = "SELECT content, bytes FROM uploads "
+                       "WHERE session=0 AND (content<0 OR since<=?2) LIMIT ?1",
 };
 
-static const char schema_sql[] = "CREATE TABLE files("
-                                 " id INTEGER PRIMARY KEY AUTOINCREMENT,"
-                                 " name TEXT UNIQUE,"
-                                 " blksize INTEGER NOT NULL,"
-                                 " size INTEGER NOT NULL,"
-                                 " mode INTEGER NOT NULL,"
-                                 " uid INTEGER NOT NULL,"
-                                 " gid INTEGER NOT NULL,"
-                                 " mtime_ns INTEGER NOT NULL,"
-                                 " ctime_ns INTEGER NOT NULL);"
-                                 "CREATE TABLE blocks("
-                                 " file INTEGER NOT NULL,"
-                                 " blk INTEGER NOT NULL,"
-                                 " data BLOB NOT NULL,"
-                                 " UNIQUE(file, blk));";
-
-struct sq_reader {
-    sqlite3 *c;
-    sqlite3_stmt *st[R_NSTMT];
-    int busy;
+/* A pending store of a handle's transaction, and the block's current
+ * version as the commit section finds it. */
+struct sq_pend {
+    uint64_t blk, base;                           /* blk first: bf_blk_lower */
+    int64_t content;                              /* the upload; 0: a hole */
+    bool cur;                                     /* the block has a current version: */
+    int64_t cur_serial, cur_session, cur_content; /* (cur_content 0: a hole) */
 };
 
-struct sq_db {
-    bf_db base;
-    char *path;
-    char *rpath; /* what readers open: path, or an immutable URI (see choose_readers) */
-    int rflags;  /* and how: SQLITE_OPEN_READONLY, | SQLITE_OPEN_URI for the URI */
+_Static_assert(offsetof(struct sq_pend, blk) == 0, "bf_blk_lower: blk first");
 
-    pthread_mutex_t wlock;
-    sqlite3 *w; /* NULL when read-only */
-    sqlite3_stmt *ws[W_NSTMT];
-
-    pthread_mutex_t cklock; /* a leaf, only ever try-locked: guards ck */
-    sqlite3 *ck;            /* the checkpointer (NULL when read-only) */
-    int64_t wal_bytes;      /* atomic: bytes in the WAL after the last commit */
-    int64_t page_size;      /* of the database, for wal_bytes */
-
-    pthread_mutex_t plock;
-    pthread_cond_t pcond;
-    struct sq_reader rd[SQ_READERS_MAX];
-    int nrd;
-
-    pthread_mutex_t elock;
-    char lasterr[512];
-
-    struct bf_counter busy; /* times a connection began to wait for a lock */
-};
-
-/* A handle. While its transaction is open (base.tx == BF_TX_OPEN) it holds
- * wlock, from begin to commit/abort. */
+/* A handle. Its transaction state is the layer's (base.tx): pend, drop and
+ * trunc_to are meaningful while it is BF_TX_OPEN, and touched by the thread
+ * driving the transaction only. */
 struct sq_fh {
     struct bf_fh base; /* first */
     struct sq_db *db;
+    struct sq_pend *pend; /* sorted by blk */
+    size_t npend, cappend;
+    int64_t *drop; /* uploads no longer wanted (stored again, truncated away) */
+    size_t ndrop, capdrop;
+    int64_t spare[SQ_SPARES]; /* garbage contents taken for the next uploads (owned) */
+    size_t nspare;
+    uint64_t trunc_to; /* smallest truncate; UINT64_MAX: none */
 };
-
-static struct sq_db *DB(bf_db *db)
-{
-    return (struct sq_db *)db;
-}
 
 static struct sq_fh *FH(struct bf_fh *fh)
 {
     return (struct sq_fh *)fh;
 }
 
+static int64_t I64(uint64_t v)
+{
+    return v > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v;
+}
+
 /* ---- errors -------------------------------------------------------------- */
 
-static int rc_errno(int rc)
+int sq_errno(int rc)
 {
     switch (rc & 0xff) {
     case SQLITE_OK:
@@ -227,16 +270,14 @@ static int rc_errno(int rc)
     }
 }
 
-/* Record and log a SQLite failure of `what` on connection c; return the
- * errno for rc. */
-static int sq_fail(struct sq_db *d, sqlite3 *c, int rc, const char *what)
+int sq_fail(struct sq_db *d, sqlite3 *c, int rc, const char *what)
 {
     pthread_mutex_lock(&d->elock);
     snprintf(d->lasterr, sizeof(d->lasterr), "%s: %s: %s (sqlite %d)", d->path, what,
              c ? sqlite3_errmsg(c) : sqlite3_errstr(rc), rc);
     fprintf(stderr, "bigfilefs: %s\n", d->lasterr);
     pthread_mutex_unlock(&d->elock);
-    return rc_errno(rc);
+    return sq_errno(rc);
 }
 
 static const struct bf_engine_ops sq_engine_ops;
@@ -245,7 +286,7 @@ int bf_sqlite_last_error(bf_db *db, char *buf, size_t len)
 {
     if (!db || db->ops != &sq_engine_ops || !buf || !len)
         return -EINVAL;
-    struct sq_db *d = DB(db);
+    struct sq_db *d = SQ(db);
     pthread_mutex_lock(&d->elock);
     snprintf(buf, len, "%s", d->lasterr);
     pthread_mutex_unlock(&d->elock);
@@ -256,27 +297,14 @@ uint64_t bf_sqlite_busy_waits(bf_db *db)
 {
     if (!db || db->ops != &sq_engine_ops)
         return 0;
-    return bf_counter_get(&DB(db)->busy);
+    return bf_counter_get(&SQ(db)->busy);
 }
 
 int bf_sqlite_wait_busy(bf_db *db, uint64_t n, int timeout_ms)
 {
     if (!db || db->ops != &sq_engine_ops)
         return -EINVAL;
-    return bf_counter_wait(&DB(db)->busy, true, n, timeout_ms);
-}
-
-static void errf(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void errf(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-    if (!errbuf || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errlen, fmt, ap);
-    va_end(ap);
+    return bf_counter_wait(&SQ(db)->busy, true, n, timeout_ms);
 }
 
 /* ---- connections --------------------------------------------------------- */
@@ -301,9 +329,7 @@ static int busy_wait(void *arg, int count)
     return 1;
 }
 
-/* Open a connection; with d, one of d's (busy_wait counts its waits), else
- * a short-lived one of validation (a plain busy timeout). */
-static int open_conn(struct sq_db *d, const char *path, int flags, sqlite3 **out)
+int sq_open_conn(struct sq_db *d, const char *path, int flags, sqlite3 **out)
 {
     sqlite3 *c = NULL;
     int rc = sqlite3_open_v2(path, &c, flags | SQLITE_OPEN_NOMUTEX, NULL);
@@ -320,9 +346,11 @@ static int open_conn(struct sq_db *d, const char *path, int flags, sqlite3 **out
     return SQLITE_OK;
 }
 
-static int prepare_all(sqlite3 *c, const char *const *sql, sqlite3_stmt **st, int n)
+int sq_prepare_all(sqlite3 *c, const char *const *sql, sqlite3_stmt **st, int n)
 {
     for (int i = 0; i < n; i++) {
+        if (!sql[i])
+            continue; /* prepared where it is used */
         int rc = sqlite3_prepare_v3(c, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &st[i], NULL);
         if (rc != SQLITE_OK)
             return rc;
@@ -330,7 +358,7 @@ static int prepare_all(sqlite3 *c, const char *const *sql, sqlite3_stmt **st, in
     return SQLITE_OK;
 }
 
-static void finalize_all(sqlite3_stmt **st, int n)
+void sq_finalize_all(sqlite3_stmt **st, int n)
 {
     for (int i = 0; i < n; i++) {
         sqlite3_finalize(st[i]);
@@ -338,8 +366,7 @@ static void finalize_all(sqlite3_stmt **st, int n)
     }
 }
 
-/* Run a one-row integer query; *out gets the first column (0 if no row). */
-static int query_int(sqlite3 *c, const char *sql, int64_t *out)
+int sq_query_int(sqlite3 *c, const char *sql, int64_t *out)
 {
     sqlite3_stmt *st;
     int rc = sqlite3_prepare_v2(c, sql, -1, &st, NULL);
@@ -357,9 +384,7 @@ static int query_int(sqlite3 *c, const char *sql, int64_t *out)
     return rc;
 }
 
-/* Take a reader connection from the pool (opening one if all are busy and
- * the pool may grow; else wait). */
-static int reader_get(struct sq_db *d, struct sq_reader **out)
+int sq_reader_get(struct sq_db *d, struct sq_reader **out)
 {
     int rc = SQLITE_OK;
     pthread_mutex_lock(&d->plock);
@@ -378,12 +403,12 @@ static int reader_get(struct sq_db *d, struct sq_reader **out)
     }
     struct sq_reader *r = &d->rd[d->nrd];
     memset(r, 0, sizeof(*r));
-    rc = open_conn(d, d->rpath, d->rflags, &r->c);
+    rc = sq_open_conn(d, d->rpath, d->rflags, &r->c);
     if (rc == SQLITE_OK)
-        rc = prepare_all(r->c, reader_sql, r->st, R_NSTMT);
+        rc = sq_prepare_all(r->c, reader_sql, r->st, R_NSTMT);
     if (rc != SQLITE_OK) {
         int e = sq_fail(d, r->c, rc, "opening a reader connection");
-        finalize_all(r->st, R_NSTMT);
+        sq_finalize_all(r->st, R_NSTMT);
         sqlite3_close(r->c);
         r->c = NULL;
         pthread_mutex_unlock(&d->plock);
@@ -396,7 +421,7 @@ static int reader_get(struct sq_db *d, struct sq_reader **out)
     return 0;
 }
 
-static void reader_put(struct sq_db *d, struct sq_reader *r)
+void sq_reader_put(struct sq_db *d, struct sq_reader *r)
 {
     pthread_mutex_lock(&d->plock);
     r->busy = 0;
@@ -404,85 +429,17 @@ static void reader_put(struct sq_db *d, struct sq_reader *r)
     pthread_mutex_unlock(&d->plock);
 }
 
-/* Step a writer statement that returns no row, then reset it. */
-static int wexec(struct sq_db *d, int which)
+int sq_exec(sqlite3_stmt *st)
 {
-    sqlite3_stmt *st = d->ws[which];
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
 }
 
-/* Roll the writer's transaction back (if one is open). Cannot fail in a
- * way the caller can act on. */
-static void wrollback(struct sq_db *d)
+int sq_wexec(struct sq_db *d, int which)
 {
-    if (!sqlite3_get_autocommit(d->w))
-        wexec(d, W_ROLLBACK);
-}
-
-/* ---- row helpers --------------------------------------------------------- */
-
-/* Decode a row of the SQ_FILE_COLS columns into `fi`. */
-static void row_info(sqlite3_stmt *st, struct bf_fileinfo *fi)
-{
-    memset(fi, 0, sizeof(*fi));
-    fi->id = (uint64_t)sqlite3_column_int64(st, 0);
-    const unsigned char *name = sqlite3_column_text(st, 1);
-    if (name)
-        snprintf(fi->name, sizeof(fi->name), "%s", (const char *)name);
-    fi->blksize = (uint32_t)sqlite3_column_int64(st, 2);
-    fi->size = (uint64_t)sqlite3_column_int64(st, 3);
-    fi->mode = (uint32_t)sqlite3_column_int64(st, 4);
-    fi->uid = (uint32_t)sqlite3_column_int64(st, 5);
-    fi->gid = (uint32_t)sqlite3_column_int64(st, 6);
-    fi->mtime_ns = sqlite3_column_int64(st, 7);
-    fi->ctime_ns = sqlite3_column_int64(st, 8);
-}
-
-/* Why the name of a row of the SQ_FILE_COLS columns cannot be passed on in
- * a bf_fileinfo (it would arrive as another name), or NULL if it can. */
-static const char *row_name_unfit(sqlite3_stmt *st)
-{
-    if (sqlite3_column_type(st, 1) != SQLITE_TEXT)
-        return "is not text";
-    const char *name = (const char *)sqlite3_column_text(st, 1);
-    size_t bytes = (size_t)sqlite3_column_bytes(st, 1);
-    if (bytes > BF_NAME_MAX)
-        return "is too long";
-    if (!name || strlen(name) != bytes)
-        return "holds a NUL byte";
-    return NULL;
-}
-
-/* Run a reader query returning one file row. */
-static int reader_row(struct sq_db *d, int which, const char *name, uint64_t id,
-                      struct bf_fileinfo *out)
-{
-    struct sq_reader *r;
-    int e = reader_get(d, &r);
-    if (e < 0)
-        return e;
-    sqlite3_stmt *st = r->st[which];
-    if (name)
-        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        if (out)
-            row_info(st, out);
-        e = 0;
-    } else if (rc == SQLITE_DONE) {
-        e = -ENOENT;
-    } else {
-        e = sq_fail(d, r->c, rc, "reading file metadata");
-    }
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    reader_put(d, r);
-    return e;
+    return sq_exec(d->ws[which]);
 }
 
 /* ---- the WAL (see "The WAL" at the top) ------------------------------------ */
@@ -525,130 +482,773 @@ static void ck_maybe(struct sq_db *d)
     }
 }
 
-/* Release wlock after a transaction (committed or not), then bound the
- * WAL. */
-static void w_unlock(struct sq_db *d)
-{
-    pthread_mutex_unlock(&d->wlock);
-    ck_maybe(d);
-}
+/* ---- write transactions ------------------------------------------------------ */
 
-/* ---- the file operations (bigfile.h) ------------------------------------- */
-
-static int sq_loadblk(struct bf_fh *fh, uint64_t blk, void *buf)
+int sq_wbegin(struct sq_db *d, bool durable)
 {
-    struct sq_db *d = FH(fh)->db;
-    bf_file *f = &fh->file;
-    struct sq_reader *r;
-    int e = reader_get(d, &r);
-    if (e < 0)
-        return e;
-    if (blk > (uint64_t)INT64_MAX) {
-        memset(buf, 0, f->blksize);
-        reader_put(d, r);
-        return 0;
-    }
-    /* The rowid lookup stays stepped (not reset) while the blob is read:
-     * its read transaction keeps the snapshot, so a concurrent commit
-     * cannot move the row between the lookup and the read. */
-    sqlite3_stmt *st = r->st[R_ROWID];
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)fh->id);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)blk);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) {
-        memset(buf, 0, f->blksize); /* never stored: a hole */
-        e = 0;
-    } else if (rc != SQLITE_ROW) {
-        e = sq_fail(d, r->c, rc, "looking a block up");
-    } else {
-        sqlite3_blob *b = NULL;
-        sqlite3_int64 rowid = sqlite3_column_int64(st, 0);
-        rc = sqlite3_blob_open(r->c, "main", "blocks", "data", rowid, 0, &b);
-        if (rc != SQLITE_OK) {
-            e = sq_fail(d, r->c, rc, "opening a block");
-        } else if ((uint64_t)sqlite3_blob_bytes(b) != f->blksize) {
-            pthread_mutex_lock(&d->elock);
-            snprintf(d->lasterr, sizeof(d->lasterr),
-                     "%s: block %llu of file %llu has %d bytes, expected %u", d->path,
-                     (unsigned long long)blk, (unsigned long long)fh->id, sqlite3_blob_bytes(b),
-                     f->blksize);
-            fprintf(stderr, "bigfilefs: %s\n", d->lasterr);
-            pthread_mutex_unlock(&d->elock);
-            e = -EIO;
-        } else {
-            rc = sqlite3_blob_read(b, buf, (int)f->blksize, 0);
-            e = rc == SQLITE_OK ? 0 : sq_fail(d, r->c, rc, "reading a block");
-        }
-        sqlite3_blob_close(b);
-    }
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    reader_put(d, r);
-    return e;
-}
-
-static int sq_begin(struct bf_fh *fh)
-{
-    struct sq_db *d = FH(fh)->db;
-    BF_ASSERT(d->w);               /* the layer refuses writes to a read-only database */
-    pthread_mutex_lock(&d->wlock); /* held until commit/abort */
-    int rc = wexec(d, W_BEGIN);
+    BF_ASSERT(d->w); /* the layer refuses writes to a read-only database */
+    pthread_mutex_lock(&d->wlock);
+    int rc = durable && d->durable ? sq_wexec(d, W_SYNC_FULL) : SQLITE_OK;
+    if (rc == SQLITE_OK)
+        rc = sq_wexec(d, W_BEGIN);
     if (rc != SQLITE_OK) {
         int e = sq_fail(d, d->w, rc, "beginning a transaction");
+        if (durable && d->durable)
+            sq_wexec(d, W_SYNC_NORMAL);
         pthread_mutex_unlock(&d->wlock);
         return e;
     }
     return 0;
 }
 
-static int sq_storeblk(struct bf_fh *fh, uint64_t blk, const void *buf)
+int sq_wend(struct sq_db *d, bool durable, int e)
+{
+    if (e == 0) {
+        int rc = sq_wexec(d, W_COMMIT);
+        if (rc != SQLITE_OK)
+            e = sq_fail(d, d->w, rc, "committing");
+    }
+    if (e < 0 && !sqlite3_get_autocommit(d->w))
+        sq_wexec(d, W_ROLLBACK);
+    if (durable && d->durable)
+        sq_wexec(d, W_SYNC_NORMAL);
+    pthread_mutex_unlock(&d->wlock);
+    if (durable)
+        ck_maybe(d);
+    return e;
+}
+
+int sq_step_int(sqlite3_stmt *st, const char *text, int64_t *v)
+{
+    if (text)
+        sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    *v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+int sq_wmeta_get(struct sq_db *d, const char *key, int64_t *v)
+{
+    int rc = sq_step_int(d->ws[W_GETMETA], key, v);
+    if (rc == SQLITE_ROW)
+        return 0;
+    return rc == SQLITE_DONE ? sq_fail(d, d->w, SQLITE_CORRUPT, "reading meta")
+                             : sq_fail(d, d->w, rc, "reading meta");
+}
+
+int sq_wmeta_set(struct sq_db *d, const char *key, int64_t v)
+{
+    sqlite3_stmt *st = d->ws[W_SETMETA];
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, v);
+    int rc = sq_exec(st);
+    return rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, "writing meta");
+}
+
+/* Bind integer parameters 1..n of writer statement `which` and run it. */
+int sq_wrun(struct sq_db *d, int which, int n, const int64_t *v, const char *what)
+{
+    sqlite3_stmt *st = d->ws[which];
+    for (int i = 0; i < n; i++)
+        sqlite3_bind_int64(st, i + 1, v[i]);
+    int rc = sq_exec(st);
+    return rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, what);
+}
+
+int sq_delete_content(struct sq_db *d, int64_t id)
+{
+    int64_t v[1] = { id > 0 ? id : -id };
+    if (id < 0 && !d->ws[W_DELLEGACY]) {
+        int rc = sqlite3_prepare_v3(d->w, "DELETE FROM legacy_blocks WHERE rowid=?1", -1,
+                                    SQLITE_PREPARE_PERSISTENT, &d->ws[W_DELLEGACY], NULL);
+        if (rc != SQLITE_OK)
+            return sq_fail(d, d->w, rc, "deleting a block's content");
+    }
+    return sq_wrun(d, id > 0 ? W_DELCONTENT : W_DELLEGACY, 1, v, "deleting a block's content");
+}
+
+int sq_garbage(struct sq_db *d, int64_t id, uint32_t bytes)
+{
+    int64_t v[3] = { id, bytes, bf_now_ns() };
+    return sq_wrun(d, W_GARBAGE, 3, v, "freeing a block's content");
+}
+
+/* The session's upload id (of `bytes` bytes) is not wanted: garbage. */
+static int give_up(struct sq_db *d, int64_t id, uint32_t bytes)
+{
+    int64_t v[4] = { id, (int64_t)d->base.session, bytes, bf_now_ns() };
+    return sq_wrun(d, W_GIVEUP, 4, v, "giving an upload up");
+}
+
+/* Uploads ids[0..n) (0: none) of blksize bytes are not wanted: they become
+ * garbage (rule 4: no session owns them any more; the next uploads reuse
+ * them, or the housekeeping deletes them), in one short transaction. On
+ * failure they stay the session's, and go to the housekeeping when it
+ * ends. */
+static void discard_uploads(struct sq_db *d, const int64_t *ids, size_t n, uint32_t blksize)
+{
+    if (n == 0)
+        return;
+    int e = sq_wbegin(d, false);
+    for (size_t i = 0; e == 0 && i < n; i++)
+        if (ids[i])
+            e = give_up(d, ids[i], blksize);
+    if (sq_wend(d, false, e) < 0)
+        bf_db_log(&d->base, "%zu uploads stay until the session ends", n);
+}
+
+/* ---- row helpers --------------------------------------------------------- */
+
+/* Decode a row of the SQ_FILE_COLS columns into `fi`. */
+static void row_info(sqlite3_stmt *st, struct bf_fileinfo *fi)
+{
+    memset(fi, 0, sizeof(*fi));
+    fi->id = (uint64_t)sqlite3_column_int64(st, 0);
+    const unsigned char *name = sqlite3_column_text(st, 1);
+    if (name)
+        snprintf(fi->name, sizeof(fi->name), "%s", (const char *)name);
+    fi->blksize = (uint32_t)sqlite3_column_int64(st, 2);
+    fi->size = (uint64_t)sqlite3_column_int64(st, 3);
+    fi->mode = (uint32_t)sqlite3_column_int64(st, 4);
+    fi->uid = (uint32_t)sqlite3_column_int64(st, 5);
+    fi->gid = (uint32_t)sqlite3_column_int64(st, 6);
+    fi->mtime_ns = sqlite3_column_int64(st, 7);
+    fi->ctime_ns = sqlite3_column_int64(st, 8);
+}
+
+/* Why the name of a row of the SQ_FILE_COLS columns cannot be passed on in
+ * a bf_fileinfo (it would arrive as another name), or NULL if it can. */
+static const char *row_name_unfit(sqlite3_stmt *st)
+{
+    if (sqlite3_column_type(st, 1) != SQLITE_TEXT)
+        return "is not text";
+    const char *name = (const char *)sqlite3_column_text(st, 1);
+    size_t bytes = (size_t)sqlite3_column_bytes(st, 1);
+    if (bytes > BF_NAME_MAX)
+        return "is too long";
+    if (!name || strlen(name) != bytes)
+        return "holds a NUL byte";
+    return NULL;
+}
+
+/* Step statement st (bound) for one file row into *out: 0, -ENOENT, or
+ * the failure; resets st. */
+static int step_row(struct sq_db *d, sqlite3 *c, sqlite3_stmt *st, struct bf_fileinfo *out)
+{
+    int rc = sqlite3_step(st), e;
+    if (rc == SQLITE_ROW) {
+        if (out)
+            row_info(st, out);
+        e = 0;
+    } else if (rc == SQLITE_DONE) {
+        e = -ENOENT;
+    } else {
+        e = sq_fail(d, c, rc, "reading file metadata");
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return e;
+}
+
+int sq_reader_meta(struct sq_db *d, struct sq_reader *r, const char *key, int64_t *v)
+{
+    int rc = sq_step_int(r->st[R_META], key, v);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sq_fail(d, r->c, rc, "reading meta");
+}
+
+/* Run a reader query returning one file row; with `serial`, in one read
+ * transaction with the database's serial. */
+static int reader_row(struct sq_db *d, int which, const char *name, uint64_t id,
+                      struct bf_fileinfo *out, uint64_t *serial)
+{
+    struct sq_reader *r;
+    int e = sq_reader_get(d, &r);
+    if (e < 0)
+        return e;
+    int rc = serial ? sq_exec(r->st[R_BEGIN]) : SQLITE_OK;
+    if (rc != SQLITE_OK) {
+        e = sq_fail(d, r->c, rc, "beginning a read");
+    } else {
+        sqlite3_stmt *st = r->st[which];
+        if (name)
+            sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+        e = step_row(d, r->c, st, out);
+        int64_t s = 0;
+        if (e == 0 && serial && (e = sq_reader_meta(d, r, "serial", &s)) == 0)
+            *serial = (uint64_t)s;
+        if (serial)
+            sq_exec(r->st[R_COMMIT]);
+    }
+    sq_reader_put(d, r);
+    return e;
+}
+
+/* ---- the file operations (bigfile.h) ------------------------------------- */
+
+/* Read content id (> 0: contents, < 0: legacy_blocks) into buf, on r. */
+static int read_content(struct sq_db *d, struct sq_reader *r, struct bf_fh *fh, uint64_t blk,
+                        int64_t content, void *buf)
+{
+    uint32_t bs = fh->file.blksize;
+    sqlite3_blob *b = NULL;
+    int e;
+    int rc = sqlite3_blob_open(r->c, "main", content > 0 ? "contents" : "legacy_blocks", "data",
+                               content > 0 ? content : -content, 0, &b);
+    if (rc != SQLITE_OK) {
+        e = sq_fail(d, r->c, rc, "opening a block");
+    } else if ((uint64_t)sqlite3_blob_bytes(b) != bs) {
+        pthread_mutex_lock(&d->elock);
+        snprintf(d->lasterr, sizeof(d->lasterr),
+                 "%s: block %llu of file %llu has %d bytes, expected %u", d->path,
+                 (unsigned long long)blk, (unsigned long long)fh->id, sqlite3_blob_bytes(b), bs);
+        fprintf(stderr, "bigfilefs: %s\n", d->lasterr);
+        pthread_mutex_unlock(&d->elock);
+        e = -EIO;
+    } else {
+        rc = sqlite3_blob_read(b, buf, (int)bs, 0);
+        e = rc == SQLITE_OK ? 0 : sq_fail(d, r->c, rc, "reading a block");
+    }
+    sqlite3_blob_close(b);
+    return e;
+}
+
+static int sq_loadblk(struct bf_fh *fh, uint64_t blk, uint64_t at, void *buf, uint64_t *serial)
 {
     struct sq_db *d = FH(fh)->db;
-    uint32_t bs = fh->file.blksize;
-    if (blk > (uint64_t)INT64_MAX)
-        return -EINVAL;
-    int which = bf_all_zero(buf, bs) ? W_DEL : W_PUT;
-    sqlite3_stmt *st = d->ws[which];
+    struct sq_reader *r;
+    int e = sq_reader_get(d, &r);
+    if (e < 0)
+        return e;
+    *serial = 0;
+    if (blk > (uint64_t)INT64_MAX) {
+        memset(buf, 0, fh->file.blksize);
+        sq_reader_put(d, r);
+        return 0;
+    }
+    /* The version lookup stays stepped (not reset) while the blob and
+     * 'collected' are read: its read transaction keeps the snapshot. */
+    sqlite3_stmt *st = r->st[R_VERSION];
     sqlite3_bind_int64(st, 1, (sqlite3_int64)fh->id);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)blk);
-    if (which == W_PUT)
-        sqlite3_bind_blob(st, 3, buf, (int)bs, SQLITE_STATIC);
-    int rc = wexec(d, which);
-    return rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, "storing a block");
+    sqlite3_bind_int64(st, 3, I64(at));
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        e = sq_fail(d, r->c, rc, "looking a block up");
+    } else if (rc == SQLITE_ROW && (sqlite3_column_type(st, 2) == SQLITE_NULL ||
+                                    (uint64_t)sqlite3_column_int64(st, 2) > at)) {
+        /* the version as of `at` */
+        *serial = (uint64_t)sqlite3_column_int64(st, 0);
+        int64_t content = sqlite3_column_int64(st, 1);
+        if (content == 0)
+            memset(buf, 0, fh->file.blksize); /* a hole */
+        else
+            e = read_content(d, r, fh, blk, content, buf);
+    } else {
+        /* None, or one whose successor is gone: it may have been
+         * collected. */
+        int64_t collected = 0;
+        e = sq_reader_meta(d, r, "collected", &collected);
+        if (e == 0 && at < (uint64_t)collected)
+            e = -ESTALE;
+        else if (e == 0)
+            memset(buf, 0, fh->file.blksize); /* never stored as of `at` */
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    sq_reader_put(d, r);
+    return e;
+}
+
+static int sq_begin(struct bf_fh *fh)
+{
+    struct sq_fh *h = FH(fh);
+    /* Nothing to lock: each upload and the commit are transactions of
+     * their own. */
+    BF_ASSERT(h->npend == 0 && h->ndrop == 0);
+    h->trunc_to = UINT64_MAX;
+    return 0;
+}
+
+/* Room for one more pending store and one more dropped upload (so that
+ * storing cannot lose track of an upload). -ENOMEM. */
+static int pend_reserve(struct sq_fh *h)
+{
+    if (h->npend == h->cappend) {
+        size_t cap = h->cappend ? 2 * h->cappend : 16;
+        struct sq_pend *v = realloc(h->pend, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        h->pend = v;
+        h->cappend = cap;
+    }
+    if (h->ndrop == h->capdrop) {
+        size_t cap = h->capdrop ? 2 * h->capdrop : 16;
+        int64_t *v = realloc(h->drop, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        h->drop = v;
+        h->capdrop = cap;
+    }
+    return 0;
+}
+
+/* Index of the first pending store >= blk. */
+static size_t pend_lower(const struct sq_fh *h, uint64_t blk)
+{
+    return bf_blk_lower(h->pend, h->npend, sizeof(h->pend[0]), blk);
+}
+
+/* Take up to SQ_SPARES garbage contents of h's block size for h's next
+ * uploads (they become the session's: one write of uploads for all of
+ * them). In a writer transaction. */
+static int take_spares(struct sq_fh *h)
+{
+    struct sq_db *d = h->db;
+    int64_t bs = h->base.file.blksize;
+    sqlite3_stmt *st = d->ws[W_REUSE_FIND];
+    int rc, e = 0;
+    sqlite3_bind_int64(st, 1, bs);
+    sqlite3_bind_int64(st, 2, SQ_SPARES);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        h->spare[h->nspare++] = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_DONE)
+        e = sq_fail(d, d->w, rc, "storing a block");
+    for (size_t i = 0; e == 0 && i < h->nspare; i++) {
+        int64_t v[3] = { h->spare[i], (int64_t)d->base.session, bs };
+        e = sq_wrun(d, W_REUSE_OWN, 3, v, "storing a block");
+    }
+    return e;
+}
+
+/* Upload content (a contents row owned by the session until linked), in
+ * a short transaction of its own: into a garbage row of the same size if
+ * there is one (SQLite overwrites a blob of the same size in place, where
+ * deleting one and inserting another would read the old one's pages to
+ * free them, and allocate new ones), else a new row. */
+static int upload(struct sq_fh *h, const void *buf, int64_t *id)
+{
+    struct sq_db *d = h->db;
+    uint32_t bs = h->base.file.blksize;
+    bool took = h->nspare == 0;
+    int e = sq_wbegin(d, false);
+    if (e < 0)
+        return e;
+    if (took)
+        e = take_spares(h);
+    int64_t reuse = e == 0 && h->nspare ? h->spare[--h->nspare] : 0;
+    sqlite3_stmt *st = d->ws[reuse ? W_REUSE_DATA : W_UPLOAD];
+    sqlite3_bind_blob(st, reuse ? 2 : 1, buf, (int)bs, SQLITE_STATIC);
+    if (reuse)
+        sqlite3_bind_int64(st, 1, reuse);
+    int rc = e == 0 ? sq_exec(st) : SQLITE_OK;
+    if (e == 0 && rc != SQLITE_OK) {
+        e = sq_fail(d, d->w, rc, "storing a block");
+    } else if (e == 0 && !reuse) {
+        int64_t v[3] = { sqlite3_last_insert_rowid(d->w), (int64_t)d->base.session, bs };
+        *id = v[0];
+        e = sq_wrun(d, W_UPLOADED, 3, v, "storing a block");
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    e = sq_wend(d, false, e);
+    if (e == 0 && reuse)
+        *id = reuse;
+    else if (e < 0 && took)
+        h->nspare = 0; /* rolled back: they are garbage again */
+    else if (e < 0 && reuse)
+        h->spare[h->nspare++] = reuse; /* still ours, its content as it was */
+    return e;
+}
+
+static int sq_storeblk(struct bf_fh *fh, uint64_t blk, const void *buf, uint64_t base)
+{
+    struct sq_fh *h = FH(fh);
+    uint32_t bs = fh->file.blksize;
+    int64_t content = 0; /* a hole */
+    if (blk > (uint64_t)INT64_MAX)
+        return -EINVAL;
+    int e = pend_reserve(h);
+    if (e == 0 && !bf_all_zero(buf, bs))
+        e = upload(h, buf, &content);
+    if (e < 0)
+        return e;
+    size_t i = pend_lower(h, blk);
+    if (i < h->npend && h->pend[i].blk == blk) {
+        if (h->pend[i].content)
+            h->drop[h->ndrop++] = h->pend[i].content; /* stored twice: the last wins */
+    } else {
+        memmove(&h->pend[i + 1], &h->pend[i], (h->npend - i) * sizeof(h->pend[0]));
+        h->npend++;
+    }
+    h->pend[i] = (struct sq_pend){ .blk = blk, .base = base, .content = content };
+    return 0;
 }
 
 static int sq_truncate(struct bf_fh *fh, uint64_t nblocks)
 {
-    struct sq_db *d = FH(fh)->db;
-    if (nblocks > (uint64_t)INT64_MAX)
-        return 0; /* nothing can be stored that far */
-    sqlite3_bind_int64(d->ws[W_TRUNC], 1, (sqlite3_int64)fh->id);
-    sqlite3_bind_int64(d->ws[W_TRUNC], 2, (sqlite3_int64)nblocks);
-    int rc = wexec(d, W_TRUNC);
-    return rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, "truncating");
+    struct sq_fh *h = FH(fh);
+    /* Stores before the truncate go too (their uploads with them). */
+    size_t i = pend_lower(h, nblocks), n = 0;
+    for (size_t j = i; j < h->npend; j++)
+        n += h->pend[j].content != 0;
+    if (h->ndrop + n > h->capdrop) {
+        int64_t *v = realloc(h->drop, (h->ndrop + n) * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        h->drop = v;
+        h->capdrop = h->ndrop + n;
+    }
+    for (size_t j = i; j < h->npend; j++)
+        if (h->pend[j].content)
+            h->drop[h->ndrop++] = h->pend[j].content;
+    h->npend = i;
+    if (nblocks < h->trunc_to)
+        h->trunc_to = nblocks;
+    return 0;
 }
 
-static int sq_commit(struct bf_fh *fh, uint64_t size)
+/* Forget the transaction; with `discard`, its uploads become garbage
+ * first. */
+static void tx_clear(struct sq_fh *h, bool discard)
 {
-    struct sq_db *d = FH(fh)->db;
-    sqlite3_bind_int64(d->ws[W_SETSIZE], 1, (sqlite3_int64)fh->id);
-    sqlite3_bind_int64(d->ws[W_SETSIZE], 2, (sqlite3_int64)size);
-    sqlite3_bind_int64(d->ws[W_SETSIZE], 3, bf_now_ns());
-    int rc = wexec(d, W_SETSIZE);
-    if (rc == SQLITE_OK)
-        rc = wexec(d, W_COMMIT);
-    int e = rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, "committing");
-    if (e < 0)
-        wrollback(d); /* failed commit: nothing visible */
-    w_unlock(d);
-    return e;
+    if (discard) {
+        uint32_t bs = h->base.file.blksize;
+        for (size_t i = 0; i < h->npend; i++)
+            if (h->pend[i].content && h->ndrop < h->capdrop)
+                h->drop[h->ndrop++] = h->pend[i].content;
+            else if (h->pend[i].content)
+                discard_uploads(h->db, &h->pend[i].content, 1, bs);
+        discard_uploads(h->db, h->drop, h->ndrop, bs);
+        discard_uploads(h->db, h->spare, h->nspare, bs);
+    }
+    h->nspare = 0; /* given up: by the commit that succeeded, or just now */
+    free(h->pend);
+    free(h->drop);
+    h->pend = NULL;
+    h->drop = NULL;
+    h->npend = h->cappend = h->ndrop = h->capdrop = 0;
+    h->trunc_to = UINT64_MAX;
 }
 
 static void sq_abort(struct bf_fh *fh)
 {
-    struct sq_db *d = FH(fh)->db;
-    wrollback(d);
-    pthread_mutex_unlock(&d->wlock);
+    tx_clear(FH(fh), true);
+}
+
+/* ---- the commit section ------------------------------------------------------ */
+
+/* A current version found by the commit section. */
+struct sq_cur {
+    uint64_t blk;
+    int64_t serial, session, content;
+};
+
+/* What the commit section collects besides the database's changes. */
+struct sq_section {
+    int64_t serial, me;
+    bool alone;
+    struct sq_cur *trunc; /* current versions of the blocks a truncate drops */
+    size_t ntrunc, captrunc;
+    uint64_t *conflicts; /* blocks found conflicting (BF_CONFLICT_SIZE: the size) */
+    size_t nconflicts, capconflicts;
+    struct bf_rangebuf changed;
+};
+
+static int push_conflict(struct sq_section *s, uint64_t blk)
+{
+    if (s->nconflicts == s->capconflicts) {
+        size_t cap = s->capconflicts ? 2 * s->capconflicts : 16;
+        uint64_t *v = realloc(s->conflicts, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        s->conflicts = v;
+        s->capconflicts = cap;
+    }
+    s->conflicts[s->nconflicts++] = blk;
+    return 0;
+}
+
+/* Look up the current version of every stored block and of every block
+ * the truncate drops. */
+static int find_current(struct sq_fh *h, struct sq_section *s)
+{
+    struct sq_db *d = h->db;
+    int64_t file = (int64_t)h->base.id;
+    int rc = SQLITE_OK;
+    for (size_t i = 0; rc == SQLITE_OK && i < h->npend; i++) {
+        struct sq_pend *p = &h->pend[i];
+        sqlite3_stmt *st = d->ws[W_CUR];
+        sqlite3_bind_int64(st, 1, file);
+        sqlite3_bind_int64(st, 2, (int64_t)p->blk);
+        rc = sqlite3_step(st);
+        p->cur = rc == SQLITE_ROW;
+        if (p->cur) {
+            p->cur_serial = sqlite3_column_int64(st, 0);
+            p->cur_session = sqlite3_column_int64(st, 1);
+            p->cur_content = sqlite3_column_int64(st, 2);
+        }
+        rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+    if (rc == SQLITE_OK && h->trunc_to != UINT64_MAX && h->trunc_to <= (uint64_t)INT64_MAX) {
+        sqlite3_stmt *st = d->ws[W_CUR_FROM];
+        sqlite3_bind_int64(st, 1, file);
+        sqlite3_bind_int64(st, 2, (int64_t)h->trunc_to);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            if (s->ntrunc == s->captrunc) {
+                size_t cap = s->captrunc ? 2 * s->captrunc : 64;
+                struct sq_cur *v = realloc(s->trunc, cap * sizeof(*v));
+                if (!v) {
+                    rc = SQLITE_NOMEM;
+                    break;
+                }
+                s->trunc = v;
+                s->captrunc = cap;
+            }
+            s->trunc[s->ntrunc++] =
+                (struct sq_cur){ (uint64_t)sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+                                 sqlite3_column_int64(st, 2), sqlite3_column_int64(st, 3) };
+        }
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+    return rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, "looking up current versions");
+}
+
+/* Whether a change (serial s by session `by`) is one the committing
+ * session has not seen after `base` (rule 2). */
+static bool unseen(int64_t s, int64_t by, const struct sq_section *sec, uint64_t base)
+{
+    return (uint64_t)s > base && by != sec->me;
+}
+
+/* The conflict check (COHERENCE.md rule 2): the conflicts go to s. */
+static int check_conflicts(struct sq_fh *h, const struct bf_commit_req *req, const int64_t *state,
+                           struct sq_section *s)
+{
+    /* state: size, size_serial, size_session, content_serial, content_session */
+    bool file_changed = (req->flags & BF_COMMIT_FILE_CONFLICTS) &&
+                        unseen(state[3], state[4], s, req->file_base);
+    int e = 0;
+    for (size_t i = 0; e == 0 && i < h->npend; i++) {
+        const struct sq_pend *p = &h->pend[i];
+        if (file_changed || (p->cur && unseen(p->cur_serial, p->cur_session, s, p->base)))
+            e = push_conflict(s, p->blk);
+    }
+    for (size_t i = 0; e == 0 && i < s->ntrunc; i++)
+        if (unseen(s->trunc[i].serial, s->trunc[i].session, s, req->size_base))
+            e = push_conflict(s, s->trunc[i].blk);
+    if (e == 0 && (req->size_set || h->trunc_to != UINT64_MAX) &&
+        unseen(state[1], state[2], s, req->size_base))
+        e = push_conflict(s, BF_CONFLICT_SIZE);
+    return e;
+}
+
+/* Make `content` (0: a hole) block blk's new version at the section's
+ * serial, over its current version (have_cur: cur_serial, cur_content).
+ * Adds blk to the changed blocks unless nothing changed (a hole over a
+ * hole or nothing). */
+static int put_version(struct sq_fh *h, struct sq_section *s, uint64_t blk, int64_t content,
+                       bool have_cur, int64_t cur_serial, int64_t cur_content)
+{
+    struct sq_db *d = h->db;
+    int64_t file = (int64_t)h->base.id;
+    if (!content && !(have_cur && cur_content))
+        return 0;
+    int e = 0;
+    if (have_cur && s->alone) {
+        /* its content becomes garbage, for the next uploads to reuse */
+        int64_t v[3] = { file, (int64_t)blk, cur_serial };
+        e = sq_wrun(d, W_DELVERSION, 3, v, "replacing a version");
+        if (e == 0 && cur_content)
+            e = sq_garbage(d, cur_content, h->base.file.blksize);
+    } else if (have_cur) {
+        int64_t v[4] = { file, (int64_t)blk, cur_serial, s->serial };
+        e = sq_wrun(d, W_SUPERSEDE, 4, v, "superseding a version");
+    }
+    if (e == 0 && (content || !s->alone)) {
+        sqlite3_stmt *st = d->ws[W_ADDVERSION];
+        sqlite3_bind_int64(st, 1, file);
+        sqlite3_bind_int64(st, 2, (int64_t)blk);
+        sqlite3_bind_int64(st, 3, s->serial);
+        sqlite3_bind_int64(st, 4, s->me);
+        if (content)
+            sqlite3_bind_int64(st, 5, content);
+        int rc = sq_exec(st);
+        e = rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, "adding a version");
+    }
+    if (e == 0 && content) {
+        int64_t v[3] = { content, s->me, h->base.file.blksize };
+        e = sq_wrun(d, W_LINKED, 3, v, "linking an upload");
+    }
+    if (e == 0)
+        e = bf_ranges_add(&s->changed, blk);
+    return e;
+}
+
+/* Apply the truncate and the stores, merged in block order (a store gives
+ * a dropped block content again). */
+static int apply_blocks(struct sq_fh *h, struct sq_section *s)
+{
+    size_t p = 0, t = 0;
+    int e = 0;
+    while (e == 0 && (p < h->npend || t < s->ntrunc)) {
+        uint64_t bp = p < h->npend ? h->pend[p].blk : UINT64_MAX;
+        uint64_t bt = t < s->ntrunc ? s->trunc[t].blk : UINT64_MAX;
+        if (bp <= bt) {
+            const struct sq_pend *q = &h->pend[p++];
+            e = put_version(h, s, q->blk, q->content, q->cur, q->cur_serial, q->cur_content);
+            if (bp == bt)
+                t++; /* the same current version */
+        } else {
+            const struct sq_cur *c = &s->trunc[t++];
+            e = put_version(h, s, c->blk, 0, true, c->serial, c->content);
+        }
+    }
+    for (size_t i = 0; e == 0 && i < h->ndrop; i++)
+        e = give_up(h->db, h->drop[i], h->base.file.blksize);
+    for (size_t i = 0; e == 0 && i < h->nspare; i++)
+        e = give_up(h->db, h->spare[i], h->base.file.blksize);
+    return e;
+}
+
+/* Write commit-log row rec (blocks: its ranges, encoded) on the writer. */
+static int log_row(struct sq_db *d, const struct bf_commit_rec *rec)
+{
+    unsigned char *blocks = NULL;
+    size_t blen = 0;
+    int e = bf_ranges_encode(rec->write.ranges, rec->write.nranges, &blocks, &blen);
+    if (e < 0)
+        return e;
+    sqlite3_stmt *st = d->ws[W_LOG];
+    sqlite3_bind_int64(st, 1, (int64_t)rec->serial);
+    sqlite3_bind_int64(st, 2, (int64_t)rec->session);
+    sqlite3_bind_int64(st, 3, rec->kind);
+    if (rec->file)
+        sqlite3_bind_int64(st, 4, (int64_t)rec->file);
+    if (rec->file2)
+        sqlite3_bind_int64(st, 5, (int64_t)rec->file2);
+    sqlite3_bind_int64(st, 6, rec->time_ns);
+    if (rec->write.size_changed)
+        sqlite3_bind_int64(st, 7, (int64_t)rec->write.size);
+    if (rec->write.trunc != UINT64_MAX)
+        sqlite3_bind_int64(st, 8, I64(rec->write.trunc));
+    if (blocks)
+        sqlite3_bind_blob(st, 9, blocks, (int)blen, SQLITE_STATIC);
+    if (rec->name)
+        sqlite3_bind_text(st, 10, rec->name, -1, SQLITE_STATIC);
+    if (rec->name2)
+        sqlite3_bind_text(st, 11, rec->name2, -1, SQLITE_STATIC);
+    if (rec->rename_flags)
+        sqlite3_bind_int64(st, 12, rec->rename_flags);
+    int rc = sq_exec(st);
+    free(blocks);
+    return rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, "writing the commit log");
+}
+
+/* The next serial (in a writer transaction). */
+static int next_serial(struct sq_db *d, int64_t *serial)
+{
+    int64_t cur;
+    int e = sq_wmeta_get(d, "serial", &cur);
+    *serial = cur + 1;
+    return e;
+}
+
+/* The commit section, in its write transaction: conflicts go to s (then
+ * nothing is to be committed); else every change is made. */
+static int commit_section(struct sq_fh *h, const struct bf_commit_req *req, struct sq_section *s)
+{
+    struct sq_db *d = h->db;
+    int64_t state[5];
+    int e = next_serial(d, &s->serial);
+    if (e == 0) {
+        sqlite3_stmt *st = d->ws[W_FILESTATE];
+        sqlite3_bind_int64(st, 1, (int64_t)h->base.id);
+        int rc = sqlite3_step(st);
+        for (int i = 0; i < 5; i++)
+            state[i] = rc == SQLITE_ROW ? sqlite3_column_int64(st, i) : 0;
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        e = rc == SQLITE_ROW    ? 0
+            : rc == SQLITE_DONE ? -ENOENT
+                                : sq_fail(d, d->w, rc, "reading a file's state");
+    }
+    if (e == 0)
+        e = sq_alone(d, &s->alone);
+    if (e == 0)
+        e = find_current(h, s);
+    if (e == 0 && !(req->flags & BF_COMMIT_OVERWRITE))
+        e = check_conflicts(h, req, state, s);
+    if (e < 0 || s->nconflicts)
+        return e;
+    e = apply_blocks(h, s);
+    bool trunc = h->trunc_to != UINT64_MAX;
+    int64_t now = bf_now_ns();
+    if (e == 0) {
+        sqlite3_stmt *st = d->ws[W_SETWRITE];
+        sqlite3_bind_int64(st, 1, (int64_t)h->base.id);
+        if (req->size_set)
+            sqlite3_bind_int64(st, 2, (int64_t)req->size);
+        sqlite3_bind_int(st, 3, req->size_set || trunc);
+        sqlite3_bind_int64(st, 4, s->serial);
+        sqlite3_bind_int64(st, 5, s->me);
+        sqlite3_bind_int64(st, 6, now);
+        int rc = sq_exec(st);
+        e = rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, "updating a file");
+    }
+    if (e == 0)
+        e = sq_wmeta_set(d, "serial", s->serial);
+    if (e == 0 && s->alone)
+        e = sq_wmeta_set(d, "collected", s->serial); /* what it replaced is gone */
+    if (e == 0) {
+        struct bf_commit_rec rec = {
+            .serial = (uint64_t)s->serial,
+            .session = (uint64_t)s->me,
+            .kind = BF_COMMIT_WRITE,
+            .file = h->base.id,
+            .time_ns = now,
+            .write = { .ranges = s->changed.v,
+                       .nranges = s->changed.n,
+                       .trunc = h->trunc_to,
+                       .size_changed = req->size_set,
+                       .size = req->size },
+        };
+        e = log_row(d, &rec);
+    }
+    return e;
+}
+
+static int sq_commit(struct bf_fh *fh, const struct bf_commit_req *req, uint64_t *serial)
+{
+    struct sq_fh *h = FH(fh);
+    struct sq_db *d = h->db;
+    struct sq_section s = { .me = (int64_t)d->base.session };
+    int e = sq_wbegin(d, true);
+    if (e == 0) {
+        e = commit_section(h, req, &s);
+        if (e == 0 && s.nconflicts)
+            e = -ESTALE; /* rolled back: nothing committed */
+        e = sq_wend(d, true, e);
+    }
+    if (e == 0)
+        *serial = (uint64_t)s.serial;
+    tx_clear(h, e < 0); /* a failed commit deletes its uploads */
+    if (e == -ESTALE && req->conflict)
+        for (size_t i = 0; i < s.nconflicts; i++)
+            req->conflict(req->arg, s.conflicts[i]);
+    free(s.trunc);
+    free(s.conflicts);
+    bf_ranges_free(&s.changed);
+    return e;
 }
 
 /* Run reader statement `which` with `nargs` (1 or 2) integer parameters and
@@ -660,11 +1260,14 @@ static int reader_int64(struct sq_db *d, int which, int nargs, int64_t a, int64_
                         const char *what)
 {
     struct sq_reader *r;
-    int e = reader_get(d, &r);
+    int e = sq_reader_get(d, &r);
     if (e < 0)
         return e;
     sqlite3_stmt *st = r->st[which];
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)a);
+    if (which == R_META)
+        sqlite3_bind_text(st, 1, "serial", -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)a);
     if (nargs > 1)
         sqlite3_bind_int64(st, 2, (sqlite3_int64)b);
     int rc = sqlite3_step(st);
@@ -678,7 +1281,7 @@ static int reader_int64(struct sq_db *d, int which, int nargs, int64_t a, int64_
     }
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
-    reader_put(d, r);
+    sq_reader_put(d, r);
     return e;
 }
 
@@ -696,13 +1299,19 @@ static int sq_stored_blocks(struct bf_fh *fh, uint64_t *n)
     return e == -ENXIO ? -EIO : e; /* count(*) always yields a row */
 }
 
+static int sq_serial_now(bf_db *db, uint64_t *serial)
+{
+    int e = reader_int64(SQ(db), R_META, 1, 0, 0, serial, "reading the serial");
+    return e == -ENXIO ? -EIO : e;
+}
+
 /* ---- namespace operations (engine.h) ------------------------------------ */
 
 static int sq_list(bf_db *db, int (*cb)(void *arg, const struct bf_fileinfo *fi), void *arg)
 {
-    struct sq_db *d = DB(db);
+    struct sq_db *d = SQ(db);
     struct sq_reader *r;
-    int e = reader_get(d, &r);
+    int e = sq_reader_get(d, &r);
     if (e < 0)
         return e;
     sqlite3_stmt *st = r->st[R_LIST];
@@ -724,7 +1333,7 @@ static int sq_list(bf_db *db, int (*cb)(void *arg, const struct bf_fileinfo *fi)
     if (!e && rc != SQLITE_DONE)
         e = sq_fail(d, r->c, rc, "listing files");
     sqlite3_reset(st);
-    reader_put(d, r);
+    sq_reader_put(d, r);
     return e;
 }
 
@@ -732,83 +1341,81 @@ static int sq_lookup(bf_db *db, const char *name, struct bf_fileinfo *out)
 {
     if (!name)
         return -EINVAL;
-    return reader_row(DB(db), R_BYNAME, name, 0, out);
+    return reader_row(SQ(db), R_BYNAME, name, 0, out, NULL);
 }
 
 static int sq_getinfo(bf_db *db, uint64_t id, struct bf_fileinfo *out)
 {
     if (id > (uint64_t)INT64_MAX)
         return -ENOENT;
-    return reader_row(DB(db), R_BYID, NULL, id, out);
+    return reader_row(SQ(db), R_BYID, NULL, id, out, NULL);
 }
 
-/* Begin a namespace transaction: takes wlock. */
-static int ns_begin(struct sq_db *d)
+/* Begin a namespace commit (a durable write transaction): *row is its log
+ * row, with the next serial, this session, kind, file and the time. */
+static int ns_begin(struct sq_db *d, struct bf_commit_rec *row, enum bf_commit_kind kind,
+                    uint64_t file)
 {
-    BF_ASSERT(d->w); /* the layer refuses writes to a read-only database */
-    pthread_mutex_lock(&d->wlock);
-    int rc = wexec(d, W_BEGIN);
-    if (rc != SQLITE_OK) {
-        int e = sq_fail(d, d->w, rc, "beginning a transaction");
-        pthread_mutex_unlock(&d->wlock);
-        return e;
-    }
-    return 0;
-}
-
-/* End a namespace transaction: commit if e == 0, else roll back; releases
- * wlock. Returns the final error. */
-static int ns_end(struct sq_db *d, int e)
-{
-    if (e == 0) {
-        int rc = wexec(d, W_COMMIT);
-        if (rc != SQLITE_OK)
-            e = sq_fail(d, d->w, rc, "committing");
-    }
-    if (e < 0)
-        wrollback(d);
-    w_unlock(d);
+    int64_t s = 0;
+    int e = sq_wbegin(d, true);
+    if (e == 0 && (e = next_serial(d, &s)) < 0)
+        sq_wend(d, true, e);
+    memset(row, 0, sizeof(*row));
+    row->serial = (uint64_t)s;
+    row->session = d->base.session;
+    row->kind = kind;
+    row->file = file;
+    row->time_ns = bf_now_ns();
+    row->write.trunc = UINT64_MAX;
     return e;
+}
+
+/* End a namespace commit: if e == 0, log `row`, take its serial and commit;
+ * else roll back. Returns the final error. */
+static int ns_end(struct sq_db *d, const struct bf_commit_rec *row, int e)
+{
+    if (e == 0)
+        e = log_row(d, row);
+    if (e == 0)
+        e = sq_wmeta_set(d, "serial", (int64_t)row->serial);
+    return sq_wend(d, true, e);
 }
 
 /* Look a name up on the writer (in its transaction): its id, or 0. */
 static int w_byname(struct sq_db *d, const char *name, uint64_t *id)
 {
-    sqlite3_stmt *st = d->ws[W_BYNAME];
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    *id = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
+    int64_t v;
+    int rc = sq_step_int(d->ws[W_BYNAME], name, &v);
+    *id = (uint64_t)v;
     if (rc == SQLITE_ROW || rc == SQLITE_DONE)
         return 0;
     return sq_fail(d, d->w, rc, "looking a name up");
 }
 
-/* Set file id's name (NULL: make it nameless). Caller holds wlock, in a
- * transaction. */
-static int w_setname(struct sq_db *d, uint64_t id, const char *name, int64_t now)
+/* Set file id's name (NULL: make it nameless) in commit `row`. Caller
+ * holds wlock, in a transaction. */
+static int w_setname(struct sq_db *d, uint64_t id, const char *name,
+                     const struct bf_commit_rec *row)
 {
     sqlite3_stmt *st = d->ws[name ? W_SETNAME : W_NAMENULL];
     sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
-    if (name) {
-        sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, now);
-    } else {
-        sqlite3_bind_int64(st, 2, now);
-    }
-    int rc = wexec(d, name ? W_SETNAME : W_NAMENULL);
+    int k = 2;
+    if (name)
+        sqlite3_bind_text(st, k++, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, k++, row->time_ns);
+    sqlite3_bind_int64(st, k, (int64_t)row->serial);
+    int rc = sq_exec(st);
     return rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, name ? "renaming" : "removing a name");
 }
 
 static int sq_create(bf_db *db, const char *name, uint32_t blksize, uint64_t size, uint32_t mode,
                      uint32_t uid, uint32_t gid, struct bf_fileinfo *out)
 {
-    struct sq_db *d = DB(db);
-    int e;
-    int64_t now = bf_now_ns();
-    BF_ASSERT(d->w);
-    pthread_mutex_lock(&d->wlock);
+    struct sq_db *d = SQ(db);
+    struct bf_commit_rec row;
+    int e = ns_begin(d, &row, BF_COMMIT_CREATE, 0);
+    if (e < 0)
+        return e;
     sqlite3_stmt *st = d->ws[W_INSERT];
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, blksize);
@@ -816,82 +1423,92 @@ static int sq_create(bf_db *db, const char *name, uint32_t blksize, uint64_t siz
     sqlite3_bind_int64(st, 4, mode & 07777);
     sqlite3_bind_int64(st, 5, uid);
     sqlite3_bind_int64(st, 6, gid);
-    sqlite3_bind_int64(st, 7, now);
-    int rc = wexec(d, W_INSERT);
+    sqlite3_bind_int64(st, 7, row.time_ns);
+    sqlite3_bind_int64(st, 8, (int64_t)row.serial);
+    sqlite3_bind_int64(st, 9, (int64_t)row.session);
+    int rc = sq_exec(st);
     if (rc == SQLITE_OK) {
-        if (out) {
-            memset(out, 0, sizeof(*out));
-            out->id = (uint64_t)sqlite3_last_insert_rowid(d->w);
-            strcpy(out->name, name);
-            out->blksize = blksize;
-            out->size = size;
-            out->mode = mode & 07777;
-            out->uid = uid;
-            out->gid = gid;
-            out->mtime_ns = out->ctime_ns = now;
-        }
-        e = 0;
+        row.file = (uint64_t)sqlite3_last_insert_rowid(d->w);
+        row.name = name;
     } else if ((rc & 0xff) == SQLITE_CONSTRAINT) {
         e = -EEXIST;
     } else {
         e = sq_fail(d, d->w, rc, "creating a file");
     }
-    w_unlock(d);
+    e = ns_end(d, &row, e);
+    if (e == 0 && out) {
+        memset(out, 0, sizeof(*out));
+        out->id = row.file;
+        strcpy(out->name, name);
+        out->blksize = blksize;
+        out->size = size;
+        out->mode = mode & 07777;
+        out->uid = uid;
+        out->gid = gid;
+        out->mtime_ns = out->ctime_ns = row.time_ns;
+    }
     return e;
 }
 
 static int sq_unlink(bf_db *db, const char *name, uint64_t *id)
 {
-    struct sq_db *d = DB(db);
-    int e = ns_begin(d);
+    struct sq_db *d = SQ(db);
+    struct bf_commit_rec row;
+    int e = ns_begin(d, &row, BF_COMMIT_UNLINK, 0);
     if (e < 0)
         return e;
     e = w_byname(d, name, id);
     if (e == 0 && *id == 0)
         e = -ENOENT;
+    row.file = *id;
+    row.name = name;
     if (e == 0)
-        e = w_setname(d, *id, NULL, bf_now_ns());
-    return ns_end(d, e);
+        e = w_setname(d, *id, NULL, &row);
+    return ns_end(d, &row, e);
 }
 
 static int sq_rename(bf_db *db, const char *from, const char *to, unsigned flags,
                      uint64_t *replaced)
 {
-    struct sq_db *d = DB(db);
+    struct sq_db *d = SQ(db);
+    struct bf_commit_rec row;
     uint64_t src = 0, dst = 0;
-    int e;
     *replaced = 0;
-    if ((e = ns_begin(d)) < 0)
+    int e = ns_begin(d, &row, BF_COMMIT_RENAME, 0);
+    if (e < 0)
         return e;
-    int64_t now = bf_now_ns();
     e = w_byname(d, from, &src);
     if (e == 0)
         e = w_byname(d, to, &dst);
     if (e < 0) {
         /* lookup failed: e is set */
-    } else if (!src) {
+    } else if (!src || (!dst && (flags & BF_RENAME_EXCHANGE))) {
         e = -ENOENT;
-    } else if (flags & BF_RENAME_EXCHANGE) {
-        if (!dst)
-            e = -ENOENT;
-        else if (src != dst) {
-            /* through NULL: name is UNIQUE */
-            e = w_setname(d, src, NULL, now);
-            if (e == 0)
-                e = w_setname(d, dst, from, now);
-            if (e == 0)
-                e = w_setname(d, src, to, now);
-        }
     } else if (dst && (flags & BF_RENAME_NOREPLACE)) {
         e = -EEXIST;
-    } else if (dst != src) { /* the same file: nothing to do */
-        if (dst)
-            e = w_setname(d, dst, NULL, now);
+    } else if (dst == src) {
+        sq_wend(d, true, -ECANCELED); /* the same file: no change, no commit */
+        return 0;
+    } else if (flags & BF_RENAME_EXCHANGE) {
+        /* through NULL: name is UNIQUE */
+        e = w_setname(d, src, NULL, &row);
         if (e == 0)
-            e = w_setname(d, src, to, now);
+            e = w_setname(d, dst, from, &row);
+        if (e == 0)
+            e = w_setname(d, src, to, &row);
+    } else {
+        if (dst)
+            e = w_setname(d, dst, NULL, &row);
+        if (e == 0)
+            e = w_setname(d, src, to, &row);
     }
-    e = ns_end(d, e);
-    if (e == 0 && dst && dst != src && !(flags & BF_RENAME_EXCHANGE))
+    row.file = src;
+    row.file2 = dst;
+    row.name = from;
+    row.name2 = to;
+    row.rename_flags = flags;
+    e = ns_end(d, &row, e);
+    if (e == 0 && dst && !(flags & BF_RENAME_EXCHANGE))
         *replaced = dst;
     return e;
 }
@@ -899,11 +1516,13 @@ static int sq_rename(bf_db *db, const char *from, const char *to, unsigned flags
 static int sq_setattr(bf_db *db, uint64_t id, const uint32_t *mode, const uint32_t *uid,
                       const uint32_t *gid, const int64_t *mtime_ns)
 {
-    struct sq_db *d = DB(db);
-    BF_ASSERT(d->w);
+    struct sq_db *d = SQ(db);
+    struct bf_commit_rec row;
     if (id > (uint64_t)INT64_MAX)
         return -ENOENT;
-    pthread_mutex_lock(&d->wlock);
+    int e = ns_begin(d, &row, BF_COMMIT_SETATTR, id);
+    if (e < 0)
+        return e;
     sqlite3_stmt *st = d->ws[W_SETATTR];
     sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
     if (mode)
@@ -914,21 +1533,23 @@ static int sq_setattr(bf_db *db, uint64_t id, const uint32_t *mode, const uint32
         sqlite3_bind_int64(st, 4, *gid);
     if (mtime_ns)
         sqlite3_bind_int64(st, 5, *mtime_ns);
-    sqlite3_bind_int64(st, 6, bf_now_ns());
-    int rc = wexec(d, W_SETATTR);
-    int e = rc != SQLITE_OK              ? sq_fail(d, d->w, rc, "setting attributes")
-            : sqlite3_changes(d->w) == 0 ? -ENOENT
-                                         : 0;
-    w_unlock(d);
-    return e;
+    sqlite3_bind_int64(st, 6, row.time_ns);
+    sqlite3_bind_int64(st, 7, (int64_t)row.serial);
+    int rc = sq_exec(st);
+    e = rc != SQLITE_OK              ? sq_fail(d, d->w, rc, "setting attributes")
+        : sqlite3_changes(d->w) == 0 ? -ENOENT
+                                     : 0;
+    return ns_end(d, &row, e);
 }
 
 static int sq_set_blksize(bf_db *db, uint64_t id, uint32_t blksize)
 {
-    struct sq_db *d = DB(db);
+    struct sq_db *d = SQ(db);
+    struct bf_commit_rec row;
+    bool held = false;
     if (id > (uint64_t)INT64_MAX)
         return -ENOENT;
-    int e = ns_begin(d);
+    int e = ns_begin(d, &row, BF_COMMIT_SETBLKSIZE, id);
     if (e < 0)
         return e;
     sqlite3_stmt *st = d->ws[W_BYID];
@@ -949,80 +1570,118 @@ static int sq_set_blksize(bf_db *db, uint64_t id, uint32_t blksize)
         rc = sqlite3_step(st);
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
-        if (rc == SQLITE_ROW) {
+        if (rc == SQLITE_ROW)
             e = -ENOTEMPTY;
-        } else if (rc != SQLITE_DONE) {
+        else if (rc != SQLITE_DONE)
             e = sq_fail(d, d->w, rc, "looking for blocks");
-        } else {
-            sqlite3_bind_int64(d->ws[W_SETBLK], 1, (sqlite3_int64)id);
-            sqlite3_bind_int64(d->ws[W_SETBLK], 2, blksize);
-            sqlite3_bind_int64(d->ws[W_SETBLK], 3, bf_now_ns());
-            rc = wexec(d, W_SETBLK);
-            if (rc != SQLITE_OK)
-                e = sq_fail(d, d->w, rc, "setting the block size");
-        }
+        else if ((e = sq_held(d, id, &held)) == 0 && held)
+            e = -EBUSY; /* another session has it open */
     }
-    return ns_end(d, e);
+    if (e == 0) {
+        int64_t v[4] = { (int64_t)id, blksize, row.time_ns, (int64_t)row.serial };
+        e = sq_wrun(d, W_SETBLK, 4, v, "setting the block size");
+    }
+    return ns_end(d, &row, e);
 }
 
-/* Delete a nameless file and its blocks (the statements check that it is
- * nameless). */
+/* Delete a nameless file unless a live session holds it (not a commit). */
 static int sq_purge(bf_db *db, uint64_t id)
 {
-    struct sq_db *d = DB(db);
+    struct sq_db *d = SQ(db);
     if (id > (uint64_t)INT64_MAX)
         return 0;
-    int e = ns_begin(d);
+    int e = sq_wbegin(d, false);
     if (e < 0)
         return e;
-    sqlite3_bind_int64(d->ws[W_PURGEBLOCKS], 1, (sqlite3_int64)id);
-    int rc = wexec(d, W_PURGEBLOCKS);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_int64(d->ws[W_PURGEFILE], 1, (sqlite3_int64)id);
-        rc = wexec(d, W_PURGEFILE);
-    }
-    if (rc != SQLITE_OK)
-        e = sq_fail(d, d->w, rc, "deleting a nameless file");
-    return ns_end(d, e);
+    return sq_wend(d, false, sq_purge_unheld(d, id));
 }
 
-static int sq_file_open(bf_db *db, uint64_t id, struct bf_fh **out)
+static int sq_release(bf_db *db, uint64_t id)
 {
-    struct sq_db *d = DB(db);
+    struct sq_db *d = SQ(db);
+    if (id > (uint64_t)INT64_MAX)
+        return 0;
+    int e = sq_wbegin(d, false);
+    if (e < 0)
+        return e;
+    int64_t v[2] = { (int64_t)d->base.session, (int64_t)id };
+    e = sq_wrun(d, W_UNHOLD, 2, v, "ending a hold");
+    if (e == 0)
+        e = sq_purge_unheld(d, id);
+    return sq_wend(d, false, e);
+}
+
+static int sq_file_open(bf_db *db, uint64_t id, bool hold, struct bf_fh **out)
+{
+    struct sq_db *d = SQ(db);
     struct bf_fileinfo fi;
+    uint64_t serial = 0;
+    int e;
     if (id > (uint64_t)INT64_MAX)
         return -ENOENT;
-    int e = reader_row(d, R_BYID, NULL, id, &fi);
+    if (hold) {
+        /* The hold and the row in one transaction: a purge sees the hold,
+         * or has deleted the row. */
+        int64_t s = 0;
+        e = sq_wbegin(d, false);
+        if (e < 0)
+            return e;
+        sqlite3_bind_int64(d->ws[W_FILEROW], 1, (sqlite3_int64)id);
+        e = step_row(d, d->w, d->ws[W_FILEROW], &fi);
+        int64_t v[2] = { (int64_t)d->base.session, (int64_t)id };
+        if (e == 0)
+            e = sq_wrun(d, W_HOLD, 2, v, "holding a file");
+        if (e == 0)
+            e = sq_wmeta_get(d, "serial", &s);
+        serial = (uint64_t)s;
+        e = sq_wend(d, false, e);
+    } else {
+        e = reader_row(d, R_BYID, NULL, id, &fi, &serial);
+    }
     if (e < 0)
         return e;
     struct sq_fh *h = calloc(1, sizeof(*h));
-    if (!h)
+    if (!h) {
+        if (hold)
+            sq_release(db, id);
         return -ENOMEM;
+    }
     h->base.file.blksize = fi.blksize;
     h->base.file.size = fi.size;
+    h->base.file.serial = serial;
     h->db = d;
+    h->trunc_to = UINT64_MAX;
     *out = &h->base;
     return 0;
 }
 
 static void sq_file_close(struct bf_fh *fh)
 {
-    free(FH(fh));
+    struct sq_fh *h = FH(fh);
+    BF_ASSERT(h->npend == 0 && h->ndrop == 0);
+    free(h->pend);
+    free(h->drop);
+    free(h);
 }
 
 static void sq_close(bf_db *db)
 {
-    struct sq_db *d = DB(db);
+    struct sq_db *d = SQ(db);
+    sq_watch_close(d);
+    if (d->w && db->session)
+        sq_session_end(d);
     /* Readers first: the writer, closing last, checkpoints the WAL. */
     for (int i = 0; i < d->nrd; i++) {
-        finalize_all(d->rd[i].st, R_NSTMT);
+        sq_finalize_all(d->rd[i].st, R_NSTMT);
         sqlite3_close(d->rd[i].c);
     }
     sqlite3_close(d->ck);
     if (d->w) {
-        finalize_all(d->ws, W_NSTMT);
+        sq_finalize_all(d->ws, W_NSTMT);
         sqlite3_close(d->w);
     }
+    sq_lock_close(d);
+    bf_db_fini(db);
     pthread_mutex_destroy(&d->wlock);
     pthread_mutex_destroy(&d->cklock);
     pthread_mutex_destroy(&d->plock);
@@ -1037,6 +1696,7 @@ static void sq_close(bf_db *db)
 
 static const struct bf_engine_ops sq_engine_ops = {
     .name = "sqlite",
+    .notifies = false,
     .close = sq_close,
     .list = sq_list,
     .lookup = sq_lookup,
@@ -1049,6 +1709,7 @@ static const struct bf_engine_ops sq_engine_ops = {
     .purge = sq_purge,
     .file_open = sq_file_open,
     .file_close = sq_file_close,
+    .release = sq_release,
     .loadblk = sq_loadblk,
     .next_stored = sq_next_stored,
     .stored_blocks = sq_stored_blocks,
@@ -1057,255 +1718,14 @@ static const struct bf_engine_ops sq_engine_ops = {
     .truncate = sq_truncate,
     .commit = sq_commit,
     .abort = sq_abort,
+    .changed = sq_changed,
+    .change_fd = sq_change_fd,
+    .log_read = sq_log_read,
+    .serial_now = sq_serial_now,
+    .trim = sq_trim,
 };
 
 /* ---- open: validation, schema, connections ------------------------------- */
-
-/* Outcome of looking at a file before using it. */
-enum sq_found {
-    SQ_FOUND_OURS,  /* a bigfilefs database of this schema */
-    SQ_FOUND_EMPTY, /* missing, zero bytes, or SQLite empty in every respect */
-};
-
-/* Map a failure while reading a file we are validating. */
-static int validate_fail(const char *path, sqlite3 *c, int rc, char *errbuf, size_t errlen)
-{
-    switch (rc & 0xff) {
-    case SQLITE_NOTADB:
-        errf(errbuf, errlen, "%s: not a bigfilefs database (not a SQLite database: %s)", path,
-             sqlite3_errmsg(c));
-        return -EPROTO;
-    case SQLITE_CORRUPT:
-        errf(errbuf, errlen, "%s: corrupt bigfilefs database (%s)", path, sqlite3_errmsg(c));
-        return -EPROTO;
-    default:
-        errf(errbuf, errlen, "%s: cannot read the database: %s", path, sqlite3_errmsg(c));
-        return rc_errno(rc);
-    }
-}
-
-/* Whether path's side file (suffix "-wal", "-shm" or "-journal") exists;
- * *size gets its size (0 if it does not). */
-static bool side_file(const char *path, const char *suffix, off_t *size)
-{
-    char p[PATH_MAX];
-    struct stat st;
-    *size = 0;
-    if ((size_t)snprintf(p, sizeof(p), "%s%s", path, suffix) >= sizeof(p) || stat(p, &st) < 0)
-        return false;
-    *size = st.st_size;
-    return true;
-}
-
-/* A "file:" URI for path with the query `query` (malloc'd; NULL when out of
- * memory). '?', '#' and '%' are escaped; an absolute path gets an empty
- * authority ("file:///..."), so that "//x" is a path, not a host. */
-static char *path_uri(const char *path, const char *query)
-{
-    size_t n = strlen(path);
-    char *u = malloc(3 * n + strlen(query) + 16);
-    if (!u)
-        return NULL;
-    char *p = u + sprintf(u, "file:%s", path[0] == '/' ? "//" : "");
-    for (const char *c = path; *c; c++) {
-        if (*c == '?' || *c == '#' || *c == '%')
-            p += sprintf(p, "%%%02X", (unsigned char)*c);
-        else
-            *p++ = *c;
-    }
-    sprintf(p, "?%s", query);
-    return u;
-}
-
-/* Open path read-only, creating nothing beside it. A database whose -wal
- * and -shm both exist is in use (or was left by a crash: its -wal may hold
- * commits), and is opened through SQLite's locks, which then creates
- * nothing; any other is opened immutable: the file alone, no locks, no
- * -wal, -shm or -journal (a -wal with no -shm, copied by hand, is then not
- * read: the file alone decides). */
-static int open_untouched(const char *path, sqlite3 **c)
-{
-    off_t n;
-    bool live = side_file(path, "-wal", &n) && side_file(path, "-shm", &n);
-    char *uri = path_uri(path, live ? "mode=ro" : "mode=ro&immutable=1");
-    if (!uri)
-        return SQLITE_NOMEM;
-    int rc = open_conn(NULL, uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, c);
-    free(uri);
-    return rc;
-}
-
-/* What kind of file st is, for a message. */
-static const char *file_kind(const struct stat *st)
-{
-    return S_ISDIR(st->st_mode)    ? "a directory"
-           : S_ISCHR(st->st_mode)  ? "a character device"
-           : S_ISBLK(st->st_mode)  ? "a block device"
-           : S_ISFIFO(st->st_mode) ? "a FIFO"
-           : S_ISSOCK(st->st_mode) ? "a socket"
-                                   : "not a regular file";
-}
-
-/* Look at the file at path without modifying it, nor creating anything
- * beside it: a regular file; zero bytes long (empty), or a SQLite database
- * that is empty in every respect (no schema object, application_id and
- * user_version 0), or a bigfilefs database of our schema. Anything else is
- * refused with a message in errbuf. */
-static int validate(const char *path, enum sq_found *found, char *errbuf, size_t errlen)
-{
-    struct stat stb;
-    if (stat(path, &stb) < 0) {
-        int e = errno;
-        if (e == ENOENT) {
-            *found = SQ_FOUND_EMPTY;
-            return -ENOENT;
-        }
-        errf(errbuf, errlen, "%s: %s", path, strerror(e));
-        return -e;
-    }
-    if (!S_ISREG(stb.st_mode)) {
-        /* Not even opened: a FIFO would block, a device is no place for a
-         * database, and SQLite would put a -journal beside it. */
-        errf(errbuf, errlen, "%s: not a bigfilefs database (%s; a database is a regular file)",
-             path, file_kind(&stb));
-        return -EPROTO;
-    }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-        errf(errbuf, errlen, "%s: %s", path, strerror(e));
-        return -e;
-    }
-    close(fd);
-    if (stb.st_size == 0) {
-        *found = SQ_FOUND_EMPTY;
-        return 0;
-    }
-
-    sqlite3 *c;
-    int rc = open_untouched(path, &c);
-    if (rc != SQLITE_OK) {
-        errf(errbuf, errlen, "%s: cannot open: %s", path, sqlite3_errstr(rc));
-        return rc_errno(rc);
-    }
-    int e = 0;
-    int64_t appid, version, nobj, ncols;
-    if ((rc = query_int(c, "PRAGMA application_id", &appid)) != SQLITE_OK ||
-        (rc = query_int(c, "PRAGMA user_version", &version)) != SQLITE_OK ||
-        (rc = query_int(c, "SELECT count(*) FROM sqlite_schema", &nobj)) != SQLITE_OK) {
-        e = validate_fail(path, c, rc, errbuf, errlen);
-        goto out;
-    }
-    if (appid != BF_SQLITE_APPLICATION_ID) {
-        if (appid == 0 && version == 0 && nobj == 0) {
-            *found = SQ_FOUND_EMPTY; /* a SQLite database empty in every respect */
-            goto out;
-        }
-        errf(errbuf, errlen,
-             "%s: not a bigfilefs database (a SQLite database of another "
-             "application: application_id 0x%08llx, user_version %lld, %lld schema objects)",
-             path, (unsigned long long)(uint32_t)appid, (long long)version, (long long)nobj);
-        e = -EPROTO;
-        goto out;
-    }
-    if (version > BF_SQLITE_SCHEMA_VERSION) {
-        errf(errbuf, errlen, "%s: created by a newer bigfilefs (schema %lld, this build knows %d)",
-             path, (long long)version, BF_SQLITE_SCHEMA_VERSION);
-        e = -EPROTONOSUPPORT;
-        goto out;
-    }
-    if (version != BF_SQLITE_SCHEMA_VERSION) {
-        errf(errbuf, errlen, "%s: corrupt bigfilefs database (schema version %lld)", path,
-             (long long)version);
-        e = -EPROTO;
-        goto out;
-    }
-    rc = query_int(c,
-                   "SELECT (SELECT count(*) FROM pragma_table_info('files') WHERE name IN "
-                   "('id','name','blksize','size','mode','uid','gid','mtime_ns','ctime_ns'))"
-                   " + (SELECT count(*) FROM pragma_table_info('blocks') WHERE name IN "
-                   "('file','blk','data'))",
-                   &ncols);
-    if (rc != SQLITE_OK) {
-        e = validate_fail(path, c, rc, errbuf, errlen);
-        goto out;
-    }
-    if (ncols != 12) {
-        errf(errbuf, errlen, "%s: corrupt bigfilefs database (tables or columns missing)", path);
-        e = -EPROTO;
-        goto out;
-    }
-    /* A cheap check that the b-trees are sound: a full quick_check for a
-     * small database; for a big one, walk the small structures (the files
-     * table and the blocks index) only. */
-    if (stb.st_size <= SQ_QUICK_CHECK_MAX) {
-        sqlite3_stmt *st;
-        rc = sqlite3_prepare_v2(c, "PRAGMA quick_check(1)", -1, &st, NULL);
-        if (rc == SQLITE_OK) {
-            rc = sqlite3_step(st);
-            if (rc == SQLITE_ROW) {
-                const char *res = (const char *)sqlite3_column_text(st, 0);
-                if (!res || strcmp(res, "ok") != 0) {
-                    errf(errbuf, errlen, "%s: corrupt bigfilefs database (quick_check: %s)", path,
-                         res ? res : "?");
-                    e = -EPROTO;
-                }
-                rc = SQLITE_OK;
-            }
-            sqlite3_finalize(st);
-        }
-    } else {
-        int64_t n;
-        rc = query_int(c, "SELECT count(*) FROM files", &n);
-        if (rc == SQLITE_OK)
-            rc = query_int(c, "SELECT count(*) FROM blocks", &n);
-    }
-    if (e == 0 && rc != SQLITE_OK) {
-        e = validate_fail(path, c, rc, errbuf, errlen);
-        goto out;
-    }
-    if (e == 0)
-        *found = SQ_FOUND_OURS;
-out:
-    sqlite3_close(c);
-    return e;
-}
-
-/* Create the schema in a missing, zero-length or empty SQLite database. */
-static int create_schema(const char *path, char *errbuf, size_t errlen)
-{
-    sqlite3 *c;
-    int rc = open_conn(NULL, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &c);
-    if (rc != SQLITE_OK) {
-        errf(errbuf, errlen, "%s: cannot create: %s", path, sqlite3_errstr(rc));
-        return rc_errno(rc) == -EIO ? -EACCES : rc_errno(rc);
-    }
-    int64_t nobj = 0;
-    char sql[256];
-    /* page_size only takes effect on a database with no page yet. */
-    rc = sqlite3_exec(c, "PRAGMA page_size=65536; PRAGMA journal_mode=WAL;", NULL, NULL, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_exec(c, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-    if (rc == SQLITE_OK)
-        rc = query_int(c, "SELECT count(*) FROM sqlite_schema", &nobj);
-    if (rc == SQLITE_OK && nobj == 0) {
-        /* Nobody created it meanwhile (another process may race us). */
-        snprintf(sql, sizeof(sql), "PRAGMA application_id=%d; PRAGMA user_version=%d;",
-                 BF_SQLITE_APPLICATION_ID, BF_SQLITE_SCHEMA_VERSION);
-        rc = sqlite3_exec(c, schema_sql, NULL, NULL, NULL);
-        if (rc == SQLITE_OK)
-            rc = sqlite3_exec(c, sql, NULL, NULL, NULL);
-    }
-    if (rc == SQLITE_OK)
-        rc = sqlite3_exec(c, "COMMIT", NULL, NULL, NULL);
-    int e = 0;
-    if (rc != SQLITE_OK) {
-        e = validate_fail(path, c, rc, errbuf, errlen);
-        sqlite3_exec(c, "ROLLBACK", NULL, NULL, NULL);
-    }
-    sqlite3_close(c);
-    return e;
-}
 
 /* How the readers of a read-only database open it. Normally through
  * SQLite's locks, which need the -shm file: it exists, or is created (and
@@ -1321,30 +1741,30 @@ static int choose_readers(struct sq_db *d, char *errbuf, size_t errlen)
     off_t wal;
     d->rpath = d->path;
     d->rflags = SQLITE_OPEN_READONLY;
-    int rc = open_conn(NULL, d->path, SQLITE_OPEN_READONLY, &c);
+    int rc = sq_open_conn(NULL, d->path, SQLITE_OPEN_READONLY, &c);
     if (rc == SQLITE_OK)
-        rc = query_int(c, "SELECT count(*) FROM sqlite_schema", &n);
+        rc = sq_query_int(c, "SELECT count(*) FROM sqlite_schema", &n);
     sqlite3_close(c);
     if (rc == SQLITE_OK)
         return 0;
     /* CANTOPEN: a read-only medium; READONLY(_DIRECTORY): a directory we
      * may not write. Both only matter when the -shm is missing. */
     if (((rc & 0xff) != SQLITE_CANTOPEN && (rc & 0xff) != SQLITE_READONLY) ||
-        side_file(d->path, "-shm", &wal)) {
-        errf(errbuf, errlen, "%s: cannot read the database: %s", d->path, sqlite3_errstr(rc));
-        return rc_errno(rc);
+        sq_side_file(d->path, "-shm", &wal)) {
+        bf_errf(errbuf, errlen, "%s: cannot read the database: %s", d->path, sqlite3_errstr(rc));
+        return sq_errno(rc);
     }
-    if (side_file(d->path, "-wal", &wal) && wal > 0) {
-        errf(errbuf, errlen,
-             "%s: cannot open read-only: %s-wal holds commits not yet in the database file, and "
-             "%s-shm cannot be created beside it (read-only directory or medium); open it once "
-             "read-write, or from a writable directory",
-             d->path, d->path, d->path);
+    if (sq_side_file(d->path, "-wal", &wal) && wal > 0) {
+        bf_errf(errbuf, errlen,
+                "%s: cannot open read-only: %s-wal holds commits not yet in the database file, "
+                "and %s-shm cannot be created beside it (read-only directory or medium); open it "
+                "once read-write, or from a writable directory",
+                d->path, d->path, d->path);
         return -EROFS;
     }
-    if (!(d->rpath = path_uri(d->path, "mode=ro&immutable=1"))) {
+    if (!(d->rpath = sq_path_uri(d->path, "mode=ro&immutable=1"))) {
         d->rpath = d->path;
-        errf(errbuf, errlen, "%s: out of memory", d->path);
+        bf_errf(errbuf, errlen, "%s: out of memory", d->path);
         return -ENOMEM;
     }
     d->rflags = SQLITE_OPEN_READONLY | SQLITE_OPEN_URI;
@@ -1355,105 +1775,108 @@ static int choose_readers(struct sq_db *d, char *errbuf, size_t errlen)
     return 0;
 }
 
-/* Open and set up the writer connection; sweep orphans of a crash. */
-/* The durability of a connection that writes: synchronous=FULL, each
- * commit durable when it returns, or NORMAL when BF_SQLITE_SYNC=normal
- * (benchmarks). */
-static int set_sync(sqlite3 *c)
-{
-    const char *sync = getenv("BF_SQLITE_SYNC");
-    int normal = sync && strcmp(sync, "normal") == 0;
-    return sqlite3_exec(c, normal ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL", NULL,
-                        NULL, NULL);
-}
-
+/* Open and set up the writer connection and the checkpointer. Writes are
+ * made with synchronous=NORMAL, durable ones with FULL (sq_wbegin); with
+ * BF_SQLITE_SYNC=normal in the environment (benchmarks) every one with
+ * NORMAL. */
 static int open_writer(struct sq_db *d, char *errbuf, size_t errlen)
 {
-    int rc = open_conn(d, d->path, SQLITE_OPEN_READWRITE, &d->w);
+    const char *sync = getenv("BF_SQLITE_SYNC");
+    d->durable = !(sync && strcmp(sync, "normal") == 0);
+    int rc = sq_open_conn(d, d->path, SQLITE_OPEN_READWRITE, &d->w);
     if (rc != SQLITE_OK) {
-        errf(errbuf, errlen, "%s: cannot open for writing: %s", d->path, sqlite3_errstr(rc));
-        return rc_errno(rc);
+        bf_errf(errbuf, errlen, "%s: cannot open for writing: %s", d->path, sqlite3_errstr(rc));
+        return sq_errno(rc);
     }
     if (sqlite3_db_readonly(d->w, "main") == 1) {
         /* SQLite fell back to reading: the file or its medium is read-only */
         int e = access(d->path, W_OK) < 0 && errno == EACCES ? -EACCES : -EROFS;
-        errf(errbuf, errlen, "%s: cannot open for writing (%s); it can be opened read-only",
-             d->path, e == -EACCES ? "no write permission" : "a read-only file system");
+        bf_errf(errbuf, errlen, "%s: cannot open for writing (%s); it can be opened read-only",
+                d->path, e == -EACCES ? "no write permission" : "a read-only file system");
         return e;
     }
-    rc = set_sync(d->w);
+    rc = sqlite3_exec(d->w, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(d->w, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(d->w, "PRAGMA journal_size_limit=" SQ_STR(BF_SQLITE_WAL_LIMIT), NULL,
                           NULL, NULL);
     if (rc == SQLITE_OK)
-        rc = query_int(d->w, "PRAGMA page_size", &d->page_size);
-    /* Files unlinked while open when the last process using them died. */
+        rc = sq_query_int(d->w, "PRAGMA page_size", &d->page_size);
     if (rc == SQLITE_OK)
-        rc = sqlite3_exec(
-            d->w,
-            "BEGIN IMMEDIATE;"
-            "DELETE FROM blocks WHERE file IN (SELECT id FROM files WHERE name IS NULL);"
-            "DELETE FROM files WHERE name IS NULL;"
-            "COMMIT;",
-            NULL, NULL, NULL);
-    if (rc == SQLITE_OK)
-        rc = prepare_all(d->w, writer_sql, d->ws, W_NSTMT);
+        rc = sq_prepare_all(d->w, writer_sql, d->ws, W_NSTMT);
     if (rc != SQLITE_OK) {
-        errf(errbuf, errlen, "%s: cannot set up the writer: %s%s", d->path, sqlite3_errmsg(d->w),
-             (rc & 0xff) == SQLITE_CANTOPEN ? " (SQLite keeps the -wal and -shm files beside the "
-                                              "database: its directory must be writable)"
-                                            : "");
-        if (!sqlite3_get_autocommit(d->w))
-            sqlite3_exec(d->w, "ROLLBACK", NULL, NULL, NULL);
-        return rc_errno(rc);
+        bf_errf(errbuf, errlen, "%s: cannot set up the writer: %s%s", d->path, sqlite3_errmsg(d->w),
+                (rc & 0xff) == SQLITE_CANTOPEN ? " (SQLite keeps the -wal and -shm files beside "
+                                                 "the database: its directory must be writable)"
+                                               : "");
+        return sq_errno(rc);
     }
     /* Our hook instead of SQLite's automatic checkpoint (see "The WAL"),
      * and the checkpointer: no busy handler, it never waits for anyone. */
     sqlite3_wal_hook(d->w, wal_hook, d);
-    rc = open_conn(NULL, d->path, SQLITE_OPEN_READWRITE, &d->ck);
+    rc = sq_open_conn(NULL, d->path, SQLITE_OPEN_READWRITE, &d->ck);
     if (rc == SQLITE_OK) {
         sqlite3_busy_handler(d->ck, NULL, NULL);
-        rc = set_sync(d->ck);
+        rc = sqlite3_exec(d->ck,
+                          d->durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+                          NULL, NULL, NULL);
     }
     if (rc != SQLITE_OK) {
-        errf(errbuf, errlen, "%s: cannot set up the checkpointer: %s", d->path,
-             d->ck ? sqlite3_errmsg(d->ck) : sqlite3_errstr(rc));
-        return rc_errno(rc);
+        bf_errf(errbuf, errlen, "%s: cannot set up the checkpointer: %s", d->path,
+                d->ck ? sqlite3_errmsg(d->ck) : sqlite3_errstr(rc));
+        return sq_errno(rc);
     }
     return 0;
 }
 
-int bf_sqlite_open(const char *path, unsigned flags, bf_db **out, char *errbuf, size_t errlen)
+/* Make sure path holds a bigfilefs database this build can open with
+ * flags: create the schema where there is none (with BF_DB_CREATE, never
+ * read-only). *older: it is of schema 1 (a read-only open is refused). */
+static int prepare_file(const char *path, unsigned flags, bool *older, char *errbuf, size_t errlen)
 {
     enum sq_found found = SQ_FOUND_EMPTY;
-    int e;
-
-    *out = NULL;
-    if (errbuf && errlen)
-        errbuf[0] = '\0';
-    e = validate(path, &found, errbuf, errlen);
+    int e = sq_validate(path, &found, errbuf, errlen);
     if (e == -ENOENT || (e == 0 && found == SQ_FOUND_EMPTY)) {
-        int missing = e == -ENOENT;
+        bool missing = e == -ENOENT;
         if (!(flags & BF_DB_CREATE) || (flags & BF_DB_RDONLY)) {
             if (missing) {
-                errf(errbuf, errlen, "%s: no such database%s", path,
-                     (flags & BF_DB_CREATE) ? " (cannot create it read-only)" : "");
+                bf_errf(errbuf, errlen, "%s: no such database%s", path,
+                        (flags & BF_DB_CREATE) ? " (cannot create it read-only)" : "");
                 return -ENOENT;
             }
-            errf(errbuf, errlen, "%s: not a bigfilefs database (empty, no bigfilefs schema)%s",
-                 path, (flags & BF_DB_RDONLY) ? "" : "; open it with create to make one");
+            bf_errf(errbuf, errlen, "%s: not a bigfilefs database (empty, no bigfilefs schema)%s",
+                    path, (flags & BF_DB_RDONLY) ? "" : "; open it with create to make one");
             return -EPROTO;
         }
-        e = create_schema(path, errbuf, errlen);
+        e = sq_create_schema(path, errbuf, errlen);
         if (e == 0)
-            e = validate(path, &found, errbuf, errlen);
-        if (e == 0 && found != SQ_FOUND_OURS) {
-            errf(errbuf, errlen, "%s: the schema could not be created", path);
+            e = sq_validate(path, &found, errbuf, errlen);
+        if (e == 0 && found == SQ_FOUND_EMPTY) {
+            bf_errf(errbuf, errlen, "%s: the schema could not be created", path);
             e = -EIO;
         }
     }
+    if (e < 0)
+        return e;
+    *older = found == SQ_FOUND_OLDER;
+    if (*older && (flags & BF_DB_RDONLY)) {
+        bf_errf(errbuf, errlen,
+                "%s: a bigfilefs database of schema 1 (an older bigfilefs): open it read-write "
+                "once, which upgrades it to schema %d; a read-only open cannot",
+                path, BF_SQLITE_SCHEMA_VERSION);
+        return -EROFS;
+    }
+    return 0;
+}
+
+int bf_sqlite_open(const char *path, unsigned flags, const struct bf_db_options *opt, bf_db **out,
+                   char *errbuf, size_t errlen)
+{
+    bool older = false;
+    *out = NULL;
+    bf_errf(errbuf, errlen, "%s", "");
+    int e = prepare_file(path, flags, &older, errbuf, errlen);
     if (e < 0)
         return e;
 
@@ -1462,14 +1885,14 @@ int bf_sqlite_open(const char *path, unsigned flags, bf_db **out, char *errbuf, 
         if (d)
             free(d->path);
         free(d);
-        errf(errbuf, errlen, "%s: out of memory", path);
+        bf_errf(errbuf, errlen, "%s: out of memory", path);
         return -ENOMEM;
     }
-    if (bf_db_init(&d->base, &sq_engine_ops, flags) < 0) {
+    if (bf_db_init(&d->base, &sq_engine_ops, flags, opt) < 0) {
         bf_counter_destroy(&d->busy);
         free(d->path);
         free(d);
-        errf(errbuf, errlen, "%s: out of memory", path);
+        bf_errf(errbuf, errlen, "%s: out of memory", path);
         return -ENOMEM;
     }
     pthread_mutex_init(&d->wlock, NULL);
@@ -1479,20 +1902,41 @@ int bf_sqlite_open(const char *path, unsigned flags, bf_db **out, char *errbuf, 
     pthread_mutex_init(&d->elock, NULL);
     d->rpath = d->path;
     d->rflags = SQLITE_OPEN_READONLY;
-    e = (flags & BF_DB_RDONLY) ? choose_readers(d, errbuf, errlen) : open_writer(d, errbuf, errlen);
+    d->lockfd = -1;
+    d->data_version = -1;
+    d->inotify = -1;
+    /* The file's lock first: nothing is changed in a database another
+     * session has to itself (the upgrade included). */
+    e = sq_lock_open(d, flags, errbuf, errlen);
+    if (e == 0 && older)
+        e = sq_upgrade(path, errbuf, errlen);
+    if (e == 0)
+        e = (flags & BF_DB_RDONLY) ? choose_readers(d, errbuf, errlen)
+                                   : open_writer(d, errbuf, errlen);
+    if (e == 0 && !(flags & BF_DB_RDONLY))
+        e = sq_session_register(d, errbuf, errlen);
+    if (e == 0 && (flags & BF_DB_RDONLY)) {
+        e = sq_serial_now(&d->base, &d->base.start_serial);
+        if (e < 0)
+            bf_errf(errbuf, errlen, "%s: cannot read the database", path);
+    }
+    /* The start of a session cleans up after dead ones (COHERENCE.md 5.5). */
+    if (e == 0 && !(flags & BF_DB_RDONLY) &&
+        (e = sq_trim(&d->base, d->base.start_serial, true)) < 0)
+        bf_errf(errbuf, errlen, "%s: cannot clean up the database: %s", path, strerror(-e));
     if (e < 0) {
         bf_db_close(&d->base);
         return e;
     }
     /* One reader now, so that a file that cannot be read fails here. */
     struct sq_reader *r;
-    e = reader_get(d, &r);
+    e = sq_reader_get(d, &r);
     if (e < 0) {
-        errf(errbuf, errlen, "%s: cannot open a reader connection", path);
+        bf_errf(errbuf, errlen, "%s: cannot open a reader connection", path);
         bf_db_close(&d->base);
         return e;
     }
-    reader_put(d, r);
+    sq_reader_put(d, r);
     *out = &d->base;
     return 0;
 }

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* bigfilefs — backends: the SQLite backend (the embedded default).
  *
- * One database file holds many bigfiles. The schema is identified by
- * PRAGMA application_id (BF_SQLITE_APPLICATION_ID) and versioned by
- * PRAGMA user_version (BF_SQLITE_SCHEMA_VERSION). At open:
+ * One database file holds many bigfiles, and may be shared by several
+ * sessions (daemons; docs/COHERENCE.md) in several processes of one host.
+ * The schema is identified by PRAGMA application_id
+ * (BF_SQLITE_APPLICATION_ID) and versioned by PRAGMA user_version
+ * (BF_SQLITE_SCHEMA_VERSION). At open:
  *
  *  - a missing file is created (with BF_DB_CREATE) with page_size 65536
  *    (multi-MiB blobs store about twice as fast as with 4 KiB pages) and
@@ -20,7 +22,16 @@
  *    and creates nothing beside it: the file is looked at through an
  *    immutable read-only connection (no locks, no -wal, -shm or -journal),
  *    or, when its -wal and -shm exist (it is in use), through SQLite's
- *    locks, which then create nothing either.
+ *    locks, which then create nothing either;
+ *  - then the file is locked with flock(2) — exclusively, or shared with
+ *    BF_DB_SHARED — for the session's life; another session's lock in the
+ *    way is -EBUSY ("in use by another bigfilefs"), the file untouched;
+ *  - a database of schema 1 (bigfilefs before sessions) is upgraded in
+ *    place by the first read-write open, in one transaction (no block is
+ *    copied; a failure leaves it at schema 1); a read-only open of one is
+ *    refused with -EROFS;
+ *  - a read-write session registers itself (a row, and an OFD lock on a
+ *    byte of the file as its liveness) and cleans up after dead sessions.
  *
  * Read-only (BF_DB_RDONLY): no writer connection. Readers go through
  * SQLite's locks, which need the -shm file beside the database; where it
@@ -30,27 +41,28 @@
  * with -EROFS. Opening read-write where the file cannot be written fails
  * with -EROFS or -EACCES, saying so.
  *
- * A store transaction is one SQL transaction (BEGIN IMMEDIATE .. COMMIT) on
- * the writer connection, durable when commit returns (synchronous=FULL,
+ * A store transaction uploads each block in a short write transaction of
+ * its own (synchronous=NORMAL), and commits in one more (BEGIN IMMEDIATE ..
+ * COMMIT: the serial, the conflict check, the versions, the log), durable
+ * when commit returns with every upload before it (synchronous=FULL,
  * unless BF_SQLITE_SYNC=normal is set in the environment for benchmarks).
- * Transactions of different files are serialized by a writer mutex held
- * from begin to commit/abort. An all-zero block is stored as a hole (its
- * row removed). loadblk reads through a pool of read-only connections, one
- * per concurrently loading thread, with incremental BLOB I/O straight into
- * the caller's buffer; in WAL mode readers never wait for the writer.
- * next_stored and stored_blocks (bigfile.h) query the (file, blk) index
- * through the same pool: next_stored is one index seek, stored_blocks a
- * count over the file's index entries (the core caches it). The schema
- * has no per-file block count.
+ * The writer connection is shared by the whole session under a mutex held
+ * for one such transaction at a time, so a namespace change or another
+ * file's commit never waits for a whole writeout. An all-zero block is
+ * stored as a hole. loadblk reads the version as of a serial through a
+ * pool of read-only connections, one per concurrently loading thread, with
+ * incremental BLOB I/O straight into the caller's buffer; in WAL mode
+ * readers never wait for the writer. next_stored and stored_blocks
+ * (bigfile.h) query the partial index of the current versions through the
+ * same pool (the core caches the count).
  *
- * Removing a name sets the row's name to NULL; the layer (engine.h) then
- * deletes the row and its blocks in a second transaction, at once or after
- * the file's last bf_file is closed. Opening a database read-write deletes
- * every such row and its blocks (left by a process that died between the
- * two, or while the file was open): so one database is meant
- * to be served by one read-write process at a time (other processes may
- * read it, or change it briefly as the sqlite3 CLI would; a busy_timeout
- * of 5 s absorbs their locks).
+ * Removing a name sets the row's name to NULL (a commit); the file is
+ * deleted when no live session holds it — at the last close of the last
+ * session that had it open, or by the housekeeping. The watcher learns of
+ * commits by PRAGMA data_version on a connection of its own, woken by an
+ * inotify watch on the -wal (and polling, backing off, where there is
+ * none). Other processes may read the database, or change it briefly as
+ * the sqlite3 CLI would; a busy_timeout of 5 s absorbs their locks.
  */
 #ifndef BIGFILEFS_BACKENDS_SQLITE_H
 #define BIGFILEFS_BACKENDS_SQLITE_H
@@ -61,7 +73,7 @@
 #include "backend.h"
 
 #define BF_SQLITE_APPLICATION_ID 0x42464653 /* "BFFS" */
-#define BF_SQLITE_SCHEMA_VERSION 1
+#define BF_SQLITE_SCHEMA_VERSION 2
 
 /* A commit that leaves more than this many bytes in the WAL (a big
  * writeout) is followed by a checkpoint that empties the WAL file, unless a
@@ -71,7 +83,8 @@
 
 /* Open (or create, with BF_DB_CREATE) the database at path. See backend.h's
  * bf_db_open for errors and errbuf. */
-int bf_sqlite_open(const char *path, unsigned flags, bf_db **out, char *errbuf, size_t errlen);
+int bf_sqlite_open(const char *path, unsigned flags, const struct bf_db_options *opt, bf_db **out,
+                   char *errbuf, size_t errlen);
 
 /* Copy the last SQLite failure seen by db ("PATH: WHAT: sqlite3_errmsg
  * (sqlite CODE)"; empty if none) to buf. Every such failure is also logged

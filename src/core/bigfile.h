@@ -12,23 +12,35 @@
  *    [BF_BLKSIZE_MIN, BF_BLKSIZE_MAX] and never changes for a file.
  *  - A block that was never stored (or was removed by truncate) reads as
  *    zeros.
- *  - loadblk() returns the last *committed* content of the block: it never
- *    sees the stores of a transaction that is still open.
+ *  - Commits are numbered: every commit of the database gets a *serial*, a
+ *    64-bit number strictly increasing in commit order (docs/COHERENCE.md).
+ *    Serial 0 is "before any commit". A store that keeps no serials (one
+ *    that is never shared) may number every version 0 and answer every
+ *    `at` with its current content.
+ *  - loadblk(at) returns committed content only, as of serial `at`: the
+ *    newest version of the block with a serial <= at (BF_SERIAL_NOW: the
+ *    current one). It never sees the stores of a transaction that is still
+ *    open. A store keeps the versions that a live reader may still ask for
+ *    (COHERENCE.md, rule 3).
  *  - loadblk() is called with no core lock held, possibly from several
  *    threads at once, for different blocks of the same file (the core never
  *    loads the same block of one handle twice at once).
  *  - The store transaction (begin .. storeblk* truncate? .. commit|abort) is
  *    all or nothing: after commit() returns 0 every store of the transaction
  *    is durable; after commit() fails or abort() is called, none is visible.
- *    The core opens at most one transaction per file at a time, and calls
- *    the transaction's operations from one thread at a time, with no core
- *    lock held.
+ *    Unless told to overwrite, commit() refuses (-ESTALE) to replace a block
+ *    that another commit changed after the version the change was based on
+ *    (its `base`): no update is ever lost silently. The core opens at most
+ *    one transaction per file at a time, and calls the transaction's
+ *    operations from one thread at a time, with no core lock held.
  *  - Every operation returns 0 or a negative errno value; none aborts the
  *    process.
  */
 #ifndef BIGFILEFS_CORE_BIGFILE_H
 #define BIGFILEFS_CORE_BIGFILE_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define BF_BLKSIZE_MIN ((uint32_t)4096)        /* 4 KiB  */
@@ -47,26 +59,97 @@ static inline int bf_blksize_valid(uint64_t blksize)
 
 typedef struct bf_file bf_file;
 
+/* A block range [start, start + count). */
+struct bf_blkrange {
+    uint64_t start, count;
+};
+
+/* What a commit changed in one file's content, as another mount applies it
+ * (fileh.h, bf_fileh_apply; the backends' commit log delivers it). */
+struct bf_commit {
+    uint64_t serial;                  /* > 0 */
+    const struct bf_blkrange *ranges; /* blocks it stored: sorted, disjoint */
+    size_t nranges;
+    uint64_t trunc;    /* first block a shrink dropped; UINT64_MAX: none */
+    bool size_changed; /* the commit set the size ... */
+    uint64_t size;     /* ... to this */
+};
+
+/* "The current version" for loadblk's `at`. */
+#define BF_SERIAL_NOW UINT64_MAX
+
+/* Flags of a commit (struct bf_commit_req). */
+enum bf_commit_flags {
+    /* No conflict check: the transaction's blocks and size replace
+     * whatever was committed since their bases (last writer wins). */
+    BF_COMMIT_OVERWRITE = 1 << 0,
+    /* Per-file conflicts: any commit that changed the file's content or
+     * size after file_base makes every stored block a conflict. */
+    BF_COMMIT_FILE_CONFLICTS = 1 << 1,
+};
+
+/* conflict()'s block argument for a conflict on the size (or on blocks a
+ * truncate would drop, when the store cannot name them). */
+#define BF_CONFLICT_SIZE UINT64_MAX
+
+/* What commit() is asked to do besides storing the transaction's blocks. */
+struct bf_commit_req {
+    unsigned flags;     /* BF_COMMIT_* */
+    bool size_set;      /* the size changed: record `size` */
+    uint64_t size;      /* the new size, when size_set */
+    uint64_t size_base; /* the serial as of which the committed size was
+                           known: a size_set or truncate conflicts with any
+                           later commit of another session that changed the
+                           size or a dropped block */
+    uint64_t file_base; /* BF_COMMIT_FILE_CONFLICTS: the serial as of which
+                           the file was clean in the caller's view */
+    /* Called, with no core lock held, for each conflicting block before
+     * commit() returns -ESTALE (BF_CONFLICT_SIZE for the size); may be
+     * NULL. */
+    void (*conflict)(void *arg, uint64_t blk);
+    void *arg;
+};
+
 struct bf_file_ops {
-    /* Read block `blk` into `buf` (blksize bytes). Never-stored block: zeros.
-     * Errors: -EIO and friends. On error the content of buf is undefined. */
-    int (*loadblk)(bf_file *f, uint64_t blk, void *buf);
+    /* Read the newest version of block `blk` with a serial <= `at`
+     * (BF_SERIAL_NOW: the current version) into `buf` (blksize bytes); a
+     * block never stored reads as zeros. *serial (if not NULL) gets that
+     * version's serial (0 for a block never written). Errors: -ESTALE (the
+     * store no longer keeps the version as of `at`: the caller may ask for
+     * a newer one), -EIO and friends. On error the content of buf is
+     * undefined. */
+    int (*loadblk)(bf_file *f, uint64_t blk, uint64_t at, void *buf, uint64_t *serial);
 
     /* Open a store transaction for this file. -EBUSY if one is open. */
     int (*begin)(bf_file *f);
 
     /* In a transaction: make `buf` (blksize bytes) the content of block
-     * `blk`. An all-zero buffer may be stored as a hole. */
-    int (*storeblk)(bf_file *f, uint64_t blk, const void *buf);
+     * `blk`; `base` is the serial of the content the change was made on
+     * (the conflict check compares it with the block's current version).
+     * An all-zero buffer may be stored as a hole. A store may upload the
+     * content here, before the commit, with nothing locked that other
+     * files' commits or namespace changes wait for. */
+    int (*storeblk)(bf_file *f, uint64_t blk, const void *buf, uint64_t base);
 
     /* In a transaction: forget every block with index >= nblocks (they read
      * as zeros afterwards). */
     int (*truncate)(bf_file *f, uint64_t nblocks);
 
-    /* In a transaction: record `size` as the file's size and commit,
-     * durably. On failure the transaction is rolled back and closed:
-     * nothing of it is visible, and a new begin() may follow. */
-    int (*commit)(bf_file *f, uint64_t size);
+    /* In a transaction: the commit section. Check for conflicts (unless
+     * BF_COMMIT_OVERWRITE) — a conflict is a commit of *another* session
+     * (another mount: the store knows who committed what) newer than the
+     * base it is compared with; a mount's own commits are always part of
+     * its view, since one handle per file and mount makes every change:
+     * a stored block whose current version is such a commit after its
+     * base; with req->size_set or a truncate, a change of the size or of a
+     * dropped block after req->size_base; with BF_COMMIT_FILE_CONFLICTS,
+     * any change of the file after req->file_base. Then make the stores,
+     * the truncate and the size (if req->size_set) the file's new committed
+     * state, durably, under a new serial (*serial). Returns 0; -ESTALE when
+     * there were conflicts (req->conflict was called for each; nothing is
+     * committed); or another error (nothing is committed). In every case
+     * the transaction is closed: a new begin() may follow. */
+    int (*commit)(bf_file *f, const struct bf_commit_req *req, uint64_t *serial);
 
     /* In a transaction: roll it back and close it. Cannot fail. */
     void (*abort)(bf_file *f);
@@ -74,11 +157,11 @@ struct bf_file_ops {
     /* Optional (may be NULL; the core then takes every block below the
      * committed size as stored). Which blocks are stored, for lseek's
      * SEEK_DATA/SEEK_HOLE and st_blocks. Like loadblk, both see committed
-     * content only, never an open transaction's stores, and are called with
-     * no core lock held, from any thread. A block stored as a hole (all
-     * zeros) is not stored; a backend that keeps zero blocks may report
-     * them (a zero block reported as data is harmless; never may a block
-     * with content be left out). */
+     * content only (the current versions), never an open transaction's
+     * stores, and are called with no core lock held, from any thread. A
+     * block stored as a hole (all zeros) is not stored; a backend that
+     * keeps zero blocks may report them (a zero block reported as data is
+     * harmless; never may a block with content be left out). */
 
     /* Set *blk to the smallest index >= from of a stored block and return
      * 0; -ENXIO if there is none; or an error (-EIO ...). */
@@ -94,7 +177,9 @@ struct bf_file_ops {
 struct bf_file {
     const struct bf_file_ops *ops;
     uint32_t blksize; /* power of two, fixed for the file's life */
-    uint64_t size;    /* committed size in bytes, as of opening */
+    uint64_t size;    /* committed size in bytes, as of `serial` */
+    uint64_t serial;  /* the serial the file was opened at: its size, and the
+                         content a handle reads, are as of it */
 };
 
 #endif /* BIGFILEFS_CORE_BIGFILE_H */

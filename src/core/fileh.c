@@ -19,7 +19,8 @@
 /* One block of a writeout's snapshot. */
 struct wo_item {
     uint64_t blk;
-    void *data; /* the buffer being stored */
+    void *data;    /* the buffer being stored */
+    uint64_t base; /* the serial its change was made on */
     struct bf_page *pg;
 };
 
@@ -52,6 +53,11 @@ static void state_leave(struct bf_page *pg)
         fh->ndirty--;
         ram->dirty_bytes -= fh->blksize;
         bf_list_del(&pg->dirty);
+        if (pg->conflict) { /* I25: only a DIRTY page is conflicting */
+            BF_ASSERT(fh->nconflict > 0);
+            fh->nconflict--;
+            pg->conflict = false;
+        }
         break;
     }
     BF_ASSERT(!bf_list_linked(&pg->lru) && !bf_list_linked(&pg->dirty)); /* I10, I11 */
@@ -108,6 +114,27 @@ static void page_set_state(struct bf_page *pg, enum bf_page_state to)
     state_enter(pg, to);
 }
 
+/* A page for blk, EMPTY and in no map, whose buffer is `data` (a block
+ * buffer of bf_blockbuf_alloc*). NULL when out of memory (data is then
+ * still the caller's). */
+static struct bf_page *page_alloc_buf(bf_fileh *fh, uint64_t blk, void *data)
+{
+    struct bf_page *pg = malloc(sizeof(*pg));
+    if (!pg)
+        return NULL;
+    pg->data = data;
+    pg->state = BF_PAGE_EMPTY;
+    pg->blk = blk;
+    pg->fh = fh;
+    pg->storing = false;
+    pg->wpinned = false;
+    pg->conflict = false;
+    pg->serial = fh->view; /* I24: as of the view, until told otherwise */
+    bf_list_init(&pg->lru);
+    bf_list_init(&pg->dirty);
+    return pg;
+}
+
 /* A page for blk, in no map and no state (EMPTY), with a zero-filled
  * buffer, or, when `overwrite` (the caller writes every byte of it before
  * anything reads it: a load, a whole-block write), a buffer of unspecified
@@ -115,22 +142,13 @@ static void page_set_state(struct bf_page *pg, enum bf_page_state to)
  * NULL when out of memory. */
 static struct bf_page *page_alloc(bf_fileh *fh, uint64_t blk, bool overwrite)
 {
-    struct bf_page *pg = malloc(sizeof(*pg));
+    void *data = overwrite ? bf_blockbuf_alloc_overwrite(fh->blksize)
+                           : bf_blockbuf_alloc(fh->blksize);
+    if (!data)
+        return NULL;
+    struct bf_page *pg = page_alloc_buf(fh, blk, data);
     if (!pg)
-        return NULL;
-    pg->data = overwrite ? bf_blockbuf_alloc_overwrite(fh->blksize)
-                         : bf_blockbuf_alloc(fh->blksize);
-    if (!pg->data) {
-        free(pg);
-        return NULL;
-    }
-    pg->state = BF_PAGE_EMPTY;
-    pg->blk = blk;
-    pg->fh = fh;
-    pg->storing = false;
-    pg->wpinned = false;
-    bf_list_init(&pg->lru);
-    bf_list_init(&pg->dirty);
+        bf_blockbuf_free(data, fh->blksize);
     return pg;
 }
 
@@ -171,9 +189,18 @@ static int page_load(bf_fileh *fh, uint64_t blk, struct bf_page **out)
         return r;
     }
     page_set_state(pg, BF_PAGE_LOADING); /* EMPTY -> LOADING: ours alone (I5) */
+    uint64_t at = pg->serial;            /* the view (I24) */
 
     bf_ram_unlock(ram); /* I2; the buffer is ours meanwhile (I3) */
-    r = fh->file->ops->loadblk(fh->file, blk, pg->data);
+    r = fh->file->ops->loadblk(fh->file, blk, at, pg->data, NULL);
+    if (r == -ESTALE) {
+        /* The store no longer keeps the block as of the view (this mount
+         * lagged behind so far that the versions it reads were collected):
+         * the current version is newer than the view but never older than
+         * what the kernel may hold; the commits in between, when applied,
+         * drop the page (its serial stays the view). */
+        r = fh->file->ops->loadblk(fh->file, blk, BF_SERIAL_NOW, pg->data, NULL);
+    }
     bf_ram_lock(ram);
 
     fh->st.loadblk_calls++;
@@ -305,6 +332,8 @@ int bf_fileh_open(bf_file *file, bf_ram *ram, bf_fileh **out)
     bf_list_init(&fh->dirty);
     bf_list_init(&fh->ram_link);
     fh->size = fh->committed_size = fh->min_size = file->size;
+    fh->view = fh->size_base = fh->file_base = file->serial; /* I24, I26 */
+    fh->lw_trunc = UINT64_MAX;
 
     bf_ram_lock(ram);
     bf_ram_handle_add(ram, &fh->ram_link);
@@ -327,6 +356,7 @@ void bf_fileh_close(bf_fileh *fh)
         page_drop(pg); /* LOADED/DIRTY -> EMPTY: the handle goes */
     bf_ram_handle_remove(ram, &fh->ram_link);
     bf_ram_unlock(ram);
+    free(fh->lw_ranges);
     pthread_cond_destroy(&fh->writeout_done);
     bf_pagemap_destroy(&fh->pages);
     free(fh);
@@ -427,6 +457,125 @@ static void write_giveup(bf_fileh *fh, uint64_t first, uint64_t last)
     bf_ram_unlock(fh->ram);
 }
 
+/* Mark a DIRTY page conflicting (I25). Lock held. */
+static void page_mark_conflict(struct bf_page *pg)
+{
+    BF_ASSERT(pg->state == BF_PAGE_DIRTY); /* I25 */
+    if (!pg->conflict) {
+        pg->conflict = true;
+        pg->fh->nconflict++;
+    }
+}
+
+/* Give a page that a running writeout stores a new buffer (copy on write,
+ * I4): the writeout keeps storing the old one and frees it at its end; the
+ * page goes on with `buf` and stays DIRTY after the writeout. Lock held. */
+static void page_cow(struct bf_page *pg, void *buf)
+{
+    bf_fileh *fh = pg->fh;
+    BF_ASSERT(pg->storing && fh->writeout_running); /* I14 */
+    pg->data = buf;
+    pg->storing = false;
+    fh->cow_held++; /* the old buffer, until freed (I13) */
+    fh->ram->dirty_bytes += fh->blksize;
+}
+
+/* Whether block blk is in the launder window (I27). Lock held. */
+static bool in_window(const bf_fileh *fh, uint64_t blk)
+{
+    if (!fh->lw_open)
+        return false;
+    if (blk >= fh->lw_trunc)
+        return true;
+    size_t lo = 0, hi = fh->lw_nranges; /* binary search: ranges are sorted */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const struct bf_blkrange *rg = &fh->lw_ranges[mid];
+        if (blk < rg->start)
+            hi = mid;
+        else if (blk - rg->start >= rg->count)
+            lo = mid + 1;
+        else
+            return true;
+    }
+    return false;
+}
+
+/* The first of the partially written blocks of a write (first if
+ * first_partial, last if last_partial) that lies in the launder window
+ * below the size and is not a real DIRTY page (it is EMPTY, LOADED, or
+ * DIRTY only pinned: its content is not the one the write belongs to);
+ * UINT64_MAX if none. Lock held. */
+static uint64_t window_needs_old(const bf_fileh *fh, uint64_t first, uint64_t last,
+                                 bool first_partial, bool last_partial)
+{
+    uint64_t cand[2] = { first_partial ? first : UINT64_MAX, last_partial ? last : UINT64_MAX };
+    for (int i = 0; i < 2; i++) {
+        uint64_t b = cand[i];
+        if (b == UINT64_MAX || !in_window(fh, b) || b >= div_ceil_blk(fh, fh->size))
+            continue;
+        const struct bf_page *pg = bf_pagemap_get(&fh->pages, b);
+        if (!pg || pg->state == BF_PAGE_LOADED || (pg->state == BF_PAGE_DIRTY && pg->wpinned))
+            return b;
+    }
+    return UINT64_MAX;
+}
+
+/* Give block blk of the launder window the content it had as of the
+ * window's serial - 1, as a DIRTY conflicting page with that base: the
+ * kernel's laundered pages are merged onto it (I27). Lock held on entry
+ * and on return, released around the load. Returns 0; -EAGAIN when the
+ * window, or the block, changed meanwhile (look again); -ENOMEM; or the
+ * loadblk error (counted). */
+static int window_load(bf_fileh *fh, uint64_t blk)
+{
+    bf_ram *ram = fh->ram;
+    uint64_t serial = fh->lw_serial;
+    BF_ASSERT(fh->lw_open && serial > 0);                 /* I27 */
+    void *buf = bf_blockbuf_alloc_overwrite(fh->blksize); /* loadblk fills it */
+    if (!buf)
+        return -ENOMEM;
+    bf_ram_unlock(ram); /* I2 */
+    int r = fh->file->ops->loadblk(fh->file, blk, serial - 1, buf, NULL);
+    bf_ram_lock(ram);
+    fh->st.loadblk_calls++;
+    if (r < 0) {
+        fh->st.errors++;
+        bf_blockbuf_free(buf, fh->blksize);
+        return r;
+    }
+    fh->st.bytes_loaded += fh->blksize;
+    struct bf_page *pg = bf_pagemap_get(&fh->pages, blk);
+    if (!fh->lw_open || fh->lw_serial != serial || blk >= div_ceil_blk(fh, fh->size) ||
+        (pg && pg->state != BF_PAGE_LOADED && !(pg->state == BF_PAGE_DIRTY && pg->wpinned))) {
+        bf_blockbuf_free(buf, fh->blksize); /* the window moved, or the block is busy or dirty */
+        return -EAGAIN;
+    }
+    if (!pg) {
+        pg = page_alloc_buf(fh, blk, buf);
+        if (!pg || bf_pagemap_insert(&fh->pages, blk, pg) < 0) {
+            if (pg)
+                free(pg);
+            bf_blockbuf_free(buf, fh->blksize);
+            return -ENOMEM;
+        }
+        page_set_state(pg, BF_PAGE_DIRTY); /* EMPTY -> DIRTY (old content, laundered) */
+    } else {
+        if (pg->state == BF_PAGE_LOADED)
+            page_set_state(pg, BF_PAGE_DIRTY); /* LOADED -> DIRTY (old content, laundered) */
+        if (pg->storing) {
+            page_cow(pg, buf);
+        } else {
+            bf_blockbuf_free(pg->data, fh->blksize);
+            pg->data = buf;
+        }
+    }
+    pg->wpinned = false;
+    pg->serial = serial - 1; /* I24, I27 */
+    page_mark_conflict(pg);
+    return 0;
+}
+
 /* Per block of a write: a page to create, or a buffer for copy on write. */
 struct wr_slot {
     struct bf_page *newpg;
@@ -471,6 +620,18 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
                 busy = true;
                 break;
             }
+        }
+        /* Into the launder window (I27): the partially written blocks
+         * first get the content the kernel's pages were made on. */
+        uint64_t wb = busy ? UINT64_MAX
+                           : window_needs_old(fh, first, last, first_partial, last_partial);
+        if (wb != UINT64_MAX) {
+            r = window_load(fh, wb);
+            if (r < 0 && r != -EAGAIN) {
+                write_giveup(fh, first, last);
+                return r;
+            }
+            continue;
         }
         uint64_t zf = zero_from_blk(fh);
         bool need_first = !busy && first_partial && first < zf &&
@@ -557,16 +718,16 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
             if (pg->state == BF_PAGE_LOADED)
                 page_set_state(pg, BF_PAGE_DIRTY); /* LOADED -> DIRTY */
             if (pg->storing) {
-                /* Copy on write (I4): the writeout keeps storing the old
-                 * buffer (and frees it); the page goes on with a copy and
-                 * stays DIRTY after the writeout. */
-                BF_ASSERT(fh->writeout_running); /* I14 */
                 memcpy(slots[i].cowbuf, pg->data, fh->blksize);
-                pg->data = slots[i].cowbuf;
-                pg->storing = false;
-                fh->cow_held++; /* the old buffer, until freed (I13) */
-                ram->dirty_bytes += fh->blksize;
+                page_cow(pg, slots[i].cowbuf);
             }
+        }
+        if (in_window(fh, first + i)) {
+            /* A laundered page: it belongs to the content before the
+             * window's commit, and conflicts with it (I27). */
+            if (pg->serial >= fh->lw_serial)
+                pg->serial = fh->lw_serial - 1;
+            page_mark_conflict(pg);
         }
         uint64_t pos = off + done;
         size_t boff = (size_t)(pos & mask);
@@ -696,12 +857,79 @@ static uint64_t mark_all_stored(bf_fileh *fh)
     return n;
 }
 
-int bf_fileh_writeout(bf_fileh *fh, unsigned flags, uint64_t *nblocks)
+/* The blocks a backend named conflicting during a commit (the lock is
+ * released then: collected here, marked after). */
+struct conflict_list {
+    uint64_t *blks;
+    size_t n, cap;
+    bool size;    /* BF_CONFLICT_SIZE was named */
+    bool overrun; /* out of memory: some were not kept */
+};
+
+static void conflict_collect(void *arg, uint64_t blk)
 {
-    if (flags == 0 || (flags & ~(unsigned)(BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED)))
+    struct conflict_list *cl = arg;
+    if (blk == BF_CONFLICT_SIZE) {
+        cl->size = true;
+        return;
+    }
+    if (cl->n == cl->cap) {
+        size_t ncap = cl->cap ? 2 * cl->cap : 16;
+        uint64_t *v = realloc(cl->blks, ncap * sizeof(*v));
+        if (!v) {
+            cl->overrun = true;
+            return;
+        }
+        cl->blks = v;
+        cl->cap = ncap;
+    }
+    cl->blks[cl->n++] = blk;
+}
+
+/* A refused commit: mark the blocks the backend named conflicting (every
+ * dirty block if it named more than could be kept); a named block with no
+ * dirty page is one the handle's shrink drops: a conflict of the size.
+ * Lock held. Returns the number of conflicts (the size counts one). */
+static uint64_t mark_conflicts(bf_fileh *fh, const struct conflict_list *cl)
+{
+    uint64_t n = 0;
+    bool size = cl->size;
+    if (cl->overrun) {
+        struct bf_list *pos;
+        bf_list_foreach(pos, &fh->dirty)
+        {
+            page_mark_conflict(bf_list_entry(pos, struct bf_page, dirty));
+            n++;
+        }
+    } else {
+        for (size_t i = 0; i < cl->n; i++) {
+            struct bf_page *pg = bf_pagemap_get(&fh->pages, cl->blks[i]);
+            if (pg && pg->state == BF_PAGE_DIRTY) {
+                page_mark_conflict(pg);
+                n++;
+            } else {
+                size = true; /* a block the handle's shrink drops */
+            }
+        }
+    }
+    if (size) {
+        fh->size_conflict = true;
+        n++;
+    }
+    return n;
+}
+
+int bf_fileh_writeout(bf_fileh *fh, unsigned flags, struct bf_writeout_result *res)
+{
+    const unsigned known = BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED | BF_WRITEOUT_OVERWRITE |
+                           BF_WRITEOUT_FILE_CONFLICTS;
+    if (!(flags & (BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED)) || (flags & ~known) ||
+        ((flags & (BF_WRITEOUT_OVERWRITE | BF_WRITEOUT_FILE_CONFLICTS)) &&
+         !(flags & BF_WRITEOUT_STORE)))
         return -EINVAL;
     bf_ram *ram = fh->ram;
     const struct bf_file_ops *ops = fh->file->ops;
+    struct bf_writeout_result out = { 0, 0, 0 };
 
     bf_ram_lock(ram);
     if (fh->writeout_running) {
@@ -710,25 +938,37 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, uint64_t *nblocks)
     }
     BF_ASSERT(fh->cow_held == 0); /* I19 */
     if (!(flags & BF_WRITEOUT_STORE)) {
-        uint64_t n = mark_all_stored(fh);
+        out.blocks = mark_all_stored(fh);
         fh->st.writeouts++;
         enforce_budget(ram);
         bf_ram_unlock(ram);
-        if (nblocks)
-            *nblocks = n;
+        if (res)
+            *res = out;
         return 0;
     }
 
-    /* Snapshot: the dirty pages in block order, the size state. */
+    /* Snapshot: the dirty pages in block order with their bases, the size
+     * state and the bases of the size and the file. */
     uint64_t n = fh->ndirty;
     uint64_t snap_size = fh->size;
     bool shrunk = fh->min_size < fh->committed_size;
     uint64_t trunc_blocks = zero_from_blk(fh);
-    if (n == 0 && !shrunk && snap_size == fh->committed_size) {
+    struct conflict_list cl = { NULL, 0, 0, false, false };
+    struct bf_commit_req req = {
+        .flags = ((flags & BF_WRITEOUT_OVERWRITE) ? BF_COMMIT_OVERWRITE : 0) |
+                 ((flags & BF_WRITEOUT_FILE_CONFLICTS) ? BF_COMMIT_FILE_CONFLICTS : 0),
+        .size_set = shrunk || snap_size != fh->committed_size,
+        .size = snap_size,
+        .size_base = fh->size_base,
+        .file_base = fh->file_base,
+        .conflict = conflict_collect,
+        .arg = &cl,
+    };
+    if (n == 0 && !req.size_set) {
         fh->st.writeouts++; /* nothing to store */
         bf_ram_unlock(ram);
-        if (nblocks)
-            *nblocks = 0;
+        if (res)
+            *res = out;
         return 0;
     }
     struct wo_item *items = NULL;
@@ -746,6 +986,7 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, uint64_t *nblocks)
         struct bf_page *pg = bf_list_entry(pos, struct bf_page, dirty);
         items[i].blk = pg->blk;
         items[i].data = pg->data;
+        items[i].base = pg->serial;
         items[i].pg = pg;
         pg->storing = true; /* I4, I14: its buffer is the writeout's to read */
         i++;
@@ -757,7 +998,7 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, uint64_t *nblocks)
 
     /* The transaction, lock released (I2), the only one of the handle
      * (I20). */
-    uint64_t stores = 0, stored = 0;
+    uint64_t stores = 0, stored = 0, serial = 0;
     bool began = false;
     int r = ops->begin(fh->file);
     if (r == 0) {
@@ -767,13 +1008,13 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, uint64_t *nblocks)
     }
     for (i = 0; r == 0 && i < n; i++) {
         stores++;
-        r = ops->storeblk(fh->file, items[i].blk, items[i].data);
+        r = ops->storeblk(fh->file, items[i].blk, items[i].data, items[i].base);
         if (r == 0)
             stored++;
     }
     bool committed = false;
     if (r == 0) {
-        r = ops->commit(fh->file, snap_size); /* a failed commit rolls back itself */
+        r = ops->commit(fh->file, &req, &serial); /* a failed commit rolls back itself */
         committed = r == 0;
     } else if (began) {
         ops->abort(fh->file);
@@ -782,31 +1023,50 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, uint64_t *nblocks)
     bf_ram_lock(ram);
     fh->st.storeblk_calls += stores;
     fh->st.bytes_stored += stored * fh->blksize;
+    if (committed && serial > fh->view)
+        fh->view = serial; /* I24: before the stored pages take it */
     for (i = 0; i < n; i++) {
         struct bf_page *pg = items[i].pg;
         if (pg->data != items[i].data) {
             /* Rewritten during the writeout: the page has its own copy and
-             * stays DIRTY; the stored buffer is ours to free (I4). */
+             * stays DIRTY, made on what was just committed; the stored
+             * buffer is ours to free (I4). */
             BF_ASSERT(fh->cow_held > 0 && ram->dirty_bytes >= fh->blksize); /* I13 */
             bf_blockbuf_free(items[i].data, fh->blksize);
             fh->cow_held--;
             ram->dirty_bytes -= fh->blksize;
-            continue;
+        } else {
+            BF_ASSERT(pg->storing && pg->state == BF_PAGE_DIRTY); /* I14 */
+            pg->storing = false;
         }
-        BF_ASSERT(pg->storing && pg->state == BF_PAGE_DIRTY); /* I14 */
-        pg->storing = false;
-        if (committed && (flags & BF_WRITEOUT_MARKSTORED))
+        if (!committed || pg->state != BF_PAGE_DIRTY)
+            continue;
+        pg->serial = serial; /* its content (or the base of its change) is committed now */
+        if (pg->conflict) {
+            pg->conflict = false;
+            fh->nconflict--;
+        }
+        if ((flags & BF_WRITEOUT_MARKSTORED) && pg->data == items[i].data)
             page_set_state(pg, BF_PAGE_LOADED); /* DIRTY -> LOADED (stored) */
     }
     if (committed) {
         fh->content_gen++; /* the backend's content changed (I21) */
         fh->nstored_known = false;
-        fh->committed_size = snap_size;
-        /* No shrink ran during the writeout (I18), so size >= snap_size. */
-        BF_ASSERT(fh->size >= snap_size);
-        fh->min_size = snap_size;
+        if (req.size_set) {
+            /* No shrink ran during the writeout (I18), so size >= snap_size. */
+            BF_ASSERT(fh->size >= snap_size);
+            fh->committed_size = fh->min_size = snap_size;
+            fh->size_base = serial;
+            fh->size_conflict = false;
+        }
+        fh->file_base = serial; /* I26: serial <= view */
         fh->st.writeouts++;
+        out.blocks = n;
+        out.serial = serial;
         enforce_budget(ram); /* I6: MARKSTORED made pages clean */
+    } else if (r == -ESTALE) {
+        fh->st.conflicts++; /* refused, not failed: nothing went wrong in the backend */
+        out.conflicts = mark_conflicts(fh, &cl);
     } else {
         fh->st.errors++;
     }
@@ -815,8 +1075,9 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, uint64_t *nblocks)
     pthread_cond_broadcast(&fh->writeout_done); /* shrinking truncates go on */
     bf_ram_unlock(ram);
     free(items);
-    if (r == 0 && nblocks)
-        *nblocks = n;
+    free(cl.blks);
+    if (res && (r == 0 || r == -ESTALE))
+        *res = out;
     return r;
 }
 
@@ -835,12 +1096,259 @@ int bf_fileh_discard(bf_fileh *fh, uint64_t *nblocks)
         page_drop(bf_list_entry(pos, struct bf_page, dirty)); /* DIRTY -> EMPTY (discarded) */
         n++;
     }
+    /* A clean page with bytes past the committed size holds what a
+     * MARKSTORED-only writeout marked clean without storing: past the size
+     * the file reads as zeros again (I15, I16). */
+    uint64_t k;
+    struct bf_page *pg = bf_pagemap_next(&fh->pages, fh->committed_size >> fh->blkbits, &k);
+    while (pg) {
+        if (pg->state == BF_PAGE_LOADED)
+            page_drop(pg); /* LOADED -> EMPTY (past the restored size) */
+        pg = k == UINT64_MAX ? NULL : bf_pagemap_next(&fh->pages, k + 1, &k);
+    }
     fh->size = fh->min_size = fh->committed_size; /* I17 */
+    fh->size_conflict = false;
+    fh->file_base = fh->view; /* clean now (I26) */
     fh->st.discards++;
     bf_ram_unlock(ram);
     if (nblocks)
         *nblocks = n;
     return 0;
+}
+
+/* Apply commit `serial` to one cached page of a block it changed: older
+ * pages go (LOADED) or reload (LOADING), an older change conflicts
+ * (DIRTY); a page already as new stays. Lock held. */
+static void apply_page(struct bf_page *pg, uint64_t serial)
+{
+    if (pg->serial >= serial)
+        return; /* already reflects it (loaded, or committed, as of it or later) */
+    switch (pg->state) {
+    case BF_PAGE_LOADED:
+        pg->fh->st.invalidated_blocks++;
+        page_drop(pg); /* LOADED -> EMPTY (another mount's commit) */
+        break;
+    case BF_PAGE_LOADING:
+        pg->fh->st.invalidated_blocks++;
+        page_set_state(pg, BF_PAGE_LOADING_INVALIDATED); /* LOADING -> LOADING_INVALIDATED */
+        break;
+    case BF_PAGE_DIRTY:
+        page_mark_conflict(pg); /* DIRTY stays DIRTY: never replaced silently */
+        break;
+    default:
+        break; /* LOADING_INVALIDATED: its load is thrown away already */
+    }
+}
+
+/* apply_page for every cached page of blocks [from, to]. Lock held. */
+static void apply_range(bf_fileh *fh, uint64_t from, uint64_t to, uint64_t serial)
+{
+    uint64_t k;
+    struct bf_page *pg = bf_pagemap_next(&fh->pages, from, &k);
+    while (pg && k <= to) {
+        apply_page(pg, serial);
+        pg = k == UINT64_MAX ? NULL : bf_pagemap_next(&fh->pages, k + 1, &k);
+    }
+}
+
+/* Whether the handle has a DIRTY page at block `from` or later. Lock held. */
+static bool dirty_from(bf_fileh *fh, uint64_t from)
+{
+    uint64_t k;
+    struct bf_page *pg = bf_pagemap_next(&fh->pages, from, &k);
+    while (pg) {
+        if (pg->state == BF_PAGE_DIRTY)
+            return true;
+        pg = k == UINT64_MAX ? NULL : bf_pagemap_next(&fh->pages, k + 1, &k);
+    }
+    return false;
+}
+
+/* The committed size of another mount's commit `serial` is `size`: the
+ * handle follows it unless it changed the size itself (or has blocks
+ * past the new end): then its size conflicts. Lock held. */
+static void apply_size(bf_fileh *fh, uint64_t serial, uint64_t size)
+{
+    uint64_t nblk = div_ceil_blk(fh, size);
+    /* Pages past the new committed size are as a truncate leaves them,
+     * whether or not the store named the dropped blocks in trunc (I15,
+     * I16: none loads or stays clean past the sizes below). */
+    apply_range(fh, nblk, UINT64_MAX, serial);
+    bool local = fh->size != fh->committed_size || fh->min_size < fh->committed_size;
+    fh->committed_size = size;
+    if (!local && !dirty_from(fh, nblk)) {
+        fh->size = fh->min_size = size; /* the handle follows */
+        fh->size_base = serial;
+    } else {
+        /* The handle's own size (or its blocks past the new end) stays
+         * its view; committing it needs an overwrite (I17 kept). */
+        fh->size_conflict = true;
+        if (fh->min_size > size)
+            fh->min_size = size;
+    }
+}
+
+/* The end of an apply or a reset of `serial`: the view moves. Lock held. */
+static void apply_finish(bf_fileh *fh, uint64_t serial, bool clean)
+{
+    fh->content_gen++; /* the backend's content changed (I21) */
+    fh->nstored_known = false;
+    if (serial > fh->view)
+        fh->view = serial; /* I24 */
+    if (clean && serial > fh->file_base)
+        fh->file_base = serial; /* I26 */
+    fh->st.applied++;
+    enforce_budget(fh->ram); /* nothing became clean, but cheap and keeps I6 obvious */
+}
+
+/* Open the launder window (I27) over `ranges` (taken over) and the blocks
+ * from `trunc` on, merging onto the content as of lw_serial - 1. Lock
+ * held. */
+static void window_open(bf_fileh *fh, uint64_t lw_serial, struct bf_blkrange *ranges,
+                        size_t nranges, uint64_t trunc)
+{
+    fh->lw_open = true;
+    fh->lw_serial = lw_serial;
+    fh->lw_ranges = ranges;
+    fh->lw_nranges = nranges;
+    fh->lw_trunc = trunc;
+}
+
+/* Whether the handle has no uncommitted change. Lock held. */
+static bool is_clean(const bf_fileh *fh)
+{
+    return fh->ndirty == 0 && fh->size == fh->committed_size && fh->min_size == fh->committed_size;
+}
+
+int bf_fileh_apply(bf_fileh *fh, const struct bf_commit *c)
+{
+    if (!c || c->serial == 0 || (c->nranges && !c->ranges) ||
+        (c->size_changed && c->size > BF_SIZE_MAX))
+        return -EINVAL;
+    for (size_t i = 0; i < c->nranges; i++) {
+        const struct bf_blkrange *rg = &c->ranges[i];
+        if (rg->count == 0 || rg->count - 1 > UINT64_MAX - rg->start ||
+            (i > 0 && (rg->start < c->ranges[i - 1].start ||
+                       rg->start - c->ranges[i - 1].start < c->ranges[i - 1].count)))
+            return -EINVAL; /* empty, overflowing, or not sorted and disjoint */
+    }
+    struct bf_blkrange *copy = NULL;
+    if (c->nranges) {
+        copy = malloc(c->nranges * sizeof(*copy));
+        if (!copy)
+            return -ENOMEM;
+        memcpy(copy, c->ranges, c->nranges * sizeof(*copy));
+    }
+    bf_ram *ram = fh->ram;
+    uint64_t serial = c->serial;
+    bf_ram_lock(ram);
+    if (fh->lw_open) {
+        bf_ram_unlock(ram);
+        free(copy);
+        return -EBUSY; /* I27: one window at a time */
+    }
+    bool clean = is_clean(fh);
+    /* A late commit (the handle's view is past it: opened after it, or
+     * moved by its own later commit) finds no page of the kernel's made on
+     * the content before it but those the pages dropped below held: no
+     * window, so that a write made on the handle's view is never merged
+     * onto older content (COHERENCE.md: "if S <= view: nothing"). */
+    bool late = serial <= fh->view;
+
+    for (size_t i = 0; i < c->nranges; i++)
+        apply_range(fh, c->ranges[i].start, c->ranges[i].start + (c->ranges[i].count - 1), serial);
+    if (c->trunc != UINT64_MAX)
+        apply_range(fh, c->trunc, UINT64_MAX, serial);
+    if (c->size_changed && serial > fh->size_base)
+        apply_size(fh, serial, c->size);
+    apply_finish(fh, serial, clean);
+    if (!late)
+        window_open(fh, serial, copy, c->nranges, c->trunc);
+    bf_ram_unlock(ram);
+    if (late)
+        free(copy);
+    return 0;
+}
+
+int bf_fileh_reset(bf_fileh *fh, uint64_t serial, uint64_t size)
+{
+    if (serial == 0 || size > BF_SIZE_MAX)
+        return -EINVAL;
+    bf_ram *ram = fh->ram;
+    bf_ram_lock(ram);
+    if (fh->lw_open) {
+        bf_ram_unlock(ram);
+        return -EBUSY; /* I27: one window at a time */
+    }
+    bool clean = is_clean(fh);
+    /* The kernel's pages are as of the old view (or older): laundered ones
+     * merge onto the content of then, never onto `serial`'s (I27). */
+    uint64_t lw_serial = (fh->view < serial - 1 ? fh->view : serial - 1) + 1;
+    /* Every clean page older than serial may be stale; a DIRTY page keeps
+     * its base, unmarked: the store's check compares it at the writeout. */
+    uint64_t k;
+    struct bf_page *pg = bf_pagemap_next(&fh->pages, 0, &k);
+    while (pg) {
+        struct bf_page *next = k == UINT64_MAX ? NULL : bf_pagemap_next(&fh->pages, k + 1, &k);
+        if (pg->state != BF_PAGE_DIRTY)
+            apply_page(pg, serial); /* LOADED -> EMPTY, LOADING -> LOADING_INVALIDATED */
+        pg = next;
+    }
+    if (size != fh->committed_size && serial > fh->size_base)
+        apply_size(fh, serial, size);
+    apply_finish(fh, serial, clean);
+    window_open(fh, lw_serial, NULL, 0, 0);
+    bf_ram_unlock(ram);
+    return 0;
+}
+
+size_t bf_fileh_conflicts(bf_fileh *fh, uint64_t from, struct bf_blkrange *out, size_t max,
+                          uint64_t *next)
+{
+    size_t n = 0;
+    uint64_t k, resume = UINT64_MAX;
+    bf_ram_lock(fh->ram);
+    struct bf_page *pg = bf_pagemap_next(&fh->pages, from, &k);
+    while (pg) {
+        if (pg->state == BF_PAGE_DIRTY && pg->conflict) {
+            if (n > 0 && out[n - 1].start + out[n - 1].count == k) {
+                out[n - 1].count++;
+            } else if (n == max) {
+                resume = k; /* out is full: the next call starts here */
+                break;
+            } else {
+                out[n].start = k;
+                out[n].count = 1;
+                n++;
+            }
+        }
+        pg = k == UINT64_MAX ? NULL : bf_pagemap_next(&fh->pages, k + 1, &k);
+    }
+    bf_ram_unlock(fh->ram);
+    if (next)
+        *next = resume;
+    return n;
+}
+
+void bf_fileh_apply_end(bf_fileh *fh)
+{
+    bf_ram_lock(fh->ram);
+    struct bf_blkrange *ranges = fh->lw_ranges;
+    fh->lw_open = false;
+    fh->lw_serial = 0;
+    fh->lw_ranges = NULL;
+    fh->lw_nranges = 0;
+    fh->lw_trunc = UINT64_MAX;
+    bf_ram_unlock(fh->ram);
+    free(ranges);
+}
+
+uint64_t bf_fileh_view(bf_fileh *fh)
+{
+    bf_ram_lock(fh->ram);
+    uint64_t v = fh->view;
+    bf_ram_unlock(fh->ram);
+    return v;
 }
 
 int bf_fileh_invalidate(bf_fileh *fh, uint64_t blk, uint64_t count)
@@ -945,6 +1453,9 @@ void bf_fileh_stat(bf_fileh *fh, struct bf_fileh_stats *st)
     st->loaded_blocks = fh->nloaded;
     st->dirty_blocks = fh->ndirty;
     st->loading_blocks = fh->nloading;
+    st->view = fh->view;
+    st->conflict_blocks = fh->nconflict;
+    st->size_conflict = fh->size_conflict;
     bf_ram_unlock(fh->ram);
 }
 

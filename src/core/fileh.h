@@ -61,6 +61,34 @@
  * while a writeout runs; a shrinking truncate waits until it has ended
  * (committed or failed) and then applies.
  *
+ * Serials, views and other mounts
+ * -------------------------------
+ * Several daemons may share one database (docs/COHERENCE.md). Every commit
+ * there has a serial. A handle reads a snapshot: its *view* is a serial,
+ * and every load asks for the block as of it (bf_file_ops.loadblk's `at`).
+ * Every cached page records a serial: a LOADED page the view it was loaded
+ * at; a DIRTY page its *base*, the serial of the content the change was
+ * made on (the LOADED page's, or the view for a block written without a
+ * load). The view moves forward only: when another mount's commit is
+ * applied (bf_fileh_apply) and when this handle commits.
+ *
+ * bf_fileh_apply(S) drops the cached pages of the blocks S changed that are
+ * older than S, reloads loads in progress, and marks DIRTY blocks older
+ * than S *conflicting* — never replacing the local uncommitted view
+ * silently. While the daemon then makes the kernel drop its pages of those
+ * blocks, it keeps a *launder window* open (until bf_fileh_apply_end):
+ * the kernel writes its dirty pages back first, and those WRITEs belong to
+ * the old content. A write into a block of the window that is not DIRTY is
+ * therefore merged onto the block as of serial S - 1 (loaded as of then,
+ * never onto S's content) and the block becomes DIRTY with that base,
+ * conflicting.
+ *
+ * Writeout gives the backend each block's base; the backend's commit
+ * refuses (-ESTALE) if any block was committed by someone else after its
+ * base (or the size, after size_base): then nothing is committed, every
+ * block stays DIRTY and the conflicting ones are marked. BF_WRITEOUT_
+ * OVERWRITE commits anyway. discard drops conflicting blocks like others.
+ *
  * Locking
  * -------
  * All state of a handle is protected by its ram's lock (ram.h), taken inside
@@ -155,10 +183,12 @@
  *  I17 min_size, the lowest size since the last commit or discard, is at
  *      most the size and the committed size; the size is at most
  *      BF_SIZE_MAX. [checked]
- *  I18 The size shrinks only while no writeout of the handle runs (a
- *      shrinking truncate waits for it to end); so at a writeout's end the
- *      size is at least its snapshot's, and the commit makes that snapshot
- *      size the committed and lowest size.
+ *  I18 While a writeout of the handle runs, the size does not shrink below
+ *      its snapshot's when the writeout commits a size (a shrinking
+ *      truncate waits for it to end; another mount's commit leaves a size
+ *      the handle changed as it is); so at a writeout's end that commits a
+ *      size the size is at least the snapshot's, and the commit makes the
+ *      snapshot size the committed and lowest size.
  *  I19 At most one writeout of a handle runs (writeout_running; another,
  *      a discard and an invalidation are refused meanwhile); with none
  *      running no page is `storing` and no old buffer is held (cow_held ==
@@ -177,6 +207,21 @@
  *  I23 A handle is closed only with no other call on it running (so no
  *      load and no writeout: its pages are LOADED or DIRTY), a ram freed
  *      only with no handle open on it.
+ *
+ * Serials
+ *  I24 A page's serial is at most the handle's view: the view never moves
+ *      back, a load is made as of the view (and stamped with it), a block
+ *      written without a load takes the view, and a commit moves the view
+ *      to its serial before its stored pages take it. [checked]
+ *  I25 Only a DIRTY page is `conflict`; nconflict counts them. [checked]
+ *  I26 The bases the handle keeps are not ahead of its view: size_base and
+ *      file_base are at most the view. [checked]
+ *  I27 A launder window (lw_open) is open only between bf_fileh_apply (or
+ *      bf_fileh_reset) and bf_fileh_apply_end, over the blocks of one
+ *      commit (every block, for a reset), with lw_serial its serial (> 0;
+ *      a reset's: one past the old view, at most the view), and never for
+ *      a commit at or below the view it found; a write into it merges onto
+ *      the content as of lw_serial - 1. [checked]
  */
 #ifndef BIGFILEFS_CORE_FILEH_H
 #define BIGFILEFS_CORE_FILEH_H
@@ -208,6 +253,20 @@ enum bf_writeout_flags {
     /* Mark dirty blocks clean (LOADED). Alone it calls no backend operation
      * and cannot fail, and it leaves the size state as it is. */
     BF_WRITEOUT_MARKSTORED = 1 << 1,
+    /* With STORE: commit even if another commit changed the blocks or the
+     * size since their bases (no conflict check: last writer wins). */
+    BF_WRITEOUT_OVERWRITE = 1 << 2,
+    /* With STORE: per-file conflicts — any commit that changed the file
+     * since the handle was last clean is a conflict (the daemon's
+     * `-o conflicts=file`), not only one that changed a stored block. */
+    BF_WRITEOUT_FILE_CONFLICTS = 1 << 3,
+};
+
+/* What a writeout did (bf_fileh_writeout). */
+struct bf_writeout_result {
+    uint64_t blocks;    /* dirty blocks the call handled */
+    uint64_t serial;    /* the commit's serial (STORE that committed), else 0 */
+    uint64_t conflicts; /* -ESTALE: blocks found conflicting (the size counts one) */
 };
 
 struct bf_fileh_stats {
@@ -227,6 +286,11 @@ struct bf_fileh_stats {
     uint64_t reclaimed_blocks;   /* clean blocks dropped by reclaim or the budget */
     uint64_t fenced_writes;      /* writes dropped by a fence */
     uint64_t errors;             /* failed backend calls */
+    uint64_t view;               /* the serial the handle's content is as of */
+    uint64_t conflict_blocks;    /* DIRTY blocks marked conflicting */
+    bool size_conflict;          /* the uncommitted size conflicts */
+    uint64_t conflicts;          /* writeouts refused with -ESTALE */
+    uint64_t applied;            /* other mounts' commits applied */
 };
 
 /* Open a handle on `file`, caching in `ram`. The handle does not own the
@@ -266,15 +330,70 @@ int bf_fileh_truncate(bf_fileh *fh, uint64_t size);
 uint64_t bf_fileh_size(bf_fileh *fh);
 uint32_t bf_fileh_blksize(const bf_fileh *fh);
 
-/* Write out changes (see "Writeout" above). `flags` is a nonzero
- * combination of BF_WRITEOUT_*; *nblocks (if not NULL) gets the number of
- * dirty blocks the call handled. Returns 0, -EINVAL (no flag or an unknown
- * one), -EBUSY (a writeout of fh runs), or the failing backend call's error
- * (then nothing was committed and every change is still there). */
-int bf_fileh_writeout(bf_fileh *fh, unsigned flags, uint64_t *nblocks);
+/* Write out changes (see "Writeout" and "Serials" above). `flags` is a
+ * nonzero combination of BF_WRITEOUT_* (OVERWRITE and FILE_CONFLICTS only
+ * with STORE); *res (if not NULL) gets what the call did. Returns 0,
+ * -EINVAL (no flag or an unknown one), -EBUSY (a writeout of fh runs),
+ * -ESTALE (another commit changed what the handle's changes are based on:
+ * nothing was committed, every change is still there, the conflicting
+ * blocks are marked, res->conflicts counts them), or the failing backend
+ * call's error (then nothing was committed and every change is still
+ * there). */
+int bf_fileh_writeout(bf_fileh *fh, unsigned flags, struct bf_writeout_result *res);
 
-/* Drop every uncommitted change: dirty blocks become EMPTY (the next read
- * sees the committed content) and the size becomes the committed size.
+/* Apply another mount's commit c to the handle (see "Serials" above): the
+ * cached pages of the blocks it changed (and of every block >= c->trunc)
+ * that are older than c->serial are dropped (LOADED) or reloaded
+ * (LOADING), DIRTY ones are kept and marked conflicting; the committed
+ * size follows c (the current size too, unless the handle changed the
+ * size or has dirty blocks past the new size: then the size conflicts);
+ * the view moves to c->serial. Opens the launder window over those blocks
+ * until bf_fileh_apply_end — one window at a time: the caller applies
+ * commits one after the other — unless the commit is late (c->serial <=
+ * the view: the handle was opened after it, or its own later commit moved
+ * the view): then writes are made on the view, and none opens. A commit
+ * the handle already reflects (its pages are as new) changes nothing in
+ * them. Works while a writeout runs
+ * (its pages are DIRTY: marked, never dropped). Returns 0, -EINVAL (serial
+ * 0, or ranges not sorted and disjoint), -EBUSY (a window is open),
+ * -ENOMEM (nothing changed). */
+int bf_fileh_apply(bf_fileh *fh, const struct bf_commit *c);
+
+/* Apply a reset of `serial`: the mount lost track of the commits up to it
+ * (the store trimmed them before the mount read them: the watcher's
+ * BF_COMMIT_RESET), so any cached page older than `serial` may be stale.
+ * Clean pages older than it are dropped (LOADED) or reloaded (LOADING);
+ * DIRTY ones stay as they are, neither dropped nor marked conflicting:
+ * their bases still make the store refuse a commit over a newer version.
+ * `size` is the file's committed size as of `serial` (the handle follows
+ * it as bf_fileh_apply makes it follow a commit's); the view moves to
+ * `serial`. Opens a launder window over every block until
+ * bf_fileh_apply_end, merging onto the content as of the old view (so the
+ * kernel's laundered pages are never rebased silently onto newer content).
+ * Returns 0, -EINVAL (serial 0, size > BF_SIZE_MAX), -EBUSY (a window is
+ * open). */
+int bf_fileh_reset(bf_fileh *fh, uint64_t serial, uint64_t size);
+
+/* Close the launder window of the last bf_fileh_apply or bf_fileh_reset
+ * (no-op if none). */
+void bf_fileh_apply_end(bf_fileh *fh);
+
+/* The blocks marked conflicting (DIRTY blocks another mount's commit
+ * changed after their base: bf_fileh_apply, a refused writeout) at or after
+ * block `from`, as at most `max` sorted, disjoint ranges in out[]. Returns
+ * the number of ranges; *next (if not NULL) gets the block a further call
+ * starts from, or UINT64_MAX when none is left. A size conflict is not a
+ * block: stats.size_conflict tells it. Costs time in the number of cached
+ * blocks at or after `from`. */
+size_t bf_fileh_conflicts(bf_fileh *fh, uint64_t from, struct bf_blkrange *out, size_t max,
+                          uint64_t *next);
+
+/* The handle's view (the serial its content is as of). */
+uint64_t bf_fileh_view(bf_fileh *fh);
+
+/* Drop every uncommitted change: dirty blocks (conflicting ones too) become
+ * EMPTY (the next read sees the committed content as of the view), the
+ * size becomes the committed size, and conflicts are forgotten.
  * *nblocks (if not NULL) gets the number of dirty blocks dropped. Returns 0
  * or -EBUSY (a writeout of fh runs). */
 int bf_fileh_discard(bf_fileh *fh, uint64_t *nblocks);

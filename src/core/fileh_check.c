@@ -29,7 +29,7 @@ static int broken(const bf_fileh *fh, unsigned inv, const char *fmt, ...)
     return -EUCLEAN;
 }
 
-/* I17, I19, I22: the handle's scalar state. */
+/* I17, I19, I22, I26, I27: the handle's scalar state. */
 static int check_scalars(const bf_fileh *fh)
 {
     if (fh->size > BF_SIZE_MAX || fh->committed_size > BF_SIZE_MAX)
@@ -46,10 +46,19 @@ static int check_scalars(const bf_fileh *fh)
     if (fh->fenced && fh->fence_lo > fh->fence_hi)
         return broken(fh, 22, "fence [%" PRIu64 ", %" PRIu64 "] is empty", fh->fence_lo,
                       fh->fence_hi);
+    if (fh->size_base > fh->view || fh->file_base > fh->view)
+        return broken(fh, 26,
+                      "size base %" PRIu64 " or file base %" PRIu64 " past the view %" PRIu64,
+                      fh->size_base, fh->file_base, fh->view);
+    if (fh->lw_open
+            ? (fh->lw_serial == 0 || fh->lw_serial > fh->view || (fh->lw_nranges && !fh->lw_ranges))
+            : (fh->lw_ranges != NULL || fh->lw_nranges != 0))
+        return broken(fh, 27, "launder window %s, serial %" PRIu64 ", view %" PRIu64 ", %zu ranges",
+                      fh->lw_open ? "open" : "closed", fh->lw_serial, fh->view, fh->lw_nranges);
     return 0;
 }
 
-/* I8, I10, I11, I14, I15, I16: one page, mapped at block k. */
+/* I8, I10, I11, I14, I15, I16, I24, I25: one page, mapped at block k. */
 static int check_page(const bf_fileh *fh, uint64_t k, const struct bf_page *pg)
 {
     enum bf_page_state st = pg->state;
@@ -73,21 +82,30 @@ static int check_page(const bf_fileh *fh, uint64_t k, const struct bf_page *pg)
     if (st == BF_PAGE_LOADING && k >= zero_from_blk(fh))
         return broken(fh, 16, "block %" PRIu64 " loading past the lowest size %" PRIu64, k,
                       fh->min_size);
+    if (pg->serial > fh->view)
+        return broken(fh, 24, "block %" PRIu64 " as of serial %" PRIu64 ", past the view %" PRIu64,
+                      k, pg->serial, fh->view);
+    if (pg->conflict && st != BF_PAGE_DIRTY)
+        return broken(fh, 25, "block %" PRIu64 " conflicting in state %d", k, (int)st);
     return 0;
 }
 
 /* I8 .. I16 over the pagemap, I11 and I12 over the dirty list. */
 static int check_pages(const bf_fileh *fh)
 {
-    uint64_t n[BF_PAGE_DIRTY + 1] = { 0 }, k;
+    uint64_t n[BF_PAGE_DIRTY + 1] = { 0 }, k, nconflict = 0;
     const struct bf_page *pg = bf_pagemap_next(&fh->pages, 0, &k);
     while (pg) {
         int r = check_page(fh, k, pg);
         if (r < 0)
             return r;
         n[pg->state]++;
+        nconflict += pg->conflict;
         pg = k == UINT64_MAX ? NULL : bf_pagemap_next(&fh->pages, k + 1, &k);
     }
+    if (nconflict != fh->nconflict)
+        return broken(fh, 25, "counted %" PRIu64 " conflicting blocks, the pages have %" PRIu64,
+                      fh->nconflict, nconflict);
     uint64_t nloading = n[BF_PAGE_LOADING] + n[BF_PAGE_LOADING_INVALIDATED];
     if (fh->nloaded != n[BF_PAGE_LOADED] || fh->ndirty != n[BF_PAGE_DIRTY] ||
         fh->nloading != nloading)

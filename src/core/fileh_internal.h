@@ -30,6 +30,11 @@ struct bf_page {
     struct bf_list lru;   /* on ram->lru exactly when LOADED (I10) */
     struct bf_list dirty; /* on fh->dirty exactly when DIRTY (I11) */
     bool storing;         /* a running writeout stores `data` (I4, I14) */
+    bool conflict;        /* DIRTY: another commit changed the block after
+                             `serial` (I25) */
+    /* LOADED: the view it was loaded at; DIRTY: the base of the change, the
+     * serial of the content it was made on (I24) */
+    uint64_t serial;
     /* DIRTY only because a write in progress pinned it (pin_partial):
      * content still the LOADED one; cleared by any change of its content
      * or state */
@@ -58,6 +63,20 @@ struct bf_fileh {
     uint64_t cow_held;
     bool fenced;
     uint64_t fence_lo, fence_hi; /* fenced blocks, inclusive */
+
+    /* Serials (fileh.h, "Serials"; I24-I27). */
+    uint64_t view;      /* the serial the handle's content is as of */
+    uint64_t size_base; /* when the committed size was last learned */
+    uint64_t file_base; /* when the handle was last clean (FILE_CONFLICTS) */
+    uint64_t nconflict; /* DIRTY pages marked conflicting */
+    bool size_conflict; /* the uncommitted size conflicts */
+    /* The launder window of the commit being applied (I27): writes into
+     * its blocks merge onto the content as of lw_serial - 1. */
+    bool lw_open;
+    uint64_t lw_serial;
+    struct bf_blkrange *lw_ranges; /* a copy of the commit's ranges */
+    size_t lw_nranges;
+    uint64_t lw_trunc; /* blocks >= it are in the window too */
 
     /* What the backend stores, for seek_data and allocated_bytes.
      * content_gen counts the events after which the backend's committed

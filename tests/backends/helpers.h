@@ -4,7 +4,9 @@
  * BOTH(name, timeout) defines one behavioural test body and registers it
  * twice: once against a fresh memory database (suite "memory") and once
  * against a fresh SQLite database in a temporary directory (suite
- * "sqlite"). The body gets the open db and a struct tb describing it. */
+ * "sqlite"). The body gets the open db and a struct tb describing it.
+ * SESSIONS (at the end) does the same with several sessions on one
+ * database, as several mounts. */
 #ifndef BIGFILEFS_TESTS_BACKENDS_HELPERS_H
 #define BIGFILEFS_TESTS_BACKENDS_HELPERS_H
 
@@ -62,7 +64,9 @@ static inline void tb_rmdir(struct tb *t)
     rmdir(t->dir);
 }
 
-static inline bf_db *tb_open(struct tb *t, int sqlite)
+/* Open a fresh database (a SQLite one in a new temporary directory, or the
+ * memory one labelled "test"), with flags besides BF_DB_CREATE. */
+static inline bf_db *tb_open_flags(struct tb *t, int sqlite, unsigned flags)
 {
     bf_db *db = NULL;
     char err[512] = "";
@@ -70,9 +74,30 @@ static inline bf_db *tb_open(struct tb *t, int sqlite)
     t->is_sqlite = sqlite;
     if (sqlite)
         tb_mkdir(t);
-    int r = bf_db_open(sqlite ? t->path : "mem:test", BF_DB_CREATE, &db, err, sizeof(err));
+    int r = bf_db_open(sqlite ? t->path : "mem:test", BF_DB_CREATE | flags, &db, err, sizeof(err));
     cr_assert_eq(r, 0, "bf_db_open: %d %s", r, err);
     return db;
+}
+
+static inline bf_db *tb_open(struct tb *t, int sqlite)
+{
+    return tb_open_flags(t, sqlite, 0);
+}
+
+/* Open one more session on t's database (tb_open made it), with flags
+ * (BF_DB_SHARED, BF_DB_RDONLY); opt NULL: the defaults. */
+static inline bf_db *tb_session_opt(struct tb *t, unsigned flags, const struct bf_db_options *opt)
+{
+    bf_db *db = NULL;
+    char err[512] = "";
+    int r = bf_db_open_ex(t->is_sqlite ? t->path : "mem:test", flags, opt, &db, err, sizeof(err));
+    cr_assert_eq(r, 0, "another session: %d %s", r, err);
+    return db;
+}
+
+static inline bf_db *tb_session(struct tb *t, unsigned flags)
+{
+    return tb_session_opt(t, flags, NULL);
 }
 
 /* Count stored (non-hole) blocks of file id, through a side channel: the
@@ -85,7 +110,10 @@ static inline int64_t tb_nblocks(struct tb *t, bf_db *db, uint64_t id)
     sqlite3_stmt *st;
     int64_t n = -1;
     cr_assert_eq(sqlite3_open_v2(t->path, &c, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    cr_assert_eq(sqlite3_prepare_v2(c, "SELECT count(*) FROM blocks WHERE file=?", -1, &st, NULL),
+    cr_assert_eq(sqlite3_prepare_v2(c,
+                                    "SELECT count(*) FROM blockmap WHERE file=? AND superseded IS "
+                                    "NULL AND content IS NOT NULL",
+                                    -1, &st, NULL),
                  SQLITE_OK, "%s", sqlite3_errmsg(c));
     sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
     if (sqlite3_step(st) == SQLITE_ROW)
@@ -131,18 +159,80 @@ static inline int tb_is_zero(const void *buf, uint32_t n)
     return 1;
 }
 
-/* Store blocks [lo, hi) with tb_fill(.., tag) in one committed transaction. */
-static inline void tb_store_range(bf_file *f, uint64_t lo, uint64_t hi, unsigned tag, uint64_t size)
+/* The content operations with what a single session's tests need: the
+ * current version (loads), a change made on the newest content (stores
+ * and commits based on BF_SERIAL_NOW: never a conflict), a commit that
+ * sets the size. Tests of serials and conflicts call the operations
+ * themselves. */
+static inline int tb_load(bf_file *f, uint64_t blk, void *buf)
 {
+    return f->ops->loadblk(f, blk, BF_SERIAL_NOW, buf, NULL);
+}
+
+static inline int tb_store(bf_file *f, uint64_t blk, const void *buf)
+{
+    return f->ops->storeblk(f, blk, buf, BF_SERIAL_NOW);
+}
+
+/* Commit with the size set to `size`; *serial (if not NULL) gets the
+ * commit's serial. */
+static inline int tb_commit_serial(bf_file *f, uint64_t size, uint64_t *serial)
+{
+    struct bf_commit_req req = {
+        .size_set = true, .size = size, .size_base = BF_SERIAL_NOW, .file_base = BF_SERIAL_NOW
+    };
+    uint64_t s = 0;
+    int r = f->ops->commit(f, &req, &s);
+    if (serial)
+        *serial = s;
+    return r;
+}
+
+static inline int tb_commit(bf_file *f, uint64_t size)
+{
+    return tb_commit_serial(f, size, NULL);
+}
+
+/* Store blocks [lo, hi) with tb_fill(.., tag) in one committed transaction;
+ * returns its serial. */
+static inline uint64_t tb_store_range(bf_file *f, uint64_t lo, uint64_t hi, unsigned tag,
+                                      uint64_t size)
+{
+    uint64_t serial = 0;
     void *buf = malloc(f->blksize);
     cr_assert_not_null(buf);
     cr_assert_eq(f->ops->begin(f), 0);
     for (uint64_t b = lo; b < hi; b++) {
         tb_fill(buf, f->blksize, b, tag);
-        cr_assert_eq(f->ops->storeblk(f, b, buf), 0);
+        cr_assert_eq(tb_store(f, b, buf), 0);
     }
-    cr_assert_eq(f->ops->commit(f, size), 0);
+    cr_assert_eq(tb_commit_serial(f, size, &serial), 0);
+    cr_assert_gt(serial, 0);
     free(buf);
+    return serial;
+}
+
+/* Assert block blk as of serial `at` reads as tb_fill(tag) (tag < 0: as
+ * zeros); returns the serial of the version read. */
+static inline uint64_t tb_expect_at(bf_file *f, uint64_t blk, uint64_t at, int tag)
+{
+    void *buf = malloc(f->blksize);
+    uint64_t serial = UINT64_MAX;
+    cr_assert_not_null(buf);
+    memset(buf, 0x5a, f->blksize);
+    int r = f->ops->loadblk(f, blk, at, buf, &serial);
+    cr_assert_eq(r, 0, "loadblk(%llu at %llu) = %d", (unsigned long long)blk,
+                 (unsigned long long)at, r);
+    cr_assert_neq(serial, UINT64_MAX, "no serial");
+    if (tag < 0)
+        cr_assert(tb_is_zero(buf, f->blksize), "block %llu at %llu should read as zeros",
+                  (unsigned long long)blk, (unsigned long long)at);
+    else
+        cr_assert(tb_check(buf, f->blksize, blk, (unsigned)tag),
+                  "block %llu at %llu should hold version %d", (unsigned long long)blk,
+                  (unsigned long long)at, tag);
+    free(buf);
+    return serial;
 }
 
 /* Assert block blk reads as tb_fill(tag) (tag < 0: as zeros). */
@@ -151,7 +241,7 @@ static inline void tb_expect(bf_file *f, uint64_t blk, int tag)
     void *buf = malloc(f->blksize);
     cr_assert_not_null(buf);
     memset(buf, 0x5a, f->blksize);
-    int r = f->ops->loadblk(f, blk, buf);
+    int r = tb_load(f, blk, buf);
     cr_assert_eq(r, 0, "loadblk(%llu) = %d", (unsigned long long)blk, r);
     if (tag < 0)
         cr_assert(tb_is_zero(buf, f->blksize), "block %llu should read as zeros",
@@ -193,5 +283,34 @@ static inline uint64_t tb_checksum(const char *path)
         tb_rmdir(&t);                                 \
     }                                                 \
     static void name##_body(bf_db *db, struct tb *t)
+
+/* SESSIONS(name, timeout): like BOTH, with TB_NSESSIONS sessions on one
+ * database, all shared (db[0] created it); the body gets them in db[] and
+ * may close one and set it to NULL. */
+#define TB_NSESSIONS 3
+#define SESSIONS(name, secs)                             \
+    static void name##_body(bf_db **db, struct tb *t);   \
+    static void name##_run(int sqlite)                   \
+    {                                                    \
+        struct tb t;                                     \
+        bf_db *db[TB_NSESSIONS];                         \
+        db[0] = tb_open_flags(&t, sqlite, BF_DB_SHARED); \
+        for (int i = 1; i < TB_NSESSIONS; i++)           \
+            db[i] = tb_session(&t, BF_DB_SHARED);        \
+        name##_body(db, &t);                             \
+        for (int i = 0; i < TB_NSESSIONS; i++)           \
+            bf_db_close(db[i]);                          \
+        if (sqlite)                                      \
+            tb_rmdir(&t);                                \
+    }                                                    \
+    Test(memory, name, .timeout = secs)                  \
+    {                                                    \
+        name##_run(0);                                   \
+    }                                                    \
+    Test(sqlite, name, .timeout = secs)                  \
+    {                                                    \
+        name##_run(1);                                   \
+    }                                                    \
+    static void name##_body(bf_db **db, struct tb *t)
 
 #endif /* BIGFILEFS_TESTS_BACKENDS_HELPERS_H */

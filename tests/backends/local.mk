@@ -1,7 +1,7 @@
 ## SPDX-License-Identifier: MIT
 ## tests/backends: unit tests of the backends. test_backends runs the shared
 ## behaviour (and the layer's rules) against both the memory and the SQLite
-## backend; test_memory the fault injection and held calls; test_sqlite what
+## backend, test_sessions the same with several sessions on one database; test_memory the fault injection and held calls; test_sqlite what
 ## only SQLite has (durability, crash atomicity, refusing foreign files,
 ## read-only media, the WAL, tampered rows); test_bconcurrent the backends
 ## under concurrency (also in CONCURRENCY_TESTS, for the TSan build).
@@ -12,6 +12,7 @@ bt_cflags = $(AM_CFLAGS) $(CRITERION_CFLAGS) $(SQLITE3_CFLAGS)
 bt_ldadd = libbfbackends.a libbfcore.a libbfutil.a $(CRITERION_LIBS) $(SQLITE3_LIBS) $(PTHREAD_LIBS)
 BT_TESTS = \
 	tests/backends/test_backends \
+	tests/backends/test_sessions \
 	tests/backends/test_memory \
 	tests/backends/test_sqlite \
 	tests/backends/test_bconcurrent
@@ -23,6 +24,11 @@ tests_backends_test_backends_SOURCES = tests/backends/test_backends.c tests/back
 	tests/core/main.c
 tests_backends_test_backends_CFLAGS = $(bt_cflags)
 tests_backends_test_backends_LDADD = $(bt_ldadd)
+
+tests_backends_test_sessions_SOURCES = tests/backends/test_sessions.c tests/backends/helpers.h \
+	tests/core/main.c
+tests_backends_test_sessions_CFLAGS = $(bt_cflags)
+tests_backends_test_sessions_LDADD = $(bt_ldadd)
 
 tests_backends_test_memory_SOURCES = tests/backends/test_memory.c tests/backends/helpers.h \
 	tests/core/main.c

@@ -258,9 +258,9 @@ BOTH(uncommitted_and_aborted_invisible, 20)
     cr_assert_eq(f->ops->begin(f), 0);
     cr_assert_eq(g->ops->begin(g), -EBUSY, "one transaction per file");
     tb_fill(buf, BS, 0, 2);
-    cr_assert_eq(f->ops->storeblk(f, 0, buf), 0);
+    cr_assert_eq(tb_store(f, 0, buf), 0);
     tb_fill(buf, BS, 5, 2);
-    cr_assert_eq(f->ops->storeblk(f, 5, buf), 0);
+    cr_assert_eq(tb_store(f, 5, buf), 0);
     cr_assert_eq(f->ops->truncate(f, 1), 0);
     /* neither the stores nor the truncate are seen before commit */
     tb_expect(f, 0, 1);
@@ -279,8 +279,8 @@ BOTH(uncommitted_and_aborted_invisible, 20)
     /* after abort a new transaction (from the other handle) works */
     cr_assert_eq(g->ops->begin(g), 0);
     tb_fill(buf, BS, 1, 3);
-    cr_assert_eq(g->ops->storeblk(g, 1, buf), 0);
-    cr_assert_eq(g->ops->commit(g, 2 * BS), 0);
+    cr_assert_eq(tb_store(g, 1, buf), 0);
+    cr_assert_eq(tb_commit(g, 2 * BS), 0);
     tb_expect(f, 1, 3);
     tb_expect(f, 0, 1);
     free(buf);
@@ -310,10 +310,10 @@ BOTH(zero_block_is_a_hole, 20)
     tb_store_range(f, 0, 4, 1, 4 * BS);
     cr_assert_eq(tb_nblocks(t, db, a), 4);
     cr_assert_eq(f->ops->begin(f), 0);
-    cr_assert_eq(f->ops->storeblk(f, 1, zero), 0);
-    cr_assert_eq(f->ops->storeblk(f, 2, zero), 0);
-    cr_assert_eq(f->ops->storeblk(f, 9, zero), 0); /* never stored: stays a hole */
-    cr_assert_eq(f->ops->commit(f, 10 * BS), 0);
+    cr_assert_eq(tb_store(f, 1, zero), 0);
+    cr_assert_eq(tb_store(f, 2, zero), 0);
+    cr_assert_eq(tb_store(f, 9, zero), 0); /* never stored: stays a hole */
+    cr_assert_eq(tb_commit(f, 10 * BS), 0);
     tb_expect(f, 0, 1);
     tb_expect(f, 1, -1);
     tb_expect(f, 2, -1);
@@ -367,13 +367,13 @@ BOTH(next_stored_and_count, 20)
     cr_assert(buf && zero);
     tb_fill(buf, BS, 1, 2);
     cr_assert_eq(f->ops->begin(f), 0);
-    cr_assert_eq(f->ops->storeblk(f, 1, buf), 0);
-    cr_assert_eq(f->ops->storeblk(f, 3, zero), 0);
+    cr_assert_eq(tb_store(f, 1, buf), 0);
+    cr_assert_eq(tb_store(f, 3, zero), 0);
     cr_assert_eq(f->ops->truncate(f, 500), 0);
     cr_assert_eq(next_st(f, 0), 3);
     cr_assert_eq(next_st(f, 5), 900);
     cr_assert_eq(nstored(f), 3);
-    cr_assert_eq(f->ops->commit(f, 500 * BS), 0);
+    cr_assert_eq(tb_commit(f, 500 * BS), 0);
     cr_assert_eq(next_st(f, 0), 1);
     cr_assert_eq(next_st(f, 2), 4, "the zero block is a hole");
     cr_assert_eq(next_st(f, 5), -ENXIO, "truncated");
@@ -381,7 +381,7 @@ BOTH(next_stored_and_count, 20)
 
     /* An aborted transaction leaves nothing. */
     cr_assert_eq(f->ops->begin(f), 0);
-    cr_assert_eq(f->ops->storeblk(f, 7, buf), 0);
+    cr_assert_eq(tb_store(f, 7, buf), 0);
     f->ops->abort(f);
     cr_assert_eq(next_st(f, 5), -ENXIO);
     cr_assert_eq(nstored(f), 2);
@@ -400,8 +400,8 @@ BOTH(truncate_in_transaction, 20)
     cr_assert_eq(f->ops->begin(f), 0);
     cr_assert_eq(f->ops->truncate(f, 2), 0);
     tb_fill(buf, BS, 3, 2);
-    cr_assert_eq(f->ops->storeblk(f, 3, buf), 0); /* grows back past the cut */
-    cr_assert_eq(f->ops->commit(f, 4 * BS), 0);
+    cr_assert_eq(tb_store(f, 3, buf), 0); /* grows back past the cut */
+    cr_assert_eq(tb_commit(f, 4 * BS), 0);
     tb_expect(f, 0, 1);
     tb_expect(f, 1, 1);
     tb_expect(f, 2, -1);
@@ -412,7 +412,7 @@ BOTH(truncate_in_transaction, 20)
     /* truncate to 0 and commit size 0 empties the file */
     cr_assert_eq(f->ops->begin(f), 0);
     cr_assert_eq(f->ops->truncate(f, 0), 0);
-    cr_assert_eq(f->ops->commit(f, 0), 0);
+    cr_assert_eq(tb_commit(f, 0), 0);
     cr_assert_eq(tb_nblocks(t, db, a), 0);
     tb_expect(f, 0, -1);
     free(buf);
@@ -583,10 +583,10 @@ static void misuse(enum misuse what)
         bf_db_file_close(db, g);
         break;
     case MISUSE_STORE_OUTSIDE:
-        r = f->ops->storeblk(f, 0, buf) == -EINVAL ? 0 : -1;
+        r = tb_store(f, 0, buf) == -EINVAL ? 0 : -1;
         break;
     case MISUSE_COMMIT_OUTSIDE:
-        r = f->ops->commit(f, BS) == -EINVAL ? 0 : -1;
+        r = tb_commit(f, BS) == -EINVAL ? 0 : -1;
         break;
     case MISUSE_ABORT_OUTSIDE:
         f->ops->abort(f);

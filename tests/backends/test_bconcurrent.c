@@ -9,7 +9,10 @@
  *    block size changes and the name is removed;
  *  - the memory backend's held calls, released from another thread;
  *  - SQLite's WAL checkpoints, run by whichever committer finds the WAL
- *    too big, while another file commits and loads go on. */
+ *    too big, while another file commits and loads go on;
+ *  - the watcher of one session against another session's commits, its
+ *    own session's loads and syncs, and the housekeeping, on both
+ *    backends. */
 #include <pthread.h>
 
 #include "helpers.h"
@@ -65,7 +68,7 @@ static void *reader(void *arg)
             rounds_after_done++;
         for (int i = 0; i < NBLK; i++) {
             uint64_t blk = (uint64_t)(rand_r(&seed) % NBLK);
-            int r = f->ops->loadblk(f, blk, buf);
+            int r = tb_load(f, blk, buf);
             if (r < 0) {
                 fail(s, "loadblk failed", blk, r);
                 break;
@@ -145,7 +148,7 @@ static void *many_loader(void *arg)
     }
     for (int i = 0; i < 50; i++) {
         uint64_t blk = (uint64_t)i % NBLK;
-        if (f->ops->loadblk(f, blk, buf) < 0 || !tb_check(buf, BS, blk, 1))
+        if (tb_load(f, blk, buf) < 0 || !tb_check(buf, BS, blk, 1))
             __atomic_store_n(&m->failed, 1, __ATOMIC_SEQ_CST);
     }
     bf_db_file_close(m->db, f);
@@ -201,7 +204,7 @@ static void *open_close_loop(void *arg)
         int r = bf_db_file_open(rc->db, rc->id, &f);
         if (r == -ENOENT)
             break; /* purged */
-        if (r < 0 || f->ops->loadblk(f, 0, buf) < 0 || !tb_is_zero(buf, f->blksize) ||
+        if (r < 0 || tb_load(f, 0, buf) < 0 || !tb_is_zero(buf, f->blksize) ||
             (f->blksize != BF_BLKSIZE_MIN && f->blksize != 2 * BF_BLKSIZE_MIN))
             __atomic_store_n(&rc->failed, 1, __ATOMIC_SEQ_CST);
         if (r == 0)
@@ -260,7 +263,7 @@ static void *held_loader(void *arg)
 {
     struct held_load *h = arg;
     void *buf = malloc(BS);
-    h->r = buf ? h->f->ops->loadblk(h->f, 0, buf) : -ENOMEM;
+    h->r = buf ? tb_load(h->f, 0, buf) : -ENOMEM;
     free(buf);
     return NULL;
 }
@@ -312,10 +315,10 @@ static void *wal_write(void *arg)
         w->r = f->ops->begin(f);
         for (uint64_t i = b; w->r == 0 && i < b + 8; i++) {
             tb_fill(buf, WAL_BS, i, 1);
-            w->r = f->ops->storeblk(f, i, buf);
+            w->r = tb_store(f, i, buf);
         }
         if (w->r == 0)
-            w->r = f->ops->commit(f, (b + 8) * WAL_BS);
+            w->r = tb_commit(f, (b + 8) * WAL_BS);
         else
             f->ops->abort(f);
     }
@@ -345,8 +348,7 @@ static void *wal_load(void *arg)
         return NULL;
     }
     for (uint64_t b = 0; !__atomic_load_n(&l->done, __ATOMIC_SEQ_CST); b = (b + 5) % 48) {
-        if (f->ops->loadblk(f, b, buf) < 0 ||
-            !(tb_is_zero(buf, WAL_BS) || tb_check(buf, WAL_BS, b, 1)))
+        if (tb_load(f, b, buf) < 0 || !(tb_is_zero(buf, WAL_BS) || tb_check(buf, WAL_BS, b, 1)))
             __atomic_store_n(&l->failed, 1, __ATOMIC_SEQ_CST);
         l->loads++;
     }
@@ -387,11 +389,155 @@ Test(concurrent, sqlite_checkpoints_while_committing, .timeout = 120)
     void *buf = malloc(WAL_BS);
     cr_assert_eq(bf_db_file_open(db, w[1].id, &f), 0);
     for (uint64_t b = 0; b < 48; b += 7) {
-        cr_assert_eq(f->ops->loadblk(f, b, buf), 0);
+        cr_assert_eq(tb_load(f, b, buf), 0);
         cr_assert(tb_check(buf, WAL_BS, b, 1), "block %llu", (unsigned long long)b);
     }
     bf_db_file_close(db, f);
     free(buf);
     bf_db_close(db);
     tb_rmdir(&t);
+}
+
+/* ---- the watcher against loads and commits ------------------------------- */
+
+/* Session B watches while session A commits NVERSIONS versions of every
+ * block (and A's watcher runs its housekeeping meanwhile). B's listener
+ * loads the blocks each commit changed, as of its serial, as the daemon
+ * re-reads what it invalidates; B's loaders read the current versions; a
+ * thread syncs B again and again. Every load is a whole committed version,
+ * never going back; the listener sees every commit once, in order. */
+struct wshared {
+    bf_db *a, *b;
+    uint64_t id;
+    bf_file *fb;
+    int done;   /* atomic: A finished */
+    int failed; /* atomic */
+    char why[256];
+    uint64_t delivered, last_serial; /* the listener's (the watcher thread only) */
+    int last_version;
+};
+
+static void wfail(struct wshared *s, const char *what, uint64_t a, uint64_t b)
+{
+    if (__atomic_exchange_n(&s->failed, 1, __ATOMIC_SEQ_CST) == 0)
+        snprintf(s->why, sizeof(s->why), "%s: %llu %llu", what, (unsigned long long)a,
+                 (unsigned long long)b);
+}
+
+static void wlisten(void *arg, const struct bf_commit_rec *rec)
+{
+    struct wshared *s = arg;
+    void *buf = malloc(BS);
+    if (rec->serial <= s->last_serial)
+        wfail(s, "out of order", rec->serial, s->last_serial);
+    s->last_serial = rec->serial;
+    s->delivered++;
+    if (rec->kind == BF_COMMIT_WRITE && rec->file == s->id && buf) {
+        for (size_t i = 0; i < rec->write.nranges; i++) {
+            for (uint64_t b = rec->write.ranges[i].start;
+                 b < rec->write.ranges[i].start + rec->write.ranges[i].count; b++) {
+                int r = s->fb->ops->loadblk(s->fb, b, rec->serial, buf, NULL);
+                /* each commit stores one version in every block */
+                int v = r < 0 ? r : version_of(buf, b);
+                if (v < 0)
+                    wfail(s, "the listener's load failed or was torn", b, (uint64_t)-v);
+                else if (v < s->last_version)
+                    wfail(s, "the listener's load went back", b, (uint64_t)v);
+                else
+                    s->last_version = v;
+            }
+        }
+    }
+    free(buf);
+}
+
+static void *wloader(void *arg)
+{
+    struct wshared *s = arg;
+    int seen[NBLK] = { 0 };
+    void *buf = malloc(BS);
+    while (buf && !__atomic_load_n(&s->done, __ATOMIC_SEQ_CST)) {
+        for (uint64_t b = 0; b < NBLK; b++) {
+            int v = tb_load(s->fb, b, buf) < 0 ? -1 : version_of(buf, b);
+            if (v < 0 || v < seen[b])
+                wfail(s, "a load saw a torn or older version", b, (uint64_t)v);
+            else
+                seen[b] = v;
+        }
+    }
+    free(buf);
+    return NULL;
+}
+
+static void *wsyncer(void *arg)
+{
+    struct wshared *s = arg;
+    uint64_t last = 0, got;
+    while (!__atomic_load_n(&s->done, __ATOMIC_SEQ_CST)) {
+        if (bf_db_sync(s->b, &got) < 0 || got < last)
+            wfail(s, "sync", got, last);
+        if (bf_db_applied(s->b) < got)
+            wfail(s, "applied behind a finished sync", bf_db_applied(s->b), got);
+        last = got;
+    }
+    return NULL;
+}
+
+static void nothing(void *arg, const struct bf_commit_rec *rec)
+{
+    (void)arg;
+    (void)rec;
+}
+
+static void watcher_run(int sqlite)
+{
+    struct tb t;
+    struct bf_fileinfo fi;
+    bf_file *fa;
+    pthread_t tl[2], ts;
+    struct wshared s = { 0 };
+    s.a = tb_open_flags(&t, sqlite, BF_DB_SHARED);
+    s.b = tb_session(&t, BF_DB_SHARED);
+    cr_assert_eq(bf_db_create(s.a, "w", BS, 0, 0644, 0, 0, &fi), 0);
+    s.id = fi.id;
+    cr_assert_eq(bf_db_file_open(s.a, s.id, &fa), 0);
+    tb_store_range(fa, 0, NBLK, 1, NBLK * BS);
+    cr_assert_eq(bf_db_file_open(s.b, s.id, &s.fb), 0);
+    uint64_t start = bf_db_applied(s.b);
+    cr_assert_eq(bf_db_watch(s.a, nothing, NULL), 0);
+    cr_assert_eq(bf_db_watch(s.b, wlisten, &s), 0);
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(pthread_create(&tl[i], NULL, wloader, &s), 0);
+    cr_assert_eq(pthread_create(&ts, NULL, wsyncer, &s), 0);
+    for (unsigned v = 2; v <= NVERSIONS && !__atomic_load_n(&s.failed, __ATOMIC_SEQ_CST); v++)
+        tb_store_range(fa, 0, NBLK, v, NBLK * BS);
+    uint64_t end;
+    cr_assert_eq(bf_db_sync(s.b, &end), 0);
+    __atomic_store_n(&s.done, 1, __ATOMIC_SEQ_CST);
+    for (int i = 0; i < 2; i++)
+        pthread_join(tl[i], NULL);
+    pthread_join(ts, NULL);
+    cr_assert_eq(s.failed, 0, "%s", s.why);
+    cr_assert_eq(bf_db_applied(s.b), end);
+    /* No commit follows: the listener is not called again, and closing B
+     * stops its watcher (the listener's fields are ours after it). */
+    bf_db_file_close(s.b, s.fb);
+    bf_db_close(s.b);
+    cr_assert_eq(s.delivered, end - start, "every commit once: %llu of %llu",
+                 (unsigned long long)s.delivered, (unsigned long long)(end - start));
+    cr_assert_eq(s.last_version, NVERSIONS);
+    bf_db_file_close(s.a, fa);
+    bf_db_close(s.a);
+    if (sqlite)
+        tb_rmdir(&t);
+}
+
+Test(concurrent, memory_watcher_against_loads_and_commits, .timeout = 120)
+{
+    watcher_run(0);
+}
+
+Test(concurrent, sqlite_watcher_against_loads_and_commits, .timeout = 120)
+{
+    watcher_run(1);
 }

@@ -42,7 +42,7 @@ static void fx_close(struct fx *x)
 
 static int load(bf_file *f, uint64_t blk, void *buf)
 {
-    return f->ops->loadblk(f, blk, buf);
+    return tb_load(f, blk, buf);
 }
 
 static int64_t now_us(void)
@@ -188,10 +188,10 @@ Test(memfault, delay_with_error_and_after, .timeout = 10)
     cr_assert_eq(x.fa->ops->begin(x.fa), 0);
     tb_fill(x.buf, BS, 0, 2);
     int64_t t0 = now_us();
-    cr_assert_eq(x.fa->ops->storeblk(x.fa, 0, x.buf), 0);
+    cr_assert_eq(tb_store(x.fa, 0, x.buf), 0);
     cr_assert_geq(now_us() - t0, 30000);
     t0 = now_us();
-    cr_assert_eq(x.fa->ops->storeblk(x.fa, 1, x.buf), -EIO);
+    cr_assert_eq(tb_store(x.fa, 1, x.buf), -EIO);
     cr_assert_geq(now_us() - t0, 30000);
     x.fa->ops->abort(x.fa);
     tb_expect(x.fa, 0, 1);
@@ -213,7 +213,7 @@ Test(memfault, storeblk_failure_then_abort, .timeout = 10)
     cr_assert_eq(x.fa->ops->begin(x.fa), 0);
     for (uint64_t b = 0; b < 10; b++) {
         tb_fill(x.buf, BS, b, 2);
-        int r = x.fa->ops->storeblk(x.fa, b, x.buf);
+        int r = tb_store(x.fa, b, x.buf);
         cr_assert_eq(r, b == 7 ? -ENOSPC : 0);
     }
     x.fa->ops->abort(x.fa);
@@ -239,7 +239,7 @@ Test(memfault, begin_and_truncate_failures, .timeout = 10)
     tb_expect(x.fa, 5, 1);
     cr_assert_eq(x.fa->ops->begin(x.fa), 0);
     cr_assert_eq(x.fa->ops->truncate(x.fa, 2), 0);
-    cr_assert_eq(x.fa->ops->commit(x.fa, 2 * BS), 0);
+    cr_assert_eq(tb_commit(x.fa, 2 * BS), 0);
     tb_expect(x.fa, 5, -1);
     fx_close(&x);
 }
@@ -254,9 +254,9 @@ Test(memfault, failed_commit_shows_nothing, .timeout = 10)
     cr_assert_eq(x.fa->ops->truncate(x.fa, 5), 0);
     for (uint64_t b = 0; b < 3; b++) {
         tb_fill(x.buf, BS, b, 2);
-        cr_assert_eq(x.fa->ops->storeblk(x.fa, b, x.buf), 0);
+        cr_assert_eq(tb_store(x.fa, b, x.buf), 0);
     }
-    cr_assert_eq(x.fa->ops->commit(x.fa, 100 * BS), -EIO);
+    cr_assert_eq(tb_commit(x.fa, 100 * BS), -EIO);
     for (uint64_t b = 0; b < 10; b++)
         tb_expect(x.fa, b, 1);
     struct bf_fileinfo fi;
@@ -306,14 +306,14 @@ static void *call_run(void *arg)
 {
     struct call *c = arg;
     if (!c->txn) {
-        c->r = c->f->ops->loadblk(c->f, c->blk, c->buf);
+        c->r = tb_load(c->f, c->blk, c->buf);
     } else {
         tb_fill(c->buf, BS, c->blk, 2);
         c->r = c->f->ops->begin(c->f);
-        if (c->r == 0 && (c->r = c->f->ops->storeblk(c->f, c->blk, c->buf)) < 0)
+        if (c->r == 0 && (c->r = tb_store(c->f, c->blk, c->buf)) < 0)
             c->f->ops->abort(c->f);
         if (c->r == 0)
-            c->r = c->f->ops->commit(c->f, 10 * BS);
+            c->r = tb_commit(c->f, 10 * BS);
     }
     __atomic_store_n(&c->done, 1, __ATOMIC_SEQ_CST);
     return NULL;

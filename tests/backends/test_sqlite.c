@@ -9,6 +9,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <grp.h>
 #include <sys/wait.h>
 
@@ -122,8 +123,24 @@ Test(sqlite_only, created_schema_and_pragmas, .timeout = 20)
     cr_assert_eq(side_int(t.path, "PRAGMA application_id"), BF_SQLITE_APPLICATION_ID);
     cr_assert_eq(side_int(t.path, "PRAGMA user_version"), BF_SQLITE_SCHEMA_VERSION);
     cr_assert_eq(side_int(t.path, "PRAGMA page_size"), 65536);
-    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM sqlite_schema WHERE name='files'"), 1);
-    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM sqlite_schema WHERE name='blocks'"), 1);
+    static const char *const tables[] = { "meta",     "files",      "contents", "uploads",
+                                          "blockmap", "commit_log", "sessions", "holds" };
+    char q[128];
+    for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
+        snprintf(q, sizeof(q), "SELECT count(*) FROM sqlite_schema WHERE name='%s'", tables[i]);
+        cr_assert_eq(side_int(t.path, q), 1, "table %s", tables[i]);
+    }
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM sqlite_schema WHERE type='index' AND "
+                                  "name IN ('blockmap_current', 'blockmap_superseded')"),
+                 2);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM sqlite_schema WHERE name='blocks' OR "
+                                  "name='legacy_blocks'"),
+                 0, "a new database has no schema-1 table");
+    cr_assert_eq(side_int(t.path, "SELECT value FROM meta WHERE key='serial'"), 1,
+                 "the create of f is the one commit");
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM sessions"), 0,
+                 "a closed session leaves "
+                 "no row");
     /* journal_mode WAL is persistent: the file header says so (bytes 18, 19 = 2) */
     unsigned char hdr[20];
     FILE *fp = fopen(t.path, "rb");
@@ -222,12 +239,12 @@ static void crash_child(const char *path, uint64_t id, enum crash_mode mode, int
             if (mode == CRASH_MID_STORE && b == CRASH_BLOCKS / 2 && write(fd, "x", 1) != 1)
                 _exit(4);
             tb_fill(buf, BS, b, 2);
-            if (f->ops->storeblk(f, b, buf) < 0)
+            if (tb_store(f, b, buf) < 0)
                 _exit(5);
         }
         if (f->ops->truncate(f, CRASH_BLOCKS) < 0)
             _exit(6);
-        if (mode == CRASH_AFTER_COMMIT && f->ops->commit(f, 2 * CRASH_BLOCKS * BS) < 0)
+        if (mode == CRASH_AFTER_COMMIT && tb_commit(f, 2 * CRASH_BLOCKS * BS) < 0)
             _exit(7);
     }
     if (mode != CRASH_MID_STORE && write(fd, "x", 1) != 1)
@@ -236,25 +253,56 @@ static void crash_child(const char *path, uint64_t id, enum crash_mode mode, int
         pause();
 }
 
-static void crash_run(struct tb *t, uint64_t id, enum crash_mode mode)
+/* Fork a child that runs fn(arg, fd), which writes one byte to fd when it
+ * is where the test wants it and never returns; return its pid once it
+ * is there. The child dies with the test's process, should the test fail
+ * before it kills it. */
+static pid_t child_start(void (*fn)(const void *arg, int fd), const void *arg)
 {
     int p[2];
     char c;
     cr_assert_eq(pipe(p), 0);
+    pid_t parent = getpid();
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+            _exit(1);
         close(p[0]);
-        crash_child(t->path, id, mode, p[1]);
+        fn(arg, p[1]);
+        _exit(1);
     }
     close(p[1]);
-    ssize_t n = read(p[0], &c, 1);
-    kill(pid, SIGKILL);
-    int st;
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert_eq(read(p[0], &c, 1), 1, "the child died early");
     close(p[0]);
-    cr_assert_eq(n, 1, "child died early: status %d", st);
-    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    return pid;
+}
+
+/* Kill a child as a crash would (SIGKILL) and reap it. */
+static void kill_child(pid_t pid)
+{
+    int st;
+    kill(pid, SIGKILL);
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "the child ended by itself: %d", st);
+}
+
+struct crash_args {
+    const char *path;
+    uint64_t id;
+    enum crash_mode mode;
+};
+
+static void crash_fn(const void *arg, int fd)
+{
+    const struct crash_args *a = arg;
+    crash_child(a->path, a->id, a->mode, fd);
+}
+
+static void crash_run(struct tb *t, uint64_t id, enum crash_mode mode)
+{
+    struct crash_args a = { t->path, id, mode };
+    kill_child(child_start(crash_fn, &a));
 }
 
 static void crash_test(enum crash_mode mode)
@@ -280,6 +328,10 @@ static void crash_test(enum crash_mode mode)
         for (uint64_t b = 0; b < 96; b++)
             tb_expect(f, b, 1);
     }
+    /* the dead process's uploads are deleted by the next session */
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM uploads"), 0);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM contents"),
+                 mode == CRASH_AFTER_COMMIT ? CRASH_BLOCKS : 96);
     bf_db_file_close(db, f);
     bf_db_close(db);
     tb_rmdir(&t);
@@ -316,6 +368,9 @@ Test(sqlite_crash, orphan_swept_at_open, .timeout = 30)
     bf_db_close(db);
     cr_assert_eq(side_int(t.path, "SELECT count(*) FROM files"), 0);
     cr_assert_eq(tb_nblocks(&t, NULL, id), 0);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM contents"), 0, "its contents went too");
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM sessions"), 0, "the dead session's row");
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM holds"), 0, "and its hold");
     tb_rmdir(&t);
 }
 
@@ -350,10 +405,10 @@ Test(sqlite_refuse, newer_schema, .timeout = 20)
 {
     struct tb t;
     make_db(&t, 2);
-    side_exec(t.path, "PRAGMA user_version=2");
+    side_exec(t.path, "PRAGMA user_version=3");
     cr_assert_eq(side_files(t.path), 0, "a WAL database, closed clean");
     expect_refused(t.path, 0, -EPROTONOSUPPORT,
-                   "created by a newer bigfilefs (schema 2, this build knows 1)");
+                   "created by a newer bigfilefs (schema 3, this build knows 2)");
     expect_refused(t.path, BF_DB_CREATE, -EPROTONOSUPPORT, "newer");
     expect_refused(t.path, BF_DB_RDONLY, -EPROTONOSUPPORT, "newer");
     tb_rmdir(&t);
@@ -511,7 +566,7 @@ Test(sqlite_refuse, missing_table, .timeout = 20)
 {
     struct tb t;
     make_db(&t, 1);
-    side_exec(t.path, "DROP TABLE blocks");
+    side_exec(t.path, "DROP TABLE blockmap");
     expect_refused(t.path, 0, -EPROTO, "tables or columns missing");
     tb_rmdir(&t);
 }
@@ -688,8 +743,7 @@ static int read_only_steps(const char *path, uint64_t id)
     if (bf_db_lookup(db, "f", NULL) < 0 || bf_db_file_open(db, id, &f) < 0)
         return 11;
     for (uint64_t b = 0; b < 4; b++)
-        if (f->ops->loadblk(f, b, buf) < 0 ||
-            (b < 3 ? !tb_check(buf, BS, b, 1) : !tb_is_zero(buf, BS)))
+        if (tb_load(f, b, buf) < 0 || (b < 3 ? !tb_check(buf, BS, b, 1) : !tb_is_zero(buf, BS)))
             return 12;
     if (f->ops->begin(f) != -EROFS || bf_db_create(db, "x", BS, 0, 0644, 0, 0, NULL) != -EROFS)
         return 13;
@@ -816,9 +870,11 @@ Test(sqlite_only, change_behind_the_back, .timeout = 20)
     void *buf = malloc(BS);
     tb_fill(buf, BS, 1, 9);
     cr_assert_eq(sqlite3_open(t.path, &c), SQLITE_OK);
-    cr_assert_eq(
-        sqlite3_prepare_v2(c, "UPDATE blocks SET data=?1 WHERE file=?2 AND blk=1", -1, &st, NULL),
-        SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(c,
+                                    "UPDATE contents SET data=?1 WHERE id=(SELECT content FROM "
+                                    "blockmap WHERE file=?2 AND blk=1 AND superseded IS NULL)",
+                                    -1, &st, NULL),
+                 SQLITE_OK);
     sqlite3_bind_blob(st, 1, buf, BS, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)id);
     cr_assert_eq(sqlite3_step(st), SQLITE_DONE);
@@ -867,10 +923,10 @@ static void *commit_and_create(void *arg)
     void *buf = malloc(BS);
     tb_fill(buf, BS, 0, 4);
     c->store = c->f->ops->begin(c->f);
-    if (c->store == 0 && (c->store = c->f->ops->storeblk(c->f, 0, buf)) < 0)
+    if (c->store == 0 && (c->store = tb_store(c->f, 0, buf)) < 0)
         c->f->ops->abort(c->f);
     if (c->store == 0)
-        c->store = c->f->ops->commit(c->f, BS);
+        c->store = tb_commit(c->f, BS);
     c->create = bf_db_create(c->db, "later", BS, 0, 0644, 0, 0, NULL);
     free(buf);
     return NULL;
@@ -927,6 +983,302 @@ Test(sqlite_only, last_error_hook, .timeout = 10)
     cr_assert_eq(bf_sqlite_busy_waits(mem), 0);
     cr_assert_eq(bf_sqlite_wait_busy(mem, 1, 0), -EINVAL);
     bf_db_close(mem);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
+
+/* ---- sessions of other processes ------------------------------------------- */
+
+/* In a child: open a shared session, hold file "f" (id) and file "g"
+ * (gid), upload 16 blocks of f in a transaction, tell fd, and wait at the
+ * commit to be killed (a daemon killed mid-writeout). */
+static void upload_child(const char *path, uint64_t id, uint64_t gid, int fd)
+{
+    bf_db *db;
+    bf_file *f, *g;
+    char err[256];
+    void *buf = malloc(BS);
+    if (!buf || bf_db_open(path, BF_DB_SHARED, &db, err, sizeof(err)) < 0 ||
+        bf_db_file_open(db, id, &f) < 0 || bf_db_file_open(db, gid, &g) < 0)
+        _exit(2);
+    if (f->ops->begin(f) < 0)
+        _exit(3);
+    for (uint64_t b = 0; b < 16; b++) {
+        tb_fill(buf, BS, b, 2);
+        if (tb_store(f, b, buf) < 0)
+            _exit(4);
+    }
+    if (write(fd, "x", 1) != 1)
+        _exit(5);
+    for (;;)
+        pause();
+}
+
+struct upload_args {
+    const char *path;
+    uint64_t id, gid;
+};
+
+static void upload_fn(const void *arg, int fd)
+{
+    const struct upload_args *a = arg;
+    upload_child(a->path, a->id, a->gid, fd);
+}
+
+/* A daemon killed at the commit of a writeout leaves its uploads and its
+ * holds behind: a live session that looks finds it dead and cleans up
+ * (its uploads deleted, the file only it held purged), the database as
+ * at the last commit. */
+static void dead_session_test(bool reopen)
+{
+    struct tb t;
+    struct bf_fileinfo gi;
+    uint64_t id = make_db(&t, 8);
+    bf_db *a = sq_open(t.path, BF_DB_SHARED);
+    cr_assert_eq(bf_db_create(a, "g", BS, 0, 0644, 0, 0, &gi), 0);
+    int64_t contents = side_int(t.path, "SELECT count(*) FROM contents");
+    struct upload_args ua = { t.path, id, gi.id };
+    pid_t pid = child_start(upload_fn, &ua);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM sessions"), 2);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM uploads"), 16);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM contents"), contents + 16);
+    /* the child is alive: it keeps g, and the database is shared */
+    cr_assert_eq(bf_db_unlink(a, "g"), 0);
+    cr_assert_eq(bf_db_getinfo(a, gi.id, NULL), 0, "held by the live child");
+    cr_assert_eq(bf_db_trim(a), 0);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM uploads"), 16, "a live session's");
+    expect_refused(t.path, 0, -EBUSY, "in use by another bigfilefs");
+
+    kill_child(pid);
+    if (reopen) {
+        bf_db_close(a);
+        a = sq_open(t.path, 0); /* the next session to open notices */
+    } else {
+        cr_assert_eq(bf_db_trim(a), 0); /* a live one's housekeeping notices */
+    }
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM uploads"), 0);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM contents"), contents, "uploads deleted");
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM sessions"), 1, "its row went");
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM holds"), 0, "and its holds");
+    cr_assert_eq(bf_db_getinfo(a, gi.id, NULL), -ENOENT, "g was held by it alone: purged");
+    bf_file *f;
+    cr_assert_eq(bf_db_file_open(a, id, &f), 0);
+    for (uint64_t b = 0; b < 8; b++)
+        tb_expect(f, b, 1);
+    bf_db_file_close(a, f);
+    bf_db_close(a);
+    tb_rmdir(&t);
+}
+
+Test(sqlite_sessions, a_live_session_cleans_up_after_a_killed_one, .timeout = 30)
+{
+    dead_session_test(false);
+}
+
+Test(sqlite_sessions, the_next_session_cleans_up_after_a_killed_one, .timeout = 30)
+{
+    dead_session_test(true);
+}
+
+/* ---- the upgrade of schema 1 ------------------------------------------------ */
+
+/* The SQL of schema 1, as bigfilefs wrote it (git show
+ * e784c70:src/backends/sqlite.c). */
+static const char schema1_sql[] = "PRAGMA page_size=65536; PRAGMA journal_mode=WAL;"
+                                  "CREATE TABLE files("
+                                  " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                                  " name TEXT UNIQUE,"
+                                  " blksize INTEGER NOT NULL,"
+                                  " size INTEGER NOT NULL,"
+                                  " mode INTEGER NOT NULL,"
+                                  " uid INTEGER NOT NULL,"
+                                  " gid INTEGER NOT NULL,"
+                                  " mtime_ns INTEGER NOT NULL,"
+                                  " ctime_ns INTEGER NOT NULL);"
+                                  "CREATE TABLE blocks("
+                                  " file INTEGER NOT NULL,"
+                                  " blk INTEGER NOT NULL,"
+                                  " data BLOB NOT NULL,"
+                                  " UNIQUE(file, blk));"
+                                  "PRAGMA user_version=1;";
+
+/* A schema-1 database at t->path: "f" (id 1: 3 blocks of tag 1 and a
+ * hole, 3 * BS + 10 bytes, mode 0640, uid 7, gid 8, times 111 and 222),
+ * "e" (id 2, empty) and a nameless file (id 3, 2 blocks) a crash left. */
+static void make_v1(struct tb *t)
+{
+    sqlite3 *c;
+    sqlite3_stmt *st;
+    void *buf = malloc(BS);
+    tb_mkdir(t);
+    t->is_sqlite = 1;
+    cr_assert_eq(sqlite3_open(t->path, &c), SQLITE_OK);
+    char appid[64];
+    snprintf(appid, sizeof(appid), "PRAGMA application_id=%d", BF_SQLITE_APPLICATION_ID);
+    cr_assert_eq(sqlite3_exec(c, schema1_sql, NULL, NULL, NULL), SQLITE_OK, "%s",
+                 sqlite3_errmsg(c));
+    cr_assert_eq(sqlite3_exec(c, appid, NULL, NULL, NULL), SQLITE_OK);
+    cr_assert_eq(
+        sqlite3_exec(c,
+                     "INSERT INTO files VALUES(1, 'f', 65536, 196618, 416, 7, 8, 111, 222),"
+                     " (2, 'e', 65536, 0, 420, 0, 0, 1, 1),"
+                     " (3, NULL, 65536, 131072, 420, 0, 0, 1, 1)",
+                     NULL, NULL, NULL),
+        SQLITE_OK, "%s", sqlite3_errmsg(c));
+    cr_assert_eq(sqlite3_prepare_v2(c, "INSERT INTO blocks VALUES(?1, ?2, ?3)", -1, &st, NULL),
+                 SQLITE_OK);
+    static const int rows[][2] = { { 1, 0 }, { 1, 1 }, { 1, 3 }, { 3, 0 }, { 3, 1 } };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        tb_fill(buf, BS, (uint64_t)rows[i][1], 1);
+        sqlite3_bind_int(st, 1, rows[i][0]);
+        sqlite3_bind_int(st, 2, rows[i][1]);
+        sqlite3_bind_blob(st, 3, buf, BS, SQLITE_STATIC);
+        cr_assert_eq(sqlite3_step(st), SQLITE_DONE);
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(c);
+    free(buf);
+    cr_assert_eq(side_files(t->path), 0, "closed clean");
+}
+
+static void expect_v1_content(bf_db *db)
+{
+    struct bf_fileinfo fi;
+    bf_file *f;
+    cr_assert_eq(bf_db_lookup(db, "f", &fi), 0);
+    cr_assert_eq(fi.id, 1);
+    cr_assert_eq(fi.size, 3 * BS + 10);
+    cr_assert_eq(fi.blksize, BS);
+    cr_assert_eq(fi.mode, 0640);
+    cr_assert_eq(fi.uid, 7);
+    cr_assert_eq(fi.gid, 8);
+    cr_assert_eq(fi.mtime_ns, 111);
+    cr_assert_eq(fi.ctime_ns, 222);
+    cr_assert_eq(bf_db_lookup(db, "e", &fi), 0);
+    cr_assert_eq(fi.size, 0);
+    cr_assert_eq(bf_db_file_open(db, 1, &f), 0);
+    cr_assert_eq(f->size, 3 * BS + 10);
+    tb_expect(f, 0, 1);
+    tb_expect(f, 1, 1);
+    tb_expect(f, 2, -1);
+    tb_expect(f, 3, 1);
+    uint64_t n = 0, next = 0;
+    cr_assert_eq(f->ops->stored_blocks(f, &n), 0);
+    cr_assert_eq(n, 3);
+    cr_assert_eq(f->ops->next_stored(f, 2, &next), 0);
+    cr_assert_eq(next, 3);
+    bf_db_file_close(db, f);
+}
+
+Test(sqlite_upgrade, schema_1_is_upgraded_in_place_at_its_first_read_write_open, .timeout = 30)
+{
+    struct tb t;
+    make_v1(&t);
+    bf_db *db = sq_open(t.path, 0);
+    cr_assert_eq(side_int(t.path, "PRAGMA user_version"), 2);
+    expect_v1_content(db);
+    cr_assert_eq(bf_db_getinfo(db, 3, NULL), -ENOENT, "the nameless file a crash left is purged");
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM legacy_blocks"), 3,
+                 "no blob copied: the old rows stay, but the purged file's");
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM contents"), 0);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM blockmap WHERE content < 0 AND serial = 0 "
+                                  "AND session = 0"),
+                 3);
+    /* a commit replaces a schema-1 block: its row goes */
+    bf_file *f;
+    cr_assert_eq(bf_db_file_open(db, 1, &f), 0);
+    tb_store_range(f, 1, 2, 2, 3 * BS + 10);
+    tb_expect(f, 1, 2);
+    bf_db_file_close(db, f);
+    cr_assert_eq(bf_db_trim(db), 0);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM legacy_blocks"), 2);
+    bf_db_close(db);
+    /* idempotent: opened again (and read-only), it is schema 2 as it was */
+    uint64_t sum = tb_checksum(t.path);
+    db = sq_open(t.path, BF_DB_RDONLY);
+    cr_assert_eq(side_int(t.path, "PRAGMA user_version"), 2);
+    bf_db_close(db);
+    cr_assert_eq(tb_checksum(t.path), sum);
+    db = sq_open(t.path, 0);
+    cr_assert_eq(bf_db_file_open(db, 1, &f), 0);
+    tb_expect(f, 0, 1);
+    tb_expect(f, 1, 2);
+    tb_expect(f, 3, 1);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
+
+Test(sqlite_upgrade, a_read_only_open_of_schema_1_is_refused, .timeout = 20)
+{
+    struct tb t;
+    make_v1(&t);
+    expect_refused(t.path, BF_DB_RDONLY, -EROFS, "open it read-write once, which upgrades it");
+    expect_refused(t.path, BF_DB_RDONLY | BF_DB_SHARED, -EROFS, "schema 1");
+    cr_assert_eq(side_int(t.path, "PRAGMA user_version"), 1);
+    tb_rmdir(&t);
+}
+
+/* The upgrade is one transaction: when a step fails, the database stays at
+ * schema 1, as it was. */
+Test(sqlite_upgrade, a_failing_upgrade_leaves_schema_1, .timeout = 20)
+{
+    struct tb t;
+    make_v1(&t);
+    side_exec(t.path, "CREATE TABLE commit_log(x)"); /* in the way of the upgrade */
+    expect_refused(t.path, 0, -EIO, "left at schema 1");
+    cr_assert_eq(side_int(t.path, "PRAGMA user_version"), 1);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM sqlite_schema WHERE name IN ('blockmap', "
+                                  "'meta', 'legacy_blocks', 'sessions')"),
+                 0);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM blocks"), 5);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM pragma_table_info('files')"), 9);
+    /* out of the way, it upgrades */
+    side_exec(t.path, "DROP TABLE commit_log");
+    bf_db *db = sq_open(t.path, 0);
+    expect_v1_content(db);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
+
+/* ---- garbage reused ---------------------------------------------------------- */
+
+/* The contents a commit replaces become garbage that the next uploads of
+ * their size overwrite: overwriting a file again and again does not grow
+ * the database; what a transaction took and did not use goes back. */
+Test(sqlite_only, overwrites_reuse_the_contents_they_replaced, .timeout = 30)
+{
+    struct tb t;
+    bf_file *f;
+    uint64_t id = make_db(&t, 8);
+    bf_db *db = sq_open(t.path, 0);
+    cr_assert_eq(bf_db_file_open(db, id, &f), 0);
+    tb_store_range(f, 0, 8, 2, 8 * BS); /* the 8 first contents become garbage */
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM contents"), 16);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM uploads WHERE session=0"), 8);
+    /* an aborted transaction takes garbage and gives it back */
+    void *buf = malloc(BS);
+    tb_fill(buf, BS, 0, 9);
+    cr_assert_eq(f->ops->begin(f), 0);
+    cr_assert_eq(tb_store(f, 0, buf), 0);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM uploads WHERE session<>0"), 8,
+                 "it took all the garbage of its size at once");
+    f->ops->abort(f);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM uploads WHERE session<>0"), 0);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM uploads WHERE session=0"), 8);
+    /* overwriting twice more reuses: no new content */
+    for (unsigned tag = 3; tag <= 4; tag++)
+        tb_store_range(f, 0, 8, tag, 8 * BS);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM contents"), 16);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM uploads WHERE session<>0"), 0);
+    for (uint64_t b = 0; b < 8; b++)
+        tb_expect(f, b, 4);
+    /* the housekeeping deletes garbage nobody reused */
+    cr_assert_eq(bf_db_trim(db), 0);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM contents"), 8);
+    free(buf);
+    bf_db_file_close(db, f);
     bf_db_close(db);
     tb_rmdir(&t);
 }

@@ -113,6 +113,15 @@ static inline void expect_committed(struct mockfile *m, uint64_t blk, unsigned s
     free(want);
 }
 
+/* bf_fileh_writeout, with the number of blocks it handled in *n. */
+static inline int writeout_n(bf_fileh *fh, unsigned flags, uint64_t *n)
+{
+    struct bf_writeout_result res = { 0, 0, 0 };
+    int r = bf_fileh_writeout(fh, flags, &res);
+    *n = res.blocks;
+    return r;
+}
+
 /* Write block blk whole with the pattern of seed. */
 static inline void write_block(bf_fileh *fh, uint64_t blk, unsigned seed)
 {

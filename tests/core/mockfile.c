@@ -9,14 +9,29 @@
 
 #include "mockfile.h"
 
+/* One version of a block: its serial and content (NULL: a hole). */
+struct mversion {
+    uint64_t serial;
+    void *data;
+    const void *by; /* the mockfh whose commit made it (NULL: set up by the test) */
+};
+
+/* A committed block: its versions, oldest first. */
 struct mblock {
     uint64_t blk;
-    void *data;
+    struct mversion *v;
+    size_t n, cap;
 };
 
 struct mtable {
     struct mblock *v;
     size_t n, cap;
+};
+
+/* A pending store of a transaction. */
+struct mstore {
+    uint64_t blk, base;
+    void *data;
 };
 
 struct mfault {
@@ -32,17 +47,31 @@ struct mgate {
     unsigned held;
 };
 
-struct mockfile {
+/* One bf_file on the store: a mount's view of the file, with its own
+ * transaction. */
+struct mockfh {
     bf_file file; /* first: the core's view */
+    struct mockfile *m;
+    bool in_txn;
+    struct mstore *pending; /* stores of the open transaction */
+    size_t npending, cappending;
+    bool pending_trunc;
+    uint64_t pending_nblocks;
+    struct mockfh *next; /* the store's other files */
+};
+
+struct mockfile {
+    struct mockfh main; /* first: mock_file(m) */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct mtable committed;
     uint64_t committed_size;
-
-    bool in_txn;
-    struct mtable pending; /* stores of the open transaction */
-    bool pending_trunc;
-    uint64_t pending_nblocks;
+    uint64_t serial;                  /* the last commit's */
+    uint64_t size_serial;             /* the last commit that set the size */
+    uint64_t content_serial;          /* the last commit of content or size */
+    const void *size_by, *content_by; /* their mockfh */
+    uint64_t oldest_kept;             /* loads as of an older serial get -ESTALE */
+    struct mockfh *others;            /* mock_open_file */
 
     uint64_t calls[MOCK_NOPS];
     struct mfault fault[MOCK_NOPS];
@@ -61,6 +90,23 @@ static void *xmalloc(size_t n)
     return p;
 }
 
+static void *xrealloc(void *p, size_t n)
+{
+    p = realloc(p, n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "mockfile: out of memory\n");
+        abort();
+    }
+    return p;
+}
+
+static void *dup_block(const void *data, size_t len)
+{
+    void *c = xmalloc(len);
+    memcpy(c, data, len);
+    return c;
+}
+
 static struct mblock *tab_find(struct mtable *t, uint64_t blk)
 {
     for (size_t i = 0; i < t->n; i++)
@@ -69,45 +115,75 @@ static struct mblock *tab_find(struct mtable *t, uint64_t blk)
     return NULL;
 }
 
-/* Put a copy of data (len bytes) for blk, replacing. */
-static void tab_put(struct mtable *t, uint64_t blk, const void *data, size_t len)
+static struct mblock *tab_get(struct mtable *t, uint64_t blk)
 {
     struct mblock *b = tab_find(t, blk);
     if (!b) {
         if (t->n == t->cap) {
             t->cap = t->cap ? 2 * t->cap : 16;
-            struct mblock *v = realloc(t->v, t->cap * sizeof(*v));
-            if (!v)
-                abort();
-            t->v = v;
+            t->v = xrealloc(t->v, t->cap * sizeof(*t->v));
         }
         b = &t->v[t->n++];
+        memset(b, 0, sizeof(*b));
         b->blk = blk;
-        b->data = xmalloc(len);
     }
-    memcpy(b->data, data, len);
+    return b;
 }
 
-static void tab_remove_from(struct mtable *t, uint64_t nblocks)
+/* The current version of a block (NULL: never written). */
+static struct mversion *cur(struct mblock *b)
 {
-    size_t j = 0;
-    for (size_t i = 0; i < t->n; i++) {
-        if (t->v[i].blk >= nblocks)
-            free(t->v[i].data);
-        else
-            t->v[j++] = t->v[i];
+    return b && b->n ? &b->v[b->n - 1] : NULL;
+}
+
+/* The newest version with serial <= at (NULL: none). */
+static struct mversion *as_of(struct mblock *b, uint64_t at)
+{
+    for (size_t i = b ? b->n : 0; i-- > 0;)
+        if (b->v[i].serial <= at)
+            return &b->v[i];
+    return NULL;
+}
+
+/* Add a version (takes data, NULL for a hole) made by `by`. */
+static void add_version(struct mblock *b, uint64_t serial, void *data, const void *by)
+{
+    if (b->n == b->cap) {
+        b->cap = b->cap ? 2 * b->cap : 4;
+        b->v = xrealloc(b->v, b->cap * sizeof(*b->v));
     }
-    t->n = j;
+    b->v[b->n].serial = serial;
+    b->v[b->n].data = data;
+    b->v[b->n].by = by;
+    b->n++;
 }
 
 static void tab_clear(struct mtable *t)
 {
-    tab_remove_from(t, 0);
+    for (size_t i = 0; i < t->n; i++) {
+        for (size_t j = 0; j < t->v[i].n; j++)
+            free(t->v[i].v[j].data);
+        free(t->v[i].v);
+    }
+    free(t->v);
+    memset(t, 0, sizeof(*t));
+}
+
+/* A committed block holds data now (its current version is not a hole). */
+static bool stored(struct mblock *b)
+{
+    struct mversion *v = cur(b);
+    return v && v->data;
+}
+
+static struct mockfh *FH(bf_file *f)
+{
+    return (struct mockfh *)f;
 }
 
 static struct mockfile *M(bf_file *f)
 {
-    return (struct mockfile *)f;
+    return FH(f)->m;
 }
 
 /* Count the call; return the injected error for it, or 0. Lock held. */
@@ -139,20 +215,24 @@ static void pass_gate(struct mockfile *m, enum mock_op op, uint64_t blk)
     g->held--;
 }
 
-static int op_loadblk(bf_file *f, uint64_t blk, void *buf)
+static int op_loadblk(bf_file *f, uint64_t blk, uint64_t at, void *buf, uint64_t *serial)
 {
     struct mockfile *m = M(f);
     pthread_mutex_lock(&m->mu);
     int r = hit(m, MOCK_LOADBLK, blk);
+    if (r == 0 && at < m->oldest_kept)
+        r = -ESTALE;
     /* Read before the gate: a load held at the gate returns the data of
      * when it started, so a test that changes the committed data meanwhile
      * gets a stale result, which the core must throw away if told to. */
     if (r == 0) {
-        struct mblock *b = tab_find(&m->committed, blk);
-        if (b)
-            memcpy(buf, b->data, f->blksize);
+        struct mversion *v = as_of(tab_find(&m->committed, blk), at);
+        if (v && v->data)
+            memcpy(buf, v->data, f->blksize);
         else
             memset(buf, 0, f->blksize);
+        if (serial)
+            *serial = v ? v->serial : 0;
     } else {
         memset(buf, 0xEE, f->blksize); /* garbage on error */
     }
@@ -164,34 +244,68 @@ static int op_loadblk(bf_file *f, uint64_t blk, void *buf)
 static int op_begin(bf_file *f)
 {
     struct mockfile *m = M(f);
+    struct mockfh *h = FH(f);
     pthread_mutex_lock(&m->mu);
     int r = hit(m, MOCK_BEGIN, MOCK_ANY);
-    if (r == 0 && m->in_txn)
+    if (r == 0 && h->in_txn)
         r = -EBUSY;
     if (r == 0) {
-        m->in_txn = true;
-        m->pending_trunc = false;
+        h->in_txn = true;
+        h->pending_trunc = false;
         m->norder = 0;
     }
     pthread_mutex_unlock(&m->mu);
     return r;
 }
 
-static int op_storeblk(bf_file *f, uint64_t blk, const void *buf)
+static void must_be_in_txn(struct mockfh *h, const char *what)
 {
-    struct mockfile *m = M(f);
-    pthread_mutex_lock(&m->mu);
-    int r = hit(m, MOCK_STOREBLK, blk);
-    if (!m->in_txn) {
-        fprintf(stderr, "mockfile: storeblk outside a transaction\n");
+    if (!h->in_txn) {
+        fprintf(stderr, "mockfile: %s outside a transaction\n", what);
         abort();
     }
+}
+
+/* Put a pending store (a copy of data) for blk, replacing. Lock held. */
+static void pending_put(struct mockfh *h, uint64_t blk, uint64_t base, void *copy)
+{
+    for (size_t i = 0; i < h->npending; i++) {
+        if (h->pending[i].blk == blk) {
+            free(h->pending[i].data);
+            h->pending[i].data = copy;
+            h->pending[i].base = base;
+            return;
+        }
+    }
+    if (h->npending == h->cappending) {
+        h->cappending = h->cappending ? 2 * h->cappending : 16;
+        h->pending = xrealloc(h->pending, h->cappending * sizeof(*h->pending));
+    }
+    h->pending[h->npending++] = (struct mstore){ blk, base, copy };
+}
+
+static void pending_remove_from(struct mockfh *h, uint64_t nblocks)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < h->npending; i++) {
+        if (h->pending[i].blk >= nblocks)
+            free(h->pending[i].data);
+        else
+            h->pending[j++] = h->pending[i];
+    }
+    h->npending = j;
+}
+
+static int op_storeblk(bf_file *f, uint64_t blk, const void *buf, uint64_t base)
+{
+    struct mockfile *m = M(f);
+    struct mockfh *h = FH(f);
+    pthread_mutex_lock(&m->mu);
+    int r = hit(m, MOCK_STOREBLK, blk);
+    must_be_in_txn(h, "storeblk");
     if (m->norder == m->order_cap) {
         m->order_cap = m->order_cap ? 2 * m->order_cap : 64;
-        uint64_t *o = realloc(m->order, m->order_cap * sizeof(*o));
-        if (!o)
-            abort();
-        m->order = o;
+        m->order = xrealloc(m->order, m->order_cap * sizeof(*m->order));
     }
     m->order[m->norder++] = blk;
     pthread_mutex_unlock(&m->mu);
@@ -205,58 +319,120 @@ static int op_storeblk(bf_file *f, uint64_t blk, const void *buf)
     memcpy(copy, buf, f->blksize);
     pthread_mutex_lock(&m->mu);
     if (r == 0)
-        tab_put(&m->pending, blk, copy, f->blksize);
+        pending_put(h, blk, base, copy);
+    else
+        free(copy);
     pthread_mutex_unlock(&m->mu);
-    free(copy);
     return r;
 }
 
 static int op_truncate(bf_file *f, uint64_t nblocks)
 {
     struct mockfile *m = M(f);
+    struct mockfh *h = FH(f);
     pthread_mutex_lock(&m->mu);
     int r = hit(m, MOCK_TRUNCATE, MOCK_ANY);
-    if (!m->in_txn) {
-        fprintf(stderr, "mockfile: truncate outside a transaction\n");
-        abort();
-    }
+    must_be_in_txn(h, "truncate");
     if (r == 0) {
         /* Stores made before the truncate in this transaction go too. */
-        tab_remove_from(&m->pending, nblocks);
-        if (!m->pending_trunc || nblocks < m->pending_nblocks)
-            m->pending_nblocks = nblocks;
-        m->pending_trunc = true;
+        pending_remove_from(h, nblocks);
+        if (!h->pending_trunc || nblocks < h->pending_nblocks)
+            h->pending_nblocks = nblocks;
+        h->pending_trunc = true;
     }
     pthread_mutex_unlock(&m->mu);
     return r;
 }
 
-static void rollback(struct mockfile *m)
+static void rollback(struct mockfh *h)
 {
-    tab_clear(&m->pending);
-    m->pending_trunc = false;
-    m->in_txn = false;
+    pending_remove_from(h, 0);
+    h->pending_trunc = false;
+    h->in_txn = false;
 }
 
-static int op_commit(bf_file *f, uint64_t size)
+/* Whether a commit of serial s by `by` is one the committing file h has
+ * not seen after `base`: another file's (another mount's) commit, newer
+ * than base. A mount sees its own commits. */
+static bool unseen(uint64_t s, const void *by, const struct mockfh *h, uint64_t base)
+{
+    return s > base && by != h;
+}
+
+/* The conflict check of a commit (bigfile.h); calls req->conflict for each
+ * conflict and returns how many. Lock held. */
+static unsigned check_conflicts(struct mockfile *m, struct mockfh *h,
+                                const struct bf_commit_req *req)
+{
+    unsigned n = 0;
+    void (*cb)(void *, uint64_t) = req->conflict;
+    if (req->flags & BF_COMMIT_OVERWRITE)
+        return 0;
+    bool file_changed = (req->flags & BF_COMMIT_FILE_CONFLICTS) &&
+                        unseen(m->content_serial, m->content_by, h, req->file_base);
+    for (size_t i = 0; i < h->npending; i++) {
+        struct mversion *v = cur(tab_find(&m->committed, h->pending[i].blk));
+        if (file_changed || (v && unseen(v->serial, v->by, h, h->pending[i].base))) {
+            n++;
+            if (cb)
+                cb(req->arg, h->pending[i].blk);
+        }
+    }
+    if (h->pending_trunc) {
+        for (size_t i = 0; i < m->committed.n; i++) {
+            struct mblock *b = &m->committed.v[i];
+            if (b->blk >= h->pending_nblocks &&
+                unseen(cur(b)->serial, cur(b)->by, h, req->size_base)) {
+                n++;
+                if (cb)
+                    cb(req->arg, b->blk);
+            }
+        }
+    }
+    if ((req->size_set || h->pending_trunc) &&
+        unseen(m->size_serial, m->size_by, h, req->size_base)) {
+        n++;
+        if (cb)
+            cb(req->arg, BF_CONFLICT_SIZE);
+    }
+    return n;
+}
+
+static int op_commit(bf_file *f, const struct bf_commit_req *req, uint64_t *serial)
 {
     struct mockfile *m = M(f);
+    struct mockfh *h = FH(f);
     pthread_mutex_lock(&m->mu);
     int r = hit(m, MOCK_COMMIT, MOCK_ANY);
-    if (!m->in_txn) {
-        fprintf(stderr, "mockfile: commit outside a transaction\n");
-        abort();
-    }
+    must_be_in_txn(h, "commit");
     /* Held before anything is applied: the transaction stays open. */
     pass_gate(m, MOCK_COMMIT, MOCK_ANY);
+    if (r == 0 && check_conflicts(m, h, req) > 0)
+        r = -ESTALE;
     if (r == 0) {
-        if (m->pending_trunc)
-            tab_remove_from(&m->committed, m->pending_nblocks);
-        for (size_t i = 0; i < m->pending.n; i++)
-            tab_put(&m->committed, m->pending.v[i].blk, m->pending.v[i].data, f->blksize);
-        m->committed_size = size;
+        uint64_t s = ++m->serial;
+        if (h->pending_trunc) {
+            for (size_t i = 0; i < m->committed.n; i++) {
+                struct mblock *b = &m->committed.v[i];
+                if (b->blk >= h->pending_nblocks && stored(b))
+                    add_version(b, s, NULL, h); /* dropped: a hole from now on */
+            }
+        }
+        for (size_t i = 0; i < h->npending; i++) {
+            add_version(tab_get(&m->committed, h->pending[i].blk), s, h->pending[i].data, h);
+            h->pending[i].data = NULL; /* the version owns it */
+        }
+        if (req->size_set || h->pending_trunc) {
+            m->committed_size = req->size;
+            m->size_serial = s;
+            m->size_by = h;
+        }
+        m->content_serial = s;
+        m->content_by = h;
+        if (serial)
+            *serial = s;
     }
-    rollback(m); /* closes the transaction, either way */
+    rollback(h); /* closes the transaction, either way */
     pthread_mutex_unlock(&m->mu);
     return r;
 }
@@ -264,13 +440,11 @@ static int op_commit(bf_file *f, uint64_t size)
 static void op_abort(bf_file *f)
 {
     struct mockfile *m = M(f);
+    struct mockfh *h = FH(f);
     pthread_mutex_lock(&m->mu);
     m->calls[MOCK_ABORT]++;
-    if (!m->in_txn) {
-        fprintf(stderr, "mockfile: abort outside a transaction\n");
-        abort();
-    }
-    rollback(m);
+    must_be_in_txn(h, "abort");
+    rollback(h);
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -284,7 +458,8 @@ static int op_next_stored(bf_file *f, uint64_t from, uint64_t *blk)
          * when it started (like loadblk). */
         uint64_t best = UINT64_MAX;
         for (size_t i = 0; i < m->committed.n; i++)
-            if (m->committed.v[i].blk >= from && m->committed.v[i].blk < best)
+            if (stored(&m->committed.v[i]) && m->committed.v[i].blk >= from &&
+                m->committed.v[i].blk < best)
                 best = m->committed.v[i].blk;
         if (best == UINT64_MAX)
             r = -ENXIO;
@@ -296,13 +471,21 @@ static int op_next_stored(bf_file *f, uint64_t from, uint64_t *blk)
     return r;
 }
 
+static uint64_t count_stored(struct mockfile *m)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < m->committed.n; i++)
+        n += stored(&m->committed.v[i]);
+    return n;
+}
+
 static int op_stored_blocks(bf_file *f, uint64_t *n)
 {
     struct mockfile *m = M(f);
     pthread_mutex_lock(&m->mu);
     int r = hit(m, MOCK_STORED_BLOCKS, MOCK_ANY);
     if (r == 0)
-        *n = m->committed.n;
+        *n = count_stored(m);
     pass_gate(m, MOCK_STORED_BLOCKS, MOCK_ANY); /* answer of when it started */
     pthread_mutex_unlock(&m->mu);
     return r;
@@ -333,23 +516,34 @@ struct mockfile *mock_new(uint32_t blksize, uint64_t size)
 {
     struct mockfile *m = xmalloc(sizeof(*m));
     memset(m, 0, sizeof(*m));
-    m->file.ops = &mock_ops;
-    m->file.blksize = blksize;
-    m->file.size = size;
+    m->main.file.ops = &mock_ops;
+    m->main.file.blksize = blksize;
+    m->main.file.size = size;
+    m->main.m = m;
     m->committed_size = size;
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->cv, NULL);
     return m;
 }
 
+static void mockfh_release(struct mockfh *h)
+{
+    pending_remove_from(h, 0);
+    free(h->pending);
+}
+
 void mock_free(struct mockfile *m)
 {
     if (!m)
         return;
+    while (m->others) {
+        struct mockfh *h = m->others;
+        m->others = h->next;
+        mockfh_release(h);
+        free(h);
+    }
+    mockfh_release(&m->main);
     tab_clear(&m->committed);
-    tab_clear(&m->pending);
-    free(m->committed.v);
-    free(m->pending.v);
     free(m->order);
     pthread_cond_destroy(&m->cv);
     pthread_mutex_destroy(&m->mu);
@@ -358,7 +552,58 @@ void mock_free(struct mockfile *m)
 
 bf_file *mock_file(struct mockfile *m)
 {
-    return &m->file;
+    return &m->main.file;
+}
+
+bf_file *mock_open_file(struct mockfile *m)
+{
+    struct mockfh *h = xmalloc(sizeof(*h));
+    memset(h, 0, sizeof(*h));
+    pthread_mutex_lock(&m->mu);
+    h->file.ops = m->main.file.ops;
+    h->file.blksize = m->main.file.blksize;
+    h->file.size = m->committed_size;
+    h->file.serial = m->serial;
+    h->m = m;
+    h->next = m->others;
+    m->others = h;
+    pthread_mutex_unlock(&m->mu);
+    return &h->file;
+}
+
+uint64_t mock_serial(struct mockfile *m)
+{
+    pthread_mutex_lock(&m->mu);
+    uint64_t s = m->serial;
+    pthread_mutex_unlock(&m->mu);
+    return s;
+}
+
+uint64_t mock_block_serial(struct mockfile *m, uint64_t blk)
+{
+    pthread_mutex_lock(&m->mu);
+    struct mversion *v = cur(tab_find(&m->committed, blk));
+    uint64_t s = v ? v->serial : 0;
+    pthread_mutex_unlock(&m->mu);
+    return s;
+}
+
+void mock_get_block_at(struct mockfile *m, uint64_t blk, uint64_t at, void *out)
+{
+    pthread_mutex_lock(&m->mu);
+    struct mversion *v = as_of(tab_find(&m->committed, blk), at);
+    if (v && v->data)
+        memcpy(out, v->data, m->main.file.blksize);
+    else
+        memset(out, 0, m->main.file.blksize);
+    pthread_mutex_unlock(&m->mu);
+}
+
+void mock_forget_before(struct mockfile *m, uint64_t serial)
+{
+    pthread_mutex_lock(&m->mu);
+    m->oldest_kept = serial;
+    pthread_mutex_unlock(&m->mu);
 }
 
 void mock_pattern(void *buf, size_t len, unsigned seed, uint64_t base)
@@ -373,8 +618,8 @@ void mock_pattern(void *buf, size_t len, unsigned seed, uint64_t base)
 
 void mock_set_block(struct mockfile *m, uint64_t blk, unsigned seed)
 {
-    void *buf = xmalloc(m->file.blksize);
-    mock_pattern(buf, m->file.blksize, seed, blk * m->file.blksize);
+    void *buf = xmalloc(m->main.file.blksize);
+    mock_pattern(buf, m->main.file.blksize, seed, blk * m->main.file.blksize);
     mock_put_block(m, blk, buf);
     free(buf);
 }
@@ -382,25 +627,29 @@ void mock_set_block(struct mockfile *m, uint64_t blk, unsigned seed)
 void mock_put_block(struct mockfile *m, uint64_t blk, const void *data)
 {
     pthread_mutex_lock(&m->mu);
-    tab_put(&m->committed, blk, data, m->file.blksize);
+    struct mblock *b = tab_get(&m->committed, blk);
+    struct mversion *v = cur(b);
+    /* Underneath the versions: the current one changes in place (or a
+     * first one appears as of serial 0), as a store changed behind the
+     * protocol's back would. */
+    if (v) {
+        free(v->data);
+        v->data = dup_block(data, m->main.file.blksize);
+    } else {
+        add_version(b, 0, dup_block(data, m->main.file.blksize), NULL);
+    }
     pthread_mutex_unlock(&m->mu);
 }
 
 void mock_get_block(struct mockfile *m, uint64_t blk, void *out)
 {
-    pthread_mutex_lock(&m->mu);
-    struct mblock *b = tab_find(&m->committed, blk);
-    if (b)
-        memcpy(out, b->data, m->file.blksize);
-    else
-        memset(out, 0, m->file.blksize);
-    pthread_mutex_unlock(&m->mu);
+    mock_get_block_at(m, blk, UINT64_MAX, out);
 }
 
 bool mock_has_block(struct mockfile *m, uint64_t blk)
 {
     pthread_mutex_lock(&m->mu);
-    bool has = tab_find(&m->committed, blk) != NULL;
+    bool has = stored(tab_find(&m->committed, blk));
     pthread_mutex_unlock(&m->mu);
     return has;
 }
@@ -408,7 +657,7 @@ bool mock_has_block(struct mockfile *m, uint64_t blk)
 uint64_t mock_nblocks(struct mockfile *m)
 {
     pthread_mutex_lock(&m->mu);
-    uint64_t n = m->committed.n;
+    uint64_t n = count_stored(m);
     pthread_mutex_unlock(&m->mu);
     return n;
 }
@@ -505,12 +754,14 @@ unsigned mock_gate_held(struct mockfile *m, enum mock_op op)
 bool mock_in_txn(struct mockfile *m)
 {
     pthread_mutex_lock(&m->mu);
-    bool t = m->in_txn;
+    bool t = m->main.in_txn;
+    for (struct mockfh *h = m->others; h; h = h->next)
+        t = t || h->in_txn;
     pthread_mutex_unlock(&m->mu);
     return t;
 }
 
 void mock_no_seek(struct mockfile *m)
 {
-    m->file.ops = &mock_ops_noseek;
+    m->main.file.ops = &mock_ops_noseek;
 }

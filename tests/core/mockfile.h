@@ -1,9 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /* bigfilefs — tests/core: a bf_file kept in memory, for the core's tests.
  *
- * - Committed blocks live in a small table; a store transaction keeps its
- *   stores and its truncate aside and applies them only at commit, so
- *   loadblk always returns committed content.
+ * - Committed blocks live in a small table of *versions*: every commit has a
+ *   serial (1, 2, ...) and adds a version to each block it stores (a hole
+ *   for each block its truncate drops); loadblk(at) returns the newest
+ *   version <= at. A store transaction keeps its stores, their bases and
+ *   its truncate aside and applies them only at commit, so loadblk always
+ *   returns committed content. commit checks conflicts as bigfile.h says
+ *   (a stored block's current version made by another bf_file after its
+ *   base, the size changed by another after size_base, FILE_CONFLICTS) and
+ *   refuses with -ESTALE.
+ * - Several bf_file objects may be open on one mock (mock_open_file): as
+ *   several mounts of one database, each with its own transaction.
  * - Every operation is counted (mock_calls), and the order of storeblk
  *   blocks of the last transaction is recorded (mock_store_order).
  * - Fault injection: mock_fail makes one operation fail with an errno on one
@@ -55,8 +63,26 @@ void mock_free(struct mockfile *m);
 /* The bf_file to give to bf_fileh_open. */
 bf_file *mock_file(struct mockfile *m);
 
+/* Another bf_file on the same store, as another mount would open it: its
+ * size and serial are the store's now. Freed by mock_free. */
+bf_file *mock_open_file(struct mockfile *m);
+
+/* The last commit's serial (0: none yet); the serial of block blk's current
+ * version (0: never committed). */
+uint64_t mock_serial(struct mockfile *m);
+uint64_t mock_block_serial(struct mockfile *m, uint64_t blk);
+
+/* Read block blk as of serial `at` (zeros when absent). */
+void mock_get_block_at(struct mockfile *m, uint64_t blk, uint64_t at, void *out);
+
+/* From now on a load as of a serial older than `serial` fails with -ESTALE,
+ * as a store that collected those versions answers. */
+void mock_forget_before(struct mockfile *m, uint64_t serial);
+
 /* Set committed block blk to the pattern of `seed` (mock_pattern), or to
- * the given content; read committed block blk (zeros when absent). */
+ * the given content — the current version changes in place, as behind the
+ * protocol's back; read committed block blk (its current version; zeros
+ * when absent). */
 void mock_set_block(struct mockfile *m, uint64_t blk, unsigned seed);
 void mock_put_block(struct mockfile *m, uint64_t blk, const void *data);
 void mock_get_block(struct mockfile *m, uint64_t blk, void *out);

@@ -195,7 +195,7 @@ struct writeout_thr {
 static void *writeout_main(void *arg)
 {
     struct writeout_thr *w = arg;
-    w->ret = bf_fileh_writeout(w->fh, w->flags, &w->n);
+    w->ret = writeout_n(w->fh, w->flags, &w->n);
     return NULL;
 }
 
@@ -260,7 +260,7 @@ Test(concurrency, write_during_writeout_is_copy_on_write, .timeout = 30)
 
     /* The next writeout stores the new data. */
     uint64_t n;
-    cr_assert_eq(bf_fileh_writeout(e.fh, BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED, &n), 0);
+    cr_assert_eq(writeout_n(e.fh, BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED, &n), 0);
     cr_assert_eq(n, 4);
     char *blk = malloc(BS);
     for (uint64_t b = 1; b <= 3; b++) {

@@ -338,7 +338,7 @@ Test(fileh, sparse_huge_file, .timeout = 30)
     cr_assert_lt(mem, 100 * 1024);
     cr_assert_eq(fstat_of(e.fh).dirty_blocks, 1000);
     uint64_t n = 0;
-    cr_assert_eq(bf_fileh_writeout(e.fh, BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED, &n), 0);
+    cr_assert_eq(writeout_n(e.fh, BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED, &n), 0);
     cr_assert_eq(n, 1000);
     uint64_t order[1000];
     cr_assert_eq(mock_store_order(e.m, order, 1000), 1000);
@@ -463,7 +463,7 @@ Test(fileh, writeout_store_markstored, .timeout = 10)
     write_block(e.fh, 3, 4);
     write_block(e.fh, 9, 5);
     uint64_t n = 0;
-    cr_assert_eq(bf_fileh_writeout(e.fh, BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED, &n), 0);
+    cr_assert_eq(writeout_n(e.fh, BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED, &n), 0);
     cr_assert_eq(n, 4);
     uint64_t order[8];
     cr_assert_eq(mock_store_order(e.m, order, 8), 4);
@@ -489,7 +489,7 @@ Test(fileh, writeout_store_markstored, .timeout = 10)
     cr_assert_eq(st.writeouts, 1);
     cr_assert_eq(st.loaded_blocks, 4);
     /* Nothing left: the next writeout calls no backend operation. */
-    cr_assert_eq(bf_fileh_writeout(e.fh, BF_WRITEOUT_STORE, &n), 0);
+    cr_assert_eq(writeout_n(e.fh, BF_WRITEOUT_STORE, &n), 0);
     cr_assert_eq(n, 0);
     cr_assert_eq(mock_calls(e.m, MOCK_BEGIN), 1);
     /* Discard now restores the new committed state. */
@@ -521,7 +521,7 @@ Test(fileh, writeout_markstored_only_calls_no_backend, .timeout = 10)
     write_block(e.fh, 2, 7);
     write_block(e.fh, 4, 7); /* size 5 blocks now */
     uint64_t n = 0;
-    cr_assert_eq(bf_fileh_writeout(e.fh, BF_WRITEOUT_MARKSTORED, &n), 0);
+    cr_assert_eq(writeout_n(e.fh, BF_WRITEOUT_MARKSTORED, &n), 0);
     cr_assert_eq(n, 2);
     for (int op = 0; op < MOCK_NOPS; op++)
         cr_assert_eq(mock_calls(e.m, op), 0, "backend op %d called", op);
@@ -541,7 +541,9 @@ Test(fileh, writeout_flags, .timeout = 10)
     write_block(e.fh, 2, 7);
     cr_assert_eq(bf_fileh_writeout(e.fh, 0, NULL), -EINVAL);
     cr_assert_eq(bf_fileh_writeout(e.fh, 4, NULL), -EINVAL);
-    cr_assert_eq(bf_fileh_writeout(e.fh, BF_WRITEOUT_STORE | 8, NULL), -EINVAL);
+    cr_assert_eq(bf_fileh_writeout(e.fh, BF_WRITEOUT_STORE | 16, NULL), -EINVAL);
+    cr_assert_eq(bf_fileh_writeout(e.fh, BF_WRITEOUT_MARKSTORED | BF_WRITEOUT_OVERWRITE, NULL),
+                 -EINVAL);
     cr_assert_eq(bf_fileh_writeout(e.fh, ~0u, NULL), -EINVAL);
     cr_assert_eq(mock_calls(e.m, MOCK_BEGIN), 0);
     cr_assert_eq(bf_fileh_page_state(e.fh, 2), BF_PAGE_DIRTY);

@@ -1,0 +1,305 @@
+/* SPDX-License-Identifier: MIT */
+/* bigfilefs — backends: what the SQLite engine's files share (private to
+ * sqlite.c, sqlite_schema.c and sqlite_session.c).
+ *
+ *   sqlite.c          connections, the reader pool, the WAL, blocks and
+ *                     versions, the commit section, namespace commits, open
+ *                     and close;
+ *   sqlite_schema.c   looking at a file before using it, creating the
+ *                     schema, the upgrade of schema 1;
+ *   sqlite_session.c  the database file's locks (exclusive or shared, and
+ *                     the sessions' liveness), sessions, holds, purges, the
+ *                     watcher's reads and the housekeeping.
+ *
+ * The schema, the locks and the rules are written at the top of sqlite.c.
+ */
+#ifndef BIGFILEFS_BACKENDS_SQLITE_INTERNAL_H
+#define BIGFILEFS_BACKENDS_SQLITE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <sqlite3.h>
+
+#include "backends/engine.h"
+#include "backends/sqlite.h"
+
+#define SQ_READERS_MAX 16
+#define SQ_BUSY_TIMEOUT 5000 /* ms */
+
+/* The columns of a files row, as sq_row_info decodes them (in this order). */
+#define SQ_FILE_ATTR_COLS "name,blksize,size,mode,uid,gid,mtime_ns,ctime_ns"
+#define SQ_FILE_COLS "id," SQ_FILE_ATTR_COLS
+
+/* Statements of a reader connection. */
+enum {
+    R_BEGIN,
+    R_COMMIT,
+    R_VERSION,    /* the newest version of (file, blk) with serial <= at */
+    R_META,       /* a meta value */
+    R_BYNAME,     /* file row by name */
+    R_BYID,       /* file row by id */
+    R_LIST,       /* named files in name order */
+    R_NEXTBLK,    /* smallest stored blk >= n of a file (current versions) */
+    R_NBLOCKS,    /* number of stored blocks of a file (current versions) */
+    R_SESSIONS,   /* id, applied of every session */
+    R_LOGMIN,     /* the oldest log row */
+    R_HASOLD,     /* is a version superseded at or before n kept */
+    R_HASGARBAGE, /* is there content for the housekeeping to delete */
+    R_NAMELESS,   /* nameless files */
+    R_NSTMT
+};
+
+/* Statements of the writer connection. */
+enum {
+    W_BEGIN,
+    W_COMMIT,
+    W_ROLLBACK,
+    W_SYNC_FULL,
+    W_SYNC_NORMAL,
+    W_GETMETA,
+    W_SETMETA,
+    W_UPLOAD,     /* a content row */
+    W_UPLOADED,   /* ... owned by its session until linked */
+    W_REUSE_FIND, /* garbage content of a size, to upload into */
+    W_REUSE_DATA, /* ... its new data */
+    W_REUSE_OWN,  /* ... owned by the uploading session */
+    W_LINKED,     /* the upload is linked: no longer an upload */
+    W_GIVEUP,     /* an upload becomes garbage */
+    W_DELCONTENT, /* delete a content row */
+    W_DELLEGACY,  /* delete a schema-1 block row */
+    W_GARBAGE,    /* make a content garbage (reused, or the housekeeping deletes it) */
+    W_FILESTATE,  /* size and the serials of a file */
+    W_CUR,        /* the current version of (file, blk) */
+    W_CUR_FROM,   /* the current versions of a file's blocks >= n */
+    W_SUPERSEDE,  /* mark a version superseded */
+    W_DELVERSION, /* delete a version */
+    W_ADDVERSION, /* add a version */
+    W_SETWRITE,   /* a file's state after a write commit */
+    W_LOG,        /* a commit-log row */
+    W_INSERT,     /* create a file */
+    W_BYNAME,     /* id of a named file */
+    W_BYID,       /* size of a file by id */
+    W_NAMENULL,   /* remove a name: the file is nameless until purged */
+    W_SETNAME,    /* rename */
+    W_SETATTR,
+    W_SETBLK,
+    W_HASBLK,  /* does a file have any stored block */
+    W_FILEROW, /* file row by id (file_open with a hold) */
+    W_HOLD,
+    W_UNHOLD,
+    W_HOLDERS,       /* the sessions holding a file */
+    W_NAMELESS,      /* is a file nameless */
+    W_PURGE_GARBAGE, /* a purged file's contents to the housekeeping */
+    W_PURGE_VERSIONS,
+    W_PURGE_HOLDS,
+    W_PURGE_FILE,
+    W_OTHERS, /* the other sessions' ids */
+    W_SESSION_ADD,
+    W_SESSION_APPLIED,
+    W_SESSION_DEL,
+    W_SESSION_ORPHANS, /* a session's uploads to the housekeeping */
+    W_SESSION_UNHOLD,  /* drop a session's holds */
+    W_LOG_TRIM,        /* delete log rows <= n */
+    W_OLD,             /* versions superseded at or before n */
+    W_GARBAGE_LIST,    /* contents handed to the housekeeping */
+    W_NSTMT
+};
+
+struct sq_reader {
+    sqlite3 *c;
+    sqlite3_stmt *st[R_NSTMT];
+    int busy;
+};
+
+/* Statements of the watcher's connection (sqlite_session.c). */
+enum {
+    V_DATA_VERSION,
+    V_BEGIN,
+    V_COMMIT,
+    V_META,
+    V_LOG,
+    V_NSTMT
+};
+
+struct sq_db {
+    bf_db base;
+    char *path;
+    char *rpath; /* what readers open: path, or an immutable URI (see choose_readers) */
+    int rflags;  /* and how: SQLITE_OPEN_READONLY, | SQLITE_OPEN_URI for the URI */
+
+    pthread_mutex_t wlock;
+    sqlite3 *w; /* NULL when read-only */
+    sqlite3_stmt *ws[W_NSTMT];
+    bool durable; /* commits with synchronous=FULL (not BF_SQLITE_SYNC=normal) */
+
+    pthread_mutex_t cklock; /* a leaf, only ever try-locked: guards ck */
+    sqlite3 *ck;            /* the checkpointer (NULL when read-only) */
+    int64_t wal_bytes;      /* atomic: bytes in the WAL after the last commit */
+    int64_t page_size;      /* of the database, for wal_bytes */
+
+    pthread_mutex_t plock;
+    pthread_cond_t pcond;
+    struct sq_reader rd[SQ_READERS_MAX];
+    int nrd;
+
+    pthread_mutex_t elock;
+    char lasterr[512];
+
+    struct bf_counter busy; /* times a connection began to wait for a lock */
+
+    /* sqlite_session.c */
+    int lockfd;    /* the database file: flock, and the session's liveness lock; -1: none */
+    dev_t lockdev; /* its file */
+    ino_t lockino;
+    sqlite3 *wc; /* the watcher's connection (the watcher thread only; opened lazily) */
+    sqlite3_stmt *vs[V_NSTMT];
+    int64_t data_version;      /* the last one the watcher saw (-1: none yet) */
+    int inotify;               /* the watcher\'s: IN_MODIFY of the -wal; -1: none */
+    uint64_t applied_recorded; /* the applied serial in our sessions row (wlock) */
+};
+
+static inline struct sq_db *SQ(bf_db *db)
+{
+    return (struct sq_db *)db;
+}
+
+/* ---- sqlite.c ------------------------------------------------------------- */
+
+/* Record and log a SQLite failure of `what` on connection c; return the
+ * errno for rc. */
+int sq_fail(struct sq_db *d, sqlite3 *c, int rc, const char *what);
+
+/* The errno for a SQLite result code. */
+int sq_errno(int rc);
+
+/* Open a connection; with d, one of d's (its busy handler counts waits),
+ * else a short-lived one (a plain busy timeout). */
+int sq_open_conn(struct sq_db *d, const char *path, int flags, sqlite3 **out);
+int sq_prepare_all(sqlite3 *c, const char *const *sql, sqlite3_stmt **st, int n);
+void sq_finalize_all(sqlite3_stmt **st, int n);
+
+/* Run a one-row integer query; *out gets the first column (0 if no row). */
+int sq_query_int(sqlite3 *c, const char *sql, int64_t *out);
+
+/* A reader connection from the pool, and back. */
+int sq_reader_get(struct sq_db *d, struct sq_reader **out);
+void sq_reader_put(struct sq_db *d, struct sq_reader *r);
+
+/* Step a statement that returns no row (or whose row is not needed), then
+ * reset it and clear its bindings. Returns SQLITE_OK or the error. */
+int sq_exec(sqlite3_stmt *st);
+int sq_wexec(struct sq_db *d, int which);
+
+/* A write transaction on the writer: take wlock, then (durable: with
+ * synchronous=FULL unless BF_SQLITE_SYNC=normal) BEGIN IMMEDIATE; end it:
+ * COMMIT if e == 0, else roll back; release wlock (after a durable one,
+ * bound the WAL). Returns the final error. */
+int sq_wbegin(struct sq_db *d, bool durable);
+int sq_wend(struct sq_db *d, bool durable, int e);
+
+/* Bind integer parameters 1..n of writer statement `which` to v and run it
+ * (its rows are not wanted); `what` names the work in the log. */
+int sq_wrun(struct sq_db *d, int which, int n, const int64_t *v, const char *what);
+
+/* Bind text parameter 1 of st to text (if not NULL), step it for one
+ * integer: *v (0 when there is no row, or NULL), reset it. Returns
+ * SQLITE_ROW, SQLITE_DONE or the error. */
+int sq_step_int(sqlite3_stmt *st, const char *text, int64_t *v);
+
+/* A meta value on reader r (in its read transaction, if one is open). */
+int sq_reader_meta(struct sq_db *d, struct sq_reader *r, const char *key, int64_t *v);
+
+/* Read/write a meta value on the writer, in its transaction. */
+int sq_wmeta_get(struct sq_db *d, const char *key, int64_t *v);
+int sq_wmeta_set(struct sq_db *d, const char *key, int64_t v);
+
+/* Delete content id (> 0: contents; < 0: a schema-1 block) on the writer,
+ * in its transaction. */
+int sq_delete_content(struct sq_db *d, int64_t id);
+
+/* Make content id (of `bytes` bytes) garbage, on the writer, in its
+ * transaction: the next upload of that size reuses it, or the
+ * housekeeping deletes it after SQ_GARBAGE_KEEP_NS (at once when it is a
+ * schema-1 block). */
+int sq_garbage(struct sq_db *d, int64_t id, uint32_t bytes);
+
+/* Garbage is kept this long for uploads to reuse before it is deleted. */
+#define SQ_GARBAGE_KEEP_NS (10 * 1000000000LL)
+
+/* ---- sqlite_schema.c ------------------------------------------------------ */
+
+/* Outcome of looking at a file before using it. */
+enum sq_found {
+    SQ_FOUND_OURS,  /* a bigfilefs database of this schema */
+    SQ_FOUND_OLDER, /* a bigfilefs database of schema 1: a read-write open upgrades it */
+    SQ_FOUND_EMPTY, /* missing, zero bytes, or SQLite empty in every respect */
+};
+
+/* Look at the file at path without modifying it, nor creating anything
+ * beside it (see sqlite.h). Refusals get a message in errbuf. -ENOENT
+ * (*found = SQ_FOUND_EMPTY) when it is missing. */
+int sq_validate(const char *path, enum sq_found *found, char *errbuf, size_t errlen);
+
+/* Create the schema in a missing, zero-length or empty SQLite database. */
+int sq_create_schema(const char *path, char *errbuf, size_t errlen);
+
+/* Upgrade a schema-1 database in place, in one transaction (a database
+ * another session upgraded meanwhile is left alone). On failure it is left
+ * at schema 1 and errbuf says why. */
+int sq_upgrade(const char *path, char *errbuf, size_t errlen);
+
+/* A "file:" URI for path with the query `query` (malloc'd; NULL when out of
+ * memory). */
+char *sq_path_uri(const char *path, const char *query);
+
+/* Whether path's side file (suffix "-wal", "-shm" or "-journal") exists;
+ * *size gets its size (0 if it does not). */
+bool sq_side_file(const char *path, const char *suffix, off_t *size);
+
+/* ---- sqlite_session.c ------------------------------------------------------ */
+
+/* Open the database file for its locks and take flock (shared with
+ * BF_DB_SHARED, else exclusive): -EBUSY when another session's lock is in
+ * the way (errbuf says so). d->lockfd. */
+int sq_lock_open(struct sq_db *d, unsigned flags, char *errbuf, size_t errlen);
+
+/* Release the locks and the descriptor (see "Descriptors" in
+ * sqlite_session.c). */
+void sq_lock_close(struct sq_db *d);
+
+/* Register the session (a read-write one): its row, its liveness lock;
+ * db->session, db->start_serial. */
+int sq_session_register(struct sq_db *d, char *errbuf, size_t errlen);
+
+/* End the session's registration (close): its uploads go to the
+ * housekeeping, its holds and row go, its liveness lock is released. */
+void sq_session_end(struct sq_db *d);
+
+/* Whether session id is live (ours is). */
+bool sq_session_alive(struct sq_db *d, uint64_t id);
+
+/* In a writer transaction: whether no other live session exists. */
+int sq_alone(struct sq_db *d, bool *alone);
+
+/* In a writer transaction: whether a live session holds file id. */
+int sq_held(struct sq_db *d, uint64_t id, bool *held);
+
+/* In a writer transaction: purge nameless file id unless a live session
+ * holds it. */
+int sq_purge_unheld(struct sq_db *d, uint64_t id);
+
+/* The engine operations of the same names (engine.h). */
+int sq_changed(bf_db *db, bool *yes);
+int sq_change_fd(bf_db *db);
+int sq_log_read(bf_db *db, uint64_t after, size_t max,
+                int (*fn)(void *arg, const struct bf_commit_rec *rec), void *arg, uint64_t *current,
+                uint64_t *trimmed);
+int sq_trim(bf_db *db, uint64_t applied, bool all);
+
+/* Close the watcher's connection and descriptor. */
+void sq_watch_close(struct sq_db *d);
+
+#endif /* BIGFILEFS_BACKENDS_SQLITE_INTERNAL_H */
