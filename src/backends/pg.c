@@ -219,6 +219,7 @@ static int reader_run(struct pg_db *d, int stmt, const struct pgp *p, PGresult *
                       const char *what)
 {
     struct pg_reader *r;
+    *res = NULL; /* also when no reader can be had: callers PQclear it */
     int e = pg_reader_get(d, &r);
     if (e < 0)
         return e;
