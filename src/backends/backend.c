@@ -421,6 +421,17 @@ int bf_db_open_ex(const char *spec, unsigned flags, const struct bf_db_options *
     return r;
 }
 
+void bf_db_spec_shown(const char *spec, char *buf, size_t len)
+{
+#ifdef HAVE_POSTGRESQL
+    if (strncmp(spec, "pg:", 3) == 0) {
+        bf_pg_redact(spec + 3, buf, len);
+        return;
+    }
+#endif
+    snprintf(buf, len, "%s", spec);
+}
+
 int bf_db_open(const char *spec, unsigned flags, bf_db **out, char *errbuf, size_t errlen)
 {
     return bf_db_open_ex(spec, flags, NULL, out, errbuf, errlen);

@@ -125,6 +125,12 @@ struct bf_db_options {
 int bf_db_open_ex(const char *spec, unsigned flags, const struct bf_db_options *opt, bf_db **out,
                   char *errbuf, size_t errlen);
 
+/* Write spec as it may be shown — in the mount table, in messages — into
+ * buf[len] (always terminated, cut if too long): a "pg:" spec without its
+ * password (bf_pg_redact; "pg:" and a note when it cannot be parsed), any
+ * other as it is. Thread-safe. */
+void bf_db_spec_shown(const char *spec, char *buf, size_t len);
+
 /* bf_db_open_ex with the default options. */
 int bf_db_open(const char *spec, unsigned flags, bf_db **out, char *errbuf, size_t errlen);
 
