@@ -402,7 +402,8 @@ int bft_peer_stop(struct bft_peer *p);
 void bft_setup_pg_nomount(void);
 void bft_setup_pg_shared2(void);
 void bft_setup_pg_shared3(void);
-/* The database spec daemon m is started with, into buf[n]; returns buf. */
+/* The database spec daemon m is started with, into buf[n]; returns buf.
+ * On pg: bft.db (with what the test appended to it), over TCP for m 1. */
 const char *bft_db_of(int m, char *buf, size_t n);
 /* Nonzero when db is a "pg:" spec. */
 int bft_db_is_pg(const char *db);

@@ -32,8 +32,10 @@ const char *bft_db_of(int m, char *buf, size_t n)
         return buf;
     }
 #ifdef HAVE_POSTGRESQL
-    /* B talks to the server over TCP, as from another machine. */
-    snprintf(buf, n, "pg:%s dbname=%s application_name=bft_m%d", pgt_conninfo(m == 1), bft.pgdb, m);
+    /* bft.db is "pg:" BF_PGTEST_CONNINFO " dbname=NAME" and what a test
+     * added; B talks to the server over TCP, as from another machine. */
+    const char *tail = bft.db + 3 + strlen(pgt_conninfo(0));
+    snprintf(buf, n, "pg:%s%s application_name=bft_m%d", pgt_conninfo(m == 1), tail, m);
 #else
     (void)m;
     snprintf(buf, n, "%s", bft.db);
@@ -95,9 +97,10 @@ static PGconn *sql_open(const char *db)
     return c;
 }
 
-int bft_pg_sql_exec(const char *db, const char *sql)
+/* Run sql (no result rows) on c (NULL: a connection failed), then close
+ * c: 0 or -1. */
+static int exec_on(PGconn *c, const char *sql)
 {
-    PGconn *c = sql_open(db);
     if (!c)
         return -1;
     PGresult *r = run(c, sql, PGRES_COMMAND_OK);
@@ -105,6 +108,11 @@ int bft_pg_sql_exec(const char *db, const char *sql)
     PQclear(r);
     PQfinish(c);
     return ret;
+}
+
+int bft_pg_sql_exec(const char *db, const char *sql)
+{
+    return exec_on(sql_open(db), sql);
 }
 
 /* The integer (or boolean: 1, 0) sql gives on c, into *out: 0 or -1.
@@ -157,14 +165,7 @@ int bft_pg_restart(void)
 
 int bft_pg_admin(const char *sql)
 {
-    PGconn *c = connect_to(bft.db + 3, 1);
-    if (!c)
-        return -1;
-    PGresult *r = run(c, sql, PGRES_COMMAND_OK);
-    int ret = r ? 0 : -1;
-    PQclear(r);
-    PQfinish(c);
-    return ret;
+    return exec_on(connect_to(bft.db + 3, 1), sql);
 }
 
 int bft_pg_drop(void)
