@@ -12,7 +12,7 @@
 # Environment:
 #   BIGFILEFS, BIGFILECTL, BFBENCH  the built programs (make bench sets them)
 #   BENCH_QUICK=1   small sizes, for development (the figures are not the issue's)
-#   BENCH_ONLY="1 5"  run only these figures (1..8); default all
+#   BENCH_ONLY="1 5"  run only these figures (1..9); default all
 #   BENCH_RUNS=N    runs per measurement (default 5, quick 3)
 #   BENCH_DIR=DIR   where the databases go (default a new dir in /var/tmp;
 #                   it must be on a disk, not tmpfs, to mean anything)
@@ -40,14 +40,17 @@ fi
 SPARSE=1T
 CACHE5=64M
 SWEEP="2M 64K 256K 8M"
-ONLY=${BENCH_ONLY:-1 2 3 4 5 6 7 8}
+ONLY=${BENCH_ONLY:-1 2 3 4 5 6 7 8 9}
 
 want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
 bytes() { numfmt --from=iec "$1"; }
 
 work=${BENCH_DIR:-}
 if [ -z "$work" ]; then work=$(mktemp -d /var/tmp/bfbench.XXXXXX); fi
-mkdir -p "$work/res" "$work/tmpfs" "$work/sq" "$work/mem" "$work/sha" "$work/shb"
+mkdir -p "$work/res" "$work/tmpfs" "$work/sq" "$work/mem" "$work/sha" "$work/shb" "$work/pg"
+# figure 9's private PostgreSQL server, as the tests start theirs
+pgserver=$(cd "$(dirname "$0")/.." && pwd)/tests/pg/pgserver.sh
+pgdir=$(mktemp -d /tmp/bfbench-pg.XXXXXX) # traversable by the user postgres
 db=$work/bench.db
 sdb=$work/shared.db
 rm -f "$db" "$db-wal" "$db-shm" "$sdb" "$sdb-wal" "$sdb-shm" "$work"/scratch-*.db* "$work"/res/*
@@ -55,13 +58,14 @@ rm -f "$db" "$db-wal" "$db-shm" "$sdb" "$sdb-wal" "$sdb-shm" "$work"/scratch-*.d
 pids=""
 cleanup() {
     set +e
-    for m in sq mem sha shb; do umount "$work/$m" 2>/dev/null; done
+    for m in sq mem sha shb pg; do umount "$work/$m" 2>/dev/null; done
     umount "$work/tmpfs" 2>/dev/null
     for p in $pids; do wait "$p" 2>/dev/null; done
+    sh "$pgserver" stop "$pgdir" 2>/dev/null
     if [ "${BENCH_KEEP:-0}" != 1 ]; then
         rm -rf "$work/res" "$db" "$db-wal" "$db-shm" "$sdb" "$sdb-wal" "$sdb-shm" \
             "$work"/scratch-*.db* "$work"/*.log
-        rmdir "$work/tmpfs" "$work/sq" "$work/mem" "$work/sha" "$work/shb" "$work" 2>/dev/null
+        rmdir "$work/tmpfs" "$work/sq" "$work/mem" "$work/sha" "$work/shb" "$work/pg" "$work" 2>/dev/null
     fi
 }
 trap cleanup EXIT
@@ -353,6 +357,35 @@ if want 8; then
     line 8e "writeout of $F4 via mmap, shared (B watching)" GB/s r8w_sh "the same, exclusive mount" r8w_ex "target >= 0.95" 'r >= 0.95'
     umount_bf shb
     umount_bf sha
+fi
+
+# --- figure 9: PostgreSQL against SQLite --------------------------------------
+# A private server (tests/pg/pgserver.sh, with a real server's durability:
+# fsync on), mounted over its unix socket; the same work on the SQLite mount
+# in the same run.
+if want 9; then
+    if ! BF_PGSERVER_DURABLE=1 sh "$pgserver" start "$pgdir" >/dev/null; then
+        echo "bench: figure 9: no PostgreSQL server could be started (see above)" >&2
+    else
+        eval "$(sh "$pgserver" env "$pgdir")"
+        mount_bf pg "pg:$BF_PGTEST_CONNINFO"
+        for m in pg sq; do
+            ctl create --blksize=2M --size="$F1" "$work/$m/seq9"
+            run "fill9_$m" "$BFBENCH" fill "$work/$m/seq9" --length "$F1" --seed 9 --writeout-every 256M
+            ctl create --blksize=2M --size="$F4" "$work/$m/wo9"
+        done
+        for r in $(seq "$RUNS"); do
+            for m in pg sq; do
+                "$BFBENCH" cold "$work/$m/seq9" --cold reclaim
+                run "r9_$m" "$BFBENCH" seqread "$work/$m/seq9" --seed 9
+                run "r9w_$m" "$BFBENCH" dirty "$work/$m/wo9" --length "$F4" --seed $((900 + r))
+            done
+        done
+        line 9a "cold seq read mmap, pg: (unix socket), 2M blocks" GB/s r9_pg "the same, sqlite" r9_sq ""
+        line 9b "writeout of $F4 via mmap, pg:" GB/s r9w_pg "the same, sqlite" r9w_sq ""
+        umount_bf pg
+        sh "$pgserver" stop "$pgdir"
+    fi
 fi
 
 echo

@@ -15,9 +15,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "config.h"
+
 #include "backends/engine.h"
 #include "backends/memory.h"
 #include "backends/sqlite.h"
+#ifdef HAVE_POSTGRESQL
+#include "backends/pg.h"
+#endif
 
 /* A file the session uses (engine.h, "Open files"). */
 enum bf_open_state {
@@ -390,19 +395,41 @@ int bf_db_open_ex(const char *spec, unsigned flags, const struct bf_db_options *
     }
     *out = NULL;
     /* "mem:" names a fresh private memory database, "mem:LABEL" the one of
-     * that label in this process. Anything else is a SQLite path (a file
-     * really named "mem:x" can be reached as "./mem:x"). */
+     * that label in this process, "pg:CONNINFO" a PostgreSQL database.
+     * Anything else is a SQLite path (a file really named "mem:x" or
+     * "pg:x" can be reached as "./mem:x", "./pg:x"). */
     if (strncmp(spec, "mem:", 4) == 0) {
         r = bf_mem_open(spec + 4, flags, opt, out, errbuf, errlen);
+    } else if (strncmp(spec, "pg:", 3) == 0) {
+#ifdef HAVE_POSTGRESQL
+        r = bf_pg_open(spec + 3, flags, opt, NULL, out, errbuf, errlen);
+#else
+        bf_errf(errbuf, errlen,
+                "pg: this bigfilefs was built without PostgreSQL (configure --with-postgresql)");
+        return -EPROTONOSUPPORT;
+#endif
     } else if (spec[0] == '\0') {
         bf_errf(errbuf, errlen, "empty database path");
         return -EINVAL;
     } else {
         r = bf_sqlite_open(spec, flags, opt, out, errbuf, errlen);
     }
-    if (r == 0)
-        (*out)->label = strdup(spec); /* NULL (out of memory): logs use the engine's name */
+    /* An engine may have set a label of its own (pg: without the
+     * password); NULL (out of memory): logs use the engine's name. */
+    if (r == 0 && !(*out)->label)
+        (*out)->label = strdup(spec);
     return r;
+}
+
+void bf_db_spec_shown(const char *spec, char *buf, size_t len)
+{
+#ifdef HAVE_POSTGRESQL
+    if (strncmp(spec, "pg:", 3) == 0) {
+        bf_pg_redact(spec + 3, buf, len);
+        return;
+    }
+#endif
+    snprintf(buf, len, "%s", spec);
 }
 
 int bf_db_open(const char *spec, unsigned flags, bf_db **out, char *errbuf, size_t errlen)

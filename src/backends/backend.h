@@ -11,7 +11,9 @@
  * Backends (storage engines behind one generic layer, engine.h):
  *   "memory"  memory.h — in-process, for tests and benchmarks, with fault
  *             injection and latency;
- *   "sqlite"  sqlite.h — one embedded SQLite database file, the default.
+ *   "sqlite"  sqlite.h — one embedded SQLite database file, the default;
+ *   "pg"      pg.h — a PostgreSQL database, shared by many machines (built
+ *             when configure finds libpq).
  *
  * Thread safety: every function may be called from any thread, concurrently
  * (a backend serializes internally what must be). Every function returns 0
@@ -107,7 +109,9 @@ struct bf_db_options {
 /* Open a database (a session on it). `spec` is "mem:" for a fresh private
  * memory database, "mem:LABEL" for the memory database of that label in
  * this process (created by the first session that opens it, freed when
- * the last one closes), else a path to a SQLite file. On failure returns a
+ * the last one closes), "pg:CONNINFO" for a PostgreSQL database (libpq's
+ * connection string; -EPROTONOSUPPORT when built without it), else a path
+ * to a SQLite file. On failure returns a
  * negative errno and, if errbuf is not NULL, writes a one-line
  * human-readable reason to errbuf (e.g. "x.db: not a bigfilefs database (no
  * bigfilefs schema)"). Errors: -ENOENT (missing and no BF_DB_CREATE),
@@ -120,6 +124,12 @@ struct bf_db_options {
  * database as it was. */
 int bf_db_open_ex(const char *spec, unsigned flags, const struct bf_db_options *opt, bf_db **out,
                   char *errbuf, size_t errlen);
+
+/* Write spec as it may be shown — in the mount table, in messages — into
+ * buf[len] (always terminated, cut if too long): a "pg:" spec without its
+ * password (bf_pg_redact; "pg:" and a note when it cannot be parsed), any
+ * other as it is. Thread-safe. */
+void bf_db_spec_shown(const char *spec, char *buf, size_t len);
 
 /* bf_db_open_ex with the default options. */
 int bf_db_open(const char *spec, unsigned flags, bf_db **out, char *errbuf, size_t errlen);

@@ -129,8 +129,11 @@ static void usage(FILE *f)
             "usage: bigfilefs [-f] [-o OPTIONS] DATABASE MOUNTPOINT\n"
             "\n"
             "Serve the bigfiles of DATABASE as files under MOUNTPOINT that any process can\n"
-            "mmap(2). DATABASE is a SQLite file (created if missing), or \"mem:\" /\n"
-            "\"mem:LABEL\" for an in-memory database that is lost at unmount. Changes stay\n"
+            "mmap(2). DATABASE is a SQLite file (created if missing), \"pg:CONNINFO\" for a\n"
+            "PostgreSQL database (libpq's syntax: \"pg:host=db1 dbname=arrays\",\n"
+            "\"pg:postgresql://db1/arrays\", \"pg:service=NAME\"; its schema is created in\n"
+            "an empty database), or \"mem:\" / \"mem:LABEL\" for an in-memory database\n"
+            "that is lost at unmount. Changes stay\n"
             "uncommitted until a writeout (bigfilectl writeout FILE); at unmount,\n"
             "uncommitted changes are discarded.\n"
             "\n"
@@ -236,7 +239,7 @@ static char *absolute_database(const char *spec)
 {
     char *cwd, *abs = NULL;
 
-    if (spec[0] == '/' || strncmp(spec, "mem:", 4) == 0)
+    if (spec[0] == '/' || strncmp(spec, "mem:", 4) == 0 || strncmp(spec, "pg:", 3) == 0)
         return strdup(spec);
     cwd = getcwd(NULL, 0);
     if (!cwd) {
@@ -251,14 +254,16 @@ static char *absolute_database(const char *spec)
 }
 
 /* Add "-o fsname=DATABASE,subtype=bigfilefs,default_permissions,max_read=N"
- * to args. Returns 0 or -1. */
+ * to args, DATABASE as it may be shown (a pg: conninfo without its
+ * password: the mount table is world-readable). Returns 0 or -1. */
 static int add_fixed_options(struct fuse_args *args, const char *database)
 {
     char *opts = NULL, *fsname = NULL, *arg = NULL;
-    char buf[64];
+    char buf[64], shown[PATH_MAX];
     int r = -1;
 
-    if (asprintf(&fsname, "fsname=%s", database) < 0)
+    bf_db_spec_shown(database, shown, sizeof(shown));
+    if (asprintf(&fsname, "fsname=%s", shown) < 0)
         return -1;
     snprintf(buf, sizeof(buf), "max_read=%u", BF_MAX_IO);
     if (fuse_opt_add_opt_escaped(&opts, fsname) == 0 &&
@@ -490,7 +495,9 @@ int main(int argc, char *argv[])
                                                     cmd.max_threads > DEFAULT_MAX_THREADS
                                                 ? cmd.max_threads
                                                 : DEFAULT_MAX_THREADS);
-    bf_info("serving %s on %s (blksize %u, cache %llu bytes%s%s)", o.database, cmd.mountpoint,
+    char shown[PATH_MAX];
+    bf_db_spec_shown(o.database, shown, sizeof(shown)); /* never a password in the log */
+    bf_info("serving %s on %s (blksize %u, cache %llu bytes%s%s)", shown, cmd.mountpoint,
             fs.blksize, (unsigned long long)cache, fs.ro ? ", read-only" : "",
             o.shared ? ", shared" : "");
 

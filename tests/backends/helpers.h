@@ -6,7 +6,12 @@
  * against a fresh SQLite database in a temporary directory (suite
  * "sqlite"). The body gets the open db and a struct tb describing it.
  * SESSIONS (at the end) does the same with several sessions on one
- * database, as several mounts. */
+ * database, as several mounts.
+ *
+ * Compiled with -DTB_PG (the *_pg test programs, run with a private
+ * PostgreSQL server by tests/pg/pgserver.sh), BOTH and SESSIONS register
+ * the body once instead, against a fresh PostgreSQL database of the run's
+ * server (suite "pg"), dropped when the test ends. */
 #ifndef BIGFILEFS_TESTS_BACKENDS_HELPERS_H
 #define BIGFILEFS_TESTS_BACKENDS_HELPERS_H
 
@@ -31,11 +36,25 @@
 #include "backends/memory.h"
 #include "backends/sqlite.h"
 #include "util/util.h" /* bf_now_ns, bf_parse_size */
+#ifdef TB_PG
+#include "../pg/pgtest.h"
+#include "backends/pg.h"
+#endif
+
+/* The engines a test runs on (tb_open's `engine`). */
+enum {
+    TB_MEMORY = 0,
+    TB_SQLITE = 1,
+    TB_PGSQL = 2,
+};
 
 struct tb {
     int is_sqlite;
+    int is_pg;
     char dir[64];   /* sqlite: the temporary directory */
     char path[128]; /* sqlite: the database file */
+    char db[64];    /* pg: the test's database */
+    char spec[512]; /* what bf_db_open gets */
 };
 
 /* Make a fresh temporary directory for a test. */
@@ -64,24 +83,49 @@ static inline void tb_rmdir(struct tb *t)
     rmdir(t->dir);
 }
 
-/* Open a fresh database (a SQLite one in a new temporary directory, or the
- * memory one labelled "test"), with flags besides BF_DB_CREATE. */
-static inline bf_db *tb_open_flags(struct tb *t, int sqlite, unsigned flags)
+/* Open a fresh database of `engine` (a SQLite one in a new temporary
+ * directory, the memory one labelled "test", or a new PostgreSQL database
+ * of the run's server), with flags besides BF_DB_CREATE. */
+static inline bf_db *tb_open_flags(struct tb *t, int engine, unsigned flags)
 {
     bf_db *db = NULL;
     char err[512] = "";
     memset(t, 0, sizeof(*t));
-    t->is_sqlite = sqlite;
-    if (sqlite)
+    t->is_sqlite = engine == TB_SQLITE;
+    t->is_pg = engine == TB_PGSQL;
+    if (t->is_sqlite) {
         tb_mkdir(t);
-    int r = bf_db_open(sqlite ? t->path : "mem:test", BF_DB_CREATE | flags, &db, err, sizeof(err));
+        snprintf(t->spec, sizeof(t->spec), "%s", t->path);
+    } else if (t->is_pg) {
+#ifdef TB_PG
+        pgt_db_create(t->db, sizeof(t->db));
+        snprintf(t->spec, sizeof(t->spec), "pg:%s dbname=%s", pgt_conninfo(0), t->db);
+#else
+        cr_assert(0, "built without TB_PG");
+#endif
+    } else {
+        snprintf(t->spec, sizeof(t->spec), "mem:test");
+    }
+    int r = bf_db_open(t->spec, BF_DB_CREATE | flags, &db, err, sizeof(err));
     cr_assert_eq(r, 0, "bf_db_open: %d %s", r, err);
     return db;
 }
 
-static inline bf_db *tb_open(struct tb *t, int sqlite)
+static inline bf_db *tb_open(struct tb *t, int engine)
 {
-    return tb_open_flags(t, sqlite, 0);
+    return tb_open_flags(t, engine, 0);
+}
+
+/* What a test leaves behind: its SQLite directory, its PostgreSQL database
+ * (every session closed). */
+static inline void tb_done(struct tb *t)
+{
+    if (t->is_sqlite)
+        tb_rmdir(t);
+#ifdef TB_PG
+    if (t->is_pg)
+        pgt_db_drop(t->db);
+#endif
 }
 
 /* Open one more session on t's database (tb_open made it), with flags
@@ -90,7 +134,7 @@ static inline bf_db *tb_session_opt(struct tb *t, unsigned flags, const struct b
 {
     bf_db *db = NULL;
     char err[512] = "";
-    int r = bf_db_open_ex(t->is_sqlite ? t->path : "mem:test", flags, opt, &db, err, sizeof(err));
+    int r = bf_db_open_ex(t->spec, flags, opt, &db, err, sizeof(err));
     cr_assert_eq(r, 0, "another session: %d %s", r, err);
     return db;
 }
@@ -100,10 +144,43 @@ static inline bf_db *tb_session(struct tb *t, unsigned flags)
     return tb_session_opt(t, flags, NULL);
 }
 
+#ifdef TB_PG
+/* Run a one-number query on t's PostgreSQL database through a connection
+ * of its own (search_path bigfilefs: the tables' names are SQLite's), with
+ * "?1" standing for arg as in SQLite. */
+static inline int64_t tb_pg_count(struct tb *t, const char *sql, int64_t arg)
+{
+    char q[512], a[32];
+    const char *vals[1] = { a };
+    size_t j = 0;
+    for (const char *p = sql; *p && j + 2 < sizeof(q); p++) {
+        q[j++] = p[0] == '?' && p[1] == '1' ? '$' : *p;
+    }
+    q[j] = '\0';
+    snprintf(a, sizeof(a), "%lld", (long long)arg);
+    PGconn *c = pgt_connect(pgt_conninfo(0), t->db);
+    PQclear(pgt_exec(c, "SET search_path = bigfilefs", PGRES_COMMAND_OK));
+    PGresult *r = PQexecParams(c, q, strstr(q, "$1") ? 1 : 0, NULL, vals, NULL, NULL, 0);
+    cr_assert(PQresultStatus(r) == PGRES_TUPLES_OK, "%s: %s", q, PQerrorMessage(c));
+    int64_t n = PQntuples(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -1;
+    PQclear(r);
+    PQfinish(c);
+    return n;
+}
+#endif
+
 /* Count stored (non-hole) blocks of file id, through a side channel: the
- * memory backend's counter, or a separate SQLite connection. */
+ * memory backend's counter, or a separate SQLite or PostgreSQL connection
+ * (PostgreSQL: a block's current version is its newest). */
 static inline int64_t tb_nblocks(struct tb *t, bf_db *db, uint64_t id)
 {
+#ifdef TB_PG
+    if (t->is_pg)
+        return tb_pg_count(t,
+                           "SELECT count(*) FROM (SELECT DISTINCT ON (blk) content FROM blockmap "
+                           "WHERE file = ?1 ORDER BY blk, serial DESC) c WHERE content IS NOT NULL",
+                           (int64_t)id);
+#endif
     if (!t->is_sqlite)
         return (int64_t)bf_mem_blocks(db, id);
     sqlite3 *c;
@@ -265,52 +342,77 @@ static inline uint64_t tb_checksum(const char *path)
     return h;
 }
 
+#ifndef TB_PG
 #define BOTH(name, secs)                              \
     static void name##_body(bf_db *db, struct tb *t); \
     Test(memory, name, .timeout = secs)               \
     {                                                 \
         struct tb t;                                  \
-        bf_db *db = tb_open(&t, 0);                   \
+        bf_db *db = tb_open(&t, TB_MEMORY);           \
         name##_body(db, &t);                          \
         bf_db_close(db);                              \
     }                                                 \
     Test(sqlite, name, .timeout = secs)               \
     {                                                 \
         struct tb t;                                  \
-        bf_db *db = tb_open(&t, 1);                   \
+        bf_db *db = tb_open(&t, TB_SQLITE);           \
         name##_body(db, &t);                          \
         bf_db_close(db);                              \
-        tb_rmdir(&t);                                 \
+        tb_done(&t);                                  \
     }                                                 \
     static void name##_body(bf_db *db, struct tb *t)
+#else
+#define BOTH(name, secs)                              \
+    static void name##_body(bf_db *db, struct tb *t); \
+    Test(pg, name, .timeout = secs)                   \
+    {                                                 \
+        struct tb t;                                  \
+        bf_db *db = tb_open(&t, TB_PGSQL);            \
+        name##_body(db, &t);                          \
+        bf_db_close(db);                              \
+        tb_done(&t);                                  \
+    }                                                 \
+    static void name##_body(bf_db *db, struct tb *t)
+#endif
 
 /* SESSIONS(name, timeout): like BOTH, with TB_NSESSIONS sessions on one
  * database, all shared (db[0] created it); the body gets them in db[] and
  * may close one and set it to NULL. */
 #define TB_NSESSIONS 3
-#define SESSIONS(name, secs)                             \
+#define SESSIONS_RUN(name)                               \
     static void name##_body(bf_db **db, struct tb *t);   \
-    static void name##_run(int sqlite)                   \
+    static void name##_run(int engine)                   \
     {                                                    \
         struct tb t;                                     \
         bf_db *db[TB_NSESSIONS];                         \
-        db[0] = tb_open_flags(&t, sqlite, BF_DB_SHARED); \
+        db[0] = tb_open_flags(&t, engine, BF_DB_SHARED); \
         for (int i = 1; i < TB_NSESSIONS; i++)           \
             db[i] = tb_session(&t, BF_DB_SHARED);        \
         name##_body(db, &t);                             \
         for (int i = 0; i < TB_NSESSIONS; i++)           \
             bf_db_close(db[i]);                          \
-        if (sqlite)                                      \
-            tb_rmdir(&t);                                \
-    }                                                    \
-    Test(memory, name, .timeout = secs)                  \
-    {                                                    \
-        name##_run(0);                                   \
-    }                                                    \
-    Test(sqlite, name, .timeout = secs)                  \
-    {                                                    \
-        name##_run(1);                                   \
-    }                                                    \
+        tb_done(&t);                                     \
+    }
+#ifndef TB_PG
+#define SESSIONS(name, secs)            \
+    SESSIONS_RUN(name)                  \
+    Test(memory, name, .timeout = secs) \
+    {                                   \
+        name##_run(TB_MEMORY);          \
+    }                                   \
+    Test(sqlite, name, .timeout = secs) \
+    {                                   \
+        name##_run(TB_SQLITE);          \
+    }                                   \
     static void name##_body(bf_db **db, struct tb *t)
+#else
+#define SESSIONS(name, secs)        \
+    SESSIONS_RUN(name)              \
+    Test(pg, name, .timeout = secs) \
+    {                               \
+        name##_run(TB_PGSQL);       \
+    }                               \
+    static void name##_body(bf_db **db, struct tb *t)
+#endif
 
 #endif /* BIGFILEFS_TESTS_BACKENDS_HELPERS_H */

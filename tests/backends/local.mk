@@ -7,6 +7,11 @@
 ## under concurrency (also in CONCURRENCY_TESTS, for the TSan build).
 ## They share the core tests' Criterion entry point (tests/core/main.c): one
 ## job by default and a leak found by LeakSanitizer fails the run.
+## With libpq, test_backends, test_sessions and test_bconcurrent are built a
+## second time with -DTB_PG (their *_pg programs: the same tests on the
+## PostgreSQL engine), and test_pg has what only PostgreSQL has (refusals,
+## TCP, server restarts, killed connections and writers); all of them are
+## PG_TESTS, which get a private server (tests/pg/pgserver.sh).
 if HAVE_CRITERION
 bt_cflags = $(AM_CFLAGS) $(CRITERION_CFLAGS) $(SQLITE3_CFLAGS)
 bt_ldadd = libbfbackends.a libbfcore.a libbfutil.a $(CRITERION_LIBS) $(SQLITE3_LIBS) $(PTHREAD_LIBS)
@@ -53,5 +58,55 @@ tests_backends_test_bconcurrent_SOURCES += tests/core/main.c
 tests_backends_test_bconcurrent_CPPFLAGS = $(AM_CPPFLAGS)
 tests_backends_test_bconcurrent_CFLAGS = $(bt_cflags)
 tests_backends_test_bconcurrent_LDADD = $(bt_ldadd)
+endif
+endif
+
+if HAVE_POSTGRESQL
+if HAVE_CRITERION
+btpg_cflags = $(bt_cflags) $(LIBPQ_CFLAGS)
+btpg_cppflags = $(AM_CPPFLAGS) -DTB_PG
+btpg_ldadd = $(bt_ldadd) $(LIBPQ_LIBS)
+BTPG_TESTS = \
+	tests/backends/test_backends_pg \
+	tests/backends/test_sessions_pg \
+	tests/backends/test_bconcurrent_pg \
+	tests/backends/test_pg
+check_PROGRAMS += $(BTPG_TESTS)
+TESTS += $(BTPG_TESTS)
+PG_TESTS += $(BTPG_TESTS)
+CONCURRENCY_TESTS += tests/backends/test_bconcurrent_pg
+BTPG_HARNESS = tests/backends/helpers.h tests/pg/pgtest.h tests/pg/pgtest.c
+
+tests_backends_test_backends_pg_SOURCES = tests/backends/test_backends.c $(BTPG_HARNESS) \
+	tests/core/main.c
+tests_backends_test_backends_pg_CPPFLAGS = $(btpg_cppflags)
+tests_backends_test_backends_pg_CFLAGS = $(btpg_cflags)
+tests_backends_test_backends_pg_LDADD = $(btpg_ldadd)
+
+tests_backends_test_sessions_pg_SOURCES = tests/backends/test_sessions.c $(BTPG_HARNESS) \
+	tests/core/main.c
+tests_backends_test_sessions_pg_CPPFLAGS = $(btpg_cppflags)
+tests_backends_test_sessions_pg_CFLAGS = $(btpg_cflags)
+tests_backends_test_sessions_pg_LDADD = $(btpg_ldadd)
+
+tests_backends_test_pg_SOURCES = tests/backends/test_pg.c $(BTPG_HARNESS) tests/core/main.c
+tests_backends_test_pg_CPPFLAGS = $(btpg_cppflags)
+tests_backends_test_pg_CFLAGS = $(btpg_cflags)
+tests_backends_test_pg_LDADD = $(btpg_ldadd)
+
+tests_backends_test_bconcurrent_pg_SOURCES = tests/backends/test_bconcurrent.c $(BTPG_HARNESS)
+if SANITIZE_TSAN
+tests_backends_test_bconcurrent_pg_SOURCES += tests/core/minicr.h tests/core/minicr.c
+tests_backends_test_bconcurrent_pg_CPPFLAGS = $(btpg_cppflags) -DCORE_MINICR
+tests_backends_test_bconcurrent_pg_CFLAGS = $(AM_CFLAGS) $(SQLITE3_CFLAGS) $(LIBPQ_CFLAGS) \
+	-Wno-format-zero-length
+tests_backends_test_bconcurrent_pg_LDADD = libbfbackends.a libbfcore.a libbfutil.a $(SQLITE3_LIBS) \
+	$(LIBPQ_LIBS) $(PTHREAD_LIBS)
+else
+tests_backends_test_bconcurrent_pg_SOURCES += tests/core/main.c
+tests_backends_test_bconcurrent_pg_CPPFLAGS = $(btpg_cppflags)
+tests_backends_test_bconcurrent_pg_CFLAGS = $(btpg_cflags)
+tests_backends_test_bconcurrent_pg_LDADD = $(btpg_ldadd)
+endif
 endif
 endif

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* bigfilefs — tests/backends: the behaviour every backend shares (backend.h
- * and bigfile.h), run against the memory and the SQLite backend. */
+ * and bigfile.h), run against the memory and the SQLite backend, and as
+ * test_backends_pg against the PostgreSQL one. */
 #include <signal.h>
 
 #include "helpers.h"
@@ -537,6 +538,7 @@ BOTH(big_blocks, 30)
 
 /* ---- read-only ----------------------------------------------------------- */
 
+#ifndef TB_PG /* the rest is not the engines': once is enough */
 Test(memory, read_only_refuses_writes, .timeout = 10)
 {
     bf_db *db;
@@ -678,3 +680,4 @@ Test(parse_size, rejects, .timeout = 5)
         cr_assert_eq(v, 77, "'%s': output untouched on error", bad[i]);
     }
 }
+#endif /* TB_PG */

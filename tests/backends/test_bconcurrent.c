@@ -12,7 +12,10 @@
  *    too big, while another file commits and loads go on;
  *  - the watcher of one session against another session's commits, its
  *    own session's loads and syncs, and the housekeeping, on both
- *    backends. */
+ *    backends.
+ * Compiled with -DTB_PG (test_bconcurrent_pg, with a private PostgreSQL
+ * server), the tests that are not about one engine's own machinery run on
+ * the PostgreSQL engine instead. */
 #include <pthread.h>
 
 #include "helpers.h"
@@ -113,22 +116,31 @@ static void run(bf_db *db)
     bf_db_file_close(db, w);
 }
 
-Test(concurrent, memory_loads_during_commits, .timeout = 60)
+static void loads_during_commits(int engine)
 {
     struct tb t;
-    bf_db *db = tb_open(&t, 0);
+    bf_db *db = tb_open(&t, engine);
     run(db);
     bf_db_close(db);
+    tb_done(&t);
+}
+
+#ifndef TB_PG
+Test(concurrent, memory_loads_during_commits, .timeout = 60)
+{
+    loads_during_commits(TB_MEMORY);
 }
 
 Test(concurrent, sqlite_loads_during_commits, .timeout = 60)
 {
-    struct tb t;
-    bf_db *db = tb_open(&t, 1);
-    run(db);
-    bf_db_close(db);
-    tb_rmdir(&t);
+    loads_during_commits(TB_SQLITE);
 }
+#else
+Test(concurrent, pg_loads_during_commits, .timeout = 60)
+{
+    loads_during_commits(TB_PGSQL);
+}
+#endif
 
 struct many {
     bf_db *db;
@@ -156,9 +168,10 @@ static void *many_loader(void *arg)
     return NULL;
 }
 
-/* More loading threads than the SQLite backend keeps reader connections
- * (16): the extra ones wait for a free connection, none fails. */
-Test(concurrent, sqlite_more_threads_than_readers, .timeout = 60)
+/* More loading threads than the backend keeps reader connections
+ * (SQLite: 16; PostgreSQL: 4 by default): the extra ones wait for a free
+ * connection, none fails. */
+static void more_threads_than_readers(int engine)
 {
     enum {
         NTHREADS = 24
@@ -167,7 +180,7 @@ Test(concurrent, sqlite_more_threads_than_readers, .timeout = 60)
     struct bf_fileinfo fi;
     bf_file *w;
     pthread_t th[NTHREADS];
-    bf_db *db = tb_open(&t, 1);
+    bf_db *db = tb_open(&t, engine);
     struct many m = { .db = db };
     cr_assert_eq(bf_db_create(db, "m", BS, 0, 0644, 0, 0, &fi), 0);
     m.id = fi.id;
@@ -180,8 +193,20 @@ Test(concurrent, sqlite_more_threads_than_readers, .timeout = 60)
     cr_assert_eq(m.failed, 0);
     bf_db_file_close(db, w);
     bf_db_close(db);
-    tb_rmdir(&t);
+    tb_done(&t);
 }
+
+#ifndef TB_PG
+Test(concurrent, sqlite_more_threads_than_readers, .timeout = 60)
+{
+    more_threads_than_readers(TB_SQLITE);
+}
+#else
+Test(concurrent, pg_more_threads_than_readers, .timeout = 60)
+{
+    more_threads_than_readers(TB_PGSQL);
+}
+#endif
 
 /* ---- the layer's per-file rules under concurrency ------------------------ */
 
@@ -237,23 +262,33 @@ static void race_open_close_unlink(bf_db *db, struct tb *t)
     cr_assert_eq(tb_nblocks(t, db, fi.id), 0);
 }
 
-Test(concurrent, memory_open_close_unlink, .timeout = 60)
+static void open_close_unlink(int engine)
 {
     struct tb t;
-    bf_db *db = tb_open(&t, 0);
+    bf_db *db = tb_open(&t, engine);
     race_open_close_unlink(db, &t);
     bf_db_close(db);
+    tb_done(&t);
+}
+
+#ifndef TB_PG
+Test(concurrent, memory_open_close_unlink, .timeout = 60)
+{
+    open_close_unlink(TB_MEMORY);
 }
 
 Test(concurrent, sqlite_open_close_unlink, .timeout = 60)
 {
-    struct tb t;
-    bf_db *db = tb_open(&t, 1);
-    race_open_close_unlink(db, &t);
-    bf_db_close(db);
-    tb_rmdir(&t);
+    open_close_unlink(TB_SQLITE);
 }
+#else
+Test(concurrent, pg_open_close_unlink, .timeout = 60)
+{
+    open_close_unlink(TB_PGSQL);
+}
+#endif
 
+#ifndef TB_PG /* the memory engine's held calls, SQLite's checkpoints */
 struct held_load {
     bf_file *f;
     int r;
@@ -398,6 +433,8 @@ Test(concurrent, sqlite_checkpoints_while_committing, .timeout = 120)
     tb_rmdir(&t);
 }
 
+#endif /* TB_PG */
+
 /* ---- the watcher against loads and commits ------------------------------- */
 
 /* Session B watches while session A commits NVERSIONS versions of every
@@ -489,14 +526,14 @@ static void nothing(void *arg, const struct bf_commit_rec *rec)
     (void)rec;
 }
 
-static void watcher_run(int sqlite)
+static void watcher_run(int engine)
 {
     struct tb t;
     struct bf_fileinfo fi;
     bf_file *fa;
     pthread_t tl[2], ts;
     struct wshared s = { 0 };
-    s.a = tb_open_flags(&t, sqlite, BF_DB_SHARED);
+    s.a = tb_open_flags(&t, engine, BF_DB_SHARED);
     s.b = tb_session(&t, BF_DB_SHARED);
     cr_assert_eq(bf_db_create(s.a, "w", BS, 0, 0644, 0, 0, &fi), 0);
     s.id = fi.id;
@@ -528,16 +565,22 @@ static void watcher_run(int sqlite)
     cr_assert_eq(s.last_version, NVERSIONS);
     bf_db_file_close(s.a, fa);
     bf_db_close(s.a);
-    if (sqlite)
-        tb_rmdir(&t);
+    tb_done(&t);
 }
 
+#ifndef TB_PG
 Test(concurrent, memory_watcher_against_loads_and_commits, .timeout = 120)
 {
-    watcher_run(0);
+    watcher_run(TB_MEMORY);
 }
 
 Test(concurrent, sqlite_watcher_against_loads_and_commits, .timeout = 120)
 {
-    watcher_run(1);
+    watcher_run(TB_SQLITE);
 }
+#else
+Test(concurrent, pg_watcher_against_loads_and_commits, .timeout = 120)
+{
+    watcher_run(TB_PGSQL);
+}
+#endif

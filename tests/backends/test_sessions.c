@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* bigfilefs — tests/backends: several sessions on one database, as several
  * mounts (docs/COHERENCE.md), run against the memory and the SQLite
- * backend: serials and snapshot reads, the conflict rule, every commit
+ * backend (and as test_sessions_pg against the PostgreSQL one): serials and snapshot reads, the conflict rule, every commit
  * logged and delivered by the watcher, bf_db_sync, holds across sessions,
  * the trimming of the log and of old versions, the exclusive/shared rule
  * and read-only sessions. */
@@ -100,9 +100,14 @@ static int write1(bf_file *f, uint64_t blk, unsigned tag, uint64_t base, struct 
 }
 
 /* Versions kept of file id's blocks, and commit-log rows kept: through the
- * memory backend's counters or a side connection. */
+ * memory backend's counters or a side connection (SQLite or PostgreSQL: the
+ * tables have the same names). */
 static int64_t side_count(struct tb *t, const char *sql, int64_t arg)
 {
+#ifdef TB_PG
+    if (t->is_pg)
+        return tb_pg_count(t, sql, arg);
+#endif
     sqlite3 *c;
     sqlite3_stmt *st;
     int64_t n = -1;
@@ -119,14 +124,14 @@ static int64_t side_count(struct tb *t, const char *sql, int64_t arg)
 
 static int64_t nversions(struct tb *t, bf_db *db, uint64_t id)
 {
-    if (!t->is_sqlite)
+    if (!t->is_sqlite && !t->is_pg)
         return (int64_t)bf_mem_versions(db, id);
     return side_count(t, "SELECT count(*) FROM blockmap WHERE file=?1", (int64_t)id);
 }
 
 static int64_t log_rows(struct tb *t, bf_db *db)
 {
-    if (!t->is_sqlite)
+    if (!t->is_sqlite && !t->is_pg)
         return (int64_t)bf_mem_log_rows(db);
     return side_count(t, "SELECT count(*) FROM commit_log", 0);
 }
@@ -279,7 +284,7 @@ SESSIONS(both_change_a_block_the_second_is_refused_and_commits_nothing, 30)
     tb_expect(b, 5, 2);
     tb_expect(b, 6, 1);
     cr_assert_eq(serial_now(db[1]), sa);
-    if (t->is_sqlite) {
+    if (t->is_sqlite || t->is_pg) {
         cr_assert_eq(side_count(t, "SELECT count(*) FROM uploads WHERE session<>0", 0), 0,
                      "a refused commit gives its uploads up");
         int64_t contents = side_count(t, "SELECT count(*) FROM contents", 0);
@@ -906,28 +911,48 @@ SESSIONS(a_session_alone_frees_replaced_versions_at_once, 30)
 
 /* ---- sharing ---------------------------------------------------------------- */
 
-/* Open must fail with -EBUSY and say why; a SQLite database's bytes are
- * unchanged. */
+/* What shows that a database was not modified: a SQLite file's checksum;
+ * for PostgreSQL its sessions, the ids given to sessions, the serial and
+ * the holds; nothing for a memory one. */
+static uint64_t fingerprint(struct tb *t)
+{
+    if (t->is_sqlite)
+        return tb_checksum(t->path);
+#ifdef TB_PG
+    if (t->is_pg)
+        return (uint64_t)side_count(t,
+                                    "SELECT (SELECT count(*) FROM sessions) * 1000000000 + "
+                                    "(SELECT last_value FROM session_ids) * 1000000 + "
+                                    "(SELECT serial FROM counter) * 1000 + "
+                                    "(SELECT count(*) FROM holds)",
+                                    0);
+#endif
+    return 0;
+}
+
+/* Open must fail with -EBUSY and say why; the database is unchanged. */
 static void expect_busy(struct tb *t, unsigned flags)
 {
     bf_db *db = (bf_db *)0x1;
     char err[512] = "";
-    uint64_t before = t->is_sqlite ? tb_checksum(t->path) : 0;
-    int r = bf_db_open(t->is_sqlite ? t->path : "mem:test", flags, &db, err, sizeof(err));
+    uint64_t before = fingerprint(t);
+    int r = bf_db_open(t->spec, flags, &db, err, sizeof(err));
     cr_assert_eq(r, -EBUSY, "open with flags %u: %d (%s)", flags, r, err);
     cr_assert_null(db);
     cr_assert_not_null(strstr(err, "in use by another bigfilefs (mount every daemon with -o "
                                    "shared to share it)"),
                        "%s", err);
-    cr_assert_not_null(strstr(err, t->is_sqlite ? t->path : "mem:test"), "%s", err);
-    if (t->is_sqlite)
-        cr_assert_eq(tb_checksum(t->path), before, "the database was modified");
+    if (!t->is_pg)
+        cr_assert_not_null(strstr(err, t->spec), "%s", err);
+    else
+        cr_assert_not_null(strstr(err, t->db), "%s", err);
+    cr_assert_eq(fingerprint(t), before, "the database was modified");
 }
 
-static void exclusive_and_shared(int sqlite)
+static void exclusive_and_shared(int engine)
 {
     struct tb t;
-    bf_db *a = tb_open(&t, sqlite); /* exclusive */
+    bf_db *a = tb_open(&t, engine); /* exclusive */
     expect_busy(&t, 0);
     expect_busy(&t, BF_DB_SHARED);
     expect_busy(&t, BF_DB_SHARED | BF_DB_RDONLY);
@@ -944,19 +969,25 @@ static void exclusive_and_shared(int sqlite)
     bf_db_close(c);
     a = tb_session(&t, 0); /* all gone: exclusive again */
     bf_db_close(a);
-    if (sqlite)
-        tb_rmdir(&t);
+    tb_done(&t);
 }
 
+#ifndef TB_PG
 Test(memory, exclusive_unless_every_session_shares, .timeout = 20)
 {
-    exclusive_and_shared(0);
+    exclusive_and_shared(TB_MEMORY);
 }
 
 Test(sqlite, exclusive_unless_every_session_shares, .timeout = 20)
 {
-    exclusive_and_shared(1);
+    exclusive_and_shared(TB_SQLITE);
 }
+#else
+Test(pg, exclusive_unless_every_session_shares, .timeout = 20)
+{
+    exclusive_and_shared(TB_PGSQL);
+}
+#endif
 
 /* A read-only session learns of commits too, but registers nothing and
  * holds nothing. */
@@ -980,7 +1011,7 @@ SESSIONS(a_read_only_session_watches_and_writes_nothing, 30)
     tb_expect(f, 3, 1);
     cr_assert_eq(f->ops->begin(f), -EROFS);
     cr_assert_eq(bf_db_trim(ro), 0, "nothing to do");
-    if (t->is_sqlite) {
+    if (t->is_sqlite || t->is_pg) {
         cr_assert_eq(side_count(t, "SELECT count(*) FROM sessions", 0), TB_NSESSIONS);
         cr_assert_eq(side_count(t, "SELECT count(*) FROM holds", 0), 0);
     }

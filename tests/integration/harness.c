@@ -353,8 +353,11 @@ void bft_teardown(void)
         if (st != -1)
             assert_clean_m(m, st, "teardown");
     }
+    if (bft.pgdb[0] && !(getenv("BFT_KEEP") && *getenv("BFT_KEEP")))
+        bft_pg_drop();
     if (getenv("BFT_KEEP") && *getenv("BFT_KEEP"))
-        fprintf(stderr, "harness: BFT_KEEP: left %s\n", bft.dir);
+        fprintf(stderr, "harness: BFT_KEEP: left %s%s%s\n", bft.dir,
+                bft.pgdb[0] ? " and database " : "", bft.pgdb);
     else
         nftw(bft.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
     bft.dir[0] = 0;
@@ -410,7 +413,8 @@ static void mount_m(int m)
         argv[n++] = "-o";
         argv[n++] = d.opts;
     }
-    argv[n++] = bft.db;
+    char db[sizeof(bft.db) + 32];
+    argv[n++] = bft_db_of(m, db, sizeof(db));
     argv[n++] = d.mnt;
     argv[n] = NULL;
 
@@ -558,9 +562,8 @@ int bft_daemon_run(int timeout_s, const char *const *argv)
 
 /* ---- several daemons on one database ------------------------------------------ */
 
-static void setup_shared(int n)
+void bft_mount_shared(int n)
 {
-    prepare();
     snprintf(bft.opts, sizeof(bft.opts), "shared");
     bft_mount();
     for (int m = 1; m < n; m++)
@@ -569,12 +572,14 @@ static void setup_shared(int n)
 
 void bft_setup_shared2(void)
 {
-    setup_shared(2);
+    prepare();
+    bft_mount_shared(2);
 }
 
 void bft_setup_shared3(void)
 {
-    setup_shared(3);
+    prepare();
+    bft_mount_shared(3);
 }
 
 void bft_mount_on(int m, const char *opts)
@@ -1360,6 +1365,8 @@ static sqlite3 *sql_open(const char *db)
 
 int bft_sql_exec(const char *db, const char *sql)
 {
+    if (bft_db_is_pg(db))
+        return bft_pg_sql_exec(db, sql);
     sqlite3 *h = sql_open(db);
     if (!h)
         return -1;
@@ -1374,6 +1381,8 @@ int bft_sql_exec(const char *db, const char *sql)
 
 int bft_sql_int(const char *db, const char *sql, int64_t *out)
 {
+    if (bft_db_is_pg(db))
+        return bft_pg_sql_int(db, sql, out);
     sqlite3 *h = sql_open(db);
     if (!h)
         return -1;

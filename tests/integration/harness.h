@@ -82,7 +82,8 @@ struct bft_other {
 
 struct bft_fixture {
     char dir[64];                               /* the temp dir */
-    char db[256];                               /* database spec: DIR/db or "mem:" */
+    char db[256];                               /* database spec: DIR/db, "mem:" or "pg:..." */
+    char pgdb[64];                              /* the test's PostgreSQL database, or "" */
     char mnt[256];                              /* DIR/mnt */
     char log[256];                              /* DIR/daemon.log: the daemon's stdout+stderr */
     char opts[512];                             /* -o options ("" for none) */
@@ -199,6 +200,9 @@ int bft_abort_mount(void);
  * (mounts 0 and 1 / 0, 1 and 2). */
 void bft_setup_shared2(void);
 void bft_setup_shared3(void);
+/* Mount bft.db with -o shared from n daemons (mounts 0 .. n-1), as the
+ * fixtures above do after their preparation. */
+void bft_mount_shared(int n);
 /* Start daemon m (>= 1) on bft.db with -o opts (NULL or "": none) and wait
  * for its mount, as bft_mount. */
 void bft_mount_on(int m, const char *opts);
@@ -384,10 +388,48 @@ int64_t bft_peer_size(struct bft_peer *p);
 /* Tell the peer to exit (munmap, close); return its wait status. */
 int bft_peer_stop(struct bft_peer *p);
 
+/* ---- several daemons on one PostgreSQL database (harness_pg.c) --------------
+ * For programs run through tests/pg/pgserver.sh (PG_TESTS: one private
+ * server per program, BF_PGTEST_CONNINFO). Each test gets a fresh database
+ * of its own (bft.pgdb), dropped by the teardown; bft.db is its spec
+ * "pg:CONNINFO dbname=NAME". Daemon m connects with application_name
+ * bft_mM (so that a test can find its connections), mount 1 (B) over TCP
+ * to 127.0.0.1 as a remote machine would, the others over the unix
+ * socket. Without libpq the fixtures fail the test. */
+
+/* Prepare and create the database only / and mount it -o shared from 2 / 3
+ * daemons, as bft_setup_shared2/3. */
+void bft_setup_pg_nomount(void);
+void bft_setup_pg_shared2(void);
+void bft_setup_pg_shared3(void);
+/* The database spec daemon m is started with, into buf[n]; returns buf.
+ * On pg: bft.db (with what the test appended to it), over TCP for m 1. */
+const char *bft_db_of(int m, char *buf, size_t n);
+/* Nonzero when db is a "pg:" spec. */
+int bft_db_is_pg(const char *db);
+/* End every server connection of daemon m (pg_terminate_backend, waiting
+ * until they are gone); returns how many, or -1. */
+int bft_pg_terminate(int m);
+/* Restart the run's server (pgserver.sh restart, fast: every connection
+ * ends); 0 or -1. */
+int bft_pg_restart(void);
+/* Run sql (no result rows) on the server's database `postgres`, as the
+ * run's superuser: e.g. ALTER DATABASE. 0 or -1 (said on stderr). */
+int bft_pg_admin(const char *sql);
+/* Drop bft.pgdb if there is one (the teardown calls it); 0 or -1. */
+int bft_pg_drop(void);
+/* bft_sql_exec and bft_sql_int on a "pg:" spec (they dispatch here): the
+ * connection's search_path is the schema bigfilefs, and a TEMP VIEW
+ * blocks(file, blk, data) shows the current stored blocks that hold data,
+ * as on SQLite. A boolean result reads as 1 or 0. */
+int bft_pg_sql_exec(const char *db, const char *sql);
+int bft_pg_sql_int(const char *db, const char *sql, int64_t *out);
+
 /* ---- the database behind the daemon's back (SQLite) ----------------------- */
 
 /* Execute SQL on the SQLite database file `db` (a separate connection;
- * the file is created if missing); 0 or -1 (the message goes to stderr).
+ * the file is created if missing), or on a "pg:" one (above); 0 or -1 (the
+ * message goes to stderr).
  * On a bigfilefs database (schema 2) each such connection has a TEMP VIEW
  * `blocks(file, blk, data)`: the current stored blocks that hold data (what
  * schema 1 kept in a table of that name), for the tests' questions about

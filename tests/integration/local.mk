@@ -16,9 +16,14 @@ check_PROGRAMS += $(BFT_TESTS)
 TESTS += $(BFT_TESTS)
 
 BFT_HARNESS = tests/integration/harness.c tests/integration/harness.h \
-	tests/integration/main.c
+	tests/integration/harness_pg.c tests/integration/main.c
 BFT_CFLAGS = $(AM_CFLAGS) $(CRITERION_CFLAGS) $(SQLITE3_CFLAGS)
 BFT_LDADD = $(CRITERION_LIBS) $(SQLITE3_LIBS) $(PTHREAD_LIBS)
+if HAVE_POSTGRESQL
+BFT_HARNESS += tests/pg/pgtest.c tests/pg/pgtest.h
+BFT_CFLAGS += $(LIBPQ_CFLAGS)
+BFT_LDADD += $(LIBPQ_LIBS)
+endif
 
 tests_integration_test_data_SOURCES = tests/integration/test_data.c $(BFT_HARNESS)
 tests_integration_test_data_CFLAGS = $(BFT_CFLAGS)
@@ -42,6 +47,17 @@ tests_integration_test_reliability_LDADD = $(BFT_LDADD)
 tests_integration_test_shared_SOURCES = tests/integration/test_shared.c $(BFT_HARNESS)
 tests_integration_test_shared_CFLAGS = $(BFT_CFLAGS)
 tests_integration_test_shared_LDADD = $(BFT_LDADD)
+if HAVE_POSTGRESQL
+# The same on one PostgreSQL database: a private server for the program
+# (PG_TESTS), a database per test; the SQLite-only tests left out, those
+# only PostgreSQL has added (-DBFT_PG).
+check_PROGRAMS += tests/integration/test_shared_pg
+TESTS += tests/integration/test_shared_pg
+PG_TESTS += tests/integration/test_shared_pg
+tests_integration_test_shared_pg_SOURCES = tests/integration/test_shared.c $(BFT_HARNESS)
+tests_integration_test_shared_pg_CFLAGS = $(BFT_CFLAGS) -DBFT_PG
+tests_integration_test_shared_pg_LDADD = $(BFT_LDADD)
+endif
 endif
 EXTRA_DIST += tests/integration/numpy_commit.py
 if HAVE_CRITERION

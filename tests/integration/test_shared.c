@@ -5,7 +5,14 @@
  * 2), each is driven from processes of its own, and every mount is
  * unmounted at the end (harness.h). A test that waits for B to see
  * something waits for the event — a mapping polled with a bounded wait,
- * or BIGFILE_IOC_SYNC — never for time. */
+ * or BIGFILE_IOC_SYNC — never for time.
+ *
+ * Compiled twice: test_shared on an SQLite database, test_shared_pg
+ * (-DBFT_PG) on a PostgreSQL database of the test's own on the program's
+ * private server, B over TCP (harness.h). The tests of the protocol run on
+ * both; those that touch an SQLite file behind the daemons' backs only on
+ * SQLite; those of a server connection killed and of a server restart only
+ * on PostgreSQL. */
 #include "config.h"
 
 #include "harness.h"
@@ -26,6 +33,24 @@
 #define BS (64 * 1024u)
 #define MA 0 /* mount A */
 #define MB 1 /* mount B */
+
+#ifdef BFT_PG
+#define SETUP_SHARED2 bft_setup_pg_shared2
+#define SETUP_SHARED3 bft_setup_pg_shared3
+#define SETUP_NOMOUNT bft_setup_pg_nomount
+/* The last serial given, and "block 5 holds A's byte at 0 and not B's at 100". */
+#define SQL_SERIAL "SELECT serial FROM counter"
+#define SQL_BLOCK5_IS_AS \
+    "SELECT get_byte(data, 0) = 65 AND get_byte(data, 100) != 66 FROM blocks WHERE blk = 5"
+#else
+#define SETUP_SHARED2 bft_setup_shared2
+#define SETUP_SHARED3 bft_setup_shared3
+#define SETUP_NOMOUNT bft_setup_nomount
+#define SQL_SERIAL "SELECT value FROM meta WHERE key = 'serial'"
+#define SQL_BLOCK5_IS_AS                                                                           \
+    "SELECT substr(data, 1, 1) = x'41' AND substr(data, 101, 1) != x'42' FROM blocks WHERE blk = " \
+    "5"
+#endif
 
 /* ---- helpers ------------------------------------------------------------------ */
 
@@ -179,7 +204,7 @@ static uint64_t truncate_commit(const char *path, uint64_t size)
  * reopening, pushed by B's daemon (no SYNC here: the watcher, by itself);
  * B's size follows A's growth and shrink, and past the new end the mapping
  * gets SIGBUS, as for a local truncate. */
-BFT_TEST(shared, a_commit_on_a_shows_in_a_mapping_on_b, bft_setup_shared2, 60)
+BFT_TEST(shared, a_commit_on_a_shows_in_a_mapping_on_b, SETUP_SHARED2, 60)
 {
     char pa[PATH_MAX], pb[PATH_MAX];
     struct bft_peer peer;
@@ -215,7 +240,7 @@ BFT_TEST(shared, a_commit_on_a_shows_in_a_mapping_on_b, bft_setup_shared2, 60)
 }
 
 /* A read-only mount follows the others too, and may SYNC. */
-BFT_TEST(shared, a_read_only_mount_follows_and_may_sync, bft_setup_nomount, 60)
+BFT_TEST(shared, a_read_only_mount_follows_and_may_sync, SETUP_NOMOUNT, 60)
 {
     char pa[PATH_MAX], pb[PATH_MAX];
     mount_two(NULL, "ro");
@@ -247,11 +272,7 @@ static void both_change_block_5(char *pa, char *pb)
     cr_expect_eq(s.dirty_blocks, 1);
     cr_expect_eq(s.conflict_blocks, 1);
     int64_t v = -1;
-    cr_assert_eq(bft_sql_int(bft.db,
-                             "SELECT substr(data, 1, 1) = x'41' AND substr(data, 101, 1) != x'42' "
-                             "FROM blocks WHERE blk = 5",
-                             &v),
-                 0);
+    cr_assert_eq(bft_sql_int(bft.db, SQL_BLOCK5_IS_AS, &v), 0);
     cr_expect_eq(v, 1, "the database holds A's block 5, nothing of B's");
     struct bigfile_conflicts c = { .start = 0 };
     cr_assert_eq(bft_ioctl(pb, BIGFILE_IOC_CONFLICTS, &c), 0);
@@ -261,7 +282,7 @@ static void both_change_block_5(char *pa, char *pb)
               (unsigned long long)c.ranges[0].start, (unsigned long long)c.ranges[0].count);
 }
 
-BFT_TEST(shared, both_change_a_block_a_wins_b_gets_estale_then_discards, bft_setup_shared2, 60)
+BFT_TEST(shared, both_change_a_block_a_wins_b_gets_estale_then_discards, SETUP_SHARED2, 60)
 {
     char pa[PATH_MAX], pb[PATH_MAX];
     both_change_block_5(pa, pb);
@@ -273,7 +294,7 @@ BFT_TEST(shared, both_change_a_block_a_wins_b_gets_estale_then_discards, bft_set
     cr_expect_eq(writeout2(pb, 0, NULL), 0, "nothing left to conflict");
 }
 
-BFT_TEST(shared, both_change_a_block_overwrite_makes_b_win, bft_setup_shared2, 60)
+BFT_TEST(shared, both_change_a_block_overwrite_makes_b_win, SETUP_SHARED2, 60)
 {
     char pa[PATH_MAX], pb[PATH_MAX];
     both_change_block_5(pa, pb);
@@ -291,7 +312,7 @@ BFT_TEST(shared, both_change_a_block_overwrite_makes_b_win, bft_setup_shared2, 6
 
 /* A whole block written on B without a load, before A committed it: based
  * on B's view, older than A's commit: a conflict. */
-BFT_TEST(shared, a_blind_whole_block_write_on_b_conflicts, bft_setup_shared2, 60)
+BFT_TEST(shared, a_blind_whole_block_write_on_b_conflicts, SETUP_SHARED2, 60)
 {
     char pa[PATH_MAX], pb[PATH_MAX];
     shared_file("f", 8, 1, pa, pb);
@@ -310,7 +331,7 @@ BFT_TEST(shared, a_blind_whole_block_write_on_b_conflicts, bft_setup_shared2, 60
 }
 
 /* Disjoint blocks: both commit, and both see both. */
-BFT_TEST(shared, disjoint_blocks_both_commit_and_both_see_both, bft_setup_shared2, 60)
+BFT_TEST(shared, disjoint_blocks_both_commit_and_both_see_both, SETUP_SHARED2, 60)
 {
     char pa[PATH_MAX], pb[PATH_MAX];
     shared_file("f", 8, 1, pa, pb);
@@ -332,9 +353,30 @@ BFT_TEST(shared, disjoint_blocks_both_commit_and_both_see_both, bft_setup_shared
     }
 }
 
+/* Three daemons (on PostgreSQL: B over TCP, A and C over the socket) each
+ * commit a block of their own: every one sees all three. */
+BFT_TEST(shared, three_mounts_commit_disjoint_blocks_and_all_see_all, SETUP_SHARED3, 60)
+{
+    char p[3][PATH_MAX];
+    shared_file("f", 8, 1, p[0], p[1]);
+    bft_path_on(2, p[2], "f");
+    uint64_t last = 0;
+    for (int m = 0; m < 3; m++) {
+        uint64_t s = put_commit2(p[m], (uint64_t)(2 + m) * BS, BS, 10 + (unsigned)m);
+        cr_expect_gt(s, last, "serials grow in commit order");
+        last = s;
+    }
+    for (int m = 0; m < 3; m++) {
+        cr_expect_geq(sync_on(p[m]), last, "mount %d caught up", m);
+        for (int k = 0; k < 3; k++)
+            bft_expect(p[m], (uint64_t)(2 + k) * BS, BS, 10 + (unsigned)k, "each mount's block");
+        bft_expect(p[m], 5 * BS, 3 * BS, 1, "the blocks nobody changed");
+    }
+}
+
 /* -o conflicts=file: any commit of the file since B's handle was clean is
  * a conflict, disjoint blocks too. */
-BFT_TEST(shared, conflicts_file_refuses_disjoint_blocks, bft_setup_nomount, 60)
+BFT_TEST(shared, conflicts_file_refuses_disjoint_blocks, SETUP_NOMOUNT, 60)
 {
     char pa[PATH_MAX], pb[PATH_MAX];
     mount_two(NULL, "conflicts=file");
@@ -352,7 +394,7 @@ BFT_TEST(shared, conflicts_file_refuses_disjoint_blocks, bft_setup_nomount, 60)
  * (dirtied through a mapping, never written back): B's kernel launders
  * them as B applies A's commit; they land on B's old view of the block,
  * marked conflicting — never rebased onto A's data in silence. */
-BFT_TEST(shared, kernel_dirty_pages_on_b_conflict_never_rebase, bft_setup_shared2, 60)
+BFT_TEST(shared, kernel_dirty_pages_on_b_conflict_never_rebase, SETUP_SHARED2, 60)
 {
     char pa[PATH_MAX], pb[PATH_MAX];
     struct bft_peer peer;
@@ -376,7 +418,7 @@ BFT_TEST(shared, kernel_dirty_pages_on_b_conflict_never_rebase, bft_setup_shared
 }
 
 /* bigfilectl names the conflicting blocks and the two ways out. */
-BFT_TEST(shared, bigfilectl_lists_the_conflicts_and_the_ways_out, bft_setup_shared2, 60)
+BFT_TEST(shared, bigfilectl_lists_the_conflicts_and_the_ways_out, SETUP_SHARED2, 60)
 {
     char pa[PATH_MAX], pb[PATH_MAX], out[4096], err[4096];
     shared_file("f", 16, 1, pa, pb);
@@ -422,7 +464,7 @@ static ino_t ino_on(int m, const char *name)
 
 /* Create, rename (replacing, exchanging) and unlink on A are seen on B at
  * once — B's kernel caches entries for a day: they must be forgotten. */
-BFT_TEST(shared, names_changed_on_a_are_seen_on_b_at_once, bft_setup_shared2, 60)
+BFT_TEST(shared, names_changed_on_a_are_seen_on_b_at_once, SETUP_SHARED2, 60)
 {
     char pa[PATH_MAX], pb[PATH_MAX], p2[PATH_MAX];
     shared_file("anchor", 1, BFT_ZEROS, pa, pb); /* B's SYNCs go through it */
@@ -483,7 +525,7 @@ static void expect_sql_count(const char *sql, int64_t want, const char *what)
 
 /* A file unlinked on A but open on B stays readable there; when B closes
  * it, it is purged. */
-BFT_TEST(shared, a_file_unlinked_on_a_stays_readable_on_b_then_is_purged, bft_setup_shared2, 60)
+BFT_TEST(shared, a_file_unlinked_on_a_stays_readable_on_b_then_is_purged, SETUP_SHARED2, 60)
 {
     char pa[PATH_MAX], pb[PATH_MAX], q[128];
     shared_file("f", 4, 1, pa, pb);
@@ -539,8 +581,7 @@ static int trimmed_past(void *arg)
  * what B applied (-o log_keep=2 on A): B lost track. Resumed, B forgets
  * every cached page (a RESET) but its own uncommitted change, and serves
  * the data as it is now. */
-BFT_TEST(shared, a_stopped_mount_that_lost_track_resets_and_serves_correct_data, bft_setup_nomount,
-         90)
+BFT_TEST(shared, a_stopped_mount_that_lost_track_resets_and_serves_correct_data, SETUP_NOMOUNT, 90)
 {
     char pa[PATH_MAX], pb[PATH_MAX];
     struct bft_peer peer;
@@ -603,7 +644,7 @@ static int child_writeout(void *arg)
 
 /* A is killed while its writeout uploads: nothing of it is committed, and
  * B goes on (it reads the data as before, and commits). */
-BFT_TEST(shared, a_daemon_killed_mid_writeout_commits_nothing_and_b_goes_on, bft_setup_shared2, 120)
+BFT_TEST(shared, a_daemon_killed_mid_writeout_commits_nothing_and_b_goes_on, SETUP_SHARED2, 120)
 {
     char pa[PATH_MAX], pb[PATH_MAX];
     const uint64_t nblk = 256; /* 256 MiB in 1 MiB blocks: an upload of a while */
@@ -613,7 +654,7 @@ BFT_TEST(shared, a_daemon_killed_mid_writeout_commits_nothing_and_b_goes_on, bft
     bft_put_commit(pa, 0, 4 * BFT_MB, 1);
     bft_expect(pb, 0, 4 * BFT_MB, 1, "B reads the committed data");
     int64_t before = -1;
-    cr_assert_eq(bft_sql_int(bft.db, "SELECT value FROM meta WHERE key = 'serial'", &before), 0);
+    cr_assert_eq(bft_sql_int(bft.db, SQL_SERIAL, &before), 0);
     for (uint64_t k = 0; k < nblk; k += 16)
         bft_put(pa, k * BFT_MB, 16 * BFT_MB, 2); /* A's uncommitted change */
 
@@ -625,7 +666,7 @@ BFT_TEST(shared, a_daemon_killed_mid_writeout_commits_nothing_and_b_goes_on, bft
     /* Freeze A, check the commit has not happened, kill it. */
     cr_assert_eq(kill(bft_daemon_of(MA), SIGSTOP), 0);
     int64_t after = -1;
-    cr_assert_eq(bft_sql_int(bft.db, "SELECT value FROM meta WHERE key = 'serial'", &after), 0);
+    cr_assert_eq(bft_sql_int(bft.db, SQL_SERIAL, &after), 0);
     cr_assert_eq(after, before, "A's writeout committed before it could be killed");
     int st = bft_kill_on(MA, SIGKILL);
     cr_expect(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "A died of SIGKILL (0x%x)", st);
@@ -633,7 +674,7 @@ BFT_TEST(shared, a_daemon_killed_mid_writeout_commits_nothing_and_b_goes_on, bft
     cr_expect(cst != -1 && WIFEXITED(cst) && WEXITSTATUS(cst) == 1,
               "the writer's writeout failed with A's death (0x%x)", cst);
 
-    cr_assert_eq(bft_sql_int(bft.db, "SELECT value FROM meta WHERE key = 'serial'", &after), 0);
+    cr_assert_eq(bft_sql_int(bft.db, SQL_SERIAL, &after), 0);
     cr_expect_eq(after, before, "nothing committed");
     int64_t n = -1;
     cr_assert_eq(bft_sql_int(bft.db, "SELECT count(*) FROM blocks WHERE blk >= 4", &n), 0);
@@ -646,7 +687,8 @@ BFT_TEST(shared, a_daemon_killed_mid_writeout_commits_nothing_and_b_goes_on, bft
     cr_expect_gt(wb.serial, (uint64_t)before);
 }
 
-/* ---- refusals, the upgrade ------------------------------------------------------------ */
+#ifndef BFT_PG
+/* ---- refusals, the upgrade (SQLite: the file's bytes) ------------------------------------------------------------ */
 
 /* Start a daemon on bft.db at DIR/mnt2 with -o opts (NULL: none); expect
  * it to be refused (exit 1, the database named, "in use") and the
@@ -697,7 +739,7 @@ BFT_TEST(shared, a_second_daemon_without_shared_is_refused, bft_setup_sqlite, 60
     bft_expect(bft_path(p, "f"), 0, BS, BFT_ZEROS, "the first daemon serves on");
 }
 
-BFT_TEST(shared, an_exclusive_daemon_on_a_shared_database_is_refused, bft_setup_shared2, 60)
+BFT_TEST(shared, an_exclusive_daemon_on_a_shared_database_is_refused, SETUP_SHARED2, 60)
 {
     expect_in_use(NULL, "an exclusive daemon on shared daemons' database");
 }
@@ -720,7 +762,7 @@ static const char schema1_sql[] =
 
 /* A database of bigfilefs 0.1 (schema 1), mounted read-write: upgraded in
  * place, its data intact and committable; read-only, refused. */
-BFT_TEST(shared, a_schema_1_database_is_upgraded_by_a_read_write_mount, bft_setup_nomount, 60)
+BFT_TEST(shared, a_schema_1_database_is_upgraded_by_a_read_write_mount, SETUP_NOMOUNT, 60)
 {
     char p[PATH_MAX];
     cr_assert_eq(bft_sql_exec(bft.db, schema1_sql), 0);
@@ -753,3 +795,200 @@ BFT_TEST(shared, a_schema_1_database_is_upgraded_by_a_read_write_mount, bft_setu
                   holds_bytes(p, 2 * BS, BS, 'c'),
               "the old data and the new commit after a remount");
 }
+#endif /* !BFT_PG */
+
+#ifdef BFT_PG
+/* ---- what only PostgreSQL has: connections and a server that go away ------------- */
+
+/* bft_wait_for's condition: a WRITEOUT2 of path succeeded, or failed otherwise than
+ * with EIO (the server still away). */
+struct writeout_ok {
+    const char *path;
+    struct bigfile_writeout2 w;
+    int r, eio;
+};
+
+static int writeout_ok(void *arg)
+{
+    struct writeout_ok *w = arg;
+    w->r = writeout2(w->path, 0, &w->w);
+    w->eio += w->r == -EIO;
+    return w->r != -EIO;
+}
+
+/* And for a SYNC of path reaching serial. */
+struct synced {
+    const char *path;
+    uint64_t serial, got;
+    int r;
+};
+
+static int synced(void *arg)
+{
+    struct synced *w = arg;
+    struct bigfile_serial s = { 0 };
+    w->r = bft_ioctl(w->path, BIGFILE_IOC_SYNC, &s);
+    w->got = s.serial;
+    return w->r == 0 && s.serial >= w->serial;
+}
+
+/* Retry a writeout of path while it fails with EIO (20 s at most); assert
+ * it succeeded and return its serial. Every failed one kept the changes. */
+static uint64_t writeout_until_ok(const char *path, const char *what)
+{
+    struct writeout_ok w = { .path = path };
+    bft_wait_for(writeout_ok, &w, 20);
+    cr_assert_eq(w.r, 0, "%s: the writeout: %s (after %d EIO)", what, strerror(-w.r), w.eio);
+    return w.w.serial;
+}
+
+/* Wait (20 s at most) until SYNC through path reaches serial. */
+static void sync_until(const char *path, uint64_t serial, const char *what)
+{
+    struct synced w = { .path = path, .serial = serial };
+    bft_wait_for(synced, &w, 20);
+    cr_assert(w.r == 0 && w.got >= serial, "%s: SYNC gives %llu (%s), want %llu", what,
+              (unsigned long long)w.got, strerror(-w.r), (unsigned long long)serial);
+}
+
+/* Every server connection of B's daemon is ended (pg_terminate_backend).
+ * While the database takes connections, B reopens them as it needs them:
+ * nothing fails. While it takes none, B serves what it has cached, a load
+ * and a writeout fail with EIO (the change kept); once it takes them
+ * again, B loads, its next writeout succeeds, and its watcher follows A's
+ * next commit. */
+BFT_TEST(shared, a_mount_whose_connections_are_killed_serves_its_cache_then_reconnects,
+         SETUP_SHARED2, 90)
+{
+    char pa[PATH_MAX], pb[PATH_MAX], ga[PATH_MAX], gb[PATH_MAX], ha[PATH_MAX], hb[PATH_MAX];
+    char sql[128];
+    shared_file("f", 8, 1, pa, pb);
+    shared_file("g", 4, 5, ga, gb); /* B reads g only once its connections are gone */
+    shared_file("h", 4, 6, ha, hb); /* ... and h only once they cannot come back */
+    bft_expect(pb, 0, 8 * BS, 1, "B loads f");
+
+    cr_assert_gt(bft_pg_terminate(MB), 0, "B's daemon had connections");
+    bft_expect(pb, 0, BS, 1, "B serves what it cached");
+    bft_expect(gb, 0, BS, 5, "B reopens a reader for a load");
+    uint64_t sb = put_commit2(pb, 6 * BS, BS, 2);
+    sync_until(pa, sb, "A sees B's commit");
+    bft_expect(pa, 6 * BS, BS, 2, "A reads B's block");
+
+    snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS false", bft.pgdb);
+    cr_assert_eq(bft_pg_admin(sql), 0);
+    cr_assert_gt(bft_pg_terminate(MB), 0, "B's daemon had connections");
+    bft_expect(pb, 0, 6 * BS, 1, "B serves what it cached");
+    uint8_t *buf = malloc(BS);
+    cr_expect_eq(bft_pread(hb, buf, BS, 0), -EIO, "a load B cannot make: EIO");
+    free(buf);
+    bft_put(pb, 7 * BS, BS, 3);
+    cr_expect_eq(writeout2(pb, 0, NULL), -EIO, "a writeout B cannot make: EIO");
+    cr_expect_eq(stat_of(pb).dirty_blocks, 1, "its change is kept");
+
+    snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS true", bft.pgdb);
+    cr_assert_eq(bft_pg_admin(sql), 0);
+    bft_expect(hb, 0, BS, 6, "B loads again");
+    struct bigfile_writeout2 w;
+    cr_expect_eq(writeout2(pb, 0, &w), 0, "B's next writeout succeeds");
+    sync_until(pa, w.serial, "A sees B's commit");
+    bft_expect(pa, 7 * BS, BS, 3, "A reads B's retried block");
+    uint64_t sa = put_commit2(pa, 3 * BS, BS, 4);
+    sync_until(pb, sa, "B's watcher came back");
+    bft_expect(pb, 3 * BS, BS, 4, "B reads A's next commit");
+}
+
+/* The server restarts while A and B are mounted (B maps the file): both
+ * resume. A's writeout succeeds (after EIO while the server was away, its
+ * changes kept), B's mapping shows it, and B commits in turn. */
+BFT_TEST(shared, a_server_restart_under_two_mounts_both_resume, SETUP_SHARED2, 120)
+{
+    char pa[PATH_MAX], pb[PATH_MAX];
+    struct bft_peer peer;
+    shared_file("f", 8, 1, pa, pb);
+    cr_assert_eq(bft_peer_start(&peer, pb, 8 * BS), 0);
+    cr_assert_eq(bft_peer_check(&peer, 0, 8 * BS, 1), 1, "B maps the committed data");
+    bft_put(pa, 3 * BS, BS, 2);
+
+    cr_assert_eq(bft_pg_restart(), 0, "the server restarts");
+
+    cr_expect_eq(bft_peer_check(&peer, 0, 8 * BS, 1), 1, "B's mapping kept its pages");
+    uint64_t sa = writeout_until_ok(pa, "A after the restart");
+    bft_expect(pa, 3 * BS, BS, 2, "A's change");
+    expect_peer_shows(&peer, 3 * BS, BS, 2, "A's commit after the restart, in B's mapping");
+    sync_until(pb, sa, "B caught up");
+    bft_put(pb, 5 * BS, BS, 3);
+    uint64_t sb = writeout_until_ok(pb, "B after the restart");
+    cr_expect_gt(sb, sa);
+    sync_until(pa, sb, "A sees B's commit");
+    bft_expect(pa, 5 * BS, BS, 3, "A reads B's block");
+    cr_expect_eq(bft_peer_stop(&peer), 0);
+}
+/* ---- the mount's refusals ------------------------------------------------------------- */
+
+/* `bigfilefs -f -o shared SPEC MNT` is refused: exit 1, nothing mounted,
+ * one line that contains `names`, and never the password "sekrit". */
+static void expect_refused(const char *spec, const char *names, const char *what)
+{
+    const char *argv[] = { "-f", "-o", "shared", spec, bft.mnt, NULL };
+    int st = bft_daemon_run(30, argv);
+    cr_expect(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 1, "%s: exit 1 (0x%x)", what, st);
+    cr_expect(!bft_is_fuse(bft.mnt), "%s: nothing mounted", what);
+    char *log = bft_slurp(bft.log);
+    cr_assert_not_null(log);
+    cr_expect(strstr(log, names) != NULL, "%s: the message names %s:\n%s", what, names, log);
+    cr_expect(strstr(log, "sekrit") == NULL, "%s: the password is shown:\n%s", what, log);
+    char *nl = strchr(log, '\n');
+    cr_expect(nl && nl[1] == 0, "%s: one line:\n%s", what, log);
+    free(log);
+}
+
+/* A bad conninfo, a missing database, a refused login and another
+ * application's database: each a clear line and exit 1; the foreign
+ * database is not touched. */
+BFT_TEST(shared, refused_pg_mounts_name_the_database_never_the_password, SETUP_NOMOUNT, 90)
+{
+    char spec[sizeof(bft.db) + 64], want[128];
+    expect_refused("pg:host=/nowhere password=sekrit no_such_keyword=1",
+                   "pg:", "a conninfo libpq does not understand");
+    snprintf(spec, sizeof(spec), "%s_none password=sekrit", bft.db);
+    snprintf(want, sizeof(want), "dbname=%s_none", bft.pgdb);
+    expect_refused(spec, want, "a database that does not exist");
+    snprintf(spec, sizeof(spec), "%s user=nobody_here password=sekrit", bft.db);
+    snprintf(want, sizeof(want), "dbname=%s", bft.pgdb);
+    expect_refused(spec, want, "a role the server refuses");
+    cr_assert_eq(bft_sql_exec(bft.db, "CREATE TABLE public.theirs (x int); "
+                                      "INSERT INTO public.theirs VALUES (7)"),
+                 0);
+    snprintf(spec, sizeof(spec), "%s password=sekrit", bft.db);
+    expect_refused(spec, want, "another application's database");
+    int64_t v = -1;
+    cr_assert_eq(bft_sql_int(bft.db,
+                             "SELECT (SELECT x FROM public.theirs) = 7 AND "
+                             "to_regnamespace('bigfilefs') IS NULL",
+                             &v),
+                 0);
+    cr_expect_eq(v, 1, "the foreign database is as it was, no schema bigfilefs in it");
+}
+
+/* The mount table and the daemon's log show a pg: database without its
+ * password. */
+BFT_TEST(shared, the_mount_table_never_shows_the_password, SETUP_NOMOUNT, 60)
+{
+    snprintf(bft.db + strlen(bft.db), sizeof(bft.db) - strlen(bft.db), " password=sekrit");
+    bft_mount();
+    char *mounts = bft_slurp("/proc/self/mountinfo");
+    cr_assert_not_null(mounts);
+    char want[128];
+    snprintf(want, sizeof(want), "dbname=%s", bft.pgdb);
+    const char *line = strstr(mounts, bft.mnt);
+    cr_expect(line && strstr(line, "fuse.bigfilefs") && strstr(line, "pg:"),
+              "the mount is listed with its pg: database:\n%s", mounts);
+    cr_expect(strstr(mounts, "sekrit") == NULL, "no password in the mount table:\n%s", mounts);
+    free(mounts);
+    bft_unmount();
+    char *log = bft_slurp(bft.log);
+    cr_expect(log && strstr(log, "serving pg:") && !strstr(log, "sekrit"),
+              "the daemon's log names the database without its password:\n%s", log ? log : "");
+    free(log);
+}
+#endif /* BFT_PG */

@@ -9,8 +9,11 @@
 #                             BF_PGTEST_CONNINFO_TCP (127.0.0.1, as a remote
 #                             machine talks to it), BF_PGTEST_DIR,
 #                             BF_PGTEST_PORT, BF_PGTEST_BINDIR, BF_PGSERVER
-#   pgserver.sh restart DIR   stop (fast) and start again on the same port:
-#                             for tests of reconnects
+#   pgserver.sh restart DIR [MODE]
+#                             stop (MODE fast, the default, or immediate: every
+#                             backend ends at once, as in a crash, and the
+#                             start recovers) and start again on the same
+#                             port: for tests of reconnects
 #   pgserver.sh stop DIR      stop (fast; immediate, then SIGKILL as
 #                             fallbacks) and remove DIR. Safe to repeat, and
 #                             safe on a DIR that holds no server.
@@ -173,10 +176,12 @@ cmd_env() { # DIR
     cat "$1/env"
 }
 
-cmd_restart() { # DIR
+cmd_restart() { # DIR [MODE]
     [ -f "$1/env" ] || die "$1: no server started there"
+    mode=${2:-fast}
+    case $mode in fast | immediate) ;; *) die "restart: mode fast or immediate, not $mode" ;; esac
     b=$(bindir)
-    as_pg "$b/pg_ctl" restart -w -t 60 -s -m fast -D "$1/data" -l "$1/server.log" >/dev/null ||
+    as_pg "$b/pg_ctl" restart -w -t 60 -s -m "$mode" -D "$1/data" -l "$1/server.log" >/dev/null ||
         die "the server did not restart (see $1/server.log)"
 }
 
@@ -267,7 +272,11 @@ cmd_test() { # TEST [ARG...]
 cmd=$1
 shift
 case $cmd in
-    start | env | restart | stop)
+    restart)
+        [ $# -eq 1 ] || [ $# -eq 2 ] || die "usage: pgserver.sh restart DIR [fast|immediate]"
+        cmd_restart "$@"
+        ;;
+    start | env | stop)
         [ $# -eq 1 ] || die "usage: pgserver.sh $cmd DIR"
         "cmd_$cmd" "$1"
         ;;
