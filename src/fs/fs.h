@@ -94,7 +94,8 @@ static inline bool bf_fh_writable(uint64_t fh)
 /* The low-level operations (ops.c). Userdata of the session: struct bf_fs. */
 extern const struct fuse_lowlevel_ops bf_fs_ops;
 
-/* The IOCTL request handler (ioctl.c), called by ops.c for regular files.
+/* The IOCTL request handler (ioctl.c), called by ops.c for regular files
+ * and the root directory (ino BF_ROOT_INO: only its own requests, STATUS).
  * Replies to req itself, at once or — for the requests that wait for the
  * kernel — later, from a worker of fs->workq. */
 void bf_fs_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,

@@ -842,7 +842,9 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
                      struct fuse_file_info *fi, unsigned flags, const void *in_buf, size_t in_bufsz,
                      size_t out_bufsz)
 {
-    if (ino == BF_ROOT_INO || (flags & FUSE_IOCTL_DIR)) {
+    /* The root directory's requests (STATUS) are told apart in ioctl.c;
+     * no other directory exists. */
+    if ((ino == BF_ROOT_INO) != !!(flags & FUSE_IOCTL_DIR)) {
         fuse_reply_err(req, ENOTTY);
         return;
     }
