@@ -163,6 +163,11 @@ if mnt2:
     ok(st["conflict_blocks"] == 1 and st["dirty_blocks"] == 2,
        "stat: conflict_blocks %d, dirty_blocks %d: every change kept"
        % (st["conflict_blocks"], st["dirty_blocks"]))
+    sts = bigfilefs.status(mnt2)
+    ok(len(sts) == 1 and sts[0]["name"] == "m" and sts[0]["dirty_blocks"] == 2
+       and sts[0]["conflict_blocks"] == 1 and sts[0]["dirty_bytes"] == 2 * BS,
+       "status(mount) lists the conflicting file: %r" % sts)
+    ok(bigfilefs.status(mnt) == [], "status of the mount that committed: nothing")
     res = bigfilefs.writeout(b, overwrite=True)
     ok(res["serial"] > sa and res["conflict_blocks"] == 1 and res["blocks"] == 2,
        "writeout(overwrite=True) wins: %r" % res)

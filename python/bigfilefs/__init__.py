@@ -47,13 +47,14 @@ import struct
 
 __all__ = [
     "writeout", "discard", "invalidate", "stat", "reclaim", "set_blksize",
-    "sync", "conflicts", "ConflictError",
+    "sync", "conflicts", "status", "ConflictError",
     "BIGFILE_IOC_MAGIC", "BIGFILE_IOC_WRITEOUT", "BIGFILE_IOC_DISCARD",
     "BIGFILE_IOC_INVALIDATE", "BIGFILE_IOC_STAT", "BIGFILE_IOC_RECLAIM",
     "BIGFILE_IOC_SETBLKSIZE", "BIGFILE_IOC_SYNC", "BIGFILE_IOC_WRITEOUT2",
-    "BIGFILE_IOC_CONFLICTS", "BIGFILE_WRITEOUT_STORE",
+    "BIGFILE_IOC_CONFLICTS", "BIGFILE_IOC_STATUS", "BIGFILE_WRITEOUT_STORE",
     "BIGFILE_WRITEOUT_MARKSTORED", "BIGFILE_WRITEOUT_OVERWRITE",
     "BIGFILE_CONFLICTS_MAX", "BIGFILE_CONFLICTS_END", "BIGFILE_CONFLICTS_SIZE",
+    "BIGFILE_STATUS_MAX", "BIGFILE_STATUS_END", "BIGFILE_STATUS_SIZE_CONFLICT",
     "BIGFILE_STAT_VERSION", "STAT_FIELDS",
 ]
 
@@ -81,6 +82,14 @@ _BLKSIZE = struct.Struct("=II")         # blksize, reserved
 BIGFILE_CONFLICTS_MAX = 64
 # start, next, count, flags, ranges[BIGFILE_CONFLICTS_MAX] (start, count)
 _CONFLICTS = struct.Struct("=QQII%dQ" % (2 * BIGFILE_CONFLICTS_MAX))
+BIGFILE_STATUS_MAX = 32
+# ino, size, committed_size, dirty_blocks, dirty_bytes, conflict_blocks,
+# blksize, flags, name[256]
+_STATUS_FILE = struct.Struct("=6QII256s")
+_STATUS_FILE_FIELDS = ("ino", "size", "committed_size", "dirty_blocks", "dirty_bytes",
+                       "conflict_blocks", "blksize", "flags", "name")
+# start, next, count, reserved, files[BIGFILE_STATUS_MAX]
+_STATUS = struct.Struct("=QQII%ds" % (BIGFILE_STATUS_MAX * _STATUS_FILE.size))
 
 #: The fields of struct bigfile_stat after version and blksize, in order.
 STAT_FIELDS = (
@@ -98,6 +107,8 @@ BIGFILE_WRITEOUT_MARKSTORED = 1 << 1
 BIGFILE_WRITEOUT_OVERWRITE = 1 << 2
 BIGFILE_CONFLICTS_END = (1 << 64) - 1
 BIGFILE_CONFLICTS_SIZE = 1 << 0
+BIGFILE_STATUS_END = (1 << 64) - 1
+BIGFILE_STATUS_SIZE_CONFLICT = 1 << 0
 BIGFILE_STAT_VERSION = 2
 
 BIGFILE_IOC_WRITEOUT = _IOC(_IOC_READ | _IOC_WRITE, BIGFILE_IOC_MAGIC, 1, _WRITEOUT.size)
@@ -109,6 +120,7 @@ BIGFILE_IOC_SETBLKSIZE = _IOC(_IOC_WRITE, BIGFILE_IOC_MAGIC, 6, _BLKSIZE.size)
 BIGFILE_IOC_SYNC = _IOC(_IOC_READ | _IOC_WRITE, BIGFILE_IOC_MAGIC, 7, _SERIAL.size)
 BIGFILE_IOC_WRITEOUT2 = _IOC(_IOC_READ | _IOC_WRITE, BIGFILE_IOC_MAGIC, 8, _WRITEOUT2.size)
 BIGFILE_IOC_CONFLICTS = _IOC(_IOC_READ | _IOC_WRITE, BIGFILE_IOC_MAGIC, 9, _CONFLICTS.size)
+BIGFILE_IOC_STATUS = _IOC(_IOC_READ | _IOC_WRITE, BIGFILE_IOC_MAGIC, 10, _STATUS.size)
 
 
 class ConflictError(OSError):
@@ -260,6 +272,39 @@ def conflicts(path_or_fd):
     file will do; a path is opened read-only."""
     with _Fd(path_or_fd, _READ) as fd:
         return _conflicts(fd)
+
+
+def status(mount):
+    """The files of a mount that have uncommitted changes (changed blocks,
+    or a size other than the committed one), as a list of dicts with the
+    keys name, ino, size, committed_size, dirty_blocks, dirty_bytes,
+    conflict_blocks, blksize and size_conflict (bool) — what `bigfilectl
+    status` prints. Empty when everything is committed.
+
+    mount: the mount point (a path), or an fd open on it (O_DIRECTORY).
+    The daemon answers from the files it holds open and opens none.
+    Raises OSError ENOTTY when mount is not the root of a bigfilefs
+    mount."""
+    if isinstance(mount, int) or hasattr(mount, "fileno"):
+        fd, own = (mount if isinstance(mount, int) else mount.fileno()), False
+    else:
+        fd, own = os.open(mount, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), True
+    files, start = [], 0
+    try:
+        while True:
+            out = _call(fd, BIGFILE_IOC_STATUS, _STATUS.pack(start, 0, 0, 0, b""))
+            _, nxt, count, _, blob = _STATUS.unpack(out)
+            for i in range(count):
+                f = dict(zip(_STATUS_FILE_FIELDS, _STATUS_FILE.unpack_from(blob, i * _STATUS_FILE.size)))
+                f["name"] = os.fsdecode(f["name"].split(b"\0", 1)[0])
+                f["size_conflict"] = bool(f.pop("flags") & BIGFILE_STATUS_SIZE_CONFLICT)
+                files.append(f)
+            if nxt == BIGFILE_STATUS_END:
+                return files
+            start = nxt
+    finally:
+        if own:
+            os.close(fd)
 
 
 def discard(path_or_fd):
