@@ -64,6 +64,10 @@ int main(void)
     OFF(bigfile_stat, errors);
     OFF(bigfile_stat, serial);
     OFF(bigfile_stat, conflict_blocks);
+    OFF(bigfile_stat, writeout_blocks);
+    OFF(bigfile_stat, writeout_bytes);
+    OFF(bigfile_stat, writeout_total_blocks);
+    OFF(bigfile_stat, writeout_total_bytes);
     OFF(bigfile_stat, reserved);
     OFF(bigfile_writeout, flags);
     OFF(bigfile_writeout, reserved);

@@ -129,9 +129,15 @@ struct bigfile_stat {
     /* version 2: */
     __u64 serial;          /* the serial the handle's content is as of (its view) */
     __u64 conflict_blocks; /* changed blocks another mount's commit conflicts with */
-    __u64 reserved[6];     /* zero */
+    /* version 3: the writeout running now (all zero when none is storing
+     * blocks), for a progress display: stored so far, and in all */
+    __u64 writeout_blocks;
+    __u64 writeout_bytes;
+    __u64 writeout_total_blocks;
+    __u64 writeout_total_bytes;
+    __u64 reserved[2]; /* zero */
 };
-#define BIGFILE_STAT_VERSION 2
+#define BIGFILE_STAT_VERSION 3
 
 /* BIGFILE_IOC_STATUS argument — a request on the mount's root directory
  * (an fd of it opened O_RDONLY | O_DIRECTORY), not on a file: the files of

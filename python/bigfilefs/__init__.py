@@ -98,8 +98,10 @@ STAT_FIELDS = (
     "bytes_stored", "writeouts", "discards", "invalidated_blocks",
     "reclaimed_blocks", "errors",
     "serial", "conflict_blocks",            # version 2
+    "writeout_blocks", "writeout_bytes",    # version 3: the running writeout
+    "writeout_total_blocks", "writeout_total_bytes",
 )
-_STAT = struct.Struct("=II%dQ6Q" % len(STAT_FIELDS))
+_STAT = struct.Struct("=II%dQ2Q" % len(STAT_FIELDS))
 
 BIGFILE_IOC_MAGIC = 0xBF
 BIGFILE_WRITEOUT_STORE = 1 << 0
@@ -109,7 +111,7 @@ BIGFILE_CONFLICTS_END = (1 << 64) - 1
 BIGFILE_CONFLICTS_SIZE = 1 << 0
 BIGFILE_STATUS_END = (1 << 64) - 1
 BIGFILE_STATUS_SIZE_CONFLICT = 1 << 0
-BIGFILE_STAT_VERSION = 2
+BIGFILE_STAT_VERSION = 3
 
 BIGFILE_IOC_WRITEOUT = _IOC(_IOC_READ | _IOC_WRITE, BIGFILE_IOC_MAGIC, 1, _WRITEOUT.size)
 BIGFILE_IOC_DISCARD = _IOC(_IOC_READ | _IOC_WRITE, BIGFILE_IOC_MAGIC, 2, _COUNT.size)
@@ -338,9 +340,12 @@ def stat(path_or_fd):
     struct bigfile_stat: version, blksize, size, committed_size,
     loaded_blocks, dirty_blocks, loading_blocks, loadblk_calls,
     storeblk_calls, bytes_loaded, bytes_stored, writeouts, discards,
-    invalidated_blocks, reclaimed_blocks, errors, and (version 2) serial —
+    invalidated_blocks, reclaimed_blocks, errors, (version 2) serial —
     the commit the file's content is as of on this mount — and
-    conflict_blocks. Any open file will do; a path is opened read-only."""
+    conflict_blocks, and (version 3) the progress of a writeout running
+    now: writeout_blocks and writeout_bytes stored so far of
+    writeout_total_blocks and writeout_total_bytes (all 0 when none
+    runs). Any open file will do; a path is opened read-only."""
     out = _ioctl(path_or_fd, BIGFILE_IOC_STAT, bytes(_STAT.size), _READ)
     values = _STAT.unpack(out)
     result = {"version": values[0], "blksize": values[1]}

@@ -450,6 +450,10 @@ static int run_stat(struct ioc_call *c)
     s->errors = st.errors;
     s->serial = st.view;
     s->conflict_blocks = st.conflict_blocks;
+    s->writeout_blocks = st.writeout_done;
+    s->writeout_bytes = st.writeout_done * st.blksize;
+    s->writeout_total_blocks = st.writeout_total;
+    s->writeout_total_bytes = st.writeout_total * st.blksize;
     return 0;
 }
 
