@@ -24,7 +24,8 @@
 #include <bigfile/ioctl.h>
 
 #include "core/bigfile.h" /* bf_blksize_valid, BF_SIZE_MAX */
-#include "util/util.h"    /* bf_parse_size */
+#include "ctl/progress.h"
+#include "util/util.h" /* bf_parse_size */
 
 enum {
     EXIT_OK = 0,
@@ -37,13 +38,16 @@ static void usage(FILE *f)
     fprintf(f, "usage: bigfilectl COMMAND [OPTIONS] FILE\n"
                "\n"
                "Commands (FILE is a file of a bigfilefs mount):\n"
-               "  writeout [--store|--markstored] [--overwrite] FILE\n"
+               "  writeout [--store|--markstored] [--overwrite] [--quiet] FILE\n"
                "                      commit every uncommitted change of FILE, made by any\n"
                "                      process, atomically (default: store and mark stored;\n"
                "                      --store: store, blocks stay changed; --markstored: only\n"
                "                      mark changed blocks committed, store nothing); refused\n"
                "                      if another mount committed the same blocks meanwhile,\n"
-               "                      unless --overwrite (then this mount's changes win)\n"
+               "                      unless --overwrite (then this mount's changes win); on a\n"
+               "                      terminal, shows its progress when it stores at least\n"
+               "                      $BIGFILECTL_PROGRESS_MIN (a SIZE, default 256M) unless\n"
+               "                      --quiet\n"
                "  discard FILE        throw away every uncommitted change of FILE\n"
                "  sync FILE           catch up with every commit of the database now (other\n"
                "                      mounts' too) and print the serial reached\n"
@@ -203,16 +207,63 @@ static void print_conflicts(int fd, const char *file)
             file, file);
 }
 
+/* One writeout request on fd, for bfctl_progress_run: WRITEOUT2, or for a
+ * daemon older than it (bigfilefs 0.1, ENOTTY) WRITEOUT without serial. */
+struct writeout_call {
+    int fd;
+    struct bigfile_writeout2 w;
+    bool has_serial;
+};
+
+static int writeout_run(void *arg)
+{
+    struct writeout_call *wc = arg;
+    struct bigfile_writeout w1;
+    int r;
+
+    wc->has_serial = true;
+    r = ioctl(wc->fd, BIGFILE_IOC_WRITEOUT2, &wc->w) < 0 ? errno : 0;
+    if (r != ENOTTY || (wc->w.flags & BIGFILE_WRITEOUT_OVERWRITE))
+        return r;
+    memset(&w1, 0, sizeof(w1));
+    w1.flags = wc->w.flags;
+    r = ioctl(wc->fd, BIGFILE_IOC_WRITEOUT, &w1) < 0 ? errno : 0;
+    wc->w.blocks = w1.blocks;
+    wc->w.bytes = w1.bytes;
+    wc->has_serial = false;
+    return r;
+}
+
+/* The progress display of a writeout of `file`: on when stderr is a
+ * terminal and not quiet; its threshold from $BIGFILECTL_PROGRESS_MIN.
+ * Returns an exit status. */
+static int progress_setup(const char *file, bool quiet, struct bfctl_progress *p)
+{
+    const char *min = getenv("BIGFILECTL_PROGRESS_MIN");
+
+    p->stat_fd = -1;
+    p->min_bytes = BFCTL_PROGRESS_MIN_DEFAULT;
+    if (quiet || !isatty(STDERR_FILENO))
+        return EXIT_OK;
+    if (min && *min && bf_parse_size(min, &p->min_bytes) < 0)
+        return usage_error("writeout: bad BIGFILECTL_PROGRESS_MIN '%s' (a SIZE)", min);
+    p->stat_fd = open(file, O_RDONLY | O_CLOEXEC); /* -1: no progress, the writeout goes on */
+    return EXIT_OK;
+}
+
 static int cmd_writeout(int argc, char **argv)
 {
     static const struct option lo[] = { { "store", no_argument, NULL, 's' },
                                         { "markstored", no_argument, NULL, 'm' },
                                         { "overwrite", no_argument, NULL, 'o' },
+                                        { "quiet", no_argument, NULL, 'q' },
                                         { NULL, 0, NULL, 0 } };
-    struct bigfile_writeout2 w;
+    struct writeout_call wc;
+    struct bigfile_writeout2 *w = &wc.w;
+    struct bfctl_progress prog;
     const char *file;
     int c, fd, r;
-    bool store = false, mark = false, overwrite = false, has_serial = true;
+    bool store = false, mark = false, overwrite = false, quiet = false;
 
     while ((c = getopt_long(argc, argv, "+", lo, NULL)) != -1) {
         switch (c) {
@@ -225,6 +276,9 @@ static int cmd_writeout(int argc, char **argv)
         case 'o':
             overwrite = true;
             break;
+        case 'q':
+            quiet = true;
+            break;
         default:
             return bad_option("writeout", argv);
         }
@@ -236,26 +290,23 @@ static int cmd_writeout(int argc, char **argv)
         return usage_error("%s: --overwrite commits, --markstored stores nothing", "writeout");
     if ((r = one_operand(argc, argv, "writeout", &file)) != EXIT_OK)
         return r;
-    memset(&w, 0, sizeof(w));
-    w.flags = store  ? BIGFILE_WRITEOUT_STORE
-              : mark ? BIGFILE_WRITEOUT_MARKSTORED
-                     : BIGFILE_WRITEOUT_STORE | BIGFILE_WRITEOUT_MARKSTORED;
+    memset(&wc, 0, sizeof(wc));
+    w->flags = store  ? BIGFILE_WRITEOUT_STORE
+               : mark ? BIGFILE_WRITEOUT_MARKSTORED
+                      : BIGFILE_WRITEOUT_STORE | BIGFILE_WRITEOUT_MARKSTORED;
     if (overwrite)
-        w.flags |= BIGFILE_WRITEOUT_OVERWRITE;
+        w->flags |= BIGFILE_WRITEOUT_OVERWRITE;
     if ((r = open_file_rw("writeout", file, false, &fd)) != EXIT_OK)
         return r;
-    r = ioctl(fd, BIGFILE_IOC_WRITEOUT2, &w) < 0 ? errno : 0;
-    if (r == ENOTTY && !overwrite) {
-        /* A daemon older than WRITEOUT2 (bigfilefs 0.1): no serial. */
-        struct bigfile_writeout w1;
-
-        memset(&w1, 0, sizeof(w1));
-        w1.flags = w.flags;
-        r = ioctl(fd, BIGFILE_IOC_WRITEOUT, &w1) < 0 ? errno : 0;
-        w.blocks = w1.blocks;
-        w.bytes = w1.bytes;
-        has_serial = false;
+    if ((r = progress_setup(file, quiet, &prog)) != EXIT_OK) {
+        close(fd);
+        return r;
     }
+    wc.fd = fd;
+    r = bfctl_progress_run(&prog, writeout_run, &wc);
+    bfctl_progress_end(&prog, r, w->blocks, w->bytes);
+    if (prog.stat_fd >= 0)
+        close(prog.stat_fd);
     if (r == ESTALE) {
         fprintf(stderr,
                 "bigfilectl: writeout %s: refused (ESTALE): another mount committed changes "
@@ -270,11 +321,11 @@ static int cmd_writeout(int argc, char **argv)
         return EXIT_FAIL;
     }
     close(fd);
-    printf("blocks: %" PRIu64 "\nbytes: %" PRIu64 "\n", (uint64_t)w.blocks, (uint64_t)w.bytes);
-    if (has_serial)
-        printf("serial: %" PRIu64 "\n", (uint64_t)w.serial);
+    printf("blocks: %" PRIu64 "\nbytes: %" PRIu64 "\n", (uint64_t)w->blocks, (uint64_t)w->bytes);
+    if (wc.has_serial)
+        printf("serial: %" PRIu64 "\n", (uint64_t)w->serial);
     if (overwrite)
-        printf("conflict_blocks: %" PRIu64 "\n", (uint64_t)w.conflict_blocks);
+        printf("conflict_blocks: %" PRIu64 "\n", (uint64_t)w->conflict_blocks);
     return EXIT_OK;
 }
 
@@ -475,6 +526,12 @@ static int cmd_stat(int argc, char **argv)
     if (s.version >= 2) {
         P(serial);
         P(conflict_blocks);
+    }
+    if (s.version >= 3) {
+        P(writeout_blocks);
+        P(writeout_bytes);
+        P(writeout_total_blocks);
+        P(writeout_total_bytes);
     }
 #undef P
     if (json)
