@@ -43,11 +43,13 @@ serial; writeout() and sync() return it.
 import errno
 import fcntl
 import os
+import stat as _stat
 import struct
+import threading
 
 __all__ = [
     "writeout", "discard", "invalidate", "stat", "reclaim", "set_blksize",
-    "sync", "conflicts", "status", "ConflictError",
+    "sync", "conflicts", "status", "transaction", "Transaction", "ConflictError",
     "BIGFILE_IOC_MAGIC", "BIGFILE_IOC_WRITEOUT", "BIGFILE_IOC_DISCARD",
     "BIGFILE_IOC_INVALIDATE", "BIGFILE_IOC_STAT", "BIGFILE_IOC_RECLAIM",
     "BIGFILE_IOC_SETBLKSIZE", "BIGFILE_IOC_SYNC", "BIGFILE_IOC_WRITEOUT2",
@@ -372,3 +374,116 @@ def set_blksize(path_or_fd, blksize):
     (else EBADF)."""
     _ioctl(path_or_fd, BIGFILE_IOC_SETBLKSIZE, _BLKSIZE.pack(blksize, 0),
            _WRITE)
+
+
+# --- transactions -------------------------------------------------------------
+# The targets of the transactions open in this process, (st_dev, st_ino) of
+# a file or (st_dev, None) of a mount, under _tx_lock: a transaction
+# refuses to start over one of them (nesting).
+_tx_lock = threading.Lock()
+_tx_active = set()
+
+
+class Transaction:
+    """A transaction on one file, or on every file of a mount; made by
+    transaction(), used as a context manager (see there).
+
+    Attributes: path — what it was made on; result — after a commit, the
+    writeout() result (a dict; for a mount, a dict of them by file name);
+    None before, and after a discard."""
+
+    def __init__(self, path_or_mount):
+        self.path = path_or_mount
+        self.result = None
+        self._key = None
+        self._fd = None
+
+    def __enter__(self):
+        st = os.stat(self.path)
+        if _stat.S_ISDIR(st.st_mode):
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            key, clash = (st.st_dev, None), lambda k: k[0] == st.st_dev
+            try:
+                status(self._fd)   # ENOTTY now, not at the end, if not a mount root
+            except OSError:
+                os.close(self._fd)
+                raise
+        else:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+            key = (st.st_dev, st.st_ino)
+            clash = lambda k: k == key or k == (st.st_dev, None)  # noqa: E731
+        with _tx_lock:
+            if self._key is not None or any(clash(k) for k in _tx_active):
+                os.close(self._fd)
+                self._fd = None
+                raise RuntimeError(
+                    "bigfilefs.transaction(%r): nested transaction refused: a transaction on "
+                    "this file or its mount is already open in this process (a writeout "
+                    "commits every change of a file, so transactions cannot nest)" % (self.path,))
+            _tx_active.add(key)
+            self._key = key
+        return self
+
+    def _names(self):
+        """The files of the mount with uncommitted changes."""
+        return [f["name"] for f in status(self._fd)]
+
+    def commit(self):
+        """Commit now (what a normal end of the `with` block does)."""
+        if self._key[1] is not None:
+            self.result = writeout(self._fd)
+            return
+        self.result = {}
+        for name in self._names():
+            self.result[name] = writeout(os.path.join(self.path, name))
+
+    def discard(self):
+        """Throw every uncommitted change away now (what an exception in
+        the `with` block does)."""
+        self.result = None
+        if self._key[1] is not None:
+            discard(self._fd)
+            return
+        for name in self._names():
+            discard(os.path.join(self.path, name))
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                self.commit()
+            else:
+                self.discard()
+        finally:
+            with _tx_lock:
+                _tx_active.discard(self._key)
+            self._key = None
+            os.close(self._fd)
+            self._fd = None
+        return False
+
+
+def transaction(path_or_mount):
+    """A transaction on a file of a bigfilefs mount, or on all of a mount:
+
+        with bigfilefs.transaction("/mnt/arrays/x") as tx:
+            a = numpy.memmap("/mnt/arrays/x", dtype="f8", mode="r+")
+            a[:10] = 1.5
+        # committed: tx.result is the writeout() result
+
+    When the block ends normally, every uncommitted change of the file is
+    committed at once (writeout()); when it raises, every one is discarded
+    (discard()) and the exception goes on. A commit that another mount's
+    commit conflicts with raises ConflictError: nothing was committed and
+    every change is kept (discard() them, or writeout(..., overwrite=True)).
+
+    The daemon does not tell changes apart by who made them: every
+    uncommitted change of the file counts, also those made before the
+    block or by other processes. Given a mount point (a directory), the end
+    of the block commits (or discards) every file of the mount that has
+    uncommitted changes (status()), one after the other: each file is
+    committed atomically, the files together are not.
+
+    Transactions do not nest: opening one on a file (or mount) that a
+    transaction open in this process already covers raises RuntimeError.
+    The path is opened O_RDWR (a file) for the duration of the block."""
+    return Transaction(path_or_mount)
