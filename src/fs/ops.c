@@ -911,4 +911,8 @@ const struct fuse_lowlevel_ops bf_fs_ops = {
     .statfs = op_statfs,
     .ioctl = op_ioctl,
     .lseek = op_lseek,
+    .setxattr = bf_fs_setxattr,
+    .getxattr = bf_fs_getxattr,
+    .listxattr = bf_fs_listxattr,
+    .removexattr = bf_fs_removexattr,
 };
