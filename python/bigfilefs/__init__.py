@@ -5,7 +5,10 @@ A file of a bigfilefs mount is an ordinary file: open it, mmap it (for
 instance with numpy.memmap), change it. The changes stay uncommitted until
 writeout() commits all of them to the database at once, or discard() throws
 them away. This module wraps the requests of <bigfile/ioctl.h> (see
-ioctl_bigfile(2)) with the standard library only.
+ioctl_bigfile(2)) with the standard library only; transaction() makes a
+`with` block commit or discard, and array() gives a numpy.memmap whose
+dtype and shape are stored with the file (numpy is needed by array()
+only).
 
 Every function takes either a path (str, bytes or os.PathLike), which it
 opens and closes itself (as bigfilectl does), or an open file: an int file
@@ -40,8 +43,10 @@ serial; writeout() and sync() return it.
     # {'blocks': 1, 'bytes': 2097152, 'serial': 42, 'conflict_blocks': 0}
 """
 
+import ast
 import errno
 import fcntl
+import json
 import os
 import stat as _stat
 import struct
@@ -49,7 +54,8 @@ import threading
 
 __all__ = [
     "writeout", "discard", "invalidate", "stat", "reclaim", "set_blksize",
-    "sync", "conflicts", "status", "transaction", "Transaction", "ConflictError",
+    "sync", "conflicts", "status", "transaction", "Transaction", "array",
+    "ARRAY_XATTR", "ConflictError",
     "BIGFILE_IOC_MAGIC", "BIGFILE_IOC_WRITEOUT", "BIGFILE_IOC_DISCARD",
     "BIGFILE_IOC_INVALIDATE", "BIGFILE_IOC_STAT", "BIGFILE_IOC_RECLAIM",
     "BIGFILE_IOC_SETBLKSIZE", "BIGFILE_IOC_SYNC", "BIGFILE_IOC_WRITEOUT2",
@@ -487,3 +493,132 @@ def transaction(path_or_mount):
     transaction open in this process already covers raises RuntimeError.
     The path is opened O_RDWR (a file) for the duration of the block."""
     return Transaction(path_or_mount)
+
+
+# --- arrays -------------------------------------------------------------------
+#: The extended attribute where array() keeps an array's layout: JSON
+#: {"dtype": repr of numpy.lib.format.dtype_to_descr(dtype), "shape": [...],
+#: "order": "C" or "F"}.
+ARRAY_XATTR = "user.bigfilefs.array"
+
+
+def _layout_get(fd):
+    """(dtype, shape, order) stored with the file open as fd, or None."""
+    import numpy
+    try:
+        raw = os.getxattr(fd, ARRAY_XATTR)
+    except OSError as e:
+        if e.errno in (errno.ENODATA, errno.ENOTSUP):
+            return None
+        raise
+    meta = json.loads(raw.decode())
+    descr = ast.literal_eval(meta["dtype"])
+    return (numpy.lib.format.descr_to_dtype(descr), tuple(meta["shape"]), meta["order"])
+
+
+def _layout_set(fd, dtype, shape, order):
+    import numpy
+    meta = {"dtype": repr(numpy.lib.format.dtype_to_descr(dtype)),
+            "shape": [int(n) for n in shape], "order": order}
+    os.setxattr(fd, ARRAY_XATTR, json.dumps(meta).encode())
+
+
+def _nbytes(dtype, shape):
+    n = dtype.itemsize
+    for k in shape:
+        n *= k
+    return n
+
+
+def array(path, dtype=None, shape=None, order="C", mode="r+"):
+    """An array stored in a file of a bigfilefs mount, as a numpy.memmap.
+
+    Creating: give dtype and shape (an int or a tuple); the file is
+    created if missing, sized to fit (its size committed at once for a new
+    file), and dtype, shape and order are stored with it, in the extended
+    attribute ARRAY_XATTR (committed at once, like a name).
+
+    Opening: give only the path; dtype, shape and order come back from the
+    file, so bigfilefs.array(path) gives the same array in another process
+    or on another mount of the database. A dtype or order given that
+    differs from the stored one raises ValueError.
+
+    Growing the first axis (append; order "C"): open with a shape whose
+    first axis is larger and whose other axes are the stored ones: the file
+    grows, existing data stay, the new rows read as zeros. The growth is an
+    uncommitted change like any other (writeout() or a transaction commits
+    it); the stored shape is updated at once, and when the file is smaller
+    than it says (a growth discarded) the first axis follows the file's
+    size. Shrinking is refused (ValueError).
+
+    mode: "r+" (default: read and change), "r" (read only), "c" (copy on
+    write, numpy's), "w+" (create or overwrite: dtype and shape needed).
+    Changes made through the array stay uncommitted until writeout(path)
+    or the end of a transaction(path).
+
+    Needs numpy (ImportError otherwise); the rest of the module does not."""
+    try:
+        import numpy
+    except ImportError as e:
+        raise ImportError("bigfilefs.array() needs numpy") from e
+    if order not in ("C", "F"):
+        raise ValueError("order must be 'C' or 'F'")
+    if mode not in ("r", "r+", "c", "w+"):
+        raise ValueError("mode must be 'r', 'r+', 'c' or 'w+'")
+    if shape is not None and not isinstance(shape, tuple):
+        shape = tuple(shape) if hasattr(shape, "__iter__") else (int(shape),)
+    dt = numpy.dtype(dtype) if dtype is not None else None
+    created = False
+    if mode == "r":
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    else:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if dt is None or shape is None:
+                raise
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            created = True
+    try:
+        stored = None if (mode == "w+" or created) else _layout_get(fd)
+        if stored is None:
+            if dt is None or shape is None:
+                raise ValueError("%s: no array layout stored with the file: give dtype and "
+                                 "shape to create one" % (path,))
+            if mode == "r":
+                raise ValueError("%s: no array layout stored, and mode 'r' cannot store one"
+                                 % (path,))
+            os.ftruncate(fd, 0 if mode == "w+" else os.fstat(fd).st_size)
+            os.ftruncate(fd, _nbytes(dt, shape))
+            if created or mode == "w+":
+                writeout(fd)        # the size, committed: the layout is never ahead of it
+            _layout_set(fd, dt, shape, order)
+        else:
+            sdt, sshape, sorder = stored
+            if dt is not None and dt != sdt:
+                raise ValueError("%s: stored dtype is %s, not %s" % (path, sdt, dt))
+            if order != sorder and order != "C":
+                raise ValueError("%s: stored order is %s, not %s" % (path, sorder, order))
+            order, dt = sorder, sdt
+            size = os.fstat(fd).st_size
+            if sorder == "C" and sshape and _nbytes(dt, sshape) != size:
+                # the file's size decides the first axis (a growth discarded)
+                row = _nbytes(dt, sshape[1:])
+                sshape = (size // row if row else sshape[0],) + sshape[1:]
+            if shape is None or shape == sshape:
+                shape = sshape
+            else:
+                if len(shape) != len(sshape) or shape[1:] != sshape[1:] or sorder != "C":
+                    raise ValueError("%s: stored shape is %r, order %s: only the first axis "
+                                     "of a C-order array can grow" % (path, sshape, sorder))
+                if shape[0] < sshape[0]:
+                    raise ValueError("%s: shrinking from %r to %r is refused"
+                                     % (path, sshape, shape))
+                if mode in ("r", "c"):
+                    raise ValueError("%s: growing needs mode 'r+'" % (path,))
+                os.ftruncate(fd, _nbytes(dt, shape))
+                _layout_set(fd, dt, shape, order)
+        return numpy.memmap(path, dtype=dt, mode="r+" if mode == "w+" else mode,
+                            shape=shape, order=order)
+    finally:
+        os.close(fd)
