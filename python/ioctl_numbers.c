@@ -23,12 +23,16 @@ int main(void)
     SHOW(BIGFILE_IOC_SYNC);
     SHOW(BIGFILE_IOC_WRITEOUT2);
     SHOW(BIGFILE_IOC_CONFLICTS);
+    SHOW(BIGFILE_IOC_STATUS);
     SHOW(BIGFILE_WRITEOUT_STORE);
     SHOW(BIGFILE_WRITEOUT_MARKSTORED);
     SHOW(BIGFILE_WRITEOUT_OVERWRITE);
     SHOW(BIGFILE_CONFLICTS_MAX);
     SHOW(BIGFILE_CONFLICTS_END);
     SHOW(BIGFILE_CONFLICTS_SIZE);
+    SHOW(BIGFILE_STATUS_MAX);
+    SHOW(BIGFILE_STATUS_END);
+    SHOW(BIGFILE_STATUS_SIZE_CONFLICT);
     SHOW(BIGFILE_STAT_VERSION);
     SHOW(sizeof(struct bigfile_writeout));
     SHOW(sizeof(struct bigfile_writeout2));
@@ -38,6 +42,8 @@ int main(void)
     SHOW(sizeof(struct bigfile_count));
     SHOW(sizeof(struct bigfile_stat));
     SHOW(sizeof(struct bigfile_blksize));
+    SHOW(sizeof(struct bigfile_status));
+    SHOW(sizeof(struct bigfile_status_file));
     /* Every field's offset: the module packs and unpacks the structs with
      * struct formats whose layout must be exactly this. */
     OFF(bigfile_stat, version);
@@ -58,6 +64,10 @@ int main(void)
     OFF(bigfile_stat, errors);
     OFF(bigfile_stat, serial);
     OFF(bigfile_stat, conflict_blocks);
+    OFF(bigfile_stat, writeout_blocks);
+    OFF(bigfile_stat, writeout_bytes);
+    OFF(bigfile_stat, writeout_total_blocks);
+    OFF(bigfile_stat, writeout_total_bytes);
     OFF(bigfile_stat, reserved);
     OFF(bigfile_writeout, flags);
     OFF(bigfile_writeout, reserved);
@@ -75,6 +85,20 @@ int main(void)
     OFF(bigfile_conflicts, count);
     OFF(bigfile_conflicts, flags);
     OFF(bigfile_conflicts, ranges);
+    OFF(bigfile_status, start);
+    OFF(bigfile_status, next);
+    OFF(bigfile_status, count);
+    OFF(bigfile_status, reserved);
+    OFF(bigfile_status, files);
+    OFF(bigfile_status_file, ino);
+    OFF(bigfile_status_file, size);
+    OFF(bigfile_status_file, committed_size);
+    OFF(bigfile_status_file, dirty_blocks);
+    OFF(bigfile_status_file, dirty_bytes);
+    OFF(bigfile_status_file, conflict_blocks);
+    OFF(bigfile_status_file, blksize);
+    OFF(bigfile_status_file, flags);
+    OFF(bigfile_status_file, name);
     OFF(bigfile_range, start);
     OFF(bigfile_range, count);
     OFF(bigfile_count, blocks);

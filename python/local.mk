@@ -7,7 +7,8 @@
 ## python/test_ioctl_sync.py, using the compiled python/ioctl_numbers;
 ## python/run-module-test.sh runs every function against a real mount.
 EXTRA_DIST += python/test_ioctl_sync.py python/ioctl_numbers.c \
-	python/run-module-test.sh python/test_module_mount.py
+	python/run-module-test.sh python/test_module_mount.py \
+	python/test_array_mount.py
 if HAVE_PYTHON
 bigfilefs_pydir = $(pythondir)/bigfilefs
 bigfilefs_py_PYTHON = python/bigfilefs/__init__.py

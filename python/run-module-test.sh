@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # Build-tree test: every function of the bigfilefs Python module (python/)
 # against two real bigfilefs mounts of one database (-o shared;
-# python/test_module_mount.py). Skips (77)
+# python/test_module_mount.py, and bigfilefs.array() with
+# python/test_array_mount.py when a python with numpy is there). Skips (77)
 # when FUSE cannot be used here or bigfilefs is not built. With
 # BF_TEST_INSTALLED=1, tests the module that $PYTHON finds installed.
 set -u
@@ -44,6 +45,16 @@ until [ "$(stat -f -c %t "$MNT2" 2>/dev/null)" = $BF_FUSE_MAGIC ]; do
 done
 "$py" "$src/python/test_module_mount.py" "$BF_MNT" "$MNT2" ||
     { cat "$BF_TMP/daemon2.log"; bf_fail "python/test_module_mount.py failed"; }
+# bigfilefs.array() needs numpy: $py's, else the system's python3's (as
+# tests/integration/test_data.c does); skipped (said so) when neither has it.
+pyn=$py
+"$pyn" -c 'import numpy' 2>/dev/null || pyn=/usr/bin/python3
+if [ -x "$pyn" ] && "$pyn" -c 'import numpy' 2>/dev/null; then
+    "$pyn" "$src/python/test_array_mount.py" "$BF_MNT" "$MNT2" ||
+        { cat "$BF_TMP/daemon2.log"; bf_fail "python/test_array_mount.py failed"; }
+else
+    echo "skip: no python with numpy: bigfilefs.array() untested"
+fi
 umount "$MNT2" || bf_fail "umount $MNT2 failed"
 wait "$D2" || { cat "$BF_TMP/daemon2.log"; bf_fail "the second bigfilefs exited with status $?"; }
 bf_umount

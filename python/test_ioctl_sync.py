@@ -40,11 +40,13 @@ for line in out.splitlines():
 
 REQUESTS = ("BIGFILE_IOC_WRITEOUT", "BIGFILE_IOC_DISCARD", "BIGFILE_IOC_INVALIDATE",
             "BIGFILE_IOC_STAT", "BIGFILE_IOC_RECLAIM", "BIGFILE_IOC_SETBLKSIZE",
-            "BIGFILE_IOC_SYNC", "BIGFILE_IOC_WRITEOUT2", "BIGFILE_IOC_CONFLICTS")
+            "BIGFILE_IOC_SYNC", "BIGFILE_IOC_WRITEOUT2", "BIGFILE_IOC_CONFLICTS",
+            "BIGFILE_IOC_STATUS")
 for name in ("BIGFILE_IOC_MAGIC",) + REQUESTS + (
              "BIGFILE_WRITEOUT_STORE", "BIGFILE_WRITEOUT_MARKSTORED",
              "BIGFILE_WRITEOUT_OVERWRITE", "BIGFILE_CONFLICTS_MAX",
-             "BIGFILE_CONFLICTS_END", "BIGFILE_CONFLICTS_SIZE", "BIGFILE_STAT_VERSION"):
+             "BIGFILE_CONFLICTS_END", "BIGFILE_CONFLICTS_SIZE", "BIGFILE_STATUS_MAX",
+             "BIGFILE_STATUS_END", "BIGFILE_STATUS_SIZE_CONFLICT", "BIGFILE_STAT_VERSION"):
     check(name, getattr(bigfilefs, name), c.pop(name))
 
 
@@ -75,6 +77,8 @@ structs = {
     "bigfile_range": (bigfilefs._RANGE, ["start", "count"]),
     "bigfile_count": (bigfilefs._COUNT, ["blocks", "bytes"]),
     "bigfile_blksize": (bigfilefs._BLKSIZE, ["blksize", "reserved"]),
+    "bigfile_status": (bigfilefs._STATUS, ["start", "next", "count", "reserved", "files"]),
+    "bigfile_status_file": (bigfilefs._STATUS_FILE, list(bigfilefs._STATUS_FILE_FIELDS)),
     "bigfile_stat": (bigfilefs._STAT,
                      ["version", "blksize"] + list(bigfilefs.STAT_FIELDS) + ["reserved"]),
 }
@@ -117,6 +121,7 @@ with tempfile.NamedTemporaryFile() as tmp:
                      (bigfilefs.sync, ()), (bigfilefs.conflicts, ())):
         expect_errno("%s(path) on a plain file" % fn.__name__, errno.ENOTTY, fn, tmp.name, *args)
     expect_errno("stat(fd) on a plain file", errno.ENOTTY, bigfilefs.stat, tmp.fileno())
+    expect_errno("status(dir) elsewhere", errno.ENOTTY, bigfilefs.status, os.path.dirname(tmp.name))
     expect_errno("stat(file object) on a plain file", errno.ENOTTY, bigfilefs.stat, tmp)
     expect_errno("writeout with no flag", errno.EINVAL, bigfilefs.writeout, tmp.name,
                  store=False, markstored=False)

@@ -163,6 +163,11 @@ if mnt2:
     ok(st["conflict_blocks"] == 1 and st["dirty_blocks"] == 2,
        "stat: conflict_blocks %d, dirty_blocks %d: every change kept"
        % (st["conflict_blocks"], st["dirty_blocks"]))
+    sts = bigfilefs.status(mnt2)
+    ok(len(sts) == 1 and sts[0]["name"] == "m" and sts[0]["dirty_blocks"] == 2
+       and sts[0]["conflict_blocks"] == 1 and sts[0]["dirty_bytes"] == 2 * BS,
+       "status(mount) lists the conflicting file: %r" % sts)
+    ok(bigfilefs.status(mnt) == [], "status of the mount that committed: nothing")
     res = bigfilefs.writeout(b, overwrite=True)
     ok(res["serial"] > sa and res["conflict_blocks"] == 1 and res["blocks"] == 2,
        "writeout(overwrite=True) wins: %r" % res)
@@ -171,6 +176,71 @@ if mnt2:
        "the first mount reads the overwriting commit")
     os.close(a)
     os.close(b)
+
+# Transactions: commit on a normal end, discard on an exception, no nesting.
+tpath = os.path.join(mnt, "t")
+with open(tpath, "wb") as f:
+    f.write(b"old")
+bigfilefs.writeout(tpath)
+with bigfilefs.transaction(tpath) as tx:
+    with open(tpath, "r+b") as f:
+        f.write(b"new")
+    try:
+        with bigfilefs.transaction(tpath):
+            pass
+        ok(False, "a nested transaction on the same file was allowed")
+    except RuntimeError as e:
+        ok("nested" in str(e), "nested transaction on the file refused: %s" % e)
+    try:
+        with bigfilefs.transaction(mnt):
+            pass
+        ok(False, "a nested transaction on the file's mount was allowed")
+    except RuntimeError as e:
+        ok("nested" in str(e), "nested transaction on the mount refused")
+ok(tx.result["blocks"] == 1 and bigfilefs.stat(tpath)["dirty_blocks"] == 0,
+   "transaction committed on a normal end: %r" % (tx.result,))
+
+
+class Boom(Exception):
+    pass
+
+
+try:
+    with bigfilefs.transaction(tpath):
+        with open(tpath, "r+b") as f:
+            m = mmap.mmap(f.fileno(), 0)
+            m[0:3] = b"bad"
+            m.close()
+        raise Boom()
+except Boom:
+    ok(True, "the exception went through the transaction")
+with open(tpath, "rb") as f:
+    ok(f.read() == b"new", "a transaction that raised discarded its changes")
+ok(bigfilefs.stat(tpath)["dirty_blocks"] == 0 and bigfilefs.status(mnt) == [],
+   "nothing uncommitted after the discard")
+with bigfilefs.transaction(tpath):
+    pass    # the file is free again after a transaction that raised
+with bigfilefs.transaction(mnt) as tx:
+    with open(tpath, "r+b") as f:
+        f.write(b"mnt")
+ok(list(tx.result) == ["t"] and tx.result["t"]["blocks"] == 1,
+   "a mount's transaction commits each changed file: %r" % (tx.result,))
+if mnt2:
+    # A conflict at the end of the block: ConflictError, changes kept.
+    t2 = os.path.join(mnt2, "t")
+    bigfilefs.sync(t2)
+    try:
+        with bigfilefs.transaction(t2):
+            with open(t2, "r+b") as f:
+                f.write(b"two")
+            with open(tpath, "r+b") as f:
+                f.write(b"one")
+            bigfilefs.writeout(tpath)
+        ok(False, "a conflicting transaction committed")
+    except bigfilefs.ConflictError as e:
+        ok(e.ranges == [(0, 1)], "a conflicting transaction raises ConflictError: %r" % (e,))
+    ok(bigfilefs.stat(t2)["dirty_blocks"] == 1, "its changes are kept")
+    bigfilefs.discard(t2)
 
 # Not a bigfile: the mount's root directory.
 dfd = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)

@@ -129,9 +129,50 @@ struct bigfile_stat {
     /* version 2: */
     __u64 serial;          /* the serial the handle's content is as of (its view) */
     __u64 conflict_blocks; /* changed blocks another mount's commit conflicts with */
-    __u64 reserved[6];     /* zero */
+    /* version 3: the writeout running now (all zero when none is storing
+     * blocks), for a progress display: stored so far, and in all */
+    __u64 writeout_blocks;
+    __u64 writeout_bytes;
+    __u64 writeout_total_blocks;
+    __u64 writeout_total_bytes;
+    __u64 reserved[2]; /* zero */
 };
-#define BIGFILE_STAT_VERSION 2
+#define BIGFILE_STAT_VERSION 3
+
+/* BIGFILE_IOC_STATUS argument — a request on the mount's root directory
+ * (an fd of it opened O_RDONLY | O_DIRECTORY), not on a file: the files of
+ * the mount whose handle in the daemon has uncommitted changes (changed
+ * blocks, or a size other than the committed one), in order of inode
+ * number, a bounded number per call. The daemon answers from the files it
+ * holds open (a file with uncommitted changes always is): no file is
+ * opened, so the call costs the same on a mount of 10 000 files as on one
+ * of 10. As for STAT, pages changed through a mapping and not yet written
+ * back by the kernel are not counted until they are.
+ * in:  start — the first inode number to look at (0, then the `next` of
+ *      the last call); reserved = 0.
+ * out: next — where the next call starts, BIGFILE_STATUS_END when no file
+ *      is left; count — entries of files[] filled. */
+#define BIGFILE_STATUS_MAX 32
+#define BIGFILE_STATUS_END (~(__u64)0)
+#define BIGFILE_STATUS_SIZE_CONFLICT (1u << 0) /* the uncommitted size conflicts */
+struct bigfile_status_file {
+    __u64 ino;             /* st_ino of the file */
+    __u64 size;            /* current size, uncommitted changes included */
+    __u64 committed_size;  /* size in the database */
+    __u64 dirty_blocks;    /* changed blocks not yet committed */
+    __u64 dirty_bytes;     /* dirty_blocks * blksize */
+    __u64 conflict_blocks; /* changed blocks another mount's commit conflicts with */
+    __u32 blksize;
+    __u32 flags;    /* BIGFILE_STATUS_SIZE_CONFLICT */
+    char name[256]; /* the file's name, NUL-terminated */
+};
+struct bigfile_status {
+    __u64 start;
+    __u64 next;
+    __u32 count;
+    __u32 reserved;
+    struct bigfile_status_file files[BIGFILE_STATUS_MAX];
+};
 
 /* BIGFILE_IOC_SETBLKSIZE argument: the block size of an empty file (size 0
  * committed and uncommitted, no block ever stored). Used by
@@ -150,5 +191,6 @@ struct bigfile_blksize {
 #define BIGFILE_IOC_SYNC _IOWR(BIGFILE_IOC_MAGIC, 7, struct bigfile_serial)
 #define BIGFILE_IOC_WRITEOUT2 _IOWR(BIGFILE_IOC_MAGIC, 8, struct bigfile_writeout2)
 #define BIGFILE_IOC_CONFLICTS _IOWR(BIGFILE_IOC_MAGIC, 9, struct bigfile_conflicts)
+#define BIGFILE_IOC_STATUS _IOWR(BIGFILE_IOC_MAGIC, 10, struct bigfile_status)
 
 #endif /* BIGFILE_IOCTL_H */

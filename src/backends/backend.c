@@ -606,6 +606,89 @@ int bf_db_setattr(bf_db *db, uint64_t id, const uint32_t *mode, const uint32_t *
     return db->ops->setattr(db, id, mode, uid, gid, mtime_ns);
 }
 
+/* An attribute name's check: 0, -EINVAL (NULL or empty), -ERANGE (too long). */
+static int xattr_name_check(const char *name)
+{
+    if (!name || !*name)
+        return -EINVAL;
+    return strnlen(name, BF_XATTR_NAME_MAX + 1) > BF_XATTR_NAME_MAX ? -ERANGE : 0;
+}
+
+/* Copy len bytes of src (malloc'ed, freed here) to dst of size bytes as
+ * getxattr(2) does: size 0 asks for the length only. */
+static int xattr_answer(void *src, size_t len, void *dst, size_t size, size_t *out)
+{
+    int r = 0;
+
+    if (size && len > size)
+        r = -ERANGE;
+    else if (size && len)
+        memcpy(dst, src, len);
+    free(src);
+    *out = len;
+    return r;
+}
+
+int bf_db_getxattr(bf_db *db, uint64_t id, const char *name, void *value, size_t size, size_t *len)
+{
+    void *v = NULL;
+    size_t n = 0;
+    int r = xattr_name_check(name);
+
+    if (r < 0)
+        return r;
+    if (!db->ops->getxattr)
+        return -ENOTSUP;
+    if ((r = db->ops->getxattr(db, id, name, &v, &n)) < 0)
+        return r;
+    return xattr_answer(v, n, value, size, len);
+}
+
+int bf_db_listxattr(bf_db *db, uint64_t id, char *list, size_t size, size_t *len)
+{
+    char *v = NULL;
+    size_t n = 0;
+    int r;
+
+    if (!db->ops->listxattr)
+        return -ENOTSUP;
+    if ((r = db->ops->listxattr(db, id, &v, &n)) < 0)
+        return r;
+    return xattr_answer(v, n, list, size, len);
+}
+
+int bf_db_setxattr(bf_db *db, uint64_t id, const char *name, const void *value, size_t len,
+                   unsigned flags)
+{
+    int r = xattr_name_check(name);
+
+    if (r < 0)
+        return r;
+    if (flags & ~(unsigned)(BF_XATTR_CREATE | BF_XATTR_REPLACE) ||
+        flags == (BF_XATTR_CREATE | BF_XATTR_REPLACE) || (len && !value))
+        return -EINVAL;
+    if (len > BF_XATTR_SIZE_MAX)
+        return -E2BIG;
+    if (!db->ops->setxattr)
+        return -ENOTSUP;
+    if (db->flags & BF_DB_RDONLY)
+        return -EROFS;
+    return db->ops->setxattr(db, id, name, value, len, flags);
+}
+
+int bf_db_removexattr(bf_db *db, uint64_t id, const char *name)
+{
+    int r = xattr_name_check(name);
+
+    if (r < 0)
+        return r;
+    if (!db->ops->removexattr)
+        return -ENOTSUP;
+    if (db->flags & BF_DB_RDONLY)
+        return -EROFS;
+    return db->ops->removexattr(db, id, name);
+}
+
 int bf_db_set_blksize(bf_db *db, uint64_t id, uint32_t blksize)
 {
     if (!bf_blksize_valid(blksize))

@@ -175,6 +175,40 @@ int bf_db_setattr(bf_db *db, uint64_t id, const uint32_t *mode, const uint32_t *
  * open on it, in this session or another live one), -EROFS. */
 int bf_db_set_blksize(bf_db *db, uint64_t id, uint32_t blksize);
 
+/* ---- extended attributes ---------------------------------------------------
+ * Named values stored with a file (the daemon serves the user.* ones as
+ * extended attributes: bigfilefs(8)). A change is committed at once, like a
+ * name, but is not a commit (no serial: the kernel caches no attribute, so
+ * every mount reads them fresh). They are deleted with the file. An engine
+ * without them answers -ENOTSUP to every call. Names are 1 to
+ * BF_XATTR_NAME_MAX bytes (-ERANGE beyond, -EINVAL empty or NULL), values at
+ * most BF_XATTR_SIZE_MAX bytes (-E2BIG) — the limits of Linux. */
+#define BF_XATTR_NAME_MAX 255
+#define BF_XATTR_SIZE_MAX 65536
+enum {
+    BF_XATTR_CREATE = 1 << 0,  /* setxattr: -EEXIST if it exists (XATTR_CREATE) */
+    BF_XATTR_REPLACE = 1 << 1, /* setxattr: -ENODATA if it does not (XATTR_REPLACE) */
+};
+
+/* The value of attribute `name` of file id: with size 0, only *len = its
+ * length; else copied to value when it fits (*len = its length), -ERANGE
+ * when it does not (nothing copied). -ENODATA (none), -ENOTSUP. */
+int bf_db_getxattr(bf_db *db, uint64_t id, const char *name, void *value, size_t size, size_t *len);
+
+/* The names of file id's attributes, each NUL-terminated, in name order,
+ * as listxattr(2): with size 0 only *len, else -ERANGE when they do not fit
+ * in size bytes. -ENOTSUP. */
+int bf_db_listxattr(bf_db *db, uint64_t id, char *list, size_t size, size_t *len);
+
+/* Set attribute `name` of file id to len bytes of value (flags:
+ * BF_XATTR_*). -EEXIST, -ENODATA (see the flags), -E2BIG, -ERANGE, -EINVAL
+ * (bad flags), -ENOENT (no such file), -EROFS, -ENOTSUP. */
+int bf_db_setxattr(bf_db *db, uint64_t id, const char *name, const void *value, size_t len,
+                   unsigned flags);
+
+/* Remove attribute `name` of file id. -ENODATA, -EROFS, -ENOTSUP. */
+int bf_db_removexattr(bf_db *db, uint64_t id, const char *name);
+
 /* Open the content of file `id` for the core (bigfile.h). The bf_file's
  * size is the committed size as of its `serial`, the database's serial
  * now (the core's handle view starts there). The session holds the file

@@ -214,6 +214,25 @@ struct bf_engine_ops {
      * (the watcher's turn; the next one goes on). Never called in a
      * read-only session, nor twice at once (the layer's trim lock). */
     int (*trim)(bf_db *db, uint64_t applied, bool all);
+
+    /* Extended attributes of file id (named or nameless), optional (NULL:
+     * the layer answers -ENOTSUP). The layer has checked the name (1 to
+     * BF_XATTR_NAME_MAX bytes) and the value's size (at most
+     * BF_XATTR_SIZE_MAX) and refuses changes in a read-only session. A
+     * change is committed at once but is no commit (no serial, no log
+     * row): the kernel caches no attribute, every mount reads them fresh.
+     * A file's attributes go with it when it is purged.
+     *  getxattr: *value = a malloc'ed copy (NULL when *len is 0), -ENODATA.
+     *  listxattr: *names = the names, each NUL-terminated, in name order,
+     *      malloc'ed (NULL when *len is 0).
+     *  setxattr: BF_XATTR_CREATE: -EEXIST if it exists; BF_XATTR_REPLACE:
+     *      -ENODATA if it does not; -ENOENT if the file does not exist.
+     *  removexattr: -ENODATA. */
+    int (*getxattr)(bf_db *db, uint64_t id, const char *name, void **value, size_t *len);
+    int (*listxattr)(bf_db *db, uint64_t id, char **names, size_t *len);
+    int (*setxattr)(bf_db *db, uint64_t id, const char *name, const void *value, size_t len,
+                    unsigned flags);
+    int (*removexattr)(bf_db *db, uint64_t id, const char *name);
 };
 
 /* The generic part of a database: the first member of an engine's. */

@@ -9,7 +9,8 @@ libbfbackends_a_SOURCES = \
 	src/backends/ranges.h src/backends/ranges.c \
 	src/backends/memory.h src/backends/memory.c \
 	src/backends/sqlite.h src/backends/sqlite_internal.h src/backends/sqlite.c \
-	src/backends/sqlite_schema.c src/backends/sqlite_session.c
+	src/backends/sqlite_schema.c src/backends/sqlite_session.c \
+	src/backends/sqlite_xattr.c
 libbfbackends_a_CFLAGS = $(AM_CFLAGS) $(SQLITE3_CFLAGS) $(LIBPQ_CFLAGS)
 if HAVE_POSTGRESQL
 libbfbackends_a_SOURCES += \

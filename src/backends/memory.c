@@ -77,6 +77,14 @@ struct bmap {
 /* One bigfile: linked (has a name) or nameless (unlinked, kept while some
  * session holds it). A purged record is out of the store's list; the last
  * handle open on it frees it. */
+/* An extended attribute of a file: a list in name order. */
+struct mem_xattr {
+    struct mem_xattr *next;
+    char *name;
+    void *value;
+    size_t len;
+};
+
 struct mem_rec {
     struct mem_rec *next; /* st->recs */
     uint64_t id;
@@ -94,6 +102,7 @@ struct mem_rec {
     size_t nholders, capholders;
     unsigned nopen; /* handles open on it, of any session */
     bool purged;
+    struct mem_xattr *xattrs; /* in name order */
 };
 
 struct mem_db;
@@ -309,8 +318,21 @@ static void fill_info(const struct mem_rec *r, struct bf_fileinfo *fi)
     fi->ctime_ns = r->ctime_ns;
 }
 
+static void xattr_free(struct mem_xattr *x)
+{
+    free(x->name);
+    free(x->value);
+    free(x);
+}
+
 static void rec_free(struct mem_store *st, struct mem_rec *r)
 {
+    while (r->xattrs) {
+        struct mem_xattr *x = r->xattrs;
+
+        r->xattrs = x->next;
+        xattr_free(x);
+    }
     for (size_t i = 0; i < r->blocks.n; i++)
         st->nold -= r->blocks.v[i].n ? r->blocks.v[i].n - 1 : 0;
     bmap_free(&r->blocks);
@@ -1210,6 +1232,129 @@ static int mem_set_blksize(bf_db *db, uint64_t id, uint32_t blksize)
     return ns_commit_id(db, id, BF_COMMIT_SETBLKSIZE, set_blksize, &blksize);
 }
 
+/* ---- extended attributes (engine.h: no commit) ---- */
+
+/* Where attribute `name` of rec is, or would be inserted: *pp points at
+ * it (or at the first one after it). */
+static struct mem_xattr **xattr_find(struct mem_rec *rec, const char *name, bool *found)
+{
+    struct mem_xattr **pp = &rec->xattrs;
+    int c = 1;
+
+    while (*pp && (c = strcmp((*pp)->name, name)) < 0)
+        pp = &(*pp)->next;
+    *found = *pp && c == 0;
+    return pp;
+}
+
+static int mem_getxattr(bf_db *db, uint64_t id, const char *name, void **value, size_t *len)
+{
+    struct mem_store *st = DB(db)->st;
+    struct mem_rec *rec;
+    bool found = false;
+    int r = 0;
+
+    pthread_rwlock_rdlock(&st->lock);
+    rec = find_id(st, id);
+    struct mem_xattr **pp = rec ? xattr_find(rec, name, &found) : NULL;
+    if (!found) {
+        r = rec ? -ENODATA : -ENOENT;
+    } else if (((*len = (*pp)->len)) && !(*value = malloc(*len))) {
+        r = -ENOMEM;
+    } else if (*len) {
+        memcpy(*value, (*pp)->value, *len);
+    }
+    pthread_rwlock_unlock(&st->lock);
+    return r;
+}
+
+static int mem_listxattr(bf_db *db, uint64_t id, char **names, size_t *len)
+{
+    struct mem_store *st = DB(db)->st;
+    struct mem_rec *rec;
+    size_t n = 0;
+    int r = 0;
+
+    pthread_rwlock_rdlock(&st->lock);
+    rec = find_id(st, id);
+    for (struct mem_xattr *x = rec ? rec->xattrs : NULL; x; x = x->next)
+        n += strlen(x->name) + 1;
+    if (!rec) {
+        r = -ENOENT;
+    } else if (n && !(*names = malloc(n))) {
+        r = -ENOMEM;
+    } else {
+        char *p = *names;
+
+        for (struct mem_xattr *x = rec->xattrs; x; x = x->next)
+            p = stpcpy(p, x->name) + 1;
+        *len = n;
+    }
+    pthread_rwlock_unlock(&st->lock);
+    return r;
+}
+
+static int mem_setxattr(bf_db *db, uint64_t id, const char *name, const void *value, size_t len,
+                        unsigned flags)
+{
+    struct mem_store *st = DB(db)->st;
+    struct mem_xattr *x = calloc(1, sizeof(*x)), **pp;
+    struct mem_rec *rec;
+    bool found = false;
+    int r = 0;
+
+    if (!x || !(x->name = strdup(name)) || (len && !(x->value = malloc(len)))) {
+        if (x)
+            xattr_free(x);
+        return -ENOMEM;
+    }
+    if (len)
+        memcpy(x->value, value, len);
+    x->len = len;
+    pthread_rwlock_wrlock(&st->lock);
+    rec = find_id(st, id);
+    pp = rec ? xattr_find(rec, name, &found) : NULL;
+    if (!rec)
+        r = -ENOENT;
+    else if (found && (flags & BF_XATTR_CREATE))
+        r = -EEXIST;
+    else if (!found && (flags & BF_XATTR_REPLACE))
+        r = -ENODATA;
+    if (r == 0) {
+        x->next = found ? (*pp)->next : *pp;
+        if (found)
+            xattr_free(*pp);
+        *pp = x;
+        x = NULL;
+    }
+    pthread_rwlock_unlock(&st->lock);
+    if (x)
+        xattr_free(x);
+    return r;
+}
+
+static int mem_removexattr(bf_db *db, uint64_t id, const char *name)
+{
+    struct mem_store *st = DB(db)->st;
+    struct mem_rec *rec;
+    bool found = false;
+    int r = 0;
+
+    pthread_rwlock_wrlock(&st->lock);
+    rec = find_id(st, id);
+    struct mem_xattr **pp = rec ? xattr_find(rec, name, &found) : NULL;
+    if (!found) {
+        r = rec ? -ENODATA : -ENOENT;
+    } else {
+        struct mem_xattr *x = *pp;
+
+        *pp = x->next;
+        xattr_free(x);
+    }
+    pthread_rwlock_unlock(&st->lock);
+    return r;
+}
+
 static int mem_purge(bf_db *db, uint64_t id)
 {
     struct mem_store *st = DB(db)->st;
@@ -1497,6 +1642,10 @@ static const struct bf_engine_ops mem_engine_ops = {
     .log_read = mem_log_read,
     .serial_now = mem_serial_now,
     .trim = mem_trim,
+    .getxattr = mem_getxattr,
+    .listxattr = mem_listxattr,
+    .setxattr = mem_setxattr,
+    .removexattr = mem_removexattr,
 };
 
 int bf_db_is_memory(const bf_db *db)

@@ -193,6 +193,7 @@ static const char *const writer_sql[W_NSTMT] = {
     [W_PURGE_VERSIONS] = "DELETE FROM blockmap WHERE file=?1",
     [W_PURGE_HOLDS] = "DELETE FROM holds WHERE file=?1",
     [W_PURGE_FILE] = "DELETE FROM files WHERE id=?1 AND name IS NULL",
+    [W_PURGE_XATTRS] = "DELETE FROM xattrs WHERE file=?1",
     [W_OTHERS] = "SELECT id FROM sessions WHERE id<>?1",
     [W_SESSION_ADD] = "INSERT INTO sessions(pid, host, started_ns, applied, shared) "
                       "VALUES(?1, ?2, ?3, ?4, ?5)",
@@ -1723,6 +1724,10 @@ static const struct bf_engine_ops sq_engine_ops = {
     .log_read = sq_log_read,
     .serial_now = sq_serial_now,
     .trim = sq_trim,
+    .getxattr = sq_getxattr,
+    .listxattr = sq_listxattr,
+    .setxattr = sq_setxattr,
+    .removexattr = sq_removexattr,
 };
 
 /* ---- open: validation, schema, connections ------------------------------- */
@@ -1803,6 +1808,8 @@ static int open_writer(struct sq_db *d, char *errbuf, size_t errlen)
                           NULL, NULL);
     if (rc == SQLITE_OK)
         rc = sq_query_int(d->w, "PRAGMA page_size", &d->page_size);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(d->w, sq_xattr_table_sql, NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = sq_prepare_all(d->w, writer_sql, d->ws, W_NSTMT);
     if (rc != SQLITE_OK) {

@@ -96,6 +96,7 @@ enum {
     W_PURGE_VERSIONS,
     W_PURGE_HOLDS,
     W_PURGE_FILE,
+    W_PURGE_XATTRS,
     W_OTHERS, /* the other sessions' ids */
     W_SESSION_ADD,
     W_SESSION_APPLIED,
@@ -301,5 +302,15 @@ int sq_trim(bf_db *db, uint64_t applied, bool all);
 
 /* Close the watcher's connection and descriptor. */
 void sq_watch_close(struct sq_db *d);
+
+/* Extended attributes (sqlite_xattr.c): the engine's ops (engine.h), and
+ * the statement that creates their table if absent, run by a read-write
+ * session before it prepares its writer statements. */
+extern const char sq_xattr_table_sql[];
+int sq_getxattr(bf_db *db, uint64_t id, const char *name, void **value, size_t *len);
+int sq_listxattr(bf_db *db, uint64_t id, char **names, size_t *len);
+int sq_setxattr(bf_db *db, uint64_t id, const char *name, const void *value, size_t len,
+                unsigned flags);
+int sq_removexattr(bf_db *db, uint64_t id, const char *name);
 
 #endif /* BIGFILEFS_BACKENDS_SQLITE_INTERNAL_H */

@@ -309,7 +309,7 @@ int sq_purge_unheld(struct sq_db *d, uint64_t id)
      * delete here), then the versions, holds of dead sessions and row. */
     int64_t v[2] = { (int64_t)id, bf_now_ns() };
     e = sq_wrun(d, W_PURGE_GARBAGE, 2, v, "deleting a nameless file");
-    static const int steps[] = { W_PURGE_VERSIONS, W_PURGE_HOLDS, W_PURGE_FILE };
+    static const int steps[] = { W_PURGE_VERSIONS, W_PURGE_XATTRS, W_PURGE_HOLDS, W_PURGE_FILE };
     for (size_t i = 0; e == 0 && i < sizeof(steps) / sizeof(steps[0]); i++)
         e = sq_wrun(d, steps[i], 1, v, "deleting a nameless file");
     return e;

@@ -994,6 +994,8 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, struct bf_writeout_result *r
     if (n)
         qsort(items, n, sizeof(*items), wo_item_cmp);
     fh->writeout_running = true;
+    fh->wo_total = n;
+    __atomic_store_n(&fh->wo_done, 0, __ATOMIC_RELAXED);
     bf_ram_unlock(ram);
 
     /* The transaction, lock released (I2), the only one of the handle
@@ -1010,7 +1012,7 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, struct bf_writeout_result *r
         stores++;
         r = ops->storeblk(fh->file, items[i].blk, items[i].data, items[i].base);
         if (r == 0)
-            stored++;
+            __atomic_store_n(&fh->wo_done, ++stored, __ATOMIC_RELAXED); /* for stat */
     }
     bool committed = false;
     if (r == 0) {
@@ -1072,6 +1074,8 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, struct bf_writeout_result *r
     }
     BF_ASSERT(fh->cow_held == 0); /* I19 */
     fh->writeout_running = false;
+    fh->wo_total = 0;
+    __atomic_store_n(&fh->wo_done, 0, __ATOMIC_RELAXED);
     pthread_cond_broadcast(&fh->writeout_done); /* shrinking truncates go on */
     bf_ram_unlock(ram);
     free(items);
@@ -1456,6 +1460,8 @@ void bf_fileh_stat(bf_fileh *fh, struct bf_fileh_stats *st)
     st->view = fh->view;
     st->conflict_blocks = fh->nconflict;
     st->size_conflict = fh->size_conflict;
+    st->writeout_total = fh->wo_total;
+    st->writeout_done = __atomic_load_n(&fh->wo_done, __ATOMIC_RELAXED);
     bf_ram_unlock(fh->ram);
 }
 

@@ -291,6 +291,11 @@ struct bf_fileh_stats {
     bool size_conflict;          /* the uncommitted size conflicts */
     uint64_t conflicts;          /* writeouts refused with -ESTALE */
     uint64_t applied;            /* other mounts' commits applied */
+    /* The running STORE writeout (0, 0 when none runs, or while it
+     * stores nothing but a size): blocks it stores, and of them stored so
+     * far — read while the writeout runs, for a progress display. */
+    uint64_t writeout_total;
+    uint64_t writeout_done;
 };
 
 /* Open a handle on `file`, caching in `ram`. The handle does not own the

@@ -61,6 +61,12 @@ struct bf_fileh {
     /* old buffers the running writeout holds after copy on write (counted
      * in the ram's dirty_bytes, I13) */
     uint64_t cow_held;
+    /* Progress of the running STORE writeout, for bf_fileh_stat: the
+     * blocks it stores (set under the lock as it starts, 0 when none runs)
+     * and those stored so far (written by the writeout with the lock
+     * released, so accessed atomically). */
+    uint64_t wo_total;
+    uint64_t wo_done;
     bool fenced;
     uint64_t fence_lo, fence_hi; /* fenced blocks, inclusive */
 

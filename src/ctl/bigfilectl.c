@@ -24,7 +24,8 @@
 #include <bigfile/ioctl.h>
 
 #include "core/bigfile.h" /* bf_blksize_valid, BF_SIZE_MAX */
-#include "util/util.h"    /* bf_parse_size */
+#include "ctl/progress.h"
+#include "util/util.h" /* bf_parse_size */
 
 enum {
     EXIT_OK = 0,
@@ -37,21 +38,28 @@ static void usage(FILE *f)
     fprintf(f, "usage: bigfilectl COMMAND [OPTIONS] FILE\n"
                "\n"
                "Commands (FILE is a file of a bigfilefs mount):\n"
-               "  writeout [--store|--markstored] [--overwrite] FILE\n"
+               "  writeout [--store|--markstored] [--overwrite] [--quiet] FILE\n"
                "                      commit every uncommitted change of FILE, made by any\n"
                "                      process, atomically (default: store and mark stored;\n"
                "                      --store: store, blocks stay changed; --markstored: only\n"
                "                      mark changed blocks committed, store nothing); refused\n"
                "                      if another mount committed the same blocks meanwhile,\n"
-               "                      unless --overwrite (then this mount's changes win)\n"
+               "                      unless --overwrite (then this mount's changes win); on a\n"
+               "                      terminal, shows its progress when it stores at least\n"
+               "                      $BIGFILECTL_PROGRESS_MIN (a SIZE, default 256M) unless\n"
+               "                      --quiet\n"
                "  discard FILE        throw away every uncommitted change of FILE\n"
                "  sync FILE           catch up with every commit of the database now (other\n"
                "                      mounts' too) and print the serial reached\n"
                "  invalidate FILE BLK[-BLK]\n"
                "                      forget blocks BLK..BLK (inclusive) so they are reloaded\n"
                "                      from the database (their uncommitted changes are lost)\n"
-               "  stat FILE           print the daemon's state of FILE as \"key: value\" lines\n"
-               "                      (serial: the commit its content is as of)\n"
+               "  stat [--json] FILE  print the daemon's state of FILE as \"key: value\" lines\n"
+               "                      (serial: the commit its content is as of), or as JSON\n"
+               "  status [--json] MOUNT\n"
+               "                      list the files of the mount MOUNT (its mount point) that\n"
+               "                      have uncommitted changes, one line each (nothing when\n"
+               "                      all is committed), or as JSON\n"
                "  reclaim FILE        drop the clean cached data of FILE\n"
                "  create [--blksize=SIZE] [--size=SIZE] FILE\n"
                "                      create FILE (it must not exist) with block size SIZE\n"
@@ -199,16 +207,63 @@ static void print_conflicts(int fd, const char *file)
             file, file);
 }
 
+/* One writeout request on fd, for bfctl_progress_run: WRITEOUT2, or for a
+ * daemon older than it (bigfilefs 0.1, ENOTTY) WRITEOUT without serial. */
+struct writeout_call {
+    int fd;
+    struct bigfile_writeout2 w;
+    bool has_serial;
+};
+
+static int writeout_run(void *arg)
+{
+    struct writeout_call *wc = arg;
+    struct bigfile_writeout w1;
+    int r;
+
+    wc->has_serial = true;
+    r = ioctl(wc->fd, BIGFILE_IOC_WRITEOUT2, &wc->w) < 0 ? errno : 0;
+    if (r != ENOTTY || (wc->w.flags & BIGFILE_WRITEOUT_OVERWRITE))
+        return r;
+    memset(&w1, 0, sizeof(w1));
+    w1.flags = wc->w.flags;
+    r = ioctl(wc->fd, BIGFILE_IOC_WRITEOUT, &w1) < 0 ? errno : 0;
+    wc->w.blocks = w1.blocks;
+    wc->w.bytes = w1.bytes;
+    wc->has_serial = false;
+    return r;
+}
+
+/* The progress display of a writeout of `file`: on when stderr is a
+ * terminal and not quiet; its threshold from $BIGFILECTL_PROGRESS_MIN.
+ * Returns an exit status. */
+static int progress_setup(const char *file, bool quiet, struct bfctl_progress *p)
+{
+    const char *min = getenv("BIGFILECTL_PROGRESS_MIN");
+
+    p->stat_fd = -1;
+    p->min_bytes = BFCTL_PROGRESS_MIN_DEFAULT;
+    if (quiet || !isatty(STDERR_FILENO))
+        return EXIT_OK;
+    if (min && *min && bf_parse_size(min, &p->min_bytes) < 0)
+        return usage_error("writeout: bad BIGFILECTL_PROGRESS_MIN '%s' (a SIZE)", min);
+    p->stat_fd = open(file, O_RDONLY | O_CLOEXEC); /* -1: no progress, the writeout goes on */
+    return EXIT_OK;
+}
+
 static int cmd_writeout(int argc, char **argv)
 {
     static const struct option lo[] = { { "store", no_argument, NULL, 's' },
                                         { "markstored", no_argument, NULL, 'm' },
                                         { "overwrite", no_argument, NULL, 'o' },
+                                        { "quiet", no_argument, NULL, 'q' },
                                         { NULL, 0, NULL, 0 } };
-    struct bigfile_writeout2 w;
+    struct writeout_call wc;
+    struct bigfile_writeout2 *w = &wc.w;
+    struct bfctl_progress prog;
     const char *file;
     int c, fd, r;
-    bool store = false, mark = false, overwrite = false, has_serial = true;
+    bool store = false, mark = false, overwrite = false, quiet = false;
 
     while ((c = getopt_long(argc, argv, "+", lo, NULL)) != -1) {
         switch (c) {
@@ -221,6 +276,9 @@ static int cmd_writeout(int argc, char **argv)
         case 'o':
             overwrite = true;
             break;
+        case 'q':
+            quiet = true;
+            break;
         default:
             return bad_option("writeout", argv);
         }
@@ -232,26 +290,23 @@ static int cmd_writeout(int argc, char **argv)
         return usage_error("%s: --overwrite commits, --markstored stores nothing", "writeout");
     if ((r = one_operand(argc, argv, "writeout", &file)) != EXIT_OK)
         return r;
-    memset(&w, 0, sizeof(w));
-    w.flags = store  ? BIGFILE_WRITEOUT_STORE
-              : mark ? BIGFILE_WRITEOUT_MARKSTORED
-                     : BIGFILE_WRITEOUT_STORE | BIGFILE_WRITEOUT_MARKSTORED;
+    memset(&wc, 0, sizeof(wc));
+    w->flags = store  ? BIGFILE_WRITEOUT_STORE
+               : mark ? BIGFILE_WRITEOUT_MARKSTORED
+                      : BIGFILE_WRITEOUT_STORE | BIGFILE_WRITEOUT_MARKSTORED;
     if (overwrite)
-        w.flags |= BIGFILE_WRITEOUT_OVERWRITE;
+        w->flags |= BIGFILE_WRITEOUT_OVERWRITE;
     if ((r = open_file_rw("writeout", file, false, &fd)) != EXIT_OK)
         return r;
-    r = ioctl(fd, BIGFILE_IOC_WRITEOUT2, &w) < 0 ? errno : 0;
-    if (r == ENOTTY && !overwrite) {
-        /* A daemon older than WRITEOUT2 (bigfilefs 0.1): no serial. */
-        struct bigfile_writeout w1;
-
-        memset(&w1, 0, sizeof(w1));
-        w1.flags = w.flags;
-        r = ioctl(fd, BIGFILE_IOC_WRITEOUT, &w1) < 0 ? errno : 0;
-        w.blocks = w1.blocks;
-        w.bytes = w1.bytes;
-        has_serial = false;
+    if ((r = progress_setup(file, quiet, &prog)) != EXIT_OK) {
+        close(fd);
+        return r;
     }
+    wc.fd = fd;
+    r = bfctl_progress_run(&prog, writeout_run, &wc);
+    bfctl_progress_end(&prog, r, w->blocks, w->bytes);
+    if (prog.stat_fd >= 0)
+        close(prog.stat_fd);
     if (r == ESTALE) {
         fprintf(stderr,
                 "bigfilectl: writeout %s: refused (ESTALE): another mount committed changes "
@@ -266,11 +321,11 @@ static int cmd_writeout(int argc, char **argv)
         return EXIT_FAIL;
     }
     close(fd);
-    printf("blocks: %" PRIu64 "\nbytes: %" PRIu64 "\n", (uint64_t)w.blocks, (uint64_t)w.bytes);
-    if (has_serial)
-        printf("serial: %" PRIu64 "\n", (uint64_t)w.serial);
+    printf("blocks: %" PRIu64 "\nbytes: %" PRIu64 "\n", (uint64_t)w->blocks, (uint64_t)w->bytes);
+    if (wc.has_serial)
+        printf("serial: %" PRIu64 "\n", (uint64_t)w->serial);
     if (overwrite)
-        printf("conflict_blocks: %" PRIu64 "\n", (uint64_t)w.conflict_blocks);
+        printf("conflict_blocks: %" PRIu64 "\n", (uint64_t)w->conflict_blocks);
     return EXIT_OK;
 }
 
@@ -359,17 +414,56 @@ static int cmd_invalidate(int argc, char **argv)
     return EXIT_OK;
 }
 
+/* Options of a command that takes only --json: sets *json. Returns an
+ * exit status. */
+static int json_option(int argc, char **argv, const char *cmd, bool *json)
+{
+    static const struct option lo[] = { { "json", no_argument, NULL, 'j' }, { NULL, 0, NULL, 0 } };
+    int c;
+
+    *json = false;
+    while ((c = getopt_long(argc, argv, "+", lo, NULL)) != -1) {
+        if (c != 'j')
+            return bad_option(cmd, argv);
+        *json = true;
+    }
+    return EXIT_OK;
+}
+
+/* Print s as a JSON string (quoted, escaped) to stdout. */
+static void json_string(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+
+        if (ch == '"' || ch == '\\')
+            printf("\\%c", ch);
+        else if (ch < 0x20)
+            printf("\\u%04x", ch);
+        else
+            putchar(ch);
+    }
+    putchar('"');
+}
+
 /* A request that only reads FILE (stat, sync): one operand, the file
- * opened read-only, `req` with *arg (zeroed first, len bytes). Returns an
- * exit status (EXIT_OK: *arg holds the answer). */
+ * opened read-only, `req` with *arg (zeroed first, len bytes). With json
+ * non-NULL, the option --json is accepted and sets *json; else no option.
+ * Returns an exit status (EXIT_OK: *arg holds the answer). */
 static int read_request(int argc, char **argv, const char *cmd, unsigned long req, void *arg,
-                        size_t len)
+                        size_t len, bool *json)
 {
     const char *file;
     int fd, r;
 
-    if (getopt_long(argc, argv, "+", (const struct option[]){ { NULL, 0, NULL, 0 } }, NULL) != -1)
+    if (json) {
+        if ((r = json_option(argc, argv, cmd, json)) != EXIT_OK)
+            return r;
+    } else if (getopt_long(argc, argv, "+", (const struct option[]){ { NULL, 0, NULL, 0 } },
+                           NULL) != -1) {
         return bad_option(cmd, argv);
+    }
     if ((r = one_operand(argc, argv, cmd, &file)) != EXIT_OK)
         return r;
     if ((r = open_file(cmd, file, &fd)) != EXIT_OK)
@@ -383,21 +477,37 @@ static int read_request(int argc, char **argv, const char *cmd, unsigned long re
 static int cmd_sync(int argc, char **argv)
 {
     struct bigfile_serial sr;
-    int r = read_request(argc, argv, "sync", BIGFILE_IOC_SYNC, &sr, sizeof(sr));
+    int r = read_request(argc, argv, "sync", BIGFILE_IOC_SYNC, &sr, sizeof(sr), NULL);
 
     if (r == EXIT_OK)
         printf("serial: %" PRIu64 "\n", (uint64_t)sr.serial);
     return r;
 }
 
+/* One field of `stat`: a "key: value" line, or a JSON member after *sep. */
+static void stat_field(bool json, const char **sep, const char *name, uint64_t v)
+{
+    if (json)
+        printf("%s\"%s\": %" PRIu64, *sep, name, v);
+    else
+        printf("%s: %" PRIu64 "\n", name, v);
+    *sep = ", ";
+}
+
 static int cmd_stat(int argc, char **argv)
 {
     struct bigfile_stat s;
-    int r = read_request(argc, argv, "stat", BIGFILE_IOC_STAT, &s, sizeof(s));
+    bool json;
+    const char *sep = "{";
+    int r = read_request(argc, argv, "stat", BIGFILE_IOC_STAT, &s, sizeof(s), &json);
 
     if (r != EXIT_OK)
         return r;
-#define P(field) printf(#field ": %" PRIu64 "\n", (uint64_t)s.field)
+        /* "key: value" lines, or one JSON object with the same keys (and the
+     * version, which tells which keys there are). */
+#define P(field) stat_field(json, &sep, #field, s.field)
+    if (json)
+        P(version);
     P(blksize);
     P(size);
     P(committed_size);
@@ -417,7 +527,107 @@ static int cmd_stat(int argc, char **argv)
         P(serial);
         P(conflict_blocks);
     }
+    if (s.version >= 3) {
+        P(writeout_blocks);
+        P(writeout_bytes);
+        P(writeout_total_blocks);
+        P(writeout_total_bytes);
+    }
 #undef P
+    if (json)
+        printf("}\n");
+    return EXIT_OK;
+}
+
+/* One file of `status`: "NAME: N changed blocks (B bytes)[, size C -> S][,
+ * K conflicting blocks][, the size conflicts]". */
+static void status_line(const struct bigfile_status_file *f)
+{
+    printf("%s: %" PRIu64 " changed block%s (%" PRIu64 " bytes)", f->name,
+           (uint64_t)f->dirty_blocks, f->dirty_blocks == 1 ? "" : "s", (uint64_t)f->dirty_bytes);
+    if (f->size != f->committed_size)
+        printf(", size %" PRIu64 " -> %" PRIu64, (uint64_t)f->committed_size, (uint64_t)f->size);
+    if (f->conflict_blocks)
+        printf(", %" PRIu64 " conflicting block%s", (uint64_t)f->conflict_blocks,
+               f->conflict_blocks == 1 ? "" : "s");
+    if (f->flags & BIGFILE_STATUS_SIZE_CONFLICT)
+        printf(", the size conflicts");
+    printf("\n");
+}
+
+static void status_json(const struct bigfile_status_file *f, bool first)
+{
+    printf("%s\n  {\"name\": ", first ? "" : ",");
+    json_string(f->name);
+    printf(", \"ino\": %" PRIu64 ", \"dirty_blocks\": %" PRIu64 ", \"dirty_bytes\": %" PRIu64
+           ", \"size\": %" PRIu64 ", \"committed_size\": %" PRIu64 ", \"blksize\": %" PRIu32
+           ", \"conflict_blocks\": %" PRIu64 ", \"size_conflict\": %s}",
+           (uint64_t)f->ino, (uint64_t)f->dirty_blocks, (uint64_t)f->dirty_bytes, (uint64_t)f->size,
+           (uint64_t)f->committed_size, (uint32_t)f->blksize, (uint64_t)f->conflict_blocks,
+           (f->flags & BIGFILE_STATUS_SIZE_CONFLICT) ? "true" : "false");
+}
+
+/* status MOUNT: BIGFILE_IOC_STATUS on the mount's root directory, one call
+ * per BIGFILE_STATUS_MAX files. */
+static int cmd_status(int argc, char **argv)
+{
+    struct bigfile_status *st;
+    const char *mnt;
+    bool json, first = true;
+    int fd, r;
+
+    if ((r = json_option(argc, argv, "status", &json)) != EXIT_OK)
+        return r;
+    if (optind != argc - 1)
+        return usage_error(optind >= argc ? "%s: missing MOUNT" : "%s: too many arguments",
+                           "status");
+    mnt = argv[optind];
+    fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOTDIR) {
+            fprintf(stderr, "bigfilectl: status %s: not a directory (give the mount point)\n", mnt);
+            return EXIT_FAIL;
+        }
+        return fail("status", mnt, "cannot open", errno);
+    }
+    st = calloc(1, sizeof(*st));
+    if (!st) {
+        close(fd);
+        return fail("status", mnt, "", ENOMEM);
+    }
+    if (json)
+        printf("{\"files\": [");
+    do {
+        st->count = 0;
+        r = ioctl(fd, BIGFILE_IOC_STATUS, st) < 0 ? errno : 0;
+        if (r)
+            break;
+        for (uint32_t i = 0; i < st->count; i++) {
+            if (json)
+                status_json(&st->files[i], first);
+            else
+                status_line(&st->files[i]);
+            first = false;
+        }
+        st->start = st->next;
+    } while (st->next != BIGFILE_STATUS_END);
+    free(st);
+    close(fd);
+    if (r) {
+        if (json)
+            printf("\n");
+        fflush(stdout);
+        if (r == ENOTTY) {
+            fprintf(stderr,
+                    "bigfilectl: status %s: not the mount point of a bigfilefs mount "
+                    "(or a daemon older than STATUS)\n",
+                    mnt);
+            return EXIT_FAIL;
+        }
+        return fail("status", mnt, "", r);
+    }
+    if (json)
+        printf("%s]}\n", first ? "" : "\n");
     return EXIT_OK;
 }
 
@@ -588,6 +798,8 @@ int main(int argc, char **argv)
         return cmd_invalidate(argc, argv);
     if (!strcmp(cmd, "stat"))
         return cmd_stat(argc, argv);
+    if (!strcmp(cmd, "status"))
+        return cmd_status(argc, argv);
     if (!strcmp(cmd, "sync"))
         return cmd_sync(argc, argv);
     if (!strcmp(cmd, "create"))

@@ -34,6 +34,14 @@ int bf_errno_ns(int err)
     return keep_or_eio(err, keep, N(keep));
 }
 
+int bf_errno_xattr(int err)
+{
+    static const int keep[] = { ENODATA, ERANGE, E2BIG,  EEXIST, ENOTSUP, EINVAL,
+                                EROFS,   ENOENT, ENOSPC, EDQUOT, ENOMEM };
+
+    return keep_or_eio(err, keep, N(keep));
+}
+
 int bf_errno_ioctl(int err)
 {
     static const int keep[] = { EINVAL,    EBUSY,  EAGAIN, EBADF,  EROFS,     EFAULT, ENOTTY,

@@ -27,6 +27,10 @@
  *    refused because another mount committed what its changes are based
  *    on); anything else — a failing backend, a file gone from the
  *    database, a kernel notification that failed (kernel.h, D5) — is EIO.
+ *  - extended attributes (GETXATTR, SETXATTR, LISTXATTR, REMOVEXATTR):
+ *    ENODATA, ERANGE, E2BIG, EEXIST, ENOTSUP, EINVAL, EROFS, ENOENT,
+ *    ENOSPC, EDQUOT and ENOMEM keep their meaning, as getxattr(2) and
+ *    setxattr(2) document them; anything else is EIO.
  * err must be negative; 0 is not an error and is returned as 0.
  *
  * No state, any thread.
@@ -37,5 +41,6 @@
 int bf_errno_data(int err);
 int bf_errno_ns(int err);
 int bf_errno_ioctl(int err);
+int bf_errno_xattr(int err);
 
 #endif /* BIGFILEFS_FS_ERRORS_H */

@@ -94,12 +94,20 @@ static inline bool bf_fh_writable(uint64_t fh)
 /* The low-level operations (ops.c). Userdata of the session: struct bf_fs. */
 extern const struct fuse_lowlevel_ops bf_fs_ops;
 
-/* The IOCTL request handler (ioctl.c), called by ops.c for regular files.
+/* The IOCTL request handler (ioctl.c), called by ops.c for regular files
+ * and the root directory (ino BF_ROOT_INO: only its own requests, STATUS).
  * Replies to req itself, at once or — for the requests that wait for the
  * kernel — later, from a worker of fs->workq. */
 void bf_fs_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
                  struct fuse_file_info *fi, unsigned flags, const void *in_buf, size_t in_bufsz,
                  size_t out_bufsz);
+
+/* The extended attribute requests (xattr.c): user.* only. */
+void bf_fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+                    size_t size, int flags);
+void bf_fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+void bf_fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void bf_fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 
 /* Fill *st with the attributes of inode (ops.c): mode, owner, times from
  * the database metadata, size from the handle if it is open (uncommitted

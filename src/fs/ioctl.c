@@ -8,14 +8,15 @@
  * the kernel (then it is queued), how its argument is checked, and its
  * handler. One dispatcher, bf_fs_ioctl(), serves every request from it:
  *
- *  1. Find the entry; an unknown request, or the test request on a daemon
- *     without `-o test_inject`, is ENOTTY.
+ *  1. Find the entry; an unknown request, the test request on a daemon
+ *     without `-o test_inject`, a file's request on the root directory or
+ *     the root's (STATUS) on a file is ENOTTY.
  *  2. Access (see below): EROFS, EBADF.
  *  3. Sizes: the kernel passes exactly the encoded sizes; fewer bytes are
  *     EINVAL.
  *  4. Copy the argument and check it (EINVAL): nothing has happened yet.
- *  5. A request that does not wait for the kernel (STAT, CONFLICTS, the
- *     test INJECT) runs now, on the request thread, and is answered.
+ *  5. A request that does not wait for the kernel (STAT, CONFLICTS,
+ *     STATUS, the test INJECT) runs now, on the request thread, and is answered.
  *  6. A long one — it waits for the kernel, which waits for request threads
  *     (kernel.h, D1) — records its operation on the inode (EBUSY while
  *     another runs on the file) and is queued (workq.h; EAGAIN when the
@@ -36,8 +37,8 @@
  * is writable, and EROFS says why), while DISCARD and INVALIDATE are allowed
  * through any fd: no uncommitted change can exist on an ro mount, and
  * INVALIDATE is how a read-only mount sees blocks changed in the database.
- * STAT, CONFLICTS, SYNC and RECLAIM need no write access: STAT and
- * CONFLICTS only answer; SYNC only makes this mount catch up with the
+ * STAT, CONFLICTS, STATUS, SYNC and RECLAIM need no write access: STAT,
+ * CONFLICTS and STATUS only answer; SYNC only makes this mount catch up with the
  * database, as it does by itself within milliseconds (a read-only mount may
  * too); RECLAIM drops only clean cached data (dirty pages are written back
  * to the daemon first, where they stay uncommitted), as
@@ -49,7 +50,9 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,6 +79,7 @@ union ioc_arg {
     struct bigfile_writeout2 writeout2;
     struct bigfile_serial serial;
     struct bigfile_conflicts conflicts;
+    struct bigfile_status status;
     struct bigfile_range range;
     struct bigfile_count count;
     struct bigfile_stat stat;
@@ -92,6 +96,7 @@ enum ioc_access {
 
 #define IOC_QUEUED (1u << 0) /* waits for the kernel: run on a worker (step 6) */
 #define IOC_TEST (1u << 1)   /* test interface: only with -o test_inject */
+#define IOC_ROOT (1u << 2)   /* on the root directory only (no inode: c->inode NULL) */
 
 struct ioc_call;
 
@@ -113,7 +118,7 @@ struct ioc_call {
     const struct ioc_def *def;
     struct bf_fs *fs;
     fuse_req_t req;
-    bf_inode *inode; /* a reference */
+    bf_inode *inode; /* a reference; NULL for an IOC_ROOT request */
     pid_t pid;       /* the calling thread */
     void *arg;       /* the argument's address in the caller */
     union ioc_arg in, out;
@@ -277,6 +282,83 @@ static int run_conflicts(struct ioc_call *c)
     return 0;
 }
 
+static int ino_cmp(const void *a, const void *b)
+{
+    fuse_ino_t x = (*(bf_inode *const *)a)->ino, y = (*(bf_inode *const *)b)->ino;
+
+    return x < y ? -1 : x > y;
+}
+
+/* Fill *f with inode's uncommitted state if its handle is open and has
+ * uncommitted changes (changed blocks or size) and the file is linked;
+ * returns whether it did. Never opens a handle. */
+static bool status_of(struct bf_fs *fs, bf_inode *inode, struct bigfile_status_file *f)
+{
+    struct bf_fileh_stats st;
+    struct bf_fileinfo info;
+    bool unlinked;
+    bf_fileh *fh;
+
+    bf_inode_fh_peek(inode, &fh);
+    if (fh)
+        bf_fileh_stat(fh, &st);
+    bf_inode_fh_put(inode);
+    if (!fh || (st.dirty_blocks == 0 && st.size == st.committed_size))
+        return false;
+    bf_inode_info(&fs->itable, inode, &info, &unlinked);
+    if (unlinked) /* its changes go with its last close */
+        return false;
+    memset(f, 0, sizeof(*f));
+    f->ino = inode->ino;
+    f->size = st.size;
+    f->committed_size = st.committed_size;
+    f->dirty_blocks = st.dirty_blocks;
+    f->dirty_bytes = st.dirty_blocks * st.blksize;
+    f->conflict_blocks = st.conflict_blocks;
+    f->blksize = st.blksize;
+    f->flags = st.size_conflict ? BIGFILE_STATUS_SIZE_CONFLICT : 0;
+    snprintf(f->name, sizeof(f->name), "%s", info.name);
+    return true;
+}
+
+/* STATUS, on the root: the files with uncommitted changes from inode
+ * number `start` on. They are all in the inode table (inode.h: a handle
+ * with changes keeps its inode), so the table is the whole answer. */
+static int run_status(struct ioc_call *c)
+{
+    struct bigfile_status *out = &c->out.status;
+    bf_inode **all;
+    size_t n, i;
+    int r;
+
+    r = bf_itable_all(&c->fs->itable, &all, &n);
+    if (r < 0)
+        return r;
+    qsort(all, n, sizeof(*all), ino_cmp);
+    memset(out, 0, sizeof(*out));
+    out->start = c->in.status.start;
+    out->next = BIGFILE_STATUS_END;
+    for (i = 0; i < n; i++) {
+        if (all[i]->ino < out->start)
+            continue;
+        if (out->count == BIGFILE_STATUS_MAX) {
+            out->next = all[i]->ino; /* more may follow: the next call says */
+            break;
+        }
+        if (status_of(c->fs, all[i], &out->files[out->count]))
+            out->count++;
+    }
+    for (i = 0; i < n; i++)
+        bf_itable_put(&c->fs->itable, all[i]);
+    free(all);
+    return 0;
+}
+
+static int check_status(const union ioc_arg *in)
+{
+    return in->status.reserved ? -EINVAL : 0;
+}
+
 static int run_discard(struct ioc_call *c)
 {
     uint64_t nblocks = 0;
@@ -368,6 +450,10 @@ static int run_stat(struct ioc_call *c)
     s->errors = st.errors;
     s->serial = st.view;
     s->conflict_blocks = st.conflict_blocks;
+    s->writeout_blocks = st.writeout_done;
+    s->writeout_bytes = st.writeout_done * st.blksize;
+    s->writeout_total_blocks = st.writeout_total;
+    s->writeout_total_bytes = st.writeout_total * st.blksize;
     return 0;
 }
 
@@ -499,6 +585,8 @@ static const struct ioc_def ioc_table[] = {
       BF_OP_WRITEOUT, IOC_QUEUED, check_writeout2, run_writeout2 },
     { BIGFILE_IOC_CONFLICTS, "CONFLICTS", SZ(bigfile_conflicts), SZ(bigfile_conflicts), IOC_READ,
       BF_OP_NONE, 0, NULL, run_conflicts },
+    { BIGFILE_IOC_STATUS, "STATUS", SZ(bigfile_status), SZ(bigfile_status), IOC_READ, BF_OP_NONE,
+      IOC_ROOT, check_status, run_status },
     { BIGFILE_TEST_IOC_INJECT, "TEST_INJECT", SZ(bigfile_test_inject), SZ(bigfile_test_inject),
       IOC_READ, BF_OP_NONE, IOC_TEST, check_inject, run_inject },
 };
@@ -548,7 +636,8 @@ static void finish(struct ioc_call *c, int r)
         fuse_reply_err(c->req, bf_errno_ioctl(r));
     else
         fuse_reply_ioctl(c->req, 0, c->def->out_size ? &c->out : NULL, c->def->out_size);
-    bf_itable_put(&c->fs->itable, c->inode);
+    if (c->inode)
+        bf_itable_put(&c->fs->itable, c->inode);
     if (c->def->flags & IOC_QUEUED)
         free(c);
 }
@@ -600,6 +689,8 @@ static int ioc_begin(struct ioc_call *c, const struct ioc_def *def, fuse_req_t r
         memcpy(&c->in, in_buf, def->in_size);
     if (def->check && (r = def->check(&c->in)) < 0)
         return r;
+    if (def->flags & IOC_ROOT)
+        return 0;
     c->inode = bf_itable_find(&c->fs->itable, ino);
     return c->inode ? 0 : -ENOENT;
 }
@@ -615,7 +706,8 @@ void bf_fs_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 
     (void)flags;
     /* 1. */
-    if (!def || ((def->flags & IOC_TEST) && !fs->test_inject)) {
+    if (!def || ((def->flags & IOC_TEST) && !fs->test_inject) ||
+        (ino == BF_ROOT_INO) != !!(def->flags & IOC_ROOT)) {
         fuse_reply_err(req, ENOTTY);
         return;
     }

@@ -4,7 +4,7 @@
 bin_PROGRAMS += bigfilefs
 bigfilefs_SOURCES = \
 	src/fs/main.c \
-	src/fs/fs.h src/fs/ops.c src/fs/ioctl.c \
+	src/fs/fs.h src/fs/ops.c src/fs/ioctl.c src/fs/xattr.c \
 	src/fs/errors.h src/fs/errors.c \
 	src/fs/inode.h src/fs/inode.c \
 	src/fs/kernel.h src/fs/kernel.c \

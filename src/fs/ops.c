@@ -842,7 +842,9 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
                      struct fuse_file_info *fi, unsigned flags, const void *in_buf, size_t in_bufsz,
                      size_t out_bufsz)
 {
-    if (ino == BF_ROOT_INO || (flags & FUSE_IOCTL_DIR)) {
+    /* The root directory's requests (STATUS) are told apart in ioctl.c;
+     * no other directory exists. */
+    if ((ino == BF_ROOT_INO) != !!(flags & FUSE_IOCTL_DIR)) {
         fuse_reply_err(req, ENOTTY);
         return;
     }
@@ -909,4 +911,8 @@ const struct fuse_lowlevel_ops bf_fs_ops = {
     .statfs = op_statfs,
     .ioctl = op_ioctl,
     .lseek = op_lseek,
+    .setxattr = bf_fs_setxattr,
+    .getxattr = bf_fs_getxattr,
+    .listxattr = bf_fs_listxattr,
+    .removexattr = bf_fs_removexattr,
 };

@@ -10,6 +10,8 @@ BFT_TESTS = \
 	tests/integration/test_errors \
 	tests/integration/test_namespace \
 	tests/integration/test_cli \
+	tests/integration/test_status \
+	tests/integration/test_xattr \
 	tests/integration/test_reliability \
 	tests/integration/test_shared
 check_PROGRAMS += $(BFT_TESTS)
@@ -40,6 +42,12 @@ tests_integration_test_namespace_LDADD = $(BFT_LDADD)
 tests_integration_test_cli_SOURCES = tests/integration/test_cli.c $(BFT_HARNESS)
 tests_integration_test_cli_CFLAGS = $(BFT_CFLAGS)
 tests_integration_test_cli_LDADD = $(BFT_LDADD)
+tests_integration_test_status_SOURCES = tests/integration/test_status.c $(BFT_HARNESS)
+tests_integration_test_status_CFLAGS = $(BFT_CFLAGS)
+tests_integration_test_status_LDADD = $(BFT_LDADD)
+tests_integration_test_xattr_SOURCES = tests/integration/test_xattr.c $(BFT_HARNESS)
+tests_integration_test_xattr_CFLAGS = $(BFT_CFLAGS)
+tests_integration_test_xattr_LDADD = $(BFT_LDADD)
 tests_integration_test_reliability_SOURCES = tests/integration/test_reliability.c $(BFT_HARNESS)
 tests_integration_test_reliability_CFLAGS = $(BFT_CFLAGS)
 tests_integration_test_reliability_LDADD = $(BFT_LDADD)
