@@ -342,6 +342,8 @@ int bf_db_init(bf_db *db, const struct bf_engine_ops *ops, unsigned flags,
         db->opt.watch_interval_ms = BF_WATCH_INTERVAL_MS;
     if (db->opt.log_keep == 0)
         db->opt.log_keep = BF_LOG_KEEP;
+    if (db->opt.timeout_ms == 0)
+        db->opt.timeout_ms = BF_PROTO_TIMEOUT_MS;
     db->fops = (struct bf_file_ops){
         .loadblk = fh_loadblk,
         .begin = fh_begin,
@@ -400,7 +402,7 @@ int bf_db_open_ex(const char *spec, unsigned flags, const struct bf_db_options *
     } else {
         r = bf_sqlite_open(spec, flags, opt, out, errbuf, errlen);
     }
-    if (r == 0)
+    if (r == 0 && !(*out)->label)     /* (an engine that logs during its open set it) */
         (*out)->label = strdup(spec); /* NULL (out of memory): logs use the engine's name */
     return r;
 }

@@ -11,7 +11,9 @@
  * Backends (storage engines behind one generic layer, engine.h):
  *   "memory"  memory.h — in-process, for tests and benchmarks, with fault
  *             injection and latency;
- *   "sqlite"  sqlite.h — one embedded SQLite database file, the default.
+ *   "sqlite"  sqlite.h — one embedded SQLite database file, the default;
+ *   "proto"   proto.h — a block server, a program of the user's that
+ *             speaks man/bigfilefs-protocol.7 ("exec:COMMAND", "unix:PATH").
  *
  * Thread safety: every function may be called from any thread, concurrently
  * (a backend serializes internally what must be). Every function returns 0
@@ -98,8 +100,14 @@ struct bf_db_options {
      * log is trimmed anyway, and a session that lagged so far gets a
      * BF_COMMIT_RESET; 0: the default, BF_LOG_KEEP. */
     uint64_t log_keep;
+    /* Block servers (exec:, unix:): how long a server may take to answer
+     * one request, in ms, before it counts as hung (the request fails with
+     * -EIO, an exec: server is killed and started again); 0: the default,
+     * BF_PROTO_TIMEOUT_MS. Other engines ignore it. */
+    unsigned timeout_ms;
 };
 
+#define BF_PROTO_TIMEOUT_MS 30000
 #define BF_WATCH_INTERVAL_MS 2
 #define BF_WATCH_IDLE_FACTOR 16
 #define BF_LOG_KEEP 100000

@@ -1,7 +1,8 @@
 ## SPDX-License-Identifier: MIT
 ## src/backends: block stores behind the core's bf_file interface: the
-## generic layer (backend, watch), the engines (memory, sqlite*), and the
-## commit log's block ranges (ranges).
+## generic layer (backend, watch), the engines (memory, sqlite*, and proto:
+## a block server over the protocol of bigfilefs-protocol(7), with its
+## link and its messages), and the commit log's block ranges (ranges).
 noinst_LIBRARIES += libbfbackends.a
 libbfbackends_a_SOURCES = \
 	src/backends/backend.h src/backends/backend.c \
@@ -9,5 +10,8 @@ libbfbackends_a_SOURCES = \
 	src/backends/ranges.h src/backends/ranges.c \
 	src/backends/memory.h src/backends/memory.c \
 	src/backends/sqlite.h src/backends/sqlite_internal.h src/backends/sqlite.c \
-	src/backends/sqlite_schema.c src/backends/sqlite_session.c
+	src/backends/sqlite_schema.c src/backends/sqlite_session.c \
+	src/backends/proto.h src/backends/proto.c \
+	src/backends/proto_link.h src/backends/proto_link.c \
+	src/backends/proto_wire.h src/backends/proto_wire.c
 libbfbackends_a_CFLAGS = $(AM_CFLAGS) $(SQLITE3_CFLAGS)
