@@ -17,6 +17,7 @@
 
 #include "backends/engine.h"
 #include "backends/memory.h"
+#include "backends/proto.h"
 #include "backends/sqlite.h"
 
 /* A file the session uses (engine.h, "Open files"). */
@@ -392,10 +393,13 @@ int bf_db_open_ex(const char *spec, unsigned flags, const struct bf_db_options *
     }
     *out = NULL;
     /* "mem:" names a fresh private memory database, "mem:LABEL" the one of
-     * that label in this process. Anything else is a SQLite path (a file
-     * really named "mem:x" can be reached as "./mem:x"). */
+     * that label in this process; "exec:COMMAND" and "unix:PATH" a block
+     * server. Anything else is a SQLite path (a file really named "mem:x"
+     * can be reached as "./mem:x"). */
     if (strncmp(spec, "mem:", 4) == 0) {
         r = bf_mem_open(spec + 4, flags, opt, out, errbuf, errlen);
+    } else if (strncmp(spec, "exec:", 5) == 0 || strncmp(spec, "unix:", 5) == 0) {
+        r = bf_proto_open(spec, flags, opt, out, errbuf, errlen);
     } else if (spec[0] == '\0') {
         bf_errf(errbuf, errlen, "empty database path");
         return -EINVAL;

@@ -115,7 +115,10 @@ struct bf_db_options {
 /* Open a database (a session on it). `spec` is "mem:" for a fresh private
  * memory database, "mem:LABEL" for the memory database of that label in
  * this process (created by the first session that opens it, freed when
- * the last one closes), else a path to a SQLite file. On failure returns a
+ * the last one closes), "exec:COMMAND" or "unix:PATH" for a block server
+ * (proto.h: it is started, or connected to, now; BF_DB_CREATE means
+ * nothing to it, BF_DB_SHARED is refused with -EINVAL, a server of another
+ * protocol version with -EPROTONOSUPPORT), else a path to a SQLite file. On failure returns a
  * negative errno and, if errbuf is not NULL, writes a one-line
  * human-readable reason to errbuf (e.g. "x.db: not a bigfilefs database (no
  * bigfilefs schema)"). Errors: -ENOENT (missing and no BF_DB_CREATE),
