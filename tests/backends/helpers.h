@@ -2,11 +2,14 @@
 /* bigfilefs — tests/backends: helpers shared by the backend tests.
  *
  * BOTH(name, timeout) defines one behavioural test body and registers it
- * twice: once against a fresh memory database (suite "memory") and once
- * against a fresh SQLite database in a temporary directory (suite
- * "sqlite"). The body gets the open db and a struct tb describing it.
- * SESSIONS (at the end) does the same with several sessions on one
- * database, as several mounts. */
+ * for every engine: against a fresh memory database (suite "memory"), a
+ * fresh SQLite database in a temporary directory (suite "sqlite"), and two
+ * block servers (bigfilefs-protocol(7)): tests/proto/blockd, in C, serving
+ * a SQLite database of its own (suite "proto_c"), and the Python example
+ * examples/npy_store.py (suite "proto_py"; skipped without a python). The
+ * body gets the open db and a struct tb describing it. SESSIONS (at the
+ * end) does the same with several sessions on one database, as several
+ * mounts, for the engines that have sessions (memory, SQLite). */
 #ifndef BIGFILEFS_TESTS_BACKENDS_HELPERS_H
 #define BIGFILEFS_TESTS_BACKENDS_HELPERS_H
 
@@ -32,11 +35,65 @@
 #include "backends/sqlite.h"
 #include "util/util.h" /* bf_now_ns, bf_parse_size */
 
-struct tb {
-    int is_sqlite;
-    char dir[64];   /* sqlite: the temporary directory */
-    char path[128]; /* sqlite: the database file */
+/* The engines a test runs against (tb_open's kind). */
+enum tb_kind {
+    TB_MEMORY = 0,
+    TB_SQLITE = 1,
+    TB_PROTO_C = 2,  /* blockd serving t->path */
+    TB_PROTO_PY = 3, /* examples/npy_store.py keeping t->dir/store */
 };
+
+struct tb {
+    int is_sqlite;  /* TB_SQLITE */
+    int kind;       /* enum tb_kind */
+    char dir[64];   /* sqlite, proto: the temporary directory */
+    char path[128]; /* sqlite, proto_c: the database file */
+    char spec[1024];
+};
+
+/* Where the block servers are: the build and source trees (make check's
+ * environment, else where the test was built) and the python. */
+#ifndef BF_TEST_BUILDDIR
+#define BF_TEST_BUILDDIR "."
+#define BF_TEST_SRCDIR ".."
+#define BF_TEST_PYTHON "python3"
+#endif
+
+static inline const char *tb_env_or(const char *var, const char *dflt)
+{
+    const char *v = getenv(var);
+    return v && *v ? v : dflt;
+}
+
+static inline const char *tb_python(void)
+{
+    const char *py = tb_env_or("PYTHON", BF_TEST_PYTHON);
+    return *py ? py : "python3";
+}
+
+/* Whether the python of tb_python runs here. */
+static inline int tb_have_python(void)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "'%s' -c 'import sys' >/dev/null 2>&1", tb_python());
+    return system(cmd) == 0;
+}
+
+/* t->spec: the block server of kind for t's directory: blockd (with the
+ * options `opts`, NULL: none) serving t->path, or npy_store.py keeping
+ * t->dir/store. */
+static inline void tb_proto_spec(struct tb *t, int kind, const char *opts)
+{
+    if (kind == TB_PROTO_C)
+        snprintf(t->spec, sizeof(t->spec), "exec:exec '%s/tests/proto/blockd' %s '%s'",
+                 tb_env_or("BF_BUILDDIR", BF_TEST_BUILDDIR), opts ? opts : "", t->path);
+    else
+        snprintf(t->spec, sizeof(t->spec),
+                 "exec:PYTHONPATH='%s/python' PYTHONDONTWRITEBYTECODE=1 exec '%s' "
+                 "'%s/examples/npy_store.py' '%s/store'",
+                 tb_env_or("BF_SRCDIR", BF_TEST_SRCDIR), tb_python(),
+                 tb_env_or("BF_SRCDIR", BF_TEST_SRCDIR), t->dir);
+}
 
 /* Make a fresh temporary directory for a test. */
 static inline void tb_mkdir(struct tb *t)
@@ -46,35 +103,49 @@ static inline void tb_mkdir(struct tb *t)
     snprintf(t->path, sizeof(t->path), "%s/db.sqlite", t->dir);
 }
 
-/* Remove the temporary directory and its (flat) content. */
-static inline void tb_rmdir(struct tb *t)
+/* Remove directory `dir` and its content. */
+static inline void tb_rmtree(const char *dir)
 {
-    DIR *dp = opendir(t->dir);
+    DIR *dp = opendir(dir);
     struct dirent *de;
-    char p[512];
+    char p[1024];
     if (!dp)
         return;
     while ((de = readdir(dp))) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
-        snprintf(p, sizeof(p), "%s/%s", t->dir, de->d_name);
-        unlink(p);
+        if (snprintf(p, sizeof(p), "%s/%s", dir, de->d_name) >= (int)sizeof(p))
+            continue;
+        if (unlink(p) < 0 && errno == EISDIR)
+            tb_rmtree(p);
     }
     closedir(dp);
-    rmdir(t->dir);
+    rmdir(dir);
 }
 
-/* Open a fresh database (a SQLite one in a new temporary directory, or the
- * memory one labelled "test"), with flags besides BF_DB_CREATE. */
-static inline bf_db *tb_open_flags(struct tb *t, int sqlite, unsigned flags)
+/* Remove the temporary directory and its content. */
+static inline void tb_rmdir(struct tb *t)
+{
+    tb_rmtree(t->dir);
+}
+
+/* Open a fresh database of kind (enum tb_kind: the memory one labelled
+ * "test"; a SQLite one, or a block server's, in a new temporary
+ * directory), with flags besides BF_DB_CREATE. */
+static inline bf_db *tb_open_flags(struct tb *t, int kind, unsigned flags)
 {
     bf_db *db = NULL;
     char err[512] = "";
     memset(t, 0, sizeof(*t));
-    t->is_sqlite = sqlite;
-    if (sqlite)
+    t->kind = kind;
+    t->is_sqlite = kind == TB_SQLITE;
+    if (kind != TB_MEMORY)
         tb_mkdir(t);
-    int r = bf_db_open(sqlite ? t->path : "mem:test", BF_DB_CREATE | flags, &db, err, sizeof(err));
+    if (kind == TB_PROTO_C || kind == TB_PROTO_PY)
+        tb_proto_spec(t, kind, NULL);
+    else
+        snprintf(t->spec, sizeof(t->spec), "%s", kind == TB_SQLITE ? t->path : "mem:test");
+    int r = bf_db_open(t->spec, BF_DB_CREATE | flags, &db, err, sizeof(err));
     cr_assert_eq(r, 0, "bf_db_open: %d %s", r, err);
     return db;
 }
@@ -104,8 +175,19 @@ static inline bf_db *tb_session(struct tb *t, unsigned flags)
  * memory backend's counter, or a separate SQLite connection. */
 static inline int64_t tb_nblocks(struct tb *t, bf_db *db, uint64_t id)
 {
-    if (!t->is_sqlite)
+    if (t->kind == TB_MEMORY)
         return (int64_t)bf_mem_blocks(db, id);
+    if (t->kind == TB_PROTO_PY) { /* npy_store.py: a file per committed block */
+        char d[256];
+        int64_t n = 0;
+        snprintf(d, sizeof(d), "%s/store/blocks/%llu", t->dir, (unsigned long long)id);
+        DIR *dp = opendir(d);
+        for (struct dirent *de; dp && (de = readdir(dp));)
+            n += strlen(de->d_name) > 4 && strcmp(de->d_name + strlen(de->d_name) - 4, ".npy") == 0;
+        if (dp)
+            closedir(dp);
+        return n;
+    }
     sqlite3 *c;
     sqlite3_stmt *st;
     int64_t n = -1;
@@ -265,23 +347,37 @@ static inline uint64_t tb_checksum(const char *path)
     return h;
 }
 
-#define BOTH(name, secs)                              \
-    static void name##_body(bf_db *db, struct tb *t); \
-    Test(memory, name, .timeout = secs)               \
-    {                                                 \
-        struct tb t;                                  \
-        bf_db *db = tb_open(&t, 0);                   \
-        name##_body(db, &t);                          \
-        bf_db_close(db);                              \
-    }                                                 \
-    Test(sqlite, name, .timeout = secs)               \
-    {                                                 \
-        struct tb t;                                  \
-        bf_db *db = tb_open(&t, 1);                   \
-        name##_body(db, &t);                          \
-        bf_db_close(db);                              \
-        tb_rmdir(&t);                                 \
-    }                                                 \
+/* Run a BOTH body against a fresh database of kind. */
+static inline void tb_run(int kind, void (*body)(bf_db *db, struct tb *t))
+{
+    struct tb t;
+    bf_db *db = tb_open(&t, kind);
+    body(db, &t);
+    bf_db_close(db);
+    if (kind != TB_MEMORY)
+        tb_rmdir(&t);
+}
+
+#define BOTH(name, secs)                                \
+    static void name##_body(bf_db *db, struct tb *t);   \
+    Test(memory, name, .timeout = secs)                 \
+    {                                                   \
+        tb_run(TB_MEMORY, name##_body);                 \
+    }                                                   \
+    Test(sqlite, name, .timeout = secs)                 \
+    {                                                   \
+        tb_run(TB_SQLITE, name##_body);                 \
+    }                                                   \
+    Test(proto_c, name, .timeout = secs)                \
+    {                                                   \
+        tb_run(TB_PROTO_C, name##_body);                \
+    }                                                   \
+    Test(proto_py, name, .timeout = secs)               \
+    {                                                   \
+        if (!tb_have_python())                          \
+            cr_skip_test("no python: %s", tb_python()); \
+        tb_run(TB_PROTO_PY, name##_body);               \
+    }                                                   \
     static void name##_body(bf_db *db, struct tb *t)
 
 /* SESSIONS(name, timeout): like BOTH, with TB_NSESSIONS sessions on one
