@@ -5,10 +5,9 @@
 ## drives the proto engine against it: the messages, the version, the
 ## failures and restarts, replies out of order, a writeout through the core
 ## whose server dies. The shared behavioural suite (tests/backends) also
-## runs against blockd and against the Python server examples/npy_store.py.
-## test_pconcurrent (also in CONCURRENCY_TESTS, for the TSan build): many
-## threads loading through one connection while the server answers out of
-## order.
+## runs against blockd and against the Python server examples/npy_store.py;
+## tests/backends/test_bconcurrent (the TSan build's) loads from many threads
+## through blockd answering out of order, also through a crash of it.
 check_PROGRAMS += tests/proto/blockd
 tests_proto_blockd_SOURCES = tests/proto/blockd.c bench/pattern.h
 tests_proto_blockd_CFLAGS = $(AM_CFLAGS) $(SQLITE3_CFLAGS)
