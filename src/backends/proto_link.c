@@ -83,6 +83,7 @@ struct bf_conn {
     uint32_t next_id;
     int64_t started_ns, broken_ns;
     pthread_t reader;
+    pid_t owner;     /* the process that started it (its reader and server are that one's) */
     int exit_status; /* of the reaped server; -1: none */
 
     struct bf_conn *next_dead; /* the link's list of retired connections */
@@ -102,6 +103,7 @@ struct bf_link {
     struct bf_conn *cur;
     struct bf_conn *dead; /* retired: their readers are joined, then they are freed */
     bool starting, closed;
+    bool fresh; /* the next start is the mount's first in this process: no RESUME */
     uint64_t gen;
     unsigned quick; /* connections in a row that broke quickly */
     int64_t next_start_ns;
@@ -622,6 +624,7 @@ static int conn_new(struct bf_link *l, struct bf_conn **out, int *memfd, char *e
     c->exit_status = -1;
     c->refs = 1; /* the link's */
     c->next_id = 1;
+    c->owner = getpid();
     c->started_ns = bf_mono_ns();
     if (pthread_mutex_init(&c->lock, NULL) != 0) {
         free(c);
@@ -915,9 +918,30 @@ static void link_retire(struct bf_link *l)
     link_reap_dead(l, false);
 }
 
+/* The process forked since l's connections were started (the daemon's
+ * fuse_daemonize runs after the database is open): their reader threads
+ * and their servers belong to the parent. Kill the current server's
+ * process group (the parent exits, nobody else will), leave those
+ * connections as they are (their locks may have been held by threads that
+ * do not exist here), and start anew. Caller holds l->lock. */
+static void link_abandon_inherited(struct bf_link *l)
+{
+    if (l->cur && l->cur->pid > 0)
+        kill(-l->cur->pid, SIGKILL);
+    if (l->cur)
+        close(l->cur->fd); /* this process's copy: the server sees the end */
+    l->cur = NULL;
+    l->dead = NULL;
+    l->quick = 0;
+    l->next_start_ns = 0;
+    l->fresh = true; /* for this process, the mount starts now */
+}
+
 int bf_link_get(struct bf_link *l, struct bf_conn **out)
 {
     pthread_mutex_lock(&l->lock);
+    if (l->cur && l->cur->owner != getpid())
+        link_abandon_inherited(l);
     for (;;) {
         if (l->closed)
             break;
@@ -938,6 +962,7 @@ int bf_link_get(struct bf_link *l, struct bf_conn **out)
             pthread_cond_wait(&l->cond, &l->lock);
             continue;
         }
+        bool resume = !l->fresh; /* a restart in the life of the mount */
         int64_t now = bf_mono_ns();
         if (now < l->next_start_ns) {
             if (!l->down_logged)
@@ -951,13 +976,14 @@ int bf_link_get(struct bf_link *l, struct bf_conn **out)
         l->starting = true;
         pthread_mutex_unlock(&l->lock);
         char why[512] = "";
-        int r = conn_start(l, true, &c, why, sizeof(why));
+        int r = conn_start(l, resume, &c, why, sizeof(why));
         if (r < 0)
             bf_db_log(l->db, "cannot start the block server again: %s", why);
         pthread_mutex_lock(&l->lock);
         l->starting = false; /* starting -> UP / (none) */
         if (r == 0) {
             c->published = true;
+            l->fresh = false;
             l->cur = c; /* a close that came meanwhile waited for this and takes it */
         } else {
             l->quick++;
@@ -977,6 +1003,8 @@ void bf_link_close(struct bf_link *l)
     if (!l)
         return;
     pthread_mutex_lock(&l->lock);
+    if (l->cur && l->cur->owner != getpid())
+        link_abandon_inherited(l);
     l->closed = true;
     while (l->starting)
         pthread_cond_wait(&l->cond, &l->lock);

@@ -37,6 +37,12 @@
  * starts a connection, the others wait for it); a current connection UP;
  * closed.
  *
+ * A process that forks after the link's open (the daemon daemonizes once
+ * the database is open) finds in its child a connection whose reader
+ * thread and server are the parent's: its first bf_link_get there kills
+ * that server's process group and starts a connection of its own (HELLO
+ * without RESUME: for the server, the mount starts then).
+ *
  * Locks: l->lock, then c->lock; both leaves for the rest of bigfilefs
  * (never held across a send, a wait for a reply, a callback, a start or a
  * reap; waits on c->lock are on condition variables). The engine's lock is

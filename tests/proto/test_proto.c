@@ -227,6 +227,41 @@ Test(open, read_only_session_refuses_changes, .timeout = 20)
     tb_rmdir(&t);
 }
 
+/* The daemon forks (fuse_daemonize) after it opened the database: in the
+ * child, the server and the reader thread of the open's connection are the
+ * parent's. The child starts its own server at its first request. */
+Test(open, a_forked_process_starts_its_own_server, .timeout = 30)
+{
+    struct tb t;
+    bf_file *f;
+    setup(&t, NULL);
+    bf_db *db = open_opt(&t, 0);
+    uint64_t id = file_with(db, 2, &f);
+    bf_db_file_close(db, f);
+    pid_t first = bf_proto_server_pid(db);
+    fflush(NULL);
+    pid_t child = fork();
+    cr_assert_geq(child, 0);
+    if (child == 0) {
+        bf_file *g;
+        void *buf = malloc(BS);
+        int ok = bf_db_file_open(db, id, &g) == 0 && tb_load(g, 1, buf) == 0 &&
+                 tb_check(buf, BS, 1, 1) && bf_proto_server_pid(db) != first &&
+                 bf_proto_server_pid(db) > 0;
+        if (ok)
+            bf_db_file_close(db, g);
+        free(buf);
+        bf_db_close(db);
+        _exit(ok ? 0 : 1);
+    }
+    int st;
+    cr_assert_eq(waitpid(child, &st, 0), child);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child loaded through its own server");
+    bf_db_close(db); /* the parent's server was killed by the child: its end is seen */
+    cr_assert(gone(first));
+    tb_rmdir(&t);
+}
+
 /* ---- failures and restarts ------------------------------------------------------ */
 
 Test(fail, server_crash_mid_load_then_the_next_load_works, .timeout = 30)
@@ -368,7 +403,8 @@ Test(fail, writeout_whose_server_dies_keeps_every_change, .timeout = 30)
     cr_assert_eq(st.dirty_blocks, 3, "every change kept");
     cr_assert_eq(st.size, 4 * BS);
     cr_assert_eq(st.committed_size, 3 * BS);
-    cr_assert_eq(bf_fileh_writeout(fh, BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED, NULL), 0, "the next one commits");
+    cr_assert_eq(bf_fileh_writeout(fh, BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED, NULL), 0,
+                 "the next one commits");
     bf_fileh_stat(fh, &st);
     cr_assert_eq(st.dirty_blocks, 0);
     cr_assert_eq(st.committed_size, 4 * BS);
