@@ -69,6 +69,11 @@ static struct {
 
     pthread_mutex_t lock;
     pthread_cond_t cond;
+    /* The transactions' requests, one at a time: the daemon sends a
+     * transaction's next request only after the reply to the last, but
+     * another thread of ours may take it, and a bf_file's transaction
+     * wants its calls ordered in this process too (bigfile.h). */
+    pthread_mutex_t txlock;
     struct ofile *files;
     unsigned char *area;
     uint64_t area_size;
@@ -100,8 +105,22 @@ static bool fault_fires(void)
 
 /* ---- replies ------------------------------------------------------------ */
 
+/* A request comes after the replies it depends on (the daemon waits for
+ * them), possibly to another thread of ours, which then reads what the
+ * first wrote (an area range, a file it opened): an order through the
+ * daemon, which ThreadSanitizer cannot see. Every thread passes this point
+ * after each receive (acquire) and before each send (release), so the
+ * order is in this process too. */
+static unsigned long epoch;
+
+static void epoch_pass(void)
+{
+    __atomic_fetch_add(&epoch, 1, __ATOMIC_ACQ_REL);
+}
+
 static void send_msg(int fd, const struct bf_wbuf *w)
 {
+    epoch_pass();
     if (bf_wire_send(fd, w->buf, w->len, -1) < 0)
         fprintf(stderr, "blockd: send: %s\n", strerror(errno));
 }
@@ -483,6 +502,10 @@ static void handle(int fd, const unsigned char *msg, size_t n)
     if (!bf_wire_hdr(&r, &h))
         return;
     bf_wire_start(&w, out, sizeof(out), h.op | BF_OP_REPLY, 0, h.id);
+    bool tx = h.op == BF_OP_BEGIN || h.op == BF_OP_STORE || h.op == BF_OP_TRUNCATE ||
+              h.op == BF_OP_COMMIT || h.op == BF_OP_ABORT || h.op == BF_OP_CLOSE;
+    if (tx)
+        pthread_mutex_lock(&S.txlock);
     switch (h.op) {
     case BF_OP_LIST:
         do_list(fd, &h);
@@ -573,6 +596,8 @@ static void handle(int fd, const unsigned char *msg, size_t n)
         e = do_namespace(&h, &r, &w);
         break;
     }
+    if (tx)
+        pthread_mutex_unlock(&S.txlock);
     if (e == 0 && !bf_wire_ok(&w))
         e = -EOVERFLOW;
     if (e < 0)
@@ -644,8 +669,10 @@ static void *worker(void *arg)
     int fd = (int)(intptr_t)arg;
     unsigned char *buf = malloc(BF_PROTO_MSG_MAX);
     size_t n;
-    while (buf && bf_wire_recv(fd, buf, BF_PROTO_MSG_MAX, &n, NULL) == 0)
+    while (buf && bf_wire_recv(fd, buf, BF_PROTO_MSG_MAX, &n, NULL) == 0) {
+        epoch_pass();
         handle(fd, buf, n);
+    }
     free(buf);
     return NULL;
 }
