@@ -11,8 +11,10 @@
 #
 # Environment:
 #   BIGFILEFS, BIGFILECTL, BFBENCH  the built programs (make bench sets them)
+#   ENGINEBENCH, BLOCKD, BF_SRCDIR  figure 9: bench/enginebench, the block server
+#                   tests/proto/blockd, the source tree (examples/, python/)
 #   BENCH_QUICK=1   small sizes, for development (the figures are not the issue's)
-#   BENCH_ONLY="1 5"  run only these figures (1..7); default all
+#   BENCH_ONLY="1 5"  run only these figures (1..9); default all
 #   BENCH_RUNS=N    runs per measurement (default 5, quick 3)
 #   BENCH_DIR=DIR   where the databases go (default a new dir in /var/tmp;
 #                   it must be on a disk, not tmpfs, to mean anything)
@@ -40,26 +42,26 @@ fi
 SPARSE=1T
 CACHE5=64M
 SWEEP="2M 64K 256K 8M"
-ONLY=${BENCH_ONLY:-1 2 3 4 5 6 7}
+ONLY=${BENCH_ONLY:-1 2 3 4 5 6 7 8 9}
 
 want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
 bytes() { numfmt --from=iec "$1"; }
 
 work=${BENCH_DIR:-}
 if [ -z "$work" ]; then work=$(mktemp -d /var/tmp/bfbench.XXXXXX); fi
-mkdir -p "$work/res" "$work/tmpfs" "$work/sq" "$work/mem"
+mkdir -p "$work/res" "$work/tmpfs" "$work/sq" "$work/mem" "$work/pc" "$work/py"
 db=$work/bench.db
 rm -f "$db" "$db-wal" "$db-shm" "$work"/scratch-*.db* "$work"/res/*
 
 pids=""
 cleanup() {
     set +e
-    for m in sq mem; do umount "$work/$m" 2>/dev/null; done
+    for m in sq mem pc py; do umount "$work/$m" 2>/dev/null; done
     umount "$work/tmpfs" 2>/dev/null
     for p in $pids; do wait "$p" 2>/dev/null; done
     if [ "${BENCH_KEEP:-0}" != 1 ]; then
         rm -rf "$work/res" "$db" "$db-wal" "$db-shm" "$work"/scratch-*.db* "$work"/*.log
-        rmdir "$work/tmpfs" "$work/sq" "$work/mem" "$work" 2>/dev/null
+        rmdir "$work/tmpfs" "$work/sq" "$work/mem" "$work/pc" "$work/py" "$work" 2>/dev/null
     fi
 }
 trap cleanup EXIT
@@ -304,6 +306,51 @@ if want 7; then
         line "  " "  same, $bs" GB/s "r1_sq_$bs" "raw SQLite C loop" "r1_raw_$bs" ""
         line 7w "writeout of $F4 via mmap, $bs blocks" GB/s "r4_sq_$bs" "raw SQLite, 1 transaction" "r4_raw_$bs" "half-target >= 0.4" 'r >= 0.4'
     done
+fi
+
+# --- figure 9: block servers (bigfilefs-protocol(7)) -------------------------
+# The same cold sequential read (1a) from a mount on an exec: block server:
+# blockd computing the pattern in C, and the Python example computed_array.py
+# computing it with numpy; then the engine alone (bench/enginebench, no
+# daemon, 2 loading threads), against the memory engine.
+if want 9; then
+    : "${BLOCKD:?set BLOCKD to tests/proto/blockd (make bench does)}"
+    : "${ENGINEBENCH:?set ENGINEBENCH to bench/enginebench (make bench does)}"
+    pcspec="exec:exec '$BLOCKD' --pattern $(bytes $F1):2097152:7"
+    pyserver=""
+    for p in "${PYTHON:-}" python3 /usr/bin/python3; do
+        [ -n "$p" ] && "$p" -c 'import numpy' 2>/dev/null && { pyserver=$p; break; }
+    done
+    pyspec="exec:PYTHONPATH='${BF_SRCDIR:?}/python' exec '$pyserver' '$BF_SRCDIR/examples/computed_array.py' --size $F1 --seed 7"
+    mount_bf pc "$pcspec" ro
+    [ -z "$pyserver" ] || mount_bf py "$pyspec" ro
+    ctl create --blksize=2M --size="$F1" "$work/mem/seq9"
+    run fill9_mem "$BFBENCH" fill "$work/mem/seq9" --length "$F1" --seed 7 --writeout-every 256M
+    for r in $(seq "$RUNS"); do
+        for m in mem pc py; do
+            case $m in
+            mem) f=$work/mem/seq9 ;;
+            pc) f=$work/pc/pattern ;;
+            py) [ -n "$pyserver" ] || continue; f=$work/py/words.u64 ;;
+            esac
+            "$BFBENCH" cold "$f" --cold reclaim
+            run "r9_$m" "$BFBENCH" seqread "$f" --seed 7
+        done
+        run r9e_mem "$ENGINEBENCH" mem: seq --length "$F1" --fill 2M --threads 2
+        run r9e_pc "$ENGINEBENCH" "$pcspec" pattern --length "$F1" --threads 2
+        [ -z "$pyserver" ] || run r9e_py "$ENGINEBENCH" "$pyspec" words.u64 --length "$F1" --threads 2
+    done
+    line 9a "cold seq read mmap, exec: server in C" GB/s r9_pc "memory backend" r9_mem "target >= 0.8" 'r >= 0.8'
+    if [ -n "$pyserver" ]; then
+        line 9b "  same, Python example computed_array.py" GB/s r9_py "memory backend" r9_mem "target >= 0.5" 'r >= 0.5'
+    else
+        echo "9b   (no python3 with numpy: the Python example is not measured)"
+    fi
+    line 9c "engine loads (no daemon), exec: server in C" GB/s r9e_pc "memory engine" r9e_mem ""
+    [ -z "$pyserver" ] || line 9d "  same, Python example" GB/s r9e_py "memory engine" r9e_mem ""
+    rm -f "$work/mem/seq9"
+    umount_bf pc
+    [ -z "$pyserver" ] || umount_bf py
 fi
 
 echo
