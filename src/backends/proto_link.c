@@ -92,6 +92,7 @@ struct bf_conn {
 struct bf_link {
     bf_db *db; /* log lines */
     char *cmd; /* exec: the command; NULL for unix: */
+    char *cwd; /* exec: the directory it runs in (current at the open) */
     struct sockaddr_un addr;
     unsigned hello_flags;
     unsigned timeout_ms;
@@ -524,10 +525,10 @@ void bf_conn_area_free(struct bf_conn *c, uint64_t off, uint32_t len)
 
 /* ---- starting a connection --------------------------------------------- */
 
-/* Start COMMAND with sh -c, its own process group, stdin /dev/null, stdout
- * and stderr to ours, sock as fd 3 (BIGFILEFS_SERVER_FD), default signals.
- * Returns 0 and *pid, or -errno. */
-static int spawn_server(const char *cmd, int sock, pid_t *pid)
+/* Start COMMAND with sh -c in directory cwd, its own process group, stdin
+ * /dev/null, stdout and stderr to ours, sock as fd 3 (BIGFILEFS_SERVER_FD),
+ * default signals. Returns 0 and *pid, or -errno. */
+static int spawn_server(const char *cmd, const char *cwd, int sock, pid_t *pid)
 {
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t at;
@@ -562,6 +563,7 @@ static int spawn_server(const char *cmd, int sock, pid_t *pid)
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, 2, 1);
     posix_spawn_file_actions_adddup2(&fa, sock, 3);
+    posix_spawn_file_actions_addchdir_np(&fa, cwd);
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
     posix_spawn_file_actions_addclosefrom_np(&fa, 4);
 #endif
@@ -668,7 +670,7 @@ static int conn_new(struct bf_link *l, struct bf_conn **out, int *memfd, char *e
             goto fail;
         }
         c->fd = sv[0];
-        r = spawn_server(l->cmd, sv[1], &c->pid);
+        r = spawn_server(l->cmd, l->cwd, sv[1], &c->pid);
         close(sv[1]);
         if (r < 0) {
             c->pid = 0;
@@ -824,6 +826,51 @@ static int conn_start(struct bf_link *l, bool resume, struct bf_conn **out, char
 
 /* ---- the link ---------------------------------------------------------- */
 
+/* exec:COMMAND: the command, and the current directory it will run in
+ * (the daemon changes to / when it detaches; the server restarts later).
+ * Returns 0 or -errno (the reason in errbuf). */
+static int link_exec_spec(struct bf_link *l, const char *spec, char *errbuf, size_t errlen)
+{
+    if (!spec[5]) {
+        bf_errf(errbuf, errlen, "%s: no command after exec:", spec);
+        return -EINVAL;
+    }
+    if (!(l->cwd = getcwd(NULL, 0))) {
+        int r = -errno;
+        bf_errf(errbuf, errlen, "%s: cannot find the current directory: %s", spec, strerror(-r));
+        return r;
+    }
+    return (l->cmd = strdup(spec + 5)) ? 0 : -ENOMEM;
+}
+
+/* unix:PATH: the socket's address, a relative PATH made absolute (the
+ * link connects again later, maybe from another directory). Returns 0 or
+ * -errno (the reason in errbuf). */
+static int link_unix_spec(struct bf_link *l, const char *spec, char *errbuf, size_t errlen)
+{
+    const char *path = spec + 5;
+    char *cwd = NULL;
+    int n;
+    l->addr.sun_family = AF_UNIX;
+    if (!path[0]) {
+        bf_errf(errbuf, errlen, "%s: no path after unix:", spec);
+        return -EINVAL;
+    }
+    if (path[0] != '/' && !(cwd = getcwd(NULL, 0))) {
+        int r = -errno;
+        bf_errf(errbuf, errlen, "%s: cannot find the current directory: %s", spec, strerror(-r));
+        return r;
+    }
+    n = snprintf(l->addr.sun_path, sizeof(l->addr.sun_path), "%s%s%s", cwd ? cwd : "",
+                 cwd ? "/" : "", path);
+    free(cwd);
+    if (n < 0 || (size_t)n >= sizeof(l->addr.sun_path)) {
+        bf_errf(errbuf, errlen, "%s: the socket path is too long", spec);
+        return -ENAMETOOLONG;
+    }
+    return 0;
+}
+
 int bf_link_open(bf_db *db, const char *spec, unsigned hello_flags, unsigned timeout_ms,
                  bf_link_reopen_fn reopen, void *arg, struct bf_link **out, char *errbuf,
                  size_t errlen)
@@ -838,26 +885,13 @@ int bf_link_open(bf_db *db, const char *spec, unsigned hello_flags, unsigned tim
     l->timeout_ms = timeout_ms;
     l->reopen = reopen;
     l->arg = arg;
-    if (strncmp(spec, "exec:", 5) == 0) {
-        if (!spec[5]) {
-            bf_errf(errbuf, errlen, "%s: no command after exec:", spec);
-            free(l);
-            return -EINVAL;
-        }
-        if (!(l->cmd = strdup(spec + 5))) {
-            free(l);
-            return -ENOMEM;
-        }
-    } else {
-        const char *path = spec + 5; /* "unix:" */
-        l->addr.sun_family = AF_UNIX;
-        if (!path[0] || strlen(path) >= sizeof(l->addr.sun_path)) {
-            bf_errf(errbuf, errlen, "%s: %s", spec,
-                    path[0] ? "the socket path is too long" : "no path after unix:");
-            free(l);
-            return path[0] ? -ENAMETOOLONG : -EINVAL;
-        }
-        strcpy(l->addr.sun_path, path);
+    r = strncmp(spec, "exec:", 5) == 0 ? link_exec_spec(l, spec, errbuf, errlen)
+                                       : link_unix_spec(l, spec, errbuf, errlen);
+    if (r < 0) {
+        free(l->cmd);
+        free(l->cwd);
+        free(l);
+        return r;
     }
     pthread_mutex_init(&l->lock, NULL);
     pthread_cond_init(&l->cond, NULL);
@@ -867,6 +901,7 @@ int bf_link_open(bf_db *db, const char *spec, unsigned hello_flags, unsigned tim
         pthread_cond_destroy(&l->cond);
         pthread_mutex_destroy(&l->lock);
         free(l->cmd);
+        free(l->cwd);
         free(l);
         return r;
     }
@@ -1022,6 +1057,7 @@ void bf_link_close(struct bf_link *l)
     pthread_cond_destroy(&l->cond);
     pthread_mutex_destroy(&l->lock);
     free(l->cmd);
+    free(l->cwd);
     free(l);
 }
 

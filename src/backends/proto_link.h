@@ -92,7 +92,9 @@ struct bf_rpc {
 typedef void (*bf_link_reopen_fn)(void *arg, struct bf_conn *c);
 
 /* Start the link for spec ("exec:COMMAND" or "unix:PATH") and its first
- * connection (HELLO without RESUME; hello_flags: BF_HELLO_RDONLY).
+ * connection (HELLO without RESUME; hello_flags: BF_HELLO_RDONLY). COMMAND
+ * runs, every time it is started, in the directory current now; a
+ * relative PATH is taken from the directory current now.
  * timeout_ms bounds every request (and the start with its HELLO). db is for
  * log lines only. On failure returns a negative errno with a one-line
  * reason in errbuf: -EINVAL (a bad spec), -ENAMETOOLONG (a socket path too
