@@ -11,7 +11,8 @@ BFT_TESTS = \
 	tests/integration/test_namespace \
 	tests/integration/test_cli \
 	tests/integration/test_reliability \
-	tests/integration/test_shared
+	tests/integration/test_shared \
+	tests/integration/test_blockserver
 check_PROGRAMS += $(BFT_TESTS)
 TESTS += $(BFT_TESTS)
 
@@ -42,6 +43,11 @@ tests_integration_test_reliability_LDADD = $(BFT_LDADD)
 tests_integration_test_shared_SOURCES = tests/integration/test_shared.c $(BFT_HARNESS)
 tests_integration_test_shared_CFLAGS = $(BFT_CFLAGS)
 tests_integration_test_shared_LDADD = $(BFT_LDADD)
+# Mounts on block servers (exec:, bigfilefs-protocol(7)): tests/proto/blockd
+# and examples/npy_store.py.
+tests_integration_test_blockserver_SOURCES = tests/integration/test_blockserver.c $(BFT_HARNESS)
+tests_integration_test_blockserver_CFLAGS = $(BFT_CFLAGS)
+tests_integration_test_blockserver_LDADD = $(BFT_LDADD)
 endif
 EXTRA_DIST += tests/integration/numpy_commit.py
 if HAVE_CRITERION
