@@ -9,7 +9,9 @@
  * restarted server serves again), one that hangs past -o timeout, one
  * that answers nonsense, one that dies in a writeout's commit (every
  * change stays dirty, the retry commits); the daemon keeps serving
- * throughout. -o timeout is checked before anything starts. */
+ * throughout. A unix: server (blockd --listen) that dies and comes back:
+ * the daemon connects again. -o timeout is checked before anything
+ * starts. */
 #include "config.h"
 
 #include "harness.h"
@@ -21,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -260,56 +263,51 @@ static void expect_recovery(const char *p)
     expect_map_ok(p, 0, NBLK * BS, 1, "every block, mapped, once the server is back");
 }
 
-BFT_TEST(blockserver, server_dying_mid_read_gives_eio_and_sigbus_then_is_restarted,
-         bft_setup_nomount, 90)
+/* f committed, then blockd started with `faults` (every start until
+ * heal()) that make its LOADs fail: read(2) of a block gets EIO (the
+ * kernel tries a failed read twice: two starts fail) and a mapped access
+ * SIGBUS, with the daemon's log saying `why` (and `why2`); once healed, a
+ * restarted server serves again. */
+static void failing_loads_then_recovery(const char *faults, const char *opts, const char *why,
+                                        const char *why2)
 {
     char p[PATH_MAX];
-    /* every start of blockd dies at its first LOAD (the kernel tries a
-     * failed read twice: two starts die) */
-    committed_file_then(p, 1, "--crash-load 1", "");
-    cr_expect_eq(read_block(3, 1), -EIO, "read(2) while the server dies: EIO");
-    expect_log("block server failed");
-    expect_log("exited with status 3");
+    committed_file_then(p, 1, faults, opts);
+    cr_expect_eq(read_block(3, 1), -EIO, "%s: read(2) gets EIO", faults);
     int st = map_run(child_map_check, p, 3 * BS, BS, 1);
     cr_expect(st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGBUS,
-              "mapped access while the server dies (or waits to restart): status 0x%x, want "
-              "SIGBUS",
-              st);
+              "%s: a mapped access (while the server fails, or waits to restart): status 0x%x, "
+              "want SIGBUS",
+              faults, st);
     struct bigfile_stat s;
     cr_assert_eq(bft_stat(p, &s), 0);
     cr_expect_geq(s.errors, 2, "STAT errors counts the failed loads");
-
+    expect_log(why);
+    expect_log(why2);
     heal();
     expect_recovery(p);
+}
+
+BFT_TEST(blockserver, server_dying_mid_read_gives_eio_and_sigbus_then_is_restarted,
+         bft_setup_nomount, 90)
+{
+    /* every start of blockd dies at its first LOAD */
+    failing_loads_then_recovery("--crash-load 1", "", "block server failed",
+                                "exited with status 3");
 }
 
 BFT_TEST(blockserver, hung_server_times_out_with_eio_then_is_restarted, bft_setup_nomount, 90)
 {
-    char p[PATH_MAX];
     /* without -o timeout=1 the read would wait the default 30 s: longer
      * than bft_run waits (WAIT_S), so the test fails */
-    committed_file_then(p, 1, "--hang-load 1", "timeout=1");
-    cr_expect_eq(read_block(3, 1), -EIO, "read(2) of a block whose LOAD hangs: EIO");
-
-    int st = map_run(child_map_check, p, 3 * BS, BS, 1);
-    cr_expect(st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGBUS,
-              "mapped access of a block whose LOAD hangs: status 0x%x, want SIGBUS", st);
-    expect_log("no answer to LOAD");
-    expect_log("within 1 s");
-    heal();
-    expect_recovery(p);
+    failing_loads_then_recovery("--hang-load 1", "timeout=1", "no answer to LOAD", "within 1 s");
 }
 
 BFT_TEST(blockserver, garbage_from_the_server_is_a_clear_error, bft_setup_nomount, 90)
 {
-    char p[PATH_MAX];
-    committed_file_then(p, 1, "--junk-load 1:len", "");
-
-    cr_expect_eq(read_block(3, 1), -EIO, "read(2) of a block answered with nonsense: EIO");
-    expect_log("block server failed");
-    expect_log("answered LOAD with 2 bytes");
-    heal();
-    expect_recovery(p);
+    /* a reply to LOAD of the wrong length */
+    failing_loads_then_recovery("--junk-load 1:len", "", "block server failed",
+                                "answered LOAD with 2 bytes");
 }
 
 static int writeout_succeeds(void *path)
@@ -340,6 +338,77 @@ BFT_TEST(blockserver, server_dying_in_a_commit_keeps_every_change_dirty, bft_set
     bft_expect(p, 0, 2 * BS, 1, "blocks 0..1 after the retry and a remount");
     bft_expect(p, 2 * BS, 3 * BS, 2, "the changes after the retry and a remount");
     bft_expect(p, 5 * BS, 3 * BS, 1, "blocks 5..7 after the retry and a remount");
+}
+
+/* ---- unix: a server that runs on its own ---------------------------------- */
+
+/* Run blockd --listen DIR/sock DIR/blk.db (it dies with the test). */
+static int child_blockd_listen(void *arg)
+{
+    char blockd[PATH_MAX], sock[PATH_MAX], db[PATH_MAX];
+    (void)arg;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    snprintf(blockd, sizeof(blockd), "%s/tests/proto/blockd", builddir());
+    execl(blockd, "blockd", "--listen", dir_path(sock, "sock"), dir_path(db, "blk.db"),
+          (char *)NULL);
+    return 127;
+}
+
+/* Whether DIR/sock is a listening socket (/proc/net/unix: flags
+ * __SO_ACCEPTCON). */
+static int sock_listens(void *arg)
+{
+    char sock[PATH_MAX], line[PATH_MAX + 128];
+    int found = 0;
+    (void)arg;
+    dir_path(sock, "sock");
+    FILE *f = fopen("/proc/net/unix", "r");
+    if (!f)
+        return 0;
+    while (!found && fgets(line, sizeof(line), f)) {
+        char flags[16] = "", path[PATH_MAX] = "";
+        if (sscanf(line, "%*s %*s %*s %15s %*s %*s %*s %4095s", flags, path) == 2)
+            found = strcmp(path, sock) == 0 && strcmp(flags, "00010000") == 0;
+    }
+    fclose(f);
+    return found;
+}
+
+static pid_t start_blockd_listen(void)
+{
+    pid_t pid = bft_spawn(child_blockd_listen, NULL);
+    cr_assert_gt(pid, 0);
+    cr_assert(bft_wait_for(sock_listens, NULL, WAIT_S), "blockd listens on DIR/sock");
+    return pid;
+}
+
+static void stop_blockd(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    cr_assert_neq(bft_wait_pid(pid, WAIT_S), -1, "blockd ended");
+}
+
+BFT_TEST(blockserver, unix_server_mount_and_reconnect, bft_setup_nomount, 90)
+{
+    char p[PATH_MAX];
+    pid_t srv = start_blockd_listen();
+    /* relative: taken from the daemon's directory at the start */
+    cr_assert_eq(chdir(bft.dir), 0);
+    snprintf(bft.db, sizeof(bft.db), "unix:sock");
+    bft_mount();
+    bft_create("f", "64K", "512K");
+    bft_path(p, "f");
+    bft_put_commit(p, 0, NBLK * BS, 1);
+    cr_assert_eq(bft_reclaim(p, NULL), 0);
+
+    stop_blockd(srv);
+    cr_expect_eq(read_block(3, 1), -EIO, "read(2) while no server listens: EIO");
+    srv = start_blockd_listen();
+    cr_expect(bft_wait_for(block3_reads_again, NULL, WAIT_S), "the daemon connects again");
+    expect_map_ok(p, 0, NBLK * BS, 1, "every block, through the new connection");
+    cr_assert_eq(chdir("/"), 0);
+    bft_assert_daemon_clean(bft_unmount(), "the unmount");
+    stop_blockd(srv);
 }
 
 /* ---- -o timeout ------------------------------------------------------------ */
