@@ -651,6 +651,8 @@ static int cmp_u64(const void *a, const void *b)
  * far as they go; the row is the session's own, which nobody applies). */
 static void stored_ranges(struct proto_fh *h, struct bf_rangebuf *rb)
 {
+    if (h->nstored == 0)
+        return; /* h->stored may be NULL: qsort wants an array */
     qsort(h->stored, h->nstored, sizeof(h->stored[0]), cmp_u64);
     for (size_t i = 0; i < h->nstored; i++)
         if ((i == 0 || h->stored[i] != h->stored[i - 1]) && bf_ranges_add(rb, h->stored[i]) < 0)
