@@ -81,6 +81,12 @@ static int fill(bf_db *db, const char *name, uint32_t bs, uint64_t len, uint64_t
     return r;
 }
 
+static int usage(void)
+{
+    fputs("usage: enginebench SPEC NAME --length L [--threads T] [--seed S] [--fill B]\n", stderr);
+    return 2;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option lo[] = {
@@ -96,21 +102,15 @@ int main(int argc, char **argv)
     B.seed = 7;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         if ((c == 'l' && bf_parse_size(optarg, &len) < 0) ||
-            (c == 'f' && bf_parse_size(optarg, &fillbs) < 0) || c == '?') {
-            fputs("usage: enginebench SPEC NAME --length L [--threads T] [--seed S] [--fill B]\n",
-                  stderr);
-            return 2;
-        }
+            (c == 'f' && bf_parse_size(optarg, &fillbs) < 0) || c == '?')
+            return usage();
         if (c == 't')
             threads = (unsigned)atoi(optarg);
         if (c == 's')
             B.seed = strtoull(optarg, NULL, 10);
     }
-    if (optind != argc - 2 || !len || threads < 1 || threads > 64) {
-        fputs("usage: enginebench SPEC NAME --length L [--threads T] [--seed S] [--fill B]\n",
-              stderr);
-        return 2;
-    }
+    if (optind != argc - 2 || !len || threads < 1 || threads > 64)
+        return usage();
     bf_db *db;
     char err[512];
     struct bf_fileinfo fi;
