@@ -12,12 +12,23 @@ bench_bfbench_SOURCES = \
 bench_bfbench_CFLAGS = $(AM_CFLAGS) $(SQLITE3_CFLAGS)
 bench_bfbench_LDADD = $(SQLITE3_LIBS) -lm
 
+## enginebench: cold loads through a backend engine without the daemon (the
+## block server engine against the memory one: bench/run.sh figure 9).
+noinst_PROGRAMS += bench/enginebench
+bench_enginebench_SOURCES = bench/enginebench.c bench/pattern.h bench/util.h bench/util.c
+bench_enginebench_CFLAGS = $(AM_CFLAGS) $(SQLITE3_CFLAGS)
+bench_enginebench_LDADD = libbfbackends.a libbfcore.a libbfutil.a $(SQLITE3_LIBS) $(PTHREAD_LIBS) -lm
+
 EXTRA_DIST += bench/README bench/run.sh bench/rawpg.sh
 
 ## BENCH_QUICK=1 for small sizes, BENCH_ONLY="1 3" for some figures only,
 ## BENCH_RUNS=N runs per figure, BENCH_DIR=DIR for the databases (on disk).
-bench: bench/bfbench$(EXEEXT) bigfilefs$(EXEEXT) bigfilectl$(EXEEXT)
+bench: bench/bfbench$(EXEEXT) bigfilefs$(EXEEXT) bigfilectl$(EXEEXT) \
+		bench/enginebench$(EXEEXT) tests/proto/blockd$(EXEEXT)
 	BFBENCH='$(abs_top_builddir)/bench/bfbench$(EXEEXT)' \
+	ENGINEBENCH='$(abs_top_builddir)/bench/enginebench$(EXEEXT)' \
+	BLOCKD='$(abs_top_builddir)/tests/proto/blockd$(EXEEXT)' \
+	BF_SRCDIR='$(abs_top_srcdir)' PYTHON='$(PYTHON)' \
 	BIGFILEFS='$(abs_top_builddir)/bigfilefs$(EXEEXT)' \
 	BIGFILECTL='$(abs_top_builddir)/bigfilectl$(EXEEXT)' \
 	bash '$(abs_top_srcdir)/bench/run.sh'

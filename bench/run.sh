@@ -11,8 +11,10 @@
 #
 # Environment:
 #   BIGFILEFS, BIGFILECTL, BFBENCH  the built programs (make bench sets them)
+#   ENGINEBENCH, BLOCKD, BF_SRCDIR  figure 9: bench/enginebench, the block server
+#                   tests/proto/blockd, the source tree (examples/, python/)
 #   BENCH_QUICK=1   small sizes, for development (the figures are not the issue's)
-#   BENCH_ONLY="1 5"  run only these figures (1..9); default all
+#   BENCH_ONLY="1 5"  run only these figures (1..10); default all
 #   BENCH_RUNS=N    runs per measurement (default 5, quick 3)
 #   BENCH_DIR=DIR   where the databases go (default a new dir in /var/tmp;
 #                   it must be on a disk, not tmpfs, to mean anything)
@@ -40,14 +42,15 @@ fi
 SPARSE=1T
 CACHE5=64M
 SWEEP="2M 64K 256K 8M"
-ONLY=${BENCH_ONLY:-1 2 3 4 5 6 7 8 9}
+ONLY=${BENCH_ONLY:-1 2 3 4 5 6 7 8 9 10}
 
 want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
 bytes() { numfmt --from=iec "$1"; }
 
 work=${BENCH_DIR:-}
 if [ -z "$work" ]; then work=$(mktemp -d /var/tmp/bfbench.XXXXXX); fi
-mkdir -p "$work/res" "$work/tmpfs" "$work/sq" "$work/mem" "$work/sha" "$work/shb" "$work/pg"
+mkdir -p "$work/res" "$work/tmpfs" "$work/sq" "$work/mem" "$work/sha" "$work/shb" "$work/pg" \
+    "$work/pc" "$work/py"
 # figure 9's private PostgreSQL server, as the tests start theirs
 pgserver=$(cd "$(dirname "$0")/.." && pwd)/tests/pg/pgserver.sh
 pgdir=$(mktemp -d /tmp/bfbench-pg.XXXXXX) # traversable by the user postgres
@@ -58,14 +61,15 @@ rm -f "$db" "$db-wal" "$db-shm" "$sdb" "$sdb-wal" "$sdb-shm" "$work"/scratch-*.d
 pids=""
 cleanup() {
     set +e
-    for m in sq mem sha shb pg; do umount "$work/$m" 2>/dev/null; done
+    for m in sq mem sha shb pg pc py; do umount "$work/$m" 2>/dev/null; done
     umount "$work/tmpfs" 2>/dev/null
     for p in $pids; do wait "$p" 2>/dev/null; done
     sh "$pgserver" stop "$pgdir" 2>/dev/null
     if [ "${BENCH_KEEP:-0}" != 1 ]; then
         rm -rf "$work/res" "$db" "$db-wal" "$db-shm" "$sdb" "$sdb-wal" "$sdb-shm" \
             "$work"/scratch-*.db* "$work"/*.log
-        rmdir "$work/tmpfs" "$work/sq" "$work/mem" "$work/sha" "$work/shb" "$work/pg" "$work" 2>/dev/null
+        rmdir "$work/tmpfs" "$work/sq" "$work/mem" "$work/sha" "$work/shb" "$work/pg" \
+            "$work/pc" "$work/py" "$work" 2>/dev/null
     fi
 }
 trap cleanup EXIT
@@ -386,6 +390,51 @@ if want 9; then
         umount_bf pg
         sh "$pgserver" stop "$pgdir"
     fi
+fi
+
+# --- figure 10: block servers (bigfilefs-protocol(7)) -------------------------
+# The same cold sequential read (1a) from a mount on an exec: block server:
+# blockd computing the pattern in C, and the Python example computed_array.py
+# computing it with numpy; then the engine alone (bench/enginebench, no
+# daemon, 2 loading threads), against the memory engine.
+if want 10; then
+    : "${BLOCKD:?set BLOCKD to tests/proto/blockd (make bench does)}"
+    : "${ENGINEBENCH:?set ENGINEBENCH to bench/enginebench (make bench does)}"
+    pcspec="exec:exec '$BLOCKD' --pattern $(bytes $F1):2097152:7"
+    pyserver=""
+    for p in "${PYTHON:-}" python3 /usr/bin/python3; do
+        [ -n "$p" ] && "$p" -c 'import numpy' 2>/dev/null && { pyserver=$p; break; }
+    done
+    pyspec="exec:PYTHONPATH='${BF_SRCDIR:?}/python' exec '$pyserver' '$BF_SRCDIR/examples/computed_array.py' --size $F1 --seed 7"
+    mount_bf pc "$pcspec" ro
+    [ -z "$pyserver" ] || mount_bf py "$pyspec" ro
+    ctl create --blksize=2M --size="$F1" "$work/mem/seq10"
+    run fill10_mem "$BFBENCH" fill "$work/mem/seq10" --length "$F1" --seed 7 --writeout-every 256M
+    for r in $(seq "$RUNS"); do
+        for m in mem pc py; do
+            case $m in
+            mem) f=$work/mem/seq10 ;;
+            pc) f=$work/pc/pattern ;;
+            py) [ -n "$pyserver" ] || continue; f=$work/py/words.u64 ;;
+            esac
+            "$BFBENCH" cold "$f" --cold reclaim
+            run "r10_$m" "$BFBENCH" seqread "$f" --seed 7
+        done
+        run r10e_mem "$ENGINEBENCH" mem: seq --length "$F1" --fill 2M --threads 2
+        run r10e_pc "$ENGINEBENCH" "$pcspec" pattern --length "$F1" --threads 2
+        [ -z "$pyserver" ] || run r10e_py "$ENGINEBENCH" "$pyspec" words.u64 --length "$F1" --threads 2
+    done
+    line 10a "cold seq read mmap, exec: server in C" GB/s r10_pc "memory backend" r10_mem "target >= 0.8" 'r >= 0.8'
+    if [ -n "$pyserver" ]; then
+        line 10b "  same, Python example computed_array.py" GB/s r10_py "memory backend" r10_mem "target >= 0.5" 'r >= 0.5'
+    else
+        echo "10b  (no python3 with numpy: the Python example is not measured)"
+    fi
+    line 10c "engine loads (no daemon), exec: server in C" GB/s r10e_pc "memory engine" r10e_mem ""
+    [ -z "$pyserver" ] || line 10d "  same, Python example" GB/s r10e_py "memory engine" r10e_mem ""
+    rm -f "$work/mem/seq10"
+    umount_bf pc
+    [ -z "$pyserver" ] || umount_bf py
 fi
 
 echo

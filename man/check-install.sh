@@ -4,7 +4,7 @@
 # DESTDIR and check that everything a user needs is where it belongs:
 #   bigfilefs (bindir or sbindir), bigfilectl (bindir), bigfile/ioctl.h
 #   (includedir), bigfile.pc (libdir/pkgconfig) usable by pkg-config, the
-#   manual pages in man1/man2/man8, the Python module (pythondir) importable
+#   manual pages in man1/man2/man7/man8, the Python module (pythondir) importable
 #   and agreeing with the header, and the examples (docdir/examples).
 # The example program of ioctl_bigfile(2) and examples/mapdemo.c are
 # compiled against the installed header, found through pkg-config, exactly
@@ -75,7 +75,7 @@ else
 fi
 
 # Manual pages, each in its section, and readable by man(1)'s formatter.
-for p in man1/bigfilectl.1 man2/ioctl_bigfile.2 man8/bigfilefs.8; do
+for p in man1/bigfilectl.1 man2/ioctl_bigfile.2 man7/bigfilefs-protocol.7 man8/bigfilefs.8; do
     f=$dest$mandir/$p
     if [ ! -f "$f" ]; then bad "no $mandir/$p"; continue; fi
     if command -v mandoc >/dev/null 2>&1; then

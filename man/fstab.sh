@@ -5,7 +5,9 @@
 # which runs `bigfilefs` found in PATH), check that the options reach the
 # daemon, commit data; then mount the same database read-only from an fstab
 # line (`mount --fstab FILE MNT`) and check the data and the read-only-ness.
-# The fstab line has the shape that bigfilefs(8) shows.
+# The fstab line has the shape that bigfilefs(8) shows. Last, an fstab line
+# for a block server (exec: tests/proto/blockd on the same database, spaces
+# written \040, -o timeout): read, write, writeout through it.
 # Runs in a private mount namespace; skips (77) if FUSE is unusable here.
 set -u
 . "${BF_SRCDIR:-$(dirname "$0")/..}/tests/testlib.sh"
@@ -78,3 +80,21 @@ if printf x 2>/dev/null >>"$f"; then bf_fail "writing to a file of an ro mount s
 if "$BIGFILECTL" writeout "$f" 2>/dev/null; then bf_fail "writeout on an ro mount succeeded"; fi
 umount_detached
 echo "ok: fstab line, read-only"
+
+# The command is relative: the server starts again in the detached daemon
+# (which changed to /), in the directory mount was run from.
+if [ -x "${BF_BUILDDIR:-.}/tests/proto/blockd" ]; then
+    echo "--- in $BF_BUILDDIR: mount --fstab FILE $BF_MNT, line: exec:exec\\040tests/proto/blockd\\040$db $BF_MNT fuse.bigfilefs timeout=60 0 0"
+    printf 'exec:exec\\040tests/proto/blockd\\040%s %s fuse.bigfilefs timeout=60 0 0\n' "$db" "$BF_MNT" >"$BF_TMP/fstab"
+    (cd "${BF_BUILDDIR:-.}" && timeout 20 mount --fstab "$BF_TMP/fstab" "$BF_MNT") ||
+        bf_fail "mount of a block server from an fstab line failed"
+    bf_wait_mounted
+    got=$(head -c 29 "$f")
+    [ "$got" = "committed through mount.fuse3" ] || bf_fail "read '$got' through the block server"
+    printf 'committed through blockd' | dd of="$f" conv=notrunc status=none || bf_fail "write failed"
+    "$BIGFILECTL" writeout "$f" || bf_fail "bigfilectl writeout through the block server failed"
+    umount_detached
+    echo "ok: fstab line, exec: block server"
+else
+    echo "skipped: the exec: fstab line (no tests/proto/blockd in BF_BUILDDIR)"
+fi

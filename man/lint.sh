@@ -6,7 +6,7 @@
 # Environment: BF_SRCDIR (the source tree; default: this script's ../).
 set -u
 src=${BF_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
-pages="bigfilefs.8 bigfilectl.1 ioctl_bigfile.2"
+pages="bigfilefs.8 bigfilectl.1 ioctl_bigfile.2 bigfilefs-protocol.7"
 
 command -v mandoc >/dev/null 2>&1 || { echo "SKIP: mandoc is not installed"; exit 77; }
 

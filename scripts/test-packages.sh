@@ -150,7 +150,7 @@ do_install() {
     /usr/bin/bigfilectl --help >/dev/null && ok "bigfilectl --help" || fail "bigfilectl --help fails"
     dpkg-query -W -f='${Depends}' bigfilefs | grep -q 'fuse3' && ok "bigfilefs depends on fuse3" ||
         fail "bigfilefs does not depend on fuse3: $(dpkg-query -W -f='${Depends}' bigfilefs)"
-    for m in bigfilefs.8 bigfilectl.1 ioctl_bigfile.2; do
+    for m in bigfilefs.8 bigfilectl.1 ioctl_bigfile.2 bigfilefs-protocol.7; do
         page=${m%.*}; sect=${m##*.}
         p=$(man -w "$sect" "$page" 2>/dev/null)
         [ "$p" = "/usr/share/man/man$sect/$m.gz" ] && ok "man $sect $page: $p" || fail "man $sect $page finds '$p'"

@@ -8,4 +8,5 @@ include $(srcdir)/tests/backends/local.mk
 include $(srcdir)/tests/daemon/local.mk
 include $(srcdir)/tests/integration/local.mk
 include $(srcdir)/tests/pg/local.mk
+include $(srcdir)/tests/proto/local.mk
 EXTRA_DIST += tests/testlib.sh

@@ -19,6 +19,7 @@
 
 #include "backends/engine.h"
 #include "backends/memory.h"
+#include "backends/proto.h"
 #include "backends/sqlite.h"
 #ifdef HAVE_POSTGRESQL
 #include "backends/pg.h"
@@ -347,6 +348,8 @@ int bf_db_init(bf_db *db, const struct bf_engine_ops *ops, unsigned flags,
         db->opt.watch_interval_ms = BF_WATCH_INTERVAL_MS;
     if (db->opt.log_keep == 0)
         db->opt.log_keep = BF_LOG_KEEP;
+    if (db->opt.timeout_ms == 0)
+        db->opt.timeout_ms = BF_PROTO_TIMEOUT_MS;
     db->fops = (struct bf_file_ops){
         .loadblk = fh_loadblk,
         .begin = fh_begin,
@@ -395,11 +398,14 @@ int bf_db_open_ex(const char *spec, unsigned flags, const struct bf_db_options *
     }
     *out = NULL;
     /* "mem:" names a fresh private memory database, "mem:LABEL" the one of
-     * that label in this process, "pg:CONNINFO" a PostgreSQL database.
-     * Anything else is a SQLite path (a file really named "mem:x" or
-     * "pg:x" can be reached as "./mem:x", "./pg:x"). */
+     * that label in this process, "pg:CONNINFO" a PostgreSQL database,
+     * "exec:COMMAND" and "unix:PATH" a block server. Anything else is a
+     * SQLite path (a file really named "mem:x" or "pg:x" can be reached as
+     * "./mem:x", "./pg:x"). */
     if (strncmp(spec, "mem:", 4) == 0) {
         r = bf_mem_open(spec + 4, flags, opt, out, errbuf, errlen);
+    } else if (strncmp(spec, "exec:", 5) == 0 || strncmp(spec, "unix:", 5) == 0) {
+        r = bf_proto_open(spec, flags, opt, out, errbuf, errlen);
     } else if (strncmp(spec, "pg:", 3) == 0) {
 #ifdef HAVE_POSTGRESQL
         r = bf_pg_open(spec + 3, flags, opt, NULL, out, errbuf, errlen);
@@ -414,8 +420,9 @@ int bf_db_open_ex(const char *spec, unsigned flags, const struct bf_db_options *
     } else {
         r = bf_sqlite_open(spec, flags, opt, out, errbuf, errlen);
     }
-    /* An engine may have set a label of its own (pg: without the
-     * password); NULL (out of memory): logs use the engine's name. */
+    /* An engine may have set a label of its own (pg: without the password,
+     * or one that logs during its open); NULL (out of memory): logs use the
+     * engine's name. */
     if (r == 0 && !(*out)->label)
         (*out)->label = strdup(spec);
     return r;

@@ -13,7 +13,9 @@
  *             injection and latency;
  *   "sqlite"  sqlite.h — one embedded SQLite database file, the default;
  *   "pg"      pg.h — a PostgreSQL database, shared by many machines (built
- *             when configure finds libpq).
+ *             when configure finds libpq);
+ *   "proto"   proto.h — a block server, a program of the user's that
+ *             speaks man/bigfilefs-protocol.7 ("exec:COMMAND", "unix:PATH").
  *
  * Thread safety: every function may be called from any thread, concurrently
  * (a backend serializes internally what must be). Every function returns 0
@@ -100,8 +102,14 @@ struct bf_db_options {
      * log is trimmed anyway, and a session that lagged so far gets a
      * BF_COMMIT_RESET; 0: the default, BF_LOG_KEEP. */
     uint64_t log_keep;
+    /* Block servers (exec:, unix:): how long a server may take to answer
+     * one request, in ms, before it counts as hung (the request fails with
+     * -EIO, an exec: server is killed and started again); 0: the default,
+     * BF_PROTO_TIMEOUT_MS. Other engines ignore it. */
+    unsigned timeout_ms;
 };
 
+#define BF_PROTO_TIMEOUT_MS 30000
 #define BF_WATCH_INTERVAL_MS 2
 #define BF_WATCH_IDLE_FACTOR 16
 #define BF_LOG_KEEP 100000
@@ -110,8 +118,12 @@ struct bf_db_options {
  * memory database, "mem:LABEL" for the memory database of that label in
  * this process (created by the first session that opens it, freed when
  * the last one closes), "pg:CONNINFO" for a PostgreSQL database (libpq's
- * connection string; -EPROTONOSUPPORT when built without it), else a path
- * to a SQLite file. On failure returns a
+ * connection string; -EPROTONOSUPPORT when built without it),
+ * "exec:COMMAND" or "unix:PATH" for a block server (proto.h: it is
+ * started, or connected to, now; BF_DB_CREATE means nothing to it,
+ * BF_DB_SHARED is refused with -EINVAL, a server of another protocol
+ * version with -EPROTONOSUPPORT), else a path to a SQLite file. On failure
+ * returns a
  * negative errno and, if errbuf is not NULL, writes a one-line
  * human-readable reason to errbuf (e.g. "x.db: not a bigfilefs database (no
  * bigfilefs schema)"). Errors: -ENOENT (missing and no BF_DB_CREATE),

@@ -1,7 +1,9 @@
 ## SPDX-License-Identifier: MIT
 ## src/backends: block stores behind the core's bf_file interface: the
-## generic layer (backend, watch), the engines (memory, sqlite*, and pg*
-## when configure found libpq), and the commit log's block ranges (ranges).
+## generic layer (backend, watch), the engines (memory, sqlite*, pg* when
+## configure found libpq, and proto: a block server over the protocol of
+## bigfilefs-protocol(7), with its link and its messages), and the commit
+## log's block ranges (ranges).
 noinst_LIBRARIES += libbfbackends.a
 libbfbackends_a_SOURCES = \
 	src/backends/backend.h src/backends/backend.c \
@@ -10,7 +12,10 @@ libbfbackends_a_SOURCES = \
 	src/backends/memory.h src/backends/memory.c \
 	src/backends/sqlite.h src/backends/sqlite_internal.h src/backends/sqlite.c \
 	src/backends/sqlite_schema.c src/backends/sqlite_session.c \
-	src/backends/sqlite_xattr.c
+	src/backends/sqlite_xattr.c \
+	src/backends/proto.h src/backends/proto.c \
+	src/backends/proto_link.h src/backends/proto_link.c \
+	src/backends/proto_wire.h src/backends/proto_wire.c
 libbfbackends_a_CFLAGS = $(AM_CFLAGS) $(SQLITE3_CFLAGS) $(LIBPQ_CFLAGS)
 if HAVE_POSTGRESQL
 libbfbackends_a_SOURCES += \

@@ -58,6 +58,7 @@ struct options {
     char *conflicts;
     char *log_keep;
     char *watch_ms;
+    char *timeout;
     int shared;
     int test_inject;
     int ro;
@@ -80,7 +81,8 @@ enum {
 static const struct fuse_opt option_spec[] = {
     OPT("blksize=%s", blksize, 0), OPT("cache=%s", cache, 0), OPT("test_inject", test_inject, 1),
     OPT("shared", shared, 1), OPT("conflicts=%s", conflicts, 0), OPT("log_keep=%s", log_keep, 0),
-    OPT("watch_ms=%s", watch_ms, 0), FUSE_OPT_KEY("ro", KEY_RO), FUSE_OPT_KEY("rw", KEY_RW),
+    OPT("watch_ms=%s", watch_ms, 0), OPT("timeout=%s", timeout, 0), FUSE_OPT_KEY("ro", KEY_RO),
+    FUSE_OPT_KEY("rw", KEY_RW),
     /* fstab-only options mount(8) or mount.fuse3 may pass on: ignored. */
     FUSE_OPT_KEY("defaults", KEY_DROP), FUSE_OPT_KEY("auto", KEY_DROP),
     FUSE_OPT_KEY("noauto", KEY_DROP), FUSE_OPT_KEY("nofail", KEY_DROP),
@@ -132,10 +134,12 @@ static void usage(FILE *f)
             "mmap(2). DATABASE is a SQLite file (created if missing), \"pg:CONNINFO\" for a\n"
             "PostgreSQL database (libpq's syntax: \"pg:host=db1 dbname=arrays\",\n"
             "\"pg:postgresql://db1/arrays\", \"pg:service=NAME\"; its schema is created in\n"
-            "an empty database), or \"mem:\" / \"mem:LABEL\" for an in-memory database\n"
-            "that is lost at unmount. Changes stay\n"
-            "uncommitted until a writeout (bigfilectl writeout FILE); at unmount,\n"
-            "uncommitted changes are discarded.\n"
+            "an empty database), \"mem:\" / \"mem:LABEL\" for an in-memory database that\n"
+            "is lost at unmount, or a block server (bigfilefs-protocol(7)):\n"
+            "\"exec:COMMAND\" starts COMMAND with sh -c (and again if it dies),\n"
+            "\"unix:PATH\" connects to one listening on PATH. Changes stay uncommitted\n"
+            "until a writeout (bigfilectl writeout FILE); at unmount, uncommitted\n"
+            "changes are discarded.\n"
             "\n"
             "bigfilefs options:\n"
             "    -o blksize=SIZE        block size of new files (default 2M; a power of\n"
@@ -156,6 +160,9 @@ static void usage(FILE *f)
             "                           every cached page\n"
             "    -o watch_ms=N          look for other mounts' commits every N ms while\n"
             "                           they come (default %d; 1 to 1000)\n"
+            "    -o timeout=SECONDS     how long a block server may take to answer one\n"
+            "                           request before it counts as hung (default %d;\n"
+            "                           1 to 86400; exec: and unix: only)\n"
             "    -o test_inject         serve the fault-injection ioctl of the tests (test\n"
             "                           only; needs a mem: database)\n"
             "    -o allow_other         let other users access the mount (modes and owners\n"
@@ -166,7 +173,7 @@ static void usage(FILE *f)
             "stderr. SIGINT or SIGTERM, fusermount3 -u or umount unmount it.\n"
             "Exit status: 0 after a clean unmount, 1 on failure, 2 on a usage error.\n"
             "\n",
-            BF_LOG_KEEP, BF_WATCH_INTERVAL_MS);
+            BF_LOG_KEEP, BF_WATCH_INTERVAL_MS, BF_PROTO_TIMEOUT_MS / 1000);
 }
 
 /* The machine's memory in bytes (0 if unknown). */
@@ -192,8 +199,14 @@ static int parse_num_opt(const char *name, const char *s, uint64_t lo, uint64_t 
     return 0;
 }
 
-/* The options of the database's session (-o log_keep, watch_ms) and the
- * conflict granularity (-o conflicts); 0 or -EINVAL (said). */
+/* Whether spec names a block server (exec:, unix:). */
+static bool is_block_server(const char *spec)
+{
+    return strncmp(spec, "exec:", 5) == 0 || strncmp(spec, "unix:", 5) == 0;
+}
+
+/* The options of the database's session (-o log_keep, watch_ms, timeout)
+ * and the conflict granularity (-o conflicts); 0 or -EINVAL (said). */
 static int parse_db_opts(const struct options *o, struct bf_db_options *dbo, bool *file_conflicts)
 {
     uint64_t v;
@@ -218,6 +231,16 @@ static int parse_db_opts(const struct options *o, struct bf_db_options *dbo, boo
             return -EINVAL;
         dbo->watch_interval_ms = (unsigned)v;
     }
+    if (o->timeout) {
+        if (!is_block_server(o->database)) {
+            fprintf(stderr, "bigfilefs: -o timeout is for block servers (exec:, unix:), not %s\n",
+                    o->database);
+            return -EINVAL;
+        }
+        if (parse_num_opt("timeout", o->timeout, 1, 86400, &v) < 0)
+            return -EINVAL;
+        dbo->timeout_ms = (unsigned)v * 1000;
+    }
     return 0;
 }
 
@@ -239,8 +262,9 @@ static char *absolute_database(const char *spec)
 {
     char *cwd, *abs = NULL;
 
-    if (spec[0] == '/' || strncmp(spec, "mem:", 4) == 0 || strncmp(spec, "pg:", 3) == 0)
-        return strdup(spec);
+    if (spec[0] == '/' || strncmp(spec, "mem:", 4) == 0 || strncmp(spec, "pg:", 3) == 0 ||
+        is_block_server(spec))
+        return strdup(spec); /* a block server's link keeps its own directory */
     cwd = getcwd(NULL, 0);
     if (!cwd) {
         fprintf(stderr, "bigfilefs: %s: cannot find the current directory: %s\n", spec,
@@ -529,6 +553,7 @@ out_args:
     free(o.conflicts);
     free(o.log_keep);
     free(o.watch_ms);
+    free(o.timeout);
     fuse_opt_free_args(&args);
     return status;
 }

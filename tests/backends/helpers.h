@@ -2,11 +2,14 @@
 /* bigfilefs — tests/backends: helpers shared by the backend tests.
  *
  * BOTH(name, timeout) defines one behavioural test body and registers it
- * twice: once against a fresh memory database (suite "memory") and once
- * against a fresh SQLite database in a temporary directory (suite
- * "sqlite"). The body gets the open db and a struct tb describing it.
- * SESSIONS (at the end) does the same with several sessions on one
- * database, as several mounts.
+ * for every engine: against a fresh memory database (suite "memory"), a
+ * fresh SQLite database in a temporary directory (suite "sqlite"), and two
+ * block servers (bigfilefs-protocol(7)): tests/proto/blockd, in C, serving
+ * a SQLite database of its own (suite "proto_c"), and the Python example
+ * examples/npy_store.py (suite "proto_py"; skipped without a python). The
+ * body gets the open db and a struct tb describing it. SESSIONS (at the
+ * end) does the same with several sessions on one database, as several
+ * mounts, for the engines that have sessions (memory, SQLite).
  *
  * Compiled with -DTB_PG (the *_pg test programs, run with a private
  * PostgreSQL server by tests/pg/pgserver.sh), BOTH and SESSIONS register
@@ -42,20 +45,67 @@
 #endif
 
 /* The engines a test runs on (tb_open's `engine`). */
-enum {
+enum tb_kind {
     TB_MEMORY = 0,
     TB_SQLITE = 1,
     TB_PGSQL = 2,
+    TB_PROTO_C = 3,  /* blockd serving t->path */
+    TB_PROTO_PY = 4, /* examples/npy_store.py keeping t->dir/store */
 };
 
 struct tb {
-    int is_sqlite;
-    int is_pg;
-    char dir[64];   /* sqlite: the temporary directory */
-    char path[128]; /* sqlite: the database file */
-    char db[64];    /* pg: the test's database */
-    char spec[512]; /* what bf_db_open gets */
+    int is_sqlite;   /* TB_SQLITE */
+    int is_pg;       /* TB_PGSQL */
+    int kind;        /* enum tb_kind */
+    char dir[64];    /* sqlite, proto: the temporary directory */
+    char path[128];  /* sqlite, proto_c: the database file */
+    char db[64];     /* pg: the test's database */
+    char spec[1024]; /* what bf_db_open gets */
 };
+
+/* Where the block servers are: the build and source trees (make check's
+ * environment, else where the test was built) and the python. */
+#ifndef BF_TEST_BUILDDIR
+#define BF_TEST_BUILDDIR "."
+#define BF_TEST_SRCDIR ".."
+#define BF_TEST_PYTHON "python3"
+#endif
+
+static inline const char *tb_env_or(const char *var, const char *dflt)
+{
+    const char *v = getenv(var);
+    return v && *v ? v : dflt;
+}
+
+static inline const char *tb_python(void)
+{
+    const char *py = tb_env_or("PYTHON", BF_TEST_PYTHON);
+    return *py ? py : "python3";
+}
+
+/* Whether the python of tb_python runs here. */
+static inline int tb_have_python(void)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "'%s' -c 'import sys' >/dev/null 2>&1", tb_python());
+    return system(cmd) == 0;
+}
+
+/* t->spec: the block server of kind for t's directory: blockd (with the
+ * options `opts`, NULL: none) serving t->path, or npy_store.py keeping
+ * t->dir/store. */
+static inline void tb_proto_spec(struct tb *t, int kind, const char *opts)
+{
+    if (kind == TB_PROTO_C)
+        snprintf(t->spec, sizeof(t->spec), "exec:exec '%s/tests/proto/blockd' %s '%s'",
+                 tb_env_or("BF_BUILDDIR", BF_TEST_BUILDDIR), opts ? opts : "", t->path);
+    else
+        snprintf(t->spec, sizeof(t->spec),
+                 "exec:PYTHONPATH='%s/python' PYTHONDONTWRITEBYTECODE=1 exec '%s' "
+                 "'%s/examples/npy_store.py' '%s/store'",
+                 tb_env_or("BF_SRCDIR", BF_TEST_SRCDIR), tb_python(),
+                 tb_env_or("BF_SRCDIR", BF_TEST_SRCDIR), t->dir);
+}
 
 /* Make a fresh temporary directory for a test. */
 static inline void tb_mkdir(struct tb *t)
@@ -65,44 +115,57 @@ static inline void tb_mkdir(struct tb *t)
     snprintf(t->path, sizeof(t->path), "%s/db.sqlite", t->dir);
 }
 
-/* Remove the temporary directory and its (flat) content. */
-static inline void tb_rmdir(struct tb *t)
+/* Remove directory `dir` and its content. */
+static inline void tb_rmtree(const char *dir)
 {
-    DIR *dp = opendir(t->dir);
+    DIR *dp = opendir(dir);
     struct dirent *de;
-    char p[512];
+    char p[1024];
     if (!dp)
         return;
     while ((de = readdir(dp))) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
-        snprintf(p, sizeof(p), "%s/%s", t->dir, de->d_name);
-        unlink(p);
+        if (snprintf(p, sizeof(p), "%s/%s", dir, de->d_name) >= (int)sizeof(p))
+            continue;
+        if (unlink(p) < 0 && errno == EISDIR)
+            tb_rmtree(p);
     }
     closedir(dp);
-    rmdir(t->dir);
+    rmdir(dir);
 }
 
-/* Open a fresh database of `engine` (a SQLite one in a new temporary
- * directory, the memory one labelled "test", or a new PostgreSQL database
- * of the run's server), with flags besides BF_DB_CREATE. */
+/* Remove the temporary directory and its content. */
+static inline void tb_rmdir(struct tb *t)
+{
+    tb_rmtree(t->dir);
+}
+
+/* Open a fresh database of `engine` (the memory one labelled "test"; a
+ * SQLite one, or a block server's, in a new temporary directory; or a new
+ * PostgreSQL database of the run's server), with flags besides
+ * BF_DB_CREATE. */
 static inline bf_db *tb_open_flags(struct tb *t, int engine, unsigned flags)
 {
     bf_db *db = NULL;
     char err[512] = "";
     memset(t, 0, sizeof(*t));
+    t->kind = engine;
     t->is_sqlite = engine == TB_SQLITE;
     t->is_pg = engine == TB_PGSQL;
-    if (t->is_sqlite) {
-        tb_mkdir(t);
-        snprintf(t->spec, sizeof(t->spec), "%s", t->path);
-    } else if (t->is_pg) {
+    if (t->is_pg) {
 #ifdef TB_PG
         pgt_db_create(t->db, sizeof(t->db));
         snprintf(t->spec, sizeof(t->spec), "pg:%s dbname=%s", pgt_conninfo(0), t->db);
 #else
         cr_assert(0, "built without TB_PG");
 #endif
+    } else if (engine != TB_MEMORY) {
+        tb_mkdir(t);
+        if (engine == TB_PROTO_C || engine == TB_PROTO_PY)
+            tb_proto_spec(t, engine, NULL);
+        else
+            snprintf(t->spec, sizeof(t->spec), "%s", t->path);
     } else {
         snprintf(t->spec, sizeof(t->spec), "mem:test");
     }
@@ -116,11 +179,11 @@ static inline bf_db *tb_open(struct tb *t, int engine)
     return tb_open_flags(t, engine, 0);
 }
 
-/* What a test leaves behind: its SQLite directory, its PostgreSQL database
- * (every session closed). */
+/* What a test leaves behind: its temporary directory (SQLite, block
+ * servers), its PostgreSQL database (every session closed). */
 static inline void tb_done(struct tb *t)
 {
-    if (t->is_sqlite)
+    if (t->kind != TB_MEMORY && !t->is_pg)
         tb_rmdir(t);
 #ifdef TB_PG
     if (t->is_pg)
@@ -181,8 +244,19 @@ static inline int64_t tb_nblocks(struct tb *t, bf_db *db, uint64_t id)
                            "WHERE file = ?1 ORDER BY blk, serial DESC) c WHERE content IS NOT NULL",
                            (int64_t)id);
 #endif
-    if (!t->is_sqlite)
+    if (t->kind == TB_MEMORY)
         return (int64_t)bf_mem_blocks(db, id);
+    if (t->kind == TB_PROTO_PY) { /* npy_store.py: a file per committed block */
+        char d[256];
+        int64_t n = 0;
+        snprintf(d, sizeof(d), "%s/store/blocks/%llu", t->dir, (unsigned long long)id);
+        DIR *dp = opendir(d);
+        for (struct dirent *de; dp && (de = readdir(dp));)
+            n += strlen(de->d_name) > 4 && strcmp(de->d_name + strlen(de->d_name) - 4, ".npy") == 0;
+        if (dp)
+            closedir(dp);
+        return n;
+    }
     sqlite3 *c;
     sqlite3_stmt *st;
     int64_t n = -1;
@@ -343,23 +417,36 @@ static inline uint64_t tb_checksum(const char *path)
 }
 
 #ifndef TB_PG
-#define BOTH(name, secs)                              \
-    static void name##_body(bf_db *db, struct tb *t); \
-    Test(memory, name, .timeout = secs)               \
-    {                                                 \
-        struct tb t;                                  \
-        bf_db *db = tb_open(&t, TB_MEMORY);           \
-        name##_body(db, &t);                          \
-        bf_db_close(db);                              \
-    }                                                 \
-    Test(sqlite, name, .timeout = secs)               \
-    {                                                 \
-        struct tb t;                                  \
-        bf_db *db = tb_open(&t, TB_SQLITE);           \
-        name##_body(db, &t);                          \
-        bf_db_close(db);                              \
-        tb_done(&t);                                  \
-    }                                                 \
+/* Run a BOTH body against a fresh database of engine. */
+static inline void tb_run(int engine, void (*body)(bf_db *db, struct tb *t))
+{
+    struct tb t;
+    bf_db *db = tb_open(&t, engine);
+    body(db, &t);
+    bf_db_close(db);
+    tb_done(&t);
+}
+
+#define BOTH(name, secs)                                \
+    static void name##_body(bf_db *db, struct tb *t);   \
+    Test(memory, name, .timeout = secs)                 \
+    {                                                   \
+        tb_run(TB_MEMORY, name##_body);                 \
+    }                                                   \
+    Test(sqlite, name, .timeout = secs)                 \
+    {                                                   \
+        tb_run(TB_SQLITE, name##_body);                 \
+    }                                                   \
+    Test(proto_c, name, .timeout = secs)                \
+    {                                                   \
+        tb_run(TB_PROTO_C, name##_body);                \
+    }                                                   \
+    Test(proto_py, name, .timeout = secs)               \
+    {                                                   \
+        if (!tb_have_python())                          \
+            cr_skip_test("no python: %s", tb_python()); \
+        tb_run(TB_PROTO_PY, name##_body);               \
+    }                                                   \
     static void name##_body(bf_db *db, struct tb *t)
 #else
 #define BOTH(name, secs)                              \

@@ -1,7 +1,7 @@
 ## SPDX-License-Identifier: MIT
 ## tests/backends: unit tests of the backends. test_backends runs the shared
-## behaviour (and the layer's rules) against both the memory and the SQLite
-## backend, test_sessions the same with several sessions on one database; test_memory the fault injection and held calls; test_sqlite what
+## behaviour (and the layer's rules) against the memory and the SQLite
+## backend and two block servers (tests/proto/local.mk), test_sessions the same with several sessions on one database; test_memory the fault injection and held calls; test_sqlite what
 ## only SQLite has (durability, crash atomicity, refusing foreign files,
 ## read-only media, the WAL, tampered rows); test_bconcurrent the backends
 ## under concurrency (also in CONCURRENCY_TESTS, for the TSan build).
@@ -27,6 +27,7 @@ CONCURRENCY_TESTS += tests/backends/test_bconcurrent
 
 tests_backends_test_backends_SOURCES = tests/backends/test_backends.c tests/backends/helpers.h \
 	tests/core/main.c
+tests_backends_test_backends_CPPFLAGS = $(AM_CPPFLAGS) $(PROTO_TEST_CPPFLAGS)
 tests_backends_test_backends_CFLAGS = $(bt_cflags)
 tests_backends_test_backends_LDADD = $(bt_ldadd)
 
@@ -50,12 +51,12 @@ if SANITIZE_TSAN
 # Criterion's runner cannot start under ThreadSanitizer: the core tests'
 # small stand-in runs this test there.
 tests_backends_test_bconcurrent_SOURCES += tests/core/minicr.h tests/core/minicr.c
-tests_backends_test_bconcurrent_CPPFLAGS = $(AM_CPPFLAGS) -DCORE_MINICR
+tests_backends_test_bconcurrent_CPPFLAGS = $(AM_CPPFLAGS) $(PROTO_TEST_CPPFLAGS) -DCORE_MINICR
 tests_backends_test_bconcurrent_CFLAGS = $(AM_CFLAGS) $(SQLITE3_CFLAGS) -Wno-format-zero-length
 tests_backends_test_bconcurrent_LDADD = libbfbackends.a libbfcore.a libbfutil.a $(SQLITE3_LIBS) $(PTHREAD_LIBS)
 else
 tests_backends_test_bconcurrent_SOURCES += tests/core/main.c
-tests_backends_test_bconcurrent_CPPFLAGS = $(AM_CPPFLAGS)
+tests_backends_test_bconcurrent_CPPFLAGS = $(AM_CPPFLAGS) $(PROTO_TEST_CPPFLAGS)
 tests_backends_test_bconcurrent_CFLAGS = $(bt_cflags)
 tests_backends_test_bconcurrent_LDADD = $(bt_ldadd)
 endif

@@ -12,13 +12,18 @@
  *    too big, while another file commits and loads go on;
  *  - the watcher of one session against another session's commits, its
  *    own session's loads and syncs, and the housekeeping, on both
- *    backends.
+ *    backends;
+ *  - a block server (tests/proto/blockd answering with several threads,
+ *    out of order): the loads during commits above, and loads of many
+ *    threads through a crash of the server, each one whole or -EIO, then
+ *    whole again from the restarted server.
  * Compiled with -DTB_PG (test_bconcurrent_pg, with a private PostgreSQL
  * server), the tests that are not about one engine's own machinery run on
  * the PostgreSQL engine instead. */
 #include <pthread.h>
 
 #include "helpers.h"
+#include "backends/proto.h"
 
 #define BS 4096u
 #define NBLK 32
@@ -141,6 +146,97 @@ Test(concurrent, pg_loads_during_commits, .timeout = 60)
     loads_during_commits(TB_PGSQL);
 }
 #endif
+
+#ifndef TB_PG /* block servers */
+/* A block server (blockd with opts) for t. */
+static bf_db *proto_open(struct tb *t, const char *opts)
+{
+    bf_db *db = NULL;
+    char err[512] = "";
+    memset(t, 0, sizeof(*t));
+    t->kind = TB_PROTO_C;
+    tb_mkdir(t);
+    char o[256];
+    snprintf(o, sizeof(o), opts, t->dir);
+    tb_proto_spec(t, TB_PROTO_C, o);
+    int r = bf_db_open(t->spec, BF_DB_CREATE, &db, err, sizeof(err));
+    cr_assert_eq(r, 0, "%s: %s", t->spec, err);
+    return db;
+}
+
+Test(concurrent, proto_loads_during_commits, .timeout = 120)
+{
+    struct tb t;
+    bf_db *db = proto_open(&t, "--threads 4");
+    run(db);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
+
+struct crashy {
+    bf_file *f;
+    int failed, ok_after; /* loads that failed (-EIO), whole loads after the last failure */
+    char why[128];
+};
+
+/* Load every block over and over: each load is whole or -EIO; once the
+ * restarted server answers, loads are whole again. */
+static void *crashy_loader(void *arg)
+{
+    struct crashy *c = arg;
+    void *buf = malloc(BS);
+    for (int round = 0; buf && round < 20; round++) {
+        for (uint64_t b = 0; b < NBLK; b++) {
+            int r = tb_load(c->f, b, buf);
+            if (r == -EIO) {
+                c->failed++;
+                c->ok_after = 0;
+            } else if (r < 0 || !tb_check(buf, BS, b, 1)) {
+                snprintf(c->why, sizeof(c->why), "block %llu: %d or torn", (unsigned long long)b,
+                         r);
+                free(buf);
+                return NULL;
+            } else {
+                c->ok_after++;
+            }
+        }
+    }
+    free(buf);
+    return NULL;
+}
+
+Test(concurrent, proto_loads_through_a_crash, .timeout = 120)
+{
+    struct tb t;
+    bf_file *w;
+    struct bf_fileinfo fi;
+    pthread_t th[NREADERS];
+    struct crashy c[NREADERS];
+    bf_db *db = proto_open(&t, "--threads 4 --crash-load 100 --once %s/marker");
+    cr_assert_eq(bf_db_create(db, "c", BS, 0, 0644, 0, 0, &fi), 0);
+    cr_assert_eq(bf_db_file_open(db, fi.id, &w), 0);
+    tb_store_range(w, 0, NBLK, 1, NBLK * BS);
+    for (int i = 0; i < NREADERS; i++) {
+        memset(&c[i], 0, sizeof(c[i]));
+        cr_assert_eq(bf_db_file_open(db, fi.id, &c[i].f), 0);
+        cr_assert_eq(pthread_create(&th[i], NULL, crashy_loader, &c[i]), 0);
+    }
+    int failed = 0;
+    for (int i = 0; i < NREADERS; i++) {
+        pthread_join(th[i], NULL);
+        cr_assert_eq(c[i].why[0], '\0', "%s", c[i].why);
+        cr_assert_gt(c[i].ok_after, 0, "whole loads after the restart");
+        failed += c[i].failed;
+        bf_db_file_close(db, c[i].f);
+    }
+    cr_assert_gt(failed, 0, "the crash failed the loads in flight");
+    cr_assert_geq(bf_proto_starts(db), 2);
+    bf_db_file_close(db, w);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
+
+#endif /* block servers */
 
 struct many {
     bf_db *db;

@@ -13,7 +13,8 @@ BFT_TESTS = \
 	tests/integration/test_status \
 	tests/integration/test_xattr \
 	tests/integration/test_reliability \
-	tests/integration/test_shared
+	tests/integration/test_shared \
+	tests/integration/test_blockserver
 check_PROGRAMS += $(BFT_TESTS)
 TESTS += $(BFT_TESTS)
 
@@ -66,6 +67,11 @@ tests_integration_test_shared_pg_SOURCES = tests/integration/test_shared.c $(BFT
 tests_integration_test_shared_pg_CFLAGS = $(BFT_CFLAGS) -DBFT_PG
 tests_integration_test_shared_pg_LDADD = $(BFT_LDADD)
 endif
+# Mounts on block servers (exec:, bigfilefs-protocol(7)): tests/proto/blockd
+# and examples/npy_store.py.
+tests_integration_test_blockserver_SOURCES = tests/integration/test_blockserver.c $(BFT_HARNESS)
+tests_integration_test_blockserver_CFLAGS = $(BFT_CFLAGS)
+tests_integration_test_blockserver_LDADD = $(BFT_LDADD)
 endif
 EXTRA_DIST += tests/integration/numpy_commit.py
 if HAVE_CRITERION
