@@ -1246,6 +1246,10 @@ static const struct bf_engine_ops pg_engine_ops = {
     .log_read = pg_log_read,
     .serial_now = pg_serial_now,
     .trim = pg_trim,
+    .getxattr = pg_getxattr,
+    .listxattr = pg_listxattr,
+    .setxattr = pg_setxattr,
+    .removexattr = pg_removexattr,
 };
 
 uint64_t bf_pg_reconnects(bf_db *db)

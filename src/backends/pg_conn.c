@@ -396,7 +396,7 @@ static int set_up(struct pg_db *d, struct pgc *c, PGconn *pc, bool settings, boo
         e = -EIO;
     nsent += e == 0 && settings;
     for (int i = 0; e == 0 && prepare && i < PS_NSTMT; i++) {
-        if (!(pg_stmts[i].kinds & (1u << c->kind)))
+        if (!(pg_stmts[i].kinds & (1u << c->kind)) || ((pg_stmts[i].kinds & PGK_X) && !d->xattrs))
             continue;
         Oid types[PGP_MAX];
         char name[16];

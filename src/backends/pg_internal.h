@@ -12,7 +12,8 @@
  *   pg.c           the content operations, the commit section, namespace
  *                  commits, open and close;
  *   pg_session.c   the session's locks and liveness, holds and purges,
- *                  the watcher's connection and reads, the housekeeping.
+ *                  the watcher's connection and reads, the housekeeping;
+ *   pg_xattr.c     extended attributes, and their table.
  *
  * The schema and the rules are written at the top of pg_schema.c and pg.c;
  * docs/design/PG-ENGINE.md has the reasons and the measurements.
@@ -64,6 +65,15 @@ enum pgc_kind {
 #define PGK_R (1u << PGC_READER)
 #define PGK_W (1u << PGC_WRITER)
 #define PGK_V (1u << PGC_WATCHER)
+/* ... and only when the database has the xattrs table (pg_db.xattrs): a
+ * read-only session on a database no read-write one opened since the
+ * table came has none, and must not fail to prepare its other statements. */
+#define PGK_X (1u << 3)
+
+/* The xattrs table (pg_xattr.c): in the schema, and created if absent. */
+#define PG_XATTRS_TABLE                                            \
+    "bigfilefs.xattrs (file bigint NOT NULL, name bytea NOT NULL," \
+    " value bytea NOT NULL, PRIMARY KEY (file, name))"
 
 /* The statements (pg_sql.c). Parameter types: one letter each, i int8,
  * I int8[], b bool, B bytea, t text. */
@@ -114,6 +124,12 @@ enum pg_stmt_id {
     PS_UNHOLD,
     PS_NAMELESS_LOCK,
     PS_PURGE,
+    /* extended attributes: readers, the writer */
+    PS_XA_GET,
+    PS_XA_LIST,
+    PS_XA_SET,
+    PS_XA_REPLACE,
+    PS_XA_REMOVE,
     /* the watcher's connection: the session */
     PS_NEXTSESSION,
     PS_LOCK_LIVE,
@@ -189,6 +205,7 @@ struct pg_db {
     char *conninfo;            /* the user's (never logged) */
     int connect_timeout_s;
     struct bf_pg_options popt;
+    bool xattrs; /* the database has the xattrs table (set at open, then constant) */
 
     /* the writer (NULL .c and unused when read-only) */
     pthread_mutex_t wlock;
@@ -310,9 +327,24 @@ void pg_w_end(struct pg_db *d);
 
 /* Look at d's database through c (the watcher's connection, open) and make
  * sure it holds our schema: create it in an empty database (with
- * BF_DB_CREATE, never read-only), refuse anything else, changing nothing.
- * errbuf says why. */
+ * BF_DB_CREATE, never read-only), refuse anything else, changing nothing;
+ * then the xattrs table (pg_xattr_table). errbuf says why. */
 int pg_schema_prepare(struct pg_db *d, struct pgc *c, unsigned flags, char *errbuf, size_t errlen);
+
+/* ---- pg_xattr.c ---------------------------------------------------------------- */
+
+/* Through c (the watcher's connection, open, none of our statements
+ * prepared) on a database with our schema of the current version: set
+ * d->xattrs, creating the table first when it is absent and the session
+ * is read-write. errbuf says why it could not. */
+int pg_xattr_table(struct pg_db *d, struct pgc *c, unsigned flags, char *errbuf, size_t errlen);
+
+/* The engine operations of the same names (engine.h). */
+int pg_getxattr(bf_db *db, uint64_t id, const char *name, void **value, size_t *len);
+int pg_listxattr(bf_db *db, uint64_t id, char **names, size_t *len);
+int pg_setxattr(bf_db *db, uint64_t id, const char *name, const void *value, size_t len,
+                unsigned flags);
+int pg_removexattr(bf_db *db, uint64_t id, const char *name);
 
 /* ---- pg_session.c ------------------------------------------------------------ */
 

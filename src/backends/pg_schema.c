@@ -35,6 +35,11 @@
  *   sessions(id, pid, host, started_ns, applied, shared, seen)
  *                           seen: the last sign of life (server clock)
  *   holds(session, file)
+ *   xattrs(file, name, value)
+ *                           extended attributes (pg_xattr.c), deleted
+ *                           with the file; created if absent when a
+ *                           read-write session opens a database of the
+ *                           version made without it
  *
  * No foreign keys (they would add lookups to the commit section): the
  * engine keeps the references — every blockmap.content is a contents row,
@@ -83,6 +88,7 @@ static const char schema_sql[] =
     " shared boolean NOT NULL, seen timestamptz NOT NULL DEFAULT now());"
     "CREATE TABLE bigfilefs.holds (session integer NOT NULL, file bigint NOT NULL,"
     " PRIMARY KEY (session, file));"
+    "CREATE TABLE " PG_XATTRS_TABLE ";"
     "INSERT INTO bigfilefs.counter VALUES (true, 0);"
     "INSERT INTO bigfilefs.meta VALUES ('version', " PG_STR(
         BF_PG_SCHEMA_VERSION) "),"
@@ -213,7 +219,9 @@ static int create_schema(struct pg_db *d, struct pgc *c, char *errbuf, size_t er
     return e;
 }
 
-int pg_schema_prepare(struct pg_db *d, struct pgc *c, unsigned flags, char *errbuf, size_t errlen)
+/* pg_schema_prepare but for the xattrs table. */
+static int schema_prepare(struct pg_db *d, struct pgc *c, unsigned flags, char *errbuf,
+                          size_t errlen)
 {
     struct look lk;
     int e = look_at(d, c, &lk);
@@ -233,4 +241,10 @@ int pg_schema_prepare(struct pg_db *d, struct pgc *c, unsigned flags, char *errb
         return -EPROTO;
     }
     return create_schema(d, c, errbuf, errlen);
+}
+
+int pg_schema_prepare(struct pg_db *d, struct pgc *c, unsigned flags, char *errbuf, size_t errlen)
+{
+    int e = schema_prepare(d, c, flags, errbuf, errlen);
+    return e < 0 ? e : pg_xattr_table(d, c, flags, errbuf, errlen);
 }

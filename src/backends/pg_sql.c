@@ -186,7 +186,7 @@ const struct pg_stmt pg_stmts[PS_NSTMT] = {
     /* A purge: the nameless row locked (an open waits for it, then finds
      * it gone), then — in a snapshot taken after the lock — deleted unless
      * a live session holds it, with its versions (their contents become
-     * garbage) and its holds. Returns the number of files deleted. */
+     * garbage), its holds and its extended attributes. Returns the number of files deleted. */
     [PS_NAMELESS_LOCK] = { "SELECT 1 FROM bigfilefs.files WHERE id = $1 AND name IS NULL FOR "
                            "UPDATE",
                            "i", PGK_W | PGK_V },
@@ -199,9 +199,32 @@ const struct pg_stmt pg_stmts[PS_NSTMT] = {
                              "f)"
                              " RETURNING content),"
                              " g AS (" TO_GARBAGE "),"
-                             " h AS (DELETE FROM bigfilefs.holds WHERE file IN (SELECT id FROM f))"
+                             " h AS (DELETE FROM bigfilefs.holds WHERE file IN (SELECT id FROM f)),"
+                             " x AS (DELETE FROM bigfilefs.xattrs WHERE file IN (SELECT id FROM f))"
                              " SELECT count(*) FROM f",
-                   "ii", PGK_W | PGK_V },
+                   "ii", PGK_W | PGK_V | PGK_X },
+
+    /* ---- extended attributes (pg_xattr.c) ---- */
+    [PS_XA_GET] = { "SELECT value FROM bigfilefs.xattrs WHERE file = $1 AND name = $2", "iB",
+                    PGK_R | PGK_X },
+    [PS_XA_LIST] = { "SELECT name FROM bigfilefs.xattrs WHERE file = $1 ORDER BY name", "i",
+                     PGK_R | PGK_X },
+    /* Attribute $2 of file $1 set to $3, unless it exists and $4 (create
+     * only); whether the file exists, and whether it was set. The file's
+     * row is locked against a purge (which locks it first, PS_NAMELESS_LOCK,
+     * then deletes in a snapshot that sees what was set before). */
+    [PS_XA_SET] = { "WITH f AS (SELECT id FROM bigfilefs.files WHERE id = $1 FOR KEY SHARE),"
+                    " s AS (INSERT INTO bigfilefs.xattrs (file, name, value)"
+                    " SELECT id, $2, $3 FROM f ON CONFLICT (file, name)"
+                    " DO UPDATE SET value = excluded.value WHERE NOT $4 RETURNING 1)"
+                    " SELECT EXISTS (SELECT 1 FROM f), EXISTS (SELECT 1 FROM s)",
+                    "iBBb", PGK_W | PGK_X },
+    /* Only if it exists: a row when it was replaced. */
+    [PS_XA_REPLACE] = { "UPDATE bigfilefs.xattrs SET value = $3 WHERE file = $1 AND name = $2"
+                        " RETURNING 1",
+                        "iBB", PGK_W | PGK_X },
+    [PS_XA_REMOVE] = { "DELETE FROM bigfilefs.xattrs WHERE file = $1 AND name = $2 RETURNING 1",
+                       "iB", PGK_W | PGK_X },
 
     /* ---- the watcher's connection: the session ---- */
     [PS_NEXTSESSION] = { "SELECT nextval('bigfilefs.session_ids')", "", PGK_V },

@@ -66,6 +66,13 @@ PG_TESTS += tests/integration/test_shared_pg
 tests_integration_test_shared_pg_SOURCES = tests/integration/test_shared.c $(BFT_HARNESS)
 tests_integration_test_shared_pg_CFLAGS = $(BFT_CFLAGS) -DBFT_PG
 tests_integration_test_shared_pg_LDADD = $(BFT_LDADD)
+# Extended attributes on PostgreSQL, the same way.
+check_PROGRAMS += tests/integration/test_xattr_pg
+TESTS += tests/integration/test_xattr_pg
+PG_TESTS += tests/integration/test_xattr_pg
+tests_integration_test_xattr_pg_SOURCES = tests/integration/test_xattr.c $(BFT_HARNESS)
+tests_integration_test_xattr_pg_CFLAGS = $(BFT_CFLAGS) -DBFT_PG
+tests_integration_test_xattr_pg_LDADD = $(BFT_LDADD)
 endif
 # Mounts on block servers (exec:, bigfilefs-protocol(7)): tests/proto/blockd
 # and examples/npy_store.py.

@@ -2,7 +2,12 @@
 /* bigfilefs — integration tests: extended attributes (user.* only), stored
  * in the database with the file: round trips, the flags, Linux's limits,
  * the other namespaces, persistence across a remount, deletion with the
- * file, and another mount of the database seeing them at once. */
+ * file, and another mount of the database seeing them at once.
+ *
+ * Compiled twice: test_xattr on SQLite and memory databases, test_xattr_pg
+ * (-DBFT_PG) on a PostgreSQL database of the test's own on the program's
+ * private server (harness.h), with what only PostgreSQL has: a database
+ * made before the table gaining it. */
 #include "config.h"
 
 #include "harness.h"
@@ -35,7 +40,23 @@ static int set(const char *p, const char *name, const char *v, int flags)
     return setxattr(p, name, v, strlen(v), flags) < 0 ? -errno : 0;
 }
 
-BFT_TEST_BOTH(xattr, round_trip_replace_and_remove, 60)
+#ifdef BFT_PG
+/* A fresh database of the test's own, mounted. */
+static void setup_pg(void)
+{
+    bft_setup_pg_nomount();
+    bft_mount();
+}
+#define XA_TEST_ALL(suite, name, timeout_s) BFT_TEST(suite, name##_pg, setup_pg, timeout_s)
+#define SETUP_ONE setup_pg
+#define SETUP_SHARED2 bft_setup_pg_shared2
+#else
+#define XA_TEST_ALL BFT_TEST_BOTH
+#define SETUP_ONE bft_setup_sqlite
+#define SETUP_SHARED2 bft_setup_shared2
+#endif
+
+XA_TEST_ALL(xattr, round_trip_replace_and_remove, 60)
 {
     char p[PATH_MAX], buf[256];
 
@@ -74,7 +95,7 @@ BFT_TEST_BOTH(xattr, round_trip_replace_and_remove, 60)
     cr_expect_eq(bft_size(p), (int64_t)BFT_MB);
 }
 
-BFT_TEST_BOTH(xattr, limits_are_those_of_linux, 60)
+XA_TEST_ALL(xattr, limits_are_those_of_linux, 60)
 {
     char p[PATH_MAX], name[300], small[4];
     static char big[65537], back[65536];
@@ -103,7 +124,7 @@ BFT_TEST_BOTH(xattr, limits_are_those_of_linux, 60)
                  "a list buffer too small");
 }
 
-BFT_TEST(xattr, other_namespaces_are_not_supported, bft_setup_sqlite, 60)
+BFT_TEST(xattr, other_namespaces_are_not_supported, SETUP_ONE, 60)
 {
     char p[PATH_MAX], buf[64];
 
@@ -123,7 +144,7 @@ BFT_TEST(xattr, other_namespaces_are_not_supported, bft_setup_sqlite, 60)
     cr_expect_eq(listxattr(bft.mnt, buf, sizeof(buf)), 0, "the root's list is empty");
 }
 
-BFT_TEST(xattr, persist_across_remount_and_go_with_the_file, bft_setup_sqlite, 60)
+BFT_TEST(xattr, persist_across_remount_and_go_with_the_file, SETUP_ONE, 60)
 {
     char p[PATH_MAX], buf[64];
     int64_t rows = -1;
@@ -151,7 +172,7 @@ BFT_TEST(xattr, persist_across_remount_and_go_with_the_file, bft_setup_sqlite, 6
     cr_expect_eq(get(p, "user.dtype", buf, sizeof(buf)), -ENODATA, "a new file has none");
 }
 
-BFT_TEST(xattr, another_mount_sees_them_at_once, bft_setup_shared2, 60)
+BFT_TEST(xattr, another_mount_sees_them_at_once, SETUP_SHARED2, 60)
 {
     char p[PATH_MAX], p2[PATH_MAX], buf[64];
 
@@ -166,3 +187,53 @@ BFT_TEST(xattr, another_mount_sees_them_at_once, bft_setup_shared2, 60)
     cr_expect_eq(get(p, "user.k", buf, sizeof(buf)), 3);
     cr_expect_str_eq(buf, "two");
 }
+
+#ifdef BFT_PG
+/* A database whose schema is of the current version but was made before
+ * the xattrs table: a read-only mount sees no attribute (and works), a
+ * read-write one creates the table. */
+BFT_TEST(xattr, a_database_made_before_gains_the_table, SETUP_ONE, 60)
+{
+    char p[PATH_MAX], buf[64];
+    int64_t has = -1;
+
+    bft_create("f", "64K", NULL);
+    bft_path(p, "f");
+    cr_assert_eq(set(p, "user.a", "v", 0), 0);
+    cr_assert_eq(bft_unmount(), 0);
+    cr_assert_eq(bft_sql_exec(bft.db, "DROP TABLE xattrs"), 0);
+
+    snprintf(bft.opts, sizeof(bft.opts), "ro");
+    bft_mount();
+    cr_expect_eq(get(p, "user.a", buf, sizeof(buf)), -ENODATA, "read-only: none");
+    cr_expect_eq(listxattr(p, buf, sizeof(buf)), 0, "read-only: an empty list");
+    cr_assert_eq(bft_sql_int(bft.db, "SELECT to_regclass('bigfilefs.xattrs') IS NULL", &has), 0);
+    cr_expect_eq(has, 1, "a read-only mount creates nothing");
+
+    bft.opts[0] = '\0';
+    bft_remount();
+    cr_assert_eq(bft_sql_int(bft.db, "SELECT to_regclass('bigfilefs.xattrs') IS NOT NULL", &has),
+                 0);
+    cr_expect_eq(has, 1, "a read-write mount creates the table");
+    cr_expect_eq(get(p, "user.a", buf, sizeof(buf)), -ENODATA, "what was dropped is gone");
+    cr_assert_eq(set(p, "user.a", "w", XATTR_CREATE), 0);
+    cr_expect_eq(get(p, "user.a", buf, sizeof(buf)), 1);
+    cr_expect_str_eq(buf, "w");
+}
+
+/* Names are any bytes but NUL (not only UTF-8), sorted bytewise. */
+BFT_TEST(xattr, names_are_bytes, SETUP_ONE, 60)
+{
+    char p[PATH_MAX], buf[64];
+
+    bft_create("f", "64K", NULL);
+    bft_path(p, "f");
+    cr_assert_eq(set(p, "user.\xff", "hi", 0), 0, "a name that is not UTF-8");
+    cr_assert_eq(set(p, "user.B", "", 0), 0);
+    cr_assert_eq(set(p, "user.a", "", 0), 0);
+    cr_expect_eq(get(p, "user.\xff", buf, sizeof(buf)), 2);
+    ssize_t n = listxattr(p, buf, sizeof(buf));
+    cr_expect(n == 21 && memcmp(buf, "user.B\0user.a\0user.\xff\0", 21) == 0, "bytewise order: %zd",
+              n);
+}
+#endif /* BFT_PG */
