@@ -122,14 +122,30 @@ static void loaded_off_the_lru(bf_fileh *fh, bool make)
         bf_list_add_tail(&fh->ram->lru, &pg->lru);
 }
 
-/* Block 2 is DIRTY: put it on the LRU. */
+/* Block 2 is DIRTY: move it from the dirty LRU to the (clean) LRU. */
 static void dirty_on_the_lru(bf_fileh *fh, bool make)
 {
     struct bf_page *pg = page_at(fh, 2);
+    bf_list_del(&pg->lru);
+    bf_list_add_tail(make ? &fh->ram->lru : &fh->ram->dlru, &pg->lru);
+}
+
+/* Block 2 is DIRTY: take it off the dirty LRU. */
+static void dirty_off_the_dirty_lru(bf_fileh *fh, bool make)
+{
+    struct bf_page *pg = page_at(fh, 2);
     if (make)
-        bf_list_add_tail(&fh->ram->lru, &pg->lru);
-    else
         bf_list_del(&pg->lru);
+    else
+        bf_list_add_tail(&fh->ram->dlru, &pg->lru);
+}
+
+/* Block 1 is LOADED: move it from the LRU to the dirty LRU. */
+static void loaded_on_the_dirty_lru(bf_fileh *fh, bool make)
+{
+    struct bf_page *pg = page_at(fh, 1);
+    bf_list_del(&pg->lru);
+    bf_list_add_tail(make ? &fh->ram->dlru : &fh->ram->lru, &pg->lru);
 }
 
 /* Block 3 is DIRTY: take it off the dirty list. */
@@ -209,6 +225,8 @@ Test(check, lru_and_dirty_list_membership, .timeout = 10)
     env_mixed(&e);
     expect_caught(e.fh, loaded_off_the_lru, "I10");
     expect_caught(e.fh, dirty_on_the_lru, "I10");
+    expect_caught(e.fh, dirty_off_the_dirty_lru, "I10");
+    expect_caught(e.fh, loaded_on_the_dirty_lru, "I10");
     expect_caught(e.fh, dirty_off_the_dirty_list, "I11");
     env_close(&e);
 }
