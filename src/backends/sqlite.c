@@ -47,10 +47,18 @@
  * and moves 'collected' to its serial; else they stay, superseded, for the
  * housekeeping.
  *
+ * Staging (the core's spilled blocks, COHERENCE.md rule 4): a staged
+ * content is an upload of the session made by itself (its own short
+ * transaction, into garbage of its size if any); storeblk_staged puts it
+ * in the transaction as a pending store that the commit links like any
+ * upload, and that an abort or a failed commit leaves the session's;
+ * stage_drop gives it up. An all-zero content is token 0: no row.
+ *
  * Reading: loadblk(at) reads the newest version with serial <= at through
- * the reader pool. When there is none, or it was superseded at or before
- * `at` (its successor is gone), the version as of `at` may have been
- * collected: -ESTALE if at < 'collected', else zeros.
+ * the reader pool; loadblk_range only some bytes of it (incremental blob
+ * I/O reads only the pages holding them). When there is none, or it was
+ * superseded at or before `at` (its successor is gone), the version as of
+ * `at` may have been collected: -ESTALE if at < 'collected', else zeros.
  *
  * Connections and locks:
  *  - one writer connection (absent when read-only), used only with
