@@ -1597,6 +1597,15 @@ static void wo_finish(bf_fileh *fh, struct wo_item *it, bool committed, uint64_t
         page_set_state(pg, BF_PAGE_LOADED); /* DIRTY -> LOADED (stored) */
 }
 
+/* A writeout ends: shrinking truncates, unspills and partial writes of
+ * SPILLED blocks go on (I19). Lock held. */
+static void wo_end(bf_fileh *fh)
+{
+    BF_ASSERT(fh->writeout_running && fh->cow_held == 0); /* I19 */
+    fh->writeout_running = false;
+    pthread_cond_broadcast(&fh->writeout_done);
+}
+
 int bf_fileh_writeout(bf_fileh *fh, unsigned flags, struct bf_writeout_result *res)
 {
     const unsigned known = BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED | BF_WRITEOUT_OVERWRITE |
@@ -1610,20 +1619,21 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, struct bf_writeout_result *r
     struct bf_writeout_result out = { 0, 0, 0 };
 
     bf_ram_lock(ram);
-    /* No page of the handle in I/O (a spill, an unspill or a fill by
-     * another thread): the snapshot takes buffers and tokens as they are
-     * (I29). */
-    while (fh->nio > 0 && !fh->writeout_running)
-        bf_ram_wait_load(ram);
     if (fh->writeout_running) {
         bf_ram_unlock(ram);
         return -EBUSY; /* I19 */
     }
     BF_ASSERT(fh->cow_held == 0); /* I19 */
+    /* Running from now on: no spill or unspill of the handle's pages
+     * starts; those in flight (and fills) end before the snapshot takes
+     * buffers and tokens as they are (I29). */
+    fh->writeout_running = true;
+    wait_no_io(fh);
     if (!(flags & BF_WRITEOUT_STORE)) {
         out.blocks = mark_all_stored(fh);
         fh->st.writeouts++;
         enforce_budget(ram);
+        wo_end(fh);
         bf_ram_unlock(ram);
         if (res)
             *res = out;
@@ -1648,6 +1658,7 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, struct bf_writeout_result *r
     };
     if (fh->ndirty + fh->nspilled == 0 && !req.size_set) {
         fh->st.writeouts++; /* nothing to store */
+        wo_end(fh);
         bf_ram_unlock(ram);
         if (res)
             *res = out;
@@ -1668,10 +1679,10 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, struct bf_writeout_result *r
         r = -ENOMEM;
     }
     if (r < 0) {
+        wo_end(fh);
         bf_ram_unlock(ram);
         return r;
     }
-    fh->writeout_running = true;
     bf_ram_unlock(ram);
 
     /* The transaction, lock released (I2), the only one of the handle
@@ -1732,8 +1743,7 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, struct bf_writeout_result *r
         fh->st.errors++;
     }
     BF_ASSERT(fh->cow_held == 0); /* I19 */
-    fh->writeout_running = false;
-    pthread_cond_broadcast(&fh->writeout_done); /* shrinking truncates, unspills go on */
+    wo_end(fh);
     bf_ram_unlock(ram);
     /* The transaction is closed: staged contents may be dropped now. */
     for (uint64_t i = 0; i < ndrop; i++)
