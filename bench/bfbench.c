@@ -32,6 +32,13 @@
  *       map [0, L) shared and writable, write the pattern into every word,
  *       then — still mapped, no msync — time BIGFILE_IOC_WRITEOUT.
  *       Prints "writeout_GBps dirty_secs writeout_secs".
+ *   bfbench follow FILE_A FILE_B --count N
+ *       FILE_A and FILE_B are one file on two mounts of one database (-o
+ *       shared). Map FILE_B read-only, then N times: write a new value into
+ *       a block of FILE_A (the first 8 bytes of block k % blocks), commit
+ *       it (BIGFILE_IOC_WRITEOUT), and time until the mapping of FILE_B
+ *       shows it — without reopening — from the writeout's return, looking
+ *       every 20 us. Prints "p50_ms p99_ms max_ms".
  *   bfbench cold FILE --cold MODE
  *       only make FILE cold (util.h), e.g. to time a daemon's CPU use
  *       without the cost of the reclaim. Prints nothing.
@@ -57,6 +64,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <bigfile/ioctl.h>
@@ -78,6 +86,7 @@ struct opts {
 static void usage(void)
 {
     fputs("usage: bfbench fill|seqread|par|randfault|touch|dirty|sqlread|sqlwrite PATH [options]\n"
+          "       bfbench follow PATH_A PATH_B --count N\n"
           "  (see the comment at the top of bench/bfbench.c, and bench/README)\n",
           stderr);
     exit(2);
@@ -372,6 +381,56 @@ static int cmd_dirty(const char *path, const struct opts *o)
     return 0;
 }
 
+static void pause_us(long us)
+{
+    struct timespec ts = { 0, us * 1000L };
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+static int cmd_follow(const char *path_a, const char *path_b, const struct opts *o)
+{
+    uint64_t size = file_size(path_a), bs = file_blksize(path_a);
+    uint64_t nblk = size / bs;
+    size_t count = (size_t)o->count;
+    if (count == 0 || nblk == 0)
+        die("--count and the file's blocks must be nonzero", EINVAL);
+    double *lat = calloc(count, sizeof(*lat));
+    int fa = open(path_a, O_RDWR | O_CLOEXEC), fb = open(path_b, O_RDONLY | O_CLOEXEC);
+    if (!lat || fa < 0 || fb < 0)
+        die(fa < 0 ? path_a : path_b, !lat ? ENOMEM : errno);
+    const volatile uint64_t *m = mmap(NULL, nblk * bs, PROT_READ, MAP_SHARED, fb, 0);
+    if (m == MAP_FAILED)
+        die("mmap", errno);
+    for (size_t k = 0; k < count; k++) {
+        uint64_t blk = k % nblk, v = o->seed + k + 1;
+        const volatile uint64_t *w = m + blk * bs / 8;
+        (void)*w; /* B has the page mapped and cached */
+        if (pwrite(fa, &v, sizeof(v), (off_t)(blk * bs)) != (ssize_t)sizeof(v))
+            die("write", errno);
+        int r = do_writeout(fa, NULL);
+        if (r < 0)
+            die("writeout", r);
+        double t0 = bench_now(), t;
+        while (*w != v) {
+            if ((t = bench_now() - t0) > 10) {
+                fprintf(stderr, "bfbench: follow: block %" PRIu64 " not seen on B in 10 s\n", blk);
+                return 1;
+            }
+            pause_us(20);
+        }
+        lat[k] = (bench_now() - t0) * 1e3;
+    }
+    munmap((void *)m, nblk * bs);
+    close(fa);
+    close(fb);
+    qsort(lat, count, sizeof(*lat), bench_cmp_double);
+    printf("%.3f %.3f %.3f\n", bench_quantile(lat, count, 0.5), bench_quantile(lat, count, 0.99),
+           lat[count - 1]);
+    free(lat);
+    return 0;
+}
+
 static int cmd_sqlread(const char *db, const struct opts *o)
 {
     if (!o->name)
@@ -491,6 +550,11 @@ int main(int argc, char **argv)
         default:
             usage();
         }
+    }
+    if (!strcmp(cmd, "follow")) {
+        if (optind != argc - 2)
+            usage();
+        return cmd_follow(argv[optind], argv[optind + 1], &o);
     }
     if (optind != argc - 1)
         usage();

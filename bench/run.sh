@@ -12,7 +12,7 @@
 # Environment:
 #   BIGFILEFS, BIGFILECTL, BFBENCH  the built programs (make bench sets them)
 #   BENCH_QUICK=1   small sizes, for development (the figures are not the issue's)
-#   BENCH_ONLY="1 5"  run only these figures (1..7); default all
+#   BENCH_ONLY="1 5"  run only these figures (1..8); default all
 #   BENCH_RUNS=N    runs per measurement (default 5, quick 3)
 #   BENCH_DIR=DIR   where the databases go (default a new dir in /var/tmp;
 #                   it must be on a disk, not tmpfs, to mean anything)
@@ -33,33 +33,35 @@ fi
 
 quick=${BENCH_QUICK:-0}
 if [ "$quick" = 1 ]; then
-    F1=128M; F3=512M; F4=64M; TOUCH=200; RUNS=${BENCH_RUNS:-3}
+    F1=128M; F3=512M; F4=64M; TOUCH=200; FOLLOW=50; RUNS=${BENCH_RUNS:-3}
 else
-    F1=1G;   F3=4G;   F4=256M; TOUCH=1000; RUNS=${BENCH_RUNS:-5}
+    F1=1G;   F3=4G;   F4=256M; TOUCH=1000; FOLLOW=200; RUNS=${BENCH_RUNS:-5}
 fi
 SPARSE=1T
 CACHE5=64M
 SWEEP="2M 64K 256K 8M"
-ONLY=${BENCH_ONLY:-1 2 3 4 5 6 7}
+ONLY=${BENCH_ONLY:-1 2 3 4 5 6 7 8}
 
 want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
 bytes() { numfmt --from=iec "$1"; }
 
 work=${BENCH_DIR:-}
 if [ -z "$work" ]; then work=$(mktemp -d /var/tmp/bfbench.XXXXXX); fi
-mkdir -p "$work/res" "$work/tmpfs" "$work/sq" "$work/mem"
+mkdir -p "$work/res" "$work/tmpfs" "$work/sq" "$work/mem" "$work/sha" "$work/shb"
 db=$work/bench.db
-rm -f "$db" "$db-wal" "$db-shm" "$work"/scratch-*.db* "$work"/res/*
+sdb=$work/shared.db
+rm -f "$db" "$db-wal" "$db-shm" "$sdb" "$sdb-wal" "$sdb-shm" "$work"/scratch-*.db* "$work"/res/*
 
 pids=""
 cleanup() {
     set +e
-    for m in sq mem; do umount "$work/$m" 2>/dev/null; done
+    for m in sq mem sha shb; do umount "$work/$m" 2>/dev/null; done
     umount "$work/tmpfs" 2>/dev/null
     for p in $pids; do wait "$p" 2>/dev/null; done
     if [ "${BENCH_KEEP:-0}" != 1 ]; then
-        rm -rf "$work/res" "$db" "$db-wal" "$db-shm" "$work"/scratch-*.db* "$work"/*.log
-        rmdir "$work/tmpfs" "$work/sq" "$work/mem" "$work" 2>/dev/null
+        rm -rf "$work/res" "$db" "$db-wal" "$db-shm" "$sdb" "$sdb-wal" "$sdb-shm" \
+            "$work"/scratch-*.db* "$work"/*.log
+        rmdir "$work/tmpfs" "$work/sq" "$work/mem" "$work/sha" "$work/shb" "$work" 2>/dev/null
     fi
 }
 trap cleanup EXIT
@@ -139,6 +141,25 @@ line() {
         printf "%-4s %-46s %9.3f %-4s [%.3f..%.3f] | %-26s %9.3f [%.3f..%.3f] | ratio %6.3f %s%s\n",
             id, what, m, unit, lo, hi, ref, rm, rlo, rhi, (rm > 0 ? m / rm : 0), target,
             (verdict != "" ? ": " verdict : "") }'
+}
+
+# line1 ID "WHAT" UNIT KEY "TARGET" "CHECK": a figure line without a
+# reference; CHECK is an awk condition on v (the median).
+line1() {
+    local id=$1 what=$2 unit=$3 key=$4 target=$5 check=$6 a verdict
+    a=($(med "$key"))
+    verdict=$(awk -v v="${a[0]}" "BEGIN { print (($check) ? \"met\" : \"MISSED\") }")
+    awk -v id="$id" -v what="$what" -v unit="$unit" -v target="$target" -v verdict="$verdict" \
+        -v m="${a[0]}" -v lo="${a[1]}" -v hi="${a[2]}" 'BEGIN {
+        printf "%-4s %-46s %9.3f %-4s [%.3f..%.3f] | %s: %s\n", id, what, m, unit, lo, hi,
+            target, verdict }'
+}
+
+# busy_ns NAME: CPU time (ns) every thread of daemon NAME used so far
+busy_ns() {
+    local pid
+    eval "pid=\$pid_$1"
+    cat /proc/"$pid"/task/*/schedstat | awk '{ s += $1 } END { printf "%d\n", s }'
 }
 
 # value KEY: the median alone
@@ -304,6 +325,34 @@ if want 7; then
         line "  " "  same, $bs" GB/s "r1_sq_$bs" "raw SQLite C loop" "r1_raw_$bs" ""
         line 7w "writeout of $F4 via mmap, $bs blocks" GB/s "r4_sq_$bs" "raw SQLite, 1 transaction" "r4_raw_$bs" "half-target >= 0.4" 'r >= 0.4'
     done
+fi
+
+# --- figure 8: several mounts of one database --------------------------------
+if want 8; then
+    mount_bf sha "$sdb" shared
+    mount_bf shb "$sdb" shared
+    ctl create --blksize=2M --size=64M "$work/sha/follow"
+    ctl create --blksize=2M --size="$F4" "$work/sha/wo"
+    ctl create --blksize=2M --size="$F4" "$work/sq/wo8"
+    for r in $(seq "$RUNS"); do
+        run r8 "$BFBENCH" follow "$work/sha/follow" "$work/shb/follow" --count "$FOLLOW" --seed $((r * 1000))
+        run r8w_sh "$BFBENCH" dirty "$work/sha/wo" --length "$F4" --seed $((200 + r))
+        run r8w_ex "$BFBENCH" dirty "$work/sq/wo8" --length "$F4" --seed $((200 + r))
+    done
+    # an idle watcher: mount B, nothing committed for 10 s
+    for r in $(seq "$RUNS"); do
+        b0=$(busy_ns shb)
+        sleep 10
+        b1=$(busy_ns shb)
+        awk -v d=$((b1 - b0)) 'BEGIN { printf "%.4f\n", d / 1e9 / 10 * 100 }' >>"$work/res/r8idle"
+    done
+    line1 8a "commit on A seen in a mapping on B, p50" ms r8 "target <= 20 ms" 'v <= 20'
+    line1 8b "  p99" ms r8.2 "target <= 100 ms" 'v <= 100'
+    line1 8c "  max" ms r8.3 "(no target)" '1'
+    line1 8d "idle watcher's CPU over 10 s, mount B" "%" r8idle "target < 0.5% of a core" 'v < 0.5'
+    line 8e "writeout of $F4 via mmap, shared (B watching)" GB/s r8w_sh "the same, exclusive mount" r8w_ex "target >= 0.95" 'r >= 0.95'
+    umount_bf shb
+    umount_bf sha
 fi
 
 echo

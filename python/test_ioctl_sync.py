@@ -38,10 +38,13 @@ for line in out.splitlines():
     name, value = line.rsplit(" ", 1)
     c[name] = int(value)
 
-for name in ("BIGFILE_IOC_MAGIC", "BIGFILE_IOC_WRITEOUT", "BIGFILE_IOC_DISCARD",
-             "BIGFILE_IOC_INVALIDATE", "BIGFILE_IOC_STAT", "BIGFILE_IOC_RECLAIM",
-             "BIGFILE_IOC_SETBLKSIZE", "BIGFILE_WRITEOUT_STORE",
-             "BIGFILE_WRITEOUT_MARKSTORED", "BIGFILE_STAT_VERSION"):
+REQUESTS = ("BIGFILE_IOC_WRITEOUT", "BIGFILE_IOC_DISCARD", "BIGFILE_IOC_INVALIDATE",
+            "BIGFILE_IOC_STAT", "BIGFILE_IOC_RECLAIM", "BIGFILE_IOC_SETBLKSIZE",
+            "BIGFILE_IOC_SYNC", "BIGFILE_IOC_WRITEOUT2", "BIGFILE_IOC_CONFLICTS")
+for name in ("BIGFILE_IOC_MAGIC",) + REQUESTS + (
+             "BIGFILE_WRITEOUT_STORE", "BIGFILE_WRITEOUT_MARKSTORED",
+             "BIGFILE_WRITEOUT_OVERWRITE", "BIGFILE_CONFLICTS_MAX",
+             "BIGFILE_CONFLICTS_END", "BIGFILE_CONFLICTS_SIZE", "BIGFILE_STAT_VERSION"):
     check(name, getattr(bigfilefs, name), c.pop(name))
 
 
@@ -65,6 +68,10 @@ def offsets(st, fields):
 
 structs = {
     "bigfile_writeout": (bigfilefs._WRITEOUT, ["flags", "reserved", "blocks", "bytes"]),
+    "bigfile_writeout2": (bigfilefs._WRITEOUT2, ["flags", "reserved", "blocks", "bytes",
+                                                 "serial", "conflict_blocks"]),
+    "bigfile_serial": (bigfilefs._SERIAL, ["serial"]),
+    "bigfile_conflicts": (bigfilefs._CONFLICTS, ["start", "next", "count", "flags", "ranges"]),
     "bigfile_range": (bigfilefs._RANGE, ["start", "count"]),
     "bigfile_count": (bigfilefs._COUNT, ["blocks", "bytes"]),
     "bigfile_blksize": (bigfilefs._BLKSIZE, ["blksize", "reserved"]),
@@ -106,18 +113,26 @@ def expect_errno(what, want, fn, *args, **kw):
 with tempfile.NamedTemporaryFile() as tmp:
     for fn, args in ((bigfilefs.writeout, ()), (bigfilefs.discard, ()),
                      (bigfilefs.invalidate, (0, 1)), (bigfilefs.stat, ()),
-                     (bigfilefs.reclaim, ()), (bigfilefs.set_blksize, (4096,))):
+                     (bigfilefs.reclaim, ()), (bigfilefs.set_blksize, (4096,)),
+                     (bigfilefs.sync, ()), (bigfilefs.conflicts, ())):
         expect_errno("%s(path) on a plain file" % fn.__name__, errno.ENOTTY, fn, tmp.name, *args)
     expect_errno("stat(fd) on a plain file", errno.ENOTTY, bigfilefs.stat, tmp.fileno())
     expect_errno("stat(file object) on a plain file", errno.ENOTTY, bigfilefs.stat, tmp)
     expect_errno("writeout with no flag", errno.EINVAL, bigfilefs.writeout, tmp.name,
                  store=False, markstored=False)
+    expect_errno("writeout overwrite without store", errno.EINVAL, bigfilefs.writeout, tmp.name,
+                 store=False, overwrite=True)
 expect_errno("stat of a missing path", errno.ENOENT, bigfilefs.stat,
              os.path.join(tempfile.gettempdir(), "bigfilefs-no-such-file-%d" % os.getpid()))
+
+e = bigfilefs.ConflictError("f", [(5, 1)], True)
+if not (isinstance(e, OSError) and e.errno == errno.ESTALE and e.ranges == [(5, 1)]
+        and e.size_conflict and e.filename == "f"):
+    failures.append("ConflictError: not an OSError ESTALE with its ranges: %r" % (e,))
 
 if failures:
     for f in failures:
         print("FAIL:", f)
     sys.exit(1)
 print("ok: bigfilefs agrees with <bigfile/ioctl.h> (%d requests, %d structs); error paths ok"
-      % (6, len(structs)))
+      % (len(REQUESTS), len(structs)))

@@ -1,10 +1,12 @@
 # SPDX-License-Identifier: MIT
 """Exercise every function of the bigfilefs Python module on a real mount.
 
-    test_module_mount.py MOUNTPOINT
+    test_module_mount.py MOUNTPOINT [MOUNTPOINT2]
 
 Run by python/run-module-test.sh, which mounts a fresh database on
-MOUNTPOINT. Each check prints "ok: ..." or "FAIL: ..."; exits 1 on any
+MOUNTPOINT and, with -o shared, the same database on MOUNTPOINT2 (another
+daemon: another mount of the database, for sync, conflicts and
+ConflictError). Each check prints "ok: ..." or "FAIL: ..."; exits 1 on any
 failure."""
 
 import errno
@@ -16,6 +18,7 @@ sys.dont_write_bytecode = True
 import bigfilefs  # noqa: E402
 
 mnt = sys.argv[1]
+mnt2 = sys.argv[2] if len(sys.argv) > 2 else None
 failures = 0
 
 
@@ -53,8 +56,13 @@ os.pwrite(fd, b"A" * 100, 0)
 os.pwrite(fd, b"B" * 100, 3 * BS)
 ok(raises(errno.ENOTEMPTY, bigfilefs.set_blksize, fd, 4096), "set_blksize on a file with data -> ENOTEMPTY")
 res = bigfilefs.writeout(path)
-ok(res == {"blocks": 2, "bytes": 2 * BS}, "writeout(path) -> %r" % res)
+ok(res["blocks"] == 2 and res["bytes"] == 2 * BS and res["serial"] > 0
+   and res["conflict_blocks"] == 0, "writeout(path) -> %r" % res)
+first_serial = res["serial"]
 st = bigfilefs.stat(fd)
+ok(st["serial"] == first_serial and st["conflict_blocks"] == 0,
+   "stat: serial %d is the writeout's, conflict_blocks %d" % (st["serial"], st["conflict_blocks"]))
+ok(bigfilefs.sync(path) >= first_serial, "sync(path) reaches the writeout's serial")
 ok(st["dirty_blocks"] == 0 and st["committed_size"] == 3 * BS + 100 and st["size"] == 3 * BS + 100,
    "stat(fd) after writeout: dirty %d, size %d, committed_size %d"
    % (st["dirty_blocks"], st["size"], st["committed_size"]))
@@ -71,6 +79,10 @@ res = bigfilefs.writeout(fd)
 ok(res["blocks"] == 1 and bigfilefs.stat(fd)["dirty_blocks"] == 0, "writeout again: %r, now clean" % res)
 ok(raises(errno.EINVAL, bigfilefs.writeout, fd, store=False, markstored=False),
    "writeout with no flag -> EINVAL")
+ok(res["serial"] > first_serial, "each commit has a greater serial: %d" % res["serial"])
+res = bigfilefs.writeout(fd)
+ok(res["blocks"] == 0 and res["serial"] == bigfilefs.stat(fd)["serial"],
+   "writeout with nothing to commit -> the serial the content is as of: %r" % res)
 
 # discard through a file object: the mapping shows the committed data again.
 with open(path, "r+b") as f:
@@ -111,6 +123,8 @@ ok(raises(errno.EBADF, bigfilefs.writeout, rfd), "writeout(read-only fd) -> EBAD
 ok(raises(errno.EBADF, bigfilefs.discard, rfd), "discard(read-only fd) -> EBADF")
 ok(raises(errno.EBADF, bigfilefs.invalidate, rfd, 0, 4), "invalidate(read-only fd) -> EBADF")
 ok(raises(errno.EBADF, bigfilefs.set_blksize, rfd, 4096), "set_blksize(read-only fd) -> EBADF")
+ok(bigfilefs.sync(rfd) >= first_serial, "sync(read-only fd) works")
+ok(bigfilefs.conflicts(rfd) == ([], False), "conflicts(read-only fd): none")
 with open(path, "rb") as f:
     ok(raises(errno.EBADF, bigfilefs.discard, f), "discard(file object opened 'rb') -> EBADF")
 st = bigfilefs.stat(rfd)
@@ -123,6 +137,40 @@ ok(res["blocks"] == 1, "writeout(writable fd) commits the writer's change: %r" %
 ok(os.pread(rfd, 5, 0) == b"CCCCC", "the committed change reads back")
 os.close(rfd)
 os.close(wfd)
+
+# Two mounts of one database: a conflict, and the two ways out.
+if mnt2:
+    p2 = os.path.join(mnt2, "m")
+    ok(bigfilefs.sync(p2) >= bigfilefs.stat(path)["serial"], "sync on the other mount catches up")
+    with open(p2, "rb") as f:
+        ok(f.read(5) == b"CCCCC", "the other mount reads the commit")
+    a, b = os.open(path, os.O_RDWR), os.open(p2, os.O_RDWR)
+    os.pwrite(a, b"a" * 10, 2 * BS)
+    os.pwrite(b, b"b" * 10, 2 * BS + 100)
+    os.pwrite(b, b"b" * 10, 4 * BS)
+    sa = bigfilefs.writeout(a)["serial"]
+    try:
+        bigfilefs.writeout(p2)
+        ok(False, "writeout over the other mount's commit raised nothing")
+    except bigfilefs.ConflictError as e:
+        ok(isinstance(e, OSError) and e.errno == errno.ESTALE and e.filename == p2,
+           "writeout(path) -> ConflictError, an OSError with errno ESTALE: %r" % (e,))
+        ok(e.ranges == [(2, 1)] and not e.size_conflict,
+           "ConflictError.ranges: %r, size_conflict %r" % (e.ranges, e.size_conflict))
+    ok(raises(errno.ESTALE, bigfilefs.writeout, b), "writeout(fd) -> ESTALE again")
+    ok(bigfilefs.conflicts(p2) == ([(2, 1)], False), "conflicts(): %r" % (bigfilefs.conflicts(p2),))
+    st = bigfilefs.stat(b)
+    ok(st["conflict_blocks"] == 1 and st["dirty_blocks"] == 2,
+       "stat: conflict_blocks %d, dirty_blocks %d: every change kept"
+       % (st["conflict_blocks"], st["dirty_blocks"]))
+    res = bigfilefs.writeout(b, overwrite=True)
+    ok(res["serial"] > sa and res["conflict_blocks"] == 1 and res["blocks"] == 2,
+       "writeout(overwrite=True) wins: %r" % res)
+    ok(bigfilefs.sync(a) >= res["serial"], "sync returns the serial it reached")
+    ok(os.pread(a, 20, 2 * BS + 90) == b"\0" * 10 + b"b" * 10,
+       "the first mount reads the overwriting commit")
+    os.close(a)
+    os.close(b)
 
 # Not a bigfile: the mount's root directory.
 dfd = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)

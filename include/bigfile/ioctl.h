@@ -5,8 +5,11 @@
  *
  * Every file of a bigfilefs mount answers these requests. The changes made
  * to a file — through any mapping or write(2), by any process — are
- * uncommitted until BIGFILE_IOC_WRITEOUT commits them to the database,
- * atomically, or BIGFILE_IOC_DISCARD drops them. See ioctl_bigfile(2).
+ * uncommitted until BIGFILE_IOC_WRITEOUT (or WRITEOUT2) commits them to the
+ * database, atomically, or BIGFILE_IOC_DISCARD drops them. Several mounts
+ * may share a database (bigfilefs -o shared): every commit gets a serial,
+ * each mount follows the others' commits, and a writeout that would
+ * overwrite a commit it never saw fails with ESTALE. See ioctl_bigfile(2).
  *
  * ABI rules: every argument struct has fixed-width fields, explicit padding
  * (reserved fields, which callers set to zero) and no pointers, so that the
@@ -19,6 +22,9 @@
  * argument in before the daemon sees the request, so a bad pointer fails
  * with EFAULT before anything happened (ioctl_bigfile(2), NOTES). The first
  * encodings of DISCARD and RECLAIM (_IOR, bigfilefs 0.1) are still served.
+ * A struct grows only into its reserved fields, with a version to tell
+ * (struct bigfile_stat); a request whose argument changes gets a new
+ * number (WRITEOUT2), and the old one is still served.
  */
 #ifndef BIGFILE_IOCTL_H
 #define BIGFILE_IOCTL_H
@@ -28,9 +34,13 @@
 
 #define BIGFILE_IOC_MAGIC 0xBF
 
-/* Writeout flags (struct bigfile_writeout.flags). */
+/* Writeout flags (struct bigfile_writeout.flags, bigfile_writeout2.flags). */
 #define BIGFILE_WRITEOUT_STORE (1u << 0)      /* store changes, commit atomically */
 #define BIGFILE_WRITEOUT_MARKSTORED (1u << 1) /* mark changed blocks clean */
+/* BIGFILE_IOC_WRITEOUT2 only, with STORE: commit even over another mount's
+ * newer commit of the same blocks or size (no ESTALE: the last writer
+ * wins) */
+#define BIGFILE_WRITEOUT_OVERWRITE (1u << 2)
 
 /* BIGFILE_IOC_WRITEOUT argument.
  * in:  flags — nonzero combination of BIGFILE_WRITEOUT_*; reserved = 0.
@@ -42,11 +52,54 @@ struct bigfile_writeout {
     __u64 bytes;
 };
 
+/* BIGFILE_IOC_WRITEOUT2 argument: BIGFILE_IOC_WRITEOUT with the serial of
+ * the commit.
+ * in:  flags — nonzero combination of BIGFILE_WRITEOUT_*; reserved = 0.
+ * out: blocks, bytes — as for BIGFILE_IOC_WRITEOUT; serial — the serial of
+ *      the commit (the file's content is as of it on this mount when the
+ *      call returns), or, when there was nothing to commit, the serial the
+ *      file's content is as of; conflict_blocks — with OVERWRITE, the
+ *      committed blocks that were marked conflicting (another mount's newer
+ *      commit of them was overwritten), else 0. */
+struct bigfile_writeout2 {
+    __u32 flags;
+    __u32 reserved;
+    __u64 blocks;
+    __u64 bytes;
+    __u64 serial;
+    __u64 conflict_blocks;
+};
+
+/* BIGFILE_IOC_SYNC result: the serial this mount caught up with. */
+struct bigfile_serial {
+    __u64 serial;
+};
+
 /* BIGFILE_IOC_INVALIDATE argument: blocks [start, start + count).
  * count must be nonzero and start + count must not overflow. */
 struct bigfile_range {
     __u64 start;
     __u64 count;
+};
+
+/* BIGFILE_IOC_CONFLICTS argument: the blocks of the file whose uncommitted
+ * changes conflict with another mount's commit, a bounded number of ranges
+ * per call.
+ * in:  start — the first block to look at (0, then the `next` of the last
+ *      call).
+ * out: next — where the next call starts, BIGFILE_CONFLICTS_END when no
+ *      conflicting block is left; count — ranges filled; flags —
+ *      BIGFILE_CONFLICTS_SIZE when the uncommitted size conflicts too;
+ *      ranges — sorted, disjoint block ranges [start, start + count). */
+#define BIGFILE_CONFLICTS_MAX 64
+#define BIGFILE_CONFLICTS_END (~(__u64)0)
+#define BIGFILE_CONFLICTS_SIZE (1u << 0)
+struct bigfile_conflicts {
+    __u64 start;
+    __u64 next;
+    __u32 count;
+    __u32 flags;
+    struct bigfile_range ranges[BIGFILE_CONFLICTS_MAX];
 };
 
 /* BIGFILE_IOC_DISCARD and BIGFILE_IOC_RECLAIM result. */
@@ -72,10 +125,13 @@ struct bigfile_stat {
     __u64 discards;
     __u64 invalidated_blocks;
     __u64 reclaimed_blocks;
-    __u64 errors;      /* failed database operations */
-    __u64 reserved[8]; /* zero */
+    __u64 errors; /* failed database operations */
+    /* version 2: */
+    __u64 serial;          /* the serial the handle's content is as of (its view) */
+    __u64 conflict_blocks; /* changed blocks another mount's commit conflicts with */
+    __u64 reserved[6];     /* zero */
 };
-#define BIGFILE_STAT_VERSION 1
+#define BIGFILE_STAT_VERSION 2
 
 /* BIGFILE_IOC_SETBLKSIZE argument: the block size of an empty file (size 0
  * committed and uncommitted, no block ever stored). Used by
@@ -91,5 +147,8 @@ struct bigfile_blksize {
 #define BIGFILE_IOC_STAT _IOR(BIGFILE_IOC_MAGIC, 4, struct bigfile_stat)
 #define BIGFILE_IOC_RECLAIM _IOWR(BIGFILE_IOC_MAGIC, 5, struct bigfile_count)
 #define BIGFILE_IOC_SETBLKSIZE _IOW(BIGFILE_IOC_MAGIC, 6, struct bigfile_blksize)
+#define BIGFILE_IOC_SYNC _IOWR(BIGFILE_IOC_MAGIC, 7, struct bigfile_serial)
+#define BIGFILE_IOC_WRITEOUT2 _IOWR(BIGFILE_IOC_MAGIC, 8, struct bigfile_writeout2)
+#define BIGFILE_IOC_CONFLICTS _IOWR(BIGFILE_IOC_MAGIC, 9, struct bigfile_conflicts)
 
 #endif /* BIGFILE_IOCTL_H */

@@ -26,10 +26,18 @@ EBUSY (a writeout of the file is running), EROFS (read-only mount), EBADF
 (the file is not open for writing), EIO (the database failed; every change
 is still there), ENOTTY (not a file of a bigfilefs mount).
 
+Several mounts may share one database (bigfilefs -o shared): each sees the
+others' commits within milliseconds, and a writeout that would overwrite a
+commit of another mount that its changes never saw raises ConflictError
+(an OSError with errno ESTALE): nothing was committed, every change is
+kept; discard() them, or writeout(..., overwrite=True). Every commit has a
+serial; writeout() and sync() return it.
+
     import bigfilefs, numpy as np
     a = np.memmap("/mnt/arrays/x", dtype="f8", mode="r+")
     a[:10] = 1.5
-    bigfilefs.writeout("/mnt/arrays/x")   # {'blocks': 1, 'bytes': 2097152}
+    bigfilefs.writeout("/mnt/arrays/x")
+    # {'blocks': 1, 'bytes': 2097152, 'serial': 42, 'conflict_blocks': 0}
 """
 
 import errno
@@ -39,10 +47,14 @@ import struct
 
 __all__ = [
     "writeout", "discard", "invalidate", "stat", "reclaim", "set_blksize",
+    "sync", "conflicts", "ConflictError",
     "BIGFILE_IOC_MAGIC", "BIGFILE_IOC_WRITEOUT", "BIGFILE_IOC_DISCARD",
     "BIGFILE_IOC_INVALIDATE", "BIGFILE_IOC_STAT", "BIGFILE_IOC_RECLAIM",
-    "BIGFILE_IOC_SETBLKSIZE", "BIGFILE_WRITEOUT_STORE",
-    "BIGFILE_WRITEOUT_MARKSTORED", "BIGFILE_STAT_VERSION", "STAT_FIELDS",
+    "BIGFILE_IOC_SETBLKSIZE", "BIGFILE_IOC_SYNC", "BIGFILE_IOC_WRITEOUT2",
+    "BIGFILE_IOC_CONFLICTS", "BIGFILE_WRITEOUT_STORE",
+    "BIGFILE_WRITEOUT_MARKSTORED", "BIGFILE_WRITEOUT_OVERWRITE",
+    "BIGFILE_CONFLICTS_MAX", "BIGFILE_CONFLICTS_END", "BIGFILE_CONFLICTS_SIZE",
+    "BIGFILE_STAT_VERSION", "STAT_FIELDS",
 ]
 
 # --- the encoding of Linux ioctl request numbers (asm-generic/ioctl.h) -----
@@ -61,9 +73,14 @@ def _IOC(direction, typ, nr, size):
 
 # --- the argument structs: native byte order, no implicit padding -----------
 _WRITEOUT = struct.Struct("=IIQQ")      # flags, reserved, blocks, bytes
+_WRITEOUT2 = struct.Struct("=IIQQQQ")   # ... serial, conflict_blocks
+_SERIAL = struct.Struct("=Q")           # serial
 _RANGE = struct.Struct("=QQ")           # start, count
 _COUNT = struct.Struct("=QQ")           # blocks, bytes
 _BLKSIZE = struct.Struct("=II")         # blksize, reserved
+BIGFILE_CONFLICTS_MAX = 64
+# start, next, count, flags, ranges[BIGFILE_CONFLICTS_MAX] (start, count)
+_CONFLICTS = struct.Struct("=QQII%dQ" % (2 * BIGFILE_CONFLICTS_MAX))
 
 #: The fields of struct bigfile_stat after version and blksize, in order.
 STAT_FIELDS = (
@@ -71,13 +88,17 @@ STAT_FIELDS = (
     "loading_blocks", "loadblk_calls", "storeblk_calls", "bytes_loaded",
     "bytes_stored", "writeouts", "discards", "invalidated_blocks",
     "reclaimed_blocks", "errors",
+    "serial", "conflict_blocks",            # version 2
 )
-_STAT = struct.Struct("=II%dQ8Q" % len(STAT_FIELDS))
+_STAT = struct.Struct("=II%dQ6Q" % len(STAT_FIELDS))
 
 BIGFILE_IOC_MAGIC = 0xBF
 BIGFILE_WRITEOUT_STORE = 1 << 0
 BIGFILE_WRITEOUT_MARKSTORED = 1 << 1
-BIGFILE_STAT_VERSION = 1
+BIGFILE_WRITEOUT_OVERWRITE = 1 << 2
+BIGFILE_CONFLICTS_END = (1 << 64) - 1
+BIGFILE_CONFLICTS_SIZE = 1 << 0
+BIGFILE_STAT_VERSION = 2
 
 BIGFILE_IOC_WRITEOUT = _IOC(_IOC_READ | _IOC_WRITE, BIGFILE_IOC_MAGIC, 1, _WRITEOUT.size)
 BIGFILE_IOC_DISCARD = _IOC(_IOC_READ | _IOC_WRITE, BIGFILE_IOC_MAGIC, 2, _COUNT.size)
@@ -85,6 +106,27 @@ BIGFILE_IOC_INVALIDATE = _IOC(_IOC_WRITE, BIGFILE_IOC_MAGIC, 3, _RANGE.size)
 BIGFILE_IOC_STAT = _IOC(_IOC_READ, BIGFILE_IOC_MAGIC, 4, _STAT.size)
 BIGFILE_IOC_RECLAIM = _IOC(_IOC_READ | _IOC_WRITE, BIGFILE_IOC_MAGIC, 5, _COUNT.size)
 BIGFILE_IOC_SETBLKSIZE = _IOC(_IOC_WRITE, BIGFILE_IOC_MAGIC, 6, _BLKSIZE.size)
+BIGFILE_IOC_SYNC = _IOC(_IOC_READ | _IOC_WRITE, BIGFILE_IOC_MAGIC, 7, _SERIAL.size)
+BIGFILE_IOC_WRITEOUT2 = _IOC(_IOC_READ | _IOC_WRITE, BIGFILE_IOC_MAGIC, 8, _WRITEOUT2.size)
+BIGFILE_IOC_CONFLICTS = _IOC(_IOC_READ | _IOC_WRITE, BIGFILE_IOC_MAGIC, 9, _CONFLICTS.size)
+
+
+class ConflictError(OSError):
+    """A writeout refused (errno ESTALE): another mount committed changes to
+    blocks (or the size) that this mount's uncommitted changes are based on
+    older versions of. Nothing was committed; every change is still there.
+    Either discard() them (the mount then shows the other commit), or
+    writeout(..., overwrite=True) to commit them over it.
+
+    ranges: the conflicting blocks, a list of (start, count) block ranges;
+    size_conflict: whether the uncommitted size conflicts too."""
+
+    def __init__(self, filename=None, ranges=(), size_conflict=False):
+        super().__init__(errno.ESTALE,
+                         "another mount committed changes this mount's are based on",
+                         filename)
+        self.ranges = list(ranges)
+        self.size_conflict = size_conflict
 
 
 _READ, _WRITE, _WRITE_OR_RO = 0, 1, 2     # how _ioctl opens a path
@@ -104,34 +146,79 @@ def _open(path, access):
     return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
 
 
-def _ioctl(path_or_fd, request, arg, access):
-    """Issue `request` with the bytes `arg` on path_or_fd (a path is opened
-    as `access` says); return the bytes the daemon wrote back (the whole
-    argument buffer)."""
+class _Fd:
+    """The file descriptor of path_or_fd for the duration of a `with`: a
+    path is opened as `access` says (and closed), an fd or a file object's
+    fileno() is used as it is."""
+
+    def __init__(self, path_or_fd, access):
+        self.path_or_fd, self.access, self.fd, self.own = path_or_fd, access, None, False
+
+    def __enter__(self):
+        if isinstance(self.path_or_fd, int):
+            self.fd = self.path_or_fd
+        elif hasattr(self.path_or_fd, "fileno"):
+            self.fd = self.path_or_fd.fileno()
+        else:
+            self.fd = _open(self.path_or_fd, self.access)
+            self.own = True
+        return self.fd
+
+    def __exit__(self, *exc):
+        if self.own:
+            os.close(self.fd)
+        return False
+
+
+def _call(fd, request, arg):
+    """Issue `request` with the bytes `arg` on fd; return the bytes the
+    daemon wrote back (the whole argument buffer)."""
     buf = bytearray(arg)
-    if isinstance(path_or_fd, int):
-        fcntl.ioctl(path_or_fd, request, buf, True)
-        return bytes(buf)
-    if hasattr(path_or_fd, "fileno"):
-        fcntl.ioctl(path_or_fd.fileno(), request, buf, True)
-        return bytes(buf)
-    fd = _open(path_or_fd, access)
-    try:
-        fcntl.ioctl(fd, request, buf, True)
-    finally:
-        os.close(fd)
+    fcntl.ioctl(fd, request, buf, True)
     return bytes(buf)
 
 
-def writeout(path_or_fd, store=True, markstored=True):
+def _ioctl(path_or_fd, request, arg, access):
+    """_call on path_or_fd (a path is opened as `access` says)."""
+    with _Fd(path_or_fd, access) as fd:
+        return _call(fd, request, arg)
+
+
+def _conflicts(fd):
+    """(ranges, size_conflict) of the file open as fd."""
+    ranges, size, start = [], False, 0
+    while True:
+        arg = _CONFLICTS.pack(start, 0, 0, 0, *([0] * (2 * BIGFILE_CONFLICTS_MAX)))
+        out = _CONFLICTS.unpack(_call(fd, BIGFILE_IOC_CONFLICTS, arg))
+        nxt, count, flags, flat = out[1], out[2], out[3], out[4:]
+        ranges += [(flat[2 * i], flat[2 * i + 1]) for i in range(count)]
+        size = size or bool(flags & BIGFILE_CONFLICTS_SIZE)
+        if nxt == BIGFILE_CONFLICTS_END:
+            return ranges, size
+        start = nxt
+
+
+def writeout(path_or_fd, store=True, markstored=True, overwrite=False):
     """Commit the file's uncommitted changes — made by any process, through
     any mapping or write(2) — to the database, all or nothing.
 
     store: store the changed blocks and the size in one transaction.
     markstored: afterwards, mark the changed blocks clean (committed).
-    At least one must be true. Returns {'blocks': changed blocks handled,
-    'bytes': bytes stored}. On failure (OSError: EIO, ENOSPC, EBUSY, EROFS,
-    ...) nothing was committed and every change is still there.
+    At least one must be true.
+    overwrite: (with store) commit even over another mount's newer commit
+    of the same blocks or size: this mount's changes win.
+
+    Returns {'blocks': changed blocks handled, 'bytes': bytes stored,
+    'serial': the commit's serial, 'conflict_blocks': with overwrite, the
+    blocks that overwrote another mount's commit} — the 'blocks' and
+    'bytes' of bigfilefs 0.1, and two keys more. When it returns, this
+    mount has caught up with every commit up to 'serial' (sync()); with
+    nothing to commit, 'serial' is the one the file's content is as of.
+
+    Raises ConflictError (an OSError, errno ESTALE) when another mount
+    committed what the changes are based on, with its .ranges; other
+    failures raise OSError (EIO, ENOSPC, EBUSY, EROFS, ...). Either way
+    nothing was committed and every change is still there.
 
     A path is opened O_RDWR; an fd or file object must be open for writing
     (else EBADF)."""
@@ -139,10 +226,40 @@ def writeout(path_or_fd, store=True, markstored=True):
              (BIGFILE_WRITEOUT_MARKSTORED if markstored else 0))
     if not flags:
         raise OSError(errno.EINVAL, "writeout: store or markstored is needed")
-    out = _ioctl(path_or_fd, BIGFILE_IOC_WRITEOUT,
-                 _WRITEOUT.pack(flags, 0, 0, 0), _WRITE)
-    _, _, blocks, nbytes = _WRITEOUT.unpack(out)
-    return {"blocks": blocks, "bytes": nbytes}
+    if overwrite:
+        if not store:
+            raise OSError(errno.EINVAL, "writeout: overwrite needs store")
+        flags |= BIGFILE_WRITEOUT_OVERWRITE
+    with _Fd(path_or_fd, _WRITE) as fd:
+        try:
+            out = _call(fd, BIGFILE_IOC_WRITEOUT2, _WRITEOUT2.pack(flags, 0, 0, 0, 0, 0))
+        except OSError as e:
+            if e.errno != errno.ESTALE:
+                raise
+            ranges, size = _conflicts(fd)
+            name = path_or_fd if isinstance(path_or_fd, (str, bytes, os.PathLike)) else None
+            raise ConflictError(name, ranges, size) from None
+    _, _, blocks, nbytes, serial, nconflict = _WRITEOUT2.unpack(out)
+    return {"blocks": blocks, "bytes": nbytes, "serial": serial,
+            "conflict_blocks": nconflict}
+
+
+def sync(path_or_fd):
+    """Catch up with every commit of the database now — other mounts'
+    commits are applied to this mount's caches, as the mount does by itself
+    within milliseconds — and return the serial reached. Any open file of
+    the mount will do (a read-only mount too); a path is opened read-only."""
+    out = _ioctl(path_or_fd, BIGFILE_IOC_SYNC, bytes(_SERIAL.size), _READ)
+    return _SERIAL.unpack(out)[0]
+
+
+def conflicts(path_or_fd):
+    """The blocks of the file whose uncommitted changes conflict with
+    another mount's commit, as a list of (start, count) block ranges; and
+    whether the size conflicts: returns (ranges, size_conflict). Any open
+    file will do; a path is opened read-only."""
+    with _Fd(path_or_fd, _READ) as fd:
+        return _conflicts(fd)
 
 
 def discard(path_or_fd):
@@ -176,8 +293,9 @@ def stat(path_or_fd):
     struct bigfile_stat: version, blksize, size, committed_size,
     loaded_blocks, dirty_blocks, loading_blocks, loadblk_calls,
     storeblk_calls, bytes_loaded, bytes_stored, writeouts, discards,
-    invalidated_blocks, reclaimed_blocks, errors. Any open file will do;
-    a path is opened read-only."""
+    invalidated_blocks, reclaimed_blocks, errors, and (version 2) serial —
+    the commit the file's content is as of on this mount — and
+    conflict_blocks. Any open file will do; a path is opened read-only."""
     out = _ioctl(path_or_fd, BIGFILE_IOC_STAT, bytes(_STAT.size), _READ)
     values = _STAT.unpack(out)
     result = {"version": values[0], "blksize": values[1]}

@@ -237,6 +237,15 @@ int bf_db_watch(bf_db *db, void (*fn)(void *arg, const struct bf_commit_rec *rec
 
 #define BF_TRIM_INTERVAL_MS 250
 
+/* Stop the session's watcher before the session ends: wait for a running
+ * fn to return; fn is not called again, and bf_db_sync fails with
+ * -ESHUTDOWN from now on (the session stays open: its files, loads and
+ * commits work). For a caller whose listener uses objects it must free
+ * before bf_db_close (the daemon's inodes and handles: bf_db_close wants
+ * every bf_file closed first). A no-op if the watcher is not running; no
+ * bf_db_watch may follow. From any thread but the watcher's. */
+void bf_db_unwatch(bf_db *db);
+
 /* Catch up now: return once every commit up to the database's current
  * serial has been delivered to fn (and fn has returned), with *serial =
  * that serial; waits on a condition variable (a blocked fn blocks it).

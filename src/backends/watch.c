@@ -39,6 +39,7 @@
  *   IDLE     --bf_db_watch-->        RUNNING    the thread runs
  *   RUNNING  --bf_watch_stop-->      STOPPING   the thread ends after the
  *                                               listener call it is in
+ *                                               (bf_db_unwatch, bf_db_close)
  *   STOPPING --thread joined-->      STOPPED
  *   IDLE     --bf_watch_stop-->      STOPPED    (never watched)
  *
@@ -405,6 +406,11 @@ int bf_db_watch(bf_db *db, void (*fn)(void *arg, const struct bf_commit_rec *rec
         w->state = BF_WATCH_IDLE; /* RUNNING -> IDLE: no thread */
     pthread_mutex_unlock(&w->lock);
     return r == 0 ? 0 : -r;
+}
+
+void bf_db_unwatch(bf_db *db)
+{
+    bf_watch_stop(db);
 }
 
 int bf_db_sync(bf_db *db, uint64_t *serial)

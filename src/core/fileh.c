@@ -1856,6 +1856,64 @@ static bool dirty_from(bf_fileh *fh, uint64_t from)
     }
     return false;
 }
+
+/* The committed size of another mount's commit `serial` is `size`: the
+ * handle follows it unless it changed the size itself (or has blocks
+ * past the new end): then its size conflicts. Lock held. */
+static void apply_size(bf_fileh *fh, uint64_t serial, uint64_t size)
+{
+    uint64_t nblk = div_ceil_blk(fh, size);
+    /* Pages past the new committed size are as a truncate leaves them,
+     * whether or not the store named the dropped blocks in trunc (I15,
+     * I16: none loads or stays clean past the sizes below). */
+    apply_range(fh, nblk, UINT64_MAX, serial);
+    bool local = fh->size != fh->committed_size || fh->min_size < fh->committed_size;
+    fh->committed_size = size;
+    if (!local && !dirty_from(fh, nblk)) {
+        fh->size = fh->min_size = size; /* the handle follows */
+        fh->size_base = serial;
+    } else {
+        /* The handle's own size (or its blocks past the new end) stays
+         * its view; committing it needs an overwrite (I17 kept). */
+        fh->size_conflict = true;
+        if (fh->min_size > size)
+            fh->min_size = size;
+    }
+}
+
+/* The end of an apply or a reset of `serial`: the view moves. Lock held. */
+static void apply_finish(bf_fileh *fh, uint64_t serial, bool clean)
+{
+    fh->content_gen++; /* the backend's content changed (I21) */
+    fh->nstored_known = false;
+    if (serial > fh->view)
+        fh->view = serial; /* I24 */
+    if (clean && serial > fh->file_base)
+        fh->file_base = serial; /* I26 */
+    fh->st.applied++;
+    enforce_budget(fh->ram); /* nothing became clean, but cheap and keeps I6 obvious */
+}
+
+/* Open the launder window (I27) over `ranges` (taken over) and the blocks
+ * from `trunc` on, merging onto the content as of lw_serial - 1. Lock
+ * held. */
+static void window_open(bf_fileh *fh, uint64_t lw_serial, struct bf_blkrange *ranges,
+                        size_t nranges, uint64_t trunc)
+{
+    fh->lw_open = true;
+    fh->lw_serial = lw_serial;
+    fh->lw_ranges = ranges;
+    fh->lw_nranges = nranges;
+    fh->lw_trunc = trunc;
+}
+
+/* Whether the handle has no uncommitted change. Lock held. */
+static bool is_clean(const bf_fileh *fh)
+{
+    return fh->ndirty == 0 && fh->nspilled == 0 && fh->size == fh->committed_size &&
+           fh->min_size == fh->committed_size;
+}
+
 int bf_fileh_apply(bf_fileh *fh, const struct bf_commit *c)
 {
     if (!c || c->serial == 0 || (c->nranges && !c->ranges) ||
@@ -1883,49 +1941,88 @@ int bf_fileh_apply(bf_fileh *fh, const struct bf_commit *c)
         free(copy);
         return -EBUSY; /* I27: one window at a time */
     }
-    bool clean = fh->ndirty == 0 && fh->nspilled == 0 && fh->size == fh->committed_size &&
-                 fh->min_size == fh->committed_size;
+    bool clean = is_clean(fh);
+    /* A late commit (the handle's view is past it: opened after it, or
+     * moved by its own later commit) finds no page of the kernel's made on
+     * the content before it but those the pages dropped below held: no
+     * window, so that a write made on the handle's view is never merged
+     * onto older content (COHERENCE.md: "if S <= view: nothing"). */
+    bool late = serial <= fh->view;
 
     for (size_t i = 0; i < c->nranges; i++)
         apply_range(fh, c->ranges[i].start, c->ranges[i].start + (c->ranges[i].count - 1), serial);
     if (c->trunc != UINT64_MAX)
         apply_range(fh, c->trunc, UINT64_MAX, serial);
+    if (c->size_changed && serial > fh->size_base)
+        apply_size(fh, serial, c->size);
+    apply_finish(fh, serial, clean);
+    if (!late)
+        window_open(fh, serial, copy, c->nranges, c->trunc);
+    bf_ram_unlock(ram);
+    if (late)
+        free(copy);
+    return 0;
+}
 
-    if (c->size_changed && serial > fh->size_base) {
-        uint64_t nblk = div_ceil_blk(fh, c->size);
-        /* Pages past the new committed size are as a truncate leaves them,
-         * whether or not the store named the dropped blocks in trunc (I15,
-         * I16: none loads or stays clean past the sizes below). */
-        apply_range(fh, nblk, UINT64_MAX, serial);
-        bool local = fh->size != fh->committed_size || fh->min_size < fh->committed_size;
-        fh->committed_size = c->size;
-        if (!local && !dirty_from(fh, nblk)) {
-            fh->size = fh->min_size = c->size; /* the handle follows */
-            fh->size_base = serial;
-        } else {
-            /* The handle's own size (or its blocks past the new end) stays
-             * its view; committing it needs an overwrite (I17 kept). */
-            fh->size_conflict = true;
-            if (fh->min_size > c->size)
-                fh->min_size = c->size;
-        }
+int bf_fileh_reset(bf_fileh *fh, uint64_t serial, uint64_t size)
+{
+    if (serial == 0 || size > BF_SIZE_MAX)
+        return -EINVAL;
+    bf_ram *ram = fh->ram;
+    bf_ram_lock(ram);
+    if (fh->lw_open) {
+        bf_ram_unlock(ram);
+        return -EBUSY; /* I27: one window at a time */
     }
-    fh->content_gen++; /* the backend's content changed (I21) */
-    fh->nstored_known = false;
-    if (serial > fh->view)
-        fh->view = serial; /* I24 */
-    if (clean && serial > fh->file_base)
-        fh->file_base = serial; /* I26 */
-    fh->st.applied++;
-    /* The launder window (I27). */
-    fh->lw_open = true;
-    fh->lw_serial = serial;
-    fh->lw_ranges = copy;
-    fh->lw_nranges = c->nranges;
-    fh->lw_trunc = c->trunc;
-    enforce_budget(ram); /* nothing became clean, but cheap and keeps I6 obvious */
+    bool clean = is_clean(fh);
+    /* The kernel's pages are as of the old view (or older): laundered ones
+     * merge onto the content of then, never onto `serial`'s (I27). */
+    uint64_t lw_serial = (fh->view < serial - 1 ? fh->view : serial - 1) + 1;
+    /* Every clean page older than serial may be stale; a DIRTY or SPILLED
+     * page keeps its base, unmarked: the store's check compares it at the
+     * writeout. */
+    uint64_t k;
+    struct bf_page *pg = bf_pagemap_next(&fh->pages, 0, &k);
+    while (pg) {
+        struct bf_page *next = k == UINT64_MAX ? NULL : bf_pagemap_next(&fh->pages, k + 1, &k);
+        if (pg->state != BF_PAGE_DIRTY && pg->state != BF_PAGE_SPILLED)
+            apply_page(pg, serial); /* LOADED -> EMPTY, LOADING -> LOADING_INVALIDATED */
+        pg = next;
+    }
+    if (size != fh->committed_size && serial > fh->size_base)
+        apply_size(fh, serial, size);
+    apply_finish(fh, serial, clean);
+    window_open(fh, lw_serial, NULL, 0, 0);
     bf_ram_unlock(ram);
     return 0;
+}
+
+size_t bf_fileh_conflicts(bf_fileh *fh, uint64_t from, struct bf_blkrange *out, size_t max,
+                          uint64_t *next)
+{
+    size_t n = 0;
+    uint64_t k, resume = UINT64_MAX;
+    bf_ram_lock(fh->ram);
+    struct bf_page *pg = bf_pagemap_next(&fh->pages, from, &k);
+    while (pg) {
+        if ((pg->state == BF_PAGE_DIRTY || pg->state == BF_PAGE_SPILLED) && pg->conflict) {
+            if (n > 0 && out[n - 1].start + out[n - 1].count == k) {
+                out[n - 1].count++;
+            } else if (n == max) {
+                resume = k; /* out is full: the next call starts here */
+                break;
+            } else {
+                out[n].start = k;
+                out[n].count = 1;
+                n++;
+            }
+        }
+        pg = k == UINT64_MAX ? NULL : bf_pagemap_next(&fh->pages, k + 1, &k);
+    }
+    bf_ram_unlock(fh->ram);
+    if (next)
+        *next = resume;
+    return n;
 }
 
 void bf_fileh_apply_end(bf_fileh *fh)

@@ -306,10 +306,12 @@
  *      [checked]
  *  I26 The bases the handle keeps are not ahead of its view: size_base and
  *      file_base are at most the view. [checked]
- *  I27 A launder window (lw_open) is open only between bf_fileh_apply and
- *      bf_fileh_apply_end, over the blocks of one commit, with lw_serial
- *      its serial (> 0); a write into it merges onto the content as of
- *      lw_serial - 1. [checked]
+ *  I27 A launder window (lw_open) is open only between bf_fileh_apply (or
+ *      bf_fileh_reset) and bf_fileh_apply_end, over the blocks of one
+ *      commit (every block, for a reset), with lw_serial its serial (> 0;
+ *      a reset's: one past the old view, at most the view), and never for
+ *      a commit at or below the view it found; a write into it merges onto
+ *      the content as of lw_serial - 1. [checked]
  *
  * Spilling, partial pages, prefetch
  *  I28 Dirty budget: a call that makes a page DIRTY (a write, an unspill)
@@ -509,15 +511,45 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, struct bf_writeout_result *r
  * size or has dirty blocks past the new size: then the size conflicts);
  * the view moves to c->serial. Opens the launder window over those blocks
  * until bf_fileh_apply_end — one window at a time: the caller applies
- * commits one after the other. A commit the handle already reflects (its
- * pages are as new) changes nothing in them. Works while a writeout runs
+ * commits one after the other — unless the commit is late (c->serial <=
+ * the view: the handle was opened after it, or its own later commit moved
+ * the view): then writes are made on the view, and none opens. A commit
+ * the handle already reflects (its pages are as new) changes nothing in
+ * them. Works while a writeout runs
  * (its pages are DIRTY: marked, never dropped). Returns 0, -EINVAL (serial
  * 0, or ranges not sorted and disjoint), -EBUSY (a window is open),
  * -ENOMEM (nothing changed). */
 int bf_fileh_apply(bf_fileh *fh, const struct bf_commit *c);
 
-/* Close the launder window of the last bf_fileh_apply (no-op if none). */
+/* Apply a reset of `serial`: the mount lost track of the commits up to it
+ * (the store trimmed them before the mount read them: the watcher's
+ * BF_COMMIT_RESET), so any cached page older than `serial` may be stale.
+ * Clean pages older than it are dropped (LOADED) or reloaded (LOADING);
+ * DIRTY and SPILLED ones stay as they are, neither dropped nor marked
+ * conflicting:
+ * their bases still make the store refuse a commit over a newer version.
+ * `size` is the file's committed size as of `serial` (the handle follows
+ * it as bf_fileh_apply makes it follow a commit's); the view moves to
+ * `serial`. Opens a launder window over every block until
+ * bf_fileh_apply_end, merging onto the content as of the old view (so the
+ * kernel's laundered pages are never rebased silently onto newer content).
+ * Returns 0, -EINVAL (serial 0, size > BF_SIZE_MAX), -EBUSY (a window is
+ * open). */
+int bf_fileh_reset(bf_fileh *fh, uint64_t serial, uint64_t size);
+
+/* Close the launder window of the last bf_fileh_apply or bf_fileh_reset
+ * (no-op if none). */
 void bf_fileh_apply_end(bf_fileh *fh);
+
+/* The blocks marked conflicting (DIRTY or SPILLED blocks another mount's
+ * commit changed after their base: bf_fileh_apply, a refused writeout) at or after
+ * block `from`, as at most `max` sorted, disjoint ranges in out[]. Returns
+ * the number of ranges; *next (if not NULL) gets the block a further call
+ * starts from, or UINT64_MAX when none is left. A size conflict is not a
+ * block: stats.size_conflict tells it. Costs time in the number of cached
+ * blocks at or after `from`. */
+size_t bf_fileh_conflicts(bf_fileh *fh, uint64_t from, struct bf_blkrange *out, size_t max,
+                          uint64_t *next);
 
 /* The handle's view (the serial its content is as of). */
 uint64_t bf_fileh_view(bf_fileh *fh);

@@ -37,24 +37,29 @@ static void usage(FILE *f)
     fprintf(f, "usage: bigfilectl COMMAND [OPTIONS] FILE\n"
                "\n"
                "Commands (FILE is a file of a bigfilefs mount):\n"
-               "  writeout [--store|--markstored] FILE\n"
+               "  writeout [--store|--markstored] [--overwrite] FILE\n"
                "                      commit every uncommitted change of FILE, made by any\n"
                "                      process, atomically (default: store and mark stored;\n"
                "                      --store: store, blocks stay changed; --markstored: only\n"
-               "                      mark changed blocks committed, store nothing)\n"
+               "                      mark changed blocks committed, store nothing); refused\n"
+               "                      if another mount committed the same blocks meanwhile,\n"
+               "                      unless --overwrite (then this mount's changes win)\n"
                "  discard FILE        throw away every uncommitted change of FILE\n"
+               "  sync FILE           catch up with every commit of the database now (other\n"
+               "                      mounts' too) and print the serial reached\n"
                "  invalidate FILE BLK[-BLK]\n"
                "                      forget blocks BLK..BLK (inclusive) so they are reloaded\n"
                "                      from the database (their uncommitted changes are lost)\n"
                "  stat FILE           print the daemon's state of FILE as \"key: value\" lines\n"
+               "                      (serial: the commit its content is as of)\n"
                "  reclaim FILE        drop the clean cached data of FILE\n"
                "  create [--blksize=SIZE] [--size=SIZE] FILE\n"
                "                      create FILE (it must not exist) with block size SIZE\n"
                "                      (default: the mount's) and commit size SIZE (default 0)\n"
                "\n"
                "writeout, discard, invalidate and create open FILE for writing and need\n"
-               "write permission on it (stat and reclaim only read it); on a read-only mount\n"
-               "writeout fails, discard and invalidate work.\n"
+               "write permission on it (stat, sync and reclaim only read it); on a read-only\n"
+               "mount writeout fails, discard and invalidate work.\n"
                "SIZE: a number with an optional K, M, G or T suffix (powers of 1024).\n"
                "Options: -h, --help   this help;  -V, --version   the version.\n"
                "Exit status: 0 success, 1 the operation failed, 2 usage error.\n");
@@ -149,15 +154,61 @@ static int one_operand(int argc, char **argv, const char *cmd, const char **file
     return EXIT_OK;
 }
 
+/* Print a range list "5, 8-9, 12" of the conflicting blocks of fd, at
+ * most `show` ranges (then how many more), to stderr. */
+static void print_conflicts(int fd, const char *file)
+{
+    const unsigned show = 32;
+    struct bigfile_conflicts c;
+    unsigned long long shown = 0, more = 0;
+    bool size = false;
+
+    memset(&c, 0, sizeof(c));
+    fprintf(stderr, "conflicting blocks:");
+    do {
+        if (ioctl(fd, BIGFILE_IOC_CONFLICTS, &c) < 0) {
+            fprintf(stderr, " (cannot list them: %s)", strerror(errno));
+            break;
+        }
+        size = size || (c.flags & BIGFILE_CONFLICTS_SIZE);
+        for (uint32_t i = 0; i < c.count; i++) {
+            uint64_t lo = c.ranges[i].start, hi = lo + c.ranges[i].count - 1;
+
+            if (shown == show) {
+                more++;
+                continue;
+            }
+            fprintf(stderr, shown ? ", %" PRIu64 : " %" PRIu64, lo);
+            if (hi != lo)
+                fprintf(stderr, "-%" PRIu64, hi);
+            shown++;
+        }
+        c.start = c.next;
+    } while (c.next != BIGFILE_CONFLICTS_END);
+    if (more)
+        fprintf(stderr, " and %llu more ranges", more);
+    if (!shown && !more)
+        fprintf(stderr, " none listed");
+    fprintf(stderr, "%s\n", size ? "; the size conflicts too" : "");
+    fprintf(stderr,
+            "Nothing was committed; every change of this mount is kept. Either drop them\n"
+            "(the other mount's commit stays):\n"
+            "    bigfilectl discard %s\n"
+            "or commit them over the other mount's commit:\n"
+            "    bigfilectl writeout --overwrite %s\n",
+            file, file);
+}
+
 static int cmd_writeout(int argc, char **argv)
 {
     static const struct option lo[] = { { "store", no_argument, NULL, 's' },
                                         { "markstored", no_argument, NULL, 'm' },
+                                        { "overwrite", no_argument, NULL, 'o' },
                                         { NULL, 0, NULL, 0 } };
-    struct bigfile_writeout w;
+    struct bigfile_writeout2 w;
     const char *file;
     int c, fd, r;
-    bool store = false, mark = false;
+    bool store = false, mark = false, overwrite = false, has_serial = true;
 
     while ((c = getopt_long(argc, argv, "+", lo, NULL)) != -1) {
         switch (c) {
@@ -167,6 +218,9 @@ static int cmd_writeout(int argc, char **argv)
         case 'm':
             mark = true;
             break;
+        case 'o':
+            overwrite = true;
+            break;
         default:
             return bad_option("writeout", argv);
         }
@@ -174,21 +228,49 @@ static int cmd_writeout(int argc, char **argv)
     if (store && mark)
         return usage_error(
             "%s: --store and --markstored exclude each other (give neither for both)", "writeout");
+    if (mark && overwrite)
+        return usage_error("%s: --overwrite commits, --markstored stores nothing", "writeout");
     if ((r = one_operand(argc, argv, "writeout", &file)) != EXIT_OK)
         return r;
     memset(&w, 0, sizeof(w));
     w.flags = store  ? BIGFILE_WRITEOUT_STORE
               : mark ? BIGFILE_WRITEOUT_MARKSTORED
                      : BIGFILE_WRITEOUT_STORE | BIGFILE_WRITEOUT_MARKSTORED;
+    if (overwrite)
+        w.flags |= BIGFILE_WRITEOUT_OVERWRITE;
     if ((r = open_file_rw("writeout", file, false, &fd)) != EXIT_OK)
         return r;
-    if (ioctl(fd, BIGFILE_IOC_WRITEOUT, &w) < 0) {
-        r = fail("writeout", file, "", errno);
+    r = ioctl(fd, BIGFILE_IOC_WRITEOUT2, &w) < 0 ? errno : 0;
+    if (r == ENOTTY && !overwrite) {
+        /* A daemon older than WRITEOUT2 (bigfilefs 0.1): no serial. */
+        struct bigfile_writeout w1;
+
+        memset(&w1, 0, sizeof(w1));
+        w1.flags = w.flags;
+        r = ioctl(fd, BIGFILE_IOC_WRITEOUT, &w1) < 0 ? errno : 0;
+        w.blocks = w1.blocks;
+        w.bytes = w1.bytes;
+        has_serial = false;
+    }
+    if (r == ESTALE) {
+        fprintf(stderr,
+                "bigfilectl: writeout %s: refused (ESTALE): another mount committed changes "
+                "to what this mount's changes are based on\n",
+                file);
+        print_conflicts(fd, file);
+    } else if (r) {
+        fail("writeout", file, "", r);
+    }
+    if (r) {
         close(fd);
-        return r;
+        return EXIT_FAIL;
     }
     close(fd);
     printf("blocks: %" PRIu64 "\nbytes: %" PRIu64 "\n", (uint64_t)w.blocks, (uint64_t)w.bytes);
+    if (has_serial)
+        printf("serial: %" PRIu64 "\n", (uint64_t)w.serial);
+    if (overwrite)
+        printf("conflict_blocks: %" PRIu64 "\n", (uint64_t)w.conflict_blocks);
     return EXIT_OK;
 }
 
@@ -277,25 +359,44 @@ static int cmd_invalidate(int argc, char **argv)
     return EXIT_OK;
 }
 
-static int cmd_stat(int argc, char **argv)
+/* A request that only reads FILE (stat, sync): one operand, the file
+ * opened read-only, `req` with *arg (zeroed first, len bytes). Returns an
+ * exit status (EXIT_OK: *arg holds the answer). */
+static int read_request(int argc, char **argv, const char *cmd, unsigned long req, void *arg,
+                        size_t len)
 {
-    struct bigfile_stat s;
     const char *file;
     int fd, r;
 
     if (getopt_long(argc, argv, "+", (const struct option[]){ { NULL, 0, NULL, 0 } }, NULL) != -1)
-        return bad_option("stat", argv);
-    if ((r = one_operand(argc, argv, "stat", &file)) != EXIT_OK)
+        return bad_option(cmd, argv);
+    if ((r = one_operand(argc, argv, cmd, &file)) != EXIT_OK)
         return r;
-    if ((r = open_file("stat", file, &fd)) != EXIT_OK)
+    if ((r = open_file(cmd, file, &fd)) != EXIT_OK)
         return r;
-    memset(&s, 0, sizeof(s));
-    if (ioctl(fd, BIGFILE_IOC_STAT, &s) < 0) {
-        r = fail("stat", file, "", errno);
-        close(fd);
-        return r;
-    }
+    memset(arg, 0, len);
+    r = ioctl(fd, req, arg) < 0 ? fail(cmd, file, "", errno) : EXIT_OK;
     close(fd);
+    return r;
+}
+
+static int cmd_sync(int argc, char **argv)
+{
+    struct bigfile_serial sr;
+    int r = read_request(argc, argv, "sync", BIGFILE_IOC_SYNC, &sr, sizeof(sr));
+
+    if (r == EXIT_OK)
+        printf("serial: %" PRIu64 "\n", (uint64_t)sr.serial);
+    return r;
+}
+
+static int cmd_stat(int argc, char **argv)
+{
+    struct bigfile_stat s;
+    int r = read_request(argc, argv, "stat", BIGFILE_IOC_STAT, &s, sizeof(s));
+
+    if (r != EXIT_OK)
+        return r;
 #define P(field) printf(#field ": %" PRIu64 "\n", (uint64_t)s.field)
     P(blksize);
     P(size);
@@ -312,6 +413,10 @@ static int cmd_stat(int argc, char **argv)
     P(invalidated_blocks);
     P(reclaimed_blocks);
     P(errors);
+    if (s.version >= 2) {
+        P(serial);
+        P(conflict_blocks);
+    }
 #undef P
     return EXIT_OK;
 }
@@ -483,6 +588,8 @@ int main(int argc, char **argv)
         return cmd_invalidate(argc, argv);
     if (!strcmp(cmd, "stat"))
         return cmd_stat(argc, argv);
+    if (!strcmp(cmd, "sync"))
+        return cmd_sync(argc, argv);
     if (!strcmp(cmd, "create"))
         return cmd_create(argc, argv);
     return usage_error("unknown command '%s'", cmd);

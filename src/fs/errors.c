@@ -36,8 +36,8 @@ int bf_errno_ns(int err)
 
 int bf_errno_ioctl(int err)
 {
-    static const int keep[] = { EINVAL, EBUSY,     EAGAIN, EBADF,  EROFS,  EFAULT,
-                                ENOTTY, ENOTEMPTY, ENOSPC, EDQUOT, ENOMEM, ESHUTDOWN };
+    static const int keep[] = { EINVAL,    EBUSY,  EAGAIN, EBADF,  EROFS,     EFAULT, ENOTTY,
+                                ENOTEMPTY, ENOSPC, EDQUOT, ENOMEM, ESHUTDOWN, ESTALE };
 
     return keep_or_eio(err, keep, N(keep));
 }

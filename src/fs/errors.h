@@ -23,9 +23,10 @@
  *    (a failing or corrupt database) is EIO.
  *  - ioctl (<bigfile/ioctl.h>): the errors ioctl_bigfile(2) lists keep
  *    their meaning (EINVAL, EBUSY, EAGAIN, EBADF, EROFS, EFAULT, ENOTTY,
- *    ENOTEMPTY, ENOSPC, EDQUOT, ENOMEM, ESHUTDOWN); anything else — a
- *    failing backend, a file gone from the database, a kernel notification
- *    that failed (kernel.h, D5) — is EIO.
+ *    ENOTEMPTY, ENOSPC, EDQUOT, ENOMEM, ESHUTDOWN, and ESTALE: a writeout
+ *    refused because another mount committed what its changes are based
+ *    on); anything else — a failing backend, a file gone from the
+ *    database, a kernel notification that failed (kernel.h, D5) — is EIO.
  * err must be negative; 0 is not an error and is returned as 0.
  *
  * No state, any thread.

@@ -4,7 +4,8 @@
  * One struct bf_fs per daemon (one mount). main.c fills it (options, the
  * database, the ram), creates the session with bf_fs_ops, and runs the
  * multi-threaded loop; ops.c serves the FUSE requests, ioctl.c the ioctls,
- * the worker queue (workq.h) their long part, and kernel.c every dealing
+ * the worker queue (workq.h) their long part, listen.c other mounts'
+ * commits (on the backend's watcher thread), and kernel.c every dealing
  * with the kernel. Its fields are set before the session loop starts and
  * are read-only afterwards, except through the objects' own locking (the
  * inode table, the kernel's notifier, the worker queue, the core, the
@@ -24,11 +25,13 @@
 #include "core/ram.h"
 #include "fs/inode.h"
 #include "fs/kernel.h"
+#include "fs/listen.h"
 #include "fs/workq.h"
 
 /* Attribute and entry timeout given to the kernel: long, so the kernel
  * keeps attributes stable; the daemon invalidates them when they change
- * behind the kernel's back (discard, setblksize). */
+ * behind the kernel's back (discard, setblksize, another mount's commit:
+ * listen.h). */
 #define BF_ATTR_TIMEOUT 86400.0
 
 /* Largest READ/WRITE and readahead negotiated with the kernel. */
@@ -48,8 +51,10 @@ struct bf_fs {
     struct fuse_session *se;
     bf_kernel *kernel;          /* from the mount on (kernel.h) */
     bf_workq *workq;            /* the long ioctls (workq.h) */
+    bf_listener *listener;      /* other mounts' commits (listen.h) */
     uint32_t blksize;           /* block size of new files */
     bool ro;                    /* -o ro: no write, no writeout */
+    bool file_conflicts;        /* -o conflicts=file: BF_WRITEOUT_FILE_CONFLICTS */
     bool test_inject;           /* -o test_inject: BIGFILE_TEST_IOC_INJECT served */
     struct timespec mount_time; /* the root directory's times */
 };

@@ -294,6 +294,12 @@ void bf_inode_fh_put(bf_inode *inode)
     pthread_rwlock_unlock(&inode->fh_lock);
 }
 
+void bf_inode_fh_peek(bf_inode *inode, bf_fileh **fh)
+{
+    pthread_rwlock_rdlock(&inode->fh_lock);
+    *fh = inode->fh;
+}
+
 int bf_inode_set_blksize(bf_itable *t, bf_inode *inode, uint32_t blksize)
 {
     int r;
@@ -359,12 +365,49 @@ void bf_inode_info(bf_itable *t, bf_inode *inode, struct bf_fileinfo *out, bool 
 
 void bf_itable_set_info(bf_itable *t, bf_inode *inode, const struct bf_fileinfo *info)
 {
+    char name[sizeof(inode->info.name)];
+
     pthread_mutex_lock(&t->lock);
-    /* Keep our idea of the name: the database's is the same unless a rename
-     * raced, which bf_itable_renamed() handles. */
-    if (!inode->unlinked)
-        inode->info = *info;
+    /* Keep our idea of the name: the database's may be ahead of the
+     * renames we applied (inode.h). */
+    memcpy(name, inode->info.name, sizeof(name));
+    inode->info = *info;
+    memcpy(inode->info.name, name, sizeof(name));
     pthread_mutex_unlock(&t->lock);
+}
+
+void bf_itable_set_name(bf_itable *t, bf_inode *inode, const char *name)
+{
+    pthread_mutex_lock(&t->lock);
+    if (!name || !*name) {
+        inode->unlinked = true;
+        inode->info.name[0] = '\0';
+    } else if (!inode->unlinked) {
+        snprintf(inode->info.name, sizeof(inode->info.name), "%s", name);
+    }
+    pthread_mutex_unlock(&t->lock);
+}
+
+int bf_itable_all(bf_itable *t, bf_inode ***out, size_t *n)
+{
+    bf_inode **v;
+    size_t k = 0;
+
+    pthread_mutex_lock(&t->lock);
+    v = malloc((t->count ? t->count : 1) * sizeof(*v));
+    if (!v) {
+        pthread_mutex_unlock(&t->lock);
+        return -ENOMEM;
+    }
+    for (size_t b = 0; b < t->nbuckets; b++)
+        for (bf_inode *i = t->buckets[b]; i; i = i->hnext) {
+            i->refs++;
+            v[k++] = i;
+        }
+    pthread_mutex_unlock(&t->lock);
+    *out = v;
+    *n = k;
+    return 0;
 }
 
 int bf_inode_op_begin(bf_itable *t, bf_inode *inode, enum bf_inode_op op)

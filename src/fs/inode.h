@@ -126,6 +126,12 @@ void bf_itable_release(bf_itable *t, bf_inode *inode);
 int bf_inode_fh_get(bf_itable *t, bf_inode *inode, bf_fileh **fh);
 void bf_inode_fh_put(bf_inode *inode);
 
+/* The inode's handle if it is open, else NULL — never opening it — with
+ * fh_lock held for reading either way: the caller calls bf_inode_fh_put()
+ * when done. For the listener (listen.h): a handle opened later opens at
+ * the database's current serial, so it needs no commit applied. */
+void bf_inode_fh_peek(bf_inode *inode, bf_fileh **fh);
+
 /* For SETBLKSIZE: with no fh_lock held by the caller, close the handle and
  * bf_file (waiting for their users), call bf_db_set_blksize, and reopen
  * the handle on next need. The handle must be clean (checked again under
@@ -157,7 +163,18 @@ void bf_inode_op_end(bf_itable *t, bf_inode *inode);
 void bf_itable_unlinked(bf_itable *t, const char *name);
 void bf_itable_renamed(bf_itable *t, const char *from, const char *to, unsigned flags);
 
-/* Update the cached metadata of the inode (after SETATTR / getinfo). */
+/* Another mount's namespace change, by file (listen.h): the inode is now
+ * named `name`, or, with name NULL or "", unlinked (its handle stays
+ * usable while it is open). */
+void bf_itable_set_name(bf_itable *t, bf_inode *inode, const char *name);
+
+/* Update the cached metadata of the inode (after SETATTR / getinfo),
+ * but for its name: names change only through the calls above, in the
+ * order of the commits (getinfo may already see a later rename). */
 void bf_itable_set_info(bf_itable *t, bf_inode *inode, const struct bf_fileinfo *info);
+
+/* Every inode of the table, each with a reference (bf_itable_put each),
+ * in a malloc'ed array (*out, *n; free it). Returns 0 or -ENOMEM. */
+int bf_itable_all(bf_itable *t, bf_inode ***out, size_t *n);
 
 #endif /* BIGFILEFS_FS_INODE_H */

@@ -14,8 +14,8 @@
  *  3. Sizes: the kernel passes exactly the encoded sizes; fewer bytes are
  *     EINVAL.
  *  4. Copy the argument and check it (EINVAL): nothing has happened yet.
- *  5. A request that does not wait for the kernel (STAT, the test INJECT)
- *     runs now, on the request thread, and is answered.
+ *  5. A request that does not wait for the kernel (STAT, CONFLICTS, the
+ *     test INJECT) runs now, on the request thread, and is answered.
  *  6. A long one — it waits for the kernel, which waits for request threads
  *     (kernel.h, D1) — records its operation on the inode (EBUSY while
  *     another runs on the file) and is queued (workq.h; EAGAIN when the
@@ -36,11 +36,15 @@
  * is writable, and EROFS says why), while DISCARD and INVALIDATE are allowed
  * through any fd: no uncommitted change can exist on an ro mount, and
  * INVALIDATE is how a read-only mount sees blocks changed in the database.
- * STAT and RECLAIM need no write access: RECLAIM drops only clean cached
- * data (dirty pages are written back to the daemon first, where they stay
- * uncommitted), as posix_fadvise(POSIX_FADV_DONTNEED) may through a
- * read-only fd; it costs the daemon work, so it is queued like the other
- * long requests, in its caller's bounded share.
+ * STAT, CONFLICTS, SYNC and RECLAIM need no write access: STAT and
+ * CONFLICTS only answer; SYNC only makes this mount catch up with the
+ * database, as it does by itself within milliseconds (a read-only mount may
+ * too); RECLAIM drops only clean cached data (dirty pages are written back
+ * to the daemon first, where they stay uncommitted), as
+ * posix_fadvise(POSIX_FADV_DONTNEED) may through a read-only fd. SYNC and
+ * RECLAIM cost the daemon work and wait for the kernel (SYNC waits for the
+ * listener, listen.h), so they are queued like the other long requests, in
+ * their caller's bounded share.
  */
 #include "config.h"
 
@@ -69,6 +73,9 @@
 /* Every argument struct, in and out. */
 union ioc_arg {
     struct bigfile_writeout writeout;
+    struct bigfile_writeout2 writeout2;
+    struct bigfile_serial serial;
+    struct bigfile_conflicts conflicts;
     struct bigfile_range range;
     struct bigfile_count count;
     struct bigfile_stat stat;
@@ -114,24 +121,6 @@ struct ioc_call {
 
 /* ---- handlers -------------------------------------------------------------- */
 
-/* Kernel byte range [*off, *off + *len) of blocks [blk, blk + count), *len 0
- * meaning "to the end". Returns false when the blocks lie beyond any offset
- * the kernel can cache (nothing to invalidate there). */
-static bool block_range_to_bytes(uint64_t blk, uint64_t count, uint32_t blksize, off_t *off,
-                                 off_t *len)
-{
-    uint64_t max = (uint64_t)INT64_MAX;
-
-    if (blk > max / blksize)
-        return false;
-    *off = (off_t)(blk * blksize);
-    if (count > (max - (uint64_t)*off) / blksize)
-        *len = 0;
-    else
-        *len = (off_t)(count * blksize);
-    return true;
-}
-
 static void log_failure(struct ioc_call *c, const char *what, int err)
 {
     struct bf_fileinfo info;
@@ -151,39 +140,140 @@ static int check_writeout(const union ioc_arg *in)
     return 0;
 }
 
-static int run_writeout(struct ioc_call *c)
+static int check_writeout2(const union ioc_arg *in)
+{
+    const struct bigfile_writeout2 *w = &in->writeout2;
+    const uint32_t known = BIGFILE_WRITEOUT_STORE | BIGFILE_WRITEOUT_MARKSTORED |
+                           BIGFILE_WRITEOUT_OVERWRITE;
+
+    if (w->reserved || !(w->flags & (BIGFILE_WRITEOUT_STORE | BIGFILE_WRITEOUT_MARKSTORED)) ||
+        (w->flags & ~known) ||
+        ((w->flags & BIGFILE_WRITEOUT_OVERWRITE) && !(w->flags & BIGFILE_WRITEOUT_STORE)))
+        return -EINVAL;
+    return 0;
+}
+
+/* WRITEOUT and WRITEOUT2 with `flags` (BIGFILE_WRITEOUT_*, checked): fills
+ * every out field of *out. */
+static int writeout(struct ioc_call *c, uint32_t flags, struct bigfile_writeout2 *out)
 {
     struct bf_fs *fs = c->fs;
-    unsigned flags = 0;
-    uint64_t nblocks = 0;
+    struct bf_writeout_result res = { 0, 0, 0 };
+    struct bf_fileh_stats st;
+    unsigned wf = 0;
+    uint64_t view, serial;
     uint32_t blksize;
     bf_fileh *fh;
     int r;
 
-    if (c->in.writeout.flags & BIGFILE_WRITEOUT_STORE)
-        flags |= BF_WRITEOUT_STORE;
-    if (c->in.writeout.flags & BIGFILE_WRITEOUT_MARKSTORED)
-        flags |= BF_WRITEOUT_MARKSTORED;
+    if (flags & BIGFILE_WRITEOUT_STORE)
+        wf |= BF_WRITEOUT_STORE | (fs->file_conflicts ? BF_WRITEOUT_FILE_CONFLICTS : 0);
+    if (flags & BIGFILE_WRITEOUT_MARKSTORED)
+        wf |= BF_WRITEOUT_MARKSTORED;
+    if (flags & BIGFILE_WRITEOUT_OVERWRITE)
+        wf |= BF_WRITEOUT_OVERWRITE;
     /* 1. Every change made up to now, through any mapping, reaches us. */
     r = bf_kernel_writeback(fs->kernel, c->pid, c->inode->ino);
     if (r < 0) {
         log_failure(c, "writeout (writing back the kernel's dirty pages)", r);
         return r;
     }
-    /* 2. Commit atomically; on failure every change stays. */
+    /* 2. Commit atomically; on failure every change stays (a conflict:
+     * marked). */
     r = bf_inode_fh_get(&fs->itable, c->inode, &fh);
     if (r < 0)
         return r;
     blksize = bf_fileh_blksize(fh);
-    r = bf_fileh_writeout(fh, flags, &nblocks);
+    bf_fileh_stat(fh, &st); /* the conflicts an overwrite replaces */
+    r = bf_fileh_writeout(fh, wf, &res);
+    view = bf_fileh_view(fh);
     bf_inode_fh_put(c->inode);
+    if (r == -ESTALE) {
+        struct bf_fileinfo info;
+        bool unlinked;
+
+        bf_inode_info(&fs->itable, c->inode, &info, &unlinked);
+        bf_notice("%s: writeout refused: %llu conflicts (changed blocks, or the size) with "
+                  "another mount's commits; every change is kept (discard, or write out with "
+                  "overwrite)",
+                  unlinked ? "(unlinked file)" : info.name, (unsigned long long)res.conflicts);
+        return r;
+    }
     if (r < 0) {
         log_failure(c, "writeout", r);
         return r;
     }
+    /* 3. Reply once every earlier commit of the other mounts is applied
+     * here too: this mount's view of the database is then at least the
+     * commit's serial (COHERENCE.md section 3). It committed anyway. */
+    if (res.serial && (r = bf_db_sync(fs->db, &serial)) < 0)
+        bf_warn("writeout committed serial %llu, but catching up with the other mounts "
+                "failed: %s",
+                (unsigned long long)res.serial, strerror(-r));
+    out->blocks = res.blocks;
+    out->bytes = (flags & BIGFILE_WRITEOUT_STORE) ? res.blocks * blksize : 0;
+    out->serial = res.serial ? res.serial : view;
+    out->conflict_blocks = (flags & BIGFILE_WRITEOUT_OVERWRITE) ? st.conflict_blocks : 0;
+    return 0;
+}
+
+static int run_writeout(struct ioc_call *c)
+{
+    struct bigfile_writeout2 w2;
+    int r = writeout(c, c->in.writeout.flags, &w2);
+
+    if (r < 0)
+        return r;
     c->out.writeout = c->in.writeout;
-    c->out.writeout.blocks = nblocks;
-    c->out.writeout.bytes = (flags & BF_WRITEOUT_STORE) ? nblocks * blksize : 0;
+    c->out.writeout.blocks = w2.blocks;
+    c->out.writeout.bytes = w2.bytes;
+    return 0;
+}
+
+static int run_writeout2(struct ioc_call *c)
+{
+    c->out.writeout2 = c->in.writeout2;
+    return writeout(c, c->in.writeout2.flags, &c->out.writeout2);
+}
+
+/* Catch up with every commit of the database now (listen.h): on a worker,
+ * it waits for the listener, which waits for the kernel. */
+static int run_sync(struct ioc_call *c)
+{
+    uint64_t serial;
+    int r = bf_db_sync(c->fs->db, &serial);
+
+    if (r < 0)
+        return r;
+    c->out.serial.serial = serial;
+    return 0;
+}
+
+static int run_conflicts(struct ioc_call *c)
+{
+    struct bigfile_conflicts *out = &c->out.conflicts;
+    struct bf_blkrange rg[BIGFILE_CONFLICTS_MAX];
+    struct bf_fileh_stats st;
+    uint64_t next;
+    bf_fileh *fh;
+    size_t n;
+    int r;
+
+    r = bf_inode_fh_get(&c->fs->itable, c->inode, &fh);
+    if (r < 0)
+        return r;
+    n = bf_fileh_conflicts(fh, c->in.conflicts.start, rg, BIGFILE_CONFLICTS_MAX, &next);
+    bf_fileh_stat(fh, &st);
+    bf_inode_fh_put(c->inode);
+    memset(out, 0, sizeof(*out));
+    out->start = c->in.conflicts.start;
+    out->next = next == UINT64_MAX ? BIGFILE_CONFLICTS_END : next;
+    out->count = (uint32_t)n;
+    out->flags = st.size_conflict ? BIGFILE_CONFLICTS_SIZE : 0;
+    for (size_t i = 0; i < n; i++) {
+        out->ranges[i].start = rg[i].start;
+        out->ranges[i].count = rg[i].count;
+    }
     return 0;
 }
 
@@ -225,7 +315,6 @@ static int run_invalidate(struct ioc_call *c)
 {
     const struct bigfile_range *rg = &c->in.range;
     bf_fileh *fh;
-    off_t off, len;
     int r;
 
     r = bf_inode_fh_get(&c->fs->itable, c->inode, &fh);
@@ -238,8 +327,9 @@ static int run_invalidate(struct ioc_call *c)
         /* Kernel side: waits for READs in flight on those pages (their
          * pages are locked until the reply) and drops them, so no stale
          * page survives; dirty ones are laundered into the fence. */
-        if (r == 0 && block_range_to_bytes(rg->start, rg->count, bf_fileh_blksize(fh), &off, &len))
-            r = bf_kernel_inval(c->fs->kernel, c->inode->ino, off, len);
+        if (r == 0)
+            r = bf_kernel_inval_blocks(c->fs->kernel, c->inode->ino, bf_fileh_blksize(fh),
+                                       rg->start, rg->count);
         bf_fileh_unfence(fh);
     }
     bf_inode_fh_put(c->inode);
@@ -276,6 +366,8 @@ static int run_stat(struct ioc_call *c)
     s->invalidated_blocks = st.invalidated_blocks;
     s->reclaimed_blocks = st.reclaimed_blocks;
     s->errors = st.errors;
+    s->serial = st.view;
+    s->conflict_blocks = st.conflict_blocks;
     return 0;
 }
 
@@ -401,6 +493,12 @@ static const struct ioc_def ioc_table[] = {
       NULL, run_reclaim },
     { BIGFILE_IOC_SETBLKSIZE, "SETBLKSIZE", SZ(bigfile_blksize), 0, IOC_COMMIT, BF_OP_SETBLKSIZE,
       IOC_QUEUED, check_blksize, run_setblksize },
+    { BIGFILE_IOC_SYNC, "SYNC", SZ(bigfile_serial), SZ(bigfile_serial), IOC_READ, BF_OP_NONE,
+      IOC_QUEUED, NULL, run_sync },
+    { BIGFILE_IOC_WRITEOUT2, "WRITEOUT2", SZ(bigfile_writeout2), SZ(bigfile_writeout2), IOC_COMMIT,
+      BF_OP_WRITEOUT, IOC_QUEUED, check_writeout2, run_writeout2 },
+    { BIGFILE_IOC_CONFLICTS, "CONFLICTS", SZ(bigfile_conflicts), SZ(bigfile_conflicts), IOC_READ,
+      BF_OP_NONE, 0, NULL, run_conflicts },
     { BIGFILE_TEST_IOC_INJECT, "TEST_INJECT", SZ(bigfile_test_inject), SZ(bigfile_test_inject),
       IOC_READ, BF_OP_NONE, IOC_TEST, check_inject, run_inject },
 };

@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,20 +187,70 @@ static int do_inval(struct fuse_session *se, void *arg)
     return r == -ENOENT ? 0 : r;
 }
 
-int bf_kernel_inval(bf_kernel *k, fuse_ino_t ino, off_t off, off_t len)
+/* Run the notification fn(arg) on the notifier (D2, D3). A failure is
+ * reported (D5): "the kernel could not forget WHAT: ERROR (CONSEQUENCE)",
+ * and is -EIO. */
+static int notify(bf_kernel *k, int (*fn)(struct fuse_session *se, void *arg), void *arg,
+                  const char *what, const char *consequence)
 {
-    struct inval_args a = { .ino = ino, .off = off, .len = len };
     int r;
 
     BF_ASSERT(may_wait);
-    r = bf_notifier_call(k->notifier, do_inval, &a);
+    r = bf_notifier_call(k->notifier, fn, arg);
     if (r == 0)
         return 0;
-    /* D5: reported, never ignored. */
-    bf_err("the kernel could not forget the %s of inode %llu: %s (its cached pages may be "
-           "stale until the request is repeated)",
-           off < 0 ? "attributes" : "pages", (unsigned long long)ino, strerror(-r));
+    bf_err("the kernel could not forget %s: %s (%s)", what, strerror(-r), consequence);
     return -EIO;
+}
+
+int bf_kernel_inval(bf_kernel *k, fuse_ino_t ino, off_t off, off_t len)
+{
+    struct inval_args a = { .ino = ino, .off = off, .len = len };
+    char what[64];
+
+    snprintf(what, sizeof(what), "the %s of inode %llu", off < 0 ? "attributes" : "pages",
+             (unsigned long long)ino);
+    return notify(k, do_inval, &a, what,
+                  "its cached pages may be stale until the request is repeated");
+}
+
+int bf_kernel_inval_blocks(bf_kernel *k, fuse_ino_t ino, uint32_t blksize, uint64_t blk,
+                           uint64_t count)
+{
+    const uint64_t max = (uint64_t)INT64_MAX;
+    off_t off, len;
+
+    if (blk > max / blksize)
+        return 0; /* beyond any offset the kernel caches */
+    off = (off_t)(blk * blksize);
+    /* len 0: to the end */
+    len = count > (max - (uint64_t)off) / blksize ? 0 : (off_t)(count * blksize);
+    return bf_kernel_inval(k, ino, off, len);
+}
+
+struct entry_args {
+    fuse_ino_t parent;
+    const char *name;
+};
+
+/* On the notifier (D3). */
+static int do_inval_entry(struct fuse_session *se, void *arg)
+{
+    struct entry_args *a = arg;
+    int r = fuse_lowlevel_notify_inval_entry(se, a->parent, a->name, strlen(a->name));
+
+    /* -ENOENT: the kernel has no entry of that name (nor the directory). */
+    return r == -ENOENT ? 0 : r;
+}
+
+int bf_kernel_inval_entry(bf_kernel *k, fuse_ino_t parent, const char *name)
+{
+    struct entry_args a = { .parent = parent, .name = name };
+    char what[NAME_MAX + 32];
+
+    snprintf(what, sizeof(what), "the entry %s", name);
+    return notify(k, do_inval_entry, &a, what,
+                  "it may find the old file under that name until it looks it up again");
 }
 
 /* ---- writeback ------------------------------------------------------------- */

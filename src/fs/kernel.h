@@ -4,7 +4,9 @@
  * The daemon is a FUSE server: the kernel sends it requests, and it asks
  * the kernel for things in return — write back a file's dirty pages
  * (WRITEOUT), forget pages and attributes (DISCARD, INVALIDATE, RECLAIM,
- * SETBLKSIZE), tune the mount's backing device, unmount. Those requests
+ * SETBLKSIZE, another mount's commit), forget directory entries (another
+ * mount's create, unlink, rename), tune the mount's backing device,
+ * unmount. Those requests
  * can wait for the daemon's own request threads, so a careless one
  * deadlocks the mount. They are all here, under the rules below, so that
  * there is one place to check them.
@@ -47,11 +49,14 @@
  *      waits up to 60 s on its request thread for backend calls to be held;
  *      it can slow such a mount, never deadlock it.
  *  D2. Only threads that declared bf_kernel_thread_may_wait() — the
- *      workers and the notifier — call the functions that wait for the
- *      kernel (asserted in debug builds). They hold no daemon mutex while
- *      they wait (the inode table's, the core's ram lock); they may hold an
- *      inode's fh_lock for reading, which READ and WRITE take for reading
- *      too (a reader-preferring lock: they never queue behind a writer).
+ *      workers, the notifier, and the backend's watcher thread while it
+ *      runs the daemon's listener (listen.h) — call the functions that wait
+ *      for the kernel (asserted in debug builds). They hold no daemon mutex
+ *      while they wait (the inode table's, the core's ram lock); they may
+ *      hold an inode's fh_lock for reading, which READ and WRITE take for
+ *      reading too (a reader-preferring lock: they never queue behind a
+ *      writer). Nothing a request thread does waits for the watcher: a
+ *      catch-up (bf_db_sync: SYNC, a writeout's end) runs on a worker.
  *  D3. Notifications are sent by the notifier thread only (notify.h), one
  *      at a time; a worker hands one over and waits for it (bf_kernel_inval).
  *  D4. No descriptor in the mount is kept (K5): WRITEOUT reaches a file's
@@ -121,6 +126,23 @@ int bf_kernel_writeback(bf_kernel *k, pid_t caller, fuse_ino_t ino);
  * caches nothing of the inode), or -EIO when the notification failed
  * (logged, D5; the connection is going away, or the notifier stopped). */
 int bf_kernel_inval(bf_kernel *k, fuse_ino_t ino, off_t off, off_t len);
+
+/* Waits for the kernel, as bf_kernel_inval: forget the cached pages of
+ * blocks [blk, blk + count) of inode ino, whose block size is blksize
+ * (count UINT64_MAX: to the end), and its attributes. Blocks beyond any
+ * offset the kernel can cache are nothing to forget (0). */
+int bf_kernel_inval_blocks(bf_kernel *k, fuse_ino_t ino, uint32_t blksize, uint64_t blk,
+                           uint64_t count);
+
+/* Waits for the kernel (through the notifier, D3). Make the kernel forget
+ * the directory entry `name` of directory `parent` — a name another mount
+ * created, removed or renamed: the entry timeout is long, so without this
+ * the kernel would go on finding the old file under it (or not find the
+ * new one). The kernel locks the directory for it (so it waits for a
+ * CREATE, UNLINK or RENAME in flight there). Returns 0 (also when the
+ * kernel has no such entry), or -EIO when the notification failed (logged,
+ * D5). */
+int bf_kernel_inval_entry(bf_kernel *k, fuse_ino_t parent, const char *name);
 
 /* Whether the len bytes at addr in the memory of thread `pid` (an IOCTL's
  * caller) can be written, found by reading them and writing the same bytes

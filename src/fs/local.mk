@@ -8,6 +8,7 @@ bigfilefs_SOURCES = \
 	src/fs/errors.h src/fs/errors.c \
 	src/fs/inode.h src/fs/inode.c \
 	src/fs/kernel.h src/fs/kernel.c \
+	src/fs/listen.h src/fs/listen.c \
 	src/fs/notify.h src/fs/notify.c \
 	src/fs/workq.h src/fs/workq.c \
 	src/fs/signals.h src/fs/signals.c \

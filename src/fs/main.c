@@ -7,16 +7,19 @@
  *  1. Options: every one is checked — ours here, libfuse's by creating the
  *     session — before anything is touched, so that a usage error (exit 2)
  *     creates no database.
- *  2. The database is opened before mounting, so that a bad one is
- *     reported clearly (exit 1) without a mount.
+ *  2. The database is opened before mounting, so that a bad one — or one
+ *     another daemon holds (without -o shared on both) — is reported
+ *     clearly (exit 1) without a mount.
  *  3. Mount; kernel.c records the mount (device, mount id) at once.
- *  4. Threads: the notifier, the workers of the long ioctls, the signal
- *     thread; then the session loop.
+ *  4. Threads: the notifier, the workers of the long ioctls, the backend's
+ *     watcher with the listener of other mounts' commits (listen.h), the
+ *     signal thread; then the session loop.
  *  5. SIGINT, SIGTERM, SIGHUP (signals.h) or an unmount (fusermount3 -u,
  *     umount) end the loop. Then this mount — found by its mount id,
  *     wherever it was moved — is unmounted, never the path it was mounted
- *     on (kernel.h), the workers and the notifier stop, and the handles are
- *     closed, their uncommitted changes discarded, by name, in the log.
+ *     on (kernel.h), the listener, the workers and the notifier stop, and
+ *     the handles are closed, their uncommitted changes discarded, by
+ *     name, in the log.
  */
 #include "config.h"
 
@@ -52,6 +55,10 @@ struct options {
     char *database;
     char *blksize;
     char *cache;
+    char *conflicts;
+    char *log_keep;
+    char *watch_ms;
+    int shared;
     int test_inject;
     int ro;
     int show_help;
@@ -72,7 +79,8 @@ enum {
     }
 static const struct fuse_opt option_spec[] = {
     OPT("blksize=%s", blksize, 0), OPT("cache=%s", cache, 0), OPT("test_inject", test_inject, 1),
-    FUSE_OPT_KEY("ro", KEY_RO), FUSE_OPT_KEY("rw", KEY_RW),
+    OPT("shared", shared, 1), OPT("conflicts=%s", conflicts, 0), OPT("log_keep=%s", log_keep, 0),
+    OPT("watch_ms=%s", watch_ms, 0), FUSE_OPT_KEY("ro", KEY_RO), FUSE_OPT_KEY("rw", KEY_RW),
     /* fstab-only options mount(8) or mount.fuse3 may pass on: ignored. */
     FUSE_OPT_KEY("defaults", KEY_DROP), FUSE_OPT_KEY("auto", KEY_DROP),
     FUSE_OPT_KEY("noauto", KEY_DROP), FUSE_OPT_KEY("nofail", KEY_DROP),
@@ -117,31 +125,45 @@ static int option_proc(void *data, const char *arg, int key, struct fuse_args *o
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: bigfilefs [-f] [-o OPTIONS] DATABASE MOUNTPOINT\n"
-               "\n"
-               "Serve the bigfiles of DATABASE as files under MOUNTPOINT that any process can\n"
-               "mmap(2). DATABASE is a SQLite file (created if missing), or \"mem:\" /\n"
-               "\"mem:LABEL\" for an in-memory database that is lost at unmount. Changes stay\n"
-               "uncommitted until a writeout (bigfilectl writeout FILE); at unmount,\n"
-               "uncommitted changes are discarded.\n"
-               "\n"
-               "bigfilefs options:\n"
-               "    -o blksize=SIZE        block size of new files (default 2M; a power of\n"
-               "                           two from 4K to 64M)\n"
-               "    -o cache=SIZE          memory the daemon may keep for clean cached blocks\n"
-               "                           (default 256M; changed blocks are not counted)\n"
-               "    -o ro                  read-only: writes fail with EROFS, no writeout\n"
-               "    -o rw                  read-write (the default)\n"
-               "    -o test_inject         serve the fault-injection ioctl of the tests (test\n"
-               "                           only; needs a mem: database)\n"
-               "    -o allow_other         let other users access the mount (modes and owners\n"
-               "                           are always enforced: default_permissions)\n"
-               "    SIZE is a number with an optional K, M, G or T suffix (powers of 1024).\n"
-               "\n"
-               "Without -f the daemon detaches and logs to syslog; with -f it logs to\n"
-               "stderr. SIGINT or SIGTERM, fusermount3 -u or umount unmount it.\n"
-               "Exit status: 0 after a clean unmount, 1 on failure, 2 on a usage error.\n"
-               "\n");
+    fprintf(f,
+            "usage: bigfilefs [-f] [-o OPTIONS] DATABASE MOUNTPOINT\n"
+            "\n"
+            "Serve the bigfiles of DATABASE as files under MOUNTPOINT that any process can\n"
+            "mmap(2). DATABASE is a SQLite file (created if missing), or \"mem:\" /\n"
+            "\"mem:LABEL\" for an in-memory database that is lost at unmount. Changes stay\n"
+            "uncommitted until a writeout (bigfilectl writeout FILE); at unmount,\n"
+            "uncommitted changes are discarded.\n"
+            "\n"
+            "bigfilefs options:\n"
+            "    -o blksize=SIZE        block size of new files (default 2M; a power of\n"
+            "                           two from 4K to 64M)\n"
+            "    -o cache=SIZE          memory the daemon may keep for clean cached blocks\n"
+            "                           (default 256M; changed blocks are not counted)\n"
+            "    -o ro                  read-only: writes fail with EROFS, no writeout\n"
+            "    -o rw                  read-write (the default)\n"
+            "    -o shared              share DATABASE with other bigfilefs daemons that\n"
+            "                           mount it with -o shared too (without it, the\n"
+            "                           database is this daemon's alone)\n"
+            "    -o conflicts=block|file\n"
+            "                           a writeout fails with ESTALE when another mount\n"
+            "                           committed a block it changes (block, the default),\n"
+            "                           or anything of the file since it was clean (file)\n"
+            "    -o log_keep=N          commits kept in the log past the slowest mount\n"
+            "                           (default %d); a mount that lags further forgets\n"
+            "                           every cached page\n"
+            "    -o watch_ms=N          look for other mounts' commits every N ms while\n"
+            "                           they come (default %d; 1 to 1000)\n"
+            "    -o test_inject         serve the fault-injection ioctl of the tests (test\n"
+            "                           only; needs a mem: database)\n"
+            "    -o allow_other         let other users access the mount (modes and owners\n"
+            "                           are always enforced: default_permissions)\n"
+            "    SIZE is a number with an optional K, M, G or T suffix (powers of 1024).\n"
+            "\n"
+            "Without -f the daemon detaches and logs to syslog; with -f it logs to\n"
+            "stderr. SIGINT or SIGTERM, fusermount3 -u or umount unmount it.\n"
+            "Exit status: 0 after a clean unmount, 1 on failure, 2 on a usage error.\n"
+            "\n",
+            BF_LOG_KEEP, BF_WATCH_INTERVAL_MS);
 }
 
 /* The machine's memory in bytes (0 if unknown). */
@@ -152,6 +174,50 @@ static uint64_t phys_memory(void)
     return pages > 0 && psize > 0 ? (uint64_t)pages * (uint64_t)psize : 0;
 }
 
+/* A decimal number in [lo, hi] for option `name`, or -EINVAL (said). */
+static int parse_num_opt(const char *name, const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    char *end;
+
+    errno = 0;
+    *out = s[0] >= '0' && s[0] <= '9' ? strtoull(s, &end, 10) : 0;
+    if (s[0] < '0' || s[0] > '9' || errno || *end || *out < lo || *out > hi) {
+        fprintf(stderr, "bigfilefs: bad %s '%s': a number from %llu to %llu is needed\n", name, s,
+                (unsigned long long)lo, (unsigned long long)hi);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* The options of the database's session (-o log_keep, watch_ms) and the
+ * conflict granularity (-o conflicts); 0 or -EINVAL (said). */
+static int parse_db_opts(const struct options *o, struct bf_db_options *dbo, bool *file_conflicts)
+{
+    uint64_t v;
+
+    memset(dbo, 0, sizeof(*dbo));
+    *file_conflicts = false;
+    if (o->conflicts) {
+        if (strcmp(o->conflicts, "file") != 0 && strcmp(o->conflicts, "block") != 0) {
+            fprintf(stderr, "bigfilefs: bad conflicts '%s': block or file is needed\n",
+                    o->conflicts);
+            return -EINVAL;
+        }
+        *file_conflicts = strcmp(o->conflicts, "file") == 0;
+    }
+    if (o->log_keep) {
+        if (parse_num_opt("log_keep", o->log_keep, 1, UINT64_MAX, &v) < 0)
+            return -EINVAL;
+        dbo->log_keep = v;
+    }
+    if (o->watch_ms) {
+        if (parse_num_opt("watch_ms", o->watch_ms, 1, 1000, &v) < 0)
+            return -EINVAL;
+        dbo->watch_interval_ms = (unsigned)v;
+    }
+    return 0;
+}
+
 static int parse_size_opt(const char *name, const char *s, uint64_t *out)
 {
     int r = bf_parse_size(s, out);
@@ -160,6 +226,28 @@ static int parse_size_opt(const char *name, const char *s, uint64_t *out)
         fprintf(stderr, "bigfilefs: bad %s '%s': expected a size like 4096, 64K, 2M or 1G\n", name,
                 s);
     return r;
+}
+
+/* The database spec to open: a relative path made absolute. The backend
+ * opens more connections later (the watcher's, the readers'), after
+ * fuse_daemonize has changed the directory to "/". Returns a malloc'ed
+ * string, or NULL (out of memory, or no current directory: said). */
+static char *absolute_database(const char *spec)
+{
+    char *cwd, *abs = NULL;
+
+    if (spec[0] == '/' || strncmp(spec, "mem:", 4) == 0)
+        return strdup(spec);
+    cwd = getcwd(NULL, 0);
+    if (!cwd) {
+        fprintf(stderr, "bigfilefs: %s: cannot find the current directory: %s\n", spec,
+                strerror(errno));
+        return NULL;
+    }
+    if (asprintf(&abs, "%s/%s", cwd, spec) < 0)
+        abs = NULL;
+    free(cwd);
+    return abs;
 }
 
 /* Add "-o fsname=DATABASE,subtype=bigfilefs,default_permissions,max_read=N"
@@ -185,22 +273,31 @@ static int add_fixed_options(struct fuse_args *args, const char *database)
     return r;
 }
 
-/* Step 5: unmount this mount (by its mount id), stop the workers and the
- * notifier, end the connection. After the loop: no request thread runs. */
+/* Step 5: unmount this mount (by its mount id), stop the listener, the
+ * workers and the notifier, end the connection. After the loop: no request
+ * thread runs. */
 static void unmount_and_stop(struct bf_fs *fs, bool mounted)
 {
-    bool by_path = mounted && !fs->kernel;
+    bool by_path = mounted && !fs->kernel, idle = true;
 
     if (fs->kernel && bf_kernel_unmount(fs->kernel) == -EPERM)
         /* Not root: only fusermount3 may unmount, by path; use it only if
          * the path still leads to this mount. */
         by_path = bf_kernel_at_mountpoint(fs->kernel);
+    /* Jobs and a listener still waiting for the kernel (a drain that timed
+     * out, a lazy unmount others still use) must end before the workers
+     * and the watcher are joined: abort the connection. The listener
+     * skips every later commit. */
+    if (fs->listener)
+        idle = bf_listener_quiesce(fs->listener, 1000);
+    if (fs->workq)
+        idle = bf_workq_drain(fs->workq, 1000) && idle;
+    if (!idle && fs->kernel)
+        bf_kernel_abort(fs->kernel);
+    /* Before the handles are closed: the listener uses them. */
+    if (fs->db)
+        bf_db_unwatch(fs->db);
     if (fs->workq) {
-        /* Jobs still waiting for the kernel (a drain that timed out, a
-         * lazy unmount others still use) must end before the workers are
-         * joined: abort the connection. */
-        if (!bf_workq_drain(fs->workq, 1000) && fs->kernel)
-            bf_kernel_abort(fs->kernel);
         bf_workq_stop(fs->workq);
         fs->workq = NULL;
     }
@@ -229,9 +326,10 @@ int main(int argc, char *argv[])
         .max_user_running = BF_QUEUE_USER_RUNNING,
         .thread_start = bf_kernel_thread_may_wait,
     };
-    char errbuf[512] = "";
+    struct bf_db_options dbopts;
+    char errbuf[512] = "", *dbpath = NULL;
     bf_sigwatch *sigwatch = NULL;
-    bool itable_ready = false, mounted = false;
+    bool itable_ready = false, mounted = false, file_conflicts;
     int r, status = 1;
 
     memset(&o, 0, sizeof(o));
@@ -297,6 +395,8 @@ int main(int argc, char *argv[])
                 o.cache, (unsigned long long)(mem >> 20));
         goto out_args;
     }
+    if (parse_db_opts(&o, &dbopts, &file_conflicts) < 0)
+        goto out_args;
     if (o.test_inject && strncmp(o.database, "mem:", 4) != 0) {
         fprintf(stderr, "bigfilefs: -o test_inject needs a mem: database\n");
         goto out_args;
@@ -316,19 +416,25 @@ int main(int argc, char *argv[])
     status = 1;
 
     /* 2. The database, before mounting. */
-    r = bf_db_open(o.database, o.ro ? BF_DB_RDONLY : BF_DB_CREATE, &fs.db, errbuf, sizeof(errbuf));
+    dbpath = absolute_database(o.database);
+    if (!dbpath)
+        goto out_session;
+    r = bf_db_open_ex(dbpath, (o.ro ? BF_DB_RDONLY : BF_DB_CREATE) | (o.shared ? BF_DB_SHARED : 0),
+                      &dbopts, &fs.db, errbuf, sizeof(errbuf));
     if (r < 0) {
         fprintf(stderr, "bigfilefs: %s\n", errbuf[0] ? errbuf : strerror(-r));
         goto out_session;
     }
     r = bf_ram_new((size_t)cache, &fs.ram);
-    if (r < 0 || bf_itable_init(&fs.itable, fs.db, fs.ram) < 0) {
+    if (r < 0 || bf_itable_init(&fs.itable, fs.db, fs.ram) < 0 ||
+        bf_listener_new(&fs, &fs.listener) < 0) {
         fprintf(stderr, "bigfilefs: out of memory\n");
         goto out_session;
     }
     itable_ready = true;
     fs.blksize = (uint32_t)blksize;
     fs.ro = o.ro;
+    fs.file_conflicts = file_conflicts;
     fs.test_inject = o.test_inject;
     clock_gettime(CLOCK_REALTIME, &fs.mount_time);
 
@@ -358,6 +464,12 @@ int main(int argc, char *argv[])
         bf_err("cannot start the worker threads: %s", strerror(-r));
         goto out_session;
     }
+    /* Other mounts' commits, from the serial the database was opened at. */
+    r = bf_listener_start(fs.listener);
+    if (r < 0) {
+        bf_err("cannot start the watcher thread: %s", strerror(-r));
+        goto out_session;
+    }
     r = bf_signals_start(&fs, pthread_self(), &sigwatch);
     if (r < 0) {
         bf_err("cannot start the signal thread: %s", strerror(-r));
@@ -378,8 +490,9 @@ int main(int argc, char *argv[])
                                                     cmd.max_threads > DEFAULT_MAX_THREADS
                                                 ? cmd.max_threads
                                                 : DEFAULT_MAX_THREADS);
-    bf_info("serving %s on %s (blksize %u, cache %llu bytes%s)", o.database, cmd.mountpoint,
-            fs.blksize, (unsigned long long)cache, fs.ro ? ", read-only" : "");
+    bf_info("serving %s on %s (blksize %u, cache %llu bytes%s%s)", o.database, cmd.mountpoint,
+            fs.blksize, (unsigned long long)cache, fs.ro ? ", read-only" : "",
+            o.shared ? ", shared" : "");
 
     r = fuse_session_loop_mt(fs.se, loop_cfg);
     status = r < 0 ? 1 : 0;
@@ -399,11 +512,16 @@ out_session:
     if (fs.ram && bf_ram_free(fs.ram) < 0)
         bf_err("internal error: handles left open at exit");
     bf_db_close(fs.db);
+    bf_listener_free(fs.listener);
 out_args:
     free(cmd.mountpoint);
     free(o.database);
+    free(dbpath);
     free(o.blksize);
     free(o.cache);
+    free(o.conflicts);
+    free(o.log_keep);
+    free(o.watch_ms);
     fuse_opt_free_args(&args);
     return status;
 }

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "fs/workq.h"
+#include "util/util.h"
 #include "util/debug.h"
 
 struct wq_user {
@@ -250,13 +251,7 @@ bool bf_workq_drain(bf_workq *q, unsigned timeout_ms)
     struct timespec deadline;
     bool idle;
 
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    bf_deadline(CLOCK_REALTIME, timeout_ms, &deadline);
     pthread_mutex_lock(&q->lock);
     while ((q->queued || q->running) &&
            pthread_cond_timedwait(&q->idle, &q->lock, &deadline) != ETIMEDOUT)

@@ -80,6 +80,17 @@ int64_t bf_now_ns(void)
     return clock_ns(CLOCK_REALTIME);
 }
 
+void bf_deadline(clockid_t clk, unsigned ms, struct timespec *out)
+{
+    clock_gettime(clk, out);
+    out->tv_sec += ms / 1000;
+    out->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (out->tv_nsec >= 1000000000L) {
+        out->tv_sec++;
+        out->tv_nsec -= 1000000000L;
+    }
+}
+
 int64_t bf_mono_ns(void)
 {
     return clock_ns(CLOCK_MONOTONIC);

@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* Parse a size with an optional K/M/G/T suffix (powers of 1024, with an
  * optional trailing "i"/"iB"/"B") into *out. Digits only before the suffix:
@@ -24,6 +25,10 @@ int64_t bf_now_ns(void);
 
 /* Nanoseconds of CLOCK_MONOTONIC: for intervals and deadlines. */
 int64_t bf_mono_ns(void);
+
+/* The time `ms` milliseconds from now on clock `clk` (CLOCK_REALTIME,
+ * CLOCK_MONOTONIC), for pthread_cond_timedwait: a bounded wait. */
+void bf_deadline(clockid_t clk, unsigned ms, struct timespec *out);
 
 /* Nonzero when the n bytes at p are all zero. */
 int bf_all_zero(const void *p, size_t n);

@@ -682,6 +682,40 @@ SESSIONS(sync_without_a_watcher_gives_the_serial, 20)
     listener_fini(&l);
 }
 
+/* Unwatched (the daemon, before it frees what its listener uses): no
+ * delivery after it returns, a sync says so, the session itself goes on. */
+SESSIONS(unwatch_stops_the_deliveries_and_keeps_the_session, 30)
+{
+    struct listener l;
+    listener_init(&l);
+    watch(db[1], &l);
+    uint64_t s1, got = 0;
+    uint64_t id = mkfile(db[0], &s1);
+    cr_assert_eq(bf_db_sync(db[1], &got), 0);
+    cr_assert_eq(got, s1);
+    bf_db_unwatch(db[1]);
+    pthread_mutex_lock(&l.lock);
+    size_t n = l.n;
+    pthread_mutex_unlock(&l.lock);
+    cr_assert_geq(n, 2, "the commits up to the sync were delivered");
+    struct bf_fileinfo fi;
+    cr_assert_eq(bf_db_create(db[0], "later", BS, 0, 0644, 0, 0, &fi), 0);
+    cr_assert_eq(bf_db_sync(db[1], &got), -ESHUTDOWN, "no watcher to catch up with");
+    cr_assert_eq(bf_db_applied(db[1]), s1, "applied stays where the watcher stopped");
+    cr_assert_eq(bf_db_watch(db[1], listen_fn, &l), -EBUSY, "no second watcher");
+    bf_file *f = open_file(db[1], id);
+    tb_expect(f, 0, 1);
+    bf_db_file_close(db[1], f);
+    cr_assert_eq(bf_db_lookup(db[1], "later", NULL), 0);
+    bf_db_unwatch(db[1]); /* again: nothing */
+    pthread_mutex_lock(&l.lock);
+    cr_assert_eq(l.n, n, "nothing delivered after bf_db_unwatch returned");
+    pthread_mutex_unlock(&l.lock);
+    bf_db_close(db[1]);
+    db[1] = NULL;
+    listener_fini(&l);
+}
+
 /* ---- holds ------------------------------------------------------------------ */
 
 SESSIONS(an_unlinked_file_lives_while_any_session_holds_it, 30)

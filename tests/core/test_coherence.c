@@ -460,6 +460,151 @@ Test(coherence, a_load_older_than_the_store_keeps_falls_back_to_the_current_vers
     two_close(&t);
 }
 
+/* A commit B learns of after it opened (B's view is already past it: the
+ * watcher lags) opens no launder window: a write B makes meanwhile is made
+ * on B's view, never merged onto the content before the commit. */
+Test(coherence, a_late_commit_opens_no_window)
+{
+    struct two t;
+    two_open(&t, 8 * BS, 8);
+    write_block(t.a, 5, 2);
+    struct bf_writeout_result r = wo(t.a, 0, 0);
+    bf_fileh *late;
+    cr_assert_eq(bf_fileh_open(mock_open_file(t.m), t.rb, &late), 0);
+    cr_assert_eq(bf_fileh_view(late), r.serial, "opened after A's commit");
+    struct bf_blkrange rg = { 5, 1 };
+    struct bf_commit c = { .serial = r.serial, .ranges = &rg, .nranges = 1, .trunc = UINT64_MAX };
+    cr_assert_eq(bf_fileh_apply(late, &c), 0);
+    write_part(late, 5 * BS + 512, 1024, 3);
+    cr_assert_eq(bf_fileh_apply(late, &c), 0, "no window was open");
+    bf_fileh_apply_end(late);
+    bf_fileh_apply_end(late);
+    char *got = malloc(BS), *want = pattern(2, 5 * BS, BS), *mine = pattern(3, 5 * BS + 512, 1024);
+    memcpy(want + 512, mine, 1024);
+    cr_assert_eq(bf_fileh_read(late, got, BS, 5 * BS), (ssize_t)BS);
+    cr_assert(memcmp(got, want, BS) == 0, "the write was merged onto the content before A's");
+    cr_assert_eq(fstat_of(late).conflict_blocks, 0);
+    cr_assert_eq(wo(late, 0, 0).serial, 2, "no conflict");
+    free(got);
+    free(want);
+    free(mine);
+    close_checked(late);
+    two_close(&t);
+}
+
+/* A reset (the mount lost track of commits 1..2): B's clean pages older
+ * than it go, whatever blocks the lost commits changed; its change stays,
+ * unmarked, and the store still catches the conflict by its base. */
+Test(coherence, a_reset_drops_clean_pages_and_keeps_changes_unmarked)
+{
+    struct two t;
+    two_open(&t, 8 * BS, 8);
+    expect_block(t.b, 2, 1);
+    expect_block(t.b, 3, 1);
+    write_block(t.b, 5, 3); /* based on serial 0 */
+    write_block(t.b, 6, 3);
+    write_block(t.a, 2, 2);
+    write_block(t.a, 5, 2);
+    cr_assert_eq(wo(t.a, 0, 0).serial, 1);
+    write_block(t.a, 4, 2);
+    cr_assert_eq(wo(t.a, 0, 0).serial, 2);
+    cr_assert_eq(bf_fileh_reset(t.b, 2, 8 * BS), 0);
+    cr_assert_eq(bf_fileh_reset(t.b, 2, 8 * BS), -EBUSY, "two launder windows at once");
+    bf_fileh_apply_end(t.b);
+    cr_assert_eq(bf_fileh_page_state(t.b, 2), BF_PAGE_EMPTY);
+    cr_assert_eq(bf_fileh_page_state(t.b, 3), BF_PAGE_EMPTY, "unchanged, but it cannot know");
+    struct bf_fileh_stats st = fstat_of(t.b);
+    cr_assert_eq(st.view, 2);
+    cr_assert_eq(st.dirty_blocks, 2);
+    cr_assert_eq(st.conflict_blocks, 0, "a reset does not know which changes conflict");
+    expect_block(t.b, 2, 2);
+    expect_block(t.b, 4, 2);
+    expect_block(t.b, 5, 3);
+    struct bf_writeout_result r = wo(t.b, 0, -ESTALE);
+    cr_assert_eq(r.conflicts, 1, "block 5 conflicts, block 6 does not");
+    cr_assert_eq(fstat_of(t.b).conflict_blocks, 1);
+    cr_assert_eq(bf_fileh_reset(t.b, 0, 0), -EINVAL);
+    two_close(&t);
+}
+
+/* A page the kernel launders during a reset merges onto the content of
+ * the old view, and conflicts if the block changed since. */
+Test(coherence, a_laundered_write_during_a_reset_merges_onto_the_old_view)
+{
+    struct two t;
+    two_open(&t, 8 * BS, 8);
+    write_block(t.a, 5, 2);
+    wo(t.a, 0, 0);
+    write_block(t.a, 1, 2);
+    wo(t.a, 0, 0);
+    cr_assert_eq(bf_fileh_reset(t.b, 2, 8 * BS), 0);
+    write_part(t.b, 5 * BS + 512, 1024, 3);
+    bf_fileh_apply_end(t.b);
+    char *got = malloc(BS), *want = pattern(1, 5 * BS, BS), *mine = pattern(3, 5 * BS + 512, 1024);
+    memcpy(want + 512, mine, 1024);
+    cr_assert_eq(bf_fileh_read(t.b, got, BS, 5 * BS), (ssize_t)BS);
+    cr_assert(memcmp(got, want, BS) == 0, "the laundered page was rebased onto A's content");
+    cr_assert_eq(fstat_of(t.b).conflict_blocks, 1);
+    wo(t.b, 0, -ESTALE);
+    expect_block(t.b, 1, 2);
+    free(got);
+    free(want);
+    free(mine);
+    two_close(&t);
+}
+
+Test(coherence, a_reset_makes_the_size_follow)
+{
+    struct two t;
+    two_open(&t, 8 * BS, 8);
+    cr_assert_eq(bf_fileh_truncate(t.a, 3 * BS), 0);
+    wo(t.a, 0, 0);
+    cr_assert_eq(bf_fileh_reset(t.b, 1, 3 * BS), 0);
+    bf_fileh_apply_end(t.b);
+    cr_assert_eq(bf_fileh_size(t.b), 3 * BS);
+    cr_assert_eq(fstat_of(t.b).committed_size, 3 * BS);
+    two_close(&t);
+}
+
+/* The conflicting blocks, as ranges, a bounded number at a time. */
+Test(coherence, conflicts_lists_the_marked_blocks_as_ranges)
+{
+    struct two t;
+    two_open(&t, 16 * BS, 16);
+    static const uint64_t mine[] = { 1, 2, 3, 5, 8, 9, 12 }, theirs[] = { 2, 3, 5, 8, 9, 12 };
+    for (size_t i = 0; i < sizeof(mine) / sizeof(mine[0]); i++)
+        write_block(t.b, mine[i], 3);
+    for (size_t i = 0; i < sizeof(theirs) / sizeof(theirs[0]); i++)
+        write_block(t.a, theirs[i], 2);
+    struct bf_writeout_result r = wo(t.a, 0, 0);
+    struct bf_blkrange rg[2] = { { 2, 4 }, { 8, 5 } }; /* more than B has */
+    struct bf_commit c = { .serial = r.serial, .ranges = rg, .nranges = 2, .trunc = UINT64_MAX };
+    cr_assert_eq(bf_fileh_apply(t.b, &c), 0);
+    bf_fileh_apply_end(t.b);
+    struct bf_blkrange out[4];
+    uint64_t next = 0;
+    cr_assert_eq(bf_fileh_conflicts(t.b, 0, out, 4, &next), 4);
+    cr_assert_eq(next, UINT64_MAX);
+    static const uint64_t want[4][2] = { { 2, 2 }, { 5, 1 }, { 8, 2 }, { 12, 1 } };
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(out[i].start, want[i][0], "range %d starts at %llu", i,
+                     (unsigned long long)out[i].start);
+        cr_assert_eq(out[i].count, want[i][1]);
+    }
+    cr_assert_eq(bf_fileh_conflicts(t.b, 0, out, 2, &next), 2);
+    cr_assert_eq(next, 8, "a full array ends where the next call starts");
+    cr_assert_eq(bf_fileh_conflicts(t.b, next, out, 2, &next), 2);
+    cr_assert_eq(out[0].start, 8);
+    cr_assert_eq(next, UINT64_MAX);
+    cr_assert_eq(bf_fileh_conflicts(t.b, 3, out, 4, NULL), 4, "a block inside a range");
+    cr_assert_eq(out[0].start, 3);
+    cr_assert_eq(out[0].count, 1);
+    cr_assert_eq(bf_fileh_discard(t.b, NULL), 0);
+    cr_assert_eq(bf_fileh_conflicts(t.b, 0, out, 4, &next), 0);
+    cr_assert_eq(next, UINT64_MAX);
+    two_close(&t);
+}
+
 Test(coherence, apply_refuses_bad_commits)
 {
     struct two t;

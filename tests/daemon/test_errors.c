@@ -27,6 +27,8 @@ Test(errors, each_kind_keeps_its_documented_errnos_and_makes_the_rest_eio)
     cr_expect_eq(bf_errno_ioctl(-EFAULT), EFAULT);
     cr_expect_eq(bf_errno_ioctl(-ESHUTDOWN), ESHUTDOWN);
     cr_expect_eq(bf_errno_ioctl(-ENOSPC), ENOSPC, "a writeout on a full disk");
+    cr_expect_eq(bf_errno_ioctl(-ESTALE), ESTALE, "a writeout refused by a conflict");
+    cr_expect_eq(bf_errno_data(-ESTALE), EIO, "a load: the core falls back, never read(2)'s");
     cr_expect_eq(bf_errno_ioctl(-ENOENT), EIO, "not in ioctl_bigfile(2)");
     cr_expect_eq(bf_errno_ioctl(-EPROTO), EIO);
 }

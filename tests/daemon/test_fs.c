@@ -94,7 +94,7 @@ Test(inode, dirty_handle_outlives_release_and_forget)
     struct bf_fileinfo info;
     bf_inode *i = make("a", &info);
     bf_fileh *fh;
-    uint64_t n;
+    struct bf_writeout_result res;
 
     bf_itable_lookup(&t, i, 1);
     bf_itable_open(&t, i);
@@ -108,8 +108,8 @@ Test(inode, dirty_handle_outlives_release_and_forget)
     cr_assert_not_null(i, "a dirty handle must keep its inode");
     cr_assert_eq(bf_inode_fh_get(&t, i, &fh), 0);
     cr_assert_eq(bf_fileh_size(fh), 5001);
-    cr_assert_eq(bf_fileh_writeout(fh, BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED, &n), 0);
-    cr_assert_eq(n, 1);
+    cr_assert_eq(bf_fileh_writeout(fh, BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED, &res), 0);
+    cr_assert_eq(res.blocks, 1);
     bf_inode_fh_put(i);
     bf_itable_put(&t, i);
     cr_assert_null(bf_itable_find(&t, info.id + 1), "clean now: freed");

@@ -32,11 +32,17 @@
  * mount does the same if the test process dies (Criterion's .timeout kills
  * it) while a daemon still runs.
  *
+ * Several daemons on one database (bft_setup_shared2/3, bft_mount_on): each
+ * has a mountpoint, a log and so a page cache of its own, all on DIR/db; a
+ * test drives each from processes of its own, as two machines' programs
+ * would.
+ *
  * End of the test body (bft_finish, see BFT_TEST): unmount, wait for the
- * daemon (bounded; SIGTERM then SIGKILL), then check that it exited with
- * status 0 and that its log holds no sanitizer report — otherwise the test
- * fails. Teardown (.fini, also after a failed assertion): the same cleanup
- * if still needed, and remove the directory.
+ * daemons (bounded; SIGTERM then SIGKILL), then check that each exited
+ * with status 0 and that its log holds no sanitizer report — otherwise the
+ * test fails. Teardown (.fini, also after a failed assertion): the same
+ * cleanup if still needed (a stopped daemon is continued first), and
+ * remove the directory.
  *
  * Global state: the single fixture `bft` below, one per test process
  * (Criterion runs each test in a process of its own). Helpers that need the
@@ -44,7 +50,8 @@
  * assertions: they report through their exit status.
  *
  * Environment: BIGFILEFS, BIGFILECTL (absolute paths of the programs),
- * BF_SRCDIR, PYTHON — set by `make check`.
+ * BF_SRCDIR, PYTHON — set by `make check`; BFT_KEEP=1 keeps each test's
+ * directory (the database, the daemons' logs) for a post-mortem.
  */
 #ifndef BIGFILEFS_TESTS_INTEGRATION_HARNESS_H
 #define BIGFILEFS_TESTS_INTEGRATION_HARNESS_H
@@ -60,18 +67,32 @@
 #define BFT_MB ((uint64_t)1 << 20)
 #define BFT_GB ((uint64_t)1 << 30)
 
+/* The most daemons a test runs at once on its database: the fixture's own
+ * (mount 0) and others (bft_mount_on). */
+#define BFT_MAX_MOUNTS 3
+
+/* Another daemon of the test on bft.db (mounts 1 .. BFT_MAX_MOUNTS-1). */
+struct bft_other {
+    char mnt[256];  /* DIR/mntN */
+    char log[256];  /* DIR/daemonN.log */
+    char opts[512]; /* -o options ("" for none) */
+    pid_t daemon;   /* 0 when not running */
+    unsigned conn;  /* FUSE connection number of the mount (0: none) */
+};
+
 struct bft_fixture {
-    char dir[64];             /* the temp dir */
-    char db[256];             /* database spec: DIR/db or "mem:" */
-    char mnt[256];            /* DIR/mnt */
-    char log[256];            /* DIR/daemon.log: the daemon's stdout+stderr */
-    char opts[512];           /* -o options ("" for none) */
-    pid_t daemon;             /* 0 when not running */
-    int is_mem;               /* database is "mem:" */
-    unsigned conn;            /* FUSE connection number of the mount (0: none) */
-    int watchdog;             /* write end of the watchdog's pipe (-1: none) */
-    char hold_path[PATH_MAX]; /* a file given a hold rule (bft_hold), or "" */
-    pid_t guard;              /* the running guard (bft_guard), or 0 */
+    char dir[64];                               /* the temp dir */
+    char db[256];                               /* database spec: DIR/db or "mem:" */
+    char mnt[256];                              /* DIR/mnt */
+    char log[256];                              /* DIR/daemon.log: the daemon's stdout+stderr */
+    char opts[512];                             /* -o options ("" for none) */
+    pid_t daemon;                               /* 0 when not running */
+    int is_mem;                                 /* database is "mem:" */
+    unsigned conn;                              /* FUSE connection number of the mount (0: none) */
+    int watchdog;                               /* write end of the watchdog's pipe (-1: none) */
+    char hold_path[PATH_MAX];                   /* a file given a hold rule (bft_hold), or "" */
+    pid_t guard;                                /* the running guard (bft_guard), or 0 */
+    struct bft_other other[BFT_MAX_MOUNTS - 1]; /* mounts 1.. */
 };
 
 /* The fixture of this test process. */
@@ -162,11 +183,38 @@ int bft_daemon_run(int timeout_s, const char *const *argv);
 /* Nonzero when path is on a FUSE file system now. */
 int bft_is_fuse(const char *path);
 
-/* Abort the FUSE connection of the running daemon's mount (bft.conn)
- * through /sys/fs/fuse/connections/N/abort: every request waiting on it
- * fails, and a deadlocked daemon can exit. Logs what it did. Returns 0, or
- * -1 if there was nothing to abort or the write failed. */
+/* Abort the FUSE connection of every running daemon's mount (bft.conn,
+ * and the other mounts') through /sys/fs/fuse/connections/N/abort: every
+ * request waiting on them fails, and a deadlocked daemon can exit. Logs
+ * what it did. Returns 0, or -1 if there was nothing to abort or a write
+ * failed. */
 int bft_abort_mount(void);
+
+/* ---- several daemons on one database ------------------------------------------
+ * Mount 0 is the fixture's (bft.mnt, bft.daemon); mounts 1 .. BFT_MAX_MOUNTS-1
+ * run other daemons on bft.db, each on DIR/mntN with its log DIR/daemonN.log.
+ * bft_finish and the teardown unmount them all and check each. */
+
+/* Prepare, then mount an SQLite database with -o shared from 2 / 3 daemons
+ * (mounts 0 and 1 / 0, 1 and 2). */
+void bft_setup_shared2(void);
+void bft_setup_shared3(void);
+/* Start daemon m (>= 1) on bft.db with -o opts (NULL or "": none) and wait
+ * for its mount, as bft_mount. */
+void bft_mount_on(int m, const char *opts);
+/* Unmount mount m and wait for its daemon, as bft_unmount (m 0 is it). */
+int bft_unmount_on(int m);
+/* bft_assert_daemon_clean for daemon m (its own log). */
+void bft_assert_clean_on(int m, int st, const char *what);
+/* Send sig to daemon m and reap it (bounded; SIGTERM then SIGKILL after),
+ * then detach its mount; returns its wait status. For SIGKILL: a dead
+ * daemon. */
+int bft_kill_on(int m, int sig);
+/* The mountpoint and the daemon's pid (0: none) of mount m. */
+const char *bft_mnt_of(int m);
+pid_t bft_daemon_of(int m);
+/* bft_path on mount m. */
+char *bft_path_on(int m, char *buf, const char *name);
 
 /* ---- paths and files ----------------------------------------------------- */
 
@@ -207,8 +255,9 @@ int64_t bft_size(const char *path);
 #define BFT_ZEROS (~0u)
 #define BFT_WO_BOTH (BIGFILE_WRITEOUT_STORE | BIGFILE_WRITEOUT_MARKSTORED)
 
-/* ---- ioctls: each opens path O_RDWR for WRITEOUT, DISCARD, INVALIDATE and
- * SETBLKSIZE (O_RDONLY on a ro mount, where O_RDWR fails), else O_RDONLY --- */
+/* ---- ioctls: each opens path O_RDWR for WRITEOUT, WRITEOUT2, DISCARD,
+ * INVALIDATE and SETBLKSIZE (O_RDONLY on a ro mount, where O_RDWR fails),
+ * else O_RDONLY --- */
 /* All return 0 or -errno. */
 int bft_ioctl(const char *path, unsigned long req, void *arg);
 int bft_writeout(const char *path, uint32_t flags, struct bigfile_writeout *out);
@@ -338,12 +387,18 @@ int bft_peer_stop(struct bft_peer *p);
 /* ---- the database behind the daemon's back (SQLite) ----------------------- */
 
 /* Execute SQL on the SQLite database file `db` (a separate connection;
- * the file is created if missing); 0 or -1 (the message goes to stderr). */
+ * the file is created if missing); 0 or -1 (the message goes to stderr).
+ * On a bigfilefs database (schema 2) each such connection has a TEMP VIEW
+ * `blocks(file, blk, data)`: the current stored blocks that hold data (what
+ * schema 1 kept in a table of that name), for the tests' questions about
+ * what the database holds; it changes nothing in the file. */
 int bft_sql_exec(const char *db, const char *sql);
 /* Run a query returning one integer; store it; 0 or -1. */
 int bft_sql_int(const char *db, const char *sql, int64_t *out);
-/* Replace the stored content of block blk of file `name`: blksize bytes of
- * bft_pattern(seed, blk * blksize). 0 or -1. */
+/* Replace the stored content of block blk of file `name` (its current
+ * version, which must hold data): blksize bytes of bft_pattern(seed, blk *
+ * blksize), behind the daemons' backs — no commit-log row, so no daemon
+ * learns of it (as an INVALIDATE test needs). 0 or -1. */
 int bft_sql_set_block(const char *db, const char *name, uint64_t blk, uint32_t blksize,
                       unsigned seed);
 

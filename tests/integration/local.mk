@@ -10,7 +10,8 @@ BFT_TESTS = \
 	tests/integration/test_errors \
 	tests/integration/test_namespace \
 	tests/integration/test_cli \
-	tests/integration/test_reliability
+	tests/integration/test_reliability \
+	tests/integration/test_shared
 check_PROGRAMS += $(BFT_TESTS)
 TESTS += $(BFT_TESTS)
 
@@ -37,6 +38,10 @@ tests_integration_test_cli_LDADD = $(BFT_LDADD)
 tests_integration_test_reliability_SOURCES = tests/integration/test_reliability.c $(BFT_HARNESS)
 tests_integration_test_reliability_CFLAGS = $(BFT_CFLAGS)
 tests_integration_test_reliability_LDADD = $(BFT_LDADD)
+# Several daemons on one database (-o shared).
+tests_integration_test_shared_SOURCES = tests/integration/test_shared.c $(BFT_HARNESS)
+tests_integration_test_shared_CFLAGS = $(BFT_CFLAGS)
+tests_integration_test_shared_LDADD = $(BFT_LDADD)
 endif
 EXTRA_DIST += tests/integration/numpy_commit.py
 if HAVE_CRITERION

@@ -44,8 +44,11 @@ BFT_TEST_BOTH(ioctl, stat_fields, 60)
     cr_expect_eq(s.committed_size, BFT_MB);
     cr_expect_eq(s.dirty_blocks, 0);
     cr_expect_eq(s.loading_blocks, 0);
-    for (int i = 0; i < 8; i++)
-        cr_expect_eq(s.reserved[i], 0, "reserved[%d] = %llu", i, (unsigned long long)s.reserved[i]);
+    for (size_t i = 0; i < sizeof(s.reserved) / sizeof(s.reserved[0]); i++)
+        cr_expect_eq(s.reserved[i], 0, "reserved[%zu] = %llu", i,
+                     (unsigned long long)s.reserved[i]);
+    cr_expect_gt(s.serial, 0, "the create and the size were commits: the view follows them");
+    cr_expect_eq(s.conflict_blocks, 0);
 
     /* committed content in blocks 0..3, then drop every cache */
     struct bigfile_stat a, b;
@@ -53,6 +56,7 @@ BFT_TEST_BOTH(ioctl, stat_fields, 60)
     bft_put_commit(p, 0, 4 * BS, 1);
     cr_assert_eq(bft_stat(p, &s), 0);
     cr_expect_eq(s.writeouts, a.writeouts + 1);
+    cr_expect_gt(s.serial, a.serial, "a writeout moves the view to its commit");
     cr_expect_geq(s.storeblk_calls, a.storeblk_calls + 4, "storeblk_calls = %llu",
                   (unsigned long long)s.storeblk_calls);
     cr_expect_geq(s.bytes_stored, a.bytes_stored + 4 * BS);
