@@ -12,6 +12,14 @@ bench_bfbench_SOURCES = \
 bench_bfbench_CFLAGS = $(AM_CFLAGS) $(SQLITE3_CFLAGS)
 bench_bfbench_LDADD = $(SQLITE3_LIBS) -lm
 
+## wpath: what a writeout's store costs below the daemon (the store's
+## write path against a plain file and a block-file design, issue 12). Run
+## by hand: bench/wpath MODE DIR NBLOCKS BLKSIZE (bench/wpath.c).
+noinst_PROGRAMS += bench/wpath
+bench_wpath_SOURCES = bench/wpath.c bench/util.h bench/util.c
+bench_wpath_CFLAGS = $(AM_CFLAGS) $(SQLITE3_CFLAGS)
+bench_wpath_LDADD = libbfbackends.a libbfcore.a libbfutil.a $(SQLITE3_LIBS) $(PTHREAD_LIBS) -lm
+
 EXTRA_DIST += bench/README bench/run.sh bench/rawpg.sh
 
 ## BENCH_QUICK=1 for small sizes, BENCH_ONLY="1 3" for some figures only,
