@@ -58,6 +58,8 @@ int main(void)
     OFF(bigfile_stat, errors);
     OFF(bigfile_stat, serial);
     OFF(bigfile_stat, conflict_blocks);
+    OFF(bigfile_stat, spilled_blocks);
+    OFF(bigfile_stat, spills);
     OFF(bigfile_stat, reserved);
     OFF(bigfile_writeout, flags);
     OFF(bigfile_writeout, reserved);

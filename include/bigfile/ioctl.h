@@ -129,9 +129,12 @@ struct bigfile_stat {
     /* version 2: */
     __u64 serial;          /* the serial the handle's content is as of (its view) */
     __u64 conflict_blocks; /* changed blocks another mount's commit conflicts with */
-    __u64 reserved[6];     /* zero */
+    /* version 3: */
+    __u64 spilled_blocks; /* changed blocks staged in the database, not in memory */
+    __u64 spills;         /* blocks spilled past the dirty budget (-o dirty) */
+    __u64 reserved[4];    /* zero */
 };
-#define BIGFILE_STAT_VERSION 2
+#define BIGFILE_STAT_VERSION 3
 
 /* BIGFILE_IOC_SETBLKSIZE argument: the block size of an empty file (size 0
  * committed and uncommitted, no block ever stored). Used by

@@ -89,8 +89,9 @@ STAT_FIELDS = (
     "bytes_stored", "writeouts", "discards", "invalidated_blocks",
     "reclaimed_blocks", "errors",
     "serial", "conflict_blocks",            # version 2
+    "spilled_blocks", "spills",             # version 3
 )
-_STAT = struct.Struct("=II%dQ6Q" % len(STAT_FIELDS))
+_STAT = struct.Struct("=II%dQ4Q" % len(STAT_FIELDS))
 
 BIGFILE_IOC_MAGIC = 0xBF
 BIGFILE_WRITEOUT_STORE = 1 << 0
@@ -98,7 +99,7 @@ BIGFILE_WRITEOUT_MARKSTORED = 1 << 1
 BIGFILE_WRITEOUT_OVERWRITE = 1 << 2
 BIGFILE_CONFLICTS_END = (1 << 64) - 1
 BIGFILE_CONFLICTS_SIZE = 1 << 0
-BIGFILE_STAT_VERSION = 2
+BIGFILE_STAT_VERSION = 3
 
 BIGFILE_IOC_WRITEOUT = _IOC(_IOC_READ | _IOC_WRITE, BIGFILE_IOC_MAGIC, 1, _WRITEOUT.size)
 BIGFILE_IOC_DISCARD = _IOC(_IOC_READ | _IOC_WRITE, BIGFILE_IOC_MAGIC, 2, _COUNT.size)

@@ -417,6 +417,10 @@ static int cmd_stat(int argc, char **argv)
         P(serial);
         P(conflict_blocks);
     }
+    if (s.version >= 3) {
+        P(spilled_blocks);
+        P(spills);
+    }
 #undef P
     return EXIT_OK;
 }

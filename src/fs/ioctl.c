@@ -368,6 +368,8 @@ static int run_stat(struct ioc_call *c)
     s->errors = st.errors;
     s->serial = st.view;
     s->conflict_blocks = st.conflict_blocks;
+    s->spilled_blocks = st.spilled_blocks;
+    s->spills = st.spills;
     return 0;
 }
 
