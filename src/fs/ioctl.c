@@ -415,7 +415,7 @@ static int check_inject(const union ioc_arg *in)
         return -EINVAL;
     switch (t->op) {
     case BIGFILE_TEST_INJECT_ADD:
-        if (t->mem_op < BIGFILE_TEST_INJECT_LOADBLK || t->mem_op > BIGFILE_TEST_INJECT_COMMIT ||
+        if (t->mem_op < BIGFILE_TEST_INJECT_LOADBLK || t->mem_op > BIGFILE_TEST_INJECT_UNSTAGE ||
             t->err < 0 || t->blk_lo > t->blk_hi)
             return -EINVAL;
         return 0;

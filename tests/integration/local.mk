@@ -11,7 +11,8 @@ BFT_TESTS = \
 	tests/integration/test_namespace \
 	tests/integration/test_cli \
 	tests/integration/test_reliability \
-	tests/integration/test_shared
+	tests/integration/test_shared \
+	tests/integration/test_spill
 check_PROGRAMS += $(BFT_TESTS)
 TESTS += $(BFT_TESTS)
 
@@ -35,6 +36,9 @@ tests_integration_test_namespace_LDADD = $(BFT_LDADD)
 tests_integration_test_cli_SOURCES = tests/integration/test_cli.c $(BFT_HARNESS)
 tests_integration_test_cli_CFLAGS = $(BFT_CFLAGS)
 tests_integration_test_cli_LDADD = $(BFT_LDADD)
+tests_integration_test_spill_SOURCES = tests/integration/test_spill.c $(BFT_HARNESS)
+tests_integration_test_spill_CFLAGS = $(BFT_CFLAGS)
+tests_integration_test_spill_LDADD = $(BFT_LDADD)
 tests_integration_test_reliability_SOURCES = tests/integration/test_reliability.c $(BFT_HARNESS)
 tests_integration_test_reliability_CFLAGS = $(BFT_CFLAGS)
 tests_integration_test_reliability_LDADD = $(BFT_LDADD)
