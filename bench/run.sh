@@ -12,7 +12,7 @@
 # Environment:
 #   BIGFILEFS, BIGFILECTL, BFBENCH  the built programs (make bench sets them)
 #   BENCH_QUICK=1   small sizes, for development (the figures are not the issue's)
-#   BENCH_ONLY="1 5"  run only these figures (1..8); default all
+#   BENCH_ONLY="1 5"  run only these figures (1..9); default all
 #   BENCH_RUNS=N    runs per measurement (default 5, quick 3)
 #   BENCH_DIR=DIR   where the databases go (default a new dir in /var/tmp;
 #                   it must be on a disk, not tmpfs, to mean anything)
@@ -34,34 +34,40 @@ fi
 quick=${BENCH_QUICK:-0}
 if [ "$quick" = 1 ]; then
     F1=128M; F3=512M; F4=64M; TOUCH=200; FOLLOW=50; RUNS=${BENCH_RUNS:-3}
+    F9=256M; D9=32M
 else
     F1=1G;   F3=4G;   F4=256M; TOUCH=1000; FOLLOW=200; RUNS=${BENCH_RUNS:-5}
+    F9=2G;   D9=128M
 fi
+CACHE9=64M
 SPARSE=1T
 CACHE5=64M
 SWEEP="2M 64K 256K 8M"
-ONLY=${BENCH_ONLY:-1 2 3 4 5 6 7 8}
+ONLY=${BENCH_ONLY:-1 2 3 4 5 6 7 8 9}
 
 want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
 bytes() { numfmt --from=iec "$1"; }
 
 work=${BENCH_DIR:-}
 if [ -z "$work" ]; then work=$(mktemp -d /var/tmp/bfbench.XXXXXX); fi
-mkdir -p "$work/res" "$work/tmpfs" "$work/sq" "$work/mem" "$work/sha" "$work/shb"
+mkdir -p "$work/res" "$work/tmpfs" "$work/sq" "$work/mem" "$work/sha" "$work/shb" "$work/sp"
 db=$work/bench.db
 sdb=$work/shared.db
-rm -f "$db" "$db-wal" "$db-shm" "$sdb" "$sdb-wal" "$sdb-shm" "$work"/scratch-*.db* "$work"/res/*
+pdb=$work/spill.db
+rm -f "$db" "$db-wal" "$db-shm" "$sdb" "$sdb-wal" "$sdb-shm" "$pdb" "$pdb-wal" "$pdb-shm" \
+    "$work"/scratch-*.db* "$work"/plain9 "$work"/res/*
 
 pids=""
 cleanup() {
     set +e
-    for m in sq mem sha shb; do umount "$work/$m" 2>/dev/null; done
+    for m in sq mem sha shb sp; do umount "$work/$m" 2>/dev/null; done
     umount "$work/tmpfs" 2>/dev/null
     for p in $pids; do wait "$p" 2>/dev/null; done
     if [ "${BENCH_KEEP:-0}" != 1 ]; then
         rm -rf "$work/res" "$db" "$db-wal" "$db-shm" "$sdb" "$sdb-wal" "$sdb-shm" \
-            "$work"/scratch-*.db* "$work"/*.log
-        rmdir "$work/tmpfs" "$work/sq" "$work/mem" "$work/sha" "$work/shb" "$work" 2>/dev/null
+            "$pdb" "$pdb-wal" "$pdb-shm" "$work"/scratch-*.db* "$work"/plain9 "$work"/*.log
+        rmdir "$work/tmpfs" "$work/sq" "$work/mem" "$work/sha" "$work/shb" "$work/sp" "$work" \
+            2>/dev/null
     fi
 }
 trap cleanup EXIT
@@ -187,7 +193,7 @@ echo "bigfilefs benchmarks — $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)," \
      "$(awk '/MemTotal/ { printf "%.1f GiB RAM", $2 / 1048576 }' /proc/meminfo); kernel $(uname -r)"
 echo "database: $db ($(df -P "$work" | awk 'NR == 2 { print $1 }')), SQLite sync ${BF_SQLITE_SYNC:-full};" \
-     "sizes: fig1 $F1, fig3/5 $F3, fig4 $F4; $RUNS runs each, median [min..max]$( [ "$quick" = 1 ] && echo '; QUICK sizes')"
+     "sizes: fig1 $F1, fig3/5 $F3, fig4 $F4, fig9 $F9 (dirty=$D9); $RUNS runs each, median [min..max]$( [ "$quick" = 1 ] && echo '; QUICK sizes')"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "GB/s = 10^9 bytes/s. cold = RECLAIM (the file's pages dropped from the daemon and the page cache; database file in the OS cache)"
 
@@ -353,6 +359,28 @@ if want 8; then
     line 8e "writeout of $F4 via mmap, shared (B watching)" GB/s r8w_sh "the same, exclusive mount" r8w_ex "target >= 0.95" 'r >= 0.95'
     umount_bf shb
     umount_bf sha
+fi
+
+# --- figure 9: uncommitted changes far bigger than the dirty budget ----------
+if want 9; then
+    mount_bf sp "$pdb" "cache=$CACHE9,dirty=$D9"
+    ctl create --blksize=2M --size="$F9" "$work/sp/big"
+    ctl create --blksize=2M --size="$F9" "$work/sq/big9"
+    for r in $(seq "$RUNS"); do
+        run r9_sp "$BFBENCH" dirty "$work/sp/big" --length "$F9" --seed $((300 + r))
+        run r9_sq "$BFBENCH" dirty "$work/sq/big9" --length "$F9" --seed $((300 + r))
+        rm -f "$work/plain9"
+        : >"$work/plain9"
+        run r9_plain "$BFBENCH" dirty "$work/plain9" --length "$F9" --seed $((300 + r))
+    done
+    awk '/^VmHWM/ { printf "%.1f\n", $2 / 1024 }' "/proc/$pid_sp/status" >"$work/res/r9_hwm"
+    echo $(( $(bytes $CACHE9) / 1048576 + $(bytes $D9) / 1048576 + 128 )) >"$work/res/budget9"
+    rm -f "$work/plain9" "$work/sq/big9"
+    line 9a "dirty $F9 via mmap + writeout, dirty=$D9" GB/s r9_sp.4 "the same, default dirty budget" r9_sq.4 ""
+    line 9b "  same" GB/s r9_sp.4 "plain file, same disk, + fsync" r9_plain.4 "target >= 0.5" 'r >= 0.5'
+    line 9c "  its writeout alone" GB/s r9_sp "default dirty budget" r9_sq ""
+    line 9d "  daemon peak RSS, cache=$CACHE9" MiB r9_hwm "cache + dirty + 128 MiB" budget9 "target <= 1" 'r <= 1'
+    umount_bf sp
 fi
 
 echo
