@@ -639,11 +639,14 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         return;
     }
     /* Sequential reads: the blocks after this one load meanwhile, in
-     * parallel (prefetch.h). */
+     * parallel (prefetch.h). Offered once fh_lock is released: the offer
+     * takes the table mutex (inode.h: table mutex -> fh_lock); the open
+     * file keeps the inode. */
     uint64_t ra_blk, ra_n;
-    if (bf_fileh_readahead(fh, &ra_blk, &ra_n))
-        bf_prefetch_offer(fs->prefetch, inode, ra_blk, ra_n);
+    bool ahead = bf_fileh_readahead(fh, &ra_blk, &ra_n);
     bf_inode_fh_put(inode);
+    if (ahead)
+        bf_prefetch_offer(fs->prefetch, inode, ra_blk, ra_n);
     fuse_reply_buf(req, buf, (size_t)n);
 }
 

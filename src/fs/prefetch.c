@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <unistd.h>
 #include <stdbool.h>
 #include <stdlib.h>
 
@@ -26,13 +27,33 @@ struct bf_prefetch {
     pthread_t threads[BF_PREFETCH_THREADS];
 };
 
+/* Prefetch the blocks of [blk, end) that hold data, one at a time: a hole
+ * needs no load, and a sparse reader (cp --sparse, SEEK_DATA) skips it.
+ * Errors end the job: a hint, the READ that needs a block reports its own. */
+static void prefetch_data(bf_fileh *fh, uint64_t blk, uint64_t end)
+{
+    uint64_t bs = bf_fileh_blksize(fh), data;
+
+    while (blk < end) {
+        if (bf_fileh_seek_data(fh, blk * bs, SEEK_DATA, &data) < 0)
+            return; /* -ENXIO: no data from here on */
+        if (data / bs != blk) {
+            blk = data / bs; /* the next data block */
+            continue;
+        }
+        if (bf_fileh_prefetch(fh, blk, 1, NULL) < 0)
+            return;
+        blk++;
+    }
+}
+
 static void run_job(bf_prefetch *pf, struct pf_job *j)
 {
     bf_fileh *fh;
 
     bf_inode_fh_peek(j->inode, &fh);
     if (fh)
-        (void)bf_fileh_prefetch(fh, j->blk, j->n, NULL); /* a hint: errors are the READ's */
+        prefetch_data(fh, j->blk, j->blk + j->n);
     bf_inode_fh_put(j->inode);
     bf_itable_put(pf->t, j->inode);
 }

@@ -11,6 +11,9 @@
  * of the cache budget, never stale — the core drops a load that an
  * invalidation, a truncate or another mount's commit overtook).
  *
+ * Only blocks that hold data are prefetched (bf_fileh_seek_data): a hole
+ * needs no load, and a sparse reader (cp --sparse) skips the holes.
+ *
  * A job holds a reference on its inode (bf_itable_find .. bf_itable_put)
  * and uses the handle only if it is still open (bf_inode_fh_peek: a
  * prefetch never opens one). The queue is bounded (BF_PREFETCH_QUEUE):
