@@ -49,7 +49,7 @@ static int64_t proc_status_kb(pid_t pid, const char *field)
     return v;
 }
 
-/* Mount bft.db (SQLite) with -o opts. */
+/* Mount bft.db (SQLite unless the test chose mem:) with -o opts. */
 static void mount_with(const char *opts)
 {
     snprintf(bft.opts, sizeof(bft.opts), "%s", opts);
@@ -72,6 +72,17 @@ static void drop_kernel_cache(const char *path)
     cr_assert_geq(fd, 0, "open %s: %s", path, strerror(errno));
     cr_assert_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
     close(fd);
+}
+
+/* Mount a memory database with -o test_inject,dirty=4M and create file
+ * "f" of 1 MiB blocks; its path goes to p. */
+static void mount_inject_file(char *p)
+{
+    snprintf(bft.db, sizeof(bft.db), "mem:");
+    bft.is_mem = 1;
+    mount_with("test_inject,dirty=4M");
+    bft_create("f", "1M", NULL);
+    bft_path(p, "f");
 }
 
 struct map_job {
@@ -194,12 +205,7 @@ BFT_TEST(spill, spilled_blocks_read_back_change_again_and_discard, bft_setup_nom
 BFT_TEST(spill, a_failing_staging_area_fails_the_write_and_loses_nothing, bft_setup_nomount, 120)
 {
     char p[PATH_MAX];
-    snprintf(bft.db, sizeof(bft.db), "mem:");
-    bft.is_mem = 1;
-    snprintf(bft.opts, sizeof(bft.opts), "test_inject,dirty=4M");
-    bft_mount();
-    bft_create("f", "1M", NULL);
-    bft_path(p, "f");
+    mount_inject_file(p);
     cr_assert_eq(bft_inject(p, BIGFILE_TEST_INJECT_STAGE, 0, UINT64_MAX, ENOSPC, 0, 0, 0), 0);
     bft_put(p, 0, 4 * BFT_MB, 1); /* the budget: four blocks */
 
@@ -229,12 +235,7 @@ BFT_TEST(spill, a_writeout_failing_half_way_with_spilled_blocks_keeps_everything
          120)
 {
     char p[PATH_MAX];
-    snprintf(bft.db, sizeof(bft.db), "mem:");
-    bft.is_mem = 1;
-    snprintf(bft.opts, sizeof(bft.opts), "test_inject,dirty=4M");
-    bft_mount();
-    bft_create("f", "1M", NULL);
-    bft_path(p, "f");
+    mount_inject_file(p);
     bft_put_commit(p, 0, 16 * BFT_MB, 1);
     bft_put(p, 0, 16 * BFT_MB, 2);
     cr_assert_eq(bft_inject(p, BIGFILE_TEST_INJECT_STOREBLK, 0, UINT64_MAX, EIO, 0, 8, 1), 0);
