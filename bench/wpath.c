@@ -54,7 +54,7 @@ static void die(const char *what, int e)
 
 static void report(const char *mode, uint64_t bytes, double secs)
 {
-    printf("%-10s %8.0f MiB %7.2f s %6.3f GB/s\n", mode, bytes / 1048576.0, secs,
+    printf("%-12s %8.0f MiB %7.2f s %6.3f GB/s\n", mode, bytes / 1048576.0, secs,
            bytes / secs / 1e9);
     fflush(stdout);
 }
