@@ -13,11 +13,19 @@ bench_bfbench_CFLAGS = $(AM_CFLAGS) $(SQLITE3_CFLAGS)
 bench_bfbench_LDADD = $(SQLITE3_LIBS) -lm
 
 ## enginebench: cold loads through a backend engine without the daemon (the
-## block server engine against the memory one: bench/run.sh figure 9).
+## block server engine against the memory one: bench/run.sh figure 10).
 noinst_PROGRAMS += bench/enginebench
 bench_enginebench_SOURCES = bench/enginebench.c bench/pattern.h bench/util.h bench/util.c
 bench_enginebench_CFLAGS = $(AM_CFLAGS) $(SQLITE3_CFLAGS)
-bench_enginebench_LDADD = libbfbackends.a libbfcore.a libbfutil.a $(SQLITE3_LIBS) $(PTHREAD_LIBS) -lm
+bench_enginebench_LDADD = libbfbackends.a libbfcore.a libbfutil.a $(SQLITE3_LIBS) $(LIBPQ_LIBS) $(PTHREAD_LIBS) -lm
+
+## wpath: what a writeout's store costs below the daemon (the store's
+## write path against a plain file and a block-file design, issue 12). Run
+## by hand: bench/wpath MODE DIR NBLOCKS BLKSIZE (bench/wpath.c).
+noinst_PROGRAMS += bench/wpath
+bench_wpath_SOURCES = bench/wpath.c bench/util.h bench/util.c
+bench_wpath_CFLAGS = $(AM_CFLAGS) $(SQLITE3_CFLAGS)
+bench_wpath_LDADD = libbfbackends.a libbfcore.a libbfutil.a $(SQLITE3_LIBS) $(LIBPQ_LIBS) $(PTHREAD_LIBS) -lm
 
 EXTRA_DIST += bench/README bench/run.sh bench/rawpg.sh
 

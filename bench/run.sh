@@ -11,10 +11,10 @@
 #
 # Environment:
 #   BIGFILEFS, BIGFILECTL, BFBENCH  the built programs (make bench sets them)
-#   ENGINEBENCH, BLOCKD, BF_SRCDIR  figure 9: bench/enginebench, the block server
+#   ENGINEBENCH, BLOCKD, BF_SRCDIR  figure 10: bench/enginebench, the block server
 #                   tests/proto/blockd, the source tree (examples/, python/)
 #   BENCH_QUICK=1   small sizes, for development (the figures are not the issue's)
-#   BENCH_ONLY="1 5"  run only these figures (1..10); default all
+#   BENCH_ONLY="1 5"  run only these figures (1..11); default all
 #   BENCH_RUNS=N    runs per measurement (default 5, quick 3)
 #   BENCH_DIR=DIR   where the databases go (default a new dir in /var/tmp;
 #                   it must be on a disk, not tmpfs, to mean anything)
@@ -36,13 +36,16 @@ fi
 quick=${BENCH_QUICK:-0}
 if [ "$quick" = 1 ]; then
     F1=128M; F3=512M; F4=64M; TOUCH=200; FOLLOW=50; RUNS=${BENCH_RUNS:-3}
+    F11=256M; D11=32M
 else
     F1=1G;   F3=4G;   F4=256M; TOUCH=1000; FOLLOW=200; RUNS=${BENCH_RUNS:-5}
+    F11=2G;   D11=128M
 fi
+CACHE11=64M
 SPARSE=1T
 CACHE5=64M
 SWEEP="2M 64K 256K 8M"
-ONLY=${BENCH_ONLY:-1 2 3 4 5 6 7 8 9 10}
+ONLY=${BENCH_ONLY:-1 2 3 4 5 6 7 8 9 10 11}
 
 want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
 bytes() { numfmt --from=iec "$1"; }
@@ -50,26 +53,28 @@ bytes() { numfmt --from=iec "$1"; }
 work=${BENCH_DIR:-}
 if [ -z "$work" ]; then work=$(mktemp -d /var/tmp/bfbench.XXXXXX); fi
 mkdir -p "$work/res" "$work/tmpfs" "$work/sq" "$work/mem" "$work/sha" "$work/shb" "$work/pg" \
-    "$work/pc" "$work/py"
+    "$work/pc" "$work/py" "$work/sp"
 # figure 9's private PostgreSQL server, as the tests start theirs
 pgserver=$(cd "$(dirname "$0")/.." && pwd)/tests/pg/pgserver.sh
 pgdir=$(mktemp -d /tmp/bfbench-pg.XXXXXX) # traversable by the user postgres
 db=$work/bench.db
 sdb=$work/shared.db
-rm -f "$db" "$db-wal" "$db-shm" "$sdb" "$sdb-wal" "$sdb-shm" "$work"/scratch-*.db* "$work"/res/*
+pdb=$work/spill.db
+rm -f "$db" "$db-wal" "$db-shm" "$sdb" "$sdb-wal" "$sdb-shm" "$pdb" "$pdb-wal" "$pdb-shm" \
+    "$work"/scratch-*.db* "$work"/plain11 "$work"/res/*
 
 pids=""
 cleanup() {
     set +e
-    for m in sq mem sha shb pg pc py; do umount "$work/$m" 2>/dev/null; done
+    for m in sq mem sha shb pg pc py sp; do umount "$work/$m" 2>/dev/null; done
     umount "$work/tmpfs" 2>/dev/null
     for p in $pids; do wait "$p" 2>/dev/null; done
     sh "$pgserver" stop "$pgdir" 2>/dev/null
     if [ "${BENCH_KEEP:-0}" != 1 ]; then
         rm -rf "$work/res" "$db" "$db-wal" "$db-shm" "$sdb" "$sdb-wal" "$sdb-shm" \
-            "$work"/scratch-*.db* "$work"/*.log
+            "$pdb" "$pdb-wal" "$pdb-shm" "$work"/scratch-*.db* "$work"/plain11 "$work"/*.log
         rmdir "$work/tmpfs" "$work/sq" "$work/mem" "$work/sha" "$work/shb" "$work/pg" \
-            "$work/pc" "$work/py" "$work" 2>/dev/null
+            "$work/pc" "$work/py" "$work/sp" "$work" 2>/dev/null
     fi
 }
 trap cleanup EXIT
@@ -195,7 +200,7 @@ echo "bigfilefs benchmarks — $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)," \
      "$(awk '/MemTotal/ { printf "%.1f GiB RAM", $2 / 1048576 }' /proc/meminfo); kernel $(uname -r)"
 echo "database: $db ($(df -P "$work" | awk 'NR == 2 { print $1 }')), SQLite sync ${BF_SQLITE_SYNC:-full};" \
-     "sizes: fig1 $F1, fig3/5 $F3, fig4 $F4; $RUNS runs each, median [min..max]$( [ "$quick" = 1 ] && echo '; QUICK sizes')"
+     "sizes: fig1 $F1, fig3/5 $F3, fig4 $F4, fig11 $F11 (dirty=$D11); $RUNS runs each, median [min..max]$( [ "$quick" = 1 ] && echo '; QUICK sizes')"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "GB/s = 10^9 bytes/s. cold = RECLAIM (the file's pages dropped from the daemon and the page cache; database file in the OS cache)"
 
@@ -435,6 +440,28 @@ if want 10; then
     rm -f "$work/mem/seq10"
     umount_bf pc
     [ -z "$pyserver" ] || umount_bf py
+fi
+
+# --- figure 11: uncommitted changes far bigger than the dirty budget ----------
+if want 11; then
+    mount_bf sp "$pdb" "cache=$CACHE11,dirty=$D11"
+    ctl create --blksize=2M --size="$F11" "$work/sp/big"
+    ctl create --blksize=2M --size="$F11" "$work/sq/big11"
+    for r in $(seq "$RUNS"); do
+        run r11_sp "$BFBENCH" dirty "$work/sp/big" --length "$F11" --seed $((300 + r))
+        run r11_sq "$BFBENCH" dirty "$work/sq/big11" --length "$F11" --seed $((300 + r))
+        rm -f "$work/plain11"
+        : >"$work/plain11"
+        run r11_plain "$BFBENCH" dirty "$work/plain11" --length "$F11" --seed $((300 + r))
+    done
+    awk '/^VmHWM/ { printf "%.1f\n", $2 / 1024 }' "/proc/$pid_sp/status" >"$work/res/r11_hwm"
+    echo $(( $(bytes $CACHE11) / 1048576 + $(bytes $D11) / 1048576 + 128 )) >"$work/res/budget11"
+    rm -f "$work/plain11" "$work/sq/big11"
+    line 11a "dirty $F11 via mmap + writeout, dirty=$D11" GB/s r11_sp.4 "the same, default dirty budget" r11_sq.4 ""
+    line 11b "  same" GB/s r11_sp.4 "plain file, same disk, + fsync" r11_plain.4 "target >= 0.5" 'r >= 0.5'
+    line 11c "  its writeout alone" GB/s r11_sp "default dirty budget" r11_sq ""
+    line 11d "  daemon peak RSS, cache=$CACHE11" MiB r11_hwm "cache + dirty + 128 MiB" budget11 "target <= 1" 'r <= 1'
+    umount_bf sp
 fi
 
 echo

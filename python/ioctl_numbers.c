@@ -65,9 +65,9 @@ int main(void)
     OFF(bigfile_stat, serial);
     OFF(bigfile_stat, conflict_blocks);
     OFF(bigfile_stat, writeout_blocks);
-    OFF(bigfile_stat, writeout_bytes);
     OFF(bigfile_stat, writeout_total_blocks);
-    OFF(bigfile_stat, writeout_total_bytes);
+    OFF(bigfile_stat, spilled_blocks);
+    OFF(bigfile_stat, spills);
     OFF(bigfile_stat, reserved);
     OFF(bigfile_writeout, flags);
     OFF(bigfile_writeout, reserved);

@@ -129,15 +129,17 @@ struct bigfile_stat {
     /* version 2: */
     __u64 serial;          /* the serial the handle's content is as of (its view) */
     __u64 conflict_blocks; /* changed blocks another mount's commit conflicts with */
-    /* version 3: the writeout running now (all zero when none is storing
-     * blocks), for a progress display: stored so far, and in all */
+    /* version 3: the writeout running now (both zero when none is storing
+     * blocks), for a progress display: blocks stored so far, and in all
+     * (bytes: times blksize) */
     __u64 writeout_blocks;
-    __u64 writeout_bytes;
     __u64 writeout_total_blocks;
-    __u64 writeout_total_bytes;
-    __u64 reserved[2]; /* zero */
+    /* version 4: */
+    __u64 spilled_blocks; /* changed blocks staged in the database, not in memory */
+    __u64 spills;         /* blocks spilled past the dirty budget (-o dirty) */
+    __u64 reserved[2];    /* zero */
 };
-#define BIGFILE_STAT_VERSION 3
+#define BIGFILE_STAT_VERSION 4
 
 /* BIGFILE_IOC_STATUS argument — a request on the mount's root directory
  * (an fd of it opened O_RDONLY | O_DIRECTORY), not on a file: the files of

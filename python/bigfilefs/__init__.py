@@ -106,8 +106,8 @@ STAT_FIELDS = (
     "bytes_stored", "writeouts", "discards", "invalidated_blocks",
     "reclaimed_blocks", "errors",
     "serial", "conflict_blocks",            # version 2
-    "writeout_blocks", "writeout_bytes",    # version 3: the running writeout
-    "writeout_total_blocks", "writeout_total_bytes",
+    "writeout_blocks", "writeout_total_blocks",  # version 3: the running writeout
+    "spilled_blocks", "spills",             # version 4
 )
 _STAT = struct.Struct("=II%dQ2Q" % len(STAT_FIELDS))
 
@@ -119,7 +119,7 @@ BIGFILE_CONFLICTS_END = (1 << 64) - 1
 BIGFILE_CONFLICTS_SIZE = 1 << 0
 BIGFILE_STATUS_END = (1 << 64) - 1
 BIGFILE_STATUS_SIZE_CONFLICT = 1 << 0
-BIGFILE_STAT_VERSION = 3
+BIGFILE_STAT_VERSION = 4
 
 BIGFILE_IOC_WRITEOUT = _IOC(_IOC_READ | _IOC_WRITE, BIGFILE_IOC_MAGIC, 1, _WRITEOUT.size)
 BIGFILE_IOC_DISCARD = _IOC(_IOC_READ | _IOC_WRITE, BIGFILE_IOC_MAGIC, 2, _COUNT.size)
@@ -351,9 +351,10 @@ def stat(path_or_fd):
     invalidated_blocks, reclaimed_blocks, errors, (version 2) serial —
     the commit the file's content is as of on this mount — and
     conflict_blocks, and (version 3) the progress of a writeout running
-    now: writeout_blocks and writeout_bytes stored so far of
-    writeout_total_blocks and writeout_total_bytes (all 0 when none
-    runs). Any open file will do; a path is opened read-only."""
+    now: writeout_blocks stored so far of writeout_total_blocks (both 0
+    when none runs; bytes are blocks times blksize), and (version 4)
+    spilled_blocks — changed blocks staged in the database past the
+    dirty budget — and spills. Any open file will do; a path is opened read-only."""
     out = _ioctl(path_or_fd, BIGFILE_IOC_STAT, bytes(_STAT.size), _READ)
     values = _STAT.unpack(out)
     result = {"version": values[0], "blksize": values[1]}

@@ -295,6 +295,8 @@ static int fh_truncate(bf_file *f, uint64_t nblocks)
     return fh->db->ops->truncate(fh, nblocks);
 }
 
+static void tx_used(struct bf_fh *fh, bool committed);
+
 static void fh_abort(bf_file *f)
 {
     struct bf_fh *fh = FH(f);
@@ -303,6 +305,87 @@ static void fh_abort(bf_file *f)
         return;
     fh->db->ops->abort(fh);
     tx_end(fh);
+    tx_used(fh, false);
+}
+
+/* ---- staging: the engine's, or the layer's spill file ------------------ */
+
+static int fh_loadblk_range(bf_file *f, uint64_t blk, uint64_t at, uint32_t off, uint32_t len,
+                            void *buf, uint64_t *serial)
+{
+    struct bf_fh *fh = FH(f);
+    uint64_t ignored;
+    return fh->db->ops->loadblk_range(fh, blk, at, off, len, buf, serial ? serial : &ignored);
+}
+
+static int fh_stage(bf_file *f, uint64_t blk, const void *buf, uint64_t *token)
+{
+    struct bf_fh *fh = FH(f);
+    if (!BF_CHECK(fh->tx == BF_TX_IDLE, "file %llu: stage in a transaction",
+                  (unsigned long long)fh->id))
+        return -EINVAL;
+    if (fh->db->spill)
+        return bf_spillfile_put(fh->db->spill, buf, f->blksize, token);
+    return fh->db->ops->stage(fh, blk, buf, token);
+}
+
+static int fh_unstage(bf_file *f, uint64_t token, void *buf)
+{
+    struct bf_fh *fh = FH(f);
+    if (fh->db->spill)
+        return bf_spillfile_get(fh->db->spill, token, buf, f->blksize);
+    return fh->db->ops->unstage(fh, token, buf);
+}
+
+static void fh_stage_drop(bf_file *f, uint64_t token)
+{
+    struct bf_fh *fh = FH(f);
+    if (fh->db->spill)
+        bf_spillfile_drop(fh->db->spill, token, f->blksize);
+    else
+        fh->db->ops->stage_drop(fh, token);
+}
+
+/* With the spill file: the staged content read back and stored as any
+ * block, its slot freed only when the transaction commits (a failed one
+ * leaves it staged, bigfile.h). */
+static int fh_storeblk_staged(bf_file *f, uint64_t blk, uint64_t token, uint64_t base)
+{
+    struct bf_fh *fh = FH(f);
+    if (!BF_CHECK(fh->tx == BF_TX_OPEN, "file %llu: storeblk_staged outside a transaction",
+                  (unsigned long long)fh->id))
+        return -EINVAL;
+    if (!fh->db->spill)
+        return fh->db->ops->storeblk_staged(fh, blk, token, base);
+    if (fh->nused == fh->capused) {
+        size_t cap = fh->capused ? 2 * fh->capused : 64;
+        uint64_t *v = realloc(fh->used, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        fh->used = v;
+        fh->capused = cap;
+    }
+    void *buf = malloc(f->blksize);
+    if (!buf)
+        return -ENOMEM;
+    int r = bf_spillfile_get(fh->db->spill, token, buf, f->blksize);
+    if (r == 0)
+        r = fh->db->ops->storeblk(fh, blk, buf, base);
+    free(buf);
+    if (r == 0)
+        fh->used[fh->nused++] = token;
+    return r;
+}
+
+/* The transaction is over: with `committed`, the staged contents it used
+ * are freed (the commit used them up); else they stay staged. */
+static void tx_used(struct bf_fh *fh, bool committed)
+{
+    for (size_t i = 0; committed && i < fh->nused; i++)
+        bf_spillfile_drop(fh->db->spill, fh->used[i], fh->file.blksize);
+    free(fh->used);
+    fh->used = NULL;
+    fh->nused = fh->capused = 0;
 }
 
 static int fh_commit(bf_file *f, const struct bf_commit_req *req, uint64_t *serial)
@@ -319,6 +402,7 @@ static int fh_commit(bf_file *f, const struct bf_commit_req *req, uint64_t *seri
     }
     int r = fh->db->ops->commit(fh, req, &s);
     tx_end(fh);
+    tx_used(fh, r == 0);
     if (r == 0 && req->size_set)
         f->size = req->size;
     if (r == 0 && serial)
@@ -359,8 +443,25 @@ int bf_db_init(bf_db *db, const struct bf_engine_ops *ops, unsigned flags,
         .abort = fh_abort,
         .next_stored = ops->next_stored ? fh_next_stored : NULL,
         .stored_blocks = ops->stored_blocks ? fh_stored_blocks : NULL,
+        .loadblk_range = ops->loadblk_range ? fh_loadblk_range : NULL,
+        /* Every engine stages: its own way, or into the spill file. */
+        .stage = fh_stage,
+        .unstage = fh_unstage,
+        .stage_drop = fh_stage_drop,
+        .storeblk_staged = fh_storeblk_staged,
     };
+    BF_ASSERT(!!ops->stage == !!ops->unstage && !!ops->stage == !!ops->stage_drop &&
+              !!ops->stage == !!ops->storeblk_staged); /* all four or none */
+    db->spill = NULL;
+    if ((!ops->stage || db->opt.spill_file) &&
+        bf_spillfile_new(db->opt.spill_dir, &db->spill) < 0) {
+        pthread_cond_destroy(&db->cond);
+        pthread_mutex_destroy(&db->lock);
+        return -ENOMEM;
+    }
+    db->opt.spill_dir = NULL; /* the caller's string: the spill file has a copy */
     if (bf_watch_init(db) < 0) {
+        bf_spillfile_free(db->spill);
         pthread_cond_destroy(&db->cond);
         pthread_mutex_destroy(&db->lock);
         return -ENOMEM;
@@ -371,6 +472,8 @@ int bf_db_init(bf_db *db, const struct bf_engine_ops *ops, unsigned flags,
 void bf_db_fini(bf_db *db)
 {
     bf_watch_fini(db);
+    bf_spillfile_free(db->spill);
+    db->spill = NULL;
     pthread_cond_destroy(&db->cond);
     pthread_mutex_destroy(&db->lock);
     free(db->label);
@@ -469,6 +572,11 @@ uint64_t bf_db_session(bf_db *db)
     return db->session;
 }
 
+uint64_t bf_db_spillfile_used(bf_db *db)
+{
+    return db->spill ? bf_spillfile_used(db->spill) : 0;
+}
+
 int bf_db_file_open(bf_db *db, uint64_t id, bf_file **out)
 {
     struct bf_open *o;
@@ -492,6 +600,8 @@ int bf_db_file_open(bf_db *db, uint64_t id, bf_file **out)
     fh->id = id;
     fh->open = o;
     fh->tx = BF_TX_IDLE;
+    fh->used = NULL;
+    fh->nused = fh->capused = 0;
     *out = &fh->file;
     return 0;
 }

@@ -107,6 +107,17 @@ struct bf_db_options {
      * -EIO, an exec: server is killed and started again); 0: the default,
      * BF_PROTO_TIMEOUT_MS. Other engines ignore it. */
     unsigned timeout_ms;
+    /* Staging (core/bigfile.h, stage: the uncommitted blocks the core
+     * spills past its dirty budget): an engine that can stage keeps them
+     * itself (SQLite: as uploads in the database, linked by the commit
+     * without a copy; memory: aside in memory); for an engine that cannot,
+     * the layer keeps them in a spill file of its own: an unnamed
+     * temporary file (O_TMPFILE: it goes with the process, whatever
+     * happens) in spill_dir (NULL: $TMPDIR, else /var/tmp — a disk, not
+     * /tmp, which may be memory). spill_file: use that file even when the
+     * engine can stage (for tests). */
+    const char *spill_dir;
+    bool spill_file;
 };
 
 #define BF_PROTO_TIMEOUT_MS 30000
@@ -314,6 +325,10 @@ int bf_db_trim(bf_db *db);
  * delivered through fn (the serial the session started at before its
  * watcher delivered anything; it moves only through the watcher). */
 uint64_t bf_db_applied(bf_db *db);
+
+/* Staged contents in the layer's spill file now (bf_db_options,
+ * spill_file), for tests; 0 when the engine stages itself. */
+uint64_t bf_db_spillfile_used(bf_db *db);
 
 /* This session's id in its database (>= 1; 0 for a read-only session,
  * which is not registered); a bf_commit_rec's `session` names it. */

@@ -181,6 +181,22 @@ struct bf_engine_ops {
     int (*commit)(struct bf_fh *fh, const struct bf_commit_req *req, uint64_t *serial);
     void (*abort)(struct bf_fh *fh);
 
+    /* Optional (NULL: the core loads whole blocks): loadblk_range of
+     * bigfile.h. */
+    int (*loadblk_range)(struct bf_fh *fh, uint64_t blk, uint64_t at, uint32_t off, uint32_t len,
+                         void *buf, uint64_t *serial);
+
+    /* Optional, all four or none (none: the layer stages into its spill
+     * file, spillfile.c, and stores a staged content with storeblk): the
+     * staging operations of bigfile.h. The layer calls storeblk_staged
+     * only in a transaction, and the others never while the handle is in
+     * one. A staged content is the session's: a session that ends (or
+     * dies) leaves it to the housekeeping, as an upload. */
+    int (*stage)(struct bf_fh *fh, uint64_t blk, const void *buf, uint64_t *token);
+    int (*unstage)(struct bf_fh *fh, uint64_t token, void *buf);
+    void (*stage_drop)(struct bf_fh *fh, uint64_t token);
+    int (*storeblk_staged)(struct bf_fh *fh, uint64_t blk, uint64_t token, uint64_t base);
+
     /* The watcher's (watch.c). changed, log_read and trim are called from
      * the watcher thread only, one at a time; serial_now from any thread. */
 
@@ -254,6 +270,10 @@ struct bf_db {
     struct bf_open *opens;
 
     struct bf_watch *watch; /* watch.c */
+
+    /* The layer's staging area (spillfile.c), when the engine has none or
+     * opt.spill_file; NULL otherwise. */
+    struct bf_spillfile *spill;
 };
 
 /* A handle's transaction state (see "Store transactions" above). */
@@ -270,6 +290,10 @@ struct bf_fh {
     uint64_t id;
     struct bf_open *open; /* the file's record in db->opens */
     enum bf_tx_state tx;
+    /* OPEN, with the layer's spill file: the staged contents the
+     * transaction stored, freed when it commits (kept when it fails) */
+    uint64_t *used;
+    size_t nused, capused;
 };
 
 /* Set up the generic part of a new database: flags and options (NULL: the
@@ -324,6 +348,21 @@ int bf_counter_wait(struct bf_counter *c, bool at_least, uint64_t n, int timeout
 /* Check a file name for create/rename: 0, -EINVAL (NULL, empty, contains
  * '/', or is "." or ".."), -ENAMETOOLONG (more than BF_NAME_MAX bytes). */
 int bf_name_check(const char *name);
+
+/* The layer's spill file (spillfile.c): staged contents of any size, in
+ * slots of an unnamed temporary file in `dir` (NULL: $TMPDIR, else
+ * /var/tmp), created at the first put; a token is a slot's offset. Thread
+ * safe: a leaf mutex guards the free slots; reads and writes run without
+ * it. new: -ENOMEM. put: -ENOSPC, -EIO, or open(2)'s error (nothing
+ * kept). get: 0 or -EIO. drop: frees the slot and its disk space. */
+struct bf_spillfile;
+int bf_spillfile_new(const char *dir, struct bf_spillfile **out);
+void bf_spillfile_free(struct bf_spillfile *sf);
+int bf_spillfile_put(struct bf_spillfile *sf, const void *buf, uint32_t len, uint64_t *token);
+int bf_spillfile_get(struct bf_spillfile *sf, uint64_t token, void *buf, uint32_t len);
+void bf_spillfile_drop(struct bf_spillfile *sf, uint64_t token, uint32_t len);
+/* Slots in use now (for tests). */
+uint64_t bf_spillfile_used(struct bf_spillfile *sf);
 
 /* The watcher (watch.c), for the layer: set up its state (-ENOMEM), stop
  * its thread (waiting for a running listener call), free its state. */

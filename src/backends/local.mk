@@ -1,14 +1,15 @@
 ## SPDX-License-Identifier: MIT
 ## src/backends: block stores behind the core's bf_file interface: the
-## generic layer (backend, watch), the engines (memory, sqlite*, pg* when
-## configure found libpq, and proto: a block server over the protocol of
-## bigfilefs-protocol(7), with its link and its messages), and the commit
-## log's block ranges (ranges).
+## generic layer (backend, watch, spillfile), the engines (memory, sqlite*,
+## pg* when configure found libpq, and proto: a block server over the
+## protocol of bigfilefs-protocol(7), with its link and its messages), and
+## the commit log's block ranges (ranges).
 noinst_LIBRARIES += libbfbackends.a
 libbfbackends_a_SOURCES = \
 	src/backends/backend.h src/backends/backend.c \
 	src/backends/engine.h src/backends/watch.c \
 	src/backends/ranges.h src/backends/ranges.c \
+	src/backends/spillfile.c \
 	src/backends/memory.h src/backends/memory.c \
 	src/backends/sqlite.h src/backends/sqlite_internal.h src/backends/sqlite.c \
 	src/backends/sqlite_schema.c src/backends/sqlite_session.c \

@@ -37,6 +37,10 @@
  *  - A handle's pending stores (mem_fh.pending) are touched only by the
  *    thread driving its transaction (bigfile.h: one thread at a time), so
  *    they need no lock.
+ *  - A handle's staged contents (mem_fh.staged: stage keeps a copy aside,
+ *    storeblk_staged stores it without another copy, the commit moves it
+ *    into the version) are guarded by its slock, a leaf taken inside
+ *    st->lock or alone.
  *  - Call counters are atomics.
  */
 #include <errno.h>
@@ -134,7 +138,7 @@ struct mem_rule {
     bool released;  /* a hold rule after bf_mem_release: matches nothing */
 };
 
-#define MEM_NOPS 6 /* enum bf_mem_op values are 1..5 */
+#define MEM_NOPS 8 /* enum bf_mem_op values are 1..7 */
 
 /* One session. */
 struct mem_db {
@@ -153,11 +157,22 @@ struct mem_db {
     bool closing;            /* mem_close released the held calls (a caller bug) */
 
     uint64_t calls[MEM_NOPS]; /* atomics */
+    uint64_t nstaged;         /* atomic: staged contents of the session's handles */
 };
 
-/* A pending store of a transaction (data NULL: a hole). */
+/* A pending store of a transaction (data NULL: a hole); staged: data is
+ * the staged content `token`'s (not the store's: the commit takes it over
+ * and uses the token up). */
 struct pstore {
     uint64_t blk, base; /* blk first: bf_blk_lower */
+    void *data;
+    bool staged;
+    uint64_t token;
+};
+
+/* A staged content (data NULL: zeros). */
+struct mstaged {
+    uint64_t token;
     void *data;
 };
 
@@ -169,7 +184,11 @@ struct mem_fh {
     struct mem_rec *rec;
     struct pstore *pending; /* stores of the open transaction, sorted by blk */
     size_t npending, cappending;
-    uint64_t trunc_to; /* smallest truncate of it; UINT64_MAX: none */
+    uint64_t trunc_to;     /* smallest truncate of it; UINT64_MAX: none */
+    pthread_mutex_t slock; /* guards the staged contents */
+    struct mstaged *staged;
+    size_t nstaged, capstaged;
+    uint64_t next_token;
 };
 
 /* bf_blk_lower searches them by their first member */
@@ -499,7 +518,7 @@ static int fault_check(struct mem_db *m, enum bf_mem_op op, uint64_t file_id, ui
     for (size_t i = 0; i < m->nrules; i++) {
         struct mem_rule *ru = &m->rules[i];
         const struct bf_mem_fault *f = &ru->f;
-        int ranged = (op == BF_MEM_LOADBLK || op == BF_MEM_STOREBLK);
+        int ranged = (op == BF_MEM_LOADBLK || op == BF_MEM_STOREBLK || op == BF_MEM_STAGE);
         if (f->op != op || ru->released)
             continue;
         if (f->file_id && f->file_id != file_id)
@@ -532,7 +551,7 @@ int bf_mem_inject(bf_db *db, const struct bf_mem_fault *fault)
 {
     if (!bf_db_is_memory(db) || !fault)
         return -EINVAL;
-    if (fault->op < BF_MEM_LOADBLK || fault->op > BF_MEM_COMMIT || fault->err < 0 ||
+    if (fault->op < BF_MEM_LOADBLK || fault->op > BF_MEM_UNSTAGE || fault->err < 0 ||
         fault->blk_lo > fault->blk_hi)
         return -EINVAL;
     struct mem_db *m = DB(db);
@@ -598,7 +617,7 @@ int bf_mem_wait_held(bf_db *db, uint64_t n, int timeout_ms)
 
 uint64_t bf_mem_calls(bf_db *db, enum bf_mem_op op)
 {
-    if (!bf_db_is_memory(db) || op < BF_MEM_LOADBLK || op > BF_MEM_COMMIT)
+    if (!bf_db_is_memory(db) || op < BF_MEM_LOADBLK || op > BF_MEM_UNSTAGE)
         return 0;
     return __atomic_load_n(&DB(db)->calls[op], __ATOMIC_RELAXED);
 }
@@ -641,13 +660,22 @@ uint64_t bf_mem_log_rows(bf_db *db)
     return n;
 }
 
+uint64_t bf_mem_staged(bf_db *db)
+{
+    if (!bf_db_is_memory(db))
+        return 0;
+    return __atomic_load_n(&DB(db)->nstaged, __ATOMIC_RELAXED);
+}
+
 /* ---- the file operations (bigfile.h, through the layer) ------------------ */
 
-static int mem_loadblk(struct bf_fh *fh, uint64_t blk, uint64_t at, void *buf, uint64_t *serial)
+/* Bytes [off, off + len) of block blk as of `at` into buf (loadblk and
+ * loadblk_range). */
+static int mem_load(struct bf_fh *fh, uint64_t blk, uint64_t at, uint32_t off, uint32_t len,
+                    void *buf, uint64_t *serial)
 {
     struct mem_fh *h = FH(fh);
     struct mem_store *st = h->db->st;
-    uint32_t bs = fh->file.blksize;
     int r = fault_check(h->db, BF_MEM_LOADBLK, fh->id, blk);
     if (r < 0)
         return r;
@@ -663,14 +691,110 @@ static int mem_loadblk(struct bf_fh *fh, uint64_t blk, uint64_t at, void *buf, u
     if (!v && at < st->collected) {
         r = -ESTALE; /* the version as of `at` may have been freed */
     } else if (v && v->data) {
-        memcpy(buf, v->data, bs);
+        memcpy(buf, (const char *)v->data + off, len);
         *serial = v->serial;
     } else {
-        memset(buf, 0, bs); /* a hole, or never stored */
+        memset(buf, 0, len); /* a hole, or never stored */
         *serial = v ? v->serial : 0;
     }
     pthread_rwlock_unlock(&st->lock);
     return r;
+}
+
+static int mem_loadblk(struct bf_fh *fh, uint64_t blk, uint64_t at, void *buf, uint64_t *serial)
+{
+    return mem_load(fh, blk, at, 0, fh->file.blksize, buf, serial);
+}
+
+static int mem_loadblk_range(struct bf_fh *fh, uint64_t blk, uint64_t at, uint32_t off,
+                             uint32_t len, void *buf, uint64_t *serial)
+{
+    return mem_load(fh, blk, at, off, len, buf, serial);
+}
+
+/* ---- staging ---------------------------------------------------------------- */
+
+/* The index of staged content token of h, or SIZE_MAX (a caller bug,
+ * logged). slock held. */
+static size_t staged_find(struct mem_fh *h, uint64_t token)
+{
+    for (size_t i = 0; i < h->nstaged; i++)
+        if (h->staged[i].token == token)
+            return i;
+    (void)BF_CHECK(false, "file %llu: no staged content %llu", (unsigned long long)h->base.id,
+                   (unsigned long long)token);
+    return SIZE_MAX;
+}
+
+/* Forget staged content i of h (its data is the caller's now). slock held. */
+static void staged_forget(struct mem_fh *h, size_t i)
+{
+    h->staged[i] = h->staged[--h->nstaged];
+    __atomic_sub_fetch(&h->db->nstaged, 1, __ATOMIC_RELAXED);
+}
+
+static int mem_stage(struct bf_fh *fh, uint64_t blk, const void *buf, uint64_t *token)
+{
+    struct mem_fh *h = FH(fh);
+    uint32_t bs = fh->file.blksize;
+    int r = fault_check(h->db, BF_MEM_STAGE, fh->id, blk);
+    if (r < 0)
+        return r;
+    void *data = NULL; /* zeros: nothing to keep */
+    if (!bf_all_zero(buf, bs)) {
+        data = malloc(bs);
+        if (!data)
+            return -ENOMEM;
+        memcpy(data, buf, bs);
+    }
+    pthread_mutex_lock(&h->slock);
+    if (h->nstaged == h->capstaged) {
+        size_t cap = h->capstaged ? 2 * h->capstaged : 16;
+        struct mstaged *v = realloc(h->staged, cap * sizeof(*v));
+        if (!v) {
+            pthread_mutex_unlock(&h->slock);
+            free(data);
+            return -ENOMEM;
+        }
+        h->staged = v;
+        h->capstaged = cap;
+    }
+    *token = ++h->next_token;
+    h->staged[h->nstaged++] = (struct mstaged){ *token, data };
+    __atomic_add_fetch(&h->db->nstaged, 1, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&h->slock);
+    return 0;
+}
+
+static int mem_unstage(struct bf_fh *fh, uint64_t token, void *buf)
+{
+    struct mem_fh *h = FH(fh);
+    uint32_t bs = fh->file.blksize;
+    int r = fault_check(h->db, BF_MEM_UNSTAGE, fh->id, 0);
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&h->slock);
+    size_t i = staged_find(h, token);
+    if (i == SIZE_MAX)
+        r = -EINVAL;
+    else if (h->staged[i].data)
+        memcpy(buf, h->staged[i].data, bs);
+    else
+        memset(buf, 0, bs);
+    pthread_mutex_unlock(&h->slock);
+    return r;
+}
+
+static void mem_stage_drop(struct bf_fh *fh, uint64_t token)
+{
+    struct mem_fh *h = FH(fh);
+    pthread_mutex_lock(&h->slock);
+    size_t i = staged_find(h, token);
+    if (i != SIZE_MAX) {
+        free(h->staged[i].data);
+        staged_forget(h, i);
+    }
+    pthread_mutex_unlock(&h->slock);
 }
 
 static int mem_begin(struct bf_fh *fh)
@@ -691,6 +815,38 @@ static size_t pending_lower(const struct mem_fh *h, uint64_t blk)
     return bf_blk_lower(h->pending, h->npending, sizeof(h->pending[0]), blk);
 }
 
+/* Free a pending store's data unless a staged content owns it. */
+static void pending_free(struct pstore *p)
+{
+    if (!p->staged)
+        free(p->data);
+    p->data = NULL;
+}
+
+/* Put pending store p (replacing one of the same block). -ENOMEM (p's
+ * data is still the caller's). */
+static int pending_put(struct mem_fh *h, const struct pstore *p)
+{
+    size_t i = pending_lower(h, p->blk);
+    if (i < h->npending && h->pending[i].blk == p->blk) {
+        pending_free(&h->pending[i]); /* stored twice: the last wins */
+        h->pending[i] = *p;
+        return 0;
+    }
+    if (h->npending == h->cappending) {
+        size_t cap = h->cappending ? 2 * h->cappending : 16;
+        struct pstore *v = realloc(h->pending, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        h->pending = v;
+        h->cappending = cap;
+    }
+    memmove(&h->pending[i + 1], &h->pending[i], (h->npending - i) * sizeof(h->pending[0]));
+    h->pending[i] = *p;
+    h->npending++;
+    return 0;
+}
+
 static int mem_storeblk(struct bf_fh *fh, uint64_t blk, const void *buf, uint64_t base)
 {
     struct mem_fh *h = FH(fh);
@@ -705,26 +861,28 @@ static int mem_storeblk(struct bf_fh *fh, uint64_t blk, const void *buf, uint64_
             return -ENOMEM;
         memcpy(data, buf, bs);
     }
-    size_t i = pending_lower(h, blk);
-    if (i < h->npending && h->pending[i].blk == blk) {
-        free(h->pending[i].data); /* stored twice: the last wins */
-        h->pending[i] = (struct pstore){ blk, base, data };
-        return 0;
-    }
-    if (h->npending == h->cappending) {
-        size_t cap = h->cappending ? 2 * h->cappending : 16;
-        struct pstore *v = realloc(h->pending, cap * sizeof(*v));
-        if (!v) {
-            free(data);
-            return -ENOMEM;
-        }
-        h->pending = v;
-        h->cappending = cap;
-    }
-    memmove(&h->pending[i + 1], &h->pending[i], (h->npending - i) * sizeof(h->pending[0]));
-    h->pending[i] = (struct pstore){ blk, base, data };
-    h->npending++;
-    return 0;
+    r = pending_put(h, &(struct pstore){ .blk = blk, .base = base, .data = data });
+    if (r < 0)
+        free(data);
+    return r;
+}
+
+static int mem_storeblk_staged(struct bf_fh *fh, uint64_t blk, uint64_t token, uint64_t base)
+{
+    struct mem_fh *h = FH(fh);
+    int r = fault_check(h->db, BF_MEM_STOREBLK, fh->id, blk);
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&h->slock);
+    size_t i = staged_find(h, token);
+    void *data = i == SIZE_MAX ? NULL : h->staged[i].data;
+    pthread_mutex_unlock(&h->slock);
+    if (i == SIZE_MAX)
+        return -EINVAL;
+    /* The staged copy itself, no other: the commit takes it over. */
+    return pending_put(
+        h,
+        &(struct pstore){ .blk = blk, .base = base, .data = data, .staged = true, .token = token });
 }
 
 /* Drop the pending stores of blocks >= from. */
@@ -732,7 +890,7 @@ static void pending_cut(struct mem_fh *h, uint64_t from)
 {
     size_t i = pending_lower(h, from);
     for (size_t j = i; j < h->npending; j++)
-        free(h->pending[j].data);
+        pending_free(&h->pending[j]);
     h->npending = i;
 }
 
@@ -854,8 +1012,17 @@ static void apply_tx(struct mem_fh *h, uint64_t s, bool alone, struct bf_rangebu
         struct mblock *mb = bmap_find(bm, blk); /* made by reserve_tx for a store */
         void *data = NULL;
         if (blk == next_store) {
-            data = h->pending[p].data;
-            h->pending[p++].data = NULL; /* the version owns it */
+            struct pstore *ps = &h->pending[p++];
+            data = ps->data;
+            ps->data = NULL; /* the version owns it */
+            if (ps->staged) {
+                /* The staged content is used up: the version has it. */
+                pthread_mutex_lock(&h->slock);
+                size_t k = staged_find(h, ps->token);
+                if (k != SIZE_MAX)
+                    staged_forget(h, k);
+                pthread_mutex_unlock(&h->slock);
+            }
         }
         if (blk == next_trunc)
             i++;
@@ -1400,6 +1567,7 @@ static int mem_file_open(bf_db *db, uint64_t id, bool hold, struct bf_fh **out)
     h->db = DB(db);
     h->rec = rec;
     h->trunc_to = UINT64_MAX;
+    pthread_mutex_init(&h->slock, NULL);
     pthread_rwlock_unlock(&st->lock);
     *out = &h->base;
     return 0;
@@ -1415,6 +1583,14 @@ static void mem_file_close(struct bf_fh *fh)
         rec_free(st, h->rec); /* purged under us */
     pthread_rwlock_unlock(&st->lock);
     free(h->pending);
+    /* Staged contents the core did not drop (it drops them all): gone with
+     * the handle, as a session's are with the session. */
+    while (h->nstaged) {
+        free(h->staged[0].data);
+        staged_forget(h, 0);
+    }
+    free(h->staged);
+    pthread_mutex_destroy(&h->slock);
     free(h);
 }
 
@@ -1638,6 +1814,11 @@ static const struct bf_engine_ops mem_engine_ops = {
     .truncate = mem_truncate,
     .commit = mem_commit,
     .abort = mem_abort,
+    .loadblk_range = mem_loadblk_range,
+    .stage = mem_stage,
+    .unstage = mem_unstage,
+    .stage_drop = mem_stage_drop,
+    .storeblk_staged = mem_storeblk_staged,
     .changed = NULL, /* notifies */
     .log_read = mem_log_read,
     .serial_now = mem_serial_now,

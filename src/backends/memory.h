@@ -21,7 +21,12 @@
  * Blocks are kept per file in a map ordered by block; each block keeps its
  * versions (serial, session, content; an all-zero block is a hole). A
  * store transaction keeps its stores aside and applies them at commit, so
- * loadblk never sees them before.
+ * loadblk never sees them before. loadblk_range reads part of a block.
+ * Staging keeps a copy of each staged content aside, per handle (freed
+ * with it); storeblk_staged stores that copy without another, and the
+ * commit moves it into the new version. Faults: stage and unstage may
+ * fail or hold like the other operations; storeblk_staged counts as a
+ * storeblk, loadblk_range as a loadblk.
  *
  * Fault injection: a rule makes one operation of one session (bf_db) fail
  * with an errno, or hold (block until released), on the blocks [blk_lo,
@@ -52,12 +57,14 @@ enum bf_mem_op {
     BF_MEM_BEGIN = 3,
     BF_MEM_TRUNCATE = 4,
     BF_MEM_COMMIT = 5,
+    BF_MEM_STAGE = 6,   /* stage (block: its block) */
+    BF_MEM_UNSTAGE = 7, /* unstage */
 };
 
 struct bf_mem_fault {
     enum bf_mem_op op;
     uint64_t file_id;  /* 0: any file */
-    uint64_t blk_lo;   /* block range, inclusive (ignored for begin/commit/truncate) */
+    uint64_t blk_lo;   /* block range, inclusive (only for loadblk, storeblk, stage) */
     uint64_t blk_hi;   /* UINT64_MAX for "to the end" */
     int err;           /* positive errno to fail with, e.g. EIO; 0: do not fail */
     bool hold;         /* block a firing call until bf_mem_release (then err, if set) */
@@ -107,6 +114,9 @@ uint64_t bf_mem_blocks(bf_db *db, uint64_t id);
  * included, and old ones a lagging session may still read); 0 as above
  * (for tests). */
 uint64_t bf_mem_versions(bf_db *db, uint64_t id);
+
+/* Contents staged now by the session's handles (for tests). */
+uint64_t bf_mem_staged(bf_db *db);
 
 /* Number of commit-log rows kept (for tests). */
 uint64_t bf_mem_log_rows(bf_db *db);

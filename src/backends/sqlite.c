@@ -47,10 +47,18 @@
  * and moves 'collected' to its serial; else they stay, superseded, for the
  * housekeeping.
  *
+ * Staging (the core's spilled blocks, COHERENCE.md rule 4): a staged
+ * content is an upload of the session made by itself (its own short
+ * transaction, into garbage of its size if any); storeblk_staged puts it
+ * in the transaction as a pending store that the commit links like any
+ * upload, and that an abort or a failed commit leaves the session's;
+ * stage_drop gives it up. An all-zero content is token 0: no row.
+ *
  * Reading: loadblk(at) reads the newest version with serial <= at through
- * the reader pool. When there is none, or it was superseded at or before
- * `at` (its successor is gone), the version as of `at` may have been
- * collected: -ESTALE if at < 'collected', else zeros.
+ * the reader pool; loadblk_range only some bytes of it (incremental blob
+ * I/O reads only the pages holding them). When there is none, or it was
+ * superseded at or before `at` (its successor is gone), the version as of
+ * `at` may have been collected: -ESTALE if at < 'collected', else zeros.
  *
  * Connections and locks:
  *  - one writer connection (absent when read-only), used only with
@@ -212,9 +220,10 @@ static const char *const writer_sql[W_NSTMT] = {
 /* A pending store of a handle's transaction, and the block's current
  * version as the commit section finds it. */
 struct sq_pend {
-    uint64_t blk, base;                           /* blk first: bf_blk_lower */
-    int64_t content;                              /* the upload; 0: a hole */
-    bool cur;                                     /* the block has a current version: */
+    uint64_t blk, base; /* blk first: bf_blk_lower */
+    int64_t content;    /* the upload; 0: a hole */
+    bool staged;        /* content is a staged one: the core's until the commit links it */
+    bool cur;           /* the block has a current version: */
     int64_t cur_serial, cur_session, cur_content; /* (cur_content 0: a hole) */
 };
 
@@ -690,9 +699,10 @@ static int reader_row(struct sq_db *d, int which, const char *name, uint64_t id,
 
 /* ---- the file operations (bigfile.h) ------------------------------------- */
 
-/* Read content id (> 0: contents, < 0: legacy_blocks) into buf, on r. */
+/* Read bytes [off, off + len) of content id (> 0: contents, < 0:
+ * legacy_blocks) into buf, on r. */
 static int read_content(struct sq_db *d, struct sq_reader *r, struct bf_fh *fh, uint64_t blk,
-                        int64_t content, void *buf)
+                        int64_t content, uint32_t off, uint32_t len, void *buf)
 {
     uint32_t bs = fh->file.blksize;
     sqlite3_blob *b = NULL;
@@ -710,14 +720,17 @@ static int read_content(struct sq_db *d, struct sq_reader *r, struct bf_fh *fh, 
         pthread_mutex_unlock(&d->elock);
         e = -EIO;
     } else {
-        rc = sqlite3_blob_read(b, buf, (int)bs, 0);
+        rc = sqlite3_blob_read(b, buf, (int)len, (int)off);
         e = rc == SQLITE_OK ? 0 : sq_fail(d, r->c, rc, "reading a block");
     }
     sqlite3_blob_close(b);
     return e;
 }
 
-static int sq_loadblk(struct bf_fh *fh, uint64_t blk, uint64_t at, void *buf, uint64_t *serial)
+/* Bytes [off, off + len) of block blk as of `at` (loadblk and
+ * loadblk_range: incremental blob I/O reads only those). */
+static int sq_load(struct bf_fh *fh, uint64_t blk, uint64_t at, uint32_t off, uint32_t len,
+                   void *buf, uint64_t *serial)
 {
     struct sq_db *d = FH(fh)->db;
     struct sq_reader *r;
@@ -726,7 +739,7 @@ static int sq_loadblk(struct bf_fh *fh, uint64_t blk, uint64_t at, void *buf, ui
         return e;
     *serial = 0;
     if (blk > (uint64_t)INT64_MAX) {
-        memset(buf, 0, fh->file.blksize);
+        memset(buf, 0, len);
         sq_reader_put(d, r);
         return 0;
     }
@@ -745,9 +758,9 @@ static int sq_loadblk(struct bf_fh *fh, uint64_t blk, uint64_t at, void *buf, ui
         *serial = (uint64_t)sqlite3_column_int64(st, 0);
         int64_t content = sqlite3_column_int64(st, 1);
         if (content == 0)
-            memset(buf, 0, fh->file.blksize); /* a hole */
+            memset(buf, 0, len); /* a hole */
         else
-            e = read_content(d, r, fh, blk, content, buf);
+            e = read_content(d, r, fh, blk, content, off, len, buf);
     } else {
         /* None, or one whose successor is gone: it may have been
          * collected. */
@@ -756,12 +769,23 @@ static int sq_loadblk(struct bf_fh *fh, uint64_t blk, uint64_t at, void *buf, ui
         if (e == 0 && at < (uint64_t)collected)
             e = -ESTALE;
         else if (e == 0)
-            memset(buf, 0, fh->file.blksize); /* never stored as of `at` */
+            memset(buf, 0, len); /* never stored as of `at` */
     }
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     sq_reader_put(d, r);
     return e;
+}
+
+static int sq_loadblk(struct bf_fh *fh, uint64_t blk, uint64_t at, void *buf, uint64_t *serial)
+{
+    return sq_load(fh, blk, at, 0, fh->file.blksize, buf, serial);
+}
+
+static int sq_loadblk_range(struct bf_fh *fh, uint64_t blk, uint64_t at, uint32_t off, uint32_t len,
+                            void *buf, uint64_t *serial)
+{
+    return sq_load(fh, blk, at, off, len, buf, serial);
 }
 
 static int sq_begin(struct bf_fh *fh)
@@ -803,28 +827,55 @@ static size_t pend_lower(const struct sq_fh *h, uint64_t blk)
     return bf_blk_lower(h->pend, h->npend, sizeof(h->pend[0]), blk);
 }
 
-/* Take up to SQ_SPARES garbage contents of h's block size for h's next
- * uploads (they become the session's: one write of uploads for all of
- * them). In a writer transaction. */
-static int take_spares(struct sq_fh *h)
+/* Take up to max garbage contents of bs bytes into ids[*n..] for the
+ * next uploads (they become the session's: one write of uploads for all
+ * of them). In a writer transaction. */
+static int take_garbage(struct sq_db *d, uint32_t bs, int64_t *ids, size_t max, size_t *n)
 {
-    struct sq_db *d = h->db;
-    int64_t bs = h->base.file.blksize;
     sqlite3_stmt *st = d->ws[W_REUSE_FIND];
+    size_t first = *n;
     int rc, e = 0;
     sqlite3_bind_int64(st, 1, bs);
-    sqlite3_bind_int64(st, 2, SQ_SPARES);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        h->spare[h->nspare++] = sqlite3_column_int64(st, 0);
+    sqlite3_bind_int64(st, 2, (int64_t)max);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && *n - first < max)
+        ids[(*n)++] = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
-    if (rc != SQLITE_DONE)
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
         e = sq_fail(d, d->w, rc, "storing a block");
-    for (size_t i = 0; e == 0 && i < h->nspare; i++) {
-        int64_t v[3] = { h->spare[i], (int64_t)d->base.session, bs };
+    for (size_t i = first; e == 0 && i < *n; i++) {
+        int64_t v[3] = { ids[i], (int64_t)d->base.session, bs };
         e = sq_wrun(d, W_REUSE_OWN, 3, v, "storing a block");
     }
     return e;
+}
+
+/* Take up to SQ_SPARES garbage contents of h's block size for h's next
+ * uploads. In a writer transaction. */
+static int take_spares(struct sq_fh *h)
+{
+    return take_garbage(h->db, h->base.file.blksize, h->spare, SQ_SPARES, &h->nspare);
+}
+
+/* In a writer transaction: write content buf (bs bytes) into the
+ * session's garbage row `reuse`, or (reuse 0) into a new row that the
+ * session owns until a commit links it (uploads); *id is the row. */
+static int upload_write(struct sq_db *d, uint32_t bs, const void *buf, int64_t reuse, int64_t *id)
+{
+    sqlite3_stmt *st = d->ws[reuse ? W_REUSE_DATA : W_UPLOAD];
+    sqlite3_bind_blob(st, reuse ? 2 : 1, buf, (int)bs, SQLITE_STATIC);
+    if (reuse)
+        sqlite3_bind_int64(st, 1, reuse);
+    int rc = sq_exec(st);
+    if (rc != SQLITE_OK)
+        return sq_fail(d, d->w, rc, "storing a block");
+    if (reuse) {
+        *id = reuse;
+        return 0;
+    }
+    int64_t v[3] = { sqlite3_last_insert_rowid(d->w), (int64_t)d->base.session, bs };
+    *id = v[0];
+    return sq_wrun(d, W_UPLOADED, 3, v, "storing a block");
 }
 
 /* Upload content (a contents row owned by the session until linked), in
@@ -843,28 +894,32 @@ static int upload(struct sq_fh *h, const void *buf, int64_t *id)
     if (took)
         e = take_spares(h);
     int64_t reuse = e == 0 && h->nspare ? h->spare[--h->nspare] : 0;
-    sqlite3_stmt *st = d->ws[reuse ? W_REUSE_DATA : W_UPLOAD];
-    sqlite3_bind_blob(st, reuse ? 2 : 1, buf, (int)bs, SQLITE_STATIC);
-    if (reuse)
-        sqlite3_bind_int64(st, 1, reuse);
-    int rc = e == 0 ? sq_exec(st) : SQLITE_OK;
-    if (e == 0 && rc != SQLITE_OK) {
-        e = sq_fail(d, d->w, rc, "storing a block");
-    } else if (e == 0 && !reuse) {
-        int64_t v[3] = { sqlite3_last_insert_rowid(d->w), (int64_t)d->base.session, bs };
-        *id = v[0];
-        e = sq_wrun(d, W_UPLOADED, 3, v, "storing a block");
-    }
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
+    int64_t made = 0;
+    if (e == 0)
+        e = upload_write(d, bs, buf, reuse, &made);
     e = sq_wend(d, false, e);
-    if (e == 0 && reuse)
-        *id = reuse;
+    if (e == 0)
+        *id = made;
     else if (e < 0 && took)
         h->nspare = 0; /* rolled back: they are garbage again */
     else if (e < 0 && reuse)
         h->spare[h->nspare++] = reuse; /* still ours, its content as it was */
     return e;
+}
+
+/* Put a pending store of content (0: a hole; staged: a staged content)
+ * for blk, replacing one of the same block; pend_reserve made room. */
+static void pend_put(struct sq_fh *h, uint64_t blk, uint64_t base, int64_t content, bool staged)
+{
+    size_t i = pend_lower(h, blk);
+    if (i < h->npend && h->pend[i].blk == blk) {
+        if (h->pend[i].content && !h->pend[i].staged)
+            h->drop[h->ndrop++] = h->pend[i].content; /* stored twice: the last wins */
+    } else {
+        memmove(&h->pend[i + 1], &h->pend[i], (h->npend - i) * sizeof(h->pend[0]));
+        h->npend++;
+    }
+    h->pend[i] = (struct sq_pend){ .blk = blk, .base = base, .content = content, .staged = staged };
 }
 
 static int sq_storeblk(struct bf_fh *fh, uint64_t blk, const void *buf, uint64_t base)
@@ -879,16 +934,74 @@ static int sq_storeblk(struct bf_fh *fh, uint64_t blk, const void *buf, uint64_t
         e = upload(h, buf, &content);
     if (e < 0)
         return e;
-    size_t i = pend_lower(h, blk);
-    if (i < h->npend && h->pend[i].blk == blk) {
-        if (h->pend[i].content)
-            h->drop[h->ndrop++] = h->pend[i].content; /* stored twice: the last wins */
-    } else {
-        memmove(&h->pend[i + 1], &h->pend[i], (h->npend - i) * sizeof(h->pend[0]));
-        h->npend++;
-    }
-    h->pend[i] = (struct sq_pend){ .blk = blk, .base = base, .content = content };
+    pend_put(h, blk, base, content, false);
     return 0;
+}
+
+/* ---- staging: staged contents are uploads (COHERENCE.md rule 4) ----------- */
+
+/* A staged content is an upload of the session, as storeblk's are, made
+ * outside any transaction of the file: the commit that stores it links
+ * it (storeblk_staged: no copy), stage_drop gives it up (garbage), and
+ * the housekeeping collects those of a session that ended or died. An
+ * all-zero content is token 0 (a hole), which needs no row. */
+static int sq_stage(struct bf_fh *fh, uint64_t blk, const void *buf, uint64_t *token)
+{
+    struct sq_db *d = FH(fh)->db;
+    uint32_t bs = fh->file.blksize;
+    (void)blk;
+    if (bf_all_zero(buf, bs)) {
+        *token = 0;
+        return 0;
+    }
+    int64_t reuse = 0, id = 0;
+    size_t n = 0;
+    int e = sq_wbegin(d, false);
+    if (e < 0)
+        return e;
+    e = take_garbage(d, bs, &reuse, 1, &n);
+    if (e == 0)
+        e = upload_write(d, bs, buf, n ? reuse : 0, &id);
+    e = sq_wend(d, false, e);
+    ck_maybe(d); /* staging alone can fill the WAL: bound it as a commit does */
+    if (e == 0)
+        *token = (uint64_t)id;
+    return e;
+}
+
+static int sq_unstage(struct bf_fh *fh, uint64_t token, void *buf)
+{
+    struct sq_db *d = FH(fh)->db;
+    uint32_t bs = fh->file.blksize;
+    if (token == 0) {
+        memset(buf, 0, bs);
+        return 0;
+    }
+    struct sq_reader *r;
+    int e = sq_reader_get(d, &r);
+    if (e < 0)
+        return e;
+    e = read_content(d, r, fh, 0, (int64_t)token, 0, bs, buf);
+    sq_reader_put(d, r);
+    return e;
+}
+
+static void sq_stage_drop(struct bf_fh *fh, uint64_t token)
+{
+    int64_t id = (int64_t)token;
+    if (token)
+        discard_uploads(FH(fh)->db, &id, 1, fh->file.blksize);
+}
+
+static int sq_storeblk_staged(struct bf_fh *fh, uint64_t blk, uint64_t token, uint64_t base)
+{
+    struct sq_fh *h = FH(fh);
+    if (blk > (uint64_t)INT64_MAX)
+        return -EINVAL;
+    int e = pend_reserve(h);
+    if (e == 0)
+        pend_put(h, blk, base, (int64_t)token, token != 0);
+    return e;
 }
 
 static int sq_truncate(struct bf_fh *fh, uint64_t nblocks)
@@ -897,7 +1010,7 @@ static int sq_truncate(struct bf_fh *fh, uint64_t nblocks)
     /* Stores before the truncate go too (their uploads with them). */
     size_t i = pend_lower(h, nblocks), n = 0;
     for (size_t j = i; j < h->npend; j++)
-        n += h->pend[j].content != 0;
+        n += h->pend[j].content != 0 && !h->pend[j].staged;
     if (h->ndrop + n > h->capdrop) {
         int64_t *v = realloc(h->drop, (h->ndrop + n) * sizeof(*v));
         if (!v)
@@ -906,7 +1019,7 @@ static int sq_truncate(struct bf_fh *fh, uint64_t nblocks)
         h->capdrop = h->ndrop + n;
     }
     for (size_t j = i; j < h->npend; j++)
-        if (h->pend[j].content)
+        if (h->pend[j].content && !h->pend[j].staged)
             h->drop[h->ndrop++] = h->pend[j].content;
     h->npend = i;
     if (nblocks < h->trunc_to)
@@ -915,15 +1028,18 @@ static int sq_truncate(struct bf_fh *fh, uint64_t nblocks)
 }
 
 /* Forget the transaction; with `discard`, its uploads become garbage
- * first. */
+ * first (not the staged contents it stored: they stay the core's, for a
+ * retry). */
 static void tx_clear(struct sq_fh *h, bool discard)
 {
     if (discard) {
         uint32_t bs = h->base.file.blksize;
         for (size_t i = 0; i < h->npend; i++)
-            if (h->pend[i].content && h->ndrop < h->capdrop)
+            if (!h->pend[i].content || h->pend[i].staged)
+                continue;
+            else if (h->ndrop < h->capdrop)
                 h->drop[h->ndrop++] = h->pend[i].content;
-            else if (h->pend[i].content)
+            else
                 discard_uploads(h->db, &h->pend[i].content, 1, bs);
         discard_uploads(h->db, h->drop, h->ndrop, bs);
         discard_uploads(h->db, h->spare, h->nspare, bs);
@@ -1719,6 +1835,11 @@ static const struct bf_engine_ops sq_engine_ops = {
     .truncate = sq_truncate,
     .commit = sq_commit,
     .abort = sq_abort,
+    .loadblk_range = sq_loadblk_range,
+    .stage = sq_stage,
+    .unstage = sq_unstage,
+    .stage_drop = sq_stage_drop,
+    .storeblk_staged = sq_storeblk_staged,
     .changed = sq_changed,
     .change_fd = sq_change_fd,
     .log_read = sq_log_read,

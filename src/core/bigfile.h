@@ -170,6 +170,52 @@ struct bf_file_ops {
     /* Set *n to the number of stored blocks of the file. May cost time in
      * the number of blocks: the core caches the answer. */
     int (*stored_blocks)(bf_file *f, uint64_t *n);
+
+    /* ---- Optional: partial loads (NULL: the core loads whole blocks). */
+
+    /* Read bytes [off, off + len) of block `blk` as loadblk would read
+     * them (the newest version with a serial <= at; zeros for a block
+     * never stored) into buf (len bytes). off + len <= blksize, len > 0.
+     * Same errors and calling rules as loadblk; the core asks for the
+     * rest of a block later as of the same `at`, so that the parts of one
+     * cached block are of one version. */
+    int (*loadblk_range)(bf_file *f, uint64_t blk, uint64_t at, uint32_t off, uint32_t len,
+                         void *buf, uint64_t *serial);
+
+    /* ---- Optional: staging (all four, or none: the core then keeps every
+     * uncommitted block in memory). The staging area holds the contents
+     * of uncommitted blocks that the core dropped from memory (spilled)
+     * until they are committed, read back, or dropped. A staged content
+     * is seen by no reader and by no other session; it needs to survive
+     * only as long as the session: a commit that uses it makes it
+     * durable, and after a crash it is garbage (a store removes it at its
+     * next start at the latest). Tokens name staged contents of one
+     * bf_file; the core never interprets them. stage, unstage and
+     * stage_drop may be called from several threads at once for
+     * different tokens, with no core lock held, also while loads run,
+     * but never while a store transaction of the same bf_file is open. */
+
+    /* Keep `buf` (blksize bytes, the content of block `blk`) in the
+     * staging area: *token names it. Errors: -ENOSPC (the staging area is
+     * full: nothing was kept), -EIO ... */
+    int (*stage)(bf_file *f, uint64_t blk, const void *buf, uint64_t *token);
+
+    /* Read staged content `token` back into buf (blksize bytes); the
+     * token stays valid. */
+    int (*unstage)(bf_file *f, uint64_t token, void *buf);
+
+    /* Forget staged content `token` (it is not wanted any more). Cannot
+     * fail: a store that could not free it leaves it to its housekeeping
+     * (as garbage of the session). */
+    void (*stage_drop)(bf_file *f, uint64_t token);
+
+    /* In a transaction: as storeblk with the staged content `token`, which
+     * the store links into the block's new version without copying it
+     * again where it can. When the transaction commits, the token is used
+     * up (neither unstage nor stage_drop may be called with it again);
+     * when it is aborted or its commit fails, the token stays valid and
+     * its content staged, so that the writeout can be retried. */
+    int (*storeblk_staged)(bf_file *f, uint64_t blk, uint64_t token, uint64_t base);
 };
 
 /* One bigfile as the core sees it. A backend embeds this (first member) in

@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* bigfilefs — core: file handles, page states, writeout (fileh.h). The
- * structures are in fileh_internal.h (shared with seek.c).
+ * structures are in fileh_internal.h (shared with seek.c and spill.c).
  *
- * Page state transitions all go through page_set_state(), which keeps the
- * lists (LRU, dirty list) and the byte/block counters in step with the
- * state; each call site says which transition of fileh.h it makes. The
- * numbered invariants (I1 ...) are those of fileh.h; debug builds assert
- * them where the code relies on them.
+ * Page state transitions all go through bf_pg_set_state(), which keeps the
+ * lists (LRU, dirty LRU, dirty list) and the byte/block counters in step
+ * with the state; each call site says which transition of fileh.h it
+ * makes. The numbered invariants (I1 ...) are those of fileh.h; debug
+ * builds assert them where the code relies on them. Spilling (DIRTY <->
+ * SPILLED) is in spill.c.
  */
 #include <errno.h>
 #include <limits.h>
@@ -16,11 +17,20 @@
 #include "core/blockbuf.h"
 #include "core/fileh_internal.h"
 
+/* Sequential access (bf_fileh_read, bf_fileh_readahead): a read that
+ * starts within this distance of where the last one ended continues it
+ * (the kernel's readahead READs may arrive out of order). */
+#define RA_SLACK ((uint64_t)1 << 20)
+/* Reads in a row that make an access sequential. */
+#define RA_MIN_RUN 2
+
 /* One block of a writeout's snapshot. */
 struct wo_item {
     uint64_t blk;
-    void *data;    /* the buffer being stored */
-    uint64_t base; /* the serial its change was made on */
+    void *data;      /* the buffer being stored; NULL: a staged content */
+    uint64_t *valid; /* a partial page: a copy of its bitmap at the snapshot */
+    uint64_t token;  /* staged: its token */
+    uint64_t base;   /* the serial its change was made on */
     struct bf_page *pg;
 };
 
@@ -53,11 +63,14 @@ static void state_leave(struct bf_page *pg)
         fh->ndirty--;
         ram->dirty_bytes -= fh->blksize;
         bf_list_del(&pg->dirty);
-        if (pg->conflict) { /* I25: only a DIRTY page is conflicting */
-            BF_ASSERT(fh->nconflict > 0);
-            fh->nconflict--;
-            pg->conflict = false;
-        }
+        bf_ram_lru_remove(ram, &pg->lru); /* off the dirty LRU (I10) */
+        break;
+    case BF_PAGE_SPILLED:
+        BF_ASSERT(fh->nspilled > 0 && ram->spilled_bytes >= fh->blksize); /* I12, I13 */
+        BF_ASSERT(bf_list_linked(&pg->dirty));                            /* I11 */
+        fh->nspilled--;
+        ram->spilled_bytes -= fh->blksize;
+        bf_list_del(&pg->dirty);
         break;
     }
     BF_ASSERT(!bf_list_linked(&pg->lru) && !bf_list_linked(&pg->dirty)); /* I10, I11 */
@@ -86,49 +99,68 @@ static void state_enter(struct bf_page *pg, enum bf_page_state to)
         fh->ndirty++;
         ram->dirty_bytes += fh->blksize;
         bf_list_add_tail(&fh->dirty, &pg->dirty); /* I11 */
+        bf_ram_dlru_add(ram, &pg->lru);           /* I10: most recently written */
+        break;
+    case BF_PAGE_SPILLED:
+        fh->nspilled++;
+        ram->spilled_bytes += fh->blksize;
+        bf_list_add_tail(&fh->dirty, &pg->dirty); /* I11 */
         break;
     }
 }
 
 #ifdef BF_DEBUG
 /* The transitions of the diagram in fileh.h (I9): allowed[from][to]. */
-static const bool transition_allowed[5][5] = {
+static const bool transition_allowed[6][6] = {
     [BF_PAGE_EMPTY] = { [BF_PAGE_LOADING] = true, [BF_PAGE_DIRTY] = true },
     [BF_PAGE_LOADING] = { [BF_PAGE_EMPTY] = true,
                           [BF_PAGE_LOADING_INVALIDATED] = true,
                           [BF_PAGE_LOADED] = true },
     [BF_PAGE_LOADING_INVALIDATED] = { [BF_PAGE_EMPTY] = true },
-    [BF_PAGE_LOADED] = { [BF_PAGE_EMPTY] = true, [BF_PAGE_DIRTY] = true },
-    [BF_PAGE_DIRTY] = { [BF_PAGE_EMPTY] = true, [BF_PAGE_LOADED] = true },
+    [BF_PAGE_LOADED] = { [BF_PAGE_EMPTY] = true, [BF_PAGE_DIRTY] = true, [BF_PAGE_LOADING] = true },
+    [BF_PAGE_DIRTY] = { [BF_PAGE_EMPTY] = true, [BF_PAGE_LOADED] = true, [BF_PAGE_SPILLED] = true },
+    [BF_PAGE_SPILLED] = { [BF_PAGE_EMPTY] = true, [BF_PAGE_DIRTY] = true },
 };
 #endif
 
-/* The one place a page changes state (I9). Lock held. */
-static void page_set_state(struct bf_page *pg, enum bf_page_state to)
+void bf_pg_set_state(struct bf_page *pg, enum bf_page_state to)
 {
-    bf_ram_assert_locked(pg->fh->ram);            /* I1 */
+    bf_fileh *fh = pg->fh;
+    bf_ram_assert_locked(fh->ram);                /* I1 */
     BF_ASSERT(transition_allowed[pg->state][to]); /* I9 */
     BF_ASSERT(!pg->storing);                      /* I14 */
+    BF_ASSERT(pg->io == BF_PAGE_IO_NONE);         /* I29: its I/O's owner moves it first */
     pg->wpinned = false;
+    if (pg->conflict && to != BF_PAGE_DIRTY && to != BF_PAGE_SPILLED) {
+        BF_ASSERT(fh->nconflict > 0); /* I25: only an uncommitted change conflicts */
+        fh->nconflict--;
+        pg->conflict = false;
+    }
+    if (pg->ahead && to != BF_PAGE_LOADED) {
+        BF_ASSERT(fh->ram->ahead_bytes >= fh->blksize); /* I31 */
+        fh->ram->ahead_bytes -= fh->blksize;
+        fh->nahead--;
+        pg->ahead = false;
+    }
     state_leave(pg);
     state_enter(pg, to);
 }
+
+/* A page short name for the one place a page changes state (I9). */
+#define page_set_state bf_pg_set_state
 
 /* A page for blk, EMPTY and in no map, whose buffer is `data` (a block
  * buffer of bf_blockbuf_alloc*). NULL when out of memory (data is then
  * still the caller's). */
 static struct bf_page *page_alloc_buf(bf_fileh *fh, uint64_t blk, void *data)
 {
-    struct bf_page *pg = malloc(sizeof(*pg));
+    struct bf_page *pg = calloc(1, sizeof(*pg));
     if (!pg)
         return NULL;
     pg->data = data;
     pg->state = BF_PAGE_EMPTY;
     pg->blk = blk;
     pg->fh = fh;
-    pg->storing = false;
-    pg->wpinned = false;
-    pg->conflict = false;
     pg->serial = fh->view; /* I24: as of the view, until told otherwise */
     bf_list_init(&pg->lru);
     bf_list_init(&pg->dirty);
@@ -137,8 +169,8 @@ static struct bf_page *page_alloc_buf(bf_fileh *fh, uint64_t blk, void *data)
 
 /* A page for blk, in no map and no state (EMPTY), with a zero-filled
  * buffer, or, when `overwrite` (the caller writes every byte of it before
- * anything reads it: a load, a whole-block write), a buffer of unspecified
- * content (blockbuf.h, bf_blockbuf_alloc_overwrite).
+ * anything reads it: a load, a whole-block write, a partial page), a
+ * buffer of unspecified content (blockbuf.h, bf_blockbuf_alloc_overwrite).
  * NULL when out of memory. */
 static struct bf_page *page_alloc(bf_fileh *fh, uint64_t blk, bool overwrite)
 {
@@ -152,30 +184,193 @@ static struct bf_page *page_alloc(bf_fileh *fh, uint64_t blk, bool overwrite)
     return pg;
 }
 
-/* Free a page that is EMPTY and in no map. */
-static void page_free(struct bf_page *pg)
+void bf_pg_free(struct bf_page *pg)
 {
     bf_blockbuf_free(pg->data, pg->fh->blksize);
+    free(pg->valid);
     free(pg);
 }
 
-/* Drop a page: -> EMPTY, out of the pagemap, freed. Lock held. The page
- * must not be `storing` (I14: the callers that could meet one wait, or get
- * -EBUSY, while a writeout runs). */
-static void page_drop(struct bf_page *pg)
+/* Drop a page: -> EMPTY, out of the pagemap, freed; a SPILLED one is put
+ * on `staged` instead (its staged content is dropped, and the page freed,
+ * by bf_spill_drop_list once the lock is released, I32), or freed if
+ * `staged` is NULL (only where its staged content was used up by a
+ * commit; no other caller meets a SPILLED page). Lock held. The page must
+ * not be `storing` nor in I/O (I14, I29: the callers that could meet one
+ * wait, or get -EBUSY). */
+static void page_drop(struct bf_page *pg, struct bf_list *staged)
 {
     bf_fileh *fh = pg->fh;
+    bool spilled = pg->state == BF_PAGE_SPILLED;
     page_set_state(pg, BF_PAGE_EMPTY); /* I8: EMPTY is out of the pagemap */
     bf_pagemap_remove(&fh->pages, pg->blk);
-    page_free(pg);
+    if (spilled && staged)
+        bf_list_add_tail(staged, &pg->dirty);
+    else
+        bf_pg_free(pg);
 }
 
-/* Load block blk, which is EMPTY (not in the pagemap). Lock held on entry
- * and on return, released around loadblk.
- * Returns 0 with *out LOADED; -EAGAIN when the load was invalidated
- * meanwhile (the page is EMPTY again: look again); -ENOMEM; or the loadblk
- * error (the page is EMPTY again, the error counted). */
-static int page_load(bf_fileh *fh, uint64_t blk, struct bf_page **out)
+/* Mark a DIRTY or SPILLED page conflicting (I25). Lock held. */
+void bf_pg_mark_conflict(struct bf_page *pg)
+{
+    BF_ASSERT(pg->state == BF_PAGE_DIRTY || pg->state == BF_PAGE_SPILLED); /* I25 */
+    if (!pg->conflict) {
+        pg->conflict = true;
+        pg->fh->nconflict++;
+    }
+}
+#define page_mark_conflict bf_pg_mark_conflict
+
+/* Wait until no page of fh has I/O in progress (I29), lock held (released
+ * while waiting). */
+static void wait_no_io(bf_fileh *fh)
+{
+    while (fh->nio > 0)
+        bf_ram_wait_load(fh->ram);
+}
+
+/* ------------------------------------------------------------------ */
+/* Partial pages (I30)                                                 */
+
+void bf_pg_copy_units(const bf_fileh *fh, void *dst, const void *src, const uint64_t *valid,
+                      bool which)
+{
+    uint32_t n = blk_units(fh), u = 0;
+    while (u < n) {
+        if (unit_valid(valid, u) != which) {
+            u++;
+            continue;
+        }
+        uint32_t v = u + 1;
+        while (v < n && unit_valid(valid, v) == which)
+            v++;
+        memcpy((char *)dst + ((size_t)u << BF_UNIT_BITS),
+               (const char *)src + ((size_t)u << BF_UNIT_BITS), (size_t)(v - u) << BF_UNIT_BITS);
+        u = v;
+    }
+}
+
+int bf_pg_load_base(bf_file *f, uint64_t blk, uint64_t at, void *buf, bool *stale)
+{
+    *stale = false;
+    int r = f->ops->loadblk(f, blk, at, buf, NULL);
+    if (r == -ESTALE) {
+        *stale = true;
+        r = f->ops->loadblk(f, blk, BF_SERIAL_NOW, buf, NULL);
+    }
+    return r;
+}
+
+/* Set the bits of the units of bytes [off, off + len) of a partial page's
+ * bitmap; free it when every unit is valid. Lock held. */
+static void valid_set(struct bf_page *pg, size_t off, size_t len)
+{
+    if (!pg->valid)
+        return;
+    uint32_t u0 = (uint32_t)(off >> BF_UNIT_BITS), u1 = (uint32_t)((off + len - 1) >> BF_UNIT_BITS);
+    for (uint32_t u = u0; u <= u1; u++)
+        pg->valid[u / 64] |= (uint64_t)1 << (u % 64);
+    bf_fileh *fh = pg->fh;
+    uint32_t n = blk_units(fh);
+    for (uint32_t u = 0; u < n; u++)
+        if (!unit_valid(pg->valid, u))
+            return;
+    free(pg->valid);
+    pg->valid = NULL;
+}
+
+/* Whether bytes [off, off + len) of pg are valid. */
+static bool range_valid(const struct bf_page *pg, size_t off, size_t len)
+{
+    if (!pg->valid)
+        return true;
+    for (size_t u = off >> BF_UNIT_BITS; u <= (off + len - 1) >> BF_UNIT_BITS; u++)
+        if (!unit_valid(pg->valid, (uint32_t)u))
+            return false;
+    return true;
+}
+
+/* A zeroed bitmap for a partial page of fh, or NULL (out of memory). */
+static uint64_t *valid_new(const bf_fileh *fh)
+{
+    return calloc(valid_words(fh), sizeof(uint64_t));
+}
+
+/* Whether reads of fh may load parts of blocks (loadblk_range). */
+static bool range_loads(const bf_fileh *fh)
+{
+    return fh->file->ops->loadblk_range && fh->blksize > BF_RANGE_LOAD;
+}
+
+/* Give a page that a running writeout stores a new buffer (copy on write,
+ * I4): the writeout keeps storing the old one and frees it at its end; the
+ * page goes on with `buf` and stays DIRTY after the writeout. Lock held. */
+static void page_cow(struct bf_page *pg, void *buf)
+{
+    bf_fileh *fh = pg->fh;
+    BF_ASSERT(pg->storing && fh->writeout_running && pg->state == BF_PAGE_DIRTY); /* I14 */
+    pg->data = buf;
+    pg->storing = false;
+    fh->cow_held++; /* the old buffer, until freed (I13) */
+    fh->ram->dirty_bytes += fh->blksize;
+}
+
+/* Complete a DIRTY partial page (fill, I30): load the version its change
+ * was made on (as of its base) and keep the page's valid bytes over it;
+ * the page becomes whole. Lock held on entry and on return, released
+ * around the load; writers of the page wait meanwhile (I29). Returns 0
+ * (look again: anything may have changed), or the loadblk error
+ * (counted; the page is as it was). */
+static int page_fill(struct bf_page *pg)
+{
+    bf_fileh *fh = pg->fh;
+    bf_ram *ram = fh->ram;
+    BF_ASSERT(pg->state == BF_PAGE_DIRTY && pg->valid && pg->io == BF_PAGE_IO_NONE);
+    void *buf = bf_blockbuf_alloc_overwrite(fh->blksize); /* loadblk fills it */
+    if (!buf)
+        return -ENOMEM;
+    uint64_t blk = pg->blk, base = pg->serial;
+    bool stale;
+    pg->io = BF_PAGE_IO_FILL; /* I29 */
+    fh->nio++;
+    bf_ram_unlock(ram); /* I2 */
+    int r = bf_pg_load_base(fh->file, blk, base, buf, &stale);
+    bf_ram_lock(ram);
+    pg->io = BF_PAGE_IO_NONE;
+    fh->nio--;
+    bf_ram_wake_loaders(ram);
+    fh->st.loadblk_calls++;
+    fh->st.fills++;
+    if (r < 0) {
+        fh->st.errors++;
+        bf_blockbuf_free(buf, fh->blksize);
+        return r;
+    }
+    fh->st.bytes_loaded += fh->blksize;
+    /* The page's valid bytes over its base (I30), into the new buffer. */
+    bf_pg_copy_units(fh, buf, pg->data, pg->valid, true);
+    if (pg->storing) {
+        page_cow(pg, buf); /* the writeout keeps reading the old buffer (I4) */
+    } else {
+        bf_blockbuf_free(pg->data, fh->blksize);
+        pg->data = buf;
+    }
+    free(pg->valid);
+    pg->valid = NULL;
+    if (stale)
+        page_mark_conflict(pg); /* its base is gone: someone changed the block since */
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Loads                                                               */
+
+/* Load block blk, which is EMPTY (not in the pagemap), whole; `ahead`: for
+ * a prefetch (I31). Lock held on entry and on return, released around
+ * loadblk. Returns 0 with *out LOADED; -EAGAIN when the load was
+ * invalidated meanwhile (the page is EMPTY again: look again); -ENOMEM; or
+ * the loadblk error (the page is EMPTY again, the error counted). */
+static int page_load(bf_fileh *fh, uint64_t blk, bool ahead, struct bf_page **out)
 {
     bf_ram *ram = fh->ram;
     bf_ram_assert_locked(ram);
@@ -185,11 +380,16 @@ static int page_load(bf_fileh *fh, uint64_t blk, struct bf_page **out)
         return -ENOMEM;
     int r = bf_pagemap_insert(&fh->pages, blk, pg);
     if (r < 0) {
-        page_free(pg);
+        bf_pg_free(pg);
         return r;
     }
     page_set_state(pg, BF_PAGE_LOADING); /* EMPTY -> LOADING: ours alone (I5) */
-    uint64_t at = pg->serial;            /* the view (I24) */
+    if (ahead) {
+        pg->ahead = true; /* I31 */
+        fh->nahead++;
+        ram->ahead_bytes += fh->blksize;
+    }
+    uint64_t at = pg->serial; /* the view (I24) */
 
     bf_ram_unlock(ram); /* I2; the buffer is ours meanwhile (I3) */
     r = fh->file->ops->loadblk(fh->file, blk, at, pg->data, NULL);
@@ -211,11 +411,11 @@ static int page_load(bf_fileh *fh, uint64_t blk, struct bf_page **out)
     bf_ram_wake_loaders(ram); /* I5: waiters look again */
 
     if (pg->state == BF_PAGE_LOADING_INVALIDATED) {
-        page_drop(pg); /* LOADING_INVALIDATED -> EMPTY */
+        page_drop(pg, NULL); /* LOADING_INVALIDATED -> EMPTY */
         return -EAGAIN;
     }
     if (r < 0) {
-        page_drop(pg); /* LOADING -> EMPTY, error to caller */
+        page_drop(pg, NULL); /* LOADING -> EMPTY, error to caller */
         return r;
     }
     page_set_state(pg, BF_PAGE_LOADED); /* LOADING -> LOADED */
@@ -223,36 +423,136 @@ static int page_load(bf_fileh *fh, uint64_t blk, struct bf_page **out)
     return 0;
 }
 
-/* The content of block blk, for reading. Lock held on entry and on return,
- * maybe released meanwhile (then anything may have changed).
- * Returns 0 and *out = the LOADED or DIRTY page, or *out = NULL when the
- * block reads as zeros; or the loadblk error / -ENOMEM. */
-static int page_get(bf_fileh *fh, uint64_t blk, struct bf_page **out)
+/* Load bytes [off, off + len) of block blk (partial load, I30), as for
+ * page_load: the new page is a partial LOADED page as of the view, or
+ * (completing, *pg given LOADED and partial) the bytes of pg that are not
+ * valid yet, as of pg's serial, with `whole` the whole block. Lock held on
+ * entry and on return, released around the load. Returns 0 (the page
+ * LOADED, those bytes valid); -EAGAIN (invalidated meanwhile, or the
+ * version is gone: the page is EMPTY, look again); -ENOMEM; or the load's
+ * error (counted: a new page is EMPTY again, a completed one as before). */
+static int page_load_part(bf_fileh *fh, uint64_t blk, struct bf_page *pg, size_t off, size_t len)
+{
+    bf_ram *ram = fh->ram;
+    const struct bf_file_ops *ops = fh->file->ops;
+    bool whole = len == fh->blksize;
+    BF_ASSERT(blk < zero_from_blk(fh)); /* I16, I30 */
+    BF_ASSERT(whole || range_loads(fh));
+    void *tmp = NULL;
+    if (pg) {
+        /* Completing: the new bytes go to a buffer of their own and only
+         * those that are not valid yet into the page. */
+        BF_ASSERT(pg->state == BF_PAGE_LOADED && pg->valid);
+        tmp = bf_blockbuf_alloc_overwrite(fh->blksize);
+        if (!tmp)
+            return -ENOMEM;
+        page_set_state(pg, BF_PAGE_LOADING); /* LOADED -> LOADING (completing) */
+    } else {
+        pg = page_alloc(fh, blk, true);
+        uint64_t *valid = pg ? valid_new(fh) : NULL;
+        int r = valid ? bf_pagemap_insert(&fh->pages, blk, pg) : -ENOMEM;
+        if (r < 0) {
+            free(valid);
+            if (pg)
+                bf_pg_free(pg);
+            return r;
+        }
+        pg->valid = valid;
+        page_set_state(pg, BF_PAGE_LOADING); /* EMPTY -> LOADING (partial) */
+    }
+    uint64_t at = pg->serial;
+    void *dst = tmp ? tmp : pg->data;
+
+    bf_ram_unlock(ram); /* I2; the buffer is ours meanwhile (I3) */
+    int r = whole ? ops->loadblk(fh->file, blk, at, dst, NULL)
+                  : ops->loadblk_range(fh->file, blk, at, (uint32_t)off, (uint32_t)len,
+                                       (char *)dst + off, NULL);
+    bool now = false;
+    if (r == -ESTALE && !tmp) {
+        /* A new page: the version as of the view is gone (as in
+         * page_load): the current one, whole. */
+        r = ops->loadblk(fh->file, blk, BF_SERIAL_NOW, dst, NULL);
+        now = true;
+    }
+    bf_ram_lock(ram);
+
+    fh->st.loadblk_calls += whole || now;
+    fh->st.range_loads += !whole;
+    if (r < 0 && r != -ESTALE)
+        fh->st.errors++;
+    else if (r == 0)
+        fh->st.bytes_loaded += now ? fh->blksize : len;
+    if (now) {
+        off = 0;
+        len = fh->blksize;
+    }
+    bf_ram_wake_loaders(ram); /* I5 */
+    if (pg->state == BF_PAGE_LOADING_INVALIDATED || r == -ESTALE || (r < 0 && !tmp)) {
+        /* Thrown away (LOADING(_INVALIDATED) -> EMPTY): invalidated, or the
+         * version of the page's other bytes is gone (the page loads anew
+         * as of the view), or a new page whose load failed. */
+        bf_blockbuf_free(tmp, fh->blksize);
+        page_drop(pg, NULL);
+        return r == 0 || r == -ESTALE ? -EAGAIN : r;
+    }
+    page_set_state(pg, BF_PAGE_LOADED); /* LOADING -> LOADED (partial, or completed) */
+    if (r == 0 && tmp)
+        bf_pg_copy_units(fh, (char *)pg->data, tmp, pg->valid, false);
+    if (r == 0)
+        valid_set(pg, off, len);
+    bf_blockbuf_free(tmp, fh->blksize);
+    return r;
+}
+
+/* The content of bytes [boff, boff + len) of block blk, for reading, the
+ * access `random` (bf_fileh_read). Lock held on entry and on return, maybe
+ * released meanwhile (then anything may have changed). Returns 0 and *out
+ * = the LOADED or DIRTY page with those bytes valid, or *out = NULL when
+ * the block reads as zeros; or the load's error / -ENOMEM. */
+static int page_get(bf_fileh *fh, uint64_t blk, size_t boff, size_t len, bool random,
+                    struct bf_page **out)
 {
     bf_ram_assert_locked(fh->ram);
+    /* A random read loads the 64 KiB-aligned bytes around it (I30). */
+    size_t lo = boff & ~(size_t)(BF_RANGE_LOAD - 1);
+    size_t hi = (boff + len + BF_RANGE_LOAD - 1) & ~(size_t)(BF_RANGE_LOAD - 1);
+    if (hi > fh->blksize)
+        hi = fh->blksize;
+    bool part = random && range_loads(fh);
     for (;;) {
         struct bf_page *pg = bf_pagemap_get(&fh->pages, blk);
-        if (pg) {
-            if (pg->state == BF_PAGE_LOADED || pg->state == BF_PAGE_DIRTY) {
-                *out = pg;
+        int r = 0;
+        if (!pg) {
+            if (blk >= zero_from_blk(fh)) {
+                *out = NULL;
                 return 0;
             }
-            /* LOADING or LOADING_INVALIDATED by another thread: wait for
-             * that load to end, then look again (I5). */
+            r = part ? page_load_part(fh, blk, NULL, lo, hi - lo) : page_load(fh, blk, false, &pg);
+        } else if (pg->state == BF_PAGE_LOADING || pg->state == BF_PAGE_LOADING_INVALIDATED ||
+                   (pg->state == BF_PAGE_DIRTY && pg->io == BF_PAGE_IO_UNSPILL)) {
+            /* Another thread loads it: wait for that to end, then look
+             * again (I5, I29). */
             bf_ram_wait_load(fh->ram);
-            continue;
-        }
-        if (blk >= zero_from_blk(fh)) {
-            *out = NULL;
+        } else if (pg->state == BF_PAGE_SPILLED) {
+            /* Its content comes back from staging (never during a
+             * writeout of the handle: it may be storing it, I29). */
+            if (fh->writeout_running)
+                bf_ram_wait(fh->ram, &fh->writeout_done);
+            else
+                r = bf_spill_unspill(pg);
+        } else if (range_valid(pg, boff, len)) {
+            *out = pg;
             return 0;
+        } else if (pg->state == BF_PAGE_LOADED) {
+            r = part ? page_load_part(fh, blk, pg, lo, hi - lo)
+                     : page_load_part(fh, blk, pg, 0, fh->blksize);
+        } else if (pg->io != BF_PAGE_IO_NONE) {
+            bf_ram_wait_load(fh->ram); /* I29 */
+        } else {
+            r = page_fill(pg); /* DIRTY, partial */
         }
-        int r = page_load(fh, blk, &pg);
-        if (r == -EAGAIN)
-            continue;
-        if (r < 0)
+        if (r < 0 && r != -EAGAIN)
             return r;
-        *out = pg;
-        return 0;
     }
 }
 
@@ -267,7 +567,7 @@ static size_t page_evict(struct bf_page *pg)
     bf_fileh *fh = pg->fh;
     BF_ASSERT(pg->state == BF_PAGE_LOADED); /* I10: only clean pages go */
     size_t bytes = fh->blksize;
-    page_drop(pg); /* LOADED -> EMPTY (budget/reclaim) */
+    page_drop(pg, NULL); /* LOADED -> EMPTY (budget/reclaim) */
     fh->st.reclaimed_blocks++;
     fh->ram->evictions++;
     return bytes;
@@ -317,6 +617,10 @@ int bf_fileh_open(bf_file *file, bf_ram *ram, bf_fileh **out)
 {
     if (!file || !ram || !file->ops || !bf_blksize_valid(file->blksize) || file->size > BF_SIZE_MAX)
         return -EINVAL;
+    const struct bf_file_ops *ops = file->ops;
+    if (!!ops->stage != !!ops->unstage || !!ops->stage != !!ops->stage_drop ||
+        !!ops->stage != !!ops->storeblk_staged)
+        return -EINVAL; /* staging is all four operations or none (bigfile.h) */
     bf_fileh *fh = calloc(1, sizeof(*fh));
     if (!fh)
         return -ENOMEM;
@@ -347,15 +651,20 @@ void bf_fileh_close(bf_fileh *fh)
     if (!fh)
         return;
     bf_ram *ram = fh->ram;
+    struct bf_list staged;
+    bf_list_init(&staged);
     bf_ram_lock(ram);
     BF_ASSERT(bf_fileh_check_locked(fh) == 0);
     BF_ASSERT(fh->nloading == 0 && !fh->writeout_running); /* I23 */
+    /* Another handle's write may be spilling one of its pages (I29). */
+    wait_no_io(fh);
     uint64_t k;
     struct bf_page *pg;
     while ((pg = bf_pagemap_next(&fh->pages, 0, &k)) != NULL)
-        page_drop(pg); /* LOADED/DIRTY -> EMPTY: the handle goes */
+        page_drop(pg, &staged); /* LOADED/DIRTY/SPILLED -> EMPTY: the handle goes */
     bf_ram_handle_remove(ram, &fh->ram_link);
     bf_ram_unlock(ram);
+    bf_spill_drop_list(&staged);
     free(fh->lw_ranges);
     pthread_cond_destroy(&fh->writeout_done);
     bf_pagemap_destroy(&fh->pages);
@@ -363,7 +672,25 @@ void bf_fileh_close(bf_fileh *fh)
 }
 
 /* ------------------------------------------------------------------ */
-/* Read, write, truncate                                               */
+/* Read, prefetch                                                      */
+
+/* Note a read of n bytes at off for sequential access; returns whether it
+ * continues the last one. Lock held. */
+static bool ra_note(bf_fileh *fh, uint64_t off, uint64_t n)
+{
+    bool seq = off <= fh->ra_end + RA_SLACK && off + RA_SLACK >= fh->ra_end;
+    if (seq) {
+        if (fh->ra_run < UINT64_MAX)
+            fh->ra_run++;
+        if (off + n > fh->ra_end)
+            fh->ra_end = off + n;
+    } else {
+        fh->ra_run = 0;
+        fh->ra_end = off + n;
+        fh->ra_next = 0;
+    }
+    return seq;
+}
 
 ssize_t bf_fileh_read(bf_fileh *fh, void *buf, size_t count, uint64_t off)
 {
@@ -380,6 +707,7 @@ ssize_t bf_fileh_read(bf_fileh *fh, void *buf, size_t count, uint64_t off)
         n = count;
     if (n > SSIZE_MAX)
         n = SSIZE_MAX;
+    bool random = !ra_note(fh, off, n);
 
     uint64_t done = 0;
     while (done < n) {
@@ -391,17 +719,24 @@ ssize_t bf_fileh_read(bf_fileh *fh, void *buf, size_t count, uint64_t off)
             len = (size_t)(n - done);
 
         struct bf_page *pg;
-        int r = page_get(fh, blk, &pg);
+        int r = page_get(fh, blk, boff, len, random, &pg);
         if (r < 0) {
+            enforce_budget(ram);
             bf_ram_unlock(ram);
             return r;
         }
         if (pg) {
             /* Copied with the lock held (I1); a DIRTY page's buffer is not
-             * written meanwhile even if stored (I4). */
+             * written meanwhile even if stored or spilled (I4, I29). */
             memcpy((char *)buf + done, (char *)pg->data + boff, len);
-            if (pg->state == BF_PAGE_LOADED)
+            if (pg->state == BF_PAGE_LOADED) {
                 bf_ram_lru_touch(ram, &pg->lru);
+                if (pg->ahead) {
+                    pg->ahead = false; /* read now (I31) */
+                    fh->nahead--;
+                    ram->ahead_bytes -= fh->blksize;
+                }
+            }
         } else {
             memset((char *)buf + done, 0, len);
         }
@@ -413,6 +748,77 @@ ssize_t bf_fileh_read(bf_fileh *fh, void *buf, size_t count, uint64_t off)
     bf_ram_unlock(ram);
     return (ssize_t)n;
 }
+
+/* The blocks prefetch may load: below the size and the lowest size since
+ * the last commit (I16). Lock held. */
+static uint64_t prefetch_end(const bf_fileh *fh)
+{
+    uint64_t end = div_ceil_blk(fh, fh->size), zf = zero_from_blk(fh);
+    return zf < end ? zf : end;
+}
+
+bool bf_fileh_readahead(bf_fileh *fh, uint64_t *blk, uint64_t *n)
+{
+    bf_ram *ram = fh->ram;
+    bool ok = false;
+    bf_ram_lock(ram);
+    if (fh->ra_run >= RA_MIN_RUN && fh->ra_end > 0) {
+        uint64_t window = (ram->budget / 4 < BF_READAHEAD_MAX ? ram->budget / 4
+                                                              : BF_READAHEAD_MAX) >>
+                          fh->blkbits;
+        uint64_t cur = (fh->ra_end - 1) >> fh->blkbits;
+        uint64_t from = cur + 1 > fh->ra_next ? cur + 1 : fh->ra_next;
+        uint64_t to = cur + 1 + window, end = prefetch_end(fh);
+        if (to > end)
+            to = end;
+        if (from < to) {
+            *blk = from;
+            *n = to - from;
+            fh->ra_next = to;
+            ok = true;
+        }
+    }
+    bf_ram_unlock(ram);
+    return ok;
+}
+
+int bf_fileh_prefetch(bf_fileh *fh, uint64_t blk, uint64_t n, uint64_t *loaded)
+{
+    if (n > 0 && n - 1 > UINT64_MAX - blk)
+        return -EINVAL;
+    bf_ram *ram = fh->ram;
+    uint64_t done = 0;
+    int r = 0;
+    bf_ram_lock(ram);
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t b = blk + i;
+        if (b >= prefetch_end(fh))
+            break;
+        if (bf_pagemap_get(&fh->pages, b))
+            continue; /* cached, loading, dirty or spilled: nothing to do */
+        if (ram->ahead_bytes + fh->blksize > ram->budget / 4)
+            break; /* I31: never evict what a reader is about to use */
+        struct bf_page *pg;
+        r = page_load(fh, b, true, &pg);
+        if (r == -EAGAIN) {
+            r = 0; /* invalidated meanwhile: a reader loads it */
+            continue;
+        }
+        if (r < 0)
+            break;
+        done++;
+        fh->st.prefetched_blocks++;
+        enforce_budget(ram);
+    }
+    enforce_budget(ram);
+    bf_ram_unlock(ram);
+    if (loaded)
+        *loaded = done;
+    return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* Write                                                               */
 
 /* Whether blocks [first, last] touch the fence (I22). Lock held. */
 static bool range_fenced(const bf_fileh *fh, uint64_t first, uint64_t last)
@@ -441,7 +847,8 @@ static void pin_partial(bf_fileh *fh, uint64_t blk)
 static void unpin_partial(bf_fileh *fh, uint64_t blk)
 {
     struct bf_page *pg = bf_pagemap_get(&fh->pages, blk);
-    if (pg && pg->state == BF_PAGE_DIRTY && pg->wpinned && !pg->storing)
+    if (pg && pg->state == BF_PAGE_DIRTY && pg->wpinned && !pg->storing &&
+        pg->io == BF_PAGE_IO_NONE)
         page_set_state(pg, BF_PAGE_LOADED); /* DIRTY -> LOADED (pin of a failed write, unchanged) */
 }
 
@@ -455,29 +862,6 @@ static void write_giveup(bf_fileh *fh, uint64_t first, uint64_t last)
         unpin_partial(fh, last);
     enforce_budget(fh->ram);
     bf_ram_unlock(fh->ram);
-}
-
-/* Mark a DIRTY page conflicting (I25). Lock held. */
-static void page_mark_conflict(struct bf_page *pg)
-{
-    BF_ASSERT(pg->state == BF_PAGE_DIRTY); /* I25 */
-    if (!pg->conflict) {
-        pg->conflict = true;
-        pg->fh->nconflict++;
-    }
-}
-
-/* Give a page that a running writeout stores a new buffer (copy on write,
- * I4): the writeout keeps storing the old one and frees it at its end; the
- * page goes on with `buf` and stays DIRTY after the writeout. Lock held. */
-static void page_cow(struct bf_page *pg, void *buf)
-{
-    bf_fileh *fh = pg->fh;
-    BF_ASSERT(pg->storing && fh->writeout_running); /* I14 */
-    pg->data = buf;
-    pg->storing = false;
-    fh->cow_held++; /* the old buffer, until freed (I13) */
-    fh->ram->dirty_bytes += fh->blksize;
 }
 
 /* Whether block blk is in the launder window (I27). Lock held. */
@@ -547,7 +931,8 @@ static int window_load(bf_fileh *fh, uint64_t blk)
     fh->st.bytes_loaded += fh->blksize;
     struct bf_page *pg = bf_pagemap_get(&fh->pages, blk);
     if (!fh->lw_open || fh->lw_serial != serial || blk >= div_ceil_blk(fh, fh->size) ||
-        (pg && pg->state != BF_PAGE_LOADED && !(pg->state == BF_PAGE_DIRTY && pg->wpinned))) {
+        (pg && ((pg->state != BF_PAGE_LOADED && !(pg->state == BF_PAGE_DIRTY && pg->wpinned)) ||
+                pg->io != BF_PAGE_IO_NONE))) {
         bf_blockbuf_free(buf, fh->blksize); /* the window moved, or the block is busy or dirty */
         return -EAGAIN;
     }
@@ -569,6 +954,8 @@ static int window_load(bf_fileh *fh, uint64_t blk)
             bf_blockbuf_free(pg->data, fh->blksize);
             pg->data = buf;
         }
+        free(pg->valid); /* whole now (I30) */
+        pg->valid = NULL;
     }
     pg->wpinned = false;
     pg->serial = serial - 1; /* I24, I27 */
@@ -576,11 +963,161 @@ static int window_load(bf_fileh *fh, uint64_t blk)
     return 0;
 }
 
-/* Per block of a write: a page to create, or a buffer for copy on write. */
+/* The bytes [*bo, *be) of block b that a write of [off, end) covers. */
+static void write_span(const bf_fileh *fh, uint64_t b, uint64_t off, uint64_t end, size_t *bo,
+                       size_t *be)
+{
+    uint64_t start = b << fh->blkbits;
+    *bo = off > start ? (size_t)(off - start) : 0;
+    *be = end - start < fh->blksize ? (size_t)(end - start) : fh->blksize;
+}
+
+/* Whether a write of bytes [bo, be) of a page with bitmap `valid` (NULL:
+ * every unit valid; `empty`: no page, no unit valid) leaves only whole
+ * units behind: its first and last units are covered whole or already
+ * valid (I30). */
+static bool edges_ok(const uint64_t *valid, bool empty, size_t bo, size_t be)
+{
+    bool head = (bo & (BF_UNIT - 1)) == 0 ||
+                (!empty && unit_valid(valid, (uint32_t)(bo >> BF_UNIT_BITS)));
+    bool tail = (be & (BF_UNIT - 1)) == 0 ||
+                (!empty && unit_valid(valid, (uint32_t)((be - 1) >> BF_UNIT_BITS)));
+    return head && tail;
+}
+
+/* What a block of a write needs before the write can apply. */
+enum wr_need {
+    WR_NONE,          /* nothing */
+    WR_WAIT_LOAD,     /* a load or another I/O of the page runs: wait (I5, I29) */
+    WR_WAIT_WRITEOUT, /* SPILLED, partially written, while a writeout runs */
+    WR_LOAD,          /* EMPTY, partially written, not unit-aligned: load it */
+    WR_UNSPILL,       /* SPILLED, partially written: its content back */
+    WR_FILL,          /* partial page, a unit the write covers in part is not valid */
+};
+
+/* What block b (page pg, maybe NULL) needs for a write of its bytes [bo,
+ * be). Lock held. */
+static enum wr_need write_need(const bf_fileh *fh, uint64_t b, const struct bf_page *pg, size_t bo,
+                               size_t be)
+{
+    bool whole = bo == 0 && be == fh->blksize;
+    if (!pg) {
+        if (whole || b >= zero_from_blk(fh))
+            return WR_NONE; /* no content needed */
+        return fh->blksize > BF_UNIT && edges_ok(NULL, true, bo, be) ? WR_NONE : WR_LOAD;
+    }
+    switch (pg->state) {
+    case BF_PAGE_LOADING:
+    case BF_PAGE_LOADING_INVALIDATED:
+        return WR_WAIT_LOAD;
+    case BF_PAGE_SPILLED:
+        if (whole)
+            return WR_NONE; /* replaced whole: the staged content is dropped */
+        return fh->writeout_running ? WR_WAIT_WRITEOUT : WR_UNSPILL;
+    case BF_PAGE_DIRTY:
+        if (pg->io != BF_PAGE_IO_NONE)
+            return WR_WAIT_LOAD;
+        /* fall through */
+    default:
+        return whole || edges_ok(pg->valid, false, bo, be) ? WR_NONE : WR_FILL;
+    }
+}
+
+/* Per block of a write: a page to create, a buffer (copy on write, or for
+ * a SPILLED block written whole), a bitmap for a new partial page, and a
+ * staged content to drop once the lock is released. */
 struct wr_slot {
     struct bf_page *newpg;
-    void *cowbuf;
+    void *buf;
+    uint64_t *valid;
+    bool drop;
+    uint64_t token;
 };
+
+/* Phase 1 of a write (bf_fileh_write): make every block of the write
+ * ready, releasing the lock at most once. Returns 1 when ready (the lock
+ * held throughout), 0 after a release (look again), or an error (nothing
+ * changed by the write yet). */
+static int write_prepare(bf_fileh *fh, uint64_t off, uint64_t end, uint64_t first, uint64_t last)
+{
+    bf_ram *ram = fh->ram;
+    size_t bo, be;
+    write_span(fh, first, off, end, &bo, &be);
+    bool first_partial = bo != 0 || be != fh->blksize;
+    write_span(fh, last, off, end, &bo, &be);
+    bool last_partial = be != fh->blksize;
+
+    /* Every block: out of loads and other I/O. */
+    uint64_t k;
+    struct bf_page *pg, *act = NULL;
+    enum wr_need need = WR_NONE;
+    for (pg = bf_pagemap_next(&fh->pages, first, &k); pg && k <= last;
+         pg = k == UINT64_MAX ? NULL : bf_pagemap_next(&fh->pages, k + 1, &k)) {
+        write_span(fh, k, off, end, &bo, &be);
+        enum wr_need n = write_need(fh, k, pg, bo, be);
+        if (n == WR_WAIT_LOAD || n == WR_WAIT_WRITEOUT) {
+            need = n;
+            break;
+        }
+    }
+    /* Into the launder window (I27): the partially written blocks first
+     * get the content the kernel's pages were made on. */
+    uint64_t wb = need != WR_NONE ? UINT64_MAX
+                                  : window_needs_old(fh, first, last, first_partial, last_partial);
+    /* The partially written blocks: their content, or whole units. */
+    uint64_t nb = UINT64_MAX;
+    for (int i = 0; i < 2 && need == WR_NONE && wb == UINT64_MAX; i++) {
+        uint64_t b = i == 0 ? first : last;
+        if ((i == 0 && !first_partial) || (i == 1 && (!last_partial || last == first)))
+            continue;
+        write_span(fh, b, off, end, &bo, &be);
+        act = bf_pagemap_get(&fh->pages, b);
+        need = write_need(fh, b, act, bo, be);
+        nb = b;
+    }
+
+    /* Pinned DIRTY, a block loaded in an earlier round neither goes nor
+     * counts as clean while the lock is released (I6). */
+    if (first_partial)
+        pin_partial(fh, first);
+    if (last_partial)
+        pin_partial(fh, last);
+    int r;
+    if (wb != UINT64_MAX) {
+        r = window_load(fh, wb);
+        return r == -EAGAIN ? 0 : r;
+    }
+    switch (need) {
+    case WR_WAIT_LOAD:
+        bf_ram_wait_load(ram);
+        return 0;
+    case WR_WAIT_WRITEOUT:
+        bf_ram_wait(ram, &fh->writeout_done);
+        return 0;
+    case WR_LOAD:
+        r = page_load(fh, nb, false, &pg);
+        return r == -EAGAIN ? 0 : r;
+    case WR_UNSPILL:
+        r = bf_spill_unspill(act);
+        return r > 0 ? 0 : r;
+    case WR_FILL:
+        /* pin_partial made a LOADED page DIRTY (pinned) */
+        r = page_fill(act);
+        return r;
+    case WR_NONE:
+        break;
+    }
+
+    /* Room for the blocks that become dirty in memory (I28). */
+    uint64_t room = 0;
+    for (uint64_t b = first; b <= last; b++) {
+        pg = bf_pagemap_get(&fh->pages, b);
+        if (!pg || pg->state != BF_PAGE_DIRTY)
+            room += fh->blksize;
+    }
+    r = bf_spill_make_room(fh, room, first, last);
+    return r > 0 ? 0 : r < 0 ? r : 1;
+}
 
 ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off)
 {
@@ -593,69 +1130,29 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
 
     bf_ram *ram = fh->ram;
     uint64_t end = off + count;
-    uint64_t mask = fh->blksize - 1;
     uint64_t first = off >> fh->blkbits, last = (end - 1) >> fh->blkbits;
-    bool first_partial = (off & mask) != 0 || (first == last && (end & mask) != 0);
-    bool last_partial = (end & mask) != 0;
     int r;
 
     bf_ram_lock(ram);
 
     /* Phase 1, lock released at times: every block of the range is out of
-     * LOADING, and the partially written ones that need their content are
-     * cached. After a release anything may have changed: start over. The
-     * fence is checked under the lock at every round (I22). */
+     * loads and other I/O, and the partially written ones have the content
+     * they need (or need none), and there is room for the blocks that
+     * become dirty. After a release anything may have changed: start over.
+     * The fence is checked under the lock at every round (I22). */
     for (;;) {
         if (range_fenced(fh, first, last)) {
             fh->st.fenced_writes++;
             write_giveup(fh, first, last);
             return (ssize_t)count;
         }
-        bool busy = false;
-        uint64_t k;
-        struct bf_page *pg;
-        for (pg = bf_pagemap_next(&fh->pages, first, &k); pg && k <= last;
-             pg = k == UINT64_MAX ? NULL : bf_pagemap_next(&fh->pages, k + 1, &k)) {
-            if (pg->state == BF_PAGE_LOADING || pg->state == BF_PAGE_LOADING_INVALIDATED) {
-                busy = true;
-                break;
-            }
-        }
-        /* Into the launder window (I27): the partially written blocks
-         * first get the content the kernel's pages were made on. */
-        uint64_t wb = busy ? UINT64_MAX
-                           : window_needs_old(fh, first, last, first_partial, last_partial);
-        if (wb != UINT64_MAX) {
-            r = window_load(fh, wb);
-            if (r < 0 && r != -EAGAIN) {
-                write_giveup(fh, first, last);
-                return r;
-            }
-            continue;
-        }
-        uint64_t zf = zero_from_blk(fh);
-        bool need_first = !busy && first_partial && first < zf &&
-                          !bf_pagemap_get(&fh->pages, first);
-        bool need_last = !busy && !need_first && last_partial && last != first && last < zf &&
-                         !bf_pagemap_get(&fh->pages, last);
-        if (!busy && !need_first && !need_last)
-            break;
-
-        /* Pinned DIRTY, a block loaded in an earlier round neither goes nor
-         * counts as clean while the lock is released (I6). */
-        if (first_partial)
-            pin_partial(fh, first);
-        if (last_partial)
-            pin_partial(fh, last);
-        if (busy) {
-            bf_ram_wait_load(ram);
-            continue;
-        }
-        r = page_load(fh, need_first ? first : last, &pg);
-        if (r < 0 && r != -EAGAIN) {
+        r = write_prepare(fh, off, end, first, last);
+        if (r < 0) {
             write_giveup(fh, first, last);
             return r;
         }
+        if (r > 0)
+            break;
     }
 
     /* Phase 2, lock held throughout: allocate what the write needs, then
@@ -669,22 +1166,29 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
             return -ENOMEM;
         }
     } else {
-        one.newpg = NULL;
-        one.cowbuf = NULL;
+        memset(&one, 0, sizeof(one));
     }
     r = 0;
     uint64_t inserted = 0;
     for (uint64_t i = 0; i < nblk && r == 0; i++) {
-        struct bf_page *pg = bf_pagemap_get(&fh->pages, first + i);
+        uint64_t b = first + i;
+        struct bf_page *pg = bf_pagemap_get(&fh->pages, b);
+        size_t bo, be;
+        write_span(fh, b, off, end, &bo, &be);
+        bool whole = bo == 0 && be == fh->blksize;
         if (!pg) {
-            /* A block the write covers entirely needs no zeros first. */
-            bool whole = !(i == 0 && first_partial) && !(i == nblk - 1 && last_partial);
-            slots[i].newpg = page_alloc(fh, first + i, whole);
-            if (!slots[i].newpg)
+            /* A block the write covers entirely needs no zeros first, nor
+             * does a partial page (I30). */
+            bool partial = !whole && b < zero_from_blk(fh);
+            slots[i].newpg = page_alloc(fh, b, whole || partial);
+            if (partial && slots[i].newpg)
+                slots[i].valid = valid_new(fh);
+            if (!slots[i].newpg || (partial && !slots[i].valid))
                 r = -ENOMEM;
-        } else if (pg->storing) {
-            slots[i].cowbuf = bf_blockbuf_alloc_overwrite(fh->blksize); /* copied over whole */
-            if (!slots[i].cowbuf)
+        } else if (pg->storing || pg->state == BF_PAGE_SPILLED) {
+            slots[i].buf = bf_blockbuf_alloc_overwrite(
+                fh->blksize); /* copied over or written whole */
+            if (!slots[i].buf)
                 r = -ENOMEM;
         }
     }
@@ -696,9 +1200,10 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
             if (slots[i].newpg) {
                 if (i < inserted)
                     bf_pagemap_remove(&fh->pages, first + i);
-                page_free(slots[i].newpg);
+                bf_pg_free(slots[i].newpg);
             }
-            bf_blockbuf_free(slots[i].cowbuf, fh->blksize);
+            bf_blockbuf_free(slots[i].buf, fh->blksize);
+            free(slots[i].valid);
         }
         if (slots != &one)
             free(slots);
@@ -709,18 +1214,36 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
     uint64_t done = 0;
     for (uint64_t i = 0; i < nblk; i++) {
         struct bf_page *pg = slots[i].newpg;
+        size_t bo, be;
+        write_span(fh, first + i, off, end, &bo, &be);
         if (pg) {
-            /* EMPTY -> DIRTY: whole block written, or past the lowest
-             * size (reads as zeros): no loadblk needed. */
+            /* EMPTY -> DIRTY: whole block written, past the lowest size
+             * (reads as zeros), or a partial page: no loadblk needed. */
+            pg->valid = slots[i].valid;
             page_set_state(pg, BF_PAGE_DIRTY);
         } else {
             pg = bf_pagemap_get(&fh->pages, first + i);
-            if (pg->state == BF_PAGE_LOADED)
+            if (pg->state == BF_PAGE_LOADED) {
                 page_set_state(pg, BF_PAGE_DIRTY); /* LOADED -> DIRTY */
-            if (pg->storing) {
-                memcpy(slots[i].cowbuf, pg->data, fh->blksize);
-                page_cow(pg, slots[i].cowbuf);
+            } else if (pg->state == BF_PAGE_SPILLED) {
+                /* Written whole (a partial write unspilled it first). A
+                 * running writeout keeps storing the staged content, and
+                 * drops it if its commit fails; else it is dropped now. */
+                if (pg->storing) {
+                    pg->storing = false;
+                } else {
+                    slots[i].drop = true;
+                    slots[i].token = pg->token;
+                }
+                page_set_state(pg, BF_PAGE_DIRTY); /* SPILLED -> DIRTY (written whole) */
+                pg->data = slots[i].buf;
+                slots[i].buf = NULL;
+            } else if (pg->storing) {
+                memcpy(slots[i].buf, pg->data, fh->blksize);
+                page_cow(pg, slots[i].buf);
+                slots[i].buf = NULL;
             }
+            bf_ram_dlru_touch(ram, &pg->lru); /* I28: most recently written */
         }
         if (in_window(fh, first + i)) {
             /* A laundered page: it belongs to the content before the
@@ -729,22 +1252,29 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
                 pg->serial = fh->lw_serial - 1;
             page_mark_conflict(pg);
         }
-        uint64_t pos = off + done;
-        size_t boff = (size_t)(pos & mask);
-        size_t len = fh->blksize - boff;
-        if (len > count - done)
-            len = (size_t)(count - done);
-        memcpy((char *)pg->data + boff, (const char *)buf + done, len);
+        memcpy((char *)pg->data + bo, (const char *)buf + done, be - bo);
+        if (bo == 0 && be == fh->blksize) {
+            free(pg->valid); /* whole now (I30) */
+            pg->valid = NULL;
+        } else {
+            valid_set(pg, bo, be - bo);
+        }
         pg->wpinned = false; /* changed: a real DIRTY now */
-        done += len;
+        done += be - bo;
     }
     if (end > fh->size)
         fh->size = end;
     bf_ram_unlock(ram);
+    for (uint64_t i = 0; i < nblk; i++)
+        if (slots[i].drop)
+            fh->file->ops->stage_drop(fh->file, slots[i].token); /* I2: lock released */
     if (slots != &one)
         free(slots);
     return (ssize_t)count;
 }
+
+/* ------------------------------------------------------------------ */
+/* Truncate                                                            */
 
 int bf_fileh_truncate(bf_fileh *fh, uint64_t size)
 {
@@ -753,6 +1283,8 @@ int bf_fileh_truncate(bf_fileh *fh, uint64_t size)
     bf_ram *ram = fh->ram;
     uint64_t tail = size & (fh->blksize - 1);
     uint64_t lastblk = size >> fh->blkbits; /* the new partial last block, if tail */
+    struct bf_list staged;
+    bf_list_init(&staged);
 
     bf_ram_lock(ram);
     /* Lock released at times (waiting, loading): check again each round. */
@@ -765,6 +1297,7 @@ int bf_fileh_truncate(bf_fileh *fh, uint64_t size)
             bf_ram_unlock(ram);
             return 0;
         }
+        int r = 0;
         if (fh->writeout_running) {
             /* A shrink waits for the writeout to end (I18): it would drop
              * pages the writeout stores (I14) and lower the size under its
@@ -774,28 +1307,46 @@ int bf_fileh_truncate(bf_fileh *fh, uint64_t size)
             bf_ram_wait(ram, &fh->writeout_done);
             continue;
         }
+        if (fh->nio > 0) {
+            enforce_budget(ram);
+            wait_no_io(fh); /* no page it drops or zeroes is in I/O (I29) */
+            continue;
+        }
         if (!tail)
             break;
+        /* The new last block, whole and in memory, for its tail to be
+         * zeroed. */
         struct bf_page *pg = bf_pagemap_get(&fh->pages, lastblk);
         if (pg && (pg->state == BF_PAGE_LOADING || pg->state == BF_PAGE_LOADING_INVALIDATED)) {
             bf_ram_wait_load(ram);
             continue;
         }
-        if (pg || lastblk >= zero_from_blk(fh))
+        if (!pg && lastblk >= zero_from_blk(fh))
             break;
-        int r = page_load(fh, lastblk, &pg);
+        if (!pg)
+            r = page_load(fh, lastblk, false, &pg);
+        else if (pg->state == BF_PAGE_SPILLED)
+            r = bf_spill_unspill(pg);
+        else if (pg->valid && pg->state == BF_PAGE_LOADED)
+            r = page_load_part(fh, lastblk, pg, 0, fh->blksize);
+        else if (pg->valid)
+            r = page_fill(pg);
+        else
+            break;
         if (r < 0 && r != -EAGAIN) {
+            enforce_budget(ram);
             bf_ram_unlock(ram);
             return r;
         }
     }
 
-    /* Shrinking, lock held, no writeout running (I18): zero the tail of
-     * the new last block ... */
-    BF_ASSERT(!fh->writeout_running);
+    /* Shrinking, lock held, no writeout running (I18), no I/O (I29): zero
+     * the tail of the new last block ... */
+    BF_ASSERT(!fh->writeout_running && fh->nio == 0);
     if (tail) {
         struct bf_page *pg = bf_pagemap_get(&fh->pages, lastblk);
         if (pg) {
+            BF_ASSERT(!pg->valid && pg->data); /* whole (I30) */
             if (pg->state == BF_PAGE_LOADED)
                 page_set_state(pg, BF_PAGE_DIRTY); /* LOADED -> DIRTY (tail zeroed) */
             memset((char *)pg->data + tail, 0, fh->blksize - tail);
@@ -810,13 +1361,15 @@ int bf_fileh_truncate(bf_fileh *fh, uint64_t size)
         if (pg->state == BF_PAGE_LOADING)
             page_set_state(pg, BF_PAGE_LOADING_INVALIDATED); /* LOADING -> LOADING_INVALIDATED */
         else if (pg->state != BF_PAGE_LOADING_INVALIDATED)
-            page_drop(pg); /* LOADED/DIRTY -> EMPTY (truncated) */
+            page_drop(pg, &staged); /* LOADED/DIRTY/SPILLED -> EMPTY (truncated) */
         pg = k == UINT64_MAX ? NULL : bf_pagemap_next(&fh->pages, k + 1, &k);
     }
     fh->size = size;
     if (size < fh->min_size)
         fh->min_size = size; /* I17 */
+    enforce_budget(ram);
     bf_ram_unlock(ram);
+    bf_spill_drop_list(&staged);
     return 0;
 }
 
@@ -843,7 +1396,9 @@ static int wo_item_cmp(const void *a, const void *b)
 }
 
 /* Writeout with MARKSTORED only: every DIRTY page becomes LOADED (no
- * writeout runs, so none is `storing`: I19). */
+ * writeout runs, so none is `storing`: I19; no page is in I/O: I29). A
+ * SPILLED page stays SPILLED: making it clean would need its content
+ * back, and this writeout calls nothing. */
 static uint64_t mark_all_stored(bf_fileh *fh)
 {
     uint64_t n = 0;
@@ -851,6 +1406,8 @@ static uint64_t mark_all_stored(bf_fileh *fh)
     bf_list_foreach_safe(pos, tmp, &fh->dirty)
     {
         struct bf_page *pg = bf_list_entry(pos, struct bf_page, dirty);
+        if (pg->state != BF_PAGE_DIRTY)
+            continue;
         page_set_state(pg, BF_PAGE_LOADED); /* DIRTY -> LOADED (marked stored) */
         n++;
     }
@@ -904,7 +1461,7 @@ static uint64_t mark_conflicts(bf_fileh *fh, const struct conflict_list *cl)
     } else {
         for (size_t i = 0; i < cl->n; i++) {
             struct bf_page *pg = bf_pagemap_get(&fh->pages, cl->blks[i]);
-            if (pg && pg->state == BF_PAGE_DIRTY) {
+            if (pg && (pg->state == BF_PAGE_DIRTY || pg->state == BF_PAGE_SPILLED)) {
                 page_mark_conflict(pg);
                 n++;
             } else {
@@ -917,6 +1474,138 @@ static uint64_t mark_conflicts(bf_fileh *fh, const struct conflict_list *cl)
         n++;
     }
     return n;
+}
+
+/* Store the writeout's blocks, lock released (I2): a staged one through
+ * storeblk_staged, a partial one merged onto its base in *tmp (allocated
+ * at the first), the others as they are. *loads counts the loads of bases,
+ * stale[i] says the base of item i was gone, *calls counts the store
+ * calls and *stored the blocks stored. Returns 0 or the first error. */
+static int wo_store(bf_fileh *fh, const struct wo_item *items, uint64_t n, bool *stale, void **tmp,
+                    uint64_t *loads, uint64_t *calls, uint64_t *stored)
+{
+    const struct bf_file_ops *ops = fh->file->ops;
+    int r = 0;
+    for (uint64_t i = 0; r == 0 && i < n; i++) {
+        const struct wo_item *it = &items[i];
+        (*calls)++;
+        if (!it->data) {
+            r = ops->storeblk_staged(fh->file, it->blk, it->token, it->base);
+        } else if (it->valid) {
+            /* The bytes it never had come from the content its change was
+             * made on (I30), never from a newer one. */
+            if (!*tmp && !(*tmp = bf_blockbuf_alloc_overwrite(fh->blksize))) {
+                r = -ENOMEM;
+                break;
+            }
+            (*loads)++;
+            r = bf_pg_load_base(fh->file, it->blk, it->base, *tmp, &stale[i]);
+            if (r == 0) {
+                bf_pg_copy_units(fh, *tmp, it->data, it->valid, true);
+                r = ops->storeblk(fh->file, it->blk, *tmp, it->base);
+            }
+        } else {
+            r = ops->storeblk(fh->file, it->blk, it->data, it->base);
+        }
+        if (r == 0)
+            __atomic_store_n(&fh->wo_done, ++*stored, __ATOMIC_RELAXED); /* for stat */
+    }
+    return r;
+}
+
+/* Take the writeout's snapshot of the dirty and spilled pages: *items in
+ * block order, each page `storing` (I4, I14), a copy of each partial
+ * page's bitmap. Lock held. Returns 0 or -ENOMEM (nothing changed). */
+static int wo_snapshot(bf_fileh *fh, struct wo_item **out, uint64_t *nout)
+{
+    uint64_t n = fh->ndirty + fh->nspilled, i = 0;
+    struct wo_item *items = n ? calloc(n, sizeof(*items)) : NULL;
+    if (n && !items)
+        return -ENOMEM;
+    struct bf_list *pos;
+    bf_list_foreach(pos, &fh->dirty)
+    {
+        struct bf_page *pg = bf_list_entry(pos, struct bf_page, dirty);
+        items[i] = (struct wo_item){
+            .blk = pg->blk, .data = pg->data, .token = pg->token, .base = pg->serial, .pg = pg
+        };
+        if (pg->valid) {
+            items[i].valid = malloc(valid_words(fh) * sizeof(uint64_t));
+            if (!items[i].valid) {
+                while (i-- > 0)
+                    free(items[i].valid);
+                free(items);
+                return -ENOMEM;
+            }
+            memcpy(items[i].valid, pg->valid, valid_words(fh) * sizeof(uint64_t));
+        }
+        i++;
+    }
+    BF_ASSERT(i == n); /* I11, I12 */
+    for (i = 0; i < n; i++)
+        items[i].pg->storing = true; /* its buffer or token is the writeout's (I4, I14) */
+    if (n)
+        qsort(items, n, sizeof(*items), wo_item_cmp);
+    *out = items;
+    *nout = n;
+    return 0;
+}
+
+/* The end of a writeout, for item it, lock held: its page leaves
+ * `storing`; committed (at `serial`), it takes the serial; a staged page
+ * is then EMPTY (its content is the store's now), a DIRTY one LOADED with
+ * MARKSTORED. A staged content the page no longer needs (rewritten during
+ * the writeout, and the commit failed) is returned in *drop. */
+static void wo_finish(bf_fileh *fh, struct wo_item *it, bool committed, uint64_t serial,
+                      unsigned flags, bool stale, uint64_t *drop, bool *dropit)
+{
+    struct bf_page *pg = it->pg;
+    *dropit = false;
+    if (!it->data) {
+        if (pg->state == BF_PAGE_SPILLED && pg->storing) {
+            pg->storing = false;
+            if (committed) {
+                page_drop(pg, NULL); /* SPILLED -> EMPTY (committed: the token is used up) */
+                return;
+            }
+        } else if (!committed) {
+            *drop = it->token; /* rewritten whole meanwhile: its content is not wanted */
+            *dropit = true;
+        }
+    } else if (pg->data != it->data) {
+        /* Rewritten (or filled) during the writeout: the page has its own
+         * copy and stays DIRTY, made on what was just committed; the
+         * stored buffer is ours to free (I4). */
+        BF_ASSERT(fh->cow_held > 0 && fh->ram->dirty_bytes >= fh->blksize); /* I13 */
+        bf_blockbuf_free(it->data, fh->blksize);
+        fh->cow_held--;
+        fh->ram->dirty_bytes -= fh->blksize;
+    } else {
+        BF_ASSERT(pg->storing && pg->state == BF_PAGE_DIRTY); /* I14 */
+        pg->storing = false;
+    }
+    if (stale && (pg->state == BF_PAGE_DIRTY || pg->state == BF_PAGE_SPILLED))
+        page_mark_conflict(pg); /* its base is gone: someone changed the block since */
+    if (!committed || pg->state != BF_PAGE_DIRTY)
+        return;
+    pg->serial = serial; /* its content (or the base of its change) is committed now */
+    if (pg->conflict) {
+        pg->conflict = false;
+        fh->nconflict--;
+    }
+    if ((flags & BF_WRITEOUT_MARKSTORED) && pg->data == it->data)
+        page_set_state(pg, BF_PAGE_LOADED); /* DIRTY -> LOADED (stored) */
+}
+
+/* A writeout ends: shrinking truncates, unspills and partial writes of
+ * SPILLED blocks go on (I19). Lock held. */
+static void wo_end(bf_fileh *fh)
+{
+    BF_ASSERT(fh->writeout_running && fh->cow_held == 0); /* I19 */
+    fh->writeout_running = false;
+    fh->wo_total = 0;
+    __atomic_store_n(&fh->wo_done, 0, __ATOMIC_RELAXED);
+    pthread_cond_broadcast(&fh->writeout_done);
 }
 
 int bf_fileh_writeout(bf_fileh *fh, unsigned flags, struct bf_writeout_result *res)
@@ -937,19 +1626,24 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, struct bf_writeout_result *r
         return -EBUSY; /* I19 */
     }
     BF_ASSERT(fh->cow_held == 0); /* I19 */
+    /* Running from now on: no spill or unspill of the handle's pages
+     * starts; those in flight (and fills) end before the snapshot takes
+     * buffers and tokens as they are (I29). */
+    fh->writeout_running = true;
+    wait_no_io(fh);
     if (!(flags & BF_WRITEOUT_STORE)) {
         out.blocks = mark_all_stored(fh);
         fh->st.writeouts++;
         enforce_budget(ram);
+        wo_end(fh);
         bf_ram_unlock(ram);
         if (res)
             *res = out;
         return 0;
     }
 
-    /* Snapshot: the dirty pages in block order with their bases, the size
-     * state and the bases of the size and the file. */
-    uint64_t n = fh->ndirty;
+    /* Snapshot: the dirty and spilled pages in block order with their
+     * bases, the size state and the bases of the size and the file. */
     uint64_t snap_size = fh->size;
     bool shrunk = fh->min_size < fh->committed_size;
     uint64_t trunc_blocks = zero_from_blk(fh);
@@ -964,56 +1658,50 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, struct bf_writeout_result *r
         .conflict = conflict_collect,
         .arg = &cl,
     };
-    if (n == 0 && !req.size_set) {
+    if (fh->ndirty + fh->nspilled == 0 && !req.size_set) {
         fh->st.writeouts++; /* nothing to store */
+        wo_end(fh);
         bf_ram_unlock(ram);
         if (res)
             *res = out;
         return 0;
     }
-    struct wo_item *items = NULL;
-    if (n) {
-        items = malloc(n * sizeof(*items));
-        if (!items) {
-            bf_ram_unlock(ram);
-            return -ENOMEM;
+    uint64_t n;
+    struct wo_item *items;
+    int r = wo_snapshot(fh, &items, &n);
+    bool *stale = r == 0 && n ? calloc(n, sizeof(*stale)) : NULL;
+    uint64_t *drops = stale ? calloc(n, sizeof(*drops)) : NULL;
+    if (r == 0 && n && !drops) {
+        for (uint64_t i = 0; i < n; i++) {
+            items[i].pg->storing = false;
+            free(items[i].valid);
         }
+        free(items);
+        free(stale);
+        r = -ENOMEM;
     }
-    uint64_t i = 0;
-    struct bf_list *pos;
-    bf_list_foreach(pos, &fh->dirty)
-    {
-        struct bf_page *pg = bf_list_entry(pos, struct bf_page, dirty);
-        items[i].blk = pg->blk;
-        items[i].data = pg->data;
-        items[i].base = pg->serial;
-        items[i].pg = pg;
-        pg->storing = true; /* I4, I14: its buffer is the writeout's to read */
-        i++;
+    if (r < 0) {
+        wo_end(fh);
+        bf_ram_unlock(ram);
+        return r;
     }
-    if (n)
-        qsort(items, n, sizeof(*items), wo_item_cmp);
-    fh->writeout_running = true;
-    fh->wo_total = n;
+    fh->wo_total = n; /* progress, for stat */
     __atomic_store_n(&fh->wo_done, 0, __ATOMIC_RELAXED);
     bf_ram_unlock(ram);
 
     /* The transaction, lock released (I2), the only one of the handle
      * (I20). */
-    uint64_t stores = 0, stored = 0, serial = 0;
+    uint64_t stored = 0, serial = 0, loads = 0, calls = 0;
+    void *tmp = NULL;
     bool began = false;
-    int r = ops->begin(fh->file);
+    r = ops->begin(fh->file);
     if (r == 0) {
         began = true;
         if (shrunk)
             r = ops->truncate(fh->file, trunc_blocks);
     }
-    for (i = 0; r == 0 && i < n; i++) {
-        stores++;
-        r = ops->storeblk(fh->file, items[i].blk, items[i].data, items[i].base);
-        if (r == 0)
-            __atomic_store_n(&fh->wo_done, ++stored, __ATOMIC_RELAXED); /* for stat */
-    }
+    if (r == 0)
+        r = wo_store(fh, items, n, stale, &tmp, &loads, &calls, &stored);
     bool committed = false;
     if (r == 0) {
         r = ops->commit(fh->file, &req, &serial); /* a failed commit rolls back itself */
@@ -1021,35 +1709,21 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, struct bf_writeout_result *r
     } else if (began) {
         ops->abort(fh->file);
     }
+    bf_blockbuf_free(tmp, fh->blksize);
 
     bf_ram_lock(ram);
-    fh->st.storeblk_calls += stores;
+    fh->st.storeblk_calls += calls;
     fh->st.bytes_stored += stored * fh->blksize;
+    fh->st.loadblk_calls += loads;
+    fh->st.bytes_loaded += loads * fh->blksize;
     if (committed && serial > fh->view)
         fh->view = serial; /* I24: before the stored pages take it */
-    for (i = 0; i < n; i++) {
-        struct bf_page *pg = items[i].pg;
-        if (pg->data != items[i].data) {
-            /* Rewritten during the writeout: the page has its own copy and
-             * stays DIRTY, made on what was just committed; the stored
-             * buffer is ours to free (I4). */
-            BF_ASSERT(fh->cow_held > 0 && ram->dirty_bytes >= fh->blksize); /* I13 */
-            bf_blockbuf_free(items[i].data, fh->blksize);
-            fh->cow_held--;
-            ram->dirty_bytes -= fh->blksize;
-        } else {
-            BF_ASSERT(pg->storing && pg->state == BF_PAGE_DIRTY); /* I14 */
-            pg->storing = false;
-        }
-        if (!committed || pg->state != BF_PAGE_DIRTY)
-            continue;
-        pg->serial = serial; /* its content (or the base of its change) is committed now */
-        if (pg->conflict) {
-            pg->conflict = false;
-            fh->nconflict--;
-        }
-        if ((flags & BF_WRITEOUT_MARKSTORED) && pg->data == items[i].data)
-            page_set_state(pg, BF_PAGE_LOADED); /* DIRTY -> LOADED (stored) */
+    uint64_t ndrop = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        bool dropit;
+        wo_finish(fh, &items[i], committed, serial, flags, stale[i], &drops[ndrop], &dropit);
+        ndrop += dropit;
+        free(items[i].valid);
     }
     if (committed) {
         fh->content_gen++; /* the backend's content changed (I21) */
@@ -1073,31 +1747,47 @@ int bf_fileh_writeout(bf_fileh *fh, unsigned flags, struct bf_writeout_result *r
         fh->st.errors++;
     }
     BF_ASSERT(fh->cow_held == 0); /* I19 */
-    fh->writeout_running = false;
-    fh->wo_total = 0;
-    __atomic_store_n(&fh->wo_done, 0, __ATOMIC_RELAXED);
-    pthread_cond_broadcast(&fh->writeout_done); /* shrinking truncates go on */
+    wo_end(fh);
     bf_ram_unlock(ram);
+    /* The transaction is closed: staged contents may be dropped now. */
+    for (uint64_t i = 0; i < ndrop; i++)
+        ops->stage_drop(fh->file, drops[i]);
     free(items);
+    free(stale);
+    free(drops);
     free(cl.blks);
     if (res && (r == 0 || r == -ESTALE))
         *res = out;
     return r;
 }
 
+/* Wait until no page of the handle is in I/O; then -EBUSY if a writeout
+ * runs (its pages are `storing`, I14), else 0. Lock held (released while
+ * waiting). */
+static int wait_idle(bf_fileh *fh)
+{
+    while (fh->nio > 0 && !fh->writeout_running)
+        bf_ram_wait_load(fh->ram);
+    return fh->writeout_running ? -EBUSY : 0;
+}
+
 int bf_fileh_discard(bf_fileh *fh, uint64_t *nblocks)
 {
     bf_ram *ram = fh->ram;
+    struct bf_list staged;
+    bf_list_init(&staged);
     bf_ram_lock(ram);
-    if (fh->writeout_running) {
+    int r = wait_idle(fh);
+    if (r < 0) {
         bf_ram_unlock(ram);
-        return -EBUSY; /* its pages are `storing` (I14) */
+        return r;
     }
     uint64_t n = 0;
     struct bf_list *pos, *tmp;
     bf_list_foreach_safe(pos, tmp, &fh->dirty)
     {
-        page_drop(bf_list_entry(pos, struct bf_page, dirty)); /* DIRTY -> EMPTY (discarded) */
+        /* DIRTY/SPILLED -> EMPTY (discarded) */
+        page_drop(bf_list_entry(pos, struct bf_page, dirty), &staged);
         n++;
     }
     /* A clean page with bytes past the committed size holds what a
@@ -1107,7 +1797,7 @@ int bf_fileh_discard(bf_fileh *fh, uint64_t *nblocks)
     struct bf_page *pg = bf_pagemap_next(&fh->pages, fh->committed_size >> fh->blkbits, &k);
     while (pg) {
         if (pg->state == BF_PAGE_LOADED)
-            page_drop(pg); /* LOADED -> EMPTY (past the restored size) */
+            page_drop(pg, NULL); /* LOADED -> EMPTY (past the restored size) */
         pg = k == UINT64_MAX ? NULL : bf_pagemap_next(&fh->pages, k + 1, &k);
     }
     fh->size = fh->min_size = fh->committed_size; /* I17 */
@@ -1115,6 +1805,7 @@ int bf_fileh_discard(bf_fileh *fh, uint64_t *nblocks)
     fh->file_base = fh->view; /* clean now (I26) */
     fh->st.discards++;
     bf_ram_unlock(ram);
+    bf_spill_drop_list(&staged);
     if (nblocks)
         *nblocks = n;
     return 0;
@@ -1122,7 +1813,7 @@ int bf_fileh_discard(bf_fileh *fh, uint64_t *nblocks)
 
 /* Apply commit `serial` to one cached page of a block it changed: older
  * pages go (LOADED) or reload (LOADING), an older change conflicts
- * (DIRTY); a page already as new stays. Lock held. */
+ * (DIRTY, SPILLED); a page already as new stays. Lock held. */
 static void apply_page(struct bf_page *pg, uint64_t serial)
 {
     if (pg->serial >= serial)
@@ -1130,14 +1821,15 @@ static void apply_page(struct bf_page *pg, uint64_t serial)
     switch (pg->state) {
     case BF_PAGE_LOADED:
         pg->fh->st.invalidated_blocks++;
-        page_drop(pg); /* LOADED -> EMPTY (another mount's commit) */
+        page_drop(pg, NULL); /* LOADED -> EMPTY (another mount's commit) */
         break;
     case BF_PAGE_LOADING:
         pg->fh->st.invalidated_blocks++;
         page_set_state(pg, BF_PAGE_LOADING_INVALIDATED); /* LOADING -> LOADING_INVALIDATED */
         break;
     case BF_PAGE_DIRTY:
-        page_mark_conflict(pg); /* DIRTY stays DIRTY: never replaced silently */
+    case BF_PAGE_SPILLED:
+        page_mark_conflict(pg); /* stays: never replaced silently */
         break;
     default:
         break; /* LOADING_INVALIDATED: its load is thrown away already */
@@ -1155,13 +1847,14 @@ static void apply_range(bf_fileh *fh, uint64_t from, uint64_t to, uint64_t seria
     }
 }
 
-/* Whether the handle has a DIRTY page at block `from` or later. Lock held. */
+/* Whether the handle has a DIRTY or SPILLED page at block `from` or
+ * later. Lock held. */
 static bool dirty_from(bf_fileh *fh, uint64_t from)
 {
     uint64_t k;
     struct bf_page *pg = bf_pagemap_next(&fh->pages, from, &k);
     while (pg) {
-        if (pg->state == BF_PAGE_DIRTY)
+        if (pg->state == BF_PAGE_DIRTY || pg->state == BF_PAGE_SPILLED)
             return true;
         pg = k == UINT64_MAX ? NULL : bf_pagemap_next(&fh->pages, k + 1, &k);
     }
@@ -1221,7 +1914,8 @@ static void window_open(bf_fileh *fh, uint64_t lw_serial, struct bf_blkrange *ra
 /* Whether the handle has no uncommitted change. Lock held. */
 static bool is_clean(const bf_fileh *fh)
 {
-    return fh->ndirty == 0 && fh->size == fh->committed_size && fh->min_size == fh->committed_size;
+    return fh->ndirty == 0 && fh->nspilled == 0 && fh->size == fh->committed_size &&
+           fh->min_size == fh->committed_size;
 }
 
 int bf_fileh_apply(bf_fileh *fh, const struct bf_commit *c)
@@ -1288,13 +1982,14 @@ int bf_fileh_reset(bf_fileh *fh, uint64_t serial, uint64_t size)
     /* The kernel's pages are as of the old view (or older): laundered ones
      * merge onto the content of then, never onto `serial`'s (I27). */
     uint64_t lw_serial = (fh->view < serial - 1 ? fh->view : serial - 1) + 1;
-    /* Every clean page older than serial may be stale; a DIRTY page keeps
-     * its base, unmarked: the store's check compares it at the writeout. */
+    /* Every clean page older than serial may be stale; a DIRTY or SPILLED
+     * page keeps its base, unmarked: the store's check compares it at the
+     * writeout. */
     uint64_t k;
     struct bf_page *pg = bf_pagemap_next(&fh->pages, 0, &k);
     while (pg) {
         struct bf_page *next = k == UINT64_MAX ? NULL : bf_pagemap_next(&fh->pages, k + 1, &k);
-        if (pg->state != BF_PAGE_DIRTY)
+        if (pg->state != BF_PAGE_DIRTY && pg->state != BF_PAGE_SPILLED)
             apply_page(pg, serial); /* LOADED -> EMPTY, LOADING -> LOADING_INVALIDATED */
         pg = next;
     }
@@ -1314,7 +2009,7 @@ size_t bf_fileh_conflicts(bf_fileh *fh, uint64_t from, struct bf_blkrange *out, 
     bf_ram_lock(fh->ram);
     struct bf_page *pg = bf_pagemap_next(&fh->pages, from, &k);
     while (pg) {
-        if (pg->state == BF_PAGE_DIRTY && pg->conflict) {
+        if ((pg->state == BF_PAGE_DIRTY || pg->state == BF_PAGE_SPILLED) && pg->conflict) {
             if (n > 0 && out[n - 1].start + out[n - 1].count == k) {
                 out[n - 1].count++;
             } else if (n == max) {
@@ -1361,10 +2056,13 @@ int bf_fileh_invalidate(bf_fileh *fh, uint64_t blk, uint64_t count)
         return -EINVAL;
     uint64_t last = blk + (count - 1);
     bf_ram *ram = fh->ram;
+    struct bf_list staged;
+    bf_list_init(&staged);
     bf_ram_lock(ram);
-    if (fh->writeout_running) {
+    int r = wait_idle(fh);
+    if (r < 0) {
         bf_ram_unlock(ram);
-        return -EBUSY; /* its pages are `storing` (I14) */
+        return r;
     }
     /* Told that the stored content changed underneath (I21). */
     fh->content_gen++;
@@ -1381,7 +2079,8 @@ int bf_fileh_invalidate(bf_fileh *fh, uint64_t blk, uint64_t count)
             break;
         case BF_PAGE_LOADED:
         case BF_PAGE_DIRTY:
-            page_drop(pg); /* LOADED/DIRTY -> EMPTY (invalidated) */
+        case BF_PAGE_SPILLED:
+            page_drop(pg, &staged); /* LOADED/DIRTY/SPILLED -> EMPTY (invalidated) */
             fh->st.invalidated_blocks++;
             break;
         default:
@@ -1390,6 +2089,7 @@ int bf_fileh_invalidate(bf_fileh *fh, uint64_t blk, uint64_t count)
         pg = k == UINT64_MAX ? NULL : bf_pagemap_next(&fh->pages, k + 1, &k);
     }
     bf_ram_unlock(ram);
+    bf_spill_drop_list(&staged);
     return 0;
 }
 
@@ -1441,7 +2141,7 @@ void bf_fileh_unfence(bf_fileh *fh)
 bool bf_fileh_isdirty(bf_fileh *fh)
 {
     bf_ram_lock(fh->ram);
-    bool dirty = fh->ndirty != 0 || fh->size != fh->committed_size ||
+    bool dirty = fh->ndirty != 0 || fh->nspilled != 0 || fh->size != fh->committed_size ||
                  fh->min_size < fh->committed_size;
     bf_ram_unlock(fh->ram);
     return dirty;
@@ -1457,6 +2157,7 @@ void bf_fileh_stat(bf_fileh *fh, struct bf_fileh_stats *st)
     st->loaded_blocks = fh->nloaded;
     st->dirty_blocks = fh->ndirty;
     st->loading_blocks = fh->nloading;
+    st->spilled_blocks = fh->nspilled;
     st->view = fh->view;
     st->conflict_blocks = fh->nconflict;
     st->size_conflict = fh->size_conflict;

@@ -12,29 +12,102 @@
  * Every block of a handle is in one of these states. EMPTY blocks are not in
  * the handle's pagemap; the others are.
  *
- *   EMPTY    --read/write/truncate-->      LOADING    (loadblk runs, lock released)
+ *   EMPTY    --read/write/truncate/prefetch--> LOADING (loadblk or loadblk_range
+ *                                                     runs, lock released)
  *   EMPTY    --write-->                    DIRTY      (no loadblk: see below)
- *   LOADING  --loadblk ok-->               LOADED
- *   LOADING  --loadblk error-->            EMPTY      (the error goes to the caller)
- *   LOADING  --invalidate/truncate-->      LOADING_INVALIDATED
- *   LOADING_INVALIDATED --loadblk done-->  EMPTY      (result thrown away; the
+ *   LOADING  --load ok-->                  LOADED
+ *   LOADING  --load error-->               EMPTY      (the error goes to the caller;
+ *                                                      a completion's: LOADED)
+ *   LOADING  --invalidate/truncate/apply-->LOADING_INVALIDATED
+ *   LOADING_INVALIDATED --load done-->     EMPTY      (result thrown away; the
  *                                                      caller loads again)
+ *   LOADED   --read of bytes not loaded--> LOADING    (a partial page completed)
  *   LOADED   --write/truncate-->           DIRTY      (a partial write may pin it
  *                                                      DIRTY while it loads more)
- *   LOADED   --reclaim/budget/invalidate-->EMPTY
+ *   LOADED   --reclaim/budget/invalidate/apply--> EMPTY
  *   LOADED   --truncate below the block--> EMPTY
  *   DIRTY    --writeout(MARKSTORED)-->     LOADED
  *   DIRTY    --write that gave up-->       LOADED     (its pin undone, content
  *                                                      unchanged)
+ *   DIRTY    --spill-->                    SPILLED    (content staged, buffer freed)
+ *   DIRTY    --unspill failed-->           SPILLED    (back as it was)
  *   DIRTY    --discard/invalidate-->       EMPTY
  *   DIRTY    --truncate below the block--> EMPTY
- *   LOADED, DIRTY --close-->               EMPTY
+ *   SPILLED  --read/partial write/truncate--> DIRTY   (unspilling: its content read
+ *                                                      back with the lock released)
+ *   SPILLED  --write of the whole block--> DIRTY      (staged content dropped)
+ *   SPILLED  --writeout(STORE) committed-->EMPTY      (its staged content is the
+ *                                                      block's committed content)
+ *   SPILLED  --discard/invalidate-->       EMPTY      (staged content dropped)
+ *   SPILLED  --truncate below the block--> EMPTY      (staged content dropped)
+ *   LOADED, DIRTY, SPILLED --close-->      EMPTY
  *
  * No other transition exists (I9 below).
  *
  * A write that covers a whole block, or a block that lies wholly past the
  * lowest size the handle had since the last commit, needs no loadblk: the
- * block starts as zeros (or as the written data).
+ * block starts as zeros (or as the written data). Neither does one that
+ * covers whole 4 KiB units of a block (see "Partial pages").
+ *
+ * Partial pages
+ * -------------
+ * A LOADED or DIRTY page may be *partial*: only some of its 4 KiB units
+ * (BF_UNIT) are valid, the others are the block's content as of the
+ * page's serial (a LOADED page's view, a DIRTY page's base) and are
+ * filled from it only when something needs them. A write of whole units
+ * into a block that is not cached makes a partial DIRTY page without
+ * loading it (the kernel's writeback sends 1 MiB WRITEs, half a 2 MiB
+ * block: two of them make a whole block, never loaded); a write that
+ * covers a unit in part needs that unit (the page is completed first). A
+ * read of bytes that are not valid completes the page: a DIRTY one whole
+ * from its base (a *fill*), a LOADED one whole or, for a random read,
+ * only the 64 KiB (BF_RANGE_LOAD) around it (loadblk_range, as of the
+ * page's serial). A writeout stores a partial block merged onto its base
+ * (never onto a newer version); a spill stages it so too. A *random* read
+ * (one that does not continue the handle's last read) of a block that is
+ * not cached loads only the 64 KiB around it when the store has
+ * loadblk_range: a partial LOADED page, dropped by invalidations like any
+ * other (a partial load in flight is LOADING).
+ *
+ * Spilling
+ * --------
+ * The ram's dirty budget (ram.h) bounds the DIRTY bytes in memory. A call
+ * that would take them over it (a write making a block DIRTY, an unspill)
+ * first *spills* the least recently written DIRTY pages of the ram that
+ * can go: their content goes to the store's staging area (bigfile.h,
+ * stage, with the lock released), the buffer is freed, the page is
+ * SPILLED — still an uncommitted change, with its base, its conflict
+ * flag and its staged content's token. So writers are throttled to the
+ * pace of the staging area. If staging fails (-ENOSPC: the staging area
+ * is full), the call that made room fails with that error and changes
+ * nothing; writeout and discard still work. A read or a partial write of
+ * a SPILLED page *unspills* it (room first, then its content read back,
+ * the staged copy dropped); a write of the whole block drops the staged
+ * content. Writeout commits a SPILLED block through storeblk_staged (the
+ * staged content becomes the block's, without a copy where the store
+ * can), after which it is EMPTY; discard, invalidate, truncate and close
+ * drop the staged contents of the SPILLED blocks they drop. Pages of a
+ * handle whose writeout runs are neither spilled nor unspilled (a read of
+ * a SPILLED block waits for the writeout to end). A store without staging
+ * keeps every DIRTY block in memory.
+ *
+ * Memory: a SPILLED block costs its struct bf_page and its pagemap entry,
+ * about 120 bytes, and nothing else in the core; the ram holds at most
+ * budget + dirty budget + (for each thread spilling, completing or
+ * merging a partial block) one block, whatever the size of the
+ * uncommitted change.
+ *
+ * Prefetch
+ * --------
+ * The handle notes whether its reads are sequential (each continues the
+ * one before). bf_fileh_readahead offers the blocks after the last read
+ * to prefetch; bf_fileh_prefetch loads EMPTY blocks into LOADED as any
+ * load does (as of the view; LOADING -> LOADING_INVALIDATED on an
+ * invalidation, a truncate or another mount's commit, the result thrown
+ * away; one load per block at a time), marked *ahead* until read. It
+ * loads nothing while the ahead blocks of the ram would exceed a quarter
+ * of its budget, so that what it loads is not evicted before a reader
+ * reaches it, nor evicts what a reader is about to use.
  *
  * Size
  * ----
@@ -48,15 +121,20 @@
  * Writeout
  * --------
  * bf_fileh_writeout(STORE) runs one backend transaction: begin; truncate if
- * the handle was shrunk; storeblk for each dirty block in ascending block
- * order; commit(size). It is atomic: on any failure the transaction is
+ * the handle was shrunk; storeblk (storeblk_staged for a SPILLED one) for
+ * each dirty block in ascending block order; commit(size). It is atomic: on any failure the transaction is
  * aborted, nothing is committed, every dirty block stays DIRTY and the size
  * stays as it was, so the call can be retried (or the changes discarded).
  *
  * Reads and writes may run during a writeout. A write to a block that the
  * writeout is storing gets a fresh copy of the block (copy on write): the
  * writeout stores the content the block had when the writeout took its
- * snapshot, and the block stays DIRTY afterwards, even with MARKSTORED.
+ * snapshot, and the block stays DIRTY afterwards, even with MARKSTORED
+ * (a SPILLED block written whole becomes DIRTY so; written in part, it
+ * waits for the writeout to end). Without MARKSTORED, the stored DIRTY
+ * blocks stay DIRTY; the stored SPILLED blocks become EMPTY either way
+ * (their content is the committed one: the store has it). A MARKSTORED
+ * writeout alone leaves SPILLED blocks SPILLED.
  * discard, invalidate and a second writeout of the same handle get -EBUSY
  * while a writeout runs; a shrinking truncate waits until it has ended
  * (committed or failed) and then applies.
@@ -73,7 +151,7 @@
  * applied (bf_fileh_apply) and when this handle commits.
  *
  * bf_fileh_apply(S) drops the cached pages of the blocks S changed that are
- * older than S, reloads loads in progress, and marks DIRTY blocks older
+ * older than S, reloads loads in progress, and marks DIRTY (and SPILLED) blocks older
  * than S *conflicting* — never replacing the local uncommitted view
  * silently. While the daemon then makes the kernel drop its pages of those
  * blocks, it keeps a *launder window* open (until bf_fileh_apply_end):
@@ -94,8 +172,11 @@
  * All state of a handle is protected by its ram's lock (ram.h), taken inside
  * every call here; callers hold no lock. Backend operations are called with
  * that lock released. A thread that needs a block another thread is loading
- * waits on the ram's condition variable; exactly one loadblk is issued per
- * load of a block, and different blocks load in parallel. A shrinking
+ * (or spilling, unspilling, completing) waits on the ram's condition
+ * variable; exactly one load is issued per load of a block, and different
+ * blocks load in parallel. discard, invalidate, a shrinking truncate,
+ * writeout and close first wait for the I/O of their handle's pages to
+ * end (a spill may be made by a call on another handle). A shrinking
  * truncate waits on the handle's condition variable for a writeout to
  * end. Data is copied between the caller's buffer and cached blocks with
  * the lock held. (The rules in full: I1-I7 below.)
@@ -131,15 +212,18 @@
  *      and the buffers of I3, I4); code touching them holds it.
  *  I2  Callers of this API and of ram.h hold no core lock (the lock is not
  *      recursive), and no core lock is held across a backend call
- *      (bf_file_ops): loadblk, storeblk, begin, truncate, commit, abort,
- *      next_stored and stored_blocks run with the lock released.
+ *      (bf_file_ops): loadblk, loadblk_range, storeblk, begin, truncate,
+ *      commit, abort, next_stored, stored_blocks, stage, unstage,
+ *      stage_drop and storeblk_staged run with the lock released.
  *  I3  The buffer of a LOADING or LOADING_INVALIDATED page belongs to its
  *      one loader while the lock is released; nobody else touches it until
  *      the page leaves that state under the lock.
  *  I4  The buffer of a page being stored (`storing`) is read by the running
  *      writeout with the lock released and written by nobody: a write to
- *      the page first gives it a copy (copy on write), and the writeout
- *      frees the old buffer at its end.
+ *      the page (or a fill of it) first gives it a copy (copy on write),
+ *      and the writeout frees the old buffer at its end. The staged
+ *      content of a SPILLED page being stored is the writeout's: no unspill
+ *      reads or drops it meanwhile.
  *  I5  A block is loaded by one thread at a time: the one that made it
  *      LOADING. Others wait on the ram's load_done and look again after
  *      every wake-up (it says only that some load ended).
@@ -153,25 +237,29 @@
  *
  * Pages
  *  I8  A block is EMPTY exactly when the handle's pagemap has no page for
- *      it. A page mapped at block k has blk == k, belongs to the handle, has
- *      a buffer and a state other than EMPTY. [checked]
+ *      it. A page mapped at block k has blk == k, belongs to the handle and
+ *      has a state other than EMPTY, and a buffer exactly when it is not
+ *      SPILLED. [checked]
  *  I9  A page changes state only in page_set_state() (fileh.c), and only
  *      along a transition of the diagram above (a table in fileh.c).
- *  I10 A page is on its ram's LRU exactly when it is LOADED; the LRU holds
- *      only LOADED pages of handles open on that ram. [checked]
- *  I11 A page is on its handle's dirty list exactly when it is DIRTY; the
- *      list holds only DIRTY pages of that handle. [checked]
+ *  I10 A page is on its ram's LRU exactly when it is LOADED, and on its
+ *      ram's dirty LRU exactly when it is DIRTY; the LRU holds only LOADED
+ *      pages, the dirty LRU only DIRTY pages, of handles open on that ram.
+ *      [checked]
+ *  I11 A page is on its handle's dirty list exactly when it is DIRTY or
+ *      SPILLED; the list holds only such pages of that handle. [checked]
  *  I12 A handle counts its pages per state: nloaded LOADED, ndirty DIRTY,
- *      nloading LOADING or LOADING_INVALIDATED; together, every page of its
- *      pagemap. [checked]
+ *      nspilled SPILLED, nloading LOADING or LOADING_INVALIDATED; together,
+ *      every page of its pagemap. [checked]
  *  I13 A ram counts bytes over its open handles (`handles` of them, on its
  *      handle list): clean_bytes = sum of nloaded, loading_bytes = sum of
  *      nloading, dirty_bytes = sum of ndirty + cow_held (the old buffers a
- *      running writeout still holds after copy on write), each times the
- *      handle's blksize. [checked]
- *  I14 Only a DIRTY page is `storing`, and only while its handle's writeout
- *      runs; such a page changes no state and is never dropped. Only a DIRTY
- *      page is `wpinned`. [checked]
+ *      running writeout still holds after copy on write), spilled_bytes =
+ *      sum of nspilled, each times the handle's blksize. [checked]
+ *  I14 Only a DIRTY or SPILLED page is `storing`, and only while its
+ *      handle's writeout runs; such a page changes no state (but a SPILLED
+ *      one written whole, which leaves `storing` first) and is never
+ *      dropped. Only a DIRTY page is `wpinned`. [checked]
  *  I15 A LOADING, LOADED or DIRTY page lies below the size (in a block
  *      < ceil(size / blksize)); only a LOADING_INVALIDATED one may lie past
  *      it (a shrink invalidated its load). [checked]
@@ -205,15 +293,17 @@
  *      up, a write touching it changes nothing: decided under the lock, so
  *      a write either completed before the fence or is dropped. [checked]
  *  I23 A handle is closed only with no other call on it running (so no
- *      load and no writeout: its pages are LOADED or DIRTY), a ram freed
- *      only with no handle open on it.
+ *      load and no writeout: its pages are LOADED, DIRTY or SPILLED; a
+ *      call on another handle may be spilling one: close waits for it), a
+ *      ram freed only with no handle open on it.
  *
  * Serials
  *  I24 A page's serial is at most the handle's view: the view never moves
  *      back, a load is made as of the view (and stamped with it), a block
  *      written without a load takes the view, and a commit moves the view
  *      to its serial before its stored pages take it. [checked]
- *  I25 Only a DIRTY page is `conflict`; nconflict counts them. [checked]
+ *  I25 Only a DIRTY or SPILLED page is `conflict`; nconflict counts them.
+ *      [checked]
  *  I26 The bases the handle keeps are not ahead of its view: size_base and
  *      file_base are at most the view. [checked]
  *  I27 A launder window (lw_open) is open only between bf_fileh_apply (or
@@ -222,6 +312,39 @@
  *      a reset's: one past the old view, at most the view), and never for
  *      a commit at or below the view it found; a write into it merges onto
  *      the content as of lw_serial - 1. [checked]
+ *
+ * Spilling, partial pages, prefetch
+ *  I28 Dirty budget: a call that makes a page DIRTY (a write, an unspill)
+ *      first spills least recently written DIRTY pages of the ram until
+ *      its new DIRTY bytes fit the dirty budget, or no page can be spilled
+ *      (each is pinned, stored, in I/O, of a handle writing out, or of a
+ *      store without staging); a spill that fails fails the call. So the
+ *      dirty bytes exceed the budget only by pages that cannot be spilled.
+ *      A write moves the pages it changes to the end of the dirty LRU.
+ *  I29 Page I/O: a page with `io` set is DIRTY. SPILL: its buffer is read
+ *      by the spiller with the lock released and written by nobody;
+ *      UNSPILL: its buffer is being filled from staging (nobody reads it);
+ *      FILL: its base is being loaded into a buffer of the filler's. A
+ *      SPILL or UNSPILL page is not `storing`. Writers wait for any I/O
+ *      of a page, readers for UNSPILL (and for FILL when they need what
+ *      it fills); no call but the I/O's own drops the page or changes
+ *      its state or buffer meanwhile. nio counts a handle's pages in I/O,
+ *      nspilling the ram's SPILL pages. [checked]
+ *  I30 A partial page (with a bitmap) is LOADING, LOADED or DIRTY, lies
+ *      below the lowest size since the last commit (its missing bytes are
+ *      the store's), belongs to a handle whose blocks are larger than a
+ *      unit, and — LOADED or DIRTY — misses some unit (a page with every
+ *      unit valid has no bitmap). A partial page is completed as of its
+ *      serial, and its valid bytes always win over what is loaded.
+ *      [checked]
+ *  I31 A page is `ahead` (prefetched, not read since) only when LOADING or
+ *      LOADED; the ram's ahead_bytes counts them; a prefetch starts a load
+ *      only while ahead_bytes + one block is at most a quarter of the
+ *      budget. [checked]
+ *  I32 A staged content belongs to one SPILLED page (its token), or to
+ *      the running writeout that stores it, until it is dropped
+ *      (stage_drop) or used up by a commit: a dropped SPILLED page's
+ *      content is dropped before the call that dropped the page returns.
  */
 #ifndef BIGFILEFS_CORE_FILEH_H
 #define BIGFILEFS_CORE_FILEH_H
@@ -243,7 +366,14 @@ enum bf_page_state {
     BF_PAGE_LOADING_INVALIDATED = 2, /* loadblk in progress, invalidated meanwhile */
     BF_PAGE_LOADED = 3,              /* cached, same as committed content */
     BF_PAGE_DIRTY = 4,               /* cached, changed, not yet committed */
+    BF_PAGE_SPILLED = 5,             /* changed, not committed, content staged (not in memory) */
 };
+
+/* Partial loads: a random read loads this much around it (bytes, aligned). */
+#define BF_RANGE_LOAD ((uint32_t)64 << 10)
+/* The most bf_fileh_readahead offers ahead of the last read, in bytes (and
+ * at most a quarter of the ram's budget). */
+#define BF_READAHEAD_MAX ((uint64_t)64 << 20)
 
 /* Writeout flags (bf_fileh_writeout). */
 enum bf_writeout_flags {
@@ -287,7 +417,7 @@ struct bf_fileh_stats {
     uint64_t fenced_writes;      /* writes dropped by a fence */
     uint64_t errors;             /* failed backend calls */
     uint64_t view;               /* the serial the handle's content is as of */
-    uint64_t conflict_blocks;    /* DIRTY blocks marked conflicting */
+    uint64_t conflict_blocks;    /* DIRTY and SPILLED blocks marked conflicting */
     bool size_conflict;          /* the uncommitted size conflicts */
     uint64_t conflicts;          /* writeouts refused with -ESTALE */
     uint64_t applied;            /* other mounts' commits applied */
@@ -296,6 +426,13 @@ struct bf_fileh_stats {
      * far — read while the writeout runs, for a progress display. */
     uint64_t writeout_total;
     uint64_t writeout_done;
+    /* Added after the fields above (compatible). */
+    uint64_t spilled_blocks;    /* blocks in SPILLED */
+    uint64_t spills;            /* blocks spilled (staged and dropped from memory) */
+    uint64_t unspills;          /* spilled blocks read back */
+    uint64_t fills;             /* partial DIRTY blocks completed from their base */
+    uint64_t range_loads;       /* loadblk_range calls (bytes_loaded counts their bytes) */
+    uint64_t prefetched_blocks; /* blocks loaded by bf_fileh_prefetch */
 };
 
 /* Open a handle on `file`, caching in `ram`. The handle does not own the
@@ -308,18 +445,43 @@ int bf_fileh_open(bf_file *file, bf_ram *ram, bf_fileh **out);
  * particular no writeout). NULL is a no-op. */
 void bf_fileh_close(bf_fileh *fh);
 
-/* Read up to `count` bytes at `off`. Blocks load on demand; holes and
- * blocks past the lowest uncommitted size read as zeros. Returns the number
- * of bytes read: short only at the end of the file, 0 at or past it.
- * Errors: -EINVAL (off + count overflows), a loadblk error (nothing is
- * returned then, the blocks stay EMPTY and a later call tries again). */
+/* Read up to `count` bytes at `off`. Blocks load on demand (a random read
+ * only the 64 KiB around it, when the store can: "Partial pages"); SPILLED
+ * blocks come back from staging; holes and blocks past the lowest
+ * uncommitted size read as zeros. Returns the number of bytes read: short
+ * only at the end of the file, 0 at or past it. Errors: -EINVAL (off +
+ * count overflows), a load's error (nothing is returned then, the blocks
+ * stay EMPTY and a later call tries again), an unspill's or the spill's
+ * that made room for it (-ENOSPC, -EIO: the block stays SPILLED). */
 ssize_t bf_fileh_read(bf_fileh *fh, void *buf, size_t count, uint64_t off);
 
+/* After reads: whether the handle reads sequentially (its last reads each
+ * continued the one before), and then the blocks to prefetch next: *blk,
+ * *n — those after the last read, up to BF_READAHEAD_MAX and a quarter of
+ * the ram's budget ahead of it, not offered before. The caller (the
+ * daemon, after a READ) hands them to threads that call bf_fileh_prefetch.
+ * False: nothing to prefetch. */
+bool bf_fileh_readahead(bf_fileh *fh, uint64_t *blk, uint64_t *n);
+
+/* Load the EMPTY blocks of [blk, blk + n) below the size into LOADED
+ * (clean, evictable, marked ahead until read), one after the other, as a
+ * read would load them but copying them nowhere ("Prefetch"); cached,
+ * loading, dirty and spilled blocks are left alone, and a load
+ * invalidated meanwhile is thrown away. Stops when the ram's ahead blocks
+ * reach a quarter of its budget. *loaded (if not NULL) gets the number of
+ * blocks loaded. Returns 0, -EINVAL (the range overflows), or the first
+ * load's error (then the blocks loaded before it stay). */
+int bf_fileh_prefetch(bf_fileh *fh, uint64_t blk, uint64_t n, uint64_t *loaded);
+
 /* Write `count` bytes at `off` (read-modify-write into the blocks, which
- * become DIRTY). Extends the size if off + count is past the end. Returns
- * count, or -EFBIG (off >= BF_SIZE_MAX), -EINVAL (off + count >
- * BF_SIZE_MAX), -ENOMEM, a loadblk error (then no byte was changed). Writes touching fenced blocks are dropped
- * whole and still return count (see bf_fileh_fence). */
+ * become DIRTY; whole units need no read: "Partial pages"). Extends the
+ * size if off + count is past the end. May first spill other dirty blocks
+ * to stay within the ram's dirty budget ("Spilling"). Returns count, or
+ * -EFBIG (off >= BF_SIZE_MAX), -EINVAL (off + count > BF_SIZE_MAX),
+ * -ENOMEM, a load's or an unspill's error, a spill's error (-ENOSPC: the
+ * staging area is full) — then no byte was changed. Writes touching
+ * fenced blocks are dropped whole and still return count (see
+ * bf_fileh_fence). */
 ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off);
 
 /* Set the size (uncommitted). Shrinking drops blocks past the end and
@@ -368,7 +530,8 @@ int bf_fileh_apply(bf_fileh *fh, const struct bf_commit *c);
  * (the store trimmed them before the mount read them: the watcher's
  * BF_COMMIT_RESET), so any cached page older than `serial` may be stale.
  * Clean pages older than it are dropped (LOADED) or reloaded (LOADING);
- * DIRTY ones stay as they are, neither dropped nor marked conflicting:
+ * DIRTY and SPILLED ones stay as they are, neither dropped nor marked
+ * conflicting:
  * their bases still make the store refuse a commit over a newer version.
  * `size` is the file's committed size as of `serial` (the handle follows
  * it as bf_fileh_apply makes it follow a commit's); the view moves to
@@ -383,8 +546,8 @@ int bf_fileh_reset(bf_fileh *fh, uint64_t serial, uint64_t size);
  * (no-op if none). */
 void bf_fileh_apply_end(bf_fileh *fh);
 
-/* The blocks marked conflicting (DIRTY blocks another mount's commit
- * changed after their base: bf_fileh_apply, a refused writeout) at or after
+/* The blocks marked conflicting (DIRTY or SPILLED blocks another mount's
+ * commit changed after their base: bf_fileh_apply, a refused writeout) at or after
  * block `from`, as at most `max` sorted, disjoint ranges in out[]. Returns
  * the number of ranges; *next (if not NULL) gets the block a further call
  * starts from, or UINT64_MAX when none is left. A size conflict is not a
@@ -396,15 +559,16 @@ size_t bf_fileh_conflicts(bf_fileh *fh, uint64_t from, struct bf_blkrange *out, 
 /* The handle's view (the serial its content is as of). */
 uint64_t bf_fileh_view(bf_fileh *fh);
 
-/* Drop every uncommitted change: dirty blocks (conflicting ones too) become
- * EMPTY (the next read sees the committed content as of the view), the
- * size becomes the committed size, and conflicts are forgotten.
- * *nblocks (if not NULL) gets the number of dirty blocks dropped. Returns 0
- * or -EBUSY (a writeout of fh runs). */
+/* Drop every uncommitted change: dirty and spilled blocks (conflicting ones
+ * too) become EMPTY (the next read sees the committed content as of the
+ * view; the staged contents are dropped), the size becomes the committed
+ * size, and conflicts are forgotten. *nblocks (if not NULL) gets the
+ * number of dirty and spilled blocks dropped. Returns 0 or -EBUSY (a
+ * writeout of fh runs). */
 int bf_fileh_discard(bf_fileh *fh, uint64_t *nblocks);
 
-/* Forget blocks [blk, blk + count): LOADED and DIRTY ones become EMPTY
- * (dirty changes are lost), LOADING ones become LOADING_INVALIDATED so that
+/* Forget blocks [blk, blk + count): LOADED, DIRTY and SPILLED ones become
+ * EMPTY (dirty changes are lost), LOADING ones become LOADING_INVALIDATED so that
  * their load's result is thrown away and loaded again. Blocks past the end
  * are fine (nothing to do). Returns 0, -EINVAL (count == 0 or the range
  * overflows), -EBUSY (a writeout of fh runs). */
@@ -436,7 +600,7 @@ void bf_fileh_unfence(bf_fileh *fh);
 
 /* lseek(2)'s SEEK_DATA and SEEK_HOLE over the handle's current
  * (uncommitted) content, at block granularity. A block is data when it is
- * DIRTY in the handle, or stored by the backend (next_stored) and below
+ * DIRTY or SPILLED in the handle, or stored by the backend (next_stored) and below
  * the lowest size since the last commit, or LOADED past that size (left
  * by a MARKSTORED-only writeout). A LOADED block below it is data only if
  * stored: a cached hole is still a hole (else readahead past each data
@@ -459,7 +623,7 @@ int bf_fileh_seek_data(bf_fileh *fh, uint64_t off, int whence, uint64_t *result)
 
 /* Bytes the file occupies, for st_blocks: (blocks the backend stores,
  * counting at most those below the lowest size since the last commit) +
- * DIRTY blocks, at most the blocks of the current size, times blksize. A
+ * DIRTY and SPILLED blocks, at most the blocks of the current size, times blksize. A
  * dirty block that is stored too counts twice until the next writeout
  * (bounded by the size): it is an estimate, cheap to get. The backend's
  * count (stored_blocks, which may take time in the number of blocks) is

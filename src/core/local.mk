@@ -9,4 +9,4 @@ libbfcore_a_SOURCES = \
 	src/core/blockbuf.h src/core/blockbuf.c \
 	src/core/ram.h src/core/ram_internal.h src/core/ram.c \
 	src/core/fileh.h src/core/fileh_internal.h src/core/fileh.c \
-	src/core/fileh_check.c src/core/seek.c
+	src/core/fileh_check.c src/core/seek.c src/core/spill.c

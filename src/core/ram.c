@@ -39,8 +39,10 @@ int bf_ram_new(size_t budget, bf_ram **out)
         return -ENOMEM;
     }
     bf_list_init(&ram->lru);
+    bf_list_init(&ram->dlru);
     bf_list_init(&ram->hlist);
     ram->budget = budget;
+    ram->dirty_budget = SIZE_MAX;
     bf_blockbuf_user_add();
     *out = ram;
     return 0;
@@ -62,6 +64,13 @@ int bf_ram_free(bf_ram *ram)
     free(ram);
     bf_blockbuf_user_drop();
     return 0;
+}
+
+void bf_ram_set_dirty_budget(bf_ram *ram, size_t bytes)
+{
+    bf_ram_lock(ram);
+    ram->dirty_budget = bytes;
+    bf_ram_unlock(ram);
 }
 
 #ifdef BF_DEBUG
@@ -180,6 +189,21 @@ void bf_ram_lru_remove(bf_ram *ram, struct bf_list *link)
     bf_list_del(link);
 }
 
+void bf_ram_dlru_add(bf_ram *ram, struct bf_list *link)
+{
+    bf_ram_assert_locked(ram);
+    BF_ASSERT(!bf_list_linked(link)); /* I10 */
+    bf_list_add_tail(&ram->dlru, link);
+}
+
+void bf_ram_dlru_touch(bf_ram *ram, struct bf_list *link)
+{
+    bf_ram_assert_locked(ram);
+    BF_ASSERT(bf_list_linked(link)); /* I10 */
+    bf_list_del(link);
+    bf_list_add_tail(&ram->dlru, link);
+}
+
 struct bf_list *bf_ram_lru_oldest(bf_ram *ram)
 {
     bf_ram_assert_locked(ram);
@@ -201,6 +225,9 @@ void bf_ram_stat(bf_ram *ram, struct bf_ram_stats *st)
     st->loading_bytes = ram->loading_bytes;
     st->handles = ram->handles;
     st->evictions = ram->evictions;
+    st->dirty_budget = ram->dirty_budget == SIZE_MAX ? UINT64_MAX : ram->dirty_budget;
+    st->spilled_bytes = ram->spilled_bytes;
+    st->ahead_bytes = ram->ahead_bytes;
     bf_ram_unlock(ram);
     struct bf_blockbuf_stats bs;
     bf_blockbuf_stat(&bs);

@@ -9,7 +9,16 @@
  *    recently used clean blocks of any handle on this ram are dropped first.
  *    Dirty blocks and blocks being loaded are never dropped and are not
  *    bounded by the budget (they are counted in the stats).
- *  - the LRU list of clean blocks of all its handles. The ram keeps the
+ *  - the dirty budget: how many bytes of *dirty* (DIRTY) blocks may stay in
+ *    memory. A write or a read that would take them over it first
+ *    *spills* the least recently written dirty blocks of any handle on
+ *    this ram: their content goes to their store's staging area
+ *    (bigfile.h, stage) and leaves memory, and the block comes back when
+ *    it is read or written again (fileh.h, "Spilling"). Unlimited unless
+ *    set (bf_ram_set_dirty_budget); blocks whose store cannot stage are
+ *    never spilled.
+ *  - the LRU list of clean blocks of all its handles, and the list of
+ *    dirty blocks in the order they were last written. The ram keeps the
  *    list and the byte counters but knows no page: the handles' layer
  *    drops the pages, so changing the budget and reclaiming clean blocks of
  *    every handle (bf_ram_set_budget, bf_ram_reclaim) are in fileh.h;
@@ -52,12 +61,23 @@ struct bf_ram_stats {
      * huge together). Process-wide, so the same for every ram. */
     uint64_t recycled_bytes;   /* freed block buffers kept for reuse, bytes */
     uint64_t recycled_buffers; /* ... and how many */
+    /* Added after the fields above (compatible): spilling and prefetching. */
+    uint64_t dirty_budget;  /* bytes of DIRTY blocks allowed in memory (UINT64_MAX: any) */
+    uint64_t spilled_bytes; /* SPILLED blocks (staged, not in memory), bytes */
+    uint64_t ahead_bytes;   /* blocks prefetched and not read yet, bytes */
 };
 
 /* Create a ram with a budget of `budget` bytes of clean blocks. A budget of
  * 0 keeps no clean block once the call that loaded it returns.
  * Returns 0 or -ENOMEM. */
 int bf_ram_new(size_t budget, bf_ram **out);
+
+/* Set the dirty budget of `ram`: the bytes of DIRTY blocks its handles
+ * may keep in memory before the least recently written ones are spilled
+ * (SIZE_MAX: no limit, the default of bf_ram_new). Lowering it spills
+ * nothing at once: the next call that dirties a block makes room first.
+ * A budget under one block acts as one block. */
+void bf_ram_set_dirty_budget(bf_ram *ram, size_t bytes);
 
 /* Free a ram. Every handle opened on it must be closed first: returns
  * -EBUSY (and frees nothing) otherwise, 0 on success. NULL is a no-op.

@@ -37,6 +37,7 @@ struct bf_ram {
      * does not hold the lock reads it to tell that it does not). */
     uintptr_t owner;
     struct bf_list lru;   /* LOADED pages of every handle; head = least recent */
+    struct bf_list dlru;  /* DIRTY pages of every handle; head = least recently written */
     struct bf_list hlist; /* open handles (opaque links), for bf_fileh_check */
     size_t budget;        /* bytes of clean pages allowed */
     uint64_t clean_bytes; /* bytes of LOADED pages */
@@ -44,6 +45,10 @@ struct bf_ram {
      * after copy on write */
     uint64_t dirty_bytes;
     uint64_t loading_bytes; /* bytes of buffers being loaded */
+    size_t dirty_budget;    /* bytes of DIRTY pages allowed before spilling (SIZE_MAX: any) */
+    uint64_t spilled_bytes; /* bytes of SPILLED pages (staged, not in memory) */
+    uint64_t ahead_bytes;   /* bytes of pages prefetched and not read yet (I31) */
+    uint64_t nspilling;     /* pages being spilled now (I29) */
     uint64_t handles;       /* open handles: the length of hlist */
     uint64_t evictions;     /* clean pages dropped by budget or reclaim */
     unsigned waiting;       /* threads in bf_ram_wait now */
@@ -94,6 +99,11 @@ void bf_ram_lru_remove(bf_ram *ram, struct bf_list *link);
 /* The least recently used link of the LRU, or NULL when it is empty. Lock
  * held. The caller (fileh.c, which knows the pages) drops that page. */
 struct bf_list *bf_ram_lru_oldest(bf_ram *ram);
+
+/* Dirty LRU, lock held: append a DIRTY page's `link` as most recently
+ * written, move it there (touch), take it off. */
+void bf_ram_dlru_add(bf_ram *ram, struct bf_list *link);
+void bf_ram_dlru_touch(bf_ram *ram, struct bf_list *link);
 
 /* True when the clean bytes are over the budget. Lock held. */
 bool bf_ram_over_budget(const bf_ram *ram);

@@ -23,7 +23,7 @@
  * conservative answer (data) instead of trying again. */
 #define SEEK_ROUNDS 8
 
-/* Whether the cached page pg is data by itself: DIRTY, or LOADED at or
+/* Whether the cached page pg is data by itself: DIRTY or SPILLED, or LOADED at or
  * past zf (only a MARKSTORED-only writeout leaves such a page: its content
  * is not in the backend). A LOADED page below zf holds the committed
  * content: the backend says whether that is stored. (Taking every LOADED
@@ -32,7 +32,8 @@
  * data too, and so on to the end of the file.) */
 static bool page_is_data(const struct bf_page *pg, uint64_t zf)
 {
-    return pg && (pg->state == BF_PAGE_DIRTY || (pg->state == BF_PAGE_LOADED && pg->blk >= zf));
+    return pg && (pg->state == BF_PAGE_DIRTY || pg->state == BF_PAGE_SPILLED ||
+                  (pg->state == BF_PAGE_LOADED && pg->blk >= zf));
 }
 
 /* Smallest block in [from, end) cached as data (page_is_data); UINT64_MAX
@@ -232,7 +233,8 @@ int bf_fileh_allocated_bytes(bf_fileh *fh, uint64_t *bytes)
     uint64_t zf = zero_from_blk(fh);
     uint64_t nblk = div_ceil_blk(fh, fh->size);
     uint64_t n = nstored < zf ? nstored : zf;
-    n = n + fh->ndirty < n ? UINT64_MAX : n + fh->ndirty;
+    uint64_t nd = fh->ndirty + fh->nspilled;
+    n = n + nd < n ? UINT64_MAX : n + nd;
     if (n > nblk)
         n = nblk;
     *bytes = n << fh->blkbits;

@@ -529,9 +529,11 @@ static int cmd_stat(int argc, char **argv)
     }
     if (s.version >= 3) {
         P(writeout_blocks);
-        P(writeout_bytes);
         P(writeout_total_blocks);
-        P(writeout_total_bytes);
+    }
+    if (s.version >= 4) {
+        P(spilled_blocks);
+        P(spills);
     }
 #undef P
     if (json)

@@ -65,20 +65,21 @@ static void draw(struct bfctl_progress *p, const struct bigfile_stat *s)
 {
     char done[32], total[32], rate[32], eta[32] = "";
     double t = since(&p->t0), r;
+    uint64_t done_bytes = s->writeout_blocks * s->blksize;
+    uint64_t total_bytes = s->writeout_total_blocks * s->blksize;
 
-    if (s->version < 3 || s->writeout_total_bytes < p->min_bytes || s->writeout_total_bytes == 0)
+    if (s->version < 3 || total_bytes < p->min_bytes || total_bytes == 0)
         return;
-    r = t > 0 ? (double)s->writeout_bytes / t : 0;
+    r = t > 0 ? (double)done_bytes / t : 0;
     if (r > 0) {
-        uint64_t left = (uint64_t)((double)(s->writeout_total_bytes - s->writeout_bytes) / r);
+        uint64_t left = (uint64_t)((double)(total_bytes - done_bytes) / r);
 
         snprintf(eta, sizeof(eta), ", ETA %" PRIu64 ":%02" PRIu64, left / 60, left % 60);
     }
     fprintf(stderr, "\rwriteout: %" PRIu64 "/%" PRIu64 " blocks, %s/%s, %s/s%s\033[K",
             (uint64_t)s->writeout_blocks, (uint64_t)s->writeout_total_blocks,
-            human(done, sizeof(done), (double)s->writeout_bytes),
-            human(total, sizeof(total), (double)s->writeout_total_bytes),
-            human(rate, sizeof(rate), r), eta);
+            human(done, sizeof(done), (double)done_bytes),
+            human(total, sizeof(total), (double)total_bytes), human(rate, sizeof(rate), r), eta);
     fflush(stderr);
     p->shown = true;
 }

@@ -25,6 +25,13 @@ int bf_errno_data(int err)
     return keep_or_eio(err, keep, N(keep));
 }
 
+int bf_errno_write(int err)
+{
+    static const int keep[] = { EINVAL, EFBIG, ENXIO, ENOMEM, EROFS, ENOSPC, EDQUOT };
+
+    return keep_or_eio(err, keep, N(keep));
+}
+
 int bf_errno_ns(int err)
 {
     static const int keep[] = { ENOENT, EEXIST, ENAMETOOLONG, EINVAL, EPERM,

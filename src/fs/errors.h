@@ -15,7 +15,10 @@
  *    with EIO, a mapped access gets SIGBUS — and so is a file gone from the
  *    database under an open descriptor (ENOENT means nothing to read(2));
  *    only EINVAL, EFBIG, ENXIO (SEEK_DATA/SEEK_HOLE past the data), ENOMEM
- *    and EROFS keep their meaning.
+ *    and EROFS keep their meaning. A WRITE (bf_errno_write) also keeps
+ *    ENOSPC and EDQUOT: the staging area of blocks spilled past the dirty
+ *    budget is full (fileh.h, "Spilling"); write(2) documents both, and
+ *    the user can free space, write out or discard.
  *  - namespace (LOOKUP, CREATE, MKNOD, UNLINK, RENAME, SETATTR, OPEN,
  *    GETATTR, OPENDIR): the errors those calls document keep their meaning
  *    (ENOENT, EEXIST, ENAMETOOLONG, EINVAL, EPERM, EACCES, EROFS, ENOTDIR,
@@ -39,6 +42,7 @@
 #define BIGFILEFS_FS_ERRORS_H
 
 int bf_errno_data(int err);
+int bf_errno_write(int err);
 int bf_errno_ns(int err);
 int bf_errno_ioctl(int err);
 int bf_errno_xattr(int err);

@@ -5,8 +5,8 @@
  * database, the ram), creates the session with bf_fs_ops, and runs the
  * multi-threaded loop; ops.c serves the FUSE requests, ioctl.c the ioctls,
  * the worker queue (workq.h) their long part, listen.c other mounts'
- * commits (on the backend's watcher thread), and kernel.c every dealing
- * with the kernel. Its fields are set before the session loop starts and
+ * commits (on the backend's watcher thread), prefetch.c the loads ahead
+ * of sequential reads, and kernel.c every dealing with the kernel. Its fields are set before the session loop starts and
  * are read-only afterwards, except through the objects' own locking (the
  * inode table, the kernel's notifier, the worker queue, the core, the
  * backend).
@@ -26,6 +26,7 @@
 #include "fs/inode.h"
 #include "fs/kernel.h"
 #include "fs/listen.h"
+#include "fs/prefetch.h"
 #include "fs/workq.h"
 
 /* Attribute and entry timeout given to the kernel: long, so the kernel
@@ -52,6 +53,7 @@ struct bf_fs {
     bf_kernel *kernel;          /* from the mount on (kernel.h) */
     bf_workq *workq;            /* the long ioctls (workq.h) */
     bf_listener *listener;      /* other mounts' commits (listen.h) */
+    bf_prefetch *prefetch;      /* blocks ahead of sequential reads (prefetch.h) */
     uint32_t blksize;           /* block size of new files */
     bool ro;                    /* -o ro: no write, no writeout */
     bool file_conflicts;        /* -o conflicts=file: BF_WRITEOUT_FILE_CONFLICTS */

@@ -451,9 +451,9 @@ static int run_stat(struct ioc_call *c)
     s->serial = st.view;
     s->conflict_blocks = st.conflict_blocks;
     s->writeout_blocks = st.writeout_done;
-    s->writeout_bytes = st.writeout_done * st.blksize;
     s->writeout_total_blocks = st.writeout_total;
-    s->writeout_total_bytes = st.writeout_total * st.blksize;
+    s->spilled_blocks = st.spilled_blocks;
+    s->spills = st.spills;
     return 0;
 }
 
@@ -499,7 +499,7 @@ static int check_inject(const union ioc_arg *in)
         return -EINVAL;
     switch (t->op) {
     case BIGFILE_TEST_INJECT_ADD:
-        if (t->mem_op < BIGFILE_TEST_INJECT_LOADBLK || t->mem_op > BIGFILE_TEST_INJECT_COMMIT ||
+        if (t->mem_op < BIGFILE_TEST_INJECT_LOADBLK || t->mem_op > BIGFILE_TEST_INJECT_UNSTAGE ||
             t->err < 0 || t->blk_lo > t->blk_hi)
             return -EINVAL;
         return 0;

@@ -11,6 +11,7 @@ bigfilefs_SOURCES = \
 	src/fs/listen.h src/fs/listen.c \
 	src/fs/notify.h src/fs/notify.c \
 	src/fs/workq.h src/fs/workq.c \
+	src/fs/prefetch.h src/fs/prefetch.c \
 	src/fs/signals.h src/fs/signals.c \
 	src/fs/log.h src/fs/log.c \
 	src/fs/test_inject.h

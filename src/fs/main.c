@@ -11,15 +11,16 @@
  *     another daemon holds (without -o shared on both) — is reported
  *     clearly (exit 1) without a mount.
  *  3. Mount; kernel.c records the mount (device, mount id) at once.
- *  4. Threads: the notifier, the workers of the long ioctls, the backend's
- *     watcher with the listener of other mounts' commits (listen.h), the
- *     signal thread; then the session loop.
+ *  4. Threads: the notifier, the workers of the long ioctls, the
+ *     prefetcher's (prefetch.h), the backend's watcher with the listener of
+ *     other mounts' commits (listen.h), the signal thread; then the session
+ *     loop.
  *  5. SIGINT, SIGTERM, SIGHUP (signals.h) or an unmount (fusermount3 -u,
  *     umount) end the loop. Then this mount — found by its mount id,
  *     wherever it was moved — is unmounted, never the path it was mounted
- *     on (kernel.h), the listener, the workers and the notifier stop, and
- *     the handles are closed, their uncommitted changes discarded, by
- *     name, in the log.
+ *     on (kernel.h), the listener, the workers, the prefetcher and the
+ *     notifier stop, and the handles are closed, their uncommitted changes
+ *     discarded, by name, in the log.
  */
 #include "config.h"
 
@@ -47,6 +48,11 @@
 #include "fs/workq.h"
 
 #define DEFAULT_CACHE ((uint64_t)256 << 20) /* 256 MiB of clean blocks */
+/* Dirty blocks kept in memory before they spill to the staging area: an
+ * eighth of the machine's memory, at least 64 MiB (1 GiB if the memory is
+ * unknown). */
+#define DEFAULT_DIRTY_MIN ((uint64_t)64 << 20)
+#define DEFAULT_DIRTY_UNKNOWN ((uint64_t)1 << 30)
 /* Request threads at least: READs and WRITEs for the kernel's writeback and
  * invalidations, which the workers wait for, while others keep serving. */
 #define DEFAULT_MAX_THREADS 16u
@@ -55,6 +61,7 @@ struct options {
     char *database;
     char *blksize;
     char *cache;
+    char *dirty;
     char *conflicts;
     char *log_keep;
     char *watch_ms;
@@ -79,10 +86,10 @@ enum {
         t, offsetof(struct options, field), v \
     }
 static const struct fuse_opt option_spec[] = {
-    OPT("blksize=%s", blksize, 0), OPT("cache=%s", cache, 0), OPT("test_inject", test_inject, 1),
-    OPT("shared", shared, 1), OPT("conflicts=%s", conflicts, 0), OPT("log_keep=%s", log_keep, 0),
-    OPT("watch_ms=%s", watch_ms, 0), OPT("timeout=%s", timeout, 0), FUSE_OPT_KEY("ro", KEY_RO),
-    FUSE_OPT_KEY("rw", KEY_RW),
+    OPT("blksize=%s", blksize, 0), OPT("cache=%s", cache, 0), OPT("dirty=%s", dirty, 0),
+    OPT("test_inject", test_inject, 1), OPT("shared", shared, 1), OPT("conflicts=%s", conflicts, 0),
+    OPT("log_keep=%s", log_keep, 0), OPT("watch_ms=%s", watch_ms, 0), OPT("timeout=%s", timeout, 0),
+    FUSE_OPT_KEY("ro", KEY_RO), FUSE_OPT_KEY("rw", KEY_RW),
     /* fstab-only options mount(8) or mount.fuse3 may pass on: ignored. */
     FUSE_OPT_KEY("defaults", KEY_DROP), FUSE_OPT_KEY("auto", KEY_DROP),
     FUSE_OPT_KEY("noauto", KEY_DROP), FUSE_OPT_KEY("nofail", KEY_DROP),
@@ -146,6 +153,10 @@ static void usage(FILE *f)
             "                           two from 4K to 64M)\n"
             "    -o cache=SIZE          memory the daemon may keep for clean cached blocks\n"
             "                           (default 256M; changed blocks are not counted)\n"
+            "    -o dirty=SIZE          memory the daemon may keep for changed blocks not\n"
+            "                           yet written out; past it they spill to a staging\n"
+            "                           area in the database (default: an eighth of the\n"
+            "                           machine's memory, at least 64M)\n"
             "    -o ro                  read-only: writes fail with EROFS, no writeout\n"
             "    -o rw                  read-write (the default)\n"
             "    -o shared              share DATABASE with other bigfilefs daemons that\n"
@@ -330,6 +341,9 @@ static void unmount_and_stop(struct bf_fs *fs, bool mounted)
         bf_workq_stop(fs->workq);
         fs->workq = NULL;
     }
+    /* Before the handles are closed: its jobs use them. */
+    bf_prefetch_stop(fs->prefetch);
+    fs->prefetch = NULL;
     bf_kernel_free(fs->kernel);
     fs->kernel = NULL;
     if (!mounted)
@@ -347,7 +361,7 @@ int main(int argc, char *argv[])
     struct fuse_cmdline_opts cmd;
     struct fuse_loop_config *loop_cfg = NULL;
     struct bf_fs fs;
-    uint64_t blksize = BF_BLKSIZE_DEFAULT, cache = DEFAULT_CACHE, mem;
+    uint64_t blksize = BF_BLKSIZE_DEFAULT, cache = DEFAULT_CACHE, dirty, mem;
     const struct bf_workq_limits limits = {
         .workers = BF_WORKERS,
         .max_queued = BF_QUEUE_MAX,
@@ -409,7 +423,8 @@ int main(int argc, char *argv[])
     }
     status = 2; /* usage errors from here to the session */
     if ((o.blksize && parse_size_opt("blksize", o.blksize, &blksize) < 0) ||
-        (o.cache && parse_size_opt("cache", o.cache, &cache) < 0))
+        (o.cache && parse_size_opt("cache", o.cache, &cache) < 0) ||
+        (o.dirty && parse_size_opt("dirty", o.dirty, &dirty) < 0))
         goto out_args;
     if (!bf_blksize_valid(blksize)) {
         fprintf(stderr, "bigfilefs: bad blksize %s: a power of two from 4K to 64M is needed\n",
@@ -424,6 +439,24 @@ int main(int argc, char *argv[])
                 o.cache, (unsigned long long)(mem >> 20));
         goto out_args;
     }
+    if (o.dirty && dirty < blksize) {
+        fprintf(stderr,
+                "bigfilefs: dirty=%s is less than one block (%llu bytes): at least one changed "
+                "block must fit in memory\n",
+                o.dirty, (unsigned long long)blksize);
+        goto out_args;
+    }
+    if (o.dirty && (dirty > SIZE_MAX || (mem && dirty > mem))) {
+        fprintf(stderr,
+                "bigfilefs: dirty=%s is more than this machine's memory (%llu MiB): the budget "
+                "holds changed blocks in memory\n",
+                o.dirty, (unsigned long long)(mem >> 20));
+        goto out_args;
+    }
+    if (!o.dirty)
+        dirty = !mem                          ? DEFAULT_DIRTY_UNKNOWN
+                : mem / 8 > DEFAULT_DIRTY_MIN ? mem / 8
+                                              : DEFAULT_DIRTY_MIN;
     if (parse_db_opts(&o, &dbopts, &file_conflicts) < 0)
         goto out_args;
     if (o.test_inject && strncmp(o.database, "mem:", 4) != 0) {
@@ -455,6 +488,8 @@ int main(int argc, char *argv[])
         goto out_session;
     }
     r = bf_ram_new((size_t)cache, &fs.ram);
+    if (r == 0)
+        bf_ram_set_dirty_budget(fs.ram, (size_t)dirty);
     if (r < 0 || bf_itable_init(&fs.itable, fs.db, fs.ram) < 0 ||
         bf_listener_new(&fs, &fs.listener) < 0) {
         fprintf(stderr, "bigfilefs: out of memory\n");
@@ -493,6 +528,11 @@ int main(int argc, char *argv[])
         bf_err("cannot start the worker threads: %s", strerror(-r));
         goto out_session;
     }
+    r = bf_prefetch_start(&fs.itable, &fs.prefetch);
+    if (r < 0) {
+        bf_err("cannot start the prefetch threads: %s", strerror(-r));
+        goto out_session;
+    }
     /* Other mounts' commits, from the serial the database was opened at. */
     r = bf_listener_start(fs.listener);
     if (r < 0) {
@@ -521,9 +561,9 @@ int main(int argc, char *argv[])
                                                 : DEFAULT_MAX_THREADS);
     char shown[PATH_MAX];
     bf_db_spec_shown(o.database, shown, sizeof(shown)); /* never a password in the log */
-    bf_info("serving %s on %s (blksize %u, cache %llu bytes%s%s)", shown, cmd.mountpoint,
-            fs.blksize, (unsigned long long)cache, fs.ro ? ", read-only" : "",
-            o.shared ? ", shared" : "");
+    bf_info("serving %s on %s (blksize %u, cache %llu bytes, dirty %llu bytes%s%s)", shown,
+            cmd.mountpoint, fs.blksize, (unsigned long long)cache, (unsigned long long)dirty,
+            fs.ro ? ", read-only" : "", o.shared ? ", shared" : "");
 
     r = fuse_session_loop_mt(fs.se, loop_cfg);
     status = r < 0 ? 1 : 0;
@@ -550,6 +590,7 @@ out_args:
     free(dbpath);
     free(o.blksize);
     free(o.cache);
+    free(o.dirty);
     free(o.conflicts);
     free(o.log_keep);
     free(o.watch_ms);

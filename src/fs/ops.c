@@ -638,7 +638,15 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         fuse_reply_err(req, bf_errno_data((int)n));
         return;
     }
+    /* Sequential reads: the blocks after this one load meanwhile, in
+     * parallel (prefetch.h). Offered once fh_lock is released: the offer
+     * takes the table mutex (inode.h: table mutex -> fh_lock); the open
+     * file keeps the inode. */
+    uint64_t ra_blk, ra_n;
+    bool ahead = bf_fileh_readahead(fh, &ra_blk, &ra_n);
     bf_inode_fh_put(inode);
+    if (ahead)
+        bf_prefetch_offer(fs->prefetch, inode, ra_blk, ra_n);
     fuse_reply_buf(req, buf, (size_t)n);
 }
 
@@ -689,7 +697,8 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
         if (n != -EFBIG && n != -EINVAL)
             log_io_error(fs, inode, "write (load)", bf_fileh_blksize(fh), off, size, (int)-n);
         bf_inode_fh_put(inode);
-        fuse_reply_err(req, bf_errno_data((int)n));
+        /* ENOSPC: the staging area is full; the kernel keeps its page. */
+        fuse_reply_err(req, bf_errno_write((int)n));
         return;
     }
     bf_inode_fh_put(inode);

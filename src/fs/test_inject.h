@@ -67,6 +67,8 @@
 #define BIGFILE_TEST_INJECT_BEGIN 3u
 #define BIGFILE_TEST_INJECT_TRUNCATE 4u
 #define BIGFILE_TEST_INJECT_COMMIT 5u
+#define BIGFILE_TEST_INJECT_STAGE 6u   /* a spill: the block's content staged */
+#define BIGFILE_TEST_INJECT_UNSTAGE 7u /* a spilled block read back */
 
 /* struct bigfile_test_inject.flags */
 #define BIGFILE_TEST_INJECT_HOLD (1u << 0) /* ADD: hold the calls the rule fires on */
@@ -79,7 +81,7 @@
  * flags and reserved are always checked. */
 struct bigfile_test_inject {
     __u32 op;         /* BIGFILE_TEST_INJECT_ADD .. BIGFILE_TEST_INJECT_WAIT_HELD */
-    __u32 mem_op;     /* ADD: BIGFILE_TEST_INJECT_LOADBLK .. BIGFILE_TEST_INJECT_COMMIT */
+    __u32 mem_op;     /* ADD: BIGFILE_TEST_INJECT_LOADBLK .. BIGFILE_TEST_INJECT_UNSTAGE */
     __u64 blk_lo;     /* ADD: block range, inclusive */
     __u64 blk_hi;     /* ADD: UINT64_MAX: to the end */
     __s32 err;        /* ADD: positive errno to fail with; 0: do not fail */

@@ -3,7 +3,9 @@
 ## behaviour (and the layer's rules) against the memory and the SQLite
 ## backend and two block servers (tests/proto/local.mk), test_sessions the same with several sessions on one database; test_memory the fault injection and held calls; test_sqlite what
 ## only SQLite has (durability, crash atomicity, refusing foreign files,
-## read-only media, the WAL, tampered rows); test_bconcurrent the backends
+## read-only media, the WAL, tampered rows); test_staging the optional
+## operations (staging, partial loads) of both engines and of the layer's
+## spill file; test_bconcurrent the backends
 ## under concurrency (also in CONCURRENCY_TESTS, for the TSan build).
 ## They share the core tests' Criterion entry point (tests/core/main.c): one
 ## job by default and a leak found by LeakSanitizer fails the run.
@@ -20,6 +22,7 @@ BT_TESTS = \
 	tests/backends/test_sessions \
 	tests/backends/test_memory \
 	tests/backends/test_sqlite \
+	tests/backends/test_staging \
 	tests/backends/test_bconcurrent
 check_PROGRAMS += $(BT_TESTS)
 TESTS += $(BT_TESTS)
@@ -45,6 +48,11 @@ tests_backends_test_sqlite_SOURCES = tests/backends/test_sqlite.c tests/backends
 	tests/core/main.c
 tests_backends_test_sqlite_CFLAGS = $(bt_cflags)
 tests_backends_test_sqlite_LDADD = $(bt_ldadd)
+
+tests_backends_test_staging_SOURCES = tests/backends/test_staging.c tests/backends/helpers.h \
+	tests/core/main.c
+tests_backends_test_staging_CFLAGS = $(bt_cflags)
+tests_backends_test_staging_LDADD = $(bt_ldadd)
 
 tests_backends_test_bconcurrent_SOURCES = tests/backends/test_bconcurrent.c tests/backends/helpers.h
 if SANITIZE_TSAN

@@ -680,3 +680,90 @@ Test(concurrent, pg_watcher_against_loads_and_commits, .timeout = 120)
     watcher_run(TB_PGSQL);
 }
 #endif
+
+#ifndef TB_PG /* staging: the memory and SQLite engines, the spill file */
+/* ---- staging from several threads ------------------------------------------ */
+
+/* Threads stage, read back and drop contents of one file at once (the
+ * core spills from any thread, bigfile.h), while loads go on: every
+ * content comes back as staged. Against both engines and the layer's spill
+ * file. */
+struct sshared {
+    bf_file *f;
+    int failed; /* atomic */
+};
+
+static void *stager(void *arg)
+{
+    struct sshared *s = arg;
+    void *buf = malloc(BS), *got = malloc(BS);
+    uint64_t tok[8];
+    unsigned me = (unsigned)(uintptr_t)pthread_self() & 0xff;
+    for (unsigned round = 0; round < 30 && buf && got; round++) {
+        for (unsigned i = 0; i < 8; i++) {
+            tb_fill(buf, BS, i, (me + round + i) & 0x7f);
+            if (s->f->ops->stage(s->f, i, buf, &tok[i]) < 0)
+                __atomic_store_n(&s->failed, 1, __ATOMIC_SEQ_CST);
+        }
+        for (unsigned i = 0; i < 8; i++) {
+            if (s->f->ops->unstage(s->f, tok[i], got) < 0 ||
+                !tb_check(got, BS, i, (me + round + i) & 0x7f))
+                __atomic_store_n(&s->failed, 1, __ATOMIC_SEQ_CST);
+            s->f->ops->stage_drop(s->f, tok[i]);
+        }
+        if (tb_load(s->f, round % 8, got) < 0)
+            __atomic_store_n(&s->failed, 1, __ATOMIC_SEQ_CST);
+    }
+    free(buf);
+    free(got);
+    return NULL;
+}
+
+static void staging_run(int sqlite, bool spill_file)
+{
+    struct tb t;
+    struct bf_db_options opt = { .spill_file = spill_file, .spill_dir = "/tmp" };
+    char err[256];
+    bf_db *db;
+    memset(&t, 0, sizeof(t));
+    t.is_sqlite = sqlite;
+    t.kind = sqlite ? TB_SQLITE : TB_MEMORY;
+    if (sqlite)
+        tb_mkdir(&t);
+    cr_assert_eq(
+        bf_db_open_ex(sqlite ? t.path : "mem:test", BF_DB_CREATE, &opt, &db, err, sizeof(err)), 0,
+        "%s", err);
+    struct bf_fileinfo fi;
+    cr_assert_eq(bf_db_create(db, "f", BS, 8 * BS, 0644, 0, 0, &fi), 0);
+    struct sshared s = { 0 };
+    cr_assert_eq(bf_db_file_open(db, fi.id, &s.f), 0);
+    pthread_t thr[4];
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(pthread_create(&thr[i], NULL, stager, &s), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(thr[i], NULL);
+    cr_assert_eq(s.failed, 0, "a staged content came back wrong, or a call failed");
+    cr_assert_eq(bf_db_spillfile_used(db), 0);
+    if (!sqlite && !spill_file)
+        cr_assert_eq(bf_mem_staged(db), 0);
+    bf_db_file_close(db, s.f);
+    bf_db_close(db);
+    if (sqlite)
+        tb_rmdir(&t);
+}
+
+Test(concurrent, memory_staging_from_threads, .timeout = 60)
+{
+    staging_run(0, false);
+}
+
+Test(concurrent, sqlite_staging_from_threads, .timeout = 120)
+{
+    staging_run(1, false);
+}
+
+Test(concurrent, spillfile_staging_from_threads, .timeout = 60)
+{
+    staging_run(0, true);
+}
+#endif /* staging */

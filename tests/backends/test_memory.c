@@ -61,7 +61,7 @@ Test(memfault, inject_validates, .timeout = 10)
     f.hold = true;
     cr_assert_eq(bf_mem_inject(x.db, &f), -EINVAL, "bad op, hold");
     f.hold = false;
-    f.op = 6;
+    f.op = BF_MEM_UNSTAGE + 1; /* the first after the last op */
     cr_assert_eq(bf_mem_inject(x.db, &f), -EINVAL, "bad op");
     f.op = BF_MEM_LOADBLK;
     f.err = -5;

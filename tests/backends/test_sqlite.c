@@ -215,6 +215,7 @@ enum crash_mode {
     CRASH_BEFORE_COMMIT, /* signal after the last store, never commit */
     CRASH_AFTER_COMMIT,  /* commit, then signal */
     CRASH_UNLINKED_OPEN, /* unlink an open file, then signal */
+    CRASH_STAGED,        /* stage the new blocks (spilled, uncommitted), then signal */
 };
 
 #define CRASH_BLOCKS 64
@@ -232,6 +233,13 @@ static void crash_child(const char *path, uint64_t id, enum crash_mode mode, int
     if (mode == CRASH_UNLINKED_OPEN) {
         if (bf_db_unlink(db, "f") < 0)
             _exit(3);
+    } else if (mode == CRASH_STAGED) {
+        uint64_t token;
+        for (uint64_t b = 0; b < CRASH_BLOCKS; b++) {
+            tb_fill(buf, BS, b, 2);
+            if (f->ops->stage(f, b, buf, &token) < 0)
+                _exit(5);
+        }
     } else {
         if (f->ops->begin(f) < 0)
             _exit(3);
@@ -350,6 +358,49 @@ Test(sqlite_crash, killed_before_commit_none, .timeout = 30)
 Test(sqlite_crash, killed_after_commit_all, .timeout = 30)
 {
     crash_test(CRASH_AFTER_COMMIT);
+}
+
+/* A daemon killed with spilled (staged) changes: the database as at the
+ * last commit, the staged contents removed by the next session. */
+Test(sqlite_crash, killed_with_staged_blocks_none, .timeout = 30)
+{
+    crash_test(CRASH_STAGED);
+}
+
+/* A commit of staged contents links them: no content is copied again
+ * (the contents rows are the staged ones), and none stays an upload. */
+Test(sqlite_staging, a_commit_links_staged_contents_without_a_copy, .timeout = 30)
+{
+    struct tb t;
+    uint64_t id = make_db(&t, 8);
+    bf_db *db = sq_open(t.path, 0);
+    bf_file *f;
+    cr_assert_eq(bf_db_file_open(db, id, &f), 0);
+    int64_t contents = side_int(t.path, "SELECT count(*) FROM contents");
+    uint64_t tok[8];
+    void *buf = malloc(BS);
+    for (uint64_t b = 0; b < 8; b++) {
+        tb_fill(buf, BS, b, 2);
+        cr_assert_eq(f->ops->stage(f, b, buf, &tok[b]), 0);
+    }
+    free(buf);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM uploads WHERE session<>0"), 8);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM contents"), contents + 8);
+    cr_assert_eq(f->ops->begin(f), 0);
+    for (uint64_t b = 0; b < 8; b++)
+        cr_assert_eq(f->ops->storeblk_staged(f, b, tok[b], BF_SERIAL_NOW), 0);
+    cr_assert_eq(tb_commit(f, 8 * BS), 0);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM contents"), contents + 8,
+                 "the commit copied staged contents");
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM uploads WHERE session<>0"), 0);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM blockmap b JOIN uploads u ON "
+                                  "u.content=b.content"),
+                 0, "a linked content is still an upload");
+    for (uint64_t b = 0; b < 8; b++)
+        tb_expect(f, b, 2);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    tb_rmdir(&t);
 }
 
 Test(sqlite_crash, orphan_swept_at_open, .timeout = 30)

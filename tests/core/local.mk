@@ -6,9 +6,10 @@ core_test_ldadd = libbfcore.a libbfutil.a $(CRITERION_LIBS) $(PTHREAD_LIBS)
 
 check_PROGRAMS += tests/core/test_pagemap tests/core/test_fileh tests/core/test_ram \
 	tests/core/test_concurrency tests/core/test_seek tests/core/test_check \
-	tests/core/test_coherence
+	tests/core/test_coherence tests/core/test_spill tests/core/test_paths
 TESTS += tests/core/test_pagemap tests/core/test_fileh tests/core/test_ram tests/core/test_concurrency \
-	tests/core/test_seek tests/core/test_check tests/core/test_coherence
+	tests/core/test_seek tests/core/test_check tests/core/test_coherence tests/core/test_spill \
+	tests/core/test_paths
 CONCURRENCY_TESTS += tests/core/test_concurrency
 
 tests_core_test_pagemap_SOURCES = tests/core/test_pagemap.c tests/core/main.c
@@ -29,6 +30,16 @@ tests_core_test_coherence_SOURCES = tests/core/test_coherence.c tests/core/main.
 	tests/core/corehelp.h tests/core/mockfile.h tests/core/mockfile.c
 tests_core_test_coherence_CFLAGS = $(core_test_cflags)
 tests_core_test_coherence_LDADD = $(core_test_ldadd)
+
+tests_core_test_spill_SOURCES = tests/core/test_spill.c tests/core/main.c \
+	tests/core/corehelp.h tests/core/mockfile.h tests/core/mockfile.c
+tests_core_test_spill_CFLAGS = $(core_test_cflags)
+tests_core_test_spill_LDADD = $(core_test_ldadd)
+
+tests_core_test_paths_SOURCES = tests/core/test_paths.c tests/core/main.c \
+	tests/core/corehelp.h tests/core/mockfile.h tests/core/mockfile.c
+tests_core_test_paths_CFLAGS = $(core_test_cflags)
+tests_core_test_paths_LDADD = $(core_test_ldadd)
 
 tests_core_test_seek_SOURCES = tests/core/test_seek.c tests/core/main.c \
 	tests/core/corehelp.h tests/core/mockfile.h tests/core/mockfile.c

@@ -28,9 +28,18 @@ struct mtable {
     size_t n, cap;
 };
 
-/* A pending store of a transaction. */
+/* A pending store of a transaction (staged: of the staged content `token`,
+ * which its commit uses up). */
 struct mstore {
     uint64_t blk, base;
+    void *data;
+    bool staged;
+    uint64_t token;
+};
+
+/* A staged content. */
+struct mstaged {
+    uint64_t token;
     void *data;
 };
 
@@ -78,6 +87,12 @@ struct mockfile {
     struct mgate gate[MOCK_NOPS];
     uint64_t *order; /* storeblk blocks of the last transaction */
     size_t norder, order_cap;
+
+    struct bf_file_ops ops; /* every file's (mock_no_seek, mock_no_stage, mock_no_range) */
+    struct mstaged *staged; /* the staging area */
+    size_t nstaged, capstaged;
+    uint64_t next_token;
+    uint64_t range_bytes;
 };
 
 static void *xmalloc(size_t n)
@@ -267,13 +282,13 @@ static void must_be_in_txn(struct mockfh *h, const char *what)
 }
 
 /* Put a pending store (a copy of data) for blk, replacing. Lock held. */
-static void pending_put(struct mockfh *h, uint64_t blk, uint64_t base, void *copy)
+static void pending_put(struct mockfh *h, uint64_t blk, uint64_t base, void *copy, bool staged,
+                        uint64_t token)
 {
     for (size_t i = 0; i < h->npending; i++) {
         if (h->pending[i].blk == blk) {
             free(h->pending[i].data);
-            h->pending[i].data = copy;
-            h->pending[i].base = base;
+            h->pending[i] = (struct mstore){ blk, base, copy, staged, token };
             return;
         }
     }
@@ -281,7 +296,25 @@ static void pending_put(struct mockfh *h, uint64_t blk, uint64_t base, void *cop
         h->cappending = h->cappending ? 2 * h->cappending : 16;
         h->pending = xrealloc(h->pending, h->cappending * sizeof(*h->pending));
     }
-    h->pending[h->npending++] = (struct mstore){ blk, base, copy };
+    h->pending[h->npending++] = (struct mstore){ blk, base, copy, staged, token };
+}
+
+/* The staged content of token (abort if unknown: the core lost track of
+ * one). Lock held. */
+static size_t staged_find(struct mockfile *m, uint64_t token, const char *what)
+{
+    for (size_t i = 0; i < m->nstaged; i++)
+        if (m->staged[i].token == token)
+            return i;
+    fprintf(stderr, "mockfile: %s of token %llu, which is not staged\n", what,
+            (unsigned long long)token);
+    abort();
+}
+
+static void staged_remove(struct mockfile *m, size_t i)
+{
+    free(m->staged[i].data);
+    m->staged[i] = m->staged[--m->nstaged];
 }
 
 static void pending_remove_from(struct mockfh *h, uint64_t nblocks)
@@ -319,7 +352,7 @@ static int op_storeblk(bf_file *f, uint64_t blk, const void *buf, uint64_t base)
     memcpy(copy, buf, f->blksize);
     pthread_mutex_lock(&m->mu);
     if (r == 0)
-        pending_put(h, blk, base, copy);
+        pending_put(h, blk, base, copy, false, 0);
     else
         free(copy);
     pthread_mutex_unlock(&m->mu);
@@ -421,6 +454,8 @@ static int op_commit(bf_file *f, const struct bf_commit_req *req, uint64_t *seri
         for (size_t i = 0; i < h->npending; i++) {
             add_version(tab_get(&m->committed, h->pending[i].blk), s, h->pending[i].data, h);
             h->pending[i].data = NULL; /* the version owns it */
+            if (h->pending[i].staged)  /* used up */
+                staged_remove(m, staged_find(m, h->pending[i].token, "commit"));
         }
         if (req->size_set || h->pending_trunc) {
             m->committed_size = req->size;
@@ -491,15 +526,96 @@ static int op_stored_blocks(bf_file *f, uint64_t *n)
     return r;
 }
 
-/* The same without next_stored and stored_blocks (mock_no_seek). */
-static const struct bf_file_ops mock_ops_noseek = {
-    .loadblk = op_loadblk,
-    .begin = op_begin,
-    .storeblk = op_storeblk,
-    .truncate = op_truncate,
-    .commit = op_commit,
-    .abort = op_abort,
-};
+static int op_loadblk_range(bf_file *f, uint64_t blk, uint64_t at, uint32_t off, uint32_t len,
+                            void *buf, uint64_t *serial)
+{
+    struct mockfile *m = M(f);
+    pthread_mutex_lock(&m->mu);
+    if (len == 0 || off + (uint64_t)len > f->blksize) {
+        fprintf(stderr, "mockfile: loadblk_range of [%u, +%u) of a block of %u\n", off, len,
+                f->blksize);
+        abort();
+    }
+    int r = hit(m, MOCK_LOADBLK_RANGE, blk);
+    if (r == 0 && at < m->oldest_kept)
+        r = -ESTALE;
+    if (r == 0) { /* read before the gate, as loadblk */
+        struct mversion *v = as_of(tab_find(&m->committed, blk), at);
+        if (v && v->data)
+            memcpy(buf, (char *)v->data + off, len);
+        else
+            memset(buf, 0, len);
+        if (serial)
+            *serial = v ? v->serial : 0;
+        m->range_bytes += len;
+    } else {
+        memset(buf, 0xEE, len);
+    }
+    pass_gate(m, MOCK_LOADBLK_RANGE, blk);
+    pthread_mutex_unlock(&m->mu);
+    return r;
+}
+
+static int op_stage(bf_file *f, uint64_t blk, const void *buf, uint64_t *token)
+{
+    struct mockfile *m = M(f);
+    pthread_mutex_lock(&m->mu);
+    int r = hit(m, MOCK_STAGE, blk);
+    pass_gate(m, MOCK_STAGE, blk);
+    if (r == 0) {
+        /* The buffer is read after the gate: a change of it while the
+         * stage is held would show. */
+        if (m->nstaged == m->capstaged) {
+            m->capstaged = m->capstaged ? 2 * m->capstaged : 16;
+            m->staged = xrealloc(m->staged, m->capstaged * sizeof(*m->staged));
+        }
+        *token = ++m->next_token;
+        m->staged[m->nstaged++] = (struct mstaged){ *token, dup_block(buf, f->blksize) };
+    }
+    pthread_mutex_unlock(&m->mu);
+    return r;
+}
+
+static int op_unstage(bf_file *f, uint64_t token, void *buf)
+{
+    struct mockfile *m = M(f);
+    pthread_mutex_lock(&m->mu);
+    int r = hit(m, MOCK_UNSTAGE, MOCK_ANY);
+    size_t i = staged_find(m, token, "unstage");
+    if (r == 0)
+        memcpy(buf, m->staged[i].data, f->blksize);
+    pass_gate(m, MOCK_UNSTAGE, MOCK_ANY);
+    pthread_mutex_unlock(&m->mu);
+    return r;
+}
+
+static void op_stage_drop(bf_file *f, uint64_t token)
+{
+    struct mockfile *m = M(f);
+    pthread_mutex_lock(&m->mu);
+    m->calls[MOCK_STAGE_DROP]++;
+    staged_remove(m, staged_find(m, token, "stage_drop"));
+    pthread_mutex_unlock(&m->mu);
+}
+
+static int op_storeblk_staged(bf_file *f, uint64_t blk, uint64_t token, uint64_t base)
+{
+    struct mockfile *m = M(f);
+    struct mockfh *h = FH(f);
+    pthread_mutex_lock(&m->mu);
+    int r = hit(m, MOCK_STOREBLK_STAGED, blk);
+    must_be_in_txn(h, "storeblk_staged");
+    size_t i = staged_find(m, token, "storeblk_staged");
+    if (m->norder == m->order_cap) {
+        m->order_cap = m->order_cap ? 2 * m->order_cap : 64;
+        m->order = xrealloc(m->order, m->order_cap * sizeof(*m->order));
+    }
+    m->order[m->norder++] = blk;
+    if (r == 0)
+        pending_put(h, blk, base, dup_block(m->staged[i].data, f->blksize), true, token);
+    pthread_mutex_unlock(&m->mu);
+    return r;
+}
 
 static const struct bf_file_ops mock_ops = {
     .next_stored = op_next_stored,
@@ -510,13 +626,19 @@ static const struct bf_file_ops mock_ops = {
     .truncate = op_truncate,
     .commit = op_commit,
     .abort = op_abort,
+    .loadblk_range = op_loadblk_range,
+    .stage = op_stage,
+    .unstage = op_unstage,
+    .stage_drop = op_stage_drop,
+    .storeblk_staged = op_storeblk_staged,
 };
 
 struct mockfile *mock_new(uint32_t blksize, uint64_t size)
 {
     struct mockfile *m = xmalloc(sizeof(*m));
     memset(m, 0, sizeof(*m));
-    m->main.file.ops = &mock_ops;
+    m->ops = mock_ops;
+    m->main.file.ops = &m->ops;
     m->main.file.blksize = blksize;
     m->main.file.size = size;
     m->main.m = m;
@@ -545,6 +667,9 @@ void mock_free(struct mockfile *m)
     mockfh_release(&m->main);
     tab_clear(&m->committed);
     free(m->order);
+    while (m->nstaged)
+        staged_remove(m, 0);
+    free(m->staged);
     pthread_cond_destroy(&m->cv);
     pthread_mutex_destroy(&m->mu);
     free(m);
@@ -763,5 +888,35 @@ bool mock_in_txn(struct mockfile *m)
 
 void mock_no_seek(struct mockfile *m)
 {
-    m->main.file.ops = &mock_ops_noseek;
+    m->ops.next_stored = NULL;
+    m->ops.stored_blocks = NULL;
+}
+
+void mock_no_stage(struct mockfile *m)
+{
+    m->ops.stage = NULL;
+    m->ops.unstage = NULL;
+    m->ops.stage_drop = NULL;
+    m->ops.storeblk_staged = NULL;
+}
+
+void mock_no_range(struct mockfile *m)
+{
+    m->ops.loadblk_range = NULL;
+}
+
+uint64_t mock_staged(struct mockfile *m)
+{
+    pthread_mutex_lock(&m->mu);
+    uint64_t n = m->nstaged;
+    pthread_mutex_unlock(&m->mu);
+    return n;
+}
+
+uint64_t mock_range_bytes(struct mockfile *m)
+{
+    pthread_mutex_lock(&m->mu);
+    uint64_t n = m->range_bytes;
+    pthread_mutex_unlock(&m->mu);
+    return n;
 }

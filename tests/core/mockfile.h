@@ -19,6 +19,14 @@
  *   until cleared.
  * - next_stored and stored_blocks answer from the committed blocks (a
  *   held call returns the answer of when it started).
+ * - The optional operations: loadblk_range (as loadblk, for a part; the
+ *   bytes it copies are counted, mock_range_bytes), and staging (stage
+ *   keeps a copy aside under a new token; unstage, stage_drop;
+ *   storeblk_staged stores a staged copy, and its commit uses the token
+ *   up). A token that is unknown (never staged, dropped, or used up) in
+ *   any of them aborts the process: the core lost track of one.
+ *   mock_staged counts the contents staged now. mock_no_stage and
+ *   mock_no_range take them away (before bf_fileh_open).
  * - Gates: mock_gate makes loadblk, storeblk, next_stored or stored_blocks
  *   of one block (or any), or commit, block until mock_gate_release;
  *   mock_gate_wait waits until N calls are held, so a test can freeze a
@@ -50,6 +58,11 @@ enum mock_op {
     MOCK_ABORT,
     MOCK_NEXT_STORED, /* fault/gate block: the `from` argument */
     MOCK_STORED_BLOCKS,
+    MOCK_LOADBLK_RANGE, /* fault/gate block: its block */
+    MOCK_STAGE,         /* fault/gate block: its block */
+    MOCK_UNSTAGE,       /* fault/gate: any */
+    MOCK_STAGE_DROP,    /* counted only */
+    MOCK_STOREBLK_STAGED,
     MOCK_NOPS,
 };
 
@@ -108,8 +121,9 @@ void mock_fail(struct mockfile *m, enum mock_op op, int err, uint64_t blk, unsig
                bool sticky);
 void mock_clear_faults(struct mockfile *m);
 
-/* Gate loadblk, storeblk, next_stored (block: its `from`) or
- * stored_blocks of block blk (MOCK_ANY: any), or commit (blk ignored):
+/* Gate loadblk, loadblk_range, storeblk, stage, next_stored (block: its
+ * `from`) or stored_blocks of block blk (MOCK_ANY: any), or commit or
+ * unstage (blk ignored):
  * matching calls wait until released. Wait until at least n calls are held (returns false
  * after timeout_ms). Release lets every held and later call through and
  * disarms the gate. */
@@ -121,6 +135,16 @@ unsigned mock_gate_held(struct mockfile *m, enum mock_op op);
 /* Make the file's ops leave next_stored and stored_blocks NULL (before
  * bf_fileh_open), as a backend may. */
 void mock_no_seek(struct mockfile *m);
+
+/* The same for the staging operations, and for loadblk_range. */
+void mock_no_stage(struct mockfile *m);
+void mock_no_range(struct mockfile *m);
+
+/* Contents staged now (not dropped, not used up by a commit). */
+uint64_t mock_staged(struct mockfile *m);
+
+/* Bytes copied by loadblk_range so far. */
+uint64_t mock_range_bytes(struct mockfile *m);
 
 /* True while a transaction is open. */
 bool mock_in_txn(struct mockfile *m);

@@ -122,14 +122,30 @@ static void loaded_off_the_lru(bf_fileh *fh, bool make)
         bf_list_add_tail(&fh->ram->lru, &pg->lru);
 }
 
-/* Block 2 is DIRTY: put it on the LRU. */
+/* Block 2 is DIRTY: move it from the dirty LRU to the (clean) LRU. */
 static void dirty_on_the_lru(bf_fileh *fh, bool make)
 {
     struct bf_page *pg = page_at(fh, 2);
+    bf_list_del(&pg->lru);
+    bf_list_add_tail(make ? &fh->ram->lru : &fh->ram->dlru, &pg->lru);
+}
+
+/* Block 2 is DIRTY: take it off the dirty LRU. */
+static void dirty_off_the_dirty_lru(bf_fileh *fh, bool make)
+{
+    struct bf_page *pg = page_at(fh, 2);
     if (make)
-        bf_list_add_tail(&fh->ram->lru, &pg->lru);
-    else
         bf_list_del(&pg->lru);
+    else
+        bf_list_add_tail(&fh->ram->dlru, &pg->lru);
+}
+
+/* Block 1 is LOADED: move it from the LRU to the dirty LRU. */
+static void loaded_on_the_dirty_lru(bf_fileh *fh, bool make)
+{
+    struct bf_page *pg = page_at(fh, 1);
+    bf_list_del(&pg->lru);
+    bf_list_add_tail(make ? &fh->ram->dlru : &fh->ram->lru, &pg->lru);
 }
 
 /* Block 3 is DIRTY: take it off the dirty list. */
@@ -209,6 +225,8 @@ Test(check, lru_and_dirty_list_membership, .timeout = 10)
     env_mixed(&e);
     expect_caught(e.fh, loaded_off_the_lru, "I10");
     expect_caught(e.fh, dirty_on_the_lru, "I10");
+    expect_caught(e.fh, dirty_off_the_dirty_lru, "I10");
+    expect_caught(e.fh, loaded_on_the_dirty_lru, "I10");
     expect_caught(e.fh, dirty_off_the_dirty_list, "I11");
     env_close(&e);
 }
@@ -277,5 +295,88 @@ Test(check, loading_past_the_lowest_size, .timeout = 20)
     mock_gate_release(e.m, MOCK_LOADBLK);
     pthread_join(l.thr, NULL);
     cr_assert_eq(l.ret, (ssize_t)BS);
+    env_close(&e);
+}
+
+/* ---- spilling, partial pages, prefetch (I28-I31) ---- */
+
+/* env_mixed, then block 2 spilled: a dirty budget of one block, block 4
+ * written. */
+static void env_spilled(struct env *e)
+{
+    env_mixed(e);
+    bf_ram_set_dirty_budget(e->ram, 2 * BS);
+    write_block(e->fh, 4, 2);
+    cr_assert_eq(bf_fileh_page_state(e->fh, 2), BF_PAGE_SPILLED);
+    expect_consistent(e->fh);
+}
+
+static void spilled_miscounted(bf_fileh *fh, bool make)
+{
+    fh->nspilled += step(make);
+}
+
+static void ram_spilled_bytes_off(bf_fileh *fh, bool make)
+{
+    fh->ram->spilled_bytes += step(make) * BS;
+}
+
+/* Block 2 is SPILLED: give it block 3's buffer. */
+static void spilled_with_a_buffer(bf_fileh *fh, bool make)
+{
+    page_at(fh, 2)->data = make ? page_at(fh, 3)->data : NULL;
+}
+
+/* Block 0 is LOADED: in I/O. */
+static void io_on_a_loaded_page(bf_fileh *fh, bool make)
+{
+    page_at(fh, 0)->io = make ? BF_PAGE_IO_SPILL : BF_PAGE_IO_NONE;
+}
+
+/* Block 3 is DIRTY: in I/O, uncounted. */
+static void io_uncounted(bf_fileh *fh, bool make)
+{
+    page_at(fh, 3)->io = make ? BF_PAGE_IO_FILL : BF_PAGE_IO_NONE;
+}
+
+/* Block 3 is DIRTY: partial, in a handle of one-unit blocks. */
+static void partial_with_one_unit_blocks(bf_fileh *fh, bool make)
+{
+    static uint64_t bits;
+    page_at(fh, 3)->valid = make ? &bits : NULL;
+}
+
+/* Block 3 is DIRTY: ahead (only a prefetched, unread clean page is). */
+static void ahead_when_dirty(bf_fileh *fh, bool make)
+{
+    page_at(fh, 3)->ahead = make;
+    fh->nahead += step(make);
+    fh->ram->ahead_bytes += step(make) * BS;
+}
+
+static void ram_ahead_bytes_off(bf_fileh *fh, bool make)
+{
+    fh->ram->ahead_bytes += step(make) * BS;
+}
+
+Test(check, spilled_pages, .timeout = 10)
+{
+    struct env e;
+    env_spilled(&e);
+    expect_caught(e.fh, spilled_miscounted, "I12");
+    expect_caught(e.fh, ram_spilled_bytes_off, "I13");
+    expect_caught(e.fh, spilled_with_a_buffer, "I8");
+    env_close(&e);
+}
+
+Test(check, page_io_partial_pages_and_prefetch, .timeout = 10)
+{
+    struct env e;
+    env_spilled(&e);
+    expect_caught(e.fh, io_on_a_loaded_page, "I29");
+    expect_caught(e.fh, io_uncounted, "I29");
+    expect_caught(e.fh, partial_with_one_unit_blocks, "I30");
+    expect_caught(e.fh, ahead_when_dirty, "I31");
+    expect_caught(e.fh, ram_ahead_bytes_off, "I31");
     env_close(&e);
 }

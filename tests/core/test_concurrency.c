@@ -752,3 +752,428 @@ Test(concurrency, allocated_bytes_racing_a_writeout, .timeout = 30)
     cr_assert_eq(mock_calls(e.m, MOCK_STORED_BLOCKS), 2, "a fresh count was not cached");
     env_close(&e);
 }
+
+/* ---- spilling, partial pages, prefetch (fileh.h, I28-I31) ---- */
+
+/* The workers and the flusher again, with a dirty budget of two blocks:
+ * blocks spill and come back all the time while writeouts run. */
+Test(concurrency, workers_with_spills_and_writeouts, .timeout = 60)
+{
+    struct env e;
+    env_open(&e, (uint64_t)NWORKERS * WBLOCKS * BS, 0, 2 * BS);
+    bf_ram_set_dirty_budget(e.ram, 2 * BS);
+    struct worker w[NWORKERS];
+    struct flusher f = { .fh = e.fh };
+    memset(w, 0, sizeof(w));
+    cr_assert_eq(pthread_create(&f.thr, NULL, flusher_main, &f), 0);
+    for (unsigned i = 0; i < NWORKERS; i++) {
+        w[i].fh = e.fh;
+        w[i].ram = e.ram;
+        w[i].id = i;
+        cr_assert_eq(pthread_create(&w[i].thr, NULL, worker_main, &w[i]), 0);
+    }
+    for (unsigned i = 0; i < NWORKERS; i++)
+        pthread_join(w[i].thr, NULL);
+    __atomic_store_n(&f.stop, 1, __ATOMIC_RELEASE);
+    pthread_join(f.thr, NULL);
+    for (unsigned i = 0; i < NWORKERS; i++)
+        cr_assert_eq(w[i].failures, 0, "worker %u saw %d wrong reads or failed calls", i,
+                     w[i].failures);
+    cr_assert_eq(f.failures, 0);
+    cr_assert_gt(fstat_of(e.fh).spills, 0, "nothing spilled");
+    cr_assert_eq(bf_fileh_writeout(e.fh, BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED, NULL), 0);
+    for (unsigned t = 0; t < NWORKERS; t++)
+        for (unsigned i = 0; i < WBLOCKS; i++)
+            expect_committed(e.m, worker_blk(t, i), w[t].seed[i]);
+    cr_assert_eq(mock_staged(e.m), 0, "staged contents left");
+    cr_assert_eq(rstat_of(e.ram).dirty_bytes, 0);
+    env_close(&e);
+}
+
+/* Partial pages under threads: 16 KiB blocks (4 units); each thread owns
+ * blocks and writes their halves (whole units: no load) with new seeds,
+ * reads them back whole, while a flusher writes out and blocks spill. */
+#define PB 16384u
+
+struct pworker {
+    pthread_t thr;
+    bf_fileh *fh;
+    unsigned id;
+    unsigned seed[4][2]; /* per block, per half */
+    int failures;
+};
+
+static void *pworker_main(void *arg)
+{
+    struct pworker *w = arg;
+    char *buf = malloc(PB);
+    for (unsigned round = 0; round < 120; round++) {
+        unsigned i = round % 4, h = (round / 4) % 2;
+        uint64_t blk = (uint64_t)i * NWORKERS + w->id;
+        uint64_t off = blk * PB + h * (PB / 2);
+        unsigned seed = 10 + w->id * 1000 + round;
+        void *p = pattern(seed, off, PB / 2);
+        if (bf_fileh_write(w->fh, p, PB / 2, off) != (ssize_t)(PB / 2))
+            w->failures++;
+        free(p);
+        w->seed[i][h] = seed;
+        if (bf_fileh_read(w->fh, buf, PB, blk * PB) != (ssize_t)PB) {
+            w->failures++;
+            continue;
+        }
+        for (unsigned k = 0; k < 2; k++) {
+            uint64_t o = blk * PB + k * (PB / 2);
+            void *want = pattern(w->seed[i][k], o, PB / 2);
+            if (memcmp(buf + k * (PB / 2), want, PB / 2) != 0)
+                w->failures++;
+            free(want);
+        }
+    }
+    free(buf);
+    return NULL;
+}
+
+Test(concurrency, partial_pages_with_spills_and_writeouts, .timeout = 60)
+{
+    struct mockfile *m = mock_new(PB, (uint64_t)NWORKERS * 4 * PB);
+    bf_ram *ram;
+    bf_fileh *fh;
+    /* Seeds 1 + i: the blocks start with content, so that the halves not
+     * yet written come from the store. */
+    for (uint64_t b = 0; b < NWORKERS * 4; b++)
+        mock_set_block(m, b, 1);
+    cr_assert_eq(bf_ram_new(4 * PB, &ram), 0);
+    bf_ram_set_dirty_budget(ram, 3 * PB);
+    cr_assert_eq(bf_fileh_open(mock_file(m), ram, &fh), 0);
+    struct pworker w[NWORKERS];
+    struct flusher f = { .fh = fh };
+    memset(w, 0, sizeof(w));
+    for (unsigned i = 0; i < NWORKERS; i++)
+        for (unsigned b = 0; b < 4; b++)
+            w[i].seed[b][0] = w[i].seed[b][1] = 1;
+    cr_assert_eq(pthread_create(&f.thr, NULL, flusher_main, &f), 0);
+    for (unsigned i = 0; i < NWORKERS; i++) {
+        w[i].fh = fh;
+        w[i].id = i;
+        cr_assert_eq(pthread_create(&w[i].thr, NULL, pworker_main, &w[i]), 0);
+    }
+    for (unsigned i = 0; i < NWORKERS; i++)
+        pthread_join(w[i].thr, NULL);
+    __atomic_store_n(&f.stop, 1, __ATOMIC_RELEASE);
+    pthread_join(f.thr, NULL);
+    for (unsigned i = 0; i < NWORKERS; i++)
+        cr_assert_eq(w[i].failures, 0, "worker %u saw %d wrong reads or failed calls", i,
+                     w[i].failures);
+    cr_assert_eq(f.failures, 0);
+    cr_assert_eq(bf_fileh_writeout(fh, BF_WRITEOUT_STORE, NULL), 0);
+    char *got = malloc(PB);
+    for (unsigned t = 0; t < NWORKERS; t++)
+        for (unsigned i = 0; i < 4; i++) {
+            uint64_t blk = (uint64_t)i * NWORKERS + t;
+            mock_get_block(m, blk, got);
+            for (unsigned k = 0; k < 2; k++) {
+                void *want = pattern(w[t].seed[i][k], blk * PB + k * (PB / 2), PB / 2);
+                cr_assert(memcmp(got + k * (PB / 2), want, PB / 2) == 0,
+                          "block %llu half %u committed wrong", (unsigned long long)blk, k);
+                free(want);
+            }
+        }
+    free(got);
+    cr_assert_eq(mock_staged(m), 0);
+    close_checked(fh);
+    cr_assert_eq(bf_ram_free(ram), 0);
+    mock_free(m);
+}
+
+Test(concurrency, readers_of_a_spilled_block_share_one_unspill, .timeout = 30)
+{
+    struct env e;
+    env_open(&e, 8 * BS, 8, 1 << 20);
+    bf_ram_set_dirty_budget(e.ram, 2 * BS);
+    write_block(e.fh, 3, 2);
+    write_block(e.fh, 4, 2);
+    write_block(e.fh, 5, 2);
+    cr_assert_eq(bf_fileh_page_state(e.fh, 3), BF_PAGE_SPILLED);
+    mock_gate(e.m, MOCK_UNSTAGE, MOCK_ANY);
+    enum {
+        N = 6
+    };
+    struct reader r[N];
+    for (int i = 0; i < N; i++)
+        reader_start(&r[i], e.fh, 3);
+    cr_assert(mock_gate_wait(e.m, MOCK_UNSTAGE, 1, GATE_MS), "no unspill started");
+    cr_assert(bf_ram_await_waiters(e.ram, N - 1, GATE_MS), "the other readers did not wait");
+    cr_assert_eq(mock_calls(e.m, MOCK_UNSTAGE), 1, "a second unspill of one block");
+    expect_block(e.fh, 6, 1); /* other blocks are served meanwhile */
+    mock_gate_release(e.m, MOCK_UNSTAGE);
+    for (int i = 0; i < N; i++)
+        reader_expect(&r[i], 2);
+    cr_assert_eq(mock_calls(e.m, MOCK_UNSTAGE), 1);
+    env_close(&e);
+}
+
+struct pwriter {
+    pthread_t thr;
+    bf_fileh *fh;
+    uint64_t off;
+    size_t len;
+    unsigned seed;
+    ssize_t ret;
+};
+
+static void *pwriter_main(void *arg)
+{
+    struct pwriter *w = arg;
+    void *p = pattern(w->seed, w->off, w->len);
+    w->ret = bf_fileh_write(w->fh, p, w->len, w->off);
+    free(p);
+    return NULL;
+}
+
+static void pwriter_start(struct pwriter *w, bf_fileh *fh, uint64_t off, size_t len, unsigned seed)
+{
+    w->fh = fh;
+    w->off = off;
+    w->len = len;
+    w->seed = seed;
+    w->ret = -12345;
+    cr_assert_eq(pthread_create(&w->thr, NULL, pwriter_main, w), 0);
+}
+
+static void pwriter_join(struct pwriter *w)
+{
+    pthread_join(w->thr, NULL);
+    cr_assert_eq(w->ret, (ssize_t)w->len, "write at %llu: %zd", (unsigned long long)w->off, w->ret);
+}
+
+/* A block being spilled: readers read it, a writer waits for the spill
+ * and then finds it SPILLED (and reads it back). */
+Test(concurrency, a_write_waits_for_the_spill_of_its_block, .timeout = 30)
+{
+    struct env e;
+    env_open(&e, 8 * BS, 8, 1 << 20);
+    bf_ram_set_dirty_budget(e.ram, BS);
+    write_block(e.fh, 0, 2);
+    mock_gate(e.m, MOCK_STAGE, 0);
+    struct pwriter a, b;
+    pwriter_start(&a, e.fh, 1 * BS, BS, 3); /* spills block 0 */
+    cr_assert(mock_gate_wait(e.m, MOCK_STAGE, 1, GATE_MS), "no spill started");
+    expect_block(e.fh, 0, 2); /* readable while it is spilled */
+    pwriter_start(&b, e.fh, 10, 20, 4);
+    cr_assert(bf_ram_await_waiters(e.ram, 1, GATE_MS), "the writer of block 0 did not wait");
+    cr_assert_eq(bf_fileh_page_state(e.fh, 0), BF_PAGE_DIRTY);
+    mock_gate_release(e.m, MOCK_STAGE);
+    pwriter_join(&a);
+    pwriter_join(&b);
+    char got[BS], *want = pattern(2, 0, BS), *p = pattern(4, 10, 20);
+    memcpy(want + 10, p, 20);
+    cr_assert_eq(bf_fileh_read(e.fh, got, BS, 0), BS);
+    cr_assert(memcmp(got, want, BS) == 0, "the write into a block being spilled was lost");
+    free(want);
+    free(p);
+    expect_block(e.fh, 1, 3);
+    cr_assert_eq(bf_fileh_writeout(e.fh, BF_WRITEOUT_STORE, NULL), 0);
+    cr_assert_eq(mock_staged(e.m), 0);
+    env_close(&e);
+}
+
+struct discarder {
+    pthread_t thr;
+    bf_fileh *fh;
+    int ret;
+    uint64_t n;
+};
+
+static void *discarder_main(void *arg)
+{
+    struct discarder *d = arg;
+    d->ret = bf_fileh_discard(d->fh, &d->n);
+    return NULL;
+}
+
+Test(concurrency, discard_waits_for_a_spill_in_flight, .timeout = 30)
+{
+    struct env e;
+    env_open(&e, 8 * BS, 8, 1 << 20);
+    bf_ram_set_dirty_budget(e.ram, BS);
+    write_block(e.fh, 0, 2);
+    mock_gate(e.m, MOCK_STAGE, 0);
+    struct pwriter a;
+    pwriter_start(&a, e.fh, 1 * BS, BS, 3);
+    cr_assert(mock_gate_wait(e.m, MOCK_STAGE, 1, GATE_MS), "no spill started");
+    struct discarder d = { .fh = e.fh, .ret = -12345 };
+    cr_assert_eq(pthread_create(&d.thr, NULL, discarder_main, &d), 0);
+    cr_assert(bf_ram_await_waiters(e.ram, 1, GATE_MS), "discard did not wait for the spill");
+    mock_gate_release(e.m, MOCK_STAGE);
+    pwriter_join(&a);
+    pthread_join(d.thr, NULL);
+    cr_assert_eq(d.ret, 0);
+    /* Either order: the discard dropped block 0 (spilled by then) and
+     * maybe block 1; nothing staged is left behind by it. */
+    uint64_t left = mock_staged(e.m);
+    cr_assert_eq(left, 0, "%llu staged contents left", (unsigned long long)left);
+    expect_block(e.fh, 0, 1);
+    env_close(&e);
+}
+
+/* A spill made by a call on another handle: the spilled handle's close
+ * waits for it, and drops what it staged. */
+Test(concurrency, close_waits_for_a_spill_by_another_handle, .timeout = 30)
+{
+    struct env e;
+    env_open(&e, 8 * BS, 8, 1 << 20);
+    bf_ram_set_dirty_budget(e.ram, BS);
+    bf_fileh *other;
+    struct mockfile *m2 = mock_new(BS, 8 * BS);
+    cr_assert_eq(bf_fileh_open(mock_file(m2), e.ram, &other), 0);
+    write_block(e.fh, 0, 2);
+    mock_gate(e.m, MOCK_STAGE, 0);
+    struct pwriter a;
+    pwriter_start(&a, other, 0, BS, 3); /* spills e.fh's block 0 */
+    cr_assert(mock_gate_wait(e.m, MOCK_STAGE, 1, GATE_MS), "no spill started");
+    cr_assert_eq(bf_fileh_check(e.fh), 0);
+    struct discarder d = { .fh = e.fh, .ret = -12345 };
+    cr_assert_eq(pthread_create(&d.thr, NULL, discarder_main, &d), 0);
+    cr_assert(bf_ram_await_waiters(e.ram, 1, GATE_MS), "the discard did not wait");
+    mock_gate_release(e.m, MOCK_STAGE);
+    pwriter_join(&a);
+    pthread_join(d.thr, NULL);
+    cr_assert_eq(mock_staged(e.m), 0);
+    write_block(e.fh, 2, 2); /* spills the other handle's block */
+    cr_assert_eq(mock_staged(m2), 1);
+    close_checked(other);
+    cr_assert_eq(mock_staged(m2), 0, "close left a staged content");
+    mock_free(m2);
+    env_close(&e);
+}
+
+struct wouter {
+    pthread_t thr;
+    bf_fileh *fh;
+    int ret;
+};
+
+static void *wouter_main(void *arg)
+{
+    struct wouter *w = arg;
+    w->ret = bf_fileh_writeout(w->fh, BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED, NULL);
+    return NULL;
+}
+
+/* A SPILLED block that a writeout stores: a reader waits for the writeout
+ * to end and then reads the committed block (never its staged content,
+ * which the commit used up). */
+Test(concurrency, a_read_of_a_spilled_block_waits_for_the_writeout, .timeout = 30)
+{
+    struct env e;
+    env_open(&e, 8 * BS, 8, 1 << 20);
+    bf_ram_set_dirty_budget(e.ram, BS);
+    write_block(e.fh, 0, 2);
+    write_block(e.fh, 1, 2);
+    cr_assert_eq(bf_fileh_page_state(e.fh, 0), BF_PAGE_SPILLED);
+    mock_gate(e.m, MOCK_COMMIT, MOCK_ANY);
+    struct wouter wo = { .fh = e.fh, .ret = -12345 };
+    cr_assert_eq(pthread_create(&wo.thr, NULL, wouter_main, &wo), 0);
+    cr_assert(mock_gate_wait(e.m, MOCK_COMMIT, 1, GATE_MS), "the writeout did not commit");
+    struct reader r;
+    reader_start(&r, e.fh, 0);
+    cr_assert(bf_ram_await_waiters(e.ram, 1, GATE_MS), "the reader did not wait");
+    /* A whole-block write of a stored SPILLED block goes on (it becomes
+     * DIRTY, the writeout keeps its staged content). */
+    struct pwriter w;
+    pwriter_start(&w, e.fh, 0, BS, 5);
+    mock_gate_release(e.m, MOCK_COMMIT);
+    pthread_join(wo.thr, NULL);
+    cr_assert_eq(wo.ret, 0);
+    pwriter_join(&w);
+    pthread_join(r.thr, NULL);
+    cr_assert_eq(r.ret, (ssize_t)BS);
+    char *want2 = pattern(2, 0, BS), *want5 = pattern(5, 0, BS);
+    cr_assert(memcmp(r.buf, want2, BS) == 0 || memcmp(r.buf, want5, BS) == 0,
+              "the reader got neither the stored nor the new content");
+    free(want2);
+    free(want5);
+    cr_assert_eq(mock_calls(e.m, MOCK_UNSTAGE), 0, "a stored block was unspilled");
+    expect_committed(e.m, 0, 2);
+    expect_block(e.fh, 0, 5);
+    cr_assert_eq(mock_staged(e.m), 0);
+    env_close(&e);
+}
+
+struct prefetcher {
+    pthread_t thr;
+    bf_fileh *fh;
+    uint64_t blk, n, loaded;
+    int ret;
+};
+
+static void *prefetcher_main(void *arg)
+{
+    struct prefetcher *p = arg;
+    p->ret = bf_fileh_prefetch(p->fh, p->blk, p->n, &p->loaded);
+    return NULL;
+}
+
+Test(concurrency, a_reader_waits_for_the_prefetch_of_its_block, .timeout = 30)
+{
+    struct env e;
+    env_open(&e, 8 * BS, 8, 16 * BS);
+    mock_gate(e.m, MOCK_LOADBLK, 3);
+    struct prefetcher p = { .fh = e.fh, .blk = 3, .n = 1, .ret = -12345 };
+    cr_assert_eq(pthread_create(&p.thr, NULL, prefetcher_main, &p), 0);
+    cr_assert(mock_gate_wait(e.m, MOCK_LOADBLK, 1, GATE_MS), "the prefetch did not load");
+    struct reader r;
+    reader_start(&r, e.fh, 3);
+    cr_assert(bf_ram_await_waiters(e.ram, 1, GATE_MS), "the reader did not wait");
+    cr_assert_eq(mock_calls(e.m, MOCK_LOADBLK), 1);
+    mock_gate_release(e.m, MOCK_LOADBLK);
+    pthread_join(p.thr, NULL);
+    cr_assert_eq(p.ret, 0);
+    cr_assert_eq(p.loaded, 1);
+    reader_expect(&r, 1);
+    cr_assert_eq(mock_calls(e.m, MOCK_LOADBLK), 1, "the block was loaded twice");
+    cr_assert_eq(rstat_of(e.ram).ahead_bytes, 0, "a block read is still ahead");
+    env_close(&e);
+}
+
+/* Prefetchers and readers of the same blocks, the blocks invalidated and
+ * rewritten underneath: every read sees the content of when it started or
+ * later, never an invalidated load's. */
+struct churn {
+    pthread_t thr;
+    bf_fileh *fh;
+    struct mockfile *m;
+    volatile int *stop;
+    int failures;
+};
+
+static void *prefetch_churn(void *arg)
+{
+    struct churn *c = arg;
+    while (!__atomic_load_n(c->stop, __ATOMIC_ACQUIRE)) {
+        if (bf_fileh_prefetch(c->fh, 0, 8, NULL) < 0)
+            c->failures++;
+        bf_fileh_reclaim(c->fh, NULL);
+        sched_yield();
+    }
+    return NULL;
+}
+
+Test(concurrency, prefetch_racing_invalidations, .timeout = 60)
+{
+    struct env e;
+    env_open(&e, 8 * BS, 8, 8 * BS);
+    volatile int stop = 0;
+    struct churn c = { .fh = e.fh, .m = e.m, .stop = &stop };
+    cr_assert_eq(pthread_create(&c.thr, NULL, prefetch_churn, &c), 0);
+    for (unsigned round = 2; round < 200; round++) {
+        uint64_t blk = round % 8;
+        mock_set_block(e.m, blk, round);
+        cr_assert_eq(bf_fileh_invalidate(e.fh, blk, 1), 0);
+        expect_block(e.fh, blk, round); /* never an old prefetch */
+    }
+    __atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
+    pthread_join(c.thr, NULL);
+    cr_assert_eq(c.failures, 0);
+    env_close(&e);
+}

@@ -17,6 +17,12 @@ Test(errors, each_kind_keeps_its_documented_errnos_and_makes_the_rest_eio)
     cr_expect_eq(bf_errno_data(-EFBIG), EFBIG);
     cr_expect_eq(bf_errno_data(-ENXIO), ENXIO);
     cr_expect_eq(bf_errno_data(-ENOMEM), ENOMEM);
+    cr_expect_eq(bf_errno_write(-ENOSPC), ENOSPC, "the staging area is full");
+    cr_expect_eq(bf_errno_write(-EDQUOT), EDQUOT);
+    cr_expect_eq(bf_errno_write(-EIO), EIO);
+    cr_expect_eq(bf_errno_write(-ENOENT), EIO, "a file gone under an open fd");
+    cr_expect_eq(bf_errno_write(-EPROTO), EIO, "a corrupt database");
+    cr_expect_eq(bf_errno_write(-EFBIG), EFBIG);
     cr_expect_eq(bf_errno_ns(-ENOENT), ENOENT);
     cr_expect_eq(bf_errno_ns(-EEXIST), EEXIST);
     cr_expect_eq(bf_errno_ns(-ENOSPC), ENOSPC);

@@ -14,7 +14,8 @@ BFT_TESTS = \
 	tests/integration/test_xattr \
 	tests/integration/test_reliability \
 	tests/integration/test_shared \
-	tests/integration/test_blockserver
+	tests/integration/test_blockserver \
+	tests/integration/test_spill
 check_PROGRAMS += $(BFT_TESTS)
 TESTS += $(BFT_TESTS)
 
@@ -49,6 +50,9 @@ tests_integration_test_status_LDADD = $(BFT_LDADD)
 tests_integration_test_xattr_SOURCES = tests/integration/test_xattr.c $(BFT_HARNESS)
 tests_integration_test_xattr_CFLAGS = $(BFT_CFLAGS)
 tests_integration_test_xattr_LDADD = $(BFT_LDADD)
+tests_integration_test_spill_SOURCES = tests/integration/test_spill.c $(BFT_HARNESS)
+tests_integration_test_spill_CFLAGS = $(BFT_CFLAGS)
+tests_integration_test_spill_LDADD = $(BFT_LDADD)
 tests_integration_test_reliability_SOURCES = tests/integration/test_reliability.c $(BFT_HARNESS)
 tests_integration_test_reliability_CFLAGS = $(BFT_CFLAGS)
 tests_integration_test_reliability_LDADD = $(BFT_LDADD)

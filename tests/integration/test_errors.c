@@ -208,7 +208,7 @@ BFT_TEST(errors, inject_refuses_bad_arguments, bft_setup_inject, 30)
         { .op = 0 },
         { .op = BIGFILE_TEST_INJECT_WAIT_HELD + 1 },
         { .op = BIGFILE_TEST_INJECT_ADD, .mem_op = 0 },
-        { .op = BIGFILE_TEST_INJECT_ADD, .mem_op = BIGFILE_TEST_INJECT_COMMIT + 1 },
+        { .op = BIGFILE_TEST_INJECT_ADD, .mem_op = BIGFILE_TEST_INJECT_UNSTAGE + 1 },
         { .op = BIGFILE_TEST_INJECT_ADD, .mem_op = BIGFILE_TEST_INJECT_LOADBLK, .err = -5 },
         { .op = BIGFILE_TEST_INJECT_ADD, .mem_op = BIGFILE_TEST_INJECT_LOADBLK, .blk_lo = 2 },
         { .op = BIGFILE_TEST_INJECT_ADD, .mem_op = BIGFILE_TEST_INJECT_LOADBLK, .flags = 2 },

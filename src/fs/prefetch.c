@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: MIT */
+/* bigfilefs daemon — the prefetcher (see prefetch.h). */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <unistd.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+#include "core/fileh.h"
+#include "fs/prefetch.h"
+
+struct pf_job {
+    bf_inode *inode; /* referenced (bf_itable_find) */
+    uint64_t blk, n;
+};
+
+struct bf_prefetch {
+    bf_itable *t;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct pf_job ring[BF_PREFETCH_QUEUE]; /* queued jobs: [head, head + count) */
+    unsigned head, count;
+    bool stopping;
+    unsigned nthreads;
+    pthread_t threads[BF_PREFETCH_THREADS];
+};
+
+/* Prefetch the blocks of [blk, end) that hold data, one at a time: a hole
+ * needs no load, and a sparse reader (cp --sparse, SEEK_DATA) skips it.
+ * Errors end the job: a hint, the READ that needs a block reports its own. */
+static void prefetch_data(bf_fileh *fh, uint64_t blk, uint64_t end)
+{
+    uint64_t bs = bf_fileh_blksize(fh), data;
+
+    while (blk < end) {
+        if (bf_fileh_seek_data(fh, blk * bs, SEEK_DATA, &data) < 0)
+            return; /* -ENXIO: no data from here on */
+        if (data / bs != blk) {
+            blk = data / bs; /* the next data block */
+            continue;
+        }
+        if (bf_fileh_prefetch(fh, blk, 1, NULL) < 0)
+            return;
+        blk++;
+    }
+}
+
+static void run_job(bf_prefetch *pf, struct pf_job *j)
+{
+    bf_fileh *fh;
+
+    bf_inode_fh_peek(j->inode, &fh);
+    if (fh)
+        prefetch_data(fh, j->blk, j->blk + j->n);
+    bf_inode_fh_put(j->inode);
+    bf_itable_put(pf->t, j->inode);
+}
+
+static void *pf_thread(void *arg)
+{
+    bf_prefetch *pf = arg;
+
+    pthread_mutex_lock(&pf->lock);
+    for (;;) {
+        while (!pf->stopping && pf->count == 0)
+            pthread_cond_wait(&pf->cond, &pf->lock);
+        if (pf->stopping)
+            break;
+        struct pf_job j = pf->ring[pf->head];
+        pf->head = (pf->head + 1) % BF_PREFETCH_QUEUE;
+        pf->count--;
+        pthread_mutex_unlock(&pf->lock);
+        run_job(pf, &j);
+        pthread_mutex_lock(&pf->lock);
+    }
+    pthread_mutex_unlock(&pf->lock);
+    return NULL;
+}
+
+int bf_prefetch_start(bf_itable *t, bf_prefetch **out)
+{
+    bf_prefetch *pf = calloc(1, sizeof(*pf));
+
+    if (!pf)
+        return -ENOMEM;
+    pf->t = t;
+    pthread_mutex_init(&pf->lock, NULL);
+    pthread_cond_init(&pf->cond, NULL);
+    for (unsigned i = 0; i < BF_PREFETCH_THREADS; i++) {
+        int e = pthread_create(&pf->threads[i], NULL, pf_thread, pf);
+        if (e) {
+            bf_prefetch_stop(pf);
+            return -e;
+        }
+        pf->nthreads++;
+    }
+    *out = pf;
+    return 0;
+}
+
+void bf_prefetch_offer(bf_prefetch *pf, bf_inode *inode, uint64_t blk, uint64_t n)
+{
+    if (!pf || n == 0)
+        return;
+    pthread_mutex_lock(&pf->lock);
+    bool room = !pf->stopping && pf->count < BF_PREFETCH_QUEUE;
+    pthread_mutex_unlock(&pf->lock);
+    if (!room)
+        return; /* a hint: dropped */
+    /* A reference of the job's own (the table mutex: never under pf->lock). */
+    bf_inode *ref = bf_itable_find(pf->t, inode->ino);
+    if (!ref)
+        return;
+    pthread_mutex_lock(&pf->lock);
+    if (!pf->stopping && pf->count < BF_PREFETCH_QUEUE) {
+        pf->ring[(pf->head + pf->count) % BF_PREFETCH_QUEUE] =
+            (struct pf_job){ .inode = ref, .blk = blk, .n = n };
+        pf->count++;
+        ref = NULL;
+        pthread_cond_signal(&pf->cond);
+    }
+    pthread_mutex_unlock(&pf->lock);
+    if (ref)
+        bf_itable_put(pf->t, ref); /* filled or stopped meanwhile */
+}
+
+void bf_prefetch_stop(bf_prefetch *pf)
+{
+    if (!pf)
+        return;
+    pthread_mutex_lock(&pf->lock);
+    pf->stopping = true;
+    pthread_cond_broadcast(&pf->cond);
+    pthread_mutex_unlock(&pf->lock);
+    for (unsigned i = 0; i < pf->nthreads; i++)
+        pthread_join(pf->threads[i], NULL);
+    /* No thread is left: the queued jobs are dropped. */
+    for (; pf->count; pf->count--, pf->head = (pf->head + 1) % BF_PREFETCH_QUEUE)
+        bf_itable_put(pf->t, pf->ring[pf->head].inode);
+    pthread_cond_destroy(&pf->cond);
+    pthread_mutex_destroy(&pf->lock);
+    free(pf);
+}

@@ -1,0 +1,364 @@
+/* SPDX-License-Identifier: MIT */
+/* bigfilefs — integration tests: uncommitted changes bigger than the dirty
+ * budget (-o dirty=SIZE, fileh.h "Spilling").
+ *
+ * Changed blocks past the budget are staged in the store and dropped from
+ * the daemon's memory; these tests dirty many times the budget through a
+ * mapping and through write(2), and check that the daemon's memory stays
+ * bounded, that a writeout commits exactly what was written, that a
+ * discard restores the committed data, that a failing staging area fails
+ * the WRITE and loses nothing, and that a daemon killed with staged
+ * changes leaves the database as at its last commit (the next one removes
+ * the staged debris). And the prefetch of sequential reads, which must
+ * never serve what another mount's commit or an invalidate made stale.
+ */
+#include "config.h"
+
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fs/test_inject.h"
+#include "harness.h"
+
+/* A kB field ("VmRSS:", "VmHWM:") of /proc/PID/status, in bytes; -1 if
+ * not found. */
+static int64_t proc_status_kb(pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    int64_t v = -1;
+    size_t n = strlen(field);
+    while (fgets(line, sizeof(line), f))
+        if (strncmp(line, field, n) == 0) {
+            v = strtoll(line + n, NULL, 10) * 1024;
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+/* Whether daemon pid runs with a sanitizer's runtime (ASan, TSan: the
+ * runtimes gcc links dynamically), whatever this test was built with. */
+static bool daemon_sanitized(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+    char *maps = bft_slurp(path);
+    bool san = maps && (strstr(maps, "/libasan") || strstr(maps, "/libtsan"));
+    free(maps);
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    san = true; /* a runtime linked statically */
+#endif
+    return san;
+}
+
+/* Mount bft.db (SQLite unless the test chose mem:) with -o opts. */
+static void mount_with(const char *opts)
+{
+    snprintf(bft.opts, sizeof(bft.opts), "%s", opts);
+    bft_mount();
+}
+
+/* Staged contents of live sessions in the SQLite database: uploads that
+ * are no commit's yet (none is in a transaction here: these are spills). */
+static int64_t staged_uploads(void)
+{
+    int64_t n = -1;
+    cr_assert_eq(bft_sql_int(bft.db, "SELECT count(*) FROM uploads WHERE session != 0", &n), 0);
+    return n;
+}
+
+/* Drop the kernel's clean pages of path, so that reads go to the daemon. */
+static void drop_kernel_cache(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    cr_assert_geq(fd, 0, "open %s: %s", path, strerror(errno));
+    cr_assert_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    close(fd);
+}
+
+/* Mount a memory database with -o test_inject,dirty=4M and create file
+ * "f" of 1 MiB blocks; its path goes to p. */
+static void mount_inject_file(char *p)
+{
+    snprintf(bft.db, sizeof(bft.db), "mem:");
+    bft.is_mem = 1;
+    mount_with("test_inject,dirty=4M");
+    bft_create("f", "1M", NULL);
+    bft_path(p, "f");
+}
+
+struct map_job {
+    const char *path;
+    uint64_t len;
+    unsigned seed;
+};
+
+/* Child: write bft_pattern(seed) over [0, len) of path through a shared
+ * mapping, then unmap (the pages stay dirty in the kernel until the
+ * writeback or a writeout sends them). 0 on success. */
+static int child_map_write(void *arg)
+{
+    const struct map_job *j = arg;
+    int fd = open(j->path, O_RDWR);
+    if (fd < 0)
+        return 1;
+    char *m = mmap(NULL, j->len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED)
+        return 2;
+    for (uint64_t off = 0; off < j->len; off += BFT_MB)
+        bft_pattern(m + off, BFT_MB, j->seed, off);
+    munmap(m, j->len);
+    close(fd);
+    return 0;
+}
+
+/* 256 MiB dirtied through a mapping with cache=8M,dirty=8M: the writeout
+ * commits all of it exactly (checked after a remount, from the database),
+ * and the daemon's peak RSS grows by far less than the change: the cache,
+ * the budget and a constant — request threads' buffers, SQLite's reader
+ * connections and their page caches, the recycled block buffers (measured:
+ * +74 MiB for 192 MiB dirtied, +78 MiB for 384 MiB; without a budget it
+ * grows with the change). */
+BFT_TEST(spill, a_mapping_dirtied_far_past_the_budget_commits_exactly_in_bounded_memory,
+         bft_setup_nomount, 180)
+{
+    const uint64_t len = 256 * BFT_MB, cache = 8 * BFT_MB, dirty = 8 * BFT_MB;
+    char p[PATH_MAX];
+    mount_with("cache=8M,dirty=8M");
+    bft_create("f", "1M", "256M");
+    bft_path(p, "f");
+    int64_t base = proc_status_kb(bft.daemon, "VmRSS:");
+    cr_assert_gt(base, 0);
+
+    struct map_job j = { .path = p, .len = len, .seed = 7 };
+    int st = bft_run(child_map_write, &j, 120);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the mapping writer failed (0x%x)", st);
+    struct bigfile_writeout w = { .flags = BFT_WO_BOTH };
+    cr_assert_eq(bft_writeout(p, BFT_WO_BOTH, &w), 0);
+    cr_expect_eq(w.bytes, len, "every block committed (%llu bytes)", (unsigned long long)w.bytes);
+    int64_t hwm = proc_status_kb(bft.daemon, "VmHWM:");
+    cr_assert_gt(hwm, 0);
+    int64_t growth = hwm - base, bound = (int64_t)(cache + dirty + 96 * BFT_MB);
+    cr_log_info("daemon RSS: %lld MiB at start, peak %lld MiB (+%lld MiB for %llu MiB dirtied)",
+                (long long)(base >> 20), (long long)(hwm >> 20), (long long)(growth >> 20),
+                (unsigned long long)(len >> 20));
+    if (daemon_sanitized(bft.daemon)) {
+        /* ASan's quarantine keeps freed blocks (256 MiB by default), TSan
+         * its shadow of every block buffer: the bound of a plain daemon
+         * means nothing there. */
+        cr_log_info("a sanitizer daemon: its RSS bound is not checked");
+    } else {
+        cr_expect_leq(growth, bound,
+                      "the daemon's peak RSS grew by %lld MiB for %llu MiB dirtied with "
+                      "cache=8M, dirty=8M (bound %lld MiB)",
+                      (long long)(growth >> 20), (unsigned long long)(len >> 20),
+                      (long long)(bound >> 20));
+    }
+    cr_expect_eq(staged_uploads(), 0, "the writeout used up every staged content");
+    struct bigfile_stat s;
+    cr_assert_eq(bft_stat(p, &s), 0);
+    cr_expect_geq(s.spills, (len - dirty) / BFT_MB, "the change was spilled (%llu blocks)",
+                  (unsigned long long)s.spills);
+    cr_expect_eq(s.spilled_blocks + s.dirty_blocks, 0u, "nothing left uncommitted");
+
+    bft_remount();
+    bft_expect(p, 0, len, 7, "the committed data, from the database");
+}
+
+/* Spilled blocks come back for a read, for a partial write (changed again,
+ * committed) and for a discard: the committed data. */
+BFT_TEST(spill, spilled_blocks_read_back_change_again_and_discard, bft_setup_nomount, 120)
+{
+    const uint64_t len = 32 * BFT_MB;
+    char p[PATH_MAX];
+    mount_with("dirty=4M");
+    bft_create("f", "1M", NULL);
+    bft_path(p, "f");
+    bft_put_commit(p, 0, len, 1);
+
+    bft_put(p, 0, len, 2);
+    cr_assert_gt(staged_uploads(), 0, "32 MiB written with dirty=4M: blocks were spilled");
+    drop_kernel_cache(p);
+    bft_expect(p, 0, len, 2, "the uncommitted change, read back from staging");
+
+    /* A spilled block changed in part, then the discard. */
+    bft_put(p, 3 * BFT_MB + 4096, 8192, 3);
+    struct bigfile_count c;
+    cr_assert_eq(bft_discard(p, &c), 0);
+    cr_expect_eq(c.blocks, len / BFT_MB, "every changed block dropped (%llu)",
+                 (unsigned long long)c.blocks);
+    cr_expect_eq(staged_uploads(), 0, "the discard dropped the staged contents");
+    bft_expect(p, 0, len, 1, "the committed data after the discard");
+
+    /* Spilled again, a spilled block changed in part, committed. */
+    bft_put(p, 0, len, 4);
+    cr_assert_gt(staged_uploads(), 0);
+    bft_put(p, 3 * BFT_MB + 4096, 8192, 5);
+    struct bigfile_writeout w;
+    cr_assert_eq(bft_writeout(p, BFT_WO_BOTH, &w), 0);
+    bft_remount();
+    bft_expect(p, 0, 3 * BFT_MB + 4096, 4, "committed: before the second change");
+    bft_expect(p, 3 * BFT_MB + 4096, 8192, 5, "committed: the second change");
+    bft_expect(p, 3 * BFT_MB + 12288, len - (3 * BFT_MB + 12288), 4, "committed: after it");
+}
+
+/* The staging area fails (ENOSPC): the WRITE that needed room fails with
+ * ENOSPC and changes nothing, the changes made before stay (in memory),
+ * and once there is room again everything is written and committed. */
+BFT_TEST(spill, a_failing_staging_area_fails_the_write_and_loses_nothing, bft_setup_nomount, 120)
+{
+    char p[PATH_MAX];
+    mount_inject_file(p);
+    cr_assert_eq(bft_inject(p, BIGFILE_TEST_INJECT_STAGE, 0, UINT64_MAX, ENOSPC, 0, 0, 0), 0);
+    bft_put(p, 0, 4 * BFT_MB, 1); /* the budget: four blocks */
+
+    char *buf = malloc(BFT_MB);
+    cr_assert(buf);
+    bft_pattern(buf, BFT_MB, 2, 8 * BFT_MB);
+    cr_expect_eq(bft_pwrite(p, buf, BFT_MB, 8 * BFT_MB), -ENOSPC,
+                 "a write past the budget that cannot spill fails with ENOSPC");
+    free(buf);
+    drop_kernel_cache(p);
+    bft_expect(p, 0, 4 * BFT_MB, 1, "the changes made before stay");
+    cr_expect_eq(bft_size(p), (int64_t)(4 * BFT_MB), "the failed write changed no size");
+
+    cr_assert_eq(bft_inject_clear(p), 0);
+    bft_put(p, 4 * BFT_MB, 12 * BFT_MB, 2);
+    struct bigfile_writeout w;
+    cr_assert_eq(bft_writeout(p, BFT_WO_BOTH, &w), 0);
+    cr_expect_eq(w.blocks, 16u);
+    cr_assert_eq(bft_invalidate(p, 0, 16), 0);
+    bft_expect(p, 0, 4 * BFT_MB, 1, "committed, from the store");
+    bft_expect(p, 4 * BFT_MB, 12 * BFT_MB, 2, "committed, from the store");
+}
+
+/* A writeout that fails half-way with spilled blocks commits nothing and
+ * leaves every change (spilled ones too) for the retry. */
+BFT_TEST(spill, a_writeout_failing_half_way_with_spilled_blocks_keeps_everything, bft_setup_nomount,
+         120)
+{
+    char p[PATH_MAX];
+    mount_inject_file(p);
+    bft_put_commit(p, 0, 16 * BFT_MB, 1);
+    bft_put(p, 0, 16 * BFT_MB, 2);
+    cr_assert_eq(bft_inject(p, BIGFILE_TEST_INJECT_STOREBLK, 0, UINT64_MAX, EIO, 0, 8, 1), 0);
+    struct bigfile_writeout w;
+    cr_expect_eq(bft_writeout(p, BFT_WO_BOTH, &w), -EIO, "the writeout fails at its 9th block");
+    struct bigfile_stat s;
+    cr_assert_eq(bft_stat(p, &s), 0);
+    cr_expect_gt(s.spilled_blocks, 0u, "some blocks were spilled");
+    cr_expect_eq(s.dirty_blocks + s.spilled_blocks, 16u,
+                 "every block is still changed (%llu in memory, %llu spilled)",
+                 (unsigned long long)s.dirty_blocks, (unsigned long long)s.spilled_blocks);
+    drop_kernel_cache(p);
+    bft_expect(p, 0, 16 * BFT_MB, 2, "the changes, spilled ones too");
+    cr_assert_eq(bft_writeout(p, BFT_WO_BOTH, &w), 0, "the retry commits");
+    cr_assert_eq(bft_invalidate(p, 0, 16), 0);
+    bft_expect(p, 0, 16 * BFT_MB, 2, "committed, from the store");
+}
+
+/* A daemon killed with staged changes: the database is as at its last
+ * commit, and the next daemon removes the dead one's staged contents. */
+BFT_TEST(spill, a_daemon_killed_with_staged_changes_leaves_the_last_commit, bft_setup_nomount, 120)
+{
+    char p[PATH_MAX];
+    mount_with("dirty=4M");
+    bft_create("f", "1M", NULL);
+    bft_path(p, "f");
+    bft_put_commit(p, 0, 16 * BFT_MB, 1);
+    int64_t before = -1, after = -1;
+    cr_assert_eq(bft_sql_int(bft.db, "SELECT value FROM meta WHERE key = 'serial'", &before), 0);
+    bft_put(p, 0, 32 * BFT_MB, 2);
+    cr_assert_gt(staged_uploads(), 0, "32 MiB written with dirty=4M: blocks were spilled");
+
+    int st = bft_kill_on(0, SIGKILL);
+    cr_expect(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "killed (0x%x)", st);
+    cr_assert_eq(bft_sql_int(bft.db, "SELECT value FROM meta WHERE key = 'serial'", &after), 0);
+    cr_expect_eq(after, before, "nothing committed");
+
+    bft_mount();
+    cr_expect_eq(staged_uploads(), 0, "the next daemon removed the staged contents");
+    cr_expect_eq(bft_size(p), (int64_t)(16 * BFT_MB), "the committed size");
+    bft_expect(p, 0, 16 * BFT_MB, 1, "the data of the last commit");
+}
+
+/* -o dirty is checked before the database is touched: nonsense is a usage
+ * error (exit 2) that creates no database. */
+BFT_TEST(spill, nonsensical_dirty_budgets_are_refused_before_the_database, bft_setup_nomount, 60)
+{
+    const char *bad[] = { "dirty=0", "dirty=lots", "dirty=4K", "dirty=1024T" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *argv[] = { "-f", "-o", bad[i], bft.db, bft.mnt, NULL };
+        int st = bft_daemon_run(10, argv);
+        cr_expect(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 2,
+                  "-o %s: a usage error (status 0x%x)", bad[i], st);
+        char *log = bft_slurp(bft.log);
+        cr_expect(log && strstr(log, "dirty"), "-o %s: the message names the option:\n%s", bad[i],
+                  log ? log : "");
+        free(log);
+        cr_expect(access(bft.db, F_OK) != 0, "-o %s: no database created", bad[i]);
+        cr_expect(!bft_is_fuse(bft.mnt), "-o %s: nothing mounted", bad[i]);
+    }
+}
+
+/* ---- prefetch ------------------------------------------------------------- */
+
+struct loaded_arg {
+    const char *path;
+    uint64_t min;
+};
+
+static int loaded_at_least(void *arg)
+{
+    const struct loaded_arg *a = arg;
+    struct bigfile_stat s;
+    return bft_stat(a->path, &s) == 0 && s.loaded_blocks >= a->min;
+}
+
+/* A sequential reader on mount B gets the blocks after its reads loaded
+ * ahead (far past the kernel's 1 MiB readahead); another mount's commit
+ * then makes B read the new data, never the prefetched old one, and an
+ * invalidate drops what was prefetched since. */
+BFT_TEST(prefetch, prefetched_blocks_never_outlive_another_mounts_commit, bft_setup_shared2, 120)
+{
+    const uint64_t len = 48 * BFT_MB;
+    char pa[PATH_MAX], pb[PATH_MAX];
+    bft_create("f", "1M", NULL);
+    bft_path_on(0, pa, "f");
+    bft_path_on(1, pb, "f");
+    bft_put_commit(pa, 0, len, 1);
+    struct bigfile_serial sy = { 0 };
+    cr_assert_eq(bft_ioctl(pb, BIGFILE_IOC_SYNC, &sy), 0);
+
+    bft_expect(pb, 0, 4 * BFT_MB, 1, "B reads the first blocks in order");
+    struct loaded_arg la = { .path = pb, .min = 16 };
+    cr_assert(bft_wait_for(loaded_at_least, &la, 30),
+              "B prefetched the blocks after its reads (16 loaded at least)");
+
+    bft_put_commit(pa, 0, len, 2);
+    cr_assert_eq(bft_ioctl(pb, BIGFILE_IOC_SYNC, &sy), 0);
+    bft_expect(pb, 0, len, 2, "B reads A's commit, not what it prefetched");
+
+    /* Prefetched again, then invalidated behind B's back: the store's. */
+    drop_kernel_cache(pb);
+    bft_expect(pb, 0, 4 * BFT_MB, 2, "B reads in order again");
+    la.min = 24;
+    cr_assert(bft_wait_for(loaded_at_least, &la, 30), "B prefetched again (24 loaded at least)");
+    cr_assert_eq(bft_sql_set_block(bft.db, "f", 20, BFT_MB, 3), 0);
+    cr_assert_eq(bft_invalidate(pb, 20, 1), 0);
+    bft_expect(pb, 20 * BFT_MB, BFT_MB, 3, "after an invalidate: the database's block");
+}
