@@ -55,10 +55,11 @@ static void st_open(struct st *s, int sqlite, bool spillfile)
     memset(s, 0, sizeof(*s));
     s->t.is_sqlite = sqlite;
     s->spillfile = spillfile;
+    s->t.kind = sqlite ? TB_SQLITE : TB_MEMORY;
     if (sqlite)
         tb_mkdir(&s->t);
-    int r = bf_db_open_ex(sqlite ? s->t.path : "mem:test", BF_DB_CREATE | BF_DB_SHARED, &opt,
-                          &s->db, err, sizeof(err));
+    snprintf(s->t.spec, sizeof(s->t.spec), "%s", sqlite ? s->t.path : "mem:test");
+    int r = bf_db_open_ex(s->t.spec, BF_DB_CREATE | BF_DB_SHARED, &opt, &s->db, err, sizeof(err));
     cr_assert_eq(r, 0, "bf_db_open: %d %s", r, err);
 }
 
@@ -290,7 +291,7 @@ static void full_staging_area(int sqlite, bool spillfile)
     }
     char dir[] = "/tmp/bf-full-XXXXXX";
     cr_assert_not_null(mkdtemp(dir));
-    cr_assert_eq(mount("tmpfs", dir, "tmpfs", 0, sqlite && !spillfile ? "size=2m" : "size=256k"), 0,
+    cr_assert_eq(mount("tmpfs", dir, "tmpfs", 0, sqlite && !spillfile ? "size=4m" : "size=256k"), 0,
                  "mount: %s", strerror(errno));
     struct st s;
     memset(&s, 0, sizeof(s));
@@ -298,6 +299,8 @@ static void full_staging_area(int sqlite, bool spillfile)
     s.spillfile = spillfile;
     snprintf(s.t.dir, sizeof(s.t.dir), "%s", dir);
     snprintf(s.t.path, sizeof(s.t.path), "%s/db.sqlite", dir);
+    s.t.kind = sqlite ? TB_SQLITE : TB_MEMORY;
+    snprintf(s.t.spec, sizeof(s.t.spec), "%s", sqlite ? s.t.path : "mem:test");
     struct bf_db_options opt = { .spill_file = spillfile, .spill_dir = dir };
     char err[256];
     cr_assert_eq(bf_db_open_ex(sqlite ? s.t.path : "mem:test", BF_DB_CREATE | BF_DB_SHARED, &opt,
