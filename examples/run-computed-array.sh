@@ -8,15 +8,8 @@
 set -u
 src=${BF_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$src/tests/testlib.sh"
-py=""
-for p in "${PYTHON:-}" python3 /usr/bin/python3; do
-    [ -n "$p" ] && "$p" -c 'import numpy' 2>/dev/null && { py=$p; break; }
-done
-[ -n "$py" ] || bf_skip "no python3 with numpy"
 bf_setup "$@"
-PYTHONPATH=$src/python${PYTHONPATH:+:$PYTHONPATH}
-PYTHONDONTWRITEBYTECODE=1     # leave no __pycache__ in the source tree
-export PYTHONPATH PYTHONDONTWRITEBYTECODE
+bf_numpy_python "$src"
 
 bf_mount "exec:exec '$py' '$src/examples/computed_array.py' --size 64M --seed 11" ro
 "$py" "$src/examples/computed_array.py" --check "$BF_MNT" || bf_fail "computed_array.py --check failed"

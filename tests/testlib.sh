@@ -12,6 +12,11 @@
 #   bf_umount                # umount; waits (10 s) for the daemon; fails
 #                            # unless it exited with status 0
 #   bf_fail MESSAGE          # print the daemon's log and exit 1
+#   bf_numpy_python SRC      # after bf_setup: set $py to a python with numpy
+#                            # ($PYTHON, python3, /usr/bin/python3; none:
+#                            # skip, 77), export PYTHONPATH with SRC/python
+#                            # (the bigfilefs module) first and
+#                            # PYTHONDONTWRITEBYTECODE
 #
 # The mount namespace means that a crash or a kill of the test leaves no
 # mount behind: the namespace dies with its last process. An EXIT trap also
@@ -98,4 +103,15 @@ bf_umount() {
     st=$?
     BF_DAEMON=""
     [ $st -eq 0 ] || bf_fail "bigfilefs exited with status $st after a clean unmount"
+}
+
+bf_numpy_python() {
+    py=""
+    for p in "${PYTHON:-}" python3 /usr/bin/python3; do
+        [ -n "$p" ] && "$p" -c 'import numpy' 2>/dev/null && { py=$p; break; }
+    done
+    [ -n "$py" ] || bf_skip "no python3 with numpy"
+    PYTHONPATH=$1/python${PYTHONPATH:+:$PYTHONPATH}
+    PYTHONDONTWRITEBYTECODE=1 # leave no __pycache__ in the source tree
+    export PYTHONPATH PYTHONDONTWRITEBYTECODE
 }

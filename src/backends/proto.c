@@ -121,6 +121,25 @@ struct reply {
     struct bf_conn *c;
 };
 
+/* Send q as op on connection c (a reference the caller holds) and wait for
+ * its reply: into rep, read from rep->r (rep NULL: the reply must be empty).
+ * file/blk for the log lines. Returns 0, -errno of the server's error, or
+ * -EIO. */
+static int call_on(struct bf_conn *c, uint16_t op, struct req *q, struct reply *rep, uint64_t file,
+                   uint64_t blk)
+{
+    struct bf_rpc rpc = { .op = op, .body = q->buf, .len = q->w.len, .file = file, .blk = blk };
+    if (rep) {
+        rpc.rep = rep->buf;
+        rpc.rep_cap = sizeof(rep->buf);
+    }
+    BF_ASSERT(bf_wire_ok(&q->w));
+    int r = bf_conn_call(c, &rpc);
+    if (r == 0 && rep)
+        bf_wire_read(&rep->r, rep->buf, rpc.rep_len);
+    return r;
+}
+
 /* Send q as op on the current connection and wait for its reply into *rep
  * (which then holds the connection: reply_end). file/blk for the log
  * lines. Returns 0, -errno of the server's error, or -EIO. */
@@ -130,21 +149,10 @@ static int call(struct proto_db *px, uint16_t op, struct req *q, struct reply *r
     int r = bf_link_get(px->link, &rep->c);
     if (r < 0)
         return r;
-    struct bf_rpc rpc = { .op = op,
-                          .body = q->buf,
-                          .len = q->w.len,
-                          .file = file,
-                          .blk = blk,
-                          .rep = rep->buf,
-                          .rep_cap = sizeof(rep->buf) };
-    BF_ASSERT(bf_wire_ok(&q->w));
-    r = bf_conn_call(rep->c, &rpc);
-    if (r < 0) {
+    r = call_on(rep->c, op, q, rep, file, blk);
+    if (r < 0)
         bf_conn_put(rep->c);
-        return r;
-    }
-    bf_wire_read(&rep->r, rep->buf, rpc.rep_len);
-    return 0;
+    return r;
 }
 
 /* Done with a reply: fine (why NULL: 0), or not what its request answers
@@ -269,17 +277,9 @@ static int send_open(struct proto_db *px, struct bf_conn *c, uint64_t id, uint32
     struct reply rep;
     req_start(&q);
     bf_wire_u64(&q.w, id);
-    struct bf_rpc rpc = { .op = BF_OP_OPEN,
-                          .body = q.buf,
-                          .len = q.w.len,
-                          .file = id,
-                          .blk = UINT64_MAX,
-                          .rep = rep.buf,
-                          .rep_cap = sizeof(rep.buf) };
-    int r = bf_conn_call(c, &rpc);
+    int r = call_on(c, BF_OP_OPEN, &q, &rep, id, UINT64_MAX);
     if (r < 0)
         return r;
-    bf_wire_read(&rep.r, rep.buf, rpc.rep_len);
     *size = bf_wire_get_u64(&rep.r);
     *blksize = bf_wire_get_u32(&rep.r);
     if (!bf_wire_done(&rep.r) || !bf_blksize_valid(*blksize) || *size > BF_SIZE_MAX) {
@@ -444,10 +444,7 @@ static void px_file_close(struct bf_fh *fh)
         struct req q;
         req_start(&q);
         bf_wire_u64(&q.w, pf->id);
-        struct bf_rpc rpc = {
-            .op = BF_OP_CLOSE, .body = q.buf, .len = q.w.len, .file = pf->id, .blk = UINT64_MAX
-        };
-        int r = bf_conn_call(c, &rpc);
+        int r = call_on(c, BF_OP_CLOSE, &q, NULL, pf->id, UINT64_MAX);
         if (r < 0 && r != -EIO)
             bf_db_log(&px->base, "the server could not close file %llu (%s)",
                       (unsigned long long)pf->id, strerror(-r));
@@ -541,10 +538,7 @@ static int px_begin(struct bf_fh *fh)
     struct req q;
     req_start(&q);
     bf_wire_u64(&q.w, fh->id);
-    struct bf_rpc rpc = {
-        .op = BF_OP_BEGIN, .body = q.buf, .len = q.w.len, .file = fh->id, .blk = UINT64_MAX
-    };
-    r = bf_conn_call(c, &rpc);
+    r = call_on(c, BF_OP_BEGIN, &q, NULL, fh->id, UINT64_MAX);
     if (r == 0) {
         tx_forget(h);
         h->tx_gen = bf_conn_gen(c);
@@ -588,10 +582,7 @@ static int px_storeblk(struct bf_fh *fh, uint64_t blk, const void *buf, uint64_t
     bf_wire_u64(&q.w, off);
     bf_wire_u32(&q.w, bs);
     bf_wire_u32(&q.w, hole ? BF_STORE_HOLE : 0);
-    struct bf_rpc rpc = {
-        .op = BF_OP_STORE, .body = q.buf, .len = q.w.len, .file = fh->id, .blk = blk
-    };
-    r = bf_conn_call(c, &rpc);
+    r = call_on(c, BF_OP_STORE, &q, NULL, fh->id, blk);
     if (slot)
         bf_conn_area_free(c, off, bs);
     bf_conn_put(c);
@@ -611,10 +602,7 @@ static int px_truncate(struct bf_fh *fh, uint64_t nblocks)
     req_start(&q);
     bf_wire_u64(&q.w, fh->id);
     bf_wire_u64(&q.w, nblocks);
-    struct bf_rpc rpc = {
-        .op = BF_OP_TRUNCATE, .body = q.buf, .len = q.w.len, .file = fh->id, .blk = UINT64_MAX
-    };
-    r = bf_conn_call(c, &rpc);
+    r = call_on(c, BF_OP_TRUNCATE, &q, NULL, fh->id, UINT64_MAX);
     bf_conn_put(c);
     if (r == 0 && nblocks < h->trunc)
         h->trunc = nblocks;
@@ -629,10 +617,7 @@ static void px_abort(struct bf_fh *fh)
         struct req q;
         req_start(&q);
         bf_wire_u64(&q.w, fh->id);
-        struct bf_rpc rpc = {
-            .op = BF_OP_ABORT, .body = q.buf, .len = q.w.len, .file = fh->id, .blk = UINT64_MAX
-        };
-        int r = bf_conn_call(c, &rpc);
+        int r = call_on(c, BF_OP_ABORT, &q, NULL, fh->id, UINT64_MAX);
         if (r < 0 && r != -EIO)
             bf_db_log(&h->px->base, "the server could not abort a transaction of file %llu (%s)",
                       (unsigned long long)fh->id, strerror(-r));
@@ -671,10 +656,7 @@ static int px_commit(struct bf_fh *fh, const struct bf_commit_req *req, uint64_t
         bf_wire_u32(&q.w, (req->size_set ? BF_COMMIT_SIZE : 0) |
                               ((req->flags & BF_COMMIT_OVERWRITE) ? BF_COMMIT_OVER : 0));
         bf_wire_u64(&q.w, req->size_set ? req->size : 0);
-        struct bf_rpc rpc = {
-            .op = BF_OP_COMMIT, .body = q.buf, .len = q.w.len, .file = fh->id, .blk = UINT64_MAX
-        };
-        r = bf_conn_call(c, &rpc);
+        r = call_on(c, BF_OP_COMMIT, &q, NULL, fh->id, UINT64_MAX);
         bf_conn_put(c);
     }
     if (r == 0) {

@@ -164,6 +164,18 @@ static void set_tx(uint64_t id, bool on)
     pthread_mutex_unlock(&S.lock);
 }
 
+/* Close o, no longer on S.files, rolling back its transaction; free it. */
+static void ofile_close(struct ofile *o)
+{
+    if (o->tx)
+        o->f->ops->abort(o->f);
+    if (S.db)
+        bf_db_file_close(S.db, o->f);
+    else
+        free(o->f); /* --pattern: the file is only its bf_file */
+    free(o);
+}
+
 /* Close every open file (at the end of a connection), rolling back. */
 static void close_all(void)
 {
@@ -171,13 +183,7 @@ static void close_all(void)
     while (S.files) {
         struct ofile *o = S.files;
         S.files = o->next;
-        if (o->tx)
-            o->f->ops->abort(o->f);
-        if (S.db)
-            bf_db_file_close(S.db, o->f);
-        else
-            free(o->f);
-        free(o);
+        ofile_close(o);
     }
     pthread_mutex_unlock(&S.lock);
 }
@@ -401,13 +407,7 @@ static int do_close(uint64_t id)
     pthread_mutex_unlock(&S.lock);
     if (!o)
         return -EBADF;
-    if (o->tx)
-        o->f->ops->abort(o->f);
-    if (S.db)
-        bf_db_file_close(S.db, o->f);
-    else
-        free(o->f);
-    free(o);
+    ofile_close(o);
     return 0;
 }
 
