@@ -722,12 +722,17 @@ def serve(files, *, create=None, changed=None, path=None, fd=None, name=None):
         return
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     with listener:
+        # The socket appears at `path` only once it listens (bound under a
+        # temporary name, then renamed over path): a client that sees the
+        # name never gets ECONNREFUSED from a server still starting.
+        tmp = "%s.%d.tmp" % (path, os.getpid())
         try:
-            os.unlink(path)
+            os.unlink(tmp)
         except FileNotFoundError:
             pass
-        listener.bind(path)
+        listener.bind(tmp)
         listener.listen(4)
+        os.rename(tmp, path)
         while True:
             conn, _ = listener.accept()
             with conn:
