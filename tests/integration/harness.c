@@ -17,6 +17,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/vfs.h>
@@ -1190,11 +1191,14 @@ static int full_read(int fd, void *buf, size_t len)
     return 0;
 }
 
+/* On the peer's socket: MSG_NOSIGNAL, so that a command to a peer that
+ * died (of SIGBUS, as some tests want) fails with EPIPE instead of killing
+ * the test with SIGPIPE. */
 static int full_write(int fd, const void *buf, size_t len)
 {
     size_t done = 0;
     while (done < len) {
-        ssize_t r = write(fd, (const char *)buf + done, len - done);
+        ssize_t r = send(fd, (const char *)buf + done, len - done, MSG_NOSIGNAL);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
@@ -1204,7 +1208,7 @@ static int full_write(int fd, const void *buf, size_t len)
     return 0;
 }
 
-static void peer_main(const char *path, size_t maplen, int cmd, int rep)
+static void peer_main(const char *path, size_t maplen, int sock)
 {
     signal(SIGBUS, SIG_DFL);
     int fd = open(path, O_RDWR);
@@ -1215,11 +1219,11 @@ static void peer_main(const char *path, size_t maplen, int cmd, int rep)
         if (map == MAP_FAILED)
             ok = -errno;
     }
-    full_write(rep, &ok, sizeof(ok));
+    full_write(sock, &ok, sizeof(ok));
     if (ok < 0)
         _exit(1);
     struct peer_cmd c;
-    while (full_read(cmd, &c, sizeof(c)) == 0) {
+    while (full_read(sock, &c, sizeof(c)) == 0) {
         int64_t r = 0;
         struct stat st;
         switch (c.op) {
@@ -1247,7 +1251,7 @@ static void peer_main(const char *path, size_t maplen, int cmd, int rep)
             close(fd);
             _exit(0);
         }
-        if (full_write(rep, &r, sizeof(r)) < 0)
+        if (full_write(sock, &r, sizeof(r)) < 0)
             break;
     }
     _exit(2);
@@ -1255,31 +1259,27 @@ static void peer_main(const char *path, size_t maplen, int cmd, int rep)
 
 int bft_peer_start(struct bft_peer *p, const char *path, size_t maplen)
 {
-    int c[2], r[2];
-    if (pipe(c) < 0)
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
         return -errno;
-    if (pipe(r) < 0) {
-        close(c[0]);
-        close(c[1]);
-        return -errno;
-    }
     fflush(NULL);
     pid_t pid = fork();
-    if (pid < 0)
-        return -errno;
+    if (pid < 0) {
+        int e = -errno;
+        close(sv[0]);
+        close(sv[1]);
+        return e;
+    }
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        close(c[1]);
-        close(r[0]);
-        peer_main(path, maplen, c[0], r[1]);
+        close(sv[0]);
+        peer_main(path, maplen, sv[1]);
     }
-    close(c[0]);
-    close(r[1]);
+    close(sv[1]);
     p->pid = pid;
-    p->cmd = c[1];
-    p->rep = r[0];
+    p->sock = sv[0];
     int64_t ok;
-    if (full_read(p->rep, &ok, sizeof(ok)) < 0)
+    if (full_read(p->sock, &ok, sizeof(ok)) < 0)
         return -EPIPE;
     return (int)ok;
 }
@@ -1287,7 +1287,7 @@ int bft_peer_start(struct bft_peer *p, const char *path, size_t maplen)
 static int64_t peer_call(struct bft_peer *p, const struct peer_cmd *c)
 {
     int64_t r;
-    if (full_write(p->cmd, c, sizeof(*c)) < 0 || full_read(p->rep, &r, sizeof(r)) < 0)
+    if (full_write(p->sock, c, sizeof(*c)) < 0 || full_read(p->sock, &r, sizeof(r)) < 0)
         return -1;
     return r;
 }
@@ -1319,9 +1319,8 @@ int64_t bft_peer_size(struct bft_peer *p)
 int bft_peer_stop(struct bft_peer *p)
 {
     struct peer_cmd c = { .op = 'q' };
-    full_write(p->cmd, &c, sizeof(c));
-    close(p->cmd);
-    close(p->rep);
+    full_write(p->sock, &c, sizeof(c));
+    close(p->sock);
     int st = bft_wait_pid(p->pid, 20);
     if (st == -1) {
         kill(p->pid, SIGKILL);

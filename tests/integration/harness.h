@@ -365,12 +365,12 @@ int bft_kv(const char *text, const char *key, uint64_t *value);
 /* ---- peers: a child process holding a shared mapping ---------------------- */
 
 /* A peer opens path O_RDWR, mmaps maplen bytes MAP_SHARED and serves
- * commands from the test over pipes, so that the test can look at "an
- * existing mapping in another process". */
+ * commands from the test over a socket, so that the test can look at "an
+ * existing mapping in another process". A peer that died makes the calls
+ * fail (-1), never the test (no SIGPIPE). */
 struct bft_peer {
     pid_t pid;
-    int cmd; /* write end: commands to the peer */
-    int rep; /* read end: replies */
+    int sock; /* commands to the peer, its replies */
 };
 
 /* Start a peer; 0 or -errno (asserts nothing). */
