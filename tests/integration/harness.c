@@ -4,6 +4,7 @@
 
 #include "harness.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -611,6 +612,59 @@ void bft_assert_clean_on(int m, int st, const char *what)
 int bft_kill_on(int m, int sig)
 {
     return signal_m(m, sig, NULL);
+}
+
+static int sql_writable_now(const char *db);
+
+/* bft_wait_for's condition: every thread of process *arg is stopped (or
+ * the process is gone). */
+static int all_threads_stopped(void *arg)
+{
+    char dir[64];
+    snprintf(dir, sizeof(dir), "/proc/%d/task", (int)*(pid_t *)arg);
+    DIR *d = opendir(dir);
+    if (!d)
+        return 1;
+    int all = 1;
+    struct dirent *e;
+    while (all && (e = readdir(d))) {
+        char path[sizeof(dir) + sizeof(e->d_name) + 8], buf[512];
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "%s/%s/stat", dir, e->d_name);
+        int fd = open(path, O_RDONLY);
+        ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+        if (fd >= 0)
+            close(fd);
+        if (n <= 0)
+            continue; /* the thread ended */
+        buf[n] = 0;
+        const char *st = strrchr(buf, ')'); /* "pid (comm) S ..." */
+        all = st && (st[2] == 'T' || st[2] == 't');
+    }
+    closedir(d);
+    return all;
+}
+
+/* bft_wait_for's condition of bft_stop_quiet: daemon *arg stopped, and
+ * holding none of the locks; else running again. */
+static int stopped_quiet(void *arg)
+{
+    int m = *(int *)arg;
+    pid_t pid = bft_daemon_of(m);
+    if (kill(pid, SIGSTOP) < 0)
+        return 1; /* bft_stop_quiet says so */
+    if (bft_wait_for(all_threads_stopped, &pid, 10) &&
+        (bft_db_is_pg(bft.db) ? bft_pg_quiet(m) : sql_writable_now(bft.db)) == 1)
+        return 1;
+    kill(pid, SIGCONT);
+    return 0;
+}
+
+int bft_stop_quiet(int m)
+{
+    int ok = bft_wait_for(stopped_quiet, &m, 20);
+    return ok && kill(bft_daemon_of(m), 0) == 0 ? 0 : -1;
 }
 
 const char *bft_mnt_of(int m)
@@ -1360,6 +1414,25 @@ static sqlite3 *sql_open(const char *db)
             h, sql_has_table(h, "legacy_blocks") ? BFT_SQL_BLOCKS_VIEW_LEGACY : BFT_SQL_BLOCKS_VIEW,
             NULL, NULL, NULL);
     return h;
+}
+
+/* Whether a write transaction can begin on SQLite database db at once (1),
+ * or another connection holds the write lock (0); -1 on another failure. */
+static int sql_writable_now(const char *db)
+{
+    sqlite3 *h = NULL;
+    int ret = -1;
+    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK) {
+        /* no busy timeout: SQLITE_BUSY at once while another holds the lock */
+        int rc = sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        ret = rc == SQLITE_OK;
+        if (rc == SQLITE_OK)
+            sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
+        else if (rc != SQLITE_BUSY)
+            ret = -1;
+    }
+    sqlite3_close(h);
+    return ret;
 }
 
 int bft_sql_exec(const char *db, const char *sql)
