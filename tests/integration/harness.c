@@ -4,6 +4,7 @@
 
 #include "harness.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -17,6 +18,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/vfs.h>
@@ -612,6 +614,59 @@ int bft_kill_on(int m, int sig)
     return signal_m(m, sig, NULL);
 }
 
+static int sql_writable_now(const char *db);
+
+/* bft_wait_for's condition: every thread of process *arg is stopped (or
+ * the process is gone). */
+static int all_threads_stopped(void *arg)
+{
+    char dir[64];
+    snprintf(dir, sizeof(dir), "/proc/%d/task", (int)*(pid_t *)arg);
+    DIR *d = opendir(dir);
+    if (!d)
+        return 1;
+    int all = 1;
+    struct dirent *e;
+    while (all && (e = readdir(d))) {
+        char path[sizeof(dir) + sizeof(e->d_name) + 8], buf[512];
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "%s/%s/stat", dir, e->d_name);
+        int fd = open(path, O_RDONLY);
+        ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+        if (fd >= 0)
+            close(fd);
+        if (n <= 0)
+            continue; /* the thread ended */
+        buf[n] = 0;
+        const char *st = strrchr(buf, ')'); /* "pid (comm) S ..." */
+        all = st && (st[2] == 'T' || st[2] == 't');
+    }
+    closedir(d);
+    return all;
+}
+
+/* bft_wait_for's condition of bft_stop_quiet: daemon *arg stopped, and
+ * holding none of the locks; else running again. */
+static int stopped_quiet(void *arg)
+{
+    int m = *(int *)arg;
+    pid_t pid = bft_daemon_of(m);
+    if (kill(pid, SIGSTOP) < 0)
+        return 1; /* bft_stop_quiet says so */
+    if (bft_wait_for(all_threads_stopped, &pid, 10) &&
+        (bft_db_is_pg(bft.db) ? bft_pg_quiet(m) : sql_writable_now(bft.db)) == 1)
+        return 1;
+    kill(pid, SIGCONT);
+    return 0;
+}
+
+int bft_stop_quiet(int m)
+{
+    int ok = bft_wait_for(stopped_quiet, &m, 20);
+    return ok && kill(bft_daemon_of(m), 0) == 0 ? 0 : -1;
+}
+
 const char *bft_mnt_of(int m)
 {
     return dref(m).mnt;
@@ -1190,11 +1245,14 @@ static int full_read(int fd, void *buf, size_t len)
     return 0;
 }
 
+/* On the peer's socket: MSG_NOSIGNAL, so that a command to a peer that
+ * died (of SIGBUS, as some tests want) fails with EPIPE instead of killing
+ * the test with SIGPIPE. */
 static int full_write(int fd, const void *buf, size_t len)
 {
     size_t done = 0;
     while (done < len) {
-        ssize_t r = write(fd, (const char *)buf + done, len - done);
+        ssize_t r = send(fd, (const char *)buf + done, len - done, MSG_NOSIGNAL);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
@@ -1204,7 +1262,7 @@ static int full_write(int fd, const void *buf, size_t len)
     return 0;
 }
 
-static void peer_main(const char *path, size_t maplen, int cmd, int rep)
+static void peer_main(const char *path, size_t maplen, int sock)
 {
     signal(SIGBUS, SIG_DFL);
     int fd = open(path, O_RDWR);
@@ -1215,11 +1273,11 @@ static void peer_main(const char *path, size_t maplen, int cmd, int rep)
         if (map == MAP_FAILED)
             ok = -errno;
     }
-    full_write(rep, &ok, sizeof(ok));
+    full_write(sock, &ok, sizeof(ok));
     if (ok < 0)
         _exit(1);
     struct peer_cmd c;
-    while (full_read(cmd, &c, sizeof(c)) == 0) {
+    while (full_read(sock, &c, sizeof(c)) == 0) {
         int64_t r = 0;
         struct stat st;
         switch (c.op) {
@@ -1247,7 +1305,7 @@ static void peer_main(const char *path, size_t maplen, int cmd, int rep)
             close(fd);
             _exit(0);
         }
-        if (full_write(rep, &r, sizeof(r)) < 0)
+        if (full_write(sock, &r, sizeof(r)) < 0)
             break;
     }
     _exit(2);
@@ -1255,31 +1313,27 @@ static void peer_main(const char *path, size_t maplen, int cmd, int rep)
 
 int bft_peer_start(struct bft_peer *p, const char *path, size_t maplen)
 {
-    int c[2], r[2];
-    if (pipe(c) < 0)
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
         return -errno;
-    if (pipe(r) < 0) {
-        close(c[0]);
-        close(c[1]);
-        return -errno;
-    }
     fflush(NULL);
     pid_t pid = fork();
-    if (pid < 0)
-        return -errno;
+    if (pid < 0) {
+        int e = -errno;
+        close(sv[0]);
+        close(sv[1]);
+        return e;
+    }
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        close(c[1]);
-        close(r[0]);
-        peer_main(path, maplen, c[0], r[1]);
+        close(sv[0]);
+        peer_main(path, maplen, sv[1]);
     }
-    close(c[0]);
-    close(r[1]);
+    close(sv[1]);
     p->pid = pid;
-    p->cmd = c[1];
-    p->rep = r[0];
+    p->sock = sv[0];
     int64_t ok;
-    if (full_read(p->rep, &ok, sizeof(ok)) < 0)
+    if (full_read(p->sock, &ok, sizeof(ok)) < 0)
         return -EPIPE;
     return (int)ok;
 }
@@ -1287,7 +1341,7 @@ int bft_peer_start(struct bft_peer *p, const char *path, size_t maplen)
 static int64_t peer_call(struct bft_peer *p, const struct peer_cmd *c)
 {
     int64_t r;
-    if (full_write(p->cmd, c, sizeof(*c)) < 0 || full_read(p->rep, &r, sizeof(r)) < 0)
+    if (full_write(p->sock, c, sizeof(*c)) < 0 || full_read(p->sock, &r, sizeof(r)) < 0)
         return -1;
     return r;
 }
@@ -1319,9 +1373,8 @@ int64_t bft_peer_size(struct bft_peer *p)
 int bft_peer_stop(struct bft_peer *p)
 {
     struct peer_cmd c = { .op = 'q' };
-    full_write(p->cmd, &c, sizeof(c));
-    close(p->cmd);
-    close(p->rep);
+    full_write(p->sock, &c, sizeof(c));
+    close(p->sock);
     int st = bft_wait_pid(p->pid, 20);
     if (st == -1) {
         kill(p->pid, SIGKILL);
@@ -1361,6 +1414,25 @@ static sqlite3 *sql_open(const char *db)
             h, sql_has_table(h, "legacy_blocks") ? BFT_SQL_BLOCKS_VIEW_LEGACY : BFT_SQL_BLOCKS_VIEW,
             NULL, NULL, NULL);
     return h;
+}
+
+/* Whether a write transaction can begin on SQLite database db at once (1),
+ * or another connection holds the write lock (0); -1 on another failure. */
+static int sql_writable_now(const char *db)
+{
+    sqlite3 *h = NULL;
+    int ret = -1;
+    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK) {
+        /* no busy timeout: SQLITE_BUSY at once while another holds the lock */
+        int rc = sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        ret = rc == SQLITE_OK;
+        if (rc == SQLITE_OK)
+            sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
+        else if (rc != SQLITE_BUSY)
+            ret = -1;
+    }
+    sqlite3_close(h);
+    return ret;
 }
 
 int bft_sql_exec(const char *db, const char *sql)

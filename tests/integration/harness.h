@@ -214,6 +214,13 @@ void bft_assert_clean_on(int m, int st, const char *what);
  * then detach its mount; returns its wait status. For SIGKILL: a dead
  * daemon. */
 int bft_kill_on(int m, int sig);
+/* Stop daemon m (SIGSTOP; every thread stopped) at a moment it holds
+ * none of the database's locks that another mount's commit or housekeeping
+ * would wait for — on SQLite the write lock, on PostgreSQL an open
+ * transaction or the housekeeping lock — so that the others go on while it
+ * is stopped: while it holds one, it is let run (SIGCONT) and stopped
+ * again, for 20 s at most. 0, or -1 (then it may run). SIGCONT resumes it. */
+int bft_stop_quiet(int m);
 /* The mountpoint and the daemon's pid (0: none) of mount m. */
 const char *bft_mnt_of(int m);
 pid_t bft_daemon_of(int m);
@@ -365,12 +372,12 @@ int bft_kv(const char *text, const char *key, uint64_t *value);
 /* ---- peers: a child process holding a shared mapping ---------------------- */
 
 /* A peer opens path O_RDWR, mmaps maplen bytes MAP_SHARED and serves
- * commands from the test over pipes, so that the test can look at "an
- * existing mapping in another process". */
+ * commands from the test over a socket, so that the test can look at "an
+ * existing mapping in another process". A peer that died makes the calls
+ * fail (-1), never the test (no SIGPIPE). */
 struct bft_peer {
     pid_t pid;
-    int cmd; /* write end: commands to the peer */
-    int rep; /* read end: replies */
+    int sock; /* commands to the peer, its replies */
 };
 
 /* Start a peer; 0 or -errno (asserts nothing). */
@@ -410,6 +417,9 @@ int bft_db_is_pg(const char *db);
 /* End every server connection of daemon m (pg_terminate_backend, waiting
  * until they are gone); returns how many, or -1. */
 int bft_pg_terminate(int m);
+/* Whether every server connection of daemon m is idle, outside a
+ * transaction, and none holds the housekeeping lock: 1, 0, or -1. */
+int bft_pg_quiet(int m);
 /* Restart the run's server (pgserver.sh restart, fast: every connection
  * ends); 0 or -1. */
 int bft_pg_restart(void);

@@ -18,6 +18,7 @@
 #include <libpq-fe.h>
 
 #include "../pg/pgtest.h"
+#include "backends/pg_internal.h"
 #endif
 
 int bft_db_is_pg(const char *db)
@@ -152,6 +153,20 @@ int bft_pg_terminate(int m)
     return c && int_on(c, sql, &n) == 0 ? (int)n : -1;
 }
 
+int bft_pg_quiet(int m)
+{
+    char sql[768];
+    int64_t n = -1;
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM pg_stat_activity a WHERE datname = '%s'"
+             " AND application_name = 'bft_m%d' AND (state <> 'idle' OR EXISTS"
+             " (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.granted AND"
+             " l.locktype = 'advisory' AND l.classid = %lld AND l.objid = %d))",
+             bft.pgdb, m, (long long)PG_CLASS, PG_LOCK_TRIM);
+    PGconn *c = connect_to(bft.db + 3, 1);
+    return c && int_on(c, sql, &n) == 0 ? n == 0 : -1;
+}
+
 int bft_pg_restart(void)
 {
     const char *script = getenv("BF_PGSERVER"), *dir = getenv("BF_PGTEST_DIR");
@@ -200,6 +215,12 @@ int bft_pg_sql_int(const char *db, const char *sql, int64_t *out)
 }
 
 int bft_pg_terminate(int m)
+{
+    (void)m;
+    return -1;
+}
+
+int bft_pg_quiet(int m)
 {
     (void)m;
     return -1;
