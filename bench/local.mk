@@ -32,8 +32,9 @@ EXTRA_DIST += bench/README bench/run.sh bench/rawpg.sh
 ## BENCH_QUICK=1 for small sizes, BENCH_ONLY="1 3" for some figures only,
 ## BENCH_RUNS=N runs per figure, BENCH_DIR=DIR for the databases (on disk).
 bench: bench/bfbench$(EXEEXT) bigfilefs$(EXEEXT) bigfilectl$(EXEEXT) \
-		bench/enginebench$(EXEEXT) tests/proto/blockd$(EXEEXT)
+		bench/enginebench$(EXEEXT) tests/proto/blockd$(EXEEXT) $(BENCH_RAWPG)
 	BFBENCH='$(abs_top_builddir)/bench/bfbench$(EXEEXT)' \
+	RAWPG='$(BENCH_RAWPG:%=$(abs_top_builddir)/%)' \
 	ENGINEBENCH='$(abs_top_builddir)/bench/enginebench$(EXEEXT)' \
 	BLOCKD='$(abs_top_builddir)/tests/proto/blockd$(EXEEXT)' \
 	BF_SRCDIR='$(abs_top_srcdir)' PYTHON='$(PYTHON)' \
@@ -48,6 +49,7 @@ bench: bench/bfbench$(EXEEXT) bigfilefs$(EXEEXT) bigfilectl$(EXEEXT) \
 ## Run by hand: sh ../../bench/rawpg.sh (in the build directory) runs every
 ## measurement on two private servers (tests/pg/pgserver.sh).
 if HAVE_POSTGRESQL
+BENCH_RAWPG = bench/rawpg$(EXEEXT)
 noinst_PROGRAMS += bench/rawpg
 bench_rawpg_SOURCES = bench/rawpg.c bench/pattern.h bench/util.h bench/util.c
 bench_rawpg_CFLAGS = $(AM_CFLAGS) $(LIBPQ_CFLAGS)

@@ -13,6 +13,7 @@
 #   BIGFILEFS, BIGFILECTL, BFBENCH  the built programs (make bench sets them)
 #   ENGINEBENCH, BLOCKD, BF_SRCDIR  figure 10: bench/enginebench, the block server
 #                   tests/proto/blockd, the source tree (examples/, python/)
+#   RAWPG           figure 9: bench/rawpg, the plain libpq references (unset: not measured)
 #   BENCH_QUICK=1   small sizes, for development (the figures are not the issue's)
 #   BENCH_ONLY="1 5"  run only these figures (1..11); default all
 #   BENCH_RUNS=N    runs per measurement (default 5, quick 3)
@@ -406,9 +407,28 @@ if want 9; then
                 run "r9_$m" "$BFBENCH" seqread "$work/$m/seq9" --seed 9
                 run "r9w_$m" "$BFBENCH" dirty "$work/$m/wo9" --length "$F4" --seed $((900 + r))
             done
+            # The references: plain libpq loops on the same server
+            # (bench/rawpg, its scratch tables rawpg_*): the engine's
+            # versioned load on 4 connections (the engine's readers), and
+            # its uploads (autocommit, then one synchronous commit). MiB/s
+            # to GB/s.
+            if [ -x "${RAWPG:-}" ]; then
+                "$RAWPG" "$BF_PGTEST_CONNINFO" fetch --mib $(($(bytes "$F1") / 1048576)) --runs 1 |
+                    awk '/^fetch versioned load/ && /external conns=4/ { printf "%.6f\n", $(NF - 2) * 1.048576 / 1000 }' \
+                        >>"$work/res/r9raw_fetch"
+                "$RAWPG" "$BF_PGTEST_CONNINFO" upload --mib $(($(bytes "$F4") / 1048576)) --runs 1 |
+                    awk '/^upload a transaction per block, async/ && / external / { printf "%.6f\n", $(NF - 2) * 1.048576 / 1000 }' \
+                        >>"$work/res/r9raw_upload"
+            fi
         done
         line 9a "cold seq read mmap, pg: (unix socket), 2M blocks" GB/s r9_pg "the same, sqlite" r9_sq ""
         line 9b "writeout of $F4 via mmap, pg:" GB/s r9w_pg "the same, sqlite" r9w_sq ""
+        if [ -s "$work/res/r9raw_fetch" ] && [ -s "$work/res/r9raw_upload" ]; then
+            line 9c "cold seq read mmap, pg:" GB/s r9_pg "plain libpq loop, 4 connections" r9raw_fetch "target >= 0.8" 'r >= 0.8'
+            line 9d "writeout of $F4 via mmap, pg:" GB/s r9w_pg "plain libpq uploads + sync commit" r9raw_upload "target >= 0.8" 'r >= 0.8'
+        else
+            echo "9c   (no bench/rawpg: built without libpq, the libpq references are not measured)"
+        fi
         umount_bf pg
         sh "$pgserver" stop "$pgdir"
     fi
