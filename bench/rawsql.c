@@ -11,13 +11,20 @@
 
 #include "pattern.h"
 
-/* The bigfilefs schema, as src/backends/sqlite.c creates it. */
+/* The bigfilefs schema (version 2), as src/backends/sqlite_schema.c creates
+ * it: a block's current version is its blockmap row with content and no
+ * superseded mark (the partial index blockmap_current), its bytes a row of
+ * contents. */
 #define SQL_FILE_BY_NAME "SELECT id, blksize, size FROM files WHERE name = ?1"
-#define SQL_BLOCK_ROWID "SELECT rowid FROM blocks WHERE file = ?1 AND blk = ?2"
-#define SQL_STORE_BLOCK                                        \
-    "INSERT INTO blocks(file, blk, data) VALUES (?1, ?2, ?3) " \
-    "ON CONFLICT(file, blk) DO UPDATE SET data = excluded.data"
-#define BLOCKS_TABLE "blocks"
+#define SQL_BLOCK_ROWID                                                         \
+    "SELECT content FROM blockmap INDEXED BY blockmap_current WHERE file = ?1 " \
+    "AND blk = ?2 AND superseded IS NULL AND content IS NOT NULL"
+/* A store as the engine's is at its least: the content, then its version. */
+#define SQL_STORE_CONTENT "INSERT INTO contents(data) VALUES (?1)"
+#define SQL_STORE_VERSION                                                   \
+    "INSERT OR REPLACE INTO blockmap(file, blk, serial, session, content) " \
+    "VALUES (?1, ?2, 1, 0, ?3)"
+#define BLOCKS_TABLE "contents"
 #define BLOCKS_DATA "data"
 
 static int sqlerr(sqlite3 *db, const char *what)
@@ -162,7 +169,7 @@ int rawsql_write(const char *scratch, const char *schema_from, uint32_t blksize,
                  uint64_t seed, double *secs)
 {
     sqlite3 *db = NULL;
-    sqlite3_stmt *ins = NULL;
+    sqlite3_stmt *ins = NULL, *ver = NULL;
     void *buf = NULL;
     int r = 0;
     const char *sync = getenv("BF_SQLITE_SYNC");
@@ -196,7 +203,8 @@ int rawsql_write(const char *scratch, const char *schema_from, uint32_t blksize,
         r = sqlerr(db, "pragmas");
         goto out;
     }
-    if (sqlite3_prepare_v2(db, SQL_STORE_BLOCK, -1, &ins, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(db, SQL_STORE_CONTENT, -1, &ins, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, SQL_STORE_VERSION, -1, &ver, NULL) != SQLITE_OK) {
         r = sqlerr(db, "prepare");
         goto out;
     }
@@ -217,10 +225,16 @@ int rawsql_write(const char *scratch, const char *schema_from, uint32_t blksize,
     }
     for (uint64_t b = 0; b < nblk; b++) {
         sqlite3_reset(ins);
-        sqlite3_bind_int64(ins, 1, 1);
-        sqlite3_bind_int64(ins, 2, (int64_t)b);
-        sqlite3_bind_blob(ins, 3, (char *)buf + b * blksize, (int)blksize, SQLITE_STATIC);
-        if (sqlite3_step(ins) != SQLITE_DONE) {
+        sqlite3_reset(ver);
+        sqlite3_bind_blob(ins, 1, (char *)buf + b * blksize, (int)blksize, SQLITE_STATIC);
+        int rc = sqlite3_step(ins);
+        if (rc == SQLITE_DONE) {
+            sqlite3_bind_int64(ver, 1, 1);
+            sqlite3_bind_int64(ver, 2, (int64_t)b);
+            sqlite3_bind_int64(ver, 3, sqlite3_last_insert_rowid(db));
+            rc = sqlite3_step(ver);
+        }
+        if (rc != SQLITE_DONE) {
             r = sqlerr(db, "insert");
             sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
             goto out;
@@ -234,6 +248,7 @@ int rawsql_write(const char *scratch, const char *schema_from, uint32_t blksize,
     *secs = bench_now() - t0;
 out:
     sqlite3_finalize(ins);
+    sqlite3_finalize(ver);
     sqlite3_close(db);
     free(buf);
     return r;

@@ -3,9 +3,10 @@
  *
  * What the SQLite backend does for a block, written as a plain C loop with
  * no FUSE, no core and no page cache in between: the ceiling the daemon's
- * SQLite path is measured against. Both work on the bigfilefs schema
- * (src/backends/sqlite.c): blocks(file, blk, data), one row per stored
- * block, looked up by (file, blk).
+ * SQLite path is measured against. Both work on the bigfilefs schema, version
+ * 2 (src/backends/sqlite_schema.c): a block's current version is a blockmap
+ * row (file, blk, serial, content) found by the partial index
+ * blockmap_current, its bytes a row of contents(id, data).
  */
 #ifndef BIGFILEFS_BENCH_RAWSQL_H
 #define BIGFILEFS_BENCH_RAWSQL_H
@@ -31,7 +32,7 @@ int rawsql_read(const char *db, const char *name, enum bench_cold cold, int fres
  * from the bigfilefs database `schema_from` and the backend's settings
  * (page_size 65536, WAL, synchronous as BF_SQLITE_SYNC says: FULL by
  * default) — in ONE transaction, as a writeout does: BEGIN IMMEDIATE,
- * the backend's upsert per block, COMMIT. *secs is the time from BEGIN to the
+ * per block a contents row and its blockmap version, COMMIT. *secs is the time from BEGIN to the
  * end of COMMIT. Errors: -EIO (SQLite error, printed), -ENOMEM. */
 int rawsql_write(const char *scratch, const char *schema_from, uint32_t blksize, uint64_t length,
                  uint64_t seed, double *secs);
