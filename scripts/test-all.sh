@@ -49,10 +49,16 @@ tsan_daemon_tests() {
         [ -x "$t" ] || continue
         n=$(basename "$t")
         echo "=== tsan daemon: $n"
+        # The PostgreSQL programs (*_pg) need their private server, as
+        # make check gives them (tests/pg/pgserver.sh, stopped at the end).
+        case $n in
+            *_pg) run="sh $top/tests/pg/pgserver.sh run" ;;
+            *) run="" ;;
+        esac
         if BIGFILEFS="$top/build/tsan/bigfilefs" BIGFILECTL="$top/build/tsan/bigfilectl" \
            BF_SRCDIR="$top" BF_BUILDDIR="$top/build/tsan" PYTHON=python3 \
            TSAN_OPTIONS='halt_on_error=1:second_deadlock_stack=1' \
-           timeout --kill-after=10 900 "$t" >"$out/$n.log" 2>&1; then
+           timeout --kill-after=10 900 $run "$t" >"$out/$n.log" 2>&1; then
             r=PASS
         else
             r=FAIL; failed_stages="$failed_stages tsan-daemon:$n"
