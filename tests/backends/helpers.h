@@ -54,8 +54,6 @@ enum tb_kind {
 };
 
 struct tb {
-    int is_sqlite;   /* TB_SQLITE */
-    int is_pg;       /* TB_PGSQL */
     int kind;        /* enum tb_kind */
     char dir[64];    /* sqlite, proto: the temporary directory */
     char path[128];  /* sqlite, proto_c: the database file */
@@ -151,9 +149,7 @@ static inline bf_db *tb_open_flags(struct tb *t, int engine, unsigned flags)
     char err[512] = "";
     memset(t, 0, sizeof(*t));
     t->kind = engine;
-    t->is_sqlite = engine == TB_SQLITE;
-    t->is_pg = engine == TB_PGSQL;
-    if (t->is_pg) {
+    if (engine == TB_PGSQL) {
 #ifdef TB_PG
         pgt_db_create(t->db, sizeof(t->db));
         snprintf(t->spec, sizeof(t->spec), "pg:%s dbname=%s", pgt_conninfo(0), t->db);
@@ -183,10 +179,10 @@ static inline bf_db *tb_open(struct tb *t, int engine)
  * servers), its PostgreSQL database (every session closed). */
 static inline void tb_done(struct tb *t)
 {
-    if (t->kind != TB_MEMORY && !t->is_pg)
+    if (t->kind != TB_MEMORY && t->kind != TB_PGSQL)
         tb_rmdir(t);
 #ifdef TB_PG
-    if (t->is_pg)
+    if (t->kind == TB_PGSQL)
         pgt_db_drop(t->db);
 #endif
 }
@@ -238,7 +234,7 @@ static inline int64_t tb_pg_count(struct tb *t, const char *sql, int64_t arg)
 static inline int64_t tb_nblocks(struct tb *t, bf_db *db, uint64_t id)
 {
 #ifdef TB_PG
-    if (t->is_pg)
+    if (t->kind == TB_PGSQL)
         return tb_pg_count(t,
                            "SELECT count(*) FROM (SELECT DISTINCT ON (blk) content FROM blockmap "
                            "WHERE file = ?1 ORDER BY blk, serial DESC) c WHERE content IS NOT NULL",

@@ -726,7 +726,6 @@ static void staging_run(int sqlite, bool spill_file)
     char err[256];
     bf_db *db;
     memset(&t, 0, sizeof(t));
-    t.is_sqlite = sqlite;
     t.kind = sqlite ? TB_SQLITE : TB_MEMORY;
     if (sqlite)
         tb_mkdir(&t);

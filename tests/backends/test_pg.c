@@ -88,7 +88,7 @@ static bf_db *open_pg(struct tb *t, unsigned flags, const struct bf_pg_options *
 static void fresh_db(struct tb *t)
 {
     memset(t, 0, sizeof(*t));
-    t->is_pg = 1;
+    t->kind = TB_PGSQL;
     pgt_db_create(t->db, sizeof(t->db));
     snprintf(t->spec, sizeof(t->spec), "pg:%s dbname=%s", pgt_conninfo(0), t->db);
 }

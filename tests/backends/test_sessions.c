@@ -105,7 +105,7 @@ static int write1(bf_file *f, uint64_t blk, unsigned tag, uint64_t base, struct 
 static int64_t side_count(struct tb *t, const char *sql, int64_t arg)
 {
 #ifdef TB_PG
-    if (t->is_pg)
+    if (t->kind == TB_PGSQL)
         return tb_pg_count(t, sql, arg);
 #endif
     sqlite3 *c;
@@ -124,14 +124,14 @@ static int64_t side_count(struct tb *t, const char *sql, int64_t arg)
 
 static int64_t nversions(struct tb *t, bf_db *db, uint64_t id)
 {
-    if (!t->is_sqlite && !t->is_pg)
+    if (t->kind != TB_SQLITE && t->kind != TB_PGSQL)
         return (int64_t)bf_mem_versions(db, id);
     return side_count(t, "SELECT count(*) FROM blockmap WHERE file=?1", (int64_t)id);
 }
 
 static int64_t log_rows(struct tb *t, bf_db *db)
 {
-    if (!t->is_sqlite && !t->is_pg)
+    if (t->kind != TB_SQLITE && t->kind != TB_PGSQL)
         return (int64_t)bf_mem_log_rows(db);
     return side_count(t, "SELECT count(*) FROM commit_log", 0);
 }
@@ -284,7 +284,7 @@ SESSIONS(both_change_a_block_the_second_is_refused_and_commits_nothing, 30)
     tb_expect(b, 5, 2);
     tb_expect(b, 6, 1);
     cr_assert_eq(serial_now(db[1]), sa);
-    if (t->is_sqlite || t->is_pg) {
+    if (t->kind == TB_SQLITE || t->kind == TB_PGSQL) {
         cr_assert_eq(side_count(t, "SELECT count(*) FROM uploads WHERE session<>0", 0), 0,
                      "a refused commit gives its uploads up");
         int64_t contents = side_count(t, "SELECT count(*) FROM contents", 0);
@@ -921,10 +921,10 @@ SESSIONS(a_session_alone_frees_replaced_versions_at_once, 30)
  * the holds; nothing for a memory one. */
 static uint64_t fingerprint(struct tb *t)
 {
-    if (t->is_sqlite)
+    if (t->kind == TB_SQLITE)
         return tb_checksum(t->path);
 #ifdef TB_PG
-    if (t->is_pg)
+    if (t->kind == TB_PGSQL)
         return (uint64_t)side_count(t,
                                     "SELECT (SELECT count(*) FROM sessions) * 1000000000 + "
                                     "(SELECT last_value FROM session_ids) * 1000000 + "
@@ -947,7 +947,7 @@ static void expect_busy(struct tb *t, unsigned flags)
     cr_assert_not_null(strstr(err, "in use by another bigfilefs (mount every daemon with -o "
                                    "shared to share it)"),
                        "%s", err);
-    if (!t->is_pg)
+    if (t->kind != TB_PGSQL)
         cr_assert_not_null(strstr(err, t->spec), "%s", err);
     else
         cr_assert_not_null(strstr(err, t->db), "%s", err);
@@ -1016,7 +1016,7 @@ SESSIONS(a_read_only_session_watches_and_writes_nothing, 30)
     tb_expect(f, 3, 1);
     cr_assert_eq(f->ops->begin(f), -EROFS);
     cr_assert_eq(bf_db_trim(ro), 0, "nothing to do");
-    if (t->is_sqlite || t->is_pg) {
+    if (t->kind == TB_SQLITE || t->kind == TB_PGSQL) {
         cr_assert_eq(side_count(t, "SELECT count(*) FROM sessions", 0), TB_NSESSIONS);
         cr_assert_eq(side_count(t, "SELECT count(*) FROM holds", 0), 0);
     }

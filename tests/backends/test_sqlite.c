@@ -72,9 +72,7 @@ static uint64_t make_db_in(struct tb *t, uint64_t n)
 {
     struct bf_fileinfo fi;
     bf_file *f;
-    t->is_sqlite = 1;
     t->kind = TB_SQLITE;
-    t->is_pg = 0;
     bf_db *db = sq_open(t->path, BF_DB_CREATE);
     cr_assert_eq(bf_db_create(db, "f", BS, 0, 0600, 0, 0, &fi), 0);
     cr_assert_eq(bf_db_file_open(db, fi.id, &f), 0);
@@ -1164,9 +1162,7 @@ static void make_v1(struct tb *t)
     sqlite3_stmt *st;
     void *buf = malloc(BS);
     tb_mkdir(t);
-    t->is_sqlite = 1;
     t->kind = TB_SQLITE;
-    t->is_pg = 0;
     cr_assert_eq(sqlite3_open(t->path, &c), SQLITE_OK);
     char appid[64];
     snprintf(appid, sizeof(appid), "PRAGMA application_id=%d", BF_SQLITE_APPLICATION_ID);

@@ -31,7 +31,7 @@ static int64_t staged(struct st *s)
 {
     if (s->spillfile)
         return (int64_t)bf_db_spillfile_used(s->db);
-    if (!s->t.is_sqlite)
+    if (s->t.kind != TB_SQLITE)
         return (int64_t)bf_mem_staged(s->db);
     sqlite3 *c;
     sqlite3_stmt *q;
@@ -53,7 +53,6 @@ static void st_open(struct st *s, int sqlite, bool spillfile)
     struct bf_db_options opt = { .spill_file = spillfile, .spill_dir = "/tmp" };
     char err[512] = "";
     memset(s, 0, sizeof(*s));
-    s->t.is_sqlite = sqlite;
     s->spillfile = spillfile;
     s->t.kind = sqlite ? TB_SQLITE : TB_MEMORY;
     if (sqlite)
@@ -66,7 +65,7 @@ static void st_open(struct st *s, int sqlite, bool spillfile)
 static void st_close(struct st *s)
 {
     bf_db_close(s->db);
-    if (s->t.is_sqlite)
+    if (s->t.kind == TB_SQLITE)
         tb_rmdir(&s->t);
 }
 
@@ -295,7 +294,6 @@ static void full_staging_area(int sqlite, bool spillfile)
                  "mount: %s", strerror(errno));
     struct st s;
     memset(&s, 0, sizeof(s));
-    s.t.is_sqlite = sqlite;
     s.spillfile = spillfile;
     snprintf(s.t.dir, sizeof(s.t.dir), "%s", dir);
     snprintf(s.t.path, sizeof(s.t.path), "%s/db.sqlite", dir);
