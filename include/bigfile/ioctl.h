@@ -184,6 +184,69 @@ struct bigfile_blksize {
     __u32 reserved;
 };
 
+/* Point-in-time views (bigfilefs(8), POINT-IN-TIME VIEWS): MOUNT/@SERIAL/
+ * is the mount's database as it was at commit SERIAL, read-only. */
+
+/* BIGFILE_IOC_LOG argument — on a file (of the mount or of an @SERIAL
+ * directory): the file's commits in the kept history, newest first, a
+ * bounded number per call.
+ * in:  before — list commits with a serial below it (0: from the newest,
+ *      then the `next` of the last call); reserved = 0.
+ * out: next — the `before` of the next call, BIGFILE_LOG_END when none is
+ *      left; count — entries of e[] filled. */
+#define BIGFILE_LOG_MAX 16
+#define BIGFILE_LOG_END 0
+/* kinds of struct bigfile_log_entry */
+#define BIGFILE_LOG_WRITE 1             /* content and/or size */
+#define BIGFILE_LOG_CREATE 2            /* created */
+#define BIGFILE_LOG_UNLINK 3            /* name removed (or replaced by a rename) */
+#define BIGFILE_LOG_RENAME 4            /* renamed */
+#define BIGFILE_LOG_SETATTR 5           /* mode, owner or mtime */
+#define BIGFILE_LOG_SETBLKSIZE 6        /* block size */
+#define BIGFILE_LOG_TRUNCATED (1u << 0) /* WRITE: blocks were dropped */
+struct bigfile_log_entry {
+    __u64 serial;
+    __s64 time_ns;  /* when it was committed (CLOCK_REALTIME) */
+    __u64 blocks;   /* WRITE: blocks stored */
+    __u64 size;     /* the file's size after it */
+    __u32 kind;     /* BIGFILE_LOG_* */
+    __u32 flags;    /* BIGFILE_LOG_TRUNCATED */
+    char name[256]; /* the file's name after it, NUL-terminated ("" if none) */
+};
+struct bigfile_log {
+    __u64 before;
+    __u64 next;
+    __u32 count;
+    __u32 reserved;
+    struct bigfile_log_entry e[BIGFILE_LOG_MAX];
+};
+
+/* BIGFILE_IOC_HISTORY argument — on the mount's root directory: the
+ * database's kept history, and with BIGFILE_HISTORY_SET_KEEP a new
+ * retention period (committed at once; EROFS on a read-only mount).
+ * in:  flags; keep_ns (with SET_KEEP, >= 0); the rest 0.
+ * out: from — the oldest serial an @SERIAL directory may show; current —
+ *      the database's serial; keep_ns — the retention period; pinned —
+ *      the lowest serial a live mount holds open (0: none); flags gets
+ *      BIGFILE_HISTORY_KEPT when the database keeps history (ENOTSUP is
+ *      never returned: a mem: or block-server mount says not kept). */
+#define BIGFILE_HISTORY_SET_KEEP (1u << 0) /* in */
+#define BIGFILE_HISTORY_KEPT (1u << 1)     /* out */
+struct bigfile_history {
+    __u32 flags;
+    __u32 reserved;
+    __s64 keep_ns;
+    __u64 from;
+    __u64 current;
+    __u64 pinned;
+    __u64 reserved2[3]; /* zero */
+};
+
+/* BIGFILE_IOC_GC — on the mount's root directory: run the database's
+ * housekeeping now, to the end (what the mounts otherwise do in turns),
+ * and answer as BIGFILE_IOC_HISTORY does; EROFS on a read-only mount.
+ * The argument is a struct bigfile_history with flags = 0. */
+
 #define BIGFILE_IOC_WRITEOUT _IOWR(BIGFILE_IOC_MAGIC, 1, struct bigfile_writeout)
 #define BIGFILE_IOC_DISCARD _IOWR(BIGFILE_IOC_MAGIC, 2, struct bigfile_count)
 #define BIGFILE_IOC_INVALIDATE _IOW(BIGFILE_IOC_MAGIC, 3, struct bigfile_range)
@@ -194,5 +257,8 @@ struct bigfile_blksize {
 #define BIGFILE_IOC_WRITEOUT2 _IOWR(BIGFILE_IOC_MAGIC, 8, struct bigfile_writeout2)
 #define BIGFILE_IOC_CONFLICTS _IOWR(BIGFILE_IOC_MAGIC, 9, struct bigfile_conflicts)
 #define BIGFILE_IOC_STATUS _IOWR(BIGFILE_IOC_MAGIC, 10, struct bigfile_status)
+#define BIGFILE_IOC_LOG _IOWR(BIGFILE_IOC_MAGIC, 11, struct bigfile_log)
+#define BIGFILE_IOC_HISTORY _IOWR(BIGFILE_IOC_MAGIC, 12, struct bigfile_history)
+#define BIGFILE_IOC_GC _IOWR(BIGFILE_IOC_MAGIC, 13, struct bigfile_history)
 
 #endif /* BIGFILE_IOCTL_H */

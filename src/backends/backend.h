@@ -334,4 +334,118 @@ uint64_t bf_db_spillfile_used(bf_db *db);
  * which is not registered); a bf_commit_rec's `session` names it. */
 uint64_t bf_db_session(bf_db *db);
 
+/* ---- point-in-time views: history (docs/HISTORY.md) --------------------
+ *
+ * Every commit has a serial (COHERENCE.md). A database that keeps history
+ * shows the whole namespace, and every file's size and content, as they
+ * were right after any serial S of its kept history [from, current]: "the
+ * state at S" is the state after the newest commit <= S. Nothing else
+ * (mode, owner, times, xattrs) is versioned: a view shows the file's
+ * attributes as committed at S where the engine keeps them (mode, uid, gid,
+ * mtime) and the current user.* attributes.
+ *
+ * Retention: the database stores a period, keep_ns (BF_HISTORY_KEEP_NS by
+ * default; set with bf_db_history_keep; 0 keeps none but what pins hold).
+ * `from` is the serial that was current keep_ns ago — the newest commit
+ * whose time is <= now - keep_ns — but never after the lowest serial a
+ * live session pins, never before the first serial the database kept
+ * history for (an upgraded database's history starts at the upgrade), and
+ * it never moves back. The housekeeping (bf_db_trim, the watchers' turns
+ * on every live session: any live session may run any step, each a short
+ * transaction, so no election is needed) advances `from` and collects
+ * what no serial >= from needs: block versions superseded at or before
+ * from, file states older than a file's newest state <= from, log rows
+ * below from (and the log rows the coherence rules trim), and nameless
+ * files whose name went at or before from and that no session holds.
+ *
+ * Pins: a view (bf_db_view_open) pins its serial for the session, in the
+ * database, atomically with checking that the serial is kept; a pin goes
+ * with bf_db_view_close, or with its session (a dead session's pins are
+ * removed by the housekeeping that cleans up after it). A read-only
+ * session cannot record a pin: its views are unpinned, and a gc may take
+ * their serial away (their loads then fail with -EIO).
+ *
+ * Engines: SQLite and PostgreSQL keep history. mem: and block servers do
+ * not: bf_db_history says kept = false, and every other call below fails
+ * with -EOPNOTSUPP. */
+#define BF_HISTORY_KEEP_NS ((int64_t)86400 * 1000000000) /* one day */
+
+struct bf_history {
+    bool kept;        /* the engine keeps history (false: the rest is 0) */
+    uint64_t from;    /* the oldest serial a view may show */
+    uint64_t current; /* the database's serial now */
+    int64_t keep_ns;  /* the retention period stored in the database */
+    uint64_t pinned;  /* the lowest serial a live session pins; 0: none */
+};
+
+/* The database's history now (one snapshot). Returns 0 or the engine's
+ * error (-EIO ...). */
+int bf_db_history(bf_db *db, struct bf_history *out);
+
+/* Store a new retention period (ns, >= 0), committed at once; it applies
+ * from the next housekeeping on (a shorter period lets `from` advance; a
+ * longer one cannot bring back what was collected). -EINVAL (< 0),
+ * -EROFS, -EOPNOTSUPP. */
+int bf_db_history_keep(bf_db *db, int64_t keep_ns);
+
+/* Run the housekeeping now, to the end, as bf_db_trim does (which it is),
+ * then *out (if not NULL) gets bf_db_history's answer. Never removes what
+ * a pin, a hold or a serial >= from needs. Returns 0 or the engine's
+ * error; -EROFS in a read-only session. */
+int bf_db_gc(bf_db *db, struct bf_history *out);
+
+typedef struct bf_view bf_view;
+
+/* Open a view of the database at `serial` (pinned, see above). Several
+ * views may be open, of one serial or of several. -ENOENT: serial < from,
+ * or > current, or 0. -EOPNOTSUPP. -ENOMEM, -EIO. A view lives until
+ * bf_db_view_close, which must come before bf_db_close, after every
+ * bf_file opened through it is closed (BF_CHECK). */
+int bf_db_view_open(bf_db *db, uint64_t serial, bf_view **out);
+void bf_db_view_close(bf_view *v);
+
+/* The serial a view shows. */
+uint64_t bf_view_serial(const bf_view *v);
+
+/* As bf_db_list / bf_db_lookup / bf_db_getinfo, at the view's serial: the
+ * files that had a name then, with their name, blksize, size, mode, owner
+ * and mtime as committed at it (ctime_ns: as mtime_ns). getinfo finds a
+ * file that existed at the serial without a name (name ""). -ENOENT for a
+ * file that did not exist at the serial; -EIO when the view is unpinned
+ * and its serial was collected. */
+int bf_view_list(bf_view *v, int (*cb)(void *arg, const struct bf_fileinfo *fi), void *arg);
+int bf_view_lookup(bf_view *v, const char *name, struct bf_fileinfo *out);
+int bf_view_getinfo(bf_view *v, uint64_t id, struct bf_fileinfo *out);
+
+/* A read-only bf_file of file id as at the view: its blksize, size and
+ * serial (= the view's) are as at the view's serial, and its loadblk reads
+ * the content as of that serial whatever `at` it is given; begin fails
+ * with -EROFS (so no transaction, store or commit); loadblk never answers
+ * -ESTALE (a version gone from under an unpinned view is -EIO). It holds
+ * nothing (an unlinked file stays for the history, not for it). Closed
+ * with bf_db_file_close. -ENOENT (the file did not exist at the serial),
+ * -ENOMEM, -EIO. */
+int bf_view_file_open(bf_view *v, uint64_t id, bf_file **out);
+
+/* One commit of a file, for bf_db_file_log. */
+struct bf_log_entry {
+    uint64_t serial;
+    int64_t time_ns;            /* when it was committed (CLOCK_REALTIME) */
+    enum bf_commit_kind kind;   /* WRITE, CREATE, UNLINK, RENAME, SETATTR, SETBLKSIZE */
+    uint64_t blocks;            /* WRITE: blocks stored (the truncate's dropped blocks
+                                   not counted); else 0 */
+    uint64_t size;              /* the file's committed size after it */
+    bool truncated;             /* WRITE: blocks were dropped by a truncate */
+    char name[BF_NAME_MAX + 1]; /* the file's name after it ("" if none) */
+};
+
+/* The commits of file id in the kept history, newest first: those with
+ * serial < before (UINT64_MAX: from the newest), at most max, each
+ * delivered to cb (which copies what it keeps); a nonzero cb return stops
+ * and is returned. A rename that replaced the file shows as its UNLINK.
+ * Returns 0 (also when none is left), -EOPNOTSUPP, or the engine's error.
+ * A file created before history began has no CREATE entry. */
+int bf_db_file_log(bf_db *db, uint64_t id, uint64_t before, size_t max,
+                   int (*cb)(void *arg, const struct bf_log_entry *e), void *arg);
+
 #endif /* BIGFILEFS_BACKENDS_BACKEND_H */

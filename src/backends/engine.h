@@ -249,6 +249,42 @@ struct bf_engine_ops {
     int (*setxattr)(bf_db *db, uint64_t id, const char *name, const void *value, size_t len,
                     unsigned flags);
     int (*removexattr)(bf_db *db, uint64_t id, const char *name);
+
+    /* History (backend.h, "point-in-time views"; docs/HISTORY.md): all or
+     * none (NULL: the layer says kept = false and answers -EOPNOTSUPP).
+     * The engine keeps it in its tables and honours it in every step of
+     * trim (history's rules on top of COHERENCE.md rule 5) and in purge
+     * and release (a nameless file whose name went after `from` stays
+     * for the history, its hold gone, until the housekeeping collects
+     * it); an engine with history never deletes replaced versions at
+     * commit time.
+     *  history: the snapshot of bf_db_history (kept = true).
+     *  history_keep: store keep_ns (>= 0, checked by the layer); never in
+     *      a read-only session.
+     *  pin: on: record a pin of `serial` by this session, atomically with
+     *      checking from <= serial <= current (-ENOENT); off: remove one.
+     *      The layer counts a session's views of one serial and calls pin
+     *      at the first open (on) and the last close (off) only; never in
+     *      a read-only session.
+     *  list_at, lookup_at, getinfo_at: as bf_view_list/lookup/getinfo at
+     *      `serial` (the layer checked serial >= 1). -ENOENT when the
+     *      serial is no longer kept (an unpinned view).
+     *  file_open_at: allocate the engine's handle of file id with
+     *      file.blksize and file.size as at `serial` and file.serial =
+     *      serial, taking no hold (the layer calls it outside its table of
+     *      open files, and closes it with file_close). The layer's loadblk
+     *      then calls loadblk(fh, blk, serial, ...) only.
+     *  file_log: as bf_db_file_log. */
+    int (*history)(bf_db *db, struct bf_history *out);
+    int (*history_keep)(bf_db *db, int64_t keep_ns);
+    int (*pin)(bf_db *db, uint64_t serial, bool on);
+    int (*list_at)(bf_db *db, uint64_t serial, int (*cb)(void *arg, const struct bf_fileinfo *fi),
+                   void *arg);
+    int (*lookup_at)(bf_db *db, uint64_t serial, const char *name, struct bf_fileinfo *out);
+    int (*getinfo_at)(bf_db *db, uint64_t serial, uint64_t id, struct bf_fileinfo *out);
+    int (*file_open_at)(bf_db *db, uint64_t id, uint64_t serial, struct bf_fh **out);
+    int (*file_log)(bf_db *db, uint64_t id, uint64_t before, size_t max,
+                    int (*cb)(void *arg, const struct bf_log_entry *e), void *arg);
 };
 
 /* The generic part of a database: the first member of an engine's. */
