@@ -1038,7 +1038,8 @@ struct wr_slot {
  * ready, releasing the lock at most once. Returns 1 when ready (the lock
  * held throughout), 0 after a release (look again), or an error (nothing
  * changed by the write yet). */
-static int write_prepare(bf_fileh *fh, uint64_t off, uint64_t end, uint64_t first, uint64_t last)
+static int write_prepare(bf_fileh *fh, uint64_t off, uint64_t end, uint64_t first, uint64_t last,
+                         unsigned flags, bool *over)
 {
     bf_ram *ram = fh->ram;
     size_t bo, be;
@@ -1115,12 +1116,27 @@ static int write_prepare(bf_fileh *fh, uint64_t off, uint64_t end, uint64_t firs
         if (!pg || pg->state != BF_PAGE_DIRTY)
             room += fh->blksize;
     }
-    r = bf_spill_make_room(fh, room, first, last);
+    bool keep = flags & BF_WRITE_KEEP;
+    r = bf_spill_make_room(fh, room, first, last, keep);
+    if (r == 0 && keep && ram->dirty_budget != SIZE_MAX &&
+        ram->dirty_bytes + room > ram->dirty_budget) {
+        fh->st.kept_writes++; /* goes over the budget: staging refused the rest */
+        if (over)
+            *over = true;
+    }
     return r > 0 ? 0 : r < 0 ? r : 1;
 }
 
 ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off)
 {
+    return bf_fileh_write_flags(fh, buf, count, off, 0, NULL);
+}
+
+ssize_t bf_fileh_write_flags(bf_fileh *fh, const void *buf, size_t count, uint64_t off,
+                             unsigned flags, bool *over)
+{
+    if (over)
+        *over = false;
     if (count == 0)
         return 0;
     if (off >= BF_SIZE_MAX)
@@ -1146,7 +1162,7 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
             write_giveup(fh, first, last);
             return (ssize_t)count;
         }
-        r = write_prepare(fh, off, end, first, last);
+        r = write_prepare(fh, off, end, first, last, flags, over);
         if (r < 0) {
             write_giveup(fh, first, last);
             return r;
@@ -1244,6 +1260,7 @@ ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off
                 slots[i].buf = NULL;
             }
             bf_ram_dlru_touch(ram, &pg->lru); /* I28: most recently written */
+            pg->spill_failed = false;         /* new content: staging may take it now */
         }
         if (in_window(fh, first + i)) {
             /* A laundered page: it belongs to the content before the

@@ -79,8 +79,12 @@
  * SPILLED — still an uncommitted change, with its base, its conflict
  * flag and its staged content's token. So writers are throttled to the
  * pace of the staging area. If staging fails (-ENOSPC: the staging area
- * is full), the call that made room fails with that error and changes
- * nothing; writeout and discard still work. A read or a partial write of
+ * is full), the page stays DIRTY and is not offered again until it is
+ * written again; a write that needed the room fails with that error and
+ * changes nothing (write(2) gets ENOSPC) — but a write that cannot fail
+ * (BF_WRITE_KEEP: the kernel's writeback of a mapped page) and the reload
+ * of a spilled page go over the budget instead; writeout and discard
+ * still work. A read or a partial write of
  * a SPILLED page *unspills* it (room first, then its content read back,
  * the staged copy dropped); a write of the whole block drops the staged
  * content. Writeout commits a SPILLED block through storeblk_staged (the
@@ -317,9 +321,12 @@
  *  I28 Dirty budget: a call that makes a page DIRTY (a write, an unspill)
  *      first spills least recently written DIRTY pages of the ram until
  *      its new DIRTY bytes fit the dirty budget, or no page can be spilled
- *      (each is pinned, stored, in I/O, of a handle writing out, or of a
- *      store without staging); a spill that fails fails the call. So the
- *      dirty bytes exceed the budget only by pages that cannot be spilled.
+ *      (each is pinned, stored, in I/O, of a handle writing out, of a
+ *      store without staging, or spill_failed: staging refused it and it
+ *      was not written since); a spill that fails, or a budget kept
+ *      exceeded by refused pages, fails the call — but a BF_WRITE_KEEP
+ *      write and an unspill, which go over the budget. So the dirty bytes
+ *      exceed the budget only by pages that cannot be spilled.
  *      A write moves the pages it changes to the end of the dirty LRU.
  *  I29 Page I/O: a page with `io` set is DIRTY. SPILL: its buffer is read
  *      by the spiller with the lock released and written by nobody;
@@ -433,6 +440,8 @@ struct bf_fileh_stats {
     uint64_t fills;             /* partial DIRTY blocks completed from their base */
     uint64_t range_loads;       /* loadblk_range calls (bytes_loaded counts their bytes) */
     uint64_t prefetched_blocks; /* blocks loaded by bf_fileh_prefetch */
+    uint64_t spill_failures;    /* spills that failed (the staging area full or broken) */
+    uint64_t kept_writes;       /* BF_WRITE_KEEP writes that went over the dirty budget */
 };
 
 /* Open a handle on `file`, caching in `ram`. The handle does not own the
@@ -483,6 +492,19 @@ int bf_fileh_prefetch(bf_fileh *fh, uint64_t blk, uint64_t n, uint64_t *loaded);
  * fenced blocks are dropped whole and still return count (see
  * bf_fileh_fence). */
 ssize_t bf_fileh_write(bf_fileh *fh, const void *buf, size_t count, uint64_t off);
+
+/* bf_fileh_write for a caller that cannot keep the bytes if the write
+ * fails — the kernel's writeback of a page changed through a mapping,
+ * which FUSE does not mark dirty again when its WRITE fails, so that a
+ * failed write would lose the change. With BF_WRITE_KEEP in flags, a
+ * write that cannot make room because staging fails (full) goes over the
+ * dirty budget instead: the change stays in memory, uncommitted, and
+ * kept_writes counts it; *over (if not NULL) is set to whether it did (the
+ * caller may warn: memory now grows with the change until a writeout or
+ * discard). Other errors are as for bf_fileh_write. */
+#define BF_WRITE_KEEP (1u << 0)
+ssize_t bf_fileh_write_flags(bf_fileh *fh, const void *buf, size_t count, uint64_t off,
+                             unsigned flags, bool *over);
 
 /* Set the size (uncommitted). Shrinking drops blocks past the end and
  * zeroes the tail of the last block (loading it if needed). Shrinking while

@@ -46,6 +46,9 @@ struct bf_page {
      * or state */
     bool wpinned;
     bool ahead; /* loaded by a prefetch and not read yet (I31) */
+    /* DIRTY: staging it failed (the staging area is full, or broken); not
+     * tried again until it is written again (I28) */
+    bool spill_failed;
     uint64_t blk;
     void *data; /* blksize bytes, bf_blockbuf_alloc; NULL exactly when SPILLED */
     /* A partial page (I30): one bit per BF_UNIT bytes, set when those bytes
@@ -190,11 +193,17 @@ int bf_pg_load_base(bf_file *f, uint64_t blk, uint64_t at, void *buf, bool *stal
 /* Make room for `need` more bytes of DIRTY pages on fh's ram (I28): if
  * they would take its dirty bytes over the dirty budget, spill the least
  * recently written page that can be spilled (never one of fh's blocks
- * [lo, hi], which the caller is about to use). Lock held, released while
+ * [lo, hi], which the caller is about to use; never a page whose spill
+ * failed and that was not written since). Lock held, released while
  * spilling. Returns 0 (room, or no page can be spilled: the lock was not
- * released), 1 (the lock was released: look again), or the failed
- * spill's error (-ENOSPC: the staging area is full; the page stays DIRTY). */
-int bf_spill_make_room(bf_fileh *fh, uint64_t need, uint64_t lo, uint64_t hi);
+ * released), 1 (the lock was released: look again), or, unless
+ * `over_ok`, the error of a spill that failed now or of one that failed
+ * before and keeps the budget exceeded (-ENOSPC: the staging area is
+ * full; the page stays DIRTY, marked spill_failed). With `over_ok` (a
+ * caller that cannot fail: the kernel's writeback of a mapped page, the
+ * reload of a spilled page), a failed spill is 1 and the dirty bytes go
+ * over the budget instead. */
+int bf_spill_make_room(bf_fileh *fh, uint64_t need, uint64_t lo, uint64_t hi, bool over_ok);
 
 /* Bring SPILLED page pg (not storing; no writeout of its handle runs)
  * back into memory: room first, then its content from staging, then the

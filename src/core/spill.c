@@ -38,6 +38,13 @@ static bool spillable(const struct bf_page *pg, const bf_fileh *fh, uint64_t lo,
            !(owner == fh && pg->blk >= lo && pg->blk <= hi);
 }
 
+/* Whether staging refused pg (DIRTY) and it was not written since (I28).
+ * Lock held. */
+static bool refused(const struct bf_page *pg)
+{
+    return pg->state == BF_PAGE_DIRTY && pg->spill_failed;
+}
+
 /* Spill pg (spillable): DIRTY -> SPILLED. Lock held on entry and on
  * return, released around the stage (and the load of a partial page's
  * base). Returns 0, or the error (counted: the page stays DIRTY, its
@@ -78,6 +85,9 @@ static int page_spill(struct bf_page *pg)
     fh->st.loadblk_calls += loaded;
     if (r < 0) {
         fh->st.errors++;
+        fh->st.spill_failures++;
+        pg->spill_failed = true; /* DIRTY still: not offered again before it is written again */
+        ram->spill_err = r;
         return r;
     }
     fh->st.bytes_loaded += loaded ? fh->blksize : 0;
@@ -93,7 +103,7 @@ static int page_spill(struct bf_page *pg)
     return 0;
 }
 
-int bf_spill_make_room(bf_fileh *fh, uint64_t need, uint64_t lo, uint64_t hi)
+int bf_spill_make_room(bf_fileh *fh, uint64_t need, uint64_t lo, uint64_t hi, bool over_ok)
 {
     bf_ram *ram = fh->ram;
     bf_ram_assert_locked(ram); /* I1 */
@@ -101,21 +111,29 @@ int bf_spill_make_room(bf_fileh *fh, uint64_t need, uint64_t lo, uint64_t hi)
         return 0;
     /* The least recently written page that can go. The walk passes over
      * the pages that cannot: at most the dirty pages in memory, which the
-     * budget bounds (but for the handles writing out). */
+     * budget bounds (but for the handles writing out, and the pages
+     * staging refused). */
+    bool full = false;
     struct bf_list *pos;
     bf_list_foreach(pos, &ram->dlru)
     {
         struct bf_page *pg = bf_list_entry(pos, struct bf_page, lru);
-        if (spillable(pg, fh, lo, hi)) {
-            int r = page_spill(pg);
-            return r < 0 ? r : 1;
+        if (!spillable(pg, fh, lo, hi))
+            continue;
+        if (refused(pg)) {
+            full = true;
+            continue;
         }
+        int r = page_spill(pg);
+        return r < 0 && !over_ok ? r : 1;
     }
     if (ram->nspilling > 0) {
         bf_ram_wait_load(ram); /* others are making room: see what is left after */
         return 1;
     }
-    return 0; /* nothing can go: over the budget */
+    /* Nothing can go: over the budget — unless staging refused pages and
+     * the caller can fail (and keep its bytes: write(2) gets ENOSPC). */
+    return full && !over_ok ? ram->spill_err : 0;
 }
 
 int bf_spill_unspill(struct bf_page *pg)
@@ -124,9 +142,11 @@ int bf_spill_unspill(struct bf_page *pg)
     bf_ram *ram = fh->ram;
     bf_file *f = fh->file;
     BF_ASSERT(pg->state == BF_PAGE_SPILLED && !pg->storing && !fh->writeout_running);
-    int r = bf_spill_make_room(fh, fh->blksize, pg->blk, pg->blk);
+    /* Room if it can be made; else the reload goes over the budget (a
+     * read must not fail because staging is full). */
+    int r = bf_spill_make_room(fh, fh->blksize, pg->blk, pg->blk, true);
     if (r != 0)
-        return r < 0 ? r : 0; /* after a release, pg may be gone: look again */
+        return 0; /* after a release, pg may be gone: look again */
     void *buf = bf_blockbuf_alloc_overwrite(fh->blksize); /* unstage fills it */
     if (!buf)
         return -ENOMEM;

@@ -6,15 +6,17 @@
  * multi-threaded loop; ops.c serves the FUSE requests, ioctl.c the ioctls,
  * the worker queue (workq.h) their long part, listen.c other mounts'
  * commits (on the backend's watcher thread), prefetch.c the loads ahead
- * of sequential reads, and kernel.c every dealing with the kernel. Its fields are set before the session loop starts and
- * are read-only afterwards, except through the objects' own locking (the
- * inode table, the kernel's notifier, the worker queue, the core, the
- * backend).
+ * of sequential reads, and kernel.c every dealing with the kernel. Its
+ * fields are set before the session loop starts and are read-only
+ * afterwards, except through the objects' own locking (the inode table,
+ * the kernel's notifier, the worker queue, the core, the backend) and
+ * over_budget_ns (atomic).
  */
 #ifndef BIGFILEFS_FS_FS_H
 #define BIGFILEFS_FS_FS_H
 
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
@@ -59,6 +61,10 @@ struct bf_fs {
     bool file_conflicts;        /* -o conflicts=file: BF_WRITEOUT_FILE_CONFLICTS */
     bool test_inject;           /* -o test_inject: BIGFILE_TEST_IOC_INJECT served */
     struct timespec mount_time; /* the root directory's times */
+    /* When the daemon last warned that mapped changes went past the dirty
+     * budget (staging full; ops.c), 0: never — the one field changed
+     * while the loop runs, atomically. */
+    _Atomic int64_t over_budget_ns;
 };
 
 /* The file handle (fi->fh) ops.c gives the kernel at OPEN/CREATE for a

@@ -593,6 +593,23 @@ static void log_io_error(struct bf_fs *fs, bf_inode *inode, const char *what, ui
                what, (unsigned long long)lo, (unsigned long long)hi, strerror(err));
 }
 
+/* A write of a mapped page went past the dirty budget because staging
+ * failed (the staging area is full): say so, at most once a minute. */
+static void warn_over_budget(struct bf_fs *fs, bf_inode *inode)
+{
+    int64_t now = now_ns(), last = atomic_load(&fs->over_budget_ns);
+    if (last && now - last < (int64_t)60 * 1000000000)
+        return;
+    if (!atomic_compare_exchange_strong(&fs->over_budget_ns, &last, now))
+        return;
+    struct bf_fileinfo info;
+    bool unlinked;
+    bf_inode_info(&fs->itable, inode, &info, &unlinked);
+    bf_warn("%s: staging is full: changes made through a mapping are kept in memory past the "
+            "dirty budget; free space, or write out or discard the changes",
+            unlinked ? "(unlinked file)" : info.name);
+}
+
 /* Get the handle of an open file's inode for a READ, WRITE or LSEEK, or
  * reply the error and return false (a file gone from the database under an
  * open fd is EIO, errors.h). On success the caller calls bf_inode_fh_put()
@@ -650,9 +667,11 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     fuse_reply_buf(req, buf, (size_t)n);
 }
 
-/* bf_fileh_write() of [off, off + size), one call per block. Returns size
- * or the first error. */
-static ssize_t write_by_block(bf_fileh *fh, const char *buf, size_t size, uint64_t off)
+/* bf_fileh_write_flags() of [off, off + size), one call per block, with
+ * `flags`; *over gets whether a block went over the dirty budget. Returns
+ * size or the first error. */
+static ssize_t write_by_block(bf_fileh *fh, const char *buf, size_t size, uint64_t off,
+                              unsigned flags, bool *over)
 {
     uint64_t blksize = bf_fileh_blksize(fh);
     size_t done = 0;
@@ -664,9 +683,11 @@ static ssize_t write_by_block(bf_fileh *fh, const char *buf, size_t size, uint64
 
         if (chunk > size - done)
             chunk = size - done;
-        n = bf_fileh_write(fh, buf + done, chunk, pos);
+        bool o;
+        n = bf_fileh_write_flags(fh, buf + done, chunk, pos, flags, &o);
         if (n < 0)
             return n;
+        *over |= o;
         done += chunk;
     }
     return (ssize_t)size;
@@ -692,15 +713,22 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
      * whole if it touches a fenced block (a discard or an invalidation is
      * running), so write block by block: only the pieces in fenced blocks
      * are dropped, never the pages next to an invalidated range. */
-    n = write_by_block(fh, buf, size, (uint64_t)off);
+    /* The kernel's writeback of a mapped page (fi->writepage) cannot
+     * keep its bytes when the WRITE fails: FUSE does not mark the page
+     * dirty again. So it never fails for a full staging area: the change
+     * stays in memory past the dirty budget (BF_WRITE_KEEP). write(2)
+     * gets ENOSPC instead, and keeps its bytes. */
+    bool over = false;
+    n = write_by_block(fh, buf, size, (uint64_t)off, fi->writepage ? BF_WRITE_KEEP : 0, &over);
     if (n < 0) {
         if (n != -EFBIG && n != -EINVAL)
             log_io_error(fs, inode, "write (load)", bf_fileh_blksize(fh), off, size, (int)-n);
         bf_inode_fh_put(inode);
-        /* ENOSPC: the staging area is full; the kernel keeps its page. */
         fuse_reply_err(req, bf_errno_write((int)n));
         return;
     }
+    if (over)
+        warn_over_budget(fs, inode);
     bf_inode_fh_put(inode);
     fuse_reply_write(req, (size_t)n);
 }

@@ -290,6 +290,76 @@ Test(spill, a_full_staging_area_fails_the_write_and_changes_nothing, .timeout = 
     env_close(&e);
 }
 
+/* The kernel's writeback of a mapped page cannot keep its bytes when its
+ * WRITE fails (FUSE does not mark the page dirty again): such a write goes
+ * over the budget when staging is full, and so does reading a spilled
+ * block back; write(2) still gets ENOSPC. */
+Test(spill, with_staging_full_a_kept_write_and_a_reload_go_over_the_budget, .timeout = 10)
+{
+    struct env e;
+    env_spill(&e, 8 * BS, 8, 2);
+    write_block(e.fh, 0, 2);
+    write_block(e.fh, 1, 2);
+    write_block(e.fh, 2, 2); /* block 0 spills */
+    expect_states(e.fh, 2, 1);
+    mock_fail(e.m, MOCK_STAGE, ENOSPC, MOCK_ANY, 0, true);
+    char *p = pattern(4, 3 * BS, BS);
+    bool over;
+    ssize_t kw = bf_fileh_write_flags(e.fh, p, BS, 3 * BS, BF_WRITE_KEEP, &over);
+    cr_assert_eq(kw, BS, "%zd", kw);
+    cr_assert(over);
+    free(p);
+    struct bf_fileh_stats st = fstat_of(e.fh);
+    cr_assert_eq(st.kept_writes, 1);
+    cr_assert_geq(st.spill_failures, 1);
+    expect_states(e.fh, 3, 1);
+    expect_block(e.fh, 3, 4);
+    /* write(2) still fails, changing nothing; the refused pages are not
+     * offered to staging again, so this fails without another stage call. */
+    p = pattern(5, 4 * BS, BS);
+    cr_assert_eq(bf_fileh_write(e.fh, p, BS, 4 * BS), -ENOSPC);
+    free(p);
+    cr_assert_eq(bf_fileh_page_state(e.fh, 4), BF_PAGE_EMPTY);
+    /* A spilled block reads back (over the budget). */
+    expect_block(e.fh, 0, 2);
+    expect_states(e.fh, 4, 0);
+    /* Everything commits. */
+    mock_clear_faults(e.m);
+    uint64_t n;
+    cr_assert_eq(writeout_n(e.fh, BF_WRITEOUT_STORE | BF_WRITEOUT_MARKSTORED, &n), 0);
+    cr_assert_eq(n, 4);
+    expect_committed(e.m, 0, 2);
+    expect_committed(e.m, 1, 2);
+    expect_committed(e.m, 2, 2);
+    expect_committed(e.m, 3, 4);
+    env_close(&e);
+}
+
+/* A page staging refused is passed over (the next one is tried), and
+ * offered again once it is written again. */
+Test(spill, a_refused_page_is_passed_over_until_it_is_written_again, .timeout = 10)
+{
+    struct env e;
+    env_spill(&e, 8 * BS, 8, 2);
+    write_block(e.fh, 0, 2);
+    write_block(e.fh, 1, 2);
+    mock_fail(e.m, MOCK_STAGE, ENOSPC, MOCK_ANY, 0, true);
+    char *p = pattern(3, 2 * BS, BS);
+    cr_assert_eq(bf_fileh_write(e.fh, p, BS, 2 * BS), -ENOSPC); /* block 0 refused */
+    mock_clear_faults(e.m);
+    cr_assert_eq(bf_fileh_write(e.fh, p, BS, 2 * BS), BS);
+    free(p);
+    cr_assert_eq(bf_fileh_page_state(e.fh, 0), BF_PAGE_DIRTY, "passed over");
+    cr_assert_eq(bf_fileh_page_state(e.fh, 1), BF_PAGE_SPILLED);
+    write_block(e.fh, 0, 4); /* written again: offered again */
+    write_block(e.fh, 3, 2); /* spills block 2, the least recently written */
+    cr_assert_eq(bf_fileh_page_state(e.fh, 2), BF_PAGE_SPILLED);
+    write_block(e.fh, 4, 2); /* spills block 0 */
+    cr_assert_eq(bf_fileh_page_state(e.fh, 0), BF_PAGE_SPILLED);
+    expect_block(e.fh, 0, 4);
+    env_close(&e);
+}
+
 Test(spill, an_unspill_that_fails_leaves_the_block_spilled, .timeout = 10)
 {
     struct env e;

@@ -24,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -244,6 +246,110 @@ BFT_TEST(spill, a_failing_staging_area_fails_the_write_and_loses_nothing, bft_se
     cr_assert_eq(bft_invalidate(p, 0, 16), 0);
     bft_expect(p, 0, 4 * BFT_MB, 1, "committed, from the store");
     bft_expect(p, 4 * BFT_MB, 12 * BFT_MB, 2, "committed, from the store");
+}
+
+/* Child: write bft_pattern(seed) over [0, len) of path through a shared
+ * mapping and fsync(2) it, so that the kernel's writeback sends the pages
+ * now. 0 on success; 3 when fsync failed. */
+static int child_map_write_sync(void *arg)
+{
+    const struct map_job *j = arg;
+    int fd = open(j->path, O_RDWR);
+    if (fd < 0)
+        return 1;
+    char *m = mmap(NULL, j->len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED)
+        return 2;
+    for (uint64_t off = 0; off < j->len; off += BFT_MB)
+        bft_pattern(m + off, BFT_MB, j->seed, off);
+    int r = fsync(fd) == 0 ? 0 : 3;
+    munmap(m, j->len);
+    close(fd);
+    return r;
+}
+
+/* FUSE does not mark a page dirty again when the WRITE of its writeback
+ * fails: so a mapped change that cannot be staged (the staging area
+ * full) goes over the dirty budget instead of being lost — the writeback
+ * succeeds, the daemon keeps the change, and it commits once there is
+ * room. (write(2), which can keep its bytes, gets ENOSPC: the test
+ * above.) */
+BFT_TEST(spill, a_mapped_change_that_cannot_be_staged_is_kept_in_memory, bft_setup_nomount, 120)
+{
+    char p[PATH_MAX];
+    mount_inject_file(p);
+    bft_put_commit(p, 0, 16 * BFT_MB, 1);
+    cr_assert_eq(bft_inject(p, BIGFILE_TEST_INJECT_STAGE, 0, UINT64_MAX, ENOSPC, 0, 0, 0), 0);
+    struct map_job j = { p, 16 * BFT_MB, 2 };
+    cr_assert_eq(bft_run(child_map_write_sync, &j, 60), 0,
+                 "the writeback of 16 MiB with dirty=4M and staging full succeeds");
+    struct bigfile_stat s;
+    cr_assert_eq(bft_stat(p, &s), 0);
+    cr_expect_eq(s.dirty_blocks + s.spilled_blocks, 16u, "every block is changed");
+    cr_expect_gt(s.dirty_blocks, 4u, "past the budget of four blocks, in memory");
+    drop_kernel_cache(p);
+    bft_expect(p, 0, 16 * BFT_MB, 2, "the mapped change, from the daemon");
+
+    cr_assert_eq(bft_inject_clear(p), 0);
+    struct bigfile_writeout w;
+    cr_assert_eq(bft_writeout(p, BFT_WO_BOTH, &w), 0);
+    cr_expect_eq(w.blocks, 16u);
+    cr_assert_eq(bft_invalidate(p, 0, 16), 0);
+    bft_expect(p, 0, 16 * BFT_MB, 2, "committed, from the store");
+}
+
+/* A real full disk: the database on a small tmpfs, staging in it (SQLite
+ * stages uploads in the database). write(2) gets ENOSPC once the disk is
+ * full, the changes made before stay readable, a writeout fails keeping
+ * them, and once space is freed the writeout commits them all. */
+BFT_TEST(spill, a_full_disk_fails_write_with_enospc_and_loses_nothing, bft_setup_nomount, 180)
+{
+    char small[128], p[PATH_MAX];
+    snprintf(small, sizeof(small), "%s/small", bft.dir);
+    cr_assert_eq(mkdir(small, 0755), 0);
+    cr_assert_eq(mount("tmpfs", small, "tmpfs", 0, "size=40m"), 0, "mount tmpfs: %s",
+                 strerror(errno));
+    snprintf(bft.db, sizeof(bft.db), "%s/db", small);
+    mount_with("dirty=4M");
+    bft_create("f", "1M", NULL);
+    bft_path(p, "f");
+    bft_put_commit(p, 0, 8 * BFT_MB, 1);
+
+    char *buf = malloc(BFT_MB);
+    cr_assert(buf);
+    uint64_t n = 0;
+    int r = 0;
+    for (; n < 256 * BFT_MB; n += BFT_MB) {
+        bft_pattern(buf, BFT_MB, 2, n);
+        r = bft_pwrite(p, buf, BFT_MB, n);
+        if (r < 0)
+            break;
+    }
+    free(buf);
+    cr_assert_eq(r, -ENOSPC, "a 40 MiB disk fills before 256 MiB are staged (%d after %llu MiB)", r,
+                 (unsigned long long)(n / BFT_MB));
+    cr_assert_gt(n, 4 * BFT_MB, "the writes before it succeeded");
+    cr_expect_eq(bft_size(p), (int64_t)(n > 8 * BFT_MB ? n : 8 * BFT_MB),
+                 "the failed write changed no size");
+    drop_kernel_cache(p);
+    bft_expect(p, 0, n, 2, "the changes made before, spilled ones read back");
+
+    /* A writeout while the disk is full fails and keeps every change. */
+    struct bigfile_writeout w;
+    r = bft_writeout(p, BFT_WO_BOTH, &w);
+    cr_expect(r == -ENOSPC || r == -EIO, "the writeout on a full disk fails (%d)", r);
+    drop_kernel_cache(p);
+    bft_expect(p, 0, n, 2, "every change kept after the failed writeout");
+
+    /* Space freed (the file system grown): the writeout commits it all. */
+    cr_assert_eq(mount("tmpfs", small, "tmpfs", MS_REMOUNT, "size=512m"), 0, "remount: %s",
+                 strerror(errno));
+    cr_assert_eq(bft_writeout(p, BFT_WO_BOTH, &w), 0, "with room again, the writeout commits");
+    bft_remount();
+    bft_expect(p, 0, n, 2, "committed");
+    if (n < 8 * BFT_MB)
+        bft_expect(p, n, 8 * BFT_MB - n, 1, "committed before");
+    umount2(small, MNT_DETACH); /* lazily: the daemon still has the database open */
 }
 
 /* A writeout that fails half-way with spilled blocks commits nothing and
