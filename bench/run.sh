@@ -177,6 +177,22 @@ busy_ns() {
     cat /proc/"$pid"/task/*/schedstat | awk '{ s += $1 } END { printf "%d\n", s }'
 }
 
+# dd_read FILE: drop the OS caches, read FILE with dd (1 MiB blocks): GB/s
+dd_read() {
+    sync
+    echo 3 >/proc/sys/vm/drop_caches
+    dd if="$1" of=/dev/null bs=1M 2>&1 | awk '/copied/ { printf "%.3f\n", $1 / $(NF - 3) / 1e9 }'
+}
+
+# dd_write FILE SIZE: write SIZE bytes to a new FILE with dd conv=fdatasync
+# (1 MiB blocks, from /dev/zero), remove it: GB/s
+dd_write() {
+    sync
+    dd if=/dev/zero of="$1" bs=1M count=$(($(bytes "$2") / 1048576)) conv=fdatasync 2>&1 |
+        awk '/copied/ { printf "%.3f\n", $1 / $(NF - 3) / 1e9 }'
+    rm -f "$1"
+}
+
 # value KEY: the median alone
 value() { med "$1" | awk '{ print $1 }'; }
 
@@ -268,8 +284,10 @@ for bs in $SWEEP; do
             for r in $(seq "$RUNS"); do
                 run r1d_sq "$BFBENCH" seqread "$work/sq/seq-2M" --seed 7 --cold drop
                 run r1d_raw "$BFBENCH" sqlread "$db" --name seq-2M --seed 7 --cold drop
+                run r1d_dd dd_read "$db"
             done
             line 1d "cold seq read, db dropped from OS cache too" GB/s r1d_sq "raw SQLite, db dropped" r1d_raw ""
+            line 1h "  same" GB/s r1d_sq "dd of the db file, dropped" r1d_dd "target >= 0.8" 'r >= 0.8'
             line 1e "  same" GB/s r1d_sq "memory backend (1a)" r1_mem_2M ""
             line 1f "daemon CPU seconds per GiB of 1a, sqlite" s r1cpu_sq_2M "memory backend" r1cpu_mem_2M ""
         fi
@@ -281,9 +299,13 @@ for bs in $SWEEP; do
             run "r4_sq_$bs" "$BFBENCH" dirty "$work/sq/wo-$bs" --length "$F4" --seed $((100 + r))
             run "r4_raw_$bs" "$BFBENCH" sqlwrite "$work/scratch-$bs.db" --schema-from "$db" \
                 --blksize "$bs" --length "$F4" --seed $((100 + r))
+            if [ "$bs" = 2M ] && want 4; then
+                run r4_dd dd_write "$work/scratch-dd" "$F4"
+            fi
         done
         if [ "$bs" = 2M ] && want 4; then
             line 4 "writeout of $F4 dirtied via mmap, $bs" GB/s r4_sq_2M "raw SQLite, 1 transaction" r4_raw_2M "target >= 0.8" 'r >= 0.8'
+            line 4b "  same" GB/s r4_sq_2M "dd conv=fdatasync, same fs" r4_dd "target >= 0.7" 'r >= 0.7'
         fi
         rm -f "$work/scratch-$bs.db" "$work/scratch-$bs.db-wal" "$work/scratch-$bs.db-shm"
     fi
