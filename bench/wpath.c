@@ -8,15 +8,18 @@
  *                             does: the reference)
  *   wpath engine DIR N BS     the SQLite engine (libbfbackends): one store
  *                             transaction of N blocks (begin, storeblk
- *                             each, commit with its FULL sync and the WAL
+ *                             each: its rows, then its data in the block
+ *                             file; commit with the block file's
+ *                             fdatasync, its FULL sync and the WAL
  *                             checkpoint it runs), then the same again
  *                             over the same blocks (an overwrite)
  *   wpath stage DIR N BS      the engine staging N blocks (spilling), then
  *                             one transaction committing them
  *                             (storeblk_staged: no copy), as a writeout of
  *                             spilled blocks does
- *   wpath blockfile DIR N BS  the design alternative: block contents
- *                             appended to a file beside a SQLite map; a
+ *   wpath blockfile DIR N BS  the prototype of the engine's block file:
+ *                             block contents appended to a file beside a
+ *                             SQLite map; a
  *                             commit is the data's fdatasync and one small
  *                             SQLite transaction of N map rows
  *                             (synchronous=FULL, WAL)
@@ -88,6 +91,8 @@ static void paths(const char *dir, char *db, size_t len)
     snprintf(side, sizeof(side), "%s-wal", db);
     unlink(side);
     snprintf(side, sizeof(side), "%s-shm", db);
+    unlink(side);
+    snprintf(side, sizeof(side), "%s-blocks", db);
     unlink(side);
 }
 

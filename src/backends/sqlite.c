@@ -10,11 +10,18 @@
  * Schema (user_version 2; COHERENCE.md section 2):
  *   meta(key, value)          'serial' (the last commit's), 'log_trimmed'
  *                             (log rows <= it are gone), 'collected'
- *                             (versions superseded at or before it may be)
+ *                             (versions superseded at or before it may be),
+ *                             'blocks_end' (the block file's allocation
+ *                             end)
  *   files(id, name, blksize, size, mode, uid, gid, mtime_ns, ctime_ns,
  *         content_serial, content_session, size_serial, size_session,
  *         meta_serial)        name NULL: unlinked, kept while held
- *   contents(id, data)        block contents, one row per upload
+ *   contents(id, data)        block contents, one row per upload: data
+ *                             the bytes (a blob), or empty when the
+ *                             content is in the block file (extents)
+ *   extents(id, off, len, gen)
+ *                             where content id is in the block file; gen
+ *                             changes when the extent is reused
  *   uploads(session, bytes, content, since)
  *                             contents no version links: an upload of a
  *                             live session's open transaction, or garbage
@@ -29,14 +36,19 @@
  *   sessions(id, pid, host, started_ns, applied, shared)
  *   holds(session, file)
  *   [legacy_blocks]           the blocks table of schema 1, after an upgrade
+ * extents and 'blocks_end' are made by a read-write open where missing
+ * (sqlite_blocks.c has the file).
  *
  * Writing (COHERENCE.md rules 1, 2, 4): a store transaction uploads each
- * block's content by itself, in a short write transaction of its own
- * (synchronous=NORMAL: no fsync) that writes a contents row (a garbage
- * one of the same size, overwritten in place, if there is one) and its
- * uploads row; the commit section is one write transaction (BEGIN
- * IMMEDIATE, synchronous=FULL: durable when it returns, with every upload
- * before it) that takes the next serial from meta, checks conflicts,
+ * block's content by itself: a short write transaction of its own
+ * (synchronous=NORMAL: no fsync) writes a contents row and its extent (a
+ * garbage one of the same size if there is one, else a new extent at
+ * 'blocks_end') and its uploads row; then the data is written to the block
+ * file (see "The block file"). The commit section first makes the block
+ * file durable (fdatasync, when the transaction stores any content), then
+ * is one write transaction (BEGIN IMMEDIATE, synchronous=FULL: durable
+ * when it returns, with every upload before it) that takes the next
+ * serial from meta, checks conflicts,
  * links the uploads into versions, updates the file's row and serials,
  * and writes the log row. So another file's commit or a namespace change
  * waits for one block's upload at most, never for a whole writeout.
@@ -55,10 +67,33 @@
  * stage_drop gives it up. An all-zero content is token 0: no row.
  *
  * Reading: loadblk(at) reads the newest version with serial <= at through
- * the reader pool; loadblk_range only some bytes of it (incremental blob
- * I/O reads only the pages holding them). When there is none, or it was
+ * the reader pool; loadblk_range only some bytes of it (pread, or
+ * incremental blob I/O, reads only those). When there is none, or it was
  * superseded at or before `at` (its successor is gone), the version as of
  * `at` may have been collected: -ESTALE if at < 'collected', else zeros.
+ *
+ * The block file (sqlite_blocks.c): DB + "-blocks" holds the contents
+ * uploaded since it exists (a database made before it keeps its blob
+ * contents, readable; a reused blob content moves to the file). Its data
+ * is written and read outside the transactions that map it, so:
+ *  - an upload commits its rows (a reused extent's gen bumped) before it
+ *    pwrites the data; a failed pwrite gives the upload up (garbage). A
+ *    crash before or during the pwrite leaves an upload of a dead
+ *    session: garbage, never linked;
+ *  - the commit section fdatasyncs the file before its BEGIN: every
+ *    upload it links is durable before the map points at it;
+ *  - a load reads (off, gen) in its lookup's read transaction, preads
+ *    after it, then checks in a new read transaction that the extent
+ *    still has that gen: if not (reused by a later upload, of any
+ *    session, or freed), the bytes may be another content's, and it looks
+ *    the block up again (a newer version, or -ESTALE);
+ *  - the housekeeping commits an extent's deletion before it punches the
+ *    extent out of the file (FALLOC_FL_PUNCH_HOLE: a sparse file, the
+ *    offsets never used again). Garbage of the right size is reused
+ *    first, so a steady rewrite does not grow the file.
+ *  A read-only session opens the file read-only; a missing file with
+ *  extents is -EIO with the last error naming it. The database is the
+ *  pair DB and DB-blocks (bigfilefs(8): copy both).
  *
  * Connections and locks:
  *  - one writer connection (absent when read-only), used only with
@@ -78,7 +113,8 @@
  *  Lock order: wlock -> plock, elock, the busy count; those are leaves;
  *  cklock is taken with no other lock held.
  *
- * The WAL: a writeout's uploads and commit grow the WAL by its size;
+ * The WAL: a writeout's uploads and commit grow the WAL by the pages of
+ * their rows (a few per upload; by its size, were contents blobs);
  * SQLite's automatic checkpoint would copy it into the database inside a
  * COMMIT (holding wlock all the while) and never shrink the file. Instead,
  * the writer's WAL hook records the WAL's size at each commit, and the
@@ -108,7 +144,8 @@
 #include "backends/ranges.h"
 #include "backends/sqlite_internal.h"
 
-#define SQ_SPARES 16 /* garbage contents an upload takes at once for the next ones */
+#define SQ_SPARES 16     /* garbage contents an upload takes at once for the next ones */
+#define SQ_LOAD_TRIES 64 /* lookups of a block whose extent changes while it is read */
 #define SQ_STR_(x) #x
 #define SQ_STR(x) SQ_STR_(x)
 
@@ -133,7 +170,24 @@ static const char *const reader_sql[R_NSTMT] = {
     [R_HASOLD] = "SELECT 1 FROM blockmap WHERE superseded IS NOT NULL AND superseded<=?1 LIMIT 1",
     [R_HASGARBAGE] = "SELECT 1 FROM uploads WHERE session=0 AND (content<0 OR since<=?1) LIMIT 1",
     [R_NAMELESS] = "SELECT id FROM files WHERE name IS NULL",
+    [R_EXTENT] = NULL, /* prepare_extents: only where the extents table exists */
 };
+
+/* The version lookup where the extents table exists: with the extent of
+ * its content (NULL columns: none, the content is a blob). */
+static const char version_ext_sql[] =
+    "SELECT b.serial, b.content, b.superseded, e.off, e.len, e.gen FROM blockmap AS b "
+    "LEFT JOIN extents AS e ON e.id=b.content "
+    "WHERE b.file=?1 AND b.blk=?2 AND b.serial<=?3 ORDER BY b.serial DESC LIMIT 1";
+static const char extent_sql[] = "SELECT off, len, gen FROM extents WHERE id=?1";
+
+/* The extents table and the block file's allocation end, made by every
+ * read-write open where they are missing (a database made before the
+ * block file keeps its blob contents; new uploads go to the file). */
+static const char extents_table_sql[] =
+    "CREATE TABLE IF NOT EXISTS extents(id INTEGER PRIMARY KEY, off INTEGER NOT NULL,"
+    " len INTEGER NOT NULL, gen INTEGER NOT NULL);"
+    "INSERT OR IGNORE INTO meta(key, value) VALUES('blocks_end', 0)";
 
 static const char *const writer_sql[W_NSTMT] = {
     [W_BEGIN] = "BEGIN IMMEDIATE",
@@ -143,13 +197,14 @@ static const char *const writer_sql[W_NSTMT] = {
     [W_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
     [W_GETMETA] = "SELECT value FROM meta WHERE key=?1",
     [W_SETMETA] = "UPDATE meta SET value=?2 WHERE key=?1",
-    [W_UPLOAD] = "INSERT INTO contents(data) VALUES(?1)",
+    /* a content's data is in the block file (extents): the row's is empty */
+    [W_UPLOAD] = "INSERT INTO contents(data) VALUES(x'')",
     /* uploads is keyed (session, bytes, content): every statement finds its
      * rows by the key, and in a small table they share one page */
     [W_UPLOADED] = "INSERT INTO uploads(content, session, bytes) VALUES(?1, ?2, ?3)",
     [W_REUSE_FIND] = "SELECT content FROM uploads WHERE session=0 AND bytes=?1 AND content>0 "
                      "LIMIT ?2",
-    [W_REUSE_DATA] = "UPDATE contents SET data=?2 WHERE id=?1",
+    [W_REUSE_DATA] = "UPDATE contents SET data=x'' WHERE id=?1",
     [W_REUSE_OWN] = "UPDATE uploads SET session=?2, since=0 "
                     "WHERE session=0 AND bytes=?3 AND content=?1",
     [W_LINKED] = "DELETE FROM uploads WHERE content=?1 AND session=?2 AND bytes=?3",
@@ -215,6 +270,10 @@ static const char *const writer_sql[W_NSTMT] = {
               "WHERE b.superseded IS NOT NULL AND b.superseded<=?1 LIMIT ?2",
     [W_GARBAGE_LIST] = "SELECT content, bytes FROM uploads "
                        "WHERE session=0 AND (content<0 OR since<=?2) LIMIT ?1",
+    [W_EXT_GET] = "SELECT off, len FROM extents WHERE id=?1",
+    [W_EXT_ADD] = "INSERT INTO extents(id, off, len, gen) VALUES(?1, ?2, ?3, 0)",
+    [W_EXT_BUMP] = "UPDATE extents SET gen=gen+1 WHERE id=?1",
+    [W_EXT_DEL] = "DELETE FROM extents WHERE id=?1",
 };
 
 /* A pending store of a handle's transaction, and the block's current
@@ -300,6 +359,15 @@ int bf_sqlite_last_error(bf_db *db, char *buf, size_t len)
     pthread_mutex_lock(&d->elock);
     snprintf(buf, len, "%s", d->lasterr);
     pthread_mutex_unlock(&d->elock);
+    return 0;
+}
+
+int bf_sqlite_set_load_hook(bf_db *db, void (*fn)(void *arg), void *arg)
+{
+    if (!db || db->ops != &sq_engine_ops)
+        return -EINVAL;
+    SQ(db)->load_hook = fn;
+    SQ(db)->load_hook_arg = arg;
     return 0;
 }
 
@@ -394,6 +462,27 @@ int sq_query_int(sqlite3 *c, const char *sql, int64_t *out)
     return rc;
 }
 
+/* Where the extents table exists (a read-write session made it), r's
+ * version lookup joins it, and R_EXTENT is prepared; else (a read-only
+ * session of a database no read-write session has opened since it was
+ * made before the block file) every content is a blob. */
+static int prepare_extents(sqlite3 *c, sqlite3_stmt **st)
+{
+    sqlite3_stmt *v = NULL;
+    int rc = sqlite3_prepare_v3(c, version_ext_sql, -1, SQLITE_PREPARE_PERSISTENT, &v, NULL);
+    if (rc == SQLITE_ERROR)
+        return SQLITE_OK; /* no such table */
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v3(c, extent_sql, -1, SQLITE_PREPARE_PERSISTENT, &st[R_EXTENT], NULL);
+    if (rc != SQLITE_OK) {
+        sqlite3_finalize(v);
+        return rc;
+    }
+    sqlite3_finalize(st[R_VERSION]);
+    st[R_VERSION] = v;
+    return SQLITE_OK;
+}
+
 int sq_reader_get(struct sq_db *d, struct sq_reader **out)
 {
     int rc = SQLITE_OK;
@@ -416,6 +505,8 @@ int sq_reader_get(struct sq_db *d, struct sq_reader **out)
     rc = sq_open_conn(d, d->rpath, d->rflags, &r->c);
     if (rc == SQLITE_OK)
         rc = sq_prepare_all(r->c, reader_sql, r->st, R_NSTMT);
+    if (rc == SQLITE_OK)
+        rc = prepare_extents(r->c, r->st);
     if (rc != SQLITE_OK) {
         int e = sq_fail(d, r->c, rc, "opening a reader connection");
         sq_finalize_all(r->st, R_NSTMT);
@@ -567,9 +658,31 @@ int sq_wrun(struct sq_db *d, int which, int n, const int64_t *v, const char *wha
     return rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, what);
 }
 
-int sq_delete_content(struct sq_db *d, int64_t id)
+/* Content id's extent {off, len} (len 0: it has none: a blob), on the
+ * writer, in its transaction. */
+static int ext_get(struct sq_db *d, int64_t id, int64_t ext[2])
+{
+    sqlite3_stmt *st = d->ws[W_EXT_GET];
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    ext[0] = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    ext[1] = rc == SQLITE_ROW ? sqlite3_column_int64(st, 1) : 0;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sq_fail(d, d->w, rc, "looking an extent up");
+}
+
+int sq_delete_content(struct sq_db *d, int64_t id, int64_t ext[2])
 {
     int64_t v[1] = { id > 0 ? id : -id };
+    ext[0] = ext[1] = 0;
+    if (id > 0) {
+        int e = ext_get(d, id, ext);
+        if (e == 0 && ext[1])
+            e = sq_wrun(d, W_EXT_DEL, 1, v, "deleting a block's content");
+        if (e < 0)
+            return e;
+    }
     if (id < 0 && !d->ws[W_DELLEGACY]) {
         int rc = sqlite3_prepare_v3(d->w, "DELETE FROM legacy_blocks WHERE rowid=?1", -1,
                                     SQLITE_PREPARE_PERSISTENT, &d->ws[W_DELLEGACY], NULL);
@@ -699,6 +812,22 @@ static int reader_row(struct sq_db *d, int which, const char *name, uint64_t id,
 
 /* ---- the file operations (bigfile.h) ------------------------------------- */
 
+/* Log a content whose size is not the file's block size (-EIO). */
+static int wrong_size(struct sq_db *d, struct bf_fh *fh, uint64_t blk, int64_t bytes)
+{
+    pthread_mutex_lock(&d->elock);
+    snprintf(d->lasterr, sizeof(d->lasterr),
+             "%s: block %llu of file %llu has %lld bytes, expected %u%s", d->path,
+             (unsigned long long)blk, (unsigned long long)fh->id, (long long)bytes,
+             fh->file.blksize,
+             bytes == 0 ? " (its data is in the block file, made after this session started: "
+                          "open the database again)"
+                        : "");
+    fprintf(stderr, "bigfilefs: %s\n", d->lasterr);
+    pthread_mutex_unlock(&d->elock);
+    return -EIO;
+}
+
 /* Read bytes [off, off + len) of content id (> 0: contents, < 0:
  * legacy_blocks) into buf, on r. */
 static int read_content(struct sq_db *d, struct sq_reader *r, struct bf_fh *fh, uint64_t blk,
@@ -712,13 +841,7 @@ static int read_content(struct sq_db *d, struct sq_reader *r, struct bf_fh *fh, 
     if (rc != SQLITE_OK) {
         e = sq_fail(d, r->c, rc, "opening a block");
     } else if ((uint64_t)sqlite3_blob_bytes(b) != bs) {
-        pthread_mutex_lock(&d->elock);
-        snprintf(d->lasterr, sizeof(d->lasterr),
-                 "%s: block %llu of file %llu has %d bytes, expected %u", d->path,
-                 (unsigned long long)blk, (unsigned long long)fh->id, sqlite3_blob_bytes(b), bs);
-        fprintf(stderr, "bigfilefs: %s\n", d->lasterr);
-        pthread_mutex_unlock(&d->elock);
-        e = -EIO;
+        e = wrong_size(d, fh, blk, sqlite3_blob_bytes(b));
     } else {
         rc = sqlite3_blob_read(b, buf, (int)len, (int)off);
         e = rc == SQLITE_OK ? 0 : sq_fail(d, r->c, rc, "reading a block");
@@ -727,24 +850,67 @@ static int read_content(struct sq_db *d, struct sq_reader *r, struct bf_fh *fh, 
     return e;
 }
 
-/* Bytes [off, off + len) of block blk as of `at` (loadblk and
- * loadblk_range: incremental blob I/O reads only those). */
-static int sq_load(struct bf_fh *fh, uint64_t blk, uint64_t at, uint32_t off, uint32_t len,
-                   void *buf, uint64_t *serial)
+/* A content's extent in the block file, as a read transaction found it. */
+struct sq_ext {
+    int64_t off, len, gen;
+};
+
+/* Content's extent in *x, on r in a read transaction of its own; *found
+ * false: it has none (a blob, or freed). */
+static int reader_extent(struct sq_db *d, struct sq_reader *r, int64_t content, struct sq_ext *x,
+                         bool *found)
 {
-    struct sq_db *d = FH(fh)->db;
-    struct sq_reader *r;
-    int e = sq_reader_get(d, &r);
-    if (e < 0)
-        return e;
-    *serial = 0;
-    if (blk > (uint64_t)INT64_MAX) {
-        memset(buf, 0, len);
-        sq_reader_put(d, r);
-        return 0;
+    sqlite3_stmt *st = r->st[R_EXTENT];
+    *found = false;
+    if (!st)
+        return 0; /* no extents table */
+    sqlite3_bind_int64(st, 1, content);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *found = true;
+        *x = (struct sq_ext){ sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+                              sqlite3_column_int64(st, 2) };
     }
-    /* The version lookup stays stepped (not reset) while the blob and
-     * 'collected' are read: its read transaction keeps the snapshot. */
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sq_fail(d, r->c, rc, "looking an extent up");
+}
+
+/* Read bytes [off, off + len) of block blk's content at extent x (whose
+ * lookup's read transaction has ended), then check that the extent was not
+ * reused or freed meanwhile: -EAGAIN if it was (the caller looks the block
+ * up again: it has a newer version, or its version was collected). */
+static int read_extent(struct sq_db *d, struct sq_reader *r, struct bf_fh *fh, uint64_t blk,
+                       int64_t content, const struct sq_ext *x, uint32_t off, uint32_t len,
+                       void *buf)
+{
+    bool same = false;
+    if (x->len != fh->file.blksize)
+        return wrong_size(d, fh, blk, x->len);
+    if (d->load_hook)
+        d->load_hook(d->load_hook_arg);
+    struct sq_ext now;
+    int e = sq_blocks_read(d, x->off + off, buf, len);
+    if (e == 0)
+        e = reader_extent(d, r, content, &now, &same);
+    if (e == 0 && same)
+        same = now.off == x->off && now.gen == x->gen;
+    return e == 0 && !same ? -EAGAIN : e;
+}
+
+/* Bytes [off, off + len) of block blk as of `at`, looked up once on r:
+ * -EAGAIN when its content's extent changed while it was read. */
+static int load_once(struct sq_db *d, struct sq_reader *r, struct bf_fh *fh, uint64_t blk,
+                     uint64_t at, uint32_t off, uint32_t len, void *buf, uint64_t *serial)
+{
+    int e = 0;
+    struct sq_ext x = { 0, 0, 0 };
+    int64_t content = 0;
+    bool in_file = false;
+    /* The version lookup stays stepped (not reset) while a blob and
+     * 'collected' are read: its read transaction keeps the snapshot. A
+     * content of the block file is read after it: the extent's check
+     * keeps the bytes right. */
     sqlite3_stmt *st = r->st[R_VERSION];
     sqlite3_bind_int64(st, 1, (sqlite3_int64)fh->id);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)blk);
@@ -756,8 +922,12 @@ static int sq_load(struct bf_fh *fh, uint64_t blk, uint64_t at, uint32_t off, ui
                                     (uint64_t)sqlite3_column_int64(st, 2) > at)) {
         /* the version as of `at` */
         *serial = (uint64_t)sqlite3_column_int64(st, 0);
-        int64_t content = sqlite3_column_int64(st, 1);
-        if (content == 0)
+        content = sqlite3_column_int64(st, 1);
+        in_file = r->st[R_EXTENT] && sqlite3_column_type(st, 3) != SQLITE_NULL;
+        if (in_file)
+            x = (struct sq_ext){ sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4),
+                                 sqlite3_column_int64(st, 5) };
+        else if (content == 0)
             memset(buf, 0, len); /* a hole */
         else
             e = read_content(d, r, fh, blk, content, off, len, buf);
@@ -773,6 +943,33 @@ static int sq_load(struct bf_fh *fh, uint64_t blk, uint64_t at, uint32_t off, ui
     }
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
+    if (e == 0 && in_file)
+        e = read_extent(d, r, fh, blk, content, &x, off, len, buf);
+    return e;
+}
+
+/* Bytes [off, off + len) of block blk as of `at` (loadblk and
+ * loadblk_range: only those are read). */
+static int sq_load(struct bf_fh *fh, uint64_t blk, uint64_t at, uint32_t off, uint32_t len,
+                   void *buf, uint64_t *serial)
+{
+    struct sq_db *d = FH(fh)->db;
+    struct sq_reader *r;
+    *serial = 0;
+    if (blk > (uint64_t)INT64_MAX) {
+        memset(buf, 0, len);
+        return 0;
+    }
+    int e = sq_reader_get(d, &r);
+    if (e < 0)
+        return e;
+    /* Each try finds a newer version (or -ESTALE): an extent changes
+     * under a load only when its version is gone. */
+    for (int tries = 0; (e = load_once(d, r, fh, blk, at, off, len, buf, serial)) == -EAGAIN;)
+        if (++tries == SQ_LOAD_TRIES) {
+            e = sq_fail(d, NULL, SQLITE_IOERR, "reading a block: its extent keeps changing");
+            break;
+        }
     sq_reader_put(d, r);
     return e;
 }
@@ -857,32 +1054,64 @@ static int take_spares(struct sq_fh *h)
     return take_garbage(h->db, h->base.file.blksize, h->spare, SQ_SPARES, &h->nspare);
 }
 
-/* In a writer transaction: write content buf (bs bytes) into the
- * session's garbage row `reuse`, or (reuse 0) into a new row that the
- * session owns until a commit links it (uploads); *id is the row. */
-static int upload_write(struct sq_db *d, uint32_t bs, const void *buf, int64_t reuse, int64_t *id)
+/* In a writer transaction: the row of a content of bs bytes, whose data
+ * the caller writes at *off in the block file once the transaction has
+ * committed (see "The block file"): the session's garbage row `reuse` —
+ * its extent's gen bumped (a load that read it meanwhile sees it
+ * changed); a blob's data moves to a new extent — or (reuse 0) a new row
+ * that the session owns until a commit links it (uploads). A new extent is
+ * allocated at the file's end (meta 'blocks_end'). *id is the row. */
+static int upload_row(struct sq_db *d, uint32_t bs, int64_t reuse, int64_t *id, int64_t *off)
 {
-    sqlite3_stmt *st = d->ws[reuse ? W_REUSE_DATA : W_UPLOAD];
-    sqlite3_bind_blob(st, reuse ? 2 : 1, buf, (int)bs, SQLITE_STATIC);
-    if (reuse)
-        sqlite3_bind_int64(st, 1, reuse);
-    int rc = sq_exec(st);
-    if (rc != SQLITE_OK)
-        return sq_fail(d, d->w, rc, "storing a block");
-    if (reuse) {
-        *id = reuse;
-        return 0;
+    int64_t end = 0, ext[2] = { 0, 0 };
+    int fd;
+    int e = sq_wmeta_get(d, "blocks_end", &end);
+    if (e == 0) /* the file is made with the first extent, never over existing ones */
+        e = sq_blocks_fd(d, end == 0 ? SQ_BLOCKS_CREATE : SQ_BLOCKS_OPEN, &fd);
+    if (e == 0 && reuse)
+        e = ext_get(d, reuse, ext);
+    if (e < 0)
+        return e;
+    *id = reuse;
+    if (reuse && ext[1]) {
+        if (!BF_CHECK(ext[1] == bs, "extent of %lld bytes for %u", (long long)ext[1], bs))
+            return -EIO;
+        *off = ext[0];
+        return sq_wrun(d, W_EXT_BUMP, 1, &reuse, "storing a block");
     }
-    int64_t v[3] = { sqlite3_last_insert_rowid(d->w), (int64_t)d->base.session, bs };
-    *id = v[0];
-    return sq_wrun(d, W_UPLOADED, 3, v, "storing a block");
+    if (reuse) {
+        e = sq_wrun(d, W_REUSE_DATA, 1, &reuse, "storing a block");
+    } else {
+        int rc = sq_wexec(d, W_UPLOAD);
+        if (rc != SQLITE_OK)
+            return sq_fail(d, d->w, rc, "storing a block");
+        int64_t v[3] = { sqlite3_last_insert_rowid(d->w), (int64_t)d->base.session, bs };
+        *id = v[0];
+        e = sq_wrun(d, W_UPLOADED, 3, v, "storing a block");
+    }
+    int64_t v[3] = { *id, end, bs };
+    if (e == 0)
+        e = sq_wrun(d, W_EXT_ADD, 3, v, "storing a block");
+    if (e == 0)
+        e = sq_wmeta_set(d, "blocks_end", end + bs);
+    *off = end;
+    return e;
 }
 
-/* Upload content (a contents row owned by the session until linked), in
- * a short transaction of its own: into a garbage row of the same size if
- * there is one (SQLite overwrites a blob of the same size in place, where
- * deleting one and inserting another would read the old one's pages to
- * free them, and allocate new ones), else a new row. */
+/* Write upload id's data (bs bytes) at off in the block file, its row
+ * committed: on failure, the upload is given up (garbage). */
+static int upload_data(struct sq_db *d, int64_t id, int64_t off, const void *buf, uint32_t bs)
+{
+    int e = sq_blocks_write(d, off, buf, bs);
+    if (e < 0)
+        discard_uploads(d, &id, 1, bs);
+    return e;
+}
+
+/* Upload content (a contents row owned by the session until linked): its
+ * row in a short transaction of its own (a garbage row of the same size
+ * if there is one: its extent is overwritten, the file does not grow),
+ * then its data (outside any transaction). */
 static int upload(struct sq_fh *h, const void *buf, int64_t *id)
 {
     struct sq_db *d = h->db;
@@ -894,16 +1123,19 @@ static int upload(struct sq_fh *h, const void *buf, int64_t *id)
     if (took)
         e = take_spares(h);
     int64_t reuse = e == 0 && h->nspare ? h->spare[--h->nspare] : 0;
-    int64_t made = 0;
+    int64_t made = 0, off = 0;
     if (e == 0)
-        e = upload_write(d, bs, buf, reuse, &made);
+        e = upload_row(d, bs, reuse, &made, &off);
     e = sq_wend(d, false, e);
-    if (e == 0)
-        *id = made;
-    else if (e < 0 && took)
+    if (e == 0) {
+        e = upload_data(d, made, off, buf, bs);
+        if (e == 0)
+            *id = made;
+    } else if (took) {
         h->nspare = 0; /* rolled back: they are garbage again */
-    else if (e < 0 && reuse)
-        h->spare[h->nspare++] = reuse; /* still ours, its content as it was */
+    } else if (reuse) {
+        h->spare[h->nspare++] = reuse; /* still ours, as it was */
+    }
     return e;
 }
 
@@ -954,16 +1186,18 @@ static int sq_stage(struct bf_fh *fh, uint64_t blk, const void *buf, uint64_t *t
         *token = 0;
         return 0;
     }
-    int64_t reuse = 0, id = 0;
+    int64_t reuse = 0, id = 0, off = 0;
     size_t n = 0;
     int e = sq_wbegin(d, false);
     if (e < 0)
         return e;
     e = take_garbage(d, bs, &reuse, 1, &n);
     if (e == 0)
-        e = upload_write(d, bs, buf, n ? reuse : 0, &id);
+        e = upload_row(d, bs, n ? reuse : 0, &id, &off);
     e = sq_wend(d, false, e);
     ck_maybe(d); /* staging alone can fill the WAL: bound it as a commit does */
+    if (e == 0)
+        e = upload_data(d, id, off, buf, bs);
     if (e == 0)
         *token = (uint64_t)id;
     return e;
@@ -981,7 +1215,14 @@ static int sq_unstage(struct bf_fh *fh, uint64_t token, void *buf)
     int e = sq_reader_get(d, &r);
     if (e < 0)
         return e;
-    e = read_content(d, r, fh, 0, (int64_t)token, 0, bs, buf);
+    /* the session's own upload: no other one reuses it meanwhile */
+    struct sq_ext x;
+    bool in_file = false;
+    e = reader_extent(d, r, (int64_t)token, &x, &in_file);
+    if (e == 0 && in_file)
+        e = x.len != bs ? wrong_size(d, fh, 0, x.len) : sq_blocks_read(d, x.off, buf, bs);
+    else if (e == 0)
+        e = read_content(d, r, fh, 0, (int64_t)token, 0, bs, buf);
     sq_reader_put(d, r);
     return e;
 }
@@ -1349,7 +1590,13 @@ static int sq_commit(struct bf_fh *fh, const struct bf_commit_req *req, uint64_t
     struct sq_fh *h = FH(fh);
     struct sq_db *d = h->db;
     struct sq_section s = { .me = (int64_t)d->base.session };
-    int e = sq_wbegin(d, true);
+    /* Every upload it links is durable before the map points at it. */
+    bool uploads = false;
+    for (size_t i = 0; i < h->npend && !uploads; i++)
+        uploads = h->pend[i].content != 0;
+    int e = uploads && d->durable ? sq_blocks_sync(d) : 0;
+    if (e == 0)
+        e = sq_wbegin(d, true);
     if (e == 0) {
         e = commit_section(h, req, &s);
         if (e == 0 && s.nconflicts)
@@ -1797,6 +2044,7 @@ static void sq_close(bf_db *db)
         sq_finalize_all(d->ws, W_NSTMT);
         sqlite3_close(d->w);
     }
+    sq_blocks_close(d);
     sq_lock_close(d);
     bf_db_fini(db);
     pthread_mutex_destroy(&d->wlock);
@@ -1804,10 +2052,12 @@ static void sq_close(bf_db *db)
     pthread_mutex_destroy(&d->plock);
     pthread_cond_destroy(&d->pcond);
     pthread_mutex_destroy(&d->elock);
+    pthread_mutex_destroy(&d->bflock);
     bf_counter_destroy(&d->busy);
     if (d->rpath != d->path)
         free(d->rpath);
     free(d->path);
+    free(d->bpath);
     free(d);
 }
 
@@ -1932,6 +2182,8 @@ static int open_writer(struct sq_db *d, char *errbuf, size_t errlen)
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(d->w, sq_xattr_table_sql, NULL, NULL, NULL);
     if (rc == SQLITE_OK)
+        rc = sqlite3_exec(d->w, extents_table_sql, NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
         rc = sq_prepare_all(d->w, writer_sql, d->ws, W_NSTMT);
     if (rc != SQLITE_OK) {
         bf_errf(errbuf, errlen, "%s: cannot set up the writer: %s%s", d->path, sqlite3_errmsg(d->w),
@@ -1961,7 +2213,8 @@ static int open_writer(struct sq_db *d, char *errbuf, size_t errlen)
 /* Make sure path holds a bigfilefs database this build can open with
  * flags: create the schema where there is none (with BF_DB_CREATE, never
  * read-only). *older: it is of schema 1 (a read-only open is refused). */
-static int prepare_file(const char *path, unsigned flags, bool *older, char *errbuf, size_t errlen)
+static int prepare_file(const char *path, unsigned flags, bool *older, bool *created, char *errbuf,
+                        size_t errlen)
 {
     enum sq_found found = SQ_FOUND_EMPTY;
     int e = sq_validate(path, &found, errbuf, errlen);
@@ -1978,6 +2231,7 @@ static int prepare_file(const char *path, unsigned flags, bool *older, char *err
             return -EPROTO;
         }
         e = sq_create_schema(path, errbuf, errlen);
+        *created = e == 0;
         if (e == 0)
             e = sq_validate(path, &found, errbuf, errlen);
         if (e == 0 && found == SQ_FOUND_EMPTY) {
@@ -2001,17 +2255,22 @@ static int prepare_file(const char *path, unsigned flags, bool *older, char *err
 int bf_sqlite_open(const char *path, unsigned flags, const struct bf_db_options *opt, bf_db **out,
                    char *errbuf, size_t errlen)
 {
-    bool older = false;
+    bool older = false, created = false;
+    int fd;
     *out = NULL;
     bf_errf(errbuf, errlen, "%s", "");
-    int e = prepare_file(path, flags, &older, errbuf, errlen);
+    int e = prepare_file(path, flags, &older, &created, errbuf, errlen);
     if (e < 0)
         return e;
 
     struct sq_db *d = calloc(1, sizeof(*d));
-    if (!d || !(d->path = strdup(path)) || bf_counter_init(&d->busy) < 0) {
-        if (d)
+    size_t blen = strlen(path) + sizeof("-blocks");
+    if (!d || !(d->path = strdup(path)) || !(d->bpath = malloc(blen)) ||
+        bf_counter_init(&d->busy) < 0) {
+        if (d) {
             free(d->path);
+            free(d->bpath);
+        }
         free(d);
         bf_errf(errbuf, errlen, "%s: out of memory", path);
         return -ENOMEM;
@@ -2019,6 +2278,7 @@ int bf_sqlite_open(const char *path, unsigned flags, const struct bf_db_options 
     if (bf_db_init(&d->base, &sq_engine_ops, flags, opt) < 0) {
         bf_counter_destroy(&d->busy);
         free(d->path);
+        free(d->bpath);
         free(d);
         bf_errf(errbuf, errlen, "%s: out of memory", path);
         return -ENOMEM;
@@ -2028,6 +2288,9 @@ int bf_sqlite_open(const char *path, unsigned flags, const struct bf_db_options 
     pthread_mutex_init(&d->plock, NULL);
     pthread_cond_init(&d->pcond, NULL);
     pthread_mutex_init(&d->elock, NULL);
+    pthread_mutex_init(&d->bflock, NULL);
+    snprintf(d->bpath, blen, "%s-blocks", path);
+    d->bfd = -1;
     d->rpath = d->path;
     d->rflags = SQLITE_OPEN_READONLY;
     d->lockfd = -1;
@@ -2041,6 +2304,8 @@ int bf_sqlite_open(const char *path, unsigned flags, const struct bf_db_options 
     if (e == 0)
         e = (flags & BF_DB_RDONLY) ? choose_readers(d, errbuf, errlen)
                                    : open_writer(d, errbuf, errlen);
+    if (e == 0 && created && (e = sq_blocks_fd(d, SQ_BLOCKS_NEW, &fd)) < 0)
+        bf_errf(errbuf, errlen, "%s: cannot create the block file %s", path, d->bpath);
     if (e == 0 && !(flags & BF_DB_RDONLY))
         e = sq_session_register(d, errbuf, errlen);
     if (e == 0 && (flags & BF_DB_RDONLY)) {

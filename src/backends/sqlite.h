@@ -103,4 +103,10 @@ uint64_t bf_sqlite_busy_waits(bf_db *db);
  * -ETIMEDOUT, or -EINVAL (db is not a SQLite database). Thread-safe. */
 int bf_sqlite_wait_busy(bf_db *db, uint64_t n, int timeout_ms);
 
+/* For tests: call fn(arg) in each load of a content of the block file,
+ * between its lookup (whose read transaction has ended) and the read of
+ * its bytes, on the loading thread (fn NULL: none). Set it before any load
+ * runs. -EINVAL if db is not a SQLite database. */
+int bf_sqlite_set_load_hook(bf_db *db, void (*fn)(void *arg), void *arg);
+
 #endif /* BIGFILEFS_BACKENDS_SQLITE_H */

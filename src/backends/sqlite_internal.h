@@ -9,7 +9,9 @@
  *                     schema, the upgrade of schema 1;
  *   sqlite_session.c  the database file's locks (exclusive or shared, and
  *                     the sessions' liveness), sessions, holds, purges, the
- *                     watcher's reads and the housekeeping.
+ *                     watcher's reads and the housekeeping;
+ *   sqlite_blocks.c   the block file (DB + "-blocks"): the contents the
+ *                     extents table maps.
  *
  * The schema, the locks and the rules are written at the top of sqlite.c.
  */
@@ -49,6 +51,7 @@ enum {
     R_HASOLD,     /* is a version superseded at or before n kept */
     R_HASGARBAGE, /* is there content for the housekeeping to delete */
     R_NAMELESS,   /* nameless files */
+    R_EXTENT,     /* off, len, gen of a content's extent (NULL: no extents table) */
     R_NSTMT
 };
 
@@ -61,10 +64,10 @@ enum {
     W_SYNC_NORMAL,
     W_GETMETA,
     W_SETMETA,
-    W_UPLOAD,     /* a content row */
+    W_UPLOAD,     /* a content row (its data in the block file) */
     W_UPLOADED,   /* ... owned by its session until linked */
     W_REUSE_FIND, /* garbage content of a size, to upload into */
-    W_REUSE_DATA, /* ... its new data */
+    W_REUSE_DATA, /* ... a blob one's data moves to the block file */
     W_REUSE_OWN,  /* ... owned by the uploading session */
     W_LINKED,     /* the upload is linked: no longer an upload */
     W_GIVEUP,     /* an upload becomes garbage */
@@ -106,6 +109,10 @@ enum {
     W_LOG_TRIM,        /* delete log rows <= n */
     W_OLD,             /* versions superseded at or before n */
     W_GARBAGE_LIST,    /* contents handed to the housekeeping */
+    W_EXT_GET,         /* off, len of a content's extent */
+    W_EXT_ADD,         /* a new extent */
+    W_EXT_BUMP,        /* a reused extent's generation */
+    W_EXT_DEL,         /* delete an extent */
     W_NSTMT
 };
 
@@ -160,6 +167,15 @@ struct sq_db {
     int64_t data_version;      /* the last one the watcher saw (-1: none yet) */
     int inotify;               /* the watcher\'s: IN_MODIFY of the -wal; -1: none */
     uint64_t applied_recorded; /* the applied serial in our sessions row (wlock) */
+
+    /* sqlite_blocks.c */
+    char *bpath;            /* the block file: path + "-blocks" */
+    pthread_mutex_t bflock; /* a leaf: guards opening bfd */
+    int bfd;                /* -1 until its first use */
+
+    /* bf_sqlite_set_load_hook (tests) */
+    void (*load_hook)(void *arg);
+    void *load_hook_arg;
 };
 
 static inline struct sq_db *SQ(bf_db *db)
@@ -218,8 +234,9 @@ int sq_wmeta_get(struct sq_db *d, const char *key, int64_t *v);
 int sq_wmeta_set(struct sq_db *d, const char *key, int64_t v);
 
 /* Delete content id (> 0: contents; < 0: a schema-1 block) on the writer,
- * in its transaction. */
-int sq_delete_content(struct sq_db *d, int64_t id);
+ * in its transaction, with its extent if it has one: ext gets its {off,
+ * len} (len 0: none), to punch out once the transaction has committed. */
+int sq_delete_content(struct sq_db *d, int64_t id, int64_t ext[2]);
 
 /* Make content id (of `bytes` bytes) garbage, on the writer, in its
  * transaction: the next upload of that size reuses it, or the
@@ -302,6 +319,41 @@ int sq_trim(bf_db *db, uint64_t applied, bool all);
 
 /* Close the watcher's connection and descriptor. */
 void sq_watch_close(struct sq_db *d);
+
+/* ---- sqlite_blocks.c ------------------------------------------------------- */
+
+/* How sq_blocks_fd opens the block file the first time. */
+enum sq_blocks_how {
+    SQ_BLOCKS_OPEN,   /* it exists */
+    SQ_BLOCKS_CREATE, /* a read-write session creates it when missing (the
+                       * database has no extent yet) */
+    SQ_BLOCKS_NEW,    /* with a new database: created, or emptied (a stale
+                       * one of a deleted database) */
+};
+
+/* The block file's descriptor in *fd, opened at the first call (d->bflock):
+ * read-write for a read-write session, else read-only; `how` says what
+ * may be made. A missing file, or one that cannot be opened: -EIO, with
+ * the last error saying so. */
+int sq_blocks_fd(struct sq_db *d, enum sq_blocks_how how, int *fd);
+
+/* len bytes at off in the block file, read or written whole (pread,
+ * pwrite; no lock). Read: -EIO (the file is shorter, or failed); write:
+ * -ENOSPC (no room, or a quota or file-size limit), or -EIO. Each failure
+ * is the last error, and logged. */
+int sq_blocks_read(struct sq_db *d, int64_t off, void *buf, uint32_t len);
+int sq_blocks_write(struct sq_db *d, int64_t off, const void *buf, uint32_t len);
+
+/* fdatasync(2) the block file: every pwrite that returned is durable. -EIO. */
+int sq_blocks_sync(struct sq_db *d);
+
+/* Give the space of extents ext[0..n) ({off, len}) back to the file system
+ * (punched out, the file's size kept); a failure is logged, the space stays
+ * taken. Called once their rows' deletion has committed. */
+void sq_blocks_punch(struct sq_db *d, const int64_t (*ext)[2], size_t n);
+
+/* Close the descriptor. */
+void sq_blocks_close(struct sq_db *d);
 
 /* Extended attributes (sqlite_xattr.c): the engine's ops (engine.h), and
  * the statement that creates their table if absent, run by a read-write

@@ -42,7 +42,9 @@
  *      become garbage);
  *   6. garbage contents are deleted: at once at open and by bf_db_trim,
  *      else once they have been garbage for SQ_GARBAGE_KEEP_NS, so that
- *      the next writeouts' uploads may reuse them (sqlite.c, upload).
+ *      the next writeouts' uploads may reuse them (sqlite.c, upload); the
+ *      extents of those in the block file are punched out once their
+ *      deletion has committed (sqlite_blocks.c).
  * A read-only session writes nothing, so it does none of this, and has no
  * row: its applied serial holds nothing back. It learns of the log being
  * trimmed past it by a BF_COMMIT_RESET, of versions collected under its
@@ -661,7 +663,9 @@ static int trim_versions(struct sq_db *d, struct trim_plan *p, bool *more)
     return sq_wend(d, false, e);
 }
 
-/* Step 6, one transaction: delete garbage contents. *more: some may be
+/* Step 6, one transaction: delete garbage contents; once it has
+ * committed, punch their extents out of the block file (a load that read
+ * one meanwhile finds its row gone, and looks again). *more: some may be
  * left. */
 static int trim_garbage(struct sq_db *d, int64_t cutoff, bool *more)
 {
@@ -669,6 +673,8 @@ static int trim_garbage(struct sq_db *d, int64_t cutoff, bool *more)
     if (e < 0)
         return e;
     int64_t start = bf_mono_ns();
+    int64_t(*holes)[2] = NULL;
+    size_t nholes = 0, capholes = 0;
     *more = false;
     while (e == 0 && bf_mono_ns() - start < SQ_TRIM_TX_NS) {
         int64_t ids[SQ_TRIM_ROWS][3]; /* content, session 0, bytes */
@@ -692,7 +698,18 @@ static int trim_garbage(struct sq_db *d, int64_t cutoff, bool *more)
         /* One at a time, checking the time: a content may be big. */
         size_t i;
         for (i = 0; e == 0 && i < n && bf_mono_ns() - start < SQ_TRIM_TX_NS; i++) {
-            e = sq_delete_content(d, ids[i][0]);
+            if (nholes == capholes) {
+                size_t cap = capholes ? 2 * capholes : SQ_TRIM_ROWS;
+                int64_t(*v)[2] = realloc(holes, cap * sizeof(*v));
+                if (!v) {
+                    e = -ENOMEM;
+                    break;
+                }
+                holes = v;
+                capholes = cap;
+            }
+            e = sq_delete_content(d, ids[i][0], holes[nholes]);
+            nholes += e == 0 && holes[nholes][1] > 0;
             if (e == 0)
                 e = sq_wrun(d, W_LINKED, 3, ids[i], "deleting garbage");
         }
@@ -700,7 +717,11 @@ static int trim_garbage(struct sq_db *d, int64_t cutoff, bool *more)
         if (!*more)
             break;
     }
-    return sq_wend(d, false, e);
+    e = sq_wend(d, false, e);
+    if (e == 0)
+        sq_blocks_punch(d, (const int64_t(*)[2])holes, nholes);
+    free(holes);
+    return e;
 }
 
 /* Record the session's applied serial in its row (step 1). */

@@ -705,8 +705,6 @@ Test(sqlite_tampered, impossible_names_are_left_out, .init = cr_redirect_stderr,
 
 /* ---- the WAL after big writeouts ------------------------------------------ */
 
-#define MIB (1u << 20)
-
 static off_t wal_size(const char *path)
 {
     char p[512];
@@ -715,16 +713,17 @@ static off_t wal_size(const char *path)
     return stat(p, &st) == 0 ? st.st_size : 0;
 }
 
-/* A file of 1 MiB blocks, and the number of them that makes a writeout
- * well past the WAL limit. */
-static bf_file *big_file(bf_db *db, uint64_t *id, uint64_t *n)
+/* A file of 64 KiB blocks, and the number of them that makes a writeout
+ * well past the WAL limit: the data is in the block file, and each upload
+ * writes at least two pages to the WAL (its contents and extents rows). */
+static bf_file *big_file(const char *path, bf_db *db, uint64_t *id, uint64_t *n)
 {
     struct bf_fileinfo fi;
     bf_file *f;
-    cr_assert_eq(bf_db_create(db, "big", MIB, 0, 0644, 0, 0, &fi), 0);
+    cr_assert_eq(bf_db_create(db, "big", BS, 0, 0644, 0, 0, &fi), 0);
     cr_assert_eq(bf_db_file_open(db, fi.id, &f), 0);
     *id = fi.id;
-    *n = BF_SQLITE_WAL_LIMIT / MIB + 16;
+    *n = BF_SQLITE_WAL_LIMIT / (2 * (uint64_t)side_int(path, "PRAGMA page_size")) + 16;
     return f;
 }
 
@@ -736,11 +735,12 @@ Test(sqlite_wal, bounded_after_a_big_writeout, .timeout = 120)
     uint64_t id, n;
     tb_mkdir(&t);
     bf_db *db = sq_open(t.path, BF_DB_CREATE);
-    bf_file *f = big_file(db, &id, &n);
-    tb_store_range(f, 0, n, 1, n * MIB);
+    bf_file *f = big_file(t.path, db, &id, &n);
+    tb_store_range(f, 0, n, 1, n * BS);
     off_t w = wal_size(t.path);
-    cr_assert_leq(w, BF_SQLITE_WAL_LIMIT / 4, "the WAL holds %lld bytes after a %llu MiB writeout",
-                  (long long)w, (unsigned long long)n);
+    cr_assert_leq(w, BF_SQLITE_WAL_LIMIT / 4,
+                  "the WAL holds %lld bytes after a %llu-block writeout", (long long)w,
+                  (unsigned long long)n);
     tb_expect(f, 0, 1);
     tb_expect(f, n - 1, 1);
     bf_db_file_close(db, f);
@@ -758,11 +758,11 @@ Test(sqlite_wal, an_old_snapshot_is_not_waited_for, .timeout = 120)
     sqlite3 *c;
     tb_mkdir(&t);
     bf_db *db = sq_open(t.path, BF_DB_CREATE);
-    bf_file *f = big_file(db, &id, &n);
+    bf_file *f = big_file(t.path, db, &id, &n);
     cr_assert_eq(sqlite3_open(t.path, &c), SQLITE_OK);
     cr_assert_eq(sqlite3_exec(c, "BEGIN; SELECT count(*) FROM files;", NULL, NULL, NULL),
                  SQLITE_OK);
-    tb_store_range(f, 0, n, 1, n * MIB);
+    tb_store_range(f, 0, n, 1, n * BS);
     cr_assert_gt(wal_size(t.path), BF_SQLITE_WAL_LIMIT, "the old snapshot pins the WAL");
     tb_expect(f, 3, 1);
     cr_assert_eq(sqlite3_exec(c, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
@@ -921,15 +921,24 @@ Test(sqlite_only, change_behind_the_back, .timeout = 20)
     void *buf = malloc(BS);
     tb_fill(buf, BS, 1, 9);
     cr_assert_eq(sqlite3_open(t.path, &c), SQLITE_OK);
-    cr_assert_eq(sqlite3_prepare_v2(c,
-                                    "UPDATE contents SET data=?1 WHERE id=(SELECT content FROM "
-                                    "blockmap WHERE file=?2 AND blk=1 AND superseded IS NULL)",
-                                    -1, &st, NULL),
-                 SQLITE_OK);
-    sqlite3_bind_blob(st, 1, buf, BS, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)id);
-    cr_assert_eq(sqlite3_step(st), SQLITE_DONE);
-    sqlite3_finalize(st);
+    /* block 1's content becomes a blob of other bytes (its extent goes) */
+    static const char *const sql[] = {
+        "UPDATE contents SET data=?1 WHERE id=(SELECT content FROM "
+        "blockmap WHERE file=?2 AND blk=1 AND superseded IS NULL)",
+        "DELETE FROM extents WHERE id=(SELECT content FROM "
+        "blockmap WHERE file=?2 AND blk=1 AND superseded IS NULL)",
+    };
+    cr_assert_eq(sqlite3_exec(c, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(sqlite3_prepare_v2(c, sql[i], -1, &st, NULL), SQLITE_OK);
+        if (i == 0)
+            sqlite3_bind_blob(st, 1, buf, BS, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)id);
+        cr_assert_eq(sqlite3_step(st), SQLITE_DONE);
+        cr_assert_eq(sqlite3_changes(c), 1);
+        sqlite3_finalize(st);
+    }
+    cr_assert_eq(sqlite3_exec(c, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
     tb_expect(f, 1, 9); /* no stale snapshot */
     tb_expect(f, 0, 1);
     sqlite3_close(c);

@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: MIT */
+/* bigfilefs — backends: the SQLite engine's block file (sqlite_internal.h).
+ *
+ * Block contents uploaded since the block file exists are kept in a file
+ * beside the database, its path + "-blocks", at extents the database
+ * allocates (the extents table, meta 'blocks_end'); the database holds the
+ * map. The file is written with pwrite(2) outside any transaction, made
+ * durable by the commit section's fdatasync(2) before its transaction,
+ * read with pread(2), and the extents of deleted contents are punched out
+ * (FALLOC_FL_PUNCH_HOLE: the space goes back to the file system, the
+ * offsets are never used again). The rules that make this safe are at the
+ * top of sqlite.c ("The block file").
+ *
+ * The descriptor (d->bfd) is opened at its first use: read-write by a
+ * read-write session (created only where the database has allocated no
+ * extent yet: a missing file with extents is an error, never silently
+ * replaced by a sparse one), read-only by a read-only one. d->bflock
+ * guards opening it; once open it stays until close.
+ */
+#define _GNU_SOURCE /* fallocate, FALLOC_FL_* */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backends/sqlite_internal.h"
+
+/* Record a failure of the block file (the last error, and the log). */
+static int blocks_fail(struct sq_db *d, int e, const char *fmt, const char *what)
+{
+    pthread_mutex_lock(&d->elock);
+    snprintf(d->lasterr, sizeof(d->lasterr), fmt, d->bpath, what, strerror(-e));
+    fprintf(stderr, "bigfilefs: %s\n", d->lasterr);
+    pthread_mutex_unlock(&d->elock);
+    return e;
+}
+
+/* Make the new file's directory entry durable. */
+static void sync_dir(const char *path)
+{
+    char *copy = strdup(path);
+    if (!copy)
+        return;
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    free(copy);
+}
+
+int sq_blocks_fd(struct sq_db *d, enum sq_blocks_how how, int *fd)
+{
+    pthread_mutex_lock(&d->bflock);
+    int e = 0;
+    if (d->bfd < 0) {
+        bool rw = d->w != NULL;
+        struct stat st;
+        mode_t mode = stat(d->path, &st) == 0 ? (st.st_mode & 0666) : 0600;
+        int flags = (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC;
+        int f = open(d->bpath, flags | (how == SQ_BLOCKS_NEW ? O_TRUNC : 0), 0);
+        if (f < 0 && errno == ENOENT && rw && how != SQ_BLOCKS_OPEN) {
+            f = open(d->bpath, flags | O_CREAT | O_EXCL, mode);
+            if (f >= 0)
+                sync_dir(d->bpath);
+            else if (errno == EEXIST)
+                f = open(d->bpath, flags, 0); /* another session made it */
+        }
+        if (f < 0 && errno == ENOENT)
+            e = blocks_fail(d, -EIO,
+                            "%s: %s: missing (the database's block contents are in it: a "
+                            "database is the pair DB and DB-blocks) (%s)",
+                            "cannot open the block file");
+        else if (f < 0)
+            e = blocks_fail(d, -EIO, "%s: %s: %s", "cannot open the block file");
+        else
+            d->bfd = f;
+    }
+    *fd = d->bfd;
+    pthread_mutex_unlock(&d->bflock);
+    return e;
+}
+
+int sq_blocks_read(struct sq_db *d, int64_t off, void *buf, uint32_t len)
+{
+    int fd;
+    int e = sq_blocks_fd(d, SQ_BLOCKS_OPEN, &fd);
+    size_t done = 0;
+    while (e == 0 && done < len) {
+        ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + (int64_t)done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            e = blocks_fail(d, -EIO, "%s: %s: %s", "reading a block");
+        else if (n == 0)
+            e = blocks_fail(d, -EIO, "%s: %s (%s)",
+                            "reading a block: the file ends before the extent the map names");
+        else
+            done += (size_t)n;
+    }
+    return e;
+}
+
+int sq_blocks_write(struct sq_db *d, int64_t off, const void *buf, uint32_t len)
+{
+    int fd;
+    int e = sq_blocks_fd(d, SQ_BLOCKS_OPEN, &fd);
+    size_t done = 0;
+    while (e == 0 && done < len) {
+        ssize_t n = pwrite(fd, (const char *)buf + done, len - done, (off_t)(off + (int64_t)done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            e = blocks_fail(d,
+                            errno == ENOSPC || errno == EDQUOT || errno == EFBIG ? -ENOSPC : -EIO,
+                            "%s: %s: %s", "writing a block");
+        else
+            done += (size_t)n;
+    }
+    return e;
+}
+
+int sq_blocks_sync(struct sq_db *d)
+{
+    int fd;
+    int e = sq_blocks_fd(d, SQ_BLOCKS_OPEN, &fd);
+    if (e == 0 && fdatasync(fd) < 0)
+        e = blocks_fail(d, -EIO, "%s: %s: %s", "making the uploads durable");
+    return e;
+}
+
+void sq_blocks_punch(struct sq_db *d, const int64_t (*ext)[2], size_t n)
+{
+    int fd;
+    if (n == 0 || sq_blocks_fd(d, SQ_BLOCKS_OPEN, &fd) < 0)
+        return; /* logged: their space stays taken */
+    for (size_t i = 0; i < n; i++)
+        if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)ext[i][0],
+                      (off_t)ext[i][1]) < 0 &&
+            errno != EOPNOTSUPP) {
+            blocks_fail(d, -errno, "%s: %s: %s", "freeing a deleted block's space");
+            return;
+        }
+}
+
+void sq_blocks_close(struct sq_db *d)
+{
+    if (d->bfd >= 0)
+        close(d->bfd);
+    d->bfd = -1;
+}
