@@ -1099,12 +1099,17 @@ static int upload_row(struct sq_db *d, uint32_t bs, int64_t reuse, int64_t *id, 
 }
 
 /* Write upload id's data (bs bytes) at off in the block file, its row
- * committed: on failure, the upload is given up (garbage). */
+ * committed: on failure, the upload is given up (garbage), and what was
+ * written of it is punched out (no load reads it: it is no version's, and
+ * its gen changed; on a full disk, that makes room to give it up). */
 static int upload_data(struct sq_db *d, int64_t id, int64_t off, const void *buf, uint32_t bs)
 {
     int e = sq_blocks_write(d, off, buf, bs);
-    if (e < 0)
+    if (e < 0) {
+        int64_t ext[1][2] = { { off, bs } };
+        sq_blocks_punch(d, (const int64_t(*)[2])ext, 1);
         discard_uploads(d, &id, 1, bs);
+    }
     return e;
 }
 
