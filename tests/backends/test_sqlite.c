@@ -313,15 +313,20 @@ static void crash_run(struct tb *t, uint64_t id, enum crash_mode mode)
     kill_child(child_start(crash_fn, &a));
 }
 
+static off_t blocks_size(const char *path, off_t *alloc);
+
 static void crash_test(enum crash_mode mode)
 {
     struct tb t;
     struct bf_fileinfo fi;
     bf_file *f;
+    off_t alloc;
     /* blocks [0, 96) hold version 1; the crashed transaction writes version
      * 2 into [0, 64), cuts at 64 and sets the size to 128 blocks */
     uint64_t id = make_db(&t, 96);
     crash_run(&t, id, mode);
+    if (mode != CRASH_UNLINKED_OPEN) /* its uploads went to the block file */
+        cr_assert_geq(blocks_size(t.path, NULL), (96 + (mode == CRASH_MID_STORE ? 32 : 64)) * BS);
     bf_db *db = sq_open(t.path, 0);
     cr_assert_eq(bf_db_getinfo(db, id, &fi), 0);
     cr_assert_eq(bf_db_file_open(db, id, &f), 0);
@@ -340,6 +345,10 @@ static void crash_test(enum crash_mode mode)
     cr_assert_eq(side_int(t.path, "SELECT count(*) FROM uploads"), 0);
     cr_assert_eq(side_int(t.path, "SELECT count(*) FROM contents"),
                  mode == CRASH_AFTER_COMMIT ? CRASH_BLOCKS : 96);
+    /* and their extents are punched out of the block file */
+    blocks_size(t.path, &alloc);
+    cr_assert_leq(alloc, side_int(t.path, "SELECT sum(len) FROM extents"),
+                  "%lld bytes allocated to the block file", (long long)alloc);
     bf_db_file_close(db, f);
     bf_db_close(db);
     tb_rmdir(&t);
@@ -1340,5 +1349,333 @@ Test(sqlite_only, overwrites_reuse_the_contents_they_replaced, .timeout = 30)
     free(buf);
     bf_db_file_close(db, f);
     bf_db_close(db);
+    tb_rmdir(&t);
+}
+
+/* ---- the block file ------------------------------------------------------------ */
+
+/* path + "-blocks" in buf. */
+static const char *blocks_path(const char *path, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s-blocks", path);
+    return buf;
+}
+
+/* The block file's size, and (*alloc) the bytes allocated to it. */
+static off_t blocks_size(const char *path, off_t *alloc)
+{
+    char p[512];
+    struct stat st;
+    cr_assert_eq(stat(blocks_path(path, p, sizeof(p)), &st), 0, "%s: %s", p, strerror(errno));
+    if (alloc)
+        *alloc = (off_t)st.st_blocks * 512;
+    return st.st_size;
+}
+
+/* Every content is in the block file: an empty blob and an extent. */
+static void all_in_the_file(const char *path)
+{
+    cr_assert_eq(side_int(path, "SELECT count(*) FROM contents WHERE length(data)<>0"), 0,
+                 "a content is a blob");
+    cr_assert_eq(side_int(path, "SELECT count(*) FROM contents WHERE id NOT IN "
+                                "(SELECT id FROM extents)"),
+                 0, "a content has no extent");
+}
+
+Test(sqlite_blockfile, contents_go_to_the_block_file, .timeout = 20)
+{
+    struct tb t;
+    uint64_t id = make_db(&t, 8);
+    cr_assert_eq(blocks_size(t.path, NULL), 8 * BS);
+    all_in_the_file(t.path);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM extents"), 8);
+    cr_assert_eq(side_int(t.path, "SELECT value FROM meta WHERE key='blocks_end'"), 8 * BS);
+    bf_db *db = sq_open(t.path, BF_DB_RDONLY);
+    bf_file *f;
+    cr_assert_eq(bf_db_file_open(db, id, &f), 0);
+    for (uint64_t b = 0; b < 8; b++)
+        tb_expect(f, b, 1);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
+
+/* Rewriting the same blocks reuses the extents the last commit freed: the
+ * file stays at twice the data; what the housekeeping deletes is punched
+ * out (its space given back, the file's size kept). */
+Test(sqlite_blockfile, rewrites_reuse_extents_and_the_file_does_not_grow, .timeout = 30)
+{
+    struct tb t;
+    bf_file *f;
+    uint64_t id = make_db(&t, 8);
+    bf_db *db = sq_open(t.path, 0);
+    cr_assert_eq(bf_db_file_open(db, id, &f), 0);
+    for (unsigned tag = 2; tag <= 11; tag++) {
+        tb_store_range(f, 0, 8, tag, 8 * BS);
+        cr_assert_eq(blocks_size(t.path, NULL), 16 * BS, "rewrite %u grew the file", tag - 1);
+    }
+    for (uint64_t b = 0; b < 8; b++)
+        tb_expect(f, b, 11);
+    all_in_the_file(t.path);
+    cr_assert_eq(side_int(t.path, "SELECT max(gen) FROM extents"), 5, "each reused 5 times");
+    cr_assert_eq(bf_db_trim(db), 0);
+    off_t alloc;
+    cr_assert_eq(blocks_size(t.path, &alloc), 16 * BS);
+    cr_assert_leq(alloc, 8 * BS, "the freed extents were not punched out (%lld bytes)",
+                  (long long)alloc);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM extents"), 8);
+    for (uint64_t b = 0; b < 8; b++)
+        tb_expect(f, b, 11);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
+
+/* Turn the database at path into one made before the block file: every
+ * content a blob, no extents table, no 'blocks_end', no block file. */
+static void make_blobs(const char *path)
+{
+    char bp[512];
+    int fd = open(blocks_path(path, bp, sizeof(bp)), O_RDONLY);
+    cr_assert_geq(fd, 0);
+    sqlite3 *c;
+    sqlite3_stmt *sel, *upd;
+    cr_assert_eq(sqlite3_open(path, &c), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(c, "SELECT id, off, len FROM extents", -1, &sel, NULL),
+                 SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(c, "UPDATE contents SET data=?2 WHERE id=?1", -1, &upd, NULL),
+                 SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(c, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+    void *buf = malloc(BS);
+    while (sqlite3_step(sel) == SQLITE_ROW) {
+        cr_assert_eq(sqlite3_column_int64(sel, 2), BS);
+        cr_assert_eq(pread(fd, buf, BS, sqlite3_column_int64(sel, 1)), BS);
+        sqlite3_bind_int64(upd, 1, sqlite3_column_int64(sel, 0));
+        sqlite3_bind_blob(upd, 2, buf, BS, SQLITE_STATIC);
+        cr_assert_eq(sqlite3_step(upd), SQLITE_DONE);
+        sqlite3_reset(upd);
+    }
+    sqlite3_finalize(sel);
+    sqlite3_finalize(upd);
+    free(buf);
+    close(fd);
+    cr_assert_eq(sqlite3_exec(c,
+                              "DROP TABLE extents; DELETE FROM meta WHERE key='blocks_end'; COMMIT",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    sqlite3_close(c);
+    cr_assert_eq(unlink(bp), 0);
+}
+
+/* A database made before the block file keeps its blob contents,
+ * readable (read-only too, before any read-write open made the extents
+ * table); new uploads go to the file, which the first one creates; a
+ * reused blob content moves to the file. */
+Test(sqlite_blockfile, blob_contents_stay_readable_and_new_ones_go_to_the_file, .timeout = 30)
+{
+    struct tb t;
+    bf_file *f;
+    char bp[512];
+    uint64_t id = make_db(&t, 8);
+    make_blobs(t.path);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM contents WHERE length(data)=65536"), 8);
+    bf_db *db = sq_open(t.path, BF_DB_RDONLY);
+    cr_assert_eq(bf_db_file_open(db, id, &f), 0);
+    for (uint64_t b = 0; b < 8; b++)
+        tb_expect(f, b, 1);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    cr_assert_eq(access(blocks_path(t.path, bp, sizeof(bp)), F_OK), -1, "made by a reader");
+
+    db = sq_open(t.path, 0);
+    cr_assert_eq(access(bp, F_OK), -1, "made before an upload");
+    cr_assert_eq(bf_db_file_open(db, id, &f), 0);
+    for (uint64_t b = 0; b < 8; b++)
+        tb_expect(f, b, 1);
+    tb_store_range(f, 0, 4, 2, 8 * BS); /* new extents: no garbage yet */
+    cr_assert_eq(blocks_size(t.path, NULL), 4 * BS);
+    tb_store_range(f, 0, 4, 3, 8 * BS); /* into the 4 blobs the last commit freed */
+    cr_assert_eq(blocks_size(t.path, NULL), 8 * BS);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM contents WHERE length(data)=65536"), 4);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM extents"), 8);
+    for (uint64_t b = 0; b < 8; b++)
+        tb_expect(f, b, b < 4 ? 3 : 1);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    db = sq_open(t.path, BF_DB_RDONLY);
+    cr_assert_eq(bf_db_file_open(db, id, &f), 0);
+    for (uint64_t b = 0; b < 8; b++)
+        tb_expect(f, b, b < 4 ? 3 : 1);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
+
+/* A load held between its lookup and its read (the load hook). */
+struct held_load {
+    pthread_mutex_t m;
+    pthread_cond_t c;
+    int calls;
+    bool held, go;
+    bf_file *f;
+    void *buf;
+    int r;
+};
+
+static void hold_first_load(void *arg)
+{
+    struct held_load *h = arg;
+    pthread_mutex_lock(&h->m);
+    if (h->calls++ == 0) {
+        h->held = true;
+        pthread_cond_broadcast(&h->c);
+        while (!h->go)
+            pthread_cond_wait(&h->c, &h->m);
+    }
+    pthread_mutex_unlock(&h->m);
+}
+
+static void *held_loader(void *arg)
+{
+    struct held_load *h = arg;
+    h->r = tb_load(h->f, 0, h->buf);
+    return NULL;
+}
+
+/* A load looked block 0 up, then a commit replaced it and another upload
+ * reused its extent (gen bumped, new bytes written) before the load read
+ * it: the load sees that the extent changed, looks again, and returns the
+ * block's new content, never the other block's bytes. */
+Test(sqlite_blockfile, a_load_racing_a_reuse_looks_again, .timeout = 30)
+{
+    struct tb t;
+    bf_file *f;
+    uint64_t id = make_db(&t, 2);
+    bf_db *db = sq_open(t.path, 0);
+    cr_assert_eq(bf_db_file_open(db, id, &f), 0);
+    struct held_load h = { .f = f, .buf = malloc(BS), .r = 1 };
+    pthread_mutex_init(&h.m, NULL);
+    pthread_cond_init(&h.c, NULL);
+    cr_assert_eq(bf_sqlite_set_load_hook(db, hold_first_load, &h), 0);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, held_loader, &h), 0);
+    pthread_mutex_lock(&h.m);
+    while (!h.held)
+        pthread_cond_wait(&h.c, &h.m);
+    pthread_mutex_unlock(&h.m);
+    int64_t off0 = side_int(t.path, "SELECT off FROM extents WHERE id=(SELECT content FROM "
+                                    "blockmap WHERE blk=0)");
+    tb_store_range(f, 0, 1, 2, 2 * BS); /* block 0's content becomes garbage */
+    tb_store_range(f, 1, 2, 3, 2 * BS); /* block 1's new content reuses it */
+    cr_assert_eq(side_int(t.path, "SELECT off FROM extents WHERE id=(SELECT content FROM "
+                                  "blockmap WHERE blk=1)"),
+                 off0, "block 1 did not reuse block 0's extent");
+    pthread_mutex_lock(&h.m);
+    h.go = true;
+    pthread_cond_broadcast(&h.c);
+    pthread_mutex_unlock(&h.m);
+    cr_assert_eq(pthread_join(th, NULL), 0);
+    cr_assert_eq(h.r, 0);
+    cr_assert(tb_check(h.buf, BS, 0, 2), "the load returned bytes of another content");
+    cr_assert_eq(h.calls, 2, "it looked again once");
+    cr_assert_eq(bf_sqlite_set_load_hook(db, NULL, NULL), 0);
+    free(h.buf);
+    pthread_mutex_destroy(&h.m);
+    pthread_cond_destroy(&h.c);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
+
+/* A database whose block file is gone: loads fail with EIO and say why;
+ * an upload does not make a new, empty one under the extents. */
+Test(sqlite_blockfile, a_missing_block_file_is_eio, .init = cr_redirect_stderr, .timeout = 20)
+{
+    struct tb t;
+    bf_file *f;
+    char bp[512], err[512];
+    uint64_t id = make_db(&t, 2);
+    cr_assert_eq(unlink(blocks_path(t.path, bp, sizeof(bp))), 0);
+    void *buf = malloc(BS);
+    for (int ro = 0; ro < 2; ro++) {
+        bf_db *db = sq_open(t.path, ro ? BF_DB_RDONLY : 0);
+        cr_assert_eq(bf_db_file_open(db, id, &f), 0);
+        cr_assert_eq(tb_load(f, 0, buf), -EIO);
+        cr_assert_eq(bf_sqlite_last_error(db, err, sizeof(err)), 0);
+        cr_assert_not_null(strstr(err, bp), "'%s' does not name the block file", err);
+        cr_assert_not_null(strstr(err, "missing"), "'%s' does not say it is missing", err);
+        if (!ro) {
+            tb_fill(buf, BS, 0, 2);
+            cr_assert_eq(f->ops->begin(f), 0);
+            cr_assert_eq(tb_store(f, 0, buf), -EIO);
+            f->ops->abort(f);
+            cr_assert_eq(access(bp, F_OK), -1, "an upload made a new block file");
+        }
+        bf_db_file_close(db, f);
+        bf_db_close(db);
+    }
+    free(buf);
+    tb_rmdir(&t);
+}
+
+/* A full file system under the block file: the upload's pwrite fails, the
+ * store fails with ENOSPC, nothing is committed, and the database is as
+ * it was once there is room again. */
+Test(sqlite_blockfile, a_failed_write_fails_the_store, .init = cr_redirect_stderr, .timeout = 60)
+{
+    struct tb t;
+    struct bf_fileinfo fi;
+    bf_file *f;
+    char filler[600], err[512];
+    tb_mkdir(&t);
+    if (unshare(CLONE_NEWNS) < 0) {
+        tb_rmdir(&t);
+        cr_skip_test("no mount namespace: %s", strerror(errno));
+    }
+    cr_assert_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0, "%s", strerror(errno));
+    cr_assert_eq(mount("tmpfs", t.dir, "tmpfs", 0, "size=32m"), 0, "%s", strerror(errno));
+    const uint32_t big = 4u << 20;
+    bf_db *db = sq_open(t.path, BF_DB_CREATE);
+    cr_assert_eq(bf_db_create(db, "f", big, 0, 0600, 0, 0, &fi), 0);
+    cr_assert_eq(bf_db_file_open(db, fi.id, &f), 0);
+    tb_store_range(f, 0, 1, 1, big);
+    int64_t serial = side_int(t.path, "SELECT value FROM meta WHERE key='serial'");
+    /* fill the file system, then leave 1 MiB: room for an upload's rows,
+     * not for its data */
+    snprintf(filler, sizeof(filler), "%s/filler", t.dir);
+    int fd = open(filler, O_CREAT | O_WRONLY, 0600);
+    cr_assert_geq(fd, 0);
+    void *buf = malloc(big);
+    memset(buf, 0x5a, big);
+    ssize_t n;
+    while ((n = write(fd, buf, 65536)) > 0)
+        ;
+    cr_assert(n < 0 && errno == ENOSPC, "filling: %zd %s", n, strerror(errno));
+    struct stat st;
+    cr_assert_eq(fstat(fd, &st), 0);
+    cr_assert_eq(ftruncate(fd, st.st_size - (1 << 20)), 0);
+    cr_assert_eq(f->ops->begin(f), 0);
+    tb_fill(buf, big, 1, 2);
+    cr_assert_eq(tb_store(f, 1, buf), -ENOSPC);
+    cr_assert_eq(bf_sqlite_last_error(db, err, sizeof(err)), 0);
+    cr_assert_not_null(strstr(err, "writing a block"), "not the block file's write: '%s'", err);
+    f->ops->abort(f);
+    cr_assert_eq(side_int(t.path, "SELECT value FROM meta WHERE key='serial'"), serial,
+                 "something was committed");
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM blockmap"), 1);
+    /* room again: the failed upload is garbage, the data as it was */
+    close(fd);
+    cr_assert_eq(unlink(filler), 0);
+    cr_assert_eq(bf_db_trim(db), 0);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM uploads"), 0);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM extents"), 1);
+    cr_assert_eq(tb_load(f, 0, buf), 0);
+    cr_assert(tb_check(buf, big, 0, 1));
+    cr_assert_eq(tb_load(f, 1, buf), 0);
+    cr_assert(tb_is_zero(buf, big));
+    free(buf);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    cr_assert_eq(umount2(t.dir, MNT_DETACH), 0);
     tb_rmdir(&t);
 }
