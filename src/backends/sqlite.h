@@ -3,6 +3,10 @@
  *
  * One database file holds many bigfiles, and may be shared by several
  * sessions (daemons; docs/COHERENCE.md) in several processes of one host.
+ * Their block contents are in its block file, path + "-blocks" (created
+ * with the database, or by the first upload of a read-write session on a
+ * database made before it, whose blob contents stay readable): the
+ * database is the pair, to be copied together.
  * The schema is identified by PRAGMA application_id
  * (BF_SQLITE_APPLICATION_ID) and versioned by PRAGMA user_version
  * (BF_SQLITE_SCHEMA_VERSION). At open:
