@@ -11,9 +11,10 @@
  * (BF_SQLITE_APPLICATION_ID) and versioned by PRAGMA user_version
  * (BF_SQLITE_SCHEMA_VERSION). At open:
  *
- *  - a missing file is created (with BF_DB_CREATE) with page_size 65536
- *    (multi-MiB blobs store about twice as fast as with 4 KiB pages) and
- *    journal_mode WAL;
+ *  - a missing file is created (with BF_DB_CREATE) with page_size 4096
+ *    (the contents are in the block file: each page an upload's rows
+ *    touch is written to the WAL, then checkpointed) and journal_mode WAL
+ *    (a database made before the block file keeps its 64 KiB pages);
  *  - a zero-byte regular file, or a SQLite database empty in every respect
  *    (no table, index, view or trigger; application_id and user_version
  *    0), gets the schema (with BF_DB_CREATE; else -EPROTO): it holds

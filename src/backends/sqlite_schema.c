@@ -338,7 +338,7 @@ int sq_create_schema(const char *path, char *errbuf, size_t errlen)
         return sq_errno(rc) == -EIO ? -EACCES : sq_errno(rc);
     }
     /* page_size only takes effect on a database with no page yet. */
-    rc = sqlite3_exec(c, "PRAGMA page_size=65536; PRAGMA journal_mode=WAL;", NULL, NULL, NULL);
+    rc = sqlite3_exec(c, "PRAGMA page_size=4096; PRAGMA journal_mode=WAL;", NULL, NULL, NULL);
     snprintf(pragmas, sizeof(pragmas), "PRAGMA application_id=%d; PRAGMA user_version=%d;",
              BF_SQLITE_APPLICATION_ID, BF_SQLITE_SCHEMA_VERSION);
     if (rc == SQLITE_OK)

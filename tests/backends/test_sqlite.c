@@ -122,7 +122,7 @@ Test(sqlite_only, created_schema_and_pragmas, .timeout = 20)
     make_db(&t, 0);
     cr_assert_eq(side_int(t.path, "PRAGMA application_id"), BF_SQLITE_APPLICATION_ID);
     cr_assert_eq(side_int(t.path, "PRAGMA user_version"), BF_SQLITE_SCHEMA_VERSION);
-    cr_assert_eq(side_int(t.path, "PRAGMA page_size"), 65536);
+    cr_assert_eq(side_int(t.path, "PRAGMA page_size"), 4096);
     static const char *const tables[] = { "meta",     "files",      "contents", "uploads",
                                           "blockmap", "commit_log", "sessions", "holds" };
     char q[128];
@@ -456,7 +456,7 @@ Test(sqlite_refuse, missing_and_empty, .timeout = 20)
     db = sq_open(t.path, BF_DB_CREATE);
     cr_assert_eq(bf_db_create(db, "x", BS, 0, 0644, 0, 0, NULL), 0);
     bf_db_close(db);
-    cr_assert_eq(side_int(t.path, "PRAGMA page_size"), 65536);
+    cr_assert_eq(side_int(t.path, "PRAGMA page_size"), 4096);
     cr_assert_eq(side_int(t.path, "PRAGMA application_id"), BF_SQLITE_APPLICATION_ID);
     tb_rmdir(&t);
 }
@@ -605,7 +605,7 @@ Test(sqlite_refuse, corrupt_btree_page, .timeout = 20)
     snprintf(wal, sizeof(wal), "%s-wal", t.path);
     cr_assert_eq(access(wal, F_OK), -1, "WAL checkpointed and removed at close");
     /* page 2 is the root of the files table: wreck its b-tree header */
-    scribble(t.path, 65536, 64);
+    scribble(t.path, side_int(t.path, "PRAGMA page_size"), 64);
     expect_refused(t.path, 0, -EPROTO, "corrupt");
     expect_refused(t.path, BF_DB_CREATE, -EPROTO, "corrupt");
     expect_refused(t.path, BF_DB_RDONLY, -EPROTO, "corrupt");
@@ -617,7 +617,7 @@ Test(sqlite_refuse, corrupt_schema_page, .timeout = 20)
     struct tb t;
     make_db(&t, 2);
     /* the schema's cells sit at the end of page 1 */
-    scribble(t.path, 65536 - 400, 400);
+    scribble(t.path, side_int(t.path, "PRAGMA page_size") - 400, 400);
     expect_refused(t.path, 0, -EPROTO, "corrupt");
     tb_rmdir(&t);
 }
