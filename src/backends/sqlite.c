@@ -80,8 +80,9 @@
  *    pwrites the data; a failed pwrite gives the upload up (garbage). A
  *    crash before or during the pwrite leaves an upload of a dead
  *    session: garbage, never linked;
- *  - the commit section fdatasyncs the file before its BEGIN: every
- *    upload it links is durable before the map points at it;
+ *  - the commit section fdatasyncs the file before its BEGIN (unless
+ *    BF_SQLITE_SYNC=normal): every upload it links is durable before the
+ *    map points at it;
  *  - a load reads (off, gen) in its lookup's read transaction, preads
  *    after it, then checks in a new read transaction that the extent
  *    still has that gen: if not (reused by a later upload, of any
@@ -90,7 +91,12 @@
  *  - the housekeeping commits an extent's deletion before it punches the
  *    extent out of the file (FALLOC_FL_PUNCH_HOLE: a sparse file, the
  *    offsets never used again). Garbage of the right size is reused
- *    first, so a steady rewrite does not grow the file.
+ *    first, so a steady rewrite does not grow the file. The
+ *    housekeeping's transactions that make contents garbage (collected
+ *    versions) or delete them are durable: a version must not come back,
+ *    after a crash of the machine, over bytes a later upload or punch
+ *    changed (an upload's own rows need not be: until a durable commit
+ *    links it, nothing reads it).
  *  A read-only session opens the file read-only; a missing file with
  *  extents is -EIO with the last error naming it. The database is the
  *  pair DB and DB-blocks (bigfilefs(8): copy both).

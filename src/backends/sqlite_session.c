@@ -622,10 +622,13 @@ static int trim_log(struct sq_db *d, struct trim_plan *p, uint64_t bound, int64_
 }
 
 /* Step 4, one transaction: versions superseded at or before p->lowest go,
- * their contents become garbage. *more: some may be left. */
+ * their contents become garbage. *more: some may be left. Durable: an
+ * upload may overwrite that garbage at once (the block file is written
+ * outside the transactions), so the versions must not come back after a
+ * crash of the machine. */
 static int trim_versions(struct sq_db *d, struct trim_plan *p, bool *more)
 {
-    int e = sq_wbegin(d, false);
+    int e = sq_wbegin(d, true);
     if (e < 0)
         return e;
     int64_t start = bf_mono_ns();
@@ -660,16 +663,17 @@ static int trim_versions(struct sq_db *d, struct trim_plan *p, bool *more)
         if (!*more)
             break;
     }
-    return sq_wend(d, false, e);
+    return sq_wend(d, true, e);
 }
 
 /* Step 6, one transaction: delete garbage contents; once it has
  * committed, punch their extents out of the block file (a load that read
- * one meanwhile finds its row gone, and looks again). *more: some may be
- * left. */
+ * one meanwhile finds its row gone, and looks again); durable, so that
+ * no row comes back after a crash of the machine over a punched extent.
+ * *more: some may be left. */
 static int trim_garbage(struct sq_db *d, int64_t cutoff, bool *more)
 {
-    int e = sq_wbegin(d, false);
+    int e = sq_wbegin(d, true);
     if (e < 0)
         return e;
     int64_t start = bf_mono_ns();
@@ -717,7 +721,7 @@ static int trim_garbage(struct sq_db *d, int64_t cutoff, bool *more)
         if (!*more)
             break;
     }
-    e = sq_wend(d, false, e);
+    e = sq_wend(d, true, e);
     if (e == 0)
         sq_blocks_punch(d, (const int64_t(*)[2])holes, nholes);
     free(holes);
