@@ -334,11 +334,13 @@ static void full_staging_area(int sqlite, bool spillfile)
         if (i != 1 && tok[i] != UINT64_MAX)
             f->ops->stage_drop(f, tok[i]);
     /* SQLite cannot give uploads up while its WAL is full: they stay the
-     * session's, for the housekeeping once it ends. */
+     * session's, for the housekeeping once it ends — and so may the one
+     * whose data found no room in the block file (its rows committed
+     * before its write failed). */
     if (spillfile)
         cr_assert_eq(staged(&s), 0);
     else
-        cr_assert_leq(staged(&s), (int64_t)n);
+        cr_assert_leq(staged(&s), (int64_t)n + 1);
     bf_db_file_close(s.db, f);
     bf_db_close(s.db);
     umount(dir);

@@ -35,25 +35,35 @@ struct bft_fixture bft;
 
 /* The schema of src/backends/sqlite.c (docs/COHERENCE.md section 2):
  * replace the content of the current version of one stored block, behind
- * the daemons' backs (no commit-log row: no daemon learns of it). ?1 file
- * name, ?2 block number, ?3 data. */
-#define BFT_SQL_SET_BLOCK                                                           \
-    "UPDATE contents SET data = ?3 WHERE id = (SELECT content FROM blockmap WHERE " \
-    "superseded IS NULL AND content > 0 AND blk = ?2 AND "                          \
-    "file = (SELECT id FROM files WHERE name = ?1))"
+ * the daemons' backs (no commit-log row: no daemon learns of it): its row
+ * becomes a blob of the new data, its extent in the block file (if any)
+ * goes. ?1 file name, ?2 block number, ?3 data. */
+#define BFT_SQL_CURRENT                                           \
+    "(SELECT content FROM blockmap WHERE superseded IS NULL AND " \
+    "content > 0 AND blk = ?2 AND file = (SELECT id FROM files WHERE name = ?1))"
+static const char *const set_block_sql[] = {
+    "UPDATE contents SET data = ?3 WHERE id = " BFT_SQL_CURRENT,
+    "DELETE FROM extents WHERE id = " BFT_SQL_CURRENT,
+};
 
 /* The current stored blocks of every file, as the tests ask about them
  * (schema 1 had a table of them): one row per block holding data, in a
  * TEMP VIEW of each connection the harness opens on a schema-2 database.
- * Schema-1 data (upgraded in place) is read from legacy_blocks. */
+ * A content in the block file is read from it (bft_blockfile), schema-1
+ * data (upgraded in place) from legacy_blocks. */
 #define BFT_SQL_BLOCKS_VIEW                                              \
     "CREATE TEMP VIEW blocks(file, blk, data) AS SELECT file, blk, "     \
     "(SELECT data FROM contents WHERE id = content) FROM main.blockmap " \
     "WHERE superseded IS NULL AND content > 0"
-#define BFT_SQL_BLOCKS_VIEW_LEGACY                                                      \
-    BFT_SQL_BLOCKS_VIEW " UNION ALL SELECT m.file, m.blk, l.data FROM main.blockmap m " \
-                        "JOIN main.legacy_blocks l ON l.rowid = -m.content "            \
-                        "WHERE m.superseded IS NULL AND m.content < 0"
+#define BFT_SQL_BLOCKS_VIEW_EXTENTS                                                    \
+    "CREATE TEMP VIEW blocks(file, blk, data) AS SELECT file, blk, "                   \
+    "coalesce((SELECT bft_blockfile(off, len) FROM main.extents WHERE id = content), " \
+    "(SELECT data FROM contents WHERE id = content)) FROM main.blockmap "              \
+    "WHERE superseded IS NULL AND content > 0"
+#define BFT_SQL_BLOCKS_LEGACY                                       \
+    " UNION ALL SELECT m.file, m.blk, l.data FROM main.blockmap m " \
+    "JOIN main.legacy_blocks l ON l.rowid = -m.content "            \
+    "WHERE m.superseded IS NULL AND m.content < 0"
 
 /* ---- small utilities ----------------------------------------------------- */
 
@@ -1399,6 +1409,26 @@ static int sql_has_table(sqlite3 *h, const char *name)
     return yes;
 }
 
+/* SQL function bft_blockfile(off, len): len bytes at off in the block
+ * file (the connection's database path + "-blocks", its user data). */
+static void sql_blockfile(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    char path[4200];
+    (void)argc;
+    snprintf(path, sizeof(path), "%s-blocks", (const char *)sqlite3_user_data(ctx));
+    int64_t off = sqlite3_value_int64(argv[0]), len = sqlite3_value_int64(argv[1]);
+    void *buf = len > 0 && len <= INT32_MAX ? malloc((size_t)len) : NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (buf && fd >= 0 && pread(fd, buf, (size_t)len, off) == len)
+        sqlite3_result_blob(ctx, buf, (int)len, free);
+    else {
+        sqlite3_result_error(ctx, "cannot read the block file", -1);
+        free(buf);
+    }
+    if (fd >= 0)
+        close(fd);
+}
+
 static sqlite3 *sql_open(const char *db)
 {
     sqlite3 *h = NULL;
@@ -1409,11 +1439,40 @@ static sqlite3 *sql_open(const char *db)
     }
     sqlite3_busy_timeout(h, 5000);
     /* A TEMP VIEW changes nothing in the file (harness.h). */
-    if (sql_has_table(h, "blockmap"))
-        sqlite3_exec(
-            h, sql_has_table(h, "legacy_blocks") ? BFT_SQL_BLOCKS_VIEW_LEGACY : BFT_SQL_BLOCKS_VIEW,
-            NULL, NULL, NULL);
+    if (sql_has_table(h, "blockmap")) {
+        char *path = strdup(db);
+        char view[1024];
+        bool ext = sql_has_table(h, "extents");
+        if (path && sqlite3_create_function_v2(h, "bft_blockfile", 2, SQLITE_UTF8, path,
+                                               sql_blockfile, NULL, NULL, free) != SQLITE_OK)
+            path = NULL; /* freed by SQLite */
+        snprintf(view, sizeof(view), "%s%s",
+                 ext && path ? BFT_SQL_BLOCKS_VIEW_EXTENTS : BFT_SQL_BLOCKS_VIEW,
+                 sql_has_table(h, "legacy_blocks") ? BFT_SQL_BLOCKS_LEGACY : "");
+        sqlite3_exec(h, view, NULL, NULL, NULL);
+    }
     return h;
+}
+
+/* Replace the current content of block blk of file `name` with buf
+ * (blksize bytes) on h (bft_sql_set_block): whether it did. */
+static bool sql_set_block(sqlite3 *h, const char *name, uint64_t blk, const void *buf,
+                          uint32_t blksize)
+{
+    bool ok = true, ext = sql_has_table(h, "extents");
+    for (int i = 0; ok && i < (ext ? 2 : 1); i++) {
+        sqlite3_stmt *st = NULL;
+        ok = sqlite3_prepare_v2(h, set_block_sql[i], -1, &st, NULL) == SQLITE_OK;
+        if (ok) {
+            sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 2, (sqlite3_int64)blk);
+            if (i == 0)
+                sqlite3_bind_blob(st, 3, buf, (int)blksize, SQLITE_STATIC);
+            ok = sqlite3_step(st) == SQLITE_DONE && (i > 0 || sqlite3_changes(h) == 1);
+        }
+        sqlite3_finalize(st);
+    }
+    return ok;
 }
 
 /* Whether a write transaction can begin on SQLite database db at once (1),
@@ -1479,19 +1538,13 @@ int bft_sql_set_block(const char *db, const char *name, uint64_t blk, uint32_t b
         return -1;
     void *buf = malloc(blksize);
     bft_pattern(buf, blksize, seed, blk * blksize);
-    sqlite3_stmt *st = NULL;
     int ret = -1;
-    const char *sql = BFT_SQL_SET_BLOCK;
-    if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, (sqlite3_int64)blk);
-        sqlite3_bind_blob(st, 3, buf, (int)blksize, SQLITE_STATIC);
-        if (sqlite3_step(st) == SQLITE_DONE && sqlite3_changes(h) == 1)
-            ret = 0;
-    }
+    if (sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK &&
+        sql_set_block(h, name, blk, buf, blksize) &&
+        sqlite3_exec(h, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+        ret = 0;
     if (ret)
-        fprintf(stderr, "sqlite3 %s: %s\n", sql, sqlite3_errmsg(h));
-    sqlite3_finalize(st);
+        fprintf(stderr, "sqlite3 setting a block: %s\n", sqlite3_errmsg(h));
     sqlite3_close(h);
     free(buf);
     return ret;
@@ -1509,17 +1562,9 @@ struct bft_sql_stage *bft_sql_stage_block(const char *db, const char *name, uint
         return NULL;
     void *buf = malloc(blksize);
     bft_pattern(buf, blksize, seed, blk * blksize);
-    sqlite3_stmt *st = NULL;
     int ok = sqlite3_exec(h, "PRAGMA synchronous=OFF; BEGIN IMMEDIATE", NULL, NULL, NULL) ==
                  SQLITE_OK &&
-             sqlite3_prepare_v2(h, BFT_SQL_SET_BLOCK, -1, &st, NULL) == SQLITE_OK;
-    if (ok) {
-        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, (sqlite3_int64)blk);
-        sqlite3_bind_blob(st, 3, buf, (int)blksize, SQLITE_STATIC);
-        ok = sqlite3_step(st) == SQLITE_DONE && sqlite3_changes(h) == 1;
-    }
-    sqlite3_finalize(st);
+             sql_set_block(h, name, blk, buf, blksize);
     free(buf);
     if (!ok) {
         fprintf(stderr, "sqlite3 stage: %s\n", sqlite3_errmsg(h));
