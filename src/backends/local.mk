@@ -7,7 +7,7 @@
 noinst_LIBRARIES += libbfbackends.a
 libbfbackends_a_SOURCES = \
 	src/backends/backend.h src/backends/backend.c \
-	src/backends/engine.h src/backends/watch.c \
+	src/backends/engine.h src/backends/watch.c src/backends/view.c \
 	src/backends/ranges.h src/backends/ranges.c \
 	src/backends/spillfile.c \
 	src/backends/memory.h src/backends/memory.c \
