@@ -13,7 +13,7 @@ libbfbackends_a_SOURCES = \
 	src/backends/memory.h src/backends/memory.c \
 	src/backends/sqlite.h src/backends/sqlite_internal.h src/backends/sqlite.c \
 	src/backends/sqlite_schema.c src/backends/sqlite_session.c \
-	src/backends/sqlite_xattr.c \
+	src/backends/sqlite_xattr.c src/backends/sqlite_history.c \
 	src/backends/proto.h src/backends/proto.c \
 	src/backends/proto_link.h src/backends/proto_link.c \
 	src/backends/proto_wire.h src/backends/proto_wire.c

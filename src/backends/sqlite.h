@@ -73,7 +73,7 @@
 #include "backend.h"
 
 #define BF_SQLITE_APPLICATION_ID 0x42464653 /* "BFFS" */
-#define BF_SQLITE_SCHEMA_VERSION 2
+#define BF_SQLITE_SCHEMA_VERSION 3
 
 /* A commit that leaves more than this many bytes in the WAL (a big
  * writeout) is followed by a checkpoint that empties the WAL file, unless a
