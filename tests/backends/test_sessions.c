@@ -793,8 +793,7 @@ SESSIONS(the_log_is_kept_until_every_live_session_applied_it, 30)
     cr_assert_eq(bf_db_trim(db[0]), 0);
     /* (with history, the row of the serial the history starts at stays:
      * tb_open keeps none, so that is the last) */
-    cr_assert_eq(log_rows(t, db[0]), tb_history_kept(db[0]) ? 1 : 0,
-                 "every session applied them");
+    cr_assert_eq(log_rows(t, db[0]), tb_history_kept(db[0]) ? 1 : 0, "every session applied them");
     bf_db_file_close(db[0], a);
     for (int i = 0; i < TB_NSESSIONS; i++) {
         bf_db_close(db[i]);
