@@ -7,7 +7,7 @@
  * close; sqlite_schema.c and sqlite_session.c have the rest
  * (sqlite_internal.h).
  *
- * Schema (user_version 2; COHERENCE.md section 2):
+ * Schema (user_version 3; COHERENCE.md section 2, docs/HISTORY.md):
  *   meta(key, value)          'serial' (the last commit's), 'log_trimmed'
  *                             (log rows <= it are gone), 'collected'
  *                             (versions superseded at or before it may be)
@@ -28,7 +28,10 @@
  *              blocks, name, name2, flags)
  *   sessions(id, pid, host, started_ns, applied, shared)
  *   holds(session, file)
- *   [legacy_blocks]           the blocks table of schema 1, after an upgrade
+ *   file_states(file, serial, name, blksize, size, mode, uid, gid, mtime_ns)
+ *   pins(session, serial)     the history (sqlite_history.c): every commit
+ *                             writes the state of each file it touches
+ * *   [legacy_blocks]           the blocks table of schema 1, after an upgrade
  *
  * Writing (COHERENCE.md rules 1, 2, 4): a store transaction uploads each
  * block's content by itself, in a short write transaction of its own
@@ -41,11 +44,12 @@
  * and writes the log row. So another file's commit or a namespace change
  * waits for one block's upload at most, never for a whole writeout.
  * Aborted, refused and failed transactions give their uploads up
- * (garbage). When the session is the only live one ("alone"), the commit
- * deletes the versions it replaces at once (no live session can read them
- * any more; a hole then keeps no version; their contents become garbage)
- * and moves 'collected' to its serial; else they stay, superseded, for the
- * housekeeping.
+ * (garbage). When the session is the only live one ("alone") and the
+ * database keeps no history (retention 0, no pin), the commit deletes the
+ * versions it replaces at once (no live session can read them any more; a
+ * hole then keeps no version; their contents become garbage) and moves
+ * 'collected' and 'history_from' to its serial; else they stay,
+ * superseded, for the history and the housekeeping.
  *
  * Staging (the core's spilled blocks, COHERENCE.md rule 4): a staged
  * content is an upload of the session made by itself (its own short

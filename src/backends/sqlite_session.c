@@ -26,21 +26,23 @@
  * only global state.
  *
  * The housekeeping (rule 5.5, sq_trim) runs at open and bf_db_trim to the
- * end, and from the watcher for a few transactions at a time: a read
- * transaction decides what there is to do; then each step is a short
+ * end, and from the watcher for a few transactions at a time: first the
+ * history's `from` advances (sqlite_history.c, docs/HISTORY.md); then a
+ * read transaction decides what there is to do; then each step is a short
  * write transaction of its own (each bounded by SQ_TRIM_TX_NS of work):
  *   1. record the session's applied serial in its row;
- *   2. a dead session: its uploads become garbage (session 0), its holds
- *      and row go;
+ *   2. a dead session: its uploads become garbage (session 0), its holds,
+ *      pins and row go;
  *   3. the log: rows up to the slowest live session's applied serial, and
- *      beyond it rows older than the last log_keep, go; log_trimmed says
- *      up to where;
- *   4. versions superseded at or before the slowest live session's
- *      applied serial go ('collected' says up to where), their contents
- *      become garbage;
- *   5. nameless files no live session holds are purged (their contents
- *      become garbage);
- *   6. garbage contents are deleted: at once at open and by bf_db_trim,
+ *      beyond it rows older than the last log_keep, go — but none from
+ *      `from` on; log_trimmed says up to where;
+ *   4. file states the history no longer needs go;
+ *   5. versions superseded at or before min(the slowest live session's
+ *      applied serial, `from`) go ('collected' says up to where), their
+ *      contents become garbage;
+ *   6. nameless files no live session holds, whose name went at or before
+ *      `from`, are purged (their contents become garbage);
+ *   7. garbage contents are deleted: at once at open and by bf_db_trim,
  *      else once they have been garbage for SQ_GARBAGE_KEEP_NS, so that
  *      the next writeouts' uploads may reuse them (sqlite.c, upload).
  * A read-only session writes nothing, so it does none of this, and has no

@@ -1542,3 +1542,18 @@ int bft_sql_stage_commit(struct bft_sql_stage *s)
     free(s);
     return rc == SQLITE_OK ? 0 : -1;
 }
+
+void bft_history_off(const char *mnt)
+{
+    struct bigfile_history h = { .flags = BIGFILE_HISTORY_SET_KEEP, .keep_ns = 0 };
+    if (bft.is_mem)
+        return;
+    int fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    cr_assert_geq(fd, 0, "%s: %s", mnt, strerror(errno));
+    int r = ioctl(fd, BIGFILE_IOC_HISTORY, &h);
+    close(fd);
+    if (r == 0 || bft_db_is_pg(bft.db))
+        return; /* (a pg engine without history keeps none) */
+    cr_assert_eq(bft_sql_exec(bft.db, "UPDATE meta SET value = 0 WHERE key = 'history_keep_ns'"),
+                 0);
+}

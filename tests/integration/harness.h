@@ -447,6 +447,13 @@ int bft_pg_sql_int(const char *db, const char *sql, int64_t *out);
 int bft_sql_exec(const char *db, const char *sql);
 /* Run a query returning one integer; store it; 0 or -1. */
 int bft_sql_int(const char *db, const char *sql, int64_t *out);
+
+/* Make bft.db keep no history (retention 0: an unlinked file goes at its
+ * last close, the log and old versions are trimmed as they were before
+ * history), through mount point mnt: BIGFILE_IOC_HISTORY on its root, or,
+ * with a daemon that has no such ioctl, the meta row of a SQLite database.
+ * A no-op on "mem:". For the tests that predate history (issue 13). */
+void bft_history_off(const char *mnt);
 /* Replace the stored content of block blk of file `name` (its current
  * version, which must hold data): blksize bytes of bft_pattern(seed, blk *
  * blksize), behind the daemons' backs — no commit-log row, so no daemon
