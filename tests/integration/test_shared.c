@@ -748,28 +748,12 @@ BFT_TEST(shared, an_exclusive_daemon_on_a_shared_database_is_refused, SETUP_SHAR
     expect_in_use(NULL, "an exclusive daemon on shared daemons' database");
 }
 
-/* The SQL of schema 1, as bigfilefs wrote it. */
-static const char schema1_sql[] =
-    "PRAGMA page_size=65536; PRAGMA journal_mode=WAL; PRAGMA application_id=1111901779;"
-    "CREATE TABLE files(id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE,"
-    " blksize INTEGER NOT NULL, size INTEGER NOT NULL, mode INTEGER NOT NULL,"
-    " uid INTEGER NOT NULL, gid INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,"
-    " ctime_ns INTEGER NOT NULL);"
-    "CREATE TABLE blocks(file INTEGER NOT NULL, blk INTEGER NOT NULL, data BLOB NOT NULL,"
-    " UNIQUE(file, blk));"
-    "PRAGMA user_version=1;"
-    "INSERT INTO files VALUES(1, 'old', 65536, 196618, 420, 0, 0, 111, 222);"
-    /* blocks 0 and 2 of 'old': 64 KiB of 'a' and of 'c' (the 65536 '0'
-     * of hex(zeroblob(32768)), each pair replaced) */
-    "INSERT INTO blocks VALUES(1, 0, CAST(replace(hex(zeroblob(32768)), '00', 'aa') AS BLOB));"
-    "INSERT INTO blocks VALUES(1, 2, CAST(replace(hex(zeroblob(32768)), '00', 'cc') AS BLOB));";
-
 /* A database of bigfilefs 0.1 (schema 1), mounted read-write: upgraded in
  * place, its data intact and committable; read-only, refused. */
 BFT_TEST(shared, a_schema_1_database_is_upgraded_by_a_read_write_mount, SETUP_NOMOUNT, 60)
 {
     char p[PATH_MAX];
-    cr_assert_eq(bft_sql_exec(bft.db, schema1_sql), 0);
+    cr_assert_eq(bft_sql_exec(bft.db, bft_schema1_sql), 0);
     int64_t v = -1;
     cr_assert_eq(bft_sql_int(bft.db, "SELECT length(data) FROM main.blocks WHERE blk = 0", &v), 0);
     cr_assert_eq(v, 65536, "the schema-1 block was made as wanted");
