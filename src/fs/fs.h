@@ -120,4 +120,14 @@ void bf_fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
  * size) else the committed size. */
 void bf_fs_fill_stat(struct bf_fs *fs, bf_inode *inode, struct stat *st);
 
+/* ns since the epoch as a timespec (ops.c). */
+void bf_fs_ns_to_ts(int64_t ns, struct timespec *ts);
+
+/* Answer a READDIR of a directory snapshot of `count` files (ops.c):
+ * offsets 0 ".", 1 ".." (the root), 2 + i file i, whose name and inode
+ * number entry(arg, i, &ino) gives; an entry's offset is that of the next.
+ * self: the directory's inode number. */
+void bf_fs_reply_readdir(fuse_req_t req, size_t size, off_t off, fuse_ino_t self, size_t count,
+                         const char *(*entry)(void *arg, size_t i, fuse_ino_t *ino), void *arg);
+
 #endif /* BIGFILEFS_FS_FS_H */

@@ -45,7 +45,7 @@ static struct bf_fs *fs_of(fuse_req_t req)
 
 /* ---- attributes ---------------------------------------------------------- */
 
-static void ns_to_ts(int64_t ns, struct timespec *ts)
+void bf_fs_ns_to_ts(int64_t ns, struct timespec *ts)
 {
     ts->tv_sec = (time_t)(ns / 1000000000);
     ts->tv_nsec = (long)(ns % 1000000000);
@@ -93,9 +93,9 @@ void bf_fs_fill_stat(struct bf_fs *fs, bf_inode *inode, struct stat *st)
     st->st_size = (off_t)size;
     st->st_blksize = info.blksize;
     st->st_blocks = (blkcnt_t)((alloc + 511) / 512); /* 512-byte units */
-    ns_to_ts(info.mtime_ns, &st->st_mtim);
-    ns_to_ts(info.mtime_ns, &st->st_atim);
-    ns_to_ts(info.ctime_ns, &st->st_ctim);
+    bf_fs_ns_to_ts(info.mtime_ns, &st->st_mtim);
+    bf_fs_ns_to_ts(info.mtime_ns, &st->st_atim);
+    bf_fs_ns_to_ts(info.ctime_ns, &st->st_ctim);
 }
 
 static void fill_root_stat(struct bf_fs *fs, struct stat *st)
@@ -864,18 +864,12 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         dirsnap_free(d);
 }
 
-static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                       struct fuse_file_info *fi)
+void bf_fs_reply_readdir(fuse_req_t req, size_t size, off_t off, fuse_ino_t self, size_t count,
+                         const char *(*entry)(void *arg, size_t i, fuse_ino_t *ino), void *arg)
 {
-    struct bf_fs *fs = fs_of(req);
-    struct dirsnap *d = (struct dirsnap *)(uintptr_t)fi->fh;
     char *buf;
     size_t used = 0;
 
-    if (bf_ino_is_view(ino) || bf_views_at(fs->views)) {
-        bf_views_readdir(fs->views, req, size, off, fi);
-        return;
-    }
     buf = malloc(size);
     if (!buf) {
         fuse_reply_err(req, ENOMEM);
@@ -883,19 +877,20 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     }
     /* Offsets: 0 ".", 1 "..", 2 + i the i-th file; an entry's offset is
      * that of the next. */
-    for (size_t i = (size_t)(off < 0 ? 0 : off); i < d->count + 2; i++) {
+    for (size_t i = (size_t)(off < 0 ? 0 : off); i < count + 2; i++) {
         struct stat st;
         const char *name;
+        fuse_ino_t ino;
         size_t len;
 
         memset(&st, 0, sizeof(st));
         if (i < 2) {
             name = i == 0 ? "." : "..";
-            st.st_ino = BF_ROOT_INO;
+            st.st_ino = i == 0 ? self : BF_ROOT_INO;
             st.st_mode = S_IFDIR;
         } else {
-            name = d->ents[i - 2].name;
-            st.st_ino = (ino_t)d->ents[i - 2].id + 1;
+            name = entry(arg, i - 2, &ino);
+            st.st_ino = ino;
             st.st_mode = S_IFREG;
         }
         len = fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)(i + 1));
@@ -905,6 +900,28 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     }
     fuse_reply_buf(req, buf, used);
     free(buf);
+}
+
+/* Entry i of a root snapshot (bf_fs_reply_readdir). */
+static const char *dirsnap_entry(void *arg, size_t i, fuse_ino_t *ino)
+{
+    struct dirsnap *d = arg;
+
+    *ino = (fuse_ino_t)d->ents[i].id + 1;
+    return d->ents[i].name;
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi)
+{
+    struct bf_fs *fs = fs_of(req);
+    struct dirsnap *d = (struct dirsnap *)(uintptr_t)fi->fh;
+
+    if (bf_ino_is_view(ino) || bf_views_at(fs->views)) {
+        bf_views_readdir(fs->views, req, size, off, fi);
+        return;
+    }
+    bf_fs_reply_readdir(req, size, off, BF_ROOT_INO, d->count, dirsnap_entry, d);
 }
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "fs/errors.h"
+#include "fs/fs.h"
 #include "fs/inode.h"
 #include "fs/log.h"
 #include "fs/views.h"
@@ -221,6 +222,19 @@ static void vres_close(bf_views *vt, struct vres *res)
         bf_db_view_close(res->view);
 }
 
+/* After a count of v went down, with the table mutex held: settle v,
+ * unlock, close what it let go of, and free it if it left the table. */
+static void settle_unlock(bf_views *vt, bf_vnode *v)
+{
+    struct vres res;
+    bool gone = settle_locked(vt, v, &res);
+
+    pthread_mutex_unlock(&vt->lock);
+    vres_close(vt, &res);
+    if (gone)
+        free(v);
+}
+
 bf_vnode *bf_views_get(bf_views *vt, fuse_ino_t ino)
 {
     bf_vnode *v;
@@ -242,17 +256,10 @@ void bf_views_hold(bf_views *vt, bf_vnode *vn)
 
 void bf_views_put(bf_views *vt, bf_vnode *vn)
 {
-    struct vres res;
-    bool gone;
-
     pthread_mutex_lock(&vt->lock);
     BF_ASSERT(vn->refs > 0);
     vn->refs--;
-    gone = settle_locked(vt, vn, &res);
-    pthread_mutex_unlock(&vt->lock);
-    vres_close(vt, &res);
-    if (gone)
-        free(vn);
+    settle_unlock(vt, vn);
 }
 
 bf_fileh *bf_vnode_fh(bf_views *vt, bf_vnode *vn)
@@ -358,16 +365,6 @@ uint64_t bf_views_at(const bf_views *vt)
 
 /* ---- attributes and entries -------------------------------------------------- */
 
-static void ns_to_ts(int64_t ns, struct timespec *ts)
-{
-    ts->tv_sec = (time_t)(ns / 1000000000);
-    ts->tv_nsec = (long)(ns % 1000000000);
-    if (ts->tv_nsec < 0) {
-        ts->tv_nsec += 1000000000;
-        ts->tv_sec--;
-    }
-}
-
 /* The attributes of a directory of views (ino: its inode number). */
 static void dir_stat(const bf_views *vt, fuse_ino_t ino, struct stat *st)
 {
@@ -400,9 +397,9 @@ static void vnode_stat(const bf_views *vt, const bf_vnode *v, struct stat *st)
     st->st_size = (off_t)fi->size;
     st->st_blksize = fi->blksize;
     st->st_blocks = (blkcnt_t)((fi->size + 511) / 512);
-    ns_to_ts(fi->mtime_ns, &st->st_mtim);
-    ns_to_ts(fi->mtime_ns, &st->st_atim);
-    ns_to_ts(fi->ctime_ns, &st->st_ctim);
+    bf_fs_ns_to_ts(fi->mtime_ns, &st->st_mtim);
+    bf_fs_ns_to_ts(fi->mtime_ns, &st->st_atim);
+    bf_fs_ns_to_ts(fi->ctime_ns, &st->st_ctim);
 }
 
 /* Reply the entry of v (held by the caller), counting one kernel lookup. */
@@ -526,22 +523,16 @@ void bf_views_lookup(bf_views *vt, fuse_req_t req, fuse_ino_t parent, const char
 
 void bf_views_forget(bf_views *vt, fuse_ino_t ino, uint64_t nlookup)
 {
-    struct vres res;
     bf_vnode *v;
-    bool gone = false;
 
     pthread_mutex_lock(&vt->lock);
     v = find_ino_locked(vt, ino);
-    if (v) {
-        v->nlookup = nlookup > v->nlookup ? 0 : v->nlookup - nlookup;
-        gone = settle_locked(vt, v, &res);
-    }
-    pthread_mutex_unlock(&vt->lock);
-    if (!v)
+    if (!v) {
+        pthread_mutex_unlock(&vt->lock);
         return;
-    vres_close(vt, &res);
-    if (gone)
-        free(v);
+    }
+    v->nlookup = nlookup > v->nlookup ? 0 : v->nlookup - nlookup;
+    settle_unlock(vt, v);
 }
 
 void bf_views_getattr(bf_views *vt, fuse_req_t req, fuse_ino_t ino)
@@ -608,17 +599,10 @@ static int vnode_open(bf_views *vt, bf_vnode *v)
 
 static void vnode_close(bf_views *vt, bf_vnode *v)
 {
-    struct vres res;
-    bool gone;
-
     pthread_mutex_lock(&vt->lock);
     BF_ASSERT(v->nopen > 0);
     v->nopen--;
-    gone = settle_locked(vt, v, &res);
-    pthread_mutex_unlock(&vt->lock);
-    vres_close(vt, &res);
-    if (gone)
-        free(v);
+    settle_unlock(vt, v);
 }
 
 void bf_views_open(bf_views *vt, fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -746,43 +730,22 @@ void bf_views_opendir(bf_views *vt, fuse_req_t req, fuse_ino_t ino, struct fuse_
         vdir_free(vt, d);
 }
 
+/* Entry i of a view directory's snapshot (bf_fs_reply_readdir). */
+static const char *vdir_entry(void *arg, size_t i, fuse_ino_t *ino)
+{
+    struct vdir *d = arg;
+
+    *ino = d->ents[i]->ino;
+    return d->ents[i]->info.name;
+}
+
 void bf_views_readdir(bf_views *vt, fuse_req_t req, size_t size, off_t off,
                       struct fuse_file_info *fi)
 {
     struct vdir *d = (struct vdir *)(uintptr_t)fi->fh;
-    size_t used = 0;
-    char *buf;
 
     (void)vt;
-    buf = malloc(size);
-    if (!buf) {
-        fuse_reply_err(req, ENOMEM);
-        return;
-    }
-    /* Offsets as in the root (ops.c): 0 ".", 1 "..", 2 + i the i-th file;
-     * an entry's offset is that of the next. */
-    for (size_t i = (size_t)(off < 0 ? 0 : off); i < d->count + 2; i++) {
-        struct stat st;
-        const char *name;
-        size_t len;
-
-        memset(&st, 0, sizeof(st));
-        if (i < 2) {
-            name = i == 0 ? "." : "..";
-            st.st_ino = i == 0 ? d->self : BF_ROOT_INO;
-            st.st_mode = S_IFDIR;
-        } else {
-            name = d->ents[i - 2]->info.name;
-            st.st_ino = d->ents[i - 2]->ino;
-            st.st_mode = S_IFREG;
-        }
-        len = fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)(i + 1));
-        if (len > size - used)
-            break;
-        used += len;
-    }
-    fuse_reply_buf(req, buf, used);
-    free(buf);
+    bf_fs_reply_readdir(req, size, off, d->self, d->count, vdir_entry, d);
 }
 
 void bf_views_releasedir(bf_views *vt, fuse_req_t req, struct fuse_file_info *fi)
