@@ -287,18 +287,22 @@ int sq_file_log(bf_db *db, uint64_t id, uint64_t before, size_t max,
 /* ---- the housekeeping's steps ---------------------------------------------------- */
 
 /* T (see the top) from the log rows after `from`, up to `limit` (a pin:
- * beyond it T does not matter), at most SQ_HISTORY_ROWS of them. */
-static int keep_bound(struct sq_db *d, uint64_t from, uint64_t limit, int64_t cut, uint64_t *t)
+ * beyond it T does not matter), at most SQ_HISTORY_ROWS of them; *more:
+ * the batch ended before T was found. */
+static int keep_bound(struct sq_db *d, uint64_t from, uint64_t limit, int64_t cut, uint64_t *t,
+                      bool *more)
 {
     sqlite3_stmt *st = d->ws[W_LOG_AFTER];
-    int rc;
+    int rc, n = 0;
     *t = from;
+    *more = false;
     sqlite3_bind_int64(st, 1, (int64_t)from);
     sqlite3_bind_int64(st, 2, SQ_HISTORY_ROWS);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW && *t < limit) {
         if (sqlite3_column_int64(st, 1) > cut)
             break;
         *t = (uint64_t)sqlite3_column_int64(st, 0);
+        *more = ++n == SQ_HISTORY_ROWS;
     }
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
@@ -321,13 +325,15 @@ static int lowest_pin(struct sq_db *d, uint64_t *p)
 }
 
 /* In a writer transaction: advance history_from as the housekeeping does
- * (see the top); *from_out = its value after. The pins are read in the
- * same transaction, so a pin recorded before holds it back. */
-static int advance(struct sq_db *d, uint64_t *from_out)
+ * (see the top), over SQ_HISTORY_ROWS log rows at most (*more: it may go
+ * further); *from_out = its value after. The pins are read in the same
+ * transaction, so a pin recorded before holds it back. */
+static int advance(struct sq_db *d, uint64_t *from_out, bool *more)
 {
     int64_t from = 0, keep = 0, cur = 0;
     uint64_t t = 0, p = UINT64_MAX;
     int e;
+    *more = false;
     if ((e = sq_wmeta_get(d, "history_from", &from)) == 0 &&
         (e = sq_wmeta_get(d, "history_keep_ns", &keep)) == 0 &&
         (e = sq_wmeta_get(d, "serial", &cur)) == 0)
@@ -335,7 +341,7 @@ static int advance(struct sq_db *d, uint64_t *from_out)
     if (e == 0 && keep <= 0)
         t = (uint64_t)cur; /* keep none */
     else if (e == 0)
-        e = keep_bound(d, (uint64_t)from, p, bf_now_ns() - keep, &t);
+        e = keep_bound(d, (uint64_t)from, p, bf_now_ns() - keep, &t, more);
     uint64_t nf = t < p ? t : p;
     if (nf < (uint64_t)from)
         nf = (uint64_t)from; /* it never moves back */
@@ -346,21 +352,26 @@ static int advance(struct sq_db *d, uint64_t *from_out)
     return e;
 }
 
-int sq_history_advance(struct sq_db *d, uint64_t *from)
+int sq_history_advance(struct sq_db *d, bool all, uint64_t *from)
 {
-    int e = sq_wbegin(d, false);
-    if (e < 0)
-        return e;
-    return sq_wend(d, false, advance(d, from));
+    bool more = true;
+    int e = 0;
+    while (e == 0 && more) {
+        if ((e = sq_wbegin(d, false)) == 0)
+            e = sq_wend(d, false, advance(d, from, &more));
+        more = more && all;
+    }
+    return e;
 }
 
 int sq_history_keeps(struct sq_db *d, uint64_t id, bool *keep)
 {
     int64_t last = 0;
     uint64_t from = 0;
+    bool more;
     /* As far as the history lets it go now: with no retention, a file
      * nobody pins is deleted at its last close, as without history. */
-    int e = advance(d, &from);
+    int e = advance(d, &from, &more);
     if (e < 0)
         return e;
     sqlite3_bind_int64(d->ws[W_LASTSTATE], 1, (int64_t)id);

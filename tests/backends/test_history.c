@@ -365,6 +365,32 @@ HIST(retention_is_stored_in_the_database, 30)
     bf_db_close(r);
 }
 
+/* The retention is a time: with a period shorter than the age of every
+ * commit, the gc takes them all but the newest, however many (the
+ * housekeeping looks at the log a batch at a time; the gc goes to the
+ * end). */
+HIST(a_short_retention_lets_the_gc_take_every_older_commit, 60)
+{
+    uint64_t id = mk(db, "f", NULL);
+    uint32_t mode;
+    for (int i = 0; i < 1050; i++) { /* more than a batch */
+        mode = 0600 | (i & 7);
+        cr_assert_eq(bf_db_setattr(db, id, &mode, NULL, NULL, NULL), 0);
+    }
+    uint64_t last = now(db);
+    tb_after(bf_now_ns() + 1); /* every commit is at least 1 ns old */
+    tb_history_keep(db, 1);
+    struct bf_history h;
+    cr_assert_eq(bf_db_gc(db, &h), 0);
+    cr_assert_eq(h.from, last);
+    struct bf_fileinfo fi;
+    bf_view *v = view(db, last);
+    cr_assert_eq(bf_view_getinfo(v, id, &fi), 0);
+    cr_assert_eq(fi.mode, mode);
+    bf_db_view_close(v);
+    cr_assert_eq(bf_db_view_open(db, last - 1, &v), -ENOENT);
+}
+
 /* The pins of a session that died go with it: the gc then takes its
  * serial. */
 struct pin_args {
