@@ -604,16 +604,22 @@ int bf_db_file_open(bf_db *db, uint64_t id, bf_file **out)
         open_leave(db, o);
     if (r < 0)
         return r;
-    fh->file.ops = &db->fops;
+    bf_fh_init(fh, db, id, o, NULL, &db->fops);
+    *out = &fh->file;
+    return 0;
+}
+
+void bf_fh_init(struct bf_fh *fh, bf_db *db, uint64_t id, struct bf_open *o, struct bf_view *v,
+                const struct bf_file_ops *ops)
+{
+    fh->file.ops = ops;
     fh->db = db;
     fh->id = id;
     fh->open = o;
-    fh->view = NULL;
+    fh->view = v;
     fh->tx = BF_TX_IDLE;
     fh->used = NULL;
     fh->nused = fh->capused = 0;
-    *out = &fh->file;
-    return 0;
 }
 void bf_db_file_close(bf_db *db, bf_file *f)
 {

@@ -411,6 +411,12 @@ void bf_spillfile_drop(struct bf_spillfile *sf, uint64_t token, uint32_t len);
 /* Slots in use now (for tests). */
 uint64_t bf_spillfile_used(struct bf_spillfile *sf);
 
+/* Fill in the layer's fields of a handle the engine opened (backend.c):
+ * its file's ops, db, id, its record o (NULL for a view's file) or view v,
+ * no transaction. */
+void bf_fh_init(struct bf_fh *fh, bf_db *db, uint64_t id, struct bf_open *o, struct bf_view *v,
+                const struct bf_file_ops *ops);
+
 /* The layer's filter of listings (backend.c): calls lf->cb for every row
  * whose name is a valid file name, logs one line for any other. */
 struct bf_list_filter {

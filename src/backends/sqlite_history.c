@@ -90,21 +90,48 @@ int sq_pin(bf_db *db, uint64_t serial, bool on)
 
 /* ---- reading ------------------------------------------------------------------- */
 
-/* Begin a read transaction on r, and check that serial is kept: 0, -ENOENT
- * (then the transaction is ended), or the failure. */
-static int at_begin(struct sq_db *d, struct sq_reader *r, uint64_t serial)
+/* Take a reader and begin a read transaction on it that reads *from
+ * (history_from) and *cur (the serial). On failure nothing is left to
+ * end. */
+static int read_begin(struct sq_db *d, struct sq_reader **out, int64_t *from, int64_t *cur)
+{
+    struct sq_reader *r;
+    int e = sq_reader_get(d, &r);
+    if (e < 0)
+        return e;
+    int rc = sq_exec(r->st[R_BEGIN]);
+    e = rc == SQLITE_OK ? 0 : sq_fail(d, r->c, rc, "beginning a read");
+    if (e == 0)
+        e = sq_reader_meta(d, r, "history_from", from);
+    if (e == 0)
+        e = sq_reader_meta(d, r, "serial", cur);
+    if (e < 0) {
+        if (!sqlite3_get_autocommit(r->c))
+            sq_exec(r->st[R_COMMIT]);
+        sq_reader_put(d, r);
+        return e;
+    }
+    *out = r;
+    return 0;
+}
+
+/* End what read_begin began. */
+static void read_end(struct sq_db *d, struct sq_reader *r)
+{
+    sq_exec(r->st[R_COMMIT]);
+    sq_reader_put(d, r);
+}
+
+/* read_begin, and check that serial is kept: -ENOENT (nothing is left to
+ * end) if not. */
+static int at_begin(struct sq_db *d, struct sq_reader **r, uint64_t serial)
 {
     int64_t from = 0, cur = 0;
-    int rc = sq_exec(r->st[R_BEGIN]);
-    if (rc != SQLITE_OK)
-        return sq_fail(d, r->c, rc, "beginning a read");
-    int e = sq_reader_meta(d, r, "history_from", &from);
-    if (e == 0)
-        e = sq_reader_meta(d, r, "serial", &cur);
-    if (e == 0 && (serial < (uint64_t)from || serial > (uint64_t)cur))
+    int e = read_begin(d, r, &from, &cur);
+    if (e == 0 && (serial < (uint64_t)from || serial > (uint64_t)cur)) {
+        read_end(d, *r);
         e = -ENOENT;
-    if (e < 0)
-        sq_exec(r->st[R_COMMIT]);
+    }
     return e;
 }
 
@@ -116,20 +143,17 @@ static int state_row(struct sq_db *d, int which, const char *text, uint64_t id, 
     struct sq_reader *r;
     if (id > (uint64_t)INT64_MAX)
         return -ENOENT;
-    int e = sq_reader_get(d, &r);
+    int e = at_begin(d, &r, serial);
     if (e < 0)
         return e;
-    if ((e = at_begin(d, r, serial)) == 0) {
-        sqlite3_stmt *st = r->st[which];
-        if (text)
-            sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
-        else
-            sqlite3_bind_int64(st, 1, (int64_t)id);
-        sqlite3_bind_int64(st, 2, I64(serial));
-        e = sq_step_row(d, r->c, st, out);
-        sq_exec(r->st[R_COMMIT]);
-    }
-    sq_reader_put(d, r);
+    sqlite3_stmt *st = r->st[which];
+    if (text)
+        sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_int64(st, 1, (int64_t)id);
+    sqlite3_bind_int64(st, 2, I64(serial));
+    e = sq_step_row(d, r->c, st, out);
+    read_end(d, r);
     return e;
 }
 
@@ -148,15 +172,12 @@ int sq_list_at(bf_db *db, uint64_t serial, int (*cb)(void *arg, const struct bf_
 {
     struct sq_db *d = SQ(db);
     struct sq_reader *r;
-    int e = sq_reader_get(d, &r);
+    int e = at_begin(d, &r, serial);
     if (e < 0)
         return e;
-    if ((e = at_begin(d, r, serial)) == 0) {
-        sqlite3_bind_int64(r->st[R_LIST_AT], 1, I64(serial));
-        e = sq_list_rows(d, r->c, r->st[R_LIST_AT], cb, arg);
-        sq_exec(r->st[R_COMMIT]);
-    }
-    sq_reader_put(d, r);
+    sqlite3_bind_int64(r->st[R_LIST_AT], 1, I64(serial));
+    e = sq_list_rows(d, r->c, r->st[R_LIST_AT], cb, arg);
+    read_end(d, r);
     return e;
 }
 
@@ -165,18 +186,10 @@ int sq_history(bf_db *db, struct bf_history *out)
     struct sq_db *d = SQ(db);
     struct sq_reader *r;
     int64_t from = 0, cur = 0, keep = 0;
-    int e = sq_reader_get(d, &r);
+    int rc = SQLITE_DONE, e = read_begin(d, &r, &from, &cur);
     if (e < 0)
         return e;
-    int rc = sq_exec(r->st[R_BEGIN]);
-    if (rc != SQLITE_OK)
-        e = sq_fail(d, r->c, rc, "beginning a read");
-    if (e == 0)
-        e = sq_reader_meta(d, r, "history_from", &from);
-    if (e == 0)
-        e = sq_reader_meta(d, r, "serial", &cur);
-    if (e == 0)
-        e = sq_reader_meta(d, r, "history_keep_ns", &keep);
+    e = sq_reader_meta(d, r, "history_keep_ns", &keep);
     *out = (struct bf_history){
         .kept = true, .from = (uint64_t)from, .current = (uint64_t)cur, .keep_ns = keep
     };
@@ -190,9 +203,7 @@ int sq_history(bf_db *db, struct bf_history *out)
     if (e == 0 && rc != SQLITE_DONE)
         e = sq_fail(d, r->c, rc, "reading the pins");
     sqlite3_reset(st);
-    if (!sqlite3_get_autocommit(r->c))
-        sq_exec(r->st[R_COMMIT]);
-    sq_reader_put(d, r);
+    read_end(d, r);
     /* A view never shows serial 0: a new database's history starts at 1. */
     if (e == 0 && out->from == 0)
         out->from = 1;
@@ -249,52 +260,49 @@ int sq_file_log(bf_db *db, uint64_t id, uint64_t before, size_t max,
     struct sq_db *d = SQ(db);
     struct sq_reader *r;
     struct bf_log_entry ent;
-    int64_t from = 0;
+    int64_t from = 0, cur = 0;
     if (id > (uint64_t)INT64_MAX)
         return 0;
-    int e = sq_reader_get(d, &r);
+    int rc = SQLITE_DONE, e = read_begin(d, &r, &from, &cur);
     if (e < 0)
         return e;
-    int rc = sq_exec(r->st[R_BEGIN]);
-    if (rc != SQLITE_OK)
-        e = sq_fail(d, r->c, rc, "beginning a read");
-    if (e == 0 && (e = sq_reader_meta(d, r, "history_from", &from)) == 0) {
-        sqlite3_stmt *st = r->st[R_FILELOG];
-        sqlite3_bind_int64(st, 1, (int64_t)id);
-        sqlite3_bind_int64(st, 2, I64(before));
-        sqlite3_bind_int64(st, 3, from);
-        sqlite3_bind_int64(st, 4, max > (size_t)INT64_MAX ? INT64_MAX : (int64_t)max);
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            log_entry(st, id, &ent);
-            if ((e = cb(arg, &ent)) != 0)
-                break;
-        }
-        if (e == 0 && rc != SQLITE_DONE)
-            e = sq_fail(d, r->c, rc, "reading a file's log");
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
+    sqlite3_stmt *st = r->st[R_FILELOG];
+    sqlite3_bind_int64(st, 1, (int64_t)id);
+    sqlite3_bind_int64(st, 2, I64(before));
+    sqlite3_bind_int64(st, 3, from);
+    sqlite3_bind_int64(st, 4, max > (size_t)INT64_MAX ? INT64_MAX : (int64_t)max);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        log_entry(st, id, &ent);
+        if ((e = cb(arg, &ent)) != 0)
+            break;
     }
-    if (!sqlite3_get_autocommit(r->c))
-        sq_exec(r->st[R_COMMIT]);
-    sq_reader_put(d, r);
+    if (e == 0 && rc != SQLITE_DONE)
+        e = sq_fail(d, r->c, rc, "reading a file's log");
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    read_end(d, r);
     return e;
 }
 
 /* ---- the housekeeping's steps ---------------------------------------------------- */
 
 /* T (see the top) from the log rows after `from`, up to `limit` (a pin:
- * beyond it T does not matter), at most SQ_HISTORY_ROWS of them. */
-static int keep_bound(struct sq_db *d, uint64_t from, uint64_t limit, int64_t cut, uint64_t *t)
+ * beyond it T does not matter), at most SQ_HISTORY_ROWS of them; *more:
+ * the batch ended before T was found. */
+static int keep_bound(struct sq_db *d, uint64_t from, uint64_t limit, int64_t cut, uint64_t *t,
+                      bool *more)
 {
     sqlite3_stmt *st = d->ws[W_LOG_AFTER];
-    int rc;
+    int rc, n = 0;
     *t = from;
+    *more = false;
     sqlite3_bind_int64(st, 1, (int64_t)from);
     sqlite3_bind_int64(st, 2, SQ_HISTORY_ROWS);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW && *t < limit) {
         if (sqlite3_column_int64(st, 1) > cut)
             break;
         *t = (uint64_t)sqlite3_column_int64(st, 0);
+        *more = ++n == SQ_HISTORY_ROWS;
     }
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
@@ -317,13 +325,15 @@ static int lowest_pin(struct sq_db *d, uint64_t *p)
 }
 
 /* In a writer transaction: advance history_from as the housekeeping does
- * (see the top); *from_out = its value after. The pins are read in the
- * same transaction, so a pin recorded before holds it back. */
-static int advance(struct sq_db *d, uint64_t *from_out)
+ * (see the top), over SQ_HISTORY_ROWS log rows at most (*more: it may go
+ * further); *from_out = its value after. The pins are read in the same
+ * transaction, so a pin recorded before holds it back. */
+static int advance(struct sq_db *d, uint64_t *from_out, bool *more)
 {
     int64_t from = 0, keep = 0, cur = 0;
     uint64_t t = 0, p = UINT64_MAX;
     int e;
+    *more = false;
     if ((e = sq_wmeta_get(d, "history_from", &from)) == 0 &&
         (e = sq_wmeta_get(d, "history_keep_ns", &keep)) == 0 &&
         (e = sq_wmeta_get(d, "serial", &cur)) == 0)
@@ -331,7 +341,7 @@ static int advance(struct sq_db *d, uint64_t *from_out)
     if (e == 0 && keep <= 0)
         t = (uint64_t)cur; /* keep none */
     else if (e == 0)
-        e = keep_bound(d, (uint64_t)from, p, bf_now_ns() - keep, &t);
+        e = keep_bound(d, (uint64_t)from, p, bf_now_ns() - keep, &t, more);
     uint64_t nf = t < p ? t : p;
     if (nf < (uint64_t)from)
         nf = (uint64_t)from; /* it never moves back */
@@ -342,21 +352,26 @@ static int advance(struct sq_db *d, uint64_t *from_out)
     return e;
 }
 
-int sq_history_advance(struct sq_db *d, uint64_t *from)
+int sq_history_advance(struct sq_db *d, bool all, uint64_t *from)
 {
-    int e = sq_wbegin(d, false);
-    if (e < 0)
-        return e;
-    return sq_wend(d, false, advance(d, from));
+    bool more = true;
+    int e = 0;
+    while (e == 0 && more) {
+        if ((e = sq_wbegin(d, false)) == 0)
+            e = sq_wend(d, false, advance(d, from, &more));
+        more = more && all;
+    }
+    return e;
 }
 
 int sq_history_keeps(struct sq_db *d, uint64_t id, bool *keep)
 {
     int64_t last = 0;
     uint64_t from = 0;
+    bool more;
     /* As far as the history lets it go now: with no retention, a file
      * nobody pins is deleted at its last close, as without history. */
-    int e = advance(d, &from);
+    int e = advance(d, &from, &more);
     if (e < 0)
         return e;
     sqlite3_bind_int64(d->ws[W_LASTSTATE], 1, (int64_t)id);

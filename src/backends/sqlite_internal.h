@@ -352,10 +352,11 @@ int sq_history_keeps(struct sq_db *d, uint64_t id, bool *keep);
  * alone may delete what it replaces at once (sqlite.c). */
 int sq_history_none(struct sq_db *d, bool *none);
 
-/* The housekeeping's history steps, each its own write transaction:
- * advance history_from (*from = its value after); trim the file states
- * up to `from` (*more: a batch is left). */
-int sq_history_advance(struct sq_db *d, uint64_t *from);
+/* The housekeeping's history steps, each a write transaction of its own
+ * (or several): advance history_from (*from = its value after; with
+ * `all`, as far as it goes, else over a batch of log rows); trim the file
+ * states up to `from` (*more: a batch is left). */
+int sq_history_advance(struct sq_db *d, bool all, uint64_t *from);
 int sq_history_trim_states(struct sq_db *d, uint64_t from, bool *more);
 
 /* The engine's history operations (engine.h). */

@@ -744,7 +744,7 @@ int sq_trim(bf_db *db, uint64_t applied, bool all)
     if (!d->w)
         return 0;
     /* The history first: what the steps below may collect depends on it. */
-    int e = sq_history_advance(d, &p.from);
+    int e = sq_history_advance(d, all, &p.from);
     if (e == 0)
         e = trim_look(d, applied, &p);
     if (e == 0)

@@ -348,14 +348,7 @@ int bf_view_file_open(bf_view *v, uint64_t id, bf_file **out)
     if (r < 0)
         return view_err(v, r);
     BF_ASSERT(fh->file.serial == v->serial);
-    fh->file.ops = &v->fops;
-    fh->db = db;
-    fh->id = id;
-    fh->open = NULL;
-    fh->view = v;
-    fh->tx = BF_TX_IDLE;
-    fh->used = NULL;
-    fh->nused = fh->capused = 0;
+    bf_fh_init(fh, db, id, NULL, v, &v->fops);
     pthread_mutex_lock(&db->vlock);
     v->nfiles++;
     pthread_mutex_unlock(&db->vlock);

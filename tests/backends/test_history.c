@@ -6,10 +6,6 @@
  * gc and pins (also a dead session's); nameless files kept for the
  * history; a file's log; the space history costs; the upgrade of a SQLite
  * database of schema 2; and the engines without history (memory). */
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-
 #include "helpers.h"
 
 #define BS 4096u
@@ -162,28 +158,6 @@ static uint64_t id_at(bf_db *db, uint64_t serial, const char *name)
     cr_assert(r == 0 || r == -ENOENT, "lookup(%s at %llu) = %d", name, (unsigned long long)serial,
               r);
     return r == 0 ? fi.id : 0;
-}
-
-/* A count through a side connection (SQLite or PostgreSQL: the tables have
- * the same names), with ?1 = arg. */
-static int64_t side_count(struct tb *t, const char *sql, int64_t arg)
-{
-#ifdef TB_PG
-    if (t->kind == TB_PGSQL)
-        return tb_pg_count(t, sql, arg);
-#endif
-    sqlite3 *c;
-    sqlite3_stmt *st;
-    int64_t n = -1;
-    cr_assert_eq(sqlite3_open_v2(t->path, &c, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    cr_assert_eq(sqlite3_prepare_v2(c, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(c));
-    if (sqlite3_bind_parameter_count(st))
-        sqlite3_bind_int64(st, 1, arg);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(c);
-    return n;
 }
 
 static void nop_listener(void *arg, const struct bf_commit_rec *rec)
@@ -391,6 +365,32 @@ HIST(retention_is_stored_in_the_database, 30)
     bf_db_close(r);
 }
 
+/* The retention is a time: with a period shorter than the age of every
+ * commit, the gc takes them all but the newest, however many (the
+ * housekeeping looks at the log a batch at a time; the gc goes to the
+ * end). */
+HIST(a_short_retention_lets_the_gc_take_every_older_commit, 60)
+{
+    uint64_t id = mk(db, "f", NULL);
+    uint32_t mode;
+    for (int i = 0; i < 1050; i++) { /* more than a batch */
+        mode = 0600 | (i & 7);
+        cr_assert_eq(bf_db_setattr(db, id, &mode, NULL, NULL, NULL), 0);
+    }
+    uint64_t last = now(db);
+    tb_after(bf_now_ns() + 1); /* every commit is at least 1 ns old */
+    tb_history_keep(db, 1);
+    struct bf_history h;
+    cr_assert_eq(bf_db_gc(db, &h), 0);
+    cr_assert_eq(h.from, last);
+    struct bf_fileinfo fi;
+    bf_view *v = view(db, last);
+    cr_assert_eq(bf_view_getinfo(v, id, &fi), 0);
+    cr_assert_eq(fi.mode, mode);
+    bf_db_view_close(v);
+    cr_assert_eq(bf_db_view_open(db, last - 1, &v), -ENOENT);
+}
+
 /* The pins of a session that died go with it: the gc then takes its
  * serial. */
 struct pin_args {
@@ -398,8 +398,9 @@ struct pin_args {
     uint64_t serial;
 };
 
-static void pin_child(const struct pin_args *a, int fd)
+static void pin_child(const void *arg, int fd)
 {
+    const struct pin_args *a = arg;
     bf_db *db = NULL;
     bf_view *v = NULL;
     if (bf_db_open(a->spec, BF_DB_SHARED, &db, NULL, 0) < 0 ||
@@ -419,29 +420,14 @@ HIST(a_dead_session_s_pins_go_with_it, 30)
     uint64_t s2 = commit(f, 0, 1, 2, UINT64_MAX, BS);
     bf_db_file_close(db, f);
     struct pin_args a = { t->spec, s1 };
-    int p[2];
-    char c;
-    cr_assert_eq(pipe(p), 0);
-    pid_t parent = getpid(), pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
-            _exit(1);
-        close(p[0]);
-        pin_child(&a, p[1]);
-    }
-    close(p[1]);
-    cr_assert_eq(read(p[0], &c, 1), 1, "the child could not pin");
-    close(p[0]);
+    pid_t pid = tb_child_start(pin_child, &a);
     cr_assert_eq(history(db).pinned, s1);
     struct bf_history h = gc_none(db);
     cr_assert_eq(h.from, s1, "the live child's pin holds");
-    int st;
 #ifdef TB_PG
     int64_t child = tb_pg_count(t, "SELECT max(id) FROM sessions", 0);
 #endif
-    kill(pid, SIGKILL);
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    tb_kill_child(pid);
 #ifdef TB_PG
     /* PostgreSQL takes a session whose lock went for dead only after a
      * grace (docs/design/PG-ENGINE.md, D7; 30 s by default): once the
@@ -464,7 +450,7 @@ HIST(a_dead_session_s_pins_go_with_it, 30)
 #endif
     cr_assert_eq(h.pinned, 0, "its pin went with it");
     cr_assert_eq(h.from, s2);
-    cr_assert_eq(side_count(t, "SELECT count(*) FROM pins", 0), 0);
+    cr_assert_eq(tb_side_count(t, "SELECT count(*) FROM pins", 0), 0);
 }
 
 /* A read-only session's views are not pinned: the gc may take their serial,
@@ -519,8 +505,9 @@ HIST(an_unlinked_file_stays_for_the_history_until_the_gc_passes_it, 30)
     struct bf_history h = gc_none(db);
     cr_assert_eq(h.from, s2);
     cr_assert_eq(bf_db_getinfo(db, id, NULL), -ENOENT, "deleted once the gc passed its unlink");
-    cr_assert_eq(side_count(t, "SELECT count(*) FROM blockmap WHERE file=?1", (int64_t)id), 0);
-    cr_assert_eq(side_count(t, "SELECT count(*) FROM file_states WHERE file=?1", (int64_t)id), 0);
+    cr_assert_eq(tb_side_count(t, "SELECT count(*) FROM blockmap WHERE file=?1", (int64_t)id), 0);
+    cr_assert_eq(tb_side_count(t, "SELECT count(*) FROM file_states WHERE file=?1", (int64_t)id),
+                 0);
     cr_assert_eq(bf_db_view_open(db, s1, &v), -ENOENT);
 }
 
@@ -626,11 +613,11 @@ HIST(history_costs_what_changed_not_the_file_size, 30)
     for (unsigned i = 0; i < 10; i++)
         commit(f, 7, 8, 2 + i, UINT64_MAX, 64 * BS);
     const char *q = "SELECT count(*) FROM blockmap WHERE file=?1";
-    cr_assert_eq(side_count(t, q, (int64_t)id), 64 + 10);
+    cr_assert_eq(tb_side_count(t, q, (int64_t)id), 64 + 10);
     cr_assert_eq(
-        side_count(t, "SELECT count(*) FROM blockmap WHERE file=?1 AND blk=7", (int64_t)id), 11);
+        tb_side_count(t, "SELECT count(*) FROM blockmap WHERE file=?1 AND blk=7", (int64_t)id), 11);
     gc_none(db);
-    cr_assert_eq(side_count(t, q, (int64_t)id), 64);
+    cr_assert_eq(tb_side_count(t, q, (int64_t)id), 64);
     tb_expect(f, 7, 11);
     bf_db_file_close(db, f);
 }
@@ -739,12 +726,12 @@ Test(sqlite_upgrade, schema_2_gets_history_from_its_serial_at_the_upgrade, .time
     cr_assert_eq(bf_db_open(t.path, BF_DB_RDONLY, &db, err, sizeof(err)), -EROFS);
     cr_assert_not_null(strstr(err, "schema 2"), "%s", err);
     db = tb_session(&t, 0);
-    cr_assert_eq(side_count(&t, "PRAGMA user_version", 0), BF_SQLITE_SCHEMA_VERSION);
+    cr_assert_eq(tb_side_count(&t, "PRAGMA user_version", 0), BF_SQLITE_SCHEMA_VERSION);
     struct bf_history h = history(db);
     cr_assert_eq(h.from, 5);
     cr_assert_eq(h.current, 5);
     cr_assert_eq(h.keep_ns, BF_HISTORY_KEEP_NS);
-    cr_assert_eq(side_count(&t, "SELECT count(*) FROM file_states WHERE serial=5", 0), 2,
+    cr_assert_eq(tb_side_count(&t, "SELECT count(*) FROM file_states WHERE serial=5", 0), 2,
                  "f and e (the nameless one was purged at the open)");
     bf_view *v;
     cr_assert_eq(bf_db_view_open(db, 4, &v), -ENOENT, "nothing older was kept");

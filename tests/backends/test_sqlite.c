@@ -262,40 +262,6 @@ static void crash_child(const char *path, uint64_t id, enum crash_mode mode, int
         pause();
 }
 
-/* Fork a child that runs fn(arg, fd), which writes one byte to fd when it
- * is where the test wants it and never returns; return its pid once it
- * is there. The child dies with the test's process, should the test fail
- * before it kills it. */
-static pid_t child_start(void (*fn)(const void *arg, int fd), const void *arg)
-{
-    int p[2];
-    char c;
-    cr_assert_eq(pipe(p), 0);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
-            _exit(1);
-        close(p[0]);
-        fn(arg, p[1]);
-        _exit(1);
-    }
-    close(p[1]);
-    cr_assert_eq(read(p[0], &c, 1), 1, "the child died early");
-    close(p[0]);
-    return pid;
-}
-
-/* Kill a child as a crash would (SIGKILL) and reap it. */
-static void kill_child(pid_t pid)
-{
-    int st;
-    kill(pid, SIGKILL);
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "the child ended by itself: %d", st);
-}
-
 struct crash_args {
     const char *path;
     uint64_t id;
@@ -311,7 +277,7 @@ static void crash_fn(const void *arg, int fd)
 static void crash_run(struct tb *t, uint64_t id, enum crash_mode mode)
 {
     struct crash_args a = { t->path, id, mode };
-    kill_child(child_start(crash_fn, &a));
+    tb_kill_child(tb_child_start(crash_fn, &a));
 }
 
 static void crash_test(enum crash_mode mode)
@@ -1093,7 +1059,7 @@ static void dead_session_test(bool reopen)
     cr_assert_eq(bf_db_create(a, "g", BS, 0, 0644, 0, 0, &gi), 0);
     int64_t contents = side_int(t.path, "SELECT count(*) FROM contents");
     struct upload_args ua = { t.path, id, gi.id };
-    pid_t pid = child_start(upload_fn, &ua);
+    pid_t pid = tb_child_start(upload_fn, &ua);
     cr_assert_eq(side_int(t.path, "SELECT count(*) FROM sessions"), 2);
     cr_assert_eq(side_int(t.path, "SELECT count(*) FROM uploads"), 16);
     cr_assert_eq(side_int(t.path, "SELECT count(*) FROM contents"), contents + 16);
@@ -1104,7 +1070,7 @@ static void dead_session_test(bool reopen)
     cr_assert_eq(side_int(t.path, "SELECT count(*) FROM uploads"), 16, "a live session's");
     expect_refused(t.path, 0, -EBUSY, "in use by another bigfilefs");
 
-    kill_child(pid);
+    tb_kill_child(pid);
     if (reopen) {
         bf_db_close(a);
         a = sq_open(t.path, 0); /* the next session to open notices */
