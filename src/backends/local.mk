@@ -22,5 +22,5 @@ if HAVE_POSTGRESQL
 libbfbackends_a_SOURCES += \
 	src/backends/pg.h src/backends/pg_internal.h src/backends/pg.c \
 	src/backends/pg_conn.c src/backends/pg_sql.c src/backends/pg_schema.c \
-	src/backends/pg_session.c src/backends/pg_xattr.c
+	src/backends/pg_session.c src/backends/pg_xattr.c src/backends/pg_history.c
 endif

@@ -1568,8 +1568,10 @@ void bft_history_off(const char *mnt)
     cr_assert_geq(fd, 0, "%s: %s", mnt, strerror(errno));
     int r = ioctl(fd, BIGFILE_IOC_HISTORY, &h);
     close(fd);
-    if (r == 0 || bft_db_is_pg(bft.db))
-        return; /* (a pg engine without history keeps none) */
+    if (r == 0)
+        return;
+    /* a daemon without the ioctl: in the database (SQLite and PostgreSQL
+     * name the meta row alike) */
     cr_assert_eq(bft_sql_exec(bft.db, "UPDATE meta SET value = 0 WHERE key = 'history_keep_ns'"),
                  0);
 }

@@ -457,7 +457,8 @@ int bft_sql_int(const char *db, const char *sql, int64_t *out);
 /* Make bft.db keep no history (retention 0: an unlinked file goes at its
  * last close, the log and old versions are trimmed as they were before
  * history), through mount point mnt: BIGFILE_IOC_HISTORY on its root, or,
- * with a daemon that has no such ioctl, the meta row of a SQLite database.
+ * with a daemon that has no such ioctl, the meta row of the database
+ * (SQLite or PostgreSQL).
  * A no-op on "mem:". For the tests that predate history (issue 13). */
 void bft_history_off(const char *mnt);
 /* Replace the stored content of block blk of file `name` (its current
