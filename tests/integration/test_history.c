@@ -304,6 +304,19 @@ BFT_TEST(history, a_mapped_view_stays_while_commits_land, SETUP_SHARED2, 120)
     munmap(m, 4 * BS);
 }
 
+/* bft_wait_for's condition: a gc on mount A moved `from` to `want`. */
+struct gc_until {
+    uint64_t want;
+    struct bigfile_history h;
+};
+
+static int gc_reaches(void *arg)
+{
+    struct gc_until *w = arg;
+    memset(&w->h, 0, sizeof(w->h));
+    return root_ioctl(MA, BIGFILE_IOC_GC, &w->h) == 0 && w->h.from == w->want;
+}
+
 BFT_TEST(history, a_gc_takes_nothing_from_a_mapped_view, SETUP_SHARED2, 120)
 {
     char fa[PATH_MAX], v1[PATH_MAX];
@@ -329,13 +342,9 @@ BFT_TEST(history, a_gc_takes_nothing_from_a_mapped_view, SETUP_SHARED2, 120)
     /* Unmapped (released): the next gc takes S1 and S2 away. */
     munmap(m, 4 * BS);
     cr_assert_eq(sync_on(fa), s3);
-    struct bigfile_history g;
-    for (int i = 0; i < 2000; i++) { /* the kernel's RELEASE follows munmap */
-        g = keep_none_and_gc(MA);
-        if (g.from == s3)
-            break;
-        usleep(1000);
-    }
+    struct gc_until w = { s3, { 0 } };
+    bft_wait_for(gc_reaches, &w, 10); /* the kernel's RELEASE follows munmap */
+    struct bigfile_history g = w.h;
     cr_expect_eq(g.from, s3, "from: the current serial");
     cr_expect_eq(g.pinned, 0);
     cr_expect(is_gone(view_path(v1, MA, s1, "f")), "@S1 is gone after the gc (mount A)");
