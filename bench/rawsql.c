@@ -11,8 +11,9 @@
 
 #include "pattern.h"
 
-/* The bigfilefs schema (version 2), as src/backends/sqlite_schema.c creates
- * it: a block's current version is its blockmap row with content and no
+/* The bigfilefs schema (version 2, and 3, whose history tables these
+ * queries leave alone), as src/backends/sqlite_schema.c creates it: a
+ * block's current version is its blockmap row with content and no
  * superseded mark (the partial index blockmap_current), its bytes a row of
  * contents. */
 #define SQL_FILE_BY_NAME "SELECT id, blksize, size FROM files WHERE name = ?1"

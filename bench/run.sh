@@ -15,7 +15,7 @@
 #                   tests/proto/blockd, the source tree (examples/, python/)
 #   RAWPG           figure 9: bench/rawpg, the plain libpq references (unset: not measured)
 #   BENCH_QUICK=1   small sizes, for development (the figures are not the issue's)
-#   BENCH_ONLY="1 5"  run only these figures (1..11); default all
+#   BENCH_ONLY="1 5"  run only these figures (1..12); default all
 #   BENCH_RUNS=N    runs per measurement (default 5, quick 3)
 #   BENCH_DIR=DIR   where the databases go (default a new dir in /var/tmp;
 #                   it must be on a disk, not tmpfs, to mean anything)
@@ -46,7 +46,7 @@ CACHE11=64M
 SPARSE=1T
 CACHE5=64M
 SWEEP="2M 64K 256K 8M"
-ONLY=${BENCH_ONLY:-1 2 3 4 5 6 7 8 9 10 11}
+ONLY=${BENCH_ONLY:-1 2 3 4 5 6 7 8 9 10 11 12}
 
 want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
 bytes() { numfmt --from=iec "$1"; }
@@ -521,6 +521,30 @@ if want 11; then
     line 11c "  its writeout alone" GB/s r11_sp "default dirty budget" r11_sq ""
     line 11d "  daemon peak RSS, cache=$CACHE11" MiB r11_hwm "cache + dirty + 128 MiB" budget11 "target <= 1" 'r <= 1'
     umount_bf sp
+fi
+
+# --- figure 12: point-in-time views ---------------------------------------------
+# @SERIAL/NAME is an older version of the file (every block rewritten since):
+# read cold (RECLAIM) and warm, against the current file, runs interleaved.
+if want 12; then
+    ctl create --blksize=2M --size="$F1" "$work/sq/hist"
+    run fill12_v1 "$BFBENCH" fill "$work/sq/hist" --length "$F1" --seed 12 --writeout-every 256M
+    s12=$("$BIGFILECTL" sync "$work/sq/hist" | awk '/^serial:/ { print $2 }')
+    run fill12_v2 "$BFBENCH" fill "$work/sq/hist" --length "$F1" --seed 13 --writeout-every 256M
+    v12=$work/sq/@$s12/hist
+    for r in $(seq "$RUNS"); do
+        "$BFBENCH" cold "$v12" --cold reclaim
+        run r12_view "$BFBENCH" seqread "$v12" --seed 12
+        "$BFBENCH" cold "$work/sq/hist" --cold reclaim
+        run r12_cur "$BFBENCH" seqread "$work/sq/hist" --seed 13
+    done
+    for r in $(seq "$RUNS"); do
+        run r12w_view "$BFBENCH" seqread "$v12" --seed 12 --warm
+        run r12w_cur "$BFBENCH" seqread "$work/sq/hist" --seed 13 --warm
+    done
+    line 12a "cold seq read mmap of @$s12/hist (older version)" GB/s r12_view "the current file" r12_cur "target >= 0.9" 'r >= 0.9'
+    line 12b "warm seq read mmap of @$s12/hist" GB/s r12w_view "the current file, warm" r12w_cur "target >= 0.9" 'r >= 0.9'
+    rm -f "$work/sq/hist"
 fi
 
 echo

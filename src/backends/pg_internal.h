@@ -13,7 +13,10 @@
  *                  commits, open and close;
  *   pg_session.c   the session's locks and liveness, holds and purges,
  *                  the watcher's connection and reads, the housekeeping;
- *   pg_xattr.c     extended attributes, and their table.
+ *   pg_xattr.c     extended attributes, and their table;
+ *   pg_history.c   point-in-time views: file states, pins, retention,
+ *                  reading at a serial, a file's log, the history's steps
+ *                  of the housekeeping.
  *
  * The schema and the rules are written at the top of pg_schema.c and pg.c;
  * docs/design/PG-ENGINE.md has the reasons and the measurements.
@@ -130,6 +133,21 @@ enum pg_stmt_id {
     PS_XA_SET,
     PS_XA_REPLACE,
     PS_XA_REMOVE,
+    /* history (pg_history.c): readers, the writer, the watcher's */
+    PS_HISTORY,
+    PS_STATE_AT,
+    PS_BYNAME_AT,
+    PS_LIST_AT,
+    PS_FILELOG,
+    PS_STATE_W,
+    PS_KEEP,
+    PS_FROM_SHARE,
+    PS_PIN,
+    PS_UNPIN,
+    PS_FROM_LOCK,
+    PS_ADVANCE,
+    PS_STATES_TRIM,
+    PS_UNPIN_ALL,
     /* the watcher's connection: the session */
     PS_NEXTSESSION,
     PS_LOCK_LIVE,
@@ -345,6 +363,27 @@ int pg_listxattr(bf_db *db, uint64_t id, char **names, size_t *len);
 int pg_setxattr(bf_db *db, uint64_t id, const char *name, const void *value, size_t len,
                 unsigned flags);
 int pg_removexattr(bf_db *db, uint64_t id, const char *name);
+
+/* ---- pg_history.c -------------------------------------------------------------- */
+
+/* The engine operations of the same names (engine.h). */
+int pg_history(bf_db *db, struct bf_history *out);
+int pg_history_keep(bf_db *db, int64_t keep_ns);
+int pg_pin(bf_db *db, uint64_t serial, bool on);
+int pg_list_at(bf_db *db, uint64_t serial, int (*cb)(void *arg, const struct bf_fileinfo *fi),
+               void *arg);
+int pg_lookup_at(bf_db *db, uint64_t serial, const char *name, struct bf_fileinfo *out);
+int pg_getinfo_at(bf_db *db, uint64_t serial, uint64_t id, struct bf_fileinfo *out);
+int pg_file_log(bf_db *db, uint64_t id, uint64_t before, size_t max,
+                int (*cb)(void *arg, const struct bf_log_entry *e), void *arg);
+
+/* The housekeeping's history steps, on the watcher's connection (vlock
+ * held, the trim lock taken): advance history_from (*from = its value
+ * after: from' of docs/HISTORY.md section 3), in a transaction of its own
+ * that locks it and then reads the pins; and trim the file states older
+ * than each file's newest state <= from. */
+int pg_history_advance(struct pg_db *d, struct pgc *c, int64_t *from);
+int pg_history_trim_states(struct pg_db *d, struct pgc *c, int64_t from);
 
 /* ---- pg_session.c ------------------------------------------------------------ */
 

@@ -46,15 +46,21 @@
  *   2. the rest only by one session at a time (the PG_LOCK_TRIM advisory
  *      lock: the watcher's turn skips it when another session holds it,
  *      bf_db_trim waits for it);
- *   3. dead sessions: their uploads become garbage, their holds and row go;
+ *   3. dead sessions: their uploads become garbage, their holds, pins and
+ *      row go;
+ *   3a. the history: history_from advances (pg_history.c);
  *   4. versions: with M = the lowest applied serial of the live sessions,
- *      the write commits in (gc_done, M] are read from the log, and for
+ *      but at most history_from (docs/HISTORY.md: B), the write commits
+ *      in (gc_done, M] are read from the log, and for
  *      each block they changed the versions older than theirs go (no live
  *      session can load them: every view is at or past M), their contents
  *      become garbage; versions marked superseded at or before M go too;
  *   5. the log: rows up to gc_done go; beyond it, rows older than the last
- *      log_keep go too, after marking the versions they superseded;
- *   6. nameless files no live session holds are purged;
+ *      log_keep go too, after marking the versions they superseded; never
+ *      a row of the kept history (serial >= history_from);
+ *   5a. file states older than their file's newest state <= history_from;
+ *   6. nameless files no live session holds and the history no longer
+ *      needs are purged;
  *   7. garbage contents are deleted, a few at a time.
  * The watcher's turn stops after PG_TRIM_TURN_NS (the next goes on);
  * bf_db_trim goes to the end.
@@ -426,12 +432,10 @@ void pg_session_end(struct pg_db *d)
     if (d->base.session && v_ensure(d) == 0) {
         struct pgp p = { 0 };
         pgp_u64(&p, d->base.session);
-        struct pgq q[] = { { PS_BEGIN, NULL, NULL },
-                           { PS_ORPHANS, &p, NULL },
-                           { PS_UNHOLD_ALL, &p, NULL },
-                           { PS_SESSION_DEL, &p, NULL },
-                           { PS_COMMIT, NULL, NULL } };
-        if (vpipe(d, q, 5, "ending the session") < 0)
+        struct pgq q[] = { { PS_BEGIN, NULL, NULL },     { PS_ORPHANS, &p, NULL },
+                           { PS_UNHOLD_ALL, &p, NULL },  { PS_UNPIN_ALL, &p, NULL },
+                           { PS_SESSION_DEL, &p, NULL }, { PS_COMMIT, NULL, NULL } };
+        if (vpipe(d, q, 6, "ending the session") < 0)
             bf_db_log(&d->base, "cannot end the session cleanly: the others clean up after it");
     }
     pgc_close(&d->v); /* its locks go with it */
@@ -498,23 +502,31 @@ int pg_hold_open(struct pg_db *d, uint64_t id, struct bf_fileinfo *fi, uint64_t 
     return e;
 }
 
-/* Purge nameless file id unless a live session holds it; with `unhold`,
+/* Purge nameless file id unless a live session holds it or the history
+ * needs it (its name went after history_from); with `unhold`,
  * end our hold of it first, in the same transaction. On connection c
  * (the writer or the watcher's), locked by the caller. */
 static int purge_on(struct pg_db *d, struct pgc *c, uint64_t id, bool unhold)
 {
-    struct pgp p = { 0 }, pu = { 0 }, pl = { 0 };
+    struct pgp p = { 0 }, pu = { 0 }, pl = { 0 }, pa = { 0 };
     pgp_u64(&p, id);
     pgp_u64(&p, d->popt.dead_grace_ms);
     pgp_u64(&pu, d->base.session);
     pgp_u64(&pu, id);
     pgp_u64(&pl, id);
-    struct pgq q[5];
+    pgp_i64(&pa, bf_now_ns());
+    pgp_u64(&pa, d->popt.dead_grace_ms);
+    pgp_u64(&pa, id);
+    struct pgq q[7];
     int n = 0;
     q[n++] = (struct pgq){ PS_BEGIN, NULL, NULL };
     if (unhold)
         q[n++] = (struct pgq){ PS_UNHOLD, &pu, NULL };
     q[n++] = (struct pgq){ PS_NAMELESS_LOCK, &pl, NULL };
+    /* history_from advanced first, as the housekeeping would now (only
+     * for a nameless file): a file whose name went after it stays */
+    q[n++] = (struct pgq){ PS_FROM_LOCK, &pl, NULL };
+    q[n++] = (struct pgq){ PS_ADVANCE, &pa, NULL };
     q[n++] = (struct pgq){ PS_PURGE, &p, NULL };
     q[n++] = (struct pgq){ PS_COMMIT, NULL, NULL };
     int e = pgc_pipeline(d, c, q, n, unhold ? "ending a hold" : "deleting a nameless file", NULL);
@@ -734,6 +746,7 @@ static int trip_rows(struct pg_db *d, struct triplets *t, const PGresult *r, int
 
 struct trim_state {
     int64_t serial, log_trimmed, gc_done, collected, lowest;
+    int64_t from; /* history_from, as the history's step advanced it */
     int64_t deadline;
 };
 
@@ -792,12 +805,10 @@ static int trim_dead(struct pg_db *d)
         struct pgp q = { 0 };
         int64_t id = pgr_i64(r, i, 0);
         pgp_i64(&q, id);
-        struct pgq s[] = { { PS_BEGIN, NULL, NULL },
-                           { PS_ORPHANS, &q, NULL },
-                           { PS_UNHOLD_ALL, &q, NULL },
-                           { PS_SESSION_DEL, &q, NULL },
-                           { PS_COMMIT, NULL, NULL } };
-        e = vpipe(d, s, 5, "cleaning up after a dead session");
+        struct pgq s[] = { { PS_BEGIN, NULL, NULL },     { PS_ORPHANS, &q, NULL },
+                           { PS_UNHOLD_ALL, &q, NULL },  { PS_UNPIN_ALL, &q, NULL },
+                           { PS_SESSION_DEL, &q, NULL }, { PS_COMMIT, NULL, NULL } };
+        e = vpipe(d, s, 6, "cleaning up after a dead session");
         if (e == 0)
             bf_db_log(&d->base,
                       "session %lld is dead (its process or machine ended without closing it): "
@@ -825,6 +836,11 @@ static int trim_versions_and_log(struct pg_db *d, struct trim_state *s, uint64_t
     if (!pgr_null(r, 0, 4) && pgr_i64(r, 0, 4) < s->lowest)
         s->lowest = pgr_i64(r, 0, 4);
     PQclear(r);
+    /* versions superseded at or before min(from, the slowest) go */
+    if (s->from < s->lowest)
+        s->lowest = s->from;
+    /* the log rows of the kept history stay (a file's log reads them) */
+    int64_t log_bound = s->from > 0 ? s->from - 1 : 0;
     if (s->gc_done < s->lowest)
         e = walk_commits(d, s, s->gc_done, s->lowest, false);
     if (e == 0) {
@@ -834,11 +850,15 @@ static int trim_versions_and_log(struct pg_db *d, struct trim_state *s, uint64_t
     }
     /* Beyond the slowest session, at most log_keep rows are kept. */
     uint64_t keep = d->base.opt.log_keep;
-    if (e == 0 && (uint64_t)s->serial > keep && s->serial - (int64_t)keep > s->gc_done)
-        e = walk_commits(d, s, s->gc_done, s->serial - (int64_t)keep, true);
-    if (e == 0 && s->log_trimmed < s->gc_done) {
+    int64_t over = (uint64_t)s->serial > keep ? s->serial - (int64_t)keep : 0;
+    if (over > log_bound)
+        over = log_bound;
+    if (e == 0 && over > s->gc_done)
+        e = walk_commits(d, s, s->gc_done, over, true);
+    int64_t upto = s->gc_done < log_bound ? s->gc_done : log_bound;
+    if (e == 0 && s->log_trimmed < upto) {
         struct pgp q = { 0 };
-        pgp_i64(&q, s->gc_done);
+        pgp_i64(&q, upto);
         pgp_i64(&q, s->gc_done);
         e = vrun(d, PS_LOG_TRIM, &q, NULL, "trimming the log");
     }
@@ -895,8 +915,16 @@ int pg_trim(bf_db *db, uint64_t applied, bool all)
         got = e == 0; /* pg_advisory_lock waits, and returns void */
     if (e == 0 && got) {
         e = trim_dead(d);
+        if (e == 0) {
+            e = pg_history_advance(d, &d->v, &s.from);
+            v_after(d);
+        }
         if (e == 0)
             e = trim_versions_and_log(d, &s, applied);
+        if (e == 0) {
+            e = pg_history_trim_states(d, &d->v, s.from);
+            v_after(d);
+        }
         if (e == 0)
             e = trim_nameless(d, &s);
         if (e == 0)
