@@ -210,6 +210,17 @@ static inline void tb_done(struct tb *t)
 #endif
 }
 
+/* Fail the test (closing db and cleaning up first, so that nothing leaks)
+ * unless db's engine keeps history. */
+static inline void tb_need_history(bf_db *db, struct tb *t)
+{
+    if (tb_history_kept(db))
+        return;
+    bf_db_close(db);
+    tb_done(t);
+    cr_assert(0, "the engine of %s keeps no history", t->spec);
+}
+
 /* Open one more session on t's database (tb_open made it), with flags
  * (BF_DB_SHARED, BF_DB_RDONLY); opt NULL: the defaults. */
 static inline bf_db *tb_session_opt(struct tb *t, unsigned flags, const struct bf_db_options *opt)

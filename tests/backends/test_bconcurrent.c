@@ -442,6 +442,7 @@ static void views_while_committing(int engine)
     struct bf_history h;
     pthread_t th[RACERS];
     bf_db *db = tb_open(&t, engine); /* no retention */
+    tb_need_history(db, &t);
     cr_assert_eq(bf_db_create(db, "v", BS, 0, 0644, 0, 0, &fi), 0);
     bf_file *f;
     cr_assert_eq(bf_db_file_open(db, fi.id, &f), 0);
