@@ -341,6 +341,11 @@ void pg_conn_free(struct pg_db *d);
 int pg_w_begin(struct pg_db *d);
 void pg_w_end(struct pg_db *d);
 
+/* Run reader statement `stmt` with p on a reader of the pool; *res gets
+ * the result (NULL when no reader could be had: the caller PQclear()s it
+ * in any case). */
+int pg_reader_run(struct pg_db *d, int stmt, const struct pgp *p, PGresult **res, const char *what);
+
 /* ---- pg_schema.c ------------------------------------------------------------- */
 
 /* Look at d's database through c (the watcher's connection, open) and make
