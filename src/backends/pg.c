@@ -1254,6 +1254,7 @@ static void pg_close(bf_db *db)
     pg_conn_free(d);
     free(d->giveup);
     free(d->held);
+    free(d->pinned);
     free(d->label);
     free(d);
 }

@@ -219,6 +219,12 @@ int pg_pin(bf_db *db, uint64_t serial, bool on)
     if (e == 0 && on && PQntuples(q[2].res) == 0)
         e = -ENOENT; /* not in the kept history (nothing was inserted) */
     pgq_clear(q, n);
+    /* remembered, to pin again after a re-registration (pg_session.c);
+     * without memory the pin stays but for that case */
+    if (e == 0 && on)
+        pg_pinned_add(d, serial);
+    else if (e == 0)
+        pg_pinned_del(d, serial);
     return e;
 }
 
