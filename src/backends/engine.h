@@ -261,7 +261,11 @@ struct bf_engine_ops {
      * and release (a nameless file whose name went after `from` stays
      * for the history, its hold gone, until the housekeeping collects
      * it); an engine with history never deletes replaced versions at
-     * commit time.
+     * commit time while it keeps history (a retention > 0, or a pin).
+     * With retention 0 it behaves as it would without history: a purge
+     * or release may advance `from` first (reading the pins in its
+     * transaction, as the housekeeping does), so that an unlinked file
+     * still goes at its last close (docs/HISTORY.md, section 3).
      *  history: the snapshot of bf_db_history (kept = true).
      *  history_keep: store keep_ns (>= 0, checked by the layer); never in
      *      a read-only session.
