@@ -219,9 +219,7 @@ static int resolve_in_doubt(struct pg_db *d, int64_t serial)
 
 /* ---- reads ------------------------------------------------------------------------------ */
 
-/* Run reader statement `stmt` with p; *res gets the result. */
-static int reader_run(struct pg_db *d, int stmt, const struct pgp *p, PGresult **res,
-                      const char *what)
+int pg_reader_run(struct pg_db *d, int stmt, const struct pgp *p, PGresult **res, const char *what)
 {
     struct pg_reader *r;
     *res = NULL; /* also when no reader can be had: callers PQclear it */
@@ -247,7 +245,7 @@ static int pg_loadblk(struct bf_fh *fh, uint64_t blk, uint64_t at, void *buf, ui
     pgp_u64(&p, fh->id);
     pgp_u64(&p, blk);
     pgp_u64(&p, at);
-    int e = reader_run(d, PS_LOAD, &p, &r, "loading a block");
+    int e = pg_reader_run(d, PS_LOAD, &p, &r, "loading a block");
     if (e < 0)
         return e;
     if (PQntuples(r) != 1) {
@@ -280,7 +278,7 @@ static int reader_i64(struct pg_db *d, int stmt, const struct pgp *p, uint64_t *
                       const char *what)
 {
     PGresult *r;
-    int e = reader_run(d, stmt, p, &r, what);
+    int e = pg_reader_run(d, stmt, p, &r, what);
     if (e < 0)
         return e;
     if (PQntuples(r) < 1)
@@ -879,7 +877,7 @@ static int pg_list(bf_db *db, int (*cb)(void *arg, const struct bf_fileinfo *fi)
     struct pg_db *d = PG(db);
     PGresult *r;
     struct bf_fileinfo fi;
-    int e = reader_run(d, PS_LIST, NULL, &r, "listing files");
+    int e = pg_reader_run(d, PS_LIST, NULL, &r, "listing files");
     for (int i = 0; e == 0 && i < PQntuples(r); i++)
         if (pg_row_info(d, r, i, 0, &fi) == 0) /* else left out, logged */
             e = cb(arg, &fi);
@@ -892,7 +890,7 @@ static int reader_row(struct pg_db *d, int stmt, const struct pgp *p, struct bf_
 {
     PGresult *r;
     struct bf_fileinfo fi;
-    int e = reader_run(d, stmt, p, &r, "reading file metadata");
+    int e = pg_reader_run(d, stmt, p, &r, "reading file metadata");
     if (e == 0)
         e = PQntuples(r) == 1 ? pg_row_info(d, r, 0, 0, &fi) : -ENOENT;
     if (e == 0 && out)
@@ -1183,7 +1181,7 @@ static int pg_file_open(bf_db *db, uint64_t id, bool hold, struct bf_fh **out)
         PGresult *r;
         struct pgp p = { 0 };
         pgp_u64(&p, id);
-        e = reader_run(d, PS_BYID_SERIAL, &p, &r, "opening a file");
+        e = pg_reader_run(d, PS_BYID_SERIAL, &p, &r, "opening a file");
         if (e == 0)
             e = PQntuples(r) == 1 ? pg_row_info(d, r, 0, 0, &fi) : -ENOENT;
         if (e == 0)
@@ -1256,6 +1254,7 @@ static void pg_close(bf_db *db)
     pg_conn_free(d);
     free(d->giveup);
     free(d->held);
+    free(d->pinned);
     free(d->label);
     free(d);
 }

@@ -41,20 +41,6 @@
 
 /* ---- reading ----------------------------------------------------------------- */
 
-/* Run reader statement `stmt` with p; *res gets the result (NULL when no
- * reader could be had). */
-static int rrun(struct pg_db *d, int stmt, const struct pgp *p, PGresult **res, const char *what)
-{
-    struct pg_reader *r;
-    *res = NULL;
-    int e = pg_reader_get(d, &r);
-    if (e < 0)
-        return e;
-    e = pgc_run(d, &r->c, stmt, p, res, what);
-    pg_reader_put(d, r);
-    return e;
-}
-
 /* A result of PS_STATE_AT, PS_BYNAME_AT or PS_LIST_AT: -ENOENT when the
  * serial is not kept, else 0. */
 static int kept(const PGresult *r)
@@ -67,7 +53,7 @@ static int state_row(struct pg_db *d, int stmt, const struct pgp *p, struct bf_f
 {
     PGresult *r;
     struct bf_fileinfo fi;
-    int e = rrun(d, stmt, p, &r, "reading a file's state at a serial");
+    int e = pg_reader_run(d, stmt, p, &r, "reading a file's state at a serial");
     if (e == 0)
         e = kept(r);
     if (e == 0 && pgr_null(r, 0, 1))
@@ -106,7 +92,7 @@ int pg_list_at(bf_db *db, uint64_t serial, int (*cb)(void *arg, const struct bf_
     struct bf_fileinfo fi;
     struct pgp p = { 0 };
     pgp_u64(&p, serial);
-    int e = rrun(d, PS_LIST_AT, &p, &r, "listing files at a serial");
+    int e = pg_reader_run(d, PS_LIST_AT, &p, &r, "listing files at a serial");
     if (e == 0)
         e = kept(r);
     for (int i = 0; e == 0 && i < PQntuples(r); i++)
@@ -123,7 +109,7 @@ int pg_history(bf_db *db, struct bf_history *out)
     struct pgp p = { 0 };
     pgp_u64(&p, d->popt.dead_grace_ms);
     memset(out, 0, sizeof(*out));
-    int e = rrun(d, PS_HISTORY, &p, &r, "reading the history");
+    int e = pg_reader_run(d, PS_HISTORY, &p, &r, "reading the history");
     if (e == 0 && (PQntuples(r) != 1 || pgr_null(r, 0, 0) || pgr_null(r, 0, 2))) {
         bf_db_log(&d->base, "the meta rows of the history are missing");
         e = -EIO;
@@ -142,24 +128,6 @@ int pg_history(bf_db *db, struct bf_history *out)
     return e;
 }
 
-/* The number of blocks a log row's blocks blob names below `trunc` (the
- * blocks a truncate dropped are no stored ones). */
-static uint64_t stored_count(const void *blob, size_t len, uint64_t trunc)
-{
-    struct bf_blkrange *v = NULL;
-    size_t n = 0;
-    uint64_t count = 0;
-    if (bf_ranges_decode(blob, len, &v, &n) < 0)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t end = v[i].start + v[i].count < trunc ? v[i].start + v[i].count : trunc;
-        if (end > v[i].start)
-            count += end - v[i].start;
-    }
-    free(v);
-    return count;
-}
-
 /* Decode row `row` of a PS_FILELOG result, of file id, into *e. */
 static void log_entry(const PGresult *r, int row, uint64_t id, struct bf_log_entry *e)
 {
@@ -174,8 +142,8 @@ static void log_entry(const PGresult *r, int row, uint64_t id, struct bf_log_ent
         e->kind = BF_COMMIT_UNLINK;
     if (e->kind == BF_COMMIT_WRITE) {
         e->truncated = !pgr_null(r, row, 4);
-        e->blocks = stored_count(PQgetvalue(r, row, 5), (size_t)PQgetlength(r, row, 5),
-                                 e->truncated ? (uint64_t)pgr_i64(r, row, 4) : UINT64_MAX);
+        e->blocks = bf_ranges_count(PQgetvalue(r, row, 5), (size_t)PQgetlength(r, row, 5),
+                                    e->truncated ? (uint64_t)pgr_i64(r, row, 4) : UINT64_MAX);
     }
     e->size = (uint64_t)pgr_i64(r, row, 7);
     if (!pgr_null(r, row, 8))
@@ -194,7 +162,7 @@ int pg_file_log(bf_db *db, uint64_t id, uint64_t before, size_t max,
     pgp_u64(&p, id);
     pgp_u64(&p, before);
     pgp_u64(&p, max);
-    int e = rrun(d, PS_FILELOG, &p, &r, "reading a file's log");
+    int e = pg_reader_run(d, PS_FILELOG, &p, &r, "reading a file's log");
     for (int i = 0; e == 0 && i < PQntuples(r); i++) {
         log_entry(r, i, id, &ent);
         e = cb(arg, &ent);
@@ -251,6 +219,12 @@ int pg_pin(bf_db *db, uint64_t serial, bool on)
     if (e == 0 && on && PQntuples(q[2].res) == 0)
         e = -ENOENT; /* not in the kept history (nothing was inserted) */
     pgq_clear(q, n);
+    /* remembered, to pin again after a re-registration (pg_session.c);
+     * without memory the pin stays but for that case */
+    if (e == 0 && on)
+        pg_pinned_add(d, serial);
+    else if (e == 0)
+        pg_pinned_del(d, serial);
     return e;
 }
 

@@ -28,8 +28,9 @@
  * by the conninfo's connect_timeout (default PG_CONNECT_TIMEOUT_S).
  *
  * Locks of the engine, in the order they are taken: wlock (the writer) and
- * vlock (the watcher's connection) never nest; hlock (the held files),
- * plock (the reader pool) and elock (the reconnect count) are leaves.
+ * vlock (the watcher's connection) never nest; hlock (the held files and
+ * the pinned serials), plock (the reader pool) and elock (the reconnect
+ * count) are leaves.
  */
 #ifndef BIGFILEFS_BACKENDS_PG_INTERNAL_H
 #define BIGFILEFS_BACKENDS_PG_INTERNAL_H
@@ -161,6 +162,7 @@ enum pg_stmt_id {
     PS_UNHOLD_ALL,
     PS_SESSION_DEL,
     PS_REHOLD,
+    PS_REPIN,
     PS_LOGREAD,
     /* the watcher's connection: the housekeeping */
     PS_DEAD,
@@ -255,6 +257,8 @@ struct pg_db {
     pthread_mutex_t hlock; /* the files the session holds, to hold again (re-registration) */
     uint64_t *held;
     size_t nheld, capheld;
+    uint64_t *pinned; /* ... and the serials its views pin (hlock) */
+    size_t npinned, cappinned;
 };
 
 static inline struct pg_db *PG(bf_db *db)
@@ -341,6 +345,11 @@ void pg_conn_free(struct pg_db *d);
 int pg_w_begin(struct pg_db *d);
 void pg_w_end(struct pg_db *d);
 
+/* Run reader statement `stmt` with p on a reader of the pool; *res gets
+ * the result (NULL when no reader could be had: the caller PQclear()s it
+ * in any case). */
+int pg_reader_run(struct pg_db *d, int stmt, const struct pgp *p, PGresult **res, const char *what);
+
 /* ---- pg_schema.c ------------------------------------------------------------- */
 
 /* Look at d's database through c (the watcher's connection, open) and make
@@ -402,6 +411,10 @@ void pg_watch_fini(struct pg_db *d);
 /* The held files (for holding them again after a re-registration). */
 int pg_held_add(struct pg_db *d, uint64_t id);
 void pg_held_del(struct pg_db *d, uint64_t id);
+
+/* The serials the session pins (to pin them again likewise). */
+int pg_pinned_add(struct pg_db *d, uint64_t serial);
+void pg_pinned_del(struct pg_db *d, uint64_t serial);
 
 /* The engine operations of the same names (engine.h). */
 int pg_changed(bf_db *db, bool *yes);

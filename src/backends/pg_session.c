@@ -30,7 +30,7 @@
  * with EIO, said in the log once — until it is unmounted. A session row
  * gone (another session took this one for dead, after the grace) is
  * registered again with the same id, and the files it holds are held
- * again; its uploads are gone (a writeout in flight fails and is retried),
+ * again, the serials its views pin pinned again; its uploads are gone (a writeout in flight fails and is retried),
  * and the log may have been trimmed past it (the watcher delivers a
  * BF_COMMIT_RESET).
  *
@@ -88,36 +88,57 @@
 
 /* ---- the held files ------------------------------------------------------------ */
 
-int pg_held_add(struct pg_db *d, uint64_t id)
+/* A list of ids under hlock (the held files, the pinned serials). */
+static int list_add(struct pg_db *d, uint64_t **v, size_t *n, size_t *cap, uint64_t id)
 {
     int e = 0;
     pthread_mutex_lock(&d->hlock);
-    if (d->nheld == d->capheld) {
-        size_t cap = d->capheld ? 2 * d->capheld : 16;
-        uint64_t *v = realloc(d->held, cap * sizeof(*v));
-        if (v) {
-            d->held = v;
-            d->capheld = cap;
+    if (*n == *cap) {
+        size_t c = *cap ? 2 * *cap : 16;
+        uint64_t *nv = realloc(*v, c * sizeof(*nv));
+        if (nv) {
+            *v = nv;
+            *cap = c;
         } else {
             e = -ENOMEM;
         }
     }
     if (e == 0)
-        d->held[d->nheld++] = id;
+        (*v)[(*n)++] = id;
     pthread_mutex_unlock(&d->hlock);
     return e;
 }
 
-void pg_held_del(struct pg_db *d, uint64_t id)
+static void list_del(struct pg_db *d, uint64_t *v, size_t *n, uint64_t id)
 {
     pthread_mutex_lock(&d->hlock);
-    for (size_t i = 0; i < d->nheld; i++) {
-        if (d->held[i] == id) {
-            d->held[i] = d->held[--d->nheld];
+    for (size_t i = 0; i < *n; i++) {
+        if (v[i] == id) {
+            v[i] = v[--*n];
             break;
         }
     }
     pthread_mutex_unlock(&d->hlock);
+}
+
+int pg_held_add(struct pg_db *d, uint64_t id)
+{
+    return list_add(d, &d->held, &d->nheld, &d->capheld, id);
+}
+
+void pg_held_del(struct pg_db *d, uint64_t id)
+{
+    list_del(d, d->held, &d->nheld, id);
+}
+
+int pg_pinned_add(struct pg_db *d, uint64_t serial)
+{
+    return list_add(d, &d->pinned, &d->npinned, &d->cappinned, serial);
+}
+
+void pg_pinned_del(struct pg_db *d, uint64_t serial)
+{
+    list_del(d, d->pinned, &d->npinned, serial);
 }
 
 /* ---- the watcher's connection ------------------------------------------------------ */
@@ -236,10 +257,11 @@ static int reregister(struct pg_db *d)
     pgp_bool(&p, (d->base.flags & BF_DB_SHARED) != 0);
     int e = vrun(d, PS_SESSION_READD, &p, NULL, "registering the session again");
     pthread_mutex_lock(&d->hlock);
-    int len = 0;
+    int len = 0, plen = 0;
     char *arr = e == 0 ? pg_array((const int64_t *)d->held, d->nheld, &len) : NULL;
+    char *parr = e == 0 ? pg_array((const int64_t *)d->pinned, d->npinned, &plen) : NULL;
     pthread_mutex_unlock(&d->hlock);
-    if (e == 0 && !arr)
+    if (e == 0 && (!arr || !parr))
         e = -ENOMEM;
     if (e == 0) {
         struct pgp q = { 0 };
@@ -247,7 +269,16 @@ static int reregister(struct pg_db *d)
         pgp_bytes(&q, arr, (size_t)len);
         e = vrun(d, PS_REHOLD, &q, NULL, "holding the open files again");
     }
+    if (e == 0) {
+        /* (a serial the housekeeping passed meanwhile is gone for its
+         * views: their loads fail with EIO) */
+        struct pgp q = { 0 };
+        pgp_u64(&q, d->base.session);
+        pgp_bytes(&q, parr, (size_t)plen);
+        e = vrun(d, PS_REPIN, &q, NULL, "pinning the open views again");
+    }
     free(arr);
+    free(parr);
     if (e == 0)
         bf_db_log(&d->base,
                   "session %llu was taken for dead while cut off from the server: registered "

@@ -372,6 +372,9 @@ const struct pg_stmt pg_stmts[PS_NSTMT] = {
     [PS_ORPHANS] = { "UPDATE bigfilefs.uploads SET session = 0 WHERE session = $1", "i", PGK_V },
     [PS_UNHOLD_ALL] = { "DELETE FROM bigfilefs.holds WHERE session = $1", "i", PGK_V },
     [PS_SESSION_DEL] = { "DELETE FROM bigfilefs.sessions WHERE id = $1", "i", PGK_V },
+    [PS_REPIN] = { "INSERT INTO bigfilefs.pins (session, serial)"
+                   " SELECT $1, unnest($2::int8[]) ON CONFLICT DO NOTHING",
+                   "iI", PGK_V },
     [PS_REHOLD] = { "INSERT INTO bigfilefs.holds (session, file)"
                     " SELECT $1, id FROM bigfilefs.files WHERE id = ANY($2) ON CONFLICT DO NOTHING",
                     "iI", PGK_V },

@@ -15,7 +15,10 @@
  *    and delivers the commits made meanwhile, in order; a lost mount-mode
  *    lock fences the session;
  *  - a writer killed mid-writeout: nothing partial, its uploads and holds
- *    collected by another session.
+ *    collected by another session;
+ *  - the upgrade of schema version 1 (before history); a session alone
+ *    frees replaced versions at once only while nothing pins them (the
+ *    rest of the history runs as test_history_pg).
  * Server-side waits (a statement blocked on a lock) are made by a side
  * connection's lock and waited for in pg_locks: tests wait for events. */
 #include <pthread.h>
@@ -781,5 +784,41 @@ Test(pg_crash, a_writer_killed_mid_writeout_leaves_nothing_and_its_uploads_are_c
         tb_expect(f, b, 1);
     bf_db_file_close(a, f);
     bf_db_close(a);
+    tb_done(&t);
+}
+
+/* ---- history ------------------------------------------------------------------ */
+
+/* A session alone on a database that keeps no history frees what its
+ * commits replace at once (COHERENCE.md rule 3), but not while a view of
+ * its own pins an older serial. */
+Test(pg_history, a_pin_keeps_what_a_session_alone_would_free, .timeout = 60)
+{
+    struct tb t;
+    fresh_db(&t);
+    bf_db *db = open_pg(&t, BF_DB_CREATE, NULL);
+    tb_history_keep(db, 0);
+    uint64_t id = mkfile(db, "f"), s1;
+    cr_assert_eq(bf_db_sync(db, &s1), 0);
+    const char *q = "SELECT count(*) FROM blockmap WHERE file = ?1 AND blk = 0";
+    cr_assert_eq(tb_pg_count(&t, q, (int64_t)id), 1);
+    bf_view *v;
+    bf_file *vf;
+    cr_assert_eq(bf_db_view_open(db, s1, &v), 0);
+    cr_assert_eq(bf_view_file_open(v, id, &vf), 0);
+    bf_file *f = open_file(db, id);
+    tb_store_range(f, 0, 1, 2, NB * BS);
+    cr_assert_eq(tb_pg_count(&t, q, (int64_t)id), 2, "the pinned serial's version stays");
+    tb_expect(vf, 0, 1);
+    bf_db_file_close(db, vf);
+    bf_db_view_close(v);
+    uint64_t s3 = tb_store_range(f, 0, 1, 3, NB * BS);
+    cr_assert_eq(tb_pg_count(&t, q, (int64_t)id), 1, "unpinned: freed at the commit");
+    struct bf_history h;
+    cr_assert_eq(bf_db_history(db, &h), 0);
+    cr_assert_eq(h.from, s3, "and the history with it");
+    tb_expect(f, 0, 3);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
     tb_done(&t);
 }
