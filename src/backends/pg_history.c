@@ -142,8 +142,9 @@ static void log_entry(const PGresult *r, int row, uint64_t id, struct bf_log_ent
         e->kind = BF_COMMIT_UNLINK;
     if (e->kind == BF_COMMIT_WRITE) {
         e->truncated = !pgr_null(r, row, 4);
+        /* the blocks it changed: stored, or dropped by its truncate */
         e->blocks = bf_ranges_count(PQgetvalue(r, row, 5), (size_t)PQgetlength(r, row, 5),
-                                    e->truncated ? (uint64_t)pgr_i64(r, row, 4) : UINT64_MAX);
+                                    UINT64_MAX);
     }
     e->size = (uint64_t)pgr_i64(r, row, 7);
     if (!pgr_null(r, row, 8))

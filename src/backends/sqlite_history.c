@@ -210,26 +210,6 @@ int sq_history(bf_db *db, struct bf_history *out)
     return e;
 }
 
-/* The number of blocks a log row's blocks blob names below `trunc` (the
- * blocks a truncate dropped are not stored ones). */
-static uint64_t stored_count(const void *blob, size_t len, uint64_t trunc)
-{
-    struct bf_blkrange *v = NULL;
-    size_t n = 0;
-    uint64_t count = 0;
-    if (bf_ranges_decode(blob, len, &v, &n) < 0)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t end = v[i].start + v[i].count;
-        if (end > trunc)
-            end = trunc;
-        if (end > v[i].start)
-            count += end - v[i].start;
-    }
-    free(v);
-    return count;
-}
-
 /* Decode the row of R_FILELOG st stands on, of file id, into *e. */
 static void log_entry(sqlite3_stmt *st, uint64_t id, struct bf_log_entry *e)
 {
@@ -245,8 +225,10 @@ static void log_entry(sqlite3_stmt *st, uint64_t id, struct bf_log_entry *e)
     if (e->kind == BF_COMMIT_WRITE) {
         bool trunc = sqlite3_column_type(st, 4) != SQLITE_NULL;
         e->truncated = trunc;
-        e->blocks = stored_count(sqlite3_column_blob(st, 5), (size_t)sqlite3_column_bytes(st, 5),
-                                 trunc ? (uint64_t)sqlite3_column_int64(st, 4) : UINT64_MAX);
+        /* the blocks it changed: the row names those it stored and
+         * those its truncate dropped (what other mounts invalidate) */
+        e->blocks = bf_ranges_count(sqlite3_column_blob(st, 5), (size_t)sqlite3_column_bytes(st, 5),
+                                    UINT64_MAX);
     }
     e->size = (uint64_t)sqlite3_column_int64(st, 7);
     const unsigned char *name = sqlite3_column_text(st, 8);

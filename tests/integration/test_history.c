@@ -585,7 +585,7 @@ BFT_TEST(history, bigfilectl_log_lists_a_files_commits_newest_first, SETUP_SHARE
     cr_expect_eq(serial_of_line(out, 4), s0 - 1, "%s", out);
     cr_expect_eq(serial_of_line(out, 5), 0, "%s", out);
     cr_expect(strstr(out, " setblksize 0 0 f\n"), "the block size: %s", out);
-    cr_expect(strstr(out, " truncate 0 65536 g\n"), "the truncate: %s", out);
+    cr_expect(strstr(out, " truncate 2 65536 g\n"), "the truncate dropped blocks 1 and 2: %s", out);
     cr_expect(strstr(out, " rename 0 196608 g\n"), "the rename: %s", out);
     cr_expect(strstr(out, " write 3 196608 f\n"), "the write: %s", out);
     cr_expect(strstr(out, " create 0 0 f\n"), "the create: %s", out);
