@@ -221,11 +221,14 @@ int pg_pin(bf_db *db, uint64_t serial, bool on)
         e = -ENOENT; /* not in the kept history (nothing was inserted) */
     pgq_clear(q, n);
     /* remembered, to pin again after a re-registration (pg_session.c);
-     * without memory the pin stays but for that case */
-    if (e == 0 && on)
-        pg_pinned_add(d, serial);
-    else if (e == 0)
+     * a pin that cannot be remembered is taken back (it would be lost
+     * then, and a gc could collect what the view reads) */
+    if (e == 0 && on && pg_pinned_add(d, serial) < 0) {
+        pg_pin(db, serial, false);
+        e = -ENOMEM;
+    } else if (e == 0 && !on) {
         pg_pinned_del(d, serial);
+    }
     return e;
 }
 

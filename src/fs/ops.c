@@ -174,11 +174,13 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         fuse_reply_err(req, ENOTDIR);
         return;
     }
-    if (fs->history && (serial = bf_views_name_serial(name))) {
+    r = bf_db_lookup(fs->db, name, &info);
+    /* @SERIAL is a view unless a file has that name (one made before the
+     * database kept history, or through the library: it stays reachable). */
+    if (r == -ENOENT && fs->history && (serial = bf_views_name_serial(name))) {
         bf_views_lookup_dir(fs->views, req, serial);
         return;
     }
-    r = bf_db_lookup(fs->db, name, &info);
     if (r < 0) {
         fuse_reply_err(req, bf_errno_ns(r));
         return;
@@ -345,10 +347,14 @@ out:
 }
 
 /* Whether name is reserved in the root: "@SERIAL" names the view of
- * SERIAL in a database that keeps history (views.h). */
+ * SERIAL in a database that keeps history (views.h) — unless a file has
+ * that name (made before the database kept history): it stays a file. */
 static bool reserved_name(const struct bf_fs *fs, const char *name)
 {
-    return fs->history && bf_views_name_serial(name) != 0;
+    struct bf_fileinfo info;
+
+    return fs->history && bf_views_name_serial(name) != 0 &&
+           bf_db_lookup(fs->db, name, &info) == -ENOENT;
 }
 
 /* Create file `name` in the database; on success *inode holds a
@@ -489,7 +495,7 @@ static int open_inode(struct bf_fs *fs, bf_inode *inode, struct fuse_file_info *
     bf_fileh *fh;
     int r;
 
-    if (fs->ro && (fi->flags & O_ACCMODE) != O_RDONLY)
+    if (fs->ro && ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)))
         return -EROFS;
     /* Open the shared handle now, so that errors show at open(2). */
     r = bf_inode_fh_get(&fs->itable, inode, &fh);

@@ -617,8 +617,8 @@ void bf_views_open(bf_views *vt, fuse_req_t req, fuse_ino_t ino, struct fuse_fil
     }
     if (v->id == 0)
         r = -EISDIR;
-    else if ((fi->flags & O_ACCMODE) != O_RDONLY)
-        r = -EROFS;
+    else if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC))
+        r = -EROFS; /* O_RDONLY|O_TRUNC too: the kernel would drop its size */
     else
         r = vnode_open(vt, v);
     if (r < 0) {

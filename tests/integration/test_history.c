@@ -388,6 +388,7 @@ BFT_TEST(history, every_change_of_a_view_is_erofs, SETUP_SHARED2, 120)
     EXPECT_EROFS(open(v, O_WRONLY), "open O_WRONLY");
     EXPECT_EROFS(open(v, O_RDWR), "open O_RDWR");
     EXPECT_EROFS(open(v, O_RDWR | O_TRUNC), "open O_TRUNC");
+    EXPECT_EROFS(open(v, O_RDONLY | O_TRUNC), "open O_RDONLY|O_TRUNC");
     EXPECT_EROFS(truncate(v, 0), "truncate");
     EXPECT_EROFS(chmod(v, 0600), "chmod");
     EXPECT_EROFS(chown(v, 1, 1), "chown");
@@ -641,7 +642,16 @@ BFT_TEST(history, an_upgraded_database_keeps_history_from_the_upgrade, SETUP_NOM
     char p[PATH_MAX], v[PATH_MAX], out[2048], err[512];
 
     cr_assert_eq(bft_sql_exec(bft.db, bft_schema1_sql), 0);
+    /* a file whose name became a view's name when history came */
+    cr_assert_eq(
+        bft_sql_exec(bft.db, "INSERT INTO files VALUES(2, '@1', 65536, 5, 420, 0, 0, 111, 222);"),
+        0);
     bft_mount_shared(2);
+    struct stat st;
+    char q[PATH_MAX];
+    cr_expect_eq(stat(bft_path(q, "@1"), &st), 0, "@1: %s", strerror(errno));
+    cr_expect(S_ISREG(st.st_mode) && st.st_size == 5, "a file named @1 stays a file");
+    cr_expect_eq(unlink(q), 0, "and can be removed: %s", strerror(errno));
     int64_t ver = 0;
     cr_assert_eq(bft_sql_int(bft.db, "PRAGMA user_version", &ver), 0);
     cr_expect_eq(ver, 3, "upgraded to schema 3");
