@@ -277,11 +277,12 @@ struct bf_engine_ops {
      *  list_at, lookup_at, getinfo_at: as bf_view_list/lookup/getinfo at
      *      `serial` (the layer checked serial >= 1). -ENOENT when the
      *      serial is no longer kept (an unpinned view).
-     *  file_open_at: allocate the engine's handle of file id with
-     *      file.blksize and file.size as at `serial` and file.serial =
-     *      serial, taking no hold (the layer calls it outside its table of
-     *      open files, and closes it with file_close). The layer's loadblk
-     *      then calls loadblk(fh, blk, serial, ...) only.
+     *  file_open_at: allocate the engine's handle of file id for a view
+     *      at `serial`, taking no hold and reading nothing (the layer has
+     *      found the file with getinfo_at and sets file.blksize, file.size
+     *      and file.serial itself; it calls this outside its table of open
+     *      files, and closes the handle with file_close). The layer's
+     *      loadblk then calls loadblk(fh, blk, serial, ...) only. -ENOMEM.
      *  file_log: as bf_db_file_log. */
     int (*history)(bf_db *db, struct bf_history *out);
     int (*history_keep)(bf_db *db, int64_t keep_ns);

@@ -347,7 +347,10 @@ int bf_view_file_open(bf_view *v, uint64_t id, bf_file **out)
         r = db->ops->file_open_at(db, id, v->serial, &fh);
     if (r < 0)
         return view_err(v, r);
-    BF_ASSERT(fh->file.serial == v->serial);
+    /* the file as at the view's serial, found above: read once */
+    fh->file.blksize = fi.blksize;
+    fh->file.size = fi.size;
+    fh->file.serial = v->serial;
     bf_fh_init(fh, db, id, NULL, v, &v->fops);
     pthread_mutex_lock(&db->vlock);
     v->nfiles++;
