@@ -4,9 +4,11 @@
  * What the SQLite backend does for a block, written as a plain C loop with
  * no FUSE, no core and no page cache in between: the ceiling the daemon's
  * SQLite path is measured against. Both work on the bigfilefs schema, version
- * 2 (src/backends/sqlite_schema.c): a block's current version is a blockmap
+ * 3 (src/backends/sqlite_schema.c): a block's current version is a blockmap
  * row (file, blk, serial, content) found by the partial index
- * blockmap_current, its bytes a row of contents(id, data).
+ * blockmap_current; its bytes are at the content's extent (off, len) in the
+ * block file, DB + "-blocks", or, for a content without one, a row of
+ * contents(id, data).
  */
 #ifndef BIGFILEFS_BENCH_RAWSQL_H
 #define BIGFILEFS_BENCH_RAWSQL_H
@@ -16,8 +18,9 @@
 #include "util.h"
 
 /* Read every block of the bigfile `name` of database `db` through a
- * read-only connection, as the backend's loadblk does (look the row up,
- * incremental BLOB I/O into one reused buffer — or, with `fresh`, into a
+ * read-only connection, as the backend's loadblk does (look the row up
+ * with its extent, pread from the block file — or incremental BLOB I/O for
+ * a content without an extent — into one reused buffer — or, with `fresh`, into a
  * new anonymous mapping per block, as the core hands loadblk a fresh
  * buffer), summing the words of each block. `cold` is applied to the database file first (DROP drops the OS
  * cache; RECLAIM is a no-op here). On success *secs is the time of the loop,

@@ -207,7 +207,7 @@ struct bigfile_blksize {
 struct bigfile_log_entry {
     __u64 serial;
     __s64 time_ns;  /* when it was committed (CLOCK_REALTIME) */
-    __u64 blocks;   /* WRITE: blocks stored */
+    __u64 blocks;   /* WRITE: blocks changed (stored, or dropped by a truncate) */
     __u64 size;     /* the file's size after it */
     __u32 kind;     /* BIGFILE_LOG_* */
     __u32 flags;    /* BIGFILE_LOG_TRUNCATED */

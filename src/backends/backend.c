@@ -466,11 +466,19 @@ int bf_db_init(bf_db *db, const struct bf_engine_ops *ops, unsigned flags,
         pthread_mutex_destroy(&db->lock);
         return -ENOMEM;
     }
+    if (bf_views_init(db) < 0) {
+        bf_watch_fini(db);
+        bf_spillfile_free(db->spill);
+        pthread_cond_destroy(&db->cond);
+        pthread_mutex_destroy(&db->lock);
+        return -ENOMEM;
+    }
     return 0;
 }
 
 void bf_db_fini(bf_db *db)
 {
+    bf_views_fini(db);
     bf_watch_fini(db);
     bf_spillfile_free(db->spill);
     db->spill = NULL;
@@ -564,6 +572,7 @@ void bf_db_close(bf_db *db)
             free(o);
         }
     }
+    bf_views_close(db);
     db->ops->close(db); /* calls bf_db_fini */
 }
 
@@ -595,15 +604,22 @@ int bf_db_file_open(bf_db *db, uint64_t id, bf_file **out)
         open_leave(db, o);
     if (r < 0)
         return r;
-    fh->file.ops = &db->fops;
+    bf_fh_init(fh, db, id, o, NULL, &db->fops);
+    *out = &fh->file;
+    return 0;
+}
+
+void bf_fh_init(struct bf_fh *fh, bf_db *db, uint64_t id, struct bf_open *o, struct bf_view *v,
+                const struct bf_file_ops *ops)
+{
+    fh->file.ops = ops;
     fh->db = db;
     fh->id = id;
     fh->open = o;
+    fh->view = v;
     fh->tx = BF_TX_IDLE;
     fh->used = NULL;
     fh->nused = fh->capused = 0;
-    *out = &fh->file;
-    return 0;
 }
 void bf_db_file_close(bf_db *db, bf_file *f)
 {
@@ -612,6 +628,10 @@ void bf_db_file_close(bf_db *db, bf_file *f)
     struct bf_fh *fh = FH(f);
     struct bf_open *o = fh->open;
     BF_ASSERT(fh->db == db);
+    if (fh->view) {
+        bf_view_file_close(fh); /* no record, no hold, no transaction */
+        return;
+    }
     if (!BF_CHECK(fh->tx == BF_TX_IDLE, "file %llu closed with its transaction open",
                   (unsigned long long)fh->id))
         fh_abort(f);
@@ -621,15 +641,9 @@ void bf_db_file_close(bf_db *db, bf_file *f)
 
 /* ---- namespace ------------------------------------------------------- */
 
-struct list_filter {
-    bf_db *db;
-    int (*cb)(void *arg, const struct bf_fileinfo *fi);
-    void *arg;
-};
-
-static int list_valid(void *arg, const struct bf_fileinfo *fi)
+int bf_list_valid(void *arg, const struct bf_fileinfo *fi)
 {
-    struct list_filter *lf = arg;
+    struct bf_list_filter *lf = arg;
     if (bf_name_check(fi->name) < 0) {
         bf_db_log(lf->db, "file %llu left out of the listing: its name \"%s\" is not a valid name",
                   (unsigned long long)fi->id, fi->name);
@@ -640,8 +654,8 @@ static int list_valid(void *arg, const struct bf_fileinfo *fi)
 
 int bf_db_list(bf_db *db, int (*cb)(void *arg, const struct bf_fileinfo *fi), void *arg)
 {
-    struct list_filter lf = { db, cb, arg };
-    return db->ops->list(db, list_valid, &lf);
+    struct bf_list_filter lf = { db, cb, arg };
+    return db->ops->list(db, bf_list_valid, &lf);
 }
 
 int bf_db_lookup(bf_db *db, const char *name, struct bf_fileinfo *out)

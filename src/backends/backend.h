@@ -432,8 +432,8 @@ struct bf_log_entry {
     uint64_t serial;
     int64_t time_ns;            /* when it was committed (CLOCK_REALTIME) */
     enum bf_commit_kind kind;   /* WRITE, CREATE, UNLINK, RENAME, SETATTR, SETBLKSIZE */
-    uint64_t blocks;            /* WRITE: blocks stored (the truncate's dropped blocks
-                                   not counted); else 0 */
+    uint64_t blocks;            /* WRITE: blocks changed — stored, or dropped by its
+                                   truncate; else 0 */
     uint64_t size;              /* the file's committed size after it */
     bool truncated;             /* WRITE: blocks were dropped by a truncate */
     char name[BF_NAME_MAX + 1]; /* the file's name after it ("" if none) */

@@ -67,7 +67,10 @@
  *      watcher never holds it across an engine call, the listener or its
  *      wait. (Its trim lock, taken around engine->trim only, comes before
  *      the engine's.)
- *   bf_db.lock (the layer's) is a leaf: it guards the open-file table, is
+ *   0. bf_db.vlock (the layer's, view.c): the session's table of pinned
+      serials; held across engine->pin (so before the engine's locks),
+      never across anything else that takes a lock but bf_db.lock.
+   bf_db.lock (the layer's) is a leaf: it guards the open-file table, is
  *   held only to read or change it, and never across an engine call or a
  *   callback; an engine never takes it (it calls only the helpers at the
  *   end of this header, none of which does). So the layer's lock and an
@@ -89,6 +92,7 @@
 
 struct bf_fh;
 struct bf_open;  /* the layer's record of a file in use (backend.c) */
+struct bf_vpin;  /* the layer's record of a serial its views show (view.c) */
 struct bf_watch; /* the watcher's state (watch.c) */
 
 /* What an engine implements. Every function returns 0 or a negative errno
@@ -257,7 +261,11 @@ struct bf_engine_ops {
      * and release (a nameless file whose name went after `from` stays
      * for the history, its hold gone, until the housekeeping collects
      * it); an engine with history never deletes replaced versions at
-     * commit time.
+     * commit time while it keeps history (a retention > 0, or a pin).
+     * With retention 0 it behaves as it would without history: a purge
+     * or release may advance `from` first (reading the pins in its
+     * transaction, as the housekeeping does), so that an unlinked file
+     * still goes at its last close (docs/HISTORY.md, section 3).
      *  history: the snapshot of bf_db_history (kept = true).
      *  history_keep: store keep_ns (>= 0, checked by the layer); never in
      *      a read-only session.
@@ -269,11 +277,12 @@ struct bf_engine_ops {
      *  list_at, lookup_at, getinfo_at: as bf_view_list/lookup/getinfo at
      *      `serial` (the layer checked serial >= 1). -ENOENT when the
      *      serial is no longer kept (an unpinned view).
-     *  file_open_at: allocate the engine's handle of file id with
-     *      file.blksize and file.size as at `serial` and file.serial =
-     *      serial, taking no hold (the layer calls it outside its table of
-     *      open files, and closes it with file_close). The layer's loadblk
-     *      then calls loadblk(fh, blk, serial, ...) only.
+     *  file_open_at: allocate the engine's handle of file id for a view
+     *      at `serial`, taking no hold and reading nothing (the layer has
+     *      found the file with getinfo_at and sets file.blksize, file.size
+     *      and file.serial itself; it calls this outside its table of open
+     *      files, and closes the handle with file_close). The layer's
+     *      loadblk then calls loadblk(fh, blk, serial, ...) only. -ENOMEM.
      *  file_log: as bf_db_file_log. */
     int (*history)(bf_db *db, struct bf_history *out);
     int (*history_keep)(bf_db *db, int64_t keep_ns);
@@ -307,6 +316,12 @@ struct bf_db {
 
     struct bf_watch *watch; /* watch.c */
 
+    /* Views (view.c): the serials the session's open views show, each with
+     * its count of views and whether it is pinned in the database; under
+     * vlock (lock order 0 above). */
+    pthread_mutex_t vlock;
+    struct bf_vpin *vpins;
+
     /* The layer's staging area (spillfile.c), when the engine has none or
      * opt.spill_file; NULL otherwise. */
     struct bf_spillfile *spill;
@@ -324,7 +339,8 @@ struct bf_fh {
     bf_file file; /* first: what the core sees (file.ops are the layer's) */
     bf_db *db;
     uint64_t id;
-    struct bf_open *open; /* the file's record in db->opens */
+    struct bf_open *open; /* the file's record in db->opens (NULL: a view's file) */
+    struct bf_view *view; /* a view's file (view.c): read-only, as at its serial */
     enum bf_tx_state tx;
     /* OPEN, with the layer's spill file: the staged contents the
      * transaction stored, freed when it commits (kept when it fails) */
@@ -399,6 +415,31 @@ int bf_spillfile_get(struct bf_spillfile *sf, uint64_t token, void *buf, uint32_
 void bf_spillfile_drop(struct bf_spillfile *sf, uint64_t token, uint32_t len);
 /* Slots in use now (for tests). */
 uint64_t bf_spillfile_used(struct bf_spillfile *sf);
+
+/* Fill in the layer's fields of a handle the engine opened (backend.c):
+ * its file's ops, db, id, its record o (NULL for a view's file) or view v,
+ * no transaction. */
+void bf_fh_init(struct bf_fh *fh, bf_db *db, uint64_t id, struct bf_open *o, struct bf_view *v,
+                const struct bf_file_ops *ops);
+
+/* The layer's filter of listings (backend.c): calls lf->cb for every row
+ * whose name is a valid file name, logs one line for any other. */
+struct bf_list_filter {
+    bf_db *db;
+    int (*cb)(void *arg, const struct bf_fileinfo *fi);
+    void *arg;
+};
+int bf_list_valid(void *arg, const struct bf_fileinfo *fi);
+
+/* Views (view.c), for the layer: set up / tear down db's view state
+ * (init: -ENOMEM, nothing to undo); views_close: at bf_db_close, forget
+ * the views the caller left open (a caller bug, BF_CHECK) before the
+ * engine's close ends the session and its pins; view_file_close: close a
+ * view's bf_file (fh->view set). */
+int bf_views_init(bf_db *db);
+void bf_views_close(bf_db *db);
+void bf_views_fini(bf_db *db);
+void bf_view_file_close(struct bf_fh *fh);
 
 /* The watcher (watch.c), for the layer: set up its state (-ENOMEM), stop
  * its thread (waiting for a running listener call), free its state. */

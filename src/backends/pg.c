@@ -32,7 +32,9 @@
  *            error aborts the transaction (the session was taken for dead,
  *            or a server crash lost an upload that was never flushed);
  *        uploads stored twice or truncated away become garbage;
- *        (7) UPDATE the file's row; (8) INSERT the log row; NOTIFY; COMMIT.
+ *        (7) UPDATE the file's row; INSERT its state after the commit
+ *            (file_states, for the history); (8) INSERT the log row;
+ *            NOTIFY; COMMIT.
  *
  * The block map is insert-only here: a commit never updates or deletes an
  * old version, so the counter row is held for two round trips and the
@@ -49,10 +51,13 @@
  * notices the dead connection), then the log says whether S is ours.
  * Until then the writeout answers neither success nor failure.
  *
- * Alone (rule 3): when no other session is registered, right after the
+ * Alone (rule 3): when no other session is registered and the database
+ * keeps no history (retention 0, no pin: docs/HISTORY.md), right after the
  * commit (in a short transaction of its own, so that the commit section
  * stays insert-only) the versions the commit replaced and the holes it
- * made go, their contents become garbage, and 'collected' moves to S.
+ * made go, their contents become garbage, and 'collected' and
+ * 'history_from' move to S. With history, a commit deletes nothing: the
+ * housekeeping collects what no kept serial needs.
  * Aborted, refused and failed transactions give their uploads up
  * (garbage; if that fails, at the writer's next use, or when the session
  * ends). The housekeeping deletes garbage.
@@ -214,9 +219,7 @@ static int resolve_in_doubt(struct pg_db *d, int64_t serial)
 
 /* ---- reads ------------------------------------------------------------------------------ */
 
-/* Run reader statement `stmt` with p; *res gets the result. */
-static int reader_run(struct pg_db *d, int stmt, const struct pgp *p, PGresult **res,
-                      const char *what)
+int pg_reader_run(struct pg_db *d, int stmt, const struct pgp *p, PGresult **res, const char *what)
 {
     struct pg_reader *r;
     *res = NULL; /* also when no reader can be had: callers PQclear it */
@@ -242,7 +245,7 @@ static int pg_loadblk(struct bf_fh *fh, uint64_t blk, uint64_t at, void *buf, ui
     pgp_u64(&p, fh->id);
     pgp_u64(&p, blk);
     pgp_u64(&p, at);
-    int e = reader_run(d, PS_LOAD, &p, &r, "loading a block");
+    int e = pg_reader_run(d, PS_LOAD, &p, &r, "loading a block");
     if (e < 0)
         return e;
     if (PQntuples(r) != 1) {
@@ -275,7 +278,7 @@ static int reader_i64(struct pg_db *d, int stmt, const struct pgp *p, uint64_t *
                       const char *what)
 {
     PGresult *r;
-    int e = reader_run(d, stmt, p, &r, what);
+    int e = pg_reader_run(d, stmt, p, &r, what);
     if (e < 0)
         return e;
     if (PQntuples(r) < 1)
@@ -719,6 +722,15 @@ static int commit_with(struct pg_db *d, struct rt2 *t, const struct bf_commit_re
 {
     unsigned char *blocks = NULL;
     bool lost = false;
+    /* the state after it of every file it touches (docs/HISTORY.md) */
+    uint64_t files[2] = { rec->file, rec->file2 };
+    for (int i = 0; i < 2; i++) {
+        if (files[i]) {
+            struct pgp *p = rt2_add(t, PS_STATE_W);
+            pgp_u64(p, files[i]);
+            pgp_u64(p, rec->serial);
+        }
+    }
     int e = log_params(rt2_add(t, PS_LOG), rec, &blocks);
     if (e == 0) {
         t->mem[t->nmem++] = (char *)blocks;
@@ -808,21 +820,30 @@ static int section(struct pg_fh *h, const struct bf_commit_req *req, struct sect
     return e;
 }
 
-/* Alone on the database: free what commit s replaced (see the top). */
+/* Alone on the database: free what commit s replaced (see the top), if
+ * the database keeps no history now (history_from locked first, so that a
+ * pin of ours either is seen or finds its serial gone). */
 static void collect_alone(struct pg_fh *h, const struct section *s)
 {
     struct pg_db *d = h->db;
-    struct pgp p = { 0 };
+    struct pgp p = { 0 }, pl = { 0 };
     int len = 0;
     char *blks = s->nchanged ? pg_array(s->blks, s->nchanged, &len) : NULL;
     if (!blks || pg_w_begin(d) < 0) {
         free(blks);
         return; /* the housekeeping collects them */
     }
+    pgp_i64(&pl, 0);
     pgp_u64(&p, h->base.id);
     pgp_bytes(&p, blks, (size_t)len);
     pgp_i64(&p, s->serial);
-    pgc_run(d, &d->w, PS_ALONE_DEL, &p, NULL, "freeing replaced versions");
+    struct pgq q[] = { { PS_BEGIN, NULL, NULL },
+                       { PS_FROM_LOCK, &pl, NULL },
+                       { PS_ALONE_DEL, &p, NULL },
+                       { PS_COMMIT, NULL, NULL } };
+    if (pgc_pipeline(d, &d->w, q, 4, "freeing replaced versions", NULL) < 0)
+        w_rollback(d);
+    pgq_clear(q, 4);
     pg_w_end(d);
     free(blks);
 }
@@ -856,7 +877,7 @@ static int pg_list(bf_db *db, int (*cb)(void *arg, const struct bf_fileinfo *fi)
     struct pg_db *d = PG(db);
     PGresult *r;
     struct bf_fileinfo fi;
-    int e = reader_run(d, PS_LIST, NULL, &r, "listing files");
+    int e = pg_reader_run(d, PS_LIST, NULL, &r, "listing files");
     for (int i = 0; e == 0 && i < PQntuples(r); i++)
         if (pg_row_info(d, r, i, 0, &fi) == 0) /* else left out, logged */
             e = cb(arg, &fi);
@@ -869,7 +890,7 @@ static int reader_row(struct pg_db *d, int stmt, const struct pgp *p, struct bf_
 {
     PGresult *r;
     struct bf_fileinfo fi;
-    int e = reader_run(d, stmt, p, &r, "reading file metadata");
+    int e = pg_reader_run(d, stmt, p, &r, "reading file metadata");
     if (e == 0)
         e = PQntuples(r) == 1 ? pg_row_info(d, r, 0, 0, &fi) : -ENOENT;
     if (e == 0 && out)
@@ -1160,7 +1181,7 @@ static int pg_file_open(bf_db *db, uint64_t id, bool hold, struct bf_fh **out)
         PGresult *r;
         struct pgp p = { 0 };
         pgp_u64(&p, id);
-        e = reader_run(d, PS_BYID_SERIAL, &p, &r, "opening a file");
+        e = pg_reader_run(d, PS_BYID_SERIAL, &p, &r, "opening a file");
         if (e == 0)
             e = PQntuples(r) == 1 ? pg_row_info(d, r, 0, 0, &fi) : -ENOENT;
         if (e == 0)
@@ -1179,6 +1200,20 @@ static int pg_file_open(bf_db *db, uint64_t id, bool hold, struct bf_fh **out)
     h->base.file.size = fi.size;
     h->base.file.serial = serial;
     h->db = d;
+    h->trunc_to = UINT64_MAX;
+    *out = &h->base;
+    return 0;
+}
+
+/* A view's handle (engine.h, file_open_at): no hold, nothing read (the
+ * layer sets what the file was at the serial). */
+static int pg_file_open_at(bf_db *db, uint64_t id, uint64_t serial, struct bf_fh **out)
+{
+    (void)id, (void)serial;
+    struct pg_fh *h = calloc(1, sizeof(*h));
+    if (!h)
+        return -ENOMEM;
+    h->db = PG(db);
     h->trunc_to = UINT64_MAX;
     *out = &h->base;
     return 0;
@@ -1213,6 +1248,7 @@ static void pg_close(bf_db *db)
     pg_conn_free(d);
     free(d->giveup);
     free(d->held);
+    free(d->pinned);
     free(d->label);
     free(d);
 }
@@ -1250,6 +1286,14 @@ static const struct bf_engine_ops pg_engine_ops = {
     .listxattr = pg_listxattr,
     .setxattr = pg_setxattr,
     .removexattr = pg_removexattr,
+    .history = pg_history,
+    .history_keep = pg_history_keep,
+    .pin = pg_pin,
+    .list_at = pg_list_at,
+    .lookup_at = pg_lookup_at,
+    .getinfo_at = pg_getinfo_at,
+    .file_open_at = pg_file_open_at,
+    .file_log = pg_file_log,
 };
 
 uint64_t bf_pg_reconnects(bf_db *db)

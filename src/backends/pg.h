@@ -57,7 +57,7 @@
 
 #include "backend.h"
 
-#define BF_PG_SCHEMA_VERSION 1
+#define BF_PG_SCHEMA_VERSION 2
 #define BF_PG_READERS 4           /* reader connections at most, by default */
 #define BF_PG_READERS_MAX 16      /* ... and at most */
 #define BF_PG_DEAD_GRACE_MS 30000 /* see bf_pg_options.dead_grace_ms */

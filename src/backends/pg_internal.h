@@ -13,7 +13,10 @@
  *                  commits, open and close;
  *   pg_session.c   the session's locks and liveness, holds and purges,
  *                  the watcher's connection and reads, the housekeeping;
- *   pg_xattr.c     extended attributes, and their table.
+ *   pg_xattr.c     extended attributes, and their table;
+ *   pg_history.c   point-in-time views: file states, pins, retention,
+ *                  reading at a serial, a file's log, the history's steps
+ *                  of the housekeeping.
  *
  * The schema and the rules are written at the top of pg_schema.c and pg.c;
  * docs/design/PG-ENGINE.md has the reasons and the measurements.
@@ -25,8 +28,9 @@
  * by the conninfo's connect_timeout (default PG_CONNECT_TIMEOUT_S).
  *
  * Locks of the engine, in the order they are taken: wlock (the writer) and
- * vlock (the watcher's connection) never nest; hlock (the held files),
- * plock (the reader pool) and elock (the reconnect count) are leaves.
+ * vlock (the watcher's connection) never nest; hlock (the held files and
+ * the pinned serials), plock (the reader pool) and elock (the reconnect
+ * count) are leaves.
  */
 #ifndef BIGFILEFS_BACKENDS_PG_INTERNAL_H
 #define BIGFILEFS_BACKENDS_PG_INTERNAL_H
@@ -130,6 +134,21 @@ enum pg_stmt_id {
     PS_XA_SET,
     PS_XA_REPLACE,
     PS_XA_REMOVE,
+    /* history (pg_history.c): readers, the writer, the watcher's */
+    PS_HISTORY,
+    PS_STATE_AT,
+    PS_BYNAME_AT,
+    PS_LIST_AT,
+    PS_FILELOG,
+    PS_STATE_W,
+    PS_KEEP,
+    PS_FROM_SHARE,
+    PS_PIN,
+    PS_UNPIN,
+    PS_FROM_LOCK,
+    PS_ADVANCE,
+    PS_STATES_TRIM,
+    PS_UNPIN_ALL,
     /* the watcher's connection: the session */
     PS_NEXTSESSION,
     PS_LOCK_LIVE,
@@ -143,6 +162,7 @@ enum pg_stmt_id {
     PS_UNHOLD_ALL,
     PS_SESSION_DEL,
     PS_REHOLD,
+    PS_REPIN,
     PS_LOGREAD,
     /* the watcher's connection: the housekeeping */
     PS_DEAD,
@@ -237,6 +257,8 @@ struct pg_db {
     pthread_mutex_t hlock; /* the files the session holds, to hold again (re-registration) */
     uint64_t *held;
     size_t nheld, capheld;
+    uint64_t *pinned; /* ... and the serials its views pin (hlock) */
+    size_t npinned, cappinned;
 };
 
 static inline struct pg_db *PG(bf_db *db)
@@ -323,6 +345,11 @@ void pg_conn_free(struct pg_db *d);
 int pg_w_begin(struct pg_db *d);
 void pg_w_end(struct pg_db *d);
 
+/* Run reader statement `stmt` with p on a reader of the pool; *res gets
+ * the result (NULL when no reader could be had: the caller PQclear()s it
+ * in any case). */
+int pg_reader_run(struct pg_db *d, int stmt, const struct pgp *p, PGresult **res, const char *what);
+
 /* ---- pg_schema.c ------------------------------------------------------------- */
 
 /* Look at d's database through c (the watcher's connection, open) and make
@@ -346,6 +373,27 @@ int pg_setxattr(bf_db *db, uint64_t id, const char *name, const void *value, siz
                 unsigned flags);
 int pg_removexattr(bf_db *db, uint64_t id, const char *name);
 
+/* ---- pg_history.c -------------------------------------------------------------- */
+
+/* The engine operations of the same names (engine.h). */
+int pg_history(bf_db *db, struct bf_history *out);
+int pg_history_keep(bf_db *db, int64_t keep_ns);
+int pg_pin(bf_db *db, uint64_t serial, bool on);
+int pg_list_at(bf_db *db, uint64_t serial, int (*cb)(void *arg, const struct bf_fileinfo *fi),
+               void *arg);
+int pg_lookup_at(bf_db *db, uint64_t serial, const char *name, struct bf_fileinfo *out);
+int pg_getinfo_at(bf_db *db, uint64_t serial, uint64_t id, struct bf_fileinfo *out);
+int pg_file_log(bf_db *db, uint64_t id, uint64_t before, size_t max,
+                int (*cb)(void *arg, const struct bf_log_entry *e), void *arg);
+
+/* The housekeeping's history steps, on the watcher's connection (vlock
+ * held, the trim lock taken): advance history_from (*from = its value
+ * after: from' of docs/HISTORY.md section 3), in a transaction of its own
+ * that locks it and then reads the pins; and trim the file states older
+ * than each file's newest state <= from. */
+int pg_history_advance(struct pg_db *d, struct pgc *c, int64_t *from);
+int pg_history_trim_states(struct pg_db *d, struct pgc *c, int64_t from);
+
 /* ---- pg_session.c ------------------------------------------------------------ */
 
 /* Take the mount-mode lock on the watcher's connection, and for a
@@ -363,6 +411,10 @@ void pg_watch_fini(struct pg_db *d);
 /* The held files (for holding them again after a re-registration). */
 int pg_held_add(struct pg_db *d, uint64_t id);
 void pg_held_del(struct pg_db *d, uint64_t id);
+
+/* The serials the session pins (to pin them again likewise). */
+int pg_pinned_add(struct pg_db *d, uint64_t serial);
+void pg_pinned_del(struct pg_db *d, uint64_t serial);
 
 /* The engine operations of the same names (engine.h). */
 int pg_changed(bf_db *db, bool *yes);

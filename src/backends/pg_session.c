@@ -30,7 +30,7 @@
  * with EIO, said in the log once — until it is unmounted. A session row
  * gone (another session took this one for dead, after the grace) is
  * registered again with the same id, and the files it holds are held
- * again; its uploads are gone (a writeout in flight fails and is retried),
+ * again, the serials its views pin pinned again; its uploads are gone (a writeout in flight fails and is retried),
  * and the log may have been trimmed past it (the watcher delivers a
  * BF_COMMIT_RESET).
  *
@@ -46,15 +46,21 @@
  *   2. the rest only by one session at a time (the PG_LOCK_TRIM advisory
  *      lock: the watcher's turn skips it when another session holds it,
  *      bf_db_trim waits for it);
- *   3. dead sessions: their uploads become garbage, their holds and row go;
+ *   3. dead sessions: their uploads become garbage, their holds, pins and
+ *      row go;
+ *   3a. the history: history_from advances (pg_history.c);
  *   4. versions: with M = the lowest applied serial of the live sessions,
- *      the write commits in (gc_done, M] are read from the log, and for
+ *      but at most history_from (docs/HISTORY.md: B), the write commits
+ *      in (gc_done, M] are read from the log, and for
  *      each block they changed the versions older than theirs go (no live
  *      session can load them: every view is at or past M), their contents
  *      become garbage; versions marked superseded at or before M go too;
  *   5. the log: rows up to gc_done go; beyond it, rows older than the last
- *      log_keep go too, after marking the versions they superseded;
- *   6. nameless files no live session holds are purged;
+ *      log_keep go too, after marking the versions they superseded; never
+ *      a row of the kept history (serial >= history_from);
+ *   5a. file states older than their file's newest state <= history_from;
+ *   6. nameless files no live session holds and the history no longer
+ *      needs are purged;
  *   7. garbage contents are deleted, a few at a time.
  * The watcher's turn stops after PG_TRIM_TURN_NS (the next goes on);
  * bf_db_trim goes to the end.
@@ -82,36 +88,57 @@
 
 /* ---- the held files ------------------------------------------------------------ */
 
-int pg_held_add(struct pg_db *d, uint64_t id)
+/* A list of ids under hlock (the held files, the pinned serials). */
+static int list_add(struct pg_db *d, uint64_t **v, size_t *n, size_t *cap, uint64_t id)
 {
     int e = 0;
     pthread_mutex_lock(&d->hlock);
-    if (d->nheld == d->capheld) {
-        size_t cap = d->capheld ? 2 * d->capheld : 16;
-        uint64_t *v = realloc(d->held, cap * sizeof(*v));
-        if (v) {
-            d->held = v;
-            d->capheld = cap;
+    if (*n == *cap) {
+        size_t c = *cap ? 2 * *cap : 16;
+        uint64_t *nv = realloc(*v, c * sizeof(*nv));
+        if (nv) {
+            *v = nv;
+            *cap = c;
         } else {
             e = -ENOMEM;
         }
     }
     if (e == 0)
-        d->held[d->nheld++] = id;
+        (*v)[(*n)++] = id;
     pthread_mutex_unlock(&d->hlock);
     return e;
 }
 
-void pg_held_del(struct pg_db *d, uint64_t id)
+static void list_del(struct pg_db *d, uint64_t *v, size_t *n, uint64_t id)
 {
     pthread_mutex_lock(&d->hlock);
-    for (size_t i = 0; i < d->nheld; i++) {
-        if (d->held[i] == id) {
-            d->held[i] = d->held[--d->nheld];
+    for (size_t i = 0; i < *n; i++) {
+        if (v[i] == id) {
+            v[i] = v[--*n];
             break;
         }
     }
     pthread_mutex_unlock(&d->hlock);
+}
+
+int pg_held_add(struct pg_db *d, uint64_t id)
+{
+    return list_add(d, &d->held, &d->nheld, &d->capheld, id);
+}
+
+void pg_held_del(struct pg_db *d, uint64_t id)
+{
+    list_del(d, d->held, &d->nheld, id);
+}
+
+int pg_pinned_add(struct pg_db *d, uint64_t serial)
+{
+    return list_add(d, &d->pinned, &d->npinned, &d->cappinned, serial);
+}
+
+void pg_pinned_del(struct pg_db *d, uint64_t serial)
+{
+    list_del(d, d->pinned, &d->npinned, serial);
 }
 
 /* ---- the watcher's connection ------------------------------------------------------ */
@@ -230,10 +257,11 @@ static int reregister(struct pg_db *d)
     pgp_bool(&p, (d->base.flags & BF_DB_SHARED) != 0);
     int e = vrun(d, PS_SESSION_READD, &p, NULL, "registering the session again");
     pthread_mutex_lock(&d->hlock);
-    int len = 0;
+    int len = 0, plen = 0;
     char *arr = e == 0 ? pg_array((const int64_t *)d->held, d->nheld, &len) : NULL;
+    char *parr = e == 0 ? pg_array((const int64_t *)d->pinned, d->npinned, &plen) : NULL;
     pthread_mutex_unlock(&d->hlock);
-    if (e == 0 && !arr)
+    if (e == 0 && (!arr || !parr))
         e = -ENOMEM;
     if (e == 0) {
         struct pgp q = { 0 };
@@ -241,7 +269,16 @@ static int reregister(struct pg_db *d)
         pgp_bytes(&q, arr, (size_t)len);
         e = vrun(d, PS_REHOLD, &q, NULL, "holding the open files again");
     }
+    if (e == 0) {
+        /* (a serial the housekeeping passed meanwhile is gone for its
+         * views: their loads fail with EIO) */
+        struct pgp q = { 0 };
+        pgp_u64(&q, d->base.session);
+        pgp_bytes(&q, parr, (size_t)plen);
+        e = vrun(d, PS_REPIN, &q, NULL, "pinning the open views again");
+    }
     free(arr);
+    free(parr);
     if (e == 0)
         bf_db_log(&d->base,
                   "session %llu was taken for dead while cut off from the server: registered "
@@ -426,12 +463,10 @@ void pg_session_end(struct pg_db *d)
     if (d->base.session && v_ensure(d) == 0) {
         struct pgp p = { 0 };
         pgp_u64(&p, d->base.session);
-        struct pgq q[] = { { PS_BEGIN, NULL, NULL },
-                           { PS_ORPHANS, &p, NULL },
-                           { PS_UNHOLD_ALL, &p, NULL },
-                           { PS_SESSION_DEL, &p, NULL },
-                           { PS_COMMIT, NULL, NULL } };
-        if (vpipe(d, q, 5, "ending the session") < 0)
+        struct pgq q[] = { { PS_BEGIN, NULL, NULL },     { PS_ORPHANS, &p, NULL },
+                           { PS_UNHOLD_ALL, &p, NULL },  { PS_UNPIN_ALL, &p, NULL },
+                           { PS_SESSION_DEL, &p, NULL }, { PS_COMMIT, NULL, NULL } };
+        if (vpipe(d, q, 6, "ending the session") < 0)
             bf_db_log(&d->base, "cannot end the session cleanly: the others clean up after it");
     }
     pgc_close(&d->v); /* its locks go with it */
@@ -498,23 +533,31 @@ int pg_hold_open(struct pg_db *d, uint64_t id, struct bf_fileinfo *fi, uint64_t 
     return e;
 }
 
-/* Purge nameless file id unless a live session holds it; with `unhold`,
+/* Purge nameless file id unless a live session holds it or the history
+ * needs it (its name went after history_from); with `unhold`,
  * end our hold of it first, in the same transaction. On connection c
  * (the writer or the watcher's), locked by the caller. */
 static int purge_on(struct pg_db *d, struct pgc *c, uint64_t id, bool unhold)
 {
-    struct pgp p = { 0 }, pu = { 0 }, pl = { 0 };
+    struct pgp p = { 0 }, pu = { 0 }, pl = { 0 }, pa = { 0 };
     pgp_u64(&p, id);
     pgp_u64(&p, d->popt.dead_grace_ms);
     pgp_u64(&pu, d->base.session);
     pgp_u64(&pu, id);
     pgp_u64(&pl, id);
-    struct pgq q[5];
+    pgp_i64(&pa, bf_now_ns());
+    pgp_u64(&pa, d->popt.dead_grace_ms);
+    pgp_u64(&pa, id);
+    struct pgq q[7];
     int n = 0;
     q[n++] = (struct pgq){ PS_BEGIN, NULL, NULL };
     if (unhold)
         q[n++] = (struct pgq){ PS_UNHOLD, &pu, NULL };
     q[n++] = (struct pgq){ PS_NAMELESS_LOCK, &pl, NULL };
+    /* history_from advanced first, as the housekeeping would now (only
+     * for a nameless file): a file whose name went after it stays */
+    q[n++] = (struct pgq){ PS_FROM_LOCK, &pl, NULL };
+    q[n++] = (struct pgq){ PS_ADVANCE, &pa, NULL };
     q[n++] = (struct pgq){ PS_PURGE, &p, NULL };
     q[n++] = (struct pgq){ PS_COMMIT, NULL, NULL };
     int e = pgc_pipeline(d, c, q, n, unhold ? "ending a hold" : "deleting a nameless file", NULL);
@@ -734,6 +777,7 @@ static int trip_rows(struct pg_db *d, struct triplets *t, const PGresult *r, int
 
 struct trim_state {
     int64_t serial, log_trimmed, gc_done, collected, lowest;
+    int64_t from; /* history_from, as the history's step advanced it */
     int64_t deadline;
 };
 
@@ -792,12 +836,10 @@ static int trim_dead(struct pg_db *d)
         struct pgp q = { 0 };
         int64_t id = pgr_i64(r, i, 0);
         pgp_i64(&q, id);
-        struct pgq s[] = { { PS_BEGIN, NULL, NULL },
-                           { PS_ORPHANS, &q, NULL },
-                           { PS_UNHOLD_ALL, &q, NULL },
-                           { PS_SESSION_DEL, &q, NULL },
-                           { PS_COMMIT, NULL, NULL } };
-        e = vpipe(d, s, 5, "cleaning up after a dead session");
+        struct pgq s[] = { { PS_BEGIN, NULL, NULL },     { PS_ORPHANS, &q, NULL },
+                           { PS_UNHOLD_ALL, &q, NULL },  { PS_UNPIN_ALL, &q, NULL },
+                           { PS_SESSION_DEL, &q, NULL }, { PS_COMMIT, NULL, NULL } };
+        e = vpipe(d, s, 6, "cleaning up after a dead session");
         if (e == 0)
             bf_db_log(&d->base,
                       "session %lld is dead (its process or machine ended without closing it): "
@@ -825,6 +867,11 @@ static int trim_versions_and_log(struct pg_db *d, struct trim_state *s, uint64_t
     if (!pgr_null(r, 0, 4) && pgr_i64(r, 0, 4) < s->lowest)
         s->lowest = pgr_i64(r, 0, 4);
     PQclear(r);
+    /* versions superseded at or before min(from, the slowest) go */
+    if (s->from < s->lowest)
+        s->lowest = s->from;
+    /* the log rows of the kept history stay (a file's log reads them) */
+    int64_t log_bound = s->from > 0 ? s->from - 1 : 0;
     if (s->gc_done < s->lowest)
         e = walk_commits(d, s, s->gc_done, s->lowest, false);
     if (e == 0) {
@@ -834,11 +881,15 @@ static int trim_versions_and_log(struct pg_db *d, struct trim_state *s, uint64_t
     }
     /* Beyond the slowest session, at most log_keep rows are kept. */
     uint64_t keep = d->base.opt.log_keep;
-    if (e == 0 && (uint64_t)s->serial > keep && s->serial - (int64_t)keep > s->gc_done)
-        e = walk_commits(d, s, s->gc_done, s->serial - (int64_t)keep, true);
-    if (e == 0 && s->log_trimmed < s->gc_done) {
+    int64_t over = (uint64_t)s->serial > keep ? s->serial - (int64_t)keep : 0;
+    if (over > log_bound)
+        over = log_bound;
+    if (e == 0 && over > s->gc_done)
+        e = walk_commits(d, s, s->gc_done, over, true);
+    int64_t upto = s->gc_done < log_bound ? s->gc_done : log_bound;
+    if (e == 0 && s->log_trimmed < upto) {
         struct pgp q = { 0 };
-        pgp_i64(&q, s->gc_done);
+        pgp_i64(&q, upto);
         pgp_i64(&q, s->gc_done);
         e = vrun(d, PS_LOG_TRIM, &q, NULL, "trimming the log");
     }
@@ -895,8 +946,16 @@ int pg_trim(bf_db *db, uint64_t applied, bool all)
         got = e == 0; /* pg_advisory_lock waits, and returns void */
     if (e == 0 && got) {
         e = trim_dead(d);
+        if (e == 0) {
+            e = pg_history_advance(d, &d->v, &s.from);
+            v_after(d);
+        }
         if (e == 0)
             e = trim_versions_and_log(d, &s, applied);
+        if (e == 0) {
+            e = pg_history_trim_states(d, &d->v, s.from);
+            v_after(d);
+        }
         if (e == 0)
             e = trim_nameless(d, &s);
         if (e == 0)

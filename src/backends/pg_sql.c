@@ -37,6 +37,15 @@
     "INSERT INTO bigfilefs.uploads (content, session)" \
     " SELECT content, 0 FROM d WHERE content IS NOT NULL ON CONFLICT DO NOTHING"
 
+/* Whether serial `p` is in the kept history: from <= p <= the serial. */
+#define KEPT(p)                                                                      \
+    "(" p " >= (SELECT value FROM bigfilefs.meta WHERE key = 'history_from') AND " p \
+    " <= (SELECT serial FROM bigfilefs.counter))"
+
+/* The columns of a file_states row as pg_row_info decodes them (ctime: as
+ * mtime, which is all a state keeps). */
+#define STATE_COLS "file, name, blksize, size, mode, uid, gid, mtime_ns, mtime_ns"
+
 const struct pg_stmt pg_stmts[PS_NSTMT] = {
     [PS_BEGIN] = { "BEGIN", "", PGK_W | PGK_V },
     [PS_COMMIT] = { "COMMIT", "", PGK_W | PGK_V },
@@ -125,17 +134,21 @@ const struct pg_stmt pg_stmts[PS_NSTMT] = {
                  " size, trunc, blocks, name, name2, flags)"
                  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                  "iiiiiiiiBtti", PGK_W },
-    /* Alone on the database, after commit $3 of file $1: the versions it
-     * replaced of blocks $2, and the holes it made, go; their contents are
-     * garbage; 'collected' moves to $3. */
-    [PS_ALONE_DEL] = { "WITH d AS (DELETE FROM bigfilefs.blockmap m USING unnest($2::int8[]) AS "
-                       "u(blk)"
-                       " WHERE m.file = $1 AND m.blk = u.blk"
+    /* Alone on the database, after commit $3 of file $1, and keeping no
+     * history (retention 0, no pin; history_from locked first,
+     * PS_FROM_LOCK): the versions it replaced of blocks $2, and the holes
+     * it made, go; their contents are garbage; 'collected' and
+     * 'history_from' move to $3. */
+    [PS_ALONE_DEL] = { "WITH ok AS (SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM bigfilefs.pins)"
+                       " AND (SELECT value FROM bigfilefs.meta WHERE key = 'history_keep_ns') <= "
+                       "0),"
+                       " d AS (DELETE FROM bigfilefs.blockmap m USING unnest($2::int8[]) AS u(blk)"
+                       " WHERE EXISTS (SELECT 1 FROM ok) AND m.file = $1 AND m.blk = u.blk"
                        " AND (m.serial < $3 OR (m.serial = $3 AND m.content IS NULL))"
                        " RETURNING m.content),"
                        " g AS (" TO_GARBAGE ")"
                        " UPDATE bigfilefs.meta SET value = greatest(value, $3)"
-                       " WHERE key = 'collected'",
+                       " WHERE key IN ('collected', 'history_from') AND EXISTS (SELECT 1 FROM ok)",
                        "iIi", PGK_W },
     /* Waits for a transaction that holds the counter row (an in-doubt
      * commit of ours whose connection broke) to end. */
@@ -194,12 +207,20 @@ const struct pg_stmt pg_stmts[PS_NSTMT] = {
                    " AND NOT EXISTS (SELECT 1 FROM bigfilefs.holds h JOIN bigfilefs.sessions s"
                    " ON s.id = h.session WHERE h.file = $1 AND " LIVE(
                        "s",
-                       "$2") ") RETURNING id),"
+                       "$2") ")"
+                             /* its name went at or before history_from: no view needs it */
+                             " AND NOT EXISTS (SELECT 1 FROM bigfilefs.file_states t WHERE t.file "
+                             "= $1"
+                             " AND t.serial > (SELECT value FROM bigfilefs.meta WHERE key = "
+                             "'history_from'))"
+                             " RETURNING id),"
                              " d AS (DELETE FROM bigfilefs.blockmap WHERE file IN (SELECT id FROM "
                              "f)"
                              " RETURNING content),"
                              " g AS (" TO_GARBAGE "),"
                              " h AS (DELETE FROM bigfilefs.holds WHERE file IN (SELECT id FROM f)),"
+                             " t AS (DELETE FROM bigfilefs.file_states WHERE file IN (SELECT id "
+                             "FROM f)),"
                              " x AS (DELETE FROM bigfilefs.xattrs WHERE file IN (SELECT id FROM f))"
                              " SELECT count(*) FROM f",
                    "ii", PGK_W | PGK_V | PGK_X },
@@ -225,6 +246,98 @@ const struct pg_stmt pg_stmts[PS_NSTMT] = {
                         "iBB", PGK_W | PGK_X },
     [PS_XA_REMOVE] = { "DELETE FROM bigfilefs.xattrs WHERE file = $1 AND name = $2 RETURNING 1",
                        "iB", PGK_W | PGK_X },
+
+    /* ---- history (pg_history.c) ---- */
+    /* history_from, the serial, the retention, and the lowest serial a
+     * live session pins (grace $1; NULL: none): one snapshot. */
+    [PS_HISTORY] = { "SELECT (SELECT value FROM bigfilefs.meta WHERE key = 'history_from'),"
+                     " (SELECT serial FROM bigfilefs.counter),"
+                     " (SELECT value FROM bigfilefs.meta WHERE key = 'history_keep_ns'),"
+                     " (SELECT min(p.serial) FROM bigfilefs.pins p JOIN bigfilefs.sessions s"
+                     " ON s.id = p.session WHERE " LIVE("s", "$1") ")",
+                     "i", PGK_R },
+    /* Whether serial $2 is kept, and file $1's state at it (columns NULL:
+     * it did not exist then). */
+    [PS_STATE_AT] = { "SELECT k.ok, t." STATE_COLS " FROM (SELECT " KEPT(
+                          "$2") " AS ok) k"
+                                " LEFT JOIN LATERAL (SELECT * FROM bigfilefs.file_states"
+                                " WHERE file = $1 AND serial <= $2 ORDER BY serial DESC LIMIT 1) t "
+                                "ON k.ok",
+                      "ii", PGK_R },
+    /* ... the state of the file named $1 at serial $2: a state with that
+     * name that is still its file's newest at $2. */
+    [PS_BYNAME_AT] = { "SELECT k.ok, t." STATE_COLS " FROM (SELECT " KEPT(
+                           "$2") " AS ok) k"
+                                 " LEFT JOIN LATERAL (SELECT s.* FROM bigfilefs.file_states s"
+                                 " WHERE s.name = $1 AND s.serial <= $2 AND NOT EXISTS (SELECT 1"
+                                 " FROM bigfilefs.file_states n WHERE n.file = s.file"
+                                 " AND n.serial > s.serial AND n.serial <= $2)"
+                                 " ORDER BY s.serial DESC LIMIT 1) t ON k.ok",
+                       "ti", PGK_R },
+    /* ... the states of the files that had a name at serial $1, in name
+     * order (one row of NULLs when none). */
+    [PS_LIST_AT] = { "SELECT k.ok, t." STATE_COLS " FROM (SELECT " KEPT(
+                         "$1") " AS ok) k"
+                               " LEFT JOIN LATERAL (SELECT * FROM (SELECT DISTINCT ON (file) *"
+                               " FROM bigfilefs.file_states WHERE serial <= $1 ORDER BY file, "
+                               "serial DESC) c"
+                               " WHERE name IS NOT NULL) t ON k.ok ORDER BY t.name",
+                     "i", PGK_R },
+    /* File $1's commits with a serial below $2 in the kept history, newest
+     * first, at most $3, with the file's state after each. */
+    [PS_FILELOG] = { "SELECT l.serial, l.kind, l.time_ns, l.file2, l.trunc, l.blocks, l.flags,"
+                     " t.size, t.name FROM bigfilefs.commit_log l"
+                     " LEFT JOIN bigfilefs.file_states t ON t.file = $1 AND t.serial = l.serial"
+                     " WHERE (l.file = $1 OR l.file2 = $1) AND l.serial < $2"
+                     " AND l.serial >= (SELECT value FROM bigfilefs.meta WHERE key = "
+                     "'history_from')"
+                     " ORDER BY l.serial DESC LIMIT $3",
+                     "iii", PGK_R },
+    /* In a commit's transaction: file $1's state after commit $2, from its
+     * row. */
+    [PS_STATE_W] = { "INSERT INTO bigfilefs.file_states (file, serial, name, blksize, size, mode,"
+                     " uid, gid, mtime_ns) SELECT id, $2, name, blksize, size, mode, uid, gid,"
+                     " mtime_ns FROM bigfilefs.files WHERE id = $1",
+                     "ii", PGK_W },
+    [PS_KEEP] = { "UPDATE bigfilefs.meta SET value = $1 WHERE key = 'history_keep_ns'", "i",
+                  PGK_W },
+    /* A pin: history_from share-locked first (an advance waits, or is
+     * seen), then session $1's pin of $2 if it is kept (a row). */
+    [PS_FROM_SHARE] = { "SELECT value FROM bigfilefs.meta WHERE key = 'history_from' FOR SHARE", "",
+                        PGK_W },
+    [PS_PIN] = { "INSERT INTO bigfilefs.pins (session, serial) SELECT $1, $2 WHERE " KEPT(
+                     "$2") " ON CONFLICT (session, serial) DO UPDATE SET serial = excluded.serial"
+                           " RETURNING 1",
+                 "ii", PGK_W },
+    [PS_UNPIN] = { "DELETE FROM bigfilefs.pins WHERE session = $1 AND serial = $2", "ii", PGK_W },
+    /* history_from locked (a pin waits, or is seen by what follows); with
+     * $1, only if file $1 is nameless (a purge's). */
+    [PS_FROM_LOCK] = { "SELECT value FROM bigfilefs.meta WHERE key = 'history_from' AND ($1 = 0"
+                       " OR EXISTS (SELECT 1 FROM bigfilefs.files WHERE id = $1 AND name IS NULL))"
+                       " FOR UPDATE",
+                       "i", PGK_W | PGK_V },
+    /* Advance history_from (docs/HISTORY.md section 3): now $1 (ns), grace
+     * $2; with $3, only if file $3 is nameless. Returns its value after. */
+    [PS_ADVANCE] = { "UPDATE bigfilefs.meta m SET value = greatest(m.value, least("
+                     " CASE WHEN k.value <= 0 THEN (SELECT serial FROM bigfilefs.counter)"
+                     " ELSE coalesce((SELECT max(serial) FROM bigfilefs.commit_log"
+                     " WHERE serial > m.value AND time_ns <= $1 - k.value), m.value) END,"
+                     " coalesce((SELECT min(p.serial) FROM bigfilefs.pins p JOIN "
+                     "bigfilefs.sessions s"
+                     " ON s.id = p.session WHERE " LIVE(
+                         "s",
+                         "$2") "), 9223372036854775807)))"
+                               " FROM bigfilefs.meta k WHERE m.key = 'history_from' AND k.key = "
+                               "'history_keep_ns'"
+                               " AND ($3 = 0 OR EXISTS (SELECT 1 FROM bigfilefs.files WHERE id = $3"
+                               " AND name IS NULL)) RETURNING m.value",
+                     "iii", PGK_W | PGK_V },
+    /* The states older than their file's newest state <= $1 go. */
+    [PS_STATES_TRIM] = { "DELETE FROM bigfilefs.file_states s WHERE s.serial < $1 AND EXISTS"
+                         " (SELECT 1 FROM bigfilefs.file_states n WHERE n.file = s.file"
+                         " AND n.serial > s.serial AND n.serial <= $1)",
+                         "i", PGK_V },
+    [PS_UNPIN_ALL] = { "DELETE FROM bigfilefs.pins WHERE session = $1", "i", PGK_V },
 
     /* ---- the watcher's connection: the session ---- */
     [PS_NEXTSESSION] = { "SELECT nextval('bigfilefs.session_ids')", "", PGK_V },
@@ -259,6 +372,9 @@ const struct pg_stmt pg_stmts[PS_NSTMT] = {
     [PS_ORPHANS] = { "UPDATE bigfilefs.uploads SET session = 0 WHERE session = $1", "i", PGK_V },
     [PS_UNHOLD_ALL] = { "DELETE FROM bigfilefs.holds WHERE session = $1", "i", PGK_V },
     [PS_SESSION_DEL] = { "DELETE FROM bigfilefs.sessions WHERE id = $1", "i", PGK_V },
+    [PS_REPIN] = { "INSERT INTO bigfilefs.pins (session, serial)"
+                   " SELECT $1, unnest($2::int8[]) ON CONFLICT DO NOTHING",
+                   "iI", PGK_V },
     [PS_REHOLD] = { "INSERT INTO bigfilefs.holds (session, file)"
                     " SELECT $1, id FROM bigfilefs.files WHERE id = ANY($2) ON CONFLICT DO NOTHING",
                     "iI", PGK_V },

@@ -134,3 +134,19 @@ size_t bf_blk_lower(const void *v, size_t n, size_t size, uint64_t blk)
     }
     return lo;
 }
+
+uint64_t bf_ranges_count(const void *buf, size_t len, uint64_t below)
+{
+    struct bf_blkrange *v = NULL;
+    size_t n = 0;
+    uint64_t count = 0;
+    if (bf_ranges_decode(buf, len, &v, &n) < 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t end = v[i].count < below - v[i].start ? v[i].start + v[i].count : below;
+        if (below > v[i].start)
+            count += end - v[i].start;
+    }
+    free(v);
+    return count;
+}

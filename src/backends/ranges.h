@@ -41,6 +41,11 @@ int bf_ranges_encode(const struct bf_blkrange *v, size_t n, unsigned char **out,
  * past 2^64), -ENOMEM. */
 int bf_ranges_decode(const void *buf, size_t len, struct bf_blkrange **out, size_t *n);
 
+/* The number of blocks below `below` in the encoded ranges of len bytes
+ * (a commit-log row's changed blocks; UINT64_MAX: all of them). 0 for
+ * ranges that cannot be decoded (or no memory to decode them). */
+uint64_t bf_ranges_count(const void *buf, size_t len, uint64_t below);
+
 /* In an array v of n elements of `size` bytes each, sorted by a uint64_t
  * block number that is their first member: the index of the first element
  * whose block is >= blk (n if there is none). */

@@ -7,7 +7,7 @@
  * close; sqlite_schema.c and sqlite_session.c have the rest
  * (sqlite_internal.h).
  *
- * Schema (user_version 2; COHERENCE.md section 2):
+ * Schema (user_version 3; COHERENCE.md section 2, docs/HISTORY.md):
  *   meta(key, value)          'serial' (the last commit's), 'log_trimmed'
  *                             (log rows <= it are gone), 'collected'
  *                             (versions superseded at or before it may be),
@@ -35,9 +35,14 @@
  *              blocks, name, name2, flags)
  *   sessions(id, pid, host, started_ns, applied, shared)
  *   holds(session, file)
+ *   file_states(file, serial, name, blksize, size, mode, uid, gid, mtime_ns)
+ *   pins(session, serial)     the history (sqlite_history.c): every commit
+ *                             writes the state of each file it touches
+ *   extents(id, off, len, gen) where a content's bytes are in the block
+ *                             file (sqlite_blocks.c has the file); a
+ *                             content without one is a blob (made before
+ *                             the block file)
  *   [legacy_blocks]           the blocks table of schema 1, after an upgrade
- * extents and 'blocks_end' are made by a read-write open where missing
- * (sqlite_blocks.c has the file).
  *
  * Writing (COHERENCE.md rules 1, 2, 4): a store transaction uploads each
  * block's content by itself: a short write transaction of its own
@@ -53,11 +58,12 @@
  * and writes the log row. So another file's commit or a namespace change
  * waits for one block's upload at most, never for a whole writeout.
  * Aborted, refused and failed transactions give their uploads up
- * (garbage). When the session is the only live one ("alone"), the commit
- * deletes the versions it replaces at once (no live session can read them
- * any more; a hole then keeps no version; their contents become garbage)
- * and moves 'collected' to its serial; else they stay, superseded, for the
- * housekeeping.
+ * (garbage). When the session is the only live one ("alone") and the
+ * database keeps no history (retention 0, no pin), the commit deletes the
+ * versions it replaces at once (no live session can read them any more; a
+ * hole then keeps no version; their contents become garbage) and moves
+ * 'collected' and 'history_from' to its serial; else they stay,
+ * superseded, for the history and the housekeeping.
  *
  * Staging (the core's spilled blocks, COHERENCE.md rule 4): a staged
  * content is an upload of the session made by itself (its own short
@@ -158,8 +164,10 @@
 static const char *const reader_sql[R_NSTMT] = {
     [R_BEGIN] = "BEGIN",
     [R_COMMIT] = "COMMIT",
-    [R_VERSION] = "SELECT serial, content, superseded FROM blockmap "
-                  "WHERE file=?1 AND blk=?2 AND serial<=?3 ORDER BY serial DESC LIMIT 1",
+    /* with the extent of its content (NULL columns: none, a blob) */
+    [R_VERSION] = "SELECT b.serial, b.content, b.superseded, e.off, e.len, e.gen FROM blockmap "
+                  "AS b LEFT JOIN extents AS e ON e.id=b.content "
+                  "WHERE b.file=?1 AND b.blk=?2 AND b.serial<=?3 ORDER BY b.serial DESC LIMIT 1",
     [R_META] = "SELECT value FROM meta WHERE key=?1",
     [R_BYNAME] = "SELECT " SQ_FILE_COLS " FROM files WHERE name=?1",
     [R_BYID] = "SELECT " SQ_FILE_COLS " FROM files WHERE id=?1",
@@ -175,25 +183,26 @@ static const char *const reader_sql[R_NSTMT] = {
     [R_LOGMIN] = "SELECT min(serial) FROM commit_log",
     [R_HASOLD] = "SELECT 1 FROM blockmap WHERE superseded IS NOT NULL AND superseded<=?1 LIMIT 1",
     [R_HASGARBAGE] = "SELECT 1 FROM uploads WHERE session=0 AND (content<0 OR since<=?1) LIMIT 1",
-    [R_NAMELESS] = "SELECT id FROM files WHERE name IS NULL",
-    [R_EXTENT] = NULL, /* prepare_extents: only where the extents table exists */
+    [R_EXTENT] = "SELECT off, len, gen FROM extents WHERE id=?1",
+    [R_NAMELESS] = "SELECT id FROM files AS f WHERE name IS NULL AND "
+                   "coalesce((SELECT max(serial) FROM file_states WHERE file=f.id), 0)<=?1",
+    [R_STATE_AT] = "SELECT " SQ_STATE_COLS " FROM file_states WHERE file=?1 AND serial<=?2 "
+                   "ORDER BY serial DESC LIMIT 1",
+    /* At most one file has a name at a serial: the newest state with the
+     * name that is still the file's state then. */
+    [R_BYNAME_AT] = "SELECT " SQ_STATE_COLS " FROM file_states AS a WHERE name=?1 AND serial<=?2 "
+                    "AND serial=(SELECT max(serial) FROM file_states AS b "
+                    "WHERE b.file=a.file AND b.serial<=?2) ORDER BY serial DESC LIMIT 1",
+    [R_LIST_AT] = "SELECT a.file, a.name, a.blksize, a.size, a.mode, a.uid, a.gid, a.mtime_ns, "
+                  "a.mtime_ns FROM file_states AS a JOIN (SELECT file, max(serial) AS s "
+                  "FROM file_states WHERE serial<=?1 GROUP BY file) AS m "
+                  "ON a.file=m.file AND a.serial=m.s WHERE a.name IS NOT NULL ORDER BY a.name",
+    [R_FILELOG] = "SELECT l.serial, l.kind, l.time_ns, l.file2, l.trunc, l.blocks, l.flags, "
+                  "s.size, s.name FROM commit_log AS l LEFT JOIN file_states AS s "
+                  "ON s.file=?1 AND s.serial=l.serial WHERE (l.file=?1 OR l.file2=?1) "
+                  "AND l.serial<?2 AND l.serial>=?3 ORDER BY l.serial DESC LIMIT ?4",
+    [R_PINS] = "SELECT session, min(serial) FROM pins GROUP BY session",
 };
-
-/* The version lookup where the extents table exists: with the extent of
- * its content (NULL columns: none, the content is a blob). */
-static const char version_ext_sql[] =
-    "SELECT b.serial, b.content, b.superseded, e.off, e.len, e.gen FROM blockmap AS b "
-    "LEFT JOIN extents AS e ON e.id=b.content "
-    "WHERE b.file=?1 AND b.blk=?2 AND b.serial<=?3 ORDER BY b.serial DESC LIMIT 1";
-static const char extent_sql[] = "SELECT off, len, gen FROM extents WHERE id=?1";
-
-/* The extents table and the block file's allocation end, made by every
- * read-write open where they are missing (a database made before the
- * block file keeps its blob contents; new uploads go to the file). */
-static const char extents_table_sql[] =
-    "CREATE TABLE IF NOT EXISTS extents(id INTEGER PRIMARY KEY, off INTEGER NOT NULL,"
-    " len INTEGER NOT NULL, gen INTEGER NOT NULL);"
-    "INSERT OR IGNORE INTO meta(key, value) VALUES('blocks_end', 0)";
 
 static const char *const writer_sql[W_NSTMT] = {
     [W_BEGIN] = "BEGIN IMMEDIATE",
@@ -280,6 +289,20 @@ static const char *const writer_sql[W_NSTMT] = {
     [W_EXT_ADD] = "INSERT INTO extents(id, off, len, gen) VALUES(?1, ?2, ?3, 0)",
     [W_EXT_BUMP] = "UPDATE extents SET gen=gen+1 WHERE id=?1",
     [W_EXT_DEL] = "DELETE FROM extents WHERE id=?1",
+    [W_STATE] = "INSERT OR REPLACE INTO file_states(file, serial, name, blksize, size, mode, uid, "
+                "gid, mtime_ns) SELECT id, ?2, name, blksize, size, mode, uid, gid, mtime_ns "
+                "FROM files WHERE id=?1",
+    [W_LASTSTATE] = "SELECT max(serial) FROM file_states WHERE file=?1",
+    [W_PURGE_STATES] = "DELETE FROM file_states WHERE file=?1",
+    [W_PIN] = "INSERT OR IGNORE INTO pins(session, serial) VALUES(?1, ?2)",
+    [W_UNPIN] = "DELETE FROM pins WHERE session=?1 AND serial=?2",
+    [W_SESSION_UNPIN] = "DELETE FROM pins WHERE session=?1",
+    [W_PINS] = "SELECT session, min(serial) FROM pins GROUP BY session",
+    [W_LOG_AFTER] = "SELECT serial, time_ns FROM commit_log WHERE serial>?1 ORDER BY serial "
+                    "LIMIT ?2",
+    [W_STATES_NEXT] = "SELECT file, serial FROM file_states WHERE serial>?1 AND serial<=?2 "
+                      "ORDER BY serial LIMIT ?3",
+    [W_STATES_TRIM] = "DELETE FROM file_states WHERE file=?1 AND serial<?2",
 };
 
 /* A pending store of a handle's transaction, and the block's current
@@ -468,27 +491,6 @@ int sq_query_int(sqlite3 *c, const char *sql, int64_t *out)
     return rc;
 }
 
-/* Where the extents table exists (a read-write session made it), r's
- * version lookup joins it, and R_EXTENT is prepared; else (a read-only
- * session of a database no read-write session has opened since it was
- * made before the block file) every content is a blob. */
-static int prepare_extents(sqlite3 *c, sqlite3_stmt **st)
-{
-    sqlite3_stmt *v = NULL;
-    int rc = sqlite3_prepare_v3(c, version_ext_sql, -1, SQLITE_PREPARE_PERSISTENT, &v, NULL);
-    if (rc == SQLITE_ERROR)
-        return SQLITE_OK; /* no such table */
-    if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v3(c, extent_sql, -1, SQLITE_PREPARE_PERSISTENT, &st[R_EXTENT], NULL);
-    if (rc != SQLITE_OK) {
-        sqlite3_finalize(v);
-        return rc;
-    }
-    sqlite3_finalize(st[R_VERSION]);
-    st[R_VERSION] = v;
-    return SQLITE_OK;
-}
-
 int sq_reader_get(struct sq_db *d, struct sq_reader **out)
 {
     int rc = SQLITE_OK;
@@ -511,8 +513,6 @@ int sq_reader_get(struct sq_db *d, struct sq_reader **out)
     rc = sq_open_conn(d, d->rpath, d->rflags, &r->c);
     if (rc == SQLITE_OK)
         rc = sq_prepare_all(r->c, reader_sql, r->st, R_NSTMT);
-    if (rc == SQLITE_OK)
-        rc = prepare_extents(r->c, r->st);
     if (rc != SQLITE_OK) {
         int e = sq_fail(d, r->c, rc, "opening a reader connection");
         sq_finalize_all(r->st, R_NSTMT);
@@ -730,8 +730,7 @@ static void discard_uploads(struct sq_db *d, const int64_t *ids, size_t n, uint3
 
 /* ---- row helpers --------------------------------------------------------- */
 
-/* Decode a row of the SQ_FILE_COLS columns into `fi`. */
-static void row_info(sqlite3_stmt *st, struct bf_fileinfo *fi)
+void sq_row_info(sqlite3_stmt *st, struct bf_fileinfo *fi)
 {
     memset(fi, 0, sizeof(*fi));
     fi->id = (uint64_t)sqlite3_column_int64(st, 0);
@@ -762,14 +761,12 @@ static const char *row_name_unfit(sqlite3_stmt *st)
     return NULL;
 }
 
-/* Step statement st (bound) for one file row into *out: 0, -ENOENT, or
- * the failure; resets st. */
-static int step_row(struct sq_db *d, sqlite3 *c, sqlite3_stmt *st, struct bf_fileinfo *out)
+int sq_step_row(struct sq_db *d, sqlite3 *c, sqlite3_stmt *st, struct bf_fileinfo *out)
 {
     int rc = sqlite3_step(st), e;
     if (rc == SQLITE_ROW) {
         if (out)
-            row_info(st, out);
+            sq_row_info(st, out);
         e = 0;
     } else if (rc == SQLITE_DONE) {
         e = -ENOENT;
@@ -805,7 +802,7 @@ static int reader_row(struct sq_db *d, int which, const char *name, uint64_t id,
             sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
         else
             sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
-        e = step_row(d, r->c, st, out);
+        e = sq_step_row(d, r->c, st, out);
         int64_t s = 0;
         if (e == 0 && serial && (e = sq_reader_meta(d, r, "serial", &s)) == 0)
             *serial = (uint64_t)s;
@@ -868,8 +865,6 @@ static int reader_extent(struct sq_db *d, struct sq_reader *r, int64_t content, 
 {
     sqlite3_stmt *st = r->st[R_EXTENT];
     *found = false;
-    if (!st)
-        return 0; /* no extents table */
     sqlite3_bind_int64(st, 1, content);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
@@ -929,7 +924,7 @@ static int load_once(struct sq_db *d, struct sq_reader *r, struct bf_fh *fh, uin
         /* the version as of `at` */
         *serial = (uint64_t)sqlite3_column_int64(st, 0);
         content = sqlite3_column_int64(st, 1);
-        in_file = r->st[R_EXTENT] && sqlite3_column_type(st, 3) != SQLITE_NULL;
+        in_file = sqlite3_column_type(st, 3) != SQLITE_NULL;
         if (in_file)
             x = (struct sq_ext){ sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4),
                                  sqlite3_column_int64(st, 5) };
@@ -1321,7 +1316,7 @@ struct sq_cur {
 /* What the commit section collects besides the database's changes. */
 struct sq_section {
     int64_t serial, me;
-    bool alone;
+    bool alone; /* no other live session, no history kept, no pin: replaced versions go now */
     struct sq_cur *trunc; /* current versions of the blocks a truncate drops */
     size_t ntrunc, captrunc;
     uint64_t *conflicts; /* blocks found conflicting (BF_CONFLICT_SIZE: the size) */
@@ -1440,6 +1435,8 @@ static int put_version(struct sq_fh *h, struct sq_section *s, uint64_t blk, int6
         if (e == 0 && cur_content)
             e = sq_garbage(d, cur_content, h->base.file.blksize);
     } else if (have_cur) {
+        /* kept, superseded: for the history and the other sessions'
+         * snapshots, until the housekeeping collects it */
         int64_t v[4] = { file, (int64_t)blk, cur_serial, s->serial };
         e = sq_wrun(d, W_SUPERSEDE, 4, v, "superseding a version");
     }
@@ -1553,6 +1550,8 @@ static int commit_section(struct sq_fh *h, const struct bf_commit_req *req, stru
     }
     if (e == 0)
         e = sq_alone(d, &s->alone);
+    if (e == 0 && s->alone)
+        e = sq_history_none(d, &s->alone);
     if (e == 0)
         e = find_current(h, s);
     if (e == 0 && !(req->flags & BF_COMMIT_OVERWRITE))
@@ -1575,9 +1574,13 @@ static int commit_section(struct sq_fh *h, const struct bf_commit_req *req, stru
         e = rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, "updating a file");
     }
     if (e == 0)
+        e = sq_state_write(d, h->base.id, (uint64_t)s->serial);
+    if (e == 0)
         e = sq_wmeta_set(d, "serial", s->serial);
+    if (e == 0 && s->alone) /* what it replaced is gone: so is the history before it */
+        e = sq_wmeta_set(d, "collected", s->serial);
     if (e == 0 && s->alone)
-        e = sq_wmeta_set(d, "collected", s->serial); /* what it replaced is gone */
+        e = sq_wmeta_set(d, "history_from", s->serial);
     if (e == 0) {
         struct bf_commit_rec rec = {
             .serial = (uint64_t)s->serial,
@@ -1682,6 +1685,31 @@ static int sq_serial_now(bf_db *db, uint64_t *serial)
 
 /* ---- namespace operations (engine.h) ------------------------------------ */
 
+int sq_list_rows(struct sq_db *d, sqlite3 *c, sqlite3_stmt *st,
+                 int (*cb)(void *arg, const struct bf_fileinfo *fi), void *arg)
+{
+    struct bf_fileinfo fi;
+    const char *why;
+    int rc, e = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((why = row_name_unfit(st))) {
+            /* a tampered row: the layer checks the names we can pass on */
+            bf_db_log(&d->base, "file %lld left out of the listing: its name %s",
+                      (long long)sqlite3_column_int64(st, 0), why);
+            continue;
+        }
+        sq_row_info(st, &fi);
+        e = cb(arg, &fi);
+        if (e)
+            break;
+    }
+    if (!e && rc != SQLITE_DONE)
+        e = sq_fail(d, c, rc, "listing files");
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return e;
+}
+
 static int sq_list(bf_db *db, int (*cb)(void *arg, const struct bf_fileinfo *fi), void *arg)
 {
     struct sq_db *d = SQ(db);
@@ -1689,25 +1717,7 @@ static int sq_list(bf_db *db, int (*cb)(void *arg, const struct bf_fileinfo *fi)
     int e = sq_reader_get(d, &r);
     if (e < 0)
         return e;
-    sqlite3_stmt *st = r->st[R_LIST];
-    struct bf_fileinfo fi;
-    const char *why;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((why = row_name_unfit(st))) {
-            /* a tampered row: the layer checks the names we can pass on */
-            bf_db_log(db, "file %lld left out of the listing: its name %s",
-                      (long long)sqlite3_column_int64(st, 0), why);
-            continue;
-        }
-        row_info(st, &fi);
-        e = cb(arg, &fi);
-        if (e)
-            break;
-    }
-    if (!e && rc != SQLITE_DONE)
-        e = sq_fail(d, r->c, rc, "listing files");
-    sqlite3_reset(st);
+    e = sq_list_rows(d, r->c, r->st[R_LIST], cb, arg);
     sq_reader_put(d, r);
     return e;
 }
@@ -1749,6 +1759,11 @@ static int ns_begin(struct sq_db *d, struct bf_commit_rec *row, enum bf_commit_k
  * else roll back. Returns the final error. */
 static int ns_end(struct sq_db *d, const struct bf_commit_rec *row, int e)
 {
+    /* the state after it of every file it touched */
+    if (e == 0 && row->file)
+        e = sq_state_write(d, row->file, row->serial);
+    if (e == 0 && row->file2)
+        e = sq_state_write(d, row->file2, row->serial);
     if (e == 0)
         e = log_row(d, row);
     if (e == 0)
@@ -2002,7 +2017,7 @@ static int sq_file_open(bf_db *db, uint64_t id, bool hold, struct bf_fh **out)
         if (e < 0)
             return e;
         sqlite3_bind_int64(d->ws[W_FILEROW], 1, (sqlite3_int64)id);
-        e = step_row(d, d->w, d->ws[W_FILEROW], &fi);
+        e = sq_step_row(d, d->w, d->ws[W_FILEROW], &fi);
         int64_t v[2] = { (int64_t)d->base.session, (int64_t)id };
         if (e == 0)
             e = sq_wrun(d, W_HOLD, 2, v, "holding a file");
@@ -2025,6 +2040,20 @@ static int sq_file_open(bf_db *db, uint64_t id, bool hold, struct bf_fh **out)
     h->base.file.size = fi.size;
     h->base.file.serial = serial;
     h->db = d;
+    h->trunc_to = UINT64_MAX;
+    *out = &h->base;
+    return 0;
+}
+
+/* A view's handle (engine.h, file_open_at): no hold, nothing read (the
+ * layer sets what the file was at the serial). */
+static int sq_file_open_at(bf_db *db, uint64_t id, uint64_t serial, struct bf_fh **out)
+{
+    (void)id, (void)serial;
+    struct sq_fh *h = calloc(1, sizeof(*h));
+    if (!h)
+        return -ENOMEM;
+    h->db = SQ(db);
     h->trunc_to = UINT64_MAX;
     *out = &h->base;
     return 0;
@@ -2110,6 +2139,14 @@ static const struct bf_engine_ops sq_engine_ops = {
     .listxattr = sq_listxattr,
     .setxattr = sq_setxattr,
     .removexattr = sq_removexattr,
+    .history = sq_history,
+    .history_keep = sq_history_keep,
+    .pin = sq_pin,
+    .list_at = sq_list_at,
+    .lookup_at = sq_lookup_at,
+    .getinfo_at = sq_getinfo_at,
+    .file_open_at = sq_file_open_at,
+    .file_log = sq_file_log,
 };
 
 /* ---- open: validation, schema, connections ------------------------------- */
@@ -2193,8 +2230,6 @@ static int open_writer(struct sq_db *d, char *errbuf, size_t errlen)
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(d->w, sq_xattr_table_sql, NULL, NULL, NULL);
     if (rc == SQLITE_OK)
-        rc = sqlite3_exec(d->w, extents_table_sql, NULL, NULL, NULL);
-    if (rc == SQLITE_OK)
         rc = sq_prepare_all(d->w, writer_sql, d->ws, W_NSTMT);
     if (rc != SQLITE_OK) {
         bf_errf(errbuf, errlen, "%s: cannot set up the writer: %s%s", d->path, sqlite3_errmsg(d->w),
@@ -2223,12 +2258,14 @@ static int open_writer(struct sq_db *d, char *errbuf, size_t errlen)
 
 /* Make sure path holds a bigfilefs database this build can open with
  * flags: create the schema where there is none (with BF_DB_CREATE, never
- * read-only). *older: it is of schema 1 (a read-only open is refused). */
+* read-only). *older: it is of an older schema (a read-only open is
+ * refused). *created: it was made here. */
 static int prepare_file(const char *path, unsigned flags, bool *older, bool *created, char *errbuf,
                         size_t errlen)
 {
     enum sq_found found = SQ_FOUND_EMPTY;
-    int e = sq_validate(path, &found, errbuf, errlen);
+    int version = 0;
+    int e = sq_validate(path, &found, &version, errbuf, errlen);
     if (e == -ENOENT || (e == 0 && found == SQ_FOUND_EMPTY)) {
         bool missing = e == -ENOENT;
         if (!(flags & BF_DB_CREATE) || (flags & BF_DB_RDONLY)) {
@@ -2244,7 +2281,7 @@ static int prepare_file(const char *path, unsigned flags, bool *older, bool *cre
         e = sq_create_schema(path, errbuf, errlen);
         *created = e == 0;
         if (e == 0)
-            e = sq_validate(path, &found, errbuf, errlen);
+            e = sq_validate(path, &found, NULL, errbuf, errlen);
         if (e == 0 && found == SQ_FOUND_EMPTY) {
             bf_errf(errbuf, errlen, "%s: the schema could not be created", path);
             e = -EIO;
@@ -2255,9 +2292,9 @@ static int prepare_file(const char *path, unsigned flags, bool *older, bool *cre
     *older = found == SQ_FOUND_OLDER;
     if (*older && (flags & BF_DB_RDONLY)) {
         bf_errf(errbuf, errlen,
-                "%s: a bigfilefs database of schema 1 (an older bigfilefs): open it read-write "
+                "%s: a bigfilefs database of schema %d (an older bigfilefs): open it read-write "
                 "once, which upgrades it to schema %d; a read-only open cannot",
-                path, BF_SQLITE_SCHEMA_VERSION);
+                path, version, BF_SQLITE_SCHEMA_VERSION);
         return -EROFS;
     }
     return 0;

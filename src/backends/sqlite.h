@@ -31,10 +31,11 @@
  *  - then the file is locked with flock(2) — exclusively, or shared with
  *    BF_DB_SHARED — for the session's life; another session's lock in the
  *    way is -EBUSY ("in use by another bigfilefs"), the file untouched;
- *  - a database of schema 1 (bigfilefs before sessions) is upgraded in
- *    place by the first read-write open, in one transaction (no block is
- *    copied; a failure leaves it at schema 1); a read-only open of one is
- *    refused with -EROFS;
+ *  - a database of schema 1 (bigfilefs before sessions) or 2 (before
+ *    history, docs/HISTORY.md) is upgraded in place by the first
+ *    read-write open, in one transaction (no block is copied; a failure
+ *    leaves it as it was; history starts at its serial then); a read-only
+ *    open of one is refused with -EROFS;
  *  - a read-write session registers itself (a row, and an OFD lock on a
  *    byte of the file as its liveness) and cleans up after dead sessions.
  *
@@ -78,7 +79,7 @@
 #include "backend.h"
 
 #define BF_SQLITE_APPLICATION_ID 0x42464653 /* "BFFS" */
-#define BF_SQLITE_SCHEMA_VERSION 2
+#define BF_SQLITE_SCHEMA_VERSION 3
 
 /* A commit that leaves more than this many bytes in the WAL (a big
  * writeout) is followed by a checkpoint that empties the WAL file, unless a

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* bigfilefs — backends: what the SQLite engine's files share (private to
- * sqlite.c, sqlite_schema.c and sqlite_session.c).
+ * the sqlite*.c files).
  *
  *   sqlite.c          connections, the reader pool, the WAL, blocks and
  *                     versions, the commit section, namespace commits, open
@@ -12,6 +12,9 @@
  *                     watcher's reads and the housekeeping;
  *   sqlite_blocks.c   the block file (DB + "-blocks"): the contents the
  *                     extents table maps.
+ *   sqlite_history.c  point-in-time views: file states, pins, retention,
+ *                     reading at a serial, a file's log, the history's
+ *                     steps of the housekeeping.
  *
  * The schema, the locks and the rules are written at the top of sqlite.c.
  */
@@ -34,6 +37,9 @@
 /* The columns of a files row, as sq_row_info decodes them (in this order). */
 #define SQ_FILE_ATTR_COLS "name,blksize,size,mode,uid,gid,mtime_ns,ctime_ns"
 #define SQ_FILE_COLS "id," SQ_FILE_ATTR_COLS
+/* The columns of a file_states row in the order of SQ_FILE_COLS (ctime: as
+ * mtime, which is all a state keeps). */
+#define SQ_STATE_COLS "file,name,blksize,size,mode,uid,gid,mtime_ns,mtime_ns"
 
 /* Statements of a reader connection. */
 enum {
@@ -50,8 +56,13 @@ enum {
     R_LOGMIN,     /* the oldest log row */
     R_HASOLD,     /* is a version superseded at or before n kept */
     R_HASGARBAGE, /* is there content for the housekeeping to delete */
-    R_NAMELESS,   /* nameless files */
-    R_EXTENT,     /* off, len, gen of a content's extent (NULL: no extents table) */
+    R_EXTENT,     /* off, len, gen of a content's extent */
+    R_NAMELESS,   /* nameless files whose name went at or before a serial */
+    R_STATE_AT,   /* a file's state at a serial (SQ_STATE_COLS) */
+    R_BYNAME_AT,  /* the file that had a name at a serial */
+    R_LIST_AT,    /* the files that had a name at a serial, in name order */
+    R_FILELOG,    /* a file's commits, newest first, with its states */
+    R_PINS,       /* each session's lowest pinned serial */
     R_NSTMT
 };
 
@@ -113,6 +124,16 @@ enum {
     W_EXT_ADD,         /* a new extent */
     W_EXT_BUMP,        /* a reused extent's generation */
     W_EXT_DEL,         /* delete an extent */
+    W_STATE,           /* a file's state after a commit (from its files row) */
+    W_LASTSTATE,       /* the serial of a file's newest state */
+    W_PURGE_STATES,
+    W_PIN,
+    W_UNPIN,
+    W_SESSION_UNPIN, /* drop a session's pins */
+    W_PINS,          /* each session's lowest pinned serial */
+    W_LOG_AFTER,     /* serial, time of the log rows after a serial */
+    W_STATES_NEXT,   /* states with serials in a range, in serial order */
+    W_STATES_TRIM,   /* delete a file's states before a serial */
     W_NSTMT
 };
 
@@ -226,6 +247,20 @@ int sq_wrun(struct sq_db *d, int which, int n, const int64_t *v, const char *wha
  * SQLITE_ROW, SQLITE_DONE or the error. */
 int sq_step_int(sqlite3_stmt *st, const char *text, int64_t *v);
 
+/* Decode a row of the SQ_FILE_COLS columns into `fi`. */
+void sq_row_info(sqlite3_stmt *st, struct bf_fileinfo *fi);
+
+/* Step statement st (bound) of connection c for one file row into *out
+ * (if not NULL): 0, -ENOENT, or the failure; resets st. */
+int sq_step_row(struct sq_db *d, sqlite3 *c, sqlite3_stmt *st, struct bf_fileinfo *out);
+
+/* Step statement st (bound) of connection c through its rows of the
+ * SQ_FILE_COLS columns, calling cb for each (a row whose name cannot be
+ * passed on is left out, with a log line); a nonzero cb return stops and
+ * is returned. Resets st. */
+int sq_list_rows(struct sq_db *d, sqlite3 *c, sqlite3_stmt *st,
+                 int (*cb)(void *arg, const struct bf_fileinfo *fi), void *arg);
+
 /* A meta value on reader r (in its read transaction, if one is open). */
 int sq_reader_meta(struct sq_db *d, struct sq_reader *r, const char *key, int64_t *v);
 
@@ -252,21 +287,22 @@ int sq_garbage(struct sq_db *d, int64_t id, uint32_t bytes);
 /* Outcome of looking at a file before using it. */
 enum sq_found {
     SQ_FOUND_OURS,  /* a bigfilefs database of this schema */
-    SQ_FOUND_OLDER, /* a bigfilefs database of schema 1: a read-write open upgrades it */
+    SQ_FOUND_OLDER, /* a bigfilefs database of an older schema: a read-write open upgrades it */
     SQ_FOUND_EMPTY, /* missing, zero bytes, or SQLite empty in every respect */
 };
 
 /* Look at the file at path without modifying it, nor creating anything
  * beside it (see sqlite.h). Refusals get a message in errbuf. -ENOENT
- * (*found = SQ_FOUND_EMPTY) when it is missing. */
-int sq_validate(const char *path, enum sq_found *found, char *errbuf, size_t errlen);
+ * (*found = SQ_FOUND_EMPTY) when it is missing. *version (if not NULL)
+ * gets a bigfilefs database's schema version. */
+int sq_validate(const char *path, enum sq_found *found, int *version, char *errbuf, size_t errlen);
 
 /* Create the schema in a missing, zero-length or empty SQLite database. */
 int sq_create_schema(const char *path, char *errbuf, size_t errlen);
 
-/* Upgrade a schema-1 database in place, in one transaction (a database
- * another session upgraded meanwhile is left alone). On failure it is left
- * at schema 1 and errbuf says why. */
+/* Upgrade a database of schema 1 or 2 in place to ours (1 -> 2 -> 3), in
+ * one transaction (a database another session upgraded meanwhile is left
+ * alone). On failure it is left as it was and errbuf says why. */
 int sq_upgrade(const char *path, char *errbuf, size_t errlen);
 
 /* A "file:" URI for path with the query `query` (malloc'd; NULL when out of
@@ -316,6 +352,40 @@ int sq_log_read(bf_db *db, uint64_t after, size_t max,
                 int (*fn)(void *arg, const struct bf_commit_rec *rec), void *arg, uint64_t *current,
                 uint64_t *trimmed);
 int sq_trim(bf_db *db, uint64_t applied, bool all);
+
+/* ---- sqlite_history.c ------------------------------------------------------ */
+
+/* On the writer, in a commit's transaction: record file id's state after
+ * commit `serial` (a copy of its files row). */
+int sq_state_write(struct sq_db *d, uint64_t id, uint64_t serial);
+
+/* On the writer, in a transaction: advance history_from as the
+ * housekeeping would now, then *keep = whether nameless file id must stay
+ * for the history (its name went after history_from). */
+int sq_history_keeps(struct sq_db *d, uint64_t id, bool *keep);
+
+/* On the writer, in a transaction: *none = whether the database keeps no
+ * history now (retention 0 and no live pin), so that a commit of a session
+ * alone may delete what it replaces at once (sqlite.c). */
+int sq_history_none(struct sq_db *d, bool *none);
+
+/* The housekeeping's history steps, each a write transaction of its own
+ * (or several): advance history_from (*from = its value after; with
+ * `all`, as far as it goes, else over a batch of log rows); trim the file
+ * states up to `from` (*more: a batch is left). */
+int sq_history_advance(struct sq_db *d, bool all, uint64_t *from);
+int sq_history_trim_states(struct sq_db *d, uint64_t from, bool *more);
+
+/* The engine's history operations (engine.h). */
+int sq_history(bf_db *db, struct bf_history *out);
+int sq_history_keep(bf_db *db, int64_t keep_ns);
+int sq_pin(bf_db *db, uint64_t serial, bool on);
+int sq_list_at(bf_db *db, uint64_t serial, int (*cb)(void *arg, const struct bf_fileinfo *fi),
+               void *arg);
+int sq_lookup_at(bf_db *db, uint64_t serial, const char *name, struct bf_fileinfo *out);
+int sq_getinfo_at(bf_db *db, uint64_t serial, uint64_t id, struct bf_fileinfo *out);
+int sq_file_log(bf_db *db, uint64_t id, uint64_t before, size_t max,
+                int (*cb)(void *arg, const struct bf_log_entry *e), void *arg);
 
 /* Close the watcher's connection and descriptor. */
 void sq_watch_close(struct sq_db *d);

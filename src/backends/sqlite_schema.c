@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* bigfilefs — backends: the SQLite engine's schema: looking at a file
- * before using it, creating the schema, and the upgrade of schema 1
- * (sqlite.h says what is refused; the tables are described at the top of
+ * before using it, creating the schema, and the upgrades of schemas 1 and
+ * 2 (sqlite.h says what is refused; the tables are described at the top of
  * sqlite.c).
  */
 #include <errno.h>
@@ -40,21 +40,48 @@
     " PRIMARY KEY(session, file)) WITHOUT ROWID;"                                              \
     "INSERT INTO meta(key, value) VALUES('serial', 0), ('log_trimmed', 0), ('collected', 0);"
 
-static const char schema_sql[] = "CREATE TABLE files("
-                                 " id INTEGER PRIMARY KEY AUTOINCREMENT,"
-                                 " name TEXT UNIQUE,"
-                                 " blksize INTEGER NOT NULL,"
-                                 " size INTEGER NOT NULL,"
-                                 " mode INTEGER NOT NULL,"
-                                 " uid INTEGER NOT NULL,"
-                                 " gid INTEGER NOT NULL,"
-                                 " mtime_ns INTEGER NOT NULL,"
-                                 " ctime_ns INTEGER NOT NULL,"
-                                 " content_serial INTEGER NOT NULL DEFAULT 0,"
-                                 " content_session INTEGER NOT NULL DEFAULT 0,"
-                                 " size_serial INTEGER NOT NULL DEFAULT 0,"
-                                 " size_session INTEGER NOT NULL DEFAULT 0,"
-                                 " meta_serial INTEGER NOT NULL DEFAULT 0);" SQ_SCHEMA2_TABLES;
+/* Schema 3: history (docs/HISTORY.md) and the block file
+ * (sqlite_blocks.c). A new database keeps history from serial 1 on
+ * (history_from 0); an upgraded one from the serial at the upgrade, with
+ * one state of every file there (named or nameless, as it is), since
+ * nothing older was kept. An upgraded database keeps its contents as blobs
+ * (a content without an extent); new uploads go to the block file. */
+#define SQ_SCHEMA3_TABLES                                                                       \
+    "CREATE TABLE extents(id INTEGER PRIMARY KEY, off INTEGER NOT NULL,"                        \
+    " len INTEGER NOT NULL, gen INTEGER NOT NULL);"                                             \
+    "INSERT INTO meta(key, value) VALUES('blocks_end', 0);"                                     \
+    "CREATE TABLE file_states(file INTEGER NOT NULL, serial INTEGER NOT NULL, name TEXT,"       \
+    " blksize INTEGER NOT NULL, size INTEGER NOT NULL, mode INTEGER NOT NULL,"                  \
+    " uid INTEGER NOT NULL, gid INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,"                   \
+    " PRIMARY KEY(file, serial)) WITHOUT ROWID;"                                                \
+    "CREATE INDEX file_states_name ON file_states(name, serial) WHERE name IS NOT NULL;"        \
+    "CREATE INDEX file_states_serial ON file_states(serial);"                                   \
+    "CREATE TABLE pins(session INTEGER NOT NULL, serial INTEGER NOT NULL,"                      \
+    " PRIMARY KEY(session, serial)) WITHOUT ROWID;"                                             \
+    "INSERT INTO meta(key, value) SELECT 'history_from', value FROM meta WHERE key='serial';"   \
+    "INSERT INTO meta(key, value) SELECT 'states_trimmed', value FROM meta WHERE key='serial';" \
+    "INSERT INTO meta(key, value) VALUES('history_keep_ns', 86400000000000);"                   \
+    "INSERT INTO file_states(file, serial, name, blksize, size, mode, uid, gid, mtime_ns)"      \
+    " SELECT id, (SELECT value FROM meta WHERE key='serial'), name, blksize, size, mode,"       \
+    " uid, gid, mtime_ns FROM files;"
+_Static_assert(BF_HISTORY_KEEP_NS == 86400000000000, "the default in SQ_SCHEMA3_TABLES");
+
+static const char schema_sql[] =
+    "CREATE TABLE files("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " name TEXT UNIQUE,"
+    " blksize INTEGER NOT NULL,"
+    " size INTEGER NOT NULL,"
+    " mode INTEGER NOT NULL,"
+    " uid INTEGER NOT NULL,"
+    " gid INTEGER NOT NULL,"
+    " mtime_ns INTEGER NOT NULL,"
+    " ctime_ns INTEGER NOT NULL,"
+    " content_serial INTEGER NOT NULL DEFAULT 0,"
+    " content_session INTEGER NOT NULL DEFAULT 0,"
+    " size_serial INTEGER NOT NULL DEFAULT 0,"
+    " size_session INTEGER NOT NULL DEFAULT 0,"
+    " meta_serial INTEGER NOT NULL DEFAULT 0);" SQ_SCHEMA2_TABLES SQ_SCHEMA3_TABLES;
 
 /* The upgrade of schema 1 (files, blocks) in place: no blob is copied —
  * the old rows stay in legacy_blocks and the versions point at them by a
@@ -68,6 +95,9 @@ static const char upgrade_sql[] =
     "ALTER TABLE files ADD COLUMN meta_serial INTEGER NOT NULL DEFAULT 0;" SQ_SCHEMA2_TABLES
     "INSERT INTO blockmap(file, blk, serial, session, content, superseded)"
     " SELECT file, blk, 0, 0, -rowid, NULL FROM legacy_blocks;";
+
+/* The upgrade of schema 2: history begins now. */
+static const char upgrade2_sql[] = SQ_SCHEMA3_TABLES;
 
 /* The columns each schema's tables must have: a query counting those
  * present, and how many that is. */
@@ -93,6 +123,11 @@ static const char cols2_sql[] =
     "('id','pid','host','started_ns','applied','shared'))"
     " + (SELECT count(*) FROM pragma_table_info('holds') WHERE name IN ('session','file'))";
 #define SQ_COLS2 48
+static const char cols3_sql[] =
+    "SELECT (SELECT count(*) FROM pragma_table_info('file_states') WHERE name IN "
+    "('file','serial','name','blksize','size','mode','uid','gid','mtime_ns'))"
+    " + (SELECT count(*) FROM pragma_table_info('pins') WHERE name IN ('session','serial'))";
+#define SQ_COLS3 11
 
 /* Map a failure while reading a file we are validating. */
 static int validate_fail(const char *path, sqlite3 *c, int rc, char *errbuf, size_t errlen)
@@ -178,7 +213,8 @@ static const char *file_kind(const struct stat *st)
  * that is empty in every respect (no schema object, application_id and
  * user_version 0), or a bigfilefs database of our schema or of schema 1.
  * Anything else is refused with a message in errbuf. */
-int sq_validate(const char *path, enum sq_found *found, char *errbuf, size_t errlen)
+int sq_validate(const char *path, enum sq_found *found, int *version_out, char *errbuf,
+                size_t errlen)
 {
     struct stat stb;
     if (stat(path, &stb) < 0) {
@@ -243,19 +279,22 @@ int sq_validate(const char *path, enum sq_found *found, char *errbuf, size_t err
         e = -EPROTONOSUPPORT;
         goto out;
     }
-    if (version != BF_SQLITE_SCHEMA_VERSION && version != 1) {
+    if (version < 1) {
         bf_errf(errbuf, errlen, "%s: corrupt bigfilefs database (schema version %lld)", path,
                 (long long)version);
         e = -EPROTO;
         goto out;
     }
     bool v1 = version == 1;
+    int64_t ncols3 = SQ_COLS3;
     rc = sq_query_int(c, v1 ? cols1_sql : cols2_sql, &ncols);
+    if (rc == SQLITE_OK && version >= 3)
+        rc = sq_query_int(c, cols3_sql, &ncols3);
     if (rc != SQLITE_OK) {
         e = validate_fail(path, c, rc, errbuf, errlen);
         goto out;
     }
-    if (ncols != (v1 ? SQ_COLS1 : SQ_COLS2)) {
+    if (ncols != (v1 ? SQ_COLS1 : SQ_COLS2) || ncols3 != SQ_COLS3) {
         bf_errf(errbuf, errlen, "%s: corrupt bigfilefs database (tables or columns missing)", path);
         e = -EPROTO;
         goto out;
@@ -291,7 +330,9 @@ int sq_validate(const char *path, enum sq_found *found, char *errbuf, size_t err
         goto out;
     }
     if (e == 0)
-        *found = v1 ? SQ_FOUND_OLDER : SQ_FOUND_OURS;
+        *found = version < BF_SQLITE_SCHEMA_VERSION ? SQ_FOUND_OLDER : SQ_FOUND_OURS;
+    if (e == 0 && version_out)
+        *version_out = (int)version;
 out:
     sqlite3_close(c);
     return e;
@@ -348,20 +389,43 @@ int sq_create_schema(const char *path, char *errbuf, size_t errlen)
     return e;
 }
 
+/* The upgrade from schema `from` (1 or 2) to ours, in the transaction
+ * schema_change opened: 1 -> 2 -> 3. */
+static int upgrade_steps(sqlite3 *c, int64_t from)
+{
+    int rc = from == 1 ? sqlite3_exec(c, upgrade_sql, NULL, NULL, NULL) : SQLITE_OK;
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(c, upgrade2_sql, NULL, NULL, NULL);
+    return rc;
+}
+
 int sq_upgrade(const char *path, char *errbuf, size_t errlen)
 {
     sqlite3 *c;
     char pragmas[64];
+    int64_t from = 0;
     snprintf(pragmas, sizeof(pragmas), "PRAGMA user_version=%d;", BF_SQLITE_SCHEMA_VERSION);
     int rc = sq_open_conn(NULL, path, SQLITE_OPEN_READWRITE, &c);
+    /* In one write transaction: the version as it is now (another process
+     * may have upgraded it meanwhile), every step, the new version. */
     if (rc == SQLITE_OK)
-        rc = schema_change(c, "PRAGMA user_version", 1, upgrade_sql, pragmas);
+        rc = sqlite3_exec(c, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sq_query_int(c, "PRAGMA user_version", &from);
+    if (rc == SQLITE_OK && (from == 1 || from == 2)) {
+        rc = upgrade_steps(c, from);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(c, pragmas, NULL, NULL, NULL);
+    }
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(c, "COMMIT", NULL, NULL, NULL);
     int e = 0;
     if (rc != SQLITE_OK) {
         bf_errf(errbuf, errlen,
-                "%s: cannot upgrade the database from schema 1 to %d: %s (it is left at schema "
-                "1)",
-                path, BF_SQLITE_SCHEMA_VERSION, c ? sqlite3_errmsg(c) : sqlite3_errstr(rc));
+                "%s: cannot upgrade the database from schema %lld to %d: %s (it is left at schema "
+                "%lld)",
+                path, (long long)from, BF_SQLITE_SCHEMA_VERSION,
+                c ? sqlite3_errmsg(c) : sqlite3_errstr(rc), (long long)from);
         e = sq_errno(rc);
     }
     rollback_after(c);

@@ -26,21 +26,23 @@
  * only global state.
  *
  * The housekeeping (rule 5.5, sq_trim) runs at open and bf_db_trim to the
- * end, and from the watcher for a few transactions at a time: a read
- * transaction decides what there is to do; then each step is a short
+ * end, and from the watcher for a few transactions at a time: first the
+ * history's `from` advances (sqlite_history.c, docs/HISTORY.md); then a
+ * read transaction decides what there is to do; then each step is a short
  * write transaction of its own (each bounded by SQ_TRIM_TX_NS of work):
  *   1. record the session's applied serial in its row;
- *   2. a dead session: its uploads become garbage (session 0), its holds
- *      and row go;
+ *   2. a dead session: its uploads become garbage (session 0), its holds,
+ *      pins and row go;
  *   3. the log: rows up to the slowest live session's applied serial, and
- *      beyond it rows older than the last log_keep, go; log_trimmed says
- *      up to where;
- *   4. versions superseded at or before the slowest live session's
- *      applied serial go ('collected' says up to where), their contents
- *      become garbage;
- *   5. nameless files no live session holds are purged (their contents
- *      become garbage);
- *   6. garbage contents are deleted: at once at open and by bf_db_trim,
+ *      beyond it rows older than the last log_keep, go — but none from
+ *      `from` on; log_trimmed says up to where;
+ *   4. file states the history no longer needs go;
+ *   5. versions superseded at or before min(the slowest live session's
+ *      applied serial, `from`) go ('collected' says up to where), their
+ *      contents become garbage;
+ *   6. nameless files no live session holds, whose name went at or before
+ *      `from`, are purged (their contents become garbage);
+ *   7. garbage contents are deleted: at once at open and by bf_db_trim,
  *      else once they have been garbage for SQ_GARBAGE_KEEP_NS, so that
  *      the next writeouts' uploads may reuse them (sqlite.c, upload); the
  *      extents of those in the block file are punched out once their
@@ -258,6 +260,8 @@ void sq_session_end(struct sq_db *d)
     if (e == 0)
         e = sq_wrun(d, W_SESSION_UNHOLD, 1, v, "ending the session");
     if (e == 0)
+        e = sq_wrun(d, W_SESSION_UNPIN, 1, v, "ending the session");
+    if (e == 0)
         e = sq_wrun(d, W_SESSION_DEL, 1, v, "ending the session");
     if (sq_wend(d, false, e) < 0)
         bf_db_log(&d->base, "cannot end the session cleanly: the others clean up after it");
@@ -304,14 +308,19 @@ int sq_purge_unheld(struct sq_db *d, uint64_t id)
         return 0; /* named, or gone */
     if (rc != SQLITE_ROW)
         return sq_fail(d, d->w, rc, "looking a file up");
+    bool keep = false;
     int e = sq_held(d, id, &held);
-    if (e < 0 || held)
+    if (e == 0 && !held)
+        e = sq_history_keeps(d, id, &keep); /* its name went after history_from */
+    if (e < 0 || held || keep)
         return e;
     /* Its contents to the housekeeping (a big file's would take long to
-     * delete here), then the versions, holds of dead sessions and row. */
+     * delete here), then the versions, states, holds of dead sessions and
+     * row. */
     int64_t v[2] = { (int64_t)id, bf_now_ns() };
     e = sq_wrun(d, W_PURGE_GARBAGE, 2, v, "deleting a nameless file");
-    static const int steps[] = { W_PURGE_VERSIONS, W_PURGE_XATTRS, W_PURGE_HOLDS, W_PURGE_FILE };
+    static const int steps[] = { W_PURGE_VERSIONS, W_PURGE_STATES, W_PURGE_XATTRS, W_PURGE_HOLDS,
+                                 W_PURGE_FILE };
     for (size_t i = 0; e == 0 && i < sizeof(steps) / sizeof(steps[0]); i++)
         e = sq_wrun(d, steps[i], 1, v, "deleting a nameless file");
     return e;
@@ -482,7 +491,9 @@ int sq_log_read(bf_db *db, uint64_t after, size_t max,
 struct trim_plan {
     uint64_t serial, log_trimmed, collected, logmin; /* logmin 0: no row */
     uint64_t lowest;                                 /* the slowest live session's applied */
-    uint64_t *dead;                                  /* dead sessions */
+    uint64_t from;  /* history_from, as the history's step advanced it */
+    uint64_t bound; /* versions superseded at or before it go: min(lowest, from) */
+    uint64_t *dead; /* dead sessions */
     size_t ndead;
     uint64_t *nameless; /* nameless files */
     size_t nnameless;
@@ -563,13 +574,15 @@ static int trim_look(struct sq_db *d, uint64_t applied, struct trim_plan *p)
         e = sq_fail(d, r->c, rc, "looking at the sessions");
     sqlite3_reset(st);
     uint64_t yes = 0;
+    p->bound = p->lowest < p->from ? p->lowest : p->from;
     if (e == 0)
         e = reader_one(d, r, R_LOGMIN, 0, false, &p->logmin);
-    if (e == 0 && (e = reader_one(d, r, R_HASOLD, (int64_t)p->lowest, true, &yes)) == 0)
+    if (e == 0 && (e = reader_one(d, r, R_HASOLD, (int64_t)p->bound, true, &yes)) == 0)
         p->old = yes;
     if (e == 0 && (e = reader_one(d, r, R_HASGARBAGE, p->cutoff, true, &yes)) == 0)
         p->garbage = yes;
     st = r->st[R_NAMELESS];
+    sqlite3_bind_int64(st, 1, (int64_t)p->from);
     while (e == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
         e = push_u64(&p->nameless, &p->nnameless, (uint64_t)sqlite3_column_int64(st, 0));
     if (e == 0 && rc != SQLITE_DONE)
@@ -590,6 +603,8 @@ static int trim_dead(struct sq_db *d, uint64_t id)
     e = sq_wrun(d, W_SESSION_ORPHANS, 2, v, "cleaning up after a dead session");
     if (e == 0)
         e = sq_wrun(d, W_SESSION_UNHOLD, 1, v, "cleaning up after a dead session");
+    if (e == 0)
+        e = sq_wrun(d, W_SESSION_UNPIN, 1, v, "cleaning up after a dead session");
     if (e == 0)
         e = sq_wrun(d, W_SESSION_DEL, 1, v, "cleaning up after a dead session");
     e = sq_wend(d, false, e);
@@ -621,7 +636,7 @@ static int trim_log(struct sq_db *d, struct trim_plan *p, uint64_t bound, int64_
     return e;
 }
 
-/* Step 4, one transaction: versions superseded at or before p->lowest go,
+/* Step 5, one transaction: versions superseded at or before p->bound go,
  * their contents become garbage. *more: some may be left. Durable: an
  * upload may overwrite that garbage at once (the block file is written
  * outside the transactions), so the versions must not come back after a
@@ -633,14 +648,14 @@ static int trim_versions(struct sq_db *d, struct trim_plan *p, bool *more)
         return e;
     int64_t start = bf_mono_ns();
     /* First: a load as of a serial before this finds nothing and says so. */
-    if (p->lowest > p->collected && (e = sq_wmeta_set(d, "collected", (int64_t)p->lowest)) == 0)
-        p->collected = p->lowest;
+    if (p->bound > p->collected && (e = sq_wmeta_set(d, "collected", (int64_t)p->bound)) == 0)
+        p->collected = p->bound;
     *more = false;
     while (e == 0 && bf_mono_ns() - start < SQ_TRIM_TX_NS) {
         int64_t rows[SQ_TRIM_ROWS][5];
         size_t n = 0;
         sqlite3_stmt *st = d->ws[W_OLD];
-        sqlite3_bind_int64(st, 1, (int64_t)p->lowest);
+        sqlite3_bind_int64(st, 1, (int64_t)p->bound);
         sqlite3_bind_int64(st, 2, SQ_TRIM_ROWS);
         int rc;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -666,7 +681,7 @@ static int trim_versions(struct sq_db *d, struct trim_plan *p, bool *more)
     return sq_wend(d, true, e);
 }
 
-/* Step 6, one transaction: delete garbage contents; once it has
+/* Step 7, one transaction: delete garbage contents; once it has
  * committed, punch their extents out of the block file (a load that read
  * one meanwhile finds its row gone, and looks again); durable, so that
  * no row comes back after a crash of the machine over a punched extent.
@@ -750,9 +765,13 @@ int sq_trim(bf_db *db, uint64_t applied, bool all)
      * still reuse is kept; to the end: everything. */
     int64_t deadline = all ? INT64_MAX : bf_mono_ns() + 5 * SQ_TRIM_TX_NS;
     struct trim_plan p = { .cutoff = all ? INT64_MAX : bf_now_ns() - SQ_GARBAGE_KEEP_NS };
+    bool more;
     if (!d->w)
         return 0;
-    int e = trim_look(d, applied, &p);
+    /* The history first: what the steps below may collect depends on it. */
+    int e = sq_history_advance(d, all, &p.from);
+    if (e == 0)
+        e = trim_look(d, applied, &p);
     if (e == 0)
         e = trim_applied(d, applied);
     for (size_t i = 0; e == 0 && i < p.ndead && bf_mono_ns() < deadline; i++)
@@ -764,9 +783,14 @@ int sq_trim(bf_db *db, uint64_t applied, bool all)
     uint64_t bound = p.lowest;
     if (p.serial > d->base.opt.log_keep && p.serial - d->base.opt.log_keep > bound)
         bound = p.serial - d->base.opt.log_keep;
-    if (e == 0)
+    if (bound >= p.from)
+        bound = p.from ? p.from - 1 : 0; /* the history's rows stay (file_log) */
+    if (e == 0 && bound)
         e = trim_log(d, &p, bound, deadline);
-    bool more = p.old;
+    more = true;
+    while (e == 0 && more && bf_mono_ns() < deadline)
+        e = sq_history_trim_states(d, p.from, &more);
+    more = p.old;
     while (e == 0 && more && bf_mono_ns() < deadline) {
         e = trim_versions(d, &p, &more);
         p.garbage = true;

@@ -1118,8 +1118,7 @@ static int write_prepare(bf_fileh *fh, uint64_t off, uint64_t end, uint64_t firs
     }
     bool keep = flags & BF_WRITE_KEEP;
     r = bf_spill_make_room(fh, room, first, last, keep);
-    if (r == 0 && keep && ram->dirty_budget != SIZE_MAX &&
-        ram->dirty_bytes + room > ram->dirty_budget) {
+    if (r == 0 && keep && ram->room_refused) {
         fh->st.kept_writes++; /* goes over the budget: staging refused the rest */
         if (over)
             *over = true;
@@ -1610,7 +1609,11 @@ static void wo_finish(bf_fileh *fh, struct wo_item *it, bool committed, uint64_t
         pg->conflict = false;
         fh->nconflict--;
     }
-    if ((flags & BF_WRITEOUT_MARKSTORED) && pg->data == it->data)
+    /* A page in I/O (a writer filling a partial page from its base, with
+     * the lock released) is its I/O thread's to change (I29): it stays
+     * DIRTY — its content is what was just committed, and the next
+     * writeout stores it again. */
+    if ((flags & BF_WRITEOUT_MARKSTORED) && pg->data == it->data && pg->io == BF_PAGE_IO_NONE)
         page_set_state(pg, BF_PAGE_LOADED); /* DIRTY -> LOADED (stored) */
 }
 

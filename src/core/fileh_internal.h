@@ -197,12 +197,13 @@ int bf_pg_load_base(bf_file *f, uint64_t blk, uint64_t at, void *buf, bool *stal
  * failed and that was not written since). Lock held, released while
  * spilling. Returns 0 (room, or no page can be spilled: the lock was not
  * released), 1 (the lock was released: look again), or, unless
- * `over_ok`, the error of a spill that failed now or of one that failed
- * before and keeps the budget exceeded (-ENOSPC: the staging area is
- * full; the page stays DIRTY, marked spill_failed). With `over_ok` (a
- * caller that cannot fail: the kernel's writeback of a mapped page, the
- * reload of a spilled page), a failed spill is 1 and the dirty bytes go
- * over the budget instead. */
+ * `over_ok`, the error of a spill that failed (-ENOSPC: the staging area
+ * is full; the page stays DIRTY, marked spill_failed) — when only refused
+ * pages are left, the oldest is offered again first (staging may have
+ * room by now). With `over_ok` (a caller that cannot fail: the kernel's
+ * writeback of a mapped page, the reload of a spilled page), a failed
+ * spill is 1 and the dirty bytes go over the budget instead; the ram's
+ * room_refused then says that refused pages kept it exceeded. */
 int bf_spill_make_room(bf_fileh *fh, uint64_t need, uint64_t lo, uint64_t hi, bool over_ok);
 
 /* Bring SPILLED page pg (not storing; no writeout of its handle runs)

@@ -49,7 +49,8 @@ struct bf_ram {
     uint64_t spilled_bytes; /* bytes of SPILLED pages (staged, not in memory) */
     uint64_t ahead_bytes;   /* bytes of pages prefetched and not read yet (I31) */
     uint64_t nspilling;     /* pages being spilled now (I29) */
-    int spill_err;          /* the error of the last spill that failed (-ENOSPC ...) */
+    bool room_refused;      /* the last make_room left the budget exceeded because staging
+                               refused pages (fileh_internal.h) */
     uint64_t handles;       /* open handles: the length of hlist */
     uint64_t evictions;     /* clean pages dropped by budget or reclaim */
     unsigned waiting;       /* threads in bf_ram_wait now */

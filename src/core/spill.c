@@ -86,8 +86,7 @@ static int page_spill(struct bf_page *pg)
     if (r < 0) {
         fh->st.errors++;
         fh->st.spill_failures++;
-        pg->spill_failed = true; /* DIRTY still: not offered again before it is written again */
-        ram->spill_err = r;
+        pg->spill_failed = true; /* DIRTY still: passed over while others can go */
         return r;
     }
     fh->st.bytes_loaded += loaded ? fh->blksize : 0;
@@ -113,7 +112,8 @@ int bf_spill_make_room(bf_fileh *fh, uint64_t need, uint64_t lo, uint64_t hi, bo
      * the pages that cannot: at most the dirty pages in memory, which the
      * budget bounds (but for the handles writing out, and the pages
      * staging refused). */
-    bool full = false;
+    struct bf_page *full = NULL; /* the least recently written refused page */
+    ram->room_refused = false;
     struct bf_list *pos;
     bf_list_foreach(pos, &ram->dlru)
     {
@@ -121,7 +121,8 @@ int bf_spill_make_room(bf_fileh *fh, uint64_t need, uint64_t lo, uint64_t hi, bo
         if (!spillable(pg, fh, lo, hi))
             continue;
         if (refused(pg)) {
-            full = true;
+            if (!full)
+                full = pg;
             continue;
         }
         int r = page_spill(pg);
@@ -131,9 +132,18 @@ int bf_spill_make_room(bf_fileh *fh, uint64_t need, uint64_t lo, uint64_t hi, bo
         bf_ram_wait_load(ram); /* others are making room: see what is left after */
         return 1;
     }
-    /* Nothing can go: over the budget — unless staging refused pages and
-     * the caller can fail (and keep its bytes: write(2) gets ENOSPC). */
-    return full && !over_ok ? ram->spill_err : 0;
+    if (!full)
+        return 0; /* nothing can go: over the budget */
+    if (over_ok) {
+        ram->room_refused = true; /* over the budget because staging refused */
+        return 0;
+    }
+    /* Only pages staging refused are left, and the caller can fail (and
+     * keep its bytes: write(2) gets ENOSPC): offer the oldest again —
+     * staging may have room now (a writeout or discard freed some). */
+    full->spill_failed = false;
+    int r = page_spill(full);
+    return r < 0 ? r : 1;
 }
 
 int bf_spill_unspill(struct bf_page *pg)

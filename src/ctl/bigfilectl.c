@@ -19,6 +19,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <bigfile/ioctl.h>
@@ -64,6 +65,13 @@ static void usage(FILE *f)
                "  create [--blksize=SIZE] [--size=SIZE] FILE\n"
                "                      create FILE (it must not exist) with block size SIZE\n"
                "                      (default: the mount's) and commit size SIZE (default 0)\n"
+               "  log [--json] FILE   list the commits of FILE in the kept history, newest\n"
+               "                      first: serial, time, kind, blocks stored, size, name\n"
+               "  history [--keep=DURATION] [--json] MOUNT\n"
+               "                      print the mount's kept history (from, current, keep,\n"
+               "                      pinned); --keep sets how long history is kept\n"
+               "                      (DURATION: N[smhdw], 0 keeps none but open views)\n"
+               "  gc MOUNT            collect the history older than the retention now\n"
                "\n"
                "writeout, discard, invalidate and create open FILE for writing and need\n"
                "write permission on it (stat, sync and reclaim only read it); on a read-only\n"
@@ -569,6 +577,20 @@ static void status_json(const struct bigfile_status_file *f, bool first)
            (f->flags & BIGFILE_STATUS_SIZE_CONFLICT) ? "true" : "false");
 }
 
+/* Open the root directory MNT of a mount for a request of its own
+ * (status, history, gc). Returns an exit status. */
+static int open_mount(const char *cmd, const char *mnt, int *fd)
+{
+    *fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (*fd >= 0)
+        return EXIT_OK;
+    if (errno == ENOTDIR) {
+        fprintf(stderr, "bigfilectl: %s %s: not a directory (give the mount point)\n", cmd, mnt);
+        return EXIT_FAIL;
+    }
+    return fail(cmd, mnt, "cannot open", errno);
+}
+
 /* status MOUNT: BIGFILE_IOC_STATUS on the mount's root directory, one call
  * per BIGFILE_STATUS_MAX files. */
 static int cmd_status(int argc, char **argv)
@@ -584,14 +606,8 @@ static int cmd_status(int argc, char **argv)
         return usage_error(optind >= argc ? "%s: missing MOUNT" : "%s: too many arguments",
                            "status");
     mnt = argv[optind];
-    fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOTDIR) {
-            fprintf(stderr, "bigfilectl: status %s: not a directory (give the mount point)\n", mnt);
-            return EXIT_FAIL;
-        }
-        return fail("status", mnt, "cannot open", errno);
-    }
+    if ((r = open_mount("status", mnt, &fd)) != EXIT_OK)
+        return r;
     st = calloc(1, sizeof(*st));
     if (!st) {
         close(fd);
@@ -631,6 +647,255 @@ static int cmd_status(int argc, char **argv)
     if (json)
         printf("%s]}\n", first ? "" : "\n");
     return EXIT_OK;
+}
+
+/* ---- history: log, history, gc ---------------------------------------- */
+
+static const char *log_kind_name(const struct bigfile_log_entry *e)
+{
+    switch (e->kind) {
+    case BIGFILE_LOG_WRITE:
+        return (e->flags & BIGFILE_LOG_TRUNCATED) ? "truncate" : "write";
+    case BIGFILE_LOG_CREATE:
+        return "create";
+    case BIGFILE_LOG_UNLINK:
+        return "unlink";
+    case BIGFILE_LOG_RENAME:
+        return "rename";
+    case BIGFILE_LOG_SETATTR:
+        return "setattr";
+    case BIGFILE_LOG_SETBLKSIZE:
+        return "setblksize";
+    default:
+        return "unknown";
+    }
+}
+
+/* ns since the epoch as ISO 8601 local time, to the second. */
+static void iso_time(int64_t ns, char *buf, size_t len)
+{
+    time_t t = (time_t)(ns / 1000000000);
+    struct tm tm;
+
+    if (!localtime_r(&t, &tm) || strftime(buf, len, "%Y-%m-%dT%H:%M:%S%z", &tm) == 0)
+        snprintf(buf, len, "%" PRId64, ns);
+}
+
+static void log_line(const struct bigfile_log_entry *e, bool json, bool first)
+{
+    char when[64];
+
+    iso_time(e->time_ns, when, sizeof(when));
+    if (!json) {
+        printf("%" PRIu64 " %s %s %" PRIu64 " %" PRIu64 " %s\n", (uint64_t)e->serial, when,
+               log_kind_name(e), (uint64_t)e->blocks, (uint64_t)e->size,
+               e->name[0] ? e->name : "-");
+        return;
+    }
+    printf("%s\n  {\"serial\": %" PRIu64 ", \"time\": \"%s\", \"time_ns\": %" PRId64
+           ", \"kind\": \"%s\", \"blocks\": %" PRIu64 ", \"size\": %" PRIu64
+           ", \"truncated\": %s, \"name\": ",
+           first ? "" : ",", (uint64_t)e->serial, when, (int64_t)e->time_ns, log_kind_name(e),
+           (uint64_t)e->blocks, (uint64_t)e->size,
+           (e->flags & BIGFILE_LOG_TRUNCATED) ? "true" : "false");
+    json_string(e->name);
+    printf("}");
+}
+
+/* log FILE: BIGFILE_IOC_LOG, one call per BIGFILE_LOG_MAX commits. */
+static int cmd_log(int argc, char **argv)
+{
+    struct bigfile_log *lg;
+    const char *file;
+    bool json, first = true;
+    int fd, r;
+
+    if ((r = json_option(argc, argv, "log", &json)) != EXIT_OK)
+        return r;
+    if ((r = one_operand(argc, argv, "log", &file)) != EXIT_OK)
+        return r;
+    if ((r = open_file("log", file, &fd)) != EXIT_OK)
+        return r;
+    lg = calloc(1, sizeof(*lg));
+    if (!lg) {
+        close(fd);
+        return fail("log", file, "", ENOMEM);
+    }
+    if (json)
+        printf("{\"commits\": [");
+    do {
+        lg->count = 0;
+        r = ioctl(fd, BIGFILE_IOC_LOG, lg) < 0 ? errno : 0;
+        if (r)
+            break;
+        for (uint32_t i = 0; i < lg->count; i++, first = false)
+            log_line(&lg->e[i], json, first);
+        lg->before = lg->next;
+    } while (lg->next != BIGFILE_LOG_END);
+    free(lg);
+    close(fd);
+    if (r) {
+        if (json)
+            printf("\n");
+        fflush(stdout);
+        return fail("log", file, "", r);
+    }
+    if (json)
+        printf("%s]}\n", first ? "" : "\n");
+    return EXIT_OK;
+}
+
+/* A DURATION: N[smhdw] (no suffix: seconds), into ns. Returns 0 or -1. */
+static int parse_duration(const char *s, int64_t *ns)
+{
+    static const struct {
+        char suffix;
+        int64_t secs;
+    } units[] = { { 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 }, { 'w', 604800 } };
+    int64_t mult = 1;
+    uint64_t n;
+    char *end;
+
+    if (*s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    n = strtoull(s, &end, 10);
+    if (errno)
+        return -1;
+    if (*end) {
+        size_t i;
+
+        for (i = 0; i < sizeof(units) / sizeof(units[0]) && units[i].suffix != *end; i++)
+            ;
+        if (i == sizeof(units) / sizeof(units[0]) || end[1])
+            return -1;
+        mult = units[i].secs;
+    }
+    if (n > (uint64_t)INT64_MAX / 1000000000 / (uint64_t)mult)
+        return -1;
+    *ns = (int64_t)n * mult * 1000000000;
+    return 0;
+}
+
+/* ns as the largest unit that divides it (1d, 90m, 0), or ns. */
+static void format_duration(int64_t ns, char *buf, size_t len)
+{
+    static const struct {
+        const char *suffix;
+        int64_t secs;
+    } units[] = { { "w", 604800 }, { "d", 86400 }, { "h", 3600 }, { "m", 60 }, { "s", 1 } };
+
+    if (ns == 0) {
+        snprintf(buf, len, "0");
+        return;
+    }
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+        if (ns % (units[i].secs * 1000000000) == 0) {
+            snprintf(buf, len, "%" PRId64 "%s", ns / (units[i].secs * 1000000000), units[i].suffix);
+            return;
+        }
+    snprintf(buf, len, "%" PRId64 "ns", ns);
+}
+
+static void history_print(const struct bigfile_history *h, bool json)
+{
+    char keep[32];
+
+    format_duration(h->keep_ns, keep, sizeof(keep));
+    if (json)
+        printf("{\"kept\": true, \"from\": %" PRIu64 ", \"current\": %" PRIu64
+               ", \"keep\": \"%s\", \"keep_ns\": %" PRId64 ", \"pinned\": %" PRIu64 "}\n",
+               (uint64_t)h->from, (uint64_t)h->current, keep, (int64_t)h->keep_ns,
+               (uint64_t)h->pinned);
+    else if (h->pinned)
+        printf("from: %" PRIu64 "\ncurrent: %" PRIu64 "\nkeep: %s\npinned: %" PRIu64 "\n",
+               (uint64_t)h->from, (uint64_t)h->current, keep, (uint64_t)h->pinned);
+    else
+        printf("from: %" PRIu64 "\ncurrent: %" PRIu64 "\nkeep: %s\npinned: none\n",
+               (uint64_t)h->from, (uint64_t)h->current, keep);
+}
+
+/* A request on the mount's root with a struct bigfile_history (history,
+ * gc). Returns an exit status; *h holds the answer. */
+static int history_request(const char *cmd, const char *mnt, unsigned long req,
+                           struct bigfile_history *h)
+{
+    int fd, r;
+
+    if ((r = open_mount(cmd, mnt, &fd)) != EXIT_OK)
+        return r;
+    r = ioctl(fd, req, h) < 0 ? errno : 0;
+    close(fd);
+    if (r == ENOTTY) {
+        fprintf(stderr,
+                "bigfilectl: %s %s: not the mount point of a bigfilefs mount (or a daemon "
+                "older than history)\n",
+                cmd, mnt);
+        return EXIT_FAIL;
+    }
+    if (r == EPERM) {
+        fprintf(stderr, "bigfilectl: %s %s: %s (only the mount's owner or root may)\n", cmd, mnt,
+                strerror(r));
+        return EXIT_FAIL;
+    }
+    if (r)
+        return fail(cmd, mnt, "", r);
+    if (!(h->flags & BIGFILE_HISTORY_KEPT)) {
+        fprintf(stderr, "bigfilectl: %s %s: this mount's database keeps no history\n", cmd, mnt);
+        return EXIT_FAIL;
+    }
+    return EXIT_OK;
+}
+
+/* history [--keep=DURATION] [--json] MOUNT */
+static int cmd_history(int argc, char **argv)
+{
+    static const struct option lo[] = { { "json", no_argument, NULL, 'j' },
+                                        { "keep", required_argument, NULL, 'k' },
+                                        { NULL, 0, NULL, 0 } };
+    struct bigfile_history h;
+    bool json = false;
+    int c, r;
+
+    memset(&h, 0, sizeof(h));
+    while ((c = getopt_long(argc, argv, "+", lo, NULL)) != -1) {
+        if (c == 'j') {
+            json = true;
+        } else if (c == 'k') {
+            int64_t ns;
+
+            if (parse_duration(optarg, &ns) < 0)
+                return usage_error("history: bad DURATION '%s' (N[smhdw], e.g. 1d or 0)", optarg);
+            h.keep_ns = ns;
+            h.flags = BIGFILE_HISTORY_SET_KEEP;
+        } else {
+            return bad_option("history", argv);
+        }
+    }
+    if (optind != argc - 1)
+        return usage_error(optind >= argc ? "%s: missing MOUNT" : "%s: too many arguments",
+                           "history");
+    r = history_request("history", argv[optind], BIGFILE_IOC_HISTORY, &h);
+    if (r == EXIT_OK)
+        history_print(&h, json);
+    return r;
+}
+
+/* gc MOUNT */
+static int cmd_gc(int argc, char **argv)
+{
+    struct bigfile_history h;
+    int r;
+
+    if (getopt_long(argc, argv, "+", (const struct option[]){ { NULL, 0, NULL, 0 } }, NULL) != -1)
+        return bad_option("gc", argv);
+    if (optind != argc - 1)
+        return usage_error(optind >= argc ? "%s: missing MOUNT" : "%s: too many arguments", "gc");
+    memset(&h, 0, sizeof(h));
+    r = history_request("gc", argv[optind], BIGFILE_IOC_GC, &h);
+    if (r == EXIT_OK)
+        history_print(&h, false);
+    return r;
 }
 
 /* Whether the directory that would hold `file` is on a bigfilefs mount: its
@@ -806,5 +1071,11 @@ int main(int argc, char **argv)
         return cmd_sync(argc, argv);
     if (!strcmp(cmd, "create"))
         return cmd_create(argc, argv);
+    if (!strcmp(cmd, "log"))
+        return cmd_log(argc, argv);
+    if (!strcmp(cmd, "history"))
+        return cmd_history(argc, argv);
+    if (!strcmp(cmd, "gc"))
+        return cmd_gc(argc, argv);
     return usage_error("unknown command '%s'", cmd);
 }

@@ -52,7 +52,7 @@ int bf_errno_xattr(int err)
 int bf_errno_ioctl(int err)
 {
     static const int keep[] = { EINVAL,    EBUSY,  EAGAIN, EBADF,  EROFS,     EFAULT, ENOTTY,
-                                ENOTEMPTY, ENOSPC, EDQUOT, ENOMEM, ESHUTDOWN, ESTALE };
+                                ENOTEMPTY, ENOSPC, EDQUOT, ENOMEM, ESHUTDOWN, ESTALE, EPERM };
 
     return keep_or_eio(err, keep, N(keep));
 }

@@ -26,9 +26,10 @@
  *    (a failing or corrupt database) is EIO.
  *  - ioctl (<bigfile/ioctl.h>): the errors ioctl_bigfile(2) lists keep
  *    their meaning (EINVAL, EBUSY, EAGAIN, EBADF, EROFS, EFAULT, ENOTTY,
- *    ENOTEMPTY, ENOSPC, EDQUOT, ENOMEM, ESHUTDOWN, and ESTALE: a writeout
+ *    ENOTEMPTY, ENOSPC, EDQUOT, ENOMEM, ESHUTDOWN, ESTALE: a writeout
  *    refused because another mount committed what its changes are based
- *    on); anything else — a failing backend, a file gone from the
+ *    on, and EPERM: HISTORY's SET_KEEP or GC by a user other than the
+ *    mount's owner or root); anything else — a failing backend, a file gone from the
  *    database, a kernel notification that failed (kernel.h, D5) — is EIO.
  *  - extended attributes (GETXATTR, SETXATTR, LISTXATTR, REMOVEXATTR):
  *    ENODATA, ERANGE, E2BIG, EEXIST, ENOTSUP, EINVAL, EROFS, ENOENT,

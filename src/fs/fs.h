@@ -29,6 +29,7 @@
 #include "fs/kernel.h"
 #include "fs/listen.h"
 #include "fs/prefetch.h"
+#include "fs/views.h"
 #include "fs/workq.h"
 
 /* Attribute and entry timeout given to the kernel: long, so the kernel
@@ -56,8 +57,10 @@ struct bf_fs {
     bf_workq *workq;            /* the long ioctls (workq.h) */
     bf_listener *listener;      /* other mounts' commits (listen.h) */
     bf_prefetch *prefetch;      /* blocks ahead of sequential reads (prefetch.h) */
+    bf_views *views;            /* the @SERIAL directories (views.h) */
+    bool history;               /* the database keeps history: @SERIAL names are views */
     uint32_t blksize;           /* block size of new files */
-    bool ro;                    /* -o ro: no write, no writeout */
+    bool ro;                    /* -o ro or -o at=: no write, no writeout */
     bool file_conflicts;        /* -o conflicts=file: BF_WRITEOUT_FILE_CONFLICTS */
     bool test_inject;           /* -o test_inject: BIGFILE_TEST_IOC_INJECT served */
     struct timespec mount_time; /* the root directory's times */
@@ -103,7 +106,8 @@ static inline bool bf_fh_writable(uint64_t fh)
 extern const struct fuse_lowlevel_ops bf_fs_ops;
 
 /* The IOCTL request handler (ioctl.c), called by ops.c for regular files
- * and the root directory (ino BF_ROOT_INO: only its own requests, STATUS).
+ * (of the inode table or of a view, views.h) and the root directory (ino
+ * BF_ROOT_INO: only its own requests, STATUS, HISTORY, GC).
  * Replies to req itself, at once or — for the requests that wait for the
  * kernel — later, from a worker of fs->workq. */
 void bf_fs_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
@@ -121,5 +125,15 @@ void bf_fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
  * the database metadata, size from the handle if it is open (uncommitted
  * size) else the committed size. */
 void bf_fs_fill_stat(struct bf_fs *fs, bf_inode *inode, struct stat *st);
+
+/* ns since the epoch as a timespec (ops.c). */
+void bf_fs_ns_to_ts(int64_t ns, struct timespec *ts);
+
+/* Answer a READDIR of a directory snapshot of `count` files (ops.c):
+ * offsets 0 ".", 1 ".." (the root), 2 + i file i, whose name and inode
+ * number entry(arg, i, &ino) gives; an entry's offset is that of the next.
+ * self: the directory's inode number. */
+void bf_fs_reply_readdir(fuse_req_t req, size_t size, off_t off, fuse_ino_t self, size_t count,
+                         const char *(*entry)(void *arg, size_t i, fuse_ino_t *ino), void *arg);
 
 #endif /* BIGFILEFS_FS_FS_H */

@@ -28,6 +28,15 @@
  *     ends, and the worker answers.
  * Every error reaches the kernel through bf_errno_ioctl() (errors.h).
  *
+ * Views: a file of an @SERIAL directory (views.h) answers the requests
+ * that only read or only drop clean cache — STAT, CONFLICTS (none), LOG,
+ * SYNC, RECLAIM — on its read-only handle; every other is EROFS (nothing
+ * can change a view); a view directory answers none (ops.c: ENOTTY).
+ * History (root): HISTORY answers the database's kept history, and with
+ * SET_KEEP and GC changes it — only the mount's owner or root may (EPERM),
+ * never on a read-only mount (EROFS); a database that keeps no history
+ * answers "not kept" (no BIGFILE_HISTORY_KEPT), never an error.
+ *
  * Access: like write(2), the requests that commit, drop or forget
  * uncommitted changes or change the block size — WRITEOUT, DISCARD,
  * INVALIDATE, SETBLKSIZE — need the file open for writing (the fh bit of
@@ -55,6 +64,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <bigfile/ioctl.h>
 
@@ -85,6 +95,8 @@ union ioc_arg {
     struct bigfile_stat stat;
     struct bigfile_blksize blksize;
     struct bigfile_test_inject inject;
+    struct bigfile_log log;
+    struct bigfile_history history;
 };
 
 /* What the caller must have to send a request (see "Access" above). */
@@ -118,7 +130,9 @@ struct ioc_call {
     const struct ioc_def *def;
     struct bf_fs *fs;
     fuse_req_t req;
-    bf_inode *inode; /* a reference; NULL for an IOC_ROOT request */
+    bf_inode *inode; /* a reference; NULL for an IOC_ROOT request or a view file: */
+    bf_vnode *vnode; /* a view file's inode, held (views.h) */
+    uid_t uid;       /* the caller */
     pid_t pid;       /* the calling thread */
     void *arg;       /* the argument's address in the caller */
     union ioc_arg in, out;
@@ -133,6 +147,23 @@ static void log_failure(struct ioc_call *c, const char *what, int err)
 
     bf_inode_info(&c->fs->itable, c->inode, &info, &unlinked);
     bf_err("%s: %s failed: %s", unlinked ? "(unlinked file)" : info.name, what, strerror(-err));
+}
+
+/* The handle of c's file (opened on first need for a current file; a
+ * view file's is open while the file is): bf_call_fh_put after. */
+static int call_fh_get(struct ioc_call *c, bf_fileh **fh)
+{
+    if (c->vnode) {
+        *fh = bf_vnode_fh(c->fs->views, c->vnode);
+        return *fh ? 0 : -EIO;
+    }
+    return bf_inode_fh_get(&c->fs->itable, c->inode, fh);
+}
+
+static void call_fh_put(struct ioc_call *c)
+{
+    if (!c->vnode)
+        bf_inode_fh_put(c->inode);
 }
 
 static int check_writeout(const union ioc_arg *in)
@@ -264,12 +295,12 @@ static int run_conflicts(struct ioc_call *c)
     size_t n;
     int r;
 
-    r = bf_inode_fh_get(&c->fs->itable, c->inode, &fh);
+    r = call_fh_get(c, &fh);
     if (r < 0)
         return r;
     n = bf_fileh_conflicts(fh, c->in.conflicts.start, rg, BIGFILE_CONFLICTS_MAX, &next);
     bf_fileh_stat(fh, &st);
-    bf_inode_fh_put(c->inode);
+    call_fh_put(c);
     memset(out, 0, sizeof(*out));
     out->start = c->in.conflicts.start;
     out->next = next == UINT64_MAX ? BIGFILE_CONFLICTS_END : next;
@@ -425,11 +456,11 @@ static int run_stat(struct ioc_call *c)
     bf_fileh *fh;
     int r;
 
-    r = bf_inode_fh_get(&c->fs->itable, c->inode, &fh);
+    r = call_fh_get(c, &fh);
     if (r < 0)
         return r;
     bf_fileh_stat(fh, &st);
-    bf_inode_fh_put(c->inode);
+    call_fh_put(c);
 
     memset(s, 0, sizeof(*s));
     s->version = BIGFILE_STAT_VERSION;
@@ -466,15 +497,15 @@ static int run_reclaim(struct ioc_call *c)
     /* The kernel's pages first: dirty ones are written back to the daemon
      * (they stay uncommitted changes there), then all are dropped. No
      * fence: nothing is thrown away. */
-    r = bf_kernel_inval(c->fs->kernel, c->inode->ino, 0, 0);
+    r = bf_kernel_inval(c->fs->kernel, c->vnode ? bf_vnode_ino(c->vnode) : c->inode->ino, 0, 0);
     if (r < 0)
         return r;
-    r = bf_inode_fh_get(&c->fs->itable, c->inode, &fh);
+    r = call_fh_get(c, &fh);
     if (r < 0)
         return r;
     c->out.count.bytes = bf_fileh_reclaim(fh, &nblocks);
     c->out.count.blocks = nblocks;
-    bf_inode_fh_put(c->inode);
+    call_fh_put(c);
     return 0;
 }
 
@@ -559,6 +590,149 @@ static int run_inject(struct ioc_call *c)
     return 0;
 }
 
+/* LOG: the file's commits, a page of them. */
+struct log_page {
+    struct bigfile_log *out;
+};
+
+static uint32_t log_kind(enum bf_commit_kind k)
+{
+    switch (k) {
+    case BF_COMMIT_WRITE:
+        return BIGFILE_LOG_WRITE;
+    case BF_COMMIT_CREATE:
+        return BIGFILE_LOG_CREATE;
+    case BF_COMMIT_UNLINK:
+        return BIGFILE_LOG_UNLINK;
+    case BF_COMMIT_RENAME:
+        return BIGFILE_LOG_RENAME;
+    case BF_COMMIT_SETATTR:
+        return BIGFILE_LOG_SETATTR;
+    case BF_COMMIT_SETBLKSIZE:
+        return BIGFILE_LOG_SETBLKSIZE;
+    case BF_COMMIT_RESET:
+        break;
+    }
+    return 0;
+}
+
+static int log_add(void *arg, const struct bf_log_entry *e)
+{
+    struct bigfile_log *out = arg;
+    struct bigfile_log_entry *o;
+
+    if (!BF_CHECK(out->count < BIGFILE_LOG_MAX, "file log gave more entries than asked"))
+        return 1;
+    o = &out->e[out->count++];
+    o->serial = e->serial;
+    o->time_ns = e->time_ns;
+    o->blocks = e->blocks;
+    o->size = e->size;
+    o->kind = log_kind(e->kind);
+    o->flags = e->truncated ? BIGFILE_LOG_TRUNCATED : 0;
+    snprintf(o->name, sizeof(o->name), "%s", e->name);
+    return 0;
+}
+
+static int check_log(const union ioc_arg *in)
+{
+    return in->log.reserved ? -EINVAL : 0;
+}
+
+/* LOG, on a file: a view file's log ends at its serial. A database without
+ * history has none: no entry. */
+static int run_log(struct ioc_call *c)
+{
+    struct bigfile_log *out = &c->out.log;
+    uint64_t before = c->in.log.before ? c->in.log.before : UINT64_MAX;
+    uint64_t id = c->vnode ? bf_vnode_id(c->vnode) : c->inode->id;
+    int r;
+
+    if (c->vnode && bf_vnode_serial(c->vnode) < before)
+        before = bf_vnode_serial(c->vnode) + 1;
+    memset(out, 0, sizeof(*out));
+    out->before = c->in.log.before;
+    r = bf_db_file_log(c->fs->db, id, before, BIGFILE_LOG_MAX, log_add, out);
+    if (r == -EOPNOTSUPP)
+        r = 0;
+    if (r < 0)
+        return r;
+    /* A full page: the next call starts below its last entry. */
+    out->next = out->count == BIGFILE_LOG_MAX ? out->e[out->count - 1].serial : BIGFILE_LOG_END;
+    return 0;
+}
+
+static int check_history(const union ioc_arg *in)
+{
+    const struct bigfile_history *h = &in->history;
+
+    if ((h->flags & ~BIGFILE_HISTORY_SET_KEEP) || h->reserved || h->from || h->current ||
+        h->pinned || h->reserved2[0] || h->reserved2[1] || h->reserved2[2] ||
+        ((h->flags & BIGFILE_HISTORY_SET_KEEP) ? h->keep_ns < 0 : h->keep_ns != 0))
+        return -EINVAL;
+    return 0;
+}
+
+static int check_gc(const union ioc_arg *in)
+{
+    return in->history.flags ? -EINVAL : check_history(in);
+}
+
+/* Whether c's caller may change the history: the mount's owner or root. */
+static int may_change_history(struct ioc_call *c)
+{
+    if (c->fs->ro)
+        return -EROFS;
+    return c->uid == 0 || c->uid == getuid() ? 0 : -EPERM;
+}
+
+static void history_out(struct bigfile_history *out, const struct bf_history *h)
+{
+    memset(out, 0, sizeof(*out));
+    if (!h->kept)
+        return;
+    out->flags = BIGFILE_HISTORY_KEPT;
+    out->keep_ns = h->keep_ns;
+    out->from = h->from;
+    out->current = h->current;
+    out->pinned = h->pinned;
+}
+
+static int run_history(struct ioc_call *c)
+{
+    struct bf_history h;
+    int r;
+
+    if (c->in.history.flags & BIGFILE_HISTORY_SET_KEEP) {
+        r = may_change_history(c);
+        if (r == 0)
+            r = bf_db_history_keep(c->fs->db, c->in.history.keep_ns);
+        if (r < 0 && r != -EOPNOTSUPP) /* not kept: said by the answer */
+            return r;
+    }
+    r = bf_db_history(c->fs->db, &h);
+    if (r < 0)
+        return r;
+    history_out(&c->out.history, &h);
+    return 0;
+}
+
+/* GC, on a worker: the housekeeping to the end may take a while. */
+static int run_gc(struct ioc_call *c)
+{
+    struct bf_history h = { .kept = false };
+    int r = may_change_history(c);
+
+    if (r == 0)
+        r = bf_db_gc(c->fs->db, &h);
+    if (r == -EOPNOTSUPP) /* not kept: said by the answer */
+        r = 0;
+    if (r < 0)
+        return r;
+    history_out(&c->out.history, &h);
+    return 0;
+}
+
 /* ---- the table ------------------------------------------------------------------ */
 
 #define SZ(type) sizeof(struct type)
@@ -587,6 +761,12 @@ static const struct ioc_def ioc_table[] = {
       BF_OP_NONE, 0, NULL, run_conflicts },
     { BIGFILE_IOC_STATUS, "STATUS", SZ(bigfile_status), SZ(bigfile_status), IOC_READ, BF_OP_NONE,
       IOC_ROOT, check_status, run_status },
+    { BIGFILE_IOC_LOG, "LOG", SZ(bigfile_log), SZ(bigfile_log), IOC_READ, BF_OP_NONE, 0, check_log,
+      run_log },
+    { BIGFILE_IOC_HISTORY, "HISTORY", SZ(bigfile_history), SZ(bigfile_history), IOC_READ,
+      BF_OP_NONE, IOC_ROOT, check_history, run_history },
+    { BIGFILE_IOC_GC, "GC", SZ(bigfile_history), SZ(bigfile_history), IOC_READ, BF_OP_NONE,
+      IOC_ROOT | IOC_QUEUED, check_gc, run_gc },
     { BIGFILE_TEST_IOC_INJECT, "TEST_INJECT", SZ(bigfile_test_inject), SZ(bigfile_test_inject),
       IOC_READ, BF_OP_NONE, IOC_TEST, check_inject, run_inject },
 };
@@ -638,6 +818,8 @@ static void finish(struct ioc_call *c, int r)
         fuse_reply_ioctl(c->req, 0, c->def->out_size ? &c->out : NULL, c->def->out_size);
     if (c->inode)
         bf_itable_put(&c->fs->itable, c->inode);
+    if (c->vnode)
+        bf_views_put(c->fs->views, c->vnode);
     if (c->def->flags & IOC_QUEUED)
         free(c);
 }
@@ -680,6 +862,10 @@ static int ioc_begin(struct ioc_call *c, const struct ioc_def *def, fuse_req_t r
     c->pid = ctx->pid;
     c->arg = arg;
     c->work.uid = ctx->uid;
+    c->uid = ctx->uid;
+    /* A view file changes nothing (see the top of the file). */
+    if (bf_ino_is_view(ino) && def->access != IOC_READ)
+        return -EROFS;
     r = check_access(c->fs, def, fi);
     if (r < 0)
         return r;
@@ -691,6 +877,10 @@ static int ioc_begin(struct ioc_call *c, const struct ioc_def *def, fuse_req_t r
         return r;
     if (def->flags & IOC_ROOT)
         return 0;
+    if (bf_ino_is_view(ino)) {
+        c->vnode = bf_views_get(c->fs->views, ino);
+        return c->vnode ? 0 : -ENOENT;
+    }
     c->inode = bf_itable_find(&c->fs->itable, ino);
     return c->inode ? 0 : -ENOENT;
 }
@@ -706,7 +896,7 @@ void bf_fs_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 
     (void)flags;
     /* 1. */
-    if (!def || ((def->flags & IOC_TEST) && !fs->test_inject) ||
+    if (!def || ((def->flags & IOC_TEST) && (!fs->test_inject || bf_ino_is_view(ino))) ||
         (ino == BF_ROOT_INO) != !!(def->flags & IOC_ROOT)) {
         fuse_reply_err(req, ENOTTY);
         return;
@@ -737,7 +927,9 @@ void bf_fs_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
     }
     c->work.run = run_queued;
     c->work.cancel = cancel_queued;
-    c->work.file = c->inode->id;
+    /* One job per file at a time: a view file's key is its inode number
+     * (never a file id), the root's requests share key 0 (no file's). */
+    c->work.file = c->inode ? c->inode->id : c->vnode ? bf_vnode_ino(c->vnode) : 0;
     r = bf_workq_submit(fs->workq, &c->work);
     if (r < 0)
         finish(c, r);

@@ -12,6 +12,7 @@ bigfilefs_SOURCES = \
 	src/fs/notify.h src/fs/notify.c \
 	src/fs/workq.h src/fs/workq.c \
 	src/fs/prefetch.h src/fs/prefetch.c \
+	src/fs/views.h src/fs/views.c \
 	src/fs/signals.h src/fs/signals.c \
 	src/fs/log.h src/fs/log.c \
 	src/fs/test_inject.h

@@ -66,6 +66,7 @@ struct options {
     char *log_keep;
     char *watch_ms;
     char *timeout;
+    char *at;
     int shared;
     int test_inject;
     int ro;
@@ -89,7 +90,7 @@ static const struct fuse_opt option_spec[] = {
     OPT("blksize=%s", blksize, 0), OPT("cache=%s", cache, 0), OPT("dirty=%s", dirty, 0),
     OPT("test_inject", test_inject, 1), OPT("shared", shared, 1), OPT("conflicts=%s", conflicts, 0),
     OPT("log_keep=%s", log_keep, 0), OPT("watch_ms=%s", watch_ms, 0), OPT("timeout=%s", timeout, 0),
-    FUSE_OPT_KEY("ro", KEY_RO), FUSE_OPT_KEY("rw", KEY_RW),
+    OPT("at=%s", at, 0), FUSE_OPT_KEY("ro", KEY_RO), FUSE_OPT_KEY("rw", KEY_RW),
     /* fstab-only options mount(8) or mount.fuse3 may pass on: ignored. */
     FUSE_OPT_KEY("defaults", KEY_DROP), FUSE_OPT_KEY("auto", KEY_DROP),
     FUSE_OPT_KEY("noauto", KEY_DROP), FUSE_OPT_KEY("nofail", KEY_DROP),
@@ -158,6 +159,9 @@ static void usage(FILE *f)
             "                           area in the database (default: an eighth of the\n"
             "                           machine's memory, at least 64M)\n"
             "    -o ro                  read-only: writes fail with EROFS, no writeout\n"
+            "    -o at=SERIAL           serve the database as it was at commit SERIAL,\n"
+            "                           read-only, held for the mount's life (a serial of\n"
+            "                           the kept history: bigfilectl history)\n"
             "    -o rw                  read-write (the default)\n"
             "    -o shared              share DATABASE with other bigfilefs daemons that\n"
             "                           mount it with -o shared too (without it, the\n"
@@ -208,6 +212,24 @@ static int parse_num_opt(const char *name, const char *s, uint64_t lo, uint64_t 
         return -EINVAL;
     }
     return 0;
+}
+
+/* The serial of -o at=: canonical decimal, not 0; 0 and said if bad. */
+static uint64_t parse_at(const char *s)
+{
+    char name[32];
+    uint64_t serial = 0;
+
+    if (strlen(s) < sizeof(name) - 1) {
+        snprintf(name, sizeof(name), "@%s", s);
+        serial = bf_views_name_serial(name);
+    }
+    if (!serial)
+        fprintf(stderr,
+                "bigfilefs: bad at '%s': a commit serial (a decimal number from 1) is "
+                "needed\n",
+                s);
+    return serial;
 }
 
 /* Whether spec names a block server (exec:, unix:). */
@@ -373,6 +395,9 @@ int main(int argc, char *argv[])
     char errbuf[512] = "", *dbpath = NULL;
     bf_sigwatch *sigwatch = NULL;
     bool itable_ready = false, mounted = false, file_conflicts;
+    uint64_t at = 0;
+    unsigned open_flags;
+    struct bf_history hist;
     int r, status = 1;
 
     memset(&o, 0, sizeof(o));
@@ -459,13 +484,17 @@ int main(int argc, char *argv[])
                                               : DEFAULT_DIRTY_MIN;
     if (parse_db_opts(&o, &dbopts, &file_conflicts) < 0)
         goto out_args;
+    if (o.at && !(at = parse_at(o.at)))
+        goto out_args;
     if (o.test_inject && strncmp(o.database, "mem:", 4) != 0) {
         fprintf(stderr, "bigfilefs: -o test_inject needs a mem: database\n");
         goto out_args;
     }
     if (cmd.debug)
         bf_log_set_level(LOG_DEBUG);
-    if (add_fixed_options(&args, o.database) < 0) {
+    /* -o at=: the kernel's read-only mount flag too (open for writing,
+     * create, ... fail with EROFS before they reach the daemon). */
+    if (add_fixed_options(&args, o.database) < 0 || (at && fuse_opt_add_arg(&args, "-oro") < 0)) {
         fprintf(stderr, "bigfilefs: out of memory\n");
         status = 1;
         goto out_args;
@@ -481,8 +510,11 @@ int main(int argc, char *argv[])
     dbpath = absolute_database(o.database);
     if (!dbpath)
         goto out_session;
-    r = bf_db_open_ex(dbpath, (o.ro ? BF_DB_RDONLY : BF_DB_CREATE) | (o.shared ? BF_DB_SHARED : 0),
-                      &dbopts, &fs.db, errbuf, sizeof(errbuf));
+    /* -o at= opens an existing database, read-write only so that its view
+     * can be pinned (views.h); -o ro with it: unpinned. */
+    open_flags = o.ro ? BF_DB_RDONLY : at ? 0 : BF_DB_CREATE;
+    r = bf_db_open_ex(dbpath, open_flags | (o.shared ? BF_DB_SHARED : 0), &dbopts, &fs.db, errbuf,
+                      sizeof(errbuf));
     if (r < 0) {
         fprintf(stderr, "bigfilefs: %s\n", errbuf[0] ? errbuf : strerror(-r));
         goto out_session;
@@ -496,11 +528,28 @@ int main(int argc, char *argv[])
         goto out_session;
     }
     itable_ready = true;
+    clock_gettime(CLOCK_REALTIME, &fs.mount_time);
+    r = bf_views_new(fs.db, fs.ram, getuid(), getgid(), &fs.mount_time, at, &hist, &fs.views);
+    if (r < 0) {
+        char shown[PATH_MAX];
+
+        bf_db_spec_shown(o.database, shown, sizeof(shown));
+        if (r == -ENOENT && hist.kept)
+            fprintf(stderr,
+                    "bigfilefs: %s: serial %llu is not in the kept history (from %llu to %llu)\n",
+                    shown, (unsigned long long)at, (unsigned long long)hist.from,
+                    (unsigned long long)hist.current);
+        else if (r == -EOPNOTSUPP)
+            fprintf(stderr, "bigfilefs: %s: -o at=: this database keeps no history\n", shown);
+        else
+            fprintf(stderr, "bigfilefs: %s: %s\n", shown, strerror(-r));
+        goto out_session;
+    }
+    fs.history = bf_db_history(fs.db, &hist) == 0 && hist.kept;
     fs.blksize = (uint32_t)blksize;
-    fs.ro = o.ro;
+    fs.ro = o.ro || at;
     fs.file_conflicts = file_conflicts;
     fs.test_inject = o.test_inject;
-    clock_gettime(CLOCK_REALTIME, &fs.mount_time);
 
     /* 3. The mount. */
     if (fuse_session_mount(fs.se, cmd.mountpoint) != 0)
@@ -564,6 +613,8 @@ int main(int argc, char *argv[])
     bf_info("serving %s on %s (blksize %u, cache %llu bytes, dirty %llu bytes%s%s)", shown,
             cmd.mountpoint, fs.blksize, (unsigned long long)cache, (unsigned long long)dirty,
             fs.ro ? ", read-only" : "", o.shared ? ", shared" : "");
+    if (at)
+        bf_info("the mount shows serial %llu", (unsigned long long)at);
 
     r = fuse_session_loop_mt(fs.se, loop_cfg);
     status = r < 0 ? 1 : 0;
@@ -580,6 +631,7 @@ out_session:
     fuse_loop_cfg_destroy(loop_cfg);
     if (itable_ready)
         bf_itable_destroy(&fs.itable);
+    bf_views_free(fs.views); /* after the prefetcher stopped, before the database */
     if (fs.ram && bf_ram_free(fs.ram) < 0)
         bf_err("internal error: handles left open at exit");
     bf_db_close(fs.db);
@@ -595,6 +647,7 @@ out_args:
     free(o.log_keep);
     free(o.watch_ms);
     free(o.timeout);
+    free(o.at);
     fuse_opt_free_args(&args);
     return status;
 }

@@ -4,7 +4,10 @@
  * The mount root is the only directory; it lists the database's bigfiles.
  * Names are committed to the database at once; contents go through the
  * file's shared bf_fileh (inode.h), and reach the database only by the
- * WRITEOUT ioctl (ioctl.c).
+ * WRITEOUT ioctl (ioctl.c). The @SERIAL directories of point-in-time
+ * views (and the whole mount with -o at=) are views.c's: every request on
+ * a view inode (bf_ino_is_view) goes there, and what would change a view
+ * is EROFS here.
  *
  * Every handler here runs on a request thread and never waits for the
  * kernel (kernel.h, D1). A core or backend error reaches the kernel through
@@ -33,6 +36,7 @@
 #include "fs/errors.h"
 #include "fs/fs.h"
 #include "fs/log.h"
+#include "util/debug.h"
 
 static struct bf_fs *fs_of(fuse_req_t req)
 {
@@ -41,7 +45,7 @@ static struct bf_fs *fs_of(fuse_req_t req)
 
 /* ---- attributes ---------------------------------------------------------- */
 
-static void ns_to_ts(int64_t ns, struct timespec *ts)
+void bf_fs_ns_to_ts(int64_t ns, struct timespec *ts)
 {
     ts->tv_sec = (time_t)(ns / 1000000000);
     ts->tv_nsec = (long)(ns % 1000000000);
@@ -89,9 +93,9 @@ void bf_fs_fill_stat(struct bf_fs *fs, bf_inode *inode, struct stat *st)
     st->st_size = (off_t)size;
     st->st_blksize = info.blksize;
     st->st_blocks = (blkcnt_t)((alloc + 511) / 512); /* 512-byte units */
-    ns_to_ts(info.mtime_ns, &st->st_mtim);
-    ns_to_ts(info.mtime_ns, &st->st_atim);
-    ns_to_ts(info.ctime_ns, &st->st_ctim);
+    bf_fs_ns_to_ts(info.mtime_ns, &st->st_mtim);
+    bf_fs_ns_to_ts(info.mtime_ns, &st->st_atim);
+    bf_fs_ns_to_ts(info.ctime_ns, &st->st_ctim);
 }
 
 static void fill_root_stat(struct bf_fs *fs, struct stat *st)
@@ -160,11 +164,23 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     bf_inode *inode;
     int r;
 
+    uint64_t serial;
+
+    if (bf_ino_is_view(parent) || (parent == BF_ROOT_INO && bf_views_at(fs->views))) {
+        bf_views_lookup(fs->views, req, parent, name);
+        return;
+    }
     if (parent != BF_ROOT_INO) {
         fuse_reply_err(req, ENOTDIR);
         return;
     }
     r = bf_db_lookup(fs->db, name, &info);
+    /* @SERIAL is a view unless a file has that name (one made before the
+     * database kept history, or through the library: it stays reachable). */
+    if (r == -ENOENT && fs->history && (serial = bf_views_name_serial(name))) {
+        bf_views_lookup_dir(fs->views, req, serial);
+        return;
+    }
     if (r < 0) {
         fuse_reply_err(req, bf_errno_ns(r));
         return;
@@ -178,9 +194,18 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     bf_itable_put(&fs->itable, inode);
 }
 
+/* FORGET of an inode of either space. */
+static void forget_ino(struct bf_fs *fs, fuse_ino_t ino, uint64_t nlookup)
+{
+    if (bf_ino_is_view(ino))
+        bf_views_forget(fs->views, ino, nlookup);
+    else
+        bf_itable_forget(&fs->itable, ino, nlookup);
+}
+
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-    bf_itable_forget(&fs_of(req)->itable, ino, nlookup);
+    forget_ino(fs_of(req), ino, nlookup);
     fuse_reply_none(req);
 }
 
@@ -189,7 +214,7 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
     struct bf_fs *fs = fs_of(req);
 
     for (size_t i = 0; i < count; i++)
-        bf_itable_forget(&fs->itable, forgets[i].ino, forgets[i].nlookup);
+        forget_ino(fs, forgets[i].ino, forgets[i].nlookup);
     fuse_reply_none(req);
 }
 
@@ -201,6 +226,10 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     bf_inode *inode;
 
     (void)fi;
+    if (bf_ino_is_view(ino) || (ino == BF_ROOT_INO && bf_views_at(fs->views))) {
+        bf_views_getattr(fs->views, req, ino);
+        return;
+    }
     if (ino == BF_ROOT_INO) {
         fill_root_stat(fs, &st);
         fuse_reply_attr(req, &st, BF_ATTR_TIMEOUT);
@@ -241,6 +270,10 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
     int r = 0;
 
     (void)fi;
+    if (bf_ino_is_view(ino)) {
+        fuse_reply_err(req, EROFS); /* truncate, chmod, chown, utimes of a view */
+        return;
+    }
     if (ino == BF_ROOT_INO) {
         fuse_reply_err(req, EPERM);
         return;
@@ -313,6 +346,17 @@ out:
     bf_itable_put(&fs->itable, inode);
 }
 
+/* Whether name is reserved in the root: "@SERIAL" names the view of
+ * SERIAL in a database that keeps history (views.h) — unless a file has
+ * that name (made before the database kept history): it stays a file. */
+static bool reserved_name(const struct bf_fs *fs, const char *name)
+{
+    struct bf_fileinfo info;
+
+    return fs->history && bf_views_name_serial(name) != 0 &&
+           bf_db_lookup(fs->db, name, &info) == -ENOENT;
+}
+
 /* Create file `name` in the database; on success *inode holds a
  * reference. */
 static int create_file(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -323,12 +367,16 @@ static int create_file(fuse_req_t req, fuse_ino_t parent, const char *name, mode
     struct bf_fileinfo info;
     int r;
 
+    if (bf_ino_is_view(parent))
+        return -EROFS;
     if (parent != BF_ROOT_INO)
         return -ENOTDIR;
     if (fs->ro)
         return -EROFS;
     if (!S_ISREG(mode))
         return -EPERM; /* bigfiles only */
+    if (reserved_name(fs, name))
+        return -EINVAL;
     r = bf_db_create(fs->db, name, fs->blksize, 0, mode & 07777, ctx->uid, ctx->gid, &info);
     if (r < 0)
         return r;
@@ -354,26 +402,25 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-    (void)parent;
     (void)name;
     (void)mode;
-    fuse_reply_err(req, fs_of(req)->ro ? EROFS : EPERM); /* one flat directory */
+    /* one flat directory */
+    fuse_reply_err(req, fs_of(req)->ro || bf_ino_is_view(parent) ? EROFS : EPERM);
 }
 
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
     (void)link;
-    (void)parent;
     (void)name;
-    fuse_reply_err(req, fs_of(req)->ro ? EROFS : EPERM);
+    fuse_reply_err(req, fs_of(req)->ro || bf_ino_is_view(parent) ? EROFS : EPERM);
 }
 
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
-    (void)ino;
-    (void)newparent;
     (void)newname;
-    fuse_reply_err(req, fs_of(req)->ro ? EROFS : EPERM); /* one name per file */
+    /* one name per file */
+    fuse_reply_err(req, fs_of(req)->ro || bf_ino_is_view(ino) || bf_ino_is_view(newparent) ? EROFS
+                                                                                           : EPERM);
 }
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -381,6 +428,10 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     struct bf_fs *fs = fs_of(req);
     int r;
 
+    if (bf_ino_is_view(parent) || fs->ro) {
+        fuse_reply_err(req, EROFS);
+        return;
+    }
     if (parent != BF_ROOT_INO) {
         fuse_reply_err(req, ENOTDIR);
         return;
@@ -396,7 +447,10 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
     struct bf_fs *fs = fs_of(req);
     struct bf_fileinfo info;
 
-    (void)parent;
+    if (bf_ino_is_view(parent) || fs->ro || reserved_name(fs, name)) {
+        fuse_reply_err(req, EROFS); /* an @SERIAL directory stays */
+        return;
+    }
     fuse_reply_err(req, bf_db_lookup(fs->db, name, &info) == 0 ? ENOTDIR : ENOENT);
 }
 
@@ -407,8 +461,16 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
     unsigned bflags = 0;
     int r;
 
+    if (bf_ino_is_view(parent) || bf_ino_is_view(newparent) || fs->ro || reserved_name(fs, name)) {
+        fuse_reply_err(req, EROFS);
+        return;
+    }
     if (parent != BF_ROOT_INO || newparent != BF_ROOT_INO) {
         fuse_reply_err(req, ENOTDIR);
+        return;
+    }
+    if (reserved_name(fs, newname)) {
+        fuse_reply_err(req, (flags & RENAME_EXCHANGE) ? EROFS : EINVAL);
         return;
     }
     if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
@@ -433,7 +495,7 @@ static int open_inode(struct bf_fs *fs, bf_inode *inode, struct fuse_file_info *
     bf_fileh *fh;
     int r;
 
-    if (fs->ro && (fi->flags & O_ACCMODE) != O_RDONLY)
+    if (fs->ro && ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)))
         return -EROFS;
     /* Open the shared handle now, so that errors show at open(2). */
     r = bf_inode_fh_get(&fs->itable, inode, &fh);
@@ -500,6 +562,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     bf_inode *inode;
     int r;
 
+    if (bf_ino_is_view(ino)) {
+        bf_views_open(fs->views, req, ino, fi);
+        return;
+    }
     if (ino == BF_ROOT_INO) {
         fuse_reply_err(req, EISDIR);
         return;
@@ -519,10 +585,11 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    bf_inode *inode = bf_fh_inode(fi->fh);
-
-    (void)ino;
-    bf_itable_release(&fs_of(req)->itable, inode);
+    if (bf_ino_is_view(ino)) {
+        bf_views_release(fs_of(req)->views, req, fi);
+        return;
+    }
+    bf_itable_release(&fs_of(req)->itable, bf_fh_inode(fi->fh));
     fuse_reply_err(req, 0);
 }
 
@@ -625,6 +692,32 @@ static bool data_fh_get(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, bf_fi
     return true;
 }
 
+/* READ of a view file (views.h): the same path as a current file's, on
+ * the view's read-only handle, which stays while the file is open. */
+static void read_view(fuse_req_t req, struct bf_fs *fs, bf_vnode *vn, void *buf, size_t size,
+                      off_t off)
+{
+    bf_fileh *fh = bf_vnode_fh(fs->views, vn);
+    uint64_t ra_blk, ra_n;
+    ssize_t n;
+
+    if (!BF_CHECK(fh != NULL, "view inode %llu read with no handle",
+                  (unsigned long long)bf_vnode_ino(vn))) {
+        fuse_reply_err(req, EIO);
+        return;
+    }
+    n = bf_fileh_read(fh, buf, size, (uint64_t)off);
+    if (n < 0) {
+        bf_err("@%llu/%s: load at offset %lld failed: %s", (unsigned long long)bf_vnode_serial(vn),
+               bf_vnode_name(vn), (long long)off, strerror((int)-n));
+        fuse_reply_err(req, bf_errno_data((int)n));
+        return;
+    }
+    if (bf_fileh_readahead(fh, &ra_blk, &ra_n))
+        bf_prefetch_offer_view(fs->prefetch, fs->views, vn, ra_blk, ra_n);
+    fuse_reply_buf(req, buf, (size_t)n);
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
@@ -634,12 +727,15 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     void *buf;
     ssize_t n;
 
-    (void)ino;
     if (size > BF_MAX_IO)
         size = BF_MAX_IO;
     buf = readbuf();
     if (!buf) {
         fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    if (bf_ino_is_view(ino)) {
+        read_view(req, fs, bf_views_fh(fi->fh), buf, size, off);
         return;
     }
     if (!data_fh_get(req, fs, inode, &fh))
@@ -701,8 +797,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     bf_fileh *fh;
     ssize_t n;
 
-    (void)ino;
-    if (fs->ro) {
+    if (fs->ro || bf_ino_is_view(ino)) {
         fuse_reply_err(req, EROFS);
         return;
     }
@@ -779,6 +874,10 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     struct dirsnap *d;
     int r;
 
+    if (bf_ino_is_view(ino) || (ino == BF_ROOT_INO && bf_views_at(fs->views))) {
+        bf_views_opendir(fs->views, req, ino, fi);
+        return;
+    }
     if (ino != BF_ROOT_INO) {
         fuse_reply_err(req, ENOTDIR);
         return;
@@ -799,14 +898,12 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         dirsnap_free(d);
 }
 
-static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                       struct fuse_file_info *fi)
+void bf_fs_reply_readdir(fuse_req_t req, size_t size, off_t off, fuse_ino_t self, size_t count,
+                         const char *(*entry)(void *arg, size_t i, fuse_ino_t *ino), void *arg)
 {
-    struct dirsnap *d = (struct dirsnap *)(uintptr_t)fi->fh;
     char *buf;
     size_t used = 0;
 
-    (void)ino;
     buf = malloc(size);
     if (!buf) {
         fuse_reply_err(req, ENOMEM);
@@ -814,19 +911,20 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     }
     /* Offsets: 0 ".", 1 "..", 2 + i the i-th file; an entry's offset is
      * that of the next. */
-    for (size_t i = (size_t)(off < 0 ? 0 : off); i < d->count + 2; i++) {
+    for (size_t i = (size_t)(off < 0 ? 0 : off); i < count + 2; i++) {
         struct stat st;
         const char *name;
+        fuse_ino_t ino;
         size_t len;
 
         memset(&st, 0, sizeof(st));
         if (i < 2) {
             name = i == 0 ? "." : "..";
-            st.st_ino = BF_ROOT_INO;
+            st.st_ino = i == 0 ? self : BF_ROOT_INO;
             st.st_mode = S_IFDIR;
         } else {
-            name = d->ents[i - 2].name;
-            st.st_ino = (ino_t)d->ents[i - 2].id + 1;
+            name = entry(arg, i - 2, &ino);
+            st.st_ino = ino;
             st.st_mode = S_IFREG;
         }
         len = fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)(i + 1));
@@ -838,9 +936,36 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     free(buf);
 }
 
+/* Entry i of a root snapshot (bf_fs_reply_readdir). */
+static const char *dirsnap_entry(void *arg, size_t i, fuse_ino_t *ino)
+{
+    struct dirsnap *d = arg;
+
+    *ino = (fuse_ino_t)d->ents[i].id + 1;
+    return d->ents[i].name;
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi)
+{
+    struct bf_fs *fs = fs_of(req);
+    struct dirsnap *d = (struct dirsnap *)(uintptr_t)fi->fh;
+
+    if (bf_ino_is_view(ino) || bf_views_at(fs->views)) {
+        bf_views_readdir(fs->views, req, size, off, fi);
+        return;
+    }
+    bf_fs_reply_readdir(req, size, off, BF_ROOT_INO, d->count, dirsnap_entry, d);
+}
+
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    (void)ino;
+    struct bf_fs *fs = fs_of(req);
+
+    if (bf_ino_is_view(ino) || bf_views_at(fs->views)) {
+        bf_views_releasedir(fs->views, req, fi);
+        return;
+    }
     dirsnap_free((struct dirsnap *)(uintptr_t)fi->fh);
     fuse_reply_err(req, 0);
 }
@@ -879,8 +1004,8 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
                      struct fuse_file_info *fi, unsigned flags, const void *in_buf, size_t in_bufsz,
                      size_t out_bufsz)
 {
-    /* The root directory's requests (STATUS) are told apart in ioctl.c;
-     * no other directory exists. */
+    /* The root directory's requests (STATUS, HISTORY, GC) are told apart
+     * in ioctl.c; a view directory has none. */
     if ((ino == BF_ROOT_INO) != !!(flags & FUSE_IOCTL_DIR)) {
         fuse_reply_err(req, ENOTTY);
         return;
@@ -897,23 +1022,32 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 {
     struct bf_fs *fs = fs_of(req);
     bf_inode *inode = bf_fh_inode(fi->fh);
+    bool view = bf_ino_is_view(ino);
     bf_fileh *fh;
     uint64_t res;
     int r;
 
-    (void)ino;
     if ((whence != SEEK_DATA && whence != SEEK_HOLE) || off < 0) {
         fuse_reply_err(req, off < 0 ? ENXIO : EINVAL);
         return;
     }
-    if (!data_fh_get(req, fs, inode, &fh))
+    if (view) {
+        /* An open view file's handle stays while it is open. */
+        fh = bf_vnode_fh(fs->views, bf_views_fh(fi->fh));
+        if (!fh) {
+            fuse_reply_err(req, EIO);
+            return;
+        }
+    } else if (!data_fh_get(req, fs, inode, &fh)) {
         return;
+    }
     r = bf_fileh_seek_data(fh, (uint64_t)off, whence, &res);
-    bf_inode_fh_put(inode);
+    if (!view)
+        bf_inode_fh_put(inode);
     if (r < 0) {
         if (r != -ENXIO)
             bf_err("lseek(%s) of inode %llu failed: %s",
-                   whence == SEEK_DATA ? "SEEK_DATA" : "SEEK_HOLE", (unsigned long long)inode->ino,
+                   whence == SEEK_DATA ? "SEEK_DATA" : "SEEK_HOLE", (unsigned long long)ino,
                    strerror(-r));
         fuse_reply_err(req, bf_errno_data(r));
     } else {

@@ -12,7 +12,9 @@
 #include "fs/prefetch.h"
 
 struct pf_job {
-    bf_inode *inode; /* referenced (bf_itable_find) */
+    bf_inode *inode; /* referenced (bf_itable_find); or NULL and: */
+    bf_views *views; /* a view file's inode, held (bf_views_hold) */
+    bf_vnode *vn;
     uint64_t blk, n;
 };
 
@@ -47,15 +49,29 @@ static void prefetch_data(bf_fileh *fh, uint64_t blk, uint64_t end)
     }
 }
 
+/* Drop a job's reference. */
+static void job_put(bf_prefetch *pf, struct pf_job *j)
+{
+    if (j->inode)
+        bf_itable_put(pf->t, j->inode);
+    else
+        bf_views_put(j->views, j->vn);
+}
+
 static void run_job(bf_prefetch *pf, struct pf_job *j)
 {
     bf_fileh *fh;
 
-    bf_inode_fh_peek(j->inode, &fh);
-    if (fh)
+    if (j->inode) {
+        bf_inode_fh_peek(j->inode, &fh);
+        if (fh)
+            prefetch_data(fh, j->blk, j->blk + j->n);
+        bf_inode_fh_put(j->inode);
+    } else if ((fh = bf_vnode_fh(j->views, j->vn))) {
+        /* held: its handle stays (views.h) */
         prefetch_data(fh, j->blk, j->blk + j->n);
-    bf_inode_fh_put(j->inode);
-    bf_itable_put(pf->t, j->inode);
+    }
+    job_put(pf, j);
 }
 
 static void *pf_thread(void *arg)
@@ -100,30 +116,48 @@ int bf_prefetch_start(bf_itable *t, bf_prefetch **out)
     return 0;
 }
 
-void bf_prefetch_offer(bf_prefetch *pf, bf_inode *inode, uint64_t blk, uint64_t n)
+/* Queue job j (holding its reference), or drop it (and the reference). */
+static void offer(bf_prefetch *pf, struct pf_job *j)
 {
-    if (!pf || n == 0)
-        return;
-    pthread_mutex_lock(&pf->lock);
-    bool room = !pf->stopping && pf->count < BF_PREFETCH_QUEUE;
-    pthread_mutex_unlock(&pf->lock);
-    if (!room)
-        return; /* a hint: dropped */
-    /* A reference of the job's own (the table mutex: never under pf->lock). */
-    bf_inode *ref = bf_itable_find(pf->t, inode->ino);
-    if (!ref)
-        return;
     pthread_mutex_lock(&pf->lock);
     if (!pf->stopping && pf->count < BF_PREFETCH_QUEUE) {
-        pf->ring[(pf->head + pf->count) % BF_PREFETCH_QUEUE] =
-            (struct pf_job){ .inode = ref, .blk = blk, .n = n };
+        pf->ring[(pf->head + pf->count) % BF_PREFETCH_QUEUE] = *j;
         pf->count++;
-        ref = NULL;
+        j = NULL;
         pthread_cond_signal(&pf->cond);
     }
     pthread_mutex_unlock(&pf->lock);
-    if (ref)
-        bf_itable_put(pf->t, ref); /* filled or stopped meanwhile */
+    if (j)
+        job_put(pf, j); /* filled or stopped meanwhile */
+}
+
+/* Whether the queue has room now (a hint: offer checks again). */
+static bool has_room(bf_prefetch *pf)
+{
+    pthread_mutex_lock(&pf->lock);
+    bool room = !pf->stopping && pf->count < BF_PREFETCH_QUEUE;
+    pthread_mutex_unlock(&pf->lock);
+    return room;
+}
+
+void bf_prefetch_offer(bf_prefetch *pf, bf_inode *inode, uint64_t blk, uint64_t n)
+{
+    if (!pf || n == 0 || !has_room(pf))
+        return; /* a hint: dropped */
+    /* A reference of the job's own (the table mutex: never under pf->lock). */
+    struct pf_job j = { .inode = bf_itable_find(pf->t, inode->ino), .blk = blk, .n = n };
+    if (j.inode)
+        offer(pf, &j);
+}
+
+void bf_prefetch_offer_view(bf_prefetch *pf, bf_views *views, bf_vnode *vn, uint64_t blk,
+                            uint64_t n)
+{
+    if (!pf || n == 0 || !has_room(pf))
+        return;
+    bf_views_hold(views, vn); /* the views' mutex: never under pf->lock */
+    struct pf_job j = { .views = views, .vn = vn, .blk = blk, .n = n };
+    offer(pf, &j);
 }
 
 void bf_prefetch_stop(bf_prefetch *pf)
@@ -138,7 +172,7 @@ void bf_prefetch_stop(bf_prefetch *pf)
         pthread_join(pf->threads[i], NULL);
     /* No thread is left: the queued jobs are dropped. */
     for (; pf->count; pf->count--, pf->head = (pf->head + 1) % BF_PREFETCH_QUEUE)
-        bf_itable_put(pf->t, pf->ring[pf->head].inode);
+        job_put(pf, &pf->ring[pf->head]);
     pthread_cond_destroy(&pf->cond);
     pthread_mutex_destroy(&pf->lock);
     free(pf);

@@ -16,7 +16,8 @@
  *
  * A job holds a reference on its inode (bf_itable_find .. bf_itable_put)
  * and uses the handle only if it is still open (bf_inode_fh_peek: a
- * prefetch never opens one). The queue is bounded (BF_PREFETCH_QUEUE):
+ * prefetch never opens one). A view file's job (views.h) holds its view
+ * inode (bf_views_hold .. bf_views_put), which keeps its handle. The queue is bounded (BF_PREFETCH_QUEUE):
  * when it is full an offer is dropped — a prefetch is a hint, and a READ
  * never waits for room. Load errors are ignored (the READ that needs the
  * block loads it again and reports its own error).
@@ -32,6 +33,7 @@
 #include <stdint.h>
 
 #include "fs/inode.h"
+#include "fs/views.h"
 
 /* The prefetcher's threads and the jobs it keeps waiting. */
 #define BF_PREFETCH_THREADS 2u
@@ -47,6 +49,11 @@ int bf_prefetch_start(bf_itable *t, bf_prefetch **out);
  * holds open or referenced). Never blocks; drops the offer when the queue
  * is full, stopped, or the inode cannot be referenced. pf NULL: no-op. */
 void bf_prefetch_offer(bf_prefetch *pf, bf_inode *inode, uint64_t blk, uint64_t n);
+
+/* The same for blocks of a view file (views.h), whose inode vn the caller
+ * has open. */
+void bf_prefetch_offer_view(bf_prefetch *pf, bf_views *views, bf_vnode *vn, uint64_t blk,
+                            uint64_t n);
 
 /* Drop the queued jobs, wait for the running ones, join the threads and
  * free pf. NULL: no-op. */

@@ -10,6 +10,8 @@
  * for the size. Every other namespace (security.*, system.*, trusted.*) is
  * ENOTSUP, answered here without the database: the kernel asks for
  * security.capability before many writes. The root directory has none.
+ * A view file (views.h) shows its file's current attributes (they are not
+ * versioned) and changes none (EROFS); a view directory has none.
  *
  * Handlers run on the request threads and call the backend directly, as
  * the namespace operations do; no lock of the daemon is held.
@@ -34,9 +36,18 @@ static bool user_name(const char *name)
            name[sizeof(USER_PREFIX) - 1] != '\0';
 }
 
-/* The file id of ino, or 0 for the root (no attributes). */
-static uint64_t file_id(fuse_ino_t ino)
+/* The file id of ino, or 0 for a directory (no attributes): the root, a
+ * view directory, or a view inode the daemon no longer knows. */
+static uint64_t file_id(struct bf_fs *fs, fuse_ino_t ino)
 {
+    if (bf_ino_is_view(ino)) {
+        bf_vnode *vn = bf_views_get(fs->views, ino);
+        uint64_t id = vn ? bf_vnode_id(vn) : 0;
+
+        if (vn)
+            bf_views_put(fs->views, vn);
+        return id;
+    }
     return ino == BF_ROOT_INO ? 0 : (uint64_t)ino - 1;
 }
 
@@ -47,7 +58,11 @@ void bf_fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char
     unsigned f = 0;
     int r;
 
-    if (!user_name(name) || !file_id(ino)) {
+    if (bf_ino_is_view(ino)) {
+        fuse_reply_err(req, EROFS);
+        return;
+    }
+    if (!user_name(name) || !file_id(fs, ino)) {
         fuse_reply_err(req, ENOTSUP);
         return;
     }
@@ -59,7 +74,7 @@ void bf_fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char
         f |= BF_XATTR_CREATE;
     if (flags & XATTR_REPLACE)
         f |= BF_XATTR_REPLACE;
-    r = bf_db_setxattr(fs->db, file_id(ino), name, value, size, f);
+    r = bf_db_setxattr(fs->db, file_id(fs, ino), name, value, size, f);
     fuse_reply_err(req, r < 0 ? bf_errno_xattr(r) : 0);
 }
 
@@ -80,13 +95,14 @@ void bf_fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t siz
     struct bf_fs *fs = fuse_req_userdata(req);
     size_t len = 0;
     void *buf = NULL;
+    uint64_t id;
     int r;
 
     if (!user_name(name)) {
         fuse_reply_err(req, ENOTSUP);
         return;
     }
-    if (!file_id(ino)) {
+    if (!(id = file_id(fs, ino))) {
         fuse_reply_err(req, ENODATA);
         return;
     }
@@ -96,7 +112,7 @@ void bf_fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t siz
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    r = bf_db_getxattr(fs->db, file_id(ino), name, buf, size, &len);
+    r = bf_db_getxattr(fs->db, id, name, buf, size, &len);
     reply_sized(req, r, buf, size, len);
     free(buf);
 }
@@ -104,6 +120,7 @@ void bf_fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t siz
 void bf_fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
     struct bf_fs *fs = fuse_req_userdata(req);
+    uint64_t id = file_id(fs, ino);
     size_t len = 0;
     char *buf = NULL;
     int r = 0;
@@ -112,8 +129,8 @@ void bf_fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    if (file_id(ino))
-        r = bf_db_listxattr(fs->db, file_id(ino), buf, size, &len);
+    if (id)
+        r = bf_db_listxattr(fs->db, id, buf, size, &len);
     reply_sized(req, r, buf, size, len);
     free(buf);
 }
@@ -123,10 +140,14 @@ void bf_fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
     struct bf_fs *fs = fuse_req_userdata(req);
     int r;
 
+    if (bf_ino_is_view(ino)) {
+        fuse_reply_err(req, EROFS);
+        return;
+    }
     if (!user_name(name)) {
         fuse_reply_err(req, ENOTSUP);
         return;
     }
-    r = file_id(ino) ? bf_db_removexattr(fs->db, file_id(ino), name) : -ENODATA;
+    r = file_id(fs, ino) ? bf_db_removexattr(fs->db, file_id(fs, ino), name) : -ENODATA;
     fuse_reply_err(req, r < 0 ? bf_errno_xattr(r) : 0);
 }

@@ -5,11 +5,12 @@
 ## only SQLite has (durability, crash atomicity, refusing foreign files,
 ## read-only media, the WAL, tampered rows); test_staging the optional
 ## operations (staging, partial loads) of both engines and of the layer's
-## spill file; test_bconcurrent the backends
+## spill file; test_history point-in-time views (SQLite, and PostgreSQL in
+## its _pg twin); test_bconcurrent the backends
 ## under concurrency (also in CONCURRENCY_TESTS, for the TSan build).
 ## They share the core tests' Criterion entry point (tests/core/main.c): one
 ## job by default and a leak found by LeakSanitizer fails the run.
-## With libpq, test_backends, test_sessions and test_bconcurrent are built a
+## With libpq, test_backends, test_sessions, test_history and test_bconcurrent are built a
 ## second time with -DTB_PG (their *_pg programs: the same tests on the
 ## PostgreSQL engine), and test_pg has what only PostgreSQL has (refusals,
 ## TCP, server restarts, killed connections and writers); all of them are
@@ -23,7 +24,8 @@ BT_TESTS = \
 	tests/backends/test_memory \
 	tests/backends/test_sqlite \
 	tests/backends/test_staging \
-	tests/backends/test_bconcurrent
+	tests/backends/test_bconcurrent \
+	tests/backends/test_history
 check_PROGRAMS += $(BT_TESTS)
 TESTS += $(BT_TESTS)
 CONCURRENCY_TESTS += tests/backends/test_bconcurrent
@@ -54,6 +56,11 @@ tests_backends_test_staging_SOURCES = tests/backends/test_staging.c tests/backen
 tests_backends_test_staging_CFLAGS = $(bt_cflags)
 tests_backends_test_staging_LDADD = $(bt_ldadd)
 
+tests_backends_test_history_SOURCES = tests/backends/test_history.c tests/backends/helpers.h \
+	tests/core/main.c
+tests_backends_test_history_CFLAGS = $(bt_cflags)
+tests_backends_test_history_LDADD = $(bt_ldadd)
+
 tests_backends_test_bconcurrent_SOURCES = tests/backends/test_bconcurrent.c tests/backends/helpers.h
 if SANITIZE_TSAN
 # Criterion's runner cannot start under ThreadSanitizer: the core tests'
@@ -79,6 +86,7 @@ BTPG_TESTS = \
 	tests/backends/test_backends_pg \
 	tests/backends/test_sessions_pg \
 	tests/backends/test_bconcurrent_pg \
+	tests/backends/test_history_pg \
 	tests/backends/test_pg
 check_PROGRAMS += $(BTPG_TESTS)
 TESTS += $(BTPG_TESTS)
@@ -97,6 +105,12 @@ tests_backends_test_sessions_pg_SOURCES = tests/backends/test_sessions.c $(BTPG_
 tests_backends_test_sessions_pg_CPPFLAGS = $(btpg_cppflags)
 tests_backends_test_sessions_pg_CFLAGS = $(btpg_cflags)
 tests_backends_test_sessions_pg_LDADD = $(btpg_ldadd)
+
+tests_backends_test_history_pg_SOURCES = tests/backends/test_history.c $(BTPG_HARNESS) \
+	tests/core/main.c
+tests_backends_test_history_pg_CPPFLAGS = $(btpg_cppflags)
+tests_backends_test_history_pg_CFLAGS = $(btpg_cflags)
+tests_backends_test_history_pg_LDADD = $(btpg_ldadd)
 
 tests_backends_test_pg_SOURCES = tests/backends/test_pg.c $(BTPG_HARNESS) tests/core/main.c
 tests_backends_test_pg_CPPFLAGS = $(btpg_cppflags)

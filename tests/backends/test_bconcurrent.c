@@ -7,6 +7,8 @@
  *    and the version a thread sees for a block never goes back;
  *  - the layer's per-file rules: handles opening and closing while the
  *    block size changes and the name is removed;
+ *  - point-in-time views opened and closed by several threads (the pins
+ *    counted per serial) while versions are committed and the gc runs;
  *  - the memory backend's held calls, released from another thread;
  *  - SQLite's WAL checkpoints, run by whichever committer finds the WAL
  *    too big, while another file commits and loads go on;
@@ -381,6 +383,107 @@ Test(concurrent, sqlite_open_close_unlink, .timeout = 60)
 Test(concurrent, pg_open_close_unlink, .timeout = 60)
 {
     open_close_unlink(TB_PGSQL);
+}
+#endif
+
+/* ---- views under concurrency --------------------------------------------- */
+
+#define VIEW_ROUNDS 100
+
+struct views_race {
+    bf_db *db;
+    uint64_t id;
+    uint64_t serial[NVERSIONS]; /* serial[k]: the commit of version k + 1 */
+    int nserial;                /* atomic: serials published so far */
+    int failed;                 /* atomic */
+    uint64_t loads;             /* atomic */
+};
+
+/* Open views of the published serials (the first round: the first one,
+ * which the main thread pins meanwhile), load through each, close: a view
+ * shows its version or is refused (-ENOENT: collected), never another. */
+static void *view_loop(void *arg)
+{
+    struct views_race *vr = arg;
+    void *buf = malloc(BS);
+    unsigned seed = (unsigned)(uintptr_t)&seed;
+    for (int i = 0; i < VIEW_ROUNDS && buf; i++) {
+        int n = __atomic_load_n(&vr->nserial, __ATOMIC_ACQUIRE);
+        int k = i == 0 ? 0 : (int)(rand_r(&seed) % (unsigned)n);
+        bf_view *v = NULL;
+        bf_file *f = NULL;
+        int r = bf_db_view_open(vr->db, vr->serial[k], &v);
+        if (r == -ENOENT && i > 0)
+            continue; /* collected meanwhile */
+        if (r == 0)
+            r = bf_view_file_open(v, vr->id, &f);
+        if (r == 0)
+            r = tb_load(f, 0, buf);
+        if (r < 0 || !tb_check(buf, BS, 0, (unsigned)k + 1))
+            __atomic_store_n(&vr->failed, 1, __ATOMIC_SEQ_CST);
+        else
+            __atomic_add_fetch(&vr->loads, 1, __ATOMIC_RELAXED);
+        bf_db_file_close(vr->db, f);
+        bf_db_view_close(v);
+    }
+    free(buf);
+    return NULL;
+}
+
+/* Threads open and close views of one serial and of others while new
+ * versions are committed and the gc runs with no retention (so that the
+ * pins alone decide, and a commit alone may free what it replaces when
+ * no view pins anything): each view reads its own version, and when all
+ * are closed no pin is left. */
+static void views_while_committing(int engine)
+{
+    struct tb t;
+    struct bf_fileinfo fi;
+    struct bf_history h;
+    pthread_t th[RACERS];
+    bf_db *db = tb_open(&t, engine); /* no retention */
+    tb_need_history(db, &t);
+    cr_assert_eq(bf_db_create(db, "v", BS, 0, 0644, 0, 0, &fi), 0);
+    bf_file *f;
+    cr_assert_eq(bf_db_file_open(db, fi.id, &f), 0);
+    struct views_race vr = { .db = db, .id = fi.id };
+    vr.serial[0] = tb_store_range(f, 0, 1, 1, BS);
+    vr.nserial = 1;
+    bf_view *first;
+    cr_assert_eq(bf_db_view_open(db, vr.serial[0], &first), 0);
+    for (int i = 0; i < RACERS; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, view_loop, &vr), 0);
+    for (int k = 1; k < NVERSIONS; k++) {
+        vr.serial[k] = tb_store_range(f, 0, 1, (unsigned)k + 1, BS);
+        __atomic_store_n(&vr.nserial, k + 1, __ATOMIC_RELEASE);
+        if (k == NVERSIONS / 2) {
+            bf_db_view_close(first);
+            first = NULL;
+        }
+        if (k % 4 == 0)
+            cr_assert_eq(bf_db_gc(db, NULL), 0);
+    }
+    for (int i = 0; i < RACERS; i++)
+        pthread_join(th[i], NULL);
+    bf_db_view_close(first);
+    cr_assert_eq(vr.failed, 0, "a view read another version, or a call failed");
+    cr_assert_geq(vr.loads, RACERS, "every thread read the pinned first serial");
+    cr_assert_eq(bf_db_history(db, &h), 0);
+    cr_assert_eq(h.pinned, 0, "no pin left");
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    tb_done(&t);
+}
+
+#ifndef TB_PG
+Test(concurrent, sqlite_views_while_committing, .timeout = 60)
+{
+    views_while_committing(TB_SQLITE);
+}
+#else
+Test(concurrent, pg_views_while_committing, .timeout = 60)
+{
+    views_while_committing(TB_PGSQL);
 }
 #endif
 

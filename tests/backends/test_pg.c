@@ -15,7 +15,10 @@
  *    and delivers the commits made meanwhile, in order; a lost mount-mode
  *    lock fences the session;
  *  - a writer killed mid-writeout: nothing partial, its uploads and holds
- *    collected by another session.
+ *    collected by another session;
+ *  - the upgrade of schema version 1 (before history); a session alone
+ *    frees replaced versions at once only while nothing pins them (the
+ *    rest of the history runs as test_history_pg).
  * Server-side waits (a statement blocked on a lock) are made by a side
  * connection's lock and waited for in pg_locks: tests wait for events. */
 #include <pthread.h>
@@ -213,9 +216,92 @@ Test(pg_refuse, a_newer_schema_version_unchanged, .timeout = 60)
     bf_db *db = tb_session(&t, BF_DB_CREATE);
     mkfile(db, "f");
     bf_db_close(db);
-    side_sql(&t, "UPDATE bigfilefs.meta SET value = 2 WHERE key = 'version'");
-    expect_refused(&t, BF_DB_CREATE, -EPROTONOSUPPORT, "schema version 2, newer");
-    expect_refused(&t, BF_DB_RDONLY | BF_DB_SHARED, -EPROTONOSUPPORT, "schema version 2, newer");
+    char sql[128], why[64];
+    snprintf(sql, sizeof(sql), "UPDATE bigfilefs.meta SET value = %d WHERE key = 'version'",
+             BF_PG_SCHEMA_VERSION + 1);
+    snprintf(why, sizeof(why), "schema version %d, newer", BF_PG_SCHEMA_VERSION + 1);
+    side_sql(&t, sql);
+    expect_refused(&t, BF_DB_CREATE, -EPROTONOSUPPORT, why);
+    expect_refused(&t, BF_DB_RDONLY | BF_DB_SHARED, -EPROTONOSUPPORT, why);
+    tb_done(&t);
+}
+
+/* ---- the upgrade of version 1 (before history) -------------------------------- */
+
+static int no_entry(void *arg, const struct bf_log_entry *e)
+{
+    (void)arg, (void)e;
+    return 1;
+}
+
+/* A database of schema version 1, as bigfilefs before history left it:
+ * files f (NB blocks of tag 1) and g (empty), and *serial its serial. Made
+ * by this build, with what version 2 added taken away again (the xattrs
+ * table too: it came later than version 1's first release). */
+static void make_v1(struct tb *t, uint64_t *f, uint64_t *g, uint64_t *serial)
+{
+    struct bf_fileinfo gi;
+    fresh_db(t);
+    bf_db *db = tb_session(t, BF_DB_CREATE);
+    *f = mkfile(db, "f");
+    cr_assert_eq(bf_db_create(db, "g", BS, 0, 0644, 0, 0, &gi), 0);
+    *g = gi.id;
+    cr_assert_eq(bf_db_sync(db, serial), 0);
+    bf_db_close(db);
+    side_sql(t, "DROP TABLE bigfilefs.file_states, bigfilefs.pins, bigfilefs.xattrs;"
+                "DELETE FROM bigfilefs.meta WHERE key IN ('history_from', 'history_keep_ns');"
+                "UPDATE bigfilefs.meta SET value = 1 WHERE key = 'version'");
+}
+
+/* A read-only open of version 1 is refused, changing nothing; the first
+ * read-write open upgrades it in place: history kept from the serial of the
+ * upgrade on, each file's state as it was then. */
+Test(pg_upgrade, version_1_is_upgraded_at_its_first_read_write_open, .timeout = 60)
+{
+    struct tb t;
+    uint64_t f, g, s;
+    make_v1(&t, &f, &g, &s);
+    expect_refused(&t, BF_DB_RDONLY | BF_DB_SHARED, -EROFS,
+                   "upgrade it by mounting it read-write once");
+    bf_db *db = tb_session(&t, BF_DB_SHARED);
+    cr_assert_eq(tb_pg_count(&t, "SELECT value FROM meta WHERE key = 'version'", 0),
+                 BF_PG_SCHEMA_VERSION);
+    cr_assert_eq(tb_pg_count(&t, "SELECT count(*) FROM file_states WHERE serial = ?1", (int64_t)s),
+                 2, "one state a file, at the serial of the upgrade");
+    cr_assert_eq(tb_pg_count(&t, "SELECT count(*) FROM file_states", 0), 2);
+    struct bf_history h;
+    cr_assert_eq(bf_db_history(db, &h), 0);
+    cr_assert(h.kept);
+    cr_assert_eq(h.from, s, "history starts at the upgrade");
+    cr_assert_eq(h.current, s);
+    cr_assert_eq(h.keep_ns, BF_HISTORY_KEEP_NS);
+    bf_view *v;
+    cr_assert_eq(bf_db_view_open(db, s - 1, &v), -ENOENT, "nothing older was kept");
+    cr_assert_eq(bf_db_unlink(db, "g"), 0);
+    cr_assert_eq(bf_db_view_open(db, s, &v), 0);
+    struct bf_fileinfo fi;
+    cr_assert_eq(bf_view_lookup(v, "f", &fi), 0);
+    cr_assert_eq(fi.id, f);
+    cr_assert_eq(fi.size, NB * BS);
+    cr_assert_eq(bf_view_lookup(v, "g", &fi), 0, "g had its name at the upgrade");
+    cr_assert_eq(fi.id, g);
+    bf_file *vf;
+    cr_assert_eq(bf_view_file_open(v, f, &vf), 0);
+    for (uint64_t b = 0; b < NB; b++)
+        tb_expect(vf, b, 1);
+    bf_db_file_close(db, vf);
+    bf_db_view_close(v);
+    cr_assert_eq(bf_db_file_log(db, f, UINT64_MAX, 16, no_entry, NULL), 0,
+                 "f was created before history began");
+    cr_assert_eq(bf_db_setxattr(db, f, "user.a", "1", 1, 0), 0, "the xattrs table was made");
+    bf_db_close(db);
+    /* upgraded once: a read-only open takes it now, unchanged */
+    uint64_t sum = dump_sum(&t);
+    db = tb_session(&t, BF_DB_RDONLY | BF_DB_SHARED);
+    cr_assert_eq(bf_db_history(db, &h), 0);
+    cr_assert_eq(h.from, s);
+    bf_db_close(db);
+    cr_assert_eq(dump_sum(&t), sum);
     tb_done(&t);
 }
 
@@ -649,6 +735,7 @@ Test(pg_crash, a_writer_killed_mid_writeout_leaves_nothing_and_its_uploads_are_c
     struct bf_pg_options quick = { .dead_grace_ms = 1 };
     fresh_db(&t);
     bf_db *a = open_pg(&t, BF_DB_CREATE | BF_DB_SHARED, &quick);
+    tb_history_keep(a, 0); /* no history: g goes once no session holds it */
     uint64_t id = mkfile(a, "f");
     cr_assert_eq(bf_db_create(a, "g", BS, 0, 0644, 0, 0, &gi), 0);
     int64_t contents = tb_pg_count(&t, "SELECT count(*) FROM contents", 0);
@@ -697,5 +784,41 @@ Test(pg_crash, a_writer_killed_mid_writeout_leaves_nothing_and_its_uploads_are_c
         tb_expect(f, b, 1);
     bf_db_file_close(a, f);
     bf_db_close(a);
+    tb_done(&t);
+}
+
+/* ---- history ------------------------------------------------------------------ */
+
+/* A session alone on a database that keeps no history frees what its
+ * commits replace at once (COHERENCE.md rule 3), but not while a view of
+ * its own pins an older serial. */
+Test(pg_history, a_pin_keeps_what_a_session_alone_would_free, .timeout = 60)
+{
+    struct tb t;
+    fresh_db(&t);
+    bf_db *db = open_pg(&t, BF_DB_CREATE, NULL);
+    tb_history_keep(db, 0);
+    uint64_t id = mkfile(db, "f"), s1;
+    cr_assert_eq(bf_db_sync(db, &s1), 0);
+    const char *q = "SELECT count(*) FROM blockmap WHERE file = ?1 AND blk = 0";
+    cr_assert_eq(tb_pg_count(&t, q, (int64_t)id), 1);
+    bf_view *v;
+    bf_file *vf;
+    cr_assert_eq(bf_db_view_open(db, s1, &v), 0);
+    cr_assert_eq(bf_view_file_open(v, id, &vf), 0);
+    bf_file *f = open_file(db, id);
+    tb_store_range(f, 0, 1, 2, NB * BS);
+    cr_assert_eq(tb_pg_count(&t, q, (int64_t)id), 2, "the pinned serial's version stays");
+    tb_expect(vf, 0, 1);
+    bf_db_file_close(db, vf);
+    bf_db_view_close(v);
+    uint64_t s3 = tb_store_range(f, 0, 1, 3, NB * BS);
+    cr_assert_eq(tb_pg_count(&t, q, (int64_t)id), 1, "unpinned: freed at the commit");
+    struct bf_history h;
+    cr_assert_eq(bf_db_history(db, &h), 0);
+    cr_assert_eq(h.from, s3, "and the history with it");
+    tb_expect(f, 0, 3);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
     tb_done(&t);
 }

@@ -74,6 +74,7 @@ static uint64_t make_db_in(struct tb *t, uint64_t n)
     bf_file *f;
     t->kind = TB_SQLITE;
     bf_db *db = sq_open(t->path, BF_DB_CREATE);
+    tb_history_keep(db, 0); /* these tests predate history: none kept */
     cr_assert_eq(bf_db_create(db, "f", BS, 0, 0600, 0, 0, &fi), 0);
     cr_assert_eq(bf_db_file_open(db, fi.id, &f), 0);
     if (n)
@@ -261,40 +262,6 @@ static void crash_child(const char *path, uint64_t id, enum crash_mode mode, int
         pause();
 }
 
-/* Fork a child that runs fn(arg, fd), which writes one byte to fd when it
- * is where the test wants it and never returns; return its pid once it
- * is there. The child dies with the test's process, should the test fail
- * before it kills it. */
-static pid_t child_start(void (*fn)(const void *arg, int fd), const void *arg)
-{
-    int p[2];
-    char c;
-    cr_assert_eq(pipe(p), 0);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
-            _exit(1);
-        close(p[0]);
-        fn(arg, p[1]);
-        _exit(1);
-    }
-    close(p[1]);
-    cr_assert_eq(read(p[0], &c, 1), 1, "the child died early");
-    close(p[0]);
-    return pid;
-}
-
-/* Kill a child as a crash would (SIGKILL) and reap it. */
-static void kill_child(pid_t pid)
-{
-    int st;
-    kill(pid, SIGKILL);
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "the child ended by itself: %d", st);
-}
-
 struct crash_args {
     const char *path;
     uint64_t id;
@@ -310,7 +277,7 @@ static void crash_fn(const void *arg, int fd)
 static void crash_run(struct tb *t, uint64_t id, enum crash_mode mode)
 {
     struct crash_args a = { t->path, id, mode };
-    kill_child(child_start(crash_fn, &a));
+    tb_kill_child(tb_child_start(crash_fn, &a));
 }
 
 static off_t blocks_size(const char *path, off_t *alloc);
@@ -465,10 +432,13 @@ Test(sqlite_refuse, newer_schema, .timeout = 20)
 {
     struct tb t;
     make_db(&t, 2);
-    side_exec(t.path, "PRAGMA user_version=3");
+    char sql[64], msg[128];
+    snprintf(sql, sizeof(sql), "PRAGMA user_version=%d", BF_SQLITE_SCHEMA_VERSION + 1);
+    snprintf(msg, sizeof(msg), "created by a newer bigfilefs (schema %d, this build knows %d)",
+             BF_SQLITE_SCHEMA_VERSION + 1, BF_SQLITE_SCHEMA_VERSION);
+    side_exec(t.path, sql);
     cr_assert_eq(side_files(t.path), 0, "a WAL database, closed clean");
-    expect_refused(t.path, 0, -EPROTONOSUPPORT,
-                   "created by a newer bigfilefs (schema 3, this build knows 2)");
+    expect_refused(t.path, 0, -EPROTONOSUPPORT, msg);
     expect_refused(t.path, BF_DB_CREATE, -EPROTONOSUPPORT, "newer");
     expect_refused(t.path, BF_DB_RDONLY, -EPROTONOSUPPORT, "newer");
     tb_rmdir(&t);
@@ -1107,7 +1077,7 @@ static void dead_session_test(bool reopen)
     cr_assert_eq(bf_db_create(a, "g", BS, 0, 0644, 0, 0, &gi), 0);
     int64_t contents = side_int(t.path, "SELECT count(*) FROM contents");
     struct upload_args ua = { t.path, id, gi.id };
-    pid_t pid = child_start(upload_fn, &ua);
+    pid_t pid = tb_child_start(upload_fn, &ua);
     cr_assert_eq(side_int(t.path, "SELECT count(*) FROM sessions"), 2);
     cr_assert_eq(side_int(t.path, "SELECT count(*) FROM uploads"), 16);
     cr_assert_eq(side_int(t.path, "SELECT count(*) FROM contents"), contents + 16);
@@ -1118,7 +1088,7 @@ static void dead_session_test(bool reopen)
     cr_assert_eq(side_int(t.path, "SELECT count(*) FROM uploads"), 16, "a live session's");
     expect_refused(t.path, 0, -EBUSY, "in use by another bigfilefs");
 
-    kill_child(pid);
+    tb_kill_child(pid);
     if (reopen) {
         bf_db_close(a);
         a = sq_open(t.path, 0); /* the next session to open notices */
@@ -1245,7 +1215,7 @@ Test(sqlite_upgrade, schema_1_is_upgraded_in_place_at_its_first_read_write_open,
     struct tb t;
     make_v1(&t);
     bf_db *db = sq_open(t.path, 0);
-    cr_assert_eq(side_int(t.path, "PRAGMA user_version"), 2);
+    cr_assert_eq(side_int(t.path, "PRAGMA user_version"), BF_SQLITE_SCHEMA_VERSION);
     expect_v1_content(db);
     cr_assert_eq(bf_db_getinfo(db, 3, NULL), -ENOENT, "the nameless file a crash left is purged");
     cr_assert_eq(side_int(t.path, "SELECT count(*) FROM legacy_blocks"), 3,
@@ -1254,7 +1224,9 @@ Test(sqlite_upgrade, schema_1_is_upgraded_in_place_at_its_first_read_write_open,
     cr_assert_eq(side_int(t.path, "SELECT count(*) FROM blockmap WHERE content < 0 AND serial = 0 "
                                   "AND session = 0"),
                  3);
-    /* a commit replaces a schema-1 block: its row goes */
+    /* a commit replaces a schema-1 block: its row goes (once no history
+     * needs it) */
+    tb_history_keep(db, 0);
     bf_file *f;
     cr_assert_eq(bf_db_file_open(db, 1, &f), 0);
     tb_store_range(f, 1, 2, 2, 3 * BS + 10);
@@ -1263,10 +1235,11 @@ Test(sqlite_upgrade, schema_1_is_upgraded_in_place_at_its_first_read_write_open,
     cr_assert_eq(bf_db_trim(db), 0);
     cr_assert_eq(side_int(t.path, "SELECT count(*) FROM legacy_blocks"), 2);
     bf_db_close(db);
-    /* idempotent: opened again (and read-only), it is schema 2 as it was */
+    /* idempotent: opened again (and read-only), it is of our schema as it
+     * was */
     uint64_t sum = tb_checksum(t.path);
     db = sq_open(t.path, BF_DB_RDONLY);
-    cr_assert_eq(side_int(t.path, "PRAGMA user_version"), 2);
+    cr_assert_eq(side_int(t.path, "PRAGMA user_version"), BF_SQLITE_SCHEMA_VERSION);
     bf_db_close(db);
     cr_assert_eq(tb_checksum(t.path), sum);
     db = sq_open(t.path, 0);
@@ -1431,8 +1404,8 @@ Test(sqlite_blockfile, rewrites_reuse_extents_and_the_file_does_not_grow, .timeo
     tb_rmdir(&t);
 }
 
-/* Turn the database at path into one made before the block file: every
- * content a blob, no extents table, no 'blocks_end', no block file. */
+/* Turn the database at path into one upgraded from before the block
+ * file: every content a blob, no extent, 'blocks_end' 0, no block file. */
 static void make_blobs(const char *path)
 {
     char bp[512];
@@ -1460,17 +1433,18 @@ static void make_blobs(const char *path)
     free(buf);
     close(fd);
     cr_assert_eq(sqlite3_exec(c,
-                              "DROP TABLE extents; DELETE FROM meta WHERE key='blocks_end'; COMMIT",
+                              "DELETE FROM extents; UPDATE meta SET value=0 WHERE key='blocks_end';"
+                              "COMMIT",
                               NULL, NULL, NULL),
                  SQLITE_OK);
     sqlite3_close(c);
     cr_assert_eq(unlink(bp), 0);
 }
 
-/* A database made before the block file keeps its blob contents,
- * readable (read-only too, before any read-write open made the extents
- * table); new uploads go to the file, which the first one creates; a
- * reused blob content moves to the file. */
+/* A database upgraded from before the block file (its contents blobs,
+ * no extent) keeps them readable, read-only too; new uploads go to the
+ * file, which the first one creates; a reused blob content moves to the
+ * file. */
 Test(sqlite_blockfile, blob_contents_stay_readable_and_new_ones_go_to_the_file, .timeout = 30)
 {
     struct tb t;

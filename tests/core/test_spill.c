@@ -314,8 +314,8 @@ Test(spill, with_staging_full_a_kept_write_and_a_reload_go_over_the_budget, .tim
     cr_assert_geq(st.spill_failures, 1);
     expect_states(e.fh, 3, 1);
     expect_block(e.fh, 3, 4);
-    /* write(2) still fails, changing nothing; the refused pages are not
-     * offered to staging again, so this fails without another stage call. */
+    /* write(2) still fails, changing nothing (the oldest refused page is
+     * offered again, and refused again). */
     p = pattern(5, 4 * BS, BS);
     cr_assert_eq(bf_fileh_write(e.fh, p, BS, 4 * BS), -ENOSPC);
     free(p);
@@ -357,6 +357,29 @@ Test(spill, a_refused_page_is_passed_over_until_it_is_written_again, .timeout = 
     write_block(e.fh, 4, 2); /* spills block 0 */
     cr_assert_eq(bf_fileh_page_state(e.fh, 0), BF_PAGE_SPILLED);
     expect_block(e.fh, 0, 4);
+    env_close(&e);
+}
+
+/* When only refused pages are left, a write that can fail offers the
+ * oldest again: once staging has room (a writeout elsewhere freed some),
+ * write(2) works again without the refused pages being written first. */
+Test(spill, with_only_refused_pages_left_staging_is_tried_again, .timeout = 10)
+{
+    struct env e;
+    env_spill(&e, 8 * BS, 8, 2);
+    write_block(e.fh, 0, 2);
+    write_block(e.fh, 1, 2);
+    mock_fail(e.m, MOCK_STAGE, ENOSPC, MOCK_ANY, 0, true);
+    char *p = pattern(3, 2 * BS, BS);
+    cr_assert_eq(bf_fileh_write(e.fh, p, BS, 2 * BS), -ENOSPC); /* block 0 refused */
+    cr_assert_eq(bf_fileh_write(e.fh, p, BS, 2 * BS), -ENOSPC); /* block 1 refused */
+    cr_assert_eq(bf_fileh_write(e.fh, p, BS, 2 * BS), -ENOSPC, "both refused, still full");
+    mock_clear_faults(e.m);
+    cr_assert_eq(bf_fileh_write(e.fh, p, BS, 2 * BS), BS, "staging has room again");
+    free(p);
+    cr_assert_eq(bf_fileh_page_state(e.fh, 0), BF_PAGE_SPILLED);
+    expect_block(e.fh, 2, 3);
+    expect_block(e.fh, 0, 2);
     env_close(&e);
 }
 

@@ -1494,6 +1494,22 @@ static int sql_writable_now(const char *db)
     return ret;
 }
 
+/* The SQL of schema 1, as bigfilefs wrote it (harness.h). */
+const char bft_schema1_sql[] =
+    "PRAGMA page_size=65536; PRAGMA journal_mode=WAL; PRAGMA application_id=1111901779;"
+    "CREATE TABLE files(id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE,"
+    " blksize INTEGER NOT NULL, size INTEGER NOT NULL, mode INTEGER NOT NULL,"
+    " uid INTEGER NOT NULL, gid INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,"
+    " ctime_ns INTEGER NOT NULL);"
+    "CREATE TABLE blocks(file INTEGER NOT NULL, blk INTEGER NOT NULL, data BLOB NOT NULL,"
+    " UNIQUE(file, blk));"
+    "PRAGMA user_version=1;"
+    "INSERT INTO files VALUES(1, 'old', 65536, 196618, 420, 0, 0, 111, 222);"
+    /* blocks 0 and 2 of 'old': 64 KiB of 'a' and of 'c' (the 65536 '0'
+     * of hex(zeroblob(32768)), each pair replaced) */
+    "INSERT INTO blocks VALUES(1, 0, CAST(replace(hex(zeroblob(32768)), '00', 'aa') AS BLOB));"
+    "INSERT INTO blocks VALUES(1, 2, CAST(replace(hex(zeroblob(32768)), '00', 'cc') AS BLOB));";
+
 int bft_sql_exec(const char *db, const char *sql)
 {
     if (bft_db_is_pg(db))
@@ -1586,4 +1602,21 @@ int bft_sql_stage_commit(struct bft_sql_stage *s)
     sqlite3_close(s->h);
     free(s);
     return rc == SQLITE_OK ? 0 : -1;
+}
+
+void bft_history_off(const char *mnt)
+{
+    struct bigfile_history h = { .flags = BIGFILE_HISTORY_SET_KEEP, .keep_ns = 0 };
+    if (bft.is_mem)
+        return;
+    int fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    cr_assert_geq(fd, 0, "%s: %s", mnt, strerror(errno));
+    int r = ioctl(fd, BIGFILE_IOC_HISTORY, &h);
+    close(fd);
+    if (r == 0)
+        return;
+    /* a daemon without the ioctl: in the database (SQLite and PostgreSQL
+     * name the meta row alike) */
+    cr_assert_eq(bft_sql_exec(bft.db, "UPDATE meta SET value = 0 WHERE key = 'history_keep_ns'"),
+                 0);
 }

@@ -445,8 +445,22 @@ int bft_pg_sql_int(const char *db, const char *sql, int64_t *out);
  * schema 1 kept in a table of that name), for the tests' questions about
  * what the database holds; it changes nothing in the file. */
 int bft_sql_exec(const char *db, const char *sql);
+
+/* An SQLite database of bigfilefs 0.1 (schema 1), for bft_sql_exec on a
+ * fresh DIR/db: one file "old" (blksize 64 KiB, size 196618, mode 0644,
+ * mtime 111, ctime 222) whose block 0 is 64 KiB of 'a', block 2 of 'c'
+ * (block 1 a hole). */
+extern const char bft_schema1_sql[];
 /* Run a query returning one integer; store it; 0 or -1. */
 int bft_sql_int(const char *db, const char *sql, int64_t *out);
+
+/* Make bft.db keep no history (retention 0: an unlinked file goes at its
+ * last close, the log and old versions are trimmed as they were before
+ * history), through mount point mnt: BIGFILE_IOC_HISTORY on its root, or,
+ * with a daemon that has no such ioctl, the meta row of the database
+ * (SQLite or PostgreSQL).
+ * A no-op on "mem:". For the tests that predate history (issue 13). */
+void bft_history_off(const char *mnt);
 /* Replace the stored content of block blk of file `name` (its current
  * version, which must hold data): blksize bytes of bft_pattern(seed, blk *
  * blksize), behind the daemons' backs — no commit-log row, so no daemon

@@ -14,6 +14,7 @@ BFT_TESTS = \
 	tests/integration/test_xattr \
 	tests/integration/test_reliability \
 	tests/integration/test_shared \
+	tests/integration/test_history \
 	tests/integration/test_blockserver \
 	tests/integration/test_spill
 check_PROGRAMS += $(BFT_TESTS)
@@ -56,6 +57,10 @@ tests_integration_test_spill_LDADD = $(BFT_LDADD)
 tests_integration_test_reliability_SOURCES = tests/integration/test_reliability.c $(BFT_HARNESS)
 tests_integration_test_reliability_CFLAGS = $(BFT_CFLAGS)
 tests_integration_test_reliability_LDADD = $(BFT_LDADD)
+# Point-in-time views (@SERIAL, -o at=, bigfilectl log/history/gc).
+tests_integration_test_history_SOURCES = tests/integration/test_history.c $(BFT_HARNESS)
+tests_integration_test_history_CFLAGS = $(BFT_CFLAGS)
+tests_integration_test_history_LDADD = $(BFT_LDADD)
 # Several daemons on one database (-o shared).
 tests_integration_test_shared_SOURCES = tests/integration/test_shared.c $(BFT_HARNESS)
 tests_integration_test_shared_CFLAGS = $(BFT_CFLAGS)
@@ -70,6 +75,13 @@ PG_TESTS += tests/integration/test_shared_pg
 tests_integration_test_shared_pg_SOURCES = tests/integration/test_shared.c $(BFT_HARNESS)
 tests_integration_test_shared_pg_CFLAGS = $(BFT_CFLAGS) -DBFT_PG
 tests_integration_test_shared_pg_LDADD = $(BFT_LDADD)
+# Point-in-time views on PostgreSQL, the same way.
+check_PROGRAMS += tests/integration/test_history_pg
+TESTS += tests/integration/test_history_pg
+PG_TESTS += tests/integration/test_history_pg
+tests_integration_test_history_pg_SOURCES = tests/integration/test_history.c $(BFT_HARNESS)
+tests_integration_test_history_pg_CFLAGS = $(BFT_CFLAGS) -DBFT_PG
+tests_integration_test_history_pg_LDADD = $(BFT_LDADD)
 # Extended attributes on PostgreSQL, the same way.
 check_PROGRAMS += tests/integration/test_xattr_pg
 TESTS += tests/integration/test_xattr_pg

@@ -168,8 +168,8 @@ static void expect_usage_refusal(const char *opts, const char *why)
     cr_expect(log && strstr(log, why), "-o %s: the message says \"%s\":\n%s", opts, why,
               log ? log : "");
     free(log);
-    const char *suffix[] = { "", "-wal", "-shm", "-journal" };
-    for (size_t i = 0; i < 4; i++) {
+    const char *suffix[] = { "", "-wal", "-shm", "-journal", "-blocks" };
+    for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
         char f[PATH_MAX];
         snprintf(f, sizeof(f), "%s%s", bft.db, suffix[i]);
         cr_expect_neq(access(f, F_OK), 0, "-o %s: %s was created", opts, f);

@@ -529,6 +529,7 @@ BFT_TEST(shared, a_file_unlinked_on_a_stays_readable_on_b_then_is_purged, SETUP_
 {
     char pa[PATH_MAX], pb[PATH_MAX], q[128];
     shared_file("f", 4, 1, pa, pb);
+    bft_history_off(bft.mnt); /* no history keeps it after B's close */
     int64_t id = -1;
     cr_assert_eq(bft_sql_int(bft.db, "SELECT id FROM files WHERE name = 'f'", &id), 0);
     int fd = open(pb, O_RDONLY);
@@ -586,6 +587,7 @@ BFT_TEST(shared, a_stopped_mount_that_lost_track_resets_and_serves_correct_data,
     char pa[PATH_MAX], pb[PATH_MAX];
     struct bft_peer peer;
     mount_two("log_keep=2", NULL);
+    bft_history_off(bft.mnt); /* no history keeps the log */
     shared_file("f", 8, 1, pa, pb);
     bft_put(pb, 7 * BS, BS, 9); /* B's uncommitted change */
     cr_assert_eq(bft_peer_start(&peer, pb, 8 * BS), 0);
@@ -746,28 +748,12 @@ BFT_TEST(shared, an_exclusive_daemon_on_a_shared_database_is_refused, SETUP_SHAR
     expect_in_use(NULL, "an exclusive daemon on shared daemons' database");
 }
 
-/* The SQL of schema 1, as bigfilefs wrote it. */
-static const char schema1_sql[] =
-    "PRAGMA page_size=65536; PRAGMA journal_mode=WAL; PRAGMA application_id=1111901779;"
-    "CREATE TABLE files(id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE,"
-    " blksize INTEGER NOT NULL, size INTEGER NOT NULL, mode INTEGER NOT NULL,"
-    " uid INTEGER NOT NULL, gid INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,"
-    " ctime_ns INTEGER NOT NULL);"
-    "CREATE TABLE blocks(file INTEGER NOT NULL, blk INTEGER NOT NULL, data BLOB NOT NULL,"
-    " UNIQUE(file, blk));"
-    "PRAGMA user_version=1;"
-    "INSERT INTO files VALUES(1, 'old', 65536, 196618, 420, 0, 0, 111, 222);"
-    /* blocks 0 and 2 of 'old': 64 KiB of 'a' and of 'c' (the 65536 '0'
-     * of hex(zeroblob(32768)), each pair replaced) */
-    "INSERT INTO blocks VALUES(1, 0, CAST(replace(hex(zeroblob(32768)), '00', 'aa') AS BLOB));"
-    "INSERT INTO blocks VALUES(1, 2, CAST(replace(hex(zeroblob(32768)), '00', 'cc') AS BLOB));";
-
 /* A database of bigfilefs 0.1 (schema 1), mounted read-write: upgraded in
  * place, its data intact and committable; read-only, refused. */
 BFT_TEST(shared, a_schema_1_database_is_upgraded_by_a_read_write_mount, SETUP_NOMOUNT, 60)
 {
     char p[PATH_MAX];
-    cr_assert_eq(bft_sql_exec(bft.db, schema1_sql), 0);
+    cr_assert_eq(bft_sql_exec(bft.db, bft_schema1_sql), 0);
     int64_t v = -1;
     cr_assert_eq(bft_sql_int(bft.db, "SELECT length(data) FROM main.blocks WHERE blk = 0", &v), 0);
     cr_assert_eq(v, 65536, "the schema-1 block was made as wanted");
@@ -783,7 +769,7 @@ BFT_TEST(shared, a_schema_1_database_is_upgraded_by_a_read_write_mount, SETUP_NO
 
     bft_mount();
     cr_assert_eq(bft_sql_int(bft.db, "PRAGMA user_version", &v), 0);
-    cr_expect_eq(v, 2, "upgraded");
+    cr_expect_eq(v, 3, "upgraded (schema 3: 1 -> 2 -> 3)");
     bft_path(p, "old");
     cr_expect_eq(bft_size(p), 196618);
     cr_expect(holds_bytes(p, 0, BS, 'a'), "block 0 intact");

@@ -107,11 +107,13 @@ struct map_job {
     const char *path;
     uint64_t len;
     unsigned seed;
+    bool sync; /* fsync(2) before the munmap: the kernel writes the pages back now */
 };
 
 /* Child: write bft_pattern(seed) over [0, len) of path through a shared
- * mapping, then unmap (the pages stay dirty in the kernel until the
- * writeback or a writeout sends them). 0 on success. */
+ * mapping, fsync(2) it if j->sync, then unmap (else the pages stay dirty in
+ * the kernel until the writeback or a writeout sends them). 0 on success;
+ * 3 when fsync failed. */
 static int child_map_write(void *arg)
 {
     const struct map_job *j = arg;
@@ -123,9 +125,10 @@ static int child_map_write(void *arg)
         return 2;
     for (uint64_t off = 0; off < j->len; off += BFT_MB)
         bft_pattern(m + off, BFT_MB, j->seed, off);
+    int r = j->sync && fsync(fd) < 0 ? 3 : 0;
     munmap(m, j->len);
     close(fd);
-    return 0;
+    return r;
 }
 
 /* 256 MiB dirtied through a mapping with cache=8M,dirty=8M: the writeout
@@ -248,26 +251,6 @@ BFT_TEST(spill, a_failing_staging_area_fails_the_write_and_loses_nothing, bft_se
     bft_expect(p, 4 * BFT_MB, 12 * BFT_MB, 2, "committed, from the store");
 }
 
-/* Child: write bft_pattern(seed) over [0, len) of path through a shared
- * mapping and fsync(2) it, so that the kernel's writeback sends the pages
- * now. 0 on success; 3 when fsync failed. */
-static int child_map_write_sync(void *arg)
-{
-    const struct map_job *j = arg;
-    int fd = open(j->path, O_RDWR);
-    if (fd < 0)
-        return 1;
-    char *m = mmap(NULL, j->len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (m == MAP_FAILED)
-        return 2;
-    for (uint64_t off = 0; off < j->len; off += BFT_MB)
-        bft_pattern(m + off, BFT_MB, j->seed, off);
-    int r = fsync(fd) == 0 ? 0 : 3;
-    munmap(m, j->len);
-    close(fd);
-    return r;
-}
-
 /* FUSE does not mark a page dirty again when the WRITE of its writeback
  * fails: so a mapped change that cannot be staged (the staging area
  * full) goes over the dirty budget instead of being lost — the writeback
@@ -280,8 +263,8 @@ BFT_TEST(spill, a_mapped_change_that_cannot_be_staged_is_kept_in_memory, bft_set
     mount_inject_file(p);
     bft_put_commit(p, 0, 16 * BFT_MB, 1);
     cr_assert_eq(bft_inject(p, BIGFILE_TEST_INJECT_STAGE, 0, UINT64_MAX, ENOSPC, 0, 0, 0), 0);
-    struct map_job j = { p, 16 * BFT_MB, 2 };
-    cr_assert_eq(bft_run(child_map_write_sync, &j, 60), 0,
+    struct map_job j = { p, 16 * BFT_MB, 2, true };
+    cr_assert_eq(bft_run(child_map_write, &j, 60), 0,
                  "the writeback of 16 MiB with dirty=4M and staging full succeeds");
     struct bigfile_stat s;
     cr_assert_eq(bft_stat(p, &s), 0);

@@ -4,7 +4,8 @@
  *
  *   blockd [options] DB
  *       serve the bigfiles of the bigfilefs database DB (a SQLite file, or
- *       "mem:" for a fresh one in memory) through its own bf_db session;
+ *       "mem:" for a fresh one in memory) through its own bf_db session
+ *       (DB keeps no history: the protocol has none);
  *   blockd [options] --pattern SIZE:BLKSIZE:SEED
  *       serve one read-only file "pattern" of SIZE bytes whose 64-bit word
  *       i is the benchmarks' pattern (bench/pattern.h), computed at each
@@ -817,6 +818,13 @@ int main(int argc, char **argv)
         int r = bf_db_open(argv[optind], BF_DB_CREATE, &S.db, err, sizeof(err));
         if (r < 0) {
             fprintf(stderr, "blockd: %s\n", err);
+            exit(2);
+        }
+        /* The protocol has no history: DB keeps none (mem: has none). */
+        r = bf_db_history_keep(S.db, 0);
+        if (r < 0 && r != -EOPNOTSUPP) {
+            fprintf(stderr, "blockd: %s: cannot turn its history off: %s\n", argv[optind],
+                    strerror(-r));
             exit(2);
         }
     }
