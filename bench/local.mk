@@ -27,7 +27,7 @@ bench_wpath_SOURCES = bench/wpath.c bench/util.h bench/util.c
 bench_wpath_CFLAGS = $(AM_CFLAGS) $(SQLITE3_CFLAGS)
 bench_wpath_LDADD = libbfbackends.a libbfcore.a libbfutil.a $(SQLITE3_LIBS) $(LIBPQ_LIBS) $(PTHREAD_LIBS) -lm
 
-EXTRA_DIST += bench/README bench/run.sh bench/rawpg.sh
+EXTRA_DIST += bench/README bench/run.sh bench/rawpg.sh bench/npwrite.py
 
 ## BENCH_QUICK=1 for small sizes, BENCH_ONLY="1 3" for some figures only,
 ## BENCH_RUNS=N runs per figure, BENCH_DIR=DIR for the databases (on disk).
