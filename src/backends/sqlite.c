@@ -88,7 +88,11 @@
  *    session: garbage, never linked;
  *  - the commit section fdatasyncs the file before its BEGIN (unless
  *    BF_SQLITE_SYNC=normal): every upload it links is durable before the
- *    map points at it;
+ *    map points at it. A failed fdatasync is counted (sq_blocks_epoch):
+ *    the kernel reports a write-back error once and may have dropped the
+ *    bytes, so a commit refuses (-EIO) every upload written before a
+ *    failure, whoever's sync met it; a store is uploaded again at the
+ *    retry, a staged content (its token carries the count) cannot be;
  *  - a load reads (off, gen) in its lookup's read transaction, preads
  *    after it, then checks in a new read transaction that the extent
  *    still has that gen: if not (reused by a later upload, of any
@@ -97,9 +101,11 @@
  *  - the housekeeping commits an extent's deletion before it punches the
  *    extent out of the file (FALLOC_FL_PUNCH_HOLE: a sparse file, the
  *    offsets never used again). Garbage of the right size is reused
- *    first, so a steady rewrite does not grow the file. The
- *    housekeeping's transactions that make contents garbage (collected
- *    versions) or delete them are durable: a version must not come back,
+ *    first, so a steady rewrite does not grow the file (garbage records
+ *    each content's own size, which a block size changed since the
+ *    version was stored does not change). The transactions that make
+ *    linked contents garbage (collected versions, a purged file) or delete
+ *    them are durable: a version must not come back,
  *    after a crash of the machine, over bytes a later upload or punch
  *    changed (an upload's own rows need not be: until a durable commit
  *    links it, nothing reads it).
@@ -160,6 +166,13 @@
 #define SQ_LOAD_TRIES 64 /* lookups of a block whose extent changes while it is read */
 #define SQ_STR_(x) #x
 #define SQ_STR(x) SQ_STR_(x)
+
+/* SQL: the size in bytes of content C (a column), as stored: its extent's
+ * length, else its blob's (length() reads the record header only), else
+ * FALLBACK (a legacy block's: nothing reuses those). */
+#define SQ_CONTENT_BYTES(c, fallback)                                             \
+    "coalesce((SELECT len FROM extents WHERE id=" c "), (SELECT length(data) FROM " \
+    "contents WHERE id=" c "), " fallback ")"
 
 static const char *const reader_sql[R_NSTMT] = {
     [R_BEGIN] = "BEGIN",
@@ -265,9 +278,13 @@ static const char *const writer_sql[W_NSTMT] = {
     [W_UNHOLD] = "DELETE FROM holds WHERE session=?1 AND file=?2",
     [W_HOLDERS] = "SELECT session FROM holds WHERE file=?1",
     [W_NAMELESS] = "SELECT 1 FROM files WHERE id=?1 AND name IS NULL",
+    /* a content's size is its own (the file's block size may have
+     * changed since a kept version was stored) */
     [W_PURGE_GARBAGE] = "INSERT OR IGNORE INTO uploads(content, session, bytes, since) "
-                        "SELECT content, 0, (SELECT blksize FROM files WHERE id=?1), ?2 "
-                        "FROM blockmap WHERE file=?1 AND content IS NOT NULL",
+                        "SELECT b.content, 0, " SQ_CONTENT_BYTES("b.content",
+                                                                "(SELECT blksize FROM files "
+                                                                "WHERE id=?1)") ", ?2 "
+                        "FROM blockmap AS b WHERE b.file=?1 AND b.content IS NOT NULL",
     [W_PURGE_VERSIONS] = "DELETE FROM blockmap WHERE file=?1",
     [W_PURGE_HOLDS] = "DELETE FROM holds WHERE file=?1",
     [W_PURGE_FILE] = "DELETE FROM files WHERE id=?1 AND name IS NULL",
@@ -280,8 +297,9 @@ static const char *const writer_sql[W_NSTMT] = {
     [W_SESSION_ORPHANS] = "UPDATE uploads SET session=0, since=?2 WHERE session=?1",
     [W_SESSION_UNHOLD] = "DELETE FROM holds WHERE session=?1",
     [W_LOG_TRIM] = "DELETE FROM commit_log WHERE serial<=?1",
-    [W_OLD] = "SELECT b.file, b.blk, b.serial, b.content, f.blksize FROM blockmap AS b "
-              "JOIN files AS f ON f.id=b.file "
+    [W_OLD] = "SELECT b.file, b.blk, b.serial, b.content, " SQ_CONTENT_BYTES("b.content",
+                                                                          "f.blksize") " "
+              "FROM blockmap AS b JOIN files AS f ON f.id=b.file "
               "WHERE b.superseded IS NOT NULL AND b.superseded<=?1 LIMIT ?2",
     [W_GARBAGE_LIST] = "SELECT content, bytes FROM uploads "
                        "WHERE session=0 AND (content<0 OR since<=?2) LIMIT ?1",
@@ -310,6 +328,7 @@ static const char *const writer_sql[W_NSTMT] = {
 struct sq_pend {
     uint64_t blk, base; /* blk first: bf_blk_lower */
     int64_t content;    /* the upload; 0: a hole */
+    uint64_t epoch;     /* sq_blocks_epoch before its bytes were written */
     bool staged;        /* content is a staged one: the core's until the commit links it */
     bool cur;           /* the block has a current version: */
     int64_t cur_serial, cur_session, cur_content; /* (cur_content 0: a hole) */
@@ -397,6 +416,15 @@ int bf_sqlite_set_load_hook(bf_db *db, void (*fn)(void *arg), void *arg)
         return -EINVAL;
     SQ(db)->load_hook = fn;
     SQ(db)->load_hook_arg = arg;
+    return 0;
+}
+
+int bf_sqlite_set_sync_hook(bf_db *db, int (*fn)(void *arg), void *arg)
+{
+    if (!db || db->ops != &sq_engine_ops)
+        return -EINVAL;
+    SQ(db)->sync_hook = fn;
+    SQ(db)->sync_hook_arg = arg;
     return 0;
 }
 
@@ -820,12 +848,9 @@ static int wrong_size(struct sq_db *d, struct bf_fh *fh, uint64_t blk, int64_t b
 {
     pthread_mutex_lock(&d->elock);
     snprintf(d->lasterr, sizeof(d->lasterr),
-             "%s: block %llu of file %llu has %lld bytes, expected %u%s", d->path,
+             "%s: block %llu of file %llu has %lld bytes, expected %u", d->path,
              (unsigned long long)blk, (unsigned long long)fh->id, (long long)bytes,
-             fh->file.blksize,
-             bytes == 0 ? " (its data is in the block file, made after this session started: "
-                          "open the database again)"
-                        : "");
+             fh->file.blksize);
     fprintf(stderr, "bigfilefs: %s\n", d->lasterr);
     pthread_mutex_unlock(&d->elock);
     return -EIO;
@@ -1067,8 +1092,8 @@ static int upload_row(struct sq_db *d, uint32_t bs, int64_t reuse, int64_t *id, 
     int64_t end = 0, ext[2] = { 0, 0 };
     int fd;
     int e = sq_wmeta_get(d, "blocks_end", &end);
-    if (e == 0) /* the file is made with the first extent, never over existing ones */
-        e = sq_blocks_fd(d, end == 0 ? SQ_BLOCKS_CREATE : SQ_BLOCKS_OPEN, &fd);
+    if (e == 0) /* the file is made (or a stale one emptied) with the first extent */
+        e = sq_blocks_fd(d, end == 0 ? SQ_BLOCKS_NEW : SQ_BLOCKS_OPEN, &fd);
     if (e == 0 && reuse)
         e = ext_get(d, reuse, ext);
     if (e < 0)
@@ -1147,7 +1172,8 @@ static int upload(struct sq_fh *h, const void *buf, int64_t *id)
 
 /* Put a pending store of content (0: a hole; staged: a staged content)
  * for blk, replacing one of the same block; pend_reserve made room. */
-static void pend_put(struct sq_fh *h, uint64_t blk, uint64_t base, int64_t content, bool staged)
+static void pend_put(struct sq_fh *h, uint64_t blk, uint64_t base, int64_t content,
+                     uint64_t epoch, bool staged)
 {
     size_t i = pend_lower(h, blk);
     if (i < h->npend && h->pend[i].blk == blk) {
@@ -1157,7 +1183,9 @@ static void pend_put(struct sq_fh *h, uint64_t blk, uint64_t base, int64_t conte
         memmove(&h->pend[i + 1], &h->pend[i], (h->npend - i) * sizeof(h->pend[0]));
         h->npend++;
     }
-    h->pend[i] = (struct sq_pend){ .blk = blk, .base = base, .content = content, .staged = staged };
+    h->pend[i] = (struct sq_pend){
+        .blk = blk, .base = base, .content = content, .epoch = epoch, .staged = staged
+    };
 }
 
 static int sq_storeblk(struct bf_fh *fh, uint64_t blk, const void *buf, uint64_t base)
@@ -1167,16 +1195,42 @@ static int sq_storeblk(struct bf_fh *fh, uint64_t blk, const void *buf, uint64_t
     int64_t content = 0; /* a hole */
     if (blk > (uint64_t)INT64_MAX)
         return -EINVAL;
+    uint64_t epoch = sq_blocks_epoch(h->db);
     int e = pend_reserve(h);
     if (e == 0 && !bf_all_zero(buf, bs))
         e = upload(h, buf, &content);
     if (e < 0)
         return e;
-    pend_put(h, blk, base, content, false);
+    pend_put(h, blk, base, content, epoch, false);
     return 0;
 }
 
 /* ---- staging: staged contents are uploads (COHERENCE.md rule 4) ----------- */
+
+/* A staged content's token: its content id, and above SQ_TOKEN_ID_BITS the
+ * block file's sync failure count (sq_blocks_epoch, saturated) before its
+ * bytes were written, so that the commit that links it knows whether they
+ * can be trusted. Token 0 is a hole. */
+#define SQ_TOKEN_ID_BITS 40
+#define SQ_TOKEN_ID_MASK ((UINT64_C(1) << SQ_TOKEN_ID_BITS) - 1)
+#define SQ_TOKEN_EPOCH_MAX ((UINT64_C(1) << (64 - SQ_TOKEN_ID_BITS)) - 1)
+
+static uint64_t token_make(int64_t id, uint64_t epoch)
+{
+    if (epoch > SQ_TOKEN_EPOCH_MAX)
+        epoch = SQ_TOKEN_EPOCH_MAX;
+    return (uint64_t)id | epoch << SQ_TOKEN_ID_BITS;
+}
+
+static int64_t token_id(uint64_t token)
+{
+    return (int64_t)(token & SQ_TOKEN_ID_MASK);
+}
+
+static uint64_t token_epoch(uint64_t token)
+{
+    return token >> SQ_TOKEN_ID_BITS;
+}
 
 /* A staged content is an upload of the session, as storeblk's are, made
  * outside any transaction of the file: the commit that stores it links
@@ -1194,18 +1248,21 @@ static int sq_stage(struct bf_fh *fh, uint64_t blk, const void *buf, uint64_t *t
     }
     int64_t reuse = 0, id = 0, off = 0;
     size_t n = 0;
+    uint64_t epoch = sq_blocks_epoch(d);
     int e = sq_wbegin(d, false);
     if (e < 0)
         return e;
     e = take_garbage(d, bs, &reuse, 1, &n);
     if (e == 0)
         e = upload_row(d, bs, n ? reuse : 0, &id, &off);
+    if (e == 0 && (uint64_t)id > SQ_TOKEN_ID_MASK)
+        e = -ENOSPC; /* not in a token (a trillion contents: never in practice) */
     e = sq_wend(d, false, e);
     ck_maybe(d); /* staging alone can fill the WAL: bound it as a commit does */
     if (e == 0)
         e = upload_data(d, id, off, buf, bs);
     if (e == 0)
-        *token = (uint64_t)id;
+        *token = token_make(id, epoch);
     return e;
 }
 
@@ -1224,18 +1281,18 @@ static int sq_unstage(struct bf_fh *fh, uint64_t token, void *buf)
     /* the session's own upload: no other one reuses it meanwhile */
     struct sq_ext x;
     bool in_file = false;
-    e = reader_extent(d, r, (int64_t)token, &x, &in_file);
+    e = reader_extent(d, r, token_id(token), &x, &in_file);
     if (e == 0 && in_file)
         e = x.len != bs ? wrong_size(d, fh, 0, x.len) : sq_blocks_read(d, x.off, buf, bs);
     else if (e == 0)
-        e = read_content(d, r, fh, 0, (int64_t)token, 0, bs, buf);
+        e = read_content(d, r, fh, 0, token_id(token), 0, bs, buf);
     sq_reader_put(d, r);
     return e;
 }
 
 static void sq_stage_drop(struct bf_fh *fh, uint64_t token)
 {
-    int64_t id = (int64_t)token;
+    int64_t id = token_id(token);
     if (token)
         discard_uploads(FH(fh)->db, &id, 1, fh->file.blksize);
 }
@@ -1247,7 +1304,7 @@ static int sq_storeblk_staged(struct bf_fh *fh, uint64_t blk, uint64_t token, ui
         return -EINVAL;
     int e = pend_reserve(h);
     if (e == 0)
-        pend_put(h, blk, base, (int64_t)token, token != 0);
+        pend_put(h, blk, base, token_id(token), token_epoch(token), token != 0);
     return e;
 }
 
@@ -1599,6 +1656,21 @@ static int commit_section(struct sq_fh *h, const struct bf_commit_req *req, stru
     return e;
 }
 
+/* A commit refused because an upload's bytes were written before a failed
+ * sync of the block file (the last error, and the log): -EIO. */
+static int untrusted_upload(struct sq_db *d, bool staged)
+{
+    pthread_mutex_lock(&d->elock);
+    snprintf(d->lasterr, sizeof(d->lasterr), "%s: %s", d->bpath,
+             staged ? "a changed block staged before a write error of the block file cannot be "
+                      "committed (its bytes may be lost): discard the file's changes"
+                    : "a block written before a write error of the block file: the writeout "
+                      "stores it again");
+    fprintf(stderr, "bigfilefs: %s\n", d->lasterr);
+    pthread_mutex_unlock(&d->elock);
+    return -EIO;
+}
+
 static int sq_commit(struct bf_fh *fh, const struct bf_commit_req *req, uint64_t *serial)
 {
     struct sq_fh *h = FH(fh);
@@ -1609,6 +1681,14 @@ static int sq_commit(struct bf_fh *fh, const struct bf_commit_req *req, uint64_t
     for (size_t i = 0; i < h->npend && !uploads; i++)
         uploads = h->pend[i].content != 0;
     int e = uploads && d->durable ? sq_blocks_sync(d) : 0;
+    /* Bytes written before a sync that failed (this one or any since they
+     * were written: the kernel reports a failure once, to one caller) may
+     * not be on the disk. A store's are written again at the retry; a
+     * staged content's cannot be: its commit fails until it is dropped. */
+    uint64_t epoch = sq_blocks_epoch(d);
+    for (size_t i = 0; e == 0 && i < h->npend; i++)
+        if (h->pend[i].content && h->pend[i].epoch != epoch && uploads && d->durable)
+            e = untrusted_upload(d, h->pend[i].staged);
     if (e == 0)
         e = sq_wbegin(d, true);
     if (e == 0) {
@@ -1980,10 +2060,7 @@ static int sq_purge(bf_db *db, uint64_t id)
     struct sq_db *d = SQ(db);
     if (id > (uint64_t)INT64_MAX)
         return 0;
-    int e = sq_wbegin(d, false);
-    if (e < 0)
-        return e;
-    return sq_wend(d, false, sq_purge_unheld(d, id));
+    return sq_purge_durable(d, id);
 }
 
 static int sq_release(bf_db *db, uint64_t id)
@@ -1995,10 +2072,10 @@ static int sq_release(bf_db *db, uint64_t id)
     if (e < 0)
         return e;
     int64_t v[2] = { (int64_t)d->base.session, (int64_t)id };
-    e = sq_wrun(d, W_UNHOLD, 2, v, "ending a hold");
-    if (e == 0)
-        e = sq_purge_unheld(d, id);
-    return sq_wend(d, false, e);
+    e = sq_wend(d, false, sq_wrun(d, W_UNHOLD, 2, v, "ending a hold"));
+    /* then a nameless file nobody holds goes, durably (a named one: a
+     * transaction that writes nothing) */
+    return e < 0 ? e : sq_purge_durable(d, id);
 }
 
 static int sq_file_open(bf_db *db, uint64_t id, bool hold, struct bf_fh **out)
@@ -2259,9 +2336,8 @@ static int open_writer(struct sq_db *d, char *errbuf, size_t errlen)
 /* Make sure path holds a bigfilefs database this build can open with
  * flags: create the schema where there is none (with BF_DB_CREATE, never
 * read-only). *older: it is of an older schema (a read-only open is
- * refused). *created: it was made here. */
-static int prepare_file(const char *path, unsigned flags, bool *older, bool *created, char *errbuf,
-                        size_t errlen)
+ * refused). */
+static int prepare_file(const char *path, unsigned flags, bool *older, char *errbuf, size_t errlen)
 {
     enum sq_found found = SQ_FOUND_EMPTY;
     int version = 0;
@@ -2279,7 +2355,6 @@ static int prepare_file(const char *path, unsigned flags, bool *older, bool *cre
             return -EPROTO;
         }
         e = sq_create_schema(path, errbuf, errlen);
-        *created = e == 0;
         if (e == 0)
             e = sq_validate(path, &found, NULL, errbuf, errlen);
         if (e == 0 && found == SQ_FOUND_EMPTY) {
@@ -2303,11 +2378,10 @@ static int prepare_file(const char *path, unsigned flags, bool *older, bool *cre
 int bf_sqlite_open(const char *path, unsigned flags, const struct bf_db_options *opt, bf_db **out,
                    char *errbuf, size_t errlen)
 {
-    bool older = false, created = false;
-    int fd;
+    bool older = false;
     *out = NULL;
     bf_errf(errbuf, errlen, "%s", "");
-    int e = prepare_file(path, flags, &older, &created, errbuf, errlen);
+    int e = prepare_file(path, flags, &older, errbuf, errlen);
     if (e < 0)
         return e;
 
@@ -2352,8 +2426,6 @@ int bf_sqlite_open(const char *path, unsigned flags, const struct bf_db_options 
     if (e == 0)
         e = (flags & BF_DB_RDONLY) ? choose_readers(d, errbuf, errlen)
                                    : open_writer(d, errbuf, errlen);
-    if (e == 0 && created && (e = sq_blocks_fd(d, SQ_BLOCKS_NEW, &fd)) < 0)
-        bf_errf(errbuf, errlen, "%s: cannot create the block file %s", path, d->bpath);
     if (e == 0 && !(flags & BF_DB_RDONLY))
         e = sq_session_register(d, errbuf, errlen);
     if (e == 0 && (flags & BF_DB_RDONLY)) {

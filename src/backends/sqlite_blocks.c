@@ -63,8 +63,8 @@ int sq_blocks_fd(struct sq_db *d, enum sq_blocks_how how, int *fd)
         struct stat st;
         mode_t mode = stat(d->path, &st) == 0 ? (st.st_mode & 0666) : 0600;
         int flags = (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC;
-        int f = open(d->bpath, flags | (how == SQ_BLOCKS_NEW ? O_TRUNC : 0), 0);
-        if (f < 0 && errno == ENOENT && rw && how != SQ_BLOCKS_OPEN) {
+        int f = open(d->bpath, flags, 0);
+        if (f < 0 && errno == ENOENT && rw && how == SQ_BLOCKS_NEW) {
             f = open(d->bpath, flags | O_CREAT | O_EXCL, mode);
             if (f >= 0)
                 sync_dir(d->bpath);
@@ -81,6 +81,8 @@ int sq_blocks_fd(struct sq_db *d, enum sq_blocks_how how, int *fd)
         else
             d->bfd = f;
     }
+    if (e == 0 && how == SQ_BLOCKS_NEW && ftruncate(d->bfd, 0) < 0)
+        e = blocks_fail(d, -EIO, "%s: %s: %s", "cannot empty a stale block file");
     *fd = d->bfd;
     pthread_mutex_unlock(&d->bflock);
     return e;
@@ -129,9 +131,17 @@ int sq_blocks_sync(struct sq_db *d)
 {
     int fd;
     int e = sq_blocks_fd(d, SQ_BLOCKS_OPEN, &fd);
-    if (e == 0 && fdatasync(fd) < 0)
+    if (e == 0 && ((d->sync_hook && d->sync_hook(d->sync_hook_arg) && (errno = EIO)) ||
+                   fdatasync(fd) < 0)) {
+        __atomic_add_fetch(&d->sync_failures, 1, __ATOMIC_SEQ_CST);
         e = blocks_fail(d, -EIO, "%s: %s: %s", "making the uploads durable");
+    }
     return e;
+}
+
+uint64_t sq_blocks_epoch(struct sq_db *d)
+{
+    return __atomic_load_n(&d->sync_failures, __ATOMIC_SEQ_CST);
 }
 
 void sq_blocks_punch(struct sq_db *d, const int64_t (*ext)[2], size_t n)

@@ -193,10 +193,13 @@ struct sq_db {
     char *bpath;            /* the block file: path + "-blocks" */
     pthread_mutex_t bflock; /* a leaf: guards opening bfd */
     int bfd;                /* -1 until its first use */
+    uint64_t sync_failures; /* failed fdatasyncs of the block file (atomic) */
 
-    /* bf_sqlite_set_load_hook (tests) */
+    /* bf_sqlite_set_load_hook, bf_sqlite_set_sync_hook (tests) */
     void (*load_hook)(void *arg);
     void *load_hook_arg;
+    int (*sync_hook)(void *arg);
+    void *sync_hook_arg;
 };
 
 static inline struct sq_db *SQ(bf_db *db)
@@ -342,8 +345,15 @@ int sq_alone(struct sq_db *d, bool *alone);
 int sq_held(struct sq_db *d, uint64_t id, bool *held);
 
 /* In a writer transaction: purge nameless file id unless a live session
- * holds it. */
+ * holds it or the history keeps it. */
 int sq_purge_unheld(struct sq_db *d, uint64_t id);
+
+/* sq_purge_unheld in a durable write transaction of its own (takes the
+ * writer): a purge makes the file's contents garbage, which an upload may
+ * overwrite at once, so it must not come back after a crash of the
+ * machine (sqlite.c, "The block file"). With nothing to purge it writes
+ * nothing, and costs no fsync. */
+int sq_purge_durable(struct sq_db *d, uint64_t id);
 
 /* The engine operations of the same names (engine.h). */
 int sq_changed(bf_db *db, bool *yes);
@@ -392,19 +402,20 @@ void sq_watch_close(struct sq_db *d);
 
 /* ---- sqlite_blocks.c ------------------------------------------------------- */
 
-/* How sq_blocks_fd opens the block file the first time. */
+/* How sq_blocks_fd opens the block file. */
 enum sq_blocks_how {
-    SQ_BLOCKS_OPEN,   /* it exists */
-    SQ_BLOCKS_CREATE, /* a read-write session creates it when missing (the
-                       * database has no extent yet) */
-    SQ_BLOCKS_NEW,    /* with a new database: created, or emptied (a stale
-                       * one of a deleted database) */
+    SQ_BLOCKS_OPEN, /* it exists */
+    SQ_BLOCKS_NEW,  /* the first extent of the database is being made (its
+                     * 'blocks_end' is 0, in the writer's transaction: no
+                     * extent exists, so no session reads the file): created
+                     * when missing, else emptied (a stale one, left by a
+                     * deleted database of the same name) */
 };
 
 /* The block file's descriptor in *fd, opened at the first call (d->bflock):
  * read-write for a read-write session, else read-only; `how` says what
- * may be made. A missing file, or one that cannot be opened: -EIO, with
- * the last error saying so. */
+ * may be made or emptied. A missing file, or one that cannot be opened or
+ * emptied: -EIO, with the last error saying so. */
 int sq_blocks_fd(struct sq_db *d, enum sq_blocks_how how, int *fd);
 
 /* len bytes at off in the block file, read or written whole (pread,
@@ -414,8 +425,15 @@ int sq_blocks_fd(struct sq_db *d, enum sq_blocks_how how, int *fd);
 int sq_blocks_read(struct sq_db *d, int64_t off, void *buf, uint32_t len);
 int sq_blocks_write(struct sq_db *d, int64_t off, const void *buf, uint32_t len);
 
-/* fdatasync(2) the block file: every pwrite that returned is durable. -EIO. */
+/* fdatasync(2) the block file: every pwrite that returned is durable.
+ * -EIO, counted in d->sync_failures: the kernel reports a write-back error
+ * once, and may have dropped the bytes that failed, so bytes written before
+ * a failure are never trusted again (sq_blocks_epoch). */
 int sq_blocks_sync(struct sq_db *d);
+
+/* The failure count now: take it before writing bytes; if it changed when
+ * a later sq_blocks_sync succeeds, the bytes may not be on the disk. */
+uint64_t sq_blocks_epoch(struct sq_db *d);
 
 /* Give the space of extents ext[0..n) ({off, len}) back to the file system
  * (punched out, the file's size kept); a failure is logged, the space stays

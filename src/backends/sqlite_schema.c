@@ -47,9 +47,9 @@
  * nothing older was kept. An upgraded database keeps its contents as blobs
  * (a content without an extent); new uploads go to the block file. */
 #define SQ_SCHEMA3_TABLES                                                                       \
-    "CREATE TABLE extents(id INTEGER PRIMARY KEY, off INTEGER NOT NULL,"                        \
+    "CREATE TABLE IF NOT EXISTS extents(id INTEGER PRIMARY KEY, off INTEGER NOT NULL,"          \
     " len INTEGER NOT NULL, gen INTEGER NOT NULL);"                                             \
-    "INSERT INTO meta(key, value) VALUES('blocks_end', 0);"                                     \
+    "INSERT OR IGNORE INTO meta(key, value) VALUES('blocks_end', 0);"                           \
     "CREATE TABLE file_states(file INTEGER NOT NULL, serial INTEGER NOT NULL, name TEXT,"       \
     " blksize INTEGER NOT NULL, size INTEGER NOT NULL, mode INTEGER NOT NULL,"                  \
     " uid INTEGER NOT NULL, gid INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,"                   \
@@ -126,8 +126,10 @@ static const char cols2_sql[] =
 static const char cols3_sql[] =
     "SELECT (SELECT count(*) FROM pragma_table_info('file_states') WHERE name IN "
     "('file','serial','name','blksize','size','mode','uid','gid','mtime_ns'))"
-    " + (SELECT count(*) FROM pragma_table_info('pins') WHERE name IN ('session','serial'))";
-#define SQ_COLS3 11
+    " + (SELECT count(*) FROM pragma_table_info('pins') WHERE name IN ('session','serial'))"
+    " + (SELECT count(*) FROM pragma_table_info('extents') WHERE name IN "
+    "('id','off','len','gen'))";
+#define SQ_COLS3 15
 
 /* Map a failure while reading a file we are validating. */
 static int validate_fail(const char *path, sqlite3 *c, int rc, char *errbuf, size_t errlen)

@@ -326,6 +326,14 @@ int sq_purge_unheld(struct sq_db *d, uint64_t id)
     return e;
 }
 
+int sq_purge_durable(struct sq_db *d, uint64_t id)
+{
+    int e = sq_wbegin(d, true);
+    if (e < 0)
+        return e;
+    return sq_wend(d, true, sq_purge_unheld(d, id));
+}
+
 /* ---- the watcher's reads ------------------------------------------------------ */
 
 static const char *const watch_sql[V_NSTMT] = {
@@ -796,8 +804,7 @@ int sq_trim(bf_db *db, uint64_t applied, bool all)
         p.garbage = true;
     }
     for (size_t i = 0; e == 0 && i < p.nnameless && bf_mono_ns() < deadline; i++) {
-        if ((e = sq_wbegin(d, false)) == 0)
-            e = sq_wend(d, false, sq_purge_unheld(d, p.nameless[i]));
+        e = sq_purge_durable(d, p.nameless[i]);
         p.garbage = true;
     }
     more = p.garbage;

@@ -1653,3 +1653,104 @@ Test(sqlite_blockfile, a_failed_write_fails_the_store, .init = cr_redirect_stder
     cr_assert_eq(umount2(t.dir, MNT_DETACH), 0);
     tb_rmdir(&t);
 }
+
+/* Versions kept by the history of a file whose block size changed since
+ * become garbage of their own size when purged (or collected), never of
+ * the file's new size: an upload of the new size does not take them. */
+Test(sqlite_blockfile, kept_versions_of_an_older_block_size_are_garbage_of_their_size,
+     .timeout = 30)
+{
+    struct tb t;
+    struct bf_fileinfo fa, fb;
+    bf_file *f;
+    tb_mkdir(&t);
+    t.kind = TB_SQLITE;
+    bf_db *db = sq_open(t.path, BF_DB_CREATE); /* history kept (the default retention) */
+    cr_assert_eq(bf_db_create(db, "a", BS, 0, 0600, 0, 0, &fa), 0);
+    cr_assert_eq(bf_db_file_open(db, fa.id, &f), 0);
+    tb_store_range(f, 0, 4, 1, 4 * BS);
+    cr_assert_eq(f->ops->begin(f), 0);
+    cr_assert_eq(f->ops->truncate(f, 0), 0);
+    cr_assert_eq(tb_commit(f, 0), 0); /* its 4 versions superseded, kept */
+    bf_db_file_close(db, f);
+    cr_assert_eq(bf_db_set_blksize(db, fa.id, 2 * BS), 0);
+    tb_history_keep(db, 0);
+    cr_assert_eq(bf_db_unlink(db, "a"), 0); /* purged: its contents are garbage */
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM uploads WHERE session=0"), 4);
+    cr_assert_eq(side_int(t.path, "SELECT count(*) FROM uploads WHERE session=0 AND bytes=65536"),
+                 4);
+    cr_assert_eq(bf_db_create(db, "b", 2 * BS, 0, 0600, 0, 0, &fb), 0);
+    cr_assert_eq(bf_db_file_open(db, fb.id, &f), 0);
+    tb_store_range(f, 0, 4, 2, 8 * BS);
+    for (uint64_t b = 0; b < 4; b++)
+        tb_expect(f, b, 2);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
+
+static int sync_fails(void *arg)
+{
+    return *(const int *)arg;
+}
+
+/* Linux reports a write-back error to one fdatasync only, and the bytes
+ * that failed may be gone: bytes written to the block file before a failed
+ * sync are never committed. A store's upload is written again at the
+ * retry; a staged content cannot be (EIO until it is dropped); a failure
+ * reported to another file's commit counts too. */
+Test(sqlite_blockfile, bytes_written_before_a_failed_sync_are_never_committed, .timeout = 30)
+{
+    struct tb t;
+    struct bf_fileinfo fg;
+    int fail = 0;
+    uint64_t id = make_db(&t, 0);
+    bf_db *db = sq_open(t.path, 0);
+    cr_assert_eq(bf_sqlite_set_sync_hook(db, sync_fails, &fail), 0);
+    bf_file *f, *g;
+    cr_assert_eq(bf_db_file_open(db, id, &f), 0);
+    cr_assert_eq(bf_db_create(db, "g", BS, 0, 0600, 0, 0, &fg), 0);
+    cr_assert_eq(bf_db_file_open(db, fg.id, &g), 0);
+    char buf[BS];
+    uint64_t token = 0;
+    tb_fill(buf, BS, 1, 7);
+    cr_assert_eq(f->ops->stage(f, 1, buf, &token), 0); /* before the failure */
+
+    /* f's upload, then g's commit meets the failure: f's commit, whose
+     * own sync succeeds, is refused all the same */
+    tb_fill(buf, BS, 0, 5);
+    cr_assert_eq(f->ops->begin(f), 0);
+    cr_assert_eq(tb_store(f, 0, buf), 0);
+    cr_assert_eq(g->ops->begin(g), 0);
+    cr_assert_eq(tb_store(g, 0, buf), 0);
+    fail = 1;
+    cr_assert_eq(tb_commit(g, BS), -EIO);
+    fail = 0;
+    cr_assert_eq(tb_commit(f, 2 * BS), -EIO);
+    tb_expect(f, 0, -1);
+    /* the retry stores it again: committed */
+    cr_assert_eq(f->ops->begin(f), 0);
+    cr_assert_eq(tb_store(f, 0, buf), 0);
+    cr_assert_eq(tb_commit(f, 2 * BS), 0);
+    tb_expect(f, 0, 5);
+
+    /* the staged content is never committed, however often it is tried */
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(f->ops->begin(f), 0);
+        cr_assert_eq(f->ops->storeblk_staged(f, 1, token, BF_SERIAL_NOW), 0);
+        cr_assert_eq(tb_commit(f, 2 * BS), -EIO);
+    }
+    tb_expect(f, 1, -1);
+    f->ops->stage_drop(f, token);
+    /* staged after the failure: committed */
+    tb_fill(buf, BS, 1, 8);
+    cr_assert_eq(f->ops->stage(f, 1, buf, &token), 0);
+    cr_assert_eq(f->ops->begin(f), 0);
+    cr_assert_eq(f->ops->storeblk_staged(f, 1, token, BF_SERIAL_NOW), 0);
+    cr_assert_eq(tb_commit(f, 2 * BS), 0);
+    tb_expect(f, 1, 8);
+    bf_db_file_close(db, g);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
