@@ -44,6 +44,11 @@ int bf_signals_block(void)
     sa.sa_handler = SIG_IGN;
     if (sigaction(SIGPIPE, &sa, NULL) < 0)
         return -errno;
+    /* A write past a file-size limit (RLIMIT_FSIZE, the file system's
+     * largest file) fails with EFBIG, which the block file reports as
+     * ENOSPC, instead of killing the daemon. */
+    if (sigaction(SIGXFSZ, &sa, NULL) < 0)
+        return -errno;
     sa.sa_handler = wake_handler; /* no SA_RESTART */
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGUSR1, &sa, NULL) < 0)

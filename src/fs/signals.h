@@ -28,7 +28,7 @@ struct bf_fs;
 typedef struct bf_sigwatch bf_sigwatch;
 
 /* Block SIGINT, SIGTERM and SIGHUP in the calling thread (so in every
- * thread it creates afterwards), ignore SIGPIPE, install the wake-up
+ * thread it creates afterwards), ignore SIGPIPE and SIGXFSZ, install the wake-up
  * handler. Call in main() before any thread is created. Returns 0 or
  * -errno. */
 int bf_signals_block(void);
