@@ -42,6 +42,7 @@
  *                             file (sqlite_blocks.c has the file); a
  *                             content without one is a blob (made before
  *                             the block file)
+ *   free_extents(off, len, gen) punched-out space for new extents
  *   [legacy_blocks]           the blocks table of schema 1, after an upgrade
  *
  * Writing (COHERENCE.md rules 1, 2, 4): a store transaction uploads each
@@ -99,9 +100,14 @@
  *    session, or freed), the bytes may be another content's, and it looks
  *    the block up again (a newer version, or -ESTALE);
  *  - the housekeeping commits an extent's deletion before it punches the
- *    extent out of the file (FALLOC_FL_PUNCH_HOLE: a sparse file, the
- *    offsets never used again). Garbage of the right size is reused
- *    first, so a steady rewrite does not grow the file (garbage records
+ *    extent out of the file (FALLOC_FL_PUNCH_HOLE: a sparse file), then,
+ *    in a transaction of its own, makes it free (free_extents: off, len,
+ *    and the last gen the offset had): a new upload of its size takes it
+ *    before growing the file, with a higher gen, so (content, off, gen)
+ *    never repeats and the file's size stays at its peak, not at the sum
+ *    of everything written (a crash between the two loses the offsets,
+ *    never data). Garbage of the right size is reused first (no punch, no
+ *    allocation), so a steady rewrite does not grow the file (garbage records
  *    each content's own size, which a block size changed since the
  *    version was stored does not change). The transactions that make
  *    linked contents garbage (collected versions, a purged file) or delete
@@ -303,10 +309,13 @@ static const char *const writer_sql[W_NSTMT] = {
               "WHERE b.superseded IS NOT NULL AND b.superseded<=?1 LIMIT ?2",
     [W_GARBAGE_LIST] = "SELECT content, bytes FROM uploads "
                        "WHERE session=0 AND (content<0 OR since<=?2) LIMIT ?1",
-    [W_EXT_GET] = "SELECT off, len FROM extents WHERE id=?1",
-    [W_EXT_ADD] = "INSERT INTO extents(id, off, len, gen) VALUES(?1, ?2, ?3, 0)",
+    [W_EXT_GET] = "SELECT off, len, gen FROM extents WHERE id=?1",
+    [W_EXT_ADD] = "INSERT INTO extents(id, off, len, gen) VALUES(?1, ?2, ?3, ?4)",
     [W_EXT_BUMP] = "UPDATE extents SET gen=gen+1 WHERE id=?1",
     [W_EXT_DEL] = "DELETE FROM extents WHERE id=?1",
+    [W_FREE_TAKE] = "SELECT off, gen FROM free_extents WHERE len=?1 LIMIT 1",
+    [W_FREE_DEL] = "DELETE FROM free_extents WHERE off=?1",
+    [W_FREE_ADD] = "INSERT OR REPLACE INTO free_extents(off, len, gen) VALUES(?1, ?2, ?3)",
     [W_STATE] = "INSERT OR REPLACE INTO file_states(file, serial, name, blksize, size, mode, uid, "
                 "gid, mtime_ns) SELECT id, ?2, name, blksize, size, mode, uid, gid, mtime_ns "
                 "FROM files WHERE id=?1",
@@ -692,24 +701,24 @@ int sq_wrun(struct sq_db *d, int which, int n, const int64_t *v, const char *wha
     return rc == SQLITE_OK ? 0 : sq_fail(d, d->w, rc, what);
 }
 
-/* Content id's extent {off, len} (len 0: it has none: a blob), on the
+/* Content id's extent {off, len, gen} (len 0: it has none: a blob), on the
  * writer, in its transaction. */
-static int ext_get(struct sq_db *d, int64_t id, int64_t ext[2])
+static int ext_get(struct sq_db *d, int64_t id, int64_t ext[3])
 {
     sqlite3_stmt *st = d->ws[W_EXT_GET];
     sqlite3_bind_int64(st, 1, id);
     int rc = sqlite3_step(st);
-    ext[0] = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    ext[1] = rc == SQLITE_ROW ? sqlite3_column_int64(st, 1) : 0;
+    for (int i = 0; i < 3; i++)
+        ext[i] = rc == SQLITE_ROW ? sqlite3_column_int64(st, i) : 0;
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sq_fail(d, d->w, rc, "looking an extent up");
 }
 
-int sq_delete_content(struct sq_db *d, int64_t id, int64_t ext[2])
+int sq_delete_content(struct sq_db *d, int64_t id, int64_t ext[3])
 {
     int64_t v[1] = { id > 0 ? id : -id };
-    ext[0] = ext[1] = 0;
+    ext[0] = ext[1] = ext[2] = 0;
     if (id > 0) {
         int e = ext_get(d, id, ext);
         if (e == 0 && ext[1])
@@ -724,6 +733,14 @@ int sq_delete_content(struct sq_db *d, int64_t id, int64_t ext[2])
             return sq_fail(d, d->w, rc, "deleting a block's content");
     }
     return sq_wrun(d, id > 0 ? W_DELCONTENT : W_DELLEGACY, 1, v, "deleting a block's content");
+}
+
+int sq_free_extents(struct sq_db *d, const int64_t (*ext)[3], size_t n)
+{
+    int e = 0;
+    for (size_t i = 0; e == 0 && i < n; i++)
+        e = sq_wrun(d, W_FREE_ADD, 3, ext[i], "freeing a deleted block's space");
+    return e;
 }
 
 int sq_garbage(struct sq_db *d, int64_t id, uint32_t bytes)
@@ -1089,7 +1106,7 @@ static int take_spares(struct sq_fh *h)
  * allocated at the file's end (meta 'blocks_end'). *id is the row. */
 static int upload_row(struct sq_db *d, uint32_t bs, int64_t reuse, int64_t *id, int64_t *off)
 {
-    int64_t end = 0, ext[2] = { 0, 0 };
+    int64_t end = 0, ext[3] = { 0, 0, 0 };
     int fd;
     int e = sq_wmeta_get(d, "blocks_end", &end);
     if (e == 0) /* the file is made (or a stale one emptied) with the first extent */
@@ -1115,12 +1132,34 @@ static int upload_row(struct sq_db *d, uint32_t bs, int64_t reuse, int64_t *id, 
         *id = v[0];
         e = sq_wrun(d, W_UPLOADED, 3, v, "storing a block");
     }
-    int64_t v[3] = { *id, end, bs };
+    /* A free extent of its size, else one more at the end. One taken
+     * from the free ones gets a gen above every gen its offset had, so
+     * that (content, off, gen) never repeats: a load that read the offset
+     * for a content deleted since sees the change, whatever id the new
+     * content has. */
+    int64_t v[4] = { *id, end, bs, 0 };
+    bool from_free = false;
+    if (e == 0) {
+        sqlite3_stmt *st = d->ws[W_FREE_TAKE];
+        sqlite3_bind_int64(st, 1, bs);
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            from_free = true;
+            v[1] = sqlite3_column_int64(st, 0);
+            v[3] = sqlite3_column_int64(st, 1) + 1;
+        }
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            e = sq_fail(d, d->w, rc, "storing a block");
+    }
+    if (e == 0 && from_free)
+        e = sq_wrun(d, W_FREE_DEL, 1, &v[1], "storing a block");
     if (e == 0)
-        e = sq_wrun(d, W_EXT_ADD, 3, v, "storing a block");
-    if (e == 0)
+        e = sq_wrun(d, W_EXT_ADD, 4, v, "storing a block");
+    if (e == 0 && !from_free)
         e = sq_wmeta_set(d, "blocks_end", end + bs);
-    *off = end;
+    *off = v[1];
     return e;
 }
 
@@ -1132,8 +1171,8 @@ static int upload_data(struct sq_db *d, int64_t id, int64_t off, const void *buf
 {
     int e = sq_blocks_write(d, off, buf, bs);
     if (e < 0) {
-        int64_t ext[1][2] = { { off, bs } };
-        sq_blocks_punch(d, (const int64_t(*)[2])ext, 1);
+        int64_t ext[1][3] = { { off, bs, 0 } };
+        sq_blocks_punch(d, (const int64_t(*)[3])ext, 1);
         discard_uploads(d, &id, 1, bs);
     }
     return e;

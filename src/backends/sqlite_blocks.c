@@ -144,17 +144,18 @@ uint64_t sq_blocks_epoch(struct sq_db *d)
     return __atomic_load_n(&d->sync_failures, __ATOMIC_SEQ_CST);
 }
 
-void sq_blocks_punch(struct sq_db *d, const int64_t (*ext)[2], size_t n)
+void sq_blocks_punch(struct sq_db *d, const int64_t (*ext)[3], size_t n)
 {
     int fd;
     if (n == 0 || sq_blocks_fd(d, SQ_BLOCKS_OPEN, &fd) < 0)
         return; /* logged: their space stays taken */
+    bool logged = false;
     for (size_t i = 0; i < n; i++)
         if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)ext[i][0],
                       (off_t)ext[i][1]) < 0 &&
-            errno != EOPNOTSUPP) {
+            errno != EOPNOTSUPP && !logged) {
             blocks_fail(d, -errno, "%s: %s: %s", "freeing a deleted block's space");
-            return;
+            logged = true;
         }
 }
 

@@ -124,6 +124,9 @@ enum {
     W_EXT_ADD,         /* a new extent */
     W_EXT_BUMP,        /* a reused extent's generation */
     W_EXT_DEL,         /* delete an extent */
+    W_FREE_TAKE,       /* a free extent of a size */
+    W_FREE_DEL,        /* ... taken */
+    W_FREE_ADD,        /* an extent punched out becomes free */
     W_STATE,           /* a file's state after a commit (from its files row) */
     W_LASTSTATE,       /* the serial of a file's newest state */
     W_PURGE_STATES,
@@ -273,8 +276,14 @@ int sq_wmeta_set(struct sq_db *d, const char *key, int64_t v);
 
 /* Delete content id (> 0: contents; < 0: a schema-1 block) on the writer,
  * in its transaction, with its extent if it has one: ext gets its {off,
- * len} (len 0: none), to punch out once the transaction has committed. */
-int sq_delete_content(struct sq_db *d, int64_t id, int64_t ext[2]);
+ * len, gen} (len 0: none), to punch out once the transaction has
+ * committed, then give to the free extents (sq_free_extents). */
+int sq_delete_content(struct sq_db *d, int64_t id, int64_t ext[3]);
+
+/* In a writer transaction: the punched-out extents ext[0..n) ({off, len,
+ * gen}) become free, for new uploads of their size (sqlite.c, "The block
+ * file"). */
+int sq_free_extents(struct sq_db *d, const int64_t (*ext)[3], size_t n);
 
 /* Make content id (of `bytes` bytes) garbage, on the writer, in its
  * transaction: the next upload of that size reuses it, or the
@@ -435,10 +444,11 @@ int sq_blocks_sync(struct sq_db *d);
  * a later sq_blocks_sync succeeds, the bytes may not be on the disk. */
 uint64_t sq_blocks_epoch(struct sq_db *d);
 
-/* Give the space of extents ext[0..n) ({off, len}) back to the file system
- * (punched out, the file's size kept); a failure is logged, the space stays
- * taken. Called once their rows' deletion has committed. */
-void sq_blocks_punch(struct sq_db *d, const int64_t (*ext)[2], size_t n);
+/* Give the space of extents ext[0..n) ({off, len, gen}: the gen is not
+ * used) back to the file system (punched out, the file's size kept); a
+ * failure is logged (the first), that space stays taken. Called once their
+ * rows' deletion has committed. */
+void sq_blocks_punch(struct sq_db *d, const int64_t (*ext)[3], size_t n);
 
 /* Close the descriptor. */
 void sq_blocks_close(struct sq_db *d);

@@ -49,6 +49,8 @@
 #define SQ_SCHEMA3_TABLES                                                                       \
     "CREATE TABLE IF NOT EXISTS extents(id INTEGER PRIMARY KEY, off INTEGER NOT NULL,"          \
     " len INTEGER NOT NULL, gen INTEGER NOT NULL);"                                             \
+    "CREATE TABLE IF NOT EXISTS free_extents(off INTEGER PRIMARY KEY, len INTEGER NOT NULL,"    \
+    " gen INTEGER NOT NULL);"                                                                   \
     "INSERT OR IGNORE INTO meta(key, value) VALUES('blocks_end', 0);"                           \
     "CREATE TABLE file_states(file INTEGER NOT NULL, serial INTEGER NOT NULL, name TEXT,"       \
     " blksize INTEGER NOT NULL, size INTEGER NOT NULL, mode INTEGER NOT NULL,"                  \
@@ -128,8 +130,10 @@ static const char cols3_sql[] =
     "('file','serial','name','blksize','size','mode','uid','gid','mtime_ns'))"
     " + (SELECT count(*) FROM pragma_table_info('pins') WHERE name IN ('session','serial'))"
     " + (SELECT count(*) FROM pragma_table_info('extents') WHERE name IN "
-    "('id','off','len','gen'))";
-#define SQ_COLS3 15
+    "('id','off','len','gen'))"
+    " + (SELECT count(*) FROM pragma_table_info('free_extents') WHERE name IN "
+    "('off','len','gen'))";
+#define SQ_COLS3 18
 
 /* Map a failure while reading a file we are validating. */
 static int validate_fail(const char *path, sqlite3 *c, int rc, char *errbuf, size_t errlen)

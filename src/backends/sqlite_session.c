@@ -700,7 +700,7 @@ static int trim_garbage(struct sq_db *d, int64_t cutoff, bool *more)
     if (e < 0)
         return e;
     int64_t start = bf_mono_ns();
-    int64_t(*holes)[2] = NULL;
+    int64_t(*holes)[3] = NULL; /* off, len, gen */
     size_t nholes = 0, capholes = 0;
     *more = false;
     while (e == 0 && bf_mono_ns() - start < SQ_TRIM_TX_NS) {
@@ -727,7 +727,7 @@ static int trim_garbage(struct sq_db *d, int64_t cutoff, bool *more)
         for (i = 0; e == 0 && i < n && bf_mono_ns() - start < SQ_TRIM_TX_NS; i++) {
             if (nholes == capholes) {
                 size_t cap = capholes ? 2 * capholes : SQ_TRIM_ROWS;
-                int64_t(*v)[2] = realloc(holes, cap * sizeof(*v));
+                int64_t(*v)[3] = realloc(holes, cap * sizeof(*v));
                 if (!v) {
                     e = -ENOMEM;
                     break;
@@ -745,8 +745,14 @@ static int trim_garbage(struct sq_db *d, int64_t cutoff, bool *more)
             break;
     }
     e = sq_wend(d, true, e);
-    if (e == 0)
-        sq_blocks_punch(d, (const int64_t(*)[2])holes, nholes);
+    if (e == 0 && nholes) {
+        /* Free for new uploads only once punched out (a punch after a
+         * reuse would erase the new bytes). Lost in a crash between the
+         * two transactions: those offsets are never used again. */
+        sq_blocks_punch(d, (const int64_t(*)[3])holes, nholes);
+        if ((e = sq_wbegin(d, false)) == 0)
+            e = sq_wend(d, false, sq_free_extents(d, (const int64_t(*)[3])holes, nholes));
+    }
     free(holes);
     return e;
 }

@@ -1754,3 +1754,39 @@ Test(sqlite_blockfile, bytes_written_before_a_failed_sync_are_never_committed, .
     bf_db_close(db);
     tb_rmdir(&t);
 }
+
+/* The space of deleted contents is punched out, then reused: files
+ * written and deleted over and over keep the block file at its peak size
+ * (its offsets reused, each with a gen above any it had), not at the sum
+ * of everything ever written. */
+Test(sqlite_blockfile, deleted_extents_are_reused_and_the_file_stays_at_its_peak, .timeout = 30)
+{
+    struct tb t;
+    struct bf_fileinfo gi;
+    bf_file *f, *g;
+    uint64_t id = make_db(&t, 8);
+    bf_db *db = sq_open(t.path, 0);
+    for (unsigned round = 0; round < 5; round++) {
+        cr_assert_eq(bf_db_create(db, "g", BS, 0, 0600, 0, 0, &gi), 0);
+        cr_assert_eq(bf_db_file_open(db, gi.id, &g), 0);
+        tb_store_range(g, 0, 8, 20 + round, 8 * BS);
+        for (uint64_t b = 0; b < 8; b++)
+            tb_expect(g, b, (int)(20 + round));
+        bf_db_file_close(db, g);
+        cr_assert_eq(bf_db_unlink(db, "g"), 0); /* its contents are garbage */
+        cr_assert_eq(bf_db_trim(db), 0);        /* deleted, punched out, free */
+        off_t alloc;
+        cr_assert_eq(blocks_size(t.path, &alloc), 16 * BS, "round %u grew the file", round);
+        cr_assert_leq(alloc, 8 * BS, "round %u: the deleted extents were not punched out",
+                      round);
+        cr_assert_eq(side_int(t.path, "SELECT count(*) FROM free_extents"), 8);
+    }
+    cr_assert_eq(side_int(t.path, "SELECT min(gen) FROM free_extents"), 4,
+                 "each offset's gen went up at each reuse");
+    cr_assert_eq(bf_db_file_open(db, id, &f), 0);
+    for (uint64_t b = 0; b < 8; b++)
+        tb_expect(f, b, 1);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
