@@ -89,11 +89,14 @@
  *    session: garbage, never linked;
  *  - the commit section fdatasyncs the file before its BEGIN (unless
  *    BF_SQLITE_SYNC=normal): every upload it links is durable before the
- *    map points at it. A failed fdatasync is counted (sq_blocks_epoch):
- *    the kernel reports a write-back error once and may have dropped the
- *    bytes, so a commit refuses (-EIO) every upload written before a
- *    failure, whoever's sync met it; a store is uploaded again at the
- *    retry, a staged content (its token carries the count) cannot be;
+ *    map points at it. Each write of the file is numbered, and the first
+ *    fdatasync after it decides its fate (sq_blocks_write_begin: syncs
+ *    exclude writes and each other): the kernel reports a write-back
+ *    error once, to one fdatasync, and may have dropped the bytes, so a
+ *    commit refuses (-EIO) an upload whose deciding sync failed, whoever
+ *    called it; a store is uploaded again at the retry; a staged content
+ *    (its write number in its uploads row's `since`) cannot be, and
+ *    unstage refuses it too (it would come back as lost bytes);
  *  - a load reads (off, gen) in its lookup's read transaction, preads
  *    after it, then checks in a new read transaction that the extent
  *    still has that gen: if not (reused by a later upload, of any
@@ -203,6 +206,7 @@ static const char *const reader_sql[R_NSTMT] = {
     [R_HASOLD] = "SELECT 1 FROM blockmap WHERE superseded IS NOT NULL AND superseded<=?1 LIMIT 1",
     [R_HASGARBAGE] = "SELECT 1 FROM uploads WHERE session=0 AND (content<0 OR since<=?1) LIMIT 1",
     [R_EXTENT] = "SELECT off, len, gen FROM extents WHERE id=?1",
+    [R_UPLOAD_SEQ] = "SELECT since FROM uploads WHERE content=?1 AND session=?2",
     [R_NAMELESS] = "SELECT id FROM files AS f WHERE name IS NULL AND "
                    "coalesce((SELECT max(serial) FROM file_states WHERE file=f.id), 0)<=?1",
     [R_STATE_AT] = "SELECT " SQ_STATE_COLS " FROM file_states WHERE file=?1 AND serial<=?2 "
@@ -236,6 +240,9 @@ static const char *const writer_sql[W_NSTMT] = {
     /* uploads is keyed (session, bytes, content): every statement finds its
      * rows by the key, and in a small table they share one page */
     [W_UPLOADED] = "INSERT INTO uploads(content, session, bytes) VALUES(?1, ?2, ?3)",
+    /* an owned upload's `since` is the number of the write of its bytes
+     * (sq_blocks_write_begin); a garbage one's, when it became garbage */
+    [W_UPLOAD_SEQ] = "UPDATE uploads SET since=?3 WHERE content=?1 AND session=?2",
     [W_REUSE_FIND] = "SELECT content FROM uploads WHERE session=0 AND bytes=?1 AND content>0 "
                      "LIMIT ?2",
     [W_REUSE_DATA] = "UPDATE contents SET data=x'' WHERE id=?1",
@@ -337,7 +344,7 @@ static const char *const writer_sql[W_NSTMT] = {
 struct sq_pend {
     uint64_t blk, base; /* blk first: bf_blk_lower */
     int64_t content;    /* the upload; 0: a hole */
-    uint64_t epoch;     /* sq_blocks_epoch before its bytes were written */
+    uint64_t seq;       /* the write of its bytes (sq_blocks_write_begin) */
     bool staged;        /* content is a staged one: the core's until the commit links it */
     bool cur;           /* the block has a current version: */
     int64_t cur_serial, cur_session, cur_content; /* (cur_content 0: a hole) */
@@ -1104,7 +1111,8 @@ static int take_spares(struct sq_fh *h)
  * changed); a blob's data moves to a new extent — or (reuse 0) a new row
  * that the session owns until a commit links it (uploads). A new extent is
  * allocated at the file's end (meta 'blocks_end'). *id is the row. */
-static int upload_row(struct sq_db *d, uint32_t bs, int64_t reuse, int64_t *id, int64_t *off)
+static int upload_row(struct sq_db *d, uint32_t bs, int64_t reuse, uint64_t seq, int64_t *id,
+                      int64_t *off)
 {
     int64_t end = 0, ext[3] = { 0, 0, 0 };
     int fd;
@@ -1116,11 +1124,13 @@ static int upload_row(struct sq_db *d, uint32_t bs, int64_t reuse, int64_t *id, 
     if (e < 0)
         return e;
     *id = reuse;
+    int64_t sv[3] = { reuse, (int64_t)d->base.session, (int64_t)seq };
     if (reuse && ext[1]) {
         if (!BF_CHECK(ext[1] == bs, "extent of %lld bytes for %u", (long long)ext[1], bs))
             return -EIO;
         *off = ext[0];
-        return sq_wrun(d, W_EXT_BUMP, 1, &reuse, "storing a block");
+        e = sq_wrun(d, W_EXT_BUMP, 1, &reuse, "storing a block");
+        return e < 0 ? e : sq_wrun(d, W_UPLOAD_SEQ, 3, sv, "storing a block");
     }
     if (reuse) {
         e = sq_wrun(d, W_REUSE_DATA, 1, &reuse, "storing a block");
@@ -1157,6 +1167,9 @@ static int upload_row(struct sq_db *d, uint32_t bs, int64_t reuse, int64_t *id, 
         e = sq_wrun(d, W_FREE_DEL, 1, &v[1], "storing a block");
     if (e == 0)
         e = sq_wrun(d, W_EXT_ADD, 4, v, "storing a block");
+    sv[0] = *id;
+    if (e == 0)
+        e = sq_wrun(d, W_UPLOAD_SEQ, 3, sv, "storing a block");
     if (e == 0 && !from_free)
         e = sq_wmeta_set(d, "blocks_end", end + bs);
     *off = v[1];
@@ -1182,20 +1195,23 @@ static int upload_data(struct sq_db *d, int64_t id, int64_t off, const void *buf
  * row in a short transaction of its own (a garbage row of the same size
  * if there is one: its extent is overwritten, the file does not grow),
  * then its data (outside any transaction). */
-static int upload(struct sq_fh *h, const void *buf, int64_t *id)
+static int upload(struct sq_fh *h, const void *buf, int64_t *id, uint64_t *seq)
 {
     struct sq_db *d = h->db;
     uint32_t bs = h->base.file.blksize;
     bool took = h->nspare == 0;
+    *seq = sq_blocks_write_begin(d);
     int e = sq_wbegin(d, false);
-    if (e < 0)
+    if (e < 0) {
+        sq_blocks_write_end(d);
         return e;
+    }
     if (took)
         e = take_spares(h);
     int64_t reuse = e == 0 && h->nspare ? h->spare[--h->nspare] : 0;
     int64_t made = 0, off = 0;
     if (e == 0)
-        e = upload_row(d, bs, reuse, &made, &off);
+        e = upload_row(d, bs, reuse, *seq, &made, &off);
     e = sq_wend(d, false, e);
     if (e == 0) {
         e = upload_data(d, made, off, buf, bs);
@@ -1206,13 +1222,14 @@ static int upload(struct sq_fh *h, const void *buf, int64_t *id)
     } else if (reuse) {
         h->spare[h->nspare++] = reuse; /* still ours, as it was */
     }
+    sq_blocks_write_end(d);
     return e;
 }
 
 /* Put a pending store of content (0: a hole; staged: a staged content)
  * for blk, replacing one of the same block; pend_reserve made room. */
 static void pend_put(struct sq_fh *h, uint64_t blk, uint64_t base, int64_t content,
-                     uint64_t epoch, bool staged)
+                     uint64_t seq, bool staged)
 {
     size_t i = pend_lower(h, blk);
     if (i < h->npend && h->pend[i].blk == blk) {
@@ -1223,7 +1240,7 @@ static void pend_put(struct sq_fh *h, uint64_t blk, uint64_t base, int64_t conte
         h->npend++;
     }
     h->pend[i] = (struct sq_pend){
-        .blk = blk, .base = base, .content = content, .epoch = epoch, .staged = staged
+        .blk = blk, .base = base, .content = content, .seq = seq, .staged = staged
     };
 }
 
@@ -1234,42 +1251,18 @@ static int sq_storeblk(struct bf_fh *fh, uint64_t blk, const void *buf, uint64_t
     int64_t content = 0; /* a hole */
     if (blk > (uint64_t)INT64_MAX)
         return -EINVAL;
-    uint64_t epoch = sq_blocks_epoch(h->db);
+    uint64_t seq = 0;
     int e = pend_reserve(h);
     if (e == 0 && !bf_all_zero(buf, bs))
-        e = upload(h, buf, &content);
+        e = upload(h, buf, &content, &seq);
     if (e < 0)
         return e;
-    pend_put(h, blk, base, content, epoch, false);
+    pend_put(h, blk, base, content, seq, false);
     return 0;
 }
 
 /* ---- staging: staged contents are uploads (COHERENCE.md rule 4) ----------- */
 
-/* A staged content's token: its content id, and above SQ_TOKEN_ID_BITS the
- * block file's sync failure count (sq_blocks_epoch, saturated) before its
- * bytes were written, so that the commit that links it knows whether they
- * can be trusted. Token 0 is a hole. */
-#define SQ_TOKEN_ID_BITS 40
-#define SQ_TOKEN_ID_MASK ((UINT64_C(1) << SQ_TOKEN_ID_BITS) - 1)
-#define SQ_TOKEN_EPOCH_MAX ((UINT64_C(1) << (64 - SQ_TOKEN_ID_BITS)) - 1)
-
-static uint64_t token_make(int64_t id, uint64_t epoch)
-{
-    if (epoch > SQ_TOKEN_EPOCH_MAX)
-        epoch = SQ_TOKEN_EPOCH_MAX;
-    return (uint64_t)id | epoch << SQ_TOKEN_ID_BITS;
-}
-
-static int64_t token_id(uint64_t token)
-{
-    return (int64_t)(token & SQ_TOKEN_ID_MASK);
-}
-
-static uint64_t token_epoch(uint64_t token)
-{
-    return token >> SQ_TOKEN_ID_BITS;
-}
 
 /* A staged content is an upload of the session, as storeblk's are, made
  * outside any transaction of the file: the commit that stores it links
@@ -1287,22 +1280,32 @@ static int sq_stage(struct bf_fh *fh, uint64_t blk, const void *buf, uint64_t *t
     }
     int64_t reuse = 0, id = 0, off = 0;
     size_t n = 0;
-    uint64_t epoch = sq_blocks_epoch(d);
+    uint64_t seq = sq_blocks_write_begin(d);
     int e = sq_wbegin(d, false);
-    if (e < 0)
-        return e;
-    e = take_garbage(d, bs, &reuse, 1, &n);
-    if (e == 0)
-        e = upload_row(d, bs, n ? reuse : 0, &id, &off);
-    if (e == 0 && (uint64_t)id > SQ_TOKEN_ID_MASK)
-        e = -ENOSPC; /* not in a token (a trillion contents: never in practice) */
-    e = sq_wend(d, false, e);
-    ck_maybe(d); /* staging alone can fill the WAL: bound it as a commit does */
+    if (e == 0) {
+        e = take_garbage(d, bs, &reuse, 1, &n);
+        if (e == 0)
+            e = upload_row(d, bs, n ? reuse : 0, seq, &id, &off);
+        e = sq_wend(d, false, e);
+    }
     if (e == 0)
         e = upload_data(d, id, off, buf, bs);
+    sq_blocks_write_end(d);
+    ck_maybe(d); /* staging alone can fill the WAL: bound it as a commit does */
     if (e == 0)
-        *token = token_make(id, epoch);
+        *token = (uint64_t)id;
     return e;
+}
+
+static int reader_int64(struct sq_db *d, int which, int nargs, int64_t a, int64_t b, uint64_t *out,
+                        const char *what);
+static int untrusted_upload(struct sq_db *d, bool staged);
+
+/* The write number of staged content `id` (the session's upload). */
+static int staged_seq(struct sq_db *d, int64_t id, uint64_t *seq)
+{
+    return reader_int64(d, R_UPLOAD_SEQ, 2, id, (int64_t)d->base.session, seq,
+                        "looking a staged block up");
 }
 
 static int sq_unstage(struct bf_fh *fh, uint64_t token, void *buf)
@@ -1313,25 +1316,38 @@ static int sq_unstage(struct bf_fh *fh, uint64_t token, void *buf)
         memset(buf, 0, bs);
         return 0;
     }
-    struct sq_reader *r;
-    int e = sq_reader_get(d, &r);
+    /* Its bytes only if they can be trusted (sq_blocks_write_begin): read
+     * back after a write-back error, they may be zeros or older bytes,
+     * which a later writeout would commit as the block's. */
+    uint64_t seq = 0;
+    int e = staged_seq(d, (int64_t)token, &seq);
+    int durable = e == 0 && d->durable ? sq_blocks_durable(d, seq) : 1;
+    if (durable == -EAGAIN) {
+        (void)sq_blocks_sync(d); /* a failure is recorded: the next look says so */
+        durable = sq_blocks_durable(d, seq);
+    }
+    if (e == 0 && durable != 1)
+        e = untrusted_upload(d, true);
     if (e < 0)
+        return e;
+    struct sq_reader *r;
+    if ((e = sq_reader_get(d, &r)) < 0)
         return e;
     /* the session's own upload: no other one reuses it meanwhile */
     struct sq_ext x;
     bool in_file = false;
-    e = reader_extent(d, r, token_id(token), &x, &in_file);
+    e = reader_extent(d, r, (int64_t)token, &x, &in_file);
     if (e == 0 && in_file)
         e = x.len != bs ? wrong_size(d, fh, 0, x.len) : sq_blocks_read(d, x.off, buf, bs);
     else if (e == 0)
-        e = read_content(d, r, fh, 0, token_id(token), 0, bs, buf);
+        e = read_content(d, r, fh, 0, (int64_t)token, 0, bs, buf);
     sq_reader_put(d, r);
     return e;
 }
 
 static void sq_stage_drop(struct bf_fh *fh, uint64_t token)
 {
-    int64_t id = token_id(token);
+    int64_t id = (int64_t)token;
     if (token)
         discard_uploads(FH(fh)->db, &id, 1, fh->file.blksize);
 }
@@ -1341,9 +1357,12 @@ static int sq_storeblk_staged(struct bf_fh *fh, uint64_t blk, uint64_t token, ui
     struct sq_fh *h = FH(fh);
     if (blk > (uint64_t)INT64_MAX)
         return -EINVAL;
-    int e = pend_reserve(h);
+    uint64_t seq = 0;
+    int e = token ? staged_seq(h->db, (int64_t)token, &seq) : 0;
     if (e == 0)
-        pend_put(h, blk, base, token_id(token), token_epoch(token), token != 0);
+        e = pend_reserve(h);
+    if (e == 0)
+        pend_put(h, blk, base, (int64_t)token, seq, token != 0);
     return e;
 }
 
@@ -1720,13 +1739,13 @@ static int sq_commit(struct bf_fh *fh, const struct bf_commit_req *req, uint64_t
     for (size_t i = 0; i < h->npend && !uploads; i++)
         uploads = h->pend[i].content != 0;
     int e = uploads && d->durable ? sq_blocks_sync(d) : 0;
-    /* Bytes written before a sync that failed (this one or any since they
-     * were written: the kernel reports a failure once, to one caller) may
-     * not be on the disk. A store's are written again at the retry; a
-     * staged content's cannot be: its commit fails until it is dropped. */
-    uint64_t epoch = sq_blocks_epoch(d);
-    for (size_t i = 0; e == 0 && i < h->npend; i++)
-        if (h->pend[i].content && h->pend[i].epoch != epoch && uploads && d->durable)
+    /* An upload whose write the first sync after it did not make durable
+     * (this one, or another commit's: the kernel reports a write-back
+     * error once, to one caller) may not be on the disk: refused. A store
+     * is written again at the retry; a staged content cannot be: it is
+     * refused until dropped. */
+    for (size_t i = 0; e == 0 && d->durable && i < h->npend; i++)
+        if (h->pend[i].content && sq_blocks_durable(d, h->pend[i].seq) != 1)
             e = untrusted_upload(d, h->pend[i].staged);
     if (e == 0)
         e = sq_wbegin(d, true);
@@ -2209,6 +2228,7 @@ static void sq_close(bf_db *db)
     pthread_cond_destroy(&d->pcond);
     pthread_mutex_destroy(&d->elock);
     pthread_mutex_destroy(&d->bflock);
+    sq_blocks_fini(d);
     bf_counter_destroy(&d->busy);
     if (d->rpath != d->path)
         free(d->rpath);
@@ -2450,6 +2470,7 @@ int bf_sqlite_open(const char *path, unsigned flags, const struct bf_db_options 
     pthread_cond_init(&d->pcond, NULL);
     pthread_mutex_init(&d->elock, NULL);
     pthread_mutex_init(&d->bflock, NULL);
+    sq_blocks_init(d);
     snprintf(d->bpath, blen, "%s-blocks", path);
     d->bfd = -1;
     d->rpath = d->path;

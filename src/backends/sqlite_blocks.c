@@ -127,21 +127,96 @@ int sq_blocks_write(struct sq_db *d, int64_t off, const void *buf, uint32_t len)
     return e;
 }
 
+void sq_blocks_init(struct sq_db *d)
+{
+    pthread_rwlockattr_t a;
+    pthread_rwlockattr_init(&a);
+    /* a sync waits for the writes in flight, not for every later one */
+    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&d->sync_rw, &a);
+    pthread_rwlockattr_destroy(&a);
+    pthread_mutex_init(&d->syncmx, NULL);
+}
+
+void sq_blocks_fini(struct sq_db *d)
+{
+    pthread_rwlock_destroy(&d->sync_rw);
+    pthread_mutex_destroy(&d->syncmx);
+    free(d->failed);
+    d->failed = NULL;
+}
+
+uint64_t sq_blocks_write_begin(struct sq_db *d)
+{
+    pthread_rwlock_rdlock(&d->sync_rw);
+    return __atomic_add_fetch(&d->wseq, 1, __ATOMIC_SEQ_CST);
+}
+
+void sq_blocks_write_end(struct sq_db *d)
+{
+    pthread_rwlock_unlock(&d->sync_rw);
+}
+
+/* Writes (lo, hi] were covered by a failed sync (syncmx held). Out of
+ * memory: every write up to hi is distrusted (more, never less). */
+static void failed_add(struct sq_db *d, uint64_t lo, uint64_t hi)
+{
+    if (d->nfailed == d->capfailed) {
+        size_t cap = d->capfailed ? 2 * d->capfailed : 8;
+        uint64_t(*v)[2] = realloc(d->failed, cap * sizeof(*v));
+        if (!v) {
+            d->distrust_upto = hi;
+            return;
+        }
+        d->failed = v;
+        d->capfailed = cap;
+    }
+    d->failed[d->nfailed][0] = lo;
+    d->failed[d->nfailed][1] = hi;
+    d->nfailed++;
+}
+
 int sq_blocks_sync(struct sq_db *d)
 {
     int fd;
     int e = sq_blocks_fd(d, SQ_BLOCKS_OPEN, &fd);
-    if (e == 0 && ((d->sync_hook && d->sync_hook(d->sync_hook_arg) && (errno = EIO)) ||
-                   fdatasync(fd) < 0)) {
-        __atomic_add_fetch(&d->sync_failures, 1, __ATOMIC_SEQ_CST);
+    if (e < 0)
+        return e;
+    /* Exclusive: every write numbered up to `upto` has returned, none runs
+     * meanwhile, and no other sync (of which the kernel could report this
+     * file's write-back error to one only) runs at once. */
+    pthread_rwlock_wrlock(&d->sync_rw);
+    uint64_t upto = __atomic_load_n(&d->wseq, __ATOMIC_SEQ_CST);
+    bool failed = (d->sync_hook && d->sync_hook(d->sync_hook_arg) && (errno = EIO)) ||
+                  fdatasync(fd) < 0;
+    int err = errno;
+    pthread_mutex_lock(&d->syncmx);
+    if (failed && upto > d->synced_seq)
+        failed_add(d, d->synced_seq, upto);
+    if (upto > d->synced_seq)
+        d->synced_seq = upto;
+    pthread_mutex_unlock(&d->syncmx);
+    pthread_rwlock_unlock(&d->sync_rw);
+    if (failed) {
+        errno = err;
         e = blocks_fail(d, -EIO, "%s: %s: %s", "making the uploads durable");
     }
     return e;
 }
 
-uint64_t sq_blocks_epoch(struct sq_db *d)
+int sq_blocks_durable(struct sq_db *d, uint64_t seq)
 {
-    return __atomic_load_n(&d->sync_failures, __ATOMIC_SEQ_CST);
+    int r = 1;
+    pthread_mutex_lock(&d->syncmx);
+    if (seq > d->synced_seq)
+        r = -EAGAIN;
+    else if (seq <= d->distrust_upto)
+        r = 0;
+    for (size_t i = 0; r == 1 && i < d->nfailed; i++)
+        if (seq > d->failed[i][0] && seq <= d->failed[i][1])
+            r = 0;
+    pthread_mutex_unlock(&d->syncmx);
+    return r;
 }
 
 void sq_blocks_punch(struct sq_db *d, const int64_t (*ext)[3], size_t n)

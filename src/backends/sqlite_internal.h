@@ -57,6 +57,7 @@ enum {
     R_HASOLD,     /* is a version superseded at or before n kept */
     R_HASGARBAGE, /* is there content for the housekeeping to delete */
     R_EXTENT,     /* off, len, gen of a content's extent */
+    R_UPLOAD_SEQ, /* the write number of a session's upload */
     R_NAMELESS,   /* nameless files whose name went at or before a serial */
     R_STATE_AT,   /* a file's state at a serial (SQ_STATE_COLS) */
     R_BYNAME_AT,  /* the file that had a name at a serial */
@@ -77,6 +78,7 @@ enum {
     W_SETMETA,
     W_UPLOAD,     /* a content row (its data in the block file) */
     W_UPLOADED,   /* ... owned by its session until linked */
+    W_UPLOAD_SEQ, /* an owned upload's write number (in `since`) */
     W_REUSE_FIND, /* garbage content of a size, to upload into */
     W_REUSE_DATA, /* ... a blob one's data moves to the block file */
     W_REUSE_OWN,  /* ... owned by the uploading session */
@@ -196,7 +198,17 @@ struct sq_db {
     char *bpath;            /* the block file: path + "-blocks" */
     pthread_mutex_t bflock; /* a leaf: guards opening bfd */
     int bfd;                /* -1 until its first use */
-    uint64_t sync_failures; /* failed fdatasyncs of the block file (atomic) */
+    /* Which written bytes a sync made durable (sq_blocks_write_begin):
+     * writes hold sync_rw shared from their sequence number to the end of
+     * their pwrite, a sync holds it exclusive; syncmx (a leaf) guards the
+     * rest. */
+    pthread_rwlock_t sync_rw;
+    pthread_mutex_t syncmx;
+    uint64_t wseq;       /* the last write's sequence number (atomic) */
+    uint64_t synced_seq; /* writes <= it were covered by a sync (syncmx) */
+    uint64_t (*failed)[2]; /* writes in (lo, hi] were covered by one that failed */
+    size_t nfailed, capfailed;
+    uint64_t distrust_upto; /* writes <= it are distrusted (out of memory for a range) */
 
     /* bf_sqlite_set_load_hook, bf_sqlite_set_sync_hook (tests) */
     void (*load_hook)(void *arg);
@@ -434,15 +446,28 @@ int sq_blocks_fd(struct sq_db *d, enum sq_blocks_how how, int *fd);
 int sq_blocks_read(struct sq_db *d, int64_t off, void *buf, uint32_t len);
 int sq_blocks_write(struct sq_db *d, int64_t off, const void *buf, uint32_t len);
 
-/* fdatasync(2) the block file: every pwrite that returned is durable.
- * -EIO, counted in d->sync_failures: the kernel reports a write-back error
- * once, and may have dropped the bytes that failed, so bytes written before
- * a failure are never trusted again (sq_blocks_epoch). */
+/* A write of the block file is numbered: sq_blocks_write_begin gives it
+ * its sequence number and must be followed, once its pwrite has returned
+ * (or failed), by sq_blocks_write_end; no sync runs in between. Its fate
+ * is decided by the first sync after it: if that one succeeds, its bytes
+ * are durable; if it fails, they may be lost (the kernel reports a
+ * write-back error once, to one fdatasync, and may drop the pages), and
+ * no later success changes that. Any thread; not with wlock held (a sync
+ * waits for the writes, and a commit takes wlock after its sync). */
+uint64_t sq_blocks_write_begin(struct sq_db *d);
+void sq_blocks_write_end(struct sq_db *d);
+
+/* fdatasync(2) the block file, deciding every write numbered before it.
+ * -EIO if it failed. */
 int sq_blocks_sync(struct sq_db *d);
 
-/* The failure count now: take it before writing bytes; if it changed when
- * a later sq_blocks_sync succeeds, the bytes may not be on the disk. */
-uint64_t sq_blocks_epoch(struct sq_db *d);
+/* Whether write `seq`'s bytes are durable: 1; 0: a failed sync covered
+ * it (they may be lost); -EAGAIN: no sync covered it yet. */
+int sq_blocks_durable(struct sq_db *d, uint64_t seq);
+
+/* Set up and tear down the above (with the sq_db). */
+void sq_blocks_init(struct sq_db *d);
+void sq_blocks_fini(struct sq_db *d);
 
 /* Give the space of extents ext[0..n) ({off, len, gen}: the gen is not
  * used) back to the file system (punched out, the file's size kept); a

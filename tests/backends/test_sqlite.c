@@ -1695,10 +1695,11 @@ static int sync_fails(void *arg)
 }
 
 /* Linux reports a write-back error to one fdatasync only, and the bytes
- * that failed may be gone: bytes written to the block file before a failed
- * sync are never committed. A store's upload is written again at the
- * retry; a staged content cannot be (EIO until it is dropped); a failure
- * reported to another file's commit counts too. */
+ * that failed may be gone: bytes whose first sync after their write failed
+ * are never committed, whichever commit's sync it was. A store's upload is
+ * written again at the retry; a staged content cannot be (EIO at commit
+ * and at unstage, until it is dropped); bytes a successful sync covered
+ * stay good whatever fails later. */
 Test(sqlite_blockfile, bytes_written_before_a_failed_sync_are_never_committed, .timeout = 30)
 {
     struct tb t;
@@ -1741,10 +1742,23 @@ Test(sqlite_blockfile, bytes_written_before_a_failed_sync_are_never_committed, .
         cr_assert_eq(tb_commit(f, 2 * BS), -EIO);
     }
     tb_expect(f, 1, -1);
+    cr_assert_eq(f->ops->unstage(f, token, buf), -EIO, "lost bytes read back");
     f->ops->stage_drop(f, token);
-    /* staged after the failure: committed */
+    /* staged after the failure, covered by a sync that succeeded (g's
+     * commit), then another sync fails: it is committed all the same */
     tb_fill(buf, BS, 1, 8);
     cr_assert_eq(f->ops->stage(f, 1, buf, &token), 0);
+    cr_assert_eq(g->ops->begin(g), 0);
+    cr_assert_eq(tb_store(g, 0, buf), 0);
+    cr_assert_eq(tb_commit(g, BS), 0);
+    cr_assert_eq(g->ops->begin(g), 0);
+    cr_assert_eq(tb_store(g, 0, buf), 0);
+    fail = 1;
+    cr_assert_eq(tb_commit(g, BS), -EIO);
+    fail = 0;
+    char back[BS];
+    cr_assert_eq(f->ops->unstage(f, token, back), 0);
+    cr_assert(tb_check(back, BS, 1, 8));
     cr_assert_eq(f->ops->begin(f), 0);
     cr_assert_eq(f->ops->storeblk_staged(f, 1, token, BF_SERIAL_NOW), 0);
     cr_assert_eq(tb_commit(f, 2 * BS), 0);
