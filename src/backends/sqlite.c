@@ -2445,7 +2445,12 @@ int bf_sqlite_open(const char *path, unsigned flags, const struct bf_db_options 
         return e;
 
     struct sq_db *d = calloc(1, sizeof(*d));
-    size_t blen = strlen(path) + sizeof("-blocks");
+    /* The block file is beside the database file itself, as SQLite puts
+     * its -wal and -shm: a path through a symbolic link names the same
+     * pair. */
+    char *real = realpath(path, NULL);
+    const char *base = real ? real : path;
+    size_t blen = strlen(base) + sizeof("-blocks");
     if (!d || !(d->path = strdup(path)) || !(d->bpath = malloc(blen)) ||
         bf_counter_init(&d->busy) < 0) {
         if (d) {
@@ -2453,6 +2458,7 @@ int bf_sqlite_open(const char *path, unsigned flags, const struct bf_db_options 
             free(d->bpath);
         }
         free(d);
+        free(real);
         bf_errf(errbuf, errlen, "%s: out of memory", path);
         return -ENOMEM;
     }
@@ -2461,6 +2467,7 @@ int bf_sqlite_open(const char *path, unsigned flags, const struct bf_db_options 
         free(d->path);
         free(d->bpath);
         free(d);
+        free(real);
         bf_errf(errbuf, errlen, "%s: out of memory", path);
         return -ENOMEM;
     }
@@ -2471,7 +2478,8 @@ int bf_sqlite_open(const char *path, unsigned flags, const struct bf_db_options 
     pthread_mutex_init(&d->elock, NULL);
     pthread_mutex_init(&d->bflock, NULL);
     sq_blocks_init(d);
-    snprintf(d->bpath, blen, "%s-blocks", path);
+    snprintf(d->bpath, blen, "%s-blocks", base);
+    free(real);
     d->bfd = -1;
     d->rpath = d->path;
     d->rflags = SQLITE_OPEN_READONLY;

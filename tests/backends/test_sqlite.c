@@ -1804,3 +1804,31 @@ Test(sqlite_blockfile, deleted_extents_are_reused_and_the_file_stays_at_its_peak
     bf_db_close(db);
     tb_rmdir(&t);
 }
+
+/* A database opened through a symbolic link has its block file beside the
+ * database file itself, as SQLite's -wal: both paths name one pair. */
+Test(sqlite_blockfile, a_symbolic_link_names_the_same_block_file, .timeout = 30)
+{
+    struct tb t;
+    bf_file *f;
+    char link[PATH_MAX], lbp[PATH_MAX + 8];
+    uint64_t id = make_db(&t, 0);
+    snprintf(link, sizeof(link), "%s.link", t.path);
+    cr_assert_eq(symlink(t.path, link), 0);
+    bf_db *db = sq_open(link, 0);
+    cr_assert_eq(bf_db_file_open(db, id, &f), 0);
+    tb_store_range(f, 0, 4, 3, 4 * BS);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    snprintf(lbp, sizeof(lbp), "%s-blocks", link);
+    cr_assert_eq(access(lbp, F_OK), -1, "a block file beside the link");
+    cr_assert_eq(blocks_size(t.path, NULL), 4 * BS);
+    db = sq_open(t.path, BF_DB_RDONLY);
+    cr_assert_eq(bf_db_file_open(db, id, &f), 0);
+    for (uint64_t b = 0; b < 4; b++)
+        tb_expect(f, b, 3);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    unlink(link);
+    tb_rmdir(&t);
+}
