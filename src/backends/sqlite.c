@@ -239,7 +239,7 @@ static const char *const writer_sql[W_NSTMT] = {
     [W_UPLOAD] = "INSERT INTO contents(data) VALUES(x'')",
     /* uploads is keyed (session, bytes, content): every statement finds its
      * rows by the key, and in a small table they share one page */
-    [W_UPLOADED] = "INSERT INTO uploads(content, session, bytes) VALUES(?1, ?2, ?3)",
+    [W_UPLOADED] = "INSERT INTO uploads(content, session, bytes, since) VALUES(?1, ?2, ?3, ?4)",
     /* an owned upload's `since` is the number of the write of its bytes
      * (sq_blocks_write_begin); a garbage one's, when it became garbage */
     [W_UPLOAD_SEQ] = "UPDATE uploads SET since=?3 WHERE content=?1 AND session=?2",
@@ -1134,13 +1134,16 @@ static int upload_row(struct sq_db *d, uint32_t bs, int64_t reuse, uint64_t seq,
     }
     if (reuse) {
         e = sq_wrun(d, W_REUSE_DATA, 1, &reuse, "storing a block");
+        if (e == 0)
+            e = sq_wrun(d, W_UPLOAD_SEQ, 3, sv, "storing a block");
     } else {
         int rc = sq_wexec(d, W_UPLOAD);
         if (rc != SQLITE_OK)
             return sq_fail(d, d->w, rc, "storing a block");
-        int64_t v[3] = { sqlite3_last_insert_rowid(d->w), (int64_t)d->base.session, bs };
+        int64_t v[4] = { sqlite3_last_insert_rowid(d->w), (int64_t)d->base.session, bs,
+                         (int64_t)seq };
         *id = v[0];
-        e = sq_wrun(d, W_UPLOADED, 3, v, "storing a block");
+        e = sq_wrun(d, W_UPLOADED, 4, v, "storing a block");
     }
     /* A free extent of its size, else one more at the end. One taken
      * from the free ones gets a gen above every gen its offset had, so
@@ -1167,9 +1170,6 @@ static int upload_row(struct sq_db *d, uint32_t bs, int64_t reuse, uint64_t seq,
         e = sq_wrun(d, W_FREE_DEL, 1, &v[1], "storing a block");
     if (e == 0)
         e = sq_wrun(d, W_EXT_ADD, 4, v, "storing a block");
-    sv[0] = *id;
-    if (e == 0)
-        e = sq_wrun(d, W_UPLOAD_SEQ, 3, sv, "storing a block");
     if (e == 0 && !from_free)
         e = sq_wmeta_set(d, "blocks_end", end + bs);
     *off = v[1];
