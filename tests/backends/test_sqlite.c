@@ -1345,6 +1345,19 @@ static off_t blocks_size(const char *path, off_t *alloc)
     return st.st_size;
 }
 
+/* Blocks [lo, hi) of file id read as tb_fill(tag) in a read-only session
+ * of the database at path, opened for this and closed. */
+static void expect_read_only(const char *path, uint64_t id, uint64_t lo, uint64_t hi, int tag)
+{
+    bf_file *f;
+    bf_db *db = sq_open(path, BF_DB_RDONLY);
+    cr_assert_eq(bf_db_file_open(db, id, &f), 0);
+    for (uint64_t b = lo; b < hi; b++)
+        tb_expect(f, b, tag);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+}
+
 /* Every content is in the block file: an empty blob and an extent. */
 static void all_in_the_file(const char *path)
 {
@@ -1363,13 +1376,7 @@ Test(sqlite_blockfile, contents_go_to_the_block_file, .timeout = 20)
     all_in_the_file(t.path);
     cr_assert_eq(side_int(t.path, "SELECT count(*) FROM extents"), 8);
     cr_assert_eq(side_int(t.path, "SELECT value FROM meta WHERE key='blocks_end'"), 8 * BS);
-    bf_db *db = sq_open(t.path, BF_DB_RDONLY);
-    bf_file *f;
-    cr_assert_eq(bf_db_file_open(db, id, &f), 0);
-    for (uint64_t b = 0; b < 8; b++)
-        tb_expect(f, b, 1);
-    bf_db_file_close(db, f);
-    bf_db_close(db);
+    expect_read_only(t.path, id, 0, 8, 1);
     tb_rmdir(&t);
 }
 
@@ -1453,15 +1460,10 @@ Test(sqlite_blockfile, blob_contents_stay_readable_and_new_ones_go_to_the_file, 
     uint64_t id = make_db(&t, 8);
     make_blobs(t.path);
     cr_assert_eq(side_int(t.path, "SELECT count(*) FROM contents WHERE length(data)=65536"), 8);
-    bf_db *db = sq_open(t.path, BF_DB_RDONLY);
-    cr_assert_eq(bf_db_file_open(db, id, &f), 0);
-    for (uint64_t b = 0; b < 8; b++)
-        tb_expect(f, b, 1);
-    bf_db_file_close(db, f);
-    bf_db_close(db);
+    expect_read_only(t.path, id, 0, 8, 1);
     cr_assert_eq(access(blocks_path(t.path, bp, sizeof(bp)), F_OK), -1, "made by a reader");
 
-    db = sq_open(t.path, 0);
+    bf_db *db = sq_open(t.path, 0);
     cr_assert_eq(access(bp, F_OK), -1, "made before an upload");
     cr_assert_eq(bf_db_file_open(db, id, &f), 0);
     for (uint64_t b = 0; b < 8; b++)
@@ -1476,12 +1478,8 @@ Test(sqlite_blockfile, blob_contents_stay_readable_and_new_ones_go_to_the_file, 
         tb_expect(f, b, b < 4 ? 3 : 1);
     bf_db_file_close(db, f);
     bf_db_close(db);
-    db = sq_open(t.path, BF_DB_RDONLY);
-    cr_assert_eq(bf_db_file_open(db, id, &f), 0);
-    for (uint64_t b = 0; b < 8; b++)
-        tb_expect(f, b, b < 4 ? 3 : 1);
-    bf_db_file_close(db, f);
-    bf_db_close(db);
+    expect_read_only(t.path, id, 0, 4, 3);
+    expect_read_only(t.path, id, 4, 8, 1);
     tb_rmdir(&t);
 }
 
@@ -1823,12 +1821,7 @@ Test(sqlite_blockfile, a_symbolic_link_names_the_same_block_file, .timeout = 30)
     snprintf(lbp, sizeof(lbp), "%s-blocks", link);
     cr_assert_eq(access(lbp, F_OK), -1, "a block file beside the link");
     cr_assert_eq(blocks_size(t.path, NULL), 4 * BS);
-    db = sq_open(t.path, BF_DB_RDONLY);
-    cr_assert_eq(bf_db_file_open(db, id, &f), 0);
-    for (uint64_t b = 0; b < 4; b++)
-        tb_expect(f, b, 3);
-    bf_db_file_close(db, f);
-    bf_db_close(db);
+    expect_read_only(t.path, id, 0, 4, 3);
     unlink(link);
     tb_rmdir(&t);
 }
