@@ -308,6 +308,19 @@ static void fh_abort(bf_file *f)
     tx_used(fh, false);
 }
 
+static int fh_loadblk_send(bf_file *f, uint64_t blk, uint64_t at, uint32_t off, uint32_t len,
+                           struct bf_sink *sink)
+{
+    struct bf_fh *fh = FH(f);
+    return fh->db->ops->loadblk_send(fh, blk, at, off, len, sink);
+}
+
+static int fh_loadblk_ahead(bf_file *f, uint64_t blk, uint64_t at)
+{
+    struct bf_fh *fh = FH(f);
+    return fh->db->ops->loadblk_ahead(fh, blk, at);
+}
+
 /* ---- staging: the engine's, or the layer's spill file ------------------ */
 
 static int fh_loadblk_range(bf_file *f, uint64_t blk, uint64_t at, uint32_t off, uint32_t len,
@@ -444,6 +457,8 @@ int bf_db_init(bf_db *db, const struct bf_engine_ops *ops, unsigned flags,
         .next_stored = ops->next_stored ? fh_next_stored : NULL,
         .stored_blocks = ops->stored_blocks ? fh_stored_blocks : NULL,
         .loadblk_range = ops->loadblk_range ? fh_loadblk_range : NULL,
+        .loadblk_send = ops->loadblk_send && !db->opt.copy_reads ? fh_loadblk_send : NULL,
+        .loadblk_ahead = ops->loadblk_ahead && !db->opt.copy_reads ? fh_loadblk_ahead : NULL,
         /* Every engine stages: its own way, or into the spill file. */
         .stage = fh_stage,
         .unstage = fh_unstage,

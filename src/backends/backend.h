@@ -118,6 +118,10 @@ struct bf_db_options {
      * engine can stage (for tests). */
     const char *spill_dir;
     bool spill_file;
+    /* Reads copied only: the files' ops leave loadblk_send and
+     * loadblk_ahead out (core/bigfile.h), as for an engine without them.
+     * For a daemon whose READ answers cannot be spliced. */
+    bool copy_reads;
 };
 
 #define BF_PROTO_TIMEOUT_MS 30000

@@ -190,6 +190,12 @@ struct bf_engine_ops {
     int (*loadblk_range)(struct bf_fh *fh, uint64_t blk, uint64_t at, uint32_t off, uint32_t len,
                          void *buf, uint64_t *serial);
 
+    /* Optional (NULL: never): loadblk_send and loadblk_ahead of
+     * bigfile.h. */
+    int (*loadblk_send)(struct bf_fh *fh, uint64_t blk, uint64_t at, uint32_t off, uint32_t len,
+                        struct bf_sink *sink);
+    int (*loadblk_ahead)(struct bf_fh *fh, uint64_t blk, uint64_t at);
+
     /* Optional, all four or none (none: the layer stages into its spill
      * file, spillfile.c, and stores a staged content with storeblk): the
      * staging operations of bigfile.h. The layer calls storeblk_staged

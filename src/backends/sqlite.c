@@ -948,53 +948,116 @@ static int read_extent(struct sq_db *d, struct sq_reader *r, struct bf_fh *fh, u
     return e == 0 && !same ? -EAGAIN : e;
 }
 
+/* What looking block blk up as of `at` found (version_step). */
+enum sq_vfound {
+    SQ_V_ZEROS, /* never stored as of `at`, or a hole */
+    SQ_V_BLOB,  /* v->content, a blob */
+    SQ_V_FILE,  /* v->content, at extent v->x of the block file */
+};
+struct sq_version {
+    int64_t content;
+    struct sq_ext x;
+};
+
+/* Look block blk up as of `at` on r, leaving r's R_VERSION stepped (its
+ * read transaction keeps the snapshot until the caller resets it with
+ * version_reset): *found and *v, *serial the version's serial. Errors:
+ * -ESTALE (the version as of `at` may have been collected), -EIO. */
+static int version_step(struct sq_db *d, struct sq_reader *r, struct bf_fh *fh, uint64_t blk,
+                        uint64_t at, enum sq_vfound *found, struct sq_version *v, uint64_t *serial)
+{
+    sqlite3_stmt *st = r->st[R_VERSION];
+    *found = SQ_V_ZEROS;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)fh->id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)blk);
+    sqlite3_bind_int64(st, 3, I64(at));
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return sq_fail(d, r->c, rc, "looking a block up");
+    if (rc == SQLITE_ROW &&
+        (sqlite3_column_type(st, 2) == SQLITE_NULL || (uint64_t)sqlite3_column_int64(st, 2) > at)) {
+        /* the version as of `at` */
+        *serial = (uint64_t)sqlite3_column_int64(st, 0);
+        v->content = sqlite3_column_int64(st, 1);
+        if (sqlite3_column_type(st, 3) != SQLITE_NULL) {
+            *found = SQ_V_FILE;
+            v->x = (struct sq_ext){ sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4),
+                                    sqlite3_column_int64(st, 5) };
+        } else if (v->content != 0) {
+            *found = SQ_V_BLOB;
+        }
+        return 0;
+    }
+    /* None, or one whose successor is gone: it may have been collected. */
+    int64_t collected = 0;
+    int e = sq_reader_meta(d, r, "collected", &collected);
+    return e == 0 && at < (uint64_t)collected ? -ESTALE : e;
+}
+
+static void version_reset(struct sq_reader *r)
+{
+    sqlite3_reset(r->st[R_VERSION]);
+    sqlite3_clear_bindings(r->st[R_VERSION]);
+}
+
 /* Bytes [off, off + len) of block blk as of `at`, looked up once on r:
  * -EAGAIN when its content's extent changed while it was read. */
 static int load_once(struct sq_db *d, struct sq_reader *r, struct bf_fh *fh, uint64_t blk,
                      uint64_t at, uint32_t off, uint32_t len, void *buf, uint64_t *serial)
 {
-    int e = 0;
-    struct sq_ext x = { 0, 0, 0 };
-    int64_t content = 0;
-    bool in_file = false;
-    /* The version lookup stays stepped (not reset) while a blob and
-     * 'collected' are read: its read transaction keeps the snapshot. A
-     * content of the block file is read after it: the extent's check
-     * keeps the bytes right. */
-    sqlite3_stmt *st = r->st[R_VERSION];
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)fh->id);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)blk);
-    sqlite3_bind_int64(st, 3, I64(at));
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        e = sq_fail(d, r->c, rc, "looking a block up");
-    } else if (rc == SQLITE_ROW && (sqlite3_column_type(st, 2) == SQLITE_NULL ||
-                                    (uint64_t)sqlite3_column_int64(st, 2) > at)) {
-        /* the version as of `at` */
-        *serial = (uint64_t)sqlite3_column_int64(st, 0);
-        content = sqlite3_column_int64(st, 1);
-        in_file = sqlite3_column_type(st, 3) != SQLITE_NULL;
-        if (in_file)
-            x = (struct sq_ext){ sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4),
-                                 sqlite3_column_int64(st, 5) };
-        else if (content == 0)
-            memset(buf, 0, len); /* a hole */
-        else
-            e = read_content(d, r, fh, blk, content, off, len, buf);
-    } else {
-        /* None, or one whose successor is gone: it may have been
-         * collected. */
-        int64_t collected = 0;
-        e = sq_reader_meta(d, r, "collected", &collected);
-        if (e == 0 && at < (uint64_t)collected)
-            e = -ESTALE;
-        else if (e == 0)
-            memset(buf, 0, len); /* never stored as of `at` */
-    }
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    if (e == 0 && in_file)
-        e = read_extent(d, r, fh, blk, content, &x, off, len, buf);
+    enum sq_vfound found;
+    struct sq_version v;
+    /* A blob is read while the lookup stays stepped (its read transaction
+     * keeps the snapshot); a content of the block file after it: the
+     * extent's check keeps the bytes right. */
+    int e = version_step(d, r, fh, blk, at, &found, &v, serial);
+    if (e == 0 && found == SQ_V_ZEROS)
+        memset(buf, 0, len);
+    else if (e == 0 && found == SQ_V_BLOB)
+        e = read_content(d, r, fh, blk, v.content, off, len, buf);
+    version_reset(r);
+    if (e == 0 && found == SQ_V_FILE)
+        e = read_extent(d, r, fh, blk, v.content, &v.x, off, len, buf);
+    return e;
+}
+
+/* Send bytes [off, off + len) of block blk as of `at`, looked up once on
+ * r (loadblk_send): the extent is checked after it is marked as being
+ * sent (sq_blocks_send_begin: a write or punch of it waits) and before
+ * the bytes go, so they are the content's from the check to the send's
+ * end. -EAGAIN when the extent changed since the lookup; -ENODATA when
+ * the block is not in the block file. */
+static int send_once(struct sq_db *d, struct sq_reader *r, struct bf_fh *fh, uint64_t blk,
+                     uint64_t at, uint32_t off, uint32_t len, struct bf_sink *sink)
+{
+    enum sq_vfound found;
+    struct sq_version v;
+    uint64_t serial;
+    int e = version_step(d, r, fh, blk, at, &found, &v, &serial);
+    version_reset(r);
+    if (e < 0)
+        return e;
+    if (found != SQ_V_FILE)
+        return -ENODATA;
+    if (v.x.len != fh->file.blksize)
+        return wrong_size(d, fh, blk, v.x.len);
+    if (d->load_hook)
+        d->load_hook(d->load_hook_arg);
+    int64_t pos = v.x.off + off;
+    e = sq_blocks_send_begin(d, pos, len);
+    if (e < 0)
+        return e;
+    struct sq_ext now;
+    bool same = false;
+    int fd = -1;
+    e = reader_extent(d, r, v.content, &now, &same);
+    if (e == 0 && !(same && now.off == v.x.off && now.gen == v.x.gen))
+        e = -EAGAIN;
+    if (e == 0)
+        e = sq_blocks_fd(d, SQ_BLOCKS_OPEN, &fd);
+    if (e == 0)
+        sink->send(sink, fd, (uint64_t)pos, len);
+    sq_blocks_send_end(d, pos, len);
     return e;
 }
 
@@ -1033,6 +1096,49 @@ static int sq_loadblk_range(struct bf_fh *fh, uint64_t blk, uint64_t at, uint32_
                             void *buf, uint64_t *serial)
 {
     return sq_load(fh, blk, at, off, len, buf, serial);
+}
+
+static int sq_loadblk_send(struct bf_fh *fh, uint64_t blk, uint64_t at, uint32_t off, uint32_t len,
+                           struct bf_sink *sink)
+{
+    struct sq_db *d = FH(fh)->db;
+    struct sq_reader *r;
+    if (blk > (uint64_t)INT64_MAX)
+        return -ENODATA;
+    int e = sq_reader_get(d, &r);
+    if (e < 0)
+        return e;
+    /* As sq_load: each try finds a newer version (or -ESTALE). */
+    for (int tries = 0; (e = send_once(d, r, fh, blk, at, off, len, sink)) == -EAGAIN;)
+        if (++tries == SQ_LOAD_TRIES) {
+            e = sq_fail(d, NULL, SQLITE_IOERR, "reading a block: its extent keeps changing");
+            break;
+        }
+    sq_reader_put(d, r);
+    return e;
+}
+
+/* loadblk_ahead: the block file's kernel readahead of the extent
+ * (POSIX_FADV_WILLNEED starts the reads and does not wait for them). */
+static int sq_loadblk_ahead(struct bf_fh *fh, uint64_t blk, uint64_t at)
+{
+    struct sq_db *d = FH(fh)->db;
+    struct sq_reader *r;
+    enum sq_vfound found;
+    struct sq_version v;
+    uint64_t serial;
+    int fd;
+    if (blk > (uint64_t)INT64_MAX)
+        return 0;
+    int e = sq_reader_get(d, &r);
+    if (e < 0)
+        return e;
+    e = version_step(d, r, fh, blk, at, &found, &v, &serial);
+    version_reset(r);
+    sq_reader_put(d, r);
+    if (e == 0 && found == SQ_V_FILE && sq_blocks_fd(d, SQ_BLOCKS_OPEN, &fd) == 0)
+        e = -posix_fadvise(fd, (off_t)v.x.off, (off_t)v.x.len, POSIX_FADV_WILLNEED);
+    return e;
 }
 
 static int sq_begin(struct bf_fh *fh)
@@ -2262,6 +2368,8 @@ static const struct bf_engine_ops sq_engine_ops = {
     .commit = sq_commit,
     .abort = sq_abort,
     .loadblk_range = sq_loadblk_range,
+    .loadblk_send = sq_loadblk_send,
+    .loadblk_ahead = sq_loadblk_ahead,
     .stage = sq_stage,
     .unstage = sq_unstage,
     .stage_drop = sq_stage_drop,

@@ -88,6 +88,57 @@ int sq_blocks_fd(struct sq_db *d, enum sq_blocks_how how, int *fd)
     return e;
 }
 
+/* Wait until no send overlaps [off, off + len). */
+static void wait_unsent(struct sq_db *d, int64_t off, int64_t len)
+{
+    pthread_mutex_lock(&d->sendmx);
+    for (size_t i = 0; i < d->nsending;)
+        if (d->sending[i][0] < off + len && off < d->sending[i][0] + d->sending[i][1]) {
+            pthread_cond_wait(&d->sendcv, &d->sendmx);
+            i = 0; /* look again */
+        } else {
+            i++;
+        }
+    pthread_mutex_unlock(&d->sendmx);
+}
+
+int sq_blocks_send_begin(struct sq_db *d, int64_t off, uint32_t len)
+{
+    int e = 0;
+    pthread_mutex_lock(&d->sendmx);
+    if (d->nsending == d->capsending) {
+        size_t cap = d->capsending ? 2 * d->capsending : 16;
+        int64_t(*v)[2] = realloc(d->sending, cap * sizeof(*v));
+        if (v) {
+            d->sending = v;
+            d->capsending = cap;
+        } else {
+            e = -ENOMEM;
+        }
+    }
+    if (e == 0) {
+        d->sending[d->nsending][0] = off;
+        d->sending[d->nsending][1] = len;
+        d->nsending++;
+    }
+    pthread_mutex_unlock(&d->sendmx);
+    return e;
+}
+
+void sq_blocks_send_end(struct sq_db *d, int64_t off, uint32_t len)
+{
+    pthread_mutex_lock(&d->sendmx);
+    for (size_t i = 0; i < d->nsending; i++)
+        if (d->sending[i][0] == off && d->sending[i][1] == len) {
+            d->sending[i][0] = d->sending[d->nsending - 1][0];
+            d->sending[i][1] = d->sending[d->nsending - 1][1];
+            d->nsending--;
+            break;
+        }
+    pthread_cond_broadcast(&d->sendcv);
+    pthread_mutex_unlock(&d->sendmx);
+}
+
 int sq_blocks_read(struct sq_db *d, int64_t off, void *buf, uint32_t len)
 {
     int fd;
@@ -113,6 +164,7 @@ int sq_blocks_write(struct sq_db *d, int64_t off, const void *buf, uint32_t len)
     int fd;
     int e = sq_blocks_fd(d, SQ_BLOCKS_OPEN, &fd);
     size_t done = 0;
+    wait_unsent(d, off, len);
     while (e == 0 && done < len) {
         ssize_t n = pwrite(fd, (const char *)buf + done, len - done, (off_t)(off + (int64_t)done));
         if (n < 0 && errno == EINTR)
@@ -136,6 +188,8 @@ void sq_blocks_init(struct sq_db *d)
     pthread_rwlock_init(&d->sync_rw, &a);
     pthread_rwlockattr_destroy(&a);
     pthread_mutex_init(&d->syncmx, NULL);
+    pthread_mutex_init(&d->sendmx, NULL);
+    pthread_cond_init(&d->sendcv, NULL);
 }
 
 void sq_blocks_fini(struct sq_db *d)
@@ -144,6 +198,10 @@ void sq_blocks_fini(struct sq_db *d)
     pthread_mutex_destroy(&d->syncmx);
     free(d->failed);
     d->failed = NULL;
+    pthread_mutex_destroy(&d->sendmx);
+    pthread_cond_destroy(&d->sendcv);
+    free(d->sending);
+    d->sending = NULL;
 }
 
 uint64_t sq_blocks_write_begin(struct sq_db *d)
@@ -225,13 +283,15 @@ void sq_blocks_punch(struct sq_db *d, const int64_t (*ext)[3], size_t n)
     if (n == 0 || sq_blocks_fd(d, SQ_BLOCKS_OPEN, &fd) < 0)
         return; /* logged: their space stays taken */
     bool logged = false;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        wait_unsent(d, ext[i][0], ext[i][1]);
         if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)ext[i][0],
                       (off_t)ext[i][1]) < 0 &&
             errno != EOPNOTSUPP && !logged) {
             blocks_fail(d, -errno, "%s: %s: %s", "freeing a deleted block's space");
             logged = true;
         }
+    }
 }
 
 void sq_blocks_close(struct sq_db *d)

@@ -209,6 +209,12 @@ struct sq_db {
     uint64_t (*failed)[2]; /* writes in (lo, hi] were covered by one that failed */
     size_t nfailed, capfailed;
     uint64_t distrust_upto; /* writes <= it are distrusted (out of memory for a range) */
+    /* Ranges of the file being sent (sq_blocks_send_begin): a write or a
+     * punch that overlaps one waits on sendcv. sendmx is a leaf. */
+    pthread_mutex_t sendmx;
+    pthread_cond_t sendcv;
+    int64_t (*sending)[2]; /* {off, len} */
+    size_t nsending, capsending;
 
     /* bf_sqlite_set_load_hook, bf_sqlite_set_sync_hook (tests) */
     void (*load_hook)(void *arg);
@@ -464,6 +470,17 @@ int sq_blocks_sync(struct sq_db *d);
 /* Whether write `seq`'s bytes are durable: 1; 0: a failed sync covered
  * it (they may be lost); -EAGAIN: no sync covered it yet. */
 int sq_blocks_durable(struct sq_db *d, uint64_t seq);
+
+/* Bytes [off, off + len) of the file are being sent (loadblk_send:
+ * their page cache is passed on by reference, so the bytes must not change
+ * until the reply is made): from sq_blocks_send_begin to
+ * sq_blocks_send_end, a write (sq_blocks_write) or a punch of any of them
+ * waits. A sender checks its extent after begin: an extent's reuse or
+ * deletion commits before its write or punch, so either the check sees
+ * the change or the write waits for the send. Any thread, no lock needed
+ * or taken but a leaf. Begin: 0 or -ENOMEM. */
+int sq_blocks_send_begin(struct sq_db *d, int64_t off, uint32_t len);
+void sq_blocks_send_end(struct sq_db *d, int64_t off, uint32_t len);
 
 /* Set up and tear down the above (with the sq_db). */
 void sq_blocks_init(struct sq_db *d);

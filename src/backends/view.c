@@ -222,6 +222,21 @@ static int vfh_loadblk_range(bf_file *f, uint64_t blk, uint64_t at, uint32_t off
                                                     serial ? serial : &ignored));
 }
 
+static int vfh_loadblk_send(bf_file *f, uint64_t blk, uint64_t at, uint32_t off, uint32_t len,
+                            struct bf_sink *sink)
+{
+    struct bf_fh *fh = VFH(f);
+    (void)at;
+    return view_load_err(fh->db->ops->loadblk_send(fh, blk, fh->view->serial, off, len, sink));
+}
+
+static int vfh_loadblk_ahead(bf_file *f, uint64_t blk, uint64_t at)
+{
+    struct bf_fh *fh = VFH(f);
+    (void)at;
+    return view_load_err(fh->db->ops->loadblk_ahead(fh, blk, fh->view->serial));
+}
+
 static int vfh_begin(bf_file *f)
 {
     (void)f;
@@ -278,6 +293,8 @@ int bf_db_view_open(bf_db *db, uint64_t serial, bf_view **out)
         .commit = vfh_commit,
         .abort = vfh_abort,
         .loadblk_range = db->ops->loadblk_range ? vfh_loadblk_range : NULL,
+        .loadblk_send = db->ops->loadblk_send && !db->opt.copy_reads ? vfh_loadblk_send : NULL,
+        .loadblk_ahead = db->ops->loadblk_ahead && !db->opt.copy_reads ? vfh_loadblk_ahead : NULL,
         /* next_stored, stored_blocks: the engines answer for the current
          * versions only; staging: nothing is ever dirty. */
     };

@@ -110,6 +110,16 @@ struct bf_commit_req {
     void *arg;
 };
 
+/* Where loadblk_send passes bytes on (the daemon: a READ's reply, which
+ * libfuse splices from the store's file, so that the kernel copies the
+ * bytes once, from that file's page cache). */
+struct bf_sink {
+    /* Pass bytes [pos, pos + len) of the open file fd on. Called with no
+     * core lock held; what becomes of the bytes (and any failure to pass
+     * them) is the sink's business. */
+    void (*send)(struct bf_sink *sink, int fd, uint64_t pos, size_t len);
+};
+
 struct bf_file_ops {
     /* Read the newest version of block `blk` with a serial <= `at`
      * (BF_SERIAL_NOW: the current version) into `buf` (blksize bytes); a
@@ -181,6 +191,28 @@ struct bf_file_ops {
      * cached block are of one version. */
     int (*loadblk_range)(bf_file *f, uint64_t blk, uint64_t at, uint32_t off, uint32_t len,
                          void *buf, uint64_t *serial);
+
+    /* ---- Optional: reads answered without a copy (NULL: never). */
+
+    /* Answer a read with bytes [off, off + len) of block `blk` as loadblk
+     * would read them (as of `at`), straight from a file of the store:
+     * call sink->send once with that file, its offset and len, while the
+     * store keeps those bytes there unchanged (a write or a punch of them
+     * waits until send returns). off + len <= blksize, len > 0. Returns 0
+     * when send was called, and only then; -ENODATA when the
+     * bytes are not in such a file (a hole, a block never stored, a
+     * content kept another way: the caller reads them with loadblk);
+     * -ESTALE and the errors of loadblk, send not called. Called like
+     * loadblk (no core lock held, any thread). */
+    int (*loadblk_send)(bf_file *f, uint64_t blk, uint64_t at, uint32_t off, uint32_t len,
+                        struct bf_sink *sink);
+
+    /* Optional, with loadblk_send (NULL: prefetch loads into memory):
+     * start reading block `blk` as of `at` into the store's file cache,
+     * without waiting, for the loadblk_send calls that follow (a
+     * sequential reader's prefetch). 0, or an error (harmless: the sends
+     * read what is not there yet). Called like loadblk. */
+    int (*loadblk_ahead)(bf_file *f, uint64_t blk, uint64_t at);
 
     /* ---- Optional: staging (all four, or none: the core then keeps every
      * uncommitted block in memory). The staging area holds the contents

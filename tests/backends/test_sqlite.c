@@ -1559,6 +1559,207 @@ Test(sqlite_blockfile, a_load_racing_a_reuse_looks_again, .timeout = 30)
     tb_rmdir(&t);
 }
 
+/* A sink for loadblk_send that reads what it is sent into buf, then runs
+ * `during` (if set) before returning, while the bytes are still being
+ * sent. */
+struct test_sink {
+    struct bf_sink sink;
+    char *buf;
+    size_t len;
+    int calls;
+    void (*during)(struct test_sink *ts, int fd, uint64_t pos);
+    void *arg;
+};
+
+static void test_send(struct bf_sink *sink, int fd, uint64_t pos, size_t len)
+{
+    struct test_sink *ts = (struct test_sink *)sink;
+    ts->calls++;
+    ts->len = len;
+    cr_assert_eq(pread(fd, ts->buf, len, (off_t)pos), (ssize_t)len);
+    if (ts->during)
+        ts->during(ts, fd, pos);
+}
+
+static int tb_send(bf_file *f, uint64_t blk, uint64_t at, uint32_t off, uint32_t len,
+                   struct test_sink *ts)
+{
+    ts->sink.send = test_send;
+    return f->ops->loadblk_send(f, blk, at, off, len, &ts->sink);
+}
+
+/* loadblk_send passes on exactly the bytes loadblk reads, as of the
+ * serial asked, any range of a block; a hole and a block never stored
+ * are -ENODATA (read them with loadblk); a collected version -ESTALE. */
+Test(sqlite_blockfile, send_passes_on_the_stored_bytes, .timeout = 30)
+{
+    struct tb t;
+    bf_file *f;
+    uint64_t id = make_db(&t, 2);
+    bf_db *db = sq_open(t.path, 0);
+    cr_assert_eq(bf_db_file_open(db, id, &f), 0);
+    cr_assert_not_null(f->ops->loadblk_send);
+    cr_assert_not_null(f->ops->loadblk_ahead);
+    char *want = malloc(BS);
+    struct test_sink ts = { .buf = malloc(BS) };
+    uint64_t s1 = 0;
+    cr_assert_eq(f->ops->loadblk(f, 0, BF_SERIAL_NOW, want, &s1), 0);
+    tb_history_keep(db, (int64_t)3600 * 1000000000);  /* keep the version of s1 */
+    uint64_t s2 = tb_store_range(f, 0, 1, 2, 3 * BS); /* block 0 again; block 2 never stored */
+    for (uint64_t b = 0; b < 2; b++) {
+        cr_assert_eq(tb_send(f, b, BF_SERIAL_NOW, 0, BS, &ts), 0);
+        cr_assert(tb_check(ts.buf, BS, b, b == 0 ? 2 : 1), "block %llu", (unsigned long long)b);
+        cr_assert_eq(f->ops->loadblk_ahead(f, b, BF_SERIAL_NOW), 0);
+    }
+    cr_assert_eq(tb_send(f, 0, s2 + 10, 4096, 8192, &ts), 0, "a range, as of a later serial");
+    tb_fill(want, BS, 0, 2);
+    cr_assert_eq(memcmp(ts.buf, want + 4096, 8192), 0);
+    cr_assert_eq(tb_send(f, 0, s1, 512, BS - 512, &ts), 0, "the older version");
+    tb_fill(want, BS, 0, 1);
+    cr_assert_eq(memcmp(ts.buf, want + 512, BS - 512), 0);
+    int calls = ts.calls;
+    cr_assert_eq(tb_send(f, 2, BF_SERIAL_NOW, 0, BS, &ts), -ENODATA, "never stored");
+    cr_assert_eq(f->ops->begin(f), 0);
+    memset(want, 0, BS);
+    cr_assert_eq(tb_store(f, 1, want), 0);
+    cr_assert_eq(tb_commit(f, 3 * BS), 0);
+    cr_assert_eq(tb_send(f, 1, BF_SERIAL_NOW, 0, BS, &ts), -ENODATA, "a hole");
+    cr_assert_eq(f->ops->loadblk_ahead(f, 1, BF_SERIAL_NOW), 0);
+    cr_assert_eq(ts.calls, calls, "sent nothing");
+    free(want);
+    free(ts.buf);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
+
+static void *held_sender(void *arg)
+{
+    struct held_load *h = arg;
+    struct test_sink ts = { .buf = h->buf };
+    h->r = tb_send(h->f, 0, BF_SERIAL_NOW, 0, BS, &ts);
+    return NULL;
+}
+
+/* As a_load_racing_a_reuse_looks_again, for a send: it looks again and
+ * sends block 0's new content. */
+Test(sqlite_blockfile, a_send_racing_a_reuse_looks_again, .timeout = 30)
+{
+    struct tb t;
+    bf_file *f;
+    uint64_t id = make_db(&t, 2);
+    bf_db *db = sq_open(t.path, 0);
+    cr_assert_eq(bf_db_file_open(db, id, &f), 0);
+    struct held_load h = { .f = f, .buf = malloc(BS), .r = 1 };
+    pthread_mutex_init(&h.m, NULL);
+    pthread_cond_init(&h.c, NULL);
+    cr_assert_eq(bf_sqlite_set_load_hook(db, hold_first_load, &h), 0);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, held_sender, &h), 0);
+    pthread_mutex_lock(&h.m);
+    while (!h.held)
+        pthread_cond_wait(&h.c, &h.m);
+    pthread_mutex_unlock(&h.m);
+    tb_store_range(f, 0, 1, 2, 2 * BS); /* block 0's content becomes garbage */
+    tb_store_range(f, 1, 2, 3, 2 * BS); /* block 1's new content reuses it */
+    pthread_mutex_lock(&h.m);
+    h.go = true;
+    pthread_cond_broadcast(&h.c);
+    pthread_mutex_unlock(&h.m);
+    cr_assert_eq(pthread_join(th, NULL), 0);
+    cr_assert_eq(h.r, 0);
+    cr_assert(tb_check(h.buf, BS, 0, 2), "the send passed on bytes of another content");
+    cr_assert_eq(h.calls, 2, "it looked again once");
+    cr_assert_eq(bf_sqlite_set_load_hook(db, NULL, NULL), 0);
+    free(h.buf);
+    pthread_mutex_destroy(&h.m);
+    pthread_cond_destroy(&h.c);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
+
+/* A commit and an upload that reuses the extent being sent, in another
+ * thread. */
+struct reuser {
+    bf_file *f;
+    pthread_mutex_t m;
+    pthread_cond_t c;
+    bool done;
+};
+
+static void *reuse_block0(void *arg)
+{
+    struct reuser *u = arg;
+    tb_store_range(u->f, 0, 1, 2, 2 * BS); /* block 0's content becomes garbage */
+    tb_store_range(u->f, 1, 2, 3, 2 * BS); /* block 1's new content reuses it */
+    pthread_mutex_lock(&u->m);
+    u->done = true;
+    pthread_cond_broadcast(&u->c);
+    pthread_mutex_unlock(&u->m);
+    return NULL;
+}
+
+static void reuse_during_send(struct test_sink *ts, int fd, uint64_t pos)
+{
+    struct reuser *u = ts->arg;
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, reuse_block0, u), 0);
+    /* The upload must not write the bytes being sent: it waits for the
+     * send's end, so it is not done after a second (the absence of an
+     * event: only a bounded wait can tell). */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 1;
+    pthread_mutex_lock(&u->m);
+    while (!u->done && pthread_cond_timedwait(&u->c, &u->m, &until) == 0)
+        ;
+    bool done = u->done;
+    pthread_mutex_unlock(&u->m);
+    char *now = malloc(BS);
+    cr_assert_eq(pread(fd, now, BS, (off_t)pos), (ssize_t)BS);
+    cr_assert(tb_check(now, BS, 0, 1), "the bytes changed while they were sent");
+    cr_assert_not(done, "the reuse did not wait for the send");
+    free(now);
+    pthread_detach(th);
+}
+
+/* While a send passes an extent's bytes on (by reference: the kernel
+ * copies them when the reply is made), an upload that reuses the extent
+ * waits to write it until the send is over; then it writes, and both
+ * contents read right. */
+Test(sqlite_blockfile, a_reuse_waits_for_the_send_of_its_extent, .timeout = 30)
+{
+    struct tb t;
+    bf_file *f;
+    uint64_t id = make_db(&t, 2);
+    bf_db *db = sq_open(t.path, 0);
+    cr_assert_eq(bf_db_file_open(db, id, &f), 0);
+    struct reuser u = { .f = f };
+    pthread_mutex_init(&u.m, NULL);
+    pthread_cond_init(&u.c, NULL);
+    int64_t off0 = side_int(t.path, "SELECT off FROM extents WHERE id=(SELECT content FROM "
+                                    "blockmap WHERE blk=0)");
+    struct test_sink ts = { .buf = malloc(BS), .during = reuse_during_send, .arg = &u };
+    cr_assert_eq(tb_send(f, 0, BF_SERIAL_NOW, 0, BS, &ts), 0);
+    cr_assert(tb_check(ts.buf, BS, 0, 1));
+    pthread_mutex_lock(&u.m);
+    while (!u.done)
+        pthread_cond_wait(&u.c, &u.m);
+    pthread_mutex_unlock(&u.m);
+    cr_assert_eq(side_int(t.path, "SELECT off FROM extents WHERE id=(SELECT content FROM "
+                                  "blockmap WHERE blk=1)"),
+                 off0, "block 1 did not reuse block 0's extent");
+    tb_expect(f, 0, 2);
+    tb_expect(f, 1, 3);
+    free(ts.buf);
+    pthread_mutex_destroy(&u.m);
+    pthread_cond_destroy(&u.c);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
+
 /* A database whose block file is gone: loads fail with EIO and say why;
  * an upload does not make a new, empty one under the extents. */
 Test(sqlite_blockfile, a_missing_block_file_is_eio, .init = cr_redirect_stderr, .timeout = 20)
