@@ -137,9 +137,13 @@ struct bigfile_stat {
     /* version 4: */
     __u64 spilled_blocks; /* changed blocks staged in the database, not in memory */
     __u64 spills;         /* blocks spilled past the dirty budget (-o dirty) */
-    __u64 reserved[2];    /* zero */
+    /* version 5: */
+    __u64 spliced_reads; /* reads answered from the database's block file,
+                            spliced, nothing cached by the daemon (counted
+                            in bytes_loaded, not in loadblk_calls) */
+    __u64 reserved[1];   /* zero */
 };
-#define BIGFILE_STAT_VERSION 4
+#define BIGFILE_STAT_VERSION 5
 
 /* BIGFILE_IOC_STATUS argument — a request on the mount's root directory
  * (an fd of it opened O_RDONLY | O_DIRECTORY), not on a file: the files of

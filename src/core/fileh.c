@@ -692,8 +692,47 @@ static bool ra_note(bf_fileh *fh, uint64_t off, uint64_t n)
     return seq;
 }
 
+/* Answer the read of [off, off + n) through sink (loadblk_send) if the
+ * bytes are one block's, with nothing of it in memory and nothing zeroed
+ * since the last commit (I16): then they are the committed content as of
+ * the view, which the store sends from its file. Lock held on entry and
+ * on return, released around the send. Returns whether the read was
+ * answered; when not (the store keeps the bytes another way, or the send
+ * failed before sending), the caller reads as usual, which also reports
+ * any error. */
+static bool read_send(bf_fileh *fh, uint64_t off, uint64_t n, struct bf_sink *sink)
+{
+    const struct bf_file_ops *ops = fh->file->ops;
+    uint64_t blk = off >> fh->blkbits;
+    size_t boff = (size_t)(off & (fh->blksize - 1));
+    if (!ops->loadblk_send || n > fh->blksize - boff || blk >= zero_from_blk(fh) ||
+        bf_pagemap_get(&fh->pages, blk))
+        return false;
+    uint64_t at = fh->view; /* I24, as a new page's */
+    /* No page to load into, so nothing of the core's changes meanwhile:
+     * the kernel keeps the pages of a READ locked until it is answered,
+     * so a write, truncate or invalidate of them waits for the answer
+     * (docs/ARCHITECTURE.md, "Reads answered from the block file"). */
+    bf_ram_unlock(fh->ram);
+    int r = ops->loadblk_send(fh->file, blk, at, (uint32_t)boff, (uint32_t)n, sink);
+    bf_ram_lock(fh->ram);
+    if (r < 0)
+        return false;
+    fh->st.sent_reads++;
+    fh->st.bytes_loaded += n;
+    return true;
+}
+
 ssize_t bf_fileh_read(bf_fileh *fh, void *buf, size_t count, uint64_t off)
 {
+    bool sent;
+    return bf_fileh_read_sink(fh, buf, count, off, NULL, &sent);
+}
+
+ssize_t bf_fileh_read_sink(bf_fileh *fh, void *buf, size_t count, uint64_t off,
+                           struct bf_sink *sink, bool *sent)
+{
+    *sent = false;
     if (count > UINT64_MAX - off)
         return -EINVAL;
     bf_ram *ram = fh->ram;
@@ -708,6 +747,11 @@ ssize_t bf_fileh_read(bf_fileh *fh, void *buf, size_t count, uint64_t off)
     if (n > SSIZE_MAX)
         n = SSIZE_MAX;
     bool random = !ra_note(fh, off, n);
+    if (sink && read_send(fh, off, n, sink)) {
+        bf_ram_unlock(ram);
+        *sent = true;
+        return (ssize_t)n;
+    }
 
     uint64_t done = 0;
     while (done < n) {
@@ -789,6 +833,8 @@ int bf_fileh_prefetch(bf_fileh *fh, uint64_t blk, uint64_t n, uint64_t *loaded)
     bf_ram *ram = fh->ram;
     uint64_t done = 0;
     int r = 0;
+    const struct bf_file_ops *ops = fh->file->ops;
+    bool ahead = ops->loadblk_send && ops->loadblk_ahead;
     bf_ram_lock(ram);
     for (uint64_t i = 0; i < n; i++) {
         uint64_t b = blk + i;
@@ -796,6 +842,19 @@ int bf_fileh_prefetch(bf_fileh *fh, uint64_t blk, uint64_t n, uint64_t *loaded)
             break;
         if (bf_pagemap_get(&fh->pages, b))
             continue; /* cached, loading, dirty or spilled: nothing to do */
+        if (ahead) {
+            /* Its reads will be sent from the store's file (read_send):
+             * read there ahead, not into memory. */
+            uint64_t at = fh->view;
+            bf_ram_unlock(ram);
+            r = ops->loadblk_ahead(fh->file, b, at);
+            bf_ram_lock(ram);
+            if (r < 0)
+                break;
+            done++;
+            fh->st.prefetched_blocks++;
+            continue;
+        }
         if (ram->ahead_bytes + fh->blksize > ram->budget / 4)
             break; /* I31: never evict what a reader is about to use */
         struct bf_page *pg;

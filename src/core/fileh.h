@@ -442,6 +442,8 @@ struct bf_fileh_stats {
     uint64_t prefetched_blocks; /* blocks loaded by bf_fileh_prefetch */
     uint64_t spill_failures;    /* spills that failed (the staging area full or broken) */
     uint64_t kept_writes;       /* BF_WRITE_KEEP writes that went over the dirty budget */
+    uint64_t sent_reads;        /* reads answered by loadblk_send (bytes_loaded counts
+                                   their bytes) */
 };
 
 /* Open a handle on `file`, caching in `ram`. The handle does not own the
@@ -463,6 +465,15 @@ void bf_fileh_close(bf_fileh *fh);
  * stay EMPTY and a later call tries again), an unspill's or the spill's
  * that made room for it (-ENOSPC, -EIO: the block stays SPILLED). */
 ssize_t bf_fileh_read(bf_fileh *fh, void *buf, size_t count, uint64_t off);
+
+/* bf_fileh_read, or, when the store can (loadblk_send) and the bytes are
+ * one block's committed content with nothing of that block in memory,
+ * the read answered through `sink` instead, from the store's file: then
+ * *sent is true, buf is untouched, and the return value is the number of
+ * bytes sent. Nothing is cached in memory for such a read. sink NULL: as
+ * bf_fileh_read. */
+ssize_t bf_fileh_read_sink(bf_fileh *fh, void *buf, size_t count, uint64_t off,
+                           struct bf_sink *sink, bool *sent);
 
 /* After reads: whether the handle reads sequentially (its last reads each
  * continued the one before), and then the blocks to prefetch next: *blk,

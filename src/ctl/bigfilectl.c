@@ -543,6 +543,8 @@ static int cmd_stat(int argc, char **argv)
         P(spilled_blocks);
         P(spills);
     }
+    if (s.version >= 5)
+        P(spliced_reads);
 #undef P
     if (json)
         printf("}\n");

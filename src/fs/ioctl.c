@@ -485,6 +485,7 @@ static int run_stat(struct ioc_call *c)
     s->writeout_total_blocks = st.writeout_total;
     s->spilled_blocks = st.spilled_blocks;
     s->spills = st.spills;
+    s->spliced_reads = st.sent_reads;
     return 0;
 }
 

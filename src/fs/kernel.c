@@ -483,3 +483,17 @@ int bf_kernel_abort(bf_kernel *k)
         bf_warn("aborted the FUSE connection: requests still waiting for the kernel failed");
     return r;
 }
+
+bool bf_kernel_can_splice_reads(size_t len)
+{
+    int p[2];
+    long page = sysconf(_SC_PAGESIZE);
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return false;
+    /* libfuse's size for the answer's pipe (fuse_send_data_iov) */
+    long want = 3 * page + 16 /* struct fuse_out_header */ + (long)len;
+    long got = fcntl(p[0], F_SETPIPE_SZ, want);
+    close(p[0]);
+    close(p[1]);
+    return got >= want;
+}

@@ -153,6 +153,15 @@ int bf_kernel_inval_entry(bf_kernel *k, fuse_ino_t parent, const char *name);
  * so it waits for the kernel (a page of a bigfilefs mapping is a READ). */
 int bf_kernel_probe_user(pid_t pid, void *addr, size_t len);
 
+/* Whether READ answers of up to len bytes can be spliced from a file
+ * (libfuse's fuse_reply_data passes them through a pipe that must hold
+ * the answer and its header: len + 3 pages of its own reckoning): this
+ * process makes such a pipe — it may when len fits
+ * /proc/sys/fs/pipe-max-size (1 MiB by default) or it has
+ * CAP_SYS_RESOURCE. Otherwise libfuse would copy every answer through a
+ * new buffer, slower than the daemon's own copy. */
+bool bf_kernel_can_splice_reads(size_t len);
+
 /* After the session loop ended: detach (MNT_DETACH) this mount — found by
  * its mount id in /proc/self/mountinfo, wherever it was moved, and reached
  * through a descriptor whose mount id is checked, so that a filesystem

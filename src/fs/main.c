@@ -67,6 +67,7 @@ struct options {
     char *watch_ms;
     char *timeout;
     char *at;
+    char *splice;
     int shared;
     int test_inject;
     int ro;
@@ -90,7 +91,8 @@ static const struct fuse_opt option_spec[] = {
     OPT("blksize=%s", blksize, 0), OPT("cache=%s", cache, 0), OPT("dirty=%s", dirty, 0),
     OPT("test_inject", test_inject, 1), OPT("shared", shared, 1), OPT("conflicts=%s", conflicts, 0),
     OPT("log_keep=%s", log_keep, 0), OPT("watch_ms=%s", watch_ms, 0), OPT("timeout=%s", timeout, 0),
-    OPT("at=%s", at, 0), FUSE_OPT_KEY("ro", KEY_RO), FUSE_OPT_KEY("rw", KEY_RW),
+    OPT("at=%s", at, 0), OPT("splice=%s", splice, 0), FUSE_OPT_KEY("ro", KEY_RO),
+    FUSE_OPT_KEY("rw", KEY_RW),
     /* fstab-only options mount(8) or mount.fuse3 may pass on: ignored. */
     FUSE_OPT_KEY("defaults", KEY_DROP), FUSE_OPT_KEY("auto", KEY_DROP),
     FUSE_OPT_KEY("noauto", KEY_DROP), FUSE_OPT_KEY("nofail", KEY_DROP),
@@ -178,6 +180,11 @@ static void usage(FILE *f)
             "    -o timeout=SECONDS     how long a block server may take to answer one\n"
             "                           request before it counts as hung (default %d;\n"
             "                           1 to 86400; exec: and unix: only)\n"
+            "    -o splice=auto|on|off  answer reads of a SQLite database's blocks by\n"
+            "                           splicing them from its block file, without a\n"
+            "                           copy in the daemon: auto (the default) when\n"
+            "                           the daemon may make pipes of 1 MiB and a page\n"
+            "                           (fs.pipe-max-size >= 2M, or CAP_SYS_RESOURCE)\n"
             "    -o test_inject         serve the fault-injection ioctl of the tests (test\n"
             "                           only; needs a mem: database)\n"
             "    -o allow_other         let other users access the mount (modes and owners\n"
@@ -246,6 +253,17 @@ static int parse_db_opts(const struct options *o, struct bf_db_options *dbo, boo
 
     memset(dbo, 0, sizeof(*dbo));
     *file_conflicts = false;
+    /* READ answers straight from the store's files: worth it only when
+     * libfuse can splice them (else it copies each through a new
+     * buffer). */
+    if (!o->splice || strcmp(o->splice, "auto") == 0) {
+        dbo->copy_reads = !bf_kernel_can_splice_reads(BF_MAX_IO);
+    } else if (strcmp(o->splice, "on") == 0 || strcmp(o->splice, "off") == 0) {
+        dbo->copy_reads = strcmp(o->splice, "off") == 0;
+    } else {
+        fprintf(stderr, "bigfilefs: bad splice '%s': auto, on or off is needed\n", o->splice);
+        return -EINVAL;
+    }
     if (o->conflicts) {
         if (strcmp(o->conflicts, "file") != 0 && strcmp(o->conflicts, "block") != 0) {
             fprintf(stderr, "bigfilefs: bad conflicts '%s': block or file is needed\n",
@@ -644,6 +662,7 @@ out_args:
     free(o.cache);
     free(o.dirty);
     free(o.conflicts);
+    free(o.splice);
     free(o.log_keep);
     free(o.watch_ms);
     free(o.timeout);

@@ -141,6 +141,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
         conn->want |= FUSE_CAP_EXPLICIT_INVAL_DATA;
     /* Write-through write(2) and plain writeback of mappings. */
     conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+    /* READ replies from the block file are spliced (reply_send). */
+    if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+        conn->want |= FUSE_CAP_SPLICE_WRITE;
     if (conn->capable & FUSE_CAP_ASYNC_READ)
         conn->want |= FUSE_CAP_ASYNC_READ;
     conn->max_write = BF_MAX_IO;
@@ -692,6 +695,35 @@ static bool data_fh_get(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, bf_fi
     return true;
 }
 
+/* A READ's reply spliced from a file of the store (bf_fileh_read_sink):
+ * libfuse splices the bytes from that file's page cache to /dev/fuse, so
+ * that the kernel copies them once, into the bigfile's page cache (it
+ * copies them from the file when splice cannot be used). */
+struct reply_sink {
+    struct bf_sink sink;
+    fuse_req_t req;
+};
+
+static void reply_send(struct bf_sink *sink, int fd, uint64_t pos, size_t len)
+{
+    struct reply_sink *rs = (struct reply_sink *)sink;
+    struct fuse_bufvec bv = FUSE_BUFVEC_INIT(len);
+    bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+    bv.buf[0].fd = fd;
+    bv.buf[0].pos = (off_t)pos;
+    /* A failure leaves nothing to answer: the request is gone (libfuse
+     * frees it either way); the kernel's read sees an error. */
+    fuse_reply_data(rs->req, &bv, 0);
+}
+
+/* Read into buf, or answer req straight from the store: reply_sink. */
+static ssize_t read_or_send(fuse_req_t req, bf_fileh *fh, void *buf, size_t size, off_t off,
+                            bool *sent)
+{
+    struct reply_sink rs = { .sink = { .send = reply_send }, .req = req };
+    return bf_fileh_read_sink(fh, buf, size, (uint64_t)off, &rs.sink, sent);
+}
+
 /* READ of a view file (views.h): the same path as a current file's, on
  * the view's read-only handle, which stays while the file is open. */
 static void read_view(fuse_req_t req, struct bf_fs *fs, bf_vnode *vn, void *buf, size_t size,
@@ -699,6 +731,7 @@ static void read_view(fuse_req_t req, struct bf_fs *fs, bf_vnode *vn, void *buf,
 {
     bf_fileh *fh = bf_vnode_fh(fs->views, vn);
     uint64_t ra_blk, ra_n;
+    bool sent;
     ssize_t n;
 
     if (!BF_CHECK(fh != NULL, "view inode %llu read with no handle",
@@ -706,7 +739,7 @@ static void read_view(fuse_req_t req, struct bf_fs *fs, bf_vnode *vn, void *buf,
         fuse_reply_err(req, EIO);
         return;
     }
-    n = bf_fileh_read(fh, buf, size, (uint64_t)off);
+    n = read_or_send(req, fh, buf, size, off, &sent);
     if (n < 0) {
         bf_err("@%llu/%s: load at offset %lld failed: %s", (unsigned long long)bf_vnode_serial(vn),
                bf_vnode_name(vn), (long long)off, strerror((int)-n));
@@ -715,7 +748,8 @@ static void read_view(fuse_req_t req, struct bf_fs *fs, bf_vnode *vn, void *buf,
     }
     if (bf_fileh_readahead(fh, &ra_blk, &ra_n))
         bf_prefetch_offer_view(fs->prefetch, fs->views, vn, ra_blk, ra_n);
-    fuse_reply_buf(req, buf, (size_t)n);
+    if (!sent)
+        fuse_reply_buf(req, buf, (size_t)n);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -725,6 +759,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     bf_inode *inode = bf_fh_inode(fi->fh);
     bf_fileh *fh;
     void *buf;
+    bool sent;
     ssize_t n;
 
     if (size > BF_MAX_IO)
@@ -735,32 +770,45 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         return;
     }
     if (bf_ino_is_view(ino)) {
-        read_view(req, fs, bf_views_fh(fi->fh), buf, size, off);
+        /* Held: once a sent reply is made, the file may be released. */
+        bf_vnode *vn = bf_views_fh(fi->fh);
+        bf_views_hold(fs->views, vn);
+        read_view(req, fs, vn, buf, size, off);
+        bf_views_put(fs->views, vn);
         return;
     }
-    if (!data_fh_get(req, fs, inode, &fh))
+    /* A reference of our own: once a sent reply is made (read_or_send),
+     * the kernel may release and forget the file while this thread still
+     * uses the inode (before fh_lock: inode.h, table mutex -> fh_lock). */
+    bf_inode *held = bf_itable_find(&fs->itable, inode->ino);
+    if (!data_fh_get(req, fs, inode, &fh)) {
+        if (held)
+            bf_itable_put(&fs->itable, held);
         return;
+    }
     /* Short only at the end of the file: holes come back as zeros, so the
      * kernel never takes a short reply for a smaller size. */
-    n = bf_fileh_read(fh, buf, size, (uint64_t)off);
+    n = read_or_send(req, fh, buf, size, off, &sent);
     if (n < 0) {
         log_io_error(fs, inode, "load", bf_fileh_blksize(fh), off, size, (int)-n);
         bf_inode_fh_put(inode);
         /* read(2) gets EIO, a mapped access SIGBUS; the next access
          * tries again. */
         fuse_reply_err(req, bf_errno_data((int)n));
-        return;
+    } else {
+        /* Sequential reads: the blocks after this one load meanwhile, in
+         * parallel (prefetch.h). Offered once fh_lock is released: the
+         * offer takes the table mutex. */
+        uint64_t ra_blk, ra_n;
+        bool ahead = bf_fileh_readahead(fh, &ra_blk, &ra_n);
+        bf_inode_fh_put(inode);
+        if (ahead)
+            bf_prefetch_offer(fs->prefetch, inode, ra_blk, ra_n);
+        if (!sent)
+            fuse_reply_buf(req, buf, (size_t)n);
     }
-    /* Sequential reads: the blocks after this one load meanwhile, in
-     * parallel (prefetch.h). Offered once fh_lock is released: the offer
-     * takes the table mutex (inode.h: table mutex -> fh_lock); the open
-     * file keeps the inode. */
-    uint64_t ra_blk, ra_n;
-    bool ahead = bf_fileh_readahead(fh, &ra_blk, &ra_n);
-    bf_inode_fh_put(inode);
-    if (ahead)
-        bf_prefetch_offer(fs->prefetch, inode, ra_blk, ra_n);
-    fuse_reply_buf(req, buf, (size_t)n);
+    if (held)
+        bf_itable_put(&fs->itable, held);
 }
 
 /* bf_fileh_write_flags() of [off, off + size), one call per block, with

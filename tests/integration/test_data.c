@@ -269,6 +269,30 @@ BFT_TEST_BOTH(data, size_changes_are_committed_by_writeout, 60)
     }
 }
 
+/* A shrink to 0 and a grow back, not written out: every block reads as
+ * zeros (none from the database, whose blocks are still the committed
+ * ones — also not a read answered from the block file), until a discard
+ * brings the committed data back. Blocks of 1 MiB: each of the kernel's
+ * READs lies in one. */
+BFT_TEST_BOTH(data, shrink_and_grow_read_zeros_until_discard, 60)
+{
+    char p[PATH_MAX];
+    bft_create("sg", "1M", "4M");
+    bft_path(p, "sg");
+    bft_put_commit(p, 0, 4 * BFT_MB, 1);
+    cr_assert_eq(bft_reclaim(p, NULL), 0);
+    int fd = open(p, O_RDWR);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(ftruncate(fd, 0), 0);
+    cr_assert_eq(ftruncate(fd, (off_t)(4 * BFT_MB)), 0);
+    close(fd);
+    bft_expect(p, 0, 4 * BFT_MB, BFT_ZEROS, "after the shrink and the grow");
+    cr_assert_eq(bft_reclaim(p, NULL), 0);
+    bft_expect(p, 0, 4 * BFT_MB, BFT_ZEROS, "again, from the daemon");
+    cr_assert_eq(bft_discard(p, NULL), 0);
+    bft_expect(p, 0, 4 * BFT_MB, 1, "after the discard: the committed data");
+}
+
 /* ---- write(2) + WRITEOUT ioctl from another process ------------------------- */
 
 struct wo_job {

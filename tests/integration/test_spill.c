@@ -418,11 +418,22 @@ static int loaded_at_least(void *arg)
     return bft_stat(a->path, &s) == 0 && s.loaded_blocks >= a->min;
 }
 
+/* Two mounts of one database that copy their reads (-o splice=off): a
+ * sequential reader's prefetch loads into the daemon's memory. */
+static void setup_shared2_copying(void)
+{
+    bft_setup_nomount();
+    snprintf(bft.opts, sizeof(bft.opts), "shared,splice=off");
+    bft_mount();
+    bft_mount_on(1, "shared,splice=off");
+}
+
 /* A sequential reader on mount B gets the blocks after its reads loaded
  * ahead (far past the kernel's 1 MiB readahead); another mount's commit
  * then makes B read the new data, never the prefetched old one, and an
  * invalidate drops what was prefetched since. */
-BFT_TEST(prefetch, prefetched_blocks_never_outlive_another_mounts_commit, bft_setup_shared2, 120)
+BFT_TEST(prefetch, prefetched_blocks_never_outlive_another_mounts_commit, setup_shared2_copying,
+         120)
 {
     const uint64_t len = 48 * BFT_MB;
     char pa[PATH_MAX], pb[PATH_MAX];
@@ -450,4 +461,47 @@ BFT_TEST(prefetch, prefetched_blocks_never_outlive_another_mounts_commit, bft_se
     cr_assert_eq(bft_sql_set_block(bft.db, "f", 20, BFT_MB, 3), 0);
     cr_assert_eq(bft_invalidate(pb, 20, 1), 0);
     bft_expect(pb, 20 * BFT_MB, BFT_MB, 3, "after an invalidate: the database's block");
+}
+
+static void setup_shared2_splicing(void)
+{
+    bft_setup_nomount();
+    snprintf(bft.opts, sizeof(bft.opts), "shared,splice=on");
+    bft_mount();
+    bft_mount_on(1, "shared,splice=on");
+}
+
+/* The same with reads answered from the block file (-o splice=on; libfuse
+ * copies where it cannot splice): B's reads keep nothing in the daemon,
+ * its prefetch reads ahead in the block file; after A's commits and after
+ * an invalidate B reads the new data, from the first block to the last. */
+BFT_TEST(prefetch, spliced_reads_never_outlive_another_mounts_commit, setup_shared2_splicing, 120)
+{
+    const uint64_t len = 48 * BFT_MB;
+    char pa[PATH_MAX], pb[PATH_MAX];
+    struct bigfile_stat s0, s1;
+    bft_create("f", "1M", NULL);
+    bft_path_on(0, pa, "f");
+    bft_path_on(1, pb, "f");
+    bft_put_commit(pa, 0, len, 1);
+    struct bigfile_serial sy = { 0 };
+    cr_assert_eq(bft_ioctl(pb, BIGFILE_IOC_SYNC, &sy), 0);
+    cr_assert_eq(bft_stat(pb, &s0), 0);
+    bft_expect(pb, 0, len, 1, "B reads A's first commit in order");
+    cr_assert_eq(bft_stat(pb, &s1), 0);
+    cr_expect_geq(s1.spliced_reads, s0.spliced_reads + 48, "spliced_reads %llu -> %llu",
+                  (unsigned long long)s0.spliced_reads, (unsigned long long)s1.spliced_reads);
+    cr_expect_eq(s1.loaded_blocks, 0, "nothing kept in the daemon: %llu blocks",
+                 (unsigned long long)s1.loaded_blocks);
+
+    bft_put_commit(pa, 0, len, 2);
+    cr_assert_eq(bft_ioctl(pb, BIGFILE_IOC_SYNC, &sy), 0);
+    bft_expect(pb, 0, len, 2, "B reads A's second commit");
+
+    drop_kernel_cache(pb);
+    bft_expect(pb, 0, 4 * BFT_MB, 2, "B reads in order again");
+    cr_assert_eq(bft_sql_set_block(bft.db, "f", 20, BFT_MB, 3), 0);
+    cr_assert_eq(bft_invalidate(pb, 20, 1), 0);
+    bft_expect(pb, 20 * BFT_MB, BFT_MB, 3, "after an invalidate: the database's block");
+    bft_expect(pb, 0, 20 * BFT_MB, 2, "the blocks before it");
 }
