@@ -68,6 +68,7 @@ int main(void)
     OFF(bigfile_stat, writeout_total_blocks);
     OFF(bigfile_stat, spilled_blocks);
     OFF(bigfile_stat, spills);
+    OFF(bigfile_stat, spliced_reads);
     OFF(bigfile_stat, reserved);
     OFF(bigfile_writeout, flags);
     OFF(bigfile_writeout, reserved);

@@ -108,8 +108,9 @@ STAT_FIELDS = (
     "serial", "conflict_blocks",            # version 2
     "writeout_blocks", "writeout_total_blocks",  # version 3: the running writeout
     "spilled_blocks", "spills",             # version 4
+    "spliced_reads",                        # version 5
 )
-_STAT = struct.Struct("=II%dQ2Q" % len(STAT_FIELDS))
+_STAT = struct.Struct("=II%dQ1Q" % len(STAT_FIELDS))
 
 BIGFILE_IOC_MAGIC = 0xBF
 BIGFILE_WRITEOUT_STORE = 1 << 0
@@ -119,7 +120,7 @@ BIGFILE_CONFLICTS_END = (1 << 64) - 1
 BIGFILE_CONFLICTS_SIZE = 1 << 0
 BIGFILE_STATUS_END = (1 << 64) - 1
 BIGFILE_STATUS_SIZE_CONFLICT = 1 << 0
-BIGFILE_STAT_VERSION = 4
+BIGFILE_STAT_VERSION = 5
 
 BIGFILE_IOC_WRITEOUT = _IOC(_IOC_READ | _IOC_WRITE, BIGFILE_IOC_MAGIC, 1, _WRITEOUT.size)
 BIGFILE_IOC_DISCARD = _IOC(_IOC_READ | _IOC_WRITE, BIGFILE_IOC_MAGIC, 2, _COUNT.size)

@@ -184,7 +184,7 @@ BFT_TEST(status, stat_json_has_every_field, bft_setup_sqlite, 60)
     cr_assert_eq(rc, 0, "stat --json is not JSON");
     char want[256];
     snprintf(want, sizeof(want), "%u 65536 1048576 3 %llu %d\n", BIGFILE_STAT_VERSION,
-             (unsigned long long)s.serial, 22);
+             (unsigned long long)s.serial, 23);
     cr_expect_str_eq(out, want);
 }
 
@@ -206,7 +206,7 @@ BFT_TEST(status, stat_reports_the_progress_of_a_running_writeout, bft_setup_inje
     bft_path(p, "w");
     bft_put(p, 0, 8 * BS, 1);
     cr_assert_eq(bft_stat(p, &s), 0);
-    cr_expect_eq(s.version, 4);
+    cr_expect_eq(s.version, BIGFILE_STAT_VERSION);
     cr_expect(s.writeout_blocks == 0 && s.writeout_total_blocks == 0, "no writeout runs yet");
     cr_assert_eq(bft_hold(p, BIGFILE_TEST_INJECT_STOREBLK, 5, 5, 0, 0), 0);
     pid_t pid = bft_spawn(child_writeout, p);
@@ -330,10 +330,10 @@ BFT_TEST(status, writeout_shows_progress_on_a_terminal_only, bft_setup_inject, 9
     free(text);
 }
 
-/* Versions 3 and 4 grew into the reserved fields only: a reader built for
+/* Versions 3 to 5 grew into the reserved fields only: a reader built for
  * version 1 or 2 finds its fields where they were, in a struct of the same
  * size (the request number encodes it). */
-Test(status, stat_versions_3_and_4_keep_the_layout_of_versions_1_and_2)
+Test(status, stat_versions_3_to_5_keep_the_layout_of_versions_1_and_2)
 {
     cr_expect_eq(sizeof(struct bigfile_stat), 184);
     cr_expect_eq(offsetof(struct bigfile_stat, errors), 112);
@@ -343,5 +343,6 @@ Test(status, stat_versions_3_and_4_keep_the_layout_of_versions_1_and_2)
     cr_expect_eq(offsetof(struct bigfile_stat, writeout_total_blocks), 144);
     cr_expect_eq(offsetof(struct bigfile_stat, spilled_blocks), 152);
     cr_expect_eq(offsetof(struct bigfile_stat, spills), 160);
-    cr_expect_eq(offsetof(struct bigfile_stat, reserved), 168);
+    cr_expect_eq(offsetof(struct bigfile_stat, spliced_reads), 168);
+    cr_expect_eq(offsetof(struct bigfile_stat, reserved), 176);
 }
