@@ -33,8 +33,13 @@ autoreconf -fi >/dev/null 2>&1 || { autoreconf -fi; echo "test-all: autoreconf f
 # so that the tests run that path (on a machine where this cannot be set, the
 # daemons copy instead, and the tests run that path).
 pmax=/proc/sys/fs/pipe-max-size
-if [ "$(cat "$pmax" 2>/dev/null || echo 0)" -lt 2097152 ]; then
-    echo 2097152 >"$pmax" 2>/dev/null || echo "test-all: cannot raise $pmax: reads are copied, not spliced"
+pmax_was=$(cat "$pmax" 2>/dev/null || echo 0)
+if [ "$pmax_was" -lt 2097152 ]; then
+    if echo 2097152 >"$pmax" 2>/dev/null; then
+        trap 'echo "$pmax_was" >"$pmax"' EXIT
+    else
+        echo "test-all: cannot raise $pmax: reads are copied, not spliced"
+    fi
 fi
 
 failed_stages=""

@@ -441,6 +441,11 @@ int bf_db_init(bf_db *db, const struct bf_engine_ops *ops, unsigned flags,
     db->session = 0;
     db->start_serial = 0;
     db->opt = opt ? *opt : (struct bf_db_options){ 0 };
+    /* loadblk_send keeps the bytes it sends unchanged against this
+     * session's writes only (core/bigfile.h): not where other processes
+     * write the store too. */
+    if (flags & BF_DB_SHARED)
+        db->opt.copy_reads = true;
     if (db->opt.watch_interval_ms == 0)
         db->opt.watch_interval_ms = BF_WATCH_INTERVAL_MS;
     if (db->opt.log_keep == 0)

@@ -120,7 +120,9 @@ struct bf_db_options {
     bool spill_file;
     /* Reads copied only: the files' ops leave loadblk_send and
      * loadblk_ahead out (core/bigfile.h), as for an engine without them.
-     * For a daemon whose READ answers cannot be spliced. */
+     * For a daemon whose READ answers cannot be spliced; always so for a
+     * BF_DB_SHARED session (another process may rewrite the bytes of a
+     * block being sent). */
     bool copy_reads;
 };
 

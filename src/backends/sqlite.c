@@ -1037,10 +1037,8 @@ static int send_once(struct sq_db *d, struct sq_reader *r, struct bf_fh *fh, uin
     version_reset(r);
     if (e < 0)
         return e;
-    if (found != SQ_V_FILE)
-        return -ENODATA;
-    if (v.x.len != fh->file.blksize)
-        return wrong_size(d, fh, blk, v.x.len);
+    if (found != SQ_V_FILE || v.x.len != fh->file.blksize)
+        return -ENODATA; /* a wrong size: the load says so */
     if (d->load_hook)
         d->load_hook(d->load_hook_arg);
     int64_t pos = v.x.off + off;
@@ -1056,7 +1054,7 @@ static int send_once(struct sq_db *d, struct sq_reader *r, struct bf_fh *fh, uin
     if (e == 0)
         e = sq_blocks_fd(d, SQ_BLOCKS_OPEN, &fd);
     if (e == 0)
-        sink->send(sink, fd, (uint64_t)pos, len);
+        e = sink->send(sink, fd, (uint64_t)pos, len);
     sq_blocks_send_end(d, pos, len);
     return e;
 }
@@ -1108,12 +1106,12 @@ static int sq_loadblk_send(struct bf_fh *fh, uint64_t blk, uint64_t at, uint32_t
     int e = sq_reader_get(d, &r);
     if (e < 0)
         return e;
-    /* As sq_load: each try finds a newer version (or -ESTALE). */
+    /* As sq_load: each try finds a newer version (or -ESTALE); past the
+     * tries, the load (which the caller falls back to) says what is
+     * wrong. */
     for (int tries = 0; (e = send_once(d, r, fh, blk, at, off, len, sink)) == -EAGAIN;)
-        if (++tries == SQ_LOAD_TRIES) {
-            e = sq_fail(d, NULL, SQLITE_IOERR, "reading a block: its extent keeps changing");
+        if (++tries == SQ_LOAD_TRIES)
             break;
-        }
     sq_reader_put(d, r);
     return e;
 }
@@ -1136,7 +1134,9 @@ static int sq_loadblk_ahead(struct bf_fh *fh, uint64_t blk, uint64_t at)
     e = version_step(d, r, fh, blk, at, &found, &v, &serial);
     version_reset(r);
     sq_reader_put(d, r);
-    if (e == 0 && found == SQ_V_FILE && sq_blocks_fd(d, SQ_BLOCKS_OPEN, &fd) == 0)
+    if (e == 0 && found != SQ_V_FILE)
+        e = -ENODATA; /* a blob: loaded into memory; a hole: nothing */
+    if (e == 0 && sq_blocks_fd(d, SQ_BLOCKS_OPEN, &fd) == 0)
         e = -posix_fadvise(fd, (off_t)v.x.off, (off_t)v.x.len, POSIX_FADV_WILLNEED);
     return e;
 }

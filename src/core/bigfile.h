@@ -111,13 +111,15 @@ struct bf_commit_req {
 };
 
 /* Where loadblk_send passes bytes on (the daemon: a READ's reply, which
- * libfuse splices from the store's file, so that the kernel copies the
- * bytes once, from that file's page cache). */
+ * it splices from the store's file, so that the kernel copies the bytes
+ * once, from that file's page cache). */
 struct bf_sink {
-    /* Pass bytes [pos, pos + len) of the open file fd on. Called with no
-     * core lock held; what becomes of the bytes (and any failure to pass
-     * them) is the sink's business. */
-    void (*send)(struct bf_sink *sink, int fd, uint64_t pos, size_t len);
+    /* Pass bytes [pos, pos + len) of the open file fd on, whole. Called
+     * with no core lock held. Returns 0 when they were passed on (or the
+     * reader is gone), or a negative errno when nothing was (the file is
+     * shorter, a read error, they cannot be passed this way): the caller
+     * then reads them with loadblk. */
+    int (*send)(struct bf_sink *sink, int fd, uint64_t pos, size_t len);
 };
 
 struct bf_file_ops {
@@ -199,19 +201,24 @@ struct bf_file_ops {
      * call sink->send once with that file, its offset and len, while the
      * store keeps those bytes there unchanged (a write or a punch of them
      * waits until send returns). off + len <= blksize, len > 0. Returns 0
-     * when send was called, and only then; -ENODATA when the
-     * bytes are not in such a file (a hole, a block never stored, a
-     * content kept another way: the caller reads them with loadblk);
-     * -ESTALE and the errors of loadblk, send not called. Called like
-     * loadblk (no core lock held, any thread). */
+     * when send passed them on, and only then; else the caller reads them
+     * with loadblk, which reports any error: -ENODATA when the bytes are
+     * not in such a file (a hole, a block never stored, a content kept
+     * another way), send's error, -ESTALE, or another error (not logged:
+     * loadblk says it). The store keeps the bytes unchanged only against
+     * its own session's writes: a store shared with other processes that
+     * write the file must not offer it. Called like loadblk (no core lock
+     * held, any thread). */
     int (*loadblk_send)(bf_file *f, uint64_t blk, uint64_t at, uint32_t off, uint32_t len,
                         struct bf_sink *sink);
 
     /* Optional, with loadblk_send (NULL: prefetch loads into memory):
      * start reading block `blk` as of `at` into the store's file cache,
      * without waiting, for the loadblk_send calls that follow (a
-     * sequential reader's prefetch). 0, or an error (harmless: the sends
-     * read what is not there yet). Called like loadblk. */
+     * sequential reader's prefetch). 0; -ENODATA when the block is not in
+     * such a file (prefetch loads it into memory instead); or an error
+     * (harmless: the sends read what is not there yet). Called like
+     * loadblk. */
     int (*loadblk_ahead)(bf_file *f, uint64_t blk, uint64_t at);
 
     /* ---- Optional: staging (all four, or none: the core then keeps every

@@ -849,11 +849,18 @@ int bf_fileh_prefetch(bf_fileh *fh, uint64_t blk, uint64_t n, uint64_t *loaded)
             bf_ram_unlock(ram);
             r = ops->loadblk_ahead(fh->file, b, at);
             bf_ram_lock(ram);
-            if (r < 0)
+            if (r == 0) {
+                done++;
+                fh->st.prefetched_blocks++;
+                continue;
+            }
+            if (r != -ENODATA)
                 break;
-            done++;
-            fh->st.prefetched_blocks++;
-            continue;
+            r = 0; /* not in the store's file: read into memory */
+            if (b >= prefetch_end(fh))
+                break; /* shrunk meanwhile */
+            if (bf_pagemap_get(&fh->pages, b))
+                continue; /* meanwhile */
         }
         if (ram->ahead_bytes + fh->blksize > ram->budget / 4)
             break; /* I31: never evict what a reader is about to use */

@@ -28,6 +28,7 @@
 #include <stdio.h> /* RENAME_NOREPLACE, RENAME_EXCHANGE */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -696,24 +697,97 @@ static bool data_fh_get(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, bf_fi
 }
 
 /* A READ's reply spliced from a file of the store (bf_fileh_read_sink):
- * libfuse splices the bytes from that file's page cache to /dev/fuse, so
- * that the kernel copies them once, into the bigfile's page cache (it
- * copies them from the file when splice cannot be used). */
+ * the bytes go from that file's page cache into this thread's pipe, by
+ * reference, whole (else nothing is answered and the READ falls back to
+ * the daemon's cache, whose load reports what is wrong: a reply shorter
+ * than asked would make the kernel shrink the file), and libfuse splices
+ * them on to /dev/fuse, where the kernel copies them once, into the
+ * bigfile's page cache. */
 struct reply_sink {
     struct bf_sink sink;
     fuse_req_t req;
 };
 
-static void reply_send(struct bf_sink *sink, int fd, uint64_t pos, size_t len)
+static pthread_key_t sendpipe_key;
+static pthread_once_t sendpipe_once = PTHREAD_ONCE_INIT;
+
+static void sendpipe_free(void *p)
+{
+    int *fd = p;
+    close(fd[0]);
+    close(fd[1]);
+    free(fd);
+}
+
+static void sendpipe_key_create(void)
+{
+    if (pthread_key_create(&sendpipe_key, sendpipe_free) != 0)
+        abort(); /* only at the first send; out of keys is a bug */
+}
+
+/* This thread's empty pipe of BF_MAX_IO bytes, or NULL. */
+static int *sendpipe(void)
+{
+    pthread_once(&sendpipe_once, sendpipe_key_create);
+    int *fd = pthread_getspecific(sendpipe_key);
+    if (fd)
+        return fd;
+    fd = malloc(2 * sizeof(*fd));
+    if (!fd)
+        return NULL;
+    if (pipe2(fd, O_CLOEXEC | O_NONBLOCK) < 0) {
+        free(fd);
+        return NULL;
+    }
+    if (fcntl(fd[0], F_SETPIPE_SZ, (int)BF_MAX_IO) < (int)BF_MAX_IO ||
+        pthread_setspecific(sendpipe_key, fd) != 0) {
+        sendpipe_free(fd);
+        return NULL;
+    }
+    return fd;
+}
+
+/* Drop this thread's pipe (it may hold bytes): the next send makes one. */
+static void sendpipe_drop(int *fd)
+{
+    pthread_setspecific(sendpipe_key, NULL);
+    sendpipe_free(fd);
+}
+
+static int reply_send(struct bf_sink *sink, int fd, uint64_t pos, size_t len)
 {
     struct reply_sink *rs = (struct reply_sink *)sink;
+    int *p = sendpipe();
+    loff_t at = (loff_t)pos;
+    size_t got = 0;
+    int left = 0;
+
+    if (!p)
+        return -ENOMEM;
+    while (got < len) {
+        /* NONBLOCK: a range that does not fit the pipe (not page-aligned)
+         * fails instead of waiting for a reader. */
+        ssize_t n = splice(fd, &at, p[1], NULL, len - got, SPLICE_F_NONBLOCK);
+        if (n > 0)
+            got += (size_t)n;
+        else if (n < 0 && errno == EINTR)
+            continue;
+        else
+            break; /* the file ends, a read error, the pipe full */
+    }
+    if (got < len) {
+        sendpipe_drop(p);
+        return -EIO;
+    }
     struct fuse_bufvec bv = FUSE_BUFVEC_INIT(len);
-    bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-    bv.buf[0].fd = fd;
-    bv.buf[0].pos = (off_t)pos;
+    bv.buf[0].flags = FUSE_BUF_IS_FD;
+    bv.buf[0].fd = p[0];
     /* A failure leaves nothing to answer: the request is gone (libfuse
      * frees it either way); the kernel's read sees an error. */
     fuse_reply_data(rs->req, &bv, 0);
+    if (ioctl(p[0], FIONREAD, &left) < 0 || left > 0)
+        sendpipe_drop(p);
+    return 0;
 }
 
 /* Read into buf, or answer req straight from the store: reply_sink. */

@@ -51,10 +51,11 @@ struct read_sink {
     int err;
 };
 
-static void read_sent(struct bf_sink *sink, int fd, uint64_t pos, size_t len)
+static int read_sent(struct bf_sink *sink, int fd, uint64_t pos, size_t len)
 {
     struct read_sink *rs = (struct read_sink *)sink;
     rs->err = pread(fd, rs->buf, len, (off_t)pos) == (ssize_t)len ? 0 : -EIO;
+    return 0;
 }
 
 /* Block blk, current version, into buf: loaded, or sent to it. */
