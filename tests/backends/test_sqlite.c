@@ -1514,11 +1514,12 @@ static void *held_loader(void *arg)
     return NULL;
 }
 
-/* A load looked block 0 up, then a commit replaced it and another upload
- * reused its extent (gen bumped, new bytes written) before the load read
- * it: the load sees that the extent changed, looks again, and returns the
- * block's new content, never the other block's bytes. */
-Test(sqlite_blockfile, a_load_racing_a_reuse_looks_again, .timeout = 30)
+/* A load (or send: `fn` runs it on h) looked block 0 up, then a commit
+ * replaced it and another upload reused its extent (gen bumped, new
+ * bytes written) before it read it: it sees that the extent changed,
+ * looks again, and returns the block's new content, never the other
+ * block's bytes. */
+static void race_a_reuse(void *(*fn)(void *))
 {
     struct tb t;
     bf_file *f;
@@ -1530,7 +1531,7 @@ Test(sqlite_blockfile, a_load_racing_a_reuse_looks_again, .timeout = 30)
     pthread_cond_init(&h.c, NULL);
     cr_assert_eq(bf_sqlite_set_load_hook(db, hold_first_load, &h), 0);
     pthread_t th;
-    cr_assert_eq(pthread_create(&th, NULL, held_loader, &h), 0);
+    cr_assert_eq(pthread_create(&th, NULL, fn, &h), 0);
     pthread_mutex_lock(&h.m);
     while (!h.held)
         pthread_cond_wait(&h.c, &h.m);
@@ -1548,7 +1549,7 @@ Test(sqlite_blockfile, a_load_racing_a_reuse_looks_again, .timeout = 30)
     pthread_mutex_unlock(&h.m);
     cr_assert_eq(pthread_join(th, NULL), 0);
     cr_assert_eq(h.r, 0);
-    cr_assert(tb_check(h.buf, BS, 0, 2), "the load returned bytes of another content");
+    cr_assert(tb_check(h.buf, BS, 0, 2), "it returned bytes of another content");
     cr_assert_eq(h.calls, 2, "it looked again once");
     cr_assert_eq(bf_sqlite_set_load_hook(db, NULL, NULL), 0);
     free(h.buf);
@@ -1557,6 +1558,11 @@ Test(sqlite_blockfile, a_load_racing_a_reuse_looks_again, .timeout = 30)
     bf_db_file_close(db, f);
     bf_db_close(db);
     tb_rmdir(&t);
+}
+
+Test(sqlite_blockfile, a_load_racing_a_reuse_looks_again, .timeout = 30)
+{
+    race_a_reuse(held_loader);
 }
 
 /* A sink for loadblk_send that reads what it is sent into buf, then runs
@@ -1643,42 +1649,10 @@ static void *held_sender(void *arg)
     return NULL;
 }
 
-/* As a_load_racing_a_reuse_looks_again, for a send: it looks again and
- * sends block 0's new content. */
+/* The same for a send: it looks again and sends block 0's new content. */
 Test(sqlite_blockfile, a_send_racing_a_reuse_looks_again, .timeout = 30)
 {
-    struct tb t;
-    bf_file *f;
-    uint64_t id = make_db(&t, 2);
-    bf_db *db = sq_open(t.path, 0);
-    cr_assert_eq(bf_db_file_open(db, id, &f), 0);
-    struct held_load h = { .f = f, .buf = malloc(BS), .r = 1 };
-    pthread_mutex_init(&h.m, NULL);
-    pthread_cond_init(&h.c, NULL);
-    cr_assert_eq(bf_sqlite_set_load_hook(db, hold_first_load, &h), 0);
-    pthread_t th;
-    cr_assert_eq(pthread_create(&th, NULL, held_sender, &h), 0);
-    pthread_mutex_lock(&h.m);
-    while (!h.held)
-        pthread_cond_wait(&h.c, &h.m);
-    pthread_mutex_unlock(&h.m);
-    tb_store_range(f, 0, 1, 2, 2 * BS); /* block 0's content becomes garbage */
-    tb_store_range(f, 1, 2, 3, 2 * BS); /* block 1's new content reuses it */
-    pthread_mutex_lock(&h.m);
-    h.go = true;
-    pthread_cond_broadcast(&h.c);
-    pthread_mutex_unlock(&h.m);
-    cr_assert_eq(pthread_join(th, NULL), 0);
-    cr_assert_eq(h.r, 0);
-    cr_assert(tb_check(h.buf, BS, 0, 2), "the send passed on bytes of another content");
-    cr_assert_eq(h.calls, 2, "it looked again once");
-    cr_assert_eq(bf_sqlite_set_load_hook(db, NULL, NULL), 0);
-    free(h.buf);
-    pthread_mutex_destroy(&h.m);
-    pthread_cond_destroy(&h.c);
-    bf_db_file_close(db, f);
-    bf_db_close(db);
-    tb_rmdir(&t);
+    race_a_reuse(held_sender);
 }
 
 /* A commit and an upload that reuses the extent being sent, in another
