@@ -212,13 +212,13 @@ struct bf_file_ops {
     int (*loadblk_send)(bf_file *f, uint64_t blk, uint64_t at, uint32_t off, uint32_t len,
                         struct bf_sink *sink);
 
-    /* Optional, with loadblk_send (NULL: prefetch loads into memory):
-     * start reading block `blk` as of `at` into the store's file cache,
-     * without waiting, for the loadblk_send calls that follow (a
-     * sequential reader's prefetch). 0; -ENODATA when the block is not in
-     * such a file (prefetch loads it into memory instead); or an error
-     * (harmless: the sends read what is not there yet). Called like
-     * loadblk. */
+    /* Optional, with loadblk_send (NULL: prefetch loads into memory): a
+     * sequential reader's prefetch of block `blk` as of `at`, for the
+     * loadblk_send calls that follow: 0 when the store needs nothing
+     * more (it may start reading the block in its file; its sends may
+     * read ahead on their own); -ENODATA when the block is not in such a
+     * file and prefetch should load it into memory; or an error (a hint:
+     * prefetch stops). Called like loadblk. */
     int (*loadblk_ahead)(bf_file *f, uint64_t blk, uint64_t at);
 
     /* ---- Optional: staging (all four, or none: the core then keeps every

@@ -843,17 +843,14 @@ int bf_fileh_prefetch(bf_fileh *fh, uint64_t blk, uint64_t n, uint64_t *loaded)
         if (bf_pagemap_get(&fh->pages, b))
             continue; /* cached, loading, dirty or spilled: nothing to do */
         if (ahead) {
-            /* Its reads will be sent from the store's file (read_send):
-             * read there ahead, not into memory. */
+            /* Its reads will be sent from the store's file (read_send),
+             * unless the store keeps it another way: then into memory. */
             uint64_t at = fh->view;
             bf_ram_unlock(ram);
             r = ops->loadblk_ahead(fh->file, b, at);
             bf_ram_lock(ram);
-            if (r == 0) {
-                done++;
-                fh->st.prefetched_blocks++;
+            if (r == 0)
                 continue;
-            }
             if (r != -ENODATA)
                 break;
             r = 0; /* not in the store's file: read into memory */

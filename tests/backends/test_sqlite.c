@@ -1597,8 +1597,8 @@ static int tb_send(bf_file *f, uint64_t blk, uint64_t at, uint32_t off, uint32_t
 
 /* loadblk_send passes on exactly the bytes loadblk reads, as of the
  * serial asked, any range of a block; a hole and a block never stored
- * are -ENODATA (read them with loadblk), and so is a block that
- * loadblk_ahead cannot read ahead. */
+ * are -ENODATA (read them with loadblk); loadblk_ahead needs nothing
+ * for any of them. */
 Test(sqlite_blockfile, send_passes_on_the_stored_bytes, .timeout = 30)
 {
     struct tb t;
@@ -1632,9 +1632,33 @@ Test(sqlite_blockfile, send_passes_on_the_stored_bytes, .timeout = 30)
     cr_assert_eq(tb_store(f, 1, want), 0);
     cr_assert_eq(tb_commit(f, 3 * BS), 0);
     cr_assert_eq(tb_send(f, 1, BF_SERIAL_NOW, 0, BS, &ts), -ENODATA, "a hole");
-    cr_assert_eq(f->ops->loadblk_ahead(f, 1, BF_SERIAL_NOW), -ENODATA);
+    cr_assert_eq(f->ops->loadblk_ahead(f, 1, BF_SERIAL_NOW), 0);
     cr_assert_eq(ts.calls, calls, "sent nothing");
     free(want);
+    free(ts.buf);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
+
+/* Contents kept as blobs (a database from before the block file): not
+ * sent (-ENODATA: loadblk reads them), and prefetch is told to load them
+ * into memory (loadblk_ahead -ENODATA). */
+Test(sqlite_blockfile, blob_contents_are_not_sent, .timeout = 30)
+{
+    struct tb t;
+    bf_file *f;
+    uint64_t id = make_db(&t, 2);
+    make_blobs(t.path);
+    bf_db *db = sq_open(t.path, 0);
+    cr_assert_eq(bf_db_file_open(db, id, &f), 0);
+    struct test_sink ts = { .buf = malloc(BS) };
+    for (uint64_t b = 0; b < 2; b++) {
+        cr_assert_eq(tb_send(f, b, BF_SERIAL_NOW, 0, BS, &ts), -ENODATA);
+        cr_assert_eq(f->ops->loadblk_ahead(f, b, BF_SERIAL_NOW), -ENODATA);
+        tb_expect(f, b, 1);
+    }
+    cr_assert_eq(ts.calls, 0);
     free(ts.buf);
     bf_db_file_close(db, f);
     bf_db_close(db);
