@@ -205,6 +205,10 @@ dd_write() {
     rm -f "$1"
 }
 
+# pair A B: A / B (a ratio of two measurements taken back to back, which a
+# disk whose speed changes from minute to minute affects alike)
+pair() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", (b > 0 ? a / b : 0) }'; }
+
 # value KEY: the median alone
 value() { med "$1" | awk '{ print $1 }'; }
 
@@ -300,10 +304,12 @@ for bs in $SWEEP; do
                 run r1d_dd dd_read "$db-blocks" # where the blocks are
                 ctl reclaim "$work/sq/seq-2M"
                 run r1i_sq dd_read "$work/sq/seq-2M"
+                pair "$(tail -n 1 "$work/res/r1i_sq")" "$(tail -n 1 "$work/res/r1d_dd")" >>"$work/res/r1i_pair"
             done
             line 1d "cold seq read, db dropped from OS cache too" GB/s r1d_sq "raw SQLite, db dropped" r1d_raw ""
             line 1h "  same" GB/s r1d_sq "dd of the db's block file" r1d_dd ""
             line 1i "cold seq read(2), dd of the bigfile, db dropped" GB/s r1i_sq "dd of the db's block file" r1d_dd "target >= 0.8" 'r >= 0.8'
+            line1 1k "  1i's ratio run by run (each with its own dd)" "" r1i_pair "target >= 0.8" 'v >= 0.8'
             # the same read copied by the daemon (its cache) instead of spliced
             umount_bf sq
             mount_bf sq "$db" splice=off
