@@ -747,7 +747,8 @@ ssize_t bf_fileh_read_sink(bf_fileh *fh, void *buf, size_t count, uint64_t off,
     if (n > SSIZE_MAX)
         n = SSIZE_MAX;
     bool random = !ra_note(fh, off, n);
-    if (sink && read_send(fh, off, n, sink)) {
+    fh->ra_sent = sink && read_send(fh, off, n, sink);
+    if (fh->ra_sent) {
         bf_ram_unlock(ram);
         *sent = true;
         return (ssize_t)n;
@@ -834,8 +835,8 @@ int bf_fileh_prefetch(bf_fileh *fh, uint64_t blk, uint64_t n, uint64_t *loaded)
     uint64_t done = 0;
     int r = 0;
     const struct bf_file_ops *ops = fh->file->ops;
-    bool ahead = ops->loadblk_send && ops->loadblk_ahead;
     bf_ram_lock(ram);
+    bool ahead = ops->loadblk_send && ops->loadblk_ahead && fh->ra_sent;
     for (uint64_t i = 0; i < n; i++) {
         uint64_t b = blk + i;
         if (b >= prefetch_end(fh))

@@ -126,6 +126,11 @@ struct bf_fileh {
     uint64_t ra_end;
     uint64_t ra_run;
     uint64_t ra_next;
+    /* The last read was answered through a sink (read_send): prefetch
+     * then loads nothing into memory for blocks the store sends from its
+     * file (a read spanning blocks, e.g. of small blocks, is not sent:
+     * those need the blocks in memory). */
+    bool ra_sent;
 
     struct bf_list ram_link;  /* on the ram's handle list (I13) */
     struct bf_fileh_stats st; /* the counters (state fields filled by stat) */
