@@ -37,6 +37,7 @@ pmax_was=$(cat "$pmax" 2>/dev/null || echo 0)
 if [ "$pmax_was" -lt 2097152 ]; then
     if echo 2097152 >"$pmax" 2>/dev/null; then
         trap 'echo "$pmax_was" >"$pmax"' EXIT
+        trap 'exit 130' INT TERM
     else
         echo "test-all: cannot raise $pmax: reads are copied, not spliced"
     fi

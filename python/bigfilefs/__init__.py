@@ -355,7 +355,9 @@ def stat(path_or_fd):
     now: writeout_blocks stored so far of writeout_total_blocks (both 0
     when none runs; bytes are blocks times blksize), and (version 4)
     spilled_blocks — changed blocks staged in the database past the
-    dirty budget — and spills. Any open file will do; a path is opened read-only."""
+    dirty budget — and spills, and (version 5) spliced_reads — reads
+    answered straight from a SQLite database's block file. Any open file
+    will do; a path is opened read-only."""
     out = _ioctl(path_or_fd, BIGFILE_IOC_STAT, bytes(_STAT.size), _READ)
     values = _STAT.unpack(out)
     result = {"version": values[0], "blksize": values[1]}

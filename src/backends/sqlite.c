@@ -1053,8 +1053,11 @@ static int send_once(struct sq_db *d, struct sq_reader *r, struct bf_fh *fh, uin
         e = -EAGAIN;
     if (e == 0)
         e = sq_blocks_fd(d, SQ_BLOCKS_OPEN, &fd);
-    if (e == 0)
+    if (e == 0) {
         e = sink->send(sink, fd, (uint64_t)pos, len);
+        if (e == -EAGAIN)
+            e = -EIO; /* the sink's failure, not "look again" */
+    }
     sq_blocks_send_end(d, pos, len);
     return e;
 }

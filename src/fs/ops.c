@@ -710,10 +710,15 @@ struct reply_sink {
 
 static pthread_key_t sendpipe_key;
 static pthread_once_t sendpipe_once = PTHREAD_ONCE_INIT;
+/* The key's value for a thread that cannot send: no pipe of the size
+ * could be made, or the block file cannot be spliced. */
+static int sendpipe_none[2];
 
 static void sendpipe_free(void *p)
 {
     int *fd = p;
+    if (fd == sendpipe_none)
+        return;
     close(fd[0]);
     close(fd[1]);
     free(fd);
@@ -725,32 +730,36 @@ static void sendpipe_key_create(void)
         abort(); /* only at the first send; out of keys is a bug */
 }
 
-/* This thread's empty pipe of BF_MAX_IO bytes, or NULL. */
+/* This thread's empty pipe of BF_MAX_IO bytes, or NULL: then this
+ * thread answers from the cache (a pipe failed once: the per-user pipe
+ * quota, pipe-max-size below 1 MiB; not tried again). */
 static int *sendpipe(void)
 {
     pthread_once(&sendpipe_once, sendpipe_key_create);
     int *fd = pthread_getspecific(sendpipe_key);
     if (fd)
-        return fd;
+        return fd == sendpipe_none ? NULL : fd;
     fd = malloc(2 * sizeof(*fd));
-    if (!fd)
-        return NULL;
-    if (pipe2(fd, O_CLOEXEC | O_NONBLOCK) < 0) {
+    if (fd && pipe2(fd, O_CLOEXEC | O_NONBLOCK) < 0) {
         free(fd);
-        return NULL;
+        fd = NULL;
     }
-    if (fcntl(fd[0], F_SETPIPE_SZ, (int)BF_MAX_IO) < (int)BF_MAX_IO ||
-        pthread_setspecific(sendpipe_key, fd) != 0) {
+    if (fd && fcntl(fd[0], F_SETPIPE_SZ, (int)BF_MAX_IO) < (int)BF_MAX_IO) {
         sendpipe_free(fd);
-        return NULL;
+        fd = NULL;
+    }
+    if (pthread_setspecific(sendpipe_key, fd ? fd : sendpipe_none) != 0 && fd) {
+        sendpipe_free(fd);
+        fd = NULL;
     }
     return fd;
 }
 
-/* Drop this thread's pipe (it may hold bytes): the next send makes one. */
-static void sendpipe_drop(int *fd)
+/* Drop this thread's pipe (it may hold bytes): the next send makes one,
+ * or, `never`, none (this thread cannot send). */
+static void sendpipe_drop(int *fd, bool never)
 {
-    pthread_setspecific(sendpipe_key, NULL);
+    pthread_setspecific(sendpipe_key, never ? sendpipe_none : NULL);
     sendpipe_free(fd);
 }
 
@@ -764,6 +773,7 @@ static int reply_send(struct bf_sink *sink, int fd, uint64_t pos, size_t len)
 
     if (!p)
         return -ENOMEM;
+    bool never = false;
     while (got < len) {
         /* NONBLOCK: a range that does not fit the pipe (not page-aligned)
          * fails instead of waiting for a reader. */
@@ -772,11 +782,15 @@ static int reply_send(struct bf_sink *sink, int fd, uint64_t pos, size_t len)
             got += (size_t)n;
         else if (n < 0 && errno == EINTR)
             continue;
-        else
-            break; /* the file ends, a read error, the pipe full */
+        else {
+            /* the file ends, a read error, the pipe full; a file system
+             * that cannot splice: never again */
+            never = n < 0 && (errno == EINVAL || errno == ENOSYS) && got == 0;
+            break;
+        }
     }
     if (got < len) {
-        sendpipe_drop(p);
+        sendpipe_drop(p, never);
         return -EIO;
     }
     struct fuse_bufvec bv = FUSE_BUFVEC_INIT(len);
@@ -786,7 +800,7 @@ static int reply_send(struct bf_sink *sink, int fd, uint64_t pos, size_t len)
      * frees it either way); the kernel's read sees an error. */
     fuse_reply_data(rs->req, &bv, 0);
     if (ioctl(p[0], FIONREAD, &left) < 0 || left > 0)
-        sendpipe_drop(p);
+        sendpipe_drop(p, false);
     return 0;
 }
 

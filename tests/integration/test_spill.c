@@ -464,8 +464,8 @@ BFT_TEST(prefetch, prefetched_blocks_never_outlive_another_mounts_commit, setup_
 }
 
 /* One mount that answers reads from the block file (-o splice=on; libfuse
- * copies where it cannot splice): a sequential reader keeps nothing in the
- * daemon, its prefetch reads ahead in the block file; a block changed in
+ * copies where it cannot splice): a sequential reader (1 MiB reads, each
+ * in one block) keeps nothing in the daemon; a block changed in
  * the database behind its back and invalidated, a writeout of its own and
  * a discard are read right, from the first block to the last. */
 static void setup_splicing(void)
