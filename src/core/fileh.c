@@ -709,6 +709,10 @@ static bool read_send(bf_fileh *fh, uint64_t off, uint64_t n, struct bf_sink *si
         bf_pagemap_get(&fh->pages, blk))
         return false;
     uint64_t at = fh->view; /* I24, as a new page's */
+    /* Counted before the reply, which lets the reader go on (a STAT it
+     * makes next must see its read); taken back if nothing was sent. */
+    fh->st.sent_reads++;
+    fh->st.bytes_loaded += n;
     /* No page to load into, so nothing of the core's changes meanwhile:
      * the kernel keeps the pages of a READ locked until it is answered,
      * so a write, truncate or invalidate of them waits for the answer
@@ -716,11 +720,11 @@ static bool read_send(bf_fileh *fh, uint64_t off, uint64_t n, struct bf_sink *si
     bf_ram_unlock(fh->ram);
     int r = ops->loadblk_send(fh->file, blk, at, (uint32_t)boff, (uint32_t)n, sink);
     bf_ram_lock(fh->ram);
-    if (r < 0)
-        return false;
-    fh->st.sent_reads++;
-    fh->st.bytes_loaded += n;
-    return true;
+    if (r == 0)
+        return true;
+    fh->st.sent_reads--;
+    fh->st.bytes_loaded -= n;
+    return false;
 }
 
 ssize_t bf_fileh_read(bf_fileh *fh, void *buf, size_t count, uint64_t off)
