@@ -926,26 +926,34 @@ static int reader_extent(struct sq_db *d, struct sq_reader *r, int64_t content, 
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sq_fail(d, r->c, rc, "looking an extent up");
 }
 
+/* 0 when content still has extent x (same offset and gen: not reused or
+ * freed since a lookup found it), -EAGAIN when not (the caller looks the
+ * block up again: it has a newer version, or its version was
+ * collected), or the lookup's error. */
+static int extent_unchanged(struct sq_db *d, struct sq_reader *r, int64_t content,
+                            const struct sq_ext *x)
+{
+    struct sq_ext now;
+    bool found = false;
+    int e = reader_extent(d, r, content, &now, &found);
+    if (e == 0 && !(found && now.off == x->off && now.gen == x->gen))
+        e = -EAGAIN;
+    return e;
+}
+
 /* Read bytes [off, off + len) of block blk's content at extent x (whose
  * lookup's read transaction has ended), then check that the extent was not
- * reused or freed meanwhile: -EAGAIN if it was (the caller looks the block
- * up again: it has a newer version, or its version was collected). */
+ * reused or freed meanwhile (extent_unchanged). */
 static int read_extent(struct sq_db *d, struct sq_reader *r, struct bf_fh *fh, uint64_t blk,
                        int64_t content, const struct sq_ext *x, uint32_t off, uint32_t len,
                        void *buf)
 {
-    bool same = false;
     if (x->len != fh->file.blksize)
         return wrong_size(d, fh, blk, x->len);
     if (d->load_hook)
         d->load_hook(d->load_hook_arg);
-    struct sq_ext now;
     int e = sq_blocks_read(d, x->off + off, buf, len);
-    if (e == 0)
-        e = reader_extent(d, r, content, &now, &same);
-    if (e == 0 && same)
-        same = now.off == x->off && now.gen == x->gen;
-    return e == 0 && !same ? -EAGAIN : e;
+    return e == 0 ? extent_unchanged(d, r, content, x) : e;
 }
 
 /* What looking block blk up as of `at` found (version_step). */
@@ -1045,12 +1053,8 @@ static int send_once(struct sq_db *d, struct sq_reader *r, struct bf_fh *fh, uin
     e = sq_blocks_send_begin(d, pos, len);
     if (e < 0)
         return e;
-    struct sq_ext now;
-    bool same = false;
     int fd = -1;
-    e = reader_extent(d, r, v.content, &now, &same);
-    if (e == 0 && !(same && now.off == v.x.off && now.gen == v.x.gen))
-        e = -EAGAIN;
+    e = extent_unchanged(d, r, v.content, &v.x);
     if (e == 0)
         e = sq_blocks_fd(d, SQ_BLOCKS_OPEN, &fd);
     if (e == 0) {
