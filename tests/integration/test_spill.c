@@ -541,6 +541,25 @@ BFT_TEST(prefetch, a_short_block_file_is_eio_not_a_short_read, setup_splicing, 6
     free(log);
 }
 
+/* -o splice takes auto, on or off: anything else is a usage error (exit 2)
+ * that creates no database and mounts nothing. */
+BFT_TEST(prefetch, a_bad_splice_value_is_a_usage_error, bft_setup_nomount, 60)
+{
+    const char *bad[] = { "splice=yes", "splice=", "splice=1" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *argv[] = { "-f", "-o", bad[i], bft.db, bft.mnt, NULL };
+        int st = bft_daemon_run(10, argv);
+        cr_expect(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 2,
+                  "-o %s: a usage error (status 0x%x)", bad[i], st);
+        char *log = bft_slurp(bft.log);
+        cr_expect(log && strstr(log, "splice"), "-o %s: the message names the option:\n%s", bad[i],
+                  log ? log : "");
+        free(log);
+        cr_expect(access(bft.db, F_OK) != 0, "-o %s: no database created", bad[i]);
+        cr_expect(!bft_is_fuse(bft.mnt), "-o %s: nothing mounted", bad[i]);
+    }
+}
+
 /* Mounts sharing a database never answer from the block file, even with
  * -o splice=on: another daemon may rewrite the space of a block while it
  * is being sent (bigfile.h, loadblk_send). */
