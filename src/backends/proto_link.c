@@ -896,6 +896,11 @@ int bf_link_open(bf_db *db, const char *spec, unsigned hello_flags, unsigned tim
     pthread_mutex_init(&l->lock, NULL);
     pthread_cond_init(&l->cond, NULL);
     r = conn_start(l, false, &l->cur, why, sizeof(why));
+    for (unsigned waited = 0; r == -EBUSY && !l->cmd && waited < BF_LINK_BUSY_WAIT_MS;
+         waited += BF_LINK_BUSY_STEP_MS) {
+        usleep(BF_LINK_BUSY_STEP_MS * 1000); /* the previous mount may have just ended */
+        r = conn_start(l, false, &l->cur, why, sizeof(why));
+    }
     if (r < 0) {
         bf_errf(errbuf, errlen, "%s: %s", spec, why);
         pthread_cond_destroy(&l->cond);

@@ -62,6 +62,11 @@
 #define BF_LINK_BACKOFF_MS 1000      /* the wait after the second quick failure */
 #define BF_LINK_BACKOFF_MAX_MS 60000 /* ... doubling up to this */
 #define BF_LINK_EXIT_MS 5000         /* at close: how long a server may take to exit */
+/* At open, a unix: server that answers EBUSY is asked again for this long:
+ * it may still be serving a mount that has just ended (it has not read the
+ * end of that connection yet), as after an unmount and a mount at once. */
+#define BF_LINK_BUSY_WAIT_MS 2000
+#define BF_LINK_BUSY_STEP_MS 20
 /* The shared area: room for two blocks of the largest size at once (its
  * pages are allocated only where requests use it, lowest offsets first). */
 #define BF_LINK_AREA ((uint64_t)2 * BF_BLKSIZE_MAX)
