@@ -124,6 +124,13 @@ struct bf_db_options {
      * BF_DB_SHARED session (another process may rewrite the bytes of a
      * block being sent). */
     bool copy_reads;
+    /* Every read of a store's own files through the OS cache. Unset, the
+     * SQLite engine reads data the OS does not cache with O_DIRECT
+     * (sqlite_internal.h, sq_blocks_read_fd): the bigfile's page cache
+     * keeps what is read, and a second copy in the block file's would
+     * only double what the kernel has to reclaim. Other engines ignore
+     * it. */
+    bool buffered_reads;
 };
 
 #define BF_PROTO_TIMEOUT_MS 30000

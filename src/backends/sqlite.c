@@ -101,7 +101,10 @@
  *    after it, then checks in a new read transaction that the extent
  *    still has that gen: if not (reused by a later upload, of any
  *    session, or freed), the bytes may be another content's, and it looks
- *    the block up again (a newer version, or -ESTALE);
+ *    the block up again (a newer version, or -ESTALE). What the OS does
+ *    not cache is read around its cache, O_DIRECT (sq_blocks_read_fd):
+ *    the same bytes, since a direct read first writes back dirty pages of
+ *    its range, and the same check;
  *  - the housekeeping commits an extent's deletion before it punches the
  *    extent out of the file (FALLOC_FL_PUNCH_HOLE: a sparse file), then,
  *    in a transaction of its own, makes it free (free_extents: off, len,
@@ -1055,8 +1058,9 @@ static int send_once(struct sq_db *d, struct sq_reader *r, struct bf_fh *fh, uin
         return e;
     int fd = -1;
     e = extent_unchanged(d, r, v.content, &v.x);
+    bool direct = false;
     if (e == 0)
-        e = sq_blocks_fd(d, SQ_BLOCKS_OPEN, &fd);
+        e = sq_blocks_read_fd(d, pos, len, NULL, &fd, &direct);
     if (e == 0) {
         e = sink->send(sink, fd, (uint64_t)pos, len);
         if (e == -EAGAIN)
@@ -1123,12 +1127,14 @@ static int sq_loadblk_send(struct bf_fh *fh, uint64_t blk, uint64_t at, uint32_t
     return e;
 }
 
-/* loadblk_ahead: a content of the block file needs nothing — the sends
- * that follow read the file sequentially, and the kernel's readahead of
- * it keeps ahead of them (a POSIX_FADV_WILLNEED per block was measured
- * slower: 1.6-2.7 GB/s against 2.3-3.4 without, the block file's `dd`
- * 3.8-4.0, the hints' lookups and reads competing with the sends'); a
- * blob is -ENODATA: prefetch loads it into memory. */
+/* loadblk_ahead: a content of the block file that the OS caches in full
+ * needs nothing — the sends that follow read it from memory (a
+ * POSIX_FADV_WILLNEED per block, to have the kernel read the file ahead
+ * of buffered sends, was measured slower: 1.6-2.7 GB/s against 2.3-3.4
+ * without, the block file's `dd` 3.8-4.0); one it does not, and a blob,
+ * are -ENODATA: prefetch loads them into memory, a block in one read
+ * ahead of the reader (a send would read each READ's part of it in turn,
+ * directly, while the reader waits). */
 static int sq_loadblk_ahead(struct bf_fh *fh, uint64_t blk, uint64_t at)
 {
     struct sq_db *d = FH(fh)->db;
@@ -1144,7 +1150,14 @@ static int sq_loadblk_ahead(struct bf_fh *fh, uint64_t blk, uint64_t at)
     e = version_step(d, r, fh, blk, at, &found, &v, &serial);
     version_reset(r);
     sq_reader_put(d, r);
-    return e == 0 && found == SQ_V_BLOB ? -ENODATA : e;
+    if (e == 0 && found == SQ_V_BLOB)
+        return -ENODATA;
+    int fd;
+    bool direct;
+    if (e == 0 && found == SQ_V_FILE &&
+        sq_blocks_read_fd(d, v.x.off, (uint32_t)v.x.len, NULL, &fd, &direct) == 0 && direct)
+        return -ENODATA;
+    return e;
 }
 
 static int sq_begin(struct bf_fh *fh)
@@ -2595,6 +2608,7 @@ int bf_sqlite_open(const char *path, unsigned flags, const struct bf_db_options 
     snprintf(d->bpath, blen, "%s-blocks", base);
     free(real);
     d->bfd = -1;
+    d->dfd = -1;
     d->rpath = d->path;
     d->rflags = SQLITE_OPEN_READONLY;
     d->lockfd = -1;

@@ -6,16 +6,18 @@
  * allocates (the extents table, meta 'blocks_end'); the database holds the
  * map. The file is written with pwrite(2) outside any transaction, made
  * durable by the commit section's fdatasync(2) before its transaction,
- * read with pread(2), and the extents of deleted contents are punched out
- * (FALLOC_FL_PUNCH_HOLE: the space goes back to the file system, the
- * offsets are never used again). The rules that make this safe are at the
+ * read with pread(2) (around the OS cache, O_DIRECT, unless it holds all
+ * of what is read: sq_blocks_read_fd), and the extents of deleted
+ * contents are punched out (FALLOC_FL_PUNCH_HOLE: the space goes back to
+ * the file system, the offsets are never used again). The rules that make this safe are at the
  * top of sqlite.c ("The block file").
  *
  * The descriptor (d->bfd) is opened at its first use: read-write by a
  * read-write session (created only where the database has allocated no
  * extent yet: a missing file with extents is an error, never silently
- * replaced by a sparse one), read-only by a read-only one. d->bflock
- * guards opening it; once open it stays until close.
+ * replaced by a sparse one), read-only by a read-only one; the O_DIRECT
+ * one (d->dfd) at the first read that could use it. d->bflock guards
+ * opening them; once open they stay until close.
  */
 #define _GNU_SOURCE /* fallocate, FALLOC_FL_* */
 #include <errno.h>
@@ -26,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "backends/sqlite_internal.h"
@@ -88,6 +91,101 @@ int sq_blocks_fd(struct sq_db *d, enum sq_blocks_how how, int *fd)
     return e;
 }
 
+/* cachestat(2), Linux 6.5: the headers of older kernels lack it (its
+ * number is 451 on every architecture but alpha). */
+#ifndef SYS_cachestat
+#define SYS_cachestat 451
+#endif
+struct cachestat_range {
+    uint64_t off, len;
+};
+struct cachestat {
+    uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+};
+
+/* Whether the OS caches every page of [off, off + len) of fd: 1 or 0;
+ * -errno if the kernel cannot tell (ENOSYS before 6.5; EPERM for a file
+ * the process may not write and does not own). */
+static int os_caches_all(int fd, int64_t off, uint32_t len)
+{
+    struct cachestat_range r = { (uint64_t)off, len };
+    struct cachestat cs;
+    if (syscall(SYS_cachestat, fd, &r, &cs, 0) < 0)
+        return -errno;
+    uint64_t page = (uint64_t)getpagesize();
+    uint64_t first = (uint64_t)off / page, end = ((uint64_t)off + len + page - 1) / page;
+    return cs.nr_cache >= end - first;
+}
+
+/* Open d->dfd (d->bflock held, d->bfd open): the block file O_DIRECT,
+ * once, with the alignment direct reads of it need; SQ_DFD_NONE, said in
+ * the log, if the file system cannot read the file directly, the kernel
+ * cannot tell what it caches, or the path now names another file than
+ * d->bfd (the database was moved while open). */
+static void open_direct(struct sq_db *d)
+{
+    struct stat a, b;
+    struct statx sx;
+    const char *why = NULL;
+    int f = -1;
+    uint32_t align = 4096; /* a page: what a file system that says nothing takes */
+    d->dfd = SQ_DFD_NONE;
+    int e = os_caches_all(d->bfd, 0, 1);
+    if (e < 0) {
+        why = e == -ENOSYS ? "the kernel cannot tell what the OS caches (cachestat, Linux 6.5)"
+                           : "the daemon may not ask what the OS caches of it (cachestat: it "
+                             "neither owns the file nor may write it)";
+    } else if ((f = open(d->bpath, O_RDONLY | O_DIRECT | O_CLOEXEC)) < 0) {
+        why = "its file system cannot open it O_DIRECT";
+    } else if (statx(f, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 &&
+               (sx.stx_mask & STATX_DIOALIGN)) {
+        align = sx.stx_dio_offset_align > sx.stx_dio_mem_align ? sx.stx_dio_offset_align
+                                                               : sx.stx_dio_mem_align;
+        if (sx.stx_dio_offset_align == 0) /* not this file (encrypted, compressed...) */
+            why = "its file system cannot read it directly";
+    }
+    if (!why &&
+        (fstat(f, &a) < 0 || fstat(d->bfd, &b) < 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino))
+        why = "its path names another file now";
+    if (why) {
+        if (f >= 0)
+            close(f);
+        bf_db_log(&d->base, "%s: read through the OS cache: %s", d->bpath, why);
+        return;
+    }
+    d->dfd = f;
+    d->dio_align = align;
+}
+
+int sq_blocks_read_fd(struct sq_db *d, int64_t off, uint32_t len, const void *buf, int *fd,
+                      bool *direct)
+{
+    int e = sq_blocks_fd(d, SQ_BLOCKS_OPEN, fd);
+    *direct = false;
+    if (e < 0 || d->base.opt.buffered_reads)
+        return e;
+    pthread_mutex_lock(&d->bflock);
+    if (d->dfd == -1)
+        open_direct(d);
+    int dfd = d->dfd;
+    uint32_t align = d->dio_align;
+    pthread_mutex_unlock(&d->bflock);
+    if (dfd >= 0 && !__atomic_load_n(&d->dio_refused, __ATOMIC_RELAXED) &&
+        (uint64_t)off % align == 0 && len % align == 0 && (uintptr_t)buf % align == 0 &&
+        os_caches_all(*fd, off, len) == 0) {
+        *fd = dfd;
+        *direct = true;
+    }
+    return 0;
+}
+
+void sq_blocks_dio_refused(struct sq_db *d)
+{
+    if (!__atomic_exchange_n(&d->dio_refused, true, __ATOMIC_RELAXED))
+        bf_db_log(&d->base, "%s: a direct read was refused: read through the OS cache from now on",
+                  d->bpath);
+}
+
 /* Wait until no send overlaps [off, off + len). */
 static void wait_unsent(struct sq_db *d, int64_t off, int64_t len)
 {
@@ -142,12 +240,24 @@ void sq_blocks_send_end(struct sq_db *d, int64_t off, uint32_t len)
 int sq_blocks_read(struct sq_db *d, int64_t off, void *buf, uint32_t len)
 {
     int fd;
-    int e = sq_blocks_fd(d, SQ_BLOCKS_OPEN, &fd);
+    bool direct;
+    int e = sq_blocks_read_fd(d, off, len, buf, &fd, &direct);
     size_t done = 0;
     while (e == 0 && done < len) {
         ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + (int64_t)done));
         if (n < 0 && errno == EINTR)
             continue;
+        if (direct && ((n < 0 && errno == EINVAL) || (n > 0 && (size_t)n % d->dio_align != 0))) {
+            /* refused (an alignment the file system did not say: never
+             * again), or short (the file ends: the rest is not aligned) */
+            if (n < 0)
+                sq_blocks_dio_refused(d);
+            else
+                done += (size_t)n;
+            direct = false;
+            fd = d->bfd;
+            continue;
+        }
         if (n < 0)
             e = blocks_fail(d, -EIO, "%s: %s: %s", "reading a block");
         else if (n == 0)
@@ -298,5 +408,8 @@ void sq_blocks_close(struct sq_db *d)
 {
     if (d->bfd >= 0)
         close(d->bfd);
+    if (d->dfd >= 0)
+        close(d->dfd);
     d->bfd = -1;
+    d->dfd = -1;
 }

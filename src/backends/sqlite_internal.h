@@ -196,8 +196,16 @@ struct sq_db {
 
     /* sqlite_blocks.c */
     char *bpath;            /* the block file: path + "-blocks" */
-    pthread_mutex_t bflock; /* a leaf: guards opening bfd */
+    pthread_mutex_t bflock; /* a leaf: guards opening bfd and dfd */
     int bfd;                /* -1 until its first use */
+    /* Direct reads (sq_blocks_read_fd): the file opened O_DIRECT, read-only
+     * (-1 until the first read that could use it; SQ_DFD_NONE: never,
+     * because the file system or the kernel cannot, or the session's
+     * options say so), and the alignment its offsets, lengths and buffers
+     * need. */
+    int dfd;
+    uint32_t dio_align;
+    bool dio_refused; /* a direct read was refused: none since (atomic) */
     /* Which written bytes a sync made durable (sq_blocks_write_begin):
      * writes hold sync_rw shared from their sequence number to the end of
      * their pwrite, a sync holds it exclusive; syncmx (a leaf) guards the
@@ -445,8 +453,44 @@ enum sq_blocks_how {
  * emptied: -EIO, with the last error saying so. */
 int sq_blocks_fd(struct sq_db *d, enum sq_blocks_how how, int *fd);
 
+/* dfd when direct reads are out of the question. */
+#define SQ_DFD_NONE (-2)
+
+/* The descriptor to read [off, off + len) of the block file with, into
+ * buf (NULL: into pages the kernel allocates, a send's splice), in *fd;
+ * *direct tells whether it is the O_DIRECT one.
+ *
+ * Reads of data the OS does not cache go around its cache: what a
+ * bigfile's page cache (or the daemon's) will hold is not worth a second
+ * copy in the block file's, which for data bigger than RAM only doubles
+ * what the kernel has to reclaim. So the O_DIRECT descriptor is given
+ * unless the OS caches every page of the range (cachestat(2)), provided
+ * the offset, the length and buf are aligned as the file system needs
+ * (statx's STATX_DIOALIGN, else 4 KiB) and the session's options allow it
+ * (bf_db_options.buffered_reads); else the buffered one (sq_blocks_fd).
+ * A range cached in part is read directly too: a buffered read would
+ * make the kernel's readahead of the block file cache what follows, and
+ * the next range would be read buffered in turn. Where the kernel cannot
+ * say what it caches (cachestat(2): before Linux 6.5, or a file the
+ * process neither owns nor may write), or the file system cannot open the
+ * file O_DIRECT, every read is buffered (said once in the log).
+ *
+ * Both descriptors read the same bytes: a direct read first writes back
+ * the dirty pages of its range, and the rules of "The block file"
+ * (sqlite.c) keep a read off an extent being rewritten either way. The
+ * O_DIRECT descriptor is opened at its first use (d->bflock) and checked
+ * to be the same file as the buffered one. -EIO as sq_blocks_fd. */
+int sq_blocks_read_fd(struct sq_db *d, int64_t off, uint32_t len, const void *buf, int *fd,
+                      bool *direct);
+
+/* A direct read of an aligned range was refused (EINVAL: an alignment the
+ * file system did not report): sq_blocks_read_fd gives the buffered
+ * descriptor from now on (said once in the log). Any thread. */
+void sq_blocks_dio_refused(struct sq_db *d);
+
 /* len bytes at off in the block file, read or written whole (pread,
- * pwrite; no lock). Read: -EIO (the file is shorter, or failed); write:
+ * pwrite; no lock; a read with the descriptor sq_blocks_read_fd gives,
+ * buffered again if a direct read is refused). Read: -EIO (the file is shorter, or failed); write:
  * -ENOSPC (no room, or a quota or file-size limit), or -EIO. Each failure
  * is the last error, and logged. */
 int sq_blocks_read(struct sq_db *d, int64_t off, void *buf, uint32_t len);

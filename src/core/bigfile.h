@@ -216,9 +216,11 @@ struct bf_file_ops {
      * sequential reader's prefetch of block `blk` as of `at`, for the
      * loadblk_send calls that follow: 0 when the store needs nothing
      * more (it may start reading the block in its file; its sends may
-     * read ahead on their own); -ENODATA when the block is not in such a
-     * file and prefetch should load it into memory; or an error (a hint:
-     * prefetch stops). Called like loadblk. */
+     * read ahead on their own); -ENODATA when prefetch should load it
+     * into memory: the block is not in such a file, or its sends would
+     * each read from the disk while the reader waits (a load reads the
+     * whole block ahead of the reader, in one request); or an error (a
+     * hint: prefetch stops). Called like loadblk. */
     int (*loadblk_ahead)(bf_file *f, uint64_t blk, uint64_t at);
 
     /* ---- Optional: staging (all four, or none: the core then keeps every

@@ -68,6 +68,7 @@ struct options {
     char *timeout;
     char *at;
     char *splice;
+    char *dio;
     int shared;
     int test_inject;
     int ro;
@@ -91,8 +92,8 @@ static const struct fuse_opt option_spec[] = {
     OPT("blksize=%s", blksize, 0), OPT("cache=%s", cache, 0), OPT("dirty=%s", dirty, 0),
     OPT("test_inject", test_inject, 1), OPT("shared", shared, 1), OPT("conflicts=%s", conflicts, 0),
     OPT("log_keep=%s", log_keep, 0), OPT("watch_ms=%s", watch_ms, 0), OPT("timeout=%s", timeout, 0),
-    OPT("at=%s", at, 0), OPT("splice=%s", splice, 0), FUSE_OPT_KEY("ro", KEY_RO),
-    FUSE_OPT_KEY("rw", KEY_RW),
+    OPT("at=%s", at, 0), OPT("splice=%s", splice, 0), OPT("dio=%s", dio, 0),
+    FUSE_OPT_KEY("ro", KEY_RO), FUSE_OPT_KEY("rw", KEY_RW),
     /* fstab-only options mount(8) or mount.fuse3 may pass on: ignored. */
     FUSE_OPT_KEY("defaults", KEY_DROP), FUSE_OPT_KEY("auto", KEY_DROP),
     FUSE_OPT_KEY("noauto", KEY_DROP), FUSE_OPT_KEY("nofail", KEY_DROP),
@@ -185,6 +186,10 @@ static void usage(FILE *f)
             "                           copy in the daemon: auto (the default) when\n"
             "                           the daemon may make pipes of 1 MiB and a page\n"
             "                           (fs.pipe-max-size >= 2M, or CAP_SYS_RESOURCE)\n"
+            "    -o dio=auto|off        read what the OS does not cache of a SQLite\n"
+            "                           database's block file around its cache\n"
+            "                           (O_DIRECT): auto (the default) where the kernel\n"
+            "                           and file system can; off: always through it\n"
             "    -o test_inject         serve the fault-injection ioctl of the tests (test\n"
             "                           only; needs a mem: database)\n"
             "    -o allow_other         let other users access the mount (modes and owners\n"
@@ -264,6 +269,11 @@ static int parse_db_opts(const struct options *o, struct bf_db_options *dbo, boo
         fprintf(stderr, "bigfilefs: bad splice '%s': auto, on or off is needed\n", o->splice);
         return -EINVAL;
     }
+    if (o->dio && strcmp(o->dio, "auto") != 0 && strcmp(o->dio, "off") != 0) {
+        fprintf(stderr, "bigfilefs: bad dio '%s': auto or off is needed\n", o->dio);
+        return -EINVAL;
+    }
+    dbo->buffered_reads = o->dio && strcmp(o->dio, "off") == 0;
     if (o->conflicts) {
         if (strcmp(o->conflicts, "file") != 0 && strcmp(o->conflicts, "block") != 0) {
             fprintf(stderr, "bigfilefs: bad conflicts '%s': block or file is needed\n",
@@ -663,6 +673,7 @@ out_args:
     free(o.dirty);
     free(o.conflicts);
     free(o.splice);
+    free(o.dio);
     free(o.log_keep);
     free(o.watch_ms);
     free(o.timeout);

@@ -698,7 +698,8 @@ static bool data_fh_get(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, bf_fi
 
 /* A READ's reply spliced from a file of the store (bf_fileh_read_sink):
  * the bytes go from that file's page cache into this thread's pipe, by
- * reference, whole (else nothing is answered and the READ falls back to
+ * reference (or, from a descriptor opened O_DIRECT, read by the kernel
+ * into fresh pages of the pipe), whole (else nothing is answered and the READ falls back to
  * the daemon's cache, whose load reports what is wrong: a reply shorter
  * than asked would make the kernel shrink the file), and libfuse splices
  * them on to /dev/fuse, where the kernel copies them once, into the
@@ -784,8 +785,10 @@ static int reply_send(struct bf_sink *sink, int fd, uint64_t pos, size_t len)
             continue;
         else {
             /* the file ends, a read error, the pipe full; a file system
-             * that cannot splice: never again */
-            never = n < 0 && (errno == EINVAL || errno == ENOSYS) && got == 0;
+             * that cannot splice: never again (but a direct read's
+             * refusal is the read's, not the pipe's) */
+            never = n < 0 && (errno == EINVAL || errno == ENOSYS) && got == 0 &&
+                    !(fcntl(fd, F_GETFL) & O_DIRECT);
             break;
         }
     }

@@ -8,7 +8,11 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <linux/magic.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/prctl.h>
 #include <grp.h>
 #include <sys/wait.h>
@@ -1345,6 +1349,62 @@ static off_t blocks_size(const char *path, off_t *alloc)
     return st.st_size;
 }
 
+/* The pages of the block file of the database at path that the OS
+ * caches (mincore(2) of a mapping of it). */
+static size_t blocks_cached(const char *path)
+{
+    char p[512];
+    int fd = open(blocks_path(path, p, sizeof(p)), O_RDONLY | O_CLOEXEC);
+    cr_assert_geq(fd, 0, "%s: %s", p, strerror(errno));
+    off_t size = lseek(fd, 0, SEEK_END);
+    size_t page = (size_t)getpagesize(), n = ((size_t)size + page - 1) / page, cached = 0;
+    void *m = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
+    cr_assert_neq(m, MAP_FAILED);
+    unsigned char *vec = malloc(n);
+    cr_assert_eq(mincore(m, (size_t)size, vec), 0);
+    for (size_t i = 0; i < n; i++)
+        cached += vec[i] & 1;
+    free(vec);
+    munmap(m, (size_t)size);
+    close(fd);
+    return cached;
+}
+
+/* Drop the block file of the database at path from the OS cache, and
+ * check that it is gone; skip the test where direct reads cannot be told
+ * from buffered ones: a block file in memory (tmpfs), or a kernel that
+ * cannot say what it caches (cachestat(2), Linux 6.5: the engine then
+ * reads buffered). */
+static void blocks_evict(const char *path)
+{
+    char p[512];
+    struct statfs sf;
+    blocks_path(path, p, sizeof(p));
+    cr_assert_eq(statfs(p, &sf), 0, "statfs %s: %s", p, strerror(errno));
+    if (sf.f_type == TMPFS_MAGIC)
+        cr_skip_test("%s is on tmpfs: its pages are the file", p);
+    int fd = open(p, O_RDWR | O_CLOEXEC);
+    cr_assert_geq(fd, 0, "%s: %s", p, strerror(errno));
+    uint64_t range[2] = { 0, 1 }, cs[5];
+    if (syscall(451 /* cachestat */, fd, range, cs, 0) < 0 && errno == ENOSYS)
+        cr_skip_test("this kernel cannot say what the OS caches (cachestat: Linux 6.5)");
+    cr_assert_eq(fdatasync(fd), 0);
+    cr_assert_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    close(fd);
+    cr_assert_eq(blocks_cached(path), 0, "%s: pages left in the OS cache", p);
+}
+
+/* Read the block file of the database at path through the OS cache. */
+static void blocks_warm(const char *path)
+{
+    char p[512], buf[65536];
+    int fd = open(blocks_path(path, p, sizeof(p)), O_RDONLY | O_CLOEXEC);
+    cr_assert_geq(fd, 0, "%s: %s", p, strerror(errno));
+    while (read(fd, buf, sizeof(buf)) > 0)
+        ;
+    close(fd);
+}
+
 /* Blocks [lo, hi) of file id read as tb_fill(tag) in a read-only session
  * of the database at path, opened for this and closed. */
 static void expect_read_only(const char *path, uint64_t id, uint64_t lo, uint64_t hi, int tag)
@@ -1573,16 +1633,29 @@ struct test_sink {
     char *buf;
     size_t len;
     int calls;
+    bool direct; /* the last send's file was opened O_DIRECT */
     void (*during)(struct test_sink *ts, int fd, uint64_t pos);
     void *arg;
 };
+
+/* pread len bytes at pos of a file a send passed on, into buf: through
+ * a page-aligned buffer, which a descriptor opened O_DIRECT needs. */
+static void sent_pread(int fd, void *buf, size_t len, uint64_t pos)
+{
+    void *b = aligned_alloc(4096, (len + 4095) / 4096 * 4096);
+    cr_assert_not_null(b);
+    cr_assert_eq(pread(fd, b, len, (off_t)pos), (ssize_t)len, "pread: %s", strerror(errno));
+    memcpy(buf, b, len);
+    free(b);
+}
 
 static int test_send(struct bf_sink *sink, int fd, uint64_t pos, size_t len)
 {
     struct test_sink *ts = (struct test_sink *)sink;
     ts->calls++;
     ts->len = len;
-    cr_assert_eq(pread(fd, ts->buf, len, (off_t)pos), (ssize_t)len);
+    ts->direct = (fcntl(fd, F_GETFL) & O_DIRECT) != 0;
+    sent_pread(fd, ts->buf, len, pos);
     if (ts->during)
         ts->during(ts, fd, pos);
     return 0;
@@ -1614,6 +1687,7 @@ Test(sqlite_blockfile, send_passes_on_the_stored_bytes, .timeout = 30)
     cr_assert_eq(f->ops->loadblk(f, 0, BF_SERIAL_NOW, want, &s1), 0);
     tb_history_keep(db, (int64_t)3600 * 1000000000);  /* keep the version of s1 */
     uint64_t s2 = tb_store_range(f, 0, 1, 2, 3 * BS); /* block 0 again; block 2 never stored */
+    blocks_warm(t.path); /* what the OS caches is read through its cache (the next test) */
     for (uint64_t b = 0; b < 2; b++) {
         cr_assert_eq(tb_send(f, b, BF_SERIAL_NOW, 0, BS, &ts), 0);
         cr_assert(tb_check(ts.buf, BS, b, b == 0 ? 2 : 1), "block %llu", (unsigned long long)b);
@@ -1659,6 +1733,114 @@ Test(sqlite_blockfile, blob_contents_are_not_sent, .timeout = 30)
         tb_expect(f, b, 1);
     }
     cr_assert_eq(ts.calls, 0);
+    free(ts.buf);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
+
+/* Block b (of tb_fill tag) loaded, with loadblk, into a page-aligned
+ * buffer (what a direct read needs; the core's buffers are). */
+static void expect_aligned_load(bf_file *f, uint64_t b, int tag)
+{
+    void *buf = aligned_alloc(4096, BS);
+    uint64_t serial;
+    cr_assert_not_null(buf);
+    cr_assert_eq(f->ops->loadblk(f, b, BF_SERIAL_NOW, buf, &serial), 0);
+    cr_assert(tb_check(buf, BS, b, (unsigned)tag), "block %llu", (unsigned long long)b);
+    free(buf);
+}
+
+/* What the OS does not cache of the block file is read around its cache
+ * (O_DIRECT): loads and sends read the right bytes and leave nothing in
+ * it, and prefetch is told to load such blocks into memory (one request
+ * ahead of the reader instead of a send per read). What it caches in
+ * full is read through it: sends get the buffered descriptor, and
+ * prefetch leaves those blocks to the sends. A block cached in part is
+ * read directly. */
+Test(sqlite_blockfile, cold_reads_go_around_the_os_cache, .timeout = 30)
+{
+    struct tb t;
+    bf_file *f;
+    uint64_t id = make_db(&t, 4);
+    bf_db *db = sq_open(t.path, 0);
+    cr_assert_eq(bf_db_file_open(db, id, &f), 0);
+    struct test_sink ts = { .buf = malloc(BS) };
+    blocks_evict(t.path);
+    for (uint64_t b = 0; b < 4; b++) {
+        expect_aligned_load(f, b, 1);
+        cr_assert_eq(f->ops->loadblk_ahead(f, b, BF_SERIAL_NOW), -ENODATA);
+        cr_assert_eq(tb_send(f, b, BF_SERIAL_NOW, 0, BS, &ts), 0);
+        cr_assert(ts.direct, "block %llu sent from the O_DIRECT descriptor", (unsigned long long)b);
+        cr_assert(tb_check(ts.buf, BS, b, 1));
+    }
+    char *odd = malloc(BS + 16);
+    uint64_t serial;
+    cr_assert_eq(f->ops->loadblk(f, 2, BF_SERIAL_NOW, odd + 16, &serial), 0);
+    cr_assert(tb_check(odd + 16, BS, 2, 1), "an unaligned buffer: read buffered");
+    free(odd);
+    cr_assert_eq(tb_send(f, 3, BF_SERIAL_NOW, 100, 1000, &ts), 0, "an unaligned range");
+    cr_assert_not(ts.direct);
+    blocks_evict(t.path);
+    expect_aligned_load(f, 0, 1);
+    expect_aligned_load(f, 1, 1);
+    cr_assert_eq(blocks_cached(t.path), 0, "direct loads left pages in the OS cache");
+
+    blocks_warm(t.path);
+    size_t all = blocks_cached(t.path);
+    cr_assert_geq(all, 4 * BS / (size_t)getpagesize());
+    for (uint64_t b = 0; b < 4; b++) {
+        cr_assert_eq(f->ops->loadblk_ahead(f, b, BF_SERIAL_NOW), 0);
+        cr_assert_eq(tb_send(f, b, BF_SERIAL_NOW, 0, BS, &ts), 0);
+        cr_assert_not(ts.direct, "block %llu is cached: sent buffered", (unsigned long long)b);
+        cr_assert(tb_check(ts.buf, BS, b, 1));
+    }
+
+    /* block 1 cached in part: its first page (read without readahead) */
+    blocks_evict(t.path);
+    int64_t off1 = side_int(t.path, "SELECT off FROM extents WHERE id=(SELECT content FROM "
+                                    "blockmap WHERE blk=1)");
+    char p[512], page[4096];
+    int fd = open(blocks_path(t.path, p, sizeof(p)), O_RDONLY | O_CLOEXEC);
+    cr_assert_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM), 0);
+    cr_assert_eq(pread(fd, page, sizeof(page), off1), (ssize_t)sizeof(page));
+    close(fd);
+    size_t some = blocks_cached(t.path);
+    cr_assert(some > 0 && some < BS / (size_t)getpagesize(), "%zu pages cached", some);
+    cr_assert_eq(tb_send(f, 1, BF_SERIAL_NOW, 0, BS, &ts), 0);
+    cr_assert(ts.direct, "a block cached in part is read directly");
+    cr_assert(tb_check(ts.buf, BS, 1, 1));
+    free(ts.buf);
+    bf_db_file_close(db, f);
+    bf_db_close(db);
+    tb_rmdir(&t);
+}
+
+/* With bf_db_options.buffered_reads (-o dio=off), every read goes
+ * through the OS cache, as before direct reads: it caches what a load
+ * reads, sends get the buffered descriptor, prefetch leaves blocks in
+ * the file to the sends. */
+Test(sqlite_blockfile, buffered_reads_go_through_the_os_cache, .timeout = 30)
+{
+    struct tb t;
+    bf_file *f;
+    bf_db *db = NULL;
+    char err[512] = "";
+    uint64_t id = make_db(&t, 4);
+    struct bf_db_options opt = { .buffered_reads = true };
+    cr_assert_eq(bf_db_open_ex(t.path, 0, &opt, &db, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(bf_db_file_open(db, id, &f), 0);
+    struct test_sink ts = { .buf = malloc(BS) };
+    blocks_evict(t.path);
+    for (uint64_t b = 0; b < 2; b++) {
+        expect_aligned_load(f, b, 1);
+        cr_assert_eq(f->ops->loadblk_ahead(f, b + 2, BF_SERIAL_NOW), 0);
+        cr_assert_eq(tb_send(f, b + 2, BF_SERIAL_NOW, 0, BS, &ts), 0);
+        cr_assert_not(ts.direct);
+        cr_assert(tb_check(ts.buf, BS, b + 2, 1));
+    }
+    cr_assert_geq(blocks_cached(t.path), 2 * BS / (size_t)getpagesize(),
+                  "buffered loads cache what they read");
     free(ts.buf);
     bf_db_file_close(db, f);
     bf_db_close(db);
@@ -1717,7 +1899,7 @@ static void reuse_during_send(struct test_sink *ts, int fd, uint64_t pos)
     bool done = u->done;
     pthread_mutex_unlock(&u->m);
     char *now = malloc(BS);
-    cr_assert_eq(pread(fd, now, BS, (off_t)pos), (ssize_t)BS);
+    sent_pread(fd, now, BS, pos);
     cr_assert(tb_check(now, BS, 0, 1), "the bytes changed while they were sent");
     cr_assert_not(done, "the reuse did not wait for the send");
     free(now);

@@ -25,7 +25,10 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -471,7 +474,9 @@ BFT_TEST(prefetch, prefetched_blocks_never_outlive_another_mounts_commit, setup_
 static void setup_splicing(void)
 {
     bft_setup_nomount();
-    snprintf(bft.opts, sizeof(bft.opts), "splice=on");
+    /* dio=off: what the OS does not cache of the block file would be
+     * prefetched into memory instead (the next test) */
+    snprintf(bft.opts, sizeof(bft.opts), "splice=on,dio=off");
     bft_mount();
 }
 
@@ -509,7 +514,9 @@ BFT_TEST(prefetch, spliced_reads_follow_invalidates_writeouts_and_discards, setu
  * without all of its block file): a read of a block past its end fails
  * with EIO and says so — never a short read, which the kernel would take
  * for the end of the file; the blocks before it still read. */
-BFT_TEST(prefetch, a_short_block_file_is_eio_not_a_short_read, setup_splicing, 60)
+static void evict_block_file(const char *bp);
+
+static void short_block_file(bool evict)
 {
     char p[PATH_MAX], bp[PATH_MAX + 16], buf[4096];
     bft_create("f", "1M", NULL);
@@ -521,6 +528,8 @@ BFT_TEST(prefetch, a_short_block_file_is_eio_not_a_short_read, setup_splicing, 6
     cr_assert_eq(stat(bp, &st), 0, "%s: %s", bp, strerror(errno));
     cr_assert_geq(st.st_size, (off_t)(4 * BFT_MB));
     cr_assert_eq(truncate(bp, st.st_size - (off_t)(BFT_MB / 2)), 0);
+    if (evict)
+        evict_block_file(bp);
     int fd = open(p, O_RDONLY);
     cr_assert_geq(fd, 0);
     int bad = -1;
@@ -541,6 +550,25 @@ BFT_TEST(prefetch, a_short_block_file_is_eio_not_a_short_read, setup_splicing, 6
     free(log);
 }
 
+BFT_TEST(prefetch, a_short_block_file_is_eio_not_a_short_read, setup_splicing, 60)
+{
+    short_block_file(false);
+}
+
+/* The same with the reads around the OS cache (-o dio=auto): a direct
+ * read that the file's end cuts short. */
+static void setup_splicing_dio(void)
+{
+    bft_setup_nomount();
+    snprintf(bft.opts, sizeof(bft.opts), "splice=on,dio=auto");
+    bft_mount();
+}
+
+BFT_TEST(prefetch, a_short_block_file_is_eio_read_directly_too, setup_splicing_dio, 60)
+{
+    short_block_file(true);
+}
+
 /* -o splice takes auto, on or off: anything else is a usage error (exit 2)
  * that creates no database and mounts nothing. */
 BFT_TEST(prefetch, a_bad_splice_value_is_a_usage_error, bft_setup_nomount, 60)
@@ -553,6 +581,163 @@ BFT_TEST(prefetch, a_bad_splice_value_is_a_usage_error, bft_setup_nomount, 60)
                   "-o %s: a usage error (status 0x%x)", bad[i], st);
         char *log = bft_slurp(bft.log);
         cr_expect(log && strstr(log, "splice"), "-o %s: the message names the option:\n%s", bad[i],
+                  log ? log : "");
+        free(log);
+        cr_expect(access(bft.db, F_OK) != 0, "-o %s: no database created", bad[i]);
+        cr_expect(!bft_is_fuse(bft.mnt), "-o %s: nothing mounted", bad[i]);
+    }
+}
+
+/* The pages of path that the OS caches (mincore(2) of a mapping). */
+static size_t os_cached_pages(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    cr_assert_geq(fd, 0, "open %s: %s", path, strerror(errno));
+    off_t size = lseek(fd, 0, SEEK_END);
+    size_t page = (size_t)getpagesize(), n = ((size_t)size + page - 1) / page, cached = 0;
+    void *m = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
+    cr_assert_neq(m, MAP_FAILED, "mmap %s: %s", path, strerror(errno));
+    unsigned char *vec = malloc(n);
+    cr_assert_eq(mincore(m, (size_t)size, vec), 0);
+    for (size_t i = 0; i < n; i++)
+        cached += vec[i] & 1;
+    free(vec);
+    munmap(m, (size_t)size);
+    close(fd);
+    return cached;
+}
+
+/* Drop the block file bp from the OS cache and check that it is gone; skip
+ * the test where direct reads cannot be told from buffered ones: a block
+ * file in memory (tmpfs), or a kernel that cannot say what it caches
+ * (cachestat(2), Linux 6.5: then -o dio=auto reads buffered). */
+static void evict_block_file(const char *bp)
+{
+    struct statfs sf;
+    cr_assert_eq(statfs(bp, &sf), 0, "statfs %s: %s", bp, strerror(errno));
+    if (sf.f_type == TMPFS_MAGIC)
+        cr_skip_test("%s is on tmpfs: its pages are the file", bp);
+    int fd = open(bp, O_RDWR);
+    cr_assert_geq(fd, 0, "open %s: %s", bp, strerror(errno));
+    uint64_t range[2] = { 0, 1 }, cs[5];
+    if (syscall(451 /* cachestat */, fd, range, cs, 0) < 0 && errno == ENOSYS)
+        cr_skip_test("this kernel cannot say what the OS caches (cachestat: Linux 6.5)");
+    cr_assert_eq(fdatasync(fd), 0);
+    cr_assert_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    close(fd);
+    cr_assert_eq(os_cached_pages(bp), 0, "%s: pages left in the OS cache", bp);
+}
+
+/* Bytes [off, off + len) of path mapped and checked against seed, a page
+ * at a time in a scattered order (faults, not one sequential pass). */
+static void expect_mapped(const char *path, uint64_t off, size_t len, unsigned seed)
+{
+    int fd = open(path, O_RDONLY);
+    cr_assert_geq(fd, 0);
+    uint8_t *m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, (off_t)off);
+    cr_assert_neq(m, MAP_FAILED, "mmap %s: %s", path, strerror(errno));
+    size_t pages = len / 4096;
+    uint8_t *want = malloc(4096);
+    for (size_t i = 0; i < pages; i++) {
+        size_t pg = (i * 37) % pages; /* 37 and a power of two: every page once */
+        bft_pattern(want, 4096, seed, off + pg * 4096);
+        cr_assert(memcmp(m + pg * 4096, want, 4096) == 0, "%s: page at +%zu", path, pg * 4096);
+    }
+    free(want);
+    munmap(m, len);
+    close(fd);
+}
+
+/* Reads of what the OS does not cache of the block file go around its
+ * cache (-o dio=auto, the default): a cold sequential reader and mapped
+ * faults read the right bytes, and leave nothing of the block file in the
+ * OS cache (the bigfile's own pages hold what was read: a second copy
+ * would only double what the kernel reclaims). With -o dio=off the same
+ * reads go through it. */
+BFT_TEST(prefetch, cold_reads_leave_the_block_file_out_of_the_os_cache, bft_setup_sqlite, 120)
+{
+    const uint64_t len = 32 * BFT_MB;
+    char p[PATH_MAX], bp[PATH_MAX + 16];
+    bft_create("f", "1M", NULL);
+    bft_path(p, "f");
+    bft_put_commit(p, 0, len, 1);
+    snprintf(bp, sizeof(bp), "%s-blocks", bft.db);
+    for (int dio_off = 0; dio_off < 2; dio_off++) {
+        if (dio_off) {
+            bft_assert_daemon_clean(bft_unmount(), "unmount");
+            mount_with("dio=off");
+        }
+        cr_assert_eq(bft_reclaim(p, NULL), 0);
+        evict_block_file(bp);
+        bft_expect(p, 0, len / 2, 1, "a cold read in order");
+        if (!dio_off) {
+            /* the sequential reader's blocks are loaded ahead of it (a
+             * send would read each READ from the disk in turn) */
+            struct loaded_arg la = { .path = p, .min = 1 };
+            cr_assert(bft_wait_for(loaded_at_least, &la, 30),
+                      "dio=auto: no block prefetched into memory");
+        }
+        expect_mapped(p, len / 2, len / 2, 1);
+        size_t bcached = os_cached_pages(bp), fcached = os_cached_pages(p);
+        size_t want = len / (size_t)getpagesize();
+        cr_expect_geq(fcached, want, "dio=%s: the bigfile's pages are cached: %zu of %zu",
+                      dio_off ? "off" : "auto", fcached, want);
+        if (dio_off)
+            cr_expect_geq(bcached, want / 2,
+                          "dio=off: the block file is read through the OS cache");
+        else
+            cr_expect_eq(bcached, 0, "dio=auto: %zu pages of the block file cached", bcached);
+    }
+}
+
+/* A send of a block the OS does not cache reads it around the OS cache
+ * (-o dio=auto: the kernel reads it into fresh pages of the reply's pipe):
+ * single READs in no order (the bigfile read without readahead, nothing
+ * for prefetch to follow) are spliced, read right, and leave nothing of
+ * the block file in the OS cache. */
+BFT_TEST(prefetch, cold_reads_spliced_around_the_os_cache, setup_splicing_dio, 60)
+{
+    char p[PATH_MAX], bp[PATH_MAX + 16];
+    const size_t chunk = 256 << 10;
+    struct bigfile_stat s0, s1;
+    bft_create("f", "1M", NULL);
+    bft_path(p, "f");
+    bft_put_commit(p, 0, 16 * BFT_MB, 1);
+    snprintf(bp, sizeof(bp), "%s-blocks", bft.db);
+    cr_assert_eq(bft_reclaim(p, NULL), 0);
+    evict_block_file(bp);
+    cr_assert_eq(bft_stat(p, &s0), 0);
+    int fd = open(p, O_RDONLY);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM), 0);
+    uint8_t *buf = malloc(chunk);
+    for (uint64_t i = 0; i < 16; i++) {
+        uint64_t off = (i * 5 % 16) * BFT_MB + chunk; /* 5 and 16: every block once */
+        cr_assert_eq(pread(fd, buf, chunk, (off_t)off), (ssize_t)chunk);
+        cr_assert(bft_check_pattern(buf, chunk, 1, off), "block at %llu", (unsigned long long)off);
+    }
+    free(buf);
+    close(fd);
+    cr_assert_eq(bft_stat(p, &s1), 0);
+    cr_expect_geq(s1.spliced_reads, s0.spliced_reads + 16, "spliced_reads %llu -> %llu",
+                  (unsigned long long)s0.spliced_reads, (unsigned long long)s1.spliced_reads);
+    cr_expect_eq(s1.loaded_blocks, 0, "nothing kept in the daemon: %llu blocks",
+                 (unsigned long long)s1.loaded_blocks);
+    cr_expect_eq(os_cached_pages(bp), 0, "the sends left the block file in the OS cache");
+}
+
+/* -o dio takes auto or off: anything else is a usage error (exit 2) that
+ * creates no database and mounts nothing. */
+BFT_TEST(prefetch, a_bad_dio_value_is_a_usage_error, bft_setup_nomount, 60)
+{
+    const char *bad[] = { "dio=on", "dio=", "dio=0" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *argv[] = { "-f", "-o", bad[i], bft.db, bft.mnt, NULL };
+        int st = bft_daemon_run(10, argv);
+        cr_expect(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 2,
+                  "-o %s: a usage error (status 0x%x)", bad[i], st);
+        char *log = bft_slurp(bft.log);
+        cr_expect(log && strstr(log, "dio"), "-o %s: the message names the option:\n%s", bad[i],
                   log ? log : "");
         free(log);
         cr_expect(access(bft.db, F_OK) != 0, "-o %s: no database created", bad[i]);
