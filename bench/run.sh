@@ -36,11 +36,11 @@ fi
 
 quick=${BENCH_QUICK:-0}
 if [ "$quick" = 1 ]; then
-    F1=128M; F3=512M; F4=64M; TOUCH=200; FOLLOW=50; RUNS=${BENCH_RUNS:-3}
+    F1=128M; F1L=1G; F3=512M; F4=64M; TOUCH=200; FOLLOW=50; RUNS=${BENCH_RUNS:-3}
     F11=256M; D11=32M
     F13=1G; CACHE13=64M; D13=128M
 else
-    F1=1G;   F3=4G;   F4=256M; TOUCH=1000; FOLLOW=200; RUNS=${BENCH_RUNS:-5}
+    F1=1G;   F1L=2G; F3=4G;   F4=256M; TOUCH=1000; FOLLOW=200; RUNS=${BENCH_RUNS:-5}
     F11=2G;   D11=128M
     F13=16G; CACHE13=256M; D13=1G # issue 12's numbers
 fi
@@ -69,12 +69,14 @@ ndb=$work/numpy.db
 rm -f "$db"* "$sdb"* "$xdb"* "$pdb"* "$ndb"* "$work"/scratch-*.db* "$work"/plain1[13] "$work"/res/*
 
 pids=""
+memcg="" # figures 1l-1n: a memory cgroup (memcg_new)
 cleanup() {
     set +e
     for m in sq mem sha shb ex8 pg pc py sp np; do umount "$work/$m" 2>/dev/null; done
     umount "$work/tmpfs" 2>/dev/null
     for p in $pids; do wait "$p" 2>/dev/null; done
     sh "$pgserver" stop "$pgdir" 2>/dev/null
+    [ -n "${memcg:-}" ] && rmdir "$memcg" 2>/dev/null
     if [ "${BENCH_KEEP:-0}" != 1 ]; then
         rm -rf "$work/res" "$db"* "$sdb"* "$xdb"* "$pdb"* "$ndb"* "$work"/scratch-*.db* \
             "$work"/plain1[13] "$work"/*.log
@@ -94,14 +96,48 @@ if [ "${BENCH_SPLICE:-1}" = 1 ] && [ "$pmax_was" -lt 2097152 ] && echo 2097152 >
     trap 'echo "$pmax_was" >"$pmax"; cleanup' EXIT
 fi
 
+# Figures 1l and 1m read in a memory cgroup of 512 MiB, which keeps a
+# bigger file cold by reclaiming its own pages instead of dropping every
+# cache (on this kind of VM, page cache allocated after a drop comes back
+# from the host at speeds that vary 3x from one run to the next).
+# memcg_new: make it under this process's (cgroup v1's memory controller,
+# or a cgroup v2 that delegates memory), its directory in $memcg; fails
+# when none can be made.
+memcg_new() {
+    local rel base
+    rel=$(awk -F: '$2 ~ /(^|,)memory(,|$)/ { print $3; exit }' /proc/self/cgroup)
+    if [ -n "$rel" ] && [ -d "/sys/fs/cgroup/memory$rel" ]; then
+        base=/sys/fs/cgroup/memory${rel%/}
+        mkdir "$base/bfbench.$$" 2>/dev/null || return 1
+        memcg=$base/bfbench.$$
+        echo $((512 << 20)) >"$memcg/memory.limit_in_bytes" 2>/dev/null && return 0
+    else
+        # cgroup v2: a child of the root, the one cgroup that may both hold
+        # processes and delegate the memory controller (the bench is root)
+        base=/sys/fs/cgroup
+        grep -qw memory "$base/cgroup.subtree_control" 2>/dev/null || return 1
+        mkdir "$base/bfbench.$$" 2>/dev/null || return 1
+        memcg=$base/bfbench.$$
+        echo $((512 << 20)) >"$memcg/memory.max" 2>/dev/null && return 0
+    fi
+    rmdir "$memcg"
+    memcg=""
+    return 1
+}
+# memcg_exec CMD...: become CMD, in $memcg (only where exec may replace the
+# shell: a background job, a command substitution)
+memcg_exec() { exec sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$memcg" "$@"; }
+
 # mount_bf NAME DATABASE [OPTIONS]: mount bigfilefs on $work/NAME, wait until
-# it serves; the daemon's pid goes to pid_NAME.
+# it serves; the daemon's pid goes to pid_NAME. With mount_in=memcg_exec the
+# daemon runs in $memcg.
+mount_in=""
 mount_bf() {
     local name=$1 dbspec=$2 opts=${3:-} mnt=$work/$1 i=0
     if [ -n "$opts" ]; then
-        "$BIGFILEFS" -f -o "$opts" "$dbspec" "$mnt" 2>>"$work/$name.log" &
+        $mount_in "$BIGFILEFS" -f -o "$opts" "$dbspec" "$mnt" 2>>"$work/$name.log" &
     else
-        "$BIGFILEFS" -f "$dbspec" "$mnt" 2>>"$work/$name.log" &
+        $mount_in "$BIGFILEFS" -f "$dbspec" "$mnt" 2>>"$work/$name.log" &
     fi
     local pid=$!
     pids="$pids $pid"
@@ -204,6 +240,20 @@ dd_write() {
         awk '/copied/ { printf "%.3f\n", $1 / $(NF - 3) / 1e9 }'
     rm -f "$1"
 }
+
+# dd_memcg FILE: read FILE with dd (1 MiB blocks) in $memcg, whose limit
+# keeps it cold without dropping caches: GB/s
+dd_memcg() {
+    local v
+    v=$( (memcg_exec dd if="$1" of=/dev/null bs=1M) 2>&1 |
+        awk '/copied/ { printf "%.3f\n", $1 / $(NF - 3) / 1e9 }')
+    [ -n "$v" ] || { echo "bench: dd of $1 in $memcg failed" >&2; return 1; }
+    echo "$v"
+}
+
+# uncache FILE: drop FILE's pages from the OS cache (whoever they are
+# charged to), and nothing else
+uncache() { dd if="$1" iflag=nocache count=0 status=none; }
 
 # pair A B: A / B (a ratio of two measurements taken back to back, which a
 # disk whose speed changes from minute to minute affects alike)
@@ -321,6 +371,38 @@ for bs in $SWEEP; do
             umount_bf sq
             mount_bf sq "$db"
             line 1j "  same, -o splice=off" GB/s r1j_sq "dd of the db's block file" r1j_dd ""
+            # the same read, of a file twice the cgroup's memory, kept cold by
+            # the cgroup: with reads around the OS cache (dio=auto) and through it
+            if memcg_new; then
+                ctl create --blksize=2M --size="$F1L" "$work/sq/cold-2M"
+                run fill_cold "$BFBENCH" fill "$work/sq/cold-2M" --length "$F1L" --seed 7 --writeout-every 256M
+                umount_bf sq
+                mount_in=memcg_exec
+                for dio in auto off; do
+                    mount_bf sq "$db" "cache=64M,dio=$dio"
+                    for r in $(seq "$RUNS"); do
+                        uncache "$db-blocks"
+                        run "r1l_dd_$dio" dd_memcg "$db-blocks"
+                        uncache "$db-blocks"
+                        ctl reclaim "$work/sq/cold-2M"
+                        c0=$(cpu_ticks sq)
+                        run "r1l_sq_$dio" dd_memcg "$work/sq/cold-2M"
+                        cpu_per_gib sq "$c0" "$F1L" >>"$work/res/r1lcpu_$dio"
+                        pair "$(tail -n 1 "$work/res/r1l_sq_$dio")" "$(tail -n 1 "$work/res/r1l_dd_$dio")" \
+                            >>"$work/res/r1l_pair_$dio"
+                    done
+                    umount_bf sq
+                done
+                mount_in=""
+                mount_bf sq "$db"
+                rm -f "$work/sq/cold-2M"
+                line 1l "cold seq read(2) of $F1L in 512M memcg, dd" GB/s r1l_sq_auto "dd of the block file, memcg" r1l_dd_auto "target >= 0.8" 'r >= 0.8'
+                line1 1m "  1l's ratio run by run" "" r1l_pair_auto "target >= 0.8" 'v >= 0.8'
+                line 1n "  same, -o dio=off" GB/s r1l_sq_off "dd of the block file, memcg" r1l_dd_off ""
+                line 1o "  daemon CPU seconds per GiB of 1l" s r1lcpu_auto "same, -o dio=off (1n)" r1lcpu_off ""
+            else
+                echo "1l   (no memory cgroup could be made here: 1l, 1m and 1n left out)"
+            fi
             line 1e "  same" GB/s r1d_sq "memory backend (1a)" r1_mem_2M ""
             line 1f "daemon CPU seconds per GiB of 1a, sqlite" s r1cpu_sq_2M "memory backend" r1cpu_mem_2M ""
         fi
