@@ -69,7 +69,7 @@ ndb=$work/numpy.db
 rm -f "$db"* "$sdb"* "$xdb"* "$pdb"* "$ndb"* "$work"/scratch-*.db* "$work"/plain1[13] "$work"/res/*
 
 pids=""
-memcg="" # figures 1l-1n: a memory cgroup (memcg_new)
+memcg="" # figures 1l-1o: a memory cgroup (memcg_new)
 cleanup() {
     set +e
     for m in sq mem sha shb ex8 pg pc py sp np; do umount "$work/$m" 2>/dev/null; done
@@ -96,7 +96,7 @@ if [ "${BENCH_SPLICE:-1}" = 1 ] && [ "$pmax_was" -lt 2097152 ] && echo 2097152 >
     trap 'echo "$pmax_was" >"$pmax"; cleanup' EXIT
 fi
 
-# Figures 1l and 1m read in a memory cgroup of 512 MiB, which keeps a
+# Figures 1l-1o read in a memory cgroup of 512 MiB, which keeps a
 # bigger file cold by reclaiming its own pages instead of dropping every
 # cache (on this kind of VM, page cache allocated after a drop comes back
 # from the host at speeds that vary 3x from one run to the next).
@@ -401,7 +401,7 @@ for bs in $SWEEP; do
                 line 1n "  same, -o dio=off" GB/s r1l_sq_off "dd of the block file, memcg" r1l_dd_off ""
                 line 1o "  daemon CPU seconds per GiB of 1l" s r1lcpu_auto "same, -o dio=off (1n)" r1lcpu_off ""
             else
-                echo "1l   (no memory cgroup could be made here: 1l, 1m and 1n left out)"
+                echo "1l   (no memory cgroup could be made here: 1l-1o left out)"
             fi
             line 1e "  same" GB/s r1d_sq "memory backend (1a)" r1_mem_2M ""
             line 1f "daemon CPU seconds per GiB of 1a, sqlite" s r1cpu_sq_2M "memory backend" r1cpu_mem_2M ""

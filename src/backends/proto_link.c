@@ -896,8 +896,8 @@ int bf_link_open(bf_db *db, const char *spec, unsigned hello_flags, unsigned tim
     pthread_mutex_init(&l->lock, NULL);
     pthread_cond_init(&l->cond, NULL);
     r = conn_start(l, false, &l->cur, why, sizeof(why));
-    for (unsigned waited = 0; r == -EBUSY && !l->cmd && waited < BF_LINK_BUSY_WAIT_MS;
-         waited += BF_LINK_BUSY_STEP_MS) {
+    int64_t until = bf_mono_ns() + ms_ns(BF_LINK_BUSY_WAIT_MS);
+    while (r == -EBUSY && !l->cmd && bf_mono_ns() < until) {
         usleep(BF_LINK_BUSY_STEP_MS * 1000); /* the previous mount may have just ended */
         r = conn_start(l, false, &l->cur, why, sizeof(why));
     }

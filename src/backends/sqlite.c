@@ -1063,7 +1063,9 @@ static int send_once(struct sq_db *d, struct sq_reader *r, struct bf_fh *fh, uin
         e = sq_blocks_read_fd(d, pos, len, NULL, &fd, &direct);
     if (e == 0) {
         e = sink->send(sink, fd, (uint64_t)pos, len);
-        if (e == -EAGAIN)
+        if (e == -EINVAL && direct)
+            sq_blocks_dio_refused(d); /* the load that follows reads buffered */
+        if (e == -EAGAIN || e == -EINVAL)
             e = -EIO; /* the sink's failure, not "look again" */
     }
     sq_blocks_send_end(d, pos, len);

@@ -108,6 +108,8 @@ struct cachestat {
  * the process may not write and does not own). */
 static int os_caches_all(int fd, int64_t off, uint32_t len)
 {
+    if (len == 0)
+        return 1; /* (a length of 0 would ask to the end of the file) */
     struct cachestat_range r = { (uint64_t)off, len };
     struct cachestat cs;
     if (syscall(SYS_cachestat, fd, &r, &cs, 0) < 0)
@@ -118,38 +120,48 @@ static int os_caches_all(int fd, int64_t off, uint32_t len)
 }
 
 /* Open d->dfd (d->bflock held, d->bfd open): the block file O_DIRECT,
- * once, with the alignment direct reads of it need; SQ_DFD_NONE, said in
- * the log, if the file system cannot read the file directly, the kernel
- * cannot tell what it caches, or the path now names another file than
- * d->bfd (the database was moved while open). */
+ * with the alignment direct reads of it need; for good SQ_DFD_NONE, said
+ * in the log, if the file system cannot read the file directly, the
+ * kernel cannot tell what it caches, or the path now names another file
+ * than d->bfd (the database was moved while open). A failure that may
+ * pass (out of descriptors or memory) leaves d->dfd at -1: the next read
+ * tries again. */
 static void open_direct(struct sq_db *d)
 {
     struct stat a, b;
-    struct statx sx;
-    const char *why = NULL;
+    char why[160] = "";
     int f = -1;
     uint32_t align = 4096; /* a page: what a file system that says nothing takes */
-    d->dfd = SQ_DFD_NONE;
     int e = os_caches_all(d->bfd, 0, 1);
     if (e < 0) {
-        why = e == -ENOSYS ? "the kernel cannot tell what the OS caches (cachestat, Linux 6.5)"
-                           : "the daemon may not ask what the OS caches of it (cachestat: it "
-                             "neither owns the file nor may write it)";
+        snprintf(why, sizeof(why), "%s (%s)",
+                 e == -ENOSYS  ? "the kernel cannot tell what the OS caches (cachestat: Linux 6.5)"
+                 : e == -EPERM ? "the daemon may not ask what the OS caches of it (cachestat: "
+                                 "it neither owns the file nor may write it)"
+                               : "cannot ask what the OS caches of it",
+                 strerror(-e));
     } else if ((f = open(d->bpath, O_RDONLY | O_DIRECT | O_CLOEXEC)) < 0) {
-        why = "its file system cannot open it O_DIRECT";
-    } else if (statx(f, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 &&
-               (sx.stx_mask & STATX_DIOALIGN)) {
+        if (errno != EINVAL && errno != EOPNOTSUPP)
+            return; /* EMFILE, ENOMEM...: try again at the next read */
+        snprintf(why, sizeof(why), "its file system cannot open it O_DIRECT (%s)", strerror(errno));
+    }
+#ifdef STATX_DIOALIGN /* Linux 6.1's headers */
+    struct statx sx;
+    if (!why[0] && statx(f, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 &&
+        (sx.stx_mask & STATX_DIOALIGN)) {
         align = sx.stx_dio_offset_align > sx.stx_dio_mem_align ? sx.stx_dio_offset_align
                                                                : sx.stx_dio_mem_align;
         if (sx.stx_dio_offset_align == 0) /* not this file (encrypted, compressed...) */
-            why = "its file system cannot read it directly";
+            snprintf(why, sizeof(why), "its file system cannot read it directly");
     }
-    if (!why &&
+#endif
+    if (!why[0] &&
         (fstat(f, &a) < 0 || fstat(d->bfd, &b) < 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino))
-        why = "its path names another file now";
-    if (why) {
+        snprintf(why, sizeof(why), "its path names another file now");
+    if (why[0]) {
         if (f >= 0)
             close(f);
+        d->dfd = SQ_DFD_NONE;
         bf_db_log(&d->base, "%s: read through the OS cache: %s", d->bpath, why);
         return;
     }

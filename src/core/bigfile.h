@@ -117,8 +117,9 @@ struct bf_sink {
     /* Pass bytes [pos, pos + len) of the open file fd on, whole. Called
      * with no core lock held. Returns 0 when they were passed on (or the
      * reader is gone), or a negative errno when nothing was (the file is
-     * shorter, a read error, they cannot be passed this way): the caller
-     * then reads them with loadblk. */
+     * shorter, a read error, they cannot be passed this way; -EINVAL: fd
+     * refused the read itself, as a descriptor opened O_DIRECT may): the
+     * caller then reads them with loadblk. */
     int (*send)(struct bf_sink *sink, int fd, uint64_t pos, size_t len);
 };
 

@@ -785,10 +785,12 @@ static int reply_send(struct bf_sink *sink, int fd, uint64_t pos, size_t len)
             continue;
         else {
             /* the file ends, a read error, the pipe full; a file system
-             * that cannot splice: never again (but a direct read's
-             * refusal is the read's, not the pipe's) */
-            never = n < 0 && (errno == EINVAL || errno == ENOSYS) && got == 0 &&
-                    !(fcntl(fd, F_GETFL) & O_DIRECT);
+             * that cannot splice: never again. A direct read refused is
+             * the store's descriptor's, not the pipe's: said as such
+             * (bf_sink), the pipe still empty. */
+            if (n < 0 && errno == EINVAL && got == 0 && (fcntl(fd, F_GETFL) & O_DIRECT))
+                return -EINVAL;
+            never = n < 0 && (errno == EINVAL || errno == ENOSYS) && got == 0;
             break;
         }
     }
