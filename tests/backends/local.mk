@@ -46,7 +46,7 @@ tests_backends_test_memory_SOURCES = tests/backends/test_memory.c tests/backends
 tests_backends_test_memory_CFLAGS = $(bt_cflags)
 tests_backends_test_memory_LDADD = $(bt_ldadd)
 
-tests_backends_test_sqlite_SOURCES = tests/backends/test_sqlite.c tests/backends/helpers.h \
+tests_backends_test_sqlite_SOURCES = tests/backends/test_sqlite.c tests/backends/helpers.h tests/oscache.h \
 	tests/core/main.c
 tests_backends_test_sqlite_CFLAGS = $(bt_cflags)
 tests_backends_test_sqlite_LDADD = $(bt_ldadd)

@@ -8,16 +8,14 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
-#include <linux/magic.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
-#include <sys/statfs.h>
-#include <sys/syscall.h>
 #include <sys/prctl.h>
 #include <grp.h>
 #include <sys/wait.h>
 
 #include "helpers.h"
+#include "../oscache.h"
 
 #include <criterion/redirect.h> /* after criterion.h */
 
@@ -1350,54 +1348,19 @@ static off_t blocks_size(const char *path, off_t *alloc)
 }
 
 /* The pages of the block file of the database at path that the OS
- * caches (mincore(2) of a mapping of it). */
+ * caches. */
 static size_t blocks_cached(const char *path)
 {
     char p[512];
-    int fd = open(blocks_path(path, p, sizeof(p)), O_RDONLY | O_CLOEXEC);
-    cr_assert_geq(fd, 0, "%s: %s", p, strerror(errno));
-    off_t size = lseek(fd, 0, SEEK_END);
-    size_t page = (size_t)getpagesize(), n = ((size_t)size + page - 1) / page, cached = 0;
-    void *m = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
-    cr_assert_neq(m, MAP_FAILED);
-    unsigned char *vec = malloc(n);
-    cr_assert_eq(mincore(m, (size_t)size, vec), 0);
-    for (size_t i = 0; i < n; i++)
-        cached += vec[i] & 1;
-    free(vec);
-    munmap(m, (size_t)size);
-    close(fd);
-    return cached;
+    return oc_cached_pages(blocks_path(path, p, sizeof(p)));
 }
 
-/* Drop the block file of the database at path from the OS cache, and
- * check that it is gone; skip the test where direct reads cannot be told
- * from buffered ones: a block file in memory (tmpfs), or a kernel that
- * cannot say what it caches (cachestat(2), Linux 6.5: the engine then
- * reads buffered). */
+/* Drop the block file of the database at path from the OS cache (or skip
+ * the test: oscache.h). */
 static void blocks_evict(const char *path)
 {
     char p[512];
-    struct statfs sf;
-    blocks_path(path, p, sizeof(p));
-    cr_assert_eq(statfs(p, &sf), 0, "statfs %s: %s", p, strerror(errno));
-    if (sf.f_type == TMPFS_MAGIC)
-        cr_skip_test("%s is on tmpfs: its pages are the file", p);
-    int fd = open(p, O_RDWR | O_CLOEXEC);
-    cr_assert_geq(fd, 0, "%s: %s", p, strerror(errno));
-    uint64_t range[2] = { 0, 1 }, cs[5];
-    if (syscall(451 /* cachestat */, fd, range, cs, 0) < 0 && errno == ENOSYS)
-        cr_skip_test("this kernel cannot say what the OS caches (cachestat: Linux 6.5)");
-    int dfd = open(p, O_RDONLY | O_DIRECT | O_CLOEXEC);
-    struct statx sx;
-    if (dfd < 0 || (statx(dfd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 &&
-                    (sx.stx_mask & STATX_DIOALIGN) && sx.stx_dio_offset_align == 0))
-        cr_skip_test("the file system of %s cannot read it directly", p);
-    close(dfd);
-    cr_assert_eq(fdatasync(fd), 0);
-    cr_assert_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
-    close(fd);
-    cr_assert_eq(blocks_cached(path), 0, "%s: pages left in the OS cache", p);
+    oc_evict(blocks_path(path, p, sizeof(p)));
 }
 
 /* Read the block file of the database at path through the OS cache. */

@@ -25,15 +25,13 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
-#include <linux/magic.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "fs/test_inject.h"
 #include "harness.h"
+#include "../oscache.h"
 
 /* A kB field ("VmRSS:", "VmHWM:") of /proc/PID/status, in bytes; -1 if
  * not found. */
@@ -514,8 +512,6 @@ BFT_TEST(prefetch, spliced_reads_follow_invalidates_writeouts_and_discards, setu
  * without all of its block file): a read of a block past its end fails
  * with EIO and says so — never a short read, which the kernel would take
  * for the end of the file; the blocks before it still read. */
-static void evict_block_file(const char *bp);
-
 static void short_block_file(bool evict)
 {
     char p[PATH_MAX], bp[PATH_MAX + 16], buf[4096];
@@ -531,7 +527,7 @@ static void short_block_file(bool evict)
      * read that ends mid-sector goes on buffered, then finds the end) */
     cr_assert_eq(truncate(bp, st.st_size - (off_t)(BFT_MB / 2) - (evict ? 100 : 0)), 0);
     if (evict)
-        evict_block_file(bp);
+        oc_evict(bp);
     int fd = open(p, O_RDONLY);
     cr_assert_geq(fd, 0);
     int bad = -1;
@@ -571,18 +567,17 @@ BFT_TEST(prefetch, a_short_block_file_is_eio_read_directly_too, setup_splicing_d
     short_block_file(true);
 }
 
-/* -o splice takes auto, on or off: anything else is a usage error (exit 2)
- * that creates no database and mounts nothing. */
-BFT_TEST(prefetch, a_bad_splice_value_is_a_usage_error, bft_setup_nomount, 60)
+/* Each of bad[] (an -o option) is a usage error (exit 2) whose message
+ * names the option, that creates no database and mounts nothing. */
+static void expect_usage_errors(const char *const *bad, size_t n, const char *name)
 {
-    const char *bad[] = { "splice=yes", "splice=", "splice=1" };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    for (size_t i = 0; i < n; i++) {
         const char *argv[] = { "-f", "-o", bad[i], bft.db, bft.mnt, NULL };
         int st = bft_daemon_run(10, argv);
         cr_expect(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 2,
                   "-o %s: a usage error (status 0x%x)", bad[i], st);
         char *log = bft_slurp(bft.log);
-        cr_expect(log && strstr(log, "splice"), "-o %s: the message names the option:\n%s", bad[i],
+        cr_expect(log && strstr(log, name), "-o %s: the message names the option:\n%s", bad[i],
                   log ? log : "");
         free(log);
         cr_expect(access(bft.db, F_OK) != 0, "-o %s: no database created", bad[i]);
@@ -590,50 +585,11 @@ BFT_TEST(prefetch, a_bad_splice_value_is_a_usage_error, bft_setup_nomount, 60)
     }
 }
 
-/* The pages of path that the OS caches (mincore(2) of a mapping). */
-static size_t os_cached_pages(const char *path)
+/* -o splice takes auto, on or off. */
+BFT_TEST(prefetch, a_bad_splice_value_is_a_usage_error, bft_setup_nomount, 60)
 {
-    int fd = open(path, O_RDONLY);
-    cr_assert_geq(fd, 0, "open %s: %s", path, strerror(errno));
-    off_t size = lseek(fd, 0, SEEK_END);
-    size_t page = (size_t)getpagesize(), n = ((size_t)size + page - 1) / page, cached = 0;
-    void *m = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
-    cr_assert_neq(m, MAP_FAILED, "mmap %s: %s", path, strerror(errno));
-    unsigned char *vec = malloc(n);
-    cr_assert_eq(mincore(m, (size_t)size, vec), 0);
-    for (size_t i = 0; i < n; i++)
-        cached += vec[i] & 1;
-    free(vec);
-    munmap(m, (size_t)size);
-    close(fd);
-    return cached;
-}
-
-/* Drop the block file bp from the OS cache and check that it is gone; skip
- * the test where direct reads cannot be told from buffered ones: a block
- * file in memory (tmpfs), or a kernel that cannot say what it caches
- * (cachestat(2), Linux 6.5: then -o dio=auto reads buffered). */
-static void evict_block_file(const char *bp)
-{
-    struct statfs sf;
-    cr_assert_eq(statfs(bp, &sf), 0, "statfs %s: %s", bp, strerror(errno));
-    if (sf.f_type == TMPFS_MAGIC)
-        cr_skip_test("%s is on tmpfs: its pages are the file", bp);
-    int fd = open(bp, O_RDWR);
-    cr_assert_geq(fd, 0, "open %s: %s", bp, strerror(errno));
-    uint64_t range[2] = { 0, 1 }, cs[5];
-    if (syscall(451 /* cachestat */, fd, range, cs, 0) < 0 && errno == ENOSYS)
-        cr_skip_test("this kernel cannot say what the OS caches (cachestat: Linux 6.5)");
-    int dfd = open(bp, O_RDONLY | O_DIRECT);
-    struct statx sx;
-    if (dfd < 0 || (statx(dfd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 &&
-                    (sx.stx_mask & STATX_DIOALIGN) && sx.stx_dio_offset_align == 0))
-        cr_skip_test("the file system of %s cannot read it directly", bp);
-    close(dfd);
-    cr_assert_eq(fdatasync(fd), 0);
-    cr_assert_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
-    close(fd);
-    cr_assert_eq(os_cached_pages(bp), 0, "%s: pages left in the OS cache", bp);
+    const char *const bad[] = { "splice=yes", "splice=", "splice=1" };
+    expect_usage_errors(bad, sizeof(bad) / sizeof(bad[0]), "splice");
 }
 
 /* Bytes [off, off + len) of path mapped and checked against seed, a page
@@ -676,7 +632,7 @@ BFT_TEST(prefetch, cold_reads_leave_the_block_file_out_of_the_os_cache, bft_setu
             mount_with("dio=off");
         }
         cr_assert_eq(bft_reclaim(p, NULL), 0);
-        evict_block_file(bp);
+        oc_evict(bp);
         bft_expect(p, 0, len / 2, 1, "a cold read in order");
         if (!dio_off) {
             /* the sequential reader's blocks are loaded ahead of it (a
@@ -686,7 +642,7 @@ BFT_TEST(prefetch, cold_reads_leave_the_block_file_out_of_the_os_cache, bft_setu
                       "dio=auto: no block prefetched into memory");
         }
         expect_mapped(p, len / 2, len / 2, 1);
-        size_t bcached = os_cached_pages(bp), fcached = os_cached_pages(p);
+        size_t bcached = oc_cached_pages(bp), fcached = oc_cached_pages(p);
         size_t want = len / (size_t)getpagesize();
         cr_expect_geq(fcached, want, "dio=%s: the bigfile's pages are cached: %zu of %zu",
                       dio_off ? "off" : "auto", fcached, want);
@@ -713,7 +669,7 @@ BFT_TEST(prefetch, cold_reads_spliced_around_the_os_cache, setup_splicing_dio, 6
     bft_put_commit(p, 0, 16 * BFT_MB, 1);
     snprintf(bp, sizeof(bp), "%s-blocks", bft.db);
     cr_assert_eq(bft_reclaim(p, NULL), 0);
-    evict_block_file(bp);
+    oc_evict(bp);
     cr_assert_eq(bft_stat(p, &s0), 0);
     int fd = open(p, O_RDONLY);
     cr_assert_geq(fd, 0);
@@ -731,26 +687,14 @@ BFT_TEST(prefetch, cold_reads_spliced_around_the_os_cache, setup_splicing_dio, 6
                   (unsigned long long)s0.spliced_reads, (unsigned long long)s1.spliced_reads);
     cr_expect_eq(s1.loaded_blocks, 0, "nothing kept in the daemon: %llu blocks",
                  (unsigned long long)s1.loaded_blocks);
-    cr_expect_eq(os_cached_pages(bp), 0, "the sends left the block file in the OS cache");
+    cr_expect_eq(oc_cached_pages(bp), 0, "the sends left the block file in the OS cache");
 }
 
-/* -o dio takes auto or off: anything else is a usage error (exit 2) that
- * creates no database and mounts nothing. */
+/* -o dio takes auto or off. */
 BFT_TEST(prefetch, a_bad_dio_value_is_a_usage_error, bft_setup_nomount, 60)
 {
-    const char *bad[] = { "dio=on", "dio=", "dio=0" };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        const char *argv[] = { "-f", "-o", bad[i], bft.db, bft.mnt, NULL };
-        int st = bft_daemon_run(10, argv);
-        cr_expect(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 2,
-                  "-o %s: a usage error (status 0x%x)", bad[i], st);
-        char *log = bft_slurp(bft.log);
-        cr_expect(log && strstr(log, "dio"), "-o %s: the message names the option:\n%s", bad[i],
-                  log ? log : "");
-        free(log);
-        cr_expect(access(bft.db, F_OK) != 0, "-o %s: no database created", bad[i]);
-        cr_expect(!bft_is_fuse(bft.mnt), "-o %s: nothing mounted", bad[i]);
-    }
+    const char *const bad[] = { "dio=on", "dio=", "dio=0" };
+    expect_usage_errors(bad, sizeof(bad) / sizeof(bad[0]), "dio");
 }
 
 /* Mounts sharing a database never answer from the block file, even with
