@@ -116,9 +116,10 @@ int bf_sqlite_wait_busy(bf_db *db, uint64_t n, int timeout_ms);
 int bf_sqlite_set_load_hook(bf_db *db, void (*fn)(void *arg), void *arg);
 
 /* For tests: call fn(arg) before each fdatasync of the block file; a
- * nonzero return makes that sync fail (-EIO) as a write-back error would,
- * without syncing (fn NULL: none). Set it while no commit runs. -EINVAL if
- * db is not a SQLite database. */
+ * nonzero return (an errno value: EIO, ENOSPC...) makes that sync fail
+ * with it, as a write-back error would, without syncing (fn NULL: none);
+ * the caller of the sync gets -EIO, the last error names the errno. Set
+ * it while no commit runs. -EINVAL if db is not a SQLite database. */
 int bf_sqlite_set_sync_hook(bf_db *db, int (*fn)(void *arg), void *arg);
 
 #endif /* BIGFILEFS_BACKENDS_SQLITE_H */

@@ -367,8 +367,10 @@ int sq_blocks_sync(struct sq_db *d)
      * file's write-back error to one only) runs at once. */
     pthread_rwlock_wrlock(&d->sync_rw);
     uint64_t upto = __atomic_load_n(&d->wseq, __ATOMIC_SEQ_CST);
-    bool failed = (d->sync_hook && d->sync_hook(d->sync_hook_arg) && (errno = EIO)) ||
-                  fdatasync(fd) < 0;
+    int hooked = d->sync_hook ? d->sync_hook(d->sync_hook_arg) : 0; /* tests */
+    if (hooked)
+        errno = hooked;
+    bool failed = hooked || fdatasync(fd) < 0;
     int err = errno;
     pthread_mutex_lock(&d->syncmx);
     if (failed && upto > d->synced_seq)
@@ -378,8 +380,10 @@ int sq_blocks_sync(struct sq_db *d)
     pthread_mutex_unlock(&d->syncmx);
     pthread_rwlock_unlock(&d->sync_rw);
     if (failed) {
-        errno = err;
-        e = blocks_fail(d, -EIO, "%s: %s: %s", "making the uploads durable");
+        /* the message says what failed (ENOSPC: a delayed allocation,
+         * a full disk); the caller gets -EIO, whatever it was */
+        blocks_fail(d, -(err ? err : EIO), "%s: %s: %s", "making the uploads durable");
+        e = -EIO;
     }
     return e;
 }

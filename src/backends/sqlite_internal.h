@@ -508,7 +508,8 @@ uint64_t sq_blocks_write_begin(struct sq_db *d);
 void sq_blocks_write_end(struct sq_db *d);
 
 /* fdatasync(2) the block file, deciding every write numbered before it.
- * -EIO if it failed. */
+ * -EIO if it failed (the last error and the log say how: ENOSPC for a
+ * full disk, EIO...). */
 int sq_blocks_sync(struct sq_db *d);
 
 /* Whether write `seq`'s bytes are durable: 1; 0: a failed sync covered

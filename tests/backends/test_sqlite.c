@@ -2104,8 +2104,12 @@ Test(sqlite_blockfile, bytes_written_before_a_failed_sync_are_never_committed, .
     cr_assert_eq(tb_store(f, 0, buf), 0);
     cr_assert_eq(g->ops->begin(g), 0);
     cr_assert_eq(tb_store(g, 0, buf), 0);
-    fail = 1;
+    fail = ENOSPC; /* a delayed allocation that found the disk full */
     cr_assert_eq(tb_commit(g, BS), -EIO);
+    char msg[256];
+    cr_assert_eq(bf_sqlite_last_error(db, msg, sizeof(msg)), 0);
+    cr_assert(strstr(msg, "making the uploads durable") && strstr(msg, strerror(ENOSPC)),
+              "the error says what failed: %s", msg);
     fail = 0;
     cr_assert_eq(tb_commit(f, 2 * BS), -EIO);
     tb_expect(f, 0, -1);
@@ -2133,7 +2137,7 @@ Test(sqlite_blockfile, bytes_written_before_a_failed_sync_are_never_committed, .
     cr_assert_eq(tb_commit(g, BS), 0);
     cr_assert_eq(g->ops->begin(g), 0);
     cr_assert_eq(tb_store(g, 0, buf), 0);
-    fail = 1;
+    fail = EIO;
     cr_assert_eq(tb_commit(g, BS), -EIO);
     fail = 0;
     char back[BS];
