@@ -9,8 +9,8 @@
  * read with pread(2) (around the OS cache, O_DIRECT, unless it holds all
  * of what is read: sq_blocks_read_fd), and the extents of deleted
  * contents are punched out (FALLOC_FL_PUNCH_HOLE: the space goes back to
- * the file system, the offsets are never used again). The rules that make this safe are at the
- * top of sqlite.c ("The block file").
+ * the file system, the offsets are never used again). The rules that
+ * make this safe are at the top of sqlite.c ("The block file").
  *
  * The descriptor (d->bfd) is opened at its first use: read-write by a
  * read-write session (created only where the database has allocated no

@@ -199,10 +199,10 @@ struct sq_db {
     pthread_mutex_t bflock; /* a leaf: guards opening bfd and dfd */
     int bfd;                /* -1 until its first use */
     /* Direct reads (sq_blocks_read_fd): the file opened O_DIRECT, read-only
-     * (-1 until the first read that could use it; SQ_DFD_NONE: never,
-     * because the file system or the kernel cannot, or the session's
-     * options say so), and the alignment its offsets, lengths and buffers
-     * need. */
+     * (-1 until the first read that could use it, unless the session's
+     * options read buffered only; SQ_DFD_NONE: never, because the file
+     * system or the kernel cannot), and the alignment its offsets, lengths
+     * and buffers need. */
     int dfd;
     uint32_t dio_align;
     bool dio_refused; /* a direct read was refused: none since (atomic) */

@@ -699,11 +699,11 @@ static bool data_fh_get(fuse_req_t req, struct bf_fs *fs, bf_inode *inode, bf_fi
 /* A READ's reply spliced from a file of the store (bf_fileh_read_sink):
  * the bytes go from that file's page cache into this thread's pipe, by
  * reference (or, from a descriptor opened O_DIRECT, read by the kernel
- * into fresh pages of the pipe), whole (else nothing is answered and the READ falls back to
- * the daemon's cache, whose load reports what is wrong: a reply shorter
- * than asked would make the kernel shrink the file), and libfuse splices
- * them on to /dev/fuse, where the kernel copies them once, into the
- * bigfile's page cache. */
+ * into fresh pages of the pipe), whole (else nothing is answered and the
+ * READ falls back to the daemon's cache, whose load reports what is
+ * wrong: a reply shorter than asked would make the kernel shrink the
+ * file), and libfuse splices them on to /dev/fuse, where the kernel
+ * copies them once, into the bigfile's page cache. */
 struct reply_sink {
     struct bf_sink sink;
     fuse_req_t req;
