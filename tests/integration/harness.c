@@ -128,7 +128,33 @@ int bft_exited(pid_t pid)
     return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid;
 }
 
-/* Wait for pid; escalate SIGTERM then SIGKILL. */
+/* Log the stacks of every thread of pid, a daemon that does not exit, with
+ * gdb where the machine has it (bounded: gdb gets 60 s): what its threads
+ * wait for is the one clue a rare hang leaves before it is killed. */
+static void log_stacks(pid_t pid)
+{
+    char cmd[192];
+    snprintf(cmd, sizeof(cmd),
+             "command -v gdb >/dev/null && timeout 60 gdb -q -nx -batch -p %d "
+             "-ex 'thread apply all bt' 2>&1",
+             (int)pid);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return;
+    size_t cap = (size_t)1 << 20, n = 0, k;
+    char *buf = malloc(cap);
+    while (buf && n + 1 < cap && (k = fread(buf + n, 1, cap - 1 - n, p)) > 0)
+        n += k;
+    pclose(p);
+    if (buf && n > 0) {
+        buf[n] = '\0';
+        cr_log_error("daemon %d does not exit; its threads:\n%s", (int)pid, buf);
+    }
+    free(buf);
+}
+
+/* Wait for pid; escalate SIGTERM then SIGKILL (logging its threads'
+ * stacks first). */
 static int wait_or_kill(pid_t pid, double timeout_s)
 {
     int st = bft_wait_pid(pid, timeout_s);
@@ -138,6 +164,7 @@ static int wait_or_kill(pid_t pid, double timeout_s)
     st = bft_wait_pid(pid, 5);
     if (st != -1)
         return st;
+    log_stacks(pid);
     kill(pid, SIGKILL);
     return bft_wait_pid(pid, 10);
 }
