@@ -57,9 +57,9 @@ static void sync_dir(const char *path)
     free(copy);
 }
 
-int sq_blocks_fd(struct sq_db *d, enum sq_blocks_how how, int *fd)
+/* sq_blocks_fd with d->bflock held. */
+static int blocks_fd_locked(struct sq_db *d, enum sq_blocks_how how, int *fd)
 {
-    pthread_mutex_lock(&d->bflock);
     int e = 0;
     if (d->bfd < 0) {
         bool rw = d->w != NULL;
@@ -87,6 +87,13 @@ int sq_blocks_fd(struct sq_db *d, enum sq_blocks_how how, int *fd)
     if (e == 0 && how == SQ_BLOCKS_NEW && ftruncate(d->bfd, 0) < 0)
         e = blocks_fail(d, -EIO, "%s: %s: %s", "cannot empty a stale block file");
     *fd = d->bfd;
+    return e;
+}
+
+int sq_blocks_fd(struct sq_db *d, enum sq_blocks_how how, int *fd)
+{
+    pthread_mutex_lock(&d->bflock);
+    int e = blocks_fd_locked(d, how, fd);
     pthread_mutex_unlock(&d->bflock);
     return e;
 }
@@ -172,16 +179,16 @@ static void open_direct(struct sq_db *d)
 int sq_blocks_read_fd(struct sq_db *d, int64_t off, uint32_t len, const void *buf, int *fd,
                       bool *direct)
 {
-    int e = sq_blocks_fd(d, SQ_BLOCKS_OPEN, fd);
     *direct = false;
-    if (e < 0 || d->base.opt.buffered_reads)
-        return e;
-    pthread_mutex_lock(&d->bflock);
-    if (d->dfd == -1)
+    pthread_mutex_lock(&d->bflock); /* once for both descriptors */
+    int e = blocks_fd_locked(d, SQ_BLOCKS_OPEN, fd);
+    if (e == 0 && d->dfd == -1 && !d->base.opt.buffered_reads)
         open_direct(d);
     int dfd = d->dfd;
     uint32_t align = d->dio_align;
     pthread_mutex_unlock(&d->bflock);
+    if (e < 0)
+        return e;
     if (dfd >= 0 && !__atomic_load_n(&d->dio_refused, __ATOMIC_RELAXED) &&
         (uint64_t)off % align == 0 && len % align == 0 && (uintptr_t)buf % align == 0 &&
         os_caches_all(*fd, off, len) == 0) {
