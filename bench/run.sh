@@ -225,19 +225,21 @@ busy_ns() {
     cat /proc/"$pid"/task/*/schedstat | awk '{ s += $1 } END { printf "%d\n", s }'
 }
 
+# dd_gbs: the GB/s of dd's report (on stdin)
+dd_gbs() { awk '/copied/ { printf "%.3f\n", $1 / $(NF - 3) / 1e9 }'; }
+
 # dd_read FILE: drop the OS caches, read FILE with dd (1 MiB blocks): GB/s
 dd_read() {
     sync
     echo 3 >/proc/sys/vm/drop_caches
-    dd if="$1" of=/dev/null bs=1M 2>&1 | awk '/copied/ { printf "%.3f\n", $1 / $(NF - 3) / 1e9 }'
+    dd if="$1" of=/dev/null bs=1M 2>&1 | dd_gbs
 }
 
 # dd_write FILE SIZE: write SIZE bytes to a new FILE with dd conv=fdatasync
 # (1 MiB blocks, from /dev/zero), remove it: GB/s
 dd_write() {
     sync
-    dd if=/dev/zero of="$1" bs=1M count=$(($(bytes "$2") / 1048576)) conv=fdatasync 2>&1 |
-        awk '/copied/ { printf "%.3f\n", $1 / $(NF - 3) / 1e9 }'
+    dd if=/dev/zero of="$1" bs=1M count=$(($(bytes "$2") / 1048576)) conv=fdatasync 2>&1 | dd_gbs
     rm -f "$1"
 }
 
@@ -245,8 +247,7 @@ dd_write() {
 # keeps it cold without dropping caches: GB/s
 dd_memcg() {
     local v
-    v=$( (memcg_exec dd if="$1" of=/dev/null bs=1M) 2>&1 |
-        awk '/copied/ { printf "%.3f\n", $1 / $(NF - 3) / 1e9 }')
+    v=$( (memcg_exec dd if="$1" of=/dev/null bs=1M) 2>&1 | dd_gbs)
     [ -n "$v" ] || { echo "bench: dd of $1 in $memcg failed" >&2; return 1; }
     echo "$v"
 }
