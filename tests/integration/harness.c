@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <sched.h>
@@ -198,10 +199,37 @@ static void mount_fusectl(void)
                 FUSECTL_DIR, strerror(errno));
 }
 
-/* Write "1" to the abort file of FUSE connection conn. 0 or -1. */
-static int abort_conn(unsigned conn)
+/* Whether FUSE connection conn is the file system mounted at mnt now
+ * (/proc/self/mountinfo: its mount point and device; reading it never
+ * waits for a FUSE daemon). A connection's number is its device's, which
+ * the kernel hands to the next mount as soon as it is free: a test's
+ * daemon that outlives its mount (umount -l) has a number that may be
+ * another test's mount by now. */
+static bool conn_mounted_at(unsigned conn, const char *mnt)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "r");
+    char line[4096], point[4096];
+    unsigned maj, min;
+    bool found = false;
+    if (!f)
+        return false;
+    while (!found && fgets(line, sizeof(line), f))
+        if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &maj, &min, point) == 3)
+            found = strcmp(point, mnt) == 0 && ((maj << 20) | min) == conn;
+    fclose(f);
+    return found;
+}
+
+/* Write "1" to the abort file of FUSE connection conn if it is still the
+ * mount at mnt (conn_mounted_at; else the daemon, killed, ends it
+ * itself). 0 or -1 (errno ESTALE: not that mount any more). */
+static int abort_conn(unsigned conn, const char *mnt)
 {
     char path[128];
+    if (!conn_mounted_at(conn, mnt)) {
+        errno = ESTALE;
+        return -1;
+    }
     snprintf(path, sizeof(path), FUSECTL_DIR "/%u/abort", conn);
     int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
@@ -234,7 +262,7 @@ int bft_abort_mount(void)
         struct dref d = dref(m);
         if (!*d.pid || !*d.conn)
             continue;
-        int r = abort_conn(*d.conn);
+        int r = abort_conn(*d.conn, d.mnt);
         fprintf(stderr, "harness: aborting the FUSE connection %u of %s: %s\n", *d.conn, d.mnt,
                 r == 0 ? "done" : strerror(errno));
         if (ret != 0)
@@ -245,10 +273,13 @@ int bft_abort_mount(void)
 
 /* What the watchdog must abort if the test process dies: the running
  * daemons and their connections (pid 0: none). */
+/* One write(2) to the watchdog's pipe, atomic (within PIPE_BUF). */
 struct watch_msg {
     pid_t pid[BFT_MAX_MOUNTS];
     unsigned conn[BFT_MAX_MOUNTS];
+    char mnt[BFT_MAX_MOUNTS][128]; /* cut short: never matches, never aborted */
 };
+_Static_assert(sizeof(struct watch_msg) <= PIPE_BUF, "the watchdog's message is one write");
 
 static void watchdog_main(int rd)
 {
@@ -262,7 +293,7 @@ static void watchdog_main(int rd)
      * stuck or orphaned: abort its connection so that it can die. */
     for (int i = 0; i < BFT_MAX_MOUNTS; i++)
         if (cur.pid[i] > 0 && kill(cur.pid[i], 0) == 0) {
-            abort_conn(cur.conn[i]);
+            abort_conn(cur.conn[i], cur.mnt[i]);
             kill(cur.pid[i], SIGKILL);
         }
     _exit(0);
@@ -277,6 +308,8 @@ static void watch_send(void)
         struct dref d = dref(i);
         m.pid[i] = *d.pid;
         m.conn[i] = *d.conn;
+        if (strlen(d.mnt) < sizeof(m.mnt[i]))
+            strcpy(m.mnt[i], d.mnt);
     }
     if (bft.watchdog < 0) {
         int p[2];
