@@ -29,14 +29,26 @@ struct recycle_list {
     size_t max_bytes;                                  /* bound on bytes */
 };
 
-/* The recycle list of small block buffers, the list of huge ones, and the
- * count of users (blockbuf.h, "Global state"). `lock` is a leaf: nothing
- * else is taken, and no system call is made, while it is held. */
+/* A held buffer (bf_blockbuf_hold): how many holds it has, and whether
+ * it was freed meanwhile (then `size` is the size it was freed with). */
+struct held_entry {
+    void *buf;
+    size_t size;
+    unsigned holds; /* > 0 */
+    bool freed;
+};
+
+/* The recycle list of small block buffers, the list of huge ones, the
+ * count of users and the held buffers (blockbuf.h, "Global state").
+ * `lock` is a leaf: nothing else is taken, and no system call is made,
+ * while it is held. */
 static struct {
     pthread_mutex_t lock;
     uint64_t users; /* bf_blockbuf_user_add not yet dropped (live rams) */
     struct recycle_list small;
     struct recycle_list huge;
+    struct held_entry held[BF_BLOCKBUF_HOLDS_MAX]; /* [0, nheld) in use, unordered */
+    unsigned nheld;
 } recycle = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .small = { .max_buffers = BF_BLOCKBUF_RECYCLE_MAX_BUFFERS,
@@ -204,11 +216,61 @@ void *bf_blockbuf_alloc(size_t size)
     return p;
 }
 
+/* The held entry of buf, or NULL. recycle.lock held. */
+static struct held_entry *held_find(const void *buf)
+{
+    for (unsigned i = 0; i < recycle.nheld; i++)
+        if (recycle.held[i].buf == buf)
+            return &recycle.held[i];
+    return NULL;
+}
+
+bool bf_blockbuf_hold(void *buf)
+{
+    bool ok = true;
+    pthread_mutex_lock(&recycle.lock);
+    struct held_entry *h = held_find(buf);
+    if (h) {
+        h->holds++;
+    } else if (recycle.nheld < BF_BLOCKBUF_HOLDS_MAX) {
+        recycle.held[recycle.nheld++] = (struct held_entry){ .buf = buf, .holds = 1 };
+    } else {
+        ok = false; /* the table is full: the caller copies */
+    }
+    pthread_mutex_unlock(&recycle.lock);
+    return ok;
+}
+
+void bf_blockbuf_release(void *buf)
+{
+    size_t size = 0;
+    bool freed = false;
+    pthread_mutex_lock(&recycle.lock);
+    struct held_entry *h = held_find(buf);
+    if (h && --h->holds == 0) {
+        freed = h->freed;
+        size = h->size;
+        *h = recycle.held[--recycle.nheld]; /* the last entry fills the hole */
+    }
+    pthread_mutex_unlock(&recycle.lock);
+    if (freed)
+        recycle_list_put(recycle_list_for(size), buf, size); /* the deferred free */
+}
+
 void bf_blockbuf_free(void *buf, size_t size)
 {
     if (!buf)
         return;
-    recycle_list_put(recycle_list_for(size), buf, size);
+    pthread_mutex_lock(&recycle.lock);
+    struct held_entry *h = recycle.nheld ? held_find(buf) : NULL;
+    if (h) {
+        /* Held: its last release frees it; meanwhile it stays as it is. */
+        h->freed = true;
+        h->size = size;
+    }
+    pthread_mutex_unlock(&recycle.lock);
+    if (!h)
+        recycle_list_put(recycle_list_for(size), buf, size);
 }
 
 void bf_blockbuf_stat(struct bf_blockbuf_stats *st)
@@ -216,5 +278,10 @@ void bf_blockbuf_stat(struct bf_blockbuf_stats *st)
     pthread_mutex_lock(&recycle.lock);
     st->recycled_bytes = recycle.small.bytes + recycle.huge.bytes;
     st->recycled_buffers = recycle.small.count + recycle.huge.count;
+    st->held_buffers = recycle.nheld;
+    st->deferred_bytes = 0;
+    for (unsigned i = 0; i < recycle.nheld; i++)
+        if (recycle.held[i].freed)
+            st->deferred_bytes += recycle.held[i].size;
     pthread_mutex_unlock(&recycle.lock);
 }

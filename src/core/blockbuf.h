@@ -37,8 +37,18 @@
  * two, for the block size in use); bf_blockbuf_stat reports that slack
  * (and bf_ram_stat passes it on).
  *
- * Global state: the two recycle lists and the count of users, and nothing
- * else, behind one private mutex. That mutex is a leaf lock: it may be
+ * A buffer may be *held* (bf_blockbuf_hold) while something outside the
+ * caller's locks reads it — the daemon's reply to a READ straight from a
+ * cached block. A bf_blockbuf_free of a held buffer is deferred to its
+ * last bf_blockbuf_release: until then it stays mapped, is recycled to
+ * nobody, and keeps the content it had. Such buffers are outside every
+ * budget: the RSS may exceed the cached bytes by the held buffers that
+ * were freed meanwhile, at most BF_BLOCKBUF_HOLDS_MAX of them
+ * (bf_blockbuf_stat reports them), in practice one block per READ in
+ * flight.
+ *
+ * Global state: the two recycle lists, the count of users and the table
+ * of held buffers, and nothing else, behind one private mutex. That mutex is a leaf lock: it may be
  * taken with any other lock held (the ram lock in particular), nothing is
  * taken and no system call is made while it is held (buffers are unmapped
  * after it is released).
@@ -49,6 +59,7 @@
 #ifndef BIGFILEFS_CORE_BLOCKBUF_H
 #define BIGFILEFS_CORE_BLOCKBUF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -64,9 +75,15 @@
 #define BF_BLOCKBUF_RECYCLE_HUGE_MAX_BUFFERS 2u
 #define BF_BLOCKBUF_RECYCLE_HUGE_MAX_BYTES ((size_t)4 << 20)
 
+/* At most this many buffers are held at once (bf_blockbuf_hold). */
+#define BF_BLOCKBUF_HOLDS_MAX 128u
+
 struct bf_blockbuf_stats {
     uint64_t recycled_bytes;   /* freed buffers kept for reuse (both lists), bytes */
     uint64_t recycled_buffers; /* ... and how many */
+    uint64_t held_buffers;     /* buffers held (bf_blockbuf_hold) */
+    uint64_t deferred_bytes;   /* held buffers freed meanwhile, waiting for their
+                                  last release, bytes */
 };
 
 /* A zero-filled buffer of `size` bytes (a multiple of 4 KiB), or NULL
@@ -90,6 +107,20 @@ void *bf_blockbuf_alloc_overwrite(size_t size);
  * needed to stay within them); otherwise back to the OS at once (munmap).
  * NULL: no-op. */
 void bf_blockbuf_free(void *buf, size_t size);
+
+/* Hold `buf` (a buffer of bf_blockbuf_alloc*, not yet freed) against
+ * bf_blockbuf_free: a free of it made before the matching
+ * bf_blockbuf_release is carried out by that release (the last one, if
+ * held several times). The caller must take the hold while the buffer
+ * cannot be freed (under the lock of whatever owns it) and must not write
+ * it after the owner freed it. Returns false, holding nothing, when
+ * BF_BLOCKBUF_HOLDS_MAX distinct buffers are held already (the caller
+ * copies what it needed instead). */
+bool bf_blockbuf_hold(void *buf);
+
+/* Drop one hold of bf_blockbuf_hold on `buf`; the last one frees it if
+ * bf_blockbuf_free was called meanwhile (as that call would have). */
+void bf_blockbuf_release(void *buf);
 
 /* Register a user: while there is one, freed buffers are recycled. */
 void bf_blockbuf_user_add(void);

@@ -727,16 +727,49 @@ static bool read_send(bf_fileh *fh, uint64_t off, uint64_t n, struct bf_sink *si
     return false;
 }
 
+/* Append the `len` bytes at p to refs' pieces, joined to the last one if
+ * they follow it. */
+static void refs_add(struct bf_read_refs *refs, char *p, size_t len)
+{
+    struct iovec *last = refs->n ? &refs->iov[refs->n - 1] : NULL;
+    if (last && (char *)last->iov_base + last->iov_len == p) {
+        last->iov_len += len;
+        return;
+    }
+    BF_ASSERT(refs->n < BF_READ_REFS_MAX);
+    refs->iov[refs->n].iov_base = p;
+    refs->iov[refs->n].iov_len = len;
+    refs->n++;
+}
+
+void bf_fileh_refs_put(struct bf_read_refs *refs)
+{
+    for (unsigned i = 0; i < refs->nheld; i++)
+        bf_blockbuf_release(refs->held[i]);
+    refs->nheld = 0;
+    refs->n = 0;
+}
+
 ssize_t bf_fileh_read(bf_fileh *fh, void *buf, size_t count, uint64_t off)
 {
     bool sent;
-    return bf_fileh_read_sink(fh, buf, count, off, NULL, &sent);
+    return bf_fileh_read_refs(fh, buf, count, off, NULL, &sent, NULL);
 }
 
 ssize_t bf_fileh_read_sink(bf_fileh *fh, void *buf, size_t count, uint64_t off,
                            struct bf_sink *sink, bool *sent)
 {
+    return bf_fileh_read_refs(fh, buf, count, off, sink, sent, NULL);
+}
+
+/* bf_fileh_read_refs, or with refs NULL bf_fileh_read_sink: every byte
+ * copied into buf. */
+ssize_t bf_fileh_read_refs(bf_fileh *fh, void *buf, size_t count, uint64_t off,
+                           struct bf_sink *sink, bool *sent, struct bf_read_refs *refs)
+{
     *sent = false;
+    if (refs)
+        refs->n = refs->nheld = 0;
     if (count > UINT64_MAX - off)
         return -EINVAL;
     bf_ram *ram = fh->ram;
@@ -757,6 +790,11 @@ ssize_t bf_fileh_read_sink(bf_fileh *fh, void *buf, size_t count, uint64_t off,
         *sent = true;
         return (ssize_t)n;
     }
+    /* By reference only over few blocks: else the whole read is copied,
+     * as one piece. */
+    struct bf_read_refs *byref = refs;
+    if (byref && ((off + n - 1) >> fh->blkbits) - (off >> fh->blkbits) >= BF_READ_REFS_MAX)
+        byref = NULL;
 
     uint64_t done = 0;
     while (done < n) {
@@ -772,12 +810,24 @@ ssize_t bf_fileh_read_sink(bf_fileh *fh, void *buf, size_t count, uint64_t off,
         if (r < 0) {
             enforce_budget(ram);
             bf_ram_unlock(ram);
+            if (refs)
+                bf_fileh_refs_put(refs);
             return r;
         }
         if (pg) {
-            /* Copied with the lock held (I1); a DIRTY page's buffer is not
-             * written meanwhile even if stored or spilled (I4, I29). */
-            memcpy((char *)buf + done, (char *)pg->data + boff, len);
+            char *src = (char *)pg->data + boff;
+            if (byref && bf_blockbuf_hold(pg->data)) {
+                /* Read after the lock is released, held (I33). */
+                byref->held[byref->nheld++] = pg->data;
+                refs_add(byref, src, len);
+            } else {
+                /* Copied with the lock held (I1); a DIRTY page's buffer
+                 * is not written meanwhile even if stored or spilled (I4,
+                 * I29). */
+                memcpy((char *)buf + done, src, len);
+                if (byref)
+                    refs_add(byref, (char *)buf + done, len);
+            }
             if (pg->state == BF_PAGE_LOADED) {
                 bf_ram_lru_touch(ram, &pg->lru);
                 if (pg->ahead) {
@@ -788,13 +838,18 @@ ssize_t bf_fileh_read_sink(bf_fileh *fh, void *buf, size_t count, uint64_t off,
             }
         } else {
             memset((char *)buf + done, 0, len);
+            if (byref)
+                refs_add(byref, (char *)buf + done, len);
         }
         done += len;
-        /* The copy is made: a page loaded for it may go now, and must
-         * before the lock is released for the next block (I6). */
+        /* The copy is made (or the buffer held): a page loaded for it may
+         * go now, and must before the lock is released for the next block
+         * (I6). */
         enforce_budget(ram);
     }
     bf_ram_unlock(ram);
+    if (refs && !byref && n > 0)
+        refs_add(refs, buf, (size_t)n);
     return (ssize_t)n;
 }
 

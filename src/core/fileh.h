@@ -352,6 +352,19 @@
  *      the running writeout that stores it, until it is dropped
  *      (stage_drop) or used up by a commit: a dropped SPILLED page's
  *      content is dropped before the call that dropped the page returns.
+ *  I33 A read by reference (bf_fileh_read_refs) holds the buffers of the
+ *      LOADED and DIRTY pages it answers from (bf_blockbuf_hold, taken
+ *      under the lock while the bytes are valid), and its caller reads
+ *      them with the lock released until bf_fileh_refs_put. Whatever
+ *      frees such a buffer meanwhile (eviction, invalidate, discard,
+ *      spill, truncate, close, a copy on write's end, I4) frees it as
+ *      always: the allocator defers the free to the last release, so the
+ *      bytes stay mapped, recycled to nobody, and as they were. The
+ *      bytes referenced are changed in place meanwhile only by a write
+ *      or a shrinking truncate of those very bytes, which the caller
+ *      orders with its use of them (the kernel keeps the pages of a READ
+ *      locked until it is answered: a write of them waits, and a
+ *      truncate drops them after).
  */
 #ifndef BIGFILEFS_CORE_FILEH_H
 #define BIGFILEFS_CORE_FILEH_H
@@ -360,6 +373,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "bigfile.h"
 #include "ram.h"
@@ -474,6 +488,38 @@ ssize_t bf_fileh_read(bf_fileh *fh, void *buf, size_t count, uint64_t off);
  * bf_fileh_read. */
 ssize_t bf_fileh_read_sink(bf_fileh *fh, void *buf, size_t count, uint64_t off,
                            struct bf_sink *sink, bool *sent);
+
+/* The most blocks whose bytes a read by reference answers from their
+ * buffers (bf_fileh_read_refs); a read over more is copied. */
+#define BF_READ_REFS_MAX 8u
+
+/* The answer of bf_fileh_read_refs: the bytes read, in order, as `n`
+ * pieces, each in a cached block's buffer (held: `held`) or in the
+ * caller's buffer. */
+struct bf_read_refs {
+    struct iovec iov[BF_READ_REFS_MAX];
+    unsigned n;
+    void *held[BF_READ_REFS_MAX];
+    unsigned nheld;
+};
+
+/* bf_fileh_read_sink, answering by reference where it can (I33): the
+ * bytes of blocks cached in memory (LOADED or DIRTY) stay in their
+ * buffers, which are held, and the rest — zeros, or every byte of a read
+ * over more than BF_READ_REFS_MAX blocks or when the allocator cannot
+ * hold more — is copied into buf (count bytes of room). On success (a
+ * count n >= 0) with *sent false, refs->iov[0..refs->n) are the n bytes
+ * read; the caller uses them with no core lock held and then calls
+ * bf_fileh_refs_put. With *sent true or an error, nothing is held and
+ * refs->n is 0. Errors: those of bf_fileh_read. Saves a copy of every
+ * cached byte and the time the copy took under the ram's lock. */
+ssize_t bf_fileh_read_refs(bf_fileh *fh, void *buf, size_t count, uint64_t off,
+                           struct bf_sink *sink, bool *sent, struct bf_read_refs *refs);
+
+/* Drop the holds of a bf_fileh_read_refs answer (its pieces must not be
+ * read after); refs is left empty, so a second call is a no-op. Takes no
+ * core lock (may free buffers freed meanwhile). */
+void bf_fileh_refs_put(struct bf_read_refs *refs);
 
 /* After reads: whether the handle reads sequentially (its last reads each
  * continued the one before), and then the blocks to prefetch next: *blk,

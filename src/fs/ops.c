@@ -809,12 +809,24 @@ static int reply_send(struct bf_sink *sink, int fd, uint64_t pos, size_t len)
     return 0;
 }
 
-/* Read into buf, or answer req straight from the store: reply_sink. */
+/* Read into refs (the cached blocks' buffers, held, and buf), or answer
+ * req straight from the store: reply_sink. */
 static ssize_t read_or_send(fuse_req_t req, bf_fileh *fh, void *buf, size_t size, off_t off,
-                            bool *sent)
+                            bool *sent, struct bf_read_refs *refs)
 {
     struct reply_sink rs = { .sink = { .send = reply_send }, .req = req };
-    return bf_fileh_read_sink(fh, buf, size, (uint64_t)off, &rs.sink, sent);
+    return bf_fileh_read_refs(fh, buf, size, (uint64_t)off, &rs.sink, sent, refs);
+}
+
+/* Answer a READ with the bytes of read_or_send, unless they were sent,
+ * and drop their holds. The kernel copies them from the blocks' buffers
+ * into the bigfile's pages, which it keeps locked meanwhile (I33 of
+ * fileh.h). */
+static void reply_refs(fuse_req_t req, bool sent, struct bf_read_refs *refs)
+{
+    if (!sent)
+        fuse_reply_iov(req, refs->iov, (int)refs->n);
+    bf_fileh_refs_put(refs);
 }
 
 /* READ of a view file (views.h): the same path as a current file's, on
@@ -823,6 +835,7 @@ static void read_view(fuse_req_t req, struct bf_fs *fs, bf_vnode *vn, void *buf,
                       off_t off)
 {
     bf_fileh *fh = bf_vnode_fh(fs->views, vn);
+    struct bf_read_refs refs;
     uint64_t ra_blk, ra_n;
     bool sent;
     ssize_t n;
@@ -832,7 +845,7 @@ static void read_view(fuse_req_t req, struct bf_fs *fs, bf_vnode *vn, void *buf,
         fuse_reply_err(req, EIO);
         return;
     }
-    n = read_or_send(req, fh, buf, size, off, &sent);
+    n = read_or_send(req, fh, buf, size, off, &sent, &refs);
     if (n < 0) {
         bf_err("@%llu/%s: load at offset %lld failed: %s", (unsigned long long)bf_vnode_serial(vn),
                bf_vnode_name(vn), (long long)off, strerror((int)-n));
@@ -841,8 +854,7 @@ static void read_view(fuse_req_t req, struct bf_fs *fs, bf_vnode *vn, void *buf,
     }
     if (bf_fileh_readahead(fh, &ra_blk, &ra_n))
         bf_prefetch_offer_view(fs->prefetch, fs->views, vn, ra_blk, ra_n);
-    if (!sent)
-        fuse_reply_buf(req, buf, (size_t)n);
+    reply_refs(req, sent, &refs);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -850,6 +862,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
     struct bf_fs *fs = fs_of(req);
     bf_inode *inode = bf_fh_inode(fi->fh);
+    struct bf_read_refs refs;
     bf_fileh *fh;
     void *buf;
     bool sent;
@@ -881,7 +894,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     }
     /* Short only at the end of the file: holes come back as zeros, so the
      * kernel never takes a short reply for a smaller size. */
-    n = read_or_send(req, fh, buf, size, off, &sent);
+    n = read_or_send(req, fh, buf, size, off, &sent, &refs);
     if (n < 0) {
         log_io_error(fs, inode, "load", bf_fileh_blksize(fh), off, size, (int)-n);
         bf_inode_fh_put(inode);
@@ -897,8 +910,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         bf_inode_fh_put(inode);
         if (ahead)
             bf_prefetch_offer(fs->prefetch, inode, ra_blk, ra_n);
-        if (!sent)
-            fuse_reply_buf(req, buf, (size_t)n);
+        reply_refs(req, sent, &refs);
     }
     if (held)
         bf_itable_put(&fs->itable, held);

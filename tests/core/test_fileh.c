@@ -2,6 +2,7 @@
 /* bigfilefs — tests/core: file handles, single-threaded (see
  * test_concurrency.c for the rest): loads, page states, budget and
  * reclaim, size semantics, writeout atomicity, invalidate, fence, errors. */
+#include "core/blockbuf.h"
 #include "corehelp.h"
 
 /* ---------------------------------------------------------------- open */
@@ -793,4 +794,164 @@ Test(fileh, close_with_changes_frees_everything, .timeout = 10)
     cr_assert_eq(bf_ram_free(e.ram), 0);
     cr_assert_eq(mock_calls(e.m, MOCK_BEGIN), 0, "close committed something");
     mock_free(e.m);
+}
+
+/* ------------------------------------------------------ reads by reference */
+
+/* The held and deferred buffers of the allocator (blockbuf.h). */
+static struct bf_blockbuf_stats bstat(void)
+{
+    struct bf_blockbuf_stats st;
+    bf_blockbuf_stat(&st);
+    return st;
+}
+
+/* Whether a piece of refs lies in [buf, buf + size). */
+static bool refs_in_buf(const struct bf_read_refs *refs, const char *buf, size_t size)
+{
+    for (unsigned i = 0; i < refs->n; i++) {
+        const char *p = refs->iov[i].iov_base;
+        if (p >= buf && p < buf + size)
+            return true;
+    }
+    return false;
+}
+
+/* The bytes of refs' pieces, in order, compared with the pattern of seed
+ * for [off, off + len) (seed 0: zeros). */
+static void expect_refs(const struct bf_read_refs *refs, uint64_t off, size_t len, unsigned seed)
+{
+    char *got = malloc(len), *want = seed ? pattern(seed, off, len) : calloc(1, len);
+    cr_assert(got && want);
+    size_t at = 0;
+    for (unsigned i = 0; i < refs->n; i++) {
+        cr_assert_leq(at + refs->iov[i].iov_len, len, "the pieces hold more than was read");
+        memcpy(got + at, refs->iov[i].iov_base, refs->iov[i].iov_len);
+        at += refs->iov[i].iov_len;
+    }
+    cr_assert_eq(at, len, "the pieces hold %zu bytes, not %zu", at, len);
+    cr_assert(memcmp(got, want, len) == 0, "the pieces differ from seed %u", seed);
+    free(got);
+    free(want);
+}
+
+/* A read by reference answers from the cached blocks' buffers, held; the
+ * invalidate, eviction and discard that free them meanwhile leave the
+ * bytes as they were until the holds are dropped, and nothing loaded
+ * meanwhile lands in them. */
+Test(fileh, reads_by_reference_hold_the_blocks_they_answer_from, .timeout = 10)
+{
+    struct env e;
+    env_open(&e, 12 * BS, 10, 1 << 20);
+    size_t cap = 16 * BS;
+    char *buf = malloc(cap);
+    cr_assert_not_null(buf);
+    struct bf_read_refs refs;
+    bool sent;
+    uint64_t off = BS + 100;
+    size_t len = 2 * BS + 5; /* blocks 1..3 */
+
+    cr_assert_eq(bf_fileh_read_refs(e.fh, buf, len, off, NULL, &sent, &refs), (ssize_t)len);
+    cr_assert(!sent);
+    cr_assert_eq(refs.nheld, 3);
+    cr_assert(!refs_in_buf(&refs, buf, cap), "cached bytes were copied");
+    cr_assert_eq(bstat().held_buffers, 3);
+    expect_refs(&refs, off, len, 1);
+
+    /* Everything goes: the cached copies (invalidate), then their new
+     * loads (reclaim). */
+    for (uint64_t b = 0; b < 10; b++)
+        mock_set_block(e.m, b, 6);
+    cr_assert_eq(bf_fileh_invalidate(e.fh, 0, 12), 0);
+    cr_assert_eq(bstat().deferred_bytes, 3 * BS, "the invalidated buffers were not deferred");
+    for (uint64_t b = 0; b < 10; b++)
+        expect_block(e.fh, b, 6);
+    cr_assert_gt(bf_ram_reclaim(e.ram, SIZE_MAX), 0);
+    expect_refs(&refs, off, len, 1);
+
+    bf_fileh_refs_put(&refs);
+    cr_assert_eq(refs.n, 0);
+    bf_fileh_refs_put(&refs); /* a no-op */
+    cr_assert_eq(bstat().held_buffers, 0);
+    cr_assert_eq(bstat().deferred_bytes, 0);
+
+    /* A DIRTY block: held too, and kept through a discard. */
+    write_block(e.fh, 4, 3);
+    cr_assert_eq(bf_fileh_read_refs(e.fh, buf, BS, 4 * BS, NULL, &sent, &refs), (ssize_t)BS);
+    cr_assert_eq(refs.nheld, 1);
+    cr_assert_eq(bf_fileh_discard(e.fh, NULL), 0);
+    expect_block(e.fh, 4, 6);
+    expect_refs(&refs, 4 * BS, BS, 3);
+    bf_fileh_refs_put(&refs);
+
+    /* Held across the handle's close and the ram's end: freed at the
+     * release, after. */
+    cr_assert_eq(bf_fileh_read_refs(e.fh, buf, BS, 0, NULL, &sent, &refs), (ssize_t)BS);
+    cr_assert_eq(refs.nheld, 1);
+    env_close(&e);
+    expect_refs(&refs, 0, BS, 6);
+    bf_fileh_refs_put(&refs);
+    cr_assert_eq(bstat().held_buffers, 0);
+    free(buf);
+}
+
+/* Holes are zeros in the caller's buffer; a read over more than
+ * BF_READ_REFS_MAX blocks is copied whole into it; an error holds
+ * nothing. */
+Test(fileh, reads_by_reference_copy_what_they_cannot_hold, .timeout = 10)
+{
+    struct env e;
+    uint64_t nblk = BF_READ_REFS_MAX + 4;
+    env_open(&e, (nblk - 2) * BS, nblk - 2, 16 << 20);
+    size_t cap = nblk * BS;
+    char *buf = malloc(cap);
+    cr_assert_not_null(buf);
+    struct bf_read_refs refs;
+    bool sent;
+
+    /* The last two blocks lie past the lowest size: zeros, no page; the
+     * one before them is cached. */
+    cr_assert_eq(bf_fileh_truncate(e.fh, nblk * BS), 0);
+    uint64_t off = (nblk - 3) * BS;
+    cr_assert_eq(bf_fileh_read_refs(e.fh, buf, 3 * BS, off, NULL, &sent, &refs), (ssize_t)3 * BS);
+    cr_assert_eq(refs.nheld, 1);
+    cr_assert(refs_in_buf(&refs, buf, cap), "the holes' zeros are not in buf");
+    char *want = pattern(1, off, BS);
+    cr_assert(memcmp(refs.iov[0].iov_base, want, BS) == 0);
+    free(want);
+    cr_assert_eq(refs.n, 2);
+    cr_assert_eq(refs.iov[1].iov_len, 2 * BS);
+    cr_assert(refs.iov[1].iov_base == buf + BS, "the zeros are not where they are read");
+    bf_fileh_refs_put(&refs);
+
+    /* BF_READ_REFS_MAX blocks: all held; one more: all copied. */
+    cr_assert_eq(bf_fileh_read_refs(e.fh, buf, BF_READ_REFS_MAX * BS, 0, NULL, &sent, &refs),
+                 (ssize_t)(BF_READ_REFS_MAX * BS));
+    cr_assert_eq(refs.nheld, BF_READ_REFS_MAX);
+    expect_refs(&refs, 0, BF_READ_REFS_MAX * BS, 1);
+    bf_fileh_refs_put(&refs);
+    size_t len = (BF_READ_REFS_MAX + 1) * BS;
+    cr_assert_eq(bf_fileh_read_refs(e.fh, buf, len, 0, NULL, &sent, &refs), (ssize_t)len);
+    cr_assert_eq(refs.nheld, 0);
+    cr_assert_eq(refs.n, 1);
+    cr_assert(refs.iov[0].iov_base == buf);
+    expect_refs(&refs, 0, len, 1);
+    bf_fileh_refs_put(&refs);
+
+    /* At and past the end: nothing. */
+    cr_assert_eq(bf_fileh_read_refs(e.fh, buf, BS, nblk * BS, NULL, &sent, &refs), 0);
+    cr_assert_eq(refs.n, 0);
+    bf_fileh_refs_put(&refs);
+
+    /* A load that fails after a block was held: the error, nothing held. */
+    cr_assert_eq(bf_fileh_invalidate(e.fh, 0, nblk), 0);
+    expect_block(e.fh, 0, 1);
+    mock_fail(e.m, MOCK_LOADBLK, EIO, 1, 0, true);
+    cr_assert_eq(bf_fileh_read_refs(e.fh, buf, 2 * BS, 0, NULL, &sent, &refs), -EIO);
+    cr_assert_eq(refs.n, 0);
+    cr_assert_eq(refs.nheld, 0);
+    cr_assert_eq(bstat().held_buffers, 0);
+    mock_clear_faults(e.m);
+    env_close(&e);
+    free(buf);
 }

@@ -319,3 +319,83 @@ Test(ram, handle_reads_reuse_buffers_within_bounds, .timeout = 20)
     cr_assert_gt(st.recycled_buffers, 0);
     env_close(&e);
 }
+
+/* The allocator's held and deferred buffers. */
+static struct bf_blockbuf_stats bstat(void)
+{
+    struct bf_blockbuf_stats st;
+    bf_blockbuf_stat(&st);
+    return st;
+}
+
+/* A held buffer freed stays mapped and as it was, goes to nobody, and is
+ * freed by its last release: recycled while there is a user, unmapped
+ * when there is none. */
+Test(ram, held_buffers_are_freed_at_their_last_release, .timeout = 20)
+{
+    bf_ram *ram;
+    size_t size = BF_BLOCKBUF_HUGE_SIZE;
+    cr_assert_eq(bf_ram_new(1 << 20, &ram), 0);
+    unsigned char *p = bf_blockbuf_alloc(size);
+    cr_assert_not_null(p);
+    memset(p, 0x5a, size);
+    cr_assert(bf_blockbuf_hold(p));
+    cr_assert(bf_blockbuf_hold(p));
+    cr_assert_eq(bstat().held_buffers, 1, "a buffer held twice is one entry");
+    bf_blockbuf_free(p, size);
+    cr_assert_eq(bstat().deferred_bytes, size);
+    cr_assert_eq(bstat().recycled_buffers, 0, "a held buffer went to the recycle list");
+    unsigned char *q = bf_blockbuf_alloc_overwrite(size);
+    cr_assert_not_null(q);
+    cr_assert(q != p, "a held buffer was handed out again");
+    memset(q, 0xa5, size);
+    bf_blockbuf_release(p);
+    cr_assert(is_mapped(p, size));
+    cr_assert_eq(p[0], 0x5a);
+    cr_assert_eq(p[size - 1], 0x5a);
+    bf_blockbuf_release(p);
+    struct bf_blockbuf_stats st = bstat();
+    cr_assert_eq(st.held_buffers, 0);
+    cr_assert_eq(st.deferred_bytes, 0);
+    cr_assert_eq(st.recycled_buffers, 1, "the last release did not free the buffer");
+    /* Held, released without a free: nothing happens to it. */
+    cr_assert(bf_blockbuf_hold(q));
+    bf_blockbuf_release(q);
+    cr_assert_eq(bstat().recycled_buffers, 1);
+    cr_assert_eq(q[0], 0xa5);
+    bf_blockbuf_free(q, size);
+    cr_assert_eq(bf_ram_free(ram), 0);
+
+    /* No user: the last release unmaps it. */
+    p = bf_blockbuf_alloc(size);
+    cr_assert_not_null(p);
+    cr_assert(bf_blockbuf_hold(p));
+    bf_blockbuf_free(p, size);
+    cr_assert(is_mapped(p, size));
+    bf_blockbuf_release(p);
+    cr_assert(!is_mapped(p, size), "the deferred free left the buffer mapped");
+}
+
+/* At most BF_BLOCKBUF_HOLDS_MAX buffers are held: one more is refused,
+ * and a slot freed by a release is taken again. */
+Test(ram, holds_are_bounded, .timeout = 20)
+{
+    void *bufs[BF_BLOCKBUF_HOLDS_MAX + 1];
+    for (unsigned i = 0; i <= BF_BLOCKBUF_HOLDS_MAX; i++)
+        cr_assert_not_null(bufs[i] = bf_blockbuf_alloc(4096));
+    for (unsigned i = 0; i < BF_BLOCKBUF_HOLDS_MAX; i++)
+        cr_assert(bf_blockbuf_hold(bufs[i]));
+    cr_assert(!bf_blockbuf_hold(bufs[BF_BLOCKBUF_HOLDS_MAX]), "a hold past the bound");
+    cr_assert(bf_blockbuf_hold(bufs[0]), "a second hold of a held buffer needs no slot");
+    bf_blockbuf_release(bufs[0]);
+    bf_blockbuf_release(bufs[0]);
+    cr_assert(bf_blockbuf_hold(bufs[BF_BLOCKBUF_HOLDS_MAX]));
+    cr_assert_eq(bstat().held_buffers, BF_BLOCKBUF_HOLDS_MAX);
+    for (unsigned i = 1; i <= BF_BLOCKBUF_HOLDS_MAX; i++) {
+        bf_blockbuf_free(bufs[i], 4096);
+        bf_blockbuf_release(bufs[i]);
+    }
+    bf_blockbuf_free(bufs[0], 4096);
+    cr_assert_eq(bstat().held_buffers, 0);
+    cr_assert_eq(bstat().deferred_bytes, 0);
+}

@@ -132,6 +132,82 @@ static int child_map_write(void *arg)
     return r;
 }
 
+struct refs_reader {
+    const char *path;
+    uint64_t len;  /* of the file: bft_pattern(5) over [0, len) */
+    unsigned seed; /* of the offsets' sequence */
+    unsigned reads;
+};
+
+/* Child: read->reads 1 MiB READs at pseudo-random 1 MiB-aligned offsets,
+ * each checked against the pattern and then dropped from the kernel's
+ * cache, so that the next read of it is a READ again. 0 when every byte
+ * was right; 1 on an I/O error; 2 on a wrong byte. */
+static int child_refs_reader(void *arg)
+{
+    const struct refs_reader *r = arg;
+    char *buf = malloc(BFT_MB);
+    int fd = open(r->path, O_RDONLY);
+    if (!buf || fd < 0)
+        return 1;
+    uint64_t x = r->seed * 2654435761u + 1;
+    int rc = 0;
+    for (unsigned i = 0; i < r->reads && rc == 0; i++) {
+        x = x * 6364136223846793005u + 1442695040888963407u;
+        uint64_t off = (x >> 33) % (r->len / BFT_MB) * BFT_MB;
+        if (pread(fd, buf, BFT_MB, (off_t)off) != (ssize_t)BFT_MB)
+            rc = 1;
+        else if (!bft_check_pattern(buf, BFT_MB, 5, off))
+            rc = 2;
+        posix_fadvise(fd, (off_t)off, BFT_MB, POSIX_FADV_DONTNEED);
+    }
+    close(fd);
+    free(buf);
+    return rc;
+}
+
+/* READs are answered from the cached blocks' buffers (fileh.h I33); with
+ * a budget of one block, three readers make every load evict a block
+ * that another reader's reply may still be copied from, and a later load
+ * would take its buffer if the eviction freed it at once. Every byte
+ * read must be its block's. A stress test: the window is a reply's copy,
+ * and it missed a broken deferral in 6 runs out of 6; test_fileh's
+ * reads_by_reference_hold_the_blocks_they_answer_from is the exact one. */
+BFT_TEST(spill, replies_from_cached_blocks_outlive_their_eviction, bft_setup_nomount, 120)
+{
+    const uint64_t len = 32 * BFT_MB;
+    char p[PATH_MAX];
+    snprintf(bft.db, sizeof(bft.db), "mem:");
+    bft.is_mem = 1;
+    mount_with("cache=2M");
+    bft_create("f", "2M", NULL);
+    bft_path(p, "f");
+    bft_put_commit(p, 0, len, 5);
+    drop_kernel_cache(p);
+
+    enum {
+        READERS = 3
+    };
+    struct refs_reader r[READERS];
+    pid_t pids[READERS];
+    for (unsigned i = 0; i < READERS; i++) {
+        r[i] = (struct refs_reader){ .path = p, .len = len, .seed = i + 1, .reads = 400 };
+        pids[i] = bft_spawn(child_refs_reader, &r[i]);
+        cr_assert_gt(pids[i], 0);
+    }
+    int st[READERS];
+    cr_assert_eq(bft_wait_children(pids, READERS, 90, st), 0, "the readers hung");
+    for (unsigned i = 0; i < READERS; i++)
+        cr_expect(WIFEXITED(st[i]) && WEXITSTATUS(st[i]) == 0, "reader %u: %s (0x%x)", i,
+                  WIFEXITED(st[i]) && WEXITSTATUS(st[i]) == 2 ? "a wrong byte" : "failed", st[i]);
+    struct bigfile_stat s;
+    cr_assert_eq(bft_stat(p, &s), 0);
+    cr_log_info("%llu blocks loaded, %llu evicted", (unsigned long long)s.loadblk_calls,
+                (unsigned long long)s.reclaimed_blocks);
+    cr_expect_gt(s.reclaimed_blocks, 100u, "the budget evicted blocks under the readers (%llu)",
+                 (unsigned long long)s.reclaimed_blocks);
+}
+
 /* 256 MiB dirtied through a mapping with cache=8M,dirty=8M: the writeout
  * commits all of it exactly (checked after a remount, from the database),
  * and the daemon's peak RSS grows by far less than the change: the cache,
