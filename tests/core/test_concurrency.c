@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include "core/blockbuf.h"
 #include "corehelp.h"
 
 #define GATE_MS 10000 /* a gate that is not reached in 10 s is a failure */
@@ -444,6 +445,84 @@ Test(concurrency, budget_zero_concurrent_readers, .timeout = 30)
     struct bf_ram_stats rs = rstat_of(e.ram);
     cr_assert_eq(rs.clean_bytes, 0);
     cr_assert_eq(rs.loading_bytes, 0);
+    env_close(&e);
+}
+
+/* A thread reading by reference (bf_fileh_read_refs) blocks of a file
+ * whose every block holds the pattern of seed 1: it compares the held
+ * bytes with it before it drops them. `bad` counts the reads that did not
+ * match, `errors` those that failed. */
+struct refs_reader {
+    pthread_t thr;
+    bf_fileh *fh;
+    unsigned id, rounds, nblk;
+    unsigned bad, errors;
+    int last_error;
+};
+
+static void *refs_reader_main(void *arg)
+{
+    struct refs_reader *r = arg;
+    char buf[2 * BS];
+    char *want = malloc(2 * BS);
+    unsigned x = r->id * 7919u + 1;
+    for (unsigned i = 0; i < r->rounds && want; i++) {
+        x = x * 1103515245u + 12345u;
+        uint64_t off = (uint64_t)((x >> 8) % ((r->nblk - 2) * BS));
+        struct bf_read_refs refs;
+        bool sent;
+        ssize_t n = bf_fileh_read_refs(r->fh, buf, 2 * BS, off, NULL, &sent, &refs);
+        if (n != (ssize_t)(2 * BS)) {
+            r->errors++;
+            r->last_error = (int)n;
+            continue;
+        }
+        mock_pattern(want, 2 * BS, 1, off);
+        size_t at = 0;
+        bool ok = true;
+        for (unsigned k = 0; k < refs.n; k++) {
+            ok = ok && memcmp(refs.iov[k].iov_base, want + at, refs.iov[k].iov_len) == 0;
+            at += refs.iov[k].iov_len;
+        }
+        r->bad += !ok || at != 2 * BS;
+        bf_fileh_refs_put(&refs);
+    }
+    free(want);
+    return NULL;
+}
+
+/* Readers by reference while another thread drops every cached block
+ * again and again (invalidate, reclaim) and the budget of two blocks
+ * evicts at every load: the freed buffers are reloaded with other blocks
+ * unless the allocator keeps the held ones aside (I33). Every byte a
+ * reader holds is its block's. */
+Test(concurrency, reads_by_reference_outlive_invalidate_and_eviction, .timeout = 60)
+{
+    struct env e;
+    enum {
+        NBLK = 32,
+        N = 4
+    };
+    env_open(&e, NBLK * BS, NBLK, 2 * BS);
+    struct refs_reader r[N];
+    for (unsigned i = 0; i < N; i++) {
+        r[i] = (struct refs_reader){ .fh = e.fh, .id = i, .rounds = 3000, .nblk = NBLK };
+        cr_assert_eq(pthread_create(&r[i].thr, NULL, refs_reader_main, &r[i]), 0);
+    }
+    for (unsigned i = 0; i < 3000; i++) {
+        cr_assert_eq(bf_fileh_invalidate(e.fh, 0, NBLK), 0);
+        bf_ram_reclaim(e.ram, SIZE_MAX);
+    }
+    for (unsigned i = 0; i < N; i++) {
+        pthread_join(r[i].thr, NULL);
+        cr_expect_eq(r[i].errors, 0, "reader %u: %u reads failed (the last: %d)", i, r[i].errors,
+                     r[i].last_error);
+        cr_expect_eq(r[i].bad, 0, "reader %u: %u reads held bytes of another block", i, r[i].bad);
+    }
+    struct bf_blockbuf_stats bs;
+    bf_blockbuf_stat(&bs);
+    cr_assert_eq(bs.held_buffers, 0);
+    cr_assert_eq(bs.deferred_bytes, 0);
     env_close(&e);
 }
 
