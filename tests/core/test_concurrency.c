@@ -515,9 +515,9 @@ Test(concurrency, reads_by_reference_outlive_invalidate_and_eviction, .timeout =
     }
     for (unsigned i = 0; i < N; i++) {
         pthread_join(r[i].thr, NULL);
-        cr_expect_eq(r[i].errors, 0, "reader %u: %u reads failed (the last: %d)", i, r[i].errors,
+        cr_assert_eq(r[i].errors, 0, "reader %u: %u reads failed (the last: %d)", i, r[i].errors,
                      r[i].last_error);
-        cr_expect_eq(r[i].bad, 0, "reader %u: %u reads held bytes of another block", i, r[i].bad);
+        cr_assert_eq(r[i].bad, 0, "reader %u: %u reads held bytes of another block", i, r[i].bad);
     }
     struct bf_blockbuf_stats bs;
     bf_blockbuf_stat(&bs);
