@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 
 #include "core/blockbuf.h"
+#include "util/debug.h"
 
 /* One recycle list: freed block buffers kept for reuse, oldest first,
  * within two bounds that hold at every moment. */
@@ -49,6 +50,7 @@ static struct {
     struct recycle_list huge;
     struct held_entry held[BF_BLOCKBUF_HOLDS_MAX]; /* [0, nheld) in use, unordered */
     unsigned nheld;
+    size_t held_bytes; /* their sizes (bf_blockbuf_hold's): within BF_BLOCKBUF_HOLDS_MAX_BYTES */
 } recycle = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .small = { .max_buffers = BF_BLOCKBUF_RECYCLE_MAX_BUFFERS,
@@ -96,20 +98,29 @@ static void *recycle_list_take(struct recycle_list *l, size_t size)
     return p;
 }
 
-/* Keep a buffer as the newest of `l`, if the allocator has a user and it
- * fits the bounds; to stay within them, the oldest buffers (likely of a
- * block size no longer in use) make room and are unmapped. Else unmap it.
- * Takes recycle.lock; unmaps after releasing it. */
-static void recycle_list_put(struct recycle_list *l, void *buf, size_t size)
+static struct held_entry *held_find(const void *buf);
+
+/* Free a buffer: if it is held (bf_blockbuf_hold), only mark it freed,
+ * for its last release to free; else keep it as the newest of `l`, if
+ * the allocator has a user and it fits the bounds (to stay within them,
+ * the oldest buffers, likely of a block size no longer in use, make room
+ * and are unmapped), or unmap it. `released`: the caller is that last
+ * release, the buffer no longer held. Takes recycle.lock; unmaps after
+ * releasing it. */
+static void recycle_list_put(struct recycle_list *l, void *buf, size_t size, bool released)
 {
     struct recycle_entry old[RECYCLE_ENTRIES_MAX];
     unsigned nold = 0;
-    if (size > l->max_bytes) { /* never kept: spare the lock */
-        munmap(buf, size);
+    pthread_mutex_lock(&recycle.lock);
+    struct held_entry *h = released || !recycle.nheld ? NULL : held_find(buf);
+    if (h) {
+        /* Held: its last release frees it; meanwhile it stays as it is. */
+        BF_ASSERT(!h->freed && h->size == size); /* freed once, with its size */
+        h->freed = true;
+        pthread_mutex_unlock(&recycle.lock);
         return;
     }
-    pthread_mutex_lock(&recycle.lock);
-    bool keep = recycle.users > 0;
+    bool keep = recycle.users > 0 && size <= l->max_bytes;
     if (keep) {
         while (l->count == l->max_buffers || l->bytes + size > l->max_bytes) {
             old[nold++] = l->entries[0];
@@ -225,17 +236,20 @@ static struct held_entry *held_find(const void *buf)
     return NULL;
 }
 
-bool bf_blockbuf_hold(void *buf)
+bool bf_blockbuf_hold(void *buf, size_t size)
 {
     bool ok = true;
     pthread_mutex_lock(&recycle.lock);
     struct held_entry *h = held_find(buf);
     if (h) {
+        BF_ASSERT(!h->freed && h->size == size); /* held only while not freed */
         h->holds++;
-    } else if (recycle.nheld < BF_BLOCKBUF_HOLDS_MAX) {
-        recycle.held[recycle.nheld++] = (struct held_entry){ .buf = buf, .holds = 1 };
+    } else if (recycle.nheld < BF_BLOCKBUF_HOLDS_MAX &&
+               size <= BF_BLOCKBUF_HOLDS_MAX_BYTES - recycle.held_bytes) {
+        recycle.held[recycle.nheld++] = (struct held_entry){ .buf = buf, .size = size, .holds = 1 };
+        recycle.held_bytes += size;
     } else {
-        ok = false; /* the table is full: the caller copies */
+        ok = false; /* at a bound: the caller copies */
     }
     pthread_mutex_unlock(&recycle.lock);
     return ok;
@@ -247,30 +261,23 @@ void bf_blockbuf_release(void *buf)
     bool freed = false;
     pthread_mutex_lock(&recycle.lock);
     struct held_entry *h = held_find(buf);
+    BF_ASSERT(h != NULL); /* released only when held */
     if (h && --h->holds == 0) {
         freed = h->freed;
         size = h->size;
+        recycle.held_bytes -= size;
         *h = recycle.held[--recycle.nheld]; /* the last entry fills the hole */
     }
     pthread_mutex_unlock(&recycle.lock);
     if (freed)
-        recycle_list_put(recycle_list_for(size), buf, size); /* the deferred free */
+        recycle_list_put(recycle_list_for(size), buf, size, true); /* the deferred free */
 }
 
 void bf_blockbuf_free(void *buf, size_t size)
 {
     if (!buf)
         return;
-    pthread_mutex_lock(&recycle.lock);
-    struct held_entry *h = recycle.nheld ? held_find(buf) : NULL;
-    if (h) {
-        /* Held: its last release frees it; meanwhile it stays as it is. */
-        h->freed = true;
-        h->size = size;
-    }
-    pthread_mutex_unlock(&recycle.lock);
-    if (!h)
-        recycle_list_put(recycle_list_for(size), buf, size);
+    recycle_list_put(recycle_list_for(size), buf, size, false);
 }
 
 void bf_blockbuf_stat(struct bf_blockbuf_stats *st)

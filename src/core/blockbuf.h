@@ -43,9 +43,9 @@
  * last bf_blockbuf_release: until then it stays mapped, is recycled to
  * nobody, and keeps the content it had. Such buffers are outside every
  * budget: the RSS may exceed the cached bytes by the held buffers that
- * were freed meanwhile, at most BF_BLOCKBUF_HOLDS_MAX of them
- * (bf_blockbuf_stat reports them), in practice one block per READ in
- * flight.
+ * were freed meanwhile, which bf_blockbuf_stat reports, and never by
+ * more than BF_BLOCKBUF_HOLDS_MAX_BYTES (holds past it are refused); in
+ * practice by one or two blocks per READ in flight, for a moment.
  *
  * Global state: the two recycle lists, the count of users and the table
  * of held buffers, and nothing else, behind one private mutex. That mutex is a leaf lock: it may be
@@ -75,8 +75,10 @@
 #define BF_BLOCKBUF_RECYCLE_HUGE_MAX_BUFFERS 2u
 #define BF_BLOCKBUF_RECYCLE_HUGE_MAX_BYTES ((size_t)4 << 20)
 
-/* At most this many buffers are held at once (bf_blockbuf_hold). */
+/* At most this many buffers, of at most this many bytes in all, are held
+ * at once (bf_blockbuf_hold). */
 #define BF_BLOCKBUF_HOLDS_MAX 128u
+#define BF_BLOCKBUF_HOLDS_MAX_BYTES ((size_t)64 << 20)
 
 struct bf_blockbuf_stats {
     uint64_t recycled_bytes;   /* freed buffers kept for reuse (both lists), bytes */
@@ -108,15 +110,17 @@ void *bf_blockbuf_alloc_overwrite(size_t size);
  * NULL: no-op. */
 void bf_blockbuf_free(void *buf, size_t size);
 
-/* Hold `buf` (a buffer of bf_blockbuf_alloc*, not yet freed) against
- * bf_blockbuf_free: a free of it made before the matching
+/* Hold `buf` (a buffer of bf_blockbuf_alloc* of `size`, not yet freed)
+ * against bf_blockbuf_free: a free of it made before the matching
  * bf_blockbuf_release is carried out by that release (the last one, if
  * held several times). The caller must take the hold while the buffer
  * cannot be freed (under the lock of whatever owns it) and must not write
  * it after the owner freed it. Returns false, holding nothing, when
- * BF_BLOCKBUF_HOLDS_MAX distinct buffers are held already (the caller
- * copies what it needed instead). */
-bool bf_blockbuf_hold(void *buf);
+ * BF_BLOCKBUF_HOLDS_MAX distinct buffers, or BF_BLOCKBUF_HOLDS_MAX_BYTES
+ * with this one, would be held (the caller copies what it needed
+ * instead). Holding a buffer freed already, or releasing one not held,
+ * is a bug (asserted in debug builds). */
+bool bf_blockbuf_hold(void *buf, size_t size);
 
 /* Drop one hold of bf_blockbuf_hold on `buf`; the last one frees it if
  * bf_blockbuf_free was called meanwhile (as that call would have). */
@@ -129,7 +133,8 @@ void bf_blockbuf_user_add(void);
  * every buffer they hold is unmapped. */
 void bf_blockbuf_user_drop(void);
 
-/* Fill *st with a consistent snapshot of the recycle lists. */
+/* Fill *st with a consistent snapshot of the recycle lists and the held
+ * buffers. */
 void bf_blockbuf_stat(struct bf_blockbuf_stats *st);
 
 #endif /* BIGFILEFS_CORE_BLOCKBUF_H */

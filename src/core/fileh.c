@@ -816,7 +816,7 @@ ssize_t bf_fileh_read_refs(bf_fileh *fh, void *buf, size_t count, uint64_t off,
         }
         if (pg) {
             char *src = (char *)pg->data + boff;
-            if (byref && bf_blockbuf_hold(pg->data)) {
+            if (byref && bf_blockbuf_hold(pg->data, fh->blksize)) {
                 /* Read after the lock is released, held (I33). */
                 byref->held[byref->nheld++] = pg->data;
                 refs_add(byref, src, len);

@@ -99,7 +99,8 @@
  * about 120 bytes, and nothing else in the core; the ram holds at most
  * budget + dirty budget + (for each thread spilling, completing or
  * merging a partial block) one block, whatever the size of the
- * uncommitted change.
+ * uncommitted change, and + the blocks dropped while a read by reference
+ * held them (I33), at most BF_BLOCKBUF_HOLDS_MAX_BYTES, until released.
  *
  * Prefetch
  * --------
@@ -183,7 +184,8 @@
  * end (a spill may be made by a call on another handle). A shrinking
  * truncate waits on the handle's condition variable for a writeout to
  * end. Data is copied between the caller's buffer and cached blocks with
- * the lock held. (The rules in full: I1-I7 below.)
+ * the lock held, but for a read by reference, whose caller reads the held
+ * blocks after (I33). (The rules in full: I1-I7 below.)
  *
  * Files
  * -----
@@ -362,9 +364,10 @@
  *      bytes stay mapped, recycled to nobody, and as they were. The
  *      bytes referenced are changed in place meanwhile only by a write
  *      or a shrinking truncate of those very bytes, which the caller
- *      orders with its use of them (the kernel keeps the pages of a READ
- *      locked until it is answered: a write of them waits, and a
- *      truncate drops them after).
+ *      orders with its use of them (the kernel keeps the pages of a
+ *      page-cache READ locked until it is answered: a write of them
+ *      waits, and a truncate drops them after; an O_DIRECT READ locks
+ *      nothing, so the daemon reads for it with a copy).
  */
 #ifndef BIGFILEFS_CORE_FILEH_H
 #define BIGFILEFS_CORE_FILEH_H

@@ -233,4 +233,6 @@ void bf_ram_stat(bf_ram *ram, struct bf_ram_stats *st)
     bf_blockbuf_stat(&bs);
     st->recycled_bytes = bs.recycled_bytes;
     st->recycled_buffers = bs.recycled_buffers;
+    st->held_buffers = bs.held_buffers;
+    st->deferred_bytes = bs.deferred_bytes;
 }

@@ -65,6 +65,10 @@ struct bf_ram_stats {
     uint64_t dirty_budget;  /* bytes of DIRTY blocks allowed in memory (UINT64_MAX: any) */
     uint64_t spilled_bytes; /* SPILLED blocks (staged, not in memory), bytes */
     uint64_t ahead_bytes;   /* blocks prefetched and not read yet, bytes */
+    /* Added after the fields above (compatible): block buffers held by
+     * replies in flight (blockbuf.h, bf_blockbuf_hold; process-wide). */
+    uint64_t held_buffers;   /* buffers held */
+    uint64_t deferred_bytes; /* held buffers freed meanwhile (outside the budget), bytes */
 };
 
 /* Create a ram with a budget of `budget` bytes of clean blocks. A budget of

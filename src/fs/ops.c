@@ -818,12 +818,18 @@ static ssize_t read_or_send(fuse_req_t req, bf_fileh *fh, void *buf, size_t size
     return bf_fileh_read_refs(fh, buf, size, (uint64_t)off, &rs.sink, sent, refs);
 }
 
-/* Answer a READ with the bytes of read_or_send, unless they were sent,
- * and drop their holds. The kernel copies them from the blocks' buffers
- * into the bigfile's pages, which it keeps locked meanwhile (I33 of
- * fileh.h). */
-static void reply_refs(fuse_req_t req, bool sent, struct bf_read_refs *refs)
+/* Answer a READ with the n bytes of read_or_send, unless they were sent:
+ * from refs, whose holds are dropped after (the kernel copies the bytes
+ * from the blocks' buffers into the bigfile's pages, which it keeps
+ * locked meanwhile: I33 of fileh.h), or with refs NULL from buf. */
+static void reply_read(fuse_req_t req, bool sent, struct bf_read_refs *refs, const void *buf,
+                       ssize_t n)
 {
+    if (!refs) {
+        if (!sent)
+            fuse_reply_buf(req, buf, (size_t)n);
+        return;
+    }
     if (!sent)
         fuse_reply_iov(req, refs->iov, (int)refs->n);
     bf_fileh_refs_put(refs);
@@ -854,7 +860,7 @@ static void read_view(fuse_req_t req, struct bf_fs *fs, bf_vnode *vn, void *buf,
     }
     if (bf_fileh_readahead(fh, &ra_blk, &ra_n))
         bf_prefetch_offer_view(fs->prefetch, fs->views, vn, ra_blk, ra_n);
-    reply_refs(req, sent, &refs);
+    reply_read(req, sent, &refs, buf, n);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -893,8 +899,12 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         return;
     }
     /* Short only at the end of the file: holes come back as zeros, so the
-     * kernel never takes a short reply for a smaller size. */
-    n = read_or_send(req, fh, buf, size, off, &sent, &refs);
+     * kernel never takes a short reply for a smaller size. A reader
+     * without the page cache (O_DIRECT) gets a copy made under the ram
+     * lock: its READ locks no page, so a write of the same bytes could
+     * run during a reply by reference (I33) and tear it. */
+    struct bf_read_refs *byref = fi->flags & O_DIRECT ? NULL : &refs;
+    n = read_or_send(req, fh, buf, size, off, &sent, byref);
     if (n < 0) {
         log_io_error(fs, inode, "load", bf_fileh_blksize(fh), off, size, (int)-n);
         bf_inode_fh_put(inode);
@@ -910,7 +920,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         bf_inode_fh_put(inode);
         if (ahead)
             bf_prefetch_offer(fs->prefetch, inode, ra_blk, ra_n);
-        reply_refs(req, sent, &refs);
+        reply_read(req, sent, byref, buf, n);
     }
     if (held)
         bf_itable_put(&fs->itable, held);

@@ -339,8 +339,8 @@ Test(ram, held_buffers_are_freed_at_their_last_release, .timeout = 20)
     unsigned char *p = bf_blockbuf_alloc(size);
     cr_assert_not_null(p);
     memset(p, 0x5a, size);
-    cr_assert(bf_blockbuf_hold(p));
-    cr_assert(bf_blockbuf_hold(p));
+    cr_assert(bf_blockbuf_hold(p, size));
+    cr_assert(bf_blockbuf_hold(p, size));
     cr_assert_eq(bstat().held_buffers, 1, "a buffer held twice is one entry");
     bf_blockbuf_free(p, size);
     cr_assert_eq(bstat().deferred_bytes, size);
@@ -359,7 +359,7 @@ Test(ram, held_buffers_are_freed_at_their_last_release, .timeout = 20)
     cr_assert_eq(st.deferred_bytes, 0);
     cr_assert_eq(st.recycled_buffers, 1, "the last release did not free the buffer");
     /* Held, released without a free: nothing happens to it. */
-    cr_assert(bf_blockbuf_hold(q));
+    cr_assert(bf_blockbuf_hold(q, size));
     bf_blockbuf_release(q);
     cr_assert_eq(bstat().recycled_buffers, 1);
     cr_assert_eq(q[0], 0xa5);
@@ -369,27 +369,28 @@ Test(ram, held_buffers_are_freed_at_their_last_release, .timeout = 20)
     /* No user: the last release unmaps it. */
     p = bf_blockbuf_alloc(size);
     cr_assert_not_null(p);
-    cr_assert(bf_blockbuf_hold(p));
+    cr_assert(bf_blockbuf_hold(p, size));
     bf_blockbuf_free(p, size);
     cr_assert(is_mapped(p, size));
     bf_blockbuf_release(p);
     cr_assert(!is_mapped(p, size), "the deferred free left the buffer mapped");
 }
 
-/* At most BF_BLOCKBUF_HOLDS_MAX buffers are held: one more is refused,
- * and a slot freed by a release is taken again. */
+/* At most BF_BLOCKBUF_HOLDS_MAX buffers, of BF_BLOCKBUF_HOLDS_MAX_BYTES
+ * in all, are held: one more is refused, and room made by a release is
+ * taken again. */
 Test(ram, holds_are_bounded, .timeout = 20)
 {
     void *bufs[BF_BLOCKBUF_HOLDS_MAX + 1];
     for (unsigned i = 0; i <= BF_BLOCKBUF_HOLDS_MAX; i++)
         cr_assert_not_null(bufs[i] = bf_blockbuf_alloc(4096));
     for (unsigned i = 0; i < BF_BLOCKBUF_HOLDS_MAX; i++)
-        cr_assert(bf_blockbuf_hold(bufs[i]));
-    cr_assert(!bf_blockbuf_hold(bufs[BF_BLOCKBUF_HOLDS_MAX]), "a hold past the bound");
-    cr_assert(bf_blockbuf_hold(bufs[0]), "a second hold of a held buffer needs no slot");
+        cr_assert(bf_blockbuf_hold(bufs[i], 4096));
+    cr_assert(!bf_blockbuf_hold(bufs[BF_BLOCKBUF_HOLDS_MAX], 4096), "a hold past the bound");
+    cr_assert(bf_blockbuf_hold(bufs[0], 4096), "a second hold of a held buffer needs no slot");
     bf_blockbuf_release(bufs[0]);
     bf_blockbuf_release(bufs[0]);
-    cr_assert(bf_blockbuf_hold(bufs[BF_BLOCKBUF_HOLDS_MAX]));
+    cr_assert(bf_blockbuf_hold(bufs[BF_BLOCKBUF_HOLDS_MAX], 4096));
     cr_assert_eq(bstat().held_buffers, BF_BLOCKBUF_HOLDS_MAX);
     for (unsigned i = 1; i <= BF_BLOCKBUF_HOLDS_MAX; i++) {
         bf_blockbuf_free(bufs[i], 4096);
@@ -398,4 +399,20 @@ Test(ram, holds_are_bounded, .timeout = 20)
     bf_blockbuf_free(bufs[0], 4096);
     cr_assert_eq(bstat().held_buffers, 0);
     cr_assert_eq(bstat().deferred_bytes, 0);
+
+    /* And at most BF_BLOCKBUF_HOLDS_MAX_BYTES in all. */
+    size_t half = BF_BLOCKBUF_HOLDS_MAX_BYTES / 2;
+    void *big[3];
+    for (unsigned i = 0; i < 3; i++)
+        cr_assert_not_null(big[i] = bf_blockbuf_alloc(half));
+    cr_assert(bf_blockbuf_hold(big[0], half));
+    cr_assert(bf_blockbuf_hold(big[1], half));
+    cr_assert(!bf_blockbuf_hold(big[2], half), "a hold past the byte bound");
+    bf_blockbuf_release(big[1]);
+    cr_assert(bf_blockbuf_hold(big[2], half));
+    bf_blockbuf_release(big[0]);
+    bf_blockbuf_release(big[2]);
+    for (unsigned i = 0; i < 3; i++)
+        bf_blockbuf_free(big[i], half);
+    cr_assert_eq(bstat().held_buffers, 0);
 }

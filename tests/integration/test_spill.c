@@ -137,6 +137,7 @@ struct refs_reader {
     uint64_t len;  /* of the file: bft_pattern(5) over [0, len) */
     unsigned seed; /* of the offsets' sequence */
     unsigned reads;
+    bool direct; /* O_DIRECT: READs that lock no page, answered with a copy */
 };
 
 /* Child: read->reads 1 MiB READs at pseudo-random 1 MiB-aligned offsets,
@@ -146,9 +147,9 @@ struct refs_reader {
 static int child_refs_reader(void *arg)
 {
     const struct refs_reader *r = arg;
-    char *buf = malloc(BFT_MB);
-    int fd = open(r->path, O_RDONLY);
-    if (!buf || fd < 0)
+    void *buf = NULL;
+    int fd = open(r->path, O_RDONLY | (r->direct ? O_DIRECT : 0));
+    if (posix_memalign(&buf, 4096, BFT_MB) != 0 || fd < 0)
         return 1;
     uint64_t x = r->seed * 2654435761u + 1;
     int rc = 0;
@@ -166,14 +167,15 @@ static int child_refs_reader(void *arg)
     return rc;
 }
 
-/* READs are answered from the cached blocks' buffers (fileh.h I33); with
- * a budget of one block, three readers make every load evict a block
- * that another reader's reply may still be copied from, and a later load
- * would take its buffer if the eviction freed it at once. Every byte
- * read must be its block's. A stress test: the window is a reply's copy,
- * and it missed a broken deferral in 6 runs out of 6; test_fileh's
- * reads_by_reference_hold_the_blocks_they_answer_from is the exact one. */
-BFT_TEST(spill, replies_from_cached_blocks_outlive_their_eviction, bft_setup_nomount, 120)
+/* READs are answered from the cached blocks' buffers (fileh.h I33), an
+ * O_DIRECT reader's with a copy; with a budget of one block, three
+ * readers make every load evict a block that another reader's reply may
+ * still be copied from. Every byte read must be its block's. A smoke test
+ * of the reply paths under eviction: the window is a reply's copy, and
+ * it missed a broken deferral in 6 runs out of 6; the exact tests are
+ * test_fileh's reads_by_reference_hold_the_blocks_they_answer_from and
+ * test_concurrency's reads_by_reference_outlive_invalidate_and_eviction. */
+BFT_TEST(spill, replies_from_cached_blocks_are_right_under_eviction, bft_setup_nomount, 120)
 {
     const uint64_t len = 32 * BFT_MB;
     char p[PATH_MAX];
@@ -191,7 +193,9 @@ BFT_TEST(spill, replies_from_cached_blocks_outlive_their_eviction, bft_setup_nom
     struct refs_reader r[READERS];
     pid_t pids[READERS];
     for (unsigned i = 0; i < READERS; i++) {
-        r[i] = (struct refs_reader){ .path = p, .len = len, .seed = i + 1, .reads = 400 };
+        r[i] = (struct refs_reader){
+            .path = p, .len = len, .seed = i + 1, .reads = 400, .direct = i == 0
+        };
         pids[i] = bft_spawn(child_refs_reader, &r[i]);
         cr_assert_gt(pids[i], 0);
     }
