@@ -447,6 +447,14 @@ int bf_sqlite_set_sync_hook(bf_db *db, int (*fn)(void *arg), void *arg)
     return 0;
 }
 
+int bf_sqlite_set_dio_align(bf_db *db, uint32_t align)
+{
+    if (!db || db->ops != &sq_engine_ops)
+        return -EINVAL;
+    SQ(db)->dio_align_test = align;
+    return 0;
+}
+
 uint64_t bf_sqlite_busy_waits(bf_db *db)
 {
     if (!db || db->ops != &sq_engine_ops)

@@ -173,7 +173,7 @@ static void open_direct(struct sq_db *d)
         return;
     }
     d->dfd = f;
-    d->dio_align = align;
+    d->dio_align = d->dio_align_test ? d->dio_align_test : align;
 }
 
 int sq_blocks_read_fd(struct sq_db *d, int64_t off, uint32_t len, const void *buf, int *fd,

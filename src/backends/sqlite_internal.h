@@ -229,6 +229,7 @@ struct sq_db {
     void *load_hook_arg;
     int (*sync_hook)(void *arg);
     void *sync_hook_arg;
+    uint32_t dio_align_test; /* bf_sqlite_set_dio_align (tests): 0, or the alignment to assume */
 };
 
 static inline struct sq_db *SQ(bf_db *db)

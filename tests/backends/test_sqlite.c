@@ -1785,6 +1785,70 @@ Test(sqlite_blockfile, cold_reads_go_around_the_os_cache, .timeout = 30)
     tb_rmdir(&t);
 }
 
+/* A sink like the daemon's (src/fs/ops.c reply_send): a direct read that
+ * the file system refuses is said as -EINVAL, anything else is read. */
+static int refusing_send(struct bf_sink *sink, int fd, uint64_t pos, size_t len)
+{
+    struct test_sink *ts = (struct test_sink *)sink;
+    ts->calls++;
+    ts->direct = (fcntl(fd, F_GETFL) & O_DIRECT) != 0;
+    void *b = aligned_alloc(4096, (len + 4095) / 4096 * 4096);
+    cr_assert_not_null(b);
+    ssize_t n = pread(fd, b, len, (off_t)pos);
+    int e = n < 0 ? -errno : 0;
+    if (n == (ssize_t)len)
+        memcpy(ts->buf, b, len);
+    free(b);
+    return e == -EINVAL && ts->direct ? -EINVAL : n == (ssize_t)len ? 0 : -EIO;
+}
+
+/* A direct read that the file system refuses (EINVAL: an alignment it did
+ * not say, made here by assuming an alignment of 1 byte) is read again
+ * through the OS cache, right, and turns direct reads off for the
+ * session: a load's pread, and a send's (the sink says -EINVAL; the send
+ * fails, and the caller loads the bytes instead). */
+Test(sqlite_blockfile, a_refused_direct_read_reads_buffered_from_then_on,
+     .init = cr_redirect_stderr, .timeout = 30)
+{
+    struct tb t;
+    bf_file *f;
+    uint64_t id = make_db(&t, 4);
+    char *want = aligned_alloc(4096, BS), *odd = malloc(BS + 1);
+    cr_assert(want && odd);
+    uint64_t serial;
+    for (int round = 0; round < 2; round++) {
+        bf_db *db = sq_open(t.path, 0);
+        cr_assert_eq(bf_sqlite_set_dio_align(db, 1), 0);
+        cr_assert_eq(bf_db_file_open(db, id, &f), 0);
+        blocks_evict(t.path);
+        cr_assert_eq(f->ops->loadblk(f, 1, BF_SERIAL_NOW, want, &serial), 0);
+        cr_assert(tb_check(want, BS, 1, 1));
+        cr_assert_eq(blocks_cached(t.path), 0, "an aligned load is read directly");
+        if (round == 0) {
+            /* a load of 1000 bytes at 101: tried directly, refused */
+            cr_assert_eq(f->ops->loadblk_range(f, 1, BF_SERIAL_NOW, 101, 1000, odd + 1, &serial),
+                         0);
+            cr_assert(memcmp(odd + 1, want + 101, 1000) == 0, "the refused range read wrong");
+        } else {
+            /* a send of 1000 bytes at 100: the sink gets the O_DIRECT
+             * descriptor, which refuses */
+            struct test_sink ts = { .sink = { .send = refusing_send }, .buf = odd };
+            cr_assert_eq(f->ops->loadblk_send(f, 1, BF_SERIAL_NOW, 100, 1000, &ts.sink), -EIO);
+            cr_assert(ts.direct && ts.calls == 1, "the send was not tried directly");
+        }
+        /* From then on, every read goes through the OS cache. */
+        blocks_evict(t.path);
+        expect_aligned_load(f, 2, 1);
+        cr_assert_gt(blocks_cached(t.path), 0, "direct reads were not turned off (round %d)",
+                     round);
+        bf_db_file_close(db, f);
+        bf_db_close(db);
+    }
+    free(want);
+    free(odd);
+    tb_rmdir(&t);
+}
+
 /* A block file cut short in the middle of an extent, at an unaligned
  * length (damage, or a copy of the database without all of its block
  * file): a direct load of that block gets the part before the end, then
