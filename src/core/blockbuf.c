@@ -30,8 +30,8 @@ struct recycle_list {
     size_t max_bytes;                                  /* bound on bytes */
 };
 
-/* A held buffer (bf_blockbuf_hold): how many holds it has, and whether
- * it was freed meanwhile (then `size` is the size it was freed with). */
+/* A held buffer (bf_blockbuf_hold): its size, how many holds it has, and
+ * whether it was freed meanwhile (its last release frees it then). */
 struct held_entry {
     void *buf;
     size_t size;
