@@ -449,7 +449,7 @@ int bf_sqlite_set_sync_hook(bf_db *db, int (*fn)(void *arg), void *arg)
 
 int bf_sqlite_set_dio_align(bf_db *db, uint32_t align)
 {
-    if (!db || db->ops != &sq_engine_ops)
+    if (!db || db->ops != &sq_engine_ops || (align & (align - 1)) != 0)
         return -EINVAL;
     SQ(db)->dio_align_test = align;
     return 0;

@@ -126,7 +126,8 @@ int bf_sqlite_set_sync_hook(bf_db *db, int (*fn)(void *arg), void *arg);
  * bytes of alignment (a power of two; 0: what the file system says,
  * statx STATX_DIOALIGN), so that a test can make the file system refuse
  * one (EINVAL) as one with an alignment it did not say would. Set it
- * before any read. -EINVAL if db is not a SQLite database. */
+ * before any read. -EINVAL if db is not a SQLite database or align is
+ * not a power of two. */
 int bf_sqlite_set_dio_align(bf_db *db, uint32_t align);
 
 #endif /* BIGFILEFS_BACKENDS_SQLITE_H */

@@ -367,7 +367,13 @@
  *      orders with its use of them (the kernel keeps the pages of a
  *      page-cache READ locked until it is answered: a write of them
  *      waits, and a truncate drops them after; an O_DIRECT READ locks
- *      nothing, so the daemon reads for it with a copy).
+ *      nothing, so the daemon reads for it with a copy). One exception
+ *      is left: an O_DIRECT WRITE locks no page while it runs, so a
+ *      page-cache READ of the same bytes meanwhile may get a page torn
+ *      between old and new bytes (the copy under the lock gave old or
+ *      new per block), which the kernel drops once the WRITE ends; Linux
+ *      leaves mixing O_DIRECT and buffered I/O of the same bytes
+ *      undefined.
  */
 #ifndef BIGFILEFS_CORE_FILEH_H
 #define BIGFILEFS_CORE_FILEH_H

@@ -902,7 +902,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
      * kernel never takes a short reply for a smaller size. A reader
      * without the page cache (O_DIRECT) gets a copy made under the ram
      * lock: its READ locks no page, so a write of the same bytes could
-     * run during a reply by reference (I33) and tear it. */
+     * run during a reply by reference (I33) and tear it. (fi->flags are
+     * the reader's f_flags: the kernel sends them with every READ.) */
     struct bf_read_refs *byref = fi->flags & O_DIRECT ? NULL : &refs;
     n = read_or_send(req, fh, buf, size, off, &sent, byref);
     if (n < 0) {
