@@ -724,7 +724,11 @@ BFT_TEST(prefetch, cold_reads_leave_the_block_file_out_of_the_os_cache, bft_setu
         expect_mapped(p, len / 2, len / 2, 1);
         size_t bcached = oc_cached_pages(bp), fcached = oc_cached_pages(p);
         size_t want = len / (size_t)getpagesize();
-        cr_expect_geq(fcached, want, "dio=%s: the bigfile's pages are cached: %zu of %zu",
+        /* All of them, but for the few the kernel may have dropped by
+         * now (a CI run found 8167 of 8192 once): the reads happened, and
+         * through the bigfile's page cache. */
+        cr_expect_geq(fcached, want - want / 16,
+                      "dio=%s: the bigfile's pages are cached: %zu of %zu",
                       dio_off ? "off" : "auto", fcached, want);
         if (dio_off)
             cr_expect_geq(bcached, want / 2,
