@@ -98,7 +98,14 @@ static void *recycle_list_take(struct recycle_list *l, size_t size)
     return p;
 }
 
-static struct held_entry *held_find(const void *buf);
+/* The held entry of buf, or NULL. recycle.lock held. */
+static struct held_entry *held_find(const void *buf)
+{
+    for (unsigned i = 0; i < recycle.nheld; i++)
+        if (recycle.held[i].buf == buf)
+            return &recycle.held[i];
+    return NULL;
+}
 
 /* Free a buffer: if it is held (bf_blockbuf_hold), only mark it freed,
  * for its last release to free; else keep it as the newest of `l`, if
@@ -225,15 +232,6 @@ void *bf_blockbuf_alloc(size_t size)
         return map_block(size);
     memset(p, 0, size);
     return p;
-}
-
-/* The held entry of buf, or NULL. recycle.lock held. */
-static struct held_entry *held_find(const void *buf)
-{
-    for (unsigned i = 0; i < recycle.nheld; i++)
-        if (recycle.held[i].buf == buf)
-            return &recycle.held[i];
-    return NULL;
 }
 
 bool bf_blockbuf_hold(void *buf, size_t size)

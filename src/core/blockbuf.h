@@ -48,10 +48,10 @@
  * practice by one or two blocks per READ in flight, for a moment.
  *
  * Global state: the two recycle lists, the count of users and the table
- * of held buffers, and nothing else, behind one private mutex. That mutex is a leaf lock: it may be
- * taken with any other lock held (the ram lock in particular), nothing is
- * taken and no system call is made while it is held (buffers are unmapped
- * after it is released).
+ * of held buffers, and nothing else, behind one private mutex. That mutex
+ * is a leaf lock: it may be taken with any other lock held (the ram lock
+ * in particular), nothing is taken and no system call is made while it
+ * is held (buffers are unmapped after it is released).
  *
  * Thread safety: every function may be called from any thread, with any
  * lock held.
