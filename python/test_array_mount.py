@@ -102,4 +102,63 @@ except FileNotFoundError:
     ok(True, "array() of a missing file without dtype: FileNotFoundError")
 
 
+# access=: the advice reaches the kernel (VmFlags "rr" / "sr" of the
+# mapping), and a cold fault of a randomly advised array reads its page
+# only, where the default reads around it.
+def vmflags(arr):
+    start = "%x-" % arr.ctypes.data
+    inside = False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            first = line.split(None, 1)[0]
+            if not first.endswith(":"):          # a mapping's header: "start-end perms ..."
+                inside = first.startswith(start)
+            elif inside and first == "VmFlags:":
+                return line.split()[1:]
+    return None
+
+
+def resident_pages(arr):
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    page = os.sysconf("SC_PAGE_SIZE")
+    n = (arr.nbytes + page - 1) // page
+    vec = (ctypes.c_ubyte * n)()
+    if libc.mincore(ctypes.c_void_p(arr.ctypes.data), ctypes.c_size_t(arr.nbytes), vec) != 0:
+        raise OSError(ctypes.get_errno(), "mincore")
+    return sum(v & 1 for v in vec)
+
+
+rpath = os.path.join(mnt, "scattered")
+r = bigfilefs.array(rpath, dtype="<u8", shape=(1 << 20,))   # 8 MiB, four 2 MiB blocks
+r[:] = numpy.arange(1 << 20, dtype="<u8")
+r.flush()
+del r
+bigfilefs.writeout(rpath)
+for access, flag in (("random", "rr"), ("sequential", "sr")):
+    r = bigfilefs.array(rpath, access=access)
+    flags = vmflags(r)
+    ok(flags is not None and flag in flags,
+       "array(access=%r) advises the mapping: VmFlags %s" % (access, flags))
+    del r
+counts = {}
+for access in (None, "random"):
+    bigfilefs.reclaim(rpath)
+    r = bigfilefs.array(rpath, mode="r", access=access)
+    before = resident_pages(r)
+    k = 3 * (1 << 17) + 12345                     # inside the fourth block's first half
+    v = int(r[k])
+    counts[access] = (before, resident_pages(r))
+    ok(v == k, "array(access=%r) reads the committed word: %d" % (access, v))
+    del r
+ok(counts["random"] == (0, 1) and counts[None][0] == 0 and counts[None][1] > 1,
+   "a cold fault reads its page only with access='random', more without: "
+   "pages cached before/after %r" % (counts,))
+try:
+    bigfilefs.array(rpath, access="fast")
+    ok(False, "array(access='fast') accepted")
+except ValueError as e:
+    ok(True, "array(access='fast') refused: %s" % e)
+
+
 sys.exit(1 if failures else 0)
