@@ -41,6 +41,11 @@
 /* Largest READ/WRITE and readahead negotiated with the kernel. */
 #define BF_MAX_IO (1u << 20)
 
+/* The mount's readahead (-o readahead=SIZE, the bdi's read_ahead_kb): by
+ * default BF_MAX_IO, one READ; a multiple of 4K up to the most. */
+#define BF_KERNEL_RA_DEFAULT BF_MAX_IO
+#define BF_KERNEL_RA_MAX (64u << 20)
+
 /* The worker queue of the long ioctls (workq.h): its threads, and how much
  * one user may queue and run. One worker is always left to other users. */
 #define BF_WORKERS 4u
@@ -60,6 +65,7 @@ struct bf_fs {
     bf_views *views;            /* the @SERIAL directories (views.h) */
     bool history;               /* the database keeps history: @SERIAL names are views */
     uint32_t blksize;           /* block size of new files */
+    uint32_t readahead;         /* -o readahead=: bytes, set in the bdi at INIT */
     bool ro;                    /* -o ro or -o at=: no write, no writeout */
     bool file_conflicts;        /* -o conflicts=file: BF_WRITEOUT_FILE_CONFLICTS */
     bool test_inject;           /* -o test_inject: BIGFILE_TEST_IOC_INJECT served */

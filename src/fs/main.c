@@ -69,6 +69,7 @@ struct options {
     char *at;
     char *splice;
     char *dio;
+    char *readahead;
     int shared;
     int test_inject;
     int ro;
@@ -93,7 +94,7 @@ static const struct fuse_opt option_spec[] = {
     OPT("test_inject", test_inject, 1), OPT("shared", shared, 1), OPT("conflicts=%s", conflicts, 0),
     OPT("log_keep=%s", log_keep, 0), OPT("watch_ms=%s", watch_ms, 0), OPT("timeout=%s", timeout, 0),
     OPT("at=%s", at, 0), OPT("splice=%s", splice, 0), OPT("dio=%s", dio, 0),
-    FUSE_OPT_KEY("ro", KEY_RO), FUSE_OPT_KEY("rw", KEY_RW),
+    OPT("readahead=%s", readahead, 0), FUSE_OPT_KEY("ro", KEY_RO), FUSE_OPT_KEY("rw", KEY_RW),
     /* fstab-only options mount(8) or mount.fuse3 may pass on: ignored. */
     FUSE_OPT_KEY("defaults", KEY_DROP), FUSE_OPT_KEY("auto", KEY_DROP),
     FUSE_OPT_KEY("noauto", KEY_DROP), FUSE_OPT_KEY("nofail", KEY_DROP),
@@ -190,6 +191,9 @@ static void usage(FILE *f)
             "                           database's block file around its cache\n"
             "                           (O_DIRECT): auto (the default) where the kernel\n"
             "                           and file system can; off: always through it\n"
+            "    -o readahead=SIZE      how much the kernel reads around a page fault and\n"
+            "                           ahead of a sequential reader (default 1M; a\n"
+            "                           multiple of 4K up to 64M; needs root)\n"
             "    -o test_inject         serve the fault-injection ioctl of the tests (test\n"
             "                           only; needs a mem: database)\n"
             "    -o allow_other         let other users access the mount (modes and owners\n"
@@ -412,6 +416,7 @@ int main(int argc, char *argv[])
     struct fuse_loop_config *loop_cfg = NULL;
     struct bf_fs fs;
     uint64_t blksize = BF_BLKSIZE_DEFAULT, cache = DEFAULT_CACHE, dirty, mem;
+    uint64_t readahead = BF_KERNEL_RA_DEFAULT;
     const struct bf_workq_limits limits = {
         .workers = BF_WORKERS,
         .max_queued = BF_QUEUE_MAX,
@@ -477,8 +482,14 @@ int main(int argc, char *argv[])
     status = 2; /* usage errors from here to the session */
     if ((o.blksize && parse_size_opt("blksize", o.blksize, &blksize) < 0) ||
         (o.cache && parse_size_opt("cache", o.cache, &cache) < 0) ||
-        (o.dirty && parse_size_opt("dirty", o.dirty, &dirty) < 0))
+        (o.dirty && parse_size_opt("dirty", o.dirty, &dirty) < 0) ||
+        (o.readahead && parse_size_opt("readahead", o.readahead, &readahead) < 0))
         goto out_args;
+    if (readahead == 0 || readahead % 4096 || readahead > BF_KERNEL_RA_MAX) {
+        fprintf(stderr, "bigfilefs: bad readahead %s: a multiple of 4K from 4K to 64M is needed\n",
+                o.readahead);
+        goto out_args;
+    }
     if (!bf_blksize_valid(blksize)) {
         fprintf(stderr, "bigfilefs: bad blksize %s: a power of two from 4K to 64M is needed\n",
                 o.blksize);
@@ -575,6 +586,7 @@ int main(int argc, char *argv[])
     }
     fs.history = bf_db_history(fs.db, &hist) == 0 && hist.kept;
     fs.blksize = (uint32_t)blksize;
+    fs.readahead = (uint32_t)readahead;
     fs.ro = o.ro || at;
     fs.file_conflicts = file_conflicts;
     fs.test_inject = o.test_inject;
@@ -674,6 +686,7 @@ out_args:
     free(o.conflicts);
     free(o.splice);
     free(o.dio);
+    free(o.readahead);
     free(o.log_keep);
     free(o.watch_ms);
     free(o.timeout);

@@ -153,10 +153,12 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
     if (conn->max_background < 64)
         conn->max_background = 64;
 
-    /* 1 MiB readahead; let the mount hold up to half the dirty threshold.
-     * Once the kernel has processed our INIT reply; from the notifier, not
-     * this request thread (kernel.h). */
-    bf_kernel_tune_bdi_later(fs->kernel, BF_MAX_IO / 1024, 50);
+    /* The readahead of -o readahead= (1 MiB by default: one READ); let
+     * the mount hold up to half the dirty threshold. Once the kernel has
+     * processed our INIT reply (which can only lower the readahead below
+     * the kernel's 128 KiB); from the notifier, not this request thread
+     * (kernel.h). */
+    bf_kernel_tune_bdi_later(fs->kernel, fs->readahead / 1024, 50);
 }
 
 /* ---- namespace ------------------------------------------------------------ */

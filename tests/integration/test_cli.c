@@ -181,6 +181,14 @@ BFT_TEST(cli, daemon_refuses_a_cache_larger_than_memory, bft_setup_nomount, 60)
     expect_usage_refusal("cache=99999T", "memory");
 }
 
+BFT_TEST(cli, daemon_refuses_a_readahead_it_cannot_set, bft_setup_nomount, 60)
+{
+    expect_usage_refusal("readahead=3000", "readahead");
+    expect_usage_refusal("readahead=0", "readahead");
+    expect_usage_refusal("readahead=128M", "readahead");
+    expect_usage_refusal("readahead=fast", "readahead");
+}
+
 BFT_TEST(cli, daemon_checks_every_option_before_the_database, bft_setup_nomount, 60)
 {
     expect_usage_refusal("frobnicate", "frobnicate");

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -224,6 +225,7 @@ static int read_bdi(const struct stat *st, const char *knob)
 
 struct bdi {
     struct stat st; /* of the mount's root */
+    int want_ra;    /* the read_ahead_kb waited for */
     int ra, ratio;  /* read_ahead_kb, max_ratio */
 };
 
@@ -233,18 +235,65 @@ static int bdi_tuned(void *arg)
     struct bdi *b = arg;
     b->ra = read_bdi(&b->st, "read_ahead_kb");
     b->ratio = read_bdi(&b->st, "max_ratio");
-    return b->ra == 1024 && b->ratio > 1;
+    return b->ra == b->want_ra && b->ratio > 1;
 }
 
 BFT_TEST(ns, mount_raises_readahead, bft_setup_mem, 30)
 {
-    struct bdi b = { .ra = -1, .ratio = -1 };
+    struct bdi b = { .want_ra = 1024, .ra = -1, .ratio = -1 };
     cr_assert_eq(stat(bft.mnt, &b.st), 0);
     bft_wait_for(bdi_tuned, &b, 3);
     int ra = b.ra, ratio = b.ratio;
     cr_assert_neq(ra, -1, "no /sys/class/bdi entry for the mount");
     cr_expect_eq(ra, 1024, "read_ahead_kb = %d", ra);
     cr_expect_gt(ratio, 1, "max_ratio = %d: not raised", ratio);
+}
+
+/* Pages of [p, p + len) in the page cache (mincore). */
+static size_t cached_pages(const void *p, size_t len)
+{
+    size_t n = (len + 4095) / 4096, k = 0;
+    unsigned char *vec = calloc(n, 1);
+    cr_assert(vec);
+    cr_assert_eq(mincore((void *)p, len, vec), 0, "mincore: %s", strerror(errno));
+    for (size_t i = 0; i < n; i++)
+        k += vec[i] & 1;
+    free(vec);
+    return k;
+}
+
+/* -o readahead=SIZE sets the mount's readahead in place of the 1 MiB: the
+ * bdi's read_ahead_kb, and so what a cold fault reads around its page
+ * (64K: 16 pages, where the default reads 256). */
+BFT_TEST(ns, readahead_option_sets_the_window_of_a_fault, bft_setup_nomount, 60)
+{
+    snprintf(bft.opts, sizeof(bft.opts), "readahead=64K");
+    bft_mount();
+    struct bdi b = { .want_ra = 64, .ra = -1, .ratio = -1 };
+    cr_assert_eq(stat(bft.mnt, &b.st), 0);
+    bft_wait_for(bdi_tuned, &b, 3);
+    cr_expect_eq(b.ra, 64, "read_ahead_kb = %d with -o readahead=64K", b.ra);
+
+    char p[PATH_MAX];
+    const size_t len = 8 * BFT_MB;
+    bft_create("ra", "2M", "8M");
+    bft_path(p, "ra");
+    bft_put(p, 0, len, 5);
+    cr_assert_eq(bft_writeout(p, BFT_WO_BOTH, NULL), 0);
+    cr_assert_eq(bft_reclaim(p, NULL), 0);
+    int fd = open(p, O_RDONLY);
+    cr_assert_geq(fd, 0);
+    const uint8_t *m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+    cr_assert_neq(m, MAP_FAILED, "mmap: %s", strerror(errno));
+    cr_expect_eq(cached_pages(m, len), 0, "the file is cold after a reclaim");
+    const size_t at = 3 * BFT_MB + 12345;
+    uint8_t want;
+    bft_pattern(&want, 1, 5, at);
+    cr_expect_eq(m[at], want, "the faulted byte");
+    size_t k = cached_pages(m, len);
+    cr_expect(k > 1 && k <= 16, "a cold fault read %zu pages around its page: want 2..16", k);
+    munmap((void *)m, len);
+    close(fd);
 }
 
 BFT_TEST(ns, blksize_and_size_of_bigfilectl_create, bft_setup_sqlite, 60)
