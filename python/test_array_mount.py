@@ -146,7 +146,7 @@ for access in (None, "random"):
     bigfilefs.reclaim(rpath)
     r = bigfilefs.array(rpath, mode="r", access=access)
     before = resident_pages(r)
-    k = 3 * (1 << 17) + 12345                     # inside the fourth block's first half
+    k = 3 * (1 << 17) + 12345                     # byte 3 MiB + 98760: in the second block
     v = int(r[k])
     counts[access] = (before, resident_pages(r))
     ok(v == k, "array(access=%r) reads the committed word: %d" % (access, v))

@@ -566,8 +566,8 @@ def array(path, dtype=None, shape=None, order="C", mode="r+", access=None):
 
     access: how the array will be read, told to the kernel with
     madvise(2) for the whole mapping. None (default) leaves the kernel's
-    read-around: a page fault on data not cached reads up to 1 MiB around
-    the page, which a scan wants. "random" (MADV_RANDOM) makes each fault
+    read-around: a page fault on data not cached reads the mount's
+    readahead around the page (1 MiB by default), which a scan wants. "random" (MADV_RANDOM) makes each fault
     read only its page: for scattered reads of a large array, a cold fault
     costs a fraction of the default's (bigfilefs(8), DATA PATH).
     "sequential" (MADV_SEQUENTIAL) reads ahead and lets the kernel drop
@@ -582,8 +582,13 @@ def array(path, dtype=None, shape=None, order="C", mode="r+", access=None):
         raise ValueError("order must be 'C' or 'F'")
     if mode not in ("r", "r+", "c", "w+"):
         raise ValueError("mode must be 'r', 'r+', 'c' or 'w+'")
-    if access is not None and access not in _ACCESS:
-        raise ValueError("access must be None, 'normal', 'random' or 'sequential'")
+    if access is not None:
+        if access not in _ACCESS:
+            raise ValueError("access must be None, 'normal', 'random' or 'sequential'")
+        import mmap
+        if not hasattr(mmap.mmap, "madvise") or not hasattr(mmap, _ACCESS[access]):
+            raise NotImplementedError("array(access=%r) needs mmap.madvise (Python >= 3.8) "
+                                      "and %s" % (access, _ACCESS[access]))
     if shape is not None and not isinstance(shape, tuple):
         shape = tuple(shape) if hasattr(shape, "__iter__") else (int(shape),)
     dt = numpy.dtype(dtype) if dtype is not None else None
@@ -647,12 +652,11 @@ def array(path, dtype=None, shape=None, order="C", mode="r+", access=None):
 
 
 def _advise(m, access):
-    """madvise(2) the whole mapping of numpy.memmap m with _ACCESS[access]:
-    through the mmap object numpy keeps for it (mmap.madvise, Python 3.8)."""
+    """madvise(2) the whole mapping of numpy.memmap m with _ACCESS[access]
+    (checked by array() before it touches the file), through the mmap
+    object that is the memmap's base."""
     import mmap
-    mm = getattr(m, "_mmap", None)
-    advice = getattr(mmap, _ACCESS[access], None)
-    if mm is None or advice is None or not hasattr(mm, "madvise"):
-        raise NotImplementedError("array(access=%r) needs numpy.memmap's mmap object and "
-                                  "mmap.madvise (Python >= 3.8)" % (access,))
-    mm.madvise(advice)
+    mm = m.base if isinstance(m.base, mmap.mmap) else getattr(m, "_mmap", None)
+    if not isinstance(mm, mmap.mmap):
+        raise NotImplementedError("array(access=%r): numpy.memmap keeps no mmap object" % access)
+    mm.madvise(getattr(mmap, _ACCESS[access]))

@@ -38,11 +38,11 @@
  * listen.h). */
 #define BF_ATTR_TIMEOUT 86400.0
 
-/* Largest READ/WRITE and readahead negotiated with the kernel. */
+/* Largest READ and WRITE negotiated with the kernel. */
 #define BF_MAX_IO (1u << 20)
 
 /* The mount's readahead (-o readahead=SIZE, the bdi's read_ahead_kb): by
- * default BF_MAX_IO, one READ; a multiple of 4K up to the most. */
+ * default BF_MAX_IO, one READ; a multiple of 4K up to BF_KERNEL_RA_MAX. */
 #define BF_KERNEL_RA_DEFAULT BF_MAX_IO
 #define BF_KERNEL_RA_MAX (64u << 20)
 

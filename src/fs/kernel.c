@@ -129,10 +129,11 @@ static void tune_bdi(const struct bdi_job *j)
         bf_warn("cannot reach the mount at %s to tune its readahead (moved?)", k->mountpoint);
         return;
     }
-    r = bdi_write(k, "read_ahead_kb", j->read_ahead_kb);
+    /* Up to the kernel's 128 KiB, INIT has set it already (ops.c). */
+    r = j->read_ahead_kb > 128 ? bdi_write(k, "read_ahead_kb", j->read_ahead_kb) : 0;
     if (r < 0) {
-        bf_warn("cannot set read_ahead_kb of bdi %u:%u to %u: %s (reads stay at the kernel's "
-                "default readahead)",
+        bf_warn("cannot set read_ahead_kb of bdi %u:%u to %u: %s (the readahead stays at the "
+                "kernel's 128 KiB)",
                 k->dev_major, k->dev_minor, j->read_ahead_kb, strerror(-r));
         return;
     }

@@ -101,11 +101,12 @@ void bf_kernel_thread_may_wait(void);
 
 /* Queue the bdi tuning on the notifier (called from the INIT handler): once
  * the kernel has processed INIT (a GETATTR through the kept root descriptor
- * waits for it), raise /sys/class/bdi/MAJ:MIN/read_ahead_kb to
+ * waits for it), set /sys/class/bdi/MAJ:MIN/read_ahead_kb to
  * `read_ahead_kb` and max_ratio to `max_ratio`, then close the descriptor.
- * The kernel caps a FUSE mount's readahead at 128 KiB and, by strictlimit,
- * its dirty pages at a small share of the dirty threshold. A failure (not
- * root, no sysfs) is logged and otherwise ignored. */
+ * INIT can only lower a FUSE mount's readahead below the kernel's 128 KiB,
+ * and strictlimit caps its dirty pages at a small share of the dirty
+ * threshold. A failure (not root, no sysfs) is logged and otherwise
+ * ignored. */
 void bf_kernel_tune_bdi_later(bf_kernel *k, unsigned read_ahead_kb, unsigned max_ratio);
 
 /* Waits for the kernel. Make the kernel write back every dirty page of

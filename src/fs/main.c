@@ -193,7 +193,7 @@ static void usage(FILE *f)
             "                           and file system can; off: always through it\n"
             "    -o readahead=SIZE      how much the kernel reads around a page fault and\n"
             "                           ahead of a sequential reader (default 1M; a\n"
-            "                           multiple of 4K up to 64M; needs root)\n"
+            "                           multiple of 4K up to 64M; above 128K, root)\n"
             "    -o test_inject         serve the fault-injection ioctl of the tests (test\n"
             "                           only; needs a mem: database)\n"
             "    -o allow_other         let other users access the mount (modes and owners\n"

@@ -149,14 +149,16 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
         conn->want |= FUSE_CAP_ASYNC_READ;
     conn->max_write = BF_MAX_IO;
     conn->max_read = BF_MAX_IO;
-    conn->max_readahead = BF_MAX_IO;
+    /* What INIT may ask for: the kernel keeps the smaller of this and
+     * its 128 KiB, so a smaller -o readahead holds without root too, and
+     * for files opened before the bdi is tuned. */
+    conn->max_readahead = fs->readahead < BF_MAX_IO ? fs->readahead : BF_MAX_IO;
     if (conn->max_background < 64)
         conn->max_background = 64;
 
     /* The readahead of -o readahead= (1 MiB by default: one READ); let
      * the mount hold up to half the dirty threshold. Once the kernel has
-     * processed our INIT reply (which can only lower the readahead below
-     * the kernel's 128 KiB); from the notifier, not this request thread
+     * processed our INIT reply; from the notifier, not this request thread
      * (kernel.h). */
     bf_kernel_tune_bdi_later(fs->kernel, fs->readahead / 1024, 50);
 }

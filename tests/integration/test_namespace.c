@@ -296,6 +296,25 @@ BFT_TEST(ns, readahead_option_sets_the_window_of_a_fault, bft_setup_nomount, 60)
     close(fd);
 }
 
+/* The edges of -o readahead: 4096 (set by INIT alone, as any user could)
+ * and 64M (set in the bdi by the daemon). */
+BFT_TEST(ns, readahead_option_takes_4k_and_64m, bft_setup_nomount, 60)
+{
+    const struct {
+        const char *opt;
+        int kb;
+    } edge[] = { { "readahead=4096", 4 }, { "readahead=64M", 65536 } };
+    for (size_t i = 0; i < sizeof(edge) / sizeof(edge[0]); i++) {
+        snprintf(bft.opts, sizeof(bft.opts), "%s", edge[i].opt);
+        bft_mount();
+        struct bdi b = { .want_ra = edge[i].kb, .ra = -1, .ratio = -1 };
+        cr_assert_eq(stat(bft.mnt, &b.st), 0);
+        bft_wait_for(bdi_tuned, &b, 3);
+        cr_expect_eq(b.ra, edge[i].kb, "-o %s: read_ahead_kb = %d", edge[i].opt, b.ra);
+        bft_assert_daemon_clean(bft_unmount(), edge[i].opt);
+    }
+}
+
 BFT_TEST(ns, blksize_and_size_of_bigfilectl_create, bft_setup_sqlite, 60)
 {
     char p[PATH_MAX];
