@@ -567,9 +567,10 @@ def array(path, dtype=None, shape=None, order="C", mode="r+", access=None):
     access: how the array will be read, told to the kernel with
     madvise(2) for the whole mapping. None (default) leaves the kernel's
     read-around: a page fault on data not cached reads the mount's
-    readahead around the page (1 MiB by default), which a scan wants. "random" (MADV_RANDOM) makes each fault
-    read only its page: for scattered reads of a large array, a cold fault
-    costs a fraction of the default's (bigfilefs(8), DATA PATH).
+    readahead around the page (1 MiB by default), which a scan wants.
+    "random" (MADV_RANDOM) makes each fault read only its page: for
+    scattered reads of a large array, a cold fault costs a fraction of the
+    default's (bigfilefs(8), DATA PATH).
     "sequential" (MADV_SEQUENTIAL) reads ahead and lets the kernel drop
     pages behind the reader sooner; "normal" is the default advice.
 

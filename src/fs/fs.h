@@ -65,7 +65,7 @@ struct bf_fs {
     bf_views *views;            /* the @SERIAL directories (views.h) */
     bool history;               /* the database keeps history: @SERIAL names are views */
     uint32_t blksize;           /* block size of new files */
-    uint32_t readahead;         /* -o readahead=: bytes, set in the bdi at INIT */
+    uint32_t readahead;         /* -o readahead=: bytes (ops.c: INIT, then the bdi) */
     bool ro;                    /* -o ro or -o at=: no write, no writeout */
     bool file_conflicts;        /* -o conflicts=file: BF_WRITEOUT_FILE_CONFLICTS */
     bool test_inject;           /* -o test_inject: BIGFILE_TEST_IOC_INJECT served */
