@@ -149,10 +149,13 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
         conn->want |= FUSE_CAP_ASYNC_READ;
     conn->max_write = BF_MAX_IO;
     conn->max_read = BF_MAX_IO;
-    /* What INIT may ask for: the kernel keeps the smaller of this and
-     * its 128 KiB, so a smaller -o readahead holds without root too, and
-     * for files opened before the bdi is tuned. */
-    conn->max_readahead = fs->readahead < BF_MAX_IO ? fs->readahead : BF_MAX_IO;
+    /* The whole -o readahead, not capped at a READ: the kernel sets the
+     * mount's readahead to the smaller of this and what it has, so a
+     * window up to its 128 KiB holds from INIT on, without root; a larger
+     * one is set in the bdi below, and stays whether the kernel applies
+     * this reply before or after that (it did both under load, and a cap
+     * here undid a larger window that was set first). */
+    conn->max_readahead = fs->readahead;
     if (conn->max_background < 64)
         conn->max_background = 64;
 
