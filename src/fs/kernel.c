@@ -120,8 +120,10 @@ static void tune_bdi(const struct bdi_job *j)
     struct statx sx;
     int r;
 
-    /* The INIT reply lowers read_ahead_kb: tune after the kernel processed
-     * it. A GETATTR of the root (FORCE_SYNC) is held until then. The path
+    /* After INIT: a GETATTR of the root (FORCE_SYNC) is held until the
+     * kernel is initialized — not always until it has applied the INIT
+     * reply's readahead, which may come after this write; the reply asks
+     * for the same window (ops.c), so either order ends at it. The path
      * is checked by the mount id (D4): moved already, the mount is left at
      * the kernel's defaults. */
     if (statx(AT_FDCWD, k->mountpoint, AT_STATX_FORCE_SYNC, STATX_MNT_ID, &sx) < 0 ||

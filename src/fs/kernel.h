@@ -100,13 +100,14 @@ int bf_kernel_start(bf_kernel *k);
 void bf_kernel_thread_may_wait(void);
 
 /* Queue the bdi tuning on the notifier (called from the INIT handler): once
- * the kernel has processed INIT (a GETATTR through the kept root descriptor
+ * the kernel is initialized (a GETATTR through the kept root descriptor
  * waits for it), set /sys/class/bdi/MAJ:MIN/read_ahead_kb to
- * `read_ahead_kb` and max_ratio to `max_ratio`, then close the descriptor.
- * INIT can only lower a FUSE mount's readahead below the kernel's 128 KiB,
- * and strictlimit caps its dirty pages at a small share of the dirty
- * threshold. A failure (not root, no sysfs) is logged and otherwise
- * ignored. */
+ * `read_ahead_kb` (above 128 KiB; INIT sets a smaller window itself) and
+ * max_ratio to `max_ratio`, then close the descriptor. The INIT reply can
+ * only lower a FUSE mount's readahead, and the kernel may apply it after
+ * this write: it must ask for the same window. strictlimit caps a FUSE
+ * mount's dirty pages at a small share of the dirty threshold. A failure
+ * (not root, no sysfs) is logged and otherwise ignored. */
 void bf_kernel_tune_bdi_later(bf_kernel *k, unsigned read_ahead_kb, unsigned max_ratio);
 
 /* Waits for the kernel. Make the kernel write back every dirty page of

@@ -160,9 +160,8 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
         conn->max_background = 64;
 
     /* The readahead of -o readahead= (1 MiB by default: one READ); let
-     * the mount hold up to half the dirty threshold. Once the kernel has
-     * processed our INIT reply; from the notifier, not this request thread
-     * (kernel.h). */
+     * the mount hold up to half the dirty threshold. Once the kernel is
+     * initialized; from the notifier, not this request thread (kernel.h). */
     bf_kernel_tune_bdi_later(fs->kernel, fs->readahead / 1024, 50);
 }
 
