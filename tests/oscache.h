@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* bigfilefs — tests: what the OS caches of a file, for the tests of the
  * reads around the OS cache (-o dio; sqlite_internal.h, sq_blocks_read_fd)
- * in the engine's and the mount's tests. Criterion asserts; one test
- * process at a time per file. */
+ * in the engine's and the mount's tests, and of the window a fault reads
+ * (-o readahead). Criterion asserts; one test process at a time per file. */
 #ifndef BIGFILEFS_TESTS_OSCACHE_H
 #define BIGFILEFS_TESTS_OSCACHE_H
 

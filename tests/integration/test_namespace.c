@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include "harness.h"
+#include "../oscache.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -249,19 +250,6 @@ BFT_TEST(ns, mount_raises_readahead, bft_setup_mem, 30)
     cr_expect_gt(ratio, 1, "max_ratio = %d: not raised", ratio);
 }
 
-/* Pages of [p, p + len) in the page cache (mincore). */
-static size_t cached_pages(const void *p, size_t len)
-{
-    size_t n = (len + 4095) / 4096, k = 0;
-    unsigned char *vec = calloc(n, 1);
-    cr_assert(vec);
-    cr_assert_eq(mincore((void *)p, len, vec), 0, "mincore: %s", strerror(errno));
-    for (size_t i = 0; i < n; i++)
-        k += vec[i] & 1;
-    free(vec);
-    return k;
-}
-
 /* -o readahead=SIZE sets the mount's readahead in place of the 1 MiB: the
  * bdi's read_ahead_kb, and so what a cold fault reads around its page
  * (64K: 16 pages, where the default reads 256). */
@@ -285,12 +273,12 @@ BFT_TEST(ns, readahead_option_sets_the_window_of_a_fault, bft_setup_nomount, 60)
     cr_assert_geq(fd, 0);
     const uint8_t *m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
     cr_assert_neq(m, MAP_FAILED, "mmap: %s", strerror(errno));
-    cr_expect_eq(cached_pages(m, len), 0, "the file is cold after a reclaim");
+    cr_expect_eq(oc_cached_pages(p), 0, "the file is cold after a reclaim");
     const size_t at = 3 * BFT_MB + 12345;
     uint8_t want;
     bft_pattern(&want, 1, 5, at);
     cr_expect_eq(m[at], want, "the faulted byte");
-    size_t k = cached_pages(m, len);
+    size_t k = oc_cached_pages(p);
     cr_expect(k > 1 && k <= 16, "a cold fault read %zu pages around its page: want 2..16", k);
     munmap((void *)m, len);
     close(fd);
